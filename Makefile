@@ -1,0 +1,32 @@
+# peerwatch: `make demo` runs the main job, `make test` runs the suite. Both set themselves up.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: demo test ui bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -c 'import sys; sys.exit("peerwatch needs Python 3.11+") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/peerwatch demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# Browse the demo's flow runs and artifacts at http://127.0.0.1:4200
+ui: $(STAMP)
+	PREFECT_HOME=var/prefect $(BIN)/prefect server start --host 127.0.0.1 --port 4200
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf var .pytest_cache .hypothesis

@@ -1,0 +1,559 @@
+"""``peerwatch``: the operator's command line (Typer + Rich).
+
+Interactive commands never import Prefect: only ``serve`` and ``demo`` do, lazily.
+Every error a user can cause prints one line on stderr and exits 2, with nothing changed.
+"""
+
+
+import sys
+from datetime import date
+from typing import Annotated, Any, Optional
+
+import typer
+from sqlmodel import Session, col, select
+
+from cli.output import console, errors, print_json, table
+from models import (
+    AuditEvent,
+    Contact,
+    Deadline,
+    DeadlineStatus,
+    Milestone,
+    Network,
+    Organisation,
+    OutboxMessage,
+    Risk,
+    Service,
+    get_engine,
+    init_db,
+    session_scope,
+)
+from states import engine
+from states.calendar import NATIONS, calendar_for
+from states.clock import Clock, clock_from, local_date, parse_date, show
+from states.errors import InvalidInput, NotFound, PeerwatchError
+from states.kinds import get_spec, kinds
+from states.roles import check_actor_role, check_contact_role
+
+app = typer.Typer(
+    help="peerwatch: peer review and quality surveillance for NHS clinical networks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+class Opts:
+    as_of: str | None = None
+    json: bool = False
+
+
+OPTS = Opts()
+
+
+@app.callback()
+def _global(
+    as_of: Annotated[Optional[str], typer.Option("--as-of", envvar="PEERWATCH_AS_OF", help="Act as of this date (YYYY-MM-DD), Europe/London.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    if as_of:
+        parse_date(as_of, "--as-of date")
+    OPTS.as_of, OPTS.json = as_of, json_out
+
+
+def clock() -> Clock:
+    return clock_from(OPTS.as_of)
+
+
+def _db() -> Any:
+    return init_db()
+
+
+# ---------------------------------------------------------------- setup commands
+
+
+@app.command()
+def init(demo: Annotated[bool, typer.Option("--demo", help="Also load the demo networks, Trusts, services and contacts.")] = False) -> None:
+    """Create the database tables (and, with --demo, the demo reference data)."""
+    eng = _db()
+    if demo:
+        from cli.seed import seed_reference
+
+        with session_scope() as s:
+            seed_reference(s)
+    out = {"database": str(eng.url), "demo": demo}
+    print_json(out) if OPTS.json else console.print(f"database ready: {eng.url}" + (" (demo data loaded)" if demo else ""))
+
+
+network_app = typer.Typer(help="Clinical networks.", no_args_is_help=True)
+service_app = typer.Typer(help="Services (and the Trusts that run them).", no_args_is_help=True)
+contact_app = typer.Typer(help="The contacts database: who holds which role.", no_args_is_help=True)
+app.add_typer(network_app, name="network")
+app.add_typer(service_app, name="service")
+app.add_typer(contact_app, name="contact")
+
+
+@network_app.command("add")
+def network_add(
+    code: Annotated[str, typer.Option(help="Short code, e.g. WMTN.")],
+    name: Annotated[str, typer.Option(help="Full name.")],
+    cycle: Annotated[str, typer.Option(help="annual | biennial")] = "annual",
+) -> None:
+    """Add a network."""
+    if cycle not in ("annual", "biennial"):
+        raise InvalidInput(f"cycle {cycle!r}: use annual or biennial")
+    _db()
+    with session_scope() as s:
+        n = Network(code=code, name=name, cycle=cycle)
+        s.add(n)
+        s.flush()
+        _created("network", n.id)
+
+
+@network_app.command("list")
+def network_list() -> None:
+    """List networks."""
+    _db()
+    with Session(get_engine()) as s:
+        rows = [(n.id, n.code, n.name, n.cycle) for n in s.exec(select(Network).order_by(Network.id))]  # type: ignore[arg-type]
+    _rows("networks", ["id", "code", "name", "cycle"], rows)
+
+
+@service_app.command("add")
+def service_add(
+    name: Annotated[str, typer.Option(help="Service name.")],
+    kind: Annotated[str, typer.Option(help="Major Trauma Centre, Trauma Unit, Burns, Spine, Adult Critical Care, ...")],
+    organisation: Annotated[str, typer.Option(help="Trust name (created if new).")],
+    network: Annotated[str, typer.Option(help="Network code.")],
+    nation: Annotated[str, typer.Option(help="UK nation of a new Trust: ENG, WLS, SCT or NIR.")] = "ENG",
+) -> None:
+    """Add a service run by a Trust in a network."""
+    if nation.upper() not in NATIONS:
+        raise InvalidInput(f"unknown nation {nation!r}: use one of {', '.join(NATIONS)}")
+    _db()
+    with session_scope() as s:
+        net = s.exec(select(Network).where(Network.code == network)).first()
+        if net is None:
+            raise NotFound(f"network {network!r} not found (peerwatch network list)")
+        org = s.exec(select(Organisation).where(Organisation.name == organisation)).first()
+        if org is None:
+            org = Organisation(name=organisation, nation=nation.upper())
+            s.add(org)
+            s.flush()
+        svc = Service(name=name, kind=kind, organisation_id=org.id, network_id=net.id)  # type: ignore[arg-type]
+        s.add(svc)
+        s.flush()
+        _created("service", svc.id)
+
+
+@service_app.command("list")
+def service_list() -> None:
+    """List services."""
+    _db()
+    with Session(get_engine()) as s:
+        q = select(Service, Organisation, Network).join(Organisation).join(Network).order_by(Service.id)  # type: ignore[arg-type]
+        rows = [(sv.id, sv.name, sv.kind, o.name, o.nation, n.code) for sv, o, n in s.exec(q)]
+    _rows("services", ["id", "name", "kind", "trust", "nation", "network"], rows)
+
+
+@contact_app.command("add")
+def contact_add(
+    role: Annotated[str, typer.Option(help="Contact role, e.g. chief-executive, service-lead, network-manager, cqc.")],
+    name: Annotated[str, typer.Option()],
+    email: Annotated[str, typer.Option()],
+    service: Annotated[Optional[int], typer.Option(help="Service id (for service-level roles).")] = None,
+    organisation: Annotated[Optional[str], typer.Option(help="Trust name (for Trust-level roles).")] = None,
+    network: Annotated[Optional[str], typer.Option(help="Network code (for network and regional roles).")] = None,
+) -> None:
+    """Add a person holding a role. With no scope, the contact is national."""
+    check_contact_role(role)
+    if "@" not in email:
+        raise InvalidInput(f"email {email!r} has no @")
+    _db()
+    with session_scope() as s:
+        c = Contact(role=role, name=name, email=email)
+        if service is not None:
+            svc = s.get(Service, service)
+            if svc is None:
+                raise NotFound(f"service {service} not found")
+            c.service_id, c.organisation_id = svc.id, svc.organisation_id
+        if organisation:
+            org = s.exec(select(Organisation).where(Organisation.name == organisation)).first()
+            if org is None:
+                raise NotFound(f"organisation {organisation!r} not found")
+            c.organisation_id = org.id
+        if network:
+            net = s.exec(select(Network).where(Network.code == network)).first()
+            if net is None:
+                raise NotFound(f"network {network!r} not found")
+            c.network_id = net.id
+        s.add(c)
+        s.flush()
+        _created("contact", c.id)
+
+
+@contact_app.command("list")
+def contact_list() -> None:
+    """List contacts."""
+    _db()
+    with Session(get_engine()) as s:
+        rows = [(c.id, c.role, c.name, c.email, c.service_id, c.organisation_id, c.network_id) for c in s.exec(select(Contact).order_by(Contact.id))]  # type: ignore[arg-type]
+    _rows("contacts", ["id", "role", "name", "email", "service", "trust", "network"], rows)
+
+
+# ---------------------------------------------------------------- risks
+
+risk_app = typer.Typer(help="Immediate risks (IR), serious concerns (SC) and general concerns (GC).", no_args_is_help=True)
+app.add_typer(risk_app, name="risk")
+
+
+@risk_app.command("raise")
+def risk_raise(
+    service: Annotated[int, typer.Option(help="Service id.")],
+    level: Annotated[str, typer.Option(help="IR, SC or GC.")],
+    title: Annotated[str, typer.Option(help="What was found.")],
+    actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
+    role: Annotated[str, typer.Option(help="Actor role.")] = "network-manager",
+    standard: Annotated[Optional[str], typer.Option(help="Standard reference, e.g. T-12.")] = None,
+    visit_date: Annotated[Optional[str], typer.Option(help="Date of the visit where it was found (verbal notification that day).")] = None,
+    identified: Annotated[Optional[str], typer.Option(help="Date identified, if not at a visit (e.g. self-assessment validation).")] = None,
+    impact: Annotated[Optional[int], typer.Option(help="Impact 1-6 (Appendix 4).")] = None,
+    likelihood: Annotated[Optional[int], typer.Option(help="Likelihood 1-6 (Appendix 4).")] = None,
+    doctors_in_training: Annotated[bool, typer.Option("--doctors-in-training", help="The concern affects doctors in training.")] = False,
+    note: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Raise a risk or concern found at a visit or at self-assessment validation."""
+    level = level.upper()
+    if level not in ("IR", "SC", "GC"):
+        raise InvalidInput(f"level {level!r}: use IR, SC or GC")
+    check_actor_role(role)
+    visit = parse_date(visit_date, "--visit-date") if visit_date else None
+    found = parse_date(identified, "--identified date") if identified else visit
+    if found is None:
+        raise InvalidInput("give --visit-date (found at a visit) or --identified (found elsewhere)")
+    c = clock()
+    if found > local_date(c.now()):
+        raise InvalidInput(f"date {found.isoformat()} is after today ({local_date(c.now()).isoformat()}): use --as-of to record as of a date")
+    _db()
+    with session_scope() as s:
+        if s.get(Service, service) is None:
+            raise NotFound(f"service {service} not found (peerwatch service list)")
+        row = Risk(service_id=service, level=level, title=title, standard_ref=standard, identified_on=found,
+                   visit_date=visit, impact=impact, likelihood=likelihood, doctors_in_training=doctors_in_training, state="new")
+        out = engine.create(s, "risk", row, "raise", actor=actor, role=role, clock=c, note=note)
+        _created("risk", out.row.id, state=out.row.state, deadlines=_deadline_json(s, "risk", out.row.id))
+
+
+@risk_app.command("milestone")
+def risk_milestone(
+    risk_id: Annotated[int, typer.Argument(help="Risk id.")],
+    due: Annotated[str, typer.Option(help="Milestone date YYYY-MM-DD.")],
+    text: Annotated[str, typer.Option(help="What will be done.")],
+) -> None:
+    """Record a milestone of the action plan agreed for a risk."""
+    due_on = parse_date(due, "--due date")
+    _db()
+    with session_scope() as s:
+        engine.load(s, "risk", risk_id)
+        m = Milestone(risk_id=risk_id, due_on=due_on, text=text)
+        s.add(m)
+        s.flush()
+        _created("milestone", m.id)
+
+
+# ---------------------------------------------------------------- generic kind commands
+
+
+def _deadline_json(s: Session, kind: str, item_id: int) -> list[dict[str, Any]]:
+    spec = get_spec(kind)
+    out = []
+    for d in engine.pending_deadlines(s, kind, item_id):
+        rule = spec.deadline_rules.get(d.name)
+        out.append({"name": d.name, "due_on": d.due_on.isoformat(), "status": d.status,
+                    "remind_on": d.remind_on.isoformat() if d.remind_on else None,
+                    "owner": rule.owner if rule else None, "step": rule.step if rule else None,
+                    "then": rule.on_due if rule else None})
+    return out
+
+
+def _item_json(s: Session, kind: str, row: Any) -> dict[str, Any]:
+    spec = get_spec(kind)
+    data = row.model_dump()
+    data.update({"kind": kind, "deadlines": _deadline_json(s, kind, row.id),
+                 "next_step": spec.next_step.get(row.state),
+                 "triggers": spec.allowed_from(row.state)})
+    if kind == "risk":
+        data["score"] = row.impact * row.likelihood if row.impact and row.likelihood else None
+        data["milestones"] = [m.model_dump() for m in s.exec(select(Milestone).where(Milestone.risk_id == row.id).order_by(Milestone.due_on))]  # type: ignore[arg-type]
+    return data
+
+
+def _kind_app(kind: str) -> typer.Typer:
+    sub = risk_app if kind == "risk" else typer.Typer(no_args_is_help=True)
+
+    @sub.command("show")
+    def show_cmd(item_id: Annotated[int, typer.Argument(help=f"{kind} id")]) -> None:
+        """Show one item: state, version, fields, pending deadlines, next step."""
+        _db()
+        with Session(get_engine()) as s:
+            _, row = engine.load(s, kind, item_id)
+            data = _item_json(s, kind, row)
+        if OPTS.json:
+            print_json(data)
+            return
+        skip = {"deadlines", "triggers", "milestones", "kind"}
+        table(f"{kind} {item_id}", ["field", "value"], [(k, v) for k, v in data.items() if k not in skip and v is not None])
+        if data["deadlines"]:
+            table("pending deadlines", ["deadline", "due", "status", "owner", "step", "then"],
+                  [(d["name"], d["due_on"], d["status"], d["owner"], d["step"], d["then"] or "overdue notice") for d in data["deadlines"]])
+        if data.get("milestones"):
+            table("action plan milestones", ["due", "milestone", "done"], [(m["due_on"], m["text"], m["done_on"]) for m in data["milestones"]])
+        console.print(f"triggers now: {', '.join(data['triggers']) or 'none (closed)'}")
+
+    @sub.command("list")
+    def list_cmd(
+        state: Annotated[Optional[str], typer.Option(help="Only items in this state.")] = None,
+        due_before: Annotated[Optional[str], typer.Option(help="Only items with a pending deadline before this date.")] = None,
+    ) -> None:
+        """List items, with their next deadline."""
+        spec = get_spec(kind)
+        if state and state not in [s.value for s in spec.states]:
+            raise InvalidInput(f"unknown state {state!r} for {kind}: {', '.join(s.value for s in spec.states)}")
+        before = parse_date(due_before, "--due-before date") if due_before else None
+        _db()
+        with Session(get_engine()) as s:
+            q = select(spec.model).order_by(spec.model.id)  # type: ignore[arg-type]
+            if state:
+                q = q.where(spec.model.state == state)
+            items = list(s.exec(q))
+            dq = select(Deadline).where(Deadline.kind == kind, col(Deadline.status).in_([DeadlineStatus.OPEN, DeadlineStatus.PAUSED])).order_by(Deadline.due_on)  # type: ignore[arg-type]
+            nxt: dict[int, Deadline] = {}
+            for d in s.exec(dq):
+                nxt.setdefault(d.item_id, d)
+            if before:
+                items = [i for i in items if i.id in nxt and nxt[i.id].due_on < before]
+            out = []
+            for i in items:
+                d = nxt.get(i.id)
+                row = {"id": i.id, "state": i.state, "version": i.version,
+                       "next_deadline": d.name if d else None, "due_on": d.due_on.isoformat() if d else None}
+                if kind == "risk":
+                    row.update({"level": i.level, "title": i.title, "service_id": i.service_id})
+                out.append(row)
+        if OPTS.json:
+            print_json(out)
+            return
+        cols = list(out[0]) if out else ["id", "state"]
+        table(f"{kind} ({len(out)})", cols, [list(r.values()) for r in out])
+
+    @sub.command("fire")
+    def fire_cmd(
+        item_id: Annotated[int, typer.Argument(help=f"{kind} id")],
+        trigger: Annotated[str, typer.Argument(help="Trigger name (see show / diagram).")],
+        actor: Annotated[str, typer.Option(help="Who is acting.")] = "",
+        role: Annotated[str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")] = "",
+        note: Annotated[Optional[str], typer.Option(help="Reason or note (required by some triggers).")] = None,
+        version: Annotated[Optional[int], typer.Option(help="Refuse unless the item is still at this version.")] = None,
+        param: Annotated[Optional[list[str]], typer.Option(help="key=value, repeatable (e.g. days=5, impact=4).")] = None,
+    ) -> None:
+        """Fire a trigger by hand: checked, audited, letters queued, deadlines set."""
+        if not role:
+            raise InvalidInput("give --role (network-office, network-manager, regional-lead, operator)")
+        params = _params(param or [])
+        _db()
+        with session_scope() as s:
+            out = engine.fire(s, kind, item_id, trigger, actor=actor, role=role, clock=clock(), note=note,
+                              expected_version=version, params=params)
+            result = {"id": item_id, "kind": kind, "trigger": trigger, "from": out.event.from_state, "state": out.row.state,
+                      "version": out.event.version, "letters_queued": out.queued, "deadlines": _deadline_json(s, kind, item_id)}
+        if OPTS.json:
+            print_json(result)
+        else:
+            console.print(f"{kind} {item_id}: {result['from']} -> {result['state']} (version {result['version']}), {out.queued} letter(s) queued")
+            for d in result["deadlines"]:
+                console.print(f"  {d['name']} due {d['due_on']}")
+
+    @sub.command("history")
+    def history_cmd(item_id: Annotated[int, typer.Argument(help=f"{kind} id")]) -> None:
+        """The audit trail of one item, oldest first."""
+        _db()
+        with Session(get_engine()) as s:
+            events = engine.history(s, kind, item_id)
+            letters = list(s.exec(select(OutboxMessage).where(OutboxMessage.kind == kind, OutboxMessage.item_id == item_id).order_by(OutboxMessage.id)))  # type: ignore[arg-type]
+        if OPTS.json:
+            print_json([e.model_dump() for e in events])
+            return
+        table(f"{kind} {item_id} history", ["when (London)", "trigger", "from", "to", "actor", "role", "note / deadlines"],
+              [(show(e.at), e.trigger, e.from_state, e.to_state, e.actor, e.role,
+                "; ".join(filter(None, [e.note, _fmt_data(e.data)]))) for e in events])
+        if letters:
+            table("letters", ["queued", "template", "to", "status"],
+                  [(show(m.created_at), m.template, ", ".join(f"{p['name']} ({p['role_name']})" for p in m.to) or "-", m.status) for m in letters])
+
+    return sub
+
+
+def _fmt_data(data: dict[str, Any]) -> str:
+    parts = []
+    for k, v in (data.get("deadlines") or {}).items():
+        parts.append(f"{k}: {v}")
+    if data.get("params"):
+        parts.append(", ".join(f"{k}={v}" for k, v in data["params"].items()))
+    return "; ".join(parts)
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        key, sep, value = p.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"--param {p!r}: expected key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+for _kind in kinds():
+    _sub = _kind_app(_kind)
+    if _sub is not risk_app:
+        app.add_typer(_sub, name=_kind, help=get_spec(_kind).describe)
+
+
+# ---------------------------------------------------------------- sweeps and outbox
+
+
+@app.command()
+def chase() -> None:
+    """Run today's chase sweep in this process (the `chase` flow runs the same code)."""
+    from states.sweep import run_sweep
+
+    summary = run_sweep(_db(), clock())
+    if OPTS.json:
+        print_json({"as_of": summary.as_of, "actions": summary.actions, "skipped": summary.skipped})
+        return
+    table(f"chase as of {summary.as_of}: {len(summary.actions)} action(s)", ["kind", "id", "deadline", "due", "action", "now"],
+          [(a["kind"], a["id"], a["deadline"], a["due_on"], a["action"], a.get("to_state", "")) for a in summary.actions])
+    for sk in summary.skipped:
+        console.print(f"skipped {sk['kind']} {sk['id']}: {sk['reason']}")
+
+
+@app.command()
+def dispatch() -> None:
+    """Send what is queued in the outbox (PEERWATCH_MAIL=folder|smtp)."""
+    from notifications.dispatch import dispatch as run
+    from notifications.transports import transport_from_env
+
+    transport = transport_from_env()
+    with Session(_db(), expire_on_commit=False) as s:
+        summary = run(s, transport, clock())
+    data = {"emails_sent": summary.sent_messages, "messages_sent": summary.sent_rows, "retried": summary.retried, "failed": summary.failed}
+    print_json(data) if OPTS.json else console.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in data.items()))
+
+
+outbox_app = typer.Typer(help="The outbox of letters.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.command("list")
+def outbox_list(status: Annotated[Optional[str], typer.Option(help="queued, sending, sent, failed, undeliverable")] = None) -> None:
+    """List messages (failed and undeliverable ones are incidents)."""
+    _db()
+    with Session(get_engine()) as s:
+        q = select(OutboxMessage).order_by(OutboxMessage.id)  # type: ignore[arg-type]
+        if status:
+            q = q.where(OutboxMessage.status == status)
+        rows = list(s.exec(q))
+    out = [{"id": m.id, "status": m.status, "template": m.template, "category": m.category, "item": f"{m.kind} {m.item_id}",
+            "to": ", ".join(p["email"] for p in m.to), "cc": ", ".join(p["email"] for p in m.cc), "attempts": m.attempts,
+            "error": m.last_error} for m in rows]
+    if OPTS.json:
+        print_json(out)
+    else:
+        table(f"outbox ({len(out)})", ["id", "status", "template", "item", "to", "attempts", "error"],
+              [(o["id"], o["status"], o["template"], o["item"], o["to"], o["attempts"], o["error"]) for o in out])
+
+
+# ---------------------------------------------------------------- calendar and diagrams
+
+calendar_app = typer.Typer(help="The working-day calendar.", no_args_is_help=True)
+app.add_typer(calendar_app, name="calendar")
+
+
+@calendar_app.command("add-working-days")
+def add_working_days(
+    start: Annotated[str, typer.Argument(help="YYYY-MM-DD (day 0)")],
+    n: Annotated[int, typer.Argument(help="working days")],
+    nation: Annotated[str, typer.Option(help="ENG, WLS, SCT or NIR")] = "ENG",
+) -> None:
+    """The N-th working day after DATE, skipping weekends and the nation's bank holidays."""
+    day = parse_date(start)
+    cal = calendar_for(nation.upper()) if nation.upper() in NATIONS else calendar_for(nation)
+    result = cal.add_working_days(day, n)
+    if OPTS.json:
+        print_json({"start": day, "working_days": n, "nation": cal.nation, "due_on": result})
+    else:
+        console.print(f"{result.isoformat()} ({result.strftime('%A %d %B %Y')})")
+
+
+@app.command()
+def diagram(kind: Annotated[str, typer.Argument(help="risk")]) -> None:
+    """Print a kind's state diagram (Mermaid), drawn from the machine itself."""
+    from states.diagram import mermaid
+
+    sys.stdout.write(mermaid(kind))
+
+
+# ---------------------------------------------------------------- Prefect
+
+
+@app.command()
+def serve() -> None:
+    """Serve the chase, dispatch and fire deployments (schedules from prefect.yaml)."""
+    from flows.deployments import serve_all
+
+    serve_all()
+
+
+@app.command()
+def demo(
+    keep_server: Annotated[bool, typer.Option(help="Leave the local Prefect server running to browse the runs.")] = False,
+) -> None:
+    """Run the end-to-end demonstration on a fresh SQLite database with real Prefect flows."""
+    from cli.demo import run_demo
+
+    run_demo(keep_server=keep_server)
+
+
+def _created(what: str, new_id: int | None, **extra: Any) -> None:
+    if OPTS.json:
+        print_json({"id": new_id, **extra})
+    else:
+        console.print(f"{what} {new_id} created" + (f", state {extra['state']}" if "state" in extra else ""))
+        for d in extra.get("deadlines", []):
+            console.print(f"  {d['name']} due {d['due_on']}")
+
+
+def _rows(title: str, cols: list[str], rows: list[tuple[Any, ...]]) -> None:
+    if OPTS.json:
+        print_json([dict(zip(cols, r)) for r in rows])
+    else:
+        table(title, cols, rows)
+
+
+def main() -> None:
+    """Entry point: one-line errors, exit code 2, nothing changed."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    try:
+        app(standalone_mode=True)
+    except PeerwatchError as exc:
+        errors.print(f"error: {exc}", markup=False)
+        raise SystemExit(2) from None
+    except IntegrityError as exc:
+        errors.print(f"error: that would duplicate or orphan a record: {str(exc.orig).splitlines()[0]}", markup=False)
+        raise SystemExit(2) from None
+    except OperationalError as exc:
+        errors.print(f"error: database: {str(exc.orig).splitlines()[0]}", markup=False)
+        raise SystemExit(2) from None
+
+
+_unused = (AuditEvent, date)

@@ -1,0 +1,84 @@
+"""Demo reference data: the West Midlands (annual) and Cheshire & Mersey (biennial) networks,
+a handful of Trusts (fictional names), their services and the contacts database."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from models import Contact, Network, Organisation, Service
+
+NETWORKS = [
+    ("WMTN", "West Midlands Trauma Network", "annual"),
+    ("WMACC", "West Midlands Adult Critical Care Network", "annual"),
+    ("CMMTN", "Cheshire & Mersey Major Trauma Network", "biennial"),
+]
+
+# (trust, nation, [(service name, kind, network code)])
+TRUSTS = [
+    ("Midland Royal Hospitals NHS Trust", "ENG", [("Midland Royal Major Trauma Centre", "Major Trauma Centre", "WMTN")]),
+    ("Severnside NHS Foundation Trust", "ENG", [("Severnside Trauma Unit", "Trauma Unit", "WMTN"),
+                                                ("Severnside Adult Critical Care", "Adult Critical Care", "WMACC")]),
+    ("Black Country Valley NHS Trust", "ENG", [("Valley Burns Service", "Burns", "WMTN")]),
+    ("Mersey Harbour Hospitals NHS Trust", "ENG", [("Mersey Harbour Major Trauma Centre", "Major Trauma Centre", "CMMTN")]),
+    ("Wirral Coast NHS Foundation Trust", "ENG", [("Wirral Coast Trauma Unit", "Trauma Unit", "CMMTN")]),
+]
+
+TRUST_ROLES = [("chief-executive", "Chief Executive"), ("medical-director", "Medical Director")]
+NETWORK_ROLES = [
+    ("network-manager", "Network Manager"), ("regional-lead", "Regional Network Lead"), ("network-office", "Network Office"),
+    ("accountable-officer", "Accountable Officer"), ("commissioning-lead", "Commissioning Lead"),
+    ("asct", "Acute Specialised Commissioning Team"), ("cqc", "CQC Relationship Owner"),
+    ("tpd", "Training Programme Director"), ("ra", "Regional Advisor"), ("icb", "ICB Quality Lead"),
+    ("regional-quality-lead", "Regional Quality Lead"),
+]
+PEOPLE = iter([
+    "Dr Asha Patel", "Mr Tom Hughes", "Ms Grace Okafor", "Dr Liam Byrne", "Ms Priya Shah", "Mr Owen Davies",
+    "Dr Ruth Adeyemi", "Ms Hannah Clarke", "Dr Samuel Reid", "Ms Chloe Evans", "Mr Daniel Price", "Dr Imran Qureshi",
+    "Ms Laura Bennett", "Dr Kwame Mensah", "Ms Sophie Turner", "Mr Neil Carter", "Dr Fiona Walsh", "Ms Aisha Rahman",
+    "Dr Peter Lloyd", "Ms Emma Griffiths", "Mr Rajesh Kumar", "Dr Helen Morgan", "Ms Zara Ahmed", "Mr Gareth Jones",
+    "Dr Nadia Hussain", "Ms Beth Roberts", "Mr Callum Fraser", "Dr Yusuf Ali", "Ms Joanna Wright", "Dr Marcus Green",
+    "Ms Ellie Watson", "Mr Ahmed Khan", "Dr Catherine Moore", "Ms Rebecca Hall", "Mr Simon Baker", "Dr Olivia Scott",
+    "Ms Megan Lewis", "Mr Victor Osei", "Dr Anna Kowalski", "Ms Jade Thompson", "Mr Harry Wood", "Dr Leila Haddad",
+    "Ms Nina Brooks", "Mr Paul Edwards", "Dr Sarah Collins", "Ms Amira Begum", "Mr Jack Robinson", "Dr Ian Fletcher",
+    "Ms Kate Marshall", "Mr Ben Harris", "Dr Mei Chen", "Ms Lucy Adams", "Mr Joe Palmer", "Dr Raj Patel",
+])
+
+
+def _email(name: str, domain: str) -> str:
+    parts = name.replace("Dr ", "").replace("Mr ", "").replace("Ms ", "").lower().split()
+    return f"{parts[0]}.{parts[-1]}@{domain}"
+
+
+def seed_reference(session: Session) -> dict[str, int]:
+    """Create the demo networks, Trusts, services and contacts (idempotent by name)."""
+    if session.exec(select(Network).where(Network.code == "WMTN")).first():
+        return {}
+    nets = {}
+    for code, name, cycle in NETWORKS:
+        n = Network(code=code, name=name, cycle=cycle)
+        session.add(n)
+        session.flush()
+        nets[code] = n
+        domain = f"{code.lower()}.network.nhs.example"
+        for role, _title in NETWORK_ROLES:
+            person = next(PEOPLE)
+            session.add(Contact(role=role, name=person, email=_email(person, domain), network_id=n.id))
+    services = {}
+    for trust, nation, svcs in TRUSTS:
+        org = Organisation(name=trust, nation=nation)
+        session.add(org)
+        session.flush()
+        domain = trust.split(" NHS")[0].lower().replace(" ", "-") + ".nhs.example"
+        for role, _title in TRUST_ROLES:
+            person = next(PEOPLE)
+            session.add(Contact(role=role, name=person, email=_email(person, domain), organisation_id=org.id))
+        for name, kind, code in svcs:
+            svc = Service(name=name, kind=kind, organisation_id=org.id, network_id=nets[code].id)  # type: ignore[arg-type]
+            session.add(svc)
+            session.flush()
+            services[name] = svc.id
+            person = next(PEOPLE)
+            session.add(Contact(role="service-lead", name=person, email=_email(person, domain), service_id=svc.id, organisation_id=org.id))
+    session.add(Contact(role="national-medical-lead", name="Prof Alan Whitfield", email="national.medicallead@england.nhs.example"))
+    session.flush()
+    return {k: v for k, v in services.items() if v is not None}

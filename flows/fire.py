@@ -1,0 +1,33 @@
+"""One manual transition, runnable from the Prefect UI with parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from models import init_db, session_scope
+from states import engine
+from states.clock import clock_from
+
+
+@flow(name="fire", description="Fire one trigger on one item, as a named actor in a role, with a note.")
+def fire(
+    kind: str,
+    item_id: int,
+    trigger: str,
+    actor: str,
+    role: str,
+    note: str | None = None,
+    expected_version: int | None = None,
+    params: dict[str, Any] | None = None,
+    as_of: str | None = None,
+) -> dict[str, Any]:
+    init_db()
+    with session_scope() as session:
+        out = engine.fire(session, kind, item_id, trigger, actor=actor, role=role, clock=clock_from(as_of),
+                          note=note, expected_version=expected_version, params=params)
+        result = {"kind": kind, "id": item_id, "from": out.event.from_state, "to": out.row.state,
+                  "version": out.event.version, "letters_queued": out.queued}
+    get_run_logger().info("%s %s: %s -> %s by %s (%s)", kind, item_id, result["from"], result["to"], actor, role)
+    return result

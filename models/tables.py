@@ -1,0 +1,185 @@
+"""SQLModel tables. Portable SQL only: the same schema runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy.orm import declared_attr
+from sqlmodel import Field, SQLModel
+
+from models.types import UTCDateTime, utcnow
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, **kw)
+
+
+class Network(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, index=True)
+    name: str
+    cycle: str = "annual"  # annual (West Midlands) | biennial (Cheshire & Mersey)
+
+
+class Organisation(SQLModel, table=True):
+    """An NHS Trust or other provider. ``nation`` picks the bank-holiday calendar."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    nation: str = "ENG"  # ENG | WLS | SCT | NIR
+
+
+class Service(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    kind: str  # Major Trauma Centre, Trauma Unit, Burns, Spine, Adult Critical Care, ...
+    organisation_id: int = Field(foreign_key="organisation.id", index=True)
+    network_id: int = Field(foreign_key="network.id", index=True)
+
+
+class Contact(SQLModel, table=True):
+    """A person who receives letters, found by role at the most specific level.
+
+    Scope: a service (Service Lead), an organisation (Chief Executive), a network
+    (Network Manager, Commissioning Lead, CQC) or, with all three empty, national.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    role: str = Field(index=True)
+    name: str
+    email: str
+    service_id: int | None = Field(default=None, foreign_key="service.id")
+    organisation_id: int | None = Field(default=None, foreign_key="organisation.id")
+    network_id: int | None = Field(default=None, foreign_key="network.id")
+
+
+class StatefulItem(SQLModel):
+    """Columns every state-machine-driven row has. ``version`` is checked on UPDATE."""
+
+    kind: ClassVar[str]
+
+    id: int | None = Field(default=None, primary_key=True)
+    state: str = Field(index=True)
+    version: int = 1
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+    @declared_attr  # type: ignore[misc]
+    def __mapper_args__(cls) -> dict[str, Any]:  # noqa: N805
+        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
+
+
+class Risk(StatefulItem, table=True):
+    """An immediate risk (IR), serious concern (SC) or general concern (GC). 000 s6."""
+
+    kind: ClassVar[str] = "risk"
+
+    service_id: int = Field(foreign_key="service.id", index=True)
+    level: str  # IR | SC | GC
+    title: str
+    standard_ref: str | None = None
+    identified_on: date
+    visit_date: date | None = None
+    formal_notification_on: date | None = None
+    impact: int | None = None
+    likelihood: int | None = None
+    doctors_in_training: bool = False
+    inadequate_responses: int = 0
+    closed_reason: str | None = None
+
+
+class Milestone(SQLModel, table=True):
+    """A dated step of the action plan agreed for a risk (000 s6 step 5)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    risk_id: int = Field(foreign_key="risk.id", index=True)
+    due_on: date
+    text: str
+    done_on: date | None = None
+
+
+class DeadlineStatus(StrEnum):
+    OPEN = "open"
+    PAUSED = "paused"
+    CLOSED = "closed"  # the state it belonged to was left
+    FIRED = "fired"  # the sweep acted on it (trigger fired or overdue letter sent)
+
+
+class Deadline(SQLModel, table=True):
+    """A pending date on an item. The sweep's work is a range scan on (status, due_on)."""
+
+    __table_args__ = (
+        Index("ix_deadline_status_due", "status", "due_on"),
+        Index("ix_deadline_status_remind", "status", "remind_on"),
+        Index("ix_deadline_item", "kind", "item_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    item_id: int
+    name: str
+    due_on: date
+    remind_on: date | None = None
+    reminded: bool = False
+    status: str = DeadlineStatus.OPEN
+    paused_remaining: int | None = None  # working days left when the clock stopped
+    nation: str = "ENG"
+    created_at: datetime = _ts()
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only: one row per fired trigger, refused nothing, rewritten never."""
+
+    __table_args__ = (Index("ix_audit_item", "kind", "item_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    item_id: int
+    at: datetime = Field(sa_type=UTCDateTime)
+    actor: str
+    role: str
+    trigger: str
+    from_state: str | None
+    to_state: str
+    note: str | None = None
+    version: int
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class OutboxStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"  # gave up after the configured number of tries: an incident
+    UNDELIVERABLE = "undeliverable"  # nobody holds the role: an incident
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A letter written in the transition's transaction; the dispatcher sends it once."""
+
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_outbox_key"),
+        Index("ix_outbox_status_next", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str
+    kind: str
+    item_id: int
+    template: str
+    category: str = "letter"  # letter (one per item) | reminder | chase (combined per person)
+    subject: str
+    body_text: str
+    body_html: str
+    to: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    cc: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    status: str = OutboxStatus.QUEUED
+    attempts: int = 0
+    next_attempt_at: datetime = _ts()
+    last_error: str | None = None
+    created_at: datetime = _ts()
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    message_id: str | None = None

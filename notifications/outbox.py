@@ -1,0 +1,109 @@
+"""Write letters to the outbox inside the caller's transaction, addressed by contact role.
+
+Each message has a unique idempotency key, so the same step can never queue the same
+letter twice. Letters are one message per item (to + cc); reminders and chases are one row
+per person, so the dispatcher can combine a person's rows into one digest.
+A role nobody holds makes the message ``undeliverable``: an incident, never a silent loss.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import or_
+from sqlmodel import Session, select
+
+from models.tables import Contact, OutboxMessage, OutboxStatus
+from notifications.render import render
+from states.roles import CONTACT_ROLES
+
+if TYPE_CHECKING:
+    from states.clock import Clock
+    from states.kinds import KindSpec, Letter
+
+
+def resolve(session: Session, role: str, scope: dict[str, int | None]) -> list[Contact]:
+    """Contacts holding ``role`` at the most specific level: service, organisation, network, national."""
+    cache: dict[Any, list[Contact]] = session.info.setdefault("recipient_cache", {})
+    key = (role, scope.get("service_id"), scope.get("organisation_id"), scope.get("network_id"))
+    if key in cache:
+        return cache[key]
+    found = list(session.exec(select(Contact).where(
+        Contact.role == role,
+        or_(
+            Contact.service_id == scope.get("service_id"),
+            (Contact.service_id.is_(None)) & (Contact.organisation_id == scope.get("organisation_id")),  # type: ignore[union-attr]
+            (Contact.service_id.is_(None)) & (Contact.organisation_id.is_(None)) & (Contact.network_id == scope.get("network_id")),  # type: ignore[union-attr]
+            (Contact.service_id.is_(None)) & (Contact.organisation_id.is_(None)) & (Contact.network_id.is_(None)),  # type: ignore[union-attr]
+        ),
+    ).order_by(Contact.id)))  # type: ignore[arg-type]
+
+    def level(c: Contact) -> int:
+        return 0 if c.service_id else 1 if c.organisation_id else 2 if c.network_id else 3
+
+    best = min((level(c) for c in found), default=None)
+    cache[key] = [c for c in found if level(c) == best]
+    return cache[key]
+
+
+def _person(c: Contact) -> dict[str, str]:
+    return {"name": c.name, "email": c.email, "role": c.role, "role_name": CONTACT_ROLES.get(c.role, c.role)}
+
+
+def enqueue_letters(
+    session: Session,
+    spec: KindSpec,
+    row: Any,
+    letters: list[Letter],
+    *,
+    key: str,
+    clock: Clock,
+    today: date,
+    extra: dict[str, Any] | None = None,
+) -> int:
+    """Queue ``letters`` about ``row``; returns how many new messages were written."""
+    if not letters:
+        return 0
+    from states.engine import pending_deadlines  # deadlines named in letters
+
+    scope = spec.recipient_scope(session, row)
+    base = spec.letter_context(session, row)
+    session.flush()  # so new deadlines are visible to the letter
+    deadlines = {d.name: d.due_on for d in pending_deadlines(session, spec.name, row.id)}
+    signatories = [_person(c) for r in ("network-manager", "regional-lead") for c in resolve(session, r, scope)]
+    now = clock.now()
+    written = 0
+    for letter in letters:
+        to = [(r, resolve(session, r, scope)) for r in letter.to]
+        cc = [(r, resolve(session, r, scope)) for r in letter.cc]
+        missing = [CONTACT_ROLES.get(r, r) for r, people in to if not people]
+        to_people = [_person(c) for _, people in to for c in people]
+        cc_people = [_person(c) for _, people in cc for c in people]
+        context = {
+            **base, "today": today, "deadlines": deadlines, "to": to_people, "cc": cc_people,
+            "signatories": signatories, **(extra or {}),
+        }
+        subject, text, html = render(letter.template, context)
+        stem = f"{spec.name}:{row.id}:{key}:{letter.template}{':' + letter.key if letter.key else ''}"
+        if letter.category == "letter":
+            batches = [(stem, to_people, cc_people)]
+        else:
+            batches = [(f"{stem}:{p['email']}", [p], []) for p in to_people + cc_people]
+            if not batches:
+                batches = [(stem, [], [])]
+        for idem, recipients, copies in batches:
+            if session.exec(select(OutboxMessage.id).where(OutboxMessage.idempotency_key == idem)).first():
+                continue
+            status, error = OutboxStatus.QUEUED, None
+            if missing and not recipients:
+                status, error = OutboxStatus.UNDELIVERABLE, f"no contact holds the role(s) {', '.join(missing)} for this item"
+            elif missing:
+                error = f"no contact holds the role(s) {', '.join(missing)}; sent to the others"
+            session.add(OutboxMessage(
+                idempotency_key=idem, kind=spec.name, item_id=row.id, template=letter.template,
+                category=letter.category, subject=subject, body_text=text, body_html=html,
+                to=recipients, cc=copies, status=status, last_error=error, created_at=now, next_attempt_at=now,
+            ))
+            written += 1
+    return written

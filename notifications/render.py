@@ -1,0 +1,45 @@
+"""Render a letter: ``templates/<name>.txt.j2`` (first line ``Subject: ...``) and ``<name>.html.j2``."""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _date(value: date | None) -> str:
+    return value.strftime("%a %d %b %Y") if value else "not set"
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["d"] = _date
+    return env
+
+
+def render(template: str, context: dict[str, Any]) -> tuple[str, str, str]:
+    """Return (subject, text, html) for a letter."""
+    env = environment()
+    text = env.get_template(f"{template}.txt.j2").render(**context)
+    first, _, body = text.partition("\n")
+    if not first.startswith("Subject: "):
+        raise ValueError(f"template {template}.txt.j2 must start with a 'Subject: ' line")
+    html = env.get_template(f"{template}.html.j2").render(**context)
+    return first.removeprefix("Subject: ").strip(), body.lstrip("\n"), html
+
+
+def template_names() -> list[str]:
+    return sorted(p.name.removesuffix(".txt.j2") for p in TEMPLATES.glob("*.txt.j2") if not p.name.startswith("_"))

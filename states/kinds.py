@@ -1,0 +1,163 @@
+"""What a kind of item is, declared once by its machine module, and the registry of kinds.
+
+A machine module (``states/risk.py`` ...) builds a ``KindSpec``: its states (an Enum), a table
+of transitions (dicts in the ``transitions`` library's format plus ``roles``), pure guards,
+an ``effects`` function that names letters and deadlines, and its deadline rules. The engine
+(``states/engine.py``) knows nothing else about a kind. Adding a kind = adding a module and
+one line in ``_MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+from sqlmodel import Session
+from transitions import Machine
+
+from models.tables import StatefulItem
+from states.calendar import WorkingCalendar
+from states.errors import NotFound
+from states.policy import Policy
+
+# Internal triggers every kind gets in every open state: the clock stop (DOMAIN.md "Time").
+CLOCK_TRIGGERS = ("pause_clock", "resume_clock", "extend_deadline")
+
+
+@dataclass(frozen=True)
+class Letter:
+    """A message to write to the outbox: a template and the contact roles it goes to."""
+
+    template: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...] = ()
+    category: str = "letter"  # letter: one per item | reminder, chase: combined per person
+    key: str = ""  # tells apart two letters of one transition with the same template
+
+
+@dataclass(frozen=True)
+class NewDeadline:
+    name: str
+    due_on: date
+    remind_on: date | None = None
+
+
+@dataclass
+class Effects:
+    letters: list[Letter] = field(default_factory=list)
+    deadlines: list[NewDeadline] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DeadlineRule:
+    """What the sweep does about a deadline of this name."""
+
+    owner: str  # contact role who must act before it passes
+    step: str  # what they must do, for people reading `show`
+    on_due: str | None = None  # trigger the sweep fires as the system actor once it passes
+    overdue: Letter | None = None  # else: a letter sent once when it passes
+    reminder: Letter | None = None  # sent once on remind_on
+
+
+@dataclass
+class Context:
+    """Everything a guard or an effect may read. Guards must not write."""
+
+    session: Session
+    row: Any
+    trigger: str
+    source: str
+    dest: str
+    params: Mapping[str, Any]
+    now: datetime
+    today: date
+    calendar: WorkingCalendar
+    policy: Policy
+    actor: str
+    role: str
+    note: str | None
+
+
+@dataclass
+class KindSpec:
+    name: str
+    model: type[StatefulItem]
+    states: type[Enum]
+    initial: Enum
+    transitions: list[dict[str, Any]]
+    guards: dict[str, Callable[[Context], bool]]
+    effects: Callable[[Context], Effects]
+    deadline_rules: dict[str, DeadlineRule]
+    terminal: frozenset[str]
+    nation_of: Callable[[Session, Any], str]
+    letter_context: Callable[[Session, Any], dict[str, Any]]
+    recipient_scope: Callable[[Session, Any], dict[str, int | None]]
+    next_step: dict[str, str] = field(default_factory=dict)
+    describe: str = ""
+    _machine: Machine | None = None
+
+    @property
+    def all_transitions(self) -> list[dict[str, Any]]:
+        """The declared table plus the clock-stop triggers on every open state."""
+        open_states = [s.value for s in self.states if s.value not in self.terminal and s != self.initial]
+        clock = [
+            {"trigger": t, "source": open_states, "dest": None, "roles": ["network-manager", "regional-lead", "operator"], "note_required": True}
+            for t in CLOCK_TRIGGERS
+        ]
+        return self.transitions + clock
+
+    @property
+    def machine(self) -> Machine:
+        """One machine per kind, no models; the engine binds a row only while it fires."""
+        if self._machine is None:
+            table = [
+                {k: v for k, v in t.items() if k in ("trigger", "source", "dest", "conditions", "unless")}
+                for t in self.all_transitions
+            ]
+            self._machine = Machine(
+                model=None,
+                states=[s.value for s in self.states],
+                transitions=table,
+                initial=self.initial.value,
+                auto_transitions=False,
+                send_event=False,
+            )
+        return self._machine
+
+    def triggers(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for t in self.all_transitions:
+            seen[t["trigger"]] = None
+        return list(seen)
+
+    def rows_for(self, trigger: str, source: str) -> list[dict[str, Any]]:
+        """The table rows for a trigger from a state, in declaration order."""
+        out = []
+        for t in self.all_transitions:
+            sources = t["source"] if isinstance(t["source"], list) else [t["source"]]
+            if t["trigger"] == trigger and (source in sources or "*" in sources):
+                out.append(t)
+        return out
+
+    def allowed_from(self, source: str) -> list[str]:
+        return [t for t in self.triggers() if self.rows_for(t, source)]
+
+
+_MODULES = {"risk": "states.risk"}
+_SPECS: dict[str, KindSpec] = {}
+
+
+def kinds() -> list[str]:
+    return list(_MODULES)
+
+
+def get_spec(kind: str) -> KindSpec:
+    if kind not in _MODULES:
+        raise NotFound(f"unknown kind {kind!r}: known kinds are {', '.join(_MODULES)}")
+    if kind not in _SPECS:
+        _SPECS[kind] = importlib.import_module(_MODULES[kind]).SPEC
+    return _SPECS[kind]

@@ -1,0 +1,277 @@
+"""Immediate risks, serious concerns and general concerns (seed 000 s6, Appendices 3-4).
+
+IR and SC: raised on the day of the visit (verbal notification at high level feedback) or
+at self-assessment validation -> ``identified``, with the formal notification letter due
+5 working days after the visit. The Network Manager and Regional Lead send it ->
+``awaiting_response``: the Trust's formal response is due 10 (IR) or 20 (SC) working days
+after the notification, with a reminder beforehand. An adequate response -> ``monitoring``
+(action plan with milestones, reviewed quarterly) -> ``closed``. No response by the deadline
+-> the sweep fires ``no_response`` -> ``chased`` by the Network Manager and Regional Lead;
+still none -> ``escalated`` to the Commissioning Lead and the CQC. A first inadequate response
+-> a letter to the executive team and a further deadline (``further_response_requested``);
+inadequate again -> ``escalated``: Commissioning Lead and CQC, plus the TPD and RA when
+doctors in training are affected. A score (impact x likelihood, 6x6) above 12 notifies the
+Acute Specialised Commissioning Team.
+
+GC: raised -> ``work_programme``, monitored quarterly -> ``closed``.
+Any open item may be ``withdrawn`` with a reason.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from sqlmodel import Session
+
+from models.tables import Network, Organisation, Risk, Service
+from states.errors import InvalidInput
+from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.roles import NETWORK_LEADS, STAFF, SYSTEM
+
+LEVELS = {"IR": "Immediate risk", "SC": "Serious concern", "GC": "General concern"}
+RESPONSE_WORKING_DAYS = {"IR": 10, "SC": 20}  # 000 s6: formal response deadlines
+FORMAL_NOTIFICATION_WORKING_DAYS = 5  # 000 s6 step 2: letter within 5 working days of the visit
+
+
+class RiskState(StrEnum):
+    NEW = "new"
+    IDENTIFIED = "identified"
+    AWAITING_RESPONSE = "awaiting_response"
+    CHASED = "chased"
+    FURTHER_RESPONSE_REQUESTED = "further_response_requested"
+    ESCALATED = "escalated"
+    MONITORING = "monitoring"
+    WORK_PROGRAMME = "work_programme"
+    CLOSED = "closed"
+    WITHDRAWN = "withdrawn"
+
+
+S = RiskState
+LEADS = sorted(NETWORK_LEADS)
+OPEN = [s.value for s in S if s not in (S.NEW, S.CLOSED, S.WITHDRAWN)]
+AWAITING = [S.AWAITING_RESPONSE.value, S.CHASED.value, S.FURTHER_RESPONSE_REQUESTED.value]
+
+TRANSITIONS: list[dict[str, Any]] = [
+    {"trigger": "raise", "source": S.NEW, "dest": S.IDENTIFIED, "conditions": ["is_ir_or_sc"], "roles": sorted(STAFF)},
+    {"trigger": "raise", "source": S.NEW, "dest": S.WORK_PROGRAMME, "conditions": ["is_gc"], "roles": sorted(STAFF)},
+    {"trigger": "send_formal_notification", "source": S.IDENTIFIED, "dest": S.AWAITING_RESPONSE, "roles": LEADS},
+    {"trigger": "no_response", "source": [S.AWAITING_RESPONSE, S.FURTHER_RESPONSE_REQUESTED], "dest": S.CHASED, "roles": [SYSTEM, *LEADS]},
+    {"trigger": "still_no_response", "source": S.CHASED, "dest": S.ESCALATED, "roles": [SYSTEM, *LEADS]},
+    {"trigger": "response_adequate", "source": [*AWAITING, S.ESCALATED], "dest": S.MONITORING, "roles": LEADS},
+    {"trigger": "response_inadequate", "source": AWAITING, "dest": S.FURTHER_RESPONSE_REQUESTED, "unless": ["has_inadequate_response"], "roles": LEADS},
+    {"trigger": "response_inadequate", "source": AWAITING, "dest": S.ESCALATED, "conditions": ["has_inadequate_response"], "roles": LEADS},
+    {"trigger": "record_progress", "source": [S.MONITORING, S.WORK_PROGRAMME], "dest": None, "roles": sorted(STAFF), "note_required": True},
+    {"trigger": "rescore", "source": OPEN, "dest": None, "roles": LEADS},
+    {"trigger": "report_to_national", "source": S.ESCALATED, "dest": None, "roles": LEADS},
+    {"trigger": "close", "source": [S.MONITORING, S.WORK_PROGRAMME], "dest": S.CLOSED, "roles": LEADS, "note_required": True},
+    {"trigger": "withdraw", "source": OPEN, "dest": S.WITHDRAWN, "roles": LEADS, "note_required": True},
+]
+for _t in TRANSITIONS:  # the transitions library wants plain strings
+    _t["source"] = [str(s) for s in _t["source"]] if isinstance(_t["source"], list) else str(_t["source"])
+    _t["dest"] = None if _t["dest"] is None else str(_t["dest"])
+
+TRUST = ("chief-executive", "medical-director", "service-lead")
+NETWORK = ("network-manager", "regional-lead")
+ESCALATION = Letter("escalation", to=("commissioning-lead", "cqc"), cc=(*NETWORK, "chief-executive", "accountable-officer"))
+TPD_RA = Letter("tpd_ra", to=("tpd", "ra"), cc=(*NETWORK, "medical-director"))
+ASCT = Letter("asct_notice", to=("asct",), cc=NETWORK)
+
+DEADLINE_RULES = {
+    "formal_notification": DeadlineRule(
+        owner="network-manager", step="Network Manager and Regional Lead send the formal notification letter",
+        reminder=Letter("formal_notification_due", to=NETWORK, category="reminder"),
+        overdue=Letter("formal_notification_overdue", to=NETWORK, category="chase"),
+    ),
+    "response": DeadlineRule(
+        owner="chief-executive", step="the Trust sends its formal response", on_due="no_response",
+        reminder=Letter("response_reminder", to=TRUST, category="reminder"),
+    ),
+    "further_response": DeadlineRule(
+        owner="chief-executive", step="the Trust sends a further, adequate response", on_due="no_response",
+        reminder=Letter("response_reminder", to=TRUST, category="reminder"),
+    ),
+    "chase_response": DeadlineRule(
+        owner="chief-executive", step="the Trust responds to the chase, or the item is escalated", on_due="still_no_response",
+    ),
+    "monitoring_review": DeadlineRule(
+        owner="network-manager", step="review progress against the action plan or work programme (quarterly)",
+        reminder=Letter("monitoring_review_due", to=("network-manager",), category="reminder"),
+        overdue=Letter("monitoring_review_overdue", to=NETWORK, category="chase"),
+    ),
+}
+
+NEXT_STEP = {
+    S.IDENTIFIED: "Network Manager and Regional Lead: send the formal notification letter",
+    S.AWAITING_RESPONSE: "Trust: send the formal response; network: record it as adequate or inadequate",
+    S.CHASED: "Trust: respond to the chase before escalation",
+    S.FURTHER_RESPONSE_REQUESTED: "Trust: send a further response addressing the inadequacies",
+    S.ESCALATED: "Commissioning Lead and CQC informed; network: record a later adequate response or report to national leads",
+    S.MONITORING: "Network: monitor the action plan quarterly until closed",
+    S.WORK_PROGRAMME: "Service: address through the work programme; network: monitor quarterly",
+}
+
+
+# Guards: pure predicates on the context.
+def is_ir_or_sc(ctx: Context) -> bool:
+    return bool(ctx.row.level in RESPONSE_WORKING_DAYS)
+
+
+def is_gc(ctx: Context) -> bool:
+    return bool(ctx.row.level == "GC")
+
+
+def has_inadequate_response(ctx: Context) -> bool:
+    return bool(ctx.row.inadequate_responses > 0)
+
+
+def score(row: Risk) -> int | None:
+    if row.impact is None or row.likelihood is None:
+        return None
+    return row.impact * row.likelihood
+
+
+def check_score(impact: Any, likelihood: Any) -> tuple[int | None, int | None]:
+    """Validate a 6x6 matrix position (Appendix 4): both 1-6, or both absent."""
+    if impact is None and likelihood is None:
+        return None, None
+    try:
+        i, lk = int(impact), int(likelihood)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"impact and likelihood must both be given as whole numbers 1-6 (got {impact!r}, {likelihood!r})") from None
+    if not (1 <= i <= 6 and 1 <= lk <= 6):
+        raise InvalidInput(f"impact and likelihood must be 1-6 on the 6x6 matrix (got {i} x {lk})")
+    return i, lk
+
+
+def _review(ctx: Context) -> NewDeadline:
+    due = ctx.calendar.add_weeks(ctx.today, ctx.policy.monitoring_weeks)
+    return NewDeadline("monitoring_review", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days))
+
+
+def _response(ctx: Context, name: str, working_days: int) -> NewDeadline:
+    due = ctx.calendar.add_working_days(ctx.today, working_days)
+    return NewDeadline(name, due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days))
+
+
+def _escalation(row: Risk) -> list[Letter]:
+    return [ESCALATION, TPD_RA] if row.doctors_in_training else [ESCALATION]
+
+
+def effects(ctx: Context) -> Effects:
+    """Letters and deadlines of a transition; updates the row's own fields."""
+    row: Risk = ctx.row
+    t, out = ctx.trigger, Effects()
+    if t == "raise":
+        row.impact, row.likelihood = check_score(row.impact, row.likelihood)
+        if row.level in RESPONSE_WORKING_DAYS:
+            anchor = row.visit_date or row.identified_on
+            due = ctx.calendar.add_working_days(anchor, FORMAL_NOTIFICATION_WORKING_DAYS)
+            remind = ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)
+            out.deadlines.append(NewDeadline("formal_notification", due, remind if remind > ctx.today else None))
+            if (score(row) or 0) > ctx.policy.asct_threshold:
+                out.letters.append(ASCT)
+        else:
+            out.deadlines.append(_review(ctx))
+    elif t == "send_formal_notification":
+        row.formal_notification_on = ctx.today
+        out.letters.append(Letter("formal_notification", to=TRUST, cc=("accountable-officer",)))
+        out.deadlines.append(_response(ctx, "response", RESPONSE_WORKING_DAYS[row.level]))
+    elif t == "no_response":
+        out.letters.append(Letter("chase", to=TRUST, cc=NETWORK, category="chase"))
+        out.deadlines.append(NewDeadline("chase_response", ctx.calendar.add_working_days(ctx.today, ctx.policy.chase_response_working_days)))
+    elif t == "still_no_response":
+        out.letters.extend(_escalation(row))
+    elif t == "response_inadequate":
+        row.inadequate_responses += 1
+        if ctx.dest == S.ESCALATED:
+            out.letters.extend(_escalation(row))
+        else:
+            out.letters.append(Letter("inadequate_response", to=TRUST, cc=("accountable-officer", "commissioning-lead", *NETWORK)))
+            out.deadlines.append(_response(ctx, "further_response", ctx.policy.further_response_working_days))
+    elif t == "response_adequate":
+        out.letters.append(Letter("response_accepted", to=("service-lead",), cc=("chief-executive",)))
+        out.deadlines.append(_review(ctx))
+    elif t == "record_progress":
+        _close_review(ctx)
+        out.deadlines.append(_review(ctx))
+    elif t == "rescore":
+        before = score(row) or 0
+        row.impact, row.likelihood = check_score(ctx.params.get("impact"), ctx.params.get("likelihood"))
+        if row.impact is None:
+            raise InvalidInput("rescore needs impact=1-6 and likelihood=1-6")
+        if row.level in RESPONSE_WORKING_DAYS and before <= ctx.policy.asct_threshold < (score(row) or 0):
+            out.letters.append(ASCT)
+    elif t == "report_to_national":
+        out.letters.append(Letter("national_report", to=("national-medical-lead",), cc=NETWORK))
+    elif t in ("close", "withdraw"):
+        row.closed_reason = ctx.note
+        if t == "withdraw":
+            out.letters.append(Letter("withdrawal", to=("service-lead",), cc=("chief-executive",)))
+    return out
+
+
+def _close_review(ctx: Context) -> None:
+    from states.engine import pending_deadlines
+
+    for d in pending_deadlines(ctx.session, "risk", ctx.row.id):
+        if d.name == "monitoring_review":
+            d.status = "closed"
+            ctx.session.add(d)
+
+
+def _service(session: Session, row: Risk) -> tuple[Service, Organisation, Network]:
+    cache = session.info.setdefault("service_cache", {})
+    hit = cache.get(row.service_id)
+    if hit is None:
+        svc = session.get(Service, row.service_id)
+        if svc is None:
+            raise InvalidInput(f"service {row.service_id} not found")
+        org = session.get(Organisation, svc.organisation_id)
+        net = session.get(Network, svc.network_id)
+        hit = cache[row.service_id] = (svc, org, net)
+    return hit
+
+
+def nation_of(session: Session, row: Risk) -> str:
+    return _service(session, row)[1].nation
+
+
+def recipient_scope(session: Session, row: Risk) -> dict[str, int | None]:
+    svc, org, net = _service(session, row)
+    return {"service_id": svc.id, "organisation_id": org.id, "network_id": net.id}
+
+
+def letter_context(session: Session, row: Risk) -> dict[str, Any]:
+    svc, org, net = _service(session, row)
+    return {
+        "item": {
+            "ref": f"{row.level}-{row.id}", "id": row.id, "level": row.level, "level_name": LEVELS[row.level],
+            "title": row.title, "standard_ref": row.standard_ref, "identified_on": row.identified_on,
+            "visit_date": row.visit_date, "formal_notification_on": row.formal_notification_on,
+            "impact": row.impact, "likelihood": row.likelihood, "score": score(row),
+            "doctors_in_training": row.doctors_in_training, "response_working_days": RESPONSE_WORKING_DAYS.get(row.level),
+            "inadequate_responses": row.inadequate_responses,
+        },
+        "service": {"name": svc.name, "kind": svc.kind},
+        "organisation": {"name": org.name},
+        "network": {"name": net.name, "code": net.code},
+    }
+
+
+SPEC = KindSpec(
+    name="risk",
+    model=Risk,
+    states=RiskState,
+    initial=RiskState.NEW,
+    transitions=TRANSITIONS,
+    guards={"is_ir_or_sc": is_ir_or_sc, "is_gc": is_gc, "has_inadequate_response": has_inadequate_response},
+    effects=effects,
+    deadline_rules=DEADLINE_RULES,
+    terminal=frozenset({S.CLOSED.value, S.WITHDRAWN.value}),
+    nation_of=nation_of,
+    letter_context=letter_context,
+    recipient_scope=recipient_scope,
+    next_step={k.value: v for k, v in NEXT_STEP.items()},
+    describe="Immediate risks, serious concerns and general concerns (000 s6)",
+)
