@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/peerwatch demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 # Browse the demo's flow runs and artifacts at http://127.0.0.1:4200
 ui: $(STAMP)

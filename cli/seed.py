@@ -31,7 +31,7 @@ NETWORK_ROLES = [
     ("tpd", "Training Programme Director"), ("ra", "Regional Advisor"), ("icb", "ICB Quality Lead"),
     ("regional-quality-lead", "Regional Quality Lead"),
 ]
-PEOPLE = iter([
+PEOPLE = [
     "Dr Asha Patel", "Mr Tom Hughes", "Ms Grace Okafor", "Dr Liam Byrne", "Ms Priya Shah", "Mr Owen Davies",
     "Dr Ruth Adeyemi", "Ms Hannah Clarke", "Dr Samuel Reid", "Ms Chloe Evans", "Mr Daniel Price", "Dr Imran Qureshi",
     "Ms Laura Bennett", "Dr Kwame Mensah", "Ms Sophie Turner", "Mr Neil Carter", "Dr Fiona Walsh", "Ms Aisha Rahman",
@@ -41,7 +41,7 @@ PEOPLE = iter([
     "Ms Megan Lewis", "Mr Victor Osei", "Dr Anna Kowalski", "Ms Jade Thompson", "Mr Harry Wood", "Dr Leila Haddad",
     "Ms Nina Brooks", "Mr Paul Edwards", "Dr Sarah Collins", "Ms Amira Begum", "Mr Jack Robinson", "Dr Ian Fletcher",
     "Ms Kate Marshall", "Mr Ben Harris", "Dr Mei Chen", "Ms Lucy Adams", "Mr Joe Palmer", "Dr Raj Patel",
-])
+]
 
 
 def _email(name: str, domain: str) -> str:
@@ -53,6 +53,7 @@ def seed_reference(session: Session) -> dict[str, int]:
     """Create the demo networks, Trusts, services and contacts (idempotent by name)."""
     if session.exec(select(Network).where(Network.code == "WMTN")).first():
         return {}
+    people = iter(PEOPLE)
     nets = {}
     for code, name, cycle in NETWORKS:
         n = Network(code=code, name=name, cycle=cycle)
@@ -61,7 +62,7 @@ def seed_reference(session: Session) -> dict[str, int]:
         nets[code] = n
         domain = f"{code.lower()}.network.nhs.example"
         for role, _title in NETWORK_ROLES:
-            person = next(PEOPLE)
+            person = next(people)
             session.add(Contact(role=role, name=person, email=_email(person, domain), network_id=n.id))
     services = {}
     for trust, nation, svcs in TRUSTS:
@@ -70,14 +71,14 @@ def seed_reference(session: Session) -> dict[str, int]:
         session.flush()
         domain = trust.split(" NHS")[0].lower().replace(" ", "-") + ".nhs.example"
         for role, _title in TRUST_ROLES:
-            person = next(PEOPLE)
+            person = next(people)
             session.add(Contact(role=role, name=person, email=_email(person, domain), organisation_id=org.id))
         for name, kind, code in svcs:
             svc = Service(name=name, kind=kind, organisation_id=org.id, network_id=nets[code].id)  # type: ignore[arg-type]
             session.add(svc)
             session.flush()
             services[name] = svc.id
-            person = next(PEOPLE)
+            person = next(people)
             session.add(Contact(role="service-lead", name=person, email=_email(person, domain), service_id=svc.id, organisation_id=org.id))
     session.add(Contact(role="national-medical-lead", name="Prof Alan Whitfield", email="national.medicallead@england.nhs.example"))
     session.flush()

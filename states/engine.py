@@ -135,34 +135,37 @@ def fire(
         raise GuardRefused(f"{trigger!r} on {kind} {item_id} refused in state '{source}': rule(s) {', '.join(names)} not met")
     ctx.dest = dest
 
-    if trigger in CLOCK_TRIGGERS:
-        data = clock_stop.apply(session, spec, row, ctx)
-        effects = Effects()
-    else:
-        effects = spec.effects(ctx)  # may set fields on the row (counters, dates, scores)
-        if dest != source:
-            _close_deadlines(session, spec.name, item_id)
-        data = {}
-        for d in effects.deadlines:
-            session.add(Deadline(kind=spec.name, item_id=item_id, name=d.name, due_on=d.due_on,
-                                 remind_on=d.remind_on, nation=ctx.calendar.nation))
-            data.setdefault("deadlines", {})[d.name] = d.due_on.isoformat()
-
-    new_version = row.version + 1
-    row.state = dest
-    row.updated_at = now
-    session.add(row)
-    event = AuditEvent(
-        kind=spec.name, item_id=item_id, at=now, actor=ctx.actor, role=role, trigger=trigger,
-        from_state=source, to_state=dest, note=note, version=new_version,
-        data={**data, **({"params": _jsonable(ctx.params)} if ctx.params else {})},
-    )
-    session.add(event)
-    queued = enqueue_letters(session, spec, row, effects.letters, key=f"v{new_version}", clock=clock, today=today)
+    old_version = row.version
+    with session.no_autoflush:  # one UPDATE of the row, so exactly one version bump
+        if trigger in CLOCK_TRIGGERS:
+            data = clock_stop.apply(session, spec, row, ctx)
+            effects = Effects()
+        else:
+            effects = spec.effects(ctx)  # may set fields on the row (counters, dates, scores)
+            if dest != source:
+                _close_deadlines(session, spec.name, item_id)
+            data = {}
+            for d in effects.deadlines:
+                session.add(Deadline(kind=spec.name, item_id=item_id, name=d.name, due_on=d.due_on,
+                                     remind_on=d.remind_on, nation=ctx.calendar.nation))
+                data.setdefault("deadlines", {})[d.name] = d.due_on.isoformat()
+        row.state = dest
+        row.updated_at = now
+        session.add(row)
     try:
         session.flush()
     except StaleDataError:
         raise StaleVersion(f"{kind} {item_id} was changed by someone else while {trigger!r} fired; retry") from None
+    if row.version != old_version + 1:  # pragma: no cover - a bug, not an operator error
+        raise RuntimeError(f"{kind} {item_id}: version moved {old_version} -> {row.version} in one transition")
+    event = AuditEvent(
+        kind=spec.name, item_id=item_id, at=now, actor=ctx.actor, role=role, trigger=trigger,
+        from_state=source, to_state=dest, note=note, version=row.version,
+        data={**data, **({"params": _jsonable(ctx.params)} if ctx.params else {})},
+    )
+    session.add(event)
+    queued = enqueue_letters(session, spec, row, effects.letters, key=f"v{row.version}", clock=clock, today=today)
+    session.flush()
     return Outcome(row=row, event=event, queued=queued)
 
 

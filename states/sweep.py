@@ -72,7 +72,9 @@ def run_sweep(
         for start in range(0, len(ids), BATCH):
             chunk = ids[start:start + BATCH]
             with Session(db, expire_on_commit=False) as session:
-                deadlines = list(session.exec(select(Deadline).where(col(Deadline.id).in_(chunk)).order_by(Deadline.due_on, Deadline.id)))  # type: ignore[arg-type]
+                # re-check the status: an operator may have moved the item since the scan
+                deadlines = list(session.exec(select(Deadline).where(col(Deadline.id).in_(chunk), Deadline.status == DeadlineStatus.OPEN)
+                                              .order_by(Deadline.due_on, Deadline.id)))  # type: ignore[arg-type]
                 _preload(session, deadlines)
                 for d in deadlines:
                     handler(session, d, clock, today, policy, summary)

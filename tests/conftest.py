@@ -1,0 +1,83 @@
+"""Shared fixtures: a fresh SQLite file per test, a frozen clock, the demo reference data,
+and one Prefect test harness per session (only for tests that ask for it)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import date
+
+import pytest
+
+# Before anything imports Prefect: a private home, and nothing sent anywhere.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="peerwatch-prefect-")
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.pop("PEERWATCH_AS_OF", None)
+
+from sqlalchemy.engine import Engine  # noqa: E402
+from sqlmodel import Session  # noqa: E402
+
+from cli.seed import seed_reference  # noqa: E402
+from models import Risk, init_db  # noqa: E402
+from states import engine  # noqa: E402
+from states.clock import FixedClock  # noqa: E402
+
+
+@pytest.fixture
+def db_url(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path}/peerwatch.db"
+    monkeypatch.setenv("PEERWATCH_DATABASE_URL", url)
+    monkeypatch.setenv("PEERWATCH_OUTBOX_DIR", f"{tmp_path}/outbox")
+    return url
+
+
+@pytest.fixture
+def db(db_url: str) -> Engine:
+    return init_db(db_url)
+
+
+@pytest.fixture
+def session(db: Engine) -> Iterator[Session]:
+    with Session(db, expire_on_commit=False) as s:
+        yield s
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    """Frozen at noon, Friday 11 December 2026, Europe/London."""
+    return FixedClock(date(2026, 12, 11))
+
+
+@pytest.fixture
+def services(session: Session) -> dict[str, int]:
+    """The demo networks, Trusts, services and contacts; service name -> id."""
+    out = seed_reference(session)
+    session.commit()
+    return out
+
+
+MRH = "Midland Royal Major Trauma Centre"
+
+
+@pytest.fixture
+def raise_risk(session: Session, services: dict[str, int], clock: FixedClock) -> Callable[..., Risk]:
+    """Raise a risk through the engine and commit; returns the row."""
+
+    def make(level: str = "SC", service: str = MRH, visit: date = date(2026, 12, 11), **fields: object) -> Risk:
+        row = Risk(service_id=services[service], level=level, title=f"{level} found at visit", identified_on=visit,
+                   visit_date=visit, state="new", **fields)  # type: ignore[arg-type]
+        out = engine.create(session, "risk", row, "raise", actor="panel lead", role="network-manager", clock=clock)
+        session.commit()
+        return out.row  # type: ignore[return-value]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

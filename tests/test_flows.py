@@ -1,0 +1,74 @@
+"""The Prefect flows, run for real under one prefect_test_harness per session."""
+
+from __future__ import annotations
+
+import email
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from models import OutboxMessage, Risk
+from states import engine
+from states.clock import FixedClock
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def _artifact(key: str) -> list[dict[str, object]]:
+    """Artifacts with a key, read over the API (the 3.8 client's read_artifacts sends nulls the server refuses)."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def read() -> list[dict[str, object]]:
+        async with get_client() as client:
+            r = await client._client.post("/artifacts/filter", json={
+                "artifacts": {"key": {"any_": [key]}}, "limit": 50, "offset": 0, "sort": "CREATED_DESC"})
+            return list(r.json())
+
+    return asyncio.run(read())
+
+
+def test_chase_flow_escalates_and_publishes_an_artifact(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+    from flows.chase import chase
+
+    risk = raise_risk("SC")
+    engine.fire(session, "risk", risk.id, "send_formal_notification", actor="nm", role="network-manager", clock=FixedClock(date(2026, 12, 18)))
+    session.commit()
+    result = chase(as_of="2027-01-21")
+    assert result == {"as_of": "2027-01-21", "counts": {"no_response": 1}, "skipped": 0}
+    assert chase(as_of="2027-01-21")["counts"] == {}  # once per deadline
+    with Session(db) as s:
+        assert s.get(Risk, risk.id).state == "chased"  # type: ignore[union-attr]
+    artifacts = _artifact("chase-actions")
+    assert any(a["type"] == "table" and "no_response" in str(a["data"]) for a in artifacts)
+
+
+def test_fire_flow_runs_one_manual_transition(db: Engine, raise_risk: Callable[..., Risk]) -> None:
+    from flows.fire import fire
+
+    risk = raise_risk("IR")
+    out = fire(kind="risk", item_id=risk.id, trigger="send_formal_notification", actor="Jo Bloggs", role="regional-lead",
+               note="sent by email", as_of="2026-12-17")
+    assert out["from"] == "identified" and out["to"] == "awaiting_response" and out["letters_queued"] == 1
+    from states.errors import PermissionDenied
+
+    with pytest.raises(PermissionDenied):
+        fire(kind="risk", item_id=risk.id, trigger="response_adequate", actor="x", role="auditor", as_of="2026-12-18")
+
+
+def test_dispatch_flow_writes_letters_to_the_folder(db: Engine, session: Session, raise_risk: Callable[..., Risk], tmp_path: Path) -> None:
+    from flows.dispatch import dispatch
+
+    risk = raise_risk("IR", impact=5, likelihood=5)  # ASCT notice
+    result = dispatch(as_of="2026-12-11")
+    assert result["emails_sent"] == 1 and result["failed"] == 0
+    (eml,) = (tmp_path / "outbox").glob("*.eml")
+    msg = email.message_from_bytes(eml.read_bytes())
+    assert "Acute Specialised Commissioning Team" in msg["Subject"] or "scored 25" in msg["Subject"]
+    with Session(db) as s:
+        assert s.exec(select(OutboxMessage.status).where(OutboxMessage.item_id == risk.id)).all() == ["sent"]

@@ -1,0 +1,130 @@
+"""The chase sweep: each step once per deadline, on the right working day, in batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, func, select
+
+from models import AuditEvent, Deadline, OutboxMessage, Risk
+from states import engine
+from states.clock import FixedClock
+from states.sweep import run_sweep
+
+NM = "network-manager"
+
+
+def _notified(session: Session, raise_risk: Callable[..., Risk], level: str = "SC", **kw: object) -> Risk:
+    risk = raise_risk(level, **kw)
+    engine.fire(session, "risk", risk.id, "send_formal_notification", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 18)))
+    session.commit()
+    return risk
+
+
+def _state(db: Engine, risk_id: int) -> str:
+    with Session(db) as s:
+        row = s.get(Risk, risk_id)
+        assert row is not None
+        return row.state
+
+
+def _templates(db: Engine, risk_id: int) -> list[str]:
+    with Session(db) as s:
+        return list(s.exec(select(OutboxMessage.template).where(OutboxMessage.item_id == risk_id).order_by(OutboxMessage.id)).all())
+
+
+def test_unanswered_serious_concern_is_reminded_chased_then_escalated_once_each(
+        db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+    risk = _notified(session, raise_risk)  # response due Wed 20 Jan 2027, reminder Mon 18 Jan
+    timeline = {
+        date(2027, 1, 15): ([], "awaiting_response"),
+        date(2027, 1, 18): (["reminded"], "awaiting_response"),
+        date(2027, 1, 19): ([], "awaiting_response"),
+        date(2027, 1, 20): ([], "awaiting_response"),  # due today: not yet overdue
+        date(2027, 1, 21): (["no_response"], "chased"),  # chase_response due +5 working days: Thu 28 Jan
+        date(2027, 1, 22): ([], "chased"),
+        date(2027, 1, 28): ([], "chased"),
+        date(2027, 1, 29): (["still_no_response"], "escalated"),
+        date(2027, 2, 1): ([], "escalated"),
+    }
+    for day, (actions, state) in timeline.items():
+        for _ in range(2):  # a second sweep on the same day does nothing more
+            summary = run_sweep(db, FixedClock(day))
+            assert [a["action"] for a in summary.actions] == (actions if _ == 0 else []), day
+        assert _state(db, risk.id) == state, day
+    letters = _templates(db, risk.id)
+    assert letters.count("response_reminder") == 3  # one per Trust recipient (CE, MD, Service Lead)
+    assert letters.count("chase") == 5  # CE, MD, SL, copied to NM and RL, one row each for digests
+    assert letters.count("escalation") == 1
+    with Session(db) as s:
+        system = s.exec(select(AuditEvent).where(AuditEvent.item_id == risk.id, AuditEvent.role == "system")).all()
+        assert [(e.trigger, e.actor) for e in system] == [("no_response", "peerwatch-sweeper"), ("still_no_response", "peerwatch-sweeper")]
+
+
+def test_overdue_formal_notification_is_chased_once_without_changing_state(
+        db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+    risk = raise_risk("IR")  # formal notification due Fri 18 Dec 2026
+    assert [a["action"] for a in run_sweep(db, FixedClock(date(2026, 12, 16))).actions] == ["reminded"]
+    assert run_sweep(db, FixedClock(date(2026, 12, 18))).actions == []
+    assert [a["action"] for a in run_sweep(db, FixedClock(date(2026, 12, 21))).actions] == ["overdue_notice"]
+    assert run_sweep(db, FixedClock(date(2026, 12, 22))).actions == []
+    assert _state(db, risk.id) == "identified"
+    assert _templates(db, risk.id).count("formal_notification_overdue") == 2  # Network Manager and Regional Lead
+
+
+def test_an_item_answered_before_the_sweep_is_left_alone(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+    risk = _notified(session, raise_risk, "IR")
+    engine.fire(session, "risk", risk.id, "response_adequate", actor="nm", role=NM, clock=FixedClock(date(2027, 1, 5)))
+    session.commit()
+    assert run_sweep(db, FixedClock(date(2027, 1, 7))).actions == []
+    assert _state(db, risk.id) == "monitoring"
+
+
+def test_paused_deadline_is_not_chased(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+    risk = _notified(session, raise_risk, "IR")
+    engine.fire(session, "risk", risk.id, "pause_clock", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 21)), note="awaiting inquest")
+    session.commit()
+    assert run_sweep(db, FixedClock(date(2027, 2, 1))).actions == []
+    assert _state(db, risk.id) == "awaiting_response"
+
+
+def test_one_sweep_handles_many_items_of_mixed_levels(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+    ids = [_notified(session, raise_risk, "IR" if i % 2 else "SC").id for i in range(30)]
+    gcs = [raise_risk("GC").id for _ in range(5)]
+    summary = run_sweep(db, FixedClock(date(2027, 1, 21)))  # IR due 6 Jan, SC due 20 Jan: all passed
+    assert sorted(a["id"] for a in summary.actions if a["action"] == "no_response") == sorted(ids)
+    assert all(_state(db, i) == "chased" for i in ids)
+    assert all(_state(db, i) == "work_programme" for i in gcs)
+
+
+def test_due_scan_is_an_index_range_scan(db: Engine) -> None:
+    with db.connect() as conn:
+        plan = " ".join(str(r) for r in conn.execute(text(
+            "EXPLAIN QUERY PLAN SELECT id FROM deadline WHERE status = 'open' AND due_on < '2027-01-01'")))
+    assert "ix_deadline_status_due" in plan
+
+
+def test_deadline_changed_between_scan_and_batch_is_skipped(db: Engine, session: Session, raise_risk: Callable[..., Risk],
+                                                            monkeypatch: object) -> None:
+    """An operator acting while the sweep runs wins; the sweep does not act on a closed deadline."""
+    import states.sweep as sweep
+
+    risk = _notified(session, raise_risk, "IR")
+    real = sweep._due_ids
+
+    def scan_then_operator_acts(s: Session, today: date) -> tuple[list[int], list[int]]:
+        found = real(s, today)
+        with Session(db) as other:
+            engine.fire(other, "risk", risk.id, "response_adequate", actor="nm", role=NM, clock=FixedClock(today))
+            other.commit()
+        return found
+
+    monkeypatch.setattr(sweep, "_due_ids", scan_then_operator_acts)  # type: ignore[attr-defined]
+    summary = run_sweep(db, FixedClock(date(2027, 1, 7)))
+    assert summary.actions == []
+    assert _state(db, risk.id) == "monitoring"
+    with Session(db) as s:
+        assert s.exec(select(func.count()).select_from(Deadline).where(Deadline.item_id == risk.id, Deadline.status == "open")).one() == 1
