@@ -170,7 +170,7 @@ class OutboxMessage(SQLModel, table=True):
     kind: str
     item_id: int
     template: str
-    category: str = "letter"  # letter (one per item) | reminder | chase (combined per person)
+    category: str = "letter"  # letter (one per item) | reminder, chase (combined per person) | incident
     subject: str
     body_text: str
     body_html: str

@@ -3,7 +3,8 @@
 Each message has a unique idempotency key, so the same step can never queue the same
 letter twice. Letters are one message per item (to + cc); reminders and chases are one row
 per person, so the dispatcher can combine a person's rows into one digest.
-A role nobody holds makes the message ``undeliverable``: an incident, never a silent loss.
+A role nobody holds (to or cc) is written as an ``undeliverable`` row of category
+``incident`` naming the role: never a silent loss; the letter still goes to the others.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def enqueue_letters(
     for letter in letters:
         to = [(r, resolve(session, r, scope)) for r in letter.to]
         cc = [(r, resolve(session, r, scope)) for r in letter.cc]
-        missing = [CONTACT_ROLES.get(r, r) for r, people in to if not people]
+        missing_to = [r for r, people in to if not people]
+        missing = missing_to + [r for r, people in cc if not people]
         to_people = [_person(c) for _, people in to for c in people]
         cc_people = [_person(c) for _, people in cc for c in people]
         context = {
@@ -86,23 +88,25 @@ def enqueue_letters(
         }
         subject, text, html = render(letter.template, context)
         stem = f"{spec.name}:{row.id}:{key}:{letter.template}{':' + letter.key if letter.key else ''}"
+        note = f"no contact holds the role(s) {', '.join(CONTACT_ROLES.get(r, r) for r in missing)} for this item" if missing else None
         if letter.category == "letter":
-            batches = [(stem, to_people, cc_people)]
+            batches = [(stem, to_people, cc_people, letter.category)]
         else:
-            batches = [(f"{stem}:{p['email']}", [p], []) for p in to_people + cc_people]
-            if not batches:
-                batches = [(stem, [], [])]
-        for idem, recipients, copies in batches:
+            batches = [(f"{stem}:{p['email']}", [p], [], letter.category) for p in to_people + cc_people]
+        # Each role nobody holds is an incident of its own: the letter still goes to the others.
+        batches += [(f"{stem}:missing:{r}", [], [], "incident") for r in missing]
+        for idem, recipients, copies, category in batches:
             if session.exec(select(OutboxMessage.id).where(OutboxMessage.idempotency_key == idem)).first():
                 continue
-            status, error = OutboxStatus.QUEUED, None
-            if missing and not recipients:
-                status, error = OutboxStatus.UNDELIVERABLE, f"no contact holds the role(s) {', '.join(missing)} for this item"
-            elif missing:
-                error = f"no contact holds the role(s) {', '.join(missing)}; sent to the others"
+            status, error = OutboxStatus.QUEUED, note
+            if category == "incident":
+                role = idem.rsplit(":", 1)[1]
+                status, error = OutboxStatus.UNDELIVERABLE, f"no contact holds the role {CONTACT_ROLES.get(role, role)} for this item: add one, then resend"
+            elif not recipients:
+                status = OutboxStatus.UNDELIVERABLE
             session.add(OutboxMessage(
                 idempotency_key=idem, kind=spec.name, item_id=row.id, template=letter.template,
-                category=letter.category, subject=subject, body_text=text, body_html=html,
+                category=category, subject=subject, body_text=text, body_html=html,
                 to=recipients, cc=copies, status=status, last_error=error, created_at=now, next_attempt_at=now,
             ))
             written += 1

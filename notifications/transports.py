@@ -38,11 +38,11 @@ class FolderTransport:
         self.sender = sender
 
     def send(self, message: EmailMessage) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(message["Message-ID"]).strip("<>"))
         path = self.folder / f"{stem}.eml"
         tmp = path.with_suffix(".tmp")
         try:
+            self.folder.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(bytes(message))
             tmp.replace(path)  # atomic: a crash never leaves half a letter
         except OSError as exc:
