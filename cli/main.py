@@ -383,9 +383,14 @@ def _kind_app(kind: str) -> typer.Typer:
         if OPTS.json:
             print_json([e.model_dump() for e in events])
             return
-        table(f"{kind} {item_id} history", ["when (London)", "trigger", "from", "to", "actor", "role", "note / deadlines"],
-              [(show(e.at), e.trigger, e.from_state, e.to_state, e.actor, e.role,
-                "; ".join(filter(None, [e.note, _fmt_data(e.data)]))) for e in events])
+        console.print(f"[bold]{kind} {item_id}[/bold]: {len(events)} event(s), oldest first (times Europe/London)")
+        for e in events:
+            console.print(f"{show(e.at)}  [bold]{e.trigger}[/bold]  {e.from_state} -> {e.to_state}  by {e.actor} ({e.role}), version {e.version}", markup=True, highlight=False)
+            if e.note:
+                console.print(f"    note: {e.note}", markup=False)
+            detail = _fmt_data(e.data)
+            if detail:
+                console.print(f"    {detail}", markup=False)
         if letters:
             table("letters", ["queued", "template", "to", "status"],
                   [(show(m.created_at), m.template, ", ".join(f"{p['name']} ({p['role_name']})" for p in m.to) or "-", m.status) for m in letters])
@@ -396,7 +401,7 @@ def _kind_app(kind: str) -> typer.Typer:
 def _fmt_data(data: dict[str, Any]) -> str:
     parts = []
     for k, v in (data.get("deadlines") or {}).items():
-        parts.append(f"{k}: {v}")
+        parts.append(f"{k} due {v}")
     if data.get("params"):
         parts.append(", ".join(f"{k}={v}" for k, v in data["params"].items()))
     return "; ".join(parts)
