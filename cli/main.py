@@ -544,21 +544,52 @@ def _rows(title: str, cols: list[str], rows: list[tuple[Any, ...]]) -> None:
         table(title, cols, rows)
 
 
-def main() -> None:
+def _hoist_globals(argv: list[str]) -> list[str]:
+    """Let --json and --as-of go anywhere on the line, as people type them."""
+    front, rest, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--json" or arg.startswith("--as-of="):
+            front.append(arg)
+        elif arg == "--as-of" and i + 1 < len(argv):
+            front += [arg, argv[i + 1]]
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+def main(argv: list[str] | None = None) -> None:
     """Entry point: one-line errors, exit code 2, nothing changed."""
     from sqlalchemy.exc import IntegrityError, OperationalError
+    from typer._click import exceptions as click_errors  # typer 0.29 vendors click
 
+    args = _hoist_globals(list(sys.argv[1:] if argv is None else argv))
     try:
-        app(standalone_mode=True)
+        code = app(args=args, prog_name="peerwatch", standalone_mode=False)
     except PeerwatchError as exc:
-        errors.print(f"error: {exc}", markup=False)
-        raise SystemExit(2) from None
+        _fail(str(exc))
+    except click_errors.NoArgsIsHelpError as exc:
+        print(exc.ctx.get_help() if exc.ctx else "peerwatch --help")
+        raise SystemExit(0) from None
+    except click_errors.UsageError as exc:
+        where = f" ({exc.ctx.command_path})" if exc.ctx else ""
+        _fail(f"{exc.format_message()}{where}; see --help")
+    except click_errors.ClickException as exc:
+        _fail(exc.format_message())
+    except typer.Abort:
+        _fail("aborted")
     except IntegrityError as exc:
-        errors.print(f"error: that would duplicate or orphan a record: {str(exc.orig).splitlines()[0]}", markup=False)
-        raise SystemExit(2) from None
+        _fail(f"that would duplicate or orphan a record: {str(exc.orig).splitlines()[0]}")
     except OperationalError as exc:
-        errors.print(f"error: database: {str(exc.orig).splitlines()[0]}", markup=False)
-        raise SystemExit(2) from None
+        _fail(f"database: {str(exc.orig).splitlines()[0]}")
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> None:
+    errors.print(f"error: {' '.join(message.split())}", markup=False, soft_wrap=True)
+    raise SystemExit(2)
 
 
 _unused = (AuditEvent, date)
