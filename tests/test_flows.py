@@ -18,19 +18,12 @@ from states.clock import FixedClock
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
-def _artifact(key: str) -> list[dict[str, object]]:
-    """Artifacts with a key, read over the API (the 3.8 client's read_artifacts sends nulls the server refuses)."""
-    import asyncio
-
+def _artifact(key: str) -> list[object]:
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    async def read() -> list[dict[str, object]]:
-        async with get_client() as client:
-            r = await client._client.post("/artifacts/filter", json={
-                "artifacts": {"key": {"any_": [key]}}, "limit": 50, "offset": 0, "sort": "CREATED_DESC"})
-            return list(r.json())
-
-    return asyncio.run(read())
+    with get_client(sync_client=True) as client:
+        return list(client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))))
 
 
 def test_chase_flow_escalates_and_publishes_an_artifact(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
@@ -45,7 +38,7 @@ def test_chase_flow_escalates_and_publishes_an_artifact(db: Engine, session: Ses
     with Session(db) as s:
         assert s.get(Risk, risk.id).state == "chased"  # type: ignore[union-attr]
     artifacts = _artifact("chase-actions")
-    assert any(a["type"] == "table" and "no_response" in str(a["data"]) for a in artifacts)
+    assert any(a.type == "table" and "no_response" in str(a.data) for a in artifacts)  # type: ignore[attr-defined]
 
 
 def test_fire_flow_runs_one_manual_transition(db: Engine, raise_risk: Callable[..., Risk]) -> None:
