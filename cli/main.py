@@ -126,6 +126,7 @@ def service_add(
     organisation: Annotated[str, typer.Option(help="Trust name (created if new).")],
     network: Annotated[str, typer.Option(help="Network code.")],
     nation: Annotated[str, typer.Option(help="UK nation of a new Trust: ENG, WLS, SCT or NIR.")] = "ENG",
+    pathway: Annotated[Optional[str], typer.Option(help="The shared pathway the service belongs to.")] = None,
 ) -> None:
     """Add a service run by a Trust in a network."""
     if nation.upper() not in NATIONS:
@@ -140,7 +141,7 @@ def service_add(
             org = Organisation(name=organisation, nation=nation.upper())
             s.add(org)
             s.flush()
-        svc = Service(name=name, kind=kind, organisation_id=org.id, network_id=net.id)  # type: ignore[arg-type]
+        svc = Service(name=name, kind=kind, organisation_id=org.id, network_id=net.id, pathway=pathway)  # type: ignore[arg-type]
         s.add(svc)
         s.flush()
         _created("service", svc.id)
@@ -204,7 +205,16 @@ def contact_list() -> None:
 # ---------------------------------------------------------------- risks
 
 risk_app = typer.Typer(help="Immediate risks (IR), serious concerns (SC) and general concerns (GC).", no_args_is_help=True)
-app.add_typer(risk_app, name="risk")
+visit_app = typer.Typer(help="Peer review visits, panels and the visit day.", no_args_is_help=True)
+report_app = typer.Typer(help="Peer review reports and the factual accuracy check.", no_args_is_help=True)
+reviewer_app = typer.Typer(help="Reviewers who can sit on panels.", no_args_is_help=True)
+KIND_APPS = {"risk": risk_app, "visit": visit_app, "report": report_app}
+for _name, _sub in KIND_APPS.items():
+    app.add_typer(_sub, name=_name)
+app.add_typer(reviewer_app, name="reviewer")
+
+ACTOR = Annotated[str, typer.Option(help="Who is acting.")]
+ROLE = Annotated[str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")]
 
 
 @risk_app.command("raise")
@@ -261,6 +271,246 @@ def risk_milestone(
         _created("milestone", m.id)
 
 
+# ---------------------------------------------------------------- reviewers, visits, reports
+
+
+@reviewer_app.command("add")
+def reviewer_add(
+    name: Annotated[str, typer.Option()],
+    email: Annotated[str, typer.Option()],
+    discipline: Annotated[str, typer.Option(help="clinician, nurse, ahp, management, commissioning, service_user")],
+    organisation: Annotated[Optional[str], typer.Option(help="Trust the reviewer works for.")] = None,
+    network: Annotated[Optional[str], typer.Option(help="The reviewer's home network code.")] = None,
+    pathway: Annotated[Optional[list[str]], typer.Option(help="A shared pathway the reviewer works in (repeatable).")] = None,
+    trained: Annotated[bool, typer.Option("--trained", help="Has had reviewer training.")] = False,
+) -> None:
+    """Add a reviewer to the pool."""
+    from models import Reviewer
+    from states.visit import DISCIPLINES
+
+    if discipline not in DISCIPLINES:
+        raise InvalidInput(f"discipline {discipline!r}: use one of {', '.join(DISCIPLINES)}")
+    _db()
+    with session_scope() as s:
+        r = Reviewer(name=name, email=email, discipline=discipline, pathways=list(pathway or []), trained=trained)
+        if organisation:
+            org = s.exec(select(Organisation).where(Organisation.name == organisation)).first()
+            if org is None:
+                raise NotFound(f"organisation {organisation!r} not found")
+            r.organisation_id = org.id
+        if network:
+            net = s.exec(select(Network).where(Network.code == network)).first()
+            if net is None:
+                raise NotFound(f"network {network!r} not found")
+            r.network_id = net.id
+        s.add(r)
+        s.flush()
+        _created("reviewer", r.id)
+
+
+@reviewer_app.command("list")
+def reviewer_list() -> None:
+    """List reviewers."""
+    from models import Reviewer
+
+    _db()
+    with Session(get_engine()) as s:
+        rows = [(r.id, r.name, r.discipline, r.organisation_id, r.network_id, ", ".join(r.pathways), r.trained)
+                for r in s.exec(select(Reviewer).order_by(Reviewer.id))]  # type: ignore[arg-type]
+    _rows("reviewers", ["id", "name", "discipline", "organisation", "network", "pathways", "trained"], rows)
+
+
+@visit_app.command("propose")
+def visit_propose(
+    service: Annotated[int, typer.Option(help="Service id.")],
+    actor: ACTOR = "",
+    role: ROLE = "network-manager",
+    reason: Annotated[Optional[str], typer.Option(help="Why: weighting score, validated self-assessment, ...")] = None,
+) -> None:
+    """Propose a visit to a service."""
+    from models import Visit
+
+    _db()
+    with session_scope() as s:
+        if s.get(Service, service) is None:
+            raise NotFound(f"service {service} not found (peerwatch service list)")
+        out = engine.create(s, "visit", Visit(service_id=service, state="new"), "propose", actor=actor, role=role,
+                            clock=clock(), params={"reason": reason} if reason else None)
+        _created("visit", out.row.id, state=out.row.state)
+
+
+@visit_app.command("candidates")
+def visit_candidates(network: Annotated[str, typer.Option(help="Network code, e.g. WMTN.")]) -> None:
+    """Services ranked by the visit weighting score (docs/visits.md)."""
+    from states.weighting import candidates
+
+    _db()
+    with Session(get_engine()) as s:
+        ranked = candidates(s, network, local_date(clock().now()))
+    if OPTS.json:
+        print_json(ranked)
+        return
+    table(f"visit candidates, {network}", ["rank", "service", "trust", "score", "last visit", "open IR/SC/GC", "max score", "in progress"],
+          [(n, c["service"], c["trust"], c["score"], c["last_visit"] or "never", f"{c['open_ir']}/{c['open_sc']}/{c['open_gc']}",
+            c["max_risk_score"], "yes" if c["visit_in_progress"] else "") for n, c in enumerate(ranked, start=1)])
+
+
+@visit_app.command("panel-add")
+def visit_panel_add(
+    visit_id: Annotated[int, typer.Argument(help="visit id")],
+    reviewer: Annotated[int, typer.Option(help="Reviewer id.")],
+    actor: ACTOR = "",
+    role: ROLE = "network-office",
+    observer: Annotated[bool, typer.Option("--observer", help="Attends as an observer.")] = False,
+) -> None:
+    """Invite a reviewer onto the panel (refused, with the reason, if conflicted)."""
+    _fire_and_print("visit", visit_id, "add_panel_member", actor, role, None, {"reviewer_id": reviewer, "observer": observer})
+
+
+@visit_app.command("declare")
+def visit_declare(
+    visit_id: Annotated[int, typer.Argument(help="visit id")],
+    reviewer: Annotated[int, typer.Option(help="Reviewer id.")],
+    actor: ACTOR = "",
+    role: ROLE = "network-office",
+    conflicts: Annotated[Optional[str], typer.Option(help="Conflicts declared, if any.")] = None,
+) -> None:
+    """Record a reviewer's returned conflict-of-interest declaration."""
+    _fire_and_print("visit", visit_id, "record_declaration", actor, role, None, {"reviewer_id": reviewer, "conflicts": conflicts or ""})
+
+
+@visit_app.command("feedback")
+def visit_feedback(
+    visit_id: Annotated[int, typer.Argument(help="visit id")],
+    actor: ACTOR = "",
+    role: ROLE = "network-manager",
+    ir: Annotated[Optional[list[str]], typer.Option(help="An immediate risk found: 'title' or 'title|standard ref' (repeatable).")] = None,
+    sc: Annotated[Optional[list[str]], typer.Option(help="A serious concern found (repeatable).")] = None,
+    gc: Annotated[Optional[list[str]], typer.Option(help="A general concern found (repeatable).")] = None,
+    note: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Record high level feedback: raises each IR/SC/GC found on the day and starts the report."""
+    risks = []
+    for level, found in (("IR", ir), ("SC", sc), ("GC", gc)):
+        for text in found or []:
+            title, _, ref = text.partition("|")
+            risks.append({"level": level, "title": title.strip(), "standard_ref": ref.strip() or None})
+    _fire_and_print("visit", visit_id, "give_feedback", actor, role, note, {"risks": risks})
+
+
+@visit_app.command("agenda")
+def visit_agenda(
+    visit_id: Annotated[int, typer.Argument(help="visit id")],
+    ics: Annotated[Optional[str], typer.Option(help="Also write the day as an ICS calendar file here.")] = None,
+) -> None:
+    """The visit day from the SOP schedule (walk-around dropped when virtual)."""
+    from models import Contact
+    from notifications.ics import visit_calendar
+    from notifications.outbox import resolve
+    from states.scope import recipient_scope, service_of
+    from states.visit import _panel, agenda
+
+    _db()
+    with Session(get_engine()) as s:
+        _, visit = engine.load(s, "visit", visit_id)
+        sessions = agenda(visit)  # type: ignore[arg-type]
+        svc, _org, net = service_of(s, visit.service_id)  # type: ignore[attr-defined]
+        people = [{"name": r.name, "email": r.email, "group": "panel"} for _m, r in _panel(s, visit_id)]
+        scope = recipient_scope(s, visit)
+        people += [{"name": c.name, "email": c.email, "group": "service"} for role in ("service-lead", "chief-executive")
+                   for c in resolve(s, role, scope)]
+        _ = Contact
+    if ics:
+        from pathlib import Path
+
+        Path(ics).write_bytes(visit_calendar(f"Visit-{visit_id}", svc.name, net.name, sessions, people, clock().now()))
+    if OPTS.json:
+        print_json({"visit": visit_id, "sessions": sessions, "ics": ics})
+        return
+    table(f"Visit {visit_id}: {svc.name}, {sessions[0]['start']:%a %d %b %Y} ({'virtual' if visit.mode == 'virtual' else 'in person'})",  # type: ignore[attr-defined]
+          ["from", "to", "session", "who"], [(f"{x['start']:%H:%M}", f"{x['end']:%H:%M}", x["title"], x["who"]) for x in sessions])
+    if ics:
+        console.print(f"calendar written to {ics} ({len(sessions)} events, {len(people)} attendees)")
+
+
+@report_app.command("standard")
+def report_standard(
+    report_id: Annotated[int, typer.Argument(help="report id")],
+    ref: Annotated[str, typer.Option(help="Standard reference, e.g. 1.2.")],
+    status: Annotated[str, typer.Option(help="Met, Partially Met, Unmet, Not applicable")],
+    descriptor: Annotated[str, typer.Option(help="The standard's descriptor.")] = "",
+    comment: Annotated[str, typer.Option()] = "",
+    actor: ACTOR = "",
+    role: ROLE = "network-office",
+) -> None:
+    """Record compliance against one standard in a draft report."""
+    _fire_and_print("report", report_id, "add_standard", actor, role, None,
+                    {"ref": ref, "status": status, "descriptor": descriptor, "comment": comment})
+
+
+@report_app.command("positive")
+def report_positive(
+    report_id: Annotated[int, typer.Argument(help="report id")],
+    text: Annotated[str, typer.Option(help="A positive development or achievement.")],
+    actor: ACTOR = "",
+    role: ROLE = "network-office",
+) -> None:
+    """Record a positive development in a draft report."""
+    _fire_and_print("report", report_id, "add_positive", actor, role, None, {"text": text})
+
+
+@report_app.command("inaccuracy")
+def report_inaccuracy(
+    report_id: Annotated[int, typer.Argument(help="report id")],
+    text: Annotated[str, typer.Option(help="The inaccuracy as the service states it.")],
+    actor: ACTOR = "",
+    role: ROLE = "network-office",
+    after_visit: Annotated[bool, typer.Option("--after-visit", help="The service says this changed after the visit (refused).")] = False,
+) -> None:
+    """Record an inaccuracy the service states at the factual accuracy check."""
+    _fire_and_print("report", report_id, "record_inaccuracy", actor, role, None, {"text": text, "after_visit": after_visit})
+
+
+@report_app.command("decide")
+def report_decide(
+    report_id: Annotated[int, typer.Argument(help="report id")],
+    item: Annotated[int, typer.Option(help="Inaccuracy id (report show).")],
+    decision: Annotated[str, typer.Option(help="accepted or rejected")],
+    actor: ACTOR = "",
+    role: ROLE = "",
+    note: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Accept or reject an inaccuracy: once as Network Manager, once as Regional Lead (two people)."""
+    _fire_and_print("report", report_id, "decide_inaccuracy", actor, role, note, {"item_id": item, "decision": decision})
+
+
+@report_app.command("render")
+def report_render(
+    report_id: Annotated[int, typer.Argument(help="report id")],
+    out: Annotated[str, typer.Option(help="Folder to write the HTML and PDF into.")] = "var/reports",
+) -> None:
+    """Render a report to HTML and PDF from the stored data."""
+    from pathlib import Path
+
+    from notifications.documents import render_report_html, render_report_pdf
+    from states.report import document
+
+    _db()
+    with Session(get_engine()) as s:
+        _, row = engine.load(s, "report", report_id)
+        doc = document(s, row)  # type: ignore[arg-type]
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    draft = row.state in ("drafting", "accuracy_check", "inaccuracies_received")
+    html, pdf = folder / f"report-{report_id}.html", folder / f"report-{report_id}.pdf"
+    html.write_text(render_report_html(doc, draft=draft))
+    pdf.write_bytes(render_report_pdf(doc, draft=draft))
+    if OPTS.json:
+        print_json({"id": report_id, "html": str(html), "pdf": str(pdf)})
+    else:
+        console.print(f"report {report_id}: {html} and {pdf}")
+
+
 # ---------------------------------------------------------------- generic kind commands
 
 
@@ -282,6 +532,15 @@ def _item_json(s: Session, kind: str, row: Any) -> dict[str, Any]:
     data.update({"kind": kind, "deadlines": _deadline_json(s, kind, row.id),
                  "next_step": spec.next_step.get(row.state),
                  "triggers": spec.allowed_from(row.state)})
+    if kind == "visit":
+        from states.visit import panel_view
+
+        data["panel"], data["warnings"] = panel_view(s, row)
+    if kind == "report":
+        from states.report import document
+
+        doc = document(s, row)
+        data["inaccuracies"], data["achievement"] = doc["inaccuracies"], doc["achievement"]
     if kind == "risk":
         data["score"] = row.impact * row.likelihood if row.impact and row.likelihood else None
         data["milestones"] = [m.model_dump() for m in s.exec(select(Milestone).where(Milestone.risk_id == row.id).order_by(Milestone.due_on))]  # type: ignore[arg-type]
@@ -289,7 +548,7 @@ def _item_json(s: Session, kind: str, row: Any) -> dict[str, Any]:
 
 
 def _kind_app(kind: str) -> typer.Typer:
-    sub = risk_app if kind == "risk" else typer.Typer(no_args_is_help=True)
+    sub = KIND_APPS.get(kind) or typer.Typer(no_args_is_help=True)
 
     @sub.command("show")
     def show_cmd(item_id: Annotated[int, typer.Argument(help=f"{kind} id")]) -> None:
@@ -301,11 +560,22 @@ def _kind_app(kind: str) -> typer.Typer:
         if OPTS.json:
             print_json(data)
             return
-        skip = {"deadlines", "triggers", "milestones", "kind"}
+        skip = {"deadlines", "triggers", "milestones", "kind", "panel", "warnings", "compliance", "positives", "inaccuracies"}
         table(f"{kind} {item_id}", ["field", "value"], [(k, v) for k, v in data.items() if k not in skip and v is not None])
         if data["deadlines"]:
             table("pending deadlines", ["deadline", "due", "status", "owner", "step", "then"],
                   [(d["name"], d["due_on"], d["status"], d["owner"], d["step"], d["then"] or "overdue notice") for d in data["deadlines"]])
+        if data.get("panel"):
+            table("panel", ["reviewer", "name", "discipline", "organisation", "network", "trained", "declared", "conflicts"],
+                  [(m["reviewer_id"], m["name"], m["discipline"], m["organisation"],
+                    f"{m['network']} (other network)" if m["other_network"] else m["network"], "yes" if m["trained"] else "no",
+                    m["declared_on"] or "not yet", m["declared_conflicts"] or "") for m in data["panel"]])
+        for w in data.get("warnings", []):
+            console.print(f"warning: {w}", markup=False)
+        if data.get("compliance"):
+            table("compliance", ["ref", "standard", "status", "comment"], [(c["ref"], c["descriptor"], c["status"], c["comment"]) for c in data["compliance"]])
+        if data.get("inaccuracies"):
+            table("factual accuracy items", ["item", "inaccuracy", "outcome"], [(i["id"], i["text"], i["outcome"] or "pending") for i in data["inaccuracies"]])
         if data.get("milestones"):
             table("action plan milestones", ["due", "milestone", "done"], [(m["due_on"], m["text"], m["done_on"]) for m in data["milestones"]])
         console.print(f"triggers now: {', '.join(data['triggers']) or 'none (closed)'}")
@@ -357,21 +627,7 @@ def _kind_app(kind: str) -> typer.Typer:
         param: Annotated[Optional[list[str]], typer.Option(help="key=value, repeatable (e.g. days=5, impact=4).")] = None,
     ) -> None:
         """Fire a trigger by hand: checked, audited, letters queued, deadlines set."""
-        if not role:
-            raise InvalidInput("give --role (network-office, network-manager, regional-lead, operator)")
-        params = _params(param or [])
-        _db()
-        with session_scope() as s:
-            out = engine.fire(s, kind, item_id, trigger, actor=actor, role=role, clock=clock(), note=note,
-                              expected_version=version, params=params)
-            result = {"id": item_id, "kind": kind, "trigger": trigger, "from": out.event.from_state, "state": out.row.state,
-                      "version": out.event.version, "letters_queued": out.queued, "deadlines": _deadline_json(s, kind, item_id)}
-        if OPTS.json:
-            print_json(result)
-        else:
-            console.print(f"{kind} {item_id}: {result['from']} -> {result['state']} (version {result['version']}), {out.queued} letter(s) queued")
-            for d in result["deadlines"]:
-                console.print(f"  {d['name']} due {d['due_on']}")
+        _fire_and_print(kind, item_id, trigger, actor, role, note, _params(param or []), version)
 
     @sub.command("history")
     def history_cmd(item_id: Annotated[int, typer.Argument(help=f"{kind} id")]) -> None:
@@ -398,6 +654,26 @@ def _kind_app(kind: str) -> typer.Typer:
     return sub
 
 
+def _fire_and_print(kind: str, item_id: int, trigger: str, actor: str, role: str, note: str | None,
+                    params: dict[str, Any], version: int | None = None) -> None:
+    """Fire through the engine in one transaction and say what happened."""
+    if not role:
+        raise InvalidInput("give --role (network-office, network-manager, regional-lead, operator)")
+    _db()
+    with session_scope() as s:
+        out = engine.fire(s, kind, item_id, trigger, actor=actor, role=role, clock=clock(), note=note,
+                          expected_version=version, params=params)
+        result = {"id": item_id, "kind": kind, "trigger": trigger, "from": out.event.from_state, "state": out.row.state,
+                  "version": out.event.version, "letters_queued": out.queued, "deadlines": _deadline_json(s, kind, item_id)}
+    if OPTS.json:
+        print_json(result)
+    else:
+        console.print(f"{kind} {item_id}: {trigger}: {result['from']} -> {result['state']} (version {result['version']}), "
+                      f"{out.queued} letter(s) queued", markup=False)
+        for d in result["deadlines"]:
+            console.print(f"  {d['name']} due {d['due_on']}")
+
+
 def _fmt_data(data: dict[str, Any]) -> str:
     parts = []
     for k, v in (data.get("deadlines") or {}).items():
@@ -419,7 +695,7 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 for _kind in kinds():
     _sub = _kind_app(_kind)
-    if _sub is not risk_app:
+    if _kind not in KIND_APPS:
         app.add_typer(_sub, name=_kind, help=get_spec(_kind).describe)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from models import Contact, Network, Organisation, Service
+from models import Contact, Network, Organisation, Reviewer, Service
 
 NETWORKS = [
     ("WMTN", "West Midlands Trauma Network", "annual"),
@@ -13,14 +13,31 @@ NETWORKS = [
     ("CMMTN", "Cheshire & Mersey Major Trauma Network", "biennial"),
 ]
 
-# (trust, nation, [(service name, kind, network code)])
+CENTRAL, MERSEY = "Central West Midlands trauma pathway", "Mersey trauma pathway"
+# (trust, nation, [(service name, kind, network code, shared pathway)])
 TRUSTS = [
-    ("Midland Royal Hospitals NHS Trust", "ENG", [("Midland Royal Major Trauma Centre", "Major Trauma Centre", "WMTN")]),
-    ("Severnside NHS Foundation Trust", "ENG", [("Severnside Trauma Unit", "Trauma Unit", "WMTN"),
-                                                ("Severnside Adult Critical Care", "Adult Critical Care", "WMACC")]),
-    ("Black Country Valley NHS Trust", "ENG", [("Valley Burns Service", "Burns", "WMTN")]),
-    ("Mersey Harbour Hospitals NHS Trust", "ENG", [("Mersey Harbour Major Trauma Centre", "Major Trauma Centre", "CMMTN")]),
-    ("Wirral Coast NHS Foundation Trust", "ENG", [("Wirral Coast Trauma Unit", "Trauma Unit", "CMMTN")]),
+    ("Midland Royal Hospitals NHS Trust", "ENG", [("Midland Royal Major Trauma Centre", "Major Trauma Centre", "WMTN", CENTRAL)]),
+    ("Severnside NHS Foundation Trust", "ENG", [("Severnside Trauma Unit", "Trauma Unit", "WMTN", CENTRAL),
+                                                ("Severnside Adult Critical Care", "Adult Critical Care", "WMACC", None)]),
+    ("Black Country Valley NHS Trust", "ENG", [("Valley Burns Service", "Burns", "WMTN", None)]),
+    ("Mersey Harbour Hospitals NHS Trust", "ENG", [("Mersey Harbour Major Trauma Centre", "Major Trauma Centre", "CMMTN", MERSEY)]),
+    ("Wirral Coast NHS Foundation Trust", "ENG", [("Wirral Coast Trauma Unit", "Trauma Unit", "CMMTN", MERSEY)]),
+]
+# The final report's distribution list (000 s5.4), held per service in the demo.
+SERVICE_ROLES = ["lead-doctor", "lead-nurse", "ahp-lead", "service-manager", "divisional-manager", "divisional-director",
+                 "responsible-executive"]
+FIRST = ["Alex", "Bea", "Cal", "Dina", "Eli", "Faye", "Gus", "Hana", "Ivo", "Jess", "Kit", "Lena", "Milo", "Nia", "Omar", "Pia"]
+LAST = ["Ashby", "Brook", "Croft", "Dale", "Ellis", "Frost", "Grant", "Hale", "Irwin", "Judd", "Kerr", "Lowe"]
+# (name, discipline, trust or None, home network, pathways, trained)
+REVIEWERS = [
+    ("Dr Maya Fenwick", "clinician", "Mersey Harbour Hospitals NHS Trust", "CMMTN", [MERSEY], True),
+    ("Mr Idris Vaughan", "nurse", "Wirral Coast NHS Foundation Trust", "CMMTN", [MERSEY], True),
+    ("Ms Carys Holt", "ahp", "Black Country Valley NHS Trust", "WMTN", [], True),
+    ("Mr Rohan Mehta", "management", "Severnside NHS Foundation Trust", "WMACC", [], True),
+    ("Ms Tessa Quinn", "commissioning", None, "WMTN", [], True),
+    ("Mrs Joan Pryce", "service_user", None, None, [], False),
+    ("Dr Felix Okoro", "clinician", "Midland Royal Hospitals NHS Trust", "WMTN", [CENTRAL], True),
+    ("Ms Ada Lindqvist", "nurse", "Severnside NHS Foundation Trust", "WMTN", [CENTRAL], True),
 ]
 
 TRUST_ROLES = [("chief-executive", "Chief Executive"), ("medical-director", "Medical Director")]
@@ -50,7 +67,7 @@ def _email(name: str, domain: str) -> str:
 
 
 def seed_reference(session: Session) -> dict[str, int]:
-    """Create the demo networks, Trusts, services and contacts (idempotent by name)."""
+    """Create the demo networks, Trusts, services, contacts and reviewers (idempotent by name)."""
     if session.exec(select(Network).where(Network.code == "WMTN")).first():
         return {}
     people = iter(PEOPLE)
@@ -73,13 +90,25 @@ def seed_reference(session: Session) -> dict[str, int]:
         for role, _title in TRUST_ROLES:
             person = next(people)
             session.add(Contact(role=role, name=person, email=_email(person, domain), organisation_id=org.id))
-        for name, kind, code in svcs:
-            svc = Service(name=name, kind=kind, organisation_id=org.id, network_id=nets[code].id)  # type: ignore[arg-type]
+        for name, kind, code, pathway in svcs:
+            svc = Service(name=name, kind=kind, organisation_id=org.id, network_id=nets[code].id, pathway=pathway)  # type: ignore[arg-type]
             session.add(svc)
             session.flush()
             services[name] = svc.id
             person = next(people)
             session.add(Contact(role="service-lead", name=person, email=_email(person, domain), service_id=svc.id, organisation_id=org.id))
+            for role in SERVICE_ROLES:
+                n = len(services) * 7 + SERVICE_ROLES.index(role)
+                person = f"{FIRST[n % len(FIRST)]} {LAST[(n // len(FIRST) + n) % len(LAST)]}"
+                session.add(Contact(role=role, name=person, email=_email(person, domain), service_id=svc.id, organisation_id=org.id))
+    for code, net in nets.items():
+        session.add(Contact(role="responsible-commissioner", name=f"{code} Specialised Commissioning",
+                            email=f"commissioning@{code.lower()}.network.nhs.example", network_id=net.id))
+    orgs = {o.name: o.id for o in session.exec(select(Organisation))}
+    for name, discipline, trust, home, pathways, trained in REVIEWERS:
+        session.add(Reviewer(name=name, email=_email(name.replace("Mrs ", ""), "reviewers.nhs.example"), discipline=discipline,
+                             organisation_id=orgs.get(trust) if trust else None, network_id=nets[home].id if home else None,
+                             pathways=pathways, trained=trained))
     session.add(Contact(role="national-medical-lead", name="Prof Alan Whitfield", email="national.medicallead@england.nhs.example"))
     session.flush()
     return {k: v for k, v in services.items() if v is not None}

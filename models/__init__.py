@@ -12,6 +12,8 @@ from models.db import (
     session_scope,
 )
 from models.tables import (
+    AccuracyItem,
+    Attachment,
     AuditEvent,
     Contact,
     Deadline,
@@ -21,12 +23,18 @@ from models.tables import (
     Organisation,
     OutboxMessage,
     OutboxStatus,
+    PanelMember,
+    Report,
+    Reviewer,
     Risk,
     Service,
     StatefulItem,
+    Visit,
 )
 
 __all__ = [
+    "AccuracyItem",
+    "Attachment",
     "AuditEvent",
     "Contact",
     "Deadline",
@@ -36,9 +44,13 @@ __all__ = [
     "Organisation",
     "OutboxMessage",
     "OutboxStatus",
+    "PanelMember",
+    "Report",
+    "Reviewer",
     "Risk",
     "Service",
     "StatefulItem",
+    "Visit",
     "database_url",
     "get_engine",
     "init_db",

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, SQLModel
 
@@ -36,6 +36,7 @@ class Service(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str
     kind: str  # Major Trauma Centre, Trauma Unit, Burns, Spine, Adult Critical Care, ...
+    pathway: str | None = None  # the shared (clinical) pathway it belongs to, for panel conflicts
     organisation_id: int = Field(foreign_key="organisation.id", index=True)
     network_id: int = Field(foreign_key="network.id", index=True)
 
@@ -89,6 +90,93 @@ class Risk(StatefulItem, table=True):
     doctors_in_training: bool = False
     inadequate_responses: int = 0
     closed_reason: str | None = None
+    visit_id: int | None = Field(default=None, foreign_key="visit.id", index=True)
+
+
+class Visit(StatefulItem, table=True):
+    """A peer review visit to one service (000 s5.2-5.3)."""
+
+    kind: ClassVar[str] = "visit"
+
+    service_id: int = Field(foreign_key="service.id", index=True)
+    visit_date: date | None = None
+    mode: str = "in_person"  # in_person | virtual
+    reason: str | None = None  # why proposed: weighting score, self-assessment validation
+    prep_session: str | None = None  # offered | held | declined
+    panel_confirmed: bool = False
+    evidence_received: bool = False
+    postponements: int = 0
+    closed_reason: str | None = None
+
+
+class Reviewer(SQLModel, table=True):
+    """A person who can sit on a panel, with what the conflict rules need to know."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    email: str
+    discipline: str  # clinician | nurse | ahp | management | commissioning | service_user
+    organisation_id: int | None = Field(default=None, foreign_key="organisation.id")
+    network_id: int | None = Field(default=None, foreign_key="network.id")
+    pathways: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    trained: bool = False
+
+
+class PanelMember(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("visit_id", "reviewer_id", name="uq_panel_member"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    visit_id: int = Field(foreign_key="visit.id", index=True)
+    reviewer_id: int = Field(foreign_key="reviewer.id")
+    observer: bool = False
+    declared_on: date | None = None  # conflict-of-interest declaration returned
+    declared_conflicts: str | None = None
+
+
+class Report(StatefulItem, table=True):
+    """The written report of a visit or of a self-assessment (000 s5.1, s5.4, Appendix 3)."""
+
+    kind: ClassVar[str] = "report"
+
+    service_id: int = Field(foreign_key="service.id", index=True)
+    visit_id: int | None = Field(default=None, foreign_key="visit.id", index=True)
+    basis_date: date  # the visit date, or the date the self-assessment was received
+    issue: int = 1  # re-issued after an upheld appeal
+    compliance: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    positives: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    summary: str | None = None
+    approved_on: date | None = None
+    distributed_on: date | None = None
+    published_on: date | None = None
+
+
+class AccuracyItem(SQLModel, table=True):
+    """One inaccuracy the service states at the factual accuracy check, and both decisions."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    report_id: int = Field(foreign_key="report.id", index=True)
+    text: str
+    manager_decision: str | None = None  # accepted | rejected (Network Manager)
+    manager_actor: str | None = None
+    lead_decision: str | None = None  # accepted | rejected (Regional Network Lead)
+    lead_actor: str | None = None
+
+    @property
+    def outcome(self) -> str | None:
+        """Accepted only if both accept; rejected if either rejects; None while undecided."""
+        if self.manager_decision is None or self.lead_decision is None:
+            return None
+        return "accepted" if self.manager_decision == self.lead_decision == "accepted" else "rejected"
+
+
+class Attachment(SQLModel, table=True):
+    """A file that travels with an outbox message (the report PDF)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(index=True)
+    filename: str
+    content_type: str
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class Milestone(SQLModel, table=True):
@@ -124,6 +212,7 @@ class Deadline(SQLModel, table=True):
     due_on: date
     remind_on: date | None = None
     reminded: bool = False
+    due_day_notified: bool = False
     status: str = DeadlineStatus.OPEN
     paused_remaining: int | None = None  # working days left when the clock stopped
     nation: str = "ENG"

@@ -15,9 +15,9 @@ from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from models.tables import OutboxMessage, OutboxStatus
+from models.tables import Attachment, OutboxMessage, OutboxStatus
 from notifications.transports import Transport, TransportError
 from states.clock import Clock
 from states.policy import Policy
@@ -42,7 +42,7 @@ def _message_id(key: str) -> str:
     return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{DOMAIN}>"
 
 
-def build_letter(row: OutboxMessage, sender: str, clock: Clock) -> EmailMessage:
+def build_letter(row: OutboxMessage, sender: str, clock: Clock, attachments: list[Attachment] = ()) -> EmailMessage:  # type: ignore[assignment]
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = _addr(row.to)
@@ -55,6 +55,9 @@ def build_letter(row: OutboxMessage, sender: str, clock: Clock) -> EmailMessage:
     msg["X-Peerwatch-Template"] = row.template
     msg.set_content(row.body_text)
     msg.add_alternative(row.body_html, subtype="html")
+    for a in attachments:
+        maintype, _, subtype = a.content_type.partition("/")
+        msg.add_attachment(a.data, maintype=maintype, subtype=subtype, filename=a.filename)
     return msg
 
 
@@ -91,6 +94,11 @@ def dispatch(session: Session, transport: Transport, clock: Clock, policy: Polic
         else:
             digests[row.to[0]["email"].lower()].append(row)
     batches.extend(digests.values())
+    keys = [r.idempotency_key for r in due if r.category == "letter"]
+    files: dict[str, list[Attachment]] = defaultdict(list)
+    for start in range(0, len(keys), 500):
+        for a in session.exec(select(Attachment).where(col(Attachment.idempotency_key).in_(keys[start:start + 500]))):
+            files[a.idempotency_key].append(a)
 
     summary = DispatchSummary()
     for rows in batches:
@@ -99,7 +107,7 @@ def dispatch(session: Session, transport: Transport, clock: Clock, policy: Polic
             r.attempts += 1
             session.add(r)
         session.commit()  # claimed: never handed to the transport twice
-        msg = build_letter(rows[0], transport.sender, clock) if rows[0].category == "letter" else build_digest(rows, transport.sender, clock)
+        msg = build_letter(rows[0], transport.sender, clock, files[rows[0].idempotency_key]) if rows[0].category == "letter" else build_digest(rows, transport.sender, clock)
         try:
             transport.send(msg)
         except TransportError as exc:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import or_
 from sqlmodel import Session, select
 
-from models.tables import Contact, OutboxMessage, OutboxStatus
+from models.tables import Attachment, Contact, OutboxMessage, OutboxStatus
 from notifications.render import render
 from states.roles import CONTACT_ROLES
 
@@ -81,10 +81,11 @@ def enqueue_letters(
         missing_to = [r for r, people in to if not people]
         missing = missing_to + [r for r, people in cc if not people]
         to_people = [_person(c) for _, people in to for c in people]
+        to_people += [{"name": n, "email": e, "role": "", "role_name": ""} for n, e in letter.people]
         cc_people = [_person(c) for _, people in cc for c in people]
         context = {
             **base, "today": today, "deadlines": deadlines, "to": to_people, "cc": cc_people,
-            "signatories": signatories, **(extra or {}),
+            "signatories": signatories, **(extra or {}), **dict(letter.context),
         }
         subject, text, html = render(letter.template, context)
         stem = f"{spec.name}:{row.id}:{key}:{letter.template}{':' + letter.key if letter.key else ''}"
@@ -109,5 +110,8 @@ def enqueue_letters(
                 category=category, subject=subject, body_text=text, body_html=html,
                 to=recipients, cc=copies, status=status, last_error=error, created_at=now, next_attempt_at=now,
             ))
+            if category == "letter":
+                for filename, content_type, data in letter.attachments:
+                    session.add(Attachment(idempotency_key=idem, filename=filename, content_type=content_type, data=data))
             written += 1
     return written

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, select
 
@@ -151,6 +152,7 @@ def fire(
                 data.setdefault("deadlines", {})[d.name] = d.due_on.isoformat()
         row.state = dest
         row.updated_at = now
+        flag_modified(row, "state")  # an internal transition still bumps the version
         session.add(row)
     try:
         session.flush()
@@ -165,6 +167,8 @@ def fire(
     )
     session.add(event)
     queued = enqueue_letters(session, spec, row, effects.letters, key=f"v{row.version}", clock=clock, today=today)
+    for follow_up in effects.then:
+        follow_up()
     session.flush()
     return Outcome(row=row, event=event, queued=queued)
 

@@ -37,6 +37,13 @@ class Letter:
     cc: tuple[str, ...] = ()
     category: str = "letter"  # letter: one per item | reminder, chase: combined per person
     key: str = ""  # tells apart two letters of one transition with the same template
+    people: tuple[tuple[str, str], ...] = ()  # (name, email) written to directly, e.g. reviewers
+    attachments: tuple[tuple[str, str, bytes], ...] = ()  # (filename, content type, data)
+    context: tuple[tuple[str, Any], ...] = ()  # extra template variables
+
+
+# A deadline rule's letter may depend on the row (e.g. only the reviewers yet to declare).
+LetterFor = Letter | Callable[[Session, Any], "Letter | None"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,9 @@ class NewDeadline:
 class Effects:
     letters: list[Letter] = field(default_factory=list)
     deadlines: list[NewDeadline] = field(default_factory=list)
+    # Run after the transition is written, in the same transaction (e.g. raise the risks
+    # found at a visit through the engine). Each must itself go through the engine.
+    then: list[Callable[[], Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -59,8 +69,15 @@ class DeadlineRule:
     owner: str  # contact role who must act before it passes
     step: str  # what they must do, for people reading `show`
     on_due: str | None = None  # trigger the sweep fires as the system actor once it passes
-    overdue: Letter | None = None  # else: a letter sent once when it passes
-    reminder: Letter | None = None  # sent once on remind_on
+    overdue: LetterFor | None = None  # else: a letter sent once when it passes
+    reminder: LetterFor | None = None  # sent once on remind_on
+    due_today: LetterFor | None = None  # sent once on the due date itself
+
+
+def letter_for(spec: LetterFor | None, session: Session, row: Any) -> Letter | None:
+    if spec is None or isinstance(spec, Letter):
+        return spec
+    return spec(session, row)
 
 
 @dataclass
@@ -147,7 +164,7 @@ class KindSpec:
         return [t for t in self.triggers() if self.rows_for(t, source)]
 
 
-_MODULES = {"risk": "states.risk"}
+_MODULES = {"risk": "states.risk", "visit": "states.visit", "report": "states.report"}
 _SPECS: dict[str, KindSpec] = {}
 
 

@@ -21,15 +21,27 @@ class Policy:
     asct_threshold: int = 12  # score above this goes to the ASCT (000 s6 step 4)
     max_send_attempts: int = 5  # then a message is failed: an incident
     retry_backoff_seconds: int = 300  # doubled on each failed try
+    factual_accuracy_working_days: int = 10  # the service's factual accuracy reply (local policy)
+    report_weeks: int = 8  # written report after a visit or self-assessment receipt (000 s5.1, s5.4)
+    declarations_working_days_before_visit: int = 10  # panel conflict declarations chased (local policy)
+    # Visit selection by weighting (000 s5.2 names the process, not the weights: local policy).
+    weight_months_since_visit: float = 1.0
+    never_visited_months: float = 36.0
+    weight_open_ir: float = 10.0
+    weight_open_sc: float = 5.0
+    weight_open_gc: float = 1.0
+    weight_max_risk_score: float = 0.5
+    weight_achievement_gap: float = 0.2  # per point below 100% (self-assessment, issue 5)
 
     @classmethod
     def from_env(cls) -> Policy:
-        values: dict[str, int] = {}
+        values: dict[str, float] = {}
         for f in fields(cls):
             raw = os.environ.get(f"PEERWATCH_{f.name.upper()}")
             if raw is not None:
+                kind = float if f.type in (float, "float") else int
                 try:
-                    values[f.name] = int(raw)
+                    values[f.name] = kind(raw)
                 except ValueError:
-                    raise InvalidInput(f"PEERWATCH_{f.name.upper()}={raw!r} is not a whole number") from None
-        return cls(**values)
+                    raise InvalidInput(f"PEERWATCH_{f.name.upper()}={raw!r} is not a {'number' if kind is float else 'whole number'}") from None
+        return cls(**values)  # type: ignore[arg-type]

@@ -24,10 +24,11 @@ from typing import Any
 
 from sqlmodel import Session
 
-from models.tables import Network, Organisation, Risk, Service
+from models.tables import Risk
 from states.errors import InvalidInput
 from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.roles import NETWORK_LEADS, STAFF, SYSTEM
+from states.scope import nation_of, recipient_scope, service_context
 
 LEVELS = {"IR": "Immediate risk", "SC": "Serious concern", "GC": "General concern"}
 RESPONSE_WORKING_DAYS = {"IR": 10, "SC": 20}  # 000 s6: formal response deadlines
@@ -220,30 +221,7 @@ def _close_review(ctx: Context) -> None:
             ctx.session.add(d)
 
 
-def _service(session: Session, row: Risk) -> tuple[Service, Organisation, Network]:
-    cache = session.info.setdefault("service_cache", {})
-    hit = cache.get(row.service_id)
-    if hit is None:
-        svc = session.get(Service, row.service_id)
-        if svc is None:
-            raise InvalidInput(f"service {row.service_id} not found")
-        org = session.get(Organisation, svc.organisation_id)
-        net = session.get(Network, svc.network_id)
-        hit = cache[row.service_id] = (svc, org, net)
-    return hit
-
-
-def nation_of(session: Session, row: Risk) -> str:
-    return _service(session, row)[1].nation
-
-
-def recipient_scope(session: Session, row: Risk) -> dict[str, int | None]:
-    svc, org, net = _service(session, row)
-    return {"service_id": svc.id, "organisation_id": org.id, "network_id": net.id}
-
-
 def letter_context(session: Session, row: Risk) -> dict[str, Any]:
-    svc, org, net = _service(session, row)
     return {
         "item": {
             "ref": f"{row.level}-{row.id}", "id": row.id, "level": row.level, "level_name": LEVELS[row.level],
@@ -253,9 +231,7 @@ def letter_context(session: Session, row: Risk) -> dict[str, Any]:
             "doctors_in_training": row.doctors_in_training, "response_working_days": RESPONSE_WORKING_DAYS.get(row.level),
             "inadequate_responses": row.inadequate_responses,
         },
-        "service": {"name": svc.name, "kind": svc.kind},
-        "organisation": {"name": org.name},
-        "network": {"name": net.name, "code": net.code},
+        **service_context(session, row),
     }
 
 

@@ -24,7 +24,7 @@ from notifications.outbox import enqueue_letters
 from states import engine
 from states.clock import Clock, local_date
 from states.errors import PeerwatchError
-from states.kinds import get_spec
+from states.kinds import get_spec, letter_for
 from states.policy import Policy
 from states.roles import SYSTEM, SYSTEM_ACTOR
 
@@ -42,7 +42,7 @@ class SweepSummary:
         return sum(1 for a in self.actions if a["action"] == action)
 
 
-def _due_ids(session: Session, today: date) -> tuple[list[int], list[int]]:
+def _due_ids(session: Session, today: date) -> tuple[list[int], list[int], list[int]]:
     reminders = session.exec(
         select(Deadline.id).where(
             Deadline.status == DeadlineStatus.OPEN, col(Deadline.remind_on) <= today,
@@ -53,7 +53,12 @@ def _due_ids(session: Session, today: date) -> tuple[list[int], list[int]]:
         select(Deadline.id).where(Deadline.status == DeadlineStatus.OPEN, col(Deadline.due_on) < today)
         .order_by(Deadline.due_on, Deadline.id)  # type: ignore[arg-type]
     ).all()
-    return [i for i in reminders if i is not None], [i for i in passed if i is not None]
+    due_today = session.exec(
+        select(Deadline.id).where(Deadline.status == DeadlineStatus.OPEN, Deadline.due_on == today,
+                                  col(Deadline.due_day_notified).is_(False)).order_by(Deadline.id)  # type: ignore[arg-type]
+    ).all()
+    return ([i for i in reminders if i is not None], [i for i in passed if i is not None],
+            [i for i in due_today if i is not None])
 
 
 def run_sweep(
@@ -67,8 +72,8 @@ def run_sweep(
     today = local_date(clock.now())
     summary = SweepSummary(as_of=today)
     with Session(db, expire_on_commit=False) as session:
-        reminder_ids, passed_ids = _due_ids(session, today)
-    for ids, handler in ((reminder_ids, _remind), (passed_ids, _pass)):
+        reminder_ids, passed_ids, today_ids = _due_ids(session, today)
+    for ids, handler in ((reminder_ids, _remind), (today_ids, _due_today), (passed_ids, _pass)):
         for start in range(0, len(ids), BATCH):
             chunk = ids[start:start + BATCH]
             with Session(db, expire_on_commit=False) as session:
@@ -102,16 +107,34 @@ def _record(summary: SweepSummary, d: Deadline, action: str, **extra: Any) -> No
     summary.actions.append({"kind": d.kind, "id": d.item_id, "deadline": d.name, "due_on": d.due_on.isoformat(), "action": action, **extra})
 
 
-def _remind(session: Session, d: Deadline, clock: Clock, today: date, policy: Policy, summary: SweepSummary) -> None:
+def _letter(session: Session, d: Deadline, which: str, clock: Clock, today: date) -> bool:
+    """Queue the rule's ``which`` letter for a deadline, if it has one; True if it did."""
     spec = get_spec(d.kind)
     rule = spec.deadline_rules.get(d.name)
+    row = _row(session, d)
+    letter = letter_for(getattr(rule, which), session, row) if rule else None
+    if letter is None:
+        return False
+    enqueue_letters(session, spec, row, [letter], key=f"deadline{d.id}", clock=clock, today=today,
+                    extra={"deadline": {"name": d.name, "due_on": d.due_on}})
+    return True
+
+
+def _remind(session: Session, d: Deadline, clock: Clock, today: date, policy: Policy, summary: SweepSummary) -> None:
     with session.begin_nested():
         d.reminded = True
         session.add(d)
-        if rule and rule.reminder:
-            enqueue_letters(session, spec, _row(session, d), [rule.reminder], key=f"deadline{d.id}",
-                            clock=clock, today=today, extra={"deadline": {"name": d.name, "due_on": d.due_on}})
+        _letter(session, d, "reminder", clock, today)
     _record(summary, d, "reminded")
+
+
+def _due_today(session: Session, d: Deadline, clock: Clock, today: date, policy: Policy, summary: SweepSummary) -> None:
+    with session.begin_nested():
+        d.due_day_notified = True
+        session.add(d)
+        sent = _letter(session, d, "due_today", clock, today)
+    if sent:
+        _record(summary, d, "due_today")
 
 
 def _pass(session: Session, d: Deadline, clock: Clock, today: date, policy: Policy, summary: SweepSummary) -> None:
@@ -131,7 +154,5 @@ def _pass(session: Session, d: Deadline, clock: Clock, today: date, policy: Poli
     with session.begin_nested():
         d.status = DeadlineStatus.FIRED
         session.add(d)
-        if rule and rule.overdue:
-            enqueue_letters(session, spec, _row(session, d), [rule.overdue], key=f"deadline{d.id}",
-                            clock=clock, today=today, extra={"deadline": {"name": d.name, "due_on": d.due_on}})
+        _letter(session, d, "overdue", clock, today)
     _record(summary, d, "overdue_notice")

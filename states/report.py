@@ -1,0 +1,232 @@
+"""The written peer review report (seed 000 s5.1, s5.4, Appendix 3).
+
+``drafting``: the network office writes the report, due 8 weeks after the visit (or after
+receipt of a self-assessment), reminded before and on the due date. Sent to the service for
+a factual accuracy check (``accuracy_check``): its reply is due after a configurable number
+of working days (local policy, default 10) and is chased when late. Only what was observed
+on the day counts: an "inaccuracy" stated as a change made after the visit is refused.
+Each inaccuracy received (``inaccuracies_received``) is accepted or rejected by the Network
+Manager **and** by the Regional Network Lead, two different people; it is amended only if
+both accept. Then ``approved``, ``distributed`` to the Service Lead and the SOP's list (with
+the PDF), and ``published``: the publication date opens the 4-week appeal window.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from sqlmodel import Session, select
+
+from models.tables import AccuracyItem, Report, Risk, Visit
+from states.errors import GuardRefused, InvalidInput, NotFound
+from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.roles import NETWORK_LEADS, NETWORK_MANAGER, REGIONAL_LEAD, STAFF, SYSTEM
+from states.scope import nation_of, recipient_scope, service_context
+
+COMPLIANCE = ("Met", "Partially Met", "Unmet", "Not applicable")
+# 000 s5.4: the final report goes to the Service Lead and is shared with these.
+DISTRIBUTION = ("lead-doctor", "lead-nurse", "ahp-lead", "service-manager", "divisional-manager", "divisional-director",
+                "medical-director", "responsible-executive", "responsible-commissioner")
+
+
+class ReportState(StrEnum):
+    NEW = "new"
+    DRAFTING = "drafting"
+    ACCURACY_CHECK = "accuracy_check"
+    INACCURACIES_RECEIVED = "inaccuracies_received"
+    APPROVED = "approved"
+    DISTRIBUTED = "distributed"
+    PUBLISHED = "published"
+
+
+R = ReportState
+STAFF_ROLES = sorted(STAFF)
+LEADS = sorted(NETWORK_LEADS)
+
+TRANSITIONS: list[dict[str, Any]] = [
+    {"trigger": "start_drafting", "source": R.NEW, "dest": R.DRAFTING, "roles": [*STAFF_ROLES, SYSTEM]},
+    {"trigger": "add_standard", "source": R.DRAFTING, "dest": None, "roles": STAFF_ROLES},
+    {"trigger": "add_positive", "source": R.DRAFTING, "dest": None, "roles": STAFF_ROLES},
+    {"trigger": "send_for_accuracy_check", "source": R.DRAFTING, "dest": R.ACCURACY_CHECK, "roles": STAFF_ROLES},
+    {"trigger": "record_inaccuracy", "source": [R.ACCURACY_CHECK, R.INACCURACIES_RECEIVED], "dest": R.INACCURACIES_RECEIVED, "roles": STAFF_ROLES},
+    {"trigger": "decide_inaccuracy", "source": R.INACCURACIES_RECEIVED, "dest": None, "roles": LEADS},
+    {"trigger": "approve", "source": R.ACCURACY_CHECK, "dest": R.APPROVED, "roles": LEADS},
+    {"trigger": "approve", "source": R.INACCURACIES_RECEIVED, "dest": R.APPROVED, "roles": LEADS, "conditions": ["are_all_inaccuracies_decided"]},
+    {"trigger": "distribute", "source": R.APPROVED, "dest": R.DISTRIBUTED, "roles": STAFF_ROLES},
+    {"trigger": "publish", "source": R.DISTRIBUTED, "dest": R.PUBLISHED, "roles": LEADS},
+]
+for _t in TRANSITIONS:
+    _t["source"] = [str(s) for s in _t["source"]] if isinstance(_t["source"], list) else str(_t["source"])
+    _t["dest"] = None if _t["dest"] is None else str(_t["dest"])
+
+OFFICE = ("network-office",)
+DEADLINE_RULES = {
+    "report_due": DeadlineRule(
+        owner="network-office", step="write the report and send it for the factual accuracy check",
+        reminder=Letter("report_due_soon", to=OFFICE, category="reminder"),
+        due_today=Letter("report_due_today", to=OFFICE, cc=("network-manager",), category="reminder"),
+        overdue=Letter("report_overdue", to=OFFICE, cc=("network-manager", "regional-lead"), category="chase"),
+    ),
+    "accuracy_reply": DeadlineRule(
+        owner="service-lead", step="the service returns its factual accuracy comments",
+        reminder=Letter("accuracy_reply_reminder", to=("service-lead",), category="reminder"),
+        overdue=Letter("accuracy_reply_chase", to=("service-lead",), cc=("network-office",), category="chase"),
+    ),
+}
+
+NEXT_STEP = {
+    R.DRAFTING: "Network office: write the report; send it to the service for the factual accuracy check",
+    R.ACCURACY_CHECK: "Service: state any factual inaccuracies (observations on the day only)",
+    R.INACCURACIES_RECEIVED: "Network Manager and Regional Lead: each accept or reject every inaccuracy, then approve",
+    R.APPROVED: "Network office: distribute the final report",
+    R.DISTRIBUTED: "Network Manager / Regional Lead: publish (opens the 4-week appeal window)",
+}
+
+# Words that say a statement describes a change made after the visit (000 s5.4).
+AFTER_VISIT = ("since the visit", "after the visit", "has since", "have since", "now in place", "since then",
+               "subsequently", "following the visit", "we have now", "has now been", "have now been")
+
+
+def _items(session: Session, report_id: int) -> list[AccuracyItem]:
+    return list(session.exec(select(AccuracyItem).where(AccuracyItem.report_id == report_id).order_by(AccuracyItem.id)))  # type: ignore[arg-type]
+
+
+def are_all_inaccuracies_decided(ctx: Context) -> bool:
+    return all(i.outcome is not None for i in _items(ctx.session, ctx.row.id))
+
+
+def is_after_visit_change(text: str) -> bool:
+    lowered = " ".join(text.lower().split())
+    return any(p in lowered for p in AFTER_VISIT)
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "y")
+
+
+def effects(ctx: Context) -> Effects:
+    row: Report = ctx.row
+    t, out = ctx.trigger, Effects()
+    if t == "start_drafting":
+        due = ctx.calendar.add_weeks(row.basis_date, ctx.policy.report_weeks)
+        remind = ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)
+        out.deadlines.append(NewDeadline("report_due", due, remind if remind > ctx.today else None))
+    elif t == "add_standard":
+        ref, status = str(ctx.params.get("ref") or "").strip(), str(ctx.params.get("status") or "").strip()
+        if not ref or status not in COMPLIANCE:
+            raise InvalidInput(f"add_standard needs ref=... and status= one of {', '.join(COMPLIANCE)}")
+        entry = {"ref": ref, "descriptor": str(ctx.params.get("descriptor") or ""), "status": status,
+                 "comment": str(ctx.params.get("comment") or "")}
+        row.compliance = [c for c in row.compliance if c["ref"] != ref] + [entry]
+    elif t == "add_positive":
+        text = str(ctx.params.get("text") or "").strip()
+        if not text:
+            raise InvalidInput("add_positive needs text=...")
+        row.positives = [*row.positives, text]
+    elif t == "send_for_accuracy_check":
+        due = ctx.calendar.add_working_days(ctx.today, ctx.policy.factual_accuracy_working_days)
+        out.deadlines.append(NewDeadline("accuracy_reply", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)))
+        out.letters.append(Letter("factual_accuracy_request", to=("service-lead",), cc=("chief-executive", "network-office"),
+                                  attachments=(_pdf(ctx.session, row, draft=True),)))
+    elif t == "record_inaccuracy":
+        text = str(ctx.params.get("text") or "").strip()
+        if not text:
+            raise InvalidInput("record_inaccuracy needs text=... (the inaccuracy as the service states it)")
+        if _truthy(ctx.params.get("after_visit", False)) or is_after_visit_change(text):
+            raise GuardRefused(
+                "not a factual accuracy item: it describes a change made after the visit, and only "
+                f"observations on the day count (SOP 5.4): {text!r}")
+        ctx.session.add(AccuracyItem(report_id=row.id, text=text))  # type: ignore[arg-type]
+        if ctx.source == R.ACCURACY_CHECK:
+            pass  # the reply is in: the accuracy_reply deadline closes with the state change
+    elif t == "decide_inaccuracy":
+        _decide(ctx)
+    elif t == "approve":
+        row.approved_on = ctx.today
+    elif t == "distribute":
+        row.distributed_on = ctx.today
+        out.letters.append(Letter("report_distribution", to=("service-lead",), cc=DISTRIBUTION,
+                                  attachments=(_pdf(ctx.session, row, draft=False),)))
+    elif t == "publish":
+        row.published_on = ctx.today
+    return out
+
+
+def _decide(ctx: Context) -> None:
+    try:
+        item_id = int(ctx.params["item_id"])
+    except (KeyError, TypeError, ValueError):
+        raise InvalidInput("decide_inaccuracy needs item_id=N and decision=accepted|rejected") from None
+    decision = str(ctx.params.get("decision", ""))
+    if decision not in ("accepted", "rejected"):
+        raise InvalidInput(f"decision {decision!r}: use accepted or rejected")
+    item = ctx.session.get(AccuracyItem, item_id)
+    if item is None or item.report_id != ctx.row.id:
+        raise NotFound(f"inaccuracy {item_id} not found on report {ctx.row.id}")
+    mine, other = ("manager", "lead") if ctx.role == NETWORK_MANAGER else ("lead", "manager")
+    if getattr(item, f"{mine}_decision") is not None:
+        raise GuardRefused(f"inaccuracy {item_id} already has the {ctx.role} decision ({getattr(item, f'{mine}_decision')})")
+    if getattr(item, f"{other}_actor") == ctx.actor:
+        raise GuardRefused(f"{ctx.actor} already decided inaccuracy {item_id} in the other role: "
+                           "the Network Manager and the Regional Network Lead must be two people")
+    setattr(item, f"{mine}_decision", decision)
+    setattr(item, f"{mine}_actor", ctx.actor)
+    ctx.session.add(item)
+
+
+def document(session: Session, row: Report) -> dict[str, Any]:
+    """Everything the report document shows, read from the database (templates never query)."""
+    visit = session.get(Visit, row.visit_id) if row.visit_id else None
+    risks = list(session.exec(select(Risk).where(Risk.visit_id == row.visit_id).order_by(Risk.id))) if row.visit_id else []  # type: ignore[arg-type]
+    items = _items(session, row.id)  # type: ignore[arg-type]
+    counts = {s: sum(1 for c in row.compliance if c["status"] == s) for s in COMPLIANCE}
+    scored = [c for c in row.compliance if c["status"] != "Not applicable"]
+    achieved = sum({"Met": 1.0, "Partially Met": 0.5}.get(c["status"], 0.0) for c in scored)
+    return {
+        **service_context(session, row),
+        "report": {"id": row.id, "issue": row.issue, "state": row.state, "basis_date": row.basis_date,
+                   "approved_on": row.approved_on, "published_on": row.published_on, "summary": row.summary},
+        "visit": {"date": visit.visit_date, "mode": "virtual" if visit.mode == "virtual" else "in person"} if visit else None,
+        "compliance": row.compliance, "counts": counts,
+        "achievement": round(100 * achieved / len(scored), 1) if scored else None,
+        "positives": row.positives,
+        "risks": [{"ref": f"{r.level}-{r.id}", "level": r.level, "title": r.title, "standard_ref": r.standard_ref,
+                   "score": r.impact * r.likelihood if r.impact and r.likelihood else None, "state": r.state} for r in risks],
+        "inaccuracies": [{"id": i.id, "text": i.text, "outcome": i.outcome} for i in items],
+    }
+
+
+def _pdf(session: Session, row: Report, draft: bool) -> tuple[str, str, bytes]:
+    from notifications.documents import render_report_pdf
+
+    data = render_report_pdf(document(session, row), draft=draft)
+    return (f"peer-review-report-{row.id}{'-draft' if draft else ''}.pdf", "application/pdf", data)
+
+
+def letter_context(session: Session, row: Report) -> dict[str, Any]:
+    return {
+        "item": {"ref": f"Report-{row.id}", "id": row.id, "title": "Peer review report", "basis_date": row.basis_date,
+                 "issue": row.issue, "published_on": row.published_on},
+        **service_context(session, row),
+    }
+
+
+SPEC = KindSpec(
+    name="report",
+    model=Report,
+    states=ReportState,
+    initial=ReportState.NEW,
+    transitions=TRANSITIONS,
+    guards={"are_all_inaccuracies_decided": are_all_inaccuracies_decided},
+    effects=effects,
+    deadline_rules=DEADLINE_RULES,
+    terminal=frozenset({R.PUBLISHED.value}),
+    nation_of=nation_of,
+    letter_context=letter_context,
+    recipient_scope=recipient_scope,
+    next_step={k.value: v for k, v in NEXT_STEP.items()},
+    describe="Peer review reports and the factual accuracy check (000 s5.4)",
+)
+
+_unused = REGIONAL_LEAD
