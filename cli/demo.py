@@ -1,13 +1,18 @@
-"""``peerwatch demo``: a fresh demo database, sample risks raised on visit dates, and the real
-Prefect ``chase`` and ``dispatch`` flows run day by day over simulated dates.
+"""``peerwatch demo``: a fresh demo database, a visit, risks and a report, and the real
+Prefect ``chase`` and ``dispatch`` flows run day by day over simulated weekdays.
 
-The story (West Midlands and Cheshire & Mersey, winter 2026-27):
-- IR at Midland Royal MTC, visit Fri 11 Dec: notified Fri 18 Dec, answered adequately.
-- SC at Severnside Trauma Unit, visit Thu 10 Dec: notified Thu 17 Dec, never answered:
-  reminded, chased, then escalated to the Commissioning Lead and the CQC.
-- SC at Mersey Harbour MTC, visit Fri 11 Dec, affects doctors in training, scored 16:
+The story (West Midlands and Cheshire & Mersey, autumn 2026 to February 2027):
+- Visit to Midland Royal MTC, proposed from the weighting list, scheduled for Fri 11 Dec:
+  the service is notified, a conflicted reviewer (works for the Trust) and one from the same
+  shared pathway are refused, the panel is built across two networks, one late conflict
+  declaration is chased, the visit is prepared and held, and high level feedback raises an
+  IR and a GC; the report is drafted, checked for factual accuracy (one inaccuracy accepted,
+  one rejected, one "we have since..." refused), approved, distributed with its PDF, published.
+- The IR (notified Fri 18 Dec) is answered adequately before its deadline of Wed 6 Jan 2027.
+- An SC at Severnside Trauma Unit (visit Thu 10 Dec) is never answered: reminded, chased,
+  then escalated to the Commissioning Lead and the CQC.
+- An SC at Mersey Harbour MTC (visit Fri 11 Dec), doctors in training affected, scored 16:
   the ASCT is told; the response is inadequate twice: Commissioning Lead, CQC, TPD and RA.
-- GC at Midland Royal MTC: into the work programme, monitored quarterly.
 """
 
 from __future__ import annotations
@@ -25,17 +30,9 @@ from cli.output import console, table
 from flows.server import local_server, quiet_env
 
 VAR = Path("var") / "demo"
-START, END = date(2026, 12, 10), date(2027, 1, 29)
-
-# day -> [(risk label, trigger, actor, role, note)]
-SCRIPT: dict[date, list[tuple[str, str, str, str, str | None]]] = {
-    date(2026, 12, 17): [("SC-severnside", "send_formal_notification", "network manager", "network-manager", "letter emailed")],
-    date(2026, 12, 18): [("IR-midland", "send_formal_notification", "network manager", "network-manager", "letter emailed"),
-                         ("SC-mersey", "send_formal_notification", "regional lead", "regional-lead", "letter emailed")],
-    date(2027, 1, 5): [("IR-midland", "response_adequate", "network manager", "network-manager", "interim rota in place; action plan with milestones received")],
-    date(2027, 1, 14): [("SC-mersey", "response_inadequate", "network manager", "network-manager", "no interim supervision arrangements; no milestones")],
-    date(2027, 1, 26): [("SC-mersey", "response_inadequate", "regional lead", "regional-lead", "further response repeats the first; continued inadequate response")],
-}
+START, END = date(2026, 11, 16), date(2027, 2, 3)
+MRH, STU, MHM = "Midland Royal Major Trauma Centre", "Severnside Trauma Unit", "Mersey Harbour Major Trauma Centre"
+NM, RL, OFFICE = ("Dr Asha Patel", "network-manager"), ("Mr Tom Hughes", "regional-lead"), ("Network office", "network-office")
 
 
 def _weekdays(start: date, end: date) -> list[date]:
@@ -63,41 +60,122 @@ def run_demo(keep_server: bool = False) -> None:
 
 
 def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
+    from cli.seed import seed_reference
     from flows.chase import chase
     from flows.dispatch import dispatch
-    from models import OutboxMessage, Risk, init_db, session_scope
-    from cli.seed import seed_reference
+    from models import OutboxMessage, Reviewer, Risk, Visit, init_db, session_scope
     from states import engine
     from states.clock import FixedClock
+    from states.errors import PeerwatchError
 
     db = init_db()
     with session_scope() as s:
         svc = seed_reference(s)
+        reviewers = {r.name: r.id for r in s.exec(select(Reviewer))}
     clock = FixedClock(START)
-    raised = [
-        ("SC-severnside", date(2026, 12, 10), "Severnside Trauma Unit", "SC", "No rehabilitation prescription completed for major trauma patients", "TU-14", None, None, False),
-        ("IR-midland", date(2026, 12, 11), "Midland Royal Major Trauma Centre", "IR", "Trauma team not consultant-led out of hours", "MTC-3", 5, 3, False),
-        ("GC-midland", date(2026, 12, 11), "Midland Royal Major Trauma Centre", "GC", "Patient information leaflets out of date", "MTC-27", None, None, False),
-        ("SC-mersey", date(2026, 12, 11), "Mersey Harbour Major Trauma Centre", "SC", "Junior doctors unsupervised in resus overnight", "MTC-8", 4, 4, True),
-    ]
     ids: dict[str, int] = {}
     timeline: list[tuple[date, str, str]] = []
+
+    def ref(kind: str, row: Any) -> str:
+        return f"{row.level}-{row.id}" if kind == "risk" else f"{kind.title()}-{row.id}"
+
+    def act(kind: str, label: str, trigger: str, who: tuple[str, str], note: str | None = None, **params: Any) -> None:
+        """One operator action through the engine; an expected refusal is shown, not fatal."""
+        try:
+            with session_scope() as s:
+                out = engine.fire(s, kind, ids[label], trigger, actor=who[0], role=who[1], clock=clock, note=note, params=params)
+                what = f"{trigger} -> {out.row.state} {_due(out.event.data)}".strip()
+                timeline.append((clock_day(), ref(kind, out.row), what))
+        except PeerwatchError as exc:
+            timeline.append((clock_day(), f"{kind.title()}-{ids[label]}", f"REFUSED {trigger}: {exc}"))
+
+    def clock_day() -> date:
+        return FixedClock.now(clock).date()
+
+    def raise_risk(label: str, service: str, level: str, title: str, standard: str, impact: int | None = None,
+                   likelihood: int | None = None, dit: bool = False) -> None:
+        with session_scope() as s:
+            out = engine.create(s, "risk", Risk(service_id=svc[service], level=level, title=title, standard_ref=standard,
+                                identified_on=clock_day(), visit_date=clock_day(), impact=impact, likelihood=likelihood,
+                                doctors_in_training=dit, state="new"), "raise", actor=NM[0], role=NM[1], clock=clock,
+                                note="found at the visit; verbal notification at high level feedback")
+            ids[label] = out.row.id  # type: ignore[assignment]
+            timeline.append((clock_day(), ref("risk", out.row), f"raised at visit -> {out.row.state} {_due(out.event.data)}"))
+
+    def visit_feedback() -> None:
+        act("visit", "visit", "give_feedback", NM, risks=[
+            {"level": "IR", "title": "Trauma team not consultant-led out of hours", "standard_ref": "MTC-3", "impact": 5, "likelihood": 3},
+            {"level": "GC", "title": "Patient information leaflets out of date", "standard_ref": "MTC-27"}])
+        with session_scope() as s:
+            for r in s.exec(select(Risk).where(Risk.visit_id == ids["visit"]).order_by(Risk.id)):  # type: ignore[arg-type]
+                ids[f"{r.level}-midland"] = r.id  # type: ignore[assignment]
+                timeline.append((clock_day(), ref("risk", r), f"raised at high level feedback -> {r.state}"))
+            from models import Report
+
+            rep = s.exec(select(Report).where(Report.visit_id == ids["visit"])).one()
+            ids["report"] = rep.id  # type: ignore[assignment]
+            timeline.append((clock_day(), f"Report-{rep.id}", "drafting started (report due 8 weeks after the visit)"))
+
+    def propose_visit() -> None:
+        from states.weighting import candidates
+
+        with session_scope() as s:
+            top = candidates(s, "WMTN", clock_day())[0]
+            out = engine.create(s, "visit", Visit(service_id=top["service_id"], state="new"), "propose", actor=NM[0], role=NM[1],
+                                clock=clock, params={"reason": f"top of the WMTN weighting list, score {top['score']}"})
+            ids["visit"] = out.row.id  # type: ignore[assignment]
+            timeline.append((clock_day(), f"Visit-{out.row.id}", f"proposed for {top['service']} (weighting score {top['score']})"))
+
+    def inaccuracies() -> None:
+        act("report", "report", "record_inaccuracy", OFFICE, text="The report says two trauma consultants were on call; the rota shows three on the day")
+        act("report", "report", "record_inaccuracy", OFFICE, text="Time to CT was 58 minutes, not 68 minutes as reported")
+        act("report", "report", "record_inaccuracy", OFFICE, text="We have since appointed a major trauma coordinator")
+
+    def decide() -> None:
+        act("report", "report", "decide_inaccuracy", NM, item_id=1, decision="accepted")
+        act("report", "report", "decide_inaccuracy", (NM[0], RL[1]), item_id=1, decision="accepted")  # four eyes: refused
+        act("report", "report", "decide_inaccuracy", RL, item_id=1, decision="accepted")
+        act("report", "report", "decide_inaccuracy", NM, item_id=2, decision="rejected")
+        act("report", "report", "decide_inaccuracy", RL, item_id=2, decision="rejected")
+
+    script: dict[date, list[Any]] = {
+        date(2026, 11, 16): [propose_visit,
+                             lambda: act("visit", "visit", "schedule", NM, date="2026-12-11", mode="in_person"),
+                             lambda: act("visit", "visit", "notify_service", OFFICE)],
+        date(2026, 11, 17): [lambda n=n: act("visit", "visit", "add_panel_member", OFFICE, reviewer_id=reviewers[n])
+                             for n in ("Dr Felix Okoro", "Ms Ada Lindqvist", "Dr Maya Fenwick", "Mr Idris Vaughan", "Ms Carys Holt",
+                                       "Mr Rohan Mehta", "Ms Tessa Quinn", "Mrs Joan Pryce")],
+        date(2026, 11, 20): [lambda n=n: act("visit", "visit", "record_declaration", OFFICE, reviewer_id=reviewers[n])
+                             for n in ("Dr Maya Fenwick", "Mr Idris Vaughan", "Ms Carys Holt", "Mr Rohan Mehta", "Ms Tessa Quinn")],
+        date(2026, 11, 30): [lambda: act("visit", "visit", "record_preparation", OFFICE, prep_session="held", evidence_received="yes")],
+        date(2026, 12, 1): [lambda: act("visit", "visit", "record_declaration", OFFICE, reviewer_id=reviewers["Mrs Joan Pryce"]),
+                            lambda: act("visit", "visit", "record_preparation", OFFICE, panel_confirmed="yes"),
+                            lambda: act("visit", "visit", "confirm_prepared", OFFICE)],
+        date(2026, 12, 10): [lambda: raise_risk("SC-severnside", STU, "SC", "No rehabilitation prescription completed for major trauma patients", "TU-14")],
+        date(2026, 12, 11): [lambda: act("visit", "visit", "hold", OFFICE), visit_feedback,
+                             lambda: raise_risk("SC-mersey", MHM, "SC", "Junior doctors unsupervised in resus overnight", "MTC-8", 4, 4, True),
+                             lambda: act("visit", "visit", "close", NM)],
+        date(2026, 12, 17): [lambda: act("risk", "SC-severnside", "send_formal_notification", NM, "letter emailed")],
+        date(2026, 12, 18): [lambda: act("risk", "IR-midland", "send_formal_notification", NM, "letter emailed"),
+                             lambda: act("risk", "SC-mersey", "send_formal_notification", RL, "letter emailed")],
+        date(2027, 1, 5): [lambda: act("risk", "IR-midland", "response_adequate", NM, "interim rota in place; action plan with milestones received")],
+        date(2027, 1, 11): [lambda: act("report", "report", "add_standard", OFFICE, ref="MTC-3", descriptor="Consultant-led trauma team 24/7", status="Unmet"),
+                            lambda: act("report", "report", "add_standard", OFFICE, ref="MTC-5", descriptor="CT within 60 minutes of arrival", status="Partially Met"),
+                            lambda: act("report", "report", "add_standard", OFFICE, ref="MTC-12", descriptor="Rehabilitation prescription for every patient", status="Met"),
+                            lambda: act("report", "report", "add_positive", OFFICE, text="Outstanding major trauma rehabilitation pathway")],
+        date(2027, 1, 14): [lambda: act("risk", "SC-mersey", "response_inadequate", NM, "no interim supervision arrangements; no milestones")],
+        date(2027, 1, 18): [lambda: act("report", "report", "send_for_accuracy_check", OFFICE)],
+        date(2027, 1, 26): [lambda: act("risk", "SC-mersey", "response_inadequate", RL, "further response repeats the first; continued inadequate response")],
+        date(2027, 1, 27): [inaccuracies],
+        date(2027, 1, 28): [decide],
+        date(2027, 1, 29): [lambda: act("report", "report", "approve", RL)],
+        date(2027, 2, 1): [lambda: act("report", "report", "distribute", OFFICE)],
+        date(2027, 2, 2): [lambda: act("report", "report", "publish", RL)],
+    }
     for day in _weekdays(START, END):
         clock.set(day)
-        for label, visit, service, level, title, ref, impact, likelihood, dit in raised:
-            if visit == day:
-                with session_scope() as s:
-                    out = engine.create(s, "risk", Risk(service_id=svc[service], level=level, title=title, standard_ref=ref,
-                                        identified_on=visit, visit_date=visit, impact=impact, likelihood=likelihood,
-                                        doctors_in_training=dit, state="new"),
-                                        "raise", actor="peer review panel lead", role="network-manager", clock=clock,
-                                        note="found at the visit; verbal notification at high level feedback")
-                    ids[label] = out.row.id  # type: ignore[assignment]
-                    timeline.append((day, f"{level}-{out.row.id}", f"raised at visit -> {out.row.state} {_due(out.event.data)}"))
-        for label, trigger, actor, role, note in SCRIPT.get(day, []):
-            with session_scope() as s:
-                out = engine.fire(s, "risk", ids[label], trigger, actor=actor, role=role, clock=clock, note=note)
-                timeline.append((day, f"{out.row.level}-{out.row.id}", f"{trigger} -> {out.row.state} {_due(out.event.data)}"))  # type: ignore[attr-defined]
+        for step in script.get(day, []):
+            step()
         result = chase(as_of=day.isoformat())
         for kind, n in sorted(result["counts"].items()):
             timeline.append((day, "sweep", f"chase flow: {n} x {kind}"))
@@ -108,7 +186,7 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
 
     table("What happened (simulated weekdays; the chase and dispatch flows ran each day)", ["date", "item", "event"],
           [(d.strftime("%a %d %b %Y"), item, what) for d, item, what in timeline])
-    _report(db, db_path, outbox, api, keep_server)
+    _report(db, db_path, outbox, api, keep_server, ids)
 
 
 def _due(data: dict[str, Any]) -> str:
@@ -116,36 +194,53 @@ def _due(data: dict[str, Any]) -> str:
     return ", ".join(f"({k} due {date.fromisoformat(v).strftime('%a %d %b %Y')})" for k, v in dl.items())
 
 
-def _report(db: Any, db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
-    from models import Deadline, OutboxMessage, Risk
+def _report(db: Any, db_path: Path, outbox: Path, api: str, keep_server: bool, ids: dict[str, int]) -> None:
+    from models import Deadline, OutboxMessage, Report, Risk, Visit
+    from notifications.documents import render_report_pdf
     from states.calendar import calendar_for
     from states.engine import pending_deadlines
+    from states.report import document
+
+    def due(s: Session, kind: str, item_id: int) -> str:
+        return ", ".join(f"{d.name} {d.due_on:%a %d %b %Y}" for d in pending_deadlines(s, kind, item_id))
 
     with Session(db) as s:
-        risks = list(s.exec(select(Risk).order_by(Risk.id)))  # type: ignore[arg-type]
-        table("Items by state", ["item", "title", "state", "pending deadlines"],
-              [(f"{r.level}-{r.id}", r.title, r.state, ", ".join(f"{d.name} {d.due_on:%a %d %b %Y}" for d in pending_deadlines(s, "risk", r.id)))
-               for r in risks])
+        rows = [("risk", r, f"{r.level}-{r.id}", r.title) for r in s.exec(select(Risk).order_by(Risk.id))]  # type: ignore[arg-type]
+        rows += [("visit", v, f"Visit-{v.id}", f"visit on {v.visit_date:%a %d %b %Y}") for v in s.exec(select(Visit))]
+        rows += [("report", r, f"Report-{r.id}", f"report, published {r.published_on:%a %d %b %Y}" if r.published_on else "report")
+                 for r in s.exec(select(Report))]
+        table("Items by state", ["item", "what", "state", "pending deadlines"],
+              [(label, what, row.state, due(s, kind, row.id)) for kind, row, label, what in rows])
         letters = list(s.exec(select(OutboxMessage).order_by(OutboxMessage.id)))  # type: ignore[arg-type]
         counts: Counter[tuple[str, str, str]] = Counter()
         for m in letters:
             for p in m.to:
-                counts[(m.template, p["role_name"], m.status)] += 1
+                counts[(m.template, p["role_name"] or "reviewer", m.status)] += 1
+            if not m.to:
+                counts[(m.template, "(nobody: incident)", m.status)] += 1
         table(f"Letters by kind and recipient ({len(letters)} messages)", ["letter", "to (role)", "status", "count"],
               [(t, r, st, n) for (t, r, st), n in sorted(counts.items())])
-        done = list(s.exec(select(Deadline).order_by(Deadline.item_id, Deadline.id)))  # type: ignore[arg-type]
-        by_id = {r.id: r for r in risks}
-        table("Deadlines (working days, England bank holidays incl. 25, 28 Dec and 1 Jan)", ["item", "deadline", "due", "status"],
-              [(f"{by_id[d.item_id].level}-{d.item_id}", d.name, d.due_on.strftime("%a %d %b %Y"), d.status) for d in done])
+        labels = {(kind, row.id): label for kind, row, label, _ in rows}
+        done = list(s.exec(select(Deadline).order_by(Deadline.id)))  # type: ignore[arg-type]
+        table("Deadlines (working days, England bank holidays incl. 25, 28 Dec and 1 Jan; weeks as 7 days)",
+              ["item", "deadline", "due", "status"],
+              [(labels[(d.kind, d.item_id)], d.name, d.due_on.strftime("%a %d %b %Y"), d.status) for d in done])
+        report = s.get(Report, ids["report"])
+        pdf = VAR / f"report-{ids['report']}.pdf"
+        pdf.write_bytes(render_report_pdf(document(s, report)))  # type: ignore[arg-type]
     cal = calendar_for("ENG")
-    console.print(f"Check: 10 working days after Fri 18 Dec 2026 is {cal.add_working_days(date(2026, 12, 18), 10):%a %d %b %Y}.")
+    console.print(f"Check: 10 working days after Fri 18 Dec 2026 is {cal.add_working_days(date(2026, 12, 18), 10):%a %d %b %Y}; "
+                  f"8 weeks after Fri 11 Dec 2026 is {cal.add_weeks(date(2026, 12, 11), 8):%a %d %b %Y}.")
     eml = sorted(outbox.glob("*.eml"))
     console.print(f"\nLetters: {len(eml)} .eml files in {outbox.resolve()}")
+    console.print(f"Report PDF: {pdf.resolve()}")
     console.print(f"Database: {db_path.resolve()}")
     console.print("Explore it, e.g.:")
     console.print(f"  export PEERWATCH_DATABASE_URL=sqlite:///{db_path.resolve()}")
     console.print("  .venv/bin/peerwatch risk list")
-    console.print("  .venv/bin/peerwatch risk history 4")
+    console.print(f"  .venv/bin/peerwatch risk history {ids['SC-mersey']}")
+    console.print(f"  .venv/bin/peerwatch visit show {ids['visit']}; .venv/bin/peerwatch visit agenda {ids['visit']} --ics var/demo/visit.ics")
+    console.print(f"  .venv/bin/peerwatch report history {ids['report']}; .venv/bin/peerwatch report render {ids['report']}")
     if keep_server:
         console.print(f"Prefect UI (runs and artifacts): {api.removesuffix('/api')}  (server left running)")
     else:

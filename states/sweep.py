@@ -115,7 +115,7 @@ def _letter(session: Session, d: Deadline, which: str, clock: Clock, today: date
     letter = letter_for(getattr(rule, which), session, row) if rule else None
     if letter is None:
         return False
-    enqueue_letters(session, spec, row, [letter], key=f"deadline{d.id}", clock=clock, today=today,
+    enqueue_letters(session, spec, row, [letter], key=f"deadline{d.id}:{which}", clock=clock, today=today,
                     extra={"deadline": {"name": d.name, "due_on": d.due_on}})
     return True
 

@@ -229,6 +229,9 @@ def effects(ctx: Context) -> Effects:
     elif t == "remove_panel_member":
         ctx.session.delete(_member(ctx, _reviewer(ctx)))
         row.panel_confirmed = False
+    elif t == "confirm_prepared":
+        assert row.visit_date is not None
+        out.deadlines.append(NewDeadline("visit_day", row.visit_date))
     elif t == "record_declaration":
         m = _member(ctx, _reviewer(ctx))
         m.declared_on = ctx.today
