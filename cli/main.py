@@ -208,7 +208,9 @@ risk_app = typer.Typer(help="Immediate risks (IR), serious concerns (SC) and gen
 visit_app = typer.Typer(help="Peer review visits, panels and the visit day.", no_args_is_help=True)
 report_app = typer.Typer(help="Peer review reports and the factual accuracy check.", no_args_is_help=True)
 reviewer_app = typer.Typer(help="Reviewers who can sit on panels.", no_args_is_help=True)
-KIND_APPS = {"risk": risk_app, "visit": visit_app, "report": report_app}
+appeal_app = typer.Typer(help="Appeals against a published report.", no_args_is_help=True)
+complaint_app = typer.Typer(help="Complaints about the process or conduct of a review.", no_args_is_help=True)
+KIND_APPS = {"risk": risk_app, "visit": visit_app, "report": report_app, "appeal": appeal_app, "complaint": complaint_app}
 for _name, _sub in KIND_APPS.items():
     app.add_typer(_sub, name=_name)
 app.add_typer(reviewer_app, name="reviewer")
@@ -509,6 +511,91 @@ def report_render(
         print_json({"id": report_id, "html": str(html), "pdf": str(pdf)})
     else:
         console.print(f"report {report_id}: {html} and {pdf}")
+
+
+@appeal_app.command("submit")
+def appeal_submit(
+    report: Annotated[int, typer.Option(help="The published report appealed against.")],
+    appellant: Annotated[int, typer.Option(help="Contact id of the appellant (must be the Trust's Chief Executive).")],
+    statement: Annotated[str, typer.Option(help="The appeal statement.")],
+    grounds: Annotated[list[str], typer.Option(help="risk:ID (an IR or SC in the report) or compliance (repeatable).")],
+    actor: ACTOR = "",
+    role: ROLE = "network-office",
+) -> None:
+    """Record an appeal; a refusal is recorded with its reason and a letter to the appellant, nothing else."""
+    from states.appeal import submit
+
+    parsed: list[dict[str, Any]] = []
+    for g in grounds:
+        if g == "compliance":
+            parsed.append({"compliance": True})
+        elif g.startswith("risk:") and g[5:].isdigit():
+            parsed.append({"risk_id": int(g[5:])})
+        else:
+            raise InvalidInput(f"--grounds {g!r}: use risk:ID or compliance")
+    check_actor_role(role)
+    row = submit(_db(), report_id=report, appellant_contact_id=appellant, statement=statement, grounds=parsed,
+                 actor=actor, role=role, clock=clock())
+    with Session(get_engine()) as s:
+        _created("appeal", row.id, state=row.state, deadlines=_deadline_json(s, "appeal", row.id))  # type: ignore[arg-type]
+
+
+@appeal_app.command("member")
+def appeal_member(
+    appeal_id: Annotated[int, typer.Argument(help="appeal id")],
+    name: Annotated[str, typer.Option()],
+    email: Annotated[str, typer.Option()],
+    actor: ACTOR = "",
+    role: ROLE = "network-manager",
+) -> None:
+    """Invite someone onto the appeal subgroup (refused if involved in the review)."""
+    _fire_and_print("appeal", appeal_id, "add_subgroup_member", actor, role, None, {"name": name, "email": email})
+
+
+@appeal_app.command("decide")
+def appeal_decide(
+    appeal_id: Annotated[int, typer.Argument(help="appeal id")],
+    outcome: Annotated[str, typer.Option(help="upheld, partly_upheld or not_upheld")],
+    note: Annotated[str, typer.Option(help="The decision and its reasons.")],
+    actor: ACTOR = "",
+    role: ROLE = "network-manager",
+    withdraw: Annotated[Optional[list[int]], typer.Option(help="Risk id to withdraw (repeatable).")] = None,
+    regrade: Annotated[Optional[list[str]], typer.Option(help="RISK_ID=IR|SC (repeatable).")] = None,
+) -> None:
+    """Decide an appeal (final); upheld or partly upheld applies its changes and re-issues the report."""
+    _fire_and_print("appeal", appeal_id, "decide", actor, role, note,
+                    {"outcome": outcome, "withdraw": list(withdraw or []), "regrade": ",".join(regrade or [])})
+
+
+@complaint_app.command("receive")
+def complaint_receive(
+    network: Annotated[str, typer.Option(help="Network code.")],
+    category: Annotated[str, typer.Option(help="arrangements, conduct, report_drafting, factual_accuracy")],
+    from_name: Annotated[str, typer.Option(help="Complainant's name.")],
+    from_email: Annotated[str, typer.Option(help="Complainant's email.")],
+    summary: Annotated[str, typer.Option(help="What the complaint is about.")],
+    service: Annotated[Optional[int], typer.Option(help="Service id, if about one service's review.")] = None,
+    about_person: Annotated[bool, typer.Option("--about-person", help="About a person rather than the conduct of their role.")] = False,
+    received: Annotated[Optional[str], typer.Option(help="Date received (default today).")] = None,
+    actor: ACTOR = "",
+    role: ROLE = "network-office",
+) -> None:
+    """Record a complaint; it is routed to its owner by category."""
+    from models import Complaint
+
+    c = clock()
+    day = parse_date(received, "--received date") if received else local_date(c.now())
+    _db()
+    with session_scope() as s:
+        net = s.exec(select(Network).where(Network.code == network)).first()
+        if net is None:
+            raise NotFound(f"network {network!r} not found")
+        if service is not None and s.get(Service, service) is None:
+            raise NotFound(f"service {service} not found")
+        row = Complaint(network_id=net.id, service_id=service, category=category, owner_role="", complainant_name=from_name,  # type: ignore[arg-type]
+                        complainant_email=from_email, summary=summary, received_on=day, about_person=about_person, state="new")
+        out = engine.create(s, "complaint", row, "receive", actor=actor, role=role, clock=c, note=summary)
+        _created("complaint", out.row.id, state=out.row.state, deadlines=_deadline_json(s, "complaint", out.row.id))
 
 
 # ---------------------------------------------------------------- generic kind commands

@@ -13,8 +13,10 @@ from models.db import (
 )
 from models.tables import (
     AccuracyItem,
+    Appeal,
     Attachment,
     AuditEvent,
+    Complaint,
     Contact,
     Deadline,
     DeadlineStatus,
@@ -24,6 +26,7 @@ from models.tables import (
     OutboxMessage,
     OutboxStatus,
     PanelMember,
+    RefusedAttempt,
     Report,
     Reviewer,
     Risk,
@@ -34,8 +37,10 @@ from models.tables import (
 
 __all__ = [
     "AccuracyItem",
+    "Appeal",
     "Attachment",
     "AuditEvent",
+    "Complaint",
     "Contact",
     "Deadline",
     "DeadlineStatus",
@@ -45,6 +50,7 @@ __all__ = [
     "OutboxMessage",
     "OutboxStatus",
     "PanelMember",
+    "RefusedAttempt",
     "Report",
     "Reviewer",
     "Risk",

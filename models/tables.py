@@ -148,6 +148,7 @@ class Report(StatefulItem, table=True):
     approved_on: date | None = None
     distributed_on: date | None = None
     published_on: date | None = None
+    reissued_on: date | None = None
 
 
 class AccuracyItem(SQLModel, table=True):
@@ -177,6 +178,54 @@ class Attachment(SQLModel, table=True):
     filename: str
     content_type: str
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class Appeal(StatefulItem, table=True):
+    """A Trust's appeal against a published report's conclusions (000 s8.1)."""
+
+    kind: ClassVar[str] = "appeal"
+
+    report_id: int = Field(foreign_key="report.id", index=True)
+    service_id: int = Field(foreign_key="service.id", index=True)
+    appellant_contact_id: int = Field(foreign_key="contact.id")
+    submitted_on: date
+    statement: str
+    grounds: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    subgroup: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    outcome: str | None = None  # upheld | partly_upheld | not_upheld
+    decision: str | None = None
+    decided_on: date | None = None
+
+
+class Complaint(StatefulItem, table=True):
+    """A complaint about the process or conduct of a review (000 s8.2)."""
+
+    kind: ClassVar[str] = "complaint"
+
+    network_id: int = Field(foreign_key="network.id", index=True)
+    service_id: int | None = Field(default=None, foreign_key="service.id")
+    category: str  # arrangements | conduct | report_drafting | factual_accuracy
+    owner_role: str  # network-office | network-manager (routed by category)
+    complainant_name: str
+    complainant_email: str
+    summary: str
+    received_on: date
+    about_person: bool = False  # about a person rather than the conduct of their role (not acceptable)
+    outcome: str | None = None
+
+
+class RefusedAttempt(SQLModel, table=True):
+    """An attempt the rules refused: who tried what, when, and why. Nothing else was stored."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    item_id: int | None = None
+    trigger: str
+    actor: str
+    role: str
+    at: datetime = Field(sa_type=UTCDateTime)
+    reason: str
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 class Milestone(SQLModel, table=True):

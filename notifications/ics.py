@@ -37,4 +37,5 @@ def visit_calendar(visit_ref: str, service: str, network: str, sessions: list[di
             person.params["role"] = vText("REQ-PARTICIPANT")
             ev.add("attendee", person, encode=0)
         cal.add_component(ev)
+    cal.add_missing_timezones()  # RFC 5545: a VTIMEZONE for every TZID used
     return cal.to_ical()  # type: ignore[no-any-return]

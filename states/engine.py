@@ -132,8 +132,9 @@ def fire(
     finally:
         machine.remove_model(carrier)
     if not fired:
-        names = [c for r in rows for c in (r.get("conditions") or [])]
-        raise GuardRefused(f"{trigger!r} on {kind} {item_id} refused in state '{source}': rule(s) {', '.join(names)} not met")
+        unmet = [c for r in rows for c in (r.get("conditions") or []) if not spec.guards[c](ctx)]
+        unmet += [f"not {c}" for r in rows for c in (r.get("unless") or []) if spec.guards[c](ctx)]
+        raise GuardRefused(f"{trigger!r} on {kind} {item_id} refused in state '{source}': rule(s) {', '.join(dict.fromkeys(unmet))} not met")
     ctx.dest = dest
 
     old_version = row.version

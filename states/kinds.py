@@ -164,7 +164,13 @@ class KindSpec:
         return [t for t in self.triggers() if self.rows_for(t, source)]
 
 
-_MODULES = {"risk": "states.risk", "visit": "states.visit", "report": "states.report"}
+_MODULES = {
+    "risk": "states.risk",
+    "visit": "states.visit",
+    "report": "states.report",
+    "appeal": "states.appeal",
+    "complaint": "states.complaint",
+}
 _SPECS: dict[str, KindSpec] = {}
 
 

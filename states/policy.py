@@ -24,6 +24,8 @@ class Policy:
     factual_accuracy_working_days: int = 10  # the service's factual accuracy reply (local policy)
     report_weeks: int = 8  # written report after a visit or self-assessment receipt (000 s5.1, s5.4)
     declarations_working_days_before_visit: int = 10  # panel conflict declarations chased (local policy)
+    complaint_acknowledge_working_days: int = 5  # acknowledge a complaint (local policy)
+    complaint_resolution_working_days: int = 20  # investigate and resolve it (local policy)
     # Visit selection by weighting (000 s5.2 names the process, not the weights: local policy).
     weight_months_since_visit: float = 1.0
     never_visited_months: float = 36.0

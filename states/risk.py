@@ -65,6 +65,7 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "record_progress", "source": [S.MONITORING, S.WORK_PROGRAMME], "dest": None, "roles": sorted(STAFF), "note_required": True},
     {"trigger": "rescore", "source": OPEN, "dest": None, "roles": LEADS},
     {"trigger": "report_to_national", "source": S.ESCALATED, "dest": None, "roles": LEADS},
+    {"trigger": "regrade", "source": [S.IDENTIFIED, *AWAITING, S.ESCALATED], "dest": None, "roles": LEADS, "note_required": True},
     {"trigger": "close", "source": [S.MONITORING, S.WORK_PROGRAMME], "dest": S.CLOSED, "roles": LEADS, "note_required": True},
     {"trigger": "withdraw", "source": OPEN, "dest": S.WITHDRAWN, "roles": LEADS, "note_required": True},
 ]
@@ -203,6 +204,8 @@ def effects(ctx: Context) -> Effects:
             raise InvalidInput("rescore needs impact=1-6 and likelihood=1-6")
         if row.level in RESPONSE_WORKING_DAYS and before <= ctx.policy.asct_threshold < (score(row) or 0):
             out.letters.append(ASCT)
+    elif t == "regrade":
+        _regrade(ctx)
     elif t == "report_to_national":
         out.letters.append(Letter("national_report", to=("national-medical-lead",), cc=NETWORK))
     elif t in ("close", "withdraw"):
@@ -210,6 +213,23 @@ def effects(ctx: Context) -> Effects:
         if t == "withdraw":
             out.letters.append(Letter("withdrawal", to=("service-lead",), cc=("chief-executive",)))
     return out
+
+
+def _regrade(ctx: Context) -> None:
+    """IR <-> SC (e.g. on appeal): an open response deadline moves to the new level's length."""
+    from states.engine import pending_deadlines
+
+    row: Risk = ctx.row
+    level = str(ctx.params.get("level") or "").upper()
+    if level not in RESPONSE_WORKING_DAYS or level == row.level:
+        raise InvalidInput(f"regrade needs level=IR or SC, different from the current {row.level}")
+    row.level = level
+    for d in pending_deadlines(ctx.session, "risk", row.id):
+        if d.name == "response" and row.formal_notification_on is not None:
+            d.due_on = ctx.calendar.add_working_days(row.formal_notification_on, RESPONSE_WORKING_DAYS[level])
+            d.remind_on = ctx.calendar.subtract_working_days(d.due_on, ctx.policy.reminder_working_days)
+            d.reminded = d.reminded and d.remind_on <= ctx.today
+            ctx.session.add(d)
 
 
 def _close_review(ctx: Context) -> None:

@@ -39,6 +39,8 @@ TABLE: list[tuple[str, str, str, dict[str, Any], str, set[str]]] = [
     (S.WORK_PROGRAMME, "record_progress", NM, {"note": "on track"}, S.WORK_PROGRAMME, set()),
     (S.AWAITING_RESPONSE, "rescore", NM, {"params": {"impact": 2, "likelihood": 3}}, S.AWAITING_RESPONSE, set()),
     (S.ESCALATED, "report_to_national", NM, {}, S.ESCALATED, {"national_report"}),
+    *[(s, "regrade", NM, {"note": "appeal upheld", "params": {"level": "IR"}}, s, set())
+      for s in (S.IDENTIFIED, S.AWAITING_RESPONSE, S.CHASED, S.FURTHER_RESPONSE_REQUESTED, S.ESCALATED)],
     (S.MONITORING, "close", NM, {"note": "action plan complete"}, S.CLOSED, set()),
     (S.WORK_PROGRAMME, "close", "regional-lead", {"note": "resolved"}, S.CLOSED, set()),
     *[(s, "withdraw", NM, {"note": "raised in error"}, S.WITHDRAWN, {"withdrawal"})
@@ -207,6 +209,18 @@ def test_second_inadequate_response_escalates_to_commissioning_lead_and_cqc(
     escalation = next(m for m in letters if m.template == "escalation")
     assert {p["role"] for p in escalation.to} == {"commissioning-lead", "cqc"}
     assert engine.pending_deadlines(session, "risk", risk.id) == []
+
+
+def test_regrade_moves_the_open_response_deadline(session: Session, raise_risk: Callable[..., Risk]) -> None:
+    risk = raise_risk("SC")
+    engine.fire(session, "risk", risk.id, "send_formal_notification", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 18)))
+    engine.fire(session, "risk", risk.id, "regrade", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 21)),
+                note="appeal partly upheld", params={"level": "IR"})
+    session.commit()
+    (d,) = engine.pending_deadlines(session, "risk", risk.id)
+    assert (risk.level, d.due_on) == ("IR", date(2027, 1, 6))  # 10 working days from 18 Dec, not 20
+    with pytest.raises(InvalidInput, match="different from the current IR"):
+        engine.fire(session, "risk", risk.id, "regrade", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 21)), note="x", params={"level": "IR"})
 
 
 def test_clock_stop_pauses_resumes_and_extends_with_reasons(session: Session, raise_risk: Callable[..., Risk]) -> None:

@@ -1,0 +1,319 @@
+"""Appeals against a published report (seed 000 s8.1).
+
+Only the Trust's Chief Executive may appeal, within 4 weeks of the report's publication, and
+only against an immediate risk or serious concern concluded in that report, or compliance
+judged unsatisfactory. A refused submission stores nothing but a record of the refused
+attempt (and the refusal letter to the appellant). A ``submitted`` appeal is considered first
+by the Network Manager and the Regional Network Lead (``initial_consideration``), who may
+convene a subgroup (``subgroup_convened``): nobody with prior involvement in the review may
+sit on it. The decision (``decided``: upheld, partly upheld, not upheld) is final: only its
+communication follows (``communicated``). An upheld or partly upheld appeal withdraws or
+re-grades the risks it names and re-issues the report, each change through the engine and
+linked to the appeal. The result is due 8 weeks after submission, chased before and on the date.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from models.tables import AccuracyItem, Appeal, AuditEvent, Contact, PanelMember, RefusedAttempt, Report, Reviewer, Risk
+from states.clock import Clock, local_date
+from states.errors import GuardRefused, InvalidInput, NotFound, PeerwatchError
+from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.roles import NETWORK_LEADS
+from states.scope import nation_of, recipient_scope, service_context, service_of
+
+APPEAL_WINDOW = timedelta(weeks=4)  # 000 s8.1: within 4 weeks of the report's publication
+RESULT_WEEKS = 8  # 000 s8.1: result made known within 8 weeks of submission where possible
+OUTCOMES = ("upheld", "partly_upheld", "not_upheld")
+
+
+class AppealState(StrEnum):
+    NEW = "new"
+    SUBMITTED = "submitted"
+    INITIAL_CONSIDERATION = "initial_consideration"
+    SUBGROUP_CONVENED = "subgroup_convened"
+    DECIDED = "decided"
+    COMMUNICATED = "communicated"
+
+
+A = AppealState
+LEADS = sorted(NETWORK_LEADS)
+CONSIDERING = [A.INITIAL_CONSIDERATION, A.SUBGROUP_CONVENED]
+TRANSITIONS: list[dict[str, Any]] = [
+    {"trigger": "submit", "source": A.NEW, "dest": A.SUBMITTED, "roles": ["network-office", *LEADS, "operator"],
+     "conditions": ["is_from_chief_executive", "is_within_window", "has_valid_grounds"]},
+    {"trigger": "begin_consideration", "source": A.SUBMITTED, "dest": A.INITIAL_CONSIDERATION, "roles": LEADS},
+    {"trigger": "add_subgroup_member", "source": CONSIDERING, "dest": None, "roles": LEADS},
+    {"trigger": "convene_subgroup", "source": A.INITIAL_CONSIDERATION, "dest": A.SUBGROUP_CONVENED, "roles": LEADS,
+     "conditions": ["has_subgroup"]},
+    {"trigger": "decide", "source": CONSIDERING, "dest": A.DECIDED, "roles": LEADS, "note_required": True},
+    {"trigger": "communicate", "source": A.DECIDED, "dest": A.COMMUNICATED, "roles": [*LEADS, "network-office"]},
+]
+for _t in TRANSITIONS:
+    _t["source"] = [str(s) for s in _t["source"]] if isinstance(_t["source"], list) else str(_t["source"])
+    _t["dest"] = None if _t["dest"] is None else str(_t["dest"])
+
+NETWORK = ("network-manager", "regional-lead")
+DEADLINE_RULES = {
+    "appeal_result": DeadlineRule(
+        owner="network-manager", step="decide the appeal and make the result known",
+        reminder=Letter("appeal_result_due", to=NETWORK, category="reminder"),
+        due_today=Letter("appeal_result_due", to=NETWORK, category="reminder", key="today"),
+        overdue=Letter("appeal_result_overdue", to=NETWORK, category="chase"),
+    ),
+}
+NEXT_STEP = {
+    A.SUBMITTED: "Network Manager and Regional Lead: begin the initial consideration",
+    A.INITIAL_CONSIDERATION: "Network Manager and Regional Lead: decide, or convene a subgroup with no prior involvement",
+    A.SUBGROUP_CONVENED: "Subgroup: examine methodology, process and the evidence, then decide",
+    A.DECIDED: "Network: communicate the decision (it is final)",
+}
+
+
+def _report(session: Session, row: Appeal) -> Report:
+    report = session.get(Report, row.report_id)
+    if report is None:
+        raise NotFound(f"report {row.report_id} not found")
+    return report
+
+
+# Guards (pure).
+def is_from_chief_executive(ctx: Context) -> bool:
+    return _appellant_problem(ctx.session, ctx.row) is None
+
+
+def is_within_window(ctx: Context) -> bool:
+    return _window_problem(ctx.session, ctx.row) is None
+
+
+def has_valid_grounds(ctx: Context) -> bool:
+    return _grounds_problem(ctx.session, ctx.row) is None
+
+
+def has_subgroup(ctx: Context) -> bool:
+    return bool(ctx.row.subgroup)
+
+
+def _appellant_problem(session: Session, row: Appeal) -> str | None:
+    person = session.get(Contact, row.appellant_contact_id)
+    _, org, _ = service_of(session, row.service_id)
+    if person is None:
+        return f"contact {row.appellant_contact_id} not found"
+    if person.role != "chief-executive" or person.organisation_id != org.id:
+        from states.roles import CONTACT_ROLES
+
+        return (f"an appeal must be submitted by the Chief Executive of {org.name}; "
+                f"{person.name} is {CONTACT_ROLES.get(person.role, person.role)}")
+    return None
+
+
+def _window_problem(session: Session, row: Appeal) -> str | None:
+    report = _report(session, row)
+    if report.published_on is None:
+        return f"report {report.id} is not published ({report.state}): there is nothing to appeal yet"
+    last = report.published_on + APPEAL_WINDOW
+    if row.submitted_on > last:
+        return (f"submitted {row.submitted_on:%a %d %b %Y}: the window closed on {last:%a %d %b %Y}, "
+                f"4 weeks after publication on {report.published_on:%a %d %b %Y}")
+    if row.submitted_on < report.published_on:
+        return f"submitted {row.submitted_on:%a %d %b %Y}, before publication on {report.published_on:%a %d %b %Y}"
+    return None
+
+
+def _grounds_problem(session: Session, row: Appeal) -> str | None:
+    report = _report(session, row)
+    if not row.grounds:
+        return "no grounds given: an appeal must name an IR or SC, or the compliance judgement"
+    for g in row.grounds:
+        if "risk_id" in g:
+            risk = session.get(Risk, int(g["risk_id"]))
+            if risk is None or report.visit_id is None or risk.visit_id != report.visit_id:
+                return f"risk {g['risk_id']} is not a conclusion of report {report.id}"
+            if risk.level not in ("IR", "SC"):
+                return f"{risk.level}-{risk.id} is a general concern: only an IR or SC conclusion can be appealed"
+        elif g.get("compliance"):
+            if not any(c["status"] in ("Unmet", "Partially Met") for c in report.compliance):
+                return f"report {report.id} judged no standard unmet or partially met: compliance was not found unsatisfactory"
+        else:
+            return f"ground {g!r}: use risk_id=N or compliance"
+    return None
+
+
+def involvement(session: Session, report: Report) -> dict[str, str]:
+    """Everyone with prior involvement in the review: lower-case name or email -> how."""
+    seen: dict[str, str] = {}
+    if report.visit_id:
+        for _m, r in session.exec(select(PanelMember, Reviewer).join(Reviewer).where(PanelMember.visit_id == report.visit_id)):
+            seen.setdefault(r.name.lower(), "sat on the review panel")
+            seen.setdefault(r.email.lower(), "sat on the review panel")
+    risk_ids = list(session.exec(select(Risk.id).where(Risk.visit_id == report.visit_id))) if report.visit_id else []
+    items = [("report", [report.id]), ("visit", [report.visit_id] if report.visit_id else []), ("risk", risk_ids)]
+    for kind, ids in items:
+        if not ids:
+            continue
+        for e in session.exec(select(AuditEvent).where(AuditEvent.kind == kind, col(AuditEvent.item_id).in_(ids))):
+            if e.role != "system":
+                seen.setdefault(e.actor.lower(), f"acted on the {kind} ({e.trigger} on {local_date(e.at):%d %b %Y})")
+    for i in session.exec(select(AccuracyItem).where(AccuracyItem.report_id == report.id)):
+        for who in (i.manager_actor, i.lead_actor):
+            if who:
+                seen.setdefault(who.lower(), "decided factual accuracy items on the report")
+    return seen
+
+
+def effects(ctx: Context) -> Effects:
+    row: Appeal = ctx.row
+    t, out = ctx.trigger, Effects()
+    if t == "submit":
+        due = ctx.calendar.add_weeks(row.submitted_on, RESULT_WEEKS)
+        out.deadlines.append(NewDeadline("appeal_result", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)))
+        out.letters.append(Letter("appeal_acknowledgement", to=("chief-executive",), cc=NETWORK))
+    elif t == "add_subgroup_member":
+        name, email = str(ctx.params.get("name") or "").strip(), str(ctx.params.get("email") or "").strip()
+        if not name or "@" not in email:
+            raise InvalidInput("add_subgroup_member needs name=... and email=...")
+        seen = involvement(ctx.session, _report(ctx.session, row))
+        why = seen.get(name.lower()) or seen.get(email.lower())
+        if why:
+            raise GuardRefused(f"{name} may not sit on the appeal subgroup: prior involvement in the review ({why})")
+        if any(m["email"].lower() == email.lower() for m in row.subgroup):
+            raise GuardRefused(f"{name} is already on the subgroup")
+        row.subgroup = [*row.subgroup, {"name": name, "email": email}]
+        out.letters.append(Letter("subgroup_invitation", to=(), cc=NETWORK, people=((name, email),), key=email.lower()))
+    elif t == "decide":
+        outcome = str(ctx.params.get("outcome") or "")
+        if outcome not in OUTCOMES:
+            raise InvalidInput(f"decide needs outcome= one of {', '.join(OUTCOMES)}")
+        row.outcome, row.decision, row.decided_on = outcome, ctx.note, ctx.today
+        withdraw = [int(x) for x in _list(ctx.params.get("withdraw"))]
+        regrade = {int(k): str(v).upper() for k, v in (_pairs(ctx.params.get("regrade")))}
+        if outcome == "not_upheld" and (withdraw or regrade):
+            raise InvalidInput("an appeal not upheld changes nothing: drop withdraw/regrade")
+        report = _report(ctx.session, row)
+        for rid in [*withdraw, *regrade]:
+            risk = ctx.session.get(Risk, rid)
+            if risk is None or risk.visit_id != report.visit_id:
+                raise InvalidInput(f"risk {rid} is not a conclusion of report {report.id}")
+        if outcome != "not_upheld":
+            out.then.append(lambda: _apply(ctx, withdraw, regrade))
+    elif t == "communicate":
+        out.letters.append(Letter("appeal_decision", to=("chief-executive",), cc=(*NETWORK, "service-lead")))
+    return out
+
+
+def _list(value: Any) -> list[Any]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [v for v in str(value).replace(";", ",").split(",") if v.strip()]
+
+
+def _pairs(value: Any) -> list[tuple[str, str]]:
+    """regrade as {"5": "SC"} or "5=SC,6=IR"."""
+    if isinstance(value, dict):
+        return [(str(k), str(v)) for k, v in value.items()]
+    out = []
+    for part in _list(value):
+        k, sep, v = str(part).partition("=")
+        if not sep:
+            raise InvalidInput(f"regrade {part!r}: use RISK_ID=IR|SC")
+        out.append((k.strip(), v.strip()))
+    return out
+
+
+def _apply(ctx: Context, withdraw: list[int], regrade: dict[int, str]) -> None:
+    """The decision's effects, each through the engine, linked to the appeal."""
+    from states import engine
+    from states.visit import _At
+
+    row: Appeal = ctx.row
+    link = {"appeal_id": row.id}
+    note = f"appeal {row.id} {row.outcome}: {ctx.note}"
+    at = _At(ctx.now)
+    for rid in withdraw:
+        engine.fire(ctx.session, "risk", rid, "withdraw", actor=ctx.actor, role=ctx.role, clock=at, note=note, params=link)
+    for rid, level in regrade.items():
+        engine.fire(ctx.session, "risk", rid, "regrade", actor=ctx.actor, role=ctx.role, clock=at, note=note, params={**link, "level": level})
+    engine.fire(ctx.session, "report", row.report_id, "reopen_for_amendment", actor=ctx.actor, role=ctx.role, clock=at, note=note, params=link)
+    engine.fire(ctx.session, "report", row.report_id, "reissue", actor=ctx.actor, role=ctx.role, clock=at, note=note, params=link)
+
+
+def submit(db: Engine, *, report_id: int, appellant_contact_id: int, statement: str, grounds: list[dict[str, Any]],
+           actor: str, role: str, clock: Clock) -> Appeal:
+    """Submit an appeal; a refusal stores only the refused attempt and the refusal letter, then re-raises."""
+    from states import engine
+
+    try:
+        with Session(db, expire_on_commit=False) as session:
+            report = session.get(Report, report_id)
+            if report is None:
+                raise NotFound(f"report {report_id} not found")
+            row = Appeal(report_id=report_id, service_id=report.service_id, appellant_contact_id=appellant_contact_id,
+                         submitted_on=local_date(clock.now()), statement=statement, grounds=grounds, state="new")
+            problem = None
+            if session.get(Contact, appellant_contact_id) is not None:
+                problem = _appellant_problem(session, row) or _window_problem(session, row) or _grounds_problem(session, row)
+            if problem:
+                raise GuardRefused(f"appeal refused: {problem}")
+            out = engine.create(session, "appeal", row, "submit", actor=actor, role=role, clock=clock, note=statement)
+            session.commit()
+            return out.row  # type: ignore[return-value]
+    except PeerwatchError as exc:
+        _refused(db, report_id, appellant_contact_id, grounds, actor, role, clock, str(exc))
+        raise
+
+
+def _refused(db: Engine, report_id: int, contact_id: int, grounds: list[dict[str, Any]], actor: str, role: str,
+             clock: Clock, reason: str) -> None:
+    from notifications.outbox import enqueue_letters
+    from states.kinds import get_spec
+
+    with Session(db) as session:
+        attempt = RefusedAttempt(kind="appeal", item_id=None, trigger="submit", actor=actor or "(none)", role=role, at=clock.now(),
+                                 reason=reason, data={"report_id": report_id, "appellant_contact_id": contact_id, "grounds": grounds})
+        session.add(attempt)
+        session.flush()
+        person = session.get(Contact, contact_id)
+        report = session.get(Report, report_id)
+        if person is not None and report is not None:
+            enqueue_letters(session, get_spec("report"), report,
+                            [Letter("appeal_refusal", to=(), cc=NETWORK, people=((person.name, person.email),),
+                                    context=(("reason", reason),))],
+                            key=f"refused{attempt.id}", clock=clock, today=local_date(clock.now()))
+        session.commit()
+
+
+def letter_context(session: Session, row: Appeal) -> dict[str, Any]:
+    report = _report(session, row)
+    return {
+        "item": {"ref": f"Appeal-{row.id}", "id": row.id, "title": f"Appeal against report {report.id}", "submitted_on": row.submitted_on,
+                 "outcome": (row.outcome or "").replace("_", " ") or None, "decision": row.decision, "report_id": report.id,
+                 "published_on": report.published_on, "statement": row.statement},
+        **service_context(session, row),
+    }
+
+
+SPEC = KindSpec(
+    name="appeal",
+    model=Appeal,
+    states=AppealState,
+    initial=AppealState.NEW,
+    transitions=TRANSITIONS,
+    guards={"is_from_chief_executive": is_from_chief_executive, "is_within_window": is_within_window,
+            "has_valid_grounds": has_valid_grounds, "has_subgroup": has_subgroup},
+    effects=effects,
+    deadline_rules=DEADLINE_RULES,
+    terminal=frozenset({A.COMMUNICATED.value}),
+    nation_of=nation_of,
+    letter_context=letter_context,
+    recipient_scope=recipient_scope,
+    next_step={k.value: v for k, v in NEXT_STEP.items()},
+    describe="Appeals against a published report (000 s8.1)",
+)
