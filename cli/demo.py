@@ -13,6 +13,12 @@ The story (West Midlands and Cheshire & Mersey, autumn 2026 to February 2027):
   then escalated to the Commissioning Lead and the CQC.
 - An SC at Mersey Harbour MTC (visit Fri 11 Dec), doctors in training affected, scored 16:
   the ASCT is told; the response is inadequate twice: Commissioning Lead, CQC, TPD and RA.
+- After publication: an appeal from the Medical Director is refused; the Chief Executive's
+  appeal on the last day of the 4-week window is accepted, a second one a day late refused;
+  two involved people are refused a seat on the subgroup; the appeal is upheld, which
+  withdraws the serious concern it names and re-issues the report as issue 2.
+- Two complaints: one about arrangements (to the network office) is acknowledged,
+  investigated and resolved; one about a person is closed as not acceptable.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from cli.output import console, table
 from flows.server import local_server, quiet_env
 
 VAR = Path("var") / "demo"
-START, END = date(2026, 11, 16), date(2027, 2, 3)
+START, END = date(2026, 11, 16), date(2027, 3, 19)
 MRH, STU, MHM = "Midland Royal Major Trauma Centre", "Severnside Trauma Unit", "Mersey Harbour Major Trauma Centre"
 NM, RL, OFFICE = ("Dr Asha Patel", "network-manager"), ("Mr Tom Hughes", "regional-lead"), ("Network office", "network-office")
 
@@ -105,6 +111,7 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
     def visit_feedback() -> None:
         act("visit", "visit", "give_feedback", NM, risks=[
             {"level": "IR", "title": "Trauma team not consultant-led out of hours", "standard_ref": "MTC-3", "impact": 5, "likelihood": 3},
+            {"level": "SC", "title": "Major haemorrhage protocol not audited", "standard_ref": "MTC-9"},
             {"level": "GC", "title": "Patient information leaflets out of date", "standard_ref": "MTC-27"}])
         with session_scope() as s:
             for r in s.exec(select(Risk).where(Risk.visit_id == ids["visit"]).order_by(Risk.id)):  # type: ignore[arg-type]
@@ -138,6 +145,32 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
         act("report", "report", "decide_inaccuracy", NM, item_id=2, decision="rejected")
         act("report", "report", "decide_inaccuracy", RL, item_id=2, decision="rejected")
 
+    def appeal(who: str, contact_role: str) -> None:
+        from models import Contact, Service
+        from states.appeal import submit
+
+        with session_scope() as s:
+            org = s.get(Service, svc[MRH]).organisation_id  # type: ignore[union-attr]
+            person = s.exec(select(Contact).where(Contact.role == contact_role, Contact.organisation_id == org)).one()
+        try:
+            row = submit(db, report_id=ids["report"], appellant_contact_id=person.id, actor=OFFICE[0], role=OFFICE[1],  # type: ignore[arg-type]
+                         clock=clock, statement="The serious concern rests on a single audit period; the protocol is audited quarterly.",
+                         grounds=[{"risk_id": ids["SC-midland"]}])
+            ids["appeal"] = row.id  # type: ignore[assignment]
+            timeline.append((clock_day(), f"Appeal-{row.id}", f"submitted by {person.name} ({who}) -> {row.state} (result due 8 weeks later)"))
+        except PeerwatchError as exc:
+            timeline.append((clock_day(), "Appeal", f"REFUSED submission by {person.name} ({who}): {exc}"))
+
+    def complaint(label: str, category: str, name: str, email: str, summary: str, about_person: bool = False) -> None:
+        from models import Complaint
+
+        with session_scope() as s:
+            row = Complaint(network_id=1, service_id=svc[MRH], category=category, owner_role="", complainant_name=name,
+                            complainant_email=email, summary=summary, received_on=clock_day(), about_person=about_person, state="new")
+            out = engine.create(s, "complaint", row, "receive", actor=OFFICE[0], role=OFFICE[1], clock=clock, note=summary)
+            ids[label] = out.row.id  # type: ignore[assignment]
+            timeline.append((clock_day(), f"Complaint-{out.row.id}", f"received ({category}) -> routed to {out.row.owner_role} {_due(out.event.data)}"))  # type: ignore[attr-defined]
+
     script: dict[date, list[Any]] = {
         date(2026, 11, 16): [propose_visit,
                              lambda: act("visit", "visit", "schedule", NM, date="2026-12-11", mode="in_person"),
@@ -157,8 +190,10 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
                              lambda: act("visit", "visit", "close", NM)],
         date(2026, 12, 17): [lambda: act("risk", "SC-severnside", "send_formal_notification", NM, "letter emailed")],
         date(2026, 12, 18): [lambda: act("risk", "IR-midland", "send_formal_notification", NM, "letter emailed"),
+                             lambda: act("risk", "SC-midland", "send_formal_notification", NM, "letter emailed"),
                              lambda: act("risk", "SC-mersey", "send_formal_notification", RL, "letter emailed")],
         date(2027, 1, 5): [lambda: act("risk", "IR-midland", "response_adequate", NM, "interim rota in place; action plan with milestones received")],
+        date(2027, 1, 15): [lambda: act("risk", "SC-midland", "response_adequate", NM, "audit programme and action plan received")],
         date(2027, 1, 11): [lambda: act("report", "report", "add_standard", OFFICE, ref="MTC-3", descriptor="Consultant-led trauma team 24/7", status="Unmet"),
                             lambda: act("report", "report", "add_standard", OFFICE, ref="MTC-5", descriptor="CT within 60 minutes of arrival", status="Partially Met"),
                             lambda: act("report", "report", "add_standard", OFFICE, ref="MTC-12", descriptor="Rehabilitation prescription for every patient", status="Met"),
@@ -171,6 +206,28 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
         date(2027, 1, 29): [lambda: act("report", "report", "approve", RL)],
         date(2027, 2, 1): [lambda: act("report", "report", "distribute", OFFICE)],
         date(2027, 2, 2): [lambda: act("report", "report", "publish", RL)],
+        date(2027, 2, 3): [lambda: appeal("Medical Director", "medical-director")],
+        date(2027, 2, 8): [lambda: complaint("complaint-dates", "arrangements", "Kit Irwin", "kit.irwin@midland-royal-hospitals.nhs.example",
+                                             "The visit agenda was sent only three weeks before the visit")],
+        date(2027, 2, 9): [lambda: complaint("complaint-person", "conduct", "Milo Frost", "milo.frost@midland-royal-hospitals.nhs.example",
+                                             "I object to the reviewer's accent and manner of dress", about_person=True),
+                           lambda: act("complaint", "complaint-person", "close_not_acceptable", NM,
+                                       "This concerns the person, not the conduct of their role in the review (SOP 8.2)"),
+                           lambda: act("complaint", "complaint-dates", "acknowledge", OFFICE)],
+        date(2027, 2, 15): [lambda: act("complaint", "complaint-dates", "investigate", OFFICE)],
+        date(2027, 2, 22): [lambda: act("complaint", "complaint-dates", "resolve", OFFICE,
+                                        "Apology given; visit notifications now go at least six weeks ahead")],
+        date(2027, 3, 2): [lambda: appeal("Chief Executive, the last day of the window", "chief-executive")],
+        date(2027, 3, 3): [lambda: appeal("Chief Executive, one day late", "chief-executive")],
+        date(2027, 3, 4): [lambda: act("appeal", "appeal", "begin_consideration", NM)],
+        date(2027, 3, 8): [lambda: act("appeal", "appeal", "add_subgroup_member", NM, name="Mr Tom Hughes", email="tom.hughes@wmtn.network.nhs.example"),
+                           lambda: act("appeal", "appeal", "add_subgroup_member", NM, name="Ms Carys Holt", email="carys.holt@reviewers.nhs.example"),
+                           lambda: act("appeal", "appeal", "add_subgroup_member", NM, name="Dr Nora Quist", email="nora.quist@cmmtn.network.nhs.example"),
+                           lambda: act("appeal", "appeal", "add_subgroup_member", NM, name="Prof Ian Marsh", email="ian.marsh@nhs.example"),
+                           lambda: act("appeal", "appeal", "convene_subgroup", NM)],
+        date(2027, 3, 15): [lambda: act("appeal", "appeal", "decide", NM, "The quarterly audits, available on the day, meet the standard",
+                                        outcome="upheld", withdraw=[ids["SC-midland"]])],
+        date(2027, 3, 16): [lambda: act("appeal", "appeal", "communicate", NM)],
     }
     for day in _weekdays(START, END):
         clock.set(day)
@@ -195,7 +252,7 @@ def _due(data: dict[str, Any]) -> str:
 
 
 def _report(db: Any, db_path: Path, outbox: Path, api: str, keep_server: bool, ids: dict[str, int]) -> None:
-    from models import Deadline, OutboxMessage, Report, Risk, Visit
+    from models import Appeal, Complaint, Deadline, OutboxMessage, Report, Risk, Visit
     from notifications.documents import render_report_pdf
     from states.calendar import calendar_for
     from states.engine import pending_deadlines
@@ -207,8 +264,10 @@ def _report(db: Any, db_path: Path, outbox: Path, api: str, keep_server: bool, i
     with Session(db) as s:
         rows = [("risk", r, f"{r.level}-{r.id}", r.title) for r in s.exec(select(Risk).order_by(Risk.id))]  # type: ignore[arg-type]
         rows += [("visit", v, f"Visit-{v.id}", f"visit on {v.visit_date:%a %d %b %Y}") for v in s.exec(select(Visit))]
-        rows += [("report", r, f"Report-{r.id}", f"report, published {r.published_on:%a %d %b %Y}" if r.published_on else "report")
+        rows += [("report", r, f"Report-{r.id}", f"report issue {r.issue}, published {r.published_on:%a %d %b %Y}" if r.published_on else "report")
                  for r in s.exec(select(Report))]
+        rows += [("appeal", a, f"Appeal-{a.id}", f"appeal, {a.outcome or 'undecided'}") for a in s.exec(select(Appeal))]
+        rows += [("complaint", c, f"Complaint-{c.id}", f"complaint ({c.category}), owner {c.owner_role}") for c in s.exec(select(Complaint))]
         table("Items by state", ["item", "what", "state", "pending deadlines"],
               [(label, what, row.state, due(s, kind, row.id)) for kind, row, label, what in rows])
         letters = list(s.exec(select(OutboxMessage).order_by(OutboxMessage.id)))  # type: ignore[arg-type]
@@ -241,6 +300,7 @@ def _report(db: Any, db_path: Path, outbox: Path, api: str, keep_server: bool, i
     console.print(f"  .venv/bin/peerwatch risk history {ids['SC-mersey']}")
     console.print(f"  .venv/bin/peerwatch visit show {ids['visit']}; .venv/bin/peerwatch visit agenda {ids['visit']} --ics var/demo/visit.ics")
     console.print(f"  .venv/bin/peerwatch report history {ids['report']}; .venv/bin/peerwatch report render {ids['report']}")
+    console.print(f"  .venv/bin/peerwatch appeal history {ids['appeal']}; .venv/bin/peerwatch risk history {ids['SC-midland']}")
     if keep_server:
         console.print(f"Prefect UI (runs and artifacts): {api.removesuffix('/api')}  (server left running)")
     else:

@@ -61,7 +61,8 @@ def render_report_pdf(doc: dict[str, Any], draft: bool = False) -> bytes:
     else:
         p(f"Based on the self-assessment received on {_t(report['basis_date'])}.")
     if report.get("approved_on"):
-        p(f"Approved {_t(report['approved_on'])}." + (f" Published {_t(report['published_on'])}." if report.get("published_on") else ""))
+        p(f"Approved {_t(report['approved_on'])}." + (f" Published {_t(report['published_on'])}." if report.get("published_on") else "")
+          + (f" Re-issued {_t(report['reissued_on'])} after an appeal." if report.get("reissued_on") else ""))
 
     h("Compliance against the standards")
     if doc["compliance"]:
@@ -81,7 +82,8 @@ def render_report_pdf(doc: dict[str, Any], draft: bool = False) -> bytes:
     if doc["risks"]:
         names = {"IR": "Immediate risk", "SC": "Serious concern", "GC": "General concern"}
         table(["Ref", "Level", "Finding", "Standard", "Score"],
-              [[r["ref"], names[r["level"]], r["title"], r["standard_ref"] or "", r["score"] or ""] for r in doc["risks"]],
+              [[r["ref"], names[r["level"]], r["title"] + (" (withdrawn)" if r["state"] == "withdrawn" else ""),
+                r["standard_ref"] or "", r["score"] or ""] for r in doc["risks"]],
               (18, 32, 92, 25, 23))
     else:
         p("None identified.")

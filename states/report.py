@@ -8,7 +8,8 @@ on the day counts: an "inaccuracy" stated as a change made after the visit is re
 Each inaccuracy received (``inaccuracies_received``) is accepted or rejected by the Network
 Manager **and** by the Regional Network Lead, two different people; it is amended only if
 both accept. Then ``approved``, ``distributed`` to the Service Lead and the SOP's list (with
-the PDF), and ``published``: the publication date opens the 4-week appeal window.
+the PDF), and ``published``: the publication date opens the 4-week appeal window. An upheld appeal
+reopens it (``amending``) and re-issues it as the next issue (``published`` again).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class ReportState(StrEnum):
     APPROVED = "approved"
     DISTRIBUTED = "distributed"
     PUBLISHED = "published"
+    AMENDING = "amending"
 
 
 R = ReportState
@@ -55,6 +57,9 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "approve", "source": R.INACCURACIES_RECEIVED, "dest": R.APPROVED, "roles": LEADS, "conditions": ["are_all_inaccuracies_decided"]},
     {"trigger": "distribute", "source": R.APPROVED, "dest": R.DISTRIBUTED, "roles": STAFF_ROLES},
     {"trigger": "publish", "source": R.DISTRIBUTED, "dest": R.PUBLISHED, "roles": LEADS},
+    # After an upheld appeal (000 s8.1): amended and re-issued, linked to the appeal.
+    {"trigger": "reopen_for_amendment", "source": R.PUBLISHED, "dest": R.AMENDING, "roles": LEADS, "note_required": True},
+    {"trigger": "reissue", "source": R.AMENDING, "dest": R.PUBLISHED, "roles": LEADS, "note_required": True},
 ]
 for _t in TRANSITIONS:
     _t["source"] = [str(s) for s in _t["source"]] if isinstance(_t["source"], list) else str(_t["source"])
@@ -81,6 +86,7 @@ NEXT_STEP = {
     R.INACCURACIES_RECEIVED: "Network Manager and Regional Lead: each accept or reject every inaccuracy, then approve",
     R.APPROVED: "Network office: distribute the final report",
     R.DISTRIBUTED: "Network Manager / Regional Lead: publish (opens the 4-week appeal window)",
+    R.AMENDING: "Network Manager / Regional Lead: amend and re-issue the report after the appeal",
 }
 
 # Words that say a statement describes a change made after the visit (000 s5.4).
@@ -150,6 +156,11 @@ def effects(ctx: Context) -> Effects:
                                   attachments=(_pdf(ctx.session, row, draft=False),)))
     elif t == "publish":
         row.published_on = ctx.today
+    elif t == "reissue":
+        row.issue += 1
+        row.reissued_on = ctx.today
+        out.letters.append(Letter("report_reissued", to=("service-lead",), cc=DISTRIBUTION, key=f"issue{row.issue}",
+                                  attachments=(_pdf(ctx.session, row, draft=False),), context=(("reason", ctx.note),)))
     return out
 
 
@@ -186,7 +197,8 @@ def document(session: Session, row: Report) -> dict[str, Any]:
     return {
         **service_context(session, row),
         "report": {"id": row.id, "issue": row.issue, "state": row.state, "basis_date": row.basis_date,
-                   "approved_on": row.approved_on, "published_on": row.published_on, "summary": row.summary},
+                   "approved_on": row.approved_on, "published_on": row.published_on, "reissued_on": row.reissued_on,
+                   "summary": row.summary},
         "visit": {"date": visit.visit_date, "mode": "virtual" if visit.mode == "virtual" else "in person"} if visit else None,
         "compliance": row.compliance, "counts": counts,
         "achievement": round(100 * achieved / len(scored), 1) if scored else None,
@@ -221,7 +233,7 @@ SPEC = KindSpec(
     guards={"are_all_inaccuracies_decided": are_all_inaccuracies_decided},
     effects=effects,
     deadline_rules=DEADLINE_RULES,
-    terminal=frozenset({R.PUBLISHED.value}),
+    terminal=frozenset(),  # a published report can still be amended after an appeal
     nation_of=nation_of,
     letter_context=letter_context,
     recipient_scope=recipient_scope,

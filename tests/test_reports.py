@@ -35,7 +35,7 @@ SPEC = get_spec("report")
 NM, RL, OFFICE, OPERATOR = "network-manager", "regional-lead", "network-office", "operator"
 MRH = "Midland Royal Major Trauma Centre"
 CLOCK_TRIGGERS = ("pause_clock", "resume_clock", "extend_deadline")
-OPEN_STATES = ("drafting", "accuracy_check", "inaccuracies_received", "approved", "distributed")
+OPEN_STATES = ("drafting", "accuracy_check", "inaccuracies_received", "approved", "distributed", "published", "amending")
 # 000 s5.4: the final report goes to the Service Lead and is shared with these
 DISTRIBUTION = ["lead-doctor", "lead-nurse", "ahp-lead", "service-manager", "divisional-manager", "divisional-director",
                 "medical-director", "responsible-executive", "responsible-commissioner"]
@@ -147,6 +147,8 @@ TABLE: list[tuple[str, str, str, dict[str, Any], str, set[str]]] = [
     (R.INACCURACIES_RECEIVED, "approve", RL, {"items": [DECIDED]}, R.APPROVED, set()),
     (R.APPROVED, "distribute", OFFICE, {}, R.DISTRIBUTED, {"report_distribution"}),
     (R.DISTRIBUTED, "publish", NM, {}, R.PUBLISHED, set()),
+    (R.PUBLISHED, "reopen_for_amendment", RL, {"note": "appeal 1 upheld"}, R.AMENDING, set()),
+    (R.AMENDING, "reissue", NM, {"note": "appeal 1 upheld"}, R.PUBLISHED, {"report_reissued"}),
     *[(s, "pause_clock", NM, {"deadline": "open", "note": "Trust IT outage"}, s, set()) for s in OPEN_STATES],
     *[(s, "resume_clock", OPERATOR, {"deadline": "paused", "note": "restored"}, s, set()) for s in OPEN_STATES],
     *[(s, "extend_deadline", RL, {"deadline": "open", "note": "agreed", "params": {"days": 3}}, s, set()) for s in OPEN_STATES],
@@ -205,7 +207,7 @@ def test_table_covers_machine() -> None:
     machine_pairs = {(s.value, t) for s in R for t in SPEC.allowed_from(s.value)}
     assert machine_pairs == ALLOWED
     assert {p for p in ALLOWED if p[1] in CLOCK_TRIGGERS} == {(s, t) for s in OPEN_STATES for t in CLOCK_TRIGGERS}
-    assert SPEC.allowed_from("published") == []
+    assert SPEC.allowed_from("new") == ["start_drafting"]
 
 
 @pytest.mark.parametrize(("state", "trigger"), REFUSED, ids=[f"{s}-{t}" for s, t in REFUSED])
@@ -482,7 +484,7 @@ def test_publish_sets_the_publication_date(session: Session, services: dict[str,
     out = _fire(session, report.id, "publish", date(2027, 1, 13), role=RL)  # type: ignore[arg-type]
     assert (out.row.state, out.row.published_on) == ("published", date(2027, 1, 13))  # type: ignore[attr-defined]
     assert engine.pending_deadlines(session, "report", report.id) == []  # type: ignore[arg-type]
-    with pytest.raises(InvalidTrigger, match="none, the item is closed"):
+    with pytest.raises(InvalidTrigger, match="allowed: reopen_for_amendment"):
         engine.fire(session, "report", report.id, "add_positive", actor="o", role=OFFICE, clock=FixedClock(date(2027, 1, 14)),  # type: ignore[arg-type]
                     params={"text": "late"})
 
