@@ -69,6 +69,20 @@ def _db() -> Any:
     return init_db()
 
 
+def _organisation(s: Session, name: str) -> Organisation:
+    org = s.exec(select(Organisation).where(Organisation.name == name)).first()
+    if org is None:
+        raise NotFound(f"organisation {name!r} not found (peerwatch service list)")
+    return org
+
+
+def _network(s: Session, code: str) -> Network:
+    net = s.exec(select(Network).where(Network.code == code)).first()
+    if net is None:
+        raise NotFound(f"network {code!r} not found (peerwatch network list)")
+    return net
+
+
 # ---------------------------------------------------------------- setup commands
 
 
@@ -133,9 +147,7 @@ def service_add(
         raise InvalidInput(f"unknown nation {nation!r}: use one of {', '.join(NATIONS)}")
     _db()
     with session_scope() as s:
-        net = s.exec(select(Network).where(Network.code == network)).first()
-        if net is None:
-            raise NotFound(f"network {network!r} not found (peerwatch network list)")
+        net = _network(s, network)
         org = s.exec(select(Organisation).where(Organisation.name == organisation)).first()
         if org is None:
             org = Organisation(name=organisation, nation=nation.upper())
@@ -179,15 +191,9 @@ def contact_add(
                 raise NotFound(f"service {service} not found")
             c.service_id, c.organisation_id = svc.id, svc.organisation_id
         if organisation:
-            org = s.exec(select(Organisation).where(Organisation.name == organisation)).first()
-            if org is None:
-                raise NotFound(f"organisation {organisation!r} not found")
-            c.organisation_id = org.id
+            c.organisation_id = _organisation(s, organisation).id
         if network:
-            net = s.exec(select(Network).where(Network.code == network)).first()
-            if net is None:
-                raise NotFound(f"network {network!r} not found")
-            c.network_id = net.id
+            c.network_id = _network(s, network).id
         s.add(c)
         s.flush()
         _created("contact", c.id)
@@ -296,15 +302,9 @@ def reviewer_add(
     with session_scope() as s:
         r = Reviewer(name=name, email=email, discipline=discipline, pathways=list(pathway or []), trained=trained)
         if organisation:
-            org = s.exec(select(Organisation).where(Organisation.name == organisation)).first()
-            if org is None:
-                raise NotFound(f"organisation {organisation!r} not found")
-            r.organisation_id = org.id
+            r.organisation_id = _organisation(s, organisation).id
         if network:
-            net = s.exec(select(Network).where(Network.code == network)).first()
-            if net is None:
-                raise NotFound(f"network {network!r} not found")
-            r.network_id = net.id
+            r.network_id = _network(s, network).id
         s.add(r)
         s.flush()
         _created("reviewer", r.id)
@@ -587,9 +587,7 @@ def complaint_receive(
     day = parse_date(received, "--received date") if received else local_date(c.now())
     _db()
     with session_scope() as s:
-        net = s.exec(select(Network).where(Network.code == network)).first()
-        if net is None:
-            raise NotFound(f"network {network!r} not found")
+        net = _network(s, network)
         if service is not None and s.get(Service, service) is None:
             raise NotFound(f"service {service} not found")
         row = Complaint(network_id=net.id, service_id=service, category=category, owner_role="", complainant_name=from_name,  # type: ignore[arg-type]

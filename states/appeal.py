@@ -55,9 +55,6 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "decide", "source": CONSIDERING, "dest": A.DECIDED, "roles": LEADS, "note_required": True},
     {"trigger": "communicate", "source": A.DECIDED, "dest": A.COMMUNICATED, "roles": [*LEADS, "network-office"]},
 ]
-for _t in TRANSITIONS:
-    _t["source"] = [str(s) for s in _t["source"]] if isinstance(_t["source"], list) else str(_t["source"])
-    _t["dest"] = None if _t["dest"] is None else str(_t["dest"])
 
 NETWORK = ("network-manager", "regional-lead")
 DEADLINE_RULES = {

@@ -49,9 +49,6 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "close_not_acceptable", "source": [C.RECEIVED, C.ACKNOWLEDGED], "dest": C.NOT_ACCEPTABLE,
      "roles": sorted(NETWORK_LEADS), "note_required": True, "conditions": ["is_about_a_person"]},
 ]
-for _t in TRANSITIONS:
-    _t["source"] = [str(s) for s in _t["source"]] if isinstance(_t["source"], list) else str(_t["source"])
-    _t["dest"] = None if _t["dest"] is None else str(_t["dest"])
 
 
 def _owner_letter(template: str, category: str) -> Any:

@@ -117,6 +117,13 @@ class KindSpec:
     describe: str = ""
     _machine: Machine | None = None
 
+    def __post_init__(self) -> None:
+        """State Enums in the table become the plain strings the transitions library wants."""
+        for t in self.transitions:
+            src = t["source"]
+            t["source"] = [str(s) for s in src] if isinstance(src, list | tuple) else str(src)
+            t["dest"] = None if t["dest"] is None else str(t["dest"])
+
     @property
     def all_transitions(self) -> list[dict[str, Any]]:
         """The declared table plus the clock-stop triggers on every open state."""

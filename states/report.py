@@ -61,9 +61,6 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "reopen_for_amendment", "source": R.PUBLISHED, "dest": R.AMENDING, "roles": LEADS, "note_required": True},
     {"trigger": "reissue", "source": R.AMENDING, "dest": R.PUBLISHED, "roles": LEADS, "note_required": True},
 ]
-for _t in TRANSITIONS:
-    _t["source"] = [str(s) for s in _t["source"]] if isinstance(_t["source"], list) else str(_t["source"])
-    _t["dest"] = None if _t["dest"] is None else str(_t["dest"])
 
 OFFICE = ("network-office",)
 DEADLINE_RULES = {

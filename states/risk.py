@@ -69,9 +69,6 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "close", "source": [S.MONITORING, S.WORK_PROGRAMME], "dest": S.CLOSED, "roles": LEADS, "note_required": True},
     {"trigger": "withdraw", "source": OPEN, "dest": S.WITHDRAWN, "roles": LEADS, "note_required": True},
 ]
-for _t in TRANSITIONS:  # the transitions library wants plain strings
-    _t["source"] = [str(s) for s in _t["source"]] if isinstance(_t["source"], list) else str(_t["source"])
-    _t["dest"] = None if _t["dest"] is None else str(_t["dest"])
 
 TRUST = ("chief-executive", "medical-director", "service-lead")
 NETWORK = ("network-manager", "regional-lead")

@@ -69,9 +69,6 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "postpone", "source": [V.SCHEDULED, V.SERVICE_NOTIFIED, V.PREPARED], "dest": V.SCHEDULED, "roles": STAFF_ROLES, "note_required": True},
     {"trigger": "cancel", "source": NOT_HELD, "dest": V.CANCELLED, "roles": LEADS, "note_required": True},
 ]
-for _t in TRANSITIONS:
-    _t["source"] = [str(s) for s in _t["source"]] if isinstance(_t["source"], list) else str(_t["source"])
-    _t["dest"] = None if _t["dest"] is None else str(_t["dest"])
 
 SERVICE = ("service-lead",)
 NETWORK = ("network-manager", "regional-lead")
