@@ -778,9 +778,27 @@ def _params(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _plugins() -> None:
+    """Command groups in ``cli/cmd_<name>.py`` (each exports ``app`` and ``NAME``); a NAME that is
+    a kind gets the generic show/list/fire/history commands too."""
+    import importlib
+    import pkgutil
+
+    import cli
+
+    for mod in pkgutil.iter_modules(cli.__path__):
+        if mod.name.startswith("cmd_"):
+            module = importlib.import_module(f"cli.{mod.name}")
+            KIND_APPS.setdefault(module.NAME, module.app)
+            if module.NAME not in kinds():
+                app.add_typer(module.app, name=module.NAME, help=module.app.info.help)
+
+
+_MOUNTED = set(KIND_APPS)
+_plugins()
 for _kind in kinds():
     _sub = _kind_app(_kind)
-    if _kind not in KIND_APPS:
+    if _kind not in _MOUNTED:
         app.add_typer(_sub, name=_kind, help=get_spec(_kind).describe)
 
 

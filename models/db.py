@@ -46,9 +46,20 @@ def get_engine(url: str | None = None) -> Engine:
     return _engine_for(url or database_url())
 
 
+def import_all_tables() -> None:
+    """Import every module of the models package, so each table is registered."""
+    import importlib
+    import pkgutil
+
+    import models
+
+    for mod in pkgutil.iter_modules(models.__path__):
+        importlib.import_module(f"models.{mod.name}")
+
+
 def init_db(url: str | None = None) -> Engine:
     """Create every table that does not exist yet."""
-    import models.tables  # noqa: F401  (registers the tables)
+    import_all_tables()
 
     engine = get_engine(url)
     SQLModel.metadata.create_all(engine)
