@@ -63,6 +63,7 @@ DEADLINE_RULES = {
         reminder=Letter("appeal_result_due", to=NETWORK, category="reminder"),
         due_today=Letter("appeal_result_due", to=NETWORK, category="reminder", key="today"),
         overdue=Letter("appeal_result_overdue", to=NETWORK, category="chase"),
+        runs_through=frozenset({A.INITIAL_CONSIDERATION.value, A.SUBGROUP_CONVENED.value}),
     ),
 }
 NEXT_STEP = {

@@ -62,7 +62,8 @@ DEADLINE_RULES = {
                                     overdue=_owner_letter("complaint_overdue", "chase")),
     "resolution": DeadlineRule(owner="network-manager", step="investigate and send the outcome",
                                reminder=_owner_letter("complaint_due", "reminder"),
-                               overdue=_owner_letter("complaint_overdue", "chase")),
+                               overdue=_owner_letter("complaint_overdue", "chase"),
+                               runs_through=frozenset({C.INVESTIGATED.value})),
 }
 NEXT_STEP = {
     C.RECEIVED: "Owner: acknowledge the complaint (or close it as not acceptable if it is about a person)",

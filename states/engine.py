@@ -145,7 +145,7 @@ def fire(
         else:
             effects = spec.effects(ctx)  # may set fields on the row (counters, dates, scores)
             if dest != source:
-                _close_deadlines(session, spec.name, item_id)
+                _close_deadlines(session, spec, item_id, dest)
             data = {}
             for d in effects.deadlines:
                 session.add(Deadline(kind=spec.name, item_id=item_id, name=d.name, due_on=d.due_on,
@@ -198,13 +198,17 @@ def create(
     return fire(session, kind, row.id, trigger, actor=actor, role=role, clock=clock, note=note, params=params)
 
 
-def _close_deadlines(session: Session, kind: str, item_id: int) -> None:
+def _close_deadlines(session: Session, spec: KindSpec, item_id: int, dest: str) -> None:
+    """Leaving a state closes its deadlines, except those whose rule runs through ``dest``."""
     for d in session.exec(
         select(Deadline).where(
-            Deadline.kind == kind, Deadline.item_id == item_id,
+            Deadline.kind == spec.name, Deadline.item_id == item_id,
             Deadline.status.in_([DeadlineStatus.OPEN, DeadlineStatus.PAUSED]),  # type: ignore[attr-defined]
         )
     ):
+        rule = spec.deadline_rules.get(d.name)
+        if rule is not None and dest in rule.runs_through:
+            continue
         d.status = DeadlineStatus.CLOSED
         session.add(d)
 

@@ -72,6 +72,9 @@ class DeadlineRule:
     overdue: LetterFor | None = None  # else: a letter sent once when it passes
     reminder: LetterFor | None = None  # sent once on remind_on
     due_today: LetterFor | None = None  # sent once on the due date itself
+    # A deadline closes when its item changes state, unless the new state is one of these
+    # (e.g. an appeal's 8-week result date runs through consideration and the subgroup).
+    runs_through: frozenset[str] = frozenset()
 
 
 def letter_for(spec: LetterFor | None, session: Session, row: Any) -> Letter | None:
