@@ -22,6 +22,7 @@ class Network(SQLModel, table=True):
     code: str = Field(unique=True, index=True)
     name: str
     cycle: str = "annual"  # annual (West Midlands) | biennial (Cheshire & Mersey)
+    programme: str | None = None  # programme file (states/programmes); default by cycle
 
 
 class Organisation(SQLModel, table=True):

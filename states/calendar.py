@@ -74,6 +74,11 @@ class WorkingCalendar:
         return start + timedelta(days=7 * n)
 
     @staticmethod
+    def add_days(start: date, n: int) -> date:
+        """Calendar days (for dates fixed by a programme, not by a working-day rule)."""
+        return start + timedelta(days=n)
+
+    @staticmethod
     def end_of_day(day: date) -> datetime:
         """The moment a deadline on ``day`` passes: 23:59:59 Europe/London, as aware UTC."""
         return datetime.combine(day, time(23, 59, 59), tzinfo=LONDON).astimezone(ZoneInfo("UTC"))

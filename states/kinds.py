@@ -180,6 +180,8 @@ _MODULES = {
     "report": "states.report",
     "appeal": "states.appeal",
     "complaint": "states.complaint",
+    "phase": "states.phase",
+    "submission": "states.submission",
 }
 _SPECS: dict[str, KindSpec] = {}
 

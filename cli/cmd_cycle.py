@@ -1,0 +1,75 @@
+"""``peerwatch cycle``: where every network is in its programme; plan a programme year."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+NAME = "cycle"
+app = typer.Typer(help="Programme cycles: annual (West Midlands) and biennial (Cheshire & Mersey).", no_args_is_help=True)
+
+
+@app.command("status")
+def status() -> None:
+    """Each network's programme year, year 1 or 2, quarter, current phases and what is outstanding."""
+    from sqlmodel import Session
+
+    from cli.main import OPTS, _db, clock
+    from cli.output import console, print_json, table
+    from states.clock import local_date
+    from states.cycle import status as cycle_status
+
+    day = local_date(clock().now())
+    with Session(_db()) as s:
+        rows = cycle_status(s, day)
+    if OPTS.json:
+        print_json({"as_of": day, "networks": rows})
+        return
+    table(f"Programme cycles as of {day:%a %d %b %Y}, side by side", ["network", "cycle", "programme year", "year of cycle", "quarter",
+                                                                     "overdue phases", "outstanding documents", "carried forward"],
+          [(r["network"], r["cycle"], r["programme_year"], f"{r['cycle_year']} of {r['cycle_years']}", r["quarter"],
+            len(r["overdue_phases"]), len(r["outstanding_submissions"]), len(r["carried_forward"])) for r in rows])
+    for r in rows:
+        console.print(f"\n[bold]{r['network']}[/bold] {r['programme']}, {r['programme_year']}, year {r['cycle_year']} of {r['cycle_years']}, {r['quarter']}")
+        for p in r["phases"]:
+            console.print(f"  now: {p}", markup=False)
+        for p in r["overdue_phases"]:
+            console.print(f"  overdue: {p}", markup=False)
+        for x in r["outstanding_submissions"]:
+            console.print(f"  outstanding: {x['organisation']} {x['doc_type'].replace('_', ' ')} ({x['state']}, due {x['due_on']}"
+                          f"{', overdue' if x['overdue'] else ''})", markup=False)
+        if r["carried_forward"]:
+            console.print(f"  carried forward from the previous cycle: {', '.join(r['carried_forward'])}", markup=False)
+        if not r["planned"]:
+            console.print("  (this programme year is not planned yet: peerwatch cycle plan)")
+
+
+@app.command("plan")
+def plan(
+    year: Annotated[Optional[int], typer.Option(help="Programme year (the April it starts in); default the current one.")] = None,
+    network: Annotated[Optional[str], typer.Option(help="Network code; default every network.")] = None,
+) -> None:
+    """Create the phases of a programme year (once) and carry open concerns into a new cycle."""
+    from sqlmodel import select
+
+    from cli.main import OPTS, _db, _network, clock
+    from cli.output import console, print_json
+    from models import Network, session_scope
+    from states.clock import local_date
+    from states.cycle import plan_year
+    from states.programmes import programme_year_of
+
+    c = clock()
+    y = year or programme_year_of(local_date(c.now()))
+    _db()
+    out = {}
+    with session_scope() as s:
+        nets = [_network(s, network)] if network else list(s.exec(select(Network).order_by(Network.id)))  # type: ignore[arg-type]
+        for n in nets:
+            out[n.code] = plan_year(s, n, y, c)
+    if OPTS.json:
+        print_json({"programme_year": y, "networks": out})
+    else:
+        for code, r in out.items():
+            console.print(f"{code} {y}-{str(y + 1)[2:]}: {r['phases']} phase(s) planned, {r['carried_forward']} open concern(s) carried forward")

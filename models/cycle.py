@@ -1,0 +1,74 @@
+"""Programme cycles: phases per network per programme year, document submissions, carry-forward."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import ClassVar
+
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from models.tables import StatefulItem
+from models.types import UTCDateTime, utcnow
+
+
+class ProgrammePhase(StatefulItem, table=True):
+    """One phase of a network's programme year: pending -> open -> complete or overdue."""
+
+    __tablename__ = "programme_phase"
+    __table_args__ = (UniqueConstraint("network_id", "programme_year", "key", name="uq_phase"),)
+    kind: ClassVar[str] = "phase"
+
+    network_id: int = Field(foreign_key="network.id", index=True)
+    programme: str
+    programme_year: int  # the April it starts in
+    cycle_year: int
+    quarter: str
+    key: str
+    title: str
+    opens_on: date
+    due_on: date
+
+
+class Submission(StatefulItem, table=True):
+    """A document a Trust submits for a programme year (annual report, work plan, operational policy)."""
+
+    __table_args__ = (UniqueConstraint("network_id", "organisation_id", "programme_year", "doc_type", name="uq_submission"),)
+    kind: ClassVar[str] = "submission"
+
+    network_id: int = Field(foreign_key="network.id", index=True)
+    organisation_id: int = Field(foreign_key="organisation.id", index=True)
+    programme_year: int
+    doc_type: str
+    due_on: date
+    phase_id: int | None = Field(default=None, foreign_key="programme_phase.id")
+    information_requests: int = 0
+
+
+class SubmissionFile(SQLModel, table=True):
+    """An evidence file, kept with its checksum; each resubmission is a new version."""
+
+    __tablename__ = "submission_file"
+    id: int | None = Field(default=None, primary_key=True)
+    submission_id: int = Field(foreign_key="submission.id", index=True)
+    version: int
+    filename: str
+    sha256: str
+    size: int
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class CarryForward(SQLModel, table=True):
+    """An open concern or action carried into a new cycle: a link, not a copy."""
+
+    __tablename__ = "carry_forward"
+    __table_args__ = (UniqueConstraint("network_id", "cycle_starts", "kind", "item_id", name="uq_carry"),
+                      Index("ix_carry_network", "network_id", "cycle_starts"))
+    id: int | None = Field(default=None, primary_key=True)
+    network_id: int = Field(foreign_key="network.id")
+    cycle_starts: int  # programme year the new cycle starts
+    kind: str
+    item_id: int
+    state_then: str
+    carried_on: date

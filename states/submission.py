@@ -1,0 +1,129 @@
+"""Document submissions from each Trust (seed 001): Annual Report, Work plan, Operational Policy.
+
+``requested`` when the documents phase opens (letter to the Chief Executive), reminded before
+and chased after the due date; ``received`` with each evidence file stored with its SHA-256
+checksum as a new version; the network may ``request_more_information`` where assurance is
+insufficient (year 2's review), which is itself tracked and chased; ``accepted`` when assured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, func, select
+
+from models.cycle import Submission, SubmissionFile
+from models.tables import Network, Organisation
+from states.errors import InvalidInput
+from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.roles import STAFF, SYSTEM
+
+DOC_NAMES = {"annual_report": "Annual Report", "work_plan": "Work plan", "operational_policy": "Operational Policy"}
+MAX_FILE_BYTES = 50 * 1024 * 1024
+
+
+class SubmissionState(StrEnum):
+    NEW = "new"
+    REQUESTED = "requested"
+    RECEIVED = "received"
+    MORE_INFO_REQUESTED = "more_info_requested"
+    ACCEPTED = "accepted"
+
+
+S = SubmissionState
+STAFF_ROLES = sorted(STAFF)
+TRANSITIONS: list[dict[str, Any]] = [
+    {"trigger": "request", "source": S.NEW, "dest": S.REQUESTED, "roles": [SYSTEM, *STAFF_ROLES]},
+    {"trigger": "receive", "source": [S.REQUESTED, S.MORE_INFO_REQUESTED], "dest": S.RECEIVED, "roles": STAFF_ROLES},
+    {"trigger": "request_more_information", "source": S.RECEIVED, "dest": S.MORE_INFO_REQUESTED, "roles": STAFF_ROLES,
+     "note_required": True},
+    {"trigger": "accept", "source": S.RECEIVED, "dest": S.ACCEPTED, "roles": STAFF_ROLES},
+]
+CEO = ("chief-executive",)
+DEADLINE_RULES = {
+    "submission_due": DeadlineRule(owner="chief-executive", step="the Trust submits the document",
+                                   reminder=Letter("submission_reminder", to=CEO, category="reminder"),
+                                   overdue=Letter("submission_chase", to=CEO, cc=("network-manager",), category="chase")),
+    "more_information_due": DeadlineRule(owner="chief-executive", step="the Trust sends the further information",
+                                         reminder=Letter("submission_reminder", to=CEO, category="reminder"),
+                                         overdue=Letter("submission_chase", to=CEO, cc=("network-manager",), category="chase")),
+}
+NEXT_STEP = {
+    S.REQUESTED: "Trust: submit the document",
+    S.RECEIVED: "Network: review it; accept, or request more information",
+    S.MORE_INFO_REQUESTED: "Trust: send the further information",
+}
+MORE_INFO_WORKING_DAYS = 10  # local policy default: the seed sets no time for further information
+
+
+def effects(ctx: Context) -> Effects:
+    row: Submission = ctx.row
+    t, out = ctx.trigger, Effects()
+    if t == "request":
+        remind = ctx.calendar.subtract_working_days(row.due_on, ctx.policy.reminder_working_days)
+        out.deadlines.append(NewDeadline("submission_due", row.due_on, remind if remind > ctx.today else None))
+        out.letters.append(Letter("document_request", to=CEO, cc=("network-office",)))
+    elif t == "receive":
+        _store(ctx)
+    elif t == "request_more_information":
+        row.information_requests += 1
+        due = ctx.calendar.add_working_days(ctx.today, MORE_INFO_WORKING_DAYS)
+        out.deadlines.append(NewDeadline("more_information_due", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)))
+        out.letters.append(Letter("more_information_request", to=CEO, cc=("network-manager",), context=(("reason", ctx.note),)))
+    return out
+
+
+def _store(ctx: Context) -> None:
+    raw = ctx.params.get("file")
+    if not raw:
+        raise InvalidInput("receive needs file=PATH (the evidence file)")
+    path = Path(str(raw))
+    if not path.is_file():
+        raise InvalidInput(f"file {str(path)!r} not found")
+    data = path.read_bytes()
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidInput(f"file {path.name} is {len(data)} bytes: the limit is {MAX_FILE_BYTES}")
+    version = (ctx.session.exec(select(func.max(SubmissionFile.version)).where(SubmissionFile.submission_id == ctx.row.id)).one() or 0) + 1
+    digest = hashlib.sha256(data).hexdigest()
+    ctx.session.add(SubmissionFile(submission_id=ctx.row.id, version=version, filename=path.name, sha256=digest,
+                                   size=len(data), data=data, received_at=ctx.now))
+    ctx.params = {**ctx.params, "sha256": digest, "version": version}  # recorded in the audit event
+
+
+def _where(session: Session, row: Submission) -> tuple[Organisation, Network]:
+    org, net = session.get(Organisation, row.organisation_id), session.get(Network, row.network_id)
+    assert org is not None and net is not None
+    return org, net
+
+
+def letter_context(session: Session, row: Submission) -> dict[str, Any]:
+    org, net = _where(session, row)
+    return {
+        "item": {"ref": f"Submission-{row.id}", "id": row.id, "title": f"{DOC_NAMES.get(row.doc_type, row.doc_type)} "
+                 f"{row.programme_year}-{str(row.programme_year + 1)[2:]}", "doc_type": DOC_NAMES.get(row.doc_type, row.doc_type),
+                 "due_on": row.due_on, "programme_year": f"{row.programme_year}-{str(row.programme_year + 1)[2:]}"},
+        "service": {"name": org.name, "kind": "Trust"},
+        "organisation": {"name": org.name},
+        "network": {"name": net.name, "code": net.code},
+    }
+
+
+SPEC = KindSpec(
+    name="submission",
+    model=Submission,
+    states=SubmissionState,
+    initial=SubmissionState.NEW,
+    transitions=TRANSITIONS,
+    guards={},
+    effects=effects,
+    deadline_rules=DEADLINE_RULES,
+    terminal=frozenset({S.ACCEPTED.value}),
+    nation_of=lambda session, row: _where(session, row)[0].nation,
+    letter_context=letter_context,
+    recipient_scope=lambda session, row: {"service_id": None, "organisation_id": row.organisation_id, "network_id": row.network_id},
+    next_step={k.value: v for k, v in NEXT_STEP.items()},
+    describe="Document submissions from each Trust (001)",
+)
