@@ -182,6 +182,10 @@ _MODULES = {
     "complaint": "states.complaint",
     "phase": "states.phase",
     "submission": "states.submission",
+    "surveillance": "states.surveillance",
+    "selfassessment": "states.selfassessment",
+    "perinatal": "states.perinatal",
+    "mssp": "states.mssp",
 }
 _SPECS: dict[str, KindSpec] = {}
 

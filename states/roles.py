@@ -52,6 +52,13 @@ CONTACT_ROLES: dict[str, str] = {
     "tpd": "Training Programme Director",
     "ra": "Regional Advisor",
     "national-medical-lead": "National Medical Lead",
+    # Perinatal quality surveillance (seed 004)
+    "lms-lead": "Local Maternity System lead",
+    "regional-chief-midwife": "Regional Chief Midwife",
+    "regional-lead-obstetrician": "Regional Lead Obstetrician",
+    "regional-chief-nurse": "Regional Chief Nurse",
+    "msscg": "Maternity Safety Surveillance and Concerns Group",
+    "jsog": "Joint Strategic Oversight Group",
 }
 
 

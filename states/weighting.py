@@ -7,7 +7,8 @@ score is local policy; every weight is a ``Policy`` field (``PEERWATCH_WEIGHT_..
           + weight_open_ir x open immediate risks + weight_open_sc x open serious concerns
           + weight_open_gc x open general concerns
           + weight_max_risk_score x the highest open 6x6 score
-          + weight_achievement_gap x (100 - latest total achievement %), when a self-assessment exists
+          + weight_achievement_gap x (100 - latest validated total achievement %), when a
+            self-assessment has been validated (states/selfassessment.py)
 
 Three queries for a whole network, whatever its size.
 """
@@ -37,6 +38,10 @@ def candidates(session: Session, network_code: str, today: date, policy: Policy 
         raise NotFound(f"network {network_code!r} not found")
     services = list(session.exec(select(Service, Organisation).join(Organisation).where(Service.network_id == net.id)))
     ids = [s.id for s, _ in services]
+    if achievement is None:
+        from states.selfassessment import latest_achievements
+
+        achievement = latest_achievements(session, [i for i in ids if i is not None])
     last = dict(session.exec(select(Visit.service_id, func.max(Visit.visit_date))
                              .where(col(Visit.service_id).in_(ids), col(Visit.state).in_(HELD)).group_by(Visit.service_id)).all())
     risks: dict[int, dict[str, int]] = defaultdict(lambda: {"IR": 0, "SC": 0, "GC": 0, "max_score": 0})

@@ -1,0 +1,113 @@
+"""``peerwatch cqc``: record CQC maternity ratings; entry into and exit from the MSSP follow (seed 004)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+import typer
+
+NAME = "cqc"
+app = typer.Typer(help="CQC maternity ratings: recording one enters or exits the Maternity Safety Support Programme.",
+                  no_args_is_help=True)
+
+RATING = "Outstanding, Good, Requires Improvement (or RI), Inadequate"
+
+
+@app.command("record")
+def record(
+    organisation: Annotated[str, typer.Option(help="Trust name.")],
+    date_: Annotated[str, typer.Option("--date", help="Date of the CQC assessment (YYYY-MM-DD).")],
+    overall: Annotated[str, typer.Option(help=RATING)],
+    safe: Annotated[str, typer.Option(help=RATING)],
+    well_led: Annotated[str, typer.Option("--well-led", help=RATING)],
+    effective: Annotated[Optional[str], typer.Option(help=RATING)] = None,
+    caring: Annotated[Optional[str], typer.Option(help=RATING)] = None,
+    responsive: Annotated[Optional[str], typer.Option(help=RATING)] = None,
+    warning_notice: Annotated[bool, typer.Option("--warning-notice", help="The CQC issued a warning notice.")] = False,
+    review_request: Annotated[bool, typer.Option("--review-request", help="DHSC or NHSE/I requested a review of services or inquiry.")] = False,
+    hsib_concern: Annotated[bool, typer.Option("--hsib-concern", help="HSIB identified the Trust to the CQC with concerns.")] = False,
+    service: Annotated[Optional[int], typer.Option(help="Maternity service id (default: the Trust's one maternity service, if any).")] = None,
+    actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
+    role: Annotated[str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")] = "network-office",
+    note: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Record a CQC assessment; says whether the Trust entered, stayed in or exited the MSSP."""
+    from cli.main import OPTS, _db, _organisation, clock
+    from cli.output import console, print_json
+    from models import Service, session_scope
+    from models.perinatal import CqcRating
+    from states.clock import parse_date
+    from states.errors import InvalidInput, NotFound
+    from states.mssp import maternity_service, record_cqc_assessment
+
+    day = parse_date(date_, "--date")
+    _db()
+    with session_scope() as s:
+        org = _organisation(s, organisation)
+        if service is not None:
+            svc = s.get(Service, service)
+            if svc is None:
+                raise NotFound(f"service {service} not found")
+            if svc.organisation_id != org.id:
+                raise InvalidInput(f"service {service} ({svc.name}) is not run by {org.name}")
+        else:
+            svc = maternity_service(s, org.id)  # type: ignore[arg-type]
+        row = CqcRating(organisation_id=org.id, service_id=svc.id if svc else None, assessed_on=day, overall=overall,  # type: ignore[arg-type]
+                        safe=safe, well_led=well_led, effective=effective, caring=caring, responsive=responsive,
+                        warning_notice=warning_notice, dhsc_nhse_review_request=review_request, hsib_concern=hsib_concern,
+                        recorded_by=actor, recorded_role=role, note=note)
+        out = record_cqc_assessment(s, row, clock=clock())
+        result = _summary(out, org.name)
+    if OPTS.json:
+        print_json(result)
+        return
+    for line in result["said"]:
+        console.print(line, markup=False)
+
+
+def _summary(out: Any, org_name: str) -> dict[str, Any]:
+    from states.mssp import CRITERIA
+
+    r = out.rating
+    said = [f"CQC assessment {r.id} recorded for {org_name} ({r.assessed_on.isoformat()}): overall {r.overall}, "
+            f"safe {r.safe}, well-led {r.well_led}"]
+    if out.previous is not None:
+        said.append(f"  compared with {out.previous.assessed_on.isoformat()}: safe {out.previous.safe}, well-led {out.previous.well_led}")
+    for case in out.exited:
+        said.append(f"MSSP case {case.id}: exited: safe {case.baseline['safe']} -> {r.safe}, well-led {case.baseline['well_led']} -> {r.well_led} "
+                    "(each at least one step better than at entry)")
+    for case in out.continuing:
+        said.append(f"MSSP case {case.id}: remains in the programme: exit needs safe and well-led each one step better than at entry "
+                    f"(safe {case.baseline['safe']} -> {r.safe}, well-led {case.baseline['well_led']} -> {r.well_led})")
+    if out.entered is not None:
+        said.append(f"MSSP case {out.entered.id}: entered the Maternity Safety Support Programme, criteria met:")
+        said += [f"  - {CRITERIA[c]}" for c in out.criteria]
+    elif not out.criteria and not out.exited and not out.continuing:
+        said.append("no MSSP entry criterion met")
+    return {
+        "rating_id": r.id, "organisation": org_name, "assessed_on": r.assessed_on, "criteria": out.criteria,
+        "previous_rating_id": out.previous.id if out.previous else None,
+        "mssp_entered": out.entered.id if out.entered else None,
+        "mssp_exited": [c.id for c in out.exited], "mssp_continuing": [c.id for c in out.continuing], "said": said,
+    }
+
+
+@app.command("list")
+def list_ratings(organisation: Annotated[Optional[str], typer.Option(help="Only this Trust.")] = None) -> None:
+    """Recorded CQC maternity ratings, oldest first."""
+    from sqlmodel import Session, select
+
+    from cli.main import _db, _organisation, _rows
+    from models import Organisation, get_engine
+    from models.perinatal import CqcRating
+
+    _db()
+    with Session(get_engine()) as s:
+        q = select(CqcRating, Organisation).join(Organisation).order_by(CqcRating.organisation_id, CqcRating.assessed_on, CqcRating.id)  # type: ignore[arg-type]
+        if organisation:
+            q = q.where(CqcRating.organisation_id == _organisation(s, organisation).id)
+        flags = ("warning_notice", "dhsc_nhse_review_request", "hsib_concern")
+        rows = [(r.id, o.name, r.service_id, r.assessed_on, r.overall, r.safe, r.effective, r.caring, r.responsive, r.well_led,
+                 ", ".join(f for f in flags if getattr(r, f)) or None) for r, o in s.exec(q)]
+    _rows("CQC ratings", ["id", "trust", "service", "assessed", "overall", "safe", "effective", "caring", "responsive",
+                          "well_led", "events"], rows)

@@ -1,0 +1,225 @@
+"""``peerwatch selfassessment``: self-assessment declarations and the standards library (000 s5.1, Appendix 2).
+
+show, list, fire and history come from the generic kind commands (cli/main.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+NAME = "selfassessment"
+app = typer.Typer(help="Self-assessment declarations (Appendix 2 spreadsheet) and the standards library.", no_args_is_help=True)
+standards_app = typer.Typer(help="The standards library: standard sets per service kind.", no_args_is_help=True)
+app.add_typer(standards_app, name="standards")
+
+ACTOR = Annotated[str, typer.Option(help="Who is acting.")]
+ROLE = Annotated[str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")]
+
+
+@standards_app.command("load")
+def standards_load(file: Annotated[str, typer.Argument(help="A JSON or YAML standards library (docs/standards-example.yaml).")]) -> None:
+    """Load standard sets; each supersedes the current set of its service kind (it must be newer)."""
+    from cli.main import OPTS, _db
+    from cli.output import console, print_json
+    from models import session_scope
+    from states.selfassessment import load_standard_sets, read_library
+
+    docs = read_library(file)
+    _db()
+    with session_scope() as s:
+        loaded = load_standard_sets(s, docs)
+    if OPTS.json:
+        print_json(loaded)
+        return
+    for x in loaded:
+        console.print(f"standard set {x['id']} loaded: {x['service_kind']}, {x['name']} version {x['version']}, "
+                      f"effective {x['effective_from']}, {x['standards']} standard(s)"
+                      + (f"; supersedes set {x['supersedes']}" if x["supersedes"] else ""), markup=False)
+
+
+@standards_app.command("list")
+def standards_list(
+    kind: Annotated[Optional[str], typer.Option(help="Only sets for this service kind.")] = None,
+    show_standards: Annotated[bool, typer.Option("--standards", help="Also list each set's standards.")] = False,
+) -> None:
+    """List standard sets, which is in force today, and what superseded the others."""
+    from sqlmodel import Session, col, select
+
+    from cli.main import OPTS, _db, clock
+    from cli.output import print_json, table
+    from models import get_engine
+    from models.selfassessment import StandardSet
+    from states.clock import local_date
+    from states.selfassessment import current_set, standards_of
+
+    _db()
+    today = local_date(clock().now())
+    with Session(get_engine()) as s:
+        q = select(StandardSet).order_by(col(StandardSet.service_kind), col(StandardSet.effective_from))
+        if kind:
+            q = q.where(StandardSet.service_kind == kind)
+        sets = list(s.exec(q))
+        in_force = {}
+        for k in {x.service_kind for x in sets}:
+            cur = current_set(s, k, today)
+            in_force[k] = cur.id if cur else None
+        out = [{"id": x.id, "service_kind": x.service_kind, "name": x.name, "version": x.version,
+                "effective_from": x.effective_from.isoformat(), "superseded_by": x.superseded_by_id,
+                "in_force": in_force[x.service_kind] == x.id,
+                **({"standards": [st.model_dump() for st in standards_of(s, x.id)]} if show_standards else {})}  # type: ignore[arg-type]
+               for x in sets]
+    if OPTS.json:
+        print_json(out)
+        return
+    table(f"standard sets as of {today.isoformat()}", ["id", "service kind", "name", "version", "effective", "superseded by", "in force"],
+          [(o["id"], o["service_kind"], o["name"], o["version"], o["effective_from"], o["superseded_by"], "yes" if o["in_force"] else "")
+           for o in out])
+    if show_standards:
+        for o in out:
+            table(f"set {o['id']}: {o['name']} {o['version']}", ["ref", "descriptor", "Met", "Partially Met", "Unmet"],
+                  [(st["ref"], st["descriptor"], st["criteria_met"], st["criteria_partly"] or "(no band)", st["criteria_unmet"])
+                   for st in o["standards"]])
+
+
+@app.command("circulate")
+def circulate(
+    service: Annotated[int, typer.Option(help="Service id.")],
+    year: Annotated[int, typer.Option(help="Programme year it starts, e.g. 2026 for 2026-27.")],
+    actor: ACTOR = "",
+    role: ROLE = "network-office",
+    note: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Send the Appendix 2 spreadsheet to the service's Leads/Managers (current standard set); the return is due in 6 weeks."""
+    from cli.main import _created, _db, _deadline_json, clock
+    from models import session_scope
+    from states.selfassessment import start
+
+    _db()
+    with session_scope() as s:
+        out = start(s, service, year, actor=actor, role=role, clock=clock(), note=note)
+        _created("selfassessment", out.row.id, state=out.row.state, deadlines=_deadline_json(s, "selfassessment", out.row.id))
+
+
+@app.command("export")
+def export(
+    assessment_id: Annotated[int, typer.Argument(help="selfassessment id")],
+    out: Annotated[str, typer.Option(help="Where to write the .xlsx file.")],
+) -> None:
+    """Write the declaration's spreadsheet (with the service's answers, once imported)."""
+    from sqlmodel import Session
+
+    from cli.main import OPTS, _db, clock
+    from cli.output import console, print_json
+    from models import get_engine
+    from states import engine
+    from states.selfassessment import return_due, spreadsheet
+
+    _db()
+    with Session(get_engine()) as s:
+        _, row = engine.load(s, "selfassessment", assessment_id)
+        _name, _type, data = spreadsheet(s, row, return_by=return_due(s, row), made=clock().now())  # type: ignore[arg-type]
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    print_json({"id": assessment_id, "file": str(path), "bytes": len(data)}) if OPTS.json else console.print(f"selfassessment {assessment_id}: {path}", markup=False)
+
+
+@app.command("import")
+def import_(
+    assessment_id: Annotated[int, typer.Argument(help="selfassessment id")],
+    file: Annotated[str, typer.Argument(help="The completed .xlsx returned by the service.")],
+    actor: ACTOR = "",
+    role: ROLE = "network-office",
+) -> None:
+    """Import a returned spreadsheet: every row is checked; any problem refuses the whole file (all listed, exit 2)."""
+    from cli.main import OPTS, _db, _deadline_json, clock
+    from cli.output import console, errors, print_json
+    from models import get_engine
+    from states.errors import NotFound
+    from states.selfassessment import SpreadsheetRejected, import_spreadsheet, report_of
+
+    path = Path(file)
+    if not path.is_file():
+        raise NotFound(f"file {file!r} not found")
+    db = _db()
+    try:
+        row = import_spreadsheet(db, assessment_id, path.read_bytes(), filename=path.name, actor=actor, role=role, clock=clock())
+    except SpreadsheetRejected as exc:
+        if OPTS.json:
+            print_json({"id": assessment_id, "imported": False, "problems": exc.problems})
+        errors.print(f"error: {path.name} refused, nothing imported: {len(exc.problems)} problem(s)", markup=False)
+        for p in exc.problems:
+            errors.print(f"  - {p}", markup=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    from sqlmodel import Session
+
+    with Session(get_engine()) as s:
+        report = report_of(s, row)
+        deadlines = _deadline_json(s, "report", report.id) if report else []
+    if OPTS.json:
+        print_json({"id": row.id, "imported": True, "state": row.state, "received_on": row.received_on,
+                    "report_id": report.id if report else None, "report_deadlines": deadlines})
+        return
+    console.print(f"selfassessment {row.id}: {path.name} imported, state {row.state}", markup=False)
+    if report:
+        console.print(f"report {report.id} started" + "".join(f"; {d['name']} due {d['due_on']}" for d in deadlines), markup=False)
+
+
+@app.command("validate")
+def validate(
+    assessment_id: Annotated[int, typer.Argument(help="selfassessment id")],
+    ref: Annotated[Optional[str], typer.Option(help="Standard Ref No., e.g. 1.2.")] = None,
+    status: Annotated[Optional[str], typer.Option(help="Validated status: Met, Partially Met or Unmet.")] = None,
+    note: Annotated[Optional[str], typer.Option(help="Why (required when it differs from what the figure gives).")] = None,
+    accept_all: Annotated[bool, typer.Option("--accept-all", help="Validate every remaining standard as derived from its figure or as declared, and finish.")] = False,
+    complete: Annotated[bool, typer.Option("--complete", help="Finish validation (every standard validated): computes the total achievement.")] = False,
+    actor: ACTOR = "",
+    role: ROLE = "network-office",
+) -> None:
+    """Record the network's validated status for one standard, or accept the rest, or finish."""
+    from cli.main import _fire_and_print
+    from states.errors import InvalidInput
+
+    chosen = [x for x in (ref is not None, accept_all, complete) if x]
+    if len(chosen) != 1:
+        raise InvalidInput("give one of: --ref R --status S [--note], --accept-all, or --complete")
+    if accept_all:
+        _fire_and_print("selfassessment", assessment_id, "accept_all", actor, role, note, {})
+    elif complete:
+        _fire_and_print("selfassessment", assessment_id, "complete_validation", actor, role, note, {})
+    else:
+        if not status:
+            raise InvalidInput("--ref needs --status (Met, Partially Met or Unmet)")
+        _fire_and_print("selfassessment", assessment_id, "validate_item", actor, role, note, {"ref": ref, "status": status})
+
+
+@app.command("items")
+def items(assessment_id: Annotated[int, typer.Argument(help="selfassessment id")]) -> None:
+    """Each standard: declared status, figure, status the figure gives, validated status; and the achievement."""
+    from sqlmodel import Session
+
+    from cli.main import OPTS, _db
+    from cli.output import console, print_json, table
+    from models import get_engine
+    from states import engine
+    from states.selfassessment import item_view, report_of
+
+    _db()
+    with Session(get_engine()) as s:
+        _, row = engine.load(s, "selfassessment", assessment_id)
+        view = item_view(s, row)  # type: ignore[arg-type]
+        report = report_of(s, row)  # type: ignore[arg-type]
+    if OPTS.json:
+        print_json({"id": assessment_id, "state": row.state, "achievement": row.achievement,  # type: ignore[attr-defined]
+                    "report_id": report.id if report else None, "items": view})
+        return
+    table(f"selfassessment {assessment_id} ({row.state})", ["ref", "bands", "declared", "figure", "figure gives", "validated", "evidence", "note"],
+          [(v["ref"], v["bands"], v["self_status"], v["figure"], v["derived_status"], v["validated_status"], v["evidence_location"],
+            v["validation_note"]) for v in view])
+    if row.achievement is not None:  # type: ignore[attr-defined]
+        console.print(f"total achievement: {row.achievement:.1f}%", markup=False)  # type: ignore[attr-defined]
+    if report:
+        console.print(f"written report: report {report.id} ({report.state})", markup=False)

@@ -1,0 +1,448 @@
+"""Perinatal quality surveillance: the escalation ladder for a maternity or neonatal concern (seed 004).
+
+A concern about a maternity or neonatal service is ``raise``d at the ``provider`` level, where
+the trust board, its perinatal safety champions and triumvirate own it (Principles 1 and 5).
+It may be ``escalate``d one level at a time: ``lms_ics`` (the local maternity system within the
+integrated care system, through the local quality surveillance group), ``regional`` (the
+regional quality committee, which may also ``refer_to_jsog`` or ``request_cqc_inspection``,
+unannounced) and ``national`` (the Maternity Safety Surveillance and Concerns Group, MSSCG,
+which oversees entry into the Maternity Safety Support Programme: ``states/mssp.py``). It may be
+``deescalate``d one level at a time, and ``close``d at any level, each with a reason. Every
+letter names the actions the seed lists for the level that now holds the concern.
+
+The trust board reviews maternity and neonatal safety monthly (Principle 1, requirement 2):
+each open concern carries a ``board_review`` deadline on the last working day of the month;
+the sweep reminds the Service Lead and Chief Executive, ``record_board_review`` (internal)
+opens next month's, and a month that passes unrecorded fires ``board_review_missed``: a chase
+letter, and next month's deadline.
+
+The level NAMES are configuration, because later guidance renames them (LMS/ICS became
+LMNS/ICB): ``PEERWATCH_PERINATAL_LEVELS`` and ``PEERWATCH_PERINATAL_FORUMS`` (JSON, or a path
+to a JSON file) override the display names used in letters, ``show`` and the diagram labels.
+The state keys (provider, lms_ics, regional, national) never change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session
+
+from models.perinatal import PerinatalConcern
+from models.tables import DeadlineStatus, Service
+from states.calendar import WorkingCalendar
+from states.clock import parse_date
+from states.errors import InvalidInput
+from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.roles import NETWORK_LEADS, STAFF, SYSTEM
+from states.scope import nation_of, recipient_scope, service_context
+
+
+class PerinatalState(StrEnum):
+    NEW = "new"
+    PROVIDER = "provider"
+    LMS_ICS = "lms_ics"
+    REGIONAL = "regional"
+    NATIONAL = "national"
+    CLOSED = "closed"
+
+
+S = PerinatalState
+LEVELS = (S.PROVIDER.value, S.LMS_ICS.value, S.REGIONAL.value, S.NATIONAL.value)
+
+# ------------------------------------------------------------------ configuration (local policy)
+
+DEFAULT_LEVEL_NAMES = {"provider": "Provider", "lms_ics": "LMS/ICS", "regional": "Regional", "national": "National"}
+DEFAULT_FORUMS = {
+    "provider": "trust board",
+    "lms_ics": "local quality surveillance group",
+    "regional": "regional quality committee",
+    "national": "Maternity Safety Surveillance and Concerns Group (MSSCG)",
+}
+
+
+def _mapping_from_env(var: str, defaults: Mapping[str, str]) -> dict[str, str]:
+    """Defaults overridden by ``var``: a JSON object, or the path of a file holding one."""
+    raw = os.environ.get(var)
+    if raw is None or not raw.strip():
+        return dict(defaults)
+    text = raw.strip()
+    if not text.startswith("{"):
+        path = Path(text)
+        if not path.is_file():
+            raise InvalidInput(f"{var}={raw!r} is neither a JSON object nor the path of a JSON file")
+        text = path.read_text()
+    try:
+        given = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{var} is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(given, dict):
+        raise InvalidInput(f"{var} must be a JSON object mapping level to name, e.g. {{\"lms_ics\": \"LMNS/ICB\"}}")
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise InvalidInput(f"{var}: unknown level(s) {', '.join(unknown)}; the levels are {', '.join(defaults)}")
+    bad = [k for k, v in given.items() if not isinstance(v, str) or not v.strip()]
+    if bad:
+        raise InvalidInput(f"{var}: the name of {', '.join(bad)} must be non-empty text")
+    return {**defaults, **{k: v.strip() for k, v in given.items()}}
+
+
+@dataclass(frozen=True)
+class PerinatalPolicy:
+    """Local policy defaults, not the SOP; each overridable by ``PEERWATCH_PERINATAL_<NAME>``."""
+
+    levels: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_LEVEL_NAMES))  # display names
+    forums: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_FORUMS))  # who meets at each level
+    board_review_reminder_working_days: int = 5  # reminder before the month's board review is due
+    service_kinds: tuple[str, ...] = ("maternity", "neonatal", "perinatal")  # service kinds a concern may be about
+
+    @classmethod
+    def from_env(cls) -> PerinatalPolicy:
+        days = os.environ.get("PEERWATCH_PERINATAL_BOARD_REVIEW_REMINDER_WORKING_DAYS")
+        kinds = os.environ.get("PEERWATCH_PERINATAL_SERVICE_KINDS")
+        values: dict[str, Any] = {
+            "levels": _mapping_from_env("PEERWATCH_PERINATAL_LEVELS", DEFAULT_LEVEL_NAMES),
+            "forums": _mapping_from_env("PEERWATCH_PERINATAL_FORUMS", DEFAULT_FORUMS),
+        }
+        if days is not None:
+            try:
+                values["board_review_reminder_working_days"] = int(days)
+            except ValueError:
+                raise InvalidInput(f"PEERWATCH_PERINATAL_BOARD_REVIEW_REMINDER_WORKING_DAYS={days!r} is not a whole number") from None
+        if kinds:
+            values["service_kinds"] = tuple(k.strip().lower() for k in kinds.split(",") if k.strip())
+        return cls(**values)
+
+    def names(self) -> dict[str, str]:
+        """Format keys for text naming the levels: ``{lms_ics}``, ``{lms_ics_forum}``..."""
+        return {**self.levels, **{f"{k}_forum": v for k, v in self.forums.items()}}
+
+
+# ------------------------------------------------------------------ the seed's actions at each level (004 Principle 5)
+
+ACTIONS: dict[str, list[str]] = {
+    "provider": [
+        "Discussion between frontline champions, the MVP, the board and the non-executive lead to appraise and "
+        "understand the issue, and agree action, timeframes and follow-up.",
+        "Involve HR for advice and processes where poor individual behaviours are leading to team dysfunction.",
+        "The issue is discussed at the trust board and an action plan is agreed as a priority.",
+        "The issue(s) are discussed with the LMS lead and regional chief midwife and the action plan is shared.",
+        "{lms_ics} to support implementation of the action plan, escalating to regional teams if needed.",
+    ],
+    "lms_ics": [
+        "Appreciative enquiry and a supportive approach to the board safety champion and perinatal triumvirate by the "
+        "LMS lead and regional chief midwife, to agree, implement and oversee progress with the action plan.",
+        "Advice and support from the regional chief midwife and lead obstetrician, with resources such as best "
+        "practice documents and guidance.",
+        "Support from MatNeoSIP if the issue lends itself to a quality improvement approach.",
+        "Peer-to-peer support from a provider trust within the LMS with a 'good' or 'outstanding' CQC rating.",
+        "Mentorship from the clinical network.",
+        "Access to specific training.",
+        "The LMS shares relevant learning.",
+        "The LMS reflects relevant issues at the ICS-chaired quality committee, as agreed with the trust and the "
+        "regional chief midwife and lead obstetrician.",
+        "The regional chief midwife and lead obstetrician escalate to the regional chief nurse as required.",
+    ],
+    "regional": [
+        "Relevant issues are escalated to the {regional_forum} by the regional chief nurse, regional chief midwife "
+        "and lead obstetrician.",
+        "The action plan and progress with meeting it are provided.",
+        "Advice and support from the regional chief midwife and lead obstetrician, with resources such as best "
+        "practice documents and guidance.",
+        "The {regional_forum} agrees any additional action or support required: this might include regional quality "
+        "improvement team support, escalation to JSOG or an unannounced CQC inspection.",
+    ],
+    "national": [
+        "Discussion at the {national_forum} on any additional action or support required and, if the criteria are "
+        "met, entry into the Maternity Safety Support Programme.",
+        "Agreement on the most appropriate organisation to offer support, intervention and follow-up.",
+        "Agreement on timeframes for monitoring and follow-up, with fair and consistent follow-up at subsequent "
+        "meetings, or sooner if warranted.",
+    ],
+}
+
+# Who is written to when the concern arrives at each level (contact roles; see docs/perinatal.md).
+TRUST = ("service-lead", "chief-executive")
+REGIONAL_TEAM = ("regional-chief-nurse", "regional-chief-midwife", "regional-lead-obstetrician")
+ADDRESSEES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "provider": (TRUST, ("medical-director", "lms-lead", "regional-chief-midwife")),
+    "lms_ics": (("lms-lead", "regional-chief-midwife", "chief-executive"), ("service-lead", "icb", "regional-lead-obstetrician")),
+    "regional": (REGIONAL_TEAM, ("chief-executive", "lms-lead", "regional-quality-lead")),
+    "national": (("msscg",), (*REGIONAL_TEAM, "chief-executive", "national-medical-lead")),
+}
+# Contact roles this kind writes to that states/roles.py CONTACT_ROLES does not (yet) name.
+PERINATAL_CONTACT_ROLES = {
+    "lms-lead": "Local Maternity System lead",
+    "regional-chief-midwife": "Regional Chief Midwife",
+    "regional-lead-obstetrician": "Regional Lead Obstetrician",
+    "regional-chief-nurse": "Regional Chief Nurse",
+    "msscg": "Maternity Safety Surveillance and Concerns Group",
+    "jsog": "Joint Strategic Oversight Group",
+}
+REFERRALS = {"refer_to_jsog": ("jsog", ("jsog",)), "request_cqc_inspection": ("cqc_inspection", ("cqc",))}
+
+# ------------------------------------------------------------------ the machine
+
+STAFF_ROLES = sorted(STAFF)
+LEADS = sorted(NETWORK_LEADS)
+OPEN = list(LEVELS)
+TRANSITIONS: list[dict[str, Any]] = [
+    {"trigger": "raise", "source": S.NEW, "dest": S.PROVIDER, "conditions": ["is_perinatal_service"], "roles": STAFF_ROLES},
+    {"trigger": "escalate", "source": S.PROVIDER, "dest": S.LMS_ICS, "roles": STAFF_ROLES, "note_required": True},
+    {"trigger": "escalate", "source": S.LMS_ICS, "dest": S.REGIONAL, "roles": STAFF_ROLES, "note_required": True},
+    {"trigger": "escalate", "source": S.REGIONAL, "dest": S.NATIONAL, "roles": STAFF_ROLES, "note_required": True},
+    {"trigger": "deescalate", "source": S.LMS_ICS, "dest": S.PROVIDER, "roles": STAFF_ROLES, "note_required": True},
+    {"trigger": "deescalate", "source": S.REGIONAL, "dest": S.LMS_ICS, "roles": STAFF_ROLES, "note_required": True},
+    {"trigger": "deescalate", "source": S.NATIONAL, "dest": S.REGIONAL, "roles": STAFF_ROLES, "note_required": True},
+    {"trigger": "refer_to_jsog", "source": S.REGIONAL, "dest": None, "roles": STAFF_ROLES, "note_required": True},
+    {"trigger": "request_cqc_inspection", "source": S.REGIONAL, "dest": None, "roles": STAFF_ROLES, "note_required": True},
+    {"trigger": "record_board_review", "source": OPEN, "dest": None, "roles": STAFF_ROLES},
+    {"trigger": "board_review_missed", "source": OPEN, "dest": None, "conditions": ["has_board_review_overdue"],
+     "roles": [SYSTEM, *LEADS]},
+    {"trigger": "close", "source": OPEN, "dest": S.CLOSED, "roles": LEADS, "note_required": True},
+]
+
+BOARD_REVIEW_DUE = Letter("perinatal_board_review_due", to=TRUST, category="reminder")
+BOARD_REVIEW_MISSED = Letter("perinatal_board_review_overdue", to=("chief-executive", "service-lead"), cc=("lms-lead",), category="chase")
+DEADLINE_RULES = {
+    "board_review": DeadlineRule(
+        owner="chief-executive",
+        step="the trust board reviews maternity and neonatal safety for the month; record it with record_board_review",
+        on_due="board_review_missed", reminder=BOARD_REVIEW_DUE,
+    ),
+}
+
+
+class _NextStep(dict[str, str]):
+    """Next steps that name the levels as configured at the moment they are read."""
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key).format(**PerinatalPolicy.from_env().names())
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self[key] if key in self else default
+
+    def items(self) -> Any:
+        return [(k, self[k]) for k in self]
+
+    def values(self) -> Any:
+        return [self[k] for k in self]
+
+
+NEXT_STEP = _NextStep({
+    S.PROVIDER.value: "{provider} ({provider_forum}): agree an action plan as a priority, share it with the LMS lead and "
+                      "regional chief midwife, review maternity and neonatal safety monthly; escalate to {lms_ics} if needed",
+    S.LMS_ICS.value: "{lms_ics} ({lms_ics_forum}): appreciative enquiry and support to the board safety champion and "
+                     "perinatal triumvirate on the action plan; escalate to {regional} or de-escalate to {provider}",
+    S.REGIONAL.value: "{regional} ({regional_forum}): agree additional action or support (regional QI team, JSOG, unannounced "
+                      "CQC inspection); escalate to {national} or de-escalate to {lms_ics}",
+    S.NATIONAL.value: "{national} ({national_forum}): agree additional action or support and, if the criteria are met, entry "
+                      "into the Maternity Safety Support Programme; de-escalate to {regional} or close",
+})
+
+
+# Guards: pure predicates on the context.
+def is_perinatal_service(ctx: Context) -> bool:
+    svc = ctx.session.get(Service, ctx.row.service_id)
+    kinds = PerinatalPolicy.from_env().service_kinds
+    return svc is not None and any(k in svc.kind.lower() for k in kinds)
+
+
+def has_board_review_overdue(ctx: Context) -> bool:
+    return any(d.due_on < ctx.today for d in _board_review_deadlines(ctx))
+
+
+# ------------------------------------------------------------------ board review dates (from the calendar)
+
+
+def _first_of_next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def last_working_day_of_month(calendar: WorkingCalendar, day: date) -> date:
+    """The last working day of ``day``'s month: the board review is due by then."""
+    return calendar.subtract_working_days(_first_of_next_month(day), 1)
+
+
+def board_review_due(calendar: WorkingCalendar, month_of: date, today: date) -> date:
+    """The review deadline for ``month_of``'s month, or the first month whose deadline is not past."""
+    due = last_working_day_of_month(calendar, month_of)
+    while due < today:
+        due = last_working_day_of_month(calendar, _first_of_next_month(due))
+    return due
+
+
+def _board_review(ctx: Context, month_of: date) -> NewDeadline:
+    due = board_review_due(ctx.calendar, month_of, ctx.today)
+    days = PerinatalPolicy.from_env().board_review_reminder_working_days
+    return NewDeadline("board_review", due, ctx.calendar.subtract_working_days(due, days))
+
+
+def _board_review_deadlines(ctx: Context) -> list[Any]:
+    from states.engine import pending_deadlines
+
+    return [d for d in pending_deadlines(ctx.session, "perinatal", ctx.row.id) if d.name == "board_review"]
+
+
+def _finish(ctx: Context, deadlines: list[Any], status: str) -> None:
+    for d in deadlines:
+        d.status = status
+        ctx.session.add(d)
+
+
+# ------------------------------------------------------------------ effects
+
+
+def _history(ctx: Context, level: str) -> None:
+    row: PerinatalConcern = ctx.row
+    names = PerinatalPolicy.from_env().levels
+    entry = {"level": level, "name": names.get(level, level), "on": ctx.today.isoformat(), "by": ctx.actor,
+             "trigger": ctx.trigger, "note": ctx.note}
+    row.level_history = [*row.level_history, entry]
+
+
+def _arrival(level: str, raised: bool, reason: str | None) -> Letter:
+    to, cc = ADDRESSEES[level]
+    return Letter("perinatal_escalation", to=to, cc=cc,
+                  context=(("level_key", level), ("raised", raised), ("reason", reason or "")))
+
+
+def _deescalation(source: str, dest: str, reason: str | None) -> Letter:
+    left_to, _ = ADDRESSEES[source]
+    now_to, _ = ADDRESSEES[dest]
+    cc = tuple(dict.fromkeys(r for r in (*left_to, *now_to) if r not in TRUST))
+    return Letter("perinatal_deescalation", to=TRUST, cc=cc,
+                  context=(("level_key", dest), ("from_level_key", source), ("reason", reason or "")))
+
+
+def effects(ctx: Context) -> Effects:
+    """Letters and deadlines of a transition; updates the row's own fields."""
+    row: PerinatalConcern = ctx.row
+    t, out = ctx.trigger, Effects()
+    if t == "raise":
+        if not row.title or not row.title.strip():
+            raise InvalidInput("a perinatal concern needs a title: what is the concern?")
+        if row.raised_on > ctx.today:
+            raise InvalidInput(f"raised on {row.raised_on.isoformat()} is after today ({ctx.today.isoformat()})")
+        _history(ctx, ctx.dest)
+        out.letters.append(_arrival(ctx.dest, True, ctx.note))
+        out.deadlines.append(_board_review(ctx, ctx.today))
+    elif t in ("escalate", "deescalate"):
+        _history(ctx, ctx.dest)
+        if t == "escalate":
+            out.letters.append(_arrival(ctx.dest, False, ctx.note))
+        else:
+            out.letters.append(_deescalation(ctx.source, ctx.dest, ctx.note))
+        # The engine closes a state's deadlines when it is left; the month's board review carries over.
+        for d in _board_review_deadlines(ctx):
+            out.deadlines.append(NewDeadline("board_review", d.due_on, None if d.reminded else d.remind_on))
+    elif t in REFERRALS:
+        to_key, roles = REFERRALS[t]
+        row.referrals = [*row.referrals, {"to": to_key, "on": ctx.today.isoformat(), "by": ctx.actor, "note": ctx.note}]
+        out.letters.append(Letter("perinatal_regional_referral", to=roles, cc=(*REGIONAL_TEAM, "chief-executive"),
+                                  context=(("referral", to_key), ("reason", ctx.note or ""))))
+    elif t == "record_board_review":
+        _record_board_review(ctx, out)
+    elif t == "board_review_missed":
+        passed = [d for d in _board_review_deadlines(ctx) if d.due_on < ctx.today]
+        _finish(ctx, passed, DeadlineStatus.FIRED)
+        latest = max(d.due_on for d in passed)
+        out.letters.append(Letter(BOARD_REVIEW_MISSED.template, to=BOARD_REVIEW_MISSED.to, cc=BOARD_REVIEW_MISSED.cc,
+                                  category=BOARD_REVIEW_MISSED.category, context=(("missed_due_on", latest),)))
+        if not any(d.due_on >= ctx.today for d in _board_review_deadlines(ctx) if d not in passed):
+            out.deadlines.append(_board_review(ctx, _first_of_next_month(latest)))
+    elif t == "close":
+        row.closed_reason = ctx.note
+        _history(ctx, ctx.dest)
+        to, _ = ADDRESSEES[ctx.source]
+        out.letters.append(Letter("perinatal_closed", to=TRUST, cc=tuple(r for r in dict.fromkeys((*to, "lms-lead")) if r not in TRUST),
+                                  context=(("from_level_key", ctx.source), ("reason", ctx.note or ""))))
+    return out
+
+
+def _record_board_review(ctx: Context, out: Effects) -> None:
+    """The month of the review is done: close its deadline and open the next month's.
+
+    A late review of an earlier month (already chased as missed) leaves the open deadline alone.
+    """
+    row: PerinatalConcern = ctx.row
+    raw = ctx.params.get("reviewed_on")
+    reviewed = parse_date(str(raw), "reviewed_on date") if raw else ctx.today
+    if reviewed > ctx.today:
+        raise InvalidInput(f"reviewed_on {reviewed.isoformat()} is after today ({ctx.today.isoformat()})")
+    if reviewed < row.raised_on:
+        raise InvalidInput(f"reviewed_on {reviewed.isoformat()} is before the concern was raised ({row.raised_on.isoformat()})")
+    row.last_board_review_on = max(reviewed, row.last_board_review_on or reviewed)
+    row.board_reviews += 1
+    month = (reviewed.year, reviewed.month)
+    covered = [d for d in _board_review_deadlines(ctx) if (d.due_on.year, d.due_on.month) <= month]
+    if covered:
+        _finish(ctx, covered, DeadlineStatus.CLOSED)
+        out.deadlines.append(_board_review(ctx, _first_of_next_month(reviewed)))
+    elif not _board_review_deadlines(ctx):
+        out.deadlines.append(_board_review(ctx, _first_of_next_month(reviewed)))
+
+
+# ------------------------------------------------------------------ letters, diagram
+
+
+def levels_context(policy: PerinatalPolicy | None = None) -> dict[str, dict[str, Any]]:
+    """Each level's configured name and forum and the seed's actions, for letters."""
+    pol = policy or PerinatalPolicy.from_env()
+    names = pol.names()
+    return {k: {"key": k, "name": pol.levels[k], "forum": pol.forums[k], "actions": [a.format(**names) for a in ACTIONS[k]]}
+            for k in LEVELS}
+
+
+def letter_context(session: Session, row: PerinatalConcern) -> dict[str, Any]:
+    levels = levels_context()
+    return {
+        "item": {
+            "ref": f"PQS-{row.id}", "id": row.id, "title": row.title, "raised_on": row.raised_on, "source": row.source,
+            "level": row.state, "level_name": levels[row.state]["name"] if row.state in levels else row.state.replace("_", " "),
+            "last_board_review_on": row.last_board_review_on, "board_reviews": row.board_reviews,
+            "history": [{**h, "name": levels[h["level"]]["name"] if h["level"] in levels else h["level"]} for h in row.level_history],
+        },
+        "levels": levels,
+        **service_context(session, row),
+    }
+
+
+def mermaid() -> str:
+    """The generic diagram of this machine, with each level labelled by its configured name."""
+    from states.diagram import mermaid as generic
+
+    lines = generic("perinatal").splitlines()
+    pol = PerinatalPolicy.from_env()
+    labels = [_label(pol.levels[k], pol.forums[k], k) for k in LEVELS]
+    return "\n".join([lines[0], *labels, *lines[1:]]) + "\n"
+
+
+def _label(name: str, forum: str, key: str) -> str:
+    text = f"{name}: {forum}".replace('"', "#quot;")
+    return f'    state "{text}" as {key}'
+
+
+SPEC = KindSpec(
+    name="perinatal",
+    model=PerinatalConcern,
+    states=PerinatalState,
+    initial=PerinatalState.NEW,
+    transitions=TRANSITIONS,
+    guards={"is_perinatal_service": is_perinatal_service, "has_board_review_overdue": has_board_review_overdue},
+    effects=effects,
+    deadline_rules=DEADLINE_RULES,
+    terminal=frozenset({S.CLOSED.value}),
+    nation_of=nation_of,
+    letter_context=letter_context,
+    recipient_scope=recipient_scope,
+    next_step=NEXT_STEP,
+    describe="Perinatal quality surveillance: the escalation ladder provider -> lms_ics -> regional -> national (004)",
+)

@@ -1,0 +1,312 @@
+"""The Maternity Safety Support Programme (seed 004): every entry criterion, automatic entry
+from a recorded CQC assessment, exit only when Safe AND Well-led each improve, and the machine."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import date
+from typing import Any
+
+import pytest
+from sqlmodel import Session, func, select
+
+from models import AuditEvent, Contact, OutboxMessage, Service
+from models.perinatal import CqcRating, MsspCase
+from states import engine
+from states.clock import FixedClock
+from states.errors import InvalidInput, InvalidTrigger, MissingActor, PermissionDenied
+from states.kinds import CLOCK_TRIGGERS, get_spec
+from states.mssp import CRITERIA, RATINGS, MsspState, improved_safe_and_well_led, mssp_entry_criteria, rating, record_cqc_assessment
+
+O, G, RI, I = "Outstanding", "Good", "Requires Improvement", "Inadequate"
+M = MsspState
+SPEC = get_spec("mssp")
+MRH = "Midland Royal Major Trauma Centre"
+TODAY = date(2026, 12, 11)
+
+
+def r(overall: str = G, safe: str = G, well_led: str = G, **kw: Any) -> dict[str, Any]:
+    return {"overall": overall, "safe": safe, "well_led": well_led, **kw}
+
+
+# (why, previous, current, criteria met)
+CRITERIA_TABLE: list[tuple[str, dict[str, Any] | None, dict[str, Any], list[str]]] = [
+    ("all good, no history", None, r(), []),
+    ("all outstanding", r(O, O, O), r(O, O, O), []),
+    ("overall inadequate", None, r(I, RI, RI), ["overall_inadequate"]),
+    ("overall inadequate, safe inadequate: still one criterion for overall", None, r(I, I, I), ["overall_inadequate"]),
+    ("overall RI alone", None, r(RI, RI, RI), []),
+    ("overall RI, safe inadequate", None, r(RI, I, G), ["ri_inadequate_safe_or_well_led"]),
+    ("overall RI, well-led inadequate", None, r(RI, G, I), ["ri_inadequate_safe_or_well_led"]),
+    ("overall RI, effective inadequate (third domain)", None, r(RI, G, G, effective=I), ["ri_inadequate_third_domain"]),
+    ("overall RI, caring inadequate", None, r(RI, G, G, caring=I), ["ri_inadequate_third_domain"]),
+    ("overall RI, responsive inadequate", None, r(RI, RI, RI, responsive=I), ["ri_inadequate_third_domain"]),
+    ("overall RI, safe and responsive inadequate", None, r(RI, I, RI, responsive=I),
+     ["ri_inadequate_safe_or_well_led", "ri_inadequate_third_domain"]),
+    ("overall good with an inadequate domain is not a criterion", None, r(G, I, G, effective=I), []),
+    ("warning notice on a good rating", None, r(warning_notice=True), ["warning_notice"]),
+    ("safe dropped good -> RI", r(G, G, G), r(G, RI, G), ["dropped_safe"]),
+    ("safe dropped outstanding -> RI", r(O, O, O), r(G, RI, O), ["dropped_safe"]),
+    ("well-led dropped good -> RI", r(G, G, G), r(G, G, RI), ["dropped_well_led"]),
+    ("well-led dropped outstanding -> inadequate", r(O, O, O), r(G, O, I), ["dropped_well_led"]),
+    ("both dropped", r(G, G, O), r(RI, RI, RI), ["dropped_safe", "dropped_well_led"]),
+    ("safe was already RI: no drop", r(RI, RI, G), r(RI, RI, G), []),
+    ("safe RI -> inadequate is not a drop from good", r(RI, RI, RI), r(RI, I, RI), ["ri_inadequate_safe_or_well_led"]),
+    ("outstanding -> good is not a drop to RI", r(O, O, O), r(G, G, G), []),
+    ("effective dropped to RI is not a criterion", r(G, G, G, effective=G), r(G, G, G, effective=RI), []),
+    ("no previous rating: no drop", None, r(G, RI, RI), []),
+    ("DHSC/NHSE review request", None, r(dhsc_nhse_review_request=True), ["review_request"]),
+    ("HSIB concern", None, r(hsib_concern=True), ["hsib_concern"]),
+    ("everything at once", r(G, G, G), r(I, I, I, warning_notice=True, dhsc_nhse_review_request=True, hsib_concern=True),
+     ["overall_inadequate", "warning_notice", "dropped_safe", "dropped_well_led", "review_request", "hsib_concern"]),
+]
+
+
+@pytest.mark.parametrize(("why", "previous", "current", "expected"), CRITERIA_TABLE, ids=[t[0] for t in CRITERIA_TABLE])
+def test_entry_criteria_table(why: str, previous: dict[str, Any] | None, current: dict[str, Any], expected: list[str]) -> None:
+    assert mssp_entry_criteria(previous, current) == expected
+
+
+def test_every_criterion_is_in_the_table() -> None:
+    met = {c for *_, expected in CRITERIA_TABLE for c in expected}
+    assert met == set(CRITERIA)
+
+
+def test_entry_criteria_over_every_rating_combination() -> None:
+    """Each rating criterion holds exactly when its condition does, over all 4^4 x 5^2 combinations."""
+    prev_options = [*RATINGS, None]
+    for overall, safe, well_led, third, p_safe, p_wl in itertools.product(RATINGS, RATINGS, RATINGS, RATINGS, prev_options, prev_options):
+        previous = None if p_safe is None and p_wl is None else {"overall": G, "safe": p_safe, "well_led": p_wl}
+        current = {"overall": overall, "safe": safe, "well_led": well_led, "caring": third}
+        met = set(mssp_entry_criteria(previous, current))
+        assert ("overall_inadequate" in met) == (overall == I)
+        assert ("ri_inadequate_safe_or_well_led" in met) == (overall == RI and I in (safe, well_led))
+        assert ("ri_inadequate_third_domain" in met) == (overall == RI and third == I)
+        assert ("dropped_safe" in met) == (p_safe in (O, G) and safe in (RI, I))
+        assert ("dropped_well_led" in met) == (p_wl in (O, G) and well_led in (RI, I))
+        assert not met & {"warning_notice", "review_request", "hsib_concern"}
+        for flag, name in (("warning_notice", "warning_notice"), ("dhsc_nhse_review_request", "review_request"), ("hsib_concern", "hsib_concern")):
+            assert name in mssp_entry_criteria(previous, {**current, flag: True})
+
+
+def test_criteria_read_stored_ratings_too() -> None:
+    prev = CqcRating(organisation_id=1, assessed_on=date(2025, 1, 1), overall=G, safe=G, well_led=G, recorded_by="a", recorded_role="operator")
+    cur = CqcRating(organisation_id=1, assessed_on=date(2026, 1, 1), overall=RI, safe=RI, well_led=G, recorded_by="a", recorded_role="operator")
+    assert mssp_entry_criteria(prev, cur) == ["dropped_safe"]
+
+
+# (baseline safe, well-led) -> (current safe, well-led) -> exits?
+EXIT_TABLE = [
+    ((I, I), (RI, RI), True),
+    ((RI, RI), (G, G), True),
+    ((I, RI), (G, O), True),  # more than one step is fine
+    ((RI, RI), (G, RI), False),  # only Safe improved
+    ((RI, RI), (RI, G), False),  # only Well-led improved
+    ((RI, RI), (RI, RI), False),
+    ((I, I), (O, I), False),
+    ((RI, RI), (O, I), False),  # one up, one down
+    ((G, G), (O, O), True),
+    ((O, O), (O, O), False),  # cannot improve on Outstanding
+]
+
+
+@pytest.mark.parametrize(("baseline", "current", "exits"), EXIT_TABLE, ids=[f"{b}->{c}" for b, c, _ in EXIT_TABLE])
+def test_exit_needs_safe_and_well_led_each_one_step_better(baseline: tuple[str, str], current: tuple[str, str], exits: bool) -> None:
+    assert improved_safe_and_well_led({"safe": baseline[0], "well_led": baseline[1]},
+                                      {"safe": current[0], "well_led": current[1]}) is exits
+
+
+@pytest.mark.parametrize(("text", "expected"), [("good", G), ("RI", RI), ("requires-improvement", RI), ("Requires_Improvement", RI),
+                                                ("  INADEQUATE ", I), ("Outstanding", O)])
+def test_ratings_are_spelled_as_the_cqc_spells_them(text: str, expected: str) -> None:
+    assert rating(text) == expected
+
+
+def test_an_unknown_rating_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="'Excellent'"):
+        rating("Excellent")
+
+
+# ---------------------------------------------------------------- through the engine
+
+
+@pytest.fixture
+def trust(session: Session, services: dict[str, int]) -> tuple[int, int]:
+    """Midland Royal's Trust with a maternity service and the MSSP contacts; (organisation id, service id)."""
+    trauma = session.get(Service, services[MRH])
+    assert trauma is not None
+    svc = Service(name="Midland Royal Maternity", kind="Maternity", organisation_id=trauma.organisation_id, network_id=trauma.network_id)
+    session.add(svc)
+    session.flush()
+    session.add(Contact(role="service-lead", name="Ms Mae Midwife", email="mae@mrh.nhs.example", service_id=svc.id, organisation_id=svc.organisation_id))
+    session.add(Contact(role="msscg", name="MSSCG secretariat", email="msscg@england.nhs.example"))
+    for role in ("lms-lead", "regional-chief-midwife"):
+        session.add(Contact(role=role, name=role, email=f"{role}@region.nhs.example", network_id=svc.network_id))
+    session.commit()
+    assert svc.id is not None
+    return svc.organisation_id, svc.id
+
+
+def _record(session: Session, trust: tuple[int, int], day: date, overall: str, safe: str, well_led: str, *, role: str = "network-office",
+            actor: str = "office", **flags: Any) -> Any:
+    row = CqcRating(organisation_id=trust[0], service_id=trust[1], assessed_on=day, overall=overall, safe=safe, well_led=well_led,
+                    recorded_by=actor, recorded_role=role, **flags)
+    out = record_cqc_assessment(session, row, clock=FixedClock(TODAY if day <= TODAY else day))
+    session.commit()
+    return out
+
+
+def _letters(session: Session, case_id: int) -> list[str]:
+    return list(session.exec(select(OutboxMessage.template).where(OutboxMessage.kind == "mssp", OutboxMessage.item_id == case_id,
+                                                                  OutboxMessage.category == "letter")).all())
+
+
+def test_a_recorded_inadequate_rating_enters_mssp_through_the_engine(session: Session, trust: tuple[int, int]) -> None:
+    first = _record(session, trust, date(2025, 3, 1), G, G, G)
+    assert first.criteria == [] and first.entered is None
+    out = _record(session, trust, date(2026, 11, 20), I, I, RI)
+    assert out.previous is not None and out.previous.id == first.rating.id
+    case = out.entered
+    assert case is not None and case.state == M.IN_PROGRAMME
+    assert case.entry_criteria == ["overall_inadequate", "dropped_safe", "dropped_well_led"]
+    assert (case.entered_on, case.entry_rating_id) == (TODAY, out.rating.id)
+    assert (case.baseline["safe"], case.baseline["well_led"], case.baseline["assessed_on"]) == (I, RI, "2026-11-20")
+    (event,) = engine.history(session, "mssp", case.id)
+    assert (event.trigger, event.from_state, event.to_state, event.actor) == ("enter", "new", "in_programme", "office")
+    assert event.data["params"]["criteria"] == case.entry_criteria and "overall rating of Inadequate" in (event.note or "")
+    assert _letters(session, case.id) == ["mssp_entry"]
+    letter = session.exec(select(OutboxMessage).where(OutboxMessage.template == "mssp_entry")).one()
+    assert {p["role"] for p in letter.to} == {"chief-executive", "service-lead"}
+    assert "msscg" in {p["role"] for p in letter.cc}
+    body = " ".join(letter.body_text.split())
+    assert "an overall rating of Inadequate" in body and "Safe from Inadequate, Well-led from Requires Improvement" in body
+
+
+def test_exit_when_safe_and_well_led_each_improve_not_when_only_one_does(session: Session, trust: tuple[int, int]) -> None:
+    case = _record(session, trust, date(2026, 1, 10), RI, I, RI).entered
+    assert case is not None
+    only_safe = _record(session, trust, date(2026, 5, 1), RI, RI, RI)
+    assert only_safe.continuing == [case] and only_safe.exited == [] and only_safe.entered is None
+    only_well_led = _record(session, trust, date(2026, 8, 1), RI, I, G)
+    assert only_well_led.continuing == [case] and case.state == M.IN_PROGRAMME
+    assert only_well_led.entered is None  # already in the programme: no second case although RI + Safe Inadequate
+    both = _record(session, trust, date(2026, 11, 1), G, RI, G)
+    assert both.exited == [case] and case.state == M.EXITED
+    assert (case.exited_on, case.exit_rating_id) == (TODAY, both.rating.id)
+    assert [(e.trigger, e.to_state) for e in engine.history(session, "mssp", case.id)] == [
+        ("enter", "in_programme"), ("record_assessment", "in_programme"), ("record_assessment", "in_programme"),
+        ("record_assessment", "exited")]
+    assert [a["exit"] for a in case.assessments] == [False, False, True]
+    assert _letters(session, case.id) == ["mssp_entry", "mssp_exit"]
+    exit_letter = session.exec(select(OutboxMessage).where(OutboxMessage.template == "mssp_exit")).one()
+    assert "Safe: Inadequate -> Requires Improvement" in " ".join(exit_letter.body_text.split())
+    assert session.exec(select(func.count()).select_from(MsspCase)).one() == 1
+
+
+def test_an_event_without_a_rating_change_enters_too(session: Session, trust: tuple[int, int]) -> None:
+    _record(session, trust, date(2025, 3, 1), G, G, G)
+    out = _record(session, trust, date(2026, 3, 1), G, G, G, hsib_concern=True)
+    assert out.entered is not None and out.entered.entry_criteria == ["hsib_concern"]
+
+
+@pytest.mark.parametrize(("kw", "exc", "message"), [
+    ({"day": date(2026, 12, 1)}, InvalidInput, "record assessments in date order"),
+    ({"day": date(2026, 12, 12), "clock": TODAY}, InvalidInput, "after today"),
+    ({"overall": "Excellent"}, InvalidInput, "Overall 'Excellent'"),
+    ({"role": "auditor"}, PermissionDenied, "may not record a CQC assessment"),
+    ({"actor": " "}, MissingActor, "no actor"),
+])
+def test_bad_assessments_are_refused_and_store_nothing(session: Session, trust: tuple[int, int], kw: dict[str, Any],
+                                                       exc: type[Exception], message: str) -> None:
+    _record(session, trust, date(2026, 12, 1), I, I, I)
+    counts = [session.exec(select(func.count()).select_from(t)).one() for t in (CqcRating, MsspCase, AuditEvent, OutboxMessage)]
+    row = CqcRating(organisation_id=trust[0], service_id=trust[1], assessed_on=kw.get("day", date(2026, 12, 5)),
+                    overall=kw.get("overall", G), safe=G, well_led=G, recorded_by=kw.get("actor", "office"),
+                    recorded_role=kw.get("role", "network-office"))
+    with pytest.raises(exc, match=message):
+        record_cqc_assessment(session, row, clock=FixedClock(kw.get("clock", TODAY)))
+    session.rollback()
+    assert [session.exec(select(func.count()).select_from(t)).one() for t in (CqcRating, MsspCase, AuditEvent, OutboxMessage)] == counts
+
+
+# ---------------------------------------------------------------- the machine, table-driven
+
+def _case(session: Session, trust: tuple[int, int]) -> MsspCase:
+    case = _record(session, trust, date(2026, 6, 1), I, I, I).entered
+    assert case is not None
+    return case  # type: ignore[no-any-return]
+
+
+def _rating_id(session: Session, trust: tuple[int, int], safe: str, well_led: str) -> int:
+    row = CqcRating(organisation_id=trust[0], service_id=trust[1], assessed_on=date(2026, 12, 1), overall=RI, safe=safe,
+                    well_led=well_led, recorded_by="o", recorded_role="operator")
+    session.add(row)
+    session.commit()
+    assert row.id is not None
+    return row.id
+
+
+# (trigger, role, setup, destination, letters)
+MACHINE_TABLE: list[tuple[str, str, dict[str, Any], str, set[str]]] = [
+    ("record_assessment", "network-office", {"rating": (RI, RI)}, M.EXITED, {"mssp_exit"}),
+    ("record_assessment", "system", {"rating": (RI, I)}, M.IN_PROGRAMME, set()),
+    ("withdraw", "network-manager", {"note": "entered in error: ratings mis-keyed"}, M.WITHDRAWN, set()),
+]
+
+
+@pytest.mark.parametrize(("trigger", "role", "setup", "dest", "letters"), MACHINE_TABLE, ids=[f"{t[0]}-{t[3]}" for t in MACHINE_TABLE])
+def test_allowed_transitions(session: Session, trust: tuple[int, int], trigger: str, role: str, setup: dict[str, Any],
+                             dest: str, letters: set[str]) -> None:
+    case = _case(session, trust)
+    params = {"rating_id": _rating_id(session, trust, *setup["rating"])} if "rating" in setup else None
+    before = set(_letters(session, case.id))
+    out = engine.fire(session, "mssp", case.id, trigger, actor="tester", role=role, clock=FixedClock(TODAY), note=setup.get("note"), params=params)
+    session.commit()
+    assert (out.row.state, out.event.from_state, out.event.to_state) == (dest, "in_programme", dest)
+    assert set(_letters(session, case.id)) - before == letters
+
+
+ALLOWED = {(M.NEW.value, "enter"), (M.IN_PROGRAMME.value, "record_assessment"), (M.IN_PROGRAMME.value, "withdraw")}
+ALLOWED |= {(M.IN_PROGRAMME.value, t) for t in CLOCK_TRIGGERS}
+REFUSED = [(s.value, t) for s in M for t in SPEC.triggers() if (s.value, t) not in ALLOWED]
+
+
+def test_table_covers_machine() -> None:
+    assert {(s.value, t) for s in M for t in SPEC.allowed_from(s.value)} == ALLOWED
+
+
+@pytest.mark.parametrize(("state", "trigger"), REFUSED, ids=[f"{s}-{t}" for s, t in REFUSED])
+def test_refused_pairs_change_nothing(session: Session, trust: tuple[int, int], state: str, trigger: str) -> None:
+    case = _case(session, trust)
+    case.state = state
+    session.add(case)
+    session.commit()
+    version, events = case.version, session.exec(select(func.count()).select_from(AuditEvent)).one()
+    with pytest.raises(InvalidTrigger, match=f"'{state}'"):
+        engine.fire(session, "mssp", case.id, trigger, actor="tester", role="network-manager", clock=FixedClock(TODAY), note="n")
+    session.rollback()
+    fresh = session.get(MsspCase, case.id)
+    assert fresh is not None and (fresh.state, fresh.version) == (state, version)
+    assert session.exec(select(func.count()).select_from(AuditEvent)).one() == events
+
+
+def test_cli_cqc_record_says_what_happened(db_url: str, session: Session, trust: tuple[int, int], capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main
+
+    def run(*args: str) -> tuple[int, Any]:
+        with pytest.raises(SystemExit) as exit_:
+            main(["--as-of", "2026-12-11", *args])
+        return exit_.value.code, capsys.readouterr()  # type: ignore[return-value]
+
+    org = "Midland Royal Hospitals NHS Trust"
+    base = ["cqc", "record", "--organisation", org, "--actor", "Nia"]
+    code, out = run(*base, "--date", "2025-06-01", "--overall", "good", "--safe", "good", "--well-led", "good")
+    assert code == 0 and "no MSSP entry criterion met" in out.out
+    code, out = run("--json", *base, "--date", "2026-11-01", "--overall", "RI", "--safe", "RI", "--well-led", "good", "--warning-notice")
+    result = json.loads(out.out)
+    assert code == 0 and result["criteria"] == ["warning_notice", "dropped_safe"] and result["mssp_entered"] == 1
+    code, out = run(*base, "--date", "2026-12-01", "--overall", "good", "--safe", "good", "--well-led", "outstanding")
+    assert code == 0 and "MSSP case 1: exited" in " ".join(out.out.split())
+    code, out = run(*base, "--date", "2026-12-02", "--overall", "superb", "--safe", "good", "--well-led", "good")
+    assert code == 2 and "error: Overall 'superb'" in out.err
