@@ -287,6 +287,12 @@ def _report(db: Any, db_path: Path, outbox: Path, api: str, keep_server: bool, i
         report = s.get(Report, ids["report"])
         pdf = VAR / f"report-{ids['report']}.pdf"
         pdf.write_bytes(render_report_pdf(document(s, report)))  # type: ignore[arg-type]
+        from states.cycle import status as cycle_status
+
+        table(f"Programme cycles on {END:%a %d %b %Y} (peerwatch cycle status), side by side",
+              ["network", "programme", "year", "year of cycle", "quarter", "current phases"],
+              [(r["network"], r["programme"], r["programme_year"], f"{r['cycle_year']} of {r['cycle_years']}", r["quarter"],
+                "; ".join(r["phases"])) for r in cycle_status(s, END)])
     cal = calendar_for("ENG")
     console.print(f"Check: 10 working days after Fri 18 Dec 2026 is {cal.add_working_days(date(2026, 12, 18), 10):%a %d %b %Y}; "
                   f"8 weeks after Fri 11 Dec 2026 is {cal.add_weeks(date(2026, 12, 11), 8):%a %d %b %Y}.")
