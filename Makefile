@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test ui bench clean
+.PHONY: demo test test-pg ui bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("peerwatch needs Python 3.11+") if sys.version_info < (3, 11) else None'
@@ -20,6 +20,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The same suite on a throw-away PostgreSQL server on 127.0.0.1 (installed from the OS
+# packages if missing, as root); a fresh schema per test. See docs/scale.md.
+test-pg: $(STAMP)
+	.ci/with-postgres $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Browse the demo's flow runs and artifacts at http://127.0.0.1:4200
 ui: $(STAMP)

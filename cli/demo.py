@@ -90,7 +90,8 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
         try:
             with session_scope() as s:
                 out = engine.fire(s, kind, ids[label], trigger, actor=who[0], role=who[1], clock=clock, note=note, params=params)
-                what = f"{trigger} -> {out.row.state} {_due(out.event.data)}".strip()
+                what = (f"{trigger} proposed by {who[0]}: awaiting a second person" if out.proposed
+                        else f"{trigger} -> {out.row.state} {_due(out.event.data)}".strip())
                 timeline.append((clock_day(), ref(kind, out.row), what))
         except PeerwatchError as exc:
             timeline.append((clock_day(), f"{kind.title()}-{ids[label]}", f"REFUSED {trigger}: {exc}"))
@@ -226,7 +227,11 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
                            lambda: act("appeal", "appeal", "add_subgroup_member", NM, name="Prof Ian Marsh", email="ian.marsh@nhs.example"),
                            lambda: act("appeal", "appeal", "convene_subgroup", NM)],
         date(2027, 3, 15): [lambda: act("appeal", "appeal", "decide", NM, "The quarterly audits, available on the day, meet the standard",
-                                        outcome="upheld", withdraw=[ids["SC-midland"]])],
+                                        outcome="upheld", withdraw=[ids["SC-midland"]]),  # proposed: four eyes
+                            lambda: act("appeal", "appeal", "decide", NM, "The quarterly audits, available on the day, meet the standard",
+                                        outcome="upheld", withdraw=[ids["SC-midland"]]),  # the same person: refused
+                            lambda: act("appeal", "appeal", "decide", RL, "The quarterly audits, available on the day, meet the standard",
+                                        outcome="upheld", withdraw=[ids["SC-midland"]])],  # confirmed by a second person
         date(2027, 3, 16): [lambda: act("appeal", "appeal", "communicate", NM)],
     }
     for day in _weekdays(START, END):

@@ -744,14 +744,16 @@ def _fire_and_print(kind: str, item_id: int, trigger: str, actor: str, role: str
     """Fire through the engine in one transaction and say what happened."""
     if not role:
         raise InvalidInput("give --role (network-office, network-manager, regional-lead, operator)")
-    _db()
-    with session_scope() as s:
-        out = engine.fire(s, kind, item_id, trigger, actor=actor, role=role, clock=clock(), note=note,
-                          expected_version=version, params=params)
-        result = {"id": item_id, "kind": kind, "trigger": trigger, "from": out.event.from_state, "state": out.row.state,
-                  "version": out.event.version, "letters_queued": out.queued, "deadlines": _deadline_json(s, kind, item_id)}
+    out, pending = engine.fire_or_record(_db(), kind, item_id, trigger, actor=actor, role=role, clock=clock(), note=note,
+                                         expected_version=version, params=params)
+    result = {"id": item_id, "kind": kind, "trigger": trigger, "from": out.event.from_state, "state": out.row.state,
+              "version": out.event.version, "letters_queued": out.queued, "proposed": out.proposed,
+              "deadlines": [{**d, "due_on": d["due_on"].isoformat()} for d in pending]}
     if OPTS.json:
         print_json(result)
+    elif out.proposed:
+        console.print(f"{kind} {item_id}: {trigger} proposed by {actor} (version {result['version']}): "
+                      "it needs a second person to confirm it with the same parameters", markup=False)
     else:
         console.print(f"{kind} {item_id}: {trigger}: {result['from']} -> {result['state']} (version {result['version']}), "
                       f"{out.queued} letter(s) queued", markup=False)
@@ -838,22 +840,74 @@ app.add_typer(outbox_app, name="outbox")
 
 
 @outbox_app.command("list")
-def outbox_list(status: Annotated[Optional[str], typer.Option(help="queued, sending, sent, failed, undeliverable")] = None) -> None:
-    """List messages (failed and undeliverable ones are incidents)."""
+def outbox_list(
+    status: Annotated[Optional[str], typer.Option(help="queued, sending, sent, failed, undeliverable")] = None,
+    incidents_only: Annotated[bool, typer.Option("--incidents", help="Only open incidents: failed, undeliverable, and sends interrupted or in doubt.")] = False,
+) -> None:
+    """List messages (failed, undeliverable and stuck 'sending' ones are incidents)."""
+    from models import OutboxStatus
+    from notifications.dispatch import incidents, is_in_doubt
+
+    if status is not None and status not in {s.value for s in OutboxStatus}:
+        raise InvalidInput(f"status {status!r}: use one of {', '.join(s.value for s in OutboxStatus)}")
     _db()
     with Session(get_engine()) as s:
-        q = select(OutboxMessage).order_by(OutboxMessage.id)  # type: ignore[arg-type]
-        if status:
-            q = q.where(OutboxMessage.status == status)
-        rows = list(s.exec(q))
-    out = [{"id": m.id, "status": m.status, "template": m.template, "category": m.category, "item": f"{m.kind} {m.item_id}",
-            "to": ", ".join(p["email"] for p in m.to), "cc": ", ".join(p["email"] for p in m.cc), "attempts": m.attempts,
+        if incidents_only:
+            rows = incidents(s, clock().now())
+            if status:
+                rows = [m for m in rows if m.status == status]
+        else:
+            q = select(OutboxMessage).order_by(OutboxMessage.id)  # type: ignore[arg-type]
+            if status:
+                q = q.where(OutboxMessage.status == status)
+            rows = list(s.exec(q))
+    out = [{"id": m.id, "status": "in doubt" if is_in_doubt(m) else m.status, "template": m.template, "category": m.category,
+            "item": f"{m.kind} {m.item_id}", "to": ", ".join(p["email"] for p in m.to), "cc": ", ".join(p["email"] for p in m.cc),
+            "attempts": m.attempts, "next_try": show(m.next_attempt_at) if m.status in ("queued", "failed") else "",
             "error": m.last_error} for m in rows]
     if OPTS.json:
         print_json(out)
     else:
-        table(f"outbox ({len(out)})", ["id", "status", "template", "item", "to", "attempts", "error"],
-              [(o["id"], o["status"], o["template"], o["item"], o["to"], o["attempts"], o["error"]) for o in out])
+        title = f"outbox incidents ({len(out)})" if incidents_only else f"outbox ({len(out)})"
+        table(title, ["id", "status", "template", "item", "to", "attempts", "next try", "error"],
+              [(o["id"], o["status"], o["template"], o["item"], o["to"], o["attempts"], o["next_try"], o["error"]) for o in out])
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    ids: Annotated[Optional[list[int]], typer.Argument(help="outbox message id(s)")] = None,
+    all_failed: Annotated[bool, typer.Option("--all-failed", help="Every failed message.")] = False,
+) -> None:
+    """Queue failed or in-doubt messages to go on the next dispatch (in doubt: only once you know it did not arrive)."""
+    from models import OutboxStatus
+    from notifications.dispatch import is_in_doubt
+
+    if not ids and not all_failed:
+        raise InvalidInput("name the message id(s) to retry, or give --all-failed")
+    _db()
+    now = clock().now()
+    with session_scope() as s:
+        if all_failed:
+            rows = list(s.exec(select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.FAILED).order_by(OutboxMessage.id)))  # type: ignore[arg-type]
+        else:
+            rows = []
+            for i in dict.fromkeys(ids or []):
+                m = s.get(OutboxMessage, i)
+                if m is None:
+                    raise NotFound(f"outbox message {i} not found (peerwatch outbox list)")
+                if m.status == OutboxStatus.SENDING and not is_in_doubt(m) and m.next_attempt_at > now:
+                    raise InvalidInput(f"outbox message {i} is being sent right now: wait for the dispatch to finish")
+                if m.status not in (OutboxStatus.FAILED, OutboxStatus.SENDING):
+                    reason = ("nobody holds the role it needs: add the contact, the next step will write to them"
+                              if m.status == OutboxStatus.UNDELIVERABLE else f"it is {m.status}")
+                    raise InvalidInput(f"outbox message {i} cannot be retried: {reason}")
+                rows.append(m)
+        for m in rows:
+            m.status, m.next_attempt_at, m.message_id = OutboxStatus.QUEUED, now, None
+            m.last_error = f"queued again by hand (was: {m.last_error})" if m.last_error else "queued again by hand"
+            s.add(m)
+        done = [m.id for m in rows]
+    print_json({"queued": done}) if OPTS.json else console.print(f"queued again: {', '.join(map(str, done)) or 'nothing'}")
 
 
 # ---------------------------------------------------------------- calendar and diagrams

@@ -1,4 +1,8 @@
-"""The daily chase sweep as a Prefect flow, publishing what it did as a table artifact."""
+"""The daily chase sweep as a Prefect flow, publishing what it did as a table artifact.
+
+Its summary also carries the outbox's open incidents (letters failed, undeliverable or in
+doubt), so a mail outage is seen on the next chase run as well as in the dispatch run.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from sqlmodel import Session
 
 from models import init_db
+from notifications.dispatch import incident_rows, incidents
 from states.clock import clock_from
 from states.sweep import SweepSummary, run_sweep
 
@@ -15,6 +21,12 @@ from states.sweep import SweepSummary, run_sweep
 @task(name="sweep-deadlines")
 def sweep(as_of: str | None) -> SweepSummary:
     return run_sweep(init_db(), clock_from(as_of))
+
+
+@task(name="outbox-incidents")
+def open_incidents(as_of: str | None) -> list[dict[str, Any]]:
+    with Session(init_db()) as session:
+        return incident_rows(incidents(session, clock_from(as_of).now()))
 
 
 @flow(name="chase", description="Chase and escalate everything due as of a date (default today, Europe/London).")
@@ -26,12 +38,20 @@ def chase(as_of: str | None = None) -> dict[str, Any]:
         logger.info("%s %s: %s (%s due %s)", a["kind"], a["id"], a["action"], a["deadline"], a["due_on"])
     for s in summary.skipped:
         logger.warning("skipped %s %s: %s", s["kind"], s["id"], s["reason"])
+    outbox = open_incidents(as_of)
+    if outbox:
+        logger.warning("%d outbox incident(s) open: letters not delivered (peerwatch outbox list --incidents)", len(outbox))
     day = summary.as_of.isoformat()
+    note = f"; {len(outbox)} outbox incident(s) open" if outbox else ""
     if summary.actions:
-        create_table_artifact(key="chase-actions", table=summary.actions, description=f"Chase sweep as of {day}: {len(summary.actions)} action(s)")
+        create_table_artifact(key="chase-actions", table=summary.actions, description=f"Chase sweep as of {day}: {len(summary.actions)} action(s){note}")
     else:
-        create_markdown_artifact(key="chase-actions", markdown=f"Chase sweep as of {day}: nothing was due.")
+        create_markdown_artifact(key="chase-actions", markdown=f"Chase sweep as of {day}: nothing was due{note}.")
+    if outbox:
+        create_table_artifact(key="chase-outbox-incidents", table=outbox,
+                              description=f"Chase sweep as of {day}: {len(outbox)} letter(s) not delivered")
     counts: dict[str, int] = {}
     for a in summary.actions:
         counts[a["action"]] = counts.get(a["action"], 0) + 1
-    return {"as_of": day, "counts": counts, "skipped": len(summary.skipped)}
+    return {"as_of": day, "counts": counts, "skipped": len(summary.skipped),
+            "outbox_incidents": len(outbox), "incidents": outbox}

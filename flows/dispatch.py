@@ -1,15 +1,20 @@
-"""Drain the outbox as a Prefect flow; failures stay queued and are retried with back-off."""
+"""Drain the outbox as a Prefect flow; failures stay queued and are retried with back-off.
+
+Open incidents (failed, undeliverable, interrupted or in-doubt sends) are published as the
+``outbox-incidents`` table artifact on every run that has any.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
-from sqlmodel import Session, col, select
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from sqlmodel import Session
 
-from models import OutboxMessage, OutboxStatus, init_db
+from models import init_db
 from notifications.dispatch import dispatch as drain
+from notifications.dispatch import incident_rows, incidents
 from notifications.transports import transport_from_env
 from states.clock import clock_from
 
@@ -18,15 +23,20 @@ from states.clock import clock_from
 def dispatch(as_of: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     engine = init_db()
+    clock = clock_from(as_of)
     with Session(engine, expire_on_commit=False) as session:
-        summary = drain(session, transport_from_env(), clock_from(as_of))
-        incidents = list(session.exec(select(OutboxMessage).where(
-            col(OutboxMessage.status).in_([OutboxStatus.FAILED, OutboxStatus.UNDELIVERABLE]))))
+        summary = drain(session, transport_from_env(), clock)
+        open_incidents = incident_rows(incidents(session, clock.now()))
     for err in summary.errors:
         logger.warning("send failed: %s", err)
-    if incidents:
-        create_table_artifact(key="outbox-incidents", description="Letters that could not be delivered",
-                              table=[{"id": m.id, "status": m.status, "template": m.template, "item": f"{m.kind} {m.item_id}",
-                                      "attempts": m.attempts, "error": m.last_error} for m in incidents])
+    if summary.in_doubt:
+        logger.error("%d message(s) in doubt after an interrupted send: see `peerwatch outbox list --incidents`", summary.in_doubt)
+    if open_incidents:
+        create_table_artifact(key="outbox-incidents", table=open_incidents,
+                              description=f"{len(open_incidents)} letter(s) not delivered: failed (still retried), undeliverable or in doubt")
+    elif summary.redelivered:
+        create_markdown_artifact(key="outbox-incidents", markdown="No open outbox incidents: every failed letter has now been delivered.")
     return {"emails_sent": summary.sent_messages, "messages_sent": summary.sent_rows,
-            "retried": summary.retried, "failed": summary.failed, "incidents": len(incidents)}
+            "retried": summary.retried, "failed": summary.failed, "still_failed": summary.still_failed,
+            "redelivered": summary.redelivered, "recovered_sent": summary.recovered_sent,
+            "requeued": summary.requeued, "in_doubt": summary.in_doubt, "incidents": len(open_incidents)}

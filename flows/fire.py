@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from models import init_db, session_scope
+from models import init_db
 from states import engine
 from states.clock import clock_from
 
@@ -23,11 +23,9 @@ def fire(
     params: dict[str, Any] | None = None,
     as_of: str | None = None,
 ) -> dict[str, Any]:
-    init_db()
-    with session_scope() as session:
-        out = engine.fire(session, kind, item_id, trigger, actor=actor, role=role, clock=clock_from(as_of),
-                          note=note, expected_version=expected_version, params=params)
-        result = {"kind": kind, "id": item_id, "from": out.event.from_state, "to": out.row.state,
-                  "version": out.event.version, "letters_queued": out.queued}
+    out, _pending = engine.fire_or_record(init_db(), kind, item_id, trigger, actor=actor, role=role, clock=clock_from(as_of),
+                                          note=note, expected_version=expected_version, params=params)
+    result = {"kind": kind, "id": item_id, "from": out.event.from_state, "to": out.row.state,
+              "version": out.event.version, "letters_queued": out.queued, "proposed": out.proposed}
     get_run_logger().info("%s %s: %s -> %s by %s (%s)", kind, item_id, result["from"], result["to"], actor, role)
     return result

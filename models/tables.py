@@ -286,6 +286,32 @@ class AuditEvent(SQLModel, table=True):
     note: str | None = None
     version: int
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    prev_hash: str = ""  # the hash of the event before this one: a tamper-evident chain
+    hash: str = ""
+
+
+class AuditHead(SQLModel, table=True):
+    """The chain's head: one row, locked by each append so the chain never forks."""
+
+    __tablename__ = "audit_head"
+    id: int | None = Field(default=None, primary_key=True)
+    hash: str = ""
+    events: int = 0
+
+
+class Proposal(SQLModel, table=True):
+    """A four-eyes trigger proposed by one person, waiting for a second to confirm it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    item_id: int
+    trigger: str
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    note: str | None = None
+    actor: str
+    role: str
+    at: datetime = Field(sa_type=UTCDateTime)
+    item_version: int
 
 
 class OutboxStatus(StrEnum):

@@ -1,36 +1,78 @@
 """Drain the outbox: send each message at most once, retry failures with back-off.
 
-A message is claimed (``sending``) and committed before it is handed to the transport,
-then marked ``sent``; a crash in between leaves it ``sending``, reported as in doubt rather
-than sent twice. Letters go one per message; a person's queued reminders and chases go
-as one digest. After ``max_send_attempts`` failures a message is ``failed``: an incident.
+A message is claimed (``sending``, with the Message-ID it will carry and a lease) and
+committed before it is handed to the transport, then marked ``sent``. The claim is a
+conditional UPDATE, so two dispatchers never hand the same row to a transport.
+
+Crash recovery: a row still ``sending`` when its lease has run out was interrupted between
+claim and ``sent``. If the transport can tell (``Transport.delivered``), the row is marked
+``sent`` (it went) or requeued (it did not); if it cannot (SMTP), the row stays ``sending``
+marked *in doubt*: an incident for a person to resolve (``peerwatch outbox retry``), never
+resent automatically, so a letter goes at most once.
+
+Outage: a failed send is retried after ``retry_backoff_seconds x 2^(attempts-1)``; after
+``max_send_attempts`` failures the row is ``failed``, an incident, and is still retried on the
+same doubling back-off capped at ``failed_retry_cap_seconds`` (24 h), so when the mail
+service returns every message is delivered and its incident clears (status ``sent``).
+Letters go one per message; a person's queued reminders and chases go as one digest.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
+from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from models.tables import Attachment, OutboxMessage, OutboxStatus
 from notifications.transports import Transport, TransportError
 from states.clock import Clock
+from states.errors import InvalidInput
 from states.policy import Policy
 
 DOMAIN = "peerwatch.invalid"
+
+
+IN_DOUBT = "in doubt: "  # last_error prefix of a row interrupted mid-send whose delivery is unknown
+
+
+@dataclass(frozen=True)
+class DispatchPolicy:
+    """Local policy defaults for the dispatcher, not the SOP; ``PEERWATCH_<NAME>`` overrides each."""
+
+    sending_lease_seconds: int = 900  # a claim older than this was interrupted: recover it (one dispatch run, 15 min)
+    failed_retry_cap_seconds: int = 86400  # longest wait between tries of a failed message (24 h)
+
+    @classmethod
+    def from_env(cls) -> DispatchPolicy:
+        values: dict[str, int] = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"PEERWATCH_{f.name.upper()}")
+            if raw is not None:
+                try:
+                    values[f.name] = int(raw)
+                except ValueError:
+                    raise InvalidInput(f"PEERWATCH_{f.name.upper()}={raw!r} is not a whole number") from None
+        return cls(**values)
 
 
 @dataclass
 class DispatchSummary:
     sent_messages: int = 0  # emails handed to the transport
     sent_rows: int = 0  # outbox rows they carried
-    retried: int = 0
-    failed: int = 0
+    retried: int = 0  # failed, queued again
+    failed: int = 0  # newly failed: an incident
+    still_failed: int = 0  # failed before, failed again (retried on the long back-off)
+    redelivered: int = 0  # failed before, now sent: incident cleared
+    recovered_sent: int = 0  # interrupted mid-send, found delivered: marked sent
+    requeued: int = 0  # interrupted mid-send, found not delivered: queued again
+    in_doubt: int = 0  # interrupted mid-send, delivery unknown: an incident, not resent
     errors: list[str] = field(default_factory=list)
 
 
@@ -78,14 +120,92 @@ def build_digest(rows: list[OutboxMessage], sender: str, clock: Clock) -> EmailM
     return msg
 
 
-def dispatch(session: Session, transport: Transport, clock: Clock, policy: Policy | None = None, limit: int = 1000) -> DispatchSummary:
-    """Send what is due; commits as it goes so a sent message is never sent again."""
+def backoff(policy: Policy, dpolicy: DispatchPolicy, attempts: int) -> timedelta:
+    """Wait after the ``attempts``-th failed try: doubling from ``retry_backoff_seconds``, capped."""
+    cap = dpolicy.failed_retry_cap_seconds
+    if attempts > 40:
+        return timedelta(seconds=cap)
+    return timedelta(seconds=min(policy.retry_backoff_seconds * 2 ** max(attempts - 1, 0), cap))
+
+
+def is_in_doubt(row: OutboxMessage) -> bool:
+    return row.status == OutboxStatus.SENDING and (row.last_error or "").startswith(IN_DOUBT)
+
+
+def incidents(session: Session, now: datetime) -> list[OutboxMessage]:
+    """Open incidents: failed, undeliverable, and sending past the lease (interrupted or in doubt)."""
+    return list(session.exec(select(OutboxMessage).where(or_(
+        col(OutboxMessage.status).in_([OutboxStatus.FAILED, OutboxStatus.UNDELIVERABLE]),
+        (OutboxMessage.status == OutboxStatus.SENDING) & (col(OutboxMessage.next_attempt_at) <= now),
+    )).order_by(col(OutboxMessage.id))))
+
+
+def incident_rows(rows: list[OutboxMessage]) -> list[dict[str, object]]:
+    """Incidents as table rows for artifacts and summaries."""
+    return [{"id": m.id, "status": "in doubt" if is_in_doubt(m) else m.status, "template": m.template,
+             "item": f"{m.kind} {m.item_id}", "to": ", ".join(p["email"] for p in m.to), "attempts": m.attempts,
+             "error": m.last_error} for m in rows]
+
+
+def recover(session: Session, transport: Transport, clock: Clock, dpolicy: DispatchPolicy | None = None,
+            summary: DispatchSummary | None = None) -> DispatchSummary:
+    """Settle rows left ``sending`` past their lease by a crash: sent, requeued, or in doubt."""
+    summary = summary if summary is not None else DispatchSummary()
+    now = clock.now()
+    stuck = [r for r in session.exec(select(OutboxMessage).where(
+        OutboxMessage.status == OutboxStatus.SENDING, col(OutboxMessage.next_attempt_at) <= now,
+    ).order_by(col(OutboxMessage.id))) if not is_in_doubt(r)]
+    ask = getattr(transport, "delivered", None)
+    for r in stuck:
+        mid = r.message_id or (_message_id(r.idempotency_key) if r.category == "letter" else None)
+        answer = ask(mid) if ask is not None and mid else None
+        if answer is True:
+            r.status, r.sent_at, r.message_id = OutboxStatus.SENT, now, mid
+            summary.recovered_sent += 1
+        elif answer is False:
+            r.status, r.next_attempt_at, r.message_id = OutboxStatus.QUEUED, now, None
+            r.last_error = "send interrupted before delivery: queued again"
+            summary.requeued += 1
+        else:
+            r.last_error = IN_DOUBT + (
+                f"send of {mid or 'a digest'} was interrupted and the mail service cannot say whether it "
+                "arrived: check with the recipient, then `peerwatch outbox retry` it or leave it")
+            summary.in_doubt += 1
+        session.add(r)
+    session.commit()
+    return summary
+
+
+def _claim(session: Session, rows: list[OutboxMessage], read: dict[int, tuple[str, int]],
+           lease_until: datetime) -> list[tuple[OutboxMessage, str]]:
+    """Claim rows still as we read them (conditional UPDATE); returns (row, status before)."""
+    claimed = []
+    for r in rows:
+        status, attempts = read[r.id]  # type: ignore[index]
+        result = session.execute(
+            update(OutboxMessage).where(
+                col(OutboxMessage.id) == r.id, col(OutboxMessage.status) == status, col(OutboxMessage.attempts) == attempts,
+            ).values(status=OutboxStatus.SENDING, attempts=attempts + 1, next_attempt_at=lease_until)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            claimed.append((r, status))
+    return claimed
+
+
+def dispatch(session: Session, transport: Transport, clock: Clock, policy: Policy | None = None, limit: int = 1000,
+             dpolicy: DispatchPolicy | None = None) -> DispatchSummary:
+    """Recover interrupted sends, then send what is due; commits as it goes so nothing goes twice."""
     policy = policy or Policy.from_env()
+    dpolicy = dpolicy or DispatchPolicy.from_env()
+    summary = recover(session, transport, clock, dpolicy)
     now = clock.now()
     due = list(session.exec(
-        select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.QUEUED, OutboxMessage.next_attempt_at <= now)
-        .order_by(OutboxMessage.id).limit(limit)  # type: ignore[arg-type]
+        select(OutboxMessage).where(col(OutboxMessage.status).in_([OutboxStatus.QUEUED, OutboxStatus.FAILED]),
+                                    col(OutboxMessage.next_attempt_at) <= now)
+        .order_by(col(OutboxMessage.id)).limit(limit)
     ))
+    read = {r.id: (r.status, r.attempts) for r in due}  # what we saw: the claim checks it is unchanged
     batches: list[list[OutboxMessage]] = []
     digests: dict[str, list[OutboxMessage]] = defaultdict(list)
     for row in due:
@@ -100,31 +220,40 @@ def dispatch(session: Session, transport: Transport, clock: Clock, policy: Polic
         for a in session.exec(select(Attachment).where(col(Attachment.idempotency_key).in_(keys[start:start + 500]))):
             files[a.idempotency_key].append(a)
 
-    summary = DispatchSummary()
-    for rows in batches:
-        for r in rows:
-            r.status = OutboxStatus.SENDING
-            r.attempts += 1
+    lease_until = now + timedelta(seconds=dpolicy.sending_lease_seconds)
+    for batch in batches:
+        claimed = _claim(session, batch, read, lease_until)
+        if not claimed:
+            session.commit()
+            continue  # another dispatcher took them
+        rows = [r for r, _ in claimed]
+        msg = build_letter(rows[0], transport.sender, clock, files[rows[0].idempotency_key]) if rows[0].category == "letter" else build_digest(rows, transport.sender, clock)
+        for r, _ in claimed:  # the same values the claim wrote, plus the Message-ID, for recovery
+            r.status, r.attempts, r.next_attempt_at, r.message_id = OutboxStatus.SENDING, read[r.id][1] + 1, lease_until, str(msg["Message-ID"])  # type: ignore[index]
             session.add(r)
         session.commit()  # claimed: never handed to the transport twice
-        msg = build_letter(rows[0], transport.sender, clock, files[rows[0].idempotency_key]) if rows[0].category == "letter" else build_digest(rows, transport.sender, clock)
         try:
             transport.send(msg)
         except TransportError as exc:
-            for r in rows:
-                r.last_error = str(exc)
-                if r.attempts >= policy.max_send_attempts:
-                    r.status = OutboxStatus.FAILED
-                    summary.failed += 1
+            for r, before in claimed:
+                r.last_error, r.message_id = str(exc), None
+                r.next_attempt_at = now + backoff(policy, dpolicy, r.attempts)
+                if before == OutboxStatus.FAILED or r.attempts >= policy.max_send_attempts:
+                    r.status = OutboxStatus.FAILED  # an incident; still retried on the long back-off
+                    if before == OutboxStatus.FAILED:
+                        summary.still_failed += 1
+                    else:
+                        summary.failed += 1
                 else:
                     r.status = OutboxStatus.QUEUED
-                    r.next_attempt_at = now + timedelta(seconds=policy.retry_backoff_seconds * 2 ** (r.attempts - 1))
                     summary.retried += 1
                 session.add(r)
             summary.errors.append(str(exc))
         else:
-            for r in rows:
-                r.status, r.sent_at, r.message_id = OutboxStatus.SENT, now, str(msg["Message-ID"])
+            for r, before in claimed:
+                r.status, r.sent_at, r.last_error = OutboxStatus.SENT, now, None
+                if before == OutboxStatus.FAILED:
+                    summary.redelivered += 1
                 session.add(r)
             summary.sent_messages += 1
             summary.sent_rows += len(rows)

@@ -13,7 +13,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from models.tables import Attachment, Contact, OutboxMessage, OutboxStatus
 from notifications.render import render
@@ -96,8 +96,11 @@ def enqueue_letters(
             batches = [(f"{stem}:{p['email']}", [p], [], letter.category) for p in to_people + cc_people]
         # Each role nobody holds is an incident of its own: the letter still goes to the others.
         batches += [(f"{stem}:missing:{r}", [], [], "incident") for r in missing]
+        with session.no_autoflush:  # one query for the batch's keys, no flush per row
+            existing = set(session.exec(select(OutboxMessage.idempotency_key).where(
+                col(OutboxMessage.idempotency_key).in_([b[0] for b in batches]))).all())
         for idem, recipients, copies, category in batches:
-            if session.exec(select(OutboxMessage.id).where(OutboxMessage.idempotency_key == idem)).first():
+            if idem in existing:
                 continue
             status, error = OutboxStatus.QUEUED, note
             if category == "incident":

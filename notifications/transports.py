@@ -1,5 +1,9 @@
 """Where messages go. One contract, ``Transport.send``, three implementations.
 
+``Transport.delivered(message_id)`` (optional) answers, after a crash, whether a message
+claimed but not marked sent did reach its destination: ``True``, ``False``, or ``None`` when
+the transport cannot tell (SMTP): the dispatcher then reports it in doubt and never resends it.
+
 - ``FolderTransport`` (default): writes each message as an ``.eml`` file; no mail server needed.
 - ``SmtpTransport``: a real SMTP server (host, port, from, STARTTLS, credentials from env).
 - ``MemoryTransport``: keeps messages in a list; the test double, with a switchable outage.
@@ -28,6 +32,10 @@ class Transport(Protocol):
         """Deliver one message or raise ``TransportError``."""
         ...
 
+    def delivered(self, message_id: str) -> bool | None:
+        """Whether the message with this Message-ID was delivered; ``None`` if unknown."""
+        ...
+
 
 DEFAULT_SENDER = "peerwatch <peerwatch@network.nhs.invalid>"
 
@@ -37,9 +45,16 @@ class FolderTransport:
         self.folder = Path(folder)
         self.sender = sender
 
+    def path_for(self, message_id: str) -> Path:
+        """The file a message is written to: named by its Message-ID, so a resend overwrites."""
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(message_id).strip().strip("<>"))
+        return self.folder / f"{stem}.eml"
+
+    def delivered(self, message_id: str) -> bool | None:
+        return self.path_for(message_id).exists()
+
     def send(self, message: EmailMessage) -> None:
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(message["Message-ID"]).strip("<>"))
-        path = self.folder / f"{stem}.eml"
+        path = self.path_for(str(message["Message-ID"]))
         tmp = path.with_suffix(".tmp")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -74,6 +89,9 @@ class SmtpTransport:
         except (OSError, smtplib.SMTPException) as exc:
             raise TransportError(f"SMTP {self.host}:{self.port}: {exc}") from exc
 
+    def delivered(self, message_id: str) -> bool | None:
+        return None  # a relay keeps no record we can ask: unknown
+
 
 class MemoryTransport:
     def __init__(self, sender: str = DEFAULT_SENDER) -> None:
@@ -85,6 +103,9 @@ class MemoryTransport:
         if self.down:
             raise TransportError("mail service unavailable (simulated outage)")
         self.sent.append(message)
+
+    def delivered(self, message_id: str) -> bool | None:
+        return any(str(m["Message-ID"]) == message_id for m in self.sent)
 
 
 def outbox_folder() -> Path:

@@ -52,7 +52,7 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "add_subgroup_member", "source": CONSIDERING, "dest": None, "roles": LEADS},
     {"trigger": "convene_subgroup", "source": A.INITIAL_CONSIDERATION, "dest": A.SUBGROUP_CONVENED, "roles": LEADS,
      "conditions": ["has_subgroup"]},
-    {"trigger": "decide", "source": CONSIDERING, "dest": A.DECIDED, "roles": LEADS, "note_required": True},
+    {"trigger": "decide", "source": CONSIDERING, "dest": A.DECIDED, "roles": LEADS, "note_required": True, "four_eyes": True},
     {"trigger": "communicate", "source": A.DECIDED, "dest": A.COMMUNICATED, "roles": [*LEADS, "network-office"]},
 ]
 

@@ -80,23 +80,27 @@ def run_sweep(
                 # re-check the status: an operator may have moved the item since the scan
                 deadlines = list(session.exec(select(Deadline).where(col(Deadline.id).in_(chunk), Deadline.status == DeadlineStatus.OPEN)
                                               .order_by(Deadline.due_on, Deadline.id)))  # type: ignore[arg-type]
-                _preload(session, deadlines)
+                loaded = _preload(session, deadlines)  # held so the identity map keeps them for the batch
                 for d in deadlines:
                     handler(session, d, clock, today, policy, summary)
                 session.commit()
+                del loaded
             if on_progress:
                 on_progress(len(chunk))
     return summary
 
 
-def _preload(session: Session, deadlines: list[Deadline]) -> None:
-    """One IN query per kind, so the engine's loads hit the identity map."""
+def _preload(session: Session, deadlines: list[Deadline]) -> list[Any]:
+    """One IN query per kind, so the engine's loads hit the identity map (the caller keeps the
+    list: the session holds rows only while something references them)."""
     by_kind: dict[str, set[int]] = defaultdict(set)
     for d in deadlines:
         by_kind[d.kind].add(d.item_id)
+    rows: list[Any] = []
     for kind, ids in by_kind.items():
         model = get_spec(kind).model
-        list(session.exec(select(model).where(col(model.id).in_(ids))))
+        rows += list(session.exec(select(model).where(col(model.id).in_(ids))))
+    return rows
 
 
 def _row(session: Session, d: Deadline) -> Any:

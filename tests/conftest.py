@@ -23,14 +23,19 @@ from cli.seed import seed_reference  # noqa: E402
 from models import Risk, init_db  # noqa: E402
 from states import engine  # noqa: E402
 from states.clock import FixedClock  # noqa: E402
+from tests.databases import database_for_test, release  # noqa: E402
 
 
 @pytest.fixture
-def db_url(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"sqlite:///{tmp_path}/peerwatch.db"
+def db_url(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A database of this test's own: a fresh empty SQLite file, or, when
+    ``PEERWATCH_TEST_DATABASE`` is set, a clean PostgreSQL schema at the head revision
+    (tests/databases.py). Subprocesses inherit it through ``PEERWATCH_DATABASE_URL``."""
+    url = database_for_test(tmp_path)  # type: ignore[arg-type]
     monkeypatch.setenv("PEERWATCH_DATABASE_URL", url)
     monkeypatch.setenv("PEERWATCH_OUTBOX_DIR", f"{tmp_path}/outbox")
-    return url
+    yield url
+    release(url)
 
 
 @pytest.fixture

@@ -405,6 +405,10 @@ DECISION = "The rota evidence shows consultant presence; the serious concern is 
 
 
 def _decide(session: Session, appeal_id: int, outcome: str, *, note: str | None = DECISION, **params: Any) -> engine.Outcome:
+    """Four eyes: the Network Manager proposes, the decider confirms (same outcome and changes)."""
+    proposed = engine.fire(session, "appeal", appeal_id, "decide", actor="Second Pair", role=NM, clock=FixedClock(DECISION_DAY),
+                           note=note, params={"outcome": outcome, **params})
+    assert proposed.proposed and proposed.row.state != "decided"
     return engine.fire(session, "appeal", appeal_id, "decide", actor=DECIDER, role=RL, clock=FixedClock(DECISION_DAY), note=note,
                        params={"outcome": outcome, **params})
 
@@ -599,6 +603,10 @@ def _put_in(session: Session, services: dict[str, int], state: str, setup: dict[
 def test_allowed_transitions(session: Session, services: dict[str, int], source: str, trigger: str, role: str,
                              setup: dict[str, Any], dest: str, letters: set[str]) -> None:
     appeal = _put_in(session, services, source, setup)
+    if trigger == "decide":  # four eyes: someone else proposes first
+        first = engine.fire(session, "appeal", appeal.id, trigger, actor="proposer", role=NM, clock=FixedClock(DAY),  # type: ignore[arg-type]
+                            note=setup.get("note"), params=setup.get("params"))
+        assert first.proposed and first.event.trigger == "propose:decide" and first.row.state == source
     version = appeal.version
     before = {m.id for m in _letters(session, "appeal", appeal.id)}  # type: ignore[arg-type]
     out = engine.fire(session, "appeal", appeal.id, trigger, actor="tester", role=role, clock=FixedClock(DAY),  # type: ignore[arg-type]

@@ -1,5 +1,6 @@
 """The command line through its real entry point: the installed ``peerwatch`` console script,
-run as a subprocess against a throw-away SQLite file.
+run as a subprocess against a throw-away database (a SQLite file, or a PostgreSQL schema when
+``PEERWATCH_TEST_DATABASE`` is set: the subprocess gets its URL through PEERWATCH_DATABASE_URL).
 
 What the CLI promises (cli/main.py docstring): every error a user can cause prints one line
 on stderr starting with "error:", exits 2, and changes nothing; interactive commands never
@@ -11,9 +12,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from email import message_from_bytes
@@ -21,9 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from states.kinds import CLOCK_TRIGGERS
 from states.risk import TRANSITIONS, RiskState
+from tests.databases import drop, fresh_url
+from tests.databases import snapshot as snapshot_tables
 
 PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))
 TIMEOUT = 120
@@ -61,22 +66,13 @@ def ok_json(proc: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(ok(proc))
 
 
-def db_path(url: str) -> Path:
-    assert url.startswith("sqlite:///"), url
-    return Path(url[len("sqlite:///"):])
-
-
 SNAPSHOT_TABLES = ("risk", "auditevent", "outboxmessage", "deadline", "contact", "service", "organisation")
 
 
-def snapshot(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of the tables a refused command must not touch, read with plain sqlite3
-    (SQLModel names the audit_event and outbox_message tables ``auditevent``/``outboxmessage``)."""
-    con = sqlite3.connect(path)
-    try:
-        return {t: con.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in SNAPSHOT_TABLES}  # noqa: S608
-    finally:
-        con.close()
+def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the tables a refused command must not touch, read through a private
+    connection (SQLModel names the audit_event and outbox_message tables ``auditevent``/``outboxmessage``)."""
+    return snapshot_tables(url, SNAPSHOT_TABLES)
 
 
 # ---------------------------------------------------------------- setup commands
@@ -97,13 +93,12 @@ def test_init_demo_service_list_contact_add_and_service_add(db_url: str, tmp_pat
     # a valid contact, scoped to a service
     created = ok_json(run(env, "--json", "contact", "add", "--role", "lead-nurse", "--name", "Ms New Nurse",
                           "--email", "new.nurse@midland-royal.nhs.example", "--service", str(mrh["id"]), cwd=tmp_path))
-    con = sqlite3.connect(db_path(db_url))
-    try:
-        row = con.execute("SELECT role, name, email, service_id, organisation_id, network_id FROM contact WHERE id = ?",
-                          (created["id"],)).fetchone()
-        org_id = con.execute("SELECT organisation_id FROM service WHERE id = ?", (mrh["id"],)).fetchone()[0]
-    finally:
-        con.close()
+    reader = create_engine(db_url, poolclass=NullPool)
+    with reader.connect() as con:
+        row = tuple(con.execute(text("SELECT role, name, email, service_id, organisation_id, network_id FROM contact "
+                                     "WHERE id = :id"), {"id": created["id"]}).one())
+        org_id = con.execute(text("SELECT organisation_id FROM service WHERE id = :id"), {"id": mrh["id"]}).scalar_one()
+    reader.dispose()
     assert row == ("lead-nurse", "Ms New Nurse", "new.nurse@midland-royal.nhs.example", mrh["id"], org_id, None)
     # (an unknown contact role is refused: see test_bad_input_is_refused[unknown-contact-role])
 
@@ -198,7 +193,7 @@ def test_risk_raise_show_fire_history_list(db_url: str, tmp_path: Path) -> None:
 @dataclass
 class World:
     env: dict[str, str]
-    db: Path
+    db: str  # the database URL
     cwd: Path
 
     def refuse(self, args: list[str]) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], dict[str, Any]]:
@@ -209,16 +204,17 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("cli-world")
-    url = f"sqlite:///{tmp}/peerwatch.db"
+    url = fresh_url(tmp)
     env = _env(PEERWATCH_DATABASE_URL=url, PEERWATCH_OUTBOX_DIR=str(tmp / "outbox"))
     ok(run(env, "init", "--demo", cwd=tmp))
     raised = ok_json(run(env, "--as-of", "2026-12-11", "--json", "risk", "raise", "--service", "1", "--level", "SC",
                          "--title", "No consultant cover at night", "--visit-date", "2026-12-11",
                          "--actor", "A", "--role", "network-manager", cwd=tmp))
     assert raised["id"] == 1
-    return World(env=env, db=db_path(url), cwd=tmp)
+    yield World(env=env, db=url, cwd=tmp)
+    drop(url)
 
 
 def _fire(*args: str, as_of: str = "2026-12-18") -> list[str]:
@@ -240,7 +236,7 @@ BAD_INPUT: dict[str, tuple[list[str], str]] = {
     "malformed-as-of": (["--as-of", "2026-13-45", "risk", "show", "1"], "2026-13-45"),
     "malformed-visit-date": (_raise("--level", "SC", "--visit-date", "yesterday"), "'yesterday'"),
     "missing-actor": (_fire("1", "send_formal_notification", "--actor", "", "--role", "network-manager"), "no actor"),
-    "wrong-role": (_fire("1", "send_formal_notification", "--actor", "A", "--role", "auditor"), "role 'auditor' may not fire"),
+    "wrong-role": (_fire("1", "send_formal_notification", "--actor", "A", "--role", "auditor"), "role 'auditor' is read-only"),
     "stale-version": (_fire("1", "send_formal_notification", *NM, "--version", "1"), "at version 2, not 1"),
     "back-in-time": (_fire("1", "send_formal_notification", *NM, as_of="2026-12-10"), "cannot move back in time"),
     "withdraw-without-note": (_fire("1", "withdraw", *NM), "--note"),

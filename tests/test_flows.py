@@ -33,7 +33,7 @@ def test_chase_flow_escalates_and_publishes_an_artifact(db: Engine, session: Ses
     engine.fire(session, "risk", risk.id, "send_formal_notification", actor="nm", role="network-manager", clock=FixedClock(date(2026, 12, 18)))
     session.commit()
     result = chase(as_of="2027-01-21")
-    assert result == {"as_of": "2027-01-21", "counts": {"no_response": 1}, "skipped": 0}
+    assert (result["as_of"], result["counts"], result["skipped"], result["outbox_incidents"]) == ("2027-01-21", {"no_response": 1}, 0, 0)
     assert chase(as_of="2027-01-21")["counts"] == {}  # once per deadline
     with Session(db) as s:
         assert s.get(Risk, risk.id).state == "chased"  # type: ignore[union-attr]

@@ -279,15 +279,17 @@ def test_message_ids_differ_between_letters(session: Session, raise_risk: Callab
     assert len({m["Message-ID"] for m in transport.sent}) == 2
 
 
-def test_message_claimed_as_sending_is_not_resent(session: Session, sc: Risk) -> None:
+def test_message_claimed_as_sending_is_recovered_only_when_the_transport_says_it_was_not_sent(session: Session, sc: Risk) -> None:
     notify(session, sc.id)  # type: ignore[arg-type]
     (row,) = messages(session)
-    row.status = OutboxStatus.SENDING  # a crash between claim and send: in doubt, never re-sent
+    row.status = OutboxStatus.SENDING  # a crash between claim and send
     session.add(row)
     session.commit()
-    transport = MemoryTransport()
-    assert dispatch(session, transport, FixedClock(date(2026, 12, 21)), POLICY).sent_messages == 0
-    assert transport.sent == []
+    delivered = MemoryTransport()
+    delivered.sent.append(build_letter(row, delivered.sender, FixedClock(NOTIFIED)))  # it did go out before the crash
+    assert dispatch(session, delivered, FixedClock(date(2026, 12, 21)), POLICY).sent_messages == 0
+    session.refresh(row)
+    assert row.status == OutboxStatus.SENT and len(delivered.sent) == 1  # marked sent, not sent again
 
 
 # --------------------------------------------------------------------------- digests
@@ -397,13 +399,13 @@ def test_retry_backoff_then_failed(session: Session, sc: Risk) -> None:
     assert (row.status, row.attempts) == (OutboxStatus.FAILED, 3)
     assert transport.sent == []
 
-    # The transport recovers: a failed message is an incident, not resent.
+    # The transport recovers: a failed message (an incident) is retried on the long back-off and sent once.
     transport.down = False
     s = dispatch(session, transport, at(86400), POLICY)
-    assert s.sent_messages == 0
-    assert transport.sent == []
+    assert s.sent_messages == 1 and len(transport.sent) == 1
     session.refresh(row)
-    assert row.status == OutboxStatus.FAILED
+    assert row.status == OutboxStatus.SENT
+    assert dispatch(session, transport, at(2 * 86400), POLICY).sent_messages == 0
 
 
 def test_queued_message_delivered_when_transport_recovers(session: Session, raise_risk: Callable[..., Risk]) -> None:
@@ -426,13 +428,12 @@ def test_queued_message_delivered_when_transport_recovers(session: Session, rais
 
     transport.down = False
     s = dispatch(session, transport, FixedClock(date(2026, 12, 22)), POLICY)
-    assert (s.sent_messages, s.sent_rows) == (1, 1)
-    (msg,) = transport.sent
-    assert msg["X-Peerwatch-Key"] == pending.idempotency_key
+    assert (s.sent_messages, s.sent_rows) == (2, 2)  # the queued one and the failed one, once each
+    assert sorted(m["X-Peerwatch-Key"] for m in transport.sent) == sorted([pending.idempotency_key, failed.idempotency_key])
     session.refresh(pending)
     session.refresh(failed)
     assert (pending.status, pending.attempts) == (OutboxStatus.SENT, 2)
-    assert failed.status == OutboxStatus.FAILED
+    assert failed.status == OutboxStatus.SENT
 
 
 # --------------------------------------------------------------------------- folder transport

@@ -123,7 +123,7 @@ def _refused(session: Session, risk_id: int, exc: type[Exception], match: str, *
 def test_operator_errors_name_the_problem_and_change_nothing(session: Session, raise_risk: Callable[..., Risk]) -> None:
     risk = raise_risk("IR")
     _refused(session, risk.id, MissingActor, "no actor", actor="  ")
-    _refused(session, risk.id, PermissionDenied, "role 'auditor' may not fire", role="auditor")
+    _refused(session, risk.id, PermissionDenied, "role 'auditor' is read-only", role="auditor")
     _refused(session, risk.id, PermissionDenied, "needs one of", role="network-office")
     _refused(session, risk.id, InvalidInput, "unknown role 'cleaner'", role="cleaner")
     _refused(session, risk.id, StaleVersion, "version 2, not 1", expected_version=1)

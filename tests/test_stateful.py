@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import uuid
 from collections import Counter
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -36,6 +35,7 @@ from states.kinds import get_spec
 from states.policy import Policy
 from states.roles import ACTOR_ROLES, NETWORK_LEADS, STAFF
 from states.sweep import run_sweep
+from tests.databases import database_for_test, release
 
 SPEC = get_spec("risk")
 TRIGGERS = SPEC.triggers()
@@ -118,7 +118,8 @@ class RiskMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.tmp = tempfile.mkdtemp(prefix="peerwatch-stateful-")
-        self.db = init_db(f"sqlite:///{self.tmp}/{uuid.uuid4().hex}.db")
+        self.url = database_for_test(self.tmp)
+        self.db = init_db(self.url)
         with Session(self.db, expire_on_commit=False) as s:
             self.services = sorted(seed_reference(s).values())
             s.commit()
@@ -130,7 +131,7 @@ class RiskMachine(RuleBasedStateMachine):
         self.ids: list[int] = []
 
     def teardown(self) -> None:
-        self.db.dispose()
+        release(self.url)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _set_clock(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date
 
@@ -101,9 +102,16 @@ def test_one_sweep_handles_many_items_of_mixed_levels(db: Engine, session: Sessi
 
 
 def test_due_scan_is_an_index_range_scan(db: Engine) -> None:
+    query = "SELECT id FROM deadline WHERE status = 'open' AND due_on < '2027-01-01'"
     with db.connect() as conn:
-        plan = " ".join(str(r) for r in conn.execute(text(
-            "EXPLAIN QUERY PLAN SELECT id FROM deadline WHERE status = 'open' AND due_on < '2027-01-01'")))
+        if db.dialect.name == "postgresql":
+            # an empty table is cheaper to read whole: forbid that, so the plan shows whether
+            # the index *can* serve the range, with both columns as index conditions
+            conn.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = " ".join(str(r[0]) for r in conn.execute(text(f"EXPLAIN {query}")))
+            assert re.search(r"Index Cond: .*status[):a-z ]*= 'open'.* AND \(due_on < ", plan), plan
+        else:
+            plan = " ".join(str(r) for r in conn.execute(text(f"EXPLAIN QUERY PLAN {query}")))
     assert "ix_deadline_status_due" in plan
 
 

@@ -150,6 +150,9 @@ def test_time_to_resolution_comes_from_the_audit_trail(session: Session, world: 
     rota = world["rota"]
     raised = session.exec(select(AuditEvent).where(AuditEvent.kind == "risk", AuditEvent.item_id == rota.id,
                                                    AuditEvent.trigger == "raise")).one()
+    pg = session.get_bind().dialect.name == "postgresql"
+    for trig in ("audit_event_no_update", "audit_event_no_delete"):  # the audit table is append-only: lift it for this test
+        session.connection().exec_driver_sql(f"DROP TRIGGER IF EXISTS {trig}" + (" ON auditevent" if pg else ""))
     raised.at = raised.at - timedelta(hours=6)
     session.add(raised)
     session.commit()

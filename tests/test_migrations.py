@@ -1,0 +1,145 @@
+"""Alembic migrations: they build the schema the models describe, on SQLite and PostgreSQL.
+
+If a model changes without a migration, ``test_models_and_migrations_agree`` fails and names
+the difference. Add a revision with ``models.db.autogenerate`` (docs/scale.md, "Schema changes").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlmodel import Session, SQLModel, select
+
+from models import Network, get_engine, init_db
+from models.db import _scripts, alembic_config, import_all_tables, migrate
+from tests.databases import ON_POSTGRES, drop, fresh_url
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Unlike conftest's (a pooled schema at head on PostgreSQL): always truly empty."""
+    url = fresh_url(tmp_path)
+    monkeypatch.setenv("PEERWATCH_DATABASE_URL", url)
+    yield url
+    drop(url)
+
+
+def _head() -> str:
+    head = _scripts().get_current_head()
+    assert head is not None
+    return head
+
+
+def _current(url: str) -> str | None:
+    with get_engine(url).connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def _differences(url: str) -> list[object]:
+    import_all_tables()
+    with get_engine(url).connect() as conn:
+        return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata)
+
+
+def test_migrate_from_empty_reaches_head_and_matches_the_models(db_url: str) -> None:
+    """``migrate`` on an empty database (SQLite, or PostgreSQL when PEERWATCH_TEST_DATABASE is
+    set) runs every revision; the result is exactly the models' schema."""
+    migrate(db_url)
+    assert _current(db_url) == _head()
+    diffs = _differences(db_url)
+    assert diffs == [], "models and migrations disagree; regenerate the migration (docs/scale.md):\n" + \
+        "\n".join(map(str, diffs))
+    with get_engine(db_url).connect() as conn:
+        tables = set(inspect(conn).get_table_names())
+    assert {"risk", "deadline", "auditevent", "outboxmessage", "alembic_version"} <= tables
+
+
+def test_init_db_fast_path_is_stamped_and_identical(db_url: str) -> None:
+    """init_db on a brand-new database uses create_all + stamp: same head, same schema."""
+    init_db(db_url)
+    assert _current(db_url) == _head()
+    assert _differences(db_url) == []
+
+
+def test_init_db_on_an_existing_database_upgrades_and_keeps_rows(db_url: str) -> None:
+    migrate(db_url, "base")  # nothing yet, but alembic_version exists: not "brand new"
+    engine = get_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE keepme (id INTEGER PRIMARY KEY)"))
+        conn.execute(text("INSERT INTO keepme (id) VALUES (7)"))
+    init_db(db_url)  # not empty -> real migrations
+    assert _current(db_url) == _head()
+    with Session(engine) as s:
+        s.add(Network(code="X", name="x"))
+        s.commit()
+        assert [n.code for n in s.exec(select(Network))] == ["X"]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM keepme")).scalar_one() == 7
+    init_db(db_url)  # idempotent
+    assert _current(db_url) == _head()
+
+
+def test_migrations_run_on_sqlite_even_when_the_suite_is_on_postgresql(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/m.db"
+    try:
+        migrate(url)
+        assert _current(url) == _head()
+        assert _differences(url) == []
+    finally:
+        drop(url)
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="needs PEERWATCH_TEST_DATABASE (make test-pg)")
+def test_migrations_run_on_postgresql_from_empty(tmp_path: Path) -> None:
+    url = fresh_url(tmp_path)
+    try:
+        migrate(url)
+        assert _current(url) == _head()
+        assert _differences(url) == []
+        assert get_engine(url).dialect.name == "postgresql"
+    finally:
+        drop(url)
+
+
+def test_downgrade_to_base_removes_every_table(db_url: str) -> None:
+    migrate(db_url)
+    command.downgrade(alembic_config(db_url), "base")
+    with get_engine(db_url).connect() as conn:
+        assert set(inspect(conn).get_table_names()) == {"alembic_version"}
+
+
+def test_a_database_made_before_migrations_is_adopted(db_url: str) -> None:
+    """``peerwatch init`` used to run create_all only: such a database is stamped, not recreated."""
+    import_all_tables()
+    engine = get_engine(db_url)
+    SQLModel.metadata.create_all(engine)
+    with Session(engine) as s:
+        s.add(Network(code="OLD", name="made before migrations"))
+        s.commit()
+    init_db(db_url)
+    assert _current(db_url) == _head()
+    with Session(engine) as s:
+        assert [n.code for n in s.exec(select(Network))] == ["OLD"]
+
+
+def test_migrations_install_the_audit_guards(db_url: str) -> None:
+    """The hand-written revision 0002 makes the audit table append-only, as init_db's fast path does."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy.exc import DBAPIError
+
+    migrate(db_url)
+    engine = get_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO auditevent (kind, item_id, at, actor, role, \"trigger\", to_state, version, data, prev_hash, hash) "
+            "VALUES ('risk', 1, :at, 'a', 'r', 'raise', 'new', 1, '{}', '', 'h')"), {"at": datetime.now(timezone.utc)})
+    for sql in ("UPDATE auditevent SET note = 'x'", "DELETE FROM auditevent"):
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(sql))
