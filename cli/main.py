@@ -6,7 +6,6 @@ Every error a user can cause prints one line on stderr and exits 2, with nothing
 
 
 import sys
-from datetime import date
 from typing import Annotated, Any, Optional
 
 import typer
@@ -14,7 +13,6 @@ from sqlmodel import Session, col, select
 
 from cli.output import console, errors, print_json, table
 from models import (
-    AuditEvent,
     Contact,
     Deadline,
     DeadlineStatus,
@@ -406,7 +404,6 @@ def visit_agenda(
     ics: Annotated[Optional[str], typer.Option(help="Also write the day as an ICS calendar file here.")] = None,
 ) -> None:
     """The visit day from the SOP schedule (walk-around dropped when virtual)."""
-    from models import Contact
     from notifications.ics import visit_calendar
     from notifications.outbox import resolve
     from states.scope import recipient_scope, service_of
@@ -421,7 +418,6 @@ def visit_agenda(
         scope = recipient_scope(s, visit)
         people += [{"name": c.name, "email": c.email, "group": "service"} for role in ("service-lead", "chief-executive")
                    for c in resolve(s, role, scope)]
-        _ = Contact
     if ics:
         from pathlib import Path
 
@@ -1025,4 +1021,3 @@ def _fail(message: str) -> None:
     raise SystemExit(2)
 
 
-_unused = (AuditEvent, date)

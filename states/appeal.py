@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from models.tables import AccuracyItem, Appeal, AuditEvent, Contact, PanelMember, RefusedAttempt, Report, Reviewer, Risk
-from states.clock import Clock, local_date
+from states.clock import Clock, FixedClock, local_date
 from states.errors import GuardRefused, InvalidInput, NotFound, PeerwatchError
 from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.roles import NETWORK_LEADS
@@ -229,12 +229,11 @@ def _pairs(value: Any) -> list[tuple[str, str]]:
 def _apply(ctx: Context, withdraw: list[int], regrade: dict[int, str]) -> None:
     """The decision's effects, each through the engine, linked to the appeal."""
     from states import engine
-    from states.visit import _At
 
     row: Appeal = ctx.row
     link = {"appeal_id": row.id}
     note = f"appeal {row.id} {row.outcome}: {ctx.note}"
-    at = _At(ctx.now)
+    at = FixedClock(ctx.now)
     for rid in withdraw:
         engine.fire(ctx.session, "risk", rid, "withdraw", actor=ctx.actor, role=ctx.role, clock=at, note=note, params=link)
     for rid, level in regrade.items():

@@ -84,7 +84,7 @@ def effects(ctx: Context) -> Effects:
 
 def _request_documents(ctx: Context, doc_types: tuple[str, ...]) -> None:
     from states import engine
-    from states.visit import _At
+    from states.clock import FixedClock
 
     row: ProgrammePhase = ctx.row
     for org in trusts_in(ctx.session, row.network_id):
@@ -96,7 +96,7 @@ def _request_documents(ctx: Context, doc_types: tuple[str, ...]) -> None:
                 continue
             sub = Submission(network_id=row.network_id, organisation_id=org.id, programme_year=row.programme_year,  # type: ignore[arg-type]
                              doc_type=doc, due_on=row.due_on, phase_id=row.id, state="new")
-            engine.create(ctx.session, "submission", sub, "request", actor=ctx.actor, role=ctx.role, clock=_At(ctx.now),
+            engine.create(ctx.session, "submission", sub, "request", actor=ctx.actor, role=ctx.role, clock=FixedClock(ctx.now),
                           note=f"requested by phase {row.title}")
 
 

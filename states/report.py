@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 from models.tables import AccuracyItem, Report, Risk, Visit
 from states.errors import GuardRefused, InvalidInput, NotFound
 from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
-from states.roles import NETWORK_LEADS, NETWORK_MANAGER, REGIONAL_LEAD, STAFF, SYSTEM
+from states.roles import NETWORK_LEADS, NETWORK_MANAGER, STAFF, SYSTEM
 from states.scope import nation_of, recipient_scope, service_context
 
 COMPLIANCE = ("Met", "Partially Met", "Unmet", "Not applicable")
@@ -238,4 +238,3 @@ SPEC = KindSpec(
     describe="Peer review reports and the factual accuracy check (000 s5.4)",
 )
 
-_unused = REGIONAL_LEAD

@@ -31,7 +31,7 @@ from sqlmodel import Session, col, select
 
 from models.selfassessment import SelfAssessment, SelfAssessmentItem, Standard, StandardSet
 from models.tables import RefusedAttempt, Report, Service
-from states.clock import Clock, local_date, parse_date
+from states.clock import Clock, FixedClock, local_date, parse_date
 from states.errors import InvalidInput, MissingActor, NotFound, PeerwatchError
 from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.roles import NETWORK_LEADS, STAFF, check_actor_role
@@ -521,17 +521,9 @@ def _start_report(ctx: Context) -> None:
 
     row: SelfAssessment = ctx.row
     engine.create(ctx.session, "report", Report(service_id=row.service_id, basis_date=row.received_on, state="new"),  # type: ignore[arg-type]
-                  "start_drafting", actor=ctx.actor, role=ctx.role, clock=_At(ctx.now), note=f"report of self-assessment SA-{row.id}")
+                  "start_drafting", actor=ctx.actor, role=ctx.role, clock=FixedClock(ctx.now), note=f"report of self-assessment SA-{row.id}")
 
 
-class _At:
-    """The transition's own instant, for the items it creates."""
-
-    def __init__(self, now: datetime) -> None:
-        self._now = now
-
-    def now(self) -> datetime:
-        return self._now
 
 
 # ---------------------------------------------------------------- reading and writing

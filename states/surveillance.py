@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -30,6 +29,7 @@ from sqlmodel import Session, select
 
 from models.surveillance import Surveillance
 from models.tables import Visit
+from states.clock import FixedClock
 from states.errors import GuardRefused, InvalidInput
 from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.roles import NETWORK_LEADS, STAFF
@@ -274,20 +274,12 @@ def _propose_visit(ctx: Context) -> int:
     from states import engine
 
     visit = Visit(service_id=ctx.row.service_id, state="new")
-    out = engine.create(ctx.session, "visit", visit, "propose", actor=ctx.actor, role=ctx.role, clock=_At(ctx.now),
+    out = engine.create(ctx.session, "visit", visit, "propose", actor=ctx.actor, role=ctx.role, clock=FixedClock(ctx.now),
                         note=f"agreed at QNT surveillance {ctx.row.id}", params={"reason": PEER_REVIEW_REASON})
     assert out.row.id is not None
     return out.row.id
 
 
-class _At:
-    """The transition's own instant, for the items it creates."""
-
-    def __init__(self, now: datetime) -> None:
-        self._now = now
-
-    def now(self) -> datetime:
-        return self._now
 
 
 def year_label(year: int) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 import statistics
-from collections import defaultdict
+
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any

@@ -15,7 +15,7 @@ new date (back to ``scheduled``: the service is notified again) or cancelled, wi
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Any
 
@@ -23,10 +23,10 @@ from sqlmodel import Session, select
 
 from models.tables import Network, Organisation, PanelMember, Reviewer, Risk, Visit
 from models.tables import Report as ReportRow
-from states.clock import parse_date
+from states.clock import FixedClock, parse_date
 from states.errors import GuardRefused, InvalidInput, NotFound
 from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
-from states.roles import NETWORK_LEADS, STAFF, SYSTEM
+from states.roles import NETWORK_LEADS, STAFF
 from states.scope import nation_of, recipient_scope, service_context, service_of
 
 DISCIPLINES = ("clinician", "nurse", "ahp", "management", "commissioning", "service_user")
@@ -265,21 +265,13 @@ def _raise_found(ctx: Context) -> None:
                     standard_ref=found.get("standard_ref"), identified_on=visit.visit_date, visit_date=visit.visit_date,
                     impact=found.get("impact"), likelihood=found.get("likelihood"),
                     doctors_in_training=bool(found.get("doctors_in_training", False)), visit_id=visit.id, state="new")
-        engine.create(ctx.session, "risk", risk, "raise", actor=ctx.actor, role=ctx.role, clock=_At(ctx.now),
+        engine.create(ctx.session, "risk", risk, "raise", actor=ctx.actor, role=ctx.role, clock=FixedClock(ctx.now),
                       note=f"verbal notification at high level feedback, visit {visit.id}")
     report = ReportRow(service_id=visit.service_id, visit_id=visit.id, basis_date=visit.visit_date, state="new")
-    engine.create(ctx.session, "report", report, "start_drafting", actor=ctx.actor, role=ctx.role, clock=_At(ctx.now),
+    engine.create(ctx.session, "report", report, "start_drafting", actor=ctx.actor, role=ctx.role, clock=FixedClock(ctx.now),
                   note=f"report of visit {visit.id}")
 
 
-class _At:
-    """The transition's own instant, for the items it creates."""
-
-    def __init__(self, now: datetime) -> None:
-        self._now = now
-
-    def now(self) -> datetime:
-        return self._now
 
 
 # The SOP's day (000 s5.3): start, end, session, who. The walk-around is dropped when virtual.
@@ -356,4 +348,3 @@ SPEC = KindSpec(
     describe="Peer review visits, panels and the visit day (000 s5.2-5.3)",
 )
 
-_unused = (SYSTEM, timedelta)

@@ -87,7 +87,19 @@ def database_for_test(tmp_dir: Path | str) -> str:
 
     url = fresh_url(tmp_dir)
     init_db(url)
+    if not _TRIGGERS:  # what a pristine schema has: a pooled one must still have exactly these
+        with _admin().connect() as conn:
+            _TRIGGERS.append(_triggers(conn, _schema_of(url) or ""))
     return url
+
+
+_TRIGGERS: list[set[tuple[str, str]]] = []
+
+
+def _triggers(conn: Any, schema: str) -> set[tuple[str, str]]:
+    return {(r[0], r[1]) for r in conn.execute(text(
+        "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s AND NOT t.tgisinternal"), {"s": schema})}
 
 
 def release(url: str) -> None:
@@ -107,7 +119,7 @@ def release(url: str) -> None:
 
 def _reset(schema: str) -> bool:
     """Delete every row but the revision, restart the sequences; False if the schema is not as
-    init_db left it (other tables, another revision) or cannot be reset quickly."""
+    init_db left it (other tables or triggers, another revision) or cannot be reset quickly."""
     from sqlmodel import SQLModel
 
     from models.db import _scripts, import_all_tables
@@ -123,10 +135,10 @@ def _reset(schema: str) -> bool:
             version = set(conn.execute(text(f'SELECT version_num FROM "{schema}".alembic_version')).scalars())
             if version != set(_scripts().get_heads()):
                 return False
-            guarded = list(conn.execute(text(
-                "SELECT DISTINCT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s AND NOT t.tgisinternal"),
-                {"s": schema}).scalars())
+            triggers = _triggers(conn, schema)
+            if not _TRIGGERS or triggers != _TRIGGERS[0]:  # a test dropped (or added) a trigger
+                return False
+            guarded = sorted({table for table, _name in triggers})
             for name in guarded:  # e.g. the audit table refuses DELETE: not for this cleanup
                 conn.execute(text(f'ALTER TABLE "{schema}"."{name}" DISABLE TRIGGER USER'))
             conn.execute(text(";".join(f'DELETE FROM "{schema}"."{t}"' for t in tables)))
