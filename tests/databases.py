@@ -49,7 +49,7 @@ def _admin_tx() -> Engine:
 
 def _schema_of(url: str) -> str | None:
     marker = "csearch_path%3D"
-    return url.split(marker, 1)[1] if marker in url else None
+    return url.split(marker, 1)[1].split("%20", 1)[0] if marker in url else None
 
 
 def fresh_url(tmp_dir: Path | str) -> str:
@@ -60,7 +60,9 @@ def fresh_url(tmp_dir: Path | str) -> str:
     with _admin().connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     sep = "&" if "?" in TEST_DATABASE else "?"
-    return f"{TEST_DATABASE}{sep}options={quote(f'-csearch_path={schema}', safe='')}"
+    # lock_timeout: a test that waits on a lock its own other connection holds fails in a
+    # minute with "canceling statement due to lock timeout" instead of hanging the run
+    return f"{TEST_DATABASE}{sep}options={quote(f'-csearch_path={schema} -clock_timeout=60000', safe='')}"
 
 
 def drop(url: str) -> None:

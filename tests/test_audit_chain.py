@@ -32,8 +32,13 @@ def test_every_event_is_chained_to_the_one_before(session: Session, raise_risk: 
     assert engine.verify_chain(session) == (len(ids), None, None)
 
 
-def _raw(db: Engine, sql: str, **params: object) -> None:
-    """Change the table behind the engine's back (as an attacker with database access would)."""
+def _raw(db: Engine, sql: str, session: Session | None = None, **params: object) -> None:
+    """Change the table behind the engine's back (as an attacker with database access would).
+
+    The test's own session ends its read transaction first: on PostgreSQL, DROP TRIGGER waits
+    for every open transaction that has read the table."""
+    if session is not None:
+        session.rollback()
     with db.begin() as conn:
         for trig in ("audit_event_no_update", "audit_event_no_delete"):
             conn.execute(text(f"DROP TRIGGER IF EXISTS {trig}" + (" ON auditevent" if db.dialect.name == "postgresql" else "")))
@@ -42,7 +47,7 @@ def _raw(db: Engine, sql: str, **params: object) -> None:
 
 def test_verify_names_the_first_event_edited_behind_its_back(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
     ids = _story(session, raise_risk)
-    _raw(db, "UPDATE auditevent SET note = :n WHERE id = :i", n="nothing to see", i=ids[2])
+    _raw(db, "UPDATE auditevent SET note = :n WHERE id = :i", session, n="nothing to see", i=ids[2])
     with Session(db) as s:
         checked, broken, problem = engine.verify_chain(s)
     assert (checked, broken.id if broken else None) == (2, ids[2])
@@ -51,11 +56,11 @@ def test_verify_names_the_first_event_edited_behind_its_back(db: Engine, session
 
 def test_verify_notices_a_deleted_event_and_a_truncated_tail(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
     ids = _story(session, raise_risk)
-    _raw(db, "DELETE FROM auditevent WHERE id = :i", i=ids[1])
+    _raw(db, "DELETE FROM auditevent WHERE id = :i", session, i=ids[1])
     with Session(db) as s:
         _, broken, problem = engine.verify_chain(s)
     assert broken is not None and broken.id == ids[2] and "cut or reordered" in (problem or "")
-    _raw(db, "DELETE FROM auditevent WHERE id >= :i", i=ids[1])
+    _raw(db, "DELETE FROM auditevent WHERE id >= :i", session, i=ids[1])
     with Session(db) as s:
         _, broken, problem = engine.verify_chain(s)
     assert broken is None and "deleted" in (problem or "")
@@ -66,7 +71,7 @@ def test_the_chain_covers_the_data_too(db: Engine, session: Session, raise_risk:
     event = session.get(AuditEvent, ids[1])
     data = dict(event.data)  # type: ignore[union-attr]
     data["deadlines"] = {"response": "2099-01-01"}
-    _raw(db, "UPDATE auditevent SET data = :d WHERE id = :i", d=json.dumps(data), i=ids[1])
+    _raw(db, "UPDATE auditevent SET data = :d WHERE id = :i", session, d=json.dumps(data), i=ids[1])
     with Session(db) as s:
         _, broken, _ = engine.verify_chain(s)
     assert broken is not None and broken.id == ids[1]
@@ -78,6 +83,7 @@ def test_the_database_refuses_update_and_delete_on_the_audit_table(db: Engine, s
     from sqlalchemy.exc import DBAPIError
 
     ids = _story(session, raise_risk)
+    session.rollback()
     for sql in ("UPDATE auditevent SET note = 'x' WHERE id = :i", "DELETE FROM auditevent WHERE id = :i"):
         with pytest.raises(DBAPIError, match="append-only"):
             with db.begin() as conn:
