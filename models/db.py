@@ -130,10 +130,12 @@ def init_db(url: str | None = None) -> Engine:
     On PostgreSQL an advisory lock makes concurrent callers (several workers starting at
     once) take turns; migrations take the same lock (models/migrations/env.py).
     """
+    engine = get_engine(url)
+    if _at_head(engine):
+        return engine  # the common case: one query; Alembic and the other model modules are not imported
+    import_all_tables()
     from alembic.runtime.migration import MigrationContext
 
-    import_all_tables()
-    engine = get_engine(url)
     with engine.begin() as conn:
         lock_schema(conn)
         tables = set(inspect(conn).get_table_names())
@@ -151,6 +153,23 @@ def init_db(url: str | None = None) -> Engine:
             return engine  # at head already: the common case, one query
     migrate(url)
     return engine
+
+
+# The newest migration. tests/test_migrations.py checks it against Alembic's own view of the
+# scripts, so a new migration without this line updated fails the suite.
+HEAD_REVISION = "0002"
+
+
+def _at_head(engine: Engine) -> bool:
+    """True if the database records exactly the newest migration (plain SQL, no Alembic)."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        with engine.connect() as conn:
+            found = {r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")}
+    except DBAPIError:  # no such table yet: a new or unversioned database
+        return False
+    return found == {HEAD_REVISION}
 
 
 def lock_schema(conn: Connection) -> None:
@@ -182,6 +201,18 @@ def _scripts() -> ScriptDirectory:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
+def begin_write(session: Session) -> None:
+    """Start the session's transaction as a writer.
+
+    On SQLite, ``BEGIN IMMEDIATE`` takes the write lock now (waiting up to busy_timeout), so
+    a transaction that reads and then writes can never fail on a snapshot another writer made
+    stale (SQLITE_BUSY_SNAPSHOT, where busy_timeout does not apply). On PostgreSQL nothing is
+    needed: row versions and ``FOR UPDATE`` decide."""
+    conn = session.connection()
+    if conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 @contextmanager

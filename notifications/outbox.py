@@ -9,15 +9,19 @@ A role nobody holds (to or cc) is written as an ``undeliverable`` row of categor
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_
-from sqlmodel import Session, col, select
+from sqlalchemy import insert, or_
+from sqlalchemy import select as select_core
+from sqlmodel import Session, select
 
 from models.tables import Attachment, Contact, OutboxMessage, OutboxStatus
 from notifications.render import render
 from states.roles import CONTACT_ROLES
+
+_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 
 if TYPE_CHECKING:
     from states.clock import Clock
@@ -52,6 +56,14 @@ def _person(c: Contact) -> dict[str, str]:
     return {"name": c.name, "email": c.email, "role": c.role, "role_name": CONTACT_ROLES.get(c.role, c.role)}
 
 
+@dataclass
+class Message:
+    """One outbox row, composed but not yet written."""
+
+    row: dict[str, Any]
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+
+
 def enqueue_letters(
     session: Session,
     spec: KindSpec,
@@ -66,15 +78,48 @@ def enqueue_letters(
     """Queue ``letters`` about ``row``; returns how many new messages were written."""
     if not letters:
         return 0
-    from states.engine import pending_deadlines  # deadlines named in letters
+    session.flush()  # so the item's new deadlines are visible to the letter
+    deadlines = open_deadlines(session, spec.name, [row.id]).get(row.id, {})
+    return len(write(session, compose(session, spec, row, letters, key=key, now=clock.now(), today=today,
+                                      deadlines=deadlines, extra=extra)))
 
+
+def open_deadlines(session: Session, kind: str, item_ids: list[int]) -> dict[int, dict[str, date]]:
+    """Each item's open and paused deadlines by name (what letters quote), in one query."""
+    from models.tables import Deadline, DeadlineStatus
+
+    t = Deadline.__table__  # type: ignore[attr-defined]
+    out: dict[int, dict[str, date]] = {i: {} for i in item_ids}
+    for start in range(0, len(item_ids), 900):
+        for item_id, name, due_on in session.execute(
+            select_core(t.c.item_id, t.c.name, t.c.due_on).where(
+                t.c.kind == kind, t.c.item_id.in_(item_ids[start:start + 900]),
+                t.c.status.in_([DeadlineStatus.OPEN, DeadlineStatus.PAUSED]),
+            ).order_by(t.c.due_on, t.c.id)
+        ):
+            out[item_id][name] = due_on
+    return out
+
+
+def compose(
+    session: Session,
+    spec: KindSpec,
+    row: Any,
+    letters: list[Letter],
+    *,
+    key: str,
+    now: datetime,
+    today: date,
+    deadlines: dict[str, date],
+    extra: dict[str, Any] | None = None,
+) -> list[Message]:
+    """Render ``letters`` about ``row`` into outbox rows (nothing written yet)."""
+    if not letters:
+        return []
     scope = spec.recipient_scope(session, row)
     base = spec.letter_context(session, row)
-    session.flush()  # so new deadlines are visible to the letter
-    deadlines = {d.name: d.due_on for d in pending_deadlines(session, spec.name, row.id)}
     signatories = [_person(c) for r in ("network-manager", "regional-lead") for c in resolve(session, r, scope)]
-    now = clock.now()
-    written = 0
+    out: list[Message] = []
     for letter in letters:
         to = [(r, resolve(session, r, scope)) for r in letter.to]
         cc = [(r, resolve(session, r, scope)) for r in letter.cc]
@@ -96,25 +141,43 @@ def enqueue_letters(
             batches = [(f"{stem}:{p['email']}", [p], [], letter.category) for p in to_people + cc_people]
         # Each role nobody holds is an incident of its own: the letter still goes to the others.
         batches += [(f"{stem}:missing:{r}", [], [], "incident") for r in missing]
-        with session.no_autoflush:  # one query for the batch's keys, no flush per row
-            existing = set(session.exec(select(OutboxMessage.idempotency_key).where(
-                col(OutboxMessage.idempotency_key).in_([b[0] for b in batches]))).all())
         for idem, recipients, copies, category in batches:
-            if idem in existing:
-                continue
             status, error = OutboxStatus.QUEUED, note
             if category == "incident":
                 role = idem.rsplit(":", 1)[1]
                 status, error = OutboxStatus.UNDELIVERABLE, f"no contact holds the role {CONTACT_ROLES.get(role, role)} for this item: add one, then resend"
             elif not recipients:
                 status = OutboxStatus.UNDELIVERABLE
-            session.add(OutboxMessage(
-                idempotency_key=idem, kind=spec.name, item_id=row.id, template=letter.template,
-                category=category, subject=subject, body_text=text, body_html=html,
-                to=recipients, cc=copies, status=status, last_error=error, created_at=now, next_attempt_at=now,
-            ))
-            if category == "letter":
-                for filename, content_type, data in letter.attachments:
-                    session.add(Attachment(idempotency_key=idem, filename=filename, content_type=content_type, data=data))
-            written += 1
-    return written
+            files = [{"idempotency_key": idem, "filename": f, "content_type": c, "data": d}
+                     for f, c, d in letter.attachments] if category == "letter" else []
+            out.append(Message(row={
+                "idempotency_key": idem, "kind": spec.name, "item_id": row.id, "template": letter.template,
+                "category": category, "subject": subject, "body_text": text, "body_html": html,
+                "to": recipients, "cc": copies, "status": getattr(status, "value", status), "attempts": 0, "last_error": error,
+                "created_at": now, "next_attempt_at": now, "sent_at": None, "message_id": None,
+            }, attachments=files))
+    return out
+
+
+def write(session: Session, messages: list[Message]) -> list[Message]:
+    """Insert the messages whose idempotency key is new (one lookup, one executemany);
+    returns those written."""
+    if not messages:
+        return []
+    keys = [m.row["idempotency_key"] for m in messages]
+    existing: set[str] = set()
+    for start in range(0, len(keys), 900):
+        existing.update(session.execute(select_core(_OUTBOX.c.idempotency_key).where(
+            _OUTBOX.c.idempotency_key.in_(keys[start:start + 900]))).scalars())
+    fresh: list[Message] = []
+    for m in messages:
+        k = m.row["idempotency_key"]
+        if k not in existing:
+            existing.add(k)
+            fresh.append(m)
+    if fresh:
+        session.execute(insert(_OUTBOX), [m.row for m in fresh])
+        files = [f for m in fresh for f in m.attachments]
+        if files:
+            session.execute(insert(Attachment.__table__), files)  # type: ignore[attr-defined]
+    return fresh

@@ -25,6 +25,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # templates do not change under a running process: no stat() per letter
     )
     env.filters["d"] = _date
     return env

@@ -13,7 +13,6 @@ from datetime import date, datetime, time, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
 
-import holidays
 
 from states.errors import InvalidInput
 
@@ -30,13 +29,19 @@ class WorkingCalendar:
         if nation not in NATIONS:
             raise InvalidInput(f"unknown nation {nation!r}: use one of {', '.join(NATIONS)}")
         self.nation = nation
+        import holidays  # loaded with the first calendar, not at import
+
         self._holidays = holidays.UK(subdiv=nation)
+        self._working: dict[date, bool] = {}
 
     def holiday_name(self, day: date) -> str | None:
         return self._holidays.get(day)
 
     def is_working_day(self, day: date) -> bool:
-        return day.weekday() < 5 and day not in self._holidays
+        known = self._working.get(day)
+        if known is None:
+            known = self._working[day] = day.weekday() < 5 and day not in self._holidays
+        return known
 
     def add_working_days(self, start: date, n: int) -> date:
         """The n-th working day after ``start`` (``start`` is day 0)."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from datetime import date, datetime, timezone
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
-import pendulum
 
 from states.errors import BadDate
 
 LONDON = "Europe/London"
+_LONDON_TZ = ZoneInfo(LONDON)
 
 
 class Clock(Protocol):
@@ -33,8 +34,7 @@ class FixedClock:
                 raise BadDate(f"naive datetime {at.isoformat()} refused: give a time zone")
             self._now = at.astimezone(timezone.utc)
         else:
-            london = pendulum.datetime(at.year, at.month, at.day, hour, tz=LONDON)
-            self._now = datetime.fromtimestamp(london.timestamp(), tz=timezone.utc)
+            self._now = datetime(at.year, at.month, at.day, hour, tzinfo=_LONDON_TZ).astimezone(timezone.utc)
 
     def now(self) -> datetime:
         return self._now
@@ -49,11 +49,15 @@ def today(clock: Clock) -> date:
 
 
 def local_date(moment: datetime) -> date:
-    return pendulum.instance(moment).in_timezone(LONDON).date()
+    if moment.tzinfo is None:  # stored values are UTC
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(_LONDON_TZ).date()
 
 
 def show(moment: datetime) -> str:
     """A timestamp as people read it: Europe/London."""
+    import pendulum  # only to print
+
     return pendulum.instance(moment).in_timezone(LONDON).format("YYYY-MM-DD HH:mm zz")
 
 

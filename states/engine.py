@@ -13,16 +13,19 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy import select as select_core
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy.orm.util import identity_key
+from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from models.db import begin_write
 from models.tables import AuditEvent, AuditHead, Deadline, DeadlineStatus, Proposal, RefusedAttempt, StatefulItem
-from notifications.outbox import enqueue_letters
 from states import deadlines as clock_stop
 from states import permissions
 from states.calendar import calendar_for
@@ -43,12 +46,70 @@ from states.policy import Policy
 from states.roles import AUDITOR, check_actor_role
 
 
+_DEADLINE = Deadline.__table__  # type: ignore[attr-defined]
+_AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
+_HEAD = AuditHead.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One transition asked of the engine."""
+
+    kind: str
+    item_id: int
+    trigger: str
+    note: str | None = None
+    expected_version: int | None = None
+    params: Mapping[str, Any] | None = None
+
+
+@dataclass
+class Event:
+    """An audit event as written to the chain (``hash`` links it to the one before)."""
+
+    kind: str
+    item_id: int
+    at: datetime
+    actor: str
+    role: str
+    trigger: str
+    from_state: str | None
+    to_state: str
+    note: str | None
+    version: int
+    data: dict[str, Any]
+    prev_hash: str = ""
+    hash: str = ""
+
+    def row(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in _EVENT_FIELDS}
+
+
+_EVENT_FIELDS = ("kind", "item_id", "at", "actor", "role", "trigger", "from_state", "to_state", "note", "version",
+                 "data", "prev_hash", "hash")
+
+
 @dataclass
 class Outcome:
     row: StatefulItem
-    event: AuditEvent
+    event: Event
     queued: int
     proposed: bool = False  # a four-eyes trigger recorded, awaiting a second person
+
+
+@dataclass
+class _Plan:
+    """A transition decided in memory, waiting for the batch's writes."""
+
+    spec: KindSpec
+    row: StatefulItem
+    ctx: Context
+    effects: Effects
+    data: dict[str, Any]
+    old_version: int
+    event: Event | None = None
+    queued: int = 0
+    done: Outcome | None = None  # a four-eyes proposal: already written
 
 
 class _Carrier:
@@ -88,16 +149,75 @@ def fire(
     params: Mapping[str, Any] | None = None,
     policy: Policy | None = None,
 ) -> Outcome:
-    """Fire ``trigger`` on one item; the caller commits."""
+    """Fire ``trigger`` on one item (a batch of one); the caller commits."""
+    return fire_many(session, [Request(kind, item_id, trigger, note, expected_version, params)],
+                     actor=actor, role=role, clock=clock, policy=policy)[0]
+
+
+def fire_many(
+    session: Session,
+    requests: list[Request],
+    *,
+    actor: str,
+    role: str,
+    clock: Clock,
+    policy: Policy | None = None,
+) -> list[Outcome]:
+    """The one engine: fire each request, all or nothing; the caller commits (or rolls back on error).
+
+    Every request is checked and fired on its kind's machine in memory first; then the batch
+    is written at once: one UPDATE per row (version-checked, exactly one bump), one
+    executemany each for closed deadlines, new deadlines, audit events (one lock of the
+    chain head) and outbox rows, whatever the batch's size. The first refusal raises and
+    names the item; a concurrent writer makes the batch raise ``StaleVersion``.
+    """
     if not actor or not actor.strip():
-        raise MissingActor(f"no actor given for {kind} {item_id} {trigger}: name who is acting (--actor)")
+        first = requests[0] if requests else None
+        what = f" for {first.kind} {first.item_id} {first.trigger}" if first else ""
+        raise MissingActor(f"no actor given{what}: name who is acting (--actor)")
     check_actor_role(role)
     if role == AUDITOR:
-        raise PermissionDenied(f"role 'auditor' is read-only: it may not fire {trigger!r} on {kind} {item_id}")
+        raise PermissionDenied(f"role 'auditor' is read-only: it may not fire "
+                               + ", ".join(f"{r.trigger!r} on {r.kind} {r.item_id}" for r in requests[:3]))
+    seen: set[tuple[str, int]] = set()
+    for r in requests:
+        if (r.kind, r.item_id) in seen:
+            raise InvalidInput(f"{r.kind} {r.item_id} appears twice in one batch: fire its transitions one after the other")
+        seen.add((r.kind, r.item_id))
+    now = clock.now()
+    today = local_date(now)
+    policy = policy or Policy.from_env()
+    if len(requests) > 1:
+        session.flush()  # anything pending goes out before the batch is read
+    loaded = _preload(session, requests)  # noqa: F841 - held: the identity map keeps rows only while referenced
+    with session.no_autoflush:  # rows change in memory only until the batch is written
+        plans = [_plan(session, r, actor.strip(), role, now, today, policy) for r in requests]
+    _write(session, [p for p in plans if p.done is None], now, today)
+    return [p.done or Outcome(row=p.row, event=p.event, queued=p.queued) for p in plans]  # type: ignore[arg-type]
+
+
+def _preload(session: Session, requests: list[Request]) -> list[StatefulItem]:
+    """A batch's rows in one IN query per kind, so each load is an identity-map hit."""
+    if len(requests) < 2:
+        return []
+    by_kind: dict[str, list[int]] = {}
+    for r in requests:
+        by_kind.setdefault(r.kind, []).append(r.item_id)
+    rows: list[StatefulItem] = []
+    for kind, ids in by_kind.items():
+        model = get_spec(kind).model
+        for start in range(0, len(ids), 900):
+            rows += session.exec(select(model).where(col(model.id).in_(ids[start:start + 900]))).all()
+    return rows
+
+
+def _plan(session: Session, req: Request, actor: str, role: str, now: datetime, today: date, policy: Policy) -> _Plan:
+    """Check one request and fire it on the machine; the row changes in memory only."""
+    kind, item_id, trigger, note = req.kind, req.item_id, req.trigger, req.note
     spec, row = load(session, kind, item_id)
-    if expected_version is not None and row.version != expected_version:
+    if req.expected_version is not None and row.version != req.expected_version:
         raise StaleVersion(
-            f"{kind} {item_id} is at version {row.version}, not {expected_version}: "
+            f"{kind} {item_id} is at version {row.version}, not {req.expected_version}: "
             "it changed since you read it; show it again and retry"
         )
     if trigger not in spec.triggers():
@@ -117,29 +237,22 @@ def fire(
         )
     if any(r.get("note_required") for r in rows) and not (note and note.strip()):
         raise InvalidInput(f"{trigger!r} on {kind} {item_id} needs a reason: give --note")
-
-    now = clock.now()
-    today = local_date(now)
     if local_date(row.updated_at) > today:
         raise BadDate(
             f"as-of {today.isoformat()} is before {kind} {item_id}'s last change on "
             f"{local_date(row.updated_at).isoformat()}: an item cannot move back in time"
         )
-    policy = policy or Policy.from_env()
     ctx = Context(
-        session=session, row=row, trigger=trigger, source=source, dest=source, params=dict(params or {}),
+        session=session, row=row, trigger=trigger, source=source, dest=source, params=dict(req.params or {}),
         now=now, today=today, calendar=calendar_for(spec.nation_of(session, row)), policy=policy,
-        actor=actor.strip(), role=role, note=note,
+        actor=actor, role=role, note=note,
     )
 
+    # The kind's one machine fires its event on a throwaway carrier of the state and the
+    # guards: no model is ever added to the machine, so nothing is bound or unbound.
     carrier = _Carrier(source, ctx, spec)
-    machine = spec.machine
-    machine.add_model(carrier, initial=source)
-    try:
-        fired = carrier.trigger(trigger)
-        dest = carrier.state
-    finally:
-        machine.remove_model(carrier)
+    fired = spec.machine.events[trigger].trigger(carrier)
+    dest = carrier.state
     if not fired:
         unmet = [c for r in rows for c in (r.get("conditions") or []) if not spec.guards[c](ctx)]
         unmet += [f"not {c}" for r in rows for c in (r.get("unless") or []) if spec.guards[c](ctx)]
@@ -150,7 +263,7 @@ def fire(
     if permissions.is_four_eyes(spec, trigger):
         proposal = _proposal(session, spec, row, trigger)
         if proposal is None:
-            return _propose(session, spec, row, ctx)
+            return _Plan(spec, row, ctx, Effects(), {}, row.version, done=_propose(session, spec, row, ctx))
         if proposal.actor.strip().lower() == ctx.actor.lower():
             raise GuardRefused(f"{trigger!r} on {kind} {item_id} needs four eyes: {proposal.actor} proposed it, "
                                "so a different person must confirm it")
@@ -168,34 +281,67 @@ def fire(
             effects = Effects()
         else:
             effects = spec.effects(ctx)  # may set fields on the row (counters, dates, scores)
-            if dest != source:
-                _close_deadlines(session, spec, item_id, dest)
-            data = {}
-            for d in effects.deadlines:
-                session.add(Deadline(kind=spec.name, item_id=item_id, name=d.name, due_on=d.due_on,
-                                     remind_on=d.remind_on, nation=ctx.calendar.nation))
-                data.setdefault("deadlines", {})[d.name] = d.due_on.isoformat()
+            data = {"deadlines": {d.name: d.due_on.isoformat() for d in effects.deadlines}} if effects.deadlines else {}
         row.state = dest
         row.updated_at = now
-        flag_modified(row, "state")  # an internal transition still bumps the version
-        session.add(row)
+        flag_modified(row, "state")  # an internal transition still bumps the version (the row is
+        # already in the session: no add, which would walk its relationships for each row)
+    data.update(confirmed)
+    if ctx.params:
+        data["params"] = _jsonable(ctx.params)
+    return _Plan(spec, row, ctx, effects, data, old_version)
+
+
+def _write(session: Session, plans: list[_Plan], now: datetime, today: date) -> None:
+    """Write a batch of decided transitions: rows, deadlines, audit chain, outbox, follow-ups."""
+    if not plans:
+        return
     try:
-        session.flush()
+        session.flush()  # the rows' UPDATEs, each checked against its version
     except StaleDataError:
-        raise StaleVersion(f"{kind} {item_id} was changed by someone else while {trigger!r} fired; retry") from None
-    if row.version != old_version + 1:  # pragma: no cover - a bug, not an operator error
-        raise RuntimeError(f"{kind} {item_id}: version moved {old_version} -> {row.version} in one transition")
-    event = AuditEvent(
-        kind=spec.name, item_id=item_id, at=now, actor=ctx.actor, role=role, trigger=trigger,
-        from_state=source, to_state=dest, note=note, version=row.version,
-        data={**data, **confirmed, **({"params": _jsonable(ctx.params)} if ctx.params else {})},
-    )
-    append_audit(session, event)
-    queued = enqueue_letters(session, spec, row, effects.letters, key=f"v{row.version}", clock=clock, today=today)
-    for follow_up in effects.then:
+        which = plans[0] if len(plans) == 1 else None
+        raise StaleVersion(
+            f"{which.spec.name} {which.row.id} was changed by someone else while {which.ctx.trigger!r} fired; retry" if which
+            else f"one of {len(plans)} items was changed by someone else while the batch fired; retry"
+        ) from None
+    for p in plans:
+        if p.row.version != p.old_version + 1:  # pragma: no cover - a bug, not an operator error
+            raise RuntimeError(f"{p.spec.name} {p.row.id}: version moved {p.old_version} -> {p.row.version} in one transition")
+    _close_deadlines(session, [p for p in plans if p.ctx.dest != p.ctx.source and p.ctx.trigger not in CLOCK_TRIGGERS])
+    new = [{"kind": p.spec.name, "item_id": p.row.id, "name": d.name, "due_on": d.due_on, "remind_on": d.remind_on,
+            "reminded": False, "due_day_notified": False, "status": DeadlineStatus.OPEN.value, "paused_remaining": None,
+            "nation": p.ctx.calendar.nation, "created_at": now}
+           for p in plans for d in p.effects.deadlines]
+    if new:
+        session.execute(insert(_DEADLINE), new)
+    for p in plans:
+        c = p.ctx
+        p.event = Event(kind=p.spec.name, item_id=p.row.id, at=now, actor=c.actor, role=c.role, trigger=c.trigger,  # type: ignore[arg-type]
+                        from_state=c.source, to_state=c.dest, note=c.note, version=p.row.version, data=p.data)
+    append_audit(session, [p.event for p in plans if p.event is not None])
+    _letters(session, [p for p in plans if p.effects.letters], now, today)
+    thens = [f for p in plans for f in p.effects.then]
+    for follow_up in thens:
         follow_up()
-    session.flush()
-    return Outcome(row=row, event=event, queued=queued)
+    if thens:
+        session.flush()
+
+
+def _letters(session: Session, plans: list[_Plan], now: datetime, today: date) -> None:
+    """Compose every plan's letters (quoting its deadlines as now written) and write them at once."""
+    from notifications import outbox  # Jinja2 loads with the first letter, not with the CLI
+    by_kind: dict[str, list[_Plan]] = {}
+    for p in plans:
+        by_kind.setdefault(p.spec.name, []).append(p)
+    composed: list[tuple[_Plan, Any]] = []
+    for kind, group in by_kind.items():
+        deadlines = outbox.open_deadlines(session, kind, [p.row.id for p in group])  # type: ignore[misc]
+        for p in group:
+            composed += [(p, m) for m in outbox.compose(session, p.spec, p.row, p.effects.letters, key=f"v{p.row.version}",
+                                                        now=now, today=today, deadlines=deadlines.get(p.row.id, {}))]  # type: ignore[arg-type]
+    written = {id(m) for m in outbox.write(session, [m for _, m in composed])}
+    for p, m in composed:
+        p.queued += id(m) in written
 
 
 def _proposal(session: Session, spec: KindSpec, row: StatefulItem, trigger: str) -> Proposal | None:
@@ -222,10 +368,10 @@ def _propose(session: Session, spec: KindSpec, row: StatefulItem, ctx: Context) 
     session.flush()
     session.add(Proposal(kind=spec.name, item_id=row.id, trigger=ctx.trigger, params=_jsonable(dict(ctx.params)),  # type: ignore[arg-type]
                          note=ctx.note, actor=ctx.actor, role=ctx.role, at=ctx.now, item_version=row.version))
-    event = AuditEvent(kind=spec.name, item_id=row.id, at=ctx.now, actor=ctx.actor, role=ctx.role,  # type: ignore[arg-type]
-                       trigger=f"propose:{ctx.trigger}", from_state=ctx.source, to_state=ctx.source, note=ctx.note,
-                       version=row.version, data={"awaiting_second_person": True, **({"params": _jsonable(dict(ctx.params))} if ctx.params else {})})
-    append_audit(session, event)
+    event = Event(kind=spec.name, item_id=row.id, at=ctx.now, actor=ctx.actor, role=ctx.role,  # type: ignore[arg-type]
+                  trigger=f"propose:{ctx.trigger}", from_state=ctx.source, to_state=ctx.source, note=ctx.note,
+                  version=row.version, data={"awaiting_second_person": True, **({"params": _jsonable(dict(ctx.params))} if ctx.params else {})})
+    append_audit(session, [event])
     session.flush()
     return Outcome(row=row, event=event, queued=0, proposed=True)
 
@@ -242,16 +388,21 @@ def event_hash(prev_hash: str, event: AuditEvent) -> str:
     return hashlib.sha256(prev_hash.encode() + b"\n" + _canonical(event)).hexdigest()
 
 
-def append_audit(session: Session, event: AuditEvent) -> None:
-    """Append to the one hash chain; the head row is locked so concurrent appends queue, never fork."""
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
+def append_audit(session: Session, events: list[Event]) -> None:
+    """Append events to the one hash chain, in order: the head row is locked (FOR UPDATE on
+    PostgreSQL; SQLite's single writer) so concurrent appends queue, never fork."""
+    if not events:
+        return
+    head = session.execute(select_core(_HEAD.c.hash, _HEAD.c.events).where(_HEAD.c.id == 1).with_for_update()).first()
+    prev = head.hash if head is not None else ""
+    for e in events:
+        e.prev_hash = prev
+        e.hash = prev = event_hash(prev, e)
+    session.execute(insert(_AUDIT), [e.row() for e in events])
     if head is None:
-        head = AuditHead(id=1, hash="", events=0)
-    event.prev_hash = head.hash
-    event.hash = event_hash(head.hash, event)
-    head.hash, head.events = event.hash, head.events + 1
-    session.add(head)
-    session.add(event)
+        session.execute(insert(_HEAD), [{"id": 1, "hash": prev, "events": len(events)}])
+    else:
+        session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(hash=prev, events=head.events + len(events)))
 
 
 def verify_chain(session: Session, batch: int = 5000) -> tuple[int, AuditEvent | None, str | None]:
@@ -267,7 +418,7 @@ def verify_chain(session: Session, batch: int = 5000) -> tuple[int, AuditEvent |
             if e.hash != event_hash(prev, e):
                 return checked, e, f"audit event {e.id} ({e.kind} {e.item_id} {e.trigger}) was changed after it was written"
             prev, last_id, checked = e.hash, e.id or last_id, checked + 1
-    head = session.get(AuditHead, 1)
+    head = session.execute(select_core(_HEAD.c.hash).where(_HEAD.c.id == 1)).first()
     if head is not None and head.hash != prev:
         return checked, None, "the last audit events were deleted: the chain head does not match the last event"
     return checked, None, None
@@ -276,9 +427,12 @@ def verify_chain(session: Session, batch: int = 5000) -> tuple[int, AuditEvent |
 def record_refusal(db: Engine, kind: str, item_id: int | None, trigger: str, actor: str, role: str, clock: Clock,
                    reason: str, params: Mapping[str, Any] | None = None) -> None:
     """Audit a refused attempt in its own transaction (the attempt itself changed nothing)."""
+    data: dict[str, Any] = {"params": _jsonable(dict(params or {}))}
+    if item_id is not None and not -(2**63) <= item_id < 2**63:  # no such row can exist: keep the id as typed
+        data["item_id"], item_id = str(item_id), None
     with Session(db) as s:
         s.add(RefusedAttempt(kind=kind, item_id=item_id, trigger=trigger, actor=(actor or "").strip() or "(none)", role=role or "(none)",
-                             at=clock.now(), reason=reason, data={"params": _jsonable(dict(params or {}))}))
+                             at=clock.now(), reason=reason, data=data))
         s.commit()
 
 
@@ -290,6 +444,7 @@ def fire_or_record(db: Engine, kind: str, item_id: int, trigger: str, *, actor: 
     Returns the outcome and the item's pending deadlines, read in the same transaction."""
     try:
         with Session(db, expire_on_commit=False) as s:
+            begin_write(s)
             out = fire(s, kind, item_id, trigger, actor=actor, role=role, clock=clock, note=note,
                        expected_version=expected_version, params=params)
             pending = [{"name": d.name, "due_on": d.due_on, "status": d.status} for d in pending_deadlines(s, kind, item_id)]
@@ -324,19 +479,33 @@ def create(
     return fire(session, kind, row.id, trigger, actor=actor, role=role, clock=clock, note=note, params=params)
 
 
-def _close_deadlines(session: Session, spec: KindSpec, item_id: int, dest: str) -> None:
-    """Leaving a state closes its deadlines, except those whose rule runs through ``dest``."""
-    for d in session.exec(
-        select(Deadline).where(
-            Deadline.kind == spec.name, Deadline.item_id == item_id,
-            Deadline.status.in_([DeadlineStatus.OPEN, DeadlineStatus.PAUSED]),  # type: ignore[attr-defined]
-        )
-    ):
-        rule = spec.deadline_rules.get(d.name)
-        if rule is not None and dest in rule.runs_through:
-            continue
-        d.status = DeadlineStatus.CLOSED
-        session.add(d)
+def _close_deadlines(session: Session, plans: list[_Plan]) -> None:
+    """Leaving a state closes its deadlines, except those whose rule runs through the new
+    state: one query per kind, one executemany."""
+    by_kind: dict[str, dict[int, _Plan]] = {}
+    for p in plans:
+        by_kind.setdefault(p.spec.name, {})[p.row.id] = p  # type: ignore[index]
+    closing: list[int] = []
+    for kind, items in by_kind.items():
+        ids = list(items)
+        for start in range(0, len(ids), 900):
+            for d_id, item_id, name in session.execute(
+                select_core(_DEADLINE.c.id, _DEADLINE.c.item_id, _DEADLINE.c.name).where(
+                    _DEADLINE.c.kind == kind, _DEADLINE.c.item_id.in_(ids[start:start + 900]),
+                    _DEADLINE.c.status.in_([DeadlineStatus.OPEN.value, DeadlineStatus.PAUSED.value]))
+            ):
+                p = items[item_id]
+                rule = p.spec.deadline_rules.get(name)
+                if rule is None or p.ctx.dest not in rule.runs_through:
+                    closing.append(d_id)
+    if not closing:
+        return
+    session.execute(update(_DEADLINE).where(_DEADLINE.c.id == bindparam("d_id")).values(status=DeadlineStatus.CLOSED.value),
+                    [{"d_id": i} for i in closing])
+    for i in closing:  # keep loaded Deadline objects true to the database
+        loaded = session.identity_map.get(identity_key(Deadline, i))
+        if loaded is not None:
+            set_committed_value(loaded, "status", DeadlineStatus.CLOSED)
 
 
 def _normal(value: Any) -> Any:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
 from sqlmodel import Session
-from transitions import Machine
 
 from models.tables import StatefulItem
 from states.calendar import WorkingCalendar
@@ -118,7 +118,7 @@ class KindSpec:
     recipient_scope: Callable[[Session, Any], dict[str, int | None]]
     next_step: dict[str, str] = field(default_factory=dict)
     describe: str = ""
-    _machine: Machine | None = None
+    _machine: Any = None  # transitions.Machine, built on first use
 
     def __post_init__(self) -> None:
         """State Enums in the table become the plain strings the transitions library wants."""
@@ -127,7 +127,7 @@ class KindSpec:
             t["source"] = [str(s) for s in src] if isinstance(src, list | tuple) else str(src)
             t["dest"] = None if t["dest"] is None else str(t["dest"])
 
-    @property
+    @cached_property
     def all_transitions(self) -> list[dict[str, Any]]:
         """The declared table plus the clock-stop triggers on every open state."""
         open_states = [s.value for s in self.states if s.value not in self.terminal and s != self.initial]
@@ -138,13 +138,15 @@ class KindSpec:
         return self.transitions + clock
 
     @property
-    def machine(self) -> Machine:
+    def machine(self) -> Any:
         """One machine per kind, no models; the engine binds a row only while it fires."""
         if self._machine is None:
             table = [
                 {k: v for k, v in t.items() if k in ("trigger", "source", "dest", "conditions", "unless")}
                 for t in self.all_transitions
             ]
+            from transitions import Machine  # built once per kind, on first use
+
             self._machine = Machine(
                 model=None,
                 states=[s.value for s in self.states],
@@ -156,19 +158,26 @@ class KindSpec:
         return self._machine
 
     def triggers(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for t in self.all_transitions:
-            seen[t["trigger"]] = None
-        return list(seen)
+        return list(self._triggers)
+
+    @cached_property
+    def _triggers(self) -> dict[str, None]:
+        return dict.fromkeys(t["trigger"] for t in self.all_transitions)
 
     def rows_for(self, trigger: str, source: str) -> list[dict[str, Any]]:
         """The table rows for a trigger from a state, in declaration order."""
-        out = []
-        for t in self.all_transitions:
-            sources = t["source"] if isinstance(t["source"], list) else [t["source"]]
-            if t["trigger"] == trigger and (source in sources or "*" in sources):
-                out.append(t)
-        return out
+        key = (trigger, source)
+        found = self._rows.get(key)
+        if found is None:
+            found = self._rows[key] = [
+                t for t in self.all_transitions
+                if t["trigger"] == trigger and (source in (srcs := t["source"] if isinstance(t["source"], list) else [t["source"]]) or "*" in srcs)
+            ]
+        return list(found)
+
+    @cached_property
+    def _rows(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        return {}
 
     def allowed_from(self, source: str) -> list[str]:
         return [t for t in self.triggers() if self.rows_for(t, source)]

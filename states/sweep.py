@@ -19,8 +19,9 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from models.db import begin_write
 from models.tables import Deadline, DeadlineStatus
-from notifications.outbox import enqueue_letters
+from notifications import outbox
 from states import engine
 from states.clock import Clock, local_date
 from states.errors import PeerwatchError
@@ -77,12 +78,12 @@ def run_sweep(
         for start in range(0, len(ids), BATCH):
             chunk = ids[start:start + BATCH]
             with Session(db, expire_on_commit=False) as session:
+                begin_write(session)  # SQLite: take the write lock before reading, so a rival sweeper waits its turn
                 # re-check the status: an operator may have moved the item since the scan
                 deadlines = list(session.exec(select(Deadline).where(col(Deadline.id).in_(chunk), Deadline.status == DeadlineStatus.OPEN)
                                               .order_by(Deadline.due_on, Deadline.id)))  # type: ignore[arg-type]
                 loaded = _preload(session, deadlines)  # held so the identity map keeps them for the batch
-                for d in deadlines:
-                    handler(session, d, clock, today, policy, summary)
+                handler(session, deadlines, clock, today, policy, summary)
                 session.commit()
                 del loaded
             if on_progress:
@@ -111,52 +112,139 @@ def _record(summary: SweepSummary, d: Deadline, action: str, **extra: Any) -> No
     summary.actions.append({"kind": d.kind, "id": d.item_id, "deadline": d.name, "due_on": d.due_on.isoformat(), "action": action, **extra})
 
 
-def _letter(session: Session, d: Deadline, which: str, clock: Clock, today: date) -> bool:
-    """Queue the rule's ``which`` letter for a deadline, if it has one; True if it did."""
-    spec = get_spec(d.kind)
-    rule = spec.deadline_rules.get(d.name)
-    row = _row(session, d)
-    letter = letter_for(getattr(rule, which), session, row) if rule else None
-    if letter is None:
-        return False
-    enqueue_letters(session, spec, row, [letter], key=f"deadline{d.id}:{which}", clock=clock, today=today,
-                    extra={"deadline": {"name": d.name, "due_on": d.due_on}})
-    return True
+def _notices(session: Session, marked: list[tuple[Deadline, str]], clock: Clock, today: date) -> set[int]:
+    """Queue each deadline's ``which`` letter (reminder, due today, overdue), if its rule has
+    one: composed per item, written in one go. Returns the ids of deadlines that had a letter."""
+    by_kind: dict[str, list[tuple[Deadline, str]]] = defaultdict(list)
+    for d, which in marked:
+        by_kind[d.kind].append((d, which))
+    messages: list[outbox.Message] = []
+    sent: set[int] = set()
+    now = clock.now()
+    for kind, group in by_kind.items():
+        spec = get_spec(kind)
+        deadlines = outbox.open_deadlines(session, kind, list({d.item_id for d, _ in group}))
+        for d, which in group:
+            rule = spec.deadline_rules.get(d.name)
+            row = _row(session, d)
+            letter = letter_for(getattr(rule, which), session, row) if rule else None
+            if letter is None:
+                continue
+            sent.add(d.id)  # type: ignore[arg-type]
+            messages += outbox.compose(session, spec, row, [letter], key=f"deadline{d.id}:{which}", now=now, today=today,
+                                       deadlines=deadlines.get(d.item_id, {}),
+                                       extra={"deadline": {"name": d.name, "due_on": d.due_on}})
+    outbox.write(session, messages)
+    return sent
 
 
-def _remind(session: Session, d: Deadline, clock: Clock, today: date, policy: Policy, summary: SweepSummary) -> None:
-    with session.begin_nested():
+def _mark(d: Deadline, which: str) -> None:
+    if which == "reminder":
         d.reminded = True
-        session.add(d)
-        _letter(session, d, "reminder", clock, today)
-    _record(summary, d, "reminded")
-
-
-def _due_today(session: Session, d: Deadline, clock: Clock, today: date, policy: Policy, summary: SweepSummary) -> None:
-    with session.begin_nested():
+    elif which == "due_today":
         d.due_day_notified = True
-        session.add(d)
-        sent = _letter(session, d, "due_today", clock, today)
-    if sent:
-        _record(summary, d, "due_today")
+    else:
+        d.status = DeadlineStatus.FIRED
 
 
-def _pass(session: Session, d: Deadline, clock: Clock, today: date, policy: Policy, summary: SweepSummary) -> None:
-    spec = get_spec(d.kind)
-    rule = spec.deadline_rules.get(d.name)
-    if rule and rule.on_due:
+_ACTION = {"reminder": "reminded", "due_today": "due_today", "overdue": "overdue_notice"}
+
+
+def _notice_batch(session: Session, deadlines: list[Deadline], which: str, clock: Clock, today: date,
+                  summary: SweepSummary) -> None:
+    """Mark a batch of deadlines and queue their letters together; one at a time if that fails."""
+    if not deadlines:
+        return
+    try:
+        with session.begin_nested():
+            for d in deadlines:
+                _mark(d, which)
+                session.add(d)
+            session.flush()
+            sent = _notices(session, [(d, which) for d in deadlines], clock, today)
+    except PeerwatchError:
+        for d in deadlines:
+            _notice_one(session, d, which, clock, today, summary)
+        return
+    for d in deadlines:
+        if which != "due_today" or d.id in sent:
+            _record(summary, d, _ACTION[which])
+
+
+def _notice_one(session: Session, d: Deadline, which: str, clock: Clock, today: date, summary: SweepSummary) -> None:
+    try:
+        with session.begin_nested():
+            _mark(d, which)
+            session.add(d)
+            session.flush()
+            sent = _notices(session, [(d, which)], clock, today)
+    except PeerwatchError as exc:
+        log.warning("skipped %s %s %s: %s", d.kind, d.item_id, which, exc)
+        summary.skipped.append({"kind": d.kind, "id": d.item_id, "deadline": d.name, "reason": str(exc)})
+        return
+    if which != "due_today" or d.id in sent:
+        _record(summary, d, _ACTION[which])
+
+
+def _remind(session: Session, deadlines: list[Deadline], clock: Clock, today: date, policy: Policy, summary: SweepSummary) -> None:
+    _notice_batch(session, deadlines, "reminder", clock, today, summary)
+
+
+def _due_today(session: Session, deadlines: list[Deadline], clock: Clock, today: date, policy: Policy, summary: SweepSummary) -> None:
+    _notice_batch(session, deadlines, "due_today", clock, today, summary)
+
+
+def _pass(session: Session, deadlines: list[Deadline], clock: Clock, today: date, policy: Policy, summary: SweepSummary) -> None:
+    """Passed deadlines: fire each rule's ``on_due`` trigger through the engine as one batch
+    (one item at a time if the batch is refused, e.g. a row changed under us); a deadline
+    without one gets its overdue letter, once."""
+    firing: list[tuple[Deadline, str]] = []
+    later: list[Deadline] = []  # a second passed deadline of an item already firing
+    items: set[tuple[str, int]] = set()
+    notices: list[Deadline] = []
+    for d in deadlines:
+        rule = get_spec(d.kind).deadline_rules.get(d.name)
+        if not (rule and rule.on_due):
+            notices.append(d)
+        elif (d.kind, d.item_id) in items:
+            later.append(d)
+        else:
+            items.add((d.kind, d.item_id))
+            firing.append((d, rule.on_due))
+    if firing:
+        requests = [engine.Request(d.kind, d.item_id, trigger, note=f"{d.name} due {d.due_on.isoformat()} passed")
+                    for d, trigger in firing]
         try:
             with session.begin_nested():
-                out = engine.fire(session, d.kind, d.item_id, rule.on_due, actor=SYSTEM_ACTOR, role=SYSTEM,
-                                  clock=clock, note=f"{d.name} due {d.due_on.isoformat()} passed", policy=policy)
-        except PeerwatchError as exc:
-            log.warning("skipped %s %s %s: %s", d.kind, d.item_id, rule.on_due, exc)
-            summary.skipped.append({"kind": d.kind, "id": d.item_id, "deadline": d.name, "reason": str(exc)})
-            return
-        _record(summary, d, rule.on_due, to_state=out.row.state)
+                outs = engine.fire_many(session, requests, actor=SYSTEM_ACTOR, role=SYSTEM, clock=clock, policy=policy)
+        except PeerwatchError:
+            for d, _ in firing:
+                _fire_one(session, d, clock, policy, summary, retry=True)
+        else:
+            for (d, trigger), out in zip(firing, outs):
+                _record(summary, d, trigger, to_state=out.row.state)
+    for d in later:
+        _fire_one(session, d, clock, policy, summary)
+    _notice_batch(session, notices, "overdue", clock, today, summary)
+
+
+def _fire_one(session: Session, d: Deadline, clock: Clock, policy: Policy, summary: SweepSummary, retry: bool = False) -> None:
+    """One passed deadline on its own: after its batch was refused (``retry``), or when an
+    earlier transition of its item in this batch may have closed it."""
+    session.refresh(d)
+    rule = get_spec(d.kind).deadline_rules[d.name]
+    if d.status != DeadlineStatus.OPEN:
+        if retry:  # someone else moved the item after the sweep read it
+            reason = f"{d.kind} {d.item_id} changed since the sweep read it: its {d.name} deadline is now {d.status}"
+            log.warning("skipped %s %s %s: %s", d.kind, d.item_id, rule.on_due, reason)
+            summary.skipped.append({"kind": d.kind, "id": d.item_id, "deadline": d.name, "reason": reason})
         return
-    with session.begin_nested():
-        d.status = DeadlineStatus.FIRED
-        session.add(d)
-        _letter(session, d, "overdue", clock, today)
-    _record(summary, d, "overdue_notice")
+    try:
+        with session.begin_nested():
+            out = engine.fire(session, d.kind, d.item_id, rule.on_due, actor=SYSTEM_ACTOR, role=SYSTEM,  # type: ignore[arg-type]
+                              clock=clock, note=f"{d.name} due {d.due_on.isoformat()} passed", policy=policy)
+    except PeerwatchError as exc:
+        log.warning("skipped %s %s %s: %s", d.kind, d.item_id, rule.on_due, exc)
+        summary.skipped.append({"kind": d.kind, "id": d.item_id, "deadline": d.name, "reason": str(exc)})
+        return
+    _record(summary, d, rule.on_due, to_state=out.row.state)  # type: ignore[arg-type]
