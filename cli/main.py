@@ -776,28 +776,58 @@ def _params(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _plugins() -> None:
-    """Command groups in ``cli/cmd_<name>.py`` (each exports ``app`` and ``NAME``); a NAME that is
-    a kind gets the generic show/list/fire/history commands too."""
-    import importlib
+def _plugin_names() -> list[str]:
+    """Command groups in ``cli/cmd_<name>.py`` (each exports ``app`` and ``NAME`` == name)."""
     import pkgutil
 
     import cli
 
-    for mod in pkgutil.iter_modules(cli.__path__):
-        if mod.name.startswith("cmd_"):
-            module = importlib.import_module(f"cli.{mod.name}")
+    return [m.name.removeprefix("cmd_") for m in pkgutil.iter_modules(cli.__path__) if m.name.startswith("cmd_")]
+
+
+def _mount(word: str | None) -> None:
+    """Mount the plugin command groups and every kind's generic show/list/fire/history.
+
+    For a command word that names one of them, only that one is imported (start-up time:
+    each plugin pulls in its kind's module); anything else (help, a typo) mounts them all."""
+    import importlib
+
+    plugins = _plugin_names()
+    builtin = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    builtin |= {g.name for g in app.registered_groups if g.name and g.name not in KIND_APPS}
+    if word in builtin:
+        return
+    every = word not in set(plugins) | set(kinds())
+    for name in plugins:
+        if (every or name == word) and f"cmd_{name}" not in _DONE:
+            _DONE.add(f"cmd_{name}")
+            module = importlib.import_module(f"cli.cmd_{name}")
             KIND_APPS.setdefault(module.NAME, module.app)
             if module.NAME not in kinds():
                 app.add_typer(module.app, name=module.NAME, help=module.app.info.help)
+    for kind in kinds():
+        if (every or kind == word) and kind not in _DONE:
+            _DONE.add(kind)
+            sub = _kind_app(kind)
+            if kind not in _MOUNTED:
+                app.add_typer(sub, name=kind, help=get_spec(kind).describe)
 
 
-_MOUNTED = set(KIND_APPS)
-_plugins()
-for _kind in kinds():
-    _sub = _kind_app(_kind)
-    if _kind not in _MOUNTED:
-        app.add_typer(_sub, name=_kind, help=get_spec(_kind).describe)
+_MOUNTED = set(KIND_APPS)  # mounted above with their own commands; the generic ones join them in _mount
+_DONE: set[str] = set()  # plugins and kinds mounted so far in this process
+
+
+def _command_word(args: list[str]) -> str | None:
+    """The first word that is not an option or the --as-of value: the command group."""
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--as-of":
+            skip = True
+        elif not a.startswith("-"):
+            return a
+    return None
 
 
 # ---------------------------------------------------------------- sweeps and outbox
@@ -995,6 +1025,7 @@ def main(argv: list[str] | None = None) -> None:
     from typer._click import exceptions as click_errors  # typer 0.29 vendors click
 
     args = _hoist_globals(list(sys.argv[1:] if argv is None else argv))
+    _mount(_command_word(args))
     try:
         code = app(args=args, prog_name="peerwatch", standalone_mode=False)
     except PeerwatchError as exc:

@@ -26,7 +26,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from states.errors import InvalidInput
 from states.kinds import KindSpec, get_spec, kinds
@@ -40,6 +39,8 @@ def _overrides(path: str | None) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise InvalidInput(f"PEERWATCH_PERMISSIONS={path!r}: no such file")
+    import yaml  # only when a permissions file is read
+
     data = yaml.safe_load(p.read_text()) or {}
     if not isinstance(data, dict):
         raise InvalidInput(f"{path}: expected a mapping of kind -> trigger -> [roles]")

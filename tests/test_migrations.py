@@ -67,6 +67,26 @@ def test_init_db_fast_path_is_stamped_and_identical(db_url: str) -> None:
     assert _differences(db_url) == []
 
 
+def test_head_revision_constant_is_alembics_head() -> None:
+    """init_db's no-Alembic check compares with HEAD_REVISION: it must be the scripts' head."""
+    from models.db import HEAD_REVISION
+
+    assert HEAD_REVISION == _head(), "a migration was added: set models.db.HEAD_REVISION to its revision"
+
+
+def test_init_db_at_head_does_not_import_alembic(db_url: str, tmp_path: Path) -> None:
+    """A database already at head is recognised with one plain query (CLI start-up time)."""
+    import subprocess
+    import sys
+
+    init_db(db_url)
+    code = ("import sys; from models import init_db; init_db(sys.argv[1]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))")
+    out = subprocess.run([sys.executable, "-c", code, db_url], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 def test_init_db_on_an_existing_database_upgrades_and_keeps_rows(db_url: str) -> None:
     migrate(db_url, "base")  # nothing yet, but alembic_version exists: not "brand new"
     engine = get_engine(db_url)
