@@ -177,7 +177,7 @@ def fire_many(
         raise MissingActor(f"no actor given{what}: name who is acting (--actor)")
     check_actor_role(role)
     if role == AUDITOR:
-        raise PermissionDenied(f"role 'auditor' is read-only: it may not fire "
+        raise PermissionDenied("role 'auditor' is read-only: it may not fire "
                                + ", ".join(f"{r.trigger!r} on {r.kind} {r.item_id}" for r in requests[:3]))
     seen: set[tuple[str, int]] = set()
     for r in requests:
@@ -189,10 +189,11 @@ def fire_many(
     policy = policy or Policy.from_env()
     if len(requests) > 1:
         session.flush()  # anything pending goes out before the batch is read
-    loaded = _preload(session, requests)  # noqa: F841 - held: the identity map keeps rows only while referenced
+    loaded = _preload(session, requests)  # held until written: the identity map keeps rows only while referenced
     with session.no_autoflush:  # rows change in memory only until the batch is written
         plans = [_plan(session, r, actor.strip(), role, now, today, policy) for r in requests]
     _write(session, [p for p in plans if p.done is None], now, today)
+    del loaded
     return [p.done or Outcome(row=p.row, event=p.event, queued=p.queued) for p in plans]  # type: ignore[arg-type]
 
 

@@ -12,6 +12,22 @@ from dataclasses import dataclass, fields
 from states.errors import InvalidInput
 
 
+def numbers_from_env(policy: type, prefix: str = "PEERWATCH_") -> dict[str, float]:
+    """The fields of a policy dataclass set in the environment as ``<prefix><FIELD>``, parsed
+    as the field's type (int or float); a malformed value is refused, naming the variable."""
+    values: dict[str, float] = {}
+    for f in fields(policy):
+        name = f"{prefix}{f.name.upper()}"
+        raw = os.environ.get(name)
+        if raw is not None:
+            kind = float if f.type in (float, "float") else int
+            try:
+                values[f.name] = kind(raw)
+            except ValueError:
+                raise InvalidInput(f"{name}={raw!r} is not a {'number' if kind is float else 'whole number'}") from None
+    return values
+
+
 @dataclass(frozen=True)
 class Policy:
     reminder_working_days: int = 2  # reminder before a response is due (local policy)
@@ -37,13 +53,4 @@ class Policy:
 
     @classmethod
     def from_env(cls) -> Policy:
-        values: dict[str, float] = {}
-        for f in fields(cls):
-            raw = os.environ.get(f"PEERWATCH_{f.name.upper()}")
-            if raw is not None:
-                kind = float if f.type in (float, "float") else int
-                try:
-                    values[f.name] = kind(raw)
-                except ValueError:
-                    raise InvalidInput(f"PEERWATCH_{f.name.upper()}={raw!r} is not a {'number' if kind is float else 'whole number'}") from None
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**numbers_from_env(cls))  # type: ignore[arg-type]

@@ -18,8 +18,8 @@ service below 50% is escalated to its ICBs and Regional Quality Leads (000 s6.4)
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass, fields
+
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from io import BytesIO
@@ -34,6 +34,7 @@ from models.tables import RefusedAttempt, Report, Service
 from states.clock import Clock, FixedClock, local_date, parse_date
 from states.errors import InvalidInput, MissingActor, NotFound, PeerwatchError
 from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.policy import numbers_from_env
 from states.roles import NETWORK_LEADS, STAFF, check_actor_role
 from states.scope import nation_of, recipient_scope, service_context, service_of
 
@@ -62,16 +63,7 @@ class SelfAssessmentPolicy:
 
     @classmethod
     def from_env(cls) -> SelfAssessmentPolicy:
-        values: dict[str, float] = {}
-        for f in fields(cls):
-            raw = os.environ.get(f"PEERWATCH_{f.name.upper()}")
-            if raw is not None:
-                kind = float if f.type in (float, "float") else int
-                try:
-                    values[f.name] = kind(raw)
-                except ValueError:
-                    raise InvalidInput(f"PEERWATCH_{f.name.upper()}={raw!r} is not a {'number' if kind is float else 'whole number'}") from None
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**numbers_from_env(cls))  # type: ignore[arg-type]
 
     def weight(self, status: str) -> float:
         return {MET: self.selfassessment_weight_met, PARTLY: self.selfassessment_weight_partly,
@@ -522,8 +514,6 @@ def _start_report(ctx: Context) -> None:
     row: SelfAssessment = ctx.row
     engine.create(ctx.session, "report", Report(service_id=row.service_id, basis_date=row.received_on, state="new"),  # type: ignore[arg-type]
                   "start_drafting", actor=ctx.actor, role=ctx.role, clock=FixedClock(ctx.now), note=f"report of self-assessment SA-{row.id}")
-
-
 
 
 # ---------------------------------------------------------------- reading and writing

@@ -20,8 +20,7 @@ The seeds set no time for the agreement: chasing after 20 working days is local 
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -32,6 +31,7 @@ from models.tables import Visit
 from states.clock import FixedClock
 from states.errors import GuardRefused, InvalidInput
 from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.policy import numbers_from_env
 from states.roles import NETWORK_LEADS, STAFF
 from states.scope import nation_of, recipient_scope, service_context
 
@@ -53,16 +53,7 @@ class SurveillancePolicy:
 
     @classmethod
     def from_env(cls) -> SurveillancePolicy:
-        values: dict[str, int] = {}
-        for f in fields(cls):
-            name = f"PEERWATCH_SURVEILLANCE_{f.name.upper()}"
-            raw = os.environ.get(name)
-            if raw is not None:
-                try:
-                    values[f.name] = int(raw)
-                except ValueError:
-                    raise InvalidInput(f"{name}={raw!r} is not a whole number") from None
-        return cls(**values)
+        return cls(**numbers_from_env(cls, "PEERWATCH_SURVEILLANCE_"))  # type: ignore[arg-type]
 
 
 class SurveillanceState(StrEnum):
@@ -278,8 +269,6 @@ def _propose_visit(ctx: Context) -> int:
                         note=f"agreed at QNT surveillance {ctx.row.id}", params={"reason": PEER_REVIEW_REASON})
     assert out.row.id is not None
     return out.row.id
-
-
 
 
 def year_label(year: int) -> str:
