@@ -857,7 +857,9 @@ def dispatch() -> None:
     transport = transport_from_env()
     with Session(_db(), expire_on_commit=False) as s:
         summary = run(s, transport, clock())
-    data = {"emails_sent": summary.sent_messages, "messages_sent": summary.sent_rows, "retried": summary.retried, "failed": summary.failed}
+    data = {"emails_sent": summary.sent_messages, "messages_sent": summary.sent_rows, "retried": summary.retried,
+            "failed": summary.failed, "still_failed": summary.still_failed, "redelivered": summary.redelivered,
+            "recovered_sent": summary.recovered_sent, "requeued": summary.requeued, "in_doubt": summary.in_doubt}
     print_json(data) if OPTS.json else console.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in data.items()))
 
 
