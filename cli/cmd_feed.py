@@ -1,0 +1,58 @@
+"""``peerwatch feed``: the calendar feeds (ICS) of every network and service, for Outlook and others.
+
+``feed write`` writes them all where a web server (or the dashboard's folder) publishes them;
+``feed show`` prints one to stdout. Both read the date from the global ``--as-of``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+NAME = "feed"
+app = typer.Typer(help="Calendar feeds (ICS): every pending deadline, visit and programme meeting, per network and service.",
+                  no_args_is_help=True)
+
+
+@app.command("write")
+def write(
+    out: Annotated[Path, typer.Option(help="Folder: <network>/calendar.ics and <network>/services/<id>.ics go under it.")]
+    = Path("var/site"),
+) -> None:
+    """Write every network's and every service's feed (one read of the database)."""
+    from sqlmodel import Session
+
+    from cli.main import OPTS, _db, clock
+    from cli.output import console, print_json
+    from notifications.ics import write_feeds
+
+    with Session(_db()) as s:
+        paths = write_feeds(s, out, clock().now())
+    if OPTS.json:
+        print_json({"written": [str(p) for p in paths]})
+        return
+    networks = sorted({p.relative_to(out).parts[0] for p in paths})
+    console.print(f"{len(paths)} calendar feed(s) written under {out}: {', '.join(networks) or 'no networks'}", markup=False)
+    for code in networks:
+        console.print(f"  {out / code / 'calendar.ics'}", markup=False)
+
+
+@app.command("show")
+def show(
+    network: Annotated[str, typer.Option(help="Network code, e.g. WMTN.")],
+    service: Annotated[Optional[int], typer.Option(help="Only this service's feed (service id).")] = None,
+) -> None:
+    """Print one feed (iCalendar, CRLF line endings) to stdout."""
+    from sqlmodel import Session
+
+    from cli.main import _db, clock
+    from notifications.ics import network_feed
+
+    with Session(_db()) as s:
+        data = network_feed(s, network, clock().now(), service)
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
