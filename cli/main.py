@@ -15,7 +15,7 @@ from cli.output import console, errors, print_json, table
 from models import (
     Contact,
     Deadline,
-    DeadlineStatus,
+    OUTSTANDING,
     Milestone,
     Network,
     Organisation,
@@ -677,7 +677,7 @@ def _kind_app(kind: str) -> typer.Typer:
             if state:
                 q = q.where(spec.model.state == state)
             items = list(s.exec(q))
-            dq = select(Deadline).where(Deadline.kind == kind, col(Deadline.status).in_([DeadlineStatus.OPEN, DeadlineStatus.PAUSED])).order_by(Deadline.due_on)  # type: ignore[arg-type]
+            dq = select(Deadline).where(Deadline.kind == kind, col(Deadline.status).in_(OUTSTANDING)).order_by(Deadline.due_on)  # type: ignore[arg-type]
             nxt: dict[int, Deadline] = {}
             for d in s.exec(dq):
                 nxt.setdefault(d.item_id, d)

@@ -243,7 +243,12 @@ class DeadlineStatus(StrEnum):
     OPEN = "open"
     PAUSED = "paused"
     CLOSED = "closed"  # the state it belonged to was left
-    FIRED = "fired"  # the sweep acted on it (trigger fired or overdue letter sent)
+    FIRED = "fired"  # passed: the sweep sent its overdue letter; still owed until the item moves on
+
+
+# Deadlines still waiting on someone: open, paused, or passed with the overdue letter sent.
+# Leaving the state closes them all (unless the rule runs through the new state).
+OUTSTANDING = (DeadlineStatus.OPEN, DeadlineStatus.PAUSED, DeadlineStatus.FIRED)
 
 
 class Deadline(SQLModel, table=True):

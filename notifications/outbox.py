@@ -86,7 +86,7 @@ def enqueue_letters(
 
 def open_deadlines(session: Session, kind: str, item_ids: list[int]) -> dict[int, dict[str, date]]:
     """Each item's open and paused deadlines by name (what letters quote), in one query."""
-    from models.tables import Deadline, DeadlineStatus
+    from models.tables import OUTSTANDING, Deadline
 
     t = Deadline.__table__  # type: ignore[attr-defined]
     out: dict[int, dict[str, date]] = {i: {} for i in item_ids}
@@ -94,7 +94,7 @@ def open_deadlines(session: Session, kind: str, item_ids: list[int]) -> dict[int
         for item_id, name, due_on in session.execute(
             select_core(t.c.item_id, t.c.name, t.c.due_on).where(
                 t.c.kind == kind, t.c.item_id.in_(item_ids[start:start + 900]),
-                t.c.status.in_([DeadlineStatus.OPEN, DeadlineStatus.PAUSED]),
+                t.c.status.in_(OUTSTANDING),
             ).order_by(t.c.due_on, t.c.id)
         ):
             out[item_id][name] = due_on

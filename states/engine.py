@@ -25,7 +25,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
 from models.db import begin_write
-from models.tables import AuditEvent, AuditHead, Deadline, DeadlineStatus, Proposal, RefusedAttempt, StatefulItem
+from models.tables import OUTSTANDING, AuditEvent, AuditHead, Deadline, DeadlineStatus, Proposal, RefusedAttempt, StatefulItem
 from states import deadlines as clock_stop
 from states import permissions
 from states.calendar import calendar_for
@@ -308,7 +308,7 @@ def _write(session: Session, plans: list[_Plan], now: datetime, today: date) -> 
     for p in plans:
         if p.row.version != p.old_version + 1:  # pragma: no cover - a bug, not an operator error
             raise RuntimeError(f"{p.spec.name} {p.row.id}: version moved {p.old_version} -> {p.row.version} in one transition")
-    _close_deadlines(session, [p for p in plans if p.ctx.dest != p.ctx.source and p.ctx.trigger not in CLOCK_TRIGGERS])
+    _close_deadlines(session, [p for p in plans if p.effects.deadlines or (p.ctx.dest != p.ctx.source and p.ctx.trigger not in CLOCK_TRIGGERS)])
     new = [{"kind": p.spec.name, "item_id": p.row.id, "name": d.name, "due_on": d.due_on, "remind_on": d.remind_on,
             "reminded": False, "due_day_notified": False, "status": DeadlineStatus.OPEN.value, "paused_remaining": None,
             "nation": p.ctx.calendar.nation, "created_at": now}
@@ -481,8 +481,9 @@ def create(
 
 
 def _close_deadlines(session: Session, plans: list[_Plan]) -> None:
-    """Leaving a state closes its deadlines, except those whose rule runs through the new
-    state: one query per kind, one executemany."""
+    """Leaving a state closes its outstanding deadlines, except those whose rule runs through
+    the new state; a new deadline replaces an outstanding one of the same name. One query
+    per kind, one executemany."""
     by_kind: dict[str, dict[int, _Plan]] = {}
     for p in plans:
         by_kind.setdefault(p.spec.name, {})[p.row.id] = p  # type: ignore[index]
@@ -493,11 +494,12 @@ def _close_deadlines(session: Session, plans: list[_Plan]) -> None:
             for d_id, item_id, name in session.execute(
                 select_core(_DEADLINE.c.id, _DEADLINE.c.item_id, _DEADLINE.c.name).where(
                     _DEADLINE.c.kind == kind, _DEADLINE.c.item_id.in_(ids[start:start + 900]),
-                    _DEADLINE.c.status.in_([DeadlineStatus.OPEN.value, DeadlineStatus.PAUSED.value]))
+                    _DEADLINE.c.status.in_([s.value for s in OUTSTANDING]))
             ):
                 p = items[item_id]
                 rule = p.spec.deadline_rules.get(name)
-                if rule is None or p.ctx.dest not in rule.runs_through:
+                moved = p.ctx.dest != p.ctx.source and p.ctx.trigger not in CLOCK_TRIGGERS
+                if (moved and (rule is None or p.ctx.dest not in rule.runs_through)) or any(d.name == name for d in p.effects.deadlines):
                     closing.append(d_id)
     if not closing:
         return
@@ -532,9 +534,10 @@ def history(session: Session, kind: str, item_id: int) -> list[AuditEvent]:
 
 
 def pending_deadlines(session: Session, kind: str, item_id: int) -> list[Deadline]:
+    """The item's outstanding deadlines (open, paused, or passed with the overdue letter sent), by date."""
     return list(session.exec(
         select(Deadline).where(
             Deadline.kind == kind, Deadline.item_id == item_id,
-            Deadline.status.in_([DeadlineStatus.OPEN, DeadlineStatus.PAUSED]),  # type: ignore[attr-defined]
+            Deadline.status.in_(OUTSTANDING),  # type: ignore[attr-defined]
         ).order_by(Deadline.due_on)  # type: ignore[arg-type]
     ))

@@ -12,6 +12,7 @@ from sqlmodel import Session, func, select
 
 from models import AuditEvent, Deadline, OutboxMessage, Risk
 from states import engine
+from states.calendar import calendar_for
 from states.clock import FixedClock
 from states.sweep import run_sweep
 
@@ -74,6 +75,42 @@ def test_overdue_formal_notification_is_chased_once_without_changing_state(
     assert run_sweep(db, FixedClock(date(2026, 12, 22))).actions == []
     assert _state(db, risk.id) == "identified"
     assert _templates(db, risk.id).count("formal_notification_overdue") == 2  # Network Manager and Regional Lead
+
+
+def _outstanding(db: Engine, risk_id: int) -> list[tuple[str, str]]:
+    with Session(db) as s:
+        return [(d.name, d.status) for d in engine.pending_deadlines(s, "risk", risk_id)]
+
+
+def test_a_passed_deadline_stays_outstanding_until_the_item_moves_on(
+        db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+    """After its overdue letter a deadline is still owed (shown, counted overdue), and the
+    transition that answers it closes it: no 'fired' deadline outlives its state."""
+    risk = raise_risk("IR")  # formal notification due Fri 18 Dec 2026
+    run_sweep(db, FixedClock(date(2026, 12, 21)))
+    assert _outstanding(db, risk.id) == [("formal_notification", "fired")]
+    engine.fire(session, "risk", risk.id, "send_formal_notification", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 22)))
+    session.commit()
+    assert _outstanding(db, risk.id) == [("response", "open")]
+
+
+def test_a_new_deadline_replaces_a_passed_one_of_the_same_name(
+        db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+    """A general concern's quarterly review passes (overdue letter); recording progress, an
+    internal transition, sets the next review and closes the old one."""
+    risk = raise_risk("GC")
+    ((name, status),) = _outstanding(db, risk.id)
+    with Session(db) as s:
+        (due,) = [d.due_on for d in engine.pending_deadlines(s, "risk", risk.id)]
+    late = calendar_for("ENG").add_working_days(due, 2)
+    run_sweep(db, FixedClock(late))
+    assert _outstanding(db, risk.id) == [(name, "fired")]
+    engine.fire(session, "risk", risk.id, "record_progress", actor="nm", role=NM, clock=FixedClock(late), note="action plan on track")
+    session.commit()
+    assert _outstanding(db, risk.id) == [(name, "open")]
+    with Session(db) as s:
+        statuses = sorted(str(d.status) for d in s.exec(select(Deadline).where(Deadline.item_id == risk.id, Deadline.kind == "risk")))
+    assert statuses == ["closed", "open"]
 
 
 def test_an_item_answered_before_the_sweep_is_left_alone(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
