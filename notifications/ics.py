@@ -14,7 +14,7 @@ from icalendar import Calendar, Event, Timezone, TimezoneDaylight, TimezoneStand
 from sqlmodel import Session, col, select
 
 from models.cycle import ProgrammePhase
-from models.tables import Deadline, DeadlineStatus, Network, Service, Visit
+from models.tables import OUTSTANDING, Deadline, DeadlineStatus, Network, Service, Visit
 from states.clock import local_date
 from states.errors import NotFound
 from states.kinds import get_spec
@@ -67,7 +67,7 @@ def visit_calendar(visit_ref: str, service: str, network: str, sessions: list[di
 # item's version, which every transition (a clock stop included) increments.
 
 UID_DOMAIN = "peerwatch"
-PENDING = (DeadlineStatus.OPEN.value, DeadlineStatus.PAUSED.value)  # still to be met
+PENDING = tuple(s.value for s in OUTSTANDING)  # still to be met (passed ones show as OVERDUE)
 # Item references as the letters print them (each kind's letter_context).
 REF_PREFIX = {"mssp": "MSSP", "perinatal": "PQS", "surveillance": "QNT", "selfassessment": "SA"}
 CONFIRMED_VISIT = ("service_notified", "prepared", "held", "feedback_given", "closed")
@@ -312,13 +312,16 @@ def network_feed(session: Session, network_code: str, today: date, service_id: i
     return _feed(_load(session, [net.id]), net.id, today, service_id)  # type: ignore[list-item,arg-type]
 
 
-def write_feeds(session: Session, folder: Path, today: date) -> list[Path]:
+def write_feeds(session: Session, folder: Path, today: date, networks: set[str] | None = None) -> list[Path]:
     """Write <folder>/<network>/calendar.ics and <folder>/<network>/services/<id>.ics for every
-    network and service, from one read of the database. Each file is replaced atomically, so a
-    subscriber polling it never reads half a calendar."""
+    network (or those whose code is in ``networks``) and its services, from one read of the
+    database. Each file is replaced atomically, so a subscriber polling it never reads half a
+    calendar."""
     data = _load(session)
     written = []
     for net in data.networks.values():
+        if networks is not None and net.code not in networks:
+            continue
         base = folder / net.code
         written.append(_replace(base / "calendar.ics", _feed(data, net.id, today, None)))  # type: ignore[arg-type]
         for svc in data.services.values():

@@ -1,0 +1,63 @@
+"""``peerwatch dashboard``: the Network Manager's morning page, one self-contained HTML file per
+network (issue 7 item 2). Read-only: the figures come from ``states/register.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+NAME = "dashboard"
+app = typer.Typer(help="The Network Manager's dashboard: one HTML page per network, written (and optionally served).",
+                  invoke_without_command=True)
+
+
+@app.callback()
+def dashboard(
+    network: Annotated[Optional[str], typer.Option(help="Only this network (code, e.g. WMTN).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder to write the site into.")] = Path("var/site"),
+    serve: Annotated[bool, typer.Option("--serve", help="Then serve the folder on 127.0.0.1 until Ctrl-C.")] = False,
+    port: Annotated[int, typer.Option(help="Port for --serve.")] = 8800,
+) -> None:
+    """Write OUT/<network>/index.html and its calendar feeds for each network (and OUT/index.html
+    linking them), as of --as-of."""
+    from sqlmodel import Session, select
+
+    from cli.main import OPTS, _db, _network, clock
+    from cli.output import console, print_json, table
+    from models import Network
+    from notifications.dashboard import write_site
+    from states.clock import local_date
+
+    today = local_date(clock().now())
+    with Session(_db()) as s:
+        nets = [_network(s, network)] if network else list(s.exec(select(Network).order_by(Network.code)))
+        pages = write_site(s, today, out, [(n.code, n.name) for n in nets])
+    if OPTS.json:
+        print_json({"as_of": today, "out": str(out), "networks": pages})
+    else:
+        table(f"Dashboard as of {today:%a %d %b %Y}", ["network", "open items", "risks", "overdue", "due soon", "escalated"],
+              [(p["network"], p["open_items"], p["open_risks"], p["overdue"], p["upcoming"], p["escalations"]) for p in pages])
+        console.print(f"pages written: {out / 'index.html'}", markup=False)
+    if serve:
+        _serve(out, port, console)
+
+
+def _serve(out: Path, port: int, console: Any) -> None:
+    """Serve the folder on 127.0.0.1 (blocking) until Ctrl-C."""
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from states.errors import InvalidInput
+
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), partial(SimpleHTTPRequestHandler, directory=str(out)))
+    except OSError as exc:
+        raise InvalidInput(f"cannot serve on 127.0.0.1:{port}: {exc.strerror or exc}; try another --port") from None
+    with server:
+        console.print(f"serving {out} at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C to stop)", markup=False)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            console.print("stopped", markup=False)
