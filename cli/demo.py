@@ -56,7 +56,7 @@ def run_demo(keep_server: bool = False) -> None:
     VAR.mkdir(parents=True)
     db_path, outbox = VAR / "peerwatch.db", VAR / "outbox"
     os.environ.update({"PEERWATCH_DATABASE_URL": f"sqlite:///{db_path}", "PEERWATCH_MAIL": "folder",
-                       "PEERWATCH_OUTBOX_DIR": str(outbox)})
+                       "PEERWATCH_OUTBOX_DIR": str(outbox), "PEERWATCH_SITE_DIR": str(VAR / "site")})
     home = Path("var") / "prefect"
     os.environ.update(quiet_env(home))
     console.print("[bold]peerwatch demo[/bold]: starting a local Prefect server (var/prefect) ...")
@@ -248,6 +248,12 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
 
     table("What happened (simulated weekdays; the chase and dispatch flows ran each day)", ["date", "item", "event"],
           [(d.strftime("%a %d %b %Y"), item, what) for d, item, what in timeline])
+    from flows.views import views
+
+    site = views(as_of=END.isoformat())  # the manager's artifacts, dashboard and calendar feeds, as of the last day
+    table(f"The views flow on {END:%a %d %b %Y}: artifacts in the Prefect UI, dashboard and calendar feeds",
+          ["what", "where"], [("artifacts", ", ".join(site["artifacts"]))] + [("dashboard", p) for p in site["pages"]]
+          + [("calendar feed", str(Path(p).with_name("calendar.ics"))) for p in site["pages"]])
     _report(db, db_path, outbox, api, keep_server, ids)
 
 
@@ -304,6 +310,8 @@ def _report(db: Any, db_path: Path, outbox: Path, api: str, keep_server: bool, i
     eml = sorted(outbox.glob("*.eml"))
     console.print(f"\nLetters: {len(eml)} .eml files in {outbox.resolve()}")
     console.print(f"Report PDF: {pdf.resolve()}")
+    console.print(f"Dashboard: {(VAR / 'site' / 'index.html').resolve()}  (or serve it: .venv/bin/peerwatch dashboard --out var/demo/site --serve)")
+    console.print(f"Calendar feeds: {(VAR / 'site').resolve()}/<network>/calendar.ics (import into Outlook or any calendar)")
     console.print(f"Database: {db_path.resolve()}")
     console.print("Explore it, e.g.:")
     console.print(f"  export PEERWATCH_DATABASE_URL=sqlite:///{db_path.resolve()}")

@@ -14,8 +14,11 @@ from sqlmodel import Session
 
 from models import init_db
 from notifications.dispatch import incident_rows, incidents
+from flows.artifacts import publish_run_summary, view_keys
 from states.clock import clock_from
 from states.sweep import SweepSummary, run_sweep
+
+LOGGED_ACTIONS = 200
 
 
 @task(name="sweep-deadlines")
@@ -34,8 +37,16 @@ def chase(as_of: str | None = None) -> dict[str, Any]:
     """Sweep every deadline due as of ``as_of`` in batched queries, inside this one run."""
     logger = get_run_logger()
     summary = sweep(as_of)
-    for a in summary.actions:
+    # One log line per action up to LOGGED_ACTIONS, then counts: the artifact has every row
+    # (thousands of log lines would bury the ones a manager needs, and cost a second a run).
+    for a in summary.actions[:LOGGED_ACTIONS]:
         logger.info("%s %s: %s (%s due %s)", a["kind"], a["id"], a["action"], a["deadline"], a["due_on"])
+    if len(summary.actions) > LOGGED_ACTIONS:
+        rest: dict[str, int] = {}
+        for a in summary.actions[LOGGED_ACTIONS:]:
+            rest[a["action"]] = rest.get(a["action"], 0) + 1
+        logger.info("... and %d more action(s): %s (every one is in the chase-actions artifact)",
+                    len(summary.actions) - LOGGED_ACTIONS, ", ".join(f"{k} {v}" for k, v in sorted(rest.items())))
     for s in summary.skipped:
         logger.warning("skipped %s %s: %s", s["kind"], s["id"], s["reason"])
     outbox = open_incidents(as_of)
@@ -50,6 +61,9 @@ def chase(as_of: str | None = None) -> dict[str, Any]:
     if outbox:
         create_table_artifact(key="chase-outbox-incidents", table=outbox,
                               description=f"Chase sweep as of {day}: {len(outbox)} letter(s) not delivered")
+    with Session(init_db()) as session:
+        keys = view_keys(session)
+    publish_run_summary(summary.actions, summary.skipped, keys + ["chase-outbox-incidents"] * bool(outbox), summary.as_of)
     counts: dict[str, int] = {}
     for a in summary.actions:
         counts[a["action"]] = counts.get(a["action"], 0) + 1

@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
 from sqlmodel import Session, select
 
 from models import Network, init_db, session_scope
 from states.clock import clock_from, local_date
-from states.cycle import plan_year, status
+from flows.artifacts import publish_cycle_status
+from states.cycle import plan_year
 from states.programmes import programme_year_of
 from states.sweep import run_sweep
 
@@ -30,10 +30,5 @@ def cycle(as_of: str | None = None) -> dict[str, Any]:
     for a in summary.actions:
         logger.info("%s %s: %s (%s due %s)", a["kind"], a["id"], a["action"], a["deadline"], a["due_on"])
     with Session(db) as s:
-        rows = status(s, day)
-    create_table_artifact(key="cycle-status", description=f"Programme cycles as of {day.isoformat()}", table=[
-        {"network": r["network"], "programme": r["programme"], "programme year": r["programme_year"],
-         "cycle year": f"{r['cycle_year']} of {r['cycle_years']}", "quarter": r["quarter"], "current phases": "; ".join(r["phases"]),
-         "overdue phases": "; ".join(r["overdue_phases"]), "outstanding submissions": len(r["outstanding_submissions"]),
-         "carried forward": len(r["carried_forward"])} for r in rows])
+        publish_cycle_status(s, day)
     return {"as_of": day.isoformat(), "planned": planned, "actions": len(summary.actions)}

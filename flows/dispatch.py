@@ -1,7 +1,7 @@
 """Drain the outbox as a Prefect flow; failures stay queued and are retried with back-off.
 
-Open incidents (failed, undeliverable, interrupted or in-doubt sends) are published as the
-``outbox-incidents`` table artifact on every run that has any.
+Every run refreshes the ``outbox`` artifact (messages by status) and ``outbox-incidents``
+(failed, undeliverable, interrupted or in-doubt sends), flows/artifacts.py.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlmodel import Session
 
+from flows.artifacts import publish_outbox
 from models import init_db
 from notifications.dispatch import dispatch as drain
 from notifications.dispatch import incident_rows, incidents
@@ -31,11 +31,8 @@ def dispatch(as_of: str | None = None) -> dict[str, Any]:
         logger.warning("send failed: %s", err)
     if summary.in_doubt:
         logger.error("%d message(s) in doubt after an interrupted send: see `peerwatch outbox list --incidents`", summary.in_doubt)
-    if open_incidents:
-        create_table_artifact(key="outbox-incidents", table=open_incidents,
-                              description=f"{len(open_incidents)} letter(s) not delivered: failed (still retried), undeliverable or in doubt")
-    elif summary.redelivered:
-        create_markdown_artifact(key="outbox-incidents", markdown="No open outbox incidents: every failed letter has now been delivered.")
+    with Session(engine) as session:
+        publish_outbox(session, clock)
     return {"emails_sent": summary.sent_messages, "messages_sent": summary.sent_rows,
             "retried": summary.retried, "failed": summary.failed, "still_failed": summary.still_failed,
             "redelivered": summary.redelivered, "recovered_sent": summary.recovered_sent,

@@ -65,3 +65,48 @@ def test_dispatch_flow_writes_letters_to_the_folder(db: Engine, session: Session
     assert "Acute Specialised Commissioning Team" in msg["Subject"] or "scored 25" in msg["Subject"]
     with Session(db) as s:
         assert s.exec(select(OutboxMessage.status).where(OutboxMessage.item_id == risk.id)).all() == ["sent"]
+
+
+def _run_artifacts(flow_run_id: object) -> dict[str, object]:
+    """The artifacts one flow run created, by key."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key: a for a in found if a.key}  # type: ignore[misc]
+
+
+def test_views_flow_keeps_the_managers_views_current_and_the_chase_links_them(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The views flow republishes the risk register per network, overdue items, the outbox and
+    each network's cycle status, and writes the dashboard with its feeds; the chase run's
+    summary counts what it did and links every one of those views."""
+    from flows.chase import chase
+    from flows.views import views
+    from models import Network, Service
+
+    monkeypatch.setenv("PEERWATCH_SITE_DIR", str(tmp_path / "site"))
+    risk = raise_risk("SC")
+    engine.fire(session, "risk", risk.id, "send_formal_notification", actor="nm", role="network-manager", clock=FixedClock(date(2026, 12, 18)))
+    session.commit()
+    network = session.exec(select(Network).join(Service, Service.network_id == Network.id).where(Service.id == risk.service_id)).one()
+    chased = chase(as_of="2027-01-21", return_state=True)
+    state = views(as_of="2027-01-21", return_state=True)
+    arts = _run_artifacts(state.state_details.flow_run_id)
+    codes = [n.code.lower() for n in session.exec(select(Network))]
+    expected = {f"risk-register-{c}" for c in codes} | {f"cycle-status-{c}" for c in codes} | {
+        "overdue-items", "outbox", "outbox-incidents", "cycle-status"}
+    assert expected <= set(arts), expected - set(arts)
+    register = str(arts[f"risk-register-{network.code.lower()}"].data)  # type: ignore[attr-defined]
+    assert f"SC-{risk.id}" in register and "chased" in register  # the sweep's change is in it
+    others = [str(arts[f"risk-register-{c}"].data) for c in codes if c != network.code.lower()]  # type: ignore[attr-defined]
+    assert all(f"SC-{risk.id}" not in o for o in others)
+    assert "letter" in str(arts["outbox"].data) and "queued" in str(arts["outbox"].data)  # type: ignore[attr-defined]
+    assert (tmp_path / "site" / network.code / "index.html").is_file()
+    assert (tmp_path / "site" / network.code / "calendar.ics").is_file()
+    summary = str(_run_artifacts(chased.state_details.flow_run_id)["chase-run-summary"].data)  # type: ignore[attr-defined]
+    assert "| no_response | risk | 1 |" in summary
+    for key in expected | {"chase-actions"}:
+        assert f"(/artifacts/key/{key})" in summary, key

@@ -1,0 +1,140 @@
+"""The Network Manager's views as Prefect artifacts, kept current by the flows.
+
+The ``views`` flow (flows/views.py, after the morning chase and through the day; the cycle and
+dispatch flows for their parts) publishes, under stable keys so the Prefect UI's Artifacts page
+always shows the latest version with its history:
+
+- ``risk-register-<network>``: open IR/SC/GC per service with state, owner, next step and
+  due date ("what are the next steps and when"), one per network;
+- ``overdue-items``: every open deadline past its date, any kind, any network;
+- ``outbox``: letters by status, and ``outbox-incidents`` (failed, undeliverable, in doubt);
+- ``cycle-status-<network>``: the programme cycle of each network.
+
+Each chase run adds ``chase-run-summary``: what it did, counted, with links to its own
+``chase-actions`` and to each view above, so a manager opening one run finds everything from there. The rows come from
+``states.register`` (the dashboard's read model), so the UI, the dashboard and
+``peerwatch risk list`` agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import date
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from models import Network, OutboxMessage
+from notifications.dispatch import incident_rows, incidents
+from states import register
+from states.clock import Clock
+from states.cycle import status as cycle_status
+
+
+def key_for(*parts: str) -> str:
+    """An artifact key: lowercase letters, digits and dashes (Prefect's rule)."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
+
+
+def _link(key: str, text: str) -> str:
+    return f"[{text}](/artifacts/key/{key})"
+
+
+def publish_register(session: Session, today: date) -> list[str]:
+    """One risk register per network (an empty register says so)."""
+    keys = []
+    rows = register.risk_register(session, today)
+    for net in session.exec(select(Network).order_by(Network.code)):  # type: ignore[arg-type]
+        key = key_for("risk-register", net.code)
+        mine = [_register_row(r) for r in rows if r["network"] in (net.code, net.name)]
+        title = f"{net.name}: open immediate risks, serious and general concerns as of {today.isoformat()}"
+        if mine:
+            create_table_artifact(key=key, table=mine, description=f"{title} ({len(mine)})")
+        else:
+            create_markdown_artifact(key=key, markdown=f"{title}: none open.")
+        keys.append(key)
+    return keys
+
+
+def _register_row(r: dict[str, Any]) -> dict[str, Any]:
+    return {"service": r["service"], "ref": r["ref"], "title": r["title"], "state": r["state"], "owner": r["owner"],
+            "next step": r["next_step"], "due": r["due_on"], "overdue": "OVERDUE" if r["overdue"] else ""}
+
+
+def publish_overdue(session: Session, today: date) -> str:
+    rows = register.overdue(session, today)
+    title = f"Overdue as of {today.isoformat()}"
+    if rows:
+        create_table_artifact(key="overdue-items", table=rows, description=f"{title}: {len(rows)} deadline(s) past their date")
+    else:
+        create_markdown_artifact(key="overdue-items", markdown=f"{title}: nothing overdue.")
+    return "overdue-items"
+
+
+def publish_outbox(session: Session, clock: Clock) -> list[str]:
+    """The outbox by status and template, and the open incidents."""
+    counts = session.exec(select(OutboxMessage.status, OutboxMessage.category, func.count())  # type: ignore[call-overload]
+                          .group_by(OutboxMessage.status, OutboxMessage.category)).all()
+    table = [{"status": str(s), "category": c, "messages": n} for s, c, n in sorted(counts, key=lambda r: (str(r[0]), r[1]))]
+    if table:
+        create_table_artifact(key="outbox", table=table, description="The outbox: messages by status and category")
+    else:
+        create_markdown_artifact(key="outbox", markdown="The outbox is empty.")
+    open_incidents = incident_rows(incidents(session, clock.now()))
+    if open_incidents:
+        create_table_artifact(key="outbox-incidents", table=open_incidents,
+                              description=f"{len(open_incidents)} letter(s) not delivered: failed (still retried), undeliverable or in doubt")
+    else:
+        create_markdown_artifact(key="outbox-incidents", markdown="No open outbox incidents.")
+    return ["outbox", "outbox-incidents"]
+
+
+def publish_cycle_status(session: Session, today: date) -> list[str]:
+    """Each network's programme cycle (and the side-by-side ``cycle-status`` table)."""
+    rows = cycle_status(session, today)
+    shown = [{"network": r["network"], "programme": r["programme"], "programme year": r["programme_year"],
+              "cycle year": f"{r['cycle_year']} of {r['cycle_years']}", "quarter": r["quarter"],
+              "current phases": "; ".join(r["phases"]), "overdue phases": "; ".join(r["overdue_phases"]),
+              "outstanding submissions": len(r["outstanding_submissions"]), "carried forward": len(r["carried_forward"])}
+             for r in rows]
+    create_table_artifact(key="cycle-status", table=shown, description=f"Programme cycles as of {today.isoformat()}")
+    keys = ["cycle-status"]
+    for r, row in zip(rows, shown):
+        key = key_for("cycle-status", r["network"])
+        create_table_artifact(key=key, table=[{"what": k, "value": v} for k, v in row.items()],
+                              description=f"{r.get('name') or r['network']}: programme cycle as of {today.isoformat()}")
+        keys.append(key)
+    return keys
+
+
+def view_keys(session: Session) -> list[str]:
+    """The keys ``publish_views`` writes (for links to them)."""
+    codes = list(session.exec(select(Network.code).order_by(Network.code)))
+    return ([key_for("risk-register", c) for c in codes] + ["overdue-items", "outbox", "outbox-incidents", "cycle-status"]
+            + [key_for("cycle-status", c) for c in codes])
+
+
+def publish_views(session: Session, clock: Clock, today: date) -> list[str]:
+    """Every view above; returns their keys."""
+    return [*publish_register(session, today), publish_overdue(session, today), *publish_outbox(session, clock),
+            *publish_cycle_status(session, today)]
+
+
+def publish_run_summary(actions: list[dict[str, Any]], skipped: list[dict[str, Any]], keys: list[str], today: date) -> None:
+    """What this chase run did, counted by action and kind, linking every view it refreshed."""
+    counts = Counter((a["action"], a["kind"]) for a in actions)
+    lines = [f"# Chase sweep as of {today.isoformat()}", ""]
+    if counts:
+        lines += ["| action | kind | items |", "|---|---|---:|"]
+        lines += [f"| {action} | {kind} | {n} |" for (action, kind), n in sorted(counts.items())]
+    else:
+        lines.append("Nothing was due.")
+    if skipped:
+        lines += ["", f"{len(skipped)} item(s) skipped because someone else changed them first (see the run's logs)."]
+    lines += ["", f"Every action, item by item: {_link('chase-actions', 'chase-actions')}.", "", "Views refreshed by this run:", ""]
+    lines += [f"- {_link(k, k)}" for k in keys]
+    create_markdown_artifact(key="chase-run-summary", markdown="\n".join(lines),
+                             description=f"Chase sweep as of {today.isoformat()}: {len(actions)} action(s)")

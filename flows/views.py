@@ -1,0 +1,45 @@
+"""The Network Manager's views, refreshed: Prefect artifacts (flows/artifacts.py) and the
+dashboard site with its calendar feeds (notifications/dashboard.py, ``PEERWATCH_SITE_DIR``).
+
+A flow of its own, scheduled after the morning chase and through the working day (prefect.yaml),
+so the chase stays a sweep whose cost depends only on what is due, whatever the number of open
+items; the views read everything open, once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from sqlmodel import Session, select
+
+from flows.artifacts import publish_views
+from models import Network, init_db
+from notifications.dashboard import site_dir, write_site
+from states.clock import clock_from, local_date
+
+
+@task(name="publish-artifacts")
+def artifacts(as_of: str | None) -> list[str]:
+    clock = clock_from(as_of)
+    with Session(init_db()) as session:
+        return publish_views(session, clock, local_date(clock.now()))
+
+
+@task(name="write-dashboard")
+def dashboard(as_of: str | None) -> list[dict[str, Any]]:
+    today = local_date(clock_from(as_of).now())
+    with Session(init_db()) as session:
+        networks = [(n.code, n.name) for n in session.exec(select(Network).order_by(Network.code))]  # type: ignore[arg-type]
+        return write_site(session, today, site_dir(), networks)
+
+
+@flow(name="views", description="Refresh the risk registers, overdue items, outbox, cycle status, dashboard and calendar feeds.")
+def views(as_of: str | None = None) -> dict[str, Any]:
+    logger = get_run_logger()
+    keys = artifacts(as_of)
+    pages = dashboard(as_of)
+    for p in pages:
+        logger.info("%s: %s open items, %s overdue, %s due in the next 20 working days -> %s",
+                    p["network"], p["open_items"], p["overdue"], p["upcoming"], p["page"])
+    return {"artifacts": keys, "pages": [p["page"] for p in pages], "site": str(site_dir())}
