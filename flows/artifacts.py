@@ -34,6 +34,17 @@ from states.clock import Clock
 from states.cycle import status as cycle_status
 
 
+# Rows per table artifact: the UI renders a table artifact whole. Beyond this the description
+# says how many there are and where to see them all (the dashboard, the CLI).
+MAX_ROWS = 1000
+
+
+def _capped(rows: list[dict[str, Any]], title: str, where: str) -> tuple[list[dict[str, Any]], str]:
+    if len(rows) <= MAX_ROWS:
+        return rows, f"{title} ({len(rows)})"
+    return rows[:MAX_ROWS], f"{title}: the first {MAX_ROWS} of {len(rows)} ({where} has them all)"
+
+
 def key_for(*parts: str) -> str:
     """An artifact key: lowercase letters, digits and dashes (Prefect's rule)."""
     return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
@@ -52,7 +63,8 @@ def publish_register(session: Session, today: date) -> list[str]:
         mine = [_register_row(r) for r in rows if r["network"] in (net.code, net.name)]
         title = f"{net.name}: open immediate risks, serious and general concerns as of {today.isoformat()}"
         if mine:
-            create_table_artifact(key=key, table=mine, description=f"{title} ({len(mine)})")
+            shown, description = _capped(mine, title, "peerwatch risk list")
+            create_table_artifact(key=key, table=shown, description=description)
         else:
             create_markdown_artifact(key=key, markdown=f"{title}: none open.")
         keys.append(key)
@@ -68,7 +80,8 @@ def publish_overdue(session: Session, today: date) -> str:
     rows = register.overdue(session, today)
     title = f"Overdue as of {today.isoformat()}"
     if rows:
-        create_table_artifact(key="overdue-items", table=rows, description=f"{title}: {len(rows)} deadline(s) past their date")
+        shown, description = _capped(rows, f"{title}: deadlines past their date, longest overdue first", "the dashboard")
+        create_table_artifact(key="overdue-items", table=shown, description=description)
     else:
         create_markdown_artifact(key="overdue-items", markdown=f"{title}: nothing overdue.")
     return "overdue-items"

@@ -20,6 +20,11 @@ from typing import Any
 from notifications.render import TEMPLATES
 
 
+# Rows listed per table on a page: a network with thousands of open items still gets a page
+# that opens quickly; the headline figures and charts count every row.
+ROWS_SHOWN = 500
+
+
 def site_dir() -> Path:
     return Path(os.environ.get("PEERWATCH_SITE_DIR") or "var/site")
 
@@ -35,7 +40,10 @@ def write_site(session: Any, today: date, out: Path, networks: list[tuple[str, s
     for code, name in networks:
         data = summary(session, today, code)
         data.update({"network": {"code": code, "name": name}, "age_buckets": [b for b, _ in AGE_BUCKETS],
-                     "working_days": UPCOMING_WORKING_DAYS})
+                     "working_days": UPCOMING_WORKING_DAYS, "rows_shown": ROWS_SHOWN, "more": {}})
+        for table in ("register", "overdue", "upcoming"):  # the figures and charts count every row
+            data["more"][table] = len(data[table]) > ROWS_SHOWN
+            data[table] = data[table][:ROWS_SHOWN]
         target = out / code / "index.html"
         target.parent.mkdir(parents=True, exist_ok=True)
         charts = {k: data[k] for k in ("network", "as_of", "figures", "open_by_state", "age_buckets", "compliance")}

@@ -343,3 +343,23 @@ def test_page_renders_its_figures_and_charts_in_headless_chromium(session: Sessi
         assert seen.bars == {"chart-states": len(data["open_by_state"]), "chart-ages": len(register.AGE_BUCKETS),
                              "chart-compliance": len(data["compliance"])}, code
     assert data["figures"]["open_risks"] >= 1 and any(len(register.summary(session, TODAY, c)["compliance"]) for c, _ in networks)
+
+
+def test_long_tables_are_cut_but_the_figures_count_every_row(
+    session: Session, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A network with more open risks than a page lists: the table stops at ROWS_SHOWN and
+    says so; the headline figures still count them all."""
+    import notifications.dashboard as site
+
+    networks = [(n.code, n.name) for n in session.exec(select(Network).order_by(col(Network.code)))]
+    busiest = max(networks, key=lambda n: len(register.risk_register(session, TODAY, n[0])))
+    total = len(register.risk_register(session, TODAY, busiest[0]))
+    assert total >= 2
+    monkeypatch.setattr(site, "ROWS_SHOWN", 1)
+    (page,) = site.write_site(session, TODAY, tmp_path / "site", [busiest])
+    html = Path(page["page"]).read_text()
+    assert page["open_risks"] == total
+    assert f"Showing the first 1 of {total}" in html
+    register_table = html.split('id="register"')[1].split("</table>")[0]
+    assert register_table.count("<tr") == 2  # the header and one row
