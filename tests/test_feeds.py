@@ -272,6 +272,26 @@ def test_feed_meets_what_outlook_needs(session: Session, world: dict[str, Any]) 
     assert len(deadline_starts) >= len(_pending_uids(session, "WMTN"))
 
 
+def test_an_independent_parser_reads_the_same_calendar(session: Session, world: dict[str, Any]) -> None:
+    """vobject (the parser behind the Radicale calendar server), not the library that wrote the
+    feed, reads every event with its UID, summary, dates and time zone, and re-serialises it
+    with validation on: what a calendar program importing the file would do."""
+    import vobject
+
+    data = network_feed(session, "WMTN", CLOCK.now())
+    (parsed,) = list(vobject.readComponents(data.decode()))
+    theirs = {str(e.uid.value): e for e in parsed.vevent_list}
+    ours = _events(_parse(data))
+    assert set(theirs) == set(ours) and len(theirs) >= 4
+    for uid, ev in theirs.items():
+        assert ev.summary.value == str(ours[uid]["summary"])
+        start = ev.dtstart.value
+        assert start == ours[uid].decoded("dtstart")
+        if isinstance(start, datetime):
+            assert start.utcoffset() == start.astimezone(ZoneInfo("Europe/London")).utcoffset()  # its VTIMEZONE understood
+    parsed.serialize(validate=True)
+
+
 def test_no_vtimezone_without_a_timed_event(session: Session, services: dict[str, int], world: dict[str, Any]) -> None:
     data = network_feed(session, "WMTN", DAY, service_id=services[SEVERNSIDE])  # no visit there
     assert b"BEGIN:VTIMEZONE" not in data and b"TZID" not in data
