@@ -34,15 +34,18 @@ def resolve(session: Session, role: str, scope: dict[str, int | None]) -> list[C
     key = (role, scope.get("service_id"), scope.get("organisation_id"), scope.get("network_id"))
     if key in cache:
         return cache[key]
-    found = list(session.exec(select(Contact).where(
-        Contact.role == role,
-        or_(
-            Contact.service_id == scope.get("service_id"),
-            (Contact.service_id.is_(None)) & (Contact.organisation_id == scope.get("organisation_id")),  # type: ignore[union-attr]
-            (Contact.service_id.is_(None)) & (Contact.organisation_id.is_(None)) & (Contact.network_id == scope.get("network_id")),  # type: ignore[union-attr]
-            (Contact.service_id.is_(None)) & (Contact.organisation_id.is_(None)) & (Contact.network_id.is_(None)),  # type: ignore[union-attr]
-        ),
-    ).order_by(Contact.id)))  # type: ignore[arg-type]
+    # Only the levels the item has: comparing a column with None would be IS NULL in SQL and
+    # match every Trust's or network's holder of the role.
+    service_id, organisation_id, network_id = scope.get("service_id"), scope.get("organisation_id"), scope.get("network_id")
+    no_service, no_organisation = Contact.service_id.is_(None), Contact.organisation_id.is_(None)  # type: ignore[union-attr]
+    levels = [no_service & no_organisation & Contact.network_id.is_(None)]  # type: ignore[union-attr]
+    if service_id is not None:
+        levels.append(Contact.service_id == service_id)
+    if organisation_id is not None:
+        levels.append(no_service & (Contact.organisation_id == organisation_id))
+    if network_id is not None:
+        levels.append(no_service & no_organisation & (Contact.network_id == network_id))
+    found = list(session.exec(select(Contact).where(Contact.role == role, or_(*levels)).order_by(Contact.id)))  # type: ignore[arg-type]
 
     def level(c: Contact) -> int:
         return 0 if c.service_id else 1 if c.organisation_id else 2 if c.network_id else 3

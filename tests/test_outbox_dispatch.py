@@ -552,3 +552,21 @@ def test_smtp_to_closed_port_is_transport_error_and_stays_queued(session: Sessio
     assert (row.status, row.attempts) == (OutboxStatus.QUEUED, 1)
     assert row.last_error and f"127.0.0.1:{port}" in row.last_error
     assert row.sent_at is None
+
+
+def test_recipients_come_only_from_the_items_own_trust_and_network(session: Session, services: dict[str, int]) -> None:
+    """An item with no service (a Trust's document request) or no Trust (a network's phase):
+    the role is looked for at the levels the item has, never matched across Trusts or
+    networks (comparing with a missing id must not become 'any')."""
+    from notifications.outbox import resolve
+
+    svc = session.get(Service, next(iter(services.values())))
+    assert svc is not None
+    trust_ceo = resolve(session, "chief-executive", {"service_id": None, "organisation_id": svc.organisation_id, "network_id": svc.network_id})
+    all_ceos = session.exec(select(Contact).where(Contact.role == "chief-executive")).all()
+    assert len({c.organisation_id for c in all_ceos}) > 1  # the seed has several Trusts
+    assert trust_ceo and {c.organisation_id for c in trust_ceo} == {svc.organisation_id}
+    managers = resolve(session, "network-manager", {"service_id": None, "organisation_id": None, "network_id": svc.network_id})
+    assert managers and {c.network_id for c in managers} == {svc.network_id}
+    nowhere = resolve(session, "chief-executive", {"service_id": None, "organisation_id": None, "network_id": None})
+    assert nowhere == []  # no national Chief Executive: nobody, not everybody
