@@ -469,15 +469,37 @@ def create(
     params: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """Insert a new item in its kind's initial state and fire its opening trigger."""
+    return create_many(session, kind, [row], trigger, actor=actor, role=role, clock=clock, note=note, params=[params or {}])[0]
+
+
+def create_many(
+    session: Session,
+    kind: str,
+    rows: list[StatefulItem],
+    trigger: str,
+    *,
+    actor: str,
+    role: str,
+    clock: Clock,
+    note: str | None = None,
+    params: list[Mapping[str, Any]] | None = None,
+    policy: Policy | None = None,
+) -> list[Outcome]:
+    """Insert new items in their kind's initial state and fire each one's opening trigger, as
+    one ``fire_many`` batch (``params``: one mapping per row)."""
     spec = get_spec(kind)
     if not actor or not actor.strip():
         raise MissingActor(f"no actor given to {trigger} a {kind}: name who is acting (--actor)")
-    row.state = spec.initial.value
-    row.created_at = row.updated_at = clock.now()
-    session.add(row)
+    if params is not None and len(params) != len(rows):
+        raise InvalidInput(f"{len(rows)} new {kind} rows but {len(params)} parameter sets")
+    now = clock.now()
+    for row in rows:
+        row.state = spec.initial.value
+        row.created_at = row.updated_at = now
+    session.add_all(rows)
     session.flush()
-    assert row.id is not None
-    return fire(session, kind, row.id, trigger, actor=actor, role=role, clock=clock, note=note, params=params)
+    requests = [Request(kind, row.id, trigger, note, None, p) for row, p in zip(rows, params or [{}] * len(rows))]  # type: ignore[arg-type]
+    return fire_many(session, requests, actor=actor, role=role, clock=clock, policy=policy) if requests else []
 
 
 def _close_deadlines(session: Session, plans: list[_Plan]) -> None:
