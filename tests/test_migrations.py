@@ -105,6 +105,42 @@ def test_init_db_on_an_existing_database_upgrades_and_keeps_rows(db_url: str) ->
     assert _current(db_url) == _head()
 
 
+def test_0003_closes_the_fired_deadlines_already_answered(db_url: str) -> None:
+    """Before 0003 an overdue letter left a deadline 'fired' for ever; upgrading closes those whose
+    item moved on (outside the rule's run-through states) or that a newer one replaced."""
+    from datetime import date, datetime, timezone
+
+    from models import AuditEvent, Deadline
+
+    migrate(db_url, "0002")
+    t0, later = datetime(2027, 1, 4, 9, tzinfo=timezone.utc), datetime(2027, 1, 20, 9, tzinfo=timezone.utc)
+
+    def deadline(kind: str, item: int, name: str) -> Deadline:
+        return Deadline(kind=kind, item_id=item, name=name, due_on=date(2027, 1, 11), status="fired", created_at=t0)
+
+    def moved(kind: str, item: int, to: str) -> AuditEvent:
+        return AuditEvent(kind=kind, item_id=item, at=later, actor="a", role="network-manager", trigger="t",
+                          from_state="before", to_state=to, version=2, data={})
+
+    with Session(get_engine(db_url)) as s:
+        rows = {"answered": deadline("risk", 1, "formal_notification"), "still owed": deadline("risk", 2, "formal_notification"),
+                "replaced": deadline("risk", 3, "monitoring_review"), "runs through": deadline("appeal", 4, "appeal_result"),
+                "internal only": deadline("risk", 5, "formal_notification")}
+        s.add_all(rows.values())
+        s.add_all([moved("risk", 1, "awaiting_response"), moved("appeal", 4, "subgroup_convened"),
+                   AuditEvent(kind="risk", item_id=5, at=later, actor="a", role="network-manager", trigger="rescore",
+                              from_state="identified", to_state="identified", version=2, data={})])
+        s.flush()
+        s.add(Deadline(kind="risk", item_id=3, name="monitoring_review", due_on=date(2027, 4, 5), created_at=later))
+        s.commit()
+        ids = {k: d.id for k, d in rows.items()}
+    migrate(db_url)
+    with Session(get_engine(db_url)) as s:
+        status = {k: s.get(Deadline, i).status for k, i in ids.items()}  # type: ignore[union-attr]
+    assert status == {"answered": "closed", "still owed": "fired", "replaced": "closed", "runs through": "fired",
+                      "internal only": "fired"}
+
+
 def test_migrations_run_on_sqlite_even_when_the_suite_is_on_postgresql(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/m.db"
     try:
