@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, StrictUndefined, select_autoescape
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
 def _date(value: date | None) -> str:
     return value.strftime("%a %d %b %Y") if value else "not set"
+
+
+def _bytecode_cache() -> FileSystemBytecodeCache | None:
+    """Compiled templates kept beside the bank-holiday cache (``PEERWATCH_CACHE_DIR``, default
+    ``var/cache``): a one-letter command skips compiling them. Jinja2 checks each entry against
+    its template's source, so an edited template is compiled afresh."""
+    folder = Path(os.environ.get("PEERWATCH_CACHE_DIR") or "var/cache") / "templates"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return FileSystemBytecodeCache(str(folder))
 
 
 @cache
@@ -26,6 +39,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         auto_reload=False,  # templates do not change under a running process: no stat() per letter
+        bytecode_cache=_bytecode_cache(),
     )
     env.filters["d"] = _date
     return env

@@ -9,16 +9,75 @@ Every deadline in peerwatch comes from here.
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import date, datetime, time, timedelta
 from functools import cache
+from pathlib import Path
 from zoneinfo import ZoneInfo
-
 
 from states.errors import InvalidInput
 
 LONDON = ZoneInfo("Europe/London")
 NATIONS = ("ENG", "WLS", "SCT", "NIR")
 DEFAULT_NATION = "ENG"
+
+
+class _BankHolidays:
+    """One nation's bank holidays by year, from the ``holidays`` package.
+
+    The package builds its calendars by importing every country it knows (0.15 s), which a
+    short-lived command pays on each run; so each year's dates, once computed, are kept in a
+    small JSON file per package version (``PEERWATCH_CACHE_DIR``, default ``var/cache``) and
+    read from there next time. The file is only ever a copy: unreadable or absent, the package
+    is asked again; unwritable, nothing is kept."""
+
+    def __init__(self, nation: str) -> None:
+        self.nation = nation
+        self._years: dict[int, dict[date, str]] = {}
+        self._file: Path | None = None
+        self._stored: dict[str, dict[str, str]] | None = None
+
+    def get(self, day: date) -> str | None:
+        year = self._years.get(day.year)
+        if year is None:
+            year = self._years[day.year] = self._load(day.year)
+        return year.get(day)
+
+    def __contains__(self, day: date) -> bool:
+        return self.get(day) is not None
+
+    def _load(self, year: int) -> dict[date, str]:
+        stored = self._cache().get(str(year))
+        if stored is None:
+            import holidays  # the package itself, only for a year not cached yet
+
+            stored = {d.isoformat(): name for d, name in holidays.UK(subdiv=self.nation, years=year).items()}
+            self._save(year, stored)
+        return {date.fromisoformat(d): name for d, name in stored.items()}
+
+    def _cache(self) -> dict[str, dict[str, str]]:
+        if self._stored is None:
+            from importlib.metadata import version
+
+            folder = Path(os.environ.get("PEERWATCH_CACHE_DIR") or "var/cache")
+            self._file = folder / f"bank-holidays-{version('holidays')}-{self.nation}.json"
+            try:
+                self._stored = json.loads(self._file.read_text())
+            except (OSError, ValueError):
+                self._stored = {}
+        return self._stored  # type: ignore[return-value]
+
+    def _save(self, year: int, dates: dict[str, str]) -> None:
+        self._cache()[str(year)] = dates
+        assert self._file is not None
+        try:
+            self._file.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self._file.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(self._stored, sort_keys=True))
+            temporary.replace(self._file)  # atomic: a concurrent reader sees the old file or the new
+        except OSError:
+            pass
 
 
 class WorkingCalendar:
@@ -29,9 +88,7 @@ class WorkingCalendar:
         if nation not in NATIONS:
             raise InvalidInput(f"unknown nation {nation!r}: use one of {', '.join(NATIONS)}")
         self.nation = nation
-        import holidays  # loaded with the first calendar, not at import
-
-        self._holidays = holidays.UK(subdiv=nation)
+        self._holidays = _BankHolidays(nation)
         self._working: dict[date, bool] = {}
 
     def holiday_name(self, day: date) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -411,3 +412,33 @@ def test_add_subtract_between_agree(start: date, n: int, nation: str) -> None:
     if n > 0:  # ... and it is the last working day on or before the start
         assert cal.is_working_day(back)
         assert cal.working_days_between(back, start) == 0
+
+
+def test_bank_holidays_are_cached_per_package_version_and_the_cache_is_only_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A year's dates come from the holidays package once, then from the cache file (a
+    short-lived command does not import the package's every country); a damaged file is
+    ignored and rewritten, and the answers never differ from the package's."""
+    import holidays as package
+
+    from states.calendar import _BankHolidays
+
+    monkeypatch.setenv("PEERWATCH_CACHE_DIR", str(tmp_path))
+    expected = dict(package.UK(subdiv="SCT", years=2027))
+    first = _BankHolidays("SCT")
+    assert {d: first.get(d) for d in expected} == expected and first.get(date(2027, 1, 5)) is None
+    (cached,) = tmp_path.glob("bank-holidays-*-SCT.json")
+
+    def no_package(*_: object, **__: object) -> None:
+        raise AssertionError("the cached year must not ask the package again")
+
+    monkeypatch.setattr(package, "UK", no_package)
+    second = _BankHolidays("SCT")
+    assert {d: second.get(d) for d in expected} == expected
+    monkeypatch.undo()
+    monkeypatch.setenv("PEERWATCH_CACHE_DIR", str(tmp_path))
+    cached.write_text("{not json")
+    third = _BankHolidays("SCT")
+    assert {d: third.get(d) for d in expected} == expected
+    assert "2027" in cached.read_text()  # rewritten whole
