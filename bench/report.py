@@ -261,7 +261,7 @@ def _reading(res: Results) -> list[str]:
         init = next((r for r in cp.get("top", []) if "init_db" in r["function"]), None)
         out.append(f"- **4** Python itself starts in {c['python_startup_s']:.2f} s; `import cli.main` takes {c['import_cli_main_s']:.2f} s"
                    + (f"; the command then runs {cp['command_s_profiled']:.2f} s (profiled)" if cp else "")
-                   + (f", {init['s']:.2f} s of it in `init_db` (the schema/migration check on every command)" if init else "")
+                   + (f", {init['s']:.2f} s of it in `init_db` (one query: is the database at the newest migration)" if init else "")
                    + ". See the import table below.")
     out.append("")
     return out
