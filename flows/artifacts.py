@@ -147,7 +147,8 @@ def publish_run_summary(actions: list[dict[str, Any]], skipped: list[dict[str, A
         lines.append("Nothing was due.")
     if skipped:
         lines += ["", f"{len(skipped)} item(s) skipped because someone else changed them first (see the run's logs)."]
-    lines += ["", f"Every action, item by item: {_link('chase-actions', 'chase-actions')}.", "", "Views refreshed by this run:", ""]
+    lines += ["", f"Every action, item by item: {_link('chase-actions', 'chase-actions')}.", "",
+              "The manager's views (kept current by the views flow, and by dispatch for the outbox):", ""]
     lines += [f"- {_link(k, k)}" for k in keys]
     create_markdown_artifact(key="chase-run-summary", markdown="\n".join(lines),
                              description=f"Chase sweep as of {today.isoformat()}: {len(actions)} action(s)")
