@@ -110,3 +110,18 @@ def test_views_flow_keeps_the_managers_views_current_and_the_chase_links_them(
     assert "| no_response | risk | 1 |" in summary
     for key in expected | {"chase-actions"}:
         assert f"(/artifacts/key/{key})" in summary, key
+
+
+def test_every_deployment_in_prefect_yaml_builds_with_its_london_schedule() -> None:
+    """What `peerwatch serve` serves: one deployment per prefect.yaml entry, each flow found,
+    each cron in Europe/London, the sweepers limited to one run at a time."""
+    from flows.deployments import build, load_spec
+
+    spec = {d["name"]: d for d in load_spec()}
+    built = {d.name: d for d in build()}
+    assert set(built) == set(spec) and {"chase-daily", "views-working-hours", "dispatch-every-15-min"} <= set(built)
+    for name, d in built.items():
+        assert [(s.schedule.cron, s.schedule.timezone) for s in d.schedules] == \
+            [(s["cron"], "Europe/London") for s in spec[name].get("schedules") or []], name
+        if "sweeper" in (spec[name].get("tags") or []):
+            assert d.concurrency_limit is not None, name
