@@ -29,6 +29,7 @@ from states.kinds import CLOCK_TRIGGERS
 from states.risk import TRANSITIONS, RiskState
 from tests.databases import drop, fresh_url
 from tests.databases import snapshot as snapshot_tables
+from tests.probes import cli_without_prefect
 
 PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))
 TIMEOUT = 120
@@ -265,16 +266,7 @@ def test_bad_input_is_refused(world: World, case: str) -> None:
 
 
 def test_interactive_commands_do_not_import_prefect(world: World) -> None:
-    code = (
-        "import sys, cli.main\n"
-        "sys.argv = ['peerwatch', '--json', 'risk', 'show', '1']\n"
-        "try:\n"
-        "    cli.main.main()\n"
-        "except SystemExit as exc:\n"
-        "    assert exc.code in (0, None), exc.code\n"
-        "sys.stdout.flush()\n"
-        "print('PREFECT-LOADED' if any(m == 'prefect' or m.startswith('prefect.') for m in sys.modules) else 'NO-PREFECT')\n"
-    )
+    code = cli_without_prefect(['--json', 'risk', 'show', '1'])
     proc = subprocess.run([sys.executable, "-c", code], env=world.env, capture_output=True, text=True,
                           timeout=TIMEOUT, cwd=world.cwd)
     assert proc.returncode == 0, proc.stderr

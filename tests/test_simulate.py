@@ -29,6 +29,7 @@ from states import engine
 from states.programmes import phases_for, programme_for
 from states.simulate import Settings, visit_phase_keys, simulate
 from states.workload import MEASURES, quarters
+from tests.probes import cli_without_prefect
 
 PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))
 START, END = date(2027, 7, 1), date(2027, 12, 31)
@@ -158,17 +159,8 @@ def test_the_prefect_flow_runs_the_same_simulation(tmp_path: Path) -> None:
 
 
 def test_without_prefect_option_prefect_is_never_imported(tmp_path: Path) -> None:
-    code = (
-        "import sys, cli.main\n"
-        f"sys.argv = ['peerwatch', '--json', 'simulate', '--from', '2027-04-01', '--to', '2027-04-03', '--networks', '2',"
-        f" '--services', '1', '--out', {str(tmp_path / 'out')!r}]\n"
-        "try:\n"
-        "    cli.main.main()\n"
-        "except SystemExit as exc:\n"
-        "    assert exc.code in (0, None), exc.code\n"
-        "sys.stdout.flush()\n"
-        "print('PREFECT-LOADED' if any(m == 'prefect' or m.startswith('prefect.') for m in sys.modules) else 'NO-PREFECT')\n"
-    )
+    code = cli_without_prefect(['--json', 'simulate', '--from', '2027-04-01', '--to', '2027-04-03', '--networks', '2',
+                                '--services', '1', '--out', str(tmp_path / 'out')])
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
                           env={**os.environ, "PEERWATCH_DATABASE_URL": f"sqlite:///{tmp_path}/users-own.db"})
     assert proc.returncode == 0, proc.stderr

@@ -22,6 +22,7 @@ from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidInput, NotFound
 from states.themes import NO_STANDARD, ThemeMap, positive_ref, shared_learning, table_rows
+from tests.probes import cli_without_prefect
 
 MRH, SEV, BURNS = "Midland Royal Major Trauma Centre", "Severnside Trauma Unit", "Valley Burns Service"  # WMTN
 MERSEY, WIRRAL = "Mersey Harbour Major Trauma Centre", "Wirral Coast Trauma Unit"  # CMMTN
@@ -247,16 +248,7 @@ def test_positive_ref(text: str, ref: str | None) -> None:
 def test_cli_themes(db: Engine, session: Session, world: dict[str, Any], tmp_path: Path) -> None:
     """`peerwatch themes` prints the same aggregation and never imports Prefect."""
     env = {k: v for k, v in os.environ.items() if k not in ("PEERWATCH_AS_OF", "COLUMNS", "LINES")}
-    code = (
-        "import sys, cli.main\n"
-        "sys.argv = ['peerwatch', 'themes', '--network', 'CMMTN', '--json']\n"
-        "try:\n"
-        "    cli.main.main()\n"
-        "except SystemExit as exc:\n"
-        "    assert exc.code in (0, None), exc.code\n"
-        "sys.stdout.flush()\n"
-        "print('PREFECT-LOADED' if any(m == 'prefect' or m.startswith('prefect.') for m in sys.modules) else 'NO-PREFECT')\n"
-    )
+    code = cli_without_prefect(['themes', '--network', 'CMMTN', '--json'])
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     body, _, last = proc.stdout.rstrip().rpartition("\n")
