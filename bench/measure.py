@@ -132,21 +132,21 @@ def persisted_transitions(work: Path, n: int, batch: int, say: Log) -> dict[str,
     _single_db, single_s, single_cpu = run_engine(batched=False)
     import notifications.outbox as outbox_module
 
-    rendering = [0.0]
-    real_render = outbox_module.render
+    freezing = [0.0]
+    real_freeze = outbox_module.freeze
 
-    def timed_render(*args: Any, **kwargs: Any) -> Any:  # instrumentation: the letters' share of the engine's time
+    def timed_freeze(*args: Any, **kwargs: Any) -> Any:  # instrumentation: the letters' share of the engine's time
         t = time.perf_counter()
         try:
-            return real_render(*args, **kwargs)
+            return real_freeze(*args, **kwargs)
         finally:
-            rendering[0] += time.perf_counter() - t
+            freezing[0] += time.perf_counter() - t
 
-    outbox_module.render = timed_render  # type: ignore[assignment]
+    outbox_module.freeze = timed_freeze  # type: ignore[assignment]
     try:
         eng_db, engine_s, engine_cpu = run_engine(batched=True)
     finally:
-        outbox_module.render = real_render  # type: ignore[assignment]
+        outbox_module.freeze = real_freeze  # type: ignore[assignment]
 
     src = sqlite3.connect(eng_db)
     names = {"risk": Risk.__tablename__, "audit": AuditEvent.__tablename__, "outbox": OutboxMessage.__tablename__,
@@ -198,7 +198,7 @@ def persisted_transitions(work: Path, n: int, batch: int, say: Log) -> dict[str,
     say(f"  engine {n:,} transitions in {engine_s:.2f} s batched ({single_s:.2f} s one fire() each); raw sqlite3 {strict_s * 1000:.0f} ms "
         f"(state+audit+outbox), {full_s * 1000:.0f} ms (with the deadline rows too)")
     return {"n": n, "batch": batch, "engine_s": engine_s, "engine_cpu_s": engine_cpu, "single_s": single_s, "single_cpu_s": single_cpu,
-            "render_s": rendering[0], "raw_s": strict_s, "raw_cpu_s": strict_cpu,
+            "freeze_s": freezing[0], "raw_s": strict_s, "raw_cpu_s": strict_cpu,
             "raw_all_s": full_s, "raw_all_cpu_s": full_cpu, "outbox_rows": len(outbox), "audit_rows": len(audit),
             "deadline_rows_inserted": len(new_deadlines), "deadline_rows_closed": len(closed)}
 

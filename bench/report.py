@@ -89,7 +89,7 @@ def markdown(info: dict[str, str], res: Results) -> str:
         f"3. **Persisted transitions.** `send_formal_notification` fired through `states.engine.fire_many` (the engine's "
         f"one function, as the sweep calls it) on {d['writes']['n']:,} identified risks, one batch and commit every "
         f"{d['writes']['batch']} (and, for comparison, one `fire` per item on a copy); then the rows the engine "
-        "wrote (risk state UPDATE, audit_event INSERT, outbox_message INSERT, with the same rendered letters) written "
+        "wrote (risk state UPDATE, audit_event INSERT, outbox_message INSERT, each letter's frozen context as the engine stored it) written "
         "again with plain `sqlite3` `executemany` on a copy of the same database, same pragmas and batches.",
         "4. **CLI.** `peerwatch risk show ID` and `peerwatch --as-of ... risk fire ID send_formal_notification` as "
         "subprocesses of the console script next to `sys.executable`, on a small SQLite database (the seed reference "
@@ -252,8 +252,8 @@ def _reading(res: Results) -> list[str]:
         w = d["writes"]
         out.append(f"- **3** The engine persists {w['n'] / w['engine_s']:,.0f} transitions/s ({w['engine_s'] / w['n'] * 1000:.2f} ms each); "
                    f"plain sqlite3 writes the same rows at {w['n'] / w['raw_s']:,.0f}/s ({w['raw_s'] / w['n'] * 1e6:.0f} us each). "
-                   + (f"Rendering the letters (Jinja2, text and HTML) alone takes {w['render_s'] / w['n'] * 1e6:.0f} us of each "
-                      f"transition ({w['render_s'] / w['engine_s']:.0%}), more than the raw writes; " if w.get("render_s") else "")
+                   + (f"Freezing each letter's context (JSON) takes {w['freeze_s'] / w['n'] * 1e6:.0f} us of each "
+                      f"transition ({w['freeze_s'] / w['engine_s']:.0%}); " if w.get("freeze_s") else "")
                    + "the rest is the checks, the state machine and the ORM's version-checked UPDATE per row, not SQLite.")
     if failed & {"4a", "4b"}:
         c = d["cli"]

@@ -914,6 +914,36 @@ def outbox_list(
               [(o["id"], o["status"], o["template"], o["item"], o["to"], o["attempts"], o["next_try"], o["error"]) for o in out])
 
 
+@outbox_app.command("show")
+def outbox_show(
+    message_id: Annotated[int, typer.Argument(help="outbox message id (peerwatch outbox list)")],
+    html: Annotated[bool, typer.Option("--html", help="Print the HTML part instead of the plain text.")] = False,
+) -> None:
+    """One letter: as sent, or as it will be sent (rendered now from what the transition stored)."""
+    from notifications.outbox import rendered
+
+    _db()
+    with Session(get_engine()) as s:
+        m = s.get(OutboxMessage, message_id)
+        if m is None:
+            raise NotFound(f"outbox message {message_id} not found (peerwatch outbox list)")
+    letter = rendered(m)
+    people = ", ".join(f"{p['name']} <{p['email']}>" for p in m.to)
+    copies = ", ".join(f"{p['name']} <{p['email']}>" for p in m.cc)
+    when = f"sent {show(m.sent_at)}" if m.sent_at else f"not sent yet: {m.status}, rendered now from its stored context"
+    if OPTS.json:
+        print_json({"id": m.id, "status": m.status, "template": m.template, "item": f"{m.kind} {m.item_id}", "to": m.to,
+                    "cc": m.cc, "sent_at": m.sent_at, "subject": letter.subject, "body_text": letter.body_text,
+                    "body_html": letter.body_html})
+        return
+    for label, value in (("Message", f"{m.id} ({when})"), ("Item", f"{m.kind} {m.item_id}"), ("Template", m.template),
+                         ("To", people or "nobody"), ("Cc", copies), ("Subject", letter.subject)):
+        if value:
+            console.print(f"{label + ':':9} {value}", markup=False, highlight=False)
+    console.print("", markup=False)
+    console.print(letter.body_html if html else letter.body_text, markup=False, highlight=False, soft_wrap=True)
+
+
 @outbox_app.command("retry")
 def outbox_retry(
     ids: Annotated[Optional[list[int]], typer.Argument(help="outbox message id(s)")] = None,

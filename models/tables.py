@@ -328,7 +328,13 @@ class OutboxStatus(StrEnum):
 
 
 class OutboxMessage(SQLModel, table=True):
-    """A letter written in the transition's transaction; the dispatcher sends it once."""
+    """A letter written in the transition's transaction; the dispatcher sends it once.
+
+    The transaction stores what the letter says, frozen: ``context`` (JSON, dates tagged) and
+    the template's name. The dispatcher renders it when it sends it and keeps the rendered
+    ``subject``, ``body_text`` and ``body_html`` on the row: what was sent, word for word
+    (``notifications.outbox.rendered`` shows a letter not yet sent).
+    """
 
     __table_args__ = (
         UniqueConstraint("idempotency_key", name="uq_outbox_key"),
@@ -341,9 +347,10 @@ class OutboxMessage(SQLModel, table=True):
     item_id: int
     template: str
     category: str = "letter"  # letter (one per item) | reminder, chase (combined per person) | incident
-    subject: str
-    body_text: str
-    body_html: str
+    context: str | None = None  # the letter's frozen context, JSON (notifications.outbox.freeze)
+    subject: str | None = None  # rendered by the dispatcher: None until it sends the letter
+    body_text: str | None = None
+    body_html: str | None = None
     to: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     cc: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     status: str = OutboxStatus.QUEUED

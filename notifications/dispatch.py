@@ -15,6 +15,12 @@ Outage: a failed send is retried after ``retry_backoff_seconds x 2^(attempts-1)`
 same doubling back-off capped at ``failed_retry_cap_seconds`` (24 h), so when the mail
 service returns every message is delivered and its incident clears (status ``sent``).
 Letters go one per message; a person's queued reminders and chases go as one digest.
+
+Rendering: a row holds its letter's frozen context; the dispatcher renders it once claimed
+and keeps the text on the row, committed with the claim, so the row says word for word what
+was handed to the mail service. A letter that cannot be rendered (a template error) is not
+sent: it becomes a ``failed`` incident naming the error, retried on the back-off like a
+failed send, and the rest of its digest still goes.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from models.tables import Attachment, OutboxMessage, OutboxStatus
+from notifications.outbox import rendered
 from notifications.transports import Transport, TransportError
 from states.clock import Clock
 from states.errors import InvalidInput
@@ -85,18 +92,19 @@ def _message_id(key: str) -> str:
 
 
 def build_letter(row: OutboxMessage, sender: str, clock: Clock, attachments: list[Attachment] = ()) -> EmailMessage:  # type: ignore[assignment]
+    letter = rendered(row)
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = _addr(row.to)
     if row.cc:
         msg["Cc"] = _addr(row.cc)
-    msg["Subject"] = row.subject
+    msg["Subject"] = letter.subject
     msg["Date"] = format_datetime(clock.now())
     msg["Message-ID"] = _message_id(row.idempotency_key)
     msg["X-Peerwatch-Key"] = row.idempotency_key
     msg["X-Peerwatch-Template"] = row.template
-    msg.set_content(row.body_text)
-    msg.add_alternative(row.body_html, subtype="html")
+    msg.set_content(letter.body_text)
+    msg.add_alternative(letter.body_html, subtype="html")
     for a in attachments:
         maintype, _, subtype = a.content_type.partition("/")
         msg.add_attachment(a.data, maintype=maintype, subtype=subtype, filename=a.filename)
@@ -105,18 +113,19 @@ def build_letter(row: OutboxMessage, sender: str, clock: Clock, attachments: lis
 
 def build_digest(rows: list[OutboxMessage], sender: str, clock: Clock) -> EmailMessage:
     person = rows[0].to[0]
+    letters = [rendered(r) for r in rows]
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = formataddr((person["name"], person["email"]))
-    msg["Subject"] = rows[0].subject if len(rows) == 1 else f"peerwatch: {len(rows)} items need your attention"
+    msg["Subject"] = letters[0].subject if len(rows) == 1 else f"peerwatch: {len(rows)} items need your attention"
     msg["Date"] = format_datetime(clock.now())
     msg["Message-ID"] = _message_id("digest:" + "|".join(r.idempotency_key for r in rows))
     msg["X-Peerwatch-Key"] = ",".join(r.idempotency_key for r in rows)
     msg["X-Peerwatch-Template"] = "digest" if len(rows) > 1 else rows[0].template
     sep = "\n" + "-" * 66 + "\n\n"
     intro = f"Dear {person['name']},\n\nThe following {len(rows)} items need your attention.\n\n" if len(rows) > 1 else ""
-    msg.set_content(intro + sep.join(f"{r.subject}\n\n{r.body_text}" for r in rows))
-    msg.add_alternative("<hr>".join(r.body_html for r in rows), subtype="html")
+    msg.set_content(intro + sep.join(f"{r.subject}\n\n{r.body_text}" for r in letters))
+    msg.add_alternative("<hr>".join(r.body_html for r in letters), subtype="html")
     return msg
 
 
@@ -176,6 +185,35 @@ def recover(session: Session, transport: Transport, clock: Clock, dpolicy: Dispa
     return summary
 
 
+def _render(rows: list[OutboxMessage]) -> list[tuple[OutboxMessage, str]]:
+    """Render each row not yet rendered, in place; returns the rows that could not be, with why."""
+    failed = []
+    for r in rows:
+        if r.body_text is None:
+            try:
+                r.subject, r.body_text, r.body_html = rendered(r)
+            except Exception as exc:  # noqa: BLE001 - any template error: an incident, never a crash of the run
+                failed.append((r, f"letter could not be rendered from template {r.template!r}: {type(exc).__name__}: {exc}"))
+    return failed
+
+
+def _fail(r: OutboxMessage, before: str, error: str, now: datetime, policy: Policy, dpolicy: DispatchPolicy,
+          summary: DispatchSummary, at_once: bool = False) -> None:
+    """A try that did not deliver: queued again on the back-off, or failed (an incident) after N
+    tries, or ``at_once`` for what retrying cannot mend."""
+    r.last_error, r.message_id = error, None
+    r.next_attempt_at = now + backoff(policy, dpolicy, r.attempts)
+    if at_once or before == OutboxStatus.FAILED or r.attempts >= policy.max_send_attempts:
+        r.status = OutboxStatus.FAILED  # an incident; still retried on the long back-off
+        if before == OutboxStatus.FAILED:
+            summary.still_failed += 1
+        else:
+            summary.failed += 1
+    else:
+        r.status = OutboxStatus.QUEUED
+        summary.retried += 1
+
+
 def _claim(session: Session, rows: list[OutboxMessage], read: dict[int, tuple[str, int]],
            lease_until: datetime) -> list[tuple[OutboxMessage, str]]:
     """Claim rows still as we read them (conditional UPDATE); returns (row, status before)."""
@@ -226,6 +264,18 @@ def dispatch(session: Session, transport: Transport, clock: Clock, policy: Polic
         if not claimed:
             session.commit()
             continue  # another dispatcher took them
+        for r, _ in claimed:
+            r.attempts = read[r.id][1] + 1  # type: ignore[index]  # as the claim wrote it
+        broken = {id(r): error for r, error in _render([r for r, _ in claimed])}
+        for r, before in claimed:
+            if id(r) in broken:  # a template error will not mend itself: an incident at once
+                _fail(r, before, broken[id(r)], now, policy, dpolicy, summary, at_once=True)
+                summary.errors.append(broken[id(r)])
+                session.add(r)
+        claimed = [(r, before) for r, before in claimed if id(r) not in broken]
+        if not claimed:
+            session.commit()
+            continue
         rows = [r for r, _ in claimed]
         msg = build_letter(rows[0], transport.sender, clock, files[rows[0].idempotency_key]) if rows[0].category == "letter" else build_digest(rows, transport.sender, clock)
         for r, _ in claimed:  # the same values the claim wrote, plus the Message-ID, for recovery
@@ -236,17 +286,7 @@ def dispatch(session: Session, transport: Transport, clock: Clock, policy: Polic
             transport.send(msg)
         except TransportError as exc:
             for r, before in claimed:
-                r.last_error, r.message_id = str(exc), None
-                r.next_attempt_at = now + backoff(policy, dpolicy, r.attempts)
-                if before == OutboxStatus.FAILED or r.attempts >= policy.max_send_attempts:
-                    r.status = OutboxStatus.FAILED  # an incident; still retried on the long back-off
-                    if before == OutboxStatus.FAILED:
-                        summary.still_failed += 1
-                    else:
-                        summary.failed += 1
-                else:
-                    r.status = OutboxStatus.QUEUED
-                    summary.retried += 1
+                _fail(r, before, str(exc), now, policy, dpolicy, summary)
                 session.add(r)
             summary.errors.append(str(exc))
         else:

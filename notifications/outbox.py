@@ -5,20 +5,25 @@ letter twice. Letters are one message per item (to + cc); reminders and chases a
 per person, so the dispatcher can combine a person's rows into one digest.
 A role nobody holds (to or cc) is written as an ``undeliverable`` row of category
 ``incident`` naming the role: never a silent loss; the letter still goes to the others.
+
+A row holds what its letter says, frozen as JSON (``freeze``): the item, its service, Trust
+and network, the deadlines it quotes, its recipients and signatories, as they were when the
+transition fired. The dispatcher renders it (``rendered``) when it sends it and keeps the
+text it sent; a transition never waits on a template.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import insert, or_
 from sqlalchemy import select as select_core
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from models.tables import Attachment, Contact, OutboxMessage, OutboxStatus
-from notifications.render import render
 from states.roles import CONTACT_ROLES
 
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
@@ -28,10 +33,56 @@ if TYPE_CHECKING:
     from states.kinds import KindSpec, Letter
 
 
+SIGNATORIES = ("network-manager", "regional-lead")
+
+
+def _scope_key(role: str, scope: dict[str, int | None]) -> tuple[str, int | None, int | None, int | None]:
+    return (role, scope.get("service_id"), scope.get("organisation_id"), scope.get("network_id"))
+
+
+def _level(c: Contact) -> int:
+    return 0 if c.service_id else 1 if c.organisation_id else 2 if c.network_id else 3
+
+
+def prefetch_recipients(session: Session, items: list[tuple[KindSpec, Any, list[Letter]]]) -> None:
+    """Resolve the recipients of a batch's letters in one query, into ``resolve``'s cache:
+    what ``resolve`` would find for each (role, item), without a query per service."""
+    cache: dict[Any, list[Contact]] = session.info.setdefault("recipient_cache", {})
+    wanted: set[tuple[str, int | None, int | None, int | None]] = set()
+    for spec, row, letters in items:
+        scope = spec.recipient_scope(session, row)
+        for role in {*SIGNATORIES, *(r for letter in letters for r in (*letter.to, *letter.cc))}:
+            wanted.add(_scope_key(role, scope))
+    wanted -= cache.keys()
+    if len(wanted) < 2:
+        return
+    ids = {level: sorted({k[level] for k in wanted if k[level] is not None}) for level in (1, 2, 3)}
+    no_service, no_organisation = Contact.service_id.is_(None), Contact.organisation_id.is_(None)  # type: ignore[union-attr]
+    levels = [no_service & no_organisation & Contact.network_id.is_(None)]  # type: ignore[union-attr]
+    if ids[1]:
+        levels.append(col(Contact.service_id).in_(ids[1]))
+    if ids[2]:
+        levels.append(no_service & col(Contact.organisation_id).in_(ids[2]))
+    if ids[3]:
+        levels.append(no_service & no_organisation & col(Contact.network_id).in_(ids[3]))
+    held: dict[tuple[str, int, int | None], list[Contact]] = {}
+    for c in session.exec(select(Contact).where(col(Contact.role).in_({k[0] for k in wanted}), or_(*levels)).order_by(Contact.id)):  # type: ignore[arg-type]
+        level = _level(c)
+        held.setdefault((c.role, level, (c.service_id, c.organisation_id, c.network_id, None)[level]), []).append(c)
+    for key in wanted:
+        role, service_id, organisation_id, network_id = key
+        cache[key] = next((found for found in (
+            held.get((role, 0, service_id)) if service_id is not None else None,
+            held.get((role, 1, organisation_id)) if organisation_id is not None else None,
+            held.get((role, 2, network_id)) if network_id is not None else None,
+            held.get((role, 3, None)),
+        ) if found), [])
+
+
 def resolve(session: Session, role: str, scope: dict[str, int | None]) -> list[Contact]:
     """Contacts holding ``role`` at the most specific level: service, organisation, network, national."""
     cache: dict[Any, list[Contact]] = session.info.setdefault("recipient_cache", {})
-    key = (role, scope.get("service_id"), scope.get("organisation_id"), scope.get("network_id"))
+    key = _scope_key(role, scope)
     if key in cache:
         return cache[key]
     # Only the levels the item has: comparing a column with None would be IS NULL in SQL and
@@ -47,12 +98,52 @@ def resolve(session: Session, role: str, scope: dict[str, int | None]) -> list[C
         levels.append(no_service & no_organisation & (Contact.network_id == network_id))
     found = list(session.exec(select(Contact).where(Contact.role == role, or_(*levels)).order_by(Contact.id)))  # type: ignore[arg-type]
 
-    def level(c: Contact) -> int:
-        return 0 if c.service_id else 1 if c.organisation_id else 2 if c.network_id else 3
-
-    best = min((level(c) for c in found), default=None)
-    cache[key] = [c for c in found if level(c) == best]
+    best = min((_level(c) for c in found), default=None)
+    cache[key] = [c for c in found if _level(c) == best]
     return cache[key]
+
+
+def _tag(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    raise TypeError(f"a letter's context cannot hold {type(value).__name__} {value!r}: give the template text, numbers or dates")
+
+
+def _untag(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1:
+        if "$date" in obj:
+            return date.fromisoformat(obj["$date"])
+        if "$datetime" in obj:
+            return datetime.fromisoformat(obj["$datetime"])
+    return obj
+
+
+def freeze(context: dict[str, Any]) -> str:
+    """A letter's context as JSON, dates and times tagged so ``thaw`` gives them back as such."""
+    return json.dumps(context, default=_tag, separators=(",", ":"), ensure_ascii=False)
+
+
+def thaw(frozen: str) -> dict[str, Any]:
+    return json.loads(frozen, object_hook=_untag)  # type: ignore[no-any-return]
+
+
+class Rendered(NamedTuple):
+    subject: str
+    body_text: str
+    body_html: str
+
+
+def rendered(message: OutboxMessage) -> Rendered:
+    """The letter as sent (kept on the row), or as it will be sent (rendered now from its frozen context)."""
+    if message.body_text is not None:
+        return Rendered(message.subject or "", message.body_text, message.body_html or "")
+    if message.context is None:
+        raise ValueError(f"outbox message {message.id} has neither text nor context: nothing to render")
+    from notifications.render import render  # Jinja2 loads with the first letter rendered
+
+    return Rendered(*render(message.template, thaw(message.context)))
 
 
 def _person(c: Contact) -> dict[str, str]:
@@ -116,12 +207,12 @@ def compose(
     deadlines: dict[str, date],
     extra: dict[str, Any] | None = None,
 ) -> list[Message]:
-    """Render ``letters`` about ``row`` into outbox rows (nothing written yet)."""
+    """Compose ``letters`` about ``row`` into outbox rows, each with its frozen context (nothing written yet)."""
     if not letters:
         return []
     scope = spec.recipient_scope(session, row)
     base = spec.letter_context(session, row)
-    signatories = [_person(c) for r in ("network-manager", "regional-lead") for c in resolve(session, r, scope)]
+    signatories = [_person(c) for r in SIGNATORIES for c in resolve(session, r, scope)]
     out: list[Message] = []
     for letter in letters:
         to = [(r, resolve(session, r, scope)) for r in letter.to]
@@ -135,7 +226,7 @@ def compose(
             **base, "today": today, "deadlines": deadlines, "to": to_people, "cc": cc_people,
             "signatories": signatories, **(extra or {}), **dict(letter.context),
         }
-        subject, text, html = render(letter.template, context)
+        frozen = freeze(context)
         stem = f"{spec.name}:{row.id}:{key}:{letter.template}{':' + letter.key if letter.key else ''}"
         note = f"no contact holds the role(s) {', '.join(CONTACT_ROLES.get(r, r) for r in missing)} for this item" if missing else None
         if letter.category == "letter":
@@ -155,7 +246,7 @@ def compose(
                      for f, c, d in letter.attachments] if category == "letter" else []
             out.append(Message(row={
                 "idempotency_key": idem, "kind": spec.name, "item_id": row.id, "template": letter.template,
-                "category": category, "subject": subject, "body_text": text, "body_html": html,
+                "category": category, "context": frozen, "subject": None, "body_text": None, "body_html": None,
                 "to": recipients, "cc": copies, "status": getattr(status, "value", status), "attempts": 0, "last_error": error,
                 "created_at": now, "next_attempt_at": now, "sent_at": None, "message_id": None,
             }, attachments=files))

@@ -124,12 +124,15 @@ def _notices(session: Session, marked: list[tuple[Deadline, str]], clock: Clock,
     for kind, group in by_kind.items():
         spec = get_spec(kind)
         deadlines = outbox.open_deadlines(session, kind, list({d.item_id for d, _ in group}))
+        letters = []
         for d, which in group:
             rule = spec.deadline_rules.get(d.name)
             row = _row(session, d)
             letter = letter_for(getattr(rule, which), session, row) if rule else None
-            if letter is None:
-                continue
+            if letter is not None:
+                letters.append((d, which, row, letter))
+        outbox.prefetch_recipients(session, [(spec, row, [letter]) for _, _, row, letter in letters])
+        for d, which, row, letter in letters:
             sent.add(d.id)  # type: ignore[arg-type]
             messages += outbox.compose(session, spec, row, [letter], key=f"deadline{d.id}:{which}", now=now, today=today,
                                        deadlines=deadlines.get(d.item_id, {}),

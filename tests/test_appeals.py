@@ -29,6 +29,7 @@ from states.clock import FixedClock
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger
 from states.kinds import CLOCK_TRIGGERS, get_spec
 from states.sweep import run_sweep
+from notifications.outbox import rendered
 
 A = AppealState
 SPEC = get_spec("appeal")
@@ -190,7 +191,7 @@ def _assert_refused(db: Engine, session: Session, w: World, day: date, match: st
     letter = letters[-1]
     assert _emails(letter.to) == [contact.email]
     assert sorted(p["role"] for p in letter.cc) == [NM, RL]
-    assert reason.removeprefix("appeal refused: ") in letter.body_text
+    assert reason.removeprefix("appeal refused: ") in rendered(letter).body_text
     return reason
 
 
@@ -306,7 +307,7 @@ def test_result_is_chased_before_on_and_after_the_due_date_each_once(db: Engine,
     ]
     assert len({m.idempotency_key for m in chased}) == 6
     reminder, due_today = chased[0], chased[2]
-    assert "by Tue 30 Mar 2027" in reminder.subject and "today" in due_today.subject and reminder.subject != due_today.subject
+    assert "by Tue 30 Mar 2027" in rendered(reminder).subject and "today" in rendered(due_today).subject and rendered(reminder).subject != rendered(due_today).subject
 
 
 def test_result_deadline_survives_the_start_of_consideration(db: Engine, session: Session, world: World) -> None:
@@ -384,7 +385,7 @@ def test_an_uninvolved_person_is_invited_and_the_subgroup_convened(db: Engine, s
     assert (out.row.state, out.row.subgroup) == ("initial_consideration", [{"name": OUTSIDER[0], "email": OUTSIDER[1]}])  # type: ignore[attr-defined]
     (invite,) = _letters(session, "appeal", row.id, "subgroup_invitation")  # type: ignore[arg-type]
     assert _emails(invite.to) == [OUTSIDER[1]] and sorted(p["role"] for p in invite.cc) == [NM, RL]
-    assert STATEMENT in invite.body_text and MRH_TRUST in invite.body_text
+    assert STATEMENT in rendered(invite).body_text and MRH_TRUST in rendered(invite).body_text
     with pytest.raises(GuardRefused, match="already on the subgroup"):
         engine.fire(session, "appeal", row.id, "add_subgroup_member", actor=MANAGER, role=NM, clock=FixedClock(MEMBER_DAY),  # type: ignore[arg-type]
                     params={"name": "Una O.", "email": OUTSIDER[1].upper()})
@@ -467,7 +468,7 @@ def test_upheld_withdraws_the_sc_and_reissues_the_report(db: Engine, session: Se
     assert events[-2:] == [("reopen_for_amendment", "published", "amending", DECIDER, row.id),
                            ("reissue", "amending", "published", DECIDER, row.id)]
     (reissued,) = _letters(session, "report", world.report_id, "report_reissued")
-    assert [p["role"] for p in reissued.to] == ["service-lead"] and "issue 2" in reissued.subject
+    assert [p["role"] for p in reissued.to] == ["service-lead"] and "issue 2" in rendered(reissued).subject
     (pdf,) = session.exec(select(Attachment).where(Attachment.idempotency_key == reissued.idempotency_key)).all()
     assert pdf.content_type == "application/pdf" and pdf.data.startswith(b"%PDF")
     text = _pdf_text(pdf.data)
@@ -533,7 +534,7 @@ def test_the_decision_is_final_and_communicated_to_the_chief_executive(db: Engin
     assert out.row.state == "communicated" and SPEC.allowed_from("communicated") == []
     (letter,) = _letters(session, "appeal", row.id, "appeal_decision")  # type: ignore[arg-type]
     assert _emails(letter.to) == [world.ceo.email]
-    assert "NOT UPHELD" in letter.body_text and DECISION in letter.body_text and "final" in letter.body_text
+    assert "NOT UPHELD" in rendered(letter).body_text and DECISION in rendered(letter).body_text and "final" in rendered(letter).body_text
 
 
 def test_risk_history_shows_the_withdrawal_by_the_decider(db: Engine, session: Session, world: World) -> None:

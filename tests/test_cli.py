@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+import email.policy
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
@@ -353,8 +354,21 @@ def test_chase_dispatch_and_outbox_end_to_end(db_url: str, tmp_path: Path) -> No
     day2 = ok_json(run(env, "--as-of", "2026-12-21", "--json", "chase", cwd=tmp_path))
     assert [(x["id"], x["deadline"], x["action"]) for x in day2["actions"]] == [(a, "formal_notification", "overdue_notice")]
 
+    # Before it is sent, a letter is shown as it will go: rendered from what the transition stored.
+    queued = ok_json(run(env, "--json", "outbox", "list", "--status", "queued", cwd=tmp_path))
+    (formal,) = [m for m in queued if m["item"] == f"risk {b}" and m["template"] == "formal_notification"]
+    preview = ok(run(env, "outbox", "show", str(formal["id"]), cwd=tmp_path))
+    assert "not sent yet" in preview and f"IR-{b}" in preview and "Tue 15 Dec 2026" in preview
+    assert "<strong>Tue 15 Dec 2026</strong>" in ok(run(env, "outbox", "show", str(formal["id"]), "--html", cwd=tmp_path))
+    missing = run(env, "outbox", "show", "999999", cwd=tmp_path)
+    assert missing.returncode != 0 and "outbox message 999999 not found" in missing.stderr + missing.stdout
+    assert "Traceback" not in missing.stderr
+
     sent = ok_json(run(env, "--as-of", "2026-12-21", "--json", "dispatch", cwd=tmp_path))
     assert sent["failed"] == 0 and sent["retried"] == 0 and sent["emails_sent"] >= 1
+    # Once sent, the row keeps the text that went, word for word.
+    kept = ok_json(run(env, "--json", "outbox", "show", str(formal["id"]), cwd=tmp_path))
+    assert kept["sent_at"] and kept["subject"] and kept["body_text"] in preview
 
     messages = ok_json(run(env, "--json", "outbox", "list", cwd=tmp_path))
     assert messages and all(m["status"] == "sent" for m in messages), messages
@@ -370,6 +384,10 @@ def test_chase_dispatch_and_outbox_end_to_end(db_url: str, tmp_path: Path) -> No
         msg = message_from_bytes(f.read_bytes())
         assert msg["To"] and msg["Subject"]
         sent_templates.add(msg["X-Peerwatch-Template"])
+        if msg["X-Peerwatch-Key"].startswith(f"risk:{b}:") and msg["X-Peerwatch-Template"] == "formal_notification":
+            assert " ".join(str(msg["Subject"]).split()) == kept["subject"]
+            plain = message_from_bytes(f.read_bytes(), policy=email.policy.default).get_body(("plain",))
+            assert kept["body_text"].strip() in plain.get_content()  # type: ignore[union-attr]
     assert "formal_notification" in sent_templates
 
 

@@ -25,6 +25,7 @@ from states.complaint import ComplaintState
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, PermissionDenied
 from states.kinds import CLOCK_TRIGGERS, get_spec
 from states.sweep import run_sweep
+from notifications.outbox import rendered
 
 C = ComplaintState
 SPEC = get_spec("complaint")
@@ -118,7 +119,7 @@ def test_complaints_are_routed_by_category(session: Session, services: dict[str,
     (ack,) = _letters(session, row.id, "complaint_acknowledgement")  # type: ignore[arg-type]
     assert [p["email"] for p in ack.to] == [COMPLAINANT[1]]
     assert [(p["role"], p["email"]) for p in ack.cc] == [(owner, _holder(session, owner).email)]
-    assert ("the network office" if owner == OFFICE else "the Network Manager") in ack.body_text
+    assert ("the network office" if owner == OFFICE else "the Network Manager") in rendered(ack).body_text
 
 
 @pytest.mark.parametrize(("category", "email", "match"), [
@@ -175,7 +176,7 @@ def test_acknowledge_writes_to_the_complainant_and_opens_the_resolution_deadline
     assert ack.template == "complaint_acknowledgement" and ack.category == "letter" and ack.status == "queued"
     assert [p["email"] for p in ack.to] == [COMPLAINANT[1]]
     assert [p["email"] for p in ack.cc] == [_holder(session, NM).email]
-    assert "Mon 01 Feb 2027" in ack.body_text and SUMMARY in ack.body_text and "Wed 23 Dec 2026" in ack.body_text
+    assert "Mon 01 Feb 2027" in rendered(ack).body_text and SUMMARY in rendered(ack).body_text and "Wed 23 Dec 2026" in rendered(ack).body_text
 
 
 def _complaint_actions(db: Engine, day: date) -> list[tuple[str, str]]:
@@ -200,8 +201,8 @@ def test_a_late_acknowledgement_is_chased_once(db: Engine, session: Session, ser
         ("complaint_overdue", "chase", owner.email, date(2027, 1, 5)),
         ("complaint_overdue", "chase", manager.email, date(2027, 1, 5)),
     ]
-    assert "acknowledgement" in chases[0].subject and "Mon 04 Jan 2027" in chases[0].subject
-    assert COMPLAINANT[0] in chases[0].body_text
+    assert "acknowledgement" in rendered(chases[0]).subject and "Mon 04 Jan 2027" in rendered(chases[0]).subject
+    assert COMPLAINANT[0] in rendered(chases[0]).body_text
 
 
 def test_an_acknowledgement_in_time_is_not_chased(db: Engine, session: Session, services: dict[str, int]) -> None:
@@ -256,7 +257,7 @@ def test_a_complaint_about_a_person_at_receipt_is_closed_with_the_reason(session
     (letter,) = _letters(session, row.id)  # type: ignore[arg-type]
     assert letter.template == "complaint_not_acceptable"
     assert [p["email"] for p in letter.to] == [COMPLAINANT[1]] and [p["role"] for p in letter.cc] == [NM]
-    assert NOT_ACCEPTABLE in letter.body_text
+    assert NOT_ACCEPTABLE in rendered(letter).body_text
     assert SPEC.allowed_from("not_acceptable") == []
 
 
@@ -272,7 +273,7 @@ def test_classify_makes_a_complaint_about_a_person(session: Session, services: d
     out = _fire(session, row.id, "close_not_acceptable", ACKNOWLEDGED, note=NOT_ACCEPTABLE)  # type: ignore[arg-type]
     assert out.row.state == "not_acceptable"
     (letter,) = _letters(session, row.id, "complaint_not_acceptable")  # type: ignore[arg-type]
-    assert NOT_ACCEPTABLE in letter.body_text
+    assert NOT_ACCEPTABLE in rendered(letter).body_text
     assert [e.trigger for e in engine.history(session, "complaint", row.id)] == [  # type: ignore[arg-type]
         "receive", "acknowledge", "classify", "classify", "classify", "close_not_acceptable"]
 
@@ -287,7 +288,7 @@ def test_resolve_needs_a_note_and_sends_the_outcome(session: Session, services: 
     (letter,) = _letters(session, row.id, "complaint_outcome")  # type: ignore[arg-type]
     assert [p["email"] for p in letter.to] == [COMPLAINANT[1]]
     assert [(p["role"], p["email"]) for p in letter.cc] == [(OFFICE, _holder(session, OFFICE).email)]
-    assert OUTCOME in letter.body_text
+    assert OUTCOME in rendered(letter).body_text
     assert engine.pending_deadlines(session, "complaint", row.id) == [] and SPEC.allowed_from("resolved") == []  # type: ignore[arg-type]
 
 

@@ -18,6 +18,7 @@ from states.clock import FixedClock
 from states.errors import InvalidInput, InvalidTrigger, MissingActor, PermissionDenied
 from states.kinds import CLOCK_TRIGGERS, get_spec
 from states.mssp import CRITERIA, RATINGS, MsspState, improved_safe_and_well_led, mssp_entry_criteria, rating, record_cqc_assessment
+from notifications.outbox import rendered
 
 O, G, RI, I = "Outstanding", "Good", "Requires Improvement", "Inadequate"
 M = MsspState
@@ -179,7 +180,7 @@ def test_a_recorded_inadequate_rating_enters_mssp_through_the_engine(session: Se
     letter = session.exec(select(OutboxMessage).where(OutboxMessage.template == "mssp_entry")).one()
     assert {p["role"] for p in letter.to} == {"chief-executive", "service-lead"}
     assert "msscg" in {p["role"] for p in letter.cc}
-    body = " ".join(letter.body_text.split())
+    body = " ".join(rendered(letter).body_text.split())
     assert "an overall rating of Inadequate" in body and "Safe from Inadequate, Well-led from Requires Improvement" in body
 
 
@@ -200,7 +201,7 @@ def test_exit_when_safe_and_well_led_each_improve_not_when_only_one_does(session
     assert [a["exit"] for a in case.assessments] == [False, False, True]
     assert _letters(session, case.id) == ["mssp_entry", "mssp_exit"]
     exit_letter = session.exec(select(OutboxMessage).where(OutboxMessage.template == "mssp_exit")).one()
-    assert "Safe: Inadequate -> Requires Improvement" in " ".join(exit_letter.body_text.split())
+    assert "Safe: Inadequate -> Requires Improvement" in " ".join(rendered(exit_letter).body_text.split())
     assert session.exec(select(func.count()).select_from(MsspCase)).one() == 1
 
 

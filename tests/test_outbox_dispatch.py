@@ -23,8 +23,8 @@ from sqlmodel import Session, col, delete, select
 
 from models import Risk
 from models.tables import Contact, OutboxMessage, OutboxStatus, Service
-from notifications.dispatch import build_digest, build_letter, dispatch
-from notifications.outbox import enqueue_letters
+from notifications.dispatch import build_digest, build_letter, dispatch, incidents
+from notifications.outbox import enqueue_letters, freeze, rendered, thaw
 from notifications.transports import FolderTransport, MemoryTransport, SmtpTransport, TransportError
 from states import engine
 from states.clock import FixedClock
@@ -119,19 +119,19 @@ def test_formal_notification_writes_one_letter_to_the_trust(session: Session, se
     assert {p["role"] for p in m.to} == set(TRUST)
     assert [p["email"] for p in m.cc] == people["accountable-officer"]
     assert m.cc[0]["role"] == "accountable-officer"
-    assert f"SC-{sc.id}" in m.subject and MRH in m.subject
+    assert f"SC-{sc.id}" in rendered(m).subject and MRH in rendered(m).subject
     # SC: 20 working days from Fri 18 Dec 2026 (Christmas, the 28 Dec substitute, New Year's Day skipped).
-    assert SC_DUE in m.body_text
-    assert SC_DUE in m.body_html
-    assert "20 working days" in m.body_text
+    assert SC_DUE in rendered(m).body_text
+    assert SC_DUE in rendered(m).body_html
+    assert "20 working days" in rendered(m).body_text
 
 
 def test_ir_letter_names_ten_working_day_due_date(session: Session, raise_risk: Callable[..., Risk]) -> None:
     ir = raise_risk("IR")
     notify(session, ir.id)  # type: ignore[arg-type]
     (m,) = messages(session, template="formal_notification", item_id=ir.id)
-    assert "Wed 06 Jan 2027" in m.body_text  # the DOMAIN.md example
-    assert SC_DUE not in m.body_text
+    assert "Wed 06 Jan 2027" in rendered(m).body_text  # the DOMAIN.md example
+    assert SC_DUE not in rendered(m).body_text
 
 
 # --------------------------------------------------------------------------- idempotency
@@ -269,6 +269,79 @@ def test_letter_headers(session: Session, services: dict[str, int], sc: Risk) ->
     rebuilt = build_letter(row, "other <other@example.invalid>", FixedClock(date(2027, 6, 1)))
     assert rebuilt["Message-ID"] == msg["Message-ID"]
     assert str(msg["Message-ID"]).startswith("<") and "@" in str(msg["Message-ID"])
+
+
+# --------------------------------------------------------------------------- rendered at dispatch
+
+
+def test_freeze_gives_back_dates_and_refuses_what_a_letter_cannot_hold() -> None:
+    context = {"today": date(2026, 12, 18), "at": datetime(2026, 12, 18, 9, 30, tzinfo=UTC),
+               "deadlines": {"response": date(2027, 1, 20)}, "to": [{"name": "Dr Ó Néill", "email": "o@x.nhs.uk"}],
+               "item": {"score": 12, "title": "Rota gaps", "visit_date": None, "$date": "not a tag: two keys"}}
+    back = thaw(freeze(context))
+    assert back == context
+    assert type(back["today"]) is date and type(back["at"]) is datetime and back["at"].tzinfo is not None
+    with pytest.raises(TypeError, match="cannot hold set"):
+        freeze({"roles": {"chief-executive"}})
+
+
+def test_transition_stores_the_letters_context_and_dispatch_keeps_what_it_sent(session: Session, sc: Risk) -> None:
+    notify(session, sc.id)  # type: ignore[arg-type]
+    (row,) = messages(session)
+    assert row.body_text is None and row.subject is None and row.context is not None
+    frozen = thaw(row.context)
+    assert frozen["deadlines"] == {"response": date(2027, 1, 20)} and frozen["item"]["ref"] == f"SC-{sc.id}"
+    preview = rendered(row)
+    transport = MemoryTransport()
+    dispatch(session, transport, FixedClock(NOTIFIED), POLICY)
+    (msg,) = transport.sent
+    session.refresh(row)
+    assert (row.subject, row.body_text, row.body_html) == tuple(preview)  # the preview was the letter
+    assert rendered(row) == preview
+    sent = parse(msg.as_bytes())
+    assert sent["Subject"] == row.subject
+    assert sent.get_body(("plain",)).get_content().strip() == row.body_text.strip()  # type: ignore[union-attr]
+    assert sent.get_body(("html",)).get_content().strip() == row.body_html.strip()  # type: ignore[union-attr]
+
+
+def test_letter_that_cannot_be_rendered_is_an_incident_and_the_others_still_go(
+        session: Session, raise_risk: Callable[..., Risk]) -> None:
+    good, bad = raise_risk("SC"), raise_risk("SC")
+    for r in (good, bad):
+        notify(session, r.id)  # type: ignore[arg-type]
+    (broken,) = messages(session, item_id=bad.id)
+    context = thaw(broken.context)  # type: ignore[arg-type]
+    del context["deadlines"]  # as a template that quotes a value its transition never gave
+    broken.context = freeze(context)
+    session.add(broken)
+    session.commit()
+    transport = MemoryTransport()
+    summary = dispatch(session, transport, FixedClock(NOTIFIED), POLICY)
+    assert [m["X-Peerwatch-Key"] for m in transport.sent] == [messages(session, item_id=good.id)[0].idempotency_key]
+    assert summary.sent_messages == 1 and summary.failed == 1
+    session.refresh(broken)
+    assert broken.status == OutboxStatus.FAILED and broken.attempts == 1 and broken.body_text is None
+    assert "template 'formal_notification'" in (broken.last_error or "") and "deadlines" in (broken.last_error or "")
+    assert broken.id in {m.id for m in incidents(session, FixedClock(NOTIFIED).now())}
+    # Mended (here: the context restored), the next try after the back-off sends it.
+    broken.context = freeze({**context, "deadlines": {"response": date(2027, 1, 20)}})
+    session.add(broken)
+    session.commit()
+    later = dispatch(session, transport, FixedClock(date(2026, 12, 21)), POLICY)
+    assert later.redelivered == 1 and len(transport.sent) == 2
+    session.refresh(broken)
+    assert broken.status == OutboxStatus.SENT and SC_DUE in (broken.body_text or "")
+
+
+def test_a_row_written_before_rendering_moved_to_dispatch_is_sent_as_stored(session: Session, sc: Risk) -> None:
+    session.add(OutboxMessage(idempotency_key="risk:legacy:letter", kind="risk", item_id=sc.id, template="formal_notification",  # type: ignore[arg-type]
+                              subject="Stored subject", body_text="Stored text\n", body_html="<p>Stored</p>",
+                              to=[{"name": "Ann", "email": "ann@trust.nhs.uk", "role": "", "role_name": ""}]))
+    session.commit()
+    transport = MemoryTransport()
+    dispatch(session, transport, FixedClock(NOTIFIED), POLICY)
+    (msg,) = transport.sent
+    assert msg["Subject"] == "Stored subject" and msg.get_body(("plain",)).get_content() == "Stored text\n"  # type: ignore[union-attr]
 
 
 def test_message_ids_differ_between_letters(session: Session, raise_risk: Callable[..., Risk]) -> None:

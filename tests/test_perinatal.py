@@ -22,6 +22,7 @@ from states.errors import GuardRefused, InvalidInput, InvalidTrigger, Permission
 from states.kinds import CLOCK_TRIGGERS, get_spec
 from states.perinatal import ADDRESSEES, PerinatalPolicy, PerinatalState, board_review_due, mermaid
 from states.sweep import run_sweep
+from notifications.outbox import rendered
 
 S = PerinatalState
 NM = "network-manager"
@@ -165,7 +166,7 @@ def test_each_level_writes_to_its_people_with_the_seeds_actions(session: Session
         letter = session.exec(select(OutboxMessage).where(OutboxMessage.kind == "perinatal", OutboxMessage.template == "perinatal_escalation",
                                                           OutboxMessage.category == "letter").order_by(OutboxMessage.id.desc())).first()  # type: ignore[union-attr]
         assert letter is not None
-        assert marks[level] in " ".join(letter.body_text.split()), level
+        assert marks[level] in " ".join(rendered(letter).body_text.split()), level
         assert {p["role"] for p in letter.to} == set(ADDRESSEES[level][0]), level
     history = session.get(PerinatalConcern, row.id).level_history  # type: ignore[union-attr]
     assert [h["level"] for h in history] == ["provider", "lms_ics", "regional", "national"]
@@ -218,7 +219,7 @@ def test_monthly_board_review_is_reminded_once_and_opens_next_month(db: Engine, 
     assert nxt.due_on == date(2027, 2, 26)
     reminder = session.exec(select(OutboxMessage).where(OutboxMessage.template == "perinatal_board_review_due")).first()
     assert reminder is not None and {p["role"] for p in reminder.to} <= {"service-lead", "chief-executive"}
-    assert "Thu 31 Dec 2026" in reminder.subject
+    assert "Thu 31 Dec 2026" in rendered(reminder).subject
 
 
 def test_escalating_carries_the_months_review_without_a_second_reminder(db: Engine, session: Session,
@@ -275,13 +276,13 @@ def test_configured_level_names_appear_in_letters_show_and_diagram(session: Sess
     monkeypatch.setenv("PEERWATCH_PERINATAL_FORUMS", '{"lms_ics": "ICB system quality group"}')
     row = raise_concern()
     raised = _escalation_letter(session)
-    assert "LMNS/ICB to support implementation of the action plan" in " ".join(raised.body_text.split())
+    assert "LMNS/ICB to support implementation of the action plan" in " ".join(rendered(raised).body_text.split())
     engine.fire(session, "perinatal", row.id, "escalate", actor="nm", role=NM, clock=FixedClock(LATER), note="no improvement")
     session.commit()
     letter = _escalation_letter(session)
-    assert letter.subject.endswith("escalated to LMNS/ICB level")
-    assert "the ICB system quality group now holds it" in " ".join(letter.body_text.split())
-    assert "LMNS/ICB" in letter.body_html and "LMS/ICS" not in letter.body_text
+    assert rendered(letter).subject.endswith("escalated to LMNS/ICB level")
+    assert "the ICB system quality group now holds it" in " ".join(rendered(letter).body_text.split())
+    assert "LMNS/ICB" in rendered(letter).body_html and "LMS/ICS" not in rendered(letter).body_text
     assert SPEC.next_step.get("lms_ics").startswith("LMNS/ICB (ICB system quality group)")
     assert SPEC.next_step.get("regional").endswith("de-escalate to LMNS/ICB")
     assert row.level_history[-1]["name"] == "LMNS/ICB"

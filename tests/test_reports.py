@@ -18,7 +18,7 @@ from models import AuditEvent, Deadline, OutboxMessage, Risk
 from models.tables import AccuracyItem, Attachment, Report, Reviewer, Visit
 from notifications.dispatch import dispatch
 from notifications.documents import render_report_html, render_report_pdf
-from notifications.outbox import resolve
+from notifications.outbox import rendered, resolve
 from notifications.transports import MemoryTransport
 from states import engine
 from states.calendar import calendar_for
@@ -279,7 +279,7 @@ def test_accuracy_reply_due_ten_working_days_later_across_christmas(session: Ses
     assert CAL.add_working_days(SENT, 10) == reply.due_on
     (request,) = [m for m in _letters(session, report.id) if m.template == "factual_accuracy_request"]  # type: ignore[arg-type]
     assert [p["role"] for p in request.to] == ["service-lead"]
-    assert "Wed 06 Jan 2027" in request.body_text
+    assert "Wed 06 Jan 2027" in rendered(request).body_text
     (draft,) = session.exec(select(Attachment).where(Attachment.idempotency_key == request.idempotency_key)).all()
     assert draft.filename == f"peer-review-report-{report.id}-draft.pdf" and draft.data.startswith(b"%PDF")
     assert "DRAFT for factual accuracy check" in _pdf_text(draft.data)

@@ -38,6 +38,7 @@ from states.selfassessment import (
     total_achievement,
 )
 from states.sweep import run_sweep
+from notifications.outbox import rendered
 
 S = SelfAssessmentState
 SPEC = get_spec("selfassessment")
@@ -232,7 +233,7 @@ def test_circulation_writes_to_leads_and_managers_with_the_spreadsheet_and_a_six
     assert letter.template == "selfassessment_request"
     to = {p["email"] for p in letter.to}
     assert to == _emails(session, "service-lead", service_id=services[ACC]) | _emails(session, "service-manager", service_id=services[ACC])
-    assert "return by Fri 22 Jan 2027" in letter.subject
+    assert "return by Fri 22 Jan 2027" in rendered(letter).subject
     from models import Attachment
 
     (att,) = session.exec(select(Attachment).where(Attachment.idempotency_key == letter.idempotency_key)).all()
@@ -462,8 +463,8 @@ def test_below_fifty_percent_is_escalated_to_icbs_and_regional_quality_leads(
         (letter,) = letters
         net = session.get(Service, services[ACC]).network_id  # type: ignore[union-attr]
         assert {p["email"] for p in letter.to} == _emails(session, "icb", network_id=net) | _emails(session, "regional-quality-lead", network_id=net)
-        assert "below 50% total achievement (45.0%)" in letter.subject
-        assert "4 Met" in letter.body_text and "1 Partially Met" in letter.body_text and "5 Unmet" in letter.body_text
+        assert "below 50% total achievement (45.0%)" in rendered(letter).subject
+        assert "4 Met" in rendered(letter).body_text and "1 Partially Met" in rendered(letter).body_text and "5 Unmet" in rendered(letter).body_text
 
 
 # ---------------------------------------------------------------- the standards library

@@ -24,6 +24,7 @@ from states.clock import FixedClock
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, PermissionDenied
 from states.kinds import CLOCK_TRIGGERS, get_spec
 from states.surveillance import SurveillanceState
+from notifications.outbox import rendered
 
 Q = SurveillanceState
 SPEC = get_spec("surveillance")
@@ -86,8 +87,8 @@ def test_not_required_letter_goes_to_the_provider_copied_to_the_commissioner(ses
     msg = session.exec(select(OutboxMessage).where(OutboxMessage.item_id == row.id, OutboxMessage.kind == "surveillance")).one()
     assert {p["role"] for p in msg.to} == {"chief-executive", "service-lead"}
     assert {p["role"] for p in msg.cc} == {"commissioning-lead"}
-    assert "no additional surveillance required" in msg.subject and "2026-27" in msg.subject
-    assert "12 of 12 met (100.0%)" in msg.body_text
+    assert "no additional surveillance required" in rendered(msg).subject and "2026-27" in rendered(msg).subject
+    assert "12 of 12 met (100.0%)" in rendered(msg).body_text
 
 
 @pytest.mark.parametrize(("agreed", "met", "score", "threshold", "match"), [
@@ -212,7 +213,7 @@ def test_options_are_combinable(session: Session, services: dict[str, int], give
     assert row.state == Q.OPTIONS_PROPOSED and row.options == options
     if "enhanced" in options:
         assert row.enhanced_actions == {"provider": "monthly rota audit to the board", "commissioner": "quarterly contract review"}
-        body = session.exec(select(OutboxMessage.body_text).where(OutboxMessage.item_id == row.id, OutboxMessage.kind == "surveillance")).one()
+        body = rendered(session.exec(select(OutboxMessage).where(OutboxMessage.item_id == row.id, OutboxMessage.kind == "surveillance")).one()).body_text
         assert "Provider action: monthly rota audit to the board" in body and "Option 2: enhanced surveillance" in body
     else:
         assert row.enhanced_actions == {}
@@ -320,7 +321,7 @@ def test_late_agreement_chases_only_the_party_missing(db: Engine, session: Sessi
     chases = session.exec(select(OutboxMessage).where(OutboxMessage.template == "surveillance_agreement_chase")).all()
     roles = sorted(p["role"] for m in chases for p in m.to)
     assert roles == ["commissioning-lead", "network-manager"]  # not the provider, who has agreed
-    assert "the commissioner" in chases[0].body_text and "the provider\n" not in chases[0].body_text
+    assert "the commissioner" in rendered(chases[0]).body_text and "the provider\n" not in rendered(chases[0]).body_text
     assert run_sweep(db, FixedClock(date(2027, 1, 16))).actions == []  # once
 
 
@@ -341,7 +342,7 @@ def test_option_3_proposes_a_linked_visit_when_agreed(session: Session, services
     propose = session.exec(select(AuditEvent).where(AuditEvent.kind == "visit", AuditEvent.item_id == visit.id)).one()
     assert (propose.trigger, propose.actor, propose.role, propose.to_state) == ("propose", "Nia Manager", NM, "proposed")
     agreed = session.exec(select(OutboxMessage).where(OutboxMessage.template == "surveillance_agreed")).one()
-    assert f"Visit-{visit.id}" in agreed.body_text and "Option 3: peer review" in agreed.body_text
+    assert f"Visit-{visit.id}" in rendered(agreed).body_text and "Option 3: peer review" in rendered(agreed).body_text
     assert {p["role"] for p in agreed.cc} == {"commissioning-lead", "network-manager"}
 
 

@@ -176,3 +176,22 @@ def test_deadline_changed_between_scan_and_batch_is_skipped(db: Engine, session:
     assert _state(db, risk.id) == "monitoring"
     with Session(db) as s:
         assert s.exec(select(func.count()).select_from(Deadline).where(Deadline.item_id == risk.id, Deadline.status == "open")).one() == 1
+
+
+def test_one_sweep_keys_each_letter_by_its_own_notice(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+    """Reminders and overdue letters written in the same run each carry their own notice in
+    their idempotency key: a reminder keyed as an overdue letter would swallow the real
+    overdue letter days later."""
+    late = raise_risk("IR", visit=date(2026, 12, 4))  # formal notification due Fri 11 Dec: overdue on Wed 16 Dec
+    soon = raise_risk("IR")  # due Fri 18 Dec: reminded on Wed 16 Dec
+    first = run_sweep(db, FixedClock(date(2026, 12, 16)))
+    assert {(a["id"], a["action"]) for a in first.actions} == {(late.id, "overdue_notice"), (soon.id, "reminded")}
+    later = run_sweep(db, FixedClock(date(2026, 12, 21)))
+    assert [(a["id"], a["action"]) for a in later.actions] == [(soon.id, "overdue_notice")]
+    for risk in (late, soon):
+        assert _templates(db, risk.id).count("formal_notification_overdue") == 2, risk.id  # Network Manager, Regional Lead
+    with Session(db) as s:
+        keys = {(m.template, m.idempotency_key.split(":")[3]) for m in s.exec(select(OutboxMessage).where(
+            OutboxMessage.item_id == soon.id))}
+    assert ("formal_notification_overdue", "overdue") in keys and all(
+        notice == "overdue" for template, notice in keys if template == "formal_notification_overdue"), keys

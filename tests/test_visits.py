@@ -16,7 +16,7 @@ from sqlmodel import Session, col, func, select
 from models import AuditEvent, Deadline, OutboxMessage, Risk
 from models.tables import Contact, Network, PanelMember, Report, Reviewer, Service, Visit
 from notifications.ics import visit_calendar
-from notifications.outbox import resolve
+from notifications.outbox import rendered, resolve
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
@@ -431,8 +431,8 @@ def test_panel_invitation_goes_to_the_reviewers_own_email(session: Session, serv
     (msg,) = session.exec(select(OutboxMessage).where(OutboxMessage.kind == "visit", OutboxMessage.template == "panel_invitation")).all()
     assert [p["email"] for p in msg.to] == ["maya.fenwick@reviewers.nhs.example"]
     assert [p["role"] for p in msg.cc] == ["network-office"]
-    assert "Dear Dr Maya Fenwick" in msg.body_text
-    assert "Thu 12 Nov 2026" in msg.subject and MRH in msg.subject
+    assert "Dear Dr Maya Fenwick" in rendered(msg).body_text
+    assert "Thu 12 Nov 2026" in rendered(msg).subject and MRH in rendered(msg).subject
 
 
 def test_remove_panel_member_needs_a_reason_and_removes(session: Session, services: dict[str, int]) -> None:
