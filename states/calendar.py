@@ -90,6 +90,7 @@ class WorkingCalendar:
         self.nation = nation
         self._holidays = _BankHolidays(nation)
         self._working: dict[date, bool] = {}
+        self._counted: dict[tuple[date, int], date] = {}  # (start, signed n) -> day: many items share dates
 
     def holiday_name(self, day: date) -> str | None:
         return self._holidays.get(day)
@@ -104,21 +105,23 @@ class WorkingCalendar:
         """The n-th working day after ``start`` (``start`` is day 0)."""
         if n < 0:
             return self.subtract_working_days(start, -n)
-        day, counted = start, 0
-        while counted < n:
-            day += timedelta(days=1)
-            if self.is_working_day(day):
-                counted += 1
-        return day
+        return self._count(start, n)
 
     def subtract_working_days(self, start: date, n: int) -> date:
         """The n-th working day before ``start``."""
-        day, counted = start, 0
-        while counted < n:
-            day -= timedelta(days=1)
-            if self.is_working_day(day):
-                counted += 1
-        return day
+        return self._count(start, -n)
+
+    def _count(self, start: date, n: int) -> date:
+        found = self._counted.get((start, n))
+        if found is None:
+            step = timedelta(days=1 if n > 0 else -1)
+            day, counted = start, 0
+            while counted < abs(n):
+                day += step
+                if self.is_working_day(day):
+                    counted += 1
+            found = self._counted[(start, n)] = day
+        return found
 
     def working_days_between(self, start: date, end: date) -> int:
         """Working days in (start, end]; negative when end is before start."""

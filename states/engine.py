@@ -19,9 +19,11 @@ from typing import Any
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy import select as select_core
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm.util import identity_key
 from sqlalchemy.orm.attributes import flag_modified, set_committed_value
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import ColumnProperty
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm.state import InstanceState
 from sqlmodel import Session, col, select
 
 from models.db import begin_write
@@ -297,14 +299,14 @@ def _write(session: Session, plans: list[_Plan], now: datetime, today: date) -> 
     """Write a batch of decided transitions: rows, deadlines, audit chain, outbox, follow-ups."""
     if not plans:
         return
-    try:
-        session.flush()  # the rows' UPDATEs, each checked against its version
-    except StaleDataError:
-        which = plans[0] if len(plans) == 1 else None
+    if not _update_rows(session, plans):
         raise StaleVersion(
-            f"{which.spec.name} {which.row.id} was changed by someone else while {which.ctx.trigger!r} fired; retry" if which
-            else f"one of {len(plans)} items was changed by someone else while the batch fired; retry"
-        ) from None
+            f"{plans[0].spec.name} {plans[0].row.id} was changed by someone else while {plans[0].ctx.trigger!r} fired; retry"
+            if len(plans) == 1 else f"one of {len(plans)} items was changed by someone else while the batch fired; retry")
+    try:
+        session.flush()  # whatever else the effects changed (deadlines, a proposal consumed)
+    except StaleDataError:
+        raise StaleVersion(f"a row {plans[0].ctx.trigger!r} touched was changed by someone else meanwhile; retry") from None
     for p in plans:
         if p.row.version != p.old_version + 1:  # pragma: no cover - a bug, not an operator error
             raise RuntimeError(f"{p.spec.name} {p.row.id}: version moved {p.old_version} -> {p.row.version} in one transition")
@@ -328,6 +330,50 @@ def _write(session: Session, plans: list[_Plan], now: datetime, today: date) -> 
         session.flush()
 
 
+def _update_rows(session: Session, plans: list[_Plan]) -> bool:
+    """Write the batch's rows: one executemany per kind and set of changed columns, each row's
+    WHERE naming its id and the version it was read at, so a row changed meanwhile matches
+    nothing. Returns False if any did not match (the caller raises; the transaction is rolled
+    back). The rows are then marked clean with the new version, as a flush leaves them.
+
+    The ORM would send one UPDATE per versioned row; this is the same statement, batched.
+    If any row's in-memory changes are not plain columns (a relationship), the batch goes
+    through the ORM's flush instead, checked against each version there."""
+    groups: dict[tuple[type, tuple[str, ...]], list[tuple[_Plan, Any]]] = {}
+    for p in plans:
+        state = sa_inspect(p.row)
+        groups.setdefault((type(p.row), tuple(sorted(state.committed_state))), []).append((p, state))
+    props_of = {group: [sa_inspect(group[0]).attrs.get(k) for k in group[1] if k != "version"] for group in groups}
+    if not all(isinstance(prop, ColumnProperty) for props in props_of.values() for prop in props):
+        try:
+            session.flush()  # the ORM's own version-checked UPDATE per row
+        except StaleDataError:
+            return False
+        return True
+    conn = session.connection()
+    done: list[tuple[Any, dict[str, Any]]] = []
+    for (model, keys), members in groups.items():
+        props = props_of[(model, keys)]
+        table = model.__table__  # type: ignore[attr-defined]
+        columns = [(prop.key, prop.columns[0]) for prop in props]  # type: ignore[union-attr]
+        stmt = update(table).where(table.c.id == bindparam("_id"), table.c.version == bindparam("_read_version")).values(
+            {c.name: bindparam(f"_v_{c.name}", type_=c.type) for _, c in columns} | {"version": bindparam("_version")})
+        params = [{**{f"_v_{c.name}": state.dict.get(key) for key, c in columns},
+                   "_id": p.row.id, "_read_version": p.old_version, "_version": p.old_version + 1} for p, state in members]
+        if conn.dialect.supports_sane_multi_rowcount:
+            matched = conn.execute(stmt, params).rowcount
+        else:  # pragma: no cover - both supported dialects count an executemany's rows
+            matched = sum(conn.execute(stmt, one).rowcount for one in params)
+        if matched != len(members):
+            return False
+        for p, state in members:
+            state.dict["version"] = p.old_version + 1
+            done.append((state, state.dict))
+    # What the ORM does to each row after its own flush (SQLAlchemy's internal, pinned in constraints.txt).
+    InstanceState._commit_all_states(done, session.identity_map)
+    return True
+
+
 def _letters(session: Session, plans: list[_Plan], now: datetime, today: date) -> None:
     """Compose every plan's letters (quoting its deadlines as now written) and write them at once."""
     from notifications import outbox  # Jinja2 loads with the first letter, not with the CLI
@@ -335,6 +381,7 @@ def _letters(session: Session, plans: list[_Plan], now: datetime, today: date) -
     for p in plans:
         by_kind.setdefault(p.spec.name, []).append(p)
     composed: list[tuple[_Plan, Any]] = []
+    outbox.prefetch_recipients(session, [(p.spec, p.row, p.effects.letters) for p in plans])
     for kind, group in by_kind.items():
         deadlines = outbox.open_deadlines(session, kind, [p.row.id for p in group])  # type: ignore[misc]
         for p in group:
@@ -527,9 +574,9 @@ def _close_deadlines(session: Session, plans: list[_Plan]) -> None:
         return
     session.execute(update(_DEADLINE).where(_DEADLINE.c.id == bindparam("d_id")).values(status=DeadlineStatus.CLOSED.value),
                     [{"d_id": i} for i in closing])
-    for i in closing:  # keep loaded Deadline objects true to the database
-        loaded = session.identity_map.get(identity_key(Deadline, i))
-        if loaded is not None:
+    closed = set(closing)
+    for loaded in list(session.identity_map.values()):  # keep loaded Deadline objects true to the database
+        if isinstance(loaded, Deadline) and loaded.id in closed:
             set_committed_value(loaded, "status", DeadlineStatus.CLOSED)
 
 

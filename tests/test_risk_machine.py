@@ -251,3 +251,38 @@ def test_clock_stop_pauses_resumes_and_extends_with_reasons(session: Session, ra
     clock_events = [(e.trigger, e.note) for e in events if e.trigger.endswith(("_clock", "_deadline"))]
     assert clock_events == [("pause_clock", "Trust IT outage"), ("resume_clock", "restored"), ("extend_deadline", "agreed with the Medical Director")]
     assert events[-1].data["deadlines"]["response"] == {"from": "2027-01-22", "to": "2027-01-27"}
+
+
+def test_batch_loses_whole_to_a_writer_who_changed_one_of_its_rows_after_it_read_them(
+    db: Any, session: Session, raise_risk: Callable[..., Risk], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batched UPDATE names each row's version as read: one row changed meanwhile and the
+    whole batch is refused, naming no false winner; nothing of it is written."""
+    first, second = raise_risk("SC"), raise_risk("SC")
+    session.commit()
+    at = FixedClock(date(2026, 12, 18))
+    preload = engine._preload
+
+    def someone_else_moves_in(s: Session, requests: list[engine.Request]) -> list[Any]:
+        rows = preload(s, requests)  # the batch has read both rows...
+        if len(requests) < 2:
+            return rows  # the other writer's own fire
+        with Session(db) as other:  # ...then an operator commits a change to the second
+            engine.fire(other, "risk", second.id, "withdraw", actor="Dr Asha Patel", role=NM, clock=at,  # type: ignore[arg-type]
+                        note="raised in error")
+            other.commit()
+        return rows
+
+    monkeypatch.setattr(engine, "_preload", someone_else_moves_in)
+    counts = _counts(session)
+    with pytest.raises(StaleVersion, match="one of 2 items was changed by someone else"):
+        engine.fire_many(session, [engine.Request("risk", r.id, "send_formal_notification") for r in (first, second)],  # type: ignore[arg-type]
+                         actor="Dr Asha Patel", role=NM, clock=at)
+    session.rollback()
+    session.expire_all()
+    # Only the other writer's transition is stored: its audit event, its letter, its closed deadline.
+    events, letters, _ = _counts(session)
+    assert events == counts[0] + 1 and letters == counts[1] + 1
+    assert (session.get(Risk, first.id).state, session.get(Risk, first.id).version) == ("identified", 2)  # type: ignore[union-attr]
+    assert (session.get(Risk, second.id).state, session.get(Risk, second.id).version) == ("withdrawn", 3)  # type: ignore[union-attr]
+    assert [e.trigger for e in engine.history(session, "risk", first.id)] == ["raise"]  # type: ignore[arg-type]
