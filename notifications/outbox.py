@@ -23,10 +23,12 @@ from sqlalchemy import insert, or_
 from sqlalchemy import select as select_core
 from sqlmodel import Session, col, select
 
+from models.bulk import execute_many
 from models.tables import Attachment, Contact, OutboxMessage, OutboxStatus
 from states.roles import CONTACT_ROLES
 
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_INSERT_OUTBOX = insert(_OUTBOX)
 
 if TYPE_CHECKING:
     from states.clock import Clock
@@ -270,7 +272,7 @@ def write(session: Session, messages: list[Message]) -> list[Message]:
             existing.add(k)
             fresh.append(m)
     if fresh:
-        session.execute(insert(_OUTBOX), [m.row for m in fresh])
+        execute_many(session.connection(), _INSERT_OUTBOX, [m.row for m in fresh])
         files = [f for m in fresh for f in m.attachments]
         if files:
             session.execute(insert(Attachment.__table__), files)  # type: ignore[attr-defined]

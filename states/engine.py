@@ -26,6 +26,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.state import InstanceState
 from sqlmodel import Session, col, select
 
+from models.bulk import execute_many
 from models.db import begin_write
 from models.tables import OUTSTANDING, AuditEvent, AuditHead, Deadline, DeadlineStatus, Proposal, RefusedAttempt, StatefulItem
 from states import deadlines as clock_stop
@@ -51,6 +52,9 @@ from states.roles import AUDITOR, check_actor_role
 _DEADLINE = Deadline.__table__  # type: ignore[attr-defined]
 _AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
 _HEAD = AuditHead.__table__  # type: ignore[attr-defined]
+_INSERT_DEADLINE = insert(_DEADLINE)
+_INSERT_AUDIT = insert(_AUDIT)
+_CLOSE_DEADLINE = update(_DEADLINE).where(_DEADLINE.c.id == bindparam("d_id")).values(status=DeadlineStatus.CLOSED.value)
 
 
 @dataclass(frozen=True)
@@ -316,7 +320,7 @@ def _write(session: Session, plans: list[_Plan], now: datetime, today: date) -> 
             "nation": p.ctx.calendar.nation, "created_at": now}
            for p in plans for d in p.effects.deadlines]
     if new:
-        session.execute(insert(_DEADLINE), new)
+        execute_many(session.connection(), _INSERT_DEADLINE, new)
     for p in plans:
         c = p.ctx
         p.event = Event(kind=p.spec.name, item_id=p.row.id, at=now, actor=c.actor, role=c.role, trigger=c.trigger,  # type: ignore[arg-type]
@@ -361,7 +365,7 @@ def _update_rows(session: Session, plans: list[_Plan]) -> bool:
         params = [{**{f"_v_{c.name}": state.dict.get(key) for key, c in columns},
                    "_id": p.row.id, "_read_version": p.old_version, "_version": p.old_version + 1} for p, state in members]
         if conn.dialect.supports_sane_multi_rowcount:
-            matched = conn.execute(stmt, params).rowcount
+            matched = execute_many(conn, stmt, params)
         else:  # pragma: no cover - both supported dialects count an executemany's rows
             matched = sum(conn.execute(stmt, one).rowcount for one in params)
         if matched != len(members):
@@ -446,7 +450,7 @@ def append_audit(session: Session, events: list[Event]) -> None:
     for e in events:
         e.prev_hash = prev
         e.hash = prev = event_hash(prev, e)
-    session.execute(insert(_AUDIT), [e.row() for e in events])
+    execute_many(session.connection(), _INSERT_AUDIT, [e.row() for e in events])
     if head is None:
         session.execute(insert(_HEAD), [{"id": 1, "hash": prev, "events": len(events)}])
     else:
@@ -572,8 +576,7 @@ def _close_deadlines(session: Session, plans: list[_Plan]) -> None:
                     closing.append(d_id)
     if not closing:
         return
-    session.execute(update(_DEADLINE).where(_DEADLINE.c.id == bindparam("d_id")).values(status=DeadlineStatus.CLOSED.value),
-                    [{"d_id": i} for i in closing])
+    execute_many(session.connection(), _CLOSE_DEADLINE, [{"d_id": i} for i in closing])
     closed = set(closing)
     for loaded in list(session.identity_map.values()):  # keep loaded Deadline objects true to the database
         if isinstance(loaded, Deadline) and loaded.id in closed:
