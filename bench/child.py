@@ -3,7 +3,9 @@
 ``python -m bench.child MODE OUT.json DB AS_OF [N]``; the result is written to OUT.json.
 Modes: ``engine`` (``run_sweep`` directly), ``flow`` (the ``chase`` flow run against the
 Prefect server named by ``PREFECT_API_URL``), ``naive`` (one Prefect task per due item)
-and ``profile`` (``run_sweep`` under cProfile, with SQL statements counted by verb).
+``profile`` (``run_sweep`` under cProfile, with SQL statements counted by verb), ``cli``
+(one command under cProfile), ``writes`` (the engine's persisted transitions) and ``raw``
+(the same rows with plain sqlite3).
 """
 
 from __future__ import annotations
@@ -245,6 +247,14 @@ def main(argv: list[str]) -> None:
         result = profile(db_path, as_of)
     elif mode == "cli":
         result = cli_profile(db_path, as_of, argv[4])
+    elif mode == "writes":
+        from bench.measure import engine_writes
+
+        result = engine_writes(db_path, as_of, argv[4] == "batched", int(argv[5]), int(argv[6]))
+    elif mode == "raw":
+        from bench.measure import raw_writes
+
+        result = raw_writes(db_path, argv[4], argv[5] == "deadlines", int(argv[6]), int(argv[7]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     Path(out).write_text(json.dumps(result, default=str))

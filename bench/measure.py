@@ -53,7 +53,7 @@ class Results:
 
 def child(mode: str, work: Path, db: Path, *extra: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter; its output goes to a log, its result back as JSON."""
-    out = work / f"{mode}-{db.stem}-{'-'.join(extra) or 'all'}.json"
+    out = work / f"{mode}-{db.stem}-{'-'.join(Path(e).stem if os.sep in e else e for e in extra) or 'all'}.json"
     log = work / "children.log"
     with log.open("ab") as f:
         f.write(f"\n=== {mode} {db.name} {' '.join(extra)}\n".encode())
@@ -97,41 +97,23 @@ def check_counts(label: str, got: dict[str, int], due: int) -> None:
 
 # 3 ------------------------------------------------------------------------------------------
 
-def persisted_transitions(work: Path, n: int, batch: int, say: Log) -> dict[str, Any]:
-    """Engine: send_formal_notification on n risks, committed every ``batch``; then raw sqlite3 of the same rows."""
+def engine_writes(db_path: str, as_of: str, batched: bool, batch: int, warm: int) -> dict[str, Any]:
+    """(In a child process.) ``send_formal_notification`` on every identified risk of the copy:
+    ``fire_many`` per batch (as the sweep writes), or one ``fire`` per item; a commit per batch.
+    The first ``warm`` risks go first, untimed (first-use costs: statement compiling, caches)."""
+    from datetime import date
+
     from sqlmodel import Session
 
-    from models import AuditEvent, Deadline, OutboxMessage, Risk, get_engine
+    import notifications.outbox as outbox_module
+    from models import get_engine
     from states import engine
     from states.clock import FixedClock
 
-    template = work / "template-identified.db"
-    ids = fixtures.identified_risks(template, n)
-    clock = FixedClock(fixtures.AS_OF)
-
-    def run_engine(batched: bool) -> tuple[Path, float, float]:
-        """The engine on a fresh copy: ``fire_many`` per batch (as the sweep writes), or one ``fire`` per item."""
-        path = fixtures.copy(template, work / f"run-engine-writes-{'batched' if batched else 'single'}.db")
-        db = get_engine(f"sqlite:///{path}")
-        c0, t0 = time.process_time(), time.perf_counter()
-        for start in range(0, len(ids), batch):
-            with Session(db, expire_on_commit=False) as s:
-                chunk = ids[start:start + batch]
-                if batched:
-                    engine.fire_many(s, [engine.Request("risk", i, "send_formal_notification", note="formal letter sent") for i in chunk],
-                                     actor="Bench Network Manager", role="network-manager", clock=clock)
-                else:
-                    for item_id in chunk:
-                        engine.fire(s, "risk", item_id, "send_formal_notification", actor="Bench Network Manager",
-                                    role="network-manager", clock=clock, note="formal letter sent")
-                s.commit()
-        spent = time.perf_counter() - t0, time.process_time() - c0
-        db.dispose()
-        return path, *spent
-
-    _single_db, single_s, single_cpu = run_engine(batched=False)
-    import notifications.outbox as outbox_module
-
+    db = get_engine(f"sqlite:///{db_path}")
+    clock = FixedClock(date.fromisoformat(as_of))
+    with sqlite3.connect(db_path) as con:
+        ids = [r[0] for r in con.execute("SELECT id FROM risk WHERE state = 'identified' ORDER BY id")]
     freezing = [0.0]
     real_freeze = outbox_module.freeze
 
@@ -142,37 +124,59 @@ def persisted_transitions(work: Path, n: int, batch: int, say: Log) -> dict[str,
         finally:
             freezing[0] += time.perf_counter() - t
 
-    outbox_module.freeze = timed_freeze  # type: ignore[assignment]
-    try:
-        eng_db, engine_s, engine_cpu = run_engine(batched=True)
-    finally:
-        outbox_module.freeze = real_freeze  # type: ignore[assignment]
+    def write(part: list[int]) -> None:
+        for start in range(0, len(part), batch):
+            with Session(db, expire_on_commit=False) as s:
+                chunk = part[start:start + batch]
+                if batched:
+                    engine.fire_many(s, [engine.Request("risk", i, "send_formal_notification", note="formal letter sent") for i in chunk],
+                                     actor="Bench Network Manager", role="network-manager", clock=clock)
+                else:
+                    for item_id in chunk:
+                        engine.fire(s, "risk", item_id, "send_formal_notification", actor="Bench Network Manager",
+                                    role="network-manager", clock=clock, note="formal letter sent")
+                s.commit()
 
-    src = sqlite3.connect(eng_db)
+    write(ids[:warm])
+    outbox_module.freeze = timed_freeze  # type: ignore[assignment]
+    c0, t0 = time.process_time(), time.perf_counter()
+    write(ids[warm:])
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    outbox_module.freeze = real_freeze  # type: ignore[assignment]
+    db.dispose()
+    return {"seconds": seconds, "cpu_seconds": cpu, "freeze_s": freezing[0], "n": len(ids) - warm}
+
+
+def raw_writes(db_path: str, engine_db: str, with_deadlines: bool, batch: int, warm: int) -> dict[str, Any]:
+    """(In a child process.) The rows the engine wrote to ``engine_db`` (risk UPDATE, audit and
+    outbox INSERTs; with ``with_deadlines`` the deadline close and insert too) written again
+    with plain sqlite3 ``executemany`` on a copy of the same starting database; the first
+    ``warm`` risks' rows untimed, as the engine's were."""
+    from models import AuditEvent, Deadline, OutboxMessage, Risk
+
     names = {"risk": Risk.__tablename__, "audit": AuditEvent.__tablename__, "outbox": OutboxMessage.__tablename__,
              "deadline": Deadline.__tablename__}
+    src = sqlite3.connect(engine_db)
     risk_rows = src.execute(f"SELECT state, version, updated_at, formal_notification_on, id FROM {names['risk']} ORDER BY id").fetchall()
     tables = {}
     for table in (names["audit"], names["outbox"], names["deadline"]):
         cols = [f'"{r[1]}"' for r in src.execute(f"PRAGMA table_info({table})") if r[1] != "id"]
-        rows = src.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY id").fetchall()
-        tables[table] = (cols, rows)
+        tables[table] = (cols, src.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY id").fetchall())
     closed = src.execute(f"SELECT id FROM {names['deadline']} WHERE status != 'open' ORDER BY id").fetchall()
     src.close()
-    new_deadlines = tables[names["deadline"]][1][n:]  # the template held one deadline per risk
+    n = len(risk_rows)
+    new_deadlines = tables[names["deadline"]][1][n:]  # the starting database held one deadline per risk
     audit_cols, audit = tables[names["audit"]]
     out_cols, outbox = tables[names["outbox"]]
     dl_cols, _ = tables[names["deadline"]]
     if len(audit) != n:
         raise RuntimeError(f"expected {n} audit events, found {len(audit)}")
-
-    def raw(with_deadlines: bool, path: Path) -> tuple[float, float]:
-        con = sqlite3.connect(path, isolation_level="DEFERRED")
-        for pragma in ("journal_mode=WAL", "busy_timeout=30000", "foreign_keys=ON", "synchronous=NORMAL"):
-            con.execute(f"PRAGMA {pragma}")
-        c0, t0 = time.process_time(), time.perf_counter()
-        for start in range(0, n, batch):
-            stop = min(n, start + batch)
+    con = sqlite3.connect(db_path, isolation_level="DEFERRED")
+    for pragma in ("journal_mode=WAL", "busy_timeout=30000", "foreign_keys=ON", "synchronous=NORMAL"):
+        con.execute(f"PRAGMA {pragma}")
+    def write(first: int, last: int) -> None:
+        for start in range(first, last, batch):
+            stop = min(last, start + batch)
             con.executemany(f"UPDATE {names['risk']} SET state = ?, version = ?, updated_at = ?, formal_notification_on = ? WHERE id = ?",
                             risk_rows[start:stop])
             con.executemany(f"INSERT INTO {names['audit']} ({', '.join(audit_cols)}) VALUES ({', '.join('?' * len(audit_cols))})",
@@ -184,23 +188,41 @@ def persisted_transitions(work: Path, n: int, batch: int, say: Log) -> dict[str,
                 con.executemany(f"INSERT INTO {names['deadline']} ({', '.join(dl_cols)}) VALUES ({', '.join('?' * len(dl_cols))})",
                                 new_deadlines[start:stop])
             con.commit()
-        spent = time.perf_counter() - t0, time.process_time() - c0
-        con.close()
-        return spent
 
-    def median_of(with_deadlines: bool, runs: int = 3) -> tuple[float, float]:
+    write(0, warm)
+    c0, t0 = time.process_time(), time.perf_counter()
+    write(warm, n)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    con.close()
+    return {"seconds": seconds, "cpu_seconds": cpu, "outbox_rows": len(outbox) * (n - warm) // n, "audit_rows": n - warm,
+            "deadline_rows_inserted": len(new_deadlines) * (n - warm) // n, "deadline_rows_closed": len(closed) * (n - warm) // n}
+
+
+def persisted_transitions(work: Path, n: int, batch: int, say: Log) -> dict[str, Any]:
+    """Engine: send_formal_notification on n risks, committed every ``batch``; then raw sqlite3 of
+    the same rows. Each writer runs in a fresh child process on its own copy of one database."""
+    template = work / "template-identified.db"
+    warm = batch  # one batch first, untimed, in every writer: steady-state throughput, not first-use costs
+    fixtures.identified_risks(template, warm + n)
+    single = child("writes", work, fixtures.copy(template, work / "writes-single.db"), "single", str(batch), str(warm))
+    eng_db = fixtures.copy(template, work / "writes-batched.db")
+    batched = child("writes", work, eng_db, "batched", str(batch), str(warm))
+
+    def median_of(with_deadlines: bool, runs: int = 3) -> tuple[float, float, dict[str, Any]]:
         # raw writes take milliseconds: the median of three runs on fresh copies steadies them
-        spent = [raw(with_deadlines, fixtures.copy(template, work / f"run-raw-{with_deadlines}-{i}.db")) for i in range(runs)]
-        return statistics.median(s[0] for s in spent), statistics.median(s[1] for s in spent)
+        spent = [child("raw", work, fixtures.copy(template, work / f"raw-{with_deadlines}-{i}.db"), str(eng_db),
+                       "deadlines" if with_deadlines else "strict", str(batch), str(warm)) for i in range(runs)]
+        return statistics.median(s["seconds"] for s in spent), statistics.median(s["cpu_seconds"] for s in spent), spent[0]
 
-    strict_s, strict_cpu = median_of(False)
-    full_s, full_cpu = median_of(True)
+    strict_s, strict_cpu, rows = median_of(False)
+    full_s, full_cpu, _ = median_of(True)
+    engine_s, single_s = batched["seconds"], single["seconds"]
     say(f"  engine {n:,} transitions in {engine_s:.2f} s batched ({single_s:.2f} s one fire() each); raw sqlite3 {strict_s * 1000:.0f} ms "
         f"(state+audit+outbox), {full_s * 1000:.0f} ms (with the deadline rows too)")
-    return {"n": n, "batch": batch, "engine_s": engine_s, "engine_cpu_s": engine_cpu, "single_s": single_s, "single_cpu_s": single_cpu,
-            "freeze_s": freezing[0], "raw_s": strict_s, "raw_cpu_s": strict_cpu,
-            "raw_all_s": full_s, "raw_all_cpu_s": full_cpu, "outbox_rows": len(outbox), "audit_rows": len(audit),
-            "deadline_rows_inserted": len(new_deadlines), "deadline_rows_closed": len(closed)}
+    return {"n": n, "batch": batch, "engine_s": engine_s, "engine_cpu_s": batched["cpu_seconds"], "single_s": single_s,
+            "single_cpu_s": single["cpu_seconds"], "freeze_s": batched["freeze_s"], "raw_s": strict_s, "raw_cpu_s": strict_cpu,
+            "raw_all_s": full_s, "raw_all_cpu_s": full_cpu, "outbox_rows": rows["outbox_rows"], "audit_rows": rows["audit_rows"],
+            "deadline_rows_inserted": rows["deadline_rows_inserted"], "deadline_rows_closed": rows["deadline_rows_closed"]}
 
 
 # 4 ------------------------------------------------------------------------------------------

@@ -90,7 +90,9 @@ def markdown(info: dict[str, str], res: Results) -> str:
         f"one function, as the sweep calls it) on {d['writes']['n']:,} identified risks, one batch and commit every "
         f"{d['writes']['batch']} (and, for comparison, one `fire` per item on a copy); then the rows the engine "
         "wrote (risk state UPDATE, audit_event INSERT, outbox_message INSERT, each letter's frozen context as the engine stored it) written "
-        "again with plain `sqlite3` `executemany` on a copy of the same database, same pragmas and batches.",
+        "again with plain `sqlite3` `executemany` on a copy of the same database, same pragmas and batches (median of "
+        "three). Each writer runs in a fresh process of its own and first writes one batch untimed (statement "
+        "compiling and other first-use costs), so the figure is the steady rate a sweep writes at.",
         "4. **CLI.** `peerwatch risk show ID` and `peerwatch --as-of ... risk fire ID send_formal_notification` as "
         "subprocesses of the console script next to `sys.executable`, on a small SQLite database (the seed reference "
         "data and a dozen risks); one warm-up run each, then the median of the timed runs (each `fire` on a fresh risk).",
