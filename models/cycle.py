@@ -6,10 +6,10 @@ from datetime import date, datetime
 from typing import ClassVar
 
 from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
 from models.tables import StatefulItem
-from models.types import UTCDateTime, utcnow
+from models.types import Table, UTCDateTime, utcnow
 
 
 class ProgrammePhase(StatefulItem, table=True):
@@ -45,7 +45,7 @@ class Submission(StatefulItem, table=True):
     information_requests: int = 0
 
 
-class SubmissionFile(SQLModel, table=True):
+class SubmissionFile(Table, table=True):
     """An evidence file, kept with its checksum; each resubmission is a new version."""
 
     __tablename__ = "submission_file"
@@ -59,7 +59,7 @@ class SubmissionFile(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-class CarryForward(SQLModel, table=True):
+class CarryForward(Table, table=True):
     """An open concern or action carried into a new cycle: a link, not a copy."""
 
     __tablename__ = "carry_forward"

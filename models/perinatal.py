@@ -11,10 +11,10 @@ from datetime import date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Column, Index
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
 from models.tables import StatefulItem
-from models.types import UTCDateTime, utcnow
+from models.types import Table, UTCDateTime, utcnow
 
 
 class PerinatalConcern(StatefulItem, table=True):
@@ -38,7 +38,7 @@ class PerinatalConcern(StatefulItem, table=True):
     closed_reason: str | None = None
 
 
-class CqcRating(SQLModel, table=True):
+class CqcRating(Table, table=True):
     """One CQC assessment of a Trust's maternity services, with the events recorded beside it.
 
     Ratings are ``Outstanding``, ``Good``, ``Requires Improvement`` or ``Inadequate``.

@@ -13,12 +13,13 @@ from datetime import date
 from typing import ClassVar
 
 from sqlalchemy import UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
 from models.tables import StatefulItem
+from models.types import Table
 
 
-class StandardSet(SQLModel, table=True):
+class StandardSet(Table, table=True):
     __table_args__ = (UniqueConstraint("service_kind", "name", "version", name="uq_standardset_version"),)
 
     id: int | None = Field(default=None, primary_key=True)
@@ -29,7 +30,7 @@ class StandardSet(SQLModel, table=True):
     superseded_by_id: int | None = Field(default=None, foreign_key="standardset.id")
 
 
-class Standard(SQLModel, table=True):
+class Standard(Table, table=True):
     """One row of Appendix 2. Thresholds are percentages: Met if figure >= met_threshold,
     Partially Met if >= partly_threshold, else Unmet. No Partially Met band: criteria_partly None."""
 
@@ -69,7 +70,7 @@ class SelfAssessment(StatefulItem, table=True):
     achievement: float | None = None  # total achievement %, from the validated statuses
 
 
-class SelfAssessmentItem(SQLModel, table=True):
+class SelfAssessmentItem(Table, table=True):
     """One standard of a returned self-assessment: declared by the service, validated by the network."""
 
     __table_args__ = (UniqueConstraint("assessment_id", "ref", name="uq_selfassessment_item"),)

@@ -8,16 +8,16 @@ from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlalchemy.orm import declared_attr
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
-from models.types import UTCDateTime, utcnow
+from models.types import Table, UTCDateTime, utcnow
 
 
 def _ts(**kw: Any) -> Any:
     return Field(default_factory=utcnow, sa_type=UTCDateTime, **kw)
 
 
-class Network(SQLModel, table=True):
+class Network(Table, table=True):
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(unique=True, index=True)
     name: str
@@ -25,7 +25,7 @@ class Network(SQLModel, table=True):
     programme: str | None = None  # programme file (states/programmes); default by cycle
 
 
-class Organisation(SQLModel, table=True):
+class Organisation(Table, table=True):
     """An NHS Trust or other provider. ``nation`` picks the bank-holiday calendar."""
 
     id: int | None = Field(default=None, primary_key=True)
@@ -33,7 +33,7 @@ class Organisation(SQLModel, table=True):
     nation: str = "ENG"  # ENG | WLS | SCT | NIR
 
 
-class Service(SQLModel, table=True):
+class Service(Table, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str
     kind: str  # Major Trauma Centre, Trauma Unit, Burns, Spine, Adult Critical Care, ...
@@ -42,7 +42,7 @@ class Service(SQLModel, table=True):
     network_id: int = Field(foreign_key="network.id", index=True)
 
 
-class Contact(SQLModel, table=True):
+class Contact(Table, table=True):
     """A person who receives letters, found by role at the most specific level.
 
     Scope: a service (Service Lead), an organisation (Chief Executive), a network
@@ -58,7 +58,7 @@ class Contact(SQLModel, table=True):
     network_id: int | None = Field(default=None, foreign_key="network.id")
 
 
-class StatefulItem(SQLModel):
+class StatefulItem(Table):
     """Columns every state-machine-driven row has. ``version`` is checked on UPDATE."""
 
     kind: ClassVar[str]
@@ -110,7 +110,7 @@ class Visit(StatefulItem, table=True):
     closed_reason: str | None = None
 
 
-class Reviewer(SQLModel, table=True):
+class Reviewer(Table, table=True):
     """A person who can sit on a panel, with what the conflict rules need to know."""
 
     id: int | None = Field(default=None, primary_key=True)
@@ -123,7 +123,7 @@ class Reviewer(SQLModel, table=True):
     trained: bool = False
 
 
-class PanelMember(SQLModel, table=True):
+class PanelMember(Table, table=True):
     __table_args__ = (UniqueConstraint("visit_id", "reviewer_id", name="uq_panel_member"),)
 
     id: int | None = Field(default=None, primary_key=True)
@@ -152,7 +152,7 @@ class Report(StatefulItem, table=True):
     reissued_on: date | None = None
 
 
-class AccuracyItem(SQLModel, table=True):
+class AccuracyItem(Table, table=True):
     """One inaccuracy the service states at the factual accuracy check, and both decisions."""
 
     id: int | None = Field(default=None, primary_key=True)
@@ -171,7 +171,7 @@ class AccuracyItem(SQLModel, table=True):
         return "accepted" if self.manager_decision == self.lead_decision == "accepted" else "rejected"
 
 
-class Attachment(SQLModel, table=True):
+class Attachment(Table, table=True):
     """A file that travels with an outbox message (the report PDF)."""
 
     id: int | None = Field(default=None, primary_key=True)
@@ -215,7 +215,7 @@ class Complaint(StatefulItem, table=True):
     outcome: str | None = None
 
 
-class RefusedAttempt(SQLModel, table=True):
+class RefusedAttempt(Table, table=True):
     """An attempt the rules refused: who tried what, when, and why. Nothing else was stored."""
 
     id: int | None = Field(default=None, primary_key=True)
@@ -229,7 +229,7 @@ class RefusedAttempt(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
-class Milestone(SQLModel, table=True):
+class Milestone(Table, table=True):
     """A dated step of the action plan agreed for a risk (000 s6 step 5)."""
 
     id: int | None = Field(default=None, primary_key=True)
@@ -251,7 +251,7 @@ class DeadlineStatus(StrEnum):
 OUTSTANDING = (DeadlineStatus.OPEN, DeadlineStatus.PAUSED, DeadlineStatus.FIRED)
 
 
-class Deadline(SQLModel, table=True):
+class Deadline(Table, table=True):
     """A pending date on an item. The sweep's work is a range scan on (status, due_on)."""
 
     __table_args__ = (
@@ -274,7 +274,7 @@ class Deadline(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
-class AuditEvent(SQLModel, table=True):
+class AuditEvent(Table, table=True):
     """Append-only: one row per fired trigger, refused nothing, rewritten never."""
 
     __table_args__ = (Index("ix_audit_item", "kind", "item_id", "id"),)
@@ -295,7 +295,7 @@ class AuditEvent(SQLModel, table=True):
     hash: str = ""
 
 
-class AuditHead(SQLModel, table=True):
+class AuditHead(Table, table=True):
     """The chain's head: one row, locked by each append so the chain never forks."""
 
     __tablename__ = "audit_head"
@@ -304,7 +304,7 @@ class AuditHead(SQLModel, table=True):
     events: int = 0
 
 
-class Proposal(SQLModel, table=True):
+class Proposal(Table, table=True):
     """A four-eyes trigger proposed by one person, waiting for a second to confirm it."""
 
     id: int | None = Field(default=None, primary_key=True)
@@ -327,7 +327,7 @@ class OutboxStatus(StrEnum):
     UNDELIVERABLE = "undeliverable"  # nobody holds the role: an incident
 
 
-class OutboxMessage(SQLModel, table=True):
+class OutboxMessage(Table, table=True):
     """A letter written in the transition's transaction; the dispatcher sends it once.
 
     The transaction stores what the letter says, frozen: ``context`` (JSON, dates tagged) and

@@ -6,6 +6,8 @@ from datetime import datetime, timezone
 
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
+from sqlmodel import SQLModel
+from sqlmodel._compat import SQLModelConfig
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -32,3 +34,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 def utcnow() -> datetime:
     """Wall-clock UTC now, for row bookkeeping only (rules use the injectable clock)."""
     return datetime.now(timezone.utc)
+
+
+class Table(SQLModel):
+    """The base of every table: pydantic builds a table's validators and serialisers the first
+    time it needs them, not when the module is imported (a one-command CLI process imports
+    every table and uses two or three)."""
+
+    model_config = SQLModelConfig(defer_build=True)
