@@ -924,7 +924,7 @@ def outbox_show(
 
     _db()
     with Session(get_engine()) as s:
-        m = s.get(OutboxMessage, message_id)
+        m = s.get(OutboxMessage, message_id) if -(2**63) <= message_id < 2**63 else None
         if m is None:
             raise NotFound(f"outbox message {message_id} not found (peerwatch outbox list)")
     letter = rendered(m)
@@ -963,7 +963,7 @@ def outbox_retry(
         else:
             rows = []
             for i in dict.fromkeys(ids or []):
-                m = s.get(OutboxMessage, i)
+                m = s.get(OutboxMessage, i) if -(2**63) <= i < 2**63 else None
                 if m is None:
                     raise NotFound(f"outbox message {i} not found (peerwatch outbox list)")
                 if m.status == OutboxStatus.SENDING and not is_in_doubt(m) and m.next_attempt_at > now:
@@ -1090,6 +1090,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"that would duplicate or orphan a record: {str(exc.orig).splitlines()[0]}")
     except OperationalError as exc:
         _fail(f"database: {str(exc.orig).splitlines()[0]}")
+    except OverflowError:  # a number typed beyond the database's integers (ids are 64-bit): nothing was changed
+        _fail("a number given is beyond any id or count the database can hold: check it")
     raise SystemExit(code if isinstance(code, int) else 0)
 
 

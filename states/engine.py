@@ -135,6 +135,8 @@ class _Carrier:
 
 def load(session: Session, kind: str, item_id: int) -> tuple[KindSpec, StatefulItem]:
     spec = get_spec(kind)
+    if not -(2**63) <= item_id < 2**63:  # beyond any database's integer: no such row (and no driver overflow)
+        raise NotFound(f"{kind} {item_id} not found")
     row = session.get(spec.model, item_id)
     if row is None:
         raise NotFound(f"{kind} {item_id} not found")

@@ -118,6 +118,9 @@ def test_random_commands_fail_cleanly(demo: Engine, capsys: pytest.CaptureFixtur
     ["--as-of", "2027-02-30", "chase"],
     ["risk", "show", "banana"],
     ["outbox", "retry", "12345"],
+    ["risk", "history", "99999999999999999999"],  # beyond any database integer (found by the fuzzer above)
+    ["outbox", "show", "99999999999999999999"],
+    ["risk", "raise", "--service", "99999999999999999999", "--level", "IR", "--title", "t", "--actor", "a", "--role", "network-manager"],
 ])
 def test_bad_commands_in_a_real_process_print_one_error_line(demo: Engine, db_url: str, argv: list[str]) -> None:
     before = counts(demo)
