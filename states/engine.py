@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import ColumnProperty
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.state import InstanceState
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
 
 from models.bulk import execute_many
@@ -336,6 +338,15 @@ def _write(session: Session, plans: list[_Plan], now: datetime, today: date) -> 
         session.flush()
 
 
+@lru_cache(maxsize=256)
+def _versioned_update(model: type, names: tuple[str, ...]) -> Any:
+    """UPDATE one row's ``names`` and its version, WHERE its id and the version it was read at
+    (one statement object per kind and set of columns, so it is compiled once)."""
+    table = model.__table__  # type: ignore[attr-defined]
+    return update(table).where(table.c.id == bindparam("_id"), table.c.version == bindparam("_read_version")).values(
+        {name: bindparam(f"_v_{name}", type_=table.c[name].type) for name in names} | {"version": bindparam("_version")})
+
+
 def _update_rows(session: Session, plans: list[_Plan]) -> bool:
     """Write the batch's rows: one executemany per kind and set of changed columns, each row's
     WHERE naming its id and the version it was read at, so a row changed meanwhile matches
@@ -360,10 +371,8 @@ def _update_rows(session: Session, plans: list[_Plan]) -> bool:
     done: list[tuple[Any, dict[str, Any]]] = []
     for (model, keys), members in groups.items():
         props = props_of[(model, keys)]
-        table = model.__table__  # type: ignore[attr-defined]
         columns = [(prop.key, prop.columns[0]) for prop in props]  # type: ignore[union-attr]
-        stmt = update(table).where(table.c.id == bindparam("_id"), table.c.version == bindparam("_read_version")).values(
-            {c.name: bindparam(f"_v_{c.name}", type_=c.type) for _, c in columns} | {"version": bindparam("_version")})
+        stmt = _versioned_update(model, tuple(c.name for _, c in columns))
         params = [{**{f"_v_{c.name}": state.dict.get(key) for key, c in columns},
                    "_id": p.row.id, "_read_version": p.old_version, "_version": p.old_version + 1} for p, state in members]
         if conn.dialect.supports_sane_multi_rowcount:
@@ -375,8 +384,11 @@ def _update_rows(session: Session, plans: list[_Plan]) -> bool:
         for p, state in members:
             state.dict["version"] = p.old_version + 1
             done.append((state, state.dict))
-    # What the ORM does to each row after its own flush (SQLAlchemy's internal, pinned in constraints.txt).
+    # What the ORM does to each row after its own flush (SQLAlchemy's internals, pinned in
+    # constraints.txt): clean, at the new version, and known to the transaction as altered, so a
+    # rolled-back savepoint or transaction expires them back to what the database holds.
     InstanceState._commit_all_states(done, session.identity_map)
+    session._register_altered([state for state, _ in done])
     return True
 
 
@@ -579,9 +591,9 @@ def _close_deadlines(session: Session, plans: list[_Plan]) -> None:
     if not closing:
         return
     execute_many(session.connection(), _CLOSE_DEADLINE, [{"d_id": i} for i in closing])
-    closed = set(closing)
-    for loaded in list(session.identity_map.values()):  # keep loaded Deadline objects true to the database
-        if isinstance(loaded, Deadline) and loaded.id in closed:
+    for i in closing:  # keep loaded Deadline objects true to the database
+        loaded = session.identity_map.get(identity_key(Deadline, i))
+        if loaded is not None:
             set_committed_value(loaded, "status", DeadlineStatus.CLOSED)
 
 

@@ -286,3 +286,30 @@ def test_batch_loses_whole_to_a_writer_who_changed_one_of_its_rows_after_it_read
     assert (session.get(Risk, first.id).state, session.get(Risk, first.id).version) == ("identified", 2)  # type: ignore[union-attr]
     assert (session.get(Risk, second.id).state, session.get(Risk, second.id).version) == ("withdrawn", 3)  # type: ignore[union-attr]
     assert [e.trigger for e in engine.history(session, "risk", first.id)] == ["raise"]  # type: ignore[arg-type]
+
+
+def test_batch_undone_by_a_savepoint_leaves_its_rows_as_the_database_holds_them(
+    session: Session, raise_risk: Callable[..., Risk], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sweep fires each batch in a savepoint: if anything after the rows' UPDATE refuses,
+    the rollback must expire the rows, so the one-by-one retry plans from the stored state."""
+    from states.errors import PeerwatchError
+
+    risks = [raise_risk("SC"), raise_risk("SC")]
+    session.commit()
+    at = FixedClock(date(2026, 12, 18))
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise PeerwatchError("refused after the rows were written")
+
+    savepoint = session.begin_nested()
+    with monkeypatch.context() as m:
+        m.setattr(engine, "append_audit", refuse)
+        with pytest.raises(PeerwatchError):
+            engine.fire_many(session, [engine.Request("risk", r.id, "send_formal_notification") for r in risks],  # type: ignore[arg-type]
+                             actor="Dr Asha Patel", role=NM, clock=at)
+    savepoint.rollback()
+    assert [(r.state, r.version) for r in risks] == [("identified", 2), ("identified", 2)]
+    out = engine.fire(session, "risk", risks[0].id, "send_formal_notification", actor="Dr Asha Patel", role=NM, clock=at)  # type: ignore[arg-type]
+    session.commit()
+    assert (out.row.state, out.row.version) == ("awaiting_response", 3)
