@@ -19,18 +19,22 @@ from sqlalchemy.sql.dml import Insert, Update
 
 _MISSING = object()
 _Prepared = tuple[str, tuple[tuple[str, Callable[[Any], Any] | None, Any], ...], bool]
-_CACHE: dict[tuple[int, str, tuple[str, ...]], tuple[Any, _Prepared | None]] = {}
+_CACHE: dict[tuple[Any, ...], tuple[Any, _Prepared | None]] = {}
+_CACHE_SIZE = 256
 
 
 def _prepare(stmt: Insert | Update, conn: Connection, keys: tuple[str, ...]) -> _Prepared | None:
     dialect = conn.dialect
-    cache_key = (id(stmt), dialect.name, keys)
+    cache_key = (id(stmt), dialect.name, dialect.driver, dialect.paramstyle, keys)
     hit = _CACHE.get(cache_key)
     if hit is not None and hit[0] is stmt:  # the statement object itself is kept, so its id is not reused
         return hit[1]
+    if len(_CACHE) >= _CACHE_SIZE:  # callers keep their statements as constants: this is a safety net
+        _CACHE.clear()
     compiled = stmt.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
     prepared: _Prepared | None = None
     simple = not (compiled.insert_prefetch or compiled.update_prefetch or compiled.effective_returning
+                  or compiled.literal_execute_params or compiled.post_compile_params
                   or getattr(compiled, "escaped_bind_names", None))
     if simple:
         names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.bind_names.values())
