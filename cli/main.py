@@ -1090,8 +1090,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"that would duplicate or orphan a record: {str(exc.orig).splitlines()[0]}")
     except OperationalError as exc:
         _fail(f"database: {str(exc.orig).splitlines()[0]}")
-    except OverflowError:  # a number typed beyond the database's integers (ids are 64-bit): nothing was changed
-        _fail("a number given is beyond any id or count the database can hold: check it")
+    except OverflowError as exc:  # a number beyond the database's integers (ids are 64-bit), or a date past 9999
+        _fail(f"a number or date given is out of range ({exc}): check it; nothing was changed")
     raise SystemExit(code if isinstance(code, int) else 0)
 
 

@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 
 from models.bulk import execute_many
 from models.tables import Attachment, Contact, OutboxMessage, OutboxStatus
+from states.errors import InvalidInput
 from states.roles import CONTACT_ROLES
 
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
@@ -105,26 +106,33 @@ def resolve(session: Session, role: str, scope: dict[str, int | None]) -> list[C
     return cache[key]
 
 
+_DATE, _DATETIME = "$peerwatch:date", "$peerwatch:datetime"  # tags no letter's own data uses
+
+
 def _tag(value: Any) -> Any:
     if isinstance(value, datetime):
-        return {"$datetime": value.isoformat()}
+        return {_DATETIME: value.isoformat()}
     if isinstance(value, date):
-        return {"$date": value.isoformat()}
-    raise TypeError(f"a letter's context cannot hold {type(value).__name__} {value!r}: give the template text, numbers or dates")
+        return {_DATE: value.isoformat()}
+    raise TypeError(f"{type(value).__name__} {value!r}")
 
 
 def _untag(obj: dict[str, Any]) -> Any:
     if len(obj) == 1:
-        if "$date" in obj:
-            return date.fromisoformat(obj["$date"])
-        if "$datetime" in obj:
-            return datetime.fromisoformat(obj["$datetime"])
+        if _DATE in obj:
+            return date.fromisoformat(obj[_DATE])
+        if _DATETIME in obj:
+            return datetime.fromisoformat(obj[_DATETIME])
     return obj
 
 
 def freeze(context: dict[str, Any]) -> str:
-    """A letter's context as JSON, dates and times tagged so ``thaw`` gives them back as such."""
-    return json.dumps(context, default=_tag, separators=(",", ":"), ensure_ascii=False)
+    """A letter's context as JSON, dates and times tagged so ``thaw`` gives them back as such.
+    Anything else JSON cannot hold refuses the transition, naming it (never a crash of a sweep)."""
+    try:
+        return json.dumps(context, default=_tag, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"a letter's context cannot hold {exc}: give the template text, numbers or dates") from None
 
 
 def thaw(frozen: str) -> dict[str, Any]:
