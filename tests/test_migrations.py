@@ -199,3 +199,33 @@ def test_migrations_install_the_audit_guards(db_url: str) -> None:
     for sql in ("UPDATE auditevent SET note = 'x'", "DELETE FROM auditevent"):
         with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
             conn.execute(text(sql))
+
+
+def test_0004_keeps_old_letters_and_refuses_to_downgrade_past_unsent_ones(db_url: str) -> None:
+    """0004: letters written before it keep their text; a downgrade below it while a letter
+    waits unrendered is refused (the old dispatcher would send it blank), then allowed once sent."""
+    from datetime import datetime, timezone
+
+    at = datetime(2027, 1, 4, 9, tzinfo=timezone.utc)
+    old = {"kind": "risk", "item_id": 1, "template": "chase", "category": "letter", "to": "[]", "cc": "[]", "attempts": 0,
+           "created_at": at, "next_attempt_at": at}
+    migrate(db_url, "0003")
+    with get_engine(db_url).begin() as conn:
+        conn.execute(text("INSERT INTO outboxmessage (idempotency_key, kind, item_id, template, category, subject, body_text, body_html, "
+                          '"to", cc, status, attempts, created_at, next_attempt_at) VALUES (:k, :kind, :item_id, :template, '
+                          ":category, 'Old subject', 'Old text', '<p>Old</p>', :to, :cc, 'queued', :attempts, :created_at, "
+                          ":next_attempt_at)"), {**old, "k": "before-0004"})
+    migrate(db_url)
+    with get_engine(db_url).begin() as conn:
+        assert conn.execute(text("SELECT subject, body_text, context FROM outboxmessage")).one() == ("Old subject", "Old text", None)
+        conn.execute(text('INSERT INTO outboxmessage (idempotency_key, kind, item_id, template, category, context, "to", cc, status, '
+                          "attempts, created_at, next_attempt_at) VALUES ('after-0004', :kind, :item_id, :template, :category, "
+                          "'{}', :to, :cc, 'queued', :attempts, :created_at, :next_attempt_at)"), old)
+    with pytest.raises(RuntimeError, match="1 letter.* not yet rendered: send them"):
+        command.downgrade(alembic_config(db_url), "0003")
+    assert _current(db_url) == _head()
+    with get_engine(db_url).begin() as conn:  # as the dispatcher leaves a sent letter
+        conn.execute(text("UPDATE outboxmessage SET subject = 'S', body_text = 'T', body_html = 'H', status = 'sent' "
+                          "WHERE idempotency_key = 'after-0004'"))
+    command.downgrade(alembic_config(db_url), "0003")
+    assert _current(db_url) == "0003"

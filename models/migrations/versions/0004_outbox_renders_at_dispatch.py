@@ -32,7 +32,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Letters not yet sent have no rendered text: they cannot go back to the old shape unsent.
+    # A letter still to be sent has no text yet, and the old dispatcher would send it blank:
+    # refuse until they are sent (peerwatch dispatch). Rows never to be sent (undeliverable)
+    # keep an empty text.
+    waiting = op.get_bind().execute(sa.text(
+        "SELECT COUNT(*) FROM outboxmessage WHERE subject IS NULL AND status IN ('queued', 'sending', 'failed')")).scalar()
+    if waiting:
+        raise RuntimeError(f"{waiting} letter(s) in the outbox are not yet rendered: send them (peerwatch dispatch) "
+                           "before downgrading below 0004, or the old dispatcher would send them blank")
     op.execute("UPDATE outboxmessage SET subject = '', body_text = '', body_html = '' WHERE subject IS NULL")
     with op.batch_alter_table('outboxmessage', schema=None) as batch_op:
         for name in RENDERED:
