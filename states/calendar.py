@@ -108,8 +108,8 @@ class WorkingCalendar:
         return self._count(start, n)
 
     def subtract_working_days(self, start: date, n: int) -> date:
-        """The n-th working day before ``start``."""
-        return self._count(start, -n)
+        """The n-th working day before ``start`` (``start`` itself for n <= 0)."""
+        return self._count(start, -n) if n > 0 else start
 
     def _count(self, start: date, n: int) -> date:
         found = self._counted.get((start, n))
