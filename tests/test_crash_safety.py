@@ -144,15 +144,25 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     summary = run_sweep(get_engine(url), FixedClock(SWEEP_DAY))
     assert {a["action"] for a in summary.actions} == {"reminded", "no_response", "overdue_notice"}
     _close(url)
-    # How long the sweep's work takes in a fresh child process, "ready" to "done" (cold: its
-    # first batch loads the kinds, templates and calendars), so the kills spread over the work.
+    # When the sweep's work happens in a fresh child process, from "ready": its first commit
+    # (the cold first batch loads the kinds and calendars) and its end. Kills are spread over
+    # that window, so most land part-way through the work however fast the engine gets.
     timing = _copy(template, folder / "timing.db")
-    proc = subprocess.run([sys.executable, "-c", SWEEP_CHILD.replace('print("done", flush=True)', 'print("done", time.monotonic() - t0, flush=True)')
-                           .replace('print("ready", flush=True)', 'print("ready", flush=True); t0 = time.monotonic()'), SWEEP_DAY.isoformat()],
+    timed_child = SWEEP_CHILD.replace('print("ready", flush=True)', textwrap.dedent("""\
+        from sqlmodel import Session
+        first, commit = [], Session.commit
+        def timed(self):
+            commit(self)
+            first.append(first or time.monotonic() - t0)
+        Session.commit = timed
+        print("ready", flush=True); t0 = time.monotonic()""")).replace(
+        'print("done", flush=True)', 'print("done", first[0], time.monotonic() - t0, flush=True)')
+    proc = subprocess.run([sys.executable, "-c", timed_child, SWEEP_DAY.isoformat()],
                           cwd=ROOT, env={**os.environ, "PEERWATCH_DATABASE_URL": timing}, capture_output=True, text=True, check=True)
-    sweep_seconds = float(proc.stdout.split()[-1])
+    first_commit, sweep_seconds = (float(x) for x in proc.stdout.split()[-2:])
     _close(timing)
-    yield {"template": template, "reference": reference, "sweep_seconds": sweep_seconds, "folder": folder}
+    yield {"template": template, "reference": reference, "first_commit": first_commit, "sweep_seconds": sweep_seconds,
+           "folder": folder}
 
 
 def _children(runs: list[tuple[str, str, list[str], float]]) -> list[int]:
@@ -241,8 +251,8 @@ def test_sweep_killed_at_random_points_fires_every_step_exactly_once(prepared: d
     for wave in range(0, ROUNDS, 2):
         rounds = (wave, wave + 1)
         urls = [_copy(prepared["template"], prepared["folder"] / f"sweep-{n}.db") for n in rounds]
-        codes = _children([(SWEEP_CHILD, url, [SWEEP_DAY.isoformat()], rng.uniform(0, prepared["sweep_seconds"] * 1.2))
-                           for url in urls])
+        window = (prepared["first_commit"] * 0.5, prepared["sweep_seconds"] * 1.1)
+        codes = _children([(SWEEP_CHILD, url, [SWEEP_DAY.isoformat()], rng.uniform(*window)) for url in urls])
         assert set(codes) <= {-signal.SIGKILL, 0}  # killed, or (a late kill) finished first
         for n, url in zip(rounds, urls):
             killed_mid_work += _restart_sweep(n, url, template, reference)
