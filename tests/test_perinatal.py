@@ -217,7 +217,7 @@ def test_monthly_board_review_is_reminded_once_and_opens_next_month(db: Engine, 
     assert fresh is not None and (fresh.board_reviews, fresh.last_board_review_on) == (1, date(2026, 12, 30))
     (nxt,) = engine.pending_deadlines(session, "perinatal", row.id)
     assert nxt.due_on == date(2027, 2, 26)
-    reminder = session.exec(select(OutboxMessage).where(OutboxMessage.template == "perinatal_board_review_due")).first()
+    reminder = session.exec(select(OutboxMessage).where(OutboxMessage.template == "perinatal_board_review_due").order_by(OutboxMessage.id)).first()
     assert reminder is not None and {p["role"] for p in reminder.to} <= {"service-lead", "chief-executive"}
     assert "Thu 31 Dec 2026" in rendered(reminder).subject
 
