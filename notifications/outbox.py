@@ -48,17 +48,31 @@ def _level(c: Contact) -> int:
 
 
 def prefetch_recipients(session: Session, items: list[tuple[KindSpec, Any, list[Letter]]]) -> None:
-    """Resolve the recipients of a batch's letters in one query, into ``resolve``'s cache:
-    what ``resolve`` would find for each (role, item), without a query per service."""
-    cache: dict[Any, list[Contact]] = session.info.setdefault("recipient_cache", {})
+    """Resolve the recipients of a batch's letters in one query, into ``resolve``'s cache."""
     wanted: set[tuple[str, int | None, int | None, int | None]] = set()
     for spec, row, letters in items:
         scope = spec.recipient_scope(session, row)
         for role in {*SIGNATORIES, *(r for letter in letters for r in (*letter.to, *letter.cc))}:
             wanted.add(_scope_key(role, scope))
-    wanted -= cache.keys()
-    if len(wanted) < 2:
+    _look_up(session, wanted)
+
+
+def resolve(session: Session, role: str, scope: dict[str, int | None]) -> list[Contact]:
+    """Contacts holding ``role`` at the most specific level: service, organisation, network, national."""
+    key = _scope_key(role, scope)
+    _look_up(session, {key})
+    return session.info["recipient_cache"][key]  # type: ignore[no-any-return]
+
+
+def _look_up(session: Session, wanted: set[tuple[str, int | None, int | None, int | None]]) -> None:
+    """Fill the session's recipient cache for each (role, service, organisation, network) not
+    in it yet, in one query: per key, the holders at the most specific level that has any."""
+    cache: dict[Any, list[Contact]] = session.info.setdefault("recipient_cache", {})
+    wanted = wanted - cache.keys()
+    if not wanted:
         return
+    # Only the levels the items have: comparing a column with None would be IS NULL in SQL and
+    # match every Trust's or network's holder of the role.
     ids = {level: sorted({k[level] for k in wanted if k[level] is not None}) for level in (1, 2, 3)}
     no_service, no_organisation = Contact.service_id.is_(None), Contact.organisation_id.is_(None)  # type: ignore[union-attr]
     levels = [no_service & no_organisation & Contact.network_id.is_(None)]  # type: ignore[union-attr]
@@ -80,30 +94,6 @@ def prefetch_recipients(session: Session, items: list[tuple[KindSpec, Any, list[
             held.get((role, 2, network_id)) if network_id is not None else None,
             held.get((role, 3, None)),
         ) if found), [])
-
-
-def resolve(session: Session, role: str, scope: dict[str, int | None]) -> list[Contact]:
-    """Contacts holding ``role`` at the most specific level: service, organisation, network, national."""
-    cache: dict[Any, list[Contact]] = session.info.setdefault("recipient_cache", {})
-    key = _scope_key(role, scope)
-    if key in cache:
-        return cache[key]
-    # Only the levels the item has: comparing a column with None would be IS NULL in SQL and
-    # match every Trust's or network's holder of the role.
-    service_id, organisation_id, network_id = scope.get("service_id"), scope.get("organisation_id"), scope.get("network_id")
-    no_service, no_organisation = Contact.service_id.is_(None), Contact.organisation_id.is_(None)  # type: ignore[union-attr]
-    levels = [no_service & no_organisation & Contact.network_id.is_(None)]  # type: ignore[union-attr]
-    if service_id is not None:
-        levels.append(Contact.service_id == service_id)
-    if organisation_id is not None:
-        levels.append(no_service & (Contact.organisation_id == organisation_id))
-    if network_id is not None:
-        levels.append(no_service & no_organisation & (Contact.network_id == network_id))
-    found = list(session.exec(select(Contact).where(Contact.role == role, or_(*levels)).order_by(Contact.id)))  # type: ignore[arg-type]
-
-    best = min((_level(c) for c in found), default=None)
-    cache[key] = [c for c in found if _level(c) == best]
-    return cache[key]
 
 
 _DATE, _DATETIME = "$peerwatch:date", "$peerwatch:datetime"  # tags no letter's own data uses

@@ -1,9 +1,10 @@
-"""The one engine: every transition of every kind goes through ``fire``.
+"""The one engine: every transition of every kind goes through ``fire_many`` (``fire`` is a batch of one).
 
-``fire`` loads the row, checks the caller's version, the actor, the role and the date,
-fires the trigger on the kind's shared machine, then in the caller's transaction writes the
-new state, the audit event, the outbox rows and the next deadlines, and bumps the version
-(SQLAlchemy checks it again on UPDATE, so a concurrent writer loses with ``StaleVersion``).
+It loads the rows, checks each caller's version, the actor, the role and the date, fires
+each trigger on the kind's shared machine, then in the caller's transaction writes the new
+states, the audit events, the outbox rows and the next deadlines, and bumps the versions
+(each row's UPDATE names the version it was read at, so a concurrent writer loses with
+``StaleVersion``).
 Any error leaves the session as it was: the caller rolls back.
 """
 
@@ -176,8 +177,8 @@ def fire_many(
     """The one engine: fire each request, all or nothing; the caller commits (or rolls back on error).
 
     Every request is checked and fired on its kind's machine in memory first; then the batch
-    is written at once: one UPDATE per row (version-checked, exactly one bump), one
-    executemany each for closed deadlines, new deadlines, audit events (one lock of the
+    is written at once: one executemany each for the rows' UPDATEs (version-checked, exactly
+    one bump), closed deadlines, new deadlines, audit events (one lock of the
     chain head) and outbox rows, whatever the batch's size. The first refusal raises and
     names the item; a concurrent writer makes the batch raise ``StaleVersion``.
     """
