@@ -66,7 +66,7 @@ def publish_register(session: Session, today: date) -> list[str]:
             shown, description = _capped(mine, title, "peerwatch risk list")
             create_table_artifact(key=key, table=shown, description=description)
         else:
-            create_markdown_artifact(key=key, markdown=f"{title}: none open.")
+            create_markdown_artifact(key=key, markdown=f"{title}: none open.", description=f"{title}: none open")
         keys.append(key)
     return keys
 
@@ -83,7 +83,7 @@ def publish_overdue(session: Session, today: date) -> str:
         shown, description = _capped(rows, f"{title}: deadlines past their date, longest overdue first", "the dashboard")
         create_table_artifact(key="overdue-items", table=shown, description=description)
     else:
-        create_markdown_artifact(key="overdue-items", markdown=f"{title}: nothing overdue.")
+        create_markdown_artifact(key="overdue-items", markdown=f"{title}: nothing overdue.", description=f"{title}: nothing overdue")
     return "overdue-items"
 
 
@@ -95,13 +95,14 @@ def publish_outbox(session: Session, clock: Clock) -> list[str]:
     if table:
         create_table_artifact(key="outbox", table=table, description="The outbox: messages by status and category")
     else:
-        create_markdown_artifact(key="outbox", markdown="The outbox is empty.")
+        create_markdown_artifact(key="outbox", markdown="The outbox is empty.", description="The outbox: empty")
     open_incidents = incident_rows(incidents(session, clock.now()))
     if open_incidents:
         create_table_artifact(key="outbox-incidents", table=open_incidents,
                               description=f"{len(open_incidents)} letter(s) not delivered: failed (still retried), undeliverable or in doubt")
     else:
-        create_markdown_artifact(key="outbox-incidents", markdown="No open outbox incidents.")
+        create_markdown_artifact(key="outbox-incidents", markdown="No open outbox incidents.",
+                                 description="Letters not delivered: none (no open outbox incidents)")
     return ["outbox", "outbox-incidents"]
 
 

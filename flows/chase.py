@@ -15,6 +15,7 @@ from sqlmodel import Session
 from models import init_db
 from notifications.dispatch import incident_rows, incidents
 from flows.artifacts import publish_run_summary, view_keys
+from flows.naming import as_of as run_name
 from states.clock import clock_from
 from states.sweep import SweepSummary, run_sweep
 
@@ -32,7 +33,7 @@ def open_incidents(as_of: str | None) -> list[dict[str, Any]]:
         return incident_rows(incidents(session, clock_from(as_of).now()))
 
 
-@flow(name="chase", description="Chase and escalate everything due as of a date (default today, Europe/London).")
+@flow(name="chase", flow_run_name=run_name("chase"), description="Chase and escalate everything due as of a date (default today, Europe/London).")
 def chase(as_of: str | None = None) -> dict[str, Any]:
     """Sweep every deadline due as of ``as_of`` in batched queries, inside this one run."""
     logger = get_run_logger()
@@ -57,7 +58,8 @@ def chase(as_of: str | None = None) -> dict[str, Any]:
     if summary.actions:
         create_table_artifact(key="chase-actions", table=summary.actions, description=f"Chase sweep as of {day}: {len(summary.actions)} action(s){note}")
     else:
-        create_markdown_artifact(key="chase-actions", markdown=f"Chase sweep as of {day}: nothing was due{note}.")
+        create_markdown_artifact(key="chase-actions", markdown=f"Chase sweep as of {day}: nothing was due{note}.",
+                                 description=f"Chase sweep as of {day}: nothing was due{note}")
     if outbox:
         create_table_artifact(key="chase-outbox-incidents", table=outbox,
                               description=f"Chase sweep as of {day}: {len(outbox)} letter(s) not delivered")

@@ -11,12 +11,13 @@ from sqlmodel import Session, select
 from models import Network, init_db, session_scope
 from states.clock import clock_from, local_date
 from flows.artifacts import publish_cycle_status
+from flows.naming import as_of as run_name
 from states.cycle import plan_year
 from states.programmes import programme_year_of
 from states.sweep import run_sweep
 
 
-@flow(name="cycle", description="Plan programme years, open phases, request documents, chase what is overdue.")
+@flow(name="cycle", flow_run_name=run_name("cycle"), description="Plan programme years, open phases, request documents, chase what is overdue.")
 def cycle(as_of: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     clock = clock_from(as_of)

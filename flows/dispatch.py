@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger
 from sqlmodel import Session
 
 from flows.artifacts import publish_outbox
+from flows.naming import as_of as run_name
 from models import init_db
 from notifications.dispatch import dispatch as drain
 from notifications.dispatch import incident_rows, incidents
@@ -19,7 +20,7 @@ from notifications.transports import transport_from_env
 from states.clock import clock_from
 
 
-@flow(name="dispatch", description="Send queued letters, reminders and chases (PEERWATCH_MAIL=folder|smtp).")
+@flow(name="dispatch", flow_run_name=run_name("dispatch"), description="Send queued letters, reminders and chases (PEERWATCH_MAIL=folder|smtp).")
 def dispatch(as_of: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     engine = init_db()

@@ -6,12 +6,13 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.naming import fire_run_name
 from models import init_db
 from states import engine
 from states.clock import clock_from
 
 
-@flow(name="fire", description="Fire one trigger on one item, as a named actor in a role, with a note.")
+@flow(name="fire", flow_run_name=fire_run_name, description="Fire one trigger on one item, as a named actor in a role, with a note.")
 def fire(
     kind: str,
     item_id: int,

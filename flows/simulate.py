@@ -13,13 +13,14 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from flows.naming import simulate_run_name
 from states.clock import parse_date
 from states.simulate import Settings
 from states.simulate import simulate as run
 from states.workload import cycle_rows
 
 
-@flow(name="simulate", description="Simulate annual and biennial networks over synthetic services; workload per quarter.")
+@flow(name="simulate", flow_run_name=simulate_run_name, description="Simulate annual and biennial networks over synthetic services; workload per quarter.")
 def simulate(start: str = "2026-04-01", end: str = "2028-03-31", networks: int = 10, services: int = 200, seed: int = 7,
              out: str = "var/simulation") -> dict[str, Any]:
     logger = get_run_logger()

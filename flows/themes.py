@@ -10,13 +10,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.exceptions import MissingContextError
 from sqlmodel import Session
 
+from flows.naming import themes_run_name
 from models import init_db
 from states.themes import shared_learning, table_rows
 
 ARTIFACT_KEY = "shared-learning-themes"
 
 
-@flow(name="themes", description="Concerns and good practice by standard and theme across services and networks (no names of people).")
+@flow(name="themes", flow_run_name=themes_run_name, description="Concerns and good practice by standard and theme across services and networks (no names of people).")
 def themes(network: str | None = None) -> dict[str, Any]:
     """Aggregate the themes (states/themes.py) and publish them as the table artifact."""
     with Session(init_db()) as s:
@@ -27,7 +28,7 @@ def themes(network: str | None = None) -> dict[str, Any]:
     if rows:
         create_table_artifact(key=ARTIFACT_KEY, table=rows, description=description)
     else:
-        create_markdown_artifact(key=ARTIFACT_KEY, markdown=f"{description}: nothing recorded yet.")
+        create_markdown_artifact(key=ARTIFACT_KEY, markdown=f"{description}: nothing recorded yet.", description=f"{description}: nothing recorded yet")
     _logger().info(description)
     return {**result, "rows": rows}
 

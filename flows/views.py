@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger, task
 from sqlmodel import Session, select
 
 from flows.artifacts import publish_views
+from flows.naming import as_of as run_name
 from models import Network, init_db
 from notifications.dashboard import site_dir, write_site
 from states.clock import clock_from, local_date
@@ -34,7 +35,7 @@ def dashboard(as_of: str | None) -> list[dict[str, Any]]:
         return write_site(session, today, site_dir(), networks)
 
 
-@flow(name="views", description="Refresh the risk registers, overdue items, outbox, cycle status, dashboard and calendar feeds.")
+@flow(name="views", flow_run_name=run_name("views"), description="Refresh the risk registers, overdue items, outbox, cycle status, dashboard and calendar feeds.")
 def views(as_of: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     keys = artifacts(as_of)

@@ -125,3 +125,70 @@ def test_every_deployment_in_prefect_yaml_builds_with_its_london_schedule() -> N
             [(s["cron"], "Europe/London") for s in spec[name].get("schedules") or []], name
         if "sweeper" in (spec[name].get("tags") or []):
             assert d.concurrency_limit is not None, name
+
+
+def _flow_run(flow_run_id: object) -> object:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
+
+
+def test_every_flow_run_is_named_by_what_it_did_and_every_artifact_has_a_description(
+    db: Engine, raise_risk: Callable[..., Risk], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Prefect UI lists "chase as of 2027-01-21", not "aloof-mouse"; and no artifact shows
+    "No description", including the markdown ones published when there is nothing to show
+    (an empty outbox, nothing overdue, nothing due, no themes yet)."""
+    from flows.chase import chase
+    from flows.cycle import cycle
+    from flows.dispatch import dispatch
+    from flows.fire import fire
+    from flows.themes import themes
+    from flows.views import views
+
+    monkeypatch.setenv("PEERWATCH_SITE_DIR", str(tmp_path / "site"))
+    monkeypatch.setenv("PEERWATCH_AS_OF", "2027-03-19")
+    runs = {
+        "chase as of 2027-01-21": chase(as_of="2027-01-21", return_state=True),
+        "dispatch as of 2027-01-22": dispatch(as_of="2027-01-22", return_state=True),
+        "views as of 2027-01-23": views(as_of="2027-01-23", return_state=True),
+        "themes for all networks as of 2027-03-19": themes(return_state=True),  # no as_of: PEERWATCH_AS_OF
+        "chase as of 2027-03-19": chase(return_state=True),
+    }
+    risk = raise_risk("IR")
+    runs[f"fire send_formal_notification on risk {risk.id} by Jo Bloggs (regional-lead) as of 2026-12-17"] = fire(
+        kind="risk", item_id=risk.id, trigger="send_formal_notification", actor="Jo Bloggs", role="regional-lead",
+        as_of="2026-12-17", return_state=True)
+    runs["cycle as of 2027-01-25"] = cycle(as_of="2027-01-25", return_state=True)
+    for name, state in runs.items():
+        assert state.is_completed(), (name, state)
+        assert _flow_run(state.state_details.flow_run_id).name == name  # type: ignore[attr-defined]
+    artifacts = {}
+    for state in runs.values():
+        artifacts.update({(a.key, state.state_details.flow_run_id): a for a in _run_artifacts(state.state_details.flow_run_id).values()})  # type: ignore[attr-defined]
+    kinds = {a.type for a in artifacts.values()}  # type: ignore[attr-defined]
+    assert kinds == {"markdown", "table"}, kinds
+    keys = {k for k, _ in artifacts}
+    assert {"chase-actions", "chase-run-summary", "outbox", "outbox-incidents", "overdue-items", "shared-learning-themes"} <= keys, keys
+    undescribed = sorted(k for (k, _), a in artifacts.items() if not (a.description or "").strip())  # type: ignore[attr-defined]
+    assert undescribed == []
+
+
+def test_every_artifact_call_in_the_code_gives_a_description() -> None:
+    """Every create_*_artifact call anywhere in the package passes description=... (the UI
+    otherwise shows "No description")."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent
+    calls, missing = 0, []
+    for package in ("flows", "cli", "notifications", "states", "models"):
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Call):
+                    name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                    if name.startswith("create_") and name.endswith("_artifact"):
+                        calls += 1
+                        if not any(k.arg == "description" for k in node.keywords):
+                            missing.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert calls >= 10 and missing == []
