@@ -133,26 +133,37 @@ def import_(
     file: Annotated[str, typer.Argument(help="The completed .xlsx returned by the service.")],
     actor: ACTOR = "",
     role: ROLE = "network-office",
+    letter: Annotated[bool, typer.Option("--letter/--no-letter",
+                                         help="On refusal, write to the service listing the problems (default); "
+                                              "--no-letter when you picked the wrong file.")] = True,
 ) -> None:
-    """Import a returned spreadsheet: every row is checked; any problem refuses the whole file (all listed, exit 2)."""
+    """Import a returned spreadsheet: every row is checked; any problem refuses the whole file (listed, exit 2) and
+    the service is sent the problems. Oversized, .xls and .ods files are refused before they are opened."""
     from cli.main import OPTS, _db, _deadline_json, clock
     from cli.output import console, errors, print_json
     from models import get_engine
     from states.errors import NotFound
-    from states.selfassessment import SpreadsheetRejected, import_spreadsheet, report_of
+    from states.selfassessment import SpreadsheetRejected, import_file, report_of
 
     path = Path(file)
     if not path.is_file():
         raise NotFound(f"file {file!r} not found")
     db = _db()
     try:
-        row = import_spreadsheet(db, assessment_id, path.read_bytes(), filename=path.name, actor=actor, role=role, clock=clock())
+        row = import_file(db, assessment_id, path, actor=actor, role=role, clock=clock(), letter=letter)
     except SpreadsheetRejected as exc:
+        problems = exc.problems
         if OPTS.json:
-            print_json({"id": assessment_id, "imported": False, "problems": exc.problems})
-        errors.print(f"error: {path.name} refused, nothing imported: {len(exc.problems)} problem(s)", markup=False)
-        for p in exc.problems:
+            print_json({"id": assessment_id, "imported": False, "problem_count": exc.count, "problems": problems,
+                        "letter": letter})
+        errors.print(f"error: {path.name} refused, nothing imported: {exc.count} problem(s)"
+                     + (f", the first {len(problems)} listed" if exc.more else ""), markup=False)
+        for p in problems:
             errors.print(f"  - {p}", markup=False, soft_wrap=True)
+        if exc.more:
+            errors.print(f"  ... and {exc.more} more", markup=False)
+        if letter:
+            errors.print("the service has been written to with these problems (peerwatch dispatch sends it)", markup=False)
         raise SystemExit(2) from None
     from sqlmodel import Session
 

@@ -18,6 +18,7 @@ service below 50% is escalated to its ICBs and Regional Quality Leads (000 s6.4)
 from __future__ import annotations
 
 import json
+import re
 
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -44,11 +45,19 @@ ESCALATE_BELOW = 50.0  # 000 s6.4: "not achieving at least a 50% total achieveme
 
 
 class SpreadsheetRejected(InvalidInput):
-    """A returned spreadsheet with at least one bad row: every problem is listed, nothing was imported."""
+    """A returned spreadsheet refused: its problems are listed (the first ``listed``, with the
+    total count, so 100,000 bad rows never print 100,000 lines); nothing was imported."""
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
-        super().__init__(f"spreadsheet refused, nothing imported: {len(self.problems)} problem(s): " + "; ".join(self.problems))
+    def __init__(self, problems: list[str], listed: int | None = None) -> None:
+        cap = listed if listed is not None else SelfAssessmentPolicy.from_env().selfassessment_max_problems_listed
+        cap = max(1, int(cap))
+        self.count = len(problems)
+        self.problems = list(problems[:cap])
+        self.more = self.count - len(self.problems)  # problems found but not listed
+        head = f"spreadsheet refused, nothing imported: {self.count} problem(s)"
+        if self.more:
+            head += f", the first {len(self.problems)} listed"
+        super().__init__(head + ": " + "; ".join(self.problems) + (f"; ... and {self.more} more" if self.more else ""))
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,15 @@ class SelfAssessmentPolicy:
     selfassessment_weight_met: float = 1.0  # total achievement weights (DOMAIN.md "Self-assessment declaration")
     selfassessment_weight_partly: float = 0.5
     selfassessment_weight_unmet: float = 0.0
+    # Limits on a returned spreadsheet, checked before it is parsed (issue 12 item 5). An
+    # Appendix 2 return is tens of kilobytes and a few hundred rows: these leave ample room.
+    selfassessment_max_file_bytes: int = 10_000_000  # the file as uploaded
+    selfassessment_max_uncompressed_bytes: int = 50_000_000  # all its parts once unzipped
+    selfassessment_max_compression_ratio: int = 100  # unzipped / zipped, of any part over 1 MB and of the whole
+    selfassessment_max_parts: int = 1000  # files inside the zip
+    selfassessment_max_rows: int = 5000  # last row any sheet may use (declared or actual)
+    selfassessment_max_columns: int = 50  # last column any sheet may use (AX)
+    selfassessment_max_problems_listed: int = 50  # problems listed when a file is refused (then the count)
 
     @classmethod
     def from_env(cls) -> SelfAssessmentPolicy:
@@ -256,21 +274,172 @@ def _status(text: Any) -> str | None:
 def _text(value: Any) -> str:
     if value is None:
         return ""
+    if not isinstance(value, str | int | float | date) and isinstance(getattr(value, "text", None), str):
+        value = value.text  # an array formula: its literal text
     if isinstance(value, float):
         return format(value, "g")
     return " ".join(str(value).split()) if isinstance(value, str) else str(value)
 
 
+SAVE_AS_XLSX = "open it in Excel or LibreOffice Calc, choose Save As, and save it as .xlsx (Excel 2007-365 workbook)"
+_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Excel 97-2003 .xls, or an encrypted (password) .xlsx
+_ROW_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?row(?=[\s>/])([^>]*)>")
+_CELL_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?c(?=[\s>/])([^>]*)>")
+_REF_ATTR = re.compile(rb"\sr\s*=\s*[\"']\$?([A-Za-z]{0,3})\$?(\d*)[\"']")
+_DIMENSION = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?dimension\s[^>]*?ref\s*=\s*[\"']([^\"']*)[\"']")
+_CELL_REF = re.compile(r"\$?([A-Za-z]{1,3})\$?(\d+)")
+
+
+def _column_number(letters: str | bytes) -> int:
+    n = 0
+    for ch in (letters.decode("ascii") if isinstance(letters, bytes) else letters).upper():
+        n = n * 26 + ord(ch) - 64
+    return n
+
+
+def _column_letters(n: int) -> str:
+    out = ""
+    while n:
+        n, rem = divmod(n - 1, 26)
+        out = chr(65 + rem) + out
+    return out
+
+
+def _too_big(size: int, limit: int) -> str:
+    return (f"file: {size:,} bytes is over the limit of {limit:,} bytes for a self-assessment spreadsheet "
+            "(PEERWATCH_SELFASSESSMENT_MAX_FILE_BYTES): send the Appendix 2 workbook only, without pictures")
+
+
+def check_upload(data: bytes, policy: SelfAssessmentPolicy | None = None) -> None:
+    """Refuse, before anything parses it, a file that is not an .xlsx or is too big for one.
+
+    In order, each a single clear problem: the file's size; an .xls or OpenDocument (.ods)
+    file ("save it as .xlsx"); not a zip; too many parts; the total unzipped size and the
+    compression ratio (from the zip's directory: Python's zipfile never inflates a part beyond
+    its declared size, it fails the CRC instead); a DTD (no spreadsheet has one: entity
+    expansion); and, reading each XML part in 1 MB pieces, a sheet whose declared dimension
+    (``<dimension ref>``) or whose actual rows and cells reach beyond the row and column
+    limits. Nothing here holds more than one piece of one part in memory.
+    """
+    import zipfile
+
+    policy = policy or SelfAssessmentPolicy.from_env()
+    limit = policy.selfassessment_max_file_bytes
+    if len(data) > limit:
+        raise SpreadsheetRejected([_too_big(len(data), limit)])
+    if data.startswith(_OLE2):
+        raise SpreadsheetRejected([f"file: an Excel 97-2003 (.xls) or password-protected workbook, which cannot be read: {SAVE_AS_XLSX}, "
+                                   "without a password"])
+    if not data.startswith(b"PK"):
+        kind = "a PDF" if data.startswith(b"%PDF") else "text (CSV?)" if data[:512].isascii() else "not a spreadsheet"
+        raise SpreadsheetRejected([f"file: not an .xlsx workbook ({kind}): {SAVE_AS_XLSX}"])
+    try:
+        zf = zipfile.ZipFile(BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+        raise SpreadsheetRejected([f"file: not an .xlsx workbook (a damaged or unreadable zip): {SAVE_AS_XLSX}"]) from None
+    names = {i.filename for i in infos}
+    if "mimetype" in names or "content.xml" in names:
+        mime = zf.read("mimetype")[:100].decode("ascii", "replace").strip() if "mimetype" in names and zf.getinfo("mimetype").file_size < 200 else ""
+        what = "an OpenDocument spreadsheet (.ods)" if "spreadsheet" in mime or not mime else f"an OpenDocument file ({mime})"
+        raise SpreadsheetRejected([f"file: {what}, which cannot be read: {SAVE_AS_XLSX}"])
+    if "[Content_Types].xml" not in names or not any(n.startswith("xl/") for n in names):
+        raise SpreadsheetRejected([f"file: not an .xlsx workbook (a zip without a workbook in it): {SAVE_AS_XLSX}"])
+    if len(infos) > policy.selfassessment_max_parts:
+        raise SpreadsheetRejected([f"file: {len(infos):,} parts inside the workbook, over the limit of {policy.selfassessment_max_parts:,}"])
+    total = sum(i.file_size for i in infos)
+    packed = sum(i.compress_size for i in infos)
+    cap, ratio = policy.selfassessment_max_uncompressed_bytes, policy.selfassessment_max_compression_ratio
+    if total > cap:
+        raise SpreadsheetRejected([f"file: unzips to {total:,} bytes, over the limit of {cap:,} "
+                                   "(PEERWATCH_SELFASSESSMENT_MAX_UNCOMPRESSED_BYTES): refused unopened"])
+    big = 1_000_000
+    for i in infos:
+        if i.file_size > big and i.file_size > ratio * max(1, i.compress_size):
+            raise SpreadsheetRejected([f"file: part {i.filename} is compressed {i.file_size // max(1, i.compress_size):,} to 1, over the limit "
+                                       f"of {ratio} to 1 (PEERWATCH_SELFASSESSMENT_MAX_COMPRESSION_RATIO): refused unopened"])
+    if total > big and total > ratio * max(1, packed):
+        raise SpreadsheetRejected([f"file: compressed {total // max(1, packed):,} to 1, over the limit of {ratio} to 1 "
+                                   "(PEERWATCH_SELFASSESSMENT_MAX_COMPRESSION_RATIO): refused unopened"])
+    for info in infos:
+        if info.filename.lower().endswith((".xml", ".rels", ".vml")):
+            _check_part(zf, info, policy)
+
+
+def _check_part(zf: Any, info: Any, policy: SelfAssessmentPolicy) -> None:
+    """Stream one XML part: no DTD; a sheet's declared and actual extent within the limits."""
+    import zipfile
+    import zlib
+
+    max_rows, max_cols = policy.selfassessment_max_rows, policy.selfassessment_max_columns
+    where = info.filename.rsplit("/", 1)[-1].removesuffix(".xml")
+
+    def beyond(row: int, col: int, how: str) -> None:
+        if row > max_rows:
+            raise SpreadsheetRejected([f"sheet part {where}: {how} row {row:,}, beyond the limit of {max_rows:,} rows "
+                                       "(PEERWATCH_SELFASSESSMENT_MAX_ROWS): delete the rows below the standards and save again"])
+        if col > max_cols:
+            raise SpreadsheetRejected([f"sheet part {where}: {how} column {_column_letters(col)}, beyond the limit of "
+                                       f"{max_cols} columns ({_column_letters(max_cols)}; PEERWATCH_SELFASSESSMENT_MAX_COLUMNS): "
+                                       "delete the extra columns and save again"])
+
+    row_no, first, carry = 0, True, b""
+    try:
+        with zf.open(info) as part:
+            while True:
+                piece = part.read(1 << 20)
+                text = carry + piece
+                if not piece:
+                    break
+                cut = text.rfind(b"<")
+                if cut <= 0:
+                    cut = len(text) if len(text) > 4096 else 0  # no tag start to keep: a long text run
+                body, carry = text[:cut], text[cut:]
+                if first:
+                    head = body[:4096].upper()
+                    if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
+                        raise SpreadsheetRejected([f"file: part {info.filename} declares a DTD, which no spreadsheet does: refused unopened"])
+                    dim = _DIMENSION.search(body[:65536])
+                    if dim:
+                        for ref in dim.group(1).decode("ascii", "replace").split(":"):
+                            m = _CELL_REF.fullmatch(ref.strip())
+                            if m:
+                                beyond(int(m.group(2)), _column_number(m.group(1)), f"declares its used range as {dim.group(1).decode('ascii', 'replace')}, to")
+                    first = False
+                elif b"<!ENTITY" in body.upper():
+                    raise SpreadsheetRejected([f"file: part {info.filename} declares an entity, which no spreadsheet does: refused unopened"])
+                for m in _ROW_TAG.finditer(body):
+                    ref = _REF_ATTR.search(m.group(1))
+                    row_no = int(ref.group(2)) if ref and ref.group(2) else row_no + 1
+                    beyond(row_no, 0, "uses")
+                for m in _CELL_TAG.finditer(body):
+                    ref = _REF_ATTR.search(m.group(1))
+                    if ref:
+                        beyond(int(ref.group(2) or 0), _column_number(ref.group(1)) if ref.group(1) else 0, "has a cell at")
+    except zipfile.BadZipFile:
+        raise SpreadsheetRejected([f"file: part {info.filename} is damaged (it does not unzip to its declared size): refused"]) from None
+    except (OSError, EOFError, NotImplementedError, RuntimeError, zlib.error) as exc:  # zlib errors, encrypted parts, unknown compression
+        raise SpreadsheetRejected([f"file: part {info.filename} cannot be unzipped ({type(exc).__name__}): {SAVE_AS_XLSX}"]) from None
+
+
 def read_workbook(data: bytes, expected_ref: str | None = None) -> list[dict[str, Any]]:
-    """The rows of a returned Appendix 2 workbook, as plain values with their spreadsheet row numbers."""
+    """The rows of a returned Appendix 2 workbook, as plain values with their spreadsheet row numbers.
+
+    ``check_upload`` refuses an oversized or hostile file first. Text is read as text: a cell
+    holding a formula (``=cmd|' /C calc'!A0``) is stored as the formula's literal text, never
+    its result; only Figure Achieved takes a formula's result (the value Excel saved with it).
+    """
     from openpyxl import load_workbook
 
     from notifications.spreadsheets import ABOUT, ABOUT_REFERENCE, COLUMNS, SHEET
 
+    check_upload(data)
     try:
-        wb = load_workbook(BytesIO(data), data_only=True)
+        wb = load_workbook(BytesIO(data), data_only=False)
     except Exception as exc:  # noqa: BLE001 - any failure means it is not a workbook we can read
-        raise SpreadsheetRejected([f"file: not an .xlsx workbook ({type(exc).__name__})"]) from None
+        raise SpreadsheetRejected([f"file: not an .xlsx workbook ({type(exc).__name__}): {SAVE_AS_XLSX}"]) from None
+    if not wb.worksheets:
+        raise SpreadsheetRejected([f"file: the workbook has no sheet: {SAVE_AS_XLSX}"])
     ws = wb[SHEET] if SHEET in wb.sheetnames else wb.worksheets[0]
     problems: list[str] = []
     if expected_ref and ABOUT in wb.sheetnames:
@@ -286,13 +455,18 @@ def read_workbook(data: bytes, expected_ref: str | None = None) -> list[dict[str
             problems.append(f"row {header}, column {c} header: {got!r} should be {name!r}")
     if problems:
         raise SpreadsheetRejected(problems)
+    results: Any = None  # the values Excel saved with its formulas, read only if a figure is a formula
     rows = []
-    for r in range(header + 1, ws.max_row + 1):
-        cells = [ws.cell(row=r, column=c) for c in range(1, len(COLUMNS) + 1)]
+    for cells in ws.iter_rows(min_row=header + 1, max_row=ws.max_row, min_col=1, max_col=len(COLUMNS)):
         if all(c.value is None or (isinstance(c.value, str) and not c.value.strip()) for c in cells):
             continue
+        r = cells[0].row
         fig_cell = cells[6]
         figure = fig_cell.value
+        if fig_cell.data_type == "f":
+            if results is None:
+                results = load_workbook(BytesIO(data), data_only=True)[ws.title]
+            figure = results.cell(row=r, column=7).value
         if isinstance(figure, int | float) and not isinstance(figure, bool) and "%" in (fig_cell.number_format or ""):
             figure = round(float(figure) * 100, 6)  # typed as 98% in Excel: stored as 0.98
         elif isinstance(figure, datetime | date):
@@ -399,6 +573,7 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "circulate", "source": A.NEW, "dest": A.CIRCULATED, "roles": STAFF_ROLES,
      "conditions": ["is_standard_set_current", "is_only_declaration_for_year"]},
     {"trigger": "receive", "source": A.CIRCULATED, "dest": A.RECEIVED, "roles": STAFF_ROLES},
+    {"trigger": "refuse_return", "source": A.CIRCULATED, "dest": None, "roles": STAFF_ROLES},
     {"trigger": "validate_item", "source": A.RECEIVED, "dest": None, "roles": STAFF_ROLES},
     {"trigger": "accept_all", "source": A.RECEIVED, "dest": A.VALIDATED, "roles": STAFF_ROLES},
     {"trigger": "complete_validation", "source": A.RECEIVED, "dest": A.VALIDATED, "roles": STAFF_ROLES,
@@ -415,6 +590,7 @@ DEADLINE_RULES = {
         overdue=Letter("selfassessment_chase", to=("service-lead",), cc=("service-manager", "network-office"), category="chase"),
     ),
 }
+REFUSAL = "selfassessment_refused"  # the returned spreadsheet sent back with its problems listed
 ESCALATION = Letter("achievement_escalation", to=("icb", "regional-quality-lead"),
                     cc=("network-manager", "regional-lead", "service-lead"))
 NEXT_STEP = {
@@ -467,7 +643,19 @@ def effects(ctx: Context) -> Effects:
         for item in check_rows(rows, standards_of(ctx.session, row.standard_set_id)):
             ctx.session.add(SelfAssessmentItem(assessment_id=row.id, **item))  # type: ignore[arg-type]
         row.received_on = ctx.today
+        from states.lateness import record as record_lateness  # issue 12 item 12: stored at receipt
+
+        record_lateness(ctx, ("return",), f"self-assessment return {year_label(row.programme_year)}")
         out.then.append(lambda: _start_report(ctx))
+    elif t == "refuse_return":
+        problems = ctx.params.get("problems")
+        if not isinstance(problems, list) or not problems:
+            raise InvalidInput("refuse_return needs the problems found: use peerwatch selfassessment import ID FILE.xlsx")
+        count = int(ctx.params.get("count") or len(problems))
+        out.letters.append(Letter(REFUSAL, to=LEADS_MANAGERS, cc=("network-office",),
+                                  context=(("problems", tuple(str(p) for p in problems)), ("problem_count", count),
+                                           ("more_problems", max(0, count - len(problems))),
+                                           ("filename", str(ctx.params.get("filename") or "the spreadsheet")))))
     elif t == "validate_item":
         _validate_item(ctx)
     elif t in ("accept_all", "complete_validation"):
@@ -602,8 +790,14 @@ def start(session: Session, service_id: int, programme_year: int, *, actor: str,
 
 
 def import_spreadsheet(db: Engine, assessment_id: int, data: bytes, *, filename: str, actor: str, role: str,
-                       clock: Clock) -> SelfAssessment:
-    """Import a returned spreadsheet in one transaction; a refused file stores only the refused attempt."""
+                       clock: Clock, letter: bool = True) -> SelfAssessment:
+    """Import a returned spreadsheet in one transaction.
+
+    A refused file imports nothing: the refused attempt is stored with its problems and, unless
+    ``letter`` is False (the operator picked the wrong file), the service is written to through
+    the engine (``refuse_return``: an audit event and the ``selfassessment_refused`` letter
+    listing the problems, the first 50 and the count) so it can correct and return it.
+    """
     from states import engine
 
     if not actor or not actor.strip():
@@ -622,11 +816,46 @@ def import_spreadsheet(db: Engine, assessment_id: int, data: bytes, *, filename:
             session.commit()
             return out.row  # type: ignore[return-value]
     except SpreadsheetRejected as exc:
-        with Session(db) as session:
-            session.add(RefusedAttempt(kind="selfassessment", item_id=assessment_id, trigger="receive", actor=actor or "(none)",
-                                       role=role, at=clock.now(), reason=str(exc), data={"filename": filename, "problems": exc.problems}))
-            session.commit()
+        _record_refusal(db, assessment_id, exc, filename=filename, actor=actor, role=role, clock=clock, letter=letter)
         raise
+
+
+def _record_refusal(db: Engine, assessment_id: int, exc: SpreadsheetRejected, *, filename: str, actor: str, role: str,
+                    clock: Clock, letter: bool) -> None:
+    """The refused attempt, and (through the engine) the letter listing the problems to the service."""
+    from states import engine
+
+    with Session(db) as session:
+        session.add(RefusedAttempt(kind="selfassessment", item_id=assessment_id, trigger="receive", actor=actor or "(none)",
+                                   role=role, at=clock.now(), reason=str(exc),
+                                   data={"filename": filename, "problems": exc.problems, "count": exc.count}))
+        if letter:
+            engine.fire(session, "selfassessment", assessment_id, "refuse_return", actor=actor, role=role, clock=clock,
+                        note=f"refused {filename}: {exc.count} problem(s)",
+                        params={"filename": filename, "problems": exc.problems, "count": exc.count})
+        session.commit()
+
+
+def import_file(db: Engine, assessment_id: int, path: Path, *, actor: str, role: str, clock: Clock,
+                letter: bool = True) -> SelfAssessment:
+    """``import_spreadsheet`` from a file; a file over the size limit is refused without being read."""
+    from states import engine
+
+    limit = SelfAssessmentPolicy.from_env().selfassessment_max_file_bytes
+    size = path.stat().st_size
+    if size <= limit:
+        return import_spreadsheet(db, assessment_id, path.read_bytes(), filename=path.name, actor=actor, role=role,
+                                  clock=clock, letter=letter)
+    if not actor or not actor.strip():
+        raise MissingActor(f"no actor given to import self-assessment {assessment_id}: name who is acting (--actor)")
+    check_actor_role(role)
+    with Session(db) as session:
+        spec, row = engine.load(session, "selfassessment", assessment_id)
+        if not spec.rows_for("receive", row.state):
+            engine.fire(session, "selfassessment", assessment_id, "receive", actor=actor, role=role, clock=clock)
+    exc = SpreadsheetRejected([_too_big(size, limit)])
+    _record_refusal(db, assessment_id, exc, filename=path.name, actor=actor, role=role, clock=clock, letter=letter)
+    raise exc
 
 
 def latest_achievements(session: Session, service_ids: list[int]) -> dict[int, float]:
@@ -648,7 +877,8 @@ def letter_context(session: Session, row: SelfAssessment) -> dict[str, Any]:
         "item": {"ref": ref_of(row), "id": row.id, "title": f"Self-assessment declaration {year_label(row.programme_year)}",
                  "programme_year": year_label(row.programme_year), "standard_set": f"{sset.name}, version {sset.version}",
                  "circulated_on": row.circulated_on, "received_on": row.received_on, "achievement": row.achievement,
-                 "threshold": ESCALATE_BELOW, "counts": counts, "standards": len(standards_of(session, row.standard_set_id))},
+                 "threshold": ESCALATE_BELOW, "counts": counts, "standards": len(standards_of(session, row.standard_set_id)),
+                 "problems_listed": SelfAssessmentPolicy.from_env().selfassessment_max_problems_listed},
         **service_context(session, row),
     }
 

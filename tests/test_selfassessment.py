@@ -166,6 +166,8 @@ TABLE: list[tuple[str, str, str, dict[str, Any], str, set[str]]] = [
     (S.NEW, "circulate", OFFICE, {}, S.CIRCULATED, {"selfassessment_request"}),
     (S.NEW, "circulate", "network-manager", {}, S.CIRCULATED, {"selfassessment_request"}),
     (S.CIRCULATED, "receive", OFFICE, {"rows": True}, S.RECEIVED, set()),
+    (S.CIRCULATED, "refuse_return", OFFICE, {"params": {"filename": "r.xlsx", "problems": ["row 2, Ref No.: missing"], "count": 1}},
+     S.CIRCULATED, {"selfassessment_refused"}),
     (S.RECEIVED, "validate_item", OFFICE, {"params": {"ref": "1.1", "status": "Unmet"}}, S.RECEIVED, set()),
     (S.RECEIVED, "accept_all", OFFICE, {}, S.VALIDATED, set()),
     (S.RECEIVED, "complete_validation", "regional-lead", {"validate_all": True}, S.VALIDATED, set()),
@@ -317,11 +319,26 @@ def test_three_bad_rows_are_all_named_and_nothing_is_imported(db: Engine, sessio
     assert problems[2].startswith("row 7, Evidence location:") and "missing" in problems[2]
     assert isinstance(caught.value, InvalidInput)
     session.expire_all()
-    assert _counts(session) == before  # no items, no audit event, no report, no letters
+    # nothing imported: no items, no report, no deadline; one audited event and one letter, the refusal
+    audit, outbox, deadlines, items, reports = before
+    assert _counts(session) == (audit + 1, outbox + 1, deadlines, items, reports)
     fresh = session.get(SelfAssessment, row.id)
-    assert (fresh.state, fresh.version, fresh.received_on) == (S.CIRCULATED, version, None)  # type: ignore[union-attr]
+    assert (fresh.state, fresh.version, fresh.received_on) == (S.CIRCULATED, version + 1, None)  # type: ignore[union-attr]
     (attempt,) = session.exec(select(RefusedAttempt).where(RefusedAttempt.kind == "selfassessment")).all()
     assert attempt.item_id == row.id and attempt.data["problems"] == problems
+    # the request letter's promise kept: the spreadsheet goes back with every problem listed
+    request, refused = _letters(session, row)
+    assert "we write back to you\nlisting every problem by row and column" in rendered(request).body_text
+    assert refused.template == "selfassessment_refused"
+    assert {p["email"] for p in refused.to} == {p["email"] for p in request.to}
+    text = rendered(refused)
+    assert text.subject.endswith("spreadsheet returned, 3 problems to correct")
+    for n, problem in enumerate(problems, start=1):
+        assert f"  {n}. {problem}" in text.body_text
+        assert f"<li>{problem.replace(chr(39), '&#39;')}</li>" in text.body_html
+    assert "return it to the network office by Fri 22 Jan 2027" in " ".join(text.body_text.split())
+    (event,) = session.exec(select(AuditEvent).where(AuditEvent.kind == "selfassessment", AuditEvent.trigger == "refuse_return")).all()
+    assert (event.actor, event.from_state, event.to_state) == ("Jo Office", "circulated", "circulated")
 
 
 @pytest.mark.parametrize(("answer", "problem"), [
