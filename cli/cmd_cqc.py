@@ -1,4 +1,6 @@
-"""``peerwatch cqc``: record CQC maternity ratings; entry into and exit from the MSSP follow (seed 004)."""
+"""``peerwatch cqc``: record CQC maternity ratings (seed 004). A rating meeting the rating criteria
+enters the MSSP automatically; a warning notice, DHSC/NHSE request or HSIB flag refers the Trust
+to the MSSCG; the exit criterion proposes exit to the MSSCG (``peerwatch mssp decide``)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 NAME = "cqc"
-app = typer.Typer(help="CQC maternity ratings: recording one enters or exits the Maternity Safety Support Programme.",
+app = typer.Typer(help="CQC maternity ratings: recording one may enter the MSSP, refer the Trust to the MSSCG or propose exit.",
                   no_args_is_help=True)
 
 RATING = "Outstanding, Good, Requires Improvement (or RI), Inadequate"
@@ -31,7 +33,7 @@ def record(
     role: Annotated[str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")] = "network-office",
     note: Annotated[Optional[str], typer.Option()] = None,
 ) -> None:
-    """Record a CQC assessment; says whether the Trust entered, stayed in or exited the MSSP."""
+    """Record a CQC assessment; says whether the Trust entered the MSSP, was referred to the MSSCG, or exit is proposed."""
     from cli.main import OPTS, _db, _organisation, clock
     from cli.output import console, print_json
     from models import Service, session_scope
@@ -73,22 +75,35 @@ def _summary(out: Any, org_name: str) -> dict[str, Any]:
             f"safe {r.safe}, well-led {r.well_led}"]
     if out.previous is not None:
         said.append(f"  compared with {out.previous.assessed_on.isoformat()}: safe {out.previous.safe}, well-led {out.previous.well_led}")
-    for case in out.exited:
-        said.append(f"MSSP case {case.id}: exited: safe {case.baseline['safe']} -> {r.safe}, well-led {case.baseline['well_led']} -> {r.well_led} "
-                    "(each at least one step better than at entry)")
+    for case in out.exit_proposed:
+        said.append(f"MSSP case {case.id}: exit criterion met: safe {case.baseline['safe']} -> {r.safe}, well-led "
+                    f"{case.baseline['well_led']} -> {r.well_led} (each at least one step better than at entry); exit proposed "
+                    f"to the MSSCG, which decides it (peerwatch mssp decide {case.id} --decision exit|remain ...)")
     for case in out.continuing:
-        said.append(f"MSSP case {case.id}: remains in the programme: exit needs safe and well-led each one step better than at entry "
-                    f"(safe {case.baseline['safe']} -> {r.safe}, well-led {case.baseline['well_led']} -> {r.well_led})")
+        if case.state == "exit_proposed":
+            said.append(f"MSSP case {case.id}: assessment recorded; exit awaits the MSSCG's decision")
+        else:
+            said.append(f"MSSP case {case.id}: remains in the programme: exit is proposed when safe and well-led are each one "
+                        f"step better than at entry (safe {case.baseline.get('safe')} -> {r.safe}, "
+                        f"well-led {case.baseline.get('well_led')} -> {r.well_led})")
     if out.entered is not None:
-        said.append(f"MSSP case {out.entered.id}: entered the Maternity Safety Support Programme, criteria met:")
+        said.append(f"MSSP case {out.entered.id}: entered the Maternity Safety Support Programme automatically "
+                    "(a CQC assessment meeting the rating criteria), criteria met:")
         said += [f"  - {CRITERIA[c]}" for c in out.criteria]
-    elif not out.criteria and not out.exited and not out.continuing:
+    elif out.referred is not None:
+        said.append(f"MSSP case {out.referred.id}: referred to the MSSCG, which decides entry "
+                    f"(peerwatch mssp decide {out.referred.id} --decision enter|not-enter ...), for:")
+        said += [f"  - {CRITERIA[c]}" for c in out.criteria]
+    for case in out.awaiting:
+        said.append(f"MSSP case {case.id}: already referred; the MSSCG's decision is awaited")
+    if not out.criteria and not out.exit_proposed and not out.continuing:
         said.append("no MSSP entry criterion met")
     return {
         "rating_id": r.id, "organisation": org_name, "assessed_on": r.assessed_on, "criteria": out.criteria,
         "previous_rating_id": out.previous.id if out.previous else None,
-        "mssp_entered": out.entered.id if out.entered else None,
-        "mssp_exited": [c.id for c in out.exited], "mssp_continuing": [c.id for c in out.continuing], "said": said,
+        "mssp_entered": out.entered.id if out.entered else None, "mssp_referred": out.referred.id if out.referred else None,
+        "mssp_exit_proposed": [c.id for c in out.exit_proposed], "mssp_continuing": [c.id for c in out.continuing],
+        "mssp_awaiting_decision": [c.id for c in out.awaiting], "said": said,
     }
 
 

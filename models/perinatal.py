@@ -33,6 +33,9 @@ class PerinatalConcern(StatefulItem, table=True):
     level_history: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     # regional referrals: [{"to": "jsog" | "cqc_inspection", "on", "by", "note"}]
     referrals: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # what the forums decided, as the network office recorded it (the office does not decide):
+    # [{"level", "forum", "decision", "decided_on", "decided_by", "agreed_with", "recorded_by", "recorded_on", "note"}]
+    forum_decisions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     last_board_review_on: date | None = None
     board_reviews: int = 0
     closed_reason: str | None = None
@@ -66,7 +69,7 @@ class CqcRating(Table, table=True):
 
 
 class MsspCase(StatefulItem, table=True):
-    """A Trust's maternity services in the Maternity Safety Support Programme (004 Principle 4)."""
+    """A Trust's maternity services referred to or in the Maternity Safety Support Programme (004 Principle 4)."""
 
     kind: ClassVar[str] = "mssp"
 
@@ -79,6 +82,11 @@ class MsspCase(StatefulItem, table=True):
     baseline: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     # later assessments seen while in the programme: [{"rating_id", "assessed_on", "safe", "well_led", "exit"}]
     assessments: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    referred_on: date | None = None  # referred to the MSSCG for a decision on entry
+    exit_proposed_on: date | None = None  # the exit criterion was met; the MSSCG decides
+    # the MSSCG's decisions as recorded: [{"question": "entry" | "exit", "decision", "forum", "decided_by",
+    # "decided_on", "recorded_by", "recorded_role", "recorded_on", "note"}]
+    decisions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     exited_on: date | None = None
     exit_rating_id: int | None = Field(default=None, foreign_key="cqcrating.id")
     closed_reason: str | None = None

@@ -1,23 +1,31 @@
-"""The Maternity Safety Support Programme (MSSP): entry and exit decided by CQC ratings (seed 004).
+"""The Maternity Safety Support Programme (MSSP): entry and exit overseen by the MSSCG (seed 004).
 
-A Trust's maternity services ``enter`` the programme when a recorded CQC assessment meets any
-inclusion criterion (004, "Criteria for entry into the Maternity Safety Support Programme"):
+The inclusion criteria (004, "Criteria for entry into the Maternity Safety Support Programme"):
 
 - an overall rating of Inadequate;
 - an overall rating of Requires Improvement with Inadequate in Safe or Well-led, or Inadequate
   in a third domain (Effective, Caring or Responsive);
-- a CQC warning notice;
 - a rating dropped from a previously Outstanding or Good to Requires Improvement (or lower) in
   the Safe or Well-led domain, compared with the previous recorded rating;
+- a CQC warning notice;
 - a DHSC or NHS England and NHS Improvement request for a review of services or inquiry;
 - identified to the CQC with concerns by HSIB.
 
-"A CQC assessment which triggers automatic entry": recording one (``record_cqc_assessment``)
-creates the case through the engine, naming the criteria met; the ratings at entry are the
-baseline. Each later assessment is recorded on the open case (``record_assessment``); the one in
-which the CQC has improved the rating by at least one step in BOTH Safe and Well-led compared
-with the baseline moves the case to ``exited``. A case entered in error may be ``withdraw``n
-by a network lead, with a reason. The MSSCG oversees entry and exit; this records both.
+Only "a CQC assessment which triggers automatic entry" enters by itself: recording a CQC
+assessment (``record_cqc_assessment``) that meets one of the first three (the RATING criteria)
+``enter``s the Trust through the engine; the ratings at entry are the baseline. The other
+routes (a warning notice, a DHSC/NHSE request, HSIB identification) ``refer`` the Trust to the
+Maternity Safety Surveillance and Concerns Group (MSSCG), which "will oversee entry and exit":
+the network office records the MSSCG's decision (``decide_entry``: enter or not, who decided,
+when), it does not decide for it. A referred Trust whose next CQC assessment meets a rating
+criterion enters automatically.
+
+Each later assessment is recorded on the open case (``record_assessment``); the one in which
+the CQC has improved the rating by at least one step in BOTH Safe and Well-led compared with
+the baseline PROPOSES exit (``exit_proposed``, a letter to the MSSCG); exit too is the MSSCG's
+decision (``decide_exit``: exit, or remain in the programme). A case entered or referred in
+error may be ``withdraw``n by a network lead, with a reason. DOMAIN.md "Perinatal quality
+surveillance".
 """
 
 from __future__ import annotations
@@ -33,9 +41,10 @@ from sqlmodel import Session, col, select
 from models.perinatal import CqcRating, MsspCase
 from models.tables import Network, Organisation, Service
 from states import engine
-from states.clock import Clock, local_date
+from states.clock import Clock, local_date, parse_date
 from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied
 from states.kinds import Context, Effects, KindSpec, Letter
+from states.perinatal import PerinatalPolicy
 from states.roles import NETWORK_LEADS, STAFF, SYSTEM, check_actor_role
 
 # ------------------------------------------------------------------ ratings
@@ -123,27 +132,55 @@ def ratings_of(r: Any) -> dict[str, Any]:
 
 class MsspState(StrEnum):
     NEW = "new"
+    REFERRED = "referred"  # to the MSSCG, which decides entry
     IN_PROGRAMME = "in_programme"
+    EXIT_PROPOSED = "exit_proposed"  # the exit criterion is met; the MSSCG decides exit
     EXITED = "exited"
+    NOT_ENTERED = "not_entered"  # the MSSCG decided a referred Trust does not enter
     WITHDRAWN = "withdrawn"
 
 
 M = MsspState
 RECORDERS = sorted({*STAFF, SYSTEM})
+DECISION_RECORDERS = sorted(STAFF)  # a person records what the MSSCG decided; the sweep never does
+# "A CQC assessment which triggers automatic entry": the rating criteria. The rest refer.
+RATING_CRITERIA = ("overall_inadequate", "ri_inadequate_safe_or_well_led", "ri_inadequate_third_domain",
+                   "dropped_safe", "dropped_well_led")
+REFERRAL_ROUTES = ("warning_notice", "review_request", "hsib_concern")
+ENTRY_DECISIONS = {"enter": "enter the programme", "not_enter": "not enter the programme"}
+EXIT_DECISIONS = {"exit": "exit the programme", "remain": "remain in the programme"}
 TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "enter", "source": M.NEW, "dest": M.IN_PROGRAMME, "conditions": ["has_entry_criteria"], "roles": RECORDERS},
-    {"trigger": "record_assessment", "source": M.IN_PROGRAMME, "dest": M.EXITED,
+    {"trigger": "enter", "source": [M.NEW, M.REFERRED], "dest": M.IN_PROGRAMME, "conditions": ["has_rating_criteria"],
+     "roles": RECORDERS},
+    {"trigger": "refer", "source": M.NEW, "dest": M.REFERRED, "conditions": ["has_referral_route"], "roles": RECORDERS},
+    {"trigger": "decide_entry", "source": M.REFERRED, "dest": M.IN_PROGRAMME, "conditions": ["is_decision_to_enter"],
+     "roles": DECISION_RECORDERS},
+    {"trigger": "decide_entry", "source": M.REFERRED, "dest": M.NOT_ENTERED, "unless": ["is_decision_to_enter"],
+     "roles": DECISION_RECORDERS},
+    {"trigger": "record_assessment", "source": M.IN_PROGRAMME, "dest": M.EXIT_PROPOSED,
      "conditions": ["has_improved_safe_and_well_led"], "roles": RECORDERS},
     {"trigger": "record_assessment", "source": M.IN_PROGRAMME, "dest": None,
      "unless": ["has_improved_safe_and_well_led"], "roles": RECORDERS},
-    {"trigger": "withdraw", "source": M.IN_PROGRAMME, "dest": M.WITHDRAWN, "roles": sorted(NETWORK_LEADS), "note_required": True},
+    {"trigger": "record_assessment", "source": M.EXIT_PROPOSED, "dest": None, "roles": RECORDERS},
+    {"trigger": "decide_exit", "source": M.EXIT_PROPOSED, "dest": M.EXITED, "conditions": ["is_decision_to_exit"],
+     "roles": DECISION_RECORDERS},
+    {"trigger": "decide_exit", "source": M.EXIT_PROPOSED, "dest": M.IN_PROGRAMME, "unless": ["is_decision_to_exit"],
+     "roles": DECISION_RECORDERS},
+    {"trigger": "withdraw", "source": [M.REFERRED, M.IN_PROGRAMME, M.EXIT_PROPOSED], "dest": M.WITHDRAWN,
+     "roles": sorted(NETWORK_LEADS), "note_required": True},
 ]
 
 TRUST = ("chief-executive", "service-lead")
 COPIES = ("msscg", "cqc", "regional-chief-midwife", "lms-lead")
+TO_MSSCG = ("msscg",)
+MSSCG_COPIES = ("chief-executive", "service-lead", "regional-chief-midwife", "lms-lead")
 NEXT_STEP = {
-    M.IN_PROGRAMME: "MSSCG: hands-on support (visits, mentoring, leadership development); exit when the CQC improves "
-                    "Safe and Well-led each by at least one step from the ratings at entry (record the assessment: cqc record)",
+    M.REFERRED: "MSSCG: decide whether the Trust enters the programme; record its decision (peerwatch mssp decide ID "
+                "--decision enter|not_enter --decided-by ... --decided-on ...)",
+    M.IN_PROGRAMME: "MSSCG: hands-on support (visits, mentoring, leadership development); exit is proposed when the CQC "
+                    "improves Safe and Well-led each by at least one step from the ratings at entry (cqc record)",
+    M.EXIT_PROPOSED: "MSSCG: the exit criterion is met; decide exit and record its decision (peerwatch mssp decide ID "
+                     "--decision exit|remain --decided-by ... --decided-on ...)",
 }
 
 
@@ -153,8 +190,26 @@ def _rating(ctx: Context) -> CqcRating | None:
 
 
 # Guards: pure predicates on the context.
-def has_entry_criteria(ctx: Context) -> bool:
-    return bool(ctx.row.entry_criteria) and all(c in CRITERIA for c in ctx.row.entry_criteria)
+def has_rating_criteria(ctx: Context) -> bool:
+    return any(c in RATING_CRITERIA for c in ctx.params.get("criteria") or ctx.row.entry_criteria or ())
+
+
+def has_referral_route(ctx: Context) -> bool:
+    routes = ctx.params.get("criteria") or ctx.row.entry_criteria or ()
+    return bool(routes) and all(c in REFERRAL_ROUTES for c in routes)
+
+
+def decision_key(value: Any) -> str:
+    """``Not-Enter`` -> ``not_enter``: a decision as the machine spells it."""
+    return str(value or "").strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def is_decision_to_enter(ctx: Context) -> bool:
+    return decision_key(ctx.params.get("decision")) == "enter"
+
+
+def is_decision_to_exit(ctx: Context) -> bool:
+    return decision_key(ctx.params.get("decision")) == "exit"
 
 
 def has_improved_safe_and_well_led(ctx: Context) -> bool:
@@ -166,6 +221,36 @@ def has_improved_safe_and_well_led(ctx: Context) -> bool:
     return later and improved_safe_and_well_led(baseline, current)
 
 
+def _decision(ctx: Context, allowed: Mapping[str, str]) -> dict[str, Any]:
+    """The MSSCG's decision as the network office records it: what, who decided, when."""
+    decision = decision_key(ctx.params.get("decision"))
+    if decision not in allowed:
+        raise InvalidInput(f"{ctx.trigger}: decision {ctx.params.get('decision')!r}: the MSSCG decides one of {', '.join(allowed)}")
+    decided_by = str(ctx.params.get("decided_by") or "").strip()
+    if not decided_by:
+        raise InvalidInput(f"{ctx.trigger}: name who decided (decided_by, e.g. the MSSCG co-chairs at its meeting)")
+    raw_on = ctx.params.get("decided_on")
+    if not raw_on:
+        raise InvalidInput(f"{ctx.trigger}: give the date the MSSCG decided (decided_on)")
+    decided_on = parse_date(str(raw_on), "decided_on date")
+    if decided_on > ctx.today:
+        raise InvalidInput(f"decided_on {decided_on.isoformat()} is after today ({ctx.today.isoformat()})")
+    since = ctx.row.referred_on if ctx.trigger == "decide_entry" else ctx.row.exit_proposed_on
+    if since and decided_on < since:
+        raise InvalidInput(f"decided_on {decided_on.isoformat()} is before the question was put to the MSSCG ({since.isoformat()})")
+    entry = {"question": "entry" if ctx.trigger == "decide_entry" else "exit", "decision": decision,
+             "forum": PerinatalPolicy.from_env().forums["national"], "decided_by": decided_by,
+             "decided_on": decided_on.isoformat(), "recorded_by": ctx.actor, "recorded_role": ctx.role,
+             "recorded_on": ctx.today.isoformat(), "note": ctx.note}
+    ctx.row.decisions = [*ctx.row.decisions, entry]
+    return entry
+
+
+def _latest_rating(ctx: Context) -> CqcRating | None:
+    row: MsspCase = ctx.row
+    return previous_rating(ctx.session, row.organisation_id, row.service_id, date.max)
+
+
 def effects(ctx: Context) -> Effects:
     """Letters of a transition; updates the row's own fields."""
     row: MsspCase = ctx.row
@@ -173,21 +258,56 @@ def effects(ctx: Context) -> Effects:
     if t == "enter":
         current = _rating(ctx)
         if current is None:
-            raise InvalidInput("enter needs rating_id: the CQC assessment that meets the criteria")
+            raise InvalidInput("enter needs rating_id: the CQC assessment that meets the rating criteria")
+        given = [c for c in ctx.params.get("criteria") or () if c in CRITERIA]
+        row.entry_criteria = list(dict.fromkeys([*row.entry_criteria, *given]))
         row.entered_on, row.entry_rating_id, row.baseline = ctx.today, current.id, ratings_of(current)
-        out.letters.append(Letter("mssp_entry", to=TRUST, cc=COPIES))
+        out.letters.append(Letter("mssp_entry", to=TRUST, cc=COPIES, context=(("how", "automatic"),)))
+    elif t == "refer":
+        rid = ctx.params.get("rating_id")
+        row.referred_on = ctx.today
+        row.entry_rating_id = int(rid) if rid is not None else None
+        out.letters.append(Letter("mssp_referral", to=TO_MSSCG, cc=MSSCG_COPIES))
+    elif t == "decide_entry":
+        decision = _decision(ctx, ENTRY_DECISIONS)
+        if ctx.dest == M.IN_PROGRAMME:
+            latest = _latest_rating(ctx)
+            row.entered_on = parse_iso(decision["decided_on"])
+            if latest is not None:
+                row.baseline = ratings_of(latest)
+            out.letters.append(Letter("mssp_entry", to=TRUST, cc=COPIES, context=(("how", "decided"), ("decision", decision))))
+        else:
+            row.closed_reason = "the MSSCG decided the Trust does not enter the programme"
+            out.letters.append(Letter("mssp_not_entered", to=TRUST, cc=COPIES, context=(("decision", decision),)))
     elif t == "record_assessment":
         current = _rating(ctx)
         if current is None:
             raise InvalidInput("record_assessment needs rating_id: the later CQC assessment")
-        exited = ctx.dest == M.EXITED
-        row.assessments = [*row.assessments, {**ratings_of(current), "rating_id": current.id, "exit": exited}]
-        if exited:
-            row.exited_on, row.exit_rating_id = ctx.today, current.id
-            out.letters.append(Letter("mssp_exit", to=TRUST, cc=COPIES, context=(("exit", ratings_of(current)),)))
+        proposed = ctx.dest == M.EXIT_PROPOSED
+        if not row.baseline:  # entered by decision before any rating was recorded: this is the baseline
+            row.baseline = ratings_of(current)
+        row.assessments = [*row.assessments, {**ratings_of(current), "rating_id": current.id, "exit_proposed": proposed}]
+        if proposed:
+            row.exit_proposed_on, row.exit_rating_id = ctx.today, current.id
+            out.letters.append(Letter("mssp_exit_proposed", to=TO_MSSCG, cc=MSSCG_COPIES,
+                                      context=(("exit", ratings_of(current)),)))
+    elif t == "decide_exit":
+        decision = _decision(ctx, EXIT_DECISIONS)
+        exit_rating = ctx.session.get(CqcRating, row.exit_rating_id) if row.exit_rating_id else None
+        shown = ratings_of(exit_rating) if exit_rating else {}
+        if ctx.dest == M.EXITED:
+            row.exited_on = parse_iso(decision["decided_on"])
+            out.letters.append(Letter("mssp_exit", to=TRUST, cc=COPIES, context=(("exit", shown), ("decision", decision))))
+        else:
+            row.exit_proposed_on, row.exit_rating_id = None, None
+            out.letters.append(Letter("mssp_exit_declined", to=TRUST, cc=COPIES, context=(("exit", shown), ("decision", decision))))
     elif t == "withdraw":
         row.closed_reason = ctx.note
     return out
+
+
+def parse_iso(text: str) -> date:
+    return date.fromisoformat(text)
 
 
 # ------------------------------------------------------------------ where a case sits
@@ -217,8 +337,12 @@ def letter_context(session: Session, row: MsspCase) -> dict[str, Any]:
     org, svc, net = _where(session, row)
     return {
         "item": {"ref": f"MSSP-{row.id}", "id": row.id, "title": f"Maternity Safety Support Programme: {org.name}",
-                 "entered_on": row.entered_on, "exited_on": row.exited_on,
-                 "criteria": [CRITERIA.get(c, c) for c in row.entry_criteria], "baseline": row.baseline},
+                 "entered_on": row.entered_on, "exited_on": row.exited_on, "referred_on": row.referred_on,
+                 "exit_proposed_on": row.exit_proposed_on, "state": row.state, "decisions": row.decisions,
+                 "criteria": [CRITERIA.get(c, c) for c in row.entry_criteria], "baseline": row.baseline,
+                 "routes": [CRITERIA[c] for c in row.entry_criteria if c in REFERRAL_ROUTES],
+                 "rating_criteria": [CRITERIA[c] for c in row.entry_criteria if c in RATING_CRITERIA]},
+        "msscg": PerinatalPolicy.from_env().forums["national"],
         "domain_names": DOMAIN_NAMES,
         "service": {"name": svc.name if svc else "Maternity services", "kind": svc.kind if svc else "Maternity"},
         "organisation": {"name": org.name},
@@ -232,15 +356,17 @@ SPEC = KindSpec(
     states=MsspState,
     initial=MsspState.NEW,
     transitions=TRANSITIONS,
-    guards={"has_entry_criteria": has_entry_criteria, "has_improved_safe_and_well_led": has_improved_safe_and_well_led},
+    guards={"has_rating_criteria": has_rating_criteria, "has_referral_route": has_referral_route,
+            "is_decision_to_enter": is_decision_to_enter, "is_decision_to_exit": is_decision_to_exit,
+            "has_improved_safe_and_well_led": has_improved_safe_and_well_led},
     effects=effects,
     deadline_rules={},
-    terminal=frozenset({M.EXITED.value, M.WITHDRAWN.value}),
+    terminal=frozenset({M.EXITED.value, M.WITHDRAWN.value, M.NOT_ENTERED.value}),
     nation_of=nation_of,
     letter_context=letter_context,
     recipient_scope=recipient_scope,
     next_step={k.value: v for k, v in NEXT_STEP.items()},
-    describe="Maternity Safety Support Programme: entry and exit by CQC rating (004)",
+    describe="Maternity Safety Support Programme: automatic entry by CQC rating, referral to and decisions of the MSSCG (004)",
 )
 
 
@@ -254,9 +380,11 @@ class AssessmentOutcome:
     rating: CqcRating
     previous: CqcRating | None
     criteria: list[str]
-    entered: MsspCase | None = None  # a new case, entered automatically
-    exited: list[MsspCase] = field(default_factory=list)
-    continuing: list[MsspCase] = field(default_factory=list)  # open cases the assessment did not end
+    entered: MsspCase | None = None  # entered automatically (a new case, or a referred one)
+    referred: MsspCase | None = None  # a new case referred to the MSSCG for a decision
+    exit_proposed: list[MsspCase] = field(default_factory=list)  # the exit criterion met: the MSSCG decides
+    continuing: list[MsspCase] = field(default_factory=list)  # open cases the assessment did not change
+    awaiting: list[MsspCase] = field(default_factory=list)  # already referred, the MSSCG's decision still to come
 
 
 def maternity_service(session: Session, organisation_id: int) -> Service | None:
@@ -272,18 +400,28 @@ def previous_rating(session: Session, organisation_id: int, service_id: int | No
     return session.exec(q.order_by(col(CqcRating.assessed_on).desc(), col(CqcRating.id).desc())).first()
 
 
-def open_cases(session: Session, organisation_id: int, service_id: int | None) -> list[MsspCase]:
-    q = select(MsspCase).where(MsspCase.organisation_id == organisation_id, MsspCase.state == M.IN_PROGRAMME)
+def open_cases(session: Session, organisation_id: int, service_id: int | None,
+               states: tuple[str, ...] = (M.IN_PROGRAMME.value, M.EXIT_PROPOSED.value)) -> list[MsspCase]:
+    q = select(MsspCase).where(MsspCase.organisation_id == organisation_id, col(MsspCase.state).in_(states))
     q = q.where(MsspCase.service_id == service_id) if service_id else q.where(col(MsspCase.service_id).is_(None))
     return list(session.exec(q.order_by(MsspCase.id)))  # type: ignore[arg-type]
 
 
+def _check_recorder(actor: str, role: str, what: str) -> None:
+    if not actor or not actor.strip():
+        raise MissingActor(f"no actor given to {what}: name who is acting (--actor)")
+    if check_actor_role(role) not in RECORDERS:
+        raise PermissionDenied(f"role {role!r} may not {what}: needs one of {', '.join(RECORDERS)}")
+
+
 def record_cqc_assessment(session: Session, rating_row: CqcRating, *, clock: Clock) -> AssessmentOutcome:
-    """Store an assessment; enter MSSP or record it on the open case, through the engine. The caller commits."""
-    if not rating_row.recorded_by or not rating_row.recorded_by.strip():
-        raise MissingActor("no actor given to record a CQC assessment: name who is acting (--actor)")
-    if check_actor_role(rating_row.recorded_role) not in RECORDERS:
-        raise PermissionDenied(f"role {rating_row.recorded_role!r} may not record a CQC assessment: needs one of {', '.join(RECORDERS)}")
+    """Store an assessment and act on it through the engine; the caller commits.
+
+    Rating criteria met: the Trust enters automatically (a new case, or its referred one).
+    Only referral routes met (warning notice, DHSC/NHSE request, HSIB): the Trust is referred
+    to the MSSCG. On an open case the assessment is recorded, and proposes exit when Safe and
+    Well-led have each improved by a step."""
+    _check_recorder(rating_row.recorded_by, rating_row.recorded_role, "record a CQC assessment")
     today = local_date(clock.now())
     if rating_row.assessed_on > today:
         raise InvalidInput(f"assessment date {rating_row.assessed_on.isoformat()} is after today ({today.isoformat()})")
@@ -306,18 +444,92 @@ def record_cqc_assessment(session: Session, rating_row: CqcRating, *, clock: Clo
     out = AssessmentOutcome(rating=rating_row, previous=previous, criteria=criteria)
     actor, role = rating_row.recorded_by, rating_row.recorded_role
     params = {"rating_id": rating_row.id, "assessed_on": rating_row.assessed_on.isoformat()}
-    cases = open_cases(session, rating_row.organisation_id, rating_row.service_id)
-    for case in cases:
+    org_id, svc_id = rating_row.organisation_id, rating_row.service_id
+    for case in open_cases(session, org_id, svc_id):
         assert case.id is not None
         fired = engine.fire(session, "mssp", case.id, "record_assessment", actor=actor, role=role, clock=clock,
                             note=f"CQC assessment of {rating_row.assessed_on.isoformat()}",
                             params={**params, "criteria": criteria})
-        (out.exited if fired.row.state == M.EXITED else out.continuing).append(case)
-    if criteria and not out.continuing:
-        case = MsspCase(organisation_id=rating_row.organisation_id, service_id=rating_row.service_id,
-                        entry_criteria=criteria, state=M.NEW)
-        created = engine.create(session, "mssp", case, "enter", actor=actor, role=role, clock=clock,
-                                note="entry criteria met: " + "; ".join(CRITERIA[c] for c in criteria),
-                                params={**params, "criteria": criteria})
-        out.entered = created.row  # type: ignore[assignment]
+        proposed = fired.event.to_state == M.EXIT_PROPOSED and fired.event.from_state == M.IN_PROGRAMME
+        (out.exit_proposed if proposed else out.continuing).append(case)
+    if out.exit_proposed or out.continuing:
+        return out
+    automatic = [c for c in criteria if c in RATING_CRITERIA]
+    referred = open_cases(session, org_id, svc_id, (M.REFERRED.value,))
+    if automatic:
+        note = "a CQC assessment meeting the entry criteria: automatic entry (" + "; ".join(CRITERIA[c] for c in automatic) + ")"
+        if referred:
+            case = referred[0]
+            assert case.id is not None
+            out.entered = engine.fire(session, "mssp", case.id, "enter", actor=actor, role=role, clock=clock, note=note,
+                                      params={**params, "criteria": criteria}).row  # type: ignore[assignment]
+            out.awaiting = referred[1:]
+        else:
+            case = MsspCase(organisation_id=org_id, service_id=svc_id, entry_criteria=criteria, state=M.NEW)
+            out.entered = engine.create(session, "mssp", case, "enter", actor=actor, role=role, clock=clock, note=note,
+                                        params={**params, "criteria": criteria}).row  # type: ignore[assignment]
+    elif criteria:
+        if referred:
+            out.awaiting = referred
+        else:
+            out.referred = _refer(session, org_id, svc_id, criteria, actor=actor, role=role, clock=clock, params=params,
+                                  note=rating_row.note)
     return out
+
+
+def _refer(session: Session, organisation_id: int, service_id: int | None, routes: list[str], *, actor: str, role: str,
+           clock: Clock, params: Mapping[str, Any], note: str | None) -> MsspCase:
+    case = MsspCase(organisation_id=organisation_id, service_id=service_id, entry_criteria=list(routes), state=M.NEW)
+    why = "referred to the MSSCG for a decision on entry: " + "; ".join(CRITERIA[c] for c in routes)
+    created = engine.create(session, "mssp", case, "refer", actor=actor, role=role, clock=clock,
+                            note=f"{why} ({note})" if note else why, params={**params, "criteria": list(routes)})
+    return created.row  # type: ignore[return-value]
+
+
+ROUTE_NAMES = {"warning-notice": "warning_notice", "review-request": "review_request", "hsib": "hsib_concern",
+               **{r: r for r in REFERRAL_ROUTES}}
+
+
+def refer_trust(session: Session, organisation_id: int, service_id: int | None, routes: list[str], *, actor: str, role: str,
+                clock: Clock, note: str | None = None) -> MsspCase:
+    """Refer a Trust to the MSSCG without a CQC assessment (HSIB identification, a DHSC/NHSE
+    request, a warning notice), through the engine. The caller commits."""
+    _check_recorder(actor, role, "refer a Trust to the MSSCG")
+    keys = []
+    for r in routes:
+        key = ROUTE_NAMES.get(str(r).strip().lower().replace("_", "-")) or ROUTE_NAMES.get(str(r).strip().lower())
+        if key is None:
+            raise InvalidInput(f"route {r!r}: use one of warning-notice, review-request, hsib")
+        keys.append(key)
+    if not keys:
+        raise InvalidInput("name the route of the referral: warning-notice, review-request or hsib")
+    if session.get(Organisation, organisation_id) is None:
+        raise NotFound(f"organisation {organisation_id} not found")
+    already = open_cases(session, organisation_id, service_id, (M.REFERRED.value, M.IN_PROGRAMME.value, M.EXIT_PROPOSED.value))
+    if already:
+        c = already[0]
+        raise InvalidInput(f"MSSP case {c.id} is already open for this Trust ({c.state.replace('_', ' ')}): "
+                           f"no second referral")
+    return _refer(session, organisation_id, service_id, list(dict.fromkeys(keys)), actor=actor, role=role, clock=clock,
+                  params={}, note=note)
+
+
+def decision_trigger(session: Session, case_id: int) -> str:
+    """``decide_entry`` on a referred case, ``decide_exit`` on a proposed exit."""
+    row = session.get(MsspCase, case_id)
+    if row is None:
+        raise NotFound(f"mssp {case_id} not found")
+    trigger = {M.REFERRED.value: "decide_entry", M.EXIT_PROPOSED.value: "decide_exit"}.get(row.state)
+    if trigger is None:
+        raise InvalidInput(f"MSSP case {case_id} is '{row.state}': the MSSCG's decision is recorded on a referred case "
+                           f"(enter, not_enter) or a proposed exit (exit, remain)")
+    return trigger
+
+
+def decide(session: Session, case_id: int, decision: str, *, decided_by: str, decided_on: str, actor: str, role: str,
+           clock: Clock, note: str | None = None) -> engine.Outcome:
+    """Record the MSSCG's decision on a referred case (enter or not) or a proposed exit (exit or
+    remain), through the engine. The caller commits."""
+    trigger = decision_trigger(session, case_id)
+    return engine.fire(session, "mssp", case_id, trigger, actor=actor, role=role, clock=clock, note=note,
+                       params={"decision": decision, "decided_by": decided_by, "decided_on": decided_on})

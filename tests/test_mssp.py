@@ -1,5 +1,7 @@
-"""The Maternity Safety Support Programme (seed 004): every entry criterion, automatic entry
-from a recorded CQC assessment, exit only when Safe AND Well-led each improve, and the machine."""
+"""The Maternity Safety Support Programme (seed 004, DOMAIN.md): every entry criterion; automatic
+entry only from a recorded CQC assessment meeting a rating criterion; referral to the MSSCG for
+the other routes, whose decision is recorded; exit proposed when Safe AND Well-led each improve,
+and decided by the MSSCG; and the machine."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidInput, InvalidTrigger, MissingActor, PermissionDenied
 from states.kinds import CLOCK_TRIGGERS, get_spec
-from states.mssp import CRITERIA, RATINGS, MsspState, improved_safe_and_well_led, mssp_entry_criteria, rating, record_cqc_assessment
+from states.mssp import (CRITERIA, RATING_CRITERIA, RATINGS, REFERRAL_ROUTES, MsspState, decide, improved_safe_and_well_led,
+                         mssp_entry_criteria, rating, record_cqc_assessment, refer_trust)
 from notifications.outbox import rendered
 
 O, G, RI, I = "Outstanding", "Good", "Requires Improvement", "Inadequate"
@@ -184,31 +187,144 @@ def test_a_recorded_inadequate_rating_enters_mssp_through_the_engine(session: Se
     assert "an overall rating of Inadequate" in body and "Safe from Inadequate, Well-led from Requires Improvement" in body
 
 
-def test_exit_when_safe_and_well_led_each_improve_not_when_only_one_does(session: Session, trust: tuple[int, int]) -> None:
+def _decide(session: Session, case_id: int, decision: str, day: str = "2026-12-10", by: str = "MSSCG co-chairs, meeting of 10 Dec",
+            actor: str = "office", role: str = "network-office") -> Any:
+    out = decide(session, case_id, decision, decided_by=by, decided_on=day, actor=actor, role=role, clock=FixedClock(TODAY))
+    session.commit()
+    return out
+
+
+def test_exit_is_proposed_when_safe_and_well_led_each_improve_and_decided_by_the_msscg(session: Session, trust: tuple[int, int]) -> None:
+    """Changed for DOMAIN.md (issue 12 item 15): the exit criterion no longer exits the Trust; it
+    proposes exit to the MSSCG, whose decision (exit) is recorded."""
     case = _record(session, trust, date(2026, 1, 10), RI, I, RI).entered
     assert case is not None
     only_safe = _record(session, trust, date(2026, 5, 1), RI, RI, RI)
-    assert only_safe.continuing == [case] and only_safe.exited == [] and only_safe.entered is None
+    assert only_safe.continuing == [case] and only_safe.exit_proposed == [] and only_safe.entered is None
     only_well_led = _record(session, trust, date(2026, 8, 1), RI, I, G)
     assert only_well_led.continuing == [case] and case.state == M.IN_PROGRAMME
     assert only_well_led.entered is None  # already in the programme: no second case although RI + Safe Inadequate
     both = _record(session, trust, date(2026, 11, 1), G, RI, G)
-    assert both.exited == [case] and case.state == M.EXITED
-    assert (case.exited_on, case.exit_rating_id) == (TODAY, both.rating.id)
+    assert both.exit_proposed == [case] and case.state == M.EXIT_PROPOSED and case.exited_on is None
+    assert (case.exit_proposed_on, case.exit_rating_id) == (TODAY, both.rating.id)
+    assert _letters(session, case.id) == ["mssp_entry", "mssp_exit_proposed"]
+    proposal = session.exec(select(OutboxMessage).where(OutboxMessage.template == "mssp_exit_proposed")).one()
+    assert {p["role"] for p in proposal.to} == {"msscg"}
+    assert "Exit is proposed to the Maternity Safety Surveillance and Concerns Group" in " ".join(rendered(proposal).body_text.split())
+    with pytest.raises(InvalidInput, match="decided_on 2026-12-12 is after today"):
+        decide(session, case.id, "exit", decided_by="MSSCG", decided_on="2026-12-12", actor="office", role="network-office",
+               clock=FixedClock(TODAY))
+    session.rollback()
+    out = _decide(session, case.id, "exit", day="2026-12-11")
+    case = session.get(MsspCase, case.id)
+    assert case is not None and case.state == M.EXITED and case.exited_on == date(2026, 12, 11)
+    assert case.decisions == [{"question": "exit", "decision": "exit", "forum": "Maternity Safety Surveillance and Concerns Group (MSSCG)",
+                               "decided_by": "MSSCG co-chairs, meeting of 10 Dec", "decided_on": "2026-12-11", "recorded_by": "office",
+                               "recorded_role": "network-office", "recorded_on": "2026-12-11", "note": None}]
+    assert (out.event.trigger, out.event.from_state, out.event.to_state) == ("decide_exit", "exit_proposed", "exited")
+    assert out.event.data["params"]["decided_by"] == "MSSCG co-chairs, meeting of 10 Dec"
     assert [(e.trigger, e.to_state) for e in engine.history(session, "mssp", case.id)] == [
         ("enter", "in_programme"), ("record_assessment", "in_programme"), ("record_assessment", "in_programme"),
-        ("record_assessment", "exited")]
-    assert [a["exit"] for a in case.assessments] == [False, False, True]
-    assert _letters(session, case.id) == ["mssp_entry", "mssp_exit"]
+        ("record_assessment", "exit_proposed"), ("decide_exit", "exited")]
+    assert [a["exit_proposed"] for a in case.assessments] == [False, False, True]
+    assert _letters(session, case.id) == ["mssp_entry", "mssp_exit_proposed", "mssp_exit"]
     exit_letter = session.exec(select(OutboxMessage).where(OutboxMessage.template == "mssp_exit")).one()
-    assert "Safe: Inadequate -> Requires Improvement" in " ".join(rendered(exit_letter).body_text.split())
+    body = " ".join(rendered(exit_letter).body_text.split())
+    assert "Safe: Inadequate -> Requires Improvement" in body and "Decided by: MSSCG co-chairs, meeting of 10 Dec" in body
     assert session.exec(select(func.count()).select_from(MsspCase)).one() == 1
 
 
-def test_an_event_without_a_rating_change_enters_too(session: Session, trust: tuple[int, int]) -> None:
+def test_the_msscg_may_decide_a_trust_remains_and_a_later_assessment_proposes_exit_again(session: Session, trust: tuple[int, int]) -> None:
+    case = _record(session, trust, date(2026, 1, 10), I, I, I).entered
+    assert case is not None
+    assert _record(session, trust, date(2026, 6, 1), RI, RI, RI).exit_proposed == [case]
+    later = _record(session, trust, date(2026, 7, 1), RI, RI, RI)  # while the proposal waits: recorded, nothing decided
+    assert later.continuing == [case] and session.get(MsspCase, case.id).state == M.EXIT_PROPOSED  # type: ignore[union-attr]
+    out = _decide(session, case.id, "Remain", day="2026-12-11")
+    assert out.row.state == M.IN_PROGRAMME and out.row.exit_proposed_on is None and out.row.exited_on is None
+    assert out.row.decisions[-1]["decision"] == "remain"
+    assert _letters(session, case.id)[-1] == "mssp_exit_declined"
+    assert _record(session, trust, date(2026, 11, 1), G, G, G).exit_proposed == [case]
+
+
+def test_hsib_identification_refers_the_trust_and_the_msscg_decides_entry(session: Session, trust: tuple[int, int]) -> None:
+    """Changed for DOMAIN.md (issue 12 item 15): an HSIB identification with no rating criterion
+    used to enter the Trust automatically; it now refers it to the MSSCG."""
     _record(session, trust, date(2025, 3, 1), G, G, G)
     out = _record(session, trust, date(2026, 3, 1), G, G, G, hsib_concern=True)
-    assert out.entered is not None and out.entered.entry_criteria == ["hsib_concern"]
+    assert out.entered is None and out.referred is not None
+    case = out.referred
+    assert (case.state, case.entry_criteria, case.referred_on, case.entered_on) == (M.REFERRED, ["hsib_concern"], TODAY, None)
+    assert _letters(session, case.id) == ["mssp_referral"]
+    letter = session.exec(select(OutboxMessage).where(OutboxMessage.template == "mssp_referral")).one()
+    assert {p["role"] for p in letter.to} == {"msscg"}
+    assert "identified to the CQC with concerns by HSIB" in " ".join(rendered(letter).body_text.split())
+    # a second HSIB flag while the decision is awaited: no second referral
+    again = _record(session, trust, date(2026, 4, 1), G, G, G, hsib_concern=True)
+    assert again.referred is None and again.awaiting == [case]
+    with pytest.raises(PermissionDenied, match="may not fire 'decide_entry'"):
+        decide(session, case.id, "enter", decided_by="MSSCG", decided_on="2026-12-01", actor="sweeper", role="system", clock=FixedClock(TODAY))
+    session.rollback()
+    with pytest.raises(InvalidInput, match="name who decided"):
+        decide(session, case.id, "enter", decided_by=" ", decided_on="2026-12-01", actor="o", role="network-office", clock=FixedClock(TODAY))
+    session.rollback()
+    with pytest.raises(InvalidInput, match="decision 'maybe'"):
+        decide(session, case.id, "maybe", decided_by="MSSCG", decided_on="2026-12-01", actor="o", role="network-office", clock=FixedClock(TODAY))
+    session.rollback()
+    out2 = _decide(session, case.id, "enter", day="2026-12-11")
+    case = session.get(MsspCase, case.id)
+    assert case is not None and case.state == M.IN_PROGRAMME and case.entered_on == date(2026, 12, 11)
+    assert case.baseline["assessed_on"] == "2026-04-01"  # the latest recorded rating is the baseline for exit
+    assert case.decisions[0]["question"] == "entry" and case.decisions[0]["decision"] == "enter"
+    assert out2.event.to_state == "in_programme" and out2.event.role == "network-office"
+    entry = session.exec(select(OutboxMessage).where(OutboxMessage.template == "mssp_entry")).one()
+    body = " ".join(rendered(entry).body_text.split())
+    assert "has decided that the maternity services" in body and "Decided by: MSSCG co-chairs" in body
+
+
+@pytest.mark.parametrize("flag", ["warning_notice", "dhsc_nhse_review_request", "hsib_concern"])
+def test_every_non_rating_route_refers_never_enters(session: Session, trust: tuple[int, int], flag: str) -> None:
+    out = _record(session, trust, date(2026, 3, 1), G, G, G, **{flag: True})
+    assert out.entered is None and out.referred is not None and out.referred.state == M.REFERRED
+
+
+def test_rating_criteria_and_referral_routes_split_the_criteria() -> None:
+    assert set(RATING_CRITERIA) | set(REFERRAL_ROUTES) == set(CRITERIA) and not set(RATING_CRITERIA) & set(REFERRAL_ROUTES)
+
+
+def test_the_msscg_may_decide_a_referred_trust_does_not_enter(session: Session, trust: tuple[int, int]) -> None:
+    case = _record(session, trust, date(2026, 3, 1), G, G, G, warning_notice=True).referred
+    assert case is not None
+    out = _decide(session, case.id, "not-enter", day="2026-12-11")
+    assert out.row.state == M.NOT_ENTERED and out.row.entered_on is None
+    assert _letters(session, case.id) == ["mssp_referral", "mssp_not_entered"]
+    with pytest.raises(InvalidInput, match="'not_entered'"):
+        decide(session, case.id, "enter", decided_by="MSSCG", decided_on="2026-12-01", actor="o", role="network-office", clock=FixedClock(TODAY))
+
+
+def test_a_referred_trust_whose_next_assessment_meets_a_rating_criterion_enters_automatically(session: Session, trust: tuple[int, int]) -> None:
+    _record(session, trust, date(2025, 3, 1), G, G, G)
+    case = _record(session, trust, date(2026, 3, 1), G, G, G, dhsc_nhse_review_request=True).referred
+    assert case is not None
+    out = _record(session, trust, date(2026, 9, 1), I, RI, RI)
+    assert out.entered is not None and out.entered.id == case.id and out.entered.state == M.IN_PROGRAMME
+    assert out.entered.entry_criteria == ["review_request", "overall_inadequate", "dropped_safe", "dropped_well_led"]
+    assert [e.trigger for e in engine.history(session, "mssp", case.id)] == ["refer", "enter"]
+
+
+def test_refer_without_an_assessment(session: Session, trust: tuple[int, int]) -> None:
+    case = refer_trust(session, trust[0], trust[1], ["hsib"], actor="office", role="network-office", clock=FixedClock(TODAY), note="HSIB letter")
+    session.commit()
+    assert case.state == M.REFERRED and case.entry_criteria == ["hsib_concern"] and case.entry_rating_id is None
+    with pytest.raises(InvalidInput, match="already open"):
+        refer_trust(session, trust[0], trust[1], ["review-request"], actor="office", role="network-office", clock=FixedClock(TODAY))
+    with pytest.raises(InvalidInput, match="route 'gossip'"):
+        refer_trust(session, trust[0], trust[1], ["gossip"], actor="office", role="network-office", clock=FixedClock(TODAY))
+    session.rollback()
+    out = _decide(session, case.id, "enter", day="2026-12-11")
+    assert out.row.state == M.IN_PROGRAMME and out.row.baseline == {}
+    first = _record(session, trust, date(2026, 12, 11), RI, RI, RI)  # the first rating becomes the baseline
+    assert first.continuing == [out.row] and out.row.baseline["safe"] == RI
 
 
 @pytest.mark.parametrize(("kw", "exc", "message"), [
@@ -239,8 +355,8 @@ def _case(session: Session, trust: tuple[int, int]) -> MsspCase:
     return case  # type: ignore[no-any-return]
 
 
-def _rating_id(session: Session, trust: tuple[int, int], safe: str, well_led: str) -> int:
-    row = CqcRating(organisation_id=trust[0], service_id=trust[1], assessed_on=date(2026, 12, 1), overall=RI, safe=safe,
+def _rating_id(session: Session, trust: tuple[int, int], safe: str, well_led: str, day: date = date(2026, 12, 1)) -> int:
+    row = CqcRating(organisation_id=trust[0], service_id=trust[1], assessed_on=day, overall=RI, safe=safe,
                     well_led=well_led, recorded_by="o", recorded_role="operator")
     session.add(row)
     session.commit()
@@ -248,28 +364,53 @@ def _rating_id(session: Session, trust: tuple[int, int], safe: str, well_led: st
     return row.id
 
 
-# (trigger, role, setup, destination, letters)
-MACHINE_TABLE: list[tuple[str, str, dict[str, Any], str, set[str]]] = [
-    ("record_assessment", "network-office", {"rating": (RI, RI)}, M.EXITED, {"mssp_exit"}),
-    ("record_assessment", "system", {"rating": (RI, I)}, M.IN_PROGRAMME, set()),
-    ("withdraw", "network-manager", {"note": "entered in error: ratings mis-keyed"}, M.WITHDRAWN, set()),
+def _referred(session: Session, trust: tuple[int, int]) -> MsspCase:
+    case = _record(session, trust, date(2026, 6, 1), G, G, G, hsib_concern=True).referred
+    assert case is not None
+    return case  # type: ignore[no-any-return]
+
+
+DECIDED = {"decided_by": "MSSCG", "decided_on": "2026-12-11"}
+# (source, trigger, role, setup, destination, letters)
+MACHINE_TABLE: list[tuple[str, str, str, dict[str, Any], str, set[str]]] = [
+    (M.IN_PROGRAMME, "record_assessment", "network-office", {"rating": (RI, RI)}, M.EXIT_PROPOSED, {"mssp_exit_proposed"}),
+    (M.IN_PROGRAMME, "record_assessment", "system", {"rating": (RI, I)}, M.IN_PROGRAMME, set()),
+    (M.EXIT_PROPOSED, "record_assessment", "system", {"rating": (RI, I)}, M.EXIT_PROPOSED, set()),
+    (M.IN_PROGRAMME, "withdraw", "network-manager", {"note": "entered in error: ratings mis-keyed"}, M.WITHDRAWN, set()),
+    (M.REFERRED, "withdraw", "regional-lead", {"note": "referred in error"}, M.WITHDRAWN, set()),
+    (M.EXIT_PROPOSED, "withdraw", "network-manager", {"note": "duplicate case"}, M.WITHDRAWN, set()),
+    (M.REFERRED, "decide_entry", "network-office", {"params": {"decision": "enter", **DECIDED}}, M.IN_PROGRAMME, {"mssp_entry"}),
+    (M.REFERRED, "decide_entry", "operator", {"params": {"decision": "not_enter", **DECIDED}}, M.NOT_ENTERED, {"mssp_not_entered"}),
+    (M.EXIT_PROPOSED, "decide_exit", "network-manager", {"params": {"decision": "exit", **DECIDED}}, M.EXITED, {"mssp_exit"}),
+    (M.EXIT_PROPOSED, "decide_exit", "regional-lead", {"params": {"decision": "remain", **DECIDED}}, M.IN_PROGRAMME, {"mssp_exit_declined"}),
+    (M.REFERRED, "enter", "system", {"rating": (I, I)}, M.IN_PROGRAMME, {"mssp_entry"}),
 ]
 
 
-@pytest.mark.parametrize(("trigger", "role", "setup", "dest", "letters"), MACHINE_TABLE, ids=[f"{t[0]}-{t[3]}" for t in MACHINE_TABLE])
-def test_allowed_transitions(session: Session, trust: tuple[int, int], trigger: str, role: str, setup: dict[str, Any],
+@pytest.mark.parametrize(("source", "trigger", "role", "setup", "dest", "letters"), MACHINE_TABLE,
+                         ids=[f"{t[0]}-{t[1]}-{t[4]}" for t in MACHINE_TABLE])
+def test_allowed_transitions(session: Session, trust: tuple[int, int], source: str, trigger: str, role: str, setup: dict[str, Any],
                              dest: str, letters: set[str]) -> None:
-    case = _case(session, trust)
-    params = {"rating_id": _rating_id(session, trust, *setup["rating"])} if "rating" in setup else None
+    case = _referred(session, trust) if source == M.REFERRED else _case(session, trust)
+    if source == M.EXIT_PROPOSED:
+        engine.fire(session, "mssp", case.id, "record_assessment", actor="t", role="system", clock=FixedClock(TODAY),
+                    params={"rating_id": _rating_id(session, trust, G, G, date(2026, 11, 1))})
+        session.commit()
+    assert case.state == source
+    params = dict(setup.get("params") or {})
+    if "rating" in setup:
+        params = {"rating_id": _rating_id(session, trust, *setup["rating"]), **({"criteria": ["overall_inadequate"]} if trigger == "enter" else {})}
     before = set(_letters(session, case.id))
-    out = engine.fire(session, "mssp", case.id, trigger, actor="tester", role=role, clock=FixedClock(TODAY), note=setup.get("note"), params=params)
+    out = engine.fire(session, "mssp", case.id, trigger, actor="tester", role=role, clock=FixedClock(TODAY), note=setup.get("note"),
+                      params=params or None)
     session.commit()
-    assert (out.row.state, out.event.from_state, out.event.to_state) == (dest, "in_programme", dest)
+    assert (out.row.state, out.event.from_state, out.event.to_state) == (dest, source, dest)
     assert set(_letters(session, case.id)) - before == letters
 
 
-ALLOWED = {(M.NEW.value, "enter"), (M.IN_PROGRAMME.value, "record_assessment"), (M.IN_PROGRAMME.value, "withdraw")}
-ALLOWED |= {(M.IN_PROGRAMME.value, t) for t in CLOCK_TRIGGERS}
+ALLOWED = {(M.NEW.value, "enter"), (M.NEW.value, "refer"), (M.REFERRED.value, "enter")}
+ALLOWED |= {(str(src), trig) for src, trig, *_ in MACHINE_TABLE}
+ALLOWED |= {(s.value, t) for s in (M.REFERRED, M.IN_PROGRAMME, M.EXIT_PROPOSED) for t in CLOCK_TRIGGERS}
 REFUSED = [(s.value, t) for s in M for t in SPEC.triggers() if (s.value, t) not in ALLOWED]
 
 
@@ -308,6 +449,20 @@ def test_cli_cqc_record_says_what_happened(db_url: str, session: Session, trust:
     result = json.loads(out.out)
     assert code == 0 and result["criteria"] == ["warning_notice", "dropped_safe"] and result["mssp_entered"] == 1
     code, out = run(*base, "--date", "2026-12-01", "--overall", "good", "--safe", "good", "--well-led", "outstanding")
-    assert code == 0 and "MSSP case 1: exited" in " ".join(out.out.split())
+    # changed for DOMAIN.md (issue 12 item 15): the exit criterion proposes exit; the MSSCG decides
+    assert code == 0 and "MSSP case 1: exit criterion met" in " ".join(out.out.split())
+    assert "exit proposed to the MSSCG" in " ".join(out.out.split())
     code, out = run(*base, "--date", "2026-12-02", "--overall", "superb", "--safe", "good", "--well-led", "good")
     assert code == 2 and "error: Overall 'superb'" in out.err
+    code, out = run("mssp", "decide", "1", "--decision", "exit", "--decided-by", "MSSCG co-chairs", "--actor", "Nia")
+    assert code == 2 and "--decided-on" in out.err
+    code, out = run("mssp", "decide", "1", "--decision", "exit", "--decided-by", "MSSCG co-chairs", "--decided-on", "2026-12-10",
+                    "--actor", "Nia")
+    assert code == 2 and "before the question was put" in out.err
+    code, out = run("mssp", "decide", "1", "--decision", "exit", "--decided-by", "MSSCG co-chairs", "--decided-on", "2026-12-11",
+                    "--actor", "Nia")
+    assert code == 0 and "exit_proposed -> exited" in out.out
+    code, out = run("--json", "mssp", "refer", "--organisation", org, "--route", "hsib", "--actor", "Nia", "--note", "HSIB letter of 9 Dec")
+    assert code == 0 and json.loads(out.out)["state"] == "referred"
+    code, out = run("mssp", "decide", "2", "--decision", "not-enter", "--decided-by", "MSSCG", "--decided-on", "2026-12-11", "--actor", "Nia")
+    assert code == 0 and "referred -> not_entered" in out.out

@@ -7,6 +7,9 @@ Create Date: 2026-12-06 20:00:00
 """
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+from alembic import op
+
 revision: str = '0007'
 down_revision: str | Sequence[str] | None = '0006'
 branch_labels: str | Sequence[str] | None = None
@@ -14,8 +17,21 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    # MSSP: referral to the MSSCG, a proposed exit, and the MSSCG's decisions as recorded
+    with op.batch_alter_table('msspcase', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('referred_on', sa.Date(), nullable=True))
+        batch_op.add_column(sa.Column('exit_proposed_on', sa.Date(), nullable=True))
+        batch_op.add_column(sa.Column('decisions', sa.JSON(), nullable=False, server_default='[]'))
+    # perinatal: what each forum decided, as the network office recorded it
+    with op.batch_alter_table('perinatalconcern', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('forum_decisions', sa.JSON(), nullable=False, server_default='[]'))
+    # cases that entered by the old automatic rule keep their state; nothing to convert
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('perinatalconcern', schema=None) as batch_op:
+        batch_op.drop_column('forum_decisions')
+    with op.batch_alter_table('msspcase', schema=None) as batch_op:
+        batch_op.drop_column('decisions')
+        batch_op.drop_column('exit_proposed_on')
+        batch_op.drop_column('referred_on')
