@@ -27,9 +27,10 @@ def status() -> None:
         print_json({"as_of": day, "networks": rows})
         return
     table(f"Programme cycles as of {day:%a %d %b %Y}, side by side", ["network", "cycle", "programme year", "year of cycle", "quarter",
-                                                                     "overdue phases", "outstanding documents", "carried forward"],
+                                                                     "overdue phases", "outstanding documents", "received late", "carried forward"],
           [(r["network"], r["cycle"], r["programme_year"], f"{r['cycle_year']} of {r['cycle_years']}", r["quarter"],
-            len(r["overdue_phases"]), len(r["outstanding_submissions"]), len(r["carried_forward"])) for r in rows])
+            len(r["overdue_phases"]), len(r["outstanding_submissions"]), len(r["late_submissions"]), len(r["carried_forward"]))
+           for r in rows])
     for r in rows:
         console.print(f"\n[bold]{r['network']}[/bold] {r['programme']}, {r['programme_year']}, year {r['cycle_year']} of {r['cycle_years']}, {r['quarter']}")
         for p in r["phases"]:
@@ -38,11 +39,25 @@ def status() -> None:
             console.print(f"  overdue: {p}", markup=False)
         for x in r["outstanding_submissions"]:
             console.print(f"  outstanding: {x['organisation']} {x['doc_type'].replace('_', ' ')} ({x['state']}, due {x['due_on']}"
-                          f"{', overdue' if x['overdue'] else ''})", markup=False)
+                          f"{', overdue' if x['overdue'] else ''}{_received(x)})", markup=False)
+        for x in [x for x in r["late_submissions"] if x["id"] not in {o["id"] for o in r["outstanding_submissions"]}]:
+            console.print(f"  received late: {x['organisation']} {x['doc_type'].replace('_', ' ')} ({x['state']}, due {x['due_on']}"
+                          f"{_received(x)})", markup=False)
         if r["carried_forward"]:
             console.print(f"  carried forward from the previous cycle: {', '.join(r['carried_forward'])}", markup=False)
         if not r["planned"]:
             console.print("  (this programme year is not planned yet: peerwatch cycle plan)")
+
+
+def _received(x: dict[str, object]) -> str:
+    """", received 2027-07-01, 1 working day late (1 calendar day)", as recorded at receipt."""
+    if not x.get("received_on"):
+        return ""
+    if not x["late"]:
+        return f", received {x['received_on']}, on time"
+    w, d = x["working_days_late"], x["days_late"]
+    return (f", received {x['received_on']}, LATE by {w} working day{'' if w == 1 else 's'}"
+            f" ({d} calendar day{'' if d == 1 else 's'})")
 
 
 @app.command("plan")

@@ -72,3 +72,26 @@ class CarryForward(Table, table=True):
     item_id: int
     state_then: str
     carried_on: date
+
+
+class Lateness(Table, table=True):
+    """A thing a Trust or service sends, received after its deadline (or on time), recorded
+    once when it arrives so it never changes later: a document submission, a self-assessment
+    return, a factual-accuracy reply. Days late are counted from the deadline in force at the
+    receipt (extensions included): calendar days, and working days by the item's nation's
+    calendar (``states/calendar.py``). Written by the engine's transition, in its transaction
+    (``states/lateness.py``)."""
+
+    __table_args__ = (Index("ix_lateness_item", "kind", "item_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # submission | selfassessment | report
+    item_id: int
+    what: str  # what was received, e.g. "Annual Report 2027-28", "factual accuracy reply"
+    deadline: str  # the deadline's name, e.g. submission_due, return, accuracy_reply
+    due_on: date
+    received_on: date  # Europe/London date of receipt
+    received_at: datetime = Field(sa_type=UTCDateTime)
+    days_late: int  # calendar days after due_on (0 when on time)
+    working_days_late: int  # working days after due_on by the nation's calendar (0 when on time)
+    nation: str = "ENG"
+    clock_paused: bool = False  # the deadline's clock was stopped at receipt: not late

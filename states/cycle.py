@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from models.cycle import CarryForward, ProgrammePhase, Submission
+from models.cycle import CarryForward, Lateness, ProgrammePhase, Submission
 from models.tables import Network, Organisation, Risk, Service
-from states import engine
+from states import engine, lateness
 from states.clock import Clock, local_date
 from states.programmes import cycle_year, phases_for, programme_for, programme_year_of, where
 from states.roles import SYSTEM, SYSTEM_ACTOR
@@ -65,6 +65,16 @@ def _label(p: ProgrammePhase) -> str:
     return f"{p.title} ({p.quarter})" if ":" in p.key else p.title
 
 
+def _submission(s: Submission, orgs: dict[Any, str], late: Lateness | None, day: date) -> dict[str, Any]:
+    """One submission as status shows it: ``overdue`` while nothing is received after the due
+    date; once received, ``late`` with the days late recorded at receipt (never recomputed)."""
+    return {"id": s.id, "organisation_id": s.organisation_id, "doc_type": s.doc_type, "state": s.state,
+            "organisation": orgs.get(s.organisation_id, ""), "due_on": s.due_on.isoformat(),
+            "overdue": s.due_on < day and s.state in ("requested", "more_info_requested"),
+            "received_on": late.received_on.isoformat() if late else None, "late": bool(late and late.days_late > 0),
+            "days_late": late.days_late if late else None, "working_days_late": late.working_days_late if late else None}
+
+
 def status(session: Session, day: date) -> list[dict[str, Any]]:
     """Every network's position and what is outstanding, as of ``day``."""
     out = []
@@ -75,8 +85,10 @@ def status(session: Session, day: date) -> list[dict[str, Any]]:
         pos = where(prog, day)
         phases = list(session.exec(select(ProgrammePhase).where(ProgrammePhase.network_id == net.id,
                                                                ProgrammePhase.programme_year == year).order_by(ProgrammePhase.opens_on)))  # type: ignore[arg-type]
-        subs = list(session.exec(select(Submission).where(Submission.network_id == net.id, Submission.programme_year == year,
-                                                          col(Submission.state).in_(OPEN_SUBMISSION))))
+        year_subs = list(session.exec(select(Submission).where(Submission.network_id == net.id, Submission.programme_year == year)
+                                      .order_by(col(Submission.id))))
+        subs = [x for x in year_subs if x.state in OPEN_SUBMISSION]
+        received = lateness.latest(session, "submission", [x.id for x in year_subs])  # type: ignore[misc]
         carried = session.exec(select(CarryForward).where(CarryForward.network_id == net.id,
                                                           CarryForward.cycle_starts == year - cycle_year(prog, year) + 1)).all()
         out.append({
@@ -84,9 +96,9 @@ def status(session: Session, day: date) -> list[dict[str, Any]]:
             "planned": bool(phases),
             "open_phases": [_label(p) for p in phases if p.state == "open"],
             "overdue_phases": [_label(p) for p in phases if p.state == "overdue" or (p.state == "open" and p.due_on < day)],
-            "outstanding_submissions": [{"id": s.id, "organisation_id": s.organisation_id, "doc_type": s.doc_type, "state": s.state,
-                                         "organisation": orgs.get(s.organisation_id, ""),
-                                         "due_on": s.due_on.isoformat(), "overdue": s.due_on < day and s.state != "received"} for s in subs],
+            "outstanding_submissions": [_submission(s, orgs, received.get(s.id), day) for s in subs],  # type: ignore[arg-type]
+            "late_submissions": [_submission(s, orgs, received[s.id], day) for s in year_subs  # type: ignore[index]
+                                 if s.id in received and received[s.id].days_late > 0],
             "carried_forward": [f"{c.kind} {c.item_id} ({c.state_then})" for c in carried],
         })
     return out

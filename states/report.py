@@ -20,6 +20,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from models.tables import AccuracyItem, Report, Risk, Visit
+from states import lateness
 from states.errors import GuardRefused, InvalidInput, NotFound
 from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.roles import NETWORK_LEADS, NETWORK_MANAGER, STAFF, SYSTEM
@@ -141,11 +142,13 @@ def effects(ctx: Context) -> Effects:
                 "not a factual accuracy item: it describes a change made after the visit, and only "
                 f"observations on the day count (SOP 5.4): {text!r}")
         ctx.session.add(AccuracyItem(report_id=row.id, text=text))  # type: ignore[arg-type]
-        if ctx.source == R.ACCURACY_CHECK:
-            pass  # the reply is in: the accuracy_reply deadline closes with the state change
+        if ctx.source == R.ACCURACY_CHECK:  # the reply is in: the accuracy_reply deadline closes with the state change
+            lateness.record(ctx, ("accuracy_reply",), "factual accuracy reply")
     elif t == "decide_inaccuracy":
         _decide(ctx)
     elif t == "approve":
+        if ctx.source == R.ACCURACY_CHECK:  # approved with no inaccuracy recorded: the service's reply came with it
+            lateness.record(ctx, ("accuracy_reply",), "factual accuracy reply (no inaccuracies)")
         row.approved_on = ctx.today
     elif t == "distribute":
         row.distributed_on = ctx.today

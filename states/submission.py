@@ -17,6 +17,7 @@ from sqlmodel import Session, func, select
 
 from models.cycle import Submission, SubmissionFile
 from models.tables import Network, Organisation
+from states import lateness
 from states.errors import InvalidInput
 from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.roles import STAFF, SYSTEM
@@ -68,6 +69,10 @@ def effects(ctx: Context) -> Effects:
         out.letters.append(Letter("document_request", to=CEO, cc=("network-office",)))
     elif t == "receive":
         _store(ctx)
+        if ctx.source == S.MORE_INFO_REQUESTED:
+            lateness.record(ctx, ("more_information_due",), f"further information for {_title(row)}")
+        else:
+            lateness.record(ctx, ("submission_due",), _title(row), fallback_due=row.due_on)
     elif t == "request_more_information":
         row.information_requests += 1
         due = ctx.calendar.add_working_days(ctx.today, MORE_INFO_WORKING_DAYS)
@@ -91,6 +96,10 @@ def _store(ctx: Context) -> None:
     ctx.session.add(SubmissionFile(submission_id=ctx.row.id, version=version, filename=path.name, sha256=digest,
                                    size=len(data), data=data, received_at=ctx.now))
     ctx.params = {**ctx.params, "sha256": digest, "version": version}  # recorded in the audit event
+
+
+def _title(row: Submission) -> str:
+    return f"{DOC_NAMES.get(row.doc_type, row.doc_type)} {row.programme_year}-{str(row.programme_year + 1)[2:]}"
 
 
 def _where(session: Session, row: Submission) -> tuple[Organisation, Network]:

@@ -270,3 +270,94 @@ def test_only_the_system_or_staff_open_phases_and_an_auditor_cannot(session: Ses
         engine.fire(session, "phase", p.id, "open", actor="a", role="auditor", clock=FixedClock(date(2026, 10, 1)))
     n = session.exec(select(func.count()).select_from(Deadline).where(col(Deadline.item_id) == p.id, Deadline.kind == "phase")).one()
     assert n == 1  # only the opening deadline from planning
+
+
+# ----------------------------------------------------------------- lateness (issue 12 item 12)
+
+
+def _peerwatch(*args: str) -> Any:
+    """The real console script, --json (the test's database through PEERWATCH_DATABASE_URL)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PEERWATCH_AS_OF", "COLUMNS", "LINES")}
+    proc = subprocess.run([str(Path(sys.executable).with_name("peerwatch")), "--json", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_a_document_due_30_june_and_received_1_july_is_recorded_as_late_and_stays_so(
+        db: Engine, session: Session, services: dict[str, int], tmp_path: Path) -> None:
+    """The issue's example: due Wed 30 June 2027, received Thu 1 July 2027: one calendar day
+    and one working day late, stored at receipt, shown by `submission show`, `cycle status`,
+    the audit event; still so when looked at months later."""
+    from models.cycle import Lateness
+
+    _plan(session, "CMMTN", 2027, date(2027, 4, 1))
+    run_sweep(db, FixedClock(date(2027, 4, 1)))
+    subs = list(session.exec(select(Submission).where(Submission.programme_year == 2027).order_by(col(Submission.id))))
+    late, on_time = subs[0], subs[1]
+    assert late.due_on == date(2027, 6, 30)
+    f = tmp_path / "annual-report.pdf"
+    f.write_bytes(b"%PDF-1.4 annual report")
+    engine.fire(session, "submission", on_time.id, "receive", actor="office", role=OFFICE, clock=FixedClock(date(2027, 6, 30)),
+                params={"file": str(f)})
+    engine.fire(session, "submission", late.id, "receive", actor="office", role=OFFICE, clock=FixedClock(date(2027, 7, 1)),
+                params={"file": str(f)})
+    session.commit()
+
+    shown = _peerwatch("--as-of", "2027-07-01", "submission", "show", str(late.id))
+    assert shown["state"] == "received"
+    assert (shown["late"], shown["days_late"], shown["working_days_late"]) == (True, 1, 1)
+    assert shown["lateness"] == [{"what": "Annual Report 2027-28", "deadline": "submission_due", "due_on": "2027-06-30",
+                                  "received_on": "2027-07-01", "late": True, "days_late": 1, "working_days_late": 1,
+                                  "clock_paused": False}]
+    assert _peerwatch("submission", "show", str(on_time.id))["late"] is False
+
+    cmmtn = next(n for n in _peerwatch("--as-of", "2027-07-01", "cycle", "status")["networks"] if n["network"] == "CMMTN")
+    row = next(x for x in cmmtn["outstanding_submissions"] if x["id"] == late.id)
+    assert (row["overdue"], row["late"], row["received_on"], row["days_late"], row["working_days_late"]) == (
+        False, True, "2027-07-01", 1, 1)
+    assert [x["id"] for x in cmmtn["late_submissions"]] == [late.id]
+
+    event = session.exec(select(AuditEvent).where(AuditEvent.kind == "submission", AuditEvent.item_id == late.id,
+                                                  AuditEvent.trigger == "receive")).one()
+    assert event.data["params"]["lateness"]["working_days_late"] == 1
+
+    # Accepted months later, viewed as of a later date: the record has not moved.
+    engine.fire(session, "submission", late.id, "accept", actor="nm", role="network-manager", clock=FixedClock(date(2027, 9, 1)))
+    session.commit()
+    later = next(n for n in _peerwatch("--as-of", "2027-12-01", "cycle", "status")["networks"] if n["network"] == "CMMTN")
+    assert [(x["id"], x["state"], x["days_late"], x["working_days_late"]) for x in later["late_submissions"]] == [
+        (late.id, "accepted", 1, 1)]
+    assert session.exec(select(func.count()).select_from(Lateness)).one() == 2
+
+
+def test_lateness_counts_working_days_over_a_bank_holiday_and_the_deadline_in_force(
+        db: Engine, session: Session, services: dict[str, int], tmp_path: Path) -> None:
+    """Due Fri 24 Dec 2027... received Tue 4 Jan 2028: 11 calendar days, 4 working days (27, 28
+    Dec and 3 Jan are bank holidays in England; 29, 30, 31 Dec and 4 Jan count). An extended
+    deadline is the one compared with."""
+    _plan(session, "CMMTN", 2027, date(2027, 4, 1))
+    run_sweep(db, FixedClock(date(2027, 4, 1)))
+    sub = session.exec(select(Submission).where(Submission.programme_year == 2027).order_by(col(Submission.id))).first()
+    assert sub is not None
+    f = tmp_path / "work-plan.docx"
+    f.write_bytes(b"v1")
+    engine.fire(session, "submission", sub.id, "receive", actor="office", role=OFFICE, clock=FixedClock(date(2027, 6, 1)), params={"file": str(f)})
+    engine.fire(session, "submission", sub.id, "request_more_information", actor="nm", role="network-manager",
+                clock=FixedClock(date(2027, 12, 10)), note="No actions answering recommendation 3")
+    session.commit()
+    (d,) = engine.pending_deadlines(session, "submission", sub.id)
+    assert d.due_on == date(2027, 12, 24)  # 10 working days
+    engine.fire(session, "submission", sub.id, "receive", actor="office", role=OFFICE, clock=FixedClock(date(2028, 1, 4)), params={"file": str(f)})
+    session.commit()
+    from states.lateness import for_item
+
+    first, second = for_item(session, "submission", sub.id)
+    assert (first["late"], first["days_late"]) == (False, 0)
+    assert (second["deadline"], second["due_on"], second["days_late"], second["working_days_late"]) == (
+        "more_information_due", "2027-12-24", 11, 4)
