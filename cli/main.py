@@ -622,6 +622,13 @@ def _item_json(s: Session, kind: str, row: Any) -> dict[str, Any]:
 
         doc = document(s, row)
         data["inaccuracies"], data["achievement"] = doc["inaccuracies"], doc["achievement"]
+    if kind in ("submission", "selfassessment", "report"):  # received late or on time, as recorded at receipt
+        from states.lateness import for_item
+
+        data["lateness"] = for_item(s, kind, row.id)
+        if data["lateness"]:  # the latest receipt, flat, for the table
+            last = data["lateness"][-1]
+            data.update({"late": last["late"], "days_late": last["days_late"], "working_days_late": last["working_days_late"]})
     if kind == "risk":
         data["score"] = row.impact * row.likelihood if row.impact and row.likelihood else None
         data["milestones"] = [m.model_dump() for m in s.exec(select(Milestone).where(Milestone.risk_id == row.id).order_by(Milestone.due_on))]  # type: ignore[arg-type]
@@ -641,7 +648,7 @@ def _kind_app(kind: str) -> typer.Typer:
         if OPTS.json:
             print_json(data)
             return
-        skip = {"deadlines", "triggers", "milestones", "kind", "panel", "warnings", "compliance", "positives", "inaccuracies"}
+        skip = {"deadlines", "triggers", "milestones", "kind", "panel", "warnings", "compliance", "positives", "inaccuracies", "lateness"}
         table(f"{kind} {item_id}", ["field", "value"], [(k, v) for k, v in data.items() if k not in skip and v is not None])
         if data["deadlines"]:
             table("pending deadlines", ["deadline", "due", "status", "owner", "step", "then"],
@@ -657,6 +664,10 @@ def _kind_app(kind: str) -> typer.Typer:
             table("compliance", ["ref", "standard", "status", "comment"], [(c["ref"], c["descriptor"], c["status"], c["comment"]) for c in data["compliance"]])
         if data.get("inaccuracies"):
             table("factual accuracy items", ["item", "inaccuracy", "outcome"], [(i["id"], i["text"], i["outcome"] or "pending") for i in data["inaccuracies"]])
+        if data.get("lateness"):
+            table("received", ["what", "due", "received", "late", "calendar days late", "working days late"],
+                  [(x["what"], x["due_on"], x["received_on"], "LATE" if x["late"] else "on time" + (" (clock stopped)" if x["clock_paused"] else ""),
+                    x["days_late"], x["working_days_late"]) for x in data["lateness"]])
         if data.get("milestones"):
             table("action plan milestones", ["due", "milestone", "done"], [(m["due_on"], m["text"], m["done_on"]) for m in data["milestones"]])
         console.print(f"triggers now: {', '.join(data['triggers']) or 'none (closed)'}")
