@@ -1,0 +1,302 @@
+"""Backup and restore of the whole database, with the audit chain verified on the way back.
+
+- **SQLite**: ``backup`` copies the live database with SQLite's online backup API
+  (``sqlite3.Connection.backup``), in one step, so the copy is one consistent snapshot that
+  includes what is still in the write-ahead log (a plain file copy of a live WAL database
+  misses it: that is how a copy "lost every audit event"). Writers go on meanwhile (WAL).
+- **PostgreSQL**: ``backup`` runs ``pg_dump --format=custom`` on the schema the URL's
+  ``search_path`` names (default ``public``); ``restore`` runs ``pg_restore`` in one
+  transaction. Point-in-time recovery (WAL archiving and a base backup) is in docs/scale.md.
+
+``restore`` first brings the backup back somewhere nobody reads (a scratch SQLite file; on
+PostgreSQL a schema of the dump's own name that must not hold tables), recomputes the audit
+hash chain there (``states.engine.verify_chain``), and refuses a backup that does not verify
+or is not a peerwatch database, leaving the target untouched. Only then is it copied into
+the target (SQLite: the backup API again) or renamed to the target schema (PostgreSQL); a
+target that already holds tables is refused unless ``replace`` is given (SQLite). A backup
+made by an older peerwatch is migrated to the current schema afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.pool import NullPool
+
+from states.errors import InvalidInput, NotFound, PeerwatchError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+PGDUMP_MAGIC = b"PGDMP"
+
+
+class BackupRefused(PeerwatchError):
+    """A backup that does not verify, or is not a peerwatch database: nothing was changed."""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _sqlite_path(url: URL) -> Path:
+    if not url.database or url.database == ":memory:":
+        raise InvalidInput("backup and restore need a SQLite file database, not an in-memory one")
+    return Path(url.database)
+
+
+def _check(engine: Engine) -> dict[str, Any]:
+    """Verify a database: a peerwatch schema (an Alembic revision, the audit tables) and an
+    unbroken audit chain. Returns what was found; raises BackupRefused otherwise."""
+    from sqlmodel import Session
+
+    from states.engine import verify_chain
+
+    try:
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+            if not {"alembic_version", "auditevent", "audit_head"} <= tables:
+                raise BackupRefused("not a peerwatch database: it has no audit trail (tables alembic_version, auditevent, audit_head)")
+            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        with Session(engine) as s:
+            checked, broken, problem = verify_chain(s)
+    except BackupRefused:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged file: one clear error
+        raise BackupRefused(f"the backup cannot be read as a peerwatch database: {' '.join(str(exc).split())[:300]}") from None
+    if problem:
+        raise BackupRefused(f"the backup's audit chain does not verify after {checked} good event(s): {problem}")
+    return {"revision": revision, "audit_events": checked}
+
+
+def _scratch_engine(path: Path) -> Engine:
+    return create_engine(f"sqlite:///{path}", poolclass=NullPool)
+
+
+# ---------------------------------------------------------------- backup
+
+
+def backup(url: str, target: Path) -> dict[str, Any]:
+    """Write a backup of the database at ``url`` to ``target`` (refused if it exists) and
+    verify the copy's audit chain; returns what was written."""
+    target = Path(target)
+    if target.exists():
+        raise InvalidInput(f"{target} exists: give a new file name (a backup never overwrites one)")
+    if not target.parent.is_dir():
+        raise NotFound(f"folder {str(target.parent)!r} not found")
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        return _backup_sqlite(u, target)
+    if u.get_backend_name() == "postgresql":
+        return _backup_postgres(u, target)
+    raise InvalidInput(f"backup supports SQLite and PostgreSQL, not {u.get_backend_name()}")
+
+
+def _backup_sqlite(u: URL, target: Path) -> dict[str, Any]:
+    source = _sqlite_path(u)
+    if not source.is_file():
+        raise NotFound(f"database file {str(source)!r} not found")
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        src = sqlite3.connect(source, timeout=30)  # a reader: WAL lets the writers go on
+        dst = sqlite3.connect(partial)
+        try:
+            src.execute("PRAGMA busy_timeout=30000")
+            src.backup(dst)  # pages=-1: one step, one read transaction, one consistent snapshot
+            dst.execute("PRAGMA journal_mode=DELETE")  # a single self-contained file
+        finally:
+            dst.close()
+            src.close()
+        engine = _scratch_engine(partial)
+        try:
+            found = _check(engine)
+        finally:
+            engine.dispose()
+        os.replace(partial, target)
+    finally:
+        for leftover in (partial, partial.with_name(partial.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+    return {"backup": str(target), "database": "sqlite", "bytes": target.stat().st_size, **found}
+
+
+def _libpq(u: URL) -> tuple[str, dict[str, str], str]:
+    """(a libpq connection URI without the password, the environment with PGPASSWORD, the schema)."""
+    env = dict(os.environ)
+    if u.password:
+        env["PGPASSWORD"] = str(u.password)
+    options = str(u.query.get("options") or "")
+    schema = "public"
+    parts = unquote(options).replace("-c ", "-c").split()
+    for p in parts:
+        if p.startswith("-csearch_path="):
+            schema = p.split("=", 1)[1].split(",")[0].strip().strip('"') or "public"
+    plain = u.set(drivername="postgresql", password=None)
+    return plain.render_as_string(hide_password=False), env, schema
+
+
+def _run(args: list[str], env: dict[str, str], what: str) -> subprocess.CompletedProcess[str]:
+    if shutil.which(args[0]) is None:
+        raise NotFound(f"{args[0]} not found: install the PostgreSQL client (postgresql-client) matching the server")
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=24 * 3600)
+    if proc.returncode != 0:
+        raise PeerwatchError(f"{what} failed: {' '.join(proc.stderr.split())[:500]}")
+    return proc
+
+
+def _backup_postgres(u: URL, target: Path) -> dict[str, Any]:
+    conninfo, env, schema = _libpq(u)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        # --serializable-deferrable: a snapshot no concurrent sweep can make inconsistent
+        _run(["pg_dump", "--format=custom", "--serializable-deferrable", f"--schema={schema}", "--no-owner",
+              "--no-privileges", f"--file={partial}", f"--dbname={conninfo}"], env, "pg_dump")
+        listing = _run(["pg_restore", "--list", str(partial)], env, "pg_restore --list").stdout
+        if not any(w[3:5] == ["TABLE", "DATA"] and w[6:7] == ["auditevent"] for w in map(_toc, listing.splitlines())):
+            raise BackupRefused(f"pg_dump wrote no audit trail for schema {schema!r}: is it the peerwatch schema?")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return {"backup": str(target), "database": "postgresql", "schema": schema, "bytes": target.stat().st_size}
+
+
+# ---------------------------------------------------------------- restore
+
+
+def restore(url: str, source: Path, replace: bool = False) -> dict[str, Any]:
+    """Restore ``source`` into the database at ``url`` after verifying its audit chain;
+    refuse (changing nothing) a backup that does not verify."""
+    source = Path(source)
+    if not source.is_file():
+        raise NotFound(f"backup file {str(source)!r} not found")
+    with source.open("rb") as f:
+        head = f.read(16)
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if head != SQLITE_MAGIC:
+            raise BackupRefused(f"{source.name} is not a SQLite backup (peerwatch backup on SQLite writes one)")
+        out = _restore_sqlite(u, source, replace)
+    elif u.get_backend_name() == "postgresql":
+        if not head.startswith(PGDUMP_MAGIC):
+            raise BackupRefused(f"{source.name} is not a pg_dump custom-format backup (peerwatch backup on PostgreSQL writes one)")
+        if replace:
+            raise InvalidInput("--replace is for SQLite only: on PostgreSQL restore into an empty schema (or drop it first)")
+        out = _restore_postgres(u, source)
+    else:
+        raise InvalidInput(f"restore supports SQLite and PostgreSQL, not {u.get_backend_name()}")
+    from models.db import dispose_engine, init_db
+
+    dispose_engine(url)
+    engine = init_db(url)  # a backup from an older release: migrated to the current schema
+    out.update(_check(engine))  # and checked once more where it now lives
+    return out
+
+
+def _has_tables(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(inspect(conn).get_table_names())
+
+
+def _restore_sqlite(u: URL, source: Path, replace: bool) -> dict[str, Any]:
+    target = _sqlite_path(u)
+    if not target.parent.is_dir():
+        raise NotFound(f"folder {str(target.parent)!r} not found")
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".peerwatch-restore-") as tmp:
+        scratch = Path(tmp) / "restore.db"
+        try:
+            src = sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True)  # the backup is never written
+            dst = sqlite3.connect(scratch)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+                src.close()
+        except sqlite3.DatabaseError as exc:
+            raise BackupRefused(f"{source.name} cannot be read as a SQLite database: {exc}") from None
+        engine = _scratch_engine(scratch)
+        try:
+            found = _check(engine)
+        finally:
+            engine.dispose()
+        if target.exists():
+            live = _scratch_engine(target)
+            try:
+                held = _has_tables(live)
+            finally:
+                live.dispose()
+            if held and not replace:
+                raise InvalidInput(f"{target} already holds a database: restore into a new file, or give --replace to overwrite it")
+        src = sqlite3.connect(scratch)
+        dst = sqlite3.connect(target, timeout=30)
+        try:
+            src.backup(dst)  # into the target through SQLite's own locking, WAL and all
+        finally:
+            dst.close()
+            src.close()
+    return {"restored": str(source), "database": "sqlite", "into": str(target), "verified_events_before_restore": found["audit_events"]}
+
+
+def _toc(line: str) -> list[str]:
+    """A pg_restore --list entry's words: id; dump id, oid, type (one or two words), schema, name, owner."""
+    return [] if line.startswith(";") else line.split()
+
+
+def _restore_postgres(u: URL, source: Path) -> dict[str, Any]:
+    conninfo, env, target = _libpq(u)
+    listing = _run(["pg_restore", "--list", str(source)], env, "pg_restore --list").stdout
+    data = [w for w in map(_toc, listing.splitlines()) if w[3:5] == ["TABLE", "DATA"] and len(w) > 6]
+    dumped = {w[5] for w in data}
+    if len(dumped) != 1 or "auditevent" not in {w[6] for w in data}:
+        raise BackupRefused(f"{source.name}: expected one peerwatch schema with its audit trail, found {sorted(dumped) or 'none'}")
+    schema = dumped.pop()
+    pg = create_engine(u.set(query={}), poolclass=NullPool)
+    try:
+        with pg.connect() as conn:
+            def tables_in(name: str) -> int:
+                return conn.execute(text("SELECT count(*) FROM pg_tables WHERE schemaname = :s"), {"s": name}).scalar() or 0
+
+            def exists(name: str) -> bool:
+                return bool(conn.execute(text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": name}).first())
+
+            if tables_in(target):
+                raise InvalidInput(f"schema {target!r} already holds tables: restore into an empty schema (or drop it first)")
+            if schema != target and exists(schema):
+                raise InvalidInput(f"the backup is of schema {schema!r}, which exists in this database: "
+                                   "restore into another database, or rename or drop that schema first")
+            existed = exists(schema)  # only when it is the (empty) target itself
+            conn.rollback()
+        # Restore the dump as written, in one transaction; an existing empty target schema of
+        # the dump's name is used as it is (its CREATE SCHEMA entry left out).
+        kept = [line for line in listing.splitlines() if not (existed and _toc(line)[3:6] == ["SCHEMA", "-", schema])]
+        with tempfile.NamedTemporaryFile("w", suffix=".list", delete=False) as lst:
+            lst.write("\n".join(kept) + "\n")
+        try:
+            _run(["pg_restore", "--single-transaction", "--exit-on-error", "--no-owner", "--no-privileges",
+                  f"--use-list={lst.name}", f"--dbname={conninfo}", str(source)], env, "pg_restore")
+        finally:
+            os.unlink(lst.name)
+        scratch = create_engine(u.set(query={"options": f"-csearch_path={schema}"}), poolclass=NullPool)
+        try:
+            found = _check(scratch)
+        except BackupRefused:
+            with pg.begin() as conn:  # take back what was restored: the target is as it was
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+                if existed:
+                    conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            raise
+        finally:
+            scratch.dispose()
+        if schema != target:
+            with pg.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{target}"'))  # empty (checked): PostgreSQL refuses otherwise
+                conn.execute(text(f'ALTER SCHEMA "{schema}" RENAME TO "{target}"'))
+    finally:
+        pg.dispose()
+    return {"restored": str(source), "database": "postgresql", "from_schema": schema, "into": target,
+            "verified_events_before_restore": found["audit_events"]}
