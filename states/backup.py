@@ -137,8 +137,14 @@ def _libpq(u: URL) -> tuple[str, dict[str, str], str]:
     for p in parts:
         if p.startswith("-csearch_path="):
             schema = p.split("=", 1)[1].split(",")[0].strip().strip('"') or "public"
-    plain = u.set(drivername="postgresql", password=None)
+    plain = URL.create("postgresql", username=u.username, host=u.host, port=u.port, database=u.database,
+                       query=_without_options(u))  # no password (PGPASSWORD), no search_path (pg_dump is told the schema)
     return plain.render_as_string(hide_password=False), env, schema
+
+
+def _without_options(u: URL) -> dict[str, Any]:
+    """The URL's query (e.g. host=/run/postgresql) without ``options`` (search_path, timeouts)."""
+    return {k: v for k, v in u.query.items() if k != "options"}
 
 
 def _run(args: list[str], env: dict[str, str], what: str) -> subprocess.CompletedProcess[str]:
@@ -255,7 +261,7 @@ def _restore_postgres(u: URL, source: Path) -> dict[str, Any]:
     if len(dumped) != 1 or "auditevent" not in {w[6] for w in data}:
         raise BackupRefused(f"{source.name}: expected one peerwatch schema with its audit trail, found {sorted(dumped) or 'none'}")
     schema = dumped.pop()
-    pg = create_engine(u.set(query={}), poolclass=NullPool)
+    pg = create_engine(u.set(query=_without_options(u)), poolclass=NullPool)
     try:
         with pg.connect() as conn:
             def tables_in(name: str) -> int:
@@ -273,7 +279,8 @@ def _restore_postgres(u: URL, source: Path) -> dict[str, Any]:
             conn.rollback()
         # Restore the dump as written, in one transaction; an existing empty target schema of
         # the dump's name is used as it is (its CREATE SCHEMA entry left out).
-        kept = [line for line in listing.splitlines() if not (existed and _toc(line)[3:6] == ["SCHEMA", "-", schema])]
+        kept = [line for line in listing.splitlines()
+                if not (existed and (_toc(line)[3:6] == ["SCHEMA", "-", schema] or _toc(line)[3:6] == ["COMMENT", "-", "SCHEMA"]))]
         with tempfile.NamedTemporaryFile("w", suffix=".list", delete=False) as lst:
             lst.write("\n".join(kept) + "\n")
         try:
@@ -281,7 +288,7 @@ def _restore_postgres(u: URL, source: Path) -> dict[str, Any]:
                   f"--use-list={lst.name}", f"--dbname={conninfo}", str(source)], env, "pg_restore")
         finally:
             os.unlink(lst.name)
-        scratch = create_engine(u.set(query={"options": f"-csearch_path={schema}"}), poolclass=NullPool)
+        scratch = create_engine(u.set(query={**_without_options(u), "options": f"-csearch_path={schema}"}), poolclass=NullPool)
         try:
             found = _check(scratch)
         except BackupRefused:
