@@ -360,3 +360,5 @@ class OutboxMessage(Table, table=True):
     created_at: datetime = _ts()
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     message_id: str | None = None
+    resend_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # in doubt after a crash: resent then, same Message-ID
+    resent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # when it was resent after a crash mid-send

@@ -4,17 +4,30 @@ A message is claimed (``sending``, with the Message-ID it will carry and a lease
 committed before it is handed to the transport, then marked ``sent``. The claim is a
 conditional UPDATE, so two dispatchers never hand the same row to a transport.
 
+One bad row never stops the others: each message is built (headers, body, serialised) and
+sent inside its own guard. A message that cannot be built (a stored name or address holding a
+line break, a control character or a Unicode line separator, which no mail header may carry)
+or that the transport refuses to take for any reason other than the mail service being down
+becomes a ``failed`` incident naming the reason, and the run goes on with the rest. In a
+digest, only the rows that cannot be built are set aside; the others still go together.
+
 Crash recovery: a row still ``sending`` when its lease has run out was interrupted between
 claim and ``sent``. If the transport can tell (``Transport.delivered``), the row is marked
-``sent`` (it went) or requeued (it did not); if it cannot (SMTP), the row stays ``sending``
-marked *in doubt*: an incident for a person to resolve (``peerwatch outbox retry``), never
-resent automatically, so a letter goes at most once.
+``sent`` (it went) or requeued (it did not); if it cannot (SMTP), the row is *in doubt*: an
+incident, and after ``in_doubt_resend_seconds`` (default one hour) it is resent **once**, with
+the **same Message-ID** (receivers de-duplicate on it), and ``resent_at`` records the resend.
+The promise: at most once in the normal path; at least once, under one Message-ID, after a
+crash mid-send. An operator may hold an in-doubt letter, resend it at once, or mark it
+delivered (``peerwatch outbox in-doubt``).
 
 Outage: a failed send is retried after ``retry_backoff_seconds x 2^(attempts-1)``; after
 ``max_send_attempts`` failures the row is ``failed``, an incident, and is still retried on the
 same doubling back-off capped at ``failed_retry_cap_seconds`` (24 h), so when the mail
 service returns every message is delivered and its incident clears (status ``sent``).
-Letters go one per message; a person's queued reminders and chases go as one digest.
+After ``max_connection_failures`` consecutive failures to reach the mail service the run stops
+trying: the rest stay queued, untouched, for the next run.
+Letters go one per message; a person's queued reminders and chases go as one digest, one
+HTML document with an introduction and a heading per item.
 
 Rendering: a row holds its letter's frozen context; the dispatcher renders it once claimed
 and keeps the text on the row, committed with the claim, so the row says word for word what
@@ -27,9 +40,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import unicodedata
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
@@ -37,8 +54,8 @@ from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from models.tables import Attachment, OutboxMessage, OutboxStatus
-from notifications.outbox import rendered
-from notifications.transports import Transport, TransportError
+from notifications.outbox import Rendered, rendered
+from notifications.transports import ConnectionFailed, Transport, TransportError
 from states.clock import Clock
 from states.errors import InvalidInput
 from states.policy import Policy
@@ -55,6 +72,8 @@ class DispatchPolicy:
 
     sending_lease_seconds: int = 900  # a claim older than this was interrupted: recover it (one dispatch run, 15 min)
     failed_retry_cap_seconds: int = 86400  # longest wait between tries of a failed message (24 h)
+    in_doubt_resend_seconds: int = 3600  # a letter in doubt after a crash is resent once, this long after it was found
+    max_connection_failures: int = 3  # consecutive failures to reach the mail service before a run stops trying
 
     @classmethod
     def from_env(cls) -> DispatchPolicy:
@@ -66,6 +85,8 @@ class DispatchPolicy:
                     values[f.name] = int(raw)
                 except ValueError:
                     raise InvalidInput(f"PEERWATCH_{f.name.upper()}={raw!r} is not a whole number") from None
+                if values[f.name] < (1 if f.name == "max_connection_failures" else 0):
+                    raise InvalidInput(f"PEERWATCH_{f.name.upper()}={raw!r} is out of range")
         return cls(**values)
 
 
@@ -79,54 +100,167 @@ class DispatchSummary:
     redelivered: int = 0  # failed before, now sent: incident cleared
     recovered_sent: int = 0  # interrupted mid-send, found delivered: marked sent
     requeued: int = 0  # interrupted mid-send, found not delivered: queued again
-    in_doubt: int = 0  # interrupted mid-send, delivery unknown: an incident, not resent
+    in_doubt: int = 0  # interrupted mid-send, delivery unknown: an incident, resent once after a wait
+    resent: int = 0  # in doubt, resent (same Message-ID) after the wait
+    unsendable: int = 0  # rows whose message could not be built or was refused: failed incidents
+    not_tried: int = 0  # batches left queued because the mail service could not be reached
     errors: list[str] = field(default_factory=list)
 
 
+# ------------------------------------------------------------------------------ building
+
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # no header may hold these (CR, LF, U+0085, U+2028 ...)
+
+
+def _safe(what: str, value: str) -> str:
+    """``value`` if it may go into a mail header; ``ValueError`` naming what and the character if not."""
+    bad = _UNSAFE.search(value)
+    if bad:
+        ch = bad.group()
+        name = unicodedata.name(ch, "a control character")
+        raise ValueError(f"{what} {value!r} contains U+{ord(ch):04X} ({name}), which no mail header may hold: "
+                         "correct the stored value, then `peerwatch outbox retry` it")
+    return value
+
+
 def _addr(people: list[dict[str, str]]) -> str:
-    return ", ".join(formataddr((p["name"], p["email"])) for p in people)
+    return ", ".join(formataddr((_safe("the name", p["name"]), _safe("the address", p["email"]))) for p in people)
 
 
 def _message_id(key: str) -> str:
     return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{DOMAIN}>"
 
 
-def build_letter(row: OutboxMessage, sender: str, clock: Clock, attachments: list[Attachment] = ()) -> EmailMessage:  # type: ignore[assignment]
+def _set_subject(msg: EmailMessage, subject: str) -> None:
+    """The Subject, folded here rather than by ``email``'s folder: that one can start a subject
+    of 70 to 77 characters on a continuation line, which Python's parser (and others) give
+    back with a leading space. Short ASCII subjects go as they are; longer ones are folded at
+    spaces, and any that cannot be (or are not ASCII) as RFC 2047 encoded words, each line
+    within 78 characters."""
+    subject = _safe("the subject", subject)
+    if subject.isascii() and len(subject) + len("Subject: ") <= 78 and "=?" not in subject:
+        msg["Subject"] = subject
+        return
+    charsets = ("us-ascii", "utf-8") if subject.isascii() and "=?" not in subject else ("utf-8",)
+    for charset in charsets:
+        value = Header(subject, charset, maxlinelen=78, header_name="Subject").encode(linesep="\n")
+        if all(len(line) <= 78 for line in f"Subject: {value}".split("\n")):
+            break
+    msg.set_raw("Subject", value)
+
+
+def _headers(msg: EmailMessage, sender: str, subject: str, clock: Clock, message_id: str, key: str, template: str) -> None:
+    msg["From"] = sender
+    _set_subject(msg, subject)
+    msg["Date"] = format_datetime(clock.now())
+    msg["Message-ID"] = message_id
+    msg["X-Peerwatch-Key"] = _safe("the letter's key", key)
+    msg["X-Peerwatch-Template"] = template
+
+
+def build_letter(row: OutboxMessage, sender: str, clock: Clock, attachments: Sequence[Attachment] = (),
+                 message_id: str | None = None) -> EmailMessage:
     letter = rendered(row)
     msg = EmailMessage()
-    msg["From"] = sender
     msg["To"] = _addr(row.to)
     if row.cc:
         msg["Cc"] = _addr(row.cc)
-    msg["Subject"] = letter.subject
-    msg["Date"] = format_datetime(clock.now())
-    msg["Message-ID"] = _message_id(row.idempotency_key)
-    msg["X-Peerwatch-Key"] = row.idempotency_key
-    msg["X-Peerwatch-Template"] = row.template
+    _headers(msg, sender, letter.subject, clock, message_id or _message_id(row.idempotency_key), row.idempotency_key, row.template)
     msg.set_content(letter.body_text)
     msg.add_alternative(letter.body_html, subtype="html")
     for a in attachments:
         maintype, _, subtype = a.content_type.partition("/")
-        msg.add_attachment(a.data, maintype=maintype, subtype=subtype, filename=a.filename)
+        msg.add_attachment(a.data, maintype=maintype, subtype=subtype, filename=_safe("the file name", a.filename))
     return msg
 
 
-def build_digest(rows: list[OutboxMessage], sender: str, clock: Clock) -> EmailMessage:
-    person = rows[0].to[0]
-    letters = [rendered(r) for r in rows]
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = formataddr((person["name"], person["email"]))
-    msg["Subject"] = letters[0].subject if len(rows) == 1 else f"peerwatch: {len(rows)} items need your attention"
-    msg["Date"] = format_datetime(clock.now())
-    msg["Message-ID"] = _message_id("digest:" + "|".join(r.idempotency_key for r in rows))
-    msg["X-Peerwatch-Key"] = ",".join(r.idempotency_key for r in rows)
-    msg["X-Peerwatch-Template"] = "digest" if len(rows) > 1 else rows[0].template
+_BODY = re.compile(r"<body\b[^>]*>(.*)</body\s*>", re.S | re.I)
+_SALUTATION = re.compile(r"^\s*<p>\s*Dear\b[^<]*</p>\s*", re.I)
+
+
+def _inner(html: str) -> str:
+    """What a letter's HTML document says inside its ``<body>``, without its salutation."""
+    found = _BODY.search(html)
+    inner = found.group(1) if found else re.sub(r"(?is)<!doctype[^>]*>|</?(html|head|body)\b[^>]*>|<title>.*?</title>|<meta\b[^>]*>", "", html)
+    return _SALUTATION.sub("", inner, count=1)
+
+
+def digest_parts(person: dict[str, str], letters: Sequence[Rendered]) -> tuple[str, str, str]:
+    """(subject, text, html) of a digest of ``letters`` to one person: one HTML document, with an
+    introduction ("2 items need your attention") and a heading per item."""
+    if len(letters) == 1:
+        return letters[0]
+    from notifications.render import render_layout
+
+    n = len(letters)
+    subject = f"peerwatch: {n} items need your attention"
+    intro = f"Dear {person['name']},\n\n{n} items need your attention.\n\n"
     sep = "\n" + "-" * 66 + "\n\n"
-    intro = f"Dear {person['name']},\n\nThe following {len(rows)} items need your attention.\n\n" if len(rows) > 1 else ""
-    msg.set_content(intro + sep.join(f"{r.subject}\n\n{r.body_text}" for r in letters))
-    msg.add_alternative("<hr>".join(r.body_html for r in letters), subtype="html")
+    text = intro + sep.join(f"{i}. {r.subject}\n{'=' * min(len(f'{i}. {r.subject}'), 66)}\n\n{r.body_text}"
+                            for i, r in enumerate(letters, 1))
+    html = render_layout("_digest.html.j2", {"subject": subject, "person": person, "count": n,
+                                             "items": [{"subject": r.subject, "body": _inner(r.body_html)} for r in letters]})
+    return subject, text, html
+
+
+def digest_message_id(rows: Sequence[OutboxMessage]) -> str:
+    return _message_id("digest:" + "|".join(r.idempotency_key for r in rows))
+
+
+def build_digest(rows: list[OutboxMessage], sender: str, clock: Clock, message_id: str | None = None) -> EmailMessage:
+    person = rows[0].to[0]
+    subject, text, html = digest_parts(person, [rendered(r) for r in rows])
+    msg = EmailMessage()
+    msg["To"] = _addr([person])
+    _headers(msg, sender, subject, clock, message_id or digest_message_id(rows), ",".join(r.idempotency_key for r in rows),
+             "digest" if len(rows) > 1 else rows[0].template)
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
     return msg
+
+
+def _build(rows: list[OutboxMessage], sender: str, clock: Clock, files: dict[str, list[Attachment]],
+           message_id: str | None = None) -> EmailMessage:
+    """The message for ``rows``, serialised once here so that anything it cannot hold fails now,
+    inside the row's guard, not in the transport."""
+    if rows[0].category == "letter":
+        msg = build_letter(rows[0], sender, clock, files.get(rows[0].idempotency_key, []), message_id)
+    else:
+        msg = build_digest(rows, sender, clock, message_id)
+    msg.as_bytes()
+    return msg
+
+
+def _build_guarded(rows: list[OutboxMessage], sender: str, clock: Clock, files: dict[str, list[Attachment]],
+                   message_id: str | None = None) -> tuple[EmailMessage | None, list[OutboxMessage], dict[int, str]]:
+    """Build the message for ``rows``; returns (message or None, the rows it carries, {id(row): why not} for
+    the rows that cannot go). A digest that cannot be built is tried row by row: the good rows still go."""
+    def why(exc: Exception) -> str:
+        return f"letter could not be built: {type(exc).__name__}: {exc}"
+
+    try:
+        return _build(rows, sender, clock, files, message_id), rows, {}
+    except Exception as exc:  # noqa: BLE001 - any bad value: an incident for its rows, never a crash of the run
+        if len(rows) == 1:
+            return None, [], {id(rows[0]): why(exc)}
+    broken: dict[int, str] = {}
+    good = []
+    for r in rows:
+        try:
+            _build([r], sender, clock, files)
+            good.append(r)
+        except Exception as exc:  # noqa: BLE001
+            broken[id(r)] = why(exc)
+    if not good:
+        return None, [], broken
+    try:
+        return _build(good, sender, clock, files, message_id if not broken else None), good, broken
+    except Exception as exc:  # noqa: BLE001 - each builds alone but not together: hold them all
+        return None, [], {**broken, **{id(r): why(exc) for r in good}}
+
+
+# ------------------------------------------------------------------------------ incidents
 
 
 def backoff(policy: Policy, dpolicy: DispatchPolicy, attempts: int) -> timedelta:
@@ -156,9 +290,30 @@ def incident_rows(rows: list[OutboxMessage]) -> list[dict[str, object]]:
              "error": m.last_error} for m in rows]
 
 
+def _when(at: datetime) -> str:
+    from zoneinfo import ZoneInfo
+
+    from states.clock import LONDON
+
+    return at.astimezone(ZoneInfo(LONDON)).strftime("%a %d %b %Y %H:%M %Z")
+
+
+def _in_doubt_note(mid: str | None, now: datetime, row: OutboxMessage, dpolicy: DispatchPolicy) -> str:
+    what = f"send of {mid or 'a digest'} was interrupted and the mail service cannot say whether it arrived"
+    if row.resent_at is not None:
+        row.resend_at = None
+        return (IN_DOUBT + f"{what}; it was already resent once after a crash ({_when(row.resent_at)}): check with the "
+                "recipient, then `peerwatch outbox retry` it or leave it")
+    row.resend_at = now + timedelta(seconds=dpolicy.in_doubt_resend_seconds)
+    return (IN_DOUBT + f"{what}: it will be resent once, with the same Message-ID, after {_when(row.resend_at)} "
+            "(`peerwatch outbox in-doubt` holds it, resends it now, or marks it delivered)")
+
+
 def recover(session: Session, transport: Transport, clock: Clock, dpolicy: DispatchPolicy | None = None,
             summary: DispatchSummary | None = None) -> DispatchSummary:
-    """Settle rows left ``sending`` past their lease by a crash: sent, requeued, or in doubt."""
+    """Settle rows left ``sending`` past their lease by a crash: sent, requeued, or in doubt
+    (resent once, same Message-ID, ``in_doubt_resend_seconds`` later)."""
+    dpolicy = dpolicy or DispatchPolicy.from_env()
     summary = summary if summary is not None else DispatchSummary()
     now = clock.now()
     stuck = [r for r in session.exec(select(OutboxMessage).where(
@@ -169,20 +324,52 @@ def recover(session: Session, transport: Transport, clock: Clock, dpolicy: Dispa
         mid = r.message_id or (_message_id(r.idempotency_key) if r.category == "letter" else None)
         answer = ask(mid) if ask is not None and mid else None
         if answer is True:
-            r.status, r.sent_at, r.message_id = OutboxStatus.SENT, now, mid
+            r.status, r.sent_at, r.message_id, r.resend_at = OutboxStatus.SENT, now, mid, None
+            r.last_error = None
             summary.recovered_sent += 1
         elif answer is False:
-            r.status, r.next_attempt_at, r.message_id = OutboxStatus.QUEUED, now, None
+            r.status, r.next_attempt_at, r.message_id, r.resend_at = OutboxStatus.QUEUED, now, None, None
             r.last_error = "send interrupted before delivery: queued again"
             summary.requeued += 1
         else:
-            r.last_error = IN_DOUBT + (
-                f"send of {mid or 'a digest'} was interrupted and the mail service cannot say whether it "
-                "arrived: check with the recipient, then `peerwatch outbox retry` it or leave it")
+            r.message_id = mid
+            r.last_error = _in_doubt_note(mid, now, r, dpolicy)
             summary.in_doubt += 1
         session.add(r)
     session.commit()
     return summary
+
+
+def settle_in_doubt(session: Session, ids: list[int], action: str, now: datetime) -> list[OutboxMessage]:
+    """The operator's word on letters in doubt: ``hold`` (no automatic resend; an incident until
+    retried), ``resend`` (resent on the next dispatch, same Message-ID), or ``delivered`` (the
+    recipient has it: marked sent, never resent). Refuses, changing nothing, any id not in doubt."""
+    if action not in ("hold", "resend", "delivered"):
+        raise InvalidInput(f"{action!r}: use hold, resend or delivered")
+    rows = []
+    for i in dict.fromkeys(ids):
+        m = session.get(OutboxMessage, i) if -(2**63) <= i < 2**63 else None
+        if m is None:
+            from states.errors import NotFound
+
+            raise NotFound(f"outbox message {i} not found (peerwatch outbox list --incidents)")
+        if not is_in_doubt(m):
+            raise InvalidInput(f"outbox message {i} is not in doubt (it is {m.status}): nothing to settle")
+        rows.append(m)
+    for m in rows:
+        if action == "hold":
+            m.resend_at = None
+            m.last_error = IN_DOUBT + f"held by the operator on {_when(now)}: not resent until `peerwatch outbox retry` or `outbox in-doubt --resend`"
+        elif action == "resend":
+            m.resend_at, m.resent_at = now, None
+        else:
+            m.status, m.sent_at, m.resend_at = OutboxStatus.SENT, now, None
+            m.last_error = f"marked delivered by the operator on {_when(now)} after an interrupted send"
+        session.add(m)
+    return rows
+
+
+# ------------------------------------------------------------------------------ sending
 
 
 def _render(rows: list[OutboxMessage]) -> list[tuple[OutboxMessage, str]]:
@@ -201,7 +388,7 @@ def _fail(r: OutboxMessage, before: str, error: str, now: datetime, policy: Poli
           summary: DispatchSummary, at_once: bool = False) -> None:
     """A try that did not deliver: queued again on the back-off, or failed (an incident) after N
     tries, or ``at_once`` for what retrying cannot mend."""
-    r.last_error, r.message_id = error, None
+    r.last_error, r.message_id, r.resend_at = error, None, None
     r.next_attempt_at = now + backoff(policy, dpolicy, r.attempts)
     if at_once or before == OutboxStatus.FAILED or r.attempts >= policy.max_send_attempts:
         r.status = OutboxStatus.FAILED  # an incident; still retried on the long back-off
@@ -231,13 +418,116 @@ def _claim(session: Session, rows: list[OutboxMessage], read: dict[int, tuple[st
     return claimed
 
 
+class _Run:
+    """One dispatch run's sending, with its count of consecutive connection failures."""
+
+    def __init__(self, session: Session, transport: Transport, clock: Clock, policy: Policy, dpolicy: DispatchPolicy,
+                 summary: DispatchSummary) -> None:
+        self.session, self.transport, self.clock, self.policy, self.dpolicy = session, transport, clock, policy, dpolicy
+        self.summary, self.now = summary, clock.now()
+        self.lease_until = self.now + timedelta(seconds=dpolicy.sending_lease_seconds)
+        self.unreachable = 0  # consecutive connection failures
+
+    @property
+    def stopped(self) -> bool:
+        return self.unreachable >= self.dpolicy.max_connection_failures
+
+    def unsendable(self, r: OutboxMessage, before: str, error: str) -> None:
+        _fail(r, before, error, self.now, self.policy, self.dpolicy, self.summary, at_once=True)
+        self.summary.unsendable += 1
+        self.summary.errors.append(f"outbox message {r.id}: {error}")
+        self.session.add(r)
+
+    def send(self, msg: EmailMessage) -> Exception | None:
+        """Hand ``msg`` to the transport; the exception if it did not take it."""
+        try:
+            self.transport.send(msg)
+        except ConnectionFailed as exc:
+            self.unreachable += 1
+            return exc
+        except Exception as exc:  # noqa: BLE001 - TransportError, or anything else the transport raised: not sent
+            self.unreachable = 0
+            return exc
+        self.unreachable = 0
+        return None
+
+    def stop_note(self, left: int) -> None:
+        if self.stopped and left:
+            self.summary.not_tried += left
+            self.summary.errors.append(
+                f"stopped after {self.unreachable} consecutive failures to reach the mail service: "
+                f"{left} message(s) left queued for the next run")
+
+
+def _resend_in_doubt(run: _Run, files: dict[str, list[Attachment]]) -> None:
+    """Resend, once and with the same Message-ID, each letter in doubt whose wait is over."""
+    session, now, summary = run.session, run.now, run.summary
+    due = [r for r in session.exec(select(OutboxMessage).where(
+        OutboxMessage.status == OutboxStatus.SENDING, col(OutboxMessage.resend_at).is_not(None),
+        col(OutboxMessage.resend_at) <= now, col(OutboxMessage.resent_at).is_(None),
+    ).order_by(col(OutboxMessage.id))) if is_in_doubt(r)]
+    groups: dict[str, list[OutboxMessage]] = defaultdict(list)
+    for r in due:
+        groups[r.message_id or f"row:{r.id}"].append(r)
+    left = len(groups)
+    for mid, rows in groups.items():
+        if run.stopped:
+            break
+        left -= 1
+        claimed = []
+        for r in rows:  # still in doubt and not settled by someone else since we read it
+            result = session.execute(update(OutboxMessage).where(
+                col(OutboxMessage.id) == r.id, col(OutboxMessage.status) == OutboxStatus.SENDING,
+                col(OutboxMessage.resend_at) == r.resend_at, col(OutboxMessage.resent_at).is_(None),
+                col(OutboxMessage.attempts) == r.attempts,
+            ).values(resent_at=now, resend_at=None, attempts=r.attempts + 1, next_attempt_at=run.lease_until,
+                     last_error=f"being resent after a crash mid-send, same Message-ID {mid}")
+                .execution_options(synchronize_session=False))
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                claimed.append(r)
+        if not claimed:
+            session.commit()
+            continue
+        for r in claimed:
+            r.resent_at, r.resend_at, r.attempts, r.next_attempt_at = now, None, r.attempts + 1, run.lease_until
+            r.last_error = f"being resent after a crash mid-send, same Message-ID {mid}"
+            session.add(r)
+        session.commit()  # claimed: a crash now leaves it in doubt, never resent a second time
+        msg, going, broken = _build_guarded(claimed, run.transport.sender, run.clock, files,
+                                            None if mid.startswith("row:") else mid)
+        for r in claimed:
+            if id(r) in broken:
+                run.unsendable(r, OutboxStatus.SENDING, broken[id(r)])
+        if msg is not None:
+            msg["X-Peerwatch-Resend"] = "resent after an interrupted send; same Message-ID"
+            exc = run.send(msg)
+            for r in going:
+                if exc is None:
+                    r.status, r.sent_at, r.last_error, r.message_id = OutboxStatus.SENT, now, None, str(msg["Message-ID"])
+                else:  # not taken: still in doubt (the first send may have arrived), resend tried again later
+                    r.resent_at, r.message_id = None, str(msg["Message-ID"])
+                    r.resend_at = now + backoff(run.policy, run.dpolicy, r.attempts)
+                    r.last_error = IN_DOUBT + f"the resend after a crash was not taken ({exc}): tried again after {_when(r.resend_at)}"
+                session.add(r)
+            if exc is None:
+                summary.resent += 1
+                summary.sent_messages += 1
+                summary.sent_rows += len(going)
+            else:
+                summary.errors.append(str(exc))
+        session.commit()
+    run.stop_note(left)
+
+
 def dispatch(session: Session, transport: Transport, clock: Clock, policy: Policy | None = None, limit: int = 1000,
              dpolicy: DispatchPolicy | None = None) -> DispatchSummary:
-    """Recover interrupted sends, then send what is due; commits as it goes so nothing goes twice."""
+    """Recover interrupted sends, resend those in doubt whose wait is over, then send what is due;
+    commits as it goes so nothing goes twice in the normal path."""
     policy = policy or Policy.from_env()
     dpolicy = dpolicy or DispatchPolicy.from_env()
     summary = recover(session, transport, clock, dpolicy)
-    now = clock.now()
+    run = _Run(session, transport, clock, policy, dpolicy, summary)
+    now = run.now
     due = list(session.exec(
         select(OutboxMessage).where(col(OutboxMessage.status).in_([OutboxStatus.QUEUED, OutboxStatus.FAILED]),
                                     col(OutboxMessage.next_attempt_at) <= now)
@@ -247,10 +537,10 @@ def dispatch(session: Session, transport: Transport, clock: Clock, policy: Polic
     batches: list[list[OutboxMessage]] = []
     digests: dict[str, list[OutboxMessage]] = defaultdict(list)
     for row in due:
-        if row.category == "letter":
+        if row.category == "letter" or not row.to:
             batches.append([row])
         else:
-            digests[row.to[0]["email"].lower()].append(row)
+            digests[str(row.to[0].get("email", "")).lower()].append(row)
     batches.extend(digests.values())
     keys = [r.idempotency_key for r in due if r.category == "letter"]
     files: dict[str, list[Attachment]] = defaultdict(list)
@@ -258,8 +548,12 @@ def dispatch(session: Session, transport: Transport, clock: Clock, policy: Polic
         for a in session.exec(select(Attachment).where(col(Attachment.idempotency_key).in_(keys[start:start + 500]))):
             files[a.idempotency_key].append(a)
 
-    lease_until = now + timedelta(seconds=dpolicy.sending_lease_seconds)
-    for batch in batches:
+    _resend_in_doubt(run, files)
+    lease_until = run.lease_until
+    for n, batch in enumerate(batches):
+        if run.stopped:
+            run.stop_note(len(batches) - n)
+            break
         claimed = _claim(session, batch, read, lease_until)
         if not claimed:
             session.commit()
@@ -276,19 +570,27 @@ def dispatch(session: Session, transport: Transport, clock: Clock, policy: Polic
         if not claimed:
             session.commit()
             continue
-        rows = [r for r, _ in claimed]
-        msg = build_letter(rows[0], transport.sender, clock, files[rows[0].idempotency_key]) if rows[0].category == "letter" else build_digest(rows, transport.sender, clock)
+        msg, going, unbuilt = _build_guarded([r for r, _ in claimed], transport.sender, clock, files)
+        for r, before in claimed:
+            if id(r) in unbuilt:  # a value no mail can carry: an incident at once, the rest go on
+                run.unsendable(r, before, unbuilt[id(r)])
+        if msg is None:
+            session.commit()
+            continue
+        claimed = [(r, before) for r, before in claimed if id(r) not in unbuilt]
         for r, _ in claimed:  # the same values the claim wrote, plus the Message-ID, for recovery
             r.status, r.attempts, r.next_attempt_at, r.message_id = OutboxStatus.SENDING, read[r.id][1] + 1, lease_until, str(msg["Message-ID"])  # type: ignore[index]
             session.add(r)
         session.commit()  # claimed: never handed to the transport twice
-        try:
-            transport.send(msg)
-        except TransportError as exc:
+        exc = run.send(msg)
+        if isinstance(exc, TransportError):
             for r, before in claimed:
                 _fail(r, before, str(exc), now, policy, dpolicy, summary)
                 session.add(r)
             summary.errors.append(str(exc))
+        elif exc is not None:  # the transport could not take it at all: an incident at once
+            for r, before in claimed:
+                run.unsendable(r, before, f"letter could not be sent: {type(exc).__name__}: {exc}")
         else:
             for r, before in claimed:
                 r.status, r.sent_at, r.last_error = OutboxStatus.SENT, now, None
@@ -296,6 +598,6 @@ def dispatch(session: Session, transport: Transport, clock: Clock, policy: Polic
                     summary.redelivered += 1
                 session.add(r)
             summary.sent_messages += 1
-            summary.sent_rows += len(rows)
+            summary.sent_rows += len(going)
         session.commit()
     return summary

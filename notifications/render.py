@@ -56,5 +56,10 @@ def render(template: str, context: dict[str, Any]) -> tuple[str, str, str]:
     return first.removeprefix("Subject: ").strip(), body.lstrip("\n"), html
 
 
+def render_layout(template: str, context: dict[str, Any]) -> str:
+    """Render one of the layouts (``_digest.html.j2``): a whole document around letters already rendered."""
+    return environment().get_template(template).render(**context)
+
+
 def template_names() -> list[str]:
     return sorted(p.name.removesuffix(".txt.j2") for p in TEMPLATES.glob("*.txt.j2") if not p.name.startswith("_"))
