@@ -8,19 +8,24 @@
 #   docs/run-at-scale.sh stop     stop the workers, the Prefect server and PostgreSQL
 #   docs/run-at-scale.sh status   what is running, and the URLs to export
 #
-# Environment: PG_PORT (55432), PREFECT_PORT (4200), WORKERS (2), DEMO=1 to load the demo data.
-# Data stays in ./var/pg and ./var/prefect-scale; `make clean` removes it.
+# Environment: PG_PORT (55432), PREFECT_PORT (4200), WORKERS (2), WORKER_LIMIT (4: flow runs one
+# worker runs at once, so one worker does not take every due run while the others idle),
+# PG_DIR (./var/pg: where the cluster lives; as root it must be reachable by the postgres user),
+# DEMO=1 to load the demo data.
+# Data stays in ./var/pg and ./var/prefect-scale; `make clean` removes it. Logs in ./var/log are
+# appended to, each start marked, never overwritten (the Prefect server's log is evidence).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 VAR=$ROOT/var
-PG=$VAR/pg
+PG=${PG_DIR:-$VAR/pg}
 RUN=$VAR/run
 LOGS=$VAR/log
 PG_PORT=${PG_PORT:-55432}
 PREFECT_PORT=${PREFECT_PORT:-4200}
 WORKERS=${WORKERS:-2}
+WORKER_LIMIT=${WORKER_LIMIT:-4}
 BIN=${PEERWATCH_VENV_BIN:-$ROOT/.venv/bin}   # the virtual environment `make` builds
 
 export PEERWATCH_DATABASE_URL="postgresql+psycopg://peerwatch@127.0.0.1:$PG_PORT/peerwatch"
@@ -61,6 +66,7 @@ status() {
     echo
     echo "export PEERWATCH_DATABASE_URL=$PEERWATCH_DATABASE_URL"
     echo "export PREFECT_API_URL=$PREFECT_API_URL"
+    echo "# server log (kept across restarts): $LOGS/prefect-server.log; deployments pull from $ROOT"
 }
 
 start_postgres() {
@@ -80,6 +86,19 @@ start_postgres() {
         chown postgres: "$PG"
         # the postgres user must be able to reach ./var/pg
         for d in "$PG" "$VAR" "$ROOT"; do chmod o+x "$d" 2>/dev/null || true; done
+        # ... and every directory above it: a clone under a mode-700 home (/root) cannot start
+        # its PostgreSQL. Say which directory stops it rather than fail later in initdb/pg_ctl.
+        local d="" part
+        IFS=/ read -ra parts <<<"${PG#/}"
+        for part in "${parts[@]}"; do  # from / down: the first directory it cannot enter
+            d="$d/$part"
+            if ! runuser -u postgres -- test -x "$d"; then
+                log "PostgreSQL runs as the postgres user, which cannot enter $d ($(stat -c %A "$d"))."
+                log "Clone peerwatch somewhere it can reach (e.g. /srv/peerwatch), or set PG_DIR to such a"
+                log "directory (PG_DIR=/var/lib/peerwatch-pg $0), or allow it: chmod o+x $d"
+                exit 2
+            fi
+        done
     fi
     if [ ! -f "$PG/data/PG_VERSION" ]; then
         as_pg "$BINDIR/initdb" -D "$PG/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
@@ -102,7 +121,9 @@ start_postgres() {
 start_bg() {  # start_bg NAME COMMAND...: in its own process group, logging to var/log/NAME.log
     local name=$1; shift
     if alive "$RUN/$name.pid"; then log "$name already running"; return 0; fi
-    setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+    # append: a restart must not wipe the log of what went wrong before it
+    printf '\n==== %s: run-at-scale starts %s ====\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$name" >>"$LOGS/$name.log"
+    setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
     echo $! >"$RUN/$name.pid"
 }
 
@@ -125,13 +146,15 @@ start() {
     "$BIN/prefect" work-pool inspect peerwatch >/dev/null 2>&1 \
         || "$BIN/prefect" work-pool create peerwatch --type process >/dev/null
     log "work pool 'peerwatch' (process)"
-    "$BIN/prefect" --no-prompt deploy --all >"$LOGS/deploy.log" 2>&1 || { tail -n 30 "$LOGS/deploy.log"; exit 1; }
+    "$BIN/prefect" --no-prompt deploy --all >>"$LOGS/deploy.log" 2>&1 || { tail -n 30 "$LOGS/deploy.log"; exit 1; }
     log "deployed: $(grep -c '^  - name:' prefect.yaml) deployments from prefect.yaml"
+    log "the deployments pull from $ROOT: a worker on another machine needs the clone at that same path"
 
     for i in $(seq 1 "$WORKERS"); do
-        start_bg "worker-$i" "$BIN/prefect" worker start --pool peerwatch --name "peerwatch-worker-$i" --type process
+        start_bg "worker-$i" "$BIN/prefect" worker start --pool peerwatch --name "peerwatch-worker-$i" --type process \
+            --limit "$WORKER_LIMIT"
     done
-    log "$WORKERS workers polling 'peerwatch' (logs in var/log/)"
+    log "$WORKERS workers polling 'peerwatch', at most $WORKER_LIMIT flow runs each at once (logs in var/log/, appended)"
     echo
     status
 }

@@ -137,7 +137,8 @@ def publish_views(session: Session, clock: Clock, today: date) -> list[str]:
             *publish_cycle_status(session, today)]
 
 
-def publish_run_summary(actions: list[dict[str, Any]], skipped: list[dict[str, Any]], keys: list[str], today: date) -> None:
+def publish_run_summary(actions: list[dict[str, Any]], skipped: list[dict[str, Any]], keys: list[str], today: date,
+                        notes: list[str] | None = None) -> None:
     """What this chase run did, counted by action and kind, linking every view it refreshed."""
     counts = Counter((a["action"], a["kind"]) for a in actions)
     lines = [f"# Chase sweep as of {today.isoformat()}", ""]
@@ -148,6 +149,8 @@ def publish_run_summary(actions: list[dict[str, Any]], skipped: list[dict[str, A
         lines.append("Nothing was due.")
     if skipped:
         lines += ["", f"{len(skipped)} item(s) skipped because someone else changed them first (see the run's logs)."]
+    for note in notes or []:  # e.g. a scheduled run the concurrency limit cancelled (flows/collisions.py)
+        lines += ["", f"**{note}**"]
     lines += ["", f"Every action, item by item: {_link('chase-actions', 'chase-actions')}.", "",
               "The manager's views (kept current by the views flow, and by dispatch for the outbox):", ""]
     lines += [f"- {_link(k, k)}" for k in keys]

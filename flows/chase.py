@@ -15,6 +15,7 @@ from sqlmodel import Session
 from models import init_db
 from notifications.dispatch import incident_rows, incidents
 from flows.artifacts import publish_run_summary, view_keys
+from flows import collisions
 from flows.naming import as_of as run_name
 from states.clock import clock_from
 from states.sweep import SweepSummary, run_sweep
@@ -65,9 +66,10 @@ def chase(as_of: str | None = None) -> dict[str, Any]:
                               description=f"Chase sweep as of {day}: {len(outbox)} letter(s) not delivered")
     with Session(init_db()) as session:
         keys = view_keys(session)
-    publish_run_summary(summary.actions, summary.skipped, keys + ["chase-outbox-incidents"] * bool(outbox), summary.as_of)
+    cancelled = collisions.report(logger)
+    publish_run_summary(summary.actions, summary.skipped, keys + ["chase-outbox-incidents"] * bool(outbox), summary.as_of, cancelled)
     counts: dict[str, int] = {}
     for a in summary.actions:
         counts[a["action"]] = counts.get(a["action"], 0) + 1
-    return {"as_of": day, "counts": counts, "skipped": len(summary.skipped),
+    return {"as_of": day, "counts": counts, "skipped": len(summary.skipped), "cancelled_runs": cancelled,
             "outbox_incidents": len(outbox), "incidents": outbox}

@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 from models import Network, init_db, session_scope
 from states.clock import clock_from, local_date
 from flows.artifacts import publish_cycle_status
+from flows import collisions
 from flows.naming import as_of as run_name
 from states.cycle import plan_year
 from states.programmes import programme_year_of
@@ -32,4 +33,5 @@ def cycle(as_of: str | None = None) -> dict[str, Any]:
         logger.info("%s %s: %s (%s due %s)", a["kind"], a["id"], a["action"], a["deadline"], a["due_on"])
     with Session(db) as s:
         publish_cycle_status(s, day)
+    collisions.report(logger)
     return {"as_of": day.isoformat(), "planned": planned, "actions": len(summary.actions)}

@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.exceptions import MissingContextError
 from sqlmodel import Session
 
+from flows import collisions
 from flows.naming import themes_run_name
 from models import init_db
 from states.themes import shared_learning, table_rows
@@ -30,6 +31,7 @@ def themes(network: str | None = None) -> dict[str, Any]:
     else:
         create_markdown_artifact(key=ARTIFACT_KEY, markdown=f"{description}: nothing recorded yet.", description=f"{description}: nothing recorded yet")
     _logger().info(description)
+    collisions.report(_logger())
     return {**result, "rows": rows}
 
 

@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger, task
 from sqlmodel import Session, select
 
 from flows.artifacts import publish_views
+from flows import collisions
 from flows.naming import as_of as run_name
 from models import Network, init_db
 from notifications.dashboard import site_dir, write_site
@@ -43,4 +44,5 @@ def views(as_of: str | None = None) -> dict[str, Any]:
     for p in pages:
         logger.info("%s: %s open items, %s overdue, %s due in the next 20 working days -> %s",
                     p["network"], p["open_items"], p["overdue"], p["upcoming"], p["page"])
+    collisions.report(logger)
     return {"artifacts": keys, "pages": [p["page"] for p in pages], "site": str(site_dir())}

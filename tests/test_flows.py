@@ -192,3 +192,35 @@ def test_every_artifact_call_in_the_code_gives_a_description() -> None:
                         if not any(k.arg == "description" for k in node.keywords):
                             missing.append(f"{path.relative_to(root)}:{node.lineno}")
     assert calls >= 10 and missing == []
+
+
+def test_a_run_cancelled_by_the_sweepers_limit_is_reported_with_the_command_to_run_it(db: Engine, session: Session) -> None:
+    """A scheduled chase due while another chase was running is cancelled by the Prefect
+    server (limit 1, CANCEL_NEW) and shows only as CANCELLED; the next chase run's log and
+    summary say so, with when it was due and the command that runs it now."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import ConcurrencyLimitStrategy, ConcurrencyOptions
+    from prefect.flow_engine import run_flow
+    from prefect.states import Cancelled, Pending, Running
+
+    from flows.chase import chase
+
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow(chase)
+        deployment_id = client.create_deployment(
+            flow_id=flow_id, name="chase-limit-test", concurrency_limit=1, entrypoint="flows/chase.py:chase",
+            concurrency_options=ConcurrencyOptions(collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW))
+        running = client.create_flow_run_from_deployment(deployment_id)
+        assert client.set_flow_run_state(running.id, Pending()).state.is_pending()  # type: ignore[union-attr]
+        assert client.set_flow_run_state(running.id, Running()).state.is_running()  # type: ignore[union-attr]
+        late = client.create_flow_run_from_deployment(deployment_id)
+        refused = client.set_flow_run_state(late.id, Pending()).state
+        assert refused is not None and refused.is_cancelled() and "concurrency limit" in (refused.message or "")
+        client.set_flow_run_state(running.id, Cancelled(message="stopped by hand"), force=True)  # not the limit: not reported
+        nxt = client.create_flow_run_from_deployment(deployment_id, parameters={"as_of": "2027-01-21"})
+    result = run_flow(chase, flow_run=nxt, parameters={"as_of": "2027-01-21"})
+    (line,) = result["cancelled_runs"]  # type: ignore[index]
+    assert late.name in line and "CANCELLED" in line and "prefect deployment run 'chase/chase-limit-test'" in line
+    assert running.name not in line
+    summary = str(_run_artifacts(nxt.id)["chase-run-summary"].data)  # type: ignore[attr-defined]
+    assert late.name in summary and "prefect deployment run 'chase/chase-limit-test'" in summary
