@@ -1,8 +1,8 @@
 """``peerwatch perinatal``: perinatal quality concerns on the escalation ladder (seed 004).
 
-``escalate``, ``deescalate``, ``record_board_review``, ``refer_to_jsog``, ``request_cqc_inspection``
-and ``close`` are fired with the generic ``peerwatch perinatal fire ID TRIGGER``; ``show``,
-``list`` and ``history`` are the generic ones too.
+``deescalate``, ``record_board_review`` and ``close`` are fired with the generic ``peerwatch perinatal fire ID
+TRIGGER``. ``escalate``, ``refer`` (JSOG, CQC inspection) and ``forum-decision`` record what the
+receiving forum decided (the office records, the forum decides); ``show``, ``list`` and ``history`` are the generic ones.
 """
 
 from __future__ import annotations
@@ -90,3 +90,84 @@ def diagram() -> None:
     from states.perinatal import mermaid
 
     sys.stdout.write(mermaid())
+
+
+@app.command("escalate")
+def escalate(
+    item_id: Annotated[int, typer.Argument(help="perinatal concern id")],
+    decided_on: Annotated[str, typer.Option(help="Date the receiving forum decided to take the concern (YYYY-MM-DD).")],
+    note: Annotated[str, typer.Option(help="The reason, as the forum gave it.")],
+    agreed_with: Annotated[Optional[str], typer.Option(help="At regional level: the regional chief nurse the committee decided with.")] = None,
+    actor: Annotated[str, typer.Option(help="Who is recording it (the forum decides; the office records).")] = "",
+    role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
+) -> None:
+    """Record the receiving forum's decision to take the concern one level up (LMS/ICS group, regional committee, MSSCG)."""
+    from cli.main import _fire_and_print
+
+    _fire_and_print("perinatal", item_id, "escalate", actor, role, note,
+                    {"decided_on": decided_on, **({"agreed_with": agreed_with} if agreed_with else {})})
+
+
+@app.command("refer")
+def refer(
+    item_id: Annotated[int, typer.Argument(help="perinatal concern id")],
+    to: Annotated[str, typer.Option(help="jsog or cqc-inspection (unannounced).")],
+    decided_on: Annotated[str, typer.Option(help="Date the regional quality committee decided (YYYY-MM-DD).")],
+    agreed_with: Annotated[str, typer.Option(help="The regional chief nurse the committee decided with.")],
+    note: Annotated[str, typer.Option(help="The committee's reasons.")],
+    actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
+    role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
+) -> None:
+    """Record the regional quality committee's decision to refer to JSOG or request an unannounced CQC inspection."""
+    from cli.main import _fire_and_print
+    from states.errors import InvalidInput
+
+    params = {"decided_on": decided_on, "agreed_with": agreed_with}
+    key = to.strip().lower().replace("_", "-")
+    if key == "jsog":
+        _fire_and_print("perinatal", item_id, "refer_to_jsog", actor, role, note, params)
+    elif key == "cqc-inspection":
+        _fire_and_print("perinatal", item_id, "request_cqc_inspection", actor, role, note, params)
+    else:
+        raise InvalidInput(f"--to {to!r}: use jsog or cqc-inspection")
+
+
+@app.command("forum-decision")
+def forum_decision(
+    item_id: Annotated[int, typer.Argument(help="perinatal concern id")],
+    forum: Annotated[str, typer.Option(help="The level whose forum decided: lms_ics, regional or national.")],
+    decision: Annotated[str, typer.Option(help="What it decided, e.g. 'not to escalate: LMS support suffices'.")],
+    decided_on: Annotated[str, typer.Option(help="Date it decided (YYYY-MM-DD).")],
+    agreed_with: Annotated[Optional[str], typer.Option(help="At regional level: the regional chief nurse.")] = None,
+    actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
+    role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
+    note: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Record a forum's decision that moves nothing (e.g. not to escalate)."""
+    from cli.main import _fire_and_print
+
+    _fire_and_print("perinatal", item_id, "record_forum_decision", actor, role, note,
+                    {"forum": forum, "decision": decision, "decided_on": decided_on,
+                     **({"agreed_with": agreed_with} if agreed_with else {})})
+
+
+@app.command("decisions")
+def decisions(item_id: Annotated[int, typer.Argument(help="perinatal concern id")]) -> None:
+    """What each forum decided about the concern, and who recorded it."""
+    from sqlmodel import Session
+
+    from cli.main import OPTS, _db, _rows
+    from cli.output import print_json
+    from models.perinatal import PerinatalConcern
+    from states.errors import NotFound
+
+    with Session(_db()) as s:
+        row = s.get(PerinatalConcern, item_id)
+        if row is None:
+            raise NotFound(f"perinatal {item_id} not found")
+        data = list(row.forum_decisions)
+    if OPTS.json:
+        print_json(data)
+        return
+    _rows(f"forum decisions on perinatal concern {item_id}", ["decided on", "forum", "decision", "agreed with", "recorded by", "on"],
+          [(d["decided_on"], d["forum"], d["decision"], d.get("agreed_with") or "-", d["recorded_by"], d["recorded_on"]) for d in data])

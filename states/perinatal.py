@@ -10,6 +10,15 @@ which oversees entry into the Maternity Safety Support Programme: ``states/mssp.
 ``deescalate``d one level at a time, and ``close``d at any level, each with a reason. Every
 letter names the actions the seed lists for the level that now holds the concern.
 
+Escalation beyond the provider is a decision of the RECEIVING forum, recorded as such
+(DOMAIN.md "Perinatal quality surveillance"; 004 Principles 2-4): the LMS/ICS local quality
+surveillance group takes a concern to ``lms_ics``; the regional quality committee, with the
+regional chief nurse, to ``regional`` (and agrees any further action there: ``refer_to_jsog``,
+``request_cqc_inspection``); the MSSCG to ``national``. The network office records what the
+forum decided (which forum, the decision, the date it decided, who agreed with it at
+regional level, who recorded it: ``forum_decisions``); it does not decide for it. A forum's
+decision that moves nothing (e.g. not to escalate) is recorded with ``record_forum_decision``.
+
 The trust board reviews maternity and neonatal safety monthly (Principle 1, requirement 2):
 each open concern carries a ``board_review`` deadline on the last working day of the month;
 the sweep reminds the Service Lead and Chief Executive, ``record_board_review`` (internal)
@@ -187,6 +196,13 @@ PERINATAL_CONTACT_ROLES = {
     "jsog": "Joint Strategic Oversight Group",
 }
 REFERRALS = {"refer_to_jsog": ("jsog", ("jsog",)), "request_cqc_inspection": ("cqc_inspection", ("cqc",))}
+# Which level's forum decides a transition (DOMAIN.md: the receiving forum; at regional level the
+# regional quality committee, with the regional chief nurse, agrees any further action).
+DECIDING_FORUM = {"escalate": None, "refer_to_jsog": "regional", "request_cqc_inspection": "regional"}  # None: the destination
+# Who must have agreed a decision of that level's forum, named in the record (decision param ``agreed_with``).
+AGREED_WITH = {"regional": "the regional chief nurse"}
+DECISIONS = {"refer_to_jsog": "refer to the Joint Strategic Oversight Group (JSOG)",
+             "request_cqc_inspection": "request an unannounced CQC inspection"}
 
 # ------------------------------------------------------------------ the machine
 
@@ -203,6 +219,7 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "deescalate", "source": S.NATIONAL, "dest": S.REGIONAL, "roles": STAFF_ROLES, "note_required": True},
     {"trigger": "refer_to_jsog", "source": S.REGIONAL, "dest": None, "roles": STAFF_ROLES, "note_required": True},
     {"trigger": "request_cqc_inspection", "source": S.REGIONAL, "dest": None, "roles": STAFF_ROLES, "note_required": True},
+    {"trigger": "record_forum_decision", "source": OPEN, "dest": None, "roles": STAFF_ROLES},
     {"trigger": "record_board_review", "source": OPEN, "dest": None, "roles": STAFF_ROLES},
     {"trigger": "board_review_missed", "source": OPEN, "dest": None, "conditions": ["has_board_review_overdue"],
      "roles": [SYSTEM, *LEADS]},
@@ -308,10 +325,37 @@ def _history(ctx: Context, level: str) -> None:
     row.level_history = [*row.level_history, entry]
 
 
-def _arrival(level: str, raised: bool, reason: str | None) -> Letter:
+def _arrival(level: str, raised: bool, reason: str | None, decision: dict[str, Any] | None = None) -> Letter:
     to, cc = ADDRESSEES[level]
     return Letter("perinatal_escalation", to=to, cc=cc,
-                  context=(("level_key", level), ("raised", raised), ("reason", reason or "")))
+                  context=(("level_key", level), ("raised", raised), ("reason", reason or ""), ("decision", decision)))
+
+
+def _forum_decision(ctx: Context, level: str, decision: str) -> dict[str, Any]:
+    """What ``level``'s forum decided, as the network office records it; appended to the row.
+
+    Needs the date the forum decided (``decided_on``) and, where the seed names someone whose
+    agreement the forum's decision needs (the regional chief nurse), who that was (``agreed_with``)."""
+    row: PerinatalConcern = ctx.row
+    pol = PerinatalPolicy.from_env()
+    forum = pol.forums[level]
+    raw = ctx.params.get("decided_on")
+    if not raw:
+        raise InvalidInput(f"{ctx.trigger!r}: the {forum} decides this, not the network office: give the date it decided "
+                           f"(decided_on, e.g. --param decided_on=YYYY-MM-DD)")
+    decided_on = parse_date(str(raw), "decided_on date")
+    if decided_on > ctx.today:
+        raise InvalidInput(f"decided_on {decided_on.isoformat()} is after today ({ctx.today.isoformat()})")
+    if decided_on < row.raised_on:
+        raise InvalidInput(f"decided_on {decided_on.isoformat()} is before the concern was raised ({row.raised_on.isoformat()})")
+    agreed = str(ctx.params.get("agreed_with") or "").strip()
+    if level in AGREED_WITH and not agreed:
+        raise InvalidInput(f"{ctx.trigger!r}: the {forum} decides with {AGREED_WITH[level]}: name them (agreed_with)")
+    entry = {"level": level, "forum": forum, "decision": decision, "decided_on": decided_on.isoformat(),
+             "agreed_with": agreed or None, "recorded_by": ctx.actor, "recorded_role": ctx.role,
+             "recorded_on": ctx.today.isoformat(), "note": ctx.note}
+    row.forum_decisions = [*row.forum_decisions, entry]
+    return entry
 
 
 def _deescalation(source: str, dest: str, reason: str | None) -> Letter:
@@ -334,20 +378,32 @@ def effects(ctx: Context) -> Effects:
         _history(ctx, ctx.dest)
         out.letters.append(_arrival(ctx.dest, True, ctx.note))
         out.deadlines.append(_board_review(ctx, ctx.today))
-    elif t in ("escalate", "deescalate"):
+    elif t == "escalate":
+        names = PerinatalPolicy.from_env().levels
+        decision = _forum_decision(ctx, ctx.dest, f"escalate to {names.get(ctx.dest, ctx.dest)} level")
         _history(ctx, ctx.dest)
-        if t == "escalate":
-            out.letters.append(_arrival(ctx.dest, False, ctx.note))
-        else:
-            out.letters.append(_deescalation(ctx.source, ctx.dest, ctx.note))
-        # The engine closes a state's deadlines when it is left; the month's board review carries over.
-        for d in _board_review_deadlines(ctx):
-            out.deadlines.append(NewDeadline("board_review", d.due_on, None if d.reminded else d.remind_on))
+        out.letters.append(_arrival(ctx.dest, False, ctx.note, decision))
+        _carry_board_review(ctx, out)
+    elif t == "deescalate":
+        _history(ctx, ctx.dest)
+        out.letters.append(_deescalation(ctx.source, ctx.dest, ctx.note))
+        _carry_board_review(ctx, out)
     elif t in REFERRALS:
         to_key, roles = REFERRALS[t]
-        row.referrals = [*row.referrals, {"to": to_key, "on": ctx.today.isoformat(), "by": ctx.actor, "note": ctx.note}]
+        decision = _forum_decision(ctx, DECIDING_FORUM[t] or ctx.source, DECISIONS[t])
+        row.referrals = [*row.referrals, {"to": to_key, "on": decision["decided_on"], "by": decision["forum"],
+                                          "recorded_by": ctx.actor, "note": ctx.note}]
         out.letters.append(Letter("perinatal_regional_referral", to=roles, cc=(*REGIONAL_TEAM, "chief-executive"),
-                                  context=(("referral", to_key), ("reason", ctx.note or ""))))
+                                  context=(("referral", to_key), ("reason", ctx.note or ""), ("decision", decision))))
+    elif t == "record_forum_decision":
+        level = str(ctx.params.get("forum") or "").strip()
+        if level not in LEVELS or level == "provider":
+            raise InvalidInput(f"record_forum_decision: forum {ctx.params.get('forum')!r}: name the level whose forum decided, "
+                               f"one of {', '.join(LEVELS[1:])}")
+        text = str(ctx.params.get("decision") or "").strip()
+        if not text:
+            raise InvalidInput("record_forum_decision: give what the forum decided (decision)")
+        _forum_decision(ctx, level, text)
     elif t == "record_board_review":
         _record_board_review(ctx, out)
     elif t == "board_review_missed":
@@ -365,6 +421,12 @@ def effects(ctx: Context) -> Effects:
         out.letters.append(Letter("perinatal_closed", to=TRUST, cc=tuple(r for r in dict.fromkeys((*to, "lms-lead")) if r not in TRUST),
                                   context=(("from_level_key", ctx.source), ("reason", ctx.note or ""))))
     return out
+
+
+def _carry_board_review(ctx: Context, out: Effects) -> None:
+    """The engine closes a state's deadlines when it is left; the month's board review carries over."""
+    for d in _board_review_deadlines(ctx):
+        out.deadlines.append(NewDeadline("board_review", d.due_on, None if d.reminded else d.remind_on))
 
 
 def _record_board_review(ctx: Context, out: Effects) -> None:
@@ -409,6 +471,7 @@ def letter_context(session: Session, row: PerinatalConcern) -> dict[str, Any]:
             "level": row.state, "level_name": levels[row.state]["name"] if row.state in levels else row.state.replace("_", " "),
             "last_board_review_on": row.last_board_review_on, "board_reviews": row.board_reviews,
             "history": [{**h, "name": levels[h["level"]]["name"] if h["level"] in levels else h["level"]} for h in row.level_history],
+            "forum_decisions": row.forum_decisions,
         },
         "levels": levels,
         **service_context(session, row),

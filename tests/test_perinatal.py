@@ -86,16 +86,21 @@ def _last_outbox_id(session: Session) -> int:
 LATER = date(2026, 12, 21)
 AFTER_DUE = date(2027, 1, 4)  # the December board review (due 31 Dec) has passed
 OPEN = [S.PROVIDER, S.LMS_ICS, S.REGIONAL, S.NATIONAL]
+# What the receiving forum decided, as the office records it (DOMAIN.md: the forum decides escalation)
+LQSG = {"decided_on": "2026-12-18"}
+RQC = {"decided_on": "2026-12-18", "agreed_with": "Ms Rae Chief-Nurse, regional chief nurse"}
 # (source, trigger, role, setup, expected destination, letters queued)
 TABLE: list[tuple[str, str, str, dict[str, Any], str, set[str]]] = [
-    (S.PROVIDER, "escalate", NM, {"note": "action plan not delivering"}, S.LMS_ICS, {"perinatal_escalation"}),
-    (S.LMS_ICS, "escalate", "network-office", {"note": "no improvement"}, S.REGIONAL, {"perinatal_escalation"}),
-    (S.REGIONAL, "escalate", "regional-lead", {"note": "needs national support"}, S.NATIONAL, {"perinatal_escalation"}),
+    (S.PROVIDER, "escalate", NM, {"note": "action plan not delivering", "params": LQSG}, S.LMS_ICS, {"perinatal_escalation"}),
+    (S.LMS_ICS, "escalate", "network-office", {"note": "no improvement", "params": RQC}, S.REGIONAL, {"perinatal_escalation"}),
+    (S.REGIONAL, "escalate", "regional-lead", {"note": "needs national support", "params": LQSG}, S.NATIONAL, {"perinatal_escalation"}),
     (S.LMS_ICS, "deescalate", NM, {"note": "improving"}, S.PROVIDER, {"perinatal_deescalation"}),
     (S.REGIONAL, "deescalate", NM, {"note": "improving"}, S.LMS_ICS, {"perinatal_deescalation"}),
     (S.NATIONAL, "deescalate", "operator", {"note": "support agreed locally"}, S.REGIONAL, {"perinatal_deescalation"}),
-    (S.REGIONAL, "refer_to_jsog", NM, {"note": "system-wide issue"}, S.REGIONAL, {"perinatal_regional_referral"}),
-    (S.REGIONAL, "request_cqc_inspection", NM, {"note": "triangulated data"}, S.REGIONAL, {"perinatal_regional_referral"}),
+    (S.REGIONAL, "refer_to_jsog", NM, {"note": "system-wide issue", "params": RQC}, S.REGIONAL, {"perinatal_regional_referral"}),
+    (S.REGIONAL, "request_cqc_inspection", NM, {"note": "triangulated data", "params": RQC}, S.REGIONAL, {"perinatal_regional_referral"}),
+    *[(s, "record_forum_decision", "network-office", {"params": {**LQSG, "forum": "lms_ics", "decision": "not to escalate"}}, s, set())
+      for s in OPEN],
     *[(s, "record_board_review", "network-office", {"params": {"reviewed_on": "2026-12-17"}}, s, set()) for s in OPEN],
     *[(s, "board_review_missed", "system", {"day": AFTER_DUE}, s, {"perinatal_board_review_overdue"}) for s in OPEN],
     *[(s, "close", NM, {"note": "assured by the board"}, S.CLOSED, {"perinatal_closed"}) for s in OPEN],
@@ -161,7 +166,8 @@ def test_each_level_writes_to_its_people_with_the_seeds_actions(session: Session
              S.REGIONAL: "unannounced CQC inspection", S.NATIONAL: "entry into the Maternity Safety Support Programme"}
     for level in OPEN:
         if level != S.PROVIDER:
-            engine.fire(session, "perinatal", row.id, "escalate", actor="nm", role=NM, clock=FixedClock(LATER), note=f"to {level}")
+            engine.fire(session, "perinatal", row.id, "escalate", actor="nm", role=NM, clock=FixedClock(LATER), note=f"to {level}",
+                        params=RQC)
         session.commit()
         letter = session.exec(select(OutboxMessage).where(OutboxMessage.kind == "perinatal", OutboxMessage.template == "perinatal_escalation",
                                                           OutboxMessage.category == "letter").order_by(OutboxMessage.id.desc())).first()  # type: ignore[union-attr]
@@ -228,7 +234,8 @@ def test_escalating_carries_the_months_review_without_a_second_reminder(db: Engi
 
     def escalate() -> None:
         with Session(db) as s:
-            engine.fire(s, "perinatal", row.id, "escalate", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 23)), note="worse")
+            engine.fire(s, "perinatal", row.id, "escalate", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 23)), note="worse",
+                        params=LQSG)
             s.commit()
 
     seen = _sweep_days(db, RAISED, date(2026, 12, 31), on={date(2026, 12, 23): escalate})
@@ -277,11 +284,11 @@ def test_configured_level_names_appear_in_letters_show_and_diagram(session: Sess
     row = raise_concern()
     raised = _escalation_letter(session)
     assert "LMNS/ICB to support implementation of the action plan" in " ".join(rendered(raised).body_text.split())
-    engine.fire(session, "perinatal", row.id, "escalate", actor="nm", role=NM, clock=FixedClock(LATER), note="no improvement")
+    engine.fire(session, "perinatal", row.id, "escalate", actor="nm", role=NM, clock=FixedClock(LATER), note="no improvement", params=LQSG)
     session.commit()
     letter = _escalation_letter(session)
     assert rendered(letter).subject.endswith("escalated to LMNS/ICB level")
-    assert "the ICB system quality group now holds it" in " ".join(rendered(letter).body_text.split())
+    assert "The ICB system quality group has decided to take the perinatal" in " ".join(rendered(letter).body_text.split())
     assert "LMNS/ICB" in rendered(letter).body_html and "LMS/ICS" not in rendered(letter).body_text
     assert SPEC.next_step.get("lms_ics").startswith("LMNS/ICB (ICB system quality group)")
     assert SPEC.next_step.get("regional").endswith("de-escalate to LMNS/ICB")
@@ -326,7 +333,110 @@ def test_cli_raise_and_escalate(db_url: str, session: Session, maternity: int, s
     assert code == 0, out.err
     created = json.loads(out.out)
     assert created["state"] == "provider" and created["deadlines"][0]["due_on"] == "2026-12-31"
-    code, out = run("perinatal", "fire", str(created["id"]), "escalate", "--actor", "Nia", "--role", NM, "--note", "no plan")
+    code, out = run("perinatal", "fire", str(created["id"]), "escalate", "--actor", "Nia", "--role", NM, "--note", "no plan",
+                    "--param", "decided_on=2026-12-11")
     assert code == 0 and json.loads(out.out)["state"] == "lms_ics"
     code, out = run("perinatal", "raise", "--service", str(services[MRH]), "--title", "x", "--actor", "Nia")
     assert code == 2 and "is a Major Trauma Centre service" in out.err
+
+
+# ---------------------------------------------------------------- the forum decides, the office records (DOMAIN.md, issue 12 item 15)
+
+
+def test_escalation_is_the_receiving_forums_decision_recorded_as_such(session: Session,
+                                                                      raise_concern: Callable[..., PerinatalConcern]) -> None:
+    row = raise_concern()
+    counts = _counts(session)
+    with pytest.raises(InvalidInput, match="the local quality surveillance group decides this, not the network office"):
+        engine.fire(session, "perinatal", row.id, "escalate", actor="office", role="network-office", clock=FixedClock(LATER),
+                    note="no improvement")
+    session.rollback()
+    with pytest.raises(InvalidInput, match="decided_on 2026-12-22 is after today"):
+        engine.fire(session, "perinatal", row.id, "escalate", actor="office", role="network-office", clock=FixedClock(LATER),
+                    note="no improvement", params={"decided_on": "2026-12-22"})
+    session.rollback()
+    with pytest.raises(InvalidInput, match="before the concern was raised"):
+        engine.fire(session, "perinatal", row.id, "escalate", actor="office", role="network-office", clock=FixedClock(LATER),
+                    note="no improvement", params={"decided_on": "2026-12-01"})
+    session.rollback()
+    assert _counts(session) == counts and session.get(PerinatalConcern, row.id).state == S.PROVIDER  # type: ignore[union-attr]
+    out = engine.fire(session, "perinatal", row.id, "escalate", actor="office", role="network-office", clock=FixedClock(LATER),
+                      note="no improvement", params={"decided_on": "2026-12-17"})
+    session.commit()
+    assert out.row.state == S.LMS_ICS
+    assert out.row.forum_decisions == [{"level": "lms_ics", "forum": "local quality surveillance group", "decision": "escalate to LMS/ICS level",
+                                        "decided_on": "2026-12-17", "agreed_with": None, "recorded_by": "office",
+                                        "recorded_role": "network-office", "recorded_on": "2026-12-21", "note": "no improvement"}]
+    assert out.event.data["params"] == {"decided_on": "2026-12-17"}
+    # the regional quality committee decides, with the regional chief nurse, who is named
+    with pytest.raises(InvalidInput, match="the regional quality committee decides with the regional chief nurse: name them"):
+        engine.fire(session, "perinatal", row.id, "escalate", actor="office", role="network-office", clock=FixedClock(LATER),
+                    note="worse", params={"decided_on": "2026-12-18"})
+    session.rollback()
+    engine.fire(session, "perinatal", row.id, "escalate", actor="office", role="network-office", clock=FixedClock(LATER), note="worse",
+                params=RQC)
+    session.commit()
+    letter = session.exec(select(OutboxMessage).where(OutboxMessage.template == "perinatal_escalation").order_by(OutboxMessage.id.desc())).first()  # type: ignore[union-attr]
+    assert letter is not None
+    body = " ".join(rendered(letter).body_text.split())
+    assert "The regional quality committee has decided to take the perinatal clinical quality concern" in body
+    assert "Forum: regional quality committee" in body and "Agreed with: Ms Rae Chief-Nurse, regional chief nurse" in body
+    assert "Decided on: 2026-12-18" in body and "Recorded by: office on 2026-12-21" in body
+    html = rendered(letter).body_html
+    assert "Ms Rae Chief-Nurse" in html
+    # a regional referral is the committee's decision too
+    with pytest.raises(InvalidInput, match="regional quality committee decides this"):
+        engine.fire(session, "perinatal", row.id, "refer_to_jsog", actor="office", role="network-office", clock=FixedClock(LATER), note="x")
+    session.rollback()
+    ref = engine.fire(session, "perinatal", row.id, "refer_to_jsog", actor="office", role="network-office", clock=FixedClock(LATER),
+                      note="system-wide", params=RQC)
+    session.commit()
+    assert ref.row.referrals[-1]["by"] == "regional quality committee" and ref.row.referrals[-1]["on"] == "2026-12-18"
+    assert [d["decision"] for d in ref.row.forum_decisions] == ["escalate to LMS/ICS level", "escalate to Regional level",
+                                                                "refer to the Joint Strategic Oversight Group (JSOG)"]
+
+
+def test_a_forum_decision_that_moves_nothing_is_recorded(session: Session, raise_concern: Callable[..., PerinatalConcern]) -> None:
+    row = _put_in(session, raise_concern(), S.LMS_ICS)
+    with pytest.raises(InvalidInput, match="forum 'provider'"):
+        engine.fire(session, "perinatal", row.id, "record_forum_decision", actor="office", role="network-office", clock=FixedClock(LATER),
+                    params={"forum": "provider", "decision": "x", "decided_on": "2026-12-18"})
+    session.rollback()
+    with pytest.raises(InvalidInput, match="give what the forum decided"):
+        engine.fire(session, "perinatal", row.id, "record_forum_decision", actor="office", role="network-office", clock=FixedClock(LATER),
+                    params={"forum": "regional", "decided_on": "2026-12-18"})
+    session.rollback()
+    out = engine.fire(session, "perinatal", row.id, "record_forum_decision", actor="office", role="network-office", clock=FixedClock(LATER),
+                      params={"forum": "regional", "decision": "not to escalate: LMS support suffices", **RQC})
+    session.commit()
+    assert out.row.state == S.LMS_ICS
+    assert out.row.forum_decisions[-1]["forum"] == "regional quality committee"
+    assert out.row.forum_decisions[-1]["decision"] == "not to escalate: LMS support suffices"
+    assert out.event.trigger == "record_forum_decision" and out.event.actor == "office"
+
+
+def test_cli_escalate_records_the_forum_decision(db_url: str, session: Session, maternity: int, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main
+
+    def run(*args: str) -> Any:
+        with pytest.raises(SystemExit) as exit_:
+            main(["--as-of", "2026-12-21", *args])
+        return exit_.value.code, capsys.readouterr()
+
+    code, out = run("--json", "perinatal", "raise", "--service", str(maternity), "--title", "Staffing gaps", "--actor", "Nia",
+                    "--raised", "2026-12-11")
+    cid = str(json.loads(out.out)["id"])
+    code, out = run("perinatal", "escalate", cid, "--decided-on", "2026-12-17", "--actor", "Nia", "--note", "no plan")
+    assert code == 0 and "provider -> lms_ics" in out.out, out.err
+    code, out = run("perinatal", "escalate", cid, "--decided-on", "2026-12-18", "--actor", "Nia", "--note", "worse")
+    assert code == 2 and "regional chief nurse" in out.err
+    code, out = run("perinatal", "escalate", cid, "--decided-on", "2026-12-18", "--agreed-with", "Ms Rae, regional chief nurse",
+                    "--actor", "Nia", "--note", "worse")
+    assert code == 0 and "lms_ics -> regional" in out.out
+    code, out = run("perinatal", "forum-decision", cid, "--forum", "national", "--decision", "not to take it to national level",
+                    "--decided-on", "2026-12-18", "--actor", "Nia")
+    assert code == 0, out.err
+    code, out = run("--json", "perinatal", "decisions", cid)
+    rows = json.loads(out.out)
+    assert [r["forum"] for r in rows] == ["local quality surveillance group", "regional quality committee",
+                                          "Maternity Safety Surveillance and Concerns Group (MSSCG)"]
