@@ -1,7 +1,9 @@
 """``peerwatch feed``: the calendar feeds (ICS) of every network and service, for Outlook and others.
 
 ``feed write`` writes them all where a web server (or the dashboard's folder) publishes them;
-``feed show`` prints one to stdout. Both read the date from the global ``--as-of``.
+``feed show`` prints one to stdout. Both read the date from the global ``--as-of``. Every
+feed is a valid calendar even with nothing in it; closed deadlines stay as CANCELLED for
+``PEERWATCH_FEED_CANCELLED_DAYS`` (docs/calendar.md).
 """
 
 from __future__ import annotations
@@ -29,13 +31,17 @@ def write(
     from cli.output import console, print_json
     from notifications.ics import write_feeds
 
+    from models.installation import installation_id
+
     with Session(_db()) as s:
         paths = write_feeds(s, out, clock().now())
+        iid = installation_id(s)
     if OPTS.json:
-        print_json({"written": [str(p) for p in paths]})
+        print_json({"written": [str(p) for p in paths], "installation": iid})
         return
     networks = sorted({p.relative_to(out).parts[0] for p in paths})
     console.print(f"{len(paths)} calendar feed(s) written under {out}: {', '.join(networks) or 'no networks'}", markup=False)
+    console.print(f"  event UIDs carry this installation's id, {iid}", markup=False)
     for code in networks:
         console.print(f"  {out / code / 'calendar.ics'}", markup=False)
 

@@ -1,5 +1,7 @@
-"""Calendar feeds (issue 7 item 3): every pending deadline, visit and programme meeting of a
-network or a service, as iCalendar that Outlook accepts, regenerated as states change.
+"""Calendar feeds (issue 7 item 3, issue 12 item 9): every pending deadline, visit and programme
+meeting of a network or a service, as iCalendar that Outlook accepts, regenerated as states
+change; every feed valid for icalendar's validate(), vobject and ``ics``; UIDs unique between
+installations; closed deadlines published as CANCELLED for a period.
 
 Items are created through the engine; what the feed must hold is read back from the engine
 (``engine.pending_deadlines``) and the rows, never typed in by hand."""
@@ -21,11 +23,12 @@ from sqlmodel import Session, select
 
 from models import Network, Organisation, Risk, Service, Visit
 from models.cycle import ProgrammePhase
-from notifications.ics import london_vtimezone, network_feed, write_feeds
+from models.installation import installation_id
+from notifications.ics import london_vtimezone, network_feed, uid, write_feeds
 from states import engine
 from states.clock import FixedClock
 from states.cycle import plan_year
-from states.errors import NotFound
+from states.errors import InvalidInput, NotFound
 from states.kinds import get_spec
 from states.roles import CONTACT_ROLES
 
@@ -92,13 +95,22 @@ def _network_items(session: Session, code: str, service_id: int | None = None) -
     return items
 
 
+def _uid(session: Session, prefix: str, row_id: int) -> str:
+    return uid(prefix, row_id, installation_id(session))
+
+
 def _pending_uids(session: Session, code: str, service_id: int | None = None) -> set[str]:
-    return {f"deadline-{d.id}@peerwatch" for kind, row in _network_items(session, code, service_id)
+    return {_uid(session, "deadline", d.id) for kind, row in _network_items(session, code, service_id)  # type: ignore[arg-type]
             for d in engine.pending_deadlines(session, kind, row.id)}
 
 
 def _deadline_uids(cal: Calendar) -> set[str]:
-    return {u for u in _events(cal) if u.startswith("deadline-")}
+    """The deadlines still due (closed ones are there too, as CANCELLED)."""
+    return {u for u, e in _events(cal).items() if u.startswith("deadline-") and str(e["status"]) != "CANCELLED"}
+
+
+def _cancelled_uids(cal: Calendar) -> set[str]:
+    return {u for u, e in _events(cal).items() if u.startswith("deadline-") and str(e["status"]) == "CANCELLED"}
 
 
 # --------------------------------------------------------------------------- what is in it
@@ -119,7 +131,7 @@ def test_each_deadline_names_kind_ref_due_date_owner_and_the_show_command(sessio
     for kind, row in _network_items(session, "WMTN"):
         spec = get_spec(kind)
         for d in engine.pending_deadlines(session, kind, row.id):
-            ev = events[f"deadline-{d.id}@peerwatch"]
+            ev = events[_uid(session, "deadline", d.id)]
             summary, description = str(ev["summary"]), str(ev["description"])
             ref = spec.letter_context(session, row)["item"]["ref"]  # as the letters name it
             assert f"{kind} {ref} " in summary
@@ -136,7 +148,7 @@ def test_visit_is_one_timed_event_with_its_sessions(session: Session, world: dic
 
     visit: Visit = world["visit"]
     session.refresh(visit)
-    ev = _events(_parse(network_feed(session, "WMTN", DAY)))[f"visit-{visit.id}@peerwatch"]
+    ev = _events(_parse(network_feed(session, "WMTN", DAY)))[_uid(session, "visit", visit.id)]
     sessions = agenda(visit)
     london = ZoneInfo("Europe/London")
     assert ev.decoded("dtstart") == sessions[0]["start"].replace(tzinfo=london)
@@ -152,7 +164,7 @@ def test_programme_phases_are_the_networks_meetings(session: Session, world: dic
     phases = session.exec(select(ProgrammePhase).where(ProgrammePhase.network_id == net.id)).all()
     assert any("clinical group" in p.title for p in phases)
     for p in phases:
-        ev = events[f"phase-{p.id}@peerwatch"]
+        ev = events[_uid(session, "phase", p.id)]
         assert (ev.decoded("dtstart"), ev.decoded("dtend")) == (p.opens_on, p.due_on + timedelta(days=1))
         assert p.title in str(ev["summary"])
 
@@ -163,15 +175,17 @@ def test_programme_phases_are_the_networks_meetings(session: Session, world: dic
 def test_a_transition_replaces_the_closed_deadline_and_keeps_the_other_uids(session: Session, world: dict[str, Any]) -> None:
     sc: Risk = world["sc"]
     before = _events(_parse(network_feed(session, "WMTN", DAY)))
-    old = {f"deadline-{d.id}@peerwatch" for d in engine.pending_deadlines(session, "risk", sc.id)}  # type: ignore[arg-type]
+    old = {_uid(session, "deadline", d.id) for d in engine.pending_deadlines(session, "risk", sc.id)}  # type: ignore[arg-type]
     _fire(session, "risk", sc.id, "send_formal_notification", date(2026, 12, 16))  # type: ignore[arg-type]
     after = _events(_parse(network_feed(session, "WMTN", date(2026, 12, 16))))
-    new = {f"deadline-{d.id}@peerwatch" for d in engine.pending_deadlines(session, "risk", sc.id)}  # type: ignore[arg-type]
+    new = {_uid(session, "deadline", d.id) for d in engine.pending_deadlines(session, "risk", sc.id)}  # type: ignore[arg-type]
 
     assert old and new and not old & new
-    assert old <= set(before) and not old & set(after)  # the closed deadline is gone
+    assert old <= set(before) and old <= set(after)  # the closed deadline stays, cancelled (issue 12 item 9)
+    assert all(str(after[o]["status"]) == "CANCELLED" and str(after[o]["summary"]).startswith("CANCELLED: ") for o in old)
+    assert all(int(after[o]["sequence"]) > int(before[o]["sequence"]) for o in old)  # so a stored copy is replaced
     assert new <= set(after) and not new & set(before)  # its successor is there
-    assert set(before) - old == set(after) - new  # every other event keeps its UID
+    assert set(before) == set(after) - new  # every other event keeps its UID
     assert all(int(after[u]["sequence"]) > int(before[o]["sequence"]) for u in new for o in old)
     assert _deadline_uids(_parse(network_feed(session, "WMTN", date(2026, 12, 16)))) == _pending_uids(session, "WMTN")
 
@@ -179,7 +193,7 @@ def test_a_transition_replaces_the_closed_deadline_and_keeps_the_other_uids(sess
 def test_a_moved_deadline_and_a_postponed_visit_keep_their_uid_and_raise_sequence(session: Session, world: dict[str, Any]) -> None:
     sc, visit = world["sc"], world["visit"]
     (deadline,) = engine.pending_deadlines(session, "risk", sc.id)
-    uid, visit_uid = f"deadline-{deadline.id}@peerwatch", f"visit-{visit.id}@peerwatch"
+    uid, visit_uid = _uid(session, "deadline", deadline.id), _uid(session, "visit", visit.id)  # type: ignore[arg-type]
     before = _events(_parse(network_feed(session, "WMTN", DAY)))
     _fire(session, "risk", sc.id, "extend_deadline", note="agreed", params={"days": 3})
     new_day = VISIT_DAY + timedelta(days=7)
@@ -195,7 +209,7 @@ def test_a_moved_deadline_and_a_postponed_visit_keep_their_uid_and_raise_sequenc
 
 def test_a_cancelled_visit_stays_in_the_feed_as_cancelled(session: Session, world: dict[str, Any]) -> None:
     visit = world["visit"]
-    uid = f"visit-{visit.id}@peerwatch"
+    uid = _uid(session, "visit", visit.id)
     before = _events(_parse(network_feed(session, "WMTN", DAY)))[uid]
     engine.fire(session, "visit", visit.id, "cancel", actor="Sam Lee", role="regional-lead", clock=CLOCK, note="service reconfigured")
     session.commit()
@@ -203,7 +217,7 @@ def test_a_cancelled_visit_stays_in_the_feed_as_cancelled(session: Session, worl
     assert str(events[uid]["status"]) == "CANCELLED"
     assert int(events[uid]["sequence"]) > int(before["sequence"])
     assert not {u for u in events if u.startswith("deadline-")} & {
-        f"deadline-{d.id}@peerwatch" for d in engine.pending_deadlines(session, "visit", visit.id)}
+        _uid(session, "deadline", d.id) for d in engine.pending_deadlines(session, "visit", visit.id)}
     assert _deadline_uids(_parse(network_feed(session, "WMTN", DAY))) == _pending_uids(session, "WMTN")
 
 
@@ -211,7 +225,7 @@ def test_a_paused_deadline_is_shown_as_paused(session: Session, world: dict[str,
     sc = world["sc"]
     _fire(session, "risk", sc.id, "pause_clock", note="Trust asked for time: inquest")
     (d,) = engine.pending_deadlines(session, "risk", sc.id)
-    ev = _events(_parse(network_feed(session, "WMTN", DAY)))[f"deadline-{d.id}@peerwatch"]
+    ev = _events(_parse(network_feed(session, "WMTN", DAY)))[_uid(session, "deadline", d.id)]
     assert d.status == "paused"
     assert str(ev["summary"]).startswith("PAUSED: ") and str(ev["status"]) == "TENTATIVE"
 
@@ -225,8 +239,8 @@ def test_service_feed_has_only_that_services_items(session: Session, services: d
     events = _events(cal)
     assert _deadline_uids(cal) == _pending_uids(session, "WMTN", mrh)
     gc = world["gc"]  # Severnside's, same network
-    assert not {f"deadline-{d.id}@peerwatch" for d in engine.pending_deadlines(session, "risk", gc.id)} & set(events)
-    assert f"visit-{world['visit'].id}@peerwatch" in events
+    assert not {_uid(session, "deadline", d.id) for d in engine.pending_deadlines(session, "risk", gc.id)} & set(events)  # type: ignore[arg-type]
+    assert _uid(session, "visit", world["visit"].id) in events
     assert MRH in str(cal["x-wr-calname"])
     deadline_summaries = [str(e["summary"]) for u, e in events.items() if u.startswith("deadline-")]
     assert deadline_summaries and all(MRH in s for s in deadline_summaries)
@@ -292,10 +306,14 @@ def test_an_independent_parser_reads_the_same_calendar(session: Session, world: 
     parsed.serialize(validate=True)
 
 
-def test_no_vtimezone_without_a_timed_event(session: Session, services: dict[str, int], world: dict[str, Any]) -> None:
+def test_the_vtimezone_is_there_without_a_timed_event(session: Session, services: dict[str, int], world: dict[str, Any]) -> None:
+    """Always written (issue 12 item 9): a feed with nothing timed, or nothing at all, is still
+    a valid calendar."""
     data = network_feed(session, "WMTN", DAY, service_id=services[SEVERNSIDE])  # no visit there
-    assert b"BEGIN:VTIMEZONE" not in data and b"TZID" not in data
-    assert _deadline_uids(_parse(data))  # its GC review is there
+    cal = _parse(data)
+    assert [str(z["tzid"]) for z in cal.walk("VTIMEZONE")] == ["Europe/London"]
+    assert _deadline_uids(cal)  # its GC review is there
+    assert not any(isinstance(e.decoded("dtstart"), datetime) for e in cal.walk("VEVENT"))
 
 
 def test_london_vtimezone_agrees_with_the_tz_database() -> None:
@@ -346,6 +364,7 @@ def _statements(db: Engine, session: Session, tmp_path: Path) -> int:
 
 def test_write_feeds_reads_the_same_few_queries_however_many_services(db: Engine, session: Session, services: dict[str, int],
                                                                       world: dict[str, Any], tmp_path: Path) -> None:
+    installation_id(session)  # made once per database, the first time anything asks
     first = _statements(db, session, tmp_path / "a")
     net = session.exec(select(Network).where(Network.code == "WMTN")).one()
     org = session.exec(select(Organisation)).first()
@@ -375,3 +394,134 @@ def test_cli_feed_show_and_write(db_url: str, session: Session, world: dict[str,
     assert (out / "WMTN" / "calendar.ics").read_bytes() == shown.stdout
     refused = subprocess.run([peerwatch, "feed", "show", "--network", "NOPE"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert refused.returncode == 2 and refused.stderr.startswith("error: network 'NOPE' not found")
+
+
+# --------------------------------------------------------------------------- issue 12 item 9: what real programs accept
+
+
+def _three_parsers(data: bytes) -> int:
+    """icalendar's validate(), vobject (validating re-serialisation) and the ``ics`` package each
+    accept the file; they agree on the number of events, which is returned."""
+    import ics
+    import vobject
+
+    cal = _parse(data)
+    cal.validate()  # RFC 5545: PRODID, VERSION and at least one component
+    for ev in cal.walk("VEVENT"):
+        assert "uid" in ev and "dtstamp" in ev and "dtstart" in ev
+    (theirs,) = list(vobject.readComponents(data.decode()))
+    theirs.serialize(validate=True)
+    n = len(cal.walk("VEVENT"))
+    assert len(getattr(theirs, "vevent_list", [])) == n
+    assert len(ics.Calendar(data.decode()).events) == n
+    return n
+
+
+def test_every_feed_is_accepted_by_icalendar_vobject_and_ics_even_with_nothing_in_it(
+        session: Session, services: dict[str, int], tmp_path: Path) -> None:
+    """Before any item or programme exists every feed is empty: each is still a calendar (the
+    VTIMEZONE), which icalendar's validate() refused when it was an empty VCALENDAR."""
+    paths = write_feeds(session, tmp_path, DAY)
+    assert len(paths) == len(session.exec(select(Service)).all()) + len(session.exec(select(Network)).all())
+    assert all(_three_parsers(p.read_bytes()) == 0 for p in paths)
+
+
+def test_every_feed_of_a_busy_network_is_accepted_by_all_three(session: Session, world: dict[str, Any], tmp_path: Path) -> None:
+    _fire(session, "risk", world["sc"].id, "send_formal_notification", date(2026, 12, 16))  # a closed deadline: CANCELLED
+    paths = write_feeds(session, tmp_path, date(2026, 12, 16))
+    counts = [_three_parsers(p.read_bytes()) for p in paths]
+    assert sum(counts) > 10
+    assert _cancelled_uids(_parse((tmp_path / "WMTN" / "calendar.ics").read_bytes()))
+
+
+def test_uids_carry_the_installation_id_stable_here_and_different_elsewhere(db_url: str, session: Session, world: dict[str, Any],
+                                                                          tmp_path: Path) -> None:
+    import threading
+
+    from models.db import dispose_engine, init_db
+    from tests.databases import drop, fresh_url
+
+    mine = installation_id(session)
+    uuid_form = mine.split("-")
+    assert [len(x) for x in uuid_form] == [8, 4, 4, 4, 12]
+    with Session(session.get_bind()) as again:
+        assert installation_id(again) == mine  # stored: the same for every reader of this database
+    events = _events(_parse(network_feed(session, "WMTN", DAY)))
+    assert events and all(u.endswith(f"-{mine}@peerwatch") for u in events)
+    assert f"visit-{world['visit'].id}-{mine}@peerwatch" in events
+    assert _events(_parse(network_feed(session, "WMTN", DAY))).keys() == events.keys()  # stable
+
+    other_url = fresh_url(tmp_path)  # a second installation, as a second network office would run it
+    try:
+        other = init_db(other_url)
+        seen: list[str] = []
+
+        def ask() -> None:
+            with Session(other) as s:
+                seen.append(installation_id(s))
+
+        threads = [threading.Thread(target=ask) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(set(seen)) == 1 and len(seen) == 4  # made once, even when asked for at once
+        assert seen[0] != mine
+        assert uid("visit", world["visit"].id, seen[0]) != uid("visit", world["visit"].id, mine)
+    finally:
+        dispose_engine(other_url)
+        drop(other_url)
+
+
+def test_a_closed_deadline_is_cancelled_for_the_period_then_leaves(session: Session, world: dict[str, Any],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    sc: Risk = world["sc"]
+    (old,) = engine.pending_deadlines(session, "risk", sc.id)  # type: ignore[arg-type]
+    old_uid = _uid(session, "deadline", old.id)  # type: ignore[arg-type]
+    imported = _events(_parse(network_feed(session, "WMTN", DAY)))[old_uid]  # what a calendar imported once
+    moved = date(2026, 12, 16)
+    _fire(session, "risk", sc.id, "send_formal_notification", moved)  # type: ignore[arg-type]
+
+    def feed(day: date) -> dict[str, Any]:
+        return _events(_parse(network_feed(session, "WMTN", day)))
+
+    for day in (moved, moved + timedelta(days=30)):  # the default period: 30 days
+        ev = feed(day)[old_uid]
+        assert str(ev["status"]) == "CANCELLED" and int(ev["sequence"]) > int(imported["sequence"])
+        assert ev.decoded("dtstart") == imported.decoded("dtstart")
+        assert "No longer due" in str(ev["description"])
+    assert old_uid not in feed(moved + timedelta(days=31))
+    monkeypatch.setenv("PEERWATCH_FEED_CANCELLED_DAYS", "5")
+    assert old_uid in feed(moved + timedelta(days=5)) and old_uid not in feed(moved + timedelta(days=6))
+    monkeypatch.setenv("PEERWATCH_FEED_CANCELLED_DAYS", "0")
+    assert old_uid not in feed(moved)
+    monkeypatch.setenv("PEERWATCH_FEED_CANCELLED_DAYS", "a month")
+    with pytest.raises(InvalidInput, match="PEERWATCH_FEED_CANCELLED_DAYS='a month'"):
+        feed(moved)
+
+
+def test_visit_agenda_ics_has_the_feeds_time_zone_and_an_organizer(db_url: str, session: Session, world: dict[str, Any],
+                                                                    tmp_path: Path) -> None:
+    """``peerwatch visit agenda --ics``: the same VTIMEZONE block as the feeds, an ORGANIZER (the
+    network office), UIDs with the installation id, and all three parsers accept it."""
+    from models import Contact
+
+    visit = world["visit"]
+    session.refresh(visit)
+    peerwatch = str(Path(sys.executable).with_name("peerwatch"))
+    out = tmp_path / "agenda.ics"
+    run = subprocess.run([peerwatch, "--as-of", DAY.isoformat(), "visit", "agenda", str(visit.id), "--ics", str(out)],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    data = out.read_bytes()
+    assert _three_parsers(data) == 7
+    feed_tz = london_vtimezone().to_ical()
+    assert feed_tz in data  # byte for byte the feeds' block
+    cal = _parse(data)
+    assert len(cal.walk("VTIMEZONE")) == 1
+    office = session.exec(select(Contact).where(Contact.role == "network-office")).all()
+    assert office
+    for ev in cal.walk("VEVENT"):
+        assert str(ev["organizer"]).lower() in {f"mailto:{c.email}".lower() for c in office}
+        assert str(ev["uid"]).endswith(f"-{installation_id(session)}@peerwatch")
+        assert int(ev["sequence"]) == visit.version  # a re-sent agenda replaces the older one
