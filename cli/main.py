@@ -418,10 +418,17 @@ def visit_agenda(
         scope = recipient_scope(s, visit)
         people += [{"name": c.name, "email": c.email, "group": "service"} for role in ("service-lead", "chief-executive")
                    for c in resolve(s, role, scope)]
+        office = resolve(s, "network-office", scope)  # the ORGANIZER
+        organizer = {"name": f"{net.name} ({office[0].name})", "email": office[0].email} if office else None
+        if ics:
+            from models.installation import installation_id
+
+            iid, version = installation_id(s), visit.version  # type: ignore[attr-defined]
     if ics:
         from pathlib import Path
 
-        Path(ics).write_bytes(visit_calendar(f"Visit-{visit_id}", svc.name, net.name, sessions, people, clock().now()))
+        Path(ics).write_bytes(visit_calendar(f"Visit-{visit_id}", svc.name, net.name, sessions, people, clock().now(),
+                                             installation=iid, organizer=organizer, sequence=version))
     if OPTS.json:
         print_json({"visit": visit_id, "sessions": sessions, "ics": ics})
         return
