@@ -384,6 +384,8 @@ def _check_part(zf: Any, info: Any, policy: SelfAssessmentPolicy) -> None:
                                        "delete the extra columns and save again"])
 
     row_no, first, carry = 0, True, b""
+    last_row, last_col = str(max_rows).encode(), _column_letters(max_cols).encode()  # compared as text: no parsing per cell
+    row_digits, col_width = len(last_row), len(last_col)
     try:
         with zf.open(info) as part:
             while True:
@@ -415,7 +417,10 @@ def _check_part(zf: Any, info: Any, policy: SelfAssessmentPolicy) -> None:
                 for m in _CELL_TAG.finditer(body):
                     ref = _REF_ATTR.search(m.group(1))
                     if ref:
-                        beyond(int(ref.group(2) or 0), _column_number(ref.group(1)) if ref.group(1) else 0, "has a cell at")
+                        letters, digits = ref.group(1).upper(), ref.group(2)
+                        if (len(digits) > row_digits or (len(digits) == row_digits and digits > last_row)
+                                or len(letters) > col_width or (len(letters) == col_width and letters > last_col)):
+                            beyond(int(digits or 0), _column_number(letters) if letters else 0, "has a cell at")
     except zipfile.BadZipFile:
         raise SpreadsheetRejected([f"file: part {info.filename} is damaged (it does not unzip to its declared size): refused"]) from None
     except (OSError, EOFError, NotImplementedError, RuntimeError, zlib.error) as exc:  # zlib errors, encrypted parts, unknown compression

@@ -145,11 +145,13 @@ def write_outputs(result: dict[str, Any], out: Path) -> None:
     """``workload.csv`` (per network per quarter), ``workload.json`` and the chart ``workload.png``."""
     out.mkdir(parents=True, exist_ok=True)
     with (out / "workload.csv").open("w", newline="") as f:
+        from notifications.spreadsheets import csv_value  # text that could run as a formula is escaped (OWASP)
+
         w = csv.writer(f)
         w.writerow(["network", "name", "cycle", "quarter", *MEASURES])
         for n in result["networks"]:
             for q in result["quarters"]:
-                w.writerow([n["code"], n["name"], n["cycle"], q, *(n["quarters"][q][m] for m in MEASURES)])
+                w.writerow([csv_value(v) for v in (n["code"], n["name"], n["cycle"], q, *(n["quarters"][q][m] for m in MEASURES))])
     result["files"] = {"csv": str(out / "workload.csv"), "json": str(out / "workload.json"), "chart": str(out / "workload.png")}
     write_chart(result, out / "workload.png")
     (out / "workload.json").write_text(json.dumps(result, indent=2, default=str))
