@@ -13,7 +13,7 @@ Layout of the folder (``PEERWATCH_SITE_DIR``, default ``var/site``)::
 from __future__ import annotations
 
 import os
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ def site_dir() -> Path:
 def write_site(session: Any, today: date, out: Path, networks: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """Render each network's page, its calendar feeds and the index linking them; returns each page's figures."""
     from notifications.ics import write_feeds
+    from states.lateness import received_late
     from states.register import AGE_BUCKETS, UPCOMING_WORKING_DAYS, summary
 
     env = _environment()
@@ -39,9 +40,10 @@ def write_site(session: Any, today: date, out: Path, networks: list[tuple[str, s
     written = []
     for code, name in networks:
         data = summary(session, today, code)
+        data["received_late"] = received_late(session, code, since=today - timedelta(days=365))  # as recorded at receipt
         data.update({"network": {"code": code, "name": name}, "age_buckets": [b for b, _ in AGE_BUCKETS],
                      "working_days": UPCOMING_WORKING_DAYS, "rows_shown": ROWS_SHOWN, "more": {}})
-        for table in ("register", "overdue", "upcoming"):  # the figures and charts count every row
+        for table in ("register", "overdue", "upcoming", "received_late"):  # the figures and charts count every row
             data["more"][table] = len(data[table]) > ROWS_SHOWN
             data[table] = data[table][:ROWS_SHOWN]
         target = out / code / "index.html"
