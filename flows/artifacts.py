@@ -7,6 +7,7 @@ always shows the latest version with its history:
 - ``risk-register-<network>``: open IR/SC/GC per service with state, owner, next step and
   due date ("what are the next steps and when"), one per network;
 - ``overdue-items``: every open deadline past its date, any kind, any network;
+- ``late-receipts``: what came in after its deadline in the last year, days late as recorded;
 - ``outbox``: letters by status, and ``outbox-incidents`` (failed, undeliverable, in doubt);
 - ``cycle-status-<network>``: the programme cycle of each network.
 
@@ -110,9 +111,12 @@ def publish_cycle_status(session: Session, today: date) -> list[str]:
     """Each network's programme cycle (and the side-by-side ``cycle-status`` table)."""
     rows = cycle_status(session, today)
     shown = [{"network": r["network"], "programme": r["programme"], "programme year": r["programme_year"],
-              "cycle year": f"{r['cycle_year']} of {r['cycle_years']}", "quarter": r["quarter"],
+              "cycle year": f"{r['cycle_year']} of {r['cycle_years']}", "quarter": r["quarter"], "quarters": r["quarters"],
               "current phases": "; ".join(r["phases"]), "overdue phases": "; ".join(r["overdue_phases"]),
-              "outstanding submissions": len(r["outstanding_submissions"]), "carried forward": len(r["carried_forward"])}
+              "outstanding submissions": len(r["outstanding_submissions"]),
+              "received late": "; ".join(f"{x['organisation']} {x['doc_type'].replace('_', ' ')}: {x['working_days_late']} working "
+                                         f"day(s) late ({x['days_late']} calendar)" for x in r["late_submissions"]),
+              "carried forward": len(r["carried_forward"])}
              for r in rows]
     create_table_artifact(key="cycle-status", table=shown, description=f"Programme cycles as of {today.isoformat()}")
     keys = ["cycle-status"]
@@ -124,16 +128,36 @@ def publish_cycle_status(session: Session, today: date) -> list[str]:
     return keys
 
 
+def publish_late(session: Session, today: date) -> str:
+    """What came in after its deadline in the last year (submissions, self-assessment returns,
+    factual-accuracy replies), with the days late recorded at receipt (states/lateness.py)."""
+    from datetime import timedelta
+
+    from states.lateness import received_late
+
+    rows = [{"received": r["received_on"], "due": r["due_on"], "working days late": r["working_days_late"],
+             "calendar days late": r["days_late"], "what": r["what"], "item": f"{r['kind']} {r['id']}", "network": r["network"],
+             "trust": r["organisation"], "service": r["service"] or ""}
+            for r in received_late(session, since=today - timedelta(days=365))]
+    title = f"Received late in the year to {today.isoformat()}"
+    if rows:
+        shown, description = _capped(rows, f"{title}: submissions, self-assessment returns and factual-accuracy replies", "the dashboard")
+        create_table_artifact(key="late-receipts", table=shown, description=description)
+    else:
+        create_markdown_artifact(key="late-receipts", markdown=f"{title}: nothing.", description=f"{title}: nothing")
+    return "late-receipts"
+
+
 def view_keys(session: Session) -> list[str]:
     """The keys ``publish_views`` writes (for links to them)."""
     codes = list(session.exec(select(Network.code).order_by(Network.code)))
-    return ([key_for("risk-register", c) for c in codes] + ["overdue-items", "outbox", "outbox-incidents", "cycle-status"]
+    return ([key_for("risk-register", c) for c in codes] + ["overdue-items", "late-receipts", "outbox", "outbox-incidents", "cycle-status"]
             + [key_for("cycle-status", c) for c in codes])
 
 
 def publish_views(session: Session, clock: Clock, today: date) -> list[str]:
     """Every view above; returns their keys."""
-    return [*publish_register(session, today), publish_overdue(session, today), *publish_outbox(session, clock),
+    return [*publish_register(session, today), publish_overdue(session, today), publish_late(session, today), *publish_outbox(session, clock),
             *publish_cycle_status(session, today)]
 
 
