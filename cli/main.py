@@ -74,6 +74,20 @@ def _organisation(s: Session, name: str) -> Organisation:
     return org
 
 
+def _who(actor: str | None) -> str:
+    """The actor of a change made at the command line: --actor, else $PEERWATCH_ACTOR, else the
+    login name of the person running it (recorded in the audit trail)."""
+    import getpass
+    import os
+
+    if actor is not None:
+        return actor
+    try:
+        return os.environ.get("PEERWATCH_ACTOR") or getpass.getuser()
+    except (OSError, KeyError):
+        return ""
+
+
 def _network(s: Session, code: str) -> Network:
     net = s.exec(select(Network).where(Network.code == code)).first()
     if net is None:
@@ -175,35 +189,107 @@ def contact_add(
     service: Annotated[Optional[int], typer.Option(help="Service id (for service-level roles).")] = None,
     organisation: Annotated[Optional[str], typer.Option(help="Trust name (for Trust-level roles).")] = None,
     network: Annotated[Optional[str], typer.Option(help="Network code (for network and regional roles).")] = None,
+    valid_from: Annotated[Optional[str], typer.Option("--from", help="Holds the role from this date (default: at once).")] = None,
+    actor: Annotated[Optional[str], typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    role_as: Annotated[str, typer.Option("--as", help="Actor role.")] = "network-office",
 ) -> None:
-    """Add a person holding a role. With no scope, the contact is national."""
+    """Add a person holding a role (audited). With no scope, the contact is national."""
+    from states.contacts import add_contact
+
     check_contact_role(role)
-    if "@" not in email:
-        raise InvalidInput(f"email {email!r} has no @")
+    day = parse_date(valid_from, "--from date") if valid_from else None
     _db()
     with session_scope() as s:
-        c = Contact(role=role, name=name, email=email)
-        if service is not None:
-            svc = s.get(Service, service)
-            if svc is None:
-                raise NotFound(f"service {service} not found")
-            c.service_id, c.organisation_id = svc.id, svc.organisation_id
-        if organisation:
-            c.organisation_id = _organisation(s, organisation).id
-        if network:
-            c.network_id = _network(s, network).id
-        s.add(c)
-        s.flush()
+        org_id = _organisation(s, organisation).id if organisation else None
+        net_id = _network(s, network).id if network else None
+        c = add_contact(s, role=role, name=name, email=email, service_id=service, organisation_id=org_id, network_id=net_id,
+                        valid_from=day, actor=_who(actor), actor_role=role_as, clock=clock())
         _created("contact", c.id)
 
 
-@contact_app.command("list")
-def contact_list() -> None:
-    """List contacts."""
+@contact_app.command("edit")
+def contact_edit(
+    contact_id: Annotated[int, typer.Argument(help="contact id (peerwatch contact list)")],
+    effective: Annotated[str, typer.Option("--from", help="Letters go to the edited contact from this date (YYYY-MM-DD).")],
+    name: Annotated[Optional[str], typer.Option(help="The new name (e.g. the successor in the role).")] = None,
+    email: Annotated[Optional[str], typer.Option(help="The new email address.")] = None,
+    actor: Annotated[str, typer.Option(help="Who is acting.")] = "",
+    role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
+    note: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Change who holds a role, or their address, from a date: the old row is kept as history."""
+    from states.contacts import edit_contact
+
+    day = parse_date(effective, "--from date")
+    _db()
+    with session_scope() as s:
+        out = edit_contact(s, contact_id, name=name, email=email, effective=day, actor=actor, actor_role=role, clock=clock(), note=note)
+        _created("contact", out.row.id, replaces=contact_id, valid_from=day.isoformat())
+    if not OPTS.json:
+        console.print(f"  replaces contact {contact_id} from {day.isoformat()}")
+
+
+@contact_app.command("retire")
+def contact_retire(
+    contact_id: Annotated[int, typer.Argument(help="contact id (peerwatch contact list)")],
+    effective: Annotated[str, typer.Option("--from", help="No letters from this date (YYYY-MM-DD).")],
+    actor: Annotated[str, typer.Option(help="Who is acting.")] = "",
+    role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
+    note: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Retire a contact from a date (kept as history); warns if nobody else then holds the role."""
+    from states.contacts import retire_contact
+
+    day = parse_date(effective, "--from date")
+    _db()
+    with session_scope() as s:
+        out = retire_contact(s, contact_id, effective=day, actor=actor, actor_role=role, clock=clock(), note=note)
+    for w in out.warnings:
+        errors.print(f"warning: {w}", markup=False)
+    data = {"id": contact_id, "retired_from": day.isoformat(), "warnings": out.warnings}
+    print_json(data) if OPTS.json else console.print(f"contact {contact_id} retired from {day.isoformat()}")
+
+
+@contact_app.command("history")
+def contact_history_cmd(contact_id: Annotated[int, typer.Argument(help="contact id")]) -> None:
+    """Who held this role here, from when to when, and every audited change with who made it."""
+    from states.contacts import contact_history, describe, status
+
+    today = local_date(clock().now())
     _db()
     with Session(get_engine()) as s:
-        rows = [(c.id, c.role, c.name, c.email, c.service_id, c.organisation_id, c.network_id) for c in s.exec(select(Contact).order_by(Contact.id))]  # type: ignore[arg-type]
-    _rows("contacts", ["id", "role", "name", "email", "service", "trust", "network"], rows)
+        rows, events = contact_history(s, contact_id)
+        held = [{"id": c.id, "role": c.role, "name": c.name, "email": c.email, "from": c.valid_from, "until": c.valid_until,
+                 "status": status(c, today)} for c in rows]
+    changes = [{"at": e.at, "contact": e.item_id, "change": e.trigger, "actor": e.actor, "role": e.role, "note": e.note,
+                "data": e.data} for e in events]
+    if OPTS.json:
+        print_json({"holders": held, "changes": changes})
+        return
+    table(f"contact {contact_id}: holders", ["id", "role", "name", "email", "from", "until", "status"],
+          [(h["id"], h["role"], h["name"], h["email"], h["from"] or "", h["until"] or "", h["status"]) for h in held])
+    table("changes", ["when", "contact", "change", "who", "role", "what"],
+          [(show(c["at"]), c["contact"], c["change"], c["actor"], c["role"], describe(c["data"])) for c in changes])
+
+
+@contact_app.command("list")
+def contact_list(
+    every: Annotated[bool, typer.Option("--all", help="Also retired and replaced contacts, and those not yet in force.")] = False,
+) -> None:
+    """List the contacts in force today (--all: with their history)."""
+    from sqlalchemy import or_
+
+    from states.contacts import status
+
+    today = local_date(clock().now())
+    _db()
+    with Session(get_engine()) as s:
+        q = select(Contact).order_by(Contact.id)  # type: ignore[arg-type]
+        if not every:
+            q = q.where(or_(col(Contact.valid_from).is_(None), col(Contact.valid_from) <= today),
+                        or_(col(Contact.valid_until).is_(None), col(Contact.valid_until) > today))
+        rows = [(c.id, c.role, c.name, c.email, c.service_id, c.organisation_id, c.network_id, status(c, today)) for c in s.exec(q)]
+    _rows("contacts", ["id", "role", "name", "email", "service", "trust", "network", "status"], rows)
 
 
 # ---------------------------------------------------------------- risks
@@ -263,18 +349,24 @@ def risk_raise(
 @risk_app.command("milestone")
 def risk_milestone(
     risk_id: Annotated[int, typer.Argument(help="Risk id.")],
-    due: Annotated[str, typer.Option(help="Milestone date YYYY-MM-DD.")],
     text: Annotated[str, typer.Option(help="What will be done.")],
+    due: Annotated[Optional[str], typer.Option(help="Milestone date YYYY-MM-DD (moved to the next working day if it is not one).")] = None,
+    working_days: Annotated[Optional[int], typer.Option("--working-days", help="Or: due this many working days from today.")] = None,
+    owner: Annotated[str, typer.Option(help="Contact role who owns it and is chased when it is overdue.")] = "service-lead",
+    actor: Annotated[Optional[str], typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    role: ROLE = "network-manager",
 ) -> None:
-    """Record a milestone of the action plan agreed for a risk."""
-    due_on = parse_date(due, "--due date")
+    """Record a milestone of the action plan agreed for a risk (audited; chased by the sweep when overdue)."""
+    from states import milestones
+
+    due_on = parse_date(due, "--due date") if due else None
     _db()
     with session_scope() as s:
-        engine.load(s, "risk", risk_id)
-        m = Milestone(risk_id=risk_id, due_on=due_on, text=text)
-        s.add(m)
-        s.flush()
-        _created("milestone", m.id)
+        out = milestones.add(s, risk_id, text=text, due_on=due_on, working_days=working_days, owner_role=owner,
+                             actor=_who(actor), role=role, clock=clock())
+        for n in out.notes:
+            errors.print(f"note: {n}", markup=False)
+        _created("milestone", out.row.id, due_on=out.row.due_on.isoformat(), owner=owner)
 
 
 # ---------------------------------------------------------------- reviewers, visits, reports
@@ -289,9 +381,12 @@ def reviewer_add(
     network: Annotated[Optional[str], typer.Option(help="The reviewer's home network code.")] = None,
     pathway: Annotated[Optional[list[str]], typer.Option(help="A shared pathway the reviewer works in (repeatable).")] = None,
     trained: Annotated[bool, typer.Option("--trained", help="Has had reviewer training.")] = False,
+    actor: Annotated[Optional[str], typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    role: ROLE = "network-office",
 ) -> None:
-    """Add a reviewer to the pool."""
+    """Add a reviewer to the pool (audited)."""
     from models import Reviewer
+    from states.contacts import add_reviewer
     from states.visit import DISCIPLINES
 
     if discipline not in DISCIPLINES:
@@ -303,8 +398,7 @@ def reviewer_add(
             r.organisation_id = _organisation(s, organisation).id
         if network:
             r.network_id = _network(s, network).id
-        s.add(r)
-        s.flush()
+        add_reviewer(s, r, actor=_who(actor), actor_role=role, clock=clock())
         _created("reviewer", r.id)
 
 
@@ -318,6 +412,66 @@ def reviewer_list() -> None:
         rows = [(r.id, r.name, r.discipline, r.organisation_id, r.network_id, ", ".join(r.pathways), r.trained)
                 for r in s.exec(select(Reviewer).order_by(Reviewer.id))]  # type: ignore[arg-type]
     _rows("reviewers", ["id", "name", "discipline", "organisation", "network", "pathways", "trained"], rows)
+
+
+@reviewer_app.command("edit")
+def reviewer_edit(
+    reviewer_id: Annotated[int, typer.Argument(help="reviewer id")],
+    effective: Annotated[Optional[str], typer.Option("--from", help="Date of the change (default today; not in the future).")] = None,
+    name: Annotated[Optional[str], typer.Option()] = None,
+    email: Annotated[Optional[str], typer.Option()] = None,
+    discipline: Annotated[Optional[str], typer.Option()] = None,
+    trained: Annotated[Optional[bool], typer.Option("--trained/--untrained", help="Has had reviewer training.")] = None,
+    actor: ACTOR = "",
+    role: ROLE = "network-office",
+    note: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Change a reviewer's details (audited, with what it was)."""
+    from states.contacts import edit_reviewer
+
+    c = clock()
+    day = parse_date(effective, "--from date") if effective else local_date(c.now())
+    _db()
+    with session_scope() as s:
+        edit_reviewer(s, reviewer_id, changes={"name": name, "email": email, "discipline": discipline, "trained": trained},
+                      effective=day, actor=actor, actor_role=role, clock=c, note=note)
+    print_json({"id": reviewer_id, "changed_from": day.isoformat()}) if OPTS.json else console.print(f"reviewer {reviewer_id} changed")
+
+
+@reviewer_app.command("retire")
+def reviewer_retire(
+    reviewer_id: Annotated[int, typer.Argument(help="reviewer id")],
+    effective: Annotated[str, typer.Option("--from", help="Not invited onto panels from this date (YYYY-MM-DD).")],
+    actor: ACTOR = "",
+    role: ROLE = "network-office",
+    note: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Retire a reviewer from the pool from a date (audited)."""
+    from states.contacts import retire_reviewer
+
+    day = parse_date(effective, "--from date")
+    _db()
+    with session_scope() as s:
+        retire_reviewer(s, reviewer_id, effective=day, actor=actor, actor_role=role, clock=clock(), note=note)
+    data = {"id": reviewer_id, "retired_from": day.isoformat()}
+    print_json(data) if OPTS.json else console.print(f"reviewer {reviewer_id} retired from {day.isoformat()}")
+
+
+@reviewer_app.command("history")
+def reviewer_history_cmd(reviewer_id: Annotated[int, typer.Argument(help="reviewer id")]) -> None:
+    """Every audited change to a reviewer: who, when, what it was and became."""
+    from states.contacts import describe, reviewer_history
+
+    _db()
+    with Session(get_engine()) as s:
+        r, events = reviewer_history(s, reviewer_id)
+        changes = [{"at": e.at, "change": e.trigger, "actor": e.actor, "role": e.role, "note": e.note, "data": e.data} for e in events]
+    if OPTS.json:
+        print_json({"reviewer": reviewer_id, "name": r.name, "retired_on": r.retired_on, "changes": changes})
+        return
+    table(f"reviewer {reviewer_id}: {r.name}" + (f" (retired from {r.retired_on.isoformat()})" if r.retired_on else ""),
+          ["when", "change", "who", "role", "what"],
+          [(show(c["at"]), c["change"], c["actor"], c["role"], describe(c["data"])) for c in changes])
 
 
 @visit_app.command("propose")
@@ -966,6 +1120,8 @@ def outbox_show(
 def outbox_retry(
     ids: Annotated[Optional[list[int]], typer.Argument(help="outbox message id(s)")] = None,
     all_failed: Annotated[bool, typer.Option("--all-failed", help="Every failed message.")] = False,
+    actor: Annotated[Optional[str], typer.Option(help="Who is acting (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    role: ROLE = "operator",
 ) -> None:
     """Queue failed or in-doubt messages to go on the next dispatch (in doubt: only once you know it did not arrive)."""
     from models import OutboxStatus
@@ -991,10 +1147,14 @@ def outbox_retry(
                               if m.status == OutboxStatus.UNDELIVERABLE else f"it is {m.status}")
                     raise InvalidInput(f"outbox message {i} cannot be retried: {reason}")
                 rows.append(m)
+        who = _who(actor)
         for m in rows:
+            was = "in doubt" if is_in_doubt(m) else str(m.status)
             m.status, m.next_attempt_at, m.message_id = OutboxStatus.QUEUED, now, None
             m.last_error = f"queued again by hand (was: {m.last_error})" if m.last_error else "queued again by hand"
             s.add(m)
+            engine.record_change(s, "outbox", m.id, "retry", actor=who, role=role, clock=clock(), from_state=was,  # type: ignore[arg-type]
+                                 state="queued", data={"item": f"{m.kind} {m.item_id}", "template": m.template})
         done = [m.id for m in rows]
     print_json({"queued": done}) if OPTS.json else console.print(f"queued again: {', '.join(map(str, done)) or 'nothing'}")
 

@@ -56,6 +56,12 @@ class Contact(Table, table=True):
     service_id: int | None = Field(default=None, foreign_key="service.id")
     organisation_id: int | None = Field(default=None, foreign_key="organisation.id")
     network_id: int | None = Field(default=None, foreign_key="network.id")
+    # Effective dates (Europe/London): letters go to the holder from ``valid_from`` until the day
+    # before ``valid_until`` (retired or replaced then); ``replaces_id`` links an edit's new row
+    # to the one it replaces, so the history is kept (states/contacts.py).
+    valid_from: date | None = None
+    valid_until: date | None = None
+    replaces_id: int | None = Field(default=None, foreign_key="contact.id")
 
 
 class StatefulItem(Table):
@@ -121,6 +127,7 @@ class Reviewer(Table, table=True):
     network_id: int | None = Field(default=None, foreign_key="network.id")
     pathways: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     trained: bool = False
+    retired_on: date | None = None  # no longer invited onto panels from this date (states/contacts.py)
 
 
 class PanelMember(Table, table=True):
@@ -232,11 +239,16 @@ class RefusedAttempt(Table, table=True):
 class Milestone(Table, table=True):
     """A dated step of the action plan agreed for a risk (000 s6 step 5)."""
 
+    __table_args__ = (Index("ix_milestone_open_due", "done_on", "due_on"),)
+
     id: int | None = Field(default=None, primary_key=True)
     risk_id: int = Field(foreign_key="risk.id", index=True)
     due_on: date
     text: str
     done_on: date | None = None
+    owner_role: str = "service-lead"  # owned by the service: the contact role chased when it is overdue
+    done_by: str | None = None
+    chased_on: date | None = None  # the sweep sent its overdue letter (once)
 
 
 class DeadlineStatus(StrEnum):

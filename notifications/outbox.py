@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import insert, or_
+from sqlalchemy import and_, insert, or_
 from sqlalchemy import select as select_core
 from sqlmodel import Session, col, select
 
@@ -27,6 +27,7 @@ from models.bulk import execute_many
 from models.tables import Attachment, Contact, OutboxMessage, OutboxStatus
 from states.errors import InvalidInput
 from states.roles import CONTACT_ROLES
+from states.text import check_email, check_text
 
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 _INSERT_OUTBOX = insert(_OUTBOX)
@@ -39,38 +40,67 @@ if TYPE_CHECKING:
 SIGNATORIES = ("network-manager", "regional-lead")
 
 
-def _scope_key(role: str, scope: dict[str, int | None]) -> tuple[str, int | None, int | None, int | None]:
-    return (role, scope.get("service_id"), scope.get("organisation_id"), scope.get("network_id"))
+Key = tuple[str, int | None, int | None, int | None, date]
+
+
+def _scope_key(role: str, scope: dict[str, int | None], on: date) -> Key:
+    return (role, scope.get("service_id"), scope.get("organisation_id"), scope.get("network_id"), on)
+
+
+def _on(on: date | None) -> date:
+    """The day recipients are resolved for: the caller's (the clock's) date; else the system clock's."""
+    if on is not None:
+        return on
+    from states.clock import SystemClock, local_date
+
+    return local_date(SystemClock().now())
 
 
 def _level(c: Contact) -> int:
     return 0 if c.service_id else 1 if c.organisation_id else 2 if c.network_id else 3
 
 
-def prefetch_recipients(session: Session, items: list[tuple[KindSpec, Any, list[Letter]]]) -> None:
+def prefetch_recipients(session: Session, items: list[tuple[KindSpec, Any, list[Letter]]], on: date | None = None) -> None:
     """Resolve the recipients of a batch's letters in one query, into ``resolve``'s cache."""
-    wanted: set[tuple[str, int | None, int | None, int | None]] = set()
+    day = _on(on)
+    wanted: set[Key] = set()
     for spec, row, letters in items:
         scope = spec.recipient_scope(session, row)
         for role in {*SIGNATORIES, *(r for letter in letters for r in (*letter.to, *letter.cc))}:
-            wanted.add(_scope_key(role, scope))
+            wanted.add(_scope_key(role, scope, day))
     _look_up(session, wanted)
 
 
-def resolve(session: Session, role: str, scope: dict[str, int | None]) -> list[Contact]:
-    """Contacts holding ``role`` at the most specific level: service, organisation, network, national."""
-    key = _scope_key(role, scope)
+def resolve(session: Session, role: str, scope: dict[str, int | None], on: date | None = None) -> list[Contact]:
+    """Contacts holding ``role`` on day ``on`` (the clock's date) at the most specific level:
+    service, organisation, network, national. A contact counts from its ``valid_from`` and
+    until the day before its ``valid_until`` (retired, or replaced by its successor)."""
+    key = _scope_key(role, scope, _on(on))
     _look_up(session, {key})
     return session.info["recipient_cache"][key]  # type: ignore[no-any-return]
 
 
-def _look_up(session: Session, wanted: set[tuple[str, int | None, int | None, int | None]]) -> None:
-    """Fill the session's recipient cache for each (role, service, organisation, network) not
-    in it yet, in one query: per key, the holders at the most specific level that has any."""
+def forget_recipients(session: Session) -> None:
+    """Drop the session's recipient cache (after a contact changed in this session)."""
+    session.info.pop("recipient_cache", None)
+
+
+def _look_up(session: Session, wanted: set[Key]) -> None:
+    """Fill the session's recipient cache for each (role, service, organisation, network, day)
+    not in it yet, in one query per day: per key, the holders at the most specific level that
+    has any, among the contacts in force that day."""
     cache: dict[Any, list[Contact]] = session.info.setdefault("recipient_cache", {})
     wanted = wanted - cache.keys()
     if not wanted:
         return
+    by_day: dict[date, set[Key]] = {}
+    for k in wanted:
+        by_day.setdefault(k[4], set()).add(k)
+    for day, keys in by_day.items():
+        _look_up_on(session, cache, keys, day)
+
+
+def _look_up_on(session: Session, cache: dict[Any, list[Contact]], wanted: set[Key], day: date) -> None:
     # Only the levels the items have: comparing a column with None would be IS NULL in SQL and
     # match every Trust's or network's holder of the role.
     ids = {level: sorted({k[level] for k in wanted if k[level] is not None}) for level in (1, 2, 3)}
@@ -83,11 +113,13 @@ def _look_up(session: Session, wanted: set[tuple[str, int | None, int | None, in
     if ids[3]:
         levels.append(no_service & no_organisation & col(Contact.network_id).in_(ids[3]))
     held: dict[tuple[str, int, int | None], list[Contact]] = {}
-    for c in session.exec(select(Contact).where(col(Contact.role).in_({k[0] for k in wanted}), or_(*levels)).order_by(Contact.id)):  # type: ignore[arg-type]
+    in_force = and_(or_(Contact.valid_from.is_(None), col(Contact.valid_from) <= day),  # type: ignore[union-attr]
+                    or_(Contact.valid_until.is_(None), col(Contact.valid_until) > day))  # type: ignore[union-attr]
+    for c in session.exec(select(Contact).where(col(Contact.role).in_({k[0] for k in wanted}), or_(*levels), in_force).order_by(Contact.id)):  # type: ignore[arg-type]
         level = _level(c)
         held.setdefault((c.role, level, (c.service_id, c.organisation_id, c.network_id, None)[level]), []).append(c)
     for key in wanted:
-        role, service_id, organisation_id, network_id = key
+        role, service_id, organisation_id, network_id, _day = key
         cache[key] = next((found for found in (
             held.get((role, 0, service_id)) if service_id is not None else None,
             held.get((role, 1, organisation_id)) if organisation_id is not None else None,
@@ -212,11 +244,14 @@ def compose(
         return []
     scope = spec.recipient_scope(session, row)
     base = spec.letter_context(session, row)
-    signatories = [_person(c) for r in SIGNATORIES for c in resolve(session, r, scope)]
+    signatories = [_person(c) for r in SIGNATORIES for c in resolve(session, r, scope, today)]
     out: list[Message] = []
     for letter in letters:
-        to = [(r, resolve(session, r, scope)) for r in letter.to]
-        cc = [(r, resolve(session, r, scope)) for r in letter.cc]
+        for name, email in letter.people:  # written to directly (e.g. from a trigger's parameters)
+            check_text(name, "recipient name")
+            check_email(email, "recipient email")
+        to = [(r, resolve(session, r, scope, today)) for r in letter.to]
+        cc = [(r, resolve(session, r, scope, today)) for r in letter.cc]
         missing_to = [r for r, people in to if not people]
         missing = missing_to + [r for r, people in cc if not people]
         to_people = [_person(c) for _, people in to for c in people]

@@ -18,7 +18,7 @@ from functools import lru_cache
 from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy import select as select_core
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm.attributes import flag_modified, set_committed_value
@@ -50,6 +50,7 @@ from states.errors import (
 from states.kinds import CLOCK_TRIGGERS, Context, Effects, KindSpec, get_spec
 from states.policy import Policy
 from states.roles import AUDITOR, check_actor_role
+from states import text as _entry_rule  # noqa: F401  (installs the one entry rule on every flush: states/text.py)
 
 
 _DEADLINE = Deadline.__table__  # type: ignore[attr-defined]
@@ -400,7 +401,7 @@ def _letters(session: Session, plans: list[_Plan], now: datetime, today: date) -
     for p in plans:
         by_kind.setdefault(p.spec.name, []).append(p)
     composed: list[tuple[_Plan, Any]] = []
-    outbox.prefetch_recipients(session, [(p.spec, p.row, p.effects.letters) for p in plans])
+    outbox.prefetch_recipients(session, [(p.spec, p.row, p.effects.letters) for p in plans], on=today)
     for kind, group in by_kind.items():
         deadlines = outbox.open_deadlines(session, kind, [p.row.id for p in group])  # type: ignore[misc]
         for p in group:
@@ -470,6 +471,34 @@ def append_audit(session: Session, events: list[Event]) -> None:
         session.execute(insert(_HEAD), [{"id": 1, "hash": prev, "events": len(events)}])
     else:
         session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(hash=prev, events=head.events + len(events)))
+
+
+def record_change(session: Session, kind: str, item_id: int, action: str, *, actor: str, role: str, clock: Clock,
+                  state: str, from_state: str | None = None, note: str | None = None,
+                  data: Mapping[str, Any] | None = None) -> Event:
+    """Audit a change a person made that is not a state machine's transition (a contact edited,
+    a milestone recorded or done, a letter queued again): who, in which role, when, what, on
+    the same hash chain as every transition, in the caller's transaction (the caller commits).
+    ``kind`` names the table (contact, reviewer, milestone, outbox); ``version`` counts the
+    item's audited changes."""
+    if not actor or not actor.strip():
+        raise MissingActor(f"no actor given for {action} on {kind} {item_id}: name who is acting (--actor)")
+    check_actor_role(role)
+    if role == AUDITOR:
+        raise PermissionDenied(f"role 'auditor' is read-only: it may not {action} {kind} {item_id}")
+    session.flush()
+    before = session.execute(select_core(func.count()).select_from(_AUDIT).where(
+        _AUDIT.c.kind == kind, _AUDIT.c.item_id == item_id)).scalar_one()
+    event = Event(kind=kind, item_id=item_id, at=clock.now(), actor=actor.strip(), role=role, trigger=action,
+                  from_state=from_state, to_state=state, note=note, version=before + 1, data=_jsonable(dict(data or {})))
+    append_audit(session, [event])
+    return event
+
+
+def changes(session: Session, kind: str, item_ids: list[int]) -> list[AuditEvent]:
+    """The audited changes of these items of a table (``record_change``), oldest first."""
+    return list(session.exec(select(AuditEvent).where(AuditEvent.kind == kind, col(AuditEvent.item_id).in_(item_ids))
+                             .order_by(AuditEvent.id)))  # type: ignore[arg-type]
 
 
 def verify_chain(session: Session, batch: int = 5000) -> tuple[int, AuditEvent | None, str | None]:

@@ -5,6 +5,8 @@ for every kind at once; rows are loaded per kind with one ``IN`` query per batch
 item's step runs through the engine in a savepoint, so a row changed concurrently is
 skipped with a log line and the rest of the batch still commits. Each step happens once
 per deadline: firing closes the deadline, a reminder or overdue letter marks it done.
+Then the action plans' milestones whose date passed undone are chased, once each
+(``states.milestones.chase_overdue``).
 """
 
 from __future__ import annotations
@@ -88,6 +90,12 @@ def run_sweep(
                 del loaded
             if on_progress:
                 on_progress(len(chunk))
+    # Overdue action-plan milestones (states/milestones.py): each chased once, in batches.
+    from states import milestones
+
+    actions, skipped = milestones.chase_overdue(db, clock, chase_working_days=policy.chase_response_working_days)
+    summary.actions += actions
+    summary.skipped += skipped
     return summary
 
 
@@ -131,7 +139,7 @@ def _notices(session: Session, marked: list[tuple[Deadline, str]], clock: Clock,
             letter = letter_for(getattr(rule, which), session, row) if rule else None
             if letter is not None:
                 letters.append((d, which, row, letter))
-        outbox.prefetch_recipients(session, [(spec, row, [letter]) for _, _, row, letter in letters])
+        outbox.prefetch_recipients(session, [(spec, row, [letter]) for _, _, row, letter in letters], on=today)
         for d, which, row, letter in letters:
             sent.add(d.id)  # type: ignore[arg-type]
             messages += outbox.compose(session, spec, row, [letter], key=f"deadline{d.id}:{which}", now=now, today=today,

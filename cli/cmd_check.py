@@ -1,0 +1,37 @@
+"""``peerwatch check``: find stored rows a letter, a file name or a calendar line would break on.
+
+Rows stored before the entry rule (states/text.py) may hold a control character, a Unicode
+line or paragraph separator, or an address email-validator refuses. Each is listed (table, id,
+field, problem, the value escaped); the command exits 1 if any is found, 0 if none.
+"""
+
+from __future__ import annotations
+
+import typer
+
+NAME = "check"
+app = typer.Typer(help="Find stored names, titles and addresses that would break a letter, file name or calendar line.")
+
+
+@app.callback(invoke_without_command=True)
+def check() -> None:
+    """List every stored value the entry rule refuses (exit 1 if any)."""
+    from sqlmodel import Session
+
+    from cli.main import OPTS, _db
+    from cli.output import console, errors, print_json, table
+    from states.text import scan
+
+    with Session(_db()) as s:
+        found = list(scan(s))
+    if OPTS.json:
+        print_json({"ok": not found, "problems": found})
+    elif found:
+        table(f"stored values that would break a letter, file name or calendar line ({len(found)})",
+              ["table", "id", "field", "problem", "value"], [(f["table"], f["id"], f["field"], f["problem"], f["value"]) for f in found])
+        errors.print(f"{len(found)} stored value(s) need correcting (peerwatch contact edit, or by hand): see the table above",
+                     markup=False)
+    else:
+        console.print("check: every stored name, title and address is one clean line")
+    if found:
+        raise typer.Exit(1)

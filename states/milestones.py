@@ -1,0 +1,163 @@
+"""Milestones of the action plan agreed for an IR or SC (000 s6 step 5): recorded, marked done,
+chased when overdue. Every change is an audited event (``states.engine.record_change``).
+
+A milestone is owned by the service: its ``owner_role`` (a contact role, the Service Lead by
+default) is who the sweep writes to, copied to the Chief Executive and the Network Manager,
+once, on the first working day after its due date passed without it being marked done. The
+due date is a working day of the service's nation: a date given is kept if it is one, moved to
+the next working day if not (and said so); or it is counted in working days from today.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Engine, update
+from sqlmodel import Session, col, select
+
+from models.db import begin_write
+from models.tables import Milestone, Risk
+from states import engine
+from states.calendar import calendar_for
+from states.clock import Clock, local_date
+from states.errors import InvalidInput, NotFound, PeerwatchError, StaleVersion
+from states.kinds import Letter, get_spec
+from states.roles import SYSTEM, SYSTEM_ACTOR, check_contact_role
+
+log = logging.getLogger("peerwatch.milestones")
+BATCH = 500
+TEMPLATE = "milestone_overdue"
+
+
+@dataclass
+class Recorded:
+    row: Milestone
+    notes: list[str] = field(default_factory=list)
+
+
+def _risk(session: Session, risk_id: int) -> Risk:
+    spec, row = engine.load(session, "risk", risk_id)
+    if row.state in spec.terminal:
+        raise InvalidInput(f"risk {risk_id} is {row.state}: its action plan takes no more milestones")
+    return row  # type: ignore[return-value]
+
+
+def get(session: Session, milestone_id: int) -> Milestone:
+    m = session.get(Milestone, milestone_id) if -(2**63) <= milestone_id < 2**63 else None
+    if m is None:
+        raise NotFound(f"milestone {milestone_id} not found (peerwatch risk show RISK_ID)")
+    return m
+
+
+def add(session: Session, risk_id: int, *, text: str, due_on: date | None = None, working_days: int | None = None,
+        owner_role: str = "service-lead", actor: str, role: str, clock: Clock) -> Recorded:
+    """Record a milestone; audited. The caller commits."""
+    check_contact_role(owner_role)
+    risk = _risk(session, risk_id)
+    today = local_date(clock.now())
+    cal = calendar_for(get_spec("risk").nation_of(session, risk))
+    notes: list[str] = []
+    if (due_on is None) == (working_days is None):
+        raise InvalidInput("give the milestone's date (--due YYYY-MM-DD) or --working-days N from today, not both")
+    if working_days is not None:
+        if not 1 <= working_days <= 2000:
+            raise InvalidInput(f"--working-days {working_days}: give 1 to 2000")
+        due_on = cal.add_working_days(today, working_days)
+    assert due_on is not None
+    if not cal.is_working_day(due_on):
+        moved = cal.add_working_days(due_on, 1)
+        why = cal.holiday_name(due_on) or due_on.strftime("%A")
+        notes.append(f"{due_on.isoformat()} is not a working day ({why}): due {moved.isoformat()} instead")
+        due_on = moved
+    if due_on <= today:
+        raise InvalidInput(f"milestone due {due_on.isoformat()} is not after today ({today.isoformat()})")
+    m = Milestone(risk_id=risk_id, due_on=due_on, text=text, owner_role=owner_role)
+    session.add(m)
+    session.flush()  # the entry rule (states/text.py) checks the text here
+    engine.record_change(session, "milestone", m.id, "add_milestone", actor=actor, role=role, clock=clock,  # type: ignore[arg-type]
+                         state="open", data={"risk_id": risk_id, "due_on": due_on.isoformat(), "text": text, "owner": owner_role})
+    return Recorded(m, notes)
+
+
+def mark_done(session: Session, milestone_id: int, *, actor: str, role: str, clock: Clock, on: date | None = None,
+              note: str | None = None) -> Milestone:
+    """Mark a milestone done (on ``on``, default today; never in the future); audited."""
+    m = get(session, milestone_id)
+    today = local_date(clock.now())
+    day = on or today
+    if day > today:
+        raise InvalidInput(f"a milestone cannot be done on {day.isoformat()}, after today ({today.isoformat()})")
+    if m.done_on is not None:
+        raise InvalidInput(f"milestone {milestone_id} was already marked done on {m.done_on.isoformat()} by {m.done_by}")
+    if not actor or not actor.strip():
+        from states.errors import MissingActor
+
+        raise MissingActor(f"no actor given to mark milestone {milestone_id} done: name who is acting (--actor)")
+    t = Milestone.__table__  # type: ignore[attr-defined]
+    done = session.execute(update(t).where(t.c.id == m.id, t.c.done_on.is_(None)).values(done_on=day, done_by=actor.strip()))
+    if done.rowcount != 1:
+        raise StaleVersion(f"milestone {milestone_id} was marked done by someone else meanwhile")
+    session.refresh(m)
+    engine.record_change(session, "milestone", m.id, "milestone_done", actor=actor, role=role, clock=clock,  # type: ignore[arg-type]
+                         from_state="chased" if m.chased_on else "open", state="done", note=note,
+                         data={"risk_id": m.risk_id, "done_on": day.isoformat(), "due_on": m.due_on.isoformat(),
+                               "late": day > m.due_on})
+    return m
+
+
+def letter(m: Milestone, reply_by: date) -> Letter:
+    return Letter(TEMPLATE, to=(m.owner_role,), cc=("chief-executive", "network-manager"), category="chase",
+                  key=f"milestone{m.id}",
+                  context=(("milestone", {"id": m.id, "text": m.text, "due_on": m.due_on}), ("reply_by", reply_by)))
+
+
+def chase_overdue(db: Engine, clock: Clock, *, chase_working_days: int = 5) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The sweep's pass over milestones: each open one whose date has passed (and whose risk is
+    still open) gets its overdue letter once, in batches; one that cannot be composed is
+    skipped with its reason and the rest go on. Returns (actions, skipped)."""
+    from notifications import outbox
+
+    today = local_date(clock.now())
+    now = clock.now()
+    spec = get_spec("risk")
+    actions: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    with Session(db) as s:
+        ids = list(s.exec(select(Milestone.id).join(Risk, col(Risk.id) == Milestone.risk_id).where(
+            col(Milestone.done_on).is_(None), col(Milestone.chased_on).is_(None), col(Milestone.due_on) < today,
+            col(Risk.state).not_in(list(spec.terminal))).order_by(Milestone.due_on, Milestone.id)))  # type: ignore[arg-type]
+    for start in range(0, len(ids), BATCH):
+        with Session(db, expire_on_commit=False) as s:
+            begin_write(s)
+            rows = list(s.exec(select(Milestone).where(col(Milestone.id).in_(ids[start:start + BATCH]),
+                                                       col(Milestone.chased_on).is_(None), col(Milestone.done_on).is_(None))
+                               .order_by(Milestone.due_on, Milestone.id)))  # type: ignore[arg-type]
+            for m in rows:
+                try:
+                    with s.begin_nested():
+                        risk = s.get(Risk, m.risk_id)
+                        cal = calendar_for(spec.nation_of(s, risk))
+                        reply_by = cal.add_working_days(today, chase_working_days)
+                        deadlines = outbox.open_deadlines(s, "risk", [m.risk_id]).get(m.risk_id, {})
+                        messages = outbox.compose(s, spec, risk, [letter(m, reply_by)], key=f"milestone{m.id}:overdue",
+                                                  now=now, today=today, deadlines=deadlines)
+                        outbox.write(s, messages)
+                        m.chased_on = today
+                        s.add(m)
+                        s.flush()
+                        engine.record_change(s, "milestone", m.id, "chase_milestone", actor=SYSTEM_ACTOR, role=SYSTEM, clock=clock,  # type: ignore[arg-type]
+                                             from_state="open", state="chased",
+                                             note=f"milestone due {m.due_on.isoformat()} passed",
+                                             data={"risk_id": m.risk_id, "reply_by": reply_by.isoformat(),
+                                                   "letters": len(messages)})
+                except PeerwatchError as exc:
+                    log.warning("skipped milestone %s: %s", m.id, exc)
+                    skipped.append({"kind": "milestone", "id": m.id, "deadline": "milestone", "reason": str(exc)})
+                    continue
+                actions.append({"kind": "risk", "id": m.risk_id, "deadline": f"milestone {m.id}", "due_on": m.due_on.isoformat(),
+                                "action": "milestone_chased", "milestone": m.id})
+            s.commit()
+    return actions, skipped

@@ -1,0 +1,178 @@
+"""The one entry rule for text that can reach a mail header, a file name or an ICS line.
+
+Names of people and organisations, network and service names, titles, subjects and email
+addresses are one line of printable text: a control character (C0, DEL, C1, NEL U+0085) or a
+Unicode line or paragraph separator (U+2028, U+2029) in one of them is refused with one clear
+error, and nothing is stored. Email addresses are parsed strictly by ``email-validator`` (no
+DNS lookup).
+
+The rule is enforced where every entry point meets: the ORM flush (``before_flush``, installed
+on import of this module, which ``states.engine`` does). The command line, the demo seed, the
+spreadsheet imports and the flows all add or change these rows through a session, so one bad
+value refuses its transaction wherever it came from. ``scan`` finds rows stored before the rule
+(``peerwatch check``).
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import event, inspect, select
+from sqlalchemy.orm import Session as OrmSession
+
+from states.errors import InvalidInput
+
+# table -> (one-line text columns, email columns). Every column here can end up in a mail
+# header (a subject quotes the title and the service), a file name or an ICS line.
+FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "network": (("code", "name"), ()),
+    "organisation": (("name",), ()),
+    "service": (("name", "kind", "pathway"), ()),
+    "contact": (("role", "name"), ("email",)),
+    "reviewer": (("name", "discipline"), ("email",)),
+    "risk": (("title", "standard_ref"), ()),
+    "milestone": (("text",), ()),
+    "complaint": (("complainant_name",), ("complainant_email",)),
+    "programmephase": (("title",), ()),
+    "submission": (("doc_type",), ()),
+    "submissionfile": (("filename",), ()),
+    "perinatalconcern": (("title",), ()),
+    "standardset": (("name",), ()),
+}
+
+SEPARATORS = {"\u2028": "LINE SEPARATOR", "\u2029": "PARAGRAPH SEPARATOR", "\u0085": "NEXT LINE"}
+RESERVED_TLDS_ENV = "PEERWATCH_EMAIL_RESERVED_TLDS"
+RESERVED_TLDS_DEFAULT = "invalid"
+
+
+def problem(value: str) -> str | None:
+    """What is wrong with ``value`` as one line of text, or None."""
+    for i, ch in enumerate(value):
+        if ch in SEPARATORS:
+            return f"contains U+{ord(ch):04X} {SEPARATORS[ch]} at character {i + 1}"
+        if unicodedata.category(ch) == "Cc":
+            return f"contains the control character U+{ord(ch):04X} ({_control_name(ch)}) at character {i + 1}"
+    return None
+
+
+def _control_name(ch: str) -> str:
+    return {"\n": "line feed", "\r": "carriage return", "\t": "tab", "\x00": "NUL", "\x7f": "DEL"}.get(ch, "control")
+
+
+def check_text(value: Any, what: str) -> Any:
+    """``value`` unchanged if it is one line of printable text (or None); else ``InvalidInput``."""
+    if value is None or not isinstance(value, str):
+        return value
+    found = problem(value)
+    if found:
+        raise InvalidInput(f"{what} {_shown(value)} {found}: names, titles and addresses must be one line of "
+                           "printable text (no control characters or line separators); nothing was changed")
+    return value
+
+
+@lru_cache(maxsize=4)
+def _reserved(setting: str) -> frozenset[str]:
+    return frozenset(t.strip().lower().lstrip(".") for t in setting.split(",") if t.strip())
+
+
+def email_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as an email address (strict syntax, no DNS), or None.
+
+    Reserved top-level domains named in ``PEERWATCH_EMAIL_RESERVED_TLDS`` (default ``invalid``,
+    RFC 2606: never delivered, used by the simulation and tests) are accepted as syntax."""
+    from email_validator import EmailNotValidError, validate_email
+
+    if not value or not value.strip():
+        return "is empty"
+    found = problem(value)
+    if found:
+        return found
+    address = value
+    local, at, domain = value.rpartition("@")
+    tld = domain.rsplit(".", 1)[-1].lower()
+    if at and "." in domain and tld in _reserved(os.environ.get(RESERVED_TLDS_ENV, RESERVED_TLDS_DEFAULT)):
+        address = f"{local}@{domain[: -len(tld)]}example"  # the same syntax checks on a deliverable-looking name
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return f"is not a valid email address ({exc})"
+    return None
+
+
+def check_email(value: Any, what: str) -> Any:
+    if value is None:
+        return value
+    found = email_problem(value) if isinstance(value, str) else "is not text"
+    if found:
+        raise InvalidInput(f"{what} {_shown(value)} {found}; nothing was changed")
+    return value
+
+
+def _shown(value: Any) -> str:
+    text = ascii(value)
+    return text if len(text) <= 80 else text[:77] + "...'"
+
+
+def check_row(obj: Any, only: set[str] | None = None) -> None:
+    """Check one ORM row's registered columns (``only``: just these, e.g. the changed ones)."""
+    table = getattr(getattr(obj, "__table__", None), "name", None)
+    spec = FIELDS.get(table) if table else None
+    if spec is None:
+        return
+    texts, emails = spec
+    for name in texts:
+        if only is None or name in only:
+            check_text(getattr(obj, name, None), f"{table} {name.replace('_', ' ')}")
+    for name in emails:
+        if only is None or name in only:
+            check_email(getattr(obj, name, None), f"{table} {name.replace('_', ' ')}")
+
+
+def _before_flush(session: OrmSession, _context: Any, _instances: Any) -> None:
+    """Every new row, and every changed column of a loaded row, before anything is written."""
+    for obj in session.new:
+        check_row(obj)
+    for obj in session.dirty:
+        table = getattr(getattr(obj, "__table__", None), "name", None)
+        if table not in FIELDS:
+            continue
+        state = inspect(obj)
+        changed = {a.key for a in state.attrs if a.history.has_changes()}
+        if changed:
+            check_row(obj, changed)
+
+
+if not event.contains(OrmSession, "before_flush", _before_flush):
+    event.listen(OrmSession, "before_flush", _before_flush)
+
+
+def scan(session: OrmSession, batch: int = 2000) -> Iterator[dict[str, Any]]:
+    """Rows already stored with a value the rule refuses: table, id, field, problem, value."""
+    from sqlmodel import SQLModel
+
+    import models  # noqa: F401  (every table registered)
+
+    tables = SQLModel.metadata.tables
+    for name, (texts, emails) in FIELDS.items():
+        table = tables.get(name)
+        if table is None:
+            continue
+        cols = [c for c in (*texts, *emails) if c in table.c]
+        last = 0
+        while True:
+            rows = session.execute(select(table.c.id, *(table.c[c] for c in cols)).where(table.c.id > last)
+                                   .order_by(table.c.id).limit(batch)).all()
+            if not rows:
+                break
+            for row in rows:
+                last = row[0]
+                for c, value in zip(cols, row[1:]):
+                    if not isinstance(value, str):
+                        continue
+                    found = email_problem(value) if c in emails else problem(value)
+                    if found:
+                        yield {"table": name, "id": row[0], "field": c, "problem": found, "value": ascii(value)}
