@@ -1077,6 +1077,7 @@ def outbox_list(
     out = [{"id": m.id, "status": "in doubt" if is_in_doubt(m) else m.status, "template": m.template, "category": m.category,
             "item": f"{m.kind} {m.item_id}", "to": ", ".join(p["email"] for p in m.to), "cc": ", ".join(p["email"] for p in m.cc),
             "attempts": m.attempts, "next_try": show(m.next_attempt_at) if m.status in ("queued", "failed") else "",
+            "resend_at": show(m.resend_at) if m.resend_at else "", "resent_at": show(m.resent_at) if m.resent_at else "",
             "error": m.last_error} for m in rows]
     if OPTS.json:
         print_json(out)
@@ -1157,6 +1158,26 @@ def outbox_retry(
                                  state="queued", data={"item": f"{m.kind} {m.item_id}", "template": m.template})
         done = [m.id for m in rows]
     print_json({"queued": done}) if OPTS.json else console.print(f"queued again: {', '.join(map(str, done)) or 'nothing'}")
+
+
+@outbox_app.command("in-doubt")
+def outbox_in_doubt(
+    ids: Annotated[list[int], typer.Argument(help="outbox message id(s) in doubt (peerwatch outbox list --incidents)")],
+    hold: Annotated[bool, typer.Option("--hold", help="Do not resend it automatically (it stays an incident).")] = False,
+    resend: Annotated[bool, typer.Option("--resend", help="Resend it on the next dispatch, with the same Message-ID.")] = False,
+    delivered: Annotated[bool, typer.Option("--delivered", help="The recipient has it: mark it sent, never resend it.")] = False,
+) -> None:
+    """Settle letters left in doubt by a crash mid-send (by default each is resent once, same
+    Message-ID, PEERWATCH_IN_DOUBT_RESEND_SECONDS after the crash was found)."""
+    from notifications.dispatch import settle_in_doubt
+
+    chosen = [a for a, on in (("hold", hold), ("resend", resend), ("delivered", delivered)) if on]
+    if len(chosen) != 1:
+        raise InvalidInput("give one of --hold, --resend or --delivered")
+    _db()
+    with session_scope() as s:
+        done = [m.id for m in settle_in_doubt(s, ids, chosen[0], clock().now())]
+    print_json({chosen[0]: done}) if OPTS.json else console.print(f"{chosen[0]}: {', '.join(map(str, done))}")
 
 
 # ---------------------------------------------------------------- calendar and diagrams

@@ -465,7 +465,7 @@ def _resend_in_doubt(run: _Run, files: dict[str, list[Attachment]]) -> None:
     due = [r for r in session.exec(select(OutboxMessage).where(
         OutboxMessage.status == OutboxStatus.SENDING, col(OutboxMessage.resend_at).is_not(None),
         col(OutboxMessage.resend_at) <= now, col(OutboxMessage.resent_at).is_(None),
-    ).order_by(col(OutboxMessage.id))) if is_in_doubt(r)]
+    ).order_by(col(OutboxMessage.id)).execution_options(populate_existing=True)) if is_in_doubt(r)]
     groups: dict[str, list[OutboxMessage]] = defaultdict(list)
     for r in due:
         groups[r.message_id or f"row:{r.id}"].append(r)

@@ -139,6 +139,7 @@ class SmtpTransport:
         context = self.context() if self.tls != "none" else None
         smtp: smtplib.SMTP = (smtplib.SMTP_SSL(context=context, timeout=self.connect_timeout) if self.tls == "tls"
                               else smtplib.SMTP(timeout=self.connect_timeout))
+        smtp._host = self.host  # the name the certificate must hold (smtplib sets it only when given a host at once)
         try:
             smtp.connect(self.host, self.port)  # the TCP connection and the greeting, within connect_timeout
             if smtp.sock is not None:
