@@ -30,7 +30,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from cli.output import console, table
 from flows.server import local_server, quiet_env
@@ -89,9 +89,13 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
         """One operator action through the engine; an expected refusal is shown, not fatal."""
         try:
             with session_scope() as s:
+                before = last_letter_id(s)
                 out = engine.fire(s, kind, ids[label], trigger, actor=who[0], role=who[1], clock=clock, note=note, params=params)
                 what = (f"{trigger} proposed by {who[0]}: awaiting a second person" if out.proposed
                         else f"{trigger} -> {out.row.state} {_due(out.event.data)}".strip())
+                s.flush()
+                told = escalations_since(s, before, kind, ids[label]).get((kind, ids[label]))
+                what += f": {told}" if told else ""
                 timeline.append((clock_day(), ref(kind, out.row), what))
         except PeerwatchError as exc:
             timeline.append((clock_day(), f"{kind.title()}-{ids[label]}", f"REFUSED {trigger}: {exc}"))
@@ -102,12 +106,16 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
     def raise_risk(label: str, service: str, level: str, title: str, standard: str, impact: int | None = None,
                    likelihood: int | None = None, dit: bool = False) -> None:
         with session_scope() as s:
+            before = last_letter_id(s)
             out = engine.create(s, "risk", Risk(service_id=svc[service], level=level, title=title, standard_ref=standard,
                                 identified_on=clock_day(), visit_date=clock_day(), impact=impact, likelihood=likelihood,
                                 doctors_in_training=dit, state="new"), "raise", actor=NM[0], role=NM[1], clock=clock,
                                 note="found at the visit; verbal notification at high level feedback")
             ids[label] = out.row.id  # type: ignore[assignment]
-            timeline.append((clock_day(), ref("risk", out.row), f"raised at visit -> {out.row.state} {_due(out.event.data)}"))
+            s.flush()
+            told = escalations_since(s, before, "risk", out.row.id).get(("risk", out.row.id))  # type: ignore[arg-type]
+            timeline.append((clock_day(), ref("risk", out.row), f"raised at visit -> {out.row.state} {_due(out.event.data)}".strip()
+                             + (f": {told}" if told else "")))
 
     def visit_feedback() -> None:
         act("visit", "visit", "give_feedback", NM, risks=[
@@ -238,9 +246,15 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
         clock.set(day)
         for step in script.get(day, []):
             step()
+        with Session(db) as s:
+            before = last_letter_id(s)
         result = chase(as_of=day.isoformat())
         for kind, n in sorted(result["counts"].items()):
             timeline.append((day, "sweep", f"chase flow: {n} x {kind}"))
+        with Session(db) as s:
+            for (kind, item_id), told in escalations_since(s, before).items():
+                row = s.get(Risk, item_id) if kind == "risk" else None
+                timeline.append((day, ref(kind, row) if row else f"{kind.title()}-{item_id}", f"escalated by the chase flow: {told}"))
         with Session(db) as s:
             queued = s.exec(select(OutboxMessage.id).where(OutboxMessage.status == "queued")).first()
         if queued:  # the dispatcher runs only when there is something to send
@@ -260,6 +274,50 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
 def _due(data: dict[str, Any]) -> str:
     dl = data.get("deadlines") or {}
     return ", ".join(f"({k} due {date.fromisoformat(v).strftime('%a %d %b %Y')})" for k, v in dl.items())
+
+
+ESCALATION_LETTERS = ("escalation", "tpd_ra", "asct_notice", "inadequate_response", "achievement_escalation",
+                      "perinatal_escalation", "perinatal_regional_referral")
+
+
+def last_letter_id(s: Session) -> int:
+    from sqlalchemy import func
+
+    from models import OutboxMessage
+
+    return int(s.exec(select(func.max(OutboxMessage.id))).one() or 0)  # type: ignore[arg-type]
+
+
+def escalations_since(s: Session, after_id: int, kind: str | None = None, item_id: int | None = None) -> dict[tuple[str, int], str]:
+    """Who each escalation letter written after outbox row ``after_id`` goes to, per item, from the
+    outbox rows themselves: "Commissioning Lead Dr Liam Byrne (West Midlands Trauma Network); ...".
+    A role nobody holds is named as such (the row is an undeliverable incident)."""
+    from models import Contact, Network, Organisation, OutboxMessage
+    from states.roles import CONTACT_ROLES
+
+    q = select(OutboxMessage).where(OutboxMessage.id > after_id, col(OutboxMessage.template).in_(ESCALATION_LETTERS))  # type: ignore[operator]
+    if kind is not None:
+        q = q.where(OutboxMessage.kind == kind, OutboxMessage.item_id == item_id)
+    rows = list(s.exec(q.order_by(OutboxMessage.id)))  # type: ignore[arg-type]
+    emails = {p["email"].lower() for m in rows for p in m.to}
+    where: dict[tuple[str, str], str] = {}
+    if emails:
+        orgs = {o.id: o.name for o in s.exec(select(Organisation))}
+        nets = {n.id: n.name for n in s.exec(select(Network))}
+        for c in s.exec(select(Contact).where(col(Contact.email).in_(emails))):
+            where[(c.email.lower(), c.role)] = (orgs.get(c.organisation_id) if c.organisation_id else None) or (  # type: ignore[arg-type]
+                nets.get(c.network_id) if c.network_id else None) or "national"  # type: ignore[arg-type]
+    out: dict[tuple[str, int], list[str]] = {}
+    for m in rows:
+        said = out.setdefault((m.kind, m.item_id), [])
+        for p in m.to:
+            text = f"{p['role_name'] or p['role'] or 'named person'} {p['name']} ({where.get((p['email'].lower(), p['role']), p['email'])})"
+            if text not in said:
+                said.append(text)
+        if m.category == "incident":
+            role = m.idempotency_key.rsplit(":", 1)[-1]
+            said.append(f"no {CONTACT_ROLES.get(role, role)} on file (an incident)")
+    return {k: "wrote to " + "; ".join(v) for k, v in out.items() if v}
 
 
 def _report(db: Any, db_path: Path, outbox: Path, api: str, keep_server: bool, ids: dict[str, int]) -> None:
