@@ -283,8 +283,7 @@ def _text(value: Any) -> str:
 
 SAVE_AS_XLSX = "open it in Excel or LibreOffice Calc, choose Save As, and save it as .xlsx (Excel 2007-365 workbook)"
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Excel 97-2003 .xls, or an encrypted (password) .xlsx
-_ROW_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?row(?=[\s>/])([^>]*)>")
-_CELL_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?c(?=[\s>/])([^>]*)>")
+_ROW_OR_CELL = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(row|c)(?=[\s>/])([^>]*)>")  # in document order
 _REF_ATTR = re.compile(rb"\sr\s*=\s*[\"']\$?([A-Za-z]{0,3})\$?(\d*)[\"']")
 _DIMENSION = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?dimension\s[^>]*?ref\s*=\s*[\"']([^\"']*)[\"']")
 _CELL_REF = re.compile(r"\$?([A-Za-z]{1,3})\$?(\d+)")
@@ -383,9 +382,9 @@ def _check_part(zf: Any, info: Any, policy: SelfAssessmentPolicy) -> None:
                                        f"{max_cols} columns ({_column_letters(max_cols)}; PEERWATCH_SELFASSESSMENT_MAX_COLUMNS): "
                                        "delete the extra columns and save again"])
 
-    row_no, first, carry = 0, True, b""
-    last_row, last_col = str(max_rows).encode(), _column_letters(max_cols).encode()  # compared as text: no parsing per cell
-    row_digits, col_width = len(last_row), len(last_col)
+    row_no, col_no, first, carry = 0, 0, True, b""
+    last_row = str(max_rows).encode()  # compared as text: no number parsed per cell
+    row_digits = len(last_row)
     try:
         with zf.open(info) as part:
             while True:
@@ -410,17 +409,22 @@ def _check_part(zf: Any, info: Any, policy: SelfAssessmentPolicy) -> None:
                     first = False
                 elif b"<!ENTITY" in body.upper():
                     raise SpreadsheetRejected([f"file: part {info.filename} declares an entity, which no spreadsheet does: refused unopened"])
-                for m in _ROW_TAG.finditer(body):
-                    ref = _REF_ATTR.search(m.group(1))
-                    row_no = int(ref.group(2)) if ref and ref.group(2) else row_no + 1
-                    beyond(row_no, 0, "uses")
-                for m in _CELL_TAG.finditer(body):
-                    ref = _REF_ATTR.search(m.group(1))
-                    if ref:
+                for m in _ROW_OR_CELL.finditer(body):
+                    ref = _REF_ATTR.search(m.group(2))
+                    if m.group(1) == b"row":
+                        row_no = int(ref.group(2)) if ref and ref.group(2) else row_no + 1
+                        col_no = 0
+                        if row_no > max_rows:
+                            beyond(row_no, 0, "uses")
+                    elif ref and ref.group(1):
                         letters, digits = ref.group(1).upper(), ref.group(2)
-                        if (len(digits) > row_digits or (len(digits) == row_digits and digits > last_row)
-                                or len(letters) > col_width or (len(letters) == col_width and letters > last_col)):
-                            beyond(int(digits or 0), _column_number(letters) if letters else 0, "has a cell at")
+                        col_no = _column_number(letters)
+                        if col_no > max_cols or len(digits) > row_digits or (len(digits) == row_digits and digits > last_row):
+                            beyond(int(digits or 0), col_no, "has a cell at")
+                    else:  # a cell without a reference is the next column
+                        col_no += 1
+                        if col_no > max_cols:
+                            beyond(row_no, col_no, "has a cell at")
     except zipfile.BadZipFile:
         raise SpreadsheetRejected([f"file: part {info.filename} is damaged (it does not unzip to its declared size): refused"]) from None
     except (OSError, EOFError, NotImplementedError, RuntimeError, zlib.error) as exc:  # zlib errors, encrypted parts, unknown compression

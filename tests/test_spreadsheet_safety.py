@@ -110,6 +110,9 @@ def test_one_cell_at_row_1048576_is_refused_by_its_declared_dimension_and_withou
     wide = hostile_xlsx.workbook(['<row r="2"><c r="XFD2" t="inlineStr"><is><t>x</t></is></c></row>'])
     with pytest.raises(SpreadsheetRejected, match=r"has a cell at column XFD, beyond the limit of 50 columns \(AX;"):
         check_upload(wide)
+    unnumbered = hostile_xlsx.workbook(['<row><c r="B2"/>' + "<c/>" * 60 + "</row>"])  # cells without references count on
+    with pytest.raises(SpreadsheetRejected, match="has a cell at column AY, beyond the limit of 50 columns"):
+        check_upload(unnumbered)
     _nothing_imported(session, row, "A1:I1048576")
 
 
