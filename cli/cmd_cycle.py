@@ -33,6 +33,7 @@ def status() -> None:
            for r in rows])
     for r in rows:
         console.print(f"\n[bold]{r['network']}[/bold] {r['programme']}, {r['programme_year']}, year {r['cycle_year']} of {r['cycle_years']}, {r['quarter']}")
+        console.print(f"  {r['quarters']}", markup=False)
         for p in r["phases"]:
             console.print(f"  now: {p}", markup=False)
         for p in r["overdue_phases"]:
@@ -88,3 +89,57 @@ def plan(
     else:
         for code, r in out.items():
             console.print(f"{code} {y}-{str(y + 1)[2:]}: {r['phases']} phase(s) planned, {r['carried_forward']} open concern(s) carried forward")
+
+
+@app.command("quarters")
+def phase_list(
+    network: Annotated[str, typer.Option(help="Network code.")],
+    year: Annotated[Optional[int], typer.Option(help="Programme year (the April it starts in); default the current one.")] = None,
+) -> None:
+    """Each step of the network's programme, its quarter, and where the quarter comes from."""
+    from sqlmodel import Session
+
+    from cli.main import _db, _network, _rows, clock
+    from states.clock import local_date
+    from states.cycle_quarters import placements
+    from states.programmes import programme_year_of
+
+    y = year or programme_year_of(local_date(clock().now()))
+    with Session(_db()) as s:
+        rows = placements(s, _network(s, network), y)
+    _rows(f"{network} {y}-{str(y + 1)[2:]}: the quarter of each step", ["step", "quarter", "source", "title"],
+          [(r["step"], r["quarter"], r["source"], r["title"]) for r in rows])
+
+
+@app.command("set-quarter")
+def phase_set(
+    network: Annotated[str, typer.Option(help="Network code.")],
+    step: Annotated[str, typer.Option(help="The step's key (peerwatch cycle phase list), e.g. visits.")],
+    quarter: Annotated[str, typer.Option(help="Q1 Apr-Jun, Q2 Jul-Sep, Q3 Oct-Dec, Q4 Jan-Mar.")],
+    from_year: Annotated[Optional[int], typer.Option(help="Programme year it applies from (default the current one).")] = None,
+    actor: Annotated[str, typer.Option(help="Who is moving it.")] = "",
+    role: Annotated[str, typer.Option(help="network-manager, regional-lead or operator.")] = "network-manager",
+    note: Annotated[Optional[str], typer.Option(help="Why, e.g. the network board's decision.")] = None,
+) -> None:
+    """Move a step of a local-policy programme (West Midlands) to another quarter, audited."""
+    from cli.main import OPTS, _db, _network, clock
+    from cli.output import console, print_json
+    from models import session_scope
+    from states.cycle_quarters import set_phase_quarter
+
+    _db()
+    with session_scope() as s:
+        out = set_phase_quarter(s, _network(s, network), step, quarter, actor=actor, role=role, clock=clock(),
+                                from_year=from_year, note=note)
+        result = {"network": network, "step": step, "quarter": out.row.quarter, "from_year": out.row.from_year,
+                  "phases_planned": out.planned,
+                  "rescheduled": [{"id": p.id, "programme_year": p.programme_year, "opens_on": p.opens_on.isoformat(),
+                                   "due_on": p.due_on.isoformat()} for p in out.rescheduled]}
+    if OPTS.json:
+        print_json(result)
+        return
+    y = result["from_year"]
+    console.print(f"{network}: {step} in {result['quarter']} from {y}-{str(y + 1)[2:]} (local policy); "
+                  f"{len(result['rescheduled'])} planned phase(s) moved", markup=False)
+    for r in result["rescheduled"]:
+        console.print(f"  phase {r['id']} ({r['programme_year']}): opens {r['opens_on']}, due {r['due_on']}", markup=False)

@@ -111,7 +111,7 @@ def publish_cycle_status(session: Session, today: date) -> list[str]:
     """Each network's programme cycle (and the side-by-side ``cycle-status`` table)."""
     rows = cycle_status(session, today)
     shown = [{"network": r["network"], "programme": r["programme"], "programme year": r["programme_year"],
-              "cycle year": f"{r['cycle_year']} of {r['cycle_years']}", "quarter": r["quarter"],
+              "cycle year": f"{r['cycle_year']} of {r['cycle_years']}", "quarter": r["quarter"], "quarters": r["quarters"],
               "current phases": "; ".join(r["phases"]), "overdue phases": "; ".join(r["overdue_phases"]),
               "outstanding submissions": len(r["outstanding_submissions"]),
               "received late": "; ".join(f"{x['organisation']} {x['doc_type'].replace('_', ' ')}: {x['working_days_late']} working "

@@ -30,6 +30,25 @@ class ProgrammePhase(StatefulItem, table=True):
     due_on: date
 
 
+class PhaseQuarter(Table, table=True):
+    """A network's own quarter for a step of its programme, from a programme year on (local
+    policy where the SOP sets no quarter: states/cycle_quarters.py). History is kept: each
+    change is a new row; the latest ``from_year`` not after a year applies to it."""
+
+    __tablename__ = "phase_quarter"
+    __table_args__ = (UniqueConstraint("network_id", "programme", "key", "from_year", name="uq_phase_quarter"),)
+    id: int | None = Field(default=None, primary_key=True)
+    network_id: int = Field(foreign_key="network.id", index=True)
+    programme: str
+    key: str
+    quarter: str
+    from_year: int  # the programme year (the April it starts in) it applies from
+    set_by: str
+    set_role: str
+    set_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    note: str | None = None
+
+
 class Submission(StatefulItem, table=True):
     """A document a Trust submits for a programme year (annual report, work plan, operational policy)."""
 

@@ -18,6 +18,7 @@ from models.cycle import CarryForward, Lateness, ProgrammePhase, Submission
 from models.tables import Network, Organisation, Risk, Service
 from states import engine, lateness
 from states.clock import Clock, local_date
+from states.cycle_quarters import local_quarters, placements, quarters_note
 from states.programmes import cycle_year, phases_for, programme_for, programme_year_of, where
 from states.roles import SYSTEM, SYSTEM_ACTOR
 
@@ -28,10 +29,12 @@ OPEN_SUBMISSION = ("requested", "more_info_requested", "received")
 def plan_year(session: Session, network: Network, year: int, clock: Clock) -> dict[str, int]:
     """Create the network's phases for a programme year and carry open items into a new cycle."""
     prog = programme_for(network.cycle, network.programme)
+    assert network.id is not None
+    local = local_quarters(session, network.id, prog, year)
     have = set(session.exec(select(ProgrammePhase.key).where(ProgrammePhase.network_id == network.id,
                                                              ProgrammePhase.programme_year == year)).all())
     created = 0
-    for p in phases_for(prog, year):
+    for p in phases_for(prog, year, local):
         if p.key in have:
             continue
         row = ProgrammePhase(network_id=network.id, programme=prog.slug, programme_year=year, cycle_year=p.cycle_year,  # type: ignore[arg-type]
@@ -82,7 +85,8 @@ def status(session: Session, day: date) -> list[dict[str, Any]]:
     orgs = {o.id: o.name for o in session.exec(select(Organisation))}
     for net in session.exec(select(Network).order_by(Network.id)):  # type: ignore[arg-type]
         prog = programme_for(net.cycle, net.programme)
-        pos = where(prog, day)
+        assert net.id is not None
+        pos = where(prog, day, local_quarters(session, net.id, prog, year))
         phases = list(session.exec(select(ProgrammePhase).where(ProgrammePhase.network_id == net.id,
                                                                ProgrammePhase.programme_year == year).order_by(ProgrammePhase.opens_on)))  # type: ignore[arg-type]
         year_subs = list(session.exec(select(Submission).where(Submission.network_id == net.id, Submission.programme_year == year)
@@ -92,7 +96,8 @@ def status(session: Session, day: date) -> list[dict[str, Any]]:
         carried = session.exec(select(CarryForward).where(CarryForward.network_id == net.id,
                                                           CarryForward.cycle_starts == year - cycle_year(prog, year) + 1)).all()
         out.append({
-            "network": net.code, "name": net.name, "cycle": net.cycle, **pos,
+            "network": net.code, "name": net.name, "cycle": net.cycle, **pos, "quarters": quarters_note(prog),
+            "placements": placements(session, net, year),
             "planned": bool(phases),
             "open_phases": [_label(p) for p in phases if p.state == "open"],
             "overdue_phases": [_label(p) for p in phases if p.state == "overdue" or (p.state == "open" and p.due_on < day)],

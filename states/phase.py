@@ -36,6 +36,8 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "open", "source": P.PENDING, "dest": P.OPEN, "roles": [SYSTEM, *STAFF_ROLES]},
     {"trigger": "complete", "source": [P.OPEN, P.OVERDUE], "dest": P.COMPLETE, "roles": STAFF_ROLES},
     {"trigger": "mark_overdue", "source": P.OPEN, "dest": P.OVERDUE, "roles": [SYSTEM, *sorted(NETWORK_LEADS)]},
+    # a network moves a step of a local-policy programme to another quarter (states/cycle_quarters.py)
+    {"trigger": "set_quarter", "source": P.PENDING, "dest": None, "roles": sorted({*NETWORK_LEADS, "operator"})},
 ]
 NETWORK = ("network-manager", "regional-lead")
 DEADLINE_RULES = {
@@ -79,6 +81,10 @@ def effects(ctx: Context) -> Effects:
             out.then.append(lambda: _request_documents(ctx, definition.requests))
     elif t == "mark_overdue":
         out.letters.append(Letter("phase_overdue", to=NETWORK, category="chase"))
+    elif t == "set_quarter":
+        from states.cycle_quarters import reschedule
+
+        reschedule(ctx, out)
     return out
 
 

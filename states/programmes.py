@@ -11,6 +11,7 @@ or on ``due`` (MM-DD) within that quarter's year; ``quarter: every`` repeats it 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cache
@@ -45,6 +46,13 @@ class Programme:
     cycle_years: int
     first_year_starts: int
     phases: tuple[PhaseDef, ...] = field(default_factory=tuple)
+    # Where the quarters come from: "local policy" (the SOP sets none: a network may move a step,
+    # states/cycle_quarters.py) or the seed that fixes them (e.g. "seed 001"), which may not be moved.
+    quarters_source: str = "programme file"
+
+    @property
+    def quarters_are_local_policy(self) -> bool:
+        return self.quarters_source == "local policy"
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,8 @@ def _parse(slug: str, raw: dict[str, Any], path: Path) -> Programme:
                      notify=p.get("notify"))
             for p in raw["phases"])
         prog = Programme(slug=slug, name=raw["name"], cycle_years=int(raw.get("cycle_years", 1)),
-                         first_year_starts=int(raw.get("first_year_starts", 2000)), phases=phases)
+                         first_year_starts=int(raw.get("first_year_starts", 2000)), phases=phases,
+                         quarters_source=str(raw.get("quarters", "programme file")).replace("-", " ").strip())
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInput(f"programme file {path}: {exc}") from None
     for p in prog.phases:
@@ -122,27 +131,29 @@ def _quarter_span(year: int, quarter: str) -> tuple[date, date]:
     return start, end
 
 
-def phases_for(prog: Programme, year: int) -> list[PhaseDates]:
-    """Every phase of a programme year (the April it starts in), with its dates."""
+def phases_for(prog: Programme, year: int, quarters: Mapping[str, str] | None = None) -> list[PhaseDates]:
+    """Every phase of a programme year (the April it starts in), with its dates; ``quarters``
+    places a step in another quarter (a network's local policy, states/cycle_quarters.py)."""
     cy = cycle_year(prog, year)
     out = []
     for p in prog.phases:
         if cy not in p.years:
             continue
-        for q in (QUARTERS if p.quarter == "every" else [p.quarter]):
+        moved = (quarters or {}).get(p.key)
+        for q in (QUARTERS if p.quarter == "every" else [moved or p.quarter]):
             start, end = _quarter_span(year, q)
             due = end
-            if p.due:
+            if p.due and not moved:
                 month, day = (int(x) for x in p.due.split("-"))
                 due = date(start.year, month, day)
             out.append(PhaseDates(p, year, cy, q, start, due))
     return sorted(out, key=lambda d: (d.opens_on, d.key))
 
 
-def where(prog: Programme, day: date) -> dict[str, Any]:
+def where(prog: Programme, day: date, quarters: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Where a programme stands on a date: programme year, cycle year, quarter, current phases."""
     year = programme_year_of(day)
     q = quarter_of(day)
-    current = [p for p in phases_for(prog, year) if p.opens_on <= day <= p.due_on or (p.quarter == q and p.opens_on <= day)]
+    current = [p for p in phases_for(prog, year, quarters) if p.opens_on <= day <= p.due_on or (p.quarter == q and p.opens_on <= day)]
     return {"programme": prog.name, "programme_year": f"{year}-{str(year + 1)[2:]}", "cycle_year": cycle_year(prog, year),
             "cycle_years": prog.cycle_years, "quarter": q, "phases": [p.definition.title for p in current]}

@@ -1,0 +1,161 @@
+"""A network's own quarters for the steps of its annual programme (local policy).
+
+The West Midlands SOP (000 s5) fixes no quarter for its annual steps (DOMAIN.md "Programme
+cycles"): the quarters in ``states/programmes/wm-annual.yaml`` are local policy defaults, and a
+network may move a step (``set_phase_quarter``). A programme whose quarters a seed fixes
+(Cheshire & Mersey, 001) may not be moved.
+
+A move applies from a programme year on (default: the current one) and is kept as a
+``PhaseQuarter`` row (history: a later move is a new row). Every planned phase of that step
+still ``pending`` in that year or after is rescheduled through the engine (``set_quarter`` on
+the phase: new dates, the opening deadline replaced, audited with who moved it); a year not yet
+planned is planned first, so the move is always audited on the phase it moves. A phase already
+open, overdue or complete in the first year is refused: move it from next year.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from models.cycle import PhaseQuarter, ProgrammePhase
+from models.tables import Network
+from states import engine
+from states.clock import Clock, local_date
+from states.errors import InvalidInput, MissingActor, PermissionDenied
+from states.kinds import Context, Effects, NewDeadline
+from states.programmes import QUARTERS, Programme, phases_for, programme_for, programme_year_of
+from states.roles import NETWORK_LEADS, OPERATOR, check_actor_role
+
+MOVERS = sorted({*NETWORK_LEADS, OPERATOR})
+
+
+def local_quarters(session: Session, network_id: int, prog: Programme, year: int) -> dict[str, str]:
+    """The network's own quarter for each moved step, as it applies to programme ``year``."""
+    if not prog.quarters_are_local_policy:
+        return {}
+    rows = session.exec(select(PhaseQuarter).where(PhaseQuarter.network_id == network_id, PhaseQuarter.programme == prog.slug,
+                                                   col(PhaseQuarter.from_year) <= year)
+                        .order_by(col(PhaseQuarter.from_year), col(PhaseQuarter.id))).all()
+    return {r.key: r.quarter for r in rows}  # later from_year (and later rows) win
+
+
+def placements(session: Session, network: Network, year: int) -> list[dict[str, Any]]:
+    """Each step of the network's programme: its quarter in ``year`` and where that comes from."""
+    prog = programme_for(network.cycle, network.programme)
+    moved = {r.key: r for r in session.exec(select(PhaseQuarter).where(
+        PhaseQuarter.network_id == network.id, PhaseQuarter.programme == prog.slug, col(PhaseQuarter.from_year) <= year)
+        .order_by(col(PhaseQuarter.from_year), col(PhaseQuarter.id)))} if prog.quarters_are_local_policy else {}
+    out = []
+    for p in prog.phases:
+        m = moved.get(p.key)
+        if m is not None:
+            source = (f"local policy: set by {m.set_by} on {local_date(m.set_at).isoformat()} from "
+                      f"{m.from_year}-{str(m.from_year + 1)[2:]} (programme file default {p.quarter})")
+        elif prog.quarters_are_local_policy:
+            source = "local policy default (the SOP sets no quarter)"
+        else:
+            source = prog.quarters_source
+        out.append({"step": p.key, "title": p.title, "quarter": m.quarter if m else p.quarter, "source": source,
+                    "editable": prog.quarters_are_local_policy and p.quarter != "every"})
+    return out
+
+
+def quarters_note(prog: Programme) -> str:
+    """What the quarters shown are, for status output and artifacts."""
+    if prog.quarters_are_local_policy:
+        return "quarters are local policy (the SOP sets none); the network may move a step: peerwatch cycle set-quarter"
+    return f"quarters set by {prog.quarters_source}"
+
+
+@dataclass
+class QuarterSet:
+    row: PhaseQuarter
+    rescheduled: list[ProgrammePhase]
+    planned: int
+
+
+def set_phase_quarter(session: Session, network: Network, step: str, quarter: str, *, actor: str, role: str, clock: Clock,
+                      from_year: int | None = None, note: str | None = None) -> QuarterSet:
+    """Move a step of the network's programme to ``quarter`` from ``from_year`` on; the caller commits."""
+    from states.cycle import plan_year
+
+    if not actor or not actor.strip():
+        raise MissingActor("no actor given to move a programme step: name who is acting (--actor)")
+    if check_actor_role(role) not in MOVERS:
+        raise PermissionDenied(f"role {role!r} may not move a programme step: needs one of {', '.join(MOVERS)}")
+    prog = programme_for(network.cycle, network.programme)
+    if not prog.quarters_are_local_policy:
+        raise InvalidInput(f"{prog.name}: its quarters are set by {prog.quarters_source}, not local policy: a step cannot be moved")
+    q = quarter.strip().upper()
+    if q not in QUARTERS:
+        raise InvalidInput(f"quarter {quarter!r}: use one of {', '.join(QUARTERS)}")
+    definition = next((p for p in prog.phases if p.key == step), None)
+    if definition is None:
+        raise InvalidInput(f"step {step!r} is not in {prog.name}: the steps are {', '.join(p.key for p in prog.phases)}")
+    if definition.quarter == "every":
+        raise InvalidInput(f"step {step!r} happens every quarter: it has no quarter to move")
+    today = local_date(clock.now())
+    current = programme_year_of(today)
+    year = current if from_year is None else from_year
+    if year < current:
+        raise InvalidInput(f"from year {year}-{str(year + 1)[2:]} has passed: move a step from the current programme year "
+                           f"({current}-{str(current + 1)[2:]}) or a later one")
+    end = next(p.due_on for p in phases_for(prog, year, {step: q}) if p.key == step)
+    if end < today:
+        raise InvalidInput(f"{q} of {year}-{str(year + 1)[2:]} ended on {end.isoformat()}: choose a quarter not yet over, "
+                           f"or move the step from next year (--from-year {year + 1})")
+    existing = session.exec(select(ProgrammePhase).where(ProgrammePhase.network_id == network.id, ProgrammePhase.key == step,
+                                                         ProgrammePhase.programme_year == year)).first()
+    if existing is not None and existing.state not in ("new", "pending"):
+        raise InvalidInput(f"{definition.title} of {year}-{str(year + 1)[2:]} is already {existing.state}: move it from next "
+                           f"year (--from-year {year + 1})")
+    row = session.exec(select(PhaseQuarter).where(PhaseQuarter.network_id == network.id, PhaseQuarter.programme == prog.slug,
+                                                  PhaseQuarter.key == step, PhaseQuarter.from_year == year)).first()
+    if row is None:
+        row = PhaseQuarter(network_id=network.id, programme=prog.slug, key=step, quarter=q, from_year=year,  # type: ignore[arg-type]
+                           set_by=actor.strip(), set_role=role, set_at=clock.now(), note=note)
+    else:
+        row.quarter, row.set_by, row.set_role, row.set_at, row.note = q, actor.strip(), role, clock.now(), note
+    session.add(row)
+    session.flush()
+    planned = 0 if existing is not None else plan_year(session, network, year, clock)["phases"]
+    # every pending phase of the step from that year on whose quarter this row now sets
+    later = session.exec(select(PhaseQuarter.from_year).where(PhaseQuarter.network_id == network.id, PhaseQuarter.programme == prog.slug,
+                                                              PhaseQuarter.key == step, col(PhaseQuarter.from_year) > year)).all()
+    until = min(later, default=None)
+    q_rows = select(ProgrammePhase).where(ProgrammePhase.network_id == network.id, ProgrammePhase.key == step,
+                                          col(ProgrammePhase.programme_year) >= year, ProgrammePhase.state == "pending")
+    if until is not None:
+        q_rows = q_rows.where(col(ProgrammePhase.programme_year) < until)
+    moved = []
+    for phase in session.exec(q_rows.order_by(col(ProgrammePhase.programme_year))).all():
+        dates = next(p for p in phases_for(prog, phase.programme_year, {step: q}) if p.key == step)
+        assert phase.id is not None
+        engine.fire(session, "phase", phase.id, "set_quarter", actor=actor, role=role, clock=clock, note=note,
+                    params={"quarter": q, "opens_on": dates.opens_on.isoformat(), "due_on": dates.due_on.isoformat(),
+                            "from_year": year, "local_policy": True})
+        moved.append(phase)
+    return QuarterSet(row=row, rescheduled=moved, planned=planned)
+
+
+def reschedule(ctx: Context, out: Effects) -> None:
+    """``set_quarter`` on a pending phase: its quarter and dates as the network set them; the
+    opening deadline is replaced (the engine closes the old one)."""
+    from datetime import date
+
+    row: ProgrammePhase = ctx.row
+    q = str(ctx.params.get("quarter") or "")
+    if q not in QUARTERS:
+        raise InvalidInput(f"set_quarter: quarter {q!r}: use one of {', '.join(QUARTERS)}")
+    try:
+        opens_on = date.fromisoformat(str(ctx.params.get("opens_on")))
+        due_on = date.fromisoformat(str(ctx.params.get("due_on")))
+    except ValueError:
+        raise InvalidInput("set_quarter needs opens_on and due_on (YYYY-MM-DD): use peerwatch cycle set-quarter") from None
+    if due_on < opens_on:
+        raise InvalidInput(f"set_quarter: due_on {due_on} is before opens_on {opens_on}")
+    row.quarter, row.opens_on, row.due_on = q, opens_on, due_on
+    out.deadlines.append(NewDeadline("opening", ctx.calendar.add_days(opens_on, -1)))
