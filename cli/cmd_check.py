@@ -2,7 +2,8 @@
 
 Rows stored before the entry rule (states/text.py) may hold a control character, a Unicode
 line or paragraph separator, or an address email-validator refuses. Each is listed (table, id,
-field, problem, the value escaped); the command exits 1 if any is found, 0 if none.
+field, problem, the value escaped); the command exits 1 if any is found, 0 if none. A contact
+replaced or retired by today is history and not listed (fix a contact with ``contact edit``).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ def check() -> None:
     """List every stored value the entry rule refuses (exit 1 if any)."""
     from sqlmodel import Session
 
-    from cli.main import OPTS, _db
+    from cli.main import OPTS, _db, clock
     from cli.output import console, errors, print_json, table
+    from states.clock import local_date
     from states.text import scan
 
     with Session(_db()) as s:
-        found = list(scan(s))
+        found = list(scan(s, local_date(clock().now())))
     if OPTS.json:
         print_json({"ok": not found, "problems": found})
     elif found:

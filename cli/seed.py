@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from models import Contact, Network, Organisation, Reviewer, Service
+from states import text as _entry_rule  # noqa: F401  (names and addresses checked on flush: states/text.py)
 
 NETWORKS = [
     ("WMTN", "West Midlands Trauma Network", "annual"),

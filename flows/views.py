@@ -25,7 +25,25 @@ from states.clock import clock_from, local_date
 def artifacts(as_of: str | None) -> list[str]:
     clock = clock_from(as_of)
     with Session(init_db()) as session:
-        return publish_views(session, clock, local_date(clock.now()))
+        keys = publish_views(session, clock, local_date(clock.now()))
+        return [*keys, publish_escalation_contacts(session, local_date(clock.now()))]
+
+
+def publish_escalation_contacts(session: Session, today: Any) -> str:
+    """Changes to where escalations go (CQC, Commissioning Lead, commissioner, ASCT, TPD, RA)
+    recorded lately (states/contacts.py): a Network Manager sees who will now be written to."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from states.contacts import escalation_contacts, escalation_window_days
+
+    days = escalation_window_days()
+    rows = escalation_contacts(session, today, days)
+    what = f"Escalation addresses changed in the last {days} days, as of {today.isoformat()}"
+    if rows:
+        create_table_artifact(key="escalation-contacts", table=rows, description=f"{what}: {len(rows)}")
+    else:
+        create_markdown_artifact(key="escalation-contacts", markdown=f"{what}: none.", description=f"{what}: none")
+    return "escalation-contacts"
 
 
 @task(name="write-dashboard")

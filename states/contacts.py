@@ -300,6 +300,23 @@ def reviewer_history(session: Session, reviewer_id: int) -> tuple[Reviewer, list
 # ------------------------------------------------------------------ escalation addresses in the views
 
 
+ESCALATION_WINDOW_ENV = "PEERWATCH_ESCALATION_CHANGES_DAYS"
+
+
+def escalation_window_days() -> int:
+    """How far back the views show escalation address changes (local policy, default 30 days)."""
+    import os
+
+    raw = os.environ.get(ESCALATION_WINDOW_ENV, "30")
+    try:
+        days = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{ESCALATION_WINDOW_ENV}={raw!r}: give a whole number of days") from None
+    if not 1 <= days <= 3660:
+        raise InvalidInput(f"{ESCALATION_WINDOW_ENV}={days}: give 1 to 3660 days")
+    return days
+
+
 def escalation_contacts(session: Session, today: date, days: int = 30) -> list[dict[str, Any]]:
     """Changes to where escalations go (CQC, Commissioning Lead, commissioner, ASCT, TPD, RA)
     recorded in the last ``days`` days or taking effect from today on: what changed, from

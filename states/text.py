@@ -18,10 +18,11 @@ from __future__ import annotations
 import os
 import unicodedata
 from collections.abc import Iterator
+from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import event, inspect, or_, select
 from sqlalchemy.orm import Session as OrmSession
 
 from states.errors import InvalidInput
@@ -150,8 +151,9 @@ if not event.contains(OrmSession, "before_flush", _before_flush):
     event.listen(OrmSession, "before_flush", _before_flush)
 
 
-def scan(session: OrmSession, batch: int = 2000) -> Iterator[dict[str, Any]]:
-    """Rows already stored with a value the rule refuses: table, id, field, problem, value."""
+def scan(session: OrmSession, today: date | None = None, batch: int = 2000) -> Iterator[dict[str, Any]]:
+    """Rows already stored with a value the rule refuses: table, id, field, problem, value.
+    Contacts no longer in force on ``today`` (replaced or retired: kept as history) are skipped."""
     from sqlmodel import SQLModel
 
     import models  # noqa: F401  (every table registered)
@@ -164,8 +166,10 @@ def scan(session: OrmSession, batch: int = 2000) -> Iterator[dict[str, Any]]:
         cols = [c for c in (*texts, *emails) if c in table.c]
         last = 0
         while True:
-            rows = session.execute(select(table.c.id, *(table.c[c] for c in cols)).where(table.c.id > last)
-                                   .order_by(table.c.id).limit(batch)).all()
+            q = select(table.c.id, *(table.c[c] for c in cols)).where(table.c.id > last)
+            if today is not None and "valid_until" in table.c:
+                q = q.where(or_(table.c.valid_until.is_(None), table.c.valid_until > today))
+            rows = session.execute(q.order_by(table.c.id).limit(batch)).all()
             if not rows:
                 break
             for row in rows:

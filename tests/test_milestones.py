@@ -1,0 +1,165 @@
+"""Issue 12 item 13: changes a person makes outside a state machine are audited events with the
+actor, through the engine's one audit chain: `risk milestone`, `milestone done`, `contact add`,
+`outbox retry`, `reviewer add`. Milestones are owned by the service, can be marked done, and an
+overdue one is chased by the sweep with its letter, once; dates from the working-day calendar."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from cli.seed import seed_reference
+from models import AuditEvent, Milestone, OutboxMessage, Risk
+from notifications.dispatch import dispatch
+from notifications.transports import FolderTransport
+from states import engine, milestones
+from states.clock import FixedClock
+from states.errors import InvalidInput, MissingActor, PermissionDenied
+from states.sweep import run_sweep
+
+PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))
+
+
+def _events(session: Session, kind: str) -> list[AuditEvent]:
+    return list(session.exec(select(AuditEvent).where(AuditEvent.kind == kind).order_by(AuditEvent.id)))  # type: ignore[arg-type]
+
+
+def test_a_milestone_is_audited_chased_once_when_overdue_and_done(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk], tmp_path: Path,
+) -> None:
+    risk = raise_risk("SC")
+    clock = FixedClock(date(2026, 12, 14))
+    # Sat 26 Dec 2026 is not a working day (and Mon 28 Dec is the Boxing Day holiday): due Tue 29 Dec
+    rec = milestones.add(session, risk.id, text="Consultant rota extended to 24/7", due_on=date(2026, 12, 26),  # type: ignore[arg-type]
+                         actor="Jo Smith", role="network-manager", clock=clock)
+    assert rec.row.due_on == date(2026, 12, 29) and "not a working day" in rec.notes[0]
+    other = milestones.add(session, risk.id, text="Interim supervision agreed", working_days=10, actor="Jo Smith",  # type: ignore[arg-type]
+                           role="network-manager", clock=clock)
+    assert other.row.due_on == date(2026, 12, 30)  # 10 working days from Mon 14 Dec, skipping 25 and 28 December
+    session.commit()
+    (added, _) = _events(session, "milestone")
+    assert (added.trigger, added.actor, added.role, added.data["due_on"]) == ("add_milestone", "Jo Smith", "network-manager", "2026-12-29")
+
+    milestones.mark_done(session, other.row.id, actor="Sam Lee", role="regional-lead", clock=FixedClock(date(2026, 12, 30)))  # type: ignore[arg-type]
+    session.commit()
+    assert run_sweep(db, FixedClock(date(2026, 12, 29))).count("milestone_chased") == 0  # due today: not yet overdue
+    summary = run_sweep(db, FixedClock(date(2026, 12, 30)))
+    assert [a["milestone"] for a in summary.actions if a["action"] == "milestone_chased"] == [rec.row.id]
+    assert run_sweep(db, FixedClock(date(2026, 12, 31))).count("milestone_chased") == 0  # once only
+
+    letters = session.exec(select(OutboxMessage).where(OutboxMessage.template == "milestone_overdue")).all()
+    assert {(m.to[0]["role"], m.category) for m in letters} == {("service-lead", "chase"), ("chief-executive", "chase"),
+                                                                 ("network-manager", "chase")}
+    chased = _events(session, "milestone")[-1]
+    assert (chased.item_id, chased.trigger, chased.actor, chased.to_state) == (rec.row.id, "chase_milestone", "peerwatch-sweeper", "chased")
+    assert chased.data["reply_by"] == "2027-01-07"  # 5 working days (local policy) from Wed 30 Dec, skipping 1 January
+
+    # the letter, sent, is read back by Python's email parser
+    folder = tmp_path / "mail"
+    dispatch(session, FolderTransport(folder), FixedClock(date(2026, 12, 30)))
+    parsed = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in folder.glob("*.eml")]
+    mine = [m for m in parsed if "milestone overdue" in str(m["Subject"])]
+    assert mine and all(not str(m["Subject"]).startswith(" ") for m in mine)
+    body = mine[0].get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Consultant rota extended to 24/7" in body and "Tue 29 Dec 2026" in body and "Thu 07 Jan 2027" in body
+
+    milestones.mark_done(session, rec.row.id, actor="Jo Smith", role="network-manager", clock=FixedClock(date(2027, 1, 6)))  # type: ignore[arg-type]
+    session.commit()
+    done = _events(session, "milestone")[-1]
+    assert (done.trigger, done.from_state, done.to_state, done.data["late"]) == ("milestone_done", "chased", "done", True)
+    with pytest.raises(InvalidInput, match="already marked done on 2027-01-06 by Jo Smith"):
+        milestones.mark_done(session, rec.row.id, actor="Jo", role="network-manager", clock=FixedClock(date(2027, 1, 7)))  # type: ignore[arg-type]
+    assert engine.verify_chain(session)[2] is None
+
+
+def test_milestones_refuse_bad_input_with_nothing_changed(session: Session, raise_risk: Callable[..., Risk]) -> None:
+    risk = raise_risk("SC")
+    clock = FixedClock(date(2026, 12, 14))
+    before = session.exec(select(func.count()).select_from(AuditEvent)).one()
+    cases = [
+        (dict(text="x", due_on=date(2026, 12, 14)), InvalidInput, "not after today"),
+        (dict(text="x"), InvalidInput, "--due"),
+        (dict(text="x", due_on=date(2027, 1, 5), working_days=3), InvalidInput, "not both"),
+        (dict(text="x\u2028Bcc: y", due_on=date(2027, 1, 5)), InvalidInput, "milestone text"),
+        (dict(text="x", due_on=date(2027, 1, 5), owner_role="pope"), InvalidInput, "unknown contact role"),
+        (dict(text="x", due_on=date(2027, 1, 5), actor=""), MissingActor, "actor"),
+        (dict(text="x", due_on=date(2027, 1, 5), role="auditor"), PermissionDenied, "read-only"),
+    ]
+    for kwargs, error, match in cases:
+        with pytest.raises(error, match=match):
+            milestones.add(session, risk.id, **{"actor": "Jo", "role": "network-manager", "clock": clock, **kwargs})  # type: ignore[arg-type]
+        session.rollback()
+    assert session.exec(select(func.count()).select_from(Milestone)).one() == 0
+    assert session.exec(select(func.count()).select_from(AuditEvent)).one() == before
+    m = milestones.add(session, risk.id, text="x", due_on=date(2027, 1, 5), actor="Jo", role="network-manager", clock=clock)  # type: ignore[arg-type]
+    session.commit()
+    with pytest.raises(InvalidInput, match="after today"):
+        milestones.mark_done(session, m.row.id, actor="Jo", role="network-manager", clock=clock, on=date(2026, 12, 15))  # type: ignore[arg-type]
+
+
+def test_a_closed_risks_milestones_are_not_chased(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+    risk = raise_risk("GC")
+    milestones.add(session, risk.id, text="x", due_on=date(2027, 1, 5), actor="Jo", role="network-manager",  # type: ignore[arg-type]
+                   clock=FixedClock(date(2026, 12, 14)))
+    engine.fire(session, "risk", risk.id, "close", actor="Jo", role="network-manager", note="resolved",  # type: ignore[arg-type]
+                clock=FixedClock(date(2026, 12, 15)))
+    session.commit()
+    assert run_sweep(db, FixedClock(date(2027, 1, 7))).count("milestone_chased") == 0
+
+
+def _run(db_url: str, *args: str, actor: str | None = "Pat Operator") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PEERWATCH_DATABASE_URL": db_url}
+    env.pop("PEERWATCH_ACTOR", None)
+    if actor:
+        env["PEERWATCH_ACTOR"] = actor
+    return subprocess.run([PEERWATCH, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_commands_that_write_stored_data_leave_an_audited_event_with_the_actor(db_url: str, db: Engine) -> None:
+    with Session(db) as s:
+        services = seed_reference(s)
+        s.commit()
+    sid = str(services["Midland Royal Major Trauma Centre"])
+    assert _run(db_url, "--as-of", "2026-12-11", "risk", "raise", "--service", sid, "--level", "SC", "--title", "Rota gaps",
+                "--visit-date", "2026-12-11", "--actor", "Jo Smith").returncode == 0
+    steps = [
+        ("milestone", ["--as-of", "2026-12-14", "risk", "milestone", "1", "--due", "2027-03-01", "--text", "Rota extended"]),
+        ("milestone", ["--as-of", "2027-03-02", "milestone", "done", "1", "--actor", "Sam Lee", "--role", "regional-lead"]),
+        ("contact", ["contact", "add", "--role", "cqc", "--name", "Ms New Inspector", "--email", "new@cqc.org.uk", "--network", "WMTN",
+                     "--actor", "Jo Smith", "--as", "network-manager"]),
+        ("reviewer", ["reviewer", "add", "--name", "Dr Rae Newton", "--email", "rae@x.nhs.uk", "--discipline", "nurse"]),
+    ]
+    for kind, args in steps:
+        proc = _run(db_url, *args)
+        assert proc.returncode == 0, (args, proc.stderr)
+    with db.begin() as conn:  # a letter that failed: queued again by hand
+        conn.execute(text("INSERT INTO outboxmessage (idempotency_key, kind, item_id, template, category, context, \"to\", cc, status, "
+                          "attempts, created_at, next_attempt_at, last_error) VALUES ('k1', 'risk', 1, 'chase', 'chase', '{}', '[]', "
+                          "'[]', 'failed', 5, '2027-01-04 09:00:00', '2027-01-04 09:00:00', 'relay down')"))
+    assert _run(db_url, "outbox", "retry", "1", "--actor", "Ops Person").returncode == 0
+    with Session(db) as s:
+        got = [(e.kind, e.trigger, e.actor, e.role) for e in s.exec(select(AuditEvent).where(AuditEvent.kind != "risk").order_by(AuditEvent.id))]  # type: ignore[arg-type]
+        assert got == [("milestone", "add_milestone", "Pat Operator", "network-manager"),
+                       ("milestone", "milestone_done", "Sam Lee", "regional-lead"),
+                       ("contact", "add_contact", "Jo Smith", "network-manager"),
+                       ("reviewer", "add_reviewer", "Pat Operator", "network-office"),
+                       ("outbox", "retry", "Ops Person", "operator")]
+        assert engine.verify_chain(s)[2] is None
+    # no actor at all (no --actor, no PEERWATCH_ACTOR, and as the auditor role): refused, nothing written
+    refused = _run(db_url, "milestone", "done", "1", "--actor", "")
+    assert refused.returncode == 2
+    auditor = _run(db_url, "contact", "add", "--role", "cqc", "--name", "X", "--email", "x@cqc.org.uk", "--as", "auditor")
+    assert auditor.returncode == 2 and "read-only" in auditor.stderr
+    with Session(db) as s:
+        assert s.exec(select(func.count()).select_from(AuditEvent).where(AuditEvent.kind != "risk")).one() == 5
