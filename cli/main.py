@@ -124,8 +124,10 @@ def network_add(
     code: Annotated[str, typer.Option(help="Short code, e.g. WMTN.")],
     name: Annotated[str, typer.Option(help="Full name.")],
     cycle: Annotated[str, typer.Option(help="annual | biennial")] = "annual",
+    actor: Annotated[Optional[str], typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    role: Annotated[str, typer.Option(help="Actor role.")] = "operator",
 ) -> None:
-    """Add a network."""
+    """Add a network (audited)."""
     if cycle not in ("annual", "biennial"):
         raise InvalidInput(f"cycle {cycle!r}: use annual or biennial")
     _db()
@@ -133,6 +135,8 @@ def network_add(
         n = Network(code=code, name=name, cycle=cycle)
         s.add(n)
         s.flush()
+        engine.record_change(s, "network", n.id, "add_network", actor=_who(actor), role=role, clock=clock(),  # type: ignore[arg-type]
+                             state="current", data={"code": code, "name": name, "cycle": cycle})
         _created("network", n.id)
 
 
@@ -153,8 +157,10 @@ def service_add(
     network: Annotated[str, typer.Option(help="Network code.")],
     nation: Annotated[str, typer.Option(help="UK nation of a new Trust: ENG, WLS, SCT or NIR.")] = "ENG",
     pathway: Annotated[Optional[str], typer.Option(help="The shared pathway the service belongs to.")] = None,
+    actor: Annotated[Optional[str], typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    role: Annotated[str, typer.Option(help="Actor role.")] = "operator",
 ) -> None:
-    """Add a service run by a Trust in a network."""
+    """Add a service run by a Trust in a network (audited)."""
     if nation.upper() not in NATIONS:
         raise InvalidInput(f"unknown nation {nation!r}: use one of {', '.join(NATIONS)}")
     _db()
@@ -168,6 +174,9 @@ def service_add(
         svc = Service(name=name, kind=kind, organisation_id=org.id, network_id=net.id, pathway=pathway)  # type: ignore[arg-type]
         s.add(svc)
         s.flush()
+        engine.record_change(s, "service", svc.id, "add_service", actor=_who(actor), role=role, clock=clock(),  # type: ignore[arg-type]
+                             state="current", data={"name": name, "kind": kind, "organisation": organisation, "network": network,
+                                                    "pathway": pathway})
         _created("service", svc.id)
 
 

@@ -139,6 +139,9 @@ def test_commands_that_write_stored_data_leave_an_audited_event_with_the_actor(d
         ("contact", ["contact", "add", "--role", "cqc", "--name", "Ms New Inspector", "--email", "new@cqc.org.uk", "--network", "WMTN",
                      "--actor", "Jo Smith", "--as", "network-manager"]),
         ("reviewer", ["reviewer", "add", "--name", "Dr Rae Newton", "--email", "rae@x.nhs.uk", "--discipline", "nurse"]),
+        ("network", ["network", "add", "--code", "NEWN", "--name", "New Network"]),
+        ("service", ["service", "add", "--name", "New Burns Service", "--kind", "Burns", "--organisation", "New NHS Trust",
+                     "--network", "NEWN", "--actor", "Jo Smith", "--role", "network-manager"]),
     ]
     for kind, args in steps:
         proc = _run(db_url, *args)
@@ -154,6 +157,8 @@ def test_commands_that_write_stored_data_leave_an_audited_event_with_the_actor(d
                        ("milestone", "milestone_done", "Sam Lee", "regional-lead"),
                        ("contact", "add_contact", "Jo Smith", "network-manager"),
                        ("reviewer", "add_reviewer", "Pat Operator", "network-office"),
+                       ("network", "add_network", "Pat Operator", "operator"),
+                       ("service", "add_service", "Jo Smith", "network-manager"),
                        ("outbox", "retry", "Ops Person", "operator")]
         assert engine.verify_chain(s)[2] is None
     # no actor at all (no --actor, no PEERWATCH_ACTOR, and as the auditor role): refused, nothing written
@@ -162,4 +167,4 @@ def test_commands_that_write_stored_data_leave_an_audited_event_with_the_actor(d
     auditor = _run(db_url, "contact", "add", "--role", "cqc", "--name", "X", "--email", "x@cqc.org.uk", "--as", "auditor")
     assert auditor.returncode == 2 and "read-only" in auditor.stderr
     with Session(db) as s:
-        assert s.exec(select(func.count()).select_from(AuditEvent).where(AuditEvent.kind != "risk")).one() == 5
+        assert s.exec(select(func.count()).select_from(AuditEvent).where(AuditEvent.kind != "risk")).one() == 7
