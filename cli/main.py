@@ -580,8 +580,8 @@ def visit_agenda(
         people = [{"name": r.name, "email": r.email, "group": "panel"} for _m, r in _panel(s, visit_id)]
         scope = recipient_scope(s, visit)
         people += [{"name": c.name, "email": c.email, "group": "service"} for role in ("service-lead", "chief-executive")
-                   for c in resolve(s, role, scope)]
-        office = resolve(s, "network-office", scope)  # the ORGANIZER
+                   for c in resolve(s, role, scope, local_date(clock().now()))]
+        office = resolve(s, "network-office", scope, local_date(clock().now()))  # the ORGANIZER
         organizer = {"name": f"{net.name} ({office[0].name})", "email": office[0].email} if office else None
         if ics:
             from models.installation import installation_id
