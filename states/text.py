@@ -16,6 +16,7 @@ value refuses its transaction wherever it came from. ``scan`` finds rows stored 
 from __future__ import annotations
 
 import os
+import re
 import unicodedata
 from collections.abc import Iterator
 from datetime import date
@@ -50,14 +51,20 @@ RESERVED_TLDS_ENV = "PEERWATCH_EMAIL_RESERVED_TLDS"
 RESERVED_TLDS_DEFAULT = "invalid"
 
 
+# Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F (NEL U+0085 among them).
+_BAD = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def problem(value: str) -> str | None:
     """What is wrong with ``value`` as one line of text, or None."""
-    for i, ch in enumerate(value):
-        if ch in SEPARATORS:
-            return f"contains U+{ord(ch):04X} {SEPARATORS[ch]} at character {i + 1}"
-        if unicodedata.category(ch) == "Cc":
-            return f"contains the control character U+{ord(ch):04X} ({_control_name(ch)}) at character {i + 1}"
-    return None
+    found = _BAD.search(value)
+    if found is None:
+        return None
+    ch, at = found.group(), found.start() + 1
+    if ch in SEPARATORS:
+        return f"contains U+{ord(ch):04X} {SEPARATORS[ch]} at character {at}"
+    assert unicodedata.category(ch) == "Cc"
+    return f"contains the control character U+{ord(ch):04X} ({_control_name(ch)}) at character {at}"
 
 
 def _control_name(ch: str) -> str:
