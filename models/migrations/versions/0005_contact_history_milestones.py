@@ -4,6 +4,8 @@ Contacts get effective dates (``valid_from``, ``valid_until``) and ``replaces_id
 writes a new row from its date and closes the old one: the history is kept); reviewers get
 ``retired_on``; milestones get their owner (a contact role, the service's by default), who
 marked them done, and the day the sweep chased them, with an index for the sweep's scan.
+Downgrading drops the effective dates: a replaced contact and its successor would then both be
+in force, so retire one by hand (the audit chain still says who held the role when).
 
 Revision ID: 0005
 Revises: 0004
