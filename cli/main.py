@@ -839,7 +839,9 @@ def _kind_app(kind: str) -> typer.Typer:
                   [(x["what"], x["due_on"], x["received_on"], "LATE" if x["late"] else "on time" + (" (clock stopped)" if x["clock_paused"] else ""),
                     x["days_late"], x["working_days_late"]) for x in data["lateness"]])
         if data.get("milestones"):
-            table("action plan milestones", ["due", "milestone", "done"], [(m["due_on"], m["text"], m["done_on"]) for m in data["milestones"]])
+            table("action plan milestones", ["id", "due", "milestone", "owner", "done", "chased"],
+                  [(m["id"], m["due_on"], m["text"], m.get("owner_role"), f"{m['done_on']} by {m.get('done_by')}" if m["done_on"] else "",
+                    m.get("chased_on") or "") for m in data["milestones"]])
         console.print(f"triggers now: {', '.join(data['triggers']) or 'none (closed)'}")
 
     @sub.command("list")
