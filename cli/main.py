@@ -1177,6 +1177,8 @@ def outbox_in_doubt(
     hold: Annotated[bool, typer.Option("--hold", help="Do not resend it automatically (it stays an incident).")] = False,
     resend: Annotated[bool, typer.Option("--resend", help="Resend it on the next dispatch, with the same Message-ID.")] = False,
     delivered: Annotated[bool, typer.Option("--delivered", help="The recipient has it: mark it sent, never resend it.")] = False,
+    actor: Annotated[Optional[str], typer.Option(help="Who is acting (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    role: ROLE = "operator",
 ) -> None:
     """Settle letters left in doubt by a crash mid-send (by default each is resent once, same
     Message-ID, PEERWATCH_IN_DOUBT_RESEND_SECONDS after the crash was found)."""
@@ -1187,7 +1189,7 @@ def outbox_in_doubt(
         raise InvalidInput("give one of --hold, --resend or --delivered")
     _db()
     with session_scope() as s:
-        done = [m.id for m in settle_in_doubt(s, ids, chosen[0], clock().now())]
+        done = [m.id for m in settle_in_doubt(s, ids, chosen[0], actor=_who(actor), role=role, clock=clock())]
     print_json({chosen[0]: done}) if OPTS.json else console.print(f"{chosen[0]}: {', '.join(map(str, done))}")
 
 

@@ -340,10 +340,14 @@ def recover(session: Session, transport: Transport, clock: Clock, dpolicy: Dispa
     return summary
 
 
-def settle_in_doubt(session: Session, ids: list[int], action: str, now: datetime) -> list[OutboxMessage]:
+def settle_in_doubt(session: Session, ids: list[int], action: str, *, actor: str, role: str, clock: Clock) -> list[OutboxMessage]:
     """The operator's word on letters in doubt: ``hold`` (no automatic resend; an incident until
     retried), ``resend`` (resent on the next dispatch, same Message-ID), or ``delivered`` (the
-    recipient has it: marked sent, never resent). Refuses, changing nothing, any id not in doubt."""
+    recipient has it: marked sent, never resent). Each is an audited change (who, role, when) in
+    the caller's transaction. Refuses, changing nothing, any id not in doubt."""
+    from states import engine
+
+    now = clock.now()
     if action not in ("hold", "resend", "delivered"):
         raise InvalidInput(f"{action!r}: use hold, resend or delivered")
     rows = []
@@ -366,6 +370,9 @@ def settle_in_doubt(session: Session, ids: list[int], action: str, now: datetime
             m.status, m.sent_at, m.resend_at = OutboxStatus.SENT, now, None
             m.last_error = f"marked delivered by the operator on {_when(now)} after an interrupted send"
         session.add(m)
+        engine.record_change(session, "outbox", m.id, f"in_doubt_{action}", actor=actor, role=role, clock=clock,  # type: ignore[arg-type]
+                             from_state="in doubt", state=str(m.status) if action == "delivered" else "in doubt",
+                             data={"item": f"{m.kind} {m.item_id}", "template": m.template, "message_id": m.message_id})
     return rows
 
 

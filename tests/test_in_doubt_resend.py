@@ -26,7 +26,7 @@ from sqlmodel import Session, select
 
 from cli.main import main
 from models import Risk
-from models.tables import OutboxMessage, OutboxStatus
+from models.tables import AuditEvent, OutboxMessage, OutboxStatus
 from notifications.dispatch import DispatchPolicy, dispatch, incident_rows, incidents, is_in_doubt
 from notifications.transports import SmtpTransport
 from states import engine
@@ -154,8 +154,11 @@ def test_a_digest_in_doubt_is_resent_whole_under_its_message_id_and_the_operator
         transport = SmtpTransport("127.0.0.1", port, timeout=10)
         assert dispatch(session, transport, at(LEASE + 1), POLICY).in_doubt == 2
         # The operator holds them: an hour later nothing is resent.
-        code, out = _cli(capsys, "--as-of", "2026-12-18", "outbox", "in-doubt", *ids, "--hold")
+        code, out = _cli(capsys, "--as-of", "2026-12-18", "outbox", "in-doubt", *ids, "--hold", "--actor", "Mo Operator")
         assert (code, out) == (0, {"hold": [int(i) for i in ids]})
+        audit = list(session.exec(select(AuditEvent).where(AuditEvent.kind == "outbox").order_by(AuditEvent.id)))  # type: ignore[arg-type]
+        assert [(a.item_id, a.trigger, a.actor, a.role) for a in audit] == [
+            (int(i), "in_doubt_hold", "Mo Operator", "operator") for i in ids]  # an audited change, on the chain
         assert dispatch(session, transport, at(LEASE + 7200), POLICY).resent == 0
         session.expire_all()
         assert all(is_in_doubt(r) and r.resend_at is None for r in rows)
