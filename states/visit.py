@@ -213,6 +213,9 @@ def effects(ctx: Context) -> Effects:
                                       context=(("reason", ctx.note),)))
     elif t == "add_panel_member":
         reviewer = _reviewer(ctx)
+        if reviewer.retired_on is not None and reviewer.retired_on <= ctx.today:
+            raise GuardRefused(f"{reviewer.name} (reviewer {reviewer.id}) retired from {reviewer.retired_on.isoformat()}: "
+                               "a retired reviewer is not invited onto panels (peerwatch reviewer history)")
         reason = conflict_reason(ctx.session, row, reviewer)
         if reason:
             raise GuardRefused(f"{reviewer.name} may not review {service_of(ctx.session, row.service_id)[0].name}: {reason}")

@@ -424,6 +424,27 @@ def test_adding_a_reviewer_twice_is_refused(session: Session, services: dict[str
     assert len(_panel(session, visit.id)) == 1
 
 
+def test_retired_reviewer_is_refused_from_the_retirement_date(session: Session, services: dict[str, int]) -> None:
+    """A reviewer retired (states.contacts.retire_reviewer) is not added to a panel from the
+    retirement date, as of the clock's date; before that date the reviewer still may be."""
+    from states.contacts import retire_reviewer
+
+    retire_reviewer(session, _reviewers(session)["Ms Carys Holt"].id, effective=T0 + timedelta(days=1), actor="tester",
+                    actor_role=OFFICE, clock=FixedClock(T0))
+    session.commit()
+    visit = _propose(session, services, MRH)
+    counts = _counts(session)
+    with pytest.raises(GuardRefused, match=r"Ms Carys Holt \(reviewer \d+\) retired from 2026-10-06: a retired reviewer is not "
+                                           r"invited onto panels"):
+        engine.fire(session, "visit", visit.id, "add_panel_member", actor="tester", role=OFFICE,
+                    clock=FixedClock(T0 + timedelta(days=1)), params={"reviewer_id": _reviewers(session)["Ms Carys Holt"].id})
+    session.rollback()
+    assert _counts(session) == counts
+    assert "panel_invitation" not in _letters(session, visit.id)
+    _add(session, visit.id, "Ms Carys Holt", T0)  # the day before the retirement: still a reviewer
+    assert [r.name for _, r in _panel(session, visit.id)] == ["Ms Carys Holt"]
+
+
 def test_panel_invitation_goes_to_the_reviewers_own_email(session: Session, services: dict[str, int]) -> None:
     visit = _propose(session, services, MRH)
     _fire(session, visit.id, "schedule", T0, date="2026-11-12")
