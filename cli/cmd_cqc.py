@@ -29,12 +29,12 @@ def record(
     review_request: Annotated[bool, typer.Option("--review-request", help="DHSC or NHSE/I requested a review of services or inquiry.")] = False,
     hsib_concern: Annotated[bool, typer.Option("--hsib-concern", help="HSIB identified the Trust to the CQC with concerns.")] = False,
     service: Annotated[Optional[int], typer.Option(help="Maternity service id (default: the Trust's one maternity service, if any).")] = None,
-    actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
+    actor: Annotated[Optional[str], typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
     role: Annotated[str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")] = "network-office",
     note: Annotated[Optional[str], typer.Option()] = None,
 ) -> None:
-    """Record a CQC assessment; says whether the Trust entered the MSSP, was referred to the MSSCG, or exit is proposed."""
-    from cli.main import OPTS, _db, _organisation, clock
+    """Record a CQC assessment (audited); says whether the Trust entered the MSSP, was referred to the MSSCG, or exit is proposed."""
+    from cli.main import OPTS, _db, _organisation, _who, clock
     from cli.output import console, print_json
     from models import Service, session_scope
     from models.perinatal import CqcRating
@@ -57,7 +57,7 @@ def record(
         row = CqcRating(organisation_id=org.id, service_id=svc.id if svc else None, assessed_on=day, overall=overall,  # type: ignore[arg-type]
                         safe=safe, well_led=well_led, effective=effective, caring=caring, responsive=responsive,
                         warning_notice=warning_notice, dhsc_nhse_review_request=review_request, hsib_concern=hsib_concern,
-                        recorded_by=actor, recorded_role=role, note=note)
+                        recorded_by=_who(actor), recorded_role=role, note=note)
         out = record_cqc_assessment(s, row, clock=clock())
         result = _summary(out, org.name)
     if OPTS.json:

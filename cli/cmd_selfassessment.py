@@ -20,9 +20,13 @@ ROLE = Annotated[str, typer.Option(help="Actor role: network-office, network-man
 
 
 @standards_app.command("load")
-def standards_load(file: Annotated[str, typer.Argument(help="A JSON or YAML standards library (docs/standards-example.yaml).")]) -> None:
-    """Load standard sets; each supersedes the current set of its service kind (it must be newer)."""
-    from cli.main import OPTS, _db
+def standards_load(
+    file: Annotated[str, typer.Argument(help="A JSON or YAML standards library (docs/standards-example.yaml).")],
+    actor: Annotated[Optional[str], typer.Option(help="Who is loading it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    role: ROLE = "network-office",
+) -> None:
+    """Load standard sets (audited); each supersedes the current set of its service kind (it must be newer)."""
+    from cli.main import OPTS, _db, _who, clock
     from cli.output import console, print_json
     from models import session_scope
     from states.selfassessment import load_standard_sets, read_library
@@ -30,7 +34,7 @@ def standards_load(file: Annotated[str, typer.Argument(help="A JSON or YAML stan
     docs = read_library(file)
     _db()
     with session_scope() as s:
-        loaded = load_standard_sets(s, docs)
+        loaded = load_standard_sets(s, docs, actor=_who(actor), role=role, clock=clock())
     if OPTS.json:
         print_json(loaded)
         return

@@ -440,6 +440,13 @@ def record_cqc_assessment(session: Session, rating_row: CqcRating, *, clock: Clo
     rating_row.recorded_at = clock.now()
     session.add(rating_row)
     session.flush()
+    assert rating_row.id is not None
+    engine.record_change(session, "cqc_rating", rating_row.id, "record_cqc_assessment", actor=rating_row.recorded_by,
+                         role=rating_row.recorded_role, clock=clock, state="recorded", note=rating_row.note,
+                         data={"organisation_id": rating_row.organisation_id, "service_id": rating_row.service_id,
+                               "assessed_on": rating_row.assessed_on,
+                               **{k: getattr(rating_row, k) for k in ("overall", "safe", "well_led", "effective", "caring", "responsive",
+                                                                      "warning_notice", "dhsc_nhse_review_request", "hsib_concern")}})
     criteria = mssp_entry_criteria(previous, rating_row)
     out = AssessmentOutcome(rating=rating_row, previous=previous, criteria=criteria)
     actor, role = rating_row.recorded_by, rating_row.recorded_role

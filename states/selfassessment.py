@@ -33,10 +33,10 @@ from sqlmodel import Session, col, select
 from models.selfassessment import SelfAssessment, SelfAssessmentItem, Standard, StandardSet
 from models.tables import RefusedAttempt, Report, Service
 from states.clock import Clock, FixedClock, local_date, parse_date
-from states.errors import InvalidInput, MissingActor, NotFound, PeerwatchError
+from states.errors import InvalidInput, MissingActor, NotFound, PeerwatchError, PermissionDenied
 from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.policy import numbers_from_env
-from states.roles import NETWORK_LEADS, STAFF, check_actor_role
+from states.roles import AUDITOR, NETWORK_LEADS, STAFF, check_actor_role
 from states.scope import nation_of, recipient_scope, service_context, service_of
 
 MET, PARTLY, UNMET = "Met", "Partially Met", "Unmet"
@@ -207,8 +207,16 @@ def current_set(session: Session, service_kind: str, on: date) -> StandardSet | 
     return None
 
 
-def load_standard_sets(session: Session, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Load each set, superseding the newest set of its kind; a set not newer than it is refused."""
+def load_standard_sets(session: Session, docs: list[dict[str, Any]], *, actor: str, role: str, clock: Clock) -> list[dict[str, Any]]:
+    """Load each set, superseding the newest set of its kind; a set not newer than it is refused.
+    Each load (and each set it supersedes) is an audited change with the actor and role
+    (``states.engine.record_change``, kind ``standard_set``); the caller commits."""
+    from states import engine
+
+    if not actor or not actor.strip():
+        raise MissingActor("no actor given to load standard sets: name who is acting (--actor)")
+    if check_actor_role(role) == AUDITOR:
+        raise PermissionDenied("role 'auditor' is read-only: it may not load standard sets")
     loaded = []
     for doc in docs:
         head, standards = _check_set(doc)
@@ -230,6 +238,15 @@ def load_standard_sets(session: Session, docs: list[dict[str, Any]]) -> list[dic
             previous.superseded_by_id = new.id
             session.add(previous)
         session.flush()
+        assert new.id is not None
+        engine.record_change(session, "standard_set", new.id, "load_standard_set", actor=actor, role=role, clock=clock, state="loaded",
+                             data={"service_kind": new.service_kind, "name": new.name, "version": new.version,
+                                   "effective_from": new.effective_from, "standards": [s["ref"] for s in standards],
+                                   "supersedes": previous.id if previous else None})
+        if previous is not None:
+            assert previous.id is not None
+            engine.record_change(session, "standard_set", previous.id, "supersede_standard_set", actor=actor, role=role, clock=clock,
+                                 from_state="loaded", state="superseded", data={"superseded_by": new.id})
         loaded.append({"id": new.id, "service_kind": new.service_kind, "name": new.name, "version": new.version,
                        "effective_from": new.effective_from, "standards": len(standards),
                        "supersedes": previous.id if previous else None})

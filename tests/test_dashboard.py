@@ -73,7 +73,7 @@ def _approved_report(s: Session, services: dict[str, int]) -> int:
 
 def _validated_assessment(s: Session, services: dict[str, int]) -> int:
     """A declaration circulated, returned (one standard Met, the rest Unmet) and accepted as declared."""
-    load_standard_sets(s, read_library(ROOT / "docs" / "standards-example.yaml"))
+    load_standard_sets(s, read_library(ROOT / "docs" / "standards-example.yaml"), actor="Jo Office", role=OFFICE, clock=FixedClock(D0))
     row: SelfAssessment = start(s, services[ACC], 2026, actor="Jo Office", role=OFFICE, clock=FixedClock(D0)).row
     rows = []
     for n, std in enumerate(standards_of(s, row.standard_set_id)):
@@ -391,7 +391,7 @@ def test_late_returns_and_replies_are_recorded_at_receipt_and_shown_on_the_dashb
     _fire(s, "report", on_time, "approve", date(2026, 12, 29))  # no inaccuracies: the reply on its due date
     _fire(s, "report", late_report, "record_inaccuracy", date(2027, 1, 4), role=OFFICE, params={"text": "two consultants, not one"})
 
-    load_standard_sets(s, read_library(ROOT / "docs" / "standards-example.yaml"))
+    load_standard_sets(s, read_library(ROOT / "docs" / "standards-example.yaml"), actor="Jo Office", role=OFFICE, clock=FixedClock(D0))
     sa: SelfAssessment = start(s, services[ACC], 2026, actor="Jo Office", role=OFFICE, clock=FixedClock(D0)).row
     assert {d.name: d.due_on for d in engine.pending_deadlines(s, "selfassessment", sa.id)}["return"] == date(2027, 1, 22)  # type: ignore[arg-type]
     rows = [{"row": n + 2, "ref": std.ref, "status": None if std.has_thresholds else "Met",

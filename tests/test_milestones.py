@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import subprocess
 import sys
@@ -168,3 +169,57 @@ def test_commands_that_write_stored_data_leave_an_audited_event_with_the_actor(d
     assert auditor.returncode == 2 and "read-only" in auditor.stderr
     with Session(db) as s:
         assert s.exec(select(func.count()).select_from(AuditEvent).where(AuditEvent.kind != "risk")).one() == 7
+
+
+def test_cqc_record_and_standards_load_are_audited_with_the_actor(db_url: str, db: Engine, tmp_path: Path) -> None:
+    """`cqc record` and `selfassessment standards load` write stored data: each is an audited
+    change with the actor (--actor, else $PEERWATCH_ACTOR) and role, on the verified chain."""
+    with Session(db) as s:
+        seed_reference(s)
+        s.commit()
+    org = "Midland Royal Hospitals NHS Trust"
+    proc = _run(db_url, "--as-of", "2026-12-11", "cqc", "record", "--organisation", org, "--date", "2026-11-20", "--overall", "good",
+                "--safe", "good", "--well-led", "good")
+    assert proc.returncode == 0, proc.stderr
+    proc = _run(db_url, "--as-of", "2026-12-11", "cqc", "record", "--organisation", org, "--date", "2026-12-01", "--overall", "good",
+                "--safe", "good", "--well-led", "good", "--actor", "Nia Evans", "--role", "regional-lead")
+    assert proc.returncode == 0, proc.stderr
+    library = str(Path(__file__).resolve().parents[1] / "docs" / "standards-example.yaml")
+    proc = _run(db_url, "--as-of", "2026-12-11", "selfassessment", "standards", "load", library)
+    assert proc.returncode == 0, proc.stderr
+    with Session(db) as s:
+        got = [(e.kind, e.trigger, e.actor, e.role) for e in s.exec(select(AuditEvent).order_by(AuditEvent.id))]  # type: ignore[arg-type]
+        sets = s.execute(text("SELECT count(*) FROM standardset")).scalar_one()
+        assert sets >= 1
+        assert got == [("cqc_rating", "record_cqc_assessment", "Pat Operator", "network-office"),
+                       ("cqc_rating", "record_cqc_assessment", "Nia Evans", "regional-lead"),
+                       *[("standard_set", "load_standard_set", "Pat Operator", "network-office")] * sets]
+        first = s.exec(select(AuditEvent).order_by(AuditEvent.id)).first()  # type: ignore[arg-type]
+        assert first is not None and first.data["assessed_on"] == "2026-11-20" and first.data["safe"] == "Good"
+        assert engine.verify_chain(s)[2] is None
+    # a newer set supersedes the current one: both audited, with the actor from --actor
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps({"service_kind": "Adult Critical Care", "name": "Ten standards", "version": "2026.1",
+                                 "effective_from": "2026-04-01",
+                                 "standards": [{"ref": f"{n}.1", "descriptor": f"standard {n}", "criteria_met": "yes",
+                                                "criteria_partly": "partly", "criteria_unmet": "no"} for n in range(1, 11)]}))
+    proc = _run(db_url, "--as-of", "2026-12-11", "selfassessment", "standards", "load", str(newer), "--actor", "Jo Smith")
+    assert proc.returncode == 0, proc.stderr
+    # nobody named and the auditor role: refused, nothing written
+    before = _audit_count(db)
+    refused = _run(db_url, "--as-of", "2026-12-11", "cqc", "record", "--organisation", org, "--date", "2026-12-05", "--overall", "good",
+                   "--safe", "good", "--well-led", "good", "--actor", "")
+    assert refused.returncode == 2, refused.stderr
+    auditor = _run(db_url, "selfassessment", "standards", "load", library, "--role", "auditor")
+    assert auditor.returncode == 2 and "read-only" in auditor.stderr
+    assert _audit_count(db) == before
+    with Session(db) as s:
+        last = list(s.exec(select(AuditEvent).where(AuditEvent.kind == "standard_set").order_by(AuditEvent.id)))[sets:]  # type: ignore[arg-type]
+        assert {(e.trigger, e.actor) for e in last} == {("load_standard_set", "Jo Smith"), ("supersede_standard_set", "Jo Smith")}
+        assert s.execute(text("SELECT count(*) FROM cqcrating")).scalar_one() == 2
+        assert engine.verify_chain(s)[2] is None
+
+
+def _audit_count(db: Engine) -> int:
+    with Session(db) as s:
+        return s.exec(select(func.count()).select_from(AuditEvent)).one()

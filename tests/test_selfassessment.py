@@ -62,7 +62,7 @@ GOOD: dict[str, tuple[Any, Any, Any, Any]] = {
 @pytest.fixture
 def library(session: Session, services: dict[str, int]) -> dict[str, int]:
     """The example standards library loaded; service kind -> set id."""
-    loaded = load_standard_sets(session, read_library(LIBRARY))
+    loaded = load_standard_sets(session, read_library(LIBRARY), actor="Jo Office", role=OFFICE, clock=FixedClock(DAY))
     session.commit()
     return {x["service_kind"]: x["id"] for x in loaded}
 
@@ -464,7 +464,7 @@ def _ten_standard_set(kind: str, version: str, effective: str) -> dict[str, Any]
 def test_below_fifty_percent_is_escalated_to_icbs_and_regional_quality_leads(
         db: Engine, session: Session, services: dict[str, int], clock: FixedClock,
         met: int, partly: int, achievement: float, escalated: bool) -> None:
-    load_standard_sets(session, [_ten_standard_set("Adult Critical Care", "10", "2026-04-01")])
+    load_standard_sets(session, [_ten_standard_set("Adult Critical Care", "10", "2026-04-01")], actor="Jo Office", role=OFFICE, clock=FixedClock(DAY))
     session.commit()
     row = _circulate(session, services, clock)
     statuses = ["Met"] * met + ["Partially Met"] * partly + ["Unmet"] * (10 - met - partly)
@@ -494,7 +494,7 @@ def test_a_superseded_set_is_not_used_for_new_circulations(session: Session, ser
     pending.created_at = pending.updated_at = clock.now()
     session.add(pending)
     session.commit()
-    (loaded,) = load_standard_sets(session, [_ten_standard_set("Adult Critical Care", "2026.1", "2026-10-01")])
+    (loaded,) = load_standard_sets(session, [_ten_standard_set("Adult Critical Care", "2026.1", "2026-10-01")], actor="Jo Office", role=OFFICE, clock=FixedClock(DAY))
     session.commit()
     assert loaded["supersedes"] == old
     assert session.get(StandardSet, old).superseded_by_id == loaded["id"]  # type: ignore[union-attr]
@@ -513,7 +513,7 @@ def test_a_superseded_set_is_not_used_for_new_circulations(session: Session, ser
 
 
 def test_a_set_effective_in_future_waits_for_its_date(session: Session, services: dict[str, int], library: dict[str, int]) -> None:
-    (loaded,) = load_standard_sets(session, [_ten_standard_set("Adult Critical Care", "2027.1", "2027-04-01")])
+    (loaded,) = load_standard_sets(session, [_ten_standard_set("Adult Critical Care", "2027.1", "2027-04-01")], actor="Jo Office", role=OFFICE, clock=FixedClock(DAY))
     session.commit()
     assert current_set(session, "Adult Critical Care", DAY).id == library["Adult Critical Care"]  # type: ignore[union-attr]
     row = _circulate(session, services, FixedClock(date(2027, 4, 1)), year=2027)
@@ -522,17 +522,17 @@ def test_a_set_effective_in_future_waits_for_its_date(session: Session, services
 
 def test_library_refuses_old_duplicate_and_malformed_sets(session: Session, services: dict[str, int], library: dict[str, int]) -> None:
     with pytest.raises(InvalidInput, match="already loaded"):
-        load_standard_sets(session, read_library(LIBRARY))
+        load_standard_sets(session, read_library(LIBRARY), actor="Jo Office", role=OFFICE, clock=FixedClock(DAY))
     session.rollback()
     with pytest.raises(InvalidInput, match="is not newer than the current set"):
-        load_standard_sets(session, [_ten_standard_set("Adult Critical Care", "2024.1", "2024-04-01")])
+        load_standard_sets(session, [_ten_standard_set("Adult Critical Care", "2024.1", "2024-04-01")], actor="Jo Office", role=OFFICE, clock=FixedClock(DAY))
     session.rollback()
     bad = _ten_standard_set("Burns", "1", "2026-04-01")
     bad["standards"][0].update(met_threshold=90, partly_threshold=95)
     bad["standards"][1].update(ref="1.1")
     bad["standards"][2].update(met_threshold=120, criteria_partly=None)
     with pytest.raises(InvalidInput) as caught:
-        load_standard_sets(session, [bad])
+        load_standard_sets(session, [bad], actor="Jo Office", role=OFFICE, clock=FixedClock(DAY))
     msg = str(caught.value)
     assert "partly_threshold 95 must be below met_threshold 90" in msg
     assert "standard 1.1: ref appears twice" in msg
