@@ -65,11 +65,13 @@ def _received(x: dict[str, object]) -> str:
 def plan(
     year: Annotated[Optional[int], typer.Option(help="Programme year (the April it starts in); default the current one.")] = None,
     network: Annotated[Optional[str], typer.Option(help="Network code; default every network.")] = None,
+    actor: Annotated[Optional[str], typer.Option(help="Who is planning it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
 ) -> None:
-    """Create the phases of a programme year (once) and carry open concerns into a new cycle."""
+    """Create the phases of a programme year (once) and carry open concerns into a new cycle (audited)."""
     from sqlmodel import select
 
-    from cli.main import OPTS, _db, _network, clock
+    from cli.main import OPTS, _db, _network, _who, clock
     from cli.output import console, print_json
     from models import Network, session_scope
     from states.clock import local_date
@@ -80,10 +82,11 @@ def plan(
     y = year or programme_year_of(local_date(c.now()))
     _db()
     out = {}
+    who = _who(actor)
     with session_scope() as s:
         nets = [_network(s, network)] if network else list(s.exec(select(Network).order_by(Network.id)))  # type: ignore[arg-type]
         for n in nets:
-            out[n.code] = plan_year(s, n, y, c)
+            out[n.code] = plan_year(s, n, y, c, actor=who, role=role)
     if OPTS.json:
         print_json({"programme_year": y, "networks": out})
     else:
@@ -117,19 +120,19 @@ def phase_set(
     step: Annotated[str, typer.Option(help="The step's key (peerwatch cycle phase list), e.g. visits.")],
     quarter: Annotated[str, typer.Option(help="Q1 Apr-Jun, Q2 Jul-Sep, Q3 Oct-Dec, Q4 Jan-Mar.")],
     from_year: Annotated[Optional[int], typer.Option(help="Programme year it applies from (default the current one).")] = None,
-    actor: Annotated[str, typer.Option(help="Who is moving it.")] = "",
+    actor: Annotated[Optional[str], typer.Option(help="Who is moving it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
     role: Annotated[str, typer.Option(help="network-manager, regional-lead or operator.")] = "network-manager",
     note: Annotated[Optional[str], typer.Option(help="Why, e.g. the network board's decision.")] = None,
 ) -> None:
     """Move a step of a local-policy programme (West Midlands) to another quarter, audited."""
-    from cli.main import OPTS, _db, _network, clock
+    from cli.main import OPTS, _db, _network, _who, clock
     from cli.output import console, print_json
     from models import session_scope
     from states.cycle_quarters import set_phase_quarter
 
     _db()
     with session_scope() as s:
-        out = set_phase_quarter(s, _network(s, network), step, quarter, actor=actor, role=role, clock=clock(),
+        out = set_phase_quarter(s, _network(s, network), step, quarter, actor=_who(actor), role=role, clock=clock(),
                                 from_year=from_year, note=note)
         result = {"network": network, "step": step, "quarter": out.row.quarter, "from_year": out.row.from_year,
                   "phases_planned": out.planned,

@@ -171,6 +171,8 @@ def service_add(
             org = Organisation(name=organisation, nation=nation.upper())
             s.add(org)
             s.flush()
+            engine.record_change(s, "organisation", org.id, "add_organisation", actor=_who(actor), role=role,  # type: ignore[arg-type]
+                                 clock=clock(), state="current", data={"name": organisation, "nation": nation.upper()})
         svc = Service(name=name, kind=kind, organisation_id=org.id, network_id=net.id, pathway=pathway)  # type: ignore[arg-type]
         s.add(svc)
         s.flush()

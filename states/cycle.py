@@ -26,8 +26,10 @@ OPEN_RISK = ("identified", "awaiting_response", "chased", "further_response_requ
 OPEN_SUBMISSION = ("requested", "more_info_requested", "received")
 
 
-def plan_year(session: Session, network: Network, year: int, clock: Clock) -> dict[str, int]:
-    """Create the network's phases for a programme year and carry open items into a new cycle."""
+def plan_year(session: Session, network: Network, year: int, clock: Clock, *, actor: str = SYSTEM_ACTOR,
+              role: str = SYSTEM) -> dict[str, int]:
+    """Create the network's phases for a programme year and carry open items into a new cycle,
+    audited as the actor (the daily flow: the system; ``peerwatch cycle plan``: the person)."""
     prog = programme_for(network.cycle, network.programme)
     assert network.id is not None
     local = local_quarters(session, network.id, prog, year)
@@ -39,14 +41,16 @@ def plan_year(session: Session, network: Network, year: int, clock: Clock) -> di
             continue
         row = ProgrammePhase(network_id=network.id, programme=prog.slug, programme_year=year, cycle_year=p.cycle_year,  # type: ignore[arg-type]
                              quarter=p.quarter, key=p.key, title=p.definition.title, opens_on=p.opens_on, due_on=p.due_on, state="new")
-        engine.create(session, "phase", row, "plan", actor=SYSTEM_ACTOR, role=SYSTEM, clock=clock, note=f"{prog.name} {year}-{str(year + 1)[2:]}")
+        engine.create(session, "phase", row, "plan", actor=actor, role=role, clock=clock, note=f"{prog.name} {year}-{str(year + 1)[2:]}")
         created += 1
-    carried = carry_forward(session, network, year, clock) if cycle_year(prog, year) == 1 else 0
+    carried = carry_forward(session, network, year, clock, actor=actor, role=role) if cycle_year(prog, year) == 1 else 0
     return {"phases": created, "carried_forward": carried}
 
 
-def carry_forward(session: Session, network: Network, year: int, clock: Clock) -> int:
-    """Link the network's open concerns and action plans into the cycle starting in ``year``."""
+def carry_forward(session: Session, network: Network, year: int, clock: Clock, *, actor: str = SYSTEM_ACTOR,
+                  role: str = SYSTEM) -> int:
+    """Link the network's open concerns and action plans into the cycle starting in ``year``
+    (each link an audited change, ``carry_forward``, by the actor)."""
     services = list(session.exec(select(Service.id).where(Service.network_id == network.id)).all())
     if not services:
         return 0
@@ -58,8 +62,13 @@ def carry_forward(session: Session, network: Network, year: int, clock: Clock) -
                                                 Risk.identified_on < start)):
         if risk.id in linked:
             continue
-        session.add(CarryForward(network_id=network.id, cycle_starts=year, kind="risk", item_id=risk.id,  # type: ignore[arg-type]
-                                 state_then=risk.state, carried_on=local_date(clock.now())))
+        link = CarryForward(network_id=network.id, cycle_starts=year, kind="risk", item_id=risk.id,  # type: ignore[arg-type]
+                            state_then=risk.state, carried_on=local_date(clock.now()))
+        session.add(link)
+        session.flush()
+        engine.record_change(session, "carry_forward", link.id, "carry_forward", actor=actor, role=role, clock=clock,  # type: ignore[arg-type]
+                             state="carried", data={"network": network.code, "cycle_starts": year, "kind": "risk",
+                                                    "item_id": risk.id, "state_then": risk.state})
         n += 1
     return n
 

@@ -114,6 +114,7 @@ def set_phase_quarter(session: Session, network: Network, step: str, quarter: st
                            f"year (--from-year {year + 1})")
     row = session.exec(select(PhaseQuarter).where(PhaseQuarter.network_id == network.id, PhaseQuarter.programme == prog.slug,
                                                   PhaseQuarter.key == step, PhaseQuarter.from_year == year)).first()
+    was = row.quarter if row is not None else None
     if row is None:
         row = PhaseQuarter(network_id=network.id, programme=prog.slug, key=step, quarter=q, from_year=year,  # type: ignore[arg-type]
                            set_by=actor.strip(), set_role=role, set_at=clock.now(), note=note)
@@ -121,7 +122,10 @@ def set_phase_quarter(session: Session, network: Network, step: str, quarter: st
         row.quarter, row.set_by, row.set_role, row.set_at, row.note = q, actor.strip(), role, clock.now(), note
     session.add(row)
     session.flush()
-    planned = 0 if existing is not None else plan_year(session, network, year, clock)["phases"]
+    assert row.id is not None
+    engine.record_change(session, "phase_quarter", row.id, "set_quarter", actor=actor, role=role, clock=clock, from_state=was,
+                         state=q, note=note, data={"network": network.code, "programme": prog.slug, "step": step, "from_year": year})
+    planned = 0 if existing is not None else plan_year(session, network, year, clock, actor=actor, role=role)["phases"]
     # every pending phase of the step from that year on whose quarter this row now sets
     later = session.exec(select(PhaseQuarter.from_year).where(PhaseQuarter.network_id == network.id, PhaseQuarter.programme == prog.slug,
                                                               PhaseQuarter.key == step, col(PhaseQuarter.from_year) > year)).all()

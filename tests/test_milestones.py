@@ -159,6 +159,7 @@ def test_commands_that_write_stored_data_leave_an_audited_event_with_the_actor(d
                        ("contact", "add_contact", "Jo Smith", "network-manager"),
                        ("reviewer", "add_reviewer", "Pat Operator", "network-office"),
                        ("network", "add_network", "Pat Operator", "operator"),
+                       ("organisation", "add_organisation", "Jo Smith", "network-manager"),  # the new Trust
                        ("service", "add_service", "Jo Smith", "network-manager"),
                        ("outbox", "retry", "Ops Person", "operator")]
         assert engine.verify_chain(s)[2] is None
@@ -168,7 +169,7 @@ def test_commands_that_write_stored_data_leave_an_audited_event_with_the_actor(d
     auditor = _run(db_url, "contact", "add", "--role", "cqc", "--name", "X", "--email", "x@cqc.org.uk", "--as", "auditor")
     assert auditor.returncode == 2 and "read-only" in auditor.stderr
     with Session(db) as s:
-        assert s.exec(select(func.count()).select_from(AuditEvent).where(AuditEvent.kind != "risk")).one() == 7
+        assert s.exec(select(func.count()).select_from(AuditEvent).where(AuditEvent.kind != "risk")).one() == 8
 
 
 def test_cqc_record_and_standards_load_are_audited_with_the_actor(db_url: str, db: Engine, tmp_path: Path) -> None:
@@ -223,3 +224,33 @@ def test_cqc_record_and_standards_load_are_audited_with_the_actor(db_url: str, d
 def _audit_count(db: Engine) -> int:
     with Session(db) as s:
         return s.exec(select(func.count()).select_from(AuditEvent)).one()
+
+
+def test_cycle_plan_and_set_quarter_are_audited_with_the_actor(db_url: str, db: Engine) -> None:
+    """`cycle plan` (phases and the open concerns carried into a new cycle) and `cycle set-quarter`
+    (the network's quarter, even with no phase to move) are audited with the person acting."""
+    with Session(db) as s:
+        services = seed_reference(s)
+        s.commit()
+    sid = str(services["Midland Royal Major Trauma Centre"])
+    assert _run(db_url, "--as-of", "2026-12-11", "risk", "raise", "--service", sid, "--level", "SC", "--title", "Rota gaps",
+                "--visit-date", "2026-12-11", "--actor", "Jo Smith").returncode == 0
+    proc = _run(db_url, "--as-of", "2027-04-01", "cycle", "plan", "--network", "WMTN", "--year", "2027", "--actor", "Sam Lee",
+                "--role", "network-manager")
+    assert proc.returncode == 0, proc.stderr
+    with Session(db) as s:
+        planned = list(s.exec(select(AuditEvent).where(AuditEvent.kind == "phase")))
+        carried = list(s.exec(select(AuditEvent).where(AuditEvent.kind == "carry_forward")))
+        assert planned and {(e.trigger, e.actor, e.role) for e in planned} == {("plan", "Sam Lee", "network-manager")}
+        assert [(e.trigger, e.actor, e.role, e.data["item_id"]) for e in carried] == [("carry_forward", "Sam Lee", "network-manager", 1)]
+        from models.cycle import CarryForward
+        assert s.exec(select(func.count()).select_from(CarryForward)).one() == 1
+    # 2028-29 is not planned yet: no phase to move, but the network's choice is stored, so audited
+    proc = _run(db_url, "--as-of", "2027-04-01", "cycle", "set-quarter", "--network", "WMTN", "--step", "visits", "--quarter", "Q3",
+                "--from-year", "2028")
+    assert proc.returncode == 0, proc.stderr
+    with Session(db) as s:
+        (moved,) = s.exec(select(AuditEvent).where(AuditEvent.kind == "phase_quarter")).all()
+        assert (moved.trigger, moved.actor, moved.role, moved.to_state, moved.data["from_year"]) == (
+            "set_quarter", "Pat Operator", "network-manager", "Q3", 2028)
+        assert engine.verify_chain(s)[2] is None
