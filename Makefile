@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test test-pg ui bench clean
+.PHONY: demo test test-pg lint ui bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("peerwatch needs Python 3.11+") if sys.version_info < (3, 11) else None'
@@ -18,12 +18,17 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/peerwatch demo
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q
+
+# The gates every change passes before its tests run (pyproject.toml configures each).
+lint: $(STAMP)
+	$(BIN)/ruff check --quiet .
+	$(BIN)/ruff format --check --quiet .
 
 # The same suite on a throw-away PostgreSQL server on 127.0.0.1 (installed from the OS
 # packages if missing, as root); a fresh schema per test. See docs/scale.md.
-test-pg: $(STAMP)
+test-pg: lint
 	.ci/with-postgres $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Browse the demo's flow runs and artifacts at http://127.0.0.1:4200

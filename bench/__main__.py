@@ -78,8 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(c.ok for c in res.checks) else 1
 
 
-def _run(work: Path, res: Results, due: int, sizes: tuple[int, int], samples: tuple[int, ...], cli_runs: int,
-         write_n: int, naive_full: bool) -> None:
+def _run(
+    work: Path,
+    res: Results,
+    due: int,
+    sizes: tuple[int, int],
+    samples: tuple[int, ...],
+    cli_runs: int,
+    write_n: int,
+    naive_full: bool,
+) -> None:
     from flows.server import local_server, quiet_env
 
     small, large = sizes
@@ -90,7 +98,9 @@ def _run(work: Path, res: Results, due: int, sizes: tuple[int, int], samples: tu
         r = measure.child("engine", work, measure.fresh(templates[n], work, f"engine-{n}"))
         measure.check_counts(f"engine sweep over {n:,}", r["counts"], due)
         eng[n] = r
-        say(f"  run_sweep directly, {n:,} open: {r['seconds']:.2f} s (CPU {r['cpu_seconds']:.2f} s), peak RSS {r['peak_rss_mb']:.0f} MB")
+        say(
+            f"  run_sweep directly, {n:,} open: {r['seconds']:.2f} s (CPU {r['cpu_seconds']:.2f} s), peak RSS {r['peak_rss_mb']:.0f} MB"
+        )
 
     home = work / "prefect-home"
     say("  starting a temporary local Prefect server (once for the whole bench)")
@@ -103,8 +113,10 @@ def _run(work: Path, res: Results, due: int, sizes: tuple[int, int], samples: tu
             r = measure.child("flow", work, measure.fresh(templates[n], work, f"flow-{n}"), env=env)
             measure.check_counts(f"chase flow over {n:,}", r["counts"], due)
             flow[n] = r
-            say(f"  chase flow run, {n:,} open: {r['seconds']:.2f} s (engine inside {r['engine_seconds_inside']:.2f} s), "
-                f"peak RSS {r['peak_rss_mb']:.0f} MB")
+            say(
+                f"  chase flow run, {n:,} open: {r['seconds']:.2f} s (engine inside {r['engine_seconds_inside']:.2f} s), "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB"
+            )
 
         say(f"\n[2] the same {due:,} transitions as one Prefect task per item (naive) vs the batched sweep")
         naive: dict[int, dict[str, Any]] = {}
@@ -115,19 +127,26 @@ def _run(work: Path, res: Results, due: int, sizes: tuple[int, int], samples: tu
         slope, intercept = _fit([(n, naive[n]["seconds"]) for n in samples])
         projected = intercept + slope * due
         marginal = [(a, b, (naive[b]["seconds"] - naive[a]["seconds"]) / (b - a)) for a, b in zip(samples, samples[1:])]
-        say("  marginal cost per task: " + ", ".join(f"{a}->{b} tasks: {m * 1000:.1f} ms" for a, b, m in marginal)
-            + f"; fixed cost {intercept:.2f} s; projected {due:,} tasks: {projected:.1f} s")
+        say(
+            "  marginal cost per task: "
+            + ", ".join(f"{a}->{b} tasks: {m * 1000:.1f} ms" for a, b, m in marginal)
+            + f"; fixed cost {intercept:.2f} s; projected {due:,} tasks: {projected:.1f} s"
+        )
         measured_full = None
         if naive_full or projected <= NAIVE_FULL_BUDGET_S:
             r = measure.child("naive", work, measure.fresh(templates[small], work, f"naive-{due}"), str(due), env=env)
             measured_full = r["seconds"]
             say(f"  naive flow, all {due:,} tasks: {measured_full:.2f} s (projection was {projected:.1f} s)")
         else:
-            say(f"  not running all {due:,} naive tasks (projected {projected:.0f} s > {NAIVE_FULL_BUDGET_S:.0f} s budget): "
-                "EXTRAPOLATED linearly from the samples")
+            say(
+                f"  not running all {due:,} naive tasks (projected {projected:.0f} s > {NAIVE_FULL_BUDGET_S:.0f} s budget): "
+                "EXTRAPOLATED linearly from the samples"
+            )
     naive_s = measured_full if measured_full is not None else projected
 
-    say(f"\n[3] persisted transitions per second: engine vs raw sqlite3 executemany of the same rows ({write_n:,} risks)")
+    say(
+        f"\n[3] persisted transitions per second: engine vs raw sqlite3 executemany of the same rows ({write_n:,} risks)"
+    )
     writes = measure.persisted_transitions(work, write_n, WRITE_BATCH, say)
 
     say(f"\n[4] peerwatch risk show / risk fire as whole processes (median of {cli_runs})")
@@ -135,30 +154,104 @@ def _run(work: Path, res: Results, due: int, sizes: tuple[int, int], samples: tu
 
     # --- the checks, side by side --------------------------------------------------------
     ratio = flow[large]["seconds"] / flow[small]["seconds"]
-    res.checks.append(Check("1a", f"chase flow run time, {large // 1000}k open / {small // 1000}k open ({due:,} due)", ratio, "x", 1.3, "<=",
-                            f"{flow[large]['seconds']:.2f} s / {flow[small]['seconds']:.2f} s; engine only: "
-                            f"{eng[large]['seconds'] / eng[small]['seconds']:.2f}x"))
-    res.checks.append(Check("1b", f"engine time (run_sweep), {large // 1000}k open, {due:,} due", eng[large]["seconds"], "s", 5.0, "<",
-                            f"CPU {eng[large]['cpu_seconds']:.2f} s; {eng[large]['seconds'] / due * 1000:.2f} ms per transition; "
-                            f"in the flow run: {flow[large]['engine_seconds_inside']:.2f} s"))
+    res.checks.append(
+        Check(
+            "1a",
+            f"chase flow run time, {large // 1000}k open / {small // 1000}k open ({due:,} due)",
+            ratio,
+            "x",
+            1.3,
+            "<=",
+            f"{flow[large]['seconds']:.2f} s / {flow[small]['seconds']:.2f} s; engine only: "
+            f"{eng[large]['seconds'] / eng[small]['seconds']:.2f}x",
+        )
+    )
+    res.checks.append(
+        Check(
+            "1b",
+            f"engine time (run_sweep), {large // 1000}k open, {due:,} due",
+            eng[large]["seconds"],
+            "s",
+            5.0,
+            "<",
+            f"CPU {eng[large]['cpu_seconds']:.2f} s; {eng[large]['seconds'] / due * 1000:.2f} ms per transition; "
+            f"in the flow run: {flow[large]['engine_seconds_inside']:.2f} s",
+        )
+    )
     peak = max(eng[large]["peak_rss_mb"], flow[large]["peak_rss_mb"])
-    res.checks.append(Check("1c", f"peak memory (ru_maxrss) of the sweep process, {large // 1000}k open", peak, "MB", 500, "<",
-                            f"run_sweep process {eng[large]['peak_rss_mb']:.0f} MB (imports alone {eng[large]['rss_before_mb']:.0f} MB); "
-                            f"flow-run process {flow[large]['peak_rss_mb']:.0f} MB"))
-    res.checks.append(Check("2", f"naive ({due:,} Prefect tasks) / batched (one chase flow run)", naive_s / flow[small]["seconds"], "x", 100, ">=",
-                            f"{naive_s:.1f} s {'measured' if measured_full is not None else 'EXTRAPOLATED from ' + ', '.join(map(str, samples)) + ' tasks'}"
-                            f" / {flow[small]['seconds']:.2f} s; vs run_sweep directly {naive_s / eng[small]['seconds']:.1f}x"))
-    res.checks.append(Check("3", f"raw sqlite3 / engine, persisted transitions per second ({write_n:,})", writes["engine_s"] / writes["raw_s"], "x", 10, "<=",
-                            f"engine {write_n / writes['engine_s']:,.0f}/s vs raw {write_n / writes['raw_s']:,.0f}/s; "
-                            f"counting the deadline rows too: {writes['engine_s'] / writes['raw_all_s']:.1f}x; "
-                            f"one fire() per item instead of fire_many: {write_n / writes['single_s']:,.0f}/s"))
-    res.checks.append(Check("4a", "peerwatch risk show, whole process, median", statistics.median(cli["show"]), "s", 0.5, "<",
-                            f"min {min(cli['show']):.3f} s, max {max(cli['show']):.3f} s over {cli['runs']} runs"))
-    res.checks.append(Check("4b", "peerwatch risk fire, whole process, median", statistics.median(cli["fire"]), "s", 0.5, "<",
-                            f"min {min(cli['fire']):.3f} s, max {max(cli['fire']):.3f} s over {cli['runs']} runs"))
-    res.details.update({"engine": eng, "flow": flow, "naive": naive, "naive_projected_s": projected, "naive_slope_s": slope,
-                        "naive_intercept_s": intercept, "naive_marginal": marginal, "naive_measured_full_s": measured_full,
-                        "writes": writes, "cli": cli})
+    res.checks.append(
+        Check(
+            "1c",
+            f"peak memory (ru_maxrss) of the sweep process, {large // 1000}k open",
+            peak,
+            "MB",
+            500,
+            "<",
+            f"run_sweep process {eng[large]['peak_rss_mb']:.0f} MB (imports alone {eng[large]['rss_before_mb']:.0f} MB); "
+            f"flow-run process {flow[large]['peak_rss_mb']:.0f} MB",
+        )
+    )
+    res.checks.append(
+        Check(
+            "2",
+            f"naive ({due:,} Prefect tasks) / batched (one chase flow run)",
+            naive_s / flow[small]["seconds"],
+            "x",
+            100,
+            ">=",
+            f"{naive_s:.1f} s {'measured' if measured_full is not None else 'EXTRAPOLATED from ' + ', '.join(map(str, samples)) + ' tasks'}"
+            f" / {flow[small]['seconds']:.2f} s; vs run_sweep directly {naive_s / eng[small]['seconds']:.1f}x",
+        )
+    )
+    res.checks.append(
+        Check(
+            "3",
+            f"raw sqlite3 / engine, persisted transitions per second ({write_n:,})",
+            writes["engine_s"] / writes["raw_s"],
+            "x",
+            10,
+            "<=",
+            f"engine {write_n / writes['engine_s']:,.0f}/s vs raw {write_n / writes['raw_s']:,.0f}/s; "
+            f"counting the deadline rows too: {writes['engine_s'] / writes['raw_all_s']:.1f}x; "
+            f"one fire() per item instead of fire_many: {write_n / writes['single_s']:,.0f}/s",
+        )
+    )
+    res.checks.append(
+        Check(
+            "4a",
+            "peerwatch risk show, whole process, median",
+            statistics.median(cli["show"]),
+            "s",
+            0.5,
+            "<",
+            f"min {min(cli['show']):.3f} s, max {max(cli['show']):.3f} s over {cli['runs']} runs",
+        )
+    )
+    res.checks.append(
+        Check(
+            "4b",
+            "peerwatch risk fire, whole process, median",
+            statistics.median(cli["fire"]),
+            "s",
+            0.5,
+            "<",
+            f"min {min(cli['fire']):.3f} s, max {max(cli['fire']):.3f} s over {cli['runs']} runs",
+        )
+    )
+    res.details.update(
+        {
+            "engine": eng,
+            "flow": flow,
+            "naive": naive,
+            "naive_projected_s": projected,
+            "naive_slope_s": slope,
+            "naive_intercept_s": intercept,
+            "naive_marginal": marginal,
+            "naive_measured_full_s": measured_full,
+            "writes": writes,
+            "cli": cli,
+        }
+    )
 
     failed = {c.key for c in res.checks if not c.ok}
     if failed & {"1b", "2", "3"}:

@@ -49,8 +49,14 @@ def engine_sweep(db_path: str, as_of: str) -> dict[str, Any]:
     c0, t0 = time.process_time(), time.perf_counter()
     summary = run_sweep(db, clock)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"seconds": elapsed, "cpu_seconds": cpu, "counts": _summary_counts(summary.actions), "skipped": len(summary.skipped),
-            "rss_before_mb": rss_before, "peak_rss_mb": _peak_mb()}
+    return {
+        "seconds": elapsed,
+        "cpu_seconds": cpu,
+        "counts": _summary_counts(summary.actions),
+        "skipped": len(summary.skipped),
+        "rss_before_mb": rss_before,
+        "peak_rss_mb": _peak_mb(),
+    }
 
 
 def flow_sweep(db_path: str, as_of: str) -> dict[str, Any]:
@@ -73,8 +79,15 @@ def flow_sweep(db_path: str, as_of: str) -> dict[str, Any]:
     result = chase_module.chase(as_of=as_of)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     _drain()
-    return {"seconds": elapsed, "cpu_seconds": cpu, "engine_seconds_inside": sum(inner), "counts": result["counts"],
-            "skipped": result["skipped"], "rss_before_mb": rss_before, "peak_rss_mb": _peak_mb()}
+    return {
+        "seconds": elapsed,
+        "cpu_seconds": cpu,
+        "engine_seconds_inside": sum(inner),
+        "counts": result["counts"],
+        "skipped": result["skipped"],
+        "rss_before_mb": rss_before,
+        "peak_rss_mb": _peak_mb(),
+    }
 
 
 def naive(db_path: str, as_of: str, n: int) -> dict[str, Any]:
@@ -99,8 +112,16 @@ def naive(db_path: str, as_of: str, n: int) -> dict[str, Any]:
             assert d is not None
             rule = get_spec(d.kind).deadline_rules[d.name]
             assert rule.on_due is not None
-            out = engine.fire(s, d.kind, d.item_id, rule.on_due, actor=SYSTEM_ACTOR, role=SYSTEM, clock=clock_from(as_of),
-                              note=f"{d.name} due {d.due_on.isoformat()} passed")
+            out = engine.fire(
+                s,
+                d.kind,
+                d.item_id,
+                rule.on_due,
+                actor=SYSTEM_ACTOR,
+                role=SYSTEM,
+                clock=clock_from(as_of),
+                note=f"{d.name} due {d.due_on.isoformat()} passed",
+            )
             s.commit()
             return str(out.row.state)
 
@@ -109,8 +130,14 @@ def naive(db_path: str, as_of: str, n: int) -> dict[str, Any]:
         return [fire_one(i, as_of) for i in ids]
 
     with Session(get_engine()) as s:
-        ids = list(s.exec(select(Deadline.id).where(Deadline.status == "open", col(Deadline.due_on) < today)
-                          .order_by(Deadline.due_on, Deadline.id).limit(n)))  # type: ignore[arg-type]
+        ids = list(
+            s.exec(
+                select(Deadline.id)
+                .where(Deadline.status == "open", col(Deadline.due_on) < today)
+                .order_by(Deadline.due_on, Deadline.id)
+                .limit(n)
+            )
+        )  # type: ignore[arg-type]
     t0 = time.perf_counter()
     states = naive_chase([i for i in ids if i is not None], as_of)
     elapsed = time.perf_counter() - t0
@@ -167,8 +194,14 @@ def profile(db_path: str, as_of: str) -> dict[str, Any]:
             path = path.split("site-packages/")[1]
         return f"{path}:{line}({fn})"
 
-    ours = sorted(((ct, nc, func) for func, (_cc, nc, _tt, ct, _c) in raw.items()
-                   if func[0].startswith(root) and "/bench/" not in func[0] and ".j2" not in func[0]), reverse=True)
+    ours = sorted(
+        (
+            (ct, nc, func)
+            for func, (_cc, nc, _tt, ct, _c) in raw.items()
+            if func[0].startswith(root) and "/bench/" not in func[0] and ".j2" not in func[0]
+        ),
+        reverse=True,
+    )
     lib = sorted(((tt, nc, func) for func, (_cc, nc, tt, _ct, _c) in raw.items()), reverse=True)
     wanted = {  # library entry points worth naming, by inclusive time
         ("sqlalchemy/orm/session.py", "_flush"): "Session._flush (unit of work: INSERT/UPDATE)",
@@ -185,9 +218,13 @@ def profile(db_path: str, as_of: str) -> dict[str, Any]:
                 named.append({"what": label, "calls": nc, "seconds": ct, "share": ct / total})
     transitions = sum(1 for a in summary.actions)
     return {
-        "seconds_profiled": elapsed, "transitions": transitions, "peak_rss_mb": _peak_mb(),
+        "seconds_profiled": elapsed,
+        "transitions": transitions,
+        "peak_rss_mb": _peak_mb(),
         "sql_per_transition": {k: v / max(transitions, 1) for k, v in sorted(verbs.items(), key=lambda kv: -kv[1])},
-        "sql_by_table_per_transition": {k: v / max(transitions, 1) for k, v in sorted(tables.items(), key=lambda kv: -kv[1])[:12]},
+        "sql_by_table_per_transition": {
+            k: v / max(transitions, 1) for k, v in sorted(tables.items(), key=lambda kv: -kv[1])[:12]
+        },
         "ours": [{"function": name(f), "calls": nc, "share": ct / total} for ct, nc, f in ours[:16]],
         "library_self": [{"function": name(f), "calls": nc, "share": tt / total} for tt, nc, f in lib[:10]],
         "named": sorted(named, key=lambda d: -d["share"]),
@@ -214,8 +251,15 @@ def cli_profile(db_path: str, as_of: str, item_id: str) -> dict[str, Any]:
     raw: dict[Any, Any] = pstats.Stats(prof).stats  # type: ignore[attr-defined]
     total = max(ct for (_cc, _nc, _tt, ct, _c) in raw.values())
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    keep = ("alembic/command.py", "alembic/runtime/", "alembic/script/", "sqlalchemy/sql/schema.py", "sqlalchemy/engine/reflection.py",
-            "rich/console.py", "typer/main.py")
+    keep = (
+        "alembic/command.py",
+        "alembic/runtime/",
+        "alembic/script/",
+        "sqlalchemy/sql/schema.py",
+        "sqlalchemy/engine/reflection.py",
+        "rich/console.py",
+        "typer/main.py",
+    )
     rows = []
     for (path, line, fn), (_cc, nc, _tt, ct, _c) in raw.items():
         if path.startswith(root) or any(k in path for k in keep):
@@ -231,7 +275,7 @@ def _drain() -> None:
         from flows.server import _drain_prefect_workers
 
         _drain_prefect_workers()
-    except Exception:  # noqa: BLE001 - draining is best effort; the figure is already taken
+    except Exception:
         pass
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ class Days:
 
 
 def _utc(day: date, hour: int = 9) -> datetime:
-    return datetime(day.year, day.month, day.day, hour, tzinfo=timezone.utc)
+    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
 
 
 def _counts(total: int, mix: tuple[tuple[str, str, str, float], ...]) -> list[int]:
@@ -79,8 +79,17 @@ def _counts(total: int, mix: tuple[tuple[str, str, str, float], ...]) -> list[in
     return out
 
 
-def _rows(kind: str, state: str, deadline: str, j: int, is_due: bool, item_id: int, ref: dict[str, list[int]],
-          days: Days, stamp: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+def _rows(
+    kind: str,
+    state: str,
+    deadline: str,
+    j: int,
+    is_due: bool,
+    item_id: int,
+    ref: dict[str, list[int]],
+    days: Days,
+    stamp: datetime,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """One item and its open deadline, consistent with each other and with the as-of day."""
     base = {"id": item_id, "state": state, "version": 1, "created_at": stamp, "updated_at": stamp}
     service = ref["services"][j % len(ref["services"])]
@@ -100,39 +109,94 @@ def _rows(kind: str, state: str, deadline: str, j: int, is_due: bool, item_id: i
         else:  # monitoring / work programme: reviewed every `monitoring_weeks`
             k = 1 + j % (POLICY.monitoring_weeks * 5 - 1)
             notified = None if level == "GC" else -40
-        visit_k = k - FORMAL_NOTIFICATION_WORKING_DAYS if state == "identified" else (
-            (notified if notified is not None else -60) - FORMAL_NOTIFICATION_WORKING_DAYS)
+        visit_k = (
+            k - FORMAL_NOTIFICATION_WORKING_DAYS
+            if state == "identified"
+            else ((notified if notified is not None else -60) - FORMAL_NOTIFICATION_WORKING_DAYS)
+        )
         visit = days.at(visit_k)
         due_on = days.at(k)
-        remind_on = days.at(k - remind_wd) if deadline in ("response", "monitoring_review", "formal_notification") else None
-        item = {**base, "service_id": service, "level": level, "title": f"Bench concern {item_id}: staffing below the standard on nights",
-                "standard_ref": f"T-{j % 40 + 1}", "identified_on": visit, "visit_date": visit,
-                "formal_notification_on": days.at(notified) if notified is not None else None,
-                "impact": 3, "likelihood": 2, "doctors_in_training": False, "inadequate_responses": 0,
-                "closed_reason": None, "visit_id": None}
+        remind_on = (
+            days.at(k - remind_wd) if deadline in ("response", "monitoring_review", "formal_notification") else None
+        )
+        item = {
+            **base,
+            "service_id": service,
+            "level": level,
+            "title": f"Bench concern {item_id}: staffing below the standard on nights",
+            "standard_ref": f"T-{j % 40 + 1}",
+            "identified_on": visit,
+            "visit_date": visit,
+            "formal_notification_on": days.at(notified) if notified is not None else None,
+            "impact": 3,
+            "likelihood": 2,
+            "doctors_in_training": False,
+            "inadequate_responses": 0,
+            "closed_reason": None,
+            "visit_id": None,
+        }
     elif kind == "visit":  # prepared: the visit day is the open deadline
         due_on, remind_on = days.at(1 + j % 250), None
-        item = {**base, "service_id": service, "visit_date": due_on, "mode": "in_person", "reason": "weighting score",
-                "prep_session": "held", "panel_confirmed": True, "evidence_received": True, "postponements": 0,
-                "closed_reason": None}
+        item = {
+            **base,
+            "service_id": service,
+            "visit_date": due_on,
+            "mode": "in_person",
+            "reason": "weighting score",
+            "prep_session": "held",
+            "panel_confirmed": True,
+            "evidence_received": True,
+            "postponements": 0,
+            "closed_reason": None,
+        }
     elif kind == "report":  # drafting: due `report_weeks` after the visit (its basis date)
         k = 1 + j % 30  # 30 working days ahead is well inside the 8 weeks
         due_on, remind_on = days.at(k), days.at(k - remind_wd)
         basis = due_on - timedelta(weeks=POLICY.report_weeks)
-        item = {**base, "service_id": service, "visit_id": None, "basis_date": basis, "issue": 1, "compliance": [],
-                "positives": [], "summary": None, "approved_on": None, "distributed_on": None, "published_on": None,
-                "reissued_on": None}
+        item = {
+            **base,
+            "service_id": service,
+            "visit_id": None,
+            "basis_date": basis,
+            "issue": 1,
+            "compliance": [],
+            "positives": [],
+            "summary": None,
+            "approved_on": None,
+            "distributed_on": None,
+            "published_on": None,
+            "reissued_on": None,
+        }
     else:  # complaint received: acknowledgement due 5 working days after receipt
         k = 1 + j % POLICY.complaint_acknowledge_working_days
         due_on, remind_on = days.at(k), None
-        item = {**base, "network_id": ref["networks"][j % len(ref["networks"])], "service_id": service,
-                "category": "arrangements", "owner_role": "network-office", "complainant_name": f"Complainant {item_id}",
-                "complainant_email": f"complainant{item_id}@example.org", "summary": "The visit date moved twice.",
-                "received_on": days.at(k - POLICY.complaint_acknowledge_working_days), "about_person": False, "outcome": None}
+        item = {
+            **base,
+            "network_id": ref["networks"][j % len(ref["networks"])],
+            "service_id": service,
+            "category": "arrangements",
+            "owner_role": "network-office",
+            "complainant_name": f"Complainant {item_id}",
+            "complainant_email": f"complainant{item_id}@example.org",
+            "summary": "The visit date moved twice.",
+            "received_on": days.at(k - POLICY.complaint_acknowledge_working_days),
+            "about_person": False,
+            "outcome": None,
+        }
     as_of = days.at(0)
-    dl = {"kind": kind, "item_id": item_id, "name": deadline, "due_on": due_on, "remind_on": remind_on,
-          "reminded": remind_on is not None and remind_on <= as_of, "due_day_notified": False, "status": "open",
-          "paused_remaining": None, "nation": "ENG", "created_at": stamp}
+    dl = {
+        "kind": kind,
+        "item_id": item_id,
+        "name": deadline,
+        "due_on": due_on,
+        "remind_on": remind_on,
+        "reminded": remind_on is not None and remind_on <= as_of,
+        "due_day_notified": False,
+        "status": "open",
+        "paused_remaining": None,
+        "nation": "ENG",
+        "created_at": stamp,
+    }
     return item, dl
 
 
@@ -156,7 +220,10 @@ def build(path: Path, open_items: int, due: int, as_of: date = AS_OF) -> Built:
             model = MODELS[kind]
             first = (conn.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {model.__tablename__}").scalar() or 0) + 1
             for start in range(0, n, CHUNK):
-                pairs = [_rows(kind, state, deadline, j, is_due, first + j, ref, days, stamp) for j in range(start, min(n, start + CHUNK))]
+                pairs = [
+                    _rows(kind, state, deadline, j, is_due, first + j, ref, days, stamp)
+                    for j in range(start, min(n, start + CHUNK))
+                ]
                 conn.execute(model.__table__.insert(), [p[0] for p in pairs])  # type: ignore[attr-defined]
                 conn.execute(Deadline.__table__.insert(), [p[1] for p in pairs])  # type: ignore[attr-defined]
             by_kind[kind] = by_kind.get(kind, 0) + n

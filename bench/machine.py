@@ -6,7 +6,7 @@ import os
 import platform
 import sqlite3
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def _cpu_model() -> str:
@@ -43,7 +43,7 @@ def details() -> dict[str, str]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     avg = load()
     return {
-        "date": datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "date": datetime.now(UTC).astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "cpu": _cpu_model(),
         "cores": f"{os.cpu_count()} logical, {usable} usable by this process",
         "ram": f"{ram:.1f} GiB" if ram else "unknown",

@@ -58,8 +58,13 @@ def child(mode: str, work: Path, db: Path, *extra: str, env: dict[str, str] | No
     with log.open("ab") as f:
         f.write(f"\n=== {mode} {db.name} {' '.join(extra)}\n".encode())
         f.flush()
-        proc = subprocess.run([sys.executable, "-m", "bench.child", mode, str(out), str(db), fixtures.AS_OF.isoformat(), *extra],
-                              cwd=ROOT, env=env or os.environ.copy(), stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.child", mode, str(out), str(db), fixtures.AS_OF.isoformat(), *extra],
+            cwd=ROOT,
+            env=env or os.environ.copy(),
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
     if proc.returncode != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"bench child {mode} on {db.name} failed (exit {proc.returncode}):\n{tail}")
@@ -68,6 +73,7 @@ def child(mode: str, work: Path, db: Path, *extra: str, env: dict[str, str] | No
 
 
 # 1 and 2 ------------------------------------------------------------------------------------
+
 
 def build_sweep_databases(work: Path, sizes: tuple[int, ...], due: int, say: Log) -> dict[int, Path]:
     out = {}
@@ -96,6 +102,7 @@ def check_counts(label: str, got: dict[str, int], due: int) -> None:
 
 
 # 3 ------------------------------------------------------------------------------------------
+
 
 def engine_writes(db_path: str, as_of: str, batched: bool, batch: int, warm: int) -> dict[str, Any]:
     """(In a child process.) ``send_formal_notification`` on every identified risk of the copy:
@@ -127,14 +134,30 @@ def engine_writes(db_path: str, as_of: str, batched: bool, batch: int, warm: int
     def write(part: list[int]) -> None:
         for start in range(0, len(part), batch):
             with Session(db, expire_on_commit=False) as s:
-                chunk = part[start:start + batch]
+                chunk = part[start : start + batch]
                 if batched:
-                    engine.fire_many(s, [engine.Request("risk", i, "send_formal_notification", note="formal letter sent") for i in chunk],
-                                     actor="Bench Network Manager", role="network-manager", clock=clock)
+                    engine.fire_many(
+                        s,
+                        [
+                            engine.Request("risk", i, "send_formal_notification", note="formal letter sent")
+                            for i in chunk
+                        ],
+                        actor="Bench Network Manager",
+                        role="network-manager",
+                        clock=clock,
+                    )
                 else:
                     for item_id in chunk:
-                        engine.fire(s, "risk", item_id, "send_formal_notification", actor="Bench Network Manager",
-                                    role="network-manager", clock=clock, note="formal letter sent")
+                        engine.fire(
+                            s,
+                            "risk",
+                            item_id,
+                            "send_formal_notification",
+                            actor="Bench Network Manager",
+                            role="network-manager",
+                            clock=clock,
+                            note="formal letter sent",
+                        )
                 s.commit()
 
     write(ids[:warm])
@@ -154,10 +177,16 @@ def raw_writes(db_path: str, engine_db: str, with_deadlines: bool, batch: int, w
     ``warm`` risks' rows untimed, as the engine's were."""
     from models import AuditEvent, Deadline, OutboxMessage, Risk
 
-    names = {"risk": Risk.__tablename__, "audit": AuditEvent.__tablename__, "outbox": OutboxMessage.__tablename__,
-             "deadline": Deadline.__tablename__}
+    names = {
+        "risk": Risk.__tablename__,
+        "audit": AuditEvent.__tablename__,
+        "outbox": OutboxMessage.__tablename__,
+        "deadline": Deadline.__tablename__,
+    }
     src = sqlite3.connect(engine_db)
-    risk_rows = src.execute(f"SELECT state, version, updated_at, formal_notification_on, id FROM {names['risk']} ORDER BY id").fetchall()
+    risk_rows = src.execute(
+        f"SELECT state, version, updated_at, formal_notification_on, id FROM {names['risk']} ORDER BY id"
+    ).fetchall()
     tables = {}
     for table in (names["audit"], names["outbox"], names["deadline"]):
         cols = [f'"{r[1]}"' for r in src.execute(f"PRAGMA table_info({table})") if r[1] != "id"]
@@ -174,19 +203,28 @@ def raw_writes(db_path: str, engine_db: str, with_deadlines: bool, batch: int, w
     con = sqlite3.connect(db_path, isolation_level="DEFERRED")
     for pragma in ("journal_mode=WAL", "busy_timeout=30000", "foreign_keys=ON", "synchronous=NORMAL"):
         con.execute(f"PRAGMA {pragma}")
+
     def write(first: int, last: int) -> None:
         for start in range(first, last, batch):
             stop = min(last, start + batch)
-            con.executemany(f"UPDATE {names['risk']} SET state = ?, version = ?, updated_at = ?, formal_notification_on = ? WHERE id = ?",
-                            risk_rows[start:stop])
-            con.executemany(f"INSERT INTO {names['audit']} ({', '.join(audit_cols)}) VALUES ({', '.join('?' * len(audit_cols))})",
-                            audit[start:stop])
-            con.executemany(f"INSERT INTO {names['outbox']} ({', '.join(out_cols)}) VALUES ({', '.join('?' * len(out_cols))})",
-                            outbox[start * len(outbox) // n:stop * len(outbox) // n])
+            con.executemany(
+                f"UPDATE {names['risk']} SET state = ?, version = ?, updated_at = ?, formal_notification_on = ? WHERE id = ?",
+                risk_rows[start:stop],
+            )
+            con.executemany(
+                f"INSERT INTO {names['audit']} ({', '.join(audit_cols)}) VALUES ({', '.join('?' * len(audit_cols))})",
+                audit[start:stop],
+            )
+            con.executemany(
+                f"INSERT INTO {names['outbox']} ({', '.join(out_cols)}) VALUES ({', '.join('?' * len(out_cols))})",
+                outbox[start * len(outbox) // n : stop * len(outbox) // n],
+            )
             if with_deadlines:
                 con.executemany(f"UPDATE {names['deadline']} SET status = 'closed' WHERE id = ?", closed[start:stop])
-                con.executemany(f"INSERT INTO {names['deadline']} ({', '.join(dl_cols)}) VALUES ({', '.join('?' * len(dl_cols))})",
-                                new_deadlines[start:stop])
+                con.executemany(
+                    f"INSERT INTO {names['deadline']} ({', '.join(dl_cols)}) VALUES ({', '.join('?' * len(dl_cols))})",
+                    new_deadlines[start:stop],
+                )
             con.commit()
 
     write(0, warm)
@@ -194,8 +232,14 @@ def raw_writes(db_path: str, engine_db: str, with_deadlines: bool, batch: int, w
     write(warm, n)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     con.close()
-    return {"seconds": seconds, "cpu_seconds": cpu, "outbox_rows": len(outbox) * (n - warm) // n, "audit_rows": n - warm,
-            "deadline_rows_inserted": len(new_deadlines) * (n - warm) // n, "deadline_rows_closed": len(closed) * (n - warm) // n}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "outbox_rows": len(outbox) * (n - warm) // n,
+        "audit_rows": n - warm,
+        "deadline_rows_inserted": len(new_deadlines) * (n - warm) // n,
+        "deadline_rows_closed": len(closed) * (n - warm) // n,
+    }
 
 
 def persisted_transitions(work: Path, n: int, batch: int, say: Log) -> dict[str, Any]:
@@ -210,22 +254,52 @@ def persisted_transitions(work: Path, n: int, batch: int, say: Log) -> dict[str,
 
     def median_of(with_deadlines: bool, runs: int = 3) -> tuple[float, float, dict[str, Any]]:
         # raw writes take milliseconds: the median of three runs on fresh copies steadies them
-        spent = [child("raw", work, fixtures.copy(template, work / f"raw-{with_deadlines}-{i}.db"), str(eng_db),
-                       "deadlines" if with_deadlines else "strict", str(batch), str(warm)) for i in range(runs)]
-        return statistics.median(s["seconds"] for s in spent), statistics.median(s["cpu_seconds"] for s in spent), spent[0]
+        spent = [
+            child(
+                "raw",
+                work,
+                fixtures.copy(template, work / f"raw-{with_deadlines}-{i}.db"),
+                str(eng_db),
+                "deadlines" if with_deadlines else "strict",
+                str(batch),
+                str(warm),
+            )
+            for i in range(runs)
+        ]
+        return (
+            statistics.median(s["seconds"] for s in spent),
+            statistics.median(s["cpu_seconds"] for s in spent),
+            spent[0],
+        )
 
     strict_s, strict_cpu, rows = median_of(False)
     full_s, full_cpu, _ = median_of(True)
     engine_s, single_s = batched["seconds"], single["seconds"]
-    say(f"  engine {n:,} transitions in {engine_s:.2f} s batched ({single_s:.2f} s one fire() each); raw sqlite3 {strict_s * 1000:.0f} ms "
-        f"(state+audit+outbox), {full_s * 1000:.0f} ms (with the deadline rows too)")
-    return {"n": n, "batch": batch, "engine_s": engine_s, "engine_cpu_s": batched["cpu_seconds"], "single_s": single_s,
-            "single_cpu_s": single["cpu_seconds"], "freeze_s": batched["freeze_s"], "raw_s": strict_s, "raw_cpu_s": strict_cpu,
-            "raw_all_s": full_s, "raw_all_cpu_s": full_cpu, "outbox_rows": rows["outbox_rows"], "audit_rows": rows["audit_rows"],
-            "deadline_rows_inserted": rows["deadline_rows_inserted"], "deadline_rows_closed": rows["deadline_rows_closed"]}
+    say(
+        f"  engine {n:,} transitions in {engine_s:.2f} s batched ({single_s:.2f} s one fire() each); raw sqlite3 {strict_s * 1000:.0f} ms "
+        f"(state+audit+outbox), {full_s * 1000:.0f} ms (with the deadline rows too)"
+    )
+    return {
+        "n": n,
+        "batch": batch,
+        "engine_s": engine_s,
+        "engine_cpu_s": batched["cpu_seconds"],
+        "single_s": single_s,
+        "single_cpu_s": single["cpu_seconds"],
+        "freeze_s": batched["freeze_s"],
+        "raw_s": strict_s,
+        "raw_cpu_s": strict_cpu,
+        "raw_all_s": full_s,
+        "raw_all_cpu_s": full_cpu,
+        "outbox_rows": rows["outbox_rows"],
+        "audit_rows": rows["audit_rows"],
+        "deadline_rows_inserted": rows["deadline_rows_inserted"],
+        "deadline_rows_closed": rows["deadline_rows_closed"],
+    }
 
 
 # 4 ------------------------------------------------------------------------------------------
+
 
 def _timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     t0 = time.perf_counter()
@@ -253,9 +327,22 @@ def cli_processes(work: Path, runs: int, say: Log) -> dict[str, Any]:
         services = list(seed_reference(s).values())
         ids = []
         for i in range(runs + 2):
-            out = engine.create(s, "risk", Risk(service_id=services[i % len(services)], level="IR", title=f"CLI bench risk {i}",
-                                                identified_on=visit, visit_date=visit, state="new"),
-                                "raise", actor="Bench Operator", role="network-manager", clock=clock)
+            out = engine.create(
+                s,
+                "risk",
+                Risk(
+                    service_id=services[i % len(services)],
+                    level="IR",
+                    title=f"CLI bench risk {i}",
+                    identified_on=visit,
+                    visit_date=visit,
+                    state="new",
+                ),
+                "raise",
+                actor="Bench Operator",
+                role="network-manager",
+                clock=clock,
+            )
             ids.append(out.row.id)
         s.commit()
     db.dispose()
@@ -263,18 +350,38 @@ def cli_processes(work: Path, runs: int, say: Log) -> dict[str, Any]:
     env = {**os.environ, "PEERWATCH_DATABASE_URL": f"sqlite:///{path}"}
     env.pop("PEERWATCH_AS_OF", None)
     show = [exe, "risk", "show", str(ids[0])]
-    fire = [exe, "--as-of", fixtures.AS_OF.isoformat(), "risk", "fire", "{id}", "send_formal_notification",
-            "--actor", "Bench Network Manager", "--role", "network-manager"]
+    fire = [
+        exe,
+        "--as-of",
+        fixtures.AS_OF.isoformat(),
+        "risk",
+        "fire",
+        "{id}",
+        "send_formal_notification",
+        "--actor",
+        "Bench Network Manager",
+        "--role",
+        "network-manager",
+    ]
     _timed(show, env, work)  # warm the OS cache and the bytecode
     shows = [_timed(show, env, work) for _ in range(runs)]
     _timed([a.replace("{id}", str(ids[-1])) for a in fire], env, work)
     fires = [_timed([a.replace("{id}", str(ids[i])) for a in fire], env, work) for i in range(runs)]
     bare = [_timed([sys.executable, "-c", "pass"], env, work) for _ in range(3)]
     imp = [_timed([sys.executable, "-c", "import cli.main"], env, work) for _ in range(3)]
-    result = {"db": str(path), "show_id": ids[0], "show": shows, "fire": fires, "python_startup_s": statistics.median(bare),
-              "import_cli_main_s": statistics.median(imp), "runs": runs}
-    say(f"  risk show median {statistics.median(shows):.3f} s, risk fire median {statistics.median(fires):.3f} s "
-        f"(python startup {result['python_startup_s']:.3f} s, import cli.main {result['import_cli_main_s']:.3f} s)")
+    result = {
+        "db": str(path),
+        "show_id": ids[0],
+        "show": shows,
+        "fire": fires,
+        "python_startup_s": statistics.median(bare),
+        "import_cli_main_s": statistics.median(imp),
+        "runs": runs,
+    }
+    say(
+        f"  risk show median {statistics.median(shows):.3f} s, risk fire median {statistics.median(fires):.3f} s "
+        f"(python startup {result['python_startup_s']:.3f} s, import cli.main {result['import_cli_main_s']:.3f} s)"
+    )
     return result
 
 
@@ -283,7 +390,9 @@ IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
 
 def import_profile(top: int = 14) -> dict[str, Any]:
     """``python -X importtime -c 'import cli.main'``: self time grouped by top-level package, and the heaviest modules."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import cli.main"], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import cli.main"], cwd=ROOT, capture_output=True, text=True
+    )
     rows = [(int(m[1]), int(m[2]), len(m[3]) // 2, m[4]) for m in map(IMPORT_LINE.match, proc.stderr.splitlines()) if m]
     total = sum(r[0] for r in rows)
     by_pkg: dict[str, int] = {}
@@ -312,7 +421,9 @@ def import_profile(top: int = 14) -> dict[str, Any]:
     heaviest = sorted(((cum, name) for _s, cum, d, name in rows if name.split(".")[0] in first_party), reverse=True)
     return {
         "total_s": total / 1e6,
-        "by_package": [{"package": p, "s": us / 1e6, "pulled_in_by": pulled_by.get(p, "")}
-                       for p, us in sorted(by_pkg.items(), key=lambda kv: -kv[1])[:top]],
+        "by_package": [
+            {"package": p, "s": us / 1e6, "pulled_in_by": pulled_by.get(p, "")}
+            for p, us in sorted(by_pkg.items(), key=lambda kv: -kv[1])[:top]
+        ],
         "first_party_cumulative": [{"module": n, "s": us / 1e6} for us, n in heaviest[:top]],
     }

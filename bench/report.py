@@ -28,22 +28,33 @@ def text(info: dict[str, str], res: Results) -> str:
             out.append(f"  {c.key}: {c.note}")
     out.append("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()))
     failed = [c.key for c in res.checks if not c.ok]
-    out.append(f"{len(res.checks) - len(failed)} of {len(res.checks)} within bounds" + (f"; FAIL: {', '.join(failed)}" if failed else "")
-               + f"; bench took {res.details.get('total_s', 0):.0f} s")
+    out.append(
+        f"{len(res.checks) - len(failed)} of {len(res.checks)} within bounds"
+        + (f"; FAIL: {', '.join(failed)}" if failed else "")
+        + f"; bench took {res.details.get('total_s', 0):.0f} s"
+    )
     prof = res.details.get("profile")
     if prof:
         out.append("where the batched sweep's time goes (cProfile, share of run_sweep):")
         out += [f"  {n['share'] * 100:5.1f}%  {n['what']} ({n['calls']:,} calls)" for n in prof["named"]]
         out += [f"  {o['share'] * 100:5.1f}%  {o['function']}" for o in prof["ours"][2:10]]
-        out.append("  SQL statements per transition: " + ", ".join(f"{k} {v:.1f}" for k, v in prof["sql_per_transition"].items()))
+        out.append(
+            "  SQL statements per transition: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in prof["sql_per_transition"].items())
+        )
     imports = res.details.get("imports")
     if imports:
         out.append(f"import cli.main: {imports['total_s']:.2f} s of imports; self time by package:")
-        out += [f"  {p['s']:.3f} s  {p['package']}" + (f"  (first pulled in by {p['pulled_in_by']})" if p["pulled_in_by"] else "")
-                for p in imports["by_package"][:10]]
+        out += [
+            f"  {p['s']:.3f} s  {p['package']}"
+            + (f"  (first pulled in by {p['pulled_in_by']})" if p["pulled_in_by"] else "")
+            for p in imports["by_package"][:10]
+        ]
     cli_prof = res.details.get("cli_profile")
     if cli_prof:
-        out.append(f"one risk show in-process: import cli.main {cli_prof['import_s']:.2f} s, then the command {cli_prof['command_s_profiled']:.2f} s (profiled):")
+        out.append(
+            f"one risk show in-process: import cli.main {cli_prof['import_s']:.2f} s, then the command {cli_prof['command_s_profiled']:.2f} s (profiled):"
+        )
         out += [f"  {r['s']:.3f} s  {r['function']}" for r in cli_prof["top"][2:10]]
     return "\n".join(out)
 
@@ -106,9 +117,17 @@ def markdown(info: dict[str, str], res: Results) -> str:
     ]
     for n in d["sizes"]:
         e, f = d["engine"][n], d["flow"][n]
-        out.append(f"| {n:,} | {e['seconds']:.2f} | {e['cpu_seconds']:.2f} | {e['peak_rss_mb']:.0f} | {f['seconds']:.2f} | "
-                   f"{f['engine_seconds_inside']:.2f} | {f['peak_rss_mb']:.0f} |")
-    out += ["", "### 2. One Prefect task per item", "", "| tasks | naive flow run (s) | per task overall (ms) |", "|---:|---:|---:|"]
+        out.append(
+            f"| {n:,} | {e['seconds']:.2f} | {e['cpu_seconds']:.2f} | {e['peak_rss_mb']:.0f} | {f['seconds']:.2f} | "
+            f"{f['engine_seconds_inside']:.2f} | {f['peak_rss_mb']:.0f} |"
+        )
+    out += [
+        "",
+        "### 2. One Prefect task per item",
+        "",
+        "| tasks | naive flow run (s) | per task overall (ms) |",
+        "|---:|---:|---:|",
+    ]
     for n, r in sorted(d["naive"].items()):
         out.append(f"| {n:,} | {r['seconds']:.2f} | {r['seconds'] / n * 1000:.1f} |")
     if d["naive_measured_full_s"] is not None:
@@ -119,9 +138,12 @@ def markdown(info: dict[str, str], res: Results) -> str:
         + ", ".join(f"{a}->{b}: {m * 1000:.1f} ms" for a, b, m in d["naive_marginal"])
         + f" (close values = linear); fixed cost of the flow run {d['naive_intercept_s']:.2f} s; "
         f"least-squares projection for {due:,} tasks: {d['naive_projected_s']:.1f} s."
-        + ("" if d["naive_measured_full_s"] is not None else
-           f" **The {due:,}-task figure used in check 2 is EXTRAPOLATED linearly from these samples**, not measured "
-           "(the full run was projected over the bench's time budget; `python -m bench --naive-full` measures it)."),
+        + (
+            ""
+            if d["naive_measured_full_s"] is not None
+            else f" **The {due:,}-task figure used in check 2 is EXTRAPOLATED linearly from these samples**, not measured "
+            "(the full run was projected over the bench's time budget; `python -m bench --naive-full` measures it)."
+        ),
         "",
         "### 3. Persisted transitions",
         "",
@@ -131,7 +153,13 @@ def markdown(info: dict[str, str], res: Results) -> str:
         "| writer | seconds | transitions/s | CPU (s) |",
         "|---|---:|---:|---:|",
         f"| engine, `fire_many` per batch (the measure) | {w['engine_s']:.3f} | {w['n'] / w['engine_s']:,.0f} | {w['engine_cpu_s']:.3f} |",
-        *([f"| engine, one `fire` per item | {w['single_s']:.3f} | {w['n'] / w['single_s']:,.0f} | {w['single_cpu_s']:.3f} |"] if "single_s" in w else []),
+        *(
+            [
+                f"| engine, one `fire` per item | {w['single_s']:.3f} | {w['n'] / w['single_s']:,.0f} | {w['single_cpu_s']:.3f} |"
+            ]
+            if "single_s" in w
+            else []
+        ),
         f"| raw sqlite3: state + audit + outbox | {w['raw_s']:.3f} | {w['n'] / w['raw_s']:,.0f} | {w['raw_cpu_s']:.3f} |",
         f"| raw sqlite3: the same + deadline close/insert | {w['raw_all_s']:.3f} | {w['n'] / w['raw_all_s']:,.0f} | {w['raw_all_cpu_s']:.3f} |",
         "",
@@ -165,7 +193,10 @@ def markdown(info: dict[str, str], res: Results) -> str:
             "",
             "| seconds | share | function | calls |",
             "|---:|---:|---|---:|",
-            *[f"| {r['s']:.3f} | {r['share'] * 100:.1f}% | `{r['function']}` | {r['calls']:,} |" for r in cli_prof["top"]],
+            *[
+                f"| {r['s']:.3f} | {r['share'] * 100:.1f}% | `{r['function']}` | {r['calls']:,} |"
+                for r in cli_prof["top"]
+            ],
             "",
         ]
     out += ["", f"Bench wall time: {d.get('total_s', 0):.0f} s.", ""]
@@ -192,7 +223,8 @@ def _profile_md(prof: dict[str, Any]) -> list[str]:
         "",
         "SQL statements per transition: " + ", ".join(f"{k} {v:.1f}" for k, v in prof["sql_per_transition"].items()),
         "",
-        "By statement and table (per transition): " + ", ".join(f"{k} {v:.1f}" for k, v in prof["sql_by_table_per_transition"].items()),
+        "By statement and table (per transition): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in prof["sql_by_table_per_transition"].items()),
         "",
     ]
     return out
@@ -227,18 +259,32 @@ def _reading(res: Results) -> list[str]:
     if "1b" in failed:
         prof = d.get("profile", {})
         sql = prof.get("sql_per_transition", {})
-        out.append(f"- **1b** The sweep's queries scale (1a), but each transition costs {per:.1f} ms through the engine, so "
-                   f"{due:,} of them take {d['engine'][large]['seconds']:.1f} s; 5 s needs 1 ms each. "
-                   + (f"Each transition issues about {sum(sql.values()):.0f} SQL statements "
-                      f"({', '.join(f'{k} {v:.1f}' for k, v in sql.items())}) through the ORM; " if sql else "")
-                   + "see the profile below for where the time goes.")
+        out.append(
+            f"- **1b** The sweep's queries scale (1a), but each transition costs {per:.1f} ms through the engine, so "
+            f"{due:,} of them take {d['engine'][large]['seconds']:.1f} s; 5 s needs 1 ms each. "
+            + (
+                f"Each transition issues about {sum(sql.values()):.0f} SQL statements "
+                f"({', '.join(f'{k} {v:.1f}' for k, v in sql.items())}) through the ORM; "
+                if sql
+                else ""
+            )
+            + "see the profile below for where the time goes."
+        )
         by_table = prof.get("sql_by_table_per_transition", {})
         if by_table:
-            out.append("  Statements per transition by table: " + ", ".join(f"{k} {v:.1f}" for k, v in list(by_table.items())[:9]) + ".")
-        reselect = [k for k, v in by_table.items() if k.startswith("SELECT ") and k.split()[1] in ("risk",) and v >= 0.9]
+            out.append(
+                "  Statements per transition by table: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in list(by_table.items())[:9])
+                + "."
+            )
+        reselect = [
+            k for k, v in by_table.items() if k.startswith("SELECT ") and k.split()[1] in ("risk",) and v >= 0.9
+        ]
         if reselect:
-            out.append("  Each due row is SELECTed again by `engine.load` although the sweep's `_preload` read the batch: "
-                       "the preloaded rows are not kept referenced, and the session's identity map holds them weakly.")
+            out.append(
+                "  Each due row is SELECTed again by `engine.load` although the sweep's `_preload` read the batch: "
+                "the preloaded rows are not kept referenced, and the session's identity map holds them weakly."
+            )
     if "2" in failed:
         w = d["writes"]
         flow_s = d["flow"][small]["seconds"]
@@ -246,29 +292,43 @@ def _reading(res: Results) -> list[str]:
         naive_s = d["naive_measured_full_s"] or d["naive_projected_s"]
         budget_us = naive_s / 100 / due * 1e6
         raw_us = w["raw_s"] / w["n"] * 1e6
-        out.append(f"- **2** The naive run costs {naive_s / due * 1000:.1f} ms a task ({naive_s:.1f} s for {due:,}); one `fire` per item "
-                   f"is {w['single_s'] / w['n'] * 1000:.1f} ms of that (item 3), the rest is Prefect's task machinery. 100x allows the "
-                   f"batched run {naive_s / 100:.2f} s in all, {budget_us:.0f} us per transition with Prefect included. Plain "
-                   f"sqlite3 alone writes a transition's rows in {raw_us:.0f} us (item 3), so the budget is {budget_us / raw_us:.1f}x "
-                   f"raw SQLite for everything, tighter than item 3's own bound of 10x for the engine alone (the engine takes "
-                   f"{w['engine_s'] / w['n'] * 1e6:.0f} us there; the sweep, whose chases each queue five messages, one per person, "
-                   f"{d['engine'][small]['seconds'] / due * 1e6:.0f} us). And Prefect's own share of the chase run, "
-                   f"{flow_s - inside:.1f} s (the run, its tasks, logs and artifacts), is more than the whole budget. Engine time "
-                   f"against the naive run, the ratio is {naive_s / inside:.0f}x.")
+        out.append(
+            f"- **2** The naive run costs {naive_s / due * 1000:.1f} ms a task ({naive_s:.1f} s for {due:,}); one `fire` per item "
+            f"is {w['single_s'] / w['n'] * 1000:.1f} ms of that (item 3), the rest is Prefect's task machinery. 100x allows the "
+            f"batched run {naive_s / 100:.2f} s in all, {budget_us:.0f} us per transition with Prefect included. Plain "
+            f"sqlite3 alone writes a transition's rows in {raw_us:.0f} us (item 3), so the budget is {budget_us / raw_us:.1f}x "
+            f"raw SQLite for everything, tighter than item 3's own bound of 10x for the engine alone (the engine takes "
+            f"{w['engine_s'] / w['n'] * 1e6:.0f} us there; the sweep, whose chases each queue five messages, one per person, "
+            f"{d['engine'][small]['seconds'] / due * 1e6:.0f} us). And Prefect's own share of the chase run, "
+            f"{flow_s - inside:.1f} s (the run, its tasks, logs and artifacts), is more than the whole budget. Engine time "
+            f"against the naive run, the ratio is {naive_s / inside:.0f}x."
+        )
     if "3" in failed:
         w = d["writes"]
-        out.append(f"- **3** The engine persists {w['n'] / w['engine_s']:,.0f} transitions/s ({w['engine_s'] / w['n'] * 1000:.2f} ms each); "
-                   f"plain sqlite3 writes the same rows at {w['n'] / w['raw_s']:,.0f}/s ({w['raw_s'] / w['n'] * 1e6:.0f} us each). "
-                   + (f"Freezing each letter's context (JSON) takes {w['freeze_s'] / w['n'] * 1e6:.0f} us of each "
-                      f"transition ({w['freeze_s'] / w['engine_s']:.0%}); " if w.get("freeze_s") else "")
-                   + "the rest is the checks, the state machine and the ORM's version-checked UPDATE per row, not SQLite.")
+        out.append(
+            f"- **3** The engine persists {w['n'] / w['engine_s']:,.0f} transitions/s ({w['engine_s'] / w['n'] * 1000:.2f} ms each); "
+            f"plain sqlite3 writes the same rows at {w['n'] / w['raw_s']:,.0f}/s ({w['raw_s'] / w['n'] * 1e6:.0f} us each). "
+            + (
+                f"Freezing each letter's context (JSON) takes {w['freeze_s'] / w['n'] * 1e6:.0f} us of each "
+                f"transition ({w['freeze_s'] / w['engine_s']:.0%}); "
+                if w.get("freeze_s")
+                else ""
+            )
+            + "the rest is the checks, the state machine and the ORM's version-checked UPDATE per row, not SQLite."
+        )
     if failed & {"4a", "4b"}:
         c = d["cli"]
         cp = d.get("cli_profile", {})
         init = next((r for r in cp.get("top", []) if "init_db" in r["function"]), None)
-        out.append(f"- **4** Python itself starts in {c['python_startup_s']:.2f} s; `import cli.main` takes {c['import_cli_main_s']:.2f} s"
-                   + (f"; the command then runs {cp['command_s_profiled']:.2f} s (profiled)" if cp else "")
-                   + (f", {init['s']:.2f} s of it in `init_db` (one query: is the database at the newest migration)" if init else "")
-                   + ". See the import table below.")
+        out.append(
+            f"- **4** Python itself starts in {c['python_startup_s']:.2f} s; `import cli.main` takes {c['import_cli_main_s']:.2f} s"
+            + (f"; the command then runs {cp['command_s_profiled']:.2f} s (profiled)" if cp else "")
+            + (
+                f", {init['s']:.2f} s of it in `init_db` (one query: is the database at the newest migration)"
+                if init
+                else ""
+            )
+            + ". See the import table below."
+        )
     out.append("")
     return out

@@ -23,7 +23,14 @@ def verify() -> None:
     with Session(_db()) as s:
         checked, broken, problem = verify_chain(s)
     if OPTS.json:
-        print_json({"checked": checked, "ok": problem is None, "first_broken_event": broken.id if broken else None, "problem": problem})
+        print_json(
+            {
+                "checked": checked,
+                "ok": problem is None,
+                "first_broken_event": broken.id if broken else None,
+                "problem": problem,
+            }
+        )
     if problem:
         raise PeerwatchError(f"audit chain broken after {checked} good event(s): {problem}")
     if not OPTS.json:
@@ -42,9 +49,23 @@ def refused(limit: Annotated[int, typer.Option(help="How many, newest first.")] 
 
     with Session(_db()) as s:
         rows = list(s.exec(select(RefusedAttempt).order_by(RefusedAttempt.id.desc()).limit(limit)))  # type: ignore[union-attr]
-    data = [{"at": r.at, "kind": r.kind, "item": r.item_id, "trigger": r.trigger, "actor": r.actor, "role": r.role, "reason": r.reason} for r in rows]
+    data = [
+        {
+            "at": r.at,
+            "kind": r.kind,
+            "item": r.item_id,
+            "trigger": r.trigger,
+            "actor": r.actor,
+            "role": r.role,
+            "reason": r.reason,
+        }
+        for r in rows
+    ]
     if OPTS.json:
         print_json(data)
     else:
-        table("refused attempts", ["when", "kind", "item", "trigger", "actor", "role", "reason"],
-              [(show(r.at), r.kind, r.item_id, r.trigger, r.actor, r.role, r.reason) for r in rows])
+        table(
+            "refused attempts",
+            ["when", "kind", "item", "trigger", "actor", "role", "reason"],
+            [(show(r.at), r.kind, r.item_id, r.trigger, r.actor, r.role, r.reason) for r in rows],
+        )

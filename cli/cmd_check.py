@@ -29,10 +29,15 @@ def check() -> None:
     if OPTS.json:
         print_json({"ok": not found, "problems": found})
     elif found:
-        table(f"stored values that would break a letter, file name or calendar line ({len(found)})",
-              ["table", "id", "field", "problem", "value"], [(f["table"], f["id"], f["field"], f["problem"], f["value"]) for f in found])
-        errors.print(f"{len(found)} stored value(s) need correcting (peerwatch contact edit, or by hand): see the table above",
-                     markup=False)
+        table(
+            f"stored values that would break a letter, file name or calendar line ({len(found)})",
+            ["table", "id", "field", "problem", "value"],
+            [(f["table"], f["id"], f["field"], f["problem"], f["value"]) for f in found],
+        )
+        errors.print(
+            f"{len(found)} stored value(s) need correcting (peerwatch contact edit, or by hand): see the table above",
+            markup=False,
+        )
     else:
         console.print("check: every stored name, title and address is one clean line")
     if found:

@@ -4,13 +4,15 @@ to the MSSCG; the exit criterion proposes exit to the MSSCG (``peerwatch mssp de
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 NAME = "cqc"
-app = typer.Typer(help="CQC maternity ratings: recording one may enter the MSSP, refer the Trust to the MSSCG or propose exit.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="CQC maternity ratings: recording one may enter the MSSP, refer the Trust to the MSSCG or propose exit.",
+    no_args_is_help=True,
+)
 
 RATING = "Outstanding, Good, Requires Improvement (or RI), Inadequate"
 
@@ -22,16 +24,26 @@ def record(
     overall: Annotated[str, typer.Option(help=RATING)],
     safe: Annotated[str, typer.Option(help=RATING)],
     well_led: Annotated[str, typer.Option("--well-led", help=RATING)],
-    effective: Annotated[Optional[str], typer.Option(help=RATING)] = None,
-    caring: Annotated[Optional[str], typer.Option(help=RATING)] = None,
-    responsive: Annotated[Optional[str], typer.Option(help=RATING)] = None,
+    effective: Annotated[str | None, typer.Option(help=RATING)] = None,
+    caring: Annotated[str | None, typer.Option(help=RATING)] = None,
+    responsive: Annotated[str | None, typer.Option(help=RATING)] = None,
     warning_notice: Annotated[bool, typer.Option("--warning-notice", help="The CQC issued a warning notice.")] = False,
-    review_request: Annotated[bool, typer.Option("--review-request", help="DHSC or NHSE/I requested a review of services or inquiry.")] = False,
-    hsib_concern: Annotated[bool, typer.Option("--hsib-concern", help="HSIB identified the Trust to the CQC with concerns.")] = False,
-    service: Annotated[Optional[int], typer.Option(help="Maternity service id (default: the Trust's one maternity service, if any).")] = None,
-    actor: Annotated[Optional[str], typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
-    role: Annotated[str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")] = "network-office",
-    note: Annotated[Optional[str], typer.Option()] = None,
+    review_request: Annotated[
+        bool, typer.Option("--review-request", help="DHSC or NHSE/I requested a review of services or inquiry.")
+    ] = False,
+    hsib_concern: Annotated[
+        bool, typer.Option("--hsib-concern", help="HSIB identified the Trust to the CQC with concerns.")
+    ] = False,
+    service: Annotated[
+        int | None, typer.Option(help="Maternity service id (default: the Trust's one maternity service, if any).")
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")
+    ] = None,
+    role: Annotated[
+        str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")
+    ] = "network-office",
+    note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Record a CQC assessment (audited); says whether the Trust entered the MSSP, was referred to the MSSCG, or exit is proposed."""
     from cli.main import OPTS, _db, _organisation, _who, clock
@@ -54,10 +66,23 @@ def record(
                 raise InvalidInput(f"service {service} ({svc.name}) is not run by {org.name}")
         else:
             svc = maternity_service(s, org.id)  # type: ignore[arg-type]
-        row = CqcRating(organisation_id=org.id, service_id=svc.id if svc else None, assessed_on=day, overall=overall,  # type: ignore[arg-type]
-                        safe=safe, well_led=well_led, effective=effective, caring=caring, responsive=responsive,
-                        warning_notice=warning_notice, dhsc_nhse_review_request=review_request, hsib_concern=hsib_concern,
-                        recorded_by=_who(actor), recorded_role=role, note=note)
+        row = CqcRating(
+            organisation_id=org.id,
+            service_id=svc.id if svc else None,
+            assessed_on=day,
+            overall=overall,  # type: ignore[arg-type]
+            safe=safe,
+            well_led=well_led,
+            effective=effective,
+            caring=caring,
+            responsive=responsive,
+            warning_notice=warning_notice,
+            dhsc_nhse_review_request=review_request,
+            hsib_concern=hsib_concern,
+            recorded_by=_who(actor),
+            recorded_role=role,
+            note=note,
+        )
         out = record_cqc_assessment(s, row, clock=clock())
         result = _summary(out, org.name)
     if OPTS.json:
@@ -71,44 +96,62 @@ def _summary(out: Any, org_name: str) -> dict[str, Any]:
     from states.mssp import CRITERIA
 
     r = out.rating
-    said = [f"CQC assessment {r.id} recorded for {org_name} ({r.assessed_on.isoformat()}): overall {r.overall}, "
-            f"safe {r.safe}, well-led {r.well_led}"]
+    said = [
+        f"CQC assessment {r.id} recorded for {org_name} ({r.assessed_on.isoformat()}): overall {r.overall}, "
+        f"safe {r.safe}, well-led {r.well_led}"
+    ]
     if out.previous is not None:
-        said.append(f"  compared with {out.previous.assessed_on.isoformat()}: safe {out.previous.safe}, well-led {out.previous.well_led}")
+        said.append(
+            f"  compared with {out.previous.assessed_on.isoformat()}: safe {out.previous.safe}, well-led {out.previous.well_led}"
+        )
     for case in out.exit_proposed:
-        said.append(f"MSSP case {case.id}: exit criterion met: safe {case.baseline['safe']} -> {r.safe}, well-led "
-                    f"{case.baseline['well_led']} -> {r.well_led} (each at least one step better than at entry); exit proposed "
-                    f"to the MSSCG, which decides it (peerwatch mssp decide {case.id} --decision exit|remain ...)")
+        said.append(
+            f"MSSP case {case.id}: exit criterion met: safe {case.baseline['safe']} -> {r.safe}, well-led "
+            f"{case.baseline['well_led']} -> {r.well_led} (each at least one step better than at entry); exit proposed "
+            f"to the MSSCG, which decides it (peerwatch mssp decide {case.id} --decision exit|remain ...)"
+        )
     for case in out.continuing:
         if case.state == "exit_proposed":
             said.append(f"MSSP case {case.id}: assessment recorded; exit awaits the MSSCG's decision")
         else:
-            said.append(f"MSSP case {case.id}: remains in the programme: exit is proposed when safe and well-led are each one "
-                        f"step better than at entry (safe {case.baseline.get('safe')} -> {r.safe}, "
-                        f"well-led {case.baseline.get('well_led')} -> {r.well_led})")
+            said.append(
+                f"MSSP case {case.id}: remains in the programme: exit is proposed when safe and well-led are each one "
+                f"step better than at entry (safe {case.baseline.get('safe')} -> {r.safe}, "
+                f"well-led {case.baseline.get('well_led')} -> {r.well_led})"
+            )
     if out.entered is not None:
-        said.append(f"MSSP case {out.entered.id}: entered the Maternity Safety Support Programme automatically "
-                    "(a CQC assessment meeting the rating criteria), criteria met:")
+        said.append(
+            f"MSSP case {out.entered.id}: entered the Maternity Safety Support Programme automatically "
+            "(a CQC assessment meeting the rating criteria), criteria met:"
+        )
         said += [f"  - {CRITERIA[c]}" for c in out.criteria]
     elif out.referred is not None:
-        said.append(f"MSSP case {out.referred.id}: referred to the MSSCG, which decides entry "
-                    f"(peerwatch mssp decide {out.referred.id} --decision enter|not-enter ...), for:")
+        said.append(
+            f"MSSP case {out.referred.id}: referred to the MSSCG, which decides entry "
+            f"(peerwatch mssp decide {out.referred.id} --decision enter|not-enter ...), for:"
+        )
         said += [f"  - {CRITERIA[c]}" for c in out.criteria]
     for case in out.awaiting:
         said.append(f"MSSP case {case.id}: already referred; the MSSCG's decision is awaited")
     if not out.criteria and not out.exit_proposed and not out.continuing:
         said.append("no MSSP entry criterion met")
     return {
-        "rating_id": r.id, "organisation": org_name, "assessed_on": r.assessed_on, "criteria": out.criteria,
+        "rating_id": r.id,
+        "organisation": org_name,
+        "assessed_on": r.assessed_on,
+        "criteria": out.criteria,
         "previous_rating_id": out.previous.id if out.previous else None,
-        "mssp_entered": out.entered.id if out.entered else None, "mssp_referred": out.referred.id if out.referred else None,
-        "mssp_exit_proposed": [c.id for c in out.exit_proposed], "mssp_continuing": [c.id for c in out.continuing],
-        "mssp_awaiting_decision": [c.id for c in out.awaiting], "said": said,
+        "mssp_entered": out.entered.id if out.entered else None,
+        "mssp_referred": out.referred.id if out.referred else None,
+        "mssp_exit_proposed": [c.id for c in out.exit_proposed],
+        "mssp_continuing": [c.id for c in out.continuing],
+        "mssp_awaiting_decision": [c.id for c in out.awaiting],
+        "said": said,
     }
 
 
 @app.command("list")
-def list_ratings(organisation: Annotated[Optional[str], typer.Option(help="Only this Trust.")] = None) -> None:
+def list_ratings(organisation: Annotated[str | None, typer.Option(help="Only this Trust.")] = None) -> None:
     """Recorded CQC maternity ratings, oldest first."""
     from sqlmodel import Session, select
 
@@ -118,11 +161,44 @@ def list_ratings(organisation: Annotated[Optional[str], typer.Option(help="Only 
 
     _db()
     with Session(get_engine()) as s:
-        q = select(CqcRating, Organisation).join(Organisation).order_by(CqcRating.organisation_id, CqcRating.assessed_on, CqcRating.id)  # type: ignore[arg-type]
+        q = (
+            select(CqcRating, Organisation)
+            .join(Organisation)
+            .order_by(CqcRating.organisation_id, CqcRating.assessed_on, CqcRating.id)
+        )  # type: ignore[arg-type]
         if organisation:
             q = q.where(CqcRating.organisation_id == _organisation(s, organisation).id)
         flags = ("warning_notice", "dhsc_nhse_review_request", "hsib_concern")
-        rows = [(r.id, o.name, r.service_id, r.assessed_on, r.overall, r.safe, r.effective, r.caring, r.responsive, r.well_led,
-                 ", ".join(f for f in flags if getattr(r, f)) or None) for r, o in s.exec(q)]
-    _rows("CQC ratings", ["id", "trust", "service", "assessed", "overall", "safe", "effective", "caring", "responsive",
-                          "well_led", "events"], rows)
+        rows = [
+            (
+                r.id,
+                o.name,
+                r.service_id,
+                r.assessed_on,
+                r.overall,
+                r.safe,
+                r.effective,
+                r.caring,
+                r.responsive,
+                r.well_led,
+                ", ".join(f for f in flags if getattr(r, f)) or None,
+            )
+            for r, o in s.exec(q)
+        ]
+    _rows(
+        "CQC ratings",
+        [
+            "id",
+            "trust",
+            "service",
+            "assessed",
+            "overall",
+            "safe",
+            "effective",
+            "caring",
+            "responsive",
+            "well_led",
+            "events",
+        ],
+        rows,
+    )

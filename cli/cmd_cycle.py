@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 NAME = "cycle"
-app = typer.Typer(help="Programme cycles: annual (West Midlands) and biennial (Cheshire & Mersey).", no_args_is_help=True)
+app = typer.Typer(
+    help="Programme cycles: annual (West Midlands) and biennial (Cheshire & Mersey).", no_args_is_help=True
+)
 
 
 @app.command("status")
@@ -26,24 +28,55 @@ def status() -> None:
     if OPTS.json:
         print_json({"as_of": day, "networks": rows})
         return
-    table(f"Programme cycles as of {day:%a %d %b %Y}, side by side", ["network", "cycle", "programme year", "year of cycle", "quarter",
-                                                                     "overdue phases", "outstanding documents", "received late", "carried forward"],
-          [(r["network"], r["cycle"], r["programme_year"], f"{r['cycle_year']} of {r['cycle_years']}", r["quarter"],
-            len(r["overdue_phases"]), len(r["outstanding_submissions"]), len(r["late_submissions"]), len(r["carried_forward"]))
-           for r in rows])
+    table(
+        f"Programme cycles as of {day:%a %d %b %Y}, side by side",
+        [
+            "network",
+            "cycle",
+            "programme year",
+            "year of cycle",
+            "quarter",
+            "overdue phases",
+            "outstanding documents",
+            "received late",
+            "carried forward",
+        ],
+        [
+            (
+                r["network"],
+                r["cycle"],
+                r["programme_year"],
+                f"{r['cycle_year']} of {r['cycle_years']}",
+                r["quarter"],
+                len(r["overdue_phases"]),
+                len(r["outstanding_submissions"]),
+                len(r["late_submissions"]),
+                len(r["carried_forward"]),
+            )
+            for r in rows
+        ],
+    )
     for r in rows:
-        console.print(f"\n[bold]{r['network']}[/bold] {r['programme']}, {r['programme_year']}, year {r['cycle_year']} of {r['cycle_years']}, {r['quarter']}")
+        console.print(
+            f"\n[bold]{r['network']}[/bold] {r['programme']}, {r['programme_year']}, year {r['cycle_year']} of {r['cycle_years']}, {r['quarter']}"
+        )
         console.print(f"  {r['quarters']}", markup=False)
         for p in r["phases"]:
             console.print(f"  now: {p}", markup=False)
         for p in r["overdue_phases"]:
             console.print(f"  overdue: {p}", markup=False)
         for x in r["outstanding_submissions"]:
-            console.print(f"  outstanding: {x['organisation']} {x['doc_type'].replace('_', ' ')} ({x['state']}, due {x['due_on']}"
-                          f"{', overdue' if x['overdue'] else ''}{_received(x)})", markup=False)
+            console.print(
+                f"  outstanding: {x['organisation']} {x['doc_type'].replace('_', ' ')} ({x['state']}, due {x['due_on']}"
+                f"{', overdue' if x['overdue'] else ''}{_received(x)})",
+                markup=False,
+            )
         for x in [x for x in r["late_submissions"] if x["id"] not in {o["id"] for o in r["outstanding_submissions"]}]:
-            console.print(f"  received late: {x['organisation']} {x['doc_type'].replace('_', ' ')} ({x['state']}, due {x['due_on']}"
-                          f"{_received(x)})", markup=False)
+            console.print(
+                f"  received late: {x['organisation']} {x['doc_type'].replace('_', ' ')} ({x['state']}, due {x['due_on']}"
+                f"{_received(x)})",
+                markup=False,
+            )
         if r["carried_forward"]:
             console.print(f"  carried forward from the previous cycle: {', '.join(r['carried_forward'])}", markup=False)
         if not r["planned"]:
@@ -51,21 +84,27 @@ def status() -> None:
 
 
 def _received(x: dict[str, object]) -> str:
-    """", received 2027-07-01, 1 working day late (1 calendar day)", as recorded at receipt."""
+    """ ", received 2027-07-01, 1 working day late (1 calendar day)", as recorded at receipt."""
     if not x.get("received_on"):
         return ""
     if not x["late"]:
         return f", received {x['received_on']}, on time"
     w, d = x["working_days_late"], x["days_late"]
-    return (f", received {x['received_on']}, LATE by {w} working day{'' if w == 1 else 's'}"
-            f" ({d} calendar day{'' if d == 1 else 's'})")
+    return (
+        f", received {x['received_on']}, LATE by {w} working day{'' if w == 1 else 's'}"
+        f" ({d} calendar day{'' if d == 1 else 's'})"
+    )
 
 
 @app.command("plan")
 def plan(
-    year: Annotated[Optional[int], typer.Option(help="Programme year (the April it starts in); default the current one.")] = None,
-    network: Annotated[Optional[str], typer.Option(help="Network code; default every network.")] = None,
-    actor: Annotated[Optional[str], typer.Option(help="Who is planning it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    year: Annotated[
+        int | None, typer.Option(help="Programme year (the April it starts in); default the current one.")
+    ] = None,
+    network: Annotated[str | None, typer.Option(help="Network code; default every network.")] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Who is planning it (default: $PEERWATCH_ACTOR, else your login name).")
+    ] = None,
     role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
 ) -> None:
     """Create the phases of a programme year (once) and carry open concerns into a new cycle (audited)."""
@@ -91,13 +130,17 @@ def plan(
         print_json({"programme_year": y, "networks": out})
     else:
         for code, r in out.items():
-            console.print(f"{code} {y}-{str(y + 1)[2:]}: {r['phases']} phase(s) planned, {r['carried_forward']} open concern(s) carried forward")
+            console.print(
+                f"{code} {y}-{str(y + 1)[2:]}: {r['phases']} phase(s) planned, {r['carried_forward']} open concern(s) carried forward"
+            )
 
 
 @app.command("quarters")
 def phase_list(
     network: Annotated[str, typer.Option(help="Network code.")],
-    year: Annotated[Optional[int], typer.Option(help="Programme year (the April it starts in); default the current one.")] = None,
+    year: Annotated[
+        int | None, typer.Option(help="Programme year (the April it starts in); default the current one.")
+    ] = None,
 ) -> None:
     """Each step of the network's programme, its quarter, and where the quarter comes from."""
     from sqlmodel import Session
@@ -110,8 +153,11 @@ def phase_list(
     y = year or programme_year_of(local_date(clock().now()))
     with Session(_db()) as s:
         rows = placements(s, _network(s, network), y)
-    _rows(f"{network} {y}-{str(y + 1)[2:]}: the quarter of each step", ["step", "quarter", "source", "title"],
-          [(r["step"], r["quarter"], r["source"], r["title"]) for r in rows])
+    _rows(
+        f"{network} {y}-{str(y + 1)[2:]}: the quarter of each step",
+        ["step", "quarter", "source", "title"],
+        [(r["step"], r["quarter"], r["source"], r["title"]) for r in rows],
+    )
 
 
 @app.command("set-quarter")
@@ -119,10 +165,14 @@ def phase_set(
     network: Annotated[str, typer.Option(help="Network code.")],
     step: Annotated[str, typer.Option(help="The step's key (peerwatch cycle phase list), e.g. visits.")],
     quarter: Annotated[str, typer.Option(help="Q1 Apr-Jun, Q2 Jul-Sep, Q3 Oct-Dec, Q4 Jan-Mar.")],
-    from_year: Annotated[Optional[int], typer.Option(help="Programme year it applies from (default the current one).")] = None,
-    actor: Annotated[Optional[str], typer.Option(help="Who is moving it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    from_year: Annotated[
+        int | None, typer.Option(help="Programme year it applies from (default the current one).")
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Who is moving it (default: $PEERWATCH_ACTOR, else your login name).")
+    ] = None,
     role: Annotated[str, typer.Option(help="network-manager, regional-lead or operator.")] = "network-manager",
-    note: Annotated[Optional[str], typer.Option(help="Why, e.g. the network board's decision.")] = None,
+    note: Annotated[str | None, typer.Option(help="Why, e.g. the network board's decision.")] = None,
 ) -> None:
     """Move a step of a local-policy programme (West Midlands) to another quarter, audited."""
     from cli.main import OPTS, _db, _network, _who, clock
@@ -132,17 +182,43 @@ def phase_set(
 
     _db()
     with session_scope() as s:
-        out = set_phase_quarter(s, _network(s, network), step, quarter, actor=_who(actor), role=role, clock=clock(),
-                                from_year=from_year, note=note)
-        result = {"network": network, "step": step, "quarter": out.row.quarter, "from_year": out.row.from_year,
-                  "phases_planned": out.planned,
-                  "rescheduled": [{"id": p.id, "programme_year": p.programme_year, "opens_on": p.opens_on.isoformat(),
-                                   "due_on": p.due_on.isoformat()} for p in out.rescheduled]}
+        out = set_phase_quarter(
+            s,
+            _network(s, network),
+            step,
+            quarter,
+            actor=_who(actor),
+            role=role,
+            clock=clock(),
+            from_year=from_year,
+            note=note,
+        )
+        result = {
+            "network": network,
+            "step": step,
+            "quarter": out.row.quarter,
+            "from_year": out.row.from_year,
+            "phases_planned": out.planned,
+            "rescheduled": [
+                {
+                    "id": p.id,
+                    "programme_year": p.programme_year,
+                    "opens_on": p.opens_on.isoformat(),
+                    "due_on": p.due_on.isoformat(),
+                }
+                for p in out.rescheduled
+            ],
+        }
     if OPTS.json:
         print_json(result)
         return
     y = result["from_year"]
-    console.print(f"{network}: {step} in {result['quarter']} from {y}-{str(y + 1)[2:]} (local policy); "
-                  f"{len(result['rescheduled'])} planned phase(s) moved", markup=False)
+    console.print(
+        f"{network}: {step} in {result['quarter']} from {y}-{str(y + 1)[2:]} (local policy); "
+        f"{len(result['rescheduled'])} planned phase(s) moved",
+        markup=False,
+    )
     for r in result["rescheduled"]:
-        console.print(f"  phase {r['id']} ({r['programme_year']}): opens {r['opens_on']}, due {r['due_on']}", markup=False)
+        console.print(
+            f"  phase {r['id']} ({r['programme_year']}): opens {r['opens_on']}, due {r['due_on']}", markup=False
+        )

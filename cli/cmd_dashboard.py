@@ -4,18 +4,20 @@ network (issue 7 item 2). Read-only: the figures come from ``states/register.py`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 NAME = "dashboard"
-app = typer.Typer(help="The Network Manager's dashboard: one HTML page per network, written (and optionally served).",
-                  invoke_without_command=True)
+app = typer.Typer(
+    help="The Network Manager's dashboard: one HTML page per network, written (and optionally served).",
+    invoke_without_command=True,
+)
 
 
 @app.callback()
 def dashboard(
-    network: Annotated[Optional[str], typer.Option(help="Only this network (code, e.g. WMTN).")] = None,
+    network: Annotated[str | None, typer.Option(help="Only this network (code, e.g. WMTN).")] = None,
     out: Annotated[Path, typer.Option(help="Folder to write the site into.")] = Path("var/site"),
     serve: Annotated[bool, typer.Option("--serve", help="Then serve the folder on 127.0.0.1 until Ctrl-C.")] = False,
     port: Annotated[int, typer.Option(help="Port for --serve.")] = 8800,
@@ -37,8 +39,14 @@ def dashboard(
     if OPTS.json:
         print_json({"as_of": today, "out": str(out), "networks": pages})
     else:
-        table(f"Dashboard as of {today:%a %d %b %Y}", ["network", "open items", "risks", "overdue", "due soon", "escalated"],
-              [(p["network"], p["open_items"], p["open_risks"], p["overdue"], p["upcoming"], p["escalations"]) for p in pages])
+        table(
+            f"Dashboard as of {today:%a %d %b %Y}",
+            ["network", "open items", "risks", "overdue", "due soon", "escalated"],
+            [
+                (p["network"], p["open_items"], p["open_risks"], p["overdue"], p["upcoming"], p["escalations"])
+                for p in pages
+            ],
+        )
         console.print(f"pages written: {out / 'index.html'}", markup=False)
     if serve:
         _serve(out, port, console)

@@ -10,28 +10,30 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 NAME = "feed"
-app = typer.Typer(help="Calendar feeds (ICS): every pending deadline, visit and programme meeting, per network and service.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Calendar feeds (ICS): every pending deadline, visit and programme meeting, per network and service.",
+    no_args_is_help=True,
+)
 
 
 @app.command("write")
 def write(
-    out: Annotated[Path, typer.Option(help="Folder: <network>/calendar.ics and <network>/services/<id>.ics go under it.")]
-    = Path("var/site"),
+    out: Annotated[
+        Path, typer.Option(help="Folder: <network>/calendar.ics and <network>/services/<id>.ics go under it.")
+    ] = Path("var/site"),
 ) -> None:
     """Write every network's and every service's feed (one read of the database)."""
     from sqlmodel import Session
 
     from cli.main import OPTS, _db, clock
     from cli.output import console, print_json
-    from notifications.ics import write_feeds
-
     from models.installation import installation_id
+    from notifications.ics import write_feeds
 
     with Session(_db()) as s:
         paths = write_feeds(s, out, clock().now())
@@ -40,7 +42,9 @@ def write(
         print_json({"written": [str(p) for p in paths], "installation": iid})
         return
     networks = sorted({p.relative_to(out).parts[0] for p in paths})
-    console.print(f"{len(paths)} calendar feed(s) written under {out}: {', '.join(networks) or 'no networks'}", markup=False)
+    console.print(
+        f"{len(paths)} calendar feed(s) written under {out}: {', '.join(networks) or 'no networks'}", markup=False
+    )
     console.print(f"  event UIDs carry this installation's id, {iid}", markup=False)
     for code in networks:
         console.print(f"  {out / code / 'calendar.ics'}", markup=False)
@@ -49,7 +53,7 @@ def write(
 @app.command("show")
 def show(
     network: Annotated[str, typer.Option(help="Network code, e.g. WMTN.")],
-    service: Annotated[Optional[int], typer.Option(help="Only this service's feed (service id).")] = None,
+    service: Annotated[int | None, typer.Option(help="Only this service's feed (service id).")] = None,
 ) -> None:
     """Print one feed (iCalendar, CRLF line endings) to stdout."""
     from sqlmodel import Session

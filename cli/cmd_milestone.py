@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 NAME = "milestone"
-app = typer.Typer(help="Action plan milestones of IRs and SCs: list, mark done (record one with `risk milestone`).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Action plan milestones of IRs and SCs: list, mark done (record one with `risk milestone`).",
+    no_args_is_help=True,
+)
 
 
 @app.command("done")
@@ -16,8 +18,8 @@ def done(
     milestone_id: Annotated[int, typer.Argument(help="milestone id (peerwatch milestone list)")],
     actor: Annotated[str, typer.Option(help="Who is acting.")] = "",
     role: Annotated[str, typer.Option(help="Actor role.")] = "network-manager",
-    on: Annotated[Optional[str], typer.Option(help="The date it was done (default today).")] = None,
-    note: Annotated[Optional[str], typer.Option()] = None,
+    on: Annotated[str | None, typer.Option(help="The date it was done (default today).")] = None,
+    note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Mark a milestone done (audited; no longer chased)."""
     from cli.main import OPTS, _db, clock
@@ -31,12 +33,14 @@ def done(
     with session_scope() as s:
         m = milestones.mark_done(s, milestone_id, actor=actor, role=role, clock=clock(), on=day, note=note)
         data = {"id": m.id, "risk": m.risk_id, "done_on": m.done_on, "done_by": m.done_by}
-    print_json(data) if OPTS.json else console.print(f"milestone {data['id']} of risk {data['risk']} done on {data['done_on']}")
+    print_json(data) if OPTS.json else console.print(
+        f"milestone {data['id']} of risk {data['risk']} done on {data['done_on']}"
+    )
 
 
 @app.command("list")
 def list_(
-    risk: Annotated[Optional[int], typer.Option(help="Only this risk's milestones.")] = None,
+    risk: Annotated[int | None, typer.Option(help="Only this risk's milestones.")] = None,
     open_only: Annotated[bool, typer.Option("--open", help="Only those not done.")] = False,
 ) -> None:
     """Milestones with their owner, due date, and whether done, chased or overdue."""
@@ -54,12 +58,37 @@ def list_(
             q = q.where(Milestone.risk_id == risk)
         if open_only:
             q = q.where(col(Milestone.done_on).is_(None))
-        rows = [{"id": m.id, "risk": m.risk_id, "due_on": m.due_on, "text": m.text, "owner": m.owner_role,
-                 "done_on": m.done_on, "done_by": m.done_by, "chased_on": m.chased_on,
-                 "overdue": m.done_on is None and m.due_on < today} for m in s.exec(q)]
+        rows = [
+            {
+                "id": m.id,
+                "risk": m.risk_id,
+                "due_on": m.due_on,
+                "text": m.text,
+                "owner": m.owner_role,
+                "done_on": m.done_on,
+                "done_by": m.done_by,
+                "chased_on": m.chased_on,
+                "overdue": m.done_on is None and m.due_on < today,
+            }
+            for m in s.exec(q)
+        ]
     if OPTS.json:
         print_json(rows)
         return
-    table(f"milestones ({len(rows)})", ["id", "risk", "due", "milestone", "owner", "done", "chased", "overdue"],
-          [(r["id"], r["risk"], r["due_on"], r["text"], r["owner"], f"{r['done_on']} by {r['done_by']}" if r["done_on"] else "",
-            r["chased_on"] or "", "OVERDUE" if r["overdue"] else "") for r in rows])
+    table(
+        f"milestones ({len(rows)})",
+        ["id", "risk", "due", "milestone", "owner", "done", "chased", "overdue"],
+        [
+            (
+                r["id"],
+                r["risk"],
+                r["due_on"],
+                r["text"],
+                r["owner"],
+                f"{r['done_on']} by {r['done_by']}" if r["done_on"] else "",
+                r["chased_on"] or "",
+                "OVERDUE" if r["overdue"] else "",
+            )
+            for r in rows
+        ],
+    )

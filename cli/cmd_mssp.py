@@ -8,22 +8,30 @@ MSSCG decides entry and exit, and ``decide`` records what it decided. ``show``, 
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 NAME = "mssp"
-app = typer.Typer(help="Maternity Safety Support Programme: referrals to the MSSCG and its decisions.", no_args_is_help=True)
+app = typer.Typer(
+    help="Maternity Safety Support Programme: referrals to the MSSCG and its decisions.", no_args_is_help=True
+)
 
 
 @app.command("refer")
 def refer(
     organisation: Annotated[str, typer.Option(help="Trust name.")],
-    route: Annotated[list[str], typer.Option(help="warning-notice, review-request (DHSC/NHSE) or hsib; repeat for several.")],
-    service: Annotated[Optional[int], typer.Option(help="Maternity service id (default: the Trust's one maternity service, if any).")] = None,
+    route: Annotated[
+        list[str], typer.Option(help="warning-notice, review-request (DHSC/NHSE) or hsib; repeat for several.")
+    ],
+    service: Annotated[
+        int | None, typer.Option(help="Maternity service id (default: the Trust's one maternity service, if any).")
+    ] = None,
     actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
-    role: Annotated[str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")] = "network-office",
-    note: Annotated[Optional[str], typer.Option(help="e.g. the HSIB letter or the DHSC request it comes from.")] = None,
+    role: Annotated[
+        str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")
+    ] = "network-office",
+    note: Annotated[str | None, typer.Option(help="e.g. the HSIB letter or the DHSC request it comes from.")] = None,
 ) -> None:
     """Refer a Trust to the MSSCG for a decision on entry (no CQC assessment needed)."""
     from cli.main import OPTS, _db, _organisation, clock
@@ -44,12 +52,19 @@ def refer(
         else:
             svc = maternity_service(s, org.id)  # type: ignore[arg-type]
         case = refer_trust(s, org.id, svc.id if svc else None, route, actor=actor, role=role, clock=clock(), note=note)  # type: ignore[arg-type]
-        result = {"id": case.id, "state": case.state, "organisation": org.name, "routes": case.entry_criteria,
-                  "referred_on": case.referred_on}
+        result = {
+            "id": case.id,
+            "state": case.state,
+            "organisation": org.name,
+            "routes": case.entry_criteria,
+            "referred_on": case.referred_on,
+        }
     if OPTS.json:
         print_json(result)
         return
-    console.print(f"MSSP case {result['id']}: {org.name} referred to the MSSCG for a decision on entry, for:", markup=False)
+    console.print(
+        f"MSSP case {result['id']}: {org.name} referred to the MSSCG for a decision on entry, for:", markup=False
+    )
     for c in result["routes"]:
         console.print(f"  - {CRITERIA[c]}", markup=False)
 
@@ -57,12 +72,20 @@ def refer(
 @app.command("decide")
 def decide(
     item_id: Annotated[int, typer.Argument(help="MSSP case id")],
-    decision: Annotated[str, typer.Option(help="On a referred case: enter or not-enter. On a proposed exit: exit or remain.")],
-    decided_by: Annotated[str, typer.Option(help="Who decided for the MSSCG, e.g. 'MSSCG co-chairs, meeting of 10 Dec'.")],
+    decision: Annotated[
+        str, typer.Option(help="On a referred case: enter or not-enter. On a proposed exit: exit or remain.")
+    ],
+    decided_by: Annotated[
+        str, typer.Option(help="Who decided for the MSSCG, e.g. 'MSSCG co-chairs, meeting of 10 Dec'.")
+    ],
     decided_on: Annotated[str, typer.Option(help="Date the MSSCG decided (YYYY-MM-DD).")],
-    actor: Annotated[str, typer.Option(help="Who is recording it (the network office records; the MSSCG decides).")] = "",
-    role: Annotated[str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")] = "network-office",
-    note: Annotated[Optional[str], typer.Option()] = None,
+    actor: Annotated[
+        str, typer.Option(help="Who is recording it (the network office records; the MSSCG decides).")
+    ] = "",
+    role: Annotated[
+        str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")
+    ] = "network-office",
+    note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Record the MSSCG's decision on entry (referred case) or exit (proposed exit)."""
     from sqlmodel import Session

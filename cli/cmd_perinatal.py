@@ -8,13 +8,16 @@ receiving forum decided (the office records, the forum decides); ``show``, ``lis
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 NAME = "perinatal"
-app = typer.Typer(help="Perinatal quality surveillance: concerns about maternity and neonatal services, "
-                       "escalated provider -> LMS/ICS -> regional -> national.", no_args_is_help=True)
+app = typer.Typer(
+    help="Perinatal quality surveillance: concerns about maternity and neonatal services, "
+    "escalated provider -> LMS/ICS -> regional -> national.",
+    no_args_is_help=True,
+)
 
 
 @app.command("raise")
@@ -22,10 +25,14 @@ def raise_concern(
     service: Annotated[int, typer.Option(help="Service id of a maternity or neonatal service.")],
     title: Annotated[str, typer.Option(help="What the concern is.")],
     actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
-    role: Annotated[str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")] = "network-manager",
-    source: Annotated[Optional[str], typer.Option(help="The intelligence behind it: dashboard, HSIB, CQC, survey, ...")] = None,
-    raised: Annotated[Optional[str], typer.Option(help="Date raised (default today).")] = None,
-    note: Annotated[Optional[str], typer.Option()] = None,
+    role: Annotated[
+        str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")
+    ] = "network-manager",
+    source: Annotated[
+        str | None, typer.Option(help="The intelligence behind it: dashboard, HSIB, CQC, survey, ...")
+    ] = None,
+    raised: Annotated[str | None, typer.Option(help="Date raised (default today).")] = None,
+    note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Raise a concern at the provider (trust board) level; opens the monthly board review."""
     from cli.main import _created, _db, _deadline_json, clock
@@ -45,11 +52,15 @@ def raise_concern(
             raise NotFound(f"service {service} not found (peerwatch service list)")
         kinds = PerinatalPolicy.from_env().service_kinds
         if not any(k in svc.kind.lower() for k in kinds):
-            raise InvalidInput(f"service {service} ({svc.name}) is a {svc.kind} service: a perinatal concern is about a "
-                               f"service whose kind names one of {', '.join(kinds)}")
+            raise InvalidInput(
+                f"service {service} ({svc.name}) is a {svc.kind} service: a perinatal concern is about a "
+                f"service whose kind names one of {', '.join(kinds)}"
+            )
         row = PerinatalConcern(service_id=service, title=title, raised_on=day, source=source, state="new")
         out = engine.create(s, "perinatal", row, "raise", actor=actor, role=role, clock=c, note=note)
-        _created("perinatal concern", out.row.id, state=out.row.state, deadlines=_deadline_json(s, "perinatal", out.row.id))
+        _created(
+            "perinatal concern", out.row.id, state=out.row.state, deadlines=_deadline_json(s, "perinatal", out.row.id)
+        )
 
 
 @app.command("board-review")
@@ -57,14 +68,21 @@ def board_review(
     item_id: Annotated[int, typer.Argument(help="perinatal concern id")],
     actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
     role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
-    reviewed_on: Annotated[Optional[str], typer.Option(help="Date of the board meeting (default today).")] = None,
-    note: Annotated[Optional[str], typer.Option(help="e.g. the board paper reference.")] = None,
+    reviewed_on: Annotated[str | None, typer.Option(help="Date of the board meeting (default today).")] = None,
+    note: Annotated[str | None, typer.Option(help="e.g. the board paper reference.")] = None,
 ) -> None:
     """Record the trust board's monthly review; opens next month's."""
     from cli.main import _fire_and_print
 
-    _fire_and_print("perinatal", item_id, "record_board_review", actor, role, note,
-                    {"reviewed_on": reviewed_on} if reviewed_on else {})
+    _fire_and_print(
+        "perinatal",
+        item_id,
+        "record_board_review",
+        actor,
+        role,
+        note,
+        {"reviewed_on": reviewed_on} if reviewed_on else {},
+    )
 
 
 @app.command("levels")
@@ -97,15 +115,24 @@ def escalate(
     item_id: Annotated[int, typer.Argument(help="perinatal concern id")],
     decided_on: Annotated[str, typer.Option(help="Date the receiving forum decided to take the concern (YYYY-MM-DD).")],
     note: Annotated[str, typer.Option(help="The reason, as the forum gave it.")],
-    agreed_with: Annotated[Optional[str], typer.Option(help="At regional level: the regional chief nurse the committee decided with.")] = None,
+    agreed_with: Annotated[
+        str | None, typer.Option(help="At regional level: the regional chief nurse the committee decided with.")
+    ] = None,
     actor: Annotated[str, typer.Option(help="Who is recording it (the forum decides; the office records).")] = "",
     role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
 ) -> None:
     """Record the receiving forum's decision to take the concern one level up (LMS/ICS group, regional committee, MSSCG)."""
     from cli.main import _fire_and_print
 
-    _fire_and_print("perinatal", item_id, "escalate", actor, role, note,
-                    {"decided_on": decided_on, **({"agreed_with": agreed_with} if agreed_with else {})})
+    _fire_and_print(
+        "perinatal",
+        item_id,
+        "escalate",
+        actor,
+        role,
+        note,
+        {"decided_on": decided_on, **({"agreed_with": agreed_with} if agreed_with else {})},
+    )
 
 
 @app.command("refer")
@@ -138,17 +165,28 @@ def forum_decision(
     forum: Annotated[str, typer.Option(help="The level whose forum decided: lms_ics, regional or national.")],
     decision: Annotated[str, typer.Option(help="What it decided, e.g. 'not to escalate: LMS support suffices'.")],
     decided_on: Annotated[str, typer.Option(help="Date it decided (YYYY-MM-DD).")],
-    agreed_with: Annotated[Optional[str], typer.Option(help="At regional level: the regional chief nurse.")] = None,
+    agreed_with: Annotated[str | None, typer.Option(help="At regional level: the regional chief nurse.")] = None,
     actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
     role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
-    note: Annotated[Optional[str], typer.Option()] = None,
+    note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Record a forum's decision that moves nothing (e.g. not to escalate)."""
     from cli.main import _fire_and_print
 
-    _fire_and_print("perinatal", item_id, "record_forum_decision", actor, role, note,
-                    {"forum": forum, "decision": decision, "decided_on": decided_on,
-                     **({"agreed_with": agreed_with} if agreed_with else {})})
+    _fire_and_print(
+        "perinatal",
+        item_id,
+        "record_forum_decision",
+        actor,
+        role,
+        note,
+        {
+            "forum": forum,
+            "decision": decision,
+            "decided_on": decided_on,
+            **({"agreed_with": agreed_with} if agreed_with else {}),
+        },
+    )
 
 
 @app.command("decisions")
@@ -169,5 +207,18 @@ def decisions(item_id: Annotated[int, typer.Argument(help="perinatal concern id"
     if OPTS.json:
         print_json(data)
         return
-    _rows(f"forum decisions on perinatal concern {item_id}", ["decided on", "forum", "decision", "agreed with", "recorded by", "on"],
-          [(d["decided_on"], d["forum"], d["decision"], d.get("agreed_with") or "-", d["recorded_by"], d["recorded_on"]) for d in data])
+    _rows(
+        f"forum decisions on perinatal concern {item_id}",
+        ["decided on", "forum", "decision", "agreed with", "recorded by", "on"],
+        [
+            (
+                d["decided_on"],
+                d["forum"],
+                d["decision"],
+                d.get("agreed_with") or "-",
+                d["recorded_by"],
+                d["recorded_on"],
+            )
+            for d in data
+        ],
+    )

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 NAME = "permissions"
-app = typer.Typer(help="Who may fire which trigger (defaults, with PEERWATCH_PERMISSIONS overrides).", invoke_without_command=True)
+app = typer.Typer(
+    help="Who may fire which trigger (defaults, with PEERWATCH_PERMISSIONS overrides).", invoke_without_command=True
+)
 
 
 @app.callback()
-def show(kind: Annotated[Optional[str], typer.Option(help="Only this kind.")] = None) -> None:
+def show(kind: Annotated[str | None, typer.Option(help="Only this kind.")] = None) -> None:
     """Print the permission table in force."""
     from cli.main import OPTS
     from cli.output import print_json, table
@@ -21,5 +23,8 @@ def show(kind: Annotated[Optional[str], typer.Option(help="Only this kind.")] = 
     if OPTS.json:
         print_json(rows)
     else:
-        table("permissions in force (auditor: read-only)", ["kind", "trigger", "roles", "four eyes"],
-              [(r["kind"], r["trigger"], ", ".join(r["roles"]), "yes" if r["four_eyes"] else "") for r in rows])
+        table(
+            "permissions in force (auditor: read-only)",
+            ["kind", "trigger", "roles", "four eyes"],
+            [(r["kind"], r["trigger"], ", ".join(r["roles"]), "yes" if r["four_eyes"] else "") for r in rows],
+        )

@@ -6,12 +6,14 @@ show, list, fire and history come from the generic kind commands (cli/main.py).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 NAME = "selfassessment"
-app = typer.Typer(help="Self-assessment declarations (Appendix 2 spreadsheet) and the standards library.", no_args_is_help=True)
+app = typer.Typer(
+    help="Self-assessment declarations (Appendix 2 spreadsheet) and the standards library.", no_args_is_help=True
+)
 standards_app = typer.Typer(help="The standards library: standard sets per service kind.", no_args_is_help=True)
 app.add_typer(standards_app, name="standards")
 
@@ -22,7 +24,9 @@ ROLE = Annotated[str, typer.Option(help="Actor role: network-office, network-man
 @standards_app.command("load")
 def standards_load(
     file: Annotated[str, typer.Argument(help="A JSON or YAML standards library (docs/standards-example.yaml).")],
-    actor: Annotated[Optional[str], typer.Option(help="Who is loading it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Who is loading it (default: $PEERWATCH_ACTOR, else your login name).")
+    ] = None,
     role: ROLE = "network-office",
 ) -> None:
     """Load standard sets (audited); each supersedes the current set of its service kind (it must be newer)."""
@@ -39,14 +43,17 @@ def standards_load(
         print_json(loaded)
         return
     for x in loaded:
-        console.print(f"standard set {x['id']} loaded: {x['service_kind']}, {x['name']} version {x['version']}, "
-                      f"effective {x['effective_from']}, {x['standards']} standard(s)"
-                      + (f"; supersedes set {x['supersedes']}" if x["supersedes"] else ""), markup=False)
+        console.print(
+            f"standard set {x['id']} loaded: {x['service_kind']}, {x['name']} version {x['version']}, "
+            f"effective {x['effective_from']}, {x['standards']} standard(s)"
+            + (f"; supersedes set {x['supersedes']}" if x["supersedes"] else ""),
+            markup=False,
+        )
 
 
 @standards_app.command("list")
 def standards_list(
-    kind: Annotated[Optional[str], typer.Option(help="Only sets for this service kind.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only sets for this service kind.")] = None,
     show_standards: Annotated[bool, typer.Option("--standards", help="Also list each set's standards.")] = False,
 ) -> None:
     """List standard sets, which is in force today, and what superseded the others."""
@@ -70,22 +77,54 @@ def standards_list(
         for k in {x.service_kind for x in sets}:
             cur = current_set(s, k, today)
             in_force[k] = cur.id if cur else None
-        out = [{"id": x.id, "service_kind": x.service_kind, "name": x.name, "version": x.version,
-                "effective_from": x.effective_from.isoformat(), "superseded_by": x.superseded_by_id,
+        out = [
+            {
+                "id": x.id,
+                "service_kind": x.service_kind,
+                "name": x.name,
+                "version": x.version,
+                "effective_from": x.effective_from.isoformat(),
+                "superseded_by": x.superseded_by_id,
                 "in_force": in_force[x.service_kind] == x.id,
-                **({"standards": [st.model_dump() for st in standards_of(s, x.id)]} if show_standards else {})}  # type: ignore[arg-type]
-               for x in sets]
+                **({"standards": [st.model_dump() for st in standards_of(s, x.id)]} if show_standards else {}),
+            }  # type: ignore[arg-type]
+            for x in sets
+        ]
     if OPTS.json:
         print_json(out)
         return
-    table(f"standard sets as of {today.isoformat()}", ["id", "service kind", "name", "version", "effective", "superseded by", "in force"],
-          [(o["id"], o["service_kind"], o["name"], o["version"], o["effective_from"], o["superseded_by"], "yes" if o["in_force"] else "")
-           for o in out])
+    table(
+        f"standard sets as of {today.isoformat()}",
+        ["id", "service kind", "name", "version", "effective", "superseded by", "in force"],
+        [
+            (
+                o["id"],
+                o["service_kind"],
+                o["name"],
+                o["version"],
+                o["effective_from"],
+                o["superseded_by"],
+                "yes" if o["in_force"] else "",
+            )
+            for o in out
+        ],
+    )
     if show_standards:
         for o in out:
-            table(f"set {o['id']}: {o['name']} {o['version']}", ["ref", "descriptor", "Met", "Partially Met", "Unmet"],
-                  [(st["ref"], st["descriptor"], st["criteria_met"], st["criteria_partly"] or "(no band)", st["criteria_unmet"])
-                   for st in o["standards"]])
+            table(
+                f"set {o['id']}: {o['name']} {o['version']}",
+                ["ref", "descriptor", "Met", "Partially Met", "Unmet"],
+                [
+                    (
+                        st["ref"],
+                        st["descriptor"],
+                        st["criteria_met"],
+                        st["criteria_partly"] or "(no band)",
+                        st["criteria_unmet"],
+                    )
+                    for st in o["standards"]
+                ],
+            )
 
 
 @app.command("circulate")
@@ -94,7 +133,7 @@ def circulate(
     year: Annotated[int, typer.Option(help="Programme year it starts, e.g. 2026 for 2026-27.")],
     actor: ACTOR = "",
     role: ROLE = "network-office",
-    note: Annotated[Optional[str], typer.Option()] = None,
+    note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Send the Appendix 2 spreadsheet to the service's Leads/Managers (current standard set); the return is due in 6 weeks."""
     from cli.main import _created, _db, _deadline_json, clock
@@ -104,7 +143,9 @@ def circulate(
     _db()
     with session_scope() as s:
         out = start(s, service, year, actor=actor, role=role, clock=clock(), note=note)
-        _created("selfassessment", out.row.id, state=out.row.state, deadlines=_deadline_json(s, "selfassessment", out.row.id))
+        _created(
+            "selfassessment", out.row.id, state=out.row.state, deadlines=_deadline_json(s, "selfassessment", out.row.id)
+        )
 
 
 @app.command("export")
@@ -128,7 +169,9 @@ def export(
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    print_json({"id": assessment_id, "file": str(path), "bytes": len(data)}) if OPTS.json else console.print(f"selfassessment {assessment_id}: {path}", markup=False)
+    print_json({"id": assessment_id, "file": str(path), "bytes": len(data)}) if OPTS.json else console.print(
+        f"selfassessment {assessment_id}: {path}", markup=False
+    )
 
 
 @app.command("import")
@@ -137,9 +180,14 @@ def import_(
     file: Annotated[str, typer.Argument(help="The completed .xlsx returned by the service.")],
     actor: ACTOR = "",
     role: ROLE = "network-office",
-    letter: Annotated[bool, typer.Option("--letter/--no-letter",
-                                         help="On refusal, write to the service listing the problems (default); "
-                                              "--no-letter when you picked the wrong file.")] = True,
+    letter: Annotated[
+        bool,
+        typer.Option(
+            "--letter/--no-letter",
+            help="On refusal, write to the service listing the problems (default); "
+            "--no-letter when you picked the wrong file.",
+        ),
+    ] = True,
 ) -> None:
     """Import a returned spreadsheet: every row is checked; any problem refuses the whole file (listed, exit 2) and
     the service is sent the problems. Oversized, .xls and .ods files are refused before they are opened."""
@@ -158,16 +206,28 @@ def import_(
     except SpreadsheetRejected as exc:
         problems = exc.problems
         if OPTS.json:
-            print_json({"id": assessment_id, "imported": False, "problem_count": exc.count, "problems": problems,
-                        "letter": letter})
-        errors.print(f"error: {path.name} refused, nothing imported: {exc.count} problem(s)"
-                     + (f", the first {len(problems)} listed" if exc.more else ""), markup=False)
+            print_json(
+                {
+                    "id": assessment_id,
+                    "imported": False,
+                    "problem_count": exc.count,
+                    "problems": problems,
+                    "letter": letter,
+                }
+            )
+        errors.print(
+            f"error: {path.name} refused, nothing imported: {exc.count} problem(s)"
+            + (f", the first {len(problems)} listed" if exc.more else ""),
+            markup=False,
+        )
         for p in problems:
             errors.print(f"  - {p}", markup=False, soft_wrap=True)
         if exc.more:
             errors.print(f"  ... and {exc.more} more", markup=False)
         if letter:
-            errors.print("the service has been written to with these problems (peerwatch dispatch sends it)", markup=False)
+            errors.print(
+                "the service has been written to with these problems (peerwatch dispatch sends it)", markup=False
+            )
         raise SystemExit(2) from None
     from sqlmodel import Session
 
@@ -175,22 +235,43 @@ def import_(
         report = report_of(s, row)
         deadlines = _deadline_json(s, "report", report.id) if report else []
     if OPTS.json:
-        print_json({"id": row.id, "imported": True, "state": row.state, "received_on": row.received_on,
-                    "report_id": report.id if report else None, "report_deadlines": deadlines})
+        print_json(
+            {
+                "id": row.id,
+                "imported": True,
+                "state": row.state,
+                "received_on": row.received_on,
+                "report_id": report.id if report else None,
+                "report_deadlines": deadlines,
+            }
+        )
         return
     console.print(f"selfassessment {row.id}: {path.name} imported, state {row.state}", markup=False)
     if report:
-        console.print(f"report {report.id} started" + "".join(f"; {d['name']} due {d['due_on']}" for d in deadlines), markup=False)
+        console.print(
+            f"report {report.id} started" + "".join(f"; {d['name']} due {d['due_on']}" for d in deadlines), markup=False
+        )
 
 
 @app.command("validate")
 def validate(
     assessment_id: Annotated[int, typer.Argument(help="selfassessment id")],
-    ref: Annotated[Optional[str], typer.Option(help="Standard Ref No., e.g. 1.2.")] = None,
-    status: Annotated[Optional[str], typer.Option(help="Validated status: Met, Partially Met or Unmet.")] = None,
-    note: Annotated[Optional[str], typer.Option(help="Why (required when it differs from what the figure gives).")] = None,
-    accept_all: Annotated[bool, typer.Option("--accept-all", help="Validate every remaining standard as derived from its figure or as declared, and finish.")] = False,
-    complete: Annotated[bool, typer.Option("--complete", help="Finish validation (every standard validated): computes the total achievement.")] = False,
+    ref: Annotated[str | None, typer.Option(help="Standard Ref No., e.g. 1.2.")] = None,
+    status: Annotated[str | None, typer.Option(help="Validated status: Met, Partially Met or Unmet.")] = None,
+    note: Annotated[str | None, typer.Option(help="Why (required when it differs from what the figure gives).")] = None,
+    accept_all: Annotated[
+        bool,
+        typer.Option(
+            "--accept-all",
+            help="Validate every remaining standard as derived from its figure or as declared, and finish.",
+        ),
+    ] = False,
+    complete: Annotated[
+        bool,
+        typer.Option(
+            "--complete", help="Finish validation (every standard validated): computes the total achievement."
+        ),
+    ] = False,
     actor: ACTOR = "",
     role: ROLE = "network-office",
 ) -> None:
@@ -208,7 +289,9 @@ def validate(
     else:
         if not status:
             raise InvalidInput("--ref needs --status (Met, Partially Met or Unmet)")
-        _fire_and_print("selfassessment", assessment_id, "validate_item", actor, role, note, {"ref": ref, "status": status})
+        _fire_and_print(
+            "selfassessment", assessment_id, "validate_item", actor, role, note, {"ref": ref, "status": status}
+        )
 
 
 @app.command("items")
@@ -228,12 +311,33 @@ def items(assessment_id: Annotated[int, typer.Argument(help="selfassessment id")
         view = item_view(s, row)  # type: ignore[arg-type]
         report = report_of(s, row)  # type: ignore[arg-type]
     if OPTS.json:
-        print_json({"id": assessment_id, "state": row.state, "achievement": row.achievement,  # type: ignore[attr-defined]
-                    "report_id": report.id if report else None, "items": view})
+        print_json(
+            {
+                "id": assessment_id,
+                "state": row.state,
+                "achievement": row.achievement,  # type: ignore[attr-defined]
+                "report_id": report.id if report else None,
+                "items": view,
+            }
+        )
         return
-    table(f"selfassessment {assessment_id} ({row.state})", ["ref", "bands", "declared", "figure", "figure gives", "validated", "evidence", "note"],
-          [(v["ref"], v["bands"], v["self_status"], v["figure"], v["derived_status"], v["validated_status"], v["evidence_location"],
-            v["validation_note"]) for v in view])
+    table(
+        f"selfassessment {assessment_id} ({row.state})",
+        ["ref", "bands", "declared", "figure", "figure gives", "validated", "evidence", "note"],
+        [
+            (
+                v["ref"],
+                v["bands"],
+                v["self_status"],
+                v["figure"],
+                v["derived_status"],
+                v["validated_status"],
+                v["evidence_location"],
+                v["validation_note"],
+            )
+            for v in view
+        ],
+    )
     if row.achievement is not None:  # type: ignore[attr-defined]
         console.print(f"total achievement: {row.achievement:.1f}%", markup=False)  # type: ignore[attr-defined]
     if report:

@@ -15,8 +15,10 @@ from typing import Annotated, Any
 import typer
 
 NAME = "simulate"
-app = typer.Typer(help="Simulate annual and biennial networks over synthetic services; workload per quarter.",
-                  invoke_without_command=True)
+app = typer.Typer(
+    help="Simulate annual and biennial networks over synthetic services; workload per quarter.",
+    invoke_without_command=True,
+)
 
 
 @app.callback()
@@ -26,8 +28,12 @@ def simulate(
     networks: Annotated[int, typer.Option(help="Synthetic networks, half annual and half biennial (at least 2).")] = 10,
     services: Annotated[int, typer.Option(help="Services per network (Trusts of ten services each).")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the random behaviour: the same seed gives the same figures.")] = 7,
-    out: Annotated[Path, typer.Option(help="Folder for simulation.db, workload.png, workload.csv and workload.json.")] = Path("var/simulation"),
-    prefect: Annotated[bool, typer.Option("--prefect", help="Run it as the Prefect flow 'simulate' (logged in the Prefect UI).")] = False,
+    out: Annotated[
+        Path, typer.Option(help="Folder for simulation.db, workload.png, workload.csv and workload.json.")
+    ] = Path("var/simulation"),
+    prefect: Annotated[
+        bool, typer.Option("--prefect", help="Run it as the Prefect flow 'simulate' (logged in the Prefect UI).")
+    ] = False,
 ) -> None:
     """Walk the networks day by day from --from to --to and print the workload per quarter."""
     from cli.main import OPTS
@@ -57,7 +63,13 @@ def _run(settings: Any, progress: bool) -> dict[str, Any]:
     from states.simulate import simulate as run
 
     total = (settings.end - settings.start).days + 1
-    columns = (TextColumn("simulating {task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("days"), TimeElapsedColumn())
+    columns = (
+        TextColumn("simulating {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("days"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, disable=not (progress and console.is_terminal), transient=True) as bar:
         task = bar.add_task(settings.start.isoformat(), total=total)
 
@@ -76,14 +88,20 @@ def show(result: dict[str, Any]) -> None:
 
     by = result["by_cycle"]
     cycles = [c for c in CYCLES if c in by]
-    t = Table(title=f"Workload per quarter, mean per network, {result['from']} to {result['to']}: "
-                    + " | ".join(f"{c} ({by[c]['networks']})" for c in cycles), title_justify="left")
+    t = Table(
+        title=f"Workload per quarter, mean per network, {result['from']} to {result['to']}: "
+        + " | ".join(f"{c} ({by[c]['networks']})" for c in cycles),
+        title_justify="left",
+    )
     t.add_column("quarter")
     for m in MEASURES:
         t.add_column(f"{m}\n{' | '.join(c[0].upper() for c in cycles)}", justify="center")
     for row in cycle_rows(result):
-        t.add_row(row["quarter"], *(" | ".join(f"{row[f'{m} {c}']:g}" for c in cycles) for m in MEASURES),
-                  end_section=row["quarter"] == result["quarters"][-1])
+        t.add_row(
+            row["quarter"],
+            *(" | ".join(f"{row[f'{m} {c}']:g}" for c in cycles) for m in MEASURES),
+            end_section=row["quarter"] == result["quarters"][-1],
+        )
     console.print(t)
     console.print("A = annual, B = biennial; " + "; ".join(f"{m}: {LABELS[m]}" for m in MEASURES), markup=False)
     n = Table(title="Each network, whole period", title_justify="left")
@@ -94,8 +112,15 @@ def show(result: dict[str, Any]) -> None:
         for i, x in enumerate(group):
             n.add_row(c, x["code"], *(str(x["totals"][m]) for m in MEASURES), end_section=i == len(group) - 1)
     console.print(n)
-    console.print(f"{result['days']} days, {result['audit_events']} transitions, {result['outbox_messages']} outbox messages, "
-                  f"{result['emails_sent']} emails; {result['seconds']} s", markup=False)
+    console.print(
+        f"{result['days']} days, {result['audit_events']} transitions, {result['outbox_messages']} outbox messages, "
+        f"{result['emails_sent']} emails; {result['seconds']} s",
+        markup=False,
+    )
     if result["skipped"]:
-        console.print(f"{len(result['skipped'])} simulated step(s) refused by the engine: see skipped in --json", markup=False)
-    console.print(f"chart {result['files']['chart']}, table {result['files']['csv']}, database {result['database']}", markup=False)
+        console.print(
+            f"{len(result['skipped'])} simulated step(s) refused by the engine: see skipped in --json", markup=False
+        )
+    console.print(
+        f"chart {result['files']['chart']}, table {result['files']['csv']}, database {result['database']}", markup=False
+    )

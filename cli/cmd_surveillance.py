@@ -7,13 +7,15 @@ Options are proposed with the generic fire command (or ``propose``), e.g.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 NAME = "surveillance"
-app = typer.Typer(help="QNT surveillance decisions: indicators, options 1-3, provider and commissioner agreement.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="QNT surveillance decisions: indicators, options 1-3, provider and commissioner agreement.",
+    no_args_is_help=True,
+)
 
 ACTOR = Annotated[str, typer.Option(help="Who is acting.")]
 ROLE = Annotated[str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")]
@@ -25,11 +27,13 @@ def assess(
     year: Annotated[int, typer.Option(help="Programme year it starts (1 April), e.g. 2026 for 2026-27.")],
     agreed: Annotated[int, typer.Option(help="Quality indicators previously agreed for the service.")],
     met: Annotated[int, typer.Option(help="Quality indicators met in the self-report.")],
-    good_practice: Annotated[Optional[float], typer.Option("--good-practice", help="Good-practice compliance score.")] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="The service's good-practice compliance threshold.")] = None,
+    good_practice: Annotated[
+        float | None, typer.Option("--good-practice", help="Good-practice compliance score.")
+    ] = None,
+    threshold: Annotated[float | None, typer.Option(help="The service's good-practice compliance threshold.")] = None,
     actor: ACTOR = "",
     role: ROLE = "network-office",
-    note: Annotated[Optional[str], typer.Option()] = None,
+    note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Record the annual self-report: 100% and threshold met -> not required, else a decision is required."""
     from cli.main import _created, _db, _deadline_json, clock
@@ -42,18 +46,29 @@ def assess(
     with session_scope() as s:
         if s.get(Service, service) is None:
             raise NotFound(f"service {service} not found (peerwatch service list)")
-        row = Surveillance(service_id=service, programme_year=year, indicators_agreed=agreed, indicators_met=met,
-                           good_practice_score=good_practice, good_practice_threshold=threshold, state="new")
+        row = Surveillance(
+            service_id=service,
+            programme_year=year,
+            indicators_agreed=agreed,
+            indicators_met=met,
+            good_practice_score=good_practice,
+            good_practice_threshold=threshold,
+            state="new",
+        )
         out = engine.create(s, "surveillance", row, "assess", actor=actor, role=role, clock=clock(), note=note)
-        _created("surveillance", out.row.id, state=out.row.state, deadlines=_deadline_json(s, "surveillance", out.row.id))
+        _created(
+            "surveillance", out.row.id, state=out.row.state, deadlines=_deadline_json(s, "surveillance", out.row.id)
+        )
 
 
 @app.command("propose")
 def propose(
     item_id: Annotated[int, typer.Argument(help="surveillance id")],
-    options: Annotated[str, typer.Option(help="Combinable: routine (1), enhanced (2), peer_review (3), e.g. routine,enhanced.")],
-    provider_action: Annotated[Optional[str], typer.Option(help="Option 2: the provider's action.")] = None,
-    commissioner_action: Annotated[Optional[str], typer.Option(help="Option 2: the commissioner's action.")] = None,
+    options: Annotated[
+        str, typer.Option(help="Combinable: routine (1), enhanced (2), peer_review (3), e.g. routine,enhanced.")
+    ],
+    provider_action: Annotated[str | None, typer.Option(help="Option 2: the provider's action.")] = None,
+    commissioner_action: Annotated[str | None, typer.Option(help="Option 2: the commissioner's action.")] = None,
     actor: ACTOR = "",
     role: ROLE = "network-manager",
 ) -> None:
@@ -74,7 +89,7 @@ def agree(
     party: Annotated[str, typer.Option(help="provider or commissioner")],
     actor: ACTOR = "",
     role: ROLE = "network-office",
-    note: Annotated[Optional[str], typer.Option()] = None,
+    note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Record one party's agreement; once both are in (two different people) the decision is agreed."""
     from cli.main import OPTS, _db, _deadline_json, clock
@@ -90,21 +105,43 @@ def agree(
     _db()
     c = clock()
     with session_scope() as s:
-        first = engine.fire(s, "surveillance", item_id, f"record_{party}_agreement", actor=actor, role=role, clock=c, note=note)
+        first = engine.fire(
+            s, "surveillance", item_id, f"record_{party}_agreement", actor=actor, role=role, clock=c, note=note
+        )
         row: Any = first.row
         steps = [first]
         if row.provider_agreed_by and row.commissioner_agreed_by:
-            steps.append(engine.fire(s, "surveillance", item_id, "agree", actor=actor, role=role, clock=c,
-                                     note="provider and commissioner agreement recorded"))
-        result = {"id": item_id, "kind": "surveillance", "party": party, "state": row.state, "version": row.version,
-                  "visit_id": row.visit_id, "letters_queued": sum(o.queued for o in steps),
-                  "waiting_for": [p for p in ("provider", "commissioner") if not getattr(row, f"{p}_agreed_by")],
-                  "deadlines": _deadline_json(s, "surveillance", item_id)}
+            steps.append(
+                engine.fire(
+                    s,
+                    "surveillance",
+                    item_id,
+                    "agree",
+                    actor=actor,
+                    role=role,
+                    clock=c,
+                    note="provider and commissioner agreement recorded",
+                )
+            )
+        result = {
+            "id": item_id,
+            "kind": "surveillance",
+            "party": party,
+            "state": row.state,
+            "version": row.version,
+            "visit_id": row.visit_id,
+            "letters_queued": sum(o.queued for o in steps),
+            "waiting_for": [p for p in ("provider", "commissioner") if not getattr(row, f"{p}_agreed_by")],
+            "deadlines": _deadline_json(s, "surveillance", item_id),
+        }
     if OPTS.json:
         print_json(result)
         return
-    console.print(f"surveillance {item_id}: {party} agreement recorded by {actor.strip()}; now {result['state']} "
-                  f"(version {result['version']}), {result['letters_queued']} letter(s) queued", markup=False)
+    console.print(
+        f"surveillance {item_id}: {party} agreement recorded by {actor.strip()}; now {result['state']} "
+        f"(version {result['version']}), {result['letters_queued']} letter(s) queued",
+        markup=False,
+    )
     if result["waiting_for"]:
         console.print(f"  waiting for: {', '.join(result['waiting_for'])}")
     if result["visit_id"]:

@@ -38,7 +38,11 @@ from flows.server import local_server, quiet_env
 VAR = Path("var") / "demo"
 START, END = date(2026, 11, 16), date(2027, 3, 19)
 MRH, STU, MHM = "Midland Royal Major Trauma Centre", "Severnside Trauma Unit", "Mersey Harbour Major Trauma Centre"
-NM, RL, OFFICE = ("Dr Asha Patel", "network-manager"), ("Mr Tom Hughes", "regional-lead"), ("Network office", "network-office")
+NM, RL, OFFICE = (
+    ("Dr Asha Patel", "network-manager"),
+    ("Mr Tom Hughes", "regional-lead"),
+    ("Network office", "network-office"),
+)
 
 
 def _weekdays(start: date, end: date) -> list[date]:
@@ -55,8 +59,14 @@ def run_demo(keep_server: bool = False) -> None:
         shutil.rmtree(VAR)
     VAR.mkdir(parents=True)
     db_path, outbox = VAR / "peerwatch.db", VAR / "outbox"
-    os.environ.update({"PEERWATCH_DATABASE_URL": f"sqlite:///{db_path}", "PEERWATCH_MAIL": "folder",
-                       "PEERWATCH_OUTBOX_DIR": str(outbox), "PEERWATCH_SITE_DIR": str(VAR / "site")})
+    os.environ.update(
+        {
+            "PEERWATCH_DATABASE_URL": f"sqlite:///{db_path}",
+            "PEERWATCH_MAIL": "folder",
+            "PEERWATCH_OUTBOX_DIR": str(outbox),
+            "PEERWATCH_SITE_DIR": str(VAR / "site"),
+        }
+    )
     home = Path("var") / "prefect"
     os.environ.update(quiet_env(home))
     console.print("[bold]peerwatch demo[/bold]: starting a local Prefect server (var/prefect) ...")
@@ -90,9 +100,14 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
         try:
             with session_scope() as s:
                 before = last_letter_id(s)
-                out = engine.fire(s, kind, ids[label], trigger, actor=who[0], role=who[1], clock=clock, note=note, params=params)
-                what = (f"{trigger} proposed by {who[0]}: awaiting a second person" if out.proposed
-                        else f"{trigger} -> {out.row.state} {_due(out.event.data)}".strip())
+                out = engine.fire(
+                    s, kind, ids[label], trigger, actor=who[0], role=who[1], clock=clock, note=note, params=params
+                )
+                what = (
+                    f"{trigger} proposed by {who[0]}: awaiting a second person"
+                    if out.proposed
+                    else f"{trigger} -> {out.row.state} {_due(out.event.data)}".strip()
+                )
                 s.flush()
                 told = escalations_since(s, before, kind, ids[label]).get((kind, ids[label]))
                 what += f": {told}" if told else ""
@@ -103,25 +118,69 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
     def clock_day() -> date:
         return FixedClock.now(clock).date()
 
-    def raise_risk(label: str, service: str, level: str, title: str, standard: str, impact: int | None = None,
-                   likelihood: int | None = None, dit: bool = False) -> None:
+    def raise_risk(
+        label: str,
+        service: str,
+        level: str,
+        title: str,
+        standard: str,
+        impact: int | None = None,
+        likelihood: int | None = None,
+        dit: bool = False,
+    ) -> None:
         with session_scope() as s:
             before = last_letter_id(s)
-            out = engine.create(s, "risk", Risk(service_id=svc[service], level=level, title=title, standard_ref=standard,
-                                identified_on=clock_day(), visit_date=clock_day(), impact=impact, likelihood=likelihood,
-                                doctors_in_training=dit, state="new"), "raise", actor=NM[0], role=NM[1], clock=clock,
-                                note="found at the visit; verbal notification at high level feedback")
+            out = engine.create(
+                s,
+                "risk",
+                Risk(
+                    service_id=svc[service],
+                    level=level,
+                    title=title,
+                    standard_ref=standard,
+                    identified_on=clock_day(),
+                    visit_date=clock_day(),
+                    impact=impact,
+                    likelihood=likelihood,
+                    doctors_in_training=dit,
+                    state="new",
+                ),
+                "raise",
+                actor=NM[0],
+                role=NM[1],
+                clock=clock,
+                note="found at the visit; verbal notification at high level feedback",
+            )
             ids[label] = out.row.id  # type: ignore[assignment]
             s.flush()
             told = escalations_since(s, before, "risk", out.row.id).get(("risk", out.row.id))  # type: ignore[arg-type]
-            timeline.append((clock_day(), ref("risk", out.row), f"raised at visit -> {out.row.state} {_due(out.event.data)}".strip()
-                             + (f": {told}" if told else "")))
+            timeline.append(
+                (
+                    clock_day(),
+                    ref("risk", out.row),
+                    f"raised at visit -> {out.row.state} {_due(out.event.data)}".strip()
+                    + (f": {told}" if told else ""),
+                )
+            )
 
     def visit_feedback() -> None:
-        act("visit", "visit", "give_feedback", NM, risks=[
-            {"level": "IR", "title": "Trauma team not consultant-led out of hours", "standard_ref": "MTC-3", "impact": 5, "likelihood": 3},
-            {"level": "SC", "title": "Major haemorrhage protocol not audited", "standard_ref": "MTC-9"},
-            {"level": "GC", "title": "Patient information leaflets out of date", "standard_ref": "MTC-27"}])
+        act(
+            "visit",
+            "visit",
+            "give_feedback",
+            NM,
+            risks=[
+                {
+                    "level": "IR",
+                    "title": "Trauma team not consultant-led out of hours",
+                    "standard_ref": "MTC-3",
+                    "impact": 5,
+                    "likelihood": 3,
+                },
+                {"level": "SC", "title": "Major haemorrhage protocol not audited", "standard_ref": "MTC-9"},
+                {"level": "GC", "title": "Patient information leaflets out of date", "standard_ref": "MTC-27"},
+            ],
+        )
         with session_scope() as s:
             for r in s.exec(select(Risk).where(Risk.visit_id == ids["visit"]).order_by(Risk.id)):  # type: ignore[arg-type]
                 ids[f"{r.level}-midland"] = r.id  # type: ignore[assignment]
@@ -137,19 +196,43 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
 
         with session_scope() as s:
             top = candidates(s, "WMTN", clock_day())[0]
-            out = engine.create(s, "visit", Visit(service_id=top["service_id"], state="new"), "propose", actor=NM[0], role=NM[1],
-                                clock=clock, params={"reason": f"top of the WMTN weighting list, score {top['score']}"})
+            out = engine.create(
+                s,
+                "visit",
+                Visit(service_id=top["service_id"], state="new"),
+                "propose",
+                actor=NM[0],
+                role=NM[1],
+                clock=clock,
+                params={"reason": f"top of the WMTN weighting list, score {top['score']}"},
+            )
             ids["visit"] = out.row.id  # type: ignore[assignment]
-            timeline.append((clock_day(), f"Visit-{out.row.id}", f"proposed for {top['service']} (weighting score {top['score']})"))
+            timeline.append(
+                (clock_day(), f"Visit-{out.row.id}", f"proposed for {top['service']} (weighting score {top['score']})")
+            )
 
     def inaccuracies() -> None:
-        act("report", "report", "record_inaccuracy", OFFICE, text="The report says two trauma consultants were on call; the rota shows three on the day")
-        act("report", "report", "record_inaccuracy", OFFICE, text="Time to CT was 58 minutes, not 68 minutes as reported")
+        act(
+            "report",
+            "report",
+            "record_inaccuracy",
+            OFFICE,
+            text="The report says two trauma consultants were on call; the rota shows three on the day",
+        )
+        act(
+            "report",
+            "report",
+            "record_inaccuracy",
+            OFFICE,
+            text="Time to CT was 58 minutes, not 68 minutes as reported",
+        )
         act("report", "report", "record_inaccuracy", OFFICE, text="We have since appointed a major trauma coordinator")
 
     def decide() -> None:
         act("report", "report", "decide_inaccuracy", NM, item_id=1, decision="accepted")
-        act("report", "report", "decide_inaccuracy", (NM[0], RL[1]), item_id=1, decision="accepted")  # four eyes: refused
+        act(
+            "report", "report", "decide_inaccuracy", (NM[0], RL[1]), item_id=1, decision="accepted"
+        )  # four eyes: refused
         act("report", "report", "decide_inaccuracy", RL, item_id=1, decision="accepted")
         act("report", "report", "decide_inaccuracy", NM, item_id=2, decision="rejected")
         act("report", "report", "decide_inaccuracy", RL, item_id=2, decision="rejected")
@@ -162,11 +245,24 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
             org = s.get(Service, svc[MRH]).organisation_id  # type: ignore[union-attr]
             person = s.exec(select(Contact).where(Contact.role == contact_role, Contact.organisation_id == org)).one()
         try:
-            row = submit(db, report_id=ids["report"], appellant_contact_id=person.id, actor=OFFICE[0], role=OFFICE[1],  # type: ignore[arg-type]
-                         clock=clock, statement="The serious concern rests on a single audit period; the protocol is audited quarterly.",
-                         grounds=[{"risk_id": ids["SC-midland"]}])
+            row = submit(
+                db,
+                report_id=ids["report"],
+                appellant_contact_id=person.id,
+                actor=OFFICE[0],
+                role=OFFICE[1],  # type: ignore[arg-type]
+                clock=clock,
+                statement="The serious concern rests on a single audit period; the protocol is audited quarterly.",
+                grounds=[{"risk_id": ids["SC-midland"]}],
+            )
             ids["appeal"] = row.id  # type: ignore[assignment]
-            timeline.append((clock_day(), f"Appeal-{row.id}", f"submitted by {person.name} ({who}) -> {row.state} (result due 8 weeks later)"))
+            timeline.append(
+                (
+                    clock_day(),
+                    f"Appeal-{row.id}",
+                    f"submitted by {person.name} ({who}) -> {row.state} (result due 8 weeks later)",
+                )
+            )
         except PeerwatchError as exc:
             timeline.append((clock_day(), "Appeal", f"REFUSED submission by {person.name} ({who}): {exc}"))
 
@@ -174,72 +270,248 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
         from models import Complaint
 
         with session_scope() as s:
-            row = Complaint(network_id=1, service_id=svc[MRH], category=category, owner_role="", complainant_name=name,
-                            complainant_email=email, summary=summary, received_on=clock_day(), about_person=about_person, state="new")
-            out = engine.create(s, "complaint", row, "receive", actor=OFFICE[0], role=OFFICE[1], clock=clock, note=summary)
+            row = Complaint(
+                network_id=1,
+                service_id=svc[MRH],
+                category=category,
+                owner_role="",
+                complainant_name=name,
+                complainant_email=email,
+                summary=summary,
+                received_on=clock_day(),
+                about_person=about_person,
+                state="new",
+            )
+            out = engine.create(
+                s, "complaint", row, "receive", actor=OFFICE[0], role=OFFICE[1], clock=clock, note=summary
+            )
             ids[label] = out.row.id  # type: ignore[assignment]
-            timeline.append((clock_day(), f"Complaint-{out.row.id}", f"received ({category}) -> routed to {out.row.owner_role} {_due(out.event.data)}"))  # type: ignore[attr-defined]
+            timeline.append(
+                (
+                    clock_day(),
+                    f"Complaint-{out.row.id}",
+                    f"received ({category}) -> routed to {out.row.owner_role} {_due(out.event.data)}",
+                )
+            )  # type: ignore[attr-defined]
 
     script: dict[date, list[Any]] = {
-        date(2026, 11, 16): [propose_visit,
-                             lambda: act("visit", "visit", "schedule", NM, date="2026-12-11", mode="in_person"),
-                             lambda: act("visit", "visit", "notify_service", OFFICE)],
-        date(2026, 11, 17): [lambda n=n: act("visit", "visit", "add_panel_member", OFFICE, reviewer_id=reviewers[n])
-                             for n in ("Dr Felix Okoro", "Ms Ada Lindqvist", "Dr Maya Fenwick", "Mr Idris Vaughan", "Ms Carys Holt",
-                                       "Mr Rohan Mehta", "Ms Tessa Quinn", "Mrs Joan Pryce")],
-        date(2026, 11, 20): [lambda n=n: act("visit", "visit", "record_declaration", OFFICE, reviewer_id=reviewers[n])
-                             for n in ("Dr Maya Fenwick", "Mr Idris Vaughan", "Ms Carys Holt", "Mr Rohan Mehta", "Ms Tessa Quinn")],
-        date(2026, 11, 30): [lambda: act("visit", "visit", "record_preparation", OFFICE, prep_session="held", evidence_received="yes")],
-        date(2026, 12, 1): [lambda: act("visit", "visit", "record_declaration", OFFICE, reviewer_id=reviewers["Mrs Joan Pryce"]),
-                            lambda: act("visit", "visit", "record_preparation", OFFICE, panel_confirmed="yes"),
-                            lambda: act("visit", "visit", "confirm_prepared", OFFICE)],
-        date(2026, 12, 10): [lambda: raise_risk("SC-severnside", STU, "SC", "No rehabilitation prescription completed for major trauma patients", "TU-14")],
-        date(2026, 12, 11): [lambda: act("visit", "visit", "hold", OFFICE), visit_feedback,
-                             lambda: raise_risk("SC-mersey", MHM, "SC", "Junior doctors unsupervised in resus overnight", "MTC-8", 4, 4, True),
-                             lambda: act("visit", "visit", "close", NM)],
+        date(2026, 11, 16): [
+            propose_visit,
+            lambda: act("visit", "visit", "schedule", NM, date="2026-12-11", mode="in_person"),
+            lambda: act("visit", "visit", "notify_service", OFFICE),
+        ],
+        date(2026, 11, 17): [
+            lambda n=n: act("visit", "visit", "add_panel_member", OFFICE, reviewer_id=reviewers[n])
+            for n in (
+                "Dr Felix Okoro",
+                "Ms Ada Lindqvist",
+                "Dr Maya Fenwick",
+                "Mr Idris Vaughan",
+                "Ms Carys Holt",
+                "Mr Rohan Mehta",
+                "Ms Tessa Quinn",
+                "Mrs Joan Pryce",
+            )
+        ],
+        date(2026, 11, 20): [
+            lambda n=n: act("visit", "visit", "record_declaration", OFFICE, reviewer_id=reviewers[n])
+            for n in ("Dr Maya Fenwick", "Mr Idris Vaughan", "Ms Carys Holt", "Mr Rohan Mehta", "Ms Tessa Quinn")
+        ],
+        date(2026, 11, 30): [
+            lambda: act("visit", "visit", "record_preparation", OFFICE, prep_session="held", evidence_received="yes")
+        ],
+        date(2026, 12, 1): [
+            lambda: act("visit", "visit", "record_declaration", OFFICE, reviewer_id=reviewers["Mrs Joan Pryce"]),
+            lambda: act("visit", "visit", "record_preparation", OFFICE, panel_confirmed="yes"),
+            lambda: act("visit", "visit", "confirm_prepared", OFFICE),
+        ],
+        date(2026, 12, 10): [
+            lambda: raise_risk(
+                "SC-severnside",
+                STU,
+                "SC",
+                "No rehabilitation prescription completed for major trauma patients",
+                "TU-14",
+            )
+        ],
+        date(2026, 12, 11): [
+            lambda: act("visit", "visit", "hold", OFFICE),
+            visit_feedback,
+            lambda: raise_risk(
+                "SC-mersey", MHM, "SC", "Junior doctors unsupervised in resus overnight", "MTC-8", 4, 4, True
+            ),
+            lambda: act("visit", "visit", "close", NM),
+        ],
         date(2026, 12, 17): [lambda: act("risk", "SC-severnside", "send_formal_notification", NM, "letter emailed")],
-        date(2026, 12, 18): [lambda: act("risk", "IR-midland", "send_formal_notification", NM, "letter emailed"),
-                             lambda: act("risk", "SC-midland", "send_formal_notification", NM, "letter emailed"),
-                             lambda: act("risk", "SC-mersey", "send_formal_notification", RL, "letter emailed")],
-        date(2027, 1, 5): [lambda: act("risk", "IR-midland", "response_adequate", NM, "interim rota in place; action plan with milestones received")],
-        date(2027, 1, 15): [lambda: act("risk", "SC-midland", "response_adequate", NM, "audit programme and action plan received")],
-        date(2027, 1, 11): [lambda: act("report", "report", "add_standard", OFFICE, ref="MTC-3", descriptor="Consultant-led trauma team 24/7", status="Unmet"),
-                            lambda: act("report", "report", "add_standard", OFFICE, ref="MTC-5", descriptor="CT within 60 minutes of arrival", status="Partially Met"),
-                            lambda: act("report", "report", "add_standard", OFFICE, ref="MTC-12", descriptor="Rehabilitation prescription for every patient", status="Met"),
-                            lambda: act("report", "report", "add_positive", OFFICE, text="Outstanding major trauma rehabilitation pathway")],
-        date(2027, 1, 14): [lambda: act("risk", "SC-mersey", "response_inadequate", NM, "no interim supervision arrangements; no milestones")],
+        date(2026, 12, 18): [
+            lambda: act("risk", "IR-midland", "send_formal_notification", NM, "letter emailed"),
+            lambda: act("risk", "SC-midland", "send_formal_notification", NM, "letter emailed"),
+            lambda: act("risk", "SC-mersey", "send_formal_notification", RL, "letter emailed"),
+        ],
+        date(2027, 1, 5): [
+            lambda: act(
+                "risk",
+                "IR-midland",
+                "response_adequate",
+                NM,
+                "interim rota in place; action plan with milestones received",
+            )
+        ],
+        date(2027, 1, 15): [
+            lambda: act("risk", "SC-midland", "response_adequate", NM, "audit programme and action plan received")
+        ],
+        date(2027, 1, 11): [
+            lambda: act(
+                "report",
+                "report",
+                "add_standard",
+                OFFICE,
+                ref="MTC-3",
+                descriptor="Consultant-led trauma team 24/7",
+                status="Unmet",
+            ),
+            lambda: act(
+                "report",
+                "report",
+                "add_standard",
+                OFFICE,
+                ref="MTC-5",
+                descriptor="CT within 60 minutes of arrival",
+                status="Partially Met",
+            ),
+            lambda: act(
+                "report",
+                "report",
+                "add_standard",
+                OFFICE,
+                ref="MTC-12",
+                descriptor="Rehabilitation prescription for every patient",
+                status="Met",
+            ),
+            lambda: act(
+                "report", "report", "add_positive", OFFICE, text="Outstanding major trauma rehabilitation pathway"
+            ),
+        ],
+        date(2027, 1, 14): [
+            lambda: act(
+                "risk", "SC-mersey", "response_inadequate", NM, "no interim supervision arrangements; no milestones"
+            )
+        ],
         date(2027, 1, 18): [lambda: act("report", "report", "send_for_accuracy_check", OFFICE)],
-        date(2027, 1, 26): [lambda: act("risk", "SC-mersey", "response_inadequate", RL, "further response repeats the first; continued inadequate response")],
+        date(2027, 1, 26): [
+            lambda: act(
+                "risk",
+                "SC-mersey",
+                "response_inadequate",
+                RL,
+                "further response repeats the first; continued inadequate response",
+            )
+        ],
         date(2027, 1, 27): [inaccuracies],
         date(2027, 1, 28): [decide],
         date(2027, 1, 29): [lambda: act("report", "report", "approve", RL)],
         date(2027, 2, 1): [lambda: act("report", "report", "distribute", OFFICE)],
         date(2027, 2, 2): [lambda: act("report", "report", "publish", RL)],
         date(2027, 2, 3): [lambda: appeal("Medical Director", "medical-director")],
-        date(2027, 2, 8): [lambda: complaint("complaint-dates", "arrangements", "Kit Irwin", "kit.irwin@midland-royal-hospitals.nhs.example",
-                                             "The visit agenda was sent only three weeks before the visit")],
-        date(2027, 2, 9): [lambda: complaint("complaint-person", "conduct", "Milo Frost", "milo.frost@midland-royal-hospitals.nhs.example",
-                                             "I object to the reviewer's accent and manner of dress", about_person=True),
-                           lambda: act("complaint", "complaint-person", "close_not_acceptable", NM,
-                                       "This concerns the person, not the conduct of their role in the review (SOP 8.2)"),
-                           lambda: act("complaint", "complaint-dates", "acknowledge", OFFICE)],
+        date(2027, 2, 8): [
+            lambda: complaint(
+                "complaint-dates",
+                "arrangements",
+                "Kit Irwin",
+                "kit.irwin@midland-royal-hospitals.nhs.example",
+                "The visit agenda was sent only three weeks before the visit",
+            )
+        ],
+        date(2027, 2, 9): [
+            lambda: complaint(
+                "complaint-person",
+                "conduct",
+                "Milo Frost",
+                "milo.frost@midland-royal-hospitals.nhs.example",
+                "I object to the reviewer's accent and manner of dress",
+                about_person=True,
+            ),
+            lambda: act(
+                "complaint",
+                "complaint-person",
+                "close_not_acceptable",
+                NM,
+                "This concerns the person, not the conduct of their role in the review (SOP 8.2)",
+            ),
+            lambda: act("complaint", "complaint-dates", "acknowledge", OFFICE),
+        ],
         date(2027, 2, 15): [lambda: act("complaint", "complaint-dates", "investigate", OFFICE)],
-        date(2027, 2, 22): [lambda: act("complaint", "complaint-dates", "resolve", OFFICE,
-                                        "Apology given; visit notifications now go at least six weeks ahead")],
+        date(2027, 2, 22): [
+            lambda: act(
+                "complaint",
+                "complaint-dates",
+                "resolve",
+                OFFICE,
+                "Apology given; visit notifications now go at least six weeks ahead",
+            )
+        ],
         date(2027, 3, 2): [lambda: appeal("Chief Executive, the last day of the window", "chief-executive")],
         date(2027, 3, 3): [lambda: appeal("Chief Executive, one day late", "chief-executive")],
         date(2027, 3, 4): [lambda: act("appeal", "appeal", "begin_consideration", NM)],
-        date(2027, 3, 8): [lambda: act("appeal", "appeal", "add_subgroup_member", NM, name="Mr Tom Hughes", email="tom.hughes@wmtn.network.nhs.example"),
-                           lambda: act("appeal", "appeal", "add_subgroup_member", NM, name="Ms Carys Holt", email="carys.holt@reviewers.nhs.example"),
-                           lambda: act("appeal", "appeal", "add_subgroup_member", NM, name="Dr Nora Quist", email="nora.quist@cmmtn.network.nhs.example"),
-                           lambda: act("appeal", "appeal", "add_subgroup_member", NM, name="Prof Ian Marsh", email="ian.marsh@nhs.example"),
-                           lambda: act("appeal", "appeal", "convene_subgroup", NM)],
-        date(2027, 3, 15): [lambda: act("appeal", "appeal", "decide", NM, "The quarterly audits, available on the day, meet the standard",
-                                        outcome="upheld", withdraw=[ids["SC-midland"]]),  # proposed: four eyes
-                            lambda: act("appeal", "appeal", "decide", NM, "The quarterly audits, available on the day, meet the standard",
-                                        outcome="upheld", withdraw=[ids["SC-midland"]]),  # the same person: refused
-                            lambda: act("appeal", "appeal", "decide", RL, "The quarterly audits, available on the day, meet the standard",
-                                        outcome="upheld", withdraw=[ids["SC-midland"]])],  # confirmed by a second person
+        date(2027, 3, 8): [
+            lambda: act(
+                "appeal",
+                "appeal",
+                "add_subgroup_member",
+                NM,
+                name="Mr Tom Hughes",
+                email="tom.hughes@wmtn.network.nhs.example",
+            ),
+            lambda: act(
+                "appeal",
+                "appeal",
+                "add_subgroup_member",
+                NM,
+                name="Ms Carys Holt",
+                email="carys.holt@reviewers.nhs.example",
+            ),
+            lambda: act(
+                "appeal",
+                "appeal",
+                "add_subgroup_member",
+                NM,
+                name="Dr Nora Quist",
+                email="nora.quist@cmmtn.network.nhs.example",
+            ),
+            lambda: act(
+                "appeal", "appeal", "add_subgroup_member", NM, name="Prof Ian Marsh", email="ian.marsh@nhs.example"
+            ),
+            lambda: act("appeal", "appeal", "convene_subgroup", NM),
+        ],
+        date(2027, 3, 15): [
+            lambda: act(
+                "appeal",
+                "appeal",
+                "decide",
+                NM,
+                "The quarterly audits, available on the day, meet the standard",
+                outcome="upheld",
+                withdraw=[ids["SC-midland"]],
+            ),  # proposed: four eyes
+            lambda: act(
+                "appeal",
+                "appeal",
+                "decide",
+                NM,
+                "The quarterly audits, available on the day, meet the standard",
+                outcome="upheld",
+                withdraw=[ids["SC-midland"]],
+            ),  # the same person: refused
+            lambda: act(
+                "appeal",
+                "appeal",
+                "decide",
+                RL,
+                "The quarterly audits, available on the day, meet the standard",
+                outcome="upheld",
+                withdraw=[ids["SC-midland"]],
+            ),
+        ],  # confirmed by a second person
         date(2027, 3, 16): [lambda: act("appeal", "appeal", "communicate", NM)],
     }
     for day in _weekdays(START, END):
@@ -254,20 +526,33 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
         with Session(db) as s:
             for (kind, item_id), told in escalations_since(s, before).items():
                 row = s.get(Risk, item_id) if kind == "risk" else None
-                timeline.append((day, ref(kind, row) if row else f"{kind.title()}-{item_id}", f"escalated by the chase flow: {told}"))
+                timeline.append(
+                    (
+                        day,
+                        ref(kind, row) if row else f"{kind.title()}-{item_id}",
+                        f"escalated by the chase flow: {told}",
+                    )
+                )
         with Session(db) as s:
             queued = s.exec(select(OutboxMessage.id).where(OutboxMessage.status == "queued")).first()
         if queued:  # the dispatcher runs only when there is something to send
             dispatch(as_of=day.isoformat())
 
-    table("What happened (simulated weekdays; the chase and dispatch flows ran each day)", ["date", "item", "event"],
-          [(d.strftime("%a %d %b %Y"), item, what) for d, item, what in timeline])
+    table(
+        "What happened (simulated weekdays; the chase and dispatch flows ran each day)",
+        ["date", "item", "event"],
+        [(d.strftime("%a %d %b %Y"), item, what) for d, item, what in timeline],
+    )
     from flows.views import views
 
     site = views(as_of=END.isoformat())  # the manager's artifacts, dashboard and calendar feeds, as of the last day
-    table(f"The views flow on {END:%a %d %b %Y}: artifacts in the Prefect UI, dashboard and calendar feeds",
-          ["what", "where"], [("artifacts", ", ".join(site["artifacts"]))] + [("dashboard", p) for p in site["pages"]]
-          + [("calendar feed", str(Path(p).with_name("calendar.ics"))) for p in site["pages"]])
+    table(
+        f"The views flow on {END:%a %d %b %Y}: artifacts in the Prefect UI, dashboard and calendar feeds",
+        ["what", "where"],
+        [("artifacts", ", ".join(site["artifacts"]))]
+        + [("dashboard", p) for p in site["pages"]]
+        + [("calendar feed", str(Path(p).with_name("calendar.ics"))) for p in site["pages"]],
+    )
     _report(db, db_path, outbox, api, keep_server, ids)
 
 
@@ -276,8 +561,15 @@ def _due(data: dict[str, Any]) -> str:
     return ", ".join(f"({k} due {date.fromisoformat(v).strftime('%a %d %b %Y')})" for k, v in dl.items())
 
 
-ESCALATION_LETTERS = ("escalation", "tpd_ra", "asct_notice", "inadequate_response", "achievement_escalation",
-                      "perinatal_escalation", "perinatal_regional_referral")
+ESCALATION_LETTERS = (
+    "escalation",
+    "tpd_ra",
+    "asct_notice",
+    "inadequate_response",
+    "achievement_escalation",
+    "perinatal_escalation",
+    "perinatal_regional_referral",
+)
 
 
 def last_letter_id(s: Session) -> int:
@@ -288,7 +580,9 @@ def last_letter_id(s: Session) -> int:
     return int(s.exec(select(func.max(OutboxMessage.id))).one() or 0)  # type: ignore[arg-type]
 
 
-def escalations_since(s: Session, after_id: int, kind: str | None = None, item_id: int | None = None) -> dict[tuple[str, int], str]:
+def escalations_since(
+    s: Session, after_id: int, kind: str | None = None, item_id: int | None = None
+) -> dict[tuple[str, int], str]:
     """Who each escalation letter written after outbox row ``after_id`` goes to, per item, from the
     outbox rows themselves: "Commissioning Lead Dr Liam Byrne (West Midlands Trauma Network); ...".
     A role nobody holds is named as such (the row is an undeliverable incident)."""
@@ -305,8 +599,13 @@ def escalations_since(s: Session, after_id: int, kind: str | None = None, item_i
         orgs = {o.id: o.name for o in s.exec(select(Organisation))}
         nets = {n.id: n.name for n in s.exec(select(Network))}
         for c in s.exec(select(Contact).where(col(Contact.email).in_(emails))):
-            where[(c.email.lower(), c.role)] = (orgs.get(c.organisation_id) if c.organisation_id else None) or (  # type: ignore[arg-type]
-                nets.get(c.network_id) if c.network_id else None) or "national"  # type: ignore[arg-type]
+            where[(c.email.lower(), c.role)] = (
+                (orgs.get(c.organisation_id) if c.organisation_id else None)
+                or (  # type: ignore[arg-type]
+                    nets.get(c.network_id) if c.network_id else None
+                )
+                or "national"
+            )  # type: ignore[arg-type]
     out: dict[tuple[str, int], list[str]] = {}
     for m in rows:
         said = out.setdefault((m.kind, m.item_id), [])
@@ -333,12 +632,25 @@ def _report(db: Any, db_path: Path, outbox: Path, api: str, keep_server: bool, i
     with Session(db) as s:
         rows = [("risk", r, f"{r.level}-{r.id}", r.title) for r in s.exec(select(Risk).order_by(Risk.id))]  # type: ignore[arg-type]
         rows += [("visit", v, f"Visit-{v.id}", f"visit on {v.visit_date:%a %d %b %Y}") for v in s.exec(select(Visit))]
-        rows += [("report", r, f"Report-{r.id}", f"report issue {r.issue}, published {r.published_on:%a %d %b %Y}" if r.published_on else "report")
-                 for r in s.exec(select(Report))]
+        rows += [
+            (
+                "report",
+                r,
+                f"Report-{r.id}",
+                f"report issue {r.issue}, published {r.published_on:%a %d %b %Y}" if r.published_on else "report",
+            )
+            for r in s.exec(select(Report))
+        ]
         rows += [("appeal", a, f"Appeal-{a.id}", f"appeal, {a.outcome or 'undecided'}") for a in s.exec(select(Appeal))]
-        rows += [("complaint", c, f"Complaint-{c.id}", f"complaint ({c.category}), owner {c.owner_role}") for c in s.exec(select(Complaint))]
-        table("Items by state", ["item", "what", "state", "pending deadlines"],
-              [(label, what, row.state, due(s, kind, row.id)) for kind, row, label, what in rows])
+        rows += [
+            ("complaint", c, f"Complaint-{c.id}", f"complaint ({c.category}), owner {c.owner_role}")
+            for c in s.exec(select(Complaint))
+        ]
+        table(
+            "Items by state",
+            ["item", "what", "state", "pending deadlines"],
+            [(label, what, row.state, due(s, kind, row.id)) for kind, row, label, what in rows],
+        )
         letters = list(s.exec(select(OutboxMessage).order_by(OutboxMessage.id)))  # type: ignore[arg-type]
         counts: Counter[tuple[str, str, str]] = Counter()
         for m in letters:
@@ -346,38 +658,66 @@ def _report(db: Any, db_path: Path, outbox: Path, api: str, keep_server: bool, i
                 counts[(m.template, p["role_name"] or "reviewer", m.status)] += 1
             if not m.to:
                 counts[(m.template, "(nobody: incident)", m.status)] += 1
-        table(f"Letters by kind and recipient ({len(letters)} messages)", ["letter", "to (role)", "status", "count"],
-              [(t, r, st, n) for (t, r, st), n in sorted(counts.items())])
+        table(
+            f"Letters by kind and recipient ({len(letters)} messages)",
+            ["letter", "to (role)", "status", "count"],
+            [(t, r, st, n) for (t, r, st), n in sorted(counts.items())],
+        )
         labels = {(kind, row.id): label for kind, row, label, _ in rows}
         done = list(s.exec(select(Deadline).order_by(Deadline.id)))  # type: ignore[arg-type]
-        table("Deadlines (working days, England bank holidays incl. 25, 28 Dec and 1 Jan; weeks as 7 days)",
-              ["item", "deadline", "due", "status"],
-              [(labels[(d.kind, d.item_id)], d.name, d.due_on.strftime("%a %d %b %Y"), d.status) for d in done])
+        table(
+            "Deadlines (working days, England bank holidays incl. 25, 28 Dec and 1 Jan; weeks as 7 days)",
+            ["item", "deadline", "due", "status"],
+            [(labels[(d.kind, d.item_id)], d.name, d.due_on.strftime("%a %d %b %Y"), d.status) for d in done],
+        )
         report = s.get(Report, ids["report"])
         pdf = VAR / f"report-{ids['report']}.pdf"
         pdf.write_bytes(render_report_pdf(document(s, report)))  # type: ignore[arg-type]
         from states.cycle import status as cycle_status
 
-        table(f"Programme cycles on {END:%a %d %b %Y} (peerwatch cycle status), side by side",
-              ["network", "programme", "year", "year of cycle", "quarter", "current phases"],
-              [(r["network"], r["programme"], r["programme_year"], f"{r['cycle_year']} of {r['cycle_years']}", r["quarter"],
-                "; ".join(r["phases"])) for r in cycle_status(s, END)])
+        table(
+            f"Programme cycles on {END:%a %d %b %Y} (peerwatch cycle status), side by side",
+            ["network", "programme", "year", "year of cycle", "quarter", "current phases"],
+            [
+                (
+                    r["network"],
+                    r["programme"],
+                    r["programme_year"],
+                    f"{r['cycle_year']} of {r['cycle_years']}",
+                    r["quarter"],
+                    "; ".join(r["phases"]),
+                )
+                for r in cycle_status(s, END)
+            ],
+        )
     cal = calendar_for("ENG")
-    console.print(f"Check: 10 working days after Fri 18 Dec 2026 is {cal.add_working_days(date(2026, 12, 18), 10):%a %d %b %Y}; "
-                  f"8 weeks after Fri 11 Dec 2026 is {cal.add_weeks(date(2026, 12, 11), 8):%a %d %b %Y}.")
+    console.print(
+        f"Check: 10 working days after Fri 18 Dec 2026 is {cal.add_working_days(date(2026, 12, 18), 10):%a %d %b %Y}; "
+        f"8 weeks after Fri 11 Dec 2026 is {cal.add_weeks(date(2026, 12, 11), 8):%a %d %b %Y}."
+    )
     eml = sorted(outbox.glob("*.eml"))
     console.print(f"\nLetters: {len(eml)} .eml files in {outbox.resolve()}")
     console.print(f"Report PDF: {pdf.resolve()}")
-    console.print(f"Dashboard: {(VAR / 'site' / 'index.html').resolve()}  (or serve it: .venv/bin/peerwatch dashboard --out var/demo/site --serve)")
-    console.print(f"Calendar feeds: {(VAR / 'site').resolve()}/<network>/calendar.ics (import into Outlook or any calendar)")
+    console.print(
+        f"Dashboard: {(VAR / 'site' / 'index.html').resolve()}  (or serve it: .venv/bin/peerwatch dashboard --out var/demo/site --serve)"
+    )
+    console.print(
+        f"Calendar feeds: {(VAR / 'site').resolve()}/<network>/calendar.ics (import into Outlook or any calendar)"
+    )
     console.print(f"Database: {db_path.resolve()}")
     console.print("Explore it, e.g.:")
     console.print(f"  export PEERWATCH_DATABASE_URL=sqlite:///{db_path.resolve()}")
     console.print("  .venv/bin/peerwatch risk list")
     console.print(f"  .venv/bin/peerwatch risk history {ids['SC-mersey']}")
-    console.print(f"  .venv/bin/peerwatch visit show {ids['visit']}; .venv/bin/peerwatch visit agenda {ids['visit']} --ics var/demo/visit.ics")
-    console.print(f"  .venv/bin/peerwatch report history {ids['report']}; .venv/bin/peerwatch report render {ids['report']}")
-    console.print(f"  .venv/bin/peerwatch appeal history {ids['appeal']}; .venv/bin/peerwatch risk history {ids['SC-midland']}")
+    console.print(
+        f"  .venv/bin/peerwatch visit show {ids['visit']}; .venv/bin/peerwatch visit agenda {ids['visit']} --ics var/demo/visit.ics"
+    )
+    console.print(
+        f"  .venv/bin/peerwatch report history {ids['report']}; .venv/bin/peerwatch report render {ids['report']}"
+    )
+    console.print(
+        f"  .venv/bin/peerwatch appeal history {ids['appeal']}; .venv/bin/peerwatch risk history {ids['SC-midland']}"
+    )
     if keep_server:
         console.print(f"Prefect UI (runs and artifacts): {api.removesuffix('/api')}  (server left running)")
     else:

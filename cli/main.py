@@ -4,18 +4,17 @@ Interactive commands never import Prefect: only ``serve`` and ``demo`` do, lazil
 Every error a user can cause prints one line on stderr and exits 2, with nothing changed.
 """
 
-
 import sys
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from sqlmodel import Session, col, select
 
 from cli.output import console, errors, print_json, table
 from models import (
+    OUTSTANDING,
     Contact,
     Deadline,
-    OUTSTANDING,
     Milestone,
     Network,
     Organisation,
@@ -51,7 +50,10 @@ OPTS = Opts()
 
 @app.callback()
 def _global(
-    as_of: Annotated[Optional[str], typer.Option("--as-of", envvar="PEERWATCH_AS_OF", help="Act as of this date (YYYY-MM-DD), Europe/London.")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", envvar="PEERWATCH_AS_OF", help="Act as of this date (YYYY-MM-DD), Europe/London."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     if as_of:
@@ -99,7 +101,11 @@ def _network(s: Session, code: str) -> Network:
 
 
 @app.command()
-def init(demo: Annotated[bool, typer.Option("--demo", help="Also load the demo networks, Trusts, services and contacts.")] = False) -> None:
+def init(
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Also load the demo networks, Trusts, services and contacts.")
+    ] = False,
+) -> None:
     """Create the database tables (and, with --demo, the demo reference data)."""
     eng = _db()
     if demo:
@@ -108,7 +114,9 @@ def init(demo: Annotated[bool, typer.Option("--demo", help="Also load the demo n
         with session_scope() as s:
             seed_reference(s)
     out = {"database": str(eng.url), "demo": demo}
-    print_json(out) if OPTS.json else console.print(f"database ready: {eng.url}" + (" (demo data loaded)" if demo else ""))
+    print_json(out) if OPTS.json else console.print(
+        f"database ready: {eng.url}" + (" (demo data loaded)" if demo else "")
+    )
 
 
 network_app = typer.Typer(help="Clinical networks.", no_args_is_help=True)
@@ -124,7 +132,9 @@ def network_add(
     code: Annotated[str, typer.Option(help="Short code, e.g. WMTN.")],
     name: Annotated[str, typer.Option(help="Full name.")],
     cycle: Annotated[str, typer.Option(help="annual | biennial")] = "annual",
-    actor: Annotated[Optional[str], typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")
+    ] = None,
     role: Annotated[str, typer.Option(help="Actor role.")] = "operator",
 ) -> None:
     """Add a network (audited)."""
@@ -135,8 +145,17 @@ def network_add(
         n = Network(code=code, name=name, cycle=cycle)
         s.add(n)
         s.flush()
-        engine.record_change(s, "network", n.id, "add_network", actor=_who(actor), role=role, clock=clock(),  # type: ignore[arg-type]
-                             state="current", data={"code": code, "name": name, "cycle": cycle})
+        engine.record_change(
+            s,
+            "network",
+            n.id,
+            "add_network",
+            actor=_who(actor),
+            role=role,
+            clock=clock(),  # type: ignore[arg-type]
+            state="current",
+            data={"code": code, "name": name, "cycle": cycle},
+        )
         _created("network", n.id)
 
 
@@ -156,8 +175,10 @@ def service_add(
     organisation: Annotated[str, typer.Option(help="Trust name (created if new).")],
     network: Annotated[str, typer.Option(help="Network code.")],
     nation: Annotated[str, typer.Option(help="UK nation of a new Trust: ENG, WLS, SCT or NIR.")] = "ENG",
-    pathway: Annotated[Optional[str], typer.Option(help="The shared pathway the service belongs to.")] = None,
-    actor: Annotated[Optional[str], typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    pathway: Annotated[str | None, typer.Option(help="The shared pathway the service belongs to.")] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")
+    ] = None,
     role: Annotated[str, typer.Option(help="Actor role.")] = "operator",
 ) -> None:
     """Add a service run by a Trust in a network (audited)."""
@@ -171,14 +192,31 @@ def service_add(
             org = Organisation(name=organisation, nation=nation.upper())
             s.add(org)
             s.flush()
-            engine.record_change(s, "organisation", org.id, "add_organisation", actor=_who(actor), role=role,  # type: ignore[arg-type]
-                                 clock=clock(), state="current", data={"name": organisation, "nation": nation.upper()})
+            engine.record_change(
+                s,
+                "organisation",
+                org.id,
+                "add_organisation",
+                actor=_who(actor),
+                role=role,  # type: ignore[arg-type]
+                clock=clock(),
+                state="current",
+                data={"name": organisation, "nation": nation.upper()},
+            )
         svc = Service(name=name, kind=kind, organisation_id=org.id, network_id=net.id, pathway=pathway)  # type: ignore[arg-type]
         s.add(svc)
         s.flush()
-        engine.record_change(s, "service", svc.id, "add_service", actor=_who(actor), role=role, clock=clock(),  # type: ignore[arg-type]
-                             state="current", data={"name": name, "kind": kind, "organisation": organisation, "network": network,
-                                                    "pathway": pathway})
+        engine.record_change(
+            s,
+            "service",
+            svc.id,
+            "add_service",
+            actor=_who(actor),
+            role=role,
+            clock=clock(),  # type: ignore[arg-type]
+            state="current",
+            data={"name": name, "kind": kind, "organisation": organisation, "network": network, "pathway": pathway},
+        )
         _created("service", svc.id)
 
 
@@ -197,11 +235,15 @@ def contact_add(
     role: Annotated[str, typer.Option(help="Contact role, e.g. chief-executive, service-lead, network-manager, cqc.")],
     name: Annotated[str, typer.Option()],
     email: Annotated[str, typer.Option()],
-    service: Annotated[Optional[int], typer.Option(help="Service id (for service-level roles).")] = None,
-    organisation: Annotated[Optional[str], typer.Option(help="Trust name (for Trust-level roles).")] = None,
-    network: Annotated[Optional[str], typer.Option(help="Network code (for network and regional roles).")] = None,
-    valid_from: Annotated[Optional[str], typer.Option("--from", help="Holds the role from this date (default: at once).")] = None,
-    actor: Annotated[Optional[str], typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    service: Annotated[int | None, typer.Option(help="Service id (for service-level roles).")] = None,
+    organisation: Annotated[str | None, typer.Option(help="Trust name (for Trust-level roles).")] = None,
+    network: Annotated[str | None, typer.Option(help="Network code (for network and regional roles).")] = None,
+    valid_from: Annotated[
+        str | None, typer.Option("--from", help="Holds the role from this date (default: at once).")
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")
+    ] = None,
     role_as: Annotated[str, typer.Option("--as", help="Actor role.")] = "network-office",
 ) -> None:
     """Add a person holding a role (audited). With no scope, the contact is national."""
@@ -213,20 +255,33 @@ def contact_add(
     with session_scope() as s:
         org_id = _organisation(s, organisation).id if organisation else None
         net_id = _network(s, network).id if network else None
-        c = add_contact(s, role=role, name=name, email=email, service_id=service, organisation_id=org_id, network_id=net_id,
-                        valid_from=day, actor=_who(actor), actor_role=role_as, clock=clock())
+        c = add_contact(
+            s,
+            role=role,
+            name=name,
+            email=email,
+            service_id=service,
+            organisation_id=org_id,
+            network_id=net_id,
+            valid_from=day,
+            actor=_who(actor),
+            actor_role=role_as,
+            clock=clock(),
+        )
         _created("contact", c.id)
 
 
 @contact_app.command("edit")
 def contact_edit(
     contact_id: Annotated[int, typer.Argument(help="contact id (peerwatch contact list)")],
-    effective: Annotated[str, typer.Option("--from", help="Letters go to the edited contact from this date (YYYY-MM-DD).")],
-    name: Annotated[Optional[str], typer.Option(help="The new name (e.g. the successor in the role).")] = None,
-    email: Annotated[Optional[str], typer.Option(help="The new email address.")] = None,
+    effective: Annotated[
+        str, typer.Option("--from", help="Letters go to the edited contact from this date (YYYY-MM-DD).")
+    ],
+    name: Annotated[str | None, typer.Option(help="The new name (e.g. the successor in the role).")] = None,
+    email: Annotated[str | None, typer.Option(help="The new email address.")] = None,
     actor: Annotated[str, typer.Option(help="Who is acting.")] = "",
     role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
-    note: Annotated[Optional[str], typer.Option()] = None,
+    note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Change who holds a role, or their address, from a date: the old row is kept as history."""
     from states.contacts import edit_contact
@@ -234,7 +289,9 @@ def contact_edit(
     day = parse_date(effective, "--from date")
     _db()
     with session_scope() as s:
-        out = edit_contact(s, contact_id, name=name, email=email, effective=day, actor=actor, actor_role=role, clock=clock(), note=note)
+        out = edit_contact(
+            s, contact_id, name=name, email=email, effective=day, actor=actor, actor_role=role, clock=clock(), note=note
+        )
         _created("contact", out.row.id, replaces=contact_id, valid_from=day.isoformat())
     if not OPTS.json:
         console.print(f"  replaces contact {contact_id} from {day.isoformat()}")
@@ -246,7 +303,7 @@ def contact_retire(
     effective: Annotated[str, typer.Option("--from", help="No letters from this date (YYYY-MM-DD).")],
     actor: Annotated[str, typer.Option(help="Who is acting.")] = "",
     role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
-    note: Annotated[Optional[str], typer.Option()] = None,
+    note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Retire a contact from a date (kept as history); warns if nobody else then holds the role."""
     from states.contacts import retire_contact
@@ -270,22 +327,50 @@ def contact_history_cmd(contact_id: Annotated[int, typer.Argument(help="contact 
     _db()
     with Session(get_engine()) as s:
         rows, events = contact_history(s, contact_id)
-        held = [{"id": c.id, "role": c.role, "name": c.name, "email": c.email, "from": c.valid_from, "until": c.valid_until,
-                 "status": status(c, today)} for c in rows]
-    changes = [{"at": e.at, "contact": e.item_id, "change": e.trigger, "actor": e.actor, "role": e.role, "note": e.note,
-                "data": e.data} for e in events]
+        held = [
+            {
+                "id": c.id,
+                "role": c.role,
+                "name": c.name,
+                "email": c.email,
+                "from": c.valid_from,
+                "until": c.valid_until,
+                "status": status(c, today),
+            }
+            for c in rows
+        ]
+    changes = [
+        {
+            "at": e.at,
+            "contact": e.item_id,
+            "change": e.trigger,
+            "actor": e.actor,
+            "role": e.role,
+            "note": e.note,
+            "data": e.data,
+        }
+        for e in events
+    ]
     if OPTS.json:
         print_json({"holders": held, "changes": changes})
         return
-    table(f"contact {contact_id}: holders", ["id", "role", "name", "email", "from", "until", "status"],
-          [(h["id"], h["role"], h["name"], h["email"], h["from"] or "", h["until"] or "", h["status"]) for h in held])
-    table("changes", ["when", "contact", "change", "who", "role", "what"],
-          [(show(c["at"]), c["contact"], c["change"], c["actor"], c["role"], describe(c["data"])) for c in changes])
+    table(
+        f"contact {contact_id}: holders",
+        ["id", "role", "name", "email", "from", "until", "status"],
+        [(h["id"], h["role"], h["name"], h["email"], h["from"] or "", h["until"] or "", h["status"]) for h in held],
+    )
+    table(
+        "changes",
+        ["when", "contact", "change", "who", "role", "what"],
+        [(show(c["at"]), c["contact"], c["change"], c["actor"], c["role"], describe(c["data"])) for c in changes],
+    )
 
 
 @contact_app.command("list")
 def contact_list(
-    every: Annotated[bool, typer.Option("--all", help="Also retired and replaced contacts, and those not yet in force.")] = False,
+    every: Annotated[
+        bool, typer.Option("--all", help="Also retired and replaced contacts, and those not yet in force.")
+    ] = False,
 ) -> None:
     """List the contacts in force today (--all: with their history)."""
     from sqlalchemy import or_
@@ -297,21 +382,34 @@ def contact_list(
     with Session(get_engine()) as s:
         q = select(Contact).order_by(Contact.id)  # type: ignore[arg-type]
         if not every:
-            q = q.where(or_(col(Contact.valid_from).is_(None), col(Contact.valid_from) <= today),
-                        or_(col(Contact.valid_until).is_(None), col(Contact.valid_until) > today))
-        rows = [(c.id, c.role, c.name, c.email, c.service_id, c.organisation_id, c.network_id, status(c, today)) for c in s.exec(q)]
+            q = q.where(
+                or_(col(Contact.valid_from).is_(None), col(Contact.valid_from) <= today),
+                or_(col(Contact.valid_until).is_(None), col(Contact.valid_until) > today),
+            )
+        rows = [
+            (c.id, c.role, c.name, c.email, c.service_id, c.organisation_id, c.network_id, status(c, today))
+            for c in s.exec(q)
+        ]
     _rows("contacts", ["id", "role", "name", "email", "service", "trust", "network", "status"], rows)
 
 
 # ---------------------------------------------------------------- risks
 
-risk_app = typer.Typer(help="Immediate risks (IR), serious concerns (SC) and general concerns (GC).", no_args_is_help=True)
+risk_app = typer.Typer(
+    help="Immediate risks (IR), serious concerns (SC) and general concerns (GC).", no_args_is_help=True
+)
 visit_app = typer.Typer(help="Peer review visits, panels and the visit day.", no_args_is_help=True)
 report_app = typer.Typer(help="Peer review reports and the factual accuracy check.", no_args_is_help=True)
 reviewer_app = typer.Typer(help="Reviewers who can sit on panels.", no_args_is_help=True)
 appeal_app = typer.Typer(help="Appeals against a published report.", no_args_is_help=True)
 complaint_app = typer.Typer(help="Complaints about the process or conduct of a review.", no_args_is_help=True)
-KIND_APPS = {"risk": risk_app, "visit": visit_app, "report": report_app, "appeal": appeal_app, "complaint": complaint_app}
+KIND_APPS = {
+    "risk": risk_app,
+    "visit": visit_app,
+    "report": report_app,
+    "appeal": appeal_app,
+    "complaint": complaint_app,
+}
 for _name, _sub in KIND_APPS.items():
     app.add_typer(_sub, name=_name)
 app.add_typer(reviewer_app, name="reviewer")
@@ -327,13 +425,19 @@ def risk_raise(
     title: Annotated[str, typer.Option(help="What was found.")],
     actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
     role: Annotated[str, typer.Option(help="Actor role.")] = "network-manager",
-    standard: Annotated[Optional[str], typer.Option(help="Standard reference, e.g. T-12.")] = None,
-    visit_date: Annotated[Optional[str], typer.Option(help="Date of the visit where it was found (verbal notification that day).")] = None,
-    identified: Annotated[Optional[str], typer.Option(help="Date identified, if not at a visit (e.g. self-assessment validation).")] = None,
-    impact: Annotated[Optional[int], typer.Option(help="Impact 1-6 (Appendix 4).")] = None,
-    likelihood: Annotated[Optional[int], typer.Option(help="Likelihood 1-6 (Appendix 4).")] = None,
-    doctors_in_training: Annotated[bool, typer.Option("--doctors-in-training", help="The concern affects doctors in training.")] = False,
-    note: Annotated[Optional[str], typer.Option()] = None,
+    standard: Annotated[str | None, typer.Option(help="Standard reference, e.g. T-12.")] = None,
+    visit_date: Annotated[
+        str | None, typer.Option(help="Date of the visit where it was found (verbal notification that day).")
+    ] = None,
+    identified: Annotated[
+        str | None, typer.Option(help="Date identified, if not at a visit (e.g. self-assessment validation).")
+    ] = None,
+    impact: Annotated[int | None, typer.Option(help="Impact 1-6 (Appendix 4).")] = None,
+    likelihood: Annotated[int | None, typer.Option(help="Likelihood 1-6 (Appendix 4).")] = None,
+    doctors_in_training: Annotated[
+        bool, typer.Option("--doctors-in-training", help="The concern affects doctors in training.")
+    ] = False,
+    note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Raise a risk or concern found at a visit or at self-assessment validation."""
     level = level.upper()
@@ -346,13 +450,25 @@ def risk_raise(
         raise InvalidInput("give --visit-date (found at a visit) or --identified (found elsewhere)")
     c = clock()
     if found > local_date(c.now()):
-        raise InvalidInput(f"date {found.isoformat()} is after today ({local_date(c.now()).isoformat()}): use --as-of to record as of a date")
+        raise InvalidInput(
+            f"date {found.isoformat()} is after today ({local_date(c.now()).isoformat()}): use --as-of to record as of a date"
+        )
     _db()
     with session_scope() as s:
         if s.get(Service, service) is None:
             raise NotFound(f"service {service} not found (peerwatch service list)")
-        row = Risk(service_id=service, level=level, title=title, standard_ref=standard, identified_on=found,
-                   visit_date=visit, impact=impact, likelihood=likelihood, doctors_in_training=doctors_in_training, state="new")
+        row = Risk(
+            service_id=service,
+            level=level,
+            title=title,
+            standard_ref=standard,
+            identified_on=found,
+            visit_date=visit,
+            impact=impact,
+            likelihood=likelihood,
+            doctors_in_training=doctors_in_training,
+            state="new",
+        )
         out = engine.create(s, "risk", row, "raise", actor=actor, role=role, clock=c, note=note)
         _created("risk", out.row.id, state=out.row.state, deadlines=_deadline_json(s, "risk", out.row.id))
 
@@ -361,10 +477,18 @@ def risk_raise(
 def risk_milestone(
     risk_id: Annotated[int, typer.Argument(help="Risk id.")],
     text: Annotated[str, typer.Option(help="What will be done.")],
-    due: Annotated[Optional[str], typer.Option(help="Milestone date YYYY-MM-DD (moved to the next working day if it is not one).")] = None,
-    working_days: Annotated[Optional[int], typer.Option("--working-days", help="Or: due this many working days from today.")] = None,
-    owner: Annotated[str, typer.Option(help="Contact role who owns it and is chased when it is overdue.")] = "service-lead",
-    actor: Annotated[Optional[str], typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    due: Annotated[
+        str | None, typer.Option(help="Milestone date YYYY-MM-DD (moved to the next working day if it is not one).")
+    ] = None,
+    working_days: Annotated[
+        int | None, typer.Option("--working-days", help="Or: due this many working days from today.")
+    ] = None,
+    owner: Annotated[
+        str, typer.Option(help="Contact role who owns it and is chased when it is overdue.")
+    ] = "service-lead",
+    actor: Annotated[
+        str | None, typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")
+    ] = None,
     role: ROLE = "network-manager",
 ) -> None:
     """Record a milestone of the action plan agreed for a risk (audited; chased by the sweep when overdue)."""
@@ -373,8 +497,17 @@ def risk_milestone(
     due_on = parse_date(due, "--due date") if due else None
     _db()
     with session_scope() as s:
-        out = milestones.add(s, risk_id, text=text, due_on=due_on, working_days=working_days, owner_role=owner,
-                             actor=_who(actor), role=role, clock=clock())
+        out = milestones.add(
+            s,
+            risk_id,
+            text=text,
+            due_on=due_on,
+            working_days=working_days,
+            owner_role=owner,
+            actor=_who(actor),
+            role=role,
+            clock=clock(),
+        )
         for n in out.notes:
             errors.print(f"note: {n}", markup=False)
         _created("milestone", out.row.id, due_on=out.row.due_on.isoformat(), owner=owner)
@@ -388,11 +521,15 @@ def reviewer_add(
     name: Annotated[str, typer.Option()],
     email: Annotated[str, typer.Option()],
     discipline: Annotated[str, typer.Option(help="clinician, nurse, ahp, management, commissioning, service_user")],
-    organisation: Annotated[Optional[str], typer.Option(help="Trust the reviewer works for.")] = None,
-    network: Annotated[Optional[str], typer.Option(help="The reviewer's home network code.")] = None,
-    pathway: Annotated[Optional[list[str]], typer.Option(help="A shared pathway the reviewer works in (repeatable).")] = None,
+    organisation: Annotated[str | None, typer.Option(help="Trust the reviewer works for.")] = None,
+    network: Annotated[str | None, typer.Option(help="The reviewer's home network code.")] = None,
+    pathway: Annotated[
+        list[str] | None, typer.Option(help="A shared pathway the reviewer works in (repeatable).")
+    ] = None,
     trained: Annotated[bool, typer.Option("--trained", help="Has had reviewer training.")] = False,
-    actor: Annotated[Optional[str], typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")
+    ] = None,
     role: ROLE = "network-office",
 ) -> None:
     """Add a reviewer to the pool (audited)."""
@@ -420,22 +557,26 @@ def reviewer_list() -> None:
 
     _db()
     with Session(get_engine()) as s:
-        rows = [(r.id, r.name, r.discipline, r.organisation_id, r.network_id, ", ".join(r.pathways), r.trained)
-                for r in s.exec(select(Reviewer).order_by(Reviewer.id))]  # type: ignore[arg-type]
+        rows = [
+            (r.id, r.name, r.discipline, r.organisation_id, r.network_id, ", ".join(r.pathways), r.trained)
+            for r in s.exec(select(Reviewer).order_by(Reviewer.id))
+        ]  # type: ignore[arg-type]
     _rows("reviewers", ["id", "name", "discipline", "organisation", "network", "pathways", "trained"], rows)
 
 
 @reviewer_app.command("edit")
 def reviewer_edit(
     reviewer_id: Annotated[int, typer.Argument(help="reviewer id")],
-    effective: Annotated[Optional[str], typer.Option("--from", help="Date of the change (default today; not in the future).")] = None,
-    name: Annotated[Optional[str], typer.Option()] = None,
-    email: Annotated[Optional[str], typer.Option()] = None,
-    discipline: Annotated[Optional[str], typer.Option()] = None,
-    trained: Annotated[Optional[bool], typer.Option("--trained/--untrained", help="Has had reviewer training.")] = None,
+    effective: Annotated[
+        str | None, typer.Option("--from", help="Date of the change (default today; not in the future).")
+    ] = None,
+    name: Annotated[str | None, typer.Option()] = None,
+    email: Annotated[str | None, typer.Option()] = None,
+    discipline: Annotated[str | None, typer.Option()] = None,
+    trained: Annotated[bool | None, typer.Option("--trained/--untrained", help="Has had reviewer training.")] = None,
     actor: ACTOR = "",
     role: ROLE = "network-office",
-    note: Annotated[Optional[str], typer.Option()] = None,
+    note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Change a reviewer's details (audited, with what it was)."""
     from states.contacts import edit_reviewer
@@ -444,9 +585,19 @@ def reviewer_edit(
     day = parse_date(effective, "--from date") if effective else local_date(c.now())
     _db()
     with session_scope() as s:
-        edit_reviewer(s, reviewer_id, changes={"name": name, "email": email, "discipline": discipline, "trained": trained},
-                      effective=day, actor=actor, actor_role=role, clock=c, note=note)
-    print_json({"id": reviewer_id, "changed_from": day.isoformat()}) if OPTS.json else console.print(f"reviewer {reviewer_id} changed")
+        edit_reviewer(
+            s,
+            reviewer_id,
+            changes={"name": name, "email": email, "discipline": discipline, "trained": trained},
+            effective=day,
+            actor=actor,
+            actor_role=role,
+            clock=c,
+            note=note,
+        )
+    print_json({"id": reviewer_id, "changed_from": day.isoformat()}) if OPTS.json else console.print(
+        f"reviewer {reviewer_id} changed"
+    )
 
 
 @reviewer_app.command("retire")
@@ -455,7 +606,7 @@ def reviewer_retire(
     effective: Annotated[str, typer.Option("--from", help="Not invited onto panels from this date (YYYY-MM-DD).")],
     actor: ACTOR = "",
     role: ROLE = "network-office",
-    note: Annotated[Optional[str], typer.Option()] = None,
+    note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Retire a reviewer from the pool from a date (audited)."""
     from states.contacts import retire_reviewer
@@ -476,13 +627,18 @@ def reviewer_history_cmd(reviewer_id: Annotated[int, typer.Argument(help="review
     _db()
     with Session(get_engine()) as s:
         r, events = reviewer_history(s, reviewer_id)
-        changes = [{"at": e.at, "change": e.trigger, "actor": e.actor, "role": e.role, "note": e.note, "data": e.data} for e in events]
+        changes = [
+            {"at": e.at, "change": e.trigger, "actor": e.actor, "role": e.role, "note": e.note, "data": e.data}
+            for e in events
+        ]
     if OPTS.json:
         print_json({"reviewer": reviewer_id, "name": r.name, "retired_on": r.retired_on, "changes": changes})
         return
-    table(f"reviewer {reviewer_id}: {r.name}" + (f" (retired from {r.retired_on.isoformat()})" if r.retired_on else ""),
-          ["when", "change", "who", "role", "what"],
-          [(show(c["at"]), c["change"], c["actor"], c["role"], describe(c["data"])) for c in changes])
+    table(
+        f"reviewer {reviewer_id}: {r.name}" + (f" (retired from {r.retired_on.isoformat()})" if r.retired_on else ""),
+        ["when", "change", "who", "role", "what"],
+        [(show(c["at"]), c["change"], c["actor"], c["role"], describe(c["data"])) for c in changes],
+    )
 
 
 @visit_app.command("propose")
@@ -490,7 +646,7 @@ def visit_propose(
     service: Annotated[int, typer.Option(help="Service id.")],
     actor: ACTOR = "",
     role: ROLE = "network-manager",
-    reason: Annotated[Optional[str], typer.Option(help="Why: weighting score, validated self-assessment, ...")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why: weighting score, validated self-assessment, ...")] = None,
 ) -> None:
     """Propose a visit to a service."""
     from models import Visit
@@ -499,8 +655,16 @@ def visit_propose(
     with session_scope() as s:
         if s.get(Service, service) is None:
             raise NotFound(f"service {service} not found (peerwatch service list)")
-        out = engine.create(s, "visit", Visit(service_id=service, state="new"), "propose", actor=actor, role=role,
-                            clock=clock(), params={"reason": reason} if reason else None)
+        out = engine.create(
+            s,
+            "visit",
+            Visit(service_id=service, state="new"),
+            "propose",
+            actor=actor,
+            role=role,
+            clock=clock(),
+            params={"reason": reason} if reason else None,
+        )
         _created("visit", out.row.id, state=out.row.state)
 
 
@@ -515,9 +679,23 @@ def visit_candidates(network: Annotated[str, typer.Option(help="Network code, e.
     if OPTS.json:
         print_json(ranked)
         return
-    table(f"visit candidates, {network}", ["rank", "service", "trust", "score", "last visit", "open IR/SC/GC", "max score", "in progress"],
-          [(n, c["service"], c["trust"], c["score"], c["last_visit"] or "never", f"{c['open_ir']}/{c['open_sc']}/{c['open_gc']}",
-            c["max_risk_score"], "yes" if c["visit_in_progress"] else "") for n, c in enumerate(ranked, start=1)])
+    table(
+        f"visit candidates, {network}",
+        ["rank", "service", "trust", "score", "last visit", "open IR/SC/GC", "max score", "in progress"],
+        [
+            (
+                n,
+                c["service"],
+                c["trust"],
+                c["score"],
+                c["last_visit"] or "never",
+                f"{c['open_ir']}/{c['open_sc']}/{c['open_gc']}",
+                c["max_risk_score"],
+                "yes" if c["visit_in_progress"] else "",
+            )
+            for n, c in enumerate(ranked, start=1)
+        ],
+    )
 
 
 @visit_app.command("panel-add")
@@ -529,7 +707,9 @@ def visit_panel_add(
     observer: Annotated[bool, typer.Option("--observer", help="Attends as an observer.")] = False,
 ) -> None:
     """Invite a reviewer onto the panel (refused, with the reason, if conflicted)."""
-    _fire_and_print("visit", visit_id, "add_panel_member", actor, role, None, {"reviewer_id": reviewer, "observer": observer})
+    _fire_and_print(
+        "visit", visit_id, "add_panel_member", actor, role, None, {"reviewer_id": reviewer, "observer": observer}
+    )
 
 
 @visit_app.command("declare")
@@ -538,10 +718,18 @@ def visit_declare(
     reviewer: Annotated[int, typer.Option(help="Reviewer id.")],
     actor: ACTOR = "",
     role: ROLE = "network-office",
-    conflicts: Annotated[Optional[str], typer.Option(help="Conflicts declared, if any.")] = None,
+    conflicts: Annotated[str | None, typer.Option(help="Conflicts declared, if any.")] = None,
 ) -> None:
     """Record a reviewer's returned conflict-of-interest declaration."""
-    _fire_and_print("visit", visit_id, "record_declaration", actor, role, None, {"reviewer_id": reviewer, "conflicts": conflicts or ""})
+    _fire_and_print(
+        "visit",
+        visit_id,
+        "record_declaration",
+        actor,
+        role,
+        None,
+        {"reviewer_id": reviewer, "conflicts": conflicts or ""},
+    )
 
 
 @visit_app.command("feedback")
@@ -549,10 +737,12 @@ def visit_feedback(
     visit_id: Annotated[int, typer.Argument(help="visit id")],
     actor: ACTOR = "",
     role: ROLE = "network-manager",
-    ir: Annotated[Optional[list[str]], typer.Option(help="An immediate risk found: 'title' or 'title|standard ref' (repeatable).")] = None,
-    sc: Annotated[Optional[list[str]], typer.Option(help="A serious concern found (repeatable).")] = None,
-    gc: Annotated[Optional[list[str]], typer.Option(help="A general concern found (repeatable).")] = None,
-    note: Annotated[Optional[str], typer.Option()] = None,
+    ir: Annotated[
+        list[str] | None, typer.Option(help="An immediate risk found: 'title' or 'title|standard ref' (repeatable).")
+    ] = None,
+    sc: Annotated[list[str] | None, typer.Option(help="A serious concern found (repeatable).")] = None,
+    gc: Annotated[list[str] | None, typer.Option(help="A general concern found (repeatable).")] = None,
+    note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Record high level feedback: raises each IR/SC/GC found on the day and starts the report."""
     risks = []
@@ -566,7 +756,7 @@ def visit_feedback(
 @visit_app.command("agenda")
 def visit_agenda(
     visit_id: Annotated[int, typer.Argument(help="visit id")],
-    ics: Annotated[Optional[str], typer.Option(help="Also write the day as an ICS calendar file here.")] = None,
+    ics: Annotated[str | None, typer.Option(help="Also write the day as an ICS calendar file here.")] = None,
 ) -> None:
     """The visit day from the SOP schedule (walk-around dropped when virtual)."""
     from notifications.ics import visit_calendar
@@ -581,8 +771,11 @@ def visit_agenda(
         svc, _org, net = service_of(s, visit.service_id)  # type: ignore[attr-defined]
         people = [{"name": r.name, "email": r.email, "group": "panel"} for _m, r in _panel(s, visit_id)]
         scope = recipient_scope(s, visit)
-        people += [{"name": c.name, "email": c.email, "group": "service"} for role in ("service-lead", "chief-executive")
-                   for c in resolve(s, role, scope, local_date(clock().now()))]
+        people += [
+            {"name": c.name, "email": c.email, "group": "service"}
+            for role in ("service-lead", "chief-executive")
+            for c in resolve(s, role, scope, local_date(clock().now()))
+        ]
         office = resolve(s, "network-office", scope, local_date(clock().now()))  # the ORGANIZER
         organizer = {"name": f"{net.name} ({office[0].name})", "email": office[0].email} if office else None
         if ics:
@@ -592,13 +785,27 @@ def visit_agenda(
     if ics:
         from pathlib import Path
 
-        Path(ics).write_bytes(visit_calendar(f"Visit-{visit_id}", svc.name, net.name, sessions, people, clock().now(),
-                                             installation=iid, organizer=organizer, sequence=version))
+        Path(ics).write_bytes(
+            visit_calendar(
+                f"Visit-{visit_id}",
+                svc.name,
+                net.name,
+                sessions,
+                people,
+                clock().now(),
+                installation=iid,
+                organizer=organizer,
+                sequence=version,
+            )
+        )
     if OPTS.json:
         print_json({"visit": visit_id, "sessions": sessions, "ics": ics})
         return
-    table(f"Visit {visit_id}: {svc.name}, {sessions[0]['start']:%a %d %b %Y} ({'virtual' if visit.mode == 'virtual' else 'in person'})",  # type: ignore[attr-defined]
-          ["from", "to", "session", "who"], [(f"{x['start']:%H:%M}", f"{x['end']:%H:%M}", x["title"], x["who"]) for x in sessions])
+    table(
+        f"Visit {visit_id}: {svc.name}, {sessions[0]['start']:%a %d %b %Y} ({'virtual' if visit.mode == 'virtual' else 'in person'})",  # type: ignore[attr-defined]
+        ["from", "to", "session", "who"],
+        [(f"{x['start']:%H:%M}", f"{x['end']:%H:%M}", x["title"], x["who"]) for x in sessions],
+    )
     if ics:
         console.print(f"calendar written to {ics} ({len(sessions)} events, {len(people)} attendees)")
 
@@ -614,8 +821,15 @@ def report_standard(
     role: ROLE = "network-office",
 ) -> None:
     """Record compliance against one standard in a draft report."""
-    _fire_and_print("report", report_id, "add_standard", actor, role, None,
-                    {"ref": ref, "status": status, "descriptor": descriptor, "comment": comment})
+    _fire_and_print(
+        "report",
+        report_id,
+        "add_standard",
+        actor,
+        role,
+        None,
+        {"ref": ref, "status": status, "descriptor": descriptor, "comment": comment},
+    )
 
 
 @report_app.command("positive")
@@ -635,10 +849,14 @@ def report_inaccuracy(
     text: Annotated[str, typer.Option(help="The inaccuracy as the service states it.")],
     actor: ACTOR = "",
     role: ROLE = "network-office",
-    after_visit: Annotated[bool, typer.Option("--after-visit", help="The service says this changed after the visit (refused).")] = False,
+    after_visit: Annotated[
+        bool, typer.Option("--after-visit", help="The service says this changed after the visit (refused).")
+    ] = False,
 ) -> None:
     """Record an inaccuracy the service states at the factual accuracy check."""
-    _fire_and_print("report", report_id, "record_inaccuracy", actor, role, None, {"text": text, "after_visit": after_visit})
+    _fire_and_print(
+        "report", report_id, "record_inaccuracy", actor, role, None, {"text": text, "after_visit": after_visit}
+    )
 
 
 @report_app.command("decide")
@@ -648,10 +866,12 @@ def report_decide(
     decision: Annotated[str, typer.Option(help="accepted or rejected")],
     actor: ACTOR = "",
     role: ROLE = "",
-    note: Annotated[Optional[str], typer.Option()] = None,
+    note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Accept or reject an inaccuracy: once as Network Manager, once as Regional Lead (two people)."""
-    _fire_and_print("report", report_id, "decide_inaccuracy", actor, role, note, {"item_id": item, "decision": decision})
+    _fire_and_print(
+        "report", report_id, "decide_inaccuracy", actor, role, note, {"item_id": item, "decision": decision}
+    )
 
 
 @report_app.command("render")
@@ -702,8 +922,16 @@ def appeal_submit(
         else:
             raise InvalidInput(f"--grounds {g!r}: use risk:ID or compliance")
     check_actor_role(role)
-    row = submit(_db(), report_id=report, appellant_contact_id=appellant, statement=statement, grounds=parsed,
-                 actor=actor, role=role, clock=clock())
+    row = submit(
+        _db(),
+        report_id=report,
+        appellant_contact_id=appellant,
+        statement=statement,
+        grounds=parsed,
+        actor=actor,
+        role=role,
+        clock=clock(),
+    )
     with Session(get_engine()) as s:
         _created("appeal", row.id, state=row.state, deadlines=_deadline_json(s, "appeal", row.id))  # type: ignore[arg-type]
 
@@ -727,12 +955,19 @@ def appeal_decide(
     note: Annotated[str, typer.Option(help="The decision and its reasons.")],
     actor: ACTOR = "",
     role: ROLE = "network-manager",
-    withdraw: Annotated[Optional[list[int]], typer.Option(help="Risk id to withdraw (repeatable).")] = None,
-    regrade: Annotated[Optional[list[str]], typer.Option(help="RISK_ID=IR|SC (repeatable).")] = None,
+    withdraw: Annotated[list[int] | None, typer.Option(help="Risk id to withdraw (repeatable).")] = None,
+    regrade: Annotated[list[str] | None, typer.Option(help="RISK_ID=IR|SC (repeatable).")] = None,
 ) -> None:
     """Decide an appeal (final); upheld or partly upheld applies its changes and re-issues the report."""
-    _fire_and_print("appeal", appeal_id, "decide", actor, role, note,
-                    {"outcome": outcome, "withdraw": list(withdraw or []), "regrade": ",".join(regrade or [])})
+    _fire_and_print(
+        "appeal",
+        appeal_id,
+        "decide",
+        actor,
+        role,
+        note,
+        {"outcome": outcome, "withdraw": list(withdraw or []), "regrade": ",".join(regrade or [])},
+    )
 
 
 @complaint_app.command("receive")
@@ -742,9 +977,11 @@ def complaint_receive(
     from_name: Annotated[str, typer.Option(help="Complainant's name.")],
     from_email: Annotated[str, typer.Option(help="Complainant's email.")],
     summary: Annotated[str, typer.Option(help="What the complaint is about.")],
-    service: Annotated[Optional[int], typer.Option(help="Service id, if about one service's review.")] = None,
-    about_person: Annotated[bool, typer.Option("--about-person", help="About a person rather than the conduct of their role.")] = False,
-    received: Annotated[Optional[str], typer.Option(help="Date received (default today).")] = None,
+    service: Annotated[int | None, typer.Option(help="Service id, if about one service's review.")] = None,
+    about_person: Annotated[
+        bool, typer.Option("--about-person", help="About a person rather than the conduct of their role.")
+    ] = False,
+    received: Annotated[str | None, typer.Option(help="Date received (default today).")] = None,
     actor: ACTOR = "",
     role: ROLE = "network-office",
 ) -> None:
@@ -758,8 +995,18 @@ def complaint_receive(
         net = _network(s, network)
         if service is not None and s.get(Service, service) is None:
             raise NotFound(f"service {service} not found")
-        row = Complaint(network_id=net.id, service_id=service, category=category, owner_role="", complainant_name=from_name,  # type: ignore[arg-type]
-                        complainant_email=from_email, summary=summary, received_on=day, about_person=about_person, state="new")
+        row = Complaint(
+            network_id=net.id,
+            service_id=service,
+            category=category,
+            owner_role="",
+            complainant_name=from_name,  # type: ignore[arg-type]
+            complainant_email=from_email,
+            summary=summary,
+            received_on=day,
+            about_person=about_person,
+            state="new",
+        )
         out = engine.create(s, "complaint", row, "receive", actor=actor, role=role, clock=c, note=summary)
         _created("complaint", out.row.id, state=out.row.state, deadlines=_deadline_json(s, "complaint", out.row.id))
 
@@ -772,19 +1019,31 @@ def _deadline_json(s: Session, kind: str, item_id: int) -> list[dict[str, Any]]:
     out = []
     for d in engine.pending_deadlines(s, kind, item_id):
         rule = spec.deadline_rules.get(d.name)
-        out.append({"name": d.name, "due_on": d.due_on.isoformat(), "status": d.status,
-                    "remind_on": d.remind_on.isoformat() if d.remind_on else None,
-                    "owner": rule.owner if rule else None, "step": rule.step if rule else None,
-                    "then": rule.on_due if rule else None})
+        out.append(
+            {
+                "name": d.name,
+                "due_on": d.due_on.isoformat(),
+                "status": d.status,
+                "remind_on": d.remind_on.isoformat() if d.remind_on else None,
+                "owner": rule.owner if rule else None,
+                "step": rule.step if rule else None,
+                "then": rule.on_due if rule else None,
+            }
+        )
     return out
 
 
 def _item_json(s: Session, kind: str, row: Any) -> dict[str, Any]:
     spec = get_spec(kind)
     data = row.model_dump()
-    data.update({"kind": kind, "deadlines": _deadline_json(s, kind, row.id),
-                 "next_step": spec.next_step.get(row.state),
-                 "triggers": spec.allowed_from(row.state)})
+    data.update(
+        {
+            "kind": kind,
+            "deadlines": _deadline_json(s, kind, row.id),
+            "next_step": spec.next_step.get(row.state),
+            "triggers": spec.allowed_from(row.state),
+        }
+    )
     if kind == "visit":
         from states.visit import panel_view
 
@@ -800,10 +1059,15 @@ def _item_json(s: Session, kind: str, row: Any) -> dict[str, Any]:
         data["lateness"] = for_item(s, kind, row.id)
         if data["lateness"]:  # the latest receipt, flat, for the table
             last = data["lateness"][-1]
-            data.update({"late": last["late"], "days_late": last["days_late"], "working_days_late": last["working_days_late"]})
+            data.update(
+                {"late": last["late"], "days_late": last["days_late"], "working_days_late": last["working_days_late"]}
+            )
     if kind == "risk":
         data["score"] = row.impact * row.likelihood if row.impact and row.likelihood else None
-        data["milestones"] = [m.model_dump() for m in s.exec(select(Milestone).where(Milestone.risk_id == row.id).order_by(Milestone.due_on))]  # type: ignore[arg-type]
+        data["milestones"] = [
+            m.model_dump()
+            for m in s.exec(select(Milestone).where(Milestone.risk_id == row.id).order_by(Milestone.due_on))
+        ]  # type: ignore[arg-type]
     return data
 
 
@@ -820,36 +1084,104 @@ def _kind_app(kind: str) -> typer.Typer:
         if OPTS.json:
             print_json(data)
             return
-        skip = {"deadlines", "triggers", "milestones", "kind", "panel", "warnings", "compliance", "positives", "inaccuracies", "lateness"}
-        table(f"{kind} {item_id}", ["field", "value"], [(k, v) for k, v in data.items() if k not in skip and v is not None])
+        skip = {
+            "deadlines",
+            "triggers",
+            "milestones",
+            "kind",
+            "panel",
+            "warnings",
+            "compliance",
+            "positives",
+            "inaccuracies",
+            "lateness",
+        }
+        table(
+            f"{kind} {item_id}",
+            ["field", "value"],
+            [(k, v) for k, v in data.items() if k not in skip and v is not None],
+        )
         if data["deadlines"]:
-            table("pending deadlines", ["deadline", "due", "status", "owner", "step", "then"],
-                  [(d["name"], d["due_on"], d["status"], d["owner"], d["step"], d["then"] or "overdue notice") for d in data["deadlines"]])
+            table(
+                "pending deadlines",
+                ["deadline", "due", "status", "owner", "step", "then"],
+                [
+                    (d["name"], d["due_on"], d["status"], d["owner"], d["step"], d["then"] or "overdue notice")
+                    for d in data["deadlines"]
+                ],
+            )
         if data.get("panel"):
-            table("panel", ["reviewer", "name", "discipline", "organisation", "network", "trained", "declared", "conflicts"],
-                  [(m["reviewer_id"], m["name"], m["discipline"], m["organisation"],
-                    f"{m['network']} (other network)" if m["other_network"] else m["network"], "yes" if m["trained"] else "no",
-                    m["declared_on"] or "not yet", m["declared_conflicts"] or "") for m in data["panel"]])
+            table(
+                "panel",
+                ["reviewer", "name", "discipline", "organisation", "network", "trained", "declared", "conflicts"],
+                [
+                    (
+                        m["reviewer_id"],
+                        m["name"],
+                        m["discipline"],
+                        m["organisation"],
+                        f"{m['network']} (other network)" if m["other_network"] else m["network"],
+                        "yes" if m["trained"] else "no",
+                        m["declared_on"] or "not yet",
+                        m["declared_conflicts"] or "",
+                    )
+                    for m in data["panel"]
+                ],
+            )
         for w in data.get("warnings", []):
             console.print(f"warning: {w}", markup=False)
         if data.get("compliance"):
-            table("compliance", ["ref", "standard", "status", "comment"], [(c["ref"], c["descriptor"], c["status"], c["comment"]) for c in data["compliance"]])
+            table(
+                "compliance",
+                ["ref", "standard", "status", "comment"],
+                [(c["ref"], c["descriptor"], c["status"], c["comment"]) for c in data["compliance"]],
+            )
         if data.get("inaccuracies"):
-            table("factual accuracy items", ["item", "inaccuracy", "outcome"], [(i["id"], i["text"], i["outcome"] or "pending") for i in data["inaccuracies"]])
+            table(
+                "factual accuracy items",
+                ["item", "inaccuracy", "outcome"],
+                [(i["id"], i["text"], i["outcome"] or "pending") for i in data["inaccuracies"]],
+            )
         if data.get("lateness"):
-            table("received", ["what", "due", "received", "late", "calendar days late", "working days late"],
-                  [(x["what"], x["due_on"], x["received_on"], "LATE" if x["late"] else "on time" + (" (clock stopped)" if x["clock_paused"] else ""),
-                    x["days_late"], x["working_days_late"]) for x in data["lateness"]])
+            table(
+                "received",
+                ["what", "due", "received", "late", "calendar days late", "working days late"],
+                [
+                    (
+                        x["what"],
+                        x["due_on"],
+                        x["received_on"],
+                        "LATE" if x["late"] else "on time" + (" (clock stopped)" if x["clock_paused"] else ""),
+                        x["days_late"],
+                        x["working_days_late"],
+                    )
+                    for x in data["lateness"]
+                ],
+            )
         if data.get("milestones"):
-            table("action plan milestones", ["id", "due", "milestone", "owner", "done", "chased"],
-                  [(m["id"], m["due_on"], m["text"], m.get("owner_role"), f"{m['done_on']} by {m.get('done_by')}" if m["done_on"] else "",
-                    m.get("chased_on") or "") for m in data["milestones"]])
+            table(
+                "action plan milestones",
+                ["id", "due", "milestone", "owner", "done", "chased"],
+                [
+                    (
+                        m["id"],
+                        m["due_on"],
+                        m["text"],
+                        m.get("owner_role"),
+                        f"{m['done_on']} by {m.get('done_by')}" if m["done_on"] else "",
+                        m.get("chased_on") or "",
+                    )
+                    for m in data["milestones"]
+                ],
+            )
         console.print(f"triggers now: {', '.join(data['triggers']) or 'none (closed)'}")
 
     @sub.command("list")
     def list_cmd(
-        state: Annotated[Optional[str], typer.Option(help="Only items in this state.")] = None,
-        due_before: Annotated[Optional[str], typer.Option(help="Only items with a pending deadline before this date.")] = None,
+        state: Annotated[str | None, typer.Option(help="Only items in this state.")] = None,
+        due_before: Annotated[
+            str | None, typer.Option(help="Only items with a pending deadline before this date.")
+        ] = None,
     ) -> None:
         """List items, with their next deadline."""
         spec = get_spec(kind)
@@ -862,7 +1194,11 @@ def _kind_app(kind: str) -> typer.Typer:
             if state:
                 q = q.where(spec.model.state == state)
             items = list(s.exec(q))
-            dq = select(Deadline).where(Deadline.kind == kind, col(Deadline.status).in_(OUTSTANDING)).order_by(Deadline.due_on)  # type: ignore[arg-type]
+            dq = (
+                select(Deadline)
+                .where(Deadline.kind == kind, col(Deadline.status).in_(OUTSTANDING))
+                .order_by(Deadline.due_on)
+            )  # type: ignore[arg-type]
             nxt: dict[int, Deadline] = {}
             for d in s.exec(dq):
                 nxt.setdefault(d.item_id, d)
@@ -871,8 +1207,13 @@ def _kind_app(kind: str) -> typer.Typer:
             out = []
             for i in items:
                 d = nxt.get(i.id)
-                row = {"id": i.id, "state": i.state, "version": i.version,
-                       "next_deadline": d.name if d else None, "due_on": d.due_on.isoformat() if d else None}
+                row = {
+                    "id": i.id,
+                    "state": i.state,
+                    "version": i.version,
+                    "next_deadline": d.name if d else None,
+                    "due_on": d.due_on.isoformat() if d else None,
+                }
                 if kind == "risk":
                     row.update({"level": i.level, "title": i.title, "service_id": i.service_id})
                 out.append(row)
@@ -887,10 +1228,12 @@ def _kind_app(kind: str) -> typer.Typer:
         item_id: Annotated[int, typer.Argument(help=f"{kind} id")],
         trigger: Annotated[str, typer.Argument(help="Trigger name (see show / diagram).")],
         actor: Annotated[str, typer.Option(help="Who is acting.")] = "",
-        role: Annotated[str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")] = "",
-        note: Annotated[Optional[str], typer.Option(help="Reason or note (required by some triggers).")] = None,
-        version: Annotated[Optional[int], typer.Option(help="Refuse unless the item is still at this version.")] = None,
-        param: Annotated[Optional[list[str]], typer.Option(help="key=value, repeatable (e.g. days=5, impact=4).")] = None,
+        role: Annotated[
+            str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")
+        ] = "",
+        note: Annotated[str | None, typer.Option(help="Reason or note (required by some triggers).")] = None,
+        version: Annotated[int | None, typer.Option(help="Refuse unless the item is still at this version.")] = None,
+        param: Annotated[list[str] | None, typer.Option(help="key=value, repeatable (e.g. days=5, impact=4).")] = None,
     ) -> None:
         """Fire a trigger by hand: checked, audited, letters queued, deadlines set."""
         _fire_and_print(kind, item_id, trigger, actor, role, note, _params(param or []), version)
@@ -901,43 +1244,96 @@ def _kind_app(kind: str) -> typer.Typer:
         _db()
         with Session(get_engine()) as s:
             events = engine.history(s, kind, item_id)
-            letters = list(s.exec(select(OutboxMessage).where(OutboxMessage.kind == kind, OutboxMessage.item_id == item_id).order_by(OutboxMessage.id)))  # type: ignore[arg-type]
+            letters = list(
+                s.exec(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.kind == kind, OutboxMessage.item_id == item_id)
+                    .order_by(OutboxMessage.id)
+                )
+            )  # type: ignore[arg-type]
         if OPTS.json:
             print_json([e.model_dump() for e in events])
             return
         console.print(f"[bold]{kind} {item_id}[/bold]: {len(events)} event(s), oldest first (times Europe/London)")
         for e in events:
-            console.print(f"{show(e.at)}  [bold]{e.trigger}[/bold]  {e.from_state} -> {e.to_state}  by {e.actor} ({e.role}), version {e.version}", markup=True, highlight=False)
+            console.print(
+                f"{show(e.at)}  [bold]{e.trigger}[/bold]  {e.from_state} -> {e.to_state}  by {e.actor} ({e.role}), version {e.version}",
+                markup=True,
+                highlight=False,
+            )
             if e.note:
                 console.print(f"    note: {e.note}", markup=False)
             detail = _fmt_data(e.data)
             if detail:
                 console.print(f"    {detail}", markup=False)
         if letters:
-            table("letters", ["queued", "template", "to", "status"],
-                  [(show(m.created_at), m.template, ", ".join(f"{p['name']} ({p['role_name']})" for p in m.to) or "-", m.status) for m in letters])
+            table(
+                "letters",
+                ["queued", "template", "to", "status"],
+                [
+                    (
+                        show(m.created_at),
+                        m.template,
+                        ", ".join(f"{p['name']} ({p['role_name']})" for p in m.to) or "-",
+                        m.status,
+                    )
+                    for m in letters
+                ],
+            )
 
     return sub
 
 
-def _fire_and_print(kind: str, item_id: int, trigger: str, actor: str, role: str, note: str | None,
-                    params: dict[str, Any], version: int | None = None) -> None:
+def _fire_and_print(
+    kind: str,
+    item_id: int,
+    trigger: str,
+    actor: str,
+    role: str,
+    note: str | None,
+    params: dict[str, Any],
+    version: int | None = None,
+) -> None:
     """Fire through the engine in one transaction and say what happened."""
     if not role:
         raise InvalidInput("give --role (network-office, network-manager, regional-lead, operator)")
-    out, pending = engine.fire_or_record(_db(), kind, item_id, trigger, actor=actor, role=role, clock=clock(), note=note,
-                                         expected_version=version, params=params)
-    result = {"id": item_id, "kind": kind, "trigger": trigger, "from": out.event.from_state, "state": out.row.state,
-              "version": out.event.version, "letters_queued": out.queued, "proposed": out.proposed,
-              "deadlines": [{**d, "due_on": d["due_on"].isoformat()} for d in pending]}
+    out, pending = engine.fire_or_record(
+        _db(),
+        kind,
+        item_id,
+        trigger,
+        actor=actor,
+        role=role,
+        clock=clock(),
+        note=note,
+        expected_version=version,
+        params=params,
+    )
+    result = {
+        "id": item_id,
+        "kind": kind,
+        "trigger": trigger,
+        "from": out.event.from_state,
+        "state": out.row.state,
+        "version": out.event.version,
+        "letters_queued": out.queued,
+        "proposed": out.proposed,
+        "deadlines": [{**d, "due_on": d["due_on"].isoformat()} for d in pending],
+    }
     if OPTS.json:
         print_json(result)
     elif out.proposed:
-        console.print(f"{kind} {item_id}: {trigger} proposed by {actor} (version {result['version']}): "
-                      "it needs a second person to confirm it with the same parameters", markup=False)
+        console.print(
+            f"{kind} {item_id}: {trigger} proposed by {actor} (version {result['version']}): "
+            "it needs a second person to confirm it with the same parameters",
+            markup=False,
+        )
     else:
-        console.print(f"{kind} {item_id}: {trigger}: {result['from']} -> {result['state']} (version {result['version']}), "
-                      f"{out.queued} letter(s) queued", markup=False)
+        console.print(
+            f"{kind} {item_id}: {trigger}: {result['from']} -> {result['state']} (version {result['version']}), "
+            f"{out.queued} letter(s) queued",
+            markup=False,
+        )
         for d in result["deadlines"]:
             console.print(f"  {d['name']} due {d['due_on']}")
 
@@ -1040,8 +1436,11 @@ def chase() -> None:
     if OPTS.json:
         print_json({"as_of": summary.as_of, "actions": summary.actions, "skipped": summary.skipped})
         return
-    table(f"chase as of {summary.as_of}: {len(summary.actions)} action(s)", ["kind", "id", "deadline", "due", "action", "now"],
-          [(a["kind"], a["id"], a["deadline"], a["due_on"], a["action"], a.get("to_state", "")) for a in summary.actions])
+    table(
+        f"chase as of {summary.as_of}: {len(summary.actions)} action(s)",
+        ["kind", "id", "deadline", "due", "action", "now"],
+        [(a["kind"], a["id"], a["deadline"], a["due_on"], a["action"], a.get("to_state", "")) for a in summary.actions],
+    )
     for sk in summary.skipped:
         console.print(f"skipped {sk['kind']} {sk['id']}: {sk['reason']}")
 
@@ -1055,9 +1454,17 @@ def dispatch() -> None:
     transport = transport_from_env()
     with Session(_db(), expire_on_commit=False) as s:
         summary = run(s, transport, clock())
-    data = {"emails_sent": summary.sent_messages, "messages_sent": summary.sent_rows, "retried": summary.retried,
-            "failed": summary.failed, "still_failed": summary.still_failed, "redelivered": summary.redelivered,
-            "recovered_sent": summary.recovered_sent, "requeued": summary.requeued, "in_doubt": summary.in_doubt}
+    data = {
+        "emails_sent": summary.sent_messages,
+        "messages_sent": summary.sent_rows,
+        "retried": summary.retried,
+        "failed": summary.failed,
+        "still_failed": summary.still_failed,
+        "redelivered": summary.redelivered,
+        "recovered_sent": summary.recovered_sent,
+        "requeued": summary.requeued,
+        "in_doubt": summary.in_doubt,
+    }
     print_json(data) if OPTS.json else console.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in data.items()))
 
 
@@ -1067,8 +1474,13 @@ app.add_typer(outbox_app, name="outbox")
 
 @outbox_app.command("list")
 def outbox_list(
-    status: Annotated[Optional[str], typer.Option(help="queued, sending, sent, failed, undeliverable")] = None,
-    incidents_only: Annotated[bool, typer.Option("--incidents", help="Only open incidents: failed, undeliverable, and sends interrupted or in doubt.")] = False,
+    status: Annotated[str | None, typer.Option(help="queued, sending, sent, failed, undeliverable")] = None,
+    incidents_only: Annotated[
+        bool,
+        typer.Option(
+            "--incidents", help="Only open incidents: failed, undeliverable, and sends interrupted or in doubt."
+        ),
+    ] = False,
 ) -> None:
     """List messages (failed, undeliverable and stuck 'sending' ones are incidents)."""
     from models import OutboxStatus
@@ -1087,17 +1499,35 @@ def outbox_list(
             if status:
                 q = q.where(OutboxMessage.status == status)
             rows = list(s.exec(q))
-    out = [{"id": m.id, "status": "in doubt" if is_in_doubt(m) else m.status, "template": m.template, "category": m.category,
-            "item": f"{m.kind} {m.item_id}", "to": ", ".join(p["email"] for p in m.to), "cc": ", ".join(p["email"] for p in m.cc),
-            "attempts": m.attempts, "next_try": show(m.next_attempt_at) if m.status in ("queued", "failed") else "",
-            "resend_at": show(m.resend_at) if m.resend_at else "", "resent_at": show(m.resent_at) if m.resent_at else "",
-            "error": m.last_error} for m in rows]
+    out = [
+        {
+            "id": m.id,
+            "status": "in doubt" if is_in_doubt(m) else m.status,
+            "template": m.template,
+            "category": m.category,
+            "item": f"{m.kind} {m.item_id}",
+            "to": ", ".join(p["email"] for p in m.to),
+            "cc": ", ".join(p["email"] for p in m.cc),
+            "attempts": m.attempts,
+            "next_try": show(m.next_attempt_at) if m.status in ("queued", "failed") else "",
+            "resend_at": show(m.resend_at) if m.resend_at else "",
+            "resent_at": show(m.resent_at) if m.resent_at else "",
+            "error": m.last_error,
+        }
+        for m in rows
+    ]
     if OPTS.json:
         print_json(out)
     else:
         title = f"outbox incidents ({len(out)})" if incidents_only else f"outbox ({len(out)})"
-        table(title, ["id", "status", "template", "item", "to", "attempts", "next try", "error"],
-              [(o["id"], o["status"], o["template"], o["item"], o["to"], o["attempts"], o["next_try"], o["error"]) for o in out])
+        table(
+            title,
+            ["id", "status", "template", "item", "to", "attempts", "next try", "error"],
+            [
+                (o["id"], o["status"], o["template"], o["item"], o["to"], o["attempts"], o["next_try"], o["error"])
+                for o in out
+            ],
+        )
 
 
 @outbox_app.command("show")
@@ -1118,12 +1548,29 @@ def outbox_show(
     copies = ", ".join(f"{p['name']} <{p['email']}>" for p in m.cc)
     when = f"sent {show(m.sent_at)}" if m.sent_at else f"not sent yet: {m.status}, rendered now from its stored context"
     if OPTS.json:
-        print_json({"id": m.id, "status": m.status, "template": m.template, "item": f"{m.kind} {m.item_id}", "to": m.to,
-                    "cc": m.cc, "sent_at": m.sent_at, "subject": letter.subject, "body_text": letter.body_text,
-                    "body_html": letter.body_html})
+        print_json(
+            {
+                "id": m.id,
+                "status": m.status,
+                "template": m.template,
+                "item": f"{m.kind} {m.item_id}",
+                "to": m.to,
+                "cc": m.cc,
+                "sent_at": m.sent_at,
+                "subject": letter.subject,
+                "body_text": letter.body_text,
+                "body_html": letter.body_html,
+            }
+        )
         return
-    for label, value in (("Message", f"{m.id} ({when})"), ("Item", f"{m.kind} {m.item_id}"), ("Template", m.template),
-                         ("To", people or "nobody"), ("Cc", copies), ("Subject", letter.subject)):
+    for label, value in (
+        ("Message", f"{m.id} ({when})"),
+        ("Item", f"{m.kind} {m.item_id}"),
+        ("Template", m.template),
+        ("To", people or "nobody"),
+        ("Cc", copies),
+        ("Subject", letter.subject),
+    ):
         if value:
             console.print(f"{label + ':':9} {value}", markup=False, highlight=False)
     console.print("", markup=False)
@@ -1132,9 +1579,11 @@ def outbox_show(
 
 @outbox_app.command("retry")
 def outbox_retry(
-    ids: Annotated[Optional[list[int]], typer.Argument(help="outbox message id(s)")] = None,
+    ids: Annotated[list[int] | None, typer.Argument(help="outbox message id(s)")] = None,
     all_failed: Annotated[bool, typer.Option("--all-failed", help="Every failed message.")] = False,
-    actor: Annotated[Optional[str], typer.Option(help="Who is acting (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Who is acting (default: $PEERWATCH_ACTOR, else your login name).")
+    ] = None,
     role: ROLE = "operator",
 ) -> None:
     """Queue failed or in-doubt messages to go on the next dispatch (in doubt: only once you know it did not arrive)."""
@@ -1147,7 +1596,11 @@ def outbox_retry(
     now = clock().now()
     with session_scope() as s:
         if all_failed:
-            rows = list(s.exec(select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.FAILED).order_by(OutboxMessage.id)))  # type: ignore[arg-type]
+            rows = list(
+                s.exec(
+                    select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.FAILED).order_by(OutboxMessage.id)
+                )
+            )  # type: ignore[arg-type]
         else:
             rows = []
             for i in dict.fromkeys(ids or []):
@@ -1157,8 +1610,11 @@ def outbox_retry(
                 if m.status == OutboxStatus.SENDING and not is_in_doubt(m) and m.next_attempt_at > now:
                     raise InvalidInput(f"outbox message {i} is being sent right now: wait for the dispatch to finish")
                 if m.status not in (OutboxStatus.FAILED, OutboxStatus.SENDING):
-                    reason = ("nobody holds the role it needs: add the contact, the next step will write to them"
-                              if m.status == OutboxStatus.UNDELIVERABLE else f"it is {m.status}")
+                    reason = (
+                        "nobody holds the role it needs: add the contact, the next step will write to them"
+                        if m.status == OutboxStatus.UNDELIVERABLE
+                        else f"it is {m.status}"
+                    )
                     raise InvalidInput(f"outbox message {i} cannot be retried: {reason}")
                 rows.append(m)
         who = _who(actor)
@@ -1167,19 +1623,39 @@ def outbox_retry(
             m.status, m.next_attempt_at, m.message_id = OutboxStatus.QUEUED, now, None
             m.last_error = f"queued again by hand (was: {m.last_error})" if m.last_error else "queued again by hand"
             s.add(m)
-            engine.record_change(s, "outbox", m.id, "retry", actor=who, role=role, clock=clock(), from_state=was,  # type: ignore[arg-type]
-                                 state="queued", data={"item": f"{m.kind} {m.item_id}", "template": m.template})
+            engine.record_change(
+                s,
+                "outbox",
+                m.id,
+                "retry",
+                actor=who,
+                role=role,
+                clock=clock(),
+                from_state=was,  # type: ignore[arg-type]
+                state="queued",
+                data={"item": f"{m.kind} {m.item_id}", "template": m.template},
+            )
         done = [m.id for m in rows]
-    print_json({"queued": done}) if OPTS.json else console.print(f"queued again: {', '.join(map(str, done)) or 'nothing'}")
+    print_json({"queued": done}) if OPTS.json else console.print(
+        f"queued again: {', '.join(map(str, done)) or 'nothing'}"
+    )
 
 
 @outbox_app.command("in-doubt")
 def outbox_in_doubt(
     ids: Annotated[list[int], typer.Argument(help="outbox message id(s) in doubt (peerwatch outbox list --incidents)")],
-    hold: Annotated[bool, typer.Option("--hold", help="Do not resend it automatically (it stays an incident).")] = False,
-    resend: Annotated[bool, typer.Option("--resend", help="Resend it on the next dispatch, with the same Message-ID.")] = False,
-    delivered: Annotated[bool, typer.Option("--delivered", help="The recipient has it: mark it sent, never resend it.")] = False,
-    actor: Annotated[Optional[str], typer.Option(help="Who is acting (default: $PEERWATCH_ACTOR, else your login name).")] = None,
+    hold: Annotated[
+        bool, typer.Option("--hold", help="Do not resend it automatically (it stays an incident).")
+    ] = False,
+    resend: Annotated[
+        bool, typer.Option("--resend", help="Resend it on the next dispatch, with the same Message-ID.")
+    ] = False,
+    delivered: Annotated[
+        bool, typer.Option("--delivered", help="The recipient has it: mark it sent, never resend it.")
+    ] = False,
+    actor: Annotated[
+        str | None, typer.Option(help="Who is acting (default: $PEERWATCH_ACTOR, else your login name).")
+    ] = None,
     role: ROLE = "operator",
 ) -> None:
     """Settle letters left in doubt by a crash mid-send (by default each is resent once, same
@@ -1238,7 +1714,9 @@ def serve() -> None:
 
 @app.command()
 def demo(
-    keep_server: Annotated[bool, typer.Option(help="Leave the local Prefect server running to browse the runs.")] = False,
+    keep_server: Annotated[
+        bool, typer.Option(help="Leave the local Prefect server running to browse the runs.")
+    ] = False,
 ) -> None:
     """Run the end-to-end demonstration on a fresh SQLite database with real Prefect flows."""
     from cli.demo import run_demo
@@ -1339,5 +1817,3 @@ def run() -> None:
 def _fail(message: str) -> None:
     errors.print(f"error: {' '.join(message.split())}", markup=False, soft_wrap=True)
     raise SystemExit(2)
-
-

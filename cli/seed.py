@@ -17,17 +17,55 @@ NETWORKS = [
 CENTRAL, MERSEY = "Central West Midlands trauma pathway", "Mersey trauma pathway"
 # (trust, nation, [(service name, kind, network code, shared pathway)])
 TRUSTS = [
-    ("Midland Royal Hospitals NHS Trust", "ENG", [("Midland Royal Major Trauma Centre", "Major Trauma Centre", "WMTN", CENTRAL)]),
-    ("Severnside NHS Foundation Trust", "ENG", [("Severnside Trauma Unit", "Trauma Unit", "WMTN", CENTRAL),
-                                                ("Severnside Adult Critical Care", "Adult Critical Care", "WMACC", None)]),
+    (
+        "Midland Royal Hospitals NHS Trust",
+        "ENG",
+        [("Midland Royal Major Trauma Centre", "Major Trauma Centre", "WMTN", CENTRAL)],
+    ),
+    (
+        "Severnside NHS Foundation Trust",
+        "ENG",
+        [
+            ("Severnside Trauma Unit", "Trauma Unit", "WMTN", CENTRAL),
+            ("Severnside Adult Critical Care", "Adult Critical Care", "WMACC", None),
+        ],
+    ),
     ("Black Country Valley NHS Trust", "ENG", [("Valley Burns Service", "Burns", "WMTN", None)]),
-    ("Mersey Harbour Hospitals NHS Trust", "ENG", [("Mersey Harbour Major Trauma Centre", "Major Trauma Centre", "CMMTN", MERSEY)]),
+    (
+        "Mersey Harbour Hospitals NHS Trust",
+        "ENG",
+        [("Mersey Harbour Major Trauma Centre", "Major Trauma Centre", "CMMTN", MERSEY)],
+    ),
     ("Wirral Coast NHS Foundation Trust", "ENG", [("Wirral Coast Trauma Unit", "Trauma Unit", "CMMTN", MERSEY)]),
 ]
 # The final report's distribution list (000 s5.4), held per service in the demo.
-SERVICE_ROLES = ["lead-doctor", "lead-nurse", "ahp-lead", "service-manager", "divisional-manager", "divisional-director",
-                 "responsible-executive"]
-FIRST = ["Alex", "Bea", "Cal", "Dina", "Eli", "Faye", "Gus", "Hana", "Ivo", "Jess", "Kit", "Lena", "Milo", "Nia", "Omar", "Pia"]
+SERVICE_ROLES = [
+    "lead-doctor",
+    "lead-nurse",
+    "ahp-lead",
+    "service-manager",
+    "divisional-manager",
+    "divisional-director",
+    "responsible-executive",
+]
+FIRST = [
+    "Alex",
+    "Bea",
+    "Cal",
+    "Dina",
+    "Eli",
+    "Faye",
+    "Gus",
+    "Hana",
+    "Ivo",
+    "Jess",
+    "Kit",
+    "Lena",
+    "Milo",
+    "Nia",
+    "Omar",
+    "Pia",
+]
 LAST = ["Ashby", "Brook", "Croft", "Dale", "Ellis", "Frost", "Grant", "Hale", "Irwin", "Judd", "Kerr", "Lowe"]
 # (name, discipline, trust or None, home network, pathways, trained)
 REVIEWERS = [
@@ -43,22 +81,73 @@ REVIEWERS = [
 
 TRUST_ROLES = [("chief-executive", "Chief Executive"), ("medical-director", "Medical Director")]
 NETWORK_ROLES = [
-    ("network-manager", "Network Manager"), ("regional-lead", "Regional Network Lead"), ("network-office", "Network Office"),
-    ("accountable-officer", "Accountable Officer"), ("commissioning-lead", "Commissioning Lead"),
-    ("asct", "Acute Specialised Commissioning Team"), ("cqc", "CQC Relationship Owner"),
-    ("tpd", "Training Programme Director"), ("ra", "Regional Advisor"), ("icb", "ICB Quality Lead"),
+    ("network-manager", "Network Manager"),
+    ("regional-lead", "Regional Network Lead"),
+    ("network-office", "Network Office"),
+    ("accountable-officer", "Accountable Officer"),
+    ("commissioning-lead", "Commissioning Lead"),
+    ("asct", "Acute Specialised Commissioning Team"),
+    ("cqc", "CQC Relationship Owner"),
+    ("tpd", "Training Programme Director"),
+    ("ra", "Regional Advisor"),
+    ("icb", "ICB Quality Lead"),
     ("regional-quality-lead", "Regional Quality Lead"),
 ]
 PEOPLE = [
-    "Dr Asha Patel", "Mr Tom Hughes", "Ms Grace Okafor", "Dr Liam Byrne", "Ms Priya Shah", "Mr Owen Davies",
-    "Dr Ruth Adeyemi", "Ms Hannah Clarke", "Dr Samuel Reid", "Ms Chloe Evans", "Mr Daniel Price", "Dr Imran Qureshi",
-    "Ms Laura Bennett", "Dr Kwame Mensah", "Ms Sophie Turner", "Mr Neil Carter", "Dr Fiona Walsh", "Ms Aisha Rahman",
-    "Dr Peter Lloyd", "Ms Emma Griffiths", "Mr Rajesh Kumar", "Dr Helen Morgan", "Ms Zara Ahmed", "Mr Gareth Jones",
-    "Dr Nadia Hussain", "Ms Beth Roberts", "Mr Callum Fraser", "Dr Yusuf Ali", "Ms Joanna Wright", "Dr Marcus Green",
-    "Ms Ellie Watson", "Mr Ahmed Khan", "Dr Catherine Moore", "Ms Rebecca Hall", "Mr Simon Baker", "Dr Olivia Scott",
-    "Ms Megan Lewis", "Mr Victor Osei", "Dr Anna Kowalski", "Ms Jade Thompson", "Mr Harry Wood", "Dr Leila Haddad",
-    "Ms Nina Brooks", "Mr Paul Edwards", "Dr Sarah Collins", "Ms Amira Begum", "Mr Jack Robinson", "Dr Ian Fletcher",
-    "Ms Kate Marshall", "Mr Ben Harris", "Dr Mei Chen", "Ms Lucy Adams", "Mr Joe Palmer", "Dr Raj Patel",
+    "Dr Asha Patel",
+    "Mr Tom Hughes",
+    "Ms Grace Okafor",
+    "Dr Liam Byrne",
+    "Ms Priya Shah",
+    "Mr Owen Davies",
+    "Dr Ruth Adeyemi",
+    "Ms Hannah Clarke",
+    "Dr Samuel Reid",
+    "Ms Chloe Evans",
+    "Mr Daniel Price",
+    "Dr Imran Qureshi",
+    "Ms Laura Bennett",
+    "Dr Kwame Mensah",
+    "Ms Sophie Turner",
+    "Mr Neil Carter",
+    "Dr Fiona Walsh",
+    "Ms Aisha Rahman",
+    "Dr Peter Lloyd",
+    "Ms Emma Griffiths",
+    "Mr Rajesh Kumar",
+    "Dr Helen Morgan",
+    "Ms Zara Ahmed",
+    "Mr Gareth Jones",
+    "Dr Nadia Hussain",
+    "Ms Beth Roberts",
+    "Mr Callum Fraser",
+    "Dr Yusuf Ali",
+    "Ms Joanna Wright",
+    "Dr Marcus Green",
+    "Ms Ellie Watson",
+    "Mr Ahmed Khan",
+    "Dr Catherine Moore",
+    "Ms Rebecca Hall",
+    "Mr Simon Baker",
+    "Dr Olivia Scott",
+    "Ms Megan Lewis",
+    "Mr Victor Osei",
+    "Dr Anna Kowalski",
+    "Ms Jade Thompson",
+    "Mr Harry Wood",
+    "Dr Leila Haddad",
+    "Ms Nina Brooks",
+    "Mr Paul Edwards",
+    "Dr Sarah Collins",
+    "Ms Amira Begum",
+    "Mr Jack Robinson",
+    "Dr Ian Fletcher",
+    "Ms Kate Marshall",
+    "Mr Ben Harris",
+    "Dr Mei Chen",
+    "Ms Lucy Adams",
+    "Mr Joe Palmer",
+    "Dr Raj Patel",
 ]
 
 
@@ -97,19 +186,49 @@ def seed_reference(session: Session) -> dict[str, int]:
             session.flush()
             services[name] = svc.id
             person = next(people)
-            session.add(Contact(role="service-lead", name=person, email=_email(person, domain), service_id=svc.id, organisation_id=org.id))
+            session.add(
+                Contact(
+                    role="service-lead",
+                    name=person,
+                    email=_email(person, domain),
+                    service_id=svc.id,
+                    organisation_id=org.id,
+                )
+            )
             for role in SERVICE_ROLES:
                 n = len(services) * 7 + SERVICE_ROLES.index(role)
                 person = f"{FIRST[n % len(FIRST)]} {LAST[(n // len(FIRST) + n) % len(LAST)]}"
-                session.add(Contact(role=role, name=person, email=_email(person, domain), service_id=svc.id, organisation_id=org.id))
+                session.add(
+                    Contact(
+                        role=role, name=person, email=_email(person, domain), service_id=svc.id, organisation_id=org.id
+                    )
+                )
     for code, net in nets.items():
-        session.add(Contact(role="responsible-commissioner", name=f"{code} Specialised Commissioning",
-                            email=f"commissioning@{code.lower()}.network.nhs.example", network_id=net.id))
+        session.add(
+            Contact(
+                role="responsible-commissioner",
+                name=f"{code} Specialised Commissioning",
+                email=f"commissioning@{code.lower()}.network.nhs.example",
+                network_id=net.id,
+            )
+        )
     orgs = {o.name: o.id for o in session.exec(select(Organisation))}
     for name, discipline, trust, home, pathways, trained in REVIEWERS:
-        session.add(Reviewer(name=name, email=_email(name.replace("Mrs ", ""), "reviewers.nhs.example"), discipline=discipline,
-                             organisation_id=orgs.get(trust) if trust else None, network_id=nets[home].id if home else None,
-                             pathways=pathways, trained=trained))
-    session.add(Contact(role="national-medical-lead", name="Prof Alan Whitfield", email="national.medicallead@england.nhs.example"))
+        session.add(
+            Reviewer(
+                name=name,
+                email=_email(name.replace("Mrs ", ""), "reviewers.nhs.example"),
+                discipline=discipline,
+                organisation_id=orgs.get(trust) if trust else None,
+                network_id=nets[home].id if home else None,
+                pathways=pathways,
+                trained=trained,
+            )
+        )
+    session.add(
+        Contact(
+            role="national-medical-lead", name="Prof Alan Whitfield", email="national.medicallead@england.nhs.example"
+        )
+    )
     session.flush()
     return {k: v for k, v in services.items() if v is not None}

@@ -34,7 +34,6 @@ from states import register
 from states.clock import Clock
 from states.cycle import status as cycle_status
 
-
 # Rows per table artifact: the UI renders a table artifact whole. Beyond this the description
 # says how many there are and where to see them all (the dashboard, the CLI).
 MAX_ROWS = 1000
@@ -73,57 +72,95 @@ def publish_register(session: Session, today: date) -> list[str]:
 
 
 def _register_row(r: dict[str, Any]) -> dict[str, Any]:
-    return {"service": r["service"], "ref": r["ref"], "title": r["title"], "state": r["state"], "owner": r["owner"],
-            "next step": r["next_step"], "due": r["due_on"], "overdue": "OVERDUE" if r["overdue"] else ""}
+    return {
+        "service": r["service"],
+        "ref": r["ref"],
+        "title": r["title"],
+        "state": r["state"],
+        "owner": r["owner"],
+        "next step": r["next_step"],
+        "due": r["due_on"],
+        "overdue": "OVERDUE" if r["overdue"] else "",
+    }
 
 
 def publish_overdue(session: Session, today: date) -> str:
     rows = register.overdue(session, today)
     title = f"Overdue as of {today.isoformat()}"
     if rows:
-        shown, description = _capped(rows, f"{title}: deadlines past their date, longest overdue first", "the dashboard")
+        shown, description = _capped(
+            rows, f"{title}: deadlines past their date, longest overdue first", "the dashboard"
+        )
         create_table_artifact(key="overdue-items", table=shown, description=description)
     else:
-        create_markdown_artifact(key="overdue-items", markdown=f"{title}: nothing overdue.", description=f"{title}: nothing overdue")
+        create_markdown_artifact(
+            key="overdue-items", markdown=f"{title}: nothing overdue.", description=f"{title}: nothing overdue"
+        )
     return "overdue-items"
 
 
 def publish_outbox(session: Session, clock: Clock) -> list[str]:
     """The outbox by status and template, and the open incidents."""
-    counts = session.exec(select(OutboxMessage.status, OutboxMessage.category, func.count())  # type: ignore[call-overload]
-                          .group_by(OutboxMessage.status, OutboxMessage.category)).all()
-    table = [{"status": str(s), "category": c, "messages": n} for s, c, n in sorted(counts, key=lambda r: (str(r[0]), r[1]))]
+    counts = session.exec(
+        select(OutboxMessage.status, OutboxMessage.category, func.count()).group_by(  # type: ignore[call-overload]
+            OutboxMessage.status, OutboxMessage.category
+        )
+    ).all()
+    table = [
+        {"status": str(s), "category": c, "messages": n} for s, c, n in sorted(counts, key=lambda r: (str(r[0]), r[1]))
+    ]
     if table:
         create_table_artifact(key="outbox", table=table, description="The outbox: messages by status and category")
     else:
         create_markdown_artifact(key="outbox", markdown="The outbox is empty.", description="The outbox: empty")
     open_incidents = incident_rows(incidents(session, clock.now()))
     if open_incidents:
-        create_table_artifact(key="outbox-incidents", table=open_incidents,
-                              description=f"{len(open_incidents)} letter(s) not delivered: failed (still retried), undeliverable or in doubt")
+        create_table_artifact(
+            key="outbox-incidents",
+            table=open_incidents,
+            description=f"{len(open_incidents)} letter(s) not delivered: failed (still retried), undeliverable or in doubt",
+        )
     else:
-        create_markdown_artifact(key="outbox-incidents", markdown="No open outbox incidents.",
-                                 description="Letters not delivered: none (no open outbox incidents)")
+        create_markdown_artifact(
+            key="outbox-incidents",
+            markdown="No open outbox incidents.",
+            description="Letters not delivered: none (no open outbox incidents)",
+        )
     return ["outbox", "outbox-incidents"]
 
 
 def publish_cycle_status(session: Session, today: date) -> list[str]:
     """Each network's programme cycle (and the side-by-side ``cycle-status`` table)."""
     rows = cycle_status(session, today)
-    shown = [{"network": r["network"], "programme": r["programme"], "programme year": r["programme_year"],
-              "cycle year": f"{r['cycle_year']} of {r['cycle_years']}", "quarter": r["quarter"], "quarters": r["quarters"],
-              "current phases": "; ".join(r["phases"]), "overdue phases": "; ".join(r["overdue_phases"]),
-              "outstanding submissions": len(r["outstanding_submissions"]),
-              "received late": "; ".join(f"{x['organisation']} {x['doc_type'].replace('_', ' ')}: {x['working_days_late']} working "
-                                         f"day(s) late ({x['days_late']} calendar)" for x in r["late_submissions"]),
-              "carried forward": len(r["carried_forward"])}
-             for r in rows]
+    shown = [
+        {
+            "network": r["network"],
+            "programme": r["programme"],
+            "programme year": r["programme_year"],
+            "cycle year": f"{r['cycle_year']} of {r['cycle_years']}",
+            "quarter": r["quarter"],
+            "quarters": r["quarters"],
+            "current phases": "; ".join(r["phases"]),
+            "overdue phases": "; ".join(r["overdue_phases"]),
+            "outstanding submissions": len(r["outstanding_submissions"]),
+            "received late": "; ".join(
+                f"{x['organisation']} {x['doc_type'].replace('_', ' ')}: {x['working_days_late']} working "
+                f"day(s) late ({x['days_late']} calendar)"
+                for x in r["late_submissions"]
+            ),
+            "carried forward": len(r["carried_forward"]),
+        }
+        for r in rows
+    ]
     create_table_artifact(key="cycle-status", table=shown, description=f"Programme cycles as of {today.isoformat()}")
     keys = ["cycle-status"]
     for r, row in zip(rows, shown):
         key = key_for("cycle-status", r["network"])
-        create_table_artifact(key=key, table=[{"what": k, "value": v} for k, v in row.items()],
-                              description=f"{r.get('name') or r['network']}: programme cycle as of {today.isoformat()}")
+        create_table_artifact(
+            key=key,
+            table=[{"what": k, "value": v} for k, v in row.items()],
+            description=f"{r.get('name') or r['network']}: programme cycle as of {today.isoformat()}",
+        )
         keys.append(key)
     return keys
 
@@ -135,13 +172,25 @@ def publish_late(session: Session, today: date) -> str:
 
     from states.lateness import received_late
 
-    rows = [{"received": r["received_on"], "due": r["due_on"], "working days late": r["working_days_late"],
-             "calendar days late": r["days_late"], "what": r["what"], "item": f"{r['kind']} {r['id']}", "network": r["network"],
-             "trust": r["organisation"], "service": r["service"] or ""}
-            for r in received_late(session, since=today - timedelta(days=365))]
+    rows = [
+        {
+            "received": r["received_on"],
+            "due": r["due_on"],
+            "working days late": r["working_days_late"],
+            "calendar days late": r["days_late"],
+            "what": r["what"],
+            "item": f"{r['kind']} {r['id']}",
+            "network": r["network"],
+            "trust": r["organisation"],
+            "service": r["service"] or "",
+        }
+        for r in received_late(session, since=today - timedelta(days=365))
+    ]
     title = f"Received late in the year to {today.isoformat()}"
     if rows:
-        shown, description = _capped(rows, f"{title}: submissions, self-assessment returns and factual-accuracy replies", "the dashboard")
+        shown, description = _capped(
+            rows, f"{title}: submissions, self-assessment returns and factual-accuracy replies", "the dashboard"
+        )
         create_table_artifact(key="late-receipts", table=shown, description=description)
     else:
         create_markdown_artifact(key="late-receipts", markdown=f"{title}: nothing.", description=f"{title}: nothing")
@@ -151,18 +200,31 @@ def publish_late(session: Session, today: date) -> str:
 def view_keys(session: Session) -> list[str]:
     """The keys ``publish_views`` writes (for links to them)."""
     codes = list(session.exec(select(Network.code).order_by(Network.code)))
-    return ([key_for("risk-register", c) for c in codes] + ["overdue-items", "late-receipts", "outbox", "outbox-incidents", "cycle-status"]
-            + [key_for("cycle-status", c) for c in codes])
+    return (
+        [key_for("risk-register", c) for c in codes]
+        + ["overdue-items", "late-receipts", "outbox", "outbox-incidents", "cycle-status"]
+        + [key_for("cycle-status", c) for c in codes]
+    )
 
 
 def publish_views(session: Session, clock: Clock, today: date) -> list[str]:
     """Every view above; returns their keys."""
-    return [*publish_register(session, today), publish_overdue(session, today), publish_late(session, today), *publish_outbox(session, clock),
-            *publish_cycle_status(session, today)]
+    return [
+        *publish_register(session, today),
+        publish_overdue(session, today),
+        publish_late(session, today),
+        *publish_outbox(session, clock),
+        *publish_cycle_status(session, today),
+    ]
 
 
-def publish_run_summary(actions: list[dict[str, Any]], skipped: list[dict[str, Any]], keys: list[str], today: date,
-                        notes: list[str] | None = None) -> None:
+def publish_run_summary(
+    actions: list[dict[str, Any]],
+    skipped: list[dict[str, Any]],
+    keys: list[str],
+    today: date,
+    notes: list[str] | None = None,
+) -> None:
     """What this chase run did, counted by action and kind, linking every view it refreshed."""
     counts = Counter((a["action"], a["kind"]) for a in actions)
     lines = [f"# Chase sweep as of {today.isoformat()}", ""]
@@ -175,8 +237,16 @@ def publish_run_summary(actions: list[dict[str, Any]], skipped: list[dict[str, A
         lines += ["", f"{len(skipped)} item(s) skipped because someone else changed them first (see the run's logs)."]
     for note in notes or []:  # e.g. a scheduled run the concurrency limit cancelled (flows/collisions.py)
         lines += ["", f"**{note}**"]
-    lines += ["", f"Every action, item by item: {_link('chase-actions', 'chase-actions')}.", "",
-              "The manager's views (kept current by the views flow, and by dispatch for the outbox):", ""]
+    lines += [
+        "",
+        f"Every action, item by item: {_link('chase-actions', 'chase-actions')}.",
+        "",
+        "The manager's views (kept current by the views flow, and by dispatch for the outbox):",
+        "",
+    ]
     lines += [f"- {_link(k, k)}" for k in keys]
-    create_markdown_artifact(key="chase-run-summary", markdown="\n".join(lines),
-                             description=f"Chase sweep as of {today.isoformat()}: {len(actions)} action(s)")
+    create_markdown_artifact(
+        key="chase-run-summary",
+        markdown="\n".join(lines),
+        description=f"Chase sweep as of {today.isoformat()}: {len(actions)} action(s)",
+    )

@@ -12,11 +12,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlmodel import Session
 
+from flows import collisions
+from flows.artifacts import publish_run_summary, view_keys
+from flows.naming import as_of as run_name
 from models import init_db
 from notifications.dispatch import incident_rows, incidents
-from flows.artifacts import publish_run_summary, view_keys
-from flows import collisions
-from flows.naming import as_of as run_name
 from states.clock import clock_from
 from states.sweep import SweepSummary, run_sweep
 
@@ -34,7 +34,11 @@ def open_incidents(as_of: str | None) -> list[dict[str, Any]]:
         return incident_rows(incidents(session, clock_from(as_of).now()))
 
 
-@flow(name="chase", flow_run_name=run_name("chase"), description="Chase and escalate everything due as of a date (default today, Europe/London).")
+@flow(
+    name="chase",
+    flow_run_name=run_name("chase"),
+    description="Chase and escalate everything due as of a date (default today, Europe/London).",
+)
 def chase(as_of: str | None = None) -> dict[str, Any]:
     """Sweep every deadline due as of ``as_of`` in batched queries, inside this one run."""
     logger = get_run_logger()
@@ -47,29 +51,52 @@ def chase(as_of: str | None = None) -> dict[str, Any]:
         rest: dict[str, int] = {}
         for a in summary.actions[LOGGED_ACTIONS:]:
             rest[a["action"]] = rest.get(a["action"], 0) + 1
-        logger.info("... and %d more action(s): %s (every one is in the chase-actions artifact)",
-                    len(summary.actions) - LOGGED_ACTIONS, ", ".join(f"{k} {v}" for k, v in sorted(rest.items())))
+        logger.info(
+            "... and %d more action(s): %s (every one is in the chase-actions artifact)",
+            len(summary.actions) - LOGGED_ACTIONS,
+            ", ".join(f"{k} {v}" for k, v in sorted(rest.items())),
+        )
     for s in summary.skipped:
         logger.warning("skipped %s %s: %s", s["kind"], s["id"], s["reason"])
     outbox = open_incidents(as_of)
     if outbox:
-        logger.warning("%d outbox incident(s) open: letters not delivered (peerwatch outbox list --incidents)", len(outbox))
+        logger.warning(
+            "%d outbox incident(s) open: letters not delivered (peerwatch outbox list --incidents)", len(outbox)
+        )
     day = summary.as_of.isoformat()
     note = f"; {len(outbox)} outbox incident(s) open" if outbox else ""
     if summary.actions:
-        create_table_artifact(key="chase-actions", table=summary.actions, description=f"Chase sweep as of {day}: {len(summary.actions)} action(s){note}")
+        create_table_artifact(
+            key="chase-actions",
+            table=summary.actions,
+            description=f"Chase sweep as of {day}: {len(summary.actions)} action(s){note}",
+        )
     else:
-        create_markdown_artifact(key="chase-actions", markdown=f"Chase sweep as of {day}: nothing was due{note}.",
-                                 description=f"Chase sweep as of {day}: nothing was due{note}")
+        create_markdown_artifact(
+            key="chase-actions",
+            markdown=f"Chase sweep as of {day}: nothing was due{note}.",
+            description=f"Chase sweep as of {day}: nothing was due{note}",
+        )
     if outbox:
-        create_table_artifact(key="chase-outbox-incidents", table=outbox,
-                              description=f"Chase sweep as of {day}: {len(outbox)} letter(s) not delivered")
+        create_table_artifact(
+            key="chase-outbox-incidents",
+            table=outbox,
+            description=f"Chase sweep as of {day}: {len(outbox)} letter(s) not delivered",
+        )
     with Session(init_db()) as session:
         keys = view_keys(session)
     cancelled = collisions.report(logger)
-    publish_run_summary(summary.actions, summary.skipped, keys + ["chase-outbox-incidents"] * bool(outbox), summary.as_of, cancelled)
+    publish_run_summary(
+        summary.actions, summary.skipped, keys + ["chase-outbox-incidents"] * bool(outbox), summary.as_of, cancelled
+    )
     counts: dict[str, int] = {}
     for a in summary.actions:
         counts[a["action"]] = counts.get(a["action"], 0) + 1
-    return {"as_of": day, "counts": counts, "skipped": len(summary.skipped), "cancelled_runs": cancelled,
-            "outbox_incidents": len(outbox), "incidents": outbox}
+    return {
+        "as_of": day,
+        "counts": counts,
+        "skipped": len(summary.skipped),
+        "cancelled_runs": cancelled,
+        "outbox_incidents": len(outbox),
+        "incidents": outbox,
+    }

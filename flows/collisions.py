@@ -23,8 +23,12 @@ LOOKBACK = timedelta(days=1)  # when no run of the deployment has finished yet
 def cancelled_by_the_limit() -> list[dict[str, Any]]:
     """This deployment's runs the concurrency limit cancelled since its last finished run."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterState,
-                                                FlowRunFilterStateType)
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterDeploymentId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.context import FlowRunContext
@@ -38,11 +42,22 @@ def cancelled_by_the_limit() -> list[dict[str, Any]]:
         runs = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
                 deployment_id=FlowRunFilterDeploymentId(any_=[me.deployment_id]),
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[
-                    StateType.CANCELLED, StateType.COMPLETED, StateType.FAILED, StateType.CRASHED]))),
-            sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=200)
-    finished = [r.end_time for r in runs if r.id != me.id and r.end_time is not None
-                and r.state_type in (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED)]
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(
+                        any_=[StateType.CANCELLED, StateType.COMPLETED, StateType.FAILED, StateType.CRASHED]
+                    )
+                ),
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=200,
+        )
+    finished = [
+        r.end_time
+        for r in runs
+        if r.id != me.id
+        and r.end_time is not None
+        and r.state_type in (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED)
+    ]
     since = max(finished, default=datetime.now(UTC) - LOOKBACK)
     takes_as_of = "as_of" in inspect.signature(ctx.flow.fn).parameters
     out = []
@@ -73,7 +88,9 @@ def report(logger: logging.Logger | logging.LoggerAdapter[Any]) -> list[str]:
     lines = []
     for c in found:
         due = show(c["due"]) if c["due"] is not None else "?"
-        lines.append(f"Run {c['run']} (due {due}) was CANCELLED because a run of this deployment was still going "
-                     f"(concurrency limit 1, CANCEL_NEW): it did not run. To run it now: {c['command']}")
+        lines.append(
+            f"Run {c['run']} (due {due}) was CANCELLED because a run of this deployment was still going "
+            f"(concurrency limit 1, CANCEL_NEW): it did not run. To run it now: {c['command']}"
+        )
         logger.warning(lines[-1])
     return lines

@@ -8,17 +8,21 @@ from typing import Any
 from prefect import flow, get_run_logger
 from sqlmodel import Session, select
 
+from flows import collisions
+from flows.artifacts import publish_cycle_status
+from flows.naming import as_of as run_name
 from models import Network, init_db, session_scope
 from states.clock import clock_from, local_date
-from flows.artifacts import publish_cycle_status
-from flows import collisions
-from flows.naming import as_of as run_name
 from states.cycle import plan_year
 from states.programmes import programme_year_of
 from states.sweep import run_sweep
 
 
-@flow(name="cycle", flow_run_name=run_name("cycle"), description="Plan programme years, open phases, request documents, chase what is overdue.")
+@flow(
+    name="cycle",
+    flow_run_name=run_name("cycle"),
+    description="Plan programme years, open phases, request documents, chase what is overdue.",
+)
 def cycle(as_of: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     clock = clock_from(as_of)

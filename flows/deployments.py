@@ -42,21 +42,25 @@ def build(path: Path = PREFECT_YAML) -> list[Any]:
         module, _, name = d["entrypoint"].partition(":")
         flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), name)
         limit = d.get("concurrency_limit")
-        deployments.append(flow.to_deployment(
-            name=d["name"],
-            description=d.get("description"),
-            tags=d.get("tags"),
-            parameters=d.get("parameters") or {},
-            schedules=[schedule(s) for s in d.get("schedules") or []],
-            concurrency_limit=ConcurrencyLimitConfig(**limit) if isinstance(limit, dict) else limit,
-        ))
+        deployments.append(
+            flow.to_deployment(
+                name=d["name"],
+                description=d.get("description"),
+                tags=d.get("tags"),
+                parameters=d.get("parameters") or {},
+                schedules=[schedule(s) for s in d.get("schedules") or []],
+                concurrency_limit=ConcurrencyLimitConfig(**limit) if isinstance(limit, dict) else limit,
+            )
+        )
     return deployments
 
 
 def serve_all(path: Path = PREFECT_YAML) -> None:
     if not os.environ.get("PREFECT_API_URL"):
-        print("peerwatch serve needs a Prefect server: start one with `prefect server start` and set "
-              "PREFECT_API_URL=http://127.0.0.1:4200/api (see README, 'Running the schedules').")
+        print(
+            "peerwatch serve needs a Prefect server: start one with `prefect server start` and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api (see README, 'Running the schedules')."
+        )
         raise SystemExit(2)
     serve(*build(path))
 

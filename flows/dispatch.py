@@ -11,8 +11,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 from sqlmodel import Session
 
-from flows.artifacts import publish_outbox
 from flows import collisions
+from flows.artifacts import publish_outbox
 from flows.naming import as_of as run_name
 from models import init_db
 from notifications.dispatch import dispatch as drain
@@ -21,7 +21,11 @@ from notifications.transports import transport_from_env
 from states.clock import clock_from
 
 
-@flow(name="dispatch", flow_run_name=run_name("dispatch"), description="Send queued letters, reminders and chases (PEERWATCH_MAIL=folder|smtp).")
+@flow(
+    name="dispatch",
+    flow_run_name=run_name("dispatch"),
+    description="Send queued letters, reminders and chases (PEERWATCH_MAIL=folder|smtp).",
+)
 def dispatch(as_of: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     engine = init_db()
@@ -32,18 +36,36 @@ def dispatch(as_of: str | None = None) -> dict[str, Any]:
     for err in summary.errors:
         logger.warning("send failed: %s", err)
     if summary.in_doubt:
-        logger.error("%d message(s) in doubt after an interrupted send, each resent once (same Message-ID) after "
-                     "PEERWATCH_IN_DOUBT_RESEND_SECONDS: see `peerwatch outbox list --incidents`", summary.in_doubt)
+        logger.error(
+            "%d message(s) in doubt after an interrupted send, each resent once (same Message-ID) after "
+            "PEERWATCH_IN_DOUBT_RESEND_SECONDS: see `peerwatch outbox list --incidents`",
+            summary.in_doubt,
+        )
     if summary.unsendable:
-        logger.error("%d message(s) could not be built or sent: failed incidents, the rest went on (see the "
-                     "outbox-incidents artifact)", summary.unsendable)
+        logger.error(
+            "%d message(s) could not be built or sent: failed incidents, the rest went on (see the "
+            "outbox-incidents artifact)",
+            summary.unsendable,
+        )
     if summary.not_tried:
-        logger.error("the mail service could not be reached: %d message(s) left queued for the next run", summary.not_tried)
+        logger.error(
+            "the mail service could not be reached: %d message(s) left queued for the next run", summary.not_tried
+        )
     with Session(engine) as session:
         publish_outbox(session, clock)
     collisions.report(logger)
-    return {"emails_sent": summary.sent_messages, "messages_sent": summary.sent_rows,
-            "retried": summary.retried, "failed": summary.failed, "still_failed": summary.still_failed,
-            "redelivered": summary.redelivered, "recovered_sent": summary.recovered_sent,
-            "requeued": summary.requeued, "in_doubt": summary.in_doubt, "resent": summary.resent,
-            "unsendable": summary.unsendable, "not_tried": summary.not_tried, "incidents": len(open_incidents)}
+    return {
+        "emails_sent": summary.sent_messages,
+        "messages_sent": summary.sent_rows,
+        "retried": summary.retried,
+        "failed": summary.failed,
+        "still_failed": summary.still_failed,
+        "redelivered": summary.redelivered,
+        "recovered_sent": summary.recovered_sent,
+        "requeued": summary.requeued,
+        "in_doubt": summary.in_doubt,
+        "resent": summary.resent,
+        "unsendable": summary.unsendable,
+        "not_tried": summary.not_tried,
+        "incidents": len(open_incidents),
+    }

@@ -20,8 +20,11 @@ def _parameters() -> dict[str, Any]:
     ctx = FlowRunContext.get()
     if ctx is None:
         return {}
-    defaults = {k: v.default for k, v in inspect.signature(ctx.flow.fn).parameters.items()
-                if v.default is not inspect.Parameter.empty}
+    defaults = {
+        k: v.default
+        for k, v in inspect.signature(ctx.flow.fn).parameters.items()
+        if v.default is not inspect.Parameter.empty
+    }
     return {**defaults, **(ctx.parameters or {})}
 
 
@@ -46,8 +49,10 @@ def as_of(flow: str) -> Callable[[], str]:
 
 def fire_run_name() -> str:
     p = _parameters()
-    return (f"fire {p.get('trigger')} on {p.get('kind')} {p.get('item_id')} by {p.get('actor')} ({p.get('role')})"
-            f" as of {_day(p.get('as_of'))}")
+    return (
+        f"fire {p.get('trigger')} on {p.get('kind')} {p.get('item_id')} by {p.get('actor')} ({p.get('role')})"
+        f" as of {_day(p.get('as_of'))}"
+    )
 
 
 def themes_run_name() -> str:

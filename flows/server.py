@@ -56,7 +56,10 @@ def local_server(home: Path, log: Path, port: int | None = None, keep: bool = Fa
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}/api"
     try:

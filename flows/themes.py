@@ -18,18 +18,28 @@ from states.themes import shared_learning, table_rows
 ARTIFACT_KEY = "shared-learning-themes"
 
 
-@flow(name="themes", flow_run_name=themes_run_name, description="Concerns and good practice by standard and theme across services and networks (no names of people).")
+@flow(
+    name="themes",
+    flow_run_name=themes_run_name,
+    description="Concerns and good practice by standard and theme across services and networks (no names of people).",
+)
 def themes(network: str | None = None) -> dict[str, Any]:
     """Aggregate the themes (states/themes.py) and publish them as the table artifact."""
     with Session(init_db()) as s:
         result = shared_learning(s, network)
     rows = table_rows(result)
     where = f"network {network}" if network else "all networks"
-    description = f"Shared learning, {where}: {result['concerns']} concern(s), {result['good_practice']} good practice item(s)"
+    description = (
+        f"Shared learning, {where}: {result['concerns']} concern(s), {result['good_practice']} good practice item(s)"
+    )
     if rows:
         create_table_artifact(key=ARTIFACT_KEY, table=rows, description=description)
     else:
-        create_markdown_artifact(key=ARTIFACT_KEY, markdown=f"{description}: nothing recorded yet.", description=f"{description}: nothing recorded yet")
+        create_markdown_artifact(
+            key=ARTIFACT_KEY,
+            markdown=f"{description}: nothing recorded yet.",
+            description=f"{description}: nothing recorded yet",
+        )
     _logger().info(description)
     collisions.report(_logger())
     return {**result, "rows": rows}

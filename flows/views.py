@@ -13,8 +13,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from sqlmodel import Session, select
 
-from flows.artifacts import publish_views
 from flows import collisions
+from flows.artifacts import publish_views
 from flows.naming import as_of as run_name
 from models import Network, init_db
 from notifications.dashboard import site_dir, write_site
@@ -54,13 +54,23 @@ def dashboard(as_of: str | None) -> list[dict[str, Any]]:
         return write_site(session, today, site_dir(), networks)
 
 
-@flow(name="views", flow_run_name=run_name("views"), description="Refresh the risk registers, overdue items, outbox, cycle status, dashboard and calendar feeds.")
+@flow(
+    name="views",
+    flow_run_name=run_name("views"),
+    description="Refresh the risk registers, overdue items, outbox, cycle status, dashboard and calendar feeds.",
+)
 def views(as_of: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     keys = artifacts(as_of)
     pages = dashboard(as_of)
     for p in pages:
-        logger.info("%s: %s open items, %s overdue, %s due in the next 20 working days -> %s",
-                    p["network"], p["open_items"], p["overdue"], p["upcoming"], p["page"])
+        logger.info(
+            "%s: %s open items, %s overdue, %s due in the next 20 working days -> %s",
+            p["network"],
+            p["open_items"],
+            p["overdue"],
+            p["upcoming"],
+            p["page"],
+        )
     collisions.report(logger)
     return {"artifacts": keys, "pages": [p["page"] for p in pages], "site": str(site_dir())}

@@ -12,6 +12,7 @@ from models.db import (
     session_scope,
 )
 from models.tables import (
+    OUTSTANDING,
     AccuracyItem,
     Appeal,
     Attachment,
@@ -20,7 +21,6 @@ from models.tables import (
     Complaint,
     Contact,
     Deadline,
-    OUTSTANDING,
     DeadlineStatus,
     Milestone,
     Network,
@@ -39,6 +39,7 @@ from models.tables import (
 )
 
 __all__ = [
+    "OUTSTANDING",
     "AccuracyItem",
     "Appeal",
     "Attachment",
@@ -47,7 +48,6 @@ __all__ = [
     "Complaint",
     "Contact",
     "Deadline",
-    "OUTSTANDING",
     "DeadlineStatus",
     "Milestone",
     "Network",

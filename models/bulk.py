@@ -33,18 +33,30 @@ def _prepare(stmt: Insert | Update, conn: Connection, keys: tuple[str, ...]) -> 
         _CACHE.clear()
     compiled = stmt.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
     prepared: _Prepared | None = None
-    simple = not (compiled.insert_prefetch or compiled.update_prefetch or compiled.effective_returning
-                  or compiled.literal_execute_params or compiled.post_compile_params
-                  or getattr(compiled, "escaped_bind_names", None))
+    simple = not (
+        compiled.insert_prefetch
+        or compiled.update_prefetch
+        or compiled.effective_returning
+        or compiled.literal_execute_params
+        or compiled.post_compile_params
+        or getattr(compiled, "escaped_bind_names", None)
+    )
     if simple:
         names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.bind_names.values())
         binds = [compiled.binds[name] for name in names]
         # each bind: a row's value (by key), or a constant of the statement (e.g. SET status = 'closed')
         constant = [_MISSING if name in keys else bind.value for name, bind in zip(names, binds)]
-        if all(c is not _MISSING or name in keys for name, c in zip(names, constant)) and not any(b.callable for b in binds):
-            prepared = (compiled.string,
-                        tuple((name, bind.type.dialect_impl(dialect).bind_processor(dialect), c) for name, bind, c in zip(names, binds, constant)),
-                        bool(compiled.positional))
+        if all(c is not _MISSING or name in keys for name, c in zip(names, constant)) and not any(
+            b.callable for b in binds
+        ):
+            prepared = (
+                compiled.string,
+                tuple(
+                    (name, bind.type.dialect_impl(dialect).bind_processor(dialect), c)
+                    for name, bind, c in zip(names, binds, constant)
+                ),
+                bool(compiled.positional),
+            )
     _CACHE[cache_key] = (stmt, prepared)
     return prepared
 

@@ -52,7 +52,9 @@ class PhaseQuarter(Table, table=True):
 class Submission(StatefulItem, table=True):
     """A document a Trust submits for a programme year (annual report, work plan, operational policy)."""
 
-    __table_args__ = (UniqueConstraint("network_id", "organisation_id", "programme_year", "doc_type", name="uq_submission"),)
+    __table_args__ = (
+        UniqueConstraint("network_id", "organisation_id", "programme_year", "doc_type", name="uq_submission"),
+    )
     kind: ClassVar[str] = "submission"
 
     network_id: int = Field(foreign_key="network.id", index=True)
@@ -82,8 +84,10 @@ class CarryForward(Table, table=True):
     """An open concern or action carried into a new cycle: a link, not a copy."""
 
     __tablename__ = "carry_forward"
-    __table_args__ = (UniqueConstraint("network_id", "cycle_starts", "kind", "item_id", name="uq_carry"),
-                      Index("ix_carry_network", "network_id", "cycle_starts"))
+    __table_args__ = (
+        UniqueConstraint("network_id", "cycle_starts", "kind", "item_id", name="uq_carry"),
+        Index("ix_carry_network", "network_id", "cycle_starts"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     network_id: int = Field(foreign_key="network.id")
     cycle_starts: int  # programme year the new cycle starts

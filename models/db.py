@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from sqlalchemy import event, inspect
@@ -187,8 +186,10 @@ def _adopt_unversioned(conn: Connection) -> None:
     diffs = compare_metadata(context, SQLModel.metadata)
     if diffs:
         listed = "; ".join(str(d) for d in diffs[:5])
-        raise RuntimeError(f"this database predates peerwatch's migrations and differs from the models "
-                           f"({len(diffs)} differences: {listed}); start a new database or migrate it by hand")
+        raise RuntimeError(
+            f"this database predates peerwatch's migrations and differs from the models "
+            f"({len(diffs)} differences: {listed}); start a new database or migrate it by hand"
+        )
     from models.guards import install_audit_guards
 
     install_audit_guards(conn)

@@ -76,7 +76,7 @@ class StatefulItem(Table):
     updated_at: datetime = _ts()
 
     @declared_attr  # type: ignore[misc]
-    def __mapper_args__(cls) -> dict[str, Any]:  # noqa: N805
+    def __mapper_args__(cls) -> dict[str, Any]:
         return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
 
 
@@ -372,5 +372,7 @@ class OutboxMessage(Table, table=True):
     created_at: datetime = _ts()
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     message_id: str | None = None
-    resend_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # in doubt after a crash: resent then, same Message-ID
+    resend_at: datetime | None = Field(
+        default=None, sa_type=UTCDateTime
+    )  # in doubt after a crash: resent then, same Message-ID
     resent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # when it was resent after a crash mid-send

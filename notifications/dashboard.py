@@ -19,7 +19,6 @@ from typing import Any
 
 from notifications.render import TEMPLATES
 
-
 # Rows listed per table on a page: a network with thousands of open items still gets a page
 # that opens quickly; the headline figures and charts count every row.
 ROWS_SHOWN = 500
@@ -40,9 +39,18 @@ def write_site(session: Any, today: date, out: Path, networks: list[tuple[str, s
     written = []
     for code, name in networks:
         data = summary(session, today, code)
-        data["received_late"] = received_late(session, code, since=today - timedelta(days=365))  # as recorded at receipt
-        data.update({"network": {"code": code, "name": name}, "age_buckets": [b for b, _ in AGE_BUCKETS],
-                     "working_days": UPCOMING_WORKING_DAYS, "rows_shown": ROWS_SHOWN, "more": {}})
+        data["received_late"] = received_late(
+            session, code, since=today - timedelta(days=365)
+        )  # as recorded at receipt
+        data.update(
+            {
+                "network": {"code": code, "name": name},
+                "age_buckets": [b for b, _ in AGE_BUCKETS],
+                "working_days": UPCOMING_WORKING_DAYS,
+                "rows_shown": ROWS_SHOWN,
+                "more": {},
+            }
+        )
         for table in ("register", "overdue", "upcoming", "received_late"):  # the figures and charts count every row
             data["more"][table] = len(data[table]) > ROWS_SHOWN
             data[table] = data[table][:ROWS_SHOWN]
@@ -61,10 +69,13 @@ def write_site(session: Any, today: date, out: Path, networks: list[tuple[str, s
 def _environment() -> Any:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["day"] = lambda iso: date.fromisoformat(iso).strftime("%a %d %b %Y") if iso else ""
     env.filters["words"] = lambda text: (text or "").replace("_", " ")
     return env
-
-

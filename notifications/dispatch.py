@@ -119,8 +119,10 @@ def _safe(what: str, value: str) -> str:
     if bad:
         ch = bad.group()
         name = unicodedata.name(ch, "a control character")
-        raise ValueError(f"{what} {value!r} contains U+{ord(ch):04X} ({name}), which no mail header may hold: "
-                         "correct the stored value, then `peerwatch outbox retry` it")
+        raise ValueError(
+            f"{what} {value!r} contains U+{ord(ch):04X} ({name}), which no mail header may hold: "
+            "correct the stored value, then `peerwatch outbox retry` it"
+        )
     return value
 
 
@@ -150,7 +152,9 @@ def _set_subject(msg: EmailMessage, subject: str) -> None:
     msg.set_raw("Subject", value)
 
 
-def _headers(msg: EmailMessage, sender: str, subject: str, clock: Clock, message_id: str, key: str, template: str) -> None:
+def _headers(
+    msg: EmailMessage, sender: str, subject: str, clock: Clock, message_id: str, key: str, template: str
+) -> None:
     msg["From"] = sender
     _set_subject(msg, subject)
     msg["Date"] = format_datetime(clock.now())
@@ -159,14 +163,23 @@ def _headers(msg: EmailMessage, sender: str, subject: str, clock: Clock, message
     msg["X-Peerwatch-Template"] = template
 
 
-def build_letter(row: OutboxMessage, sender: str, clock: Clock, attachments: Sequence[Attachment] = (),
-                 message_id: str | None = None) -> EmailMessage:
+def build_letter(
+    row: OutboxMessage, sender: str, clock: Clock, attachments: Sequence[Attachment] = (), message_id: str | None = None
+) -> EmailMessage:
     letter = rendered(row)
     msg = EmailMessage()
     msg["To"] = _addr(row.to)
     if row.cc:
         msg["Cc"] = _addr(row.cc)
-    _headers(msg, sender, letter.subject, clock, message_id or _message_id(row.idempotency_key), row.idempotency_key, row.template)
+    _headers(
+        msg,
+        sender,
+        letter.subject,
+        clock,
+        message_id or _message_id(row.idempotency_key),
+        row.idempotency_key,
+        row.template,
+    )
     msg.set_content(letter.body_text)
     msg.add_alternative(letter.body_html, subtype="html")
     for a in attachments:
@@ -182,7 +195,11 @@ _SALUTATION = re.compile(r"^\s*<p>\s*Dear\b[^<]*</p>\s*", re.I)
 def _inner(html: str) -> str:
     """What a letter's HTML document says inside its ``<body>``, without its salutation."""
     found = _BODY.search(html)
-    inner = found.group(1) if found else re.sub(r"(?is)<!doctype[^>]*>|</?(html|head|body)\b[^>]*>|<title>.*?</title>|<meta\b[^>]*>", "", html)
+    inner = (
+        found.group(1)
+        if found
+        else re.sub(r"(?is)<!doctype[^>]*>|</?(html|head|body)\b[^>]*>|<title>.*?</title>|<meta\b[^>]*>", "", html)
+    )
     return _SALUTATION.sub("", inner, count=1)
 
 
@@ -197,10 +214,19 @@ def digest_parts(person: dict[str, str], letters: Sequence[Rendered]) -> tuple[s
     subject = f"peerwatch: {n} items need your attention"
     intro = f"Dear {person['name']},\n\n{n} items need your attention.\n\n"
     sep = "\n" + "-" * 66 + "\n\n"
-    text = intro + sep.join(f"{i}. {r.subject}\n{'=' * min(len(f'{i}. {r.subject}'), 66)}\n\n{r.body_text}"
-                            for i, r in enumerate(letters, 1))
-    html = render_layout("_digest.html.j2", {"subject": subject, "person": person, "count": n,
-                                             "items": [{"subject": r.subject, "body": _inner(r.body_html)} for r in letters]})
+    text = intro + sep.join(
+        f"{i}. {r.subject}\n{'=' * min(len(f'{i}. {r.subject}'), 66)}\n\n{r.body_text}"
+        for i, r in enumerate(letters, 1)
+    )
+    html = render_layout(
+        "_digest.html.j2",
+        {
+            "subject": subject,
+            "person": person,
+            "count": n,
+            "items": [{"subject": r.subject, "body": _inner(r.body_html)} for r in letters],
+        },
+    )
     return subject, text, html
 
 
@@ -213,15 +239,27 @@ def build_digest(rows: list[OutboxMessage], sender: str, clock: Clock, message_i
     subject, text, html = digest_parts(person, [rendered(r) for r in rows])
     msg = EmailMessage()
     msg["To"] = _addr([person])
-    _headers(msg, sender, subject, clock, message_id or digest_message_id(rows), ",".join(r.idempotency_key for r in rows),
-             "digest" if len(rows) > 1 else rows[0].template)
+    _headers(
+        msg,
+        sender,
+        subject,
+        clock,
+        message_id or digest_message_id(rows),
+        ",".join(r.idempotency_key for r in rows),
+        "digest" if len(rows) > 1 else rows[0].template,
+    )
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
     return msg
 
 
-def _build(rows: list[OutboxMessage], sender: str, clock: Clock, files: dict[str, list[Attachment]],
-           message_id: str | None = None) -> EmailMessage:
+def _build(
+    rows: list[OutboxMessage],
+    sender: str,
+    clock: Clock,
+    files: dict[str, list[Attachment]],
+    message_id: str | None = None,
+) -> EmailMessage:
     """The message for ``rows``, serialised once here so that anything it cannot hold fails now,
     inside the row's guard, not in the transport."""
     if rows[0].category == "letter":
@@ -232,16 +270,22 @@ def _build(rows: list[OutboxMessage], sender: str, clock: Clock, files: dict[str
     return msg
 
 
-def _build_guarded(rows: list[OutboxMessage], sender: str, clock: Clock, files: dict[str, list[Attachment]],
-                   message_id: str | None = None) -> tuple[EmailMessage | None, list[OutboxMessage], dict[int, str]]:
+def _build_guarded(
+    rows: list[OutboxMessage],
+    sender: str,
+    clock: Clock,
+    files: dict[str, list[Attachment]],
+    message_id: str | None = None,
+) -> tuple[EmailMessage | None, list[OutboxMessage], dict[int, str]]:
     """Build the message for ``rows``; returns (message or None, the rows it carries, {id(row): why not} for
     the rows that cannot go). A digest that cannot be built is tried row by row: the good rows still go."""
+
     def why(exc: Exception) -> str:
         return f"letter could not be built: {type(exc).__name__}: {exc}"
 
     try:
         return _build(rows, sender, clock, files, message_id), rows, {}
-    except Exception as exc:  # noqa: BLE001 - any bad value: an incident for its rows, never a crash of the run
+    except Exception as exc:
         if len(rows) == 1:
             return None, [], {id(rows[0]): why(exc)}
     broken: dict[int, str] = {}
@@ -250,13 +294,13 @@ def _build_guarded(rows: list[OutboxMessage], sender: str, clock: Clock, files: 
         try:
             _build([r], sender, clock, files)
             good.append(r)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             broken[id(r)] = why(exc)
     if not good:
         return None, [], broken
     try:
         return _build(good, sender, clock, files, message_id if not broken else None), good, broken
-    except Exception as exc:  # noqa: BLE001 - each builds alone but not together: hold them all
+    except Exception as exc:
         return None, [], {**broken, **{id(r): why(exc) for r in good}}
 
 
@@ -277,17 +321,34 @@ def is_in_doubt(row: OutboxMessage) -> bool:
 
 def incidents(session: Session, now: datetime) -> list[OutboxMessage]:
     """Open incidents: failed, undeliverable, and sending past the lease (interrupted or in doubt)."""
-    return list(session.exec(select(OutboxMessage).where(or_(
-        col(OutboxMessage.status).in_([OutboxStatus.FAILED, OutboxStatus.UNDELIVERABLE]),
-        (OutboxMessage.status == OutboxStatus.SENDING) & (col(OutboxMessage.next_attempt_at) <= now),
-    )).order_by(col(OutboxMessage.id))))
+    return list(
+        session.exec(
+            select(OutboxMessage)
+            .where(
+                or_(
+                    col(OutboxMessage.status).in_([OutboxStatus.FAILED, OutboxStatus.UNDELIVERABLE]),
+                    (OutboxMessage.status == OutboxStatus.SENDING) & (col(OutboxMessage.next_attempt_at) <= now),
+                )
+            )
+            .order_by(col(OutboxMessage.id))
+        )
+    )
 
 
 def incident_rows(rows: list[OutboxMessage]) -> list[dict[str, object]]:
     """Incidents as table rows for artifacts and summaries."""
-    return [{"id": m.id, "status": "in doubt" if is_in_doubt(m) else m.status, "template": m.template,
-             "item": f"{m.kind} {m.item_id}", "to": ", ".join(p["email"] for p in m.to), "attempts": m.attempts,
-             "error": m.last_error} for m in rows]
+    return [
+        {
+            "id": m.id,
+            "status": "in doubt" if is_in_doubt(m) else m.status,
+            "template": m.template,
+            "item": f"{m.kind} {m.item_id}",
+            "to": ", ".join(p["email"] for p in m.to),
+            "attempts": m.attempts,
+            "error": m.last_error,
+        }
+        for m in rows
+    ]
 
 
 def _when(at: datetime) -> str:
@@ -302,23 +363,41 @@ def _in_doubt_note(mid: str | None, now: datetime, row: OutboxMessage, dpolicy: 
     what = f"send of {mid or 'a digest'} was interrupted and the mail service cannot say whether it arrived"
     if row.resent_at is not None:
         row.resend_at = None
-        return (IN_DOUBT + f"{what}; it was already resent once after a crash ({_when(row.resent_at)}): check with the "
-                "recipient, then `peerwatch outbox retry` it or leave it")
+        return (
+            IN_DOUBT + f"{what}; it was already resent once after a crash ({_when(row.resent_at)}): check with the "
+            "recipient, then `peerwatch outbox retry` it or leave it"
+        )
     row.resend_at = now + timedelta(seconds=dpolicy.in_doubt_resend_seconds)
-    return (IN_DOUBT + f"{what}: it will be resent once, with the same Message-ID, after {_when(row.resend_at)} "
-            "(`peerwatch outbox in-doubt` holds it, resends it now, or marks it delivered)")
+    return (
+        IN_DOUBT + f"{what}: it will be resent once, with the same Message-ID, after {_when(row.resend_at)} "
+        "(`peerwatch outbox in-doubt` holds it, resends it now, or marks it delivered)"
+    )
 
 
-def recover(session: Session, transport: Transport, clock: Clock, dpolicy: DispatchPolicy | None = None,
-            summary: DispatchSummary | None = None) -> DispatchSummary:
+def recover(
+    session: Session,
+    transport: Transport,
+    clock: Clock,
+    dpolicy: DispatchPolicy | None = None,
+    summary: DispatchSummary | None = None,
+) -> DispatchSummary:
     """Settle rows left ``sending`` past their lease by a crash: sent, requeued, or in doubt
     (resent once, same Message-ID, ``in_doubt_resend_seconds`` later)."""
     dpolicy = dpolicy or DispatchPolicy.from_env()
     summary = summary if summary is not None else DispatchSummary()
     now = clock.now()
-    stuck = [r for r in session.exec(select(OutboxMessage).where(
-        OutboxMessage.status == OutboxStatus.SENDING, col(OutboxMessage.next_attempt_at) <= now,
-    ).order_by(col(OutboxMessage.id))) if not is_in_doubt(r)]
+    stuck = [
+        r
+        for r in session.exec(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.status == OutboxStatus.SENDING,
+                col(OutboxMessage.next_attempt_at) <= now,
+            )
+            .order_by(col(OutboxMessage.id))
+        )
+        if not is_in_doubt(r)
+    ]
     ask = getattr(transport, "delivered", None)
     for r in stuck:
         mid = r.message_id or (_message_id(r.idempotency_key) if r.category == "letter" else None)
@@ -340,7 +419,9 @@ def recover(session: Session, transport: Transport, clock: Clock, dpolicy: Dispa
     return summary
 
 
-def settle_in_doubt(session: Session, ids: list[int], action: str, *, actor: str, role: str, clock: Clock) -> list[OutboxMessage]:
+def settle_in_doubt(
+    session: Session, ids: list[int], action: str, *, actor: str, role: str, clock: Clock
+) -> list[OutboxMessage]:
     """The operator's word on letters in doubt: ``hold`` (no automatic resend; an incident until
     retried), ``resend`` (resent on the next dispatch, same Message-ID), or ``delivered`` (the
     recipient has it: marked sent, never resent). Each is an audited change (who, role, when) in
@@ -363,16 +444,28 @@ def settle_in_doubt(session: Session, ids: list[int], action: str, *, actor: str
     for m in rows:
         if action == "hold":
             m.resend_at = None
-            m.last_error = IN_DOUBT + f"held by the operator on {_when(now)}: not resent until `peerwatch outbox retry` or `outbox in-doubt --resend`"
+            m.last_error = (
+                IN_DOUBT
+                + f"held by the operator on {_when(now)}: not resent until `peerwatch outbox retry` or `outbox in-doubt --resend`"
+            )
         elif action == "resend":
             m.resend_at, m.resent_at = now, None
         else:
             m.status, m.sent_at, m.resend_at = OutboxStatus.SENT, now, None
             m.last_error = f"marked delivered by the operator on {_when(now)} after an interrupted send"
         session.add(m)
-        engine.record_change(session, "outbox", m.id, f"in_doubt_{action}", actor=actor, role=role, clock=clock,  # type: ignore[arg-type]
-                             from_state="in doubt", state=str(m.status) if action == "delivered" else "in doubt",
-                             data={"item": f"{m.kind} {m.item_id}", "template": m.template, "message_id": m.message_id})
+        engine.record_change(
+            session,
+            "outbox",
+            m.id,
+            f"in_doubt_{action}",
+            actor=actor,
+            role=role,
+            clock=clock,  # type: ignore[arg-type]
+            from_state="in doubt",
+            state=str(m.status) if action == "delivered" else "in doubt",
+            data={"item": f"{m.kind} {m.item_id}", "template": m.template, "message_id": m.message_id},
+        )
     return rows
 
 
@@ -386,13 +479,23 @@ def _render(rows: list[OutboxMessage]) -> list[tuple[OutboxMessage, str]]:
         if r.body_text is None:
             try:
                 r.subject, r.body_text, r.body_html = rendered(r)
-            except Exception as exc:  # noqa: BLE001 - any template error: an incident, never a crash of the run
-                failed.append((r, f"letter could not be rendered from template {r.template!r}: {type(exc).__name__}: {exc}"))
+            except Exception as exc:
+                failed.append(
+                    (r, f"letter could not be rendered from template {r.template!r}: {type(exc).__name__}: {exc}")
+                )
     return failed
 
 
-def _fail(r: OutboxMessage, before: str, error: str, now: datetime, policy: Policy, dpolicy: DispatchPolicy,
-          summary: DispatchSummary, at_once: bool = False) -> None:
+def _fail(
+    r: OutboxMessage,
+    before: str,
+    error: str,
+    now: datetime,
+    policy: Policy,
+    dpolicy: DispatchPolicy,
+    summary: DispatchSummary,
+    at_once: bool = False,
+) -> None:
     """A try that did not deliver: queued again on the back-off, or failed (an incident) after N
     tries, or ``at_once`` for what retrying cannot mend."""
     r.last_error, r.message_id, r.resend_at = error, None, None
@@ -408,16 +511,21 @@ def _fail(r: OutboxMessage, before: str, error: str, now: datetime, policy: Poli
         summary.retried += 1
 
 
-def _claim(session: Session, rows: list[OutboxMessage], read: dict[int, tuple[str, int]],
-           lease_until: datetime) -> list[tuple[OutboxMessage, str]]:
+def _claim(
+    session: Session, rows: list[OutboxMessage], read: dict[int, tuple[str, int]], lease_until: datetime
+) -> list[tuple[OutboxMessage, str]]:
     """Claim rows still as we read them (conditional UPDATE); returns (row, status before)."""
     claimed = []
     for r in rows:
         status, attempts = read[r.id]  # type: ignore[index]
         result = session.execute(
-            update(OutboxMessage).where(
-                col(OutboxMessage.id) == r.id, col(OutboxMessage.status) == status, col(OutboxMessage.attempts) == attempts,
-            ).values(status=OutboxStatus.SENDING, attempts=attempts + 1, next_attempt_at=lease_until)
+            update(OutboxMessage)
+            .where(
+                col(OutboxMessage.id) == r.id,
+                col(OutboxMessage.status) == status,
+                col(OutboxMessage.attempts) == attempts,
+            )
+            .values(status=OutboxStatus.SENDING, attempts=attempts + 1, next_attempt_at=lease_until)
             .execution_options(synchronize_session=False)
         )
         if result.rowcount == 1:  # type: ignore[attr-defined]
@@ -428,8 +536,15 @@ def _claim(session: Session, rows: list[OutboxMessage], read: dict[int, tuple[st
 class _Run:
     """One dispatch run's sending, with its count of consecutive connection failures."""
 
-    def __init__(self, session: Session, transport: Transport, clock: Clock, policy: Policy, dpolicy: DispatchPolicy,
-                 summary: DispatchSummary) -> None:
+    def __init__(
+        self,
+        session: Session,
+        transport: Transport,
+        clock: Clock,
+        policy: Policy,
+        dpolicy: DispatchPolicy,
+        summary: DispatchSummary,
+    ) -> None:
         self.session, self.transport, self.clock, self.policy, self.dpolicy = session, transport, clock, policy, dpolicy
         self.summary, self.now = summary, clock.now()
         self.lease_until = self.now + timedelta(seconds=dpolicy.sending_lease_seconds)
@@ -452,7 +567,7 @@ class _Run:
         except ConnectionFailed as exc:
             self.unreachable += 1
             return exc
-        except Exception as exc:  # noqa: BLE001 - TransportError, or anything else the transport raised: not sent
+        except Exception as exc:
             self.unreachable = 0
             return exc
         self.unreachable = 0
@@ -463,16 +578,28 @@ class _Run:
             self.summary.not_tried += left
             self.summary.errors.append(
                 f"stopped after {self.unreachable} consecutive failures to reach the mail service: "
-                f"{left} message(s) left queued for the next run")
+                f"{left} message(s) left queued for the next run"
+            )
 
 
 def _resend_in_doubt(run: _Run, files: dict[str, list[Attachment]]) -> None:
     """Resend, once and with the same Message-ID, each letter in doubt whose wait is over."""
     session, now, summary = run.session, run.now, run.summary
-    due = [r for r in session.exec(select(OutboxMessage).where(
-        OutboxMessage.status == OutboxStatus.SENDING, col(OutboxMessage.resend_at).is_not(None),
-        col(OutboxMessage.resend_at) <= now, col(OutboxMessage.resent_at).is_(None),
-    ).order_by(col(OutboxMessage.id)).execution_options(populate_existing=True)) if is_in_doubt(r)]
+    due = [
+        r
+        for r in session.exec(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.status == OutboxStatus.SENDING,
+                col(OutboxMessage.resend_at).is_not(None),
+                col(OutboxMessage.resend_at) <= now,
+                col(OutboxMessage.resent_at).is_(None),
+            )
+            .order_by(col(OutboxMessage.id))
+            .execution_options(populate_existing=True)
+        )
+        if is_in_doubt(r)
+    ]
     groups: dict[str, list[OutboxMessage]] = defaultdict(list)
     for r in due:
         groups[r.message_id or f"row:{r.id}"].append(r)
@@ -483,13 +610,24 @@ def _resend_in_doubt(run: _Run, files: dict[str, list[Attachment]]) -> None:
         left -= 1
         claimed = []
         for r in rows:  # still in doubt and not settled by someone else since we read it
-            result = session.execute(update(OutboxMessage).where(
-                col(OutboxMessage.id) == r.id, col(OutboxMessage.status) == OutboxStatus.SENDING,
-                col(OutboxMessage.resend_at) == r.resend_at, col(OutboxMessage.resent_at).is_(None),
-                col(OutboxMessage.attempts) == r.attempts,
-            ).values(resent_at=now, resend_at=None, attempts=r.attempts + 1, next_attempt_at=run.lease_until,
-                     last_error=f"being resent after a crash mid-send, same Message-ID {mid}")
-                .execution_options(synchronize_session=False))
+            result = session.execute(
+                update(OutboxMessage)
+                .where(
+                    col(OutboxMessage.id) == r.id,
+                    col(OutboxMessage.status) == OutboxStatus.SENDING,
+                    col(OutboxMessage.resend_at) == r.resend_at,
+                    col(OutboxMessage.resent_at).is_(None),
+                    col(OutboxMessage.attempts) == r.attempts,
+                )
+                .values(
+                    resent_at=now,
+                    resend_at=None,
+                    attempts=r.attempts + 1,
+                    next_attempt_at=run.lease_until,
+                    last_error=f"being resent after a crash mid-send, same Message-ID {mid}",
+                )
+                .execution_options(synchronize_session=False)
+            )
             if result.rowcount == 1:  # type: ignore[attr-defined]
                 claimed.append(r)
         if not claimed:
@@ -500,8 +638,9 @@ def _resend_in_doubt(run: _Run, files: dict[str, list[Attachment]]) -> None:
             r.last_error = f"being resent after a crash mid-send, same Message-ID {mid}"
             session.add(r)
         session.commit()  # claimed: a crash now leaves it in doubt, never resent a second time
-        msg, going, broken = _build_guarded(claimed, run.transport.sender, run.clock, files,
-                                            None if mid.startswith("row:") else mid)
+        msg, going, broken = _build_guarded(
+            claimed, run.transport.sender, run.clock, files, None if mid.startswith("row:") else mid
+        )
         for r in claimed:
             if id(r) in broken:
                 run.unsendable(r, OutboxStatus.SENDING, broken[id(r)])
@@ -510,11 +649,19 @@ def _resend_in_doubt(run: _Run, files: dict[str, list[Attachment]]) -> None:
             exc = run.send(msg)
             for r in going:
                 if exc is None:
-                    r.status, r.sent_at, r.last_error, r.message_id = OutboxStatus.SENT, now, None, str(msg["Message-ID"])
+                    r.status, r.sent_at, r.last_error, r.message_id = (
+                        OutboxStatus.SENT,
+                        now,
+                        None,
+                        str(msg["Message-ID"]),
+                    )
                 else:  # not taken: still in doubt (the first send may have arrived), resend tried again later
                     r.resent_at, r.message_id = None, str(msg["Message-ID"])
                     r.resend_at = now + backoff(run.policy, run.dpolicy, r.attempts)
-                    r.last_error = IN_DOUBT + f"the resend after a crash was not taken ({exc}): tried again after {_when(r.resend_at)}"
+                    r.last_error = (
+                        IN_DOUBT
+                        + f"the resend after a crash was not taken ({exc}): tried again after {_when(r.resend_at)}"
+                    )
                 session.add(r)
             if exc is None:
                 summary.resent += 1
@@ -526,8 +673,14 @@ def _resend_in_doubt(run: _Run, files: dict[str, list[Attachment]]) -> None:
     run.stop_note(left)
 
 
-def dispatch(session: Session, transport: Transport, clock: Clock, policy: Policy | None = None, limit: int = 1000,
-             dpolicy: DispatchPolicy | None = None) -> DispatchSummary:
+def dispatch(
+    session: Session,
+    transport: Transport,
+    clock: Clock,
+    policy: Policy | None = None,
+    limit: int = 1000,
+    dpolicy: DispatchPolicy | None = None,
+) -> DispatchSummary:
     """Recover interrupted sends, resend those in doubt whose wait is over, then send what is due;
     commits as it goes so nothing goes twice in the normal path."""
     policy = policy or Policy.from_env()
@@ -535,11 +688,17 @@ def dispatch(session: Session, transport: Transport, clock: Clock, policy: Polic
     summary = recover(session, transport, clock, dpolicy)
     run = _Run(session, transport, clock, policy, dpolicy, summary)
     now = run.now
-    due = list(session.exec(
-        select(OutboxMessage).where(col(OutboxMessage.status).in_([OutboxStatus.QUEUED, OutboxStatus.FAILED]),
-                                    col(OutboxMessage.next_attempt_at) <= now)
-        .order_by(col(OutboxMessage.id)).limit(limit)
-    ))
+    due = list(
+        session.exec(
+            select(OutboxMessage)
+            .where(
+                col(OutboxMessage.status).in_([OutboxStatus.QUEUED, OutboxStatus.FAILED]),
+                col(OutboxMessage.next_attempt_at) <= now,
+            )
+            .order_by(col(OutboxMessage.id))
+            .limit(limit)
+        )
+    )
     read = {r.id: (r.status, r.attempts) for r in due}  # what we saw: the claim checks it is unchanged
     batches: list[list[OutboxMessage]] = []
     digests: dict[str, list[OutboxMessage]] = defaultdict(list)
@@ -552,7 +711,7 @@ def dispatch(session: Session, transport: Transport, clock: Clock, policy: Polic
     keys = [r.idempotency_key for r in due if r.category == "letter"]
     files: dict[str, list[Attachment]] = defaultdict(list)
     for start in range(0, len(keys), 500):
-        for a in session.exec(select(Attachment).where(col(Attachment.idempotency_key).in_(keys[start:start + 500]))):
+        for a in session.exec(select(Attachment).where(col(Attachment.idempotency_key).in_(keys[start : start + 500]))):
             files[a.idempotency_key].append(a)
 
     _resend_in_doubt(run, files)
@@ -586,7 +745,12 @@ def dispatch(session: Session, transport: Transport, clock: Clock, policy: Polic
             continue
         claimed = [(r, before) for r, before in claimed if id(r) not in unbuilt]
         for r, _ in claimed:  # the same values the claim wrote, plus the Message-ID, for recovery
-            r.status, r.attempts, r.next_attempt_at, r.message_id = OutboxStatus.SENDING, read[r.id][1] + 1, lease_until, str(msg["Message-ID"])  # type: ignore[index]
+            r.status, r.attempts, r.next_attempt_at, r.message_id = (
+                OutboxStatus.SENDING,
+                read[r.id][1] + 1,
+                lease_until,
+                str(msg["Message-ID"]),
+            )  # type: ignore[index]
             session.add(r)
         session.commit()  # claimed: never handed to the transport twice
         exc = run.send(msg)

@@ -12,7 +12,7 @@ draft or final) and a footer "page N of M"; the first page opens with a document
 from __future__ import annotations
 
 import unicodedata
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -63,13 +63,19 @@ def control_block(doc: dict[str, Any], draft: bool) -> list[tuple[str, str]]:
     report, svc, net = doc["report"], doc["service"], doc["network"]
     if draft:
         status = "DRAFT for factual accuracy check (not for circulation)"
-        when = (f"draft of the visit on {_t(doc['visit']['date'])}" if doc["visit"]
-                else f"draft of the self-assessment received on {_t(report['basis_date'])}")
+        when = (
+            f"draft of the visit on {_t(doc['visit']['date'])}"
+            if doc["visit"]
+            else f"draft of the self-assessment received on {_t(report['basis_date'])}"
+        )
     else:
         status = "Final" + (", published" if report.get("published_on") else "")
         issued = report.get("reissued_on") or report.get("approved_on")
-        when = f"{_t(issued)} ({'re-issued after an appeal' if report.get('reissued_on') else 'approved'})" if issued \
+        when = (
+            f"{_t(issued)} ({'re-issued after an appeal' if report.get('reissued_on') else 'approved'})"
+            if issued
             else _t(report["basis_date"])
+        )
     return [
         ("Network", f"{net['name']} ({net['code']})" if net.get("code") else net["name"]),
         ("Service", f"{svc['name']} ({svc['kind']}), {doc['organisation']['name']}"),
@@ -85,8 +91,10 @@ def render_report_pdf(doc: dict[str, Any], draft: bool = False) -> bytes:
     from fpdf.fonts import FontFace
 
     report, svc, net = doc["report"], doc["service"], doc["network"]
-    running = _t(f"{net.get('code') or net['name']} · {svc['name']} · Report-{report['id']} issue {report['issue']} · "
-                 f"{'DRAFT' if draft else 'Final'}")
+    running = _t(
+        f"{net.get('code') or net['name']} · {svc['name']} · Report-{report['id']} issue {report['issue']} · "
+        f"{'DRAFT' if draft else 'Final'}"
+    )
 
     class Report(FPDF):
         def header(self) -> None:
@@ -113,7 +121,7 @@ def render_report_pdf(doc: dict[str, Any], draft: bool = False) -> bytes:
     pdf.set_author(_t(net["name"]))
     pdf.set_subject(_t(f"Report-{report['id']} issue {report['issue']}, {'draft' if draft else 'final'}"))
     made = report.get("reissued_on") or report.get("approved_on") or report["basis_date"]
-    pdf.set_creation_date(datetime(made.year, made.month, made.day, tzinfo=timezone.utc))  # same data, same bytes
+    pdf.set_creation_date(datetime(made.year, made.month, made.day, tzinfo=UTC))  # same data, same bytes
     pdf.set_auto_page_break(True, margin=18)
     pdf.add_page()
     heading = FontFace(emphasis="BOLD", fill_color=(220, 230, 242))
@@ -128,8 +136,13 @@ def render_report_pdf(doc: dict[str, Any], draft: bool = False) -> bytes:
         pdf.multi_cell(0, 5.5, _t(text), new_x="LMARGIN", new_y="NEXT")
 
     def table(headings: list[str] | None, rows: list[list[Any]], widths: tuple[int, ...]) -> None:
-        with pdf.table(col_widths=widths, headings_style=heading, line_height=5.5, text_align="LEFT",
-                       first_row_as_headings=headings is not None) as t:
+        with pdf.table(
+            col_widths=widths,
+            headings_style=heading,
+            line_height=5.5,
+            text_align="LEFT",
+            first_row_as_headings=headings is not None,
+        ) as t:
             if headings is not None:
                 t.row([_t(x) for x in headings])
             for r in rows:
@@ -147,16 +160,24 @@ def render_report_pdf(doc: dict[str, Any], draft: bool = False) -> bytes:
     else:
         p(f"Based on the self-assessment received on {_t(report['basis_date'])}.")
     if report.get("approved_on"):
-        p(f"Approved {_t(report['approved_on'])}." + (f" Published {_t(report['published_on'])}." if report.get("published_on") else "")
-          + (f" Re-issued {_t(report['reissued_on'])} after an appeal." if report.get("reissued_on") else ""))
+        p(
+            f"Approved {_t(report['approved_on'])}."
+            + (f" Published {_t(report['published_on'])}." if report.get("published_on") else "")
+            + (f" Re-issued {_t(report['reissued_on'])} after an appeal." if report.get("reissued_on") else "")
+        )
 
     h("Compliance against the standards")
     if doc["compliance"]:
-        table(["Ref", "Standard", "Compliance", "Comment"],
-              [[c["ref"], c.get("descriptor", ""), c["status"], c.get("comment", "")] for c in doc["compliance"]], (18, 80, 30, 62))
+        table(
+            ["Ref", "Standard", "Compliance", "Comment"],
+            [[c["ref"], c.get("descriptor", ""), c["status"], c.get("comment", "")] for c in doc["compliance"]],
+            (18, 80, 30, 62),
+        )
         counts = doc["counts"]
-        p(f"Met {counts['Met']}, Partially Met {counts['Partially Met']}, Unmet {counts['Unmet']}"
-          + (f"; total achievement {doc['achievement']}%." if doc["achievement"] is not None else "."))
+        p(
+            f"Met {counts['Met']}, Partially Met {counts['Partially Met']}, Unmet {counts['Unmet']}"
+            + (f"; total achievement {doc['achievement']}%." if doc["achievement"] is not None else ".")
+        )
     else:
         p("No standards recorded.")
 
@@ -167,15 +188,28 @@ def render_report_pdf(doc: dict[str, Any], draft: bool = False) -> bytes:
     h("Immediate risks, serious concerns and general concerns")
     if doc["risks"]:
         names = {"IR": "Immediate risk", "SC": "Serious concern", "GC": "General concern"}
-        table(["Ref", "Level", "Finding", "Standard", "Score"],
-              [[r["ref"], names[r["level"]], r["title"] + (" (withdrawn)" if r["state"] == "withdrawn" else ""),
-                r["standard_ref"] or "", r["score"] or ""] for r in doc["risks"]],
-              (18, 32, 92, 25, 23))
+        table(
+            ["Ref", "Level", "Finding", "Standard", "Score"],
+            [
+                [
+                    r["ref"],
+                    names[r["level"]],
+                    r["title"] + (" (withdrawn)" if r["state"] == "withdrawn" else ""),
+                    r["standard_ref"] or "",
+                    r["score"] or "",
+                ]
+                for r in doc["risks"]
+            ],
+            (18, 32, 92, 25, 23),
+        )
     else:
         p("None identified.")
 
     if doc["inaccuracies"]:
         h("Factual accuracy check")
-        table(["#", "Inaccuracy stated by the service", "Outcome"],
-              [[i["id"], i["text"], i["outcome"] or "pending"] for i in doc["inaccuracies"]], (12, 148, 30))
+        table(
+            ["#", "Inaccuracy stated by the service", "Outcome"],
+            [[i["id"], i["text"], i["outcome"] or "pending"] for i in doc["inaccuracies"]],
+            (12, 148, 30),
+        )
     return bytes(pdf.output())

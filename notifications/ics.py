@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,9 +24,18 @@ from states.roles import CONTACT_ROLES
 LONDON = ZoneInfo("Europe/London")
 
 
-def visit_calendar(visit_ref: str, service: str, network: str, sessions: list[dict[str, Any]],
-                   attendees: list[dict[str, str]], stamp: datetime, *, installation: str | None = None,
-                   organizer: dict[str, str] | None = None, sequence: int = 0) -> bytes:
+def visit_calendar(
+    visit_ref: str,
+    service: str,
+    network: str,
+    sessions: list[dict[str, Any]],
+    attendees: list[dict[str, str]],
+    stamp: datetime,
+    *,
+    installation: str | None = None,
+    organizer: dict[str, str] | None = None,
+    sequence: int = 0,
+) -> bytes:
     """One VEVENT per session of the visit day, times in Europe/London, with the same VTIMEZONE
     as the feeds. ``organizer`` (name, email) is who sends the invitation: the network office
     (default: the network, at PEERWATCH_MAIL_FROM's address). ``installation`` (the stored
@@ -112,6 +121,8 @@ def _mail_from() -> str:
     from notifications.transports import DEFAULT_SENDER
 
     return parseaddr(os.environ.get("PEERWATCH_MAIL_FROM", DEFAULT_SENDER))[1] or "peerwatch@network.nhs.invalid"
+
+
 PENDING = tuple(s.value for s in OUTSTANDING)  # still to be met (passed ones show as OVERDUE)
 # Item references as the letters print them (each kind's letter_context).
 REF_PREFIX = {"mssp": "MSSP", "perinatal": "PQS", "surveillance": "QNT", "selfassessment": "SA"}
@@ -186,8 +197,11 @@ def _load(session: Session, network_ids: list[int] | None = None, today: date | 
     for s in services.values():
         first_service_of.setdefault(s.organisation_id, s.id)  # type: ignore[arg-type]
 
-    pending = list(session.exec(select(Deadline).where(col(Deadline.status).in_(PENDING))
-                                .order_by(col(Deadline.due_on), col(Deadline.id))))
+    pending = list(
+        session.exec(
+            select(Deadline).where(col(Deadline.status).in_(PENDING)).order_by(col(Deadline.due_on), col(Deadline.id))
+        )
+    )
     by_kind: dict[str, set[int]] = {}
     for d in pending:
         by_kind.setdefault(d.kind, set()).add(d.item_id)
@@ -196,7 +210,7 @@ def _load(session: Session, network_ids: list[int] | None = None, today: date | 
         model = get_spec(kind).model
         wanted = sorted(ids)
         for start in range(0, len(wanted), 900):
-            for row in session.exec(select(model).where(col(model.id).in_(wanted[start:start + 900]))):
+            for row in session.exec(select(model).where(col(model.id).in_(wanted[start : start + 900]))):
                 items[(kind, row.id)] = row
     data = _FeedData(networks, services, iid)
     for d in pending:
@@ -209,8 +223,9 @@ def _load(session: Session, network_ids: list[int] | None = None, today: date | 
             where = _place(row, services, first_service_of)
             if where is not None and where.network_id in networks:
                 data.closed.setdefault((where.network_id, where.service_id), []).append((d, row))
-    for v in session.exec(select(Visit).where(col(Visit.visit_date).is_not(None))
-                          .order_by(col(Visit.visit_date), col(Visit.id))):
+    for v in session.exec(
+        select(Visit).where(col(Visit.visit_date).is_not(None)).order_by(col(Visit.visit_date), col(Visit.id))
+    ):
         net_id = services[v.service_id].network_id
         if net_id in networks:
             data.visits.setdefault((net_id, v.service_id), []).append(v)
@@ -225,7 +240,7 @@ def _recently_closed(session: Session, today: date) -> list[tuple[Deadline, Any]
     days = cancelled_days()
     if days == 0:
         return []
-    since = datetime.combine(today - timedelta(days=days), time(0), LONDON).astimezone(timezone.utc)
+    since = datetime.combine(today - timedelta(days=days), time(0), LONDON).astimezone(UTC)
     closed = DeadlineStatus.CLOSED.value
     kinds = sorted(session.exec(select(Deadline.kind).where(Deadline.status == closed).distinct()))
     out: list[tuple[Deadline, Any]] = []
@@ -234,8 +249,13 @@ def _recently_closed(session: Session, today: date) -> list[tuple[Deadline, Any]
         recent = {row.id: row for row in session.exec(select(model).where(col(model.updated_at) >= since))}
         wanted = sorted(recent)
         for start in range(0, len(wanted), 900):
-            for d in session.exec(select(Deadline).where(Deadline.status == closed, Deadline.kind == kind,
-                                                         col(Deadline.item_id).in_(wanted[start:start + 900]))):
+            for d in session.exec(
+                select(Deadline).where(
+                    Deadline.status == closed,
+                    Deadline.kind == kind,
+                    col(Deadline.item_id).in_(wanted[start : start + 900]),
+                )
+            ):
                 out.append((d, recent[d.item_id]))
     out.sort(key=lambda e: (e[0].due_on, e[0].id))
     return out
@@ -266,7 +286,9 @@ def _all_day(uid: str, first: date, last: date, stamp: datetime, sequence: int) 
     return ev
 
 
-def _deadline_event(d: Deadline, row: Any, where: tuple[int, int | None], data: _FeedData, today: date, stamp: datetime) -> Event:
+def _deadline_event(
+    d: Deadline, row: Any, where: tuple[int, int | None], data: _FeedData, today: date, stamp: datetime
+) -> Event:
     """All day on the due date; the summary says what is due from whom, the description how to act.
 
     A closed deadline is the same event (same UID) as STATUS:CANCELLED: its SEQUENCE, the item's
@@ -279,12 +301,21 @@ def _deadline_event(d: Deadline, row: Any, where: tuple[int, int | None], data: 
     network_id, service_id = where
     about = data.services[service_id].name if service_id else data.networks[network_id].code
     closed = d.status == DeadlineStatus.CLOSED
-    flag = ("CANCELLED: " if closed else "PAUSED: " if d.status == DeadlineStatus.PAUSED
-            else "OVERDUE: " if d.due_on < today else "")
+    flag = (
+        "CANCELLED: "
+        if closed
+        else "PAUSED: "
+        if d.status == DeadlineStatus.PAUSED
+        else "OVERDUE: "
+        if d.due_on < today
+        else ""
+    )
     ev = _all_day(uid("deadline", d.id, data.installation), d.due_on, d.due_on, stamp, row.version)
     ev.add("summary", f"{flag}{d.kind} {ref} {what} due - {owner} ({about})")
-    lines = [f"{ref} ({d.kind}, {row.state}) at {about}: {getattr(row, 'title', None) or spec.describe}.",
-             f"Deadline: {what}, due {d.due_on:%a %d %b %Y}. {owner} must act: {rule.step if rule else what}."]
+    lines = [
+        f"{ref} ({d.kind}, {row.state}) at {about}: {getattr(row, 'title', None) or spec.describe}.",
+        f"Deadline: {what}, due {d.due_on:%a %d %b %Y}. {owner} must act: {rule.step if rule else what}.",
+    ]
     if closed:
         lines.append(f"No longer due: {ref} moved on (now {row.state}); this deadline is closed.")
     elif d.status == DeadlineStatus.PAUSED:
@@ -312,12 +343,20 @@ def _visit_event(v: Visit, data: _FeedData, stamp: datetime) -> Event:
     ev.add("dtstart", sessions[0]["start"].replace(tzinfo=LONDON))
     ev.add("dtend", sessions[-1]["end"].replace(tzinfo=LONDON))
     mode = "virtual" if v.mode == "virtual" else "in person"
-    ev.add("summary", f"{'CANCELLED: ' if v.state == 'cancelled' else ''}Peer review visit Visit-{v.id}: {svc.name} ({mode})")
+    ev.add(
+        "summary",
+        f"{'CANCELLED: ' if v.state == 'cancelled' else ''}Peer review visit Visit-{v.id}: {svc.name} ({mode})",
+    )
     program = [f"{s['start']:%H:%M}-{s['end']:%H:%M} {s['title']} ({s['who']})" for s in sessions]
-    ev.add("description", "\n".join([f"Visit-{v.id} ({v.state}), {mode}.", *program, f"Details: peerwatch visit show {v.id}"]))
+    ev.add(
+        "description",
+        "\n".join([f"Visit-{v.id} ({v.state}), {mode}.", *program, f"Details: peerwatch visit show {v.id}"]),
+    )
     ev["location"] = vText("Virtual" if v.mode == "virtual" else svc.name)
     ev.add("categories", ["visit"])
-    ev.add("status", "CANCELLED" if v.state == "cancelled" else "CONFIRMED" if v.state in CONFIRMED_VISIT else "TENTATIVE")
+    ev.add(
+        "status", "CANCELLED" if v.state == "cancelled" else "CONFIRMED" if v.state in CONFIRMED_VISIT else "TENTATIVE"
+    )
     return ev
 
 
@@ -326,8 +365,11 @@ def _phase_event(p: ProgrammePhase, data: _FeedData, stamp: datetime) -> Event:
     year = f"{p.programme_year}-{str(p.programme_year + 1)[2:]}"
     ev = _all_day(uid("phase", p.id, data.installation), p.opens_on, p.due_on, stamp, p.version)
     ev.add("summary", f"{net.code} programme {year} {p.quarter}: {p.title}")
-    ev.add("description", f"Phase-{p.id} ({p.state}) of the {net.name} programme year {year}, cycle year {p.cycle_year}: "
-                          f"{p.opens_on:%d %b %Y} to {p.due_on:%d %b %Y}.\nDetails: peerwatch phase show {p.id}")
+    ev.add(
+        "description",
+        f"Phase-{p.id} ({p.state}) of the {net.name} programme year {year}, cycle year {p.cycle_year}: "
+        f"{p.opens_on:%d %b %Y} to {p.due_on:%d %b %Y}.\nDetails: peerwatch phase show {p.id}",
+    )
     ev.add("categories", ["phase"])
     ev.add("status", "CONFIRMED")
     return ev
@@ -336,8 +378,8 @@ def _phase_event(p: ProgrammePhase, data: _FeedData, stamp: datetime) -> Event:
 def _stamp(today: date) -> tuple[date, datetime]:
     """A clock's instant, or a bare date (stamped at its start in London): (local date, DTSTAMP)."""
     if isinstance(today, datetime):
-        return local_date(today), today.astimezone(timezone.utc)
-    return today, datetime.combine(today, time(0), LONDON).astimezone(timezone.utc)
+        return local_date(today), today.astimezone(UTC)
+    return today, datetime.combine(today, time(0), LONDON).astimezone(UTC)
 
 
 def _feed(data: _FeedData, network_id: int, today: date, service_id: int | None) -> bytes:
@@ -348,12 +390,16 @@ def _feed(data: _FeedData, network_id: int, today: date, service_id: int | None)
     (complaints without a service, phases, Trust submissions): those are the network's work."""
     day, stamp = _stamp(today)
     net = data.networks[network_id]
-    name = f"peerwatch {net.code}: {data.services[service_id].name}" if service_id else f"peerwatch {net.code}: {net.name}"
+    name = (
+        f"peerwatch {net.code}: {data.services[service_id].name}" if service_id else f"peerwatch {net.code}: {net.name}"
+    )
     cal = _calendar(name)
     events: list[tuple[date, str, Event]] = []
     for key in data.services_of(network_id) if service_id is None else [service_id]:
         for d, row in [*data.deadlines.get((network_id, key), []), *data.closed.get((network_id, key), [])]:
-            events.append((d.due_on, f"deadline-{d.id:012d}", _deadline_event(d, row, (network_id, key), data, day, stamp)))
+            events.append(
+                (d.due_on, f"deadline-{d.id:012d}", _deadline_event(d, row, (network_id, key), data, day, stamp))
+            )
         for v in data.visits.get((network_id, key), []) if key is not None else []:
             events.append((v.visit_date, f"visit-{v.id:012d}", _visit_event(v, data, stamp)))  # type: ignore[arg-type]
     for p in data.phases.get(network_id, []):

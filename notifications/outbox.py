@@ -60,7 +60,9 @@ def _level(c: Contact) -> int:
     return 0 if c.service_id else 1 if c.organisation_id else 2 if c.network_id else 3
 
 
-def prefetch_recipients(session: Session, items: list[tuple[KindSpec, Any, list[Letter]]], on: date | None = None) -> None:
+def prefetch_recipients(
+    session: Session, items: list[tuple[KindSpec, Any, list[Letter]]], on: date | None = None
+) -> None:
     """Resolve the recipients of a batch's letters in one query, into ``resolve``'s cache."""
     day = _on(on)
     wanted: set[Key] = set()
@@ -113,19 +115,32 @@ def _look_up_on(session: Session, cache: dict[Any, list[Contact]], wanted: set[K
     if ids[3]:
         levels.append(no_service & no_organisation & col(Contact.network_id).in_(ids[3]))
     held: dict[tuple[str, int, int | None], list[Contact]] = {}
-    in_force = and_(or_(Contact.valid_from.is_(None), col(Contact.valid_from) <= day),  # type: ignore[union-attr]
-                    or_(Contact.valid_until.is_(None), col(Contact.valid_until) > day))  # type: ignore[union-attr]
-    for c in session.exec(select(Contact).where(col(Contact.role).in_({k[0] for k in wanted}), or_(*levels), in_force).order_by(Contact.id)):  # type: ignore[arg-type]
+    in_force = and_(
+        or_(Contact.valid_from.is_(None), col(Contact.valid_from) <= day),  # type: ignore[union-attr]
+        or_(Contact.valid_until.is_(None), col(Contact.valid_until) > day),
+    )  # type: ignore[union-attr]
+    for c in session.exec(
+        select(Contact)
+        .where(col(Contact.role).in_({k[0] for k in wanted}), or_(*levels), in_force)
+        .order_by(Contact.id)
+    ):  # type: ignore[arg-type]
         level = _level(c)
         held.setdefault((c.role, level, (c.service_id, c.organisation_id, c.network_id, None)[level]), []).append(c)
     for key in wanted:
         role, service_id, organisation_id, network_id, _day = key
-        cache[key] = next((found for found in (
-            held.get((role, 0, service_id)) if service_id is not None else None,
-            held.get((role, 1, organisation_id)) if organisation_id is not None else None,
-            held.get((role, 2, network_id)) if network_id is not None else None,
-            held.get((role, 3, None)),
-        ) if found), [])
+        cache[key] = next(
+            (
+                found
+                for found in (
+                    held.get((role, 0, service_id)) if service_id is not None else None,
+                    held.get((role, 1, organisation_id)) if organisation_id is not None else None,
+                    held.get((role, 2, network_id)) if network_id is not None else None,
+                    held.get((role, 3, None)),
+                )
+                if found
+            ),
+            [],
+        )
 
 
 _DATE, _DATETIME = "$peerwatch:date", "$peerwatch:datetime"  # tags no letter's own data uses
@@ -206,8 +221,14 @@ def enqueue_letters(
         return 0
     session.flush()  # so the item's new deadlines are visible to the letter
     deadlines = open_deadlines(session, spec.name, [row.id]).get(row.id, {})
-    return len(write(session, compose(session, spec, row, letters, key=key, now=clock.now(), today=today,
-                                      deadlines=deadlines, extra=extra)))
+    return len(
+        write(
+            session,
+            compose(
+                session, spec, row, letters, key=key, now=clock.now(), today=today, deadlines=deadlines, extra=extra
+            ),
+        )
+    )
 
 
 def open_deadlines(session: Session, kind: str, item_ids: list[int]) -> dict[int, dict[str, date]]:
@@ -218,10 +239,13 @@ def open_deadlines(session: Session, kind: str, item_ids: list[int]) -> dict[int
     out: dict[int, dict[str, date]] = {i: {} for i in item_ids}
     for start in range(0, len(item_ids), 900):
         for item_id, name, due_on in session.execute(
-            select_core(t.c.item_id, t.c.name, t.c.due_on).where(
-                t.c.kind == kind, t.c.item_id.in_(item_ids[start:start + 900]),
+            select_core(t.c.item_id, t.c.name, t.c.due_on)
+            .where(
+                t.c.kind == kind,
+                t.c.item_id.in_(item_ids[start : start + 900]),
                 t.c.status.in_(OUTSTANDING),
-            ).order_by(t.c.due_on, t.c.id)
+            )
+            .order_by(t.c.due_on, t.c.id)
         ):
             out[item_id][name] = due_on
     return out
@@ -258,12 +282,22 @@ def compose(
         to_people += [{"name": n, "email": e, "role": "", "role_name": ""} for n, e in letter.people]
         cc_people = [_person(c) for _, people in cc for c in people]
         context = {
-            **base, "today": today, "deadlines": deadlines, "to": to_people, "cc": cc_people,
-            "signatories": signatories, **(extra or {}), **dict(letter.context),
+            **base,
+            "today": today,
+            "deadlines": deadlines,
+            "to": to_people,
+            "cc": cc_people,
+            "signatories": signatories,
+            **(extra or {}),
+            **dict(letter.context),
         }
         frozen = freeze(context)
         stem = f"{spec.name}:{row.id}:{key}:{letter.template}{':' + letter.key if letter.key else ''}"
-        note = f"no contact holds the role(s) {', '.join(CONTACT_ROLES.get(r, r) for r in missing)} for this item" if missing else None
+        note = (
+            f"no contact holds the role(s) {', '.join(CONTACT_ROLES.get(r, r) for r in missing)} for this item"
+            if missing
+            else None
+        )
         if letter.category == "letter":
             batches = [(stem, to_people, cc_people, letter.category)]
         else:
@@ -274,17 +308,45 @@ def compose(
             status, error = OutboxStatus.QUEUED, note
             if category == "incident":
                 role = idem.rsplit(":", 1)[1]
-                status, error = OutboxStatus.UNDELIVERABLE, f"no contact holds the role {CONTACT_ROLES.get(role, role)} for this item: add one, then resend"
+                status, error = (
+                    OutboxStatus.UNDELIVERABLE,
+                    f"no contact holds the role {CONTACT_ROLES.get(role, role)} for this item: add one, then resend",
+                )
             elif not recipients:
                 status = OutboxStatus.UNDELIVERABLE
-            files = [{"idempotency_key": idem, "filename": f, "content_type": c, "data": d}
-                     for f, c, d in letter.attachments] if category == "letter" else []
-            out.append(Message(row={
-                "idempotency_key": idem, "kind": spec.name, "item_id": row.id, "template": letter.template,
-                "category": category, "context": frozen, "subject": None, "body_text": None, "body_html": None,
-                "to": recipients, "cc": copies, "status": getattr(status, "value", status), "attempts": 0, "last_error": error,
-                "created_at": now, "next_attempt_at": now, "sent_at": None, "message_id": None,
-            }, attachments=files))
+            files = (
+                [
+                    {"idempotency_key": idem, "filename": f, "content_type": c, "data": d}
+                    for f, c, d in letter.attachments
+                ]
+                if category == "letter"
+                else []
+            )
+            out.append(
+                Message(
+                    row={
+                        "idempotency_key": idem,
+                        "kind": spec.name,
+                        "item_id": row.id,
+                        "template": letter.template,
+                        "category": category,
+                        "context": frozen,
+                        "subject": None,
+                        "body_text": None,
+                        "body_html": None,
+                        "to": recipients,
+                        "cc": copies,
+                        "status": getattr(status, "value", status),
+                        "attempts": 0,
+                        "last_error": error,
+                        "created_at": now,
+                        "next_attempt_at": now,
+                        "sent_at": None,
+                        "message_id": None,
+                    },
+                    attachments=files,
+                )
+            )
     return out
 
 
@@ -296,8 +358,11 @@ def write(session: Session, messages: list[Message]) -> list[Message]:
     keys = [m.row["idempotency_key"] for m in messages]
     existing: set[str] = set()
     for start in range(0, len(keys), 900):
-        existing.update(session.execute(select_core(_OUTBOX.c.idempotency_key).where(
-            _OUTBOX.c.idempotency_key.in_(keys[start:start + 900]))).scalars())
+        existing.update(
+            session.execute(
+                select_core(_OUTBOX.c.idempotency_key).where(_OUTBOX.c.idempotency_key.in_(keys[start : start + 900]))
+            ).scalars()
+        )
     fresh: list[Message] = []
     for m in messages:
         k = m.row["idempotency_key"]

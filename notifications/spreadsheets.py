@@ -132,18 +132,44 @@ def render_selfassessment_xlsx(doc: dict[str, Any]) -> bytes:
         ws.column_dimensions[get_column_letter(i)].width = width
     ws.freeze_panes = "B2"  # the header row and the Ref No. stay in view
 
-    with_band = DataValidation(type="list", formula1='"Met,Partially Met,Unmet"', allow_blank=True,
-                               error="Choose Met, Partially Met or Unmet", errorTitle="Self-Assessment")
-    no_band = DataValidation(type="list", formula1='"Met,Unmet"', allow_blank=True,
-                             error="This standard has no 'Partially Met' band: choose Met or Unmet", errorTitle="Self-Assessment")
-    figure = DataValidation(type="decimal", operator="between", formula1="0", formula2="100", allow_blank=True,
-                            error="A percentage from 0 to 100", errorTitle="Figure Achieved")
+    with_band = DataValidation(
+        type="list",
+        formula1='"Met,Partially Met,Unmet"',
+        allow_blank=True,
+        error="Choose Met, Partially Met or Unmet",
+        errorTitle="Self-Assessment",
+    )
+    no_band = DataValidation(
+        type="list",
+        formula1='"Met,Unmet"',
+        allow_blank=True,
+        error="This standard has no 'Partially Met' band: choose Met or Unmet",
+        errorTitle="Self-Assessment",
+    )
+    figure = DataValidation(
+        type="decimal",
+        operator="between",
+        formula1="0",
+        formula2="100",
+        allow_blank=True,
+        error="A percentage from 0 to 100",
+        errorTitle="Figure Achieved",
+    )
     for dv in (with_band, no_band, figure):
         ws.add_data_validation(dv)
     wrap = Alignment(wrap_text=True, vertical="top")
     for r, std in enumerate(doc["rows"], start=2):
-        values = [std["ref"], std["descriptor"], std["criteria_met"], std["criteria_partly"] or "", std["criteria_unmet"],
-                  std.get("self_status") or None, std.get("figure"), std.get("comments") or None, std.get("evidence_location") or None]
+        values = [
+            std["ref"],
+            std["descriptor"],
+            std["criteria_met"],
+            std["criteria_partly"] or "",
+            std["criteria_unmet"],
+            std.get("self_status") or None,
+            std.get("figure"),
+            std.get("comments") or None,
+            std.get("evidence_location") or None,
+        ]
         for c, value in enumerate(values, start=1):
             cell = set_text_cell(ws.cell(row=r, column=c), value)
             cell.alignment = wrap
@@ -161,14 +187,26 @@ def render_selfassessment_xlsx(doc: dict[str, Any]) -> bytes:
         ("Programme year", a["programme_year"]),
         ("Standards", f"{doc['standard_set']['name']}, version {doc['standard_set']['version']}"),
         (ABOUT_REFERENCE, a["ref"]),
-        ("Return by", a["return_by"].strftime("%a %d %b %Y") if a.get("return_by") else "as agreed with the network office"),
+        (
+            "Return by",
+            a["return_by"].strftime("%a %d %b %Y") if a.get("return_by") else "as agreed with the network office",
+        ),
         ("", ""),
-        ("How to complete", "For each standard on the Self-Assessment sheet, fill in Self-Assessment (Met, Partially Met "
-                            "or Unmet), Figure Achieved, Supporting Comments and Evidence location."),
-        ("", "Figure Achieved is a percentage from 0 to 100. Where a standard's criteria give percentages, the status "
-             "follows the figure (e.g. 1.2: Met >= 98%, Partially Met 90-98%, Unmet < 90%), and the figure is required."),
+        (
+            "How to complete",
+            "For each standard on the Self-Assessment sheet, fill in Self-Assessment (Met, Partially Met "
+            "or Unmet), Figure Achieved, Supporting Comments and Evidence location.",
+        ),
+        (
+            "",
+            "Figure Achieved is a percentage from 0 to 100. Where a standard's criteria give percentages, the status "
+            "follows the figure (e.g. 1.2: Met >= 98%, Partially Met 90-98%, Unmet < 90%), and the figure is required.",
+        ),
         ("", "'Partially Met' applies only where the standard has a 'Partially Met' criterion."),
-        ("", "Every row needs an Evidence location, e.g. work plan, annual report, Operational Policy or during visit."),
+        (
+            "",
+            "Every row needs an Evidence location, e.g. work plan, annual report, Operational Policy or during visit.",
+        ),
         ("", "Do not add, remove or rename columns, and keep the Ref No. of each standard."),
     ]
     for r, (label, value) in enumerate(lines, start=1):

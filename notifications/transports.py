@@ -129,16 +129,21 @@ class SmtpTransport:
         try:
             return ssl.create_default_context(cafile=self.ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise ConnectionFailed(f"SMTP {self.host}:{self.port}: cannot read the CA file {self.ca_file!r} "
-                                   f"(PEERWATCH_SMTP_CA_FILE): {exc}") from exc
+            raise ConnectionFailed(
+                f"SMTP {self.host}:{self.port}: cannot read the CA file {self.ca_file!r} "
+                f"(PEERWATCH_SMTP_CA_FILE): {exc}"
+            ) from exc
 
     def _where(self) -> str:
         return f"SMTP {self.host}:{self.port}"
 
     def _connect(self) -> smtplib.SMTP:
         context = self.context() if self.tls != "none" else None
-        smtp: smtplib.SMTP = (smtplib.SMTP_SSL(context=context, timeout=self.connect_timeout) if self.tls == "tls"
-                              else smtplib.SMTP(timeout=self.connect_timeout))
+        smtp: smtplib.SMTP = (
+            smtplib.SMTP_SSL(context=context, timeout=self.connect_timeout)
+            if self.tls == "tls"
+            else smtplib.SMTP(timeout=self.connect_timeout)
+        )
         smtp._host = self.host  # the name the certificate must hold (smtplib sets it only when given a host at once)
         try:
             smtp.connect(self.host, self.port)  # the TCP connection and the greeting, within connect_timeout
@@ -149,7 +154,8 @@ class SmtpTransport:
                 if not smtp.has_extn("starttls"):
                     raise ConnectionFailed(
                         f"{self._where()} does not offer STARTTLS, and TLS is required for a relay that is not on "
-                        "this machine: use a relay that does, or PEERWATCH_SMTP_TLS=tls for implicit TLS")
+                        "this machine: use a relay that does, or PEERWATCH_SMTP_TLS=tls for implicit TLS"
+                    )
                 smtp.starttls(context=context)
                 smtp.ehlo()
             if self.username:
@@ -165,8 +171,10 @@ class SmtpTransport:
         except ConnectionFailed:
             raise
         except ssl.SSLCertVerificationError as exc:
-            raise ConnectionFailed(f"{self._where()}: the relay's certificate was refused ({exc.verify_message}): "
-                                   "for a private CA set PEERWATCH_SMTP_CA_FILE") from exc
+            raise ConnectionFailed(
+                f"{self._where()}: the relay's certificate was refused ({exc.verify_message}): "
+                "for a private CA set PEERWATCH_SMTP_CA_FILE"
+            ) from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise ConnectionFailed(f"{self._where()}: cannot reach the relay: {type(exc).__name__}: {exc}") from exc
         try:

@@ -46,20 +46,38 @@ A = AppealState
 LEADS = sorted(NETWORK_LEADS)
 CONSIDERING = [A.INITIAL_CONSIDERATION, A.SUBGROUP_CONVENED]
 TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "submit", "source": A.NEW, "dest": A.SUBMITTED, "roles": ["network-office", *LEADS, "operator"],
-     "conditions": ["is_from_chief_executive", "is_within_window", "has_valid_grounds"]},
+    {
+        "trigger": "submit",
+        "source": A.NEW,
+        "dest": A.SUBMITTED,
+        "roles": ["network-office", *LEADS, "operator"],
+        "conditions": ["is_from_chief_executive", "is_within_window", "has_valid_grounds"],
+    },
     {"trigger": "begin_consideration", "source": A.SUBMITTED, "dest": A.INITIAL_CONSIDERATION, "roles": LEADS},
     {"trigger": "add_subgroup_member", "source": CONSIDERING, "dest": None, "roles": LEADS},
-    {"trigger": "convene_subgroup", "source": A.INITIAL_CONSIDERATION, "dest": A.SUBGROUP_CONVENED, "roles": LEADS,
-     "conditions": ["has_subgroup"]},
-    {"trigger": "decide", "source": CONSIDERING, "dest": A.DECIDED, "roles": LEADS, "note_required": True, "four_eyes": True},
+    {
+        "trigger": "convene_subgroup",
+        "source": A.INITIAL_CONSIDERATION,
+        "dest": A.SUBGROUP_CONVENED,
+        "roles": LEADS,
+        "conditions": ["has_subgroup"],
+    },
+    {
+        "trigger": "decide",
+        "source": CONSIDERING,
+        "dest": A.DECIDED,
+        "roles": LEADS,
+        "note_required": True,
+        "four_eyes": True,
+    },
     {"trigger": "communicate", "source": A.DECIDED, "dest": A.COMMUNICATED, "roles": [*LEADS, "network-office"]},
 ]
 
 NETWORK = ("network-manager", "regional-lead")
 DEADLINE_RULES = {
     "appeal_result": DeadlineRule(
-        owner="network-manager", step="decide the appeal and make the result known",
+        owner="network-manager",
+        step="decide the appeal and make the result known",
         reminder=Letter("appeal_result_due", to=NETWORK, category="reminder"),
         due_today=Letter("appeal_result_due", to=NETWORK, category="reminder", key="today"),
         overdue=Letter("appeal_result_overdue", to=NETWORK, category="chase"),
@@ -106,8 +124,10 @@ def _appellant_problem(session: Session, row: Appeal) -> str | None:
     if person.role != "chief-executive" or person.organisation_id != org.id:
         from states.roles import CONTACT_ROLES
 
-        return (f"an appeal must be submitted by the Chief Executive of {org.name}; "
-                f"{person.name} is {CONTACT_ROLES.get(person.role, person.role)}")
+        return (
+            f"an appeal must be submitted by the Chief Executive of {org.name}; "
+            f"{person.name} is {CONTACT_ROLES.get(person.role, person.role)}"
+        )
     return None
 
 
@@ -117,8 +137,10 @@ def _window_problem(session: Session, row: Appeal) -> str | None:
         return f"report {report.id} is not published ({report.state}): there is nothing to appeal yet"
     last = report.published_on + APPEAL_WINDOW
     if row.submitted_on > last:
-        return (f"submitted {row.submitted_on:%a %d %b %Y}: the window closed on {last:%a %d %b %Y}, "
-                f"4 weeks after publication on {report.published_on:%a %d %b %Y}")
+        return (
+            f"submitted {row.submitted_on:%a %d %b %Y}: the window closed on {last:%a %d %b %Y}, "
+            f"4 weeks after publication on {report.published_on:%a %d %b %Y}"
+        )
     if row.submitted_on < report.published_on:
         return f"submitted {row.submitted_on:%a %d %b %Y}, before publication on {report.published_on:%a %d %b %Y}"
     return None
@@ -147,7 +169,9 @@ def involvement(session: Session, report: Report) -> dict[str, str]:
     """Everyone with prior involvement in the review: lower-case name or email -> how."""
     seen: dict[str, str] = {}
     if report.visit_id:
-        for _m, r in session.exec(select(PanelMember, Reviewer).join(Reviewer).where(PanelMember.visit_id == report.visit_id)):
+        for _m, r in session.exec(
+            select(PanelMember, Reviewer).join(Reviewer).where(PanelMember.visit_id == report.visit_id)
+        ):
             seen.setdefault(r.name.lower(), "sat on the review panel")
             seen.setdefault(r.email.lower(), "sat on the review panel")
     risk_ids = list(session.exec(select(Risk.id).where(Risk.visit_id == report.visit_id))) if report.visit_id else []
@@ -170,7 +194,9 @@ def effects(ctx: Context) -> Effects:
     t, out = ctx.trigger, Effects()
     if t == "submit":
         due = ctx.calendar.add_weeks(row.submitted_on, RESULT_WEEKS)
-        out.deadlines.append(NewDeadline("appeal_result", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)))
+        out.deadlines.append(
+            NewDeadline("appeal_result", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days))
+        )
         out.letters.append(Letter("appeal_acknowledgement", to=("chief-executive",), cc=NETWORK))
     elif t == "add_subgroup_member":
         name, email = str(ctx.params.get("name") or "").strip(), str(ctx.params.get("email") or "").strip()
@@ -235,15 +261,56 @@ def _apply(ctx: Context, withdraw: list[int], regrade: dict[int, str]) -> None:
     note = f"appeal {row.id} {row.outcome}: {ctx.note}"
     at = FixedClock(ctx.now)
     for rid in withdraw:
-        engine.fire(ctx.session, "risk", rid, "withdraw", actor=ctx.actor, role=ctx.role, clock=at, note=note, params=link)
+        engine.fire(
+            ctx.session, "risk", rid, "withdraw", actor=ctx.actor, role=ctx.role, clock=at, note=note, params=link
+        )
     for rid, level in regrade.items():
-        engine.fire(ctx.session, "risk", rid, "regrade", actor=ctx.actor, role=ctx.role, clock=at, note=note, params={**link, "level": level})
-    engine.fire(ctx.session, "report", row.report_id, "reopen_for_amendment", actor=ctx.actor, role=ctx.role, clock=at, note=note, params=link)
-    engine.fire(ctx.session, "report", row.report_id, "reissue", actor=ctx.actor, role=ctx.role, clock=at, note=note, params=link)
+        engine.fire(
+            ctx.session,
+            "risk",
+            rid,
+            "regrade",
+            actor=ctx.actor,
+            role=ctx.role,
+            clock=at,
+            note=note,
+            params={**link, "level": level},
+        )
+    engine.fire(
+        ctx.session,
+        "report",
+        row.report_id,
+        "reopen_for_amendment",
+        actor=ctx.actor,
+        role=ctx.role,
+        clock=at,
+        note=note,
+        params=link,
+    )
+    engine.fire(
+        ctx.session,
+        "report",
+        row.report_id,
+        "reissue",
+        actor=ctx.actor,
+        role=ctx.role,
+        clock=at,
+        note=note,
+        params=link,
+    )
 
 
-def submit(db: Engine, *, report_id: int, appellant_contact_id: int, statement: str, grounds: list[dict[str, Any]],
-           actor: str, role: str, clock: Clock) -> Appeal:
+def submit(
+    db: Engine,
+    *,
+    report_id: int,
+    appellant_contact_id: int,
+    statement: str,
+    grounds: list[dict[str, Any]],
+    actor: str,
+    role: str,
+    clock: Clock,
+) -> Appeal:
     """Submit an appeal; a refusal stores only the refused attempt and the refusal letter, then re-raises."""
     from states import engine
 
@@ -252,11 +319,20 @@ def submit(db: Engine, *, report_id: int, appellant_contact_id: int, statement: 
             report = session.get(Report, report_id)
             if report is None:
                 raise NotFound(f"report {report_id} not found")
-            row = Appeal(report_id=report_id, service_id=report.service_id, appellant_contact_id=appellant_contact_id,
-                         submitted_on=local_date(clock.now()), statement=statement, grounds=grounds, state="new")
+            row = Appeal(
+                report_id=report_id,
+                service_id=report.service_id,
+                appellant_contact_id=appellant_contact_id,
+                submitted_on=local_date(clock.now()),
+                statement=statement,
+                grounds=grounds,
+                state="new",
+            )
             problem = None
             if session.get(Contact, appellant_contact_id) is not None:
-                problem = _appellant_problem(session, row) or _window_problem(session, row) or _grounds_problem(session, row)
+                problem = (
+                    _appellant_problem(session, row) or _window_problem(session, row) or _grounds_problem(session, row)
+                )
             if problem:
                 raise GuardRefused(f"appeal refused: {problem}")
             out = engine.create(session, "appeal", row, "submit", actor=actor, role=role, clock=clock, note=statement)
@@ -267,32 +343,69 @@ def submit(db: Engine, *, report_id: int, appellant_contact_id: int, statement: 
         raise
 
 
-def _refused(db: Engine, report_id: int, contact_id: int, grounds: list[dict[str, Any]], actor: str, role: str,
-             clock: Clock, reason: str) -> None:
+def _refused(
+    db: Engine,
+    report_id: int,
+    contact_id: int,
+    grounds: list[dict[str, Any]],
+    actor: str,
+    role: str,
+    clock: Clock,
+    reason: str,
+) -> None:
     from notifications.outbox import enqueue_letters
     from states.kinds import get_spec
 
     with Session(db) as session:
-        attempt = RefusedAttempt(kind="appeal", item_id=None, trigger="submit", actor=actor or "(none)", role=role, at=clock.now(),
-                                 reason=reason, data={"report_id": report_id, "appellant_contact_id": contact_id, "grounds": grounds})
+        attempt = RefusedAttempt(
+            kind="appeal",
+            item_id=None,
+            trigger="submit",
+            actor=actor or "(none)",
+            role=role,
+            at=clock.now(),
+            reason=reason,
+            data={"report_id": report_id, "appellant_contact_id": contact_id, "grounds": grounds},
+        )
         session.add(attempt)
         session.flush()
         person = session.get(Contact, contact_id)
         report = session.get(Report, report_id)
         if person is not None and report is not None:
-            enqueue_letters(session, get_spec("report"), report,
-                            [Letter("appeal_refusal", to=(), cc=NETWORK, people=((person.name, person.email),),
-                                    context=(("reason", reason),))],
-                            key=f"refused{attempt.id}", clock=clock, today=local_date(clock.now()))
+            enqueue_letters(
+                session,
+                get_spec("report"),
+                report,
+                [
+                    Letter(
+                        "appeal_refusal",
+                        to=(),
+                        cc=NETWORK,
+                        people=((person.name, person.email),),
+                        context=(("reason", reason),),
+                    )
+                ],
+                key=f"refused{attempt.id}",
+                clock=clock,
+                today=local_date(clock.now()),
+            )
         session.commit()
 
 
 def letter_context(session: Session, row: Appeal) -> dict[str, Any]:
     report = _report(session, row)
     return {
-        "item": {"ref": f"Appeal-{row.id}", "id": row.id, "title": f"Appeal against report {report.id}", "submitted_on": row.submitted_on,
-                 "outcome": (row.outcome or "").replace("_", " ") or None, "decision": row.decision, "report_id": report.id,
-                 "published_on": report.published_on, "statement": row.statement},
+        "item": {
+            "ref": f"Appeal-{row.id}",
+            "id": row.id,
+            "title": f"Appeal against report {report.id}",
+            "submitted_on": row.submitted_on,
+            "outcome": (row.outcome or "").replace("_", " ") or None,
+            "decision": row.decision,
+            "report_id": report.id,
+            "published_on": report.published_on,
+            "statement": row.statement,
+        },
         **service_context(session, row),
     }
 
@@ -303,8 +416,12 @@ SPEC = KindSpec(
     states=AppealState,
     initial=AppealState.NEW,
     transitions=TRANSITIONS,
-    guards={"is_from_chief_executive": is_from_chief_executive, "is_within_window": is_within_window,
-            "has_valid_grounds": has_valid_grounds, "has_subgroup": has_subgroup},
+    guards={
+        "is_from_chief_executive": is_from_chief_executive,
+        "is_within_window": is_within_window,
+        "has_valid_grounds": has_valid_grounds,
+        "has_subgroup": has_subgroup,
+    },
     effects=effects,
     deadline_rules=DEADLINE_RULES,
     terminal=frozenset({A.COMMUNICATED.value}),

@@ -63,14 +63,18 @@ def _check(engine: Engine) -> dict[str, Any]:
         with engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())
             if not {"alembic_version", "auditevent", "audit_head"} <= tables:
-                raise BackupRefused("not a peerwatch database: it has no audit trail (tables alembic_version, auditevent, audit_head)")
+                raise BackupRefused(
+                    "not a peerwatch database: it has no audit trail (tables alembic_version, auditevent, audit_head)"
+                )
             revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         with Session(engine) as s:
-            checked, broken, problem = verify_chain(s)
+            checked, _broken, problem = verify_chain(s)
     except BackupRefused:
         raise
-    except Exception as exc:  # noqa: BLE001 - a damaged file: one clear error
-        raise BackupRefused(f"the backup cannot be read as a peerwatch database: {' '.join(str(exc).split())[:300]}") from None
+    except Exception as exc:
+        raise BackupRefused(
+            f"the backup cannot be read as a peerwatch database: {' '.join(str(exc).split())[:300]}"
+        ) from None
     if problem:
         raise BackupRefused(f"the backup's audit chain does not verify after {checked} good event(s): {problem}")
     return {"revision": revision, "audit_events": checked}
@@ -137,8 +141,9 @@ def _libpq(u: URL) -> tuple[str, dict[str, str], str]:
     for p in parts:
         if p.startswith("-csearch_path="):
             schema = p.split("=", 1)[1].split(",")[0].strip().strip('"') or "public"
-    plain = URL.create("postgresql", username=u.username, host=u.host, port=u.port, database=u.database,
-                       query=_without_options(u))  # no password (PGPASSWORD), no search_path (pg_dump is told the schema)
+    plain = URL.create(
+        "postgresql", username=u.username, host=u.host, port=u.port, database=u.database, query=_without_options(u)
+    )  # no password (PGPASSWORD), no search_path (pg_dump is told the schema)
     return plain.render_as_string(hide_password=False), env, schema
 
 
@@ -161,8 +166,20 @@ def _backup_postgres(u: URL, target: Path) -> dict[str, Any]:
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
     try:
         # --serializable-deferrable: a snapshot no concurrent sweep can make inconsistent
-        _run(["pg_dump", "--format=custom", "--serializable-deferrable", f"--schema={schema}", "--no-owner",
-              "--no-privileges", f"--file={partial}", f"--dbname={conninfo}"], env, "pg_dump")
+        _run(
+            [
+                "pg_dump",
+                "--format=custom",
+                "--serializable-deferrable",
+                f"--schema={schema}",
+                "--no-owner",
+                "--no-privileges",
+                f"--file={partial}",
+                f"--dbname={conninfo}",
+            ],
+            env,
+            "pg_dump",
+        )
         listing = _run(["pg_restore", "--list", str(partial)], env, "pg_restore --list").stdout
         if not any(w[3:5] == ["TABLE", "DATA"] and w[6:7] == ["auditevent"] for w in map(_toc, listing.splitlines())):
             raise BackupRefused(f"pg_dump wrote no audit trail for schema {schema!r}: is it the peerwatch schema?")
@@ -190,9 +207,13 @@ def restore(url: str, source: Path, replace: bool = False) -> dict[str, Any]:
         out = _restore_sqlite(u, source, replace)
     elif u.get_backend_name() == "postgresql":
         if not head.startswith(PGDUMP_MAGIC):
-            raise BackupRefused(f"{source.name} is not a pg_dump custom-format backup (peerwatch backup on PostgreSQL writes one)")
+            raise BackupRefused(
+                f"{source.name} is not a pg_dump custom-format backup (peerwatch backup on PostgreSQL writes one)"
+            )
         if replace:
-            raise InvalidInput("--replace is for SQLite only: on PostgreSQL restore into an empty schema (or drop it first)")
+            raise InvalidInput(
+                "--replace is for SQLite only: on PostgreSQL restore into an empty schema (or drop it first)"
+            )
         out = _restore_postgres(u, source)
     else:
         raise InvalidInput(f"restore supports SQLite and PostgreSQL, not {u.get_backend_name()}")
@@ -237,7 +258,9 @@ def _restore_sqlite(u: URL, source: Path, replace: bool) -> dict[str, Any]:
             finally:
                 live.dispose()
             if held and not replace:
-                raise InvalidInput(f"{target} already holds a database: restore into a new file, or give --replace to overwrite it")
+                raise InvalidInput(
+                    f"{target} already holds a database: restore into a new file, or give --replace to overwrite it"
+                )
         src = sqlite3.connect(scratch)
         dst = sqlite3.connect(target, timeout=30)
         try:
@@ -245,7 +268,12 @@ def _restore_sqlite(u: URL, source: Path, replace: bool) -> dict[str, Any]:
         finally:
             dst.close()
             src.close()
-    return {"restored": str(source), "database": "sqlite", "into": str(target), "verified_events_before_restore": found["audit_events"]}
+    return {
+        "restored": str(source),
+        "database": "sqlite",
+        "into": str(target),
+        "verified_events_before_restore": found["audit_events"],
+    }
 
 
 def _toc(line: str) -> list[str]:
@@ -259,36 +287,66 @@ def _restore_postgres(u: URL, source: Path) -> dict[str, Any]:
     data = [w for w in map(_toc, listing.splitlines()) if w[3:5] == ["TABLE", "DATA"] and len(w) > 6]
     dumped = {w[5] for w in data}
     if len(dumped) != 1 or "auditevent" not in {w[6] for w in data}:
-        raise BackupRefused(f"{source.name}: expected one peerwatch schema with its audit trail, found {sorted(dumped) or 'none'}")
+        raise BackupRefused(
+            f"{source.name}: expected one peerwatch schema with its audit trail, found {sorted(dumped) or 'none'}"
+        )
     schema = dumped.pop()
     pg = create_engine(u.set(query=_without_options(u)), poolclass=NullPool)
     try:
         with pg.connect() as conn:
+
             def tables_in(name: str) -> int:
-                return conn.execute(text("SELECT count(*) FROM pg_tables WHERE schemaname = :s"), {"s": name}).scalar() or 0
+                return (
+                    conn.execute(text("SELECT count(*) FROM pg_tables WHERE schemaname = :s"), {"s": name}).scalar()
+                    or 0
+                )
 
             def exists(name: str) -> bool:
                 return bool(conn.execute(text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": name}).first())
 
             if tables_in(target):
-                raise InvalidInput(f"schema {target!r} already holds tables: restore into an empty schema (or drop it first)")
+                raise InvalidInput(
+                    f"schema {target!r} already holds tables: restore into an empty schema (or drop it first)"
+                )
             if schema != target and exists(schema):
-                raise InvalidInput(f"the backup is of schema {schema!r}, which exists in this database: "
-                                   "restore into another database, or rename or drop that schema first")
+                raise InvalidInput(
+                    f"the backup is of schema {schema!r}, which exists in this database: "
+                    "restore into another database, or rename or drop that schema first"
+                )
             existed = exists(schema)  # only when it is the (empty) target itself
             conn.rollback()
         # Restore the dump as written, in one transaction; an existing empty target schema of
         # the dump's name is used as it is (its CREATE SCHEMA entry left out).
-        kept = [line for line in listing.splitlines()
-                if not (existed and (_toc(line)[3:6] == ["SCHEMA", "-", schema] or _toc(line)[3:6] == ["COMMENT", "-", "SCHEMA"]))]
+        kept = [
+            line
+            for line in listing.splitlines()
+            if not (
+                existed
+                and (_toc(line)[3:6] == ["SCHEMA", "-", schema] or _toc(line)[3:6] == ["COMMENT", "-", "SCHEMA"])
+            )
+        ]
         with tempfile.NamedTemporaryFile("w", suffix=".list", delete=False) as lst:
             lst.write("\n".join(kept) + "\n")
         try:
-            _run(["pg_restore", "--single-transaction", "--exit-on-error", "--no-owner", "--no-privileges",
-                  f"--use-list={lst.name}", f"--dbname={conninfo}", str(source)], env, "pg_restore")
+            _run(
+                [
+                    "pg_restore",
+                    "--single-transaction",
+                    "--exit-on-error",
+                    "--no-owner",
+                    "--no-privileges",
+                    f"--use-list={lst.name}",
+                    f"--dbname={conninfo}",
+                    str(source),
+                ],
+                env,
+                "pg_restore",
+            )
         finally:
             os.unlink(lst.name)
-        scratch = create_engine(u.set(query={**_without_options(u), "options": f"-csearch_path={schema}"}), poolclass=NullPool)
+        scratch = create_engine(
+            u.set(query={**_without_options(u), "options": f"-csearch_path={schema}"}), poolclass=NullPool
+        )
         try:
             found = _check(scratch)
         except BackupRefused:
@@ -305,5 +363,10 @@ def _restore_postgres(u: URL, source: Path) -> dict[str, Any]:
                 conn.execute(text(f'ALTER SCHEMA "{schema}" RENAME TO "{target}"'))
     finally:
         pg.dispose()
-    return {"restored": str(source), "database": "postgresql", "from_schema": schema, "into": target,
-            "verified_events_before_restore": found["audit_events"]}
+    return {
+        "restored": str(source),
+        "database": "postgresql",
+        "from_schema": schema,
+        "into": target,
+        "verified_events_before_restore": found["audit_events"],
+    }

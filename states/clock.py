@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
-
 
 from states.errors import BadDate
 
@@ -22,7 +21,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class FixedClock:
@@ -32,9 +31,9 @@ class FixedClock:
         if isinstance(at, datetime):
             if at.tzinfo is None:
                 raise BadDate(f"naive datetime {at.isoformat()} refused: give a time zone")
-            self._now = at.astimezone(timezone.utc)
+            self._now = at.astimezone(UTC)
         else:
-            self._now = datetime(at.year, at.month, at.day, hour, tzinfo=_LONDON_TZ).astimezone(timezone.utc)
+            self._now = datetime(at.year, at.month, at.day, hour, tzinfo=_LONDON_TZ).astimezone(UTC)
 
     def now(self) -> datetime:
         return self._now
@@ -50,7 +49,7 @@ def today(clock: Clock) -> date:
 
 def local_date(moment: datetime) -> date:
     if moment.tzinfo is None:  # stored values are UTC
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(_LONDON_TZ).date()
 
 

@@ -46,24 +46,42 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "acknowledge", "source": C.RECEIVED, "dest": C.ACKNOWLEDGED, "roles": STAFF_ROLES},
     {"trigger": "investigate", "source": C.ACKNOWLEDGED, "dest": C.INVESTIGATED, "roles": STAFF_ROLES},
     {"trigger": "resolve", "source": C.INVESTIGATED, "dest": C.RESOLVED, "roles": STAFF_ROLES, "note_required": True},
-    {"trigger": "close_not_acceptable", "source": [C.RECEIVED, C.ACKNOWLEDGED], "dest": C.NOT_ACCEPTABLE,
-     "roles": sorted(NETWORK_LEADS), "note_required": True, "conditions": ["is_about_a_person"]},
+    {
+        "trigger": "close_not_acceptable",
+        "source": [C.RECEIVED, C.ACKNOWLEDGED],
+        "dest": C.NOT_ACCEPTABLE,
+        "roles": sorted(NETWORK_LEADS),
+        "note_required": True,
+        "conditions": ["is_about_a_person"],
+    },
 ]
 
 
 def _owner_letter(template: str, category: str) -> Any:
     def build(session: Session, row: Complaint) -> Letter:
-        return Letter(template, to=(row.owner_role,), cc=("network-manager",) if row.owner_role != "network-manager" else (), category=category)
+        return Letter(
+            template,
+            to=(row.owner_role,),
+            cc=("network-manager",) if row.owner_role != "network-manager" else (),
+            category=category,
+        )
+
     return build
 
 
 DEADLINE_RULES = {
-    "acknowledgement": DeadlineRule(owner="network-office", step="acknowledge the complaint to the complainant",
-                                    overdue=_owner_letter("complaint_overdue", "chase")),
-    "resolution": DeadlineRule(owner="network-manager", step="investigate and send the outcome",
-                               reminder=_owner_letter("complaint_due", "reminder"),
-                               overdue=_owner_letter("complaint_overdue", "chase"),
-                               runs_through=frozenset({C.INVESTIGATED.value})),
+    "acknowledgement": DeadlineRule(
+        owner="network-office",
+        step="acknowledge the complaint to the complainant",
+        overdue=_owner_letter("complaint_overdue", "chase"),
+    ),
+    "resolution": DeadlineRule(
+        owner="network-manager",
+        step="investigate and send the outcome",
+        reminder=_owner_letter("complaint_due", "reminder"),
+        overdue=_owner_letter("complaint_overdue", "chase"),
+        runs_through=frozenset({C.INVESTIGATED.value}),
+    ),
 }
 NEXT_STEP = {
     C.RECEIVED: "Owner: acknowledge the complaint (or close it as not acceptable if it is about a person)",
@@ -89,19 +107,28 @@ def effects(ctx: Context) -> Effects:
         if "@" not in row.complainant_email:
             raise InvalidInput(f"complainant email {row.complainant_email!r} has no @")
         row.owner_role = ROUTES[row.category]
-        out.deadlines.append(NewDeadline("acknowledgement", ctx.calendar.add_working_days(row.received_on, ctx.policy.complaint_acknowledge_working_days)))
+        out.deadlines.append(
+            NewDeadline(
+                "acknowledgement",
+                ctx.calendar.add_working_days(row.received_on, ctx.policy.complaint_acknowledge_working_days),
+            )
+        )
     elif t == "classify":
         if "about_person" not in ctx.params:
             raise InvalidInput("classify needs about_person=yes|no")
         row.about_person = str(ctx.params["about_person"]).lower() in ("1", "true", "yes", "y")
     elif t == "acknowledge":
         due = ctx.calendar.add_working_days(ctx.today, ctx.policy.complaint_resolution_working_days)
-        out.deadlines.append(NewDeadline("resolution", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)))
+        out.deadlines.append(
+            NewDeadline("resolution", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days))
+        )
         out.letters.append(Letter("complaint_acknowledgement", to=(), cc=(row.owner_role,), people=_complainant(row)))
     elif t in ("resolve", "close_not_acceptable"):
         row.outcome = ctx.note
         template = "complaint_outcome" if t == "resolve" else "complaint_not_acceptable"
-        out.letters.append(Letter(template, to=(), cc=(row.owner_role,), people=_complainant(row), context=(("reason", ctx.note),)))
+        out.letters.append(
+            Letter(template, to=(), cc=(row.owner_role,), people=_complainant(row), context=(("reason", ctx.note),))
+        )
     return out
 
 
@@ -126,9 +153,16 @@ def recipient_scope(session: Session, row: Complaint) -> dict[str, int | None]:
 def letter_context(session: Session, row: Complaint) -> dict[str, Any]:
     net, svc, org = _where(session, row)
     return {
-        "item": {"ref": f"Complaint-{row.id}", "id": row.id, "title": f"Complaint: {row.category.replace('_', ' ')}",
-                 "category": row.category.replace("_", " "), "summary": row.summary, "received_on": row.received_on,
-                 "outcome": row.outcome, "complainant": row.complainant_name},
+        "item": {
+            "ref": f"Complaint-{row.id}",
+            "id": row.id,
+            "title": f"Complaint: {row.category.replace('_', ' ')}",
+            "category": row.category.replace("_", " "),
+            "summary": row.summary,
+            "received_on": row.received_on,
+            "outcome": row.outcome,
+            "complainant": row.complainant_name,
+        },
         "service": {"name": svc.name if svc else "(network-wide)", "kind": svc.kind if svc else "network"},
         "organisation": {"name": org.name if org else net.name},
         "network": {"name": net.name, "code": net.code},

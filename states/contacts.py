@@ -16,7 +16,7 @@ audited with what it changed; a retirement takes effect at its date (``retired_o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -86,9 +86,21 @@ def _forget(session: Session) -> None:
     forget_recipients(session)
 
 
-def add_contact(session: Session, *, role: str, name: str, email: str, service_id: int | None = None,
-                organisation_id: int | None = None, network_id: int | None = None, valid_from: date | None = None,
-                actor: str, actor_role: str, clock: Clock, note: str | None = None) -> Contact:
+def add_contact(
+    session: Session,
+    *,
+    role: str,
+    name: str,
+    email: str,
+    service_id: int | None = None,
+    organisation_id: int | None = None,
+    network_id: int | None = None,
+    valid_from: date | None = None,
+    actor: str,
+    actor_role: str,
+    clock: Clock,
+    note: str | None = None,
+) -> Contact:
     """A person holding ``role`` (from ``valid_from``, or at once); audited. The caller commits."""
     check_contact_role(role)
     c = Contact(role=role, name=name, email=email, valid_from=valid_from)
@@ -108,15 +120,31 @@ def add_contact(session: Session, *, role: str, name: str, email: str, service_i
         c.network_id = network_id
     session.add(c)
     session.flush()  # the entry rule (states/text.py) checks the name and the address here
-    engine.record_change(session, "contact", c.id, "add_contact", actor=actor, role=actor_role, clock=clock,  # type: ignore[arg-type]
-                         state="current", note=note, data={**_fields(c), "from": valid_from})
+    engine.record_change(
+        session,
+        "contact",
+        c.id,
+        "add_contact",
+        actor=actor,
+        role=actor_role,
+        clock=clock,  # type: ignore[arg-type]
+        state="current",
+        note=note,
+        data={**_fields(c), "from": valid_from},
+    )
     _forget(session)
     return c
 
 
 def _fields(c: Contact) -> dict[str, Any]:
-    return {"role": c.role, "name": c.name, "email": c.email, "service_id": c.service_id,
-            "organisation_id": c.organisation_id, "network_id": c.network_id}
+    return {
+        "role": c.role,
+        "name": c.name,
+        "email": c.email,
+        "service_id": c.service_id,
+        "organisation_id": c.organisation_id,
+        "network_id": c.network_id,
+    }
 
 
 def _close(session: Session, c: Contact, effective: date, today: date) -> None:
@@ -124,20 +152,35 @@ def _close(session: Session, c: Contact, effective: date, today: date) -> None:
     if c.valid_until is not None:
         succ = session.exec(select(Contact.id).where(Contact.replaces_id == c.id)).first()
         how = f"replaced by contact {succ}" if succ else "retired"
-        raise InvalidInput(f"contact {c.id} ({c.name}, {CONTACT_ROLES.get(c.role, c.role)}) is already {how} from "
-                           f"{c.valid_until.isoformat()}: change the current holder instead (peerwatch contact history {c.id})")
+        raise InvalidInput(
+            f"contact {c.id} ({c.name}, {CONTACT_ROLES.get(c.role, c.role)}) is already {how} from "
+            f"{c.valid_until.isoformat()}: change the current holder instead (peerwatch contact history {c.id})"
+        )
     if c.valid_from is not None and effective < c.valid_from:
-        raise InvalidInput(f"effective date {effective.isoformat()} is before contact {c.id} starts "
-                           f"({c.valid_from.isoformat()}): give a date on or after it")
-    done = session.execute(update(_CONTACT).where(_CONTACT.c.id == c.id, _CONTACT.c.valid_until.is_(None))
-                           .values(valid_until=effective))
+        raise InvalidInput(
+            f"effective date {effective.isoformat()} is before contact {c.id} starts "
+            f"({c.valid_from.isoformat()}): give a date on or after it"
+        )
+    done = session.execute(
+        update(_CONTACT).where(_CONTACT.c.id == c.id, _CONTACT.c.valid_until.is_(None)).values(valid_until=effective)
+    )
     if done.rowcount != 1:
         raise StaleVersion(f"contact {c.id} was changed by someone else meanwhile: show it again and retry")
     session.refresh(c)
 
 
-def edit_contact(session: Session, contact_id: int, *, name: str | None = None, email: str | None = None,
-                 effective: date, actor: str, actor_role: str, clock: Clock, note: str | None = None) -> Change:
+def edit_contact(
+    session: Session,
+    contact_id: int,
+    *,
+    name: str | None = None,
+    email: str | None = None,
+    effective: date,
+    actor: str,
+    actor_role: str,
+    clock: Clock,
+    note: str | None = None,
+) -> Change:
     """From ``effective`` letters go to the contact as edited: the row is closed at that date and
     its successor written from it (same role and level), both audited. The caller commits."""
     old = get_contact(session, contact_id)
@@ -146,37 +189,86 @@ def edit_contact(session: Session, contact_id: int, *, name: str | None = None, 
         raise InvalidInput(f"nothing to change on contact {contact_id}: give a new --name and/or --email")
     _check_actor(actor, actor_role)
     _close(session, old, effective, _today(clock))
-    new = Contact(role=old.role, name=changes.get("name", old.name), email=changes.get("email", old.email),
-                  service_id=old.service_id, organisation_id=old.organisation_id, network_id=old.network_id,
-                  valid_from=effective, replaces_id=old.id)
+    new = Contact(
+        role=old.role,
+        name=changes.get("name", old.name),
+        email=changes.get("email", old.email),
+        service_id=old.service_id,
+        organisation_id=old.organisation_id,
+        network_id=old.network_id,
+        valid_from=effective,
+        replaces_id=old.id,
+    )
     session.add(new)
     session.flush()
     data = {"from": effective, "changes": {k: {"was": getattr(old, k), "now": v} for k, v in changes.items()}}
-    engine.record_change(session, "contact", old.id, "replace_contact", actor=actor, role=actor_role, clock=clock,  # type: ignore[arg-type]
-                         from_state="current", state="replaced", note=note, data={**data, "successor": new.id})
-    engine.record_change(session, "contact", new.id, "succeed_contact", actor=actor, role=actor_role, clock=clock,  # type: ignore[arg-type]
-                         state="current", note=note, data={**data, **_fields(new), "replaces": old.id})
+    engine.record_change(
+        session,
+        "contact",
+        old.id,
+        "replace_contact",
+        actor=actor,
+        role=actor_role,
+        clock=clock,  # type: ignore[arg-type]
+        from_state="current",
+        state="replaced",
+        note=note,
+        data={**data, "successor": new.id},
+    )
+    engine.record_change(
+        session,
+        "contact",
+        new.id,
+        "succeed_contact",
+        actor=actor,
+        role=actor_role,
+        clock=clock,  # type: ignore[arg-type]
+        state="current",
+        note=note,
+        data={**data, **_fields(new), "replaces": old.id},
+    )
     _forget(session)
     return Change(row=new, replaced=old)
 
 
-def retire_contact(session: Session, contact_id: int, *, effective: date, actor: str, actor_role: str, clock: Clock,
-                   note: str | None = None) -> Change:
+def retire_contact(
+    session: Session,
+    contact_id: int,
+    *,
+    effective: date,
+    actor: str,
+    actor_role: str,
+    clock: Clock,
+    note: str | None = None,
+) -> Change:
     """From ``effective`` the contact receives no letters; audited. Warns when nobody else then
     holds the role at that level or above (letters for it would be undeliverable incidents)."""
     c = get_contact(session, contact_id)
     _check_actor(actor, actor_role)
     _close(session, c, effective, _today(clock))
-    engine.record_change(session, "contact", c.id, "retire_contact", actor=actor, role=actor_role, clock=clock,  # type: ignore[arg-type]
-                         from_state="current", state="retired", note=note, data={"from": effective, **_fields(c)})
+    engine.record_change(
+        session,
+        "contact",
+        c.id,
+        "retire_contact",
+        actor=actor,
+        role=actor_role,
+        clock=clock,  # type: ignore[arg-type]
+        from_state="current",
+        state="retired",
+        note=note,
+        data={"from": effective, **_fields(c)},
+    )
     _forget(session)
     from notifications.outbox import resolve
 
     scope = {"service_id": c.service_id, "organisation_id": c.organisation_id, "network_id": c.network_id}
     out = Change(row=c)
     if not resolve(session, c.role, scope, effective):
-        out.warnings.append(f"from {effective.isoformat()} nobody holds the role {CONTACT_ROLES.get(c.role, c.role)} here: "
-                            "its letters will be undeliverable incidents until a successor is added (peerwatch contact add --from)")
+        out.warnings.append(
+            f"from {effective.isoformat()} nobody holds the role {CONTACT_ROLES.get(c.role, c.role)} here: "
+            "its letters will be undeliverable incidents until a successor is added (peerwatch contact add --from)"
+        )
     return out
 
 
@@ -240,14 +332,37 @@ REVIEWER_FIELDS = ("name", "email", "discipline", "trained")
 def add_reviewer(session: Session, reviewer: Reviewer, *, actor: str, actor_role: str, clock: Clock) -> Reviewer:
     session.add(reviewer)
     session.flush()
-    engine.record_change(session, "reviewer", reviewer.id, "add_reviewer", actor=actor, role=actor_role, clock=clock,  # type: ignore[arg-type]
-                         state="current", data={"name": reviewer.name, "email": reviewer.email, "discipline": reviewer.discipline,
-                                                "organisation_id": reviewer.organisation_id, "network_id": reviewer.network_id})
+    engine.record_change(
+        session,
+        "reviewer",
+        reviewer.id,
+        "add_reviewer",
+        actor=actor,
+        role=actor_role,
+        clock=clock,  # type: ignore[arg-type]
+        state="current",
+        data={
+            "name": reviewer.name,
+            "email": reviewer.email,
+            "discipline": reviewer.discipline,
+            "organisation_id": reviewer.organisation_id,
+            "network_id": reviewer.network_id,
+        },
+    )
     return reviewer
 
 
-def edit_reviewer(session: Session, reviewer_id: int, *, changes: dict[str, Any], effective: date, actor: str,
-                  actor_role: str, clock: Clock, note: str | None = None) -> Change:
+def edit_reviewer(
+    session: Session,
+    reviewer_id: int,
+    *,
+    changes: dict[str, Any],
+    effective: date,
+    actor: str,
+    actor_role: str,
+    clock: Clock,
+    note: str | None = None,
+) -> Change:
     """Change a reviewer's name, address, discipline or training. Panel memberships point at the
     row, so the change applies when recorded: a future date is refused (record it then)."""
     from states.visit import DISCIPLINES
@@ -256,8 +371,10 @@ def edit_reviewer(session: Session, reviewer_id: int, *, changes: dict[str, Any]
     _check_actor(actor, actor_role)
     today = _today(clock)
     if effective > today:
-        raise InvalidInput(f"a reviewer's details change when recorded: {effective.isoformat()} is after today "
-                           f"({today.isoformat()}); record it on that date (--as-of)")
+        raise InvalidInput(
+            f"a reviewer's details change when recorded: {effective.isoformat()} is after today "
+            f"({today.isoformat()}); record it on that date (--as-of)"
+        )
     if r.retired_on is not None and r.retired_on <= today:
         raise InvalidInput(f"reviewer {reviewer_id} retired from {r.retired_on.isoformat()}")
     if "discipline" in changes and changes["discipline"] not in DISCIPLINES:
@@ -270,25 +387,55 @@ def edit_reviewer(session: Session, reviewer_id: int, *, changes: dict[str, Any]
         setattr(r, k, v)
     session.add(r)
     session.flush()  # the entry rule checks the new values here
-    engine.record_change(session, "reviewer", r.id, "edit_reviewer", actor=actor, role=actor_role, clock=clock,  # type: ignore[arg-type]
-                         from_state="current", state="current", note=note,
-                         data={"from": effective, "changes": {k: {"was": was[k], "now": v} for k, v in diff.items()}})
+    engine.record_change(
+        session,
+        "reviewer",
+        r.id,
+        "edit_reviewer",
+        actor=actor,
+        role=actor_role,
+        clock=clock,  # type: ignore[arg-type]
+        from_state="current",
+        state="current",
+        note=note,
+        data={"from": effective, "changes": {k: {"was": was[k], "now": v} for k, v in diff.items()}},
+    )
     return Change(row=r)
 
 
-def retire_reviewer(session: Session, reviewer_id: int, *, effective: date, actor: str, actor_role: str, clock: Clock,
-                    note: str | None = None) -> Change:
+def retire_reviewer(
+    session: Session,
+    reviewer_id: int,
+    *,
+    effective: date,
+    actor: str,
+    actor_role: str,
+    clock: Clock,
+    note: str | None = None,
+) -> Change:
     r = get_reviewer(session, reviewer_id)
     _check_actor(actor, actor_role)
     if r.retired_on is not None:
         raise InvalidInput(f"reviewer {reviewer_id} is already retired from {r.retired_on.isoformat()}")
-    done = session.execute(update(_REVIEWER).where(_REVIEWER.c.id == r.id, _REVIEWER.c.retired_on.is_(None))
-                           .values(retired_on=effective))
+    done = session.execute(
+        update(_REVIEWER).where(_REVIEWER.c.id == r.id, _REVIEWER.c.retired_on.is_(None)).values(retired_on=effective)
+    )
     if done.rowcount != 1:
         raise StaleVersion(f"reviewer {reviewer_id} was changed by someone else meanwhile: show it again and retry")
     session.refresh(r)
-    engine.record_change(session, "reviewer", r.id, "retire_reviewer", actor=actor, role=actor_role, clock=clock,  # type: ignore[arg-type]
-                         from_state="current", state="retired", note=note, data={"from": effective})
+    engine.record_change(
+        session,
+        "reviewer",
+        r.id,
+        "retire_reviewer",
+        actor=actor,
+        role=actor_role,
+        clock=clock,  # type: ignore[arg-type]
+        from_state="current",
+        state="retired",
+        note=note,
+        data={"from": effective},
+    )
     return Change(row=r)
 
 
@@ -321,11 +468,23 @@ def escalation_contacts(session: Session, today: date, days: int = 30) -> list[d
     """Changes to where escalations go (CQC, Commissioning Lead, commissioner, ASCT, TPD, RA)
     recorded in the last ``days`` days or taking effect from today on: what changed, from
     when, by whom."""
-    since = datetime.combine(today - timedelta(days=days), time(), tzinfo=timezone.utc)
-    events = list(session.exec(select(AuditEvent).where(AuditEvent.kind == "contact", col(AuditEvent.at) >= since)
-                               .order_by(AuditEvent.id)))  # type: ignore[arg-type]
+    since = datetime.combine(today - timedelta(days=days), time(), tzinfo=UTC)
+    events = list(
+        session.exec(
+            select(AuditEvent).where(AuditEvent.kind == "contact", col(AuditEvent.at) >= since).order_by(AuditEvent.id)
+        )
+    )  # type: ignore[arg-type]
     ids = sorted({e.item_id for e in events})
-    rows = {c.id: c for c in session.exec(select(Contact).where(col(Contact.id).in_(ids), col(Contact.role).in_(ESCALATION_ROLES)))} if ids else {}
+    rows = (
+        {
+            c.id: c
+            for c in session.exec(
+                select(Contact).where(col(Contact.id).in_(ids), col(Contact.role).in_(ESCALATION_ROLES))
+            )
+        }
+        if ids
+        else {}
+    )
     nets = {n.id: n.code for n in session.exec(select(Network))}
     out = []
     for e in events:
@@ -333,20 +492,42 @@ def escalation_contacts(session: Session, today: date, days: int = 30) -> list[d
         if c is None or e.trigger == "succeed_contact":  # shown with the row it replaces
             continue
         effective = e.data.get("from") or local_date(e.at).isoformat()
-        what = {"add_contact": "added", "replace_contact": "replaced", "retire_contact": "retired"}.get(e.trigger, e.trigger)
+        what = {"add_contact": "added", "replace_contact": "replaced", "retire_contact": "retired"}.get(
+            e.trigger, e.trigger
+        )
         now = ""
         if e.trigger == "replace_contact":
             succ = session.get(Contact, e.data.get("successor"))
             now = f"{succ.name} <{succ.email}>" if succ else ""
         elif e.trigger == "add_contact":
             now = f"{c.name} <{c.email}>"
-        out.append({"network": nets.get(c.network_id or -1, "national" if c.network_id is None else ""),
-                    "role": CONTACT_ROLES.get(c.role, c.role), "change": what,
-                    "was": "" if e.trigger == "add_contact" else f"{c.name} <{c.email}>", "now": now,
-                    "from": str(effective), "in_force": "yes" if str(effective) <= today.isoformat() else "not yet",
-                    "by": f"{e.actor} ({e.role})", "recorded": local_date(e.at).isoformat()})
+        out.append(
+            {
+                "network": nets.get(c.network_id or -1, "national" if c.network_id is None else ""),
+                "role": CONTACT_ROLES.get(c.role, c.role),
+                "change": what,
+                "was": "" if e.trigger == "add_contact" else f"{c.name} <{c.email}>",
+                "now": now,
+                "from": str(effective),
+                "in_force": "yes" if str(effective) <= today.isoformat() else "not yet",
+                "by": f"{e.actor} ({e.role})",
+                "recorded": local_date(e.at).isoformat(),
+            }
+        )
     return out
 
 
-__all__ = ["ESCALATION_ROLES", "add_contact", "edit_contact", "retire_contact", "contact_history", "lineage", "status",
-           "add_reviewer", "edit_reviewer", "retire_reviewer", "reviewer_history", "escalation_contacts"]
+__all__ = [
+    "ESCALATION_ROLES",
+    "add_contact",
+    "add_reviewer",
+    "contact_history",
+    "edit_contact",
+    "edit_reviewer",
+    "escalation_contacts",
+    "lineage",
+    "retire_contact",
+    "retire_reviewer",
+    "reviewer_history",
+    "status",
+]

@@ -36,30 +36,58 @@ def local_quarters(session: Session, network_id: int, prog: Programme, year: int
     """The network's own quarter for each moved step, as it applies to programme ``year``."""
     if not prog.quarters_are_local_policy:
         return {}
-    rows = session.exec(select(PhaseQuarter).where(PhaseQuarter.network_id == network_id, PhaseQuarter.programme == prog.slug,
-                                                   col(PhaseQuarter.from_year) <= year)
-                        .order_by(col(PhaseQuarter.from_year), col(PhaseQuarter.id))).all()
+    rows = session.exec(
+        select(PhaseQuarter)
+        .where(
+            PhaseQuarter.network_id == network_id,
+            PhaseQuarter.programme == prog.slug,
+            col(PhaseQuarter.from_year) <= year,
+        )
+        .order_by(col(PhaseQuarter.from_year), col(PhaseQuarter.id))
+    ).all()
     return {r.key: r.quarter for r in rows}  # later from_year (and later rows) win
 
 
 def placements(session: Session, network: Network, year: int) -> list[dict[str, Any]]:
     """Each step of the network's programme: its quarter in ``year`` and where that comes from."""
     prog = programme_for(network.cycle, network.programme)
-    moved = {r.key: r for r in session.exec(select(PhaseQuarter).where(
-        PhaseQuarter.network_id == network.id, PhaseQuarter.programme == prog.slug, col(PhaseQuarter.from_year) <= year)
-        .order_by(col(PhaseQuarter.from_year), col(PhaseQuarter.id)))} if prog.quarters_are_local_policy else {}
+    moved = (
+        {
+            r.key: r
+            for r in session.exec(
+                select(PhaseQuarter)
+                .where(
+                    PhaseQuarter.network_id == network.id,
+                    PhaseQuarter.programme == prog.slug,
+                    col(PhaseQuarter.from_year) <= year,
+                )
+                .order_by(col(PhaseQuarter.from_year), col(PhaseQuarter.id))
+            )
+        }
+        if prog.quarters_are_local_policy
+        else {}
+    )
     out = []
     for p in prog.phases:
         m = moved.get(p.key)
         if m is not None:
-            source = (f"local policy: set by {m.set_by} on {local_date(m.set_at).isoformat()} from "
-                      f"{m.from_year}-{str(m.from_year + 1)[2:]} (programme file default {p.quarter})")
+            source = (
+                f"local policy: set by {m.set_by} on {local_date(m.set_at).isoformat()} from "
+                f"{m.from_year}-{str(m.from_year + 1)[2:]} (programme file default {p.quarter})"
+            )
         elif prog.quarters_are_local_policy:
             source = "local policy default (the SOP sets no quarter)"
         else:
             source = prog.quarters_source
-        out.append({"step": p.key, "title": p.title, "quarter": m.quarter if m else p.quarter, "source": source,
-                    "editable": prog.quarters_are_local_policy and p.quarter != "every"})
+        out.append(
+            {
+                "step": p.key,
+                "title": p.title,
+                "quarter": m.quarter if m else p.quarter,
+                "source": source,
+                "editable": prog.quarters_are_local_policy and p.quarter != "every",
+            }
+        )
     return out
 
 
@@ -77,8 +105,18 @@ class QuarterSet:
     planned: int
 
 
-def set_phase_quarter(session: Session, network: Network, step: str, quarter: str, *, actor: str, role: str, clock: Clock,
-                      from_year: int | None = None, note: str | None = None) -> QuarterSet:
+def set_phase_quarter(
+    session: Session,
+    network: Network,
+    step: str,
+    quarter: str,
+    *,
+    actor: str,
+    role: str,
+    clock: Clock,
+    from_year: int | None = None,
+    note: str | None = None,
+) -> QuarterSet:
     """Move a step of the network's programme to ``quarter`` from ``from_year`` on; the caller commits."""
     from states.cycle import plan_year
 
@@ -88,59 +126,122 @@ def set_phase_quarter(session: Session, network: Network, step: str, quarter: st
         raise PermissionDenied(f"role {role!r} may not move a programme step: needs one of {', '.join(MOVERS)}")
     prog = programme_for(network.cycle, network.programme)
     if not prog.quarters_are_local_policy:
-        raise InvalidInput(f"{prog.name}: its quarters are set by {prog.quarters_source}, not local policy: a step cannot be moved")
+        raise InvalidInput(
+            f"{prog.name}: its quarters are set by {prog.quarters_source}, not local policy: a step cannot be moved"
+        )
     q = quarter.strip().upper()
     if q not in QUARTERS:
         raise InvalidInput(f"quarter {quarter!r}: use one of {', '.join(QUARTERS)}")
     definition = next((p for p in prog.phases if p.key == step), None)
     if definition is None:
-        raise InvalidInput(f"step {step!r} is not in {prog.name}: the steps are {', '.join(p.key for p in prog.phases)}")
+        raise InvalidInput(
+            f"step {step!r} is not in {prog.name}: the steps are {', '.join(p.key for p in prog.phases)}"
+        )
     if definition.quarter == "every":
         raise InvalidInput(f"step {step!r} happens every quarter: it has no quarter to move")
     today = local_date(clock.now())
     current = programme_year_of(today)
     year = current if from_year is None else from_year
     if year < current:
-        raise InvalidInput(f"from year {year}-{str(year + 1)[2:]} has passed: move a step from the current programme year "
-                           f"({current}-{str(current + 1)[2:]}) or a later one")
+        raise InvalidInput(
+            f"from year {year}-{str(year + 1)[2:]} has passed: move a step from the current programme year "
+            f"({current}-{str(current + 1)[2:]}) or a later one"
+        )
     end = next(p.due_on for p in phases_for(prog, year, {step: q}) if p.key == step)
     if end < today:
-        raise InvalidInput(f"{q} of {year}-{str(year + 1)[2:]} ended on {end.isoformat()}: choose a quarter not yet over, "
-                           f"or move the step from next year (--from-year {year + 1})")
-    existing = session.exec(select(ProgrammePhase).where(ProgrammePhase.network_id == network.id, ProgrammePhase.key == step,
-                                                         ProgrammePhase.programme_year == year)).first()
+        raise InvalidInput(
+            f"{q} of {year}-{str(year + 1)[2:]} ended on {end.isoformat()}: choose a quarter not yet over, "
+            f"or move the step from next year (--from-year {year + 1})"
+        )
+    existing = session.exec(
+        select(ProgrammePhase).where(
+            ProgrammePhase.network_id == network.id, ProgrammePhase.key == step, ProgrammePhase.programme_year == year
+        )
+    ).first()
     if existing is not None and existing.state not in ("new", "pending"):
-        raise InvalidInput(f"{definition.title} of {year}-{str(year + 1)[2:]} is already {existing.state}: move it from next "
-                           f"year (--from-year {year + 1})")
-    row = session.exec(select(PhaseQuarter).where(PhaseQuarter.network_id == network.id, PhaseQuarter.programme == prog.slug,
-                                                  PhaseQuarter.key == step, PhaseQuarter.from_year == year)).first()
+        raise InvalidInput(
+            f"{definition.title} of {year}-{str(year + 1)[2:]} is already {existing.state}: move it from next "
+            f"year (--from-year {year + 1})"
+        )
+    row = session.exec(
+        select(PhaseQuarter).where(
+            PhaseQuarter.network_id == network.id,
+            PhaseQuarter.programme == prog.slug,
+            PhaseQuarter.key == step,
+            PhaseQuarter.from_year == year,
+        )
+    ).first()
     was = row.quarter if row is not None else None
     if row is None:
-        row = PhaseQuarter(network_id=network.id, programme=prog.slug, key=step, quarter=q, from_year=year,  # type: ignore[arg-type]
-                           set_by=actor.strip(), set_role=role, set_at=clock.now(), note=note)
+        row = PhaseQuarter(
+            network_id=network.id,
+            programme=prog.slug,
+            key=step,
+            quarter=q,
+            from_year=year,  # type: ignore[arg-type]
+            set_by=actor.strip(),
+            set_role=role,
+            set_at=clock.now(),
+            note=note,
+        )
     else:
         row.quarter, row.set_by, row.set_role, row.set_at, row.note = q, actor.strip(), role, clock.now(), note
     session.add(row)
     session.flush()
     assert row.id is not None
-    engine.record_change(session, "phase_quarter", row.id, "set_quarter", actor=actor, role=role, clock=clock, from_state=was,
-                         state=q, note=note, data={"network": network.code, "programme": prog.slug, "step": step, "from_year": year})
+    engine.record_change(
+        session,
+        "phase_quarter",
+        row.id,
+        "set_quarter",
+        actor=actor,
+        role=role,
+        clock=clock,
+        from_state=was,
+        state=q,
+        note=note,
+        data={"network": network.code, "programme": prog.slug, "step": step, "from_year": year},
+    )
     planned = 0 if existing is not None else plan_year(session, network, year, clock, actor=actor, role=role)["phases"]
     # every pending phase of the step from that year on whose quarter this row now sets
-    later = session.exec(select(PhaseQuarter.from_year).where(PhaseQuarter.network_id == network.id, PhaseQuarter.programme == prog.slug,
-                                                              PhaseQuarter.key == step, col(PhaseQuarter.from_year) > year)).all()
+    later = session.exec(
+        select(PhaseQuarter.from_year).where(
+            PhaseQuarter.network_id == network.id,
+            PhaseQuarter.programme == prog.slug,
+            PhaseQuarter.key == step,
+            col(PhaseQuarter.from_year) > year,
+        )
+    ).all()
     until = min(later, default=None)
-    q_rows = select(ProgrammePhase).where(ProgrammePhase.network_id == network.id, ProgrammePhase.key == step,
-                                          col(ProgrammePhase.programme_year) >= year, ProgrammePhase.state == "pending")
+    q_rows = select(ProgrammePhase).where(
+        ProgrammePhase.network_id == network.id,
+        ProgrammePhase.key == step,
+        col(ProgrammePhase.programme_year) >= year,
+        ProgrammePhase.state == "pending",
+    )
     if until is not None:
         q_rows = q_rows.where(col(ProgrammePhase.programme_year) < until)
     moved = []
     for phase in session.exec(q_rows.order_by(col(ProgrammePhase.programme_year))).all():
         dates = next(p for p in phases_for(prog, phase.programme_year, {step: q}) if p.key == step)
         assert phase.id is not None
-        engine.fire(session, "phase", phase.id, "set_quarter", actor=actor, role=role, clock=clock, note=note,
-                    params={"quarter": q, "opens_on": dates.opens_on.isoformat(), "due_on": dates.due_on.isoformat(),
-                            "from_year": year, "local_policy": True})
+        engine.fire(
+            session,
+            "phase",
+            phase.id,
+            "set_quarter",
+            actor=actor,
+            role=role,
+            clock=clock,
+            note=note,
+            params={
+                "quarter": q,
+                "opens_on": dates.opens_on.isoformat(),
+                "due_on": dates.due_on.isoformat(),
+                "from_year": year,
+                "local_policy": True,
+            },
+        )
         moved.append(phase)
     return QuarterSet(row=row, rescheduled=moved, planned=planned)
 
@@ -158,7 +259,9 @@ def reschedule(ctx: Context, out: Effects) -> None:
         opens_on = date.fromisoformat(str(ctx.params.get("opens_on")))
         due_on = date.fromisoformat(str(ctx.params.get("due_on")))
     except ValueError:
-        raise InvalidInput("set_quarter needs opens_on and due_on (YYYY-MM-DD): use peerwatch cycle set-quarter") from None
+        raise InvalidInput(
+            "set_quarter needs opens_on and due_on (YYYY-MM-DD): use peerwatch cycle set-quarter"
+        ) from None
     if due_on < opens_on:
         raise InvalidInput(f"set_quarter: due_on {due_on} is before opens_on {opens_on}")
     row.quarter, row.opens_on, row.due_on = q, opens_on, due_on

@@ -17,9 +17,11 @@ from states.kinds import Context, KindSpec
 
 
 def _deadlines(session: Session, spec: KindSpec, item_id: int, status: str) -> list[Deadline]:
-    return list(session.exec(
-        select(Deadline).where(Deadline.kind == spec.name, Deadline.item_id == item_id, Deadline.status == status)
-    ))
+    return list(
+        session.exec(
+            select(Deadline).where(Deadline.kind == spec.name, Deadline.item_id == item_id, Deadline.status == status)
+        )
+    )
 
 
 def apply(session: Session, spec: KindSpec, row: Any, ctx: Context) -> dict[str, Any]:
@@ -48,7 +50,9 @@ def apply(session: Session, spec: KindSpec, row: Any, ctx: Context) -> dict[str,
         if wanted:
             found = [d for d in found if d.name == wanted]
         if not found:
-            raise GuardRefused(f"{spec.name} {row.id} has no open deadline{' ' + repr(wanted) if wanted else ''} to extend")
+            raise GuardRefused(
+                f"{spec.name} {row.id} has no open deadline{' ' + repr(wanted) if wanted else ''} to extend"
+            )
         days, until = ctx.params.get("days"), ctx.params.get("until")
         if (days is None) == (until is None):
             raise InvalidInput("extend_deadline needs exactly one of days=N (working days) or until=YYYY-MM-DD")
@@ -64,7 +68,9 @@ def apply(session: Session, spec: KindSpec, row: Any, ctx: Context) -> dict[str,
                     raise InvalidInput("days must be a positive number of working days")
                 new_due = cal.add_working_days(d.due_on, n)
             if new_due <= d.due_on:
-                raise BadDate(f"{d.name} is due {d.due_on.isoformat()}; an extension must move it later, not to {new_due.isoformat()}")
+                raise BadDate(
+                    f"{d.name} is due {d.due_on.isoformat()}; an extension must move it later, not to {new_due.isoformat()}"
+                )
             changed[d.name] = {"from": d.due_on.isoformat(), "to": new_due.isoformat()}
             _move(d, new_due, ctx)
     for d in found:

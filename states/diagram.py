@@ -30,14 +30,20 @@ POLICY_ENV = ("PEERWATCH_PERINATAL_LEVELS", "PEERWATCH_PERINATAL_FORUMS")
 def mermaid(kind: str) -> str:
     spec = get_spec(kind)
     machine = spec.machine
-    lines = ["stateDiagram-v2", f"    %% {spec.describe or kind}: generated from states/{kind}.py", f"    [*] --> {spec.initial.value}"]
+    lines = [
+        "stateDiagram-v2",
+        f"    %% {spec.describe or kind}: generated from states/{kind}.py",
+        f"    [*] --> {spec.initial.value}",
+    ]
     for name, event in machine.events.items():
         if name in CLOCK_TRIGGERS:
             continue
         for source, transitions in event.transitions.items():
             for t in transitions:
                 dest = t.dest if t.dest is not None else source
-                guard = [c.func for c in t.conditions if c.target] + [f"not {c.func}" for c in t.conditions if not c.target]
+                guard = [c.func for c in t.conditions if c.target] + [
+                    f"not {c.func}" for c in t.conditions if not c.target
+                ]
                 label = name + (f" [{', '.join(guard)}]" if guard else "")
                 lines.append(f"    {source} --> {dest}: {label}")
     for s in sorted(spec.terminal):
@@ -91,17 +97,29 @@ def _sync_blocks(text: str, draw: dict[str, str]) -> tuple[str, list[str]]:
 
 def index(draw: dict[str, str], where: dict[str, list[str]]) -> str:
     """docs/diagrams.md: every kind's diagram, each with the page that explains it."""
-    out = ["# State diagrams", "",
-           f"Generated from the machines in `states/` by `{COMMAND}`: do not edit by hand.",
-           "`tests/test_diagrams.py` fails when this page, or a diagram in another page of `docs/`,",
-           "no longer matches its machine. Every open state also takes the clock-stop triggers",
-           f"{', '.join(f'`{t}`' for t in CLOCK_TRIGGERS)} (not drawn); who may fire each trigger:",
-           "[operator.md](operator.md).", ""]
+    out = [
+        "# State diagrams",
+        "",
+        f"Generated from the machines in `states/` by `{COMMAND}`: do not edit by hand.",
+        "`tests/test_diagrams.py` fails when this page, or a diagram in another page of `docs/`,",
+        "no longer matches its machine. Every open state also takes the clock-stop triggers",
+        f"{', '.join(f'`{t}`' for t in CLOCK_TRIGGERS)} (not drawn); who may fire each trigger:",
+        "[operator.md](operator.md).",
+        "",
+    ]
     for kind in draw:
         spec = get_spec(kind)
         pages = ", ".join(f"[{p}]({p})" for p in where.get(kind, []))
-        out += [f"## {kind}", "", f"{spec.describe}. Machine: `states/{kind}.py`" + (f"; explained in {pages}." if pages else "."),
-                "", "```mermaid", draw[kind].rstrip("\n"), "```", ""]
+        out += [
+            f"## {kind}",
+            "",
+            f"{spec.describe}. Machine: `states/{kind}.py`" + (f"; explained in {pages}." if pages else "."),
+            "",
+            "```mermaid",
+            draw[kind].rstrip("\n"),
+            "```",
+            "",
+        ]
     return "\n".join(out)
 
 
@@ -155,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path.relative_to(DOCS.parent)}")
     hand_drawn = [d for d in drift if "naming no machine" in d.what]
     for d in hand_drawn:
-        print(f"left as it is: {d.path.name}: {d.what}: give it its `%% ...: generated from states/<kind>.py` line", file=sys.stderr)
+        print(
+            f"left as it is: {d.path.name}: {d.what}: give it its `%% ...: generated from states/<kind>.py` line",
+            file=sys.stderr,
+        )
     return 1 if hand_drawn else 0
 
 

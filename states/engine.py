@@ -14,16 +14,16 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from functools import lru_cache
-from datetime import date, datetime, timezone
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as select_core
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm.attributes import flag_modified, set_committed_value
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import ColumnProperty
+from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.orm.util import identity_key
@@ -31,9 +31,19 @@ from sqlmodel import Session, col, select
 
 from models.bulk import execute_many
 from models.db import begin_write
-from models.tables import OUTSTANDING, AuditEvent, AuditHead, Deadline, DeadlineStatus, Proposal, RefusedAttempt, StatefulItem
+from models.tables import (
+    OUTSTANDING,
+    AuditEvent,
+    AuditHead,
+    Deadline,
+    DeadlineStatus,
+    Proposal,
+    RefusedAttempt,
+    StatefulItem,
+)
 from states import deadlines as clock_stop
 from states import permissions
+from states import text as _entry_rule  # noqa: F401  (installs the one entry rule on every flush: states/text.py)
 from states.calendar import calendar_for
 from states.clock import Clock, local_date
 from states.errors import (
@@ -50,15 +60,15 @@ from states.errors import (
 from states.kinds import CLOCK_TRIGGERS, Context, Effects, KindSpec, get_spec
 from states.policy import Policy
 from states.roles import AUDITOR, check_actor_role
-from states import text as _entry_rule  # noqa: F401  (installs the one entry rule on every flush: states/text.py)
-
 
 _DEADLINE = Deadline.__table__  # type: ignore[attr-defined]
 _AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
 _HEAD = AuditHead.__table__  # type: ignore[attr-defined]
 _INSERT_DEADLINE = insert(_DEADLINE)
 _INSERT_AUDIT = insert(_AUDIT)
-_CLOSE_DEADLINE = update(_DEADLINE).where(_DEADLINE.c.id == bindparam("d_id")).values(status=DeadlineStatus.CLOSED.value)
+_CLOSE_DEADLINE = (
+    update(_DEADLINE).where(_DEADLINE.c.id == bindparam("d_id")).values(status=DeadlineStatus.CLOSED.value)
+)
 
 
 @dataclass(frozen=True)
@@ -95,8 +105,21 @@ class Event:
         return {f: getattr(self, f) for f in _EVENT_FIELDS}
 
 
-_EVENT_FIELDS = ("kind", "item_id", "at", "actor", "role", "trigger", "from_state", "to_state", "note", "version",
-                 "data", "prev_hash", "hash")
+_EVENT_FIELDS = (
+    "kind",
+    "item_id",
+    "at",
+    "actor",
+    "role",
+    "trigger",
+    "from_state",
+    "to_state",
+    "note",
+    "version",
+    "data",
+    "prev_hash",
+    "hash",
+)
 
 
 @dataclass
@@ -162,8 +185,14 @@ def fire(
     policy: Policy | None = None,
 ) -> Outcome:
     """Fire ``trigger`` on one item (a batch of one); the caller commits."""
-    return fire_many(session, [Request(kind, item_id, trigger, note, expected_version, params)],
-                     actor=actor, role=role, clock=clock, policy=policy)[0]
+    return fire_many(
+        session,
+        [Request(kind, item_id, trigger, note, expected_version, params)],
+        actor=actor,
+        role=role,
+        clock=clock,
+        policy=policy,
+    )[0]
 
 
 def fire_many(
@@ -189,12 +218,16 @@ def fire_many(
         raise MissingActor(f"no actor given{what}: name who is acting (--actor)")
     check_actor_role(role)
     if role == AUDITOR:
-        raise PermissionDenied("role 'auditor' is read-only: it may not fire "
-                               + ", ".join(f"{r.trigger!r} on {r.kind} {r.item_id}" for r in requests[:3]))
+        raise PermissionDenied(
+            "role 'auditor' is read-only: it may not fire "
+            + ", ".join(f"{r.trigger!r} on {r.kind} {r.item_id}" for r in requests[:3])
+        )
     seen: set[tuple[str, int]] = set()
     for r in requests:
         if (r.kind, r.item_id) in seen:
-            raise InvalidInput(f"{r.kind} {r.item_id} appears twice in one batch: fire its transitions one after the other")
+            raise InvalidInput(
+                f"{r.kind} {r.item_id} appears twice in one batch: fire its transitions one after the other"
+            )
         seen.add((r.kind, r.item_id))
     now = clock.now()
     today = local_date(now)
@@ -220,7 +253,7 @@ def _preload(session: Session, requests: list[Request]) -> list[StatefulItem]:
     for kind, ids in by_kind.items():
         model = get_spec(kind).model
         for start in range(0, len(ids), 900):
-            rows += session.exec(select(model).where(col(model.id).in_(ids[start:start + 900]))).all()
+            rows += session.exec(select(model).where(col(model.id).in_(ids[start : start + 900]))).all()
     return rows
 
 
@@ -256,9 +289,19 @@ def _plan(session: Session, req: Request, actor: str, role: str, now: datetime, 
             f"{local_date(row.updated_at).isoformat()}: an item cannot move back in time"
         )
     ctx = Context(
-        session=session, row=row, trigger=trigger, source=source, dest=source, params=dict(req.params or {}),
-        now=now, today=today, calendar=calendar_for(spec.nation_of(session, row)), policy=policy,
-        actor=actor, role=role, note=note,
+        session=session,
+        row=row,
+        trigger=trigger,
+        source=source,
+        dest=source,
+        params=dict(req.params or {}),
+        now=now,
+        today=today,
+        calendar=calendar_for(spec.nation_of(session, row)),
+        policy=policy,
+        actor=actor,
+        role=role,
+        note=note,
     )
 
     # The kind's one machine fires its event on a throwaway carrier of the state and the
@@ -269,7 +312,9 @@ def _plan(session: Session, req: Request, actor: str, role: str, now: datetime, 
     if not fired:
         unmet = [c for r in rows for c in (r.get("conditions") or []) if not spec.guards[c](ctx)]
         unmet += [f"not {c}" for r in rows for c in (r.get("unless") or []) if spec.guards[c](ctx)]
-        raise GuardRefused(f"{trigger!r} on {kind} {item_id} refused in state '{source}': rule(s) {', '.join(dict.fromkeys(unmet))} not met")
+        raise GuardRefused(
+            f"{trigger!r} on {kind} {item_id} refused in state '{source}': rule(s) {', '.join(dict.fromkeys(unmet))} not met"
+        )
     ctx.dest = dest
 
     confirmed: dict[str, Any] = {}
@@ -278,13 +323,22 @@ def _plan(session: Session, req: Request, actor: str, role: str, now: datetime, 
         if proposal is None:
             return _Plan(spec, row, ctx, Effects(), {}, row.version, done=_propose(session, spec, row, ctx))
         if proposal.actor.strip().lower() == ctx.actor.lower():
-            raise GuardRefused(f"{trigger!r} on {kind} {item_id} needs four eyes: {proposal.actor} proposed it, "
-                               "so a different person must confirm it")
+            raise GuardRefused(
+                f"{trigger!r} on {kind} {item_id} needs four eyes: {proposal.actor} proposed it, "
+                "so a different person must confirm it"
+            )
         if _normal(proposal.params) != _normal(ctx.params):
-            raise GuardRefused(f"{trigger!r} on {kind} {item_id} differs from what {proposal.actor} proposed "
-                               f"({proposal.params}): confirm the same, or propose anew")
-        confirmed = {"four_eyes": {"proposed_by": proposal.actor, "proposed_role": proposal.role,
-                                   "proposed_at": proposal.at.isoformat()}}
+            raise GuardRefused(
+                f"{trigger!r} on {kind} {item_id} differs from what {proposal.actor} proposed "
+                f"({proposal.params}): confirm the same, or propose anew"
+            )
+        confirmed = {
+            "four_eyes": {
+                "proposed_by": proposal.actor,
+                "proposed_role": proposal.role,
+                "proposed_at": proposal.at.isoformat(),
+            }
+        }
         session.delete(proposal)
 
     old_version = row.version
@@ -312,25 +366,62 @@ def _write(session: Session, plans: list[_Plan], now: datetime, today: date) -> 
     if not _update_rows(session, plans):
         raise StaleVersion(
             f"{plans[0].spec.name} {plans[0].row.id} was changed by someone else while {plans[0].ctx.trigger!r} fired; retry"
-            if len(plans) == 1 else f"one of {len(plans)} items was changed by someone else while the batch fired; retry")
+            if len(plans) == 1
+            else f"one of {len(plans)} items was changed by someone else while the batch fired; retry"
+        )
     try:
         session.flush()  # whatever else the effects changed (deadlines, a proposal consumed)
     except StaleDataError:
-        raise StaleVersion(f"a row {plans[0].ctx.trigger!r} touched was changed by someone else meanwhile; retry") from None
+        raise StaleVersion(
+            f"a row {plans[0].ctx.trigger!r} touched was changed by someone else meanwhile; retry"
+        ) from None
     for p in plans:
         if p.row.version != p.old_version + 1:  # pragma: no cover - a bug, not an operator error
-            raise RuntimeError(f"{p.spec.name} {p.row.id}: version moved {p.old_version} -> {p.row.version} in one transition")
-    _close_deadlines(session, [p for p in plans if p.effects.deadlines or (p.ctx.dest != p.ctx.source and p.ctx.trigger not in CLOCK_TRIGGERS)])
-    new = [{"kind": p.spec.name, "item_id": p.row.id, "name": d.name, "due_on": d.due_on, "remind_on": d.remind_on,
-            "reminded": False, "due_day_notified": False, "status": DeadlineStatus.OPEN.value, "paused_remaining": None,
-            "nation": p.ctx.calendar.nation, "created_at": now}
-           for p in plans for d in p.effects.deadlines]
+            raise RuntimeError(
+                f"{p.spec.name} {p.row.id}: version moved {p.old_version} -> {p.row.version} in one transition"
+            )
+    _close_deadlines(
+        session,
+        [
+            p
+            for p in plans
+            if p.effects.deadlines or (p.ctx.dest != p.ctx.source and p.ctx.trigger not in CLOCK_TRIGGERS)
+        ],
+    )
+    new = [
+        {
+            "kind": p.spec.name,
+            "item_id": p.row.id,
+            "name": d.name,
+            "due_on": d.due_on,
+            "remind_on": d.remind_on,
+            "reminded": False,
+            "due_day_notified": False,
+            "status": DeadlineStatus.OPEN.value,
+            "paused_remaining": None,
+            "nation": p.ctx.calendar.nation,
+            "created_at": now,
+        }
+        for p in plans
+        for d in p.effects.deadlines
+    ]
     if new:
         execute_many(session.connection(), _INSERT_DEADLINE, new)
     for p in plans:
         c = p.ctx
-        p.event = Event(kind=p.spec.name, item_id=p.row.id, at=now, actor=c.actor, role=c.role, trigger=c.trigger,  # type: ignore[arg-type]
-                        from_state=c.source, to_state=c.dest, note=c.note, version=p.row.version, data=p.data)
+        p.event = Event(
+            kind=p.spec.name,
+            item_id=p.row.id,
+            at=now,
+            actor=c.actor,
+            role=c.role,
+            trigger=c.trigger,  # type: ignore[arg-type]
+            from_state=c.source,
+            to_state=c.dest,
+            note=c.note,
+            version=p.row.version,
+            data=p.data,
+        )
     append_audit(session, [p.event for p in plans if p.event is not None])
     _letters(session, [p for p in plans if p.effects.letters], now, today)
     thens = [f for p in plans for f in p.effects.then]
@@ -345,8 +436,14 @@ def _versioned_update(model: type, names: tuple[str, ...]) -> Any:
     """UPDATE one row's ``names`` and its version, WHERE its id and the version it was read at
     (one statement object per kind and set of columns, so it is compiled once)."""
     table = model.__table__  # type: ignore[attr-defined]
-    return update(table).where(table.c.id == bindparam("_id"), table.c.version == bindparam("_read_version")).values(
-        {name: bindparam(f"_v_{name}", type_=table.c[name].type) for name in names} | {"version": bindparam("_version")})
+    return (
+        update(table)
+        .where(table.c.id == bindparam("_id"), table.c.version == bindparam("_read_version"))
+        .values(
+            {name: bindparam(f"_v_{name}", type_=table.c[name].type) for name in names}
+            | {"version": bindparam("_version")}
+        )
+    )
 
 
 def _update_rows(session: Session, plans: list[_Plan]) -> bool:
@@ -375,8 +472,15 @@ def _update_rows(session: Session, plans: list[_Plan]) -> bool:
         props = props_of[(model, keys)]
         columns = [(prop.key, prop.columns[0]) for prop in props]  # type: ignore[union-attr]
         stmt = _versioned_update(model, tuple(c.name for _, c in columns))
-        params = [{**{f"_v_{c.name}": state.dict.get(key) for key, c in columns},
-                   "_id": p.row.id, "_read_version": p.old_version, "_version": p.old_version + 1} for p, state in members]
+        params = [
+            {
+                **{f"_v_{c.name}": state.dict.get(key) for key, c in columns},
+                "_id": p.row.id,
+                "_read_version": p.old_version,
+                "_version": p.old_version + 1,
+            }
+            for p, state in members
+        ]
         if conn.dialect.supports_sane_multi_rowcount:
             matched = execute_many(conn, stmt, params)
         else:  # pragma: no cover - both supported dialects count an executemany's rows
@@ -397,6 +501,7 @@ def _update_rows(session: Session, plans: list[_Plan]) -> bool:
 def _letters(session: Session, plans: list[_Plan], now: datetime, today: date) -> None:
     """Compose every plan's letters (quoting its deadlines as now written) and write them at once."""
     from notifications import outbox  # Jinja2 loads with the first letter, not with the CLI
+
     by_kind: dict[str, list[_Plan]] = {}
     for p in plans:
         by_kind.setdefault(p.spec.name, []).append(p)
@@ -405,8 +510,19 @@ def _letters(session: Session, plans: list[_Plan], now: datetime, today: date) -
     for kind, group in by_kind.items():
         deadlines = outbox.open_deadlines(session, kind, [p.row.id for p in group])  # type: ignore[misc]
         for p in group:
-            composed += [(p, m) for m in outbox.compose(session, p.spec, p.row, p.effects.letters, key=f"v{p.row.version}",
-                                                        now=now, today=today, deadlines=deadlines.get(p.row.id, {}))]  # type: ignore[arg-type]
+            composed += [
+                (p, m)
+                for m in outbox.compose(
+                    session,
+                    p.spec,
+                    p.row,
+                    p.effects.letters,
+                    key=f"v{p.row.version}",
+                    now=now,
+                    today=today,
+                    deadlines=deadlines.get(p.row.id, {}),
+                )
+            ]  # type: ignore[arg-type]
     written = {id(m) for m in outbox.write(session, [m for _, m in composed])}
     for p, m in composed:
         p.queued += id(m) in written
@@ -414,8 +530,14 @@ def _letters(session: Session, plans: list[_Plan], now: datetime, today: date) -
 
 def _proposal(session: Session, spec: KindSpec, row: StatefulItem, trigger: str) -> Proposal | None:
     """A proposal made at the item's current version (any later change voids it)."""
-    return session.exec(select(Proposal).where(Proposal.kind == spec.name, Proposal.item_id == row.id,
-                                               Proposal.trigger == trigger, Proposal.item_version == row.version)).first()
+    return session.exec(
+        select(Proposal).where(
+            Proposal.kind == spec.name,
+            Proposal.item_id == row.id,
+            Proposal.trigger == trigger,
+            Proposal.item_version == row.version,
+        )
+    ).first()
 
 
 def _propose(session: Session, spec: KindSpec, row: StatefulItem, ctx: Context) -> Outcome:
@@ -434,22 +556,56 @@ def _propose(session: Session, spec: KindSpec, row: StatefulItem, ctx: Context) 
     flag_modified(row, "state")
     session.add(row)
     session.flush()
-    session.add(Proposal(kind=spec.name, item_id=row.id, trigger=ctx.trigger, params=_jsonable(dict(ctx.params)),  # type: ignore[arg-type]
-                         note=ctx.note, actor=ctx.actor, role=ctx.role, at=ctx.now, item_version=row.version))
-    event = Event(kind=spec.name, item_id=row.id, at=ctx.now, actor=ctx.actor, role=ctx.role,  # type: ignore[arg-type]
-                  trigger=f"propose:{ctx.trigger}", from_state=ctx.source, to_state=ctx.source, note=ctx.note,
-                  version=row.version, data={"awaiting_second_person": True, **({"params": _jsonable(dict(ctx.params))} if ctx.params else {})})
+    session.add(
+        Proposal(
+            kind=spec.name,
+            item_id=row.id,
+            trigger=ctx.trigger,
+            params=_jsonable(dict(ctx.params)),  # type: ignore[arg-type]
+            note=ctx.note,
+            actor=ctx.actor,
+            role=ctx.role,
+            at=ctx.now,
+            item_version=row.version,
+        )
+    )
+    event = Event(
+        kind=spec.name,
+        item_id=row.id,
+        at=ctx.now,
+        actor=ctx.actor,
+        role=ctx.role,  # type: ignore[arg-type]
+        trigger=f"propose:{ctx.trigger}",
+        from_state=ctx.source,
+        to_state=ctx.source,
+        note=ctx.note,
+        version=row.version,
+        data={"awaiting_second_person": True, **({"params": _jsonable(dict(ctx.params))} if ctx.params else {})},
+    )
     append_audit(session, [event])
     session.flush()
     return Outcome(row=row, event=event, queued=0, proposed=True)
 
 
 def _canonical(event: AuditEvent) -> bytes:
-    return json.dumps({
-        "kind": event.kind, "item_id": event.item_id, "at": event.at.astimezone(timezone.utc).isoformat(),
-        "actor": event.actor, "role": event.role, "trigger": event.trigger, "from": event.from_state, "to": event.to_state,
-        "note": event.note, "version": event.version, "data": event.data,
-    }, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return json.dumps(
+        {
+            "kind": event.kind,
+            "item_id": event.item_id,
+            "at": event.at.astimezone(UTC).isoformat(),
+            "actor": event.actor,
+            "role": event.role,
+            "trigger": event.trigger,
+            "from": event.from_state,
+            "to": event.to_state,
+            "note": event.note,
+            "version": event.version,
+            "data": event.data,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    ).encode()
 
 
 def event_hash(prev_hash: str, event: AuditEvent) -> str:
@@ -473,9 +629,20 @@ def append_audit(session: Session, events: list[Event]) -> None:
         session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(hash=prev, events=head.events + len(events)))
 
 
-def record_change(session: Session, kind: str, item_id: int, action: str, *, actor: str, role: str, clock: Clock,
-                  state: str, from_state: str | None = None, note: str | None = None,
-                  data: Mapping[str, Any] | None = None) -> Event:
+def record_change(
+    session: Session,
+    kind: str,
+    item_id: int,
+    action: str,
+    *,
+    actor: str,
+    role: str,
+    clock: Clock,
+    state: str,
+    from_state: str | None = None,
+    note: str | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> Event:
     """Audit a change a person made that is not a state machine's transition (a contact edited,
     a milestone recorded or done, a letter queued again): who, in which role, when, what, on
     the same hash chain as every transition, in the caller's transaction (the caller commits).
@@ -487,32 +654,59 @@ def record_change(session: Session, kind: str, item_id: int, action: str, *, act
     if role == AUDITOR:
         raise PermissionDenied(f"role 'auditor' is read-only: it may not {action} {kind} {item_id}")
     session.flush()
-    before = session.execute(select_core(func.count()).select_from(_AUDIT).where(
-        _AUDIT.c.kind == kind, _AUDIT.c.item_id == item_id)).scalar_one()
-    event = Event(kind=kind, item_id=item_id, at=clock.now(), actor=actor.strip(), role=role, trigger=action,
-                  from_state=from_state, to_state=state, note=note, version=before + 1, data=_jsonable(dict(data or {})))
+    before = session.execute(
+        select_core(func.count()).select_from(_AUDIT).where(_AUDIT.c.kind == kind, _AUDIT.c.item_id == item_id)
+    ).scalar_one()
+    event = Event(
+        kind=kind,
+        item_id=item_id,
+        at=clock.now(),
+        actor=actor.strip(),
+        role=role,
+        trigger=action,
+        from_state=from_state,
+        to_state=state,
+        note=note,
+        version=before + 1,
+        data=_jsonable(dict(data or {})),
+    )
     append_audit(session, [event])
     return event
 
 
 def changes(session: Session, kind: str, item_ids: list[int]) -> list[AuditEvent]:
     """The audited changes of these items of a table (``record_change``), oldest first."""
-    return list(session.exec(select(AuditEvent).where(AuditEvent.kind == kind, col(AuditEvent.item_id).in_(item_ids))
-                             .order_by(AuditEvent.id)))  # type: ignore[arg-type]
+    return list(
+        session.exec(
+            select(AuditEvent)
+            .where(AuditEvent.kind == kind, col(AuditEvent.item_id).in_(item_ids))
+            .order_by(AuditEvent.id)
+        )
+    )  # type: ignore[arg-type]
 
 
 def verify_chain(session: Session, batch: int = 5000) -> tuple[int, AuditEvent | None, str | None]:
     """Recompute the chain: (events checked, first broken event or None, what is wrong)."""
     prev, checked, last_id = "", 0, 0
     while True:
-        events = list(session.exec(select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch)))  # type: ignore[arg-type,operator]
+        events = list(
+            session.exec(select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch))
+        )  # type: ignore[arg-type,operator]
         if not events:
             break
         for e in events:
             if e.prev_hash != prev:
-                return checked, e, f"audit event {e.id} does not follow event {last_id or 'the start'}: the chain was cut or reordered"
+                return (
+                    checked,
+                    e,
+                    f"audit event {e.id} does not follow event {last_id or 'the start'}: the chain was cut or reordered",
+                )
             if e.hash != event_hash(prev, e):
-                return checked, e, f"audit event {e.id} ({e.kind} {e.item_id} {e.trigger}) was changed after it was written"
+                return (
+                    checked,
+                    e,
+                    f"audit event {e.id} ({e.kind} {e.item_id} {e.trigger}) was changed after it was written",
+                )
             prev, last_id, checked = e.hash, e.id or last_id, checked + 1
     head = session.execute(select_core(_HEAD.c.hash).where(_HEAD.c.id == 1)).first()
     if head is not None and head.hash != prev:
@@ -520,30 +714,71 @@ def verify_chain(session: Session, batch: int = 5000) -> tuple[int, AuditEvent |
     return checked, None, None
 
 
-def record_refusal(db: Engine, kind: str, item_id: int | None, trigger: str, actor: str, role: str, clock: Clock,
-                   reason: str, params: Mapping[str, Any] | None = None) -> None:
+def record_refusal(
+    db: Engine,
+    kind: str,
+    item_id: int | None,
+    trigger: str,
+    actor: str,
+    role: str,
+    clock: Clock,
+    reason: str,
+    params: Mapping[str, Any] | None = None,
+) -> None:
     """Audit a refused attempt in its own transaction (the attempt itself changed nothing)."""
     data: dict[str, Any] = {"params": _jsonable(dict(params or {}))}
     if item_id is not None and not -(2**63) <= item_id < 2**63:  # no such row can exist: keep the id as typed
         data["item_id"], item_id = str(item_id), None
     with Session(db) as s:
-        s.add(RefusedAttempt(kind=kind, item_id=item_id, trigger=trigger, actor=(actor or "").strip() or "(none)", role=role or "(none)",
-                             at=clock.now(), reason=reason, data=data))
+        s.add(
+            RefusedAttempt(
+                kind=kind,
+                item_id=item_id,
+                trigger=trigger,
+                actor=(actor or "").strip() or "(none)",
+                role=role or "(none)",
+                at=clock.now(),
+                reason=reason,
+                data=data,
+            )
+        )
         s.commit()
 
 
-def fire_or_record(db: Engine, kind: str, item_id: int, trigger: str, *, actor: str, role: str, clock: Clock,
-                   note: str | None = None, expected_version: int | None = None,
-                   params: Mapping[str, Any] | None = None) -> tuple[Outcome, list[dict[str, Any]]]:
+def fire_or_record(
+    db: Engine,
+    kind: str,
+    item_id: int,
+    trigger: str,
+    *,
+    actor: str,
+    role: str,
+    clock: Clock,
+    note: str | None = None,
+    expected_version: int | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> tuple[Outcome, list[dict[str, Any]]]:
     """One manual transition in its own transaction; a refusal is audited and re-raised.
 
     Returns the outcome and the item's pending deadlines, read in the same transaction."""
     try:
         with Session(db, expire_on_commit=False) as s:
             begin_write(s)
-            out = fire(s, kind, item_id, trigger, actor=actor, role=role, clock=clock, note=note,
-                       expected_version=expected_version, params=params)
-            pending = [{"name": d.name, "due_on": d.due_on, "status": d.status} for d in pending_deadlines(s, kind, item_id)]
+            out = fire(
+                s,
+                kind,
+                item_id,
+                trigger,
+                actor=actor,
+                role=role,
+                clock=clock,
+                note=note,
+                expected_version=expected_version,
+                params=params,
+            )
+            pending = [
+                {"name": d.name, "due_on": d.due_on, "status": d.status} for d in pending_deadlines(s, kind, item_id)
+            ]
             s.commit()
             return out, pending
     except PeerwatchError as exc:
@@ -564,7 +799,9 @@ def create(
     params: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """Insert a new item in its kind's initial state and fire its opening trigger."""
-    return create_many(session, kind, [row], trigger, actor=actor, role=role, clock=clock, note=note, params=[params or {}])[0]
+    return create_many(
+        session, kind, [row], trigger, actor=actor, role=role, clock=clock, note=note, params=[params or {}]
+    )[0]
 
 
 def create_many(
@@ -610,13 +847,17 @@ def _close_deadlines(session: Session, plans: list[_Plan]) -> None:
         for start in range(0, len(ids), 900):
             for d_id, item_id, name in session.execute(
                 select_core(_DEADLINE.c.id, _DEADLINE.c.item_id, _DEADLINE.c.name).where(
-                    _DEADLINE.c.kind == kind, _DEADLINE.c.item_id.in_(ids[start:start + 900]),
-                    _DEADLINE.c.status.in_([s.value for s in OUTSTANDING]))
+                    _DEADLINE.c.kind == kind,
+                    _DEADLINE.c.item_id.in_(ids[start : start + 900]),
+                    _DEADLINE.c.status.in_([s.value for s in OUTSTANDING]),
+                )
             ):
                 p = items[item_id]
                 rule = p.spec.deadline_rules.get(name)
                 moved = p.ctx.dest != p.ctx.source and p.ctx.trigger not in CLOCK_TRIGGERS
-                if (moved and (rule is None or p.ctx.dest not in rule.runs_through)) or any(d.name == name for d in p.effects.deadlines):
+                if (moved and (rule is None or p.ctx.dest not in rule.runs_through)) or any(
+                    d.name == name for d in p.effects.deadlines
+                ):
                     closing.append(d_id)
     if not closing:
         return
@@ -644,16 +885,23 @@ def _jsonable(value: Any) -> Any:
 
 def history(session: Session, kind: str, item_id: int) -> list[AuditEvent]:
     load(session, kind, item_id)
-    return list(session.exec(
-        select(AuditEvent).where(AuditEvent.kind == kind, AuditEvent.item_id == item_id).order_by(AuditEvent.id)  # type: ignore[arg-type]
-    ))
+    return list(
+        session.exec(
+            select(AuditEvent).where(AuditEvent.kind == kind, AuditEvent.item_id == item_id).order_by(AuditEvent.id)  # type: ignore[arg-type]
+        )
+    )
 
 
 def pending_deadlines(session: Session, kind: str, item_id: int) -> list[Deadline]:
     """The item's outstanding deadlines (open, paused, or passed with the overdue letter sent), by date."""
-    return list(session.exec(
-        select(Deadline).where(
-            Deadline.kind == kind, Deadline.item_id == item_id,
-            Deadline.status.in_(OUTSTANDING),  # type: ignore[attr-defined]
-        ).order_by(Deadline.due_on)  # type: ignore[arg-type]
-    ))
+    return list(
+        session.exec(
+            select(Deadline)
+            .where(
+                Deadline.kind == kind,
+                Deadline.item_id == item_id,
+                Deadline.status.in_(OUTSTANDING),  # type: ignore[attr-defined]
+            )
+            .order_by(Deadline.due_on)  # type: ignore[arg-type]
+        )
+    )

@@ -1,14 +1,14 @@
 """Errors an operator can see. Each message names what was wrong; nothing was changed.
 
-    PeerwatchError
-     ├── NotFound          unknown kind, item or trigger target
-     ├── InvalidTrigger    the trigger does not exist, or not from the item's state
-     ├── GuardRefused      the trigger exists but a rule refused it (e.g. first vs second response)
-     ├── PermissionDenied  the role may not fire this trigger
-     ├── MissingActor      no actor was named
-     ├── StaleVersion      the row changed since the caller read it
-     ├── BadDate           a malformed date, or one that would move an item back in time
-     └── InvalidInput      any other bad value (level, score, parameter)
+PeerwatchError
+ ├── NotFound          unknown kind, item or trigger target
+ ├── InvalidTrigger    the trigger does not exist, or not from the item's state
+ ├── GuardRefused      the trigger exists but a rule refused it (e.g. first vs second response)
+ ├── PermissionDenied  the role may not fire this trigger
+ ├── MissingActor      no actor was named
+ ├── StaleVersion      the row changed since the caller read it
+ ├── BadDate           a malformed date, or one that would move an item back in time
+ └── InvalidInput      any other bad value (level, score, parameter)
 """
 
 

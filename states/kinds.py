@@ -12,9 +12,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import date, datetime
 from enum import Enum
+from functools import cached_property
 from typing import Any
 
 from sqlmodel import Session
@@ -132,7 +132,13 @@ class KindSpec:
         """The declared table plus the clock-stop triggers on every open state."""
         open_states = [s.value for s in self.states if s.value not in self.terminal and s != self.initial]
         clock = [
-            {"trigger": t, "source": open_states, "dest": None, "roles": ["network-manager", "regional-lead", "operator"], "note_required": True}
+            {
+                "trigger": t,
+                "source": open_states,
+                "dest": None,
+                "roles": ["network-manager", "regional-lead", "operator"],
+                "note_required": True,
+            }
             for t in CLOCK_TRIGGERS
         ]
         return self.transitions + clock
@@ -170,8 +176,10 @@ class KindSpec:
         found = self._rows.get(key)
         if found is None:
             found = self._rows[key] = [
-                t for t in self.all_transitions
-                if t["trigger"] == trigger and (source in (srcs := t["source"] if isinstance(t["source"], list) else [t["source"]]) or "*" in srcs)
+                t
+                for t in self.all_transitions
+                if t["trigger"] == trigger
+                and (source in (srcs := t["source"] if isinstance(t["source"], list) else [t["source"]]) or "*" in srcs)
             ]
         return list(found)
 

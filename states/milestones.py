@@ -52,8 +52,18 @@ def get(session: Session, milestone_id: int) -> Milestone:
     return m
 
 
-def add(session: Session, risk_id: int, *, text: str, due_on: date | None = None, working_days: int | None = None,
-        owner_role: str = "service-lead", actor: str, role: str, clock: Clock) -> Recorded:
+def add(
+    session: Session,
+    risk_id: int,
+    *,
+    text: str,
+    due_on: date | None = None,
+    working_days: int | None = None,
+    owner_role: str = "service-lead",
+    actor: str,
+    role: str,
+    clock: Clock,
+) -> Recorded:
     """Record a milestone; audited. The caller commits."""
     check_contact_role(owner_role)
     risk = _risk(session, risk_id)
@@ -77,13 +87,30 @@ def add(session: Session, risk_id: int, *, text: str, due_on: date | None = None
     m = Milestone(risk_id=risk_id, due_on=due_on, text=text, owner_role=owner_role)
     session.add(m)
     session.flush()  # the entry rule (states/text.py) checks the text here
-    engine.record_change(session, "milestone", m.id, "add_milestone", actor=actor, role=role, clock=clock,  # type: ignore[arg-type]
-                         state="open", data={"risk_id": risk_id, "due_on": due_on.isoformat(), "text": text, "owner": owner_role})
+    engine.record_change(
+        session,
+        "milestone",
+        m.id,
+        "add_milestone",
+        actor=actor,
+        role=role,
+        clock=clock,  # type: ignore[arg-type]
+        state="open",
+        data={"risk_id": risk_id, "due_on": due_on.isoformat(), "text": text, "owner": owner_role},
+    )
     return Recorded(m, notes)
 
 
-def mark_done(session: Session, milestone_id: int, *, actor: str, role: str, clock: Clock, on: date | None = None,
-              note: str | None = None) -> Milestone:
+def mark_done(
+    session: Session,
+    milestone_id: int,
+    *,
+    actor: str,
+    role: str,
+    clock: Clock,
+    on: date | None = None,
+    note: str | None = None,
+) -> Milestone:
     """Mark a milestone done (on ``on``, default today; never in the future); audited."""
     m = get(session, milestone_id)
     today = local_date(clock.now())
@@ -91,30 +118,50 @@ def mark_done(session: Session, milestone_id: int, *, actor: str, role: str, clo
     if day > today:
         raise InvalidInput(f"a milestone cannot be done on {day.isoformat()}, after today ({today.isoformat()})")
     if m.done_on is not None:
-        raise InvalidInput(f"milestone {milestone_id} was already marked done on {m.done_on.isoformat()} by {m.done_by}")
+        raise InvalidInput(
+            f"milestone {milestone_id} was already marked done on {m.done_on.isoformat()} by {m.done_by}"
+        )
     if not actor or not actor.strip():
         from states.errors import MissingActor
 
         raise MissingActor(f"no actor given to mark milestone {milestone_id} done: name who is acting (--actor)")
     t = Milestone.__table__  # type: ignore[attr-defined]
-    done = session.execute(update(t).where(t.c.id == m.id, t.c.done_on.is_(None)).values(done_on=day, done_by=actor.strip()))
+    done = session.execute(
+        update(t).where(t.c.id == m.id, t.c.done_on.is_(None)).values(done_on=day, done_by=actor.strip())
+    )
     if done.rowcount != 1:
         raise StaleVersion(f"milestone {milestone_id} was marked done by someone else meanwhile")
     session.refresh(m)
-    engine.record_change(session, "milestone", m.id, "milestone_done", actor=actor, role=role, clock=clock,  # type: ignore[arg-type]
-                         from_state="chased" if m.chased_on else "open", state="done", note=note,
-                         data={"risk_id": m.risk_id, "done_on": day.isoformat(), "due_on": m.due_on.isoformat(),
-                               "late": day > m.due_on})
+    engine.record_change(
+        session,
+        "milestone",
+        m.id,
+        "milestone_done",
+        actor=actor,
+        role=role,
+        clock=clock,  # type: ignore[arg-type]
+        from_state="chased" if m.chased_on else "open",
+        state="done",
+        note=note,
+        data={"risk_id": m.risk_id, "done_on": day.isoformat(), "due_on": m.due_on.isoformat(), "late": day > m.due_on},
+    )
     return m
 
 
 def letter(m: Milestone, reply_by: date) -> Letter:
-    return Letter(TEMPLATE, to=(m.owner_role,), cc=("chief-executive", "network-manager"), category="chase",
-                  key=f"milestone{m.id}",
-                  context=(("milestone", {"id": m.id, "text": m.text, "due_on": m.due_on}), ("reply_by", reply_by)))
+    return Letter(
+        TEMPLATE,
+        to=(m.owner_role,),
+        cc=("chief-executive", "network-manager"),
+        category="chase",
+        key=f"milestone{m.id}",
+        context=(("milestone", {"id": m.id, "text": m.text, "due_on": m.due_on}), ("reply_by", reply_by)),
+    )
 
 
-def chase_overdue(db: Engine, clock: Clock, *, chase_working_days: int = 5) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def chase_overdue(
+    db: Engine, clock: Clock, *, chase_working_days: int = 5
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The sweep's pass over milestones: each open one whose date has passed (and whose risk is
     still open) gets its overdue letter once, in batches; one that cannot be composed is
     skipped with its reason and the rest go on. Returns (actions, skipped)."""
@@ -126,15 +173,33 @@ def chase_overdue(db: Engine, clock: Clock, *, chase_working_days: int = 5) -> t
     actions: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     with Session(db) as s:
-        ids = list(s.exec(select(Milestone.id).join(Risk, col(Risk.id) == Milestone.risk_id).where(
-            col(Milestone.done_on).is_(None), col(Milestone.chased_on).is_(None), col(Milestone.due_on) < today,
-            col(Risk.state).not_in(list(spec.terminal))).order_by(Milestone.due_on, Milestone.id)))  # type: ignore[arg-type]
+        ids = list(
+            s.exec(
+                select(Milestone.id)
+                .join(Risk, col(Risk.id) == Milestone.risk_id)
+                .where(
+                    col(Milestone.done_on).is_(None),
+                    col(Milestone.chased_on).is_(None),
+                    col(Milestone.due_on) < today,
+                    col(Risk.state).not_in(list(spec.terminal)),
+                )
+                .order_by(Milestone.due_on, Milestone.id)
+            )
+        )  # type: ignore[arg-type]
     for start in range(0, len(ids), BATCH):
         with Session(db, expire_on_commit=False) as s:
             begin_write(s)
-            rows = list(s.exec(select(Milestone).where(col(Milestone.id).in_(ids[start:start + BATCH]),
-                                                       col(Milestone.chased_on).is_(None), col(Milestone.done_on).is_(None))
-                               .order_by(Milestone.due_on, Milestone.id)))  # type: ignore[arg-type]
+            rows = list(
+                s.exec(
+                    select(Milestone)
+                    .where(
+                        col(Milestone.id).in_(ids[start : start + BATCH]),
+                        col(Milestone.chased_on).is_(None),
+                        col(Milestone.done_on).is_(None),
+                    )
+                    .order_by(Milestone.due_on, Milestone.id)
+                )
+            )  # type: ignore[arg-type]
             for m in rows:
                 try:
                     with s.begin_nested():
@@ -142,22 +207,46 @@ def chase_overdue(db: Engine, clock: Clock, *, chase_working_days: int = 5) -> t
                         cal = calendar_for(spec.nation_of(s, risk))
                         reply_by = cal.add_working_days(today, chase_working_days)
                         deadlines = outbox.open_deadlines(s, "risk", [m.risk_id]).get(m.risk_id, {})
-                        messages = outbox.compose(s, spec, risk, [letter(m, reply_by)], key=f"milestone{m.id}:overdue",
-                                                  now=now, today=today, deadlines=deadlines)
+                        messages = outbox.compose(
+                            s,
+                            spec,
+                            risk,
+                            [letter(m, reply_by)],
+                            key=f"milestone{m.id}:overdue",
+                            now=now,
+                            today=today,
+                            deadlines=deadlines,
+                        )
                         outbox.write(s, messages)
                         m.chased_on = today
                         s.add(m)
                         s.flush()
-                        engine.record_change(s, "milestone", m.id, "chase_milestone", actor=SYSTEM_ACTOR, role=SYSTEM, clock=clock,  # type: ignore[arg-type]
-                                             from_state="open", state="chased",
-                                             note=f"milestone due {m.due_on.isoformat()} passed",
-                                             data={"risk_id": m.risk_id, "reply_by": reply_by.isoformat(),
-                                                   "letters": len(messages)})
+                        engine.record_change(
+                            s,
+                            "milestone",
+                            m.id,
+                            "chase_milestone",
+                            actor=SYSTEM_ACTOR,
+                            role=SYSTEM,
+                            clock=clock,  # type: ignore[arg-type]
+                            from_state="open",
+                            state="chased",
+                            note=f"milestone due {m.due_on.isoformat()} passed",
+                            data={"risk_id": m.risk_id, "reply_by": reply_by.isoformat(), "letters": len(messages)},
+                        )
                 except PeerwatchError as exc:
                     log.warning("skipped milestone %s: %s", m.id, exc)
                     skipped.append({"kind": "milestone", "id": m.id, "deadline": "milestone", "reason": str(exc)})
                     continue
-                actions.append({"kind": "risk", "id": m.risk_id, "deadline": f"milestone {m.id}", "due_on": m.due_on.isoformat(),
-                                "action": "milestone_chased", "milestone": m.id})
+                actions.append(
+                    {
+                        "kind": "risk",
+                        "id": m.risk_id,
+                        "deadline": f"milestone {m.id}",
+                        "due_on": m.due_on.isoformat(),
+                        "action": "milestone_chased",
+                        "milestone": m.id,
+                    }
+                )
             s.commit()
     return actions, skipped

@@ -52,10 +52,21 @@ from states.roles import NETWORK_LEADS, STAFF, SYSTEM, check_actor_role
 RATINGS = ("Outstanding", "Good", "Requires Improvement", "Inadequate")
 STEP = {"Inadequate": 1, "Requires Improvement": 2, "Good": 3, "Outstanding": 4}
 DOMAINS = ("safe", "effective", "caring", "responsive", "well_led")
-DOMAIN_NAMES = {"overall": "Overall", "safe": "Safe", "effective": "Effective", "caring": "Caring",
-                "responsive": "Responsive", "well_led": "Well-led"}
-_ALIASES = {"ri": "Requires Improvement", "requires improvement": "Requires Improvement", "outstanding": "Outstanding",
-            "good": "Good", "inadequate": "Inadequate"}
+DOMAIN_NAMES = {
+    "overall": "Overall",
+    "safe": "Safe",
+    "effective": "Effective",
+    "caring": "Caring",
+    "responsive": "Responsive",
+    "well_led": "Well-led",
+}
+_ALIASES = {
+    "ri": "Requires Improvement",
+    "requires improvement": "Requires Improvement",
+    "outstanding": "Outstanding",
+    "good": "Good",
+    "inadequate": "Inadequate",
+}
 
 
 def rating(text: str | None, what: str = "rating") -> str:
@@ -72,7 +83,7 @@ CRITERIA = {
     "overall_inadequate": "an overall rating of Inadequate",
     "ri_inadequate_safe_or_well_led": "an overall rating of Requires Improvement with Inadequate in Safe or Well-led",
     "ri_inadequate_third_domain": "an overall rating of Requires Improvement with Inadequate in a third domain "
-                                  "(Effective, Caring or Responsive)",
+    "(Effective, Caring or Responsive)",
     "warning_notice": "issued with a CQC warning notice",
     "dropped_safe": "Safe dropped from a previously Outstanding or Good rating to Requires Improvement or lower",
     "dropped_well_led": "Well-led dropped from a previously Outstanding or Good rating to Requires Improvement or lower",
@@ -144,30 +155,75 @@ M = MsspState
 RECORDERS = sorted({*STAFF, SYSTEM})
 DECISION_RECORDERS = sorted(STAFF)  # a person records what the MSSCG decided; the sweep never does
 # "A CQC assessment which triggers automatic entry": the rating criteria. The rest refer.
-RATING_CRITERIA = ("overall_inadequate", "ri_inadequate_safe_or_well_led", "ri_inadequate_third_domain",
-                   "dropped_safe", "dropped_well_led")
+RATING_CRITERIA = (
+    "overall_inadequate",
+    "ri_inadequate_safe_or_well_led",
+    "ri_inadequate_third_domain",
+    "dropped_safe",
+    "dropped_well_led",
+)
 REFERRAL_ROUTES = ("warning_notice", "review_request", "hsib_concern")
 ENTRY_DECISIONS = {"enter": "enter the programme", "not_enter": "not enter the programme"}
 EXIT_DECISIONS = {"exit": "exit the programme", "remain": "remain in the programme"}
 TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "enter", "source": [M.NEW, M.REFERRED], "dest": M.IN_PROGRAMME, "conditions": ["has_rating_criteria"],
-     "roles": RECORDERS},
+    {
+        "trigger": "enter",
+        "source": [M.NEW, M.REFERRED],
+        "dest": M.IN_PROGRAMME,
+        "conditions": ["has_rating_criteria"],
+        "roles": RECORDERS,
+    },
     {"trigger": "refer", "source": M.NEW, "dest": M.REFERRED, "conditions": ["has_referral_route"], "roles": RECORDERS},
-    {"trigger": "decide_entry", "source": M.REFERRED, "dest": M.IN_PROGRAMME, "conditions": ["is_decision_to_enter"],
-     "roles": DECISION_RECORDERS},
-    {"trigger": "decide_entry", "source": M.REFERRED, "dest": M.NOT_ENTERED, "unless": ["is_decision_to_enter"],
-     "roles": DECISION_RECORDERS},
-    {"trigger": "record_assessment", "source": M.IN_PROGRAMME, "dest": M.EXIT_PROPOSED,
-     "conditions": ["has_improved_safe_and_well_led"], "roles": RECORDERS},
-    {"trigger": "record_assessment", "source": M.IN_PROGRAMME, "dest": None,
-     "unless": ["has_improved_safe_and_well_led"], "roles": RECORDERS},
+    {
+        "trigger": "decide_entry",
+        "source": M.REFERRED,
+        "dest": M.IN_PROGRAMME,
+        "conditions": ["is_decision_to_enter"],
+        "roles": DECISION_RECORDERS,
+    },
+    {
+        "trigger": "decide_entry",
+        "source": M.REFERRED,
+        "dest": M.NOT_ENTERED,
+        "unless": ["is_decision_to_enter"],
+        "roles": DECISION_RECORDERS,
+    },
+    {
+        "trigger": "record_assessment",
+        "source": M.IN_PROGRAMME,
+        "dest": M.EXIT_PROPOSED,
+        "conditions": ["has_improved_safe_and_well_led"],
+        "roles": RECORDERS,
+    },
+    {
+        "trigger": "record_assessment",
+        "source": M.IN_PROGRAMME,
+        "dest": None,
+        "unless": ["has_improved_safe_and_well_led"],
+        "roles": RECORDERS,
+    },
     {"trigger": "record_assessment", "source": M.EXIT_PROPOSED, "dest": None, "roles": RECORDERS},
-    {"trigger": "decide_exit", "source": M.EXIT_PROPOSED, "dest": M.EXITED, "conditions": ["is_decision_to_exit"],
-     "roles": DECISION_RECORDERS},
-    {"trigger": "decide_exit", "source": M.EXIT_PROPOSED, "dest": M.IN_PROGRAMME, "unless": ["is_decision_to_exit"],
-     "roles": DECISION_RECORDERS},
-    {"trigger": "withdraw", "source": [M.REFERRED, M.IN_PROGRAMME, M.EXIT_PROPOSED], "dest": M.WITHDRAWN,
-     "roles": sorted(NETWORK_LEADS), "note_required": True},
+    {
+        "trigger": "decide_exit",
+        "source": M.EXIT_PROPOSED,
+        "dest": M.EXITED,
+        "conditions": ["is_decision_to_exit"],
+        "roles": DECISION_RECORDERS,
+    },
+    {
+        "trigger": "decide_exit",
+        "source": M.EXIT_PROPOSED,
+        "dest": M.IN_PROGRAMME,
+        "unless": ["is_decision_to_exit"],
+        "roles": DECISION_RECORDERS,
+    },
+    {
+        "trigger": "withdraw",
+        "source": [M.REFERRED, M.IN_PROGRAMME, M.EXIT_PROPOSED],
+        "dest": M.WITHDRAWN,
+        "roles": sorted(NETWORK_LEADS),
+        "note_required": True,
+    },
 ]
 
 TRUST = ("chief-executive", "service-lead")
@@ -176,11 +232,11 @@ TO_MSSCG = ("msscg",)
 MSSCG_COPIES = ("chief-executive", "service-lead", "regional-chief-midwife", "lms-lead")
 NEXT_STEP = {
     M.REFERRED: "MSSCG: decide whether the Trust enters the programme; record its decision (peerwatch mssp decide ID "
-                "--decision enter|not_enter --decided-by ... --decided-on ...)",
+    "--decision enter|not_enter --decided-by ... --decided-on ...)",
     M.IN_PROGRAMME: "MSSCG: hands-on support (visits, mentoring, leadership development); exit is proposed when the CQC "
-                    "improves Safe and Well-led each by at least one step from the ratings at entry (cqc record)",
+    "improves Safe and Well-led each by at least one step from the ratings at entry (cqc record)",
     M.EXIT_PROPOSED: "MSSCG: the exit criterion is met; decide exit and record its decision (peerwatch mssp decide ID "
-                     "--decision exit|remain --decided-by ... --decided-on ...)",
+    "--decision exit|remain --decided-by ... --decided-on ...)",
 }
 
 
@@ -225,7 +281,9 @@ def _decision(ctx: Context, allowed: Mapping[str, str]) -> dict[str, Any]:
     """The MSSCG's decision as the network office records it: what, who decided, when."""
     decision = decision_key(ctx.params.get("decision"))
     if decision not in allowed:
-        raise InvalidInput(f"{ctx.trigger}: decision {ctx.params.get('decision')!r}: the MSSCG decides one of {', '.join(allowed)}")
+        raise InvalidInput(
+            f"{ctx.trigger}: decision {ctx.params.get('decision')!r}: the MSSCG decides one of {', '.join(allowed)}"
+        )
     decided_by = str(ctx.params.get("decided_by") or "").strip()
     if not decided_by:
         raise InvalidInput(f"{ctx.trigger}: name who decided (decided_by, e.g. the MSSCG co-chairs at its meeting)")
@@ -237,11 +295,20 @@ def _decision(ctx: Context, allowed: Mapping[str, str]) -> dict[str, Any]:
         raise InvalidInput(f"decided_on {decided_on.isoformat()} is after today ({ctx.today.isoformat()})")
     since = ctx.row.referred_on if ctx.trigger == "decide_entry" else ctx.row.exit_proposed_on
     if since and decided_on < since:
-        raise InvalidInput(f"decided_on {decided_on.isoformat()} is before the question was put to the MSSCG ({since.isoformat()})")
-    entry = {"question": "entry" if ctx.trigger == "decide_entry" else "exit", "decision": decision,
-             "forum": PerinatalPolicy.from_env().forums["national"], "decided_by": decided_by,
-             "decided_on": decided_on.isoformat(), "recorded_by": ctx.actor, "recorded_role": ctx.role,
-             "recorded_on": ctx.today.isoformat(), "note": ctx.note}
+        raise InvalidInput(
+            f"decided_on {decided_on.isoformat()} is before the question was put to the MSSCG ({since.isoformat()})"
+        )
+    entry = {
+        "question": "entry" if ctx.trigger == "decide_entry" else "exit",
+        "decision": decision,
+        "forum": PerinatalPolicy.from_env().forums["national"],
+        "decided_by": decided_by,
+        "decided_on": decided_on.isoformat(),
+        "recorded_by": ctx.actor,
+        "recorded_role": ctx.role,
+        "recorded_on": ctx.today.isoformat(),
+        "note": ctx.note,
+    }
     ctx.row.decisions = [*ctx.row.decisions, entry]
     return entry
 
@@ -275,7 +342,9 @@ def effects(ctx: Context) -> Effects:
             row.entered_on = parse_iso(decision["decided_on"])
             if latest is not None:
                 row.baseline = ratings_of(latest)
-            out.letters.append(Letter("mssp_entry", to=TRUST, cc=COPIES, context=(("how", "decided"), ("decision", decision))))
+            out.letters.append(
+                Letter("mssp_entry", to=TRUST, cc=COPIES, context=(("how", "decided"), ("decision", decision)))
+            )
         else:
             row.closed_reason = "the MSSCG decided the Trust does not enter the programme"
             out.letters.append(Letter("mssp_not_entered", to=TRUST, cc=COPIES, context=(("decision", decision),)))
@@ -286,21 +355,29 @@ def effects(ctx: Context) -> Effects:
         proposed = ctx.dest == M.EXIT_PROPOSED
         if not row.baseline:  # entered by decision before any rating was recorded: this is the baseline
             row.baseline = ratings_of(current)
-        row.assessments = [*row.assessments, {**ratings_of(current), "rating_id": current.id, "exit_proposed": proposed}]
+        row.assessments = [
+            *row.assessments,
+            {**ratings_of(current), "rating_id": current.id, "exit_proposed": proposed},
+        ]
         if proposed:
             row.exit_proposed_on, row.exit_rating_id = ctx.today, current.id
-            out.letters.append(Letter("mssp_exit_proposed", to=TO_MSSCG, cc=MSSCG_COPIES,
-                                      context=(("exit", ratings_of(current)),)))
+            out.letters.append(
+                Letter("mssp_exit_proposed", to=TO_MSSCG, cc=MSSCG_COPIES, context=(("exit", ratings_of(current)),))
+            )
     elif t == "decide_exit":
         decision = _decision(ctx, EXIT_DECISIONS)
         exit_rating = ctx.session.get(CqcRating, row.exit_rating_id) if row.exit_rating_id else None
         shown = ratings_of(exit_rating) if exit_rating else {}
         if ctx.dest == M.EXITED:
             row.exited_on = parse_iso(decision["decided_on"])
-            out.letters.append(Letter("mssp_exit", to=TRUST, cc=COPIES, context=(("exit", shown), ("decision", decision))))
+            out.letters.append(
+                Letter("mssp_exit", to=TRUST, cc=COPIES, context=(("exit", shown), ("decision", decision)))
+            )
         else:
             row.exit_proposed_on, row.exit_rating_id = None, None
-            out.letters.append(Letter("mssp_exit_declined", to=TRUST, cc=COPIES, context=(("exit", shown), ("decision", decision))))
+            out.letters.append(
+                Letter("mssp_exit_declined", to=TRUST, cc=COPIES, context=(("exit", shown), ("decision", decision)))
+            )
     elif t == "withdraw":
         row.closed_reason = ctx.note
     return out
@@ -318,9 +395,13 @@ def _where(session: Session, row: Any) -> tuple[Organisation, Service | None, Ne
     if org is None:
         raise NotFound(f"organisation {row.organisation_id} not found")
     svc = session.get(Service, row.service_id) if row.service_id else None
-    net_id = svc.network_id if svc else session.exec(
-        select(Service.network_id).where(Service.organisation_id == org.id).order_by(Service.id)  # type: ignore[arg-type]
-    ).first()
+    net_id = (
+        svc.network_id
+        if svc
+        else session.exec(
+            select(Service.network_id).where(Service.organisation_id == org.id).order_by(Service.id)  # type: ignore[arg-type]
+        ).first()
+    )
     return org, svc, session.get(Network, net_id) if net_id else None
 
 
@@ -336,12 +417,21 @@ def recipient_scope(session: Session, row: MsspCase) -> dict[str, int | None]:
 def letter_context(session: Session, row: MsspCase) -> dict[str, Any]:
     org, svc, net = _where(session, row)
     return {
-        "item": {"ref": f"MSSP-{row.id}", "id": row.id, "title": f"Maternity Safety Support Programme: {org.name}",
-                 "entered_on": row.entered_on, "exited_on": row.exited_on, "referred_on": row.referred_on,
-                 "exit_proposed_on": row.exit_proposed_on, "state": row.state, "decisions": row.decisions,
-                 "criteria": [CRITERIA.get(c, c) for c in row.entry_criteria], "baseline": row.baseline,
-                 "routes": [CRITERIA[c] for c in row.entry_criteria if c in REFERRAL_ROUTES],
-                 "rating_criteria": [CRITERIA[c] for c in row.entry_criteria if c in RATING_CRITERIA]},
+        "item": {
+            "ref": f"MSSP-{row.id}",
+            "id": row.id,
+            "title": f"Maternity Safety Support Programme: {org.name}",
+            "entered_on": row.entered_on,
+            "exited_on": row.exited_on,
+            "referred_on": row.referred_on,
+            "exit_proposed_on": row.exit_proposed_on,
+            "state": row.state,
+            "decisions": row.decisions,
+            "criteria": [CRITERIA.get(c, c) for c in row.entry_criteria],
+            "baseline": row.baseline,
+            "routes": [CRITERIA[c] for c in row.entry_criteria if c in REFERRAL_ROUTES],
+            "rating_criteria": [CRITERIA[c] for c in row.entry_criteria if c in RATING_CRITERIA],
+        },
         "msscg": PerinatalPolicy.from_env().forums["national"],
         "domain_names": DOMAIN_NAMES,
         "service": {"name": svc.name if svc else "Maternity services", "kind": svc.kind if svc else "Maternity"},
@@ -356,9 +446,13 @@ SPEC = KindSpec(
     states=MsspState,
     initial=MsspState.NEW,
     transitions=TRANSITIONS,
-    guards={"has_rating_criteria": has_rating_criteria, "has_referral_route": has_referral_route,
-            "is_decision_to_enter": is_decision_to_enter, "is_decision_to_exit": is_decision_to_exit,
-            "has_improved_safe_and_well_led": has_improved_safe_and_well_led},
+    guards={
+        "has_rating_criteria": has_rating_criteria,
+        "has_referral_route": has_referral_route,
+        "is_decision_to_enter": is_decision_to_enter,
+        "is_decision_to_exit": is_decision_to_exit,
+        "has_improved_safe_and_well_led": has_improved_safe_and_well_led,
+    },
     effects=effects,
     deadline_rules={},
     terminal=frozenset({M.EXITED.value, M.WITHDRAWN.value, M.NOT_ENTERED.value}),
@@ -389,8 +483,11 @@ class AssessmentOutcome:
 
 def maternity_service(session: Session, organisation_id: int) -> Service | None:
     """The Trust's one maternity service, if it has exactly one."""
-    found = [s for s in session.exec(select(Service).where(Service.organisation_id == organisation_id).order_by(Service.id))  # type: ignore[arg-type]
-             if "maternity" in s.kind.lower()]
+    found = [
+        s
+        for s in session.exec(select(Service).where(Service.organisation_id == organisation_id).order_by(Service.id))  # type: ignore[arg-type]
+        if "maternity" in s.kind.lower()
+    ]
     return found[0] if len(found) == 1 else None
 
 
@@ -400,8 +497,12 @@ def previous_rating(session: Session, organisation_id: int, service_id: int | No
     return session.exec(q.order_by(col(CqcRating.assessed_on).desc(), col(CqcRating.id).desc())).first()
 
 
-def open_cases(session: Session, organisation_id: int, service_id: int | None,
-               states: tuple[str, ...] = (M.IN_PROGRAMME.value, M.EXIT_PROPOSED.value)) -> list[MsspCase]:
+def open_cases(
+    session: Session,
+    organisation_id: int,
+    service_id: int | None,
+    states: tuple[str, ...] = (M.IN_PROGRAMME.value, M.EXIT_PROPOSED.value),
+) -> list[MsspCase]:
     q = select(MsspCase).where(MsspCase.organisation_id == organisation_id, col(MsspCase.state).in_(states))
     q = q.where(MsspCase.service_id == service_id) if service_id else q.where(col(MsspCase.service_id).is_(None))
     return list(session.exec(q.order_by(MsspCase.id)))  # type: ignore[arg-type]
@@ -434,19 +535,45 @@ def record_cqc_assessment(session: Session, rating_row: CqcRating, *, clock: Clo
         raise NotFound(f"organisation {rating_row.organisation_id} not found")
     latest = previous_rating(session, rating_row.organisation_id, rating_row.service_id, date.max)
     if latest is not None and latest.assessed_on >= rating_row.assessed_on:
-        raise InvalidInput(f"an assessment of {latest.assessed_on.isoformat()} is already recorded: record assessments in "
-                           f"date order, each later than the last")
+        raise InvalidInput(
+            f"an assessment of {latest.assessed_on.isoformat()} is already recorded: record assessments in "
+            f"date order, each later than the last"
+        )
     previous = latest
     rating_row.recorded_at = clock.now()
     session.add(rating_row)
     session.flush()
     assert rating_row.id is not None
-    engine.record_change(session, "cqc_rating", rating_row.id, "record_cqc_assessment", actor=rating_row.recorded_by,
-                         role=rating_row.recorded_role, clock=clock, state="recorded", note=rating_row.note,
-                         data={"organisation_id": rating_row.organisation_id, "service_id": rating_row.service_id,
-                               "assessed_on": rating_row.assessed_on,
-                               **{k: getattr(rating_row, k) for k in ("overall", "safe", "well_led", "effective", "caring", "responsive",
-                                                                      "warning_notice", "dhsc_nhse_review_request", "hsib_concern")}})
+    engine.record_change(
+        session,
+        "cqc_rating",
+        rating_row.id,
+        "record_cqc_assessment",
+        actor=rating_row.recorded_by,
+        role=rating_row.recorded_role,
+        clock=clock,
+        state="recorded",
+        note=rating_row.note,
+        data={
+            "organisation_id": rating_row.organisation_id,
+            "service_id": rating_row.service_id,
+            "assessed_on": rating_row.assessed_on,
+            **{
+                k: getattr(rating_row, k)
+                for k in (
+                    "overall",
+                    "safe",
+                    "well_led",
+                    "effective",
+                    "caring",
+                    "responsive",
+                    "warning_notice",
+                    "dhsc_nhse_review_request",
+                    "hsib_concern",
+                )
+            },
+        },
+    )
     criteria = mssp_entry_criteria(previous, rating_row)
     out = AssessmentOutcome(rating=rating_row, previous=previous, criteria=criteria)
     actor, role = rating_row.recorded_by, rating_row.recorded_role
@@ -454,9 +581,17 @@ def record_cqc_assessment(session: Session, rating_row: CqcRating, *, clock: Clo
     org_id, svc_id = rating_row.organisation_id, rating_row.service_id
     for case in open_cases(session, org_id, svc_id):
         assert case.id is not None
-        fired = engine.fire(session, "mssp", case.id, "record_assessment", actor=actor, role=role, clock=clock,
-                            note=f"CQC assessment of {rating_row.assessed_on.isoformat()}",
-                            params={**params, "criteria": criteria})
+        fired = engine.fire(
+            session,
+            "mssp",
+            case.id,
+            "record_assessment",
+            actor=actor,
+            role=role,
+            clock=clock,
+            note=f"CQC assessment of {rating_row.assessed_on.isoformat()}",
+            params={**params, "criteria": criteria},
+        )
         proposed = fired.event.to_state == M.EXIT_PROPOSED and fired.event.from_state == M.IN_PROGRAMME
         (out.exit_proposed if proposed else out.continuing).append(case)
     if out.exit_proposed or out.continuing:
@@ -464,41 +599,104 @@ def record_cqc_assessment(session: Session, rating_row: CqcRating, *, clock: Clo
     automatic = [c for c in criteria if c in RATING_CRITERIA]
     referred = open_cases(session, org_id, svc_id, (M.REFERRED.value,))
     if automatic:
-        note = "a CQC assessment meeting the entry criteria: automatic entry (" + "; ".join(CRITERIA[c] for c in automatic) + ")"
+        note = (
+            "a CQC assessment meeting the entry criteria: automatic entry ("
+            + "; ".join(CRITERIA[c] for c in automatic)
+            + ")"
+        )
         if referred:
             case = referred[0]
             assert case.id is not None
-            out.entered = engine.fire(session, "mssp", case.id, "enter", actor=actor, role=role, clock=clock, note=note,
-                                      params={**params, "criteria": criteria}).row  # type: ignore[assignment]
+            out.entered = engine.fire(
+                session,
+                "mssp",
+                case.id,
+                "enter",
+                actor=actor,
+                role=role,
+                clock=clock,
+                note=note,
+                params={**params, "criteria": criteria},
+            ).row  # type: ignore[assignment]
             out.awaiting = referred[1:]
         else:
             case = MsspCase(organisation_id=org_id, service_id=svc_id, entry_criteria=criteria, state=M.NEW)
-            out.entered = engine.create(session, "mssp", case, "enter", actor=actor, role=role, clock=clock, note=note,
-                                        params={**params, "criteria": criteria}).row  # type: ignore[assignment]
+            out.entered = engine.create(
+                session,
+                "mssp",
+                case,
+                "enter",
+                actor=actor,
+                role=role,
+                clock=clock,
+                note=note,
+                params={**params, "criteria": criteria},
+            ).row  # type: ignore[assignment]
     elif criteria:
         if referred:
             out.awaiting = referred
         else:
-            out.referred = _refer(session, org_id, svc_id, criteria, actor=actor, role=role, clock=clock, params=params,
-                                  note=rating_row.note)
+            out.referred = _refer(
+                session,
+                org_id,
+                svc_id,
+                criteria,
+                actor=actor,
+                role=role,
+                clock=clock,
+                params=params,
+                note=rating_row.note,
+            )
     return out
 
 
-def _refer(session: Session, organisation_id: int, service_id: int | None, routes: list[str], *, actor: str, role: str,
-           clock: Clock, params: Mapping[str, Any], note: str | None) -> MsspCase:
+def _refer(
+    session: Session,
+    organisation_id: int,
+    service_id: int | None,
+    routes: list[str],
+    *,
+    actor: str,
+    role: str,
+    clock: Clock,
+    params: Mapping[str, Any],
+    note: str | None,
+) -> MsspCase:
     case = MsspCase(organisation_id=organisation_id, service_id=service_id, entry_criteria=list(routes), state=M.NEW)
     why = "referred to the MSSCG for a decision on entry: " + "; ".join(CRITERIA[c] for c in routes)
-    created = engine.create(session, "mssp", case, "refer", actor=actor, role=role, clock=clock,
-                            note=f"{why} ({note})" if note else why, params={**params, "criteria": list(routes)})
+    created = engine.create(
+        session,
+        "mssp",
+        case,
+        "refer",
+        actor=actor,
+        role=role,
+        clock=clock,
+        note=f"{why} ({note})" if note else why,
+        params={**params, "criteria": list(routes)},
+    )
     return created.row  # type: ignore[return-value]
 
 
-ROUTE_NAMES = {"warning-notice": "warning_notice", "review-request": "review_request", "hsib": "hsib_concern",
-               **{r: r for r in REFERRAL_ROUTES}}
+ROUTE_NAMES = {
+    "warning-notice": "warning_notice",
+    "review-request": "review_request",
+    "hsib": "hsib_concern",
+    **{r: r for r in REFERRAL_ROUTES},
+}
 
 
-def refer_trust(session: Session, organisation_id: int, service_id: int | None, routes: list[str], *, actor: str, role: str,
-                clock: Clock, note: str | None = None) -> MsspCase:
+def refer_trust(
+    session: Session,
+    organisation_id: int,
+    service_id: int | None,
+    routes: list[str],
+    *,
+    actor: str,
+    role: str,
+    clock: Clock,
+    note: str | None = None,
+) -> MsspCase:
     """Refer a Trust to the MSSCG without a CQC assessment (HSIB identification, a DHSC/NHSE
     request, a warning notice), through the engine. The caller commits."""
     _check_recorder(actor, role, "refer a Trust to the MSSCG")
@@ -512,13 +710,25 @@ def refer_trust(session: Session, organisation_id: int, service_id: int | None, 
         raise InvalidInput("name the route of the referral: warning-notice, review-request or hsib")
     if session.get(Organisation, organisation_id) is None:
         raise NotFound(f"organisation {organisation_id} not found")
-    already = open_cases(session, organisation_id, service_id, (M.REFERRED.value, M.IN_PROGRAMME.value, M.EXIT_PROPOSED.value))
+    already = open_cases(
+        session, organisation_id, service_id, (M.REFERRED.value, M.IN_PROGRAMME.value, M.EXIT_PROPOSED.value)
+    )
     if already:
         c = already[0]
-        raise InvalidInput(f"MSSP case {c.id} is already open for this Trust ({c.state.replace('_', ' ')}): "
-                           f"no second referral")
-    return _refer(session, organisation_id, service_id, list(dict.fromkeys(keys)), actor=actor, role=role, clock=clock,
-                  params={}, note=note)
+        raise InvalidInput(
+            f"MSSP case {c.id} is already open for this Trust ({c.state.replace('_', ' ')}): no second referral"
+        )
+    return _refer(
+        session,
+        organisation_id,
+        service_id,
+        list(dict.fromkeys(keys)),
+        actor=actor,
+        role=role,
+        clock=clock,
+        params={},
+        note=note,
+    )
 
 
 def decision_trigger(session: Session, case_id: int) -> str:
@@ -528,15 +738,36 @@ def decision_trigger(session: Session, case_id: int) -> str:
         raise NotFound(f"mssp {case_id} not found")
     trigger = {M.REFERRED.value: "decide_entry", M.EXIT_PROPOSED.value: "decide_exit"}.get(row.state)
     if trigger is None:
-        raise InvalidInput(f"MSSP case {case_id} is '{row.state}': the MSSCG's decision is recorded on a referred case "
-                           f"(enter, not_enter) or a proposed exit (exit, remain)")
+        raise InvalidInput(
+            f"MSSP case {case_id} is '{row.state}': the MSSCG's decision is recorded on a referred case "
+            f"(enter, not_enter) or a proposed exit (exit, remain)"
+        )
     return trigger
 
 
-def decide(session: Session, case_id: int, decision: str, *, decided_by: str, decided_on: str, actor: str, role: str,
-           clock: Clock, note: str | None = None) -> engine.Outcome:
+def decide(
+    session: Session,
+    case_id: int,
+    decision: str,
+    *,
+    decided_by: str,
+    decided_on: str,
+    actor: str,
+    role: str,
+    clock: Clock,
+    note: str | None = None,
+) -> engine.Outcome:
     """Record the MSSCG's decision on a referred case (enter or not) or a proposed exit (exit or
     remain), through the engine. The caller commits."""
     trigger = decision_trigger(session, case_id)
-    return engine.fire(session, "mssp", case_id, trigger, actor=actor, role=role, clock=clock, note=note,
-                       params={"decision": decision, "decided_by": decided_by, "decided_on": decided_on})
+    return engine.fire(
+        session,
+        "mssp",
+        case_id,
+        trigger,
+        actor=actor,
+        role=role,
+        clock=clock,
+        note=note,
+        params={"decision": decision, "decided_by": decided_by, "decided_on": decided_on},
+    )

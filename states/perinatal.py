@@ -93,7 +93,7 @@ def _mapping_from_env(var: str, defaults: Mapping[str, str]) -> dict[str, str]:
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{var} is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})") from None
     if not isinstance(given, dict):
-        raise InvalidInput(f"{var} must be a JSON object mapping level to name, e.g. {{\"lms_ics\": \"LMNS/ICB\"}}")
+        raise InvalidInput(f'{var} must be a JSON object mapping level to name, e.g. {{"lms_ics": "LMNS/ICB"}}')
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise InvalidInput(f"{var}: unknown level(s) {', '.join(unknown)}; the levels are {', '.join(defaults)}")
@@ -124,7 +124,9 @@ class PerinatalPolicy:
             try:
                 values["board_review_reminder_working_days"] = int(days)
             except ValueError:
-                raise InvalidInput(f"PEERWATCH_PERINATAL_BOARD_REVIEW_REMINDER_WORKING_DAYS={days!r} is not a whole number") from None
+                raise InvalidInput(
+                    f"PEERWATCH_PERINATAL_BOARD_REVIEW_REMINDER_WORKING_DAYS={days!r} is not a whole number"
+                ) from None
         if kinds:
             values["service_kinds"] = tuple(k.strip().lower() for k in kinds.split(",") if k.strip())
         return cls(**values)
@@ -182,7 +184,10 @@ TRUST = ("service-lead", "chief-executive")
 REGIONAL_TEAM = ("regional-chief-nurse", "regional-chief-midwife", "regional-lead-obstetrician")
 ADDRESSEES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "provider": (TRUST, ("medical-director", "lms-lead", "regional-chief-midwife")),
-    "lms_ics": (("lms-lead", "regional-chief-midwife", "chief-executive"), ("service-lead", "icb", "regional-lead-obstetrician")),
+    "lms_ics": (
+        ("lms-lead", "regional-chief-midwife", "chief-executive"),
+        ("service-lead", "icb", "regional-lead-obstetrician"),
+    ),
     "regional": (REGIONAL_TEAM, ("chief-executive", "lms-lead", "regional-quality-lead")),
     "national": (("msscg",), (*REGIONAL_TEAM, "chief-executive", "national-medical-lead")),
 }
@@ -198,11 +203,17 @@ PERINATAL_CONTACT_ROLES = {
 REFERRALS = {"refer_to_jsog": ("jsog", ("jsog",)), "request_cqc_inspection": ("cqc_inspection", ("cqc",))}
 # Which level's forum decides a transition (DOMAIN.md: the receiving forum; at regional level the
 # regional quality committee, with the regional chief nurse, agrees any further action).
-DECIDING_FORUM = {"escalate": None, "refer_to_jsog": "regional", "request_cqc_inspection": "regional"}  # None: the destination
+DECIDING_FORUM = {
+    "escalate": None,
+    "refer_to_jsog": "regional",
+    "request_cqc_inspection": "regional",
+}  # None: the destination
 # Who must have agreed a decision of that level's forum, named in the record (decision param ``agreed_with``).
 AGREED_WITH = {"regional": "the regional chief nurse"}
-DECISIONS = {"refer_to_jsog": "refer to the Joint Strategic Oversight Group (JSOG)",
-             "request_cqc_inspection": "request an unannounced CQC inspection"}
+DECISIONS = {
+    "refer_to_jsog": "refer to the Joint Strategic Oversight Group (JSOG)",
+    "request_cqc_inspection": "request an unannounced CQC inspection",
+}
 
 # ------------------------------------------------------------------ the machine
 
@@ -210,7 +221,13 @@ STAFF_ROLES = sorted(STAFF)
 LEADS = sorted(NETWORK_LEADS)
 OPEN = list(LEVELS)
 TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "raise", "source": S.NEW, "dest": S.PROVIDER, "conditions": ["is_perinatal_service"], "roles": STAFF_ROLES},
+    {
+        "trigger": "raise",
+        "source": S.NEW,
+        "dest": S.PROVIDER,
+        "conditions": ["is_perinatal_service"],
+        "roles": STAFF_ROLES,
+    },
     {"trigger": "escalate", "source": S.PROVIDER, "dest": S.LMS_ICS, "roles": STAFF_ROLES, "note_required": True},
     {"trigger": "escalate", "source": S.LMS_ICS, "dest": S.REGIONAL, "roles": STAFF_ROLES, "note_required": True},
     {"trigger": "escalate", "source": S.REGIONAL, "dest": S.NATIONAL, "roles": STAFF_ROLES, "note_required": True},
@@ -218,21 +235,35 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "deescalate", "source": S.REGIONAL, "dest": S.LMS_ICS, "roles": STAFF_ROLES, "note_required": True},
     {"trigger": "deescalate", "source": S.NATIONAL, "dest": S.REGIONAL, "roles": STAFF_ROLES, "note_required": True},
     {"trigger": "refer_to_jsog", "source": S.REGIONAL, "dest": None, "roles": STAFF_ROLES, "note_required": True},
-    {"trigger": "request_cqc_inspection", "source": S.REGIONAL, "dest": None, "roles": STAFF_ROLES, "note_required": True},
+    {
+        "trigger": "request_cqc_inspection",
+        "source": S.REGIONAL,
+        "dest": None,
+        "roles": STAFF_ROLES,
+        "note_required": True,
+    },
     {"trigger": "record_forum_decision", "source": OPEN, "dest": None, "roles": STAFF_ROLES},
     {"trigger": "record_board_review", "source": OPEN, "dest": None, "roles": STAFF_ROLES},
-    {"trigger": "board_review_missed", "source": OPEN, "dest": None, "conditions": ["has_board_review_overdue"],
-     "roles": [SYSTEM, *LEADS]},
+    {
+        "trigger": "board_review_missed",
+        "source": OPEN,
+        "dest": None,
+        "conditions": ["has_board_review_overdue"],
+        "roles": [SYSTEM, *LEADS],
+    },
     {"trigger": "close", "source": OPEN, "dest": S.CLOSED, "roles": LEADS, "note_required": True},
 ]
 
 BOARD_REVIEW_DUE = Letter("perinatal_board_review_due", to=TRUST, category="reminder")
-BOARD_REVIEW_MISSED = Letter("perinatal_board_review_overdue", to=("chief-executive", "service-lead"), cc=("lms-lead",), category="chase")
+BOARD_REVIEW_MISSED = Letter(
+    "perinatal_board_review_overdue", to=("chief-executive", "service-lead"), cc=("lms-lead",), category="chase"
+)
 DEADLINE_RULES = {
     "board_review": DeadlineRule(
         owner="chief-executive",
         step="the trust board reviews maternity and neonatal safety for the month; record it with record_board_review",
-        on_due="board_review_missed", reminder=BOARD_REVIEW_DUE,
+        on_due="board_review_missed",
+        reminder=BOARD_REVIEW_DUE,
     ),
 }
 
@@ -244,7 +275,7 @@ class _NextStep(dict[str, str]):
         return super().__getitem__(key).format(**PerinatalPolicy.from_env().names())
 
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        return self[key] if key in self else default
+        return self.get(key, default)
 
     def items(self) -> Any:
         return [(k, self[k]) for k in self]
@@ -253,16 +284,18 @@ class _NextStep(dict[str, str]):
         return [self[k] for k in self]
 
 
-NEXT_STEP = _NextStep({
-    S.PROVIDER.value: "{provider} ({provider_forum}): agree an action plan as a priority, share it with the LMS lead and "
-                      "regional chief midwife, review maternity and neonatal safety monthly; escalate to {lms_ics} if needed",
-    S.LMS_ICS.value: "{lms_ics} ({lms_ics_forum}): appreciative enquiry and support to the board safety champion and "
-                     "perinatal triumvirate on the action plan; escalate to {regional} or de-escalate to {provider}",
-    S.REGIONAL.value: "{regional} ({regional_forum}): agree additional action or support (regional QI team, JSOG, unannounced "
-                      "CQC inspection); escalate to {national} or de-escalate to {lms_ics}",
-    S.NATIONAL.value: "{national} ({national_forum}): agree additional action or support and, if the criteria are met, entry "
-                      "into the Maternity Safety Support Programme; de-escalate to {regional} or close",
-})
+NEXT_STEP = _NextStep(
+    {
+        S.PROVIDER.value: "{provider} ({provider_forum}): agree an action plan as a priority, share it with the LMS lead and "
+        "regional chief midwife, review maternity and neonatal safety monthly; escalate to {lms_ics} if needed",
+        S.LMS_ICS.value: "{lms_ics} ({lms_ics_forum}): appreciative enquiry and support to the board safety champion and "
+        "perinatal triumvirate on the action plan; escalate to {regional} or de-escalate to {provider}",
+        S.REGIONAL.value: "{regional} ({regional_forum}): agree additional action or support (regional QI team, JSOG, unannounced "
+        "CQC inspection); escalate to {national} or de-escalate to {lms_ics}",
+        S.NATIONAL.value: "{national} ({national_forum}): agree additional action or support and, if the criteria are met, entry "
+        "into the Maternity Safety Support Programme; de-escalate to {regional} or close",
+    }
+)
 
 
 # Guards: pure predicates on the context.
@@ -320,15 +353,25 @@ def _finish(ctx: Context, deadlines: list[Any], status: str) -> None:
 def _history(ctx: Context, level: str) -> None:
     row: PerinatalConcern = ctx.row
     names = PerinatalPolicy.from_env().levels
-    entry = {"level": level, "name": names.get(level, level), "on": ctx.today.isoformat(), "by": ctx.actor,
-             "trigger": ctx.trigger, "note": ctx.note}
+    entry = {
+        "level": level,
+        "name": names.get(level, level),
+        "on": ctx.today.isoformat(),
+        "by": ctx.actor,
+        "trigger": ctx.trigger,
+        "note": ctx.note,
+    }
     row.level_history = [*row.level_history, entry]
 
 
 def _arrival(level: str, raised: bool, reason: str | None, decision: dict[str, Any] | None = None) -> Letter:
     to, cc = ADDRESSEES[level]
-    return Letter("perinatal_escalation", to=to, cc=cc,
-                  context=(("level_key", level), ("raised", raised), ("reason", reason or ""), ("decision", decision)))
+    return Letter(
+        "perinatal_escalation",
+        to=to,
+        cc=cc,
+        context=(("level_key", level), ("raised", raised), ("reason", reason or ""), ("decision", decision)),
+    )
 
 
 def _forum_decision(ctx: Context, level: str, decision: str) -> dict[str, Any]:
@@ -341,19 +384,31 @@ def _forum_decision(ctx: Context, level: str, decision: str) -> dict[str, Any]:
     forum = pol.forums[level]
     raw = ctx.params.get("decided_on")
     if not raw:
-        raise InvalidInput(f"{ctx.trigger!r}: the {forum} decides this, not the network office: give the date it decided "
-                           f"(decided_on, e.g. --param decided_on=YYYY-MM-DD)")
+        raise InvalidInput(
+            f"{ctx.trigger!r}: the {forum} decides this, not the network office: give the date it decided "
+            f"(decided_on, e.g. --param decided_on=YYYY-MM-DD)"
+        )
     decided_on = parse_date(str(raw), "decided_on date")
     if decided_on > ctx.today:
         raise InvalidInput(f"decided_on {decided_on.isoformat()} is after today ({ctx.today.isoformat()})")
     if decided_on < row.raised_on:
-        raise InvalidInput(f"decided_on {decided_on.isoformat()} is before the concern was raised ({row.raised_on.isoformat()})")
+        raise InvalidInput(
+            f"decided_on {decided_on.isoformat()} is before the concern was raised ({row.raised_on.isoformat()})"
+        )
     agreed = str(ctx.params.get("agreed_with") or "").strip()
     if level in AGREED_WITH and not agreed:
         raise InvalidInput(f"{ctx.trigger!r}: the {forum} decides with {AGREED_WITH[level]}: name them (agreed_with)")
-    entry = {"level": level, "forum": forum, "decision": decision, "decided_on": decided_on.isoformat(),
-             "agreed_with": agreed or None, "recorded_by": ctx.actor, "recorded_role": ctx.role,
-             "recorded_on": ctx.today.isoformat(), "note": ctx.note}
+    entry = {
+        "level": level,
+        "forum": forum,
+        "decision": decision,
+        "decided_on": decided_on.isoformat(),
+        "agreed_with": agreed or None,
+        "recorded_by": ctx.actor,
+        "recorded_role": ctx.role,
+        "recorded_on": ctx.today.isoformat(),
+        "note": ctx.note,
+    }
     row.forum_decisions = [*row.forum_decisions, entry]
     return entry
 
@@ -362,8 +417,12 @@ def _deescalation(source: str, dest: str, reason: str | None) -> Letter:
     left_to, _ = ADDRESSEES[source]
     now_to, _ = ADDRESSEES[dest]
     cc = tuple(dict.fromkeys(r for r in (*left_to, *now_to) if r not in TRUST))
-    return Letter("perinatal_deescalation", to=TRUST, cc=cc,
-                  context=(("level_key", dest), ("from_level_key", source), ("reason", reason or "")))
+    return Letter(
+        "perinatal_deescalation",
+        to=TRUST,
+        cc=cc,
+        context=(("level_key", dest), ("from_level_key", source), ("reason", reason or "")),
+    )
 
 
 def effects(ctx: Context) -> Effects:
@@ -391,15 +450,31 @@ def effects(ctx: Context) -> Effects:
     elif t in REFERRALS:
         to_key, roles = REFERRALS[t]
         decision = _forum_decision(ctx, DECIDING_FORUM[t] or ctx.source, DECISIONS[t])
-        row.referrals = [*row.referrals, {"to": to_key, "on": decision["decided_on"], "by": decision["forum"],
-                                          "recorded_by": ctx.actor, "note": ctx.note}]
-        out.letters.append(Letter("perinatal_regional_referral", to=roles, cc=(*REGIONAL_TEAM, "chief-executive"),
-                                  context=(("referral", to_key), ("reason", ctx.note or ""), ("decision", decision))))
+        row.referrals = [
+            *row.referrals,
+            {
+                "to": to_key,
+                "on": decision["decided_on"],
+                "by": decision["forum"],
+                "recorded_by": ctx.actor,
+                "note": ctx.note,
+            },
+        ]
+        out.letters.append(
+            Letter(
+                "perinatal_regional_referral",
+                to=roles,
+                cc=(*REGIONAL_TEAM, "chief-executive"),
+                context=(("referral", to_key), ("reason", ctx.note or ""), ("decision", decision)),
+            )
+        )
     elif t == "record_forum_decision":
         level = str(ctx.params.get("forum") or "").strip()
         if level not in LEVELS or level == "provider":
-            raise InvalidInput(f"record_forum_decision: forum {ctx.params.get('forum')!r}: name the level whose forum decided, "
-                               f"one of {', '.join(LEVELS[1:])}")
+            raise InvalidInput(
+                f"record_forum_decision: forum {ctx.params.get('forum')!r}: name the level whose forum decided, "
+                f"one of {', '.join(LEVELS[1:])}"
+            )
         text = str(ctx.params.get("decision") or "").strip()
         if not text:
             raise InvalidInput("record_forum_decision: give what the forum decided (decision)")
@@ -410,16 +485,29 @@ def effects(ctx: Context) -> Effects:
         passed = [d for d in _board_review_deadlines(ctx) if d.due_on < ctx.today]
         _finish(ctx, passed, DeadlineStatus.FIRED)
         latest = max(d.due_on for d in passed)
-        out.letters.append(Letter(BOARD_REVIEW_MISSED.template, to=BOARD_REVIEW_MISSED.to, cc=BOARD_REVIEW_MISSED.cc,
-                                  category=BOARD_REVIEW_MISSED.category, context=(("missed_due_on", latest),)))
+        out.letters.append(
+            Letter(
+                BOARD_REVIEW_MISSED.template,
+                to=BOARD_REVIEW_MISSED.to,
+                cc=BOARD_REVIEW_MISSED.cc,
+                category=BOARD_REVIEW_MISSED.category,
+                context=(("missed_due_on", latest),),
+            )
+        )
         if not any(d.due_on >= ctx.today for d in _board_review_deadlines(ctx) if d not in passed):
             out.deadlines.append(_board_review(ctx, _first_of_next_month(latest)))
     elif t == "close":
         row.closed_reason = ctx.note
         _history(ctx, ctx.dest)
         to, _ = ADDRESSEES[ctx.source]
-        out.letters.append(Letter("perinatal_closed", to=TRUST, cc=tuple(r for r in dict.fromkeys((*to, "lms-lead")) if r not in TRUST),
-                                  context=(("from_level_key", ctx.source), ("reason", ctx.note or ""))))
+        out.letters.append(
+            Letter(
+                "perinatal_closed",
+                to=TRUST,
+                cc=tuple(r for r in dict.fromkeys((*to, "lms-lead")) if r not in TRUST),
+                context=(("from_level_key", ctx.source), ("reason", ctx.note or "")),
+            )
+        )
     return out
 
 
@@ -440,7 +528,9 @@ def _record_board_review(ctx: Context, out: Effects) -> None:
     if reviewed > ctx.today:
         raise InvalidInput(f"reviewed_on {reviewed.isoformat()} is after today ({ctx.today.isoformat()})")
     if reviewed < row.raised_on:
-        raise InvalidInput(f"reviewed_on {reviewed.isoformat()} is before the concern was raised ({row.raised_on.isoformat()})")
+        raise InvalidInput(
+            f"reviewed_on {reviewed.isoformat()} is before the concern was raised ({row.raised_on.isoformat()})"
+        )
     row.last_board_review_on = max(reviewed, row.last_board_review_on or reviewed)
     row.board_reviews += 1
     month = (reviewed.year, reviewed.month)
@@ -459,18 +549,29 @@ def levels_context(policy: PerinatalPolicy | None = None) -> dict[str, dict[str,
     """Each level's configured name and forum and the seed's actions, for letters."""
     pol = policy or PerinatalPolicy.from_env()
     names = pol.names()
-    return {k: {"key": k, "name": pol.levels[k], "forum": pol.forums[k], "actions": [a.format(**names) for a in ACTIONS[k]]}
-            for k in LEVELS}
+    return {
+        k: {"key": k, "name": pol.levels[k], "forum": pol.forums[k], "actions": [a.format(**names) for a in ACTIONS[k]]}
+        for k in LEVELS
+    }
 
 
 def letter_context(session: Session, row: PerinatalConcern) -> dict[str, Any]:
     levels = levels_context()
     return {
         "item": {
-            "ref": f"PQS-{row.id}", "id": row.id, "title": row.title, "raised_on": row.raised_on, "source": row.source,
-            "level": row.state, "level_name": levels[row.state]["name"] if row.state in levels else row.state.replace("_", " "),
-            "last_board_review_on": row.last_board_review_on, "board_reviews": row.board_reviews,
-            "history": [{**h, "name": levels[h["level"]]["name"] if h["level"] in levels else h["level"]} for h in row.level_history],
+            "ref": f"PQS-{row.id}",
+            "id": row.id,
+            "title": row.title,
+            "raised_on": row.raised_on,
+            "source": row.source,
+            "level": row.state,
+            "level_name": levels[row.state]["name"] if row.state in levels else row.state.replace("_", " "),
+            "last_board_review_on": row.last_board_review_on,
+            "board_reviews": row.board_reviews,
+            "history": [
+                {**h, "name": levels[h["level"]]["name"] if h["level"] in levels else h["level"]}
+                for h in row.level_history
+            ],
             "forum_decisions": row.forum_decisions,
         },
         "levels": levels,

@@ -26,7 +26,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-
 from states.errors import InvalidInput
 from states.kinds import KindSpec, get_spec, kinds
 from states.roles import ACTOR_ROLES, AUDITOR
@@ -78,6 +77,12 @@ def matrix() -> list[dict[str, Any]]:
         spec = get_spec(kind)
         for trigger in spec.triggers():
             rows = [t for t in spec.all_transitions if t["trigger"] == trigger]
-            out.append({"kind": kind, "trigger": trigger, "roles": sorted(roles_for(spec, trigger, rows)),
-                        "four_eyes": is_four_eyes(spec, trigger)})
+            out.append(
+                {
+                    "kind": kind,
+                    "trigger": trigger,
+                    "roles": sorted(roles_for(spec, trigger, rows)),
+                    "four_eyes": is_four_eyes(spec, trigger),
+                }
+            )
     return out

@@ -42,8 +42,12 @@ TRANSITIONS: list[dict[str, Any]] = [
 NETWORK = ("network-manager", "regional-lead")
 DEADLINE_RULES = {
     "opening": DeadlineRule(owner="network-office", step="the phase opens at the start of its quarter", on_due="open"),
-    "phase_due": DeadlineRule(owner="network-manager", step="complete the phase's activities",
-                              reminder=Letter("phase_due", to=NETWORK, category="reminder"), on_due="mark_overdue"),
+    "phase_due": DeadlineRule(
+        owner="network-manager",
+        step="complete the phase's activities",
+        reminder=Letter("phase_due", to=NETWORK, category="reminder"),
+        on_due="mark_overdue",
+    ),
 }
 NEXT_STEP = {
     P.PENDING: "Opens at the start of its quarter",
@@ -73,10 +77,17 @@ def effects(ctx: Context) -> Effects:
         out.deadlines.append(NewDeadline("phase_due", row.due_on, remind if remind > ctx.today else None))
         definition = _definition(row)
         if definition.notify:
-            ceos = [c for org in trusts_in(ctx.session, row.network_id)
-                    for c in ctx.session.exec(select(Contact).where(Contact.role == "chief-executive", Contact.organisation_id == org.id))]
+            ceos = [
+                c
+                for org in trusts_in(ctx.session, row.network_id)
+                for c in ctx.session.exec(
+                    select(Contact).where(Contact.role == "chief-executive", Contact.organisation_id == org.id)
+                )
+            ]
             if ceos:
-                out.letters.append(Letter(definition.notify, to=(), cc=NETWORK, people=tuple((c.name, c.email) for c in ceos)))
+                out.letters.append(
+                    Letter(definition.notify, to=(), cc=NETWORK, people=tuple((c.name, c.email) for c in ceos))
+                )
         if definition.requests:
             out.then.append(lambda: _request_documents(ctx, definition.requests))
     elif t == "mark_overdue":
@@ -95,15 +106,35 @@ def _request_documents(ctx: Context, doc_types: tuple[str, ...]) -> None:
     row: ProgrammePhase = ctx.row
     for org in trusts_in(ctx.session, row.network_id):
         for doc in doc_types:
-            exists = ctx.session.exec(select(Submission.id).where(
-                Submission.network_id == row.network_id, Submission.organisation_id == org.id,
-                Submission.programme_year == row.programme_year, Submission.doc_type == doc)).first()
+            exists = ctx.session.exec(
+                select(Submission.id).where(
+                    Submission.network_id == row.network_id,
+                    Submission.organisation_id == org.id,
+                    Submission.programme_year == row.programme_year,
+                    Submission.doc_type == doc,
+                )
+            ).first()
             if exists:
                 continue
-            sub = Submission(network_id=row.network_id, organisation_id=org.id, programme_year=row.programme_year,  # type: ignore[arg-type]
-                             doc_type=doc, due_on=row.due_on, phase_id=row.id, state="new")
-            engine.create(ctx.session, "submission", sub, "request", actor=ctx.actor, role=ctx.role, clock=FixedClock(ctx.now),
-                          note=f"requested by phase {row.title}")
+            sub = Submission(
+                network_id=row.network_id,
+                organisation_id=org.id,
+                programme_year=row.programme_year,  # type: ignore[arg-type]
+                doc_type=doc,
+                due_on=row.due_on,
+                phase_id=row.id,
+                state="new",
+            )
+            engine.create(
+                ctx.session,
+                "submission",
+                sub,
+                "request",
+                actor=ctx.actor,
+                role=ctx.role,
+                clock=FixedClock(ctx.now),
+                note=f"requested by phase {row.title}",
+            )
 
 
 def _network(session: Session, row: ProgrammePhase) -> Network:
@@ -116,9 +147,17 @@ def letter_context(session: Session, row: ProgrammePhase) -> dict[str, Any]:
     net = _network(session, row)
     definition = _definition(row)
     return {
-        "item": {"ref": f"Phase-{row.id}", "id": row.id, "title": row.title, "quarter": row.quarter,
-                 "programme_year": f"{row.programme_year}-{str(row.programme_year + 1)[2:]}", "cycle_year": row.cycle_year,
-                 "opens_on": row.opens_on, "due_on": row.due_on, "activities": list(definition.activities)},
+        "item": {
+            "ref": f"Phase-{row.id}",
+            "id": row.id,
+            "title": row.title,
+            "quarter": row.quarter,
+            "programme_year": f"{row.programme_year}-{str(row.programme_year + 1)[2:]}",
+            "cycle_year": row.cycle_year,
+            "opens_on": row.opens_on,
+            "due_on": row.due_on,
+            "activities": list(definition.activities),
+        },
         "service": {"name": net.name, "kind": "network programme"},
         "organisation": {"name": net.name},
         "network": {"name": net.name, "code": net.code},

@@ -87,13 +87,26 @@ def _load(slug: str, dirs: tuple[Path, ...]) -> Programme:
 def _parse(slug: str, raw: dict[str, Any], path: Path) -> Programme:
     try:
         phases = tuple(
-            PhaseDef(key=p["key"], years=tuple(p.get("years", [1])), quarter=p["quarter"], title=p["title"],
-                     activities=tuple(p.get("activities", [])), due=p.get("due"), requests=tuple(p.get("requests", [])),
-                     notify=p.get("notify"))
-            for p in raw["phases"])
-        prog = Programme(slug=slug, name=raw["name"], cycle_years=int(raw.get("cycle_years", 1)),
-                         first_year_starts=int(raw.get("first_year_starts", 2000)), phases=phases,
-                         quarters_source=str(raw.get("quarters", "programme file")).replace("-", " ").strip())
+            PhaseDef(
+                key=p["key"],
+                years=tuple(p.get("years", [1])),
+                quarter=p["quarter"],
+                title=p["title"],
+                activities=tuple(p.get("activities", [])),
+                due=p.get("due"),
+                requests=tuple(p.get("requests", [])),
+                notify=p.get("notify"),
+            )
+            for p in raw["phases"]
+        )
+        prog = Programme(
+            slug=slug,
+            name=raw["name"],
+            cycle_years=int(raw.get("cycle_years", 1)),
+            first_year_starts=int(raw.get("first_year_starts", 2000)),
+            phases=phases,
+            quarters_source=str(raw.get("quarters", "programme file")).replace("-", " ").strip(),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInput(f"programme file {path}: {exc}") from None
     for p in prog.phases:
@@ -140,7 +153,7 @@ def phases_for(prog: Programme, year: int, quarters: Mapping[str, str] | None = 
         if cy not in p.years:
             continue
         moved = (quarters or {}).get(p.key)
-        for q in (QUARTERS if p.quarter == "every" else [moved or p.quarter]):
+        for q in QUARTERS if p.quarter == "every" else [moved or p.quarter]:
             start, end = _quarter_span(year, q)
             due = end
             if p.due and not moved:
@@ -154,6 +167,16 @@ def where(prog: Programme, day: date, quarters: Mapping[str, str] | None = None)
     """Where a programme stands on a date: programme year, cycle year, quarter, current phases."""
     year = programme_year_of(day)
     q = quarter_of(day)
-    current = [p for p in phases_for(prog, year, quarters) if p.opens_on <= day <= p.due_on or (p.quarter == q and p.opens_on <= day)]
-    return {"programme": prog.name, "programme_year": f"{year}-{str(year + 1)[2:]}", "cycle_year": cycle_year(prog, year),
-            "cycle_years": prog.cycle_years, "quarter": q, "phases": [p.definition.title for p in current]}
+    current = [
+        p
+        for p in phases_for(prog, year, quarters)
+        if p.opens_on <= day <= p.due_on or (p.quarter == q and p.opens_on <= day)
+    ]
+    return {
+        "programme": prog.name,
+        "programme_year": f"{year}-{str(year + 1)[2:]}",
+        "cycle_year": cycle_year(prog, year),
+        "cycle_years": prog.cycle_years,
+        "quarter": q,
+        "phases": [p.definition.title for p in current],
+    }

@@ -27,7 +27,12 @@ from states.roles import ACTOR_ROLES, AUDITOR, SYSTEM
 OPERATOR = "operator.md"
 MARKER = "<!-- generated below by `python -m states.diagram --write`: edit the introduction above only -->"
 CLI = Path(__file__).resolve().parent.parent / "cli"
-EXAMPLE_ACTOR = {"network-office": "Office", "network-manager": "Jo Smith", "regional-lead": "Sam Lee", "operator": "Ops"}
+EXAMPLE_ACTOR = {
+    "network-office": "Office",
+    "network-manager": "Jo Smith",
+    "regional-lead": "Sam Lee",
+    "operator": "Ops",
+}
 # Parameters that are lists (fire's --param takes text): given by the trigger's own command.
 STRUCTURED = frozenset({"risks", "rows"})
 # The clock stop is one mechanism for every kind (states/deadlines.py): shown once, by hand.
@@ -49,9 +54,17 @@ def manual_rows(spec: KindSpec) -> list[dict[str, Any]]:
         if not roles:
             continue
         sources = t["source"] if isinstance(t["source"], list) else [t["source"]]
-        out.append({"trigger": t["trigger"], "from": sources, "to": t["dest"], "roles": roles,
-                    "note": bool(t.get("note_required")), "four_eyes": bool(t.get("four_eyes")),
-                    "guards": [*t.get("conditions", []), *(f"not {u}" for u in t.get("unless", []))]})
+        out.append(
+            {
+                "trigger": t["trigger"],
+                "from": sources,
+                "to": t["dest"],
+                "roles": roles,
+                "note": bool(t.get("note_required")),
+                "four_eyes": bool(t.get("four_eyes")),
+                "guards": [*t.get("conditions", []), *(f"not {u}" for u in t.get("unless", []))],
+            }
+        )
     return out
 
 
@@ -95,19 +108,33 @@ def _keys(nodes: list[ast.stmt], helpers: dict[str, ast.FunctionDef], seen: set[
         if isinstance(node, ast.For) and isinstance(node.target, ast.Name) and isinstance(node.iter, ast.Tuple):
             loops[node.target.id] = [e.value for e in node.iter.elts if isinstance(e, ast.Constant)]
         key: ast.expr | None = None
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
-                and _is_params(node.func.value) and node.args:
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and _is_params(node.func.value)
+            and node.args
+        ):
             key = node.args[0]
         elif isinstance(node, ast.Subscript) and _is_params(node.value):
             key = node.slice
-        elif isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.In) \
-                and _is_params(node.comparators[0]):
+        elif (
+            isinstance(node, ast.Compare)
+            and len(node.ops) == 1
+            and isinstance(node.ops[0], ast.In)
+            and _is_params(node.comparators[0])
+        ):
             key = node.left
         if isinstance(key, ast.Constant) and isinstance(key.value, str):
             keys.append(key.value)
         elif isinstance(key, ast.Name):
             keys += loops.get(key.id, [])
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in helpers and node.func.id not in seen:
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in helpers
+            and node.func.id not in seen
+        ):
             seen.add(node.func.id)
             keys += _keys(helpers[node.func.id].body, helpers, seen)
     return list(dict.fromkeys(keys))
@@ -136,8 +163,16 @@ def cli_commands() -> dict[tuple[str, str], str]:
     out: dict[tuple[str, str], str] = {}
     for path in sorted(CLI.glob("*.py")):
         tree = ast.parse(path.read_text())
-        name = next((n.value.value for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
-                     and any(isinstance(t, ast.Name) and t.id == "NAME" for t in n.targets)), None)
+        name = next(
+            (
+                n.value.value
+                for n in tree.body
+                if isinstance(n, ast.Assign)
+                and isinstance(n.value, ast.Constant)
+                and any(isinstance(t, ast.Name) and t.id == "NAME" for t in n.targets)
+            ),
+            None,
+        )
         imported = _states_imports(tree)
         for func in (n for n in tree.body if isinstance(n, ast.FunctionDef)):
             command = _command_of(func, name)
@@ -153,8 +188,12 @@ def cli_commands() -> dict[tuple[str, str], str]:
 
 def _states_imports(tree: ast.Module) -> dict[str, tuple[str, str]]:
     """Names imported anywhere in a CLI module ``from states.<module> import <name>``."""
-    return {a.asname or a.name: (n.module, a.name) for n in ast.walk(tree)
-            if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("states.") for a in n.names}
+    return {
+        a.asname or a.name: (n.module, a.name)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("states.")
+        for a in n.names
+    }
 
 
 @cache
@@ -162,14 +201,20 @@ def _states_function(module: str, name: str) -> ast.FunctionDef | None:
     path = CLI.parent / Path(*module.split(".")).with_suffix(".py")
     if not path.exists():
         return None
-    return next((n for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+    return next(
+        (n for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef) and n.name == name), None
+    )
 
 
 def _command_of(func: ast.FunctionDef, plugin: str | None) -> str | None:
     """``peerwatch <group> <command>`` for a function decorated ``@<group>_app.command(...)``."""
     for d in func.decorator_list:
-        if isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr == "command" \
-                and isinstance(d.func.value, ast.Name):
+        if (
+            isinstance(d, ast.Call)
+            and isinstance(d.func, ast.Attribute)
+            and d.func.attr == "command"
+            and isinstance(d.func.value, ast.Name)
+        ):
             group = plugin if d.func.value.id == "app" else d.func.value.id.removesuffix("_app")
             word = d.args[0].value if d.args and isinstance(d.args[0], ast.Constant) else func.name.replace("_", "-")
             return f"peerwatch {group} {word}" if group else f"peerwatch {word}"
@@ -181,7 +226,13 @@ def _fired_in(func: ast.FunctionDef) -> Iterator[tuple[str, str]]:
     for node in ast.walk(func):
         if not isinstance(node, ast.Call):
             continue
-        callee = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id if isinstance(node.func, ast.Name) else ""
+        callee = (
+            node.func.attr
+            if isinstance(node.func, ast.Attribute)
+            else node.func.id
+            if isinstance(node.func, ast.Name)
+            else ""
+        )
         consts = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
         if callee == "_fire_and_print" and len(consts) > 2:
             kind, trigger = consts[0], consts[2]
@@ -202,7 +253,11 @@ def _cell(items: list[str]) -> str:
 
 def _example(kind: str, row: dict[str, Any]) -> str:
     role = row["roles"][0]
-    parts = [f"peerwatch {kind} fire ID {row['trigger']}", f'--actor "{EXAMPLE_ACTOR.get(role, role)}"', f"--role {role}"]
+    parts = [
+        f"peerwatch {kind} fire ID {row['trigger']}",
+        f'--actor "{EXAMPLE_ACTOR.get(role, role)}"',
+        f"--role {role}",
+    ]
     if row["note"]:
         parts.append('--note "..."')
     keys = params_read(kind).get(row["trigger"], ())
@@ -217,26 +272,35 @@ def kind_section(kind: str) -> list[str]:
     out = [f"## {kind}", "", f"{spec.describe}. Machine: `states/{kind}.py`; `peerwatch diagram {kind}` draws it.", ""]
     if not rows:
         return [*out, "Nothing to fire by hand: peerwatch moves it.", ""]
-    out += ["| trigger | from | to | roles | `--note` | four eyes | only if | `--param` |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    out += [
+        "| trigger | from | to | roles | `--note` | four eyes | only if | `--param` |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
-        out.append(f"| `{r['trigger']}` | {_cell(r['from'])} | {r['to'] or '(stays)'} | {_cell(r['roles'])} | "
-                   f"{'required' if r['note'] else '-'} | {'yes' if r['four_eyes'] else '-'} | {_cell(r['guards'])} | "
-                   f"{_cell(list(params_read(kind).get(r['trigger'], ())))} |")
+        out.append(
+            f"| `{r['trigger']}` | {_cell(r['from'])} | {r['to'] or '(stays)'} | {_cell(r['roles'])} | "
+            f"{'required' if r['note'] else '-'} | {'yes' if r['four_eyes'] else '-'} | {_cell(r['guards'])} | "
+            f"{_cell(list(params_read(kind).get(r['trigger'], ())))} |"
+        )
     out += ["", "```sh"]
     commands = cli_commands()
     for trigger in dict.fromkeys(r["trigger"] for r in rows):
         row = next(r for r in rows if r["trigger"] == trigger)
         own = commands.get((kind, trigger))
         if row["from"] == [spec.initial.value]:
-            out.append(f"{own} ...   # {trigger}: opens a new item (see --help), not through fire" if own else
-                       f"peerwatch {kind} --help   # {trigger}: opens a new item: peerwatch does it, or a command listed there")
+            out.append(
+                f"{own} ...   # {trigger}: opens a new item (see --help), not through fire"
+                if own
+                else f"peerwatch {kind} --help   # {trigger}: opens a new item: peerwatch does it, or a command listed there"
+            )
         else:
             if own:
                 out.append(f"{own} ...   # {trigger} by its own command (see --help), or:")
             out.append(_example(kind, row))
         if row["four_eyes"]:
-            out.append(f"#   {trigger} needs four eyes: a second person fires the same line (same --param) to confirm it")
+            out.append(
+                f"#   {trigger} needs four eyes: a second person fires the same line (same --param) to confirm it"
+            )
     return [*out, "```", ""]
 
 
@@ -244,11 +308,18 @@ def clock_section() -> list[str]:
     spec = get_spec(kinds()[0])
     clock_rows = [t for t in spec.all_transitions if t["trigger"] in CLOCK_TRIGGERS]
     roles = [r for r in ACTOR_ROLES if any(r in t["roles"] for t in clock_rows)]
-    out = ["## Every kind: the clock stop", "",
-           "Every open state of every kind also takes these (states/deadlines.py); each needs `--note` and one of "
-           f"{_cell(roles)}.", "", "```sh"]
+    out = [
+        "## Every kind: the clock stop",
+        "",
+        "Every open state of every kind also takes these (states/deadlines.py); each needs `--note` and one of "
+        f"{_cell(roles)}.",
+        "",
+        "```sh",
+    ]
     for t in CLOCK_TRIGGERS:
-        out.append(f'peerwatch risk fire ID {t} --actor "{EXAMPLE_ACTOR[roles[0]]}" --role {roles[0]} {CLOCK_EXAMPLES[t]}')
+        out.append(
+            f'peerwatch risk fire ID {t} --actor "{EXAMPLE_ACTOR[roles[0]]}" --role {roles[0]} {CLOCK_EXAMPLES[t]}'
+        )
     return [*out, "```", ""]
 
 

@@ -28,8 +28,17 @@ from states.scope import nation_of, recipient_scope, service_context
 
 COMPLIANCE = ("Met", "Partially Met", "Unmet", "Not applicable")
 # 000 s5.4: the final report goes to the Service Lead and is shared with these.
-DISTRIBUTION = ("lead-doctor", "lead-nurse", "ahp-lead", "service-manager", "divisional-manager", "divisional-director",
-                "medical-director", "responsible-executive", "responsible-commissioner")
+DISTRIBUTION = (
+    "lead-doctor",
+    "lead-nurse",
+    "ahp-lead",
+    "service-manager",
+    "divisional-manager",
+    "divisional-director",
+    "medical-director",
+    "responsible-executive",
+    "responsible-commissioner",
+)
 
 
 class ReportState(StrEnum):
@@ -52,27 +61,46 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "add_standard", "source": R.DRAFTING, "dest": None, "roles": STAFF_ROLES},
     {"trigger": "add_positive", "source": R.DRAFTING, "dest": None, "roles": STAFF_ROLES},
     {"trigger": "send_for_accuracy_check", "source": R.DRAFTING, "dest": R.ACCURACY_CHECK, "roles": STAFF_ROLES},
-    {"trigger": "record_inaccuracy", "source": [R.ACCURACY_CHECK, R.INACCURACIES_RECEIVED], "dest": R.INACCURACIES_RECEIVED, "roles": STAFF_ROLES},
+    {
+        "trigger": "record_inaccuracy",
+        "source": [R.ACCURACY_CHECK, R.INACCURACIES_RECEIVED],
+        "dest": R.INACCURACIES_RECEIVED,
+        "roles": STAFF_ROLES,
+    },
     {"trigger": "decide_inaccuracy", "source": R.INACCURACIES_RECEIVED, "dest": None, "roles": LEADS},
     {"trigger": "approve", "source": R.ACCURACY_CHECK, "dest": R.APPROVED, "roles": LEADS},
-    {"trigger": "approve", "source": R.INACCURACIES_RECEIVED, "dest": R.APPROVED, "roles": LEADS, "conditions": ["are_all_inaccuracies_decided"]},
+    {
+        "trigger": "approve",
+        "source": R.INACCURACIES_RECEIVED,
+        "dest": R.APPROVED,
+        "roles": LEADS,
+        "conditions": ["are_all_inaccuracies_decided"],
+    },
     {"trigger": "distribute", "source": R.APPROVED, "dest": R.DISTRIBUTED, "roles": STAFF_ROLES},
     {"trigger": "publish", "source": R.DISTRIBUTED, "dest": R.PUBLISHED, "roles": LEADS},
     # After an upheld appeal (000 s8.1): amended and re-issued, linked to the appeal.
-    {"trigger": "reopen_for_amendment", "source": R.PUBLISHED, "dest": R.AMENDING, "roles": LEADS, "note_required": True},
+    {
+        "trigger": "reopen_for_amendment",
+        "source": R.PUBLISHED,
+        "dest": R.AMENDING,
+        "roles": LEADS,
+        "note_required": True,
+    },
     {"trigger": "reissue", "source": R.AMENDING, "dest": R.PUBLISHED, "roles": LEADS, "note_required": True},
 ]
 
 OFFICE = ("network-office",)
 DEADLINE_RULES = {
     "report_due": DeadlineRule(
-        owner="network-office", step="write the report and send it for the factual accuracy check",
+        owner="network-office",
+        step="write the report and send it for the factual accuracy check",
         reminder=Letter("report_due_soon", to=OFFICE, category="reminder"),
         due_today=Letter("report_due_today", to=OFFICE, cc=("network-manager",), category="reminder"),
         overdue=Letter("report_overdue", to=OFFICE, cc=("network-manager", "regional-lead"), category="chase"),
     ),
     "accuracy_reply": DeadlineRule(
-        owner="service-lead", step="the service returns its factual accuracy comments",
+        owner="service-lead",
+        step="the service returns its factual accuracy comments",
         reminder=Letter("accuracy_reply_reminder", to=("service-lead",), category="reminder"),
         overdue=Letter("accuracy_reply_chase", to=("service-lead",), cc=("network-office",), category="chase"),
     ),
@@ -88,8 +116,19 @@ NEXT_STEP = {
 }
 
 # Words that say a statement describes a change made after the visit (000 s5.4).
-AFTER_VISIT = ("since the visit", "after the visit", "has since", "have since", "now in place", "since then",
-               "subsequently", "following the visit", "we have now", "has now been", "have now been")
+AFTER_VISIT = (
+    "since the visit",
+    "after the visit",
+    "has since",
+    "have since",
+    "now in place",
+    "since then",
+    "subsequently",
+    "following the visit",
+    "we have now",
+    "has now been",
+    "have now been",
+)
 
 
 def _items(session: Session, report_id: int) -> list[AccuracyItem]:
@@ -120,8 +159,12 @@ def effects(ctx: Context) -> Effects:
         ref, status = str(ctx.params.get("ref") or "").strip(), str(ctx.params.get("status") or "").strip()
         if not ref or status not in COMPLIANCE:
             raise InvalidInput(f"add_standard needs ref=... and status= one of {', '.join(COMPLIANCE)}")
-        entry = {"ref": ref, "descriptor": str(ctx.params.get("descriptor") or ""), "status": status,
-                 "comment": str(ctx.params.get("comment") or "")}
+        entry = {
+            "ref": ref,
+            "descriptor": str(ctx.params.get("descriptor") or ""),
+            "status": status,
+            "comment": str(ctx.params.get("comment") or ""),
+        }
         row.compliance = [c for c in row.compliance if c["ref"] != ref] + [entry]
     elif t == "add_positive":
         text = str(ctx.params.get("text") or "").strip()
@@ -130,9 +173,19 @@ def effects(ctx: Context) -> Effects:
         row.positives = [*row.positives, text]
     elif t == "send_for_accuracy_check":
         due = ctx.calendar.add_working_days(ctx.today, ctx.policy.factual_accuracy_working_days)
-        out.deadlines.append(NewDeadline("accuracy_reply", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)))
-        out.letters.append(Letter("factual_accuracy_request", to=("service-lead",), cc=("chief-executive", "network-office"),
-                                  attachments=(_pdf(ctx.session, row, draft=True),)))
+        out.deadlines.append(
+            NewDeadline(
+                "accuracy_reply", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)
+            )
+        )
+        out.letters.append(
+            Letter(
+                "factual_accuracy_request",
+                to=("service-lead",),
+                cc=("chief-executive", "network-office"),
+                attachments=(_pdf(ctx.session, row, draft=True),),
+            )
+        )
     elif t == "record_inaccuracy":
         text = str(ctx.params.get("text") or "").strip()
         if not text:
@@ -140,7 +193,8 @@ def effects(ctx: Context) -> Effects:
         if _truthy(ctx.params.get("after_visit", False)) or is_after_visit_change(text):
             raise GuardRefused(
                 "not a factual accuracy item: it describes a change made after the visit, and only "
-                f"observations on the day count (SOP 5.4): {text!r}")
+                f"observations on the day count (SOP 5.4): {text!r}"
+            )
         ctx.session.add(AccuracyItem(report_id=row.id, text=text))  # type: ignore[arg-type]
         if ctx.source == R.ACCURACY_CHECK:  # the reply is in: the accuracy_reply deadline closes with the state change
             lateness.record(ctx, ("accuracy_reply",), "factual accuracy reply")
@@ -152,15 +206,29 @@ def effects(ctx: Context) -> Effects:
         row.approved_on = ctx.today
     elif t == "distribute":
         row.distributed_on = ctx.today
-        out.letters.append(Letter("report_distribution", to=("service-lead",), cc=DISTRIBUTION,
-                                  attachments=(_pdf(ctx.session, row, draft=False),)))
+        out.letters.append(
+            Letter(
+                "report_distribution",
+                to=("service-lead",),
+                cc=DISTRIBUTION,
+                attachments=(_pdf(ctx.session, row, draft=False),),
+            )
+        )
     elif t == "publish":
         row.published_on = ctx.today
     elif t == "reissue":
         row.issue += 1
         row.reissued_on = ctx.today
-        out.letters.append(Letter("report_reissued", to=("service-lead",), cc=DISTRIBUTION, key=f"issue{row.issue}",
-                                  attachments=(_pdf(ctx.session, row, draft=False),), context=(("reason", ctx.note),)))
+        out.letters.append(
+            Letter(
+                "report_reissued",
+                to=("service-lead",),
+                cc=DISTRIBUTION,
+                key=f"issue{row.issue}",
+                attachments=(_pdf(ctx.session, row, draft=False),),
+                context=(("reason", ctx.note),),
+            )
+        )
     return out
 
 
@@ -177,10 +245,14 @@ def _decide(ctx: Context) -> None:
         raise NotFound(f"inaccuracy {item_id} not found on report {ctx.row.id}")
     mine, other = ("manager", "lead") if ctx.role == NETWORK_MANAGER else ("lead", "manager")
     if getattr(item, f"{mine}_decision") is not None:
-        raise GuardRefused(f"inaccuracy {item_id} already has the {ctx.role} decision ({getattr(item, f'{mine}_decision')})")
+        raise GuardRefused(
+            f"inaccuracy {item_id} already has the {ctx.role} decision ({getattr(item, f'{mine}_decision')})"
+        )
     if getattr(item, f"{other}_actor") == ctx.actor:
-        raise GuardRefused(f"{ctx.actor} already decided inaccuracy {item_id} in the other role: "
-                           "the Network Manager and the Regional Network Lead must be two people")
+        raise GuardRefused(
+            f"{ctx.actor} already decided inaccuracy {item_id} in the other role: "
+            "the Network Manager and the Regional Network Lead must be two people"
+        )
     setattr(item, f"{mine}_decision", decision)
     setattr(item, f"{mine}_actor", ctx.actor)
     ctx.session.add(item)
@@ -189,22 +261,43 @@ def _decide(ctx: Context) -> None:
 def document(session: Session, row: Report) -> dict[str, Any]:
     """Everything the report document shows, read from the database (templates never query)."""
     visit = session.get(Visit, row.visit_id) if row.visit_id else None
-    risks = list(session.exec(select(Risk).where(Risk.visit_id == row.visit_id).order_by(Risk.id))) if row.visit_id else []  # type: ignore[arg-type]
+    risks = (
+        list(session.exec(select(Risk).where(Risk.visit_id == row.visit_id).order_by(Risk.id))) if row.visit_id else []
+    )  # type: ignore[arg-type]
     items = _items(session, row.id)  # type: ignore[arg-type]
     counts = {s: sum(1 for c in row.compliance if c["status"] == s) for s in COMPLIANCE}
     scored = [c for c in row.compliance if c["status"] != "Not applicable"]
     achieved = sum({"Met": 1.0, "Partially Met": 0.5}.get(c["status"], 0.0) for c in scored)
     return {
         **service_context(session, row),
-        "report": {"id": row.id, "issue": row.issue, "state": row.state, "basis_date": row.basis_date,
-                   "approved_on": row.approved_on, "published_on": row.published_on, "reissued_on": row.reissued_on,
-                   "summary": row.summary},
-        "visit": {"date": visit.visit_date, "mode": "virtual" if visit.mode == "virtual" else "in person"} if visit else None,
-        "compliance": row.compliance, "counts": counts,
+        "report": {
+            "id": row.id,
+            "issue": row.issue,
+            "state": row.state,
+            "basis_date": row.basis_date,
+            "approved_on": row.approved_on,
+            "published_on": row.published_on,
+            "reissued_on": row.reissued_on,
+            "summary": row.summary,
+        },
+        "visit": {"date": visit.visit_date, "mode": "virtual" if visit.mode == "virtual" else "in person"}
+        if visit
+        else None,
+        "compliance": row.compliance,
+        "counts": counts,
         "achievement": round(100 * achieved / len(scored), 1) if scored else None,
         "positives": row.positives,
-        "risks": [{"ref": f"{r.level}-{r.id}", "level": r.level, "title": r.title, "standard_ref": r.standard_ref,
-                   "score": r.impact * r.likelihood if r.impact and r.likelihood else None, "state": r.state} for r in risks],
+        "risks": [
+            {
+                "ref": f"{r.level}-{r.id}",
+                "level": r.level,
+                "title": r.title,
+                "standard_ref": r.standard_ref,
+                "score": r.impact * r.likelihood if r.impact and r.likelihood else None,
+                "state": r.state,
+            }
+            for r in risks
+        ],
         "inaccuracies": [{"id": i.id, "text": i.text, "outcome": i.outcome} for i in items],
     }
 
@@ -218,8 +311,14 @@ def _pdf(session: Session, row: Report, draft: bool) -> tuple[str, str, bytes]:
 
 def letter_context(session: Session, row: Report) -> dict[str, Any]:
     return {
-        "item": {"ref": f"Report-{row.id}", "id": row.id, "title": "Peer review report", "basis_date": row.basis_date,
-                 "issue": row.issue, "published_on": row.published_on},
+        "item": {
+            "ref": f"Report-{row.id}",
+            "id": row.id,
+            "title": "Peer review report",
+            "basis_date": row.basis_date,
+            "issue": row.issue,
+            "published_on": row.published_on,
+        },
         **service_context(session, row),
     }
 
@@ -240,4 +339,3 @@ SPEC = KindSpec(
     next_step={k.value: v for k, v in NEXT_STEP.items()},
     describe="Peer review reports and the factual accuracy check (000 s5.4)",
 )
-

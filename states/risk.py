@@ -57,44 +57,89 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "raise", "source": S.NEW, "dest": S.IDENTIFIED, "conditions": ["is_ir_or_sc"], "roles": sorted(STAFF)},
     {"trigger": "raise", "source": S.NEW, "dest": S.WORK_PROGRAMME, "conditions": ["is_gc"], "roles": sorted(STAFF)},
     {"trigger": "send_formal_notification", "source": S.IDENTIFIED, "dest": S.AWAITING_RESPONSE, "roles": LEADS},
-    {"trigger": "no_response", "source": [S.AWAITING_RESPONSE, S.FURTHER_RESPONSE_REQUESTED], "dest": S.CHASED, "roles": [SYSTEM, *LEADS]},
+    {
+        "trigger": "no_response",
+        "source": [S.AWAITING_RESPONSE, S.FURTHER_RESPONSE_REQUESTED],
+        "dest": S.CHASED,
+        "roles": [SYSTEM, *LEADS],
+    },
     {"trigger": "still_no_response", "source": S.CHASED, "dest": S.ESCALATED, "roles": [SYSTEM, *LEADS]},
     {"trigger": "response_adequate", "source": [*AWAITING, S.ESCALATED], "dest": S.MONITORING, "roles": LEADS},
-    {"trigger": "response_inadequate", "source": AWAITING, "dest": S.FURTHER_RESPONSE_REQUESTED, "unless": ["has_inadequate_response"], "roles": LEADS},
-    {"trigger": "response_inadequate", "source": AWAITING, "dest": S.ESCALATED, "conditions": ["has_inadequate_response"], "roles": LEADS},
-    {"trigger": "record_progress", "source": [S.MONITORING, S.WORK_PROGRAMME], "dest": None, "roles": sorted(STAFF), "note_required": True},
+    {
+        "trigger": "response_inadequate",
+        "source": AWAITING,
+        "dest": S.FURTHER_RESPONSE_REQUESTED,
+        "unless": ["has_inadequate_response"],
+        "roles": LEADS,
+    },
+    {
+        "trigger": "response_inadequate",
+        "source": AWAITING,
+        "dest": S.ESCALATED,
+        "conditions": ["has_inadequate_response"],
+        "roles": LEADS,
+    },
+    {
+        "trigger": "record_progress",
+        "source": [S.MONITORING, S.WORK_PROGRAMME],
+        "dest": None,
+        "roles": sorted(STAFF),
+        "note_required": True,
+    },
     {"trigger": "rescore", "source": OPEN, "dest": None, "roles": LEADS},
     {"trigger": "report_to_national", "source": S.ESCALATED, "dest": None, "roles": LEADS},
-    {"trigger": "regrade", "source": [S.IDENTIFIED, *AWAITING, S.ESCALATED], "dest": None, "roles": LEADS, "note_required": True},
-    {"trigger": "close", "source": [S.MONITORING, S.WORK_PROGRAMME], "dest": S.CLOSED, "roles": LEADS, "note_required": True},
+    {
+        "trigger": "regrade",
+        "source": [S.IDENTIFIED, *AWAITING, S.ESCALATED],
+        "dest": None,
+        "roles": LEADS,
+        "note_required": True,
+    },
+    {
+        "trigger": "close",
+        "source": [S.MONITORING, S.WORK_PROGRAMME],
+        "dest": S.CLOSED,
+        "roles": LEADS,
+        "note_required": True,
+    },
     {"trigger": "withdraw", "source": OPEN, "dest": S.WITHDRAWN, "roles": LEADS, "note_required": True},
 ]
 
 TRUST = ("chief-executive", "medical-director", "service-lead")
 NETWORK = ("network-manager", "regional-lead")
-ESCALATION = Letter("escalation", to=("commissioning-lead", "cqc"), cc=(*NETWORK, "chief-executive", "accountable-officer"))
+ESCALATION = Letter(
+    "escalation", to=("commissioning-lead", "cqc"), cc=(*NETWORK, "chief-executive", "accountable-officer")
+)
 TPD_RA = Letter("tpd_ra", to=("tpd", "ra"), cc=(*NETWORK, "medical-director"))
 ASCT = Letter("asct_notice", to=("asct",), cc=NETWORK)
 
 DEADLINE_RULES = {
     "formal_notification": DeadlineRule(
-        owner="network-manager", step="Network Manager and Regional Lead send the formal notification letter",
+        owner="network-manager",
+        step="Network Manager and Regional Lead send the formal notification letter",
         reminder=Letter("formal_notification_due", to=NETWORK, category="reminder"),
         overdue=Letter("formal_notification_overdue", to=NETWORK, category="chase"),
     ),
     "response": DeadlineRule(
-        owner="chief-executive", step="the Trust sends its formal response", on_due="no_response",
+        owner="chief-executive",
+        step="the Trust sends its formal response",
+        on_due="no_response",
         reminder=Letter("response_reminder", to=TRUST, category="reminder"),
     ),
     "further_response": DeadlineRule(
-        owner="chief-executive", step="the Trust sends a further, adequate response", on_due="no_response",
+        owner="chief-executive",
+        step="the Trust sends a further, adequate response",
+        on_due="no_response",
         reminder=Letter("response_reminder", to=TRUST, category="reminder"),
     ),
     "chase_response": DeadlineRule(
-        owner="chief-executive", step="the Trust responds to the chase, or the item is escalated", on_due="still_no_response",
+        owner="chief-executive",
+        step="the Trust responds to the chase, or the item is escalated",
+        on_due="still_no_response",
     ),
     "monitoring_review": DeadlineRule(
-        owner="network-manager", step="review progress against the action plan or work programme (quarterly)",
+        owner="network-manager",
+        step="review progress against the action plan or work programme (quarterly)",
         reminder=Letter("monitoring_review_due", to=("network-manager",), category="reminder"),
         overdue=Letter("monitoring_review_overdue", to=NETWORK, category="chase"),
     ),
@@ -137,7 +182,9 @@ def check_score(impact: Any, likelihood: Any) -> tuple[int | None, int | None]:
     try:
         i, lk = int(impact), int(likelihood)
     except (TypeError, ValueError):
-        raise InvalidInput(f"impact and likelihood must both be given as whole numbers 1-6 (got {impact!r}, {likelihood!r})") from None
+        raise InvalidInput(
+            f"impact and likelihood must both be given as whole numbers 1-6 (got {impact!r}, {likelihood!r})"
+        ) from None
     if not (1 <= i <= 6 and 1 <= lk <= 6):
         raise InvalidInput(f"impact and likelihood must be 1-6 on the 6x6 matrix (got {i} x {lk})")
     return i, lk
@@ -145,7 +192,9 @@ def check_score(impact: Any, likelihood: Any) -> tuple[int | None, int | None]:
 
 def _review(ctx: Context) -> NewDeadline:
     due = ctx.calendar.add_weeks(ctx.today, ctx.policy.monitoring_weeks)
-    return NewDeadline("monitoring_review", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days))
+    return NewDeadline(
+        "monitoring_review", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)
+    )
 
 
 def _response(ctx: Context, name: str, working_days: int) -> NewDeadline:
@@ -178,7 +227,11 @@ def effects(ctx: Context) -> Effects:
         out.deadlines.append(_response(ctx, "response", RESPONSE_WORKING_DAYS[row.level]))
     elif t == "no_response":
         out.letters.append(Letter("chase", to=TRUST, cc=NETWORK, category="chase"))
-        out.deadlines.append(NewDeadline("chase_response", ctx.calendar.add_working_days(ctx.today, ctx.policy.chase_response_working_days)))
+        out.deadlines.append(
+            NewDeadline(
+                "chase_response", ctx.calendar.add_working_days(ctx.today, ctx.policy.chase_response_working_days)
+            )
+        )
     elif t == "still_no_response":
         out.letters.extend(_escalation(row))
     elif t == "response_inadequate":
@@ -186,7 +239,9 @@ def effects(ctx: Context) -> Effects:
         if ctx.dest == S.ESCALATED:
             out.letters.extend(_escalation(row))
         else:
-            out.letters.append(Letter("inadequate_response", to=TRUST, cc=("accountable-officer", "commissioning-lead", *NETWORK)))
+            out.letters.append(
+                Letter("inadequate_response", to=TRUST, cc=("accountable-officer", "commissioning-lead", *NETWORK))
+            )
             out.deadlines.append(_response(ctx, "further_response", ctx.policy.further_response_working_days))
     elif t == "response_adequate":
         out.letters.append(Letter("response_accepted", to=("service-lead",), cc=("chief-executive",)))
@@ -241,11 +296,20 @@ def _close_review(ctx: Context) -> None:
 def letter_context(session: Session, row: Risk) -> dict[str, Any]:
     return {
         "item": {
-            "ref": f"{row.level}-{row.id}", "id": row.id, "level": row.level, "level_name": LEVELS[row.level],
-            "title": row.title, "standard_ref": row.standard_ref, "identified_on": row.identified_on,
-            "visit_date": row.visit_date, "formal_notification_on": row.formal_notification_on,
-            "impact": row.impact, "likelihood": row.likelihood, "score": score(row),
-            "doctors_in_training": row.doctors_in_training, "response_working_days": RESPONSE_WORKING_DAYS.get(row.level),
+            "ref": f"{row.level}-{row.id}",
+            "id": row.id,
+            "level": row.level,
+            "level_name": LEVELS[row.level],
+            "title": row.title,
+            "standard_ref": row.standard_ref,
+            "identified_on": row.identified_on,
+            "visit_date": row.visit_date,
+            "formal_notification_on": row.formal_notification_on,
+            "impact": row.impact,
+            "likelihood": row.likelihood,
+            "score": score(row),
+            "doctors_in_training": row.doctors_in_training,
+            "response_working_days": RESPONSE_WORKING_DAYS.get(row.level),
             "inadequate_responses": row.inadequate_responses,
         },
         **service_context(session, row),

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
@@ -84,8 +83,11 @@ class SelfAssessmentPolicy:
         return cls(**numbers_from_env(cls))  # type: ignore[arg-type]
 
     def weight(self, status: str) -> float:
-        return {MET: self.selfassessment_weight_met, PARTLY: self.selfassessment_weight_partly,
-                UNMET: self.selfassessment_weight_unmet}[status]
+        return {
+            MET: self.selfassessment_weight_met,
+            PARTLY: self.selfassessment_weight_partly,
+            UNMET: self.selfassessment_weight_unmet,
+        }[status]
 
 
 # ---------------------------------------------------------------- the standards library
@@ -104,14 +106,18 @@ def read_library(path: str | Path) -> list[dict[str, Any]]:
             import yaml
 
             data = yaml.safe_load(text)
-    except Exception as exc:  # noqa: BLE001 - any parse error is the operator's file
-        raise InvalidInput(f"{p.name}: not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'}: {' '.join(str(exc).split())}") from None
+    except Exception as exc:
+        raise InvalidInput(
+            f"{p.name}: not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'}: {' '.join(str(exc).split())}"
+        ) from None
     if isinstance(data, dict) and "sets" in data:
         data = data["sets"]
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list) or not data or not all(isinstance(d, dict) for d in data):
-        raise InvalidInput(f"{p.name}: expected a standard set (service_kind, name, version, effective_from, standards) or a list of them")
+        raise InvalidInput(
+            f"{p.name}: expected a standard set (service_kind, name, version, effective_from, standards) or a list of them"
+        )
     return data
 
 
@@ -179,10 +185,21 @@ def _check_set(doc: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]
         if partly_t is not None and not partly_text:
             problems.append(f"{where}: partly_threshold given but no criteria_partly (the 'Partially Met' criterion)")
         if met_t is not None and partly_text and partly_t is None:
-            problems.append(f"{where}: criteria_partly given with a met_threshold but no partly_threshold: the band cannot be judged from the figure")
-        out.append({"position": n, "ref": ref, "descriptor": str(s.get("descriptor") or "").strip(),
-                    "criteria_met": str(s.get("criteria_met") or "").strip(), "criteria_partly": partly_text,
-                    "criteria_unmet": str(s.get("criteria_unmet") or "").strip(), "met_threshold": met_t, "partly_threshold": partly_t})
+            problems.append(
+                f"{where}: criteria_partly given with a met_threshold but no partly_threshold: the band cannot be judged from the figure"
+            )
+        out.append(
+            {
+                "position": n,
+                "ref": ref,
+                "descriptor": str(s.get("descriptor") or "").strip(),
+                "criteria_met": str(s.get("criteria_met") or "").strip(),
+                "criteria_partly": partly_text,
+                "criteria_unmet": str(s.get("criteria_unmet") or "").strip(),
+                "met_threshold": met_t,
+                "partly_threshold": partly_t,
+            }
+        )
     if problems:
         raise InvalidInput(f"standard set {label} refused, nothing loaded: " + "; ".join(problems))
     return head, out
@@ -190,8 +207,11 @@ def _check_set(doc: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]
 
 def head_set(session: Session, service_kind: str) -> StandardSet | None:
     """The newest loaded set for a kind: the one no other set supersedes."""
-    return session.exec(select(StandardSet).where(StandardSet.service_kind == service_kind, col(StandardSet.superseded_by_id).is_(None))
-                        .order_by(col(StandardSet.effective_from).desc(), col(StandardSet.id).desc())).first()
+    return session.exec(
+        select(StandardSet)
+        .where(StandardSet.service_kind == service_kind, col(StandardSet.superseded_by_id).is_(None))
+        .order_by(col(StandardSet.effective_from).desc(), col(StandardSet.id).desc())
+    ).first()
 
 
 def current_set(session: Session, service_kind: str, on: date) -> StandardSet | None:
@@ -207,7 +227,9 @@ def current_set(session: Session, service_kind: str, on: date) -> StandardSet | 
     return None
 
 
-def load_standard_sets(session: Session, docs: list[dict[str, Any]], *, actor: str, role: str, clock: Clock) -> list[dict[str, Any]]:
+def load_standard_sets(
+    session: Session, docs: list[dict[str, Any]], *, actor: str, role: str, clock: Clock
+) -> list[dict[str, Any]]:
     """Load each set, superseding the newest set of its kind; a set not newer than it is refused.
     Each load (and each set it supersedes) is an audited change with the actor and role
     (``states.engine.record_change``, kind ``standard_set``); the caller commits."""
@@ -221,14 +243,20 @@ def load_standard_sets(session: Session, docs: list[dict[str, Any]], *, actor: s
     for doc in docs:
         head, standards = _check_set(doc)
         label = f"{head['service_kind']} {head['name']!r} version {head['version']}"
-        if session.exec(select(StandardSet.id).where(StandardSet.service_kind == head["service_kind"], StandardSet.name == head["name"],
-                                                     StandardSet.version == head["version"])).first():
+        if session.exec(
+            select(StandardSet.id).where(
+                StandardSet.service_kind == head["service_kind"],
+                StandardSet.name == head["name"],
+                StandardSet.version == head["version"],
+            )
+        ).first():
             raise InvalidInput(f"standard set {label} is already loaded: give the updated set a new version")
         previous = head_set(session, head["service_kind"])
         if previous is not None and head["effective_from"] <= previous.effective_from:
             raise InvalidInput(
                 f"standard set {label} (effective {head['effective_from'].isoformat()}) is not newer than the current set "
-                f"{previous.name!r} version {previous.version} (effective {previous.effective_from.isoformat()}): nothing loaded")
+                f"{previous.name!r} version {previous.version} (effective {previous.effective_from.isoformat()}): nothing loaded"
+            )
         new = StandardSet(**head)
         session.add(new)
         session.flush()
@@ -239,22 +267,58 @@ def load_standard_sets(session: Session, docs: list[dict[str, Any]], *, actor: s
             session.add(previous)
         session.flush()
         assert new.id is not None
-        engine.record_change(session, "standard_set", new.id, "load_standard_set", actor=actor, role=role, clock=clock, state="loaded",
-                             data={"service_kind": new.service_kind, "name": new.name, "version": new.version,
-                                   "effective_from": new.effective_from, "standards": [s["ref"] for s in standards],
-                                   "supersedes": previous.id if previous else None})
+        engine.record_change(
+            session,
+            "standard_set",
+            new.id,
+            "load_standard_set",
+            actor=actor,
+            role=role,
+            clock=clock,
+            state="loaded",
+            data={
+                "service_kind": new.service_kind,
+                "name": new.name,
+                "version": new.version,
+                "effective_from": new.effective_from,
+                "standards": [s["ref"] for s in standards],
+                "supersedes": previous.id if previous else None,
+            },
+        )
         if previous is not None:
             assert previous.id is not None
-            engine.record_change(session, "standard_set", previous.id, "supersede_standard_set", actor=actor, role=role, clock=clock,
-                                 from_state="loaded", state="superseded", data={"superseded_by": new.id})
-        loaded.append({"id": new.id, "service_kind": new.service_kind, "name": new.name, "version": new.version,
-                       "effective_from": new.effective_from, "standards": len(standards),
-                       "supersedes": previous.id if previous else None})
+            engine.record_change(
+                session,
+                "standard_set",
+                previous.id,
+                "supersede_standard_set",
+                actor=actor,
+                role=role,
+                clock=clock,
+                from_state="loaded",
+                state="superseded",
+                data={"superseded_by": new.id},
+            )
+        loaded.append(
+            {
+                "id": new.id,
+                "service_kind": new.service_kind,
+                "name": new.name,
+                "version": new.version,
+                "effective_from": new.effective_from,
+                "standards": len(standards),
+                "supersedes": previous.id if previous else None,
+            }
+        )
     return loaded
 
 
 def standards_of(session: Session, set_id: int) -> list[Standard]:
-    return list(session.exec(select(Standard).where(Standard.set_id == set_id).order_by(col(Standard.position), col(Standard.id))))
+    return list(
+        session.exec(
+            select(Standard).where(Standard.set_id == set_id).order_by(col(Standard.position), col(Standard.id))
+        )
+    )
 
 
 # ---------------------------------------------------------------- judging a row
@@ -322,8 +386,10 @@ def _column_letters(n: int) -> str:
 
 
 def _too_big(size: int, limit: int) -> str:
-    return (f"file: {size:,} bytes is over the limit of {limit:,} bytes for a self-assessment spreadsheet "
-            "(PEERWATCH_SELFASSESSMENT_MAX_FILE_BYTES): send the Appendix 2 workbook only, without pictures")
+    return (
+        f"file: {size:,} bytes is over the limit of {limit:,} bytes for a self-assessment spreadsheet "
+        "(PEERWATCH_SELFASSESSMENT_MAX_FILE_BYTES): send the Appendix 2 workbook only, without pictures"
+    )
 
 
 def check_upload(data: bytes, policy: SelfAssessmentPolicy | None = None) -> None:
@@ -344,8 +410,12 @@ def check_upload(data: bytes, policy: SelfAssessmentPolicy | None = None) -> Non
     if len(data) > limit:
         raise SpreadsheetRejected([_too_big(len(data), limit)])
     if data.startswith(_OLE2):
-        raise SpreadsheetRejected([f"file: an Excel 97-2003 (.xls) or password-protected workbook, which cannot be read: {SAVE_AS_XLSX}, "
-                                   "without a password"])
+        raise SpreadsheetRejected(
+            [
+                f"file: an Excel 97-2003 (.xls) or password-protected workbook, which cannot be read: {SAVE_AS_XLSX}, "
+                "without a password"
+            ]
+        )
     if not data.startswith(b"PK"):
         kind = "a PDF" if data.startswith(b"%PDF") else "text (CSV?)" if data[:512].isascii() else "not a spreadsheet"
         raise SpreadsheetRejected([f"file: not an .xlsx workbook ({kind}): {SAVE_AS_XLSX}"])
@@ -353,30 +423,54 @@ def check_upload(data: bytes, policy: SelfAssessmentPolicy | None = None) -> Non
         zf = zipfile.ZipFile(BytesIO(data))
         infos = zf.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
-        raise SpreadsheetRejected([f"file: not an .xlsx workbook (a damaged or unreadable zip): {SAVE_AS_XLSX}"]) from None
+        raise SpreadsheetRejected(
+            [f"file: not an .xlsx workbook (a damaged or unreadable zip): {SAVE_AS_XLSX}"]
+        ) from None
     names = {i.filename for i in infos}
     if "mimetype" in names or "content.xml" in names:
-        mime = zf.read("mimetype")[:100].decode("ascii", "replace").strip() if "mimetype" in names and zf.getinfo("mimetype").file_size < 200 else ""
-        what = "an OpenDocument spreadsheet (.ods)" if "spreadsheet" in mime or not mime else f"an OpenDocument file ({mime})"
+        mime = (
+            zf.read("mimetype")[:100].decode("ascii", "replace").strip()
+            if "mimetype" in names and zf.getinfo("mimetype").file_size < 200
+            else ""
+        )
+        what = (
+            "an OpenDocument spreadsheet (.ods)"
+            if "spreadsheet" in mime or not mime
+            else f"an OpenDocument file ({mime})"
+        )
         raise SpreadsheetRejected([f"file: {what}, which cannot be read: {SAVE_AS_XLSX}"])
     if "[Content_Types].xml" not in names or not any(n.startswith("xl/") for n in names):
         raise SpreadsheetRejected([f"file: not an .xlsx workbook (a zip without a workbook in it): {SAVE_AS_XLSX}"])
     if len(infos) > policy.selfassessment_max_parts:
-        raise SpreadsheetRejected([f"file: {len(infos):,} parts inside the workbook, over the limit of {policy.selfassessment_max_parts:,}"])
+        raise SpreadsheetRejected(
+            [f"file: {len(infos):,} parts inside the workbook, over the limit of {policy.selfassessment_max_parts:,}"]
+        )
     total = sum(i.file_size for i in infos)
     packed = sum(i.compress_size for i in infos)
     cap, ratio = policy.selfassessment_max_uncompressed_bytes, policy.selfassessment_max_compression_ratio
     if total > cap:
-        raise SpreadsheetRejected([f"file: unzips to {total:,} bytes, over the limit of {cap:,} "
-                                   "(PEERWATCH_SELFASSESSMENT_MAX_UNCOMPRESSED_BYTES): refused unopened"])
+        raise SpreadsheetRejected(
+            [
+                f"file: unzips to {total:,} bytes, over the limit of {cap:,} "
+                "(PEERWATCH_SELFASSESSMENT_MAX_UNCOMPRESSED_BYTES): refused unopened"
+            ]
+        )
     big = 1_000_000
     for i in infos:
         if i.file_size > big and i.file_size > ratio * max(1, i.compress_size):
-            raise SpreadsheetRejected([f"file: part {i.filename} is compressed {i.file_size // max(1, i.compress_size):,} to 1, over the limit "
-                                       f"of {ratio} to 1 (PEERWATCH_SELFASSESSMENT_MAX_COMPRESSION_RATIO): refused unopened"])
+            raise SpreadsheetRejected(
+                [
+                    f"file: part {i.filename} is compressed {i.file_size // max(1, i.compress_size):,} to 1, over the limit "
+                    f"of {ratio} to 1 (PEERWATCH_SELFASSESSMENT_MAX_COMPRESSION_RATIO): refused unopened"
+                ]
+            )
     if total > big and total > ratio * max(1, packed):
-        raise SpreadsheetRejected([f"file: compressed {total // max(1, packed):,} to 1, over the limit of {ratio} to 1 "
-                                   "(PEERWATCH_SELFASSESSMENT_MAX_COMPRESSION_RATIO): refused unopened"])
+        raise SpreadsheetRejected(
+            [
+                f"file: compressed {total // max(1, packed):,} to 1, over the limit of {ratio} to 1 "
+                "(PEERWATCH_SELFASSESSMENT_MAX_COMPRESSION_RATIO): refused unopened"
+            ]
+        )
     for info in infos:
         if info.filename.lower().endswith((".xml", ".rels", ".vml")):
             _check_part(zf, info, policy)
@@ -392,12 +486,20 @@ def _check_part(zf: Any, info: Any, policy: SelfAssessmentPolicy) -> None:
 
     def beyond(row: int, col: int, how: str) -> None:
         if row > max_rows:
-            raise SpreadsheetRejected([f"sheet part {where}: {how} row {row:,}, beyond the limit of {max_rows:,} rows "
-                                       "(PEERWATCH_SELFASSESSMENT_MAX_ROWS): delete the rows below the standards and save again"])
+            raise SpreadsheetRejected(
+                [
+                    f"sheet part {where}: {how} row {row:,}, beyond the limit of {max_rows:,} rows "
+                    "(PEERWATCH_SELFASSESSMENT_MAX_ROWS): delete the rows below the standards and save again"
+                ]
+            )
         if col > max_cols:
-            raise SpreadsheetRejected([f"sheet part {where}: {how} column {_column_letters(col)}, beyond the limit of "
-                                       f"{max_cols} columns ({_column_letters(max_cols)}; PEERWATCH_SELFASSESSMENT_MAX_COLUMNS): "
-                                       "delete the extra columns and save again"])
+            raise SpreadsheetRejected(
+                [
+                    f"sheet part {where}: {how} column {_column_letters(col)}, beyond the limit of "
+                    f"{max_cols} columns ({_column_letters(max_cols)}; PEERWATCH_SELFASSESSMENT_MAX_COLUMNS): "
+                    "delete the extra columns and save again"
+                ]
+            )
 
     row_no, col_no, first, carry = 0, 0, True, b""
     last_row = str(max_rows).encode()  # compared as text: no number parsed per cell
@@ -416,16 +518,24 @@ def _check_part(zf: Any, info: Any, policy: SelfAssessmentPolicy) -> None:
                 if first:
                     head = body[:4096].upper()
                     if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
-                        raise SpreadsheetRejected([f"file: part {info.filename} declares a DTD, which no spreadsheet does: refused unopened"])
+                        raise SpreadsheetRejected(
+                            [f"file: part {info.filename} declares a DTD, which no spreadsheet does: refused unopened"]
+                        )
                     dim = _DIMENSION.search(body[:65536])
                     if dim:
                         for ref in dim.group(1).decode("ascii", "replace").split(":"):
                             m = _CELL_REF.fullmatch(ref.strip())
                             if m:
-                                beyond(int(m.group(2)), _column_number(m.group(1)), f"declares its used range as {dim.group(1).decode('ascii', 'replace')}, to")
+                                beyond(
+                                    int(m.group(2)),
+                                    _column_number(m.group(1)),
+                                    f"declares its used range as {dim.group(1).decode('ascii', 'replace')}, to",
+                                )
                     first = False
                 elif b"<!ENTITY" in body.upper():
-                    raise SpreadsheetRejected([f"file: part {info.filename} declares an entity, which no spreadsheet does: refused unopened"])
+                    raise SpreadsheetRejected(
+                        [f"file: part {info.filename} declares an entity, which no spreadsheet does: refused unopened"]
+                    )
                 for m in _ROW_OR_CELL.finditer(body):
                     ref = _REF_ATTR.search(m.group(2))
                     if m.group(1) == b"row":
@@ -436,16 +546,30 @@ def _check_part(zf: Any, info: Any, policy: SelfAssessmentPolicy) -> None:
                     elif ref and ref.group(1):
                         letters, digits = ref.group(1).upper(), ref.group(2)
                         col_no = _column_number(letters)
-                        if col_no > max_cols or len(digits) > row_digits or (len(digits) == row_digits and digits > last_row):
+                        if (
+                            col_no > max_cols
+                            or len(digits) > row_digits
+                            or (len(digits) == row_digits and digits > last_row)
+                        ):
                             beyond(int(digits or 0), col_no, "has a cell at")
                     else:  # a cell without a reference is the next column
                         col_no += 1
                         if col_no > max_cols:
                             beyond(row_no, col_no, "has a cell at")
     except zipfile.BadZipFile:
-        raise SpreadsheetRejected([f"file: part {info.filename} is damaged (it does not unzip to its declared size): refused"]) from None
-    except (OSError, EOFError, NotImplementedError, RuntimeError, zlib.error) as exc:  # zlib errors, encrypted parts, unknown compression
-        raise SpreadsheetRejected([f"file: part {info.filename} cannot be unzipped ({type(exc).__name__}): {SAVE_AS_XLSX}"]) from None
+        raise SpreadsheetRejected(
+            [f"file: part {info.filename} is damaged (it does not unzip to its declared size): refused"]
+        ) from None
+    except (
+        OSError,
+        EOFError,
+        NotImplementedError,
+        RuntimeError,
+        zlib.error,
+    ) as exc:  # zlib errors, encrypted parts, unknown compression
+        raise SpreadsheetRejected(
+            [f"file: part {info.filename} cannot be unzipped ({type(exc).__name__}): {SAVE_AS_XLSX}"]
+        ) from None
 
 
 def read_workbook(data: bytes, expected_ref: str | None = None) -> list[dict[str, Any]]:
@@ -462,7 +586,7 @@ def read_workbook(data: bytes, expected_ref: str | None = None) -> list[dict[str
     check_upload(data)
     try:
         wb = load_workbook(BytesIO(data), data_only=False)
-    except Exception as exc:  # noqa: BLE001 - any failure means it is not a workbook we can read
+    except Exception as exc:
         raise SpreadsheetRejected([f"file: not an .xlsx workbook ({type(exc).__name__}): {SAVE_AS_XLSX}"]) from None
     if not wb.worksheets:
         raise SpreadsheetRejected([f"file: the workbook has no sheet: {SAVE_AS_XLSX}"])
@@ -471,8 +595,12 @@ def read_workbook(data: bytes, expected_ref: str | None = None) -> list[dict[str
     if expected_ref and ABOUT in wb.sheetnames:
         for label, value, *_ in wb[ABOUT].iter_rows(min_col=1, max_col=2, values_only=True):
             if label == ABOUT_REFERENCE and value and str(value).strip() != expected_ref:
-                problems.append(f"sheet {ABOUT}, {ABOUT_REFERENCE}: this spreadsheet is for {str(value).strip()}, not {expected_ref}")
-    header = next((r for r in range(1, min(ws.max_row, 10) + 1) if _text(ws.cell(row=r, column=1).value) == COLUMNS[0]), None)
+                problems.append(
+                    f"sheet {ABOUT}, {ABOUT_REFERENCE}: this spreadsheet is for {str(value).strip()}, not {expected_ref}"
+                )
+    header = next(
+        (r for r in range(1, min(ws.max_row, 10) + 1) if _text(ws.cell(row=r, column=1).value) == COLUMNS[0]), None
+    )
     if header is None:
         raise SpreadsheetRejected([*problems, f"sheet {ws.title}: no header row with {COLUMNS[0]!r} in column A"])
     for c, name in enumerate(COLUMNS, start=1):
@@ -497,8 +625,16 @@ def read_workbook(data: bytes, expected_ref: str | None = None) -> list[dict[str
             figure = round(float(figure) * 100, 6)  # typed as 98% in Excel: stored as 0.98
         elif isinstance(figure, datetime | date):
             figure = figure.isoformat()
-        rows.append({"row": r, "ref": _text(cells[0].value), "status": _text(cells[5].value) or None, "figure": figure,
-                     "comments": _text(cells[7].value), "evidence": _text(cells[8].value)})
+        rows.append(
+            {
+                "row": r,
+                "ref": _text(cells[0].value),
+                "status": _text(cells[5].value) or None,
+                "figure": figure,
+                "comments": _text(cells[7].value),
+                "evidence": _text(cells[8].value),
+            }
+        )
     return rows
 
 
@@ -536,25 +672,40 @@ def check_rows(rows: list[dict[str, Any]], standards: list[Standard]) -> list[di
                     problems.append(f"row {n}, Figure Achieved: {figure:g} is outside 0-100")
                     figure = None
         if std is not None and std.has_thresholds and blank_figure:
-            problems.append(f"row {n}, Figure Achieved: missing: standard {ref} is judged on its figure ({_bands(std)})")
+            problems.append(
+                f"row {n}, Figure Achieved: missing: standard {ref} is judged on its figure ({_bands(std)})"
+            )
         status = _status(raw.get("status"))
         derived = derive_status(std, figure) if std else None
         if status is not None and status not in STATUSES:
             problems.append(f"row {n}, Self-Assessment: {status!r} is not Met, Partially Met or Unmet")
         elif std is not None:
             if status == PARTLY and not std.has_partly_band:
-                problems.append(f"row {n}, Self-Assessment: standard {ref} has no 'Partially Met' band: use Met or Unmet")
+                problems.append(
+                    f"row {n}, Self-Assessment: standard {ref} has no 'Partially Met' band: use Met or Unmet"
+                )
             elif status is None and not std.has_thresholds:
                 problems.append(f"row {n}, Self-Assessment: missing: Met, Partially Met or Unmet")
             elif status is not None and derived is not None and status != derived:
-                problems.append(f"row {n}, Self-Assessment: {status!r} contradicts the figure {figure:g} "
-                                f"({derived} for standard {ref}: {_bands(std)})")
+                problems.append(
+                    f"row {n}, Self-Assessment: {status!r} contradicts the figure {figure:g} "
+                    f"({derived} for standard {ref}: {_bands(std)})"
+                )
         if not _text(raw.get("evidence")):
-            problems.append(f"row {n}, Evidence location: missing: say where the evidence is "
-                            "(work plan, annual report, Operational Policy or during visit)")
+            problems.append(
+                f"row {n}, Evidence location: missing: say where the evidence is "
+                "(work plan, annual report, Operational Policy or during visit)"
+            )
         if std is not None:
-            items.append({"ref": ref, "self_status": status or derived, "figure": figure,
-                          "comments": _text(raw.get("comments")), "evidence_location": _text(raw.get("evidence"))})
+            items.append(
+                {
+                    "ref": ref,
+                    "self_status": status or derived,
+                    "figure": figure,
+                    "comments": _text(raw.get("comments")),
+                    "evidence_location": _text(raw.get("evidence")),
+                }
+            )
     for ref in by_ref:
         if ref not in seen:
             problems.append(f"Ref No.: standard {ref} has no row")
@@ -596,29 +747,51 @@ A = SelfAssessmentState
 STAFF_ROLES = sorted(STAFF)
 LEADS = sorted(NETWORK_LEADS)
 TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "circulate", "source": A.NEW, "dest": A.CIRCULATED, "roles": STAFF_ROLES,
-     "conditions": ["is_standard_set_current", "is_only_declaration_for_year"]},
+    {
+        "trigger": "circulate",
+        "source": A.NEW,
+        "dest": A.CIRCULATED,
+        "roles": STAFF_ROLES,
+        "conditions": ["is_standard_set_current", "is_only_declaration_for_year"],
+    },
     {"trigger": "receive", "source": A.CIRCULATED, "dest": A.RECEIVED, "roles": STAFF_ROLES},
     {"trigger": "refuse_return", "source": A.CIRCULATED, "dest": None, "roles": STAFF_ROLES},
     {"trigger": "validate_item", "source": A.RECEIVED, "dest": None, "roles": STAFF_ROLES},
     {"trigger": "accept_all", "source": A.RECEIVED, "dest": A.VALIDATED, "roles": STAFF_ROLES},
-    {"trigger": "complete_validation", "source": A.RECEIVED, "dest": A.VALIDATED, "roles": STAFF_ROLES,
-     "conditions": ["are_all_items_validated"]},
+    {
+        "trigger": "complete_validation",
+        "source": A.RECEIVED,
+        "dest": A.VALIDATED,
+        "roles": STAFF_ROLES,
+        "conditions": ["are_all_items_validated"],
+    },
     {"trigger": "close", "source": A.VALIDATED, "dest": A.CLOSED, "roles": STAFF_ROLES},
-    {"trigger": "withdraw", "source": [A.NEW, A.CIRCULATED], "dest": A.WITHDRAWN, "roles": LEADS, "note_required": True},
+    {
+        "trigger": "withdraw",
+        "source": [A.NEW, A.CIRCULATED],
+        "dest": A.WITHDRAWN,
+        "roles": LEADS,
+        "note_required": True,
+    },
 ]
 
 LEADS_MANAGERS = ("service-lead", "service-manager")  # 000 s5.1: "the Leads and/or Managers of the service"
 DEADLINE_RULES = {
     "return": DeadlineRule(
-        owner="service-lead", step="the service returns the completed self-assessment spreadsheet",
+        owner="service-lead",
+        step="the service returns the completed self-assessment spreadsheet",
         reminder=Letter("selfassessment_reminder", to=("service-lead",), cc=("service-manager",), category="reminder"),
-        overdue=Letter("selfassessment_chase", to=("service-lead",), cc=("service-manager", "network-office"), category="chase"),
+        overdue=Letter(
+            "selfassessment_chase", to=("service-lead",), cc=("service-manager", "network-office"), category="chase"
+        ),
     ),
 }
 REFUSAL = "selfassessment_refused"  # the returned spreadsheet sent back with its problems listed
-ESCALATION = Letter("achievement_escalation", to=("icb", "regional-quality-lead"),
-                    cc=("network-manager", "regional-lead", "service-lead"))
+ESCALATION = Letter(
+    "achievement_escalation",
+    to=("icb", "regional-quality-lead"),
+    cc=("network-manager", "regional-lead", "service-lead"),
+)
 NEXT_STEP = {
     A.NEW: "Network office: circulate the self-assessment spreadsheet",
     A.CIRCULATED: "Service: complete and return the spreadsheet; network office: import it",
@@ -628,8 +801,13 @@ NEXT_STEP = {
 
 
 def _items(session: Session, assessment_id: int | None) -> list[SelfAssessmentItem]:
-    return list(session.exec(select(SelfAssessmentItem).where(SelfAssessmentItem.assessment_id == assessment_id)
-                             .order_by(col(SelfAssessmentItem.id))))
+    return list(
+        session.exec(
+            select(SelfAssessmentItem)
+            .where(SelfAssessmentItem.assessment_id == assessment_id)
+            .order_by(col(SelfAssessmentItem.id))
+        )
+    )
 
 
 # Guards: pure predicates on the context.
@@ -640,9 +818,14 @@ def is_standard_set_current(ctx: Context) -> bool:
 
 
 def is_only_declaration_for_year(ctx: Context) -> bool:
-    other = ctx.session.exec(select(SelfAssessment.id).where(
-        SelfAssessment.service_id == ctx.row.service_id, SelfAssessment.programme_year == ctx.row.programme_year,
-        SelfAssessment.id != ctx.row.id, col(SelfAssessment.state).not_in([A.NEW.value, A.WITHDRAWN.value]))).first()
+    other = ctx.session.exec(
+        select(SelfAssessment.id).where(
+            SelfAssessment.service_id == ctx.row.service_id,
+            SelfAssessment.programme_year == ctx.row.programme_year,
+            SelfAssessment.id != ctx.row.id,
+            col(SelfAssessment.state).not_in([A.NEW.value, A.WITHDRAWN.value]),
+        )
+    ).first()
     return other is None
 
 
@@ -660,12 +843,20 @@ def effects(ctx: Context) -> Effects:
         due = ctx.calendar.add_weeks(ctx.today, policy.selfassessment_return_weeks)
         remind = ctx.calendar.subtract_working_days(due, policy.selfassessment_reminder_working_days)
         out.deadlines.append(NewDeadline("return", due, remind if remind > ctx.today else None))
-        out.letters.append(Letter("selfassessment_request", to=LEADS_MANAGERS, cc=("network-office",),
-                                  attachments=(spreadsheet(ctx.session, row, return_by=due, made=ctx.now),)))
+        out.letters.append(
+            Letter(
+                "selfassessment_request",
+                to=LEADS_MANAGERS,
+                cc=("network-office",),
+                attachments=(spreadsheet(ctx.session, row, return_by=due, made=ctx.now),),
+            )
+        )
     elif t == "receive":
         rows = ctx.params.get("rows")
         if not isinstance(rows, list):
-            raise InvalidInput("receive needs the returned spreadsheet: use peerwatch selfassessment import ID FILE.xlsx")
+            raise InvalidInput(
+                "receive needs the returned spreadsheet: use peerwatch selfassessment import ID FILE.xlsx"
+            )
         for item in check_rows(rows, standards_of(ctx.session, row.standard_set_id)):
             ctx.session.add(SelfAssessmentItem(assessment_id=row.id, **item))  # type: ignore[arg-type]
         row.received_on = ctx.today
@@ -676,12 +867,23 @@ def effects(ctx: Context) -> Effects:
     elif t == "refuse_return":
         problems = ctx.params.get("problems")
         if not isinstance(problems, list) or not problems:
-            raise InvalidInput("refuse_return needs the problems found: use peerwatch selfassessment import ID FILE.xlsx")
+            raise InvalidInput(
+                "refuse_return needs the problems found: use peerwatch selfassessment import ID FILE.xlsx"
+            )
         count = int(ctx.params.get("count") or len(problems))
-        out.letters.append(Letter(REFUSAL, to=LEADS_MANAGERS, cc=("network-office",),
-                                  context=(("problems", tuple(str(p) for p in problems)), ("problem_count", count),
-                                           ("more_problems", max(0, count - len(problems))),
-                                           ("filename", str(ctx.params.get("filename") or "the spreadsheet")))))
+        out.letters.append(
+            Letter(
+                REFUSAL,
+                to=LEADS_MANAGERS,
+                cc=("network-office",),
+                context=(
+                    ("problems", tuple(str(p) for p in problems)),
+                    ("problem_count", count),
+                    ("more_problems", max(0, count - len(problems))),
+                    ("filename", str(ctx.params.get("filename") or "the spreadsheet")),
+                ),
+            )
+        )
     elif t == "validate_item":
         _validate_item(ctx)
     elif t in ("accept_all", "complete_validation"):
@@ -691,7 +893,9 @@ def effects(ctx: Context) -> Effects:
             for i in items:
                 if i.validated_status is None:
                     i.validated_status = derive_status(stds[i.ref], i.figure) or i.self_status
-                    i.validation_note = "accepted as declared" if i.validated_status == i.self_status else "derived from the figure"
+                    i.validation_note = (
+                        "accepted as declared" if i.validated_status == i.self_status else "derived from the figure"
+                    )
                     ctx.session.add(i)
         achievement = total_achievement([i.validated_status or UNMET for i in items], len(stds))
         row.achievement = round(achievement, 1)
@@ -706,7 +910,9 @@ def _validate_item(ctx: Context) -> None:
     status = _status(ctx.params.get("status"))
     item = next((i for i in _items(ctx.session, ctx.row.id) if i.ref == ref), None)
     if item is None:
-        raise NotFound(f"standard {ref!r} is not in self-assessment {ctx.row.id}: validate_item needs ref=... status=...")
+        raise NotFound(
+            f"standard {ref!r} is not in self-assessment {ctx.row.id}: validate_item needs ref=... status=..."
+        )
     std = next(s for s in standards_of(ctx.session, ctx.row.standard_set_id) if s.ref == ref)
     if status not in STATUSES:
         raise InvalidInput(f"status {ctx.params.get('status')!r}: use Met, Partially Met or Unmet")
@@ -714,8 +920,10 @@ def _validate_item(ctx: Context) -> None:
         raise InvalidInput(f"standard {ref} has no 'Partially Met' band: use Met or Unmet")
     derived = derive_status(std, item.figure)
     if derived is not None and status != derived and not (ctx.note and ctx.note.strip()):
-        raise InvalidInput(f"standard {ref}: the figure {item.figure:g} gives {derived} ({_bands(std)}); "
-                           f"to record {status} instead, give the reason with --note")
+        raise InvalidInput(
+            f"standard {ref}: the figure {item.figure:g} gives {derived} ({_bands(std)}); "
+            f"to record {status} instead, give the reason with --note"
+        )
     item.validated_status = status
     item.validation_note = ctx.note
     ctx.session.add(item)
@@ -726,8 +934,16 @@ def _start_report(ctx: Context) -> None:
     from states import engine
 
     row: SelfAssessment = ctx.row
-    engine.create(ctx.session, "report", Report(service_id=row.service_id, basis_date=row.received_on, state="new"),  # type: ignore[arg-type]
-                  "start_drafting", actor=ctx.actor, role=ctx.role, clock=FixedClock(ctx.now), note=f"report of self-assessment SA-{row.id}")
+    engine.create(
+        ctx.session,
+        "report",
+        Report(service_id=row.service_id, basis_date=row.received_on, state="new"),  # type: ignore[arg-type]
+        "start_drafting",
+        actor=ctx.actor,
+        role=ctx.role,
+        clock=FixedClock(ctx.now),
+        note=f"report of self-assessment SA-{row.id}",
+    )
 
 
 # ---------------------------------------------------------------- reading and writing
@@ -745,8 +961,13 @@ def report_of(session: Session, row: SelfAssessment) -> Report | None:
     """The written report started when this declaration was received."""
     if row.received_on is None:
         return None
-    return session.exec(select(Report).where(Report.service_id == row.service_id, col(Report.visit_id).is_(None),
-                                             Report.basis_date == row.received_on).order_by(col(Report.id).desc())).first()
+    return session.exec(
+        select(Report)
+        .where(
+            Report.service_id == row.service_id, col(Report.visit_id).is_(None), Report.basis_date == row.received_on
+        )
+        .order_by(col(Report.id).desc())
+    ).first()
 
 
 def item_view(session: Session, row: SelfAssessment) -> list[dict[str, Any]]:
@@ -755,32 +976,50 @@ def item_view(session: Session, row: SelfAssessment) -> list[dict[str, Any]]:
     out = []
     for std in standards_of(session, row.standard_set_id):
         i = items.get(std.ref)
-        out.append({"ref": std.ref, "descriptor": std.descriptor, "criteria_met": std.criteria_met,
-                    "criteria_partly": std.criteria_partly, "criteria_unmet": std.criteria_unmet,
-                    "has_partly_band": std.has_partly_band, "bands": _bands(std),
-                    "self_status": i.self_status if i else None, "figure": i.figure if i else None,
-                    "derived_status": derive_status(std, i.figure) if i else None,
-                    "comments": i.comments if i else None, "evidence_location": i.evidence_location if i else None,
-                    "validated_status": i.validated_status if i else None, "validation_note": i.validation_note if i else None})
+        out.append(
+            {
+                "ref": std.ref,
+                "descriptor": std.descriptor,
+                "criteria_met": std.criteria_met,
+                "criteria_partly": std.criteria_partly,
+                "criteria_unmet": std.criteria_unmet,
+                "has_partly_band": std.has_partly_band,
+                "bands": _bands(std),
+                "self_status": i.self_status if i else None,
+                "figure": i.figure if i else None,
+                "derived_status": derive_status(std, i.figure) if i else None,
+                "comments": i.comments if i else None,
+                "evidence_location": i.evidence_location if i else None,
+                "validated_status": i.validated_status if i else None,
+                "validation_note": i.validation_note if i else None,
+            }
+        )
     return out
 
 
-def workbook_document(session: Session, row: SelfAssessment, return_by: date | None = None,
-                      made: datetime | None = None) -> dict[str, Any]:
+def workbook_document(
+    session: Session, row: SelfAssessment, return_by: date | None = None, made: datetime | None = None
+) -> dict[str, Any]:
     """Everything the spreadsheet shows, read from the database (the renderer never queries)."""
     sset = session.get(StandardSet, row.standard_set_id)
     assert sset is not None
     return {
         **service_context(session, row),
-        "assessment": {"id": row.id, "ref": ref_of(row), "programme_year": year_label(row.programme_year), "return_by": return_by},
+        "assessment": {
+            "id": row.id,
+            "ref": ref_of(row),
+            "programme_year": year_label(row.programme_year),
+            "return_by": return_by,
+        },
         "standard_set": {"name": sset.name, "version": sset.version, "effective_from": sset.effective_from},
         "rows": item_view(session, row),
         "created": made,
     }
 
 
-def spreadsheet(session: Session, row: SelfAssessment, return_by: date | None = None,
-                made: datetime | None = None) -> tuple[str, str, bytes]:
+def spreadsheet(
+    session: Session, row: SelfAssessment, return_by: date | None = None, made: datetime | None = None
+) -> tuple[str, str, bytes]:
     """(filename, content type, bytes) of the Appendix 2 spreadsheet for this declaration."""
     from notifications.spreadsheets import XLSX_TYPE, render_selfassessment_xlsx
 
@@ -796,8 +1035,16 @@ def return_due(session: Session, row: SelfAssessment) -> date | None:
     return next((d.due_on for d in pending_deadlines(session, "selfassessment", row.id) if d.name == "return"), None)  # type: ignore[arg-type]
 
 
-def start(session: Session, service_id: int, programme_year: int, *, actor: str, role: str, clock: Clock,
-          note: str | None = None) -> Any:
+def start(
+    session: Session,
+    service_id: int,
+    programme_year: int,
+    *,
+    actor: str,
+    role: str,
+    clock: Clock,
+    note: str | None = None,
+) -> Any:
     """Create a declaration against the set in force for the service's kind today, and circulate it."""
     from states import engine
 
@@ -809,14 +1056,25 @@ def start(session: Session, service_id: int, programme_year: int, *, actor: str,
     today = local_date(clock.now())
     sset = current_set(session, svc.kind, today)
     if sset is None:
-        raise NotFound(f"no standard set in force for {svc.kind!r} on {today.isoformat()}: "
-                       "load one with peerwatch selfassessment standards load FILE")
+        raise NotFound(
+            f"no standard set in force for {svc.kind!r} on {today.isoformat()}: "
+            "load one with peerwatch selfassessment standards load FILE"
+        )
     row = SelfAssessment(service_id=service_id, standard_set_id=sset.id, programme_year=programme_year, state="new")  # type: ignore[arg-type]
     return engine.create(session, "selfassessment", row, "circulate", actor=actor, role=role, clock=clock, note=note)
 
 
-def import_spreadsheet(db: Engine, assessment_id: int, data: bytes, *, filename: str, actor: str, role: str,
-                       clock: Clock, letter: bool = True) -> SelfAssessment:
+def import_spreadsheet(
+    db: Engine,
+    assessment_id: int,
+    data: bytes,
+    *,
+    filename: str,
+    actor: str,
+    role: str,
+    clock: Clock,
+    letter: bool = True,
+) -> SelfAssessment:
     """Import a returned spreadsheet in one transaction.
 
     A refused file imports nothing: the refused attempt is stored with its problems and, unless
@@ -837,8 +1095,17 @@ def import_spreadsheet(db: Engine, assessment_id: int, data: bytes, *, filename:
                 engine.fire(session, "selfassessment", assessment_id, "receive", actor=actor, role=role, clock=clock)
             rows = read_workbook(data, expected_ref=ref_of(row))
             check_rows(rows, standards_of(session, row.standard_set_id))  # every problem at once, before the engine
-            out = engine.fire(session, "selfassessment", assessment_id, "receive", actor=actor, role=role, clock=clock,
-                              note=f"imported {filename}", params={"filename": filename, "rows": rows})
+            out = engine.fire(
+                session,
+                "selfassessment",
+                assessment_id,
+                "receive",
+                actor=actor,
+                role=role,
+                clock=clock,
+                note=f"imported {filename}",
+                params={"filename": filename, "rows": rows},
+            )
             session.commit()
             return out.row  # type: ignore[return-value]
     except SpreadsheetRejected as exc:
@@ -846,32 +1113,60 @@ def import_spreadsheet(db: Engine, assessment_id: int, data: bytes, *, filename:
         raise
 
 
-def _record_refusal(db: Engine, assessment_id: int, exc: SpreadsheetRejected, *, filename: str, actor: str, role: str,
-                    clock: Clock, letter: bool) -> None:
+def _record_refusal(
+    db: Engine,
+    assessment_id: int,
+    exc: SpreadsheetRejected,
+    *,
+    filename: str,
+    actor: str,
+    role: str,
+    clock: Clock,
+    letter: bool,
+) -> None:
     """The refused attempt, and (through the engine) the letter listing the problems to the service."""
     from states import engine
 
     with Session(db) as session:
-        session.add(RefusedAttempt(kind="selfassessment", item_id=assessment_id, trigger="receive", actor=actor or "(none)",
-                                   role=role, at=clock.now(), reason=str(exc),
-                                   data={"filename": filename, "problems": exc.problems, "count": exc.count}))
+        session.add(
+            RefusedAttempt(
+                kind="selfassessment",
+                item_id=assessment_id,
+                trigger="receive",
+                actor=actor or "(none)",
+                role=role,
+                at=clock.now(),
+                reason=str(exc),
+                data={"filename": filename, "problems": exc.problems, "count": exc.count},
+            )
+        )
         if letter:
-            engine.fire(session, "selfassessment", assessment_id, "refuse_return", actor=actor, role=role, clock=clock,
-                        note=f"refused {filename}: {exc.count} problem(s)",
-                        params={"filename": filename, "problems": exc.problems, "count": exc.count})
+            engine.fire(
+                session,
+                "selfassessment",
+                assessment_id,
+                "refuse_return",
+                actor=actor,
+                role=role,
+                clock=clock,
+                note=f"refused {filename}: {exc.count} problem(s)",
+                params={"filename": filename, "problems": exc.problems, "count": exc.count},
+            )
         session.commit()
 
 
-def import_file(db: Engine, assessment_id: int, path: Path, *, actor: str, role: str, clock: Clock,
-                letter: bool = True) -> SelfAssessment:
+def import_file(
+    db: Engine, assessment_id: int, path: Path, *, actor: str, role: str, clock: Clock, letter: bool = True
+) -> SelfAssessment:
     """``import_spreadsheet`` from a file; a file over the size limit is refused without being read."""
     from states import engine
 
     limit = SelfAssessmentPolicy.from_env().selfassessment_max_file_bytes
     size = path.stat().st_size
     if size <= limit:
-        return import_spreadsheet(db, assessment_id, path.read_bytes(), filename=path.name, actor=actor, role=role,
-                                  clock=clock, letter=letter)
+        return import_spreadsheet(
+            db, assessment_id, path.read_bytes(), filename=path.name, actor=actor, role=role, clock=clock, letter=letter
+        )
     if not actor or not actor.strip():
         raise MissingActor(f"no actor given to import self-assessment {assessment_id}: name who is acting (--actor)")
     check_actor_role(role)
@@ -887,8 +1182,11 @@ def import_file(db: Engine, assessment_id: int, path: Path, *, actor: str, role:
 def latest_achievements(session: Session, service_ids: list[int]) -> dict[int, float]:
     """The most recent validated total achievement per service (for the visit weighting)."""
     out: dict[int, float] = {}
-    q = (select(SelfAssessment).where(col(SelfAssessment.service_id).in_(service_ids), col(SelfAssessment.achievement).is_not(None))
-         .order_by(col(SelfAssessment.programme_year), col(SelfAssessment.validated_on), col(SelfAssessment.id)))
+    q = (
+        select(SelfAssessment)
+        .where(col(SelfAssessment.service_id).in_(service_ids), col(SelfAssessment.achievement).is_not(None))
+        .order_by(col(SelfAssessment.programme_year), col(SelfAssessment.validated_on), col(SelfAssessment.id))
+    )
     for row in session.exec(q):
         out[row.service_id] = row.achievement  # type: ignore[assignment]
     return out
@@ -900,11 +1198,20 @@ def letter_context(session: Session, row: SelfAssessment) -> dict[str, Any]:
     items = _items(session, row.id)
     counts = {s: sum(1 for i in items if (i.validated_status or i.self_status) == s) for s in STATUSES}
     return {
-        "item": {"ref": ref_of(row), "id": row.id, "title": f"Self-assessment declaration {year_label(row.programme_year)}",
-                 "programme_year": year_label(row.programme_year), "standard_set": f"{sset.name}, version {sset.version}",
-                 "circulated_on": row.circulated_on, "received_on": row.received_on, "achievement": row.achievement,
-                 "threshold": ESCALATE_BELOW, "counts": counts, "standards": len(standards_of(session, row.standard_set_id)),
-                 "problems_listed": SelfAssessmentPolicy.from_env().selfassessment_max_problems_listed},
+        "item": {
+            "ref": ref_of(row),
+            "id": row.id,
+            "title": f"Self-assessment declaration {year_label(row.programme_year)}",
+            "programme_year": year_label(row.programme_year),
+            "standard_set": f"{sset.name}, version {sset.version}",
+            "circulated_on": row.circulated_on,
+            "received_on": row.received_on,
+            "achievement": row.achievement,
+            "threshold": ESCALATE_BELOW,
+            "counts": counts,
+            "standards": len(standards_of(session, row.standard_set_id)),
+            "problems_listed": SelfAssessmentPolicy.from_env().selfassessment_max_problems_listed,
+        },
         **service_context(session, row),
     }
 
@@ -915,8 +1222,11 @@ SPEC = KindSpec(
     states=SelfAssessmentState,
     initial=SelfAssessmentState.NEW,
     transitions=TRANSITIONS,
-    guards={"is_standard_set_current": is_standard_set_current, "is_only_declaration_for_year": is_only_declaration_for_year,
-            "are_all_items_validated": are_all_items_validated},
+    guards={
+        "is_standard_set_current": is_standard_set_current,
+        "is_only_declaration_for_year": is_only_declaration_for_year,
+        "are_all_items_validated": are_all_items_validated,
+    },
     effects=effects,
     deadline_rules=DEADLINE_RULES,
     terminal=frozenset({A.CLOSED.value, A.WITHDRAWN.value}),

@@ -57,11 +57,25 @@ from states.visit import DISCIPLINES
 SERVICE_KINDS = ("Major Trauma Centre", "Trauma Unit", "Burns", "Spine", "Adult Critical Care")
 SERVICES_PER_TRUST = 10
 # Where each contact role is held: per service, per Trust, nationally; every other role per network.
-SERVICE_ROLES = ("service-lead", "lead-doctor", "lead-nurse", "ahp-lead", "service-manager", "divisional-manager",
-                 "divisional-director", "responsible-executive")
+SERVICE_ROLES = (
+    "service-lead",
+    "lead-doctor",
+    "lead-nurse",
+    "ahp-lead",
+    "service-manager",
+    "divisional-manager",
+    "divisional-director",
+    "responsible-executive",
+)
 TRUST_ROLES = ("chief-executive", "medical-director")
-NATIONAL_ROLES = ("national-medical-lead", "msscg", "jsog", "regional-chief-midwife", "regional-lead-obstetrician",
-                  "regional-chief-nurse")
+NATIONAL_ROLES = (
+    "national-medical-lead",
+    "msscg",
+    "jsog",
+    "regional-chief-midwife",
+    "regional-lead-obstetrician",
+    "regional-chief-nurse",
+)
 NETWORK_ROLES = tuple(r for r in CONTACT_ROLES if r not in (*SERVICE_ROLES, *TRUST_ROLES, *NATIONAL_ROLES))
 ACTOR_TITLES = {NETWORK_MANAGER: "Network Manager", REGIONAL_LEAD: "Regional Lead", NETWORK_OFFICE: "Network office"}
 
@@ -70,8 +84,15 @@ HUMAN_STATES: dict[str, tuple[str, ...]] = {
     "phase": ("open", "overdue"),
     "submission": ("requested", "received", "more_info_requested"),
     "visit": ("proposed", "scheduled", "service_notified", "prepared", "held", "feedback_given"),
-    "risk": ("identified", "awaiting_response", "chased", "further_response_requested", "escalated", "monitoring",
-             "work_programme"),
+    "risk": (
+        "identified",
+        "awaiting_response",
+        "chased",
+        "further_response_requested",
+        "escalated",
+        "monitoring",
+        "work_programme",
+    ),
     "report": ("drafting", "accuracy_check", "inaccuracies_received", "approved", "distributed", "published"),
     "appeal": ("submitted", "initial_consideration", "subgroup_convened", "decided"),
 }
@@ -189,9 +210,17 @@ def simulate(settings: Settings, on_day: Callable[[date], None] | None = None) -
             on_day(day)
         day += timedelta(days=1)
     result = workload.count(db, settings.start, settings.end)
-    result.update({"seed": settings.seed, "services_per_network": settings.services, "rates": asdict(settings.rates),
-                   "emails_sent": run.emails, "skipped": run.skipped, "database": str(settings.out / "simulation.db"),
-                   "seconds": round(time.perf_counter() - began, 1)})
+    result.update(
+        {
+            "seed": settings.seed,
+            "services_per_network": settings.services,
+            "rates": asdict(settings.rates),
+            "emails_sent": run.emails,
+            "skipped": run.skipped,
+            "database": str(settings.out / "simulation.db"),
+            "seconds": round(time.perf_counter() - began, 1),
+        }
+    )
     workload.write_outputs(result, settings.out)
     return result
 
@@ -218,7 +247,11 @@ def build_world(session: Session, settings: Settings) -> World:
     networks = []
     for cycle in cycles:
         counter[cycle] += 1
-        networks.append(Network(code=f"SYN-{cycle[0].upper()}{counter[cycle]}", name=f"Synthetic {cycle} {counter[cycle]}", cycle=cycle))
+        networks.append(
+            Network(
+                code=f"SYN-{cycle[0].upper()}{counter[cycle]}", name=f"Synthetic {cycle} {counter[cycle]}", cycle=cycle
+            )
+        )
     session.add_all(networks)
     session.flush()
     contacts: list[dict[str, Any]] = [_contact(r, "national", "england.nhs.invalid") for r in NATIONAL_ROLES]
@@ -228,15 +261,26 @@ def build_world(session: Session, settings: Settings) -> World:
         slug = net.code.lower()
         contacts += [_contact(r, net.name, f"{slug}.network.nhs.invalid", network_id=net.id) for r in NETWORK_ROLES]
         _services(session, net, settings.services, world, contacts)
-        reviewers = [Reviewer(name=f"Reviewer {d} {k} ({net.code})", email=f"{d}.{k}@reviewers.{slug}.nhs.invalid", discipline=d,
-                              network_id=net.id, pathways=[], trained=True)
-                     for k in range(1, max(2, settings.services // 40) + 1) for d in DISCIPLINES]
+        reviewers = [
+            Reviewer(
+                name=f"Reviewer {d} {k} ({net.code})",
+                email=f"{d}.{k}@reviewers.{slug}.nhs.invalid",
+                discipline=d,
+                network_id=net.id,
+                pathways=[],
+                trained=True,
+            )
+            for k in range(1, max(2, settings.services // 40) + 1)
+            for d in DISCIPLINES
+        ]
         session.add_all(reviewers)
         session.flush()
         world.reviewers[net.id] = [r.id for r in reviewers if r.id is not None]
     session.execute(insert(Contact.__table__), contacts)  # type: ignore[attr-defined]
     session.flush()
-    trust_ceo = dict(session.exec(select(Contact.organisation_id, Contact.id).where(Contact.role == "chief-executive")).all())
+    trust_ceo = dict(
+        session.exec(select(Contact.organisation_id, Contact.id).where(Contact.role == "chief-executive")).all()
+    )
     orgs = dict(session.exec(select(Service.id, Service.organisation_id)).all())
     world.ceo_of_service = {svc: trust_ceo[org] for svc, org in orgs.items() if svc is not None}
     world.evidence.write_text("Synthetic evidence document for the peerwatch simulation.\n")
@@ -245,21 +289,34 @@ def build_world(session: Session, settings: Settings) -> World:
 
 def _contact(role: str, where: str, domain: str, **scope: int | None) -> dict[str, Any]:
     key = "-".join(str(v) for v in scope.values() if v is not None)
-    return {"role": role, "name": f"{CONTACT_ROLES[role]}, {where}", "email": f"{role}{'.' + key if key else ''}@{domain}",
-            "service_id": scope.get("service_id"), "organisation_id": scope.get("organisation_id"),
-            "network_id": scope.get("network_id")}
+    return {
+        "role": role,
+        "name": f"{CONTACT_ROLES[role]}, {where}",
+        "email": f"{role}{'.' + key if key else ''}@{domain}",
+        "service_id": scope.get("service_id"),
+        "organisation_id": scope.get("organisation_id"),
+        "network_id": scope.get("network_id"),
+    }
 
 
 def _services(session: Session, net: Network, n: int, world: World, contacts: list[dict[str, Any]]) -> None:
     """``n`` services of one network in Trusts of ten services each, with their contacts."""
     assert net.id is not None
-    trusts = [Organisation(name=f"{net.name} Trust {t + 1:02d} NHS Trust", nation="ENG")
-              for t in range(math.ceil(n / SERVICES_PER_TRUST))]
+    trusts = [
+        Organisation(name=f"{net.name} Trust {t + 1:02d} NHS Trust", nation="ENG")
+        for t in range(math.ceil(n / SERVICES_PER_TRUST))
+    ]
     session.add_all(trusts)
     session.flush()
-    services = [Service(name=f"{net.name} Trust {i // SERVICES_PER_TRUST + 1:02d} {SERVICE_KINDS[i % len(SERVICE_KINDS)]} {i + 1}",
-                        kind=SERVICE_KINDS[i % len(SERVICE_KINDS)], organisation_id=trusts[i // SERVICES_PER_TRUST].id,  # type: ignore[arg-type]
-                        network_id=net.id) for i in range(n)]
+    services = [
+        Service(
+            name=f"{net.name} Trust {i // SERVICES_PER_TRUST + 1:02d} {SERVICE_KINDS[i % len(SERVICE_KINDS)]} {i + 1}",
+            kind=SERVICE_KINDS[i % len(SERVICE_KINDS)],
+            organisation_id=trusts[i // SERVICES_PER_TRUST].id,  # type: ignore[arg-type]
+            network_id=net.id,
+        )
+        for i in range(n)
+    ]
     session.add_all(services)
     session.flush()
     for org in trusts:
@@ -267,8 +324,16 @@ def _services(session: Session, net: Network, n: int, world: World, contacts: li
     for svc in services:
         assert svc.id is not None
         world.network_of_service[svc.id] = net.id
-        contacts += [_contact(r, svc.name, f"trust{svc.organisation_id}.nhs.invalid", service_id=svc.id,
-                              organisation_id=svc.organisation_id) for r in SERVICE_ROLES]
+        contacts += [
+            _contact(
+                r,
+                svc.name,
+                f"trust{svc.organisation_id}.nhs.invalid",
+                service_id=svc.id,
+                organisation_id=svc.organisation_id,
+            )
+            for r in SERVICE_ROLES
+        ]
 
 
 # ---------------------------------------------------------------- the run, day by day
@@ -289,7 +354,9 @@ class Run:
         self.behaviour = Behaviour(self)
         self.emails = 0
         self.skipped: list[dict[str, Any]] = []
-        self.actors = {n.id: {role: f"{title}, {n.name}" for role, title in ACTOR_TITLES.items()} for n in world.networks}
+        self.actors = {
+            n.id: {role: f"{title}, {n.name}" for role, title in ACTOR_TITLES.items()} for n in world.networks
+        }
         self.visit_keys = {n.id: visit_phase_keys(n, self.r.visit_phase_pattern) for n in world.networks}
 
     def day(self, day: date) -> None:
@@ -308,7 +375,10 @@ class Run:
         self.clock.set(day, 18)  # the dispatch flow (every 15 minutes in production: here until the outbox is drained)
         with Session(self.db, expire_on_commit=False) as s:
             for _ in range(52):
-                if dispatch(s, self.transport, self.clock, self.policy, limit=DISPATCH_LIMIT).sent_rows < DISPATCH_LIMIT:
+                if (
+                    dispatch(s, self.transport, self.clock, self.policy, limit=DISPATCH_LIMIT).sent_rows
+                    < DISPATCH_LIMIT
+                ):
                     break
         self.emails += len(self.transport.sent)
         self.transport.sent.clear()
@@ -337,7 +407,11 @@ class Run:
                 if only is None:
                     current = list(s.exec(query).all())
                 else:
-                    current = [row for chunk in _chunks(only[kind]) for row in s.exec(query.where(col(model.id).in_(chunk))).all()]
+                    current = [
+                        row
+                        for chunk in _chunks(only[kind])
+                        for row in s.exec(query.where(col(model.id).in_(chunk))).all()
+                    ]
                 fresh = sorted(i for i, v in current if (p := self.plans.get((kind, i))) is None or p.version != v)
                 if fresh:
                     self.behaviour.plan(s, kind, fresh, day)
@@ -389,12 +463,30 @@ class Run:
                 self.behaviour.settle_decision(st)
             with Session(self.db, expire_on_commit=False) as s:
                 begin_write(s)
-                engine.fire(s, st.kind, st.item_id, st.trigger, actor=actor, role=st.role, clock=self.clock,
-                            note=st.note, expected_version=st.version, params=st.params, policy=self.policy)
+                engine.fire(
+                    s,
+                    st.kind,
+                    st.item_id,
+                    st.trigger,
+                    actor=actor,
+                    role=st.role,
+                    clock=self.clock,
+                    note=st.note,
+                    expected_version=st.version,
+                    params=st.params,
+                    policy=self.policy,
+                )
                 s.commit()
         except PeerwatchError as exc:
-            self.skipped.append({"kind": st.kind, "id": st.item_id, "trigger": st.trigger,
-                                 "on": local_date(self.clock.now()).isoformat(), "reason": str(exc)})
+            self.skipped.append(
+                {
+                    "kind": st.kind,
+                    "id": st.item_id,
+                    "trigger": st.trigger,
+                    "on": local_date(self.clock.now()).isoformat(),
+                    "reason": str(exc),
+                }
+            )
             st.at = None
             return False
         return True
@@ -403,8 +495,16 @@ class Run:
         from states.appeal import submit
 
         params = st.params or {}
-        submit(self.db, report_id=st.item_id, appellant_contact_id=params["appellant"], statement=str(st.note),
-                     grounds=params["grounds"], actor=actor, role=st.role, clock=self.clock)
+        submit(
+            self.db,
+            report_id=st.item_id,
+            appellant_contact_id=params["appellant"],
+            statement=str(st.note),
+            grounds=params["grounds"],
+            actor=actor,
+            role=st.role,
+            clock=self.clock,
+        )
         st.at = None  # the report itself has not changed: nothing more to do for it
         return True
 
@@ -421,8 +521,11 @@ class Run:
         from states.weighting import candidates
 
         with Session(self.db, expire_on_commit=False) as s:
-            phases = s.exec(select(ProgrammePhase).where(col(ProgrammePhase.state).in_(("open", "overdue")))
-                            .order_by(ProgrammePhase.id)).all()  # type: ignore[arg-type]
+            phases = s.exec(
+                select(ProgrammePhase)
+                .where(col(ProgrammePhase.state).in_(("open", "overdue")))
+                .order_by(ProgrammePhase.id)
+            ).all()  # type: ignore[arg-type]
             todo = [p for p in phases if p.key in self.visit_keys[p.network_id] and ("visits", p.id) not in self.memo]
             if not todo:
                 return
@@ -432,15 +535,25 @@ class Run:
                 net = s.get(Network, phase.network_id)
                 assert net is not None
                 ranked = [c for c in candidates(s, net.code, day, self.policy) if not c["visit_in_progress"]]
-                chosen = ranked[:round(len(ranked) * self.r.visit_share)]
+                chosen = ranked[: round(len(ranked) * self.r.visit_share)]
                 window = self._visit_days(day, phase.due_on)
                 rows = [Visit(service_id=c["service_id"], state="new") for c in chosen]
-                outs = engine.create_many(s, "visit", rows, "propose", actor=self.actors[net.id][NETWORK_MANAGER],
-                                          role=NETWORK_MANAGER, clock=self.clock, policy=self.policy,
-                                          params=[{"reason": f"{phase.title}: weighting score {c['score']}"} for c in chosen])
+                outs = engine.create_many(
+                    s,
+                    "visit",
+                    rows,
+                    "propose",
+                    actor=self.actors[net.id][NETWORK_MANAGER],
+                    role=NETWORK_MANAGER,
+                    clock=self.clock,
+                    policy=self.policy,
+                    params=[{"reason": f"{phase.title}: weighting score {c['score']}"} for c in chosen],
+                )
                 for out in outs:
                     self.memo[("visit_date", out.row.id)] = self.rng.choice(window)
-                    self.memo[("visit_mode", out.row.id)] = "virtual" if self.rng.random() < self.r.virtual_visit else "in_person"
+                    self.memo[("visit_mode", out.row.id)] = (
+                        "virtual" if self.rng.random() < self.r.virtual_visit else "in_person"
+                    )
             s.commit()
 
     def _visit_days(self, day: date, phase_due: date) -> list[date]:
@@ -465,7 +578,7 @@ def visit_phase_keys(net: Network, pattern: str) -> set[str]:
 
 
 def _chunks(items: list[Any], size: int = 900) -> list[list[Any]]:
-    return [items[i:i + size] for i in range(0, len(items), size)] or [[]]
+    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
 
 
 # ---------------------------------------------------------------- what people do
@@ -480,8 +593,10 @@ class Behaviour:
     def plan(self, s: Session, kind: str, ids: list[int], day: date) -> None:
         """Plan the next step of items that reached a new version (loaded in one query per kind)."""
         model = get_spec(kind).model
-        rows = sorted((row for chunk in _chunks(ids) for row in s.exec(select(model).where(col(model.id).in_(chunk)))),
-                      key=lambda r: r.id)
+        rows = sorted(
+            (row for chunk in _chunks(ids) for row in s.exec(select(model).where(col(model.id).in_(chunk)))),
+            key=lambda r: r.id,
+        )
         deadlines = _open_deadlines(s, kind, ids)
         extra = getattr(self, f"_{kind}_extra", lambda _s, _rows: None)(s, rows)
         planner = getattr(self, f"_{kind}")
@@ -517,7 +632,9 @@ class Behaviour:
         return k
 
     @staticmethod
-    def act(step: Step, at: date, trigger: str, role: str = NETWORK_MANAGER, note: str | None = None, **params: Any) -> None:
+    def act(
+        step: Step, at: date, trigger: str, role: str = NETWORK_MANAGER, note: str | None = None, **params: Any
+    ) -> None:
         step.at, step.trigger, step.role, step.note, step.params = at, trigger, role, note, params or None
 
     # -- programme phases and document submissions
@@ -530,17 +647,29 @@ class Behaviour:
         # else: left open; the sweep marks it overdue and chases
 
     def _submission(self, row: Any, step: Step, day: date, deadlines: dict[tuple[int, str], date], extra: None) -> None:
-        fate = self.once(("submission", row.id), lambda: _pick(self.rng, {"on_time": self.r.submission_on_time,
-                                                                            "late": self.r.submission_late}, "inadequate"))
+        fate = self.once(
+            ("submission", row.id),
+            lambda: _pick(
+                self.rng, {"on_time": self.r.submission_on_time, "late": self.r.submission_late}, "inadequate"
+            ),
+        )
         file = {"file": str(self.run.world.evidence)}
         if row.state == "requested":
-            at = self.late(row.due_on) if fate == "late" else self.between(max(day, row.due_on - timedelta(days=28)), row.due_on)
+            at = (
+                self.late(row.due_on)
+                if fate == "late"
+                else self.between(max(day, row.due_on - timedelta(days=28)), row.due_on)
+            )
             self.act(step, at, "receive", NETWORK_OFFICE, **file)
         elif row.state == "more_info_requested":
             self.act(step, self.wd(day, self.rng.randint(2, 12)), "receive", NETWORK_OFFICE, **file)
         elif fate == "inadequate" and row.information_requests == 0:
-            self.act(step, self.wd(day, self.rng.randint(3, 8)), "request_more_information",
-                     note="assurance insufficient: please send the action plan's milestones")
+            self.act(
+                step,
+                self.wd(day, self.rng.randint(3, 8)),
+                "request_more_information",
+                note="assurance insufficient: please send the action plan's milestones",
+            )
         else:
             self.act(step, self.wd(day, self.rng.randint(2, 8)), "accept")
 
@@ -556,8 +685,14 @@ class Behaviour:
                 panel[m.visit_id].append((m.reviewer_id, m.declared_on))
         return panel
 
-    def _visit(self, row: Any, step: Step, day: date, deadlines: dict[tuple[int, str], date],
-               panel: dict[int, list[tuple[int, date | None]]]) -> None:
+    def _visit(
+        self,
+        row: Any,
+        step: Step,
+        day: date,
+        deadlines: dict[tuple[int, str], date],
+        panel: dict[int, list[tuple[int, date | None]]],
+    ) -> None:
         office = NETWORK_OFFICE
         if row.state == "proposed":
             when = max(self.memo[("visit_date", row.id)], self.wd(day, 15))
@@ -583,15 +718,34 @@ class Behaviour:
             return
         undeclared = [rid for rid, declared in members if declared is None]
         if undeclared:
-            due = max(self.cal.subtract_working_days(row.visit_date, self.run.policy.declarations_working_days_before_visit), day)
+            due = max(
+                self.cal.subtract_working_days(row.visit_date, self.run.policy.declarations_working_days_before_visit),
+                day,
+            )
             latest = max(self.cal.subtract_working_days(row.visit_date, 2), day)
-            when = {rid: self.once(("declares", row.id, rid), lambda: self.between(day, due) if self.rng.random() < self.r.declaration_on_time
-                                   else min(self.late(due), latest)) for rid in undeclared}
+            when = {
+                rid: self.once(
+                    ("declares", row.id, rid),
+                    lambda: (
+                        self.between(day, due)
+                        if self.rng.random() < self.r.declaration_on_time
+                        else min(self.late(due), latest)
+                    ),
+                )
+                for rid in undeclared
+            }
             rid = min(undeclared, key=lambda r: (when[r], r))
             self.act(step, when[rid], "record_declaration", office, reviewer_id=rid)
         elif not (row.prep_session in ("held", "declined") and row.panel_confirmed and row.evidence_received):
-            self.act(step, day, "record_preparation", office, panel_confirmed="yes", evidence_received="yes",
-                     prep_session="held" if self.rng.random() < self.r.prep_session_held else "declined")
+            self.act(
+                step,
+                day,
+                "record_preparation",
+                office,
+                panel_confirmed="yes",
+                evidence_received="yes",
+                prep_session="held" if self.rng.random() < self.r.prep_session_held else "declined",
+            )
         else:
             self.act(step, day, "confirm_prepared", office)
 
@@ -600,11 +754,17 @@ class Behaviour:
         found = []
         for level, mean in (("IR", self.r.ir_per_visit), ("SC", self.r.sc_per_visit), ("GC", self.r.gc_per_visit)):
             for _ in range(self.poisson(mean)):
-                item: dict[str, Any] = {"level": level, "title": f"{level} found at visit {row.id}",
-                                        "standard_ref": f"STD-{self.rng.randint(1, 40)}"}
+                item: dict[str, Any] = {
+                    "level": level,
+                    "title": f"{level} found at visit {row.id}",
+                    "standard_ref": f"STD-{self.rng.randint(1, 40)}",
+                }
                 if level != "GC":
-                    item.update(impact=self.rng.randint(2, 6), likelihood=self.rng.randint(2, 6),
-                                doctors_in_training=self.rng.random() < self.r.doctors_in_training)
+                    item.update(
+                        impact=self.rng.randint(2, 6),
+                        likelihood=self.rng.randint(2, 6),
+                        doctors_in_training=self.rng.random() < self.r.doctors_in_training,
+                    )
                 found.append(item)
         return found
 
@@ -612,8 +772,14 @@ class Behaviour:
 
     def _risk(self, row: Any, step: Step, day: date, deadlines: dict[tuple[int, str], date], extra: None) -> None:
         due = deadlines.get
-        fate = self.once(("trust", row.id), lambda: _pick(self.rng, {"on_time": self.r.trust_on_time, "late": self.r.trust_late,
-                                                                    "inadequate": self.r.trust_inadequate}, "silent"))
+        fate = self.once(
+            ("trust", row.id),
+            lambda: _pick(
+                self.rng,
+                {"on_time": self.r.trust_on_time, "late": self.r.trust_late, "inadequate": self.r.trust_inadequate},
+                "silent",
+            ),
+        )
         if row.state == "identified":
             by = self.wd(row.visit_date or row.identified_on, 5)
             at = self.between(day, by) if self.rng.random() < self.r.notification_on_time else self.late(by)
@@ -625,23 +791,45 @@ class Behaviour:
             else:
                 self.act(step, at, "response_inadequate", note="response has no milestones")
         elif row.state == "chased" and fate == "late":
-            self.act(step, self.between(day, due((row.id, "chase_response"), day)), "response_adequate", note="answered the chase")
+            self.act(
+                step,
+                self.between(day, due((row.id, "chase_response"), day)),
+                "response_adequate",
+                note="answered the chase",
+            )
         elif row.state == "further_response_requested":
             at = self.between(self.wd(day, 1), due((row.id, "further_response"), day))
             adequate = self.rng.random() < self.r.second_response_adequate
-            self.act(step, at, "response_adequate" if adequate else "response_inadequate",
-                     note="further response" + ("" if adequate else " still inadequate"))
+            self.act(
+                step,
+                at,
+                "response_adequate" if adequate else "response_inadequate",
+                note="further response" + ("" if adequate else " still inadequate"),
+            )
         elif row.state == "escalated":
-            self.act(step, self.wd(day, self.rng.randint(*self.r.escalated_answer_working_days)), "response_adequate",
-                     note="adequate response after escalation")
+            self.act(
+                step,
+                self.wd(day, self.rng.randint(*self.r.escalated_answer_working_days)),
+                "response_adequate",
+                note="adequate response after escalation",
+            )
         elif row.state in ("monitoring", "work_programme"):
-            self._review(row, step, day, due((row.id, "monitoring_review"), self.cal.add_weeks(day, self.run.policy.monitoring_weeks)))
+            self._review(
+                row,
+                step,
+                day,
+                due((row.id, "monitoring_review"), self.cal.add_weeks(day, self.run.policy.monitoring_weeks)),
+            )
         # else: awaiting a response that is late or never comes: the sweep chases and escalates
 
     def _review(self, row: Any, step: Step, day: date, due: date) -> None:
         """Quarterly review of the action plan or work programme; closed after the drawn number."""
         reviews = self.once(("reviews", row.id), lambda: self.rng.randint(*self.r.reviews_before_close))
-        at = self.between(max(day, due - timedelta(days=14)), due) if self.rng.random() < self.r.monitoring_on_time else self.late(due)
+        at = (
+            self.between(max(day, due - timedelta(days=14)), due)
+            if self.rng.random() < self.r.monitoring_on_time
+            else self.late(due)
+        )
         if self.memo.get(("reviewed", row.id), 0) + 1 >= reviews:
             self.act(step, at, "close", note="actions complete")
         else:
@@ -653,32 +841,66 @@ class Behaviour:
         ids = [r.id for r in rows if r.state == "inaccuracies_received"]
         items: dict[int, list[AccuracyItem]] = defaultdict(list)
         for chunk in _chunks(ids):
-            for i in s.exec(select(AccuracyItem).where(col(AccuracyItem.report_id).in_(chunk)).order_by(AccuracyItem.id)):  # type: ignore[arg-type]
+            for i in s.exec(
+                select(AccuracyItem).where(col(AccuracyItem.report_id).in_(chunk)).order_by(AccuracyItem.id)
+            ):  # type: ignore[arg-type]
                 items[i.report_id].append(i)
         visits = [r.visit_id for r in rows if r.state == "published" and r.visit_id]
         risks: dict[int, list[int]] = defaultdict(list)
         for chunk in _chunks(visits):
-            for rid, vid in s.exec(select(Risk.id, Risk.visit_id).where(col(Risk.visit_id).in_(chunk), col(Risk.level).in_(("IR", "SC")))
-                                   .order_by(Risk.id)):  # type: ignore[arg-type]
+            for rid, vid in s.exec(
+                select(Risk.id, Risk.visit_id)
+                .where(col(Risk.visit_id).in_(chunk), col(Risk.level).in_(("IR", "SC")))
+                .order_by(Risk.id)
+            ):  # type: ignore[arg-type]
                 risks[vid].append(rid)  # type: ignore[index]
         return {"items": items, "risks": risks}
 
-    def _report(self, row: Any, step: Step, day: date, deadlines: dict[tuple[int, str], date], extra: dict[str, Any]) -> None:
+    def _report(
+        self, row: Any, step: Step, day: date, deadlines: dict[tuple[int, str], date], extra: dict[str, Any]
+    ) -> None:
         office = NETWORK_OFFICE
         if row.state == "drafting":
             due = self.cal.add_weeks(row.basis_date, self.run.policy.report_weeks)
-            send = self.once(("send", row.id), lambda: self.between(max(day, due - timedelta(days=21)), due)
-                             if self.rng.random() < self.r.report_on_time else self.late(due))
+            send = self.once(
+                ("send", row.id),
+                lambda: (
+                    self.between(max(day, due - timedelta(days=21)), due)
+                    if self.rng.random() < self.r.report_on_time
+                    else self.late(due)
+                ),
+            )
             if len(row.compliance) < self.r.standards_per_report:
-                self.act(step, send, "add_standard", office, ref=f"STD-{len(row.compliance) + 1}", descriptor="Synthetic standard",
-                         status=_pick(self.rng, {"Unmet": self.r.standard_unmet, "Partially Met": self.r.standard_partially_met}, "Met"))
+                self.act(
+                    step,
+                    send,
+                    "add_standard",
+                    office,
+                    ref=f"STD-{len(row.compliance) + 1}",
+                    descriptor="Synthetic standard",
+                    status=_pick(
+                        self.rng,
+                        {"Unmet": self.r.standard_unmet, "Partially Met": self.r.standard_partially_met},
+                        "Met",
+                    ),
+                )
             else:
                 self.act(step, send, "send_for_accuracy_check", office)
         elif row.state == "accuracy_check":
             due = deadlines.get((row.id, "accuracy_reply"), day)
-            at = self.between(self.wd(day, 1), due) if self.rng.random() < self.r.accuracy_reply_on_time else self.late(due)
+            at = (
+                self.between(self.wd(day, 1), due)
+                if self.rng.random() < self.r.accuracy_reply_on_time
+                else self.late(due)
+            )
             if self.rng.random() < self.r.inaccuracy_stated:
-                self.act(step, at, "record_inaccuracy", office, text="The report gives the wrong number of consultants on the rota")
+                self.act(
+                    step,
+                    at,
+                    "record_inaccuracy",
+                    office,
+                    text="The report gives the wrong number of consultants on the rota",
+                )
             else:
                 self.act(step, at, "approve", REGIONAL_LEAD)
         elif row.state == "inaccuracies_received":
@@ -697,7 +919,14 @@ class Behaviour:
             for role, decided in ((NETWORK_MANAGER, item.manager_decision), (REGIONAL_LEAD, item.lead_decision)):
                 if decided is None:
                     accepted = self.rng.random() < self.r.inaccuracy_accepted
-                    self.act(step, max(at, day), "decide_inaccuracy", role, item_id=item.id, decision="accepted" if accepted else "rejected")
+                    self.act(
+                        step,
+                        max(at, day),
+                        "decide_inaccuracy",
+                        role,
+                        item_id=item.id,
+                        decision="accepted" if accepted else "rejected",
+                    )
                     return
         self.act(step, max(at, day), "approve", REGIONAL_LEAD)
 
@@ -709,22 +938,42 @@ class Behaviour:
             return
         grounds = [{"risk_id": risks[0]}] if risks else [{"compliance": True}]
         at = min(self.wd(row.published_on, self.rng.randint(1, 19)), row.published_on + timedelta(days=27))
-        self.act(step, at, APPEAL, NETWORK_OFFICE, note="The conclusions do not reflect the evidence given on the day.",
-                 appellant=self.run.world.ceo_of_service[row.service_id], grounds=grounds)
+        self.act(
+            step,
+            at,
+            APPEAL,
+            NETWORK_OFFICE,
+            note="The conclusions do not reflect the evidence given on the day.",
+            appellant=self.run.world.ceo_of_service[row.service_id],
+            grounds=grounds,
+        )
 
     # -- appeals
 
     def _appeal_extra(self, s: Session, rows: list[Any]) -> dict[str, Any]:
         ids = [r.id for r in rows]
-        proposals = {(p.item_id, p.item_version) for chunk in _chunks(ids)
-                     for p in s.exec(select(Proposal).where(Proposal.kind == "appeal", Proposal.trigger == "decide",
-                                                            col(Proposal.item_id).in_(chunk)))}
+        proposals = {
+            (p.item_id, p.item_version)
+            for chunk in _chunks(ids)
+            for p in s.exec(
+                select(Proposal).where(
+                    Proposal.kind == "appeal", Proposal.trigger == "decide", col(Proposal.item_id).in_(chunk)
+                )
+            )
+        }
         risk_ids = [g["risk_id"] for r in rows for g in r.grounds if "risk_id" in g]
-        open_risks = {i for chunk in _chunks(risk_ids)
-                      for i in s.exec(select(Risk.id).where(col(Risk.id).in_(chunk), col(Risk.state).not_in(("closed", "withdrawn"))))}
+        open_risks = {
+            i
+            for chunk in _chunks(risk_ids)
+            for i in s.exec(
+                select(Risk.id).where(col(Risk.id).in_(chunk), col(Risk.state).not_in(("closed", "withdrawn")))
+            )
+        }
         return {"proposals": proposals, "open_risks": open_risks}
 
-    def _appeal(self, row: Any, step: Step, day: date, deadlines: dict[tuple[int, str], date], extra: dict[str, Any]) -> None:
+    def _appeal(
+        self, row: Any, step: Step, day: date, deadlines: dict[tuple[int, str], date], extra: dict[str, Any]
+    ) -> None:
         subgroup = self.once(("subgroup", row.id), lambda: self.rng.random() < self.r.appeal_subgroup)
         if row.state == "submitted":
             self.act(step, self.wd(day, self.rng.randint(1, 5)), "begin_consideration")
@@ -732,8 +981,13 @@ class Behaviour:
             self.act(step, self.wd(day, 1), "communicate")
         elif row.state == "initial_consideration" and subgroup and len(row.subgroup) < 3:
             k = len(row.subgroup) + 1
-            self.act(step, day, "add_subgroup_member", name=f"Independent member {k} of appeal {row.id}",
-                     email=f"member{k}.appeal{row.id}@independent.nhs.invalid")
+            self.act(
+                step,
+                day,
+                "add_subgroup_member",
+                name=f"Independent member {k} of appeal {row.id}",
+                email=f"member{k}.appeal{row.id}@independent.nhs.invalid",
+            )
         elif row.state == "initial_consideration" and subgroup:
             self.act(step, day, "convene_subgroup")
         else:
@@ -746,8 +1000,14 @@ class Behaviour:
             self.act(step, day, "decide", REGIONAL_LEAD, note, **self.memo[("decision", row.id)])
             return
         result = self.cal.add_weeks(row.submitted_on, 8)
-        at = self.once(("decide_on", "appeal", row.id), lambda: self.between(self.wd(day, 5), result)
-                       if self.rng.random() < self.r.appeal_decided_on_time else self.late(result))
+        at = self.once(
+            ("decide_on", "appeal", row.id),
+            lambda: (
+                self.between(self.wd(day, 5), result)
+                if self.rng.random() < self.r.appeal_decided_on_time
+                else self.late(result)
+            ),
+        )
         named = [g["risk_id"] for g in row.grounds if "risk_id" in g and g["risk_id"] in extra["open_risks"]]
 
         def decision() -> dict[str, Any]:
@@ -757,7 +1017,6 @@ class Behaviour:
 
         self.act(step, max(at, day), "decide", NETWORK_MANAGER, note, **self.once(("decision", row.id), decision))
 
-
     def settle_decision(self, step: Step) -> None:
         """An upheld appeal withdraws only the named risks still open on the day it is decided
         (one may have been closed since the decision was drawn): none left, partly upheld."""
@@ -765,7 +1024,9 @@ class Behaviour:
         if not named:
             return
         with Session(self.run.db) as s:
-            still = [i for i in named if (risk := s.get(Risk, i)) is not None and risk.state not in ("closed", "withdrawn")]
+            still = [
+                i for i in named if (risk := s.get(Risk, i)) is not None and risk.state not in ("closed", "withdrawn")
+            ]
         step.params = {"outcome": "upheld", "withdraw": still} if still else {"outcome": "partly_upheld"}
         self.memo[("decision", step.item_id)] = step.params
 
@@ -783,6 +1044,12 @@ def _pick(rng: random.Random, rates: dict[str, float], rest: str) -> str:
 def _open_deadlines(s: Session, kind: str, ids: list[int]) -> dict[tuple[int, str], date]:
     from models.tables import Deadline, DeadlineStatus
 
-    return {(d.item_id, d.name): d.due_on for chunk in _chunks(ids)
-            for d in s.exec(select(Deadline).where(Deadline.kind == kind, col(Deadline.item_id).in_(chunk),
-                                                   Deadline.status == DeadlineStatus.OPEN))}
+    return {
+        (d.item_id, d.name): d.due_on
+        for chunk in _chunks(ids)
+        for d in s.exec(
+            select(Deadline).where(
+                Deadline.kind == kind, col(Deadline.item_id).in_(chunk), Deadline.status == DeadlineStatus.OPEN
+            )
+        )
+    }

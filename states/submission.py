@@ -39,18 +39,29 @@ STAFF_ROLES = sorted(STAFF)
 TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "request", "source": S.NEW, "dest": S.REQUESTED, "roles": [SYSTEM, *STAFF_ROLES]},
     {"trigger": "receive", "source": [S.REQUESTED, S.MORE_INFO_REQUESTED], "dest": S.RECEIVED, "roles": STAFF_ROLES},
-    {"trigger": "request_more_information", "source": S.RECEIVED, "dest": S.MORE_INFO_REQUESTED, "roles": STAFF_ROLES,
-     "note_required": True},
+    {
+        "trigger": "request_more_information",
+        "source": S.RECEIVED,
+        "dest": S.MORE_INFO_REQUESTED,
+        "roles": STAFF_ROLES,
+        "note_required": True,
+    },
     {"trigger": "accept", "source": S.RECEIVED, "dest": S.ACCEPTED, "roles": STAFF_ROLES},
 ]
 CEO = ("chief-executive",)
 DEADLINE_RULES = {
-    "submission_due": DeadlineRule(owner="chief-executive", step="the Trust submits the document",
-                                   reminder=Letter("submission_reminder", to=CEO, category="reminder"),
-                                   overdue=Letter("submission_chase", to=CEO, cc=("network-manager",), category="chase")),
-    "more_information_due": DeadlineRule(owner="chief-executive", step="the Trust sends the further information",
-                                         reminder=Letter("submission_reminder", to=CEO, category="reminder"),
-                                         overdue=Letter("submission_chase", to=CEO, cc=("network-manager",), category="chase")),
+    "submission_due": DeadlineRule(
+        owner="chief-executive",
+        step="the Trust submits the document",
+        reminder=Letter("submission_reminder", to=CEO, category="reminder"),
+        overdue=Letter("submission_chase", to=CEO, cc=("network-manager",), category="chase"),
+    ),
+    "more_information_due": DeadlineRule(
+        owner="chief-executive",
+        step="the Trust sends the further information",
+        reminder=Letter("submission_reminder", to=CEO, category="reminder"),
+        overdue=Letter("submission_chase", to=CEO, cc=("network-manager",), category="chase"),
+    ),
 }
 NEXT_STEP = {
     S.REQUESTED: "Trust: submit the document",
@@ -76,8 +87,14 @@ def effects(ctx: Context) -> Effects:
     elif t == "request_more_information":
         row.information_requests += 1
         due = ctx.calendar.add_working_days(ctx.today, MORE_INFO_WORKING_DAYS)
-        out.deadlines.append(NewDeadline("more_information_due", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)))
-        out.letters.append(Letter("more_information_request", to=CEO, cc=("network-manager",), context=(("reason", ctx.note),)))
+        out.deadlines.append(
+            NewDeadline(
+                "more_information_due", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)
+            )
+        )
+        out.letters.append(
+            Letter("more_information_request", to=CEO, cc=("network-manager",), context=(("reason", ctx.note),))
+        )
     return out
 
 
@@ -91,10 +108,24 @@ def _store(ctx: Context) -> None:
     data = path.read_bytes()
     if len(data) > MAX_FILE_BYTES:
         raise InvalidInput(f"file {path.name} is {len(data)} bytes: the limit is {MAX_FILE_BYTES}")
-    version = (ctx.session.exec(select(func.max(SubmissionFile.version)).where(SubmissionFile.submission_id == ctx.row.id)).one() or 0) + 1
+    version = (
+        ctx.session.exec(
+            select(func.max(SubmissionFile.version)).where(SubmissionFile.submission_id == ctx.row.id)
+        ).one()
+        or 0
+    ) + 1
     digest = hashlib.sha256(data).hexdigest()
-    ctx.session.add(SubmissionFile(submission_id=ctx.row.id, version=version, filename=path.name, sha256=digest,
-                                   size=len(data), data=data, received_at=ctx.now))
+    ctx.session.add(
+        SubmissionFile(
+            submission_id=ctx.row.id,
+            version=version,
+            filename=path.name,
+            sha256=digest,
+            size=len(data),
+            data=data,
+            received_at=ctx.now,
+        )
+    )
     ctx.params = {**ctx.params, "sha256": digest, "version": version}  # recorded in the audit event
 
 
@@ -111,9 +142,15 @@ def _where(session: Session, row: Submission) -> tuple[Organisation, Network]:
 def letter_context(session: Session, row: Submission) -> dict[str, Any]:
     org, net = _where(session, row)
     return {
-        "item": {"ref": f"Submission-{row.id}", "id": row.id, "title": f"{DOC_NAMES.get(row.doc_type, row.doc_type)} "
-                 f"{row.programme_year}-{str(row.programme_year + 1)[2:]}", "doc_type": DOC_NAMES.get(row.doc_type, row.doc_type),
-                 "due_on": row.due_on, "programme_year": f"{row.programme_year}-{str(row.programme_year + 1)[2:]}"},
+        "item": {
+            "ref": f"Submission-{row.id}",
+            "id": row.id,
+            "title": f"{DOC_NAMES.get(row.doc_type, row.doc_type)} "
+            f"{row.programme_year}-{str(row.programme_year + 1)[2:]}",
+            "doc_type": DOC_NAMES.get(row.doc_type, row.doc_type),
+            "due_on": row.due_on,
+            "programme_year": f"{row.programme_year}-{str(row.programme_year + 1)[2:]}",
+        },
         "service": {"name": org.name, "kind": "Trust"},
         "organisation": {"name": org.name},
         "network": {"name": net.name, "code": net.code},
@@ -132,7 +169,11 @@ SPEC = KindSpec(
     terminal=frozenset({S.ACCEPTED.value}),
     nation_of=lambda session, row: _where(session, row)[0].nation,
     letter_context=letter_context,
-    recipient_scope=lambda session, row: {"service_id": None, "organisation_id": row.organisation_id, "network_id": row.network_id},
+    recipient_scope=lambda session, row: {
+        "service_id": None,
+        "organisation_id": row.organisation_id,
+        "network_id": row.network_id,
+    },
     next_step={k.value: v for k, v in NEXT_STEP.items()},
     describe="Document submissions from each Trust (001)",
 )

@@ -71,15 +71,49 @@ STAFF_ROLES = sorted(STAFF)
 LEADS = sorted(NETWORK_LEADS)
 
 TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "assess", "source": Q.NEW, "dest": Q.NOT_REQUIRED, "conditions": ["is_fully_compliant"], "roles": STAFF_ROLES},
-    {"trigger": "assess", "source": Q.NEW, "dest": Q.DECISION_REQUIRED, "unless": ["is_fully_compliant"], "roles": STAFF_ROLES},
-    {"trigger": "propose_options", "source": [Q.DECISION_REQUIRED, Q.OPTIONS_PROPOSED], "dest": Q.OPTIONS_PROPOSED, "roles": LEADS},
-    {"trigger": "record_provider_agreement", "source": Q.OPTIONS_PROPOSED, "dest": None, "roles": STAFF_ROLES,
-     "conditions": ["is_not_commissioner_signatory"], "unless": ["has_provider_agreement"]},
-    {"trigger": "record_commissioner_agreement", "source": Q.OPTIONS_PROPOSED, "dest": None, "roles": STAFF_ROLES,
-     "conditions": ["is_not_provider_signatory"], "unless": ["has_commissioner_agreement"]},
-    {"trigger": "agree", "source": Q.OPTIONS_PROPOSED, "dest": Q.AGREED, "roles": STAFF_ROLES,
-     "conditions": ["has_provider_agreement", "has_commissioner_agreement", "has_two_signatories"]},
+    {
+        "trigger": "assess",
+        "source": Q.NEW,
+        "dest": Q.NOT_REQUIRED,
+        "conditions": ["is_fully_compliant"],
+        "roles": STAFF_ROLES,
+    },
+    {
+        "trigger": "assess",
+        "source": Q.NEW,
+        "dest": Q.DECISION_REQUIRED,
+        "unless": ["is_fully_compliant"],
+        "roles": STAFF_ROLES,
+    },
+    {
+        "trigger": "propose_options",
+        "source": [Q.DECISION_REQUIRED, Q.OPTIONS_PROPOSED],
+        "dest": Q.OPTIONS_PROPOSED,
+        "roles": LEADS,
+    },
+    {
+        "trigger": "record_provider_agreement",
+        "source": Q.OPTIONS_PROPOSED,
+        "dest": None,
+        "roles": STAFF_ROLES,
+        "conditions": ["is_not_commissioner_signatory"],
+        "unless": ["has_provider_agreement"],
+    },
+    {
+        "trigger": "record_commissioner_agreement",
+        "source": Q.OPTIONS_PROPOSED,
+        "dest": None,
+        "roles": STAFF_ROLES,
+        "conditions": ["is_not_provider_signatory"],
+        "unless": ["has_commissioner_agreement"],
+    },
+    {
+        "trigger": "agree",
+        "source": Q.OPTIONS_PROPOSED,
+        "dest": Q.AGREED,
+        "roles": STAFF_ROLES,
+        "conditions": ["has_provider_agreement", "has_commissioner_agreement", "has_two_signatories"],
+    },
     {"trigger": "start_surveillance", "source": Q.AGREED, "dest": Q.IN_SURVEILLANCE, "roles": STAFF_ROLES},
     {"trigger": "close", "source": Q.IN_SURVEILLANCE, "dest": Q.CLOSED, "roles": LEADS, "note_required": True},
 ]
@@ -90,7 +124,10 @@ COMMISSIONER = ("commissioning-lead",)
 
 def _agreement_chase(session: Session, row: Surveillance) -> Letter | None:
     """Chase whichever party has not yet agreed the proposed options."""
-    to = (*(PROVIDER if row.provider_agreed_by is None else ()), *(COMMISSIONER if row.commissioner_agreed_by is None else ()))
+    to = (
+        *(PROVIDER if row.provider_agreed_by is None else ()),
+        *(COMMISSIONER if row.commissioner_agreed_by is None else ()),
+    )
     if not to:
         return None
     return Letter("surveillance_agreement_chase", to=to, cc=("network-manager",), category="chase")
@@ -98,7 +135,8 @@ def _agreement_chase(session: Session, row: Surveillance) -> Letter | None:
 
 DEADLINE_RULES = {
     "agreement": DeadlineRule(
-        owner="network-manager", step="the provider and the commissioner agree the proposed surveillance options",
+        owner="network-manager",
+        step="the provider and the commissioner agree the proposed surveillance options",
         overdue=_agreement_chase,
     ),
 }
@@ -191,12 +229,18 @@ def _check_figures(session: Session, row: Surveillance) -> None:
     for value in (row.good_practice_score, row.good_practice_threshold):
         if value is not None and value < 0:
             raise InvalidInput(f"good-practice score and threshold cannot be negative (got {value})")
-    earlier = session.exec(select(Surveillance.id).where(
-        Surveillance.service_id == row.service_id, Surveillance.programme_year == row.programme_year,
-        Surveillance.id != row.id, Surveillance.state != Q.NEW.value,
-    )).first()
+    earlier = session.exec(
+        select(Surveillance.id).where(
+            Surveillance.service_id == row.service_id,
+            Surveillance.programme_year == row.programme_year,
+            Surveillance.id != row.id,
+            Surveillance.state != Q.NEW.value,
+        )
+    ).first()
     if earlier is not None:
-        raise GuardRefused(f"service {row.service_id} already has a surveillance decision for {year_label(row.programme_year)} (surveillance {earlier})")
+        raise GuardRefused(
+            f"service {row.service_id} already has a surveillance decision for {year_label(row.programme_year)} (surveillance {earlier})"
+        )
 
 
 def _actions(ctx: Context, options: list[str]) -> dict[str, str]:
@@ -205,7 +249,9 @@ def _actions(ctx: Context, options: list[str]) -> dict[str, str]:
     if "enhanced" in options and not actions:
         raise InvalidInput("option 2 (enhanced surveillance) needs provider_action=... and/or commissioner_action=...")
     if "enhanced" not in options and actions:
-        raise InvalidInput("provider and commissioner actions belong to option 2 (enhanced surveillance): add it to the options")
+        raise InvalidInput(
+            "provider and commissioner actions belong to option 2 (enhanced surveillance): add it to the options"
+        )
     return actions
 
 
@@ -233,7 +279,9 @@ def effects(ctx: Context) -> Effects:
     if t == "assess":
         _check_figures(ctx.session, row)
         if ctx.dest == Q.NOT_REQUIRED:
-            row.closed_reason = "100% of agreed indicators met and good-practice threshold met: no additional surveillance"
+            row.closed_reason = (
+                "100% of agreed indicators met and good-practice threshold met: no additional surveillance"
+            )
             out.letters.append(DECISION)
     elif t == "propose_options":
         options = parse_options(ctx.params.get("options"))
@@ -265,8 +313,17 @@ def _propose_visit(ctx: Context) -> int:
     from states import engine
 
     visit = Visit(service_id=ctx.row.service_id, state="new")
-    out = engine.create(ctx.session, "visit", visit, "propose", actor=ctx.actor, role=ctx.role, clock=FixedClock(ctx.now),
-                        note=f"agreed at QNT surveillance {ctx.row.id}", params={"reason": PEER_REVIEW_REASON})
+    out = engine.create(
+        ctx.session,
+        "visit",
+        visit,
+        "propose",
+        actor=ctx.actor,
+        role=ctx.role,
+        clock=FixedClock(ctx.now),
+        note=f"agreed at QNT surveillance {ctx.row.id}",
+        params={"reason": PEER_REVIEW_REASON},
+    )
     assert out.row.id is not None
     return out.row.id
 
@@ -279,16 +336,23 @@ def year_label(year: int) -> str:
 def letter_context(session: Session, row: Surveillance) -> dict[str, Any]:
     return {
         "item": {
-            "ref": f"QNT-{row.id}", "id": row.id, "title": f"QNT surveillance {year_label(row.programme_year)}",
-            "state": row.state, "programme_year": year_label(row.programme_year),
-            "indicators_agreed": row.indicators_agreed, "indicators_met": row.indicators_met,
+            "ref": f"QNT-{row.id}",
+            "id": row.id,
+            "title": f"QNT surveillance {year_label(row.programme_year)}",
+            "state": row.state,
+            "programme_year": year_label(row.programme_year),
+            "indicators_agreed": row.indicators_agreed,
+            "indicators_met": row.indicators_met,
             "indicator_percent": indicator_percent(row),
-            "good_practice_score": row.good_practice_score, "good_practice_threshold": row.good_practice_threshold,
+            "good_practice_score": row.good_practice_score,
+            "good_practice_threshold": row.good_practice_threshold,
             "options": [OPTIONS[o] for o in row.options if o in OPTIONS],
             "provider_action": row.enhanced_actions.get("provider"),
             "commissioner_action": row.enhanced_actions.get("commissioner"),
-            "provider_agreed_by": row.provider_agreed_by, "provider_agreed_on": row.provider_agreed_on,
-            "commissioner_agreed_by": row.commissioner_agreed_by, "commissioner_agreed_on": row.commissioner_agreed_on,
+            "provider_agreed_by": row.provider_agreed_by,
+            "provider_agreed_on": row.provider_agreed_on,
+            "commissioner_agreed_by": row.commissioner_agreed_by,
+            "commissioner_agreed_on": row.commissioner_agreed_on,
             "visit_id": row.visit_id,
         },
         **service_context(session, row),

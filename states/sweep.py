@@ -47,21 +47,32 @@ class SweepSummary:
 
 def _due_ids(session: Session, today: date) -> tuple[list[int], list[int], list[int]]:
     reminders = session.exec(
-        select(Deadline.id).where(
-            Deadline.status == DeadlineStatus.OPEN, col(Deadline.remind_on) <= today,
-            col(Deadline.reminded).is_(False), col(Deadline.due_on) >= today,
-        ).order_by(Deadline.id)  # type: ignore[arg-type]
+        select(Deadline.id)
+        .where(
+            Deadline.status == DeadlineStatus.OPEN,
+            col(Deadline.remind_on) <= today,
+            col(Deadline.reminded).is_(False),
+            col(Deadline.due_on) >= today,
+        )
+        .order_by(Deadline.id)  # type: ignore[arg-type]
     ).all()
     passed = session.exec(
-        select(Deadline.id).where(Deadline.status == DeadlineStatus.OPEN, col(Deadline.due_on) < today)
+        select(Deadline.id)
+        .where(Deadline.status == DeadlineStatus.OPEN, col(Deadline.due_on) < today)
         .order_by(Deadline.due_on, Deadline.id)  # type: ignore[arg-type]
     ).all()
     due_today = session.exec(
-        select(Deadline.id).where(Deadline.status == DeadlineStatus.OPEN, Deadline.due_on == today,
-                                  col(Deadline.due_day_notified).is_(False)).order_by(Deadline.id)  # type: ignore[arg-type]
+        select(Deadline.id)
+        .where(
+            Deadline.status == DeadlineStatus.OPEN, Deadline.due_on == today, col(Deadline.due_day_notified).is_(False)
+        )
+        .order_by(Deadline.id)  # type: ignore[arg-type]
     ).all()
-    return ([i for i in reminders if i is not None], [i for i in passed if i is not None],
-            [i for i in due_today if i is not None])
+    return (
+        [i for i in reminders if i is not None],
+        [i for i in passed if i is not None],
+        [i for i in due_today if i is not None],
+    )
 
 
 def run_sweep(
@@ -78,12 +89,17 @@ def run_sweep(
         reminder_ids, passed_ids, today_ids = _due_ids(session, today)
     for ids, handler in ((reminder_ids, _remind), (today_ids, _due_today), (passed_ids, _pass)):
         for start in range(0, len(ids), BATCH):
-            chunk = ids[start:start + BATCH]
+            chunk = ids[start : start + BATCH]
             with Session(db, expire_on_commit=False) as session:
                 begin_write(session)  # SQLite: take the write lock before reading, so a rival sweeper waits its turn
                 # re-check the status: an operator may have moved the item since the scan
-                deadlines = list(session.exec(select(Deadline).where(col(Deadline.id).in_(chunk), Deadline.status == DeadlineStatus.OPEN)
-                                              .order_by(Deadline.due_on, Deadline.id)))  # type: ignore[arg-type]
+                deadlines = list(
+                    session.exec(
+                        select(Deadline)
+                        .where(col(Deadline.id).in_(chunk), Deadline.status == DeadlineStatus.OPEN)
+                        .order_by(Deadline.due_on, Deadline.id)
+                    )
+                )  # type: ignore[arg-type]
                 loaded = _preload(session, deadlines)  # held so the identity map keeps them for the batch
                 handler(session, deadlines, clock, today, policy, summary)
                 session.commit()
@@ -117,7 +133,9 @@ def _row(session: Session, d: Deadline) -> Any:
 
 
 def _record(summary: SweepSummary, d: Deadline, action: str, **extra: Any) -> None:
-    summary.actions.append({"kind": d.kind, "id": d.item_id, "deadline": d.name, "due_on": d.due_on.isoformat(), "action": action, **extra})
+    summary.actions.append(
+        {"kind": d.kind, "id": d.item_id, "deadline": d.name, "due_on": d.due_on.isoformat(), "action": action, **extra}
+    )
 
 
 def _notices(session: Session, marked: list[tuple[Deadline, str]], clock: Clock, today: date) -> set[int]:
@@ -142,9 +160,17 @@ def _notices(session: Session, marked: list[tuple[Deadline, str]], clock: Clock,
         outbox.prefetch_recipients(session, [(spec, row, [letter]) for _, _, row, letter in letters], on=today)
         for d, which, row, letter in letters:
             sent.add(d.id)  # type: ignore[arg-type]
-            messages += outbox.compose(session, spec, row, [letter], key=f"deadline{d.id}:{which}", now=now, today=today,
-                                       deadlines=deadlines.get(d.item_id, {}),
-                                       extra={"deadline": {"name": d.name, "due_on": d.due_on}})
+            messages += outbox.compose(
+                session,
+                spec,
+                row,
+                [letter],
+                key=f"deadline{d.id}:{which}",
+                now=now,
+                today=today,
+                deadlines=deadlines.get(d.item_id, {}),
+                extra={"deadline": {"name": d.name, "due_on": d.due_on}},
+            )
     outbox.write(session, messages)
     return sent
 
@@ -161,8 +187,9 @@ def _mark(d: Deadline, which: str) -> None:
 _ACTION = {"reminder": "reminded", "due_today": "due_today", "overdue": "overdue_notice"}
 
 
-def _notice_batch(session: Session, deadlines: list[Deadline], which: str, clock: Clock, today: date,
-                  summary: SweepSummary) -> None:
+def _notice_batch(
+    session: Session, deadlines: list[Deadline], which: str, clock: Clock, today: date, summary: SweepSummary
+) -> None:
     """Mark a batch of deadlines and queue their letters together; one at a time if that fails."""
     if not deadlines:
         return
@@ -197,15 +224,21 @@ def _notice_one(session: Session, d: Deadline, which: str, clock: Clock, today: 
         _record(summary, d, _ACTION[which])
 
 
-def _remind(session: Session, deadlines: list[Deadline], clock: Clock, today: date, policy: Policy, summary: SweepSummary) -> None:
+def _remind(
+    session: Session, deadlines: list[Deadline], clock: Clock, today: date, policy: Policy, summary: SweepSummary
+) -> None:
     _notice_batch(session, deadlines, "reminder", clock, today, summary)
 
 
-def _due_today(session: Session, deadlines: list[Deadline], clock: Clock, today: date, policy: Policy, summary: SweepSummary) -> None:
+def _due_today(
+    session: Session, deadlines: list[Deadline], clock: Clock, today: date, policy: Policy, summary: SweepSummary
+) -> None:
     _notice_batch(session, deadlines, "due_today", clock, today, summary)
 
 
-def _pass(session: Session, deadlines: list[Deadline], clock: Clock, today: date, policy: Policy, summary: SweepSummary) -> None:
+def _pass(
+    session: Session, deadlines: list[Deadline], clock: Clock, today: date, policy: Policy, summary: SweepSummary
+) -> None:
     """Passed deadlines: fire each rule's ``on_due`` trigger through the engine as one batch
     (one item at a time if the batch is refused, e.g. a row changed under us); a deadline
     without one gets its overdue letter, once."""
@@ -223,8 +256,10 @@ def _pass(session: Session, deadlines: list[Deadline], clock: Clock, today: date
             items.add((d.kind, d.item_id))
             firing.append((d, rule.on_due))
     if firing:
-        requests = [engine.Request(d.kind, d.item_id, trigger, note=f"{d.name} due {d.due_on.isoformat()} passed")
-                    for d, trigger in firing]
+        requests = [
+            engine.Request(d.kind, d.item_id, trigger, note=f"{d.name} due {d.due_on.isoformat()} passed")
+            for d, trigger in firing
+        ]
         try:
             with session.begin_nested():
                 outs = engine.fire_many(session, requests, actor=SYSTEM_ACTOR, role=SYSTEM, clock=clock, policy=policy)
@@ -239,7 +274,9 @@ def _pass(session: Session, deadlines: list[Deadline], clock: Clock, today: date
     _notice_batch(session, notices, "overdue", clock, today, summary)
 
 
-def _fire_one(session: Session, d: Deadline, clock: Clock, policy: Policy, summary: SweepSummary, retry: bool = False) -> None:
+def _fire_one(
+    session: Session, d: Deadline, clock: Clock, policy: Policy, summary: SweepSummary, retry: bool = False
+) -> None:
     """One passed deadline on its own: after its batch was refused (``retry``), or when an
     earlier transition of its item in this batch may have closed it."""
     session.refresh(d)
@@ -252,8 +289,17 @@ def _fire_one(session: Session, d: Deadline, clock: Clock, policy: Policy, summa
         return
     try:
         with session.begin_nested():
-            out = engine.fire(session, d.kind, d.item_id, rule.on_due, actor=SYSTEM_ACTOR, role=SYSTEM,  # type: ignore[arg-type]
-                              clock=clock, note=f"{d.name} due {d.due_on.isoformat()} passed", policy=policy)
+            out = engine.fire(
+                session,
+                d.kind,
+                d.item_id,
+                rule.on_due,
+                actor=SYSTEM_ACTOR,
+                role=SYSTEM,  # type: ignore[arg-type]
+                clock=clock,
+                note=f"{d.name} due {d.due_on.isoformat()} passed",
+                policy=policy,
+            )
     except PeerwatchError as exc:
         log.warning("skipped %s %s %s: %s", d.kind, d.item_id, rule.on_due, exc)
         summary.skipped.append({"kind": d.kind, "id": d.item_id, "deadline": d.name, "reason": str(exc)})

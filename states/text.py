@@ -77,8 +77,10 @@ def check_text(value: Any, what: str) -> Any:
         return value
     found = problem(value)
     if found:
-        raise InvalidInput(f"{what} {_shown(value)} {found}: names, titles and addresses must be one line of "
-                           "printable text (no control characters or line separators); nothing was changed")
+        raise InvalidInput(
+            f"{what} {_shown(value)} {found}: names, titles and addresses must be one line of "
+            "printable text (no control characters or line separators); nothing was changed"
+        )
     return value
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import re
 import statistics
-
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -73,12 +72,17 @@ class ThemeMap:
             prefixes = {k.upper(): v for k, v in _pairs(raw, "PEERWATCH_THEME_PREFIXES").items()}
         raw = os.environ.get("PEERWATCH_THEME_KEYWORDS")
         if raw is not None:
-            keywords = {k: tuple(w for w in v.split("|") if w) for k, v in _pairs(raw, "PEERWATCH_THEME_KEYWORDS").items()}
+            keywords = {
+                k: tuple(w for w in v.split("|") if w) for k, v in _pairs(raw, "PEERWATCH_THEME_KEYWORDS").items()
+            }
         return cls(prefixes, keywords)
 
     def patterns(self) -> list[tuple[str, re.Pattern[str]]]:
-        return [(theme, re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")s?\b", re.IGNORECASE))
-                for theme, words in self.keywords.items() if words]
+        return [
+            (theme, re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")s?\b", re.IGNORECASE))
+            for theme, words in self.keywords.items()
+            if words
+        ]
 
     def theme(self, standard_ref: str | None, text: str | None) -> str:
         """The theme of one item: by standard ref prefix, else keywords, else 'other'."""
@@ -128,19 +132,30 @@ class _Group:
     def row(self) -> dict[str, Any]:
         concern = self.kind == "concern"
         return {
-            "type": self.kind, "by": self.by, "key": self.key, "count": self.count,
-            "ir": self.levels["IR"] if concern else None, "sc": self.levels["SC"] if concern else None,
+            "type": self.kind,
+            "by": self.by,
+            "key": self.key,
+            "count": self.count,
+            "ir": self.levels["IR"] if concern else None,
+            "sc": self.levels["SC"] if concern else None,
             "gc": self.levels["GC"] if concern else None,
-            "open": self.open if concern else None, "closed": self.closed if concern else None,
+            "open": self.open if concern else None,
+            "closed": self.closed if concern else None,
             "resolved_with_time": len(self.days) if concern else None,
             "median_days": round(statistics.median(self.days), 1) if self.days else None,
             "mean_days": round(statistics.fmean(self.days), 1) if self.days else None,
-            "services": len(self.services), "service_names": sorted(self.services), "networks": sorted(self.networks),
+            "services": len(self.services),
+            "service_names": sorted(self.services),
+            "networks": sorted(self.networks),
         }
 
 
 def _first_times(session: Session, where: Any) -> dict[int, datetime]:
-    q = select(AuditEvent.item_id, func.min(AuditEvent.at)).where(AuditEvent.kind == "risk", where).group_by(AuditEvent.item_id)
+    q = (
+        select(AuditEvent.item_id, func.min(AuditEvent.at))
+        .where(AuditEvent.kind == "risk", where)
+        .group_by(AuditEvent.item_id)
+    )
     return {item_id: at for item_id, at in session.exec(q)}
 
 
@@ -156,15 +171,19 @@ def shared_learning(session: Session, network: str | None = None, themes: ThemeM
 
     risks = session.exec(
         select(Risk.id, Risk.level, Risk.title, Risk.standard_ref, Risk.state, Service.name, Network.code)
-        .join(Service, Service.id == Risk.service_id).join(Network, Network.id == Service.network_id)  # type: ignore[arg-type]
-        .where(Risk.state != "new", *net_filter).order_by(Risk.id)  # type: ignore[arg-type]
+        .join(Service, Service.id == Risk.service_id)
+        .join(Network, Network.id == Service.network_id)  # type: ignore[arg-type]
+        .where(Risk.state != "new", *net_filter)
+        .order_by(Risk.id)  # type: ignore[arg-type]
     ).all()
     raised = _first_times(session, AuditEvent.trigger == "raise")
     resolved = _first_times(session, col(AuditEvent.to_state).in_(RESOLVED))
     reports = session.exec(
         select(Report.positives, Service.name, Network.code)
-        .join(Service, Service.id == Report.service_id).join(Network, Network.id == Service.network_id)  # type: ignore[arg-type]
-        .where(col(Report.state).in_(SHAREABLE_REPORT_STATES), *net_filter).order_by(Report.id)  # type: ignore[arg-type]
+        .join(Service, Service.id == Report.service_id)
+        .join(Network, Network.id == Service.network_id)  # type: ignore[arg-type]
+        .where(col(Report.state).in_(SHAREABLE_REPORT_STATES), *net_filter)
+        .order_by(Report.id)  # type: ignore[arg-type]
     ).all()
 
     groups: dict[tuple[str, str, str], _Group] = {}
@@ -213,10 +232,19 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     """One flat list for a table or an artifact: theme groups first, then standards."""
     out = []
     for row in [*result["by_theme"], *result["by_standard"]]:
-        out.append({
-            "by": row["by"], "key": row["key"], "type": row["type"], "count": row["count"],
-            "IR/SC/GC": f"{row['ir']}/{row['sc']}/{row['gc']}" if row["type"] == "concern" else "",
-            "open": row["open"], "closed": row["closed"], "median_days": row["median_days"], "mean_days": row["mean_days"],
-            "services": row["services"], "networks": ", ".join(row["networks"]),
-        })
+        out.append(
+            {
+                "by": row["by"],
+                "key": row["key"],
+                "type": row["type"],
+                "count": row["count"],
+                "IR/SC/GC": f"{row['ir']}/{row['sc']}/{row['gc']}" if row["type"] == "concern" else "",
+                "open": row["open"],
+                "closed": row["closed"],
+                "median_days": row["median_days"],
+                "mean_days": row["mean_days"],
+                "services": row["services"],
+                "networks": ", ".join(row["networks"]),
+            }
+        )
     return out

@@ -30,8 +30,14 @@ from states.roles import NETWORK_LEADS, STAFF
 from states.scope import nation_of, recipient_scope, service_context, service_of
 
 DISCIPLINES = ("clinician", "nurse", "ahp", "management", "commissioning", "service_user")
-DISCIPLINE_NAMES = {"clinician": "Clinician", "nurse": "Nurse", "ahp": "AHP/HCS", "management": "Management",
-                    "commissioning": "Commissioning", "service_user": "Service user"}
+DISCIPLINE_NAMES = {
+    "clinician": "Clinician",
+    "nurse": "Nurse",
+    "ahp": "AHP/HCS",
+    "management": "Management",
+    "commissioning": "Commissioning",
+    "service_user": "Service user",
+}
 MODES = ("in_person", "virtual")
 
 
@@ -61,12 +67,29 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "remove_panel_member", "source": PANEL_OPEN, "dest": None, "roles": STAFF_ROLES, "note_required": True},
     {"trigger": "record_declaration", "source": PANEL_OPEN, "dest": None, "roles": STAFF_ROLES},
     {"trigger": "record_preparation", "source": [V.SCHEDULED, V.SERVICE_NOTIFIED], "dest": None, "roles": STAFF_ROLES},
-    {"trigger": "confirm_prepared", "source": V.SERVICE_NOTIFIED, "dest": V.PREPARED, "roles": STAFF_ROLES,
-     "conditions": ["is_preparation_settled", "is_panel_confirmed", "has_conflicts_cleared", "is_evidence_received"]},
-    {"trigger": "hold", "source": V.PREPARED, "dest": V.HELD, "roles": STAFF_ROLES, "conditions": ["is_visit_day_reached"]},
+    {
+        "trigger": "confirm_prepared",
+        "source": V.SERVICE_NOTIFIED,
+        "dest": V.PREPARED,
+        "roles": STAFF_ROLES,
+        "conditions": ["is_preparation_settled", "is_panel_confirmed", "has_conflicts_cleared", "is_evidence_received"],
+    },
+    {
+        "trigger": "hold",
+        "source": V.PREPARED,
+        "dest": V.HELD,
+        "roles": STAFF_ROLES,
+        "conditions": ["is_visit_day_reached"],
+    },
     {"trigger": "give_feedback", "source": V.HELD, "dest": V.FEEDBACK_GIVEN, "roles": LEADS},
     {"trigger": "close", "source": V.FEEDBACK_GIVEN, "dest": V.CLOSED, "roles": LEADS},
-    {"trigger": "postpone", "source": [V.SCHEDULED, V.SERVICE_NOTIFIED, V.PREPARED], "dest": V.SCHEDULED, "roles": STAFF_ROLES, "note_required": True},
+    {
+        "trigger": "postpone",
+        "source": [V.SCHEDULED, V.SERVICE_NOTIFIED, V.PREPARED],
+        "dest": V.SCHEDULED,
+        "roles": STAFF_ROLES,
+        "note_required": True,
+    },
     {"trigger": "cancel", "source": NOT_HELD, "dest": V.CANCELLED, "roles": LEADS, "note_required": True},
 ]
 
@@ -75,7 +98,9 @@ NETWORK = ("network-manager", "regional-lead")
 
 
 def _panel(session: Session, visit_id: int) -> list[tuple[PanelMember, Reviewer]]:
-    rows = session.exec(select(PanelMember, Reviewer).join(Reviewer).where(PanelMember.visit_id == visit_id).order_by(PanelMember.id))  # type: ignore[arg-type]
+    rows = session.exec(
+        select(PanelMember, Reviewer).join(Reviewer).where(PanelMember.visit_id == visit_id).order_by(PanelMember.id)
+    )  # type: ignore[arg-type]
     return [(m, r) for m, r in rows]
 
 
@@ -83,17 +108,25 @@ def _undeclared_chase(session: Session, row: Visit) -> Letter | None:
     missing = [r for m, r in _panel(session, row.id) if m.declared_on is None]  # type: ignore[arg-type]
     if not missing:
         return None
-    return Letter("declaration_chase", to=(), cc=("network-office",), category="chase",
-                  people=tuple((r.name, r.email) for r in missing))
+    return Letter(
+        "declaration_chase",
+        to=(),
+        cc=("network-office",),
+        category="chase",
+        people=tuple((r.name, r.email) for r in missing),
+    )
 
 
 DEADLINE_RULES = {
     "declarations": DeadlineRule(
-        owner="network-office", step="every panel member returns the conflict-of-interest declaration",
-        reminder=_undeclared_chase, overdue=_undeclared_chase,
+        owner="network-office",
+        step="every panel member returns the conflict-of-interest declaration",
+        reminder=_undeclared_chase,
+        overdue=_undeclared_chase,
     ),
     "visit_day": DeadlineRule(
-        owner="network-office", step="hold the visit and record it",
+        owner="network-office",
+        step="hold the visit and record it",
         overdue=Letter("visit_not_recorded", to=("network-office",), cc=NETWORK, category="chase"),
     ),
 }
@@ -152,7 +185,9 @@ def _reviewer(ctx: Context) -> Reviewer:
 
 
 def _member(ctx: Context, reviewer: Reviewer) -> PanelMember:
-    m = ctx.session.exec(select(PanelMember).where(PanelMember.visit_id == ctx.row.id, PanelMember.reviewer_id == reviewer.id)).first()
+    m = ctx.session.exec(
+        select(PanelMember).where(PanelMember.visit_id == ctx.row.id, PanelMember.reviewer_id == reviewer.id)
+    ).first()
     if m is None:
         raise GuardRefused(f"{reviewer.name} is not on the panel of visit {ctx.row.id}")
     return m
@@ -180,7 +215,10 @@ def _notification_deadlines(ctx: Context) -> list[NewDeadline]:
     due = ctx.calendar.subtract_working_days(row.visit_date, ctx.policy.declarations_working_days_before_visit)
     due = max(due, ctx.today)
     remind = ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)
-    return [NewDeadline("declarations", due, remind if remind > ctx.today else None), NewDeadline("visit_day", row.visit_date)]
+    return [
+        NewDeadline("declarations", due, remind if remind > ctx.today else None),
+        NewDeadline("visit_day", row.visit_date),
+    ]
 
 
 def effects(ctx: Context) -> Effects:
@@ -196,36 +234,74 @@ def effects(ctx: Context) -> Effects:
         row.mode = mode
     elif t == "notify_service":
         row.prep_session = row.prep_session or "offered"
-        out.letters += [Letter("visit_notification", to=(*SERVICE, "chief-executive"), cc=("network-manager",)),
-                        Letter("prep_session_invitation", to=SERVICE, cc=("network-office",))]
+        out.letters += [
+            Letter("visit_notification", to=(*SERVICE, "chief-executive"), cc=("network-manager",)),
+            Letter("prep_session_invitation", to=SERVICE, cc=("network-office",)),
+        ]
         out.deadlines += _notification_deadlines(ctx)
     elif t == "postpone":
         row.visit_date = _visit_date(ctx)
         row.postponements += 1
         row.prep_session, row.panel_confirmed = None, False
         if ctx.source != V.SCHEDULED:
-            out.letters.append(Letter("visit_postponed", to=(*SERVICE, "chief-executive"), cc=("network-manager",),
-                                      context=(("reason", ctx.note),)))
+            out.letters.append(
+                Letter(
+                    "visit_postponed",
+                    to=(*SERVICE, "chief-executive"),
+                    cc=("network-manager",),
+                    context=(("reason", ctx.note),),
+                )
+            )
     elif t == "cancel":
         row.closed_reason = ctx.note
         if ctx.source != V.PROPOSED:
-            out.letters.append(Letter("visit_cancelled", to=(*SERVICE, "chief-executive"), cc=("network-manager",),
-                                      context=(("reason", ctx.note),)))
+            out.letters.append(
+                Letter(
+                    "visit_cancelled",
+                    to=(*SERVICE, "chief-executive"),
+                    cc=("network-manager",),
+                    context=(("reason", ctx.note),),
+                )
+            )
     elif t == "add_panel_member":
         reviewer = _reviewer(ctx)
         if reviewer.retired_on is not None and reviewer.retired_on <= ctx.today:
-            raise GuardRefused(f"{reviewer.name} (reviewer {reviewer.id}) retired from {reviewer.retired_on.isoformat()}: "
-                               "a retired reviewer is not invited onto panels (peerwatch reviewer history)")
+            raise GuardRefused(
+                f"{reviewer.name} (reviewer {reviewer.id}) retired from {reviewer.retired_on.isoformat()}: "
+                "a retired reviewer is not invited onto panels (peerwatch reviewer history)"
+            )
         reason = conflict_reason(ctx.session, row, reviewer)
         if reason:
-            raise GuardRefused(f"{reviewer.name} may not review {service_of(ctx.session, row.service_id)[0].name}: {reason}")
-        exists = ctx.session.exec(select(PanelMember).where(PanelMember.visit_id == row.id, PanelMember.reviewer_id == reviewer.id)).first()
+            raise GuardRefused(
+                f"{reviewer.name} may not review {service_of(ctx.session, row.service_id)[0].name}: {reason}"
+            )
+        exists = ctx.session.exec(
+            select(PanelMember).where(PanelMember.visit_id == row.id, PanelMember.reviewer_id == reviewer.id)
+        ).first()
         if exists:
             raise GuardRefused(f"{reviewer.name} is already on the panel of visit {row.id}")
-        ctx.session.add(PanelMember(visit_id=row.id, reviewer_id=reviewer.id, observer=_truthy(ctx.params.get("observer", False))))  # type: ignore[arg-type]
+        ctx.session.add(
+            PanelMember(visit_id=row.id, reviewer_id=reviewer.id, observer=_truthy(ctx.params.get("observer", False)))
+        )  # type: ignore[arg-type]
         row.panel_confirmed = False
-        out.letters.append(Letter("panel_invitation", to=(), cc=("network-office",), people=((reviewer.name, reviewer.email),),
-                                  key=f"r{reviewer.id}", context=(("reviewer", {"name": reviewer.name, "discipline": DISCIPLINE_NAMES.get(reviewer.discipline, reviewer.discipline)}),)))
+        out.letters.append(
+            Letter(
+                "panel_invitation",
+                to=(),
+                cc=("network-office",),
+                people=((reviewer.name, reviewer.email),),
+                key=f"r{reviewer.id}",
+                context=(
+                    (
+                        "reviewer",
+                        {
+                            "name": reviewer.name,
+                            "discipline": DISCIPLINE_NAMES.get(reviewer.discipline, reviewer.discipline),
+                        },
+                    ),
+                ),
+            )
+        )
     elif t == "remove_panel_member":
         ctx.session.delete(_member(ctx, _reviewer(ctx)))
         row.panel_confirmed = False
@@ -235,7 +311,7 @@ def effects(ctx: Context) -> Effects:
     elif t == "record_declaration":
         m = _member(ctx, _reviewer(ctx))
         m.declared_on = ctx.today
-        m.declared_conflicts = (str(ctx.params.get("conflicts") or "").strip() or None)
+        m.declared_conflicts = str(ctx.params.get("conflicts") or "").strip() or None
         ctx.session.add(m)
     elif t == "record_preparation":
         if "prep_session" in ctx.params:
@@ -248,7 +324,9 @@ def effects(ctx: Context) -> Effects:
                 setattr(row, flag, _truthy(ctx.params[flag]))
         unknown = set(ctx.params) - {"prep_session", "panel_confirmed", "evidence_received"}
         if unknown or not ctx.params:
-            raise InvalidInput("record_preparation takes prep_session=held|declined|offered, panel_confirmed=yes|no, evidence_received=yes|no")
+            raise InvalidInput(
+                "record_preparation takes prep_session=held|declined|offered, panel_confirmed=yes|no, evidence_received=yes|no"
+            )
     elif t == "give_feedback":
         out.then.append(lambda: _raise_found(ctx))
     return out
@@ -264,17 +342,40 @@ def _raise_found(ctx: Context) -> None:
         level = str(found.get("level", "")).upper()
         if level not in ("IR", "SC", "GC"):
             raise InvalidInput(f"risk level {level!r} at feedback: use IR, SC or GC")
-        risk = Risk(service_id=visit.service_id, level=level, title=str(found.get("title") or "").strip() or f"{level} found at visit",
-                    standard_ref=found.get("standard_ref"), identified_on=visit.visit_date, visit_date=visit.visit_date,
-                    impact=found.get("impact"), likelihood=found.get("likelihood"),
-                    doctors_in_training=bool(found.get("doctors_in_training", False)), visit_id=visit.id, state="new")
-        engine.create(ctx.session, "risk", risk, "raise", actor=ctx.actor, role=ctx.role, clock=FixedClock(ctx.now),
-                      note=f"verbal notification at high level feedback, visit {visit.id}")
+        risk = Risk(
+            service_id=visit.service_id,
+            level=level,
+            title=str(found.get("title") or "").strip() or f"{level} found at visit",
+            standard_ref=found.get("standard_ref"),
+            identified_on=visit.visit_date,
+            visit_date=visit.visit_date,
+            impact=found.get("impact"),
+            likelihood=found.get("likelihood"),
+            doctors_in_training=bool(found.get("doctors_in_training", False)),
+            visit_id=visit.id,
+            state="new",
+        )
+        engine.create(
+            ctx.session,
+            "risk",
+            risk,
+            "raise",
+            actor=ctx.actor,
+            role=ctx.role,
+            clock=FixedClock(ctx.now),
+            note=f"verbal notification at high level feedback, visit {visit.id}",
+        )
     report = ReportRow(service_id=visit.service_id, visit_id=visit.id, basis_date=visit.visit_date, state="new")
-    engine.create(ctx.session, "report", report, "start_drafting", actor=ctx.actor, role=ctx.role, clock=FixedClock(ctx.now),
-                  note=f"report of visit {visit.id}")
-
-
+    engine.create(
+        ctx.session,
+        "report",
+        report,
+        "start_drafting",
+        actor=ctx.actor,
+        role=ctx.role,
+        clock=FixedClock(ctx.now),
+        note=f"report of visit {visit.id}",
+    )
 
 
 # The SOP's day (000 s5.3): start, end, session, who. The walk-around is dropped when virtual.
@@ -293,9 +394,16 @@ def agenda(visit: Visit) -> list[dict[str, Any]]:
     """The visit day's sessions, from the SOP schedule."""
     if visit.visit_date is None:
         raise GuardRefused(f"visit {visit.id} has no date yet: schedule it first")
-    return [{"start": datetime.combine(visit.visit_date, a), "end": datetime.combine(visit.visit_date, b),
-             "title": title, "who": who}
-            for a, b, title, who in AGENDA if not (visit.mode == "virtual" and title == "Unit walk-around")]
+    return [
+        {
+            "start": datetime.combine(visit.visit_date, a),
+            "end": datetime.combine(visit.visit_date, b),
+            "title": title,
+            "who": who,
+        }
+        for a, b, title, who in AGENDA
+        if not (visit.mode == "virtual" and title == "Unit walk-around")
+    ]
 
 
 def panel_view(session: Session, visit: Visit) -> tuple[list[dict[str, Any]], list[str]]:
@@ -305,12 +413,19 @@ def panel_view(session: Session, visit: Visit) -> tuple[list[dict[str, Any]], li
     for m, r in _panel(session, visit.id):  # type: ignore[arg-type]
         org = session.get(Organisation, r.organisation_id) if r.organisation_id else None
         home = session.get(Network, r.network_id) if r.network_id else None
-        members.append({
-            "reviewer_id": r.id, "name": r.name, "discipline": "observer" if m.observer else DISCIPLINE_NAMES.get(r.discipline, r.discipline),
-            "organisation": org.name if org else None, "network": home.code if home else None,
-            "other_network": bool(home and home.id != net.id), "trained": r.trained,
-            "declared_on": m.declared_on.isoformat() if m.declared_on else None, "declared_conflicts": m.declared_conflicts,
-        })
+        members.append(
+            {
+                "reviewer_id": r.id,
+                "name": r.name,
+                "discipline": "observer" if m.observer else DISCIPLINE_NAMES.get(r.discipline, r.discipline),
+                "organisation": org.name if org else None,
+                "network": home.code if home else None,
+                "other_network": bool(home and home.id != net.id),
+                "trained": r.trained,
+                "declared_on": m.declared_on.isoformat() if m.declared_on else None,
+                "declared_conflicts": m.declared_conflicts,
+            }
+        )
         if m.declared_on is None:
             warnings.append(f"{r.name} has not returned a conflict-of-interest declaration")
         elif m.declared_conflicts:
@@ -326,8 +441,14 @@ def panel_view(session: Session, visit: Visit) -> tuple[list[dict[str, Any]], li
 
 def letter_context(session: Session, row: Visit) -> dict[str, Any]:
     return {
-        "item": {"ref": f"Visit-{row.id}", "id": row.id, "title": "Peer review visit", "visit_date": row.visit_date,
-                 "mode": "virtual" if row.mode == "virtual" else "in person", "agenda": agenda(row) if row.visit_date else []},
+        "item": {
+            "ref": f"Visit-{row.id}",
+            "id": row.id,
+            "title": "Peer review visit",
+            "visit_date": row.visit_date,
+            "mode": "virtual" if row.mode == "virtual" else "in person",
+            "agenda": agenda(row) if row.visit_date else [],
+        },
         **service_context(session, row),
     }
 
@@ -338,9 +459,13 @@ SPEC = KindSpec(
     states=VisitState,
     initial=VisitState.NEW,
     transitions=TRANSITIONS,
-    guards={"is_preparation_settled": is_preparation_settled, "is_panel_confirmed": is_panel_confirmed,
-            "has_conflicts_cleared": has_conflicts_cleared, "is_evidence_received": is_evidence_received,
-            "is_visit_day_reached": is_visit_day_reached},
+    guards={
+        "is_preparation_settled": is_preparation_settled,
+        "is_panel_confirmed": is_panel_confirmed,
+        "has_conflicts_cleared": has_conflicts_cleared,
+        "is_evidence_received": is_evidence_received,
+        "is_visit_day_reached": is_visit_day_reached,
+    },
     effects=effects,
     deadline_rules=DEADLINE_RULES,
     terminal=frozenset({V.CLOSED.value, V.CANCELLED.value}),
@@ -350,4 +475,3 @@ SPEC = KindSpec(
     next_step={k.value: v for k, v in NEXT_STEP.items()},
     describe="Peer review visits, panels and the visit day (000 s5.2-5.3)",
 )
-

@@ -29,8 +29,13 @@ HELD = ("held", "feedback_given", "closed")
 CLOSED_RISK = ("new", "closed", "withdrawn")
 
 
-def candidates(session: Session, network_code: str, today: date, policy: Policy | None = None,
-               achievement: dict[int, float] | None = None) -> list[dict[str, Any]]:
+def candidates(
+    session: Session,
+    network_code: str,
+    today: date,
+    policy: Policy | None = None,
+    achievement: dict[int, float] | None = None,
+) -> list[dict[str, Any]]:
     """Services of a network ranked by weighting score, highest first, with the score's parts."""
     policy = policy or Policy.from_env()
     net = session.exec(select(Network).where(Network.code == network_code)).first()
@@ -42,15 +47,26 @@ def candidates(session: Session, network_code: str, today: date, policy: Policy 
         from states.selfassessment import latest_achievements
 
         achievement = latest_achievements(session, [i for i in ids if i is not None])
-    last = dict(session.exec(select(Visit.service_id, func.max(Visit.visit_date))
-                             .where(col(Visit.service_id).in_(ids), col(Visit.state).in_(HELD)).group_by(Visit.service_id)).all())
+    last = dict(
+        session.exec(
+            select(Visit.service_id, func.max(Visit.visit_date))
+            .where(col(Visit.service_id).in_(ids), col(Visit.state).in_(HELD))
+            .group_by(Visit.service_id)
+        ).all()
+    )
     risks: dict[int, dict[str, int]] = defaultdict(lambda: {"IR": 0, "SC": 0, "GC": 0, "max_score": 0})
     for r in session.exec(select(Risk).where(col(Risk.service_id).in_(ids), col(Risk.state).not_in(CLOSED_RISK))):
         risks[r.service_id][r.level] += 1
         if r.impact and r.likelihood:
             risks[r.service_id]["max_score"] = max(risks[r.service_id]["max_score"], r.impact * r.likelihood)
-    upcoming = set(session.exec(select(Visit.service_id).where(col(Visit.service_id).in_(ids),
-                                                              col(Visit.state).in_(("proposed", "scheduled", "service_notified", "prepared")))).all())
+    upcoming = set(
+        session.exec(
+            select(Visit.service_id).where(
+                col(Visit.service_id).in_(ids),
+                col(Visit.state).in_(("proposed", "scheduled", "service_notified", "prepared")),
+            )
+        ).all()
+    )
     out = []
     for svc, org in services:
         seen = last.get(svc.id)
@@ -65,8 +81,20 @@ def candidates(session: Session, network_code: str, today: date, policy: Policy 
             "max_risk_score": r["max_score"] * policy.weight_max_risk_score,
             "achievement_gap": (100 - ach) * policy.weight_achievement_gap if ach is not None else 0.0,
         }
-        out.append({"service_id": svc.id, "service": svc.name, "kind": svc.kind, "trust": org.name,
-                    "last_visit": seen.isoformat() if seen else None, "open_ir": r["IR"], "open_sc": r["SC"], "open_gc": r["GC"],
-                    "max_risk_score": r["max_score"] or None, "visit_in_progress": svc.id in upcoming,
-                    "score": round(sum(parts.values()), 1), "parts": {k: round(v, 1) for k, v in parts.items()}})
+        out.append(
+            {
+                "service_id": svc.id,
+                "service": svc.name,
+                "kind": svc.kind,
+                "trust": org.name,
+                "last_visit": seen.isoformat() if seen else None,
+                "open_ir": r["IR"],
+                "open_sc": r["SC"],
+                "open_gc": r["GC"],
+                "max_risk_score": r["max_score"] or None,
+                "visit_in_progress": svc.id in upcoming,
+                "score": round(sum(parts.values()), 1),
+                "parts": {k: round(v, 1) for k, v in parts.items()},
+            }
+        )
     return sorted(out, key=lambda c: (-c["score"], c["service"]))

@@ -33,8 +33,13 @@ from states.kinds import get_spec
 from states.programmes import programme_year_of, quarter_of
 
 MEASURES = ("letters", "chases", "visits", "reports", "escalations")
-LABELS = {"letters": "letters sent", "chases": "reminders and chases", "visits": "visits held",
-          "reports": "reports published", "escalations": "escalations"}
+LABELS = {
+    "letters": "letters sent",
+    "chases": "reminders and chases",
+    "visits": "visits held",
+    "reports": "reports published",
+    "escalations": "escalations",
+}
 CYCLES = ("annual", "biennial")
 
 
@@ -61,7 +66,9 @@ def count(db: Engine, start: date, end: date) -> dict[str, Any]:
     labels = quarters(start, end)
     with Session(db) as s:
         nets = list(s.execute(select(Network.id, Network.code, Network.name, Network.cycle).order_by(Network.id)))
-        grid: dict[int, dict[str, dict[str, int]]] = {n.id: {q: dict.fromkeys(MEASURES, 0) for q in labels} for n in nets}
+        grid: dict[int, dict[str, dict[str, int]]] = {
+            n.id: {q: dict.fromkeys(MEASURES, 0) for q in labels} for n in nets
+        }
         owners = _Owners(s)
         for measure, kind, item_id, at in _events(s):
             q = quarter_label(local_date(at))
@@ -69,26 +76,53 @@ def count(db: Engine, start: date, end: date) -> dict[str, Any]:
                 grid[owners.network(kind, item_id)][q][measure] += 1
         audit_events = s.scalar(select(func.count()).select_from(AuditEvent)) or 0
         outbox_rows = s.scalar(select(func.count()).select_from(OutboxMessage)) or 0
-    networks = [{"code": n.code, "name": n.name, "cycle": n.cycle, "quarters": grid[n.id],
-                 "totals": {m: sum(grid[n.id][q][m] for q in labels) for m in MEASURES}} for n in nets]
-    return {"from": start.isoformat(), "to": end.isoformat(), "days": (end - start).days + 1, "measures": list(MEASURES),
-            "quarters": labels, "networks": networks, "by_cycle": _means(networks, labels),
-            "audit_events": audit_events, "outbox_messages": outbox_rows}
+    networks = [
+        {
+            "code": n.code,
+            "name": n.name,
+            "cycle": n.cycle,
+            "quarters": grid[n.id],
+            "totals": {m: sum(grid[n.id][q][m] for q in labels) for m in MEASURES},
+        }
+        for n in nets
+    ]
+    return {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "days": (end - start).days + 1,
+        "measures": list(MEASURES),
+        "quarters": labels,
+        "networks": networks,
+        "by_cycle": _means(networks, labels),
+        "audit_events": audit_events,
+        "outbox_messages": outbox_rows,
+    }
 
 
 def _events(s: Session) -> list[tuple[str, str, int, Any]]:
     """(measure, kind, item id, when) for every counted event in the audit log and the outbox."""
     a, o = AuditEvent, OutboxMessage
     found: list[tuple[str, str, int, Any]] = []
-    for kind, item_id, trigger, at in s.execute(select(a.kind, a.item_id, a.trigger, a.at).where(or_(
-            and_(a.kind == "visit", a.trigger == "hold"), and_(a.kind == "report", a.trigger == "publish"),
-            and_(a.kind == "risk", a.to_state == "escalated", a.from_state != "escalated")))):
+    for kind, item_id, trigger, at in s.execute(
+        select(a.kind, a.item_id, a.trigger, a.at).where(
+            or_(
+                and_(a.kind == "visit", a.trigger == "hold"),
+                and_(a.kind == "report", a.trigger == "publish"),
+                and_(a.kind == "risk", a.to_state == "escalated", a.from_state != "escalated"),
+            )
+        )
+    ):
         found.append(({"hold": "visits", "publish": "reports"}.get(trigger, "escalations"), kind, item_id, at))
-    for kind, item_id, sent_at in s.execute(select(o.kind, o.item_id, o.sent_at).where(o.category == "letter", o.status == "sent")):
+    for kind, item_id, sent_at in s.execute(
+        select(o.kind, o.item_id, o.sent_at).where(o.category == "letter", o.status == "sent")
+    ):
         found.append(("letters", kind, item_id, sent_at))
     seen: set[str] = set()
-    for kind, item_id, key, created_at in s.execute(select(o.kind, o.item_id, o.idempotency_key, o.created_at)
-                                                    .where(o.category.in_(("reminder", "chase"))).order_by(o.id)):
+    for kind, item_id, key, created_at in s.execute(
+        select(o.kind, o.item_id, o.idempotency_key, o.created_at)
+        .where(o.category.in_(("reminder", "chase")))
+        .order_by(o.id)
+    ):
         notice = key.rsplit(":", 1)[0]  # one row per person: the key ends with their address
         if notice not in seen:
             seen.add(notice)
@@ -121,9 +155,14 @@ def _means(networks: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
         group = [n for n in networks if n["cycle"] == cycle]
         if not group:
             continue
-        per_q = {q: {m: round(sum(n["quarters"][q][m] for n in group) / len(group), 2) for m in MEASURES} for q in labels}
-        out[cycle] = {"networks": len(group), "quarters": per_q,
-                      "totals": {m: round(sum(n["totals"][m] for n in group) / len(group), 2) for m in MEASURES}}
+        per_q = {
+            q: {m: round(sum(n["quarters"][q][m] for n in group) / len(group), 2) for m in MEASURES} for q in labels
+        }
+        out[cycle] = {
+            "networks": len(group),
+            "quarters": per_q,
+            "totals": {m: round(sum(n["totals"][m] for n in group) / len(group), 2) for m in MEASURES},
+        }
     return out
 
 
@@ -151,8 +190,17 @@ def write_outputs(result: dict[str, Any], out: Path) -> None:
         w.writerow(["network", "name", "cycle", "quarter", *MEASURES])
         for n in result["networks"]:
             for q in result["quarters"]:
-                w.writerow([csv_value(v) for v in (n["code"], n["name"], n["cycle"], q, *(n["quarters"][q][m] for m in MEASURES))])
-    result["files"] = {"csv": str(out / "workload.csv"), "json": str(out / "workload.json"), "chart": str(out / "workload.png")}
+                w.writerow(
+                    [
+                        csv_value(v)
+                        for v in (n["code"], n["name"], n["cycle"], q, *(n["quarters"][q][m] for m in MEASURES))
+                    ]
+                )
+    result["files"] = {
+        "csv": str(out / "workload.csv"),
+        "json": str(out / "workload.json"),
+        "chart": str(out / "workload.png"),
+    }
     write_chart(result, out / "workload.png")
     (out / "workload.json").write_text(json.dumps(result, indent=2, default=str))
 
@@ -174,12 +222,19 @@ def write_chart(result: dict[str, Any], path: Path) -> None:
         for k, cycle in enumerate(c for c in CYCLES if c in by):
             values = [by[cycle]["quarters"][q][m] for q in labels]
             top = max(top, *values)
-            ax.bar([i + (k - 0.5) * width for i in range(len(labels))], values, width, color=colours[cycle],
-                   label=f"{cycle} ({by[cycle]['networks']} network{'s' if by[cycle]['networks'] != 1 else ''})")
+            ax.bar(
+                [i + (k - 0.5) * width for i in range(len(labels))],
+                values,
+                width,
+                color=colours[cycle],
+                label=f"{cycle} ({by[cycle]['networks']} network{'s' if by[cycle]['networks'] != 1 else ''})",
+            )
         ax.set_ylim(0, top * 1.1 or 1)
         ax.set_ylabel(LABELS[m].replace(" ", "\n", 1))
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(loc="upper left")
     axes[-1].set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    fig.suptitle(f"Workload per quarter, mean per network: annual vs biennial cycle ({result['from']} to {result['to']})")
+    fig.suptitle(
+        f"Workload per quarter, mean per network: annual vs biennial cycle ({result['from']} to {result['to']})"
+    )
     fig.savefig(path, dpi=110)

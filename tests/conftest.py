@@ -16,14 +16,14 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.pop("PEERWATCH_AS_OF", None)
 
-from sqlalchemy.engine import Engine  # noqa: E402
-from sqlmodel import Session  # noqa: E402
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
-from cli.seed import seed_reference  # noqa: E402
-from models import Risk, init_db  # noqa: E402
-from states import engine  # noqa: E402
-from states.clock import FixedClock  # noqa: E402
-from tests.databases import database_for_test, release  # noqa: E402
+from cli.seed import seed_reference
+from models import Risk, init_db
+from states import engine
+from states.clock import FixedClock
+from tests.databases import database_for_test, release
 
 
 @pytest.fixture
@@ -71,8 +71,15 @@ def raise_risk(session: Session, services: dict[str, int], clock: FixedClock) ->
     """Raise a risk through the engine and commit; returns the row."""
 
     def make(level: str = "SC", service: str = MRH, visit: date = date(2026, 12, 11), **fields: object) -> Risk:
-        row = Risk(service_id=services[service], level=level, title=f"{level} found at visit", identified_on=visit,
-                   visit_date=visit, state="new", **fields)  # type: ignore[arg-type]
+        row = Risk(
+            service_id=services[service],
+            level=level,
+            title=f"{level} found at visit",
+            identified_on=visit,
+            visit_date=visit,
+            state="new",
+            **fields,
+        )  # type: ignore[arg-type]
         out = engine.create(session, "risk", row, "raise", actor="panel lead", role="network-manager", clock=clock)
         session.commit()
         return out.row  # type: ignore[return-value]

@@ -99,9 +99,16 @@ _TRIGGERS: list[set[tuple[str, str]]] = []
 
 
 def _triggers(conn: Any, schema: str) -> set[tuple[str, str]]:
-    return {(r[0], r[1]) for r in conn.execute(text(
-        "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s AND NOT t.tgisinternal"), {"s": schema})}
+    return {
+        (r[0], r[1])
+        for r in conn.execute(
+            text(
+                "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s AND NOT t.tgisinternal"
+            ),
+            {"s": schema},
+        )
+    }
 
 
 def release(url: str) -> None:
@@ -131,7 +138,9 @@ def _reset(schema: str) -> bool:
     try:
         with _admin_tx().begin() as conn:
             conn.execute(text("SET LOCAL lock_timeout = '5s'"))
-            present = set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = :s"), {"s": schema}).scalars())
+            present = set(
+                conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = :s"), {"s": schema}).scalars()
+            )
             if present != {*tables, "alembic_version"}:
                 return False
             version = set(conn.execute(text(f'SELECT version_num FROM "{schema}".alembic_version')).scalars())
@@ -146,11 +155,15 @@ def _reset(schema: str) -> bool:
             conn.execute(text(";".join(f'DELETE FROM "{schema}"."{t}"' for t in tables)))
             for name in guarded:
                 conn.execute(text(f'ALTER TABLE "{schema}"."{name}" ENABLE TRIGGER USER'))
-            conn.execute(text(
-                "SELECT setval(c.oid, 1, false) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE c.relkind = 'S' AND n.nspname = :s"), {"s": schema})
+            conn.execute(
+                text(
+                    "SELECT setval(c.oid, 1, false) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relkind = 'S' AND n.nspname = :s"
+                ),
+                {"s": schema},
+            )
         return True
-    except Exception:  # noqa: BLE001 - anything odd: the caller drops the schema instead
+    except Exception:
         return False
 
 
@@ -159,7 +172,7 @@ def _drain_pool() -> None:
     while _POOL:
         try:
             drop(_POOL.pop())
-        except Exception:  # noqa: BLE001 - the server may be gone already
+        except Exception:
             return
 
 
@@ -169,7 +182,10 @@ def snapshot(url: str, tables: tuple[str, ...]) -> dict[str, list[tuple[Any, ...
     try:
         with engine.connect() as conn:
             present = set(inspect(conn).get_table_names())
-            return {t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY id"))]  # noqa: S608
-                    for t in tables if t in present}
+            return {
+                t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY id"))]
+                for t in tables
+                if t in present
+            }
     finally:
         engine.dispose()

@@ -17,8 +17,25 @@ from states.clock import FixedClock
 
 def _story(session: Session, raise_risk: Callable[..., Risk]) -> list[int]:
     a, b = raise_risk("IR"), raise_risk("SC")
-    engine.fire(session, "risk", a.id, "send_formal_notification", actor="nm", role="network-manager", clock=FixedClock(date(2026, 12, 18)))
-    engine.fire(session, "risk", b.id, "withdraw", actor="nm", role="network-manager", clock=FixedClock(date(2026, 12, 18)), note="error")
+    engine.fire(
+        session,
+        "risk",
+        a.id,
+        "send_formal_notification",
+        actor="nm",
+        role="network-manager",
+        clock=FixedClock(date(2026, 12, 18)),
+    )
+    engine.fire(
+        session,
+        "risk",
+        b.id,
+        "withdraw",
+        actor="nm",
+        role="network-manager",
+        clock=FixedClock(date(2026, 12, 18)),
+        note="error",
+    )
     session.commit()
     return [e.id for e in session.exec(select(AuditEvent).order_by(AuditEvent.id))]  # type: ignore[arg-type,misc]
 
@@ -41,11 +58,15 @@ def _raw(db: Engine, sql: str, session: Session | None = None, **params: object)
         session.rollback()
     with db.begin() as conn:
         for trig in ("audit_event_no_update", "audit_event_no_delete"):
-            conn.execute(text(f"DROP TRIGGER IF EXISTS {trig}" + (" ON auditevent" if db.dialect.name == "postgresql" else "")))
+            conn.execute(
+                text(f"DROP TRIGGER IF EXISTS {trig}" + (" ON auditevent" if db.dialect.name == "postgresql" else ""))
+            )
         conn.execute(text(sql), params)
 
 
-def test_verify_names_the_first_event_edited_behind_its_back(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+def test_verify_names_the_first_event_edited_behind_its_back(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk]
+) -> None:
     ids = _story(session, raise_risk)
     _raw(db, "UPDATE auditevent SET note = :n WHERE id = :i", session, n="nothing to see", i=ids[2])
     with Session(db) as s:
@@ -54,7 +75,9 @@ def test_verify_names_the_first_event_edited_behind_its_back(db: Engine, session
     assert problem is not None and f"audit event {ids[2]}" in problem and "changed" in problem
 
 
-def test_verify_notices_a_deleted_event_and_a_truncated_tail(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+def test_verify_notices_a_deleted_event_and_a_truncated_tail(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk]
+) -> None:
     ids = _story(session, raise_risk)
     _raw(db, "DELETE FROM auditevent WHERE id = :i", session, i=ids[1])
     with Session(db) as s:
@@ -77,16 +100,16 @@ def test_the_chain_covers_the_data_too(db: Engine, session: Session, raise_risk:
     assert broken is not None and broken.id == ids[1]
 
 
-def test_the_database_refuses_update_and_delete_on_the_audit_table(db: Engine, session: Session,
-                                                                   raise_risk: Callable[..., Risk]) -> None:
+def test_the_database_refuses_update_and_delete_on_the_audit_table(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk]
+) -> None:
     import pytest
     from sqlalchemy.exc import DBAPIError
 
     ids = _story(session, raise_risk)
     session.rollback()
     for sql in ("UPDATE auditevent SET note = 'x' WHERE id = :i", "DELETE FROM auditevent WHERE id = :i"):
-        with pytest.raises(DBAPIError, match="append-only"):
-            with db.begin() as conn:
-                conn.execute(text(sql), {"i": ids[0]})
+        with pytest.raises(DBAPIError, match="append-only"), db.begin() as conn:
+            conn.execute(text(sql), {"i": ids[0]})
     with Session(db) as s:
         assert engine.verify_chain(s) == (len(ids), None, None)

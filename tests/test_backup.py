@@ -59,11 +59,27 @@ def _work(session: Session, services: dict[str, int]) -> None:
     """ITEMS serious concerns notified to their Trusts and never answered: on SWEEP_DAY the
     sweep chases every one (a transition each, with its audit event)."""
     names = sorted(services)
-    rows = [Risk(service_id=services[names[i % len(names)]], level="SC", title=f"SC {i}", identified_on=VISIT,
-                 visit_date=VISIT, state="new") for i in range(ITEMS)]
-    engine.create_many(session, "risk", rows, "raise", actor="panel lead", role="network-manager", clock=FixedClock(VISIT))  # type: ignore[arg-type]
-    engine.fire_many(session, [engine.Request("risk", r.id, "send_formal_notification") for r in rows],  # type: ignore[arg-type]
-                     actor="Dr Asha Patel", role="network-manager", clock=FixedClock(NOTIFIED))
+    rows = [
+        Risk(
+            service_id=services[names[i % len(names)]],
+            level="SC",
+            title=f"SC {i}",
+            identified_on=VISIT,
+            visit_date=VISIT,
+            state="new",
+        )
+        for i in range(ITEMS)
+    ]
+    engine.create_many(
+        session, "risk", rows, "raise", actor="panel lead", role="network-manager", clock=FixedClock(VISIT)
+    )  # type: ignore[arg-type]
+    engine.fire_many(
+        session,
+        [engine.Request("risk", r.id, "send_formal_notification") for r in rows],  # type: ignore[arg-type]
+        actor="Dr Asha Patel",
+        role="network-manager",
+        clock=FixedClock(NOTIFIED),
+    )
     session.commit()
 
 
@@ -96,17 +112,25 @@ def _verify(url: str) -> tuple[int, str | None]:
 
 @skip_on_postgres("the SQLite online backup API under a concurrent sweep; the pg_dump path is tested below")
 def test_backup_during_a_running_sweep_restores_into_a_new_database_and_verifies(
-        db_url: str, db: Engine, session: Session, services: dict[str, int], tmp_path: Path) -> None:
+    db_url: str, db: Engine, session: Session, services: dict[str, int], tmp_path: Path
+) -> None:
     _work(session, services)
     before = _events(db_url)
-    sweeper = subprocess.Popen([sys.executable, "-c", SWEEPER, SWEEP_DAY.isoformat()], cwd=ROOT,
-                               env={**os.environ, "PEERWATCH_DATABASE_URL": db_url},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sweeper = subprocess.Popen(
+        [sys.executable, "-c", SWEEPER, SWEEP_DAY.isoformat()],
+        cwd=ROOT,
+        env={**os.environ, "PEERWATCH_DATABASE_URL": db_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert sweeper.stdout is not None and sweeper.stdout.readline().strip() == "ready"
         deadline = time.monotonic() + 120
         while _events(db_url) < before + 30:  # the sweep has committed a few batches
-            assert sweeper.poll() is None and time.monotonic() < deadline, sweeper.stderr.read() if sweeper.stderr else ""
+            assert sweeper.poll() is None and time.monotonic() < deadline, (
+                sweeper.stderr.read() if sweeper.stderr else ""
+            )
             time.sleep(0.05)
         target = tmp_path / "during-the-sweep.peerwatch-backup"
         proc = _cli(db_url, "--json", "backup", str(target))
@@ -159,7 +183,8 @@ def _tamper(path: Path) -> None:
 
 @skip_on_postgres("tampers with a SQLite backup file")
 def test_a_tampered_backup_is_refused_and_nothing_changes(
-        db_url: str, db: Engine, session: Session, services: dict[str, int], tmp_path: Path) -> None:
+    db_url: str, db: Engine, session: Session, services: dict[str, int], tmp_path: Path
+) -> None:
     _work(session, services)
     good = tmp_path / "good.backup"
     assert backup(db_url, good)["audit_events"] == 2 * ITEMS
@@ -173,7 +198,8 @@ def test_a_tampered_backup_is_refused_and_nothing_changes(
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "error: the backup's audit chain does not verify after 1 good event(s): "
-        "audit event 2 (risk 2 raise) was changed after it was written"]
+        "audit event 2 (risk 2 raise) was changed after it was written"
+    ]
     assert not Path(new.removeprefix("sqlite:///")).exists()
 
     # Over an existing database, even with --replace: refused, the database as it was.
@@ -204,7 +230,8 @@ def test_a_tampered_backup_is_refused_and_nothing_changes(
 
 
 def test_a_plain_copy_of_a_live_database_can_miss_what_the_backup_keeps(
-        db_url: str, db: Engine, session: Session, services: dict[str, int], tmp_path: Path) -> None:
+    db_url: str, db: Engine, session: Session, services: dict[str, int], tmp_path: Path
+) -> None:
     """Why the backup API: with a connection open (WAL not yet checkpointed into the file) a
     file copy misses committed audit events; the backup has every one."""
     if ON_POSTGRES:
@@ -217,7 +244,9 @@ def test_a_plain_copy_of_a_live_database_can_miss_what_the_backup_keeps(
         _work(session, services)
         copy = tmp_path / "copy.db"
         copy.write_bytes(path.read_bytes())
-        lost = sqlite3.connect(copy).execute("SELECT count(*) FROM sqlite_master WHERE name = 'auditevent'").fetchone()[0]
+        lost = (
+            sqlite3.connect(copy).execute("SELECT count(*) FROM sqlite_master WHERE name = 'auditevent'").fetchone()[0]
+        )
         count = sqlite3.connect(copy).execute("SELECT count(*) FROM auditevent").fetchone()[0] if lost else 0
         assert count < 2 * ITEMS
         assert backup(db_url, tmp_path / "b.backup")["audit_events"] == 2 * ITEMS
@@ -228,7 +257,8 @@ def test_a_plain_copy_of_a_live_database_can_miss_what_the_backup_keeps(
 
 @pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL only: pg_dump and pg_restore (PEERWATCH_TEST_DATABASE)")
 def test_postgresql_backup_is_a_pg_dump_of_the_schema_and_restores_verified(
-        db_url: str, db: Engine, session: Session, services: dict[str, int], tmp_path: Path) -> None:
+    db_url: str, db: Engine, session: Session, services: dict[str, int], tmp_path: Path
+) -> None:
     from tests.databases import _schema_of
 
     _work(session, services)
@@ -262,4 +292,3 @@ def test_postgresql_backup_is_a_pg_dump_of_the_schema_and_restores_verified(
             assert conn.execute(select(func.count()).select_from(Risk.__table__)).scalar() == ITEMS  # type: ignore[attr-defined]
     finally:
         drop(new)
-

@@ -26,7 +26,9 @@ from states.kinds import get_spec, kinds
 from states.selfassessment import SpreadsheetRejected, check_rows, parse_spreadsheet, read_workbook
 
 ROOT = Path(__file__).resolve().parent.parent
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 AUDITED_REFUSALS = {"refusedattempt"}  # issue 6 item 6: a refused attempt is recorded, by design
@@ -34,24 +36,56 @@ AUDITED_REFUSALS = {"refusedattempt"}  # issue 6 item 6: a refused attempt is re
 
 def counts(db: Engine) -> dict[str, int]:
     with Session(db) as s:
-        return {t.name: s.execute(select(func.count()).select_from(t)).scalar_one() for t in SQLModel.metadata.sorted_tables
-                if t.name not in AUDITED_REFUSALS}
+        return {
+            t.name: s.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in SQLModel.metadata.sorted_tables
+            if t.name not in AUDITED_REFUSALS
+        }
 
 
 TRIGGERS = sorted({t for k in kinds() for t in get_spec(k).triggers()})
-odd_text = st.one_of(st.sampled_from(["", " ", "-1", "0", "1", "99999999999999999999", "x", "%s", "'; drop table risk; --",
-                                      "2027-02-30", "2027-13-01", "1900-01-01", "9999-12-31", "\u00e9", "a=b=c", "=1", "k="]),
-                     st.text(max_size=12))
+odd_text = st.one_of(
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "-1",
+            "0",
+            "1",
+            "99999999999999999999",
+            "x",
+            "%s",
+            "'; drop table risk; --",
+            "2027-02-30",
+            "2027-13-01",
+            "1900-01-01",
+            "9999-12-31",
+            "\u00e9",
+            "a=b=c",
+            "=1",
+            "k=",
+        ]
+    ),
+    st.text(max_size=12),
+)
 dates = st.one_of(st.dates().map(lambda d: d.isoformat()), odd_text)
 ids = st.one_of(st.integers(-3, 5).map(str), odd_text)
-roles = st.sampled_from(["network-manager", "regional-lead", "network-office", "operator", "auditor", "system", "", "nobody"])
+roles = st.sampled_from(
+    ["network-manager", "regional-lead", "network-office", "operator", "auditor", "system", "", "nobody"]
+)
 
 
 @st.composite
 def fire_argv(draw: Any) -> list[str]:
     kind = draw(st.sampled_from([*kinds(), "nonsense"]))
     argv = ["--as-of", draw(dates), kind, "fire", draw(ids), draw(st.one_of(st.sampled_from(TRIGGERS), odd_text))]
-    for opt, strat in (("--actor", odd_text), ("--role", roles), ("--note", odd_text), ("--version", ids), ("--param", odd_text)):
+    for opt, strat in (
+        ("--actor", odd_text),
+        ("--role", roles),
+        ("--note", odd_text),
+        ("--version", ids),
+        ("--param", odd_text),
+    ):
         if draw(st.booleans()):
             argv += [opt, draw(strat)]
     return argv
@@ -60,16 +94,20 @@ def fire_argv(draw: Any) -> list[str]:
 @st.composite
 def other_argv(draw: Any) -> list[str]:
     kind = draw(st.sampled_from([*kinds(), "nonsense"]))
-    return draw(st.sampled_from([
-        [kind, "show", draw(ids)],
-        [kind, "history", draw(ids)],
-        ["--as-of", draw(dates), "chase"],
-        ["outbox", "list", "--status", draw(odd_text)],
-        ["outbox", "retry", draw(ids)],
-        ["calendar", "add-working-days", draw(dates), draw(ids)],
-        ["risk", "raise", "--service", draw(odd_text), "--level", draw(odd_text), "--visit", draw(dates)],
-        [draw(odd_text)],
-    ]))
+    return draw(
+        st.sampled_from(
+            [
+                [kind, "show", draw(ids)],
+                [kind, "history", draw(ids)],
+                ["--as-of", draw(dates), "chase"],
+                ["outbox", "list", "--status", draw(odd_text)],
+                ["outbox", "retry", draw(ids)],
+                ["calendar", "add-working-days", draw(dates), draw(ids)],
+                ["risk", "raise", "--service", draw(odd_text), "--level", draw(odd_text), "--visit", draw(dates)],
+                [draw(odd_text)],
+            ]
+        )
+    )
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -113,19 +151,40 @@ def test_random_commands_fail_cleanly(demo: Engine, capsys: pytest.CaptureFixtur
     check(demo, argv, capsys)
 
 
-@pytest.mark.parametrize("argv", [
-    ["risk", "fire", "1", "no_such_trigger", "--actor", "x", "--role", "network-manager"],
-    ["--as-of", "2027-02-30", "chase"],
-    ["risk", "show", "banana"],
-    ["outbox", "retry", "12345"],
-    ["risk", "history", "99999999999999999999"],  # beyond any database integer (found by the fuzzer above)
-    ["outbox", "show", "99999999999999999999"],
-    ["risk", "raise", "--service", "99999999999999999999", "--level", "IR", "--title", "t", "--actor", "a", "--role", "network-manager"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["risk", "fire", "1", "no_such_trigger", "--actor", "x", "--role", "network-manager"],
+        ["--as-of", "2027-02-30", "chase"],
+        ["risk", "show", "banana"],
+        ["outbox", "retry", "12345"],
+        ["risk", "history", "99999999999999999999"],  # beyond any database integer (found by the fuzzer above)
+        ["outbox", "show", "99999999999999999999"],
+        [
+            "risk",
+            "raise",
+            "--service",
+            "99999999999999999999",
+            "--level",
+            "IR",
+            "--title",
+            "t",
+            "--actor",
+            "a",
+            "--role",
+            "network-manager",
+        ],
+    ],
+)
 def test_bad_commands_in_a_real_process_print_one_error_line(demo: Engine, db_url: str, argv: list[str]) -> None:
     before = counts(demo)
-    out = subprocess.run([sys.executable, "-c", "from cli.main import main; main()", *argv], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", "from cli.main import main; main()", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2, out
     assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "Traceback" not in out.stderr + out.stdout
@@ -134,8 +193,15 @@ def test_bad_commands_in_a_real_process_print_one_error_line(demo: Engine, db_ur
 
 # ------------------------------------------------------------------ spreadsheets
 
-cell = st.one_of(st.none(), st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=20), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-                 st.booleans(), st.dates(), st.sampled_from(["Ref No.", "Met", "Not met", "N/A", "100%", "TQ-201", "=1/0"]))
+cell = st.one_of(
+    st.none(),
+    st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=20),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.dates(),
+    st.sampled_from(["Ref No.", "Met", "Not met", "N/A", "100%", "TQ-201", "=1/0"]),
+)
 
 
 @st.composite

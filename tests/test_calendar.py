@@ -7,7 +7,7 @@ holiday is checked against what ``holidays.UK(subdiv=...)`` says through ``calen
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from states.clock import FixedClock, SystemClock, clock_from, local_date, parse_
 from states.errors import BadDate, InvalidInput
 from states.risk import FORMAL_NOTIFICATION_WORKING_DAYS, RESPONSE_WORKING_DAYS
 
-UTC = timezone.utc
+UTC = UTC
 MRH = "Midland Royal Major Trauma Centre"
 GB = ("ENG", "WLS")  # England and Wales share every bank holiday in 2025-2028
 
@@ -99,30 +99,62 @@ def test_weekends_are_never_working_days(nation: str) -> None:
 ADD_CASES = [
     # DOMAIN.md: formal notification Fri 18 Dec 2026, IR (10 working days) -> Wed 6 Jan 2027.
     # England skips 25, 28 Dec and 1 Jan; Scotland also skips Mon 4 Jan (2 Jan substitute).
-    pytest.param(date(2026, 12, 18), 10, {"ENG": date(2027, 1, 6), "WLS": date(2027, 1, 6),
-                                          "NIR": date(2027, 1, 6), "SCT": date(2027, 1, 7)}, id="IR-10-from-18-Dec-2026"),
+    pytest.param(
+        date(2026, 12, 18),
+        10,
+        {"ENG": date(2027, 1, 6), "WLS": date(2027, 1, 6), "NIR": date(2027, 1, 6), "SCT": date(2027, 1, 7)},
+        id="IR-10-from-18-Dec-2026",
+    ),
     # SC, 20 working days from the same letter.
-    pytest.param(date(2026, 12, 18), 20, {"ENG": date(2027, 1, 20), "WLS": date(2027, 1, 20),
-                                          "NIR": date(2027, 1, 20), "SCT": date(2027, 1, 21)}, id="SC-20-from-18-Dec-2026"),
+    pytest.param(
+        date(2026, 12, 18),
+        20,
+        {"ENG": date(2027, 1, 20), "WLS": date(2027, 1, 20), "NIR": date(2027, 1, 20), "SCT": date(2027, 1, 21)},
+        id="SC-20-from-18-Dec-2026",
+    ),
     # Christmas 2027 substitutes (27, 28 Dec) and New Year 2028 (3 Jan; SCT also 4 Jan).
-    pytest.param(date(2027, 12, 23), 5, {"ENG": date(2028, 1, 4), "WLS": date(2028, 1, 4),
-                                         "NIR": date(2028, 1, 4), "SCT": date(2028, 1, 5)}, id="xmas-2027"),
+    pytest.param(
+        date(2027, 12, 23),
+        5,
+        {"ENG": date(2028, 1, 4), "WLS": date(2028, 1, 4), "NIR": date(2028, 1, 4), "SCT": date(2028, 1, 5)},
+        id="xmas-2027",
+    ),
     pytest.param(date(2027, 12, 24), 1, {n: date(2027, 12, 29) for n in NATIONS}, id="xmas-2027-next-day"),
     # Scotland's 2 January 2026 (a Friday).
-    pytest.param(date(2025, 12, 31), 1, {"ENG": date(2026, 1, 2), "WLS": date(2026, 1, 2),
-                                         "NIR": date(2026, 1, 2), "SCT": date(2026, 1, 5)}, id="2-Jan-2026"),
+    pytest.param(
+        date(2025, 12, 31),
+        1,
+        {"ENG": date(2026, 1, 2), "WLS": date(2026, 1, 2), "NIR": date(2026, 1, 2), "SCT": date(2026, 1, 5)},
+        id="2-Jan-2026",
+    ),
     # Easter 2027: Thu 25 Mar + 1 skips Good Friday everywhere, Easter Monday except in Scotland.
-    pytest.param(date(2027, 3, 25), 1, {"ENG": date(2027, 3, 30), "WLS": date(2027, 3, 30),
-                                        "NIR": date(2027, 3, 30), "SCT": date(2027, 3, 29)}, id="easter-2027"),
+    pytest.param(
+        date(2027, 3, 25),
+        1,
+        {"ENG": date(2027, 3, 30), "WLS": date(2027, 3, 30), "NIR": date(2027, 3, 30), "SCT": date(2027, 3, 29)},
+        id="easter-2027",
+    ),
     # St Patrick's Day 2027 (Wed).
-    pytest.param(date(2027, 3, 16), 1, {"ENG": date(2027, 3, 17), "WLS": date(2027, 3, 17),
-                                        "SCT": date(2027, 3, 17), "NIR": date(2027, 3, 18)}, id="st-patrick-2027"),
+    pytest.param(
+        date(2027, 3, 16),
+        1,
+        {"ENG": date(2027, 3, 17), "WLS": date(2027, 3, 17), "SCT": date(2027, 3, 17), "NIR": date(2027, 3, 18)},
+        id="st-patrick-2027",
+    ),
     # Battle of the Boyne 2027 (Mon 12 Jul).
-    pytest.param(date(2027, 7, 9), 1, {"ENG": date(2027, 7, 12), "WLS": date(2027, 7, 12),
-                                       "SCT": date(2027, 7, 12), "NIR": date(2027, 7, 13)}, id="boyne-2027"),
+    pytest.param(
+        date(2027, 7, 9),
+        1,
+        {"ENG": date(2027, 7, 12), "WLS": date(2027, 7, 12), "SCT": date(2027, 7, 12), "NIR": date(2027, 7, 13)},
+        id="boyne-2027",
+    ),
     # St Andrew's Day 2026 (Mon 30 Nov).
-    pytest.param(date(2026, 11, 27), 1, {"ENG": date(2026, 11, 30), "WLS": date(2026, 11, 30),
-                                         "NIR": date(2026, 11, 30), "SCT": date(2026, 12, 1)}, id="st-andrew-2026"),
+    pytest.param(
+        date(2026, 11, 27),
+        1,
+        {"ENG": date(2026, 11, 30), "WLS": date(2026, 11, 30), "NIR": date(2026, 11, 30), "SCT": date(2026, 12, 1)},
+        id="st-andrew-2026",
+    ),
 ]
 
 
@@ -148,11 +180,14 @@ def test_domain_example_scotland_differs_from_england() -> None:
     assert calendar_for("SCT").add_working_days(start, 10) != calendar_for("ENG").add_working_days(start, 10)
 
 
-@pytest.mark.parametrize(("visit", "eng", "sct"), [
-    (date(2026, 12, 11), date(2026, 12, 18), date(2026, 12, 18)),  # a plain week
-    (date(2026, 12, 22), date(2026, 12, 31), date(2026, 12, 31)),  # over Christmas 2026
-    (date(2026, 12, 30), date(2027, 1, 7), date(2027, 1, 8)),  # over New Year 2027 (SCT: 4 Jan)
-])
+@pytest.mark.parametrize(
+    ("visit", "eng", "sct"),
+    [
+        (date(2026, 12, 11), date(2026, 12, 18), date(2026, 12, 18)),  # a plain week
+        (date(2026, 12, 22), date(2026, 12, 31), date(2026, 12, 31)),  # over Christmas 2026
+        (date(2026, 12, 30), date(2027, 1, 7), date(2027, 1, 8)),  # over New Year 2027 (SCT: 4 Jan)
+    ],
+)
 def test_formal_notification_rule_five_working_days_after_visit(visit: date, eng: date, sct: date) -> None:
     assert FORMAL_NOTIFICATION_WORKING_DAYS == 5
     assert calendar_for("ENG").add_working_days(visit, 5) == eng
@@ -173,16 +208,23 @@ def _set_nation(session: Session, service_id: int, nation: str) -> None:
 
 
 def _deadline(session: Session, risk_id: int, name: str) -> Deadline:
-    found = session.exec(select(Deadline).where(Deadline.kind == "risk", Deadline.item_id == risk_id,
-                                                Deadline.name == name, Deadline.status == "open")).all()
+    found = session.exec(
+        select(Deadline).where(
+            Deadline.kind == "risk", Deadline.item_id == risk_id, Deadline.name == name, Deadline.status == "open"
+        )
+    ).all()
     assert len(found) == 1, found
     return found[0]
 
 
 @pytest.mark.parametrize(("nation", "notification_due"), [("ENG", date(2027, 1, 7)), ("SCT", date(2027, 1, 8))])
 def test_engine_formal_notification_deadline_uses_service_nation(
-    session: Session, services: dict[str, int], clock: FixedClock, raise_risk: Callable[..., Risk],
-    nation: str, notification_due: date,
+    session: Session,
+    services: dict[str, int],
+    clock: FixedClock,
+    raise_risk: Callable[..., Risk],
+    nation: str,
+    notification_due: date,
 ) -> None:
     _set_nation(session, services[MRH], nation)
     clock.set(date(2026, 12, 30))
@@ -192,18 +234,36 @@ def test_engine_formal_notification_deadline_uses_service_nation(
     assert d.nation == nation
 
 
-@pytest.mark.parametrize(("nation", "level", "due"), [
-    ("ENG", "IR", date(2027, 1, 6)), ("SCT", "IR", date(2027, 1, 7)),
-    ("ENG", "SC", date(2027, 1, 20)), ("SCT", "SC", date(2027, 1, 21)),
-    ("NIR", "SC", date(2027, 1, 20)), ("WLS", "IR", date(2027, 1, 6)),
-])
+@pytest.mark.parametrize(
+    ("nation", "level", "due"),
+    [
+        ("ENG", "IR", date(2027, 1, 6)),
+        ("SCT", "IR", date(2027, 1, 7)),
+        ("ENG", "SC", date(2027, 1, 20)),
+        ("SCT", "SC", date(2027, 1, 21)),
+        ("NIR", "SC", date(2027, 1, 20)),
+        ("WLS", "IR", date(2027, 1, 6)),
+    ],
+)
 def test_engine_response_deadline_counts_working_days_from_notification(
-    session: Session, services: dict[str, int], raise_risk: Callable[..., Risk], nation: str, level: str, due: date,
+    session: Session,
+    services: dict[str, int],
+    raise_risk: Callable[..., Risk],
+    nation: str,
+    level: str,
+    due: date,
 ) -> None:
     _set_nation(session, services[MRH], nation)
     risk = raise_risk(level)
-    engine.fire(session, "risk", risk.id, "send_formal_notification", actor="nm", role="network-manager",  # type: ignore[arg-type]
-                clock=FixedClock(date(2026, 12, 18)))
+    engine.fire(
+        session,
+        "risk",
+        risk.id,
+        "send_formal_notification",
+        actor="nm",
+        role="network-manager",  # type: ignore[arg-type]
+        clock=FixedClock(date(2026, 12, 18)),
+    )
     session.commit()
     d = _deadline(session, risk.id, "response")  # type: ignore[arg-type]
     assert d.due_on == due
@@ -221,13 +281,16 @@ def test_day_zero_is_the_start() -> None:
     assert ENG.add_working_days(date(2026, 12, 14), 5) == date(2026, 12, 21)
 
 
-@pytest.mark.parametrize(("start", "n", "expected"), [
-    (date(2026, 12, 19), 1, date(2026, 12, 21)),  # Saturday start
-    (date(2026, 12, 20), 1, date(2026, 12, 21)),  # Sunday start
-    (date(2026, 12, 25), 1, date(2026, 12, 29)),  # Christmas Day start (28th is the substitute)
-    (date(2026, 12, 26), 2, date(2026, 12, 30)),  # Boxing Day (Sat) start
-    (date(2026, 12, 28), 4, date(2027, 1, 4)),  # substitute-day start, over New Year's Day
-])
+@pytest.mark.parametrize(
+    ("start", "n", "expected"),
+    [
+        (date(2026, 12, 19), 1, date(2026, 12, 21)),  # Saturday start
+        (date(2026, 12, 20), 1, date(2026, 12, 21)),  # Sunday start
+        (date(2026, 12, 25), 1, date(2026, 12, 29)),  # Christmas Day start (28th is the substitute)
+        (date(2026, 12, 26), 2, date(2026, 12, 30)),  # Boxing Day (Sat) start
+        (date(2026, 12, 28), 4, date(2027, 1, 4)),  # substitute-day start, over New Year's Day
+    ],
+)
 def test_start_on_weekend_or_holiday(start: date, n: int, expected: date) -> None:
     assert ENG.add_working_days(start, n) == expected
 
@@ -238,13 +301,16 @@ def test_zero_working_days_is_the_start_itself(start: date) -> None:
     assert ENG.subtract_working_days(start, 0) == start
 
 
-@pytest.mark.parametrize(("start", "n", "expected"), [
-    (date(2027, 1, 6), 10, date(2026, 12, 18)),  # the DOMAIN example, backwards
-    (date(2027, 1, 20), 2, date(2027, 1, 18)),  # the reminder before an SC response
-    (date(2027, 1, 10), 1, date(2027, 1, 8)),  # Sunday -> Friday
-    (date(2027, 1, 4), 1, date(2026, 12, 31)),  # over New Year's Day
-    (date(2026, 12, 29), 1, date(2026, 12, 24)),  # over Christmas and its substitute
-])
+@pytest.mark.parametrize(
+    ("start", "n", "expected"),
+    [
+        (date(2027, 1, 6), 10, date(2026, 12, 18)),  # the DOMAIN example, backwards
+        (date(2027, 1, 20), 2, date(2027, 1, 18)),  # the reminder before an SC response
+        (date(2027, 1, 10), 1, date(2027, 1, 8)),  # Sunday -> Friday
+        (date(2027, 1, 4), 1, date(2026, 12, 31)),  # over New Year's Day
+        (date(2026, 12, 29), 1, date(2026, 12, 24)),  # over Christmas and its substitute
+    ],
+)
 def test_subtract_working_days(start: date, n: int, expected: date) -> None:
     assert ENG.subtract_working_days(start, n) == expected
 
@@ -259,15 +325,18 @@ def test_subtract_differs_in_scotland() -> None:
     assert calendar_for("SCT").subtract_working_days(date(2027, 1, 5), 1) == date(2026, 12, 31)
 
 
-@pytest.mark.parametrize(("start", "end", "expected"), [
-    (date(2026, 12, 18), date(2027, 1, 6), 10),
-    (date(2027, 1, 6), date(2026, 12, 18), -10),
-    (date(2026, 12, 18), date(2026, 12, 18), 0),
-    (date(2026, 12, 18), date(2026, 12, 20), 0),  # Fri -> Sun: no working day in (start, end]
-    (date(2026, 12, 18), date(2026, 12, 21), 1),
-    (date(2026, 12, 24), date(2026, 12, 29), 1),  # over Christmas: only the 29th counts
-    (date(2026, 12, 29), date(2026, 12, 24), -1),
-])
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (date(2026, 12, 18), date(2027, 1, 6), 10),
+        (date(2027, 1, 6), date(2026, 12, 18), -10),
+        (date(2026, 12, 18), date(2026, 12, 18), 0),
+        (date(2026, 12, 18), date(2026, 12, 20), 0),  # Fri -> Sun: no working day in (start, end]
+        (date(2026, 12, 18), date(2026, 12, 21), 1),
+        (date(2026, 12, 24), date(2026, 12, 29), 1),  # over Christmas: only the 29th counts
+        (date(2026, 12, 29), date(2026, 12, 24), -1),
+    ],
+)
 def test_working_days_between(start: date, end: date, expected: int) -> None:
     assert ENG.working_days_between(start, end) == expected
 
@@ -277,25 +346,31 @@ def test_working_days_between_differs_in_scotland() -> None:
     assert calendar_for("SCT").working_days_between(date(2026, 12, 18), date(2027, 1, 7)) == 10
 
 
-@pytest.mark.parametrize(("start", "n", "expected"), [
-    (date(2026, 12, 18), 1, date(2026, 12, 25)),  # calendar days: Christmas Day is not skipped
-    (date(2026, 12, 18), 13, date(2027, 3, 19)),  # quarterly review: 91 days
-    (date(2027, 3, 19), 0, date(2027, 3, 19)),
-    (date(2027, 3, 19), 4, date(2027, 4, 16)),  # across the BST change
-])
+@pytest.mark.parametrize(
+    ("start", "n", "expected"),
+    [
+        (date(2026, 12, 18), 1, date(2026, 12, 25)),  # calendar days: Christmas Day is not skipped
+        (date(2026, 12, 18), 13, date(2027, 3, 19)),  # quarterly review: 91 days
+        (date(2027, 3, 19), 0, date(2027, 3, 19)),
+        (date(2027, 3, 19), 4, date(2027, 4, 16)),  # across the BST change
+    ],
+)
 def test_add_weeks_is_seven_calendar_days_each(start: date, n: int, expected: date) -> None:
     assert WorkingCalendar.add_weeks(start, n) == expected
     assert calendar_for("SCT").add_weeks(start, n) == expected
     assert (expected - start).days == 7 * n
 
 
-@pytest.mark.parametrize(("day", "utc_hour"), [
-    (date(2027, 1, 15), 23),  # GMT
-    (date(2027, 7, 15), 22),  # BST
-    (date(2027, 3, 27), 23),  # the Saturday before the clocks go forward
-    (date(2027, 3, 28), 22),  # the day they do
-    (date(2027, 10, 31), 23),  # the day they go back
-])
+@pytest.mark.parametrize(
+    ("day", "utc_hour"),
+    [
+        (date(2027, 1, 15), 23),  # GMT
+        (date(2027, 7, 15), 22),  # BST
+        (date(2027, 3, 27), 23),  # the Saturday before the clocks go forward
+        (date(2027, 3, 28), 22),  # the day they do
+        (date(2027, 10, 31), 23),  # the day they go back
+    ],
+)
 def test_end_of_day_is_london_midnight_as_utc(day: date, utc_hour: int) -> None:
     moment = WorkingCalendar.end_of_day(day)
     assert moment.tzinfo is not None
@@ -415,7 +490,8 @@ def test_add_subtract_between_agree(start: date, n: int, nation: str) -> None:
 
 
 def test_bank_holidays_are_cached_per_package_version_and_the_cache_is_only_a_copy(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A year's dates come from the holidays package once, then from the cache file (a
     short-lived command does not import the package's every country); a damaged file is

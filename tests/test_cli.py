@@ -9,6 +9,7 @@ import Prefect.
 
 from __future__ import annotations
 
+import email.policy
 import json
 import os
 import re
@@ -17,7 +18,6 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
-import email.policy
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
@@ -93,31 +93,93 @@ def test_init_demo_service_list_contact_add_and_service_add(db_url: str, tmp_pat
     assert (mrh["trust"], mrh["nation"], mrh["network"]) == ("Midland Royal Hospitals NHS Trust", "ENG", "WMTN")
 
     # a valid contact, scoped to a service
-    created = ok_json(run(env, "--json", "contact", "add", "--role", "lead-nurse", "--name", "Ms New Nurse",
-                          "--email", "new.nurse@midland-royal.nhs.example", "--service", str(mrh["id"]), cwd=tmp_path))
+    created = ok_json(
+        run(
+            env,
+            "--json",
+            "contact",
+            "add",
+            "--role",
+            "lead-nurse",
+            "--name",
+            "Ms New Nurse",
+            "--email",
+            "new.nurse@midland-royal.nhs.example",
+            "--service",
+            str(mrh["id"]),
+            cwd=tmp_path,
+        )
+    )
     reader = create_engine(db_url, poolclass=NullPool)
     with reader.connect() as con:
-        row = tuple(con.execute(text("SELECT role, name, email, service_id, organisation_id, network_id FROM contact "
-                                     "WHERE id = :id"), {"id": created["id"]}).one())
+        row = tuple(
+            con.execute(
+                text("SELECT role, name, email, service_id, organisation_id, network_id FROM contact WHERE id = :id"),
+                {"id": created["id"]},
+            ).one()
+        )
         org_id = con.execute(text("SELECT organisation_id FROM service WHERE id = :id"), {"id": mrh["id"]}).scalar_one()
     reader.dispose()
     assert row == ("lead-nurse", "Ms New Nurse", "new.nurse@midland-royal.nhs.example", mrh["id"], org_id, None)
     # (an unknown contact role is refused: see test_bad_input_is_refused[unknown-contact-role])
 
     # a service run by a new Trust in Scotland: the Trust is created with its nation
-    new = ok_json(run(env, "--json", "service", "add", "--name", "Clyde Trauma Unit", "--kind", "Trauma Unit",
-                      "--organisation", "Clyde Valley NHS Board", "--network", "WMTN", "--nation", "sct", cwd=tmp_path))
+    new = ok_json(
+        run(
+            env,
+            "--json",
+            "service",
+            "add",
+            "--name",
+            "Clyde Trauma Unit",
+            "--kind",
+            "Trauma Unit",
+            "--organisation",
+            "Clyde Valley NHS Board",
+            "--network",
+            "WMTN",
+            "--nation",
+            "sct",
+            cwd=tmp_path,
+        )
+    )
     services = ok_json(run(env, "--json", "service", "list", cwd=tmp_path))
     assert len(services) == 7
     added = next(s for s in services if s["id"] == new["id"])
-    assert added == {"id": new["id"], "name": "Clyde Trauma Unit", "kind": "Trauma Unit",
-                     "trust": "Clyde Valley NHS Board", "nation": "SCT", "network": "WMTN"}
+    assert added == {
+        "id": new["id"],
+        "name": "Clyde Trauma Unit",
+        "kind": "Trauma Unit",
+        "trust": "Clyde Valley NHS Board",
+        "nation": "SCT",
+        "network": "WMTN",
+    }
 
     # the new Trust's nation picks the calendar: St Andrew's Day (Mon 30 Nov 2026) is not a
     # working day in Scotland, so the 5th working day after Tue 24 Nov is Wed 2 Dec (ENG: 1 Dec)
-    raised = ok_json(run(env, "--as-of", "2026-11-24", "--json", "risk", "raise", "--service", str(new["id"]),
-                         "--level", "IR", "--title", "No on-call rota", "--visit-date", "2026-11-24",
-                         "--actor", "A", "--role", "network-manager", cwd=tmp_path))
+    raised = ok_json(
+        run(
+            env,
+            "--as-of",
+            "2026-11-24",
+            "--json",
+            "risk",
+            "raise",
+            "--service",
+            str(new["id"]),
+            "--level",
+            "IR",
+            "--title",
+            "No on-call rota",
+            "--visit-date",
+            "2026-11-24",
+            "--actor",
+            "A",
+            "--role",
+            "network-manager",
+            cwd=tmp_path,
+        )
+    )
     assert [(d["name"], d["due_on"]) for d in raised["deadlines"]] == [("formal_notification", "2026-12-02")]
 
 
@@ -128,14 +190,54 @@ def test_risk_raise_show_fire_history_list(db_url: str, tmp_path: Path) -> None:
     env = _env()
     ok(run(env, "init", "--demo", cwd=tmp_path))
 
-    raised = ok_json(run(env, "--as-of", "2026-12-11", "--json", "risk", "raise", "--service", "1", "--level", "SC",
-                         "--title", "No consultant cover at night", "--visit-date", "2026-12-11",
-                         "--actor", "A", "--role", "network-manager", cwd=tmp_path))
+    raised = ok_json(
+        run(
+            env,
+            "--as-of",
+            "2026-12-11",
+            "--json",
+            "risk",
+            "raise",
+            "--service",
+            "1",
+            "--level",
+            "SC",
+            "--title",
+            "No consultant cover at night",
+            "--visit-date",
+            "2026-12-11",
+            "--actor",
+            "A",
+            "--role",
+            "network-manager",
+            cwd=tmp_path,
+        )
+    )
     rid = raised["id"]
     assert isinstance(rid, int) and raised["state"] == "identified"
-    gc = ok_json(run(env, "--as-of", "2026-12-11", "--json", "risk", "raise", "--service", "1", "--level", "GC",
-                     "--title", "Audit programme incomplete", "--visit-date", "2026-12-11",
-                     "--actor", "A", "--role", "network-office", cwd=tmp_path))
+    gc = ok_json(
+        run(
+            env,
+            "--as-of",
+            "2026-12-11",
+            "--json",
+            "risk",
+            "raise",
+            "--service",
+            "1",
+            "--level",
+            "GC",
+            "--title",
+            "Audit programme incomplete",
+            "--visit-date",
+            "2026-12-11",
+            "--actor",
+            "A",
+            "--role",
+            "network-office",
+            cwd=tmp_path,
+        )
+    )
     assert gc["state"] == "work_programme" and gc["id"] != rid
     assert [(d["name"], d["due_on"]) for d in gc["deadlines"]] == [("monitoring_review", "2027-03-12")]  # 13 weeks
 
@@ -148,8 +250,22 @@ def test_risk_raise_show_fire_history_list(db_url: str, tmp_path: Path) -> None:
     assert date.fromisoformat(pending["formal_notification"]["due_on"]) == date(2026, 12, 18)
     assert "send_formal_notification" in shown["triggers"] and "close" not in shown["triggers"]
 
-    fired = ok(run(env, "--as-of", "2026-12-18", "risk", "fire", str(rid), "send_formal_notification",
-                   "--actor", "X", "--role", "network-manager", cwd=tmp_path))
+    fired = ok(
+        run(
+            env,
+            "--as-of",
+            "2026-12-18",
+            "risk",
+            "fire",
+            str(rid),
+            "send_formal_notification",
+            "--actor",
+            "X",
+            "--role",
+            "network-manager",
+            cwd=tmp_path,
+        )
+    )
     assert "identified -> awaiting_response" in fired
 
     shown = ok_json(run(env, "--json", "risk", "show", str(rid), cwd=tmp_path))
@@ -161,8 +277,16 @@ def test_risk_raise_show_fire_history_list(db_url: str, tmp_path: Path) -> None:
 
     # the history, as people read it (a wide terminal, so nothing is folded) ...
     text = ok(run(_env(env, COLUMNS="250"), "risk", "history", str(rid), cwd=tmp_path))
-    for word in ("raise", "send_formal_notification", "A (network-manager)", "X (network-manager)",
-                 "identified", "awaiting_response", "2026-12-18", "2027-01-20"):
+    for word in (
+        "raise",
+        "send_formal_notification",
+        "A (network-manager)",
+        "X (network-manager)",
+        "identified",
+        "awaiting_response",
+        "2026-12-18",
+        "2027-01-20",
+    ):
         assert word in text, (word, text)
     assert text.index(" raise ") < text.index("send_formal_notification")
     # ... and as scripts read it
@@ -175,7 +299,8 @@ def test_risk_raise_show_fire_history_list(db_url: str, tmp_path: Path) -> None:
 
     listed = ok_json(run(env, "--json", "risk", "list", "--state", "awaiting_response", cwd=tmp_path))
     assert [(r["id"], r["state"], r["next_deadline"], r["due_on"]) for r in listed] == [
-        (rid, "awaiting_response", "response", "2027-01-20")]
+        (rid, "awaiting_response", "response", "2027-01-20")
+    ]
 
     # --due-before: the SC's response (20 Jan) is before 21 Jan; the GC's quarterly review
     # (13 weeks after 11 Dec: 12 Mar 2027) is not; "before" is strict
@@ -211,9 +336,29 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     url = fresh_url(tmp)
     env = _env(PEERWATCH_DATABASE_URL=url, PEERWATCH_OUTBOX_DIR=str(tmp / "outbox"))
     ok(run(env, "init", "--demo", cwd=tmp))
-    raised = ok_json(run(env, "--as-of", "2026-12-11", "--json", "risk", "raise", "--service", "1", "--level", "SC",
-                         "--title", "No consultant cover at night", "--visit-date", "2026-12-11",
-                         "--actor", "A", "--role", "network-manager", cwd=tmp))
+    raised = ok_json(
+        run(
+            env,
+            "--as-of",
+            "2026-12-11",
+            "--json",
+            "risk",
+            "raise",
+            "--service",
+            "1",
+            "--level",
+            "SC",
+            "--title",
+            "No consultant cover at night",
+            "--visit-date",
+            "2026-12-11",
+            "--actor",
+            "A",
+            "--role",
+            "network-manager",
+            cwd=tmp,
+        )
+    )
     assert raised["id"] == 1
     yield World(env=env, db=url, cwd=tmp)
     drop(url)
@@ -224,8 +369,21 @@ def _fire(*args: str, as_of: str = "2026-12-18") -> list[str]:
 
 
 def _raise(*args: str) -> list[str]:
-    return ["--as-of", "2026-12-18", "risk", "raise", "--service", "1", "--title", "t", "--actor", "A",
-            "--role", "network-manager", *args]
+    return [
+        "--as-of",
+        "2026-12-18",
+        "risk",
+        "raise",
+        "--service",
+        "1",
+        "--title",
+        "t",
+        "--actor",
+        "A",
+        "--role",
+        "network-manager",
+        *args,
+    ]
 
 
 NM = ("--actor", "A", "--role", "network-manager")
@@ -238,15 +396,23 @@ BAD_INPUT: dict[str, tuple[list[str], str]] = {
     "malformed-as-of": (["--as-of", "2026-13-45", "risk", "show", "1"], "2026-13-45"),
     "malformed-visit-date": (_raise("--level", "SC", "--visit-date", "yesterday"), "'yesterday'"),
     "missing-actor": (_fire("1", "send_formal_notification", "--actor", "", "--role", "network-manager"), "no actor"),
-    "wrong-role": (_fire("1", "send_formal_notification", "--actor", "A", "--role", "auditor"), "role 'auditor' is read-only"),
+    "wrong-role": (
+        _fire("1", "send_formal_notification", "--actor", "A", "--role", "auditor"),
+        "role 'auditor' is read-only",
+    ),
     "stale-version": (_fire("1", "send_formal_notification", *NM, "--version", "1"), "at version 2, not 1"),
     "back-in-time": (_fire("1", "send_formal_notification", *NM, as_of="2026-12-10"), "cannot move back in time"),
     "withdraw-without-note": (_fire("1", "withdraw", *NM), "--note"),
     "bad-level": (_raise("--level", "XX", "--visit-date", "2026-12-11"), "level 'XX'"),
-    "impact-out-of-range": (_raise("--level", "SC", "--visit-date", "2026-12-11", "--impact", "9", "--likelihood", "2"), "1-6"),
+    "impact-out-of-range": (
+        _raise("--level", "SC", "--visit-date", "2026-12-11", "--impact", "9", "--likelihood", "2"),
+        "1-6",
+    ),
     "impact-not-a-number": (_raise("--level", "SC", "--visit-date", "2026-12-11", "--impact", "nine"), "--impact"),
-    "unknown-contact-role": (["contact", "add", "--role", "pope", "--name", "N", "--email", "n@x.nhs.example"],
-                             "unknown contact role 'pope'"),
+    "unknown-contact-role": (
+        ["contact", "add", "--role", "pope", "--name", "N", "--email", "n@x.nhs.example"],
+        "unknown contact role 'pope'",
+    ),
 }
 
 
@@ -267,9 +433,10 @@ def test_bad_input_is_refused(world: World, case: str) -> None:
 
 
 def test_interactive_commands_do_not_import_prefect(world: World) -> None:
-    code = cli_without_prefect(['--json', 'risk', 'show', '1'])
-    proc = subprocess.run([sys.executable, "-c", code], env=world.env, capture_output=True, text=True,
-                          timeout=TIMEOUT, cwd=world.cwd)
+    code = cli_without_prefect(["--json", "risk", "show", "1"])
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=world.env, capture_output=True, text=True, timeout=TIMEOUT, cwd=world.cwd
+    )
     assert proc.returncode == 0, proc.stderr
     assert '"state": "identified"' in proc.stdout
     assert proc.stdout.rstrip().endswith("NO-PREFECT"), proc.stdout[-300:]
@@ -278,12 +445,15 @@ def test_interactive_commands_do_not_import_prefect(world: World) -> None:
 # ---------------------------------------------------------------- calendar and diagram
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    # DOMAIN.md: notification Fri 18 Dec 2026 + 10 working days (IR) -> Wed 6 Jan 2027
-    (["2026-12-18", "10"], "2027-01-06"),
-    # Christmas (Fri), the weekend and the Boxing Day substitute (Mon 28 Dec) are skipped
-    (["2026-12-24", "1", "--nation", "SCT"], "2026-12-29"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        # DOMAIN.md: notification Fri 18 Dec 2026 + 10 working days (IR) -> Wed 6 Jan 2027
+        (["2026-12-18", "10"], "2027-01-06"),
+        # Christmas (Fri), the weekend and the Boxing Day substitute (Mon 28 Dec) are skipped
+        (["2026-12-24", "1", "--nation", "SCT"], "2026-12-29"),
+    ],
+)
 def test_calendar_add_working_days(db_url: str, tmp_path: Path, args: list[str], expected: str) -> None:
     out = ok(run(_env(), "calendar", "add-working-days", *args, cwd=tmp_path))
     assert out.split()[0] == expected
@@ -292,7 +462,9 @@ def test_calendar_add_working_days(db_url: str, tmp_path: Path, args: list[str],
 def test_calendar_add_working_days_json(db_url: str, tmp_path: Path) -> None:
     # New Year's Day is Fri 1 Jan 2027 (England works again on Mon 4 Jan); Scotland also keeps
     # 2 January, a Saturday, substituted on Mon 4 Jan -> Tue 5 Jan
-    data = ok_json(run(_env(), "--json", "calendar", "add-working-days", "2026-12-31", "1", "--nation", "sct", cwd=tmp_path))
+    data = ok_json(
+        run(_env(), "--json", "calendar", "add-working-days", "2026-12-31", "1", "--nation", "sct", cwd=tmp_path)
+    )
     assert data == {"start": "2026-12-31", "working_days": 1, "nation": "SCT", "due_on": "2027-01-05"}
 
 
@@ -331,13 +503,70 @@ def test_chase_dispatch_and_outbox_end_to_end(db_url: str, tmp_path: Path) -> No
     env = _env(PEERWATCH_OUTBOX_DIR=str(outbox), PEERWATCH_MAIL="folder")
     ok(run(env, "init", "--demo", cwd=tmp_path))
     # A: SC found Fri 11 Dec; formal notification due Fri 18 Dec, reminder Wed 16 Dec
-    a = ok_json(run(env, "--as-of", "2026-12-11", "--json", "risk", "raise", "--service", "1", "--level", "SC",
-                    "--title", "A", "--visit-date", "2026-12-11", "--actor", "A", "--role", "network-manager", cwd=tmp_path))["id"]
+    a = ok_json(
+        run(
+            env,
+            "--as-of",
+            "2026-12-11",
+            "--json",
+            "risk",
+            "raise",
+            "--service",
+            "1",
+            "--level",
+            "SC",
+            "--title",
+            "A",
+            "--visit-date",
+            "2026-12-11",
+            "--actor",
+            "A",
+            "--role",
+            "network-manager",
+            cwd=tmp_path,
+        )
+    )["id"]
     # B: IR notified Tue 1 Dec; the Trust's response is due Tue 15 Dec (10 working days)
-    b = ok_json(run(env, "--as-of", "2026-12-01", "--json", "risk", "raise", "--service", "2", "--level", "IR",
-                    "--title", "B", "--visit-date", "2026-12-01", "--actor", "A", "--role", "network-manager", cwd=tmp_path))["id"]
-    fired = ok_json(run(env, "--as-of", "2026-12-01", "--json", "risk", "fire", str(b), "send_formal_notification",
-                        "--actor", "X", "--role", "regional-lead", cwd=tmp_path))
+    b = ok_json(
+        run(
+            env,
+            "--as-of",
+            "2026-12-01",
+            "--json",
+            "risk",
+            "raise",
+            "--service",
+            "2",
+            "--level",
+            "IR",
+            "--title",
+            "B",
+            "--visit-date",
+            "2026-12-01",
+            "--actor",
+            "A",
+            "--role",
+            "network-manager",
+            cwd=tmp_path,
+        )
+    )["id"]
+    fired = ok_json(
+        run(
+            env,
+            "--as-of",
+            "2026-12-01",
+            "--json",
+            "risk",
+            "fire",
+            str(b),
+            "send_formal_notification",
+            "--actor",
+            "X",
+            "--role",
+            "regional-lead",
+            cwd=tmp_path,
+        )
+    )
     assert fired["state"] == "awaiting_response" and fired["letters_queued"] == 1
     assert [(d["name"], d["due_on"]) for d in fired["deadlines"]] == [("response", "2026-12-15")]
 
@@ -352,14 +581,18 @@ def test_chase_dispatch_and_outbox_end_to_end(db_url: str, tmp_path: Path) -> No
 
     # Mon 21 Dec: A's formal notification is overdue; B's chase runs to Wed 23 Dec
     day2 = ok_json(run(env, "--as-of", "2026-12-21", "--json", "chase", cwd=tmp_path))
-    assert [(x["id"], x["deadline"], x["action"]) for x in day2["actions"]] == [(a, "formal_notification", "overdue_notice")]
+    assert [(x["id"], x["deadline"], x["action"]) for x in day2["actions"]] == [
+        (a, "formal_notification", "overdue_notice")
+    ]
 
     # Before it is sent, a letter is shown as it will go: rendered from what the transition stored.
     queued = ok_json(run(env, "--json", "outbox", "list", "--status", "queued", cwd=tmp_path))
     (formal,) = [m for m in queued if m["item"] == f"risk {b}" and m["template"] == "formal_notification"]
     preview = ok(run(env, "outbox", "show", str(formal["id"]), cwd=tmp_path))
     assert "not sent yet" in preview and f"IR-{b}" in preview and "Tue 15 Dec 2026" in preview
-    assert "<strong>Tue 15 Dec 2026</strong>" in ok(run(env, "outbox", "show", str(formal["id"]), "--html", cwd=tmp_path))
+    assert "<strong>Tue 15 Dec 2026</strong>" in ok(
+        run(env, "outbox", "show", str(formal["id"]), "--html", cwd=tmp_path)
+    )
     missing = run(env, "outbox", "show", "999999", cwd=tmp_path)
     assert missing.returncode != 0 and "outbox message 999999 not found" in missing.stderr + missing.stdout
     assert "Traceback" not in missing.stderr
@@ -374,8 +607,12 @@ def test_chase_dispatch_and_outbox_end_to_end(db_url: str, tmp_path: Path) -> No
     assert messages and all(m["status"] == "sent" for m in messages), messages
     assert sent["messages_sent"] == len(messages)
     templates = {(m["item"], m["template"]) for m in messages}
-    assert {(f"risk {b}", "formal_notification"), (f"risk {b}", "chase"), (f"risk {a}", "formal_notification_due"),
-            (f"risk {a}", "formal_notification_overdue")} <= templates
+    assert {
+        (f"risk {b}", "formal_notification"),
+        (f"risk {b}", "chase"),
+        (f"risk {a}", "formal_notification_due"),
+        (f"risk {a}", "formal_notification_overdue"),
+    } <= templates
 
     files = sorted(outbox.glob("*.eml"))
     assert len(files) == sent["emails_sent"]
@@ -396,12 +633,46 @@ def test_same_day_record_progress_on_a_new_gc(db_url: str, tmp_path: Path) -> No
     instant: noon), crashed with RuntimeError and a traceback because the version was not bumped."""
     env = _env()
     ok(run(env, "init", "--demo", cwd=tmp_path))
-    gc = ok_json(run(env, "--as-of", "2026-12-11", "--json", "risk", "raise", "--service", "1", "--level", "GC",
-                     "--title", "Audit programme incomplete", "--visit-date", "2026-12-11",
-                     "--actor", "A", "--role", "network-office", cwd=tmp_path))
-    proc = run(env, "--as-of", "2026-12-11", "--json", "risk", "fire", str(gc["id"]), "record_progress",
-               "--actor", "A", "--role", "network-office", "--note", "work programme agreed", cwd=tmp_path)
+    gc = ok_json(
+        run(
+            env,
+            "--as-of",
+            "2026-12-11",
+            "--json",
+            "risk",
+            "raise",
+            "--service",
+            "1",
+            "--level",
+            "GC",
+            "--title",
+            "Audit programme incomplete",
+            "--visit-date",
+            "2026-12-11",
+            "--actor",
+            "A",
+            "--role",
+            "network-office",
+            cwd=tmp_path,
+        )
+    )
+    proc = run(
+        env,
+        "--as-of",
+        "2026-12-11",
+        "--json",
+        "risk",
+        "fire",
+        str(gc["id"]),
+        "record_progress",
+        "--actor",
+        "A",
+        "--role",
+        "network-office",
+        "--note",
+        "work programme agreed",
+        cwd=tmp_path,
+    )
     assert "Traceback" not in proc.stderr, proc.stderr[-400:]
     fired = ok_json(proc)
     assert fired["state"] == "work_programme" and fired["version"] == 3
-

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, func, select
 
 from models import AuditEvent, Complaint, Contact, Deadline, OutboxMessage
 from models.tables import Network
+from notifications.outbox import rendered
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
@@ -25,7 +26,6 @@ from states.complaint import ComplaintState
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, PermissionDenied
 from states.kinds import CLOCK_TRIGGERS, get_spec
 from states.sweep import run_sweep
-from notifications.outbox import rendered
 
 C = ComplaintState
 SPEC = get_spec("complaint")
@@ -51,31 +51,77 @@ def _network(session: Session, code: str = "WMTN") -> Network:
 
 def _holder(session: Session, role: str) -> Contact:
     """Who holds a network role in WMTN (the demo data has exactly one each)."""
-    (person,) = session.exec(select(Contact).where(Contact.role == role, Contact.network_id == _network(session).id)).all()
+    (person,) = session.exec(
+        select(Contact).where(Contact.role == role, Contact.network_id == _network(session).id)
+    ).all()
     return person
 
 
-def _receive(session: Session, services: dict[str, int], *, category: str = "arrangements", received: date = RECEIVED,
-             about_person: bool = False, day: date | None = None) -> Complaint:
-    row = Complaint(network_id=_network(session).id, service_id=services[MRH], category=category, owner_role="",  # type: ignore[arg-type]
-                    complainant_name=COMPLAINANT[0], complainant_email=COMPLAINANT[1], summary=SUMMARY, received_on=received,
-                    about_person=about_person, state="new")
-    out = engine.create(session, "complaint", row, "receive", actor="Ms Nora Office", role=OFFICE, clock=FixedClock(day or received),
-                        note=SUMMARY)
+def _receive(
+    session: Session,
+    services: dict[str, int],
+    *,
+    category: str = "arrangements",
+    received: date = RECEIVED,
+    about_person: bool = False,
+    day: date | None = None,
+) -> Complaint:
+    row = Complaint(
+        network_id=_network(session).id,
+        service_id=services[MRH],
+        category=category,
+        owner_role="",  # type: ignore[arg-type]
+        complainant_name=COMPLAINANT[0],
+        complainant_email=COMPLAINANT[1],
+        summary=SUMMARY,
+        received_on=received,
+        about_person=about_person,
+        state="new",
+    )
+    out = engine.create(
+        session,
+        "complaint",
+        row,
+        "receive",
+        actor="Ms Nora Office",
+        role=OFFICE,
+        clock=FixedClock(day or received),
+        note=SUMMARY,
+    )
     session.commit()
     return out.row  # type: ignore[return-value]
 
 
-def _fire(session: Session, complaint_id: int, trigger: str, day: date, *, role: str = NM, note: str | None = None,
-          **params: Any) -> engine.Outcome:
-    out = engine.fire(session, "complaint", complaint_id, trigger, actor="Dr Asha Patel", role=role, clock=FixedClock(day), note=note,
-                      params=params or None)
+def _fire(
+    session: Session,
+    complaint_id: int,
+    trigger: str,
+    day: date,
+    *,
+    role: str = NM,
+    note: str | None = None,
+    **params: Any,
+) -> engine.Outcome:
+    out = engine.fire(
+        session,
+        "complaint",
+        complaint_id,
+        trigger,
+        actor="Dr Asha Patel",
+        role=role,
+        clock=FixedClock(day),
+        note=note,
+        params=params or None,
+    )
     session.commit()
     return out
 
 
 def _counts(session: Session) -> tuple[int, ...]:
-    return tuple(session.exec(select(func.count()).select_from(m)).one() for m in (Complaint, AuditEvent, OutboxMessage, Deadline))
+    return tuple(
+        session.exec(select(func.count()).select_from(m)).one()
+        for m in (Complaint, AuditEvent, OutboxMessage, Deadline)
+    )
 
 
 def _letters(session: Session, complaint_id: int, template: str | None = None) -> list[OutboxMessage]:
@@ -85,15 +131,33 @@ def _letters(session: Session, complaint_id: int, template: str | None = None) -
     return list(session.exec(q.order_by(col(OutboxMessage.id))))
 
 
-def _refused(session: Session, complaint_id: int, trigger: str, exc: type[Exception], match: str, *, role: str = NM,
-             note: str | None = None, **params: Any) -> None:
+def _refused(
+    session: Session,
+    complaint_id: int,
+    trigger: str,
+    exc: type[Exception],
+    match: str,
+    *,
+    role: str = NM,
+    note: str | None = None,
+    **params: Any,
+) -> None:
     """The trigger is refused with ``exc`` naming the problem; nothing changes."""
     row = session.get(Complaint, complaint_id)
     assert row is not None
     before, counts = (row.state, row.version, row.about_person, row.outcome), _counts(session)
     with pytest.raises(exc, match=match):
-        engine.fire(session, "complaint", complaint_id, trigger, actor="Dr Asha Patel", role=role, clock=FixedClock(ACKNOWLEDGED),
-                    note=note, params=params or None)
+        engine.fire(
+            session,
+            "complaint",
+            complaint_id,
+            trigger,
+            actor="Dr Asha Patel",
+            role=role,
+            clock=FixedClock(ACKNOWLEDGED),
+            note=note,
+            params=params or None,
+        )
     session.rollback()
     row = session.get(Complaint, complaint_id)
     assert row is not None and (row.state, row.version, row.about_person, row.outcome) == before
@@ -103,13 +167,18 @@ def _refused(session: Session, complaint_id: int, trigger: str, exc: type[Except
 # --------------------------------------------------------------------------- routing
 
 
-@pytest.mark.parametrize(("category", "owner"), [
-    ("arrangements", OFFICE),
-    ("conduct", NM),
-    ("report_drafting", NM),
-    ("factual_accuracy", NM),
-])
-def test_complaints_are_routed_by_category(session: Session, services: dict[str, int], category: str, owner: str) -> None:
+@pytest.mark.parametrize(
+    ("category", "owner"),
+    [
+        ("arrangements", OFFICE),
+        ("conduct", NM),
+        ("report_drafting", NM),
+        ("factual_accuracy", NM),
+    ],
+)
+def test_complaints_are_routed_by_category(
+    session: Session, services: dict[str, int], category: str, owner: str
+) -> None:
     row = _receive(session, services, category=category)
     assert (row.state, row.owner_role, row.version) == ("received", owner, 2)
     (event,) = engine.history(session, "complaint", row.id)  # type: ignore[arg-type]
@@ -122,18 +191,40 @@ def test_complaints_are_routed_by_category(session: Session, services: dict[str,
     assert ("the network office" if owner == OFFICE else "the Network Manager") in rendered(ack).body_text
 
 
-@pytest.mark.parametrize(("category", "email", "match"), [
-    ("gossip", COMPLAINANT[1], "category 'gossip'"),
-    ("Conduct", COMPLAINANT[1], "category 'Conduct'"),
-    ("conduct", "no-at-sign", "not a valid email address .An email address must have an @-sign"),
-])
-def test_bad_complaints_are_refused_and_nothing_is_stored(session: Session, services: dict[str, int], category: str, email: str,
-                                                          match: str) -> None:
+@pytest.mark.parametrize(
+    ("category", "email", "match"),
+    [
+        ("gossip", COMPLAINANT[1], "category 'gossip'"),
+        ("Conduct", COMPLAINANT[1], "category 'Conduct'"),
+        ("conduct", "no-at-sign", "not a valid email address .An email address must have an @-sign"),
+    ],
+)
+def test_bad_complaints_are_refused_and_nothing_is_stored(
+    session: Session, services: dict[str, int], category: str, email: str, match: str
+) -> None:
     counts = _counts(session)
-    row = Complaint(network_id=_network(session).id, service_id=None, category=category, owner_role="", complainant_name="A",  # type: ignore[arg-type]
-                    complainant_email=email, summary=SUMMARY, received_on=RECEIVED, state="new")
+    row = Complaint(
+        network_id=_network(session).id,
+        service_id=None,
+        category=category,
+        owner_role="",
+        complainant_name="A",  # type: ignore[arg-type]
+        complainant_email=email,
+        summary=SUMMARY,
+        received_on=RECEIVED,
+        state="new",
+    )
     with pytest.raises(InvalidInput, match=match):
-        engine.create(session, "complaint", row, "receive", actor="Ms Nora Office", role=OFFICE, clock=FixedClock(RECEIVED), note=SUMMARY)
+        engine.create(
+            session,
+            "complaint",
+            row,
+            "receive",
+            actor="Ms Nora Office",
+            role=OFFICE,
+            clock=FixedClock(RECEIVED),
+            note=SUMMARY,
+        )
     session.rollback()
     assert _counts(session) == counts
     assert session.exec(select(Complaint)).all() == []
@@ -142,7 +233,9 @@ def test_bad_complaints_are_refused_and_nothing_is_stored(session: Session, serv
 # --------------------------------------------------------------------------- deadlines and the chase
 
 
-def test_acknowledgement_due_five_working_days_after_receipt_across_christmas(session: Session, services: dict[str, int]) -> None:
+def test_acknowledgement_due_five_working_days_after_receipt_across_christmas(
+    session: Session, services: dict[str, int]
+) -> None:
     row = _receive(session, services)
     (d,) = engine.pending_deadlines(session, "complaint", row.id)  # type: ignore[arg-type]
     assert (d.name, d.due_on, d.remind_on, d.nation) == ("acknowledgement", ACK_DUE, None, "ENG")
@@ -150,22 +243,31 @@ def test_acknowledgement_due_five_working_days_after_receipt_across_christmas(se
     assert (CAL.holiday_name(date(2026, 12, 28)) or "").startswith("Boxing Day")
 
 
-def test_acknowledgement_is_counted_from_the_date_received_not_recorded(session: Session, services: dict[str, int]) -> None:
+def test_acknowledgement_is_counted_from_the_date_received_not_recorded(
+    session: Session, services: dict[str, int]
+) -> None:
     row = _receive(session, services, received=date(2026, 12, 18), day=date(2026, 12, 21))  # Fri, recorded Mon
     (d,) = engine.pending_deadlines(session, "complaint", row.id)  # type: ignore[arg-type]
     assert d.due_on == date(2026, 12, 29)  # Mon 21 (1), 22, 23, Thu 24 (4), Tue 29 Dec (5)
 
 
-@pytest.mark.parametrize(("days", "due"), [("3", date(2026, 12, 30)), ("1", date(2026, 12, 24)), ("6", date(2027, 1, 5))])
-def test_acknowledgement_working_days_are_configurable(session: Session, services: dict[str, int], monkeypatch: pytest.MonkeyPatch,
-                                                        days: str, due: date) -> None:
+@pytest.mark.parametrize(
+    ("days", "due"), [("3", date(2026, 12, 30)), ("1", date(2026, 12, 24)), ("6", date(2027, 1, 5))]
+)
+def test_acknowledgement_working_days_are_configurable(
+    session: Session, services: dict[str, int], monkeypatch: pytest.MonkeyPatch, days: str, due: date
+) -> None:
     monkeypatch.setenv("PEERWATCH_COMPLAINT_ACKNOWLEDGE_WORKING_DAYS", days)
     row = _receive(session, services)
-    assert [(d.name, d.due_on) for d in engine.pending_deadlines(session, "complaint", row.id)] == [("acknowledgement", due)]  # type: ignore[arg-type]
+    assert [(d.name, d.due_on) for d in engine.pending_deadlines(session, "complaint", row.id)] == [
+        ("acknowledgement", due)
+    ]  # type: ignore[arg-type]
     assert CAL.add_working_days(RECEIVED, int(days)) == due
 
 
-def test_acknowledge_writes_to_the_complainant_and_opens_the_resolution_deadline(session: Session, services: dict[str, int]) -> None:
+def test_acknowledge_writes_to_the_complainant_and_opens_the_resolution_deadline(
+    session: Session, services: dict[str, int]
+) -> None:
     row = _receive(session, services, category="conduct")
     out = _fire(session, row.id, "acknowledge", ACKNOWLEDGED, role=OFFICE)  # type: ignore[arg-type]
     assert out.row.state == "acknowledged"
@@ -176,7 +278,11 @@ def test_acknowledge_writes_to_the_complainant_and_opens_the_resolution_deadline
     assert ack.template == "complaint_acknowledgement" and ack.category == "letter" and ack.status == "queued"
     assert [p["email"] for p in ack.to] == [COMPLAINANT[1]]
     assert [p["email"] for p in ack.cc] == [_holder(session, NM).email]
-    assert "Mon 01 Feb 2027" in rendered(ack).body_text and SUMMARY in rendered(ack).body_text and "Wed 23 Dec 2026" in rendered(ack).body_text
+    assert (
+        "Mon 01 Feb 2027" in rendered(ack).body_text
+        and SUMMARY in rendered(ack).body_text
+        and "Wed 23 Dec 2026" in rendered(ack).body_text
+    )
 
 
 def _complaint_actions(db: Engine, day: date) -> list[tuple[str, str]]:
@@ -222,14 +328,20 @@ def test_the_resolution_is_reminded_and_chased(db: Engine, session: Session, ser
     session.expire_all()
     manager = _holder(session, NM)
     assert [(m.template, m.to[0]["email"]) for m in _letters(session, row.id)][1:] == [  # type: ignore[arg-type]
-        ("complaint_due", manager.email), ("complaint_overdue", manager.email)]
+        ("complaint_due", manager.email),
+        ("complaint_overdue", manager.email),
+    ]
 
 
-def test_the_resolution_deadline_survives_the_investigation(db: Engine, session: Session, services: dict[str, int]) -> None:
+def test_the_resolution_deadline_survives_the_investigation(
+    db: Engine, session: Session, services: dict[str, int]
+) -> None:
     row = _receive(session, services, category="conduct")
     _fire(session, row.id, "acknowledge", ACKNOWLEDGED, role=OFFICE)  # type: ignore[arg-type]
     _fire(session, row.id, "investigate", date(2027, 1, 5))  # type: ignore[arg-type]
-    assert [(d.name, d.due_on) for d in engine.pending_deadlines(session, "complaint", row.id)] == [("resolution", RESOLUTION_DUE)]  # type: ignore[arg-type]
+    assert [(d.name, d.due_on) for d in engine.pending_deadlines(session, "complaint", row.id)] == [
+        ("resolution", RESOLUTION_DUE)
+    ]  # type: ignore[arg-type]
     assert _complaint_actions(db, date(2027, 2, 2)) == [("resolution", "overdue_notice")]
 
 
@@ -239,18 +351,29 @@ NOT_ACCEPTABLE = "The complaint is about Dr Reid's personality, not the way she 
 OUTCOME = "The late start was caused by a room double-booking; the network office now confirms rooms 48 hours ahead."
 
 
-def test_a_complaint_not_about_a_person_cannot_be_closed_as_not_acceptable(session: Session, services: dict[str, int]) -> None:
+def test_a_complaint_not_about_a_person_cannot_be_closed_as_not_acceptable(
+    session: Session, services: dict[str, int]
+) -> None:
     row = _receive(session, services, category="conduct")
     _refused(session, row.id, "close_not_acceptable", GuardRefused, "is_about_a_person", note=NOT_ACCEPTABLE)  # type: ignore[arg-type]
     _fire(session, row.id, "acknowledge", ACKNOWLEDGED, role=OFFICE)  # type: ignore[arg-type]
     _refused(session, row.id, "close_not_acceptable", GuardRefused, "is_about_a_person", note=NOT_ACCEPTABLE)  # type: ignore[arg-type]
 
 
-def test_a_complaint_about_a_person_at_receipt_is_closed_with_the_reason(session: Session, services: dict[str, int]) -> None:
+def test_a_complaint_about_a_person_at_receipt_is_closed_with_the_reason(
+    session: Session, services: dict[str, int]
+) -> None:
     row = _receive(session, services, category="conduct", about_person=True)
     _refused(session, row.id, "close_not_acceptable", InvalidInput, "needs a reason", note="  ")  # type: ignore[arg-type]
-    _refused(session, row.id, "close_not_acceptable", PermissionDenied, "needs one of network-manager, regional-lead",  # type: ignore[arg-type]
-             role=OFFICE, note=NOT_ACCEPTABLE)
+    _refused(
+        session,
+        row.id,
+        "close_not_acceptable",
+        PermissionDenied,
+        "needs one of network-manager, regional-lead",  # type: ignore[arg-type]
+        role=OFFICE,
+        note=NOT_ACCEPTABLE,
+    )
     out = _fire(session, row.id, "close_not_acceptable", ACKNOWLEDGED, role=RL, note=NOT_ACCEPTABLE)  # type: ignore[arg-type]
     assert (out.row.state, out.row.outcome) == ("not_acceptable", NOT_ACCEPTABLE)  # type: ignore[attr-defined]
     assert engine.pending_deadlines(session, "complaint", row.id) == []  # type: ignore[arg-type]
@@ -275,7 +398,13 @@ def test_classify_makes_a_complaint_about_a_person(session: Session, services: d
     (letter,) = _letters(session, row.id, "complaint_not_acceptable")  # type: ignore[arg-type]
     assert NOT_ACCEPTABLE in rendered(letter).body_text
     assert [e.trigger for e in engine.history(session, "complaint", row.id)] == [  # type: ignore[arg-type]
-        "receive", "acknowledge", "classify", "classify", "classify", "close_not_acceptable"]
+        "receive",
+        "acknowledge",
+        "classify",
+        "classify",
+        "classify",
+        "close_not_acceptable",
+    ]
 
 
 def test_resolve_needs_a_note_and_sends_the_outcome(session: Session, services: dict[str, int]) -> None:
@@ -306,12 +435,28 @@ TABLE: list[tuple[str, str, str, dict[str, Any], str, set[str]]] = [
     (C.RECEIVED, "acknowledge", OFFICE, {}, C.ACKNOWLEDGED, {"complaint_acknowledgement"}),
     (C.ACKNOWLEDGED, "investigate", RL, {}, C.INVESTIGATED, set()),
     (C.INVESTIGATED, "resolve", NM, {"note": OUTCOME}, C.RESOLVED, {"complaint_outcome"}),
-    (C.RECEIVED, "close_not_acceptable", NM, {"about_person": True, "note": NOT_ACCEPTABLE}, C.NOT_ACCEPTABLE, {"complaint_not_acceptable"}),
-    (C.ACKNOWLEDGED, "close_not_acceptable", RL, {"about_person": True, "note": NOT_ACCEPTABLE}, C.NOT_ACCEPTABLE,
-     {"complaint_not_acceptable"}),
+    (
+        C.RECEIVED,
+        "close_not_acceptable",
+        NM,
+        {"about_person": True, "note": NOT_ACCEPTABLE},
+        C.NOT_ACCEPTABLE,
+        {"complaint_not_acceptable"},
+    ),
+    (
+        C.ACKNOWLEDGED,
+        "close_not_acceptable",
+        RL,
+        {"about_person": True, "note": NOT_ACCEPTABLE},
+        C.NOT_ACCEPTABLE,
+        {"complaint_not_acceptable"},
+    ),
     *[(s, "pause_clock", NM, {"deadline": "open", "note": "complainant on leave"}, s, set()) for s in OPEN_STATES],
     *[(s, "resume_clock", OPERATOR, {"deadline": "paused", "note": "back"}, s, set()) for s in OPEN_STATES],
-    *[(s, "extend_deadline", RL, {"deadline": "open", "note": "agreed", "params": {"days": 3}}, s, set()) for s in OPEN_STATES],
+    *[
+        (s, "extend_deadline", RL, {"deadline": "open", "note": "agreed", "params": {"days": 3}}, s, set())
+        for s in OPEN_STATES
+    ],
 ]
 
 
@@ -319,32 +464,74 @@ def _put_in(session: Session, services: dict[str, int], state: str, setup: dict[
     """Test setup shortcut: place a complaint (conduct, owned by the Network Manager) in a given state."""
     setup = setup or {}
     at = FixedClock(RECEIVED).now()
-    row = Complaint(network_id=_network(session).id, service_id=services[MRH], category="conduct",  # type: ignore[arg-type]
-                    owner_role="" if state == C.NEW else NM, complainant_name=COMPLAINANT[0], complainant_email=COMPLAINANT[1],
-                    summary=SUMMARY, received_on=RECEIVED, about_person=bool(setup.get("about_person")), state=str(state),
-                    created_at=at, updated_at=at)
+    row = Complaint(
+        network_id=_network(session).id,
+        service_id=services[MRH],
+        category="conduct",  # type: ignore[arg-type]
+        owner_role="" if state == C.NEW else NM,
+        complainant_name=COMPLAINANT[0],
+        complainant_email=COMPLAINANT[1],
+        summary=SUMMARY,
+        received_on=RECEIVED,
+        about_person=bool(setup.get("about_person")),
+        state=str(state),
+        created_at=at,
+        updated_at=at,
+    )
     session.add(row)
     session.flush()
     if "deadline" in setup:
         paused = setup["deadline"] == "paused"
-        session.add(Deadline(kind="complaint", item_id=row.id, name="resolution", due_on=date(2027, 1, 25),  # type: ignore[arg-type]
-                             status="paused" if paused else "open", paused_remaining=5 if paused else None))
+        session.add(
+            Deadline(
+                kind="complaint",
+                item_id=row.id,
+                name="resolution",
+                due_on=date(2027, 1, 25),  # type: ignore[arg-type]
+                status="paused" if paused else "open",
+                paused_remaining=5 if paused else None,
+            )
+        )
     session.commit()
     return row
 
 
-@pytest.mark.parametrize(("source", "trigger", "role", "setup", "dest", "letters"), TABLE,
-                         ids=[f"{t[0]}-{t[1]}-{t[2]}" for t in TABLE])
-def test_allowed_transitions(session: Session, services: dict[str, int], source: str, trigger: str, role: str,
-                             setup: dict[str, Any], dest: str, letters: set[str]) -> None:
+@pytest.mark.parametrize(
+    ("source", "trigger", "role", "setup", "dest", "letters"), TABLE, ids=[f"{t[0]}-{t[1]}-{t[2]}" for t in TABLE]
+)
+def test_allowed_transitions(
+    session: Session,
+    services: dict[str, int],
+    source: str,
+    trigger: str,
+    role: str,
+    setup: dict[str, Any],
+    dest: str,
+    letters: set[str],
+) -> None:
     row = _put_in(session, services, source, setup)
     version = row.version
-    out = engine.fire(session, "complaint", row.id, trigger, actor="tester", role=role, clock=FixedClock(DAY),  # type: ignore[arg-type]
-                      note=setup.get("note"), params=setup.get("params"))
+    out = engine.fire(
+        session,
+        "complaint",
+        row.id,
+        trigger,
+        actor="tester",
+        role=role,
+        clock=FixedClock(DAY),  # type: ignore[arg-type]
+        note=setup.get("note"),
+        params=setup.get("params"),
+    )
     session.commit()
     assert out.row.state == dest
     assert out.row.version == version + 1
-    assert (out.event.from_state, out.event.to_state, out.event.trigger, out.event.actor, out.event.role) == (source, dest, trigger, "tester", role)
+    assert (out.event.from_state, out.event.to_state, out.event.trigger, out.event.actor, out.event.role) == (
+        source,
+        dest,
+        trigger,
+        "tester",
+        role,
+    )
     assert {m.template for m in _letters(session, row.id)} == letters  # type: ignore[arg-type]
 
 
@@ -366,8 +553,17 @@ def test_refused_pairs_change_nothing(session: Session, services: dict[str, int]
     row = _put_in(session, services, state, {"about_person": True, "deadline": "open"})
     version, counts = row.version, _counts(session)
     with pytest.raises(InvalidTrigger, match=f"'{state}'"):
-        engine.fire(session, "complaint", row.id, trigger, actor="tester", role=NM, clock=FixedClock(DAY), note="n",  # type: ignore[arg-type]
-                    params={"about_person": "yes", "days": 1})
+        engine.fire(
+            session,
+            "complaint",
+            row.id,
+            trigger,
+            actor="tester",
+            role=NM,
+            clock=FixedClock(DAY),
+            note="n",  # type: ignore[arg-type]
+            params={"about_person": "yes", "days": 1},
+        )
     session.rollback()
     fresh = session.get(Complaint, row.id)
     assert fresh is not None and (fresh.state, fresh.version) == (state, version)
@@ -379,13 +575,39 @@ def test_refused_pairs_change_nothing(session: Session, services: dict[str, int]
 PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))
 
 
-def test_cli_complaint_receive_refuses_an_unknown_category(db_url: str, db: Engine, services: dict[str, int], tmp_path: Path) -> None:
+def test_cli_complaint_receive_refuses_an_unknown_category(
+    db_url: str, db: Engine, services: dict[str, int], tmp_path: Path
+) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "PEERWATCH_AS_OF", "PEERWATCH_MAIL")}
     env["PEERWATCH_DATABASE_URL"] = db_url
-    proc = subprocess.run([PEERWATCH, "--as-of", "2026-12-23", "complaint", "receive", "--network", "WMTN", "--category", "gossip",
-                           "--from-name", COMPLAINANT[0], "--from-email", COMPLAINANT[1], "--summary", SUMMARY,
-                           "--service", str(services[MRH]), "--actor", "Ms Nora Office"],
-                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            PEERWATCH,
+            "--as-of",
+            "2026-12-23",
+            "complaint",
+            "receive",
+            "--network",
+            "WMTN",
+            "--category",
+            "gossip",
+            "--from-name",
+            COMPLAINANT[0],
+            "--from-email",
+            COMPLAINANT[1],
+            "--summary",
+            SUMMARY,
+            "--service",
+            str(services[MRH]),
+            "--actor",
+            "Ms Nora Office",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     lines = proc.stderr.splitlines()

@@ -64,8 +64,15 @@ OPERATOR = textwrap.dedent("""
 
 
 def _start(args: list[str], script: str, url: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", script, *args], cwd=ROOT, env={**os.environ, "PEERWATCH_DATABASE_URL": url},
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        cwd=ROOT,
+        env={**os.environ, "PEERWATCH_DATABASE_URL": url},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _new_work(session: Session, services: dict[str, int], day: date) -> list[int]:
@@ -76,11 +83,26 @@ def _new_work(session: Session, services: dict[str, int], day: date) -> list[int
     for i in range(PER_ROUND):
         notified = cal.subtract_working_days(day, 21 if i % 3 else 22)  # SC: 20 working days to respond
         visit = notified - timedelta(days=3)
-        row = Risk(service_id=services[names[i % len(names)]], level="SC", title=f"SC {day} {i}", identified_on=visit,
-                   visit_date=visit, state="new")
-        out = engine.create(session, "risk", row, "raise", actor="panel lead", role="network-manager", clock=FixedClock(visit))
-        engine.fire(session, "risk", out.row.id, "send_formal_notification", actor="Dr Asha Patel", role="network-manager",  # type: ignore[arg-type]
-                    clock=FixedClock(notified))
+        row = Risk(
+            service_id=services[names[i % len(names)]],
+            level="SC",
+            title=f"SC {day} {i}",
+            identified_on=visit,
+            visit_date=visit,
+            state="new",
+        )
+        out = engine.create(
+            session, "risk", row, "raise", actor="panel lead", role="network-manager", clock=FixedClock(visit)
+        )
+        engine.fire(
+            session,
+            "risk",
+            out.row.id,
+            "send_formal_notification",
+            actor="Dr Asha Patel",
+            role="network-manager",  # type: ignore[arg-type]
+            clock=FixedClock(notified),
+        )
         ids.append(out.row.id)
     session.commit()
     return ids  # type: ignore[return-value]
@@ -93,7 +115,9 @@ def check_invariants(session: Session, today: date) -> None:
     assert not [k for k, n in by_deadline.items() if n > 1], "a deadline was acted on twice"
     per_version = Counter((e.kind, e.item_id, e.version) for e in events)
     assert not [k for k, n in per_version.items() if n > 1], "two transitions from one version"
-    assert not list(session.exec(select(Deadline).where(Deadline.status == DeadlineStatus.OPEN, col(Deadline.due_on) < today)))
+    assert not list(
+        session.exec(select(Deadline).where(Deadline.status == DeadlineStatus.OPEN, col(Deadline.due_on) < today))
+    )
     keys = list(session.exec(select(OutboxMessage.idempotency_key)))
     assert len(keys) == len(set(keys))
     # a transition's letters are keyed by the version it made: each comes from exactly one audit event
@@ -114,7 +138,10 @@ def check_invariants(session: Session, today: date) -> None:
 
 
 def test_two_sweepers_and_an_operator_never_double_fire(
-    db_url: str, db: Engine, session: Session, services: dict[str, int],
+    db_url: str,
+    db: Engine,
+    session: Session,
+    services: dict[str, int],
 ) -> None:
     day = FIRST_SWEEP
     skipped: list[str] = []
@@ -124,9 +151,25 @@ def test_two_sweepers_and_an_operator_never_double_fire(
         target = session.get(Risk, ids[1])
         assert target is not None and target.state == "awaiting_response"
         sweepers = [_start([day.isoformat()], SWEEPER, db_url) for _ in range(2)]
-        operator = _start(["--json", "--as-of", day.isoformat(), "risk", "fire", str(target.id), "response_adequate",
-                           "--actor", "Dr Asha Patel", "--role", "network-manager", "--version", str(target.version)],
-                          OPERATOR, db_url)
+        operator = _start(
+            [
+                "--json",
+                "--as-of",
+                day.isoformat(),
+                "risk",
+                "fire",
+                str(target.id),
+                "response_adequate",
+                "--actor",
+                "Dr Asha Patel",
+                "--role",
+                "network-manager",
+                "--version",
+                str(target.version),
+            ],
+            OPERATOR,
+            db_url,
+        )
         for p in sweepers:
             assert p.stdout is not None and p.stdout.readline().strip() == "ready"
         for p in (*sweepers, operator):
@@ -157,7 +200,11 @@ def test_two_sweepers_and_an_operator_never_double_fire(
 
 
 def test_sweep_loses_to_an_operator_who_commits_first(
-    db: Engine, session: Session, services: dict[str, int], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    db: Engine,
+    session: Session,
+    services: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     (rid, *_) = _new_work(session, services, FIRST_SWEEP)
     preload = sweep_module._preload
@@ -167,8 +214,15 @@ def test_sweep_loses_to_an_operator_who_commits_first(
         if not any(d.item_id == rid for d in deadlines):
             return
         with Session(db) as other:  # ...then the operator commits a response
-            engine.fire(other, "risk", rid, "response_adequate", actor="Dr Asha Patel", role="network-manager",
-                        clock=FixedClock(FIRST_SWEEP))
+            engine.fire(
+                other,
+                "risk",
+                rid,
+                "response_adequate",
+                actor="Dr Asha Patel",
+                role="network-manager",
+                clock=FixedClock(FIRST_SWEEP),
+            )
             other.commit()
 
     monkeypatch.setattr(sweep_module, "_preload", operator_moves_in)
@@ -183,7 +237,11 @@ def test_sweep_loses_to_an_operator_who_commits_first(
     assert len(lost) == 1 and ("changed" in lost[0]["reason"] or "'monitoring'" in lost[0]["reason"]), lost
     assert any(f"skipped risk {rid} no_response" in r.getMessage() for r in caplog.records)
     session.expire_all()
-    assert [e.trigger for e in engine.history(session, "risk", rid)] == ["raise", "send_formal_notification", "response_adequate"]
+    assert [e.trigger for e in engine.history(session, "risk", rid)] == [
+        "raise",
+        "send_formal_notification",
+        "response_adequate",
+    ]
     check_invariants(session, FIRST_SWEEP)
 
 
@@ -196,12 +254,23 @@ def test_operator_loses_to_a_sweep_that_commits_first(db: Engine, session: Sessi
     session.expire_all()
     before = _counts(session)
     with pytest.raises(StaleVersion, match="changed since you read it"):
-        engine.fire(session, "risk", rid, "response_adequate", actor="Dr Asha Patel", role="network-manager",
-                    clock=FixedClock(FIRST_SWEEP), expected_version=seen)
+        engine.fire(
+            session,
+            "risk",
+            rid,
+            "response_adequate",
+            actor="Dr Asha Patel",
+            role="network-manager",
+            clock=FixedClock(FIRST_SWEEP),
+            expected_version=seen,
+        )
     session.rollback()
     assert _counts(session) == before
 
 
 def _counts(session: Session) -> dict[str, Any]:
-    return {"events": len(session.exec(select(AuditEvent.id)).all()), "outbox": len(session.exec(select(OutboxMessage.id)).all()),
-            "states": sorted((r.id, r.state, r.version) for r in session.exec(select(Risk)))}
+    return {
+        "events": len(session.exec(select(AuditEvent.id)).all()),
+        "outbox": len(session.exec(select(OutboxMessage.id)).all()),
+        "states": sorted((r.id, r.state, r.version) for r in session.exec(select(Risk))),
+    }

@@ -25,7 +25,7 @@ import textwrap
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from states.sweep import run_sweep
 ROUNDS = 20
 ITEMS = 60
 SWEEP_DAY = date(2027, 1, 18)  # reminders due, responses and formal notifications overdue
-DISPATCH_AT = datetime(2027, 1, 18, 13, tzinfo=timezone.utc)
+DISPATCH_AT = datetime(2027, 1, 18, 13, tzinfo=UTC)
 LEASE = DispatchPolicy().sending_lease_seconds
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,13 +109,28 @@ def _build(path: Path) -> str:
         names = sorted(services)
         for i in range(ITEMS):
             visit = date(2026, 12, 11)
-            row = Risk(service_id=services[names[i % len(names)]], level="SC", title=f"SC {i}", identified_on=visit,
-                       visit_date=visit, state="new")
-            out = engine.create(s, "risk", row, "raise", actor="panel lead", role="network-manager", clock=FixedClock(visit))
+            row = Risk(
+                service_id=services[names[i % len(names)]],
+                level="SC",
+                title=f"SC {i}",
+                identified_on=visit,
+                visit_date=visit,
+                state="new",
+            )
+            out = engine.create(
+                s, "risk", row, "raise", actor="panel lead", role="network-manager", clock=FixedClock(visit)
+            )
             if i % 5:  # the rest are never notified: their formal notification is overdue
                 notified = date(2026, 12, 14) if i % 2 else date(2026, 12, 18)  # response passed / reminder due
-                engine.fire(s, "risk", out.row.id, "send_formal_notification", actor="Dr Asha Patel",  # type: ignore[arg-type]
-                            role="network-manager", clock=FixedClock(notified))
+                engine.fire(
+                    s,
+                    "risk",
+                    out.row.id,
+                    "send_formal_notification",
+                    actor="Dr Asha Patel",  # type: ignore[arg-type]
+                    role="network-manager",
+                    clock=FixedClock(notified),
+                )
         s.commit()
     _close(url)
     return url
@@ -148,21 +163,34 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     # (the cold first batch loads the kinds and calendars) and its end. Kills are spread over
     # that window, so most land part-way through the work however fast the engine gets.
     timing = _copy(template, folder / "timing.db")
-    timed_child = SWEEP_CHILD.replace('print("ready", flush=True)', textwrap.dedent("""\
+    timed_child = SWEEP_CHILD.replace(
+        'print("ready", flush=True)',
+        textwrap.dedent("""\
         from sqlmodel import Session
         first, commit = [], Session.commit
         def timed(self):
             commit(self)
             first.append(first or time.monotonic() - t0)
         Session.commit = timed
-        print("ready", flush=True); t0 = time.monotonic()""")).replace(
-        'print("done", flush=True)', 'print("done", first[0], time.monotonic() - t0, flush=True)')
-    proc = subprocess.run([sys.executable, "-c", timed_child, SWEEP_DAY.isoformat()],
-                          cwd=ROOT, env={**os.environ, "PEERWATCH_DATABASE_URL": timing}, capture_output=True, text=True, check=True)
+        print("ready", flush=True); t0 = time.monotonic()"""),
+    ).replace('print("done", flush=True)', 'print("done", first[0], time.monotonic() - t0, flush=True)')
+    proc = subprocess.run(
+        [sys.executable, "-c", timed_child, SWEEP_DAY.isoformat()],
+        cwd=ROOT,
+        env={**os.environ, "PEERWATCH_DATABASE_URL": timing},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     first_commit, sweep_seconds = (float(x) for x in proc.stdout.split()[-2:])
     _close(timing)
-    yield {"template": template, "reference": reference, "first_commit": first_commit, "sweep_seconds": sweep_seconds,
-           "folder": folder}
+    yield {
+        "template": template,
+        "reference": reference,
+        "first_commit": first_commit,
+        "sweep_seconds": sweep_seconds,
+        "folder": folder,
+    }
 
 
 def _children(runs: list[tuple[str, str, list[str], float]]) -> list[int]:
@@ -171,8 +199,16 @@ def _children(runs: list[tuple[str, str, list[str], float]]) -> list[int]:
     procs = []
     for script, url, args, _ in runs:
         env = {**os.environ, "PEERWATCH_DATABASE_URL": url}
-        procs.append(subprocess.Popen([sys.executable, "-c", script, *args], cwd=ROOT, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", script, *args],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     try:
         deadlines = []
         for proc, (_, _, _, delay) in zip(procs, runs):
@@ -197,9 +233,14 @@ def _snapshot(url: str) -> dict[str, Any]:
     with Session(get_engine(url)) as s:
         return {
             "risks": sorted((r.id, r.state, r.version) for r in s.exec(select(Risk))),
-            "deadlines": sorted((d.id, d.kind, d.item_id, d.name, d.due_on, d.status, d.reminded) for d in s.exec(select(Deadline))),
+            "deadlines": sorted(
+                (d.id, d.kind, d.item_id, d.name, d.due_on, d.status, d.reminded) for d in s.exec(select(Deadline))
+            ),
             "outbox": sorted(s.exec(select(OutboxMessage.idempotency_key)).all()),
-            "events": sorted((e.kind, e.item_id, e.trigger, e.from_state, e.to_state, e.version, e.note) for e in s.exec(select(AuditEvent))),
+            "events": sorted(
+                (e.kind, e.item_id, e.trigger, e.from_state, e.to_state, e.version, e.note)
+                for e in s.exec(select(AuditEvent))
+            ),
         }
 
 
@@ -210,11 +251,17 @@ def check_sweep_invariants(url: str, today: date) -> None:
         assert all(n == 1 for n in by_system.values()), [k for k, n in by_system.items() if n > 1]
         open_ = list(s.exec(select(Deadline).where(Deadline.status == DeadlineStatus.OPEN)))
         assert not [d for d in open_ if d.due_on < today], "a passed deadline was not handled"
-        assert not [d for d in open_ if d.remind_on and d.remind_on <= today <= d.due_on and not d.reminded], "a reminder was missed"
+        assert not [d for d in open_ if d.remind_on and d.remind_on <= today <= d.due_on and not d.reminded], (
+            "a reminder was missed"
+        )
         keys = list(s.exec(select(OutboxMessage.idempotency_key)))
         assert len(keys) == len(set(keys))
         for d in s.exec(select(Deadline).where(col(Deadline.reminded).is_(True))):
-            assert s.exec(select(OutboxMessage.id).where(col(OutboxMessage.idempotency_key).contains(f":deadline{d.id}:reminder:"))).first()
+            assert s.exec(
+                select(OutboxMessage.id).where(
+                    col(OutboxMessage.idempotency_key).contains(f":deadline{d.id}:reminder:")
+                )
+            ).first()
         # the audit log replays to every stored state
         risks = {r.id: r for r in s.exec(select(Risk))}
         trail: dict[int, list[AuditEvent]] = {}
@@ -277,7 +324,9 @@ def _restart_dispatch(n: int, url: str, out: Path, total: int) -> tuple[bool, in
     written, duplicates = _folder_state(out)
     assert duplicates == [], f"round {n}: written twice: {duplicates}"
     assert {r.status for r in rows} == {OutboxStatus.SENT}, f"round {n}: not all sent"
-    assert {FolderTransport(out).path_for(r.message_id or "").stem for r in rows} == written, f"round {n}: rows and files disagree"
+    assert {FolderTransport(out).path_for(r.message_id or "").stem for r in rows} == written, (
+        f"round {n}: rows and files disagree"
+    )
     get_engine(url).dispose()
     return mid_work, summary.recovered_sent + summary.requeued
 
@@ -296,8 +345,12 @@ def test_dispatch_killed_at_random_points_sends_every_letter_once(prepared: dict
         rounds = (wave, wave + 1)
         urls = [_copy(template, prepared["folder"] / f"dispatch-{n}.db") for n in rounds]
         outs = [prepared["folder"] / f"out-{n}" for n in rounds]
-        codes = _children([(DISPATCH_CHILD, url, [str(out), DISPATCH_AT.isoformat()], rng.uniform(0, seconds))
-                           for url, out in zip(urls, outs)])
+        codes = _children(
+            [
+                (DISPATCH_CHILD, url, [str(out), DISPATCH_AT.isoformat()], rng.uniform(0, seconds))
+                for url, out in zip(urls, outs)
+            ]
+        )
         assert set(codes) <= {-signal.SIGKILL, 0}  # killed, or (a late kill) finished first
         for n, url, out in zip(rounds, urls, outs):
             mid, fixed = _restart_dispatch(n, url, out, first.sent_messages)

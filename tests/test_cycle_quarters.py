@@ -30,12 +30,18 @@ def _net(session: Session, code: str) -> Network:
 
 def _phase(session: Session, code: str, year: int, key: str) -> ProgrammePhase:
     net = _net(session, code)
-    return session.exec(select(ProgrammePhase).where(ProgrammePhase.network_id == net.id, ProgrammePhase.programme_year == year,
-                                                     ProgrammePhase.key == key)).one()
+    return session.exec(
+        select(ProgrammePhase).where(
+            ProgrammePhase.network_id == net.id, ProgrammePhase.programme_year == year, ProgrammePhase.key == key
+        )
+    ).one()
 
 
 def _counts(session: Session) -> tuple[int, ...]:
-    return tuple(session.exec(select(func.count()).select_from(t)).one() for t in (AuditEvent, PhaseQuarter, ProgrammePhase, Deadline))
+    return tuple(
+        session.exec(select(func.count()).select_from(t)).one()
+        for t in (AuditEvent, PhaseQuarter, ProgrammePhase, Deadline)
+    )
 
 
 def test_the_programme_files_say_where_their_quarters_come_from() -> None:
@@ -44,23 +50,39 @@ def test_the_programme_files_say_where_their_quarters_come_from() -> None:
     assert not cmmtn.quarters_are_local_policy and cmmtn.quarters_source == "seed 001"
 
 
-def test_status_says_the_wm_quarters_are_local_policy_and_cmmtn_s_come_from_the_seed(session: Session, services: dict[str, int]) -> None:
+def test_status_says_the_wm_quarters_are_local_policy_and_cmmtn_s_come_from_the_seed(
+    session: Session, services: dict[str, int]
+) -> None:
     rows = {r["network"]: r for r in status(session, APRIL)}
     assert rows["WMTN"]["quarters"].startswith("quarters are local policy (the SOP sets none)")
     assert rows["CMMTN"]["quarters"] == "quarters set by seed 001"
     visits = next(p for p in rows["WMTN"]["placements"] if p["step"] == "visits")
-    assert (visits["quarter"], visits["source"], visits["editable"]) == ("Q3", "local policy default (the SOP sets no quarter)", True)
+    assert (visits["quarter"], visits["source"], visits["editable"]) == (
+        "Q3",
+        "local policy default (the SOP sets no quarter)",
+        True,
+    )
     assert all(not p["editable"] for p in rows["CMMTN"]["placements"])
 
 
-def test_a_network_moves_a_step_through_the_engine_and_later_years_follow(session: Session, services: dict[str, int]) -> None:
+def test_a_network_moves_a_step_through_the_engine_and_later_years_follow(
+    session: Session, services: dict[str, int]
+) -> None:
     net = _net(session, "WMTN")
     plan_year(session, net, 2026, FixedClock(APRIL))
     session.commit()
     before = _phase(session, "WMTN", 2026, "visits")
     assert (before.quarter, before.opens_on, before.state) == ("Q3", date(2026, 10, 1), "pending")
-    out = set_phase_quarter(session, net, "visits", "q4", actor="Dr Asha Patel", role=NM, clock=FixedClock(APRIL),
-                            note="network board, 14 April: visits after the winter")
+    out = set_phase_quarter(
+        session,
+        net,
+        "visits",
+        "q4",
+        actor="Dr Asha Patel",
+        role=NM,
+        clock=FixedClock(APRIL),
+        note="network board, 14 April: visits after the winter",
+    )
     session.commit()
     moved = _phase(session, "WMTN", 2026, "visits")
     assert out.rescheduled == [moved] and out.planned == 0
@@ -68,8 +90,12 @@ def test_a_network_moves_a_step_through_the_engine_and_later_years_follow(sessio
     (opening,) = [d for d in engine.pending_deadlines(session, "phase", moved.id) if d.name == "opening"]
     assert opening.due_on == date(2026, 12, 31)  # the day before it opens; the Q3 one is closed
     event = engine.history(session, "phase", moved.id)[-1]
-    assert (event.trigger, event.actor, event.role, event.note) == ("set_quarter", "Dr Asha Patel", NM,
-                                                                   "network board, 14 April: visits after the winter")
+    assert (event.trigger, event.actor, event.role, event.note) == (
+        "set_quarter",
+        "Dr Asha Patel",
+        NM,
+        "network board, 14 April: visits after the winter",
+    )
     assert event.data["params"]["quarter"] == "Q4" and event.data["params"]["local_policy"] is True
     # other networks keep the programme file's quarter; the next year of this one follows
     other = next(n for n in session.exec(select(Network)) if n.cycle == "annual" and n.code != "WMTN")
@@ -79,24 +105,39 @@ def test_a_network_moves_a_step_through_the_engine_and_later_years_follow(sessio
     assert _phase(session, other.code, 2026, "visits").quarter == "Q3"
     assert _phase(session, "WMTN", 2027, "visits").quarter == "Q4"
     (shown,) = [p for p in placements(session, net, 2026) if p["step"] == "visits"]
-    assert shown["quarter"] == "Q4" and shown["source"].startswith("local policy: set by Dr Asha Patel on 2026-04-20 from 2026-27")
+    assert shown["quarter"] == "Q4" and shown["source"].startswith(
+        "local policy: set by Dr Asha Patel on 2026-04-20 from 2026-27"
+    )
     # the sweep opens it in its new quarter, not the old one
-    assert "visits" not in " ".join(next(r for r in status(session, date(2026, 10, 15)) if r["network"] == "WMTN")["phases"]).lower()
+    assert (
+        "visits"
+        not in " ".join(
+            next(r for r in status(session, date(2026, 10, 15)) if r["network"] == "WMTN")["phases"]
+        ).lower()
+    )
 
 
-@pytest.mark.parametrize(("kw", "exc", "message"), [
-    ({"network": "CMMTN", "step": "documents"}, InvalidInput, "set by seed 001, not local policy"),
-    ({"step": "lunch"}, InvalidInput, "step 'lunch' is not in West Midlands annual programme"),
-    ({"step": "board_monitoring"}, InvalidInput, "happens every quarter"),
-    ({"quarter": "Q5"}, InvalidInput, "quarter 'Q5'"),
-    ({"role": "network-office"}, PermissionDenied, "may not move a programme step"),
-    ({"actor": " "}, Exception, "no actor"),
-    ({"step": "declarations_circulated", "quarter": "Q2"}, InvalidInput, "is already open: move it from next year"),
-    ({"day": date(2026, 8, 3), "quarter": "Q1", "step": "reports_and_dashboards"}, InvalidInput, "Q1 of 2026-27 ended on 2026-06-30"),
-    ({"from_year": 2025}, InvalidInput, "from year 2025-26 has passed"),
-])
-def test_bad_moves_are_refused_and_change_nothing(session: Session, services: dict[str, int], kw: dict[str, Any],
-                                                  exc: type[Exception], message: str) -> None:
+@pytest.mark.parametrize(
+    ("kw", "exc", "message"),
+    [
+        ({"network": "CMMTN", "step": "documents"}, InvalidInput, "set by seed 001, not local policy"),
+        ({"step": "lunch"}, InvalidInput, "step 'lunch' is not in West Midlands annual programme"),
+        ({"step": "board_monitoring"}, InvalidInput, "happens every quarter"),
+        ({"quarter": "Q5"}, InvalidInput, "quarter 'Q5'"),
+        ({"role": "network-office"}, PermissionDenied, "may not move a programme step"),
+        ({"actor": " "}, Exception, "no actor"),
+        ({"step": "declarations_circulated", "quarter": "Q2"}, InvalidInput, "is already open: move it from next year"),
+        (
+            {"day": date(2026, 8, 3), "quarter": "Q1", "step": "reports_and_dashboards"},
+            InvalidInput,
+            "Q1 of 2026-27 ended on 2026-06-30",
+        ),
+        ({"from_year": 2025}, InvalidInput, "from year 2025-26 has passed"),
+    ],
+)
+def test_bad_moves_are_refused_and_change_nothing(
+    session: Session, services: dict[str, int], kw: dict[str, Any], exc: type[Exception], message: str
+) -> None:
     day = kw.get("day", APRIL)
     for code in ("WMTN", "CMMTN"):
         plan_year(session, _net(session, code), 2026, FixedClock(date(2026, 4, 1)))
@@ -107,32 +148,58 @@ def test_bad_moves_are_refused_and_change_nothing(session: Session, services: di
     session.expire_all()
     counts = _counts(session)
     with pytest.raises(exc, match=message):
-        set_phase_quarter(session, _net(session, kw.get("network", "WMTN")), kw.get("step", "visits"), kw.get("quarter", "Q4"),
-                          actor=kw.get("actor", "Dr Asha Patel"), role=kw.get("role", NM), clock=FixedClock(day),
-                          from_year=kw.get("from_year"))
+        set_phase_quarter(
+            session,
+            _net(session, kw.get("network", "WMTN")),
+            kw.get("step", "visits"),
+            kw.get("quarter", "Q4"),
+            actor=kw.get("actor", "Dr Asha Patel"),
+            role=kw.get("role", NM),
+            clock=FixedClock(day),
+            from_year=kw.get("from_year"),
+        )
     session.rollback()
     assert _counts(session) == counts
 
 
-def test_moving_a_step_in_a_year_not_yet_planned_plans_it_and_audits_the_move(session: Session, services: dict[str, int]) -> None:
+def test_moving_a_step_in_a_year_not_yet_planned_plans_it_and_audits_the_move(
+    session: Session, services: dict[str, int]
+) -> None:
     net = _net(session, "WMTN")
-    out = set_phase_quarter(session, net, "declarations_validated", "Q3", actor="Mr Tom Hughes", role="regional-lead",
-                            clock=FixedClock(APRIL), from_year=2027)
+    out = set_phase_quarter(
+        session,
+        net,
+        "declarations_validated",
+        "Q3",
+        actor="Mr Tom Hughes",
+        role="regional-lead",
+        clock=FixedClock(APRIL),
+        from_year=2027,
+    )
     session.commit()
     assert out.planned == 8 and len(out.rescheduled) == 1  # 4 steps + the quarterly one x 4
     phase = _phase(session, "WMTN", 2027, "declarations_validated")
     assert (phase.quarter, phase.opens_on) == ("Q3", date(2027, 10, 1))
     assert [e.trigger for e in engine.history(session, "phase", phase.id)] == ["plan", "set_quarter"]
     # a later change from the same year replaces it (history of the change is in the audit trail)
-    set_phase_quarter(session, net, "declarations_validated", "Q2", actor="Mr Tom Hughes", role="regional-lead",
-                      clock=FixedClock(APRIL), from_year=2027)
+    set_phase_quarter(
+        session,
+        net,
+        "declarations_validated",
+        "Q2",
+        actor="Mr Tom Hughes",
+        role="regional-lead",
+        clock=FixedClock(APRIL),
+        from_year=2027,
+    )
     session.commit()
     assert _phase(session, "WMTN", 2027, "declarations_validated").quarter == "Q2"
     assert session.exec(select(func.count()).select_from(PhaseQuarter)).one() == 1
 
 
-def test_cli_cycle_phase_set_and_status_show_local_policy(db_url: str, session: Session, services: dict[str, int],
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_cycle_phase_set_and_status_show_local_policy(
+    db_url: str, session: Session, services: dict[str, int], capsys: pytest.CaptureFixture[str]
+) -> None:
     from cli.main import main
 
     def run(*args: str) -> tuple[int, Any]:
@@ -143,24 +210,35 @@ def test_cli_cycle_phase_set_and_status_show_local_policy(db_url: str, session: 
     code, out = run("cycle", "status")
     assert code == 0 and "quarters are local policy (the SOP sets none)" in " ".join(out.out.split())
     assert "quarters set by seed 001" in out.out
-    code, out = run("--json", "cycle", "set-quarter", "--network", "WMTN", "--step", "visits", "--quarter", "Q4", "--actor", "Asha")
+    code, out = run(
+        "--json", "cycle", "set-quarter", "--network", "WMTN", "--step", "visits", "--quarter", "Q4", "--actor", "Asha"
+    )
     assert code == 0, out.err
     result = json.loads(out.out)
-    assert result["quarter"] == "Q4" and result["phases_planned"] == 8 and result["rescheduled"][0]["opens_on"] == "2027-01-01"
+    assert (
+        result["quarter"] == "Q4"
+        and result["phases_planned"] == 8
+        and result["rescheduled"][0]["opens_on"] == "2027-01-01"
+    )
     code, out = run("--json", "cycle", "quarters", "--network", "WMTN")
     visits = next(r for r in json.loads(out.out) if r["step"] == "visits")
     assert visits["quarter"] == "Q4" and visits["source"].startswith("local policy: set by Asha")
-    code, out = run("cycle", "set-quarter", "--network", "CMMTN", "--step", "documents", "--quarter", "Q2", "--actor", "Asha")
+    code, out = run(
+        "cycle", "set-quarter", "--network", "CMMTN", "--step", "documents", "--quarter", "Q2", "--actor", "Asha"
+    )
     assert code == 2 and "set by seed 001" in out.err
 
 
-def test_the_cycle_status_artifact_says_where_the_quarters_come_from(session: Session, services: dict[str, int],
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cycle_status_artifact_says_where_the_quarters_come_from(
+    session: Session, services: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The Prefect artifact API is the edge: the table handed to it is checked."""
     import flows.artifacts as artifacts
 
     tables: dict[str, list[dict[str, Any]]] = {}
-    monkeypatch.setattr(artifacts, "create_table_artifact", lambda key, table, description: tables.__setitem__(key, table))
+    monkeypatch.setattr(
+        artifacts, "create_table_artifact", lambda key, table, description: tables.__setitem__(key, table)
+    )
     artifacts.publish_cycle_status(session, APRIL)
     rows = {r["network"]: r for r in tables["cycle-status"]}
     assert rows["WMTN"]["quarters"].startswith("quarters are local policy (the SOP sets none)")

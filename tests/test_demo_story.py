@@ -26,8 +26,14 @@ def _holder(session: Session, service_id: int, role: str) -> str:
     """How the demo must name the network's holder of ``role``: role title, name, network."""
     svc = session.get(Service, service_id)
     assert svc is not None
-    c = session.exec(select(Contact).where(Contact.role == role, Contact.network_id == svc.network_id,
-                                           Contact.service_id == None, Contact.organisation_id == None)).one()  # noqa: E711
+    c = session.exec(
+        select(Contact).where(
+            Contact.role == role,
+            Contact.network_id == svc.network_id,
+            Contact.service_id.is_(None),
+            Contact.organisation_id.is_(None),
+        )
+    ).one()
     net = session.get(Network, svc.network_id)
     assert net is not None
     return f"{c.name} ({net.name})"
@@ -35,13 +41,18 @@ def _holder(session: Session, service_id: int, role: str) -> str:
 
 def _fire(session: Session, risk_id: int, trigger: str, who: tuple[str, str], day: date) -> str | None:
     before = last_letter_id(session)
-    engine.fire(session, "risk", risk_id, trigger, actor=who[0], role=who[1], clock=FixedClock(day), note="as in the demo")
+    engine.fire(
+        session, "risk", risk_id, trigger, actor=who[0], role=who[1], clock=FixedClock(day), note="as in the demo"
+    )
     session.commit()
     return escalations_since(session, before, "risk", risk_id).get(("risk", risk_id))
 
 
 def test_each_escalation_names_who_was_written_to(
-    session: Session, db: Engine, services: dict[str, int], raise_risk: Callable[..., Risk],
+    session: Session,
+    db: Engine,
+    services: dict[str, int],
+    raise_risk: Callable[..., Risk],
 ) -> None:
     # Mersey Harbour: doctors in training, scored 4x4 = 16: the ASCT is told when it is raised.
     before = last_letter_id(session)
@@ -51,14 +62,20 @@ def test_each_escalation_names_who_was_written_to(
 
     _fire(session, mersey.id, "send_formal_notification", RL, date(2026, 12, 18))  # type: ignore[arg-type]
     first = _fire(session, mersey.id, "response_inadequate", NM, date(2027, 1, 14))  # type: ignore[arg-type]
-    assert first is not None and first.startswith("wrote to Chief Executive ") and "(Mersey Harbour Hospitals NHS Trust)" in first
+    assert (
+        first is not None
+        and first.startswith("wrote to Chief Executive ")
+        and "(Mersey Harbour Hospitals NHS Trust)" in first
+    )
     second = _fire(session, mersey.id, "response_inadequate", RL, date(2027, 1, 26))  # type: ignore[arg-type]
-    assert second == "wrote to " + "; ".join([
-        f"Commissioning Lead {_holder(session, services[MHM], 'commissioning-lead')}",
-        f"Care Quality Commission {_holder(session, services[MHM], 'cqc')}",
-        f"Training Programme Director {_holder(session, services[MHM], 'tpd')}",
-        f"Regional Advisor {_holder(session, services[MHM], 'ra')}",
-    ])
+    assert second == "wrote to " + "; ".join(
+        [
+            f"Commissioning Lead {_holder(session, services[MHM], 'commissioning-lead')}",
+            f"Care Quality Commission {_holder(session, services[MHM], 'cqc')}",
+            f"Training Programme Director {_holder(session, services[MHM], 'tpd')}",
+            f"Regional Advisor {_holder(session, services[MHM], 'ra')}",
+        ]
+    )
 
     # Severnside: never answered; the chase sweep escalates it, and the demo's sweep line says to whom.
     severn = raise_risk("SC", service=STU, visit=date(2026, 12, 10))
@@ -74,13 +91,17 @@ def test_each_escalation_names_who_was_written_to(
         day = date.fromordinal(day.toordinal() + 1)
     session.refresh(severn)
     assert severn.state == "escalated"
-    assert lines[("risk", severn.id)] == "wrote to " + "; ".join([
-        f"Commissioning Lead {_holder(session, services[STU], 'commissioning-lead')}",
-        f"Care Quality Commission {_holder(session, services[STU], 'cqc')}",
-    ])
+    assert lines[("risk", severn.id)] == "wrote to " + "; ".join(
+        [
+            f"Commissioning Lead {_holder(session, services[STU], 'commissioning-lead')}",
+            f"Care Quality Commission {_holder(session, services[STU], 'cqc')}",
+        ]
+    )
 
 
-def test_a_role_nobody_holds_is_named_as_missing(session: Session, services: dict[str, int], raise_risk: Callable[..., Risk]) -> None:
+def test_a_role_nobody_holds_is_named_as_missing(
+    session: Session, services: dict[str, int], raise_risk: Callable[..., Risk]
+) -> None:
     svc = session.get(Service, services[STU])
     assert svc is not None
     for c in session.exec(select(Contact).where(Contact.role == "cqc", Contact.network_id == svc.network_id)):
@@ -90,4 +111,6 @@ def test_a_role_nobody_holds_is_named_as_missing(session: Session, services: dic
     _fire(session, sc.id, "send_formal_notification", NM, date(2026, 12, 18))  # type: ignore[arg-type]
     _fire(session, sc.id, "response_inadequate", NM, date(2027, 1, 4))  # type: ignore[arg-type]
     told = _fire(session, sc.id, "response_inadequate", NM, date(2027, 1, 20))  # type: ignore[arg-type]
-    assert told is not None and "Commissioning Lead" in told and "no Care Quality Commission on file (an incident)" in told
+    assert (
+        told is not None and "Commissioning Lead" in told and "no Care Quality Commission on file (an incident)" in told
+    )

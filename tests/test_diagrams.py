@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import typer
 
-from states import diagram, kinds as kind_registry
+from states import diagram
+from states import kinds as kind_registry
 from states.diagram import COMMAND, DOCS, INDEX, POLICY_ENV, documented, plan
 from states.kinds import CLOCK_TRIGGERS, get_spec, kinds
 from states.permissions import matrix
@@ -63,8 +64,17 @@ def test_every_mermaid_block_in_the_docs_names_a_machine() -> None:
 
 
 def test_a_changed_transition_table_is_caught_everywhere_it_shows(monkeypatch: pytest.MonkeyPatch) -> None:
-    _with_changed_machine(monkeypatch, "risk", {"trigger": "reopen", "source": "closed", "dest": "monitoring",
-                                                "roles": ["network-manager"], "note_required": True})
+    _with_changed_machine(
+        monkeypatch,
+        "risk",
+        {
+            "trigger": "reopen",
+            "source": "closed",
+            "dest": "monitoring",
+            "roles": ["network-manager"],
+            "note_required": True,
+        },
+    )
     assert "closed --> monitoring: reopen" in documented("risk")
     _, drift = plan()
     found = {(d.path.name, d.what) for d in drift}
@@ -75,8 +85,12 @@ def test_a_changed_transition_table_is_caught_everywhere_it_shows(monkeypatch: p
     assert f"risk.md: the risk diagram differs from the code; run `{COMMAND}`" in map(str, drift)
 
 
-def test_a_machine_only_the_sweep_fires_changes_the_diagram_but_not_the_operator_page(monkeypatch: pytest.MonkeyPatch) -> None:
-    _with_changed_machine(monkeypatch, "visit", {"trigger": "lapse", "source": "proposed", "dest": "cancelled", "roles": [SYSTEM]})
+def test_a_machine_only_the_sweep_fires_changes_the_diagram_but_not_the_operator_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _with_changed_machine(
+        monkeypatch, "visit", {"trigger": "lapse", "source": "proposed", "dest": "cancelled", "roles": [SYSTEM]}
+    )
     _, drift = plan()
     assert {(d.path.name, d.what) for d in drift} == {("visits.md", "the visit diagram"), (INDEX, "the generated page")}
 
@@ -90,7 +104,10 @@ def test_write_repairs_a_stale_copy_and_reports_a_hand_drawn_block(tmp_path: Pat
     (docs / OPERATOR).write_text((docs / OPERATOR).read_text().split(MARKER)[0] + MARKER + "\nstale\n")
     pages, drift = plan(docs)
     assert {(d.path.name, d.what.split(" (")[0]) for d in drift} == {
-        ("risk.md", "the risk diagram"), (OPERATOR, "the generated page"), ("extra.md", "a mermaid block naming no machine")}
+        ("risk.md", "the risk diagram"),
+        (OPERATOR, "the generated page"),
+        ("extra.md", "a mermaid block naming no machine"),
+    }
     for path, text in pages.items():
         path.write_text(text)
     _, drift = plan(docs)
@@ -100,8 +117,11 @@ def test_write_repairs_a_stale_copy_and_reports_a_hand_drawn_block(tmp_path: Pat
 
 def test_check_command_exit_codes(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     assert diagram.main(["--check"]) == 0
-    _with_changed_machine(monkeypatch, "appeal", {"trigger": "reopen", "source": "communicated", "dest": "submitted",
-                                                  "roles": ["network-manager"]})
+    _with_changed_machine(
+        monkeypatch,
+        "appeal",
+        {"trigger": "reopen", "source": "communicated", "dest": "submitted", "roles": ["network-manager"]},
+    )
     assert diagram.main(["--check"]) == 1
     assert f"appeals.md: the appeal diagram differs from the code; run `{COMMAND}`" in capsys.readouterr().err
     assert diagram.main([]) == 2
@@ -138,8 +158,9 @@ def test_operator_examples_use_the_fire_commands_real_options() -> None:
         options = {o for p in fire.params for o in p.opts}
         assert set(re.findall(r"(--[a-z-]+)", rest)) <= options, (kind, trigger, rest)
         role = re.search(r"--role (\S+)", rest).group(1)  # type: ignore[union-attr]
-        assert trigger in get_spec(kind).triggers() and any(role in t.get("roles", ()) for t in get_spec(kind).all_transitions
-                                                            if t["trigger"] == trigger)
+        assert trigger in get_spec(kind).triggers() and any(
+            role in t.get("roles", ()) for t in get_spec(kind).all_transitions if t["trigger"] == trigger
+        )
     for command in set(cli_commands().values()):
         group, word = command.split()[1:]
         assert word in root.commands[group].commands, command  # type: ignore[attr-defined]

@@ -53,36 +53,66 @@ def _counts(session: Session) -> tuple[int, int, int, int]:
 
 @pytest.mark.parametrize("what", list(HOSTILE))
 def test_a_hostile_name_is_refused_through_the_use_case_with_nothing_changed(
-    session: Session, services: dict[str, int], clock: FixedClock, what: str,
+    session: Session,
+    services: dict[str, int],
+    clock: FixedClock,
+    what: str,
 ) -> None:
     before = _counts(session)
-    with pytest.raises(InvalidInput, match="contact name .*one line of printable text.*nothing was changed"):
-        contacts.add_contact(session, role="cqc", name=HOSTILE[what], email="a@cqc.org.uk", network_id=1,
-                             actor="Jo", actor_role="network-office", clock=clock)
+    with pytest.raises(InvalidInput, match=r"contact name .*one line of printable text.*nothing was changed"):
+        contacts.add_contact(
+            session,
+            role="cqc",
+            name=HOSTILE[what],
+            email="a@cqc.org.uk",
+            network_id=1,
+            actor="Jo",
+            actor_role="network-office",
+            clock=clock,
+        )
     session.rollback()
     assert _counts(session) == before
 
 
 @pytest.mark.parametrize("what", list(BAD_EMAILS))
-def test_an_address_is_parsed_strictly(session: Session, services: dict[str, int], clock: FixedClock, what: str) -> None:
+def test_an_address_is_parsed_strictly(
+    session: Session, services: dict[str, int], clock: FixedClock, what: str
+) -> None:
     before = _counts(session)
     with pytest.raises(InvalidInput, match="contact email"):
-        contacts.add_contact(session, role="cqc", name="CQC inspector", email=BAD_EMAILS[what], network_id=1,
-                             actor="Jo", actor_role="network-office", clock=clock)
+        contacts.add_contact(
+            session,
+            role="cqc",
+            name="CQC inspector",
+            email=BAD_EMAILS[what],
+            network_id=1,
+            actor="Jo",
+            actor_role="network-office",
+            clock=clock,
+        )
     session.rollback()
     assert _counts(session) == before
 
 
 def test_good_names_and_addresses_pass(session: Session, services: dict[str, int], clock: FixedClock) -> None:
     """Non-Latin letters, apostrophes and internationalised addresses are not refused."""
-    c = contacts.add_contact(session, role="cqc", name="Łukasz Wiśniewski-O'Neill, Nguyễn Thị", email="łukasz@cqc.org.uk",
-                             network_id=1, actor="Jo", actor_role="network-office", clock=clock)
+    c = contacts.add_contact(
+        session,
+        role="cqc",
+        name="Łukasz Wiśniewski-O'Neill, Nguyễn Thị",
+        email="łukasz@cqc.org.uk",
+        network_id=1,
+        actor="Jo",
+        actor_role="network-office",
+        clock=clock,
+    )
     session.commit()
     assert c.id is not None
 
 
-def test_every_entry_path_meets_the_rule_seed_imports_and_the_engine(session: Session, services: dict[str, int],
-                                                                      clock: FixedClock) -> None:
+def test_every_entry_path_meets_the_rule_seed_imports_and_the_engine(
+    session: Session, services: dict[str, int], clock: FixedClock
+) -> None:
     """Not a check in each CLI handler: a row added by any code (the seed, an import, the engine
     raising the risks found at a visit) is refused at flush."""
     org = session.exec(select(Organisation)).first()
@@ -96,8 +126,14 @@ def test_every_entry_path_meets_the_rule_seed_imports_and_the_engine(session: Se
         session.flush()
     session.rollback()
     before = _counts(session)
-    row = Risk(service_id=services["Midland Royal Major Trauma Centre"], level="SC", title="Rota\u2029gaps",
-               identified_on=date(2026, 12, 11), visit_date=date(2026, 12, 11), state="new")
+    row = Risk(
+        service_id=services["Midland Royal Major Trauma Centre"],
+        level="SC",
+        title="Rota\u2029gaps",
+        identified_on=date(2026, 12, 11),
+        visit_date=date(2026, 12, 11),
+        state="new",
+    )
     with pytest.raises(InvalidInput, match="risk title"):
         engine.create(session, "risk", row, "raise", actor="Jo", role="network-manager", clock=clock)
     session.rollback()
@@ -113,32 +149,57 @@ def test_every_entry_path_meets_the_rule_seed_imports_and_the_engine(session: Se
 
 
 def test_a_panel_or_subgroup_member_named_in_a_trigger_is_checked_before_any_letter(
-    session: Session, services: dict[str, int], clock: FixedClock,
+    session: Session,
+    services: dict[str, int],
+    clock: FixedClock,
 ) -> None:
     """People written to directly (their name and address given to the trigger) meet the same rule."""
     from notifications.outbox import compose
     from states.kinds import Letter, get_spec
 
-    row = Risk(service_id=services["Midland Royal Major Trauma Centre"], level="SC", title="t", identified_on=date(2026, 12, 11),
-               visit_date=date(2026, 12, 11), state="new")
+    row = Risk(
+        service_id=services["Midland Royal Major Trauma Centre"],
+        level="SC",
+        title="t",
+        identified_on=date(2026, 12, 11),
+        visit_date=date(2026, 12, 11),
+        state="new",
+    )
     out = engine.create(session, "risk", row, "raise", actor="Jo", role="network-manager", clock=clock)
     letter = Letter("chase", to=(), people=(("Dr X", "x@y.org\r\nBcc: all@nhs.uk"),))
     with pytest.raises(InvalidInput, match="recipient email"):
-        compose(session, get_spec("risk"), out.row, [letter], key="k", now=clock.now(), today=date(2026, 12, 11), deadlines={})
+        compose(
+            session,
+            get_spec("risk"),
+            out.row,
+            [letter],
+            key="k",
+            now=clock.now(),
+            today=date(2026, 12, 11),
+            deadlines={},
+        )
 
 
-def test_ids_past_64_bits_are_not_found_not_a_crash(session: Session, services: dict[str, int], clock: FixedClock) -> None:
+def test_ids_past_64_bits_are_not_found_not_a_crash(
+    session: Session, services: dict[str, int], clock: FixedClock
+) -> None:
     from states import milestones
 
-    for call in (lambda: contacts.edit_contact(session, 2**64, name="X", effective=date(2027, 1, 4), actor="Jo",
-                                               actor_role="network-office", clock=clock),
-                 lambda: contacts.retire_contact(session, -(2**70), effective=date(2027, 1, 4), actor="Jo",
-                                                 actor_role="network-office", clock=clock),
-                 lambda: contacts.retire_reviewer(session, 2**63, effective=date(2027, 1, 4), actor="Jo",
-                                                  actor_role="network-office", clock=clock),
-                 lambda: milestones.mark_done(session, 2**64, actor="Jo", role="network-manager", clock=clock),
-                 lambda: milestones.add(session, 2**64, text="x", due_on=date(2027, 3, 1), actor="Jo", role="network-manager",
-                                        clock=clock)):
+    for call in (
+        lambda: contacts.edit_contact(
+            session, 2**64, name="X", effective=date(2027, 1, 4), actor="Jo", actor_role="network-office", clock=clock
+        ),
+        lambda: contacts.retire_contact(
+            session, -(2**70), effective=date(2027, 1, 4), actor="Jo", actor_role="network-office", clock=clock
+        ),
+        lambda: contacts.retire_reviewer(
+            session, 2**63, effective=date(2027, 1, 4), actor="Jo", actor_role="network-office", clock=clock
+        ),
+        lambda: milestones.mark_done(session, 2**64, actor="Jo", role="network-manager", clock=clock),
+        lambda: milestones.add(
+            session, 2**64, text="x", due_on=date(2027, 3, 1), actor="Jo", role="network-manager", clock=clock
+        ),
+    ):
         with pytest.raises(NotFound):
             call()
 
@@ -154,8 +215,19 @@ def test_the_command_line_refuses_with_one_line_and_exit_2(db_url: str, db: Engi
         seed_reference(s)
         s.commit()
         before = _counts(s)
-    proc = _run(db_url, "contact", "add", "--role", "cqc", "--name", "Inspector\u2028Bcc: x@y.org", "--email", "c@cqc.org.uk",
-                "--network", "WMTN")
+    proc = _run(
+        db_url,
+        "contact",
+        "add",
+        "--role",
+        "cqc",
+        "--name",
+        "Inspector\u2028Bcc: x@y.org",
+        "--email",
+        "c@cqc.org.uk",
+        "--network",
+        "WMTN",
+    )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "U+2028 LINE SEPARATOR" in proc.stderr
     proc = _run(db_url, "contact", "edit", str(2**64), "--from", "2027-01-04", "--name", "X", "--actor", "Jo")
@@ -180,18 +252,35 @@ def test_check_finds_rows_stored_before_the_rule_and_exits_non_zero(db_url: str,
     found = _run(db_url, "--json", "check")
     assert found.returncode == 1
     problems = json.loads(found.stdout)["problems"]
-    assert {(p["table"], p["id"], p["field"]) for p in problems} == {("service", 2, "name"), ("contact", 3, "email"),
-                                                                     ("reviewer", 1, "name")}
+    assert {(p["table"], p["id"], p["field"]) for p in problems} == {
+        ("service", 2, "name"),
+        ("contact", 3, "email"),
+        ("reviewer", 1, "name"),
+    }
     assert any("U+2028" in p["problem"] for p in problems)
     table = _run(db_url, "check")
     assert table.returncode == 1 and "service" in table.stdout and "3 stored value(s) need correcting" in table.stderr
     # the contact is fixed through the audited edit: the replaced row is kept as history, no
     # longer in force, so no longer listed; the others by hand
-    edit = _run(db_url, "--as-of", "2027-01-04", "contact", "edit", "3", "--from", "2027-01-04", "--email", "x@y.nhs.uk",
-                "--actor", "Jo Smith")
+    edit = _run(
+        db_url,
+        "--as-of",
+        "2027-01-04",
+        "contact",
+        "edit",
+        "3",
+        "--from",
+        "2027-01-04",
+        "--email",
+        "x@y.nhs.uk",
+        "--actor",
+        "Jo Smith",
+    )
     assert edit.returncode == 0, edit.stderr
     with db.begin() as conn:
         conn.execute(text("UPDATE service SET name = 'Severnside Trauma Unit' WHERE id = 2"))
         conn.execute(text("UPDATE reviewer SET name = 'Dr Maya Fenwick' WHERE id = 1"))
     assert _run(db_url, "--as-of", "2027-01-04", "check").returncode == 0
-    assert _run(db_url, "--as-of", "2027-01-03", "check").returncode == 1  # the day before, the bad row was still in force
+    assert (
+        _run(db_url, "--as-of", "2027-01-03", "check").returncode == 1
+    )  # the day before, the bad row was still in force

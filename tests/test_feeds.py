@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -63,8 +63,16 @@ def world(session: Session, services: dict[str, int]) -> dict[str, Any]:
     sc = _raise(session, services[MRH], "SC", "Trauma team not consultant-led")
     gc = _raise(session, services[SEVERNSIDE], "GC", "Leaflets out of date")
     ir = _raise(session, services[MERSEY], "IR", "No paediatric cover at night")
-    visit = engine.create(session, "visit", Visit(service_id=services[MRH], state="new"), "propose", actor="Office",
-                          role="network-office", clock=CLOCK, note="weighting").row
+    visit = engine.create(
+        session,
+        "visit",
+        Visit(service_id=services[MRH], state="new"),
+        "propose",
+        actor="Office",
+        role="network-office",
+        clock=CLOCK,
+        note="weighting",
+    ).row
     _fire(session, "visit", visit.id, "schedule", params={"date": VISIT_DAY.isoformat()})  # type: ignore[arg-type]
     _fire(session, "visit", visit.id, "notify_service")  # type: ignore[arg-type]
     for code in ("WMTN", "CMMTN"):
@@ -85,8 +93,11 @@ def _events(cal: Calendar) -> dict[str, Any]:
 def _network_items(session: Session, code: str, service_id: int | None = None) -> list[tuple[str, Any]]:
     """Every item of a network (or of one service), read from the rows."""
     net = session.exec(select(Network).where(Network.code == code)).one()
-    svc_ids = [s.id for s in session.exec(select(Service).where(Service.network_id == net.id))
-               if service_id is None or s.id == service_id]
+    svc_ids = [
+        s.id
+        for s in session.exec(select(Service).where(Service.network_id == net.id))
+        if service_id is None or s.id == service_id
+    ]
     items: list[tuple[str, Any]] = []
     for kind, model in (("risk", Risk), ("visit", Visit)):
         items += [(kind, r) for r in session.exec(select(model).where(model.service_id.in_(svc_ids)))]  # type: ignore[attr-defined]
@@ -100,8 +111,11 @@ def _uid(session: Session, prefix: str, row_id: int) -> str:
 
 
 def _pending_uids(session: Session, code: str, service_id: int | None = None) -> set[str]:
-    return {_uid(session, "deadline", d.id) for kind, row in _network_items(session, code, service_id)  # type: ignore[arg-type]
-            for d in engine.pending_deadlines(session, kind, row.id)}
+    return {
+        _uid(session, "deadline", d.id)
+        for kind, row in _network_items(session, code, service_id)  # type: ignore[arg-type]
+        for d in engine.pending_deadlines(session, kind, row.id)
+    }
 
 
 def _deadline_uids(cal: Calendar) -> set[str]:
@@ -119,14 +133,17 @@ def _cancelled_uids(cal: Calendar) -> set[str]:
 def test_network_feed_holds_exactly_the_pending_deadlines(session: Session, world: dict[str, Any]) -> None:
     cal = _parse(network_feed(session, "WMTN", DAY))
     expected = _pending_uids(session, "WMTN")
-    assert {"risk", "visit", "phase"} <= {k for k, row in _network_items(session, "WMTN")
-                                          if engine.pending_deadlines(session, k, row.id)}
+    assert {"risk", "visit", "phase"} <= {
+        k for k, row in _network_items(session, "WMTN") if engine.pending_deadlines(session, k, row.id)
+    }
     assert _deadline_uids(cal) == expected
     other = _pending_uids(session, "CMMTN")
     assert other and not other & set(_events(cal))  # nothing of Cheshire & Mersey
 
 
-def test_each_deadline_names_kind_ref_due_date_owner_and_the_show_command(session: Session, world: dict[str, Any]) -> None:
+def test_each_deadline_names_kind_ref_due_date_owner_and_the_show_command(
+    session: Session, world: dict[str, Any]
+) -> None:
     events = _events(_parse(network_feed(session, "WMTN", DAY)))
     for kind, row in _network_items(session, "WMTN"):
         spec = get_spec(kind)
@@ -172,7 +189,9 @@ def test_programme_phases_are_the_networks_meetings(session: Session, world: dic
 # --------------------------------------------------------------------------- as states change
 
 
-def test_a_transition_replaces_the_closed_deadline_and_keeps_the_other_uids(session: Session, world: dict[str, Any]) -> None:
+def test_a_transition_replaces_the_closed_deadline_and_keeps_the_other_uids(
+    session: Session, world: dict[str, Any]
+) -> None:
     sc: Risk = world["sc"]
     before = _events(_parse(network_feed(session, "WMTN", DAY)))
     old = {_uid(session, "deadline", d.id) for d in engine.pending_deadlines(session, "risk", sc.id)}  # type: ignore[arg-type]
@@ -182,7 +201,9 @@ def test_a_transition_replaces_the_closed_deadline_and_keeps_the_other_uids(sess
 
     assert old and new and not old & new
     assert old <= set(before) and old <= set(after)  # the closed deadline stays, cancelled (issue 12 item 9)
-    assert all(str(after[o]["status"]) == "CANCELLED" and str(after[o]["summary"]).startswith("CANCELLED: ") for o in old)
+    assert all(
+        str(after[o]["status"]) == "CANCELLED" and str(after[o]["summary"]).startswith("CANCELLED: ") for o in old
+    )
     assert all(int(after[o]["sequence"]) > int(before[o]["sequence"]) for o in old)  # so a stored copy is replaced
     assert new <= set(after) and not new & set(before)  # its successor is there
     assert set(before) == set(after) - new  # every other event keeps its UID
@@ -190,7 +211,9 @@ def test_a_transition_replaces_the_closed_deadline_and_keeps_the_other_uids(sess
     assert _deadline_uids(_parse(network_feed(session, "WMTN", date(2026, 12, 16)))) == _pending_uids(session, "WMTN")
 
 
-def test_a_moved_deadline_and_a_postponed_visit_keep_their_uid_and_raise_sequence(session: Session, world: dict[str, Any]) -> None:
+def test_a_moved_deadline_and_a_postponed_visit_keep_their_uid_and_raise_sequence(
+    session: Session, world: dict[str, Any]
+) -> None:
     sc, visit = world["sc"], world["visit"]
     (deadline,) = engine.pending_deadlines(session, "risk", sc.id)
     uid, visit_uid = _uid(session, "deadline", deadline.id), _uid(session, "visit", visit.id)  # type: ignore[arg-type]
@@ -211,13 +234,23 @@ def test_a_cancelled_visit_stays_in_the_feed_as_cancelled(session: Session, worl
     visit = world["visit"]
     uid = _uid(session, "visit", visit.id)
     before = _events(_parse(network_feed(session, "WMTN", DAY)))[uid]
-    engine.fire(session, "visit", visit.id, "cancel", actor="Sam Lee", role="regional-lead", clock=CLOCK, note="service reconfigured")
+    engine.fire(
+        session,
+        "visit",
+        visit.id,
+        "cancel",
+        actor="Sam Lee",
+        role="regional-lead",
+        clock=CLOCK,
+        note="service reconfigured",
+    )
     session.commit()
     events = _events(_parse(network_feed(session, "WMTN", DAY)))
     assert str(events[uid]["status"]) == "CANCELLED"
     assert int(events[uid]["sequence"]) > int(before["sequence"])
     assert not {u for u in events if u.startswith("deadline-")} & {
-        _uid(session, "deadline", d.id) for d in engine.pending_deadlines(session, "visit", visit.id)}
+        _uid(session, "deadline", d.id) for d in engine.pending_deadlines(session, "visit", visit.id)
+    }
     assert _deadline_uids(_parse(network_feed(session, "WMTN", DAY))) == _pending_uids(session, "WMTN")
 
 
@@ -233,7 +266,9 @@ def test_a_paused_deadline_is_shown_as_paused(session: Session, world: dict[str,
 # --------------------------------------------------------------------------- per service
 
 
-def test_service_feed_has_only_that_services_items(session: Session, services: dict[str, int], world: dict[str, Any]) -> None:
+def test_service_feed_has_only_that_services_items(
+    session: Session, services: dict[str, int], world: dict[str, Any]
+) -> None:
     mrh = services[MRH]
     cal = _parse(network_feed(session, "WMTN", DAY, service_id=mrh))
     events = _events(cal)
@@ -246,7 +281,9 @@ def test_service_feed_has_only_that_services_items(session: Session, services: d
     assert deadline_summaries and all(MRH in s for s in deadline_summaries)
 
 
-def test_service_of_another_network_is_refused(session: Session, services: dict[str, int], world: dict[str, Any]) -> None:
+def test_service_of_another_network_is_refused(
+    session: Session, services: dict[str, int], world: dict[str, Any]
+) -> None:
     with pytest.raises(NotFound, match="not found in network WMTN"):
         network_feed(session, "WMTN", DAY, service_id=services[MERSEY])
     with pytest.raises(NotFound, match="network 'NOPE'"):
@@ -269,10 +306,12 @@ def test_feed_meets_what_outlook_needs(session: Session, world: dict[str, Any]) 
     assert max(len(line) for line in lines) <= 75  # folded at 75 octets
     for required in (b"VERSION:2.0", b"METHOD:PUBLISH", b"CALSCALE:GREGORIAN", b"X-WR-TIMEZONE:Europe/London"):
         assert required in lines
-    assert any(line.startswith(b"PRODID:") for line in lines) and any(line.startswith(b"X-WR-CALNAME:") for line in lines)
+    assert any(line.startswith(b"PRODID:") for line in lines) and any(
+        line.startswith(b"X-WR-CALNAME:") for line in lines
+    )
     assert lines.count(b"BEGIN:VTIMEZONE") == 1 and b"TZID:Europe/London" in lines  # a visit is timed
     cal = _parse(data)
-    stamp = now.astimezone(timezone.utc)
+    stamp = now.astimezone(UTC)
     for ev in cal.walk("VEVENT"):
         assert ev.decoded("dtstamp") == stamp  # from the clock
         assert "uid" in ev and "sequence" in ev
@@ -297,16 +336,20 @@ def test_an_independent_parser_reads_the_same_calendar(session: Session, world: 
     theirs = {str(e.uid.value): e for e in parsed.vevent_list}
     ours = _events(_parse(data))
     assert set(theirs) == set(ours) and len(theirs) >= 4
-    for uid, ev in theirs.items():
-        assert ev.summary.value == str(ours[uid]["summary"])
+    for key, ev in theirs.items():
+        assert ev.summary.value == str(ours[key]["summary"])
         start = ev.dtstart.value
-        assert start == ours[uid].decoded("dtstart")
+        assert start == ours[key].decoded("dtstart")
         if isinstance(start, datetime):
-            assert start.utcoffset() == start.astimezone(ZoneInfo("Europe/London")).utcoffset()  # its VTIMEZONE understood
+            assert (
+                start.utcoffset() == start.astimezone(ZoneInfo("Europe/London")).utcoffset()
+            )  # its VTIMEZONE understood
     parsed.serialize(validate=True)
 
 
-def test_the_vtimezone_is_there_without_a_timed_event(session: Session, services: dict[str, int], world: dict[str, Any]) -> None:
+def test_the_vtimezone_is_there_without_a_timed_event(
+    session: Session, services: dict[str, int], world: dict[str, Any]
+) -> None:
     """Always written (issue 12 item 9): a feed with nothing timed, or nothing at all, is still
     a valid calendar."""
     data = network_feed(session, "WMTN", DAY, service_id=services[SEVERNSIDE])  # no visit there
@@ -322,10 +365,10 @@ def test_london_vtimezone_agrees_with_the_tz_database() -> None:
     london = ZoneInfo("Europe/London")
     instants = []
     for year in range(2024, 2038):
-        day = datetime(year, 1, 1, 12, tzinfo=timezone.utc)
+        day = datetime(year, 1, 1, 12, tzinfo=UTC)
         instants += [day + timedelta(days=n) for n in range(365)]
         for month in (3, 10):
-            start = datetime(year, month, 24, tzinfo=timezone.utc)
+            start = datetime(year, month, 24, tzinfo=UTC)
             instants += [start + timedelta(hours=h) for h in range(8 * 24)]
     wrong = [i for i in instants if i.astimezone(ours).utcoffset() != i.astimezone(london).utcoffset()]
     assert not wrong, wrong[:3]
@@ -339,12 +382,16 @@ def test_write_feeds_writes_every_network_and_service(session: Session, world: d
     nets = session.exec(select(Network)).all()
     svcs = session.exec(select(Service)).all()
     code = {n.id: n.code for n in nets}
-    expected = {tmp_path / n.code / "calendar.ics" for n in nets} | {tmp_path / code[s.network_id] / "services" / f"{s.id}.ics" for s in svcs}
+    expected = {tmp_path / n.code / "calendar.ics" for n in nets} | {
+        tmp_path / code[s.network_id] / "services" / f"{s.id}.ics" for s in svcs
+    }
     assert set(paths) == expected and len(paths) == len(expected)
     for n in nets:
         assert (tmp_path / n.code / "calendar.ics").read_bytes() == network_feed(session, n.code, DAY)
     for s in svcs:
-        assert (tmp_path / code[s.network_id] / "services" / f"{s.id}.ics").read_bytes() == network_feed(session, code[s.network_id], DAY, s.id)
+        assert (tmp_path / code[s.network_id] / "services" / f"{s.id}.ics").read_bytes() == network_feed(
+            session, code[s.network_id], DAY, s.id
+        )
     assert not list(tmp_path.rglob(".*.tmp"))
 
 
@@ -362,8 +409,9 @@ def _statements(db: Engine, session: Session, tmp_path: Path) -> int:
     return len(seen)
 
 
-def test_write_feeds_reads_the_same_few_queries_however_many_services(db: Engine, session: Session, services: dict[str, int],
-                                                                      world: dict[str, Any], tmp_path: Path) -> None:
+def test_write_feeds_reads_the_same_few_queries_however_many_services(
+    db: Engine, session: Session, services: dict[str, int], world: dict[str, Any], tmp_path: Path
+) -> None:
     installation_id(session)  # made once per database, the first time anything asks
     first = _statements(db, session, tmp_path / "a")
     net = session.exec(select(Network).where(Network.code == "WMTN")).one()
@@ -375,7 +423,10 @@ def test_write_feeds_reads_the_same_few_queries_however_many_services(db: Engine
         _raise(session, svc.id, "SC", f"concern {n}")  # type: ignore[arg-type]
     session.expunge_all()
     assert _statements(db, session, tmp_path / "b") == first
-    assert len(list((tmp_path / "b" / "WMTN" / "services").glob("*.ics"))) == len(list((tmp_path / "a" / "WMTN" / "services").glob("*.ics"))) + 20
+    assert (
+        len(list((tmp_path / "b" / "WMTN" / "services").glob("*.ics")))
+        == len(list((tmp_path / "a" / "WMTN" / "services").glob("*.ics"))) + 20
+    )
 
 
 # --------------------------------------------------------------------------- the command line
@@ -383,16 +434,27 @@ def test_write_feeds_reads_the_same_few_queries_however_many_services(db: Engine
 
 def test_cli_feed_show_and_write(db_url: str, session: Session, world: dict[str, Any], tmp_path: Path) -> None:
     peerwatch = str(Path(sys.executable).with_name("peerwatch"))
-    shown = subprocess.run([peerwatch, "--as-of", DAY.isoformat(), "feed", "show", "--network", "WMTN"],
-                           capture_output=True, timeout=120, cwd=tmp_path)
+    shown = subprocess.run(
+        [peerwatch, "--as-of", DAY.isoformat(), "feed", "show", "--network", "WMTN"],
+        capture_output=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout == network_feed(session, "WMTN", FixedClock(DAY).now())  # --as-of is the clock
     out = tmp_path / "site"
-    written = subprocess.run([peerwatch, "--as-of", DAY.isoformat(), "--json", "feed", "write", "--out", str(out)],
-                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    written = subprocess.run(
+        [peerwatch, "--as-of", DAY.isoformat(), "--json", "feed", "write", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert written.returncode == 0, written.stderr
     assert (out / "WMTN" / "calendar.ics").read_bytes() == shown.stdout
-    refused = subprocess.run([peerwatch, "feed", "show", "--network", "NOPE"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    refused = subprocess.run(
+        [peerwatch, "feed", "show", "--network", "NOPE"], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert refused.returncode == 2 and refused.stderr.startswith("error: network 'NOPE' not found")
 
 
@@ -418,7 +480,8 @@ def _three_parsers(data: bytes) -> int:
 
 
 def test_every_feed_is_accepted_by_icalendar_vobject_and_ics_even_with_nothing_in_it(
-        session: Session, services: dict[str, int], tmp_path: Path) -> None:
+    session: Session, services: dict[str, int], tmp_path: Path
+) -> None:
     """Before any item or programme exists every feed is empty: each is still a calendar (the
     VTIMEZONE), which icalendar's validate() refused when it was an empty VCALENDAR."""
     paths = write_feeds(session, tmp_path, DAY)
@@ -426,16 +489,21 @@ def test_every_feed_is_accepted_by_icalendar_vobject_and_ics_even_with_nothing_i
     assert all(_three_parsers(p.read_bytes()) == 0 for p in paths)
 
 
-def test_every_feed_of_a_busy_network_is_accepted_by_all_three(session: Session, world: dict[str, Any], tmp_path: Path) -> None:
-    _fire(session, "risk", world["sc"].id, "send_formal_notification", date(2026, 12, 16))  # a closed deadline: CANCELLED
+def test_every_feed_of_a_busy_network_is_accepted_by_all_three(
+    session: Session, world: dict[str, Any], tmp_path: Path
+) -> None:
+    _fire(
+        session, "risk", world["sc"].id, "send_formal_notification", date(2026, 12, 16)
+    )  # a closed deadline: CANCELLED
     paths = write_feeds(session, tmp_path, date(2026, 12, 16))
     counts = [_three_parsers(p.read_bytes()) for p in paths]
     assert sum(counts) > 10
     assert _cancelled_uids(_parse((tmp_path / "WMTN" / "calendar.ics").read_bytes()))
 
 
-def test_uids_carry_the_installation_id_stable_here_and_different_elsewhere(db_url: str, session: Session, world: dict[str, Any],
-                                                                          tmp_path: Path) -> None:
+def test_uids_carry_the_installation_id_stable_here_and_different_elsewhere(
+    db_url: str, session: Session, world: dict[str, Any], tmp_path: Path
+) -> None:
     import threading
 
     from models.db import dispose_engine, init_db
@@ -473,8 +541,9 @@ def test_uids_carry_the_installation_id_stable_here_and_different_elsewhere(db_u
         drop(other_url)
 
 
-def test_a_closed_deadline_is_cancelled_for_the_period_then_leaves(session: Session, world: dict[str, Any],
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_closed_deadline_is_cancelled_for_the_period_then_leaves(
+    session: Session, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     sc: Risk = world["sc"]
     (old,) = engine.pending_deadlines(session, "risk", sc.id)  # type: ignore[arg-type]
     old_uid = _uid(session, "deadline", old.id)  # type: ignore[arg-type]
@@ -500,8 +569,9 @@ def test_a_closed_deadline_is_cancelled_for_the_period_then_leaves(session: Sess
         feed(moved)
 
 
-def test_visit_agenda_ics_has_the_feeds_time_zone_and_an_organizer(db_url: str, session: Session, world: dict[str, Any],
-                                                                    tmp_path: Path) -> None:
+def test_visit_agenda_ics_has_the_feeds_time_zone_and_an_organizer(
+    db_url: str, session: Session, world: dict[str, Any], tmp_path: Path
+) -> None:
     """``peerwatch visit agenda --ics``: the same VTIMEZONE block as the feeds, an ORGANIZER (the
     network office), UIDs with the installation id, and all three parsers accept it."""
     from models import Contact
@@ -510,8 +580,13 @@ def test_visit_agenda_ics_has_the_feeds_time_zone_and_an_organizer(db_url: str, 
     session.refresh(visit)
     peerwatch = str(Path(sys.executable).with_name("peerwatch"))
     out = tmp_path / "agenda.ics"
-    run = subprocess.run([peerwatch, "--as-of", DAY.isoformat(), "visit", "agenda", str(visit.id), "--ics", str(out)],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    run = subprocess.run(
+        [peerwatch, "--as-of", DAY.isoformat(), "visit", "agenda", str(visit.id), "--ics", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     data = out.read_bytes()
     assert _three_parsers(data) == 7

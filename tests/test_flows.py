@@ -26,14 +26,29 @@ def _artifact(key: str) -> list[object]:
         return list(client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))))
 
 
-def test_chase_flow_escalates_and_publishes_an_artifact(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+def test_chase_flow_escalates_and_publishes_an_artifact(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk]
+) -> None:
     from flows.chase import chase
 
     risk = raise_risk("SC")
-    engine.fire(session, "risk", risk.id, "send_formal_notification", actor="nm", role="network-manager", clock=FixedClock(date(2026, 12, 18)))
+    engine.fire(
+        session,
+        "risk",
+        risk.id,
+        "send_formal_notification",
+        actor="nm",
+        role="network-manager",
+        clock=FixedClock(date(2026, 12, 18)),
+    )
     session.commit()
     result = chase(as_of="2027-01-21")
-    assert (result["as_of"], result["counts"], result["skipped"], result["outbox_incidents"]) == ("2027-01-21", {"no_response": 1}, 0, 0)
+    assert (result["as_of"], result["counts"], result["skipped"], result["outbox_incidents"]) == (
+        "2027-01-21",
+        {"no_response": 1},
+        0,
+        0,
+    )
     assert chase(as_of="2027-01-21")["counts"] == {}  # once per deadline
     with Session(db) as s:
         assert s.get(Risk, risk.id).state == "chased"  # type: ignore[union-attr]
@@ -45,8 +60,15 @@ def test_fire_flow_runs_one_manual_transition(db: Engine, raise_risk: Callable[.
     from flows.fire import fire
 
     risk = raise_risk("IR")
-    out = fire(kind="risk", item_id=risk.id, trigger="send_formal_notification", actor="Jo Bloggs", role="regional-lead",
-               note="sent by email", as_of="2026-12-17")
+    out = fire(
+        kind="risk",
+        item_id=risk.id,
+        trigger="send_formal_notification",
+        actor="Jo Bloggs",
+        role="regional-lead",
+        note="sent by email",
+        as_of="2026-12-17",
+    )
     assert out["from"] == "identified" and out["to"] == "awaiting_response" and out["letters_queued"] == 1
     from states.errors import PermissionDenied
 
@@ -54,7 +76,9 @@ def test_fire_flow_runs_one_manual_transition(db: Engine, raise_risk: Callable[.
         fire(kind="risk", item_id=risk.id, trigger="response_adequate", actor="x", role="auditor", as_of="2026-12-18")
 
 
-def test_dispatch_flow_writes_letters_to_the_folder(db: Engine, session: Session, raise_risk: Callable[..., Risk], tmp_path: Path) -> None:
+def test_dispatch_flow_writes_letters_to_the_folder(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk], tmp_path: Path
+) -> None:
     from flows.dispatch import dispatch
 
     risk = raise_risk("IR", impact=5, likelihood=5)  # ASCT notice
@@ -73,12 +97,18 @@ def _run_artifacts(flow_run_id: object) -> dict[str, object]:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
     return {a.key: a for a in found if a.key}  # type: ignore[misc]
 
 
 def test_views_flow_keeps_the_managers_views_current_and_the_chase_links_them(
-    db: Engine, session: Session, raise_risk: Callable[..., Risk], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    db: Engine,
+    session: Session,
+    raise_risk: Callable[..., Risk],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The views flow republishes the risk register per network, overdue items, the outbox and
     each network's cycle status, and writes the dashboard with its feeds; the chase run's
@@ -89,15 +119,28 @@ def test_views_flow_keeps_the_managers_views_current_and_the_chase_links_them(
 
     monkeypatch.setenv("PEERWATCH_SITE_DIR", str(tmp_path / "site"))
     risk = raise_risk("SC")
-    engine.fire(session, "risk", risk.id, "send_formal_notification", actor="nm", role="network-manager", clock=FixedClock(date(2026, 12, 18)))
+    engine.fire(
+        session,
+        "risk",
+        risk.id,
+        "send_formal_notification",
+        actor="nm",
+        role="network-manager",
+        clock=FixedClock(date(2026, 12, 18)),
+    )
     session.commit()
-    network = session.exec(select(Network).join(Service, Service.network_id == Network.id).where(Service.id == risk.service_id)).one()
+    network = session.exec(
+        select(Network).join(Service, Service.network_id == Network.id).where(Service.id == risk.service_id)
+    ).one()
     chased = chase(as_of="2027-01-21", return_state=True)
     state = views(as_of="2027-01-21", return_state=True)
     arts = _run_artifacts(state.state_details.flow_run_id)
     codes = [n.code.lower() for n in session.exec(select(Network))]
-    expected = {f"risk-register-{c}" for c in codes} | {f"cycle-status-{c}" for c in codes} | {
-        "overdue-items", "outbox", "outbox-incidents", "cycle-status"}
+    expected = (
+        {f"risk-register-{c}" for c in codes}
+        | {f"cycle-status-{c}" for c in codes}
+        | {"overdue-items", "outbox", "outbox-incidents", "cycle-status"}
+    )
     assert expected <= set(arts), expected - set(arts)
     register = str(arts[f"risk-register-{network.code.lower()}"].data)  # type: ignore[attr-defined]
     assert f"SC-{risk.id}" in register and "chased" in register  # the sweep's change is in it
@@ -121,8 +164,9 @@ def test_every_deployment_in_prefect_yaml_builds_with_its_london_schedule() -> N
     built = {d.name: d for d in build()}
     assert set(built) == set(spec) and {"chase-daily", "views-working-hours", "dispatch-every-15-min"} <= set(built)
     for name, d in built.items():
-        assert [(s.schedule.cron, s.schedule.timezone) for s in d.schedules] == \
-            [(s["cron"], "Europe/London") for s in spec[name].get("schedules") or []], name
+        assert [(s.schedule.cron, s.schedule.timezone) for s in d.schedules] == [
+            (s["cron"], "Europe/London") for s in spec[name].get("schedules") or []
+        ], name
         if "sweeper" in (spec[name].get("tags") or []):
             assert d.concurrency_limit is not None, name
 
@@ -135,7 +179,10 @@ def _flow_run(flow_run_id: object) -> object:
 
 
 def test_every_flow_run_is_named_by_what_it_did_and_every_artifact_has_a_description(
-    db: Engine, raise_risk: Callable[..., Risk], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    db: Engine,
+    raise_risk: Callable[..., Risk],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The Prefect UI lists "chase as of 2027-01-21", not "aloof-mouse"; and no artifact shows
     "No description", including the markdown ones published when there is nothing to show
@@ -158,19 +205,37 @@ def test_every_flow_run_is_named_by_what_it_did_and_every_artifact_has_a_descrip
     }
     risk = raise_risk("IR")
     runs[f"fire send_formal_notification on risk {risk.id} by Jo Bloggs (regional-lead) as of 2026-12-17"] = fire(
-        kind="risk", item_id=risk.id, trigger="send_formal_notification", actor="Jo Bloggs", role="regional-lead",
-        as_of="2026-12-17", return_state=True)
+        kind="risk",
+        item_id=risk.id,
+        trigger="send_formal_notification",
+        actor="Jo Bloggs",
+        role="regional-lead",
+        as_of="2026-12-17",
+        return_state=True,
+    )
     runs["cycle as of 2027-01-25"] = cycle(as_of="2027-01-25", return_state=True)
     for name, state in runs.items():
         assert state.is_completed(), (name, state)
         assert _flow_run(state.state_details.flow_run_id).name == name  # type: ignore[attr-defined]
     artifacts = {}
     for state in runs.values():
-        artifacts.update({(a.key, state.state_details.flow_run_id): a for a in _run_artifacts(state.state_details.flow_run_id).values()})  # type: ignore[attr-defined]
+        artifacts.update(
+            {
+                (a.key, state.state_details.flow_run_id): a
+                for a in _run_artifacts(state.state_details.flow_run_id).values()
+            }
+        )  # type: ignore[attr-defined]
     kinds = {a.type for a in artifacts.values()}  # type: ignore[attr-defined]
     assert kinds == {"markdown", "table"}, kinds
     keys = {k for k, _ in artifacts}
-    assert {"chase-actions", "chase-run-summary", "outbox", "outbox-incidents", "overdue-items", "shared-learning-themes"} <= keys, keys
+    assert {
+        "chase-actions",
+        "chase-run-summary",
+        "outbox",
+        "outbox-incidents",
+        "overdue-items",
+        "shared-learning-themes",
+    } <= keys, keys
     undescribed = sorted(k for (k, _), a in artifacts.items() if not (a.description or "").strip())  # type: ignore[attr-defined]
     assert undescribed == []
 
@@ -194,7 +259,9 @@ def test_every_artifact_call_in_the_code_gives_a_description() -> None:
     assert calls >= 10 and missing == []
 
 
-def test_a_run_cancelled_by_the_sweepers_limit_is_reported_with_the_command_to_run_it(db: Engine, session: Session) -> None:
+def test_a_run_cancelled_by_the_sweepers_limit_is_reported_with_the_command_to_run_it(
+    db: Engine, session: Session
+) -> None:
     """A scheduled chase due while another chase was running is cancelled by the Prefect
     server (limit 1, CANCEL_NEW) and shows only as CANCELLED; the next chase run's log and
     summary say so, with when it was due and the command that runs it now."""
@@ -208,15 +275,21 @@ def test_a_run_cancelled_by_the_sweepers_limit_is_reported_with_the_command_to_r
     with get_client(sync_client=True) as client:
         flow_id = client.create_flow(chase)
         deployment_id = client.create_deployment(
-            flow_id=flow_id, name="chase-limit-test", concurrency_limit=1, entrypoint="flows/chase.py:chase",
-            concurrency_options=ConcurrencyOptions(collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW))
+            flow_id=flow_id,
+            name="chase-limit-test",
+            concurrency_limit=1,
+            entrypoint="flows/chase.py:chase",
+            concurrency_options=ConcurrencyOptions(collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+        )
         running = client.create_flow_run_from_deployment(deployment_id)
         assert client.set_flow_run_state(running.id, Pending()).state.is_pending()  # type: ignore[union-attr]
         assert client.set_flow_run_state(running.id, Running()).state.is_running()  # type: ignore[union-attr]
         late = client.create_flow_run_from_deployment(deployment_id)
         refused = client.set_flow_run_state(late.id, Pending()).state
         assert refused is not None and refused.is_cancelled() and "concurrency limit" in (refused.message or "")
-        client.set_flow_run_state(running.id, Cancelled(message="stopped by hand"), force=True)  # not the limit: not reported
+        client.set_flow_run_state(
+            running.id, Cancelled(message="stopped by hand"), force=True
+        )  # not the limit: not reported
         nxt = client.create_flow_run_from_deployment(deployment_id, parameters={"as_of": "2027-01-21"})
     result = run_flow(chase, flow_run=nxt, parameters={"as_of": "2027-01-21"})
     (line,) = result["cancelled_runs"]  # type: ignore[index]

@@ -19,7 +19,9 @@ def test_every_test_the_hazard_log_names_exists() -> None:
         source = ROOT / path
         tree = ast.parse(source.read_text()) if source.exists() else ast.Module(body=[], type_ignores=[])
         defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
-        defined |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}  # TestX = Machine.TestCase
+        defined |= {
+            t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
+        }  # TestX = Machine.TestCase
         if name not in defined:
             missing.append(f"{path}::{name}")
     assert not missing, f"docs/hazard-log.md names tests that do not exist: {missing}"

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from states.clock import FixedClock
 from states.policy import Policy
 from tests.mailservers import Collector, free_port
 
-UTC = timezone.utc
+UTC = UTC
 NOTIFIED = date(2026, 12, 18)
 NOON = datetime(2026, 12, 18, 12, tzinfo=UTC)  # FixedClock(NOTIFIED): noon London = noon UTC in December
 LEASE = DispatchPolicy().sending_lease_seconds
@@ -49,7 +49,7 @@ class Hanging(Collector):
         super().__init__()
         self.hang = True
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         reply = await super().handle_DATA(server, session, envelope)
         for _ in range(300):
             if not self.hang:
@@ -64,14 +64,23 @@ def at(seconds: float) -> FixedClock:
 
 def _letter(session: Session, raise_risk: Callable[..., Risk]) -> OutboxMessage:
     risk = raise_risk("SC")
-    engine.fire(session, "risk", risk.id, "send_formal_notification", actor="Dr Asha Patel",  # type: ignore[arg-type]
-                role="network-manager", clock=FixedClock(NOTIFIED))
+    engine.fire(
+        session,
+        "risk",
+        risk.id,
+        "send_formal_notification",
+        actor="Dr Asha Patel",  # type: ignore[arg-type]
+        role="network-manager",
+        clock=FixedClock(NOTIFIED),
+    )
     session.commit()
     return session.exec(select(OutboxMessage).where(OutboxMessage.template == "formal_notification")).one()
 
 
 def test_a_letter_in_doubt_after_kill_9_is_resent_once_an_hour_later_with_the_same_message_id(
-    session: Session, raise_risk: Callable[..., Risk], db_url: str,
+    session: Session,
+    raise_risk: Callable[..., Risk],
+    db_url: str,
 ) -> None:
     from aiosmtpd.controller import Controller
 
@@ -80,10 +89,27 @@ def test_a_letter_in_doubt_after_kill_9_is_resent_once_an_hour_later_with_the_sa
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        env = {**os.environ, "PEERWATCH_DATABASE_URL": db_url, "PEERWATCH_MAIL": "smtp", "PEERWATCH_SMTP_HOST": "127.0.0.1",
-               "PEERWATCH_SMTP_PORT": str(port)}
-        proc = subprocess.Popen([sys.executable, "-c", "import sys; from cli.main import main; main(sys.argv[1:])", "--as-of", NOTIFIED.isoformat(), "dispatch"], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        env = {
+            **os.environ,
+            "PEERWATCH_DATABASE_URL": db_url,
+            "PEERWATCH_MAIL": "smtp",
+            "PEERWATCH_SMTP_HOST": "127.0.0.1",
+            "PEERWATCH_SMTP_PORT": str(port),
+        }
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from cli.main import main; main(sys.argv[1:])",
+                "--as-of",
+                NOTIFIED.isoformat(),
+                "dispatch",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 60
         while not handler.messages and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
@@ -116,23 +142,43 @@ def test_a_letter_in_doubt_after_kill_9_is_resent_once_an_hour_later_with_the_sa
     assert [str(m["Message-ID"]) for m in handler.messages] == [first_id, first_id]  # the receiver de-duplicates
     assert handler.messages[1]["X-Peerwatch-Resend"]
     session.refresh(row)
-    assert (row.status, row.message_id, row.resent_at) == (OutboxStatus.SENT, first_id, NOON + timedelta(seconds=LEASE + 60 + 3600))
+    assert (row.status, row.message_id, row.resent_at) == (
+        OutboxStatus.SENT,
+        first_id,
+        NOON + timedelta(seconds=LEASE + 60 + 3600),
+    )
     assert incidents(session, at(LEASE + 60 + 90000).now()) == []
 
 
 def _crashed_digest(session: Session, raise_risk: Callable[..., Risk], resent: bool = False) -> list[OutboxMessage]:
     """Two reminders to one person, claimed as one digest and left ``sending`` by a crash."""
     letter = _letter(session, raise_risk)
-    base = {**letter.model_dump(), "category": "reminder", "template": "response_reminder", "to": [letter.to[0]], "cc": [],
-            "context": None, "body_text": "Please respond.", "status": OutboxStatus.SENDING, "attempts": 1,
-            "next_attempt_at": NOON + timedelta(seconds=LEASE), "message_id": "<crashed-digest@peerwatch.invalid>",
-            "body_html": "<!doctype html><html><head><title>r</title></head><body><p>Dear A,</p><p>Please respond.</p></body></html>",
-            "resent_at": NOON if resent else None}
+    base = {
+        **letter.model_dump(),
+        "category": "reminder",
+        "template": "response_reminder",
+        "to": [letter.to[0]],
+        "cc": [],
+        "context": None,
+        "body_text": "Please respond.",
+        "status": OutboxStatus.SENDING,
+        "attempts": 1,
+        "next_attempt_at": NOON + timedelta(seconds=LEASE),
+        "message_id": "<crashed-digest@peerwatch.invalid>",
+        "body_html": "<!doctype html><html><head><title>r</title></head><body><p>Dear A,</p><p>Please respond.</p></body></html>",
+        "resent_at": NOON if resent else None,
+    }
     base.pop("id")
-    session.execute(insert(OutboxMessage.__table__), [  # type: ignore[attr-defined]
-        {**base, "idempotency_key": f"reminder:{i}", "subject": f"Reminder: SC-{i} response due"} for i in (1, 2)])
+    session.execute(
+        insert(OutboxMessage.__table__),
+        [  # type: ignore[attr-defined]
+            {**base, "idempotency_key": f"reminder:{i}", "subject": f"Reminder: SC-{i} response due"} for i in (1, 2)
+        ],
+    )
     session.commit()
-    return list(session.exec(select(OutboxMessage).where(OutboxMessage.category == "reminder").order_by(OutboxMessage.id)))  # type: ignore[arg-type]
+    return list(
+        session.exec(select(OutboxMessage).where(OutboxMessage.category == "reminder").order_by(OutboxMessage.id))
+    )  # type: ignore[arg-type]
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any]:
@@ -144,7 +190,9 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any]:
 
 
 def test_a_digest_in_doubt_is_resent_whole_under_its_message_id_and_the_operator_can_hold_or_settle_it(
-    session: Session, raise_risk: Callable[..., Risk], capsys: pytest.CaptureFixture[str],
+    session: Session,
+    raise_risk: Callable[..., Risk],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from tests.mailservers import smtp_server
 
@@ -154,11 +202,14 @@ def test_a_digest_in_doubt_is_resent_whole_under_its_message_id_and_the_operator
         transport = SmtpTransport("127.0.0.1", port, timeout=10)
         assert dispatch(session, transport, at(LEASE + 1), POLICY).in_doubt == 2
         # The operator holds them: an hour later nothing is resent.
-        code, out = _cli(capsys, "--as-of", "2026-12-18", "outbox", "in-doubt", *ids, "--hold", "--actor", "Mo Operator")
+        code, out = _cli(
+            capsys, "--as-of", "2026-12-18", "outbox", "in-doubt", *ids, "--hold", "--actor", "Mo Operator"
+        )
         assert (code, out) == (0, {"hold": [int(i) for i in ids]})
         audit = list(session.exec(select(AuditEvent).where(AuditEvent.kind == "outbox").order_by(AuditEvent.id)))  # type: ignore[arg-type]
         assert [(a.item_id, a.trigger, a.actor, a.role) for a in audit] == [
-            (int(i), "in_doubt_hold", "Mo Operator", "operator") for i in ids]  # an audited change, on the chain
+            (int(i), "in_doubt_hold", "Mo Operator", "operator") for i in ids
+        ]  # an audited change, on the chain
         assert dispatch(session, transport, at(LEASE + 7200), POLICY).resent == 0
         session.expire_all()
         assert all(is_in_doubt(r) and r.resend_at is None for r in rows)
@@ -178,7 +229,9 @@ def test_a_digest_in_doubt_is_resent_whole_under_its_message_id_and_the_operator
 
 
 def test_an_operator_can_mark_a_letter_in_doubt_delivered_and_it_is_never_resent(
-    session: Session, raise_risk: Callable[..., Risk], capsys: pytest.CaptureFixture[str],
+    session: Session,
+    raise_risk: Callable[..., Risk],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from tests.mailservers import smtp_server
 
@@ -186,16 +239,21 @@ def test_an_operator_can_mark_a_letter_in_doubt_delivered_and_it_is_never_resent
     with smtp_server() as (port, server):
         transport = SmtpTransport("127.0.0.1", port, timeout=10)
         dispatch(session, transport, at(LEASE + 1), POLICY)
-        code, _ = _cli(capsys, "--as-of", "2026-12-18", "outbox", "in-doubt", str(rows[0].id), str(rows[1].id), "--delivered")
+        code, _ = _cli(
+            capsys, "--as-of", "2026-12-18", "outbox", "in-doubt", str(rows[0].id), str(rows[1].id), "--delivered"
+        )
         assert code == 0
         assert dispatch(session, transport, at(LEASE + 90000), POLICY).sent_rows == 0
-    assert [m["X-Peerwatch-Template"] for m in server.messages] == ["formal_notification"]  # the item's letter, not the digest
+    assert [m["X-Peerwatch-Template"] for m in server.messages] == [
+        "formal_notification"
+    ]  # the item's letter, not the digest
     session.expire_all()
     assert all(r.status == OutboxStatus.SENT and r.resent_at is None for r in rows)
 
 
 def test_a_crash_during_the_resend_leaves_it_in_doubt_and_it_is_not_resent_a_second_time(
-    session: Session, raise_risk: Callable[..., Risk],
+    session: Session,
+    raise_risk: Callable[..., Risk],
 ) -> None:
     from tests.mailservers import smtp_server
 
@@ -204,7 +262,9 @@ def test_a_crash_during_the_resend_leaves_it_in_doubt_and_it_is_not_resent_a_sec
         transport = SmtpTransport("127.0.0.1", port, timeout=10)
         assert dispatch(session, transport, at(LEASE + 1), POLICY).in_doubt == 2
         assert dispatch(session, transport, at(LEASE + 90000), POLICY).sent_rows == 0
-    assert [m["X-Peerwatch-Template"] for m in server.messages] == ["formal_notification"]  # the item's letter, not the digest
+    assert [m["X-Peerwatch-Template"] for m in server.messages] == [
+        "formal_notification"
+    ]  # the item's letter, not the digest
     session.expire_all()
     assert all(is_in_doubt(r) and r.resend_at is None and "already resent once" in (r.last_error or "") for r in rows)
 

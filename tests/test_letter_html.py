@@ -13,7 +13,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -29,9 +29,13 @@ from notifications.render import TEMPLATES, environment, render, template_names
 from notifications.transports import DEFAULT_SENDER
 from states.clock import FixedClock
 
-CLOCK = FixedClock(datetime(2027, 1, 18, 9, tzinfo=timezone.utc))
-PERSON = {"name": "Dr Łukasz Wiśniewski", "email": "lukasz.wisniewski@midland-royal.nhs.example", "role": "chief-executive",
-          "role_name": "Chief Executive"}
+CLOCK = FixedClock(datetime(2027, 1, 18, 9, tzinfo=UTC))
+PERSON = {
+    "name": "Dr Łukasz Wiśniewski",
+    "email": "lukasz.wisniewski@midland-royal.nhs.example",
+    "role": "chief-executive",
+    "role_name": "Chief Executive",
+}
 
 
 class Anything(str):
@@ -72,7 +76,7 @@ class Anything(str):
     def __lt__(self, other: object) -> bool:
         return False
 
-    __gt__ = __ge__ = __le__ = lambda self, other: True  # type: ignore[assignment]  # noqa: E731
+    __gt__ = __ge__ = __le__ = lambda self, other: True  # type: ignore[assignment]
 
     def __add__(self, other: object) -> Any:  # type: ignore[override]
         return Anything()
@@ -104,8 +108,19 @@ def _names(template: str, seen: set[str] | None = None) -> set[str]:
 def _row(template: str, n: int = 0) -> OutboxMessage:
     context = {k: Anything() for k in _names(f"{template}.txt.j2") | _names(f"{template}.html.j2")}
     subject, text, html = render(template, context)
-    return OutboxMessage(id=n, idempotency_key=f"risk:{n}:k:{template}", kind="risk", item_id=n, template=template,
-                         category="letter", subject=f"{subject} ({template})", body_text=text, body_html=html, to=[PERSON], cc=[])
+    return OutboxMessage(
+        id=n,
+        idempotency_key=f"risk:{n}:k:{template}",
+        kind="risk",
+        item_id=n,
+        template=template,
+        category="letter",
+        subject=f"{subject} ({template})",
+        body_text=text,
+        body_html=html,
+        to=[PERSON],
+        cc=[],
+    )
 
 
 def _parse(msg: EmailMessage) -> EmailMessage:
@@ -159,8 +174,14 @@ def test_a_digest_is_one_document_with_an_introduction_and_a_heading_per_item(co
     assert plain is not None and f"{count} items need your attention." in plain.get_content()
 
 
-SERVICES = ["Midland Royal Major Trauma Centre", "Severnside Trauma Unit", "Ysbyty Gwynedd Uned Trawma",
-            "Ospidéal Ollscoile Luimnigh Aonad Tráma", "Bệnh viện Chợ Rẫy Trung tâm Chấn thương", "Łódź Wiśniewski Centrum Urazowe"]
+SERVICES = [
+    "Midland Royal Major Trauma Centre",
+    "Severnside Trauma Unit",
+    "Ysbyty Gwynedd Uned Trawma",
+    "Ospidéal Ollscoile Luimnigh Aonad Tráma",
+    "Bệnh viện Chợ Rẫy Trung tâm Chấn thương",
+    "Łódź Wiśniewski Centrum Urazowe",
+]
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -168,7 +189,11 @@ def test_subjects_never_come_back_with_a_leading_space(service: str) -> None:
     """Every length from short to over two lines, across the window (70-77) where ``email``'s
     folder used to put the whole subject on a continuation line."""
     for pad in range(0, 90):
-        subject = f"Response overdue: serious concern SC-{pad} ({service[:max(1, pad)]}), please respond by Wed 20 Jan 2027"[:30 + pad]
+        subject = (
+            f"Response overdue: serious concern SC-{pad} ({service[: max(1, pad)]}), please respond by Wed 20 Jan 2027"[
+                : 30 + pad
+            ]
+        )
         subject = subject.strip()
         row = _row("chase", pad)
         row.subject = subject
@@ -178,8 +203,14 @@ def test_subjects_never_come_back_with_a_leading_space(service: str) -> None:
         assert all(len(line) <= 78 for line in raw.split(b"\n\n")[0].split(b"\n"))
 
 
-WORDS = st.text(alphabet=st.sampled_from(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,:;()-'&/=?\"")
-                                         + list("ŁłśćźżąęóńĆŚŻŹÓáéíúàâêôơưđĐăẫệữŵŷŴŶ")), min_size=1, max_size=45)
+WORDS = st.text(
+    alphabet=st.sampled_from(
+        list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,:;()-'&/=?\"")
+        + list("ŁłśćźżąęóńĆŚŻŹÓáéíúàâêôơưđĐăẫệữŵŷŴŶ")
+    ),
+    min_size=1,
+    max_size=45,
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -13,7 +13,7 @@ import json
 import random
 import socket
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -30,7 +30,7 @@ from states.clock import FixedClock
 from states.policy import Policy
 from states.sweep import run_sweep
 
-UTC = timezone.utc
+UTC = UTC
 MRH = "Midland Royal Major Trauma Centre"
 POLICY = Policy(max_send_attempts=3, retry_backoff_seconds=60)
 DPOLICY = DispatchPolicy(failed_retry_cap_seconds=3600)
@@ -41,7 +41,7 @@ class _Collector:
     def __init__(self) -> None:
         self.ids: Counter[str] = Counter()
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         import email
 
         raw = envelope.content if isinstance(envelope.content, bytes) else envelope.content.encode()
@@ -82,9 +82,24 @@ def server() -> Any:
 def _new_letter(session: Session, services: dict[str, int], clock: FixedClock) -> int:
     """Raise an SC and send its formal notification: one letter queued."""
     today = clock.now().date()
-    row = Risk(service_id=services[MRH], level="SC", title="SC found at visit", identified_on=today, visit_date=today, state="new")
+    row = Risk(
+        service_id=services[MRH],
+        level="SC",
+        title="SC found at visit",
+        identified_on=today,
+        visit_date=today,
+        state="new",
+    )
     out = engine.create(session, "risk", row, "raise", actor="panel lead", role="network-manager", clock=clock)
-    engine.fire(session, "risk", out.row.id, "send_formal_notification", actor="Dr Asha Patel", role="network-manager", clock=clock)  # type: ignore[arg-type]
+    engine.fire(
+        session,
+        "risk",
+        out.row.id,
+        "send_formal_notification",
+        actor="Dr Asha Patel",
+        role="network-manager",
+        clock=clock,
+    )  # type: ignore[arg-type]
     session.commit()
     return out.row.id  # type: ignore[return-value]
 
@@ -106,7 +121,15 @@ def test_backoff_doubles_then_is_capped_at_24_hours() -> None:
     policy, dp = Policy(retry_backoff_seconds=300), DispatchPolicy()
     assert dp.failed_retry_cap_seconds == 86400
     assert [backoff(policy, dp, n).total_seconds() for n in (1, 2, 3, 5, 8, 9, 10, 1000)] == [
-        300, 600, 1200, 4800, 38400, 76800, 86400, 86400]
+        300,
+        600,
+        1200,
+        4800,
+        38400,
+        76800,
+        86400,
+        86400,
+    ]
 
 
 def test_dispatch_policy_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,7 +143,9 @@ def test_dispatch_policy_reads_the_environment(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_failed_message_is_retried_on_long_backoff_and_incident_clears(
-    session: Session, services: dict[str, int], capsys: pytest.CaptureFixture[str],
+    session: Session,
+    services: dict[str, int],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     clock = FixedClock(START)
     _new_letter(session, services, clock)
@@ -153,7 +178,11 @@ def test_failed_message_is_retried_on_long_backoff_and_incident_clears(
 
 
 def test_twenty_outages_every_message_delivered_exactly_once(
-    db: Engine, session: Session, services: dict[str, int], server: Server, capsys: pytest.CaptureFixture[str],
+    db: Engine,
+    session: Session,
+    services: dict[str, int],
+    server: Server,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     rng = random.Random(20261214)
     t = START
@@ -177,7 +206,9 @@ def test_twenty_outages_every_message_delivered_exactly_once(
             failed = [r for r in rows if r.status == OutboxStatus.FAILED]
             assert all(r.attempts >= POLICY.max_send_attempts for r in failed)
             if failed and not saw_failed_incident:
-                listed = _cli_json(capsys, "--as-of", t.date().isoformat(), "outbox", "list", "--incidents", "--status", "failed")
+                listed = _cli_json(
+                    capsys, "--as-of", t.date().isoformat(), "outbox", "list", "--incidents", "--status", "failed"
+                )
                 assert {m["id"] for m in listed} == {r.id for r in failed}
                 saw_failed_incident = True
         server.up()
@@ -206,7 +237,10 @@ def test_twenty_outages_every_message_delivered_exactly_once(
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_outage_incidents_reach_the_dispatch_artifact_and_the_chase_summary(
-    session: Session, services: dict[str, int], server: Server, monkeypatch: pytest.MonkeyPatch,
+    session: Session,
+    services: dict[str, int],
+    server: Server,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -222,7 +256,9 @@ def test_outage_incidents_reach_the_dispatch_artifact_and_the_chase_summary(
     out = dispatch_flow(as_of="2026-12-14")  # the server is down
     assert (out["failed"], out["incidents"]) == (1, 1)
     with get_client(sync_client=True) as client:
-        arts = list(client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["outbox-incidents"]))))
+        arts = list(
+            client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["outbox-incidents"])))
+        )
     assert any(a.type == "table" and f"risk {rid}" in str(a.data) for a in arts)
     summary = chase(as_of="2026-12-15")
     assert summary["outbox_incidents"] == 1

@@ -7,6 +7,7 @@ the difference. Add a revision with ``models.db.autogenerate`` (docs/scale.md, "
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -53,8 +54,9 @@ def test_migrate_from_empty_reaches_head_and_matches_the_models(db_url: str) -> 
     migrate(db_url)
     assert _current(db_url) == _head()
     diffs = _differences(db_url)
-    assert diffs == [], "models and migrations disagree; regenerate the migration (docs/scale.md):\n" + \
-        "\n".join(map(str, diffs))
+    assert diffs == [], "models and migrations disagree; regenerate the migration (docs/scale.md):\n" + "\n".join(
+        map(str, diffs)
+    )
     with get_engine(db_url).connect() as conn:
         tables = set(inspect(conn).get_table_names())
     assert {"risk", "deadline", "auditevent", "outboxmessage", "alembic_version"} <= tables
@@ -71,7 +73,7 @@ def test_head_revision_constant_is_alembics_head() -> None:
     """init_db's no-Alembic check compares with HEAD_REVISION: it must be the scripts' head."""
     from models.db import HEAD_REVISION
 
-    assert HEAD_REVISION == _head(), "a migration was added: set models.db.HEAD_REVISION to its revision"
+    assert _head() == HEAD_REVISION, "a migration was added: set models.db.HEAD_REVISION to its revision"
 
 
 def test_init_db_at_head_does_not_import_alembic(db_url: str, tmp_path: Path) -> None:
@@ -80,10 +82,17 @@ def test_init_db_at_head_does_not_import_alembic(db_url: str, tmp_path: Path) ->
     import sys
 
     init_db(db_url)
-    code = ("import sys; from models import init_db; init_db(sys.argv[1]); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))")
-    out = subprocess.run([sys.executable, "-c", code, db_url], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent)
+    code = (
+        "import sys; from models import init_db; init_db(sys.argv[1]); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, db_url],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert out.stdout.strip() == "[]", out.stdout
 
 
@@ -108,28 +117,57 @@ def test_init_db_on_an_existing_database_upgrades_and_keeps_rows(db_url: str) ->
 def test_0003_closes_the_fired_deadlines_already_answered(db_url: str) -> None:
     """Before 0003 an overdue letter left a deadline 'fired' for ever; upgrading closes those whose
     item moved on (outside the rule's run-through states) or that a newer one replaced."""
-    from datetime import date, datetime, timezone
+    from datetime import date, datetime
 
     from models import AuditEvent, Deadline
 
     migrate(db_url, "0002")
-    t0, later = datetime(2027, 1, 4, 9, tzinfo=timezone.utc), datetime(2027, 1, 20, 9, tzinfo=timezone.utc)
+    t0, later = datetime(2027, 1, 4, 9, tzinfo=UTC), datetime(2027, 1, 20, 9, tzinfo=UTC)
 
     def deadline(kind: str, item: int, name: str) -> Deadline:
         return Deadline(kind=kind, item_id=item, name=name, due_on=date(2027, 1, 11), status="fired", created_at=t0)
 
     def moved(kind: str, item: int, to: str) -> AuditEvent:
-        return AuditEvent(kind=kind, item_id=item, at=later, actor="a", role="network-manager", trigger="t",
-                          from_state="before", to_state=to, version=2, data={})
+        return AuditEvent(
+            kind=kind,
+            item_id=item,
+            at=later,
+            actor="a",
+            role="network-manager",
+            trigger="t",
+            from_state="before",
+            to_state=to,
+            version=2,
+            data={},
+        )
 
     with Session(get_engine(db_url)) as s:
-        rows = {"answered": deadline("risk", 1, "formal_notification"), "still owed": deadline("risk", 2, "formal_notification"),
-                "replaced": deadline("risk", 3, "monitoring_review"), "runs through": deadline("appeal", 4, "appeal_result"),
-                "internal only": deadline("risk", 5, "formal_notification")}
+        rows = {
+            "answered": deadline("risk", 1, "formal_notification"),
+            "still owed": deadline("risk", 2, "formal_notification"),
+            "replaced": deadline("risk", 3, "monitoring_review"),
+            "runs through": deadline("appeal", 4, "appeal_result"),
+            "internal only": deadline("risk", 5, "formal_notification"),
+        }
         s.add_all(rows.values())
-        s.add_all([moved("risk", 1, "awaiting_response"), moved("appeal", 4, "subgroup_convened"),
-                   AuditEvent(kind="risk", item_id=5, at=later, actor="a", role="network-manager", trigger="rescore",
-                              from_state="identified", to_state="identified", version=2, data={})])
+        s.add_all(
+            [
+                moved("risk", 1, "awaiting_response"),
+                moved("appeal", 4, "subgroup_convened"),
+                AuditEvent(
+                    kind="risk",
+                    item_id=5,
+                    at=later,
+                    actor="a",
+                    role="network-manager",
+                    trigger="rescore",
+                    from_state="identified",
+                    to_state="identified",
+                    version=2,
+                    data={},
+                ),
+            ]
+        )
         s.flush()
         s.add(Deadline(kind="risk", item_id=3, name="monitoring_review", due_on=date(2027, 4, 5), created_at=later))
         s.commit()
@@ -137,8 +175,13 @@ def test_0003_closes_the_fired_deadlines_already_answered(db_url: str) -> None:
     migrate(db_url)
     with Session(get_engine(db_url)) as s:
         status = {k: s.get(Deadline, i).status for k, i in ids.items()}  # type: ignore[union-attr]
-    assert status == {"answered": "closed", "still owed": "fired", "replaced": "closed", "runs through": "fired",
-                      "internal only": "fired"}
+    assert status == {
+        "answered": "closed",
+        "still owed": "fired",
+        "replaced": "closed",
+        "runs through": "fired",
+        "internal only": "fired",
+    }
 
 
 def test_migrations_run_on_sqlite_even_when_the_suite_is_on_postgresql(tmp_path: Path) -> None:
@@ -186,16 +229,20 @@ def test_a_database_made_before_migrations_is_adopted(db_url: str) -> None:
 
 def test_migrations_install_the_audit_guards(db_url: str) -> None:
     """The hand-written revision 0002 makes the audit table append-only, as init_db's fast path does."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from sqlalchemy.exc import DBAPIError
 
     migrate(db_url)
     engine = get_engine(db_url)
     with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO auditevent (kind, item_id, at, actor, role, \"trigger\", to_state, version, data, prev_hash, hash) "
-            "VALUES ('risk', 1, :at, 'a', 'r', 'raise', 'new', 1, '{}', '', 'h')"), {"at": datetime.now(timezone.utc)})
+        conn.execute(
+            text(
+                'INSERT INTO auditevent (kind, item_id, at, actor, role, "trigger", to_state, version, data, prev_hash, hash) '
+                "VALUES ('risk', 1, :at, 'a', 'r', 'raise', 'new', 1, '{}', '', 'h')"
+            ),
+            {"at": datetime.now(UTC)},
+        )
     for sql in ("UPDATE auditevent SET note = 'x'", "DELETE FROM auditevent"):
         with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
             conn.execute(text(sql))
@@ -204,29 +251,56 @@ def test_migrations_install_the_audit_guards(db_url: str) -> None:
 def test_0004_keeps_old_letters_and_refuses_to_downgrade_past_unsent_ones(db_url: str) -> None:
     """0004: letters written before it keep their text; a downgrade below it while a letter
     waits unrendered is refused (the old dispatcher would send it blank), then allowed once sent."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    at = datetime(2027, 1, 4, 9, tzinfo=timezone.utc)
-    old = {"kind": "risk", "item_id": 1, "template": "chase", "category": "letter", "to": "[]", "cc": "[]", "attempts": 0,
-           "created_at": at, "next_attempt_at": at}
+    at = datetime(2027, 1, 4, 9, tzinfo=UTC)
+    old = {
+        "kind": "risk",
+        "item_id": 1,
+        "template": "chase",
+        "category": "letter",
+        "to": "[]",
+        "cc": "[]",
+        "attempts": 0,
+        "created_at": at,
+        "next_attempt_at": at,
+    }
     migrate(db_url, "0003")
     with get_engine(db_url).begin() as conn:
-        conn.execute(text("INSERT INTO outboxmessage (idempotency_key, kind, item_id, template, category, subject, body_text, body_html, "
-                          '"to", cc, status, attempts, created_at, next_attempt_at) VALUES (:k, :kind, :item_id, :template, '
-                          ":category, 'Old subject', 'Old text', '<p>Old</p>', :to, :cc, 'queued', :attempts, :created_at, "
-                          ":next_attempt_at)"), {**old, "k": "before-0004"})
+        conn.execute(
+            text(
+                "INSERT INTO outboxmessage (idempotency_key, kind, item_id, template, category, subject, body_text, body_html, "
+                '"to", cc, status, attempts, created_at, next_attempt_at) VALUES (:k, :kind, :item_id, :template, '
+                ":category, 'Old subject', 'Old text', '<p>Old</p>', :to, :cc, 'queued', :attempts, :created_at, "
+                ":next_attempt_at)"
+            ),
+            {**old, "k": "before-0004"},
+        )
     migrate(db_url)
     with get_engine(db_url).begin() as conn:
-        assert conn.execute(text("SELECT subject, body_text, context FROM outboxmessage")).one() == ("Old subject", "Old text", None)
-        conn.execute(text('INSERT INTO outboxmessage (idempotency_key, kind, item_id, template, category, context, "to", cc, status, '
-                          "attempts, created_at, next_attempt_at) VALUES ('after-0004', :kind, :item_id, :template, :category, "
-                          "'{}', :to, :cc, 'queued', :attempts, :created_at, :next_attempt_at)"), old)
+        assert conn.execute(text("SELECT subject, body_text, context FROM outboxmessage")).one() == (
+            "Old subject",
+            "Old text",
+            None,
+        )
+        conn.execute(
+            text(
+                'INSERT INTO outboxmessage (idempotency_key, kind, item_id, template, category, context, "to", cc, status, '
+                "attempts, created_at, next_attempt_at) VALUES ('after-0004', :kind, :item_id, :template, :category, "
+                "'{}', :to, :cc, 'queued', :attempts, :created_at, :next_attempt_at)"
+            ),
+            old,
+        )
     command.downgrade(alembic_config(db_url), "0004")  # the later revisions step down freely
-    with pytest.raises(RuntimeError, match="1 letter.* not yet rendered: send them"):
+    with pytest.raises(RuntimeError, match=r"1 letter.* not yet rendered: send them"):
         command.downgrade(alembic_config(db_url), "0003")
     assert _current(db_url) == "0004"
     with get_engine(db_url).begin() as conn:  # as the dispatcher leaves a sent letter
-        conn.execute(text("UPDATE outboxmessage SET subject = 'S', body_text = 'T', body_html = 'H', status = 'sent' "
-                          "WHERE idempotency_key = 'after-0004'"))
+        conn.execute(
+            text(
+                "UPDATE outboxmessage SET subject = 'S', body_text = 'T', body_html = 'H', status = 'sent' "
+                "WHERE idempotency_key = 'after-0004'"
+            )
+        )
     command.downgrade(alembic_config(db_url), "0003")
     assert _current(db_url) == "0003"

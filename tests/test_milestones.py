@@ -37,22 +37,46 @@ def _events(session: Session, kind: str) -> list[AuditEvent]:
 
 
 def test_a_milestone_is_audited_chased_once_when_overdue_and_done(
-    db: Engine, session: Session, raise_risk: Callable[..., Risk], tmp_path: Path,
+    db: Engine,
+    session: Session,
+    raise_risk: Callable[..., Risk],
+    tmp_path: Path,
 ) -> None:
     risk = raise_risk("SC")
     clock = FixedClock(date(2026, 12, 14))
     # Sat 26 Dec 2026 is not a working day (and Mon 28 Dec is the Boxing Day holiday): due Tue 29 Dec
-    rec = milestones.add(session, risk.id, text="Consultant rota extended to 24/7", due_on=date(2026, 12, 26),  # type: ignore[arg-type]
-                         actor="Jo Smith", role="network-manager", clock=clock)
+    rec = milestones.add(
+        session,
+        risk.id,
+        text="Consultant rota extended to 24/7",
+        due_on=date(2026, 12, 26),  # type: ignore[arg-type]
+        actor="Jo Smith",
+        role="network-manager",
+        clock=clock,
+    )
     assert rec.row.due_on == date(2026, 12, 29) and "not a working day" in rec.notes[0]
-    other = milestones.add(session, risk.id, text="Interim supervision agreed", working_days=10, actor="Jo Smith",  # type: ignore[arg-type]
-                           role="network-manager", clock=clock)
+    other = milestones.add(
+        session,
+        risk.id,
+        text="Interim supervision agreed",
+        working_days=10,
+        actor="Jo Smith",  # type: ignore[arg-type]
+        role="network-manager",
+        clock=clock,
+    )
     assert other.row.due_on == date(2026, 12, 30)  # 10 working days from Mon 14 Dec, skipping 25 and 28 December
     session.commit()
     (added, _) = _events(session, "milestone")
-    assert (added.trigger, added.actor, added.role, added.data["due_on"]) == ("add_milestone", "Jo Smith", "network-manager", "2026-12-29")
+    assert (added.trigger, added.actor, added.role, added.data["due_on"]) == (
+        "add_milestone",
+        "Jo Smith",
+        "network-manager",
+        "2026-12-29",
+    )
 
-    milestones.mark_done(session, other.row.id, actor="Sam Lee", role="regional-lead", clock=FixedClock(date(2026, 12, 30)))  # type: ignore[arg-type]
+    milestones.mark_done(
+        session, other.row.id, actor="Sam Lee", role="regional-lead", clock=FixedClock(date(2026, 12, 30))
+    )  # type: ignore[arg-type]
     session.commit()
     assert run_sweep(db, FixedClock(date(2026, 12, 29))).count("milestone_chased") == 0  # due today: not yet overdue
     summary = run_sweep(db, FixedClock(date(2026, 12, 30)))
@@ -60,10 +84,18 @@ def test_a_milestone_is_audited_chased_once_when_overdue_and_done(
     assert run_sweep(db, FixedClock(date(2026, 12, 31))).count("milestone_chased") == 0  # once only
 
     letters = session.exec(select(OutboxMessage).where(OutboxMessage.template == "milestone_overdue")).all()
-    assert {(m.to[0]["role"], m.category) for m in letters} == {("service-lead", "chase"), ("chief-executive", "chase"),
-                                                                 ("network-manager", "chase")}
+    assert {(m.to[0]["role"], m.category) for m in letters} == {
+        ("service-lead", "chase"),
+        ("chief-executive", "chase"),
+        ("network-manager", "chase"),
+    }
     chased = _events(session, "milestone")[-1]
-    assert (chased.item_id, chased.trigger, chased.actor, chased.to_state) == (rec.row.id, "chase_milestone", "peerwatch-sweeper", "chased")
+    assert (chased.item_id, chased.trigger, chased.actor, chased.to_state) == (
+        rec.row.id,
+        "chase_milestone",
+        "peerwatch-sweeper",
+        "chased",
+    )
     assert chased.data["reply_by"] == "2027-01-07"  # 5 working days (local policy) from Wed 30 Dec, skipping 1 January
 
     # the letter, sent, is read back by Python's email parser
@@ -75,12 +107,21 @@ def test_a_milestone_is_audited_chased_once_when_overdue_and_done(
     body = mine[0].get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
     assert "Consultant rota extended to 24/7" in body and "Tue 29 Dec 2026" in body and "Thu 07 Jan 2027" in body
 
-    milestones.mark_done(session, rec.row.id, actor="Jo Smith", role="network-manager", clock=FixedClock(date(2027, 1, 6)))  # type: ignore[arg-type]
+    milestones.mark_done(
+        session, rec.row.id, actor="Jo Smith", role="network-manager", clock=FixedClock(date(2027, 1, 6))
+    )  # type: ignore[arg-type]
     session.commit()
     done = _events(session, "milestone")[-1]
-    assert (done.trigger, done.from_state, done.to_state, done.data["late"]) == ("milestone_done", "chased", "done", True)
+    assert (done.trigger, done.from_state, done.to_state, done.data["late"]) == (
+        "milestone_done",
+        "chased",
+        "done",
+        True,
+    )
     with pytest.raises(InvalidInput, match="already marked done on 2027-01-06 by Jo Smith"):
-        milestones.mark_done(session, rec.row.id, actor="Jo", role="network-manager", clock=FixedClock(date(2027, 1, 7)))  # type: ignore[arg-type]
+        milestones.mark_done(
+            session, rec.row.id, actor="Jo", role="network-manager", clock=FixedClock(date(2027, 1, 7))
+        )  # type: ignore[arg-type]
     assert engine.verify_chain(session)[2] is None
 
 
@@ -103,18 +144,37 @@ def test_milestones_refuse_bad_input_with_nothing_changed(session: Session, rais
         session.rollback()
     assert session.exec(select(func.count()).select_from(Milestone)).one() == 0
     assert session.exec(select(func.count()).select_from(AuditEvent)).one() == before
-    m = milestones.add(session, risk.id, text="x", due_on=date(2027, 1, 5), actor="Jo", role="network-manager", clock=clock)  # type: ignore[arg-type]
+    m = milestones.add(
+        session, risk.id, text="x", due_on=date(2027, 1, 5), actor="Jo", role="network-manager", clock=clock
+    )  # type: ignore[arg-type]
     session.commit()
     with pytest.raises(InvalidInput, match="after today"):
         milestones.mark_done(session, m.row.id, actor="Jo", role="network-manager", clock=clock, on=date(2026, 12, 15))  # type: ignore[arg-type]
 
 
-def test_a_closed_risks_milestones_are_not_chased(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+def test_a_closed_risks_milestones_are_not_chased(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk]
+) -> None:
     risk = raise_risk("GC")
-    milestones.add(session, risk.id, text="x", due_on=date(2027, 1, 5), actor="Jo", role="network-manager",  # type: ignore[arg-type]
-                   clock=FixedClock(date(2026, 12, 14)))
-    engine.fire(session, "risk", risk.id, "close", actor="Jo", role="network-manager", note="resolved",  # type: ignore[arg-type]
-                clock=FixedClock(date(2026, 12, 15)))
+    milestones.add(
+        session,
+        risk.id,
+        text="x",
+        due_on=date(2027, 1, 5),
+        actor="Jo",
+        role="network-manager",  # type: ignore[arg-type]
+        clock=FixedClock(date(2026, 12, 14)),
+    )
+    engine.fire(
+        session,
+        "risk",
+        risk.id,
+        "close",
+        actor="Jo",
+        role="network-manager",
+        note="resolved",  # type: ignore[arg-type]
+        clock=FixedClock(date(2026, 12, 15)),
+    )
     session.commit()
     assert run_sweep(db, FixedClock(date(2027, 1, 7))).count("milestone_chased") == 0
 
@@ -132,41 +192,113 @@ def test_commands_that_write_stored_data_leave_an_audited_event_with_the_actor(d
         services = seed_reference(s)
         s.commit()
     sid = str(services["Midland Royal Major Trauma Centre"])
-    assert _run(db_url, "--as-of", "2026-12-11", "risk", "raise", "--service", sid, "--level", "SC", "--title", "Rota gaps",
-                "--visit-date", "2026-12-11", "--actor", "Jo Smith").returncode == 0
+    assert (
+        _run(
+            db_url,
+            "--as-of",
+            "2026-12-11",
+            "risk",
+            "raise",
+            "--service",
+            sid,
+            "--level",
+            "SC",
+            "--title",
+            "Rota gaps",
+            "--visit-date",
+            "2026-12-11",
+            "--actor",
+            "Jo Smith",
+        ).returncode
+        == 0
+    )
     steps = [
-        ("milestone", ["--as-of", "2026-12-14", "risk", "milestone", "1", "--due", "2027-03-01", "--text", "Rota extended"]),
-        ("milestone", ["--as-of", "2027-03-02", "milestone", "done", "1", "--actor", "Sam Lee", "--role", "regional-lead"]),
-        ("contact", ["contact", "add", "--role", "cqc", "--name", "Ms New Inspector", "--email", "new@cqc.org.uk", "--network", "WMTN",
-                     "--actor", "Jo Smith", "--as", "network-manager"]),
-        ("reviewer", ["reviewer", "add", "--name", "Dr Rae Newton", "--email", "rae@x.nhs.uk", "--discipline", "nurse"]),
+        (
+            "milestone",
+            ["--as-of", "2026-12-14", "risk", "milestone", "1", "--due", "2027-03-01", "--text", "Rota extended"],
+        ),
+        (
+            "milestone",
+            ["--as-of", "2027-03-02", "milestone", "done", "1", "--actor", "Sam Lee", "--role", "regional-lead"],
+        ),
+        (
+            "contact",
+            [
+                "contact",
+                "add",
+                "--role",
+                "cqc",
+                "--name",
+                "Ms New Inspector",
+                "--email",
+                "new@cqc.org.uk",
+                "--network",
+                "WMTN",
+                "--actor",
+                "Jo Smith",
+                "--as",
+                "network-manager",
+            ],
+        ),
+        (
+            "reviewer",
+            ["reviewer", "add", "--name", "Dr Rae Newton", "--email", "rae@x.nhs.uk", "--discipline", "nurse"],
+        ),
         ("network", ["network", "add", "--code", "NEWN", "--name", "New Network"]),
-        ("service", ["service", "add", "--name", "New Burns Service", "--kind", "Burns", "--organisation", "New NHS Trust",
-                     "--network", "NEWN", "--actor", "Jo Smith", "--role", "network-manager"]),
+        (
+            "service",
+            [
+                "service",
+                "add",
+                "--name",
+                "New Burns Service",
+                "--kind",
+                "Burns",
+                "--organisation",
+                "New NHS Trust",
+                "--network",
+                "NEWN",
+                "--actor",
+                "Jo Smith",
+                "--role",
+                "network-manager",
+            ],
+        ),
     ]
-    for kind, args in steps:
+    for _kind, args in steps:
         proc = _run(db_url, *args)
         assert proc.returncode == 0, (args, proc.stderr)
     with db.begin() as conn:  # a letter that failed: queued again by hand
-        conn.execute(text("INSERT INTO outboxmessage (idempotency_key, kind, item_id, template, category, context, \"to\", cc, status, "
-                          "attempts, created_at, next_attempt_at, last_error) VALUES ('k1', 'risk', 1, 'chase', 'chase', '{}', '[]', "
-                          "'[]', 'failed', 5, '2027-01-04 09:00:00', '2027-01-04 09:00:00', 'relay down')"))
+        conn.execute(
+            text(
+                'INSERT INTO outboxmessage (idempotency_key, kind, item_id, template, category, context, "to", cc, status, '
+                "attempts, created_at, next_attempt_at, last_error) VALUES ('k1', 'risk', 1, 'chase', 'chase', '{}', '[]', "
+                "'[]', 'failed', 5, '2027-01-04 09:00:00', '2027-01-04 09:00:00', 'relay down')"
+            )
+        )
     assert _run(db_url, "outbox", "retry", "1", "--actor", "Ops Person").returncode == 0
     with Session(db) as s:
-        got = [(e.kind, e.trigger, e.actor, e.role) for e in s.exec(select(AuditEvent).where(AuditEvent.kind != "risk").order_by(AuditEvent.id))]  # type: ignore[arg-type]
-        assert got == [("milestone", "add_milestone", "Pat Operator", "network-manager"),
-                       ("milestone", "milestone_done", "Sam Lee", "regional-lead"),
-                       ("contact", "add_contact", "Jo Smith", "network-manager"),
-                       ("reviewer", "add_reviewer", "Pat Operator", "network-office"),
-                       ("network", "add_network", "Pat Operator", "operator"),
-                       ("organisation", "add_organisation", "Jo Smith", "network-manager"),  # the new Trust
-                       ("service", "add_service", "Jo Smith", "network-manager"),
-                       ("outbox", "retry", "Ops Person", "operator")]
+        got = [
+            (e.kind, e.trigger, e.actor, e.role)
+            for e in s.exec(select(AuditEvent).where(AuditEvent.kind != "risk").order_by(AuditEvent.id))
+        ]  # type: ignore[arg-type]
+        assert got == [
+            ("milestone", "add_milestone", "Pat Operator", "network-manager"),
+            ("milestone", "milestone_done", "Sam Lee", "regional-lead"),
+            ("contact", "add_contact", "Jo Smith", "network-manager"),
+            ("reviewer", "add_reviewer", "Pat Operator", "network-office"),
+            ("network", "add_network", "Pat Operator", "operator"),
+            ("organisation", "add_organisation", "Jo Smith", "network-manager"),  # the new Trust
+            ("service", "add_service", "Jo Smith", "network-manager"),
+            ("outbox", "retry", "Ops Person", "operator"),
+        ]
         assert engine.verify_chain(s)[2] is None
     # no actor at all (no --actor, no PEERWATCH_ACTOR, and as the auditor role): refused, nothing written
     refused = _run(db_url, "milestone", "done", "1", "--actor", "")
     assert refused.returncode == 2
-    auditor = _run(db_url, "contact", "add", "--role", "cqc", "--name", "X", "--email", "x@cqc.org.uk", "--as", "auditor")
+    auditor = _run(
+        db_url, "contact", "add", "--role", "cqc", "--name", "X", "--email", "x@cqc.org.uk", "--as", "auditor"
+    )
     assert auditor.returncode == 2 and "read-only" in auditor.stderr
     with Session(db) as s:
         assert s.exec(select(func.count()).select_from(AuditEvent).where(AuditEvent.kind != "risk")).one() == 8
@@ -179,11 +311,45 @@ def test_cqc_record_and_standards_load_are_audited_with_the_actor(db_url: str, d
         seed_reference(s)
         s.commit()
     org = "Midland Royal Hospitals NHS Trust"
-    proc = _run(db_url, "--as-of", "2026-12-11", "cqc", "record", "--organisation", org, "--date", "2026-11-20", "--overall", "good",
-                "--safe", "good", "--well-led", "good")
+    proc = _run(
+        db_url,
+        "--as-of",
+        "2026-12-11",
+        "cqc",
+        "record",
+        "--organisation",
+        org,
+        "--date",
+        "2026-11-20",
+        "--overall",
+        "good",
+        "--safe",
+        "good",
+        "--well-led",
+        "good",
+    )
     assert proc.returncode == 0, proc.stderr
-    proc = _run(db_url, "--as-of", "2026-12-11", "cqc", "record", "--organisation", org, "--date", "2026-12-01", "--overall", "good",
-                "--safe", "good", "--well-led", "good", "--actor", "Nia Evans", "--role", "regional-lead")
+    proc = _run(
+        db_url,
+        "--as-of",
+        "2026-12-11",
+        "cqc",
+        "record",
+        "--organisation",
+        org,
+        "--date",
+        "2026-12-01",
+        "--overall",
+        "good",
+        "--safe",
+        "good",
+        "--well-led",
+        "good",
+        "--actor",
+        "Nia Evans",
+        "--role",
+        "regional-lead",
+    )
     assert proc.returncode == 0, proc.stderr
     library = str(Path(__file__).resolve().parents[1] / "docs" / "standards-example.yaml")
     proc = _run(db_url, "--as-of", "2026-12-11", "selfassessment", "standards", "load", library)
@@ -192,31 +358,71 @@ def test_cqc_record_and_standards_load_are_audited_with_the_actor(db_url: str, d
         got = [(e.kind, e.trigger, e.actor, e.role) for e in s.exec(select(AuditEvent).order_by(AuditEvent.id))]  # type: ignore[arg-type]
         sets = s.execute(text("SELECT count(*) FROM standardset")).scalar_one()
         assert sets >= 1
-        assert got == [("cqc_rating", "record_cqc_assessment", "Pat Operator", "network-office"),
-                       ("cqc_rating", "record_cqc_assessment", "Nia Evans", "regional-lead"),
-                       *[("standard_set", "load_standard_set", "Pat Operator", "network-office")] * sets]
+        assert got == [
+            ("cqc_rating", "record_cqc_assessment", "Pat Operator", "network-office"),
+            ("cqc_rating", "record_cqc_assessment", "Nia Evans", "regional-lead"),
+            *[("standard_set", "load_standard_set", "Pat Operator", "network-office")] * sets,
+        ]
         first = s.exec(select(AuditEvent).order_by(AuditEvent.id)).first()  # type: ignore[arg-type]
         assert first is not None and first.data["assessed_on"] == "2026-11-20" and first.data["safe"] == "Good"
         assert engine.verify_chain(s)[2] is None
     # a newer set supersedes the current one: both audited, with the actor from --actor
     newer = tmp_path / "newer.json"
-    newer.write_text(json.dumps({"service_kind": "Adult Critical Care", "name": "Ten standards", "version": "2026.1",
-                                 "effective_from": "2026-04-01",
-                                 "standards": [{"ref": f"{n}.1", "descriptor": f"standard {n}", "criteria_met": "yes",
-                                                "criteria_partly": "partly", "criteria_unmet": "no"} for n in range(1, 11)]}))
-    proc = _run(db_url, "--as-of", "2026-12-11", "selfassessment", "standards", "load", str(newer), "--actor", "Jo Smith")
+    newer.write_text(
+        json.dumps(
+            {
+                "service_kind": "Adult Critical Care",
+                "name": "Ten standards",
+                "version": "2026.1",
+                "effective_from": "2026-04-01",
+                "standards": [
+                    {
+                        "ref": f"{n}.1",
+                        "descriptor": f"standard {n}",
+                        "criteria_met": "yes",
+                        "criteria_partly": "partly",
+                        "criteria_unmet": "no",
+                    }
+                    for n in range(1, 11)
+                ],
+            }
+        )
+    )
+    proc = _run(
+        db_url, "--as-of", "2026-12-11", "selfassessment", "standards", "load", str(newer), "--actor", "Jo Smith"
+    )
     assert proc.returncode == 0, proc.stderr
     # nobody named and the auditor role: refused, nothing written
     before = _audit_count(db)
-    refused = _run(db_url, "--as-of", "2026-12-11", "cqc", "record", "--organisation", org, "--date", "2026-12-05", "--overall", "good",
-                   "--safe", "good", "--well-led", "good", "--actor", "")
+    refused = _run(
+        db_url,
+        "--as-of",
+        "2026-12-11",
+        "cqc",
+        "record",
+        "--organisation",
+        org,
+        "--date",
+        "2026-12-05",
+        "--overall",
+        "good",
+        "--safe",
+        "good",
+        "--well-led",
+        "good",
+        "--actor",
+        "",
+    )
     assert refused.returncode == 2, refused.stderr
     auditor = _run(db_url, "selfassessment", "standards", "load", library, "--role", "auditor")
     assert auditor.returncode == 2 and "read-only" in auditor.stderr
     assert _audit_count(db) == before
     with Session(db) as s:
         last = list(s.exec(select(AuditEvent).where(AuditEvent.kind == "standard_set").order_by(AuditEvent.id)))[sets:]  # type: ignore[arg-type]
-        assert {(e.trigger, e.actor) for e in last} == {("load_standard_set", "Jo Smith"), ("supersede_standard_set", "Jo Smith")}
+        assert {(e.trigger, e.actor) for e in last} == {
+            ("load_standard_set", "Jo Smith"),
+            ("supersede_standard_set", "Jo Smith"),
+        }
         assert s.execute(text("SELECT count(*) FROM cqcrating")).scalar_one() == 2
         assert engine.verify_chain(s)[2] is None
 
@@ -233,24 +439,76 @@ def test_cycle_plan_and_set_quarter_are_audited_with_the_actor(db_url: str, db: 
         services = seed_reference(s)
         s.commit()
     sid = str(services["Midland Royal Major Trauma Centre"])
-    assert _run(db_url, "--as-of", "2026-12-11", "risk", "raise", "--service", sid, "--level", "SC", "--title", "Rota gaps",
-                "--visit-date", "2026-12-11", "--actor", "Jo Smith").returncode == 0
-    proc = _run(db_url, "--as-of", "2027-04-01", "cycle", "plan", "--network", "WMTN", "--year", "2027", "--actor", "Sam Lee",
-                "--role", "network-manager")
+    assert (
+        _run(
+            db_url,
+            "--as-of",
+            "2026-12-11",
+            "risk",
+            "raise",
+            "--service",
+            sid,
+            "--level",
+            "SC",
+            "--title",
+            "Rota gaps",
+            "--visit-date",
+            "2026-12-11",
+            "--actor",
+            "Jo Smith",
+        ).returncode
+        == 0
+    )
+    proc = _run(
+        db_url,
+        "--as-of",
+        "2027-04-01",
+        "cycle",
+        "plan",
+        "--network",
+        "WMTN",
+        "--year",
+        "2027",
+        "--actor",
+        "Sam Lee",
+        "--role",
+        "network-manager",
+    )
     assert proc.returncode == 0, proc.stderr
     with Session(db) as s:
         planned = list(s.exec(select(AuditEvent).where(AuditEvent.kind == "phase")))
         carried = list(s.exec(select(AuditEvent).where(AuditEvent.kind == "carry_forward")))
         assert planned and {(e.trigger, e.actor, e.role) for e in planned} == {("plan", "Sam Lee", "network-manager")}
-        assert [(e.trigger, e.actor, e.role, e.data["item_id"]) for e in carried] == [("carry_forward", "Sam Lee", "network-manager", 1)]
+        assert [(e.trigger, e.actor, e.role, e.data["item_id"]) for e in carried] == [
+            ("carry_forward", "Sam Lee", "network-manager", 1)
+        ]
         from models.cycle import CarryForward
+
         assert s.exec(select(func.count()).select_from(CarryForward)).one() == 1
     # 2028-29 is not planned yet: no phase to move, but the network's choice is stored, so audited
-    proc = _run(db_url, "--as-of", "2027-04-01", "cycle", "set-quarter", "--network", "WMTN", "--step", "visits", "--quarter", "Q3",
-                "--from-year", "2028")
+    proc = _run(
+        db_url,
+        "--as-of",
+        "2027-04-01",
+        "cycle",
+        "set-quarter",
+        "--network",
+        "WMTN",
+        "--step",
+        "visits",
+        "--quarter",
+        "Q3",
+        "--from-year",
+        "2028",
+    )
     assert proc.returncode == 0, proc.stderr
     with Session(db) as s:
         (moved,) = s.exec(select(AuditEvent).where(AuditEvent.kind == "phase_quarter")).all()
         assert (moved.trigger, moved.actor, moved.role, moved.to_state, moved.data["from_year"]) == (
-            "set_quarter", "Pat Operator", "network-manager", "Q3", 2028)
+            "set_quarter",
+            "Pat Operator",
+            "network-manager",
+            "Q3",
+            2028,
+        )
         assert engine.verify_chain(s)[2] is None

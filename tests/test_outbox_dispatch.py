@@ -10,7 +10,7 @@ import email
 import email.policy
 import socket
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage, Message
 from email.utils import getaddresses
 from pathlib import Path
@@ -34,7 +34,7 @@ from states.policy import Policy
 from states.risk import TRUST
 from states.sweep import run_sweep
 
-UTC = timezone.utc
+UTC = UTC
 MRH = "Midland Royal Major Trauma Centre"
 NOTIFIED = date(2026, 12, 18)  # formal notification day; SC response due Wed 20 Jan 2027
 SC_DUE = "Wed 20 Jan 2027"
@@ -46,8 +46,15 @@ POLICY = Policy(max_send_attempts=3, retry_backoff_seconds=60)
 
 
 def notify(session: Session, risk_id: int, day: date = NOTIFIED) -> None:
-    engine.fire(session, "risk", risk_id, "send_formal_notification", actor="Dr Asha Patel",
-                role="network-manager", clock=FixedClock(day))
+    engine.fire(
+        session,
+        "risk",
+        risk_id,
+        "send_formal_notification",
+        actor="Dr Asha Patel",
+        role="network-manager",
+        clock=FixedClock(day),
+    )
     session.commit()
 
 
@@ -67,13 +74,23 @@ def contacts(session: Session, service_id: int) -> dict[str, list[str]]:
         return sorted(c.email for c in session.exec(select(Contact).where(*conds)))
 
     out = {
-        "chief-executive": emails(Contact.role == "chief-executive", Contact.organisation_id == svc.organisation_id,
-                                  col(Contact.service_id).is_(None)),
-        "medical-director": emails(Contact.role == "medical-director", Contact.organisation_id == svc.organisation_id,
-                                   col(Contact.service_id).is_(None)),
+        "chief-executive": emails(
+            Contact.role == "chief-executive",
+            Contact.organisation_id == svc.organisation_id,
+            col(Contact.service_id).is_(None),
+        ),
+        "medical-director": emails(
+            Contact.role == "medical-director",
+            Contact.organisation_id == svc.organisation_id,
+            col(Contact.service_id).is_(None),
+        ),
         "service-lead": emails(Contact.role == "service-lead", Contact.service_id == service_id),
-        "accountable-officer": emails(Contact.role == "accountable-officer", Contact.network_id == svc.network_id,
-                                      col(Contact.organisation_id).is_(None), col(Contact.service_id).is_(None)),
+        "accountable-officer": emails(
+            Contact.role == "accountable-officer",
+            Contact.network_id == svc.network_id,
+            col(Contact.organisation_id).is_(None),
+            col(Contact.service_id).is_(None),
+        ),
     }
     for role, found in out.items():
         assert len(found) == 1, f"demo data should have exactly one {role}: {found}"
@@ -104,7 +121,9 @@ def sc(raise_risk: Callable[..., Risk]) -> Risk:
 # --------------------------------------------------------------------------- the formal notification letter
 
 
-def test_formal_notification_writes_one_letter_to_the_trust(session: Session, services: dict[str, int], sc: Risk) -> None:
+def test_formal_notification_writes_one_letter_to_the_trust(
+    session: Session, services: dict[str, int], sc: Risk
+) -> None:
     before = len(messages(session))
     notify(session, sc.id)  # type: ignore[arg-type]
     letters = messages(session, template="formal_notification", item_id=sc.id)
@@ -116,7 +135,8 @@ def test_formal_notification_writes_one_letter_to_the_trust(session: Session, se
     assert m.status == OutboxStatus.QUEUED
     assert m.last_error is None
     assert sorted(p["email"] for p in m.to) == sorted(
-        people["chief-executive"] + people["medical-director"] + people["service-lead"])
+        people["chief-executive"] + people["medical-director"] + people["service-lead"]
+    )
     assert {p["role"] for p in m.to} == set(TRUST)
     assert [p["email"] for p in m.cc] == people["accountable-officer"]
     assert m.cc[0]["role"] == "accountable-officer"
@@ -157,8 +177,17 @@ def test_enqueue_letters_twice_with_same_key_writes_nothing_more(session: Sessio
 def test_unique_constraint_rejects_raw_duplicate(session: Session, sc: Risk) -> None:
     notify(session, sc.id)  # type: ignore[arg-type]
     (m,) = messages(session, template="formal_notification")
-    session.add(OutboxMessage(idempotency_key=m.idempotency_key, kind="risk", item_id=m.item_id, template=m.template,
-                              subject="dup", body_text="dup", body_html="dup"))
+    session.add(
+        OutboxMessage(
+            idempotency_key=m.idempotency_key,
+            kind="risk",
+            item_id=m.item_id,
+            template=m.template,
+            subject="dup",
+            body_text="dup",
+            body_html="dup",
+        )
+    )
     with pytest.raises(IntegrityError):
         session.commit()
     session.rollback()
@@ -171,8 +200,15 @@ def test_unique_constraint_rejects_raw_duplicate(session: Session, sc: Risk) -> 
 def _escalate(session: Session, risk_id: int) -> None:
     notify(session, risk_id)
     for day in (date(2027, 1, 4), date(2027, 1, 11)):
-        engine.fire(session, "risk", risk_id, "response_inadequate", actor="Dr Asha Patel", role="network-manager",
-                    clock=FixedClock(day))
+        engine.fire(
+            session,
+            "risk",
+            risk_id,
+            "response_inadequate",
+            actor="Dr Asha Patel",
+            role="network-manager",
+            clock=FixedClock(day),
+        )
         session.commit()
     risk = session.get(Risk, risk_id)
     assert risk is not None and risk.state == "escalated"
@@ -192,7 +228,9 @@ def test_letter_to_roles_nobody_holds_is_undeliverable(session: Session, sc: Ris
     assert m.to == []
     incidents = messages(session, template="escalation", item_id=sc.id, category="incident")
     assert sorted(i.last_error.split("role ")[1].split(" for")[0] for i in incidents) == [  # type: ignore[union-attr]
-        "Care Quality Commission", "Commissioning Lead"]
+        "Care Quality Commission",
+        "Commissioning Lead",
+    ]
     assert m.last_error is not None
     assert "Care Quality Commission" in m.last_error and "Commissioning Lead" in m.last_error
     transport = MemoryTransport()
@@ -214,8 +252,9 @@ def test_missing_cqc_makes_an_undeliverable_incident(session: Session, sc: Risk)
     _delete_role(session, "cqc")
     _escalate(session, sc.id)  # type: ignore[arg-type]
     escalation = messages(session, template="escalation", item_id=sc.id)
-    assert any(m.status == OutboxStatus.UNDELIVERABLE and "Care Quality Commission" in (m.last_error or "")
-               for m in escalation)
+    assert any(
+        m.status == OutboxStatus.UNDELIVERABLE and "Care Quality Commission" in (m.last_error or "") for m in escalation
+    )
 
 
 def test_missing_cc_role_is_not_silently_dropped(session: Session, sc: Risk) -> None:
@@ -276,9 +315,13 @@ def test_letter_headers(session: Session, services: dict[str, int], sc: Risk) ->
 
 
 def test_freeze_gives_back_dates_and_refuses_what_a_letter_cannot_hold() -> None:
-    context = {"today": date(2026, 12, 18), "at": datetime(2026, 12, 18, 9, 30, tzinfo=UTC),
-               "deadlines": {"response": date(2027, 1, 20)}, "to": [{"name": "Dr Ó Néill", "email": "o@x.nhs.uk"}],
-               "item": {"score": 12, "title": "Rota gaps", "visit_date": None}}
+    context = {
+        "today": date(2026, 12, 18),
+        "at": datetime(2026, 12, 18, 9, 30, tzinfo=UTC),
+        "deadlines": {"response": date(2027, 1, 20)},
+        "to": [{"name": "Dr Ó Néill", "email": "o@x.nhs.uk"}],
+        "item": {"score": 12, "title": "Rota gaps", "visit_date": None},
+    }
     back = thaw(freeze(context))
     assert back == context
     assert type(back["today"]) is date and type(back["at"]) is datetime and back["at"].tzinfo is not None
@@ -308,7 +351,8 @@ def test_transition_stores_the_letters_context_and_dispatch_keeps_what_it_sent(s
 
 
 def test_letter_that_cannot_be_rendered_is_an_incident_and_the_others_still_go(
-        session: Session, raise_risk: Callable[..., Risk]) -> None:
+    session: Session, raise_risk: Callable[..., Risk]
+) -> None:
     good, bad = raise_risk("SC"), raise_risk("SC")
     for r in (good, bad):
         notify(session, r.id)  # type: ignore[arg-type]
@@ -337,9 +381,18 @@ def test_letter_that_cannot_be_rendered_is_an_incident_and_the_others_still_go(
 
 
 def test_a_row_written_before_rendering_moved_to_dispatch_is_sent_as_stored(session: Session, sc: Risk) -> None:
-    session.add(OutboxMessage(idempotency_key="risk:legacy:letter", kind="risk", item_id=sc.id, template="formal_notification",  # type: ignore[arg-type]
-                              subject="Stored subject", body_text="Stored text\n", body_html="<p>Stored</p>",
-                              to=[{"name": "Ann", "email": "ann@trust.nhs.uk", "role": "", "role_name": ""}]))
+    session.add(
+        OutboxMessage(
+            idempotency_key="risk:legacy:letter",
+            kind="risk",
+            item_id=sc.id,
+            template="formal_notification",  # type: ignore[arg-type]
+            subject="Stored subject",
+            body_text="Stored text\n",
+            body_html="<p>Stored</p>",
+            to=[{"name": "Ann", "email": "ann@trust.nhs.uk", "role": "", "role_name": ""}],
+        )
+    )
     session.commit()
     transport = MemoryTransport()
     dispatch(session, transport, FixedClock(NOTIFIED), POLICY)
@@ -355,7 +408,9 @@ def test_message_ids_differ_between_letters(session: Session, raise_risk: Callab
     assert len({m["Message-ID"] for m in transport.sent}) == 2
 
 
-def test_message_claimed_as_sending_is_recovered_only_when_the_transport_says_it_was_not_sent(session: Session, sc: Risk) -> None:
+def test_message_claimed_as_sending_is_recovered_only_when_the_transport_says_it_was_not_sent(
+    session: Session, sc: Risk
+) -> None:
     notify(session, sc.id)  # type: ignore[arg-type]
     (row,) = messages(session)
     row.status = OutboxStatus.SENDING  # a crash between claim and send
@@ -386,7 +441,10 @@ def _two_reminders(db: Engine, session: Session, raise_risk: Callable[..., Risk]
 
 
 def test_reminders_for_one_person_go_as_one_digest(
-    db: Engine, session: Session, services: dict[str, int], raise_risk: Callable[..., Risk],
+    db: Engine,
+    session: Session,
+    services: dict[str, int],
+    raise_risk: Callable[..., Risk],
 ) -> None:
     risks, transport = _two_reminders(db, session, raise_risk)
     reminders = messages(session, category="reminder")
@@ -505,7 +563,9 @@ def test_queued_message_delivered_when_transport_recovers(session: Session, rais
     transport.down = False
     s = dispatch(session, transport, FixedClock(date(2026, 12, 22)), POLICY)
     assert (s.sent_messages, s.sent_rows) == (2, 2)  # the queued one and the failed one, once each
-    assert sorted(m["X-Peerwatch-Key"] for m in transport.sent) == sorted([pending.idempotency_key, failed.idempotency_key])
+    assert sorted(m["X-Peerwatch-Key"] for m in transport.sent) == sorted(
+        [pending.idempotency_key, failed.idempotency_key]
+    )
     session.refresh(pending)
     session.refresh(failed)
     assert (pending.status, pending.attempts) == (OutboxStatus.SENT, 2)
@@ -516,7 +576,10 @@ def test_queued_message_delivered_when_transport_recovers(session: Session, rais
 
 
 def test_folder_transport_writes_one_eml_per_message(
-    tmp_path: Path, session: Session, services: dict[str, int], raise_risk: Callable[..., Risk],
+    tmp_path: Path,
+    session: Session,
+    services: dict[str, int],
+    raise_risk: Callable[..., Risk],
 ) -> None:
     risks = [raise_risk("SC"), raise_risk("IR")]
     for r in risks:
@@ -580,7 +643,7 @@ class _Collector:
     def __init__(self) -> None:
         self.envelopes: list[Any] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.envelopes.append(envelope)
         return "250 Message accepted for delivery"
 
@@ -638,11 +701,17 @@ def test_recipients_come_only_from_the_items_own_trust_and_network(session: Sess
 
     svc = session.get(Service, next(iter(services.values())))
     assert svc is not None
-    trust_ceo = resolve(session, "chief-executive", {"service_id": None, "organisation_id": svc.organisation_id, "network_id": svc.network_id})
+    trust_ceo = resolve(
+        session,
+        "chief-executive",
+        {"service_id": None, "organisation_id": svc.organisation_id, "network_id": svc.network_id},
+    )
     all_ceos = session.exec(select(Contact).where(Contact.role == "chief-executive")).all()
     assert len({c.organisation_id for c in all_ceos}) > 1  # the seed has several Trusts
     assert trust_ceo and {c.organisation_id for c in trust_ceo} == {svc.organisation_id}
-    managers = resolve(session, "network-manager", {"service_id": None, "organisation_id": None, "network_id": svc.network_id})
+    managers = resolve(
+        session, "network-manager", {"service_id": None, "organisation_id": None, "network_id": svc.network_id}
+    )
     assert managers and {c.network_id for c in managers} == {svc.network_id}
     nowhere = resolve(session, "chief-executive", {"service_id": None, "organisation_id": None, "network_id": None})
     assert nowhere == []  # no national Chief Executive: nobody, not everybody

@@ -15,6 +15,7 @@ from sqlmodel import Session, func, select
 
 from models import AuditEvent, Contact, Deadline, OutboxMessage, Service
 from models.perinatal import PerinatalConcern
+from notifications.outbox import rendered
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
@@ -22,7 +23,6 @@ from states.errors import GuardRefused, InvalidInput, InvalidTrigger, Permission
 from states.kinds import CLOCK_TRIGGERS, get_spec
 from states.perinatal import ADDRESSEES, PerinatalPolicy, PerinatalState, board_review_due, mermaid
 from states.sweep import run_sweep
-from notifications.outbox import rendered
 
 S = PerinatalState
 NM = "network-manager"
@@ -37,13 +37,27 @@ def maternity(session: Session, services: dict[str, int]) -> int:
     """A maternity service in Midland Royal's Trust and network, with the perinatal contacts."""
     trauma = session.get(Service, services[MRH])
     assert trauma is not None
-    svc = Service(name="Midland Royal Maternity", kind="Maternity", organisation_id=trauma.organisation_id, network_id=trauma.network_id)
+    svc = Service(
+        name="Midland Royal Maternity",
+        kind="Maternity",
+        organisation_id=trauma.organisation_id,
+        network_id=trauma.network_id,
+    )
     session.add(svc)
     session.flush()
-    session.add(Contact(role="service-lead", name="Ms Mae Midwife", email="mae.midwife@mrh.nhs.example", service_id=svc.id,
-                        organisation_id=trauma.organisation_id))
+    session.add(
+        Contact(
+            role="service-lead",
+            name="Ms Mae Midwife",
+            email="mae.midwife@mrh.nhs.example",
+            service_id=svc.id,
+            organisation_id=trauma.organisation_id,
+        )
+    )
     for role in LEVEL_ROLES:
-        session.add(Contact(role=role, name=f"{role} person", email=f"{role}@region.nhs.example", network_id=trauma.network_id))
+        session.add(
+            Contact(role=role, name=f"{role} person", email=f"{role}@region.nhs.example", network_id=trauma.network_id)
+        )
     for role in ("msscg", "jsog"):
         session.add(Contact(role=role, name=f"{role.upper()} secretariat", email=f"{role}@england.nhs.example"))
     session.commit()
@@ -54,7 +68,9 @@ def maternity(session: Session, services: dict[str, int]) -> int:
 @pytest.fixture
 def raise_concern(session: Session, maternity: int) -> Callable[..., PerinatalConcern]:
     def make(day: date = RAISED, **fields: Any) -> PerinatalConcern:
-        row = PerinatalConcern(service_id=maternity, title="Rising stillbirth rate on the dashboard", raised_on=day, state="new", **fields)
+        row = PerinatalConcern(
+            service_id=maternity, title="Rising stillbirth rate on the dashboard", raised_on=day, state="new", **fields
+        )
         out = engine.create(session, "perinatal", row, "raise", actor="nm", role=NM, clock=FixedClock(day))
         session.commit()
         return out.row  # type: ignore[return-value]
@@ -75,8 +91,13 @@ def _put_in(session: Session, row: PerinatalConcern, state: str) -> PerinatalCon
 
 
 def _templates(session: Session, item_id: int, since: int = 0) -> list[str]:
-    return list(session.exec(select(OutboxMessage.template).where(OutboxMessage.kind == "perinatal", OutboxMessage.item_id == item_id,
-                                                                  OutboxMessage.id > since).order_by(OutboxMessage.id)).all())
+    return list(
+        session.exec(
+            select(OutboxMessage.template)
+            .where(OutboxMessage.kind == "perinatal", OutboxMessage.item_id == item_id, OutboxMessage.id > since)
+            .order_by(OutboxMessage.id)
+        ).all()
+    )
 
 
 def _last_outbox_id(session: Session) -> int:
@@ -91,32 +112,100 @@ LQSG = {"decided_on": "2026-12-18"}
 RQC = {"decided_on": "2026-12-18", "agreed_with": "Ms Rae Chief-Nurse, regional chief nurse"}
 # (source, trigger, role, setup, expected destination, letters queued)
 TABLE: list[tuple[str, str, str, dict[str, Any], str, set[str]]] = [
-    (S.PROVIDER, "escalate", NM, {"note": "action plan not delivering", "params": LQSG}, S.LMS_ICS, {"perinatal_escalation"}),
-    (S.LMS_ICS, "escalate", "network-office", {"note": "no improvement", "params": RQC}, S.REGIONAL, {"perinatal_escalation"}),
-    (S.REGIONAL, "escalate", "regional-lead", {"note": "needs national support", "params": LQSG}, S.NATIONAL, {"perinatal_escalation"}),
+    (
+        S.PROVIDER,
+        "escalate",
+        NM,
+        {"note": "action plan not delivering", "params": LQSG},
+        S.LMS_ICS,
+        {"perinatal_escalation"},
+    ),
+    (
+        S.LMS_ICS,
+        "escalate",
+        "network-office",
+        {"note": "no improvement", "params": RQC},
+        S.REGIONAL,
+        {"perinatal_escalation"},
+    ),
+    (
+        S.REGIONAL,
+        "escalate",
+        "regional-lead",
+        {"note": "needs national support", "params": LQSG},
+        S.NATIONAL,
+        {"perinatal_escalation"},
+    ),
     (S.LMS_ICS, "deescalate", NM, {"note": "improving"}, S.PROVIDER, {"perinatal_deescalation"}),
     (S.REGIONAL, "deescalate", NM, {"note": "improving"}, S.LMS_ICS, {"perinatal_deescalation"}),
     (S.NATIONAL, "deescalate", "operator", {"note": "support agreed locally"}, S.REGIONAL, {"perinatal_deescalation"}),
-    (S.REGIONAL, "refer_to_jsog", NM, {"note": "system-wide issue", "params": RQC}, S.REGIONAL, {"perinatal_regional_referral"}),
-    (S.REGIONAL, "request_cqc_inspection", NM, {"note": "triangulated data", "params": RQC}, S.REGIONAL, {"perinatal_regional_referral"}),
-    *[(s, "record_forum_decision", "network-office", {"params": {**LQSG, "forum": "lms_ics", "decision": "not to escalate"}}, s, set())
-      for s in OPEN],
+    (
+        S.REGIONAL,
+        "refer_to_jsog",
+        NM,
+        {"note": "system-wide issue", "params": RQC},
+        S.REGIONAL,
+        {"perinatal_regional_referral"},
+    ),
+    (
+        S.REGIONAL,
+        "request_cqc_inspection",
+        NM,
+        {"note": "triangulated data", "params": RQC},
+        S.REGIONAL,
+        {"perinatal_regional_referral"},
+    ),
+    *[
+        (
+            s,
+            "record_forum_decision",
+            "network-office",
+            {"params": {**LQSG, "forum": "lms_ics", "decision": "not to escalate"}},
+            s,
+            set(),
+        )
+        for s in OPEN
+    ],
     *[(s, "record_board_review", "network-office", {"params": {"reviewed_on": "2026-12-17"}}, s, set()) for s in OPEN],
     *[(s, "board_review_missed", "system", {"day": AFTER_DUE}, s, {"perinatal_board_review_overdue"}) for s in OPEN],
     *[(s, "close", NM, {"note": "assured by the board"}, S.CLOSED, {"perinatal_closed"}) for s in OPEN],
 ]
 
 
-@pytest.mark.parametrize(("source", "trigger", "role", "setup", "dest", "letters"), TABLE, ids=[f"{t[0]}-{t[1]}-{t[2]}" for t in TABLE])
-def test_allowed_transitions(session: Session, raise_concern: Callable[..., PerinatalConcern], source: str, trigger: str, role: str,
-                             setup: dict[str, Any], dest: str, letters: set[str]) -> None:
+@pytest.mark.parametrize(
+    ("source", "trigger", "role", "setup", "dest", "letters"), TABLE, ids=[f"{t[0]}-{t[1]}-{t[2]}" for t in TABLE]
+)
+def test_allowed_transitions(
+    session: Session,
+    raise_concern: Callable[..., PerinatalConcern],
+    source: str,
+    trigger: str,
+    role: str,
+    setup: dict[str, Any],
+    dest: str,
+    letters: set[str],
+) -> None:
     row = _put_in(session, raise_concern(), source)
     version, since = row.version, _last_outbox_id(session)
-    out = engine.fire(session, "perinatal", row.id, trigger, actor="tester", role=role, clock=FixedClock(setup.get("day", LATER)),
-                      note=setup.get("note"), params=setup.get("params"))
+    out = engine.fire(
+        session,
+        "perinatal",
+        row.id,
+        trigger,
+        actor="tester",
+        role=role,
+        clock=FixedClock(setup.get("day", LATER)),
+        note=setup.get("note"),
+        params=setup.get("params"),
+    )
     session.commit()
     assert out.row.state == dest and out.row.version == version + 1
-    assert (out.event.from_state, out.event.to_state, out.event.trigger, out.event.actor) == (source, dest, trigger, "tester")
+    assert (out.event.from_state, out.event.to_state, out.event.trigger, out.event.actor) == (
+        source,
+        dest,
+        trigger,
+        "tester",
+    )
     assert set(_templates(session, row.id, since)) == letters
     pending = engine.pending_deadlines(session, "perinatal", row.id)
     # an open concern always has exactly one board review ahead; a closed one has none
@@ -133,7 +222,9 @@ def test_table_covers_machine() -> None:
 
 
 @pytest.mark.parametrize(("state", "trigger"), REFUSED, ids=[f"{s}-{t}" for s, t in REFUSED])
-def test_refused_pairs_change_nothing(session: Session, raise_concern: Callable[..., PerinatalConcern], state: str, trigger: str) -> None:
+def test_refused_pairs_change_nothing(
+    session: Session, raise_concern: Callable[..., PerinatalConcern], state: str, trigger: str
+) -> None:
     row = _put_in(session, raise_concern(), state)
     version, counts = row.version, _counts(session)
     with pytest.raises(InvalidTrigger, match=f"'{state}'"):
@@ -150,27 +241,53 @@ def test_a_concern_must_be_about_a_maternity_or_neonatal_service(session: Sessio
         engine.create(session, "perinatal", row, "raise", actor="nm", role=NM, clock=FixedClock(RAISED))
 
 
-def test_escalation_needs_a_reason_and_a_staff_role(session: Session, raise_concern: Callable[..., PerinatalConcern]) -> None:
+def test_escalation_needs_a_reason_and_a_staff_role(
+    session: Session, raise_concern: Callable[..., PerinatalConcern]
+) -> None:
     row = raise_concern()
     with pytest.raises(InvalidInput, match="needs a reason"):
         engine.fire(session, "perinatal", row.id, "escalate", actor="nm", role=NM, clock=FixedClock(LATER))
     with pytest.raises(PermissionDenied, match="may not fire 'close'"):
-        engine.fire(session, "perinatal", row.id, "close", actor="o", role="network-office", clock=FixedClock(LATER), note="x")
+        engine.fire(
+            session, "perinatal", row.id, "close", actor="o", role="network-office", clock=FixedClock(LATER), note="x"
+        )
     with pytest.raises(GuardRefused, match="has_board_review_overdue"):  # December's review is not due yet
         engine.fire(session, "perinatal", row.id, "board_review_missed", actor="nm", role=NM, clock=FixedClock(LATER))
 
 
-def test_each_level_writes_to_its_people_with_the_seeds_actions(session: Session, raise_concern: Callable[..., PerinatalConcern]) -> None:
+def test_each_level_writes_to_its_people_with_the_seeds_actions(
+    session: Session, raise_concern: Callable[..., PerinatalConcern]
+) -> None:
     row = raise_concern()
-    marks = {S.PROVIDER: "action plan is agreed as a priority", S.LMS_ICS: "MatNeoSIP",
-             S.REGIONAL: "unannounced CQC inspection", S.NATIONAL: "entry into the Maternity Safety Support Programme"}
+    marks = {
+        S.PROVIDER: "action plan is agreed as a priority",
+        S.LMS_ICS: "MatNeoSIP",
+        S.REGIONAL: "unannounced CQC inspection",
+        S.NATIONAL: "entry into the Maternity Safety Support Programme",
+    }
     for level in OPEN:
         if level != S.PROVIDER:
-            engine.fire(session, "perinatal", row.id, "escalate", actor="nm", role=NM, clock=FixedClock(LATER), note=f"to {level}",
-                        params=RQC)
+            engine.fire(
+                session,
+                "perinatal",
+                row.id,
+                "escalate",
+                actor="nm",
+                role=NM,
+                clock=FixedClock(LATER),
+                note=f"to {level}",
+                params=RQC,
+            )
         session.commit()
-        letter = session.exec(select(OutboxMessage).where(OutboxMessage.kind == "perinatal", OutboxMessage.template == "perinatal_escalation",
-                                                          OutboxMessage.category == "letter").order_by(OutboxMessage.id.desc())).first()  # type: ignore[union-attr]
+        letter = session.exec(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.kind == "perinatal",
+                OutboxMessage.template == "perinatal_escalation",
+                OutboxMessage.category == "letter",
+            )
+            .order_by(OutboxMessage.id.desc())
+        ).first()  # type: ignore[union-attr]
         assert letter is not None
         assert marks[level] in " ".join(rendered(letter).body_text.split()), level
         assert {p["role"] for p in letter.to} == set(ADDRESSEES[level][0]), level
@@ -179,7 +296,9 @@ def test_each_level_writes_to_its_people_with_the_seeds_actions(session: Session
     assert [h["note"] for h in history][1:] == ["to lms_ics", "to regional", "to national"]
 
 
-def _sweep_days(db: Engine, start: date, end: date, on: dict[date, Callable[[], None]] | None = None) -> dict[date, list[str]]:
+def _sweep_days(
+    db: Engine, start: date, end: date, on: dict[date, Callable[[], None]] | None = None
+) -> dict[date, list[str]]:
     """Sweep every calendar day from start to end, twice a day; return each day's first-run actions."""
     seen: dict[date, list[str]] = {}
     day = start
@@ -195,16 +314,25 @@ def _sweep_days(db: Engine, start: date, end: date, on: dict[date, Callable[[], 
     return seen
 
 
-def test_monthly_board_review_is_reminded_once_and_opens_next_month(db: Engine, session: Session,
-                                                                    raise_concern: Callable[..., PerinatalConcern]) -> None:
+def test_monthly_board_review_is_reminded_once_and_opens_next_month(
+    db: Engine, session: Session, raise_concern: Callable[..., PerinatalConcern]
+) -> None:
     row = raise_concern()
     (d,) = engine.pending_deadlines(session, "perinatal", row.id)
     assert (d.due_on, d.remind_on) == (date(2026, 12, 31), date(2026, 12, 22))
 
     def record() -> None:
         with Session(db) as s:
-            engine.fire(s, "perinatal", row.id, "record_board_review", actor="office", role="network-office",
-                        clock=FixedClock(date(2026, 12, 30)), note="board paper 12/26")
+            engine.fire(
+                s,
+                "perinatal",
+                row.id,
+                "record_board_review",
+                actor="office",
+                role="network-office",
+                clock=FixedClock(date(2026, 12, 30)),
+                note="board paper 12/26",
+            )
             s.commit()
 
     # December's review is recorded on 30 Dec; January's is not recorded at all.
@@ -223,19 +351,31 @@ def test_monthly_board_review_is_reminded_once_and_opens_next_month(db: Engine, 
     assert fresh is not None and (fresh.board_reviews, fresh.last_board_review_on) == (1, date(2026, 12, 30))
     (nxt,) = engine.pending_deadlines(session, "perinatal", row.id)
     assert nxt.due_on == date(2027, 2, 26)
-    reminder = session.exec(select(OutboxMessage).where(OutboxMessage.template == "perinatal_board_review_due").order_by(OutboxMessage.id)).first()
+    reminder = session.exec(
+        select(OutboxMessage).where(OutboxMessage.template == "perinatal_board_review_due").order_by(OutboxMessage.id)
+    ).first()
     assert reminder is not None and {p["role"] for p in reminder.to} <= {"service-lead", "chief-executive"}
     assert "Thu 31 Dec 2026" in rendered(reminder).subject
 
 
-def test_escalating_carries_the_months_review_without_a_second_reminder(db: Engine, session: Session,
-                                                                        raise_concern: Callable[..., PerinatalConcern]) -> None:
+def test_escalating_carries_the_months_review_without_a_second_reminder(
+    db: Engine, session: Session, raise_concern: Callable[..., PerinatalConcern]
+) -> None:
     row = raise_concern()
 
     def escalate() -> None:
         with Session(db) as s:
-            engine.fire(s, "perinatal", row.id, "escalate", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 23)), note="worse",
-                        params=LQSG)
+            engine.fire(
+                s,
+                "perinatal",
+                row.id,
+                "escalate",
+                actor="nm",
+                role=NM,
+                clock=FixedClock(date(2026, 12, 23)),
+                note="worse",
+                params=LQSG,
+            )
             s.commit()
 
     seen = _sweep_days(db, RAISED, date(2026, 12, 31), on={date(2026, 12, 23): escalate})
@@ -245,50 +385,98 @@ def test_escalating_carries_the_months_review_without_a_second_reminder(db: Engi
     assert _templates(session, row.id).count("perinatal_board_review_due") == 2
 
 
-def test_a_late_review_of_an_earlier_month_keeps_this_months_deadline(session: Session,
-                                                                      raise_concern: Callable[..., PerinatalConcern]) -> None:
+def test_a_late_review_of_an_earlier_month_keeps_this_months_deadline(
+    session: Session, raise_concern: Callable[..., PerinatalConcern]
+) -> None:
     row = raise_concern()
-    engine.fire(session, "perinatal", row.id, "board_review_missed", actor="sweeper", role="system", clock=FixedClock(date(2027, 1, 1)))
-    engine.fire(session, "perinatal", row.id, "record_board_review", actor="o", role="network-office", clock=FixedClock(date(2027, 1, 4)),
-                params={"reviewed_on": "2026-12-31"})
+    engine.fire(
+        session,
+        "perinatal",
+        row.id,
+        "board_review_missed",
+        actor="sweeper",
+        role="system",
+        clock=FixedClock(date(2027, 1, 1)),
+    )
+    engine.fire(
+        session,
+        "perinatal",
+        row.id,
+        "record_board_review",
+        actor="o",
+        role="network-office",
+        clock=FixedClock(date(2027, 1, 4)),
+        params={"reviewed_on": "2026-12-31"},
+    )
     session.commit()
     (d,) = engine.pending_deadlines(session, "perinatal", row.id)
     assert d.due_on == date(2027, 1, 29) and row.board_reviews == 1
     with pytest.raises(InvalidInput, match="after today"):
-        engine.fire(session, "perinatal", row.id, "record_board_review", actor="o", role="network-office",
-                    clock=FixedClock(date(2027, 1, 4)), params={"reviewed_on": "2027-01-05"})
+        engine.fire(
+            session,
+            "perinatal",
+            row.id,
+            "record_board_review",
+            actor="o",
+            role="network-office",
+            clock=FixedClock(date(2027, 1, 4)),
+            params={"reviewed_on": "2027-01-05"},
+        )
 
 
-@pytest.mark.parametrize(("month_of", "today", "due"), [
-    (date(2026, 12, 11), date(2026, 12, 11), date(2026, 12, 31)),  # 25, 28 Dec are bank holidays; 31 Dec is a Thursday
-    (date(2027, 1, 1), date(2027, 1, 1), date(2027, 1, 29)),
-    (date(2027, 7, 5), date(2027, 7, 5), date(2027, 7, 30)),  # Sat 31 Jul -> Fri 30 Jul
-    (date(2027, 8, 2), date(2027, 8, 2), date(2027, 8, 31)),  # summer bank holiday is Mon 30 Aug
-    (date(2026, 12, 1), date(2027, 1, 15), date(2027, 1, 29)),  # a past month rolls on to this one
-])
+@pytest.mark.parametrize(
+    ("month_of", "today", "due"),
+    [
+        (
+            date(2026, 12, 11),
+            date(2026, 12, 11),
+            date(2026, 12, 31),
+        ),  # 25, 28 Dec are bank holidays; 31 Dec is a Thursday
+        (date(2027, 1, 1), date(2027, 1, 1), date(2027, 1, 29)),
+        (date(2027, 7, 5), date(2027, 7, 5), date(2027, 7, 30)),  # Sat 31 Jul -> Fri 30 Jul
+        (date(2027, 8, 2), date(2027, 8, 2), date(2027, 8, 31)),  # summer bank holiday is Mon 30 Aug
+        (date(2026, 12, 1), date(2027, 1, 15), date(2027, 1, 29)),  # a past month rolls on to this one
+    ],
+)
 def test_board_review_is_due_on_the_last_working_day_of_the_month(month_of: date, today: date, due: date) -> None:
     assert board_review_due(calendar_for("ENG"), month_of, today) == due
 
 
 def _escalation_letter(session: Session) -> OutboxMessage:
-    m = session.exec(select(OutboxMessage).where(OutboxMessage.template == "perinatal_escalation", OutboxMessage.category == "letter")
-                     .order_by(OutboxMessage.id.desc())).first()  # type: ignore[union-attr]
+    m = session.exec(
+        select(OutboxMessage)
+        .where(OutboxMessage.template == "perinatal_escalation", OutboxMessage.category == "letter")
+        .order_by(OutboxMessage.id.desc())
+    ).first()  # type: ignore[union-attr]
     assert m is not None
     return m
 
 
-def test_configured_level_names_appear_in_letters_show_and_diagram(session: Session, raise_concern: Callable[..., PerinatalConcern],
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_configured_level_names_appear_in_letters_show_and_diagram(
+    session: Session, raise_concern: Callable[..., PerinatalConcern], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PEERWATCH_PERINATAL_LEVELS", '{"lms_ics": "LMNS/ICB"}')
     monkeypatch.setenv("PEERWATCH_PERINATAL_FORUMS", '{"lms_ics": "ICB system quality group"}')
     row = raise_concern()
     raised = _escalation_letter(session)
     assert "LMNS/ICB to support implementation of the action plan" in " ".join(rendered(raised).body_text.split())
-    engine.fire(session, "perinatal", row.id, "escalate", actor="nm", role=NM, clock=FixedClock(LATER), note="no improvement", params=LQSG)
+    engine.fire(
+        session,
+        "perinatal",
+        row.id,
+        "escalate",
+        actor="nm",
+        role=NM,
+        clock=FixedClock(LATER),
+        note="no improvement",
+        params=LQSG,
+    )
     session.commit()
     letter = _escalation_letter(session)
     assert rendered(letter).subject.endswith("escalated to LMNS/ICB level")
-    assert "The ICB system quality group has decided to take the perinatal" in " ".join(rendered(letter).body_text.split())
+    assert "The ICB system quality group has decided to take the perinatal" in " ".join(
+        rendered(letter).body_text.split()
+    )
     assert "LMNS/ICB" in rendered(letter).body_html and "LMS/ICS" not in rendered(letter).body_text
     assert SPEC.next_step.get("lms_ics").startswith("LMNS/ICB (ICB system quality group)")
     assert SPEC.next_step.get("regional").endswith("de-escalate to LMNS/ICB")
@@ -303,24 +491,33 @@ def test_level_names_load_from_a_json_file(tmp_path: Path, monkeypatch: pytest.M
     path.write_text(json.dumps({"national": "National (MSSCG)", "regional": "Regional (NHSE region)"}))
     monkeypatch.setenv("PEERWATCH_PERINATAL_LEVELS", str(path))
     pol = PerinatalPolicy.from_env()
-    assert dict(pol.levels) == {"provider": "Provider", "lms_ics": "LMS/ICS", "regional": "Regional (NHSE region)", "national": "National (MSSCG)"}
+    assert dict(pol.levels) == {
+        "provider": "Provider",
+        "lms_ics": "LMS/ICS",
+        "regional": "Regional (NHSE region)",
+        "national": "National (MSSCG)",
+    }
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    ('{"lms": "LMNS"}', "unknown level"),
-    ('{"lms_ics": ', "not valid JSON"),
-    ('{"lms_ics": ""}', "non-empty text"),
-    ('["LMNS"]', "is neither a JSON object"),
-    ("/no/such/file.json", "is neither a JSON object"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('{"lms": "LMNS"}', "unknown level"),
+        ('{"lms_ics": ', "not valid JSON"),
+        ('{"lms_ics": ""}', "non-empty text"),
+        ('["LMNS"]', "is neither a JSON object"),
+        ("/no/such/file.json", "is neither a JSON object"),
+    ],
+)
 def test_bad_level_configuration_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, value: str, message: str) -> None:
     monkeypatch.setenv("PEERWATCH_PERINATAL_LEVELS", value)
     with pytest.raises(InvalidInput, match=message):
         PerinatalPolicy.from_env()
 
 
-def test_cli_raise_and_escalate(db_url: str, session: Session, maternity: int, services: dict[str, int],
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_raise_and_escalate(
+    db_url: str, session: Session, maternity: int, services: dict[str, int], capsys: pytest.CaptureFixture[str]
+) -> None:
     from cli.main import main
 
     def run(*args: str) -> Any:
@@ -333,8 +530,20 @@ def test_cli_raise_and_escalate(db_url: str, session: Session, maternity: int, s
     assert code == 0, out.err
     created = json.loads(out.out)
     assert created["state"] == "provider" and created["deadlines"][0]["due_on"] == "2026-12-31"
-    code, out = run("perinatal", "fire", str(created["id"]), "escalate", "--actor", "Nia", "--role", NM, "--note", "no plan",
-                    "--param", "decided_on=2026-12-11")
+    code, out = run(
+        "perinatal",
+        "fire",
+        str(created["id"]),
+        "escalate",
+        "--actor",
+        "Nia",
+        "--role",
+        NM,
+        "--note",
+        "no plan",
+        "--param",
+        "decided_on=2026-12-11",
+    )
     assert code == 0 and json.loads(out.out)["state"] == "lms_ics"
     code, out = run("perinatal", "raise", "--service", str(services[MRH]), "--title", "x", "--actor", "Nia")
     assert code == 2 and "is a Major Trauma Centre service" in out.err
@@ -343,71 +552,188 @@ def test_cli_raise_and_escalate(db_url: str, session: Session, maternity: int, s
 # ---------------------------------------------------------------- the forum decides, the office records (DOMAIN.md, issue 12 item 15)
 
 
-def test_escalation_is_the_receiving_forums_decision_recorded_as_such(session: Session,
-                                                                      raise_concern: Callable[..., PerinatalConcern]) -> None:
+def test_escalation_is_the_receiving_forums_decision_recorded_as_such(
+    session: Session, raise_concern: Callable[..., PerinatalConcern]
+) -> None:
     row = raise_concern()
     counts = _counts(session)
     with pytest.raises(InvalidInput, match="the local quality surveillance group decides this, not the network office"):
-        engine.fire(session, "perinatal", row.id, "escalate", actor="office", role="network-office", clock=FixedClock(LATER),
-                    note="no improvement")
+        engine.fire(
+            session,
+            "perinatal",
+            row.id,
+            "escalate",
+            actor="office",
+            role="network-office",
+            clock=FixedClock(LATER),
+            note="no improvement",
+        )
     session.rollback()
     with pytest.raises(InvalidInput, match="decided_on 2026-12-22 is after today"):
-        engine.fire(session, "perinatal", row.id, "escalate", actor="office", role="network-office", clock=FixedClock(LATER),
-                    note="no improvement", params={"decided_on": "2026-12-22"})
+        engine.fire(
+            session,
+            "perinatal",
+            row.id,
+            "escalate",
+            actor="office",
+            role="network-office",
+            clock=FixedClock(LATER),
+            note="no improvement",
+            params={"decided_on": "2026-12-22"},
+        )
     session.rollback()
     with pytest.raises(InvalidInput, match="before the concern was raised"):
-        engine.fire(session, "perinatal", row.id, "escalate", actor="office", role="network-office", clock=FixedClock(LATER),
-                    note="no improvement", params={"decided_on": "2026-12-01"})
+        engine.fire(
+            session,
+            "perinatal",
+            row.id,
+            "escalate",
+            actor="office",
+            role="network-office",
+            clock=FixedClock(LATER),
+            note="no improvement",
+            params={"decided_on": "2026-12-01"},
+        )
     session.rollback()
     assert _counts(session) == counts and session.get(PerinatalConcern, row.id).state == S.PROVIDER  # type: ignore[union-attr]
-    out = engine.fire(session, "perinatal", row.id, "escalate", actor="office", role="network-office", clock=FixedClock(LATER),
-                      note="no improvement", params={"decided_on": "2026-12-17"})
+    out = engine.fire(
+        session,
+        "perinatal",
+        row.id,
+        "escalate",
+        actor="office",
+        role="network-office",
+        clock=FixedClock(LATER),
+        note="no improvement",
+        params={"decided_on": "2026-12-17"},
+    )
     session.commit()
     assert out.row.state == S.LMS_ICS
-    assert out.row.forum_decisions == [{"level": "lms_ics", "forum": "local quality surveillance group", "decision": "escalate to LMS/ICS level",
-                                        "decided_on": "2026-12-17", "agreed_with": None, "recorded_by": "office",
-                                        "recorded_role": "network-office", "recorded_on": "2026-12-21", "note": "no improvement"}]
+    assert out.row.forum_decisions == [
+        {
+            "level": "lms_ics",
+            "forum": "local quality surveillance group",
+            "decision": "escalate to LMS/ICS level",
+            "decided_on": "2026-12-17",
+            "agreed_with": None,
+            "recorded_by": "office",
+            "recorded_role": "network-office",
+            "recorded_on": "2026-12-21",
+            "note": "no improvement",
+        }
+    ]
     assert out.event.data["params"] == {"decided_on": "2026-12-17"}
     # the regional quality committee decides, with the regional chief nurse, who is named
-    with pytest.raises(InvalidInput, match="the regional quality committee decides with the regional chief nurse: name them"):
-        engine.fire(session, "perinatal", row.id, "escalate", actor="office", role="network-office", clock=FixedClock(LATER),
-                    note="worse", params={"decided_on": "2026-12-18"})
+    with pytest.raises(
+        InvalidInput, match="the regional quality committee decides with the regional chief nurse: name them"
+    ):
+        engine.fire(
+            session,
+            "perinatal",
+            row.id,
+            "escalate",
+            actor="office",
+            role="network-office",
+            clock=FixedClock(LATER),
+            note="worse",
+            params={"decided_on": "2026-12-18"},
+        )
     session.rollback()
-    engine.fire(session, "perinatal", row.id, "escalate", actor="office", role="network-office", clock=FixedClock(LATER), note="worse",
-                params=RQC)
+    engine.fire(
+        session,
+        "perinatal",
+        row.id,
+        "escalate",
+        actor="office",
+        role="network-office",
+        clock=FixedClock(LATER),
+        note="worse",
+        params=RQC,
+    )
     session.commit()
-    letter = session.exec(select(OutboxMessage).where(OutboxMessage.template == "perinatal_escalation").order_by(OutboxMessage.id.desc())).first()  # type: ignore[union-attr]
+    letter = session.exec(
+        select(OutboxMessage).where(OutboxMessage.template == "perinatal_escalation").order_by(OutboxMessage.id.desc())
+    ).first()  # type: ignore[union-attr]
     assert letter is not None
     body = " ".join(rendered(letter).body_text.split())
     assert "The regional quality committee has decided to take the perinatal clinical quality concern" in body
-    assert "Forum: regional quality committee" in body and "Agreed with: Ms Rae Chief-Nurse, regional chief nurse" in body
+    assert (
+        "Forum: regional quality committee" in body and "Agreed with: Ms Rae Chief-Nurse, regional chief nurse" in body
+    )
     assert "Decided on: 2026-12-18" in body and "Recorded by: office on 2026-12-21" in body
     html = rendered(letter).body_html
     assert "Ms Rae Chief-Nurse" in html
     # a regional referral is the committee's decision too
     with pytest.raises(InvalidInput, match="regional quality committee decides this"):
-        engine.fire(session, "perinatal", row.id, "refer_to_jsog", actor="office", role="network-office", clock=FixedClock(LATER), note="x")
+        engine.fire(
+            session,
+            "perinatal",
+            row.id,
+            "refer_to_jsog",
+            actor="office",
+            role="network-office",
+            clock=FixedClock(LATER),
+            note="x",
+        )
     session.rollback()
-    ref = engine.fire(session, "perinatal", row.id, "refer_to_jsog", actor="office", role="network-office", clock=FixedClock(LATER),
-                      note="system-wide", params=RQC)
+    ref = engine.fire(
+        session,
+        "perinatal",
+        row.id,
+        "refer_to_jsog",
+        actor="office",
+        role="network-office",
+        clock=FixedClock(LATER),
+        note="system-wide",
+        params=RQC,
+    )
     session.commit()
     assert ref.row.referrals[-1]["by"] == "regional quality committee" and ref.row.referrals[-1]["on"] == "2026-12-18"
-    assert [d["decision"] for d in ref.row.forum_decisions] == ["escalate to LMS/ICS level", "escalate to Regional level",
-                                                                "refer to the Joint Strategic Oversight Group (JSOG)"]
+    assert [d["decision"] for d in ref.row.forum_decisions] == [
+        "escalate to LMS/ICS level",
+        "escalate to Regional level",
+        "refer to the Joint Strategic Oversight Group (JSOG)",
+    ]
 
 
-def test_a_forum_decision_that_moves_nothing_is_recorded(session: Session, raise_concern: Callable[..., PerinatalConcern]) -> None:
+def test_a_forum_decision_that_moves_nothing_is_recorded(
+    session: Session, raise_concern: Callable[..., PerinatalConcern]
+) -> None:
     row = _put_in(session, raise_concern(), S.LMS_ICS)
     with pytest.raises(InvalidInput, match="forum 'provider'"):
-        engine.fire(session, "perinatal", row.id, "record_forum_decision", actor="office", role="network-office", clock=FixedClock(LATER),
-                    params={"forum": "provider", "decision": "x", "decided_on": "2026-12-18"})
+        engine.fire(
+            session,
+            "perinatal",
+            row.id,
+            "record_forum_decision",
+            actor="office",
+            role="network-office",
+            clock=FixedClock(LATER),
+            params={"forum": "provider", "decision": "x", "decided_on": "2026-12-18"},
+        )
     session.rollback()
     with pytest.raises(InvalidInput, match="give what the forum decided"):
-        engine.fire(session, "perinatal", row.id, "record_forum_decision", actor="office", role="network-office", clock=FixedClock(LATER),
-                    params={"forum": "regional", "decided_on": "2026-12-18"})
+        engine.fire(
+            session,
+            "perinatal",
+            row.id,
+            "record_forum_decision",
+            actor="office",
+            role="network-office",
+            clock=FixedClock(LATER),
+            params={"forum": "regional", "decided_on": "2026-12-18"},
+        )
     session.rollback()
-    out = engine.fire(session, "perinatal", row.id, "record_forum_decision", actor="office", role="network-office", clock=FixedClock(LATER),
-                      params={"forum": "regional", "decision": "not to escalate: LMS support suffices", **RQC})
+    out = engine.fire(
+        session,
+        "perinatal",
+        row.id,
+        "record_forum_decision",
+        actor="office",
+        role="network-office",
+        clock=FixedClock(LATER),
+        params={"forum": "regional", "decision": "not to escalate: LMS support suffices", **RQC},
+    )
     session.commit()
     assert out.row.state == S.LMS_ICS
     assert out.row.forum_decisions[-1]["forum"] == "regional quality committee"
@@ -415,7 +741,9 @@ def test_a_forum_decision_that_moves_nothing_is_recorded(session: Session, raise
     assert out.event.trigger == "record_forum_decision" and out.event.actor == "office"
 
 
-def test_cli_escalate_records_the_forum_decision(db_url: str, session: Session, maternity: int, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_escalate_records_the_forum_decision(
+    db_url: str, session: Session, maternity: int, capsys: pytest.CaptureFixture[str]
+) -> None:
     from cli.main import main
 
     def run(*args: str) -> Any:
@@ -423,20 +751,56 @@ def test_cli_escalate_records_the_forum_decision(db_url: str, session: Session, 
             main(["--as-of", "2026-12-21", *args])
         return exit_.value.code, capsys.readouterr()
 
-    code, out = run("--json", "perinatal", "raise", "--service", str(maternity), "--title", "Staffing gaps", "--actor", "Nia",
-                    "--raised", "2026-12-11")
+    code, out = run(
+        "--json",
+        "perinatal",
+        "raise",
+        "--service",
+        str(maternity),
+        "--title",
+        "Staffing gaps",
+        "--actor",
+        "Nia",
+        "--raised",
+        "2026-12-11",
+    )
     cid = str(json.loads(out.out)["id"])
     code, out = run("perinatal", "escalate", cid, "--decided-on", "2026-12-17", "--actor", "Nia", "--note", "no plan")
     assert code == 0 and "provider -> lms_ics" in out.out, out.err
     code, out = run("perinatal", "escalate", cid, "--decided-on", "2026-12-18", "--actor", "Nia", "--note", "worse")
     assert code == 2 and "regional chief nurse" in out.err
-    code, out = run("perinatal", "escalate", cid, "--decided-on", "2026-12-18", "--agreed-with", "Ms Rae, regional chief nurse",
-                    "--actor", "Nia", "--note", "worse")
+    code, out = run(
+        "perinatal",
+        "escalate",
+        cid,
+        "--decided-on",
+        "2026-12-18",
+        "--agreed-with",
+        "Ms Rae, regional chief nurse",
+        "--actor",
+        "Nia",
+        "--note",
+        "worse",
+    )
     assert code == 0 and "lms_ics -> regional" in out.out
-    code, out = run("perinatal", "forum-decision", cid, "--forum", "national", "--decision", "not to take it to national level",
-                    "--decided-on", "2026-12-18", "--actor", "Nia")
+    code, out = run(
+        "perinatal",
+        "forum-decision",
+        cid,
+        "--forum",
+        "national",
+        "--decision",
+        "not to take it to national level",
+        "--decided-on",
+        "2026-12-18",
+        "--actor",
+        "Nia",
+    )
     assert code == 0, out.err
     code, out = run("--json", "perinatal", "decisions", cid)
     rows = json.loads(out.out)
-    assert [r["forum"] for r in rows] == ["local quality surveillance group", "regional quality committee",
-                                          "Maternity Safety Surveillance and Concerns Group (MSSCG)"]
+    assert [r["forum"] for r in rows] == [
+        "local quality surveillance group",
+        "regional quality committee",
+        "Maternity Safety Surveillance and Concerns Group (MSSCG)",
+    ]

@@ -34,8 +34,9 @@ def test_the_matrix_lists_every_trigger_of_every_kind_and_the_auditor_nowhere() 
     assert {(r["kind"], r["trigger"]) for r in rows if r["four_eyes"]} == {("appeal", "decide")}
 
 
-def test_one_file_changes_who_may_fire_a_trigger(session: Session, raise_risk: Callable[..., Risk], tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_file_changes_who_may_fire_a_trigger(
+    session: Session, raise_risk: Callable[..., Risk], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     risk = raise_risk("IR")
     (tmp_path / "perms.yaml").write_text("risk:\n  send_formal_notification: [regional-lead]\n")
     monkeypatch.setenv("PEERWATCH_PERMISSIONS", str(tmp_path / "perms.yaml"))
@@ -53,8 +54,9 @@ def test_a_bad_permissions_file_is_refused_with_its_name(tmp_path: Path, monkeyp
         permissions.matrix()
 
 
-def test_the_auditor_is_read_only_even_if_a_file_grants_it(session: Session, raise_risk: Callable[..., Risk], tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_auditor_is_read_only_even_if_a_file_grants_it(
+    session: Session, raise_risk: Callable[..., Risk], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     risk = raise_risk("IR")
     (tmp_path / "perms.yaml").write_text("risk:\n  send_formal_notification: [auditor, network-manager]\n")
     monkeypatch.setenv("PEERWATCH_PERMISSIONS", str(tmp_path / "perms.yaml"))
@@ -62,20 +64,25 @@ def test_the_auditor_is_read_only_even_if_a_file_grants_it(session: Session, rai
         engine.fire(session, "risk", risk.id, "send_formal_notification", actor="a", role="auditor", clock=DAY)
 
 
-def test_four_eyes_trigger_can_be_enabled_by_file(session: Session, raise_risk: Callable[..., Risk], tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_four_eyes_trigger_can_be_enabled_by_file(
+    session: Session, raise_risk: Callable[..., Risk], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     risk = raise_risk("IR")
     (tmp_path / "perms.yaml").write_text("four_eyes:\n  risk: [send_formal_notification]\n")
     monkeypatch.setenv("PEERWATCH_PERMISSIONS", str(tmp_path / "perms.yaml"))
     first = engine.fire(session, "risk", risk.id, "send_formal_notification", actor="Asha", role=NM, clock=DAY)
     session.commit()
-    assert first.proposed and first.row.state == "identified" and first.event.trigger == "propose:send_formal_notification"
+    assert (
+        first.proposed and first.row.state == "identified" and first.event.trigger == "propose:send_formal_notification"
+    )
     assert session.exec(select(func.count()).select_from(Proposal)).one() == 1
     with pytest.raises(GuardRefused, match="different person"):
         engine.fire(session, "risk", risk.id, "send_formal_notification", actor=" asha ", role=RL, clock=DAY)
     session.rollback()
     with pytest.raises(GuardRefused, match="differs from what Asha proposed"):
-        engine.fire(session, "risk", risk.id, "send_formal_notification", actor="Tom", role=RL, clock=DAY, params={"x": "1"})
+        engine.fire(
+            session, "risk", risk.id, "send_formal_notification", actor="Tom", role=RL, clock=DAY, params={"x": "1"}
+        )
     session.rollback()
     done = engine.fire(session, "risk", risk.id, "send_formal_notification", actor="Tom", role=RL, clock=DAY)
     session.commit()
@@ -84,29 +91,37 @@ def test_four_eyes_trigger_can_be_enabled_by_file(session: Session, raise_risk: 
     assert session.exec(select(func.count()).select_from(Proposal)).one() == 0
 
 
-def test_any_other_change_voids_a_proposal(session: Session, raise_risk: Callable[..., Risk], tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_any_other_change_voids_a_proposal(
+    session: Session, raise_risk: Callable[..., Risk], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     risk = raise_risk("IR")
     (tmp_path / "perms.yaml").write_text("four_eyes:\n  risk: [send_formal_notification]\n")
     monkeypatch.setenv("PEERWATCH_PERMISSIONS", str(tmp_path / "perms.yaml"))
     engine.fire(session, "risk", risk.id, "send_formal_notification", actor="Asha", role=NM, clock=DAY)
-    engine.fire(session, "risk", risk.id, "rescore", actor="Asha", role=NM, clock=DAY, params={"impact": 2, "likelihood": 2})
+    engine.fire(
+        session, "risk", risk.id, "rescore", actor="Asha", role=NM, clock=DAY, params={"impact": 2, "likelihood": 2}
+    )
     again = engine.fire(session, "risk", risk.id, "send_formal_notification", actor="Tom", role=RL, clock=DAY)
     assert again.proposed  # Tom's fire is a fresh proposal: the item changed since Asha's
 
 
-def test_a_proposal_that_would_be_refused_is_refused_at_once(session: Session, raise_risk: Callable[..., Risk], tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_proposal_that_would_be_refused_is_refused_at_once(
+    session: Session, raise_risk: Callable[..., Risk], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     risk = raise_risk("IR")
     (tmp_path / "perms.yaml").write_text("four_eyes:\n  risk: [rescore]\n")
     monkeypatch.setenv("PEERWATCH_PERMISSIONS", str(tmp_path / "perms.yaml"))
     with pytest.raises(InvalidInput, match="1-6"):
-        engine.fire(session, "risk", risk.id, "rescore", actor="Asha", role=NM, clock=DAY, params={"impact": 9, "likelihood": 1})
+        engine.fire(
+            session, "risk", risk.id, "rescore", actor="Asha", role=NM, clock=DAY, params={"impact": 9, "likelihood": 1}
+        )
     session.rollback()
     assert session.exec(select(func.count()).select_from(Proposal)).one() == 0
 
 
-def test_refused_attempts_are_audited_and_nothing_else_changes(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+def test_refused_attempts_are_audited_and_nothing_else_changes(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk]
+) -> None:
     risk = raise_risk("IR")
     events = session.exec(select(func.count()).select_from(AuditEvent)).one()
     with pytest.raises(PermissionDenied):
@@ -116,7 +131,9 @@ def test_refused_attempts_are_audited_and_nothing_else_changes(db: Engine, sessi
     with Session(db) as s:
         refused = s.exec(select(RefusedAttempt).order_by(RefusedAttempt.id)).all()
         assert [(r.kind, r.item_id, r.trigger, r.actor, r.role) for r in refused] == [
-            ("risk", risk.id, "close", "Eve", "auditor"), ("risk", risk.id, "close", "Asha", NM)]
+            ("risk", risk.id, "close", "Eve", "auditor"),
+            ("risk", risk.id, "close", "Asha", NM),
+        ]
         assert "read-only" in refused[0].reason and "not allowed" in refused[1].reason
         assert s.exec(select(func.count()).select_from(AuditEvent)).one() == events
         assert s.get(Risk, risk.id).version == risk.version  # type: ignore[union-attr]

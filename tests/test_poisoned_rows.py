@@ -37,15 +37,25 @@ TABLE = OutboxMessage.__table__  # type: ignore[attr-defined]
 def _letter(session: Session, raise_risk: Callable[..., Risk], **kw: Any) -> OutboxMessage:
     """A real formal notification, written by the engine (queued, not rendered yet)."""
     risk = raise_risk("SC", **kw)
-    engine.fire(session, "risk", risk.id, "send_formal_notification", actor="Dr Asha Patel",  # type: ignore[arg-type]
-                role="network-manager", clock=FixedClock(NOTIFIED))
+    engine.fire(
+        session,
+        "risk",
+        risk.id,
+        "send_formal_notification",
+        actor="Dr Asha Patel",  # type: ignore[arg-type]
+        role="network-manager",
+        clock=FixedClock(NOTIFIED),
+    )
     session.commit()
-    (row,) = session.exec(select(OutboxMessage).where(OutboxMessage.item_id == risk.id,
-                                                      OutboxMessage.template == "formal_notification"))
+    (row,) = session.exec(
+        select(OutboxMessage).where(OutboxMessage.item_id == risk.id, OutboxMessage.template == "formal_notification")
+    )
     return row
 
 
-def _copies(session: Session, row: OutboxMessage, n: int, poison: dict[int, Callable[[dict[str, Any]], None]]) -> list[int]:
+def _copies(
+    session: Session, row: OutboxMessage, n: int, poison: dict[int, Callable[[dict[str, Any]], None]]
+) -> list[int]:
     """``n`` copies of ``row`` inserted straight into the table (new keys); ``poison[i]`` spoils copy i."""
     base = row.model_dump()
     base.pop("id")
@@ -66,11 +76,15 @@ def _crlf_address(r: dict[str, Any]) -> None:
 
 
 def test_one_poisoned_row_among_100_the_99_others_are_delivered(
-    session: Session, raise_risk: Callable[..., Risk], capsys: pytest.CaptureFixture[str],
+    session: Session,
+    raise_risk: Callable[..., Risk],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     good = _letter(session, raise_risk)
     ids = _copies(session, good, 99, {41: _crlf_address})
-    poisoned = session.exec(select(OutboxMessage).where(OutboxMessage.idempotency_key == f"{good.idempotency_key}:copy41")).one()
+    poisoned = session.exec(
+        select(OutboxMessage).where(OutboxMessage.idempotency_key == f"{good.idempotency_key}:copy41")
+    ).one()
     assert len(ids) + 1 == 100
     with smtp_server() as (port, server):
         summary = dispatch(session, SmtpTransport("127.0.0.1", port, timeout=10), FixedClock(NOTIFIED), POLICY)
@@ -87,7 +101,9 @@ def test_one_poisoned_row_among_100_the_99_others_are_delivered(
     assert "letter could not be built" in poisoned.last_error and "U+000D" in poisoned.last_error
     assert "the address" in poisoned.last_error
     # An incident, shown where operators look.
-    assert [r.id for r in incidents(session, FixedClock(NOTIFIED).now()) if r.status == OutboxStatus.FAILED] == [poisoned.id]
+    assert [r.id for r in incidents(session, FixedClock(NOTIFIED).now()) if r.status == OutboxStatus.FAILED] == [
+        poisoned.id
+    ]
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
         main(["--json", "--as-of", NOTIFIED.isoformat(), "outbox", "list", "--incidents"])
@@ -97,11 +113,15 @@ def test_one_poisoned_row_among_100_the_99_others_are_delivered(
 
 
 def test_a_service_name_with_a_line_separator_fails_its_letter_alone(
-    session: Session, services: dict[str, int], raise_risk: Callable[..., Risk],
+    session: Session,
+    services: dict[str, int],
+    raise_risk: Callable[..., Risk],
 ) -> None:
     """The U+2028 case from the issue: a service name reaches the Subject."""
     sid = services["Midland Royal Major Trauma Centre"]
-    session.execute(text("UPDATE service SET name = :n WHERE id = :i"), {"n": "Midland Royal\u2028Major Trauma Centre", "i": sid})
+    session.execute(
+        text("UPDATE service SET name = :n WHERE id = :i"), {"n": "Midland Royal\u2028Major Trauma Centre", "i": sid}
+    )
     session.commit()
     poisoned = _letter(session, raise_risk)
     good = _letter(session, raise_risk, service="Severnside Trauma Unit")
@@ -115,15 +135,28 @@ def test_a_service_name_with_a_line_separator_fails_its_letter_alone(
 
 
 def test_a_poisoned_row_in_a_digest_is_set_aside_and_the_rest_of_the_digest_goes(
-    session: Session, raise_risk: Callable[..., Risk],
+    session: Session,
+    raise_risk: Callable[..., Risk],
 ) -> None:
     letter = _letter(session, raise_risk)
     person = letter.to[0]
-    base = {**letter.model_dump(), "category": "reminder", "template": "response_reminder", "to": [person], "cc": [],
-            "context": None, "body_text": "Please respond.", "body_html": "<!doctype html><html><head><title>x</title></head><body><p>Please respond.</p></body></html>"}
+    base = {
+        **letter.model_dump(),
+        "category": "reminder",
+        "template": "response_reminder",
+        "to": [person],
+        "cc": [],
+        "context": None,
+        "body_text": "Please respond.",
+        "body_html": "<!doctype html><html><head><title>x</title></head><body><p>Please respond.</p></body></html>",
+    }
     base.pop("id")
-    rows = [{**base, "idempotency_key": f"reminder:{i}", "subject": f"Reminder {i}: SC-{i} response due"} for i in range(3)]
-    rows[1]["idempotency_key"] = "reminder:1\r\nBcc: everyone@example.org"  # whatever the row holds that a header cannot
+    rows = [
+        {**base, "idempotency_key": f"reminder:{i}", "subject": f"Reminder {i}: SC-{i} response due"} for i in range(3)
+    ]
+    rows[1]["idempotency_key"] = (
+        "reminder:1\r\nBcc: everyone@example.org"  # whatever the row holds that a header cannot
+    )
     session.execute(insert(TABLE), rows)
     session.commit()
     with smtp_server() as (port, server):
@@ -134,13 +167,19 @@ def test_a_poisoned_row_in_a_digest_is_set_aside_and_the_rest_of_the_digest_goes
     assert summary.unsendable == 1
     bad = session.exec(select(OutboxMessage).where(col(OutboxMessage.idempotency_key).startswith("reminder:1"))).one()
     assert bad.status == OutboxStatus.FAILED and "U+000D" in (bad.last_error or "")
-    assert all(m.status == OutboxStatus.SENT for m in session.exec(select(OutboxMessage).where(
-        col(OutboxMessage.idempotency_key).in_(["reminder:0", "reminder:2"]))))
+    assert all(
+        m.status == OutboxStatus.SENT
+        for m in session.exec(
+            select(OutboxMessage).where(col(OutboxMessage.idempotency_key).in_(["reminder:0", "reminder:2"]))
+        )
+    )
 
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_the_dispatch_flow_goes_on_and_its_incidents_artifact_names_the_poisoned_row(
-    session: Session, raise_risk: Callable[..., Risk], monkeypatch: pytest.MonkeyPatch,
+    session: Session,
+    raise_risk: Callable[..., Risk],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -156,11 +195,15 @@ def test_the_dispatch_flow_goes_on_and_its_incidents_artifact_names_the_poisoned
         out = dispatch_flow(as_of=NOTIFIED.isoformat())
     assert (out["emails_sent"], out["unsendable"], out["failed"], out["incidents"]) == (3, 1, 1, 1)
     assert len(server.messages) == 3
-    poisoned = session.exec(select(OutboxMessage).where(OutboxMessage.idempotency_key == f"{good.idempotency_key}:copy1")).one()
+    poisoned = session.exec(
+        select(OutboxMessage).where(OutboxMessage.idempotency_key == f"{good.idempotency_key}:copy1")
+    ).one()
     (shown,) = [r for r in incident_rows(incidents(session, FixedClock(NOTIFIED).now())) if r["status"] == "failed"]
     assert shown["id"] == poisoned.id
     with get_client(sync_client=True) as client:
-        arts = list(client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["outbox-incidents"]))))
+        arts = list(
+            client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["outbox-incidents"])))
+        )
     latest = max(arts, key=lambda a: a.created)  # type: ignore[arg-type, return-value]
     assert latest.type == "table"
     table = latest.data if isinstance(latest.data, list) else json.loads(str(latest.data))

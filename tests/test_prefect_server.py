@@ -62,7 +62,7 @@ def _tail(path: Path, n: int = 60) -> str:
 def _tracebacks(log: Path) -> list[str]:
     """Each traceback in a log, with the lines after it (the exception)."""
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-    return ["\n".join(lines[i:i + 40]) for i, line in enumerate(lines) if "Traceback (most recent call last)" in line]
+    return ["\n".join(lines[i : i + 40]) for i, line in enumerate(lines) if "Traceback (most recent call last)" in line]
 
 
 def _seed(url: str) -> int:
@@ -76,13 +76,27 @@ def _seed(url: str) -> int:
     with Session(init_db(url), expire_on_commit=False) as s:
         services = seed_reference(s)
         s.commit()
-        row = Risk(service_id=next(iter(services.values())), level="SC", title="SC found at visit",
-                   identified_on=date(2026, 12, 11), visit_date=date(2026, 12, 11), state="new")
-        risk = engine.create(s, "risk", row, "raise", actor="panel lead", role="network-manager",
-                             clock=FixedClock(date(2026, 12, 11))).row
+        row = Risk(
+            service_id=next(iter(services.values())),
+            level="SC",
+            title="SC found at visit",
+            identified_on=date(2026, 12, 11),
+            visit_date=date(2026, 12, 11),
+            state="new",
+        )
+        risk = engine.create(
+            s, "risk", row, "raise", actor="panel lead", role="network-manager", clock=FixedClock(date(2026, 12, 11))
+        ).row
         s.commit()
-        engine.fire(s, "risk", risk.id, "send_formal_notification", actor="nm", role="network-manager",
-                    clock=FixedClock(date(2026, 12, 18)))
+        engine.fire(
+            s,
+            "risk",
+            risk.id,
+            "send_formal_notification",
+            actor="nm",
+            role="network-manager",
+            clock=FixedClock(date(2026, 12, 18)),
+        )
         s.commit()
         return int(risk.id)  # type: ignore[arg-type]
 
@@ -109,19 +123,32 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     server_log, serve_log = tmp / "prefect-server.log", tmp / "serve.log"
     started = time.monotonic()
     with local_server(tmp / "server-home", server_log) as api:
-        env = {**os.environ, **quiet_env(tmp / "serve-home"), "PREFECT_API_URL": api,
-               "PREFECT_RUNNER_POLL_FREQUENCY": "2", "PEERWATCH_DATABASE_URL": url,
-               "PEERWATCH_OUTBOX_DIR": str(tmp / "outbox"), "PEERWATCH_SITE_DIR": str(tmp / "site"),
-               "PEERWATCH_MAIL": "folder"}
+        env = {
+            **os.environ,
+            **quiet_env(tmp / "serve-home"),
+            "PREFECT_API_URL": api,
+            "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+            "PEERWATCH_DATABASE_URL": url,
+            "PEERWATCH_OUTBOX_DIR": str(tmp / "outbox"),
+            "PEERWATCH_SITE_DIR": str(tmp / "site"),
+            "PEERWATCH_MAIL": "folder",
+        }
         env.pop("PEERWATCH_AS_OF", None)
         spec = _prefect_yaml(tmp, datetime.now(UTC) + timedelta(seconds=20))
         with serve_log.open("ab") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "flows.deployments", str(spec)], cwd=ROOT, env=env,
-                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "flows.deployments", str(spec)],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             completed, runs, deployments = _wait_for_a_scheduled_chase(api, proc, server_log, serve_log)
-            yield Served(api, server_log, serve_log, deployments, completed, runs, risk_id, url,
-                         time.monotonic() - started)
+            yield Served(
+                api, server_log, serve_log, deployments, completed, runs, risk_id, url, time.monotonic() - started
+            )
         finally:
             os.killpg(proc.pid, signal.SIGTERM)  # the served process and the flow runs it started
             try:
@@ -132,8 +159,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     drop(url)
 
 
-def _wait_for_a_scheduled_chase(api: str, proc: subprocess.Popen[bytes], server_log: Path,
-                                serve_log: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, dict[str, Any]]]:
+def _wait_for_a_scheduled_chase(
+    api: str, proc: subprocess.Popen[bytes], server_log: Path, serve_log: Path
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, dict[str, Any]]]:
     deadline = time.monotonic() + DEADLINE_S
     deployments: dict[str, dict[str, Any]] = {}
     while True:
@@ -145,8 +173,14 @@ def _wait_for_a_scheduled_chase(api: str, proc: subprocess.Popen[bytes], server_
         deployments = {d["name"]: d for d in _post(api, "/deployments/filter", {})}
         runs: list[dict[str, Any]] = []
         if "chase-daily" in deployments:
-            runs = _post(api, "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployments["chase-daily"]["id"]]}},
-                                                    "sort": "EXPECTED_START_TIME_ASC"})
+            runs = _post(
+                api,
+                "/flow_runs/filter",
+                {
+                    "flow_runs": {"deployment_id": {"any_": [deployments["chase-daily"]["id"]]}},
+                    "sort": "EXPECTED_START_TIME_ASC",
+                },
+            )
             bad = [r for r in runs if r["state_type"] in ("FAILED", "CRASHED")]
             if bad:
                 pytest.fail(f"a scheduled chase run {bad[0]['state_type']}: {bad[0]['state']}\n{_tail(serve_log)}")
@@ -154,9 +188,11 @@ def _wait_for_a_scheduled_chase(api: str, proc: subprocess.Popen[bytes], server_
             if done:
                 return done[0], runs, deployments
         if time.monotonic() > deadline:
-            pytest.fail(f"no scheduled chase run completed within {DEADLINE_S:.0f} s; deployments {sorted(deployments)}, "
-                        f"chase runs {[(r['name'], r['state_type']) for r in runs]}\nserver log:\n{_tail(server_log)}\n"
-                        f"serve log:\n{_tail(serve_log)}")
+            pytest.fail(
+                f"no scheduled chase run completed within {DEADLINE_S:.0f} s; deployments {sorted(deployments)}, "
+                f"chase runs {[(r['name'], r['state_type']) for r in runs]}\nserver log:\n{_tail(server_log)}\n"
+                f"serve log:\n{_tail(serve_log)}"
+            )
         time.sleep(1)
 
 
@@ -174,8 +210,11 @@ def test_the_scheduler_creates_the_runs_and_a_scheduled_chase_completes_by_itsel
     # every scheduled deployment, on its real cron, has its upcoming runs created too
     for d in spec:
         if d.get("schedules"):
-            upcoming = _post(served.api, "/flow_runs/filter", {
-                "flow_runs": {"deployment_id": {"any_": [served.deployments[d["name"]]["id"]]}}, "limit": 5})
+            upcoming = _post(
+                served.api,
+                "/flow_runs/filter",
+                {"flow_runs": {"deployment_id": {"any_": [served.deployments[d["name"]]["id"]]}}, "limit": 5},
+            )
             assert upcoming and all(r["auto_scheduled"] for r in upcoming), d["name"]
     print(f"\nfirst scheduled chase completed {served.seconds:.1f} s after the server was started")
 

@@ -37,6 +37,7 @@ NAMES = {
     "Irish 2": "Aoife Ní Dhónaill",
 }
 
+
 def _need(program: str) -> str:
     """The poppler program's path; absent, the test skips (fails under PEERWATCH_REQUIRE_POPPLER=1)."""
     found = shutil.which(program)
@@ -52,8 +53,9 @@ def _pdftotext(data: bytes, tmp_path: Path, page: int | None = None) -> str:
     src = tmp_path / "report.pdf"
     src.write_bytes(data)
     pages = ["-f", str(page), "-l", str(page)] if page else []
-    out = subprocess.run([pdftotext, "-enc", "UTF-8", "-layout", *pages, str(src), "-"],
-                         capture_output=True, check=True, timeout=60)
+    out = subprocess.run(
+        [pdftotext, "-enc", "UTF-8", "-layout", *pages, str(src), "-"], capture_output=True, check=True, timeout=60
+    )
     return out.stdout.decode("utf-8")
 
 
@@ -72,12 +74,22 @@ def _named_report(session: Session, services: dict[str, int], standards: int = 3
         _fire(session, report.id, "add_positive", date(2026, 11, 20), text=f"{lang}: thanks to {name}")  # type: ignore[arg-type]
     for n in range(standards):
         lang, name = list(NAMES.items())[n % len(NAMES)]
-        _fire(session, report.id, "add_standard", date(2026, 11, 20), ref=f"U-{n + 1}",  # type: ignore[arg-type]
-              descriptor=f"Standard {n + 1} for the rota", status="Met", comment=f"Evidence from {name} ({lang})")
+        _fire(
+            session,
+            report.id,
+            "add_standard",
+            date(2026, 11, 20),
+            ref=f"U-{n + 1}",  # type: ignore[arg-type]
+            descriptor=f"Standard {n + 1} for the rota",
+            status="Met",
+            comment=f"Evidence from {name} ({lang})",
+        )
     return document(session, report)
 
 
-def test_names_in_every_script_come_back_from_pdftotext_and_pypdf(session: Session, services: dict[str, int], tmp_path: Path) -> None:
+def test_names_in_every_script_come_back_from_pdftotext_and_pypdf(
+    session: Session, services: dict[str, int], tmp_path: Path
+) -> None:
     doc = _named_report(session, services)
     data = render_report_pdf(doc)
     poppler = _flat(_pdftotext(data, tmp_path))
@@ -89,7 +101,9 @@ def test_names_in_every_script_come_back_from_pdftotext_and_pypdf(session: Sessi
     assert "Evidence from Nguyễn Thị Ánh" in poppler  # in a table cell too
 
 
-def test_a_name_typed_with_combining_accents_prints_composed(session: Session, services: dict[str, int], tmp_path: Path) -> None:
+def test_a_name_typed_with_combining_accents_prints_composed(
+    session: Session, services: dict[str, int], tmp_path: Path
+) -> None:
     report, _ = _documented(session, services)
     decomposed = unicodedata.normalize("NFD", "Nguyễn Thị Ánh and Seán Ó Briain")
     assert decomposed != "Nguyễn Thị Ánh and Seán Ó Briain"
@@ -115,7 +129,9 @@ def test_the_unicode_font_is_embedded_and_no_core_font_is_used(session: Session,
     assert all("mpl-data" in str(p) for p in font_files().values())  # matplotlib's copy, pyplot not imported
 
 
-def test_every_page_has_the_running_header_and_page_n_of_m(session: Session, services: dict[str, int], tmp_path: Path) -> None:
+def test_every_page_has_the_running_header_and_page_n_of_m(
+    session: Session, services: dict[str, int], tmp_path: Path
+) -> None:
     doc = _named_report(session, services, standards=60)
     data = render_report_pdf(doc)
     pages = len(pypdf.PdfReader(io.BytesIO(data)).pages)
@@ -149,8 +165,12 @@ def test_a_page_looks_right_when_rasterised(session: Session, services: dict[str
     pdftoppm = _need("pdftoppm")
     src = tmp_path / "r.pdf"
     src.write_bytes(render_report_pdf(_named_report(session, services)))
-    run = subprocess.run([pdftoppm, "-png", "-r", "50", "-f", "1", "-l", "1", str(src), str(tmp_path / "page")],
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [pdftoppm, "-png", "-r", "50", "-f", "1", "-l", "1", str(src), str(tmp_path / "page")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0 and not run.stderr, run.stderr
     (png,) = tmp_path.glob("page*.png")
     assert png.read_bytes().startswith(b"\x89PNG")

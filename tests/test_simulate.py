@@ -27,7 +27,7 @@ from models import AuditEvent, Network, OutboxMessage, Report, Service, Visit, i
 from models.db import dispose_engine
 from states import engine
 from states.programmes import phases_for, programme_for
-from states.simulate import Settings, visit_phase_keys, simulate
+from states.simulate import Settings, simulate, visit_phase_keys
 from states.workload import MEASURES, quarters
 from tests.probes import cli_without_prefect
 
@@ -67,30 +67,49 @@ def test_json_output_has_every_network_quarter_and_measure(cli_run: tuple[dict[s
     assert [(n["code"], n["cycle"]) for n in result["networks"]] == [("SYN-A1", "annual"), ("SYN-B1", "biennial")]
     for n in result["networks"]:
         assert set(n["quarters"]) == set(result["quarters"])
-        assert all(set(q) == set(MEASURES) and all(isinstance(v, int) for v in q.values()) for q in n["quarters"].values())
+        assert all(
+            set(q) == set(MEASURES) and all(isinstance(v, int) for v in q.values()) for q in n["quarters"].values()
+        )
         assert n["totals"] == {m: sum(n["quarters"][q][m] for q in result["quarters"]) for m in MEASURES}
     assert set(result["by_cycle"]) == {"annual", "biennial"}
     assert result["by_cycle"]["annual"]["networks"] == 1
     assert result["skipped"] == [], "every simulated step must be one the engine accepts"
-    assert {Path(p) for p in result["files"].values()} == {out / "workload.csv", out / "workload.json", out / "workload.png"}
+    assert {Path(p) for p in result["files"].values()} == {
+        out / "workload.csv",
+        out / "workload.json",
+        out / "workload.png",
+    }
 
 
-def test_counts_are_what_the_audit_log_and_the_outbox_hold(cli_run: tuple[dict[str, Any], Path], db_session: Session) -> None:
+def test_counts_are_what_the_audit_log_and_the_outbox_hold(
+    cli_run: tuple[dict[str, Any], Path], db_session: Session
+) -> None:
     result, _ = cli_run
     s = db_session
     totals = {n["code"]: n["totals"] for n in result["networks"]}
     code_of = dict(s.execute(select(Network.id, Network.code)).all())
     network_of = {svc: code_of[net] for svc, net in s.execute(select(Service.id, Service.network_id)).all()}
-    held = Counter(network_of[v.service_id] for v in s.execute(select(Visit)).scalars() if v.state in ("held", "feedback_given", "closed"))
+    held = Counter(
+        network_of[v.service_id]
+        for v in s.execute(select(Visit)).scalars()
+        if v.state in ("held", "feedback_given", "closed")
+    )
     published = Counter(network_of[r.service_id] for r in s.execute(select(Report)).scalars() if r.published_on)
     assert {c: t["visits"] for c, t in totals.items()} == {c: held[c] for c in totals}
     assert {c: t["reports"] for c, t in totals.items()} == {c: published[c] for c in totals}
-    escalated = s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.kind == "risk", AuditEvent.to_state == "escalated",
-                                                                           AuditEvent.from_state != "escalated"))
+    escalated = s.scalar(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(AuditEvent.kind == "risk", AuditEvent.to_state == "escalated", AuditEvent.from_state != "escalated")
+    )
     assert sum(t["escalations"] for t in totals.values()) == escalated
     letters = s.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.category == "letter"))
     assert sum(t["letters"] for t in totals.values()) == letters > 0
-    keys = s.execute(select(OutboxMessage.idempotency_key).where(OutboxMessage.category.in_(("reminder", "chase")))).scalars().all()  # type: ignore[attr-defined]
+    keys = (
+        s.execute(select(OutboxMessage.idempotency_key).where(OutboxMessage.category.in_(("reminder", "chase"))))
+        .scalars()
+        .all()
+    )  # type: ignore[attr-defined]
     assert sum(t["chases"] for t in totals.values()) == len({k.rsplit(":", 1)[0] for k in keys}) > 0
     statuses = set(s.execute(select(OutboxMessage.status)).scalars().all())
     assert statuses == {"sent"}, "every letter was dispatched, and every role a letter needs has a contact"
@@ -99,7 +118,9 @@ def test_counts_are_what_the_audit_log_and_the_outbox_hold(cli_run: tuple[dict[s
     assert (checked, broken, problem) == (result["audit_events"], None, None), "every change went through the engine"
 
 
-def test_the_annual_network_visits_in_a_year_the_biennial_programme_does_not(cli_run: tuple[dict[str, Any], Path]) -> None:
+def test_the_annual_network_visits_in_a_year_the_biennial_programme_does_not(
+    cli_run: tuple[dict[str, Any], Path],
+) -> None:
     result, _ = cli_run
     visiting = {}
     for n in result["networks"]:
@@ -132,11 +153,14 @@ def test_chart_is_a_png_and_the_csv_matches_the_json(cli_run: tuple[dict[str, An
     assert all({m: int(r[m]) for m in MEASURES} == by[(r["network"], r["quarter"])] for r in rows)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--networks", "1"], "at least 2"),
-    (["--from", "2027-05-01", "--to", "2027-04-01"], "before --from"),
-    (["--from", "2027-13-01"], "malformed --from date"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--networks", "1"], "at least 2"),
+        (["--from", "2027-05-01", "--to", "2027-04-01"], "before --from"),
+        (["--from", "2027-13-01"], "malformed --from date"),
+    ],
+)
 def test_bad_options_print_one_error_line(tmp_path: Path, args: list[str], message: str) -> None:
     proc = _cli("simulate", *args, "--out", str(tmp_path / "out"), tmp=tmp_path)
     assert proc.returncode == 2
@@ -150,7 +174,15 @@ def test_the_prefect_flow_runs_the_same_simulation(tmp_path: Path) -> None:
 
     settings = Settings(date(2027, 10, 1), date(2027, 11, 30), networks=2, services=2, seed=3, out=tmp_path / "plain")
     plain = simulate(settings)
-    state = flow(start="2027-10-01", end="2027-11-30", networks=2, services=2, seed=3, out=str(tmp_path / "flow"), return_state=True)
+    state = flow(
+        start="2027-10-01",
+        end="2027-11-30",
+        networks=2,
+        services=2,
+        seed=3,
+        out=str(tmp_path / "flow"),
+        return_state=True,
+    )
     assert state.is_completed()
     assert state.result()["networks"] == plain["networks"]
     assert plain["networks"][0]["totals"]["visits"] > 0
@@ -159,10 +191,30 @@ def test_the_prefect_flow_runs_the_same_simulation(tmp_path: Path) -> None:
 
 
 def test_without_prefect_option_prefect_is_never_imported(tmp_path: Path) -> None:
-    code = cli_without_prefect(['--json', 'simulate', '--from', '2027-04-01', '--to', '2027-04-03', '--networks', '2',
-                                '--services', '1', '--out', str(tmp_path / 'out')])
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                          env={**os.environ, "PEERWATCH_DATABASE_URL": f"sqlite:///{tmp_path}/users-own.db"})
+    code = cli_without_prefect(
+        [
+            "--json",
+            "simulate",
+            "--from",
+            "2027-04-01",
+            "--to",
+            "2027-04-03",
+            "--networks",
+            "2",
+            "--services",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PEERWATCH_DATABASE_URL": f"sqlite:///{tmp_path}/users-own.db"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert '"days": 3' in proc.stdout
     assert proc.stdout.rstrip().endswith("NO-PREFECT"), proc.stdout[-300:]

@@ -34,7 +34,12 @@ POLICY = Policy(max_send_attempts=3, retry_backoff_seconds=60)
 
 def _message(sender: str) -> EmailMessage:
     msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = sender, "lead@trust.nhs.example", "TLS test", "<tls-1@peerwatch.invalid>"
+    msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = (
+        sender,
+        "lead@trust.nhs.example",
+        "TLS test",
+        "<tls-1@peerwatch.invalid>",
+    )
     msg.set_content("Sent over a verified TLS connection.")
     return msg
 
@@ -43,7 +48,7 @@ def test_a_self_signed_relay_is_refused_without_its_ca_and_delivered_to_with_it(
     cert, key = self_signed(tmp_path / "ca", "localhost")
     with smtp_server(server_context(cert, key), hostname="localhost") as (port, server):
         bare = SmtpTransport("localhost", port, tls="starttls", connect_timeout=5, timeout=5)
-        with pytest.raises(ConnectionFailed, match="certificate was refused.*PEERWATCH_SMTP_CA_FILE"):
+        with pytest.raises(ConnectionFailed, match=r"certificate was refused.*PEERWATCH_SMTP_CA_FILE"):
             bare.send(_message(bare.sender))
         assert server.messages == []
         trusted = SmtpTransport("localhost", port, tls="starttls", ca_file=str(cert), connect_timeout=5, timeout=5)
@@ -56,14 +61,17 @@ def test_a_certificate_for_another_host_is_refused_even_with_its_ca(tmp_path: Pa
     cert, key = self_signed(tmp_path / "other", "relay.other-network.example")
     with smtp_server(server_context(cert, key), hostname="localhost") as (port, server):
         transport = SmtpTransport("localhost", port, tls="starttls", ca_file=str(cert), connect_timeout=5, timeout=5)
-        with pytest.raises(ConnectionFailed, match="certificate was refused.*(Hostname mismatch|doesn't match|not valid for)"):
+        with pytest.raises(
+            ConnectionFailed, match=r"certificate was refused.*(Hostname mismatch|doesn't match|not valid for)"
+        ):
             transport.send(_message(transport.sender))
     assert server.messages == []
 
 
 def test_tls_is_required_by_default_for_any_relay_not_on_this_machine() -> None:
-    assert [is_loopback(h) for h in ("127.0.0.1", "127.3.2.1", "::1", "[::1]", "localhost", "smtp.nhs.net", "10.0.0.5")] == [
-        True, True, True, True, True, False, False]
+    assert [
+        is_loopback(h) for h in ("127.0.0.1", "127.3.2.1", "::1", "[::1]", "localhost", "smtp.nhs.net", "10.0.0.5")
+    ] == [True, True, True, True, True, False, False]
     assert SmtpTransport("smtp.nhs.net", 587).tls == "starttls"
     assert SmtpTransport("10.0.0.5").tls == "starttls"
     assert SmtpTransport("127.0.0.1").tls == "none"
@@ -89,7 +97,9 @@ def test_smtp_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
     t = transport_from_env()
     assert isinstance(t, SmtpTransport)
     assert (t.tls, t.ca_file, t.connect_timeout, t.timeout) == ("starttls", str(tmp_path / "private-ca.pem"), 2.5, 20.0)
-    with pytest.raises(ConnectionFailed, match="cannot read the CA file"):  # a CA file that is not there: refused, not ignored
+    with pytest.raises(
+        ConnectionFailed, match="cannot read the CA file"
+    ):  # a CA file that is not there: refused, not ignored
         t.send(_message(t.sender))
     monkeypatch.setenv("PEERWATCH_SMTP_TLS", "tls")
     assert transport_from_env().tls == "tls"  # type: ignore[attr-defined]
@@ -104,32 +114,51 @@ def test_smtp_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
 
 
 def test_a_relay_that_never_answers_is_abandoned_quickly_and_the_run_stops_after_n_failures(
-    session: Session, raise_risk: Callable[..., Risk],
+    session: Session,
+    raise_risk: Callable[..., Risk],
 ) -> None:
     """The issue: a relay that accepts TCP and never answers took 120 s for 4 letters. Now each
     try gives up after the connect timeout, and after 3 in a row the run stops: the 4th letter
     is left queued, untouched, for the next run."""
     risk = raise_risk("SC")
-    engine.fire(session, "risk", risk.id, "send_formal_notification", actor="Dr Asha Patel",  # type: ignore[arg-type]
-                role="network-manager", clock=FixedClock(NOTIFIED))
+    engine.fire(
+        session,
+        "risk",
+        risk.id,
+        "send_formal_notification",
+        actor="Dr Asha Patel",  # type: ignore[arg-type]
+        role="network-manager",
+        clock=FixedClock(NOTIFIED),
+    )
     session.commit()
     (row,) = session.exec(select(OutboxMessage).where(OutboxMessage.template == "formal_notification"))
     base = row.model_dump()
     base.pop("id")
-    session.execute(insert(OutboxMessage.__table__), [{**base, "idempotency_key": f"{row.idempotency_key}:{i}"}  # type: ignore[attr-defined]
-                                                      for i in range(3)])
+    session.execute(
+        insert(OutboxMessage.__table__),
+        [
+            {**base, "idempotency_key": f"{row.idempotency_key}:{i}"}  # type: ignore[attr-defined]
+            for i in range(3)
+        ],
+    )
     session.commit()
     with silent_relay() as port:
         transport = SmtpTransport("127.0.0.1", port, connect_timeout=0.5, timeout=5)
         started = time.monotonic()
-        summary = dispatch(session, transport, FixedClock(NOTIFIED), POLICY, dpolicy=DispatchPolicy(max_connection_failures=3))
+        summary = dispatch(
+            session, transport, FixedClock(NOTIFIED), POLICY, dpolicy=DispatchPolicy(max_connection_failures=3)
+        )
         took = time.monotonic() - started
     print(f"\nhung relay: 4 letters, stopped after {took:.2f} s")
     assert took < 5, took  # 3 tries x 0.5 s, not 4 x 30 s
     assert (summary.sent_messages, summary.retried, summary.not_tried) == (0, 3, 1)
     assert any("3 consecutive failures to reach the mail service" in e for e in summary.errors)
     session.expire_all()
-    rows = list(session.exec(select(OutboxMessage).where(OutboxMessage.template == "formal_notification").order_by(col(OutboxMessage.id))))
+    rows = list(
+        session.exec(
+            select(OutboxMessage).where(OutboxMessage.template == "formal_notification").order_by(col(OutboxMessage.id))
+        )
+    )
     assert [(r.status, r.attempts) for r in rows] == [(OutboxStatus.QUEUED, 1)] * 3 + [(OutboxStatus.QUEUED, 0)]
     assert all("cannot reach the relay" in (r.last_error or "") for r in rows[:3])
 

@@ -41,7 +41,9 @@ DDE = "=cmd|' /C calc'!A0"  # the payload of the report: a DDE command run by th
 # ---------------------------------------------------------------- item 5: limits before parsing
 
 
-def _refused_quickly(db: Engine, row: SelfAssessment, data: bytes, clock: FixedClock) -> tuple[SpreadsheetRejected, float, float]:
+def _refused_quickly(
+    db: Engine, row: SelfAssessment, data: bytes, clock: FixedClock
+) -> tuple[SpreadsheetRejected, float, float]:
     """Import ``data``; it must be refused. Returns the refusal, the seconds the whole import took
     (refusal letter included), and the peak MB the reading allocated (measured apart: tracemalloc
     slows Python code ten times over)."""
@@ -77,17 +79,24 @@ def bomb() -> bytes:
 
 
 def test_a_415_kb_zip_bomb_is_refused_unopened_in_well_under_two_seconds(
-        db: Engine, session: Session, services: dict[str, int], library: dict[str, int], clock: FixedClock, bomb: bytes) -> None:
+    db: Engine, session: Session, services: dict[str, int], library: dict[str, int], clock: FixedClock, bomb: bytes
+) -> None:
     row = _circulate(session, services, clock)
     exc, seconds, peak = _refused_quickly(db, row, bomb, clock)
-    assert exc.problems == [exc.problems[0]] and "unzips to 95,0" in exc.problems[0] and "refused unopened" in exc.problems[0]
+    assert (
+        exc.problems == [exc.problems[0]]
+        and "unzips to 95,0" in exc.problems[0]
+        and "refused unopened" in exc.problems[0]
+    )
     assert seconds < 2.0 and peak < 20, (seconds, peak)  # before: over four minutes of CPU
     _nothing_imported(session, row, "over the limit of 50,000,000")
 
 
 def test_the_compression_ratio_is_a_limit_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     dense = hostile_xlsx.zip_bomb(unzipped_bytes=20_000_000)  # under the 50 MB cap, ~230 to 1
-    with pytest.raises(SpreadsheetRejected, match=r"part xl/worksheets/sheet1.xml is compressed 2\d\d to 1, over the limit of 100 to 1"):
+    with pytest.raises(
+        SpreadsheetRejected, match=r"part xl/worksheets/sheet1.xml is compressed 2\d\d to 1, over the limit of 100 to 1"
+    ):
         check_upload(dense)
     monkeypatch.setenv("PEERWATCH_SELFASSESSMENT_MAX_COMPRESSION_RATIO", "1000")
     with pytest.raises(SpreadsheetRejected, match=r"uses row 5,001, beyond the limit of 5,000 rows"):
@@ -95,13 +104,15 @@ def test_the_compression_ratio_is_a_limit_of_its_own(monkeypatch: pytest.MonkeyP
 
 
 def test_one_cell_at_row_1048576_is_refused_by_its_declared_dimension_and_without_one(
-        db: Engine, session: Session, services: dict[str, int], library: dict[str, int], clock: FixedClock) -> None:
+    db: Engine, session: Session, services: dict[str, int], library: dict[str, int], clock: FixedClock
+) -> None:
     row = _circulate(session, services, clock)
     far = hostile_xlsx.far_cell()
     assert len(far) < 8000
     exc, seconds, peak = _refused_quickly(db, row, far, clock)
-    assert exc.problems[0].startswith("sheet part sheet1: declares its used range as A1:I1048576, to row 1,048,576, "
-                                      "beyond the limit of 5,000 rows")
+    assert exc.problems[0].startswith(
+        "sheet part sheet1: declares its used range as A1:I1048576, to row 1,048,576, beyond the limit of 5,000 rows"
+    )
     assert seconds < 2.0 and peak < 20, (seconds, peak)  # before: 2 GB
     # a file that does not declare its dimension is measured by its cells
     undeclared = hostile_xlsx.workbook([hostile_xlsx.row_xml(1_048_576, ["1.1"])])
@@ -110,14 +121,17 @@ def test_one_cell_at_row_1048576_is_refused_by_its_declared_dimension_and_withou
     wide = hostile_xlsx.workbook(['<row r="2"><c r="XFD2" t="inlineStr"><is><t>x</t></is></c></row>'])
     with pytest.raises(SpreadsheetRejected, match=r"has a cell at column XFD, beyond the limit of 50 columns \(AX;"):
         check_upload(wide)
-    unnumbered = hostile_xlsx.workbook(['<row><c r="B2"/>' + "<c/>" * 60 + "</row>"])  # cells without references count on
+    unnumbered = hostile_xlsx.workbook(
+        ['<row><c r="B2"/>' + "<c/>" * 60 + "</row>"]
+    )  # cells without references count on
     with pytest.raises(SpreadsheetRejected, match="has a cell at column AY, beyond the limit of 50 columns"):
         check_upload(unnumbered)
     _nothing_imported(session, row, "A1:I1048576")
 
 
 def test_100000_rows_are_refused_as_one_problem_not_200000_lines(
-        db: Engine, session: Session, services: dict[str, int], library: dict[str, int], clock: FixedClock) -> None:
+    db: Engine, session: Session, services: dict[str, int], library: dict[str, int], clock: FixedClock
+) -> None:
     row = _circulate(session, services, clock)
     many = hostile_xlsx.many_bad_rows(100_000)
     exc, seconds, peak = _refused_quickly(db, row, many, clock)
@@ -126,8 +140,15 @@ def test_100000_rows_are_refused_as_one_problem_not_200000_lines(
 
 
 def test_problems_listed_are_capped_with_the_count_in_the_error_the_cli_and_the_letter(
-        db: Engine, session: Session, services: dict[str, int], library: dict[str, int], clock: FixedClock, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str], run_cli: Callable[..., int]) -> None:  # noqa: F811
+    db: Engine,
+    session: Session,
+    services: dict[str, int],
+    library: dict[str, int],
+    clock: FixedClock,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[..., int],
+) -> None:
     row = _circulate(session, services, clock)
     bad = hostile_xlsx.many_bad_rows(400)  # each row: unknown ref, bad status, figure not a number, no evidence
     with pytest.raises(SpreadsheetRejected) as caught:
@@ -149,8 +170,20 @@ def test_problems_listed_are_capped_with_the_count_in_the_error_the_cli_and_the_
     os.environ["PEERWATCH_SELFASSESSMENT_MAX_PROBLEMS_LISTED"] = "5"
     try:
         capsys.readouterr()
-        assert run_cli("--as-of", "2026-12-11", "selfassessment", "import", str(row.id), str(path), "--actor", "Jo",
-                       "--no-letter") == 2
+        assert (
+            run_cli(
+                "--as-of",
+                "2026-12-11",
+                "selfassessment",
+                "import",
+                str(row.id),
+                str(path),
+                "--actor",
+                "Jo",
+                "--no-letter",
+            )
+            == 2
+        )
     finally:
         del os.environ["PEERWATCH_SELFASSESSMENT_MAX_PROBLEMS_LISTED"]
     err = capsys.readouterr().err
@@ -162,8 +195,16 @@ def test_problems_listed_are_capped_with_the_count_in_the_error_the_cli_and_the_
 
 
 def test_limits_are_local_policy_and_the_file_size_is_checked_before_reading(
-        db: Engine, session: Session, services: dict[str, int], library: dict[str, int], clock: FixedClock, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], run_cli: Callable[..., int]) -> None:  # noqa: F811
+    db: Engine,
+    session: Session,
+    services: dict[str, int],
+    library: dict[str, int],
+    clock: FixedClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[..., int],
+) -> None:
     row = _circulate(session, services, clock)
     good = _fill(_xlsx(session, row), GOOD)
     monkeypatch.setenv("PEERWATCH_SELFASSESSMENT_MAX_ROWS", "6")  # header + 6 standards need row 7
@@ -182,13 +223,22 @@ def test_limits_are_local_policy_and_the_file_size_is_checked_before_reading(
         check_upload(good)
 
 
-@pytest.mark.parametrize(("data", "problem"), [
-    (b"Ref No.,Descriptor\n1.1,x\n", "file: not an .xlsx workbook (text (CSV?)): open it in Excel or LibreOffice Calc"),
-    (b"%PDF-1.7\n", "file: not an .xlsx workbook (a PDF)"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504), "file: an Excel 97-2003 (.xls) or password-protected workbook"),
-    (b"PK\x03\x04 truncated", "file: not an .xlsx workbook (a damaged or unreadable zip)"),
-    (b"", "file: not an .xlsx workbook"),
-])
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (
+            b"Ref No.,Descriptor\n1.1,x\n",
+            "file: not an .xlsx workbook (text (CSV?)): open it in Excel or LibreOffice Calc",
+        ),
+        (b"%PDF-1.7\n", "file: not an .xlsx workbook (a PDF)"),
+        (
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504),
+            "file: an Excel 97-2003 (.xls) or password-protected workbook",
+        ),
+        (b"PK\x03\x04 truncated", "file: not an .xlsx workbook (a damaged or unreadable zip)"),
+        (b"", "file: not an .xlsx workbook"),
+    ],
+)
 def test_files_that_are_not_xlsx_get_one_clear_error(data: bytes, problem: str) -> None:
     with pytest.raises(SpreadsheetRejected) as caught:
         read_workbook(data)
@@ -201,13 +251,17 @@ def test_an_ods_package_and_a_dtd_are_refused_before_parsing() -> None:
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
         zf.writestr("content.xml", "<office:document-content/>")
-    with pytest.raises(SpreadsheetRejected, match=r"^.*file: an OpenDocument spreadsheet \(.ods\), which cannot be read: .*save it as .xlsx"):
+    with pytest.raises(
+        SpreadsheetRejected,
+        match=r"^.*file: an OpenDocument spreadsheet \(.ods\), which cannot be read: .*save it as .xlsx",
+    ):
         read_workbook(buf.getvalue())
     laughs = hostile_xlsx.workbook([])  # a well-formed package, then a DTD in its sheet
     with zipfile.ZipFile(BytesIO(laughs)) as zf:
         parts = {n: zf.read(n) for n in zf.namelist()}
     parts["xl/worksheets/sheet1.xml"] = parts["xl/worksheets/sheet1.xml"].replace(
-        b"<worksheet", b'<!DOCTYPE worksheet [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]><worksheet', 1)
+        b"<worksheet", b'<!DOCTYPE worksheet [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]><worksheet', 1
+    )
     out = BytesIO()
     with zipfile.ZipFile(out, "w") as zf:
         for n, d in parts.items():
@@ -220,12 +274,18 @@ def test_an_ods_package_and_a_dtd_are_refused_before_parsing() -> None:
 
 
 def test_formulas_are_imported_as_their_text_and_exported_as_text_never_live(
-        db: Engine, session: Session, services: dict[str, int], library: dict[str, int], clock: FixedClock, tmp_path: Path) -> None:
+    db: Engine, session: Session, services: dict[str, int], library: dict[str, int], clock: FixedClock, tmp_path: Path
+) -> None:
     row = _circulate(session, services, clock)
     # 1.1: typed into Comments as a live formula (openpyxl writes "=..." as one); 1.2: text
     # starting with "=" (a string cell); 1.3 and 1.4: the other OWASP triggers; 2.1: "@".
-    answers = {**GOOD, "1.1": ("Met", None, DDE, "Operational Policy"), "1.3": ("Partially Met", 70, "+1+cmd|' /C calc'!A0", "work plan"),
-               "1.4": ("Unmet", 90, "-2+3", "=HYPERLINK(\"http://evil.example\",\"evidence\")"), "2.1": ("Partially Met", None, "@SUM(1+1)", "rota")}
+    answers = {
+        **GOOD,
+        "1.1": ("Met", None, DDE, "Operational Policy"),
+        "1.3": ("Partially Met", 70, "+1+cmd|' /C calc'!A0", "work plan"),
+        "1.4": ("Unmet", 90, "-2+3", '=HYPERLINK("http://evil.example","evidence")'),
+        "2.1": ("Partially Met", None, "@SUM(1+1)", "rota"),
+    }
     wb = load_workbook(BytesIO(_fill(_xlsx(session, row), answers)))
     ws = wb["Self-Assessment"]
     assert ws.cell(row=2, column=8).data_type == "f"  # a real formula in the returned file
@@ -237,15 +297,21 @@ def test_formulas_are_imported_as_their_text_and_exported_as_text_never_live(
     items = _items(session, row)
     assert items["1.1"].comments == DDE  # its literal text, not its (absent) result
     assert items["1.2"].comments == "=1+1 as text"
-    assert items["1.4"].evidence_location == "=HYPERLINK(\"http://evil.example\",\"evidence\")"
+    assert items["1.4"].evidence_location == '=HYPERLINK("http://evil.example","evidence")'
     session.expire_all()
     exported = _xlsx(session, session.get(SelfAssessment, row.id))  # type: ignore[arg-type]
     with zipfile.ZipFile(BytesIO(exported)) as zf:
         sheet_xml = zf.read("xl/worksheets/sheet1.xml").decode()
     assert "<f>" not in sheet_xml and "<f " not in sheet_xml  # no formula anywhere in the file
     out = load_workbook(BytesIO(exported))["Self-Assessment"]
-    for r, c, text in ((2, 8, DDE), (3, 8, "=1+1 as text"), (4, 8, "+1+cmd|' /C calc'!A0"), (5, 8, "-2+3"), (6, 8, "@SUM(1+1)"),
-                       (5, 9, "=HYPERLINK(\"http://evil.example\",\"evidence\")")):
+    for r, c, text in (
+        (2, 8, DDE),
+        (3, 8, "=1+1 as text"),
+        (4, 8, "+1+cmd|' /C calc'!A0"),
+        (5, 8, "-2+3"),
+        (6, 8, "@SUM(1+1)"),
+        (5, 9, '=HYPERLINK("http://evil.example","evidence")'),
+    ):
         cell = out.cell(row=r, column=c)
         assert (cell.value, cell.data_type, cell.quotePrefix) == (text, "s", True), (r, c)
     assert out.cell(row=2, column=9).quotePrefix is False  # ordinary text is left alone
@@ -257,7 +323,13 @@ def test_formulas_are_imported_as_their_text_and_exported_as_text_never_live(
         rows = list(csv.reader(io.StringIO(convert(path, "csv").read_text(encoding="utf-8"))))
         assert rows[0] == list(COLUMNS)
         assert [rows[1][7], rows[2][7], rows[3][7], rows[4][7], rows[5][7], rows[4][8]] == [
-            DDE, "=1+1 as text", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1+1)", "=HYPERLINK(\"http://evil.example\",\"evidence\")"]
+            DDE,
+            "=1+1 as text",
+            "+1+cmd|' /C calc'!A0",
+            "-2+3",
+            "@SUM(1+1)",
+            '=HYPERLINK("http://evil.example","evidence")',
+        ]
         flat = convert(path, "fods").read_text(encoding="utf-8")
         assert "table:formula" not in flat  # LibreOffice's own document model holds no formula
 
@@ -266,12 +338,31 @@ def test_csv_exports_follow_the_owasp_rule(tmp_path: Path) -> None:
     from states.workload import MEASURES, write_outputs
 
     assert [csv_value(v) for v in (DDE, "+1", "-1", "@x", "\t=1", "\r=1", "plain", -3, 2.5, "")] == [
-        "'" + DDE, "'+1", "'-1", "'@x", "'\t=1", "'\r=1", "plain", -3, 2.5, ""]
+        "'" + DDE,
+        "'+1",
+        "'-1",
+        "'@x",
+        "'\t=1",
+        "'\r=1",
+        "plain",
+        -3,
+        2.5,
+        "",
+    ]
     zero = {m: 0 for m in MEASURES}
     result: dict[str, Any] = {
-        "quarters": ["2026-27 Q1"], "from": "2026-04-01", "to": "2026-06-30",
-        "networks": [{"code": "@NET", "name": DDE, "cycle": "annual", "quarters": {"2026-27 Q1": {**zero, "letters": -1}},
-                      "totals": zero}],
+        "quarters": ["2026-27 Q1"],
+        "from": "2026-04-01",
+        "to": "2026-06-30",
+        "networks": [
+            {
+                "code": "@NET",
+                "name": DDE,
+                "cycle": "annual",
+                "quarters": {"2026-27 Q1": {**zero, "letters": -1}},
+                "totals": zero,
+            }
+        ],
         "by_cycle": {"annual": {"networks": 1, "quarters": {"2026-27 Q1": zero}, "totals": zero}},
     }
     write_outputs(result, tmp_path)
@@ -288,16 +379,31 @@ def _long_doc(n: int = 40) -> dict[str, Any]:
 
     rows = []
     for i in range(n):
-        rows.append({"ref": f"{i // 10 + 1}.{i % 10 + 1}",
-                     "descriptor": f"Standard {i}: " + "patients admitted to critical care within four hours of the decision to admit "
-                                   * (1 + i % 4) + f"ENDWORD{i}",
-                     "criteria_met": ">= 98% of admissions within 4 hours", "criteria_partly": "90-98%" if i % 2 else None,
-                     "criteria_unmet": "< 90% of admissions", "has_partly_band": bool(i % 2), "self_status": "Met", "figure": 98.5,
-                     "comments": "work in progress " * (i % 5), "evidence_location": "work plan"})
-    return {"service": {"name": "Severnside ACC", "kind": "Adult Critical Care"}, "organisation": {"name": "Severnside NHS Trust"},
-            "network": {"name": "WM ACC Network"},
-            "assessment": {"ref": "SA-1", "programme_year": "2026-27", "return_by": date(2027, 1, 22)},
-            "standard_set": {"name": "ACC", "version": "2026.1"}, "rows": rows, "created": None}
+        rows.append(
+            {
+                "ref": f"{i // 10 + 1}.{i % 10 + 1}",
+                "descriptor": f"Standard {i}: "
+                + "patients admitted to critical care within four hours of the decision to admit " * (1 + i % 4)
+                + f"ENDWORD{i}",
+                "criteria_met": ">= 98% of admissions within 4 hours",
+                "criteria_partly": "90-98%" if i % 2 else None,
+                "criteria_unmet": "< 90% of admissions",
+                "has_partly_band": bool(i % 2),
+                "self_status": "Met",
+                "figure": 98.5,
+                "comments": "work in progress " * (i % 5),
+                "evidence_location": "work plan",
+            }
+        )
+    return {
+        "service": {"name": "Severnside ACC", "kind": "Adult Critical Care"},
+        "organisation": {"name": "Severnside NHS Trust"},
+        "network": {"name": "WM ACC Network"},
+        "assessment": {"ref": "SA-1", "programme_year": "2026-27", "return_by": date(2027, 1, 22)},
+        "standard_set": {"name": "ACC", "version": "2026.1"},
+        "rows": rows,
+        "created": None,
+    }
 
 
 def test_the_spreadsheet_is_laid_out_to_read_and_to_print() -> None:
@@ -319,7 +425,9 @@ def test_the_spreadsheet_is_laid_out_to_read_and_to_print() -> None:
     assert ws.row_dimensions[5].height >= 15 * 6  # standard 3: four sentences in a 40-wide column
 
 
-def test_libreoffice_prints_it_landscape_fitted_to_width_with_the_header_on_every_page_and_no_text_cut(tmp_path: Path) -> None:
+def test_libreoffice_prints_it_landscape_fitted_to_width_with_the_header_on_every_page_and_no_text_cut(
+    tmp_path: Path,
+) -> None:
     soffice_or_skip(require=True)
     from pypdf import PdfReader
 
@@ -327,31 +435,52 @@ def test_libreoffice_prints_it_landscape_fitted_to_width_with_the_header_on_ever
     path.write_bytes(render_selfassessment_xlsx(_long_doc()))
     pdf = PdfReader(str(convert(path, "pdf")))
     pages = [p.extract_text() for p in pdf.pages]
-    print(f"{len(pages)} pages, sizes {sorted({(round(float(p.mediabox.width)), round(float(p.mediabox.height))) for p in pdf.pages})}")
-    assert all((round(float(p.mediabox.width)), round(float(p.mediabox.height))) == (842, 595) for p in pdf.pages)  # A4 landscape
+    print(
+        f"{len(pages)} pages, sizes {sorted({(round(float(p.mediabox.width)), round(float(p.mediabox.height))) for p in pdf.pages})}"
+    )
+    assert all(
+        (round(float(p.mediabox.width)), round(float(p.mediabox.height))) == (842, 595) for p in pdf.pages
+    )  # A4 landscape
     standards_pages = [t for t in pages if "ENDWORD" in t]
     assert 2 <= len(standards_pages) <= 6 and len(pages) == len(standards_pages) + 1  # and one page for About
     for t in standards_pages:  # the header repeated, and every column on the page's width
         assert "Criteria for 'Partially Met'" in t and "Evidence location" in t and "Supporting Comments" in t
-    text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "sa.pdf"), "-"], capture_output=True, text=True, check=True).stdout \
-        if shutil.which("pdftotext") else "\n".join(pages)
-    assert {int(n) for n in re.findall(r"ENDWORD(\d+)", text)} == set(range(40))  # no wrapped text cut off by a short row
+    text = (
+        subprocess.run(
+            ["pdftotext", "-layout", str(tmp_path / "sa.pdf"), "-"], capture_output=True, text=True, check=True
+        ).stdout
+        if shutil.which("pdftotext")
+        else "\n".join(pages)
+    )
+    assert {int(n) for n in re.findall(r"ENDWORD(\d+)", text)} == set(
+        range(40)
+    )  # no wrapped text cut off by a short row
     assert "Do not add, remove or rename columns" in pages[-1]
 
 
 @pytest.mark.parametrize("fmt", ["ods", "xls"])
 def test_real_ods_and_xls_files_are_refused_with_save_it_as_xlsx(
-        db: Engine, session: Session, services: dict[str, int], library: dict[str, int], clock: FixedClock, tmp_path: Path,
-        fmt: str) -> None:
+    db: Engine,
+    session: Session,
+    services: dict[str, int],
+    library: dict[str, int],
+    clock: FixedClock,
+    tmp_path: Path,
+    fmt: str,
+) -> None:
     soffice_or_skip(require=True)
     row = _circulate(session, services, clock)
     path = tmp_path / "return.xlsx"
     path.write_bytes(_fill(_xlsx(session, row), GOOD))
     other = convert(path, fmt)
     with pytest.raises(SpreadsheetRejected) as caught:
-        import_spreadsheet(db, row.id, other.read_bytes(), filename=other.name, actor="Jo Office", role=OFFICE, clock=clock)  # type: ignore[arg-type]
+        import_spreadsheet(
+            db, row.id, other.read_bytes(), filename=other.name, actor="Jo Office", role=OFFICE, clock=clock
+        )  # type: ignore[arg-type]
     (problem,) = caught.value.problems
-    assert problem.startswith("file: an OpenDocument spreadsheet (.ods)" if fmt == "ods" else "file: an Excel 97-2003 (.xls)")
+    assert problem.startswith(
+        "file: an OpenDocument spreadsheet (.ods)" if fmt == "ods" else "file: an Excel 97-2003 (.xls)"
+    )
     assert "save it as .xlsx" in problem
     _nothing_imported(session, row, "save it as .xlsx")
 
@@ -378,9 +507,22 @@ def convert(path: Path, fmt: str) -> Path:
     assert program is not None
     profile = path.parent / "lo-profile"
     target = {"csv": "csv:Text - txt - csv (StarCalc):44,34,76,1", "xls": "xls:MS Excel 97"}.get(fmt, fmt)
-    done = subprocess.run([program, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore",
-                           "--convert-to", target, "--outdir", str(path.parent), str(path)],
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [
+            program,
+            f"-env:UserInstallation={profile.as_uri()}",
+            "--headless",
+            "--norestore",
+            "--convert-to",
+            target,
+            "--outdir",
+            str(path.parent),
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     out = path.with_suffix("." + fmt)
     assert done.returncode == 0 and out.is_file(), (done.returncode, done.stdout, done.stderr)
     return out

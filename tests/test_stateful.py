@@ -75,7 +75,9 @@ def _params_for(trigger: str, today: date) -> st.SearchStrategy[dict[str, Any]]:
             st.fixed_dictionaries({"days": st.integers(1, 10).map(str)}),
             st.fixed_dictionaries({"days": DIGITS}),
             st.fixed_dictionaries({"days": st.integers(1, 10).map(str), "deadline": st.sampled_from(DEADLINE_NAMES)}),
-            st.fixed_dictionaries({"until": st.integers(-5, 40).map(lambda n: (today + timedelta(days=n)).isoformat())}),
+            st.fixed_dictionaries(
+                {"until": st.integers(-5, 40).map(lambda n: (today + timedelta(days=n)).isoformat())}
+            ),
             st.fixed_dictionaries({"until": st.just("2027-02-30")}),
             st.fixed_dictionaries({"days": st.just("3"), "until": st.just("2027-06-01")}),
         )
@@ -97,15 +99,19 @@ def _snapshot(db: Any, rid: int | None) -> dict[str, Any]:
             out["row"] = row.model_dump()
             out["row_deadlines"] = [
                 (d.id, d.name, d.status, d.due_on, d.remind_on, d.reminded, d.paused_remaining)
-                for d in s.exec(select(Deadline).where(Deadline.kind == "risk", Deadline.item_id == rid).order_by(Deadline.id))  # type: ignore[arg-type]
+                for d in s.exec(
+                    select(Deadline).where(Deadline.kind == "risk", Deadline.item_id == rid).order_by(Deadline.id)
+                )  # type: ignore[arg-type]
             ]
     return out
 
 
 def _counts(db: Any) -> tuple[int, int]:
     with Session(db) as s:
-        return (s.exec(select(func.count()).select_from(AuditEvent)).one(),
-                s.exec(select(func.count()).select_from(OutboxMessage)).one())
+        return (
+            s.exec(select(func.count()).select_from(AuditEvent)).one(),
+            s.exec(select(func.count()).select_from(OutboxMessage)).one(),
+        )
 
 
 class RiskMachine(RuleBasedStateMachine):
@@ -139,7 +145,9 @@ class RiskMachine(RuleBasedStateMachine):
         if self.FROZEN_TIME:
             self.clock = FixedClock(self.today)
         else:
-            self.clock = FixedClock(datetime.combine(self.today, time(12, self.tick // 60, self.tick % 60), tzinfo=LONDON))
+            self.clock = FixedClock(
+                datetime.combine(self.today, time(12, self.tick // 60, self.tick % 60), tzinfo=LONDON)
+            )
 
     def _step_time(self) -> None:
         self.tick += 1
@@ -147,22 +155,43 @@ class RiskMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ rules
 
-    @initialize(levels=st.lists(st.sampled_from(["IR", "SC", "GC"]), min_size=1, max_size=3),
-                score=st.one_of(st.none(), st.tuples(st.integers(1, 6), st.integers(1, 6))), back=st.integers(0, 8))
+    @initialize(
+        levels=st.lists(st.sampled_from(["IR", "SC", "GC"]), min_size=1, max_size=3),
+        score=st.one_of(st.none(), st.tuples(st.integers(1, 6), st.integers(1, 6))),
+        back=st.integers(0, 8),
+    )
     def start_with_risks(self, levels: list[str], score: tuple[int, int] | None, back: int) -> None:
         """Every walk starts with one to three risks raised by the Network Manager."""
         for i, level in enumerate(levels):
-            self.raise_risk(level=level, score=score, dit=bool(i % 2), svc=i, back=back, role="network-manager", note=None)
+            self.raise_risk(
+                level=level, score=score, dit=bool(i % 2), svc=i, back=back, role="network-manager", note=None
+            )
 
-    @rule(level=st.sampled_from(["IR", "SC", "GC"]), score=SCORE, dit=st.booleans(), svc=st.integers(0, 10),
-          back=st.integers(0, 8), role=ROLES, note=NOTES)
-    def raise_risk(self, level: str, score: tuple[int, int] | None, dit: bool, svc: int, back: int, role: str,
-                   note: str | None) -> None:
+    @rule(
+        level=st.sampled_from(["IR", "SC", "GC"]),
+        score=SCORE,
+        dit=st.booleans(),
+        svc=st.integers(0, 10),
+        back=st.integers(0, 8),
+        role=ROLES,
+        note=NOTES,
+    )
+    def raise_risk(
+        self, level: str, score: tuple[int, int] | None, dit: bool, svc: int, back: int, role: str, note: str | None
+    ) -> None:
         found = self.today - timedelta(days=back)
         impact, likelihood = score if score else (None, None)
-        row = Risk(service_id=self.services[svc % len(self.services)], level=level, title=f"{level} found at visit",
-                   identified_on=found, visit_date=found, impact=impact, likelihood=likelihood,
-                   doctors_in_training=dit, state="new")
+        row = Risk(
+            service_id=self.services[svc % len(self.services)],
+            level=level,
+            title=f"{level} found at visit",
+            identified_on=found,
+            visit_date=found,
+            impact=impact,
+            likelihood=likelihood,
+            doctors_in_training=dit,
+            state="new",
+        )
         valid_score = score is None or all(1 <= v <= 6 for v in score)
         self._step_time()
         before = _snapshot(self.db, None)
@@ -207,8 +236,12 @@ class RiskMachine(RuleBasedStateMachine):
         allowed = SPEC.allowed_from(state) or TRIGGERS
         trigger = data.draw(st.sampled_from(allowed), label="trigger")
         permitted = sorted({r for row in SPEC.rows_for(trigger, state) for r in row["roles"]}) or list(ACTOR_ROLES)
-        role = data.draw(st.sampled_from(permitted) if data.draw(st.integers(0, 9)) else st.sampled_from(ACTOR_ROLES), label="role")
-        note = "reason recorded at the network board" if data.draw(st.integers(0, 9)) else data.draw(NOTES, label="note")
+        role = data.draw(
+            st.sampled_from(permitted) if data.draw(st.integers(0, 9)) else st.sampled_from(ACTOR_ROLES), label="role"
+        )
+        note = (
+            "reason recorded at the network board" if data.draw(st.integers(0, 9)) else data.draw(NOTES, label="note")
+        )
         params = data.draw(_params_for(trigger, self.today), label="params") if data.draw(st.integers(0, 9)) else {}
         self._fire(rid, trigger, role, note, params)
 
@@ -218,8 +251,18 @@ class RiskMachine(RuleBasedStateMachine):
         self._step_time()
         with Session(self.db, expire_on_commit=False) as s:
             try:
-                out = engine.fire(s, "risk", rid, trigger, actor="tester", role=role, clock=self.clock, note=note,
-                                  params=params, policy=self.policy)
+                out = engine.fire(
+                    s,
+                    "risk",
+                    rid,
+                    trigger,
+                    actor="tester",
+                    role=role,
+                    clock=self.clock,
+                    note=note,
+                    params=params,
+                    policy=self.policy,
+                )
             except PeerwatchError as exc:
                 s.rollback()
                 refused: PeerwatchError | None = exc
@@ -228,7 +271,9 @@ class RiskMachine(RuleBasedStateMachine):
                 refused = None
         if refused is not None:
             event(f"refused {type(refused).__name__}")
-            assert _snapshot(self.db, rid) == before, f"refused {trigger} by {role} on risk {rid} changed something: {refused}"
+            assert _snapshot(self.db, rid) == before, (
+                f"refused {trigger} by {role} on risk {rid} changed something: {refused}"
+            )
             return
         # an accepted trigger was allowed from the state, by this role, with a note when one is needed
         rows = SPEC.rows_for(trigger, state)
@@ -241,7 +286,10 @@ class RiskMachine(RuleBasedStateMachine):
         event(f"reached {out.row.state}")
         after = _snapshot(self.db, rid)
         assert after["audit"] == before["audit"] + 1
-        assert after["row"]["version"] == before["row"]["version"] + 1, (before["row"]["version"], after["row"]["version"])
+        assert after["row"]["version"] == before["row"]["version"] + 1, (
+            before["row"]["version"],
+            after["row"]["version"],
+        )
 
     @rule(days=st.integers(0, 15))
     def advance(self, days: int) -> None:
@@ -281,7 +329,9 @@ class RiskMachine(RuleBasedStateMachine):
         for rid, row in risks.items():
             state = "new"
             for e in events[rid]:
-                assert e.from_state == state, f"risk {rid}: event {e.id} ({e.trigger}) from {e.from_state}, expected {state}"
+                assert e.from_state == state, (
+                    f"risk {rid}: event {e.id} ({e.trigger}) from {e.from_state}, expected {state}"
+                )
                 state = e.to_state
             assert state == row.state, f"risk {rid}: log replays to {state}, row is {row.state}"
             assert events[rid][0].trigger == "raise"
@@ -289,7 +339,8 @@ class RiskMachine(RuleBasedStateMachine):
             versions = [e.version for e in events[rid]]
             assert versions == sorted(set(versions)), f"risk {rid}: event versions {versions} not increasing"
             assert versions[-1] == row.version, (
-                f"risk {rid}: last event ({events[rid][-1].trigger}) has version {versions[-1]}, row has {row.version}")
+                f"risk {rid}: last event ({events[rid][-1].trigger}) has version {versions[-1]}, row has {row.version}"
+            )
 
     @invariant()
     def no_letter_queued_twice(self) -> None:
@@ -312,12 +363,18 @@ class RiskMachine(RuleBasedStateMachine):
             pending = list(s.exec(select(Deadline).where(Deadline.status.in_(PENDING))))  # type: ignore[attr-defined]
         for d in pending:
             assert d.kind == "risk" and d.item_id in states, d
-            assert states[d.item_id] not in TERMINAL, f"risk {d.item_id} is {states[d.item_id]} but {d.name} is {d.status}"
+            assert states[d.item_id] not in TERMINAL, (
+                f"risk {d.item_id} is {states[d.item_id]} but {d.name} is {d.status}"
+            )
             assert d.status == DeadlineStatus.OPEN or d.paused_remaining is not None, d
 
 
-SETTINGS = settings(max_examples=25, stateful_step_count=30, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+SETTINGS = settings(
+    max_examples=25,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 TestRiskMachine = RiskMachine.TestCase
 TestRiskMachine.settings = SETTINGS
@@ -337,17 +394,29 @@ TestFrozenClockRiskMachine.settings = SETTINGS
 
 
 def test_same_instant_record_progress_keeps_row_and_audit_versions_equal(
-    session: Session, raise_risk: Any, clock: FixedClock,
+    session: Session,
+    raise_risk: Any,
+    clock: FixedClock,
 ) -> None:
     """A trigger that changes no column, at the very instant of the previous change, still bumps
     the version once (regression: SQLAlchemy issued no UPDATE, so the engine raised RuntimeError,
     and before that recorded an audit event whose version was ahead of the row's)."""
     row = raise_risk("GC")
-    out = engine.fire(session, "risk", row.id, "record_progress", actor="A", role="network-office", clock=clock,
-                      note="quarterly review")
+    out = engine.fire(
+        session,
+        "risk",
+        row.id,
+        "record_progress",
+        actor="A",
+        role="network-office",
+        clock=clock,
+        note="quarterly review",
+    )
     session.commit()
     with Session(session.get_bind()) as fresh:
         stored = fresh.get(Risk, row.id)
         assert stored is not None
-        assert out.event.version == stored.version == 3, f"event version {out.event.version}, row version {stored.version}"
+        assert out.event.version == stored.version == 3, (
+            f"event version {out.event.version}, row version {stored.version}"
+        )
         assert stored.state == "work_programme"

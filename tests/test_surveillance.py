@@ -18,13 +18,13 @@ from sqlmodel import Session, func, select
 
 from models import AuditEvent, Deadline, OutboxMessage, Visit
 from models.surveillance import Surveillance
+from notifications.outbox import rendered
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, PermissionDenied
 from states.kinds import CLOCK_TRIGGERS, get_spec
 from states.surveillance import SurveillanceState
-from notifications.outbox import rendered
 
 Q = SurveillanceState
 SPEC = get_spec("surveillance")
@@ -34,72 +34,128 @@ DAY = date(2026, 12, 11)
 LATER = FixedClock(date(2026, 12, 14))
 
 
-def _assess(session: Session, services: dict[str, int], agreed: int, met: int, score: float | None = None,
-            threshold: float | None = None, service: str = MRH, year: int = 2026) -> Surveillance:
-    row = Surveillance(service_id=services[service], programme_year=year, indicators_agreed=agreed, indicators_met=met,
-                       good_practice_score=score, good_practice_threshold=threshold, state="new")
+def _assess(
+    session: Session,
+    services: dict[str, int],
+    agreed: int,
+    met: int,
+    score: float | None = None,
+    threshold: float | None = None,
+    service: str = MRH,
+    year: int = 2026,
+) -> Surveillance:
+    row = Surveillance(
+        service_id=services[service],
+        programme_year=year,
+        indicators_agreed=agreed,
+        indicators_met=met,
+        good_practice_score=score,
+        good_practice_threshold=threshold,
+        state="new",
+    )
     out = engine.create(session, "surveillance", row, "assess", actor="Ann Office", role=OFFICE, clock=FixedClock(DAY))
     session.commit()
     return out.row  # type: ignore[return-value]
 
 
-def _fire(session: Session, item: Surveillance, trigger: str, actor: str = "Nia Manager", role: str = NM,
-          clock: FixedClock = LATER, **kw: Any) -> Surveillance:
+def _fire(
+    session: Session,
+    item: Surveillance,
+    trigger: str,
+    actor: str = "Nia Manager",
+    role: str = NM,
+    clock: FixedClock = LATER,
+    **kw: Any,
+) -> Surveillance:
     out = engine.fire(session, "surveillance", item.id, trigger, actor=actor, role=role, clock=clock, **kw)  # type: ignore[arg-type]
     session.commit()
     return out.row  # type: ignore[return-value]
 
 
 def _letters(session: Session, item_id: int | None) -> list[str]:
-    return list(session.exec(select(OutboxMessage.template).where(OutboxMessage.kind == "surveillance", OutboxMessage.item_id == item_id)
-                             .order_by(OutboxMessage.id)).all())  # type: ignore[arg-type]
+    return list(
+        session.exec(
+            select(OutboxMessage.template)
+            .where(OutboxMessage.kind == "surveillance", OutboxMessage.item_id == item_id)
+            .order_by(OutboxMessage.id)
+        ).all()
+    )  # type: ignore[arg-type]
 
 
 def _counts(session: Session) -> tuple[int, int, int, int]:
-    return tuple(session.exec(select(func.count()).select_from(t)).one() for t in (AuditEvent, OutboxMessage, Deadline, Visit))  # type: ignore[return-value]
+    return tuple(
+        session.exec(select(func.count()).select_from(t)).one() for t in (AuditEvent, OutboxMessage, Deadline, Visit)
+    )  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- assessment
 
 
-@pytest.mark.parametrize(("agreed", "met", "score", "threshold", "state", "letters"), [
-    (20, 20, None, None, Q.NOT_REQUIRED, ["surveillance_decision"]),  # 100%, no threshold applies
-    (20, 20, 90.0, 80.0, Q.NOT_REQUIRED, ["surveillance_decision"]),  # 100% and threshold met
-    (20, 20, 80.0, 80.0, Q.NOT_REQUIRED, ["surveillance_decision"]),  # meeting the threshold exactly is meeting it
-    (20, 20, 79.9, 80.0, Q.DECISION_REQUIRED, []),  # 100% but fails the good-practice threshold
-    (20, 19, None, None, Q.DECISION_REQUIRED, []),  # 95%
-    (20, 19, 95.0, 80.0, Q.DECISION_REQUIRED, []),  # 95% even with good practice met
-    (1, 0, None, None, Q.DECISION_REQUIRED, []),
-])
-def test_assessment_outcome(session: Session, services: dict[str, int], agreed: int, met: int, score: float | None,
-                            threshold: float | None, state: str, letters: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("agreed", "met", "score", "threshold", "state", "letters"),
+    [
+        (20, 20, None, None, Q.NOT_REQUIRED, ["surveillance_decision"]),  # 100%, no threshold applies
+        (20, 20, 90.0, 80.0, Q.NOT_REQUIRED, ["surveillance_decision"]),  # 100% and threshold met
+        (20, 20, 80.0, 80.0, Q.NOT_REQUIRED, ["surveillance_decision"]),  # meeting the threshold exactly is meeting it
+        (20, 20, 79.9, 80.0, Q.DECISION_REQUIRED, []),  # 100% but fails the good-practice threshold
+        (20, 19, None, None, Q.DECISION_REQUIRED, []),  # 95%
+        (20, 19, 95.0, 80.0, Q.DECISION_REQUIRED, []),  # 95% even with good practice met
+        (1, 0, None, None, Q.DECISION_REQUIRED, []),
+    ],
+)
+def test_assessment_outcome(
+    session: Session,
+    services: dict[str, int],
+    agreed: int,
+    met: int,
+    score: float | None,
+    threshold: float | None,
+    state: str,
+    letters: list[str],
+) -> None:
     row = _assess(session, services, agreed, met, score, threshold)
     assert row.state == state
     assert row.version == 2
     assert _letters(session, row.id) == letters
     assert (state in SPEC.terminal) == (state == Q.NOT_REQUIRED)
-    event = session.exec(select(AuditEvent).where(AuditEvent.kind == "surveillance", AuditEvent.item_id == row.id)).one()
+    event = session.exec(
+        select(AuditEvent).where(AuditEvent.kind == "surveillance", AuditEvent.item_id == row.id)
+    ).one()
     assert (event.trigger, event.from_state, event.to_state, event.actor) == ("assess", "new", state, "Ann Office")
 
 
-def test_not_required_letter_goes_to_the_provider_copied_to_the_commissioner(session: Session, services: dict[str, int]) -> None:
+def test_not_required_letter_goes_to_the_provider_copied_to_the_commissioner(
+    session: Session, services: dict[str, int]
+) -> None:
     row = _assess(session, services, 12, 12, 90.0, 85.0)
-    msg = session.exec(select(OutboxMessage).where(OutboxMessage.item_id == row.id, OutboxMessage.kind == "surveillance")).one()
+    msg = session.exec(
+        select(OutboxMessage).where(OutboxMessage.item_id == row.id, OutboxMessage.kind == "surveillance")
+    ).one()
     assert {p["role"] for p in msg.to} == {"chief-executive", "service-lead"}
     assert {p["role"] for p in msg.cc} == {"commissioning-lead"}
     assert "no additional surveillance required" in rendered(msg).subject and "2026-27" in rendered(msg).subject
     assert "12 of 12 met (100.0%)" in rendered(msg).body_text
 
 
-@pytest.mark.parametrize(("agreed", "met", "score", "threshold", "match"), [
-    (20, 21, None, None, "indicators met must be 0-20"),
-    (20, -1, None, None, "indicators met must be 0-20"),
-    (0, 0, None, None, "at least 1"),
-    (20, 20, 90.0, None, "both the good-practice score"),
-    (20, 20, None, 80.0, "both the good-practice score"),
-])
-def test_bad_figures_are_refused(session: Session, services: dict[str, int], agreed: int, met: int, score: float | None,
-                                 threshold: float | None, match: str) -> None:
+@pytest.mark.parametrize(
+    ("agreed", "met", "score", "threshold", "match"),
+    [
+        (20, 21, None, None, "indicators met must be 0-20"),
+        (20, -1, None, None, "indicators met must be 0-20"),
+        (0, 0, None, None, "at least 1"),
+        (20, 20, 90.0, None, "both the good-practice score"),
+        (20, 20, None, 80.0, "both the good-practice score"),
+    ],
+)
+def test_bad_figures_are_refused(
+    session: Session,
+    services: dict[str, int],
+    agreed: int,
+    met: int,
+    score: float | None,
+    threshold: float | None,
+    match: str,
+) -> None:
     counts = _counts(session)
     with pytest.raises(InvalidInput, match=match):
         _assess(session, services, agreed, met, score, threshold)
@@ -110,7 +166,9 @@ def test_bad_figures_are_refused(session: Session, services: dict[str, int], agr
 
 def test_one_decision_per_service_and_year(session: Session, services: dict[str, int]) -> None:
     first = _assess(session, services, 10, 9)
-    with pytest.raises(GuardRefused, match=f"already has a surveillance decision for 2026-27 \\(surveillance {first.id}\\)"):
+    with pytest.raises(
+        GuardRefused, match=f"already has a surveillance decision for 2026-27 \\(surveillance {first.id}\\)"
+    ):
         _assess(session, services, 10, 10)
     session.rollback()
     assert _assess(session, services, 10, 10, year=2027).state == Q.NOT_REQUIRED  # next year is its own decision
@@ -129,15 +187,44 @@ def _put_in(session: Session, row: Surveillance, state: str, **fields: Any) -> S
     return row
 
 
-BOTH = {"options": ["routine"], "provider_agreed_by": "Pat Provider", "provider_agreed_on": date(2026, 12, 11),
-        "commissioner_agreed_by": "Cy Commissioner", "commissioner_agreed_on": date(2026, 12, 11)}
+BOTH = {
+    "options": ["routine"],
+    "provider_agreed_by": "Pat Provider",
+    "provider_agreed_on": date(2026, 12, 11),
+    "commissioner_agreed_by": "Cy Commissioner",
+    "commissioner_agreed_on": date(2026, 12, 11),
+}
 PROPOSED = {"options": ["routine"]}
 
 # (source, trigger, role, row fields, kwargs for fire, destination, letters queued)
 TABLE: list[tuple[str, str, str, dict[str, Any], dict[str, Any], str, list[str]]] = [
-    (Q.DECISION_REQUIRED, "propose_options", NM, {}, {"params": {"options": "routine"}}, Q.OPTIONS_PROPOSED, ["surveillance_decision"]),
-    (Q.DECISION_REQUIRED, "propose_options", RL, {}, {"params": {"options": ["routine", "peer_review"]}}, Q.OPTIONS_PROPOSED, ["surveillance_decision"]),
-    (Q.OPTIONS_PROPOSED, "propose_options", NM, PROPOSED, {"params": {"options": "3"}}, Q.OPTIONS_PROPOSED, ["surveillance_decision"]),
+    (
+        Q.DECISION_REQUIRED,
+        "propose_options",
+        NM,
+        {},
+        {"params": {"options": "routine"}},
+        Q.OPTIONS_PROPOSED,
+        ["surveillance_decision"],
+    ),
+    (
+        Q.DECISION_REQUIRED,
+        "propose_options",
+        RL,
+        {},
+        {"params": {"options": ["routine", "peer_review"]}},
+        Q.OPTIONS_PROPOSED,
+        ["surveillance_decision"],
+    ),
+    (
+        Q.OPTIONS_PROPOSED,
+        "propose_options",
+        NM,
+        PROPOSED,
+        {"params": {"options": "3"}},
+        Q.OPTIONS_PROPOSED,
+        ["surveillance_decision"],
+    ),
     (Q.OPTIONS_PROPOSED, "record_provider_agreement", OFFICE, PROPOSED, {}, Q.OPTIONS_PROPOSED, []),
     (Q.OPTIONS_PROPOSED, "record_commissioner_agreement", "operator", PROPOSED, {}, Q.OPTIONS_PROPOSED, []),
     (Q.OPTIONS_PROPOSED, "agree", OFFICE, BOTH, {}, Q.AGREED, ["surveillance_agreed"]),
@@ -146,18 +233,35 @@ TABLE: list[tuple[str, str, str, dict[str, Any], dict[str, Any], str, list[str]]
 ]
 
 
-@pytest.mark.parametrize(("source", "trigger", "role", "fields", "kw", "dest", "letters"), TABLE,
-                         ids=[f"{t[0]}-{t[1]}-{t[2]}" for t in TABLE])
-def test_allowed_transitions(session: Session, services: dict[str, int], source: str, trigger: str, role: str,
-                             fields: dict[str, Any], kw: dict[str, Any], dest: str, letters: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("source", "trigger", "role", "fields", "kw", "dest", "letters"),
+    TABLE,
+    ids=[f"{t[0]}-{t[1]}-{t[2]}" for t in TABLE],
+)
+def test_allowed_transitions(
+    session: Session,
+    services: dict[str, int],
+    source: str,
+    trigger: str,
+    role: str,
+    fields: dict[str, Any],
+    kw: dict[str, Any],
+    dest: str,
+    letters: list[str],
+) -> None:
     row = _put_in(session, _assess(session, services, 20, 19), source, **fields)
     version, before = row.version, _letters(session, row.id)
     out = engine.fire(session, "surveillance", row.id, trigger, actor="Tess Tester", role=role, clock=LATER, **kw)  # type: ignore[arg-type]
     session.commit()
     assert out.row.state == dest
     assert out.row.version == version + 1
-    assert (out.event.trigger, out.event.from_state, out.event.to_state, out.event.actor) == (trigger, source, dest, "Tess Tester")
-    assert _letters(session, row.id)[len(before):] == letters
+    assert (out.event.trigger, out.event.from_state, out.event.to_state, out.event.actor) == (
+        trigger,
+        source,
+        dest,
+        "Tess Tester",
+    )
+    assert _letters(session, row.id)[len(before) :] == letters
 
 
 ALLOWED = {(str(src), trig) for src, trig, *_ in TABLE} | {(Q.NEW.value, "assess")}
@@ -176,8 +280,17 @@ def test_refused_pairs_change_nothing(session: Session, services: dict[str, int]
     row = _put_in(session, _assess(session, services, 20, 19), state, **BOTH)
     version, counts = row.version, _counts(session)
     with pytest.raises(InvalidTrigger, match=f"'{state}'"):
-        engine.fire(session, "surveillance", row.id, trigger, actor="Tess Tester", role=NM, clock=LATER, note="n",  # type: ignore[arg-type]
-                    params={"options": "routine"})
+        engine.fire(
+            session,
+            "surveillance",
+            row.id,
+            trigger,
+            actor="Tess Tester",
+            role=NM,
+            clock=LATER,
+            note="n",  # type: ignore[arg-type]
+            params={"options": "routine"},
+        )
     session.rollback()
     fresh = session.get(Surveillance, row.id)
     assert fresh is not None and (fresh.state, fresh.version) == (state, version)
@@ -197,37 +310,55 @@ def test_roles_are_checked(session: Session, services: dict[str, int]) -> None:
 # ---------------------------------------------------------------- options
 
 
-@pytest.mark.parametrize(("given", "options"), [
-    ("routine", ["routine"]),
-    ("routine,enhanced", ["routine", "enhanced"]),  # combinable
-    ("3, 1", ["routine", "peer_review"]),  # by number, returned in option order
-    (["peer_review", "enhanced", "routine", "2"], ["routine", "enhanced", "peer_review"]),
-    ("option 2,peer-review", ["enhanced", "peer_review"]),
-])
+@pytest.mark.parametrize(
+    ("given", "options"),
+    [
+        ("routine", ["routine"]),
+        ("routine,enhanced", ["routine", "enhanced"]),  # combinable
+        ("3, 1", ["routine", "peer_review"]),  # by number, returned in option order
+        (["peer_review", "enhanced", "routine", "2"], ["routine", "enhanced", "peer_review"]),
+        ("option 2,peer-review", ["enhanced", "peer_review"]),
+    ],
+)
 def test_options_are_combinable(session: Session, services: dict[str, int], given: Any, options: list[str]) -> None:
     row = _assess(session, services, 20, 19)
     params = {"options": given}
     if "enhanced" in options:
-        params |= {"provider_action": "monthly rota audit to the board", "commissioner_action": "quarterly contract review"}
+        params |= {
+            "provider_action": "monthly rota audit to the board",
+            "commissioner_action": "quarterly contract review",
+        }
     row = _fire(session, row, "propose_options", params=params)
     assert row.state == Q.OPTIONS_PROPOSED and row.options == options
     if "enhanced" in options:
-        assert row.enhanced_actions == {"provider": "monthly rota audit to the board", "commissioner": "quarterly contract review"}
-        body = rendered(session.exec(select(OutboxMessage).where(OutboxMessage.item_id == row.id, OutboxMessage.kind == "surveillance")).one()).body_text
+        assert row.enhanced_actions == {
+            "provider": "monthly rota audit to the board",
+            "commissioner": "quarterly contract review",
+        }
+        body = rendered(
+            session.exec(
+                select(OutboxMessage).where(OutboxMessage.item_id == row.id, OutboxMessage.kind == "surveillance")
+            ).one()
+        ).body_text
         assert "Provider action: monthly rota audit to the board" in body and "Option 2: enhanced surveillance" in body
     else:
         assert row.enhanced_actions == {}
 
 
-@pytest.mark.parametrize(("params", "match"), [
-    ({"options": "enhanced"}, "needs provider_action"),
-    ({"options": "routine", "provider_action": "audit"}, "belong to option 2"),
-    ({"options": "routine,weekly"}, "surveillance option 'weekly'"),
-    ({"options": "4"}, "surveillance option '4'"),
-    ({"options": " , "}, "needs options="),
-    ({}, "needs options="),
-])
-def test_bad_options_are_refused(session: Session, services: dict[str, int], params: dict[str, Any], match: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"options": "enhanced"}, "needs provider_action"),
+        ({"options": "routine", "provider_action": "audit"}, "belong to option 2"),
+        ({"options": "routine,weekly"}, "surveillance option 'weekly'"),
+        ({"options": "4"}, "surveillance option '4'"),
+        ({"options": " , "}, "needs options="),
+        ({}, "needs options="),
+    ],
+)
+def test_bad_options_are_refused(
+    session: Session, services: dict[str, int], params: dict[str, Any], match: str
+) -> None:
     row = _assess(session, services, 20, 19)
     counts = _counts(session)
     with pytest.raises(InvalidInput, match=match):
@@ -239,8 +370,12 @@ def test_bad_options_are_refused(session: Session, services: dict[str, int], par
 
 
 def test_enhanced_with_commissioner_action_only(session: Session, services: dict[str, int]) -> None:
-    row = _fire(session, _assess(session, services, 20, 19), "propose_options",
-                params={"options": "enhanced", "commissioner_action": "commissioner quality visit"})
+    row = _fire(
+        session,
+        _assess(session, services, 20, 19),
+        "propose_options",
+        params={"options": "enhanced", "commissioner_action": "commissioner quality visit"},
+    )
     assert row.enhanced_actions == {"commissioner": "commissioner quality visit"}
 
 
@@ -262,7 +397,14 @@ def test_agreement_needs_both_parties(session: Session, services: dict[str, int]
         _fire(session, row, "agree")
     assert "has_provider_agreement" not in str(refused.value)
     session.rollback()
-    row = _fire(session, row, "record_commissioner_agreement", actor="Cy Commissioner", role=OFFICE, clock=FixedClock(date(2026, 12, 15)))
+    row = _fire(
+        session,
+        row,
+        "record_commissioner_agreement",
+        actor="Cy Commissioner",
+        role=OFFICE,
+        clock=FixedClock(date(2026, 12, 15)),
+    )
     assert (row.commissioner_agreed_by, row.commissioner_agreed_on) == ("Cy Commissioner", date(2026, 12, 15))
     assert row.state == Q.OPTIONS_PROPOSED  # recording is not agreeing
     row = _fire(session, row, "agree", clock=FixedClock(date(2026, 12, 15)))
@@ -286,30 +428,53 @@ def test_one_person_cannot_record_both_agreements(session: Session, services: di
 
 def test_the_agree_guard_itself_refuses_one_signatory(session: Session, services: dict[str, int]) -> None:
     """Even if both fields name the same person (e.g. set by hand), the decision is not agreed."""
-    row = _put_in(session, _proposed(session, services), Q.OPTIONS_PROPOSED,
-                  **{**BOTH, "commissioner_agreed_by": "pat provider"})
+    row = _put_in(
+        session, _proposed(session, services), Q.OPTIONS_PROPOSED, **{**BOTH, "commissioner_agreed_by": "pat provider"}
+    )
     with pytest.raises(GuardRefused, match="has_two_signatories"):
         _fire(session, row, "agree")
 
 
-def test_revising_options_clears_agreement_and_restarts_the_deadline(session: Session, services: dict[str, int]) -> None:
+def test_revising_options_clears_agreement_and_restarts_the_deadline(
+    session: Session, services: dict[str, int]
+) -> None:
     row = _fire(session, _proposed(session, services), "record_provider_agreement", actor="Pat Provider", role=OFFICE)
-    row = _fire(session, row, "propose_options", params={"options": "routine,peer_review"}, clock=FixedClock(date(2026, 12, 21)))
-    assert row.provider_agreed_by is None and row.provider_agreed_on is None and row.options == ["routine", "peer_review"]
+    row = _fire(
+        session, row, "propose_options", params={"options": "routine,peer_review"}, clock=FixedClock(date(2026, 12, 21))
+    )
+    assert (
+        row.provider_agreed_by is None and row.provider_agreed_on is None and row.options == ["routine", "peer_review"]
+    )
     open_deadlines = engine.pending_deadlines(session, "surveillance", row.id)  # type: ignore[arg-type]
-    assert [(d.name, d.due_on) for d in open_deadlines] == [("agreement", calendar_for("ENG").add_working_days(date(2026, 12, 21), 20))]
+    assert [(d.name, d.due_on) for d in open_deadlines] == [
+        ("agreement", calendar_for("ENG").add_working_days(date(2026, 12, 21), 20))
+    ]
 
 
-def test_agreement_deadline_is_local_policy(session: Session, services: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_agreement_deadline_is_local_policy(
+    session: Session, services: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     row = _proposed(session, services)
     # 14 Dec 2026 + 20 working days, skipping Christmas, Boxing Day (substitute 28th) and New Year
-    assert [(d.name, d.due_on) for d in engine.pending_deadlines(session, "surveillance", row.id)] == [("agreement", date(2027, 1, 14))]  # type: ignore[arg-type]
+    assert [(d.name, d.due_on) for d in engine.pending_deadlines(session, "surveillance", row.id)] == [
+        ("agreement", date(2027, 1, 14))
+    ]  # type: ignore[arg-type]
     monkeypatch.setenv("PEERWATCH_SURVEILLANCE_AGREEMENT_WORKING_DAYS", "5")
-    other = _fire(session, _assess(session, services, 5, 4, service="Valley Burns Service"), "propose_options", params={"options": "1"})
+    other = _fire(
+        session,
+        _assess(session, services, 5, 4, service="Valley Burns Service"),
+        "propose_options",
+        params={"options": "1"},
+    )
     assert [d.due_on for d in engine.pending_deadlines(session, "surveillance", other.id)] == [date(2026, 12, 21)]  # type: ignore[arg-type]
     monkeypatch.setenv("PEERWATCH_SURVEILLANCE_AGREEMENT_WORKING_DAYS", "soon")
     with pytest.raises(InvalidInput, match="not a whole number"):
-        _fire(session, _assess(session, services, 5, 4, service="Severnside Trauma Unit"), "propose_options", params={"options": "1"})
+        _fire(
+            session,
+            _assess(session, services, 5, 4, service="Severnside Trauma Unit"),
+            "propose_options",
+            params={"options": "1"},
+        )
 
 
 def test_late_agreement_chases_only_the_party_missing(db: Engine, session: Session, services: dict[str, int]) -> None:
@@ -317,7 +482,9 @@ def test_late_agreement_chases_only_the_party_missing(db: Engine, session: Sessi
 
     row = _fire(session, _proposed(session, services), "record_provider_agreement", actor="Pat Provider", role=OFFICE)
     summary = run_sweep(db, FixedClock(date(2027, 1, 15)))
-    assert [(a["kind"], a["id"], a["deadline"], a["action"]) for a in summary.actions] == [("surveillance", row.id, "agreement", "overdue_notice")]
+    assert [(a["kind"], a["id"], a["deadline"], a["action"]) for a in summary.actions] == [
+        ("surveillance", row.id, "agreement", "overdue_notice")
+    ]
     chases = session.exec(select(OutboxMessage).where(OutboxMessage.template == "surveillance_agreement_chase")).all()
     roles = sorted(p["role"] for m in chases for p in m.to)
     assert roles == ["commissioning-lead", "network-manager"]  # not the provider, who has agreed
@@ -340,7 +507,12 @@ def test_option_3_proposes_a_linked_visit_when_agreed(session: Session, services
     assert row.visit_id == visit.id
     assert (visit.service_id, visit.state, visit.reason) == (services[MRH], "proposed", "QNT surveillance option 3")
     propose = session.exec(select(AuditEvent).where(AuditEvent.kind == "visit", AuditEvent.item_id == visit.id)).one()
-    assert (propose.trigger, propose.actor, propose.role, propose.to_state) == ("propose", "Nia Manager", NM, "proposed")
+    assert (propose.trigger, propose.actor, propose.role, propose.to_state) == (
+        "propose",
+        "Nia Manager",
+        NM,
+        "proposed",
+    )
     agreed = session.exec(select(OutboxMessage).where(OutboxMessage.template == "surveillance_agreed")).one()
     assert f"Visit-{visit.id}" in rendered(agreed).body_text and "Option 3: peer review" in rendered(agreed).body_text
     assert {p["role"] for p in agreed.cc} == {"commissioning-lead", "network-manager"}
@@ -350,25 +522,71 @@ def test_option_3_proposes_a_linked_visit_when_agreed(session: Session, services
 
 
 def _cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(Path(sys.executable).with_name("peerwatch")), "--as-of", "2026-12-14", "--json", *args],
-                          env=env, capture_output=True, text=True, timeout=120, cwd=cwd)
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("peerwatch")), "--as-of", "2026-12-14", "--json", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
 
 
 def test_cli_assess_propose_agree(db: Engine, session: Session, services: dict[str, int], tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("PEERWATCH_AS_OF", "COLUMNS", "LINES")}
     sid = str(services[MRH])
-    out = json.loads(_cli(env, tmp_path, "surveillance", "assess", "--service", sid, "--year", "2026", "--agreed", "20",
-                          "--met", "19", "--actor", "Ann Office").stdout)
+    out = json.loads(
+        _cli(
+            env,
+            tmp_path,
+            "surveillance",
+            "assess",
+            "--service",
+            sid,
+            "--year",
+            "2026",
+            "--agreed",
+            "20",
+            "--met",
+            "19",
+            "--actor",
+            "Ann Office",
+        ).stdout
+    )
     assert out["state"] == "decision_required"
     item = str(out["id"])
-    proc = _cli(env, tmp_path, "surveillance", "fire", item, "propose_options", "--param", "options=enhanced,3",
-                "--param", "provider_action=weekly rota review", "--actor", "Nia Manager", "--role", NM)
+    proc = _cli(
+        env,
+        tmp_path,
+        "surveillance",
+        "fire",
+        item,
+        "propose_options",
+        "--param",
+        "options=enhanced,3",
+        "--param",
+        "provider_action=weekly rota review",
+        "--actor",
+        "Nia Manager",
+        "--role",
+        NM,
+    )
     assert json.loads(proc.stdout)["state"] == "options_proposed", proc.stderr
-    first = json.loads(_cli(env, tmp_path, "surveillance", "agree", item, "--party", "provider", "--actor", "Pat Provider").stdout)
+    first = json.loads(
+        _cli(env, tmp_path, "surveillance", "agree", item, "--party", "provider", "--actor", "Pat Provider").stdout
+    )
     assert (first["state"], first["waiting_for"]) == ("options_proposed", ["commissioner"])
     refused = _cli(env, tmp_path, "surveillance", "agree", item, "--party", "commissioner", "--actor", "Pat Provider")
-    assert refused.returncode == 2 and refused.stderr.startswith("error:") and "is_not_provider_signatory" in refused.stderr
-    second = json.loads(_cli(env, tmp_path, "surveillance", "agree", item, "--party", "commissioner", "--actor", "Cy Commissioner").stdout)
+    assert (
+        refused.returncode == 2
+        and refused.stderr.startswith("error:")
+        and "is_not_provider_signatory" in refused.stderr
+    )
+    second = json.loads(
+        _cli(
+            env, tmp_path, "surveillance", "agree", item, "--party", "commissioner", "--actor", "Cy Commissioner"
+        ).stdout
+    )
     assert second["state"] == "agreed" and second["visit_id"] is not None and second["waiting_for"] == []
     bad = _cli(env, tmp_path, "surveillance", "agree", item, "--party", "regulator", "--actor", "X")
     assert bad.returncode == 2 and "use provider or commissioner" in bad.stderr

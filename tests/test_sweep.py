@@ -21,7 +21,9 @@ NM = "network-manager"
 
 def _notified(session: Session, raise_risk: Callable[..., Risk], level: str = "SC", **kw: object) -> Risk:
     risk = raise_risk(level, **kw)
-    engine.fire(session, "risk", risk.id, "send_formal_notification", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 18)))
+    engine.fire(
+        session, "risk", risk.id, "send_formal_notification", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 18))
+    )
     session.commit()
     return risk
 
@@ -35,11 +37,16 @@ def _state(db: Engine, risk_id: int) -> str:
 
 def _templates(db: Engine, risk_id: int) -> list[str]:
     with Session(db) as s:
-        return list(s.exec(select(OutboxMessage.template).where(OutboxMessage.item_id == risk_id).order_by(OutboxMessage.id)).all())
+        return list(
+            s.exec(
+                select(OutboxMessage.template).where(OutboxMessage.item_id == risk_id).order_by(OutboxMessage.id)
+            ).all()
+        )
 
 
 def test_unanswered_serious_concern_is_reminded_chased_then_escalated_once_each(
-        db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+    db: Engine, session: Session, raise_risk: Callable[..., Risk]
+) -> None:
     risk = _notified(session, raise_risk)  # response due Wed 20 Jan 2027, reminder Mon 18 Jan
     timeline = {
         date(2027, 1, 15): ([], "awaiting_response"),
@@ -63,11 +70,15 @@ def test_unanswered_serious_concern_is_reminded_chased_then_escalated_once_each(
     assert letters.count("escalation") == 1
     with Session(db) as s:
         system = s.exec(select(AuditEvent).where(AuditEvent.item_id == risk.id, AuditEvent.role == "system")).all()
-        assert [(e.trigger, e.actor) for e in system] == [("no_response", "peerwatch-sweeper"), ("still_no_response", "peerwatch-sweeper")]
+        assert [(e.trigger, e.actor) for e in system] == [
+            ("no_response", "peerwatch-sweeper"),
+            ("still_no_response", "peerwatch-sweeper"),
+        ]
 
 
 def test_overdue_formal_notification_is_chased_once_without_changing_state(
-        db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+    db: Engine, session: Session, raise_risk: Callable[..., Risk]
+) -> None:
     risk = raise_risk("IR")  # formal notification due Fri 18 Dec 2026
     assert [a["action"] for a in run_sweep(db, FixedClock(date(2026, 12, 16))).actions] == ["reminded"]
     assert run_sweep(db, FixedClock(date(2026, 12, 18))).actions == []
@@ -83,37 +94,54 @@ def _outstanding(db: Engine, risk_id: int) -> list[tuple[str, str]]:
 
 
 def test_a_passed_deadline_stays_outstanding_until_the_item_moves_on(
-        db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+    db: Engine, session: Session, raise_risk: Callable[..., Risk]
+) -> None:
     """After its overdue letter a deadline is still owed (shown, counted overdue), and the
     transition that answers it closes it: no 'fired' deadline outlives its state."""
     risk = raise_risk("IR")  # formal notification due Fri 18 Dec 2026
     run_sweep(db, FixedClock(date(2026, 12, 21)))
     assert _outstanding(db, risk.id) == [("formal_notification", "fired")]
-    engine.fire(session, "risk", risk.id, "send_formal_notification", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 22)))
+    engine.fire(
+        session, "risk", risk.id, "send_formal_notification", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 22))
+    )
     session.commit()
     assert _outstanding(db, risk.id) == [("response", "open")]
 
 
 def test_a_new_deadline_replaces_a_passed_one_of_the_same_name(
-        db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+    db: Engine, session: Session, raise_risk: Callable[..., Risk]
+) -> None:
     """A general concern's quarterly review passes (overdue letter); recording progress, an
     internal transition, sets the next review and closes the old one."""
     risk = raise_risk("GC")
-    ((name, status),) = _outstanding(db, risk.id)
+    ((name, _status),) = _outstanding(db, risk.id)
     with Session(db) as s:
         (due,) = [d.due_on for d in engine.pending_deadlines(s, "risk", risk.id)]
     late = calendar_for("ENG").add_working_days(due, 2)
     run_sweep(db, FixedClock(late))
     assert _outstanding(db, risk.id) == [(name, "fired")]
-    engine.fire(session, "risk", risk.id, "record_progress", actor="nm", role=NM, clock=FixedClock(late), note="action plan on track")
+    engine.fire(
+        session,
+        "risk",
+        risk.id,
+        "record_progress",
+        actor="nm",
+        role=NM,
+        clock=FixedClock(late),
+        note="action plan on track",
+    )
     session.commit()
     assert _outstanding(db, risk.id) == [(name, "open")]
     with Session(db) as s:
-        statuses = sorted(str(d.status) for d in s.exec(select(Deadline).where(Deadline.item_id == risk.id, Deadline.kind == "risk")))
+        statuses = sorted(
+            str(d.status) for d in s.exec(select(Deadline).where(Deadline.item_id == risk.id, Deadline.kind == "risk"))
+        )
     assert statuses == ["closed", "open"]
 
 
-def test_an_item_answered_before_the_sweep_is_left_alone(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+def test_an_item_answered_before_the_sweep_is_left_alone(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk]
+) -> None:
     risk = _notified(session, raise_risk, "IR")
     engine.fire(session, "risk", risk.id, "response_adequate", actor="nm", role=NM, clock=FixedClock(date(2027, 1, 5)))
     session.commit()
@@ -123,13 +151,24 @@ def test_an_item_answered_before_the_sweep_is_left_alone(db: Engine, session: Se
 
 def test_paused_deadline_is_not_chased(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
     risk = _notified(session, raise_risk, "IR")
-    engine.fire(session, "risk", risk.id, "pause_clock", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 21)), note="awaiting inquest")
+    engine.fire(
+        session,
+        "risk",
+        risk.id,
+        "pause_clock",
+        actor="nm",
+        role=NM,
+        clock=FixedClock(date(2026, 12, 21)),
+        note="awaiting inquest",
+    )
     session.commit()
     assert run_sweep(db, FixedClock(date(2027, 2, 1))).actions == []
     assert _state(db, risk.id) == "awaiting_response"
 
 
-def test_one_sweep_handles_many_items_of_mixed_levels(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+def test_one_sweep_handles_many_items_of_mixed_levels(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk]
+) -> None:
     ids = [_notified(session, raise_risk, "IR" if i % 2 else "SC").id for i in range(30)]
     gcs = [raise_risk("GC").id for _ in range(5)]
     summary = run_sweep(db, FixedClock(date(2027, 1, 21)))  # IR due 6 Jan, SC due 20 Jan: all passed
@@ -155,8 +194,9 @@ def test_due_scan_is_an_index_range_scan(db: Engine) -> None:
     assert "ix_deadline_status_due" in plan
 
 
-def test_deadline_changed_between_scan_and_batch_is_skipped(db: Engine, session: Session, raise_risk: Callable[..., Risk],
-                                                            monkeypatch: object) -> None:
+def test_deadline_changed_between_scan_and_batch_is_skipped(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk], monkeypatch: object
+) -> None:
     """An operator acting while the sweep runs wins; the sweep does not act on a closed deadline."""
     import states.sweep as sweep
 
@@ -175,10 +215,17 @@ def test_deadline_changed_between_scan_and_batch_is_skipped(db: Engine, session:
     assert summary.actions == []
     assert _state(db, risk.id) == "monitoring"
     with Session(db) as s:
-        assert s.exec(select(func.count()).select_from(Deadline).where(Deadline.item_id == risk.id, Deadline.status == "open")).one() == 1
+        assert (
+            s.exec(
+                select(func.count()).select_from(Deadline).where(Deadline.item_id == risk.id, Deadline.status == "open")
+            ).one()
+            == 1
+        )
 
 
-def test_one_sweep_keys_each_letter_by_its_own_notice(db: Engine, session: Session, raise_risk: Callable[..., Risk]) -> None:
+def test_one_sweep_keys_each_letter_by_its_own_notice(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk]
+) -> None:
     """Reminders and overdue letters written in the same run each carry their own notice in
     their idempotency key: a reminder keyed as an overdue letter would swallow the real
     overdue letter days later."""
@@ -189,9 +236,14 @@ def test_one_sweep_keys_each_letter_by_its_own_notice(db: Engine, session: Sessi
     later = run_sweep(db, FixedClock(date(2026, 12, 21)))
     assert [(a["id"], a["action"]) for a in later.actions] == [(soon.id, "overdue_notice")]
     for risk in (late, soon):
-        assert _templates(db, risk.id).count("formal_notification_overdue") == 2, risk.id  # Network Manager, Regional Lead
+        assert _templates(db, risk.id).count("formal_notification_overdue") == 2, (
+            risk.id
+        )  # Network Manager, Regional Lead
     with Session(db) as s:
-        keys = {(m.template, m.idempotency_key.split(":")[3]) for m in s.exec(select(OutboxMessage).where(
-            OutboxMessage.item_id == soon.id))}
+        keys = {
+            (m.template, m.idempotency_key.split(":")[3])
+            for m in s.exec(select(OutboxMessage).where(OutboxMessage.item_id == soon.id))
+        }
     assert ("formal_notification_overdue", "overdue") in keys and all(
-        notice == "overdue" for template, notice in keys if template == "formal_notification_overdue"), keys
+        notice == "overdue" for template, notice in keys if template == "formal_notification_overdue"
+    ), keys

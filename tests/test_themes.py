@@ -33,21 +33,43 @@ def _close(session: Session, risk: Risk, day: date, *, withdraw: bool = False) -
     """Resolve a raised risk through the engine on ``day`` (noon, London)."""
     clock = FixedClock(day)
     if withdraw:
-        engine.fire(session, "risk", risk.id, "withdraw", actor="Rita Registrar", role=NM, clock=clock, note="raised in error")  # type: ignore[arg-type]
+        engine.fire(
+            session, "risk", risk.id, "withdraw", actor="Rita Registrar", role=NM, clock=clock, note="raised in error"
+        )  # type: ignore[arg-type]
     else:
         if risk.level != "GC":
-            engine.fire(session, "risk", risk.id, "send_formal_notification", actor="Rita Registrar", role=NM, clock=clock)  # type: ignore[arg-type]
+            engine.fire(
+                session, "risk", risk.id, "send_formal_notification", actor="Rita Registrar", role=NM, clock=clock
+            )  # type: ignore[arg-type]
             engine.fire(session, "risk", risk.id, "response_adequate", actor="Rita Registrar", role=NM, clock=clock)  # type: ignore[arg-type]
         engine.fire(session, "risk", risk.id, "close", actor="Rita Registrar", role=NM, clock=clock, note="done")  # type: ignore[arg-type]
     session.commit()
 
 
-def _report(session: Session, services: dict[str, int], service: str, positives: list[str], state: str = "published") -> Report:
+def _report(
+    session: Session, services: dict[str, int], service: str, positives: list[str], state: str = "published"
+) -> Report:
     row = Report(service_id=services[service], basis_date=date(2026, 12, 1), state="new")
-    out = engine.create(session, "report", row, "start_drafting", actor="Olu Office", role="network-office", clock=FixedClock(date(2026, 12, 11)))
+    out = engine.create(
+        session,
+        "report",
+        row,
+        "start_drafting",
+        actor="Olu Office",
+        role="network-office",
+        clock=FixedClock(date(2026, 12, 11)),
+    )
     for text in positives:
-        engine.fire(session, "report", out.row.id, "add_positive", actor="Olu Office", role="network-office",  # type: ignore[arg-type]
-                    clock=FixedClock(date(2026, 12, 11)), params={"text": text})
+        engine.fire(
+            session,
+            "report",
+            out.row.id,
+            "add_positive",
+            actor="Olu Office",
+            role="network-office",  # type: ignore[arg-type]
+            clock=FixedClock(date(2026, 12, 11)),
+            params={"text": text},
+        )
     out.row.state = state  # test setup shortcut: past the factual accuracy check
     session.add(out.row)
     session.commit()
@@ -59,9 +81,18 @@ def raise_risk(session: Session, services: dict[str, int]) -> Callable[..., Risk
     """Raise a risk through the engine on Fri 11 Dec 2026 (noon, London) and commit."""
 
     def make(level: str, service: str, title: str, standard_ref: str | None = None) -> Risk:
-        row = Risk(service_id=services[service], level=level, title=title, standard_ref=standard_ref,
-                   identified_on=date(2026, 12, 1), visit_date=date(2026, 12, 11), state="new")
-        out = engine.create(session, "risk", row, "raise", actor="Pat Panel", role=NM, clock=FixedClock(date(2026, 12, 11)))
+        row = Risk(
+            service_id=services[service],
+            level=level,
+            title=title,
+            standard_ref=standard_ref,
+            identified_on=date(2026, 12, 1),
+            visit_date=date(2026, 12, 11),
+            state="new",
+        )
+        out = engine.create(
+            session, "risk", row, "raise", actor="Pat Panel", role=NM, clock=FixedClock(date(2026, 12, 11))
+        )
         session.commit()
         return out.row  # type: ignore[return-value]
 
@@ -88,9 +119,22 @@ def world(session: Session, services: dict[str, int], raise_risk: Callable[..., 
     _close(session, r["staffing"], date(2026, 12, 21))  # 10 days
     _close(session, r["ct"], date(2026, 12, 16), withdraw=True)  # 5 days, withdrawn counts as resolved
     _close(session, r["rehab"], date(2026, 12, 13))  # 2 days
-    _report(session, services, MRH, ["T-1.2: Consultant-led trauma team around the clock",
-                                     "Excellent rehabilitation coordinator, thanks to Ms Ada Lindqvist"])
-    _report(session, services, WIRRAL, ["[IMG-4] Hot reporting of CT within the hour", "Strong audit culture"], state="approved")
+    _report(
+        session,
+        services,
+        MRH,
+        [
+            "T-1.2: Consultant-led trauma team around the clock",
+            "Excellent rehabilitation coordinator, thanks to Ms Ada Lindqvist",
+        ],
+    )
+    _report(
+        session,
+        services,
+        WIRRAL,
+        ["[IMG-4] Hot reporting of CT within the hour", "Strong audit culture"],
+        state="approved",
+    )
     _report(session, services, MERSEY, ["Rota redesign led by nurses"], state="drafting")  # not yet shareable
     return r
 
@@ -115,11 +159,22 @@ def test_counts_by_theme_across_two_networks(session: Session, world: dict[str, 
     assert _row(out["by_theme"], "concern", "rehabilitation")["median_days"] == 2.0
     assert _row(out["by_theme"], "concern", "protocols")["count"] == 1  # "Guidelines" (plural) matches
     other = _row(out["by_theme"], "concern", "other")
-    assert (other["count"], other["open"], other["closed"], other["median_days"], other["mean_days"]) == (1, 1, 0, None, None)
+    assert (other["count"], other["open"], other["closed"], other["median_days"], other["mean_days"]) == (
+        1,
+        1,
+        0,
+        None,
+        None,
+    )
     assert "governance" not in {x["key"] for x in out["by_theme"] if x["type"] == "concern"}
     # good practice: only reports past the factual accuracy check
     gp = {x["key"]: x for x in out["by_theme"] if x["type"] == "good_practice"}
-    assert {k: v["count"] for k, v in gp.items()} == {"workforce": 1, "rehabilitation": 1, "imaging": 1, "governance": 1}
+    assert {k: v["count"] for k, v in gp.items()} == {
+        "workforce": 1,
+        "rehabilitation": 1,
+        "imaging": 1,
+        "governance": 1,
+    }
     assert gp["imaging"]["networks"] == ["CMMTN"] and gp["workforce"]["networks"] == ["WMTN"]
     assert gp["imaging"]["open"] is None and gp["imaging"]["median_days"] is None
 
@@ -149,10 +204,16 @@ def test_one_network_only(session: Session, world: dict[str, Any]) -> None:
 def test_time_to_resolution_comes_from_the_audit_trail(session: Session, world: dict[str, Any]) -> None:
     """Move the raise of the 30-day risk 6 hours earlier in the audit log: the figures follow."""
     rota = world["rota"]
-    raised = session.exec(select(AuditEvent).where(AuditEvent.kind == "risk", AuditEvent.item_id == rota.id,
-                                                   AuditEvent.trigger == "raise")).one()
+    raised = session.exec(
+        select(AuditEvent).where(
+            AuditEvent.kind == "risk", AuditEvent.item_id == rota.id, AuditEvent.trigger == "raise"
+        )
+    ).one()
     pg = session.get_bind().dialect.name == "postgresql"
-    for trig in ("audit_event_no_update", "audit_event_no_delete"):  # the audit table is append-only: lift it for this test
+    for trig in (
+        "audit_event_no_update",
+        "audit_event_no_delete",
+    ):  # the audit table is append-only: lift it for this test
         session.connection().exec_driver_sql(f"DROP TRIGGER IF EXISTS {trig}" + (" ON auditevent" if pg else ""))
     raised.at = raised.at - timedelta(hours=6)
     session.add(raised)
@@ -171,7 +232,9 @@ def test_median_differs_from_mean(session: Session, services: dict[str, int], ra
     assert (row["median_days"], row["mean_days"], row["closed"]) == (2.0, 4.0, 3)
 
 
-def test_no_names_of_people_in_the_output(db: Engine, session: Session, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_names_of_people_in_the_output(
+    db: Engine, session: Session, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import flows.themes as flow_module
 
     published: list[dict[str, Any]] = []
@@ -188,7 +251,9 @@ def test_no_names_of_people_in_the_output(db: Engine, session: Session, world: d
     assert MRH in text or WIRRAL in text  # service names are fine
 
 
-def test_flow_publishes_the_same_table(db: Engine, session: Session, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flow_publishes_the_same_table(
+    db: Engine, session: Session, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import flows.themes as flow_module
 
     calls: list[dict[str, Any]] = []
@@ -201,7 +266,9 @@ def test_flow_publishes_the_same_table(db: Engine, session: Session, world: dict
     assert result["by_theme"] == shared_learning(session, "WMTN")["by_theme"]
 
 
-def test_flow_with_nothing_recorded_publishes_a_note(db: Engine, services: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flow_with_nothing_recorded_publishes_a_note(
+    db: Engine, services: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import flows.themes as flow_module
 
     notes: list[dict[str, Any]] = []
@@ -211,16 +278,19 @@ def test_flow_with_nothing_recorded_publishes_a_note(db: Engine, services: dict[
     assert notes[0]["key"] == "shared-learning-themes" and "nothing recorded yet" in notes[0]["markdown"]
 
 
-@pytest.mark.parametrize(("ref", "text", "theme"), [
-    ("WF-1", "CT scanner down", "workforce"),  # prefix before keywords
-    ("wf-1", None, "workforce"),  # prefixes are case-insensitive
-    ("T-1", "No CT out of hours", "imaging"),
-    (None, "Consultants not resident", "workforce"),  # plural
-    (None, "Rotation of junior staff", "other"),  # whole words: "rota" is not "rotation"
-    (None, "Clinical audits incomplete", "governance"),
-    (None, "Major haemorrhage protocol missing", "protocols"),
-    (None, "", "other"),
-])
+@pytest.mark.parametrize(
+    ("ref", "text", "theme"),
+    [
+        ("WF-1", "CT scanner down", "workforce"),  # prefix before keywords
+        ("wf-1", None, "workforce"),  # prefixes are case-insensitive
+        ("T-1", "No CT out of hours", "imaging"),
+        (None, "Consultants not resident", "workforce"),  # plural
+        (None, "Rotation of junior staff", "other"),  # whole words: "rota" is not "rotation"
+        (None, "Clinical audits incomplete", "governance"),
+        (None, "Major haemorrhage protocol missing", "protocols"),
+        (None, "", "other"),
+    ],
+)
 def test_theme_map(ref: str | None, text: str | None, theme: str) -> None:
     assert ThemeMap().theme(ref, text) == theme
 
@@ -237,10 +307,16 @@ def test_theme_map_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ThemeMap.from_env()
 
 
-@pytest.mark.parametrize(("text", "ref"), [
-    ("T-1.2: Consultant-led team", "T-1.2"), ("[IMG-4] Hot reporting", "IMG-4"), ("1.2 - rapid access", "1.2"),
-    ("Strong audit culture", None), ("24/7 consultant cover", None),
-])
+@pytest.mark.parametrize(
+    ("text", "ref"),
+    [
+        ("T-1.2: Consultant-led team", "T-1.2"),
+        ("[IMG-4] Hot reporting", "IMG-4"),
+        ("1.2 - rapid access", "1.2"),
+        ("Strong audit culture", None),
+        ("24/7 consultant cover", None),
+    ],
+)
 def test_positive_ref(text: str, ref: str | None) -> None:
     assert positive_ref(text) == ref
 
@@ -248,12 +324,20 @@ def test_positive_ref(text: str, ref: str | None) -> None:
 def test_cli_themes(db: Engine, session: Session, world: dict[str, Any], tmp_path: Path) -> None:
     """`peerwatch themes` prints the same aggregation and never imports Prefect."""
     env = {k: v for k, v in os.environ.items() if k not in ("PEERWATCH_AS_OF", "COLUMNS", "LINES")}
-    code = cli_without_prefect(['themes', '--network', 'CMMTN', '--json'])
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    code = cli_without_prefect(["themes", "--network", "CMMTN", "--json"])
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     body, _, last = proc.stdout.rstrip().rpartition("\n")
     assert last == "NO-PREFECT"
     assert json.loads(body) == json.loads(json.dumps(shared_learning(session, "CMMTN")))
-    table = subprocess.run([str(Path(sys.executable).with_name("peerwatch")), "themes"], env=env, capture_output=True,
-                           text=True, timeout=120, cwd=tmp_path)
+    table = subprocess.run(
+        [str(Path(sys.executable).with_name("peerwatch")), "themes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert table.returncode == 0 and "workforce" in table.stdout and "Felix" not in table.stdout

@@ -8,6 +8,7 @@ Revises: 0001
 Create Date: 2026-11-22 13:10:00
 
 """
+
 from collections.abc import Sequence
 
 from alembic import op
@@ -15,8 +16,8 @@ from alembic import op
 from models.guards import install_audit_guards
 
 # revision identifiers, used by Alembic.
-revision: str = '0002'
-down_revision: str | Sequence[str] | None = '0001'
+revision: str = "0002"
+down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

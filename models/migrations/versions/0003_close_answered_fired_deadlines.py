@@ -13,23 +13,27 @@ Revises: 0002
 Create Date: 2026-11-22 15:30:00
 
 """
+
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = '0003'
-down_revision: str | Sequence[str] | None = '0002'
+revision: str = "0003"
+down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-RUNS_THROUGH = {("appeal", "appeal_result"): ("initial_consideration", "subgroup_convened"),
-                ("complaint", "resolution"): ("investigated",)}
+RUNS_THROUGH = {
+    ("appeal", "appeal_result"): ("initial_consideration", "subgroup_convened"),
+    ("complaint", "resolution"): ("investigated",),
+}
 
 
 def upgrade() -> None:
     runs_through = " ".join(
         f"AND NOT (d.kind = '{kind}' AND d.name = '{name}' AND e.to_state IN ({', '.join(repr(s) for s in states)}))"
-        for (kind, name), states in RUNS_THROUGH.items())
+        for (kind, name), states in RUNS_THROUGH.items()
+    )
     op.execute(f"""
         UPDATE deadline SET status = 'closed'
         WHERE deadline.status = 'fired' AND deadline.id IN (

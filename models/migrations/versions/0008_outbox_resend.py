@@ -10,6 +10,7 @@ Revises: 0007
 Create Date: 2026-12-06 20:00:00
 
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -17,19 +18,19 @@ from alembic import op
 
 import models.types
 
-revision: str = '0008'
-down_revision: str | Sequence[str] | None = '0007'
+revision: str = "0008"
+down_revision: str | Sequence[str] | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('outboxmessage', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('resend_at', models.types.UTCDateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column('resent_at', models.types.UTCDateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("outboxmessage", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("resend_at", models.types.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("resent_at", models.types.UTCDateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('outboxmessage', schema=None) as batch_op:
-        batch_op.drop_column('resent_at')
-        batch_op.drop_column('resend_at')
+    with op.batch_alter_table("outboxmessage", schema=None) as batch_op:
+        batch_op.drop_column("resent_at")
+        batch_op.drop_column("resend_at")
