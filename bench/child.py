@@ -41,7 +41,7 @@ def _summary_counts(actions: list[dict[str, Any]]) -> dict[str, int]:
 def engine_sweep(db_path: str, as_of: str) -> dict[str, Any]:
     from models import init_db
     from states.clock import clock_from
-    from states.sweep import run_sweep
+    from states.engine.sweep import run_sweep
 
     db = init_db(f"sqlite:///{db_path}")
     clock = clock_from(as_of)
@@ -99,7 +99,7 @@ def naive(db_path: str, as_of: str, n: int) -> dict[str, Any]:
     from models import Deadline, get_engine, init_db
     from states import engine
     from states.clock import clock_from, local_date
-    from states.kinds import get_spec
+    from states.machines.spec import get_spec
     from states.roles import SYSTEM, SYSTEM_ACTOR
 
     init_db()
@@ -157,7 +157,7 @@ def profile(db_path: str, as_of: str) -> dict[str, Any]:
 
     from models import init_db
     from states.clock import clock_from
-    from states.sweep import run_sweep
+    from states.engine.sweep import run_sweep
 
     db = init_db(f"sqlite:///{db_path}")
     verbs: dict[str, int] = {}

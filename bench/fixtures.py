@@ -21,8 +21,8 @@ from sqlmodel import Session, select
 from cli.seed import seed_reference
 from models import Complaint, Deadline, Network, Report, Risk, Visit, init_db
 from states.calendar import calendar_for
+from states.machines.risk import FORMAL_NOTIFICATION_WORKING_DAYS, RESPONSE_WORKING_DAYS
 from states.policy import Policy
-from states.risk import FORMAL_NOTIFICATION_WORKING_DAYS, RESPONSE_WORKING_DAYS
 
 AS_OF = date(2025, 3, 12)  # a Wednesday, no bank holiday near it
 CHUNK = 5_000

@@ -112,7 +112,7 @@ def engine_writes(db_path: str, as_of: str, batched: bool, batch: int, warm: int
 
     from sqlmodel import Session
 
-    import notifications.outbox as outbox_module
+    import states.engine.letters as outbox_module
     from models import get_engine
     from states import engine
     from states.clock import FixedClock

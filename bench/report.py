@@ -93,7 +93,7 @@ def markdown(info: dict[str, str], res: Results) -> str:
         "About one in five of the items not due has already had its reminder (so the reminder range scan has work to "
         "skip). Each run starts from a fresh copy, in its own process (peak RSS is `ru_maxrss` of that process, imports "
         "included). The headline time is one `flows.chase.chase(as_of=...)` flow run against a temporary local Prefect "
-        "server started once for the bench; the engine time is `states.sweep.run_sweep` called directly.",
+        "server started once for the bench; the engine time is `states.engine.sweep.run_sweep` called directly.",
         f"2. **Naive vs batched.** A flow calling one `@task` per due item; each task opens a session, loads the "
         "deadline and fires its `on_due` trigger through `states.engine.fire`, and commits. Runs on the "
         f"{small:,}-open database against the same Prefect server. Batched = the chase flow run on the same database.",

@@ -30,7 +30,7 @@ def say(out: dict[str, object], line: str) -> None:
 def backup(file: Annotated[Path, typer.Argument(help="The backup file to write (never overwritten).")]) -> None:
     """Write a backup of the database to FILE; the copy's audit chain is verified."""
     from models.db import database_url
-    from states.backup import backup as do_backup
+    from states.services.backup import backup as do_backup
 
     out = do_backup(database_url(), file)
     events = f", audit chain verified ({out['audit_events']} events)" if "audit_events" in out else ""

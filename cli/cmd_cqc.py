@@ -52,7 +52,7 @@ def record(
     from models.perinatal import CqcRating
     from states.clock import parse_date
     from states.errors import InvalidInput, NotFound
-    from states.mssp import maternity_service, record_cqc_assessment
+    from states.machines.mssp import maternity_service, record_cqc_assessment
 
     day = parse_date(date_, "--date")
     _db()
@@ -93,7 +93,7 @@ def record(
 
 
 def _summary(out: Any, org_name: str) -> dict[str, Any]:
-    from states.mssp import CRITERIA
+    from states.machines.mssp import CRITERIA
 
     r = out.rating
     said = [

@@ -20,7 +20,7 @@ def status() -> None:
     from cli.main import OPTS, _db, clock
     from cli.output import console, print_json, table
     from states.clock import local_date
-    from states.cycle import status as cycle_status
+    from states.services.cycle import status as cycle_status
 
     day = local_date(clock().now())
     with Session(_db()) as s:
@@ -114,8 +114,8 @@ def plan(
     from cli.output import console, print_json
     from models import Network, session_scope
     from states.clock import local_date
-    from states.cycle import plan_year
     from states.programmes import programme_year_of
+    from states.services.cycle import plan_year
 
     c = clock()
     y = year or programme_year_of(local_date(c.now()))
@@ -147,8 +147,8 @@ def phase_list(
 
     from cli.main import _db, _network, _rows, clock
     from states.clock import local_date
-    from states.cycle_quarters import placements
     from states.programmes import programme_year_of
+    from states.services.cycle_quarters import placements
 
     y = year or programme_year_of(local_date(clock().now()))
     with Session(_db()) as s:
@@ -178,7 +178,7 @@ def phase_set(
     from cli.main import OPTS, _db, _network, _who, clock
     from cli.output import console, print_json
     from models import session_scope
-    from states.cycle_quarters import set_phase_quarter
+    from states.services.cycle_quarters import set_phase_quarter
 
     _db()
     with session_scope() as s:

@@ -1,5 +1,5 @@
 """``peerwatch dashboard``: the Network Manager's morning page, one self-contained HTML file per
-network (issue 7 item 2). Read-only: the figures come from ``states/register.py``."""
+network (issue 7 item 2). Read-only: the figures come from ``states/views/register.py``."""
 
 from __future__ import annotations
 

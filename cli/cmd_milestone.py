@@ -25,8 +25,8 @@ def done(
     from cli.main import OPTS, _db, clock
     from cli.output import console, print_json
     from models import session_scope
-    from states import milestones
     from states.clock import parse_date
+    from states.services import milestones
 
     day = parse_date(on, "--on date") if on else None
     _db()

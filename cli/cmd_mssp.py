@@ -38,7 +38,7 @@ def refer(
     from cli.output import console, print_json
     from models import Service, session_scope
     from states.errors import InvalidInput, NotFound
-    from states.mssp import CRITERIA, maternity_service, refer_trust
+    from states.machines.mssp import CRITERIA, maternity_service, refer_trust
 
     _db()
     with session_scope() as s:
@@ -91,7 +91,7 @@ def decide(
     from sqlmodel import Session
 
     from cli.main import _db, _fire_and_print
-    from states.mssp import decision_trigger
+    from states.machines.mssp import decision_trigger
 
     with Session(_db()) as s:
         trigger = decision_trigger(s, item_id)

@@ -41,7 +41,7 @@ def raise_concern(
     from states import engine
     from states.clock import local_date, parse_date
     from states.errors import InvalidInput, NotFound
-    from states.perinatal import PerinatalPolicy
+    from states.machines.perinatal import PerinatalPolicy
 
     c = clock()
     day = parse_date(raised, "--raised date") if raised else local_date(c.now())
@@ -90,7 +90,7 @@ def levels() -> None:
     """The escalation levels as configured (PEERWATCH_PERINATAL_LEVELS / _FORUMS) and the seed's actions."""
     from cli.main import OPTS
     from cli.output import console, print_json
-    from states.perinatal import levels_context
+    from states.machines.perinatal import levels_context
 
     data = levels_context()
     if OPTS.json:
@@ -105,7 +105,7 @@ def levels() -> None:
 @app.command("diagram")
 def diagram() -> None:
     """The ladder as a Mermaid state diagram, levels labelled with their configured names."""
-    from states.perinatal import mermaid
+    from states.machines.perinatal import mermaid
 
     sys.stdout.write(mermaid())
 

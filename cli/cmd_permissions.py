@@ -17,7 +17,7 @@ def show(kind: Annotated[str | None, typer.Option(help="Only this kind.")] = Non
     """Print the permission table in force."""
     from cli.main import OPTS
     from cli.output import print_json, table
-    from states.permissions import matrix
+    from states.engine.permissions import matrix
 
     rows = [r for r in matrix() if kind in (None, r["kind"])]
     if OPTS.json:

@@ -23,7 +23,7 @@ def restore(
     """Restore FILE into the configured database; a backup whose audit chain does not verify is refused, nothing changed."""
     from cli.cmd_backup import say
     from models.db import database_url
-    from states.backup import restore as do_restore
+    from states.services.backup import restore as do_restore
 
     out = do_restore(database_url(), file, replace=replace)
     say(

@@ -33,7 +33,7 @@ def standards_load(
     from cli.main import OPTS, _db, _who, clock
     from cli.output import console, print_json
     from models import session_scope
-    from states.selfassessment import load_standard_sets, read_library
+    from states.machines.selfassessment import load_standard_sets, read_library
 
     docs = read_library(file)
     _db()
@@ -64,7 +64,7 @@ def standards_list(
     from models import get_engine
     from models.selfassessment import StandardSet
     from states.clock import local_date
-    from states.selfassessment import current_set, standards_of
+    from states.machines.selfassessment import current_set, standards_of
 
     _db()
     today = local_date(clock().now())
@@ -138,7 +138,7 @@ def circulate(
     """Send the Appendix 2 spreadsheet to the service's Leads/Managers (current standard set); the return is due in 6 weeks."""
     from cli.main import _created, _db, _deadline_json, clock
     from models import session_scope
-    from states.selfassessment import start
+    from states.machines.selfassessment import start
 
     _db()
     with session_scope() as s:
@@ -160,7 +160,7 @@ def export(
     from cli.output import console, print_json
     from models import get_engine
     from states import engine
-    from states.selfassessment import return_due, spreadsheet
+    from states.machines.selfassessment import return_due, spreadsheet
 
     _db()
     with Session(get_engine()) as s:
@@ -195,7 +195,7 @@ def import_(
     from cli.output import console, errors, print_json
     from models import get_engine
     from states.errors import NotFound
-    from states.selfassessment import SpreadsheetRejected, import_file, report_of
+    from states.machines.selfassessment import SpreadsheetRejected, import_file, report_of
 
     path = Path(file)
     if not path.is_file():
@@ -303,7 +303,7 @@ def items(assessment_id: Annotated[int, typer.Argument(help="selfassessment id")
     from cli.output import console, print_json, table
     from models import get_engine
     from states import engine
-    from states.selfassessment import item_view, report_of
+    from states.machines.selfassessment import item_view, report_of
 
     _db()
     with Session(get_engine()) as s:

@@ -38,8 +38,8 @@ def simulate(
     """Walk the networks day by day from --from to --to and print the workload per quarter."""
     from cli.main import OPTS
     from cli.output import print_json
+    from flows.simulation import Settings
     from states.clock import parse_date
-    from states.simulate import Settings
 
     settings = Settings(parse_date(start, "--from date"), parse_date(end, "--to date"), networks, services, seed, out)
     settings.check()
@@ -60,7 +60,7 @@ def _run(settings: Any, progress: bool) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cli.output import console
-    from states.simulate import simulate as run
+    from flows.simulation import simulate as run
 
     total = (settings.end - settings.start).days + 1
     columns = (
@@ -84,7 +84,7 @@ def show(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     from cli.output import console
-    from states.workload import CYCLES, LABELS, MEASURES, cycle_rows
+    from states.views.workload import CYCLES, LABELS, MEASURES, cycle_rows
 
     by = result["by_cycle"]
     cycles = [c for c in CYCLES if c in by]

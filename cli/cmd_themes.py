@@ -22,7 +22,7 @@ def themes(
 
     from cli.main import OPTS, _db
     from cli.output import console, print_json, table
-    from states.themes import shared_learning
+    from states.views.themes import shared_learning
 
     with Session(_db()) as s:
         result = shared_learning(s, network)

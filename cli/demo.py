@@ -192,7 +192,7 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
             timeline.append((clock_day(), f"Report-{rep.id}", "drafting started (report due 8 weeks after the visit)"))
 
     def propose_visit() -> None:
-        from states.weighting import candidates
+        from states.views.weighting import candidates
 
         with session_scope() as s:
             top = candidates(s, "WMTN", clock_day())[0]
@@ -239,7 +239,7 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
 
     def appeal(who: str, contact_role: str) -> None:
         from models import Contact, Service
-        from states.appeal import submit
+        from states.machines.appeal import submit
 
         with session_scope() as s:
             org = s.get(Service, svc[MRH]).organisation_id  # type: ignore[union-attr]
@@ -624,7 +624,7 @@ def _report(db: Any, db_path: Path, outbox: Path, api: str, keep_server: bool, i
     from notifications.documents import render_report_pdf
     from states.calendar import calendar_for
     from states.engine import pending_deadlines
-    from states.report import document
+    from states.machines.report import document
 
     def due(s: Session, kind: str, item_id: int) -> str:
         return ", ".join(f"{d.name} {d.due_on:%a %d %b %Y}" for d in pending_deadlines(s, kind, item_id))
@@ -673,7 +673,7 @@ def _report(db: Any, db_path: Path, outbox: Path, api: str, keep_server: bool, i
         report = s.get(Report, ids["report"])
         pdf = VAR / f"report-{ids['report']}.pdf"
         pdf.write_bytes(render_report_pdf(document(s, report)))  # type: ignore[arg-type]
-        from states.cycle import status as cycle_status
+        from states.services.cycle import status as cycle_status
 
         table(
             f"Programme cycles on {END:%a %d %b %Y} (peerwatch cycle status), side by side",

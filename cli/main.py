@@ -29,7 +29,7 @@ from states import engine
 from states.calendar import NATIONS, calendar_for
 from states.clock import Clock, clock_from, local_date, parse_date, show
 from states.errors import InvalidInput, NotFound, PeerwatchError
-from states.kinds import get_spec, kinds
+from states.machines.spec import get_spec, kinds
 from states.roles import check_actor_role, check_contact_role
 
 app = typer.Typer(
@@ -247,7 +247,7 @@ def contact_add(
     role_as: Annotated[str, typer.Option("--as", help="Actor role.")] = "network-office",
 ) -> None:
     """Add a person holding a role (audited). With no scope, the contact is national."""
-    from states.contacts import add_contact
+    from states.services.contacts import add_contact
 
     check_contact_role(role)
     day = parse_date(valid_from, "--from date") if valid_from else None
@@ -284,7 +284,7 @@ def contact_edit(
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Change who holds a role, or their address, from a date: the old row is kept as history."""
-    from states.contacts import edit_contact
+    from states.services.contacts import edit_contact
 
     day = parse_date(effective, "--from date")
     _db()
@@ -306,7 +306,7 @@ def contact_retire(
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Retire a contact from a date (kept as history); warns if nobody else then holds the role."""
-    from states.contacts import retire_contact
+    from states.services.contacts import retire_contact
 
     day = parse_date(effective, "--from date")
     _db()
@@ -321,7 +321,7 @@ def contact_retire(
 @contact_app.command("history")
 def contact_history_cmd(contact_id: Annotated[int, typer.Argument(help="contact id")]) -> None:
     """Who held this role here, from when to when, and every audited change with who made it."""
-    from states.contacts import contact_history, describe, status
+    from states.services.contacts import contact_history, describe, status
 
     today = local_date(clock().now())
     _db()
@@ -375,7 +375,7 @@ def contact_list(
     """List the contacts in force today (--all: with their history)."""
     from sqlalchemy import or_
 
-    from states.contacts import status
+    from states.services.contacts import status
 
     today = local_date(clock().now())
     _db()
@@ -492,7 +492,7 @@ def risk_milestone(
     role: ROLE = "network-manager",
 ) -> None:
     """Record a milestone of the action plan agreed for a risk (audited; chased by the sweep when overdue)."""
-    from states import milestones
+    from states.services import milestones
 
     due_on = parse_date(due, "--due date") if due else None
     _db()
@@ -534,8 +534,8 @@ def reviewer_add(
 ) -> None:
     """Add a reviewer to the pool (audited)."""
     from models import Reviewer
-    from states.contacts import add_reviewer
-    from states.visit import DISCIPLINES
+    from states.machines.visit import DISCIPLINES
+    from states.services.contacts import add_reviewer
 
     if discipline not in DISCIPLINES:
         raise InvalidInput(f"discipline {discipline!r}: use one of {', '.join(DISCIPLINES)}")
@@ -579,7 +579,7 @@ def reviewer_edit(
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Change a reviewer's details (audited, with what it was)."""
-    from states.contacts import edit_reviewer
+    from states.services.contacts import edit_reviewer
 
     c = clock()
     day = parse_date(effective, "--from date") if effective else local_date(c.now())
@@ -609,7 +609,7 @@ def reviewer_retire(
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Retire a reviewer from the pool from a date (audited)."""
-    from states.contacts import retire_reviewer
+    from states.services.contacts import retire_reviewer
 
     day = parse_date(effective, "--from date")
     _db()
@@ -622,7 +622,7 @@ def reviewer_retire(
 @reviewer_app.command("history")
 def reviewer_history_cmd(reviewer_id: Annotated[int, typer.Argument(help="reviewer id")]) -> None:
     """Every audited change to a reviewer: who, when, what it was and became."""
-    from states.contacts import describe, reviewer_history
+    from states.services.contacts import describe, reviewer_history
 
     _db()
     with Session(get_engine()) as s:
@@ -671,7 +671,7 @@ def visit_propose(
 @visit_app.command("candidates")
 def visit_candidates(network: Annotated[str, typer.Option(help="Network code, e.g. WMTN.")]) -> None:
     """Services ranked by the visit weighting score (docs/visits.md)."""
-    from states.weighting import candidates
+    from states.views.weighting import candidates
 
     _db()
     with Session(get_engine()) as s:
@@ -760,9 +760,9 @@ def visit_agenda(
 ) -> None:
     """The visit day from the SOP schedule (walk-around dropped when virtual)."""
     from notifications.ics import visit_calendar
-    from notifications.outbox import resolve
+    from states.engine.letters import resolve
+    from states.machines.visit import _panel, agenda
     from states.scope import recipient_scope, service_of
-    from states.visit import _panel, agenda
 
     _db()
     with Session(get_engine()) as s:
@@ -883,7 +883,7 @@ def report_render(
     from pathlib import Path
 
     from notifications.documents import render_report_html, render_report_pdf
-    from states.report import document
+    from states.machines.report import document
 
     _db()
     with Session(get_engine()) as s:
@@ -911,7 +911,7 @@ def appeal_submit(
     role: ROLE = "network-office",
 ) -> None:
     """Record an appeal; a refusal is recorded with its reason and a letter to the appellant, nothing else."""
-    from states.appeal import submit
+    from states.machines.appeal import submit
 
     parsed: list[dict[str, Any]] = []
     for g in grounds:
@@ -1045,16 +1045,16 @@ def _item_json(s: Session, kind: str, row: Any) -> dict[str, Any]:
         }
     )
     if kind == "visit":
-        from states.visit import panel_view
+        from states.machines.visit import panel_view
 
         data["panel"], data["warnings"] = panel_view(s, row)
     if kind == "report":
-        from states.report import document
+        from states.machines.report import document
 
         doc = document(s, row)
         data["inaccuracies"], data["achievement"] = doc["inaccuracies"], doc["achievement"]
     if kind in ("submission", "selfassessment", "report"):  # received late or on time, as recorded at receipt
-        from states.lateness import for_item
+        from states.machines.lateness import for_item
 
         data["lateness"] = for_item(s, kind, row.id)
         if data["lateness"]:  # the latest receipt, flat, for the table
@@ -1430,7 +1430,7 @@ def _command_word(args: list[str]) -> str | None:
 @app.command()
 def chase() -> None:
     """Run today's chase sweep in this process (the `chase` flow runs the same code)."""
-    from states.sweep import run_sweep
+    from states.engine.sweep import run_sweep
 
     summary = run_sweep(_db(), clock())
     if OPTS.json:
@@ -1536,7 +1536,7 @@ def outbox_show(
     html: Annotated[bool, typer.Option("--html", help="Print the HTML part instead of the plain text.")] = False,
 ) -> None:
     """One letter: as sent, or as it will be sent (rendered now from what the transition stored)."""
-    from notifications.outbox import rendered
+    from states.engine.letters import rendered
 
     _db()
     with Session(get_engine()) as s:
@@ -1696,7 +1696,7 @@ def add_working_days(
 @app.command()
 def diagram(kind: Annotated[str, typer.Argument(help="risk")]) -> None:
     """Print a kind's state diagram (Mermaid), drawn from the machine itself."""
-    from states.diagram import mermaid
+    from cli.diagram import mermaid
 
     sys.stdout.write(mermaid(kind))
 

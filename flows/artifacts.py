@@ -13,7 +13,7 @@ always shows the latest version with its history:
 
 Each chase run adds ``chase-run-summary``: what it did, counted, with links to its own
 ``chase-actions`` and to each view above, so a manager opening one run finds everything from there. The rows come from
-``states.register`` (the dashboard's read model), so the UI, the dashboard and
+``states.views.register`` (the dashboard's read model), so the UI, the dashboard and
 ``peerwatch risk list`` agree.
 """
 
@@ -30,9 +30,9 @@ from sqlmodel import Session, select
 
 from models import Network, OutboxMessage
 from notifications.dispatch import incident_rows, incidents
-from states import register
 from states.clock import Clock
-from states.cycle import status as cycle_status
+from states.services.cycle import status as cycle_status
+from states.views import register
 
 # Rows per table artifact: the UI renders a table artifact whole. Beyond this the description
 # says how many there are and where to see them all (the dashboard, the CLI).
@@ -167,10 +167,10 @@ def publish_cycle_status(session: Session, today: date) -> list[str]:
 
 def publish_late(session: Session, today: date) -> str:
     """What came in after its deadline in the last year (submissions, self-assessment returns,
-    factual-accuracy replies), with the days late recorded at receipt (states/lateness.py)."""
+    factual-accuracy replies), with the days late recorded at receipt (states/machines/lateness.py)."""
     from datetime import timedelta
 
-    from states.lateness import received_late
+    from states.machines.lateness import received_late
 
     rows = [
         {

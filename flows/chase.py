@@ -18,7 +18,7 @@ from flows.naming import as_of as run_name
 from models import init_db
 from notifications.dispatch import incident_rows, incidents
 from states.clock import clock_from
-from states.sweep import SweepSummary, run_sweep
+from states.engine.sweep import SweepSummary, run_sweep
 
 LOGGED_ACTIONS = 200
 

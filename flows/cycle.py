@@ -13,9 +13,9 @@ from flows.artifacts import publish_cycle_status
 from flows.naming import as_of as run_name
 from models import Network, init_db, session_scope
 from states.clock import clock_from, local_date
-from states.cycle import plan_year
+from states.engine.sweep import run_sweep
 from states.programmes import programme_year_of
-from states.sweep import run_sweep
+from states.services.cycle import plan_year
 
 
 @flow(

@@ -1,4 +1,4 @@
-"""The workload simulation as a Prefect flow: a thin wrapper of ``states.simulate.simulate``.
+"""The workload simulation as a Prefect flow: a thin wrapper of ``flows.simulation.simulate``.
 
 Logs the simulated date at each quarter and publishes the per-quarter means, annual and
 biennial side by side, as the table artifact ``simulation-workload``.
@@ -14,10 +14,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from flows.naming import simulate_run_name
+from flows.simulation import Settings
+from flows.simulation import simulate as run
 from states.clock import parse_date
-from states.simulate import Settings
-from states.simulate import simulate as run
-from states.workload import cycle_rows
+from states.views.workload import cycle_rows
 
 
 @flow(

@@ -13,7 +13,7 @@ from sqlmodel import Session
 from flows import collisions
 from flows.naming import themes_run_name
 from models import init_db
-from states.themes import shared_learning, table_rows
+from states.views.themes import shared_learning, table_rows
 
 ARTIFACT_KEY = "shared-learning-themes"
 
@@ -24,7 +24,7 @@ ARTIFACT_KEY = "shared-learning-themes"
     description="Concerns and good practice by standard and theme across services and networks (no names of people).",
 )
 def themes(network: str | None = None) -> dict[str, Any]:
-    """Aggregate the themes (states/themes.py) and publish them as the table artifact."""
+    """Aggregate the themes (states/views/themes.py) and publish them as the table artifact."""
     with Session(init_db()) as s:
         result = shared_learning(s, network)
     rows = table_rows(result)

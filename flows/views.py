@@ -31,10 +31,10 @@ def artifacts(as_of: str | None) -> list[str]:
 
 def publish_escalation_contacts(session: Session, today: Any) -> str:
     """Changes to where escalations go (CQC, Commissioning Lead, commissioner, ASCT, TPD, RA)
-    recorded lately (states/contacts.py): a Network Manager sees who will now be written to."""
+    recorded lately (states/services/contacts.py): a Network Manager sees who will now be written to."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    from states.contacts import escalation_contacts, escalation_window_days
+    from states.services.contacts import escalation_contacts, escalation_window_days
 
     days = escalation_window_days()
     rows = escalation_contacts(session, today, days)

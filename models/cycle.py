@@ -32,7 +32,7 @@ class ProgrammePhase(StatefulItem, table=True):
 
 class PhaseQuarter(Table, table=True):
     """A network's own quarter for a step of its programme, from a programme year on (local
-    policy where the SOP sets no quarter: states/cycle_quarters.py). History is kept: each
+    policy where the SOP sets no quarter: states/services/cycle_quarters.py). History is kept: each
     change is a new row; the latest ``from_year`` not after a year applies to it."""
 
     __tablename__ = "phase_quarter"
@@ -103,7 +103,7 @@ class Lateness(Table, table=True):
     return, a factual-accuracy reply. Days late are counted from the deadline in force at the
     receipt (extensions included): calendar days, and working days by the item's nation's
     calendar (``states/calendar.py``). Written by the engine's transition, in its transaction
-    (``states/lateness.py``)."""
+    (``states/machines/lateness.py``)."""
 
     __table_args__ = (Index("ix_lateness_item", "kind", "item_id"),)
     id: int | None = Field(default=None, primary_key=True)

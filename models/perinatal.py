@@ -1,8 +1,8 @@
 """Perinatal quality surveillance tables (seed 004): concerns on the escalation ladder, CQC
 maternity ratings as recorded, and Maternity Safety Support Programme (MSSP) cases.
 
-Nothing here decides anything: the ladder is ``states/perinatal.py``, MSSP entry and exit
-``states/mssp.py``.
+Nothing here decides anything: the ladder is ``states/machines/perinatal.py``, MSSP entry and exit
+``states/machines/mssp.py``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A ``StandardSet`` is one library of standards for a service kind (e.g. Adult Cri
 versioned and effective from a date; a newer set supersedes it (``superseded_by_id``).
 A ``SelfAssessment`` is one service's declaration for one programme year against one set;
 its ``SelfAssessmentItem`` rows hold, per standard, what the service declared and what the
-network validated. Nothing here decides anything: that is ``states/selfassessment.py``.
+network validated. Nothing here decides anything: that is ``states/machines/selfassessment.py``.
 """
 
 from __future__ import annotations

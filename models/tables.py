@@ -58,7 +58,7 @@ class Contact(Table, table=True):
     network_id: int | None = Field(default=None, foreign_key="network.id")
     # Effective dates (Europe/London): letters go to the holder from ``valid_from`` until the day
     # before ``valid_until`` (retired or replaced then); ``replaces_id`` links an edit's new row
-    # to the one it replaces, so the history is kept (states/contacts.py).
+    # to the one it replaces, so the history is kept (states/services/contacts.py).
     valid_from: date | None = None
     valid_until: date | None = None
     replaces_id: int | None = Field(default=None, foreign_key="contact.id")
@@ -127,7 +127,7 @@ class Reviewer(Table, table=True):
     network_id: int | None = Field(default=None, foreign_key="network.id")
     pathways: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     trained: bool = False
-    retired_on: date | None = None  # no longer invited onto panels from this date (states/contacts.py)
+    retired_on: date | None = None  # no longer invited onto panels from this date (states/services/contacts.py)
 
 
 class PanelMember(Table, table=True):
@@ -345,7 +345,7 @@ class OutboxMessage(Table, table=True):
     The transaction stores what the letter says, frozen: ``context`` (JSON, dates tagged) and
     the template's name. The dispatcher renders it when it sends it and keeps the rendered
     ``subject``, ``body_text`` and ``body_html`` on the row: what was sent, word for word
-    (``notifications.outbox.rendered`` shows a letter not yet sent).
+    (``states.engine.letters.rendered`` shows a letter not yet sent).
     """
 
     __table_args__ = (
@@ -359,7 +359,7 @@ class OutboxMessage(Table, table=True):
     item_id: int
     template: str
     category: str = "letter"  # letter (one per item) | reminder, chase (combined per person) | incident
-    context: str | None = None  # the letter's frozen context, JSON (notifications.outbox.freeze)
+    context: str | None = None  # the letter's frozen context, JSON (states.engine.letters.freeze)
     subject: str | None = None  # rendered by the dispatcher: None until it sends the letter
     body_text: str | None = None
     body_html: str | None = None

@@ -1,6 +1,6 @@
 """The Network Manager's dashboard as files: one self-contained HTML page per network, with its
 calendar feeds beside it (issue 7 items 2 and 3). Written by ``peerwatch dashboard`` and by the
-``views`` flow; the figures come from ``states/register.py``, the feeds from ``notifications/ics.py``.
+``views`` flow; the figures come from ``states/views/register.py``, the feeds from ``notifications/ics.py``.
 
 Layout of the folder (``PEERWATCH_SITE_DIR``, default ``var/site``)::
 
@@ -31,8 +31,8 @@ def site_dir() -> Path:
 def write_site(session: Any, today: date, out: Path, networks: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """Render each network's page, its calendar feeds and the index linking them; returns each page's figures."""
     from notifications.ics import write_feeds
-    from states.lateness import received_late
-    from states.register import AGE_BUCKETS, UPCOMING_WORKING_DAYS, summary
+    from states.machines.lateness import received_late
+    from states.views.register import AGE_BUCKETS, UPCOMING_WORKING_DAYS, summary
 
     env = _environment()
     page, index = env.get_template("dashboard.html.j2"), env.get_template("dashboard_index.html.j2")

@@ -54,9 +54,9 @@ from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from models.tables import Attachment, OutboxMessage, OutboxStatus
-from notifications.outbox import Rendered, rendered
 from notifications.transports import ConnectionFailed, Transport, TransportError
 from states.clock import Clock
+from states.engine.letters import Rendered, rendered
 from states.errors import InvalidInput
 from states.policy import Policy
 

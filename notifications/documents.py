@@ -1,6 +1,6 @@
 """Documents rendered from stored data: the peer review report as HTML and as PDF (fpdf2).
 
-The data comes from ``states.report.document``; nothing here queries the database.
+The data comes from ``states.machines.report.document``; nothing here queries the database.
 
 The PDF embeds a Unicode font (DejaVu Sans, which ships with matplotlib, a dependency), so
 names such as "Łukasz Wiśniewski", "Nguyễn Thị Ánh", "Llŷr Gwŷn" or "Seán Ó Briain" print as

@@ -18,7 +18,7 @@ from models.installation import installation_id
 from models.tables import OUTSTANDING, Deadline, DeadlineStatus, Network, Service, Visit
 from states.clock import local_date
 from states.errors import InvalidInput, NotFound
-from states.kinds import get_spec
+from states.machines.spec import get_spec
 from states.roles import CONTACT_ROLES
 
 LONDON = ZoneInfo("Europe/London")
@@ -168,7 +168,7 @@ def _place(row: Any, services: dict[int, Service], first_service_of: dict[int, i
     """An item's network and service, from whichever of service, network or Trust it names.
 
     A Trust-level item (an MSSP case with no service) belongs to the network of the Trust's
-    first service, as its letters do (states/mssp.py)."""
+    first service, as its letters do (states/machines/mssp.py)."""
     service_id = getattr(row, "service_id", None)
     if service_id is not None and service_id in services:
         return _Place(services[service_id].network_id, service_id)
@@ -332,7 +332,7 @@ def _deadline_event(
 
 
 def _visit_event(v: Visit, data: _FeedData, stamp: datetime) -> Event:
-    from states.visit import agenda
+    from states.machines.visit import agenda
 
     svc = data.services[v.service_id]
     sessions = agenda(v)

@@ -1,9 +1,9 @@
 """The Appendix 2 self-assessment declaration spreadsheet (000 s5.1), rendered with openpyxl,
 and the formula-injection rule every spreadsheet or CSV export of the project follows.
 
-Rendering only: the data comes from ``states.selfassessment.workbook_document``; nothing
+Rendering only: the data comes from ``states.machines.selfassessment.workbook_document``; nothing
 here queries the database or judges a row (the import's checks are in
-``states/selfassessment.py``).
+``states/machines/selfassessment.py``).
 
 Formula injection (OWASP "CSV injection"): text that begins with ``=``, ``+``, ``-``, ``@``,
 a tab or a carriage return would be read as a formula (``=cmd|' /C calc'!A0``) by Excel or

@@ -47,7 +47,7 @@ class Programme:
     first_year_starts: int
     phases: tuple[PhaseDef, ...] = field(default_factory=tuple)
     # Where the quarters come from: "local policy" (the SOP sets none: a network may move a step,
-    # states/cycle_quarters.py) or the seed that fixes them (e.g. "seed 001"), which may not be moved.
+    # states/services/cycle_quarters.py) or the seed that fixes them (e.g. "seed 001"), which may not be moved.
     quarters_source: str = "programme file"
 
     @property
@@ -146,7 +146,7 @@ def _quarter_span(year: int, quarter: str) -> tuple[date, date]:
 
 def phases_for(prog: Programme, year: int, quarters: Mapping[str, str] | None = None) -> list[PhaseDates]:
     """Every phase of a programme year (the April it starts in), with its dates; ``quarters``
-    places a step in another quarter (a network's local policy, states/cycle_quarters.py)."""
+    places a step in another quarter (a network's local policy, states/services/cycle_quarters.py)."""
     cy = cycle_year(prog, year)
     out = []
     for p in prog.phases:

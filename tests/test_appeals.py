@@ -32,14 +32,14 @@ from models.tables import (
     Reviewer,
     Visit,
 )
-from notifications.outbox import rendered
 from states import engine
-from states.appeal import AppealState, submit
 from states.calendar import calendar_for
 from states.clock import FixedClock
+from states.engine.letters import rendered
+from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger
-from states.kinds import CLOCK_TRIGGERS, get_spec
-from states.sweep import run_sweep
+from states.machines.appeal import AppealState, submit
+from states.machines.spec import CLOCK_TRIGGERS, get_spec
 
 A = AppealState
 SPEC = get_spec("appeal")

@@ -22,10 +22,10 @@ from sqlmodel import Session, select
 
 from models import AuditEvent, Risk
 from states import engine
-from states.backup import BackupRefused, backup, restore
 from states.calendar import calendar_for
 from states.clock import FixedClock
 from states.engine import verify_chain
+from states.services.backup import BackupRefused, backup, restore
 from tests.databases import ON_POSTGRES, drop, fresh_url, skip_on_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ SWEEPER = textwrap.dedent("""
     from datetime import date
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
-    import states.sweep as sweep
+    import states.engine.sweep as sweep
     sweep.BATCH = 10
     event.listen(Engine, "commit", lambda conn: time.sleep(0.05))
     from models.db import get_engine, import_all_tables

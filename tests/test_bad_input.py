@@ -22,8 +22,8 @@ from sqlmodel import Session, SQLModel
 
 from cli.main import main
 from states.errors import PeerwatchError
-from states.kinds import get_spec, kinds
-from states.selfassessment import SpreadsheetRejected, check_rows, parse_spreadsheet, read_workbook
+from states.machines.selfassessment import SpreadsheetRejected, check_rows, parse_spreadsheet, read_workbook
+from states.machines.spec import get_spec, kinds
 
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ = settings(

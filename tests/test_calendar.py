@@ -21,7 +21,7 @@ from states import engine
 from states.calendar import NATIONS, WorkingCalendar, calendar_for
 from states.clock import FixedClock, SystemClock, clock_from, local_date, parse_date, today
 from states.errors import BadDate, InvalidInput
-from states.risk import FORMAL_NOTIFICATION_WORKING_DAYS, RESPONSE_WORKING_DAYS
+from states.machines.risk import FORMAL_NOTIFICATION_WORKING_DAYS, RESPONSE_WORKING_DAYS
 
 UTC = UTC
 MRH = "Midland Royal Major Trauma Centre"

@@ -26,8 +26,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from states.kinds import CLOCK_TRIGGERS
-from states.risk import TRANSITIONS, RiskState
+from states.machines.risk import TRANSITIONS, RiskState
+from states.machines.spec import CLOCK_TRIGGERS
 from tests.databases import drop, fresh_url
 from tests.databases import snapshot as snapshot_tables
 from tests.probes import cli_without_prefect

@@ -18,14 +18,14 @@ from sqlmodel import Session, col, func, select
 
 from models import AuditEvent, Complaint, Contact, Deadline, OutboxMessage
 from models.tables import Network
-from notifications.outbox import rendered
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
-from states.complaint import ComplaintState
+from states.engine.letters import rendered
+from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, PermissionDenied
-from states.kinds import CLOCK_TRIGGERS, get_spec
-from states.sweep import run_sweep
+from states.machines.complaint import ComplaintState
+from states.machines.spec import CLOCK_TRIGGERS, get_spec
 
 C = ComplaintState
 SPEC = get_spec("complaint")

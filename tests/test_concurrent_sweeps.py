@@ -27,12 +27,12 @@ from sqlmodel import Session, col, select
 
 from models import AuditEvent, Deadline, DeadlineStatus, OutboxMessage, Risk
 from states import engine
-from states import sweep as sweep_module
 from states.calendar import calendar_for
 from states.clock import FixedClock
+from states.engine import sweep as sweep_module
+from states.engine.sweep import run_sweep
 from states.errors import StaleVersion
 from states.roles import SYSTEM_ACTOR
-from states.sweep import run_sweep
 
 ROUNDS = 20
 PER_ROUND = 8
@@ -42,7 +42,7 @@ FIRST_SWEEP = date(2027, 3, 1)
 SWEEPER = textwrap.dedent("""
     import json, logging, os, sys
     from datetime import date
-    import states.sweep as sweep
+    import states.engine.sweep as sweep
     sweep.BATCH = 6  # small transactions, so the two sweepers interleave
     from models.db import get_engine, import_all_tables
     from states.clock import FixedClock

@@ -14,11 +14,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from models import AuditEvent, Contact, OutboxMessage, Reviewer, Risk, Service
-from notifications.outbox import resolve
-from states import contacts, engine
+from states import engine
 from states.clock import FixedClock
+from states.engine.letters import resolve
+from states.engine.sweep import run_sweep
 from states.errors import InvalidInput, MissingActor, PermissionDenied
-from states.sweep import run_sweep
+from states.services import contacts
 
 MRH = "Midland Royal Major Trauma Centre"
 

@@ -39,8 +39,8 @@ from notifications.dispatch import DispatchPolicy, dispatch
 from notifications.transports import FolderTransport
 from states import engine
 from states.clock import FixedClock
+from states.engine.sweep import run_sweep
 from states.roles import SYSTEM_ACTOR
-from states.sweep import run_sweep
 
 ROUNDS = 20
 ITEMS = 60
@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SWEEP_CHILD = textwrap.dedent("""
     import os, sys, time
     from datetime import date
-    import states.sweep as sweep
+    import states.engine.sweep as sweep
     sweep.BATCH = 7  # many small transactions, so a kill can land between or inside them
     from models.db import get_engine, import_all_tables
     from states.clock import FixedClock

@@ -17,11 +17,11 @@ from models import AuditEvent, Contact, Deadline, Network, OutboxMessage, Risk
 from models.cycle import CarryForward, ProgrammePhase, Submission, SubmissionFile
 from states import engine
 from states.clock import FixedClock
-from states.cycle import plan_year, status
+from states.engine.sweep import run_sweep
 from states.errors import InvalidInput, InvalidTrigger, NotFound
-from states.kinds import get_spec
+from states.machines.spec import get_spec
 from states.programmes import phases_for, programme, where
-from states.sweep import run_sweep
+from states.services.cycle import plan_year, status
 
 OFFICE = "network-office"
 
@@ -570,7 +570,7 @@ def test_lateness_counts_working_days_over_a_bank_holiday_and_the_deadline_in_fo
         params={"file": str(f)},
     )
     session.commit()
-    from states.lateness import for_item
+    from states.machines.lateness import for_item
 
     first, second = for_item(session, "submission", sub.id)
     assert (first["late"], first["days_late"]) == (False, 0)

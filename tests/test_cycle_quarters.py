@@ -15,10 +15,10 @@ from models import AuditEvent, Deadline, Network
 from models.cycle import PhaseQuarter, ProgrammePhase
 from states import engine
 from states.clock import FixedClock
-from states.cycle import plan_year, status
-from states.cycle_quarters import placements, set_phase_quarter
 from states.errors import InvalidInput, PermissionDenied
 from states.programmes import programme
+from states.services.cycle import plan_year, status
+from states.services.cycle_quarters import placements, set_phase_quarter
 
 NM = "network-manager"
 APRIL = date(2026, 4, 20)  # Q1 of 2026-27: every WM phase but the first is still pending
@@ -142,7 +142,7 @@ def test_bad_moves_are_refused_and_change_nothing(
     for code in ("WMTN", "CMMTN"):
         plan_year(session, _net(session, code), 2026, FixedClock(date(2026, 4, 1)))
     session.commit()
-    from states.sweep import run_sweep
+    from states.engine.sweep import run_sweep
 
     run_sweep(session.get_bind(), FixedClock(date(2026, 4, 1)))  # type: ignore[arg-type]
     session.expire_all()

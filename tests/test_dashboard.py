@@ -1,4 +1,4 @@
-"""The Network Manager's dashboard (issue 7 item 2): the read model in ``states/register.py``
+"""The Network Manager's dashboard (issue 7 item 2): the read model in ``states/views/register.py``
 against items moved by the engine and the sweep, the ``peerwatch dashboard`` command end to
 end, and the written page rendered by headless Chromium (the figures are filled in by its JS)."""
 
@@ -22,15 +22,16 @@ from sqlmodel import Session, col, select
 from models import AuditEvent, Contact, Deadline, Network, Report, Risk, Service
 from models.selfassessment import SelfAssessment
 from notifications.dashboard import write_site
-from states import engine, register
+from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock, local_date
-from states.kinds import get_spec
+from states.engine.sweep import run_sweep
+from states.machines.risk import FORMAL_NOTIFICATION_WORKING_DAYS
+from states.machines.selfassessment import load_standard_sets, read_library, standards_of, start
+from states.machines.spec import get_spec
 from states.policy import Policy
-from states.risk import FORMAL_NOTIFICATION_WORKING_DAYS
 from states.roles import SYSTEM_ACTOR
-from states.selfassessment import load_standard_sets, read_library, standards_of, start
-from states.sweep import run_sweep
+from states.views import register
 
 ROOT = Path(__file__).resolve().parents[1]
 CAL = calendar_for("ENG")
@@ -513,7 +514,7 @@ def test_late_returns_and_replies_are_recorded_at_receipt_and_shown_on_the_dashb
     the `late-receipts` artifact all show them, and a later as-of date does not change them."""
     from cli.main import _item_json
     from flows.artifacts import publish_late
-    from states.lateness import for_item, received_late
+    from states.machines.lateness import for_item, received_late
 
     s = session
     late_report = engine.create(

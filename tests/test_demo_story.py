@@ -16,7 +16,7 @@ from models import Risk
 from models.tables import Contact, Network, Service
 from states import engine
 from states.clock import FixedClock
-from states.sweep import run_sweep
+from states.engine.sweep import run_sweep
 
 MHM, STU = "Mersey Harbour Major Trauma Centre", "Severnside Trauma Unit"
 NM, RL = ("Dr Asha Patel", "network-manager"), ("Mr Tom Hughes", "regional-lead")

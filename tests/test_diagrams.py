@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import typer
 
-from states import diagram
-from states import kinds as kind_registry
-from states.diagram import COMMAND, DOCS, INDEX, POLICY_ENV, documented, plan
-from states.kinds import CLOCK_TRIGGERS, get_spec, kinds
-from states.permissions import matrix
-from states.reference import MARKER, OPERATOR, cli_commands, manual_rows, params_read
+from cli import diagram
+from cli.diagram import COMMAND, DOCS, INDEX, POLICY_ENV, documented, plan
+from cli.reference import MARKER, OPERATOR, cli_commands, manual_rows, params_read
+from states.engine.permissions import matrix
+from states.machines import spec as kind_registry
+from states.machines.spec import CLOCK_TRIGGERS, get_spec, kinds
 from states.roles import SYSTEM
 
 README = DOCS.parent / "README.md"

@@ -18,9 +18,10 @@ from sqlmodel import Session, select
 
 from cli.seed import seed_reference
 from models import AuditEvent, Contact, Organisation, Reviewer, Risk, Service
-from states import contacts, engine
+from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidInput, NotFound
+from states.services import contacts
 
 PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))
 HOSTILE = {
@@ -154,8 +155,8 @@ def test_a_panel_or_subgroup_member_named_in_a_trigger_is_checked_before_any_let
     clock: FixedClock,
 ) -> None:
     """People written to directly (their name and address given to the trigger) meet the same rule."""
-    from notifications.outbox import compose
-    from states.kinds import Letter, get_spec
+    from states.engine.letters import compose
+    from states.machines.spec import Letter, get_spec
 
     row = Risk(
         service_id=services["Midland Royal Major Trauma Centre"],
@@ -183,7 +184,7 @@ def test_a_panel_or_subgroup_member_named_in_a_trigger_is_checked_before_any_let
 def test_ids_past_64_bits_are_not_found_not_a_crash(
     session: Session, services: dict[str, int], clock: FixedClock
 ) -> None:
-    from states import milestones
+    from states.services import milestones
 
     for call in (
         lambda: contacts.edit_contact(

@@ -27,10 +27,10 @@ from models.installation import installation_id
 from notifications.ics import london_vtimezone, network_feed, uid, write_feeds
 from states import engine
 from states.clock import FixedClock
-from states.cycle import plan_year
 from states.errors import InvalidInput, NotFound
-from states.kinds import get_spec
+from states.machines.spec import get_spec
 from states.roles import CONTACT_ROLES
+from states.services.cycle import plan_year
 
 MRH = "Midland Royal Major Trauma Centre"
 SEVERNSIDE = "Severnside Trauma Unit"
@@ -161,7 +161,7 @@ def test_each_deadline_names_kind_ref_due_date_owner_and_the_show_command(
 
 
 def test_visit_is_one_timed_event_with_its_sessions(session: Session, world: dict[str, Any]) -> None:
-    from states.visit import agenda
+    from states.machines.visit import agenda
 
     visit: Visit = world["visit"]
     session.refresh(visit)

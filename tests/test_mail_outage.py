@@ -27,8 +27,8 @@ from notifications.dispatch import DispatchPolicy, backoff, dispatch, incidents
 from notifications.transports import MemoryTransport, SmtpTransport
 from states import engine
 from states.clock import FixedClock
+from states.engine.sweep import run_sweep
 from states.policy import Policy
-from states.sweep import run_sweep
 
 UTC = UTC
 MRH = "Midland Royal Major Trauma Centre"

@@ -24,10 +24,11 @@ from cli.seed import seed_reference
 from models import AuditEvent, Milestone, OutboxMessage, Risk
 from notifications.dispatch import dispatch
 from notifications.transports import FolderTransport
-from states import engine, milestones
+from states import engine
 from states.clock import FixedClock
+from states.engine.sweep import run_sweep
 from states.errors import InvalidInput, MissingActor, PermissionDenied
-from states.sweep import run_sweep
+from states.services import milestones
 
 PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))
 

@@ -15,12 +15,11 @@ from sqlmodel import Session, func, select
 
 from models import AuditEvent, Contact, OutboxMessage, Service
 from models.perinatal import CqcRating, MsspCase
-from notifications.outbox import rendered
 from states import engine
 from states.clock import FixedClock
+from states.engine.letters import rendered
 from states.errors import InvalidInput, InvalidTrigger, MissingActor, PermissionDenied
-from states.kinds import CLOCK_TRIGGERS, get_spec
-from states.mssp import (
+from states.machines.mssp import (
     CRITERIA,
     RATING_CRITERIA,
     RATINGS,
@@ -33,6 +32,7 @@ from states.mssp import (
     record_cqc_assessment,
     refer_trust,
 )
+from states.machines.spec import CLOCK_TRIGGERS, get_spec
 
 O, G, RI, I = "Outstanding", "Good", "Requires Improvement", "Inadequate"  # noqa: E741 (the CQC's initials)
 M = MsspState

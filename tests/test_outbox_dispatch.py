@@ -24,15 +24,15 @@ from sqlmodel import Session, col, delete, select
 from models import Risk
 from models.tables import Contact, OutboxMessage, OutboxStatus, Service
 from notifications.dispatch import build_digest, build_letter, dispatch, incidents
-from notifications.outbox import enqueue_letters, freeze, rendered, thaw
 from notifications.transports import FolderTransport, MemoryTransport, SmtpTransport, TransportError
 from states import engine
 from states.clock import FixedClock
+from states.engine.letters import enqueue_letters, freeze, rendered, thaw
+from states.engine.sweep import run_sweep
 from states.errors import InvalidInput
-from states.kinds import Letter, get_spec
+from states.machines.risk import TRUST
+from states.machines.spec import Letter, get_spec
 from states.policy import Policy
-from states.risk import TRUST
-from states.sweep import run_sweep
 
 UTC = UTC
 MRH = "Midland Royal Major Trauma Centre"
@@ -697,7 +697,7 @@ def test_recipients_come_only_from_the_items_own_trust_and_network(session: Sess
     """An item with no service (a Trust's document request) or no Trust (a network's phase):
     the role is looked for at the levels the item has, never matched across Trusts or
     networks (comparing with a missing id must not become 'any')."""
-    from notifications.outbox import resolve
+    from states.engine.letters import resolve
 
     svc = session.get(Service, next(iter(services.values())))
     assert svc is not None

@@ -11,10 +11,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
 from models import AuditEvent, Proposal, RefusedAttempt, Risk
-from states import engine, permissions
+from states import engine
 from states.clock import FixedClock
+from states.engine import permissions
 from states.errors import GuardRefused, InvalidInput, PermissionDenied
-from states.kinds import get_spec
+from states.machines.spec import get_spec
 
 NM, RL = "network-manager", "regional-lead"
 DAY = FixedClock(date(2026, 12, 18))
@@ -27,7 +28,7 @@ def _fresh_overrides() -> None:
 
 def test_the_matrix_lists_every_trigger_of_every_kind_and_the_auditor_nowhere() -> None:
     rows = permissions.matrix()
-    from states.kinds import kinds
+    from states.machines.spec import kinds
 
     assert {(r["kind"], r["trigger"]) for r in rows} == {(k, t) for k in kinds() for t in get_spec(k).triggers()}
     assert all("auditor" not in r["roles"] for r in rows)

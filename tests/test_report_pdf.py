@@ -23,7 +23,7 @@ import pytest
 from sqlmodel import Session
 
 from notifications.documents import FONT_FAMILY, control_block, font_files, render_report_pdf
-from states.report import document
+from states.machines.report import document
 from tests.test_reports import _documented, _fire
 
 NAMES = {

@@ -18,17 +18,17 @@ from models import AuditEvent, Deadline, OutboxMessage, Risk
 from models.tables import AccuracyItem, Attachment, Report, Reviewer, Visit
 from notifications.dispatch import dispatch
 from notifications.documents import render_report_html, render_report_pdf
-from notifications.outbox import rendered, resolve
 from notifications.transports import MemoryTransport
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
+from states.engine.letters import rendered, resolve
+from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, NotFound, PermissionDenied
-from states.kinds import get_spec
+from states.machines.report import ReportState, document
+from states.machines.spec import get_spec
 from states.policy import Policy
-from states.report import ReportState, document
 from states.scope import recipient_scope
-from states.sweep import run_sweep
 
 R = ReportState
 SPEC = get_spec("report")

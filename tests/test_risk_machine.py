@@ -21,8 +21,8 @@ from states.errors import (
     PermissionDenied,
     StaleVersion,
 )
-from states.kinds import get_spec
-from states.risk import RiskState
+from states.machines.risk import RiskState
+from states.machines.spec import get_spec
 
 S = RiskState
 NM = "network-manager"

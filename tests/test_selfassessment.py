@@ -17,13 +17,13 @@ from sqlmodel import Session, col, func, select
 
 from models import AuditEvent, Contact, Deadline, DeadlineStatus, OutboxMessage, RefusedAttempt, Report, Service
 from models.selfassessment import SelfAssessment, SelfAssessmentItem, Standard, StandardSet
-from notifications.outbox import rendered
 from notifications.spreadsheets import COLUMNS, XLSX_TYPE
 from states import engine
 from states.clock import FixedClock
+from states.engine.letters import rendered
+from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, NotFound
-from states.kinds import CLOCK_TRIGGERS, get_spec
-from states.selfassessment import (
+from states.machines.selfassessment import (
     SelfAssessmentState,
     SpreadsheetRejected,
     check_rows,
@@ -38,7 +38,7 @@ from states.selfassessment import (
     start,
     total_achievement,
 )
-from states.sweep import run_sweep
+from states.machines.spec import CLOCK_TRIGGERS, get_spec
 
 S = SelfAssessmentState
 SPEC = get_spec("selfassessment")

@@ -23,12 +23,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from flows.simulation import Settings, simulate, visit_phase_keys
 from models import AuditEvent, Network, OutboxMessage, Report, Service, Visit, init_db
 from models.db import dispose_engine
 from states import engine
 from states.programmes import phases_for, programme_for
-from states.simulate import Settings, simulate, visit_phase_keys
-from states.workload import MEASURES, quarters
+from states.views.workload import MEASURES, quarters
 from tests.probes import cli_without_prefect
 
 PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))

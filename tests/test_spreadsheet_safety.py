@@ -27,10 +27,10 @@ from sqlmodel import Session, select
 
 from models import RefusedAttempt
 from models.selfassessment import SelfAssessment, SelfAssessmentItem
-from notifications.outbox import rendered
 from notifications.spreadsheets import COLUMNS, csv_value, render_selfassessment_xlsx, text_lines
 from states.clock import FixedClock
-from states.selfassessment import SpreadsheetRejected, check_upload, import_spreadsheet, read_workbook
+from states.engine.letters import rendered
+from states.machines.selfassessment import SpreadsheetRejected, check_upload, import_spreadsheet, read_workbook
 from tests import hostile_xlsx
 from tests.test_selfassessment import GOOD, _circulate, _fill, _items, _letters, _xlsx, library, run_cli  # noqa: F401
 
@@ -335,7 +335,7 @@ def test_formulas_are_imported_as_their_text_and_exported_as_text_never_live(
 
 
 def test_csv_exports_follow_the_owasp_rule(tmp_path: Path) -> None:
-    from states.workload import MEASURES, write_outputs
+    from states.views.workload import MEASURES, write_outputs
 
     assert [csv_value(v) for v in (DDE, "+1", "-1", "@x", "\t=1", "\r=1", "plain", -3, 2.5, "")] == [
         "'" + DDE,

@@ -30,11 +30,11 @@ from cli.seed import seed_reference
 from models import AuditEvent, Deadline, DeadlineStatus, OutboxMessage, Risk, init_db
 from states import engine
 from states.clock import FixedClock
+from states.engine.sweep import run_sweep
 from states.errors import PeerwatchError
-from states.kinds import get_spec
+from states.machines.spec import get_spec
 from states.policy import Policy
 from states.roles import ACTOR_ROLES, NETWORK_LEADS, STAFF
-from states.sweep import run_sweep
 from tests.databases import database_for_test, release
 
 SPEC = get_spec("risk")

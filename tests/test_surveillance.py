@@ -18,13 +18,13 @@ from sqlmodel import Session, func, select
 
 from models import AuditEvent, Deadline, OutboxMessage, Visit
 from models.surveillance import Surveillance
-from notifications.outbox import rendered
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
+from states.engine.letters import rendered
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, PermissionDenied
-from states.kinds import CLOCK_TRIGGERS, get_spec
-from states.surveillance import SurveillanceState
+from states.machines.spec import CLOCK_TRIGGERS, get_spec
+from states.machines.surveillance import SurveillanceState
 
 Q = SurveillanceState
 SPEC = get_spec("surveillance")
@@ -478,7 +478,7 @@ def test_agreement_deadline_is_local_policy(
 
 
 def test_late_agreement_chases_only_the_party_missing(db: Engine, session: Session, services: dict[str, int]) -> None:
-    from states.sweep import run_sweep
+    from states.engine.sweep import run_sweep
 
     row = _fire(session, _proposed(session, services), "record_provider_agreement", actor="Pat Provider", role=OFFICE)
     summary = run_sweep(db, FixedClock(date(2027, 1, 15)))

@@ -14,7 +14,7 @@ from models import AuditEvent, Deadline, OutboxMessage, Risk
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
-from states.sweep import run_sweep
+from states.engine.sweep import run_sweep
 
 NM = "network-manager"
 
@@ -198,7 +198,7 @@ def test_deadline_changed_between_scan_and_batch_is_skipped(
     db: Engine, session: Session, raise_risk: Callable[..., Risk], monkeypatch: object
 ) -> None:
     """An operator acting while the sweep runs wins; the sweep does not act on a closed deadline."""
-    import states.sweep as sweep
+    import states.engine.sweep as sweep
 
     risk = _notified(session, raise_risk, "IR")
     real = sweep._due_ids

@@ -21,7 +21,7 @@ from models import AuditEvent, Contact, Report, Reviewer, Risk
 from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidInput, NotFound
-from states.themes import NO_STANDARD, ThemeMap, positive_ref, shared_learning, table_rows
+from states.views.themes import NO_STANDARD, ThemeMap, positive_ref, shared_learning, table_rows
 from tests.probes import cli_without_prefect
 
 MRH, SEV, BURNS = "Midland Royal Major Trauma Centre", "Severnside Trauma Unit", "Valley Burns Service"  # WMTN

@@ -16,17 +16,17 @@ from sqlmodel import Session, col, func, select
 from models import AuditEvent, Deadline, OutboxMessage, Risk
 from models.tables import Contact, Network, PanelMember, Report, Reviewer, Service, Visit
 from notifications.ics import visit_calendar
-from notifications.outbox import rendered, resolve
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
+from states.engine.letters import rendered, resolve
+from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, NotFound, PermissionDenied
-from states.kinds import get_spec
+from states.machines.spec import get_spec
+from states.machines.visit import VisitState, _panel, agenda, panel_view
 from states.policy import Policy
 from states.scope import recipient_scope
-from states.sweep import run_sweep
-from states.visit import VisitState, _panel, agenda, panel_view
-from states.weighting import candidates
+from states.views.weighting import candidates
 
 V = VisitState
 SPEC = get_spec("visit")
@@ -585,9 +585,9 @@ def test_adding_a_reviewer_twice_is_refused(session: Session, services: dict[str
 
 
 def test_retired_reviewer_is_refused_from_the_retirement_date(session: Session, services: dict[str, int]) -> None:
-    """A reviewer retired (states.contacts.retire_reviewer) is not added to a panel from the
+    """A reviewer retired (states.services.contacts.retire_reviewer) is not added to a panel from the
     retirement date, as of the clock's date; before that date the reviewer still may be."""
-    from states.contacts import retire_reviewer
+    from states.services.contacts import retire_reviewer
 
     retire_reviewer(
         session,

@@ -1,6 +1,6 @@
 """outbox rows hold the letter's frozen context; the dispatcher renders it when it sends
 
-Adds ``outboxmessage.context`` (JSON text, dates tagged: notifications.outbox.freeze) and lets
+Adds ``outboxmessage.context`` (JSON text, dates tagged: states.engine.letters.freeze) and lets
 ``subject``, ``body_text`` and ``body_html`` be empty until the letter is sent; the dispatcher
 then stores what it sent there. Rows written before this revision keep their rendered text
 and are sent as they are.

@@ -1,9 +1,9 @@
 """Mermaid state diagrams drawn from a kind's own machine (never by hand), and the docs made from them.
 
-``python -m states.diagram --write`` regenerates ``docs/diagrams.md`` (every kind), every
+``python -m cli.diagram --write`` regenerates ``docs/diagrams.md`` (every kind), every
 ```` ```mermaid ```` block of the other ``docs/*.md`` pages (each names its machine in its
-``%% ... generated from states/<kind>.py`` line) and the generated part of ``docs/operator.md``
-(``states/reference.py``). ``--check`` changes nothing and exits 1 naming what differs;
+``%% ... generated from states/machines/<kind>.py`` line) and the generated part of ``docs/operator.md``
+(``cli/reference.py``). ``--check`` changes nothing and exits 1 naming what differs;
 tests/test_diagrams.py runs the same check, so a machine changed without its docs fails.
 """
 
@@ -15,14 +15,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from states.kinds import CLOCK_TRIGGERS, get_spec, kinds
+from states.machines.spec import CLOCK_TRIGGERS, get_spec, kinds
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 INDEX = "diagrams.md"
-COMMAND = "python -m states.diagram --write"
+COMMAND = "python -m cli.diagram --write"
 # A docs block: its fence, body and closing fence; the body names its machine's module.
 BLOCK = re.compile(r"^```mermaid\n(.*?)^```$", re.S | re.M)
-MACHINE = re.compile(r"generated from states/(\w+)\.py")
+MACHINE = re.compile(r"generated from states/machines/(\w+)\.py")
 # The docs show the default names of local policy, whatever this shell has set.
 POLICY_ENV = ("PEERWATCH_PERINATAL_LEVELS", "PEERWATCH_PERINATAL_FORUMS")
 
@@ -32,7 +32,7 @@ def mermaid(kind: str) -> str:
     machine = spec.machine
     lines = [
         "stateDiagram-v2",
-        f"    %% {spec.describe or kind}: generated from states/{kind}.py",
+        f"    %% {spec.describe or kind}: generated from states/machines/{kind}.py",
         f"    [*] --> {spec.initial.value}",
     ]
     for name, event in machine.events.items():
@@ -55,7 +55,7 @@ def mermaid(kind: str) -> str:
 def documented(kind: str) -> str:
     """The diagram as the docs show it: the perinatal ladder's levels carry their names."""
     if kind == "perinatal":
-        from states.perinatal import mermaid as labelled
+        from states.machines.perinatal import mermaid as labelled
 
         return labelled()
     return mermaid(kind)
@@ -125,7 +125,7 @@ def index(draw: dict[str, str], where: dict[str, list[str]]) -> str:
 
 def plan(docs: Path = DOCS) -> tuple[dict[Path, str], list[Drift]]:
     """Every generated page as it should be, and what differs from the files on disk."""
-    from states.reference import OPERATOR, operator_page
+    from cli.reference import OPERATOR, operator_page
 
     draw = {k: documented(k) for k in kinds()}
     pages: dict[Path, str] = {}
@@ -159,7 +159,7 @@ def _default_policy() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args not in (["--write"], ["--check"]):
-        print(f"usage: python -m states.diagram --write | --check\n\n{__doc__}", file=sys.stderr)
+        print(f"usage: python -m cli.diagram --write | --check\n\n{__doc__}", file=sys.stderr)
         return 2
     _default_policy()
     pages, drift = plan()
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     hand_drawn = [d for d in drift if "naming no machine" in d.what]
     for d in hand_drawn:
         print(
-            f"left as it is: {d.path.name}: {d.what}: give it its `%% ...: generated from states/<kind>.py` line",
+            f"left as it is: {d.path.name}: {d.what}: give it its `%% ...: generated from states/machines/<kind>.py` line",
             file=sys.stderr,
         )
     return 1 if hand_drawn else 0

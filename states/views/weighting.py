@@ -8,7 +8,7 @@ score is local policy; every weight is a ``Policy`` field (``PEERWATCH_WEIGHT_..
           + weight_open_gc x open general concerns
           + weight_max_risk_score x the highest open 6x6 score
           + weight_achievement_gap x (100 - latest validated total achievement %), when a
-            self-assessment has been validated (states/selfassessment.py)
+            self-assessment has been validated (states/machines/selfassessment.py)
 
 Three queries for a whole network, whatever its size.
 """
@@ -44,7 +44,7 @@ def candidates(
     services = list(session.exec(select(Service, Organisation).join(Organisation).where(Service.network_id == net.id)))
     ids = [s.id for s, _ in services]
     if achievement is None:
-        from states.selfassessment import latest_achievements
+        from states.machines.selfassessment import latest_achievements
 
         achievement = latest_achievements(session, [i for i in ids if i is not None])
     last = dict(

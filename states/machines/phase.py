@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from models.cycle import ProgrammePhase, Submission
 from models.tables import Contact, Network, Organisation, Service
-from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.programmes import programme
 from states.roles import NETWORK_LEADS, STAFF, SYSTEM
 
@@ -36,7 +36,7 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "open", "source": P.PENDING, "dest": P.OPEN, "roles": [SYSTEM, *STAFF_ROLES]},
     {"trigger": "complete", "source": [P.OPEN, P.OVERDUE], "dest": P.COMPLETE, "roles": STAFF_ROLES},
     {"trigger": "mark_overdue", "source": P.OPEN, "dest": P.OVERDUE, "roles": [SYSTEM, *sorted(NETWORK_LEADS)]},
-    # a network moves a step of a local-policy programme to another quarter (states/cycle_quarters.py)
+    # a network moves a step of a local-policy programme to another quarter (states/services/cycle_quarters.py)
     {"trigger": "set_quarter", "source": P.PENDING, "dest": None, "roles": sorted({*NETWORK_LEADS, "operator"})},
 ]
 NETWORK = ("network-manager", "regional-lead")
@@ -93,7 +93,7 @@ def effects(ctx: Context) -> Effects:
     elif t == "mark_overdue":
         out.letters.append(Letter("phase_overdue", to=NETWORK, category="chase"))
     elif t == "set_quarter":
-        from states.cycle_quarters import reschedule
+        from states.services.cycle_quarters import reschedule
 
         reschedule(ctx, out)
     return out

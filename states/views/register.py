@@ -34,9 +34,9 @@ from models.tables import (
     Service,
 )
 from states.calendar import LONDON, NATIONS, calendar_for
-from states.kinds import get_spec, kinds
+from states.machines.risk import RiskState
+from states.machines.spec import get_spec, kinds
 from states.programmes import cycle_year, programme_for, programme_year_of
-from states.risk import RiskState
 
 # Age buckets of open items, in days since the row was created: (label, upper bound or None).
 AGE_BUCKETS: tuple[tuple[str, int | None], ...] = (("0-30", 30), ("31-90", 90), ("91-180", 180), (">180", None))
@@ -47,7 +47,7 @@ AT_REST = {"report": frozenset({"published"}), "phase": frozenset({"pending"})}
 DEFAULT_OWNER = "network-manager"
 ESCALATED = RiskState.ESCALATED.value
 UPCOMING_WORKING_DAYS = 20
-REPORT_WEIGHTS = {"Met": 1.0, "Partially Met": 0.5, "Unmet": 0.0}  # as states/report.py document()
+REPORT_WEIGHTS = {"Met": 1.0, "Partially Met": 0.5, "Unmet": 0.0}  # as states/machines/report.py document()
 
 _D, _E = Deadline.__table__, AuditEvent.__table__  # type: ignore[attr-defined]
 _SVC, _ORG, _NET = Service.__table__, Organisation.__table__, Network.__table__  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ item's step runs through the engine in a savepoint, so a row changed concurrentl
 skipped with a log line and the rest of the batch still commits. Each step happens once
 per deadline: firing closes the deadline, a reminder or overdue letter marks it done.
 Then the action plans' milestones whose date passed undone are chased, once each
-(``states.milestones.chase_overdue``).
+(``states.services.milestones.chase_overdue``).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from sqlmodel import Session, col, select
 
 from models.db import begin_write
 from models.tables import Deadline, DeadlineStatus
-from notifications import outbox
 from states import engine
 from states.clock import Clock, local_date
+from states.engine import letters as outbox
 from states.errors import PeerwatchError
-from states.kinds import get_spec, letter_for
+from states.machines.spec import get_spec, letter_for
 from states.policy import Policy
 from states.roles import SYSTEM, SYSTEM_ACTOR
 
@@ -106,8 +106,8 @@ def run_sweep(
                 del loaded
             if on_progress:
                 on_progress(len(chunk))
-    # Overdue action-plan milestones (states/milestones.py): each chased once, in batches.
-    from states import milestones
+    # Overdue action-plan milestones (states/services/milestones.py): each chased once, in batches.
+    from states.services import milestones
 
     actions, skipped = milestones.chase_overdue(db, clock, chase_working_days=policy.chase_response_working_days)
     summary.actions += actions

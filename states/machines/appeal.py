@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 from models.tables import AccuracyItem, Appeal, AuditEvent, Contact, PanelMember, RefusedAttempt, Report, Reviewer, Risk
 from states.clock import Clock, FixedClock, local_date
 from states.errors import GuardRefused, InvalidInput, NotFound, PeerwatchError
-from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.roles import NETWORK_LEADS
 from states.scope import nation_of, recipient_scope, service_context, service_of
 
@@ -353,8 +353,8 @@ def _refused(
     clock: Clock,
     reason: str,
 ) -> None:
-    from notifications.outbox import enqueue_letters
-    from states.kinds import get_spec
+    from states.engine.letters import enqueue_letters
+    from states.machines.spec import get_spec
 
     with Session(db) as session:
         attempt = RefusedAttempt(

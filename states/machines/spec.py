@@ -1,9 +1,9 @@
 """What a kind of item is, declared once by its machine module, and the registry of kinds.
 
-A machine module (``states/risk.py`` ...) builds a ``KindSpec``: its states (an Enum), a table
+A machine module (``states/machines/risk.py`` ...) builds a ``KindSpec``: its states (an Enum), a table
 of transitions (dicts in the ``transitions`` library's format plus ``roles``), pure guards,
 an ``effects`` function that names letters and deadlines, and its deadline rules. The engine
-(``states/engine.py``) knows nothing else about a kind. Adding a kind = adding a module and
+(``states/engine/__init__.py``) knows nothing else about a kind. Adding a kind = adding a module and
 one line in ``_MODULES``.
 """
 
@@ -192,17 +192,17 @@ class KindSpec:
 
 
 _MODULES = {
-    "risk": "states.risk",
-    "visit": "states.visit",
-    "report": "states.report",
-    "appeal": "states.appeal",
-    "complaint": "states.complaint",
-    "phase": "states.phase",
-    "submission": "states.submission",
-    "surveillance": "states.surveillance",
-    "selfassessment": "states.selfassessment",
-    "perinatal": "states.perinatal",
-    "mssp": "states.mssp",
+    "risk": "states.machines.risk",
+    "visit": "states.machines.visit",
+    "report": "states.machines.report",
+    "appeal": "states.machines.appeal",
+    "complaint": "states.machines.complaint",
+    "phase": "states.machines.phase",
+    "submission": "states.machines.submission",
+    "surveillance": "states.machines.surveillance",
+    "selfassessment": "states.machines.selfassessment",
+    "perinatal": "states.machines.perinatal",
+    "mssp": "states.machines.mssp",
 }
 _SPECS: dict[str, KindSpec] = {}
 

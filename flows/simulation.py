@@ -5,8 +5,8 @@ networks, half on the annual (West Midlands) and half on the biennial (Cheshire 
 programme, each with S services in synthetic Trusts and a contact for every role a letter
 can need. Then, for each day from ``start`` to ``end`` it runs what the deployments run:
 
-- 06:30 every day, the ``cycle`` flow's work: ``states.cycle.plan_year`` for each network,
-  then ``states.sweep.run_sweep``;
+- 06:30 every day, the ``cycle`` flow's work: ``states.services.cycle.plan_year`` for each network,
+  then ``states.engine.sweep.run_sweep``;
 - 07:00 Monday-Friday, the ``chase`` flow's work: ``run_sweep`` again;
 - noon on working days, the people: network staff record what the synthetic Trusts, services
   and reviewers do, through ``states.engine`` with their proper roles (``Behaviour`` draws
@@ -17,7 +17,7 @@ can need. Then, for each day from ``start`` to ``end`` it runs what the deployme
 Visits follow the programme files: a phase whose title begins with ``Rates.visit_phase_pattern``
 ("Peer review visits ..." in the annual file, "Formal peer review meetings" in year 1 of
 the biennial one) is when each network visits its services. The workload is then counted
-from the audit log and the outbox (``states.workload``), never from counters kept here.
+from the audit log and the outbox (``states.views.workload``), never from counters kept here.
 """
 
 from __future__ import annotations
@@ -45,14 +45,14 @@ from notifications.transports import MemoryTransport
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock, local_date
-from states.cycle import plan_year
+from states.engine.sweep import run_sweep
 from states.errors import InvalidInput, PeerwatchError
-from states.kinds import get_spec
+from states.machines.spec import get_spec
+from states.machines.visit import DISCIPLINES
 from states.policy import Policy
 from states.programmes import programme_for, programme_year_of
 from states.roles import CONTACT_ROLES, NETWORK_MANAGER, NETWORK_OFFICE, REGIONAL_LEAD
-from states.sweep import run_sweep
-from states.visit import DISCIPLINES
+from states.services.cycle import plan_year
 
 SERVICE_KINDS = ("Major Trauma Centre", "Trauma Unit", "Burns", "Spine", "Adult Critical Care")
 SERVICES_PER_TRUST = 10
@@ -99,7 +99,7 @@ HUMAN_STATES: dict[str, tuple[str, ...]] = {
 MAX_ROUNDS = 16  # steps of one item on one day (e.g. schedule, notify, four panel invitations)
 BATCH = 500
 DISPATCH_LIMIT = 1000  # rows per dispatch run, as the flow's default
-APPEAL = "__appeal__"  # a step that submits an appeal (states.appeal.submit), not a trigger
+APPEAL = "__appeal__"  # a step that submits an appeal (states.machines.appeal.submit), not a trigger
 
 
 @dataclass(frozen=True)
@@ -193,8 +193,8 @@ class World:
 
 
 def simulate(settings: Settings, on_day: Callable[[date], None] | None = None) -> dict[str, Any]:
-    """Run the simulation into ``settings.out`` and return the workload (states.workload)."""
-    from states import workload
+    """Run the simulation into ``settings.out`` and return the workload (states.views.workload)."""
+    from states.views import workload
 
     settings.check()
     began = time.perf_counter()
@@ -492,7 +492,7 @@ class Run:
         return True
 
     def _appeal(self, st: Step, actor: str) -> bool:
-        from states.appeal import submit
+        from states.machines.appeal import submit
 
         params = st.params or {}
         submit(
@@ -518,7 +518,7 @@ class Run:
 
     def propose_visits(self, day: date) -> None:
         """When a visit phase is open, propose a visit to each service chosen (once per phase)."""
-        from states.weighting import candidates
+        from states.views.weighting import candidates
 
         with Session(self.db, expire_on_commit=False) as s:
             phases = s.exec(

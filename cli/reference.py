@@ -4,7 +4,7 @@ For every kind, every trigger a person may fire (any role but ``system``), by de
 configuration: from which states to which, the roles, whether it needs ``--note`` or a
 second person (four eyes), the guards that must hold, the ``--param key=value`` it reads
 and an example command. The page's hand-written introduction (everything above ``MARKER``)
-is kept; the rest is rewritten by ``python -m states.diagram --write``.
+is kept; the rest is rewritten by ``python -m cli.diagram --write``.
 
 Parameters are found by reading each machine module's ``effects`` branch for the trigger
 (and the module's helpers it calls) for ``ctx.params`` look-ups; commands that fire a
@@ -21,11 +21,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from states.kinds import CLOCK_TRIGGERS, KindSpec, get_spec, kinds
+from states.machines.spec import CLOCK_TRIGGERS, KindSpec, get_spec, kinds
 from states.roles import ACTOR_ROLES, AUDITOR, SYSTEM
 
 OPERATOR = "operator.md"
-MARKER = "<!-- generated below by `python -m states.diagram --write`: edit the introduction above only -->"
+MARKER = "<!-- generated below by `python -m cli.diagram --write`: edit the introduction above only -->"
 CLI = Path(__file__).resolve().parent.parent / "cli"
 EXAMPLE_ACTOR = {
     "network-office": "Office",
@@ -35,7 +35,7 @@ EXAMPLE_ACTOR = {
 }
 # Parameters that are lists (fire's --param takes text): given by the trigger's own command.
 STRUCTURED = frozenset({"risks", "rows"})
-# The clock stop is one mechanism for every kind (states/deadlines.py): shown once, by hand.
+# The clock stop is one mechanism for every kind (states/engine/deadlines.py): shown once, by hand.
 CLOCK_EXAMPLES = {
     "pause_clock": '--note "Trust asked for time: inquest"',
     "resume_clock": '--note "inquest concluded"',
@@ -311,7 +311,7 @@ def clock_section() -> list[str]:
     out = [
         "## Every kind: the clock stop",
         "",
-        "Every open state of every kind also takes these (states/deadlines.py); each needs `--note` and one of "
+        "Every open state of every kind also takes these (states/engine/deadlines.py); each needs `--note` and one of "
         f"{_cell(roles)}.",
         "",
         "```sh",

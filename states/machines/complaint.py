@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from models.tables import Complaint, Network, Organisation, Service
 from states.errors import InvalidInput, NotFound
-from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.roles import NETWORK_LEADS, STAFF
 
 ROUTES = {  # category -> who owns it (000 s8.2)

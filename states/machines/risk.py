@@ -26,7 +26,7 @@ from sqlmodel import Session
 
 from models.tables import Risk
 from states.errors import InvalidInput
-from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.roles import NETWORK_LEADS, STAFF, SYSTEM
 from states.scope import nation_of, recipient_scope, service_context
 

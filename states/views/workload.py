@@ -29,7 +29,7 @@ from sqlmodel import Session
 
 from models.tables import AuditEvent, Network, OutboxMessage, Service
 from states.clock import local_date
-from states.kinds import get_spec
+from states.machines.spec import get_spec
 from states.programmes import programme_year_of, quarter_of
 
 MEASURES = ("letters", "chases", "visits", "reports", "escalations")

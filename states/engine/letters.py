@@ -34,7 +34,7 @@ _INSERT_OUTBOX = insert(_OUTBOX)
 
 if TYPE_CHECKING:
     from states.clock import Clock
-    from states.kinds import KindSpec, Letter
+    from states.machines.spec import KindSpec, Letter
 
 
 SIGNATORIES = ("network-manager", "regional-lead")

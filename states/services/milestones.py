@@ -24,7 +24,7 @@ from states import engine
 from states.calendar import calendar_for
 from states.clock import Clock, local_date
 from states.errors import InvalidInput, NotFound, PeerwatchError, StaleVersion
-from states.kinds import Letter, get_spec
+from states.machines.spec import Letter, get_spec
 from states.roles import SYSTEM, SYSTEM_ACTOR, check_contact_role
 
 log = logging.getLogger("peerwatch.milestones")
@@ -165,7 +165,7 @@ def chase_overdue(
     """The sweep's pass over milestones: each open one whose date has passed (and whose risk is
     still open) gets its overdue letter once, in batches; one that cannot be composed is
     skipped with its reason and the rest go on. Returns (actions, skipped)."""
-    from notifications import outbox
+    from states.engine import letters as outbox
 
     today = local_date(clock.now())
     now = clock.now()

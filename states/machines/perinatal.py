@@ -6,7 +6,7 @@ It may be ``escalate``d one level at a time: ``lms_ics`` (the local maternity sy
 integrated care system, through the local quality surveillance group), ``regional`` (the
 regional quality committee, which may also ``refer_to_jsog`` or ``request_cqc_inspection``,
 unannounced) and ``national`` (the Maternity Safety Surveillance and Concerns Group, MSSCG,
-which oversees entry into the Maternity Safety Support Programme: ``states/mssp.py``). It may be
+which oversees entry into the Maternity Safety Support Programme: ``states/machines/mssp.py``). It may be
 ``deescalate``d one level at a time, and ``close``d at any level, each with a reason. Every
 letter names the actions the seed lists for the level that now holds the concern.
 
@@ -49,7 +49,7 @@ from models.tables import DeadlineStatus, Service
 from states.calendar import WorkingCalendar
 from states.clock import parse_date
 from states.errors import InvalidInput
-from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.roles import NETWORK_LEADS, STAFF, SYSTEM
 from states.scope import nation_of, recipient_scope, service_context
 
@@ -581,7 +581,7 @@ def letter_context(session: Session, row: PerinatalConcern) -> dict[str, Any]:
 
 def mermaid() -> str:
     """The generic diagram of this machine, with each level labelled by its configured name."""
-    from states.diagram import mermaid as generic
+    from cli.diagram import mermaid as generic
 
     lines = generic("perinatal").splitlines()
     pol = PerinatalPolicy.from_env()

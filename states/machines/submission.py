@@ -17,9 +17,9 @@ from sqlmodel import Session, func, select
 
 from models.cycle import Submission, SubmissionFile
 from models.tables import Network, Organisation
-from states import lateness
 from states.errors import InvalidInput
-from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.machines import lateness
+from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.roles import STAFF, SYSTEM
 
 DOC_NAMES = {"annual_report": "Annual Report", "work_plan": "Work plan", "operational_policy": "Operational Policy"}

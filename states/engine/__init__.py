@@ -41,11 +41,11 @@ from models.tables import (
     RefusedAttempt,
     StatefulItem,
 )
-from states import deadlines as clock_stop
-from states import permissions
 from states import text as _entry_rule  # noqa: F401  (installs the one entry rule on every flush: states/text.py)
 from states.calendar import calendar_for
 from states.clock import Clock, local_date
+from states.engine import deadlines as clock_stop
+from states.engine import permissions
 from states.errors import (
     BadDate,
     GuardRefused,
@@ -57,7 +57,7 @@ from states.errors import (
     PermissionDenied,
     StaleVersion,
 )
-from states.kinds import CLOCK_TRIGGERS, Context, Effects, KindSpec, get_spec
+from states.machines.spec import CLOCK_TRIGGERS, Context, Effects, KindSpec, get_spec
 from states.policy import Policy
 from states.roles import AUDITOR, check_actor_role
 
@@ -500,7 +500,7 @@ def _update_rows(session: Session, plans: list[_Plan]) -> bool:
 
 def _letters(session: Session, plans: list[_Plan], now: datetime, today: date) -> None:
     """Compose every plan's letters (quoting its deadlines as now written) and write them at once."""
-    from notifications import outbox  # Jinja2 loads with the first letter, not with the CLI
+    from states.engine import letters as outbox  # Jinja2 loads with the first letter, not with the CLI
 
     by_kind: dict[str, list[_Plan]] = {}
     for p in plans:

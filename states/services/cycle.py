@@ -16,11 +16,12 @@ from sqlmodel import Session, col, select
 
 from models.cycle import CarryForward, Lateness, ProgrammePhase, Submission
 from models.tables import Network, Organisation, Risk, Service
-from states import engine, lateness
+from states import engine
 from states.clock import Clock, local_date
-from states.cycle_quarters import local_quarters, placements, quarters_note
+from states.machines import lateness
 from states.programmes import cycle_year, phases_for, programme_for, programme_year_of, where
 from states.roles import SYSTEM, SYSTEM_ACTOR
+from states.services.cycle_quarters import local_quarters, placements, quarters_note
 
 OPEN_RISK = (
     "identified",

@@ -25,7 +25,7 @@ from models.tables import Network, Organisation, PanelMember, Reviewer, Risk, Vi
 from models.tables import Report as ReportRow
 from states.clock import FixedClock, parse_date
 from states.errors import GuardRefused, InvalidInput, NotFound
-from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.roles import NETWORK_LEADS, STAFF
 from states.scope import nation_of, recipient_scope, service_context, service_of
 

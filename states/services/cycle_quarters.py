@@ -25,7 +25,7 @@ from models.tables import Network
 from states import engine
 from states.clock import Clock, local_date
 from states.errors import InvalidInput, MissingActor, PermissionDenied
-from states.kinds import Context, Effects, NewDeadline
+from states.machines.spec import Context, Effects, NewDeadline
 from states.programmes import QUARTERS, Programme, phases_for, programme_for, programme_year_of
 from states.roles import NETWORK_LEADS, OPERATOR, check_actor_role
 
@@ -118,7 +118,7 @@ def set_phase_quarter(
     note: str | None = None,
 ) -> QuarterSet:
     """Move a step of the network's programme to ``quarter`` from ``from_year`` on; the caller commits."""
-    from states.cycle import plan_year
+    from states.services.cycle import plan_year
 
     if not actor or not actor.strip():
         raise MissingActor("no actor given to move a programme step: name who is acting (--actor)")

@@ -3,7 +3,7 @@
 A contact is a person holding a role at a level (service, Trust, network, national) for a
 span of days: from ``valid_from`` (None: always) until the day before ``valid_until`` (None:
 still in force). Letters go to the holders in force on the clock's date
-(``notifications.outbox.resolve``). An edit never overwrites: it closes the row at the
+(``states.engine.letters.resolve``). An edit never overwrites: it closes the row at the
 effective date and writes its successor from that date (``replaces_id``), so who held the role
 when is kept, and letters written before the date still name the person they went to. A
 retirement closes the row at its date. Every change is an audit event on the one hash chain
@@ -81,7 +81,7 @@ def _today(clock: Clock) -> date:
 
 
 def _forget(session: Session) -> None:
-    from notifications.outbox import forget_recipients
+    from states.engine.letters import forget_recipients
 
     forget_recipients(session)
 
@@ -260,7 +260,7 @@ def retire_contact(
         data={"from": effective, **_fields(c)},
     )
     _forget(session)
-    from notifications.outbox import resolve
+    from states.engine.letters import resolve
 
     scope = {"service_id": c.service_id, "organisation_id": c.organisation_id, "network_id": c.network_id}
     out = Change(row=c)
@@ -365,7 +365,7 @@ def edit_reviewer(
 ) -> Change:
     """Change a reviewer's name, address, discipline or training. Panel memberships point at the
     row, so the change applies when recorded: a future date is refused (record it then)."""
-    from states.visit import DISCIPLINES
+    from states.machines.visit import DISCIPLINES
 
     r = get_reviewer(session, reviewer_id)
     _check_actor(actor, actor_role)

@@ -30,7 +30,7 @@ from models.surveillance import Surveillance
 from models.tables import Visit
 from states.clock import FixedClock
 from states.errors import GuardRefused, InvalidInput
-from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.policy import numbers_from_env
 from states.roles import NETWORK_LEADS, STAFF
 from states.scope import nation_of, recipient_scope, service_context

@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 
 from models.cycle import Lateness
 from models.tables import OUTSTANDING, Deadline, DeadlineStatus, Network, Organisation, Service
-from states.kinds import Context
+from states.machines.spec import Context
 
 KINDS = ("submission", "selfassessment", "report")
 WHAT = {

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from models.tables import Deadline, DeadlineStatus
 from states.clock import parse_date
 from states.errors import BadDate, GuardRefused, InvalidInput
-from states.kinds import Context, KindSpec
+from states.machines.spec import Context, KindSpec
 
 
 def _deadlines(session: Session, spec: KindSpec, item_id: int, status: str) -> list[Deadline]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from states.errors import InvalidInput
-from states.kinds import KindSpec, get_spec, kinds
+from states.machines.spec import KindSpec, get_spec, kinds
 from states.roles import ACTOR_ROLES, AUDITOR
 
 

@@ -33,7 +33,7 @@ from models.selfassessment import SelfAssessment, SelfAssessmentItem, Standard, 
 from models.tables import RefusedAttempt, Report, Service
 from states.clock import Clock, FixedClock, local_date, parse_date
 from states.errors import InvalidInput, MissingActor, NotFound, PeerwatchError, PermissionDenied
-from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.policy import numbers_from_env
 from states.roles import AUDITOR, NETWORK_LEADS, STAFF, check_actor_role
 from states.scope import nation_of, recipient_scope, service_context, service_of
@@ -860,7 +860,7 @@ def effects(ctx: Context) -> Effects:
         for item in check_rows(rows, standards_of(ctx.session, row.standard_set_id)):
             ctx.session.add(SelfAssessmentItem(assessment_id=row.id, **item))  # type: ignore[arg-type]
         row.received_on = ctx.today
-        from states.lateness import record as record_lateness  # issue 12 item 12: stored at receipt
+        from states.machines.lateness import record as record_lateness  # issue 12 item 12: stored at receipt
 
         record_lateness(ctx, ("return",), f"self-assessment return {year_label(row.programme_year)}")
         out.then.append(lambda: _start_report(ctx))

@@ -43,8 +43,8 @@ from models.tables import Network, Organisation, Service
 from states import engine
 from states.clock import Clock, local_date, parse_date
 from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied
-from states.kinds import Context, Effects, KindSpec, Letter
-from states.perinatal import PerinatalPolicy
+from states.machines.perinatal import PerinatalPolicy
+from states.machines.spec import Context, Effects, KindSpec, Letter
 from states.roles import NETWORK_LEADS, STAFF, SYSTEM, check_actor_role
 
 # ------------------------------------------------------------------ ratings

@@ -20,9 +20,9 @@ from typing import Any
 from sqlmodel import Session, select
 
 from models.tables import AccuracyItem, Report, Risk, Visit
-from states import lateness
 from states.errors import GuardRefused, InvalidInput, NotFound
-from states.kinds import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.machines import lateness
+from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.roles import NETWORK_LEADS, NETWORK_MANAGER, STAFF, SYSTEM
 from states.scope import nation_of, recipient_scope, service_context
 
