@@ -6,7 +6,7 @@ item's step runs through the engine in a savepoint, so a row changed concurrentl
 skipped with a log line and the rest of the batch still commits. Each step happens once
 per deadline: firing closes the deadline, a reminder or overdue letter marks it done.
 Then the action plans' milestones whose date passed undone are chased, once each
-(``states.services.milestones.chase_overdue``).
+(``states.engine.milestone_chase.chase_overdue``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from models.tables import Deadline, DeadlineStatus
 from states import engine
 from states.clock import Clock, local_date
 from states.engine import letters as outbox
+from states.engine.milestone_chase import chase_overdue
 from states.errors import PeerwatchError
 from states.machines.spec import get_spec, letter_for
 from states.policy import Policy
@@ -106,10 +107,8 @@ def run_sweep(
                 del loaded
             if on_progress:
                 on_progress(len(chunk))
-    # Overdue action-plan milestones (states/services/milestones.py): each chased once, in batches.
-    from states.services import milestones
-
-    actions, skipped = milestones.chase_overdue(db, clock, chase_working_days=policy.chase_response_working_days)
+    # Overdue action-plan milestones: each chased once, in batches.
+    actions, skipped = chase_overdue(db, clock, chase_working_days=policy.chase_response_working_days)
     summary.actions += actions
     summary.skipped += skipped
     return summary

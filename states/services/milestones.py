@@ -10,26 +10,19 @@ the next working day if not (and said so); or it is counted in working days from
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
 
-from sqlalchemy import Engine, update
-from sqlmodel import Session, col, select
+from sqlalchemy import update
+from sqlmodel import Session
 
-from models.db import begin_write
 from models.tables import Milestone, Risk
 from states import engine
 from states.calendar import calendar_for
 from states.clock import Clock, local_date
-from states.errors import InvalidInput, NotFound, PeerwatchError, StaleVersion
-from states.machines.spec import Letter, get_spec
-from states.roles import SYSTEM, SYSTEM_ACTOR, check_contact_role
-
-log = logging.getLogger("peerwatch.milestones")
-BATCH = 500
-TEMPLATE = "milestone_overdue"
+from states.errors import InvalidInput, MissingActor, NotFound, StaleVersion
+from states.machines.spec import get_spec
+from states.roles import check_contact_role
 
 
 @dataclass
@@ -122,8 +115,6 @@ def mark_done(
             f"milestone {milestone_id} was already marked done on {m.done_on.isoformat()} by {m.done_by}"
         )
     if not actor or not actor.strip():
-        from states.errors import MissingActor
-
         raise MissingActor(f"no actor given to mark milestone {milestone_id} done: name who is acting (--actor)")
     t = Milestone.__table__  # type: ignore[attr-defined]
     done = session.execute(
@@ -146,107 +137,3 @@ def mark_done(
         data={"risk_id": m.risk_id, "done_on": day.isoformat(), "due_on": m.due_on.isoformat(), "late": day > m.due_on},
     )
     return m
-
-
-def letter(m: Milestone, reply_by: date) -> Letter:
-    return Letter(
-        TEMPLATE,
-        to=(m.owner_role,),
-        cc=("chief-executive", "network-manager"),
-        category="chase",
-        key=f"milestone{m.id}",
-        context=(("milestone", {"id": m.id, "text": m.text, "due_on": m.due_on}), ("reply_by", reply_by)),
-    )
-
-
-def chase_overdue(
-    db: Engine, clock: Clock, *, chase_working_days: int = 5
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The sweep's pass over milestones: each open one whose date has passed (and whose risk is
-    still open) gets its overdue letter once, in batches; one that cannot be composed is
-    skipped with its reason and the rest go on. Returns (actions, skipped)."""
-    from states.engine import letters as outbox
-
-    today = local_date(clock.now())
-    now = clock.now()
-    spec = get_spec("risk")
-    actions: list[dict[str, Any]] = []
-    skipped: list[dict[str, Any]] = []
-    with Session(db) as s:
-        ids = list(
-            s.exec(
-                select(Milestone.id)
-                .join(Risk, col(Risk.id) == Milestone.risk_id)
-                .where(
-                    col(Milestone.done_on).is_(None),
-                    col(Milestone.chased_on).is_(None),
-                    col(Milestone.due_on) < today,
-                    col(Risk.state).not_in(list(spec.terminal)),
-                )
-                .order_by(Milestone.due_on, Milestone.id)
-            )
-        )  # type: ignore[arg-type]
-    for start in range(0, len(ids), BATCH):
-        with Session(db, expire_on_commit=False) as s:
-            begin_write(s)
-            rows = list(
-                s.exec(
-                    select(Milestone)
-                    .where(
-                        col(Milestone.id).in_(ids[start : start + BATCH]),
-                        col(Milestone.chased_on).is_(None),
-                        col(Milestone.done_on).is_(None),
-                    )
-                    .order_by(Milestone.due_on, Milestone.id)
-                )
-            )  # type: ignore[arg-type]
-            for m in rows:
-                try:
-                    with s.begin_nested():
-                        risk = s.get(Risk, m.risk_id)
-                        cal = calendar_for(spec.nation_of(s, risk))
-                        reply_by = cal.add_working_days(today, chase_working_days)
-                        deadlines = outbox.open_deadlines(s, "risk", [m.risk_id]).get(m.risk_id, {})
-                        messages = outbox.compose(
-                            s,
-                            spec,
-                            risk,
-                            [letter(m, reply_by)],
-                            key=f"milestone{m.id}:overdue",
-                            now=now,
-                            today=today,
-                            deadlines=deadlines,
-                        )
-                        outbox.write(s, messages)
-                        m.chased_on = today
-                        s.add(m)
-                        s.flush()
-                        engine.record_change(
-                            s,
-                            "milestone",
-                            m.id,
-                            "chase_milestone",
-                            actor=SYSTEM_ACTOR,
-                            role=SYSTEM,
-                            clock=clock,  # type: ignore[arg-type]
-                            from_state="open",
-                            state="chased",
-                            note=f"milestone due {m.due_on.isoformat()} passed",
-                            data={"risk_id": m.risk_id, "reply_by": reply_by.isoformat(), "letters": len(messages)},
-                        )
-                except PeerwatchError as exc:
-                    log.warning("skipped milestone %s: %s", m.id, exc)
-                    skipped.append({"kind": "milestone", "id": m.id, "deadline": "milestone", "reason": str(exc)})
-                    continue
-                actions.append(
-                    {
-                        "kind": "risk",
-                        "id": m.risk_id,
-                        "deadline": f"milestone {m.id}",
-                        "due_on": m.due_on.isoformat(),
-                        "action": "milestone_chased",
-                        "milestone": m.id,
-                    }
-                )
-            s.commit()
-    return actions, skipped
