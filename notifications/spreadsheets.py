@@ -18,42 +18,24 @@ from __future__ import annotations
 from io import BytesIO
 from typing import Any
 
-# The Appendix 2 columns, exactly, in order. The import reads them back by these names.
-COLUMNS = (
-    "Ref No.",
-    "Descriptor",
-    "Criteria for 'Met'",
-    "Criteria for 'Partially Met'",
-    "Criteria for 'Unmet'",
-    "Self-Assessment",
-    "Figure Achieved",
-    "Supporting Comments",
-    "Evidence location",
+# The Appendix 2 layout and the OWASP formula rule are shared with the import (states/): models/sheets.py.
+from models.sheets import (  # noqa: F401  (re-exported: the renderer's public names)
+    ABOUT,
+    ABOUT_REFERENCE,
+    COLUMNS,
+    FORMULA_TRIGGERS,
+    SHEET,
+    XLSX_TYPE,
+    csv_value,
+    is_formula_like,
 )
-SHEET = "Self-Assessment"
-ABOUT = "About"
-ABOUT_REFERENCE = "Reference"  # the About sheet's label of the assessment reference (checked on import)
-XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
 # Column widths (characters of the default font): wide enough to read, narrow enough that a
 # landscape A4 page fitted to width keeps the text legible (about 8 pt).
 _WIDTHS = (8, 40, 26, 26, 26, 15, 11, 30, 24)
 _ABOUT_WIDTHS = (24, 110)
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: a cell starting so is a formula
 LINE_POINTS = 15.0  # one line of 11 pt Calibri / Carlito / Liberation Sans
 MAX_ROW_POINTS = 409.0  # Excel's largest row height
-
-
-def is_formula_like(value: Any) -> bool:
-    """Text a spreadsheet program would read as a formula (or a DDE command)."""
-    return isinstance(value, str) and value.startswith(FORMULA_TRIGGERS)
-
-
-def csv_value(value: Any) -> Any:
-    """A value for a CSV file: text that could be read as a formula gets a leading ``'`` (OWASP);
-    numbers, dates and other text are left as they are."""
-    if is_formula_like(value):
-        return "'" + value
-    return value
 
 
 def set_text_cell(cell: Any, value: Any) -> Any:

@@ -27,6 +27,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from models.sheets import csv_value  # text that could run as a formula is escaped (OWASP)
 from models.tables import AuditEvent, Network, OutboxMessage, Service
 from states.clock import local_date
 from states.machines.spec import get_spec
@@ -184,8 +185,6 @@ def write_outputs(result: dict[str, Any], out: Path) -> None:
     """``workload.csv`` (per network per quarter), ``workload.json`` and the chart ``workload.png``."""
     out.mkdir(parents=True, exist_ok=True)
     with (out / "workload.csv").open("w", newline="") as f:
-        from notifications.spreadsheets import csv_value  # text that could run as a formula is escaped (OWASP)
-
         w = csv.writer(f)
         w.writerow(["network", "name", "cycle", "quarter", *MEASURES])
         for n in result["networks"]:
