@@ -25,6 +25,7 @@ from models import (
     init_db,
     session_scope,
 )
+from notifications.errors import NotificationError
 from states import engine
 from states.calendar import NATIONS, calendar_for
 from states.clock import Clock, clock_from, local_date, parse_date, show
@@ -1450,10 +1451,11 @@ def dispatch() -> None:
     """Send what is queued in the outbox (PEERWATCH_MAIL=folder|smtp)."""
     from notifications.dispatch import dispatch as run
     from notifications.transports import transport_from_env
+    from states.policy import Policy
 
     transport = transport_from_env()
     with Session(_db(), expire_on_commit=False) as s:
-        summary = run(s, transport, clock())
+        summary = run(s, transport, clock(), Policy.from_env())
     data = {
         "emails_sent": summary.sent_messages,
         "messages_sent": summary.sent_rows,
@@ -1536,7 +1538,7 @@ def outbox_show(
     html: Annotated[bool, typer.Option("--html", help="Print the HTML part instead of the plain text.")] = False,
 ) -> None:
     """One letter: as sent, or as it will be sent (rendered now from what the transition stored)."""
-    from states.engine.letters import rendered
+    from notifications.render import rendered
 
     _db()
     with Session(get_engine()) as s:
@@ -1587,55 +1589,13 @@ def outbox_retry(
     role: ROLE = "operator",
 ) -> None:
     """Queue failed or in-doubt messages to go on the next dispatch (in doubt: only once you know it did not arrive)."""
-    from models import OutboxStatus
-    from notifications.dispatch import is_in_doubt
+    from states.services.outbox import retry
 
     if not ids and not all_failed:
         raise InvalidInput("name the message id(s) to retry, or give --all-failed")
     _db()
-    now = clock().now()
     with session_scope() as s:
-        if all_failed:
-            rows = list(
-                s.exec(
-                    select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.FAILED).order_by(OutboxMessage.id)
-                )
-            )  # type: ignore[arg-type]
-        else:
-            rows = []
-            for i in dict.fromkeys(ids or []):
-                m = s.get(OutboxMessage, i) if -(2**63) <= i < 2**63 else None
-                if m is None:
-                    raise NotFound(f"outbox message {i} not found (peerwatch outbox list)")
-                if m.status == OutboxStatus.SENDING and not is_in_doubt(m) and m.next_attempt_at > now:
-                    raise InvalidInput(f"outbox message {i} is being sent right now: wait for the dispatch to finish")
-                if m.status not in (OutboxStatus.FAILED, OutboxStatus.SENDING):
-                    reason = (
-                        "nobody holds the role it needs: add the contact, the next step will write to them"
-                        if m.status == OutboxStatus.UNDELIVERABLE
-                        else f"it is {m.status}"
-                    )
-                    raise InvalidInput(f"outbox message {i} cannot be retried: {reason}")
-                rows.append(m)
-        who = _who(actor)
-        for m in rows:
-            was = "in doubt" if is_in_doubt(m) else str(m.status)
-            m.status, m.next_attempt_at, m.message_id = OutboxStatus.QUEUED, now, None
-            m.last_error = f"queued again by hand (was: {m.last_error})" if m.last_error else "queued again by hand"
-            s.add(m)
-            engine.record_change(
-                s,
-                "outbox",
-                m.id,
-                "retry",
-                actor=who,
-                role=role,
-                clock=clock(),
-                from_state=was,  # type: ignore[arg-type]
-                state="queued",
-                data={"item": f"{m.kind} {m.item_id}", "template": m.template},
-            )
-        done = [m.id for m in rows]
+        done = [m.id for m in retry(s, ids or [], all_failed=all_failed, actor=_who(actor), role=role, clock=clock())]
     print_json({"queued": done}) if OPTS.json else console.print(
         f"queued again: {', '.join(map(str, done)) or 'nothing'}"
     )
@@ -1660,7 +1620,7 @@ def outbox_in_doubt(
 ) -> None:
     """Settle letters left in doubt by a crash mid-send (by default each is resent once, same
     Message-ID, PEERWATCH_IN_DOUBT_RESEND_SECONDS after the crash was found)."""
-    from notifications.dispatch import settle_in_doubt
+    from states.services.outbox import settle_in_doubt
 
     chosen = [a for a, on in (("hold", hold), ("resend", resend), ("delivered", delivered)) if on]
     if len(chosen) != 1:
@@ -1766,7 +1726,7 @@ def main(argv: list[str] | None = None) -> None:
     _mount(word)
     try:
         code = _only(word)(args=args, prog_name="peerwatch", standalone_mode=False)
-    except PeerwatchError as exc:
+    except (PeerwatchError, NotificationError) as exc:
         _fail(str(exc))
     except click_errors.NoArgsIsHelpError as exc:
         print(exc.ctx.get_help() if exc.ctx else "peerwatch --help")

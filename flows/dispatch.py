@@ -19,6 +19,7 @@ from notifications.dispatch import dispatch as drain
 from notifications.dispatch import incident_rows, incidents
 from notifications.transports import transport_from_env
 from states.clock import clock_from
+from states.policy import Policy
 
 
 @flow(
@@ -31,7 +32,7 @@ def dispatch(as_of: str | None = None) -> dict[str, Any]:
     engine = init_db()
     clock = clock_from(as_of)
     with Session(engine, expire_on_commit=False) as session:
-        summary = drain(session, transport_from_env(), clock)
+        summary = drain(session, transport_from_env(), clock, Policy.from_env())
         open_incidents = incident_rows(incidents(session, clock.now()))
     for err in summary.errors:
         logger.warning("send failed: %s", err)

@@ -339,6 +339,14 @@ class OutboxStatus(StrEnum):
     UNDELIVERABLE = "undeliverable"  # nobody holds the role: an incident
 
 
+IN_DOUBT = "in doubt: "  # last_error prefix of a row interrupted mid-send whose delivery is unknown
+
+
+def is_in_doubt(row: OutboxMessage) -> bool:
+    """A row left ``sending`` by a crash whose delivery the mail service cannot tell (SMTP)."""
+    return row.status == OutboxStatus.SENDING and (row.last_error or "").startswith(IN_DOUBT)
+
+
 class OutboxMessage(Table, table=True):
     """A letter written in the transition's transaction; the dispatcher sends it once.
 

@@ -38,37 +38,59 @@ failed send, and the rest of its digest still goes.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import unicodedata
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from email.header import Header
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
-from models.tables import Attachment, OutboxMessage, OutboxStatus
+from models.tables import IN_DOUBT, Attachment, OutboxMessage, OutboxStatus, is_in_doubt
+from notifications.build import Clock, build_guarded, message_id_for
+from notifications.errors import InvalidSetting
+from notifications.render import rendered
 from notifications.transports import ConnectionFailed, Transport, TransportError
-from states.clock import Clock
-from states.engine.letters import Rendered, rendered
-from states.errors import InvalidInput
-from states.policy import Policy
 
-DOMAIN = "peerwatch.invalid"
+__all__ = [
+    "IN_DOUBT",
+    "DispatchPolicy",
+    "DispatchSummary",
+    "SendPolicy",
+    "backoff",
+    "dispatch",
+    "incident_rows",
+    "incidents",
+    "is_in_doubt",
+    "recover",
+]
+
+_LONDON = ZoneInfo("Europe/London")  # times in incident notes read as the network's
 
 
-IN_DOUBT = "in doubt: "  # last_error prefix of a row interrupted mid-send whose delivery is unknown
+class SendPolicy(Protocol):
+    """The two settings of ``states.policy.Policy`` the dispatcher reads (an entry point passes it)."""
+
+    @property
+    def max_send_attempts(self) -> int: ...
+
+    @property
+    def retry_backoff_seconds(self) -> int: ...
 
 
 @dataclass(frozen=True)
 class DispatchPolicy:
-    """Local policy defaults for the dispatcher, not the SOP; ``PEERWATCH_<NAME>`` overrides each."""
+    """Local policy defaults for the dispatcher, not the SOP; ``PEERWATCH_<NAME>`` overrides each.
+
+    ``max_send_attempts`` and ``retry_backoff_seconds`` are ``states.policy.Policy``'s, under the
+    same names and variables: the entry points pass that ``Policy`` to ``dispatch``; these are
+    what a caller that passes none gets."""
+
+    max_send_attempts: int = 5  # then a message is failed: an incident
+    retry_backoff_seconds: int = 300  # doubled on each failed try
 
     sending_lease_seconds: int = 900  # a claim older than this was interrupted: recover it (one dispatch run, 15 min)
     failed_retry_cap_seconds: int = 86400  # longest wait between tries of a failed message (24 h)
@@ -84,9 +106,9 @@ class DispatchPolicy:
                 try:
                     values[f.name] = int(raw)
                 except ValueError:
-                    raise InvalidInput(f"PEERWATCH_{f.name.upper()}={raw!r} is not a whole number") from None
+                    raise InvalidSetting(f"PEERWATCH_{f.name.upper()}={raw!r} is not a whole number") from None
                 if values[f.name] < (1 if f.name == "max_connection_failures" else 0):
-                    raise InvalidInput(f"PEERWATCH_{f.name.upper()}={raw!r} is out of range")
+                    raise InvalidSetting(f"PEERWATCH_{f.name.upper()}={raw!r} is out of range")
         return cls(**values)
 
 
@@ -107,216 +129,15 @@ class DispatchSummary:
     errors: list[str] = field(default_factory=list)
 
 
-# ------------------------------------------------------------------------------ building
-
-
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # no header may hold these (CR, LF, U+0085, U+2028 ...)
-
-
-def _safe(what: str, value: str) -> str:
-    """``value`` if it may go into a mail header; ``ValueError`` naming what and the character if not."""
-    bad = _UNSAFE.search(value)
-    if bad:
-        ch = bad.group()
-        name = unicodedata.name(ch, "a control character")
-        raise ValueError(
-            f"{what} {value!r} contains U+{ord(ch):04X} ({name}), which no mail header may hold: "
-            "correct the stored value, then `peerwatch outbox retry` it"
-        )
-    return value
-
-
-def _addr(people: list[dict[str, str]]) -> str:
-    return ", ".join(formataddr((_safe("the name", p["name"]), _safe("the address", p["email"]))) for p in people)
-
-
-def _message_id(key: str) -> str:
-    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{DOMAIN}>"
-
-
-def _set_subject(msg: EmailMessage, subject: str) -> None:
-    """The Subject, folded here rather than by ``email``'s folder: that one can start a subject
-    of 70 to 77 characters on a continuation line, which Python's parser (and others) give
-    back with a leading space. Short ASCII subjects go as they are; longer ones are folded at
-    spaces, and any that cannot be (or are not ASCII) as RFC 2047 encoded words, each line
-    within 78 characters."""
-    subject = _safe("the subject", subject)
-    if subject.isascii() and len(subject) + len("Subject: ") <= 78 and "=?" not in subject:
-        msg["Subject"] = subject
-        return
-    charsets = ("us-ascii", "utf-8") if subject.isascii() and "=?" not in subject else ("utf-8",)
-    for charset in charsets:
-        value = Header(subject, charset, maxlinelen=78, header_name="Subject").encode(linesep="\n")
-        if all(len(line) <= 78 for line in f"Subject: {value}".split("\n")):
-            break
-    msg.set_raw("Subject", value)
-
-
-def _headers(
-    msg: EmailMessage, sender: str, subject: str, clock: Clock, message_id: str, key: str, template: str
-) -> None:
-    msg["From"] = sender
-    _set_subject(msg, subject)
-    msg["Date"] = format_datetime(clock.now())
-    msg["Message-ID"] = message_id
-    msg["X-Peerwatch-Key"] = _safe("the letter's key", key)
-    msg["X-Peerwatch-Template"] = template
-
-
-def build_letter(
-    row: OutboxMessage, sender: str, clock: Clock, attachments: Sequence[Attachment] = (), message_id: str | None = None
-) -> EmailMessage:
-    letter = rendered(row)
-    msg = EmailMessage()
-    msg["To"] = _addr(row.to)
-    if row.cc:
-        msg["Cc"] = _addr(row.cc)
-    _headers(
-        msg,
-        sender,
-        letter.subject,
-        clock,
-        message_id or _message_id(row.idempotency_key),
-        row.idempotency_key,
-        row.template,
-    )
-    msg.set_content(letter.body_text)
-    msg.add_alternative(letter.body_html, subtype="html")
-    for a in attachments:
-        maintype, _, subtype = a.content_type.partition("/")
-        msg.add_attachment(a.data, maintype=maintype, subtype=subtype, filename=_safe("the file name", a.filename))
-    return msg
-
-
-_BODY = re.compile(r"<body\b[^>]*>(.*)</body\s*>", re.S | re.I)
-_SALUTATION = re.compile(r"^\s*<p>\s*Dear\b[^<]*</p>\s*", re.I)
-
-
-def _inner(html: str) -> str:
-    """What a letter's HTML document says inside its ``<body>``, without its salutation."""
-    found = _BODY.search(html)
-    inner = (
-        found.group(1)
-        if found
-        else re.sub(r"(?is)<!doctype[^>]*>|</?(html|head|body)\b[^>]*>|<title>.*?</title>|<meta\b[^>]*>", "", html)
-    )
-    return _SALUTATION.sub("", inner, count=1)
-
-
-def digest_parts(person: dict[str, str], letters: Sequence[Rendered]) -> tuple[str, str, str]:
-    """(subject, text, html) of a digest of ``letters`` to one person: one HTML document, with an
-    introduction ("2 items need your attention") and a heading per item."""
-    if len(letters) == 1:
-        return letters[0]
-    from notifications.render import render_layout
-
-    n = len(letters)
-    subject = f"peerwatch: {n} items need your attention"
-    intro = f"Dear {person['name']},\n\n{n} items need your attention.\n\n"
-    sep = "\n" + "-" * 66 + "\n\n"
-    text = intro + sep.join(
-        f"{i}. {r.subject}\n{'=' * min(len(f'{i}. {r.subject}'), 66)}\n\n{r.body_text}"
-        for i, r in enumerate(letters, 1)
-    )
-    html = render_layout(
-        "_digest.html.j2",
-        {
-            "subject": subject,
-            "person": person,
-            "count": n,
-            "items": [{"subject": r.subject, "body": _inner(r.body_html)} for r in letters],
-        },
-    )
-    return subject, text, html
-
-
-def digest_message_id(rows: Sequence[OutboxMessage]) -> str:
-    return _message_id("digest:" + "|".join(r.idempotency_key for r in rows))
-
-
-def build_digest(rows: list[OutboxMessage], sender: str, clock: Clock, message_id: str | None = None) -> EmailMessage:
-    person = rows[0].to[0]
-    subject, text, html = digest_parts(person, [rendered(r) for r in rows])
-    msg = EmailMessage()
-    msg["To"] = _addr([person])
-    _headers(
-        msg,
-        sender,
-        subject,
-        clock,
-        message_id or digest_message_id(rows),
-        ",".join(r.idempotency_key for r in rows),
-        "digest" if len(rows) > 1 else rows[0].template,
-    )
-    msg.set_content(text)
-    msg.add_alternative(html, subtype="html")
-    return msg
-
-
-def _build(
-    rows: list[OutboxMessage],
-    sender: str,
-    clock: Clock,
-    files: dict[str, list[Attachment]],
-    message_id: str | None = None,
-) -> EmailMessage:
-    """The message for ``rows``, serialised once here so that anything it cannot hold fails now,
-    inside the row's guard, not in the transport."""
-    if rows[0].category == "letter":
-        msg = build_letter(rows[0], sender, clock, files.get(rows[0].idempotency_key, []), message_id)
-    else:
-        msg = build_digest(rows, sender, clock, message_id)
-    msg.as_bytes()
-    return msg
-
-
-def _build_guarded(
-    rows: list[OutboxMessage],
-    sender: str,
-    clock: Clock,
-    files: dict[str, list[Attachment]],
-    message_id: str | None = None,
-) -> tuple[EmailMessage | None, list[OutboxMessage], dict[int, str]]:
-    """Build the message for ``rows``; returns (message or None, the rows it carries, {id(row): why not} for
-    the rows that cannot go). A digest that cannot be built is tried row by row: the good rows still go."""
-
-    def why(exc: Exception) -> str:
-        return f"letter could not be built: {type(exc).__name__}: {exc}"
-
-    try:
-        return _build(rows, sender, clock, files, message_id), rows, {}
-    except Exception as exc:
-        if len(rows) == 1:
-            return None, [], {id(rows[0]): why(exc)}
-    broken: dict[int, str] = {}
-    good = []
-    for r in rows:
-        try:
-            _build([r], sender, clock, files)
-            good.append(r)
-        except Exception as exc:
-            broken[id(r)] = why(exc)
-    if not good:
-        return None, [], broken
-    try:
-        return _build(good, sender, clock, files, message_id if not broken else None), good, broken
-    except Exception as exc:
-        return None, [], {**broken, **{id(r): why(exc) for r in good}}
-
-
 # ------------------------------------------------------------------------------ incidents
 
 
-def backoff(policy: Policy, dpolicy: DispatchPolicy, attempts: int) -> timedelta:
+def backoff(policy: SendPolicy, dpolicy: DispatchPolicy, attempts: int) -> timedelta:
     """Wait after the ``attempts``-th failed try: doubling from ``retry_backoff_seconds``, capped."""
     cap = dpolicy.failed_retry_cap_seconds
     if attempts > 40:
         return timedelta(seconds=cap)
     return timedelta(seconds=min(policy.retry_backoff_seconds * 2 ** max(attempts - 1, 0), cap))
-
-
-def is_in_doubt(row: OutboxMessage) -> bool:
-    return row.status == OutboxStatus.SENDING and (row.last_error or "").startswith(IN_DOUBT)
 
 
 def incidents(session: Session, now: datetime) -> list[OutboxMessage]:
@@ -352,11 +173,7 @@ def incident_rows(rows: list[OutboxMessage]) -> list[dict[str, object]]:
 
 
 def _when(at: datetime) -> str:
-    from zoneinfo import ZoneInfo
-
-    from states.clock import LONDON
-
-    return at.astimezone(ZoneInfo(LONDON)).strftime("%a %d %b %Y %H:%M %Z")
+    return at.astimezone(_LONDON).strftime("%a %d %b %Y %H:%M %Z")
 
 
 def _in_doubt_note(mid: str | None, now: datetime, row: OutboxMessage, dpolicy: DispatchPolicy) -> str:
@@ -400,7 +217,7 @@ def recover(
     ]
     ask = getattr(transport, "delivered", None)
     for r in stuck:
-        mid = r.message_id or (_message_id(r.idempotency_key) if r.category == "letter" else None)
+        mid = r.message_id or (message_id_for(r.idempotency_key) if r.category == "letter" else None)
         answer = ask(mid) if ask is not None and mid else None
         if answer is True:
             r.status, r.sent_at, r.message_id, r.resend_at = OutboxStatus.SENT, now, mid, None
@@ -417,56 +234,6 @@ def recover(
         session.add(r)
     session.commit()
     return summary
-
-
-def settle_in_doubt(
-    session: Session, ids: list[int], action: str, *, actor: str, role: str, clock: Clock
-) -> list[OutboxMessage]:
-    """The operator's word on letters in doubt: ``hold`` (no automatic resend; an incident until
-    retried), ``resend`` (resent on the next dispatch, same Message-ID), or ``delivered`` (the
-    recipient has it: marked sent, never resent). Each is an audited change (who, role, when) in
-    the caller's transaction. Refuses, changing nothing, any id not in doubt."""
-    from states import engine
-
-    now = clock.now()
-    if action not in ("hold", "resend", "delivered"):
-        raise InvalidInput(f"{action!r}: use hold, resend or delivered")
-    rows = []
-    for i in dict.fromkeys(ids):
-        m = session.get(OutboxMessage, i) if -(2**63) <= i < 2**63 else None
-        if m is None:
-            from states.errors import NotFound
-
-            raise NotFound(f"outbox message {i} not found (peerwatch outbox list --incidents)")
-        if not is_in_doubt(m):
-            raise InvalidInput(f"outbox message {i} is not in doubt (it is {m.status}): nothing to settle")
-        rows.append(m)
-    for m in rows:
-        if action == "hold":
-            m.resend_at = None
-            m.last_error = (
-                IN_DOUBT
-                + f"held by the operator on {_when(now)}: not resent until `peerwatch outbox retry` or `outbox in-doubt --resend`"
-            )
-        elif action == "resend":
-            m.resend_at, m.resent_at = now, None
-        else:
-            m.status, m.sent_at, m.resend_at = OutboxStatus.SENT, now, None
-            m.last_error = f"marked delivered by the operator on {_when(now)} after an interrupted send"
-        session.add(m)
-        engine.record_change(
-            session,
-            "outbox",
-            m.id,
-            f"in_doubt_{action}",
-            actor=actor,
-            role=role,
-            clock=clock,  # type: ignore[arg-type]
-            from_state="in doubt",
-            state=str(m.status) if action == "delivered" else "in doubt",
-            data={"item": f"{m.kind} {m.item_id}", "template": m.template, "message_id": m.message_id},
-        )
-    return rows
 
 
 # ------------------------------------------------------------------------------ sending
@@ -491,7 +258,7 @@ def _fail(
     before: str,
     error: str,
     now: datetime,
-    policy: Policy,
+    policy: SendPolicy,
     dpolicy: DispatchPolicy,
     summary: DispatchSummary,
     at_once: bool = False,
@@ -541,7 +308,7 @@ class _Run:
         session: Session,
         transport: Transport,
         clock: Clock,
-        policy: Policy,
+        policy: SendPolicy,
         dpolicy: DispatchPolicy,
         summary: DispatchSummary,
     ) -> None:
@@ -638,7 +405,7 @@ def _resend_in_doubt(run: _Run, files: dict[str, list[Attachment]]) -> None:
             r.last_error = f"being resent after a crash mid-send, same Message-ID {mid}"
             session.add(r)
         session.commit()  # claimed: a crash now leaves it in doubt, never resent a second time
-        msg, going, broken = _build_guarded(
+        msg, going, broken = build_guarded(
             claimed, run.transport.sender, run.clock, files, None if mid.startswith("row:") else mid
         )
         for r in claimed:
@@ -677,14 +444,14 @@ def dispatch(
     session: Session,
     transport: Transport,
     clock: Clock,
-    policy: Policy | None = None,
+    policy: SendPolicy | None = None,
     limit: int = 1000,
     dpolicy: DispatchPolicy | None = None,
 ) -> DispatchSummary:
     """Recover interrupted sends, resend those in doubt whose wait is over, then send what is due;
     commits as it goes so nothing goes twice in the normal path."""
-    policy = policy or Policy.from_env()
     dpolicy = dpolicy or DispatchPolicy.from_env()
+    policy = policy or dpolicy
     summary = recover(session, transport, clock, dpolicy)
     run = _Run(session, transport, clock, policy, dpolicy, summary)
     now = run.now
@@ -736,7 +503,7 @@ def dispatch(
         if not claimed:
             session.commit()
             continue
-        msg, going, unbuilt = _build_guarded([r for r, _ in claimed], transport.sender, clock, files)
+        msg, going, unbuilt = build_guarded([r for r, _ in claimed], transport.sender, clock, files)
         for r, before in claimed:
             if id(r) in unbuilt:  # a value no mail can carry: an incident at once, the rest go on
                 run.unsendable(r, before, unbuilt[id(r)])

@@ -1,14 +1,22 @@
-"""Render a letter: ``templates/<name>.txt.j2`` (first line ``Subject: ...``) and ``<name>.html.j2``."""
+"""Render a letter: ``templates/<name>.txt.j2`` (first line ``Subject: ...``) and ``<name>.html.j2``.
+
+An outbox row holds its letter's context frozen as JSON (``states.engine.letters.freeze``, in
+the transition's transaction); ``thaw`` gives it back, dates and times as such, and
+``rendered`` turns a row into the letter it carries, as sent or as it will be sent.
+"""
 
 from __future__ import annotations
 
+import json
 import os
-from datetime import date
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, StrictUndefined, select_autoescape
+
+from models.tables import OutboxMessage
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -63,3 +71,36 @@ def render_layout(template: str, context: dict[str, Any]) -> str:
 
 def template_names() -> list[str]:
     return sorted(p.name.removesuffix(".txt.j2") for p in TEMPLATES.glob("*.txt.j2") if not p.name.startswith("_"))
+
+
+# The tags ``states.engine.letters.freeze`` writes for dates and times (no letter's own data uses them).
+_DATE, _DATETIME = "$peerwatch:date", "$peerwatch:datetime"
+
+
+def _untag(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1:
+        if _DATE in obj:
+            return date.fromisoformat(obj[_DATE])
+        if _DATETIME in obj:
+            return datetime.fromisoformat(obj[_DATETIME])
+    return obj
+
+
+def thaw(frozen: str) -> dict[str, Any]:
+    """A letter's frozen context, dates and times given back as such."""
+    return json.loads(frozen, object_hook=_untag)  # type: ignore[no-any-return]
+
+
+class Rendered(NamedTuple):
+    subject: str
+    body_text: str
+    body_html: str
+
+
+def rendered(message: OutboxMessage) -> Rendered:
+    """The letter as sent (kept on the row), or as it will be sent (rendered now from its frozen context)."""
+    if message.body_text is not None:
+        return Rendered(message.subject or "", message.body_text, message.body_html or "")
+    if message.context is None:
+        raise ValueError(f"outbox message {message.id} has neither text nor context: nothing to render")
+    return Rendered(*render(message.template, thaw(message.context)))

@@ -24,7 +24,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Protocol
 
-from states.errors import InvalidInput
+from notifications.errors import InvalidSetting
 
 
 class TransportError(Exception):
@@ -115,7 +115,7 @@ class SmtpTransport:
         if tls is None:
             tls = "starttls" if starttls or not is_loopback(host) else "none"
         if tls not in TLS_MODES:
-            raise InvalidInput(f"SMTP TLS mode {tls!r}: use one of {', '.join(TLS_MODES)}")
+            raise InvalidSetting(f"SMTP TLS mode {tls!r}: use one of {', '.join(TLS_MODES)}")
         self.host, self.port, self.sender = host, port, sender
         self.tls, self.ca_file, self.username, self.password = tls, ca_file, username, password
         self.timeout, self.connect_timeout = timeout, connect_timeout
@@ -211,9 +211,9 @@ def _number(name: str, default: str, kind: type) -> Any:
     try:
         value = kind(raw)
     except ValueError:
-        raise InvalidInput(f"{name}={raw!r} is not a number") from None
+        raise InvalidSetting(f"{name}={raw!r} is not a number") from None
     if value <= 0:
-        raise InvalidInput(f"{name}={raw!r} must be more than 0")
+        raise InvalidSetting(f"{name}={raw!r} must be more than 0")
     return value
 
 

@@ -32,10 +32,10 @@ from models.tables import (
     Reviewer,
     Visit,
 )
+from notifications.render import rendered
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
-from states.engine.letters import rendered
 from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger
 from states.machines.appeal import AppealState, submit

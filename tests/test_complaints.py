@@ -18,10 +18,10 @@ from sqlmodel import Session, col, func, select
 
 from models import AuditEvent, Complaint, Contact, Deadline, OutboxMessage
 from models.tables import Network
+from notifications.render import rendered
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
-from states.engine.letters import rendered
 from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, PermissionDenied
 from states.machines.complaint import ComplaintState

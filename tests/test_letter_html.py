@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from jinja2 import meta
 
 from models.tables import OutboxMessage
-from notifications.dispatch import build_digest, build_letter
+from notifications.build import build_digest, build_letter
 from notifications.render import TEMPLATES, environment, render, template_names
 from notifications.transports import DEFAULT_SENDER
 from states.clock import FixedClock

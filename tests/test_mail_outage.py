@@ -24,6 +24,7 @@ from cli.main import main
 from models import Risk
 from models.tables import OutboxMessage, OutboxStatus
 from notifications.dispatch import DispatchPolicy, backoff, dispatch, incidents
+from notifications.errors import InvalidSetting
 from notifications.transports import MemoryTransport, SmtpTransport
 from states import engine
 from states.clock import FixedClock
@@ -133,12 +134,10 @@ def test_backoff_doubles_then_is_capped_at_24_hours() -> None:
 
 
 def test_dispatch_policy_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from states.errors import InvalidInput
-
     monkeypatch.setenv("PEERWATCH_FAILED_RETRY_CAP_SECONDS", "7200")
     assert DispatchPolicy.from_env().failed_retry_cap_seconds == 7200
     monkeypatch.setenv("PEERWATCH_SENDING_LEASE_SECONDS", "soon")
-    with pytest.raises(InvalidInput, match="PEERWATCH_SENDING_LEASE_SECONDS"):
+    with pytest.raises(InvalidSetting, match="PEERWATCH_SENDING_LEASE_SECONDS"):
         DispatchPolicy.from_env()
 
 

@@ -15,9 +15,9 @@ from sqlmodel import Session, func, select
 
 from models import AuditEvent, Contact, OutboxMessage, Service
 from models.perinatal import CqcRating, MsspCase
+from notifications.render import rendered
 from states import engine
 from states.clock import FixedClock
-from states.engine.letters import rendered
 from states.errors import InvalidInput, InvalidTrigger, MissingActor, PermissionDenied
 from states.machines.mssp import (
     CRITERIA,

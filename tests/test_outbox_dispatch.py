@@ -23,11 +23,13 @@ from sqlmodel import Session, col, delete, select
 
 from models import Risk
 from models.tables import Contact, OutboxMessage, OutboxStatus, Service
-from notifications.dispatch import build_digest, build_letter, dispatch, incidents
+from notifications.build import build_digest, build_letter
+from notifications.dispatch import dispatch, incidents
+from notifications.render import rendered, thaw
 from notifications.transports import FolderTransport, MemoryTransport, SmtpTransport, TransportError
 from states import engine
 from states.clock import FixedClock
-from states.engine.letters import enqueue_letters, freeze, rendered, thaw
+from states.engine.letters import enqueue_letters, freeze
 from states.engine.sweep import run_sweep
 from states.errors import InvalidInput
 from states.machines.risk import TRUST

@@ -15,10 +15,10 @@ from sqlmodel import Session, func, select
 
 from models import AuditEvent, Contact, Deadline, OutboxMessage, Service
 from models.perinatal import PerinatalConcern
+from notifications.render import rendered
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
-from states.engine.letters import rendered
 from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, PermissionDenied
 from states.machines.perinatal import ADDRESSEES, PerinatalPolicy, PerinatalState, board_review_due, mermaid

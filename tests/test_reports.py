@@ -18,11 +18,12 @@ from models import AuditEvent, Deadline, OutboxMessage, Risk
 from models.tables import AccuracyItem, Attachment, Report, Reviewer, Visit
 from notifications.dispatch import dispatch
 from notifications.documents import render_report_html, render_report_pdf
+from notifications.render import rendered
 from notifications.transports import MemoryTransport
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
-from states.engine.letters import rendered, resolve
+from states.engine.letters import resolve
 from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, NotFound, PermissionDenied
 from states.machines.report import ReportState, document

@@ -17,10 +17,10 @@ from sqlmodel import Session, col, func, select
 
 from models import AuditEvent, Contact, Deadline, DeadlineStatus, OutboxMessage, RefusedAttempt, Report, Service
 from models.selfassessment import SelfAssessment, SelfAssessmentItem, Standard, StandardSet
+from notifications.render import rendered
 from notifications.spreadsheets import COLUMNS, XLSX_TYPE
 from states import engine
 from states.clock import FixedClock
-from states.engine.letters import rendered
 from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, NotFound
 from states.machines.selfassessment import (

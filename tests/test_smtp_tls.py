@@ -21,10 +21,10 @@ from sqlmodel import Session, col, select
 from models import Risk
 from models.tables import OutboxMessage, OutboxStatus
 from notifications.dispatch import DispatchPolicy, dispatch
+from notifications.errors import InvalidSetting
 from notifications.transports import ConnectionFailed, SmtpTransport, TransportError, is_loopback, transport_from_env
 from states import engine
 from states.clock import FixedClock
-from states.errors import InvalidInput
 from states.policy import Policy
 from tests.mailservers import self_signed, server_context, silent_relay, smtp_server
 
@@ -76,7 +76,7 @@ def test_tls_is_required_by_default_for_any_relay_not_on_this_machine() -> None:
     assert SmtpTransport("10.0.0.5").tls == "starttls"
     assert SmtpTransport("127.0.0.1").tls == "none"
     assert SmtpTransport("127.0.0.1", starttls=True).tls == "starttls"
-    with pytest.raises(InvalidInput, match="use one of starttls, tls, none"):
+    with pytest.raises(InvalidSetting, match="use one of starttls, tls, none"):
         SmtpTransport("smtp.nhs.net", tls="maybe")
 
 
@@ -104,12 +104,12 @@ def test_smtp_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PEERWATCH_SMTP_TLS", "tls")
     assert transport_from_env().tls == "tls"  # type: ignore[attr-defined]
     monkeypatch.setenv("PEERWATCH_SMTP_CONNECT_TIMEOUT", "soon")
-    with pytest.raises(InvalidInput, match="PEERWATCH_SMTP_CONNECT_TIMEOUT='soon' is not a number"):
+    with pytest.raises(InvalidSetting, match="PEERWATCH_SMTP_CONNECT_TIMEOUT='soon' is not a number"):
         transport_from_env()
     monkeypatch.setenv("PEERWATCH_MAX_CONNECTION_FAILURES", "5")
     assert DispatchPolicy.from_env().max_connection_failures == 5
     monkeypatch.setenv("PEERWATCH_MAX_CONNECTION_FAILURES", "0")
-    with pytest.raises(InvalidInput, match="out of range"):
+    with pytest.raises(InvalidSetting, match="out of range"):
         DispatchPolicy.from_env()
 
 

@@ -27,9 +27,9 @@ from sqlmodel import Session, select
 
 from models import RefusedAttempt
 from models.selfassessment import SelfAssessment, SelfAssessmentItem
+from notifications.render import rendered
 from notifications.spreadsheets import COLUMNS, csv_value, render_selfassessment_xlsx, text_lines
 from states.clock import FixedClock
-from states.engine.letters import rendered
 from states.machines.selfassessment import SpreadsheetRejected, check_upload, import_spreadsheet, read_workbook
 from tests import hostile_xlsx
 from tests.test_selfassessment import GOOD, _circulate, _fill, _items, _letters, _xlsx, library, run_cli  # noqa: F401

@@ -18,10 +18,10 @@ from sqlmodel import Session, func, select
 
 from models import AuditEvent, Deadline, OutboxMessage, Visit
 from models.surveillance import Surveillance
+from notifications.render import rendered
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
-from states.engine.letters import rendered
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, PermissionDenied
 from states.machines.spec import CLOCK_TRIGGERS, get_spec
 from states.machines.surveillance import SurveillanceState

@@ -16,10 +16,11 @@ from sqlmodel import Session, col, func, select
 from models import AuditEvent, Deadline, OutboxMessage, Risk
 from models.tables import Contact, Network, PanelMember, Report, Reviewer, Service, Visit
 from notifications.ics import visit_calendar
+from notifications.render import rendered
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
-from states.engine.letters import rendered, resolve
+from states.engine.letters import resolve
 from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, NotFound, PermissionDenied
 from states.machines.spec import get_spec

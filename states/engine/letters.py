@@ -8,8 +8,9 @@ A role nobody holds (to or cc) is written as an ``undeliverable`` row of categor
 
 A row holds what its letter says, frozen as JSON (``freeze``): the item, its service, Trust
 and network, the deadlines it quotes, its recipients and signatories, as they were when the
-transition fired. The dispatcher renders it (``rendered``) when it sends it and keeps the
-text it sent; a transition never waits on a template.
+transition fired. The dispatcher renders it (``notifications.render.rendered``, which
+thaws it) when it sends it and keeps the text it sent; a transition never waits on a
+template, and nothing here renders.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, insert, or_
 from sqlalchemy import select as select_core
 from sqlmodel import Session, col, select
 
 from models.bulk import execute_many
-from models.tables import Attachment, Contact, OutboxMessage, OutboxStatus
+from models.tables import OUTSTANDING, Attachment, Contact, Deadline, OutboxMessage, OutboxStatus
+from states.clock import Clock, SystemClock, local_date
 from states.errors import InvalidInput
 from states.roles import CONTACT_ROLES
 from states.text import check_email, check_text
@@ -33,7 +35,6 @@ _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 _INSERT_OUTBOX = insert(_OUTBOX)
 
 if TYPE_CHECKING:
-    from states.clock import Clock
     from states.machines.spec import KindSpec, Letter
 
 
@@ -51,8 +52,6 @@ def _on(on: date | None) -> date:
     """The day recipients are resolved for: the caller's (the clock's) date; else the system clock's."""
     if on is not None:
         return on
-    from states.clock import SystemClock, local_date
-
     return local_date(SystemClock().now())
 
 
@@ -143,7 +142,7 @@ def _look_up_on(session: Session, cache: dict[Any, list[Contact]], wanted: set[K
         )
 
 
-_DATE, _DATETIME = "$peerwatch:date", "$peerwatch:datetime"  # tags no letter's own data uses
+_DATE, _DATETIME = "$peerwatch:date", "$peerwatch:datetime"  # tags no letter's own data uses (render.thaw reads them)
 
 
 def _tag(value: Any) -> Any:
@@ -154,43 +153,13 @@ def _tag(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} {value!r}")
 
 
-def _untag(obj: dict[str, Any]) -> Any:
-    if len(obj) == 1:
-        if _DATE in obj:
-            return date.fromisoformat(obj[_DATE])
-        if _DATETIME in obj:
-            return datetime.fromisoformat(obj[_DATETIME])
-    return obj
-
-
 def freeze(context: dict[str, Any]) -> str:
-    """A letter's context as JSON, dates and times tagged so ``thaw`` gives them back as such.
+    """A letter's context as JSON, dates and times tagged so ``notifications.render.thaw`` gives them back.
     Anything else JSON cannot hold refuses the transition, naming it (never a crash of a sweep)."""
     try:
         return json.dumps(context, default=_tag, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"a letter's context cannot hold {exc}: give the template text, numbers or dates") from None
-
-
-def thaw(frozen: str) -> dict[str, Any]:
-    return json.loads(frozen, object_hook=_untag)  # type: ignore[no-any-return]
-
-
-class Rendered(NamedTuple):
-    subject: str
-    body_text: str
-    body_html: str
-
-
-def rendered(message: OutboxMessage) -> Rendered:
-    """The letter as sent (kept on the row), or as it will be sent (rendered now from its frozen context)."""
-    if message.body_text is not None:
-        return Rendered(message.subject or "", message.body_text, message.body_html or "")
-    if message.context is None:
-        raise ValueError(f"outbox message {message.id} has neither text nor context: nothing to render")
-    from notifications.render import render  # Jinja2 loads with the first letter rendered
-
-    return Rendered(*render(message.template, thaw(message.context)))
 
 
 def _person(c: Contact) -> dict[str, str]:
@@ -233,8 +202,6 @@ def enqueue_letters(
 
 def open_deadlines(session: Session, kind: str, item_ids: list[int]) -> dict[int, dict[str, date]]:
     """Each item's open and paused deadlines by name (what letters quote), in one query."""
-    from models.tables import OUTSTANDING, Deadline
-
     t = Deadline.__table__  # type: ignore[attr-defined]
     out: dict[int, dict[str, date]] = {i: {} for i in item_ids}
     for start in range(0, len(item_ids), 900):
