@@ -6,6 +6,10 @@ Here a statement is compiled once per dialect and set of keys, each value goes t
 column's own bind processor (the same conversion SQLAlchemy applies: UTC timestamps, JSON,
 dates), and the rows go to the driver in one call. Statements that would need anything more
 (Python-side defaults, RETURNING) are refused at compile time and run the usual way.
+
+``mark_written`` tells the ORM that rows were written by such a batched UPDATE. It is the one
+place the project uses SQLAlchemy's internals (the range is pinned in pyproject.toml);
+tests/test_bulk_orm.py proves the rows end as the ORM's own flush leaves them.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.sql.dml import Insert, Update
 
 _MISSING = object()
@@ -84,3 +91,13 @@ def execute_many(conn: Connection, stmt: Insert | Update, rows: Sequence[dict[st
                 values[i] = process(values[i])
         params.append(tuple(values) if positional else dict(zip(names, values)))
     return int(conn.exec_driver_sql(sql, params).rowcount)
+
+
+def mark_written(session: Session, rows: Sequence[object]) -> None:
+    """Mark ORM rows whose changes a batched UPDATE has just written as a flush leaves them:
+    clean, their in-memory values now the committed ones, and known to the transaction as
+    altered, so a rolled-back savepoint or transaction expires them back to what the database
+    holds. (What ``Session.flush`` does to each row it wrote; SQLAlchemy offers no public call.)"""
+    states = [sa_inspect(row) for row in rows]
+    InstanceState._commit_all_states([(state, state.dict) for state in states], session.identity_map)
+    session._register_altered(states)

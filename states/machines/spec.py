@@ -17,9 +17,9 @@ from enum import Enum
 from functools import cached_property
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from models.tables import StatefulItem
+from models.tables import OUTSTANDING, Deadline, StatefulItem
 from states.calendar import WorkingCalendar
 from states.errors import NotFound
 from states.policy import Policy
@@ -53,12 +53,76 @@ class NewDeadline:
     remind_on: date | None = None
 
 
+@dataclass(frozen=True)
+class CloseDeadline:
+    """Close this item's outstanding deadlines called ``name``.
+
+    ``status``: ``closed`` (no longer owed) or ``fired`` (passed and acted upon: still owed until
+    the item moves on). ``due_before``: only those due strictly before this date (e.g. the
+    months a late board review covers)."""
+
+    name: str
+    status: str = "closed"
+    due_before: date | None = None
+
+
+@dataclass(frozen=True)
+class MoveDeadline:
+    """Move this item's outstanding deadlines called ``name`` to a new due date and reminder date.
+
+    A reminder already sent stays sent only if the new reminder date is not after today."""
+
+    name: str
+    due_on: date
+    remind_on: date | None = None
+
+
+@dataclass(frozen=True)
+class FollowOn:
+    """A transition of another item that this one asks for, fired by the engine in the same
+    transaction, as the same actor and role, at the same time (so it is audited as theirs).
+
+    Either ``item_id`` (fire ``trigger`` on that existing item of ``kind``) or ``new`` (a new row of
+    ``kind``, inserted in its initial state, whose opening ``trigger`` is fired). ``note`` and
+    ``params`` go with the request. ``link``: only with ``new``, a field of the firing item set to
+    the new item's id (e.g. ``visit_id``); a linked follow-on is created before this transition's
+    audit event and letters, which may quote it; the others run after them, in order."""
+
+    kind: str
+    trigger: str
+    item_id: int | None = None
+    new: StatefulItem | None = None
+    note: str | None = None
+    params: Mapping[str, Any] | None = None
+    link: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.item_id is None) == (self.new is None):
+            raise ValueError(f"follow-on {self.kind} {self.trigger}: give exactly one of item_id or new")
+        if self.link is not None and self.new is None:
+            raise ValueError(f"follow-on {self.kind} {self.trigger}: link needs a new item")
+
+
 @dataclass
 class Effects:
+    """What a transition does besides changing the item's own fields, as data the engine applies
+    in the caller's transaction:
+
+    - ``letters``: outbox rows to write (composed after the transition, quoting its deadlines);
+    - ``deadlines``: new deadlines of this item (one replaces an outstanding one of the same name);
+    - ``close``: outstanding deadlines of this item to close by name (``CloseDeadline``);
+    - ``move``: outstanding deadlines of this item to move to a new date (``MoveDeadline``);
+    - ``follow_on``: transitions of other items to fire or items to create (``FollowOn``);
+    - ``then``: deprecated callables run after the transition is written; use ``follow_on``.
+    """
+
     letters: list[Letter] = field(default_factory=list)
     deadlines: list[NewDeadline] = field(default_factory=list)
-    # Run after the transition is written, in the same transaction (e.g. raise the risks
-    # found at a visit through the engine). Each must itself go through the engine.
+    close: list[CloseDeadline] = field(default_factory=list)
+    move: list[MoveDeadline] = field(default_factory=list)
+    follow_on: list[FollowOn] = field(default_factory=list)
+    # Deprecated: run after the transition is written, in the same transaction. Each must itself
+    # go through the engine. Kept until no machine uses it; use follow_on.
     then: list[Callable[[], Any]] = field(default_factory=list)
 
 
@@ -83,6 +147,18 @@ def letter_for(spec: LetterFor | None, session: Session, row: Any) -> Letter | N
     return spec(session, row)
 
 
+def outstanding_deadlines(session: Session, kind: str, item_id: int, name: str | None = None) -> list[Deadline]:
+    """An item's outstanding deadlines (open, paused, or passed with the overdue letter sent), by date."""
+    query = select(Deadline).where(
+        Deadline.kind == kind,
+        Deadline.item_id == item_id,
+        col(Deadline.status).in_(OUTSTANDING),
+    )
+    if name is not None:
+        query = query.where(Deadline.name == name)
+    return list(session.exec(query.order_by(col(Deadline.due_on))))
+
+
 @dataclass
 class Context:
     """Everything a guard or an effect may read. Guards must not write."""
@@ -100,6 +176,11 @@ class Context:
     actor: str
     role: str
     note: str | None
+    kind: str = ""  # the kind whose machine fires
+
+    def deadlines(self, name: str | None = None) -> list[Deadline]:
+        """This item's outstanding deadlines (of ``name``, if given), by date: to read, not to change."""
+        return outstanding_deadlines(self.session, self.kind, self.row.id, name)
 
 
 @dataclass

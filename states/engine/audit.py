@@ -1,0 +1,239 @@
+"""The audit chain: every transition and every audited change, one SHA-256 hash chain.
+
+Each event's hash covers the one before it (``prev_hash``) and its own canonical JSON, so an
+event changed, removed or reordered after it was written breaks the chain (``verify_chain``).
+The single ``audit_head`` row holds the last hash; appending locks it, so concurrent writers
+queue and the chain never forks. Refused attempts are audited apart (``record_refusal``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, insert, update
+from sqlalchemy import select as select_core
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from models.bulk import execute_many
+from models.tables import AuditEvent, AuditHead, RefusedAttempt
+from states.clock import Clock
+from states.errors import MissingActor, PermissionDenied
+from states.roles import AUDITOR, check_actor_role
+
+_AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
+_HEAD = AuditHead.__table__  # type: ignore[attr-defined]
+_INSERT_AUDIT = insert(_AUDIT)
+
+
+@dataclass
+class Event:
+    """An audit event as written to the chain (``hash`` links it to the one before)."""
+
+    kind: str
+    item_id: int
+    at: datetime
+    actor: str
+    role: str
+    trigger: str
+    from_state: str | None
+    to_state: str
+    note: str | None
+    version: int
+    data: dict[str, Any]
+    prev_hash: str = ""
+    hash: str = ""
+
+    def row(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in _EVENT_FIELDS}
+
+
+_EVENT_FIELDS = (
+    "kind",
+    "item_id",
+    "at",
+    "actor",
+    "role",
+    "trigger",
+    "from_state",
+    "to_state",
+    "note",
+    "version",
+    "data",
+    "prev_hash",
+    "hash",
+)
+
+
+def jsonable(value: Any) -> Any:
+    """A value as JSON can hold it: mappings and sequences walked, anything else as text."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def _canonical(event: AuditEvent) -> bytes:
+    return json.dumps(
+        {
+            "kind": event.kind,
+            "item_id": event.item_id,
+            "at": event.at.astimezone(UTC).isoformat(),
+            "actor": event.actor,
+            "role": event.role,
+            "trigger": event.trigger,
+            "from": event.from_state,
+            "to": event.to_state,
+            "note": event.note,
+            "version": event.version,
+            "data": event.data,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    ).encode()
+
+
+def event_hash(prev_hash: str, event: AuditEvent) -> str:
+    return hashlib.sha256(prev_hash.encode() + b"\n" + _canonical(event)).hexdigest()
+
+
+def append_audit(session: Session, events: list[Event]) -> None:
+    """Append events to the one hash chain, in order: the head row is locked (FOR UPDATE on
+    PostgreSQL; SQLite's single writer) so concurrent appends queue, never fork."""
+    if not events:
+        return
+    head = session.execute(select_core(_HEAD.c.hash, _HEAD.c.events).where(_HEAD.c.id == 1).with_for_update()).first()
+    prev = head.hash if head is not None else ""
+    for e in events:
+        e.prev_hash = prev
+        e.hash = prev = event_hash(prev, e)
+    execute_many(session.connection(), _INSERT_AUDIT, [e.row() for e in events])
+    if head is None:
+        session.execute(insert(_HEAD), [{"id": 1, "hash": prev, "events": len(events)}])
+    else:
+        session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(hash=prev, events=head.events + len(events)))
+
+
+def record_change(
+    session: Session,
+    kind: str,
+    item_id: int,
+    action: str,
+    *,
+    actor: str,
+    role: str,
+    clock: Clock,
+    state: str,
+    from_state: str | None = None,
+    note: str | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> Event:
+    """Audit a change a person made that is not a state machine's transition (a contact edited,
+    a milestone recorded or done, a letter queued again): who, in which role, when, what, on
+    the same hash chain as every transition, in the caller's transaction (the caller commits).
+    ``kind`` names the table (contact, reviewer, milestone, outbox); ``version`` counts the
+    item's audited changes."""
+    if not actor or not actor.strip():
+        raise MissingActor(f"no actor given for {action} on {kind} {item_id}: name who is acting (--actor)")
+    check_actor_role(role)
+    if role == AUDITOR:
+        raise PermissionDenied(f"role 'auditor' is read-only: it may not {action} {kind} {item_id}")
+    session.flush()
+    before = session.execute(
+        select_core(func.count()).select_from(_AUDIT).where(_AUDIT.c.kind == kind, _AUDIT.c.item_id == item_id)
+    ).scalar_one()
+    event = Event(
+        kind=kind,
+        item_id=item_id,
+        at=clock.now(),
+        actor=actor.strip(),
+        role=role,
+        trigger=action,
+        from_state=from_state,
+        to_state=state,
+        note=note,
+        version=before + 1,
+        data=jsonable(dict(data or {})),
+    )
+    append_audit(session, [event])
+    return event
+
+
+def changes(session: Session, kind: str, item_ids: list[int]) -> list[AuditEvent]:
+    """The audited changes of these items of a table (``record_change``), oldest first."""
+    return list(
+        session.exec(
+            select(AuditEvent)
+            .where(AuditEvent.kind == kind, col(AuditEvent.item_id).in_(item_ids))
+            .order_by(AuditEvent.id)
+        )
+    )  # type: ignore[arg-type]
+
+
+def verify_chain(session: Session, batch: int = 5000) -> tuple[int, AuditEvent | None, str | None]:
+    """Recompute the chain: (events checked, first broken event or None, what is wrong)."""
+    prev, checked, last_id = "", 0, 0
+    while True:
+        events = list(
+            session.exec(select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch))
+        )  # type: ignore[arg-type,operator]
+        if not events:
+            break
+        for e in events:
+            if e.prev_hash != prev:
+                return (
+                    checked,
+                    e,
+                    f"audit event {e.id} does not follow event {last_id or 'the start'}: the chain was cut or reordered",
+                )
+            if e.hash != event_hash(prev, e):
+                return (
+                    checked,
+                    e,
+                    f"audit event {e.id} ({e.kind} {e.item_id} {e.trigger}) was changed after it was written",
+                )
+            prev, last_id, checked = e.hash, e.id or last_id, checked + 1
+    head = session.execute(select_core(_HEAD.c.hash).where(_HEAD.c.id == 1)).first()
+    if head is not None and head.hash != prev:
+        return checked, None, "the last audit events were deleted: the chain head does not match the last event"
+    return checked, None, None
+
+
+def record_refusal(
+    db: Engine,
+    kind: str,
+    item_id: int | None,
+    trigger: str,
+    actor: str,
+    role: str,
+    clock: Clock,
+    reason: str,
+    params: Mapping[str, Any] | None = None,
+) -> None:
+    """Audit a refused attempt in its own transaction (the attempt itself changed nothing)."""
+    data: dict[str, Any] = {"params": jsonable(dict(params or {}))}
+    if item_id is not None and not -(2**63) <= item_id < 2**63:  # no such row can exist: keep the id as typed
+        data["item_id"], item_id = str(item_id), None
+    with Session(db) as s:
+        s.add(
+            RefusedAttempt(
+                kind=kind,
+                item_id=item_id,
+                trigger=trigger,
+                actor=(actor or "").strip() or "(none)",
+                role=role or "(none)",
+                at=clock.now(),
+                reason=reason,
+                data=data,
+            )
+        )
+        s.commit()
