@@ -3,7 +3,7 @@ and the formula-injection rule every spreadsheet or CSV export of the project fo
 
 Rendering only: the data comes from ``states.machines.selfassessment.workbook_document``; nothing
 here queries the database or judges a row (the import's checks are in
-``states/machines/selfassessment.py``).
+``states/machines/standards.py`` and ``states/services/selfassessment_import.py``).
 
 Formula injection (OWASP "CSV injection"): text that begins with ``=``, ``+``, ``-``, ``@``,
 a tab or a carriage return would be read as a formula (``=cmd|' /C calc'!A0``) by Excel or

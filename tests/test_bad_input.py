@@ -22,8 +22,9 @@ from sqlmodel import Session, SQLModel
 
 from cli.main import main
 from states.errors import PeerwatchError
-from states.machines.selfassessment import SpreadsheetRejected, check_rows, parse_spreadsheet, read_workbook
 from states.machines.spec import get_spec, kinds
+from states.machines.standards import SpreadsheetRejected, check_rows
+from states.services.selfassessment_import import parse_spreadsheet, read_workbook
 
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ = settings(

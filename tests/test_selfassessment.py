@@ -23,22 +23,19 @@ from states import engine
 from states.clock import FixedClock
 from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, NotFound
-from states.machines.selfassessment import (
-    SelfAssessmentState,
+from states.machines.selfassessment import SelfAssessmentState, spreadsheet
+from states.machines.spec import CLOCK_TRIGGERS, get_spec
+from states.machines.standards import (
     SpreadsheetRejected,
     check_rows,
     current_set,
     derive_status,
-    import_spreadsheet,
-    load_standard_sets,
-    read_library,
-    read_workbook,
-    spreadsheet,
     standards_of,
-    start,
     total_achievement,
 )
-from states.machines.spec import CLOCK_TRIGGERS, get_spec
+from states.services.selfassessment import import_spreadsheet, start
+from states.services.selfassessment_import import read_workbook
+from states.services.standards import load_standard_sets, read_library
 
 S = SelfAssessmentState
 SPEC = get_spec("selfassessment")

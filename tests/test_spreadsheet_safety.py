@@ -30,7 +30,9 @@ from models.selfassessment import SelfAssessment, SelfAssessmentItem
 from notifications.render import rendered
 from notifications.spreadsheets import COLUMNS, csv_value, render_selfassessment_xlsx, text_lines
 from states.clock import FixedClock
-from states.machines.selfassessment import SpreadsheetRejected, check_upload, import_spreadsheet, read_workbook
+from states.machines.standards import SpreadsheetRejected
+from states.services.selfassessment import import_spreadsheet
+from states.services.selfassessment_import import check_upload, read_workbook
 from tests import hostile_xlsx
 from tests.test_selfassessment import GOOD, _circulate, _fill, _items, _letters, _xlsx, library, run_cli  # noqa: F401
 
