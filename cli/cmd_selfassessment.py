@@ -1,6 +1,6 @@
 """``peerwatch selfassessment``: self-assessment declarations and the standards library (000 s5.1, Appendix 2).
 
-show, list, fire and history are the generic ones (cli/items.py).
+show, list, fire and history come from the generic kind commands (cli/main.py).
 """
 
 from __future__ import annotations
@@ -9,22 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlmodel import Session, col, select
-
-from cli.items import add_item_commands
-from cli.context import of, who
-from cli.items import fire_and_print
-from cli.output import console, errors, print_json, table
-from models import get_engine, session_scope
-from models.selfassessment import StandardSet
-from states import engine
-from states.clock import local_date
-from states.errors import InvalidInput, NotFound
-from states.machines.selfassessment import item_view, report_of, spreadsheet
-from states.machines.standards import SpreadsheetRejected, current_set, standards_of
-from states.services.items import deadline_json
-from states.services.selfassessment import import_file, return_due, start
-from states.services.standards import load_standard_sets, read_library
 
 NAME = "selfassessment"
 app = typer.Typer(
@@ -39,7 +23,6 @@ ROLE = Annotated[str, typer.Option(help="Actor role: network-office, network-man
 
 @standards_app.command("load")
 def standards_load(
-    ctx: typer.Context,
     file: Annotated[str, typer.Argument(help="A JSON or YAML standards library (docs/standards-example.yaml).")],
     actor: Annotated[
         str | None, typer.Option(help="Who is loading it (default: $PEERWATCH_ACTOR, else your login name).")
@@ -47,12 +30,16 @@ def standards_load(
     role: ROLE = "network-office",
 ) -> None:
     """Load standard sets (audited); each supersedes the current set of its service kind (it must be newer)."""
-    run = of(ctx)
+    from cli.main import OPTS, _db, _who, clock
+    from cli.output import console, print_json
+    from models import session_scope
+    from states.services.standards import load_standard_sets, read_library
+
     docs = read_library(file)
-    run.db()
+    _db()
     with session_scope() as s:
-        loaded = load_standard_sets(s, docs, actor=who(actor), role=role, clock=run.clock())
-    if run.json:
+        loaded = load_standard_sets(s, docs, actor=_who(actor), role=role, clock=clock())
+    if OPTS.json:
         print_json(loaded)
         return
     for x in loaded:
@@ -66,14 +53,21 @@ def standards_load(
 
 @standards_app.command("list")
 def standards_list(
-    ctx: typer.Context,
     kind: Annotated[str | None, typer.Option(help="Only sets for this service kind.")] = None,
     show_standards: Annotated[bool, typer.Option("--standards", help="Also list each set's standards.")] = False,
 ) -> None:
     """List standard sets, which is in force today, and what superseded the others."""
-    run = of(ctx)
-    run.db()
-    today = local_date(run.clock().now())
+    from sqlmodel import Session, col, select
+
+    from cli.main import OPTS, _db, clock
+    from cli.output import print_json, table
+    from models import get_engine
+    from models.selfassessment import StandardSet
+    from states.clock import local_date
+    from states.machines.standards import current_set, standards_of
+
+    _db()
+    today = local_date(clock().now())
     with Session(get_engine()) as s:
         q = select(StandardSet).order_by(col(StandardSet.service_kind), col(StandardSet.effective_from))
         if kind:
@@ -96,7 +90,7 @@ def standards_list(
             }  # type: ignore[arg-type]
             for x in sets
         ]
-    if run.json:
+    if OPTS.json:
         print_json(out)
         return
     table(
@@ -135,7 +129,6 @@ def standards_list(
 
 @app.command("circulate")
 def circulate(
-    ctx: typer.Context,
     service: Annotated[int, typer.Option(help="Service id.")],
     year: Annotated[int, typer.Option(help="Programme year it starts, e.g. 2026 for 2026-27.")],
     actor: ACTOR = "",
@@ -143,38 +136,47 @@ def circulate(
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Send the Appendix 2 spreadsheet to the service's Leads/Managers (current standard set); the return is due in 6 weeks."""
-    run = of(ctx)
-    run.db()
+    from cli.main import _created, _db, _deadline_json, clock
+    from models import session_scope
+    from states.services.selfassessment import start
+
+    _db()
     with session_scope() as s:
-        out = start(s, service, year, actor=actor, role=role, clock=run.clock(), note=note)
-        run.created(
-            "selfassessment", out.row.id, state=out.row.state, deadlines=deadline_json(s, "selfassessment", out.row.id)
+        out = start(s, service, year, actor=actor, role=role, clock=clock(), note=note)
+        _created(
+            "selfassessment", out.row.id, state=out.row.state, deadlines=_deadline_json(s, "selfassessment", out.row.id)
         )
 
 
 @app.command("export")
 def export(
-    ctx: typer.Context,
     assessment_id: Annotated[int, typer.Argument(help="selfassessment id")],
     out: Annotated[str, typer.Option(help="Where to write the .xlsx file.")],
 ) -> None:
     """Write the declaration's spreadsheet (with the service's answers, once imported)."""
-    run = of(ctx)
-    run.db()
+    from sqlmodel import Session
+
+    from cli.main import OPTS, _db, clock
+    from cli.output import console, print_json
+    from models import get_engine
+    from states import engine
+    from states.machines.selfassessment import spreadsheet
+    from states.services.selfassessment import return_due
+
+    _db()
     with Session(get_engine()) as s:
         _, row = engine.load(s, "selfassessment", assessment_id)
-        _name, _type, data = spreadsheet(s, row, return_by=return_due(s, row), made=run.clock().now())  # type: ignore[arg-type]
+        _name, _type, data = spreadsheet(s, row, return_by=return_due(s, row), made=clock().now())  # type: ignore[arg-type]
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    print_json({"id": assessment_id, "file": str(path), "bytes": len(data)}) if run.json else console.print(
+    print_json({"id": assessment_id, "file": str(path), "bytes": len(data)}) if OPTS.json else console.print(
         f"selfassessment {assessment_id}: {path}", markup=False
     )
 
 
 @app.command("import")
 def import_(
-    ctx: typer.Context,
     assessment_id: Annotated[int, typer.Argument(help="selfassessment id")],
     file: Annotated[str, typer.Argument(help="The completed .xlsx returned by the service.")],
     actor: ACTOR = "",
@@ -190,16 +192,23 @@ def import_(
 ) -> None:
     """Import a returned spreadsheet: every row is checked; any problem refuses the whole file (listed, exit 2) and
     the service is sent the problems. Oversized, .xls and .ods files are refused before they are opened."""
-    run = of(ctx)
+    from cli.main import OPTS, _db, _deadline_json, clock
+    from cli.output import console, errors, print_json
+    from models import get_engine
+    from states.errors import NotFound
+    from states.machines.selfassessment import report_of
+    from states.machines.standards import SpreadsheetRejected
+    from states.services.selfassessment import import_file
+
     path = Path(file)
     if not path.is_file():
         raise NotFound(f"file {file!r} not found")
-    db = run.db()
+    db = _db()
     try:
-        row = import_file(db, assessment_id, path, actor=actor, role=role, clock=run.clock(), letter=letter)
+        row = import_file(db, assessment_id, path, actor=actor, role=role, clock=clock(), letter=letter)
     except SpreadsheetRejected as exc:
         problems = exc.problems
-        if run.json:
+        if OPTS.json:
             print_json(
                 {
                     "id": assessment_id,
@@ -223,11 +232,12 @@ def import_(
                 "the service has been written to with these problems (peerwatch dispatch sends it)", markup=False
             )
         raise SystemExit(2) from None
+    from sqlmodel import Session
 
     with Session(get_engine()) as s:
         report = report_of(s, row)
-        deadlines = deadline_json(s, "report", report.id) if report else []
-    if run.json:
+        deadlines = _deadline_json(s, "report", report.id) if report else []
+    if OPTS.json:
         print_json(
             {
                 "id": row.id,
@@ -248,7 +258,6 @@ def import_(
 
 @app.command("validate")
 def validate(
-    ctx: typer.Context,
     assessment_id: Annotated[int, typer.Argument(help="selfassessment id")],
     ref: Annotated[str | None, typer.Option(help="Standard Ref No., e.g. 1.2.")] = None,
     status: Annotated[str | None, typer.Option(help="Validated status: Met, Partially Met or Unmet.")] = None,
@@ -270,32 +279,41 @@ def validate(
     role: ROLE = "network-office",
 ) -> None:
     """Record the network's validated status for one standard, or accept the rest, or finish."""
-    run = of(ctx)
+    from cli.main import _fire_and_print
+    from states.errors import InvalidInput
+
     chosen = [x for x in (ref is not None, accept_all, complete) if x]
     if len(chosen) != 1:
         raise InvalidInput("give one of: --ref R --status S [--note], --accept-all, or --complete")
     if accept_all:
-        fire_and_print(run, "selfassessment", assessment_id, "accept_all", actor, role, note, {})
+        _fire_and_print("selfassessment", assessment_id, "accept_all", actor, role, note, {})
     elif complete:
-        fire_and_print(run, "selfassessment", assessment_id, "complete_validation", actor, role, note, {})
+        _fire_and_print("selfassessment", assessment_id, "complete_validation", actor, role, note, {})
     else:
         if not status:
             raise InvalidInput("--ref needs --status (Met, Partially Met or Unmet)")
-        fire_and_print(
-            run, "selfassessment", assessment_id, "validate_item", actor, role, note, {"ref": ref, "status": status}
+        _fire_and_print(
+            "selfassessment", assessment_id, "validate_item", actor, role, note, {"ref": ref, "status": status}
         )
 
 
 @app.command("items")
-def items(ctx: typer.Context, assessment_id: Annotated[int, typer.Argument(help="selfassessment id")]) -> None:
+def items(assessment_id: Annotated[int, typer.Argument(help="selfassessment id")]) -> None:
     """Each standard: declared status, figure, status the figure gives, validated status; and the achievement."""
-    run = of(ctx)
-    run.db()
+    from sqlmodel import Session
+
+    from cli.main import OPTS, _db
+    from cli.output import console, print_json, table
+    from models import get_engine
+    from states import engine
+    from states.machines.selfassessment import item_view, report_of
+
+    _db()
     with Session(get_engine()) as s:
         _, row = engine.load(s, "selfassessment", assessment_id)
         view = item_view(s, row)  # type: ignore[arg-type]
         report = report_of(s, row)  # type: ignore[arg-type]
-    if run.json:
+    if OPTS.json:
         print_json(
             {
                 "id": assessment_id,
@@ -327,6 +345,3 @@ def items(ctx: typer.Context, assessment_id: Annotated[int, typer.Argument(help=
         console.print(f"total achievement: {row.achievement:.1f}%", markup=False)  # type: ignore[attr-defined]
     if report:
         console.print(f"written report: report {report.id} ({report.state})", markup=False)
-
-
-add_item_commands(app, NAME)

@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from flows.site import write_site
 from models import AuditEvent, Contact, Deadline, Network, Report, Risk, Service
 from models.selfassessment import SelfAssessment
+from notifications.dashboard import write_site
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock, local_date
@@ -487,14 +487,14 @@ def test_long_tables_are_cut_but_the_figures_count_every_row(
 ) -> None:
     """A network with more open risks than a page lists: the table stops at ROWS_SHOWN and
     says so; the headline figures still count them all."""
-    import notifications.dashboard as page_renderer
+    import notifications.dashboard as site
 
     networks = [(n.code, n.name) for n in session.exec(select(Network).order_by(col(Network.code)))]
     busiest = max(networks, key=lambda n: len(register.risk_register(session, TODAY, n[0])))
     total = len(register.risk_register(session, TODAY, busiest[0]))
     assert total >= 2
-    monkeypatch.setattr(page_renderer, "ROWS_SHOWN", 1)
-    (page,) = write_site(session, TODAY, tmp_path / "site", [busiest])
+    monkeypatch.setattr(site, "ROWS_SHOWN", 1)
+    (page,) = site.write_site(session, TODAY, tmp_path / "site", [busiest])
     html = Path(page["page"]).read_text()
     assert page["open_risks"] == total
     assert f"Showing the first 1 of {total}" in html
@@ -514,7 +514,7 @@ def test_late_returns_and_replies_are_recorded_at_receipt_and_shown_on_the_dashb
     3 calendar days, 1 working day. An on-time reply is recorded as on time and not listed.
     The numbers are those stored at receipt: `report show`, the dashboard page (html5lib) and
     the `late-receipts` artifact all show them, and a later as-of date does not change them."""
-    from states.services.items import item_json
+    from cli.main import _item_json
     from flows.artifacts import publish_late
     from states.machines.lateness import for_item, received_late
 
@@ -587,7 +587,7 @@ def test_late_returns_and_replies_are_recorded_at_receipt_and_shown_on_the_dashb
         for x in for_item(s, "report", late_report)
     ] == [("factual accuracy reply", "2026-12-29", "2027-01-04", 6, 3)]
     assert [(x["late"], x["days_late"]) for x in for_item(s, "report", on_time)] == [(False, 0)]
-    shown = item_json(s, "selfassessment", s.get(SelfAssessment, sa.id))
+    shown = _item_json(s, "selfassessment", s.get(SelfAssessment, sa.id))
     assert (shown["late"], shown["days_late"], shown["working_days_late"]) == (True, 3, 1)
 
     late = received_late(s)
