@@ -28,8 +28,8 @@ def dashboard(
 
     from cli.main import OPTS, _db, _network, clock
     from cli.output import console, print_json, table
+    from flows.site import write_site
     from models import Network
-    from notifications.dashboard import write_site
     from states.clock import local_date
 
     today = local_date(clock().now())

@@ -32,8 +32,8 @@ def write(
 
     from cli.main import OPTS, _db, clock
     from cli.output import console, print_json
+    from flows.site import write_feeds
     from models.installation import installation_id
-    from notifications.ics import write_feeds
 
     with Session(_db()) as s:
         paths = write_feeds(s, out, clock().now())
@@ -59,7 +59,7 @@ def show(
     from sqlmodel import Session
 
     from cli.main import _db, clock
-    from notifications.ics import network_feed
+    from flows.site import network_feed
 
     with Session(_db()) as s:
         data = network_feed(s, network, clock().now(), service)

@@ -1,5 +1,5 @@
 """The Network Manager's views, refreshed: Prefect artifacts (flows/artifacts.py) and the
-dashboard site with its calendar feeds (notifications/dashboard.py, ``PEERWATCH_SITE_DIR``).
+dashboard site with its calendar feeds (flows/site.py, ``PEERWATCH_SITE_DIR``).
 
 A flow of its own, scheduled after the morning chase and through the working day (prefect.yaml),
 so the chase stays a sweep whose cost depends only on what is due, whatever the number of open
@@ -11,14 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlmodel import Session, select
 
 from flows import collisions
 from flows.artifacts import publish_views
 from flows.naming import as_of as run_name
+from flows.site import write_site
 from models import Network, init_db
-from notifications.dashboard import site_dir, write_site
+from notifications.dashboard import site_dir
 from states.clock import clock_from, local_date
+from states.services.contacts import escalation_contacts, escalation_window_days
 
 
 @task(name="publish-artifacts")
@@ -32,10 +35,6 @@ def artifacts(as_of: str | None) -> list[str]:
 def publish_escalation_contacts(session: Session, today: Any) -> str:
     """Changes to where escalations go (CQC, Commissioning Lead, commissioner, ASCT, TPD, RA)
     recorded lately (states/services/contacts.py): a Network Manager sees who will now be written to."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-    from states.services.contacts import escalation_contacts, escalation_window_days
-
     days = escalation_window_days()
     rows = escalation_contacts(session, today, days)
     what = f"Escalation addresses changed in the last {days} days, as of {today.isoformat()}"

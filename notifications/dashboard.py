@@ -1,6 +1,8 @@
 """The Network Manager's dashboard as files: one self-contained HTML page per network, with its
 calendar feeds beside it (issue 7 items 2 and 3). Written by ``peerwatch dashboard`` and by the
-``views`` flow; the figures come from ``states/views/register.py``, the feeds from ``notifications/ics.py``.
+``views`` flow (through ``flows/site.py``), from data the read models give: each network's page
+(``states/views/dashboard.py``) and its feeds (``states/views/feeds.py``, rendered by
+``notifications/ics.py``). Nothing here reads the database.
 
 Layout of the folder (``PEERWATCH_SITE_DIR``, default ``var/site``)::
 
@@ -13,10 +15,14 @@ Layout of the folder (``PEERWATCH_SITE_DIR``, default ``var/site``)::
 from __future__ import annotations
 
 import os
-from datetime import date, timedelta
+from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from notifications.ics import Feed, write_feeds
 from notifications.render import TEMPLATES
 
 # Rows listed per table on a page: a network with thousands of open items still gets a page
@@ -28,32 +34,18 @@ def site_dir() -> Path:
     return Path(os.environ.get("PEERWATCH_SITE_DIR") or "var/site")
 
 
-def write_site(session: Any, today: date, out: Path, networks: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """Render each network's page, its calendar feeds and the index linking them; returns each page's figures."""
-    from notifications.ics import write_feeds
-    from states.machines.lateness import received_late
-    from states.views.register import AGE_BUCKETS, UPCOMING_WORKING_DAYS, summary
-
+def write_site(today: date, out: Path, pages: list[dict[str, Any]], feeds: Sequence[Feed]) -> list[dict[str, Any]]:
+    """Render each network's page (``states.views.dashboard.network_page``), the index linking
+    them and the networks' calendar feeds; returns each page's figures."""
     env = _environment()
     page, index = env.get_template("dashboard.html.j2"), env.get_template("dashboard_index.html.j2")
     written = []
-    for code, name in networks:
-        data = summary(session, today, code)
-        data["received_late"] = received_late(
-            session, code, since=today - timedelta(days=365)
-        )  # as recorded at receipt
-        data.update(
-            {
-                "network": {"code": code, "name": name},
-                "age_buckets": [b for b, _ in AGE_BUCKETS],
-                "working_days": UPCOMING_WORKING_DAYS,
-                "rows_shown": ROWS_SHOWN,
-                "more": {},
-            }
-        )
+    for whole in pages:
+        data = {**whole, "rows_shown": ROWS_SHOWN, "more": {}}
         for table in ("register", "overdue", "upcoming", "received_late"):  # the figures and charts count every row
             data["more"][table] = len(data[table]) > ROWS_SHOWN
             data[table] = data[table][:ROWS_SHOWN]
+        code, name = data["network"]["code"], data["network"]["name"]
         target = out / code / "index.html"
         target.parent.mkdir(parents=True, exist_ok=True)
         charts = {k: data[k] for k in ("network", "as_of", "figures", "open_by_state", "age_buckets", "compliance")}
@@ -61,14 +53,11 @@ def write_site(session: Any, today: date, out: Path, networks: list[tuple[str, s
         written.append({"network": code, "name": name, "page": str(target), **data["figures"]})
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.html").write_text(index.render(as_of=today.isoformat(), pages=written), encoding="utf-8")
-    codes = {code for code, _ in networks}
-    write_feeds(session, out, today, networks=codes)
+    write_feeds(out, feeds)
     return written
 
 
-def _environment() -> Any:
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
+def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=True,

@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from flows.site import write_site
 from models import AuditEvent, Contact, Deadline, Network, Report, Risk, Service
 from models.selfassessment import SelfAssessment
-from notifications.dashboard import write_site
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock, local_date
@@ -487,14 +487,14 @@ def test_long_tables_are_cut_but_the_figures_count_every_row(
 ) -> None:
     """A network with more open risks than a page lists: the table stops at ROWS_SHOWN and
     says so; the headline figures still count them all."""
-    import notifications.dashboard as site
+    import notifications.dashboard as page_renderer
 
     networks = [(n.code, n.name) for n in session.exec(select(Network).order_by(col(Network.code)))]
     busiest = max(networks, key=lambda n: len(register.risk_register(session, TODAY, n[0])))
     total = len(register.risk_register(session, TODAY, busiest[0]))
     assert total >= 2
-    monkeypatch.setattr(site, "ROWS_SHOWN", 1)
-    (page,) = site.write_site(session, TODAY, tmp_path / "site", [busiest])
+    monkeypatch.setattr(page_renderer, "ROWS_SHOWN", 1)
+    (page,) = write_site(session, TODAY, tmp_path / "site", [busiest])
     html = Path(page["page"]).read_text()
     assert page["open_risks"] == total
     assert f"Showing the first 1 of {total}" in html

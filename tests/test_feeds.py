@@ -21,10 +21,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from flows.site import network_feed, write_feeds
 from models import Network, Organisation, Risk, Service, Visit
 from models.cycle import ProgrammePhase
 from models.installation import installation_id
-from notifications.ics import london_vtimezone, network_feed, uid, write_feeds
+from notifications.ics import london_vtimezone, uid
 from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidInput, NotFound
