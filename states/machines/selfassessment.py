@@ -25,10 +25,9 @@ from sqlmodel import Session, col, select
 
 from models.selfassessment import SelfAssessment, SelfAssessmentItem, StandardSet
 from models.tables import Report
-from states.clock import FixedClock
 from states.errors import InvalidInput, NotFound
 from states.machines.lateness import record as record_lateness
-from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.machines.spec import Context, DeadlineRule, Effects, FollowOn, KindSpec, Letter, NewDeadline
 from states.machines.standards import (
     ESCALATE_BELOW,
     PARTLY,
@@ -148,44 +147,54 @@ def are_all_items_validated(ctx: Context) -> bool:
     return bool(items) and all(i.validated_status is not None for i in items)
 
 
-def effects(ctx: Context) -> Effects:
+# Actions: one per trigger; each may set the declaration's own fields and returns the rest as data.
+def circulate(ctx: Context) -> Effects:
+    """The return is due after the local-policy weeks, reminded before; the spreadsheet goes out."""
     row: SelfAssessment = ctx.row
-    t, out = ctx.trigger, Effects()
-    if t == "circulate":
-        policy = SelfAssessmentPolicy.from_env()
-        row.circulated_on = ctx.today
-        due = ctx.calendar.add_weeks(ctx.today, policy.selfassessment_return_weeks)
-        remind = ctx.calendar.subtract_working_days(due, policy.selfassessment_reminder_working_days)
-        out.deadlines.append(NewDeadline("return", due, remind if remind > ctx.today else None))
-        out.letters.append(
+    policy = SelfAssessmentPolicy.from_env()
+    row.circulated_on = ctx.today
+    due = ctx.calendar.add_weeks(ctx.today, policy.selfassessment_return_weeks)
+    remind = ctx.calendar.subtract_working_days(due, policy.selfassessment_reminder_working_days)
+    return Effects(
+        deadlines=[NewDeadline("return", due, remind if remind > ctx.today else None)],
+        letters=[
             Letter(
                 "selfassessment_request",
                 to=LEADS_MANAGERS,
                 cc=("network-office",),
                 attachments=(spreadsheet(ctx.session, row, return_by=due, made=ctx.now),),
             )
-        )
-    elif t == "receive":
-        rows = ctx.params.get("rows")
-        if not isinstance(rows, list):
-            raise InvalidInput(
-                "receive needs the returned spreadsheet: use peerwatch selfassessment import ID FILE.xlsx"
-            )
-        for item in check_rows(rows, standards_of(ctx.session, row.standard_set_id)):
-            ctx.session.add(SelfAssessmentItem(assessment_id=row.id, **item))  # type: ignore[arg-type]
-        row.received_on = ctx.today
-        record_lateness(  # issue 12 item 12: stored at receipt
-            ctx, ("return",), f"self-assessment return {year_label(row.programme_year)}"
-        )
-        out.then.append(lambda: _start_report(ctx))
-    elif t == "refuse_return":
-        problems = ctx.params.get("problems")
-        if not isinstance(problems, list) or not problems:
-            raise InvalidInput(
-                "refuse_return needs the problems found: use peerwatch selfassessment import ID FILE.xlsx"
-            )
-        count = int(ctx.params.get("count") or len(problems))
-        out.letters.append(
+        ],
+    )
+
+
+def receive(ctx: Context) -> Effects:
+    """Store every row of the return (all pass, or none); the written report starts, due 8 weeks later."""
+    row: SelfAssessment = ctx.row
+    rows = ctx.params.get("rows")
+    if not isinstance(rows, list):
+        raise InvalidInput("receive needs the returned spreadsheet: use peerwatch selfassessment import ID FILE.xlsx")
+    for item in check_rows(rows, standards_of(ctx.session, row.standard_set_id)):
+        ctx.session.add(SelfAssessmentItem(assessment_id=row.id, **item))  # type: ignore[arg-type]
+    row.received_on = ctx.today
+    record_lateness(  # issue 12 item 12: stored at receipt
+        ctx, ("return",), f"self-assessment return {year_label(row.programme_year)}"
+    )
+    # The written report is due 8 weeks after receipt (000 s5.1): started through the engine.
+    report = Report(service_id=row.service_id, basis_date=row.received_on, state="new")  # type: ignore[arg-type]
+    return Effects(
+        follow_on=[FollowOn("report", "start_drafting", new=report, note=f"report of self-assessment SA-{row.id}")]
+    )
+
+
+def refuse_return(ctx: Context) -> Effects:
+    """The returned spreadsheet goes back to the service with its problems listed."""
+    problems = ctx.params.get("problems")
+    if not isinstance(problems, list) or not problems:
+        raise InvalidInput("refuse_return needs the problems found: use peerwatch selfassessment import ID FILE.xlsx")
+    count = int(ctx.params.get("count") or len(problems))
+    return Effects(
+        letters=[
             Letter(
                 REFUSAL,
                 to=LEADS_MANAGERS,
@@ -197,29 +206,12 @@ def effects(ctx: Context) -> Effects:
                     ("filename", str(ctx.params.get("filename") or "the spreadsheet")),
                 ),
             )
-        )
-    elif t == "validate_item":
-        _validate_item(ctx)
-    elif t in ("accept_all", "complete_validation"):
-        stds = {s.ref: s for s in standards_of(ctx.session, row.standard_set_id)}
-        items = _items(ctx.session, row.id)
-        if t == "accept_all":
-            for i in items:
-                if i.validated_status is None:
-                    i.validated_status = derive_status(stds[i.ref], i.figure) or i.self_status
-                    i.validation_note = (
-                        "accepted as declared" if i.validated_status == i.self_status else "derived from the figure"
-                    )
-                    ctx.session.add(i)
-        achievement = total_achievement([i.validated_status or UNMET for i in items], len(stds))
-        row.achievement = round(achievement, 1)
-        row.validated_on = ctx.today
-        if is_below_escalation(achievement):
-            out.letters.append(ESCALATION)
-    return out
+        ]
+    )
 
 
-def _validate_item(ctx: Context) -> None:
+def validate_item(ctx: Context) -> Effects:
+    """Record the network's validated status of one standard (a status against the figure needs a reason)."""
     ref = str(ctx.params.get("ref") or "").strip()
     status = status_of(ctx.params.get("status"))
     item = next((i for i in _items(ctx.session, ctx.row.id) if i.ref == ref), None)
@@ -241,23 +233,45 @@ def _validate_item(ctx: Context) -> None:
     item.validated_status = status
     item.validation_note = ctx.note
     ctx.session.add(item)
+    return Effects()
 
 
-def _start_report(ctx: Context) -> None:
-    """The written report is due 8 weeks after receipt (000 s5.1): start it through the engine."""
-    from states import engine
-
+def _validated(ctx: Context, accept_rest: bool) -> Effects:
+    """The total achievement of the validated statuses; below 50% the service is escalated (000 s6.4)."""
     row: SelfAssessment = ctx.row
-    engine.create(
-        ctx.session,
-        "report",
-        Report(service_id=row.service_id, basis_date=row.received_on, state="new"),  # type: ignore[arg-type]
-        "start_drafting",
-        actor=ctx.actor,
-        role=ctx.role,
-        clock=FixedClock(ctx.now),
-        note=f"report of self-assessment SA-{row.id}",
-    )
+    stds = {s.ref: s for s in standards_of(ctx.session, row.standard_set_id)}
+    items = _items(ctx.session, row.id)
+    if accept_rest:
+        for i in items:
+            if i.validated_status is None:
+                i.validated_status = derive_status(stds[i.ref], i.figure) or i.self_status
+                i.validation_note = (
+                    "accepted as declared" if i.validated_status == i.self_status else "derived from the figure"
+                )
+                ctx.session.add(i)
+    achievement = total_achievement([i.validated_status or UNMET for i in items], len(stds))
+    row.achievement = round(achievement, 1)
+    row.validated_on = ctx.today
+    return Effects(letters=[ESCALATION] if is_below_escalation(achievement) else [])
+
+
+def accept_all(ctx: Context) -> Effects:
+    """Every standard not yet validated is validated as declared (or as its figure gives)."""
+    return _validated(ctx, accept_rest=True)
+
+
+def complete_validation(ctx: Context) -> Effects:
+    return _validated(ctx, accept_rest=False)
+
+
+ACTIONS = {
+    "circulate": circulate,
+    "receive": receive,
+    "refuse_return": refuse_return,
+    "validate_item": validate_item,
+    "accept_all": accept_all,
+    "complete_validation": complete_validation,
+}
 
 
 # ---------------------------------------------------------------- reading and writing
@@ -391,7 +405,7 @@ SPEC = KindSpec(
         "is_only_declaration_for_year": is_only_declaration_for_year,
         "are_all_items_validated": are_all_items_validated,
     },
-    effects=effects,
+    actions=ACTIONS,
     deadline_rules=DEADLINE_RULES,
     terminal=frozenset({A.CLOSED.value, A.WITHDRAWN.value}),
     nation_of=nation_of,
