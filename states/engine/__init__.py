@@ -89,21 +89,6 @@ class Request:
     params: Mapping[str, Any] | None = None
 
 
-class _Carrier:
-    """What the shared machine sees while a trigger fires: a state and the guards."""
-
-    def __init__(self, state: str, ctx: Context, spec: KindSpec) -> None:
-        self.state = state
-        self._ctx = ctx
-        self._spec = spec
-
-    def __getattr__(self, name: str) -> Any:
-        guard = self._spec.guards.get(name)
-        if guard is None:
-            raise AttributeError(name)
-        return lambda: guard(self._ctx)
-
-
 def load(session: Session, kind: str, item_id: int) -> tuple[KindSpec, StatefulItem]:
     spec = get_spec(kind)
     if not -(2**63) <= item_id < 2**63:  # beyond any database's integer: no such row (and no driver overflow)
@@ -302,16 +287,12 @@ def _plan(session: Session, req: Request, actor: str, role: str, now: datetime, 
         kind=kind,
     )
 
-    # The kind's one machine fires its event on a throwaway carrier of the state and the
-    # guards: no model is ever added to the machine, so nothing is bound or unbound.
-    carrier = _Carrier(source, ctx, spec)
-    fired = spec.machine.events[trigger].trigger(carrier)
-    dest = carrier.state
-    if not fired:
-        unmet = [c for r in rows for c in (r.get("conditions") or []) if not spec.guards[c](ctx)]
-        unmet += [f"not {c}" for r in rows for c in (r.get("unless") or []) if spec.guards[c](ctx)]
+    # The kind's one machine decides the destination and the guards (no model is bound to it).
+    dest = spec.next_state(trigger, source, ctx)
+    if dest is None:
+        unmet = spec.unmet_guards(trigger, source, ctx)
         raise GuardRefused(
-            f"{trigger!r} on {kind} {item_id} refused in state '{source}': rule(s) {', '.join(dict.fromkeys(unmet))} not met"
+            f"{trigger!r} on {kind} {item_id} refused in state '{source}': rule(s) {', '.join(unmet)} not met"
         )
     ctx.dest = dest
 
@@ -345,7 +326,7 @@ def _plan(session: Session, req: Request, actor: str, role: str, now: datetime, 
             data = clock_stop.apply(session, spec, row, ctx)
             effects = Effects()
         else:
-            effects = spec.effects(ctx)  # may set fields on the row (counters, dates, scores)
+            effects = spec.act(ctx)  # may set fields on the row (counters, dates, scores)
             data = {"deadlines": {d.name: d.due_on.isoformat() for d in effects.deadlines}} if effects.deadlines else {}
         row.state = dest
         row.updated_at = now
@@ -377,7 +358,7 @@ def _propose(session: Session, spec: KindSpec, row: StatefulItem, ctx: Context) 
     savepoint = session.begin_nested()
     try:
         with session.no_autoflush:
-            spec.effects(ctx)
+            spec.act(ctx)
     finally:
         savepoint.rollback()
     session.refresh(row)  # the dry run's in-memory changes are gone

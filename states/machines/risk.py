@@ -26,7 +26,16 @@ from sqlmodel import Session
 
 from models.tables import Risk
 from states.errors import InvalidInput
-from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.machines.spec import (
+    CloseDeadline,
+    Context,
+    DeadlineRule,
+    Effects,
+    KindSpec,
+    Letter,
+    MoveDeadline,
+    NewDeadline,
+)
 from states.roles import NETWORK_LEADS, STAFF, SYSTEM
 from states.scope import nation_of, recipient_scope, service_context
 
@@ -206,91 +215,122 @@ def _escalation(row: Risk) -> list[Letter]:
     return [ESCALATION, TPD_RA] if row.doctors_in_training else [ESCALATION]
 
 
-def effects(ctx: Context) -> Effects:
-    """Letters and deadlines of a transition; updates the row's own fields."""
+# Validators: refuse with a reason.
+def check_regrade(row: Risk, level: str) -> str:
+    """IR <-> SC only, and to a different level."""
+    if level not in RESPONSE_WORKING_DAYS or level == row.level:
+        raise InvalidInput(f"regrade needs level=IR or SC, different from the current {row.level}")
+    return level
+
+
+# Actions: one per trigger; each may set the row's own fields and returns the rest as data.
+def raise_risk(ctx: Context) -> Effects:
     row: Risk = ctx.row
-    t, out = ctx.trigger, Effects()
-    if t == "raise":
-        row.impact, row.likelihood = check_score(row.impact, row.likelihood)
-        if row.level in RESPONSE_WORKING_DAYS:
-            anchor = row.visit_date or row.identified_on
-            due = ctx.calendar.add_working_days(anchor, FORMAL_NOTIFICATION_WORKING_DAYS)
-            remind = ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)
-            out.deadlines.append(NewDeadline("formal_notification", due, remind if remind > ctx.today else None))
-            if (score(row) or 0) > ctx.policy.asct_threshold:
-                out.letters.append(ASCT)
-        else:
-            out.deadlines.append(_review(ctx))
-    elif t == "send_formal_notification":
-        row.formal_notification_on = ctx.today
-        out.letters.append(Letter("formal_notification", to=TRUST, cc=("accountable-officer",)))
-        out.deadlines.append(_response(ctx, "response", RESPONSE_WORKING_DAYS[row.level]))
-    elif t == "no_response":
-        out.letters.append(Letter("chase", to=TRUST, cc=NETWORK, category="chase"))
-        out.deadlines.append(
-            NewDeadline(
-                "chase_response", ctx.calendar.add_working_days(ctx.today, ctx.policy.chase_response_working_days)
-            )
-        )
-    elif t == "still_no_response":
-        out.letters.extend(_escalation(row))
-    elif t == "response_inadequate":
-        row.inadequate_responses += 1
-        if ctx.dest == S.ESCALATED:
-            out.letters.extend(_escalation(row))
-        else:
-            out.letters.append(
-                Letter("inadequate_response", to=TRUST, cc=("accountable-officer", "commissioning-lead", *NETWORK))
-            )
-            out.deadlines.append(_response(ctx, "further_response", ctx.policy.further_response_working_days))
-    elif t == "response_adequate":
-        out.letters.append(Letter("response_accepted", to=("service-lead",), cc=("chief-executive",)))
-        out.deadlines.append(_review(ctx))
-    elif t == "record_progress":
-        _close_review(ctx)
-        out.deadlines.append(_review(ctx))
-    elif t == "rescore":
-        before = score(row) or 0
-        row.impact, row.likelihood = check_score(ctx.params.get("impact"), ctx.params.get("likelihood"))
-        if row.impact is None:
-            raise InvalidInput("rescore needs impact=1-6 and likelihood=1-6")
-        if row.level in RESPONSE_WORKING_DAYS and before <= ctx.policy.asct_threshold < (score(row) or 0):
-            out.letters.append(ASCT)
-    elif t == "regrade":
-        _regrade(ctx)
-    elif t == "report_to_national":
-        out.letters.append(Letter("national_report", to=("national-medical-lead",), cc=NETWORK))
-    elif t in ("close", "withdraw"):
-        row.closed_reason = ctx.note
-        if t == "withdraw":
-            out.letters.append(Letter("withdrawal", to=("service-lead",), cc=("chief-executive",)))
+    row.impact, row.likelihood = check_score(row.impact, row.likelihood)
+    if row.level not in RESPONSE_WORKING_DAYS:
+        return Effects(deadlines=[_review(ctx)])
+    anchor = row.visit_date or row.identified_on
+    due = ctx.calendar.add_working_days(anchor, FORMAL_NOTIFICATION_WORKING_DAYS)
+    remind = ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)
+    out = Effects(deadlines=[NewDeadline("formal_notification", due, remind if remind > ctx.today else None)])
+    if (score(row) or 0) > ctx.policy.asct_threshold:
+        out.letters.append(ASCT)
     return out
 
 
-def _regrade(ctx: Context) -> None:
-    """IR <-> SC (e.g. on appeal): an open response deadline moves to the new level's length."""
-    from states.engine import pending_deadlines
-
+def send_formal_notification(ctx: Context) -> Effects:
     row: Risk = ctx.row
-    level = str(ctx.params.get("level") or "").upper()
-    if level not in RESPONSE_WORKING_DAYS or level == row.level:
-        raise InvalidInput(f"regrade needs level=IR or SC, different from the current {row.level}")
-    row.level = level
-    for d in pending_deadlines(ctx.session, "risk", row.id):
-        if d.name == "response" and row.formal_notification_on is not None:
-            d.due_on = ctx.calendar.add_working_days(row.formal_notification_on, RESPONSE_WORKING_DAYS[level])
-            d.remind_on = ctx.calendar.subtract_working_days(d.due_on, ctx.policy.reminder_working_days)
-            d.reminded = d.reminded and d.remind_on <= ctx.today
-            ctx.session.add(d)
+    row.formal_notification_on = ctx.today
+    return Effects(
+        letters=[Letter("formal_notification", to=TRUST, cc=("accountable-officer",))],
+        deadlines=[_response(ctx, "response", RESPONSE_WORKING_DAYS[row.level])],
+    )
 
 
-def _close_review(ctx: Context) -> None:
-    from states.engine import pending_deadlines
+def no_response(ctx: Context) -> Effects:
+    due = ctx.calendar.add_working_days(ctx.today, ctx.policy.chase_response_working_days)
+    return Effects(
+        letters=[Letter("chase", to=TRUST, cc=NETWORK, category="chase")],
+        deadlines=[NewDeadline("chase_response", due)],
+    )
 
-    for d in pending_deadlines(ctx.session, "risk", ctx.row.id):
-        if d.name == "monitoring_review":
-            d.status = "closed"
-            ctx.session.add(d)
+
+def still_no_response(ctx: Context) -> Effects:
+    return Effects(letters=_escalation(ctx.row))
+
+
+def response_inadequate(ctx: Context) -> Effects:
+    row: Risk = ctx.row
+    row.inadequate_responses += 1
+    if ctx.dest == S.ESCALATED:
+        return Effects(letters=_escalation(row))
+    return Effects(
+        letters=[Letter("inadequate_response", to=TRUST, cc=("accountable-officer", "commissioning-lead", *NETWORK))],
+        deadlines=[_response(ctx, "further_response", ctx.policy.further_response_working_days)],
+    )
+
+
+def response_adequate(ctx: Context) -> Effects:
+    return Effects(
+        letters=[Letter("response_accepted", to=("service-lead",), cc=("chief-executive",))],
+        deadlines=[_review(ctx)],
+    )
+
+
+def record_progress(ctx: Context) -> Effects:
+    return Effects(close=[CloseDeadline("monitoring_review")], deadlines=[_review(ctx)])
+
+
+def rescore(ctx: Context) -> Effects:
+    row: Risk = ctx.row
+    before = score(row) or 0
+    row.impact, row.likelihood = check_score(ctx.params.get("impact"), ctx.params.get("likelihood"))
+    if row.impact is None:
+        raise InvalidInput("rescore needs impact=1-6 and likelihood=1-6")
+    if row.level in RESPONSE_WORKING_DAYS and before <= ctx.policy.asct_threshold < (score(row) or 0):
+        return Effects(letters=[ASCT])
+    return Effects()
+
+
+def regrade(ctx: Context) -> Effects:
+    """IR <-> SC (e.g. on appeal): an open response deadline moves to the new level's length."""
+    row: Risk = ctx.row
+    row.level = check_regrade(row, str(ctx.params.get("level") or "").upper())
+    if row.formal_notification_on is None:
+        return Effects()
+    due = ctx.calendar.add_working_days(row.formal_notification_on, RESPONSE_WORKING_DAYS[row.level])
+    remind = ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)
+    return Effects(move=[MoveDeadline("response", due, remind)])
+
+
+def report_to_national(ctx: Context) -> Effects:
+    return Effects(letters=[Letter("national_report", to=("national-medical-lead",), cc=NETWORK)])
+
+
+def close(ctx: Context) -> Effects:
+    ctx.row.closed_reason = ctx.note
+    return Effects()
+
+
+def withdraw(ctx: Context) -> Effects:
+    ctx.row.closed_reason = ctx.note
+    return Effects(letters=[Letter("withdrawal", to=("service-lead",), cc=("chief-executive",))])
+
+
+ACTIONS = {
+    "raise": raise_risk,
+    "send_formal_notification": send_formal_notification,
+    "no_response": no_response,
+    "still_no_response": still_no_response,
+    "response_inadequate": response_inadequate,
+    "response_adequate": response_adequate,
+    "record_progress": record_progress,
+    "rescore": rescore,
+    "regrade": regrade,
+    "report_to_national": report_to_national,
+    "close": close,
+    "withdraw": withdraw,
+}
 
 
 def letter_context(session: Session, row: Risk) -> dict[str, Any]:
@@ -323,7 +363,7 @@ SPEC = KindSpec(
     initial=RiskState.NEW,
     transitions=TRANSITIONS,
     guards={"is_ir_or_sc": is_ir_or_sc, "is_gc": is_gc, "has_inadequate_response": has_inadequate_response},
-    effects=effects,
+    actions=ACTIONS,
     deadline_rules=DEADLINE_RULES,
     terminal=frozenset({S.CLOSED.value, S.WITHDRAWN.value}),
     nation_of=nation_of,

@@ -191,12 +191,15 @@ class KindSpec:
     initial: Enum
     transitions: list[dict[str, Any]]
     guards: dict[str, Callable[[Context], bool]]
-    effects: Callable[[Context], Effects]
     deadline_rules: dict[str, DeadlineRule]
     terminal: frozenset[str]
     nation_of: Callable[[Session, Any], str]
     letter_context: Callable[[Session, Any], dict[str, Any]]
     recipient_scope: Callable[[Session, Any], dict[str, int | None]]
+    # One action per trigger: what the transition does, returned as data (the engine applies
+    # it). A kind not yet split into actions gives one ``effects`` function for every trigger.
+    actions: dict[str, Callable[[Context], Effects]] = field(default_factory=dict)
+    effects: Callable[[Context], Effects] | None = None
     next_step: dict[str, str] = field(default_factory=dict)
     describe: str = ""
     _machine: Any = None  # transitions.Machine, built on first use
@@ -207,6 +210,30 @@ class KindSpec:
             src = t["source"]
             t["source"] = [str(s) for s in src] if isinstance(src, list | tuple) else str(src)
             t["dest"] = None if t["dest"] is None else str(t["dest"])
+        unknown = set(self.actions) - {t["trigger"] for t in self.transitions}
+        if unknown:
+            raise ValueError(f"{self.name}: actions for triggers not in the table: {', '.join(sorted(unknown))}")
+
+    def act(self, ctx: Context) -> Effects:
+        """Run the trigger's action: it may set the row's own fields and returns the rest as data."""
+        action = self.actions.get(ctx.trigger)
+        if action is not None:
+            return action(ctx)
+        return self.effects(ctx) if self.effects is not None else Effects()
+
+    def next_state(self, trigger: str, source: str, ctx: Context) -> str | None:
+        """The state ``trigger`` leads to from ``source`` given the guards, or None if every
+        guard-passing row is missing (the machine decides; the row is never bound to it)."""
+        carrier = _Carrier(source, ctx, self.guards)
+        return carrier.state if self.machine.events[trigger].trigger(carrier) else None
+
+    def unmet_guards(self, trigger: str, source: str, ctx: Context) -> list[str]:
+        """The machine's guards that refused ``trigger`` from ``source`` (``not g`` for an unless)."""
+        rows = self.machine.events[trigger].transitions.get(source, [])
+        conditions = [c for t in rows for c in t.conditions]
+        unmet = [c.func for c in conditions if c.target and not self.guards[c.func](ctx)]
+        unmet += [f"not {c.func}" for c in conditions if not c.target and self.guards[c.func](ctx)]
+        return list(dict.fromkeys(unmet))
 
     @cached_property
     def all_transitions(self) -> list[dict[str, Any]]:
@@ -232,7 +259,7 @@ class KindSpec:
                 {k: v for k, v in t.items() if k in ("trigger", "source", "dest", "conditions", "unless")}
                 for t in self.all_transitions
             ]
-            from transitions import Machine  # built once per kind, on first use
+            from transitions import Machine  # lazy: built once per kind, on first use, not at CLI start-up
 
             self._machine = Machine(
                 model=None,
@@ -269,7 +296,23 @@ class KindSpec:
         return {}
 
     def allowed_from(self, source: str) -> list[str]:
-        return [t for t in self.triggers() if self.rows_for(t, source)]
+        """The triggers the machine takes from ``source``, in table order."""
+        return list(self.machine.get_triggers(source))
+
+
+class _Carrier:
+    """What the shared machine sees while a trigger fires: a state and the guards."""
+
+    def __init__(self, state: str, ctx: Context, guards: Mapping[str, Callable[[Context], bool]]) -> None:
+        self.state = state
+        self._ctx = ctx
+        self._guards = guards
+
+    def __getattr__(self, name: str) -> Any:
+        guard = self._guards.get(name)
+        if guard is None:
+            raise AttributeError(name)
+        return lambda: guard(self._ctx)
 
 
 _MODULES = {
