@@ -28,9 +28,17 @@ from sqlmodel import Session, select
 
 from models.surveillance import Surveillance
 from models.tables import Visit
-from states.clock import FixedClock
 from states.errors import GuardRefused, InvalidInput
-from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.machines.spec import (
+    CloseDeadline,
+    Context,
+    DeadlineRule,
+    Effects,
+    FollowOn,
+    KindSpec,
+    Letter,
+    NewDeadline,
+)
 from states.policy import numbers_from_env
 from states.roles import NETWORK_LEADS, STAFF
 from states.scope import nation_of, recipient_scope, service_context
@@ -260,72 +268,79 @@ def _agreement_deadline(ctx: Context) -> NewDeadline:
     return NewDeadline("agreement", due)
 
 
-def _close_agreement_deadline(ctx: Context) -> None:
-    from states.engine import pending_deadlines
-
-    for d in pending_deadlines(ctx.session, "surveillance", ctx.row.id):
-        if d.name == "agreement":
-            d.status = "closed"
-            ctx.session.add(d)
-
-
 DECISION = Letter("surveillance_decision", to=PROVIDER, cc=COMMISSIONER)
 
 
-def effects(ctx: Context) -> Effects:
-    """Letters and deadlines of a transition; updates the row's own fields."""
+# Actions: one per trigger; each may set the row's own fields and returns the rest as data.
+def assess(ctx: Context) -> Effects:
     row: Surveillance = ctx.row
-    t, out = ctx.trigger, Effects()
-    if t == "assess":
-        _check_figures(ctx.session, row)
-        if ctx.dest == Q.NOT_REQUIRED:
-            row.closed_reason = (
-                "100% of agreed indicators met and good-practice threshold met: no additional surveillance"
-            )
-            out.letters.append(DECISION)
-    elif t == "propose_options":
-        options = parse_options(ctx.params.get("options"))
-        row.enhanced_actions = _actions(ctx, options)
-        row.options = options
-        row.provider_agreed_by = row.provider_agreed_on = None
-        row.commissioner_agreed_by = row.commissioner_agreed_on = None
-        if ctx.source == Q.OPTIONS_PROPOSED:  # revised: the old agreement deadline goes, a new one starts
-            _close_agreement_deadline(ctx)
-        out.deadlines.append(_agreement_deadline(ctx))
-        out.letters.append(DECISION)
-    elif t == "record_provider_agreement":
-        row.provider_agreed_by, row.provider_agreed_on = ctx.actor, ctx.today
-    elif t == "record_commissioner_agreement":
-        row.commissioner_agreed_by, row.commissioner_agreed_on = ctx.actor, ctx.today
-    elif t == "agree":
-        if "peer_review" in row.options and row.visit_id is None:
-            # First, before this row changes: the nested create flushes the session, and this
-            # row must reach the database in one UPDATE (one version bump).
-            row.visit_id = _propose_visit(ctx)
-        out.letters.append(Letter("surveillance_agreed", to=PROVIDER, cc=(*COMMISSIONER, "network-manager")))
-    elif t == "close":
-        row.closed_reason = ctx.note
+    _check_figures(ctx.session, row)
+    if ctx.dest != Q.NOT_REQUIRED:
+        return Effects()
+    row.closed_reason = "100% of agreed indicators met and good-practice threshold met: no additional surveillance"
+    return Effects(letters=[DECISION])
+
+
+def propose_options(ctx: Context) -> Effects:
+    row: Surveillance = ctx.row
+    options = parse_options(ctx.params.get("options"))
+    row.enhanced_actions = _actions(ctx, options)
+    row.options = options
+    row.provider_agreed_by = row.provider_agreed_on = None
+    row.commissioner_agreed_by = row.commissioner_agreed_on = None
+    out = Effects(deadlines=[_agreement_deadline(ctx)], letters=[DECISION])
+    if ctx.source == Q.OPTIONS_PROPOSED:  # revised: the old agreement deadline goes, a new one starts
+        out.close.append(CloseDeadline("agreement"))
     return out
 
 
-def _propose_visit(ctx: Context) -> int:
-    """Option 3: propose a peer review visit to the service through the engine."""
-    from states import engine
+def record_provider_agreement(ctx: Context) -> Effects:
+    ctx.row.provider_agreed_by, ctx.row.provider_agreed_on = ctx.actor, ctx.today
+    return Effects()
 
-    visit = Visit(service_id=ctx.row.service_id, state="new")
-    out = engine.create(
-        ctx.session,
-        "visit",
-        visit,
-        "propose",
-        actor=ctx.actor,
-        role=ctx.role,
-        clock=FixedClock(ctx.now),
-        note=f"agreed at QNT surveillance {ctx.row.id}",
-        params={"reason": PEER_REVIEW_REASON},
-    )
-    assert out.row.id is not None
-    return out.row.id
+
+def record_commissioner_agreement(ctx: Context) -> Effects:
+    ctx.row.commissioner_agreed_by, ctx.row.commissioner_agreed_on = ctx.actor, ctx.today
+    return Effects()
+
+
+def agree(ctx: Context) -> Effects:
+    """Option 3 proposes a peer review visit to the service (a follow-on the engine creates and
+    links as ``visit_id``, before the letter that names it)."""
+    row: Surveillance = ctx.row
+    out = Effects(letters=[Letter("surveillance_agreed", to=PROVIDER, cc=(*COMMISSIONER, "network-manager"))])
+    if "peer_review" in row.options and row.visit_id is None:
+        out.follow_on.append(
+            FollowOn(
+                "visit",
+                "propose",
+                new=Visit(service_id=row.service_id, state="new"),
+                note=f"agreed at QNT surveillance {row.id}",
+                params={"reason": PEER_REVIEW_REASON},
+                link="visit_id",
+            )
+        )
+    return out
+
+
+def start_surveillance(ctx: Context) -> Effects:
+    return Effects()
+
+
+def close(ctx: Context) -> Effects:
+    ctx.row.closed_reason = ctx.note
+    return Effects()
+
+
+ACTIONS = {
+    "assess": assess,
+    "propose_options": propose_options,
+    "record_provider_agreement": record_provider_agreement,
+    "record_commissioner_agreement": record_commissioner_agreement,
+    "agree": agree,
+    "start_surveillance": start_surveillance,
+    "close": close,
+}
 
 
 def year_label(year: int) -> str:
@@ -366,7 +381,7 @@ SPEC = KindSpec(
     initial=SurveillanceState.NEW,
     transitions=TRANSITIONS,
     guards=GUARDS,
-    effects=effects,
+    actions=ACTIONS,
     deadline_rules=DEADLINE_RULES,
     terminal=frozenset({Q.NOT_REQUIRED.value, Q.CLOSED.value}),
     nation_of=nation_of,
