@@ -239,7 +239,7 @@ def _story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
 
     def appeal(who: str, contact_role: str) -> None:
         from models import Contact, Service
-        from states.machines.appeal import submit
+        from states.services.appeal import submit
 
         with session_scope() as s:
             org = s.get(Service, svc[MRH]).organisation_id  # type: ignore[union-attr]

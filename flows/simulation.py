@@ -99,7 +99,7 @@ HUMAN_STATES: dict[str, tuple[str, ...]] = {
 MAX_ROUNDS = 16  # steps of one item on one day (e.g. schedule, notify, four panel invitations)
 BATCH = 500
 DISPATCH_LIMIT = 1000  # rows per dispatch run, as the flow's default
-APPEAL = "__appeal__"  # a step that submits an appeal (states.machines.appeal.submit), not a trigger
+APPEAL = "__appeal__"  # a step that submits an appeal (states.services.appeal.submit), not a trigger
 
 
 @dataclass(frozen=True)
@@ -492,7 +492,7 @@ class Run:
         return True
 
     def _appeal(self, st: Step, actor: str) -> bool:
-        from states.machines.appeal import submit
+        from states.services.appeal import submit
 
         params = st.params or {}
         submit(

@@ -18,14 +18,13 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from models.tables import AccuracyItem, Appeal, AuditEvent, Contact, PanelMember, RefusedAttempt, Report, Reviewer, Risk
-from states.clock import Clock, FixedClock, local_date
-from states.errors import GuardRefused, InvalidInput, NotFound, PeerwatchError
-from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
-from states.roles import NETWORK_LEADS
+from models.tables import AccuracyItem, Appeal, AuditEvent, Contact, PanelMember, Report, Reviewer, Risk
+from states.clock import local_date
+from states.errors import GuardRefused, InvalidInput, NotFound
+from states.machines.spec import Context, DeadlineRule, Effects, FollowOn, KindSpec, Letter, NewDeadline
+from states.roles import CONTACT_ROLES, NETWORK_LEADS
 from states.scope import nation_of, recipient_scope, service_context, service_of
 
 APPEAL_WINDOW = timedelta(weeks=4)  # 000 s8.1: within 4 weeks of the report's publication
@@ -116,14 +115,20 @@ def has_subgroup(ctx: Context) -> bool:
     return bool(ctx.row.subgroup)
 
 
+# Validators: refuse with a reason (None: nothing to refuse).
+def submission_problem(session: Session, row: Appeal) -> str | None:
+    """Why this appeal may not be submitted: not the Chief Executive, outside the window, or no valid grounds."""
+    if session.get(Contact, row.appellant_contact_id) is None:
+        return None  # the engine names the missing contact through the guard
+    return _appellant_problem(session, row) or _window_problem(session, row) or _grounds_problem(session, row)
+
+
 def _appellant_problem(session: Session, row: Appeal) -> str | None:
     person = session.get(Contact, row.appellant_contact_id)
     _, org, _ = service_of(session, row.service_id)
     if person is None:
         return f"contact {row.appellant_contact_id} not found"
     if person.role != "chief-executive" or person.organisation_id != org.id:
-        from states.roles import CONTACT_ROLES
-
         return (
             f"an appeal must be submitted by the Chief Executive of {org.name}; "
             f"{person.name} is {CONTACT_ROLES.get(person.role, person.role)}"
@@ -189,46 +194,86 @@ def involvement(session: Session, report: Report) -> dict[str, str]:
     return seen
 
 
-def effects(ctx: Context) -> Effects:
+# Actions: one per trigger; each may set the appeal's own fields and returns the rest as data.
+def submit(ctx: Context) -> Effects:
+    """The result is due 8 weeks after submission, reminded before; the appellant is acknowledged."""
     row: Appeal = ctx.row
-    t, out = ctx.trigger, Effects()
-    if t == "submit":
-        due = ctx.calendar.add_weeks(row.submitted_on, RESULT_WEEKS)
-        out.deadlines.append(
-            NewDeadline("appeal_result", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days))
-        )
-        out.letters.append(Letter("appeal_acknowledgement", to=("chief-executive",), cc=NETWORK))
-    elif t == "add_subgroup_member":
-        name, email = str(ctx.params.get("name") or "").strip(), str(ctx.params.get("email") or "").strip()
-        if not name or "@" not in email:
-            raise InvalidInput("add_subgroup_member needs name=... and email=...")
-        seen = involvement(ctx.session, _report(ctx.session, row))
-        why = seen.get(name.lower()) or seen.get(email.lower())
-        if why:
-            raise GuardRefused(f"{name} may not sit on the appeal subgroup: prior involvement in the review ({why})")
-        if any(m["email"].lower() == email.lower() for m in row.subgroup):
-            raise GuardRefused(f"{name} is already on the subgroup")
-        row.subgroup = [*row.subgroup, {"name": name, "email": email}]
-        out.letters.append(Letter("subgroup_invitation", to=(), cc=NETWORK, people=((name, email),), key=email.lower()))
-    elif t == "decide":
-        outcome = str(ctx.params.get("outcome") or "")
-        if outcome not in OUTCOMES:
-            raise InvalidInput(f"decide needs outcome= one of {', '.join(OUTCOMES)}")
-        row.outcome, row.decision, row.decided_on = outcome, ctx.note, ctx.today
-        withdraw = [int(x) for x in _list(ctx.params.get("withdraw"))]
-        regrade = {int(k): str(v).upper() for k, v in (_pairs(ctx.params.get("regrade")))}
-        if outcome == "not_upheld" and (withdraw or regrade):
-            raise InvalidInput("an appeal not upheld changes nothing: drop withdraw/regrade")
-        report = _report(ctx.session, row)
-        for rid in [*withdraw, *regrade]:
-            risk = ctx.session.get(Risk, rid)
-            if risk is None or risk.visit_id != report.visit_id:
-                raise InvalidInput(f"risk {rid} is not a conclusion of report {report.id}")
-        if outcome != "not_upheld":
-            out.then.append(lambda: _apply(ctx, withdraw, regrade))
-    elif t == "communicate":
-        out.letters.append(Letter("appeal_decision", to=("chief-executive",), cc=(*NETWORK, "service-lead")))
-    return out
+    due = ctx.calendar.add_weeks(row.submitted_on, RESULT_WEEKS)
+    remind = ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)
+    return Effects(
+        deadlines=[NewDeadline("appeal_result", due, remind)],
+        letters=[Letter("appeal_acknowledgement", to=("chief-executive",), cc=NETWORK)],
+    )
+
+
+def _subgroup_member(ctx: Context) -> tuple[str, str]:
+    """Validator: the member's name and email, refused if they had any prior involvement in the review."""
+    row: Appeal = ctx.row
+    name, email = str(ctx.params.get("name") or "").strip(), str(ctx.params.get("email") or "").strip()
+    if not name or "@" not in email:
+        raise InvalidInput("add_subgroup_member needs name=... and email=...")
+    seen = involvement(ctx.session, _report(ctx.session, row))
+    why = seen.get(name.lower()) or seen.get(email.lower())
+    if why:
+        raise GuardRefused(f"{name} may not sit on the appeal subgroup: prior involvement in the review ({why})")
+    if any(m["email"].lower() == email.lower() for m in row.subgroup):
+        raise GuardRefused(f"{name} is already on the subgroup")
+    return name, email
+
+
+def add_subgroup_member(ctx: Context) -> Effects:
+    """A member with no prior involvement joins the subgroup and is invited."""
+    name, email = _subgroup_member(ctx)
+    ctx.row.subgroup = [*ctx.row.subgroup, {"name": name, "email": email}]
+    return Effects(
+        letters=[Letter("subgroup_invitation", to=(), cc=NETWORK, people=((name, email),), key=email.lower())]
+    )
+
+
+def decide(ctx: Context) -> Effects:
+    """The final decision; upheld or partly upheld withdraws or re-grades the risks it names and
+    re-issues the report, each a follow-on through the engine linked to the appeal."""
+    row: Appeal = ctx.row
+    outcome = str(ctx.params.get("outcome") or "")
+    if outcome not in OUTCOMES:
+        raise InvalidInput(f"decide needs outcome= one of {', '.join(OUTCOMES)}")
+    withdraw = [int(x) for x in _list(ctx.params.get("withdraw"))]
+    regrade = {int(k): str(v).upper() for k, v in (_pairs(ctx.params.get("regrade")))}
+    if outcome == "not_upheld" and (withdraw or regrade):
+        raise InvalidInput("an appeal not upheld changes nothing: drop withdraw/regrade")
+    report = _report(ctx.session, row)
+    for rid in [*withdraw, *regrade]:
+        risk = ctx.session.get(Risk, rid)
+        if risk is None or risk.visit_id != report.visit_id:
+            raise InvalidInput(f"risk {rid} is not a conclusion of report {report.id}")
+    row.outcome, row.decision, row.decided_on = outcome, ctx.note, ctx.today
+    if outcome == "not_upheld":
+        return Effects()
+    link = {"appeal_id": row.id}
+    note = f"appeal {row.id} {row.outcome}: {ctx.note}"
+    return Effects(
+        follow_on=[
+            *(FollowOn("risk", "withdraw", item_id=rid, note=note, params=link) for rid in withdraw),
+            *(
+                FollowOn("risk", "regrade", item_id=rid, note=note, params={**link, "level": level})
+                for rid, level in regrade.items()
+            ),
+            FollowOn("report", "reopen_for_amendment", item_id=row.report_id, note=note, params=link),
+            FollowOn("report", "reissue", item_id=row.report_id, note=note, params=link),
+        ]
+    )
+
+
+def communicate(ctx: Context) -> Effects:
+    return Effects(letters=[Letter("appeal_decision", to=("chief-executive",), cc=(*NETWORK, "service-lead"))])
+
+
+ACTIONS = {
+    "submit": submit,
+    "add_subgroup_member": add_subgroup_member,
+    "decide": decide,
+    "communicate": communicate,
+}
 
 
 def _list(value: Any) -> list[Any]:
@@ -250,146 +295,6 @@ def _pairs(value: Any) -> list[tuple[str, str]]:
             raise InvalidInput(f"regrade {part!r}: use RISK_ID=IR|SC")
         out.append((k.strip(), v.strip()))
     return out
-
-
-def _apply(ctx: Context, withdraw: list[int], regrade: dict[int, str]) -> None:
-    """The decision's effects, each through the engine, linked to the appeal."""
-    from states import engine
-
-    row: Appeal = ctx.row
-    link = {"appeal_id": row.id}
-    note = f"appeal {row.id} {row.outcome}: {ctx.note}"
-    at = FixedClock(ctx.now)
-    for rid in withdraw:
-        engine.fire(
-            ctx.session, "risk", rid, "withdraw", actor=ctx.actor, role=ctx.role, clock=at, note=note, params=link
-        )
-    for rid, level in regrade.items():
-        engine.fire(
-            ctx.session,
-            "risk",
-            rid,
-            "regrade",
-            actor=ctx.actor,
-            role=ctx.role,
-            clock=at,
-            note=note,
-            params={**link, "level": level},
-        )
-    engine.fire(
-        ctx.session,
-        "report",
-        row.report_id,
-        "reopen_for_amendment",
-        actor=ctx.actor,
-        role=ctx.role,
-        clock=at,
-        note=note,
-        params=link,
-    )
-    engine.fire(
-        ctx.session,
-        "report",
-        row.report_id,
-        "reissue",
-        actor=ctx.actor,
-        role=ctx.role,
-        clock=at,
-        note=note,
-        params=link,
-    )
-
-
-def submit(
-    db: Engine,
-    *,
-    report_id: int,
-    appellant_contact_id: int,
-    statement: str,
-    grounds: list[dict[str, Any]],
-    actor: str,
-    role: str,
-    clock: Clock,
-) -> Appeal:
-    """Submit an appeal; a refusal stores only the refused attempt and the refusal letter, then re-raises."""
-    from states import engine
-
-    try:
-        with Session(db, expire_on_commit=False) as session:
-            report = session.get(Report, report_id)
-            if report is None:
-                raise NotFound(f"report {report_id} not found")
-            row = Appeal(
-                report_id=report_id,
-                service_id=report.service_id,
-                appellant_contact_id=appellant_contact_id,
-                submitted_on=local_date(clock.now()),
-                statement=statement,
-                grounds=grounds,
-                state="new",
-            )
-            problem = None
-            if session.get(Contact, appellant_contact_id) is not None:
-                problem = (
-                    _appellant_problem(session, row) or _window_problem(session, row) or _grounds_problem(session, row)
-                )
-            if problem:
-                raise GuardRefused(f"appeal refused: {problem}")
-            out = engine.create(session, "appeal", row, "submit", actor=actor, role=role, clock=clock, note=statement)
-            session.commit()
-            return out.row  # type: ignore[return-value]
-    except PeerwatchError as exc:
-        _refused(db, report_id, appellant_contact_id, grounds, actor, role, clock, str(exc))
-        raise
-
-
-def _refused(
-    db: Engine,
-    report_id: int,
-    contact_id: int,
-    grounds: list[dict[str, Any]],
-    actor: str,
-    role: str,
-    clock: Clock,
-    reason: str,
-) -> None:
-    from states.engine.letters import enqueue_letters
-    from states.machines.spec import get_spec
-
-    with Session(db) as session:
-        attempt = RefusedAttempt(
-            kind="appeal",
-            item_id=None,
-            trigger="submit",
-            actor=actor or "(none)",
-            role=role,
-            at=clock.now(),
-            reason=reason,
-            data={"report_id": report_id, "appellant_contact_id": contact_id, "grounds": grounds},
-        )
-        session.add(attempt)
-        session.flush()
-        person = session.get(Contact, contact_id)
-        report = session.get(Report, report_id)
-        if person is not None and report is not None:
-            enqueue_letters(
-                session,
-                get_spec("report"),
-                report,
-                [
-                    Letter(
-                        "appeal_refusal",
-                        to=(),
-                        cc=NETWORK,
-                        people=((person.name, person.email),),
-                        context=(("reason", reason),),
-                    )
-                ],
-                key=f"refused{attempt.id}",
-                clock=clock,
-                today=local_date(clock.now()),
-            )
-        session.commit()
 
 
 def letter_context(session: Session, row: Appeal) -> dict[str, Any]:
@@ -422,7 +327,7 @@ SPEC = KindSpec(
         "has_valid_grounds": has_valid_grounds,
         "has_subgroup": has_subgroup,
     },
-    effects=effects,
+    actions=ACTIONS,
     deadline_rules=DEADLINE_RULES,
     terminal=frozenset({A.COMMUNICATED.value}),
     nation_of=nation_of,

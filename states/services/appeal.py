@@ -1,0 +1,103 @@
+"""Appeals (seed 000 s8.1): submitting one. Only the Trust's Chief Executive may appeal, within
+4 weeks of the report's publication, on valid grounds (``states/machines/appeal.py``); a refused
+submission stores nothing but a record of the refused attempt and the refusal letter to the
+appellant, in a transaction of its own, and the refusal is raised again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from models.tables import Appeal, Contact, RefusedAttempt, Report
+from states import engine
+from states.clock import Clock, local_date
+from states.engine.letters import enqueue_letters
+from states.errors import GuardRefused, NotFound, PeerwatchError
+from states.machines.appeal import NETWORK, submission_problem
+from states.machines.spec import Letter, get_spec
+
+
+def submit(
+    db: Engine,
+    *,
+    report_id: int,
+    appellant_contact_id: int,
+    statement: str,
+    grounds: list[dict[str, Any]],
+    actor: str,
+    role: str,
+    clock: Clock,
+) -> Appeal:
+    """Submit an appeal; a refusal stores only the refused attempt and the refusal letter, then re-raises."""
+    try:
+        with Session(db, expire_on_commit=False) as session:
+            report = session.get(Report, report_id)
+            if report is None:
+                raise NotFound(f"report {report_id} not found")
+            row = Appeal(
+                report_id=report_id,
+                service_id=report.service_id,
+                appellant_contact_id=appellant_contact_id,
+                submitted_on=local_date(clock.now()),
+                statement=statement,
+                grounds=grounds,
+                state="new",
+            )
+            problem = submission_problem(session, row)
+            if problem:
+                raise GuardRefused(f"appeal refused: {problem}")
+            out = engine.create(session, "appeal", row, "submit", actor=actor, role=role, clock=clock, note=statement)
+            session.commit()
+            return out.row  # type: ignore[return-value]
+    except PeerwatchError as exc:
+        _refused(db, report_id, appellant_contact_id, grounds, actor, role, clock, str(exc))
+        raise
+
+
+def _refused(
+    db: Engine,
+    report_id: int,
+    contact_id: int,
+    grounds: list[dict[str, Any]],
+    actor: str,
+    role: str,
+    clock: Clock,
+    reason: str,
+) -> None:
+    with Session(db) as session:
+        attempt = RefusedAttempt(
+            kind="appeal",
+            item_id=None,
+            trigger="submit",
+            actor=actor or "(none)",
+            role=role,
+            at=clock.now(),
+            reason=reason,
+            data={"report_id": report_id, "appellant_contact_id": contact_id, "grounds": grounds},
+        )
+        session.add(attempt)
+        session.flush()
+        person = session.get(Contact, contact_id)
+        report = session.get(Report, report_id)
+        if person is not None and report is not None:
+            enqueue_letters(
+                session,
+                get_spec("report"),
+                report,
+                [
+                    Letter(
+                        "appeal_refusal",
+                        to=(),
+                        cc=NETWORK,
+                        people=((person.name, person.email),),
+                        context=(("reason", reason),),
+                    )
+                ],
+                key=f"refused{attempt.id}",
+                clock=clock,
+                today=local_date(clock.now()),
+            )
+        session.commit()
