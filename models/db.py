@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlmodel import Session, SQLModel, create_engine
 
 if TYPE_CHECKING:
@@ -29,8 +31,8 @@ def database_url() -> str:
     return f"sqlite:///{DEFAULT_DATABASE}"
 
 
-def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
-    cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: object) -> None:
+    cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
@@ -156,7 +158,7 @@ def init_db(url: str | None = None) -> Engine:
 
 # The newest migration. tests/test_migrations.py checks it against Alembic's own view of the
 # scripts, so a new migration without this line updated fails the suite.
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 
 
 def _at_head(engine: Engine) -> bool:
@@ -212,7 +214,8 @@ def begin_write(session: Session) -> None:
     stale (SQLITE_BUSY_SNAPSHOT, where busy_timeout does not apply). On PostgreSQL nothing is
     needed: row versions and ``FOR UPDATE`` decide."""
     conn = session.connection()
-    if conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+    driver = conn.connection.driver_connection
+    if isinstance(driver, sqlite3.Connection) and not driver.in_transaction:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 

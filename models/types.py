@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
-from sqlmodel._compat import SQLModelConfig
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -41,4 +40,6 @@ class Table(SQLModel):
     time it needs them, not when the module is imported (a one-command CLI process imports
     every table and uses two or three)."""
 
-    model_config = SQLModelConfig(defer_build=True)
+    # A plain dict, merged by pydantic into SQLModel's own config; mypy checks its keys against
+    # the type SQLModel declares for ``model_config`` (no import from sqlmodel's private modules).
+    model_config = {"defer_build": True}

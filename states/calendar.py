@@ -1,7 +1,7 @@
 """The one working-day calendar (DOMAIN.md "Time").
 
 A working day is Monday-Friday and not a bank holiday in the organisation's UK nation
-(``holidays.UK`` with subdivision ENG, WLS, SCT or NIR; substitute days included).
+(``holidays.country_holidays("GB")`` with subdivision ENG, WLS, SCT or NIR; substitute days included).
 "Within N working days of X" is the N-th working day after X, X itself being day 0, due at
 the end of that day, Europe/London. "Within N weeks" is N x 7 calendar days.
 Every deadline in peerwatch comes from here.
@@ -52,7 +52,10 @@ class _BankHolidays:
         if stored is None:
             import holidays  # the package itself, only for a year not cached yet
 
-            stored = {d.isoformat(): name for d, name in holidays.UK(subdiv=self.nation, years=year).items()}
+            stored = {
+                d.isoformat(): name
+                for d, name in holidays.country_holidays("GB", subdiv=self.nation, years=year).items()
+            }
             self._save(year, stored)
         return {date.fromisoformat(d): name for d, name in stored.items()}
 
@@ -66,7 +69,7 @@ class _BankHolidays:
                 self._stored = json.loads(self._file.read_text())
             except (OSError, ValueError):
                 self._stored = {}
-        return self._stored  # type: ignore[return-value]
+        return self._stored
 
     def _save(self, year: int, dates: dict[str, str]) -> None:
         self._cache()[str(year)] = dates

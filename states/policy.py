@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
+from typing import Any
 
 from states.errors import InvalidInput
 
 
-def numbers_from_env(policy: type, prefix: str = "PEERWATCH_") -> dict[str, float]:
+def numbers_from_env(policy: type, prefix: str = "PEERWATCH_") -> dict[str, Any]:
     """The fields of a policy dataclass set in the environment as ``<prefix><FIELD>``, parsed
     as the field's type (int or float); a malformed value is refused, naming the variable."""
-    values: dict[str, float] = {}
+    values: dict[str, Any] = {}  # each parsed as its field's type, int or float
     for f in fields(policy):
         name = f"{prefix}{f.name.upper()}"
         raw = os.environ.get(name)
@@ -53,4 +54,4 @@ class Policy:
 
     @classmethod
     def from_env(cls) -> Policy:
-        return cls(**numbers_from_env(cls))  # type: ignore[arg-type]
+        return cls(**numbers_from_env(cls))

@@ -12,7 +12,7 @@ from states.errors import NotFound
 
 def service_of(session: Session, service_id: int) -> tuple[Service, Organisation, Network]:
     """The service, its Trust and network; cached for the session (sweeps look them up often)."""
-    cache = session.info.setdefault("service_cache", {})
+    cache: dict[int, tuple[Service, Organisation, Network]] = session.info.setdefault("service_cache", {})
     hit = cache.get(service_id)
     if hit is None:
         svc = session.get(Service, service_id)
@@ -20,8 +20,10 @@ def service_of(session: Session, service_id: int) -> tuple[Service, Organisation
             raise NotFound(f"service {service_id} not found")
         org = session.get(Organisation, svc.organisation_id)
         net = session.get(Network, svc.network_id)
+        if org is None or net is None:  # the foreign keys make this impossible
+            raise NotFound(f"service {service_id} has no Trust or network")
         hit = cache[service_id] = (svc, org, net)
-    return hit  # type: ignore[no-any-return]
+    return hit
 
 
 def nation_of(session: Session, row: Any) -> str:

@@ -7,6 +7,7 @@ from ``sqlalchemy.url``. ``render_as_batch`` lets the same migrations alter tabl
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 from models.db import get_engine, import_all_tables, lock_schema
@@ -16,15 +17,15 @@ target_metadata = SQLModel.metadata
 config = context.config
 
 
-def _configure_and_run(connection: object) -> None:
+def _configure_and_run(connection: Connection) -> None:
     context.configure(
-        connection=connection,  # type: ignore[arg-type]
+        connection=connection,
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
     )
     with context.begin_transaction():
-        lock_schema(connection)  # type: ignore[arg-type]
+        lock_schema(connection)
         context.run_migrations()
 
 
