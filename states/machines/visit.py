@@ -23,9 +23,9 @@ from sqlmodel import Session, select
 
 from models.tables import Network, Organisation, PanelMember, Reviewer, Risk, Visit
 from models.tables import Report as ReportRow
-from states.clock import FixedClock, parse_date
+from states.clock import parse_date
 from states.errors import GuardRefused, InvalidInput, NotFound
-from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.machines.spec import Context, DeadlineRule, Effects, FollowOn, KindSpec, Letter, NewDeadline
 from states.roles import NETWORK_LEADS, STAFF
 from states.scope import nation_of, recipient_scope, service_context, service_of
 
@@ -221,123 +221,159 @@ def _notification_deadlines(ctx: Context) -> list[NewDeadline]:
     ]
 
 
-def effects(ctx: Context) -> Effects:
+# Actions: one per trigger; each may set the row's own fields and returns the rest as data.
+def propose(ctx: Context) -> Effects:
+    ctx.row.reason = ctx.params.get("reason") or ctx.note
+    return Effects()
+
+
+def schedule(ctx: Context) -> Effects:
     row: Visit = ctx.row
-    t, out = ctx.trigger, Effects()
-    if t == "propose":
-        row.reason = ctx.params.get("reason") or ctx.note
-    elif t == "schedule":
-        row.visit_date = _visit_date(ctx)
-        mode = str(ctx.params.get("mode", row.mode))
-        if mode not in MODES:
-            raise InvalidInput(f"mode {mode!r}: use in_person or virtual")
-        row.mode = mode
-    elif t == "notify_service":
-        row.prep_session = row.prep_session or "offered"
-        out.letters += [
+    row.visit_date = _visit_date(ctx)
+    mode = str(ctx.params.get("mode", row.mode))
+    if mode not in MODES:
+        raise InvalidInput(f"mode {mode!r}: use in_person or virtual")
+    row.mode = mode
+    return Effects()
+
+
+def notify_service(ctx: Context) -> Effects:
+    row: Visit = ctx.row
+    row.prep_session = row.prep_session or "offered"
+    return Effects(
+        letters=[
             Letter("visit_notification", to=(*SERVICE, "chief-executive"), cc=("network-manager",)),
             Letter("prep_session_invitation", to=SERVICE, cc=("network-office",)),
+        ],
+        deadlines=_notification_deadlines(ctx),
+    )
+
+
+def postpone(ctx: Context) -> Effects:
+    row: Visit = ctx.row
+    row.visit_date = _visit_date(ctx)
+    row.postponements += 1
+    row.prep_session, row.panel_confirmed = None, False
+    if ctx.source == V.SCHEDULED:
+        return Effects()
+    return Effects(
+        letters=[
+            Letter(
+                "visit_postponed",
+                to=(*SERVICE, "chief-executive"),
+                cc=("network-manager",),
+                context=(("reason", ctx.note),),
+            )
         ]
-        out.deadlines += _notification_deadlines(ctx)
-    elif t == "postpone":
-        row.visit_date = _visit_date(ctx)
-        row.postponements += 1
-        row.prep_session, row.panel_confirmed = None, False
-        if ctx.source != V.SCHEDULED:
-            out.letters.append(
-                Letter(
-                    "visit_postponed",
-                    to=(*SERVICE, "chief-executive"),
-                    cc=("network-manager",),
-                    context=(("reason", ctx.note),),
-                )
+    )
+
+
+def cancel(ctx: Context) -> Effects:
+    ctx.row.closed_reason = ctx.note
+    if ctx.source == V.PROPOSED:
+        return Effects()
+    return Effects(
+        letters=[
+            Letter(
+                "visit_cancelled",
+                to=(*SERVICE, "chief-executive"),
+                cc=("network-manager",),
+                context=(("reason", ctx.note),),
             )
-    elif t == "cancel":
-        row.closed_reason = ctx.note
-        if ctx.source != V.PROPOSED:
-            out.letters.append(
-                Letter(
-                    "visit_cancelled",
-                    to=(*SERVICE, "chief-executive"),
-                    cc=("network-manager",),
-                    context=(("reason", ctx.note),),
-                )
-            )
-    elif t == "add_panel_member":
-        reviewer = _reviewer(ctx)
-        if reviewer.retired_on is not None and reviewer.retired_on <= ctx.today:
-            raise GuardRefused(
-                f"{reviewer.name} (reviewer {reviewer.id}) retired from {reviewer.retired_on.isoformat()}: "
-                "a retired reviewer is not invited onto panels (peerwatch reviewer history)"
-            )
-        reason = conflict_reason(ctx.session, row, reviewer)
-        if reason:
-            raise GuardRefused(
-                f"{reviewer.name} may not review {service_of(ctx.session, row.service_id)[0].name}: {reason}"
-            )
-        exists = ctx.session.exec(
-            select(PanelMember).where(PanelMember.visit_id == row.id, PanelMember.reviewer_id == reviewer.id)
-        ).first()
-        if exists:
-            raise GuardRefused(f"{reviewer.name} is already on the panel of visit {row.id}")
-        ctx.session.add(
-            PanelMember(visit_id=row.id, reviewer_id=reviewer.id, observer=_truthy(ctx.params.get("observer", False)))
-        )  # type: ignore[arg-type]
-        row.panel_confirmed = False
-        out.letters.append(
+        ]
+    )
+
+
+def check_panel_member(ctx: Context, reviewer: Reviewer) -> None:
+    """Refuse, with the reason, a reviewer who may not join this panel."""
+    row: Visit = ctx.row
+    if reviewer.retired_on is not None and reviewer.retired_on <= ctx.today:
+        raise GuardRefused(
+            f"{reviewer.name} (reviewer {reviewer.id}) retired from {reviewer.retired_on.isoformat()}: "
+            "a retired reviewer is not invited onto panels (peerwatch reviewer history)"
+        )
+    reason = conflict_reason(ctx.session, row, reviewer)
+    if reason:
+        raise GuardRefused(
+            f"{reviewer.name} may not review {service_of(ctx.session, row.service_id)[0].name}: {reason}"
+        )
+    exists = ctx.session.exec(
+        select(PanelMember).where(PanelMember.visit_id == row.id, PanelMember.reviewer_id == reviewer.id)
+    ).first()
+    if exists:
+        raise GuardRefused(f"{reviewer.name} is already on the panel of visit {row.id}")
+
+
+def add_panel_member(ctx: Context) -> Effects:
+    row: Visit = ctx.row
+    reviewer = _reviewer(ctx)
+    check_panel_member(ctx, reviewer)
+    ctx.session.add(
+        PanelMember(visit_id=row.id, reviewer_id=reviewer.id, observer=_truthy(ctx.params.get("observer", False)))
+    )  # type: ignore[arg-type]
+    row.panel_confirmed = False
+    discipline = DISCIPLINE_NAMES.get(reviewer.discipline, reviewer.discipline)
+    return Effects(
+        letters=[
             Letter(
                 "panel_invitation",
                 to=(),
                 cc=("network-office",),
                 people=((reviewer.name, reviewer.email),),
                 key=f"r{reviewer.id}",
-                context=(
-                    (
-                        "reviewer",
-                        {
-                            "name": reviewer.name,
-                            "discipline": DISCIPLINE_NAMES.get(reviewer.discipline, reviewer.discipline),
-                        },
-                    ),
-                ),
+                context=(("reviewer", {"name": reviewer.name, "discipline": discipline}),),
             )
+        ]
+    )
+
+
+def remove_panel_member(ctx: Context) -> Effects:
+    ctx.session.delete(_member(ctx, _reviewer(ctx)))
+    ctx.row.panel_confirmed = False
+    return Effects()
+
+
+def confirm_prepared(ctx: Context) -> Effects:
+    row: Visit = ctx.row
+    assert row.visit_date is not None
+    return Effects(deadlines=[NewDeadline("visit_day", row.visit_date)])
+
+
+def record_declaration(ctx: Context) -> Effects:
+    m = _member(ctx, _reviewer(ctx))
+    m.declared_on = ctx.today
+    m.declared_conflicts = str(ctx.params.get("conflicts") or "").strip() or None
+    ctx.session.add(m)
+    return Effects()
+
+
+def record_preparation(ctx: Context) -> Effects:
+    row: Visit = ctx.row
+    if "prep_session" in ctx.params:
+        value = str(ctx.params["prep_session"])
+        if value not in ("offered", "held", "declined"):
+            raise InvalidInput(f"prep_session {value!r}: use offered, held or declined")
+        row.prep_session = value
+    for flag in ("panel_confirmed", "evidence_received"):
+        if flag in ctx.params:
+            setattr(row, flag, _truthy(ctx.params[flag]))
+    unknown = set(ctx.params) - {"prep_session", "panel_confirmed", "evidence_received"}
+    if unknown or not ctx.params:
+        raise InvalidInput(
+            "record_preparation takes prep_session=held|declined|offered, panel_confirmed=yes|no, evidence_received=yes|no"
         )
-    elif t == "remove_panel_member":
-        ctx.session.delete(_member(ctx, _reviewer(ctx)))
-        row.panel_confirmed = False
-    elif t == "confirm_prepared":
-        assert row.visit_date is not None
-        out.deadlines.append(NewDeadline("visit_day", row.visit_date))
-    elif t == "record_declaration":
-        m = _member(ctx, _reviewer(ctx))
-        m.declared_on = ctx.today
-        m.declared_conflicts = str(ctx.params.get("conflicts") or "").strip() or None
-        ctx.session.add(m)
-    elif t == "record_preparation":
-        if "prep_session" in ctx.params:
-            value = str(ctx.params["prep_session"])
-            if value not in ("offered", "held", "declined"):
-                raise InvalidInput(f"prep_session {value!r}: use offered, held or declined")
-            row.prep_session = value
-        for flag in ("panel_confirmed", "evidence_received"):
-            if flag in ctx.params:
-                setattr(row, flag, _truthy(ctx.params[flag]))
-        unknown = set(ctx.params) - {"prep_session", "panel_confirmed", "evidence_received"}
-        if unknown or not ctx.params:
-            raise InvalidInput(
-                "record_preparation takes prep_session=held|declined|offered, panel_confirmed=yes|no, evidence_received=yes|no"
-            )
-    elif t == "give_feedback":
-        out.then.append(lambda: _raise_found(ctx))
-    return out
+    return Effects()
 
 
-def _raise_found(ctx: Context) -> None:
-    """Raise the IR/SC/GC recorded at high level feedback, and start the report."""
-    from states import engine
+def hold(ctx: Context) -> Effects:
+    return Effects()
 
+
+def give_feedback(ctx: Context) -> Effects:
+    """Raise the IR/SC/GC recorded at high level feedback, and start the report (follow-ons)."""
     visit: Visit = ctx.row
     assert visit.visit_date is not None
+    out = Effects()
     for found in ctx.params.get("risks") or []:
         level = str(found.get("level", "")).upper()
         if level not in ("IR", "SC", "GC"):
@@ -355,27 +391,32 @@ def _raise_found(ctx: Context) -> None:
             visit_id=visit.id,
             state="new",
         )
-        engine.create(
-            ctx.session,
-            "risk",
-            risk,
-            "raise",
-            actor=ctx.actor,
-            role=ctx.role,
-            clock=FixedClock(ctx.now),
-            note=f"verbal notification at high level feedback, visit {visit.id}",
-        )
+        note = f"verbal notification at high level feedback, visit {visit.id}"
+        out.follow_on.append(FollowOn("risk", "raise", new=risk, note=note))
     report = ReportRow(service_id=visit.service_id, visit_id=visit.id, basis_date=visit.visit_date, state="new")
-    engine.create(
-        ctx.session,
-        "report",
-        report,
-        "start_drafting",
-        actor=ctx.actor,
-        role=ctx.role,
-        clock=FixedClock(ctx.now),
-        note=f"report of visit {visit.id}",
-    )
+    out.follow_on.append(FollowOn("report", "start_drafting", new=report, note=f"report of visit {visit.id}"))
+    return out
+
+
+def close(ctx: Context) -> Effects:
+    return Effects()
+
+
+ACTIONS = {
+    "propose": propose,
+    "schedule": schedule,
+    "notify_service": notify_service,
+    "add_panel_member": add_panel_member,
+    "remove_panel_member": remove_panel_member,
+    "record_declaration": record_declaration,
+    "record_preparation": record_preparation,
+    "confirm_prepared": confirm_prepared,
+    "hold": hold,
+    "give_feedback": give_feedback,
+    "close": close,
+    "postpone": postpone,
+    "cancel": cancel,
+}
 
 
 # The SOP's day (000 s5.3): start, end, session, who. The walk-around is dropped when virtual.
@@ -466,7 +507,7 @@ SPEC = KindSpec(
         "is_evidence_received": is_evidence_received,
         "is_visit_day_reached": is_visit_day_reached,
     },
-    effects=effects,
+    actions=ACTIONS,
     deadline_rules=DEADLINE_RULES,
     terminal=frozenset({V.CLOSED.value, V.CANCELLED.value}),
     nation_of=nation_of,
