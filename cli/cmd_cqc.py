@@ -52,7 +52,8 @@ def record(
     from models.perinatal import CqcRating
     from states.clock import parse_date
     from states.errors import InvalidInput, NotFound
-    from states.machines.mssp import maternity_service, record_cqc_assessment
+    from states.machines.mssp import maternity_service
+    from states.services.mssp import record_cqc_assessment
 
     day = parse_date(date_, "--date")
     _db()

@@ -38,7 +38,8 @@ def refer(
     from cli.output import console, print_json
     from models import Service, session_scope
     from states.errors import InvalidInput, NotFound
-    from states.machines.mssp import CRITERIA, maternity_service, refer_trust
+    from states.machines.mssp import CRITERIA, maternity_service
+    from states.services.mssp import refer_trust
 
     _db()
     with session_scope() as s:

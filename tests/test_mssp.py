@@ -25,14 +25,12 @@ from states.machines.mssp import (
     RATINGS,
     REFERRAL_ROUTES,
     MsspState,
-    decide,
     improved_safe_and_well_led,
     mssp_entry_criteria,
     rating,
-    record_cqc_assessment,
-    refer_trust,
 )
 from states.machines.spec import CLOCK_TRIGGERS, get_spec
+from states.services.mssp import decide, record_cqc_assessment, refer_trust
 
 O, G, RI, I = "Outstanding", "Good", "Requires Improvement", "Inadequate"  # noqa: E741 (the CQC's initials)
 M = MsspState

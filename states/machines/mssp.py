@@ -31,7 +31,6 @@ surveillance".
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from typing import Any
@@ -40,8 +39,7 @@ from sqlmodel import Session, col, select
 
 from models.perinatal import CqcRating, MsspCase
 from models.tables import Network, Organisation, Service
-from states import engine
-from states.clock import Clock, local_date, parse_date
+from states.clock import parse_date
 from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied
 from states.machines.perinatal import PerinatalPolicy
 from states.machines.spec import Context, Effects, KindSpec, Letter
@@ -318,69 +316,96 @@ def _latest_rating(ctx: Context) -> CqcRating | None:
     return previous_rating(ctx.session, row.organisation_id, row.service_id, date.max)
 
 
-def effects(ctx: Context) -> Effects:
-    """Letters of a transition; updates the row's own fields."""
+# Actions: one per trigger; each may set the case's own fields and returns the rest as data.
+def enter(ctx: Context) -> Effects:
+    """Automatic entry on a CQC assessment meeting a rating criterion: its ratings are the baseline."""
     row: MsspCase = ctx.row
-    t, out = ctx.trigger, Effects()
-    if t == "enter":
-        current = _rating(ctx)
-        if current is None:
-            raise InvalidInput("enter needs rating_id: the CQC assessment that meets the rating criteria")
-        given = [c for c in ctx.params.get("criteria") or () if c in CRITERIA]
-        row.entry_criteria = list(dict.fromkeys([*row.entry_criteria, *given]))
-        row.entered_on, row.entry_rating_id, row.baseline = ctx.today, current.id, ratings_of(current)
-        out.letters.append(Letter("mssp_entry", to=TRUST, cc=COPIES, context=(("how", "automatic"),)))
-    elif t == "refer":
-        rid = ctx.params.get("rating_id")
-        row.referred_on = ctx.today
-        row.entry_rating_id = int(rid) if rid is not None else None
-        out.letters.append(Letter("mssp_referral", to=TO_MSSCG, cc=MSSCG_COPIES))
-    elif t == "decide_entry":
-        decision = _decision(ctx, ENTRY_DECISIONS)
-        if ctx.dest == M.IN_PROGRAMME:
-            latest = _latest_rating(ctx)
-            row.entered_on = parse_iso(decision["decided_on"])
-            if latest is not None:
-                row.baseline = ratings_of(latest)
-            out.letters.append(
-                Letter("mssp_entry", to=TRUST, cc=COPIES, context=(("how", "decided"), ("decision", decision)))
-            )
-        else:
-            row.closed_reason = "the MSSCG decided the Trust does not enter the programme"
-            out.letters.append(Letter("mssp_not_entered", to=TRUST, cc=COPIES, context=(("decision", decision),)))
-    elif t == "record_assessment":
-        current = _rating(ctx)
-        if current is None:
-            raise InvalidInput("record_assessment needs rating_id: the later CQC assessment")
-        proposed = ctx.dest == M.EXIT_PROPOSED
-        if not row.baseline:  # entered by decision before any rating was recorded: this is the baseline
-            row.baseline = ratings_of(current)
-        row.assessments = [
-            *row.assessments,
-            {**ratings_of(current), "rating_id": current.id, "exit_proposed": proposed},
-        ]
-        if proposed:
-            row.exit_proposed_on, row.exit_rating_id = ctx.today, current.id
-            out.letters.append(
-                Letter("mssp_exit_proposed", to=TO_MSSCG, cc=MSSCG_COPIES, context=(("exit", ratings_of(current)),))
-            )
-    elif t == "decide_exit":
-        decision = _decision(ctx, EXIT_DECISIONS)
-        exit_rating = ctx.session.get(CqcRating, row.exit_rating_id) if row.exit_rating_id else None
-        shown = ratings_of(exit_rating) if exit_rating else {}
-        if ctx.dest == M.EXITED:
-            row.exited_on = parse_iso(decision["decided_on"])
-            out.letters.append(
-                Letter("mssp_exit", to=TRUST, cc=COPIES, context=(("exit", shown), ("decision", decision)))
-            )
-        else:
-            row.exit_proposed_on, row.exit_rating_id = None, None
-            out.letters.append(
-                Letter("mssp_exit_declined", to=TRUST, cc=COPIES, context=(("exit", shown), ("decision", decision)))
-            )
-    elif t == "withdraw":
-        row.closed_reason = ctx.note
-    return out
+    current = _rating(ctx)
+    if current is None:
+        raise InvalidInput("enter needs rating_id: the CQC assessment that meets the rating criteria")
+    given = [c for c in ctx.params.get("criteria") or () if c in CRITERIA]
+    row.entry_criteria = list(dict.fromkeys([*row.entry_criteria, *given]))
+    row.entered_on, row.entry_rating_id, row.baseline = ctx.today, current.id, ratings_of(current)
+    return Effects(letters=[Letter("mssp_entry", to=TRUST, cc=COPIES, context=(("how", "automatic"),))])
+
+
+def refer(ctx: Context) -> Effects:
+    """Referred to the MSSCG, which decides entry."""
+    row: MsspCase = ctx.row
+    rid = ctx.params.get("rating_id")
+    row.referred_on = ctx.today
+    row.entry_rating_id = int(rid) if rid is not None else None
+    return Effects(letters=[Letter("mssp_referral", to=TO_MSSCG, cc=MSSCG_COPIES)])
+
+
+def decide_entry(ctx: Context) -> Effects:
+    """The MSSCG's decision on a referred Trust, as recorded: enter (the latest ratings the baseline) or not."""
+    row: MsspCase = ctx.row
+    decision = _decision(ctx, ENTRY_DECISIONS)
+    if ctx.dest == M.IN_PROGRAMME:
+        latest = _latest_rating(ctx)
+        row.entered_on = parse_iso(decision["decided_on"])
+        if latest is not None:
+            row.baseline = ratings_of(latest)
+        return Effects(
+            letters=[Letter("mssp_entry", to=TRUST, cc=COPIES, context=(("how", "decided"), ("decision", decision)))]
+        )
+    row.closed_reason = "the MSSCG decided the Trust does not enter the programme"
+    return Effects(letters=[Letter("mssp_not_entered", to=TRUST, cc=COPIES, context=(("decision", decision),))])
+
+
+def record_assessment(ctx: Context) -> Effects:
+    """A later CQC assessment on the open case; Safe and Well-led each a step better proposes exit."""
+    row: MsspCase = ctx.row
+    current = _rating(ctx)
+    if current is None:
+        raise InvalidInput("record_assessment needs rating_id: the later CQC assessment")
+    proposed = ctx.dest == M.EXIT_PROPOSED
+    if not row.baseline:  # entered by decision before any rating was recorded: this is the baseline
+        row.baseline = ratings_of(current)
+    row.assessments = [
+        *row.assessments,
+        {**ratings_of(current), "rating_id": current.id, "exit_proposed": proposed},
+    ]
+    if not proposed:
+        return Effects()
+    row.exit_proposed_on, row.exit_rating_id = ctx.today, current.id
+    return Effects(
+        letters=[Letter("mssp_exit_proposed", to=TO_MSSCG, cc=MSSCG_COPIES, context=(("exit", ratings_of(current)),))]
+    )
+
+
+def decide_exit(ctx: Context) -> Effects:
+    """The MSSCG's decision on a proposed exit, as recorded: exit, or remain in the programme."""
+    row: MsspCase = ctx.row
+    decision = _decision(ctx, EXIT_DECISIONS)
+    exit_rating = ctx.session.get(CqcRating, row.exit_rating_id) if row.exit_rating_id else None
+    shown = ratings_of(exit_rating) if exit_rating else {}
+    if ctx.dest == M.EXITED:
+        row.exited_on = parse_iso(decision["decided_on"])
+        return Effects(
+            letters=[Letter("mssp_exit", to=TRUST, cc=COPIES, context=(("exit", shown), ("decision", decision)))]
+        )
+    row.exit_proposed_on, row.exit_rating_id = None, None
+    return Effects(
+        letters=[Letter("mssp_exit_declined", to=TRUST, cc=COPIES, context=(("exit", shown), ("decision", decision)))]
+    )
+
+
+def withdraw(ctx: Context) -> Effects:
+    """Entered or referred in error: closed with the network lead's reason."""
+    ctx.row.closed_reason = ctx.note
+    return Effects()
+
+
+ACTIONS = {
+    "enter": enter,
+    "refer": refer,
+    "decide_entry": decide_entry,
+    "record_assessment": record_assessment,
+    "decide_exit": decide_exit,
+    "withdraw": withdraw,
+}
 
 
 def parse_iso(text: str) -> date:
@@ -453,7 +478,7 @@ SPEC = KindSpec(
         "is_decision_to_exit": is_decision_to_exit,
         "has_improved_safe_and_well_led": has_improved_safe_and_well_led,
     },
-    effects=effects,
+    actions=ACTIONS,
     deadline_rules={},
     terminal=frozenset({M.EXITED.value, M.WITHDRAWN.value, M.NOT_ENTERED.value}),
     nation_of=nation_of,
@@ -465,20 +490,6 @@ SPEC = KindSpec(
 
 
 # ------------------------------------------------------------------ recording a CQC assessment
-
-
-@dataclass
-class AssessmentOutcome:
-    """What recording one CQC assessment did."""
-
-    rating: CqcRating
-    previous: CqcRating | None
-    criteria: list[str]
-    entered: MsspCase | None = None  # entered automatically (a new case, or a referred one)
-    referred: MsspCase | None = None  # a new case referred to the MSSCG for a decision
-    exit_proposed: list[MsspCase] = field(default_factory=list)  # the exit criterion met: the MSSCG decides
-    continuing: list[MsspCase] = field(default_factory=list)  # open cases the assessment did not change
-    awaiting: list[MsspCase] = field(default_factory=list)  # already referred, the MSSCG's decision still to come
 
 
 def maternity_service(session: Session, organisation_id: int) -> Service | None:
@@ -508,174 +519,12 @@ def open_cases(
     return list(session.exec(q.order_by(MsspCase.id)))  # type: ignore[arg-type]
 
 
-def _check_recorder(actor: str, role: str, what: str) -> None:
+def check_recorder(actor: str, role: str, what: str) -> None:
+    """Validator: a named person in a staff role (or the system) records; refused with the reason otherwise."""
     if not actor or not actor.strip():
         raise MissingActor(f"no actor given to {what}: name who is acting (--actor)")
     if check_actor_role(role) not in RECORDERS:
         raise PermissionDenied(f"role {role!r} may not {what}: needs one of {', '.join(RECORDERS)}")
-
-
-def record_cqc_assessment(session: Session, rating_row: CqcRating, *, clock: Clock) -> AssessmentOutcome:
-    """Store an assessment and act on it through the engine; the caller commits.
-
-    Rating criteria met: the Trust enters automatically (a new case, or its referred one).
-    Only referral routes met (warning notice, DHSC/NHSE request, HSIB): the Trust is referred
-    to the MSSCG. On an open case the assessment is recorded, and proposes exit when Safe and
-    Well-led have each improved by a step."""
-    _check_recorder(rating_row.recorded_by, rating_row.recorded_role, "record a CQC assessment")
-    today = local_date(clock.now())
-    if rating_row.assessed_on > today:
-        raise InvalidInput(f"assessment date {rating_row.assessed_on.isoformat()} is after today ({today.isoformat()})")
-    for name in ("overall", "safe", "well_led"):
-        setattr(rating_row, name, rating(getattr(rating_row, name), DOMAIN_NAMES[name]))
-    for name in ("effective", "caring", "responsive"):
-        if getattr(rating_row, name):
-            setattr(rating_row, name, rating(getattr(rating_row, name), DOMAIN_NAMES[name]))
-    if session.get(Organisation, rating_row.organisation_id) is None:
-        raise NotFound(f"organisation {rating_row.organisation_id} not found")
-    latest = previous_rating(session, rating_row.organisation_id, rating_row.service_id, date.max)
-    if latest is not None and latest.assessed_on >= rating_row.assessed_on:
-        raise InvalidInput(
-            f"an assessment of {latest.assessed_on.isoformat()} is already recorded: record assessments in "
-            f"date order, each later than the last"
-        )
-    previous = latest
-    rating_row.recorded_at = clock.now()
-    session.add(rating_row)
-    session.flush()
-    assert rating_row.id is not None
-    engine.record_change(
-        session,
-        "cqc_rating",
-        rating_row.id,
-        "record_cqc_assessment",
-        actor=rating_row.recorded_by,
-        role=rating_row.recorded_role,
-        clock=clock,
-        state="recorded",
-        note=rating_row.note,
-        data={
-            "organisation_id": rating_row.organisation_id,
-            "service_id": rating_row.service_id,
-            "assessed_on": rating_row.assessed_on,
-            **{
-                k: getattr(rating_row, k)
-                for k in (
-                    "overall",
-                    "safe",
-                    "well_led",
-                    "effective",
-                    "caring",
-                    "responsive",
-                    "warning_notice",
-                    "dhsc_nhse_review_request",
-                    "hsib_concern",
-                )
-            },
-        },
-    )
-    criteria = mssp_entry_criteria(previous, rating_row)
-    out = AssessmentOutcome(rating=rating_row, previous=previous, criteria=criteria)
-    actor, role = rating_row.recorded_by, rating_row.recorded_role
-    params = {"rating_id": rating_row.id, "assessed_on": rating_row.assessed_on.isoformat()}
-    org_id, svc_id = rating_row.organisation_id, rating_row.service_id
-    for case in open_cases(session, org_id, svc_id):
-        assert case.id is not None
-        fired = engine.fire(
-            session,
-            "mssp",
-            case.id,
-            "record_assessment",
-            actor=actor,
-            role=role,
-            clock=clock,
-            note=f"CQC assessment of {rating_row.assessed_on.isoformat()}",
-            params={**params, "criteria": criteria},
-        )
-        proposed = fired.event.to_state == M.EXIT_PROPOSED and fired.event.from_state == M.IN_PROGRAMME
-        (out.exit_proposed if proposed else out.continuing).append(case)
-    if out.exit_proposed or out.continuing:
-        return out
-    automatic = [c for c in criteria if c in RATING_CRITERIA]
-    referred = open_cases(session, org_id, svc_id, (M.REFERRED.value,))
-    if automatic:
-        note = (
-            "a CQC assessment meeting the entry criteria: automatic entry ("
-            + "; ".join(CRITERIA[c] for c in automatic)
-            + ")"
-        )
-        if referred:
-            case = referred[0]
-            assert case.id is not None
-            out.entered = engine.fire(
-                session,
-                "mssp",
-                case.id,
-                "enter",
-                actor=actor,
-                role=role,
-                clock=clock,
-                note=note,
-                params={**params, "criteria": criteria},
-            ).row  # type: ignore[assignment]
-            out.awaiting = referred[1:]
-        else:
-            case = MsspCase(organisation_id=org_id, service_id=svc_id, entry_criteria=criteria, state=M.NEW)
-            out.entered = engine.create(
-                session,
-                "mssp",
-                case,
-                "enter",
-                actor=actor,
-                role=role,
-                clock=clock,
-                note=note,
-                params={**params, "criteria": criteria},
-            ).row  # type: ignore[assignment]
-    elif criteria:
-        if referred:
-            out.awaiting = referred
-        else:
-            out.referred = _refer(
-                session,
-                org_id,
-                svc_id,
-                criteria,
-                actor=actor,
-                role=role,
-                clock=clock,
-                params=params,
-                note=rating_row.note,
-            )
-    return out
-
-
-def _refer(
-    session: Session,
-    organisation_id: int,
-    service_id: int | None,
-    routes: list[str],
-    *,
-    actor: str,
-    role: str,
-    clock: Clock,
-    params: Mapping[str, Any],
-    note: str | None,
-) -> MsspCase:
-    case = MsspCase(organisation_id=organisation_id, service_id=service_id, entry_criteria=list(routes), state=M.NEW)
-    why = "referred to the MSSCG for a decision on entry: " + "; ".join(CRITERIA[c] for c in routes)
-    created = engine.create(
-        session,
-        "mssp",
-        case,
-        "refer",
-        actor=actor,
-        role=role,
-        clock=clock,
-        note=f"{why} ({note})" if note else why,
-        params={**params, "criteria": list(routes)},
-    )
-    return created.row  # type: ignore[return-value]
 
 
 ROUTE_NAMES = {
@@ -684,51 +533,6 @@ ROUTE_NAMES = {
     "hsib": "hsib_concern",
     **{r: r for r in REFERRAL_ROUTES},
 }
-
-
-def refer_trust(
-    session: Session,
-    organisation_id: int,
-    service_id: int | None,
-    routes: list[str],
-    *,
-    actor: str,
-    role: str,
-    clock: Clock,
-    note: str | None = None,
-) -> MsspCase:
-    """Refer a Trust to the MSSCG without a CQC assessment (HSIB identification, a DHSC/NHSE
-    request, a warning notice), through the engine. The caller commits."""
-    _check_recorder(actor, role, "refer a Trust to the MSSCG")
-    keys = []
-    for r in routes:
-        key = ROUTE_NAMES.get(str(r).strip().lower().replace("_", "-")) or ROUTE_NAMES.get(str(r).strip().lower())
-        if key is None:
-            raise InvalidInput(f"route {r!r}: use one of warning-notice, review-request, hsib")
-        keys.append(key)
-    if not keys:
-        raise InvalidInput("name the route of the referral: warning-notice, review-request or hsib")
-    if session.get(Organisation, organisation_id) is None:
-        raise NotFound(f"organisation {organisation_id} not found")
-    already = open_cases(
-        session, organisation_id, service_id, (M.REFERRED.value, M.IN_PROGRAMME.value, M.EXIT_PROPOSED.value)
-    )
-    if already:
-        c = already[0]
-        raise InvalidInput(
-            f"MSSP case {c.id} is already open for this Trust ({c.state.replace('_', ' ')}): no second referral"
-        )
-    return _refer(
-        session,
-        organisation_id,
-        service_id,
-        list(dict.fromkeys(keys)),
-        actor=actor,
-        role=role,
-        clock=clock,
-        params={},
-        note=note,
-    )
 
 
 def decision_trigger(session: Session, case_id: int) -> str:
@@ -743,31 +547,3 @@ def decision_trigger(session: Session, case_id: int) -> str:
             f"(enter, not_enter) or a proposed exit (exit, remain)"
         )
     return trigger
-
-
-def decide(
-    session: Session,
-    case_id: int,
-    decision: str,
-    *,
-    decided_by: str,
-    decided_on: str,
-    actor: str,
-    role: str,
-    clock: Clock,
-    note: str | None = None,
-) -> engine.Outcome:
-    """Record the MSSCG's decision on a referred case (enter or not) or a proposed exit (exit or
-    remain), through the engine. The caller commits."""
-    trigger = decision_trigger(session, case_id)
-    return engine.fire(
-        session,
-        "mssp",
-        case_id,
-        trigger,
-        actor=actor,
-        role=role,
-        clock=clock,
-        note=note,
-        params={"decision": decision, "decided_by": decided_by, "decided_on": decided_on},
-    )
