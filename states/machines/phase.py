@@ -9,6 +9,8 @@ be completed. Dates come from the programme file (states/programmes/*.yaml).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import date
 from enum import StrEnum
 from typing import Any
 
@@ -16,8 +18,9 @@ from sqlmodel import Session, col, select
 
 from models.cycle import ProgrammePhase, Submission
 from models.tables import Contact, Network, Organisation, Service
-from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
-from states.programmes import programme
+from states.errors import InvalidInput
+from states.machines.spec import Context, DeadlineRule, Effects, FollowOn, KindSpec, Letter, NewDeadline
+from states.programmes import QUARTERS, programme
 from states.roles import NETWORK_LEADS, STAFF, SYSTEM
 
 
@@ -67,54 +70,34 @@ def trusts_in(session: Session, network_id: int) -> list[Organisation]:
     return list(session.exec(select(Organisation).where(col(Organisation.id).in_(ids)).order_by(Organisation.id)))  # type: ignore[arg-type]
 
 
-def effects(ctx: Context) -> Effects:
+# Actions: one per trigger; each may set the row's own fields and returns the rest as data.
+def plan(ctx: Context) -> Effects:
+    return Effects(deadlines=[NewDeadline("opening", ctx.calendar.add_days(ctx.row.opens_on, -1))])
+
+
+def open_phase(ctx: Context) -> Effects:
+    """The phase's due date; a letter to every Trust's chief executive and the documents
+    requested of each Trust (follow-ons), as the programme file says."""
     row: ProgrammePhase = ctx.row
-    t, out = ctx.trigger, Effects()
-    if t == "plan":
-        out.deadlines.append(NewDeadline("opening", ctx.calendar.add_days(row.opens_on, -1)))
-    elif t == "open":
-        remind = ctx.calendar.subtract_working_days(row.due_on, ctx.policy.reminder_working_days)
-        out.deadlines.append(NewDeadline("phase_due", row.due_on, remind if remind > ctx.today else None))
-        definition = _definition(row)
-        if definition.notify:
-            ceos = [
-                c
-                for org in trusts_in(ctx.session, row.network_id)
-                for c in ctx.session.exec(
-                    select(Contact).where(Contact.role == "chief-executive", Contact.organisation_id == org.id)
-                )
-            ]
-            if ceos:
-                out.letters.append(
-                    Letter(definition.notify, to=(), cc=NETWORK, people=tuple((c.name, c.email) for c in ceos))
-                )
-        if definition.requests:
-            out.then.append(lambda: _request_documents(ctx, definition.requests))
-    elif t == "mark_overdue":
-        out.letters.append(Letter("phase_overdue", to=NETWORK, category="chase"))
-    elif t == "set_quarter":
-        from states.services.cycle_quarters import reschedule
-
-        reschedule(ctx, out)
-    return out
-
-
-def _request_documents(ctx: Context, doc_types: tuple[str, ...]) -> None:
-    from states import engine
-    from states.clock import FixedClock
-
-    row: ProgrammePhase = ctx.row
-    for org in trusts_in(ctx.session, row.network_id):
-        for doc in doc_types:
-            exists = ctx.session.exec(
-                select(Submission.id).where(
-                    Submission.network_id == row.network_id,
-                    Submission.organisation_id == org.id,
-                    Submission.programme_year == row.programme_year,
-                    Submission.doc_type == doc,
-                )
-            ).first()
-            if exists:
+    remind = ctx.calendar.subtract_working_days(row.due_on, ctx.policy.reminder_working_days)
+    out = Effects(deadlines=[NewDeadline("phase_due", row.due_on, remind if remind > ctx.today else None)])
+    definition = _definition(row)
+    trusts = trusts_in(ctx.session, row.network_id)
+    if definition.notify:
+        ceos = [
+            c
+            for org in trusts
+            for c in ctx.session.exec(
+                select(Contact).where(Contact.role == "chief-executive", Contact.organisation_id == org.id)
+            )
+        ]
+        if ceos:
+            out.letters.append(
+                Letter(definition.notify, to=(), cc=NETWORK, people=tuple((c.name, c.email) for c in ceos))
+            )
+    for org in trusts if definition.requests else []:
+        for doc in definition.requests:
+            if _requested(ctx.session, row, org.id, doc):  # type: ignore[arg-type]
                 continue
             sub = Submission(
                 network_id=row.network_id,
@@ -125,16 +108,64 @@ def _request_documents(ctx: Context, doc_types: tuple[str, ...]) -> None:
                 phase_id=row.id,
                 state="new",
             )
-            engine.create(
-                ctx.session,
-                "submission",
-                sub,
-                "request",
-                actor=ctx.actor,
-                role=ctx.role,
-                clock=FixedClock(ctx.now),
-                note=f"requested by phase {row.title}",
+            out.follow_on.append(FollowOn("submission", "request", new=sub, note=f"requested by phase {row.title}"))
+    return out
+
+
+def _requested(session: Session, row: ProgrammePhase, organisation_id: int, doc: str) -> bool:
+    return (
+        session.exec(
+            select(Submission.id).where(
+                Submission.network_id == row.network_id,
+                Submission.organisation_id == organisation_id,
+                Submission.programme_year == row.programme_year,
+                Submission.doc_type == doc,
             )
+        ).first()
+        is not None
+    )
+
+
+def complete(ctx: Context) -> Effects:
+    return Effects()
+
+
+def mark_overdue(ctx: Context) -> Effects:
+    return Effects(letters=[Letter("phase_overdue", to=NETWORK, category="chase")])
+
+
+def check_quarter_dates(params: Mapping[str, Any]) -> tuple[str, date, date]:
+    """The quarter and dates ``set_quarter`` is given, or refuse with the reason."""
+    q = str(params.get("quarter") or "")
+    if q not in QUARTERS:
+        raise InvalidInput(f"set_quarter: quarter {q!r}: use one of {', '.join(QUARTERS)}")
+    try:
+        opens_on = date.fromisoformat(str(params.get("opens_on")))
+        due_on = date.fromisoformat(str(params.get("due_on")))
+    except ValueError:
+        raise InvalidInput(
+            "set_quarter needs opens_on and due_on (YYYY-MM-DD): use peerwatch cycle set-quarter"
+        ) from None
+    if due_on < opens_on:
+        raise InvalidInput(f"set_quarter: due_on {due_on} is before opens_on {opens_on}")
+    return q, opens_on, due_on
+
+
+def set_quarter(ctx: Context) -> Effects:
+    """A pending phase's quarter and dates as the network set them (states/services/cycle_quarters.py);
+    the opening deadline is replaced (the engine closes the old one)."""
+    row: ProgrammePhase = ctx.row
+    row.quarter, row.opens_on, row.due_on = check_quarter_dates(ctx.params)
+    return Effects(deadlines=[NewDeadline("opening", ctx.calendar.add_days(row.opens_on, -1))])
+
+
+ACTIONS = {
+    "plan": plan,
+    "open": open_phase,
+    "complete": complete,
+    "mark_overdue": mark_overdue,
+    "set_quarter": set_quarter,
+}
 
 
 def _network(session: Session, row: ProgrammePhase) -> Network:
@@ -171,7 +202,7 @@ SPEC = KindSpec(
     initial=PhaseState.NEW,
     transitions=TRANSITIONS,
     guards={},
-    effects=effects,
+    actions=ACTIONS,
     deadline_rules=DEADLINE_RULES,
     terminal=frozenset({P.COMPLETE.value}),
     nation_of=lambda session, row: "ENG",

@@ -25,7 +25,6 @@ from models.tables import Network
 from states import engine
 from states.clock import Clock, local_date
 from states.errors import InvalidInput, MissingActor, PermissionDenied
-from states.machines.spec import Context, Effects, NewDeadline
 from states.programmes import QUARTERS, Programme, phases_for, programme_for, programme_year_of
 from states.roles import NETWORK_LEADS, OPERATOR, check_actor_role
 
@@ -245,24 +244,3 @@ def set_phase_quarter(
         moved.append(phase)
     return QuarterSet(row=row, rescheduled=moved, planned=planned)
 
-
-def reschedule(ctx: Context, out: Effects) -> None:
-    """``set_quarter`` on a pending phase: its quarter and dates as the network set them; the
-    opening deadline is replaced (the engine closes the old one)."""
-    from datetime import date
-
-    row: ProgrammePhase = ctx.row
-    q = str(ctx.params.get("quarter") or "")
-    if q not in QUARTERS:
-        raise InvalidInput(f"set_quarter: quarter {q!r}: use one of {', '.join(QUARTERS)}")
-    try:
-        opens_on = date.fromisoformat(str(ctx.params.get("opens_on")))
-        due_on = date.fromisoformat(str(ctx.params.get("due_on")))
-    except ValueError:
-        raise InvalidInput(
-            "set_quarter needs opens_on and due_on (YYYY-MM-DD): use peerwatch cycle set-quarter"
-        ) from None
-    if due_on < opens_on:
-        raise InvalidInput(f"set_quarter: due_on {due_on} is before opens_on {opens_on}")
-    row.quarter, row.opens_on, row.due_on = q, opens_on, due_on
-    out.deadlines.append(NewDeadline("opening", ctx.calendar.add_days(opens_on, -1)))
