@@ -159,6 +159,7 @@ def export(
     from cli.main import OPTS, _db, clock
     from cli.output import console, print_json
     from models import get_engine
+    from notifications.spreadsheets import render_selfassessment_xlsx
     from states import engine
     from states.machines.selfassessment import spreadsheet
     from states.services.selfassessment import return_due
@@ -166,7 +167,8 @@ def export(
     _db()
     with Session(get_engine()) as s:
         _, row = engine.load(s, "selfassessment", assessment_id)
-        _name, _type, data = spreadsheet(s, row, return_by=return_due(s, row), made=clock().now())  # type: ignore[arg-type]
+        _name, _type, (_renderer, doc) = spreadsheet(s, row, return_by=return_due(s, row), made=clock().now())  # type: ignore[arg-type]
+    data = render_selfassessment_xlsx(doc)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

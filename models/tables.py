@@ -179,13 +179,19 @@ class AccuracyItem(Table, table=True):
 
 
 class Attachment(Table, table=True):
-    """A file that travels with an outbox message (the report PDF)."""
+    """A file that travels with an outbox message (the report PDF, the Appendix 2 spreadsheet).
+
+    The transition stores which renderer makes it and its data, frozen (``document``, JSON with
+    dates tagged, as a letter's context); the dispatcher renders it when it sends the letter and
+    keeps the bytes it sent in ``data``."""
 
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(index=True)
     filename: str
     content_type: str
-    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    data: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    renderer: str | None = None  # notifications.attachments.RENDERERS: report_pdf, selfassessment_xlsx
+    document: str | None = None  # the renderer's data, frozen (states.engine.letters.freeze)
 
 
 class Appeal(StatefulItem, table=True):

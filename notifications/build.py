@@ -104,6 +104,8 @@ def build_letter(
     msg.add_alternative(letter.body_html, subtype="html")
     for a in attachments:
         maintype, _, subtype = a.content_type.partition("/")
+        if a.data is None:
+            raise ValueError(f"attachment {a.filename!r} is not rendered yet")
         msg.add_attachment(a.data, maintype=maintype, subtype=subtype, filename=_safe("the file name", a.filename))
     return msg
 

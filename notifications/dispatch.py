@@ -50,6 +50,7 @@ from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from models.tables import IN_DOUBT, Attachment, OutboxMessage, OutboxStatus, is_in_doubt
+from notifications.attachments import render_attachment
 from notifications.build import Clock, build_guarded, message_id_for
 from notifications.errors import InvalidSetting
 from notifications.render import rendered
@@ -239,8 +240,9 @@ def recover(
 # ------------------------------------------------------------------------------ sending
 
 
-def _render(rows: list[OutboxMessage]) -> list[tuple[OutboxMessage, str]]:
-    """Render each row not yet rendered, in place; returns the rows that could not be, with why."""
+def _render(rows: list[OutboxMessage], files: dict[str, list[Attachment]]) -> list[tuple[OutboxMessage, str]]:
+    """Render each row not yet rendered, and its attachments, in place; returns the rows that
+    could not be, with why."""
     failed = []
     for r in rows:
         if r.body_text is None:
@@ -250,6 +252,14 @@ def _render(rows: list[OutboxMessage]) -> list[tuple[OutboxMessage, str]]:
                 failed.append(
                     (r, f"letter could not be rendered from template {r.template!r}: {type(exc).__name__}: {exc}")
                 )
+                continue
+        for a in files.get(r.idempotency_key, []) if r.category == "letter" else []:
+            if a.data is None:
+                try:
+                    render_attachment(a)
+                except Exception as exc:
+                    failed.append((r, f"attachment {a.filename!r} could not be rendered: {type(exc).__name__}: {exc}"))
+                    break
     return failed
 
 
@@ -493,7 +503,7 @@ def dispatch(
             continue  # another dispatcher took them
         for r, _ in claimed:
             r.attempts = read[r.id][1] + 1  # type: ignore[index]  # as the claim wrote it
-        broken = {id(r): error for r, error in _render([r for r, _ in claimed])}
+        broken = {id(r): error for r, error in _render([r for r, _ in claimed], files)}
         for r, before in claimed:
             if id(r) in broken:  # a template error will not mend itself: an incident at once
                 _fail(r, before, broken[id(r)], now, policy, dpolicy, summary, at_once=True)

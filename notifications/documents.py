@@ -87,8 +87,8 @@ def control_block(doc: dict[str, Any], draft: bool) -> list[tuple[str, str]]:
 
 
 def render_report_pdf(doc: dict[str, Any], draft: bool = False) -> bytes:
-    from fpdf import FPDF
-    from fpdf.fonts import FontFace
+    from fpdf import FPDF  # lazy: start-up time (fpdf2 loads only when a PDF is made)
+    from fpdf.fonts import FontFace  # lazy: start-up time (fpdf2)
 
     report, svc, net = doc["report"], doc["service"], doc["network"]
     running = _t(

@@ -32,15 +32,15 @@ from models.tables import (
     Reviewer,
     Visit,
 )
+from notifications.attachments import render_attachment
 from notifications.render import rendered
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
 from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger
-from states.machines.appeal import AppealState
+from states.machines.appeal import AppealState, submit
 from states.machines.spec import CLOCK_TRIGGERS, get_spec
-from states.services.appeal import submit
 
 A = AppealState
 SPEC = get_spec("appeal")
@@ -732,8 +732,8 @@ def test_upheld_withdraws_the_sc_and_reissues_the_report(db: Engine, session: Se
     (reissued,) = _letters(session, "report", world.report_id, "report_reissued")
     assert [p["role"] for p in reissued.to] == ["service-lead"] and "issue 2" in rendered(reissued).subject
     (pdf,) = session.exec(select(Attachment).where(Attachment.idempotency_key == reissued.idempotency_key)).all()
-    assert pdf.content_type == "application/pdf" and pdf.data.startswith(b"%PDF")
-    text = _pdf_text(pdf.data)
+    assert pdf.content_type == "application/pdf" and render_attachment(pdf).startswith(b"%PDF")
+    text = _pdf_text(render_attachment(pdf))
     assert "issue 2" in text and "Re-issued Mon 15 Mar 2027 after an appeal" in text and "(withdrawn)" in text
     # everything happened at the one instant of the decision
     assert {e.at for e in (withdraw, *engine.history(session, "report", world.report_id)[-2:])} == {

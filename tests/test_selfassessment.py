@@ -17,8 +17,9 @@ from sqlmodel import Session, col, func, select
 
 from models import AuditEvent, Contact, Deadline, DeadlineStatus, OutboxMessage, RefusedAttempt, Report, Service
 from models.selfassessment import SelfAssessment, SelfAssessmentItem, Standard, StandardSet
+from notifications.attachments import render_attachment
 from notifications.render import rendered
-from notifications.spreadsheets import COLUMNS, XLSX_TYPE
+from notifications.spreadsheets import COLUMNS, XLSX_TYPE, render_selfassessment_xlsx
 from states import engine
 from states.clock import FixedClock
 from states.engine.sweep import run_sweep
@@ -73,7 +74,7 @@ def _circulate(
 
 
 def _xlsx(session: Session, row: SelfAssessment) -> bytes:
-    return spreadsheet(session, row)[2]
+    return render_selfassessment_xlsx(spreadsheet(session, row)[2][1])
 
 
 def _fill(data: bytes, answers: dict[str, tuple[Any, Any, Any, Any]], percent_refs: tuple[str, ...] = ()) -> bytes:
@@ -321,7 +322,7 @@ def test_circulation_writes_to_leads_and_managers_with_the_spreadsheet_and_a_six
 
     (att,) = session.exec(select(Attachment).where(Attachment.idempotency_key == letter.idempotency_key)).all()
     assert att.content_type == XLSX_TYPE and att.filename.endswith(".xlsx")
-    ws = load_workbook(BytesIO(att.data))["Self-Assessment"]
+    ws = load_workbook(BytesIO(render_attachment(att)))["Self-Assessment"]
     assert tuple(c.value for c in ws[1]) == COLUMNS
     assert [ws.cell(row=r, column=1).value for r in range(2, ws.max_row + 1)] == [
         "1.1",

@@ -281,14 +281,7 @@ def compose(
                 )
             elif not recipients:
                 status = OutboxStatus.UNDELIVERABLE
-            files = (
-                [
-                    {"idempotency_key": idem, "filename": f, "content_type": c, "data": d}
-                    for f, c, d in letter.attachments
-                ]
-                if category == "letter"
-                else []
-            )
+            files = [_attachment(idem, *a) for a in letter.attachments] if category == "letter" else []
             out.append(
                 Message(
                     row={
@@ -315,6 +308,16 @@ def compose(
                 )
             )
     return out
+
+
+def _attachment(key: str, filename: str, content_type: str, data: bytes | tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """An attachment row: its bytes, or the renderer that makes them and its data, frozen (the
+    dispatcher renders it when it sends the letter, as it does the letter)."""
+    row = {"idempotency_key": key, "filename": filename, "content_type": content_type}
+    if isinstance(data, bytes):
+        return {**row, "data": data, "renderer": None, "document": None}
+    renderer, document = data
+    return {**row, "data": None, "renderer": renderer, "document": freeze(document)}
 
 
 def write(session: Session, messages: list[Message]) -> list[Message]:

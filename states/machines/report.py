@@ -302,10 +302,9 @@ def document(session: Session, row: Report) -> dict[str, Any]:
     }
 
 
-def _pdf(session: Session, row: Report, draft: bool) -> tuple[str, str, bytes]:
-    from notifications.documents import render_report_pdf
-
-    data = render_report_pdf(document(session, row), draft=draft)
+def _pdf(session: Session, row: Report, draft: bool) -> tuple[str, str, tuple[str, dict[str, Any]]]:
+    """The report PDF that travels with a letter: its data as it is now, rendered when the letter is sent."""
+    data = ("report_pdf", {"document": document(session, row), "draft": draft})
     return (f"peer-review-report-{row.id}{'-draft' if draft else ''}.pdf", "application/pdf", data)
 
 

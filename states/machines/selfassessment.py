@@ -24,6 +24,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from models.selfassessment import SelfAssessment, SelfAssessmentItem, StandardSet
+from models.sheets import XLSX_TYPE
 from models.tables import Report
 from states.errors import InvalidInput, NotFound
 from states.machines.lateness import record as record_lateness
@@ -347,13 +348,12 @@ def workbook_document(
 
 def spreadsheet(
     session: Session, row: SelfAssessment, return_by: date | None = None, made: datetime | None = None
-) -> tuple[str, str, bytes]:
-    """(filename, content type, bytes) of the Appendix 2 spreadsheet for this declaration."""
-    from notifications.spreadsheets import XLSX_TYPE, render_selfassessment_xlsx
-
+) -> tuple[str, str, tuple[str, dict[str, Any]]]:
+    """(filename, content type, (renderer, its data)) of the Appendix 2 spreadsheet for this
+    declaration: notifications/spreadsheets.py renders it (the dispatcher, when the letter goes)."""
     svc = service_of(session, row.service_id)[0]
     stem = "-".join(svc.name.lower().split())
-    data = render_selfassessment_xlsx(workbook_document(session, row, return_by, made))
+    data = ("selfassessment_xlsx", workbook_document(session, row, return_by, made))
     return (f"self-assessment-{stem}-{year_label(row.programme_year)}-{ref_of(row)}.xlsx", XLSX_TYPE, data)
 
 

@@ -38,7 +38,8 @@ class Letter:
     category: str = "letter"  # letter: one per item | reminder, chase: combined per person
     key: str = ""  # tells apart two letters of one transition with the same template
     people: tuple[tuple[str, str], ...] = ()  # (name, email) written to directly, e.g. reviewers
-    attachments: tuple[tuple[str, str, bytes], ...] = ()  # (filename, content type, data)
+    # (filename, content type, the bytes or, rendered when the letter is sent, (renderer, its data))
+    attachments: tuple[tuple[str, str, bytes | tuple[str, dict[str, Any]]], ...] = ()
     context: tuple[tuple[str, Any], ...] = ()  # extra template variables
 
 
