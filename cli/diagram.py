@@ -53,12 +53,14 @@ def mermaid(kind: str) -> str:
 
 
 def documented(kind: str) -> str:
-    """The diagram as the docs show it: the perinatal ladder's levels carry their names."""
-    if kind == "perinatal":
-        from states.machines.perinatal import mermaid as labelled
-
-        return labelled()
-    return mermaid(kind)
+    """The diagram as the docs show it: states carry the labels their machine gives them (the
+    perinatal ladder's levels, their configured names and forums)."""
+    spec = get_spec(kind)
+    lines = mermaid(kind).splitlines()
+    if spec.state_labels is None:
+        return "\n".join(lines) + "\n"
+    labels = [f'    state "{text.replace(chr(34), "#quot;")}" as {key}' for key, text in spec.state_labels().items()]
+    return "\n".join([lines[0], *labels, *lines[1:]]) + "\n"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
+from cli.diagram import documented
 from models import AuditEvent, Contact, Deadline, OutboxMessage, Service
 from models.perinatal import PerinatalConcern
 from notifications.render import rendered
@@ -21,7 +22,7 @@ from states.calendar import calendar_for
 from states.clock import FixedClock
 from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, PermissionDenied
-from states.machines.perinatal import ADDRESSEES, PerinatalPolicy, PerinatalState, board_review_due, mermaid
+from states.machines.perinatal import ADDRESSEES, PerinatalPolicy, PerinatalState, board_review_due
 from states.machines.spec import CLOCK_TRIGGERS, get_spec
 
 S = PerinatalState
@@ -481,7 +482,7 @@ def test_configured_level_names_appear_in_letters_show_and_diagram(
     assert SPEC.next_step.get("lms_ics").startswith("LMNS/ICB (ICB system quality group)")
     assert SPEC.next_step.get("regional").endswith("de-escalate to LMNS/ICB")
     assert row.level_history[-1]["name"] == "LMNS/ICB"
-    assert 'state "LMNS/ICB: ICB system quality group" as lms_ics' in mermaid()
+    assert 'state "LMNS/ICB: ICB system quality group" as lms_ics' in documented("perinatal")
     monkeypatch.delenv("PEERWATCH_PERINATAL_LEVELS")
     assert SPEC.next_step.get("lms_ics").startswith("LMS/ICS ")  # read when shown, not frozen at import
 

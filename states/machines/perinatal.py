@@ -45,11 +45,11 @@ from typing import Any
 from sqlmodel import Session
 
 from models.perinatal import PerinatalConcern
-from models.tables import DeadlineStatus, Service
+from models.tables import Deadline, DeadlineStatus, Service
 from states.calendar import WorkingCalendar
 from states.clock import parse_date
 from states.errors import InvalidInput
-from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
+from states.machines.spec import CloseDeadline, Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
 from states.roles import NETWORK_LEADS, STAFF, SYSTEM
 from states.scope import nation_of, recipient_scope, service_context
 
@@ -275,7 +275,8 @@ class _NextStep(dict[str, str]):
         return super().__getitem__(key).format(**PerinatalPolicy.from_env().names())
 
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        return self.get(key, default)
+        # not dict.get: it would bypass __getitem__, which formats the configured names
+        return self[key] if key in self else default  # noqa: SIM401
 
     def items(self) -> Any:
         return [(k, self[k]) for k in self]
@@ -335,19 +336,11 @@ def _board_review(ctx: Context, month_of: date) -> NewDeadline:
     return NewDeadline("board_review", due, ctx.calendar.subtract_working_days(due, days))
 
 
-def _board_review_deadlines(ctx: Context) -> list[Any]:
-    from states.engine import pending_deadlines
-
-    return [d for d in pending_deadlines(ctx.session, "perinatal", ctx.row.id) if d.name == "board_review"]
+def _board_review_deadlines(ctx: Context) -> list[Deadline]:
+    return ctx.deadlines("board_review")
 
 
-def _finish(ctx: Context, deadlines: list[Any], status: str) -> None:
-    for d in deadlines:
-        d.status = status
-        ctx.session.add(d)
-
-
-# ------------------------------------------------------------------ effects
+# ------------------------------------------------------------------ validators and actions
 
 
 def _history(ctx: Context, level: str) -> None:
@@ -425,99 +418,75 @@ def _deescalation(source: str, dest: str, reason: str | None) -> Letter:
     )
 
 
-def effects(ctx: Context) -> Effects:
-    """Letters and deadlines of a transition; updates the row's own fields."""
+def check_raise(ctx: Context) -> None:
     row: PerinatalConcern = ctx.row
-    t, out = ctx.trigger, Effects()
-    if t == "raise":
-        if not row.title or not row.title.strip():
-            raise InvalidInput("a perinatal concern needs a title: what is the concern?")
-        if row.raised_on > ctx.today:
-            raise InvalidInput(f"raised on {row.raised_on.isoformat()} is after today ({ctx.today.isoformat()})")
-        _history(ctx, ctx.dest)
-        out.letters.append(_arrival(ctx.dest, True, ctx.note))
-        out.deadlines.append(_board_review(ctx, ctx.today))
-    elif t == "escalate":
-        names = PerinatalPolicy.from_env().levels
-        decision = _forum_decision(ctx, ctx.dest, f"escalate to {names.get(ctx.dest, ctx.dest)} level")
-        _history(ctx, ctx.dest)
-        out.letters.append(_arrival(ctx.dest, False, ctx.note, decision))
-        _carry_board_review(ctx, out)
-    elif t == "deescalate":
-        _history(ctx, ctx.dest)
-        out.letters.append(_deescalation(ctx.source, ctx.dest, ctx.note))
-        _carry_board_review(ctx, out)
-    elif t in REFERRALS:
-        to_key, roles = REFERRALS[t]
-        decision = _forum_decision(ctx, DECIDING_FORUM[t] or ctx.source, DECISIONS[t])
-        row.referrals = [
-            *row.referrals,
-            {
-                "to": to_key,
-                "on": decision["decided_on"],
-                "by": decision["forum"],
-                "recorded_by": ctx.actor,
-                "note": ctx.note,
-            },
-        ]
-        out.letters.append(
-            Letter(
-                "perinatal_regional_referral",
-                to=roles,
-                cc=(*REGIONAL_TEAM, "chief-executive"),
-                context=(("referral", to_key), ("reason", ctx.note or ""), ("decision", decision)),
-            )
+    if not row.title or not row.title.strip():
+        raise InvalidInput("a perinatal concern needs a title: what is the concern?")
+    if row.raised_on > ctx.today:
+        raise InvalidInput(f"raised on {row.raised_on.isoformat()} is after today ({ctx.today.isoformat()})")
+
+
+# Actions: one per trigger; each may set the row's own fields and returns the rest as data.
+def raise_concern(ctx: Context) -> Effects:
+    check_raise(ctx)
+    _history(ctx, ctx.dest)
+    return Effects(letters=[_arrival(ctx.dest, True, ctx.note)], deadlines=[_board_review(ctx, ctx.today)])
+
+
+def escalate(ctx: Context) -> Effects:
+    names = PerinatalPolicy.from_env().levels
+    decision = _forum_decision(ctx, ctx.dest, f"escalate to {names.get(ctx.dest, ctx.dest)} level")
+    _history(ctx, ctx.dest)
+    return Effects(letters=[_arrival(ctx.dest, False, ctx.note, decision)], deadlines=_carried_board_review(ctx))
+
+
+def deescalate(ctx: Context) -> Effects:
+    _history(ctx, ctx.dest)
+    return Effects(
+        letters=[_deescalation(ctx.source, ctx.dest, ctx.note)],
+        deadlines=_carried_board_review(ctx),
+    )
+
+
+def refer(ctx: Context) -> Effects:
+    """``refer_to_jsog`` and ``request_cqc_inspection``: the regional forum's further action."""
+    row: PerinatalConcern = ctx.row
+    to_key, roles = REFERRALS[ctx.trigger]
+    decision = _forum_decision(ctx, DECIDING_FORUM[ctx.trigger] or ctx.source, DECISIONS[ctx.trigger])
+    row.referrals = [
+        *row.referrals,
+        {
+            "to": to_key,
+            "on": decision["decided_on"],
+            "by": decision["forum"],
+            "recorded_by": ctx.actor,
+            "note": ctx.note,
+        },
+    ]
+    letter = Letter(
+        "perinatal_regional_referral",
+        to=roles,
+        cc=(*REGIONAL_TEAM, "chief-executive"),
+        context=(("referral", to_key), ("reason", ctx.note or ""), ("decision", decision)),
+    )
+    return Effects(letters=[letter])
+
+
+def record_forum_decision(ctx: Context) -> Effects:
+    level = str(ctx.params.get("forum") or "").strip()
+    if level not in LEVELS or level == "provider":
+        raise InvalidInput(
+            f"record_forum_decision: forum {ctx.params.get('forum')!r}: name the level whose forum decided, "
+            f"one of {', '.join(LEVELS[1:])}"
         )
-    elif t == "record_forum_decision":
-        level = str(ctx.params.get("forum") or "").strip()
-        if level not in LEVELS or level == "provider":
-            raise InvalidInput(
-                f"record_forum_decision: forum {ctx.params.get('forum')!r}: name the level whose forum decided, "
-                f"one of {', '.join(LEVELS[1:])}"
-            )
-        text = str(ctx.params.get("decision") or "").strip()
-        if not text:
-            raise InvalidInput("record_forum_decision: give what the forum decided (decision)")
-        _forum_decision(ctx, level, text)
-    elif t == "record_board_review":
-        _record_board_review(ctx, out)
-    elif t == "board_review_missed":
-        passed = [d for d in _board_review_deadlines(ctx) if d.due_on < ctx.today]
-        _finish(ctx, passed, DeadlineStatus.FIRED)
-        latest = max(d.due_on for d in passed)
-        out.letters.append(
-            Letter(
-                BOARD_REVIEW_MISSED.template,
-                to=BOARD_REVIEW_MISSED.to,
-                cc=BOARD_REVIEW_MISSED.cc,
-                category=BOARD_REVIEW_MISSED.category,
-                context=(("missed_due_on", latest),),
-            )
-        )
-        if not any(d.due_on >= ctx.today for d in _board_review_deadlines(ctx) if d not in passed):
-            out.deadlines.append(_board_review(ctx, _first_of_next_month(latest)))
-    elif t == "close":
-        row.closed_reason = ctx.note
-        _history(ctx, ctx.dest)
-        to, _ = ADDRESSEES[ctx.source]
-        out.letters.append(
-            Letter(
-                "perinatal_closed",
-                to=TRUST,
-                cc=tuple(r for r in dict.fromkeys((*to, "lms-lead")) if r not in TRUST),
-                context=(("from_level_key", ctx.source), ("reason", ctx.note or "")),
-            )
-        )
-    return out
+    text = str(ctx.params.get("decision") or "").strip()
+    if not text:
+        raise InvalidInput("record_forum_decision: give what the forum decided (decision)")
+    _forum_decision(ctx, level, text)
+    return Effects()
 
 
-def _carry_board_review(ctx: Context, out: Effects) -> None:
-    """The engine closes a state's deadlines when it is left; the month's board review carries over."""
-    for d in _board_review_deadlines(ctx):
-        out.deadlines.append(NewDeadline("board_review", d.due_on, None if d.reminded else d.remind_on))
-
-
-def _record_board_review(ctx: Context, out: Effects) -> None:
+def record_board_review(ctx: Context) -> Effects:
     """The month of the review is done: close its deadline and open the next month's.
 
     A late review of an earlier month (already chased as missed) leaves the open deadline alone.
@@ -533,16 +502,77 @@ def _record_board_review(ctx: Context, out: Effects) -> None:
         )
     row.last_board_review_on = max(reviewed, row.last_board_review_on or reviewed)
     row.board_reviews += 1
-    month = (reviewed.year, reviewed.month)
-    covered = [d for d in _board_review_deadlines(ctx) if (d.due_on.year, d.due_on.month) <= month]
+    next_month = _first_of_next_month(reviewed)
+    pending = _board_review_deadlines(ctx)
+    covered = [d for d in pending if d.due_on < next_month]  # due in the reviewed month or before
     if covered:
-        _finish(ctx, covered, DeadlineStatus.CLOSED)
-        out.deadlines.append(_board_review(ctx, _first_of_next_month(reviewed)))
-    elif not _board_review_deadlines(ctx):
-        out.deadlines.append(_board_review(ctx, _first_of_next_month(reviewed)))
+        return Effects(
+            close=[CloseDeadline("board_review", DeadlineStatus.CLOSED, due_before=next_month)],
+            deadlines=[_board_review(ctx, next_month)],
+        )
+    if not pending:
+        return Effects(deadlines=[_board_review(ctx, next_month)])
+    return Effects()
 
 
-# ------------------------------------------------------------------ letters, diagram
+def board_review_missed(ctx: Context) -> Effects:
+    """The passed months are chased (their deadlines fired) and next month's review is opened,
+    unless a later one is already open."""
+    pending = _board_review_deadlines(ctx)
+    passed = [d for d in pending if d.due_on < ctx.today]
+    latest = max(d.due_on for d in passed)
+    out = Effects(
+        close=[CloseDeadline("board_review", DeadlineStatus.FIRED, due_before=ctx.today)],
+        letters=[
+            Letter(
+                BOARD_REVIEW_MISSED.template,
+                to=BOARD_REVIEW_MISSED.to,
+                cc=BOARD_REVIEW_MISSED.cc,
+                category=BOARD_REVIEW_MISSED.category,
+                context=(("missed_due_on", latest),),
+            )
+        ],
+    )
+    if not any(d.due_on >= ctx.today for d in pending):
+        out.deadlines.append(_board_review(ctx, _first_of_next_month(latest)))
+    return out
+
+
+def close(ctx: Context) -> Effects:
+    row: PerinatalConcern = ctx.row
+    row.closed_reason = ctx.note
+    _history(ctx, ctx.dest)
+    to, _ = ADDRESSEES[ctx.source]
+    letter = Letter(
+        "perinatal_closed",
+        to=TRUST,
+        cc=tuple(r for r in dict.fromkeys((*to, "lms-lead")) if r not in TRUST),
+        context=(("from_level_key", ctx.source), ("reason", ctx.note or "")),
+    )
+    return Effects(letters=[letter])
+
+
+def _carried_board_review(ctx: Context) -> list[NewDeadline]:
+    """The engine closes a state's deadlines when it is left; the month's board review carries over."""
+    return [
+        NewDeadline("board_review", d.due_on, None if d.reminded else d.remind_on) for d in _board_review_deadlines(ctx)
+    ]
+
+
+TRIGGER_ACTIONS = {  # (ACTIONS above: the seed's actions at each level)
+    "raise": raise_concern,
+    "escalate": escalate,
+    "deescalate": deescalate,
+    "refer_to_jsog": refer,
+    "request_cqc_inspection": refer,
+    "record_forum_decision": record_forum_decision,
+    "record_board_review": record_board_review,
+    "board_review_missed": board_review_missed,
+    "close": close,
+}
+
+
+# ------------------------------------------------------------------ letters, diagram labels
 
 
 def levels_context(policy: PerinatalPolicy | None = None) -> dict[str, dict[str, Any]]:
@@ -579,19 +609,10 @@ def letter_context(session: Session, row: PerinatalConcern) -> dict[str, Any]:
     }
 
 
-def mermaid() -> str:
-    """The generic diagram of this machine, with each level labelled by its configured name."""
-    from cli.diagram import mermaid as generic
-
-    lines = generic("perinatal").splitlines()
+def state_labels() -> dict[str, str]:
+    """Each level as the diagrams label it: its configured name and forum."""
     pol = PerinatalPolicy.from_env()
-    labels = [_label(pol.levels[k], pol.forums[k], k) for k in LEVELS]
-    return "\n".join([lines[0], *labels, *lines[1:]]) + "\n"
-
-
-def _label(name: str, forum: str, key: str) -> str:
-    text = f"{name}: {forum}".replace('"', "#quot;")
-    return f'    state "{text}" as {key}'
+    return {k: f"{pol.levels[k]}: {pol.forums[k]}" for k in LEVELS}
 
 
 SPEC = KindSpec(
@@ -601,7 +622,8 @@ SPEC = KindSpec(
     initial=PerinatalState.NEW,
     transitions=TRANSITIONS,
     guards={"is_perinatal_service": is_perinatal_service, "has_board_review_overdue": has_board_review_overdue},
-    effects=effects,
+    actions=TRIGGER_ACTIONS,
+    state_labels=state_labels,
     deadline_rules=DEADLINE_RULES,
     terminal=frozenset({S.CLOSED.value}),
     nation_of=nation_of,

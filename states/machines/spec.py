@@ -203,6 +203,8 @@ class KindSpec:
     effects: Callable[[Context], Effects] | None = None
     next_step: dict[str, str] = field(default_factory=dict)
     describe: str = ""
+    # Labels for states in diagrams, read when drawn (e.g. local policy's names for levels).
+    state_labels: Callable[[], Mapping[str, str]] | None = None
     _machine: Any = None  # transitions.Machine, built on first use
 
     def __post_init__(self) -> None:
