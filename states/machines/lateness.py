@@ -23,8 +23,9 @@ from sqlalchemy import and_, func
 from sqlalchemy import select as select_core
 from sqlmodel import Session, col, select
 
-from models.cycle import Lateness
-from models.tables import OUTSTANDING, Deadline, DeadlineStatus, Network, Organisation, Service
+from models.cycle import Lateness, Submission
+from models.selfassessment import SelfAssessment
+from models.tables import OUTSTANDING, Deadline, DeadlineStatus, Network, Organisation, Report, Service
 from states.machines.spec import Context
 
 KINDS = ("submission", "selfassessment", "report")
@@ -132,10 +133,6 @@ def received_late(session: Session, network_code: str | None = None, since: date
     """Everything received late (any kind), placed in its network, Trust and service; newest first.
 
     Submissions belong to a Trust and a network; self-assessments and reports to a service."""
-    from models.cycle import Submission
-    from models.selfassessment import SelfAssessment
-    from models.tables import Report
-
     L, SUB, SA, REP = (m.__table__ for m in (Lateness, Submission, SelfAssessment, Report))  # type: ignore[attr-defined]
     SVC, ORG, NET = (m.__table__ for m in (Service, Organisation, Network))  # type: ignore[attr-defined]
     service_id = func.coalesce(SA.c.service_id, REP.c.service_id)

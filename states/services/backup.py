@@ -32,7 +32,10 @@ from urllib.parse import unquote
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import NullPool
+from sqlmodel import Session
 
+from models.db import dispose_engine, init_db
+from states.engine import verify_chain
 from states.errors import InvalidInput, NotFound, PeerwatchError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -55,10 +58,6 @@ def _sqlite_path(url: URL) -> Path:
 def _check(engine: Engine) -> dict[str, Any]:
     """Verify a database: a peerwatch schema (an Alembic revision, the audit tables) and an
     unbroken audit chain. Returns what was found; raises BackupRefused otherwise."""
-    from sqlmodel import Session
-
-    from states.engine import verify_chain
-
     try:
         with engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())
@@ -217,8 +216,6 @@ def restore(url: str, source: Path, replace: bool = False) -> dict[str, Any]:
         out = _restore_postgres(u, source)
     else:
         raise InvalidInput(f"restore supports SQLite and PostgreSQL, not {u.get_backend_name()}")
-    from models.db import dispose_engine, init_db
-
     dispose_engine(url)
     engine = init_db(url)  # a backup from an older release: migrated to the current schema
     out.update(_check(engine))  # and checked once more where it now lives

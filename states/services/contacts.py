@@ -15,6 +15,7 @@ audited with what it changed; a retirement takes effect at its date (``retired_o
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -25,8 +26,10 @@ from sqlmodel import Session, col, select
 from models.tables import AuditEvent, Contact, Network, Organisation, Reviewer, Service
 from states import engine
 from states.clock import Clock, local_date
-from states.errors import InvalidInput, NotFound, StaleVersion
-from states.roles import CONTACT_ROLES, check_contact_role
+from states.engine.letters import forget_recipients, resolve
+from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied, StaleVersion
+from states.machines.visit import DISCIPLINES
+from states.roles import AUDITOR, CONTACT_ROLES, check_actor_role, check_contact_role
 
 # Where an escalation goes (000 s6): a change of one of these is shown in the views.
 ESCALATION_ROLES = ("cqc", "commissioning-lead", "responsible-commissioner", "asct", "tpd", "ra")
@@ -81,8 +84,6 @@ def _today(clock: Clock) -> date:
 
 
 def _forget(session: Session) -> None:
-    from states.engine.letters import forget_recipients
-
     forget_recipients(session)
 
 
@@ -260,8 +261,6 @@ def retire_contact(
         data={"from": effective, **_fields(c)},
     )
     _forget(session)
-    from states.engine.letters import resolve
-
     scope = {"service_id": c.service_id, "organisation_id": c.organisation_id, "network_id": c.network_id}
     out = Change(row=c)
     if not resolve(session, c.role, scope, effective):
@@ -273,9 +272,6 @@ def retire_contact(
 
 
 def _check_actor(actor: str, role: str) -> None:
-    from states.errors import MissingActor, PermissionDenied
-    from states.roles import AUDITOR, check_actor_role
-
     if not actor or not actor.strip():
         raise MissingActor("no actor given: name who is acting (--actor)")
     check_actor_role(role)
@@ -365,8 +361,6 @@ def edit_reviewer(
 ) -> Change:
     """Change a reviewer's name, address, discipline or training. Panel memberships point at the
     row, so the change applies when recorded: a future date is refused (record it then)."""
-    from states.machines.visit import DISCIPLINES
-
     r = get_reviewer(session, reviewer_id)
     _check_actor(actor, actor_role)
     today = _today(clock)
@@ -452,8 +446,6 @@ ESCALATION_WINDOW_ENV = "PEERWATCH_ESCALATION_CHANGES_DAYS"
 
 def escalation_window_days() -> int:
     """How far back the views show escalation address changes (local policy, default 30 days)."""
-    import os
-
     raw = os.environ.get(ESCALATION_WINDOW_ENV, "30")
     try:
         days = int(raw)

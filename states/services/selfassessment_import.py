@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from datetime import date, datetime
 from io import BytesIO
 from typing import Any
@@ -133,9 +134,6 @@ def check_upload(data: bytes, policy: SelfAssessmentPolicy | None = None) -> Non
 
 def _check_part(zf: Any, info: Any, policy: SelfAssessmentPolicy) -> None:
     """Stream one XML part: no DTD; a sheet's declared and actual extent within the limits."""
-    import zipfile
-    import zlib
-
     max_rows, max_cols = policy.selfassessment_max_rows, policy.selfassessment_max_columns
     where = info.filename.rsplit("/", 1)[-1].removesuffix(".xml")
 
