@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli.reference import OPERATOR, operator_page
 from states.machines.spec import CLOCK_TRIGGERS, get_spec, kinds
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -127,8 +128,6 @@ def index(draw: dict[str, str], where: dict[str, list[str]]) -> str:
 
 def plan(docs: Path = DOCS) -> tuple[dict[Path, str], list[Drift]]:
     """Every generated page as it should be, and what differs from the files on disk."""
-    from cli.reference import OPERATOR, operator_page
-
     draw = {k: documented(k) for k in kinds()}
     pages: dict[Path, str] = {}
     drift: list[Drift] = []

@@ -38,7 +38,7 @@ def _overrides(path: str | None) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise InvalidInput(f"PEERWATCH_PERMISSIONS={path!r}: no such file")
-    import yaml  # only when a permissions file is read
+    import yaml  # lazy: PyYAML loads only when a permissions file is read, not at CLI start-up
 
     data = yaml.safe_load(p.read_text()) or {}
     if not isinstance(data, dict):
