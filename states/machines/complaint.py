@@ -98,38 +98,68 @@ def _complainant(row: Complaint) -> tuple[tuple[str, str], ...]:
     return ((row.complainant_name, row.complainant_email),)
 
 
-def effects(ctx: Context) -> Effects:
+# Validators: refuse with a reason.
+def _check_received(row: Complaint) -> None:
+    if row.category not in ROUTES:
+        raise InvalidInput(f"category {row.category!r}: use one of {', '.join(ROUTES)}")
+    if "@" not in row.complainant_email:
+        raise InvalidInput(f"complainant email {row.complainant_email!r} has no @")
+
+
+# Actions: one per trigger; each may set the complaint's own fields and returns the rest as data.
+def receive(ctx: Context) -> Effects:
+    """Routed to its owner by category; acknowledgement due in the policy's working days."""
     row: Complaint = ctx.row
-    t, out = ctx.trigger, Effects()
-    if t == "receive":
-        if row.category not in ROUTES:
-            raise InvalidInput(f"category {row.category!r}: use one of {', '.join(ROUTES)}")
-        if "@" not in row.complainant_email:
-            raise InvalidInput(f"complainant email {row.complainant_email!r} has no @")
-        row.owner_role = ROUTES[row.category]
-        out.deadlines.append(
-            NewDeadline(
-                "acknowledgement",
-                ctx.calendar.add_working_days(row.received_on, ctx.policy.complaint_acknowledge_working_days),
-            )
-        )
-    elif t == "classify":
-        if "about_person" not in ctx.params:
-            raise InvalidInput("classify needs about_person=yes|no")
-        row.about_person = str(ctx.params["about_person"]).lower() in ("1", "true", "yes", "y")
-    elif t == "acknowledge":
-        due = ctx.calendar.add_working_days(ctx.today, ctx.policy.complaint_resolution_working_days)
-        out.deadlines.append(
+    _check_received(row)
+    row.owner_role = ROUTES[row.category]
+    due = ctx.calendar.add_working_days(row.received_on, ctx.policy.complaint_acknowledge_working_days)
+    return Effects(deadlines=[NewDeadline("acknowledgement", due)])
+
+
+def classify(ctx: Context) -> Effects:
+    if "about_person" not in ctx.params:
+        raise InvalidInput("classify needs about_person=yes|no")
+    ctx.row.about_person = str(ctx.params["about_person"]).lower() in ("1", "true", "yes", "y")
+    return Effects()
+
+
+def acknowledge(ctx: Context) -> Effects:
+    """The complainant is acknowledged; the resolution is due in the policy's working days, reminded before."""
+    row: Complaint = ctx.row
+    due = ctx.calendar.add_working_days(ctx.today, ctx.policy.complaint_resolution_working_days)
+    return Effects(
+        deadlines=[
             NewDeadline("resolution", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days))
-        )
-        out.letters.append(Letter("complaint_acknowledgement", to=(), cc=(row.owner_role,), people=_complainant(row)))
-    elif t in ("resolve", "close_not_acceptable"):
-        row.outcome = ctx.note
-        template = "complaint_outcome" if t == "resolve" else "complaint_not_acceptable"
-        out.letters.append(
+        ],
+        letters=[Letter("complaint_acknowledgement", to=(), cc=(row.owner_role,), people=_complainant(row))],
+    )
+
+
+def _outcome(ctx: Context, template: str) -> Effects:
+    row: Complaint = ctx.row
+    row.outcome = ctx.note
+    return Effects(
+        letters=[
             Letter(template, to=(), cc=(row.owner_role,), people=_complainant(row), context=(("reason", ctx.note),))
-        )
-    return out
+        ]
+    )
+
+
+def resolve(ctx: Context) -> Effects:
+    return _outcome(ctx, "complaint_outcome")
+
+
+def close_not_acceptable(ctx: Context) -> Effects:
+    return _outcome(ctx, "complaint_not_acceptable")
+
+
+ACTIONS = {
+    "receive": receive,
+    "classify": classify,
+    "acknowledge": acknowledge,
+    "resolve": resolve,
+    "close_not_acceptable": close_not_acceptable,
+}
 
 
 def _where(session: Session, row: Complaint) -> tuple[Network, Service | None, Organisation | None]:
@@ -176,7 +206,7 @@ SPEC = KindSpec(
     initial=ComplaintState.NEW,
     transitions=TRANSITIONS,
     guards={"is_about_a_person": is_about_a_person},
-    effects=effects,
+    actions=ACTIONS,
     deadline_rules=DEADLINE_RULES,
     terminal=frozenset({C.RESOLVED.value, C.NOT_ACCEPTABLE.value}),
     nation_of=nation_of,

@@ -71,31 +71,44 @@ NEXT_STEP = {
 MORE_INFO_WORKING_DAYS = 10  # local policy default: the seed sets no time for further information
 
 
-def effects(ctx: Context) -> Effects:
+# Actions: one per trigger; each may set the submission's own fields and returns the rest as data.
+def request(ctx: Context) -> Effects:
+    """The Trust is asked for the document by its due date, reminded before."""
     row: Submission = ctx.row
-    t, out = ctx.trigger, Effects()
-    if t == "request":
-        remind = ctx.calendar.subtract_working_days(row.due_on, ctx.policy.reminder_working_days)
-        out.deadlines.append(NewDeadline("submission_due", row.due_on, remind if remind > ctx.today else None))
-        out.letters.append(Letter("document_request", to=CEO, cc=("network-office",)))
-    elif t == "receive":
-        _store(ctx)
-        if ctx.source == S.MORE_INFO_REQUESTED:
-            lateness.record(ctx, ("more_information_due",), f"further information for {_title(row)}")
-        else:
-            lateness.record(ctx, ("submission_due",), _title(row), fallback_due=row.due_on)
-    elif t == "request_more_information":
-        row.information_requests += 1
-        due = ctx.calendar.add_working_days(ctx.today, MORE_INFO_WORKING_DAYS)
-        out.deadlines.append(
+    remind = ctx.calendar.subtract_working_days(row.due_on, ctx.policy.reminder_working_days)
+    return Effects(
+        deadlines=[NewDeadline("submission_due", row.due_on, remind if remind > ctx.today else None)],
+        letters=[Letter("document_request", to=CEO, cc=("network-office",))],
+    )
+
+
+def receive(ctx: Context) -> Effects:
+    """The file is stored (a new version); how late it arrived is recorded at receipt."""
+    row: Submission = ctx.row
+    _store(ctx)
+    if ctx.source == S.MORE_INFO_REQUESTED:
+        lateness.record(ctx, ("more_information_due",), f"further information for {_title(row)}")
+    else:
+        lateness.record(ctx, ("submission_due",), _title(row), fallback_due=row.due_on)
+    return Effects()
+
+
+def request_more_information(ctx: Context) -> Effects:
+    """The Trust is asked for more, due in the local-policy working days."""
+    row: Submission = ctx.row
+    row.information_requests += 1
+    due = ctx.calendar.add_working_days(ctx.today, MORE_INFO_WORKING_DAYS)
+    return Effects(
+        deadlines=[
             NewDeadline(
                 "more_information_due", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)
             )
-        )
-        out.letters.append(
-            Letter("more_information_request", to=CEO, cc=("network-manager",), context=(("reason", ctx.note),))
-        )
-    return out
+        ],
+        letters=[Letter("more_information_request", to=CEO, cc=("network-manager",), context=(("reason", ctx.note),))],
+    )
+
+
+ACTIONS = {"request": request, "receive": receive, "request_more_information": request_more_information}
 
 
 def _store(ctx: Context) -> None:
@@ -164,7 +177,7 @@ SPEC = KindSpec(
     initial=SubmissionState.NEW,
     transitions=TRANSITIONS,
     guards={},
-    effects=effects,
+    actions=ACTIONS,
     deadline_rules=DEADLINE_RULES,
     terminal=frozenset({S.ACCEPTED.value}),
     nation_of=lambda session, row: _where(session, row)[0].nation,
