@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -31,6 +31,7 @@ from sqlmodel import Session, select
 from models import Network, OutboxMessage
 from notifications.dispatch import incident_rows, incidents
 from states.clock import Clock
+from states.machines.lateness import received_late
 from states.services.cycle import status as cycle_status
 from states.views import register
 
@@ -168,10 +169,6 @@ def publish_cycle_status(session: Session, today: date) -> list[str]:
 def publish_late(session: Session, today: date) -> str:
     """What came in after its deadline in the last year (submissions, self-assessment returns,
     factual-accuracy replies), with the days late recorded at receipt (states/machines/lateness.py)."""
-    from datetime import timedelta
-
-    from states.machines.lateness import received_late
-
     rows = [
         {
             "received": r["received_on"],

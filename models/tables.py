@@ -359,7 +359,7 @@ class OutboxMessage(Table, table=True):
     The transaction stores what the letter says, frozen: ``context`` (JSON, dates tagged) and
     the template's name. The dispatcher renders it when it sends it and keeps the rendered
     ``subject``, ``body_text`` and ``body_html`` on the row: what was sent, word for word
-    (``states.engine.letters.rendered`` shows a letter not yet sent).
+    (``notifications.render.rendered`` shows a letter not yet sent).
     """
 
     __table_args__ = (
