@@ -19,11 +19,11 @@ os.environ.pop("PEERWATCH_AS_OF", None)
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from cli.seed import seed_reference
 from models import Risk, init_db
 from states import engine
 from states.clock import FixedClock
 from tests.databases import database_for_test, release
+from tests.factories import MRH, reference_data
 
 
 @pytest.fixture
@@ -57,13 +57,11 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 def services(session: Session) -> dict[str, int]:
-    """The demo networks, Trusts, services and contacts; service name -> id."""
-    out = seed_reference(session)
+    """The reference networks, Trusts, services, contacts and reviewers (tests/factories.py);
+    service name -> id."""
+    out = reference_data(session)
     session.commit()
     return out
-
-
-MRH = "Midland Royal Major Trauma Centre"
 
 
 @pytest.fixture

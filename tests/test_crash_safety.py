@@ -100,7 +100,7 @@ class CheckingFolder(FolderTransport):
 
 def _build(path: Path) -> str:
     """A database with ITEMS serious concerns at three stages, as of SWEEP_DAY."""
-    from cli.seed import seed_reference
+    from tests.factories import reference_data as seed_reference
 
     url = f"sqlite:///{path}"
     db = init_db(url)

@@ -16,12 +16,12 @@ from sqlalchemy import func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from cli.seed import seed_reference
 from models import AuditEvent, Contact, Organisation, Reviewer, Risk, Service
 from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidInput, NotFound
 from states.services import contacts
+from tests.factories import reference_data as seed_reference
 
 PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))
 HOSTILE = {

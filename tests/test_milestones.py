@@ -20,7 +20,6 @@ from sqlalchemy import func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from cli.seed import seed_reference
 from models import AuditEvent, Milestone, OutboxMessage, Risk
 from notifications.dispatch import dispatch
 from notifications.transports import FolderTransport
@@ -29,6 +28,7 @@ from states.clock import FixedClock
 from states.engine.sweep import run_sweep
 from states.errors import InvalidInput, MissingActor, PermissionDenied
 from states.services import milestones
+from tests.factories import reference_data as seed_reference
 
 PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))
 

@@ -68,10 +68,10 @@ def _tracebacks(log: Path) -> list[str]:
 def _seed(url: str) -> int:
     """The demo reference data and one serious concern notified on 18 December 2026, so a chase
     as of 21 January 2027 finds it unanswered and chases it."""
-    from cli.seed import seed_reference
     from models import Risk, init_db
     from states import engine
     from states.clock import FixedClock
+    from tests.factories import reference_data as seed_reference
 
     with Session(init_db(url), expire_on_commit=False) as s:
         services = seed_reference(s)

@@ -368,7 +368,8 @@ def test_csv_exports_follow_the_owasp_rule(tmp_path: Path) -> None:
         "by_cycle": {"annual": {"networks": 1, "quarters": {"2026-27 Q1": zero}, "totals": zero}},
     }
     write_outputs(result, tmp_path)
-    rows = list(csv.reader((tmp_path / "workload.csv").open(newline="")))
+    with (tmp_path / "workload.csv").open(newline="") as f:  # closed: an unclosed file is a ResourceWarning
+        rows = list(csv.reader(f))
     assert rows[1][:3] == ["'@NET", "'" + DDE, "annual"]
     assert rows[1][4] == "-1"  # a number stays a number
 

@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from sqlmodel import Session, func, select
 
-from cli.seed import seed_reference
 from models import AuditEvent, Deadline, DeadlineStatus, OutboxMessage, Risk, init_db
 from states import engine
 from states.clock import FixedClock
@@ -36,6 +35,7 @@ from states.machines.spec import get_spec
 from states.policy import Policy
 from states.roles import ACTOR_ROLES, NETWORK_LEADS, STAFF
 from tests.databases import database_for_test, release
+from tests.factories import reference_data as seed_reference
 
 SPEC = get_spec("risk")
 TRIGGERS = SPEC.triggers()
