@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.sql.dml import Insert, Update
 
@@ -98,6 +98,6 @@ def mark_written(session: Session, rows: Sequence[object]) -> None:
     clean, their in-memory values now the committed ones, and known to the transaction as
     altered, so a rolled-back savepoint or transaction expires them back to what the database
     holds. (What ``Session.flush`` does to each row it wrote; SQLAlchemy offers no public call.)"""
-    states = [sa_inspect(row) for row in rows]
+    states: list[InstanceState[Any]] = [instance_state(row) for row in rows]
     InstanceState._commit_all_states([(state, state.dict) for state in states], session.identity_map)
     session._register_altered(states)

@@ -24,7 +24,8 @@ from states.engine.letters import resolve
 from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, NotFound, PermissionDenied
 from states.machines.spec import get_spec
-from states.machines.visit import VisitState, _panel, agenda, panel_view
+from states.machines.visit import VisitState, agenda, panel_view
+from states.machines.visit import panel as _panel
 from states.policy import Policy
 from states.scope import recipient_scope
 from states.views.weighting import candidates

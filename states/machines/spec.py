@@ -191,7 +191,7 @@ class KindSpec:
     states: type[Enum]
     initial: Enum
     transitions: list[dict[str, Any]]
-    guards: dict[str, Callable[[Context], bool]]
+    guards: Mapping[str, Callable[[Context], bool]]
     deadline_rules: dict[str, DeadlineRule]
     terminal: frozenset[str]
     nation_of: Callable[[Session, Any], str]
@@ -199,7 +199,7 @@ class KindSpec:
     recipient_scope: Callable[[Session, Any], dict[str, int | None]]
     # One action per trigger: what the transition does, returned as data (the engine applies
     # it). A kind not yet split into actions gives one ``effects`` function for every trigger.
-    actions: dict[str, Callable[[Context], Effects]] = field(default_factory=dict)
+    actions: Mapping[str, Callable[[Context], Effects]] = field(default_factory=dict)
     effects: Callable[[Context], Effects] | None = None
     next_step: dict[str, str] = field(default_factory=dict)
     describe: str = ""

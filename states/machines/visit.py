@@ -97,7 +97,8 @@ SERVICE = ("service-lead",)
 NETWORK = ("network-manager", "regional-lead")
 
 
-def _panel(session: Session, visit_id: int) -> list[tuple[PanelMember, Reviewer]]:
+def panel(session: Session, visit_id: int) -> list[tuple[PanelMember, Reviewer]]:
+    """A visit's panel members and their reviewers, in the order they were added."""
     rows = session.exec(
         select(PanelMember, Reviewer).join(Reviewer).where(PanelMember.visit_id == visit_id).order_by(PanelMember.id)
     )  # type: ignore[arg-type]
@@ -105,7 +106,7 @@ def _panel(session: Session, visit_id: int) -> list[tuple[PanelMember, Reviewer]
 
 
 def _undeclared_chase(session: Session, row: Visit) -> Letter | None:
-    missing = [r for m, r in _panel(session, row.id) if m.declared_on is None]  # type: ignore[arg-type]
+    missing = [r for m, r in panel(session, row.id) if m.declared_on is None]  # type: ignore[arg-type]
     if not missing:
         return None
     return Letter(
@@ -151,8 +152,8 @@ def is_panel_confirmed(ctx: Context) -> bool:
 
 
 def has_conflicts_cleared(ctx: Context) -> bool:
-    panel = _panel(ctx.session, ctx.row.id)
-    return bool(panel) and all(m.declared_on is not None and not m.declared_conflicts for m, _ in panel)
+    members = panel(ctx.session, ctx.row.id)
+    return bool(members) and all(m.declared_on is not None and not m.declared_conflicts for m, _ in members)
 
 
 def is_evidence_received(ctx: Context) -> bool:
@@ -451,7 +452,7 @@ def panel_view(session: Session, visit: Visit) -> tuple[list[dict[str, Any]], li
     """The panel as people read it, and the warnings `visit show` prints."""
     _, _, net = service_of(session, visit.service_id)
     members, warnings = [], []
-    for m, r in _panel(session, visit.id):  # type: ignore[arg-type]
+    for m, r in panel(session, visit.id):  # type: ignore[arg-type]
         org = session.get(Organisation, r.organisation_id) if r.organisation_id else None
         home = session.get(Network, r.network_id) if r.network_id else None
         members.append(
@@ -473,7 +474,7 @@ def panel_view(session: Session, visit: Visit) -> tuple[list[dict[str, Any]], li
             warnings.append(f"{r.name} declared a conflict: {m.declared_conflicts}")
         if not r.trained:
             warnings.append(f"{r.name} has not had reviewer training")
-    present = {r.discipline for m, r in _panel(session, visit.id) if not m.observer}  # type: ignore[arg-type]
+    present = {r.discipline for m, r in panel(session, visit.id) if not m.observer}  # type: ignore[arg-type]
     missing = [DISCIPLINE_NAMES[d] for d in DISCIPLINES if d not in present]
     if missing:
         warnings.insert(0, f"panel has no {', '.join(missing)} member: the SOP asks for a multidisciplinary panel")
