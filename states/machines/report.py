@@ -148,78 +148,110 @@ def _truthy(value: Any) -> bool:
     return str(value).lower() in ("1", "true", "yes", "y")
 
 
-def effects(ctx: Context) -> Effects:
+# Actions: one per trigger; each may set the report's own fields and returns the rest as data.
+def start_drafting(ctx: Context) -> Effects:
+    """The report is due the policy's weeks after its basis date (the visit, or the self-assessment's receipt)."""
     row: Report = ctx.row
-    t, out = ctx.trigger, Effects()
-    if t == "start_drafting":
-        due = ctx.calendar.add_weeks(row.basis_date, ctx.policy.report_weeks)
-        remind = ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)
-        out.deadlines.append(NewDeadline("report_due", due, remind if remind > ctx.today else None))
-    elif t == "add_standard":
-        ref, status = str(ctx.params.get("ref") or "").strip(), str(ctx.params.get("status") or "").strip()
-        if not ref or status not in COMPLIANCE:
-            raise InvalidInput(f"add_standard needs ref=... and status= one of {', '.join(COMPLIANCE)}")
-        entry = {
-            "ref": ref,
-            "descriptor": str(ctx.params.get("descriptor") or ""),
-            "status": status,
-            "comment": str(ctx.params.get("comment") or ""),
-        }
-        row.compliance = [c for c in row.compliance if c["ref"] != ref] + [entry]
-    elif t == "add_positive":
-        text = str(ctx.params.get("text") or "").strip()
-        if not text:
-            raise InvalidInput("add_positive needs text=...")
-        row.positives = [*row.positives, text]
-    elif t == "send_for_accuracy_check":
-        due = ctx.calendar.add_working_days(ctx.today, ctx.policy.factual_accuracy_working_days)
-        out.deadlines.append(
+    due = ctx.calendar.add_weeks(row.basis_date, ctx.policy.report_weeks)
+    remind = ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)
+    return Effects(deadlines=[NewDeadline("report_due", due, remind if remind > ctx.today else None)])
+
+
+def add_standard(ctx: Context) -> Effects:
+    row: Report = ctx.row
+    ref, status = str(ctx.params.get("ref") or "").strip(), str(ctx.params.get("status") or "").strip()
+    if not ref or status not in COMPLIANCE:
+        raise InvalidInput(f"add_standard needs ref=... and status= one of {', '.join(COMPLIANCE)}")
+    entry = {
+        "ref": ref,
+        "descriptor": str(ctx.params.get("descriptor") or ""),
+        "status": status,
+        "comment": str(ctx.params.get("comment") or ""),
+    }
+    row.compliance = [c for c in row.compliance if c["ref"] != ref] + [entry]
+    return Effects()
+
+
+def add_positive(ctx: Context) -> Effects:
+    text = str(ctx.params.get("text") or "").strip()
+    if not text:
+        raise InvalidInput("add_positive needs text=...")
+    ctx.row.positives = [*ctx.row.positives, text]
+    return Effects()
+
+
+def send_for_accuracy_check(ctx: Context) -> Effects:
+    """The draft goes to the service for its factual accuracy reply, due in the policy's working days."""
+    row: Report = ctx.row
+    due = ctx.calendar.add_working_days(ctx.today, ctx.policy.factual_accuracy_working_days)
+    return Effects(
+        deadlines=[
             NewDeadline(
                 "accuracy_reply", due, ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)
             )
-        )
-        out.letters.append(
+        ],
+        letters=[
             Letter(
                 "factual_accuracy_request",
                 to=("service-lead",),
                 cc=("chief-executive", "network-office"),
                 attachments=(_pdf(ctx.session, row, draft=True),),
             )
+        ],
+    )
+
+
+def record_inaccuracy(ctx: Context) -> Effects:
+    """An inaccuracy as the service states it; a change made after the visit is refused (SOP 5.4)."""
+    row: Report = ctx.row
+    text = str(ctx.params.get("text") or "").strip()
+    if not text:
+        raise InvalidInput("record_inaccuracy needs text=... (the inaccuracy as the service states it)")
+    if _truthy(ctx.params.get("after_visit", False)) or is_after_visit_change(text):
+        raise GuardRefused(
+            "not a factual accuracy item: it describes a change made after the visit, and only "
+            f"observations on the day count (SOP 5.4): {text!r}"
         )
-    elif t == "record_inaccuracy":
-        text = str(ctx.params.get("text") or "").strip()
-        if not text:
-            raise InvalidInput("record_inaccuracy needs text=... (the inaccuracy as the service states it)")
-        if _truthy(ctx.params.get("after_visit", False)) or is_after_visit_change(text):
-            raise GuardRefused(
-                "not a factual accuracy item: it describes a change made after the visit, and only "
-                f"observations on the day count (SOP 5.4): {text!r}"
-            )
-        ctx.session.add(AccuracyItem(report_id=row.id, text=text))  # type: ignore[arg-type]
-        if ctx.source == R.ACCURACY_CHECK:  # the reply is in: the accuracy_reply deadline closes with the state change
-            lateness.record(ctx, ("accuracy_reply",), "factual accuracy reply")
-    elif t == "decide_inaccuracy":
-        _decide(ctx)
-    elif t == "approve":
-        if ctx.source == R.ACCURACY_CHECK:  # approved with no inaccuracy recorded: the service's reply came with it
-            lateness.record(ctx, ("accuracy_reply",), "factual accuracy reply (no inaccuracies)")
-        row.approved_on = ctx.today
-    elif t == "distribute":
-        row.distributed_on = ctx.today
-        out.letters.append(
+    ctx.session.add(AccuracyItem(report_id=row.id, text=text))  # type: ignore[arg-type]
+    if ctx.source == R.ACCURACY_CHECK:  # the reply is in: the accuracy_reply deadline closes with the state change
+        lateness.record(ctx, ("accuracy_reply",), "factual accuracy reply")
+    return Effects()
+
+
+def approve(ctx: Context) -> Effects:
+    if ctx.source == R.ACCURACY_CHECK:  # approved with no inaccuracy recorded: the service's reply came with it
+        lateness.record(ctx, ("accuracy_reply",), "factual accuracy reply (no inaccuracies)")
+    ctx.row.approved_on = ctx.today
+    return Effects()
+
+
+def distribute(ctx: Context) -> Effects:
+    row: Report = ctx.row
+    row.distributed_on = ctx.today
+    return Effects(
+        letters=[
             Letter(
                 "report_distribution",
                 to=("service-lead",),
                 cc=DISTRIBUTION,
                 attachments=(_pdf(ctx.session, row, draft=False),),
             )
-        )
-    elif t == "publish":
-        row.published_on = ctx.today
-    elif t == "reissue":
-        row.issue += 1
-        row.reissued_on = ctx.today
-        out.letters.append(
+        ]
+    )
+
+
+def publish(ctx: Context) -> Effects:
+    ctx.row.published_on = ctx.today
+    return Effects()
+
+
+def reissue(ctx: Context) -> Effects:
+    """A new issue (after an upheld appeal), sent to everyone the report went to, with the reason."""
+    row: Report = ctx.row
+    row.issue += 1
+    row.reissued_on = ctx.today
+    return Effects(
+        letters=[
             Letter(
                 "report_reissued",
                 to=("service-lead",),
@@ -228,11 +260,12 @@ def effects(ctx: Context) -> Effects:
                 attachments=(_pdf(ctx.session, row, draft=False),),
                 context=(("reason", ctx.note),),
             )
-        )
-    return out
+        ]
+    )
 
 
-def _decide(ctx: Context) -> None:
+def decide_inaccuracy(ctx: Context) -> Effects:
+    """One of the two decisions on an inaccuracy: the Network Manager's and the Regional Network Lead's, two people."""
     try:
         item_id = int(ctx.params["item_id"])
     except (KeyError, TypeError, ValueError):
@@ -256,6 +289,21 @@ def _decide(ctx: Context) -> None:
     setattr(item, f"{mine}_decision", decision)
     setattr(item, f"{mine}_actor", ctx.actor)
     ctx.session.add(item)
+    return Effects()
+
+
+ACTIONS = {
+    "start_drafting": start_drafting,
+    "add_standard": add_standard,
+    "add_positive": add_positive,
+    "send_for_accuracy_check": send_for_accuracy_check,
+    "record_inaccuracy": record_inaccuracy,
+    "decide_inaccuracy": decide_inaccuracy,
+    "approve": approve,
+    "distribute": distribute,
+    "publish": publish,
+    "reissue": reissue,
+}
 
 
 def document(session: Session, row: Report) -> dict[str, Any]:
@@ -329,7 +377,7 @@ SPEC = KindSpec(
     initial=ReportState.NEW,
     transitions=TRANSITIONS,
     guards={"are_all_inaccuracies_decided": are_all_inaccuracies_decided},
-    effects=effects,
+    actions=ACTIONS,
     deadline_rules=DEADLINE_RULES,
     terminal=frozenset(),  # a published report can still be amended after an appeal
     nation_of=nation_of,
