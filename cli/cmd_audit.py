@@ -5,24 +5,26 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from sqlmodel import Session
+
+from cli.context import of
+from cli.output import console, print_json, table
+from states.clock import show
+from states.engine import verify_chain
+from states.errors import PeerwatchError
+from states.views.directory import refused_attempts
 
 NAME = "audit"
 app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 
 
 @app.command("verify")
-def verify() -> None:
+def verify(ctx: typer.Context) -> None:
     """Recompute the hash chain over every audit event; name the first broken link."""
-    from sqlmodel import Session
-
-    from cli.main import OPTS, _db
-    from cli.output import console, print_json
-    from states.engine import verify_chain
-    from states.errors import PeerwatchError
-
-    with Session(_db()) as s:
+    run = of(ctx)
+    with Session(run.db()) as s:
         checked, broken, problem = verify_chain(s)
-    if OPTS.json:
+    if run.json:
         print_json(
             {
                 "checked": checked,
@@ -33,22 +35,16 @@ def verify() -> None:
         )
     if problem:
         raise PeerwatchError(f"audit chain broken after {checked} good event(s): {problem}")
-    if not OPTS.json:
+    if not run.json:
         console.print(f"audit chain intact: {checked} event(s) verified")
 
 
 @app.command("refused")
-def refused(limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50) -> None:
+def refused(ctx: typer.Context, limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50) -> None:
     """Refused attempts: who tried what, when, and why."""
-    from sqlmodel import Session, select
-
-    from cli.main import OPTS, _db
-    from cli.output import print_json, table
-    from models import RefusedAttempt
-    from states.clock import show
-
-    with Session(_db()) as s:
-        rows = list(s.exec(select(RefusedAttempt).order_by(RefusedAttempt.id.desc()).limit(limit)))  # type: ignore[union-attr]
+    run = of(ctx)
+    with Session(run.db()) as s:
+        rows = refused_attempts(s, limit)
     data = [
         {
             "at": r.at,
@@ -61,7 +57,7 @@ def refused(limit: Annotated[int, typer.Option(help="How many, newest first.")] 
         }
         for r in rows
     ]
-    if OPTS.json:
+    if run.json:
         print_json(data)
     else:
         table(

@@ -9,24 +9,23 @@ replaced or retired by today is history and not listed (fix a contact with ``con
 from __future__ import annotations
 
 import typer
+from sqlmodel import Session
+
+from cli.context import of
+from cli.output import console, errors, print_json, table
+from states.text import scan
 
 NAME = "check"
 app = typer.Typer(help="Find stored names, titles and addresses that would break a letter, file name or calendar line.")
 
 
 @app.callback(invoke_without_command=True)
-def check() -> None:
+def check(ctx: typer.Context) -> None:
     """List every stored value the entry rule refuses (exit 1 if any)."""
-    from sqlmodel import Session
-
-    from cli.main import OPTS, _db, clock
-    from cli.output import console, errors, print_json, table
-    from states.clock import local_date
-    from states.text import scan
-
-    with Session(_db()) as s:
-        found = list(scan(s, local_date(clock().now())))
-    if OPTS.json:
+    run = of(ctx)
+    with Session(run.db()) as s:
+        found = list(scan(s, run.today()))
+    if run.json:
         print_json({"ok": not found, "problems": found})
     elif found:
         table(

@@ -7,6 +7,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from sqlmodel import Session
+
+from cli.context import of, who
+from cli.output import console, print_json
+from models import session_scope
+from models.perinatal import CqcRating
+from states.clock import parse_date
+from states.machines.mssp import CRITERIA
+from states.services.maternity import maternity_service_of
+from states.services.mssp import record_cqc_assessment
+from states.views.directory import organisation_by_name
+from states.views.ratings import cqc_ratings
 
 NAME = "cqc"
 app = typer.Typer(
@@ -19,6 +31,7 @@ RATING = "Outstanding, Good, Requires Improvement (or RI), Inadequate"
 
 @app.command("record")
 def record(
+    ctx: typer.Context,
     organisation: Annotated[str, typer.Option(help="Trust name.")],
     date_: Annotated[str, typer.Option("--date", help="Date of the CQC assessment (YYYY-MM-DD).")],
     overall: Annotated[str, typer.Option(help=RATING)],
@@ -46,27 +59,12 @@ def record(
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Record a CQC assessment (audited); says whether the Trust entered the MSSP, was referred to the MSSCG, or exit is proposed."""
-    from cli.main import OPTS, _db, _organisation, _who, clock
-    from cli.output import console, print_json
-    from models import Service, session_scope
-    from models.perinatal import CqcRating
-    from states.clock import parse_date
-    from states.errors import InvalidInput, NotFound
-    from states.machines.mssp import maternity_service
-    from states.services.mssp import record_cqc_assessment
-
+    run = of(ctx)
     day = parse_date(date_, "--date")
-    _db()
+    run.db()
     with session_scope() as s:
-        org = _organisation(s, organisation)
-        if service is not None:
-            svc = s.get(Service, service)
-            if svc is None:
-                raise NotFound(f"service {service} not found")
-            if svc.organisation_id != org.id:
-                raise InvalidInput(f"service {service} ({svc.name}) is not run by {org.name}")
-        else:
-            svc = maternity_service(s, org.id)  # type: ignore[arg-type]
+        org = organisation_by_name(s, organisation)
+        svc = maternity_service_of(s, org, service)
         row = CqcRating(
             organisation_id=org.id,
             service_id=svc.id if svc else None,
@@ -80,13 +78,13 @@ def record(
             warning_notice=warning_notice,
             dhsc_nhse_review_request=review_request,
             hsib_concern=hsib_concern,
-            recorded_by=_who(actor),
+            recorded_by=who(actor),
             recorded_role=role,
             note=note,
         )
-        out = record_cqc_assessment(s, row, clock=clock())
+        out = record_cqc_assessment(s, row, clock=run.clock())
         result = _summary(out, org.name)
-    if OPTS.json:
+    if run.json:
         print_json(result)
         return
     for line in result["said"]:
@@ -94,8 +92,6 @@ def record(
 
 
 def _summary(out: Any, org_name: str) -> dict[str, Any]:
-    from states.machines.mssp import CRITERIA
-
     r = out.rating
     said = [
         f"CQC assessment {r.id} recorded for {org_name} ({r.assessed_on.isoformat()}): overall {r.overall}, "
@@ -152,41 +148,14 @@ def _summary(out: Any, org_name: str) -> dict[str, Any]:
 
 
 @app.command("list")
-def list_ratings(organisation: Annotated[str | None, typer.Option(help="Only this Trust.")] = None) -> None:
+def list_ratings(
+    ctx: typer.Context, organisation: Annotated[str | None, typer.Option(help="Only this Trust.")] = None
+) -> None:
     """Recorded CQC maternity ratings, oldest first."""
-    from sqlmodel import Session, select
-
-    from cli.main import _db, _organisation, _rows
-    from models import Organisation, get_engine
-    from models.perinatal import CqcRating
-
-    _db()
-    with Session(get_engine()) as s:
-        q = (
-            select(CqcRating, Organisation)
-            .join(Organisation)
-            .order_by(CqcRating.organisation_id, CqcRating.assessed_on, CqcRating.id)
-        )  # type: ignore[arg-type]
-        if organisation:
-            q = q.where(CqcRating.organisation_id == _organisation(s, organisation).id)
-        flags = ("warning_notice", "dhsc_nhse_review_request", "hsib_concern")
-        rows = [
-            (
-                r.id,
-                o.name,
-                r.service_id,
-                r.assessed_on,
-                r.overall,
-                r.safe,
-                r.effective,
-                r.caring,
-                r.responsive,
-                r.well_led,
-                ", ".join(f for f in flags if getattr(r, f)) or None,
-            )
-            for r, o in s.exec(q)
-        ]
-    _rows(
+    run = of(ctx)
+    with Session(run.db()) as s:
+        rows = cqc_ratings(s, organisation)
+    run.rows(
         "CQC ratings",
         [
             "id",

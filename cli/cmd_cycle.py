@@ -5,6 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from sqlmodel import Session, col, select
+
+from cli.context import ACTOR_DEFAULT, of, who
+from cli.output import console, print_json, table
+from models import Network, session_scope
+from states.programmes import programme_year_of
+from states.services.cycle import plan_year
+from states.services.cycle import status as cycle_status
+from states.services.cycle_quarters import placements, set_phase_quarter
+from states.views.directory import network_by_code
 
 NAME = "cycle"
 app = typer.Typer(
@@ -13,19 +23,13 @@ app = typer.Typer(
 
 
 @app.command("status")
-def status() -> None:
+def status(ctx: typer.Context) -> None:
     """Each network's programme year, year 1 or 2, quarter, current phases and what is outstanding."""
-    from sqlmodel import Session
-
-    from cli.main import OPTS, _db, clock
-    from cli.output import console, print_json, table
-    from states.clock import local_date
-    from states.services.cycle import status as cycle_status
-
-    day = local_date(clock().now())
-    with Session(_db()) as s:
+    run = of(ctx)
+    day = run.today()
+    with Session(run.db()) as s:
         rows = cycle_status(s, day)
-    if OPTS.json:
+    if run.json:
         print_json({"as_of": day, "networks": rows})
         return
     table(
@@ -98,6 +102,7 @@ def _received(x: dict[str, object]) -> str:
 
 @app.command("plan")
 def plan(
+    ctx: typer.Context,
     year: Annotated[
         int | None, typer.Option(help="Programme year (the April it starts in); default the current one.")
     ] = None,
@@ -108,25 +113,17 @@ def plan(
     role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
 ) -> None:
     """Create the phases of a programme year (once) and carry open concerns into a new cycle (audited)."""
-    from sqlmodel import select
-
-    from cli.main import OPTS, _db, _network, _who, clock
-    from cli.output import console, print_json
-    from models import Network, session_scope
-    from states.clock import local_date
-    from states.programmes import programme_year_of
-    from states.services.cycle import plan_year
-
-    c = clock()
-    y = year or programme_year_of(local_date(c.now()))
-    _db()
+    run = of(ctx)
+    c = run.clock()
+    y = year or programme_year_of(run.today())
+    run.db()
     out = {}
-    who = _who(actor)
+    by = who(actor)
     with session_scope() as s:
-        nets = [_network(s, network)] if network else list(s.exec(select(Network).order_by(Network.id)))  # type: ignore[arg-type]
+        nets = [network_by_code(s, network)] if network else list(s.exec(select(Network).order_by(col(Network.id))))
         for n in nets:
-            out[n.code] = plan_year(s, n, y, c, actor=who, role=role)
-    if OPTS.json:
+            out[n.code] = plan_year(s, n, y, c, actor=by, role=role)
+    if run.json:
         print_json({"programme_year": y, "networks": out})
     else:
         for code, r in out.items():
@@ -137,23 +134,18 @@ def plan(
 
 @app.command("quarters")
 def phase_list(
+    ctx: typer.Context,
     network: Annotated[str, typer.Option(help="Network code.")],
     year: Annotated[
         int | None, typer.Option(help="Programme year (the April it starts in); default the current one.")
     ] = None,
 ) -> None:
     """Each step of the network's programme, its quarter, and where the quarter comes from."""
-    from sqlmodel import Session
-
-    from cli.main import _db, _network, _rows, clock
-    from states.clock import local_date
-    from states.programmes import programme_year_of
-    from states.services.cycle_quarters import placements
-
-    y = year or programme_year_of(local_date(clock().now()))
-    with Session(_db()) as s:
-        rows = placements(s, _network(s, network), y)
-    _rows(
+    run = of(ctx)
+    y = year or programme_year_of(run.today())
+    with Session(run.db()) as s:
+        rows = placements(s, network_by_code(s, network), y)
+    run.rows(
         f"{network} {y}-{str(y + 1)[2:]}: the quarter of each step",
         ["step", "quarter", "source", "title"],
         [(r["step"], r["quarter"], r["source"], r["title"]) for r in rows],
@@ -162,34 +154,29 @@ def phase_list(
 
 @app.command("set-quarter")
 def phase_set(
+    ctx: typer.Context,
     network: Annotated[str, typer.Option(help="Network code.")],
     step: Annotated[str, typer.Option(help="The step's key (peerwatch cycle phase list), e.g. visits.")],
     quarter: Annotated[str, typer.Option(help="Q1 Apr-Jun, Q2 Jul-Sep, Q3 Oct-Dec, Q4 Jan-Mar.")],
     from_year: Annotated[
         int | None, typer.Option(help="Programme year it applies from (default the current one).")
     ] = None,
-    actor: Annotated[
-        str | None, typer.Option(help="Who is moving it (default: $PEERWATCH_ACTOR, else your login name).")
-    ] = None,
+    actor: ACTOR_DEFAULT = None,
     role: Annotated[str, typer.Option(help="network-manager, regional-lead or operator.")] = "network-manager",
     note: Annotated[str | None, typer.Option(help="Why, e.g. the network board's decision.")] = None,
 ) -> None:
     """Move a step of a local-policy programme (West Midlands) to another quarter, audited."""
-    from cli.main import OPTS, _db, _network, _who, clock
-    from cli.output import console, print_json
-    from models import session_scope
-    from states.services.cycle_quarters import set_phase_quarter
-
-    _db()
+    run = of(ctx)
+    run.db()
     with session_scope() as s:
         out = set_phase_quarter(
             s,
-            _network(s, network),
+            network_by_code(s, network),
             step,
             quarter,
-            actor=_who(actor),
+            actor=who(actor),
             role=role,
-            clock=clock(),
+            clock=run.clock(),
             from_year=from_year,
             note=note,
         )
@@ -209,7 +196,7 @@ def phase_set(
                 for p in out.rescheduled
             ],
         }
-    if OPTS.json:
+    if run.json:
         print_json(result)
         return
     y = result["from_year"]

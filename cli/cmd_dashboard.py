@@ -17,6 +17,7 @@ app = typer.Typer(
 
 @app.callback()
 def dashboard(
+    ctx: typer.Context,
     network: Annotated[str | None, typer.Option(help="Only this network (code, e.g. WMTN).")] = None,
     out: Annotated[Path, typer.Option(help="Folder to write the site into.")] = Path("var/site"),
     serve: Annotated[bool, typer.Option("--serve", help="Then serve the folder on 127.0.0.1 until Ctrl-C.")] = False,
@@ -26,17 +27,19 @@ def dashboard(
     linking them), as of --as-of."""
     from sqlmodel import Session, select
 
-    from cli.main import OPTS, _db, _network, clock
+    from cli.context import of
     from cli.output import console, print_json, table
     from flows.site import write_site
     from models import Network
     from states.clock import local_date
+    from states.views.directory import network_by_code
 
-    today = local_date(clock().now())
-    with Session(_db()) as s:
-        nets = [_network(s, network)] if network else list(s.exec(select(Network).order_by(Network.code)))
+    run = of(ctx)
+    today = local_date(run.clock().now())
+    with Session(run.db()) as s:
+        nets = [network_by_code(s, network)] if network else list(s.exec(select(Network).order_by(Network.code)))
         pages = write_site(s, today, out, [(n.code, n.name) for n in nets])
-    if OPTS.json:
+    if run.json:
         print_json({"as_of": today, "out": str(out), "networks": pages})
     else:
         table(

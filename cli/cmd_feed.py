@@ -23,6 +23,7 @@ app = typer.Typer(
 
 @app.command("write")
 def write(
+    ctx: typer.Context,
     out: Annotated[
         Path, typer.Option(help="Folder: <network>/calendar.ics and <network>/services/<id>.ics go under it.")
     ] = Path("var/site"),
@@ -30,15 +31,16 @@ def write(
     """Write every network's and every service's feed (one read of the database)."""
     from sqlmodel import Session
 
-    from cli.main import OPTS, _db, clock
+    from cli.context import of
     from cli.output import console, print_json
     from flows.site import write_feeds
     from models.installation import installation_id
 
-    with Session(_db()) as s:
-        paths = write_feeds(s, out, clock().now())
+    run = of(ctx)
+    with Session(run.db()) as s:
+        paths = write_feeds(s, out, run.clock().now())
         iid = installation_id(s)
-    if OPTS.json:
+    if run.json:
         print_json({"written": [str(p) for p in paths], "installation": iid})
         return
     networks = sorted({p.relative_to(out).parts[0] for p in paths})
@@ -52,17 +54,19 @@ def write(
 
 @app.command("show")
 def show(
+    ctx: typer.Context,
     network: Annotated[str, typer.Option(help="Network code, e.g. WMTN.")],
     service: Annotated[int | None, typer.Option(help="Only this service's feed (service id).")] = None,
 ) -> None:
     """Print one feed (iCalendar, CRLF line endings) to stdout."""
     from sqlmodel import Session
 
-    from cli.main import _db, clock
+    from cli.context import of
     from flows.site import network_feed
 
-    with Session(_db()) as s:
-        data = network_feed(s, network, clock().now(), service)
+    run = of(ctx)
+    with Session(run.db()) as s:
+        data = network_feed(s, network, run.clock().now(), service)
     sys.stdout.flush()
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()

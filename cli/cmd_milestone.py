@@ -5,6 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from sqlmodel import Session
+
+from cli.context import of
+from cli.output import console, print_json, table
+from models import session_scope
+from states.clock import parse_date
+from states.services import milestones as plans
+from states.views.directory import milestones
 
 NAME = "milestone"
 app = typer.Typer(
@@ -15,6 +23,7 @@ app = typer.Typer(
 
 @app.command("done")
 def done(
+    ctx: typer.Context,
     milestone_id: Annotated[int, typer.Argument(help="milestone id (peerwatch milestone list)")],
     actor: Annotated[str, typer.Option(help="Who is acting.")] = "",
     role: Annotated[str, typer.Option(help="Actor role.")] = "network-manager",
@@ -22,57 +31,29 @@ def done(
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Mark a milestone done (audited; no longer chased)."""
-    from cli.main import OPTS, _db, clock
-    from cli.output import console, print_json
-    from models import session_scope
-    from states.clock import parse_date
-    from states.services import milestones
-
+    run = of(ctx)
     day = parse_date(on, "--on date") if on else None
-    _db()
+    run.db()
     with session_scope() as s:
-        m = milestones.mark_done(s, milestone_id, actor=actor, role=role, clock=clock(), on=day, note=note)
+        m = plans.mark_done(s, milestone_id, actor=actor, role=role, clock=run.clock(), on=day, note=note)
         data = {"id": m.id, "risk": m.risk_id, "done_on": m.done_on, "done_by": m.done_by}
-    print_json(data) if OPTS.json else console.print(
+    print_json(data) if run.json else console.print(
         f"milestone {data['id']} of risk {data['risk']} done on {data['done_on']}"
     )
 
 
 @app.command("list")
 def list_(
+    ctx: typer.Context,
     risk: Annotated[int | None, typer.Option(help="Only this risk's milestones.")] = None,
     open_only: Annotated[bool, typer.Option("--open", help="Only those not done.")] = False,
 ) -> None:
     """Milestones with their owner, due date, and whether done, chased or overdue."""
-    from sqlmodel import Session, col, select
-
-    from cli.main import OPTS, _db, clock
-    from cli.output import print_json, table
-    from models import Milestone
-    from states.clock import local_date
-
-    today = local_date(clock().now())
-    with Session(_db()) as s:
-        q = select(Milestone).order_by(Milestone.due_on, Milestone.id)  # type: ignore[arg-type]
-        if risk is not None:
-            q = q.where(Milestone.risk_id == risk)
-        if open_only:
-            q = q.where(col(Milestone.done_on).is_(None))
-        rows = [
-            {
-                "id": m.id,
-                "risk": m.risk_id,
-                "due_on": m.due_on,
-                "text": m.text,
-                "owner": m.owner_role,
-                "done_on": m.done_on,
-                "done_by": m.done_by,
-                "chased_on": m.chased_on,
-                "overdue": m.done_on is None and m.due_on < today,
-            }
-            for m in s.exec(q)
-        ]
-    if OPTS.json:
+    run = of(ctx)
+    today = run.today()
+    with Session(run.db()) as s:
+        rows = milestones(s, today, risk, open_only)
+    if run.json:
         print_json(rows)
         return
     table(

@@ -11,6 +11,16 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from sqlmodel import Session
+
+from cli.context import of
+from cli.items import add_item_commands, fire_and_print
+from cli.output import console, print_json
+from models import session_scope
+from states.machines.mssp import CRITERIA, decision_trigger
+from states.services.maternity import maternity_service_of
+from states.services.mssp import refer_trust
+from states.views.directory import organisation_by_name
 
 NAME = "mssp"
 app = typer.Typer(
@@ -20,6 +30,7 @@ app = typer.Typer(
 
 @app.command("refer")
 def refer(
+    ctx: typer.Context,
     organisation: Annotated[str, typer.Option(help="Trust name.")],
     route: Annotated[
         list[str], typer.Option(help="warning-notice, review-request (DHSC/NHSE) or hsib; repeat for several.")
@@ -34,25 +45,21 @@ def refer(
     note: Annotated[str | None, typer.Option(help="e.g. the HSIB letter or the DHSC request it comes from.")] = None,
 ) -> None:
     """Refer a Trust to the MSSCG for a decision on entry (no CQC assessment needed)."""
-    from cli.main import OPTS, _db, _organisation, clock
-    from cli.output import console, print_json
-    from models import Service, session_scope
-    from states.errors import InvalidInput, NotFound
-    from states.machines.mssp import CRITERIA, maternity_service
-    from states.services.mssp import refer_trust
-
-    _db()
+    run = of(ctx)
+    run.db()
     with session_scope() as s:
-        org = _organisation(s, organisation)
-        if service is not None:
-            svc = s.get(Service, service)
-            if svc is None:
-                raise NotFound(f"service {service} not found")
-            if svc.organisation_id != org.id:
-                raise InvalidInput(f"service {service} ({svc.name}) is not run by {org.name}")
-        else:
-            svc = maternity_service(s, org.id)  # type: ignore[arg-type]
-        case = refer_trust(s, org.id, svc.id if svc else None, route, actor=actor, role=role, clock=clock(), note=note)  # type: ignore[arg-type]
+        org = organisation_by_name(s, organisation)
+        svc = maternity_service_of(s, org, service)
+        case = refer_trust(
+            s,
+            org.id,  # type: ignore[arg-type]
+            svc.id if svc else None,
+            route,
+            actor=actor,
+            role=role,
+            clock=run.clock(),
+            note=note,
+        )
         result = {
             "id": case.id,
             "state": case.state,
@@ -60,7 +67,7 @@ def refer(
             "routes": case.entry_criteria,
             "referred_on": case.referred_on,
         }
-    if OPTS.json:
+    if run.json:
         print_json(result)
         return
     console.print(
@@ -72,6 +79,7 @@ def refer(
 
 @app.command("decide")
 def decide(
+    ctx: typer.Context,
     item_id: Annotated[int, typer.Argument(help="MSSP case id")],
     decision: Annotated[
         str, typer.Option(help="On a referred case: enter or not-enter. On a proposed exit: exit or remain.")
@@ -89,15 +97,14 @@ def decide(
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Record the MSSCG's decision on entry (referred case) or exit (proposed exit)."""
-    from sqlmodel import Session
-
-    from cli.main import _db, _fire_and_print
-    from states.machines.mssp import decision_trigger
-
-    with Session(_db()) as s:
+    run = of(ctx)
+    with Session(run.db()) as s:
         trigger = decision_trigger(s, item_id)
     params = {"decision": decision, "decided_by": decided_by, "decided_on": decided_on}
     if trigger == "decide_entry":
-        _fire_and_print("mssp", item_id, "decide_entry", actor, role, note, params)
+        fire_and_print(run, "mssp", item_id, "decide_entry", actor, role, note, params)
     else:
-        _fire_and_print("mssp", item_id, "decide_exit", actor, role, note, params)
+        fire_and_print(run, "mssp", item_id, "decide_exit", actor, role, note, params)
+
+
+add_item_commands(app, NAME)

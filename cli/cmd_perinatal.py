@@ -11,6 +11,19 @@ import sys
 from typing import Annotated
 
 import typer
+from sqlmodel import Session
+
+from cli.context import of
+from cli.diagram import documented
+from cli.items import add_item_commands, fire_and_print
+from cli.output import console, print_json
+from models import Service, session_scope
+from models.perinatal import PerinatalConcern
+from states import engine
+from states.clock import local_date, parse_date
+from states.errors import InvalidInput, NotFound
+from states.machines.perinatal import PerinatalPolicy, levels_context
+from states.services.items import deadline_json
 
 NAME = "perinatal"
 app = typer.Typer(
@@ -22,6 +35,7 @@ app = typer.Typer(
 
 @app.command("raise")
 def raise_concern(
+    ctx: typer.Context,
     service: Annotated[int, typer.Option(help="Service id of a maternity or neonatal service.")],
     title: Annotated[str, typer.Option(help="What the concern is.")],
     actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
@@ -35,17 +49,10 @@ def raise_concern(
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Raise a concern at the provider (trust board) level; opens the monthly board review."""
-    from cli.main import _created, _db, _deadline_json, clock
-    from models import Service, session_scope
-    from models.perinatal import PerinatalConcern
-    from states import engine
-    from states.clock import local_date, parse_date
-    from states.errors import InvalidInput, NotFound
-    from states.machines.perinatal import PerinatalPolicy
-
-    c = clock()
+    run = of(ctx)
+    c = run.clock()
     day = parse_date(raised, "--raised date") if raised else local_date(c.now())
-    _db()
+    run.db()
     with session_scope() as s:
         svc = s.get(Service, service)
         if svc is None:
@@ -58,13 +65,14 @@ def raise_concern(
             )
         row = PerinatalConcern(service_id=service, title=title, raised_on=day, source=source, state="new")
         out = engine.create(s, "perinatal", row, "raise", actor=actor, role=role, clock=c, note=note)
-        _created(
-            "perinatal concern", out.row.id, state=out.row.state, deadlines=_deadline_json(s, "perinatal", out.row.id)
+        run.created(
+            "perinatal concern", out.row.id, state=out.row.state, deadlines=deadline_json(s, "perinatal", out.row.id)
         )
 
 
 @app.command("board-review")
 def board_review(
+    ctx: typer.Context,
     item_id: Annotated[int, typer.Argument(help="perinatal concern id")],
     actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
     role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
@@ -72,9 +80,9 @@ def board_review(
     note: Annotated[str | None, typer.Option(help="e.g. the board paper reference.")] = None,
 ) -> None:
     """Record the trust board's monthly review; opens next month's."""
-    from cli.main import _fire_and_print
-
-    _fire_and_print(
+    run = of(ctx)
+    fire_and_print(
+        run,
         "perinatal",
         item_id,
         "record_board_review",
@@ -86,14 +94,11 @@ def board_review(
 
 
 @app.command("levels")
-def levels() -> None:
+def levels(ctx: typer.Context) -> None:
     """The escalation levels as configured (PEERWATCH_PERINATAL_LEVELS / _FORUMS) and the seed's actions."""
-    from cli.main import OPTS
-    from cli.output import console, print_json
-    from states.machines.perinatal import levels_context
-
+    run = of(ctx)
     data = levels_context()
-    if OPTS.json:
+    if run.json:
         print_json(data)
         return
     for key, lv in data.items():
@@ -105,13 +110,12 @@ def levels() -> None:
 @app.command("diagram")
 def diagram() -> None:
     """The ladder as a Mermaid state diagram, levels labelled with their configured names."""
-    from states.machines.perinatal import mermaid
-
-    sys.stdout.write(mermaid())
+    sys.stdout.write(documented("perinatal"))
 
 
 @app.command("escalate")
 def escalate(
+    ctx: typer.Context,
     item_id: Annotated[int, typer.Argument(help="perinatal concern id")],
     decided_on: Annotated[str, typer.Option(help="Date the receiving forum decided to take the concern (YYYY-MM-DD).")],
     note: Annotated[str, typer.Option(help="The reason, as the forum gave it.")],
@@ -122,9 +126,9 @@ def escalate(
     role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
 ) -> None:
     """Record the receiving forum's decision to take the concern one level up (LMS/ICS group, regional committee, MSSCG)."""
-    from cli.main import _fire_and_print
-
-    _fire_and_print(
+    run = of(ctx)
+    fire_and_print(
+        run,
         "perinatal",
         item_id,
         "escalate",
@@ -137,6 +141,7 @@ def escalate(
 
 @app.command("refer")
 def refer(
+    ctx: typer.Context,
     item_id: Annotated[int, typer.Argument(help="perinatal concern id")],
     to: Annotated[str, typer.Option(help="jsog or cqc-inspection (unannounced).")],
     decided_on: Annotated[str, typer.Option(help="Date the regional quality committee decided (YYYY-MM-DD).")],
@@ -146,21 +151,20 @@ def refer(
     role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
 ) -> None:
     """Record the regional quality committee's decision to refer to JSOG or request an unannounced CQC inspection."""
-    from cli.main import _fire_and_print
-    from states.errors import InvalidInput
-
+    run = of(ctx)
     params = {"decided_on": decided_on, "agreed_with": agreed_with}
     key = to.strip().lower().replace("_", "-")
     if key == "jsog":
-        _fire_and_print("perinatal", item_id, "refer_to_jsog", actor, role, note, params)
+        fire_and_print(run, "perinatal", item_id, "refer_to_jsog", actor, role, note, params)
     elif key == "cqc-inspection":
-        _fire_and_print("perinatal", item_id, "request_cqc_inspection", actor, role, note, params)
+        fire_and_print(run, "perinatal", item_id, "request_cqc_inspection", actor, role, note, params)
     else:
         raise InvalidInput(f"--to {to!r}: use jsog or cqc-inspection")
 
 
 @app.command("forum-decision")
 def forum_decision(
+    ctx: typer.Context,
     item_id: Annotated[int, typer.Argument(help="perinatal concern id")],
     forum: Annotated[str, typer.Option(help="The level whose forum decided: lms_ics, regional or national.")],
     decision: Annotated[str, typer.Option(help="What it decided, e.g. 'not to escalate: LMS support suffices'.")],
@@ -171,9 +175,9 @@ def forum_decision(
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Record a forum's decision that moves nothing (e.g. not to escalate)."""
-    from cli.main import _fire_and_print
-
-    _fire_and_print(
+    run = of(ctx)
+    fire_and_print(
+        run,
         "perinatal",
         item_id,
         "record_forum_decision",
@@ -190,24 +194,18 @@ def forum_decision(
 
 
 @app.command("decisions")
-def decisions(item_id: Annotated[int, typer.Argument(help="perinatal concern id")]) -> None:
+def decisions(ctx: typer.Context, item_id: Annotated[int, typer.Argument(help="perinatal concern id")]) -> None:
     """What each forum decided about the concern, and who recorded it."""
-    from sqlmodel import Session
-
-    from cli.main import OPTS, _db, _rows
-    from cli.output import print_json
-    from models.perinatal import PerinatalConcern
-    from states.errors import NotFound
-
-    with Session(_db()) as s:
+    run = of(ctx)
+    with Session(run.db()) as s:
         row = s.get(PerinatalConcern, item_id)
         if row is None:
             raise NotFound(f"perinatal {item_id} not found")
         data = list(row.forum_decisions)
-    if OPTS.json:
+    if run.json:
         print_json(data)
         return
-    _rows(
+    run.rows(
         f"forum decisions on perinatal concern {item_id}",
         ["decided on", "forum", "decision", "agreed with", "recorded by", "on"],
         [
@@ -222,3 +220,6 @@ def decisions(item_id: Annotated[int, typer.Argument(help="perinatal concern id"
             for d in data
         ],
     )
+
+
+add_item_commands(app, NAME)

@@ -6,6 +6,10 @@ from typing import Annotated
 
 import typer
 
+from cli.context import of
+from cli.output import print_json, table
+from states.engine.permissions import matrix
+
 NAME = "permissions"
 app = typer.Typer(
     help="Who may fire which trigger (defaults, with PEERWATCH_PERMISSIONS overrides).", invoke_without_command=True
@@ -13,14 +17,10 @@ app = typer.Typer(
 
 
 @app.callback()
-def show(kind: Annotated[str | None, typer.Option(help="Only this kind.")] = None) -> None:
+def show(ctx: typer.Context, kind: Annotated[str | None, typer.Option(help="Only this kind.")] = None) -> None:
     """Print the permission table in force."""
-    from cli.main import OPTS
-    from cli.output import print_json, table
-    from states.engine.permissions import matrix
-
     rows = [r for r in matrix() if kind in (None, r["kind"])]
-    if OPTS.json:
+    if of(ctx).json:
         print_json(rows)
     else:
         table(

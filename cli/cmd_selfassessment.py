@@ -1,6 +1,6 @@
 """``peerwatch selfassessment``: self-assessment declarations and the standards library (000 s5.1, Appendix 2).
 
-show, list, fire and history come from the generic kind commands (cli/main.py).
+show, list, fire and history are the generic ones (cli/items.py).
 """
 
 from __future__ import annotations
@@ -9,6 +9,21 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlmodel import Session
+
+from cli.context import of, who
+from cli.items import add_item_commands, fire_and_print
+from cli.output import console, errors, print_json, table
+from models import session_scope
+from notifications.spreadsheets import render_selfassessment_xlsx
+from states import engine
+from states.errors import InvalidInput, NotFound
+from states.machines.selfassessment import item_view, report_of, spreadsheet
+from states.machines.standards import SpreadsheetRejected
+from states.services.items import deadline_json
+from states.services.selfassessment import import_file, return_due, start
+from states.services.standards import load_standard_sets, read_library
+from states.views.standards import standard_sets
 
 NAME = "selfassessment"
 app = typer.Typer(
@@ -23,6 +38,7 @@ ROLE = Annotated[str, typer.Option(help="Actor role: network-office, network-man
 
 @standards_app.command("load")
 def standards_load(
+    ctx: typer.Context,
     file: Annotated[str, typer.Argument(help="A JSON or YAML standards library (docs/standards-example.yaml).")],
     actor: Annotated[
         str | None, typer.Option(help="Who is loading it (default: $PEERWATCH_ACTOR, else your login name).")
@@ -30,16 +46,12 @@ def standards_load(
     role: ROLE = "network-office",
 ) -> None:
     """Load standard sets (audited); each supersedes the current set of its service kind (it must be newer)."""
-    from cli.main import OPTS, _db, _who, clock
-    from cli.output import console, print_json
-    from models import session_scope
-    from states.services.standards import load_standard_sets, read_library
-
+    run = of(ctx)
     docs = read_library(file)
-    _db()
+    run.db()
     with session_scope() as s:
-        loaded = load_standard_sets(s, docs, actor=_who(actor), role=role, clock=clock())
-    if OPTS.json:
+        loaded = load_standard_sets(s, docs, actor=who(actor), role=role, clock=run.clock())
+    if run.json:
         print_json(loaded)
         return
     for x in loaded:
@@ -53,44 +65,16 @@ def standards_load(
 
 @standards_app.command("list")
 def standards_list(
+    ctx: typer.Context,
     kind: Annotated[str | None, typer.Option(help="Only sets for this service kind.")] = None,
     show_standards: Annotated[bool, typer.Option("--standards", help="Also list each set's standards.")] = False,
 ) -> None:
     """List standard sets, which is in force today, and what superseded the others."""
-    from sqlmodel import Session, col, select
-
-    from cli.main import OPTS, _db, clock
-    from cli.output import print_json, table
-    from models import get_engine
-    from models.selfassessment import StandardSet
-    from states.clock import local_date
-    from states.machines.standards import current_set, standards_of
-
-    _db()
-    today = local_date(clock().now())
-    with Session(get_engine()) as s:
-        q = select(StandardSet).order_by(col(StandardSet.service_kind), col(StandardSet.effective_from))
-        if kind:
-            q = q.where(StandardSet.service_kind == kind)
-        sets = list(s.exec(q))
-        in_force = {}
-        for k in {x.service_kind for x in sets}:
-            cur = current_set(s, k, today)
-            in_force[k] = cur.id if cur else None
-        out = [
-            {
-                "id": x.id,
-                "service_kind": x.service_kind,
-                "name": x.name,
-                "version": x.version,
-                "effective_from": x.effective_from.isoformat(),
-                "superseded_by": x.superseded_by_id,
-                "in_force": in_force[x.service_kind] == x.id,
-                **({"standards": [st.model_dump() for st in standards_of(s, x.id)]} if show_standards else {}),
-            }  # type: ignore[arg-type]
-            for x in sets
-        ]
-    if OPTS.json:
+    run = of(ctx)
+    today = run.today()
+    with Session(run.db()) as s:
+        out = standard_sets(s, today, kind, show_standards)
+    if run.json:
         print_json(out)
         return
     table(
@@ -129,6 +113,7 @@ def standards_list(
 
 @app.command("circulate")
 def circulate(
+    ctx: typer.Context,
     service: Annotated[int, typer.Option(help="Service id.")],
     year: Annotated[int, typer.Option(help="Programme year it starts, e.g. 2026 for 2026-27.")],
     actor: ACTOR = "",
@@ -136,49 +121,38 @@ def circulate(
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Send the Appendix 2 spreadsheet to the service's Leads/Managers (current standard set); the return is due in 6 weeks."""
-    from cli.main import _created, _db, _deadline_json, clock
-    from models import session_scope
-    from states.services.selfassessment import start
-
-    _db()
+    run = of(ctx)
+    run.db()
     with session_scope() as s:
-        out = start(s, service, year, actor=actor, role=role, clock=clock(), note=note)
-        _created(
-            "selfassessment", out.row.id, state=out.row.state, deadlines=_deadline_json(s, "selfassessment", out.row.id)
+        out = start(s, service, year, actor=actor, role=role, clock=run.clock(), note=note)
+        run.created(
+            "selfassessment", out.row.id, state=out.row.state, deadlines=deadline_json(s, "selfassessment", out.row.id)
         )
 
 
 @app.command("export")
 def export(
+    ctx: typer.Context,
     assessment_id: Annotated[int, typer.Argument(help="selfassessment id")],
     out: Annotated[str, typer.Option(help="Where to write the .xlsx file.")],
 ) -> None:
     """Write the declaration's spreadsheet (with the service's answers, once imported)."""
-    from sqlmodel import Session
-
-    from cli.main import OPTS, _db, clock
-    from cli.output import console, print_json
-    from models import get_engine
-    from notifications.spreadsheets import render_selfassessment_xlsx
-    from states import engine
-    from states.machines.selfassessment import spreadsheet
-    from states.services.selfassessment import return_due
-
-    _db()
-    with Session(get_engine()) as s:
+    run = of(ctx)
+    with Session(run.db()) as s:
         _, row = engine.load(s, "selfassessment", assessment_id)
-        _name, _type, (_renderer, doc) = spreadsheet(s, row, return_by=return_due(s, row), made=clock().now())  # type: ignore[arg-type]
+        _name, _type, (_renderer, doc) = spreadsheet(s, row, return_by=return_due(s, row), made=run.clock().now())  # type: ignore[arg-type]
     data = render_selfassessment_xlsx(doc)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    print_json({"id": assessment_id, "file": str(path), "bytes": len(data)}) if OPTS.json else console.print(
+    print_json({"id": assessment_id, "file": str(path), "bytes": len(data)}) if run.json else console.print(
         f"selfassessment {assessment_id}: {path}", markup=False
     )
 
 
 @app.command("import")
 def import_(
+    ctx: typer.Context,
     assessment_id: Annotated[int, typer.Argument(help="selfassessment id")],
     file: Annotated[str, typer.Argument(help="The completed .xlsx returned by the service.")],
     actor: ACTOR = "",
@@ -194,23 +168,16 @@ def import_(
 ) -> None:
     """Import a returned spreadsheet: every row is checked; any problem refuses the whole file (listed, exit 2) and
     the service is sent the problems. Oversized, .xls and .ods files are refused before they are opened."""
-    from cli.main import OPTS, _db, _deadline_json, clock
-    from cli.output import console, errors, print_json
-    from models import get_engine
-    from states.errors import NotFound
-    from states.machines.selfassessment import report_of
-    from states.machines.standards import SpreadsheetRejected
-    from states.services.selfassessment import import_file
-
+    run = of(ctx)
     path = Path(file)
     if not path.is_file():
         raise NotFound(f"file {file!r} not found")
-    db = _db()
+    db = run.db()
     try:
-        row = import_file(db, assessment_id, path, actor=actor, role=role, clock=clock(), letter=letter)
+        row = import_file(db, assessment_id, path, actor=actor, role=role, clock=run.clock(), letter=letter)
     except SpreadsheetRejected as exc:
         problems = exc.problems
-        if OPTS.json:
+        if run.json:
             print_json(
                 {
                     "id": assessment_id,
@@ -234,12 +201,11 @@ def import_(
                 "the service has been written to with these problems (peerwatch dispatch sends it)", markup=False
             )
         raise SystemExit(2) from None
-    from sqlmodel import Session
 
-    with Session(get_engine()) as s:
+    with Session(db) as s:
         report = report_of(s, row)
-        deadlines = _deadline_json(s, "report", report.id) if report else []
-    if OPTS.json:
+        deadlines = deadline_json(s, "report", report.id) if report else []
+    if run.json:
         print_json(
             {
                 "id": row.id,
@@ -260,6 +226,7 @@ def import_(
 
 @app.command("validate")
 def validate(
+    ctx: typer.Context,
     assessment_id: Annotated[int, typer.Argument(help="selfassessment id")],
     ref: Annotated[str | None, typer.Option(help="Standard Ref No., e.g. 1.2.")] = None,
     status: Annotated[str | None, typer.Option(help="Validated status: Met, Partially Met or Unmet.")] = None,
@@ -281,41 +248,31 @@ def validate(
     role: ROLE = "network-office",
 ) -> None:
     """Record the network's validated status for one standard, or accept the rest, or finish."""
-    from cli.main import _fire_and_print
-    from states.errors import InvalidInput
-
+    run = of(ctx)
     chosen = [x for x in (ref is not None, accept_all, complete) if x]
     if len(chosen) != 1:
         raise InvalidInput("give one of: --ref R --status S [--note], --accept-all, or --complete")
     if accept_all:
-        _fire_and_print("selfassessment", assessment_id, "accept_all", actor, role, note, {})
+        fire_and_print(run, "selfassessment", assessment_id, "accept_all", actor, role, note, {})
     elif complete:
-        _fire_and_print("selfassessment", assessment_id, "complete_validation", actor, role, note, {})
+        fire_and_print(run, "selfassessment", assessment_id, "complete_validation", actor, role, note, {})
     else:
         if not status:
             raise InvalidInput("--ref needs --status (Met, Partially Met or Unmet)")
-        _fire_and_print(
-            "selfassessment", assessment_id, "validate_item", actor, role, note, {"ref": ref, "status": status}
+        fire_and_print(
+            run, "selfassessment", assessment_id, "validate_item", actor, role, note, {"ref": ref, "status": status}
         )
 
 
 @app.command("items")
-def items(assessment_id: Annotated[int, typer.Argument(help="selfassessment id")]) -> None:
+def items(ctx: typer.Context, assessment_id: Annotated[int, typer.Argument(help="selfassessment id")]) -> None:
     """Each standard: declared status, figure, status the figure gives, validated status; and the achievement."""
-    from sqlmodel import Session
-
-    from cli.main import OPTS, _db
-    from cli.output import console, print_json, table
-    from models import get_engine
-    from states import engine
-    from states.machines.selfassessment import item_view, report_of
-
-    _db()
-    with Session(get_engine()) as s:
+    run = of(ctx)
+    with Session(run.db()) as s:
         _, row = engine.load(s, "selfassessment", assessment_id)
         view = item_view(s, row)  # type: ignore[arg-type]
         report = report_of(s, row)  # type: ignore[arg-type]
-    if OPTS.json:
+    if run.json:
         print_json(
             {
                 "id": assessment_id,
@@ -347,3 +304,6 @@ def items(assessment_id: Annotated[int, typer.Argument(help="selfassessment id")
         console.print(f"total achievement: {row.achievement:.1f}%", markup=False)  # type: ignore[attr-defined]
     if report:
         console.print(f"written report: report {report.id} ({report.state})", markup=False)
+
+
+add_item_commands(app, NAME)

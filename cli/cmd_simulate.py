@@ -13,6 +13,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli.context import of
+from cli.output import console, print_json
+from states.clock import parse_date
+from states.views.workload import CYCLES, LABELS, MEASURES, cycle_rows
 
 NAME = "simulate"
 app = typer.Typer(
@@ -23,6 +30,7 @@ app = typer.Typer(
 
 @app.callback()
 def simulate(
+    ctx: typer.Context,
     start: Annotated[str, typer.Option("--from", help="First day simulated (YYYY-MM-DD).")] = "2026-04-01",
     end: Annotated[str, typer.Option("--to", help="Last day simulated (YYYY-MM-DD).")] = "2028-03-31",
     networks: Annotated[int, typer.Option(help="Synthetic networks, half annual and half biennial (at least 2).")] = 10,
@@ -36,20 +44,18 @@ def simulate(
     ] = False,
 ) -> None:
     """Walk the networks day by day from --from to --to and print the workload per quarter."""
-    from cli.main import OPTS
-    from cli.output import print_json
-    from flows.simulation import Settings
-    from states.clock import parse_date
+    from flows.simulation import Settings  # lazy: start-up time (Jinja2, through the dispatcher)
 
+    run = of(ctx)
     settings = Settings(parse_date(start, "--from date"), parse_date(end, "--to date"), networks, services, seed, out)
     settings.check()
     if prefect:
-        from flows.simulate import simulate as flow
+        from flows.simulate import simulate as flow  # lazy: start-up time (Prefect)
 
         result = flow(start=start, end=end, networks=networks, services=services, seed=seed, out=str(out))
     else:
-        result = _run(settings, progress=not OPTS.json)
-    if OPTS.json:
+        result = _run(settings, progress=not run.json)
+    if run.json:
         print_json(result)
     else:
         show(result)
@@ -57,10 +63,7 @@ def simulate(
 
 def _run(settings: Any, progress: bool) -> dict[str, Any]:
     """The simulation in this process, with a progress bar of days done when on a terminal."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from cli.output import console
-    from flows.simulation import simulate as run
+    from flows.simulation import simulate as run  # lazy: start-up time (Jinja2, through the dispatcher)
 
     total = (settings.end - settings.start).days + 1
     columns = (
@@ -81,11 +84,6 @@ def _run(settings: Any, progress: bool) -> dict[str, Any]:
 
 def show(result: dict[str, Any]) -> None:
     """The two cycles side by side per quarter (mean per network), then each network's totals."""
-    from rich.table import Table
-
-    from cli.output import console
-    from states.views.workload import CYCLES, LABELS, MEASURES, cycle_rows
-
     by = result["by_cycle"]
     cycles = [c for c in CYCLES if c in by]
     t = Table(

@@ -1,4 +1,5 @@
-"""``peerwatch submission``: documents Trusts submit (annual report, work plan, operational policy)."""
+"""``peerwatch submission``: documents Trusts submit (annual report, work plan, operational policy);
+show, list, fire and history are the generic ones."""
 
 from __future__ import annotations
 
@@ -6,18 +7,23 @@ from typing import Annotated
 
 import typer
 
+from cli.context import of
+from cli.items import add_item_commands, fire_and_print
+
 NAME = "submission"
 app = typer.Typer(help="Document submissions from each Trust, with evidence files and checksums.", no_args_is_help=True)
 
 
 @app.command("receive")
 def receive(
+    ctx: typer.Context,
     submission_id: Annotated[int, typer.Argument(help="submission id")],
     file: Annotated[str, typer.Option(help="The evidence file received.")],
     actor: Annotated[str, typer.Option(help="Who is acting.")] = "",
     role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
 ) -> None:
     """Record a received document; the file is stored with its SHA-256 checksum as a new version."""
-    from cli.main import _fire_and_print
+    fire_and_print(of(ctx), "submission", submission_id, "receive", actor, role, None, {"file": file})
 
-    _fire_and_print("submission", submission_id, "receive", actor, role, None, {"file": file})
+
+add_item_commands(app, NAME)

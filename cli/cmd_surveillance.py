@@ -11,6 +11,15 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.context import of
+from cli.items import add_item_commands, fire_and_print
+from cli.output import console, print_json
+from models import Service, session_scope
+from models.surveillance import Surveillance
+from states import engine
+from states.errors import InvalidInput, NotFound
+from states.services.items import deadline_json
+
 NAME = "surveillance"
 app = typer.Typer(
     help="QNT surveillance decisions: indicators, options 1-3, provider and commissioner agreement.",
@@ -23,6 +32,7 @@ ROLE = Annotated[str, typer.Option(help="Actor role: network-office, network-man
 
 @app.command("assess")
 def assess(
+    ctx: typer.Context,
     service: Annotated[int, typer.Option(help="Service id.")],
     year: Annotated[int, typer.Option(help="Programme year it starts (1 April), e.g. 2026 for 2026-27.")],
     agreed: Annotated[int, typer.Option(help="Quality indicators previously agreed for the service.")],
@@ -36,13 +46,8 @@ def assess(
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Record the annual self-report: 100% and threshold met -> not required, else a decision is required."""
-    from cli.main import _created, _db, _deadline_json, clock
-    from models import Service, session_scope
-    from models.surveillance import Surveillance
-    from states import engine
-    from states.errors import NotFound
-
-    _db()
+    run = of(ctx)
+    run.db()
     with session_scope() as s:
         if s.get(Service, service) is None:
             raise NotFound(f"service {service} not found (peerwatch service list)")
@@ -55,14 +60,15 @@ def assess(
             good_practice_threshold=threshold,
             state="new",
         )
-        out = engine.create(s, "surveillance", row, "assess", actor=actor, role=role, clock=clock(), note=note)
-        _created(
-            "surveillance", out.row.id, state=out.row.state, deadlines=_deadline_json(s, "surveillance", out.row.id)
+        out = engine.create(s, "surveillance", row, "assess", actor=actor, role=role, clock=run.clock(), note=note)
+        run.created(
+            "surveillance", out.row.id, state=out.row.state, deadlines=deadline_json(s, "surveillance", out.row.id)
         )
 
 
 @app.command("propose")
 def propose(
+    ctx: typer.Context,
     item_id: Annotated[int, typer.Argument(help="surveillance id")],
     options: Annotated[
         str, typer.Option(help="Combinable: routine (1), enhanced (2), peer_review (3), e.g. routine,enhanced.")
@@ -73,18 +79,18 @@ def propose(
     role: ROLE = "network-manager",
 ) -> None:
     """Propose surveillance options (same as fire ID propose_options --param ...)."""
-    from cli.main import _fire_and_print
-
+    run = of(ctx)
     params: dict[str, Any] = {"options": options}
     if provider_action:
         params["provider_action"] = provider_action
     if commissioner_action:
         params["commissioner_action"] = commissioner_action
-    _fire_and_print("surveillance", item_id, "propose_options", actor, role, None, params)
+    fire_and_print(run, "surveillance", item_id, "propose_options", actor, role, None, params)
 
 
 @app.command("agree")
 def agree(
+    ctx: typer.Context,
     item_id: Annotated[int, typer.Argument(help="surveillance id")],
     party: Annotated[str, typer.Option(help="provider or commissioner")],
     actor: ACTOR = "",
@@ -92,18 +98,13 @@ def agree(
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Record one party's agreement; once both are in (two different people) the decision is agreed."""
-    from cli.main import OPTS, _db, _deadline_json, clock
-    from cli.output import console, print_json
-    from models import session_scope
-    from states import engine
-    from states.errors import InvalidInput
-
+    run = of(ctx)
     if party not in ("provider", "commissioner"):
         raise InvalidInput(f"--party {party!r}: use provider or commissioner")
     if not role:
         raise InvalidInput("give --role (network-office, network-manager, regional-lead, operator)")
-    _db()
-    c = clock()
+    run.db()
+    c = run.clock()
     with session_scope() as s:
         first = engine.fire(
             s, "surveillance", item_id, f"record_{party}_agreement", actor=actor, role=role, clock=c, note=note
@@ -132,9 +133,9 @@ def agree(
             "visit_id": row.visit_id,
             "letters_queued": sum(o.queued for o in steps),
             "waiting_for": [p for p in ("provider", "commissioner") if not getattr(row, f"{p}_agreed_by")],
-            "deadlines": _deadline_json(s, "surveillance", item_id),
+            "deadlines": deadline_json(s, "surveillance", item_id),
         }
-    if OPTS.json:
+    if run.json:
         print_json(result)
         return
     console.print(
@@ -146,3 +147,6 @@ def agree(
         console.print(f"  waiting for: {', '.join(result['waiting_for'])}")
     if result["visit_id"]:
         console.print(f"  peer review visit {result['visit_id']} proposed (option 3)")
+
+
+add_item_commands(app, NAME)

@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from sqlmodel import Session
+
+from cli.context import of
+from cli.output import console, print_json, table
+from states.views.themes import shared_learning
 
 NAME = "themes"
 app = typer.Typer(
@@ -15,18 +20,14 @@ app = typer.Typer(
 
 @app.callback()
 def themes(
+    ctx: typer.Context,
     network: Annotated[str | None, typer.Option(help="Only this network (code, e.g. WMTN).")] = None,
 ) -> None:
     """Print concerns and good practice by theme and by standard (use the global --json for JSON)."""
-    from sqlmodel import Session
-
-    from cli.main import OPTS, _db
-    from cli.output import console, print_json, table
-    from states.views.themes import shared_learning
-
-    with Session(_db()) as s:
+    run = of(ctx)
+    with Session(run.db()) as s:
         result = shared_learning(s, network)
-    if OPTS.json:
+    if run.json:
         print_json(result)
         return
     where = f"network {network}" if network else "all networks"

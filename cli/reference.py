@@ -6,7 +6,7 @@ second person (four eyes), the guards that must hold, the ``--param key=value`` 
 and an example command. The page's hand-written introduction (everything above ``MARKER``)
 is kept; the rest is rewritten by ``python -m cli.diagram --write``.
 
-Parameters are found by reading each machine module's ``effects`` branch for the trigger
+Parameters are found by reading each trigger's action in its machine module (or its branch of the kind's ``effects``)
 (and the module's helpers it calls) for ``ctx.params`` look-ups; commands that fire a
 trigger for you by reading ``cli/*.py`` for the commands that name it.
 """
@@ -69,7 +69,8 @@ def manual_rows(spec: KindSpec) -> list[dict[str, Any]]:
 
 
 def _module_tree(spec: KindSpec) -> tuple[Any, dict[str, ast.FunctionDef]]:
-    module = sys.modules[spec.effects.__module__]
+    first = spec.effects or next(iter(spec.actions.values()))
+    module = sys.modules[first.__module__]
     tree = ast.parse(inspect.getsource(module))
     return module, {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
 
@@ -142,11 +143,20 @@ def _keys(nodes: list[ast.stmt], helpers: dict[str, ast.FunctionDef], seen: set[
 
 @cache
 def params_read(kind: str) -> dict[str, tuple[str, ...]]:
-    """trigger -> the ``--param`` keys its effects read."""
+    """trigger -> the ``--param`` keys its action (or its branch of the kind's ``effects``) reads."""
     spec = get_spec(kind)
+    if spec.effects is None and not spec.actions:
+        return {}
     module, helpers = _module_tree(spec)
     out: dict[str, tuple[str, ...]] = {}
-    for triggers, body in _branches(helpers[spec.effects.__name__], module):
+    found: list[tuple[set[str], list[ast.stmt]]] = []
+    if spec.effects is not None:
+        found += _branches(helpers[spec.effects.__name__], module)
+    for trigger, action in spec.actions.items():
+        func = helpers.get(getattr(action, "__name__", ""))
+        if func is not None:
+            found.append(({trigger}, func.body))
+    for triggers, body in found:
         keys = tuple(_keys(body, helpers, set()))
         for t in triggers:
             out[t] = tuple(dict.fromkeys(out.get(t, ()) + keys))
@@ -222,7 +232,7 @@ def _command_of(func: ast.FunctionDef, plugin: str | None) -> str | None:
 
 
 def _fired_in(func: ast.FunctionDef) -> Iterator[tuple[str, str]]:
-    """(kind, trigger) of each ``_fire_and_print`` / ``engine.fire`` / ``engine.create`` call."""
+    """(kind, trigger) of each ``fire_and_print`` / ``engine.fire`` / ``engine.create`` call."""
     for node in ast.walk(func):
         if not isinstance(node, ast.Call):
             continue
@@ -234,9 +244,7 @@ def _fired_in(func: ast.FunctionDef) -> Iterator[tuple[str, str]]:
             else ""
         )
         consts = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
-        if callee == "_fire_and_print" and len(consts) > 2:
-            kind, trigger = consts[0], consts[2]
-        elif callee in ("fire", "create") and len(consts) > 3:
+        if callee in ("fire_and_print", "fire", "create") and len(consts) > 3:
             kind, trigger = consts[1], consts[3]
         else:
             continue

@@ -2,7 +2,7 @@
 run as a subprocess against a throw-away database (a SQLite file, or a PostgreSQL schema when
 ``PEERWATCH_TEST_DATABASE`` is set: the subprocess gets its URL through PEERWATCH_DATABASE_URL).
 
-What the CLI promises (cli/main.py docstring): every error a user can cause prints one line
+What the CLI promises (cli/app.py docstring): every error a user can cause prints one line
 on stderr starting with "error:", exits 2, and changes nothing; interactive commands never
 import Prefect.
 """
@@ -440,6 +440,60 @@ def test_interactive_commands_do_not_import_prefect(world: World) -> None:
     assert proc.returncode == 0, proc.stderr
     assert '"state": "identified"' in proc.stdout
     assert proc.stdout.rstrip().endswith("NO-PREFECT"), proc.stdout[-300:]
+
+
+AS_OF_TWICE = """
+import contextlib, io, json
+from datetime import UTC, datetime
+from cli.app import main
+from states.clock import local_date
+
+def as_of(*args):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            assert exc.code in (0, None), exc.code
+    return json.loads(out.getvalue())["as_of"]
+
+print(as_of("--as-of", "2026-03-02", "--json", "cycle", "status"))
+print(as_of("cycle", "status", "--json", "--as-of", "2027-07-01"))
+print(as_of("--json", "cycle", "status") == local_date(datetime.now(UTC)).isoformat())
+"""
+
+
+def test_as_of_belongs_to_one_invocation(world: World) -> None:
+    """--as-of lives in the invocation's context, not a module global: three runs in one process
+    each see their own date, and the last, given none, is today's."""
+    proc = subprocess.run(
+        [sys.executable, "-c", AS_OF_TWICE],
+        env=world.env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=world.cwd,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["2026-03-02", "2027-07-01", "True"]
+
+
+def test_only_the_group_typed_is_mounted() -> None:
+    """Start-up time: the line names one group, so only that group is built (and imported);
+    help, or a word that is not a command, mounts every one."""
+    import typer
+
+    from cli.app import ROOT_COMMANDS, build
+
+    def mounted(word: str | None) -> set[str]:
+        return set(typer.main.get_command(build(word)).commands)  # type: ignore[attr-defined]
+
+    assert mounted("risk") == {"risk"}
+    assert mounted("phase") == {"phase"}  # a kind with no commands of its own: the generic ones
+    assert mounted("chase") == set(ROOT_COMMANDS)
+    every = mounted(None)
+    assert every == mounted("no-such-command")
+    assert {*ROOT_COMMANDS, "risk", "visit", "outbox", "contact", "reviewer", "network", "service"} <= every
 
 
 # ---------------------------------------------------------------- calendar and diagram

@@ -514,9 +514,9 @@ def test_late_returns_and_replies_are_recorded_at_receipt_and_shown_on_the_dashb
     3 calendar days, 1 working day. An on-time reply is recorded as on time and not listed.
     The numbers are those stored at receipt: `report show`, the dashboard page (html5lib) and
     the `late-receipts` artifact all show them, and a later as-of date does not change them."""
-    from cli.main import _item_json
     from flows.artifacts import publish_late
     from states.machines.lateness import for_item, received_late
+    from states.services.items import item_json
 
     s = session
     late_report = engine.create(
@@ -587,7 +587,7 @@ def test_late_returns_and_replies_are_recorded_at_receipt_and_shown_on_the_dashb
         for x in for_item(s, "report", late_report)
     ] == [("factual accuracy reply", "2026-12-29", "2027-01-04", 6, 3)]
     assert [(x["late"], x["days_late"]) for x in for_item(s, "report", on_time)] == [(False, 0)]
-    shown = _item_json(s, "selfassessment", s.get(SelfAssessment, sa.id))
+    shown = item_json(s, "selfassessment", s.get(SelfAssessment, sa.id))
     assert (shown["late"], shown["days_late"], shown["working_days_late"]) == (True, 3, 1)
 
     late = received_late(s)

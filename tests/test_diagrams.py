@@ -147,10 +147,9 @@ def test_operator_page_lists_every_manual_trigger_with_the_default_roles() -> No
 
 
 def test_operator_examples_use_the_fire_commands_real_options() -> None:
-    from cli import main as cli_main
+    from cli.app import build
 
-    cli_main._mount(None)
-    root = typer.main.get_command(cli_main.app)
+    root = typer.main.get_command(build(None))
     examples = re.findall(r"^peerwatch (\w+) fire ID (\w+) (.*?)(?:   #.*)?$", (DOCS / OPERATOR).read_text(), re.M)
     assert examples
     for kind, trigger, rest in examples:

@@ -1,0 +1,42 @@
+"""``peerwatch network``: the clinical networks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from sqlmodel import Session
+
+from cli.context import ACTOR_DEFAULT, of, who
+from models import session_scope
+from states.services.operator import add_network
+from states.views.directory import networks
+
+NAME = "network"
+app = typer.Typer(help="Clinical networks.", no_args_is_help=True)
+
+
+@app.command("add")
+def network_add(
+    ctx: typer.Context,
+    code: Annotated[str, typer.Option(help="Short code, e.g. WMTN.")],
+    name: Annotated[str, typer.Option(help="Full name.")],
+    cycle: Annotated[str, typer.Option(help="annual | biennial")] = "annual",
+    actor: ACTOR_DEFAULT = None,
+    role: Annotated[str, typer.Option(help="Actor role.")] = "operator",
+) -> None:
+    """Add a network (audited)."""
+    run = of(ctx)
+    run.db()
+    with session_scope() as s:
+        n = add_network(s, code, name, cycle, actor=who(actor), role=role, clock=run.clock())
+        run.created("network", n.id)
+
+
+@app.command("list")
+def network_list(ctx: typer.Context) -> None:
+    """List networks."""
+    run = of(ctx)
+    with Session(run.db()) as s:
+        rows = networks(s)
+    run.rows("networks", ["id", "code", "name", "cycle"], rows)

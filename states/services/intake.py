@@ -1,0 +1,115 @@
+"""New items opened by hand: a risk found at a visit or elsewhere, a visit proposed, a complaint
+received. Each runs in the caller's transaction through the engine."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlmodel import Session
+
+from models import Complaint, Risk, Visit
+from states import engine
+from states.clock import Clock, local_date
+from states.engine import Outcome
+from states.errors import InvalidInput
+from states.roles import check_actor_role
+from states.views.directory import network_by_code, service_by_id
+
+LEVELS = ("IR", "SC", "GC")
+
+
+def raise_risk(
+    session: Session,
+    *,
+    service: int,
+    level: str,
+    title: str,
+    standard: str | None,
+    visit_date: date | None,
+    identified: date | None,
+    impact: int | None,
+    likelihood: int | None,
+    doctors_in_training: bool,
+    actor: str,
+    role: str,
+    clock: Clock,
+    note: str | None,
+) -> Outcome:
+    """A risk or concern found at a visit (``visit_date``) or elsewhere (``identified``), not after today."""
+    level = level.upper()
+    if level not in LEVELS:
+        raise InvalidInput(f"level {level!r}: use IR, SC or GC")
+    check_actor_role(role)
+    found = identified or visit_date
+    if found is None:
+        raise InvalidInput("give --visit-date (found at a visit) or --identified (found elsewhere)")
+    today = local_date(clock.now())
+    if found > today:
+        raise InvalidInput(
+            f"date {found.isoformat()} is after today ({today.isoformat()}): use --as-of to record as of a date"
+        )
+    service_by_id(session, service)
+    row = Risk(
+        service_id=service,
+        level=level,
+        title=title,
+        standard_ref=standard,
+        identified_on=found,
+        visit_date=visit_date,
+        impact=impact,
+        likelihood=likelihood,
+        doctors_in_training=doctors_in_training,
+        state="new",
+    )
+    return engine.create(session, "risk", row, "raise", actor=actor, role=role, clock=clock, note=note)
+
+
+def propose_visit(
+    session: Session, service: int, *, actor: str, role: str, clock: Clock, reason: str | None
+) -> Outcome:
+    """A visit to a service, proposed."""
+    service_by_id(session, service)
+    return engine.create(
+        session,
+        "visit",
+        Visit(service_id=service, state="new"),
+        "propose",
+        actor=actor,
+        role=role,
+        clock=clock,
+        params={"reason": reason} if reason else None,
+    )
+
+
+def receive_complaint(
+    session: Session,
+    *,
+    network: str,
+    category: str,
+    from_name: str,
+    from_email: str,
+    summary: str,
+    service: int | None,
+    about_person: bool,
+    received: date,
+    actor: str,
+    role: str,
+    clock: Clock,
+) -> Outcome:
+    """A complaint received (routed to its owner by category)."""
+    net = network_by_code(session, network)
+    if service is not None:
+        service_by_id(session, service, "")
+    row = Complaint(
+        network_id=net.id,  # type: ignore[arg-type]
+        service_id=service,
+        category=category,
+        owner_role="",
+        complainant_name=from_name,
+        complainant_email=from_email,
+        summary=summary,
+        received_on=received,
+        about_person=about_person,
+        state="new",
+    )
+    return engine.create(session, "complaint", row, "receive", actor=actor, role=role, clock=clock, note=summary)
