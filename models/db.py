@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -13,7 +16,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, create_engine
+
+from models.guards import install_audit_guards
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -68,12 +74,7 @@ def get_engine(url: str | None = None) -> Engine:
 
 def import_all_tables() -> None:
     """Import every module of the models package, so each table is registered."""
-    import importlib
-    import pkgutil
-
-    import models
-
-    for mod in pkgutil.iter_modules(models.__path__):
+    for mod in pkgutil.iter_modules([str(Path(__file__).parent)]):
         importlib.import_module(f"models.{mod.name}")
 
 
@@ -83,7 +84,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def alembic_config(url: str | None = None, connection: Connection | None = None) -> Config:
     """Alembic's configuration, set in code (there is no alembic.ini): the scripts live in
     ``models/migrations``; ``connection``, when given, is used instead of opening one."""
-    from alembic.config import Config
+    from alembic.config import Config  # lazy: Alembic only when the schema changes (CLI start-up)
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -95,7 +96,7 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
 
 def migrate(url: str | None = None, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision`` (default: the newest) with Alembic."""
-    from alembic import command
+    from alembic import command  # lazy: Alembic only when the schema changes (CLI start-up)
 
     command.upgrade(alembic_config(url), revision)
 
@@ -103,9 +104,7 @@ def migrate(url: str | None = None, revision: str = "head") -> None:
 def autogenerate(message: str, rev_id: str | None = None) -> None:
     """Write a new revision in models/migrations/versions with the difference between the
     models and the current head (compared on a scratch SQLite database migrated to head)."""
-    import tempfile
-
-    from alembic import command
+    from alembic import command  # lazy: Alembic only when the schema changes (CLI start-up)
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/autogenerate.db"
@@ -135,22 +134,20 @@ def init_db(url: str | None = None) -> Engine:
     if _at_head(engine):
         return engine  # the common case: one query; Alembic and the other model modules are not imported
     import_all_tables()
-    from alembic.runtime.migration import MigrationContext
+    from alembic.runtime.migration import MigrationContext  # lazy: not on the at-head path (CLI start-up)
 
     with engine.begin() as conn:
         lock_schema(conn)
         tables = set(inspect(conn).get_table_names())
         if not tables:
-            from models.guards import install_audit_guards
-
             SQLModel.metadata.create_all(conn)
             install_audit_guards(conn)
-            MigrationContext.configure(conn).stamp(_scripts(), "head")
+            MigrationContext.configure(conn).stamp(migration_scripts(), "head")
             return engine
         if "alembic_version" not in tables:
             _adopt_unversioned(conn)
             return engine
-        if set(MigrationContext.configure(conn).get_current_heads()) == set(_scripts().get_heads()):
+        if set(MigrationContext.configure(conn).get_current_heads()) == set(migration_scripts().get_heads()):
             return engine  # at head already: the common case, one query
     migrate(url)
     return engine
@@ -163,8 +160,6 @@ HEAD_REVISION = "0010"
 
 def _at_head(engine: Engine) -> bool:
     """True if the database records exactly the newest migration (plain SQL, no Alembic)."""
-    from sqlalchemy.exc import DBAPIError
-
     try:
         with engine.connect() as conn:
             found = {r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")}
@@ -180,8 +175,8 @@ def lock_schema(conn: Connection) -> None:
 
 
 def _adopt_unversioned(conn: Connection) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
+    from alembic.autogenerate import compare_metadata  # lazy: Alembic only when the schema changes
+    from alembic.runtime.migration import MigrationContext  # lazy: as above
 
     SQLModel.metadata.create_all(conn)
     context = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -192,16 +187,14 @@ def _adopt_unversioned(conn: Connection) -> None:
             f"this database predates peerwatch's migrations and differs from the models "
             f"({len(diffs)} differences: {listed}); start a new database or migrate it by hand"
         )
-    from models.guards import install_audit_guards
-
     install_audit_guards(conn)
-    context.stamp(_scripts(), "head")
+    context.stamp(migration_scripts(), "head")
 
 
 @cache
-def _scripts() -> ScriptDirectory:
+def migration_scripts() -> ScriptDirectory:
     """The migration scripts, read once per process."""
-    from alembic.script import ScriptDirectory
+    from alembic.script import ScriptDirectory  # lazy: Alembic only when the schema changes
 
     return ScriptDirectory.from_config(alembic_config("sqlite://"))
 

@@ -131,7 +131,7 @@ def _reset(schema: str) -> bool:
     init_db left it (other tables or triggers, another revision) or cannot be reset quickly."""
     from sqlmodel import SQLModel
 
-    from models.db import _scripts, import_all_tables
+    from models.db import import_all_tables, migration_scripts
 
     import_all_tables()
     tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]  # children first
@@ -144,7 +144,7 @@ def _reset(schema: str) -> bool:
             if present != {*tables, "alembic_version"}:
                 return False
             version = set(conn.execute(text(f'SELECT version_num FROM "{schema}".alembic_version')).scalars())
-            if version != set(_scripts().get_heads()):
+            if version != set(migration_scripts().get_heads()):
                 return False
             triggers = _triggers(conn, schema)
             if not _TRIGGERS or triggers != _TRIGGERS[0]:  # a test dropped (or added) a trigger

@@ -18,7 +18,7 @@ from sqlalchemy import inspect, text
 from sqlmodel import Session, SQLModel, select
 
 from models import Network, get_engine, init_db
-from models.db import _scripts, alembic_config, import_all_tables, migrate
+from models.db import alembic_config, import_all_tables, migrate, migration_scripts
 from tests.databases import ON_POSTGRES, drop, fresh_url
 
 
@@ -32,7 +32,7 @@ def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def _head() -> str:
-    head = _scripts().get_current_head()
+    head = migration_scripts().get_current_head()
     assert head is not None
     return head
 
