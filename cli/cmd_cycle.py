@@ -13,8 +13,9 @@ from models import Network, session_scope
 from states.programmes import programme_year_of
 from states.services.cycle import plan_year
 from states.services.cycle import status as cycle_status
-from states.services.cycle_quarters import placements, set_phase_quarter
+from states.services.cycle_quarters import set_phase_quarter
 from states.views.directory import network_by_code
+from states.views.quarters import placements
 
 NAME = "cycle"
 app = typer.Typer(

@@ -18,7 +18,8 @@ from states.clock import FixedClock
 from states.errors import InvalidInput, PermissionDenied
 from states.programmes import programme
 from states.services.cycle import plan_year, status
-from states.services.cycle_quarters import placements, set_phase_quarter
+from states.services.cycle_quarters import set_phase_quarter
+from states.views.quarters import placements
 
 NM = "network-manager"
 APRIL = date(2026, 4, 20)  # Q1 of 2026-27: every WM phase but the first is still pending

@@ -21,7 +21,7 @@ from states.clock import Clock, local_date
 from states.machines import lateness
 from states.programmes import cycle_year, phases_for, programme_for, programme_year_of, where
 from states.roles import SYSTEM, SYSTEM_ACTOR
-from states.services.cycle_quarters import local_quarters, placements, quarters_note
+from states.views.quarters import local_quarters, placements, quarters_note
 
 OPEN_RISK = (
     "identified",

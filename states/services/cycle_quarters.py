@@ -2,7 +2,8 @@
 
 The West Midlands SOP (000 s5) fixes no quarter for its annual steps (DOMAIN.md "Programme
 cycles"): the quarters in ``states/programmes/wm-annual.yaml`` are local policy defaults, and a
-network may move a step (``set_phase_quarter``). A programme whose quarters a seed fixes
+network may move a step (``set_phase_quarter``). Where each step sits, as read:
+``states/views/quarters.py``. A programme whose quarters a seed fixes
 (Cheshire & Mersey, 001) may not be moved.
 
 A move applies from a programme year on (default: the current one) and is kept as a
@@ -16,7 +17,6 @@ open, overdue or complete in the first year is refused: move it from next year.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -25,76 +25,11 @@ from models.tables import Network
 from states import engine
 from states.clock import Clock, local_date
 from states.errors import InvalidInput, MissingActor, PermissionDenied
-from states.programmes import QUARTERS, Programme, phases_for, programme_for, programme_year_of
+from states.programmes import QUARTERS, phases_for, programme_for, programme_year_of
 from states.roles import NETWORK_LEADS, OPERATOR, check_actor_role
+from states.services.cycle import plan_year
 
 MOVERS = sorted({*NETWORK_LEADS, OPERATOR})
-
-
-def local_quarters(session: Session, network_id: int, prog: Programme, year: int) -> dict[str, str]:
-    """The network's own quarter for each moved step, as it applies to programme ``year``."""
-    if not prog.quarters_are_local_policy:
-        return {}
-    rows = session.exec(
-        select(PhaseQuarter)
-        .where(
-            PhaseQuarter.network_id == network_id,
-            PhaseQuarter.programme == prog.slug,
-            col(PhaseQuarter.from_year) <= year,
-        )
-        .order_by(col(PhaseQuarter.from_year), col(PhaseQuarter.id))
-    ).all()
-    return {r.key: r.quarter for r in rows}  # later from_year (and later rows) win
-
-
-def placements(session: Session, network: Network, year: int) -> list[dict[str, Any]]:
-    """Each step of the network's programme: its quarter in ``year`` and where that comes from."""
-    prog = programme_for(network.cycle, network.programme)
-    moved = (
-        {
-            r.key: r
-            for r in session.exec(
-                select(PhaseQuarter)
-                .where(
-                    PhaseQuarter.network_id == network.id,
-                    PhaseQuarter.programme == prog.slug,
-                    col(PhaseQuarter.from_year) <= year,
-                )
-                .order_by(col(PhaseQuarter.from_year), col(PhaseQuarter.id))
-            )
-        }
-        if prog.quarters_are_local_policy
-        else {}
-    )
-    out = []
-    for p in prog.phases:
-        m = moved.get(p.key)
-        if m is not None:
-            source = (
-                f"local policy: set by {m.set_by} on {local_date(m.set_at).isoformat()} from "
-                f"{m.from_year}-{str(m.from_year + 1)[2:]} (programme file default {p.quarter})"
-            )
-        elif prog.quarters_are_local_policy:
-            source = "local policy default (the SOP sets no quarter)"
-        else:
-            source = prog.quarters_source
-        out.append(
-            {
-                "step": p.key,
-                "title": p.title,
-                "quarter": m.quarter if m else p.quarter,
-                "source": source,
-                "editable": prog.quarters_are_local_policy and p.quarter != "every",
-            }
-        )
-    return out
-
-
-def quarters_note(prog: Programme) -> str:
-    """What the quarters shown are, for status output and artifacts."""
-    if prog.quarters_are_local_policy:
-        return "quarters are local policy (the SOP sets none); the network may move a step: peerwatch cycle set-quarter"
-    return f"quarters set by {prog.quarters_source}"
 
 
 @dataclass
@@ -117,8 +52,6 @@ def set_phase_quarter(
     note: str | None = None,
 ) -> QuarterSet:
     """Move a step of the network's programme to ``quarter`` from ``from_year`` on; the caller commits."""
-    from states.services.cycle import plan_year
-
     if not actor or not actor.strip():
         raise MissingActor("no actor given to move a programme step: name who is acting (--actor)")
     if check_actor_role(role) not in MOVERS:
@@ -243,4 +176,3 @@ def set_phase_quarter(
         )
         moved.append(phase)
     return QuarterSet(row=row, rescheduled=moved, planned=planned)
-
