@@ -139,14 +139,14 @@ class SmtpTransport:
 
     def _connect(self) -> smtplib.SMTP:
         context = self.context() if self.tls != "none" else None
+        # Given the host at once, smtplib connects and reads the greeting within connect_timeout,
+        # and keeps the host as the name the relay's certificate must hold (TLS and STARTTLS).
         smtp: smtplib.SMTP = (
-            smtplib.SMTP_SSL(context=context, timeout=self.connect_timeout)
+            smtplib.SMTP_SSL(self.host, self.port, context=context, timeout=self.connect_timeout)
             if self.tls == "tls"
-            else smtplib.SMTP(timeout=self.connect_timeout)
+            else smtplib.SMTP(self.host, self.port, timeout=self.connect_timeout)
         )
-        smtp._host = self.host  # the name the certificate must hold (smtplib sets it only when given a host at once)
         try:
-            smtp.connect(self.host, self.port)  # the TCP connection and the greeting, within connect_timeout
             if smtp.sock is not None:
                 smtp.sock.settimeout(self.timeout)  # each command from here on
             if self.tls == "starttls":
