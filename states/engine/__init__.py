@@ -366,12 +366,13 @@ def _propose(session: Session, spec: KindSpec, row: StatefulItem, ctx: Context) 
     flag_modified(row, "state")
     session.add(row)
     session.flush()
+    assert row.id is not None
     session.add(
         Proposal(
             kind=spec.name,
             item_id=row.id,
             trigger=ctx.trigger,
-            params=jsonable(dict(ctx.params)),  # type: ignore[arg-type]
+            params=jsonable(dict(ctx.params)),
             note=ctx.note,
             actor=ctx.actor,
             role=ctx.role,
@@ -384,7 +385,7 @@ def _propose(session: Session, spec: KindSpec, row: StatefulItem, ctx: Context) 
         item_id=row.id,
         at=ctx.now,
         actor=ctx.actor,
-        role=ctx.role,  # type: ignore[arg-type]
+        role=ctx.role,
         trigger=f"propose:{ctx.trigger}",
         from_state=ctx.source,
         to_state=ctx.source,

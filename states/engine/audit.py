@@ -81,7 +81,7 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _canonical(event: AuditEvent) -> bytes:
+def _canonical(event: AuditEvent | Event) -> bytes:
     return json.dumps(
         {
             "kind": event.kind,
@@ -102,7 +102,7 @@ def _canonical(event: AuditEvent) -> bytes:
     ).encode()
 
 
-def event_hash(prev_hash: str, event: AuditEvent) -> str:
+def event_hash(prev_hash: str, event: AuditEvent | Event) -> str:
     return hashlib.sha256(prev_hash.encode() + b"\n" + _canonical(event)).hexdigest()
 
 
@@ -174,9 +174,9 @@ def changes(session: Session, kind: str, item_ids: list[int]) -> list[AuditEvent
         session.exec(
             select(AuditEvent)
             .where(AuditEvent.kind == kind, col(AuditEvent.item_id).in_(item_ids))
-            .order_by(AuditEvent.id)
+            .order_by(col(AuditEvent.id))
         )
-    )  # type: ignore[arg-type]
+    )
 
 
 def verify_chain(session: Session, batch: int = 5000) -> tuple[int, AuditEvent | None, str | None]:
@@ -184,8 +184,10 @@ def verify_chain(session: Session, batch: int = 5000) -> tuple[int, AuditEvent |
     prev, checked, last_id = "", 0, 0
     while True:
         events = list(
-            session.exec(select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch))
-        )  # type: ignore[arg-type,operator]
+            session.exec(
+                select(AuditEvent).where(col(AuditEvent.id) > last_id).order_by(col(AuditEvent.id)).limit(batch)
+            )
+        )
         if not events:
             break
         for e in events:

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, insert, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as select_core
 from sqlalchemy.orm import ColumnProperty
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session
@@ -194,9 +194,11 @@ def _update_rows(session: Session, plans: list[Plan]) -> bool:
     through the ORM's flush instead, checked against each version there."""
     groups: dict[tuple[type, tuple[str, ...]], list[tuple[Plan, Any]]] = {}
     for p in plans:
-        state = sa_inspect(p.row)
+        state = instance_state(p.row)
         groups.setdefault((type(p.row), tuple(sorted(state.committed_state))), []).append((p, state))
-    props_of = {group: [sa_inspect(group[0]).attrs.get(k) for k in group[1] if k != "version"] for group in groups}
+    props_of: dict[tuple[type, tuple[str, ...]], list[Any]] = {
+        group: [sa_inspect(group[0]).attrs.get(k) for k in group[1] if k != "version"] for group in groups
+    }
     if not all(isinstance(prop, ColumnProperty) for props in props_of.values() for prop in props):
         try:
             session.flush()  # the ORM's own version-checked UPDATE per row
@@ -207,7 +209,7 @@ def _update_rows(session: Session, plans: list[Plan]) -> bool:
     done: list[StatefulItem] = []
     for (model, keys), members in groups.items():
         props = props_of[(model, keys)]
-        columns = [(prop.key, prop.columns[0]) for prop in props]  # type: ignore[union-attr]
+        columns = [(prop.key, prop.columns[0]) for prop in props]
         stmt = _versioned_update(model, tuple(c.name for _, c in columns))
         params = [
             {
@@ -251,9 +253,9 @@ def write_letters(session: Session, plans: list[Plan], now: datetime, today: dat
                     key=f"v{p.row.version}",
                     now=now,
                     today=today,
-                    deadlines=deadlines.get(p.row.id, {}),
+                    deadlines=deadlines.get(p.row.id, {}),  # type: ignore[arg-type]
                 )
-            ]  # type: ignore[arg-type]
+            ]
     written = {id(m) for m in outbox.write(session, [m for _, m in composed])}
     for p, m in composed:
         p.queued += id(m) in written

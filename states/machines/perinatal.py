@@ -157,7 +157,7 @@ class _NextStep(dict[str, str]):
     def __getitem__(self, key: str) -> str:
         return super().__getitem__(key).format(**PerinatalPolicy.from_env().names())
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         # not dict.get: it would bypass __getitem__, which formats the configured names
         return self[key] if key in self else default  # noqa: SIM401
 

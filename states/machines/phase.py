@@ -96,13 +96,14 @@ def open_phase(ctx: Context) -> Effects:
                 Letter(definition.notify, to=(), cc=NETWORK, people=tuple((c.name, c.email) for c in ceos))
             )
     for org in trusts if definition.requests else []:
+        assert org.id is not None
         for doc in definition.requests:
-            if _requested(ctx.session, row, org.id, doc):  # type: ignore[arg-type]
+            if _requested(ctx.session, row, org.id, doc):
                 continue
             sub = Submission(
                 network_id=row.network_id,
                 organisation_id=org.id,
-                programme_year=row.programme_year,  # type: ignore[arg-type]
+                programme_year=row.programme_year,
                 doc_type=doc,
                 due_on=row.due_on,
                 phase_id=row.id,

@@ -61,7 +61,7 @@ class SurveillancePolicy:
 
     @classmethod
     def from_env(cls) -> SurveillancePolicy:
-        return cls(**numbers_from_env(cls, "PEERWATCH_SURVEILLANCE_"))  # type: ignore[arg-type]
+        return cls(**numbers_from_env(cls, "PEERWATCH_SURVEILLANCE_"))
 
 
 class SurveillanceState(StrEnum):

@@ -19,7 +19,7 @@ from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from models.tables import Network, Organisation, PanelMember, Reviewer, Risk, Visit
 from models.tables import Report as ReportRow
@@ -100,8 +100,11 @@ NETWORK = ("network-manager", "regional-lead")
 def panel(session: Session, visit_id: int) -> list[tuple[PanelMember, Reviewer]]:
     """A visit's panel members and their reviewers, in the order they were added."""
     rows = session.exec(
-        select(PanelMember, Reviewer).join(Reviewer).where(PanelMember.visit_id == visit_id).order_by(PanelMember.id)
-    )  # type: ignore[arg-type]
+        select(PanelMember, Reviewer)
+        .join(Reviewer)
+        .where(PanelMember.visit_id == visit_id)
+        .order_by(col(PanelMember.id))
+    )
     return [(m, r) for m, r in rows]
 
 
@@ -309,9 +312,10 @@ def add_panel_member(ctx: Context) -> Effects:
     row: Visit = ctx.row
     reviewer = _reviewer(ctx)
     check_panel_member(ctx, reviewer)
+    assert row.id is not None and reviewer.id is not None
     ctx.session.add(
         PanelMember(visit_id=row.id, reviewer_id=reviewer.id, observer=_truthy(ctx.params.get("observer", False)))
-    )  # type: ignore[arg-type]
+    )
     row.panel_confirmed = False
     discipline = DISCIPLINE_NAMES.get(reviewer.discipline, reviewer.discipline)
     return Effects(
