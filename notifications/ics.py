@@ -97,7 +97,7 @@ def visit_calendar(
         ev.add("sequence", sequence)
         boss = vCalAddress(f"mailto:{who['email']}")
         boss.params["cn"] = vText(who["name"])
-        ev.add("organizer", boss, encode=0)
+        ev.add("organizer", boss, encode=False)
         ev.add("dtstart", s["start"].replace(tzinfo=LONDON))
         ev.add("dtend", s["end"].replace(tzinfo=LONDON))
         ev.add("summary", f"{s['title']} - peer review of {service}")
@@ -109,9 +109,9 @@ def visit_calendar(
             person = vCalAddress(f"mailto:{a['email']}")
             person.params["cn"] = vText(a["name"])
             person.params["role"] = vText("REQ-PARTICIPANT")
-            ev.add("attendee", person, encode=0)
+            ev.add("attendee", person, encode=False)
         cal.add_component(ev)
-    return cal.to_ical()  # type: ignore[no-any-return]
+    return cal.to_ical()
 
 
 def uid(prefix: str, row_id: int | None, installation: str) -> str:
@@ -167,7 +167,7 @@ def render_feed(feed: Feed) -> bytes:
     cal.add_component(london_vtimezone())
     for ev in feed.events:
         cal.add_component(_event(ev, feed.installation, feed.stamp))
-    return cal.to_ical()  # type: ignore[no-any-return]
+    return cal.to_ical()
 
 
 def write_feeds(folder: Path, feeds: Sequence[Feed]) -> list[Path]:

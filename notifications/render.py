@@ -88,7 +88,7 @@ def _untag(obj: dict[str, Any]) -> Any:
 
 def thaw(frozen: str) -> dict[str, Any]:
     """A letter's frozen context, dates and times given back as such."""
-    return json.loads(frozen, object_hook=_untag)  # type: ignore[no-any-return]
+    return json.loads(frozen, object_hook=_untag)
 
 
 class Rendered(NamedTuple):

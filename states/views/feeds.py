@@ -149,11 +149,13 @@ def _load(session: Session, network_ids: list[int] | None = None, today: date | 
     net_q = select(Network).order_by(col(Network.id))
     if network_ids is not None:
         net_q = net_q.where(col(Network.id).in_(network_ids))
-    networks = {n.id: n for n in session.exec(net_q)}
-    services = {s.id: s for s in session.exec(select(Service).order_by(col(Service.id)))}
+    networks: dict[int, Network] = {n.id: n for n in session.exec(net_q) if n.id is not None}
+    services: dict[int, Service] = {
+        s.id: s for s in session.exec(select(Service).order_by(col(Service.id))) if s.id is not None
+    }
     first_service_of: dict[int, int] = {}
-    for s in services.values():
-        first_service_of.setdefault(s.organisation_id, s.id)  # type: ignore[arg-type]
+    for sid, s in services.items():
+        first_service_of.setdefault(s.organisation_id, sid)
 
     pending = list(
         session.exec(
@@ -163,7 +165,7 @@ def _load(session: Session, network_ids: list[int] | None = None, today: date | 
     by_kind: dict[str, set[int]] = {}
     for d in pending:
         by_kind.setdefault(d.kind, set()).add(d.item_id)
-    items: dict[tuple[str, int], Any] = {}
+    items: dict[tuple[str, int | None], Any] = {}
     for kind, ids in by_kind.items():
         model = get_spec(kind).model
         wanted = sorted(ids)
@@ -172,10 +174,10 @@ def _load(session: Session, network_ids: list[int] | None = None, today: date | 
                 items[(kind, row.id)] = row
     data = _FeedData(networks, services, iid)
     for d in pending:
-        row = items.get((d.kind, d.item_id))
-        where = _place(row, services, first_service_of) if row is not None else None
+        item = items.get((d.kind, d.item_id))
+        where = _place(item, services, first_service_of) if item is not None else None
         if where is not None and where.network_id in networks:
-            data.deadlines.setdefault((where.network_id, where.service_id), []).append((d, row))
+            data.deadlines.setdefault((where.network_id, where.service_id), []).append((d, item))
     if today is not None:
         for d, row in _recently_closed(session, today):
             where = _place(row, services, first_service_of)
@@ -204,7 +206,11 @@ def _recently_closed(session: Session, today: date) -> list[tuple[Deadline, Any]
     out: list[tuple[Deadline, Any]] = []
     for kind in kinds:
         model = get_spec(kind).model
-        recent = {row.id: row for row in session.exec(select(model).where(col(model.updated_at) >= since))}
+        recent = {
+            row.id: row
+            for row in session.exec(select(model).where(col(model.updated_at) >= since))
+            if row.id is not None
+        }
         wanted = sorted(recent)
         for start in range(0, len(wanted), 900):
             for d in session.exec(
@@ -365,5 +371,5 @@ def all_feeds(session: Session, today: date, networks: set[str] | None = None) -
         feeds.append(_feed(data, net.id, today, None))  # type: ignore[arg-type]
         for svc in data.services.values():
             if svc.network_id == net.id:
-                feeds.append(_feed(data, net.id, today, svc.id))  # type: ignore[arg-type]
+                feeds.append(_feed(data, net.id, today, svc.id))
     return feeds
