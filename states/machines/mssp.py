@@ -12,7 +12,7 @@ The inclusion criteria (004, "Criteria for entry into the Maternity Safety Suppo
 - identified to the CQC with concerns by HSIB.
 
 Only "a CQC assessment which triggers automatic entry" enters by itself: recording a CQC
-assessment (``record_cqc_assessment``) that meets one of the first three (the RATING criteria)
+assessment (``states.services.mssp.record_cqc_assessment``) that meets one of the first three (the RATING criteria)
 ``enter``s the Trust through the engine; the ratings at entry are the baseline. The other
 routes (a warning notice, a DHSC/NHSE request, HSIB identification) ``refer`` the Trust to the
 Maternity Safety Surveillance and Concerns Group (MSSCG), which "will oversee entry and exit":
