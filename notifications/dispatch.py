@@ -46,7 +46,7 @@ from email.message import EmailMessage
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, update
+from sqlalchemy import and_, or_, update
 from sqlmodel import Session, col, select
 
 from models.tables import IN_DOUBT, Attachment, OutboxMessage, OutboxStatus, is_in_doubt
@@ -149,7 +149,7 @@ def incidents(session: Session, now: datetime) -> list[OutboxMessage]:
             .where(
                 or_(
                     col(OutboxMessage.status).in_([OutboxStatus.FAILED, OutboxStatus.UNDELIVERABLE]),
-                    (OutboxMessage.status == OutboxStatus.SENDING) & (col(OutboxMessage.next_attempt_at) <= now),
+                    and_(col(OutboxMessage.status) == OutboxStatus.SENDING, col(OutboxMessage.next_attempt_at) <= now),
                 )
             )
             .order_by(col(OutboxMessage.id))
@@ -289,12 +289,12 @@ def _fail(
 
 
 def _claim(
-    session: Session, rows: list[OutboxMessage], read: dict[int, tuple[str, int]], lease_until: datetime
+    session: Session, rows: list[OutboxMessage], read: dict[int | None, tuple[str, int]], lease_until: datetime
 ) -> list[tuple[OutboxMessage, str]]:
     """Claim rows still as we read them (conditional UPDATE); returns (row, status before)."""
     claimed = []
     for r in rows:
-        status, attempts = read[r.id]  # type: ignore[index]
+        status, attempts = read[r.id]
         result = session.execute(
             update(OutboxMessage)
             .where(
@@ -502,7 +502,7 @@ def dispatch(
             session.commit()
             continue  # another dispatcher took them
         for r, _ in claimed:
-            r.attempts = read[r.id][1] + 1  # type: ignore[index]  # as the claim wrote it
+            r.attempts = read[r.id][1] + 1  # as the claim wrote it
         broken = {id(r): error for r, error in _render([r for r, _ in claimed], files)}
         for r, before in claimed:
             if id(r) in broken:  # a template error will not mend itself: an incident at once
@@ -527,7 +527,7 @@ def dispatch(
                 read[r.id][1] + 1,
                 lease_until,
                 str(msg["Message-ID"]),
-            )  # type: ignore[index]
+            )
             session.add(r)
         session.commit()  # claimed: never handed to the transport twice
         exc = run.send(msg)

@@ -104,7 +104,9 @@ def _look_up(session: Session, wanted: set[Key]) -> None:
 def _look_up_on(session: Session, cache: dict[Any, list[Contact]], wanted: set[Key], day: date) -> None:
     # Only the levels the items have: comparing a column with None would be IS NULL in SQL and
     # match every Trust's or network's holder of the role.
-    ids = {level: sorted({k[level] for k in wanted if k[level] is not None}) for level in (1, 2, 3)}
+    ids: dict[int, list[int]] = {
+        level: sorted({v for k in wanted if isinstance(v := k[level], int)}) for level in (1, 2, 3)
+    }
     no_service, no_organisation = Contact.service_id.is_(None), Contact.organisation_id.is_(None)  # type: ignore[union-attr]
     levels = [no_service & no_organisation & Contact.network_id.is_(None)]  # type: ignore[union-attr]
     if ids[1]:
@@ -115,14 +117,14 @@ def _look_up_on(session: Session, cache: dict[Any, list[Contact]], wanted: set[K
         levels.append(no_service & no_organisation & col(Contact.network_id).in_(ids[3]))
     held: dict[tuple[str, int, int | None], list[Contact]] = {}
     in_force = and_(
-        or_(Contact.valid_from.is_(None), col(Contact.valid_from) <= day),  # type: ignore[union-attr]
-        or_(Contact.valid_until.is_(None), col(Contact.valid_until) > day),
-    )  # type: ignore[union-attr]
+        or_(col(Contact.valid_from).is_(None), col(Contact.valid_from) <= day),
+        or_(col(Contact.valid_until).is_(None), col(Contact.valid_until) > day),
+    )
     for c in session.exec(
         select(Contact)
         .where(col(Contact.role).in_({k[0] for k in wanted}), or_(*levels), in_force)
-        .order_by(Contact.id)
-    ):  # type: ignore[arg-type]
+        .order_by(col(Contact.id))
+    ):
         level = _level(c)
         held.setdefault((c.role, level, (c.service_id, c.organisation_id, c.network_id, None)[level]), []).append(c)
     for key in wanted:
