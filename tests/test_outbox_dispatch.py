@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
 from models import Risk
-from models.tables import Contact, OutboxMessage, OutboxStatus, Service
+from models.tables import Attachment, Contact, OutboxMessage, OutboxStatus, Service
 from notifications.build import build_digest, build_letter
 from notifications.dispatch import dispatch, incidents
 from notifications.render import rendered, thaw
@@ -380,6 +380,43 @@ def test_letter_that_cannot_be_rendered_is_an_incident_and_the_others_still_go(
     assert later.redelivered == 1 and len(transport.sent) == 2
     session.refresh(broken)
     assert broken.status == OutboxStatus.SENT and SC_DUE in (broken.body_text or "")
+
+
+def test_an_attachment_that_cannot_be_rendered_is_an_incident_and_the_others_still_go(
+    session: Session, raise_risk: Callable[..., Risk]
+) -> None:
+    """Attachments render at dispatch, as letters do: one whose renderer fails keeps its letter
+    back as an incident naming the file; the other letters go, and the mended one goes next time."""
+    good, bad = raise_risk("SC"), raise_risk("SC")
+    for r in (good, bad):
+        notify(session, r.id)  # type: ignore[arg-type]
+    (letter,) = messages(session, item_id=bad.id)
+    session.add(
+        Attachment(
+            idempotency_key=letter.idempotency_key,
+            filename="report.pdf",
+            content_type="application/pdf",
+            renderer="report_pdf",
+            document=freeze({"document": {}, "draft": False}),  # data the renderer cannot use
+        )
+    )
+    session.commit()
+    transport = MemoryTransport()
+    summary = dispatch(session, transport, FixedClock(NOTIFIED), POLICY)
+    assert [m["X-Peerwatch-Key"] for m in transport.sent] == [messages(session, item_id=good.id)[0].idempotency_key]
+    assert summary.sent_messages == 1 and summary.failed == 1
+    session.refresh(letter)
+    assert letter.status == OutboxStatus.FAILED and "attachment 'report.pdf' could not be rendered" in (
+        letter.last_error or ""
+    )
+    (file,) = session.exec(select(Attachment).where(Attachment.idempotency_key == letter.idempotency_key)).all()
+    file.renderer, file.data = None, b"%PDF-1.4 mended"
+    session.add(file)
+    session.commit()
+    later = dispatch(session, transport, FixedClock(date(2026, 12, 21)), POLICY)
+    assert later.redelivered == 1
+    (part,) = list(transport.sent[-1].iter_attachments())
+    assert part.get_content() == b"%PDF-1.4 mended"
 
 
 def test_a_row_written_before_rendering_moved_to_dispatch_is_sent_as_stored(session: Session, sc: Risk) -> None:
