@@ -62,9 +62,9 @@ def chase_overdue(
                     col(Milestone.due_on) < today,
                     col(Risk.state).not_in(list(spec.terminal)),
                 )
-                .order_by(Milestone.due_on, Milestone.id)
+                .order_by(col(Milestone.due_on), col(Milestone.id))
             )
-        )  # type: ignore[arg-type]
+        )
     for start in range(0, len(ids), BATCH):
         with Session(db, expire_on_commit=False) as s:
             begin_write(s)
@@ -76,9 +76,9 @@ def chase_overdue(
                         col(Milestone.chased_on).is_(None),
                         col(Milestone.done_on).is_(None),
                     )
-                    .order_by(Milestone.due_on, Milestone.id)
+                    .order_by(col(Milestone.due_on), col(Milestone.id))
                 )
-            )  # type: ignore[arg-type]
+            )
             for m in rows:
                 try:
                     with s.begin_nested():
@@ -100,6 +100,7 @@ def chase_overdue(
                         m.chased_on = today
                         s.add(m)
                         s.flush()
+                        assert m.id is not None
                         record_change(
                             s,
                             "milestone",
@@ -107,7 +108,7 @@ def chase_overdue(
                             "chase_milestone",
                             actor=SYSTEM_ACTOR,
                             role=SYSTEM,
-                            clock=clock,  # type: ignore[arg-type]
+                            clock=clock,
                             from_state="open",
                             state="chased",
                             note=f"milestone due {m.due_on.isoformat()} passed",

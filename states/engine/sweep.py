@@ -98,9 +98,9 @@ def run_sweep(
                     session.exec(
                         select(Deadline)
                         .where(col(Deadline.id).in_(chunk), Deadline.status == DeadlineStatus.OPEN)
-                        .order_by(Deadline.due_on, Deadline.id)
+                        .order_by(col(Deadline.due_on), col(Deadline.id))
                     )
-                )  # type: ignore[arg-type]
+                )
                 loaded = _preload(session, deadlines)  # held so the identity map keeps them for the batch
                 handler(session, deadlines, clock, today, policy, summary)
                 session.commit()
@@ -280,6 +280,7 @@ def _fire_one(
     earlier transition of its item in this batch may have closed it."""
     session.refresh(d)
     rule = get_spec(d.kind).deadline_rules[d.name]
+    assert rule.on_due is not None  # only deadlines whose rule fires a trigger come here
     if d.status != DeadlineStatus.OPEN:
         if retry:  # someone else moved the item after the sweep read it
             reason = f"{d.kind} {d.item_id} changed since the sweep read it: its {d.name} deadline is now {d.status}"
@@ -294,7 +295,7 @@ def _fire_one(
                 d.item_id,
                 rule.on_due,
                 actor=SYSTEM_ACTOR,
-                role=SYSTEM,  # type: ignore[arg-type]
+                role=SYSTEM,
                 clock=clock,
                 note=f"{d.name} due {d.due_on.isoformat()} passed",
                 policy=policy,
@@ -303,4 +304,4 @@ def _fire_one(
         log.warning("skipped %s %s %s: %s", d.kind, d.item_id, rule.on_due, exc)
         summary.skipped.append({"kind": d.kind, "id": d.item_id, "deadline": d.name, "reason": str(exc)})
         return
-    _record(summary, d, rule.on_due, to_state=out.row.state)  # type: ignore[arg-type]
+    _record(summary, d, rule.on_due, to_state=out.row.state)

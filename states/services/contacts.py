@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlmodel import Session, col, select
 
 from models.tables import AuditEvent, Contact, Network, Organisation, Reviewer, Service
@@ -121,6 +121,7 @@ def add_contact(
         c.network_id = network_id
     session.add(c)
     session.flush()  # the entry rule (states/text.py) checks the name and the address here
+    assert c.id is not None
     engine.record_change(
         session,
         "contact",
@@ -128,7 +129,7 @@ def add_contact(
         "add_contact",
         actor=actor,
         role=actor_role,
-        clock=clock,  # type: ignore[arg-type]
+        clock=clock,
         state="current",
         note=note,
         data={**_fields(c), "from": valid_from},
@@ -162,8 +163,13 @@ def _close(session: Session, c: Contact, effective: date, today: date) -> None:
             f"effective date {effective.isoformat()} is before contact {c.id} starts "
             f"({c.valid_from.isoformat()}): give a date on or after it"
         )
-    done = session.execute(
-        update(_CONTACT).where(_CONTACT.c.id == c.id, _CONTACT.c.valid_until.is_(None)).values(valid_until=effective)
+    done = cast(
+        CursorResult[Any],
+        session.execute(
+            update(_CONTACT)
+            .where(_CONTACT.c.id == c.id, _CONTACT.c.valid_until.is_(None))
+            .values(valid_until=effective)
+        ),
     )
     if done.rowcount != 1:
         raise StaleVersion(f"contact {c.id} was changed by someone else meanwhile: show it again and retry")
@@ -203,6 +209,7 @@ def edit_contact(
     session.add(new)
     session.flush()
     data = {"from": effective, "changes": {k: {"was": getattr(old, k), "now": v} for k, v in changes.items()}}
+    assert old.id is not None
     engine.record_change(
         session,
         "contact",
@@ -210,12 +217,13 @@ def edit_contact(
         "replace_contact",
         actor=actor,
         role=actor_role,
-        clock=clock,  # type: ignore[arg-type]
+        clock=clock,
         from_state="current",
         state="replaced",
         note=note,
         data={**data, "successor": new.id},
     )
+    assert new.id is not None
     engine.record_change(
         session,
         "contact",
@@ -223,7 +231,7 @@ def edit_contact(
         "succeed_contact",
         actor=actor,
         role=actor_role,
-        clock=clock,  # type: ignore[arg-type]
+        clock=clock,
         state="current",
         note=note,
         data={**data, **_fields(new), "replaces": old.id},
@@ -247,6 +255,7 @@ def retire_contact(
     c = get_contact(session, contact_id)
     _check_actor(actor, actor_role)
     _close(session, c, effective, _today(clock))
+    assert c.id is not None
     engine.record_change(
         session,
         "contact",
@@ -254,7 +263,7 @@ def retire_contact(
         "retire_contact",
         actor=actor,
         role=actor_role,
-        clock=clock,  # type: ignore[arg-type]
+        clock=clock,
         from_state="current",
         state="retired",
         note=note,
@@ -291,13 +300,13 @@ def lineage(session: Session, contact_id: int) -> list[Contact]:
         seen.add(prev.id)
         chain.insert(0, prev)
     while True:
-        nxt = session.exec(select(Contact).where(Contact.replaces_id == chain[-1].id).order_by(Contact.id)).first()
+        nxt = session.exec(select(Contact).where(Contact.replaces_id == chain[-1].id).order_by(col(Contact.id))).first()
         if nxt is None or nxt.id in seen:
             break
         seen.add(nxt.id)
         chain.append(nxt)
     for a, b in zip(chain, chain[1:]):
-        a._successor = b.id  # type: ignore[attr-defined]
+        a._successor = b.id
     return chain
 
 
@@ -328,6 +337,7 @@ REVIEWER_FIELDS = ("name", "email", "discipline", "trained")
 def add_reviewer(session: Session, reviewer: Reviewer, *, actor: str, actor_role: str, clock: Clock) -> Reviewer:
     session.add(reviewer)
     session.flush()
+    assert reviewer.id is not None
     engine.record_change(
         session,
         "reviewer",
@@ -335,7 +345,7 @@ def add_reviewer(session: Session, reviewer: Reviewer, *, actor: str, actor_role
         "add_reviewer",
         actor=actor,
         role=actor_role,
-        clock=clock,  # type: ignore[arg-type]
+        clock=clock,
         state="current",
         data={
             "name": reviewer.name,
@@ -381,6 +391,7 @@ def edit_reviewer(
         setattr(r, k, v)
     session.add(r)
     session.flush()  # the entry rule checks the new values here
+    assert r.id is not None
     engine.record_change(
         session,
         "reviewer",
@@ -388,7 +399,7 @@ def edit_reviewer(
         "edit_reviewer",
         actor=actor,
         role=actor_role,
-        clock=clock,  # type: ignore[arg-type]
+        clock=clock,
         from_state="current",
         state="current",
         note=note,
@@ -411,12 +422,18 @@ def retire_reviewer(
     _check_actor(actor, actor_role)
     if r.retired_on is not None:
         raise InvalidInput(f"reviewer {reviewer_id} is already retired from {r.retired_on.isoformat()}")
-    done = session.execute(
-        update(_REVIEWER).where(_REVIEWER.c.id == r.id, _REVIEWER.c.retired_on.is_(None)).values(retired_on=effective)
+    done = cast(
+        CursorResult[Any],
+        session.execute(
+            update(_REVIEWER)
+            .where(_REVIEWER.c.id == r.id, _REVIEWER.c.retired_on.is_(None))
+            .values(retired_on=effective)
+        ),
     )
     if done.rowcount != 1:
         raise StaleVersion(f"reviewer {reviewer_id} was changed by someone else meanwhile: show it again and retry")
     session.refresh(r)
+    assert r.id is not None
     engine.record_change(
         session,
         "reviewer",
@@ -424,7 +441,7 @@ def retire_reviewer(
         "retire_reviewer",
         actor=actor,
         role=actor_role,
-        clock=clock,  # type: ignore[arg-type]
+        clock=clock,
         from_state="current",
         state="retired",
         note=note,
@@ -463,9 +480,11 @@ def escalation_contacts(session: Session, today: date, days: int = 30) -> list[d
     since = datetime.combine(today - timedelta(days=days), time(), tzinfo=UTC)
     events = list(
         session.exec(
-            select(AuditEvent).where(AuditEvent.kind == "contact", col(AuditEvent.at) >= since).order_by(AuditEvent.id)
+            select(AuditEvent)
+            .where(AuditEvent.kind == "contact", col(AuditEvent.at) >= since)
+            .order_by(col(AuditEvent.id))
         )
-    )  # type: ignore[arg-type]
+    )
     ids = sorted({e.item_id for e in events})
     rows = (
         {

@@ -58,7 +58,7 @@ def plan_year(
             network_id=network.id,
             programme=prog.slug,
             programme_year=year,
-            cycle_year=p.cycle_year,  # type: ignore[arg-type]
+            cycle_year=p.cycle_year,
             quarter=p.quarter,
             key=p.key,
             title=p.definition.title,
@@ -86,6 +86,7 @@ def carry_forward(
 ) -> int:
     """Link the network's open concerns and action plans into the cycle starting in ``year``
     (each link an audited change, ``carry_forward``, by the actor)."""
+    assert network.id is not None
     services = list(session.exec(select(Service.id).where(Service.network_id == network.id)).all())
     if not services:
         return 0
@@ -115,6 +116,7 @@ def carry_forward(
         )
         session.add(link)
         session.flush()
+        assert link.id is not None
         engine.record_change(
             session,
             "carry_forward",
@@ -122,7 +124,7 @@ def carry_forward(
             "carry_forward",
             actor=actor,
             role=role,
-            clock=clock,  # type: ignore[arg-type]
+            clock=clock,
             state="carried",
             data={
                 "network": network.code,
@@ -171,9 +173,9 @@ def status(session: Session, day: date) -> list[dict[str, Any]]:
             session.exec(
                 select(ProgrammePhase)
                 .where(ProgrammePhase.network_id == net.id, ProgrammePhase.programme_year == year)
-                .order_by(ProgrammePhase.opens_on)
+                .order_by(col(ProgrammePhase.opens_on))
             )
-        )  # type: ignore[arg-type]
+        )
         year_subs = list(
             session.exec(
                 select(Submission)
@@ -204,7 +206,7 @@ def status(session: Session, day: date) -> list[dict[str, Any]]:
                 "outstanding_submissions": [_submission(s, orgs, received.get(s.id), day) for s in subs],  # type: ignore[arg-type]
                 "late_submissions": [
                     _submission(s, orgs, received[s.id], day)
-                    for s in year_subs  # type: ignore[index]
+                    for s in year_subs
                     if s.id in received and received[s.id].days_late > 0
                 ],
                 "carried_forward": [f"{c.kind} {c.item_id} ({c.state_then})" for c in carried],

@@ -56,6 +56,7 @@ def set_phase_quarter(
         raise MissingActor("no actor given to move a programme step: name who is acting (--actor)")
     if check_actor_role(role) not in MOVERS:
         raise PermissionDenied(f"role {role!r} may not move a programme step: needs one of {', '.join(MOVERS)}")
+    assert network.id is not None
     prog = programme_for(network.cycle, network.programme)
     if not prog.quarters_are_local_policy:
         raise InvalidInput(
@@ -110,7 +111,7 @@ def set_phase_quarter(
             programme=prog.slug,
             key=step,
             quarter=q,
-            from_year=year,  # type: ignore[arg-type]
+            from_year=year,
             set_by=actor.strip(),
             set_role=role,
             set_at=clock.now(),

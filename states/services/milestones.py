@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlmodel import Session
 
 from models.tables import Milestone, Risk
@@ -80,6 +81,7 @@ def add(
     m = Milestone(risk_id=risk_id, due_on=due_on, text=text, owner_role=owner_role)
     session.add(m)
     session.flush()  # the entry rule (states/text.py) checks the text here
+    assert m.id is not None
     engine.record_change(
         session,
         "milestone",
@@ -87,7 +89,7 @@ def add(
         "add_milestone",
         actor=actor,
         role=role,
-        clock=clock,  # type: ignore[arg-type]
+        clock=clock,
         state="open",
         data={"risk_id": risk_id, "due_on": due_on.isoformat(), "text": text, "owner": owner_role},
     )
@@ -117,12 +119,16 @@ def mark_done(
     if not actor or not actor.strip():
         raise MissingActor(f"no actor given to mark milestone {milestone_id} done: name who is acting (--actor)")
     t = Milestone.__table__  # type: ignore[attr-defined]
-    done = session.execute(
-        update(t).where(t.c.id == m.id, t.c.done_on.is_(None)).values(done_on=day, done_by=actor.strip())
+    done = cast(
+        CursorResult[Any],
+        session.execute(
+            update(t).where(t.c.id == m.id, t.c.done_on.is_(None)).values(done_on=day, done_by=actor.strip())
+        ),
     )
     if done.rowcount != 1:
         raise StaleVersion(f"milestone {milestone_id} was marked done by someone else meanwhile")
     session.refresh(m)
+    assert m.id is not None
     engine.record_change(
         session,
         "milestone",
@@ -130,7 +136,7 @@ def mark_done(
         "milestone_done",
         actor=actor,
         role=role,
-        clock=clock,  # type: ignore[arg-type]
+        clock=clock,
         from_state="chased" if m.chased_on else "open",
         state="done",
         note=note,

@@ -24,9 +24,10 @@ from states.services.selfassessment_import import read_workbook, too_big
 
 
 def return_due(session: Session, row: SelfAssessment) -> date | None:
+    assert row.id is not None
     return next(
         (d.due_on for d in engine.pending_deadlines(session, "selfassessment", row.id) if d.name == "return"), None
-    )  # type: ignore[arg-type]
+    )
 
 
 def start(
