@@ -4,7 +4,9 @@ The root command takes the global options (``--as-of``, ``--json``) into a ``cli
 and mounts the command groups: one module per group, ``cli/cmd_<name>.py`` exporting ``NAME`` and
 ``app``, plus a group of the generic commands for any kind without one. Only the group the line
 names is imported (start-up time: each pulls in its kind's machine); help or a typo mounts them all.
-Interactive commands never import Prefect: only ``serve`` and ``demo`` do, lazily.
+Interactive commands never import Prefect: only ``serve`` and ``demo`` do, lazily. The only
+imports inside functions in cli/ are those start-up time needs (the group modules, Prefect,
+Jinja2, fpdf2, icalendar), each marked ``# lazy: <why>``: ``grep -rn "# lazy:" cli`` lists them.
 
 Every error a user can cause prints one line on stderr and exits 2, with nothing changed.
 """

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from cli.context import ACTOR_DEFAULT, of, who
 from cli.output import console, print_json, table
-from models import Network, session_scope
+from models import session_scope
 from states.programmes import programme_year_of
 from states.services.cycle import plan_year
 from states.services.cycle import status as cycle_status
 from states.services.cycle_quarters import set_phase_quarter
-from states.views.directory import network_by_code
+from states.views.directory import network_by_code, networks_or_one
 from states.views.quarters import placements
 
 NAME = "cycle"
@@ -121,8 +121,7 @@ def plan(
     out = {}
     by = who(actor)
     with session_scope() as s:
-        nets = [network_by_code(s, network)] if network else list(s.exec(select(Network).order_by(col(Network.id))))
-        for n in nets:
+        for n in networks_or_one(s, network):
             out[n.code] = plan_year(s, n, y, c, actor=by, role=role)
     if run.json:
         print_json({"programme_year": y, "networks": out})

@@ -17,13 +17,12 @@ from cli.context import of
 from cli.diagram import documented
 from cli.items import add_item_commands, fire_and_print
 from cli.output import console, print_json
-from models import Service, session_scope
-from models.perinatal import PerinatalConcern
-from states import engine
-from states.clock import local_date, parse_date
-from states.errors import InvalidInput, NotFound
-from states.machines.perinatal import PerinatalPolicy, levels_context
-from states.services.items import deadline_json
+from models import session_scope
+from states.clock import parse_date
+from states.errors import InvalidInput
+from states.machines.perinatal import levels_context
+from states.services.intake import raise_perinatal_concern
+from states.services.items import deadline_json, forum_decisions
 
 NAME = "perinatal"
 app = typer.Typer(
@@ -50,21 +49,20 @@ def raise_concern(
 ) -> None:
     """Raise a concern at the provider (trust board) level; opens the monthly board review."""
     run = of(ctx)
-    c = run.clock()
-    day = parse_date(raised, "--raised date") if raised else local_date(c.now())
+    day = parse_date(raised, "--raised date") if raised else run.today()
     run.db()
     with session_scope() as s:
-        svc = s.get(Service, service)
-        if svc is None:
-            raise NotFound(f"service {service} not found (peerwatch service list)")
-        kinds = PerinatalPolicy.from_env().service_kinds
-        if not any(k in svc.kind.lower() for k in kinds):
-            raise InvalidInput(
-                f"service {service} ({svc.name}) is a {svc.kind} service: a perinatal concern is about a "
-                f"service whose kind names one of {', '.join(kinds)}"
-            )
-        row = PerinatalConcern(service_id=service, title=title, raised_on=day, source=source, state="new")
-        out = engine.create(s, "perinatal", row, "raise", actor=actor, role=role, clock=c, note=note)
+        out = raise_perinatal_concern(
+            s,
+            service=service,
+            title=title,
+            raised=day,
+            source=source,
+            actor=actor,
+            role=role,
+            clock=run.clock(),
+            note=note,
+        )
         run.created(
             "perinatal concern", out.row.id, state=out.row.state, deadlines=deadline_json(s, "perinatal", out.row.id)
         )
@@ -198,10 +196,7 @@ def decisions(ctx: typer.Context, item_id: Annotated[int, typer.Argument(help="p
     """What each forum decided about the concern, and who recorded it."""
     run = of(ctx)
     with Session(run.db()) as s:
-        row = s.get(PerinatalConcern, item_id)
-        if row is None:
-            raise NotFound(f"perinatal {item_id} not found")
-        data = list(row.forum_decisions)
+        data = forum_decisions(s, item_id)
     if run.json:
         print_json(data)
         return

@@ -14,10 +14,9 @@ import typer
 from cli.context import of
 from cli.items import add_item_commands, fire_and_print
 from cli.output import console, print_json
-from models import Service, session_scope
-from models.surveillance import Surveillance
-from states import engine
-from states.errors import InvalidInput, NotFound
+from models import session_scope
+from states.services.agreements import record_agreement
+from states.services.intake import assess_surveillance
 from states.services.items import deadline_json
 
 NAME = "surveillance"
@@ -49,18 +48,19 @@ def assess(
     run = of(ctx)
     run.db()
     with session_scope() as s:
-        if s.get(Service, service) is None:
-            raise NotFound(f"service {service} not found (peerwatch service list)")
-        row = Surveillance(
-            service_id=service,
-            programme_year=year,
-            indicators_agreed=agreed,
-            indicators_met=met,
-            good_practice_score=good_practice,
-            good_practice_threshold=threshold,
-            state="new",
+        out = assess_surveillance(
+            s,
+            service=service,
+            year=year,
+            agreed=agreed,
+            met=met,
+            good_practice=good_practice,
+            threshold=threshold,
+            actor=actor,
+            role=role,
+            clock=run.clock(),
+            note=note,
         )
-        out = engine.create(s, "surveillance", row, "assess", actor=actor, role=role, clock=run.clock(), note=note)
         run.created(
             "surveillance", out.row.id, state=out.row.state, deadlines=deadline_json(s, "surveillance", out.row.id)
         )
@@ -99,31 +99,10 @@ def agree(
 ) -> None:
     """Record one party's agreement; once both are in (two different people) the decision is agreed."""
     run = of(ctx)
-    if party not in ("provider", "commissioner"):
-        raise InvalidInput(f"--party {party!r}: use provider or commissioner")
-    if not role:
-        raise InvalidInput("give --role (network-office, network-manager, regional-lead, operator)")
     run.db()
-    c = run.clock()
     with session_scope() as s:
-        first = engine.fire(
-            s, "surveillance", item_id, f"record_{party}_agreement", actor=actor, role=role, clock=c, note=note
-        )
-        row: Any = first.row
-        steps = [first]
-        if row.provider_agreed_by and row.commissioner_agreed_by:
-            steps.append(
-                engine.fire(
-                    s,
-                    "surveillance",
-                    item_id,
-                    "agree",
-                    actor=actor,
-                    role=role,
-                    clock=c,
-                    note="provider and commissioner agreement recorded",
-                )
-            )
+        out = record_agreement(s, item_id, party, actor=actor, role=role, clock=run.clock(), note=note)
+        row = out.row
         result = {
             "id": item_id,
             "kind": "surveillance",
@@ -131,8 +110,8 @@ def agree(
             "state": row.state,
             "version": row.version,
             "visit_id": row.visit_id,
-            "letters_queued": sum(o.queued for o in steps),
-            "waiting_for": [p for p in ("provider", "commissioner") if not getattr(row, f"{p}_agreed_by")],
+            "letters_queued": out.letters_queued,
+            "waiting_for": out.waiting_for,
             "deadlines": deadline_json(s, "surveillance", item_id),
         }
     if run.json:

@@ -8,10 +8,13 @@ from datetime import date
 from sqlmodel import Session
 
 from models import Complaint, Risk, Visit
+from models.perinatal import PerinatalConcern
+from models.surveillance import Surveillance
 from states import engine
 from states.clock import Clock, local_date
 from states.engine import Outcome
 from states.errors import InvalidInput
+from states.machines.perinatal_policy import PerinatalPolicy
 from states.roles import check_actor_role
 from states.views.directory import network_by_code, service_by_id
 
@@ -113,3 +116,56 @@ def receive_complaint(
         state="new",
     )
     return engine.create(session, "complaint", row, "receive", actor=actor, role=role, clock=clock, note=summary)
+
+
+def raise_perinatal_concern(
+    session: Session,
+    *,
+    service: int,
+    title: str,
+    raised: date,
+    source: str | None,
+    actor: str,
+    role: str,
+    clock: Clock,
+    note: str | None,
+) -> Outcome:
+    """A perinatal concern raised at the provider (trust board) level, about a maternity or
+    neonatal service (a service whose kind names one of the policy's service kinds)."""
+    svc = service_by_id(session, service)
+    kinds = PerinatalPolicy.from_env().service_kinds
+    if not any(k in svc.kind.lower() for k in kinds):
+        raise InvalidInput(
+            f"service {service} ({svc.name}) is a {svc.kind} service: a perinatal concern is about a "
+            f"service whose kind names one of {', '.join(kinds)}"
+        )
+    row = PerinatalConcern(service_id=service, title=title, raised_on=raised, source=source, state="new")
+    return engine.create(session, "perinatal", row, "raise", actor=actor, role=role, clock=clock, note=note)
+
+
+def assess_surveillance(
+    session: Session,
+    *,
+    service: int,
+    year: int,
+    agreed: int,
+    met: int,
+    good_practice: float | None,
+    threshold: float | None,
+    actor: str,
+    role: str,
+    clock: Clock,
+    note: str | None,
+) -> Outcome:
+    """The annual self-report recorded: a surveillance decision is required unless 100% and threshold met."""
+    service_by_id(session, service)
+    row = Surveillance(
+        service_id=service,
+        programme_year=year,
+        indicators_agreed=agreed,
+        indicators_met=met,
+        good_practice_score=good_practice,
+        good_practice_threshold=threshold,
+        state="new",
+    )
+    return engine.create(session, "surveillance", row, "assess", actor=actor, role=role, clock=clock, note=note)

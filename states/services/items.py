@@ -148,3 +148,9 @@ def report_document(session: Session, report_id: int) -> tuple[dict[str, Any], b
 
     _, row = engine.load(session, "report", report_id)
     return document(session, row), row.state in DRAFT_REPORT_STATES  # type: ignore[arg-type]
+
+
+def forum_decisions(session: Session, item_id: int) -> list[dict[str, Any]]:
+    """What each forum decided about a perinatal concern, and who recorded it."""
+    _, row = engine.load(session, "perinatal", item_id)
+    return list(row.forum_decisions)  # type: ignore[attr-defined]

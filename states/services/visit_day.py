@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from models import Network, PanelMember, Reviewer, Service, Visit
+from models import Network, Service, Visit
 from models.installation import installation_id
 from states import engine
 from states.engine.letters import resolve
-from states.machines.visit import agenda
+from states.machines.visit import agenda, panel
 from states.scope import recipient_scope, service_of
 
 
@@ -37,13 +37,7 @@ def visit_day(session: Session, visit_id: int, today: date, calendar: bool = Fal
     assert isinstance(visit, Visit)
     sessions = agenda(visit)
     svc, _org, net = service_of(session, visit.service_id)
-    panel = session.exec(
-        select(Reviewer)
-        .join(PanelMember, col(PanelMember.reviewer_id) == col(Reviewer.id))
-        .where(PanelMember.visit_id == visit_id)
-        .order_by(col(PanelMember.id))
-    )
-    people = [{"name": r.name, "email": r.email, "group": "panel"} for r in panel]
+    people = [{"name": r.name, "email": r.email, "group": "panel"} for _m, r in panel(session, visit_id)]
     scope = recipient_scope(session, visit)
     people += [
         {"name": c.name, "email": c.email, "group": "service"}

@@ -36,6 +36,13 @@ def service_by_id(session: Session, service_id: int, hint: str = " (peerwatch se
     return svc
 
 
+def networks_or_one(session: Session, code: str | None = None) -> list[Network]:
+    """The network with this code, or every network by id."""
+    if code:
+        return [network_by_code(session, code)]
+    return list(session.exec(select(Network).order_by(col(Network.id))))
+
+
 def networks(session: Session) -> list[tuple[Any, ...]]:
     """id, code, name, cycle of every network."""
     return [(n.id, n.code, n.name, n.cycle) for n in session.exec(select(Network).order_by(col(Network.id)))]
