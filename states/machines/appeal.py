@@ -180,7 +180,11 @@ def involvement(session: Session, report: Report) -> dict[str, str]:
             seen.setdefault(r.name.lower(), "sat on the review panel")
             seen.setdefault(r.email.lower(), "sat on the review panel")
     risk_ids = list(session.exec(select(Risk.id).where(Risk.visit_id == report.visit_id))) if report.visit_id else []
-    items = [("report", [report.id]), ("visit", [report.visit_id] if report.visit_id else []), ("risk", risk_ids)]
+    items: list[tuple[str, list[Any]]] = [
+        ("report", [report.id]),
+        ("visit", [report.visit_id] if report.visit_id else []),
+        ("risk", risk_ids),
+    ]
     for kind, ids in items:
         if not ids:
             continue

@@ -65,8 +65,9 @@ def record(ctx: Context, names: tuple[str, ...], what: str, fallback_due: date |
     if d is None and fallback_due is None:
         return None
     due_on = d.due_on if d is not None else fallback_due
+    assert due_on is not None  # one of the two is given (checked above)
     paused = d is not None and d.status == DeadlineStatus.PAUSED.value
-    days, working = (0, 0) if paused else measure(ctx.calendar, due_on, ctx.today)  # type: ignore[arg-type]
+    days, working = (0, 0) if paused else measure(ctx.calendar, due_on, ctx.today)
     late = Lateness(
         kind=type(row).kind,
         item_id=row.id,
@@ -85,7 +86,7 @@ def record(ctx: Context, names: tuple[str, ...], what: str, fallback_due: date |
         **ctx.params,
         "lateness": {
             "deadline": late.deadline,
-            "due_on": due_on.isoformat(),  # type: ignore[union-attr]
+            "due_on": due_on.isoformat(),
             "received_on": ctx.today.isoformat(),
             "days_late": days,
             "working_days_late": working,
@@ -133,8 +134,8 @@ def received_late(session: Session, network_code: str | None = None, since: date
     """Everything received late (any kind), placed in its network, Trust and service; newest first.
 
     Submissions belong to a Trust and a network; self-assessments and reports to a service."""
-    L, SUB, SA, REP = (m.__table__ for m in (Lateness, Submission, SelfAssessment, Report))  # type: ignore[attr-defined]
-    SVC, ORG, NET = (m.__table__ for m in (Service, Organisation, Network))  # type: ignore[attr-defined]
+    L, SUB, SA, REP = (m.__table__ for m in (Lateness, Submission, SelfAssessment, Report))  # type: ignore[union-attr]
+    SVC, ORG, NET = (m.__table__ for m in (Service, Organisation, Network))  # type: ignore[union-attr]
     service_id = func.coalesce(SA.c.service_id, REP.c.service_id)
     src = (
         L.outerjoin(SUB, and_(L.c.kind == "submission", SUB.c.id == L.c.item_id))

@@ -41,7 +41,7 @@ from models.perinatal import CqcRating, MsspCase
 from models.tables import Network, Organisation, Service
 from states.clock import parse_date
 from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied
-from states.machines.perinatal import PerinatalPolicy
+from states.machines.perinatal_policy import PerinatalPolicy
 from states.machines.spec import Context, Effects, KindSpec, Letter
 from states.roles import NETWORK_LEADS, STAFF, SYSTEM, check_actor_role
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from models.tables import AccuracyItem, Report, Risk, Visit
 from states.errors import GuardRefused, InvalidInput, NotFound
@@ -310,8 +310,10 @@ def document(session: Session, row: Report) -> dict[str, Any]:
     """Everything the report document shows, read from the database (templates never query)."""
     visit = session.get(Visit, row.visit_id) if row.visit_id else None
     risks = (
-        list(session.exec(select(Risk).where(Risk.visit_id == row.visit_id).order_by(Risk.id))) if row.visit_id else []
-    )  # type: ignore[arg-type]
+        list(session.exec(select(Risk).where(Risk.visit_id == row.visit_id).order_by(col(Risk.id))))
+        if row.visit_id
+        else []
+    )
     items = _items(session, row.id)  # type: ignore[arg-type]
     counts = {s: sum(1 for c in row.compliance if c["status"] == s) for s in COMPLIANCE}
     scored = [c for c in row.compliance if c["status"] != "Not applicable"]

@@ -62,7 +62,7 @@ class SelfAssessmentPolicy:
 
     @classmethod
     def from_env(cls) -> SelfAssessmentPolicy:
-        return cls(**numbers_from_env(cls))  # type: ignore[arg-type]
+        return cls(**numbers_from_env(cls))
 
     def weight(self, status: str) -> float:
         return {
@@ -166,7 +166,7 @@ def check_rows(rows: list[dict[str, Any]], standards: list[Standard]) -> list[di
         else:
             seen[ref] = n
         figure: float | None = None
-        value = raw.get("figure")
+        value: Any = raw.get("figure")
         blank_figure = value is None or (isinstance(value, str) and not value.strip())
         if not blank_figure:
             try:

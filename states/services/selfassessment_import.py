@@ -176,12 +176,12 @@ def _check_part(zf: Any, info: Any, policy: SelfAssessmentPolicy) -> None:
                         )
                     dim = _DIMENSION.search(body[:65536])
                     if dim:
-                        for ref in dim.group(1).decode("ascii", "replace").split(":"):
-                            m = _CELL_REF.fullmatch(ref.strip())
-                            if m:
+                        for corner in dim.group(1).decode("ascii", "replace").split(":"):
+                            cell = _CELL_REF.fullmatch(corner.strip())
+                            if cell:
                                 beyond(
-                                    int(m.group(2)),
-                                    _column_number(m.group(1)),
+                                    int(cell.group(2)),
+                                    _column_number(cell.group(1)),
                                     f"declares its used range as {dim.group(1).decode('ascii', 'replace')}, to",
                                 )
                     first = False
