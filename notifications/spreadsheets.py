@@ -97,9 +97,9 @@ def print_layout(ws: Any, title_rows: str | None = None) -> None:
 def render_selfassessment_xlsx(doc: dict[str, Any]) -> bytes:
     """The spreadsheet a service fills in: one row per standard, the service's columns left open."""
     from openpyxl import Workbook  # lazy: start-up time (openpyxl loads only when a workbook is made)
-    from openpyxl.styles import Alignment, Font, PatternFill
-    from openpyxl.utils import get_column_letter
-    from openpyxl.worksheet.datavalidation import DataValidation
+    from openpyxl.styles import Alignment, Font, PatternFill  # lazy: openpyxl
+    from openpyxl.utils import get_column_letter  # lazy: openpyxl
+    from openpyxl.worksheet.datavalidation import DataValidation  # lazy: openpyxl
 
     wb = Workbook()
     ws = wb.active
