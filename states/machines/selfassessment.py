@@ -182,7 +182,7 @@ def receive(ctx: Context) -> Effects:
         ctx, ("return",), f"self-assessment return {year_label(row.programme_year)}"
     )
     # The written report is due 8 weeks after receipt (000 s5.1): started through the engine.
-    report = Report(service_id=row.service_id, basis_date=row.received_on, state="new")  # type: ignore[arg-type]
+    report = Report(service_id=row.service_id, basis_date=row.received_on, state="new")
     return Effects(
         follow_on=[FollowOn("report", "start_drafting", new=report, note=f"report of self-assessment SA-{row.id}")]
     )
