@@ -3,10 +3,18 @@ network (issue 7 item 2). Read-only: the figures come from ``states/views/regist
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlmodel import Session
+
+from cli.context import of
+from cli.output import console, print_json, table
+from states.clock import local_date
+from states.errors import InvalidInput
+from states.views.directory import networks_or_one
 
 NAME = "dashboard"
 app = typer.Typer(
@@ -25,19 +33,12 @@ def dashboard(
 ) -> None:
     """Write OUT/<network>/index.html and its calendar feeds for each network (and OUT/index.html
     linking them), as of --as-of."""
-    from sqlmodel import Session, select
-
-    from cli.context import of
-    from cli.output import console, print_json, table
-    from flows.site import write_site
-    from models import Network
-    from states.clock import local_date
-    from states.views.directory import network_by_code
+    from flows.site import write_site  # lazy: start-up time (Jinja2, icalendar; help mounts every group)
 
     run = of(ctx)
     today = local_date(run.clock().now())
     with Session(run.db()) as s:
-        nets = [network_by_code(s, network)] if network else list(s.exec(select(Network).order_by(Network.code)))
+        nets = sorted(networks_or_one(s, network), key=lambda n: n.code)  # the pages listed by code
         pages = write_site(s, today, out, [(n.code, n.name) for n in nets])
     if run.json:
         print_json({"as_of": today, "out": str(out), "networks": pages})
@@ -57,10 +58,7 @@ def dashboard(
 
 def _serve(out: Path, port: int, console: Any) -> None:
     """Serve the folder on 127.0.0.1 (blocking) until Ctrl-C."""
-    from functools import partial
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    from states.errors import InvalidInput
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer  # lazy: only for --serve
 
     try:
         server = ThreadingHTTPServer(("127.0.0.1", port), partial(SimpleHTTPRequestHandler, directory=str(out)))

@@ -13,6 +13,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlmodel import Session
+
+from cli.context import of
+from cli.output import console, print_json
+from models.installation import installation_id
 
 NAME = "feed"
 app = typer.Typer(
@@ -29,12 +34,7 @@ def write(
     ] = Path("var/site"),
 ) -> None:
     """Write every network's and every service's feed (one read of the database)."""
-    from sqlmodel import Session
-
-    from cli.context import of
-    from cli.output import console, print_json
-    from flows.site import write_feeds
-    from models.installation import installation_id
+    from flows.site import write_feeds  # lazy: start-up time (icalendar, Jinja2; help mounts every group)
 
     run = of(ctx)
     with Session(run.db()) as s:
@@ -59,10 +59,7 @@ def show(
     service: Annotated[int | None, typer.Option(help="Only this service's feed (service id).")] = None,
 ) -> None:
     """Print one feed (iCalendar, CRLF line endings) to stdout."""
-    from sqlmodel import Session
-
-    from cli.context import of
-    from flows.site import network_feed
+    from flows.site import network_feed  # lazy: start-up time (icalendar, Jinja2; help mounts every group)
 
     run = of(ctx)
     with Session(run.db()) as s:
