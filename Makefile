@@ -21,10 +21,16 @@ demo: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
+# The modules mypy holds to strict today (pyproject.toml [tool.mypy]); the rest of states/ joins
+# as it is made to pass.
+TYPED := models states/errors.py states/clock.py states/calendar.py states/roles.py states/policy.py \
+         states/text.py states/scope.py states/programmes.py
+
 # The gates every change passes before its tests run (pyproject.toml configures each).
 lint: $(STAMP)
 	$(BIN)/ruff check --quiet .
 	$(BIN)/ruff format --check --quiet .
+	$(BIN)/mypy $(TYPED)
 
 # The same suite on a throw-away PostgreSQL server on 127.0.0.1 (installed from the OS
 # packages if missing, as root); a fresh schema per test. See docs/scale.md.

@@ -220,12 +220,12 @@ def _children(runs: list[tuple[str, str, list[str], float]]) -> list[int]:
             time.sleep(max(0.0, at - time.monotonic()))
             proc.send_signal(signal.SIGKILL)
         for proc in procs:
-            proc.wait(timeout=30)
+            proc.communicate(timeout=30)  # waits, and closes the pipes (an open one is a ResourceWarning)
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait()
+            proc.communicate()
     return [p.returncode for p in procs]
 
 

@@ -115,7 +115,7 @@ def test_a_letter_in_doubt_after_kill_9_is_resent_once_an_hour_later_with_the_sa
             time.sleep(0.05)
         assert handler.messages, proc.communicate(timeout=5)
         proc.send_signal(signal.SIGKILL)  # the relay has the letter; the dispatcher never hears the 250
-        proc.wait(10)
+        proc.communicate(timeout=10)  # waits, and closes the pipes (an open one is a ResourceWarning)
         handler.hang = False
         first_id = str(handler.messages[0]["Message-ID"])
         transport = SmtpTransport("127.0.0.1", port, timeout=10)
