@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from sqlmodel import Session
@@ -132,7 +132,7 @@ def contact_history_cmd(ctx: typer.Context, contact_id: Annotated[int, typer.Arg
             }
             for c in rows
         ]
-    changes = [
+    changes: list[dict[str, Any]] = [
         {
             "at": e.at,
             "contact": e.item_id,

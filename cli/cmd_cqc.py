@@ -66,10 +66,10 @@ def record(
         org = organisation_by_name(s, organisation)
         svc = maternity_service_of(s, org, service)
         row = CqcRating(
-            organisation_id=org.id,
+            organisation_id=org.id,  # type: ignore[arg-type]
             service_id=svc.id if svc else None,
             assessed_on=day,
-            overall=overall,  # type: ignore[arg-type]
+            overall=overall,
             safe=safe,
             well_led=well_led,
             effective=effective,

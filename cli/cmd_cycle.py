@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from sqlmodel import Session
@@ -180,7 +180,7 @@ def phase_set(
             from_year=from_year,
             note=note,
         )
-        result = {
+        result: dict[str, Any] = {
             "network": network,
             "step": step,
             "quarter": out.row.quarter,

@@ -8,7 +8,7 @@ MSSCG decides entry and exit, and ``decide`` records what it decided. ``show``, 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from sqlmodel import Session
@@ -60,7 +60,7 @@ def refer(
             clock=run.clock(),
             note=note,
         )
-        result = {
+        result: dict[str, Any] = {
             "id": case.id,
             "state": case.state,
             "organisation": org.name,

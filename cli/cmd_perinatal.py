@@ -64,7 +64,10 @@ def raise_concern(
             note=note,
         )
         run.created(
-            "perinatal concern", out.row.id, state=out.row.state, deadlines=deadline_json(s, "perinatal", out.row.id)
+            "perinatal concern",
+            out.row.id,
+            state=out.row.state,
+            deadlines=deadline_json(s, "perinatal", out.row.id),  # type: ignore[arg-type]
         )
 
 

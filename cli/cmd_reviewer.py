@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from sqlmodel import Session
@@ -127,7 +127,7 @@ def reviewer_history_cmd(ctx: typer.Context, reviewer_id: Annotated[int, typer.A
     run = of(ctx)
     with Session(run.db()) as s:
         r, events = reviewer_history(s, reviewer_id)
-        changes = [
+        changes: list[dict[str, Any]] = [
             {"at": e.at, "change": e.trigger, "actor": e.actor, "role": e.role, "note": e.note, "data": e.data}
             for e in events
         ]

@@ -126,7 +126,10 @@ def circulate(
     with session_scope() as s:
         out = start(s, service, year, actor=actor, role=role, clock=run.clock(), note=note)
         run.created(
-            "selfassessment", out.row.id, state=out.row.state, deadlines=deadline_json(s, "selfassessment", out.row.id)
+            "selfassessment",
+            out.row.id,
+            state=out.row.state,
+            deadlines=deadline_json(s, "selfassessment", out.row.id),
         )
 
 
@@ -204,7 +207,7 @@ def import_(
 
     with Session(db) as s:
         report = report_of(s, row)
-        deadlines = deadline_json(s, "report", report.id) if report else []
+        deadlines = deadline_json(s, "report", report.id) if report else []  # type: ignore[arg-type]
     if run.json:
         print_json(
             {

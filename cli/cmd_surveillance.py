@@ -62,7 +62,10 @@ def assess(
             note=note,
         )
         run.created(
-            "surveillance", out.row.id, state=out.row.state, deadlines=deadline_json(s, "surveillance", out.row.id)
+            "surveillance",
+            out.row.id,
+            state=out.row.state,
+            deadlines=deadline_json(s, "surveillance", out.row.id),  # type: ignore[arg-type]
         )
 
 

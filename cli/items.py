@@ -233,6 +233,7 @@ def fire_and_print(
         expected_version=version,
         params=params,
     )
+    deadlines = [{**d, "due_on": d["due_on"].isoformat()} for d in pending]
     result = {
         "id": item_id,
         "kind": kind,
@@ -242,7 +243,7 @@ def fire_and_print(
         "version": out.event.version,
         "letters_queued": out.queued,
         "proposed": out.proposed,
-        "deadlines": [{**d, "due_on": d["due_on"].isoformat()} for d in pending],
+        "deadlines": deadlines,
     }
     if run.json:
         print_json(result)
@@ -258,7 +259,7 @@ def fire_and_print(
             f"{out.queued} letter(s) queued",
             markup=False,
         )
-        for d in result["deadlines"]:
+        for d in deadlines:
             console.print(f"  {d['name']} due {d['due_on']}")
 
 

@@ -80,10 +80,10 @@ def _triggers_of(test: ast.expr, module: Any) -> set[str]:
     if isinstance(test, ast.Compare) and len(test.ops) == 1:
         right = test.comparators[0]
         if isinstance(test.ops[0], ast.Eq) and isinstance(right, ast.Constant):
-            return {right.value}
+            return {str(right.value)}
         if isinstance(test.ops[0], ast.In):
             if isinstance(right, ast.Tuple | ast.List | ast.Set):
-                return {e.value for e in right.elts if isinstance(e, ast.Constant)}
+                return {str(e.value) for e in right.elts if isinstance(e, ast.Constant)}
             if isinstance(right, ast.Name):
                 return {str(v) for v in getattr(module, right.id, ())}
     return set()
@@ -107,7 +107,7 @@ def _keys(nodes: list[ast.stmt], helpers: dict[str, ast.FunctionDef], seen: set[
     loops: dict[str, list[str]] = {}
     for node in (n for stmt in nodes for n in ast.walk(stmt)):
         if isinstance(node, ast.For) and isinstance(node.target, ast.Name) and isinstance(node.iter, ast.Tuple):
-            loops[node.target.id] = [e.value for e in node.iter.elts if isinstance(e, ast.Constant)]
+            loops[node.target.id] = [str(e.value) for e in node.iter.elts if isinstance(e, ast.Constant)]
         key: ast.expr | None = None
         if (
             isinstance(node, ast.Call)
@@ -175,7 +175,7 @@ def cli_commands() -> dict[tuple[str, str], str]:
         tree = ast.parse(path.read_text())
         name = next(
             (
-                n.value.value
+                str(n.value.value)
                 for n in tree.body
                 if isinstance(n, ast.Assign)
                 and isinstance(n.value, ast.Constant)
@@ -226,7 +226,9 @@ def _command_of(func: ast.FunctionDef, plugin: str | None) -> str | None:
             and isinstance(d.func.value, ast.Name)
         ):
             group = plugin if d.func.value.id == "app" else d.func.value.id.removesuffix("_app")
-            word = d.args[0].value if d.args and isinstance(d.args[0], ast.Constant) else func.name.replace("_", "-")
+            word = (
+                str(d.args[0].value) if d.args and isinstance(d.args[0], ast.Constant) else func.name.replace("_", "-")
+            )
             return f"peerwatch {group} {word}" if group else f"peerwatch {word}"
     return None
 

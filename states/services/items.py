@@ -37,7 +37,7 @@ def deadline_json(session: Session, kind: str, item_id: int) -> list[dict[str, A
 def item_json(session: Session, kind: str, row: Any) -> dict[str, Any]:
     """The item's fields with its deadlines, next step, triggers now, and what its kind adds."""
     spec = get_spec(kind)
-    data = row.model_dump()
+    data: dict[str, Any] = row.model_dump()
     data.update(
         {
             "kind": kind,
@@ -96,10 +96,10 @@ def item_rows(
     its next deadline."""
     spec = get_spec(kind)
     check_state(kind, state)
-    q = select(spec.model).order_by(spec.model.id)
+    q = select(spec.model).order_by(col(spec.model.id))
     if state:
         q = q.where(spec.model.state == state)
-    items = list(session.exec(q))
+    items: list[Any] = list(session.exec(q))
     dq = (
         select(Deadline)
         .where(Deadline.kind == kind, col(Deadline.status).in_(OUTSTANDING))
@@ -112,13 +112,13 @@ def item_rows(
         items = [i for i in items if i.id in nxt and nxt[i.id].due_on < due_before]
     out = []
     for i in items:
-        d = nxt.get(i.id)
-        row = {
+        first = nxt.get(i.id)
+        row: dict[str, Any] = {
             "id": i.id,
             "state": i.state,
             "version": i.version,
-            "next_deadline": d.name if d else None,
-            "due_on": d.due_on.isoformat() if d else None,
+            "next_deadline": first.name if first else None,
+            "due_on": first.due_on.isoformat() if first else None,
         }
         if kind == "risk":
             row.update({"level": i.level, "title": i.title, "service_id": i.service_id})
