@@ -7,6 +7,8 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from datetime import date
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,11 +29,11 @@ from tests.factories import MRH, reference_data
 
 
 @pytest.fixture
-def db_url(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A database of this test's own: a fresh empty SQLite file, or, when
     ``PEERWATCH_TEST_DATABASE`` is set, a clean PostgreSQL schema at the head revision
     (tests/databases.py). Subprocesses inherit it through ``PEERWATCH_DATABASE_URL``."""
-    url = database_for_test(tmp_path)  # type: ignore[arg-type]
+    url = database_for_test(tmp_path)
     monkeypatch.setenv("PEERWATCH_DATABASE_URL", url)
     monkeypatch.setenv("PEERWATCH_OUTBOX_DIR", f"{tmp_path}/outbox")
     yield url
@@ -68,7 +70,7 @@ def services(session: Session) -> dict[str, int]:
 def raise_risk(session: Session, services: dict[str, int], clock: FixedClock) -> Callable[..., Risk]:
     """Raise a risk through the engine and commit; returns the row."""
 
-    def make(level: str = "SC", service: str = MRH, visit: date = date(2026, 12, 11), **fields: object) -> Risk:
+    def make(level: str = "SC", service: str = MRH, visit: date = date(2026, 12, 11), **fields: Any) -> Risk:
         row = Risk(
             service_id=services[service],
             level=level,
@@ -77,17 +79,18 @@ def raise_risk(session: Session, services: dict[str, int], clock: FixedClock) ->
             visit_date=visit,
             state="new",
             **fields,
-        )  # type: ignore[arg-type]
+        )
         out = engine.create(session, "risk", row, "raise", actor="panel lead", role="network-manager", clock=clock)
         session.commit()
-        return out.row  # type: ignore[return-value]
+        assert isinstance(out.row, Risk)
+        return out.row
 
     return make
 
 
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
+    from prefect.testing.utilities import prefect_test_harness  # lazy: Prefect only for the tests that ask for it
 
     with prefect_test_harness(server_startup_timeout=120):
         yield

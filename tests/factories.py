@@ -19,13 +19,13 @@ CENTRAL, MERSEY = "Central West Midlands trauma pathway", "Mersey trauma pathway
 MRH = "Midland Royal Major Trauma Centre"
 
 # (code, name, cycle)
-NETWORKS = [
+NETWORKS: list[tuple[str, str, str]] = [
     ("WMTN", "West Midlands Trauma Network", "annual"),
     ("WMACC", "West Midlands Adult Critical Care Network", "annual"),
     ("CMMTN", "Cheshire & Mersey Major Trauma Network", "biennial"),
 ]
 # (trust, nation, [(service name, kind, network code, shared pathway)])
-TRUSTS = [
+TRUSTS: list[tuple[str, str, list[tuple[str, str, str, str | None]]]] = [
     ("Midland Royal Hospitals NHS Trust", "ENG", [(MRH, "Major Trauma Centre", "WMTN", CENTRAL)]),
     (
         "Severnside NHS Foundation Trust",
@@ -68,7 +68,7 @@ SERVICE_ROLES = [
     "responsible-executive",
 ]
 # (name, discipline, trust or None, home network or None, pathways, trained)
-REVIEWERS = [
+REVIEWERS: list[tuple[str, str, str | None, str | None, list[str], bool]] = [
     ("Dr Maya Fenwick", "clinician", "Mersey Harbour Hospitals NHS Trust", "CMMTN", [MERSEY], True),
     ("Mr Idris Vaughan", "nurse", "Wirral Coast NHS Foundation Trust", "CMMTN", [MERSEY], True),
     ("Ms Carys Holt", "ahp", "Black Country Valley NHS Trust", "WMTN", [], True),
@@ -274,12 +274,12 @@ def reference_data(session: Session) -> dict[str, int]:
             f"commissioning@{code.lower()}.network.nhs.example",
             network=net,
         )
-    for name, discipline, trust_name, home, pathways, trained in REVIEWERS:
+    for name, discipline, employer, home, pathways, trained in REVIEWERS:
         reviewer(
             session,
             name,
             discipline,
-            trust=trusts[trust_name] if trust_name else None,
+            trust=trusts[employer] if employer else None,
             network=nets[home] if home else None,
             pathways=pathways,
             trained=trained,
