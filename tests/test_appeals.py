@@ -39,8 +39,9 @@ from states.calendar import calendar_for
 from states.clock import FixedClock
 from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger
-from states.machines.appeal import AppealState, submit
+from states.machines.appeal import AppealState
 from states.machines.spec import CLOCK_TRIGGERS, get_spec
+from states.services.appeal import submit
 
 A = AppealState
 SPEC = get_spec("appeal")
