@@ -30,6 +30,7 @@ TYPED := models states/errors.py states/clock.py states/calendar.py states/roles
 lint: $(STAMP)
 	$(BIN)/ruff check --quiet .
 	$(BIN)/ruff format --check --quiet .
+	$(BIN)/lint-imports --no-cache >/dev/null || $(BIN)/lint-imports --no-cache
 	$(BIN)/mypy $(TYPED)
 
 # The same suite on a throw-away PostgreSQL server on 127.0.0.1 (installed from the OS

@@ -424,7 +424,9 @@ def test_accuracy_reply_due_ten_working_days_later_across_christmas(session: Ses
     assert [p["role"] for p in request.to] == ["service-lead"]
     assert "Wed 06 Jan 2027" in rendered(request).body_text
     (draft,) = session.exec(select(Attachment).where(Attachment.idempotency_key == request.idempotency_key)).all()
-    assert draft.filename == f"peer-review-report-{report.id}-draft.pdf" and render_attachment(draft).startswith(b"%PDF")
+    assert draft.filename == f"peer-review-report-{report.id}-draft.pdf" and render_attachment(draft).startswith(
+        b"%PDF"
+    )
     assert "DRAFT for factual accuracy check" in _pdf_text(render_attachment(draft))
 
 
@@ -681,7 +683,9 @@ def test_distribute_sends_the_pdf_to_the_service_lead_and_the_sop_list(
     assert not [m for m in _letters(session, report.id) if m.category == "incident"]  # type: ignore[arg-type]
     (pdf,) = session.exec(select(Attachment).where(Attachment.idempotency_key == msg.idempotency_key)).all()
     assert (pdf.filename, pdf.content_type) == (f"peer-review-report-{report.id}.pdf", "application/pdf")
-    assert render_attachment(pdf).startswith(b"%PDF")  # rendered as the dispatcher will, from what the transition stored
+    assert render_attachment(pdf).startswith(
+        b"%PDF"
+    )  # rendered as the dispatcher will, from what the transition stored
     text = _pdf_text(render_attachment(pdf))
     assert "DRAFT" not in text and "Approved Fri 08 Jan 2027." in text
 
