@@ -116,7 +116,7 @@ def index(draw: dict[str, str], where: dict[str, list[str]]) -> str:
         out += [
             f"## {kind}",
             "",
-            f"{spec.describe}. Machine: `states/{kind}.py`" + (f"; explained in {pages}." if pages else "."),
+            f"{spec.describe}. Machine: `states/machines/{kind}.py`" + (f"; explained in {pages}." if pages else "."),
             "",
             "```mermaid",
             draw[kind].rstrip("\n"),
