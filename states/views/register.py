@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Integer, and_, case, cast, func, literal, null, select, union_all
 from sqlalchemy.sql import ColumnElement, FromClause
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from models.selfassessment import SelfAssessment
 from models.tables import (
@@ -49,6 +49,7 @@ ESCALATED = RiskState.ESCALATED.value
 UPCOMING_WORKING_DAYS = 20
 REPORT_WEIGHTS = {"Met": 1.0, "Partially Met": 0.5, "Unmet": 0.0}  # as states/machines/report.py document()
 
+# SQLModel's classes declare no __table__ (SQLAlchemy's mapping sets it on each table=True model): hence the ignores.
 _D, _E = Deadline.__table__, AuditEvent.__table__  # type: ignore[attr-defined]
 _SVC, _ORG, _NET = Service.__table__, Organisation.__table__, Network.__table__  # type: ignore[attr-defined]
 _RISK, _REPORT, _SA = Risk.__table__, Report.__table__, SelfAssessment.__table__  # type: ignore[attr-defined]
@@ -68,7 +69,7 @@ def _items(open_only: bool = False) -> Any:
     organisation_id, network_id): one UNION ALL; a kind without a column gives NULL."""
     parts = []
     for kind in kinds():
-        t = get_spec(kind).model.__table__  # type: ignore[attr-defined]
+        t = get_spec(kind).model.__table__  # type: ignore[attr-defined]  # set by the mapping, as above
         ids = [
             t.c[c] if c in t.c else cast(null(), Integer).label(c)
             for c in ("service_id", "organisation_id", "network_id")
@@ -118,7 +119,7 @@ def _age_days(today: date, created: datetime) -> int:
 # ---------------------------------------------------------------- outstanding deadlines
 
 
-def _outstanding(d: Any) -> ColumnElement[bool]:
+def _outstanding(d: FromClause) -> ColumnElement[bool]:
     """SQL for "this deadline still waits on someone" (see the module docstring)."""
     return d.c.status.in_([s.value for s in OUTSTANDING])
 
@@ -158,8 +159,16 @@ class _People:
 
     def __init__(self, session: Session, roles: set[str]) -> None:
         self._by: dict[tuple[str, str, int | None], str] = {}
-        q = select(Contact.role, Contact.name, Contact.service_id, Contact.organisation_id, Contact.network_id)
-        for role, name, svc, org, net in session.execute(q.where(Contact.role.in_(sorted(roles))).order_by(Contact.id)):  # type: ignore[attr-defined]
+        q = select(
+            col(Contact.role),
+            col(Contact.name),
+            col(Contact.service_id),
+            col(Contact.organisation_id),
+            col(Contact.network_id),
+        )
+        for role, name, svc, org, net in session.execute(
+            q.where(col(Contact.role).in_(sorted(roles))).order_by(col(Contact.id))
+        ):
             level = (
                 ("service", svc)
                 if svc
@@ -449,7 +458,7 @@ def compliance_trend(session: Session, network_code: str | None = None) -> list[
 
 def summary(session: Session, today: date, network_code: str | None = None) -> dict[str, Any]:
     """Every panel for one network (or all), with the headline figures the page shows."""
-    data = {
+    data: dict[str, Any] = {
         "as_of": today.isoformat(),
         "register": risk_register(session, today, network_code),
         "overdue": overdue(session, today, network_code),

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select as select_columns  # typed for up to ten columns; sqlmodel's select for four
 from sqlmodel import Session, col, func, select
 
 from models.tables import AuditEvent, Network, Report, Risk, Service
@@ -152,9 +153,9 @@ class _Group:
 
 def _first_times(session: Session, where: Any) -> dict[int, datetime]:
     q = (
-        select(AuditEvent.item_id, func.min(AuditEvent.at))
+        select(col(AuditEvent.item_id), func.min(AuditEvent.at))
         .where(AuditEvent.kind == "risk", where)
-        .group_by(AuditEvent.item_id)
+        .group_by(col(AuditEvent.item_id))
     )
     return {item_id: at for item_id, at in session.exec(q)}
 
@@ -167,23 +168,31 @@ def shared_learning(session: Session, network: str | None = None, themes: ThemeM
         net = session.exec(select(Network).where(Network.code == network)).first()
         if net is None:
             raise NotFound(f"network {network!r} not found (peerwatch network list)")
-        net_filter = [Service.network_id == net.id]
+        net_filter = [col(Service.network_id) == net.id]
 
-    risks = session.exec(
-        select(Risk.id, Risk.level, Risk.title, Risk.standard_ref, Risk.state, Service.name, Network.code)
-        .join(Service, Service.id == Risk.service_id)
-        .join(Network, Network.id == Service.network_id)  # type: ignore[arg-type]
-        .where(Risk.state != "new", *net_filter)
-        .order_by(Risk.id)  # type: ignore[arg-type]
+    risks = session.execute(
+        select_columns(
+            col(Risk.id),
+            col(Risk.level),
+            col(Risk.title),
+            col(Risk.standard_ref),
+            col(Risk.state),
+            col(Service.name),
+            col(Network.code),
+        )
+        .join(Service, col(Service.id) == col(Risk.service_id))
+        .join(Network, col(Network.id) == col(Service.network_id))
+        .where(col(Risk.state) != "new", *net_filter)
+        .order_by(col(Risk.id))
     ).all()
     raised = _first_times(session, AuditEvent.trigger == "raise")
     resolved = _first_times(session, col(AuditEvent.to_state).in_(RESOLVED))
     reports = session.exec(
-        select(Report.positives, Service.name, Network.code)
-        .join(Service, Service.id == Report.service_id)
-        .join(Network, Network.id == Service.network_id)  # type: ignore[arg-type]
+        select(col(Report.positives), col(Service.name), col(Network.code))
+        .join(Service, col(Service.id) == col(Report.service_id))
+        .join(Network, col(Network.id) == col(Service.network_id))
         .where(col(Report.state).in_(SHAREABLE_REPORT_STATES), *net_filter)
-        .order_by(Report.id)  # type: ignore[arg-type]
+        .order_by(col(Report.id))
     ).all()
 
     groups: dict[tuple[str, str, str], _Group] = {}

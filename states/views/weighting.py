@@ -23,6 +23,7 @@ from sqlmodel import Session, col, func, select
 
 from models.tables import Network, Organisation, Risk, Service, Visit
 from states.errors import NotFound
+from states.machines.selfassessment import latest_achievements
 from states.policy import Policy
 
 HELD = ("held", "feedback_given", "closed")
@@ -44,21 +45,21 @@ def candidates(
     services = list(session.exec(select(Service, Organisation).join(Organisation).where(Service.network_id == net.id)))
     ids = [s.id for s, _ in services]
     if achievement is None:
-        from states.machines.selfassessment import latest_achievements
-
         achievement = latest_achievements(session, [i for i in ids if i is not None])
     last = dict(
         session.exec(
             select(Visit.service_id, func.max(Visit.visit_date))
             .where(col(Visit.service_id).in_(ids), col(Visit.state).in_(HELD))
-            .group_by(Visit.service_id)
+            .group_by(col(Visit.service_id))
         ).all()
     )
     risks: dict[int, dict[str, int]] = defaultdict(lambda: {"IR": 0, "SC": 0, "GC": 0, "max_score": 0})
-    for r in session.exec(select(Risk).where(col(Risk.service_id).in_(ids), col(Risk.state).not_in(CLOSED_RISK))):
-        risks[r.service_id][r.level] += 1
-        if r.impact and r.likelihood:
-            risks[r.service_id]["max_score"] = max(risks[r.service_id]["max_score"], r.impact * r.likelihood)
+    for risk in session.exec(select(Risk).where(col(Risk.service_id).in_(ids), col(Risk.state).not_in(CLOSED_RISK))):
+        risks[risk.service_id][risk.level] += 1
+        if risk.impact and risk.likelihood:
+            risks[risk.service_id]["max_score"] = max(
+                risks[risk.service_id]["max_score"], risk.impact * risk.likelihood
+            )
     upcoming = set(
         session.exec(
             select(Visit.service_id).where(
@@ -69,10 +70,11 @@ def candidates(
     )
     out = []
     for svc, org in services:
+        assert svc.id is not None  # a row read from the database has its key
         seen = last.get(svc.id)
         months = round((today - seen).days / 30.44, 1) if seen else policy.never_visited_months
-        r = risks[svc.id]  # type: ignore[index]
-        ach = (achievement or {}).get(svc.id)  # type: ignore[arg-type]
+        r = risks[svc.id]
+        ach = (achievement or {}).get(svc.id)
         parts = {
             "months_since_visit": months * policy.weight_months_since_visit,
             "open_ir": r["IR"] * policy.weight_open_ir,

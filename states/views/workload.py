@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from models.sheets import csv_value  # text that could run as a formula is escaped (OWASP)
 from models.tables import AuditEvent, Network, OutboxMessage, Service
@@ -66,7 +66,13 @@ def count(db: Engine, start: date, end: date) -> dict[str, Any]:
     """Each network's workload per quarter and the mean per network of each cycle type."""
     labels = quarters(start, end)
     with Session(db) as s:
-        nets = list(s.execute(select(Network.id, Network.code, Network.name, Network.cycle).order_by(Network.id)))
+        nets = list(
+            s.execute(
+                select(col(Network.id), col(Network.code), col(Network.name), col(Network.cycle)).order_by(
+                    col(Network.id)
+                )
+            )
+        )
         grid: dict[int, dict[str, dict[str, int]]] = {
             n.id: {q: dict.fromkeys(MEASURES, 0) for q in labels} for n in nets
         }
@@ -105,24 +111,24 @@ def _events(s: Session) -> list[tuple[str, str, int, Any]]:
     a, o = AuditEvent, OutboxMessage
     found: list[tuple[str, str, int, Any]] = []
     for kind, item_id, trigger, at in s.execute(
-        select(a.kind, a.item_id, a.trigger, a.at).where(
+        select(col(a.kind), col(a.item_id), col(a.trigger), col(a.at)).where(
             or_(
-                and_(a.kind == "visit", a.trigger == "hold"),
-                and_(a.kind == "report", a.trigger == "publish"),
-                and_(a.kind == "risk", a.to_state == "escalated", a.from_state != "escalated"),
+                and_(col(a.kind) == "visit", col(a.trigger) == "hold"),
+                and_(col(a.kind) == "report", col(a.trigger) == "publish"),
+                and_(col(a.kind) == "risk", col(a.to_state) == "escalated", col(a.from_state) != "escalated"),
             )
         )
     ):
         found.append(({"hold": "visits", "publish": "reports"}.get(trigger, "escalations"), kind, item_id, at))
     for kind, item_id, sent_at in s.execute(
-        select(o.kind, o.item_id, o.sent_at).where(o.category == "letter", o.status == "sent")
+        select(col(o.kind), col(o.item_id), col(o.sent_at)).where(col(o.category) == "letter", col(o.status) == "sent")
     ):
         found.append(("letters", kind, item_id, sent_at))
     seen: set[str] = set()
     for kind, item_id, key, created_at in s.execute(
-        select(o.kind, o.item_id, o.idempotency_key, o.created_at)
-        .where(o.category.in_(("reminder", "chase")))
-        .order_by(o.id)
+        select(col(o.kind), col(o.item_id), col(o.idempotency_key), col(o.created_at))
+        .where(col(o.category).in_(("reminder", "chase")))
+        .order_by(col(o.id))
     ):
         notice = key.rsplit(":", 1)[0]  # one row per person: the key ends with their address
         if notice not in seen:
@@ -141,11 +147,12 @@ class _Owners:
     def network(self, kind: str, item_id: int) -> int:
         if kind not in self.maps:
             model = get_spec(kind).model
+            # SQLModel's class declares no __table__; SQLAlchemy's mapping sets it on every table=True model.
             table = model.__table__  # type: ignore[attr-defined]
             if "network_id" in table.c:
                 query = select(table.c.id, table.c.network_id)
             else:
-                query = select(table.c.id, Service.network_id).join(Service, Service.id == table.c.service_id)
+                query = select(table.c.id, col(Service.network_id)).join(Service, col(Service.id) == table.c.service_id)
             self.maps[kind] = {i: n for i, n in self.s.execute(query)}
         return self.maps[kind][item_id]
 
