@@ -34,7 +34,7 @@ from states.machines.standards import SpreadsheetRejected
 from states.services.selfassessment import import_spreadsheet
 from states.services.selfassessment_import import check_upload, read_workbook
 from tests import hostile_xlsx
-from tests.test_selfassessment import GOOD, _circulate, _fill, _items, _letters, _xlsx, library, run_cli  # noqa: F401
+from tests.support_selfassessment import GOOD, circulate, fill, items_of, letters_to, library, run_cli, xlsx  # noqa: F401 (library, run_cli: pytest fixtures)
 
 OFFICE = "network-office"
 DDE = "=cmd|' /C calc'!A0"  # the payload of the report: a DDE command run by the spreadsheet program
@@ -83,7 +83,7 @@ def bomb() -> bytes:
 def test_a_415_kb_zip_bomb_is_refused_unopened_in_well_under_two_seconds(
     db: Engine, session: Session, services: dict[str, int], library: dict[str, int], clock: FixedClock, bomb: bytes
 ) -> None:
-    row = _circulate(session, services, clock)
+    row = circulate(session, services, clock)
     exc, seconds, peak = _refused_quickly(db, row, bomb, clock)
     assert (
         exc.problems == [exc.problems[0]]
@@ -108,7 +108,7 @@ def test_the_compression_ratio_is_a_limit_of_its_own(monkeypatch: pytest.MonkeyP
 def test_one_cell_at_row_1048576_is_refused_by_its_declared_dimension_and_without_one(
     db: Engine, session: Session, services: dict[str, int], library: dict[str, int], clock: FixedClock
 ) -> None:
-    row = _circulate(session, services, clock)
+    row = circulate(session, services, clock)
     far = hostile_xlsx.far_cell()
     assert len(far) < 8000
     exc, seconds, peak = _refused_quickly(db, row, far, clock)
@@ -134,7 +134,7 @@ def test_one_cell_at_row_1048576_is_refused_by_its_declared_dimension_and_withou
 def test_100000_rows_are_refused_as_one_problem_not_200000_lines(
     db: Engine, session: Session, services: dict[str, int], library: dict[str, int], clock: FixedClock
 ) -> None:
-    row = _circulate(session, services, clock)
+    row = circulate(session, services, clock)
     many = hostile_xlsx.many_bad_rows(100_000)
     exc, seconds, peak = _refused_quickly(db, row, many, clock)
     assert exc.count == 1 and "uses row 5,001, beyond the limit of 5,000 rows" in exc.problems[0]
@@ -151,7 +151,7 @@ def test_problems_listed_are_capped_with_the_count_in_the_error_the_cli_and_the_
     capsys: pytest.CaptureFixture[str],
     run_cli: Callable[..., int],
 ) -> None:
-    row = _circulate(session, services, clock)
+    row = circulate(session, services, clock)
     bad = hostile_xlsx.many_bad_rows(400)  # each row: unknown ref, bad status, figure not a number, no evidence
     with pytest.raises(SpreadsheetRejected) as caught:
         import_spreadsheet(db, row.id, bad, filename="bad.xlsx", actor="Jo Office", role=OFFICE, clock=clock)  # type: ignore[arg-type]
@@ -160,7 +160,7 @@ def test_problems_listed_are_capped_with_the_count_in_the_error_the_cli_and_the_
     assert exc.problems[0].startswith("row 2, Ref No.: unknown standard '9.2'")
     assert str(exc).endswith(f"... and {exc.more} more") and str(exc).count("; row ") == 49
     session.expire_all()
-    letter = _letters(session, row)[-1]
+    letter = letters_to(session, row)[-1]
     text = rendered(letter)
     assert letter.template == "selfassessment_refused" and "1606 problems to correct" in text.subject
     assert "  50. " in text.body_text and "  51. " not in text.body_text
@@ -193,7 +193,7 @@ def test_problems_listed_are_capped_with_the_count_in_the_error_the_cli_and_the_
     assert err.count("\n  - ") == 5 and "  ... and 1601 more" in err
     assert "written to" not in err
     session.expire_all()
-    assert len(_letters(session, row)) == 2  # --no-letter: the request and the first refusal only
+    assert len(letters_to(session, row)) == 2  # --no-letter: the request and the first refusal only
 
 
 def test_limits_are_local_policy_and_the_file_size_is_checked_before_reading(
@@ -207,8 +207,8 @@ def test_limits_are_local_policy_and_the_file_size_is_checked_before_reading(
     capsys: pytest.CaptureFixture[str],
     run_cli: Callable[..., int],
 ) -> None:
-    row = _circulate(session, services, clock)
-    good = _fill(_xlsx(session, row), GOOD)
+    row = circulate(session, services, clock)
+    good = fill(xlsx(session, row), GOOD)
     monkeypatch.setenv("PEERWATCH_SELFASSESSMENT_MAX_ROWS", "6")  # header + 6 standards need row 7
     with pytest.raises(SpreadsheetRejected, match="row 7, beyond the limit of 6 rows"):
         read_workbook(good)
@@ -278,7 +278,7 @@ def test_an_ods_package_and_a_dtd_are_refused_before_parsing() -> None:
 def test_formulas_are_imported_as_their_text_and_exported_as_text_never_live(
     db: Engine, session: Session, services: dict[str, int], library: dict[str, int], clock: FixedClock, tmp_path: Path
 ) -> None:
-    row = _circulate(session, services, clock)
+    row = circulate(session, services, clock)
     # 1.1: typed into Comments as a live formula (openpyxl writes "=..." as one); 1.2: text
     # starting with "=" (a string cell); 1.3 and 1.4: the other OWASP triggers; 2.1: "@".
     answers = {
@@ -288,7 +288,7 @@ def test_formulas_are_imported_as_their_text_and_exported_as_text_never_live(
         "1.4": ("Unmet", 90, "-2+3", '=HYPERLINK("http://evil.example","evidence")'),
         "2.1": ("Partially Met", None, "@SUM(1+1)", "rota"),
     }
-    wb = load_workbook(BytesIO(_fill(_xlsx(session, row), answers)))
+    wb = load_workbook(BytesIO(fill(xlsx(session, row), answers)))
     ws = wb["Self-Assessment"]
     assert ws.cell(row=2, column=8).data_type == "f"  # a real formula in the returned file
     ws.cell(row=3, column=8).value = "=1+1 as text"
@@ -296,12 +296,12 @@ def test_formulas_are_imported_as_their_text_and_exported_as_text_never_live(
     buf = BytesIO()
     wb.save(buf)
     import_spreadsheet(db, row.id, buf.getvalue(), filename="r.xlsx", actor="Jo Office", role=OFFICE, clock=clock)  # type: ignore[arg-type]
-    items = _items(session, row)
+    items = items_of(session, row)
     assert items["1.1"].comments == DDE  # its literal text, not its (absent) result
     assert items["1.2"].comments == "=1+1 as text"
     assert items["1.4"].evidence_location == '=HYPERLINK("http://evil.example","evidence")'
     session.expire_all()
-    exported = _xlsx(session, session.get(SelfAssessment, row.id))  # type: ignore[arg-type]
+    exported = xlsx(session, session.get(SelfAssessment, row.id))  # type: ignore[arg-type]
     with zipfile.ZipFile(BytesIO(exported)) as zf:
         sheet_xml = zf.read("xl/worksheets/sheet1.xml").decode()
     assert "<f>" not in sheet_xml and "<f " not in sheet_xml  # no formula anywhere in the file
@@ -472,9 +472,9 @@ def test_real_ods_and_xls_files_are_refused_with_save_it_as_xlsx(
     fmt: str,
 ) -> None:
     soffice_or_skip(require=True)
-    row = _circulate(session, services, clock)
+    row = circulate(session, services, clock)
     path = tmp_path / "return.xlsx"
-    path.write_bytes(_fill(_xlsx(session, row), GOOD))
+    path.write_bytes(fill(xlsx(session, row), GOOD))
     other = convert(path, fmt)
     with pytest.raises(SpreadsheetRejected) as caught:
         import_spreadsheet(
