@@ -16,23 +16,25 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.context import FlowRunContext
+
+from states.clock import local_date, show
+
 LIMIT_MESSAGE = "concurrency limit"
 LOOKBACK = timedelta(days=1)  # when no run of the deployment has finished yet
 
 
 def cancelled_by_the_limit() -> list[dict[str, Any]]:
     """This deployment's runs the concurrency limit cancelled since its last finished run."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterDeploymentId,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-    from prefect.client.schemas.sorting import FlowRunSort
-    from prefect.context import FlowRunContext
-
     ctx = FlowRunContext.get()
     if ctx is None or ctx.flow_run is None or ctx.flow_run.deployment_id is None:
         return []
@@ -69,8 +71,6 @@ def cancelled_by_the_limit() -> list[dict[str, Any]]:
         due = r.expected_start_time or r.created
         command = f"prefect deployment run '{ctx.flow.name}/{deployment.name}'"
         if takes_as_of and due is not None and not (me.parameters or {}).get("as_of"):
-            from states.clock import local_date
-
             command += f" --param as_of={local_date(due).isoformat()}"
         out.append({"run": r.name, "due": due, "command": command})
     return out
@@ -83,8 +83,6 @@ def report(logger: logging.Logger | logging.LoggerAdapter[Any]) -> list[str]:
     except Exception as exc:  # the sweep's own work is done: a failed look-up must not fail it
         logger.warning("could not check for runs cancelled by the concurrency limit: %s", exc)
         return []
-    from states.clock import show
-
     lines = []
     for c in found:
         due = show(c["due"]) if c["due"] is not None else "?"

@@ -12,11 +12,13 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from prefect.context import FlowRunContext
+
+from states.clock import clock_from, local_date
+
 
 def _parameters() -> dict[str, Any]:
     """The run's parameters, over the flow's defaults."""
-    from prefect.context import FlowRunContext
-
     ctx = FlowRunContext.get()
     if ctx is None:
         return {}
@@ -29,8 +31,6 @@ def _parameters() -> dict[str, Any]:
 
 
 def _day(as_of: Any) -> str:
-    from states.clock import clock_from, local_date
-
     try:
         return local_date(clock_from(as_of).now()).isoformat()
     except Exception:  # a bad as_of fails the run itself with its own clear error; the name just shows it
