@@ -3,7 +3,7 @@ Polish, Vietnamese, Welsh and Irish come back letter for letter from poppler's `
 and from ``pypdf``; every page has the running header and "page N of M"; the first page has
 the document-control block; the font is embedded.
 
-The report is driven through the engine (tests/test_reports.py's helpers); the names reach the
+The report is driven through the engine (tests/support_reports.py); the names reach the
 PDF as a panel would type them: in the findings, the positive developments and the comments.
 ``pdftotext`` is Debian's poppler-utils (.ci installs it)."""
 
@@ -24,7 +24,7 @@ from sqlmodel import Session
 
 from notifications.documents import FONT_FAMILY, control_block, font_files, render_report_pdf
 from states.machines.report import document
-from tests.test_reports import _documented, _fire
+from tests.support_reports import documented, fire
 
 NAMES = {
     "Polish": "Łukasz Wiśniewski",
@@ -69,12 +69,12 @@ def _flat(text: str) -> str:
 
 
 def _named_report(session: Session, services: dict[str, int], standards: int = 3) -> dict[str, Any]:
-    report, _ = _documented(session, services)
+    report, _ = documented(session, services)
     for lang, name in NAMES.items():
-        _fire(session, report.id, "add_positive", date(2026, 11, 20), text=f"{lang}: thanks to {name}")  # type: ignore[arg-type]
+        fire(session, report.id, "add_positive", date(2026, 11, 20), text=f"{lang}: thanks to {name}")  # type: ignore[arg-type]
     for n in range(standards):
         lang, name = list(NAMES.items())[n % len(NAMES)]
-        _fire(
+        fire(
             session,
             report.id,
             "add_standard",
@@ -104,10 +104,10 @@ def test_names_in_every_script_come_back_from_pdftotext_and_pypdf(
 def test_a_name_typed_with_combining_accents_prints_composed(
     session: Session, services: dict[str, int], tmp_path: Path
 ) -> None:
-    report, _ = _documented(session, services)
+    report, _ = documented(session, services)
     decomposed = unicodedata.normalize("NFD", "Nguyễn Thị Ánh and Seán Ó Briain")
     assert decomposed != "Nguyễn Thị Ánh and Seán Ó Briain"
-    _fire(session, report.id, "add_positive", date(2026, 11, 20), text=decomposed)  # type: ignore[arg-type]
+    fire(session, report.id, "add_positive", date(2026, 11, 20), text=decomposed)  # type: ignore[arg-type]
     text = _pdftotext(render_report_pdf(document(session, report)), tmp_path)
     assert "Nguyễn Thị Ánh and Seán Ó Briain" in _flat(text)
 
