@@ -17,8 +17,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, and_, case, cast, func, literal, null, select, union_all
+from sqlalchemy.orm import class_mapper
 from sqlalchemy.sql import ColumnElement, FromClause
-from sqlmodel import Session, col
+from sqlmodel import Session, SQLModel, col
 
 from models.selfassessment import SelfAssessment
 from models.tables import (
@@ -49,10 +50,15 @@ ESCALATED = RiskState.ESCALATED.value
 UPCOMING_WORKING_DAYS = 20
 REPORT_WEIGHTS = {"Met": 1.0, "Partially Met": 0.5, "Unmet": 0.0}  # as states/machines/report.py document()
 
-# SQLModel's classes declare no __table__ (SQLAlchemy's mapping sets it on each table=True model): hence the ignores.
-_D, _E = Deadline.__table__, AuditEvent.__table__  # type: ignore[attr-defined]
-_SVC, _ORG, _NET = Service.__table__, Organisation.__table__, Network.__table__  # type: ignore[attr-defined]
-_RISK, _REPORT, _SA = Risk.__table__, Report.__table__, SelfAssessment.__table__  # type: ignore[attr-defined]
+
+def _table(model: type[SQLModel]) -> FromClause:
+    """The table a SQLModel class is mapped to (its ``__table__``, which SQLModel does not declare)."""
+    return class_mapper(model, configure=False).local_table
+
+
+_D, _E = _table(Deadline), _table(AuditEvent)
+_SVC, _ORG, _NET = _table(Service), _table(Organisation), _table(Network)
+_RISK, _REPORT, _SA = _table(Risk), _table(Report), _table(SelfAssessment)
 
 
 # ---------------------------------------------------------------- where rows sit
@@ -69,7 +75,7 @@ def _items(open_only: bool = False) -> Any:
     organisation_id, network_id): one UNION ALL; a kind without a column gives NULL."""
     parts = []
     for kind in kinds():
-        t = get_spec(kind).model.__table__  # type: ignore[attr-defined]  # set by the mapping, as above
+        t = _table(get_spec(kind).model)
         ids = [
             t.c[c] if c in t.c else cast(null(), Integer).label(c)
             for c in ("service_id", "organisation_id", "network_id")

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import class_mapper
 from sqlmodel import Session, col
 
 from models.sheets import csv_value  # text that could run as a formula is escaped (OWASP)
@@ -147,8 +148,7 @@ class _Owners:
     def network(self, kind: str, item_id: int) -> int:
         if kind not in self.maps:
             model = get_spec(kind).model
-            # SQLModel's class declares no __table__; SQLAlchemy's mapping sets it on every table=True model.
-            table = model.__table__  # type: ignore[attr-defined]
+            table = class_mapper(model, configure=False).local_table  # its __table__, which SQLModel does not declare
             if "network_id" in table.c:
                 query = select(table.c.id, table.c.network_id)
             else:
