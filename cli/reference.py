@@ -279,7 +279,12 @@ def _example(kind: str, row: dict[str, Any]) -> str:
 def kind_section(kind: str) -> list[str]:
     spec = get_spec(kind)
     rows = manual_rows(spec)
-    out = [f"## {kind}", "", f"{spec.describe}. Machine: `states/machines/{kind}.py`; `peerwatch diagram {kind}` draws it.", ""]
+    out = [
+        f"## {kind}",
+        "",
+        f"{spec.describe}. Machine: `states/machines/{kind}.py`; `peerwatch diagram {kind}` draws it.",
+        "",
+    ]
     if not rows:
         return [*out, "Nothing to fire by hand: peerwatch moves it.", ""]
     out += [
