@@ -180,7 +180,7 @@ def london_vtimezone() -> Timezone:
     """Europe/London as two yearly rules (BST from 01:00 UTC on the last Sunday of March to
     01:00 UTC on the last Sunday of October, the UK's rule since 1996): the compact
     RRULE form Outlook and Google write themselves, rather than a list of dated transitions
-    that ends in 2038. tests/test_feeds.py checks it against the tz database."""
+    that ends in 2038. tests/test_feed_format.py checks it against the tz database."""
     tz = Timezone()
     tz.add("tzid", "Europe/London")
     for part, name, start, offset_from, offset_to, month in (
