@@ -23,7 +23,7 @@ NATIONS = ("ENG", "WLS", "SCT", "NIR")
 DEFAULT_NATION = "ENG"
 
 
-class _BankHolidays:
+class BankHolidays:
     """One nation's bank holidays by year, from the ``holidays`` package.
 
     The package builds its calendars by importing every country it knows (0.15 s), which a
@@ -91,7 +91,7 @@ class WorkingCalendar:
         if nation not in NATIONS:
             raise InvalidInput(f"unknown nation {nation!r}: use one of {', '.join(NATIONS)}")
         self.nation = nation
-        self._holidays = _BankHolidays(nation)
+        self._holidays = BankHolidays(nation)
         self._working: dict[date, bool] = {}
         self._counted: dict[tuple[date, int], date] = {}  # (start, signed n) -> day: many items share dates
 

@@ -47,7 +47,7 @@ def _admin_tx() -> Engine:
     return create_engine(TEST_DATABASE, poolclass=NullPool)
 
 
-def _schema_of(url: str) -> str | None:
+def schema_of(url: str) -> str | None:
     marker = "csearch_path%3D"
     return url.split(marker, 1)[1].split("%20", 1)[0] if marker in url else None
 
@@ -70,7 +70,7 @@ def drop(url: str) -> None:
     from models.db import dispose_engine
 
     dispose_engine(url)
-    schema = _schema_of(url)
+    schema = schema_of(url)
     if schema is not None:
         with _admin().connect() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
@@ -91,7 +91,7 @@ def database_for_test(tmp_dir: Path | str) -> str:
     init_db(url)
     if not _TRIGGERS:  # what a pristine schema has: a pooled one must still have exactly these
         with _admin().connect() as conn:
-            _TRIGGERS.append(_triggers(conn, _schema_of(url) or ""))
+            _TRIGGERS.append(_triggers(conn, schema_of(url) or ""))
     return url
 
 
@@ -117,7 +117,7 @@ def release(url: str) -> None:
     from models.db import dispose_engine
 
     dispose_engine(url)
-    schema = _schema_of(url)
+    schema = schema_of(url)
     if schema is None:
         return
     if not _reset(schema):

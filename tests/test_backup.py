@@ -26,7 +26,7 @@ from states.calendar import calendar_for
 from states.clock import FixedClock
 from states.engine import verify_chain
 from states.services.backup import BackupRefused, backup, restore
-from tests.databases import ON_POSTGRES, drop, fresh_url, skip_on_postgres
+from tests.databases import ON_POSTGRES, drop, fresh_url, schema_of, skip_on_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))
@@ -259,15 +259,13 @@ def test_a_plain_copy_of_a_live_database_can_miss_what_the_backup_keeps(
 def test_postgresql_backup_is_a_pg_dump_of_the_schema_and_restores_verified(
     db_url: str, db: Engine, session: Session, services: dict[str, int], tmp_path: Path
 ) -> None:
-    from tests.databases import _schema_of
-
     _work(session, services)
     events = _events(db_url)
     target = tmp_path / "pg.backup"
     proc = _cli(db_url, "--json", "backup", str(target))
     assert proc.returncode == 0, proc.stderr
     written = json.loads(proc.stdout)
-    assert written["database"] == "postgresql" and written["schema"] == _schema_of(db_url)
+    assert written["database"] == "postgresql" and written["schema"] == schema_of(db_url)
     assert target.read_bytes()[:5] == b"PGDMP"
 
     # A schema that already holds tables is refused, nothing changed.

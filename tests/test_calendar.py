@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from models import Risk
 from models.tables import Deadline, Organisation, Service
 from states import engine
-from states.calendar import NATIONS, WorkingCalendar, calendar_for
+from states.calendar import NATIONS, BankHolidays, WorkingCalendar, calendar_for
 from states.clock import FixedClock, SystemClock, clock_from, local_date, parse_date, today
 from states.errors import BadDate, InvalidInput
 from states.machines.risk import FORMAL_NOTIFICATION_WORKING_DAYS, RESPONSE_WORKING_DAYS
@@ -498,11 +498,9 @@ def test_bank_holidays_are_cached_per_package_version_and_the_cache_is_only_a_co
     ignored and rewritten, and the answers never differ from the package's."""
     import holidays as package
 
-    from states.calendar import _BankHolidays
-
     monkeypatch.setenv("PEERWATCH_CACHE_DIR", str(tmp_path))
     expected = dict(package.UK(subdiv="SCT", years=2027))
-    first = _BankHolidays("SCT")
+    first = BankHolidays("SCT")
     assert {d: first.get(d) for d in expected} == expected and first.get(date(2027, 1, 5)) is None
     (cached,) = tmp_path.glob("bank-holidays-*-SCT.json")
 
@@ -510,11 +508,11 @@ def test_bank_holidays_are_cached_per_package_version_and_the_cache_is_only_a_co
         raise AssertionError("the cached year must not ask the package again")
 
     monkeypatch.setattr(package, "UK", no_package)
-    second = _BankHolidays("SCT")
+    second = BankHolidays("SCT")
     assert {d: second.get(d) for d in expected} == expected
     monkeypatch.undo()
     monkeypatch.setenv("PEERWATCH_CACHE_DIR", str(tmp_path))
     cached.write_text("{not json")
-    third = _BankHolidays("SCT")
+    third = BankHolidays("SCT")
     assert {d: third.get(d) for d in expected} == expected
     assert "2027" in cached.read_text()  # rewritten whole
