@@ -282,7 +282,7 @@ def _reading(res: Results) -> list[str]:
         ]
         if reselect:
             out.append(
-                "  Each due row is SELECTed again by `engine.load` although the sweep's `_preload` read the batch: "
+                "  Each due row is SELECTed again by `engine.load` although the sweep's `preload` read the batch: "
                 "the preloaded rows are not kept referenced, and the session's identity map holds them weakly."
             )
     if "2" in failed:

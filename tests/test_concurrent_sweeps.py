@@ -207,7 +207,7 @@ def test_sweep_loses_to_an_operator_who_commits_first(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     (rid, *_) = _new_work(session, services, FIRST_SWEEP)
-    preload = sweep_module._preload
+    preload = sweep_module.preload
 
     def operator_moves_in(s: Session, deadlines: list[Deadline]) -> None:
         preload(s, deadlines)  # the sweep has read the row...
@@ -225,7 +225,7 @@ def test_sweep_loses_to_an_operator_who_commits_first(
             )
             other.commit()
 
-    monkeypatch.setattr(sweep_module, "_preload", operator_moves_in)
+    monkeypatch.setattr(sweep_module, "preload", operator_moves_in)
     # On SQLite the sweep's batch takes the write lock first (BEGIN IMMEDIATE), so this
     # interleaving cannot happen there; without it, the row's version check must still decide.
     monkeypatch.setattr(sweep_module, "begin_write", lambda s: None)

@@ -228,7 +228,7 @@ def test_two_editors_at_once_one_wins_the_other_is_told(db: Engine, services: di
         # b still holds its stale copy (valid_until None): the guarded UPDATE matches nothing
         b.expire_on_commit = False
         with pytest.raises((StaleVersion, InvalidInput)):
-            contacts._close(b, c_b, date(2027, 1, 12), date(2027, 1, 11))
+            contacts.close_contact(b, c_b, date(2027, 1, 12), date(2027, 1, 11))
         b.rollback()
     with Session(db) as s:
         assert (

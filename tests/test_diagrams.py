@@ -33,8 +33,8 @@ def default_policy(monkeypatch: pytest.MonkeyPatch) -> None:
 def _with_changed_machine(monkeypatch: pytest.MonkeyPatch, kind: str, extra: dict[str, object]) -> None:
     """Register a copy of a kind's machine with one more transition, as if someone edited the table."""
     spec = get_spec(kind)
-    changed = dataclasses.replace(spec, transitions=[*copy.deepcopy(spec.transitions), extra], _machine=None)
-    monkeypatch.setitem(kind_registry._SPECS, kind, changed)
+    changed = dataclasses.replace(spec, transitions=[*copy.deepcopy(spec.transitions), extra])
+    monkeypatch.setitem(kind_registry.SPECS, kind, changed)
 
 
 # --------------------------------------------------------------------------- the docs match the code

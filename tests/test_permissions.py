@@ -23,7 +23,7 @@ DAY = FixedClock(date(2026, 12, 18))
 
 @pytest.fixture(autouse=True)
 def _fresh_overrides() -> None:
-    permissions._overrides.cache_clear()
+    permissions.forget_overrides()
 
 
 def test_the_matrix_lists_every_trigger_of_every_kind_and_the_auditor_nowhere() -> None:

@@ -434,7 +434,7 @@ def test_batch_loses_whole_to_a_writer_who_changed_one_of_its_rows_after_it_read
     first, second = raise_risk("SC"), raise_risk("SC")
     session.commit()
     at = FixedClock(date(2026, 12, 18))
-    preload = engine._preload
+    preload = engine.preload
 
     def someone_else_moves_in(s: Session, requests: list[engine.Request]) -> list[Any]:
         rows = preload(s, requests)  # the batch has read both rows...
@@ -454,7 +454,7 @@ def test_batch_loses_whole_to_a_writer_who_changed_one_of_its_rows_after_it_read
             other.commit()
         return rows
 
-    monkeypatch.setattr(engine, "_preload", someone_else_moves_in)
+    monkeypatch.setattr(engine, "preload", someone_else_moves_in)
     counts = _counts(session)
     with pytest.raises(StaleVersion, match="one of 2 items was changed by someone else"):
         engine.fire_many(

@@ -201,7 +201,7 @@ def test_deadline_changed_between_scan_and_batch_is_skipped(
     import states.engine.sweep as sweep
 
     risk = _notified(session, raise_risk, "IR")
-    real = sweep._due_ids
+    real = sweep.due_ids
 
     def scan_then_operator_acts(s: Session, today: date) -> tuple[list[int], list[int]]:
         found = real(s, today)
@@ -210,7 +210,7 @@ def test_deadline_changed_between_scan_and_batch_is_skipped(
             other.commit()
         return found
 
-    monkeypatch.setattr(sweep, "_due_ids", scan_then_operator_acts)  # type: ignore[attr-defined]
+    monkeypatch.setattr(sweep, "due_ids", scan_then_operator_acts)  # type: ignore[attr-defined]
     summary = run_sweep(db, FixedClock(date(2027, 1, 7)))
     assert summary.actions == []
     assert _state(db, risk.id) == "monitoring"

@@ -163,7 +163,7 @@ def fire_many(
     policy = policy or Policy.from_env()
     if len(requests) > 1:
         session.flush()  # anything pending goes out before the batch is read
-    loaded = _preload(session, requests)  # held until written: the identity map keeps rows only while referenced
+    loaded = preload(session, requests)  # held until written: the identity map keeps rows only while referenced
     with session.no_autoflush:  # rows change in memory only until the batch is written
         plans = [_plan(session, r, actor.strip(), role, now, today, policy) for r in requests]
     _write(session, [p for p in plans if p.done is None], now, today)
@@ -224,8 +224,10 @@ def _follow_on(session: Session, plans: list[Plan], *, linked: bool) -> None:
                 link(session, p.row, f.link, out.row.id)
 
 
-def _preload(session: Session, requests: list[Request]) -> list[StatefulItem]:
-    """A batch's rows in one IN query per kind, so each load is an identity-map hit."""
+def preload(session: Session, requests: list[Request]) -> list[StatefulItem]:
+    """A batch's rows in one IN query per kind, so each load is an identity-map hit.
+
+    Public as a test seam: tests replace it to act between the read and the write."""
     if len(requests) < 2:
         return []
     by_kind: dict[str, list[int]] = {}

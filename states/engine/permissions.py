@@ -31,6 +31,11 @@ from states.machines.spec import KindSpec, get_spec, kinds
 from states.roles import ACTOR_ROLES, AUDITOR
 
 
+def forget_overrides() -> None:
+    """Test seam: forget the cached permissions file, so the next check reads it again."""
+    _overrides.cache_clear()
+
+
 @cache
 def _overrides(path: str | None) -> dict[str, Any]:
     if not path:

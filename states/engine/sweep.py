@@ -46,7 +46,8 @@ class SweepSummary:
         return sum(1 for a in self.actions if a["action"] == action)
 
 
-def _due_ids(session: Session, today: date) -> tuple[list[int], list[int], list[int]]:
+def due_ids(session: Session, today: date) -> tuple[list[int], list[int], list[int]]:
+    """The deadlines to remind, chase and mark today (public as a test seam: tests act after the scan)."""
     reminders = session.exec(
         select(Deadline.id)
         .where(
@@ -87,7 +88,7 @@ def run_sweep(
     today = local_date(clock.now())
     summary = SweepSummary(as_of=today)
     with Session(db, expire_on_commit=False) as session:
-        reminder_ids, passed_ids, today_ids = _due_ids(session, today)
+        reminder_ids, passed_ids, today_ids = due_ids(session, today)
     for ids, handler in ((reminder_ids, _remind), (today_ids, _due_today), (passed_ids, _pass)):
         for start in range(0, len(ids), BATCH):
             chunk = ids[start : start + BATCH]
@@ -101,7 +102,7 @@ def run_sweep(
                         .order_by(col(Deadline.due_on), col(Deadline.id))
                     )
                 )
-                loaded = _preload(session, deadlines)  # held so the identity map keeps them for the batch
+                loaded = preload(session, deadlines)  # held so the identity map keeps them for the batch
                 handler(session, deadlines, clock, today, policy, summary)
                 session.commit()
                 del loaded
@@ -114,9 +115,11 @@ def run_sweep(
     return summary
 
 
-def _preload(session: Session, deadlines: list[Deadline]) -> list[Any]:
+def preload(session: Session, deadlines: list[Deadline]) -> list[Any]:
     """One IN query per kind, so the engine's loads hit the identity map (the caller keeps the
-    list: the session holds rows only while something references them)."""
+    list: the session holds rows only while something references them).
+
+    Public as a test seam: tests replace it to act between the scan and the batch."""
     by_kind: dict[str, set[int]] = defaultdict(set)
     for d in deadlines:
         by_kind[d.kind].add(d.item_id)

@@ -205,7 +205,8 @@ class KindSpec:
     describe: str = ""
     # Labels for states in diagrams, read when drawn (e.g. local policy's names for levels).
     state_labels: Callable[[], Mapping[str, str]] | None = None
-    _machine: Any = None  # transitions.Machine, built on first use
+    # transitions.Machine, built on first use; not an argument, so a replace() builds its own
+    _machine: Any = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         """State Enums in the table become the plain strings the transitions library wants."""
@@ -331,7 +332,7 @@ _MODULES = {
     "perinatal": "states.machines.perinatal",
     "mssp": "states.machines.mssp",
 }
-_SPECS: dict[str, KindSpec] = {}
+SPECS: dict[str, KindSpec] = {}  # loaded specs by kind; public as a test seam (tests swap one in)
 
 
 def kinds() -> list[str]:
@@ -341,6 +342,6 @@ def kinds() -> list[str]:
 def get_spec(kind: str) -> KindSpec:
     if kind not in _MODULES:
         raise NotFound(f"unknown kind {kind!r}: known kinds are {', '.join(_MODULES)}")
-    if kind not in _SPECS:
-        _SPECS[kind] = importlib.import_module(_MODULES[kind]).SPEC
-    return _SPECS[kind]
+    if kind not in SPECS:
+        SPECS[kind] = importlib.import_module(_MODULES[kind]).SPEC
+    return SPECS[kind]

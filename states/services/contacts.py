@@ -149,8 +149,10 @@ def _fields(c: Contact) -> dict[str, Any]:
     }
 
 
-def _close(session: Session, c: Contact, effective: date, today: date) -> None:
-    """Close ``c`` at ``effective``, unless someone else closed it meanwhile (then StaleVersion)."""
+def close_contact(session: Session, c: Contact, effective: date, today: date) -> None:
+    """Close ``c`` at ``effective``, unless someone else closed it meanwhile (then StaleVersion).
+
+    Public as a test seam: tests call it on a stale copy to show the guarded UPDATE."""
     if c.valid_until is not None:
         succ = session.exec(select(Contact.id).where(Contact.replaces_id == c.id)).first()
         how = f"replaced by contact {succ}" if succ else "retired"
@@ -195,7 +197,7 @@ def edit_contact(
     if not changes:
         raise InvalidInput(f"nothing to change on contact {contact_id}: give a new --name and/or --email")
     _check_actor(actor, actor_role)
-    _close(session, old, effective, _today(clock))
+    close_contact(session, old, effective, _today(clock))
     new = Contact(
         role=old.role,
         name=changes.get("name", old.name),
@@ -254,7 +256,7 @@ def retire_contact(
     holds the role at that level or above (letters for it would be undeliverable incidents)."""
     c = get_contact(session, contact_id)
     _check_actor(actor, actor_role)
-    _close(session, c, effective, _today(clock))
+    close_contact(session, c, effective, _today(clock))
     assert c.id is not None
     engine.record_change(
         session,
