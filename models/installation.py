@@ -24,6 +24,7 @@ class Installation(Table, table=True):
     id: int | None = Field(default=None, primary_key=True)
     installation_id: str = Field(max_length=36)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    training: bool = False  # made by ``peerwatch init --training``: simulated dates, no SMTP
 
 
 def installation_id(session: Session) -> str:

@@ -29,7 +29,9 @@ class Surveillance(StatefulItem, table=True):
     enhanced_actions: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     provider_agreed_by: str | None = None
     provider_agreed_on: date | None = None
+    provider_agreed_user_id: int | None = None  # the two signatories are compared by account
     commissioner_agreed_by: str | None = None
     commissioner_agreed_on: date | None = None
+    commissioner_agreed_user_id: int | None = None
     visit_id: int | None = Field(default=None, foreign_key="visit.id", index=True)
     closed_reason: str | None = None

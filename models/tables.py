@@ -167,8 +167,10 @@ class AccuracyItem(Table, table=True):
     text: str
     manager_decision: str | None = None  # accepted | rejected (Network Manager)
     manager_actor: str | None = None
+    manager_user_id: int | None = None  # the two deciders are compared by account, not by name
     lead_decision: str | None = None  # accepted | rejected (Regional Network Lead)
     lead_actor: str | None = None
+    lead_user_id: int | None = None
 
     @property
     def outcome(self) -> str | None:
@@ -239,6 +241,7 @@ class RefusedAttempt(Table, table=True):
     role: str
     at: datetime = Field(sa_type=UTCDateTime)
     reason: str
+    user_id: int | None = None  # the account that tried (None: nobody could be identified)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
@@ -300,8 +303,8 @@ class AuditEvent(Table, table=True):
     id: int | None = Field(default=None, primary_key=True)
     kind: str
     item_id: int
-    at: datetime = Field(sa_type=UTCDateTime)
-    actor: str
+    at: datetime = Field(sa_type=UTCDateTime)  # effective time: the clock the action ran on
+    actor: str  # the account's display name at the time
     role: str
     trigger: str
     from_state: str | None
@@ -310,7 +313,10 @@ class AuditEvent(Table, table=True):
     version: int
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     prev_hash: str = ""  # the hash of the event before this one: a tamper-evident chain
-    hash: str = ""
+    hash: str = ""  # HMAC-SHA-256 under the key ``key_id`` (plain SHA-256 before revision 0011)
+    user_id: int | None = None  # the account that acted (None only for events before revision 0011)
+    recorded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # wall clock, UTC
+    key_id: str | None = None  # which audit key signed it (None: unkeyed, before revision 0011)
 
 
 class AuditHead(Table, table=True):
@@ -335,6 +341,7 @@ class Proposal(Table, table=True):
     role: str
     at: datetime = Field(sa_type=UTCDateTime)
     item_version: int
+    user_id: int | None = None  # four eyes compares accounts, not names
 
 
 class OutboxStatus(StrEnum):

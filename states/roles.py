@@ -12,13 +12,43 @@ NETWORK_OFFICE = "network-office"
 NETWORK_MANAGER = "network-manager"
 REGIONAL_LEAD = "regional-lead"
 OPERATOR = "operator"
-SYSTEM = "system"
+SYSTEM = "system"  # the sweeps' and dispatcher's built-in account only: never granted to a person
 AUDITOR = "auditor"
+ADMINISTRATOR = "administrator"  # manages accounts, grants, tokens and permissions; fires nothing clinical
 
 ACTOR_ROLES = (NETWORK_OFFICE, NETWORK_MANAGER, REGIONAL_LEAD, OPERATOR, SYSTEM, AUDITOR)
+NETWORK_ROLES = (NETWORK_OFFICE, NETWORK_MANAGER, REGIONAL_LEAD, OPERATOR, AUDITOR)
+# The roles of the Trusts and commissioners (the Trust portal), taken from the contact roles.
+TRUST_ROLES = (
+    "chief-executive",
+    "medical-director",
+    "service-lead",
+    "lead-doctor",
+    "lead-nurse",
+    "ahp-lead",
+    "service-manager",
+    "divisional-manager",
+    "divisional-director",
+    "responsible-executive",
+)
+COMMISSIONER_ROLES = (
+    "responsible-commissioner",
+    "accountable-officer",
+    "asct",
+    "commissioning-lead",
+    "icb",
+    "lms-lead",
+)
+GRANTABLE_ROLES = (*NETWORK_ROLES, ADMINISTRATOR, *TRUST_ROLES, *COMMISSIONER_ROLES)
 NETWORK_LEADS = frozenset({NETWORK_MANAGER, REGIONAL_LEAD})
 STAFF = frozenset({NETWORK_OFFICE, NETWORK_MANAGER, REGIONAL_LEAD, OPERATOR})
 SYSTEM_ACTOR = "peerwatch-sweeper"
+
+
+def check_grantable(role: str) -> str:
+    if role not in GRANTABLE_ROLES:
+        raise InvalidInput(f"unknown role {role!r}: use one of {', '.join(GRANTABLE_ROLES)}")
+    return role
 
 
 def check_actor_role(role: str) -> str:

@@ -12,11 +12,18 @@ from typing import Any
 
 import pytest
 
+from tests.factories import person
+
 # Before anything imports Prefect: a private home, and nothing sent anywhere.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="peerwatch-prefect-")
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.pop("PEERWATCH_AS_OF", None)
+# The audit chain's key, as a secrets manager would set it (states/engine/keys.py); tests of
+# the key file and of a missing key set their own.
+TEST_AUDIT_KEY = "test-1:" + "5e" * 32
+os.environ["PEERWATCH_AUDIT_KEY"] = TEST_AUDIT_KEY
+os.environ.pop("PEERWATCH_AUDIT_KEY_FILE", None)
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -80,7 +87,9 @@ def raise_risk(session: Session, services: dict[str, int], clock: FixedClock) ->
             state="new",
             **fields,
         )
-        out = engine.create(session, "risk", row, "raise", actor="panel lead", role="network-manager", clock=clock)
+        out = engine.create(
+            session, "risk", row, "raise", principal=person("panel lead", "network-manager"), clock=clock
+        )
         session.commit()
         assert isinstance(out.row, Risk)
         return out.row

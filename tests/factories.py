@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 
 from models import Contact, Network, Organisation, Reviewer, Service
 from states import text as _entry_rule  # noqa: F401  (names and addresses checked on flush, as in production)
+from states.principal import Grant, Principal
 
 CENTRAL, MERSEY = "Central West Midlands trauma pathway", "Mersey trauma pathway"
 MRH = "Midland Royal Major Trauma Centre"
@@ -287,3 +288,15 @@ def reference_data(session: Session) -> dict[str, int]:
     contact(session, "national-medical-lead", "Prof Alan Whitfield", "national.medicallead@england.nhs.example")
     session.flush()
     return services
+
+
+_ACCOUNTS: dict[str, int] = {}
+
+
+def person(name: str, role: str, *more: str, user_id: int | None = None) -> Principal:
+    """A principal for tests that call the use cases directly: the named person holding
+    ``role`` (and ``more``) for the whole installation, acting in ``role``. The same name is
+    the same account (its id stable within the run); the ids start at 1000, above any account
+    the test database holds. Entry points authenticate for real in tests/test_accounts*.py."""
+    uid = user_id if user_id is not None else _ACCOUNTS.setdefault(name, 1000 + len(_ACCOUNTS))
+    return Principal(uid, name, tuple(Grant(r) for r in (role, *more)), via="test", prefer=role)

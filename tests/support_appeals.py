@@ -27,6 +27,7 @@ from states.clock import FixedClock
 from states.machines.appeal import AppealState
 from states.machines.spec import get_spec
 from states.services.appeal import submit
+from tests.factories import person
 
 A = AppealState
 SPEC = get_spec("appeal")
@@ -75,7 +76,7 @@ def visit_fire(
     **params: Any,
 ) -> None:
     engine.fire(
-        session, "visit", visit_id, trigger, actor=actor, role=role, clock=FixedClock(day), params=params or None
+        session, "visit", visit_id, trigger, principal=person(actor, role), clock=FixedClock(day), params=params or None
     )
     session.commit()
 
@@ -96,8 +97,7 @@ def report_fire(
         "report",
         report_id,
         trigger,
-        actor=actor,
-        role=role,
+        principal=person(actor, role),
         clock=FixedClock(day),
         note=note,
         params=params or None,
@@ -116,8 +116,7 @@ def visit_with_feedback(
         "visit",
         Visit(service_id=services[MRH], state="new"),
         "propose",
-        actor=ORGANISER,
-        role=OFFICE,
+        principal=person(ORGANISER, OFFICE),
         clock=FixedClock(start),
     ).row
     session.commit()
@@ -139,7 +138,7 @@ def visit_with_feedback(
     )
     visit_fire(session, vid, "confirm_prepared", start)
     visit_fire(session, vid, "hold", visit_day)
-    visit_fire(session, vid, "give_feedback", visit_day, actor=FEEDBACK, role=NM, risks=risks)
+    visit_fire(session, vid, "give_feedback", visit_day, principal=person(FEEDBACK, NM), risks=risks)
     report = session.exec(select(Report).where(Report.visit_id == vid)).one()
     assert report.id is not None
     return vid, report.id
@@ -180,18 +179,23 @@ def build_world(
         rid,
         "decide_inaccuracy",
         date(2026, 12, 22),
-        actor=MANAGER,
-        role=NM,
+        principal=person(MANAGER, NM),
         item_id=item.id,
         decision="accepted",
     )
     report_fire(
-        session, rid, "decide_inaccuracy", date(2026, 12, 22), actor=LEAD, role=RL, item_id=item.id, decision="rejected"
+        session,
+        rid,
+        "decide_inaccuracy",
+        date(2026, 12, 22),
+        principal=person(LEAD, RL),
+        item_id=item.id,
+        decision="rejected",
     )
-    report_fire(session, rid, "approve", date(2027, 1, 8), actor=MANAGER, role=NM)
+    report_fire(session, rid, "approve", date(2027, 1, 8), principal=person(MANAGER, NM))
     report_fire(session, rid, "distribute", date(2027, 1, 11))
     if publish:
-        report_fire(session, rid, "publish", P, actor=MANAGER, role=NM)
+        report_fire(session, rid, "publish", P, principal=person(MANAGER, NM))
     risks = {r.level: r.id for r in session.exec(select(Risk).where(Risk.visit_id == vid))}
     return World(
         vid,
@@ -219,8 +223,7 @@ def submit_appeal(
         appellant_contact_id=contact_id or w.ceo.id,
         statement=STATEMENT,  # type: ignore[arg-type]
         grounds=[{"risk_id": w.sc}] if grounds is None else grounds,
-        actor="Ms Nora Office",
-        role=OFFICE,
+        principal=person("Ms Nora Office", OFFICE),
         clock=FixedClock(day),
     )
 
@@ -254,8 +257,7 @@ def considering(db: Engine, session: Session, w: World, day: date = P + timedelt
         "appeal",
         row.id,
         "begin_consideration",
-        actor=DECIDER,
-        role=RL,
+        principal=person(DECIDER, RL),
         clock=FixedClock(day + timedelta(days=1)),
     )  # type: ignore[arg-type]
     session.commit()

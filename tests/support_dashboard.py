@@ -20,6 +20,7 @@ from states.engine.sweep import run_sweep
 from states.machines.standards import standards_of
 from states.services.selfassessment import start
 from states.services.standards import load_standard_sets, read_library
+from tests.factories import person
 
 ROOT = Path(__file__).resolve().parents[1]
 CAL = calendar_for("ENG")
@@ -50,7 +51,7 @@ def raise_item(s: Session, services: dict[str, int], level: str, service: str, d
         visit_date=day,
         state="new",
     )
-    return engine.create(s, "risk", row, "raise", actor="panel lead", role=NM, clock=FixedClock(day)).row.id  # type: ignore[return-value]
+    return engine.create(s, "risk", row, "raise", principal=person("panel lead", NM), clock=FixedClock(day)).row.id  # type: ignore[return-value]
 
 
 def fire(s: Session, kind: str, item_id: int, trigger: str, day: date, role: str = NM, **kw: Any) -> None:
@@ -59,8 +60,7 @@ def fire(s: Session, kind: str, item_id: int, trigger: str, day: date, role: str
         kind,
         item_id,
         trigger,
-        actor="Nina NM" if role == NM else "Jo Office",
-        role=role,
+        principal=person("Nina NM" if role == NM else "Jo Office", role),
         clock=FixedClock(day),
         **kw,
     )
@@ -69,7 +69,7 @@ def fire(s: Session, kind: str, item_id: int, trigger: str, day: date, role: str
 def approved_report(s: Session, services: dict[str, int]) -> int:
     row = Report(service_id=services[MERSEY], basis_date=D0, state="new")
     rid: int = engine.create(
-        s, "report", row, "start_drafting", actor="Jo Office", role=OFFICE, clock=FixedClock(D0)
+        s, "report", row, "start_drafting", principal=person("Jo Office", OFFICE), clock=FixedClock(D0)
     ).row.id  # type: ignore[assignment]
     for ref, status in (("1.1", "Met"), ("1.2", "Partially Met"), ("1.3", "Unmet"), ("1.4", "Not applicable")):
         fire(s, "report", rid, "add_standard", D0, role=OFFICE, params={"ref": ref, "status": status})
@@ -81,9 +81,12 @@ def approved_report(s: Session, services: dict[str, int]) -> int:
 def validated_assessment(s: Session, services: dict[str, int]) -> int:
     """A declaration circulated, returned (one standard Met, the rest Unmet) and accepted as declared."""
     load_standard_sets(
-        s, read_library(ROOT / "docs" / "standards-example.yaml"), actor="Jo Office", role=OFFICE, clock=FixedClock(D0)
+        s,
+        read_library(ROOT / "docs" / "standards-example.yaml"),
+        principal=person("Jo Office", OFFICE),
+        clock=FixedClock(D0),
     )
-    row: SelfAssessment = start(s, services[ACC], 2026, actor="Jo Office", role=OFFICE, clock=FixedClock(D0)).row
+    row: SelfAssessment = start(s, services[ACC], 2026, principal=person("Jo Office", OFFICE), clock=FixedClock(D0)).row
     rows = []
     for n, std in enumerate(standards_of(s, row.standard_set_id)):
         met = n == 0

@@ -16,6 +16,7 @@ from notifications.ics import uid
 from states import engine
 from states.clock import FixedClock
 from states.services.cycle import plan_year
+from tests.factories import person
 
 MRH = "Midland Royal Major Trauma Centre"
 SEVERNSIDE = "Severnside Trauma Unit"
@@ -31,13 +32,13 @@ CLOCK = FixedClock(DAY)
 
 def raise_risk_row(session: Session, service_id: int, level: str, title: str) -> Risk:
     row = Risk(service_id=service_id, level=level, title=title, identified_on=DAY, visit_date=DAY, state="new")
-    out = engine.create(session, "risk", row, "raise", actor="Jo Smith", role=NM, clock=CLOCK)
+    out = engine.create(session, "risk", row, "raise", principal=person("Jo Smith", NM), clock=CLOCK)
     session.commit()
     return out.row  # type: ignore[return-value]
 
 
 def fire(session: Session, kind: str, item_id: int, trigger: str, day: date = DAY, **kw: Any) -> None:
-    engine.fire(session, kind, item_id, trigger, actor="Jo Smith", role=NM, clock=FixedClock(day), **kw)
+    engine.fire(session, kind, item_id, trigger, principal=person("Jo Smith", NM), clock=FixedClock(day), **kw)
     session.commit()
 
 
@@ -53,8 +54,7 @@ def world(session: Session, services: dict[str, int]) -> dict[str, Any]:
         "visit",
         Visit(service_id=services[MRH], state="new"),
         "propose",
-        actor="Office",
-        role="network-office",
+        principal=person("Office", "network-office"),
         clock=CLOCK,
         note="weighting",
     ).row

@@ -19,6 +19,7 @@ from models.tables import Contact, OutboxMessage, Service
 from states import engine
 from states.clock import FixedClock
 from states.policy import Policy
+from tests.factories import person
 
 UTC = UTC
 MRH = "Midland Royal Major Trauma Centre"
@@ -37,8 +38,7 @@ def notify(session: Session, risk_id: int, day: date = NOTIFIED) -> None:
         "risk",
         risk_id,
         "send_formal_notification",
-        actor="Dr Asha Patel",
-        role="network-manager",
+        principal=person("Dr Asha Patel", "network-manager"),
         clock=FixedClock(day),
     )
     session.commit()

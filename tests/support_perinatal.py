@@ -15,6 +15,7 @@ from states import engine
 from states.clock import FixedClock
 from states.machines.perinatal import PerinatalState
 from states.machines.spec import get_spec
+from tests.factories import person
 
 S = PerinatalState
 NM = "network-manager"
@@ -63,7 +64,7 @@ def raise_concern(session: Session, maternity: int) -> Callable[..., PerinatalCo
         row = PerinatalConcern(
             service_id=maternity, title="Rising stillbirth rate on the dashboard", raised_on=day, state="new", **fields
         )
-        out = engine.create(session, "perinatal", row, "raise", actor="nm", role=NM, clock=FixedClock(day))
+        out = engine.create(session, "perinatal", row, "raise", principal=person("nm", NM), clock=FixedClock(day))
         session.commit()
         return out.row  # type: ignore[return-value]
 

@@ -14,6 +14,7 @@ from models.tables import AccuracyItem, Attachment, Report, Reviewer, Visit
 from states import engine
 from states.clock import FixedClock
 from states.machines.report import document
+from tests.factories import person
 
 NM, RL, OFFICE, OPERATOR = "network-manager", "regional-lead", "network-office", "operator"
 MRH = "Midland Royal Major Trauma Centre"
@@ -60,8 +61,7 @@ def fire(
         "report",
         report_id,
         trigger,
-        actor=actor,
-        role=role,
+        principal=person(actor, role),
         clock=FixedClock(day),
         note=note,
         params=params or None,
@@ -87,8 +87,7 @@ def drafting(session: Session, services: dict[str, int], basis: date = VISIT) ->
         "report",
         Report(service_id=services[MRH], basis_date=basis, state="new"),
         "start_drafting",
-        actor="tester",
-        role=OFFICE,
+        principal=person("tester", OFFICE),
         clock=FixedClock(basis),
     )
     session.commit()
@@ -103,8 +102,7 @@ def visit_fire(
         "visit",
         visit_id,
         trigger,
-        actor="tester",
-        role=role,
+        principal=person("tester", role),
         clock=FixedClock(day),
         note=note,
         params=params or None,
@@ -122,8 +120,7 @@ def report_of_visit(
         "visit",
         Visit(service_id=services[MRH], state="new"),
         "propose",
-        actor="tester",
-        role=OFFICE,
+        principal=person("tester", OFFICE),
         clock=FixedClock(start),
     ).row
     reviewer = session.exec(select(Reviewer).where(Reviewer.name == "Ms Carys Holt")).one()

@@ -24,6 +24,7 @@ from states.machines.standards import (
 )
 from states.services.selfassessment import import_spreadsheet, start
 from states.services.standards import load_standard_sets, read_library
+from tests.factories import person
 
 S = SelfAssessmentState
 ACC = "Severnside Adult Critical Care"
@@ -45,7 +46,9 @@ GOOD: dict[str, tuple[Any, Any, Any, Any]] = {
 @pytest.fixture
 def library(session: Session, services: dict[str, int]) -> dict[str, int]:
     """The example standards library loaded; service kind -> set id."""
-    loaded = load_standard_sets(session, read_library(LIBRARY), actor="Jo Office", role=OFFICE, clock=FixedClock(DAY))
+    loaded = load_standard_sets(
+        session, read_library(LIBRARY), principal=person("Jo Office", OFFICE), clock=FixedClock(DAY)
+    )
     session.commit()
     return {x["service_kind"]: x["id"] for x in loaded}
 
@@ -53,7 +56,7 @@ def library(session: Session, services: dict[str, int]) -> dict[str, int]:
 def circulate(
     session: Session, services: dict[str, int], clock: FixedClock, service: str = ACC, year: int = 2026
 ) -> SelfAssessment:
-    out = start(session, services[service], year, actor="Jo Office", role=OFFICE, clock=clock)
+    out = start(session, services[service], year, principal=person("Jo Office", OFFICE), clock=clock)
     session.commit()
     return out.row  # type: ignore[no-any-return]
 
@@ -79,7 +82,9 @@ def fill(data: bytes, answers: dict[str, tuple[Any, Any, Any, Any]], percent_ref
 
 
 def import_filled(db: Engine, row: SelfAssessment, data: bytes, clock: FixedClock) -> SelfAssessment:
-    return import_spreadsheet(db, row.id, data, filename="return.xlsx", actor="Jo Office", role=OFFICE, clock=clock)  # type: ignore[arg-type]
+    return import_spreadsheet(
+        db, row.id, data, filename="return.xlsx", principal=person("Jo Office", OFFICE), clock=clock
+    )  # type: ignore[arg-type]
 
 
 def items_of(session: Session, row: SelfAssessment) -> dict[str, SelfAssessmentItem]:
@@ -133,11 +138,11 @@ def reach(session: Session, db: Engine, services: dict[str, int], clock: FixedCl
     session.expire_all()  # imported in its own session
     if state == S.RECEIVED:
         return row
-    engine.fire(session, "selfassessment", row.id, "accept_all", actor="Jo Office", role=OFFICE, clock=clock)  # type: ignore[arg-type]
+    engine.fire(session, "selfassessment", row.id, "accept_all", principal=person("Jo Office", OFFICE), clock=clock)  # type: ignore[arg-type]
     session.commit()
     if state == S.VALIDATED:
         return row
-    engine.fire(session, "selfassessment", row.id, "close", actor="Jo Office", role=OFFICE, clock=clock)  # type: ignore[arg-type]
+    engine.fire(session, "selfassessment", row.id, "close", principal=person("Jo Office", OFFICE), clock=clock)  # type: ignore[arg-type]
     session.commit()
     if state == S.CLOSED:
         return row
@@ -148,8 +153,7 @@ def reach(session: Session, db: Engine, services: dict[str, int], clock: FixedCl
         "selfassessment",
         row.id,
         "withdraw",
-        actor="Nina NM",
-        role="network-manager",
+        principal=person("Nina NM", "network-manager"),
         clock=clock,
         note="sent in error",
     )  # type: ignore[arg-type]

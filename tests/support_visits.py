@@ -12,6 +12,7 @@ from models.tables import PanelMember, Report, Reviewer, Visit
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
+from tests.factories import person
 
 NM, RL, OFFICE, OPERATOR = "network-manager", "regional-lead", "network-office", "operator"
 MRH = "Midland Royal Major Trauma Centre"
@@ -56,8 +57,7 @@ def fire(
         "visit",
         visit_id,
         trigger,
-        actor="tester",
-        role=role,
+        principal=person("tester", role),
         clock=FixedClock(day),
         note=note,
         params=params or None,
@@ -72,8 +72,7 @@ def propose(session: Session, services: dict[str, int], service: str = MRH, day:
         "visit",
         Visit(service_id=services[service], state="new"),
         "propose",
-        actor="tester",
-        role=OFFICE,
+        principal=person("tester", OFFICE),
         clock=FixedClock(day),
         note="weighting score",
     )

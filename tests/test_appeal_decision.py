@@ -23,6 +23,7 @@ from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidInput, InvalidTrigger
 from states.machines.spec import CLOCK_TRIGGERS
+from tests.factories import person
 from tests.support_appeals import (
     DECIDER,
     DECISION,
@@ -55,8 +56,7 @@ def _decide(
         "appeal",
         appeal_id,
         "decide",
-        actor="Second Pair",
-        role=NM,
+        principal=person("Second Pair", NM),
         clock=FixedClock(DECISION_DAY),
         note=note,
         params={"outcome": outcome, **params},
@@ -67,8 +67,7 @@ def _decide(
         "appeal",
         appeal_id,
         "decide",
-        actor=DECIDER,
-        role=RL,
+        principal=person(DECIDER, RL),
         clock=FixedClock(DECISION_DAY),
         note=note,
         params={"outcome": outcome, **params},
@@ -242,15 +241,19 @@ def test_the_decision_is_final_and_communicated_to_the_chief_executive(
                 "appeal",
                 row.id,
                 trigger,
-                actor=DECIDER,
-                role=RL,
+                principal=person(DECIDER, RL),
                 clock=FixedClock(DECISION_DAY),
                 note="again",  # type: ignore[arg-type]
                 params={"outcome": "upheld", "name": OUTSIDER[0], "email": OUTSIDER[1]},
             )
         session.rollback()
     out = engine.fire(
-        session, "appeal", row.id, "communicate", actor="Ms Nora Office", role=OFFICE, clock=FixedClock(DECISION_DAY)
+        session,
+        "appeal",
+        row.id,
+        "communicate",
+        principal=person("Ms Nora Office", OFFICE),
+        clock=FixedClock(DECISION_DAY),
     )  # type: ignore[arg-type]
     session.commit()
     assert out.row.state == "communicated" and SPEC.allowed_from("communicated") == []

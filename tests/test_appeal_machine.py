@@ -17,6 +17,7 @@ from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidTrigger
 from states.machines.spec import CLOCK_TRIGGERS
+from tests.factories import person
 from tests.support_appeals import (
     CAL,
     DECISION,
@@ -162,8 +163,7 @@ def test_allowed_transitions(
             "appeal",
             appeal.id,
             trigger,
-            actor="proposer",
-            role=NM,
+            principal=person("proposer", NM),
             clock=FixedClock(DAY),  # type: ignore[arg-type]
             note=setup.get("note"),
             params=setup.get("params"),
@@ -176,8 +176,7 @@ def test_allowed_transitions(
         "appeal",
         appeal.id,
         trigger,
-        actor="tester",
-        role=role,
+        principal=person("tester", role),
         clock=FixedClock(DAY),  # type: ignore[arg-type]
         note=setup.get("note"),
         params=setup.get("params"),
@@ -203,8 +202,7 @@ def test_clock_triggers_move_the_result_deadline(session: Session, services: dic
         "appeal",
         appeal.id,
         "extend_deadline",
-        actor="rl",
-        role=RL,
+        principal=person("rl", RL),
         clock=FixedClock(DAY),
         note="subgroup availability",  # type: ignore[arg-type]
         params={"days": 3},
@@ -237,8 +235,7 @@ def test_refused_pairs_change_nothing(session: Session, services: dict[str, int]
             "appeal",
             appeal.id,
             trigger,
-            actor="tester",
-            role=NM,
+            principal=person("tester", NM),
             clock=FixedClock(DAY),
             note="n",  # type: ignore[arg-type]
             params={"outcome": "upheld", "name": "X Y", "email": "x@y.example", "days": 1},

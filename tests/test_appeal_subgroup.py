@@ -17,6 +17,7 @@ from notifications.render import rendered
 from states import engine
 from states.clock import FixedClock
 from states.errors import GuardRefused, InvalidInput
+from tests.factories import person
 from tests.support_appeals import (
     CLAIM,
     FEEDBACK,
@@ -47,8 +48,7 @@ def _add_member(session: Session, appeal_id: int, name: str, email: str) -> engi
         "appeal",
         appeal_id,
         "add_subgroup_member",
-        actor=MANAGER,
-        role=NM,
+        principal=person(MANAGER, NM),
         clock=FixedClock(MEMBER_DAY),
         params={"name": name, "email": email},
     )
@@ -64,8 +64,7 @@ def _refused_member(session: Session, appeal_id: int, name: str, email: str, why
             "appeal",
             appeal_id,
             "add_subgroup_member",
-            actor=MANAGER,
-            role=NM,
+            principal=person(MANAGER, NM),
             clock=FixedClock(MEMBER_DAY),
             params={"name": name, "email": email},
         )
@@ -111,7 +110,9 @@ def test_subgroup_refuses_a_recorded_factual_accuracy_decider(db: Engine, sessio
 def test_an_uninvolved_person_is_invited_and_the_subgroup_convened(db: Engine, session: Session, world: World) -> None:
     row = considering(db, session, world)
     with pytest.raises(GuardRefused, match="has_subgroup"):
-        engine.fire(session, "appeal", row.id, "convene_subgroup", actor=MANAGER, role=NM, clock=FixedClock(MEMBER_DAY))  # type: ignore[arg-type]
+        engine.fire(
+            session, "appeal", row.id, "convene_subgroup", principal=person(MANAGER, NM), clock=FixedClock(MEMBER_DAY)
+        )  # type: ignore[arg-type]
     session.rollback()
     out = _add_member(session, row.id, *OUTSIDER)  # type: ignore[arg-type]
     assert (out.row.state, out.row.subgroup) == ("initial_consideration", [{"name": OUTSIDER[0], "email": OUTSIDER[1]}])  # type: ignore[attr-defined]
@@ -124,8 +125,7 @@ def test_an_uninvolved_person_is_invited_and_the_subgroup_convened(db: Engine, s
             "appeal",
             row.id,
             "add_subgroup_member",
-            actor=MANAGER,
-            role=NM,
+            principal=person(MANAGER, NM),
             clock=FixedClock(MEMBER_DAY),  # type: ignore[arg-type]
             params={"name": "Una O.", "email": OUTSIDER[1].upper()},
         )
@@ -136,14 +136,13 @@ def test_an_uninvolved_person_is_invited_and_the_subgroup_convened(db: Engine, s
             "appeal",
             row.id,
             "add_subgroup_member",
-            actor=MANAGER,
-            role=NM,
+            principal=person(MANAGER, NM),
             clock=FixedClock(MEMBER_DAY),  # type: ignore[arg-type]
             params={"name": "No Email", "email": "nobody"},
         )
     session.rollback()
     out = engine.fire(
-        session, "appeal", row.id, "convene_subgroup", actor=MANAGER, role=NM, clock=FixedClock(MEMBER_DAY)
+        session, "appeal", row.id, "convene_subgroup", principal=person(MANAGER, NM), clock=FixedClock(MEMBER_DAY)
     )  # type: ignore[arg-type]
     session.commit()
     assert out.row.state == "subgroup_convened"

@@ -26,6 +26,7 @@ from states import engine
 from states.clock import FixedClock
 from states.engine.sweep import run_sweep
 from states.errors import GuardRefused
+from tests.factories import person
 from tests.support_appeals import (
     CAL,
     DECIDER,
@@ -253,8 +254,7 @@ def test_result_deadline_survives_the_start_of_consideration(db: Engine, session
         "appeal",
         row.id,
         "begin_consideration",
-        actor=DECIDER,
-        role=RL,
+        principal=person(DECIDER, RL),
         clock=FixedClock(P + timedelta(days=1)),
     )  # type: ignore[arg-type]
     session.commit()

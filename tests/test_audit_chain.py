@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 from models import AuditEvent, AuditHead, Risk
 from states import engine
 from states.clock import FixedClock
+from tests.factories import person
 
 
 def _story(session: Session, raise_risk: Callable[..., Risk]) -> list[int]:
@@ -22,8 +23,7 @@ def _story(session: Session, raise_risk: Callable[..., Risk]) -> list[int]:
         "risk",
         a.id,
         "send_formal_notification",
-        actor="nm",
-        role="network-manager",
+        principal=person("nm", "network-manager"),
         clock=FixedClock(date(2026, 12, 18)),
     )
     engine.fire(
@@ -31,8 +31,7 @@ def _story(session: Session, raise_risk: Callable[..., Risk]) -> list[int]:
         "risk",
         b.id,
         "withdraw",
-        actor="nm",
-        role="network-manager",
+        principal=person("nm", "network-manager"),
         clock=FixedClock(date(2026, 12, 18)),
         note="error",
     )

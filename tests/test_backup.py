@@ -27,6 +27,7 @@ from states.clock import FixedClock
 from states.engine import verify_chain
 from states.services.backup import BackupRefused, backup, restore
 from tests.databases import ON_POSTGRES, drop, fresh_url, schema_of, skip_on_postgres
+from tests.factories import person
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))
@@ -71,13 +72,12 @@ def _work(session: Session, services: dict[str, int]) -> None:
         for i in range(ITEMS)
     ]
     engine.create_many(
-        session, "risk", rows, "raise", actor="panel lead", role="network-manager", clock=FixedClock(VISIT)
+        session, "risk", rows, "raise", principal=person("panel lead", "network-manager"), clock=FixedClock(VISIT)
     )  # type: ignore[arg-type]
     engine.fire_many(
         session,
         [engine.Request("risk", r.id, "send_formal_notification") for r in rows],  # type: ignore[arg-type]
-        actor="Dr Asha Patel",
-        role="network-manager",
+        principal=person("Dr Asha Patel", "network-manager"),
         clock=FixedClock(NOTIFIED),
     )
     session.commit()

@@ -22,6 +22,7 @@ from states.calendar import NATIONS, BankHolidays, WorkingCalendar, calendar_for
 from states.clock import FixedClock, SystemClock, clock_from, local_date, parse_date, today
 from states.errors import BadDate, InvalidInput
 from states.machines.risk import FORMAL_NOTIFICATION_WORKING_DAYS, RESPONSE_WORKING_DAYS
+from tests.factories import person
 
 UTC = UTC
 MRH = "Midland Royal Major Trauma Centre"
@@ -260,8 +261,7 @@ def test_engine_response_deadline_counts_working_days_from_notification(
         "risk",
         risk.id,
         "send_formal_notification",
-        actor="nm",
-        role="network-manager",  # type: ignore[arg-type]
+        principal=person("nm", "network-manager"),  # type: ignore[arg-type]
         clock=FixedClock(date(2026, 12, 18)),
     )
     session.commit()

@@ -18,6 +18,7 @@ from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidTrigger
 from states.machines.spec import CLOCK_TRIGGERS
+from tests.factories import person
 from tests.support_complaints import (
     COMPLAINANT,
     MRH,
@@ -131,8 +132,7 @@ def test_allowed_transitions(
         "complaint",
         row.id,
         trigger,
-        actor="tester",
-        role=role,
+        principal=person("tester", role),
         clock=FixedClock(DAY),  # type: ignore[arg-type]
         note=setup.get("note"),
         params=setup.get("params"),
@@ -173,8 +173,7 @@ def test_refused_pairs_change_nothing(session: Session, services: dict[str, int]
             "complaint",
             row.id,
             trigger,
-            actor="tester",
-            role=NM,
+            principal=person("tester", NM),
             clock=FixedClock(DAY),
             note="n",  # type: ignore[arg-type]
             params={"about_person": "yes", "days": 1},

@@ -20,6 +20,7 @@ from states.calendar import calendar_for
 from states.clock import FixedClock
 from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidInput, PermissionDenied
+from tests.factories import person
 from tests.support_complaints import (
     COMPLAINANT,
     MRH,
@@ -80,8 +81,7 @@ def _receive(
         "complaint",
         row,
         "receive",
-        actor="Ms Nora Office",
-        role=OFFICE,
+        principal=person("Ms Nora Office", OFFICE),
         clock=FixedClock(day or received),
         note=SUMMARY,
     )
@@ -104,8 +104,7 @@ def _fire(
         "complaint",
         complaint_id,
         trigger,
-        actor="Dr Asha Patel",
-        role=role,
+        principal=person("Dr Asha Patel", role),
         clock=FixedClock(day),
         note=note,
         params=params or None,
@@ -135,8 +134,7 @@ def _refused(
             "complaint",
             complaint_id,
             trigger,
-            actor="Dr Asha Patel",
-            role=role,
+            principal=person("Dr Asha Patel", role),
             clock=FixedClock(ACKNOWLEDGED),
             note=note,
             params=params or None,
@@ -203,8 +201,7 @@ def test_bad_complaints_are_refused_and_nothing_is_stored(
             "complaint",
             row,
             "receive",
-            actor="Ms Nora Office",
-            role=OFFICE,
+            principal=person("Ms Nora Office", OFFICE),
             clock=FixedClock(RECEIVED),
             note=SUMMARY,
         )

@@ -33,6 +33,7 @@ from states.engine import sweep as sweep_module
 from states.engine.sweep import run_sweep
 from states.errors import StaleVersion
 from states.roles import SYSTEM_ACTOR
+from tests.factories import person
 
 ROUNDS = 20
 PER_ROUND = 8
@@ -92,15 +93,14 @@ def _new_work(session: Session, services: dict[str, int], day: date) -> list[int
             state="new",
         )
         out = engine.create(
-            session, "risk", row, "raise", actor="panel lead", role="network-manager", clock=FixedClock(visit)
+            session, "risk", row, "raise", principal=person("panel lead", "network-manager"), clock=FixedClock(visit)
         )
         engine.fire(
             session,
             "risk",
             out.row.id,
             "send_formal_notification",
-            actor="Dr Asha Patel",
-            role="network-manager",  # type: ignore[arg-type]
+            principal=person("Dr Asha Patel", "network-manager"),  # type: ignore[arg-type]
             clock=FixedClock(notified),
         )
         ids.append(out.row.id)
@@ -219,8 +219,7 @@ def test_sweep_loses_to_an_operator_who_commits_first(
                 "risk",
                 rid,
                 "response_adequate",
-                actor="Dr Asha Patel",
-                role="network-manager",
+                principal=person("Dr Asha Patel", "network-manager"),
                 clock=FixedClock(FIRST_SWEEP),
             )
             other.commit()
@@ -259,8 +258,7 @@ def test_operator_loses_to_a_sweep_that_commits_first(db: Engine, session: Sessi
             "risk",
             rid,
             "response_adequate",
-            actor="Dr Asha Patel",
-            role="network-manager",
+            principal=person("Dr Asha Patel", "network-manager"),
             clock=FixedClock(FIRST_SWEEP),
             expected_version=seen,
         )

@@ -20,6 +20,7 @@ from states.engine.letters import resolve
 from states.engine.sweep import run_sweep
 from states.errors import InvalidInput, MissingActor, PermissionDenied
 from states.services import contacts
+from tests.factories import person
 
 MRH = "Midland Royal Major Trauma Centre"
 
@@ -66,8 +67,7 @@ def test_a_replaced_chief_executive_gets_letters_until_the_date_and_the_successo
         "risk",
         risk.id,
         "send_formal_notification",
-        actor="nm",
-        role="network-manager",  # type: ignore[arg-type]
+        principal=person("nm", "network-manager"),  # type: ignore[arg-type]
         clock=FixedClock(date(2026, 12, 18)),
     )
     session.commit()

@@ -41,6 +41,7 @@ from states import engine
 from states.clock import FixedClock
 from states.engine.sweep import run_sweep
 from states.roles import SYSTEM_ACTOR
+from tests.factories import person
 
 ROUNDS = 20
 ITEMS = 60
@@ -118,7 +119,7 @@ def _build(path: Path) -> str:
                 state="new",
             )
             out = engine.create(
-                s, "risk", row, "raise", actor="panel lead", role="network-manager", clock=FixedClock(visit)
+                s, "risk", row, "raise", principal=person("panel lead", "network-manager"), clock=FixedClock(visit)
             )
             if i % 5:  # the rest are never notified: their formal notification is overdue
                 notified = date(2026, 12, 14) if i % 2 else date(2026, 12, 18)  # response passed / reminder due

@@ -22,6 +22,7 @@ from states.errors import InvalidInput, InvalidTrigger, NotFound
 from states.machines.spec import get_spec
 from states.programmes import phases_for, programme, where
 from states.services.cycle import plan_year, status
+from tests.factories import person
 
 OFFICE = "network-office"
 
@@ -139,8 +140,7 @@ def test_cheshire_and_mersey_year_1_walked_by_dates(
         "submission",
         report.id,
         "receive",
-        actor="office",
-        role=OFFICE,
+        principal=person("office", OFFICE),
         clock=FixedClock(date(2026, 6, 10)),
         params={"file": str(evidence)},
     )
@@ -149,8 +149,7 @@ def test_cheshire_and_mersey_year_1_walked_by_dates(
         "phase",
         phases["documents"].id,
         "complete",
-        actor="office",
-        role=OFFICE,
+        principal=person("office", OFFICE),
         clock=FixedClock(date(2026, 6, 30)),
     )
     session.commit()
@@ -203,8 +202,7 @@ def test_cheshire_and_mersey_year_2_reviews_submissions_and_tracks_more_informat
         "submission",
         plan.id,
         "receive",
-        actor="office",
-        role=OFFICE,
+        principal=person("office", OFFICE),
         clock=FixedClock(date(2027, 6, 1)),
         params={"file": str(f)},
     )
@@ -213,8 +211,7 @@ def test_cheshire_and_mersey_year_2_reviews_submissions_and_tracks_more_informat
         "submission",
         plan.id,
         "request_more_information",
-        actor="nm",
-        role="network-manager",
+        principal=person("nm", "network-manager"),
         clock=FixedClock(date(2027, 7, 5)),
         note="No actions answering recommendation 3",
     )
@@ -232,8 +229,7 @@ def test_cheshire_and_mersey_year_2_reviews_submissions_and_tracks_more_informat
         "submission",
         plan.id,
         "receive",
-        actor="office",
-        role=OFFICE,
+        principal=person("office", OFFICE),
         clock=FixedClock(date(2027, 7, 22)),
         params={"file": str(f)},
     )
@@ -242,8 +238,7 @@ def test_cheshire_and_mersey_year_2_reviews_submissions_and_tracks_more_informat
         "submission",
         plan.id,
         "accept",
-        actor="nm",
-        role="network-manager",
+        principal=person("nm", "network-manager"),
         clock=FixedClock(date(2027, 7, 23)),
     )
     session.commit()
@@ -263,8 +258,7 @@ def test_cheshire_and_mersey_year_2_reviews_submissions_and_tracks_more_informat
             "submission",
             other.id,
             "receive",
-            actor="o",
-            role=OFFICE,
+            principal=person("o", OFFICE),
             clock=FixedClock(date(2027, 7, 23)),  # type: ignore[union-attr]
             params={"file": str(tmp_path / "missing.pdf")},
         )
@@ -293,7 +287,12 @@ def test_west_midlands_annual_year_walked_by_dates(db: Engine, session: Session,
         assert {k for k, p in phases.items() if p.state == "open"} == expect_open, day
         for k in expect_open:
             engine.fire(
-                session, "phase", phases[k].id, "complete", actor="nm", role="network-manager", clock=FixedClock(day)
+                session,
+                "phase",
+                phases[k].id,
+                "complete",
+                principal=person("nm", "network-manager"),
+                clock=FixedClock(day),
             )
         session.commit()
     assert {p.state for p in phases.values()} == {"complete"}
@@ -315,8 +314,7 @@ def test_a_new_cycle_links_open_concerns_of_the_previous_one(
         "risk",
         closed.id,
         "close",
-        actor="nm",
-        role="network-manager",
+        principal=person("nm", "network-manager"),
         clock=FixedClock(date(2027, 1, 5)),
         note="done",
     )
@@ -392,7 +390,12 @@ def test_refused_phase_pairs_change_nothing(
     )
     with pytest.raises(InvalidTrigger):
         engine.fire(
-            session, "phase", p.id, trigger, actor="nm", role="network-manager", clock=FixedClock(date(2026, 10, 2))
+            session,
+            "phase",
+            p.id,
+            trigger,
+            principal=person("nm", "network-manager"),
+            clock=FixedClock(date(2026, 10, 2)),
         )
     session.rollback()
     assert (
@@ -407,7 +410,9 @@ def test_only_the_system_or_staff_open_phases_and_an_auditor_cannot(session: Ses
 
     p = _phase_in(session, "pending")
     with pytest.raises(PermissionDenied):
-        engine.fire(session, "phase", p.id, "open", actor="a", role="auditor", clock=FixedClock(date(2026, 10, 1)))
+        engine.fire(
+            session, "phase", p.id, "open", principal=person("a", "auditor"), clock=FixedClock(date(2026, 10, 1))
+        )
     n = session.exec(
         select(func.count()).select_from(Deadline).where(col(Deadline.item_id) == p.id, Deadline.kind == "phase")
     ).one()
@@ -456,8 +461,7 @@ def test_a_document_due_30_june_and_received_1_july_is_recorded_as_late_and_stay
         "submission",
         on_time.id,
         "receive",
-        actor="office",
-        role=OFFICE,
+        principal=person("office", OFFICE),
         clock=FixedClock(date(2027, 6, 30)),
         params={"file": str(f)},
     )
@@ -466,8 +470,7 @@ def test_a_document_due_30_june_and_received_1_july_is_recorded_as_late_and_stay
         "submission",
         late.id,
         "receive",
-        actor="office",
-        role=OFFICE,
+        principal=person("office", OFFICE),
         clock=FixedClock(date(2027, 7, 1)),
         params={"file": str(f)},
     )
@@ -512,7 +515,12 @@ def test_a_document_due_30_june_and_received_1_july_is_recorded_as_late_and_stay
 
     # Accepted months later, viewed as of a later date: the record has not moved.
     engine.fire(
-        session, "submission", late.id, "accept", actor="nm", role="network-manager", clock=FixedClock(date(2027, 9, 1))
+        session,
+        "submission",
+        late.id,
+        "accept",
+        principal=person("nm", "network-manager"),
+        clock=FixedClock(date(2027, 9, 1)),
     )
     session.commit()
     later = next(
@@ -541,8 +549,7 @@ def test_lateness_counts_working_days_over_a_bank_holiday_and_the_deadline_in_fo
         "submission",
         sub.id,
         "receive",
-        actor="office",
-        role=OFFICE,
+        principal=person("office", OFFICE),
         clock=FixedClock(date(2027, 6, 1)),
         params={"file": str(f)},
     )
@@ -551,8 +558,7 @@ def test_lateness_counts_working_days_over_a_bank_holiday_and_the_deadline_in_fo
         "submission",
         sub.id,
         "request_more_information",
-        actor="nm",
-        role="network-manager",
+        principal=person("nm", "network-manager"),
         clock=FixedClock(date(2027, 12, 10)),
         note="No actions answering recommendation 3",
     )
@@ -564,8 +570,7 @@ def test_lateness_counts_working_days_over_a_bank_holiday_and_the_deadline_in_fo
         "submission",
         sub.id,
         "receive",
-        actor="office",
-        role=OFFICE,
+        principal=person("office", OFFICE),
         clock=FixedClock(date(2028, 1, 4)),
         params={"file": str(f)},
     )

@@ -20,6 +20,7 @@ from states.programmes import programme
 from states.services.cycle import plan_year, status
 from states.services.cycle_quarters import set_phase_quarter
 from states.views.quarters import placements
+from tests.factories import person
 
 NM = "network-manager"
 APRIL = date(2026, 4, 20)  # Q1 of 2026-27: every WM phase but the first is still pending
@@ -79,8 +80,7 @@ def test_a_network_moves_a_step_through_the_engine_and_later_years_follow(
         net,
         "visits",
         "q4",
-        actor="Dr Asha Patel",
-        role=NM,
+        principal=person("Dr Asha Patel", NM),
         clock=FixedClock(APRIL),
         note="network board, 14 April: visits after the winter",
     )
@@ -154,8 +154,7 @@ def test_bad_moves_are_refused_and_change_nothing(
             _net(session, kw.get("network", "WMTN")),
             kw.get("step", "visits"),
             kw.get("quarter", "Q4"),
-            actor=kw.get("actor", "Dr Asha Patel"),
-            role=kw.get("role", NM),
+            principal=person(kw.get("actor", "Dr Asha Patel"), kw.get("role", NM)),
             clock=FixedClock(day),
             from_year=kw.get("from_year"),
         )
@@ -172,8 +171,7 @@ def test_moving_a_step_in_a_year_not_yet_planned_plans_it_and_audits_the_move(
         net,
         "declarations_validated",
         "Q3",
-        actor="Mr Tom Hughes",
-        role="regional-lead",
+        principal=person("Mr Tom Hughes", "regional-lead"),
         clock=FixedClock(APRIL),
         from_year=2027,
     )
@@ -188,8 +186,7 @@ def test_moving_a_step_in_a_year_not_yet_planned_plans_it_and_audits_the_move(
         net,
         "declarations_validated",
         "Q2",
-        actor="Mr Tom Hughes",
-        role="regional-lead",
+        principal=person("Mr Tom Hughes", "regional-lead"),
         clock=FixedClock(APRIL),
         from_year=2027,
     )

@@ -18,6 +18,7 @@ from states.clock import FixedClock
 from states.machines.standards import standards_of
 from states.services.selfassessment import start
 from states.services.standards import load_standard_sets, read_library
+from tests.factories import person
 from tests.support_dashboard import ACC, D0, MERSEY, MRH, OFFICE, ROOT, fire
 
 # ---------------------------------------------------------------- received late (issue 12 item 12)
@@ -42,8 +43,7 @@ def test_late_returns_and_replies_are_recorded_at_receipt_and_shown_on_the_dashb
         "report",
         Report(service_id=services[MERSEY], basis_date=D0, state="new"),
         "start_drafting",
-        actor="Jo Office",
-        role=OFFICE,
+        principal=person("Jo Office", OFFICE),
         clock=FixedClock(D0),
     ).row.id
     fire(s, "report", late_report, "send_for_accuracy_check", D0, role=OFFICE)
@@ -52,8 +52,7 @@ def test_late_returns_and_replies_are_recorded_at_receipt_and_shown_on_the_dashb
         "report",
         Report(service_id=services[MRH], basis_date=D0, state="new"),
         "start_drafting",
-        actor="Jo Office",
-        role=OFFICE,
+        principal=person("Jo Office", OFFICE),
         clock=FixedClock(D0),
     ).row.id
     fire(s, "report", on_time, "send_for_accuracy_check", D0, role=OFFICE)
@@ -72,9 +71,12 @@ def test_late_returns_and_replies_are_recorded_at_receipt_and_shown_on_the_dashb
     )
 
     load_standard_sets(
-        s, read_library(ROOT / "docs" / "standards-example.yaml"), actor="Jo Office", role=OFFICE, clock=FixedClock(D0)
+        s,
+        read_library(ROOT / "docs" / "standards-example.yaml"),
+        principal=person("Jo Office", OFFICE),
+        clock=FixedClock(D0),
     )
-    sa: SelfAssessment = start(s, services[ACC], 2026, actor="Jo Office", role=OFFICE, clock=FixedClock(D0)).row
+    sa: SelfAssessment = start(s, services[ACC], 2026, principal=person("Jo Office", OFFICE), clock=FixedClock(D0)).row
     assert {d.name: d.due_on for d in engine.pending_deadlines(s, "selfassessment", sa.id)}["return"] == date(
         2027, 1, 22
     )  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from models.tables import Contact, Network, Service
 from states import engine
 from states.clock import FixedClock
 from states.engine.sweep import run_sweep
+from tests.factories import person
 
 MHM, STU = "Mersey Harbour Major Trauma Centre", "Severnside Trauma Unit"
 NM, RL = ("Dr Asha Patel", "network-manager"), ("Mr Tom Hughes", "regional-lead")
@@ -42,7 +43,13 @@ def _holder(session: Session, service_id: int, role: str) -> str:
 def _fire(session: Session, risk_id: int, trigger: str, who: tuple[str, str], day: date) -> str | None:
     before = last_letter_id(session)
     engine.fire(
-        session, "risk", risk_id, trigger, actor=who[0], role=who[1], clock=FixedClock(day), note="as in the demo"
+        session,
+        "risk",
+        risk_id,
+        trigger,
+        principal=person(who[0], who[1]),
+        clock=FixedClock(day),
+        note="as in the demo",
     )
     session.commit()
     return escalations_since(session, before, "risk", risk_id).get(("risk", risk_id))

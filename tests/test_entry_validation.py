@@ -22,6 +22,7 @@ from states.clock import FixedClock
 from states.errors import InvalidInput, NotFound
 from states.services import contacts
 from tests.databases import ON_POSTGRES
+from tests.factories import person
 from tests.factories import reference_data as seed_reference
 
 PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))
@@ -137,7 +138,7 @@ def test_every_entry_path_meets_the_rule_seed_imports_and_the_engine(
         state="new",
     )
     with pytest.raises(InvalidInput, match="risk title"):
-        engine.create(session, "risk", row, "raise", actor="Jo", role="network-manager", clock=clock)
+        engine.create(session, "risk", row, "raise", principal=person("Jo", "network-manager"), clock=clock)
     session.rollback()
     assert _counts(session) == before
     # an edit of a loaded row is checked too (only the columns that changed)
@@ -167,7 +168,7 @@ def test_a_panel_or_subgroup_member_named_in_a_trigger_is_checked_before_any_let
         visit_date=date(2026, 12, 11),
         state="new",
     )
-    out = engine.create(session, "risk", row, "raise", actor="Jo", role="network-manager", clock=clock)
+    out = engine.create(session, "risk", row, "raise", principal=person("Jo", "network-manager"), clock=clock)
     letter = Letter("chase", to=(), people=(("Dr X", "x@y.org\r\nBcc: all@nhs.uk"),))
     with pytest.raises(InvalidInput, match="recipient email"):
         compose(
@@ -197,9 +198,9 @@ def test_ids_past_64_bits_are_not_found_not_a_crash(
         lambda: contacts.retire_reviewer(
             session, 2**63, effective=date(2027, 1, 4), actor="Jo", actor_role="network-office", clock=clock
         ),
-        lambda: milestones.mark_done(session, 2**64, actor="Jo", role="network-manager", clock=clock),
+        lambda: milestones.mark_done(session, 2**64, principal=person("Jo", "network-manager"), clock=clock),
         lambda: milestones.add(
-            session, 2**64, text="x", due_on=date(2027, 3, 1), actor="Jo", role="network-manager", clock=clock
+            session, 2**64, text="x", due_on=date(2027, 3, 1), principal=person("Jo", "network-manager"), clock=clock
         ),
     ):
         with pytest.raises(NotFound):

@@ -23,6 +23,7 @@ from states import engine
 from states.errors import NotFound
 from states.machines.spec import get_spec
 from states.roles import CONTACT_ROLES
+from tests.factories import person
 from tests.support_feeds import (
     CLOCK,
     DAY,
@@ -151,8 +152,7 @@ def test_a_cancelled_visit_stays_in_the_feed_as_cancelled(session: Session, worl
         "visit",
         visit.id,
         "cancel",
-        actor="Sam Lee",
-        role="regional-lead",
+        principal=person("Sam Lee", "regional-lead"),
         clock=CLOCK,
         note="service reconfigured",
     )

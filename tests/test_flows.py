@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 from models import OutboxMessage, Risk
 from states import engine
 from states.clock import FixedClock
+from tests.factories import person
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -37,8 +38,7 @@ def test_chase_flow_escalates_and_publishes_an_artifact(
         "risk",
         risk.id,
         "send_formal_notification",
-        actor="nm",
-        role="network-manager",
+        principal=person("nm", "network-manager"),
         clock=FixedClock(date(2026, 12, 18)),
     )
     session.commit()
@@ -64,8 +64,7 @@ def test_fire_flow_runs_one_manual_transition(db: Engine, raise_risk: Callable[.
         kind="risk",
         item_id=risk.id,
         trigger="send_formal_notification",
-        actor="Jo Bloggs",
-        role="regional-lead",
+        principal=person("Jo Bloggs", "regional-lead"),
         note="sent by email",
         as_of="2026-12-17",
     )
@@ -73,7 +72,13 @@ def test_fire_flow_runs_one_manual_transition(db: Engine, raise_risk: Callable[.
     from states.errors import PermissionDenied
 
     with pytest.raises(PermissionDenied):
-        fire(kind="risk", item_id=risk.id, trigger="response_adequate", actor="x", role="auditor", as_of="2026-12-18")
+        fire(
+            kind="risk",
+            item_id=risk.id,
+            trigger="response_adequate",
+            principal=person("x", "auditor"),
+            as_of="2026-12-18",
+        )
 
 
 def test_dispatch_flow_writes_letters_to_the_folder(
@@ -124,8 +129,7 @@ def test_views_flow_keeps_the_managers_views_current_and_the_chase_links_them(
         "risk",
         risk.id,
         "send_formal_notification",
-        actor="nm",
-        role="network-manager",
+        principal=person("nm", "network-manager"),
         clock=FixedClock(date(2026, 12, 18)),
     )
     session.commit()
@@ -208,8 +212,7 @@ def test_every_flow_run_is_named_by_what_it_did_and_every_artifact_has_a_descrip
         kind="risk",
         item_id=risk.id,
         trigger="send_formal_notification",
-        actor="Jo Bloggs",
-        role="regional-lead",
+        principal=person("Jo Bloggs", "regional-lead"),
         as_of="2026-12-17",
         return_state=True,
     )

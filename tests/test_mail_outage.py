@@ -30,6 +30,7 @@ from states import engine
 from states.clock import FixedClock
 from states.engine.sweep import run_sweep
 from states.policy import Policy
+from tests.factories import person
 
 UTC = UTC
 MRH = "Midland Royal Major Trauma Centre"
@@ -91,14 +92,13 @@ def _new_letter(session: Session, services: dict[str, int], clock: FixedClock) -
         visit_date=today,
         state="new",
     )
-    out = engine.create(session, "risk", row, "raise", actor="panel lead", role="network-manager", clock=clock)
+    out = engine.create(session, "risk", row, "raise", principal=person("panel lead", "network-manager"), clock=clock)
     engine.fire(
         session,
         "risk",
         out.row.id,
         "send_formal_notification",
-        actor="Dr Asha Patel",
-        role="network-manager",
+        principal=person("Dr Asha Patel", "network-manager"),
         clock=clock,
     )  # type: ignore[arg-type]
     session.commit()

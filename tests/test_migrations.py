@@ -20,6 +20,7 @@ from sqlmodel import Session, SQLModel, select
 from models import Network, get_engine, init_db
 from models.db import alembic_config, import_all_tables, migrate, migration_scripts
 from tests.databases import ON_POSTGRES, drop, fresh_url
+from tests.factories import person
 
 
 @pytest.fixture
@@ -132,8 +133,7 @@ def test_0003_closes_the_fired_deadlines_already_answered(db_url: str) -> None:
             kind=kind,
             item_id=item,
             at=later,
-            actor="a",
-            role="network-manager",
+            principal=person("a", "network-manager"),
             trigger="t",
             from_state="before",
             to_state=to,
@@ -158,8 +158,7 @@ def test_0003_closes_the_fired_deadlines_already_answered(db_url: str) -> None:
                     kind="risk",
                     item_id=5,
                     at=later,
-                    actor="a",
-                    role="network-manager",
+                    principal=person("a", "network-manager"),
                     trigger="rescore",
                     from_state="identified",
                     to_state="identified",

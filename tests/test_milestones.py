@@ -28,6 +28,7 @@ from states.clock import FixedClock
 from states.engine.sweep import run_sweep
 from states.errors import InvalidInput, MissingActor, PermissionDenied
 from states.services import milestones
+from tests.factories import person
 from tests.factories import reference_data as seed_reference
 
 PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))
@@ -51,8 +52,7 @@ def test_a_milestone_is_audited_chased_once_when_overdue_and_done(
         risk.id,
         text="Consultant rota extended to 24/7",
         due_on=date(2026, 12, 26),  # type: ignore[arg-type]
-        actor="Jo Smith",
-        role="network-manager",
+        principal=person("Jo Smith", "network-manager"),
         clock=clock,
     )
     assert rec.row.due_on == date(2026, 12, 29) and "not a working day" in rec.notes[0]
@@ -76,7 +76,7 @@ def test_a_milestone_is_audited_chased_once_when_overdue_and_done(
     )
 
     milestones.mark_done(
-        session, other.row.id, actor="Sam Lee", role="regional-lead", clock=FixedClock(date(2026, 12, 30))
+        session, other.row.id, principal=person("Sam Lee", "regional-lead"), clock=FixedClock(date(2026, 12, 30))
     )  # type: ignore[arg-type]
     session.commit()
     assert run_sweep(db, FixedClock(date(2026, 12, 29))).count("milestone_chased") == 0  # due today: not yet overdue
@@ -109,7 +109,7 @@ def test_a_milestone_is_audited_chased_once_when_overdue_and_done(
     assert "Consultant rota extended to 24/7" in body and "Tue 29 Dec 2026" in body and "Thu 07 Jan 2027" in body
 
     milestones.mark_done(
-        session, rec.row.id, actor="Jo Smith", role="network-manager", clock=FixedClock(date(2027, 1, 6))
+        session, rec.row.id, principal=person("Jo Smith", "network-manager"), clock=FixedClock(date(2027, 1, 6))
     )  # type: ignore[arg-type]
     session.commit()
     done = _events(session, "milestone")[-1]
@@ -121,7 +121,7 @@ def test_a_milestone_is_audited_chased_once_when_overdue_and_done(
     )
     with pytest.raises(InvalidInput, match="already marked done on 2027-01-06 by Jo Smith"):
         milestones.mark_done(
-            session, rec.row.id, actor="Jo", role="network-manager", clock=FixedClock(date(2027, 1, 7))
+            session, rec.row.id, principal=person("Jo", "network-manager"), clock=FixedClock(date(2027, 1, 7))
         )  # type: ignore[arg-type]
     assert engine.verify_chain(session)[2] is None
 
@@ -146,11 +146,13 @@ def test_milestones_refuse_bad_input_with_nothing_changed(session: Session, rais
     assert session.exec(select(func.count()).select_from(Milestone)).one() == 0
     assert session.exec(select(func.count()).select_from(AuditEvent)).one() == before
     m = milestones.add(
-        session, risk.id, text="x", due_on=date(2027, 1, 5), actor="Jo", role="network-manager", clock=clock
+        session, risk.id, text="x", due_on=date(2027, 1, 5), principal=person("Jo", "network-manager"), clock=clock
     )  # type: ignore[arg-type]
     session.commit()
     with pytest.raises(InvalidInput, match="after today"):
-        milestones.mark_done(session, m.row.id, actor="Jo", role="network-manager", clock=clock, on=date(2026, 12, 15))  # type: ignore[arg-type]
+        milestones.mark_done(
+            session, m.row.id, principal=person("Jo", "network-manager"), clock=clock, on=date(2026, 12, 15)
+        )  # type: ignore[arg-type]
 
 
 def test_a_closed_risks_milestones_are_not_chased(
@@ -162,8 +164,7 @@ def test_a_closed_risks_milestones_are_not_chased(
         risk.id,
         text="x",
         due_on=date(2027, 1, 5),
-        actor="Jo",
-        role="network-manager",  # type: ignore[arg-type]
+        principal=person("Jo", "network-manager"),  # type: ignore[arg-type]
         clock=FixedClock(date(2026, 12, 14)),
     )
     engine.fire(
@@ -171,8 +172,7 @@ def test_a_closed_risks_milestones_are_not_chased(
         "risk",
         risk.id,
         "close",
-        actor="Jo",
-        role="network-manager",
+        principal=person("Jo", "network-manager"),
         note="resolved",  # type: ignore[arg-type]
         clock=FixedClock(date(2026, 12, 15)),
     )

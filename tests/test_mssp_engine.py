@@ -20,6 +20,7 @@ from states.machines.mssp import (
     REFERRAL_ROUTES,
 )
 from states.services.mssp import decide, record_cqc_assessment, refer_trust
+from tests.factories import person
 from tests.support_mssp import (
     RI,
     TODAY,
@@ -67,7 +68,13 @@ def _decide(
     role: str = "network-office",
 ) -> Any:
     out = decide(
-        session, case_id, decision, decided_by=by, decided_on=day, actor=actor, role=role, clock=FixedClock(TODAY)
+        session,
+        case_id,
+        decision,
+        decided_by=by,
+        decided_on=day,
+        principal=person(actor, role),
+        clock=FixedClock(TODAY),
     )
     session.commit()
     return out
@@ -101,8 +108,7 @@ def test_exit_is_proposed_when_safe_and_well_led_each_improve_and_decided_by_the
             "exit",
             decided_by="MSSCG",
             decided_on="2026-12-12",
-            actor="office",
-            role="network-office",
+            principal=person("office", "network-office"),
             clock=FixedClock(TODAY),
         )
     session.rollback()
@@ -185,8 +191,7 @@ def test_hsib_identification_refers_the_trust_and_the_msscg_decides_entry(
             "enter",
             decided_by="MSSCG",
             decided_on="2026-12-01",
-            actor="sweeper",
-            role="system",
+            principal=person("sweeper", "system"),
             clock=FixedClock(TODAY),
         )
     session.rollback()
@@ -197,8 +202,7 @@ def test_hsib_identification_refers_the_trust_and_the_msscg_decides_entry(
             "enter",
             decided_by=" ",
             decided_on="2026-12-01",
-            actor="o",
-            role="network-office",
+            principal=person("o", "network-office"),
             clock=FixedClock(TODAY),
         )
     session.rollback()
@@ -209,8 +213,7 @@ def test_hsib_identification_refers_the_trust_and_the_msscg_decides_entry(
             "maybe",
             decided_by="MSSCG",
             decided_on="2026-12-01",
-            actor="o",
-            role="network-office",
+            principal=person("o", "network-office"),
             clock=FixedClock(TODAY),
         )
     session.rollback()
@@ -250,8 +253,7 @@ def test_the_msscg_may_decide_a_referred_trust_does_not_enter(session: Session, 
             "enter",
             decided_by="MSSCG",
             decided_on="2026-12-01",
-            actor="o",
-            role="network-office",
+            principal=person("o", "network-office"),
             clock=FixedClock(TODAY),
         )
 
@@ -274,8 +276,7 @@ def test_refer_without_an_assessment(session: Session, trust: tuple[int, int]) -
         trust[0],
         trust[1],
         ["hsib"],
-        actor="office",
-        role="network-office",
+        principal=person("office", "network-office"),
         clock=FixedClock(TODAY),
         note="HSIB letter",
     )
@@ -287,13 +288,17 @@ def test_refer_without_an_assessment(session: Session, trust: tuple[int, int]) -
             trust[0],
             trust[1],
             ["review-request"],
-            actor="office",
-            role="network-office",
+            principal=person("office", "network-office"),
             clock=FixedClock(TODAY),
         )
     with pytest.raises(InvalidInput, match="route 'gossip'"):
         refer_trust(
-            session, trust[0], trust[1], ["gossip"], actor="office", role="network-office", clock=FixedClock(TODAY)
+            session,
+            trust[0],
+            trust[1],
+            ["gossip"],
+            principal=person("office", "network-office"),
+            clock=FixedClock(TODAY),
         )
     session.rollback()
     out = _decide(session, case.id, "enter", day="2026-12-11")

@@ -15,6 +15,7 @@ from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidTrigger
 from states.machines.spec import CLOCK_TRIGGERS
+from tests.factories import person
 from tests.support_mssp import (
     RI,
     SPEC,
@@ -142,8 +143,7 @@ def test_allowed_transitions(
             "mssp",
             case.id,
             "record_assessment",
-            actor="t",
-            role="system",
+            principal=person("t", "system"),
             clock=FixedClock(TODAY),
             params={"rating_id": _rating_id(session, trust, G, G, date(2026, 11, 1))},
         )
@@ -161,8 +161,7 @@ def test_allowed_transitions(
         "mssp",
         case.id,
         trigger,
-        actor="tester",
-        role=role,
+        principal=person("tester", role),
         clock=FixedClock(TODAY),
         note=setup.get("note"),
         params=params or None,
@@ -191,7 +190,13 @@ def test_refused_pairs_change_nothing(session: Session, trust: tuple[int, int], 
     version, events = case.version, session.exec(select(func.count()).select_from(AuditEvent)).one()
     with pytest.raises(InvalidTrigger, match=f"'{state}'"):
         engine.fire(
-            session, "mssp", case.id, trigger, actor="tester", role="network-manager", clock=FixedClock(TODAY), note="n"
+            session,
+            "mssp",
+            case.id,
+            trigger,
+            principal=person("tester", "network-manager"),
+            clock=FixedClock(TODAY),
+            note="n",
         )
     session.rollback()
     fresh = session.get(MsspCase, case.id)

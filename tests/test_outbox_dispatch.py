@@ -25,6 +25,7 @@ from states.clock import FixedClock
 from states.engine.letters import enqueue_letters
 from states.machines.risk import TRUST
 from states.machines.spec import Letter, get_spec
+from tests.factories import person
 from tests.support_outbox import (
     MRH,
     NOTIFIED,
@@ -124,8 +125,7 @@ def _escalate(session: Session, risk_id: int) -> None:
             "risk",
             risk_id,
             "response_inadequate",
-            actor="Dr Asha Patel",
-            role="network-manager",
+            principal=person("Dr Asha Patel", "network-manager"),
             clock=FixedClock(day),
         )
         session.commit()

@@ -19,6 +19,7 @@ from states.clock import FixedClock
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, PermissionDenied
 from states.machines.perinatal import ADDRESSEES
 from states.machines.spec import CLOCK_TRIGGERS
+from tests.factories import person
 from tests.support_perinatal import (  # noqa: F401 (pytest fixtures)
     LATER,
     LQSG,
@@ -124,8 +125,7 @@ def test_allowed_transitions(
         "perinatal",
         row.id,
         trigger,
-        actor="tester",
-        role=role,
+        principal=person("tester", role),
         clock=FixedClock(setup.get("day", LATER)),
         note=setup.get("note"),
         params=setup.get("params"),
@@ -160,7 +160,9 @@ def test_refused_pairs_change_nothing(
     row = put_in(session, raise_concern(), state)
     version, counts = row.version, row_counts(session)
     with pytest.raises(InvalidTrigger, match=f"'{state}'"):
-        engine.fire(session, "perinatal", row.id, trigger, actor="tester", role=NM, clock=FixedClock(LATER), note="n")
+        engine.fire(
+            session, "perinatal", row.id, trigger, principal=person("tester", NM), clock=FixedClock(LATER), note="n"
+        )
     session.rollback()
     fresh = session.get(PerinatalConcern, row.id)
     assert fresh is not None and (fresh.state, fresh.version) == (state, version)
@@ -170,7 +172,7 @@ def test_refused_pairs_change_nothing(
 def test_a_concern_must_be_about_a_maternity_or_neonatal_service(session: Session, services: dict[str, int]) -> None:
     row = PerinatalConcern(service_id=services[MRH], title="t", raised_on=RAISED, state="new")
     with pytest.raises(GuardRefused, match="is_perinatal_service"):
-        engine.create(session, "perinatal", row, "raise", actor="nm", role=NM, clock=FixedClock(RAISED))
+        engine.create(session, "perinatal", row, "raise", principal=person("nm", NM), clock=FixedClock(RAISED))
 
 
 def test_escalation_needs_a_reason_and_a_staff_role(
@@ -178,13 +180,21 @@ def test_escalation_needs_a_reason_and_a_staff_role(
 ) -> None:
     row = raise_concern()
     with pytest.raises(InvalidInput, match="needs a reason"):
-        engine.fire(session, "perinatal", row.id, "escalate", actor="nm", role=NM, clock=FixedClock(LATER))
+        engine.fire(session, "perinatal", row.id, "escalate", principal=person("nm", NM), clock=FixedClock(LATER))
     with pytest.raises(PermissionDenied, match="may not fire 'close'"):
         engine.fire(
-            session, "perinatal", row.id, "close", actor="o", role="network-office", clock=FixedClock(LATER), note="x"
+            session,
+            "perinatal",
+            row.id,
+            "close",
+            principal=person("o", "network-office"),
+            clock=FixedClock(LATER),
+            note="x",
         )
     with pytest.raises(GuardRefused, match="has_board_review_overdue"):  # December's review is not due yet
-        engine.fire(session, "perinatal", row.id, "board_review_missed", actor="nm", role=NM, clock=FixedClock(LATER))
+        engine.fire(
+            session, "perinatal", row.id, "board_review_missed", principal=person("nm", NM), clock=FixedClock(LATER)
+        )
 
 
 def test_each_level_writes_to_its_people_with_the_seeds_actions(
@@ -204,8 +214,7 @@ def test_each_level_writes_to_its_people_with_the_seeds_actions(
                 "perinatal",
                 row.id,
                 "escalate",
-                actor="nm",
-                role=NM,
+                principal=person("nm", NM),
                 clock=FixedClock(LATER),
                 note=f"to {level}",
                 params=RQC,

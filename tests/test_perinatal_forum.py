@@ -15,6 +15,7 @@ from notifications.render import rendered
 from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidInput
+from tests.factories import person
 from tests.support_perinatal import LATER, RQC, S, maternity, put_in, raise_concern, row_counts  # noqa: F401 (pytest fixtures)
 
 # ---------------------------------------------------------------- the forum decides, the office records (DOMAIN.md, issue 12 item 15)
@@ -31,8 +32,7 @@ def test_escalation_is_the_receiving_forums_decision_recorded_as_such(
             "perinatal",
             row.id,
             "escalate",
-            actor="office",
-            role="network-office",
+            principal=person("office", "network-office"),
             clock=FixedClock(LATER),
             note="no improvement",
         )
@@ -43,8 +43,7 @@ def test_escalation_is_the_receiving_forums_decision_recorded_as_such(
             "perinatal",
             row.id,
             "escalate",
-            actor="office",
-            role="network-office",
+            principal=person("office", "network-office"),
             clock=FixedClock(LATER),
             note="no improvement",
             params={"decided_on": "2026-12-22"},
@@ -56,8 +55,7 @@ def test_escalation_is_the_receiving_forums_decision_recorded_as_such(
             "perinatal",
             row.id,
             "escalate",
-            actor="office",
-            role="network-office",
+            principal=person("office", "network-office"),
             clock=FixedClock(LATER),
             note="no improvement",
             params={"decided_on": "2026-12-01"},
@@ -69,8 +67,7 @@ def test_escalation_is_the_receiving_forums_decision_recorded_as_such(
         "perinatal",
         row.id,
         "escalate",
-        actor="office",
-        role="network-office",
+        principal=person("office", "network-office"),
         clock=FixedClock(LATER),
         note="no improvement",
         params={"decided_on": "2026-12-17"},
@@ -100,8 +97,7 @@ def test_escalation_is_the_receiving_forums_decision_recorded_as_such(
             "perinatal",
             row.id,
             "escalate",
-            actor="office",
-            role="network-office",
+            principal=person("office", "network-office"),
             clock=FixedClock(LATER),
             note="worse",
             params={"decided_on": "2026-12-18"},
@@ -112,8 +108,7 @@ def test_escalation_is_the_receiving_forums_decision_recorded_as_such(
         "perinatal",
         row.id,
         "escalate",
-        actor="office",
-        role="network-office",
+        principal=person("office", "network-office"),
         clock=FixedClock(LATER),
         note="worse",
         params=RQC,
@@ -138,8 +133,7 @@ def test_escalation_is_the_receiving_forums_decision_recorded_as_such(
             "perinatal",
             row.id,
             "refer_to_jsog",
-            actor="office",
-            role="network-office",
+            principal=person("office", "network-office"),
             clock=FixedClock(LATER),
             note="x",
         )
@@ -149,8 +143,7 @@ def test_escalation_is_the_receiving_forums_decision_recorded_as_such(
         "perinatal",
         row.id,
         "refer_to_jsog",
-        actor="office",
-        role="network-office",
+        principal=person("office", "network-office"),
         clock=FixedClock(LATER),
         note="system-wide",
         params=RQC,
@@ -174,8 +167,7 @@ def test_a_forum_decision_that_moves_nothing_is_recorded(
             "perinatal",
             row.id,
             "record_forum_decision",
-            actor="office",
-            role="network-office",
+            principal=person("office", "network-office"),
             clock=FixedClock(LATER),
             params={"forum": "provider", "decision": "x", "decided_on": "2026-12-18"},
         )
@@ -186,8 +178,7 @@ def test_a_forum_decision_that_moves_nothing_is_recorded(
             "perinatal",
             row.id,
             "record_forum_decision",
-            actor="office",
-            role="network-office",
+            principal=person("office", "network-office"),
             clock=FixedClock(LATER),
             params={"forum": "regional", "decided_on": "2026-12-18"},
         )
@@ -197,8 +188,7 @@ def test_a_forum_decision_that_moves_nothing_is_recorded(
         "perinatal",
         row.id,
         "record_forum_decision",
-        actor="office",
-        role="network-office",
+        principal=person("office", "network-office"),
         clock=FixedClock(LATER),
         params={"forum": "regional", "decision": "not to escalate: LMS support suffices", **RQC},
     )

@@ -18,6 +18,7 @@ from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidInput
 from states.machines.perinatal import PerinatalPolicy
+from tests.factories import person
 from tests.support_perinatal import LATER, LQSG, MRH, NM, SPEC, maternity, raise_concern  # noqa: F401 (pytest fixtures)
 
 
@@ -44,8 +45,7 @@ def test_configured_level_names_appear_in_letters_show_and_diagram(
         "perinatal",
         row.id,
         "escalate",
-        actor="nm",
-        role=NM,
+        principal=person("nm", NM),
         clock=FixedClock(LATER),
         note="no improvement",
         params=LQSG,

@@ -18,6 +18,7 @@ from states.clock import FixedClock
 from states.engine.sweep import run_sweep
 from states.errors import InvalidInput
 from states.machines.perinatal import board_review_due
+from tests.factories import person
 from tests.support_perinatal import LQSG, NM, RAISED, maternity, raise_concern, templates  # noqa: F401 (pytest fixtures)
 
 
@@ -53,8 +54,7 @@ def test_monthly_board_review_is_reminded_once_and_opens_next_month(
                 "perinatal",
                 row.id,
                 "record_board_review",
-                actor="office",
-                role="network-office",
+                principal=person("office", "network-office"),
                 clock=FixedClock(date(2026, 12, 30)),
                 note="board paper 12/26",
             )
@@ -95,8 +95,7 @@ def test_escalating_carries_the_months_review_without_a_second_reminder(
                 "perinatal",
                 row.id,
                 "escalate",
-                actor="nm",
-                role=NM,
+                principal=person("nm", NM),
                 clock=FixedClock(date(2026, 12, 23)),
                 note="worse",
                 params=LQSG,
@@ -119,8 +118,7 @@ def test_a_late_review_of_an_earlier_month_keeps_this_months_deadline(
         "perinatal",
         row.id,
         "board_review_missed",
-        actor="sweeper",
-        role="system",
+        principal=person("sweeper", "system"),
         clock=FixedClock(date(2027, 1, 1)),
     )
     engine.fire(
@@ -128,8 +126,7 @@ def test_a_late_review_of_an_earlier_month_keeps_this_months_deadline(
         "perinatal",
         row.id,
         "record_board_review",
-        actor="o",
-        role="network-office",
+        principal=person("o", "network-office"),
         clock=FixedClock(date(2027, 1, 4)),
         params={"reviewed_on": "2026-12-31"},
     )
@@ -142,8 +139,7 @@ def test_a_late_review_of_an_earlier_month_keeps_this_months_deadline(
             "perinatal",
             row.id,
             "record_board_review",
-            actor="o",
-            role="network-office",
+            principal=person("o", "network-office"),
             clock=FixedClock(date(2027, 1, 4)),
             params={"reviewed_on": "2027-01-05"},
         )

@@ -16,6 +16,7 @@ from states.clock import FixedClock
 from states.engine import permissions
 from states.errors import GuardRefused, InvalidInput, PermissionDenied
 from states.machines.spec import get_spec
+from tests.factories import person
 
 NM, RL = "network-manager", "regional-lead"
 DAY = FixedClock(date(2026, 12, 18))
@@ -42,9 +43,9 @@ def test_one_file_changes_who_may_fire_a_trigger(
     (tmp_path / "perms.yaml").write_text("risk:\n  send_formal_notification: [regional-lead]\n")
     monkeypatch.setenv("PEERWATCH_PERMISSIONS", str(tmp_path / "perms.yaml"))
     with pytest.raises(PermissionDenied, match="needs one of regional-lead"):
-        engine.fire(session, "risk", risk.id, "send_formal_notification", actor="a", role=NM, clock=DAY)
+        engine.fire(session, "risk", risk.id, "send_formal_notification", principal=person("a", NM), clock=DAY)
     session.rollback()
-    out = engine.fire(session, "risk", risk.id, "send_formal_notification", actor="b", role=RL, clock=DAY)
+    out = engine.fire(session, "risk", risk.id, "send_formal_notification", principal=person("b", RL), clock=DAY)
     assert out.row.state == "awaiting_response"
 
 
@@ -62,7 +63,7 @@ def test_the_auditor_is_read_only_even_if_a_file_grants_it(
     (tmp_path / "perms.yaml").write_text("risk:\n  send_formal_notification: [auditor, network-manager]\n")
     monkeypatch.setenv("PEERWATCH_PERMISSIONS", str(tmp_path / "perms.yaml"))
     with pytest.raises(PermissionDenied, match="read-only"):
-        engine.fire(session, "risk", risk.id, "send_formal_notification", actor="a", role="auditor", clock=DAY)
+        engine.fire(session, "risk", risk.id, "send_formal_notification", principal=person("a", "auditor"), clock=DAY)
 
 
 def test_four_eyes_trigger_can_be_enabled_by_file(
@@ -71,21 +72,27 @@ def test_four_eyes_trigger_can_be_enabled_by_file(
     risk = raise_risk("IR")
     (tmp_path / "perms.yaml").write_text("four_eyes:\n  risk: [send_formal_notification]\n")
     monkeypatch.setenv("PEERWATCH_PERMISSIONS", str(tmp_path / "perms.yaml"))
-    first = engine.fire(session, "risk", risk.id, "send_formal_notification", actor="Asha", role=NM, clock=DAY)
+    first = engine.fire(session, "risk", risk.id, "send_formal_notification", principal=person("Asha", NM), clock=DAY)
     session.commit()
     assert (
         first.proposed and first.row.state == "identified" and first.event.trigger == "propose:send_formal_notification"
     )
     assert session.exec(select(func.count()).select_from(Proposal)).one() == 1
     with pytest.raises(GuardRefused, match="different person"):
-        engine.fire(session, "risk", risk.id, "send_formal_notification", actor=" asha ", role=RL, clock=DAY)
+        engine.fire(session, "risk", risk.id, "send_formal_notification", principal=person(" asha ", RL), clock=DAY)
     session.rollback()
     with pytest.raises(GuardRefused, match="differs from what Asha proposed"):
         engine.fire(
-            session, "risk", risk.id, "send_formal_notification", actor="Tom", role=RL, clock=DAY, params={"x": "1"}
+            session,
+            "risk",
+            risk.id,
+            "send_formal_notification",
+            principal=person("Tom", RL),
+            clock=DAY,
+            params={"x": "1"},
         )
     session.rollback()
-    done = engine.fire(session, "risk", risk.id, "send_formal_notification", actor="Tom", role=RL, clock=DAY)
+    done = engine.fire(session, "risk", risk.id, "send_formal_notification", principal=person("Tom", RL), clock=DAY)
     session.commit()
     assert done.row.state == "awaiting_response" and not done.proposed
     assert done.event.data["four_eyes"]["proposed_by"] == "Asha"
@@ -98,11 +105,17 @@ def test_any_other_change_voids_a_proposal(
     risk = raise_risk("IR")
     (tmp_path / "perms.yaml").write_text("four_eyes:\n  risk: [send_formal_notification]\n")
     monkeypatch.setenv("PEERWATCH_PERMISSIONS", str(tmp_path / "perms.yaml"))
-    engine.fire(session, "risk", risk.id, "send_formal_notification", actor="Asha", role=NM, clock=DAY)
+    engine.fire(session, "risk", risk.id, "send_formal_notification", principal=person("Asha", NM), clock=DAY)
     engine.fire(
-        session, "risk", risk.id, "rescore", actor="Asha", role=NM, clock=DAY, params={"impact": 2, "likelihood": 2}
+        session,
+        "risk",
+        risk.id,
+        "rescore",
+        principal=person("Asha", NM),
+        clock=DAY,
+        params={"impact": 2, "likelihood": 2},
     )
-    again = engine.fire(session, "risk", risk.id, "send_formal_notification", actor="Tom", role=RL, clock=DAY)
+    again = engine.fire(session, "risk", risk.id, "send_formal_notification", principal=person("Tom", RL), clock=DAY)
     assert again.proposed  # Tom's fire is a fresh proposal: the item changed since Asha's
 
 
@@ -114,7 +127,13 @@ def test_a_proposal_that_would_be_refused_is_refused_at_once(
     monkeypatch.setenv("PEERWATCH_PERMISSIONS", str(tmp_path / "perms.yaml"))
     with pytest.raises(InvalidInput, match="1-6"):
         engine.fire(
-            session, "risk", risk.id, "rescore", actor="Asha", role=NM, clock=DAY, params={"impact": 9, "likelihood": 1}
+            session,
+            "risk",
+            risk.id,
+            "rescore",
+            principal=person("Asha", NM),
+            clock=DAY,
+            params={"impact": 9, "likelihood": 1},
         )
     session.rollback()
     assert session.exec(select(func.count()).select_from(Proposal)).one() == 0
@@ -126,9 +145,9 @@ def test_refused_attempts_are_audited_and_nothing_else_changes(
     risk = raise_risk("IR")
     events = session.exec(select(func.count()).select_from(AuditEvent)).one()
     with pytest.raises(PermissionDenied):
-        engine.fire_or_record(db, "risk", risk.id, "close", actor="Eve", role="auditor", clock=DAY, note="x")
+        engine.fire_or_record(db, "risk", risk.id, "close", principal=person("Eve", "auditor"), clock=DAY, note="x")
     with pytest.raises(Exception, match="not allowed from there"):
-        engine.fire_or_record(db, "risk", risk.id, "close", actor="Asha", role=NM, clock=DAY, note="x")
+        engine.fire_or_record(db, "risk", risk.id, "close", principal=person("Asha", NM), clock=DAY, note="x")
     with Session(db) as s:
         refused = s.exec(select(RefusedAttempt).order_by(RefusedAttempt.id)).all()
         assert [(r.kind, r.item_id, r.trigger, r.actor, r.role) for r in refused] == [

@@ -28,6 +28,7 @@ import yaml
 from sqlmodel import Session
 
 from tests.databases import drop, fresh_url
+from tests.factories import person
 
 ROOT = Path(__file__).resolve().parent.parent
 AS_OF = "2027-01-21"
@@ -85,7 +86,12 @@ def _seed(url: str) -> int:
             state="new",
         )
         risk = engine.create(
-            s, "risk", row, "raise", actor="panel lead", role="network-manager", clock=FixedClock(date(2026, 12, 11))
+            s,
+            "risk",
+            row,
+            "raise",
+            principal=person("panel lead", "network-manager"),
+            clock=FixedClock(date(2026, 12, 11)),
         ).row
         s.commit()
         engine.fire(
@@ -93,8 +99,7 @@ def _seed(url: str) -> int:
             "risk",
             risk.id,
             "send_formal_notification",
-            actor="nm",
-            role="network-manager",
+            principal=person("nm", "network-manager"),
             clock=FixedClock(date(2026, 12, 18)),
         )
         s.commit()

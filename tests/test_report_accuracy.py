@@ -13,6 +13,7 @@ from states import engine
 from states.clock import FixedClock
 from states.errors import GuardRefused, InvalidInput, NotFound, PermissionDenied
 from states.machines.report import document
+from tests.factories import person
 from tests.support_reports import CLAIM, NM, OFFICE, OPERATOR, RL, fire, in_check, row_counts, with_items
 
 # --------------------------------------------------------------------------- the factual accuracy check
@@ -40,8 +41,7 @@ def test_changes_after_the_visit_are_not_inaccuracies(
             "report",
             report.id,
             "record_inaccuracy",
-            actor="t",
-            role=OFFICE,  # type: ignore[arg-type]
+            principal=person("t", OFFICE),  # type: ignore[arg-type]
             clock=FixedClock(date(2026, 12, 21)),
             params=params,
         )
@@ -64,8 +64,7 @@ def test_an_inaccuracy_about_the_day_is_recorded(session: Session, services: dic
             "report",
             report.id,
             "record_inaccuracy",
-            actor="t",
-            role=OFFICE,  # type: ignore[arg-type]
+            principal=person("t", OFFICE),  # type: ignore[arg-type]
             clock=FixedClock(date(2026, 12, 21)),
             params={"text": "  "},
         )
@@ -89,8 +88,7 @@ def _refused_decision(session: Session, report_id: int, exc: type[Exception], ma
             "report",
             report_id,
             "decide_inaccuracy",
-            actor=args["actor"],
-            role=args["role"],
+            principal=person(args["actor"], args["role"]),
             clock=FixedClock(date(2026, 12, 22)),
             params=args["params"],
         )
@@ -175,7 +173,9 @@ def test_approve_waits_for_both_decisions_on_every_item(session: Session, servic
     _decide(session, report.id, second, NM, "Dr Asha Patel", "rejected")  # type: ignore[arg-type]
     version, counts = report.version, row_counts(session)
     with pytest.raises(GuardRefused, match="are_all_inaccuracies_decided"):
-        engine.fire(session, "report", report.id, "approve", actor="rl", role=RL, clock=FixedClock(date(2026, 12, 23)))  # type: ignore[arg-type]
+        engine.fire(
+            session, "report", report.id, "approve", principal=person("rl", RL), clock=FixedClock(date(2026, 12, 23))
+        )  # type: ignore[arg-type]
     session.rollback()
     assert (report.state, report.version, report.approved_on, row_counts(session)) == (
         "inaccuracies_received",

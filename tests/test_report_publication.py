@@ -21,6 +21,7 @@ from states.errors import InvalidInput, InvalidTrigger, PermissionDenied
 from states.machines.report import document
 from states.policy import Policy
 from states.scope import recipient_scope
+from tests.factories import person
 from tests.support_reports import (
     DISTRIBUTION,
     IR_TITLE,
@@ -87,7 +88,7 @@ def test_publish_sets_the_publication_date(session: Session, services: dict[str,
     fire(session, report.id, "distribute", date(2027, 1, 11))  # type: ignore[arg-type]
     with pytest.raises(PermissionDenied):
         engine.fire(
-            session, "report", report.id, "publish", actor="o", role=OFFICE, clock=FixedClock(date(2027, 1, 12))
+            session, "report", report.id, "publish", principal=person("o", OFFICE), clock=FixedClock(date(2027, 1, 12))
         )  # type: ignore[arg-type]
     session.rollback()
     out = fire(session, report.id, "publish", date(2027, 1, 13), role=RL)  # type: ignore[arg-type]
@@ -99,8 +100,7 @@ def test_publish_sets_the_publication_date(session: Session, services: dict[str,
             "report",
             report.id,
             "add_positive",
-            actor="o",
-            role=OFFICE,
+            principal=person("o", OFFICE),
             clock=FixedClock(date(2027, 1, 14)),  # type: ignore[arg-type]
             params={"text": "late"},
         )

@@ -23,6 +23,7 @@ from states.engine.sweep import run_sweep
 from states.errors import InvalidTrigger
 from states.machines.report import ReportState
 from states.machines.spec import get_spec
+from tests.factories import person
 from tests.support_reports import (
     CLAIM,
     MRH,
@@ -172,8 +173,7 @@ def test_allowed_transitions(
         "report",
         report.id,
         trigger,
-        actor="tester",
-        role=role,
+        principal=person("tester", role),
         clock=FixedClock(DAY),  # type: ignore[arg-type]
         note=setup.get("note"),
         params=_params(session, report, setup),
@@ -208,7 +208,9 @@ def test_refused_pairs_change_nothing(session: Session, services: dict[str, int]
     report = _put_in(session, services, state)
     version, counts = report.version, row_counts(session)
     with pytest.raises(InvalidTrigger, match=f"'{state}'"):
-        engine.fire(session, "report", report.id, trigger, actor="tester", role=NM, clock=FixedClock(DAY), note="n")  # type: ignore[arg-type]
+        engine.fire(
+            session, "report", report.id, trigger, principal=person("tester", NM), clock=FixedClock(DAY), note="n"
+        )  # type: ignore[arg-type]
     session.rollback()
     fresh = session.get(Report, report.id)
     assert fresh is not None and (fresh.state, fresh.version) == (state, version)

@@ -23,6 +23,7 @@ from states.errors import (
 )
 from states.machines.risk import RiskState
 from states.machines.spec import get_spec
+from tests.factories import person
 
 S = RiskState
 NM = "network-manager"
@@ -107,8 +108,7 @@ def test_allowed_transitions(
         "risk",
         risk.id,
         trigger,
-        actor="tester",
-        role=role,
+        principal=person("tester", role),
         clock=FixedClock(date(2026, 12, 21)),
         note=setup.get("note"),
         params=setup.get("params"),
@@ -154,7 +154,13 @@ def test_refused_pairs_change_nothing(
     version, counts = risk.version, _counts(session)
     with pytest.raises(InvalidTrigger, match=f"'{state}'"):
         engine.fire(
-            session, "risk", risk.id, trigger, actor="tester", role=NM, clock=FixedClock(date(2026, 12, 21)), note="n"
+            session,
+            "risk",
+            risk.id,
+            trigger,
+            principal=person("tester", NM),
+            clock=FixedClock(date(2026, 12, 21)),
+            note="n",
         )
     session.rollback()
     fresh = session.get(Risk, risk.id)
@@ -185,7 +191,7 @@ def test_operator_errors_name_the_problem_and_change_nothing(session: Session, r
     _refused(session, risk.id, InvalidTrigger, "unknown trigger 'explode'", trigger="explode")
     _refused(session, risk.id, InvalidInput, "needs a reason", trigger="withdraw", note=" ")
     with pytest.raises(Exception, match="not found"):
-        engine.fire(session, "risk", 999, "close", actor="a", role=NM, clock=FixedClock(date(2026, 12, 18)))
+        engine.fire(session, "risk", 999, "close", principal=person("a", NM), clock=FixedClock(date(2026, 12, 18)))
 
 
 def test_unknown_level_is_refused_by_the_guards(session: Session, services: dict[str, int], clock: FixedClock) -> None:
@@ -193,7 +199,7 @@ def test_unknown_level_is_refused_by_the_guards(session: Session, services: dict
         service_id=next(iter(services.values())), level="XX", title="t", identified_on=date(2026, 12, 11), state="new"
     )
     with pytest.raises(GuardRefused, match="is_ir_or_sc"):
-        engine.create(session, "risk", row, "raise", actor="a", role=NM, clock=clock)
+        engine.create(session, "risk", row, "raise", principal=person("a", NM), clock=clock)
 
 
 def test_score_outside_the_matrix_is_refused(session: Session, raise_risk: Callable[..., Risk]) -> None:
@@ -221,7 +227,9 @@ def test_deadlines_come_from_the_working_day_calendar(
     risk = raise_risk(level)  # visit Fri 11 Dec 2026
     (formal,) = engine.pending_deadlines(session, "risk", risk.id)
     assert (formal.name, formal.due_on) == ("formal_notification", formal_due)
-    engine.fire(session, "risk", risk.id, "send_formal_notification", actor="nm", role=NM, clock=FixedClock(sent_on))
+    engine.fire(
+        session, "risk", risk.id, "send_formal_notification", principal=person("nm", NM), clock=FixedClock(sent_on)
+    )
     session.commit()
     (response,) = engine.pending_deadlines(session, "risk", risk.id)
     assert (response.name, response.due_on, response.remind_on) == ("response", response_due, remind_on)
@@ -240,8 +248,7 @@ def test_general_concern_goes_to_the_work_programme_with_quarterly_review(
         "risk",
         risk.id,
         "record_progress",
-        actor="nm",
-        role=NM,
+        principal=person("nm", NM),
         clock=FixedClock(date(2027, 3, 10)),
         note="Q4 update",
     )
@@ -272,16 +279,34 @@ def test_rescore_crossing_the_threshold_notifies_once(session: Session, raise_ri
     risk = raise_risk("IR", impact=2, likelihood=2)
     day = FixedClock(date(2026, 12, 14))
     engine.fire(
-        session, "risk", risk.id, "rescore", actor="nm", role=NM, clock=day, params={"impact": 5, "likelihood": 5}
+        session,
+        "risk",
+        risk.id,
+        "rescore",
+        principal=person("nm", NM),
+        clock=day,
+        params={"impact": 5, "likelihood": 5},
     )
     engine.fire(
-        session, "risk", risk.id, "rescore", actor="nm", role=NM, clock=day, params={"impact": 6, "likelihood": 5}
+        session,
+        "risk",
+        risk.id,
+        "rescore",
+        principal=person("nm", NM),
+        clock=day,
+        params={"impact": 6, "likelihood": 5},
     )
     session.commit()
     assert _letters(session, risk.id).count("asct_notice") == 1
     with pytest.raises(InvalidInput):
         engine.fire(
-            session, "risk", risk.id, "rescore", actor="nm", role=NM, clock=day, params={"impact": 0, "likelihood": 5}
+            session,
+            "risk",
+            risk.id,
+            "rescore",
+            principal=person("nm", NM),
+            clock=day,
+            params={"impact": 0, "likelihood": 5},
         )
 
 
@@ -295,7 +320,7 @@ def test_second_inadequate_response_escalates_to_commissioning_lead_and_cqc(
         (date(2027, 1, 14), "response_inadequate"),
         (date(2027, 1, 26), "response_inadequate"),
     ]:
-        engine.fire(session, "risk", risk.id, trig, actor="nm", role=NM, clock=FixedClock(day))
+        engine.fire(session, "risk", risk.id, trig, principal=person("nm", NM), clock=FixedClock(day))
     session.commit()
     assert risk.state == "escalated" and risk.inadequate_responses == 2
     letters = session.exec(
@@ -312,15 +337,19 @@ def test_second_inadequate_response_escalates_to_commissioning_lead_and_cqc(
 def test_regrade_moves_the_open_response_deadline(session: Session, raise_risk: Callable[..., Risk]) -> None:
     risk = raise_risk("SC")
     engine.fire(
-        session, "risk", risk.id, "send_formal_notification", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 18))
+        session,
+        "risk",
+        risk.id,
+        "send_formal_notification",
+        principal=person("nm", NM),
+        clock=FixedClock(date(2026, 12, 18)),
     )
     engine.fire(
         session,
         "risk",
         risk.id,
         "regrade",
-        actor="nm",
-        role=NM,
+        principal=person("nm", NM),
         clock=FixedClock(date(2026, 12, 21)),
         note="appeal partly upheld",
         params={"level": "IR"},
@@ -334,8 +363,7 @@ def test_regrade_moves_the_open_response_deadline(session: Session, raise_risk: 
             "risk",
             risk.id,
             "regrade",
-            actor="nm",
-            role=NM,
+            principal=person("nm", NM),
             clock=FixedClock(date(2026, 12, 21)),
             note="x",
             params={"level": "IR"},
@@ -345,17 +373,23 @@ def test_regrade_moves_the_open_response_deadline(session: Session, raise_risk: 
 def test_clock_stop_pauses_resumes_and_extends_with_reasons(session: Session, raise_risk: Callable[..., Risk]) -> None:
     risk = raise_risk("IR")
     engine.fire(
-        session, "risk", risk.id, "send_formal_notification", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 18))
+        session,
+        "risk",
+        risk.id,
+        "send_formal_notification",
+        principal=person("nm", NM),
+        clock=FixedClock(date(2026, 12, 18)),
     )
     with pytest.raises(InvalidInput, match="needs a reason"):
-        engine.fire(session, "risk", risk.id, "pause_clock", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 21)))
+        engine.fire(
+            session, "risk", risk.id, "pause_clock", principal=person("nm", NM), clock=FixedClock(date(2026, 12, 21))
+        )
     engine.fire(
         session,
         "risk",
         risk.id,
         "pause_clock",
-        actor="nm",
-        role=NM,
+        principal=person("nm", NM),
         clock=FixedClock(date(2026, 12, 21)),
         note="Trust IT outage",
     )
@@ -368,8 +402,7 @@ def test_clock_stop_pauses_resumes_and_extends_with_reasons(session: Session, ra
             "risk",
             risk.id,
             "pause_clock",
-            actor="nm",
-            role=NM,
+            principal=person("nm", NM),
             clock=FixedClock(date(2026, 12, 22)),
             note="again",
         )
@@ -379,8 +412,7 @@ def test_clock_stop_pauses_resumes_and_extends_with_reasons(session: Session, ra
         "risk",
         risk.id,
         "resume_clock",
-        actor="nm",
-        role=NM,
+        principal=person("nm", NM),
         clock=FixedClock(date(2027, 1, 11)),
         note="restored",
     )
@@ -392,8 +424,7 @@ def test_clock_stop_pauses_resumes_and_extends_with_reasons(session: Session, ra
         "risk",
         risk.id,
         "extend_deadline",
-        actor="rl",
-        role="regional-lead",
+        principal=person("rl", "regional-lead"),
         clock=FixedClock(date(2027, 1, 12)),
         note="agreed with the Medical Director",
         params={"days": 3},
@@ -406,8 +437,7 @@ def test_clock_stop_pauses_resumes_and_extends_with_reasons(session: Session, ra
             "risk",
             risk.id,
             "extend_deadline",
-            actor="rl",
-            role="regional-lead",
+            principal=person("rl", "regional-lead"),
             clock=FixedClock(date(2027, 1, 12)),
             note="x",
             params={"until": "2027-01-20"},
@@ -446,8 +476,7 @@ def test_batch_loses_whole_to_a_writer_who_changed_one_of_its_rows_after_it_read
                 "risk",
                 second.id,
                 "withdraw",
-                actor="Dr Asha Patel",
-                role=NM,
+                principal=person("Dr Asha Patel", NM),
                 clock=at,  # type: ignore[arg-type]
                 note="raised in error",
             )
@@ -460,8 +489,7 @@ def test_batch_loses_whole_to_a_writer_who_changed_one_of_its_rows_after_it_read
         engine.fire_many(
             session,
             [engine.Request("risk", r.id, "send_formal_notification") for r in (first, second)],  # type: ignore[arg-type]
-            actor="Dr Asha Patel",
-            role=NM,
+            principal=person("Dr Asha Patel", NM),
             clock=at,
         )
     session.rollback()
@@ -497,14 +525,13 @@ def test_batch_undone_by_a_savepoint_leaves_its_rows_as_the_database_holds_them(
             engine.fire_many(
                 session,
                 [engine.Request("risk", r.id, "send_formal_notification") for r in risks],  # type: ignore[arg-type]
-                actor="Dr Asha Patel",
-                role=NM,
+                principal=person("Dr Asha Patel", NM),
                 clock=at,
             )
     savepoint.rollback()
     assert [(r.state, r.version) for r in risks] == [("identified", 2), ("identified", 2)]
     out = engine.fire(
-        session, "risk", risks[0].id, "send_formal_notification", actor="Dr Asha Patel", role=NM, clock=at
+        session, "risk", risks[0].id, "send_formal_notification", principal=person("Dr Asha Patel", NM), clock=at
     )  # type: ignore[arg-type]
     session.commit()
     assert (out.row.state, out.row.version) == ("awaiting_response", 3)

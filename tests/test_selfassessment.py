@@ -24,6 +24,7 @@ from states.engine.sweep import run_sweep
 from states.errors import GuardRefused, InvalidTrigger
 from states.machines.spec import CLOCK_TRIGGERS, get_spec
 from states.services.selfassessment_import import read_workbook
+from tests.factories import person
 from tests.support_selfassessment import (
     ACC,
     DAY,
@@ -58,8 +59,7 @@ def _validate_all(session: Session, row: SelfAssessment, clock: FixedClock) -> N
             "selfassessment",
             row.id,
             "validate_item",
-            actor="Jo Office",
-            role=OFFICE,
+            principal=person("Jo Office", OFFICE),
             clock=clock,  # type: ignore[arg-type]
             params={"ref": ref, "status": status},
         )
@@ -118,8 +118,7 @@ def test_allowed_transitions(
         "selfassessment",
         row.id,
         trigger,
-        actor="tester",
-        role=role,
+        principal=person("tester", role),
         clock=clock,  # type: ignore[arg-type]
         note=setup.get("note"),
         params=params,
@@ -161,8 +160,7 @@ def test_refused_pairs_change_nothing(
             "selfassessment",
             row.id,
             trigger,
-            actor="tester",
-            role="network-manager",
+            principal=person("tester", "network-manager"),
             clock=clock,  # type: ignore[arg-type]
             note="n",
             params={"ref": "1.1", "status": "Met"},

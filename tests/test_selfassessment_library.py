@@ -20,6 +20,7 @@ from states.machines.standards import (
 )
 from states.services.selfassessment import start
 from states.services.standards import load_standard_sets, read_library
+from tests.factories import person
 from tests.support_selfassessment import (  # noqa: F401 (pytest fixtures)
     ACC,
     DAY,
@@ -47,8 +48,7 @@ def test_a_superseded_set_is_not_used_for_new_circulations(
     (loaded,) = load_standard_sets(
         session,
         [ten_standard_set("Adult Critical Care", "2026.1", "2026-10-01")],
-        actor="Jo Office",
-        role=OFFICE,
+        principal=person("Jo Office", OFFICE),
         clock=FixedClock(DAY),
     )
     session.commit()
@@ -58,7 +58,7 @@ def test_a_superseded_set_is_not_used_for_new_circulations(
     assert current_set(session, "Adult Critical Care", DAY).id == loaded["id"]  # type: ignore[union-attr]
     # a declaration made out against the superseded set cannot be circulated
     with pytest.raises(GuardRefused, match="is_standard_set_current"):
-        engine.fire(session, "selfassessment", pending.id, "circulate", actor="Jo", role=OFFICE, clock=clock)  # type: ignore[arg-type]
+        engine.fire(session, "selfassessment", pending.id, "circulate", principal=person("Jo", OFFICE), clock=clock)  # type: ignore[arg-type]
     session.rollback()
     # a new circulation uses the new set
     row = circulate(session, services, clock, year=2027)
@@ -74,8 +74,7 @@ def test_a_set_effective_in_future_waits_for_its_date(
     (loaded,) = load_standard_sets(
         session,
         [ten_standard_set("Adult Critical Care", "2027.1", "2027-04-01")],
-        actor="Jo Office",
-        role=OFFICE,
+        principal=person("Jo Office", OFFICE),
         clock=FixedClock(DAY),
     )
     session.commit()
@@ -88,14 +87,13 @@ def test_library_refuses_old_duplicate_and_malformed_sets(
     session: Session, services: dict[str, int], library: dict[str, int]
 ) -> None:
     with pytest.raises(InvalidInput, match="already loaded"):
-        load_standard_sets(session, read_library(LIBRARY), actor="Jo Office", role=OFFICE, clock=FixedClock(DAY))
+        load_standard_sets(session, read_library(LIBRARY), principal=person("Jo Office", OFFICE), clock=FixedClock(DAY))
     session.rollback()
     with pytest.raises(InvalidInput, match="is not newer than the current set"):
         load_standard_sets(
             session,
             [ten_standard_set("Adult Critical Care", "2024.1", "2024-04-01")],
-            actor="Jo Office",
-            role=OFFICE,
+            principal=person("Jo Office", OFFICE),
             clock=FixedClock(DAY),
         )
     session.rollback()
@@ -104,7 +102,7 @@ def test_library_refuses_old_duplicate_and_malformed_sets(
     bad["standards"][1].update(ref="1.1")
     bad["standards"][2].update(met_threshold=120, criteria_partly=None)
     with pytest.raises(InvalidInput) as caught:
-        load_standard_sets(session, [bad], actor="Jo Office", role=OFFICE, clock=FixedClock(DAY))
+        load_standard_sets(session, [bad], principal=person("Jo Office", OFFICE), clock=FixedClock(DAY))
     msg = str(caught.value)
     assert "partly_threshold 95 must be below met_threshold 90" in msg
     assert "standard 1.1: ref appears twice" in msg
@@ -118,7 +116,7 @@ def test_no_set_for_the_kind_is_named(
     session: Session, services: dict[str, int], library: dict[str, int], clock: FixedClock
 ) -> None:
     with pytest.raises(NotFound, match="no standard set in force for 'Burns'"):
-        start(session, services["Valley Burns Service"], 2026, actor="Jo", role=OFFICE, clock=clock)
+        start(session, services["Valley Burns Service"], 2026, principal=person("Jo", OFFICE), clock=clock)
 
 
 # ---------------------------------------------------------------- the command line

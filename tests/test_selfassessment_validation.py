@@ -15,6 +15,7 @@ from states.machines.standards import (
     total_achievement,
 )
 from states.services.standards import load_standard_sets
+from tests.factories import person
 from tests.support_selfassessment import (
     ACC,
     DAY,
@@ -45,8 +46,7 @@ def test_validation_records_beside_the_declaration_and_needs_a_reason_to_overrul
             "selfassessment",
             row.id,
             "validate_item",
-            actor="Jo",
-            role=OFFICE,
+            principal=person("Jo", OFFICE),
             clock=clock,  # type: ignore[arg-type]
             params={"ref": "1.2", "status": "Unmet"},
         )
@@ -57,8 +57,7 @@ def test_validation_records_beside_the_declaration_and_needs_a_reason_to_overrul
             "selfassessment",
             row.id,
             "validate_item",
-            actor="Jo",
-            role=OFFICE,
+            principal=person("Jo", OFFICE),
             clock=clock,  # type: ignore[arg-type]
             params={"ref": "2.2", "status": "Partially Met"},
         )
@@ -69,8 +68,7 @@ def test_validation_records_beside_the_declaration_and_needs_a_reason_to_overrul
             "selfassessment",
             row.id,
             "validate_item",
-            actor="Jo",
-            role=OFFICE,
+            principal=person("Jo", OFFICE),
             clock=clock,  # type: ignore[arg-type]
             params={"ref": "7.7", "status": "Met"},
         )
@@ -80,8 +78,7 @@ def test_validation_records_beside_the_declaration_and_needs_a_reason_to_overrul
         "selfassessment",
         row.id,
         "validate_item",
-        actor="Jo",
-        role=OFFICE,
+        principal=person("Jo", OFFICE),
         clock=clock,  # type: ignore[arg-type]
         params={"ref": "1.2", "status": "Unmet"},
         note="figure excludes out-of-hours admissions",
@@ -91,17 +88,18 @@ def test_validation_records_beside_the_declaration_and_needs_a_reason_to_overrul
         "selfassessment",
         row.id,
         "validate_item",
-        actor="Jo",
-        role=OFFICE,
+        principal=person("Jo", OFFICE),
         clock=clock,  # type: ignore[arg-type]
         params={"ref": "2.1", "status": "Unmet"},
         note="no attendance audit seen",
     )
     session.commit()
     with pytest.raises(GuardRefused, match="are_all_items_validated"):
-        engine.fire(session, "selfassessment", row.id, "complete_validation", actor="Jo", role=OFFICE, clock=clock)  # type: ignore[arg-type]
+        engine.fire(
+            session, "selfassessment", row.id, "complete_validation", principal=person("Jo", OFFICE), clock=clock
+        )  # type: ignore[arg-type]
     session.rollback()
-    out = engine.fire(session, "selfassessment", row.id, "accept_all", actor="Jo", role=OFFICE, clock=clock)  # type: ignore[arg-type]
+    out = engine.fire(session, "selfassessment", row.id, "accept_all", principal=person("Jo", OFFICE), clock=clock)  # type: ignore[arg-type]
     session.commit()
     items = items_of(session, row)
     assert {r: (i.self_status, i.validated_status) for r, i in items.items()} == {
@@ -143,8 +141,7 @@ def test_below_fifty_percent_is_escalated_to_icbs_and_regional_quality_leads(
     load_standard_sets(
         session,
         [ten_standard_set("Adult Critical Care", "10", "2026-04-01")],
-        actor="Jo Office",
-        role=OFFICE,
+        principal=person("Jo Office", OFFICE),
         clock=FixedClock(DAY),
     )
     session.commit()
@@ -153,7 +150,7 @@ def test_below_fifty_percent_is_escalated_to_icbs_and_regional_quality_leads(
     answers = {f"{n}.1": (s, None, "", "work plan") for n, s in enumerate(statuses, start=1)}
     import_filled(db, row, fill(xlsx(session, row), answers), clock)
     session.expire_all()
-    out = engine.fire(session, "selfassessment", row.id, "accept_all", actor="Jo", role=OFFICE, clock=clock)  # type: ignore[arg-type]
+    out = engine.fire(session, "selfassessment", row.id, "accept_all", principal=person("Jo", OFFICE), clock=clock)  # type: ignore[arg-type]
     session.commit()
     assert out.row.achievement == achievement
     letters = [m for m in letters_to(session, row) if m.template == "achievement_escalation"]

@@ -34,6 +34,7 @@ from states.machines.standards import SpreadsheetRejected
 from states.services.selfassessment import import_spreadsheet
 from states.services.selfassessment_import import check_upload, read_workbook
 from tests import hostile_xlsx
+from tests.factories import person
 from tests.support_selfassessment import GOOD, circulate, fill, items_of, letters_to, library, run_cli, xlsx  # noqa: F401 (library, run_cli: pytest fixtures)
 
 OFFICE = "network-office"
@@ -51,7 +52,9 @@ def _refused_quickly(
     slows Python code ten times over)."""
     started = time.perf_counter()
     with pytest.raises(SpreadsheetRejected) as caught:
-        import_spreadsheet(db, row.id, data, filename="hostile.xlsx", actor="Jo Office", role=OFFICE, clock=clock)  # type: ignore[arg-type]
+        import_spreadsheet(
+            db, row.id, data, filename="hostile.xlsx", principal=person("Jo Office", OFFICE), clock=clock
+        )  # type: ignore[arg-type]
     seconds = time.perf_counter() - started
     tracemalloc.start()
     try:
@@ -154,7 +157,7 @@ def test_problems_listed_are_capped_with_the_count_in_the_error_the_cli_and_the_
     row = circulate(session, services, clock)
     bad = hostile_xlsx.many_bad_rows(400)  # each row: unknown ref, bad status, figure not a number, no evidence
     with pytest.raises(SpreadsheetRejected) as caught:
-        import_spreadsheet(db, row.id, bad, filename="bad.xlsx", actor="Jo Office", role=OFFICE, clock=clock)  # type: ignore[arg-type]
+        import_spreadsheet(db, row.id, bad, filename="bad.xlsx", principal=person("Jo Office", OFFICE), clock=clock)  # type: ignore[arg-type]
     exc = caught.value
     assert exc.count == 400 * 4 + 6 and len(exc.problems) == 50 and exc.more == exc.count - 50
     assert exc.problems[0].startswith("row 2, Ref No.: unknown standard '9.2'")
@@ -295,7 +298,9 @@ def test_formulas_are_imported_as_their_text_and_exported_as_text_never_live(
     ws.cell(row=3, column=8).data_type = "s"  # a text cell that starts with "="
     buf = BytesIO()
     wb.save(buf)
-    import_spreadsheet(db, row.id, buf.getvalue(), filename="r.xlsx", actor="Jo Office", role=OFFICE, clock=clock)  # type: ignore[arg-type]
+    import_spreadsheet(
+        db, row.id, buf.getvalue(), filename="r.xlsx", principal=person("Jo Office", OFFICE), clock=clock
+    )  # type: ignore[arg-type]
     items = items_of(session, row)
     assert items["1.1"].comments == DDE  # its literal text, not its (absent) result
     assert items["1.2"].comments == "=1+1 as text"
@@ -478,7 +483,7 @@ def test_real_ods_and_xls_files_are_refused_with_save_it_as_xlsx(
     other = convert(path, fmt)
     with pytest.raises(SpreadsheetRejected) as caught:
         import_spreadsheet(
-            db, row.id, other.read_bytes(), filename=other.name, actor="Jo Office", role=OFFICE, clock=clock
+            db, row.id, other.read_bytes(), filename=other.name, principal=person("Jo Office", OFFICE), clock=clock
         )  # type: ignore[arg-type]
     (problem,) = caught.value.problems
     assert problem.startswith(

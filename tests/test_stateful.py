@@ -35,6 +35,7 @@ from states.machines.spec import get_spec
 from states.policy import Policy
 from states.roles import ACTOR_ROLES, NETWORK_LEADS, STAFF
 from tests.databases import database_for_test, release
+from tests.factories import person
 from tests.factories import reference_data as seed_reference
 
 SPEC = get_spec("risk")
@@ -197,7 +198,9 @@ class RiskMachine(RuleBasedStateMachine):
         before = _snapshot(self.db, None)
         with Session(self.db, expire_on_commit=False) as s:
             try:
-                out = engine.create(s, "risk", row, "raise", actor="panel lead", role=role, clock=self.clock, note=note)
+                out = engine.create(
+                    s, "risk", row, "raise", principal=person("panel lead", role), clock=self.clock, note=note
+                )
             except PeerwatchError:
                 s.rollback()
                 refused = True
@@ -256,8 +259,7 @@ class RiskMachine(RuleBasedStateMachine):
                     "risk",
                     rid,
                     trigger,
-                    actor="tester",
-                    role=role,
+                    principal=person("tester", role),
                     clock=self.clock,
                     note=note,
                     params=params,
@@ -407,8 +409,7 @@ def test_same_instant_record_progress_keeps_row_and_audit_versions_equal(
         "risk",
         row.id,
         "record_progress",
-        actor="A",
-        role="network-office",
+        principal=person("A", "network-office"),
         clock=clock,
         note="quarterly review",
     )

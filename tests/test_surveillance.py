@@ -25,6 +25,7 @@ from states.clock import FixedClock
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, PermissionDenied
 from states.machines.spec import CLOCK_TRIGGERS, get_spec
 from states.machines.surveillance import SurveillanceState
+from tests.factories import person
 
 Q = SurveillanceState
 SPEC = get_spec("surveillance")
@@ -53,7 +54,9 @@ def _assess(
         good_practice_threshold=threshold,
         state="new",
     )
-    out = engine.create(session, "surveillance", row, "assess", actor="Ann Office", role=OFFICE, clock=FixedClock(DAY))
+    out = engine.create(
+        session, "surveillance", row, "assess", principal=person("Ann Office", OFFICE), clock=FixedClock(DAY)
+    )
     session.commit()
     return out.row  # type: ignore[return-value]
 
@@ -67,7 +70,7 @@ def _fire(
     clock: FixedClock = LATER,
     **kw: Any,
 ) -> Surveillance:
-    out = engine.fire(session, "surveillance", item.id, trigger, actor=actor, role=role, clock=clock, **kw)  # type: ignore[arg-type]
+    out = engine.fire(session, "surveillance", item.id, trigger, principal=person(actor, role), clock=clock, **kw)  # type: ignore[arg-type]
     session.commit()
     return out.row  # type: ignore[return-value]
 
@@ -251,7 +254,9 @@ def test_allowed_transitions(
 ) -> None:
     row = _put_in(session, _assess(session, services, 20, 19), source, **fields)
     version, before = row.version, _letters(session, row.id)
-    out = engine.fire(session, "surveillance", row.id, trigger, actor="Tess Tester", role=role, clock=LATER, **kw)  # type: ignore[arg-type]
+    out = engine.fire(
+        session, "surveillance", row.id, trigger, principal=person("Tess Tester", role), clock=LATER, **kw
+    )  # type: ignore[arg-type]
     session.commit()
     assert out.row.state == dest
     assert out.row.version == version + 1
@@ -285,8 +290,7 @@ def test_refused_pairs_change_nothing(session: Session, services: dict[str, int]
             "surveillance",
             row.id,
             trigger,
-            actor="Tess Tester",
-            role=NM,
+            principal=person("Tess Tester", NM),
             clock=LATER,
             note="n",  # type: ignore[arg-type]
             params={"options": "routine"},
@@ -391,7 +395,7 @@ def test_agreement_needs_both_parties(session: Session, services: dict[str, int]
     with pytest.raises(GuardRefused, match="has_provider_agreement, has_commissioner_agreement"):
         _fire(session, row, "agree")
     session.rollback()
-    row = _fire(session, row, "record_provider_agreement", actor="Pat Provider", role=OFFICE)
+    row = _fire(session, row, "record_provider_agreement", principal=person("Pat Provider", OFFICE))
     assert (row.provider_agreed_by, row.provider_agreed_on) == ("Pat Provider", LATER.now().date())
     with pytest.raises(GuardRefused, match="has_commissioner_agreement") as refused:
         _fire(session, row, "agree")
@@ -401,8 +405,7 @@ def test_agreement_needs_both_parties(session: Session, services: dict[str, int]
         session,
         row,
         "record_commissioner_agreement",
-        actor="Cy Commissioner",
-        role=OFFICE,
+        principal=person("Cy Commissioner", OFFICE),
         clock=FixedClock(date(2026, 12, 15)),
     )
     assert (row.commissioner_agreed_by, row.commissioner_agreed_on) == ("Cy Commissioner", date(2026, 12, 15))
@@ -415,12 +418,14 @@ def test_agreement_needs_both_parties(session: Session, services: dict[str, int]
 
 @pytest.mark.parametrize("second", ["Pat Provider", "  pat   PROVIDER "])
 def test_one_person_cannot_record_both_agreements(session: Session, services: dict[str, int], second: str) -> None:
-    row = _fire(session, _proposed(session, services), "record_provider_agreement", actor="Pat Provider", role=OFFICE)
+    row = _fire(
+        session, _proposed(session, services), "record_provider_agreement", principal=person("Pat Provider", OFFICE)
+    )
     with pytest.raises(GuardRefused, match="is_not_provider_signatory"):
-        _fire(session, row, "record_commissioner_agreement", actor=second, role=OFFICE)
+        _fire(session, row, "record_commissioner_agreement", principal=person(second, OFFICE))
     session.rollback()
     with pytest.raises(GuardRefused, match="not has_provider_agreement"):  # recorded once, not overwritten
-        _fire(session, row, "record_provider_agreement", actor="Someone Else", role=OFFICE)
+        _fire(session, row, "record_provider_agreement", principal=person("Someone Else", OFFICE))
     session.rollback()
     fresh = session.get(Surveillance, row.id)
     assert fresh is not None and fresh.commissioner_agreed_by is None and fresh.provider_agreed_by == "Pat Provider"
@@ -438,7 +443,9 @@ def test_the_agree_guard_itself_refuses_one_signatory(session: Session, services
 def test_revising_options_clears_agreement_and_restarts_the_deadline(
     session: Session, services: dict[str, int]
 ) -> None:
-    row = _fire(session, _proposed(session, services), "record_provider_agreement", actor="Pat Provider", role=OFFICE)
+    row = _fire(
+        session, _proposed(session, services), "record_provider_agreement", principal=person("Pat Provider", OFFICE)
+    )
     row = _fire(
         session, row, "propose_options", params={"options": "routine,peer_review"}, clock=FixedClock(date(2026, 12, 21))
     )
@@ -480,7 +487,9 @@ def test_agreement_deadline_is_local_policy(
 def test_late_agreement_chases_only_the_party_missing(db: Engine, session: Session, services: dict[str, int]) -> None:
     from states.engine.sweep import run_sweep
 
-    row = _fire(session, _proposed(session, services), "record_provider_agreement", actor="Pat Provider", role=OFFICE)
+    row = _fire(
+        session, _proposed(session, services), "record_provider_agreement", principal=person("Pat Provider", OFFICE)
+    )
     summary = run_sweep(db, FixedClock(date(2027, 1, 15)))
     assert [(a["kind"], a["id"], a["deadline"], a["action"]) for a in summary.actions] == [
         ("surveillance", row.id, "agreement", "overdue_notice")
@@ -498,10 +507,10 @@ def test_late_agreement_chases_only_the_party_missing(db: Engine, session: Sessi
 def test_option_3_proposes_a_linked_visit_when_agreed(session: Session, services: dict[str, int]) -> None:
     row = _proposed(session, services, "routine,peer_review")
     assert session.exec(select(Visit)).all() == []  # proposing the option is not yet a visit
-    row = _fire(session, row, "record_provider_agreement", actor="Pat Provider", role=OFFICE)
-    row = _fire(session, row, "record_commissioner_agreement", actor="Cy Commissioner", role=OFFICE)
+    row = _fire(session, row, "record_provider_agreement", principal=person("Pat Provider", OFFICE))
+    row = _fire(session, row, "record_commissioner_agreement", principal=person("Cy Commissioner", OFFICE))
     version = row.version
-    row = _fire(session, row, "agree", actor="Nia Manager", role=NM, clock=FixedClock(date(2026, 12, 16)))
+    row = _fire(session, row, "agree", principal=person("Nia Manager", NM), clock=FixedClock(date(2026, 12, 16)))
     assert row.state == Q.AGREED and row.version == version + 1
     visit = session.exec(select(Visit)).one()
     assert row.visit_id == visit.id

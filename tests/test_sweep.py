@@ -15,6 +15,7 @@ from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
 from states.engine.sweep import run_sweep
+from tests.factories import person
 
 NM = "network-manager"
 
@@ -22,7 +23,12 @@ NM = "network-manager"
 def _notified(session: Session, raise_risk: Callable[..., Risk], level: str = "SC", **kw: object) -> Risk:
     risk = raise_risk(level, **kw)
     engine.fire(
-        session, "risk", risk.id, "send_formal_notification", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 18))
+        session,
+        "risk",
+        risk.id,
+        "send_formal_notification",
+        principal=person("nm", NM),
+        clock=FixedClock(date(2026, 12, 18)),
     )
     session.commit()
     return risk
@@ -102,7 +108,12 @@ def test_a_passed_deadline_stays_outstanding_until_the_item_moves_on(
     run_sweep(db, FixedClock(date(2026, 12, 21)))
     assert _outstanding(db, risk.id) == [("formal_notification", "fired")]
     engine.fire(
-        session, "risk", risk.id, "send_formal_notification", actor="nm", role=NM, clock=FixedClock(date(2026, 12, 22))
+        session,
+        "risk",
+        risk.id,
+        "send_formal_notification",
+        principal=person("nm", NM),
+        clock=FixedClock(date(2026, 12, 22)),
     )
     session.commit()
     assert _outstanding(db, risk.id) == [("response", "open")]
@@ -125,8 +136,7 @@ def test_a_new_deadline_replaces_a_passed_one_of_the_same_name(
         "risk",
         risk.id,
         "record_progress",
-        actor="nm",
-        role=NM,
+        principal=person("nm", NM),
         clock=FixedClock(late),
         note="action plan on track",
     )
@@ -143,7 +153,9 @@ def test_an_item_answered_before_the_sweep_is_left_alone(
     db: Engine, session: Session, raise_risk: Callable[..., Risk]
 ) -> None:
     risk = _notified(session, raise_risk, "IR")
-    engine.fire(session, "risk", risk.id, "response_adequate", actor="nm", role=NM, clock=FixedClock(date(2027, 1, 5)))
+    engine.fire(
+        session, "risk", risk.id, "response_adequate", principal=person("nm", NM), clock=FixedClock(date(2027, 1, 5))
+    )
     session.commit()
     assert run_sweep(db, FixedClock(date(2027, 1, 7))).actions == []
     assert _state(db, risk.id) == "monitoring"
@@ -156,8 +168,7 @@ def test_paused_deadline_is_not_chased(db: Engine, session: Session, raise_risk:
         "risk",
         risk.id,
         "pause_clock",
-        actor="nm",
-        role=NM,
+        principal=person("nm", NM),
         clock=FixedClock(date(2026, 12, 21)),
         note="awaiting inquest",
     )
@@ -206,7 +217,9 @@ def test_deadline_changed_between_scan_and_batch_is_skipped(
     def scan_then_operator_acts(s: Session, today: date) -> tuple[list[int], list[int]]:
         found = real(s, today)
         with Session(db) as other:
-            engine.fire(other, "risk", risk.id, "response_adequate", actor="nm", role=NM, clock=FixedClock(today))
+            engine.fire(
+                other, "risk", risk.id, "response_adequate", principal=person("nm", NM), clock=FixedClock(today)
+            )
             other.commit()
         return found
 

@@ -22,6 +22,7 @@ from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidInput, NotFound
 from states.views.themes import NO_STANDARD, ThemeMap, positive_ref, shared_learning, table_rows
+from tests.factories import person
 from tests.probes import cli_without_prefect
 
 MRH, SEV, BURNS = "Midland Royal Major Trauma Centre", "Severnside Trauma Unit", "Valley Burns Service"  # WMTN
@@ -34,15 +35,28 @@ def _close(session: Session, risk: Risk, day: date, *, withdraw: bool = False) -
     clock = FixedClock(day)
     if withdraw:
         engine.fire(
-            session, "risk", risk.id, "withdraw", actor="Rita Registrar", role=NM, clock=clock, note="raised in error"
+            session,
+            "risk",
+            risk.id,
+            "withdraw",
+            principal=person("Rita Registrar", NM),
+            clock=clock,
+            note="raised in error",
         )  # type: ignore[arg-type]
     else:
         if risk.level != "GC":
             engine.fire(
-                session, "risk", risk.id, "send_formal_notification", actor="Rita Registrar", role=NM, clock=clock
+                session,
+                "risk",
+                risk.id,
+                "send_formal_notification",
+                principal=person("Rita Registrar", NM),
+                clock=clock,
             )  # type: ignore[arg-type]
-            engine.fire(session, "risk", risk.id, "response_adequate", actor="Rita Registrar", role=NM, clock=clock)  # type: ignore[arg-type]
-        engine.fire(session, "risk", risk.id, "close", actor="Rita Registrar", role=NM, clock=clock, note="done")  # type: ignore[arg-type]
+            engine.fire(
+                session, "risk", risk.id, "response_adequate", principal=person("Rita Registrar", NM), clock=clock
+            )  # type: ignore[arg-type]
+        engine.fire(session, "risk", risk.id, "close", principal=person("Rita Registrar", NM), clock=clock, note="done")  # type: ignore[arg-type]
     session.commit()
 
 
@@ -55,8 +69,7 @@ def _report(
         "report",
         row,
         "start_drafting",
-        actor="Olu Office",
-        role="network-office",
+        principal=person("Olu Office", "network-office"),
         clock=FixedClock(date(2026, 12, 11)),
     )
     for text in positives:
@@ -65,8 +78,7 @@ def _report(
             "report",
             out.row.id,
             "add_positive",
-            actor="Olu Office",
-            role="network-office",  # type: ignore[arg-type]
+            principal=person("Olu Office", "network-office"),  # type: ignore[arg-type]
             clock=FixedClock(date(2026, 12, 11)),
             params={"text": text},
         )
@@ -91,7 +103,7 @@ def raise_risk(session: Session, services: dict[str, int]) -> Callable[..., Risk
             state="new",
         )
         out = engine.create(
-            session, "risk", row, "raise", actor="Pat Panel", role=NM, clock=FixedClock(date(2026, 12, 11))
+            session, "risk", row, "raise", principal=person("Pat Panel", NM), clock=FixedClock(date(2026, 12, 11))
         )
         session.commit()
         return out.row  # type: ignore[return-value]

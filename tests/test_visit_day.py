@@ -18,6 +18,7 @@ from states.errors import GuardRefused, InvalidInput, PermissionDenied
 from states.machines.visit import agenda
 from states.machines.visit import panel as _panel
 from states.scope import recipient_scope
+from tests.factories import person
 from tests.support_visits import CAL, MRH, NM, OFFICE, RL, T0, VISIT, fire, held, notified, propose, row_counts
 
 # --------------------------------------------------------------------------- high level feedback
@@ -76,8 +77,7 @@ def test_feedback_with_an_invalid_level_creates_nothing(session: Session, servic
             "visit",
             visit.id,
             "give_feedback",
-            actor="t",
-            role=NM,
+            principal=person("t", NM),
             clock=FixedClock(VISIT),
             params={"risks": [FOUND[0], {"level": "XX", "title": "?"}]},
         )
@@ -97,8 +97,7 @@ def test_feedback_is_for_the_network_leads(session: Session, services: dict[str,
             "visit",
             visit.id,
             "give_feedback",
-            actor="t",
-            role=OFFICE,
+            principal=person("t", OFFICE),
             clock=FixedClock(VISIT),
             params={"risks": []},
         )

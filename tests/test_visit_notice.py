@@ -14,6 +14,7 @@ from states import engine
 from states.clock import FixedClock
 from states.engine.sweep import run_sweep
 from states.errors import InvalidInput, InvalidTrigger, PermissionDenied
+from tests.factories import person
 from tests.support_visits import (
     CAL,
     NM,
@@ -244,8 +245,7 @@ def test_postpone_refusals_change_nothing(
             "visit",
             visit.id,
             "postpone",
-            actor="t",
-            role=OFFICE,
+            principal=person("t", OFFICE),
             clock=FixedClock(date(2026, 10, 8)),
             note=note,
             params=params,
@@ -264,11 +264,19 @@ def test_postpone_refusals_change_nothing(
 def test_cancel_with_a_reason(session: Session, services: dict[str, int]) -> None:
     visit = notified(session, services, VISIT, start=T0)
     with pytest.raises(InvalidInput, match="needs a reason"):
-        engine.fire(session, "visit", visit.id, "cancel", actor="t", role=NM, clock=FixedClock(date(2026, 10, 8)))
+        engine.fire(
+            session, "visit", visit.id, "cancel", principal=person("t", NM), clock=FixedClock(date(2026, 10, 8))
+        )
     session.rollback()
     with pytest.raises(PermissionDenied, match="needs one of network-manager, regional-lead"):
         engine.fire(
-            session, "visit", visit.id, "cancel", actor="t", role=OFFICE, clock=FixedClock(date(2026, 10, 8)), note="x"
+            session,
+            "visit",
+            visit.id,
+            "cancel",
+            principal=person("t", OFFICE),
+            clock=FixedClock(date(2026, 10, 8)),
+            note="x",
         )
     session.rollback()
     out = fire(session, visit.id, "cancel", date(2026, 10, 8), role=RL, note="service decommissioned")
@@ -277,7 +285,13 @@ def test_cancel_with_a_reason(session: Session, services: dict[str, int]) -> Non
     assert engine.pending_deadlines(session, "visit", visit.id) == []
     with pytest.raises(InvalidTrigger, match="none, the item is closed"):
         engine.fire(
-            session, "visit", visit.id, "postpone", actor="t", role=NM, clock=FixedClock(date(2026, 10, 9)), note="x"
+            session,
+            "visit",
+            visit.id,
+            "postpone",
+            principal=person("t", NM),
+            clock=FixedClock(date(2026, 10, 9)),
+            note="x",
         )
 
 

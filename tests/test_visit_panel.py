@@ -15,6 +15,7 @@ from states.clock import FixedClock
 from states.errors import GuardRefused, InvalidInput
 from states.machines.visit import panel as _panel
 from states.machines.visit import panel_view
+from tests.factories import person
 from tests.support_visits import (
     MERSEY,
     MRH,
@@ -40,8 +41,7 @@ def _refused_panel(session: Session, visit: Visit, name: str, match: str) -> Non
             "visit",
             visit.id,
             "add_panel_member",
-            actor="tester",
-            role=OFFICE,
+            principal=person("tester", OFFICE),
             clock=FixedClock(T0),
             params={"reviewer_id": reviewers_by_name(session)[name].id},
         )
@@ -160,8 +160,7 @@ def test_retired_reviewer_is_refused_from_the_retirement_date(session: Session, 
             "visit",
             visit.id,
             "add_panel_member",
-            actor="tester",
-            role=OFFICE,
+            principal=person("tester", OFFICE),
             clock=FixedClock(T0 + timedelta(days=1)),
             params={"reviewer_id": reviewers_by_name(session)["Ms Carys Holt"].id},
         )
@@ -195,8 +194,7 @@ def test_remove_panel_member_needs_a_reason_and_removes(session: Session, servic
             "visit",
             visit.id,
             "remove_panel_member",
-            actor="t",
-            role=OFFICE,
+            principal=person("t", OFFICE),
             clock=FixedClock(T0),
             params={"reviewer_id": rid},
         )

@@ -15,6 +15,7 @@ from states.clock import FixedClock
 from states.errors import NotFound
 from states.policy import Policy
 from states.views.weighting import candidates
+from tests.factories import person
 from tests.support_visits import BURNS, MERSEY, MRH, NM, SEVERNSIDE, T0, VISIT, fire, held, notified, propose
 
 # --------------------------------------------------------------------------- weighting
@@ -49,7 +50,13 @@ def test_never_visited_services_rank_by_open_risks(
 def test_closed_risks_do_not_count(session: Session, services: dict[str, int], raise_risk: Callable[..., Risk]) -> None:
     risk = raise_risk("IR", service=BURNS)
     engine.fire(
-        session, "risk", risk.id, "withdraw", actor="nm", role=NM, clock=FixedClock(TODAY), note="raised in error"
+        session,
+        "risk",
+        risk.id,
+        "withdraw",
+        principal=person("nm", NM),
+        clock=FixedClock(TODAY),
+        note="raised in error",
     )
     session.commit()
     assert {c["service"]: c["score"] for c in candidates(session, "WMTN", TODAY, Policy())}[BURNS] == 36.0

@@ -18,6 +18,7 @@ from states.clock import FixedClock
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger
 from states.machines.spec import get_spec
 from states.machines.visit import VisitState
+from tests.factories import person
 from tests.support_visits import (
     NM,
     OFFICE,
@@ -154,8 +155,7 @@ def test_allowed_transitions(
         "visit",
         visit.id,
         trigger,
-        actor="tester",
-        role=role,
+        principal=person("tester", role),
         clock=FixedClock(VISIT),
         note=setup.get("note"),
         params=_params(session, setup),
@@ -191,7 +191,9 @@ def test_refused_pairs_change_nothing(session: Session, services: dict[str, int]
     visit = _put_in(session, services, state)
     version, counts = visit.version, row_counts(session)
     with pytest.raises(InvalidTrigger, match=f"'{state}'"):
-        engine.fire(session, "visit", visit.id, trigger, actor="tester", role=NM, clock=FixedClock(VISIT), note="n")
+        engine.fire(
+            session, "visit", visit.id, trigger, principal=person("tester", NM), clock=FixedClock(VISIT), note="n"
+        )
     session.rollback()
     fresh = session.get(Visit, visit.id)
     assert fresh is not None and (fresh.state, fresh.version) == (state, version)
@@ -245,7 +247,12 @@ def test_confirm_prepared_refused_while_an_item_is_missing(
     version, counts = visit.version, row_counts(session)
     with pytest.raises(GuardRefused, match=rule):
         engine.fire(
-            session, "visit", visit.id, "confirm_prepared", actor="tester", role=OFFICE, clock=FixedClock(PREP_DAY)
+            session,
+            "visit",
+            visit.id,
+            "confirm_prepared",
+            principal=person("tester", OFFICE),
+            clock=FixedClock(PREP_DAY),
         )
     session.rollback()
     fresh = session.get(Visit, visit.id)
@@ -260,7 +267,12 @@ def test_confirm_prepared_refusal_names_only_the_unmet_rule(
     visit = _ready_but(session, services, setup)
     with pytest.raises(GuardRefused) as err:
         engine.fire(
-            session, "visit", visit.id, "confirm_prepared", actor="tester", role=OFFICE, clock=FixedClock(PREP_DAY)
+            session,
+            "visit",
+            visit.id,
+            "confirm_prepared",
+            principal=person("tester", OFFICE),
+            clock=FixedClock(PREP_DAY),
         )
     others = {"is_preparation_settled", "is_panel_confirmed", "has_conflicts_cleared", "is_evidence_received"} - {rule}
     assert rule in str(err.value)
@@ -281,7 +293,12 @@ def test_confirm_prepared_refused_with_no_panel(session: Session, services: dict
     )
     with pytest.raises(GuardRefused, match="has_conflicts_cleared"):
         engine.fire(
-            session, "visit", visit.id, "confirm_prepared", actor="tester", role=OFFICE, clock=FixedClock(PREP_DAY)
+            session,
+            "visit",
+            visit.id,
+            "confirm_prepared",
+            principal=person("tester", OFFICE),
+            clock=FixedClock(PREP_DAY),
         )
 
 
@@ -299,7 +316,12 @@ def test_adding_a_reviewer_unconfirms_the_panel(session: Session, services: dict
     assert visit.panel_confirmed is False
     with pytest.raises(GuardRefused, match="is_panel_confirmed"):
         engine.fire(
-            session, "visit", visit.id, "confirm_prepared", actor="tester", role=OFFICE, clock=FixedClock(PREP_DAY)
+            session,
+            "visit",
+            visit.id,
+            "confirm_prepared",
+            principal=person("tester", OFFICE),
+            clock=FixedClock(PREP_DAY),
         )
 
 
@@ -308,7 +330,12 @@ def test_hold_is_refused_before_the_visit_day(session: Session, services: dict[s
     version, counts = visit.version, row_counts(session)
     with pytest.raises(GuardRefused, match="is_visit_day_reached"):
         engine.fire(
-            session, "visit", visit.id, "hold", actor="tester", role=OFFICE, clock=FixedClock(VISIT - timedelta(days=1))
+            session,
+            "visit",
+            visit.id,
+            "hold",
+            principal=person("tester", OFFICE),
+            clock=FixedClock(VISIT - timedelta(days=1)),
         )
     session.rollback()
     assert (visit.state, visit.version, row_counts(session)) == ("prepared", version, counts)
@@ -336,7 +363,13 @@ def test_schedule_refuses_bad_dates_and_modes(
     counts = row_counts(session)
     with pytest.raises(InvalidInput, match=match):
         engine.fire(
-            session, "visit", visit.id, "schedule", actor="tester", role=OFFICE, clock=FixedClock(T0), params=params
+            session,
+            "visit",
+            visit.id,
+            "schedule",
+            principal=person("tester", OFFICE),
+            clock=FixedClock(T0),
+            params=params,
         )
     session.rollback()
     fresh = session.get(Visit, visit.id)

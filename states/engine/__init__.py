@@ -1,6 +1,7 @@
 """The one engine: every transition of every kind goes through ``fire_many`` (``fire`` is a batch of one).
 
-It loads the rows, checks each caller's version, the actor, the role and the date, fires
+It loads the rows, checks each caller's version, the principal's role in the item's scope and
+the date, fires
 each trigger on the kind's shared machine, then in the caller's transaction writes the new
 states, the audit events, the outbox rows and the next deadlines, and bumps the versions
 (each row's UPDATE names the version it was read at, so a concurrent writer loses with
@@ -54,7 +55,8 @@ from states.errors import (
 )
 from states.machines.spec import CLOCK_TRIGGERS, Context, Effects, KindSpec, get_spec, outstanding_deadlines
 from states.policy import Policy
-from states.roles import AUDITOR, check_actor_role
+from states.principal import Principal
+from states.roles import SYSTEM
 
 __all__ = [
     "Event",
@@ -105,8 +107,7 @@ def fire(
     item_id: int,
     trigger: str,
     *,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
     note: str | None = None,
     expected_version: int | None = None,
@@ -117,8 +118,7 @@ def fire(
     return fire_many(
         session,
         [Request(kind, item_id, trigger, note, expected_version, params)],
-        actor=actor,
-        role=role,
+        principal=principal,
         clock=clock,
         policy=policy,
     )[0]
@@ -128,8 +128,7 @@ def fire_many(
     session: Session,
     requests: list[Request],
     *,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
     policy: Policy | None = None,
 ) -> list[Outcome]:
@@ -140,17 +139,13 @@ def fire_many(
     one bump), closed deadlines, new deadlines, audit events (one lock of the
     chain head) and outbox rows, whatever the batch's size. The first refusal raises and
     names the item; a concurrent writer makes the batch raise ``StaleVersion``.
+
+    ``principal`` acts in a role it holds in each item's scope that the trigger allows
+    (``Principal.choose``); the system principal acts as ``system`` everywhere. The
+    permission table is read once per batch.
     """
-    if not actor or not actor.strip():
-        first = requests[0] if requests else None
-        what = f" for {first.kind} {first.item_id} {first.trigger}" if first else ""
-        raise MissingActor(f"no actor given{what}: name who is acting (--actor)")
-    check_actor_role(role)
-    if role == AUDITOR:
-        raise PermissionDenied(
-            "role 'auditor' is read-only: it may not fire "
-            + ", ".join(f"{r.trigger!r} on {r.kind} {r.item_id}" for r in requests[:3])
-        )
+    if not isinstance(principal, Principal) or principal.user_id is None:
+        raise MissingActor("nobody is identified as acting: sign in (or map your OS account to a peerwatch user)")
     seen: set[tuple[str, int]] = set()
     for r in requests:
         if (r.kind, r.item_id) in seen:
@@ -164,22 +159,23 @@ def fire_many(
     if len(requests) > 1:
         session.flush()  # anything pending goes out before the batch is read
     loaded = preload(session, requests)  # held until written: the identity map keeps rows only while referenced
+    rules = permissions.rules(session)  # one read of the permission table per batch
     with session.no_autoflush:  # rows change in memory only until the batch is written
-        plans = [_plan(session, r, actor.strip(), role, now, today, policy) for r in requests]
-    _write(session, [p for p in plans if p.done is None], now, today)
+        plans = [_plan(session, r, principal, rules, now, today, policy) for r in requests]
+    _write(session, [p for p in plans if p.done is None], principal, now, today)
     del loaded
     return [p.done or Outcome(row=p.row, event=p.event, queued=p.queued) for p in plans]  # type: ignore[arg-type]
 
 
-def _write(session: Session, plans: list[Plan], now: datetime, today: date) -> None:
+def _write(session: Session, plans: list[Plan], principal: Principal, now: datetime, today: date) -> None:
     """Write a batch of decided transitions: rows and deadlines, linked follow-ons, audit chain,
     outbox, then the other follow-ons."""
     if not plans:
         return
     write_rows(session, plans, now, today)
-    _follow_on(session, plans, linked=True)
+    _follow_on(session, plans, principal, linked=True)
     _write_events(session, plans, now, today)
-    _follow_on(session, plans, linked=False)
+    _follow_on(session, plans, principal, linked=False)
     thens = [f for p in plans for f in p.effects.then]
     for follow_up in thens:
         follow_up()
@@ -203,18 +199,21 @@ def _write_events(session: Session, plans: list[Plan], now: datetime, today: dat
             note=c.note,
             version=p.row.version,
             data=p.data,
+            user_id=c.user_id,
         )
     append_audit(session, [p.event for p in plans if p.event is not None])
     write_letters(session, [p for p in plans if p.effects.letters], now, today)
 
 
-def _follow_on(session: Session, plans: list[Plan], *, linked: bool) -> None:
-    """Fire the requests on other items the effects name, as the same actor, at the same time."""
+def _follow_on(session: Session, plans: list[Plan], principal: Principal, *, linked: bool) -> None:
+    """Fire the requests on other items the effects name, as the same principal in the same
+    role (when it fits), at the same time."""
     for p in plans:
         for f in p.effects.follow_on:
             if (f.link is not None) != linked:
                 continue
-            who = {"actor": p.ctx.actor, "role": p.ctx.role, "clock": FixedClock(p.ctx.now), "note": f.note}
+            acting = principal if principal.is_system else principal.acting_as(p.ctx.role)
+            who = {"principal": acting, "clock": FixedClock(p.ctx.now), "note": f.note}
             if f.new is None:
                 assert f.item_id is not None
                 fire(session, f.kind, f.item_id, f.trigger, params=f.params, **who)  # type: ignore[arg-type]
@@ -241,7 +240,15 @@ def preload(session: Session, requests: list[Request]) -> list[StatefulItem]:
     return rows
 
 
-def _plan(session: Session, req: Request, actor: str, role: str, now: datetime, today: date, policy: Policy) -> Plan:
+def _plan(
+    session: Session,
+    req: Request,
+    principal: Principal,
+    rules: permissions.Rules,
+    now: datetime,
+    today: date,
+    policy: Policy,
+) -> Plan:
     """Check one request and fire it on the machine; the row changes in memory only."""
     kind, item_id, trigger, note = req.kind, req.item_id, req.trigger, req.note
     spec, row = load(session, kind, item_id)
@@ -260,11 +267,13 @@ def _plan(session: Session, req: Request, actor: str, role: str, now: datetime, 
             f"{kind} {item_id} is '{source}': trigger {trigger!r} is not allowed from there "
             f"(allowed: {', '.join(allowed) or 'none, the item is closed'})"
         )
-    roles = permissions.roles_for(spec, trigger, rows)
-    if role not in roles:
-        raise PermissionDenied(
-            f"role {role!r} may not fire {trigger!r} on {kind} {item_id}: needs one of {', '.join(sorted(roles)) or 'no role'}"
-        )
+    roles = permissions.roles_for(spec, trigger, rows, rules)
+    if principal.is_system:
+        if SYSTEM not in roles:
+            raise PermissionDenied(f"the sweep may not fire {trigger!r} on {kind} {item_id}: it is a person's act")
+        role = SYSTEM
+    else:
+        role = principal.choose(roles, spec.recipient_scope(session, row), f"fire {trigger!r} on {kind} {item_id}")
     if any(r.get("note_required") for r in rows) and not (note and note.strip()):
         raise InvalidInput(f"{trigger!r} on {kind} {item_id} needs a reason: give --note")
     if local_date(row.updated_at) > today:
@@ -283,10 +292,11 @@ def _plan(session: Session, req: Request, actor: str, role: str, now: datetime, 
         today=today,
         calendar=calendar_for(spec.nation_of(session, row)),
         policy=policy,
-        actor=actor,
+        actor=principal.name,
         role=role,
         note=note,
         kind=kind,
+        user_id=principal.user_id,
     )
 
     # The kind's one machine decides the destination and the guards (no model is bound to it).
@@ -299,11 +309,11 @@ def _plan(session: Session, req: Request, actor: str, role: str, now: datetime, 
     ctx.dest = dest
 
     confirmed: dict[str, Any] = {}
-    if permissions.is_four_eyes(spec, trigger):
+    if permissions.is_four_eyes(spec, trigger, rules):
         proposal = _proposal(session, spec, row, trigger)
         if proposal is None:
             return Plan(spec, row, ctx, Effects(), {}, row.version, done=_propose(session, spec, row, ctx))
-        if proposal.actor.strip().lower() == ctx.actor.lower():
+        if proposal.user_id == ctx.user_id:
             raise GuardRefused(
                 f"{trigger!r} on {kind} {item_id} needs four eyes: {proposal.actor} proposed it, "
                 "so a different person must confirm it"
@@ -316,6 +326,7 @@ def _plan(session: Session, req: Request, actor: str, role: str, now: datetime, 
         confirmed = {
             "four_eyes": {
                 "proposed_by": proposal.actor,
+                "proposed_by_user_id": proposal.user_id,
                 "proposed_role": proposal.role,
                 "proposed_at": proposal.at.isoformat(),
             }
@@ -380,6 +391,7 @@ def _propose(session: Session, spec: KindSpec, row: StatefulItem, ctx: Context) 
             role=ctx.role,
             at=ctx.now,
             item_version=row.version,
+            user_id=ctx.user_id,
         )
     )
     event = Event(
@@ -394,6 +406,7 @@ def _propose(session: Session, spec: KindSpec, row: StatefulItem, ctx: Context) 
         note=ctx.note,
         version=row.version,
         data={"awaiting_second_person": True, **({"params": jsonable(dict(ctx.params))} if ctx.params else {})},
+        user_id=ctx.user_id,
     )
     append_audit(session, [event])
     session.flush()
@@ -406,14 +419,14 @@ def fire_or_record(
     item_id: int,
     trigger: str,
     *,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
     note: str | None = None,
     expected_version: int | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> tuple[Outcome, list[dict[str, Any]]]:
-    """One manual transition in its own transaction; a refusal is audited and re-raised.
+    """One manual transition in its own transaction; a refusal is audited (with the account
+    that tried) and re-raised.
 
     Returns the outcome and the item's pending deadlines, read in the same transaction."""
     try:
@@ -424,8 +437,7 @@ def fire_or_record(
                 kind,
                 item_id,
                 trigger,
-                actor=actor,
-                role=role,
+                principal=principal,
                 clock=clock,
                 note=note,
                 expected_version=expected_version,
@@ -437,7 +449,7 @@ def fire_or_record(
             s.commit()
             return out, pending
     except PeerwatchError as exc:
-        record_refusal(db, kind, item_id, trigger, actor, role, clock, str(exc), params)
+        record_refusal(db, kind, item_id, trigger, principal, principal.prefer, clock, str(exc), params)
         raise
 
 
@@ -447,15 +459,14 @@ def create(
     row: StatefulItem,
     trigger: str,
     *,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
     note: str | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """Insert a new item in its kind's initial state and fire its opening trigger."""
     return create_many(
-        session, kind, [row], trigger, actor=actor, role=role, clock=clock, note=note, params=[params or {}]
+        session, kind, [row], trigger, principal=principal, clock=clock, note=note, params=[params or {}]
     )[0]
 
 
@@ -465,8 +476,7 @@ def create_many(
     rows: list[StatefulItem],
     trigger: str,
     *,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
     note: str | None = None,
     params: list[Mapping[str, Any]] | None = None,
@@ -475,8 +485,8 @@ def create_many(
     """Insert new items in their kind's initial state and fire each one's opening trigger, as
     one ``fire_many`` batch (``params``: one mapping per row)."""
     spec = get_spec(kind)
-    if not actor or not actor.strip():
-        raise MissingActor(f"no actor given to {trigger} a {kind}: name who is acting (--actor)")
+    if not isinstance(principal, Principal):
+        raise MissingActor(f"nobody is identified as acting to {trigger} a {kind}: sign in")
     if params is not None and len(params) != len(rows):
         raise InvalidInput(f"{len(rows)} new {kind} rows but {len(params)} parameter sets")
     now = clock.now()
@@ -486,7 +496,7 @@ def create_many(
     session.add_all(rows)
     session.flush()
     requests = [Request(kind, row.id, trigger, note, None, p) for row, p in zip(rows, params or [{}] * len(rows))]  # type: ignore[arg-type]
-    return fire_many(session, requests, actor=actor, role=role, clock=clock, policy=policy) if requests else []
+    return fire_many(session, requests, principal=principal, clock=clock, policy=policy) if requests else []
 
 
 def _normal(value: Any) -> Any:

@@ -1,7 +1,10 @@
-"""The audit chain: every transition and every audited change, one SHA-256 hash chain.
+"""The audit chain: every transition and every audited change, one keyed hash chain.
 
-Each event's hash covers the one before it (``prev_hash``) and its own canonical JSON, so an
-event changed, removed or reordered after it was written breaks the chain (``verify_chain``).
+Each event's hash is an HMAC-SHA-256, under a key kept outside the database
+(``states/engine/keys.py``), of the hash before it (``prev_hash``) and its own canonical JSON,
+so an event changed, removed or reordered after it was written breaks the chain
+(``verify_chain``), and nobody without the key can re-hash a rewritten chain. Events written
+before revision 0011 carry a plain SHA-256 (``key_id`` None).
 The single ``audit_head`` row holds the last hash; appending locks it, so concurrent writers
 queue and the chain never forks. Refused attempts are audited apart (``record_refusal``).
 """
@@ -9,6 +12,7 @@ queue and the chain never forks. Refused attempts are audited apart (``record_re
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,8 +27,10 @@ from sqlmodel import Session, col, select
 from models.bulk import execute_many
 from models.tables import AuditEvent, AuditHead, RefusedAttempt
 from states.clock import Clock
-from states.errors import MissingActor, PermissionDenied
-from states.roles import AUDITOR, check_actor_role
+from states.engine import keys as audit_keys
+from states.errors import PermissionDenied
+from states.principal import Principal
+from states.roles import AUDITOR
 
 _AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
 _HEAD = AuditHead.__table__  # type: ignore[attr-defined]
@@ -46,6 +52,9 @@ class Event:
     note: str | None
     version: int
     data: dict[str, Any]
+    user_id: int | None = None
+    recorded_at: datetime | None = None
+    key_id: str | None = None
     prev_hash: str = ""
     hash: str = ""
 
@@ -65,6 +74,9 @@ _EVENT_FIELDS = (
     "note",
     "version",
     "data",
+    "user_id",
+    "recorded_at",
+    "key_id",
     "prev_hash",
     "hash",
 )
@@ -82,28 +94,40 @@ def jsonable(value: Any) -> Any:
 
 
 def _canonical(event: AuditEvent | Event) -> bytes:
-    return json.dumps(
-        {
-            "kind": event.kind,
-            "item_id": event.item_id,
-            "at": event.at.astimezone(UTC).isoformat(),
-            "actor": event.actor,
-            "role": event.role,
-            "trigger": event.trigger,
-            "from": event.from_state,
-            "to": event.to_state,
-            "note": event.note,
-            "version": event.version,
-            "data": event.data,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    ).encode()
+    body = _body(event)
+    if event.key_id is not None:  # keyed events (revision 0011 on) also cover who and when recorded
+        recorded = event.recorded_at
+        body |= {
+            "user_id": event.user_id,
+            "recorded_at": recorded.astimezone(UTC).isoformat() if recorded is not None else None,
+            "key_id": event.key_id,
+        }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
-def event_hash(prev_hash: str, event: AuditEvent | Event) -> str:
-    return hashlib.sha256(prev_hash.encode() + b"\n" + _canonical(event)).hexdigest()
+def _body(event: AuditEvent | Event) -> dict[str, Any]:
+    return {
+        "kind": event.kind,
+        "item_id": event.item_id,
+        "at": event.at.astimezone(UTC).isoformat(),
+        "actor": event.actor,
+        "role": event.role,
+        "trigger": event.trigger,
+        "from": event.from_state,
+        "to": event.to_state,
+        "note": event.note,
+        "version": event.version,
+        "data": event.data,
+    }
+
+
+def event_hash(prev_hash: str, event: AuditEvent | Event, key: bytes | None = None) -> str:
+    """The event's link in the chain: HMAC-SHA-256 under ``key`` (plain SHA-256 for the
+    unkeyed events written before revision 0011, ``key`` None)."""
+    message = prev_hash.encode() + b"\n" + _canonical(event)
+    if key is None:
+        return hashlib.sha256(message).hexdigest()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def append_audit(session: Session, events: list[Event]) -> None:
@@ -111,11 +135,14 @@ def append_audit(session: Session, events: list[Event]) -> None:
     PostgreSQL; SQLite's single writer) so concurrent appends queue, never fork."""
     if not events:
         return
+    key_id, key = audit_keys.load().signing()  # type: ignore[union-attr]  # required: raises without a key
+    recorded = datetime.now(UTC)  # the wall clock, whatever clock the action ran on
     head = session.execute(select_core(_HEAD.c.hash, _HEAD.c.events).where(_HEAD.c.id == 1).with_for_update()).first()
     prev = head.hash if head is not None else ""
     for e in events:
+        e.recorded_at, e.key_id = recorded, key_id
         e.prev_hash = prev
-        e.hash = prev = event_hash(prev, e)
+        e.hash = prev = event_hash(prev, e, key)
     execute_many(session.connection(), _INSERT_AUDIT, [e.row() for e in events])
     if head is None:
         session.execute(insert(_HEAD), [{"id": 1, "hash": prev, "events": len(events)}])
@@ -129,8 +156,8 @@ def record_change(
     item_id: int,
     action: str,
     *,
-    actor: str,
-    role: str,
+    principal: Principal,
+    role: str | None = None,
     clock: Clock,
     state: str,
     from_state: str | None = None,
@@ -141,10 +168,9 @@ def record_change(
     a milestone recorded or done, a letter queued again): who, in which role, when, what, on
     the same hash chain as every transition, in the caller's transaction (the caller commits).
     ``kind`` names the table (contact, reviewer, milestone, outbox); ``version`` counts the
-    item's audited changes."""
-    if not actor or not actor.strip():
-        raise MissingActor(f"no actor given for {action} on {kind} {item_id}: name who is acting (--actor)")
-    check_actor_role(role)
+    item's audited changes. ``role`` is the role the use case decided the principal acts in
+    (default: the one it asked for, else its first)."""
+    role = role or principal.prefer or (principal.roles() or ["(none)"])[0]
     if role == AUDITOR:
         raise PermissionDenied(f"role 'auditor' is read-only: it may not {action} {kind} {item_id}")
     session.flush()
@@ -155,7 +181,7 @@ def record_change(
         kind=kind,
         item_id=item_id,
         at=clock.now(),
-        actor=actor.strip(),
+        actor=principal.name,
         role=role,
         trigger=action,
         from_state=from_state,
@@ -163,6 +189,7 @@ def record_change(
         note=note,
         version=before + 1,
         data=jsonable(dict(data or {})),
+        user_id=principal.user_id,
     )
     append_audit(session, [event])
     return event
@@ -180,8 +207,13 @@ def changes(session: Session, kind: str, item_ids: list[int]) -> list[AuditEvent
 
 
 def verify_chain(session: Session, batch: int = 5000) -> tuple[int, AuditEvent | None, str | None]:
-    """Recompute the chain: (events checked, first broken event or None, what is wrong)."""
-    prev, checked, last_id = "", 0, 0
+    """Recompute the chain: (events checked, first broken event or None, what is wrong).
+
+    Raises ``NoAuditKey`` when keyed events are found and no key is configured: without the
+    key the chain cannot be verified, and saying "intact" would be a lie. Unkeyed events (from
+    before revision 0011) are accepted only before the first keyed one."""
+    keys = audit_keys.load(required=False)
+    prev, checked, last_id, keyed_seen = "", 0, 0, False
     while True:
         events = list(
             session.exec(
@@ -197,7 +229,21 @@ def verify_chain(session: Session, batch: int = 5000) -> tuple[int, AuditEvent |
                     e,
                     f"audit event {e.id} does not follow event {last_id or 'the start'}: the chain was cut or reordered",
                 )
-            if e.hash != event_hash(prev, e):
+            key: bytes | None = None
+            if e.key_id is None:
+                if keyed_seen:
+                    return checked, e, f"audit event {e.id} is unsigned after signed events: it was forged"
+            else:
+                keyed_seen = True
+                if keys is None:
+                    raise audit_keys.NoAuditKey(
+                        "cannot verify the audit chain: no audit key is configured "
+                        "(PEERWATCH_AUDIT_KEY or PEERWATCH_AUDIT_KEY_FILE); nothing was checked"
+                    )
+                if e.key_id not in keys.keys:
+                    return checked, e, f"audit event {e.id} is signed by key {e.key_id!r}, which is not among the keys"
+                key = keys.keys[e.key_id]
+            if e.hash != event_hash(prev, e, key):
                 return (
                     checked,
                     e,
@@ -215,8 +261,8 @@ def record_refusal(
     kind: str,
     item_id: int | None,
     trigger: str,
-    actor: str,
-    role: str,
+    principal: Principal | None,
+    role: str | None,
     clock: Clock,
     reason: str,
     params: Mapping[str, Any] | None = None,
@@ -231,8 +277,9 @@ def record_refusal(
                 kind=kind,
                 item_id=item_id,
                 trigger=trigger,
-                actor=(actor or "").strip() or "(none)",
-                role=role or "(none)",
+                actor=principal.name if principal is not None else "(nobody identified)",
+                role=role or (principal.prefer if principal is not None else None) or "(none)",
+                user_id=principal.user_id if principal is not None else None,
                 at=clock.now(),
                 reason=reason,
                 data=data,

@@ -22,7 +22,7 @@ from states.engine import letters as outbox
 from states.engine import record_change
 from states.errors import PeerwatchError
 from states.machines.spec import Letter, get_spec
-from states.roles import SYSTEM, SYSTEM_ACTOR
+from states.engine.system import SYSTEM_PRINCIPAL
 
 log = logging.getLogger("peerwatch.milestones")
 BATCH = 500
@@ -106,8 +106,7 @@ def chase_overdue(
                             "milestone",
                             m.id,
                             "chase_milestone",
-                            actor=SYSTEM_ACTOR,
-                            role=SYSTEM,
+                            principal=SYSTEM_PRINCIPAL,
                             clock=clock,
                             from_state="open",
                             state="chased",

@@ -30,7 +30,7 @@ from states.engine.milestone_chase import chase_overdue
 from states.errors import PeerwatchError
 from states.machines.spec import get_spec, letter_for
 from states.policy import Policy
-from states.roles import SYSTEM, SYSTEM_ACTOR
+from states.engine.system import SYSTEM_PRINCIPAL
 
 log = logging.getLogger("peerwatch.sweep")
 BATCH = 500
@@ -264,7 +264,7 @@ def _pass(
         ]
         try:
             with session.begin_nested():
-                outs = engine.fire_many(session, requests, actor=SYSTEM_ACTOR, role=SYSTEM, clock=clock, policy=policy)
+                outs = engine.fire_many(session, requests, principal=SYSTEM_PRINCIPAL, clock=clock, policy=policy)
         except PeerwatchError:
             for d, _ in firing:
                 _fire_one(session, d, clock, policy, summary, retry=True)
@@ -297,8 +297,7 @@ def _fire_one(
                 d.kind,
                 d.item_id,
                 rule.on_due,
-                actor=SYSTEM_ACTOR,
-                role=SYSTEM,
+                principal=SYSTEM_PRINCIPAL,
                 clock=clock,
                 note=f"{d.name} due {d.due_on.isoformat()} passed",
                 policy=policy,

@@ -281,13 +281,14 @@ def decide_inaccuracy(ctx: Context) -> Effects:
         raise GuardRefused(
             f"inaccuracy {item_id} already has the {ctx.role} decision ({getattr(item, f'{mine}_decision')})"
         )
-    if getattr(item, f"{other}_actor") == ctx.actor:
+    if getattr(item, f"{other}_user_id") == ctx.user_id:
         raise GuardRefused(
             f"{ctx.actor} already decided inaccuracy {item_id} in the other role: "
             "the Network Manager and the Regional Network Lead must be two people"
         )
     setattr(item, f"{mine}_decision", decision)
     setattr(item, f"{mine}_actor", ctx.actor)
+    setattr(item, f"{mine}_user_id", ctx.user_id)
     ctx.session.add(item)
     return Effects()
 

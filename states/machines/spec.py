@@ -174,10 +174,11 @@ class Context:
     today: date
     calendar: WorkingCalendar
     policy: Policy
-    actor: str
-    role: str
+    actor: str  # the acting account's display name
+    role: str  # the role it acts in (chosen from its grants in the item's scope)
     note: str | None
     kind: str = ""  # the kind whose machine fires
+    user_id: int | None = None  # the acting account: compare people by this, never by name
 
     def deadlines(self, name: str | None = None) -> list[Deadline]:
         """This item's outstanding deadlines (of ``name``, if given), by date: to read, not to change."""

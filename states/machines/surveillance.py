@@ -186,16 +186,23 @@ def _same(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
 
+def _same_account(a: int | None, b: int | None) -> bool:
+    return a is not None and a == b
+
+
 def has_two_signatories(ctx: Context) -> bool:
-    return not _same(ctx.row.provider_agreed_by, ctx.row.commissioner_agreed_by)
+    row = ctx.row
+    if row.provider_agreed_user_id is not None and row.commissioner_agreed_user_id is not None:
+        return not _same_account(row.provider_agreed_user_id, row.commissioner_agreed_user_id)
+    return not _same(row.provider_agreed_by, row.commissioner_agreed_by)  # agreements recorded before accounts
 
 
 def is_not_provider_signatory(ctx: Context) -> bool:
-    return not _same(ctx.actor, ctx.row.provider_agreed_by)
+    return not _same_account(ctx.user_id, ctx.row.provider_agreed_user_id)
 
 
 def is_not_commissioner_signatory(ctx: Context) -> bool:
-    return not _same(ctx.actor, ctx.row.commissioner_agreed_by)
+    return not _same_account(ctx.user_id, ctx.row.commissioner_agreed_user_id)
 
 
 GUARDS = {
@@ -296,11 +303,13 @@ def propose_options(ctx: Context) -> Effects:
 
 def record_provider_agreement(ctx: Context) -> Effects:
     ctx.row.provider_agreed_by, ctx.row.provider_agreed_on = ctx.actor, ctx.today
+    ctx.row.provider_agreed_user_id = ctx.user_id
     return Effects()
 
 
 def record_commissioner_agreement(ctx: Context) -> Effects:
     ctx.row.commissioner_agreed_by, ctx.row.commissioner_agreed_on = ctx.actor, ctx.today
+    ctx.row.commissioner_agreed_user_id = ctx.user_id
     return Effects()
 
 
