@@ -45,10 +45,14 @@ def options(
         typer.Option("--as-of", envvar="PEERWATCH_AS_OF", help="Act as of this date (YYYY-MM-DD), Europe/London."),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    as_account: Annotated[
+        str | None,
+        typer.Option("--as", help="Act as this account (email or OS login): a training database only."),
+    ] = None,
 ) -> None:
     if as_of:
         parse_date(as_of, "--as-of date")
-    ctx.obj = Context(as_of=as_of, json=json_out)
+    ctx.obj = Context(as_of=as_of, json=json_out, as_account=as_account)
 
 
 def group_modules() -> list[str]:
@@ -79,12 +83,12 @@ def build(word: str | None) -> typer.Typer:
 
 
 def command_word(args: list[str]) -> str | None:
-    """The first word that is not an option or the --as-of value: the command group."""
+    """The first word that is not an option or the --as-of or --as value: the command group."""
     skip = False
     for a in args:
         if skip:
             skip = False
-        elif a == "--as-of":
+        elif a in ("--as-of", "--as"):
             skip = True
         elif not a.startswith("-"):
             return a
@@ -92,13 +96,13 @@ def command_word(args: list[str]) -> str | None:
 
 
 def hoist_globals(argv: list[str]) -> list[str]:
-    """Let --json and --as-of go anywhere on the line, as people type them."""
+    """Let --json, --as-of and --as go anywhere on the line, as people type them."""
     front, rest, i = [], [], 0
     while i < len(argv):
         arg = argv[i]
-        if arg == "--json" or arg.startswith("--as-of="):
+        if arg == "--json" or arg.startswith(("--as-of=", "--as=")):
             front.append(arg)
-        elif arg == "--as-of" and i + 1 < len(argv):
+        elif arg in ("--as-of", "--as") and i + 1 < len(argv):
             front += [arg, argv[i + 1]]
             i += 1
         else:

@@ -1,5 +1,9 @@
-"""What every command is given: the global options (``--as-of``, ``--json``), the clock they set,
-the database, and printing that follows ``--json``.
+"""What every command is given: the global options (``--as-of``, ``--json``, ``--as``), the clock
+they set, the database, who is acting, and printing that follows ``--json``.
+
+Who is acting is found as PostgreSQL's ``peer`` method does: the OS account running the command
+(its effective uid's login name, never an environment variable) maps to a peerwatch account;
+no mapping, no write. ``--as ACCOUNT`` acts as another account in a training database only.
 
 The root callback (cli/app.py) makes one ``Context`` per invocation and keeps it in Click's
 ``ctx.obj``; a command takes ``ctx: typer.Context`` and reads it with ``of(ctx)``. Nothing is
@@ -8,24 +12,43 @@ kept in a module global, so two invocations in one process never see each other'
 
 from __future__ import annotations
 
-import getpass
 import os
+import pwd
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
 import typer
 from sqlalchemy import Engine
+from sqlmodel import Session
 
-from cli.output import console, print_json, table
+from cli.output import console, errors, print_json, table
 from models import init_db
 from states.clock import Clock, clock_from, local_date
+from states.principal import Principal
+from states.services import accounts, clocks
 
-ACTOR = Annotated[str, typer.Option(help="Who is acting.")]
-ROLE = Annotated[str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")]
-ACTOR_DEFAULT = Annotated[
-    str | None, typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")
+ROLE = Annotated[
+    str | None,
+    typer.Option(help="Act in this one of your roles, when more than one of them may (see peerwatch whoami)."),
 ]
+TRAINING_BANNER = "TRAINING DATABASE: simulated dates and accounts; its letters are never sent"
+
+
+@dataclass(frozen=True)
+class Acting:
+    """Who acts in one command, and the clock the action runs on."""
+
+    principal: Principal
+    clock: Clock
+
+
+def os_login() -> str:
+    """The login name of the effective uid running this process (not $USER, which anyone sets)."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid-{os.geteuid()}"
 
 
 @dataclass(frozen=True)
@@ -34,18 +57,37 @@ class Context:
 
     as_of: str | None = None
     json: bool = False
+    as_account: str | None = None  # --as: a training database only
 
     def clock(self) -> Clock:
-        """``--as-of`` if given, else ``PEERWATCH_AS_OF``, else the system clock."""
+        """For reading: ``--as-of`` if given, else ``PEERWATCH_AS_OF``, else the system clock.
+        An action takes its clock from ``acting`` (the server's, outside a training database)."""
         return clock_from(self.as_of)
+
+    def acting(self, session: Session, role: str | None = None) -> Acting:
+        """Who acts (peer authentication, or ``--as`` in a training database) and on which clock
+        (now; ``--as-of`` only in a training database). Refuses before anything is changed."""
+        if self.as_account:
+            principal = accounts.training_principal(session, self.as_account, role or None)
+        else:
+            principal = accounts.peer_principal(session, os_login(), role or None)
+        return Acting(principal, clocks.action_clock(session, self.as_of))
+
+    def flow_clock(self, session: Session) -> Clock:
+        """The clock of a sweep or dispatch run from the command line: now, or a past date."""
+        return clocks.flow_clock(session, self.as_of)
 
     def today(self) -> date:
         """The clock's date in Europe/London."""
         return local_date(self.clock().now())
 
     def db(self) -> Engine:
-        """The database, brought to the newest migration."""
-        return init_db()
+        """The database, brought to the newest migration; a training database says so on stderr."""
+        eng = init_db()
+        with Session(eng) as s:
+            if accounts.is_training(s):
+                errors.print(TRAINING_BANNER, markup=False, highlight=False)
+        return eng
 
     def say(self, data: Any, line: str) -> None:
         """``data`` as JSON with ``--json``, else ``line``."""
@@ -75,14 +117,3 @@ def of(ctx: typer.Context) -> Context:
     """The invocation's ``Context`` (the defaults when a command runs without the root callback)."""
     found = ctx.find_object(Context)
     return found if found is not None else Context()
-
-
-def who(actor: str | None) -> str:
-    """The actor of a change made at the command line: --actor, else $PEERWATCH_ACTOR, else the
-    login name of the person running it (recorded in the audit trail)."""
-    if actor is not None:
-        return actor
-    try:
-        return os.environ.get("PEERWATCH_ACTOR") or getpass.getuser()
-    except (OSError, KeyError):
-        return ""

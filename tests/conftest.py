@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-from tests.factories import person
-
 # Before anything imports Prefect: a private home, and nothing sent anywhere.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="peerwatch-prefect-")
 os.environ["DO_NOT_TRACK"] = "1"
@@ -31,8 +29,10 @@ from sqlmodel import Session
 from models import Risk, init_db
 from states import engine
 from states.clock import FixedClock
+from states.principal import Principal
+from tests import support_accounts
 from tests.databases import database_for_test, release
-from tests.factories import MRH, reference_data
+from tests.factories import MRH, person, reference_data
 
 
 @pytest.fixture
@@ -56,6 +56,20 @@ def db(db_url: str) -> Engine:
 def session(db: Engine) -> Iterator[Session]:
     with Session(db, expire_on_commit=False) as s:
         yield s
+
+
+@pytest.fixture
+def me(db: Engine) -> Principal:
+    """The OS user running the tests, mapped to an account holding every network role and
+    administrator for the whole installation: the CLI run by this test acts as it."""
+    return support_accounts.me(db)
+
+
+@pytest.fixture
+def training(db: Engine) -> None:
+    """This test's database is a training database (``peerwatch init --training``): the CLI
+    takes ``--as-of`` and ``--as`` on actions, and letters are never sent over SMTP."""
+    support_accounts.make_training(db)
 
 
 @pytest.fixture
