@@ -19,8 +19,7 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.pop("PEERWATCH_AS_OF", None)
 # The audit chain's key, as a secrets manager would set it (states/engine/keys.py); tests of
 # the key file and of a missing key set their own.
-TEST_AUDIT_KEY = "test-1:" + "5e" * 32
-os.environ["PEERWATCH_AUDIT_KEY"] = TEST_AUDIT_KEY
+os.environ["PEERWATCH_AUDIT_KEY"] = "test-1:" + "5e" * 32
 os.environ.pop("PEERWATCH_AUDIT_KEY_FILE", None)
 
 from sqlalchemy.engine import Engine
