@@ -6,13 +6,13 @@ from typing import Annotated, Any
 import typer
 from sqlmodel import Session
 
-from cli.context import Context, of
+from cli.context import ROLE, Context, of
 from cli.output import console, print_json, table
 from states import engine
 from states.clock import parse_date, show
 from states.errors import InvalidInput
 from states.machines.spec import get_spec
-from states.services import items
+from states.services import accounts, items
 
 SHOW_SKIP = frozenset(
     {
@@ -74,16 +74,14 @@ def add_item_commands(sub: typer.Typer, kind: str) -> typer.Typer:
         ctx: typer.Context,
         item_id: Annotated[int, typer.Argument(help=f"{kind} id")],
         trigger: Annotated[str, typer.Argument(help="Trigger name (see show / diagram).")],
-        actor: Annotated[str, typer.Option(help="Who is acting.")] = "",
-        role: Annotated[
-            str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")
-        ] = "",
+        role: ROLE = None,
         note: Annotated[str | None, typer.Option(help="Reason or note (required by some triggers).")] = None,
         version: Annotated[int | None, typer.Option(help="Refuse unless the item is still at this version.")] = None,
         param: Annotated[list[str] | None, typer.Option(help="key=value, repeatable (e.g. days=5, impact=4).")] = None,
     ) -> None:
-        """Fire a trigger by hand: checked, audited, letters queued, deadlines set."""
-        fire_and_print(of(ctx), kind, item_id, trigger, actor, role, note, params(param or []), version)
+        """Fire a trigger by hand, as you (your OS account's peerwatch account): checked, audited,
+        letters queued, deadlines set."""
+        fire_and_print(of(ctx), kind, item_id, trigger, role, note, params(param or []), version)
 
     @sub.command("history")
     def history_cmd(ctx: typer.Context, item_id: Annotated[int, typer.Argument(help=f"{kind} id")]) -> None:
@@ -212,27 +210,32 @@ def fire_and_print(
     kind: str,
     item_id: int,
     trigger: str,
-    actor: str,
-    role: str,
+    role: str | None,
     note: str | None,
     params: dict[str, Any],
     version: int | None = None,
 ) -> None:
-    """Fire through the engine in one transaction and say what happened."""
-    if not role:
-        raise InvalidInput("give --role (network-office, network-manager, regional-lead, operator)")
+    """Fire through the engine in one transaction, as the person running the command (``role``:
+    which of their roles, when more than one may), and say what happened. Who is acting is
+    settled first: an unmapped OS account, a disabled account or a role not held is refused
+    with nothing changed; a refusal by the engine is recorded with the account that tried."""
+    db = run.db()
+    with Session(db) as s:
+        who = run.acting(s, role)
     out, pending = engine.fire_or_record(
-        run.db(),
+        db,
         kind,
         item_id,
         trigger,
-        actor=actor,
-        role=role,
-        clock=run.clock(),
+        principal=who.principal,
+        clock=who.clock,
         note=note,
         expected_version=version,
         params=params,
     )
+    with Session(db) as s:
+        accounts.seen(s, who.principal)
+        s.commit()
     deadlines = [{**d, "due_on": d["due_on"].isoformat()} for d in pending]
     result = {
         "id": item_id,
@@ -249,7 +252,7 @@ def fire_and_print(
         print_json(result)
     elif out.proposed:
         console.print(
-            f"{kind} {item_id}: {trigger} proposed by {actor} (version {result['version']}): "
+            f"{kind} {item_id}: {trigger} proposed by {who.principal.name} (version {result['version']}): "
             "it needs a second person to confirm it with the same parameters",
             markup=False,
         )
