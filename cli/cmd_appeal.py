@@ -8,10 +8,9 @@ from typing import Annotated, Any
 import typer
 from sqlmodel import Session
 
-from cli.context import ACTOR, ROLE, of
+from cli.context import ROLE, of
 from cli.items import add_item_commands, fire_and_print
 from states.errors import InvalidInput
-from states.roles import check_actor_role
 from states.services.appeal import submit
 from states.services.items import deadline_json
 
@@ -39,23 +38,22 @@ def appeal_submit(
     appellant: Annotated[int, typer.Option(help="Contact id of the appellant (must be the Trust's Chief Executive).")],
     statement: Annotated[str, typer.Option(help="The appeal statement.")],
     grounds: Annotated[list[str], typer.Option(help="risk:ID (an IR or SC in the report) or compliance (repeatable).")],
-    actor: ACTOR = "",
-    role: ROLE = "network-office",
+    role: ROLE = None,
 ) -> None:
     """Record an appeal; a refusal is recorded with its reason and a letter to the appellant, nothing else."""
     run = of(ctx)
     parsed = _grounds(grounds)
-    check_actor_role(role)
     db = run.db()
+    with Session(db) as s:
+        who = run.acting(s, role)
     row = submit(
         db,
         report_id=report,
         appellant_contact_id=appellant,
         statement=statement,
         grounds=parsed,
-        actor=actor,
-        role=role,
-        clock=run.clock(),
+        principal=who.principal,
+        clock=who.clock,
     )
     with Session(db) as s:
         run.created("appeal", row.id, state=row.state, deadlines=deadline_json(s, "appeal", row.id))  # type: ignore[arg-type]
@@ -67,12 +65,11 @@ def appeal_member(
     appeal_id: Annotated[int, typer.Argument(help="appeal id")],
     name: Annotated[str, typer.Option()],
     email: Annotated[str, typer.Option()],
-    actor: ACTOR = "",
-    role: ROLE = "network-manager",
+    role: ROLE = None,
 ) -> None:
     """Invite someone onto the appeal subgroup (refused if involved in the review)."""
     fire_and_print(
-        of(ctx), "appeal", appeal_id, "add_subgroup_member", actor, role, None, {"name": name, "email": email}
+        of(ctx), "appeal", appeal_id, "add_subgroup_member", role=role, note=None, params={"name": name, "email": email}
     )
 
 
@@ -82,8 +79,7 @@ def appeal_decide(
     appeal_id: Annotated[int, typer.Argument(help="appeal id")],
     outcome: Annotated[str, typer.Option(help="upheld, partly_upheld or not_upheld")],
     note: Annotated[str, typer.Option(help="The decision and its reasons.")],
-    actor: ACTOR = "",
-    role: ROLE = "network-manager",
+    role: ROLE = None,
     withdraw: Annotated[list[int] | None, typer.Option(help="Risk id to withdraw (repeatable).")] = None,
     regrade: Annotated[list[str] | None, typer.Option(help="RISK_ID=IR|SC (repeatable).")] = None,
 ) -> None:
@@ -93,10 +89,9 @@ def appeal_decide(
         "appeal",
         appeal_id,
         "decide",
-        actor,
-        role,
-        note,
-        {"outcome": outcome, "withdraw": list(withdraw or []), "regrade": ",".join(regrade or [])},
+        role=role,
+        note=note,
+        params={"outcome": outcome, "withdraw": list(withdraw or []), "regrade": ",".join(regrade or [])},
     )
 
 

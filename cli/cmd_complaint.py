@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from cli.context import ACTOR, ROLE, of
+from cli.context import ROLE, of
 from cli.items import add_item_commands
 from models import session_scope
-from states.clock import parse_date
+from states.clock import local_date, parse_date
 from states.services.intake import receive_complaint
 from states.services.items import deadline_json
 
@@ -31,14 +31,14 @@ def complaint_receive(
         bool, typer.Option("--about-person", help="About a person rather than the conduct of their role.")
     ] = False,
     received: Annotated[str | None, typer.Option(help="Date received (default today).")] = None,
-    actor: ACTOR = "",
-    role: ROLE = "network-office",
+    role: ROLE = None,
 ) -> None:
     """Record a complaint; it is routed to its owner by category."""
     run = of(ctx)
-    day = parse_date(received, "--received date") if received else run.today()
+    day = parse_date(received, "--received date") if received else None
     run.db()
     with session_scope() as s:
+        who = run.acting(s, role)
         out = receive_complaint(
             s,
             network=network,
@@ -48,10 +48,9 @@ def complaint_receive(
             summary=summary,
             service=service,
             about_person=about_person,
-            received=day,
-            actor=actor,
-            role=role,
-            clock=run.clock(),
+            received=day or local_date(who.clock.now()),
+            principal=who.principal,
+            clock=who.clock,
         )
         run.created("complaint", out.row.id, state=out.row.state, deadlines=deadline_json(s, "complaint", out.row.id))  # type: ignore[arg-type]
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from sqlmodel import Session
 
-from cli.context import of, who
+from cli.context import ROLE, of
 from cli.output import console, print_json
 from models import session_scope
 from models.perinatal import CqcRating
@@ -50,12 +50,7 @@ def record(
     service: Annotated[
         int | None, typer.Option(help="Maternity service id (default: the Trust's one maternity service, if any).")
     ] = None,
-    actor: Annotated[
-        str | None, typer.Option(help="Who is recording it (default: $PEERWATCH_ACTOR, else your login name).")
-    ] = None,
-    role: Annotated[
-        str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")
-    ] = "network-office",
+    role: ROLE = None,
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Record a CQC assessment (audited); says whether the Trust entered the MSSP, was referred to the MSSCG, or exit is proposed."""
@@ -65,6 +60,7 @@ def record(
     with session_scope() as s:
         org = organisation_by_name(s, organisation)
         svc = maternity_service_of(s, org, service)
+        who = run.acting(s, role)
         row = CqcRating(
             organisation_id=org.id,  # type: ignore[arg-type]
             service_id=svc.id if svc else None,
@@ -78,11 +74,11 @@ def record(
             warning_notice=warning_notice,
             dhsc_nhse_review_request=review_request,
             hsib_concern=hsib_concern,
-            recorded_by=who(actor),
-            recorded_role=role,
+            recorded_by=who.principal.name,  # both set by the service: the account, and the role it acts in
+            recorded_role="",
             note=note,
         )
-        out = record_cqc_assessment(s, row, clock=run.clock())
+        out = record_cqc_assessment(s, row, principal=who.principal, clock=who.clock)
         result = _summary(out, org.name)
     if run.json:
         print_json(result)

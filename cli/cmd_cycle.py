@@ -7,9 +7,10 @@ from typing import Annotated, Any
 import typer
 from sqlmodel import Session
 
-from cli.context import ACTOR_DEFAULT, of, who
+from cli.context import ROLE, of
 from cli.output import console, print_json, table
 from models import session_scope
+from states.clock import local_date
 from states.programmes import programme_year_of
 from states.services.cycle import plan_year
 from states.services.cycle import status as cycle_status
@@ -108,21 +109,17 @@ def plan(
         int | None, typer.Option(help="Programme year (the April it starts in); default the current one.")
     ] = None,
     network: Annotated[str | None, typer.Option(help="Network code; default every network.")] = None,
-    actor: Annotated[
-        str | None, typer.Option(help="Who is planning it (default: $PEERWATCH_ACTOR, else your login name).")
-    ] = None,
-    role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
+    role: ROLE = None,
 ) -> None:
     """Create the phases of a programme year (once) and carry open concerns into a new cycle (audited)."""
     run = of(ctx)
-    c = run.clock()
-    y = year or programme_year_of(run.today())
     run.db()
     out = {}
-    by = who(actor)
     with session_scope() as s:
+        who = run.acting(s, role)
+        y = year or programme_year_of(local_date(who.clock.now()))
         for n in networks_or_one(s, network):
-            out[n.code] = plan_year(s, n, y, c, actor=by, role=role)
+            out[n.code] = plan_year(s, n, y, who.clock, principal=who.principal)
     if run.json:
         print_json({"programme_year": y, "networks": out})
     else:
@@ -161,22 +158,21 @@ def phase_set(
     from_year: Annotated[
         int | None, typer.Option(help="Programme year it applies from (default the current one).")
     ] = None,
-    actor: ACTOR_DEFAULT = None,
-    role: Annotated[str, typer.Option(help="network-manager, regional-lead or operator.")] = "network-manager",
+    role: ROLE = None,
     note: Annotated[str | None, typer.Option(help="Why, e.g. the network board's decision.")] = None,
 ) -> None:
     """Move a step of a local-policy programme (West Midlands) to another quarter, audited."""
     run = of(ctx)
     run.db()
     with session_scope() as s:
+        who = run.acting(s, role)
         out = set_phase_quarter(
             s,
             network_by_code(s, network),
             step,
             quarter,
-            actor=who(actor),
-            role=role,
-            clock=run.clock(),
+            principal=who.principal,
+            clock=who.clock,
             from_year=from_year,
             note=note,
         )

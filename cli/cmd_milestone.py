@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from cli.context import of
+from cli.context import ROLE, of
 from cli.output import console, print_json, table
 from models import session_scope
 from states.clock import parse_date
@@ -25,8 +25,7 @@ app = typer.Typer(
 def done(
     ctx: typer.Context,
     milestone_id: Annotated[int, typer.Argument(help="milestone id (peerwatch milestone list)")],
-    actor: Annotated[str, typer.Option(help="Who is acting.")] = "",
-    role: Annotated[str, typer.Option(help="Actor role.")] = "network-manager",
+    role: ROLE = None,
     on: Annotated[str | None, typer.Option(help="The date it was done (default today).")] = None,
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
@@ -35,7 +34,8 @@ def done(
     day = parse_date(on, "--on date") if on else None
     run.db()
     with session_scope() as s:
-        m = plans.mark_done(s, milestone_id, actor=actor, role=role, clock=run.clock(), on=day, note=note)
+        who = run.acting(s, role)
+        m = plans.mark_done(s, milestone_id, principal=who.principal, clock=who.clock, on=day, note=note)
         data = {"id": m.id, "risk": m.risk_id, "done_on": m.done_on, "done_by": m.done_by}
     print_json(data) if run.json else console.print(
         f"milestone {data['id']} of risk {data['risk']} done on {data['done_on']}"

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from sqlmodel import Session
 
-from cli.context import of
+from cli.context import ROLE, of
 from cli.items import add_item_commands, fire_and_print
 from cli.output import console, print_json
 from models import session_scope
@@ -38,10 +38,7 @@ def refer(
     service: Annotated[
         int | None, typer.Option(help="Maternity service id (default: the Trust's one maternity service, if any).")
     ] = None,
-    actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
-    role: Annotated[
-        str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")
-    ] = "network-office",
+    role: ROLE = None,
     note: Annotated[str | None, typer.Option(help="e.g. the HSIB letter or the DHSC request it comes from.")] = None,
 ) -> None:
     """Refer a Trust to the MSSCG for a decision on entry (no CQC assessment needed)."""
@@ -50,14 +47,14 @@ def refer(
     with session_scope() as s:
         org = organisation_by_name(s, organisation)
         svc = maternity_service_of(s, org, service)
+        who = run.acting(s, role)
         case = refer_trust(
             s,
             org.id,  # type: ignore[arg-type]
             svc.id if svc else None,
             route,
-            actor=actor,
-            role=role,
-            clock=run.clock(),
+            principal=who.principal,
+            clock=who.clock,
             note=note,
         )
         result: dict[str, Any] = {
@@ -88,12 +85,7 @@ def decide(
         str, typer.Option(help="Who decided for the MSSCG, e.g. 'MSSCG co-chairs, meeting of 10 Dec'.")
     ],
     decided_on: Annotated[str, typer.Option(help="Date the MSSCG decided (YYYY-MM-DD).")],
-    actor: Annotated[
-        str, typer.Option(help="Who is recording it (the network office records; the MSSCG decides).")
-    ] = "",
-    role: Annotated[
-        str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")
-    ] = "network-office",
+    role: ROLE = None,
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Record the MSSCG's decision on entry (referred case) or exit (proposed exit)."""
@@ -102,9 +94,9 @@ def decide(
         trigger = decision_trigger(s, item_id)
     params = {"decision": decision, "decided_by": decided_by, "decided_on": decided_on}
     if trigger == "decide_entry":
-        fire_and_print(run, "mssp", item_id, "decide_entry", actor, role, note, params)
+        fire_and_print(run, "mssp", item_id, "decide_entry", role=role, note=note, params=params)
     else:
-        fire_and_print(run, "mssp", item_id, "decide_exit", actor, role, note, params)
+        fire_and_print(run, "mssp", item_id, "decide_exit", role=role, note=note, params=params)
 
 
 add_item_commands(app, NAME)

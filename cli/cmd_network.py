@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from cli.context import ACTOR_DEFAULT, of, who
+from cli.context import ROLE, of
 from models import session_scope
 from states.services.operator import add_network
 from states.views.directory import networks
@@ -22,14 +22,14 @@ def network_add(
     code: Annotated[str, typer.Option(help="Short code, e.g. WMTN.")],
     name: Annotated[str, typer.Option(help="Full name.")],
     cycle: Annotated[str, typer.Option(help="annual | biennial")] = "annual",
-    actor: ACTOR_DEFAULT = None,
-    role: Annotated[str, typer.Option(help="Actor role.")] = "operator",
+    role: ROLE = None,
 ) -> None:
     """Add a network (audited)."""
     run = of(ctx)
     run.db()
     with session_scope() as s:
-        n = add_network(s, code, name, cycle, actor=who(actor), role=role, clock=run.clock())
+        who = run.acting(s, role)
+        n = add_network(s, code, name, cycle, principal=who.principal, clock=who.clock)
         run.created("network", n.id)
 
 

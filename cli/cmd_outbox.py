@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from cli.context import ROLE, of, who
+from cli.context import ROLE, of
 from cli.output import console, print_json, table
 from models import session_scope
 from models.tables import is_in_doubt
@@ -123,10 +123,7 @@ def outbox_retry(
     ctx: typer.Context,
     ids: Annotated[list[int] | None, typer.Argument(help="outbox message id(s)")] = None,
     all_failed: Annotated[bool, typer.Option("--all-failed", help="Every failed message.")] = False,
-    actor: Annotated[
-        str | None, typer.Option(help="Who is acting (default: $PEERWATCH_ACTOR, else your login name).")
-    ] = None,
-    role: ROLE = "operator",
+    role: ROLE = None,
 ) -> None:
     """Queue failed or in-doubt messages to go on the next dispatch (in doubt: only once you know it did not arrive)."""
     run = of(ctx)
@@ -134,9 +131,8 @@ def outbox_retry(
         raise InvalidInput("name the message id(s) to retry, or give --all-failed")
     run.db()
     with session_scope() as s:
-        done = [
-            m.id for m in retry(s, ids or [], all_failed=all_failed, actor=who(actor), role=role, clock=run.clock())
-        ]
+        who = run.acting(s, role)
+        done = [m.id for m in retry(s, ids or [], all_failed=all_failed, principal=who.principal, clock=who.clock)]
     print_json({"queued": done}) if run.json else console.print(
         f"queued again: {', '.join(map(str, done)) or 'nothing'}"
     )
@@ -155,10 +151,7 @@ def outbox_in_doubt(
     delivered: Annotated[
         bool, typer.Option("--delivered", help="The recipient has it: mark it sent, never resend it.")
     ] = False,
-    actor: Annotated[
-        str | None, typer.Option(help="Who is acting (default: $PEERWATCH_ACTOR, else your login name).")
-    ] = None,
-    role: ROLE = "operator",
+    role: ROLE = None,
 ) -> None:
     """Settle letters left in doubt by a crash mid-send (by default each is resent once, same
     Message-ID, PEERWATCH_IN_DOUBT_RESEND_SECONDS after the crash was found)."""
@@ -168,5 +161,6 @@ def outbox_in_doubt(
         raise InvalidInput("give one of --hold, --resend or --delivered")
     run.db()
     with session_scope() as s:
-        done = [m.id for m in settle_in_doubt(s, ids, chosen[0], actor=who(actor), role=role, clock=run.clock())]
+        who = run.acting(s, role)
+        done = [m.id for m in settle_in_doubt(s, ids, chosen[0], principal=who.principal, clock=who.clock)]
     print_json({chosen[0]: done}) if run.json else console.print(f"{chosen[0]}: {', '.join(map(str, done))}")

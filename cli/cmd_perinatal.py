@@ -13,12 +13,12 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from cli.context import of
+from cli.context import ROLE, of
 from cli.diagram import documented
 from cli.items import add_item_commands, fire_and_print
 from cli.output import console, print_json
 from models import session_scope
-from states.clock import parse_date
+from states.clock import local_date, parse_date
 from states.errors import InvalidInput
 from states.machines.perinatal import levels_context
 from states.services.intake import raise_perinatal_concern
@@ -37,10 +37,7 @@ def raise_concern(
     ctx: typer.Context,
     service: Annotated[int, typer.Option(help="Service id of a maternity or neonatal service.")],
     title: Annotated[str, typer.Option(help="What the concern is.")],
-    actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
-    role: Annotated[
-        str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")
-    ] = "network-manager",
+    role: ROLE = None,
     source: Annotated[
         str | None, typer.Option(help="The intelligence behind it: dashboard, HSIB, CQC, survey, ...")
     ] = None,
@@ -49,18 +46,18 @@ def raise_concern(
 ) -> None:
     """Raise a concern at the provider (trust board) level; opens the monthly board review."""
     run = of(ctx)
-    day = parse_date(raised, "--raised date") if raised else run.today()
+    day = parse_date(raised, "--raised date") if raised else None
     run.db()
     with session_scope() as s:
+        who = run.acting(s, role)
         out = raise_perinatal_concern(
             s,
             service=service,
             title=title,
-            raised=day,
+            raised=day or local_date(who.clock.now()),
             source=source,
-            actor=actor,
-            role=role,
-            clock=run.clock(),
+            principal=who.principal,
+            clock=who.clock,
             note=note,
         )
         run.created(
@@ -75,8 +72,7 @@ def raise_concern(
 def board_review(
     ctx: typer.Context,
     item_id: Annotated[int, typer.Argument(help="perinatal concern id")],
-    actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
-    role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
+    role: ROLE = None,
     reviewed_on: Annotated[str | None, typer.Option(help="Date of the board meeting (default today).")] = None,
     note: Annotated[str | None, typer.Option(help="e.g. the board paper reference.")] = None,
 ) -> None:
@@ -87,10 +83,9 @@ def board_review(
         "perinatal",
         item_id,
         "record_board_review",
-        actor,
-        role,
-        note,
-        {"reviewed_on": reviewed_on} if reviewed_on else {},
+        role=role,
+        note=note,
+        params={"reviewed_on": reviewed_on} if reviewed_on else {},
     )
 
 
@@ -123,8 +118,7 @@ def escalate(
     agreed_with: Annotated[
         str | None, typer.Option(help="At regional level: the regional chief nurse the committee decided with.")
     ] = None,
-    actor: Annotated[str, typer.Option(help="Who is recording it (the forum decides; the office records).")] = "",
-    role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
+    role: ROLE = None,
 ) -> None:
     """Record the receiving forum's decision to take the concern one level up (LMS/ICS group, regional committee, MSSCG)."""
     run = of(ctx)
@@ -133,10 +127,9 @@ def escalate(
         "perinatal",
         item_id,
         "escalate",
-        actor,
-        role,
-        note,
-        {"decided_on": decided_on, **({"agreed_with": agreed_with} if agreed_with else {})},
+        role=role,
+        note=note,
+        params={"decided_on": decided_on, **({"agreed_with": agreed_with} if agreed_with else {})},
     )
 
 
@@ -148,17 +141,16 @@ def refer(
     decided_on: Annotated[str, typer.Option(help="Date the regional quality committee decided (YYYY-MM-DD).")],
     agreed_with: Annotated[str, typer.Option(help="The regional chief nurse the committee decided with.")],
     note: Annotated[str, typer.Option(help="The committee's reasons.")],
-    actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
-    role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
+    role: ROLE = None,
 ) -> None:
     """Record the regional quality committee's decision to refer to JSOG or request an unannounced CQC inspection."""
     run = of(ctx)
     params = {"decided_on": decided_on, "agreed_with": agreed_with}
     key = to.strip().lower().replace("_", "-")
     if key == "jsog":
-        fire_and_print(run, "perinatal", item_id, "refer_to_jsog", actor, role, note, params)
+        fire_and_print(run, "perinatal", item_id, "refer_to_jsog", role=role, note=note, params=params)
     elif key == "cqc-inspection":
-        fire_and_print(run, "perinatal", item_id, "request_cqc_inspection", actor, role, note, params)
+        fire_and_print(run, "perinatal", item_id, "request_cqc_inspection", role=role, note=note, params=params)
     else:
         raise InvalidInput(f"--to {to!r}: use jsog or cqc-inspection")
 
@@ -171,8 +163,7 @@ def forum_decision(
     decision: Annotated[str, typer.Option(help="What it decided, e.g. 'not to escalate: LMS support suffices'.")],
     decided_on: Annotated[str, typer.Option(help="Date it decided (YYYY-MM-DD).")],
     agreed_with: Annotated[str | None, typer.Option(help="At regional level: the regional chief nurse.")] = None,
-    actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
-    role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
+    role: ROLE = None,
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Record a forum's decision that moves nothing (e.g. not to escalate)."""
@@ -182,10 +173,9 @@ def forum_decision(
         "perinatal",
         item_id,
         "record_forum_decision",
-        actor,
-        role,
-        note,
-        {
+        role=role,
+        note=note,
+        params={
             "forum": forum,
             "decision": decision,
             "decided_on": decided_on,

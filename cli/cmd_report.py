@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from cli.context import ACTOR, ROLE, of
+from cli.context import ROLE, of
 from cli.items import add_item_commands, fire_and_print
 from states.services.items import report_document
 
@@ -25,8 +25,7 @@ def report_standard(
     status: Annotated[str, typer.Option(help="Met, Partially Met, Unmet, Not applicable")],
     descriptor: Annotated[str, typer.Option(help="The standard's descriptor.")] = "",
     comment: Annotated[str, typer.Option()] = "",
-    actor: ACTOR = "",
-    role: ROLE = "network-office",
+    role: ROLE = None,
 ) -> None:
     """Record compliance against one standard in a draft report."""
     fire_and_print(
@@ -34,10 +33,9 @@ def report_standard(
         "report",
         report_id,
         "add_standard",
-        actor,
-        role,
-        None,
-        {"ref": ref, "status": status, "descriptor": descriptor, "comment": comment},
+        role=role,
+        note=None,
+        params={"ref": ref, "status": status, "descriptor": descriptor, "comment": comment},
     )
 
 
@@ -46,11 +44,10 @@ def report_positive(
     ctx: typer.Context,
     report_id: Annotated[int, typer.Argument(help="report id")],
     text: Annotated[str, typer.Option(help="A positive development or achievement.")],
-    actor: ACTOR = "",
-    role: ROLE = "network-office",
+    role: ROLE = None,
 ) -> None:
     """Record a positive development in a draft report."""
-    fire_and_print(of(ctx), "report", report_id, "add_positive", actor, role, None, {"text": text})
+    fire_and_print(of(ctx), "report", report_id, "add_positive", role=role, note=None, params={"text": text})
 
 
 @app.command("inaccuracy")
@@ -58,15 +55,20 @@ def report_inaccuracy(
     ctx: typer.Context,
     report_id: Annotated[int, typer.Argument(help="report id")],
     text: Annotated[str, typer.Option(help="The inaccuracy as the service states it.")],
-    actor: ACTOR = "",
-    role: ROLE = "network-office",
+    role: ROLE = None,
     after_visit: Annotated[
         bool, typer.Option("--after-visit", help="The service says this changed after the visit (refused).")
     ] = False,
 ) -> None:
     """Record an inaccuracy the service states at the factual accuracy check."""
     fire_and_print(
-        of(ctx), "report", report_id, "record_inaccuracy", actor, role, None, {"text": text, "after_visit": after_visit}
+        of(ctx),
+        "report",
+        report_id,
+        "record_inaccuracy",
+        role=role,
+        note=None,
+        params={"text": text, "after_visit": after_visit},
     )
 
 
@@ -76,13 +78,18 @@ def report_decide(
     report_id: Annotated[int, typer.Argument(help="report id")],
     item: Annotated[int, typer.Option(help="Inaccuracy id (report show).")],
     decision: Annotated[str, typer.Option(help="accepted or rejected")],
-    actor: ACTOR = "",
-    role: ROLE = "",
+    role: ROLE = None,
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Accept or reject an inaccuracy: once as Network Manager, once as Regional Lead (two people)."""
     fire_and_print(
-        of(ctx), "report", report_id, "decide_inaccuracy", actor, role, note, {"item_id": item, "decision": decision}
+        of(ctx),
+        "report",
+        report_id,
+        "decide_inaccuracy",
+        role=role,
+        note=note,
+        params={"item_id": item, "decision": decision},
     )
 
 

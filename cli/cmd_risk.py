@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.context import ACTOR_DEFAULT, ROLE, of, who
+from cli.context import ROLE, of
 from cli.items import add_item_commands
 from cli.output import errors
 from models import session_scope
@@ -26,8 +26,7 @@ def risk_raise(
     service: Annotated[int, typer.Option(help="Service id.")],
     level: Annotated[str, typer.Option(help="IR, SC or GC.")],
     title: Annotated[str, typer.Option(help="What was found.")],
-    actor: Annotated[str, typer.Option(help="Who is recording it.")] = "",
-    role: Annotated[str, typer.Option(help="Actor role.")] = "network-manager",
+    role: ROLE = None,
     standard: Annotated[str | None, typer.Option(help="Standard reference, e.g. T-12.")] = None,
     visit_date: Annotated[
         str | None, typer.Option(help="Date of the visit where it was found (verbal notification that day).")
@@ -48,6 +47,7 @@ def risk_raise(
     found = parse_date(identified, "--identified date") if identified else None
     run.db()
     with session_scope() as s:
+        who = run.acting(s, role)
         out = raise_risk(
             s,
             service=service,
@@ -59,9 +59,8 @@ def risk_raise(
             impact=impact,
             likelihood=likelihood,
             doctors_in_training=doctors_in_training,
-            actor=actor,
-            role=role,
-            clock=run.clock(),
+            principal=who.principal,
+            clock=who.clock,
             note=note,
         )
         run.created("risk", out.row.id, state=out.row.state, deadlines=deadline_json(s, "risk", out.row.id))  # type: ignore[arg-type]
@@ -81,14 +80,14 @@ def risk_milestone(
     owner: Annotated[
         str, typer.Option(help="Contact role who owns it and is chased when it is overdue.")
     ] = "service-lead",
-    actor: ACTOR_DEFAULT = None,
-    role: ROLE = "network-manager",
+    role: ROLE = None,
 ) -> None:
     """Record a milestone of the action plan agreed for a risk (audited; chased by the sweep when overdue)."""
     run = of(ctx)
     due_on = parse_date(due, "--due date") if due else None
     run.db()
     with session_scope() as s:
+        who = run.acting(s, role)
         out = milestones.add(
             s,
             risk_id,
@@ -96,9 +95,8 @@ def risk_milestone(
             due_on=due_on,
             working_days=working_days,
             owner_role=owner,
-            actor=who(actor),
-            role=role,
-            clock=run.clock(),
+            principal=who.principal,
+            clock=who.clock,
         )
         for n in out.notes:
             errors.print(f"note: {n}", markup=False)

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from cli.context import of, who
+from cli.context import ROLE, of
 from cli.items import add_item_commands, fire_and_print
 from cli.output import console, errors, print_json, table
 from models import session_scope
@@ -32,25 +32,20 @@ app = typer.Typer(
 standards_app = typer.Typer(help="The standards library: standard sets per service kind.", no_args_is_help=True)
 app.add_typer(standards_app, name="standards")
 
-ACTOR = Annotated[str, typer.Option(help="Who is acting.")]
-ROLE = Annotated[str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")]
-
 
 @standards_app.command("load")
 def standards_load(
     ctx: typer.Context,
     file: Annotated[str, typer.Argument(help="A JSON or YAML standards library (docs/standards-example.yaml).")],
-    actor: Annotated[
-        str | None, typer.Option(help="Who is loading it (default: $PEERWATCH_ACTOR, else your login name).")
-    ] = None,
-    role: ROLE = "network-office",
+    role: ROLE = None,
 ) -> None:
     """Load standard sets (audited); each supersedes the current set of its service kind (it must be newer)."""
     run = of(ctx)
     docs = read_library(file)
     run.db()
     with session_scope() as s:
-        loaded = load_standard_sets(s, docs, actor=who(actor), role=role, clock=run.clock())
+        who = run.acting(s, role)
+        loaded = load_standard_sets(s, docs, principal=who.principal, clock=who.clock)
     if run.json:
         print_json(loaded)
         return
@@ -116,15 +111,15 @@ def circulate(
     ctx: typer.Context,
     service: Annotated[int, typer.Option(help="Service id.")],
     year: Annotated[int, typer.Option(help="Programme year it starts, e.g. 2026 for 2026-27.")],
-    actor: ACTOR = "",
-    role: ROLE = "network-office",
+    role: ROLE = None,
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Send the Appendix 2 spreadsheet to the service's Leads/Managers (current standard set); the return is due in 6 weeks."""
     run = of(ctx)
     run.db()
     with session_scope() as s:
-        out = start(s, service, year, actor=actor, role=role, clock=run.clock(), note=note)
+        who = run.acting(s, role)
+        out = start(s, service, year, principal=who.principal, clock=who.clock, note=note)
         run.created(
             "selfassessment",
             out.row.id,
@@ -158,8 +153,7 @@ def import_(
     ctx: typer.Context,
     assessment_id: Annotated[int, typer.Argument(help="selfassessment id")],
     file: Annotated[str, typer.Argument(help="The completed .xlsx returned by the service.")],
-    actor: ACTOR = "",
-    role: ROLE = "network-office",
+    role: ROLE = None,
     letter: Annotated[
         bool,
         typer.Option(
@@ -176,8 +170,10 @@ def import_(
     if not path.is_file():
         raise NotFound(f"file {file!r} not found")
     db = run.db()
+    with Session(db) as s:
+        who = run.acting(s, role)
     try:
-        row = import_file(db, assessment_id, path, actor=actor, role=role, clock=run.clock(), letter=letter)
+        row = import_file(db, assessment_id, path, principal=who.principal, clock=who.clock, letter=letter)
     except SpreadsheetRejected as exc:
         problems = exc.problems
         if run.json:
@@ -247,8 +243,7 @@ def validate(
             "--complete", help="Finish validation (every standard validated): computes the total achievement."
         ),
     ] = False,
-    actor: ACTOR = "",
-    role: ROLE = "network-office",
+    role: ROLE = None,
 ) -> None:
     """Record the network's validated status for one standard, or accept the rest, or finish."""
     run = of(ctx)
@@ -256,14 +251,20 @@ def validate(
     if len(chosen) != 1:
         raise InvalidInput("give one of: --ref R --status S [--note], --accept-all, or --complete")
     if accept_all:
-        fire_and_print(run, "selfassessment", assessment_id, "accept_all", actor, role, note, {})
+        fire_and_print(run, "selfassessment", assessment_id, "accept_all", role=role, note=note, params={})
     elif complete:
-        fire_and_print(run, "selfassessment", assessment_id, "complete_validation", actor, role, note, {})
+        fire_and_print(run, "selfassessment", assessment_id, "complete_validation", role=role, note=note, params={})
     else:
         if not status:
             raise InvalidInput("--ref needs --status (Met, Partially Met or Unmet)")
         fire_and_print(
-            run, "selfassessment", assessment_id, "validate_item", actor, role, note, {"ref": ref, "status": status}
+            run,
+            "selfassessment",
+            assessment_id,
+            "validate_item",
+            role=role,
+            note=note,
+            params={"ref": ref, "status": status},
         )
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from cli.context import ACTOR_DEFAULT, of, who
+from cli.context import ROLE, of
 from models import session_scope
 from states.services.operator import add_service, check_nation
 from states.views.directory import services
@@ -25,14 +25,14 @@ def service_add(
     network: Annotated[str, typer.Option(help="Network code.")],
     nation: Annotated[str, typer.Option(help="UK nation of a new Trust: ENG, WLS, SCT or NIR.")] = "ENG",
     pathway: Annotated[str | None, typer.Option(help="The shared pathway the service belongs to.")] = None,
-    actor: ACTOR_DEFAULT = None,
-    role: Annotated[str, typer.Option(help="Actor role.")] = "operator",
+    role: ROLE = None,
 ) -> None:
     """Add a service run by a Trust in a network (audited)."""
     run = of(ctx)
     check_nation(nation)
     run.db()
     with session_scope() as s:
+        who = run.acting(s, role)
         svc = add_service(
             s,
             name=name,
@@ -41,9 +41,8 @@ def service_add(
             network=network,
             nation=nation,
             pathway=pathway,
-            actor=who(actor),
-            role=role,
-            clock=run.clock(),
+            principal=who.principal,
+            clock=who.clock,
         )
         run.created("service", svc.id)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.context import of
+from cli.context import ROLE, of
 from cli.items import add_item_commands, fire_and_print
 
 NAME = "submission"
@@ -19,11 +19,10 @@ def receive(
     ctx: typer.Context,
     submission_id: Annotated[int, typer.Argument(help="submission id")],
     file: Annotated[str, typer.Option(help="The evidence file received.")],
-    actor: Annotated[str, typer.Option(help="Who is acting.")] = "",
-    role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
+    role: ROLE = None,
 ) -> None:
     """Record a received document; the file is stored with its SHA-256 checksum as a new version."""
-    fire_and_print(of(ctx), "submission", submission_id, "receive", actor, role, None, {"file": file})
+    fire_and_print(of(ctx), "submission", submission_id, "receive", role=role, note=None, params={"file": file})
 
 
 add_item_commands(app, NAME)

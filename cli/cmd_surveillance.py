@@ -2,7 +2,7 @@
 
 Options are proposed with the generic fire command (or ``propose``), e.g.
 ``peerwatch surveillance fire 3 propose_options --param options=routine,enhanced
---param provider_action="monthly audit" --actor ... --role network-manager``.
+--param provider_action="monthly audit"`` (``--role network-manager`` to choose among your roles).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.context import of
+from cli.context import ROLE, of
 from cli.items import add_item_commands, fire_and_print
 from cli.output import console, print_json
 from models import session_scope
@@ -25,9 +25,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-ACTOR = Annotated[str, typer.Option(help="Who is acting.")]
-ROLE = Annotated[str, typer.Option(help="Actor role: network-office, network-manager, regional-lead, operator.")]
-
 
 @app.command("assess")
 def assess(
@@ -40,14 +37,14 @@ def assess(
         float | None, typer.Option("--good-practice", help="Good-practice compliance score.")
     ] = None,
     threshold: Annotated[float | None, typer.Option(help="The service's good-practice compliance threshold.")] = None,
-    actor: ACTOR = "",
-    role: ROLE = "network-office",
+    role: ROLE = None,
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Record the annual self-report: 100% and threshold met -> not required, else a decision is required."""
     run = of(ctx)
     run.db()
     with session_scope() as s:
+        who = run.acting(s, role)
         out = assess_surveillance(
             s,
             service=service,
@@ -56,9 +53,8 @@ def assess(
             met=met,
             good_practice=good_practice,
             threshold=threshold,
-            actor=actor,
-            role=role,
-            clock=run.clock(),
+            principal=who.principal,
+            clock=who.clock,
             note=note,
         )
         run.created(
@@ -78,8 +74,7 @@ def propose(
     ],
     provider_action: Annotated[str | None, typer.Option(help="Option 2: the provider's action.")] = None,
     commissioner_action: Annotated[str | None, typer.Option(help="Option 2: the commissioner's action.")] = None,
-    actor: ACTOR = "",
-    role: ROLE = "network-manager",
+    role: ROLE = None,
 ) -> None:
     """Propose surveillance options (same as fire ID propose_options --param ...)."""
     run = of(ctx)
@@ -88,7 +83,7 @@ def propose(
         params["provider_action"] = provider_action
     if commissioner_action:
         params["commissioner_action"] = commissioner_action
-    fire_and_print(run, "surveillance", item_id, "propose_options", actor, role, None, params)
+    fire_and_print(run, "surveillance", item_id, "propose_options", role=role, note=None, params=params)
 
 
 @app.command("agree")
@@ -96,15 +91,15 @@ def agree(
     ctx: typer.Context,
     item_id: Annotated[int, typer.Argument(help="surveillance id")],
     party: Annotated[str, typer.Option(help="provider or commissioner")],
-    actor: ACTOR = "",
-    role: ROLE = "network-office",
+    role: ROLE = None,
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Record one party's agreement; once both are in (two different people) the decision is agreed."""
     run = of(ctx)
     run.db()
     with session_scope() as s:
-        out = record_agreement(s, item_id, party, actor=actor, role=role, clock=run.clock(), note=note)
+        who = run.acting(s, role)
+        out = record_agreement(s, item_id, party, principal=who.principal, clock=who.clock, note=note)
         row = out.row
         result = {
             "id": item_id,
@@ -116,12 +111,13 @@ def agree(
             "letters_queued": out.letters_queued,
             "waiting_for": out.waiting_for,
             "deadlines": deadline_json(s, "surveillance", item_id),
+            "recorded_by": who.principal.name,
         }
     if run.json:
         print_json(result)
         return
     console.print(
-        f"surveillance {item_id}: {party} agreement recorded by {actor.strip()}; now {result['state']} "
+        f"surveillance {item_id}: {party} agreement recorded by {result['recorded_by']}; now {result['state']} "
         f"(version {result['version']}), {result['letters_queued']} letter(s) queued",
         markup=False,
     )

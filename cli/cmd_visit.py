@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from cli.context import ACTOR, ROLE, of
+from cli.context import ROLE, of
 from cli.items import add_item_commands, fire_and_print
 from cli.output import console, print_json, table
 from models import session_scope
@@ -25,15 +25,15 @@ app = typer.Typer(help="Peer review visits, panels and the visit day.", no_args_
 def visit_propose(
     ctx: typer.Context,
     service: Annotated[int, typer.Option(help="Service id.")],
-    actor: ACTOR = "",
-    role: ROLE = "network-manager",
+    role: ROLE = None,
     reason: Annotated[str | None, typer.Option(help="Why: weighting score, validated self-assessment, ...")] = None,
 ) -> None:
     """Propose a visit to a service."""
     run = of(ctx)
     run.db()
     with session_scope() as s:
-        out = propose_visit(s, service, actor=actor, role=role, clock=run.clock(), reason=reason)
+        who = run.acting(s, role)
+        out = propose_visit(s, service, principal=who.principal, clock=who.clock, reason=reason)
         run.created("visit", out.row.id, state=out.row.state)
 
 
@@ -72,8 +72,7 @@ def visit_panel_add(
     ctx: typer.Context,
     visit_id: Annotated[int, typer.Argument(help="visit id")],
     reviewer: Annotated[int, typer.Option(help="Reviewer id.")],
-    actor: ACTOR = "",
-    role: ROLE = "network-office",
+    role: ROLE = None,
     observer: Annotated[bool, typer.Option("--observer", help="Attends as an observer.")] = False,
 ) -> None:
     """Invite a reviewer onto the panel (refused, with the reason, if conflicted)."""
@@ -82,10 +81,9 @@ def visit_panel_add(
         "visit",
         visit_id,
         "add_panel_member",
-        actor,
-        role,
-        None,
-        {"reviewer_id": reviewer, "observer": observer},
+        role=role,
+        note=None,
+        params={"reviewer_id": reviewer, "observer": observer},
     )
 
 
@@ -94,8 +92,7 @@ def visit_declare(
     ctx: typer.Context,
     visit_id: Annotated[int, typer.Argument(help="visit id")],
     reviewer: Annotated[int, typer.Option(help="Reviewer id.")],
-    actor: ACTOR = "",
-    role: ROLE = "network-office",
+    role: ROLE = None,
     conflicts: Annotated[str | None, typer.Option(help="Conflicts declared, if any.")] = None,
 ) -> None:
     """Record a reviewer's returned conflict-of-interest declaration."""
@@ -104,10 +101,9 @@ def visit_declare(
         "visit",
         visit_id,
         "record_declaration",
-        actor,
-        role,
-        None,
-        {"reviewer_id": reviewer, "conflicts": conflicts or ""},
+        role=role,
+        note=None,
+        params={"reviewer_id": reviewer, "conflicts": conflicts or ""},
     )
 
 
@@ -115,8 +111,7 @@ def visit_declare(
 def visit_feedback(
     ctx: typer.Context,
     visit_id: Annotated[int, typer.Argument(help="visit id")],
-    actor: ACTOR = "",
-    role: ROLE = "network-manager",
+    role: ROLE = None,
     ir: Annotated[
         list[str] | None, typer.Option(help="An immediate risk found: 'title' or 'title|standard ref' (repeatable).")
     ] = None,
@@ -130,7 +125,7 @@ def visit_feedback(
         for text in found or []:
             title, _, ref = text.partition("|")
             risks.append({"level": level, "title": title.strip(), "standard_ref": ref.strip() or None})
-    fire_and_print(of(ctx), "visit", visit_id, "give_feedback", actor, role, note, {"risks": risks})
+    fire_and_print(of(ctx), "visit", visit_id, "give_feedback", role=role, note=note, params={"risks": risks})
 
 
 @app.command("agenda")

@@ -11,6 +11,7 @@ import pytest
 
 from states.machines.risk import TRANSITIONS, RiskState
 from states.machines.spec import CLOCK_TRIGGERS
+from states.principal import Principal
 from tests.support_cli import cli_env, ok, ok_json, run
 
 # ---------------------------------------------------------------- calendar and diagram
@@ -69,7 +70,7 @@ def test_diagram_risk_is_the_transition_table(db_url: str, tmp_path: Path) -> No
 # ---------------------------------------------------------------- chase, dispatch, outbox
 
 
-def test_chase_dispatch_and_outbox_end_to_end(db_url: str, tmp_path: Path) -> None:
+def test_chase_dispatch_and_outbox_end_to_end(db_url: str, training: None, me: Principal, tmp_path: Path) -> None:
     outbox = tmp_path / "chase-outbox"
     env = cli_env(PEERWATCH_OUTBOX_DIR=str(outbox), PEERWATCH_MAIL="folder")
     ok(run(env, "init", "--demo", cwd=tmp_path))
@@ -90,8 +91,6 @@ def test_chase_dispatch_and_outbox_end_to_end(db_url: str, tmp_path: Path) -> No
             "A",
             "--visit-date",
             "2026-12-11",
-            "--actor",
-            "A",
             "--role",
             "network-manager",
             cwd=tmp_path,
@@ -114,8 +113,6 @@ def test_chase_dispatch_and_outbox_end_to_end(db_url: str, tmp_path: Path) -> No
             "B",
             "--visit-date",
             "2026-12-01",
-            "--actor",
-            "A",
             "--role",
             "network-manager",
             cwd=tmp_path,
@@ -131,8 +128,6 @@ def test_chase_dispatch_and_outbox_end_to_end(db_url: str, tmp_path: Path) -> No
             "fire",
             str(b),
             "send_formal_notification",
-            "--actor",
-            "X",
             "--role",
             "regional-lead",
             cwd=tmp_path,
@@ -199,7 +194,7 @@ def test_chase_dispatch_and_outbox_end_to_end(db_url: str, tmp_path: Path) -> No
     assert "formal_notification" in sent_templates
 
 
-def test_same_day_record_progress_on_a_new_gc(db_url: str, tmp_path: Path) -> None:
+def test_same_day_record_progress_on_a_new_gc(db_url: str, training: None, me: Principal, tmp_path: Path) -> None:
     """Regression: a trigger that changes no column, on the same --as-of day as the raise (the same
     instant: noon), crashed with RuntimeError and a traceback because the version was not bumped."""
     env = cli_env()
@@ -220,8 +215,6 @@ def test_same_day_record_progress_on_a_new_gc(db_url: str, tmp_path: Path) -> No
             "Audit programme incomplete",
             "--visit-date",
             "2026-12-11",
-            "--actor",
-            "A",
             "--role",
             "network-office",
             cwd=tmp_path,
@@ -236,8 +229,6 @@ def test_same_day_record_progress_on_a_new_gc(db_url: str, tmp_path: Path) -> No
         "fire",
         str(gc["id"]),
         "record_progress",
-        "--actor",
-        "A",
         "--role",
         "network-office",
         "--note",

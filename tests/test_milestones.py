@@ -1,5 +1,5 @@
 """Issue 12 item 13: changes a person makes outside a state machine are audited events with the
-actor, through the engine's one audit chain: `risk milestone`, `milestone done`, `contact add`,
+account acting (issue 14), through the engine's one audit chain: `risk milestone`, `milestone done`, `contact add`,
 `outbox retry`, `reviewer add`. Milestones are owned by the service, can be marked done, and an
 overdue one is chased by the sweep with its letter, once; dates from the working-day calendar."""
 
@@ -8,9 +8,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -20,18 +18,21 @@ from sqlalchemy import func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from models import AuditEvent, Milestone, OutboxMessage, Risk
+from models import AuditEvent, Milestone, Network, OutboxMessage, Risk, Service
+from models.accounts import User
+from models.cycle import CarryForward
 from notifications.dispatch import dispatch
 from notifications.transports import FolderTransport
 from states import engine
 from states.clock import FixedClock
 from states.engine.sweep import run_sweep
-from states.errors import InvalidInput, MissingActor, PermissionDenied
+from states.errors import InvalidInput, PermissionDenied
+from states.principal import Grant, Principal
 from states.services import milestones
+from tests import support_accounts
 from tests.factories import person
 from tests.factories import reference_data as seed_reference
-
-PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))
+from tests.support_cli import cli_env, run
 
 
 def _events(session: Session, kind: str) -> list[AuditEvent]:
@@ -61,8 +62,7 @@ def test_a_milestone_is_audited_chased_once_when_overdue_and_done(
         risk.id,
         text="Interim supervision agreed",
         working_days=10,
-        actor="Jo Smith",  # type: ignore[arg-type]
-        role="network-manager",
+        principal=person("Jo Smith", "network-manager"),
         clock=clock,
     )
     assert other.row.due_on == date(2026, 12, 30)  # 10 working days from Mon 14 Dec, skipping 25 and 28 December
@@ -129,6 +129,10 @@ def test_a_milestone_is_audited_chased_once_when_overdue_and_done(
 def test_milestones_refuse_bad_input_with_nothing_changed(session: Session, raise_risk: Callable[..., Risk]) -> None:
     risk = raise_risk("SC")
     clock = FixedClock(date(2026, 12, 14))
+    home = session.exec(select(Service).where(Service.id == risk.service_id)).one().network_id
+    other_network = session.exec(select(Network).where(Network.id != home)).first()
+    assert other_network is not None and other_network.id is not None
+    elsewhere = Principal(4242, "Cy Elsewhere", (Grant("network-manager", "network", other_network.id),))
     before = session.exec(select(func.count()).select_from(AuditEvent)).one()
     cases = [
         (dict(text="x", due_on=date(2026, 12, 14)), InvalidInput, "not after today"),
@@ -136,13 +140,16 @@ def test_milestones_refuse_bad_input_with_nothing_changed(session: Session, rais
         (dict(text="x", due_on=date(2027, 1, 5), working_days=3), InvalidInput, "not both"),
         (dict(text="x\u2028Bcc: y", due_on=date(2027, 1, 5)), InvalidInput, "milestone text"),
         (dict(text="x", due_on=date(2027, 1, 5), owner_role="pope"), InvalidInput, "unknown contact role"),
-        (dict(text="x", due_on=date(2027, 1, 5), actor=""), MissingActor, "actor"),
-        (dict(text="x", due_on=date(2027, 1, 5), role="auditor"), PermissionDenied, "read-only"),
+        # an auditor reads and never writes; a staff role granted for another network does not reach this risk
+        (dict(text="x", due_on=date(2027, 1, 5), principal=person("Ann", "auditor")), PermissionDenied, "may not"),
+        (dict(text="x", due_on=date(2027, 1, 5), principal=elsewhere), PermissionDenied, "not in the scope"),
     ]
     for kwargs, error, match in cases:
         with pytest.raises(error, match=match):
-            milestones.add(session, risk.id, **{"actor": "Jo", "role": "network-manager", "clock": clock, **kwargs})  # type: ignore[arg-type]
+            milestones.add(session, risk.id, **{"principal": person("Jo", "network-manager"), "clock": clock, **kwargs})  # type: ignore[arg-type]
         session.rollback()
+    with pytest.raises(TypeError, match="principal"):  # no principal, no milestone: there is no default account
+        milestones.add(session, risk.id, text="x", due_on=date(2027, 1, 5), clock=clock)  # type: ignore[call-arg]
     assert session.exec(select(func.count()).select_from(Milestone)).one() == 0
     assert session.exec(select(func.count()).select_from(AuditEvent)).one() == before
     m = milestones.add(
@@ -180,94 +187,53 @@ def test_a_closed_risks_milestones_are_not_chased(
     assert run_sweep(db, FixedClock(date(2027, 1, 7))).count("milestone_chased") == 0
 
 
-def _run(db_url: str, *args: str, actor: str | None = "Pat Operator") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PEERWATCH_DATABASE_URL": db_url}
-    env.pop("PEERWATCH_ACTOR", None)
-    if actor:
-        env["PEERWATCH_ACTOR"] = actor
-    return subprocess.run([PEERWATCH, *args], env=env, capture_output=True, text=True, timeout=120)
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real command line, run by the OS user of the test (peer authentication), in this
+    test's database (``PEERWATCH_DATABASE_URL``, set by the ``db_url`` fixture)."""
+    return run(cli_env(), *args)
 
 
-def test_commands_that_write_stored_data_leave_an_audited_event_with_the_actor(db_url: str, db: Engine) -> None:
+def _refused(proc: subprocess.CompletedProcess[str], says: str) -> None:
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def _ids(db: Engine) -> dict[str, int]:
+    with Session(db) as s:
+        return {u.name: u.id for u in s.exec(select(User)) if u.id is not None}
+
+
+def test_commands_that_write_stored_data_leave_an_audited_event_with_the_account(
+    db_url: str, db: Engine, training: None
+) -> None:
+    """Each command acts as an account (the OS user's, or ``--as`` in a training database) and its
+    event records that account's id and name and the role it acted in; nobody can type a name."""
+    support_accounts.me(db, name="Pat Operator")
+    for name, role in (("Jo Smith", "network-manager"), ("Sam Lee", "regional-lead"), ("Ops Person", "operator")):
+        support_accounts.account(db, name, (role,))
+    support_accounts.account(db, "Ann Auditor", ("auditor",))
     with Session(db) as s:
         services = seed_reference(s)
         s.commit()
     sid = str(services["Midland Royal Major Trauma Centre"])
-    assert (
-        _run(
-            db_url,
-            "--as-of",
-            "2026-12-11",
-            "risk",
-            "raise",
-            "--service",
-            sid,
-            "--level",
-            "SC",
-            "--title",
-            "Rota gaps",
-            "--visit-date",
-            "2026-12-11",
-            "--actor",
-            "Jo Smith",
-        ).returncode
-        == 0
-    )
+    raised = _run(
+        "--as-of", "2026-12-11", "--as", "Jo Smith", "risk", "raise", "--service", sid, "--level", "SC",
+        "--title", "Rota gaps", "--visit-date", "2026-12-11",
+    )  # fmt: skip
+    assert raised.returncode == 0, raised.stderr
     steps = [
-        (
-            "milestone",
-            ["--as-of", "2026-12-14", "risk", "milestone", "1", "--due", "2027-03-01", "--text", "Rota extended"],
-        ),
-        (
-            "milestone",
-            ["--as-of", "2027-03-02", "milestone", "done", "1", "--actor", "Sam Lee", "--role", "regional-lead"],
-        ),
-        (
-            "contact",
-            [
-                "contact",
-                "add",
-                "--role",
-                "cqc",
-                "--name",
-                "Ms New Inspector",
-                "--email",
-                "new@cqc.org.uk",
-                "--network",
-                "WMTN",
-                "--actor",
-                "Jo Smith",
-                "--as",
-                "network-manager",
-            ],
-        ),
-        (
-            "reviewer",
-            ["reviewer", "add", "--name", "Dr Rae Newton", "--email", "rae@x.nhs.uk", "--discipline", "nurse"],
-        ),
-        ("network", ["network", "add", "--code", "NEWN", "--name", "New Network"]),
-        (
-            "service",
-            [
-                "service",
-                "add",
-                "--name",
-                "New Burns Service",
-                "--kind",
-                "Burns",
-                "--organisation",
-                "New NHS Trust",
-                "--network",
-                "NEWN",
-                "--actor",
-                "Jo Smith",
-                "--role",
-                "network-manager",
-            ],
-        ),
-    ]
-    for _kind, args in steps:
-        proc = _run(db_url, *args)
+        ["--as-of", "2026-12-14", "risk", "milestone", "1", "--due", "2027-03-01", "--text", "Rota extended",
+         "--role", "network-manager"],
+        ["--as-of", "2027-03-02", "--as", "Sam Lee", "milestone", "done", "1"],
+        ["--as", "Jo Smith", "contact", "add", "--role", "regional-quality-lead", "--name", "Ms New Lead",
+         "--email", "new.lead@nhs.net", "--network", "WMTN"],
+        ["reviewer", "add", "--name", "Dr Rae Newton", "--email", "rae@x.nhs.uk", "--discipline", "nurse"],
+        ["network", "add", "--code", "NEWN", "--name", "New Network", "--role", "operator"],
+        ["--as", "Jo Smith", "service", "add", "--name", "New Burns Service", "--kind", "Burns",
+         "--organisation", "New NHS Trust", "--network", "NEWN"],
+    ]  # fmt: skip
+    for args in steps:
+        proc = _run(*args)
         assert proc.returncode == 0, (args, proc.stderr)
     with db.begin() as conn:  # a letter that failed: queued again by hand
         conn.execute(
@@ -277,97 +243,78 @@ def test_commands_that_write_stored_data_leave_an_audited_event_with_the_actor(d
                 "'[]', 'failed', 5, '2027-01-04 09:00:00', '2027-01-04 09:00:00', 'relay down')"
             )
         )
-    assert _run(db_url, "outbox", "retry", "1", "--actor", "Ops Person").returncode == 0
+    proc = _run("--as", "Ops Person", "outbox", "retry", "1")
+    assert proc.returncode == 0, proc.stderr
+    ids = _ids(db)
     with Session(db) as s:
         got = [
-            (e.kind, e.trigger, e.actor, e.role)
-            for e in s.exec(select(AuditEvent).where(AuditEvent.kind != "risk").order_by(AuditEvent.id))
-        ]  # type: ignore[arg-type]
-        assert got == [
-            ("milestone", "add_milestone", "Pat Operator", "network-manager"),
-            ("milestone", "milestone_done", "Sam Lee", "regional-lead"),
-            ("contact", "add_contact", "Jo Smith", "network-manager"),
-            ("reviewer", "add_reviewer", "Pat Operator", "network-office"),
-            ("network", "add_network", "Pat Operator", "operator"),
-            ("organisation", "add_organisation", "Jo Smith", "network-manager"),  # the new Trust
-            ("service", "add_service", "Jo Smith", "network-manager"),
-            ("outbox", "retry", "Ops Person", "operator"),
+            (e.kind, e.trigger, e.actor, e.role, e.user_id)
+            for e in s.exec(select(AuditEvent).where(AuditEvent.kind != "risk").order_by(AuditEvent.id))  # type: ignore[arg-type]
         ]
+        assert got == [
+            ("milestone", "add_milestone", "Pat Operator", "network-manager", ids["Pat Operator"]),
+            ("milestone", "milestone_done", "Sam Lee", "regional-lead", ids["Sam Lee"]),
+            ("contact", "add_contact", "Jo Smith", "network-manager", ids["Jo Smith"]),
+            ("reviewer", "add_reviewer", "Pat Operator", "network-office", ids["Pat Operator"]),
+            ("network", "add_network", "Pat Operator", "operator", ids["Pat Operator"]),
+            ("organisation", "add_organisation", "Jo Smith", "network-manager", ids["Jo Smith"]),  # the new Trust
+            ("service", "add_service", "Jo Smith", "network-manager", ids["Jo Smith"]),
+            ("outbox", "retry", "Ops Person", "operator", ids["Ops Person"]),
+        ]
+        assert s.exec(select(Milestone)).one().done_by == "Sam Lee"
         assert engine.verify_chain(s)[2] is None
-    # no actor at all (no --actor, no PEERWATCH_ACTOR, and as the auditor role): refused, nothing written
-    refused = _run(db_url, "milestone", "done", "1", "--actor", "")
-    assert refused.returncode == 2
-    auditor = _run(
-        db_url, "contact", "add", "--role", "cqc", "--name", "X", "--email", "x@cqc.org.uk", "--as", "auditor"
-    )
-    assert auditor.returncode == 2 and "read-only" in auditor.stderr
+    # no name can be typed; an account that does not exist, or an auditor, is refused with nothing written
+    _refused(_run("milestone", "done", "1", "--actor", "Sam Lee"), "--actor")
+    _refused(_run("--as", "Nobody At All", "milestone", "done", "1"), "no account 'Nobody At All'")
+    _refused(_run("--as", "Ann Auditor", "milestone", "done", "1"), "Ann Auditor may not")
+    _refused(_run("--as", "Ann Auditor", "outbox", "retry", "1"), "Ann Auditor may not")
     with Session(db) as s:
         assert s.exec(select(func.count()).select_from(AuditEvent).where(AuditEvent.kind != "risk")).one() == 8
 
 
-def test_cqc_record_and_standards_load_are_audited_with_the_actor(db_url: str, db: Engine, tmp_path: Path) -> None:
+def test_cqc_record_and_standards_load_are_audited_with_the_account(
+    db_url: str, db: Engine, training: None, tmp_path: Path
+) -> None:
     """`cqc record` and `selfassessment standards load` write stored data: each is an audited
-    change with the actor (--actor, else $PEERWATCH_ACTOR) and role, on the verified chain."""
+    change with the account acting (and the role it acts in), on the verified chain."""
+    support_accounts.me(db, name="Pat Operator")
+    support_accounts.account(db, "Nia Evans", ("regional-lead",))
+    support_accounts.account(db, "Jo Smith", ("network-manager",))
+    support_accounts.account(db, "Ann Auditor", ("auditor",))
     with Session(db) as s:
         seed_reference(s)
         s.commit()
     org = "Midland Royal Hospitals NHS Trust"
-    proc = _run(
-        db_url,
-        "--as-of",
-        "2026-12-11",
-        "cqc",
-        "record",
-        "--organisation",
-        org,
-        "--date",
-        "2026-11-20",
-        "--overall",
-        "good",
-        "--safe",
-        "good",
-        "--well-led",
-        "good",
-    )
+    ratings = ["--overall", "good", "--safe", "good", "--well-led", "good"]
+    proc = _run("--as-of", "2026-12-11", "cqc", "record", "--organisation", org, "--date", "2026-11-20", *ratings)
     assert proc.returncode == 0, proc.stderr
     proc = _run(
-        db_url,
-        "--as-of",
-        "2026-12-11",
-        "cqc",
-        "record",
-        "--organisation",
-        org,
-        "--date",
-        "2026-12-01",
-        "--overall",
-        "good",
-        "--safe",
-        "good",
-        "--well-led",
-        "good",
-        "--actor",
-        "Nia Evans",
-        "--role",
-        "regional-lead",
-    )
+        "--as-of", "2026-12-11", "--as", "Nia Evans", "cqc", "record", "--organisation", org, "--date", "2026-12-01",
+        *ratings,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     library = str(Path(__file__).resolve().parents[1] / "docs" / "standards-example.yaml")
-    proc = _run(db_url, "--as-of", "2026-12-11", "selfassessment", "standards", "load", library)
+    proc = _run("--as-of", "2026-12-11", "selfassessment", "standards", "load", library)
     assert proc.returncode == 0, proc.stderr
+    ids = _ids(db)
     with Session(db) as s:
-        got = [(e.kind, e.trigger, e.actor, e.role) for e in s.exec(select(AuditEvent).order_by(AuditEvent.id))]  # type: ignore[arg-type]
+        got = [
+            (e.kind, e.trigger, e.actor, e.role, e.user_id)
+            for e in s.exec(select(AuditEvent).order_by(AuditEvent.id))  # type: ignore[arg-type]
+        ]
         sets = s.execute(text("SELECT count(*) FROM standardset")).scalar_one()
         assert sets >= 1
         assert got == [
-            ("cqc_rating", "record_cqc_assessment", "Pat Operator", "network-office"),
-            ("cqc_rating", "record_cqc_assessment", "Nia Evans", "regional-lead"),
-            *[("standard_set", "load_standard_set", "Pat Operator", "network-office")] * sets,
+            ("cqc_rating", "record_cqc_assessment", "Pat Operator", "network-office", ids["Pat Operator"]),
+            ("cqc_rating", "record_cqc_assessment", "Nia Evans", "regional-lead", ids["Nia Evans"]),
+            *[("standard_set", "load_standard_set", "Pat Operator", "network-office", ids["Pat Operator"])] * sets,
         ]
         first = s.exec(select(AuditEvent).order_by(AuditEvent.id)).first()  # type: ignore[arg-type]
         assert first is not None and first.data["assessed_on"] == "2026-11-20" and first.data["safe"] == "Good"
+        recorded = s.execute(text("SELECT recorded_by, recorded_role FROM cqcrating ORDER BY id")).all()
+        assert [tuple(r) for r in recorded] == [("Pat Operator", "network-office"), ("Nia Evans", "regional-lead")]
         assert engine.verify_chain(s)[2] is None
-    # a newer set supersedes the current one: both audited, with the actor from --actor
+    # a newer set supersedes the current one: both audited, with the account that loaded it
     newer = tmp_path / "newer.json"
     newer.write_text(
         json.dumps(
@@ -389,40 +336,21 @@ def test_cqc_record_and_standards_load_are_audited_with_the_actor(db_url: str, d
             }
         )
     )
-    proc = _run(
-        db_url, "--as-of", "2026-12-11", "selfassessment", "standards", "load", str(newer), "--actor", "Jo Smith"
-    )
+    proc = _run("--as-of", "2026-12-11", "--as", "Jo Smith", "selfassessment", "standards", "load", str(newer))
     assert proc.returncode == 0, proc.stderr
-    # nobody named and the auditor role: refused, nothing written
+    # nobody can be named, an unknown account and the auditor are refused: nothing written
     before = _audit_count(db)
-    refused = _run(
-        db_url,
-        "--as-of",
-        "2026-12-11",
-        "cqc",
-        "record",
-        "--organisation",
-        org,
-        "--date",
-        "2026-12-05",
-        "--overall",
-        "good",
-        "--safe",
-        "good",
-        "--well-led",
-        "good",
-        "--actor",
-        "",
-    )
-    assert refused.returncode == 2, refused.stderr
-    auditor = _run(db_url, "selfassessment", "standards", "load", library, "--role", "auditor")
-    assert auditor.returncode == 2 and "read-only" in auditor.stderr
+    cqc = ["cqc", "record", "--organisation", org, "--date", "2026-12-05", *ratings]
+    _refused(_run("--as-of", "2026-12-11", *cqc, "--actor", "Nia Evans"), "--actor")
+    _refused(_run("--as-of", "2026-12-11", "--as", "Nobody At All", *cqc), "no account 'Nobody At All'")
+    _refused(_run("--as", "Ann Auditor", "selfassessment", "standards", "load", library), "Ann Auditor may not")
+    _refused(_run("--as-of", "2026-12-11", "--as", "Ann Auditor", *cqc), "Ann Auditor may not")
     assert _audit_count(db) == before
     with Session(db) as s:
         last = list(s.exec(select(AuditEvent).where(AuditEvent.kind == "standard_set").order_by(AuditEvent.id)))[sets:]  # type: ignore[arg-type]
-        assert {(e.trigger, e.actor) for e in last} == {
-            ("load_standard_set", "Jo Smith"),
-            ("supersede_standard_set", "Jo Smith"),
+        assert {(e.trigger, e.actor, e.user_id) for e in last} == {
+            ("load_standard_set", "Jo Smith", ids["Jo Smith"]),
+            ("supersede_standard_set", "Jo Smith", ids["Jo Smith"]),
         }
         assert s.execute(text("SELECT count(*) FROM cqcrating")).scalar_one() == 2
         assert engine.verify_chain(s)[2] is None
@@ -433,82 +361,50 @@ def _audit_count(db: Engine) -> int:
         return s.exec(select(func.count()).select_from(AuditEvent)).one()
 
 
-def test_cycle_plan_and_set_quarter_are_audited_with_the_actor(db_url: str, db: Engine) -> None:
+def test_cycle_plan_and_set_quarter_are_audited_with_the_account(db_url: str, db: Engine, training: None) -> None:
     """`cycle plan` (phases and the open concerns carried into a new cycle) and `cycle set-quarter`
-    (the network's quarter, even with no phase to move) are audited with the person acting."""
+    (the network's quarter, even with no phase to move) are audited with the account acting."""
+    support_accounts.me(db, name="Pat Operator")
+    support_accounts.account(db, "Jo Smith", ("network-manager",))
+    support_accounts.account(db, "Sam Lee", ("network-manager", "regional-lead"))
     with Session(db) as s:
         services = seed_reference(s)
         s.commit()
     sid = str(services["Midland Royal Major Trauma Centre"])
-    assert (
-        _run(
-            db_url,
-            "--as-of",
-            "2026-12-11",
-            "risk",
-            "raise",
-            "--service",
-            sid,
-            "--level",
-            "SC",
-            "--title",
-            "Rota gaps",
-            "--visit-date",
-            "2026-12-11",
-            "--actor",
-            "Jo Smith",
-        ).returncode
-        == 0
-    )
+    raised = _run(
+        "--as-of", "2026-12-11", "--as", "Jo Smith", "risk", "raise", "--service", sid, "--level", "SC",
+        "--title", "Rota gaps", "--visit-date", "2026-12-11",
+    )  # fmt: skip
+    assert raised.returncode == 0, raised.stderr
     proc = _run(
-        db_url,
-        "--as-of",
-        "2027-04-01",
-        "cycle",
-        "plan",
-        "--network",
-        "WMTN",
-        "--year",
-        "2027",
-        "--actor",
-        "Sam Lee",
-        "--role",
-        "network-manager",
-    )
+        "--as-of", "2027-04-01", "--as", "Sam Lee", "cycle", "plan", "--network", "WMTN", "--year", "2027",
+        "--role", "network-manager",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    ids = _ids(db)
     with Session(db) as s:
         planned = list(s.exec(select(AuditEvent).where(AuditEvent.kind == "phase")))
         carried = list(s.exec(select(AuditEvent).where(AuditEvent.kind == "carry_forward")))
-        assert planned and {(e.trigger, e.actor, e.role) for e in planned} == {("plan", "Sam Lee", "network-manager")}
+        assert planned and {(e.trigger, e.actor, e.role, e.user_id) for e in planned} == {
+            ("plan", "Sam Lee", "network-manager", ids["Sam Lee"])
+        }
         assert [(e.trigger, e.actor, e.role, e.data["item_id"]) for e in carried] == [
             ("carry_forward", "Sam Lee", "network-manager", 1)
         ]
-        from models.cycle import CarryForward
-
         assert s.exec(select(func.count()).select_from(CarryForward)).one() == 1
     # 2028-29 is not planned yet: no phase to move, but the network's choice is stored, so audited
     proc = _run(
-        db_url,
-        "--as-of",
-        "2027-04-01",
-        "cycle",
-        "set-quarter",
-        "--network",
-        "WMTN",
-        "--step",
-        "visits",
-        "--quarter",
-        "Q3",
-        "--from-year",
-        "2028",
-    )
+        "--as-of", "2027-04-01", "cycle", "set-quarter", "--network", "WMTN", "--step", "visits", "--quarter", "Q3",
+        "--from-year", "2028",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     with Session(db) as s:
         (moved,) = s.exec(select(AuditEvent).where(AuditEvent.kind == "phase_quarter")).all()
-        assert (moved.trigger, moved.actor, moved.role, moved.to_state, moved.data["from_year"]) == (
+        assert (moved.trigger, moved.actor, moved.role, moved.user_id, moved.to_state, moved.data["from_year"]) == (
             "set_quarter",
             "Pat Operator",
             "network-manager",
+            ids["Pat Operator"],
             "Q3",
             2028,
         )
