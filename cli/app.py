@@ -35,7 +35,7 @@ from states.machines.spec import kinds
 
 HELP = "peerwatch: peer review and quality surveillance for NHS clinical networks."
 # The commands of cli/commands.py, mounted at the top only when one of them is typed (or for help).
-ROOT_COMMANDS = ("init", "chase", "dispatch", "diagram", "serve", "demo")
+ROOT_COMMANDS = ("init", "whoami", "chase", "dispatch", "diagram", "serve", "demo")
 
 
 def options(

@@ -1,4 +1,4 @@
-"""The commands at the top of ``peerwatch``: init, chase, dispatch, diagram, serve and demo.
+"""The commands at the top of ``peerwatch``: init, whoami, chase, dispatch, diagram, serve and demo.
 
 cli/app.py mounts them only when one of them is typed (or for help): Prefect (serve, demo) and
 Jinja2 (dispatch) are imported inside the command that needs them."""
@@ -6,18 +6,23 @@ Jinja2 (dispatch) are imported inside the command that needs them."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from sqlmodel import Session
 
-from cli.context import of
+from cli.cmd_user import describe, print_whoami
+from cli.context import of, os_login
 from cli.diagram import mermaid
 from cli.output import console, print_json, table
 from cli.seed import seed_reference
-from models import session_scope
+from models.db import begin_write
+from states.engine import keys
 from states.engine.sweep import run_sweep
 from states.policy import Policy
+from states.roles import ADMINISTRATOR, OPERATOR
+from states.services import accounts, clocks
 
 app = typer.Typer()
 
@@ -25,27 +30,111 @@ app = typer.Typer()
 @app.command()
 def init(
     ctx: typer.Context,
+    training: Annotated[
+        bool,
+        typer.Option(
+            "--training", help="Make a new, empty database a training database: simulated dates, --as, no SMTP."
+        ),
+    ] = False,
+    permissions: Annotated[
+        Path | None, typer.Option("--permissions", help="Seed the permission table from this YAML file (once).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Your display name, if init makes your account.")] = None,
+    email: Annotated[str | None, typer.Option(help="Your email, if init makes your account.")] = None,
     demo: Annotated[
         bool, typer.Option("--demo", help="Also load the demo networks, Trusts, services and contacts.")
     ] = False,
 ) -> None:
-    """Create the database tables (and, with --demo, the demo reference data)."""
+    """Set up: the tables, the audit key file (if none), and you (the OS user running this) as
+    the first administrator when the database has none."""
     run = of(ctx)
     eng = run.db()
-    if demo:
-        with session_scope() as s:
+    key_made = keys.create_key_file()
+    found = keys.load(required=True)
+    login = os_login()
+    with Session(eng, expire_on_commit=False) as s:
+        begin_write(s)
+        if training:
+            accounts.mark_training(s)
+        clock = clocks.action_clock(s, run.as_of)
+        user, made = accounts.bootstrap(s, clock, os_login=login, name=name, email=email, permissions_file=permissions)
+        if demo:
             seed_reference(s)
-    out = {"database": str(eng.url), "demo": demo}
-    print_json(out) if run.json else console.print(
-        f"database ready: {eng.url}" + (" (demo data loaded)" if demo else "")
+        is_training = accounts.is_training(s)
+        s.commit()
+    out = {
+        "database": str(eng.url),
+        "demo": demo,
+        "training": is_training,
+        "os_login": login,
+        "account": None if user is None else {"id": user.id, "name": user.name, "email": user.email},
+        "administrator_made": made,
+        "audit_key": str(key_made) if key_made else (found.where if found else None),
+        "audit_key_made": key_made is not None,
+        "permissions_seeded": permissions is not None,
+    }
+    if run.json:
+        print_json(out)
+        return
+    console.print(f"database ready: {eng.url}" + (" (demo data loaded)" if demo else ""), markup=False)
+    console.print(
+        "training database: simulated dates and --as ACCOUNT are allowed; its letters are never sent over SMTP"
+        if is_training
+        else "not a training database: every action happens now, on the server's clock",
+        markup=False,
     )
+    console.print(
+        f"audit key: {key_made} made (mode 0600; keep a copy in your secrets store)"
+        if key_made
+        else f"audit key: {out['audit_key']} (already there)",
+        markup=False,
+    )
+    if made and user is not None:
+        console.print(
+            f"administrator: account {user.id} {user.name} <{user.email}>, for the OS login {login}", markup=False
+        )
+        console.print("next: peerwatch user add NAME EMAIL --os-login LOGIN, then peerwatch user grant", markup=False)
+    elif user is not None:
+        console.print(f"administrators exist already; the OS login {login} is account {user.id} ({user.name})")
+    else:
+        console.print(f"administrators exist already; the OS login {login} has no account (ask one of them)")
+    if permissions is not None:
+        console.print(f"permission table seeded from {permissions} (peerwatch permissions shows it)", markup=False)
+
+
+@app.command()
+def whoami(ctx: typer.Context) -> None:
+    """Who you are to peerwatch: your account, OS login, roles and their scopes."""
+    run = of(ctx)
+    with Session(run.db()) as s:
+        me = run.principal(s)
+        detail = accounts.user_detail(s, str(me.user_id))
+        data = {
+            "id": me.user_id,
+            "name": me.name,
+            "email": detail["email"],
+            "os_login": detail["os_login"],
+            "status": detail["status"],
+            "via": me.via,
+            "grants": describe(s, me),
+            "training": accounts.is_training(s),
+        }
+    print_whoami(run, data)
+
+
+SWEEPERS = (OPERATOR, ADMINISTRATOR)
 
 
 @app.command()
 def chase(ctx: typer.Context) -> None:
-    """Run today's chase sweep in this process (the `chase` flow runs the same code)."""
+    """Run today's chase sweep in this process (the `chase` flow runs the same code), as the
+    system; operators and administrators start it. --as-of: a past date only, to catch up."""
     run = of(ctx)
-    summary = run_sweep(run.db(), run.clock())
+    db = run.db()
+    with Session(db) as s:
+        run.principal(s).require_any(SWEEPERS, "run the sweep")
+        clock = run.flow_clock(s)
+    summary = run_sweep(db, clock)
     if run.json:
         print_json({"as_of": summary.as_of, "actions": summary.actions, "skipped": summary.skipped})
         return
@@ -60,14 +149,18 @@ def chase(ctx: typer.Context) -> None:
 
 @app.command()
 def dispatch(ctx: typer.Context) -> None:
-    """Send what is queued in the outbox (PEERWATCH_MAIL=folder|smtp)."""
+    """Send what is queued in the outbox (PEERWATCH_MAIL=folder|smtp); operators and administrators."""
     from notifications.dispatch import dispatch as send  # lazy: start-up time (Jinja2)
     from notifications.transports import transport_from_env  # lazy: start-up time (with the above)
 
     run = of(ctx)
+    db = run.db()
+    with Session(db) as s:
+        run.principal(s).require_any(SWEEPERS, "send the outbox")
+        clock = run.flow_clock(s)
     transport = transport_from_env()
-    with Session(run.db(), expire_on_commit=False) as s:
-        summary = send(s, transport, run.clock(), Policy.from_env())
+    with Session(db, expire_on_commit=False) as s:
+        summary = send(s, transport, clock, Policy.from_env())
     data = {
         "emails_sent": summary.sent_messages,
         "messages_sent": summary.sent_rows,

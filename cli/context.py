@@ -64,13 +64,17 @@ class Context:
         An action takes its clock from ``acting`` (the server's, outside a training database)."""
         return clock_from(self.as_of)
 
+    def principal(self, session: Session, role: str | None = None) -> Principal:
+        """Who is running this command (peer authentication, or ``--as`` in a training database),
+        whatever the clock: for commands that act on no date (``whoami``, a token of one's own)."""
+        if self.as_account:
+            return accounts.training_principal(session, self.as_account, role or None)
+        return accounts.peer_principal(session, os_login(), role or None)
+
     def acting(self, session: Session, role: str | None = None) -> Acting:
         """Who acts (peer authentication, or ``--as`` in a training database) and on which clock
         (now; ``--as-of`` only in a training database). Refuses before anything is changed."""
-        if self.as_account:
-            principal = accounts.training_principal(session, self.as_account, role or None)
-        else:
-            principal = accounts.peer_principal(session, os_login(), role or None)
+        principal = self.principal(session, role)
         return Acting(principal, clocks.action_clock(session, self.as_of))
 
     def flow_clock(self, session: Session) -> Clock:

@@ -27,12 +27,6 @@ from states.roles import ACTOR_ROLES, AUDITOR, SYSTEM
 OPERATOR = "operator.md"
 MARKER = "<!-- generated below by `python -m cli.diagram --write`: edit the introduction above only -->"
 CLI = Path(__file__).resolve().parent.parent / "cli"
-EXAMPLE_ACTOR = {
-    "network-office": "Office",
-    "network-manager": "Jo Smith",
-    "regional-lead": "Sam Lee",
-    "operator": "Ops",
-}
 # Parameters that are lists (fire's --param takes text): given by the trigger's own command.
 STRUCTURED = frozenset({"risks", "rows"})
 # The clock stop is one mechanism for every kind (states/engine/deadlines.py): shown once, by hand.
@@ -265,7 +259,6 @@ def _example(kind: str, row: dict[str, Any]) -> str:
     role = row["roles"][0]
     parts = [
         f"peerwatch {kind} fire ID {row['trigger']}",
-        f'--actor "{EXAMPLE_ACTOR.get(role, role)}"',
         f"--role {role}",
     ]
     if row["note"]:
@@ -332,9 +325,7 @@ def clock_section() -> list[str]:
         "```sh",
     ]
     for t in CLOCK_TRIGGERS:
-        out.append(
-            f'peerwatch risk fire ID {t} --actor "{EXAMPLE_ACTOR[roles[0]]}" --role {roles[0]} {CLOCK_EXAMPLES[t]}'
-        )
+        out.append(f"peerwatch risk fire ID {t} --role {roles[0]} {CLOCK_EXAMPLES[t]}")
     return [*out, "```", ""]
 
 

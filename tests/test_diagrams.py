@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from sqlmodel import Session
 
 from cli import diagram
 from cli.diagram import COMMAND, DOCS, INDEX, POLICY_ENV, documented, plan
@@ -25,8 +26,9 @@ README = DOCS.parent / "README.md"
 
 @pytest.fixture(autouse=True)
 def default_policy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The docs show the defaults: local overrides of names and permissions are not in force."""
-    for name in (*POLICY_ENV, "PEERWATCH_PERMISSIONS"):
+    """The docs show the defaults: local overrides of names are not in force (permissions live
+    in the database: a fresh one has none)."""
+    for name in POLICY_ENV:
         monkeypatch.delenv(name, raising=False)
 
 
@@ -130,10 +132,11 @@ def test_check_command_exit_codes(monkeypatch: pytest.MonkeyPatch, capsys: pytes
 # --------------------------------------------------------------------------- the operator reference
 
 
-def test_operator_page_lists_every_manual_trigger_with_the_default_roles() -> None:
-    """Against states/permissions.matrix(): the roles the engine enforces when nothing overrides them."""
+def test_operator_page_lists_every_manual_trigger_with_the_default_roles(session: Session) -> None:
+    """Against states/permissions.matrix() on a fresh database: the roles the engine enforces
+    when no administrator has changed them."""
     text = (DOCS / OPERATOR).read_text()
-    for entry in matrix():
+    for entry in matrix(session):
         kind, trigger = entry["kind"], entry["trigger"]
         if trigger in CLOCK_TRIGGERS:
             assert f"fire ID {trigger} " in text
