@@ -15,7 +15,9 @@ from models import AuditEvent, Deadline, Network
 from models.cycle import PhaseQuarter, ProgrammePhase
 from states import engine
 from states.clock import FixedClock
+from states.engine.system import SYSTEM_PRINCIPAL
 from states.errors import InvalidInput, PermissionDenied
+from states.principal import Grant, Principal
 from states.programmes import programme
 from states.services.cycle import plan_year, status
 from states.services.cycle_quarters import set_phase_quarter
@@ -71,7 +73,7 @@ def test_a_network_moves_a_step_through_the_engine_and_later_years_follow(
     session: Session, services: dict[str, int]
 ) -> None:
     net = _net(session, "WMTN")
-    plan_year(session, net, 2026, FixedClock(APRIL))
+    plan_year(session, net, 2026, FixedClock(APRIL), principal=SYSTEM_PRINCIPAL)
     session.commit()
     before = _phase(session, "WMTN", 2026, "visits")
     assert (before.quarter, before.opens_on, before.state) == ("Q3", date(2026, 10, 1), "pending")
@@ -100,8 +102,8 @@ def test_a_network_moves_a_step_through_the_engine_and_later_years_follow(
     assert event.data["params"]["quarter"] == "Q4" and event.data["params"]["local_policy"] is True
     # other networks keep the programme file's quarter; the next year of this one follows
     other = next(n for n in session.exec(select(Network)) if n.cycle == "annual" and n.code != "WMTN")
-    plan_year(session, other, 2026, FixedClock(APRIL))
-    plan_year(session, net, 2027, FixedClock(APRIL))
+    plan_year(session, other, 2026, FixedClock(APRIL), principal=SYSTEM_PRINCIPAL)
+    plan_year(session, net, 2027, FixedClock(APRIL), principal=SYSTEM_PRINCIPAL)
     session.commit()
     assert _phase(session, other.code, 2026, "visits").quarter == "Q3"
     assert _phase(session, "WMTN", 2027, "visits").quarter == "Q4"
@@ -118,6 +120,15 @@ def test_a_network_moves_a_step_through_the_engine_and_later_years_follow(
     )
 
 
+def _mover(session: Session, kw: dict[str, Any]) -> Principal:
+    """Dr Asha Patel as a Network Manager for the whole installation (or in ``role``), or granted
+    the role only for the network ``granted_for``."""
+    if "granted_for" in kw:
+        net_id = _net(session, kw["granted_for"]).id
+        return Principal(4321, "Dr Asha Patel", (Grant(NM, "network", net_id),), prefer=NM)
+    return person("Dr Asha Patel", kw.get("role", NM))
+
+
 @pytest.mark.parametrize(
     ("kw", "exc", "message"),
     [
@@ -126,7 +137,7 @@ def test_a_network_moves_a_step_through_the_engine_and_later_years_follow(
         ({"step": "board_monitoring"}, InvalidInput, "happens every quarter"),
         ({"quarter": "Q5"}, InvalidInput, "quarter 'Q5'"),
         ({"role": "network-office"}, PermissionDenied, "may not move a programme step"),
-        ({"actor": " "}, Exception, "no actor"),
+        ({"granted_for": "CMMTN"}, PermissionDenied, "not in the scope of move a programme step of WMTN"),
         ({"step": "declarations_circulated", "quarter": "Q2"}, InvalidInput, "is already open: move it from next year"),
         (
             {"day": date(2026, 8, 3), "quarter": "Q1", "step": "reports_and_dashboards"},
@@ -141,7 +152,7 @@ def test_bad_moves_are_refused_and_change_nothing(
 ) -> None:
     day = kw.get("day", APRIL)
     for code in ("WMTN", "CMMTN"):
-        plan_year(session, _net(session, code), 2026, FixedClock(date(2026, 4, 1)))
+        plan_year(session, _net(session, code), 2026, FixedClock(date(2026, 4, 1)), principal=SYSTEM_PRINCIPAL)
     session.commit()
     from states.engine.sweep import run_sweep
 
@@ -154,7 +165,7 @@ def test_bad_moves_are_refused_and_change_nothing(
             _net(session, kw.get("network", "WMTN")),
             kw.get("step", "visits"),
             kw.get("quarter", "Q4"),
-            principal=person(kw.get("actor", "Dr Asha Patel"), kw.get("role", NM)),
+            principal=_mover(session, kw),
             clock=FixedClock(day),
             from_year=kw.get("from_year"),
         )
@@ -196,7 +207,12 @@ def test_moving_a_step_in_a_year_not_yet_planned_plans_it_and_audits_the_move(
 
 
 def test_cli_cycle_phase_set_and_status_show_local_policy(
-    db_url: str, session: Session, services: dict[str, int], capsys: pytest.CaptureFixture[str]
+    db_url: str,
+    training: None,
+    me: Principal,
+    session: Session,
+    services: dict[str, int],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from cli.main import main
 
@@ -208,9 +224,7 @@ def test_cli_cycle_phase_set_and_status_show_local_policy(
     code, out = run("cycle", "status")
     assert code == 0 and "quarters are local policy (the SOP sets none)" in " ".join(out.out.split())
     assert "quarters set by seed 001" in out.out
-    code, out = run(
-        "--json", "cycle", "set-quarter", "--network", "WMTN", "--step", "visits", "--quarter", "Q4", "--actor", "Asha"
-    )
+    code, out = run("--json", "cycle", "set-quarter", "--network", "WMTN", "--step", "visits", "--quarter", "Q4")
     assert code == 0, out.err
     result = json.loads(out.out)
     assert (
@@ -220,10 +234,8 @@ def test_cli_cycle_phase_set_and_status_show_local_policy(
     )
     code, out = run("--json", "cycle", "quarters", "--network", "WMTN")
     visits = next(r for r in json.loads(out.out) if r["step"] == "visits")
-    assert visits["quarter"] == "Q4" and visits["source"].startswith("local policy: set by Asha")
-    code, out = run(
-        "cycle", "set-quarter", "--network", "CMMTN", "--step", "documents", "--quarter", "Q2", "--actor", "Asha"
-    )
+    assert visits["quarter"] == "Q4" and visits["source"].startswith("local policy: set by Test Operator")
+    code, out = run("cycle", "set-quarter", "--network", "CMMTN", "--step", "documents", "--quarter", "Q2")
     assert code == 2 and "set by seed 001" in out.err
 
 

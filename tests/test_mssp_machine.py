@@ -15,6 +15,7 @@ from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidTrigger
 from states.machines.spec import CLOCK_TRIGGERS
+from states.principal import Principal
 from tests.factories import person
 from tests.support_mssp import (
     RI,
@@ -205,7 +206,12 @@ def test_refused_pairs_change_nothing(session: Session, trust: tuple[int, int], 
 
 
 def test_cli_cqc_record_says_what_happened(
-    db_url: str, session: Session, trust: tuple[int, int], capsys: pytest.CaptureFixture[str]
+    db_url: str,
+    training: None,
+    me: Principal,
+    session: Session,
+    trust: tuple[int, int],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from cli.main import main
 
@@ -215,7 +221,7 @@ def test_cli_cqc_record_says_what_happened(
         return exit_.value.code, capsys.readouterr()  # type: ignore[return-value]
 
     org = "Midland Royal Hospitals NHS Trust"
-    base = ["cqc", "record", "--organisation", org, "--actor", "Nia"]
+    base = ["cqc", "record", "--organisation", org]
     code, out = run(*base, "--date", "2025-06-01", "--overall", "good", "--safe", "good", "--well-led", "good")
     assert code == 0 and "no MSSP entry criterion met" in out.out
     code, out = run(
@@ -239,7 +245,7 @@ def test_cli_cqc_record_says_what_happened(
     assert "exit proposed to the MSSCG" in " ".join(out.out.split())
     code, out = run(*base, "--date", "2026-12-02", "--overall", "superb", "--safe", "good", "--well-led", "good")
     assert code == 2 and "error: Overall 'superb'" in out.err
-    code, out = run("mssp", "decide", "1", "--decision", "exit", "--decided-by", "MSSCG co-chairs", "--actor", "Nia")
+    code, out = run("mssp", "decide", "1", "--decision", "exit", "--decided-by", "MSSCG co-chairs")
     assert code == 2 and "--decided-on" in out.err
     code, out = run(
         "mssp",
@@ -251,8 +257,6 @@ def test_cli_cqc_record_says_what_happened(
         "MSSCG co-chairs",
         "--decided-on",
         "2026-12-10",
-        "--actor",
-        "Nia",
     )
     assert code == 2 and "before the question was put" in out.err
     code, out = run(
@@ -265,8 +269,6 @@ def test_cli_cqc_record_says_what_happened(
         "MSSCG co-chairs",
         "--decided-on",
         "2026-12-11",
-        "--actor",
-        "Nia",
     )
     assert code == 0 and "exit_proposed -> exited" in out.out
     code, out = run(
@@ -277,8 +279,6 @@ def test_cli_cqc_record_says_what_happened(
         org,
         "--route",
         "hsib",
-        "--actor",
-        "Nia",
         "--note",
         "HSIB letter of 9 Dec",
     )
@@ -293,7 +293,5 @@ def test_cli_cqc_record_says_what_happened(
         "MSSCG",
         "--decided-on",
         "2026-12-11",
-        "--actor",
-        "Nia",
     )
     assert code == 0 and "referred -> not_entered" in out.out

@@ -15,6 +15,7 @@ from notifications.render import rendered
 from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidInput
+from states.principal import Principal
 from tests.factories import person
 from tests.support_perinatal import LATER, RQC, S, maternity, put_in, raise_concern, row_counts  # noqa: F401 (pytest fixtures)
 
@@ -200,7 +201,7 @@ def test_a_forum_decision_that_moves_nothing_is_recorded(
 
 
 def test_cli_escalate_records_the_forum_decision(
-    db_url: str, session: Session, maternity: int, capsys: pytest.CaptureFixture[str]
+    db_url: str, training: None, me: Principal, session: Session, maternity: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from cli.main import main
 
@@ -217,15 +218,13 @@ def test_cli_escalate_records_the_forum_decision(
         str(maternity),
         "--title",
         "Staffing gaps",
-        "--actor",
-        "Nia",
         "--raised",
         "2026-12-11",
     )
     cid = str(json.loads(out.out)["id"])
-    code, out = run("perinatal", "escalate", cid, "--decided-on", "2026-12-17", "--actor", "Nia", "--note", "no plan")
+    code, out = run("perinatal", "escalate", cid, "--decided-on", "2026-12-17", "--note", "no plan")
     assert code == 0 and "provider -> lms_ics" in out.out, out.err
-    code, out = run("perinatal", "escalate", cid, "--decided-on", "2026-12-18", "--actor", "Nia", "--note", "worse")
+    code, out = run("perinatal", "escalate", cid, "--decided-on", "2026-12-18", "--note", "worse")
     assert code == 2 and "regional chief nurse" in out.err
     code, out = run(
         "perinatal",
@@ -235,8 +234,6 @@ def test_cli_escalate_records_the_forum_decision(
         "2026-12-18",
         "--agreed-with",
         "Ms Rae, regional chief nurse",
-        "--actor",
-        "Nia",
         "--note",
         "worse",
     )
@@ -251,8 +248,6 @@ def test_cli_escalate_records_the_forum_decision(
         "not to take it to national level",
         "--decided-on",
         "2026-12-18",
-        "--actor",
-        "Nia",
     )
     assert code == 0, out.err
     code, out = run("--json", "perinatal", "decisions", cid)

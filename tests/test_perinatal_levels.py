@@ -18,6 +18,7 @@ from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidInput
 from states.machines.perinatal import PerinatalPolicy
+from states.principal import Principal
 from tests.factories import person
 from tests.support_perinatal import LATER, LQSG, MRH, NM, SPEC, maternity, raise_concern  # noqa: F401 (pytest fixtures)
 
@@ -95,7 +96,13 @@ def test_bad_level_configuration_is_refused_by_name(monkeypatch: pytest.MonkeyPa
 
 
 def test_cli_raise_and_escalate(
-    db_url: str, session: Session, maternity: int, services: dict[str, int], capsys: pytest.CaptureFixture[str]
+    db_url: str,
+    training: None,
+    me: Principal,
+    session: Session,
+    maternity: int,
+    services: dict[str, int],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from cli.main import main
 
@@ -105,7 +112,7 @@ def test_cli_raise_and_escalate(
         out = capsys.readouterr()
         return exit_.value.code, out
 
-    code, out = run("perinatal", "raise", "--service", str(maternity), "--title", "Staffing gaps", "--actor", "Nia")
+    code, out = run("perinatal", "raise", "--service", str(maternity), "--title", "Staffing gaps")
     assert code == 0, out.err
     created = json.loads(out.out)
     assert created["state"] == "provider" and created["deadlines"][0]["due_on"] == "2026-12-31"
@@ -114,8 +121,6 @@ def test_cli_raise_and_escalate(
         "fire",
         str(created["id"]),
         "escalate",
-        "--actor",
-        "Nia",
         "--role",
         NM,
         "--note",
@@ -124,5 +129,5 @@ def test_cli_raise_and_escalate(
         "decided_on=2026-12-11",
     )
     assert code == 0 and json.loads(out.out)["state"] == "lms_ics"
-    code, out = run("perinatal", "raise", "--service", str(services[MRH]), "--title", "x", "--actor", "Nia")
+    code, out = run("perinatal", "raise", "--service", str(services[MRH]), "--title", "x")
     assert code == 2 and "is a Major Trauma Centre service" in out.err

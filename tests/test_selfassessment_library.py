@@ -18,6 +18,7 @@ from states.machines.standards import (
     current_set,
     standards_of,
 )
+from states.principal import Principal
 from states.services.selfassessment import start
 from states.services.standards import load_standard_sets, read_library
 from tests.factories import person
@@ -124,6 +125,8 @@ def test_no_set_for_the_kind_is_named(
 
 def test_cli_import_prints_every_problem_and_exits_2(
     db: Engine,
+    training: None,
+    me: Principal,
     session: Session,
     services: dict[str, int],
     library: dict[str, int],
@@ -142,8 +145,6 @@ def test_cli_import_prints_every_problem_and_exits_2(
             str(services[ACC]),
             "--year",
             "2026",
-            "--actor",
-            "Jo Office",
         )
         == 0
     )
@@ -163,25 +164,27 @@ def test_cli_import_prints_every_problem_and_exits_2(
         )
     )
     capsys.readouterr()
-    assert run_cli("--as-of", "2026-12-11", "selfassessment", "import", "1", str(bad), "--actor", "Jo Office") == 2
+    assert run_cli("--as-of", "2026-12-11", "selfassessment", "import", "1", str(bad)) == 2
     err = capsys.readouterr().err
     assert "bad.xlsx refused, nothing imported: 3 problem(s)" in err
     for where in ("row 2, Self-Assessment", "row 4, Figure Achieved", "row 7, Evidence location"):
         assert where in err
     good = tmp_path / "good.xlsx"
     good.write_bytes(fill(blank.read_bytes(), GOOD))
-    assert run_cli("--as-of", "2026-12-14", "selfassessment", "import", "1", str(good), "--actor", "Jo Office") == 0
+    assert run_cli("--as-of", "2026-12-14", "selfassessment", "import", "1", str(good)) == 0
     assert "report 1 started; report_due due 2027-02-08" in capsys.readouterr().out
     day = ("--as-of", "2026-12-15")
-    assert run_cli(*day, "selfassessment", "validate", "1", "--ref", "1.2", "--status", "Met", "--actor", "Jo") == 0
-    assert run_cli(*day, "selfassessment", "validate", "1", "--complete", "--actor", "Jo") == 2
+    assert run_cli(*day, "selfassessment", "validate", "1", "--ref", "1.2", "--status", "Met") == 0
+    assert run_cli(*day, "selfassessment", "validate", "1", "--complete") == 2
     assert "are_all_items_validated" in capsys.readouterr().err
-    assert run_cli(*day, "selfassessment", "validate", "1", "--accept-all", "--actor", "Jo") == 0
+    assert run_cli(*day, "selfassessment", "validate", "1", "--accept-all") == 0
     assert run_cli("--json", "selfassessment", "show", "1") == 0
     assert '"achievement": 66.7' in capsys.readouterr().out
 
 
 def test_cli_loads_a_json_library_that_supersedes_and_lists_what_is_in_force(
+    training: None,
+    me: Principal,
     session: Session,
     services: dict[str, int],
     library: dict[str, int],

@@ -31,6 +31,7 @@ from notifications.render import rendered
 from notifications.spreadsheets import COLUMNS, csv_value, render_selfassessment_xlsx, text_lines
 from states.clock import FixedClock
 from states.machines.standards import SpreadsheetRejected
+from states.principal import Principal
 from states.services.selfassessment import import_spreadsheet
 from states.services.selfassessment_import import check_upload, read_workbook
 from tests import hostile_xlsx
@@ -146,6 +147,8 @@ def test_100000_rows_are_refused_as_one_problem_not_200000_lines(
 
 def test_problems_listed_are_capped_with_the_count_in_the_error_the_cli_and_the_letter(
     db: Engine,
+    training: None,
+    me: Principal,
     session: Session,
     services: dict[str, int],
     library: dict[str, int],
@@ -183,8 +186,6 @@ def test_problems_listed_are_capped_with_the_count_in_the_error_the_cli_and_the_
                 "import",
                 str(row.id),
                 str(path),
-                "--actor",
-                "Jo",
                 "--no-letter",
             )
             == 2
@@ -201,6 +202,8 @@ def test_problems_listed_are_capped_with_the_count_in_the_error_the_cli_and_the_
 
 def test_limits_are_local_policy_and_the_file_size_is_checked_before_reading(
     db: Engine,
+    training: None,
+    me: Principal,
     session: Session,
     services: dict[str, int],
     library: dict[str, int],
@@ -220,7 +223,7 @@ def test_limits_are_local_policy_and_the_file_size_is_checked_before_reading(
     path = tmp_path / "return.xlsx"
     path.write_bytes(good)
     capsys.readouterr()
-    assert run_cli("--as-of", "2026-12-11", "selfassessment", "import", str(row.id), str(path), "--actor", "Jo") == 2
+    assert run_cli("--as-of", "2026-12-11", "selfassessment", "import", str(row.id), str(path)) == 2
     err = capsys.readouterr().err
     assert f"file: {len(good):,} bytes is over the limit of 1,000 bytes" in err
     monkeypatch.setenv("PEERWATCH_SELFASSESSMENT_MAX_ROWS", "many")
