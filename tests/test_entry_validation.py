@@ -5,11 +5,8 @@ nothing changed; rows stored before the rule are found by ``peerwatch check``.""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from datetime import date
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, text
@@ -20,12 +17,14 @@ from models import AuditEvent, Contact, Organisation, Reviewer, Risk, Service
 from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidInput, NotFound
-from states.services import contacts
+from states.principal import Principal
+from states.services import contacts, reviewers
+from tests import support_accounts
 from tests.databases import ON_POSTGRES
 from tests.factories import person
 from tests.factories import reference_data as seed_reference
+from tests.support_cli import cli_env, run
 
-PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))
 HOSTILE = {
     "line separator": "Dr A\u2028Bcc: evil@x.org",
     "paragraph separator": "Dr A\u2029B",
@@ -69,8 +68,7 @@ def test_a_hostile_name_is_refused_through_the_use_case_with_nothing_changed(
             name=HOSTILE[what],
             email="a@cqc.org.uk",
             network_id=1,
-            actor="Jo",
-            actor_role="network-office",
+            principal=person("Jo", "network-office"),
             clock=clock,
         )
     session.rollback()
@@ -89,28 +87,32 @@ def test_an_address_is_parsed_strictly(
             name="CQC inspector",
             email=BAD_EMAILS[what],
             network_id=1,
-            actor="Jo",
-            actor_role="network-office",
+            principal=person("Jo", "network-office"),
             clock=clock,
         )
     session.rollback()
     assert _counts(session) == before
 
 
-def test_good_names_and_addresses_pass(session: Session, services: dict[str, int], clock: FixedClock) -> None:
-    """Non-Latin letters, apostrophes and internationalised addresses are not refused."""
-    c = contacts.add_contact(
-        session,
-        role="cqc",
-        name="Łukasz Wiśniewski-O'Neill, Nguyễn Thị",
-        email="łukasz@cqc.org.uk",
-        network_id=1,
-        actor="Jo",
-        actor_role="network-office",
-        clock=clock,
-    )
-    session.commit()
-    assert c.id is not None
+def test_good_names_and_addresses_pass(
+    db: Engine, session: Session, services: dict[str, int], clock: FixedClock
+) -> None:
+    """Non-Latin letters, apostrophes and internationalised addresses are not refused: neither in
+    a contact written at once (checked again at flush) nor in an escalation address, which is
+    proposed for a second person to confirm (issue 14)."""
+    jo = support_accounts.account(db, "Jo", ("network-office",))  # a proposal names a real account
+    for role, email in (("regional-quality-lead", "łukasz@england.nhs.uk"), ("cqc", "łukasz@cqc.org.uk")):
+        c = contacts.add_contact(
+            session,
+            role=role,
+            name="Łukasz Wiśniewski-O'Neill, Nguyễn Thị",
+            email=email,
+            network_id=1,
+            principal=jo,
+            clock=clock,
+        )
+        session.commit()
+        assert c.id is not None and isinstance(c, Contact) == (role != "cqc")
 
 
 def test_every_entry_path_meets_the_rule_seed_imports_and_the_engine(
@@ -188,16 +190,11 @@ def test_ids_past_64_bits_are_not_found_not_a_crash(
 ) -> None:
     from states.services import milestones
 
+    jo = person("Jo", "network-office")
     for call in (
-        lambda: contacts.edit_contact(
-            session, 2**64, name="X", effective=date(2027, 1, 4), actor="Jo", actor_role="network-office", clock=clock
-        ),
-        lambda: contacts.retire_contact(
-            session, -(2**70), effective=date(2027, 1, 4), actor="Jo", actor_role="network-office", clock=clock
-        ),
-        lambda: contacts.retire_reviewer(
-            session, 2**63, effective=date(2027, 1, 4), actor="Jo", actor_role="network-office", clock=clock
-        ),
+        lambda: contacts.edit_contact(session, 2**64, name="X", effective=date(2027, 1, 4), principal=jo, clock=clock),
+        lambda: contacts.retire_contact(session, -(2**70), effective=date(2027, 1, 4), principal=jo, clock=clock),
+        lambda: reviewers.retire_reviewer(session, 2**63, effective=date(2027, 1, 4), principal=jo, clock=clock),
         lambda: milestones.mark_done(session, 2**64, principal=person("Jo", "network-manager"), clock=clock),
         lambda: milestones.add(
             session, 2**64, text="x", due_on=date(2027, 3, 1), principal=person("Jo", "network-manager"), clock=clock
@@ -208,12 +205,11 @@ def test_ids_past_64_bits_are_not_found_not_a_crash(
 
 
 def _run(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PEERWATCH_DATABASE_URL": db_url, "PEERWATCH_ACTOR": "Test Operator"}
-    env.pop("PEERWATCH_AS_OF", None)
-    return subprocess.run([PEERWATCH, *args], env=env, capture_output=True, text=True, timeout=120)
+    """The real command line, run by the OS user of the test (mapped to an account by ``me``)."""
+    return run(cli_env(PEERWATCH_DATABASE_URL=db_url), *args)
 
 
-def test_the_command_line_refuses_with_one_line_and_exit_2(db_url: str, db: Engine) -> None:
+def test_the_command_line_refuses_with_one_line_and_exit_2(db_url: str, db: Engine, me: Principal) -> None:
     with Session(db) as s:
         seed_reference(s)
         s.commit()
@@ -233,13 +229,15 @@ def test_the_command_line_refuses_with_one_line_and_exit_2(db_url: str, db: Engi
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "U+2028 LINE SEPARATOR" in proc.stderr
-    proc = _run(db_url, "contact", "edit", str(2**64), "--from", "2027-01-04", "--name", "X", "--actor", "Jo")
+    proc = _run(db_url, "contact", "edit", str(2**64), "--from", "2027-01-04", "--name", "X")
     assert proc.returncode == 2 and "not found" in proc.stderr
     with Session(db) as s:
         assert _counts(s) == before
 
 
-def test_check_finds_rows_stored_before_the_rule_and_exits_non_zero(db_url: str, db: Engine) -> None:
+def test_check_finds_rows_stored_before_the_rule_and_exits_non_zero(
+    db_url: str, db: Engine, training: None, me: Principal
+) -> None:
     """Rows written before the rule (here: by plain SQL, as an old version or a restore would)
     are listed with table, id, field and problem; the command exits 1 until they are fixed."""
     with Session(db) as s:
@@ -279,8 +277,6 @@ def test_check_finds_rows_stored_before_the_rule_and_exits_non_zero(db_url: str,
         "2027-01-04",
         "--email",
         "x@y.nhs.uk",
-        "--actor",
-        "Jo Smith",
     )
     assert edit.returncode == 0, edit.stderr
     with db.begin() as conn:
