@@ -267,7 +267,7 @@ def test_commands_that_write_stored_data_leave_an_audited_event_with_the_account
     _refused(_run("milestone", "done", "1", "--actor", "Sam Lee"), "--actor")
     _refused(_run("--as", "Nobody At All", "milestone", "done", "1"), "no account 'Nobody At All'")
     _refused(_run("--as", "Ann Auditor", "milestone", "done", "1"), "Ann Auditor may not")
-    _refused(_run("--as", "Ann Auditor", "outbox", "retry", "1"), "Ann Auditor may not")
+    _refused(_run("--as", "Ann Auditor", "network", "add", "--code", "ANN", "--name", "Ann's"), "Ann Auditor may not")
     with Session(db) as s:
         assert s.exec(select(func.count()).select_from(AuditEvent).where(AuditEvent.kind != "risk")).one() == 8
 
