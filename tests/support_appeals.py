@@ -26,6 +26,7 @@ from states.calendar import calendar_for
 from states.clock import FixedClock
 from states.machines.appeal import AppealState
 from states.machines.spec import get_spec
+from states.principal import Principal
 from states.services.appeal import submit
 from tests.factories import person
 
@@ -71,13 +72,12 @@ def visit_fire(
     trigger: str,
     day: date,
     *,
-    actor: str = ORGANISER,
-    role: str = OFFICE,
+    principal: Principal | None = None,
     **params: Any,
 ) -> None:
-    engine.fire(
-        session, "visit", visit_id, trigger, principal=person(actor, role), clock=FixedClock(day), params=params or None
-    )
+    """Fire a visit trigger as ``principal`` (default: the organiser, network office)."""
+    who = principal or person(ORGANISER, OFFICE)
+    engine.fire(session, "visit", visit_id, trigger, principal=who, clock=FixedClock(day), params=params or None)
     session.commit()
 
 
@@ -87,17 +87,17 @@ def report_fire(
     trigger: str,
     day: date,
     *,
-    actor: str = WRITER,
-    role: str = OFFICE,
+    principal: Principal | None = None,
     note: str | None = None,
     **params: Any,
 ) -> engine.Outcome:
+    """Fire a report trigger as ``principal`` (default: the writer, network office)."""
     out = engine.fire(
         session,
         "report",
         report_id,
         trigger,
-        principal=person(actor, role),
+        principal=principal or person(WRITER, OFFICE),
         clock=FixedClock(day),
         note=note,
         params=params or None,

@@ -18,6 +18,7 @@ from states import engine
 from states.clock import FixedClock
 from states.errors import InvalidTrigger
 from states.machines.spec import CLOCK_TRIGGERS
+from states.principal import Principal
 from tests.factories import person
 from tests.support_complaints import (
     COMPLAINANT,
@@ -190,15 +191,14 @@ PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))
 
 
 def test_cli_complaint_receive_refuses_an_unknown_category(
-    db_url: str, db: Engine, services: dict[str, int], tmp_path: Path
+    db_url: str, db: Engine, me: Principal, services: dict[str, int], tmp_path: Path
 ) -> None:
+    """Run as the test's OS account (peer authentication, ``me``), now: one error line, nothing stored."""
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "PEERWATCH_AS_OF", "PEERWATCH_MAIL")}
     env["PEERWATCH_DATABASE_URL"] = db_url
     proc = subprocess.run(
         [
             PEERWATCH,
-            "--as-of",
-            "2026-12-23",
             "complaint",
             "receive",
             "--network",
@@ -213,8 +213,6 @@ def test_cli_complaint_receive_refuses_an_unknown_category(
             SUMMARY,
             "--service",
             str(services[MRH]),
-            "--actor",
-            "Ms Nora Office",
         ],
         env=env,
         capture_output=True,

@@ -18,6 +18,7 @@ from models.cycle import CarryForward, ProgrammePhase, Submission, SubmissionFil
 from states import engine
 from states.clock import FixedClock
 from states.engine.sweep import run_sweep
+from states.engine.system import SYSTEM_PRINCIPAL
 from states.errors import InvalidInput, InvalidTrigger, NotFound
 from states.machines.spec import get_spec
 from states.programmes import phases_for, programme, where
@@ -32,7 +33,8 @@ def _net(session: Session, code: str) -> Network:
 
 
 def _plan(session: Session, code: str, year: int, day: date | None = None) -> dict[str, int]:
-    out = plan_year(session, _net(session, code), year, FixedClock(day or date(year, 4, 1)))
+    """Plan as the daily cycle flow does: as the system principal."""
+    out = plan_year(session, _net(session, code), year, FixedClock(day or date(year, 4, 1)), principal=SYSTEM_PRINCIPAL)
     session.commit()
     return out
 

@@ -170,7 +170,7 @@ def test_refused_pairs_change_nothing(
 
 def _refused(session: Session, risk_id: int, exc: type[Exception], match: str, **kw: Any) -> None:
     counts = _counts(session)
-    args = {"actor": "tester", "role": NM, "clock": FixedClock(date(2026, 12, 18)), **kw}
+    args = {"principal": person("tester", NM), "clock": FixedClock(date(2026, 12, 18)), **kw}
     trigger = args.pop("trigger", "send_formal_notification")
     with pytest.raises(exc, match=match):
         engine.fire(session, "risk", risk_id, trigger, **args)
@@ -182,10 +182,13 @@ def _refused(session: Session, risk_id: int, exc: type[Exception], match: str, *
 
 def test_operator_errors_name_the_problem_and_change_nothing(session: Session, raise_risk: Callable[..., Risk]) -> None:
     risk = raise_risk("IR")
-    _refused(session, risk.id, MissingActor, "no actor", actor="  ")
-    _refused(session, risk.id, PermissionDenied, "role 'auditor' is read-only", role="auditor")
-    _refused(session, risk.id, PermissionDenied, "needs one of", role="network-office")
-    _refused(session, risk.id, InvalidInput, "unknown role 'cleaner'", role="cleaner")
+    _refused(session, risk.id, MissingActor, "nobody is identified as acting", principal=None)
+    # a name is not a principal: nobody is identified
+    _refused(session, risk.id, MissingActor, "nobody is identified as acting", principal="tester")
+    _refused(session, risk.id, PermissionDenied, "role 'auditor' may not fire", principal=person("a", "auditor"))
+    _refused(session, risk.id, PermissionDenied, "needs one of", principal=person("o", "network-office"))
+    with pytest.raises(PermissionDenied, match="does not hold the role 'cleaner'"):
+        person("tester", NM).acting_as("cleaner")  # --role naming a role the account lacks
     _refused(session, risk.id, StaleVersion, "version 2, not 1", expected_version=1)
     _refused(session, risk.id, BadDate, "before risk .* last change", clock=FixedClock(date(2026, 12, 10)))
     _refused(session, risk.id, InvalidTrigger, "unknown trigger 'explode'", trigger="explode")

@@ -143,8 +143,7 @@ def test_retired_reviewer_is_refused_from_the_retirement_date(session: Session, 
         session,
         reviewers_by_name(session)["Ms Carys Holt"].id,
         effective=T0 + timedelta(days=1),
-        actor="tester",
-        actor_role=OFFICE,
+        principal=person("tester", OFFICE),
         clock=FixedClock(T0),
     )
     session.commit()

@@ -20,11 +20,12 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from models.accounts import User
 from models.tables import AccuracyItem, Appeal, AuditEvent, Contact, PanelMember, Report, Reviewer, Risk
 from states.clock import local_date
 from states.errors import GuardRefused, InvalidInput, NotFound
 from states.machines.spec import Context, DeadlineRule, Effects, FollowOn, KindSpec, Letter, NewDeadline
-from states.roles import CONTACT_ROLES, NETWORK_LEADS
+from states.roles import CONTACT_ROLES, NETWORK_LEADS, SYSTEM
 from states.scope import nation_of, recipient_scope, service_context, service_of
 
 APPEAL_WINDOW = timedelta(weeks=4)  # 000 s8.1: within 4 weeks of the report's publication
@@ -170,15 +171,21 @@ def _grounds_problem(session: Session, row: Appeal) -> str | None:
     return None
 
 
-def involvement(session: Session, report: Report) -> dict[str, str]:
-    """Everyone with prior involvement in the review: lower-case name or email -> how."""
-    seen: dict[str, str] = {}
+def _key(text: str) -> str:
+    """A name or email as compared: spaces collapsed, case folded ("Jo  Smith" is "jo smith")."""
+    return " ".join(text.split()).casefold()
+
+
+def involvement(session: Session, report: Report) -> dict[str | int, str]:
+    """Everyone with prior involvement in the review -> how: by name or email (``_key``), and by
+    the account (user id) of everyone who acted on the report, its visit or its risks."""
+    seen: dict[str | int, str] = {}
     if report.visit_id:
         for _m, r in session.exec(
             select(PanelMember, Reviewer).join(Reviewer).where(PanelMember.visit_id == report.visit_id)
         ):
-            seen.setdefault(r.name.lower(), "sat on the review panel")
-            seen.setdefault(r.email.lower(), "sat on the review panel")
+            seen.setdefault(_key(r.name), "sat on the review panel")
+            seen.setdefault(_key(r.email), "sat on the review panel")
     risk_ids = list(session.exec(select(Risk.id).where(Risk.visit_id == report.visit_id))) if report.visit_id else []
     items: list[tuple[str, list[Any]]] = [
         ("report", [report.id]),
@@ -189,13 +196,23 @@ def involvement(session: Session, report: Report) -> dict[str, str]:
         if not ids:
             continue
         for e in session.exec(select(AuditEvent).where(AuditEvent.kind == kind, col(AuditEvent.item_id).in_(ids))):
-            if e.role != "system":
-                seen.setdefault(e.actor.lower(), f"acted on the {kind} ({e.trigger} on {local_date(e.at):%d %b %Y})")
+            if e.role != SYSTEM:
+                how = f"acted on the {kind} ({e.trigger} on {local_date(e.at):%d %b %Y})"
+                seen.setdefault(_key(e.actor), how)
+                if e.user_id is not None:
+                    seen.setdefault(e.user_id, how)
     for i in session.exec(select(AccuracyItem).where(AccuracyItem.report_id == report.id)):
-        for who in (i.manager_actor, i.lead_actor):
+        for who, uid in ((i.manager_actor, i.manager_user_id), (i.lead_actor, i.lead_user_id)):
             if who:
-                seen.setdefault(who.lower(), "decided factual accuracy items on the report")
+                seen.setdefault(_key(who), "decided factual accuracy items on the report")
+            if uid is not None:
+                seen.setdefault(uid, "decided factual accuracy items on the report")
     return seen
+
+
+def _account_of(session: Session, email: str) -> int | None:
+    """The peerwatch account with this email, if any (accounts store emails lower-cased)."""
+    return session.exec(select(User.id).where(User.email == email.strip().lower())).first()
 
 
 # Actions: one per trigger; each may set the appeal's own fields and returns the rest as data.
@@ -217,7 +234,8 @@ def _subgroup_member(ctx: Context) -> tuple[str, str]:
     if not name or "@" not in email:
         raise InvalidInput("add_subgroup_member needs name=... and email=...")
     seen = involvement(ctx.session, _report(ctx.session, row))
-    why = seen.get(name.lower()) or seen.get(email.lower())
+    account = _account_of(ctx.session, email)
+    why = seen.get(_key(name)) or seen.get(_key(email)) or (seen.get(account) if account is not None else None)
     if why:
         raise GuardRefused(f"{name} may not sit on the appeal subgroup: prior involvement in the review ({why})")
     if any(m["email"].lower() == email.lower() for m in row.subgroup):

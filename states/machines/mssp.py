@@ -40,10 +40,11 @@ from sqlmodel import Session, col, select
 from models.perinatal import CqcRating, MsspCase
 from models.tables import Network, Organisation, Service
 from states.clock import parse_date
-from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied
+from states.errors import InvalidInput, NotFound
 from states.machines.perinatal_policy import PerinatalPolicy
 from states.machines.spec import Context, Effects, KindSpec, Letter
-from states.roles import NETWORK_LEADS, STAFF, SYSTEM, check_actor_role
+from states.principal import Principal
+from states.roles import NETWORK_LEADS, STAFF, SYSTEM
 
 # ------------------------------------------------------------------ ratings
 
@@ -519,12 +520,13 @@ def open_cases(
     return list(session.exec(q.order_by(MsspCase.id)))  # type: ignore[arg-type]
 
 
-def check_recorder(actor: str, role: str, what: str) -> None:
-    """Validator: a named person in a staff role (or the system) records; refused with the reason otherwise."""
-    if not actor or not actor.strip():
-        raise MissingActor(f"no actor given to {what}: name who is acting (--actor)")
-    if check_actor_role(role) not in RECORDERS:
-        raise PermissionDenied(f"role {role!r} may not {what}: needs one of {', '.join(RECORDERS)}")
+def check_recorder(principal: Principal, what: str, where: Mapping[str, int | None] | None = None) -> str:
+    """Validator: the role ``principal`` records in: a staff role it holds at ``where`` (the
+    Trust's or service's scope), or ``system`` for the system principal; refused with the reason
+    otherwise (``PermissionDenied``)."""
+    if principal.is_system:
+        return SYSTEM
+    return principal.require_any([r for r in RECORDERS if r != SYSTEM], what, where)
 
 
 ROUTE_NAMES = {

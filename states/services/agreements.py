@@ -11,6 +11,7 @@ from sqlmodel import Session
 from states import engine
 from states.clock import Clock
 from states.errors import InvalidInput
+from states.principal import Principal
 
 PARTIES = ("provider", "commissioner")
 
@@ -25,15 +26,15 @@ class Agreement:
 
 
 def record_agreement(
-    session: Session, item_id: int, party: str, *, actor: str, role: str, clock: Clock, note: str | None
+    session: Session, item_id: int, party: str, *, principal: Principal, clock: Clock, note: str | None
 ) -> Agreement:
-    """Record one party's agreement; when both are in, fire ``agree`` in the same transaction."""
+    """Record one party's agreement; when both are in, fire ``agree`` in the same transaction
+    (the engine picks ``principal``'s role in the decision's scope; the two signatories are
+    compared by account)."""
     if party not in PARTIES:
         raise InvalidInput(f"--party {party!r}: use provider or commissioner")
-    if not role:
-        raise InvalidInput("give --role (network-office, network-manager, regional-lead, operator)")
     first = engine.fire(
-        session, "surveillance", item_id, f"record_{party}_agreement", actor=actor, role=role, clock=clock, note=note
+        session, "surveillance", item_id, f"record_{party}_agreement", principal=principal, clock=clock, note=note
     )
     row: Any = first.row
     steps = [first]
@@ -44,8 +45,7 @@ def record_agreement(
                 "surveillance",
                 item_id,
                 "agree",
-                actor=actor,
-                role=role,
+                principal=principal,
                 clock=clock,
                 note="provider and commissioner agreement recorded",
             )

@@ -18,6 +18,7 @@ from states.engine.letters import enqueue_letters
 from states.errors import GuardRefused, NotFound, PeerwatchError
 from states.machines.appeal import NETWORK, submission_problem
 from states.machines.spec import Letter, get_spec
+from states.principal import Principal
 
 
 def submit(
@@ -27,8 +28,7 @@ def submit(
     appellant_contact_id: int,
     statement: str,
     grounds: list[dict[str, Any]],
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
 ) -> Appeal:
     """Submit an appeal; a refusal stores only the refused attempt and the refusal letter, then re-raises."""
@@ -49,11 +49,11 @@ def submit(
             problem = submission_problem(session, row)
             if problem:
                 raise GuardRefused(f"appeal refused: {problem}")
-            out = engine.create(session, "appeal", row, "submit", actor=actor, role=role, clock=clock, note=statement)
+            out = engine.create(session, "appeal", row, "submit", principal=principal, clock=clock, note=statement)
             session.commit()
             return out.row  # type: ignore[return-value]
     except PeerwatchError as exc:
-        _refused(db, report_id, appellant_contact_id, grounds, actor, role, clock, str(exc))
+        _refused(db, report_id, appellant_contact_id, grounds, principal, clock, str(exc))
         raise
 
 
@@ -62,18 +62,19 @@ def _refused(
     report_id: int,
     contact_id: int,
     grounds: list[dict[str, Any]],
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
     reason: str,
 ) -> None:
+    who = principal if isinstance(principal, Principal) else None  # the refusal may be that nobody was identified
     with Session(db) as session:
         attempt = RefusedAttempt(
             kind="appeal",
             item_id=None,
             trigger="submit",
-            actor=actor or "(none)",
-            role=role,
+            actor=who.name if who is not None else "(nobody identified)",
+            role=(who.prefer if who is not None else None) or "(none)",
+            user_id=who.user_id if who is not None else None,
             at=clock.now(),
             reason=reason,
             data={"report_id": report_id, "appellant_contact_id": contact_id, "grounds": grounds},

@@ -19,8 +19,9 @@ from models.tables import Network, Organisation, Risk, Service
 from states import engine
 from states.clock import Clock, local_date
 from states.machines import lateness
+from states.principal import Principal
 from states.programmes import cycle_year, phases_for, programme_for, programme_year_of, where
-from states.roles import SYSTEM, SYSTEM_ACTOR
+from states.roles import STAFF, SYSTEM
 from states.views.quarters import local_quarters, placements, quarters_note
 
 OPEN_RISK = (
@@ -35,11 +36,10 @@ OPEN_RISK = (
 OPEN_SUBMISSION = ("requested", "more_info_requested", "received")
 
 
-def plan_year(
-    session: Session, network: Network, year: int, clock: Clock, *, actor: str = SYSTEM_ACTOR, role: str = SYSTEM
-) -> dict[str, int]:
+def plan_year(session: Session, network: Network, year: int, clock: Clock, *, principal: Principal) -> dict[str, int]:
     """Create the network's phases for a programme year and carry open items into a new cycle,
-    audited as the actor (the daily flow: the system; ``peerwatch cycle plan``: the person)."""
+    audited as ``principal`` (the daily flow passes the system principal; ``peerwatch cycle
+    plan`` the person, who needs a role that may plan in the network's scope)."""
     prog = programme_for(network.cycle, network.programme)
     assert network.id is not None
     local = local_quarters(session, network.id, prog, year)
@@ -71,22 +71,21 @@ def plan_year(
             "phase",
             row,
             "plan",
-            actor=actor,
-            role=role,
+            principal=principal,
             clock=clock,
             note=f"{prog.name} {year}-{str(year + 1)[2:]}",
         )
         created += 1
-    carried = carry_forward(session, network, year, clock, actor=actor, role=role) if cycle_year(prog, year) == 1 else 0
+    carried = carry_forward(session, network, year, clock, principal=principal) if cycle_year(prog, year) == 1 else 0
     return {"phases": created, "carried_forward": carried}
 
 
-def carry_forward(
-    session: Session, network: Network, year: int, clock: Clock, *, actor: str = SYSTEM_ACTOR, role: str = SYSTEM
-) -> int:
+def carry_forward(session: Session, network: Network, year: int, clock: Clock, *, principal: Principal) -> int:
     """Link the network's open concerns and action plans into the cycle starting in ``year``
-    (each link an audited change, ``carry_forward``, by the actor)."""
+    (each link an audited change, ``carry_forward``, by ``principal``: the system, or a person
+    holding a staff role in the network)."""
     assert network.id is not None
+    role = SYSTEM if principal.is_system else principal.require_any(STAFF, "carry items forward", _where(network))
     services = list(session.exec(select(Service.id).where(Service.network_id == network.id)).all())
     if not services:
         return 0
@@ -122,7 +121,7 @@ def carry_forward(
             "carry_forward",
             link.id,
             "carry_forward",
-            actor=actor,
+            principal=principal,
             role=role,
             clock=clock,
             state="carried",
@@ -136,6 +135,10 @@ def carry_forward(
         )
         n += 1
     return n
+
+
+def _where(network: Network) -> dict[str, int | None]:
+    return {"service_id": None, "organisation_id": None, "network_id": network.id}
 
 
 def _label(p: ProgrammePhase) -> str:

@@ -24,9 +24,10 @@ from models.cycle import PhaseQuarter, ProgrammePhase
 from models.tables import Network
 from states import engine
 from states.clock import Clock, local_date
-from states.errors import InvalidInput, MissingActor, PermissionDenied
+from states.errors import InvalidInput
+from states.principal import Principal
 from states.programmes import QUARTERS, phases_for, programme_for, programme_year_of
-from states.roles import NETWORK_LEADS, OPERATOR, check_actor_role
+from states.roles import NETWORK_LEADS, OPERATOR
 from states.services.cycle import plan_year
 
 MOVERS = sorted({*NETWORK_LEADS, OPERATOR})
@@ -45,18 +46,19 @@ def set_phase_quarter(
     step: str,
     quarter: str,
     *,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
     from_year: int | None = None,
     note: str | None = None,
 ) -> QuarterSet:
-    """Move a step of the network's programme to ``quarter`` from ``from_year`` on; the caller commits."""
-    if not actor or not actor.strip():
-        raise MissingActor("no actor given to move a programme step: name who is acting (--actor)")
-    if check_actor_role(role) not in MOVERS:
-        raise PermissionDenied(f"role {role!r} may not move a programme step: needs one of {', '.join(MOVERS)}")
+    """Move a step of the network's programme to ``quarter`` from ``from_year`` on; the caller commits.
+
+    ``principal`` needs one of ``MOVERS`` in the network's scope; the phases it plans and
+    reschedules are fired in that same role."""
     assert network.id is not None
+    where = {"service_id": None, "organisation_id": None, "network_id": network.id}
+    role = principal.require_any(MOVERS, f"move a programme step of {network.code}", where)
+    acting = principal.acting_as(role)
     prog = programme_for(network.cycle, network.programme)
     if not prog.quarters_are_local_policy:
         raise InvalidInput(
@@ -112,13 +114,13 @@ def set_phase_quarter(
             key=step,
             quarter=q,
             from_year=year,
-            set_by=actor.strip(),
+            set_by=principal.name,
             set_role=role,
             set_at=clock.now(),
             note=note,
         )
     else:
-        row.quarter, row.set_by, row.set_role, row.set_at, row.note = q, actor.strip(), role, clock.now(), note
+        row.quarter, row.set_by, row.set_role, row.set_at, row.note = q, principal.name, role, clock.now(), note
     session.add(row)
     session.flush()
     assert row.id is not None
@@ -127,7 +129,7 @@ def set_phase_quarter(
         "phase_quarter",
         row.id,
         "set_quarter",
-        actor=actor,
+        principal=principal,
         role=role,
         clock=clock,
         from_state=was,
@@ -135,7 +137,7 @@ def set_phase_quarter(
         note=note,
         data={"network": network.code, "programme": prog.slug, "step": step, "from_year": year},
     )
-    planned = 0 if existing is not None else plan_year(session, network, year, clock, actor=actor, role=role)["phases"]
+    planned = 0 if existing is not None else plan_year(session, network, year, clock, principal=acting)["phases"]
     # every pending phase of the step from that year on whose quarter this row now sets
     later = session.exec(
         select(PhaseQuarter.from_year).where(
@@ -163,8 +165,7 @@ def set_phase_quarter(
             "phase",
             phase.id,
             "set_quarter",
-            actor=actor,
-            role=role,
+            principal=acting,
             clock=clock,
             note=note,
             params={

@@ -15,7 +15,7 @@ from states.clock import Clock, local_date
 from states.engine import Outcome
 from states.errors import InvalidInput
 from states.machines.perinatal_policy import PerinatalPolicy
-from states.roles import check_actor_role
+from states.principal import Principal
 from states.views.directory import network_by_code, service_by_id
 
 LEVELS = ("IR", "SC", "GC")
@@ -33,8 +33,7 @@ def raise_risk(
     impact: int | None,
     likelihood: int | None,
     doctors_in_training: bool,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
     note: str | None,
 ) -> Outcome:
@@ -42,7 +41,6 @@ def raise_risk(
     level = level.upper()
     if level not in LEVELS:
         raise InvalidInput(f"level {level!r}: use IR, SC or GC")
-    check_actor_role(role)
     found = identified or visit_date
     if found is None:
         raise InvalidInput("give --visit-date (found at a visit) or --identified (found elsewhere)")
@@ -64,12 +62,10 @@ def raise_risk(
         doctors_in_training=doctors_in_training,
         state="new",
     )
-    return engine.create(session, "risk", row, "raise", actor=actor, role=role, clock=clock, note=note)
+    return engine.create(session, "risk", row, "raise", principal=principal, clock=clock, note=note)
 
 
-def propose_visit(
-    session: Session, service: int, *, actor: str, role: str, clock: Clock, reason: str | None
-) -> Outcome:
+def propose_visit(session: Session, service: int, *, principal: Principal, clock: Clock, reason: str | None) -> Outcome:
     """A visit to a service, proposed."""
     service_by_id(session, service)
     return engine.create(
@@ -77,8 +73,7 @@ def propose_visit(
         "visit",
         Visit(service_id=service, state="new"),
         "propose",
-        actor=actor,
-        role=role,
+        principal=principal,
         clock=clock,
         params={"reason": reason} if reason else None,
     )
@@ -95,8 +90,7 @@ def receive_complaint(
     service: int | None,
     about_person: bool,
     received: date,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
 ) -> Outcome:
     """A complaint received (routed to its owner by category)."""
@@ -115,7 +109,7 @@ def receive_complaint(
         about_person=about_person,
         state="new",
     )
-    return engine.create(session, "complaint", row, "receive", actor=actor, role=role, clock=clock, note=summary)
+    return engine.create(session, "complaint", row, "receive", principal=principal, clock=clock, note=summary)
 
 
 def raise_perinatal_concern(
@@ -125,8 +119,7 @@ def raise_perinatal_concern(
     title: str,
     raised: date,
     source: str | None,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
     note: str | None,
 ) -> Outcome:
@@ -140,7 +133,7 @@ def raise_perinatal_concern(
             f"service whose kind names one of {', '.join(kinds)}"
         )
     row = PerinatalConcern(service_id=service, title=title, raised_on=raised, source=source, state="new")
-    return engine.create(session, "perinatal", row, "raise", actor=actor, role=role, clock=clock, note=note)
+    return engine.create(session, "perinatal", row, "raise", principal=principal, clock=clock, note=note)
 
 
 def assess_surveillance(
@@ -152,8 +145,7 @@ def assess_surveillance(
     met: int,
     good_practice: float | None,
     threshold: float | None,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
     note: str | None,
 ) -> Outcome:
@@ -168,4 +160,4 @@ def assess_surveillance(
         good_practice_threshold=threshold,
         state="new",
     )
-    return engine.create(session, "surveillance", row, "assess", actor=actor, role=role, clock=clock, note=note)
+    return engine.create(session, "surveillance", row, "assess", principal=principal, clock=clock, note=note)

@@ -21,9 +21,12 @@ from models.tables import Milestone, Risk
 from states import engine
 from states.calendar import calendar_for
 from states.clock import Clock, local_date
-from states.errors import InvalidInput, MissingActor, NotFound, StaleVersion
+from states.errors import InvalidInput, NotFound, StaleVersion
 from states.machines.spec import get_spec
-from states.roles import check_contact_role
+from states.principal import Principal
+from states.roles import STAFF, check_contact_role
+
+RECORDERS = sorted(STAFF)  # network staff record and close milestones (the Trust portal, issue 12, may add its roles)
 
 
 @dataclass
@@ -37,6 +40,10 @@ def _risk(session: Session, risk_id: int) -> Risk:
     if row.state in spec.terminal:
         raise InvalidInput(f"risk {risk_id} is {row.state}: its action plan takes no more milestones")
     return row  # type: ignore[return-value]
+
+
+def _scope(session: Session, risk: Any) -> dict[str, int | None]:
+    return get_spec("risk").recipient_scope(session, risk)
 
 
 def get(session: Session, milestone_id: int) -> Milestone:
@@ -54,13 +61,13 @@ def add(
     due_on: date | None = None,
     working_days: int | None = None,
     owner_role: str = "service-lead",
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
 ) -> Recorded:
-    """Record a milestone; audited. The caller commits."""
+    """Record a milestone; audited. The caller commits. ``principal`` needs a staff role in the risk's scope."""
     check_contact_role(owner_role)
     risk = _risk(session, risk_id)
+    role = principal.require_any(RECORDERS, f"add a milestone to risk {risk_id}", _scope(session, risk))
     today = local_date(clock.now())
     cal = calendar_for(get_spec("risk").nation_of(session, risk))
     notes: list[str] = []
@@ -87,7 +94,7 @@ def add(
         "milestone",
         m.id,
         "add_milestone",
-        actor=actor,
+        principal=principal,
         role=role,
         clock=clock,
         state="open",
@@ -100,14 +107,16 @@ def mark_done(
     session: Session,
     milestone_id: int,
     *,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
     on: date | None = None,
     note: str | None = None,
 ) -> Milestone:
-    """Mark a milestone done (on ``on``, default today; never in the future); audited."""
+    """Mark a milestone done (on ``on``, default today; never in the future); audited.
+    ``principal`` needs a staff role in the risk's scope."""
     m = get(session, milestone_id)
+    risk = engine.load(session, "risk", m.risk_id)[1]
+    role = principal.require_any(RECORDERS, f"mark milestone {milestone_id} done", _scope(session, risk))
     today = local_date(clock.now())
     day = on or today
     if day > today:
@@ -116,13 +125,11 @@ def mark_done(
         raise InvalidInput(
             f"milestone {milestone_id} was already marked done on {m.done_on.isoformat()} by {m.done_by}"
         )
-    if not actor or not actor.strip():
-        raise MissingActor(f"no actor given to mark milestone {milestone_id} done: name who is acting (--actor)")
     t = Milestone.__table__  # type: ignore[attr-defined]
     done = cast(
         CursorResult[Any],
         session.execute(
-            update(t).where(t.c.id == m.id, t.c.done_on.is_(None)).values(done_on=day, done_by=actor.strip())
+            update(t).where(t.c.id == m.id, t.c.done_on.is_(None)).values(done_on=day, done_by=principal.name)
         ),
     )
     if done.rowcount != 1:
@@ -134,7 +141,7 @@ def mark_done(
         "milestone",
         m.id,
         "milestone_done",
-        actor=actor,
+        principal=principal,
         role=role,
         clock=clock,
         from_state="chased" if m.chased_on else "open",

@@ -1,5 +1,9 @@
 """The reference data the operator adds at the command line: networks, Trusts, services and
-reviewers. Each runs in the caller's transaction and is audited through the engine."""
+reviewers. Each runs in the caller's transaction and is audited through the engine.
+
+Who may add a network, Trust or service: network staff or an administrator whose grant reaches
+the place the new row sits (a network or a Trust needs an installation-wide grant, a service
+its network's). Reviewers: ``states/services/reviewers.py`` decides."""
 
 from __future__ import annotations
 
@@ -11,14 +15,22 @@ from states.calendar import NATIONS
 from states.clock import Clock
 from states.errors import InvalidInput
 from states.machines.visit import DISCIPLINES
+from states.principal import Principal
+from states.roles import ADMINISTRATOR, STAFF
 from states.services.contacts import add_reviewer as add_reviewer_row
 from states.views.directory import network_by_code, organisation_by_name
 
 CYCLES = ("annual", "biennial")
+EDITORS = sorted({*STAFF, ADMINISTRATOR})  # reference data, not a clinical act
 
 
-def add_network(session: Session, code: str, name: str, cycle: str, *, actor: str, role: str, clock: Clock) -> Network:
+def _in_network(network_id: int | None) -> dict[str, int | None]:
+    return {"service_id": None, "organisation_id": None, "network_id": network_id}
+
+
+def add_network(session: Session, code: str, name: str, cycle: str, *, principal: Principal, clock: Clock) -> Network:
     """A new network (audited)."""
+    role = principal.require_any(EDITORS, "add a network")
     if cycle not in CYCLES:
         raise InvalidInput(f"cycle {cycle!r}: use annual or biennial")
     n = Network(code=code, name=name, cycle=cycle)
@@ -29,7 +41,7 @@ def add_network(session: Session, code: str, name: str, cycle: str, *, actor: st
         "network",
         n.id,  # type: ignore[arg-type]
         "add_network",
-        actor=actor,
+        principal=principal,
         role=role,
         clock=clock,
         state="current",
@@ -54,15 +66,17 @@ def add_service(
     network: str,
     nation: str,
     pathway: str | None,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
 ) -> Service:
     """A new service run by a Trust (the Trust is added, audited, if new) in a network (audited)."""
     nation = check_nation(nation)
     net = network_by_code(session, network)
     org = session.exec(select(Organisation).where(Organisation.name == organisation)).first()
+    where = _in_network(net.id) | {"organisation_id": org.id if org is not None else None}
+    role = principal.require_any(EDITORS, f"add a service to {net.code}", where)
     if org is None:
+        role = principal.require_any(EDITORS, f"add the Trust {organisation!r}")
         org = Organisation(name=organisation, nation=nation)
         session.add(org)
         session.flush()
@@ -71,7 +85,7 @@ def add_service(
             "organisation",
             org.id,  # type: ignore[arg-type]
             "add_organisation",
-            actor=actor,
+            principal=principal,
             role=role,
             clock=clock,
             state="current",
@@ -85,7 +99,7 @@ def add_service(
         "service",
         svc.id,  # type: ignore[arg-type]
         "add_service",
-        actor=actor,
+        principal=principal,
         role=role,
         clock=clock,
         state="current",
@@ -104,11 +118,10 @@ def add_reviewer(
     network: str | None,
     pathways: list[str],
     trained: bool,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
 ) -> Reviewer:
-    """A reviewer joins the pool (audited)."""
+    """A reviewer joins the pool (audited; who may is ``states/services/reviewers.py``'s rule)."""
     if discipline not in DISCIPLINES:
         raise InvalidInput(f"discipline {discipline!r}: use one of {', '.join(DISCIPLINES)}")
     r = Reviewer(name=name, email=email, discipline=discipline, pathways=list(pathways), trained=trained)
@@ -116,4 +129,4 @@ def add_reviewer(
         r.organisation_id = organisation_by_name(session, organisation).id
     if network:
         r.network_id = network_by_code(session, network).id
-    return add_reviewer_row(session, r, actor=actor, actor_role=role, clock=clock)
+    return add_reviewer_row(session, r, principal=principal, clock=clock)

@@ -1,7 +1,8 @@
 """The operator's word on the outbox: queue failed letters again, settle letters left in doubt.
 
 Each is an audited change (who, role, when) in the caller's transaction, and refuses, changing
-nothing, any row it may not touch. Sending is ``notifications.dispatch``'s; which rows may be
+nothing, any row it may not touch, or any letter about an item outside the scope of the
+person's staff grants. Sending is ``notifications.dispatch``'s; which rows may be
 queued again, and what an operator's word on a letter in doubt does, are rules, so they are here.
 """
 
@@ -16,8 +17,12 @@ from models.tables import IN_DOUBT, OutboxMessage, OutboxStatus, is_in_doubt
 from states import engine
 from states.clock import LONDON, Clock
 from states.errors import InvalidInput, NotFound
+from states.machines.spec import get_spec
+from states.principal import Principal
+from states.roles import STAFF
 
 SETTLE_ACTIONS = ("hold", "resend", "delivered")
+SENDERS = sorted(STAFF)
 
 
 def _when(at: datetime) -> str:
@@ -31,8 +36,23 @@ def _get(session: Session, i: int, where: str) -> OutboxMessage:
     return m
 
 
+def _where(session: Session, m: OutboxMessage) -> dict[str, int | None] | None:
+    """Where the letter's item sits (None: a letter about no item of a kind: installation grants only)."""
+    try:
+        spec = get_spec(m.kind)
+    except NotFound:
+        return None
+    row = session.get(spec.model, m.item_id)
+    return spec.recipient_scope(session, row) if row is not None else None
+
+
+def _roles(session: Session, rows: list[OutboxMessage], principal: Principal, what: str) -> list[str]:
+    """The role ``principal`` acts in for each message, all decided before anything changes."""
+    return [principal.require_any(SENDERS, f"{what} outbox message {m.id}", _where(session, m)) for m in rows]
+
+
 def retry(
-    session: Session, ids: list[int], *, all_failed: bool = False, actor: str, role: str, clock: Clock
+    session: Session, ids: list[int], *, all_failed: bool = False, principal: Principal, clock: Clock
 ) -> list[OutboxMessage]:
     """Queue failed or in-doubt messages to go on the next dispatch (``all_failed``: every failed one).
     Refuses, changing nothing, a message being sent right now or one that is not failed or in doubt."""
@@ -59,7 +79,8 @@ def retry(
                 )
                 raise InvalidInput(f"outbox message {i} cannot be retried: {reason}")
             rows.append(m)
-    for m in rows:
+    roles = _roles(session, rows, principal, "queue again")
+    for m, role in zip(rows, roles, strict=True):
         was = "in doubt" if is_in_doubt(m) else str(m.status)
         m.status, m.next_attempt_at, m.message_id = OutboxStatus.QUEUED, now, None
         m.last_error = f"queued again by hand (was: {m.last_error})" if m.last_error else "queued again by hand"
@@ -69,7 +90,7 @@ def retry(
             "outbox",
             m.id,  # type: ignore[arg-type]
             "retry",
-            actor=actor,
+            principal=principal,
             role=role,
             clock=clock,
             from_state=was,
@@ -80,7 +101,7 @@ def retry(
 
 
 def settle_in_doubt(
-    session: Session, ids: list[int], action: str, *, actor: str, role: str, clock: Clock
+    session: Session, ids: list[int], action: str, *, principal: Principal, clock: Clock
 ) -> list[OutboxMessage]:
     """The operator's word on letters in doubt: ``hold`` (no automatic resend; an incident until
     retried), ``resend`` (resent on the next dispatch, same Message-ID), or ``delivered`` (the
@@ -95,7 +116,8 @@ def settle_in_doubt(
         if not is_in_doubt(m):
             raise InvalidInput(f"outbox message {i} is not in doubt (it is {m.status}): nothing to settle")
         rows.append(m)
-    for m in rows:
+    roles = _roles(session, rows, principal, "settle")
+    for m, role in zip(rows, roles, strict=True):
         if action == "hold":
             m.resend_at = None
             m.last_error = (
@@ -113,7 +135,7 @@ def settle_in_doubt(
             "outbox",
             m.id,  # type: ignore[arg-type]
             f"in_doubt_{action}",
-            actor=actor,
+            principal=principal,
             role=role,
             clock=clock,
             from_state="in doubt",
