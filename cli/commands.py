@@ -17,7 +17,6 @@ from cli.context import of, os_login
 from cli.diagram import mermaid
 from cli.output import console, print_json, table
 from cli.seed import seed_reference
-from models.db import begin_write
 from states.engine import keys
 from states.engine.sweep import run_sweep
 from states.policy import Policy
@@ -53,7 +52,6 @@ def init(
     found = keys.load(required=True)
     login = os_login()
     with Session(eng, expire_on_commit=False) as s:
-        begin_write(s)
         if training:
             accounts.mark_training(s)
         clock = clocks.action_clock(s, run.as_of)

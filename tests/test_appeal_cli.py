@@ -11,10 +11,12 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from cli.context import TRAINING_BANNER
 from models.tables import (
     Appeal,
     RefusedAttempt,
 )
+from tests.support_accounts import account
 from tests.support_appeals import (
     MRH_TRUST,
     STATEMENT,
@@ -32,8 +34,12 @@ PEERWATCH = str(Path(sys.executable).with_name("peerwatch"))
 
 
 def test_cli_appeal_submit_refused_records_the_attempt(
-    db_url: str, db: Engine, session: Session, world: World, tmp_path: Path
+    db_url: str, db: Engine, training: None, session: Session, world: World, tmp_path: Path
 ) -> None:
+    """The network office records an appeal from the Medical Director (on a training database,
+    as the account of Ms Nora Office, so the story's dates hold): refused, and the refused
+    attempt names her account."""
+    nora = account(db, "Ms Nora Office", ("network-office",), email="nora.office@wmtn.nhs.example")
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "PEERWATCH_AS_OF", "PEERWATCH_MAIL")}
     env["PEERWATCH_DATABASE_URL"] = db_url
     proc = subprocess.run(
@@ -51,8 +57,8 @@ def test_cli_appeal_submit_refused_records_the_attempt(
             STATEMENT,
             "--grounds",
             f"risk:{world.sc}",
-            "--actor",
-            "Ms Nora Office",
+            "--as",
+            "nora.office@wmtn.nhs.example",
         ],
         env=env,
         capture_output=True,
@@ -62,16 +68,17 @@ def test_cli_appeal_submit_refused_records_the_attempt(
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == "" and "Traceback" not in proc.stderr
-    lines = proc.stderr.splitlines()
+    lines = [line for line in proc.stderr.splitlines() if line != TRAINING_BANNER]
     assert len(lines) == 1 and lines[0].startswith("error: appeal refused: "), lines
     assert f"Chief Executive of {MRH_TRUST}" in lines[0]
     with Session(db) as s:
         assert count(s, Appeal) == 0
         (attempt,) = s.exec(select(RefusedAttempt)).all()
-        assert (attempt.kind, attempt.trigger, attempt.actor, attempt.data["grounds"]) == (
+        assert (attempt.kind, attempt.trigger, attempt.actor, attempt.user_id, attempt.data["grounds"]) == (
             "appeal",
             "submit",
             "Ms Nora Office",
+            nora.user_id,
             [{"risk_id": world.sc}],
         )
         (letter,) = letters_to(s, "report", world.report_id, "appeal_refusal")

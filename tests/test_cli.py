@@ -4,7 +4,9 @@ run as a subprocess against a throw-away database (a SQLite file, or a PostgreSQ
 
 What the CLI promises (cli/app.py docstring): every error a user can cause prints one line
 on stderr starting with "error:", exits 2, and changes nothing; interactive commands never
-import Prefect.
+import Prefect. The commands run as the OS user of the test, mapped to an account with every
+staff role (the ``me`` fixture), on a training database (``training``) so that --as-of dates
+the story's actions.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from states.principal import Principal
 from tests.support_cli import cli_env, ok, ok_json, run
 
 # ---------------------------------------------------------------- setup commands
 
 
-def test_init_demo_service_list_contact_add_and_service_add(db_url: str, tmp_path: Path) -> None:
+def test_init_demo_service_list_contact_add_and_service_add(
+    db_url: str, me: Principal, training: None, tmp_path: Path
+) -> None:
     env = cli_env()
     out = ok(run(env, "init", "--demo", cwd=tmp_path))
     assert "database ready" in out and "demo data loaded" in out
@@ -113,8 +118,6 @@ def test_init_demo_service_list_contact_add_and_service_add(db_url: str, tmp_pat
             "No on-call rota",
             "--visit-date",
             "2026-11-24",
-            "--actor",
-            "A",
             "--role",
             "network-manager",
             cwd=tmp_path,
@@ -126,7 +129,7 @@ def test_init_demo_service_list_contact_add_and_service_add(db_url: str, tmp_pat
 # ---------------------------------------------------------------- the risk lifecycle
 
 
-def test_risk_raise_show_fire_history_list(db_url: str, tmp_path: Path) -> None:
+def test_risk_raise_show_fire_history_list(db_url: str, me: Principal, training: None, tmp_path: Path) -> None:
     env = cli_env()
     ok(run(env, "init", "--demo", cwd=tmp_path))
 
@@ -146,8 +149,6 @@ def test_risk_raise_show_fire_history_list(db_url: str, tmp_path: Path) -> None:
             "No consultant cover at night",
             "--visit-date",
             "2026-12-11",
-            "--actor",
-            "A",
             "--role",
             "network-manager",
             cwd=tmp_path,
@@ -171,8 +172,6 @@ def test_risk_raise_show_fire_history_list(db_url: str, tmp_path: Path) -> None:
             "Audit programme incomplete",
             "--visit-date",
             "2026-12-11",
-            "--actor",
-            "A",
             "--role",
             "network-office",
             cwd=tmp_path,
@@ -199,8 +198,6 @@ def test_risk_raise_show_fire_history_list(db_url: str, tmp_path: Path) -> None:
             "fire",
             str(rid),
             "send_formal_notification",
-            "--actor",
-            "X",
             "--role",
             "network-manager",
             cwd=tmp_path,
@@ -220,8 +217,7 @@ def test_risk_raise_show_fire_history_list(db_url: str, tmp_path: Path) -> None:
     for word in (
         "raise",
         "send_formal_notification",
-        "A (network-manager)",
-        "X (network-manager)",
+        "Test Operator (network-manager)",
         "identified",
         "awaiting_response",
         "2026-12-18",
@@ -232,8 +228,8 @@ def test_risk_raise_show_fire_history_list(db_url: str, tmp_path: Path) -> None:
     # ... and as scripts read it
     events = ok_json(run(env, "--json", "risk", "history", str(rid), cwd=tmp_path))
     assert [(e["trigger"], e["from_state"], e["to_state"], e["actor"], e["role"]) for e in events] == [
-        ("raise", "new", "identified", "A", "network-manager"),
-        ("send_formal_notification", "identified", "awaiting_response", "X", "network-manager"),
+        ("raise", "new", "identified", "Test Operator", "network-manager"),
+        ("send_formal_notification", "identified", "awaiting_response", "Test Operator", "network-manager"),
     ]
     assert events[-1]["version"] == shown["version"]
 

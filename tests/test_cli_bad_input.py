@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from cli.context import TRAINING_BANNER, os_login
 from tests.databases import drop, fresh_url
 from tests.probes import cli_without_prefect
 from tests.support_cli import TIMEOUT, cli_env, ok, ok_json, run, snapshot
@@ -19,7 +20,9 @@ from tests.support_cli import TIMEOUT, cli_env, ok, ok_json, run, snapshot
 
 # One database for every refusal: nothing a refused command does may change it, and each
 # case compares its own before/after snapshot. Risk 1: SC raised as of Fri 11 Dec 2026
-# (identified, version 2).
+# (identified, version 2). A training database (so actions take --as-of), made by
+# `peerwatch init --training`, which makes the OS user running the tests its administrator;
+# that account is then granted three of the network's roles (not auditor, not operator).
 
 
 @dataclass
@@ -40,7 +43,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("cli-world")
     url = fresh_url(tmp)
     env = cli_env(PEERWATCH_DATABASE_URL=url, PEERWATCH_OUTBOX_DIR=str(tmp / "outbox"))
-    ok(run(env, "init", "--demo", cwd=tmp))
+    ok(run(env, "init", "--training", "--demo", cwd=tmp))
+    for role in ("network-manager", "regional-lead", "network-office"):
+        ok(run(env, "user", "grant", os_login(), role, cwd=tmp))
     raised = ok_json(
         run(
             env,
@@ -57,8 +62,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "No consultant cover at night",
             "--visit-date",
             "2026-12-11",
-            "--actor",
-            "A",
             "--role",
             "network-manager",
             cwd=tmp,
@@ -83,15 +86,13 @@ def _raise(*args: str) -> list[str]:
         "1",
         "--title",
         "t",
-        "--actor",
-        "A",
         "--role",
         "network-manager",
         *args,
     ]
 
 
-NM = ("--actor", "A", "--role", "network-manager")
+NM = ("--role", "network-manager")
 # case -> (command line, words the one-line message must contain)
 BAD_INPUT: dict[str, tuple[list[str], str]] = {
     "show-unknown-id": (["risk", "show", "999"], "risk 999 not found"),
@@ -100,10 +101,14 @@ BAD_INPUT: dict[str, tuple[list[str], str]] = {
     "unknown-trigger": (_fire("1", "explode", *NM), "unknown trigger 'explode'"),
     "malformed-as-of": (["--as-of", "2026-13-45", "risk", "show", "1"], "2026-13-45"),
     "malformed-visit-date": (_raise("--level", "SC", "--visit-date", "yesterday"), "'yesterday'"),
-    "missing-actor": (_fire("1", "send_formal_notification", "--actor", "", "--role", "network-manager"), "no actor"),
-    "wrong-role": (
-        _fire("1", "send_formal_notification", "--actor", "A", "--role", "auditor"),
-        "role 'auditor' is read-only",
+    "actor-is-gone": (_fire("1", "send_formal_notification", "--actor", "Tom Hughes", *NM), "No such option: --actor"),
+    "role-not-held": (
+        _fire("1", "send_formal_notification", "--role", "auditor"),
+        "does not hold the role 'auditor'",
+    ),
+    "role-held-but-not-allowed": (
+        _fire("1", "send_formal_notification", "--role", "network-office"),
+        "role 'network-office' may not fire 'send_formal_notification'",
     ),
     "stale-version": (_fire("1", "send_formal_notification", *NM, "--version", "1"), "at version 2, not 1"),
     "back-in-time": (_fire("1", "send_formal_notification", *NM, as_of="2026-12-10"), "cannot move back in time"),
@@ -123,13 +128,14 @@ BAD_INPUT: dict[str, tuple[list[str], str]] = {
 
 @pytest.mark.parametrize("case", list(BAD_INPUT))
 def test_bad_input_is_refused(world: World, case: str) -> None:
-    """Exit 2, exactly one line on stderr starting "error:" that names the problem, no
-    traceback, nothing on stdout, and not one row of the database changed."""
+    """Exit 2, exactly one line on stderr starting "error:" that names the problem (after the
+    training database's banner), no traceback, nothing on stdout, and not one row of the
+    database changed."""
     args, words = BAD_INPUT[case]
     proc, before, after = world.refuse(args)
     assert proc.returncode == 2, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     assert "Traceback" not in proc.stdout + proc.stderr
-    lines = proc.stderr.splitlines()
+    lines = [line for line in proc.stderr.splitlines() if line != TRAINING_BANNER]
     assert len(lines) == 1, lines
     assert lines[0].startswith("error: "), lines
     assert words in lines[0], (words, lines[0])
