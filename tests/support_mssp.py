@@ -16,6 +16,7 @@ from states.machines.mssp import (
 )
 from states.machines.spec import get_spec
 from states.services.mssp import record_cqc_assessment
+from tests.factories import person
 
 O, G, RI, I = "Outstanding", "Good", "Requires Improvement", "Inadequate"  # noqa: E741 (the CQC's initials)
 M = MsspState
@@ -76,11 +77,13 @@ def record(
         overall=overall,
         safe=safe,
         well_led=well_led,
-        recorded_by=actor,
-        recorded_role=role,
+        recorded_by="",  # set from the principal that records it
+        recorded_role="",
         **flags,
     )
-    out = record_cqc_assessment(session, row, clock=FixedClock(TODAY if day <= TODAY else day))
+    out = record_cqc_assessment(
+        session, row, principal=person(actor, role), clock=FixedClock(TODAY if day <= TODAY else day)
+    )
     session.commit()
     return out
 

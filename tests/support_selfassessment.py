@@ -22,6 +22,7 @@ from states.machines.selfassessment import SelfAssessmentState, spreadsheet
 from states.machines.standards import (
     current_set,
 )
+from states.principal import Principal
 from states.services.selfassessment import import_spreadsheet, start
 from states.services.standards import load_standard_sets, read_library
 from tests.factories import person
@@ -182,8 +183,12 @@ def ten_standard_set(kind: str, version: str, effective: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def run_cli(db: Engine) -> Callable[..., int]:
-    from cli.main import main
+def run_cli(db: Engine, me: Principal) -> Callable[..., int]:
+    """Run ``peerwatch ARGS`` in-process; returns the exit code. It acts as the OS user running
+    the tests (peer authentication), mapped to an account with every staff role (``me``). A
+    test that acts ``--as-of`` a date also asks for the ``training`` fixture, before any
+    fixture that records an event (``library``): only a training database takes it."""
+    from cli.main import main  # lazy: the CLI (Typer and every command) loads only for the tests that run it
 
     def run(*args: str) -> int:
         try:

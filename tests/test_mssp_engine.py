@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session, func, select
 
-from models import AuditEvent, OutboxMessage
+from models import AuditEvent, Network, OutboxMessage, Service
 from models.perinatal import CqcRating, MsspCase
 from notifications.render import rendered
 from states import engine
@@ -19,6 +19,7 @@ from states.machines.mssp import (
     RATING_CRITERIA,
     REFERRAL_ROUTES,
 )
+from states.principal import Grant, Principal
 from states.services.mssp import decide, record_cqc_assessment, refer_trust
 from tests.factories import person
 from tests.support_mssp import (
@@ -314,7 +315,8 @@ def test_refer_without_an_assessment(session: Session, trust: tuple[int, int]) -
         ({"day": date(2026, 12, 12), "clock": TODAY}, InvalidInput, "after today"),
         ({"overall": "Excellent"}, InvalidInput, "Overall 'Excellent'"),
         ({"role": "auditor"}, PermissionDenied, "may not record a CQC assessment"),
-        ({"actor": " "}, MissingActor, "no actor"),
+        ({"principal": "office"}, MissingActor, "nobody is identified as acting to record a CQC assessment"),
+        ({"principal": None}, MissingActor, "nobody is identified"),
     ],
 )
 def test_bad_assessments_are_refused_and_store_nothing(
@@ -332,13 +334,60 @@ def test_bad_assessments_are_refused_and_store_nothing(
         overall=kw.get("overall", G),
         safe=G,
         well_led=G,
-        recorded_by=kw.get("actor", "office"),
-        recorded_role=kw.get("role", "network-office"),
+        recorded_by="",
+        recorded_role="",
     )
+    principal = kw["principal"] if "principal" in kw else person("office", kw.get("role", "network-office"))
     with pytest.raises(exc, match=message):
-        record_cqc_assessment(session, row, clock=FixedClock(kw.get("clock", TODAY)))
+        record_cqc_assessment(session, row, principal=principal, clock=FixedClock(kw.get("clock", TODAY)))
     session.rollback()
     assert [
         session.exec(select(func.count()).select_from(t)).one()
         for t in (CqcRating, MsspCase, AuditEvent, OutboxMessage)
     ] == counts
+
+
+def _scoped(name: str, role: str, scope: str, scope_id: int | None) -> Principal:
+    return Principal(person(name, role).user_id, name, (Grant(role, scope, scope_id),), via="test")
+
+
+def test_recording_and_referring_need_a_staff_role_in_the_trusts_scope(
+    session: Session, trust: tuple[int, int]
+) -> None:
+    """Issue 14: a Network Manager of another network may not record a CQC assessment of this
+    Trust nor refer it (nothing stored); one of its own network may, and the rating, the audit
+    event and the case's events name the account and the role it acted in."""
+    svc = session.get(Service, trust[1])
+    assert svc is not None
+    other = session.exec(select(Network.id).where(Network.id != svc.network_id)).first()
+    counts = [session.exec(select(func.count()).select_from(t)).one() for t in (CqcRating, MsspCase, AuditEvent)]
+
+    def rating() -> CqcRating:
+        return CqcRating(
+            organisation_id=trust[0], service_id=trust[1], assessed_on=date(2026, 11, 1), overall=I, safe=I, well_led=I
+        )
+
+    outsider = _scoped("Cy Mersey", "network-manager", "network", other)
+    with pytest.raises(PermissionDenied, match="Cy Mersey holds network-manager but not in the scope"):
+        record_cqc_assessment(session, rating(), principal=outsider, clock=FixedClock(TODAY))
+    session.rollback()
+    with pytest.raises(PermissionDenied, match="not in the scope of refer a Trust"):
+        refer_trust(session, trust[0], trust[1], ["hsib"], principal=outsider, clock=FixedClock(TODAY))
+    session.rollback()
+    executive = _scoped("Ceo Midland", "chief-executive", "organisation", trust[0])
+    with pytest.raises(PermissionDenied, match="Ceo Midland may not record a CQC assessment: needs one of"):
+        record_cqc_assessment(session, rating(), principal=executive, clock=FixedClock(TODAY))
+    session.rollback()
+    assert [
+        session.exec(select(func.count()).select_from(t)).one() for t in (CqcRating, MsspCase, AuditEvent)
+    ] == counts
+
+    manager = _scoped("Wyn Midlands", "network-manager", "network", svc.network_id)
+    out = record_cqc_assessment(session, rating(), principal=manager, clock=FixedClock(TODAY))
+    session.commit()
+    assert (out.rating.recorded_by, out.rating.recorded_role) == ("Wyn Midlands", "network-manager")
+    assert out.entered is not None
+    (recorded,) = engine.changes(session, "cqc_rating", [out.rating.id])  # type: ignore[list-item]
+    (entered,) = engine.history(session, "mssp", out.entered.id)
+    for event in (recorded, entered):
+        assert (event.user_id, event.actor, event.role) == (manager.user_id, "Wyn Midlands", "network-manager")

@@ -11,22 +11,26 @@ from openpyxl import load_workbook
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from models import AuditEvent, Deadline, DeadlineStatus, RefusedAttempt, Report
+from models import AuditEvent, Deadline, DeadlineStatus, Network, RefusedAttempt, Report, Service
 from models.selfassessment import SelfAssessment
 from notifications.render import rendered
 from states import engine
 from states.clock import FixedClock
-from states.errors import InvalidInput
+from states.errors import InvalidInput, MissingActor, PermissionDenied
 from states.machines.standards import (
     SpreadsheetRejected,
     check_rows,
     derive_status,
     standards_of,
 )
+from states.principal import Grant, Principal
+from states.services.selfassessment import import_spreadsheet
 from states.services.selfassessment_import import read_workbook
+from tests.factories import person
 from tests.support_selfassessment import (
     ACC,
     GOOD,
+    OFFICE,
     S,
     circulate,
     counts,
@@ -103,6 +107,7 @@ def test_three_bad_rows_are_all_named_and_nothing_is_imported(
     assert (fresh.state, fresh.version, fresh.received_on) == (S.CIRCULATED, version + 1, None)  # type: ignore[union-attr]
     (attempt,) = session.exec(select(RefusedAttempt).where(RefusedAttempt.kind == "selfassessment")).all()
     assert attempt.item_id == row.id and attempt.data["problems"] == problems
+    assert (attempt.user_id, attempt.actor, attempt.role) == (person("Jo Office", OFFICE).user_id, "Jo Office", OFFICE)
     # the request letter's promise kept: the spreadsheet goes back with every problem listed
     request, refused = letters_to(session, row)
     assert "we write back to you\nlisting every problem by row and column" in rendered(request).body_text
@@ -204,3 +209,51 @@ def test_a_standard_with_thresholds_but_no_partly_band_is_met_or_unmet(
     std = next(s for s in standards_of(session, library["Adult Critical Care"]) if s.ref == "1.4")
     assert not std.has_partly_band
     assert [derive_status(std, f) for f in (95, 94.9, 10)] == ["Met", "Unmet", "Unmet"]
+
+
+# ---------------------------------------------------------------- who may import (issue 14)
+
+
+def test_only_staff_in_the_services_scope_import_and_a_refusal_names_the_account(
+    db: Engine, session: Session, services: dict[str, int], library: dict[str, int], clock: FixedClock
+) -> None:
+    """A Network Manager of another network, an auditor, and nobody at all are refused before
+    the file is read (no letter, nothing changed; the refusal recorded with the account that
+    tried); a Network Manager of the service's network imports it, the event naming the account."""
+    row = circulate(session, services, clock)
+    good = fill(xlsx(session, row), GOOD)
+    net = session.get(Service, services[ACC]).network_id  # type: ignore[union-attr]
+    other = session.exec(select(Network.id).where(Network.id != net)).first()
+    before = counts(session)
+    outsider = Principal(
+        person("Cy Mersey", "network-manager").user_id, "Cy Mersey", (Grant("network-manager", "network", other),)
+    )
+    with pytest.raises(
+        PermissionDenied, match="Cy Mersey holds network-manager but not in the scope of import a return"
+    ):
+        import_spreadsheet(db, row.id, good, filename="return.xlsx", principal=outsider, clock=clock)  # type: ignore[arg-type]
+    with pytest.raises(PermissionDenied, match="may not import a return"):  # a bad file too: refused before it is read
+        import_spreadsheet(
+            db, row.id, b"junk", filename="x.xlsx", principal=person("Al Auditor", "auditor"), clock=clock
+        )  # type: ignore[arg-type]
+    with pytest.raises(MissingActor, match="nobody is identified"):
+        import_spreadsheet(db, row.id, good, filename="return.xlsx", principal="Jo Office", clock=clock)  # type: ignore[arg-type]
+    session.expire_all()
+    assert counts(session) == before and session.get(SelfAssessment, row.id).state == S.CIRCULATED  # type: ignore[union-attr]
+    refused = session.exec(select(RefusedAttempt).where(RefusedAttempt.kind == "selfassessment")).all()
+    assert [(r.trigger, r.user_id, r.actor) for r in refused] == [
+        ("receive", outsider.user_id, "Cy Mersey"),
+        ("receive", person("Al Auditor", "auditor").user_id, "Al Auditor"),
+    ]
+    manager = Principal(
+        person("Wyn Midlands", "network-manager").user_id, "Wyn Midlands", (Grant("network-manager", "network", net),)
+    )
+    got = import_spreadsheet(db, row.id, good, filename="return.xlsx", principal=manager, clock=clock)  # type: ignore[arg-type]
+    assert got.state == S.RECEIVED
+    event = engine.history(session, "selfassessment", row.id)[-1]
+    assert (event.trigger, event.user_id, event.actor, event.role) == (
+        "receive",
+        manager.user_id,
+        "Wyn Midlands",
+        "network-manager",
+    )

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, func, select
 
-from models import Service
+from models import AuditEvent, Service
+from models.selfassessment import StandardSet
 from notifications.render import rendered
 from states import engine
 from states.clock import FixedClock
-from states.errors import GuardRefused, InvalidInput, NotFound
+from states.errors import GuardRefused, InvalidInput, MissingActor, NotFound, PermissionDenied
 from states.machines.standards import (
     total_achievement,
 )
+from states.principal import Grant, Principal
 from states.services.standards import load_standard_sets
 from tests.factories import person
 from tests.support_selfassessment import (
@@ -167,3 +169,39 @@ def test_below_fifty_percent_is_escalated_to_icbs_and_regional_quality_leads(
             and "1 Partially Met" in rendered(letter).body_text
             and "5 Unmet" in rendered(letter).body_text
         )
+
+
+# ---------------------------------------------------------------- who may load standards (issue 14)
+
+
+def test_standard_sets_are_loaded_by_staff_granted_for_the_whole_installation(
+    session: Session, services: dict[str, int]
+) -> None:
+    """The library is the installation's: a staff role held only for one network does not load
+    a set (it would change every network's), nor does an auditor or nobody; nothing is stored.
+    A staff role for the installation does, and the audit event names the account."""
+    sets = [ten_standard_set("Adult Critical Care", "10", "2026-04-01")]
+    net = session.get(Service, services[ACC]).network_id  # type: ignore[union-attr]
+    scoped = Principal(
+        person("Wyn Midlands", "network-manager").user_id, "Wyn Midlands", (Grant("network-manager", "network", net),)
+    )
+    refusals: list[tuple[object, type[Exception], str]] = [
+        (scoped, PermissionDenied, "holds network-manager only for a network, Trust or service: .* nothing loaded"),
+        (person("Al Auditor", "auditor"), PermissionDenied, "may not load standard sets: needs one of"),
+        ("Jo Office", MissingActor, "nobody is identified as acting to load standard sets"),
+    ]
+    for principal, exc, message in refusals:
+        with pytest.raises(exc, match=message):
+            load_standard_sets(session, sets, principal=principal, clock=FixedClock(DAY))  # type: ignore[arg-type]
+        session.rollback()
+    assert [session.exec(select(func.count()).select_from(t)).one() for t in (StandardSet, AuditEvent)] == [0, 0]
+    jo = person("Jo Office", OFFICE)
+    (loaded,) = load_standard_sets(session, sets, principal=jo, clock=FixedClock(DAY))
+    session.commit()
+    (event,) = engine.changes(session, "standard_set", [loaded["id"]])
+    assert (event.trigger, event.user_id, event.actor, event.role) == (
+        "load_standard_set",
+        jo.user_id,
+        "Jo Office",
+        OFFICE,
+    )

@@ -4,12 +4,7 @@ different people, and option 3 proposing a linked peer review visit."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +20,7 @@ from states.clock import FixedClock
 from states.errors import GuardRefused, InvalidInput, InvalidTrigger, PermissionDenied
 from states.machines.spec import CLOCK_TRIGGERS, get_spec
 from states.machines.surveillance import SurveillanceState
+from states.principal import Principal
 from tests.factories import person
 
 Q = SurveillanceState
@@ -68,9 +64,11 @@ def _fire(
     actor: str = "Nia Manager",
     role: str = NM,
     clock: FixedClock = LATER,
+    principal: Principal | None = None,
     **kw: Any,
 ) -> Surveillance:
-    out = engine.fire(session, "surveillance", item.id, trigger, principal=person(actor, role), clock=clock, **kw)  # type: ignore[arg-type]
+    who = principal if principal is not None else person(actor, role)
+    out = engine.fire(session, "surveillance", item.id, trigger, principal=who, clock=clock, **kw)  # type: ignore[arg-type]
     session.commit()
     return out.row  # type: ignore[return-value]
 
@@ -416,19 +414,31 @@ def test_agreement_needs_both_parties(session: Session, services: dict[str, int]
     assert session.exec(select(Visit)).all() == []  # no option 3, no visit
 
 
-@pytest.mark.parametrize("second", ["Pat Provider", "  pat   PROVIDER "])
+@pytest.mark.parametrize("second", ["Pat Provider", "  pat   PROVIDER ", "Patricia Provider-Jones"])
 def test_one_person_cannot_record_both_agreements(session: Session, services: dict[str, int], second: str) -> None:
-    row = _fire(
-        session, _proposed(session, services), "record_provider_agreement", principal=person("Pat Provider", OFFICE)
-    )
+    """Issue 14: the two signatories are compared by account, whatever name the account shows
+    (renamed, or typed with other spacing and case), never by the name typed."""
+    pat = person("Pat Provider", OFFICE)
+    row = _fire(session, _proposed(session, services), "record_provider_agreement", principal=pat)
     with pytest.raises(GuardRefused, match="is_not_provider_signatory"):
-        _fire(session, row, "record_commissioner_agreement", principal=person(second, OFFICE))
+        _fire(session, row, "record_commissioner_agreement", principal=person(second, OFFICE, user_id=pat.user_id))
     session.rollback()
     with pytest.raises(GuardRefused, match="not has_provider_agreement"):  # recorded once, not overwritten
         _fire(session, row, "record_provider_agreement", principal=person("Someone Else", OFFICE))
     session.rollback()
     fresh = session.get(Surveillance, row.id)
     assert fresh is not None and fresh.commissioner_agreed_by is None and fresh.provider_agreed_by == "Pat Provider"
+    assert fresh.provider_agreed_user_id == pat.user_id
+
+
+def test_two_accounts_that_share_a_name_are_two_signatories(session: Session, services: dict[str, int]) -> None:
+    """Two different people may have the same display name: two accounts, two signatures."""
+    pat = person("Pat Provider", OFFICE)
+    row = _fire(session, _proposed(session, services), "record_provider_agreement", principal=pat)
+    namesake = person("Pat Provider", OFFICE, user_id=pat.user_id + 500)
+    row = _fire(session, row, "record_commissioner_agreement", principal=namesake)
+    assert (row.provider_agreed_user_id, row.commissioner_agreed_user_id) == (pat.user_id, namesake.user_id)
+    assert _fire(session, row, "agree").state == Q.AGREED
 
 
 def test_the_agree_guard_itself_refuses_one_signatory(session: Session, services: dict[str, int]) -> None:
@@ -525,77 +535,3 @@ def test_option_3_proposes_a_linked_visit_when_agreed(session: Session, services
     agreed = session.exec(select(OutboxMessage).where(OutboxMessage.template == "surveillance_agreed")).one()
     assert f"Visit-{visit.id}" in rendered(agreed).body_text and "Option 3: peer review" in rendered(agreed).body_text
     assert {p["role"] for p in agreed.cc} == {"commissioning-lead", "network-manager"}
-
-
-# ---------------------------------------------------------------- CLI
-
-
-def _cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("peerwatch")), "--as-of", "2026-12-14", "--json", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-    )
-
-
-def test_cli_assess_propose_agree(db: Engine, session: Session, services: dict[str, int], tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("PEERWATCH_AS_OF", "COLUMNS", "LINES")}
-    sid = str(services[MRH])
-    out = json.loads(
-        _cli(
-            env,
-            tmp_path,
-            "surveillance",
-            "assess",
-            "--service",
-            sid,
-            "--year",
-            "2026",
-            "--agreed",
-            "20",
-            "--met",
-            "19",
-            "--actor",
-            "Ann Office",
-        ).stdout
-    )
-    assert out["state"] == "decision_required"
-    item = str(out["id"])
-    proc = _cli(
-        env,
-        tmp_path,
-        "surveillance",
-        "fire",
-        item,
-        "propose_options",
-        "--param",
-        "options=enhanced,3",
-        "--param",
-        "provider_action=weekly rota review",
-        "--actor",
-        "Nia Manager",
-        "--role",
-        NM,
-    )
-    assert json.loads(proc.stdout)["state"] == "options_proposed", proc.stderr
-    first = json.loads(
-        _cli(env, tmp_path, "surveillance", "agree", item, "--party", "provider", "--actor", "Pat Provider").stdout
-    )
-    assert (first["state"], first["waiting_for"]) == ("options_proposed", ["commissioner"])
-    refused = _cli(env, tmp_path, "surveillance", "agree", item, "--party", "commissioner", "--actor", "Pat Provider")
-    assert (
-        refused.returncode == 2
-        and refused.stderr.startswith("error:")
-        and "is_not_provider_signatory" in refused.stderr
-    )
-    second = json.loads(
-        _cli(
-            env, tmp_path, "surveillance", "agree", item, "--party", "commissioner", "--actor", "Cy Commissioner"
-        ).stdout
-    )
-    assert second["state"] == "agreed" and second["visit_id"] is not None and second["waiting_for"] == []
-    bad = _cli(env, tmp_path, "surveillance", "agree", item, "--party", "regulator", "--actor", "X")
-    assert bad.returncode == 2 and "use provider or commissioner" in bad.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from types import SimpleNamespace
 from typing import Any
 
 from sqlmodel import Session
@@ -17,7 +18,7 @@ from models.perinatal import CqcRating, MsspCase
 from models.tables import Organisation
 from states import engine
 from states.clock import Clock, local_date
-from states.errors import InvalidInput, NotFound
+from states.errors import InvalidInput, MissingActor, NotFound
 from states.machines.mssp import (
     CRITERIA,
     DOMAIN_NAMES,
@@ -31,6 +32,8 @@ from states.machines.mssp import (
     previous_rating,
     rating,
 )
+from states.machines.spec import get_spec
+from states.principal import Principal
 
 
 @dataclass
@@ -47,14 +50,31 @@ class AssessmentOutcome:
     awaiting: list[MsspCase] = field(default_factory=list)  # already referred, the MSSCG's decision still to come
 
 
-def record_cqc_assessment(session: Session, rating_row: CqcRating, *, clock: Clock) -> AssessmentOutcome:
+def _acting(session: Session, principal: Principal, organisation_id: int, service_id: int | None, what: str) -> str:
+    """The role ``principal`` records in for the Trust's (or its maternity service's) scope
+    (``check_recorder``: a network staff role held there, or the system), else refused."""
+    if not isinstance(principal, Principal):
+        raise MissingActor(f"nobody is identified as acting to {what}: sign in; nothing was recorded")
+    where = get_spec("mssp").recipient_scope(
+        session, SimpleNamespace(organisation_id=organisation_id, service_id=service_id)
+    )
+    return check_recorder(principal, what, where)
+
+
+def record_cqc_assessment(
+    session: Session, rating_row: CqcRating, *, principal: Principal, clock: Clock
+) -> AssessmentOutcome:
     """Store an assessment and act on it through the engine; the caller commits.
 
-    Rating criteria met: the Trust enters automatically (a new case, or its referred one).
-    Only referral routes met (warning notice, DHSC/NHSE request, HSIB): the Trust is referred
-    to the MSSCG. On an open case the assessment is recorded, and proposes exit when Safe and
-    Well-led have each improved by a step."""
-    check_recorder(rating_row.recorded_by, rating_row.recorded_role, "record a CQC assessment")
+    ``principal`` records it (``recorded_by`` and ``recorded_role`` are set from it and the
+    role it acts in for the Trust's scope, whatever the row said). Rating criteria met: the
+    Trust enters automatically (a new case, or its referred one). Only referral routes met
+    (warning notice, DHSC/NHSE request, HSIB): the Trust is referred to the MSSCG. On an open
+    case the assessment is recorded, and proposes exit when Safe and Well-led have each
+    improved by a step."""
+    role = _acting(session, principal, rating_row.organisation_id, rating_row.service_id, "record a CQC assessment")
+    rating_row.recorded_by, rating_row.recorded_role = principal.name, role
+    acting = principal if principal.is_system else principal.acting_as(role)
     today = local_date(clock.now())
     if rating_row.assessed_on > today:
         raise InvalidInput(f"assessment date {rating_row.assessed_on.isoformat()} is after today ({today.isoformat()})")
@@ -81,8 +101,8 @@ def record_cqc_assessment(session: Session, rating_row: CqcRating, *, clock: Clo
         "cqc_rating",
         rating_row.id,
         "record_cqc_assessment",
-        actor=rating_row.recorded_by,
-        role=rating_row.recorded_role,
+        principal=principal,
+        role=role,
         clock=clock,
         state="recorded",
         note=rating_row.note,
@@ -108,7 +128,6 @@ def record_cqc_assessment(session: Session, rating_row: CqcRating, *, clock: Clo
     )
     criteria = mssp_entry_criteria(previous, rating_row)
     out = AssessmentOutcome(rating=rating_row, previous=previous, criteria=criteria)
-    actor, role = rating_row.recorded_by, rating_row.recorded_role
     params = {"rating_id": rating_row.id, "assessed_on": rating_row.assessed_on.isoformat()}
     org_id, svc_id = rating_row.organisation_id, rating_row.service_id
     for case in open_cases(session, org_id, svc_id):
@@ -118,8 +137,7 @@ def record_cqc_assessment(session: Session, rating_row: CqcRating, *, clock: Clo
             "mssp",
             case.id,
             "record_assessment",
-            actor=actor,
-            role=role,
+            principal=acting,
             clock=clock,
             note=f"CQC assessment of {rating_row.assessed_on.isoformat()}",
             params={**params, "criteria": criteria},
@@ -144,8 +162,7 @@ def record_cqc_assessment(session: Session, rating_row: CqcRating, *, clock: Clo
                 "mssp",
                 case.id,
                 "enter",
-                actor=actor,
-                role=role,
+                principal=acting,
                 clock=clock,
                 note=note,
                 params={**params, "criteria": criteria},
@@ -158,8 +175,7 @@ def record_cqc_assessment(session: Session, rating_row: CqcRating, *, clock: Clo
                 "mssp",
                 case,
                 "enter",
-                actor=actor,
-                role=role,
+                principal=acting,
                 clock=clock,
                 note=note,
                 params={**params, "criteria": criteria},
@@ -173,8 +189,7 @@ def record_cqc_assessment(session: Session, rating_row: CqcRating, *, clock: Clo
                 org_id,
                 svc_id,
                 criteria,
-                actor=actor,
-                role=role,
+                principal=acting,
                 clock=clock,
                 params=params,
                 note=rating_row.note,
@@ -188,8 +203,7 @@ def _refer(
     service_id: int | None,
     routes: list[str],
     *,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
     params: Mapping[str, Any],
     note: str | None,
@@ -201,8 +215,7 @@ def _refer(
         "mssp",
         case,
         "refer",
-        actor=actor,
-        role=role,
+        principal=principal,
         clock=clock,
         note=f"{why} ({note})" if note else why,
         params={**params, "criteria": list(routes)},
@@ -216,14 +229,14 @@ def refer_trust(
     service_id: int | None,
     routes: list[str],
     *,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
     note: str | None = None,
 ) -> MsspCase:
     """Refer a Trust to the MSSCG without a CQC assessment (HSIB identification, a DHSC/NHSE
     request, a warning notice), through the engine. The caller commits."""
-    check_recorder(actor, role, "refer a Trust to the MSSCG")
+    role = _acting(session, principal, organisation_id, service_id, "refer a Trust to the MSSCG")
+    acting = principal if principal.is_system else principal.acting_as(role)
     keys = []
     for r in routes:
         key = ROUTE_NAMES.get(str(r).strip().lower().replace("_", "-")) or ROUTE_NAMES.get(str(r).strip().lower())
@@ -247,8 +260,7 @@ def refer_trust(
         organisation_id,
         service_id,
         list(dict.fromkeys(keys)),
-        actor=actor,
-        role=role,
+        principal=acting,
         clock=clock,
         params={},
         note=note,
@@ -262,8 +274,7 @@ def decide(
     *,
     decided_by: str,
     decided_on: str,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
     note: str | None = None,
 ) -> engine.Outcome:
@@ -275,8 +286,7 @@ def decide(
         "mssp",
         case_id,
         trigger,
-        actor=actor,
-        role=role,
+        principal=principal,
         clock=clock,
         note=note,
         params={"decision": decision, "decided_by": decided_by, "decided_on": decided_on},

@@ -16,10 +16,11 @@ from models.selfassessment import SelfAssessment
 from models.tables import RefusedAttempt, Service
 from states import engine
 from states.clock import Clock, local_date
-from states.errors import InvalidInput, MissingActor, NotFound
+from states.engine import permissions
+from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied
 from states.machines.selfassessment import ref_of
 from states.machines.standards import SelfAssessmentPolicy, SpreadsheetRejected, check_rows, current_set, standards_of
-from states.roles import check_actor_role
+from states.principal import Principal
 from states.services.selfassessment_import import read_workbook, too_big
 
 
@@ -35,8 +36,7 @@ def start(
     service_id: int,
     programme_year: int,
     *,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
     note: str | None = None,
 ) -> Any:
@@ -54,7 +54,7 @@ def start(
             "load one with peerwatch selfassessment standards load FILE"
         )
     row = SelfAssessment(service_id=service_id, standard_set_id=sset.id, programme_year=programme_year, state="new")  # type: ignore[arg-type]
-    return engine.create(session, "selfassessment", row, "circulate", actor=actor, role=role, clock=clock, note=note)
+    return engine.create(session, "selfassessment", row, "circulate", principal=principal, clock=clock, note=note)
 
 
 def import_spreadsheet(
@@ -63,8 +63,7 @@ def import_spreadsheet(
     data: bytes,
     *,
     filename: str,
-    actor: str,
-    role: str,
+    principal: Principal,
     clock: Clock,
     letter: bool = True,
 ) -> SelfAssessment:
@@ -75,33 +74,65 @@ def import_spreadsheet(
     the engine (``refuse_return``: an audit event and the ``selfassessment_refused`` letter
     listing the problems, the first 50 and the count) so it can correct and return it.
     """
-    if not actor or not actor.strip():
-        raise MissingActor(f"no actor given to import self-assessment {assessment_id}: name who is acting (--actor)")
-    check_actor_role(role)
-    try:
-        with Session(db, expire_on_commit=False) as session:
-            spec, row = engine.load(session, "selfassessment", assessment_id)
-            assert isinstance(row, SelfAssessment)
-            if not spec.rows_for("receive", row.state):  # the engine names what is allowed instead
-                engine.fire(session, "selfassessment", assessment_id, "receive", actor=actor, role=role, clock=clock)
+    with Session(db, expire_on_commit=False) as session:
+        row, role = _receiving(db, session, assessment_id, filename, principal=principal, clock=clock)
+        try:
             rows = read_workbook(data, expected_ref=ref_of(row))
             check_rows(rows, standards_of(session, row.standard_set_id))  # every problem at once, before the engine
-            out = engine.fire(
-                session,
-                "selfassessment",
-                assessment_id,
-                "receive",
-                actor=actor,
-                role=role,
-                clock=clock,
-                note=f"imported {filename}",
-                params={"filename": filename, "rows": rows},
+        except SpreadsheetRejected as exc:
+            session.rollback()
+            _record_refusal(
+                db, assessment_id, exc, filename=filename, principal=principal, role=role, clock=clock, letter=letter
             )
-            session.commit()
-            return out.row  # type: ignore[return-value]
-    except SpreadsheetRejected as exc:
-        _record_refusal(db, assessment_id, exc, filename=filename, actor=actor, role=role, clock=clock, letter=letter)
+            raise
+        out = engine.fire(
+            session,
+            "selfassessment",
+            assessment_id,
+            "receive",
+            principal=principal,
+            clock=clock,
+            note=f"imported {filename}",
+            params={"filename": filename, "rows": rows},
+        )
+        session.commit()
+        return out.row  # type: ignore[return-value]
+
+
+def _receiving(
+    db: Engine, session: Session, assessment_id: int, filename: str, *, principal: Principal, clock: Clock
+) -> tuple[SelfAssessment, str]:
+    """The declaration, and the role ``principal`` receives its return in. Refused before the
+    file is read, nothing changed, when the declaration cannot receive one (the engine names
+    what is allowed) or the principal holds no role that may receive it in the service's scope
+    (the refused attempt is recorded with the account that tried)."""
+    if not isinstance(principal, Principal):
+        raise MissingActor(f"nobody is identified as acting to import self-assessment {assessment_id}: sign in")
+    spec, row = engine.load(session, "selfassessment", assessment_id)
+    assert isinstance(row, SelfAssessment)
+    rows = spec.rows_for("receive", row.state)
+    if not rows:
+        engine.fire(session, "selfassessment", assessment_id, "receive", principal=principal, clock=clock)
+    allowed = permissions.roles_for(spec, "receive", rows, permissions.rules(session))
+    try:
+        role = principal.choose(
+            allowed, spec.recipient_scope(session, row), f"import a return to self-assessment {assessment_id}"
+        )
+    except PermissionDenied as exc:
+        session.rollback()
+        engine.record_refusal(
+            db,
+            "selfassessment",
+            assessment_id,
+            "receive",
+            principal,
+            principal.prefer,
+            clock,
+            str(exc),
+            {"filename": filename},
+        )
         raise
+    return row, role
 
 
 def _record_refusal(
@@ -110,7 +141,7 @@ def _record_refusal(
     exc: SpreadsheetRejected,
     *,
     filename: str,
-    actor: str,
+    principal: Principal,
     role: str,
     clock: Clock,
     letter: bool,
@@ -122,8 +153,9 @@ def _record_refusal(
                 kind="selfassessment",
                 item_id=assessment_id,
                 trigger="receive",
-                actor=actor or "(none)",
+                actor=principal.name,
                 role=role,
+                user_id=principal.user_id,
                 at=clock.now(),
                 reason=str(exc),
                 data={"filename": filename, "problems": exc.problems, "count": exc.count},
@@ -135,8 +167,7 @@ def _record_refusal(
                 "selfassessment",
                 assessment_id,
                 "refuse_return",
-                actor=actor,
-                role=role,
+                principal=principal,
                 clock=clock,
                 note=f"refused {filename}: {exc.count} problem(s)",
                 params={"filename": filename, "problems": exc.problems, "count": exc.count},
@@ -145,22 +176,19 @@ def _record_refusal(
 
 
 def import_file(
-    db: Engine, assessment_id: int, path: Path, *, actor: str, role: str, clock: Clock, letter: bool = True
+    db: Engine, assessment_id: int, path: Path, *, principal: Principal, clock: Clock, letter: bool = True
 ) -> SelfAssessment:
     """``import_spreadsheet`` from a file; a file over the size limit is refused without being read."""
     limit = SelfAssessmentPolicy.from_env().selfassessment_max_file_bytes
     size = path.stat().st_size
     if size <= limit:
         return import_spreadsheet(
-            db, assessment_id, path.read_bytes(), filename=path.name, actor=actor, role=role, clock=clock, letter=letter
+            db, assessment_id, path.read_bytes(), filename=path.name, principal=principal, clock=clock, letter=letter
         )
-    if not actor or not actor.strip():
-        raise MissingActor(f"no actor given to import self-assessment {assessment_id}: name who is acting (--actor)")
-    check_actor_role(role)
     with Session(db) as session:
-        spec, row = engine.load(session, "selfassessment", assessment_id)
-        if not spec.rows_for("receive", row.state):
-            engine.fire(session, "selfassessment", assessment_id, "receive", actor=actor, role=role, clock=clock)
+        _, role = _receiving(db, session, assessment_id, path.name, principal=principal, clock=clock)
     exc = SpreadsheetRejected([too_big(size, limit)])
-    _record_refusal(db, assessment_id, exc, filename=path.name, actor=actor, role=role, clock=clock, letter=letter)
+    _record_refusal(
+        db, assessment_id, exc, filename=path.name, principal=principal, role=role, clock=clock, letter=letter
+    )
     raise exc

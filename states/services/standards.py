@@ -18,7 +18,8 @@ from states import engine
 from states.clock import Clock, parse_date
 from states.errors import InvalidInput, MissingActor, NotFound, PeerwatchError, PermissionDenied
 from states.machines.standards import head_set
-from states.roles import AUDITOR, check_actor_role
+from states.principal import Principal
+from states.roles import STAFF
 
 
 def read_library(path: str | Path) -> list[dict[str, Any]]:
@@ -129,15 +130,22 @@ def _check_set(doc: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]
 
 
 def load_standard_sets(
-    session: Session, docs: list[dict[str, Any]], *, actor: str, role: str, clock: Clock
+    session: Session, docs: list[dict[str, Any]], *, principal: Principal, clock: Clock
 ) -> list[dict[str, Any]]:
     """Load each set, superseding the newest set of its kind; a set not newer than it is refused.
-    Each load (and each set it supersedes) is an audited change with the actor and role
-    (``states.engine.record_change``, kind ``standard_set``); the caller commits."""
-    if not actor or not actor.strip():
-        raise MissingActor("no actor given to load standard sets: name who is acting (--actor)")
-    if check_actor_role(role) == AUDITOR:
-        raise PermissionDenied("role 'auditor' is read-only: it may not load standard sets")
+    The standards library is the whole installation's: loading needs a network staff role held
+    for the installation (``STAFF``). Each load (and each set it supersedes) is an audited
+    change with the account and its role (``states.engine.record_change``, kind
+    ``standard_set``); the caller commits."""
+    if not isinstance(principal, Principal):
+        raise MissingActor("nobody is identified as acting to load standard sets: sign in; nothing loaded")
+    if not STAFF & set(principal.roles_at(None)) and STAFF & set(principal.roles()):
+        raise PermissionDenied(
+            f"{principal.name} holds {', '.join(r for r in principal.roles() if r in STAFF)} only for a network, Trust "
+            "or service: the standards library is the whole installation's, so loading a set needs a staff role "
+            "granted for the installation; nothing loaded"
+        )
+    role = principal.require_any(STAFF, "load standard sets", None)  # None: grants for the whole installation only
     loaded = []
     for doc in docs:
         head, standards = _check_set(doc)
@@ -171,7 +179,7 @@ def load_standard_sets(
             "standard_set",
             new.id,
             "load_standard_set",
-            actor=actor,
+            principal=principal,
             role=role,
             clock=clock,
             state="loaded",
@@ -191,7 +199,7 @@ def load_standard_sets(
                 "standard_set",
                 previous.id,
                 "supersede_standard_set",
-                actor=actor,
+                principal=principal,
                 role=role,
                 clock=clock,
                 from_state="loaded",
