@@ -14,12 +14,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Column, Index, UniqueConstraint, text
+from sqlalchemy.engine import Connection
 from sqlmodel import Field
 
 from models.types import Table, UTCDateTime, utcnow
 
-SYSTEM_USER_ID = 1  # made by migration 0011: the sweeps' and dispatcher's account
+SYSTEM_USER_ID = 1  # made with the schema (migration 0011, or create_all): the sweeps' and dispatcher's account
+SYSTEM_NAME = "peerwatch-sweeper"
+
+
+def ensure_system_account(conn: Connection) -> None:
+    """Make the built-in system account (id 1) if it is not there, so that no person's account
+    ever gets its id; on PostgreSQL the id sequence then starts above it."""
+    if conn.execute(text("SELECT 1 FROM account WHERE id = :id"), {"id": SYSTEM_USER_ID}).first() is None:
+        conn.execute(
+            text("INSERT INTO account (id, name, status, created_at) VALUES (:id, :name, 'system', :at)"),
+            {"id": SYSTEM_USER_ID, "name": SYSTEM_NAME, "at": utcnow()},
+        )
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT setval(pg_get_serial_sequence('account', 'id'), (SELECT MAX(id) FROM account))"))
 
 
 class User(Table, table=True):

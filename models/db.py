@@ -19,6 +19,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, create_engine
 
+from models.accounts import ensure_system_account
 from models.guards import install_audit_guards
 
 if TYPE_CHECKING:
@@ -142,6 +143,7 @@ def init_db(url: str | None = None) -> Engine:
         if not tables:
             SQLModel.metadata.create_all(conn)
             install_audit_guards(conn)
+            ensure_system_account(conn)
             MigrationContext.configure(conn).stamp(migration_scripts(), "head")
             return engine
         if "alembic_version" not in tables:
@@ -188,6 +190,7 @@ def _adopt_unversioned(conn: Connection) -> None:
             f"({len(diffs)} differences: {listed}); start a new database or migrate it by hand"
         )
     install_audit_guards(conn)
+    ensure_system_account(conn)
     context.stamp(migration_scripts(), "head")
 
 

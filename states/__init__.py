@@ -15,6 +15,8 @@ docs/architecture.md says what lives where)::
     states.machines              one module per kind: states, transition table, guards,
       |                          one action per trigger (``spec``: what a kind is, the registry)
       v
+    states.principal             who is acting: an account and its role grants in their scopes
+      v
     states.calendar  .clock  .roles  .policy  .programmes  .scope  .text     leaf modules
       v
     states.errors                what an operator sees when something is refused
@@ -40,6 +42,7 @@ __all__ = [
     "errors",
     "machines",
     "policy",
+    "principal",
     "programmes",
     "roles",
     "scope",

@@ -21,6 +21,7 @@ import sqlmodel
 from alembic import op
 
 import models.types
+from models.accounts import ensure_system_account
 
 revision: str = "0011"
 down_revision: str | Sequence[str] | None = "0010"
@@ -122,18 +123,7 @@ def upgrade() -> None:
     op.add_column("accuracyitem", sa.Column("lead_user_id", sa.Integer(), nullable=True))
     op.add_column("surveillance", sa.Column("provider_agreed_user_id", sa.Integer(), nullable=True))
     op.add_column("surveillance", sa.Column("commissioner_agreed_user_id", sa.Integer(), nullable=True))
-    account = sa.table(
-        "account",
-        sa.column("id", sa.Integer()),
-        sa.column("name", sa.String()),
-        sa.column("status", sa.String()),
-        sa.column("created_at", _TS),
-    )
-    op.bulk_insert(
-        account, [{"id": 1, "name": "peerwatch-sweeper", "status": "system", "created_at": models.types.utcnow()}]
-    )
-    if op.get_bind().dialect.name == "postgresql":  # the next account made gets id 2
-        op.execute("SELECT setval(pg_get_serial_sequence('account', 'id'), (SELECT MAX(id) FROM account))")
+    ensure_system_account(op.get_bind())
 
 
 def downgrade() -> None:
