@@ -7,16 +7,37 @@ from typing import Annotated, Any
 import typer
 from sqlmodel import Session
 
-from cli.context import ACTOR_DEFAULT, of, who
+from cli.context import ROLE, Context, of
 from cli.output import console, errors, print_json, table
 from models import session_scope
+from models.accounts import PendingChange
 from states.clock import parse_date, show
-from states.roles import check_contact_role
-from states.services.contacts import add_contact, contact_history, describe, edit_contact, retire_contact, status
-from states.views.directory import contacts, network_by_code, organisation_by_name
+from states.roles import CONTACT_ROLES, check_contact_role
+from states.services.contacts import (
+    add_contact,
+    confirm_change,
+    contact_history,
+    describe,
+    edit_contact,
+    retire_contact,
+    status,
+    withdraw_change,
+)
+from states.views.directory import contacts, network_by_code, organisation_by_name, pending_contact_changes
 
 NAME = "contact"
 app = typer.Typer(help="The contacts database: who holds which role.", no_args_is_help=True)
+NOTE = Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")]
+
+
+def _proposed(run: Context, pc: PendingChange) -> None:
+    """Say that a change waits for a second person, and how it is confirmed."""
+    data = {"change": pc.id, "status": pc.status, "action": pc.action, "contact": pc.target_id}
+    run.say(
+        data,
+        f"change {pc.id} proposed: an escalation address changes only when a different account confirms it "
+        f"(peerwatch contact confirm {pc.id}); nothing the letters use has changed",
+    )
 
 
 @app.command("add")
@@ -31,15 +52,18 @@ def contact_add(
     valid_from: Annotated[
         str | None, typer.Option("--from", help="Holds the role from this date (default: at once).")
     ] = None,
-    actor: ACTOR_DEFAULT = None,
-    role_as: Annotated[str, typer.Option("--as", help="Actor role.")] = "network-office",
+    acting_role: ROLE = None,
+    note: NOTE = None,
 ) -> None:
-    """Add a person holding a role (audited). With no scope, the contact is national."""
+    """Add a person holding a role (audited). With no scope, the contact is national. An escalation
+    address (cqc, commissioning-lead, responsible-commissioner, accountable-officer, icb, tpd, ra,
+    asct) is only proposed until a second person confirms it (peerwatch contact pending)."""
     run = of(ctx)
     check_contact_role(role)
     day = parse_date(valid_from, "--from date") if valid_from else None
     run.db()
     with session_scope() as s:
+        who = run.acting(s, acting_role)
         org_id = organisation_by_name(s, organisation).id if organisation else None
         net_id = network_by_code(s, network).id if network else None
         c = add_contact(
@@ -51,10 +75,13 @@ def contact_add(
             organisation_id=org_id,
             network_id=net_id,
             valid_from=day,
-            actor=who(actor),
-            actor_role=role_as,
-            clock=run.clock(),
+            principal=who.principal,
+            clock=who.clock,
+            note=note,
         )
+    if isinstance(c, PendingChange):
+        _proposed(run, c)
+    else:
         run.created("contact", c.id)
 
 
@@ -67,27 +94,23 @@ def contact_edit(
     ],
     name: Annotated[str | None, typer.Option(help="The new name (e.g. the successor in the role).")] = None,
     email: Annotated[str | None, typer.Option(help="The new email address.")] = None,
-    actor: Annotated[str, typer.Option(help="Who is acting.")] = "",
-    role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
-    note: Annotated[str | None, typer.Option()] = None,
+    role: ROLE = None,
+    note: NOTE = None,
 ) -> None:
-    """Change who holds a role, or their address, from a date: the old row is kept as history."""
+    """Change who holds a role, or their address, from a date: the old row is kept as history.
+    An escalation address is only proposed until a second person confirms it."""
     run = of(ctx)
     day = parse_date(effective, "--from date")
     run.db()
     with session_scope() as s:
+        who = run.acting(s, role)
         out = edit_contact(
-            s,
-            contact_id,
-            name=name,
-            email=email,
-            effective=day,
-            actor=actor,
-            actor_role=role,
-            clock=run.clock(),
-            note=note,
+            s, contact_id, name=name, email=email, effective=day, principal=who.principal, clock=who.clock, note=note
         )
-        run.created("contact", out.row.id, replaces=contact_id, valid_from=day.isoformat())
+    if out.pending is not None:
+        _proposed(run, out.pending)
+        return
+    run.created("contact", out.row.id, replaces=contact_id, valid_from=day.isoformat())
     if not run.json:
         console.print(f"  replaces contact {contact_id} from {day.isoformat()}")
 
@@ -97,20 +120,84 @@ def contact_retire(
     ctx: typer.Context,
     contact_id: Annotated[int, typer.Argument(help="contact id (peerwatch contact list)")],
     effective: Annotated[str, typer.Option("--from", help="No letters from this date (YYYY-MM-DD).")],
-    actor: Annotated[str, typer.Option(help="Who is acting.")] = "",
-    role: Annotated[str, typer.Option(help="Actor role.")] = "network-office",
-    note: Annotated[str | None, typer.Option()] = None,
+    role: ROLE = None,
+    note: NOTE = None,
 ) -> None:
-    """Retire a contact from a date (kept as history); warns if nobody else then holds the role."""
+    """Retire a contact from a date (kept as history); warns if nobody else then holds the role.
+    An escalation address is only proposed until a second person confirms it."""
     run = of(ctx)
     day = parse_date(effective, "--from date")
     run.db()
     with session_scope() as s:
-        out = retire_contact(s, contact_id, effective=day, actor=actor, actor_role=role, clock=run.clock(), note=note)
+        who = run.acting(s, role)
+        out = retire_contact(s, contact_id, effective=day, principal=who.principal, clock=who.clock, note=note)
+    if out.pending is not None:
+        _proposed(run, out.pending)
+        return
     for w in out.warnings:
         errors.print(f"warning: {w}", markup=False)
     data = {"id": contact_id, "retired_from": day.isoformat(), "warnings": out.warnings}
     print_json(data) if run.json else console.print(f"contact {contact_id} retired from {day.isoformat()}")
+
+
+@app.command("pending")
+def contact_pending(
+    ctx: typer.Context,
+    every: Annotated[bool, typer.Option("--all", help="Also confirmed and withdrawn changes.")] = False,
+) -> None:
+    """Changes to escalation addresses waiting for a second person (peerwatch contact confirm ID)."""
+    run = of(ctx)
+    with Session(run.db()) as s:
+        rows = []
+        for p in pending_contact_changes(s, every):
+            role = p.payload.get("role") or ""
+            what = describe({k: v for k, v in p.payload.items() if k != "seen"})
+            rows.append(
+                (p.id, p.action, p.target_id or "", CONTACT_ROLES.get(role, role), what, p.proposed_name,
+                 show(p.proposed_at), p.status)
+            )  # fmt: skip
+    run.rows(
+        "changes to contacts", ["change", "action", "contact", "role", "what", "proposed by", "at", "status"], rows
+    )
+
+
+@app.command("confirm")
+def contact_confirm(
+    ctx: typer.Context,
+    change_id: Annotated[int, typer.Argument(help="change id (peerwatch contact pending)")],
+    role: ROLE = None,
+    note: NOTE = None,
+) -> None:
+    """Confirm a change another account proposed: it is applied now (audited, with both names)."""
+    run = of(ctx)
+    run.db()
+    with session_scope() as s:
+        who = run.acting(s, role)
+        out = confirm_change(s, change_id, principal=who.principal, clock=who.clock, note=note)
+        assert out.pending is not None
+        action, contact_id = out.pending.action, out.row.id
+    for w in out.warnings:
+        errors.print(f"warning: {w}", markup=False)
+    run.say(
+        {"change": change_id, "status": "confirmed", "action": action, "contact": contact_id, "warnings": out.warnings},
+        f"change {change_id} confirmed: {action} applied to contact {contact_id}",
+    )
+
+
+@app.command("withdraw")
+def contact_withdraw(
+    ctx: typer.Context,
+    change_id: Annotated[int, typer.Argument(help="change id (peerwatch contact pending)")],
+    role: ROLE = None,
+    note: NOTE = None,
+) -> None:
+    """Withdraw a change you proposed (audited); nothing else changes."""
+    run = of(ctx)
+    run.db()
+    with session_scope() as s:
+        who = run.acting(s, role)
+        withdraw_change(s, change_id, principal=who.principal, clock=who.clock, note=note)
+    run.say({"change": change_id, "status": "withdrawn"}, f"change {change_id} withdrawn")
 
 
 @app.command("history")
@@ -135,7 +222,7 @@ def contact_history_cmd(ctx: typer.Context, contact_id: Annotated[int, typer.Arg
     changes: list[dict[str, Any]] = [
         {
             "at": e.at,
-            "contact": e.item_id,
+            "contact": e.item_id if e.kind == "contact" else f"change {e.item_id}",
             "change": e.trigger,
             "actor": e.actor,
             "role": e.role,

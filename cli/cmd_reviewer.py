@@ -7,10 +7,10 @@ from typing import Annotated, Any
 import typer
 from sqlmodel import Session
 
-from cli.context import ACTOR, ACTOR_DEFAULT, ROLE, of, who
+from cli.context import ROLE, of
 from cli.output import console, print_json, table
 from models import session_scope
-from states.clock import parse_date, show
+from states.clock import local_date, parse_date, show
 from states.services.contacts import describe, edit_reviewer, retire_reviewer, reviewer_history
 from states.services.operator import add_reviewer
 from states.views.directory import reviewers
@@ -31,13 +31,13 @@ def reviewer_add(
         list[str] | None, typer.Option(help="A shared pathway the reviewer works in (repeatable).")
     ] = None,
     trained: Annotated[bool, typer.Option("--trained", help="Has had reviewer training.")] = False,
-    actor: ACTOR_DEFAULT = None,
-    role: ROLE = "network-office",
+    role: ROLE = None,
 ) -> None:
     """Add a reviewer to the pool (audited)."""
     run = of(ctx)
     run.db()
     with session_scope() as s:
+        who = run.acting(s, role)
         r = add_reviewer(
             s,
             name=name,
@@ -47,9 +47,8 @@ def reviewer_add(
             network=network,
             pathways=list(pathway or []),
             trained=trained,
-            actor=who(actor),
-            role=role,
-            clock=run.clock(),
+            principal=who.principal,
+            clock=who.clock,
         )
         run.created("reviewer", r.id)
 
@@ -77,24 +76,22 @@ def reviewer_edit(
     email: Annotated[str | None, typer.Option()] = None,
     discipline: Annotated[str | None, typer.Option()] = None,
     trained: Annotated[bool | None, typer.Option("--trained/--untrained", help="Has had reviewer training.")] = None,
-    actor: ACTOR = "",
-    role: ROLE = "network-office",
+    role: ROLE = None,
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Change a reviewer's details (audited, with what it was)."""
     run = of(ctx)
-    c = run.clock()
-    day = parse_date(effective, "--from date") if effective else run.today()
     run.db()
     with session_scope() as s:
+        who = run.acting(s, role)
+        day = parse_date(effective, "--from date") if effective else local_date(who.clock.now())
         edit_reviewer(
             s,
             reviewer_id,
             changes={"name": name, "email": email, "discipline": discipline, "trained": trained},
             effective=day,
-            actor=actor,
-            actor_role=role,
-            clock=c,
+            principal=who.principal,
+            clock=who.clock,
             note=note,
         )
     print_json({"id": reviewer_id, "changed_from": day.isoformat()}) if run.json else console.print(
@@ -107,8 +104,7 @@ def reviewer_retire(
     ctx: typer.Context,
     reviewer_id: Annotated[int, typer.Argument(help="reviewer id")],
     effective: Annotated[str, typer.Option("--from", help="Not invited onto panels from this date (YYYY-MM-DD).")],
-    actor: ACTOR = "",
-    role: ROLE = "network-office",
+    role: ROLE = None,
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Retire a reviewer from the pool from a date (audited)."""
@@ -116,7 +112,8 @@ def reviewer_retire(
     day = parse_date(effective, "--from date")
     run.db()
     with session_scope() as s:
-        retire_reviewer(s, reviewer_id, effective=day, actor=actor, actor_role=role, clock=run.clock(), note=note)
+        who = run.acting(s, role)
+        retire_reviewer(s, reviewer_id, effective=day, principal=who.principal, clock=who.clock, note=note)
     data = {"id": reviewer_id, "retired_from": day.isoformat()}
     print_json(data) if run.json else console.print(f"reviewer {reviewer_id} retired from {day.isoformat()}")
 

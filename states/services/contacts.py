@@ -7,64 +7,75 @@ still in force). Letters go to the holders in force on the clock's date
 effective date and writes its successor from that date (``replaces_id``), so who held the role
 when is kept, and letters written before the date still name the person they went to. A
 retirement closes the row at its date. Every change is an audit event on the one hash chain
-(``states.engine.record_change``), with the actor and role.
+(``states.engine.record_change``), with the account's user id, name and role.
 
-Reviewers keep one row (panel memberships point at it): an edit applies when recorded and is
-audited with what it changed; a retirement takes effect at its date (``retired_on``).
+Who may change them: network staff (network office, Network Manager, Regional Network Lead,
+operator) holding the role in the contact's scope (its service, Trust or network; a national
+contact needs an installation-wide grant). Auditors and administrators may not.
+
+Four eyes on escalation addresses (issue 14): adding, editing or retiring a contact whose role
+is in ``ESCALATION_ROLES`` is first *proposed* (``states.services.pending_changes``), changes
+nothing the letters use, and is applied only when a different account confirms it
+(``confirm_change``, in the same transaction); a confirmation of a change whose contact changed
+since it was proposed is refused. Other roles change at once.
+
+The reviewer pool's use cases live in ``states/services/reviewers.py`` (imported here, where
+they were first written); who may change either is ``states/services/editing.py``.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Mapping
+from datetime import date
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, update
 from sqlmodel import Session, col, select
 
-from models.tables import AuditEvent, Contact, Network, Organisation, Reviewer, Service
+from models.accounts import PendingChange
+from models.tables import AuditEvent, Contact, Network, Organisation, Service
 from states import engine
-from states.clock import Clock, local_date
+from states.clock import Clock, local_date, parse_date
+from states.engine.audit import jsonable
 from states.engine.letters import forget_recipients, resolve
-from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied, StaleVersion
-from states.machines.visit import DISCIPLINES
-from states.roles import AUDITOR, CONTACT_ROLES, check_actor_role, check_contact_role
+from states.errors import InvalidInput, NotFound, StaleVersion
+from states.principal import Principal
+from states.roles import CONTACT_ROLES, check_contact_role
+from states.services import pending_changes
+from states.services.editing import EDITORS, Change, in_range, may_change
+from states.services.reviewers import (
+    REVIEWER_FIELDS,
+    add_reviewer,
+    edit_reviewer,
+    get_reviewer,
+    retire_reviewer,
+    reviewer_history,
+)
+from states.text import check_row
+from states.views.directory import escalation_changes
 
-# Where an escalation goes (000 s6): a change of one of these is shown in the views.
-ESCALATION_ROLES = ("cqc", "commissioning-lead", "responsible-commissioner", "asct", "tpd", "ra")
+# Where an escalation goes (000 s6; DOMAIN.md, the escalation ladder beyond the provider): a
+# change to one of these needs a second person (four eyes) and is shown in the views.
+ESCALATION_ROLES = (
+    "cqc",
+    "commissioning-lead",
+    "responsible-commissioner",
+    "accountable-officer",
+    "icb",
+    "tpd",
+    "ra",
+    "asct",
+)
 _CONTACT = Contact.__table__  # type: ignore[attr-defined]
-_REVIEWER = Reviewer.__table__  # type: ignore[attr-defined]
-
-
-@dataclass
-class Change:
-    """What a change did: the contact (or reviewer) now in force from the date, and warnings."""
-
-    row: Any
-    replaced: Any | None = None
-    warnings: list[str] = field(default_factory=list)
-
-
-def _in_range(item_id: int, what: str) -> None:
-    if not -(2**63) <= item_id < 2**63:
-        raise NotFound(f"{what} {item_id} not found")
 
 
 def get_contact(session: Session, contact_id: int) -> Contact:
-    _in_range(contact_id, "contact")
+    in_range(contact_id, "contact")
     c = session.get(Contact, contact_id)
     if c is None:
         raise NotFound(f"contact {contact_id} not found (peerwatch contact list)")
     return c
-
-
-def get_reviewer(session: Session, reviewer_id: int) -> Reviewer:
-    _in_range(reviewer_id, "reviewer")
-    r = session.get(Reviewer, reviewer_id)
-    if r is None:
-        raise NotFound(f"reviewer {reviewer_id} not found (peerwatch reviewer list)")
-    return r
 
 
 def status(c: Contact, today: date) -> str:
@@ -87,6 +98,9 @@ def _forget(session: Session) -> None:
     forget_recipients(session)
 
 
+# ------------------------------------------------------------------ contacts
+
+
 def add_contact(
     session: Session,
     *,
@@ -97,16 +111,16 @@ def add_contact(
     organisation_id: int | None = None,
     network_id: int | None = None,
     valid_from: date | None = None,
-    actor: str,
-    actor_role: str,
+    principal: Principal,
     clock: Clock,
     note: str | None = None,
-) -> Contact:
-    """A person holding ``role`` (from ``valid_from``, or at once); audited. The caller commits."""
+) -> Contact | PendingChange:
+    """A person holding ``role`` (from ``valid_from``, or at once); audited. An escalation role is
+    only proposed (returns the ``PendingChange``). The caller commits."""
     check_contact_role(role)
     c = Contact(role=role, name=name, email=email, valid_from=valid_from)
     if service_id is not None:
-        _in_range(service_id, "service")
+        in_range(service_id, "service")
         svc = session.get(Service, service_id)
         if svc is None:
             raise NotFound(f"service {service_id} not found")
@@ -119,6 +133,19 @@ def add_contact(
         if session.get(Network, network_id) is None:
             raise NotFound(f"network {network_id} not found")
         c.network_id = network_id
+    check_row(c)  # the entry rule (states/text.py), before anything is proposed or written
+    acting = may_change(session, principal, c, f"add a {role} contact")
+    if role in ESCALATION_ROLES:
+        payload = {**_fields(c), "from": valid_from}
+        return pending_changes.propose(
+            session, "contact", "add", None, payload, principal=principal, role=acting, clock=clock, note=note
+        )
+    return _insert(session, c, principal, acting, clock, note)
+
+
+def _insert(
+    session: Session, c: Contact, principal: Principal, role: str, clock: Clock, note: str | None, **extra: Any
+) -> Contact:
     session.add(c)
     session.flush()  # the entry rule (states/text.py) checks the name and the address here
     assert c.id is not None
@@ -127,12 +154,12 @@ def add_contact(
         "contact",
         c.id,
         "add_contact",
-        actor=actor,
-        role=actor_role,
+        principal=principal,
+        role=role,
         clock=clock,
         state="current",
         note=note,
-        data={**_fields(c), "from": valid_from},
+        data={**_fields(c), "from": c.valid_from, **extra},
     )
     _forget(session)
     return c
@@ -149,10 +176,14 @@ def _fields(c: Contact) -> dict[str, Any]:
     }
 
 
-def close_contact(session: Session, c: Contact, effective: date, today: date) -> None:
-    """Close ``c`` at ``effective``, unless someone else closed it meanwhile (then StaleVersion).
+def _seen(c: Contact) -> dict[str, Any]:
+    """What a proposal saw of its contact: a confirmation finding it different is stale."""
+    seen = {"name": c.name, "email": c.email, "valid_from": c.valid_from, "valid_until": c.valid_until}
+    return cast(dict[str, Any], jsonable(seen))
 
-    Public as a test seam: tests call it on a stale copy to show the guarded UPDATE."""
+
+def _check_open(session: Session, c: Contact, effective: date) -> None:
+    """Refuse a change to a contact already replaced or retired, or from before it starts."""
     if c.valid_until is not None:
         succ = session.exec(select(Contact.id).where(Contact.replaces_id == c.id)).first()
         how = f"replaced by contact {succ}" if succ else "retired"
@@ -165,6 +196,13 @@ def close_contact(session: Session, c: Contact, effective: date, today: date) ->
             f"effective date {effective.isoformat()} is before contact {c.id} starts "
             f"({c.valid_from.isoformat()}): give a date on or after it"
         )
+
+
+def close_contact(session: Session, c: Contact, effective: date, today: date) -> None:
+    """Close ``c`` at ``effective``, unless someone else closed it meanwhile (then StaleVersion).
+
+    Public as a test seam: tests call it on a stale copy to show the guarded UPDATE."""
+    _check_open(session, c, effective)
     done = cast(
         CursorResult[Any],
         session.execute(
@@ -185,18 +223,41 @@ def edit_contact(
     name: str | None = None,
     email: str | None = None,
     effective: date,
-    actor: str,
-    actor_role: str,
+    principal: Principal,
     clock: Clock,
     note: str | None = None,
 ) -> Change:
     """From ``effective`` letters go to the contact as edited: the row is closed at that date and
-    its successor written from it (same role and level), both audited. The caller commits."""
+    its successor written from it (same role and level), both audited. An escalation address is
+    only proposed (``Change.pending``). The caller commits."""
     old = get_contact(session, contact_id)
     changes = {k: v for k, v in (("name", name), ("email", email)) if v is not None and v != getattr(old, k)}
     if not changes:
         raise InvalidInput(f"nothing to change on contact {contact_id}: give a new --name and/or --email")
-    _check_actor(actor, actor_role)
+    acting = may_change(session, principal, old, f"change contact {contact_id}")
+    if old.role in ESCALATION_ROLES:
+        _check_open(session, old, effective)
+        check_row(Contact(role=old.role, name=changes.get("name", old.name), email=changes.get("email", old.email)))
+        was_now = {k: {"was": getattr(old, k), "now": v} for k, v in changes.items()}
+        payload = {"role": old.role, "from": effective, "changes": was_now, "seen": _seen(old)}
+        pc = pending_changes.propose(
+            session, "contact", "edit", old.id, payload, principal=principal, role=acting, clock=clock, note=note
+        )
+        return Change(row=old, pending=pc)
+    return _replace(session, old, changes, effective, principal, acting, clock, note)
+
+
+def _replace(
+    session: Session,
+    old: Contact,
+    changes: Mapping[str, Any],
+    effective: date,
+    principal: Principal,
+    role: str,
+    clock: Clock,
+    note: str | None,
+    **extra: Any,
+) -> Change:
     close_contact(session, old, effective, _today(clock))
     new = Contact(
         role=old.role,
@@ -210,29 +271,28 @@ def edit_contact(
     )
     session.add(new)
     session.flush()
-    data = {"from": effective, "changes": {k: {"was": getattr(old, k), "now": v} for k, v in changes.items()}}
-    assert old.id is not None
+    data = {"from": effective, "changes": {k: {"was": getattr(old, k), "now": v} for k, v in changes.items()}, **extra}
+    assert old.id is not None and new.id is not None
     engine.record_change(
         session,
         "contact",
         old.id,
         "replace_contact",
-        actor=actor,
-        role=actor_role,
+        principal=principal,
+        role=role,
         clock=clock,
         from_state="current",
         state="replaced",
         note=note,
         data={**data, "successor": new.id},
     )
-    assert new.id is not None
     engine.record_change(
         session,
         "contact",
         new.id,
         "succeed_contact",
-        actor=actor,
-        role=actor_role,
+        principal=principal,
+        role=role,
         clock=clock,
         state="current",
         note=note,
@@ -247,15 +307,35 @@ def retire_contact(
     contact_id: int,
     *,
     effective: date,
-    actor: str,
-    actor_role: str,
+    principal: Principal,
     clock: Clock,
     note: str | None = None,
 ) -> Change:
     """From ``effective`` the contact receives no letters; audited. Warns when nobody else then
-    holds the role at that level or above (letters for it would be undeliverable incidents)."""
+    holds the role at that level or above (letters for it would be undeliverable incidents).
+    An escalation address is only proposed (``Change.pending``)."""
     c = get_contact(session, contact_id)
-    _check_actor(actor, actor_role)
+    acting = may_change(session, principal, c, f"retire contact {contact_id}")
+    if c.role in ESCALATION_ROLES:
+        _check_open(session, c, effective)
+        payload = {"from": effective, **_fields(c), "seen": _seen(c)}
+        pc = pending_changes.propose(
+            session, "contact", "retire", c.id, payload, principal=principal, role=acting, clock=clock, note=note
+        )
+        return Change(row=c, pending=pc)
+    return _retire(session, c, effective, principal, acting, clock, note)
+
+
+def _retire(
+    session: Session,
+    c: Contact,
+    effective: date,
+    principal: Principal,
+    role: str,
+    clock: Clock,
+    note: str | None,
+    **extra: Any,
+) -> Change:
     close_contact(session, c, effective, _today(clock))
     assert c.id is not None
     engine.record_change(
@@ -263,13 +343,13 @@ def retire_contact(
         "contact",
         c.id,
         "retire_contact",
-        actor=actor,
-        role=actor_role,
+        principal=principal,
+        role=role,
         clock=clock,
         from_state="current",
         state="retired",
         note=note,
-        data={"from": effective, **_fields(c)},
+        data={"from": effective, **_fields(c), **extra},
     )
     _forget(session)
     scope = {"service_id": c.service_id, "organisation_id": c.organisation_id, "network_id": c.network_id}
@@ -282,12 +362,70 @@ def retire_contact(
     return out
 
 
-def _check_actor(actor: str, role: str) -> None:
-    if not actor or not actor.strip():
-        raise MissingActor("no actor given: name who is acting (--actor)")
-    check_actor_role(role)
-    if role == AUDITOR:
-        raise PermissionDenied("role 'auditor' is read-only")
+# ------------------------------------------------------------------ four eyes: confirm, withdraw
+
+
+def _target(session: Session, pc: PendingChange) -> Contact:
+    """The contact a change is about: the row to be added (not yet in the session), or its target."""
+    if pc.action == "add":
+        p = pc.payload
+        when = parse_date(p["from"], "date") if p.get("from") else None
+        return Contact(
+            role=p["role"],
+            name=p["name"],
+            email=p["email"],
+            service_id=p.get("service_id"),
+            organisation_id=p.get("organisation_id"),
+            network_id=p.get("network_id"),
+            valid_from=when,
+        )
+    assert pc.target_id is not None
+    c = get_contact(session, pc.target_id)
+    session.refresh(c)  # as stored now, not as this session last saw it: a stale confirmation is refused
+    return c
+
+
+def confirm_change(
+    session: Session, change_id: int, *, principal: Principal, clock: Clock, note: str | None = None
+) -> Change:
+    """A second person confirms a proposed change to an escalation address: applied now, in this
+    transaction, audited ("confirm" on the change, then the contact's own change with who
+    proposed it). Refused for the account that proposed it, and when the contact changed since.
+    The caller commits."""
+    pc = pending_changes.get_change(session, change_id, "contact")
+    pending_changes.check_confirmer(pc, principal)
+    c = _target(session, pc)
+    acting = may_change(session, principal, c, f"confirm change {change_id}")
+    if pc.action != "add" and _seen(c) != pc.payload.get("seen"):
+        raise StaleVersion(
+            f"contact {c.id} changed since change {change_id} was proposed: it was not applied and nothing was "
+            f"changed (peerwatch contact withdraw {change_id}, then propose it again)"
+        )
+    pending_changes.take(session, pc, principal=principal, role=acting, clock=clock, note=note)
+    extra = {"change": pc.id, "proposed_by": pc.proposed_by, "proposed_name": pc.proposed_name}
+    if pc.action == "add":
+        out = Change(row=_insert(session, c, principal, acting, clock, note, **extra))
+    else:
+        effective = parse_date(pc.payload["from"], "date")
+        if pc.action == "edit":
+            now = {k: v["now"] for k, v in pc.payload["changes"].items()}
+            out = _replace(session, c, now, effective, principal, acting, clock, note, **extra)
+        else:
+            out = _retire(session, c, effective, principal, acting, clock, note, **extra)
+    out.pending = pc
+    return out
+
+
+def withdraw_change(
+    session: Session, change_id: int, *, principal: Principal, clock: Clock, note: str | None = None
+) -> PendingChange:
+    """The account that proposed a change drops it (audited); nothing else changes."""
+    pc = pending_changes.get_change(session, change_id, "contact")
+    acting = may_change(session, principal, _target(session, pc), f"withdraw change {change_id}")
+    return pending_changes.withdraw(session, pc, principal=principal, role=acting, clock=clock, note=note)
+
+
+# ------------------------------------------------------------------ history
 
 
 def lineage(session: Session, contact_id: int) -> list[Contact]:
@@ -314,7 +452,8 @@ def lineage(session: Session, contact_id: int) -> list[Contact]:
 
 def describe(data: dict[str, Any]) -> str:
     """An audited change's data in one line, for people."""
-    parts = [f"from {data['from']}"] if data.get("from") else []
+    parts = [f"change: {data['action']}"] if data.get("kind") == "contact" and data.get("action") else []
+    parts += [f"from {data['from']}"] if data.get("from") else []
     for k, v in (data.get("changes") or {}).items():
         parts.append(f"{k}: {v.get('was')} -> {v.get('now')}")
     if data.get("successor"):
@@ -323,138 +462,22 @@ def describe(data: dict[str, Any]) -> str:
         parts.append(f"replaces contact {data['replaces']}")
     if not data.get("changes") and data.get("name"):
         parts.append(f"{data['name']} <{data.get('email')}>")
+    if data.get("proposed_name"):
+        parts.append(f"change {data.get('change')} proposed by {data['proposed_name']}")
     return "; ".join(parts)
 
 
 def contact_history(session: Session, contact_id: int) -> tuple[list[Contact], list[AuditEvent]]:
+    """The holders, and every audited change to them (proposals of changes to them among them)."""
     rows = lineage(session, contact_id)
-    return rows, engine.changes(session, "contact", [r.id for r in rows])  # type: ignore[misc]
-
-
-# ------------------------------------------------------------------ reviewers
-
-REVIEWER_FIELDS = ("name", "email", "discipline", "trained")
-
-
-def add_reviewer(session: Session, reviewer: Reviewer, *, actor: str, actor_role: str, clock: Clock) -> Reviewer:
-    session.add(reviewer)
-    session.flush()
-    assert reviewer.id is not None
-    engine.record_change(
-        session,
-        "reviewer",
-        reviewer.id,
-        "add_reviewer",
-        actor=actor,
-        role=actor_role,
-        clock=clock,
-        state="current",
-        data={
-            "name": reviewer.name,
-            "email": reviewer.email,
-            "discipline": reviewer.discipline,
-            "organisation_id": reviewer.organisation_id,
-            "network_id": reviewer.network_id,
-        },
-    )
-    return reviewer
-
-
-def edit_reviewer(
-    session: Session,
-    reviewer_id: int,
-    *,
-    changes: dict[str, Any],
-    effective: date,
-    actor: str,
-    actor_role: str,
-    clock: Clock,
-    note: str | None = None,
-) -> Change:
-    """Change a reviewer's name, address, discipline or training. Panel memberships point at the
-    row, so the change applies when recorded: a future date is refused (record it then)."""
-    r = get_reviewer(session, reviewer_id)
-    _check_actor(actor, actor_role)
-    today = _today(clock)
-    if effective > today:
-        raise InvalidInput(
-            f"a reviewer's details change when recorded: {effective.isoformat()} is after today "
-            f"({today.isoformat()}); record it on that date (--as-of)"
-        )
-    if r.retired_on is not None and r.retired_on <= today:
-        raise InvalidInput(f"reviewer {reviewer_id} retired from {r.retired_on.isoformat()}")
-    if "discipline" in changes and changes["discipline"] not in DISCIPLINES:
-        raise InvalidInput(f"discipline {changes['discipline']!r}: use one of {', '.join(DISCIPLINES)}")
-    diff = {k: v for k, v in changes.items() if k in REVIEWER_FIELDS and v is not None and v != getattr(r, k)}
-    if not diff:
-        raise InvalidInput(f"nothing to change on reviewer {reviewer_id}")
-    was = {k: getattr(r, k) for k in diff}
-    for k, v in diff.items():
-        setattr(r, k, v)
-    session.add(r)
-    session.flush()  # the entry rule checks the new values here
-    assert r.id is not None
-    engine.record_change(
-        session,
-        "reviewer",
-        r.id,
-        "edit_reviewer",
-        actor=actor,
-        role=actor_role,
-        clock=clock,
-        from_state="current",
-        state="current",
-        note=note,
-        data={"from": effective, "changes": {k: {"was": was[k], "now": v} for k, v in diff.items()}},
-    )
-    return Change(row=r)
-
-
-def retire_reviewer(
-    session: Session,
-    reviewer_id: int,
-    *,
-    effective: date,
-    actor: str,
-    actor_role: str,
-    clock: Clock,
-    note: str | None = None,
-) -> Change:
-    r = get_reviewer(session, reviewer_id)
-    _check_actor(actor, actor_role)
-    if r.retired_on is not None:
-        raise InvalidInput(f"reviewer {reviewer_id} is already retired from {r.retired_on.isoformat()}")
-    done = cast(
-        CursorResult[Any],
-        session.execute(
-            update(_REVIEWER)
-            .where(_REVIEWER.c.id == r.id, _REVIEWER.c.retired_on.is_(None))
-            .values(retired_on=effective)
-        ),
-    )
-    if done.rowcount != 1:
-        raise StaleVersion(f"reviewer {reviewer_id} was changed by someone else meanwhile: show it again and retry")
-    session.refresh(r)
-    assert r.id is not None
-    engine.record_change(
-        session,
-        "reviewer",
-        r.id,
-        "retire_reviewer",
-        actor=actor,
-        role=actor_role,
-        clock=clock,
-        from_state="current",
-        state="retired",
-        note=note,
-        data={"from": effective},
-    )
-    return Change(row=r)
-
-
-def reviewer_history(session: Session, reviewer_id: int) -> tuple[Reviewer, list[AuditEvent]]:
-    r = get_reviewer(session, reviewer_id)
-    return r, engine.changes(session, "reviewer", [reviewer_id])
+    ids = [r.id for r in rows]
+    proposed = session.exec(
+        select(PendingChange.id).where(PendingChange.kind == "contact", col(PendingChange.target_id).in_(ids))
+    ).all()
+    events = engine.changes(session, "contact", ids)  # type: ignore[arg-type]
+    if proposed:
+        events += engine.changes(session, pending_changes.KIND, [i for i in proposed if i is not None])
+    return rows, sorted(events, key=lambda e: e.id or 0)
 
 
 # ------------------------------------------------------------------ escalation addresses in the views
@@ -476,71 +499,30 @@ def escalation_window_days() -> int:
 
 
 def escalation_contacts(session: Session, today: date, days: int = 30) -> list[dict[str, Any]]:
-    """Changes to where escalations go (CQC, Commissioning Lead, commissioner, ASCT, TPD, RA)
-    recorded in the last ``days`` days or taking effect from today on: what changed, from
-    when, by whom."""
-    since = datetime.combine(today - timedelta(days=days), time(), tzinfo=UTC)
-    events = list(
-        session.exec(
-            select(AuditEvent)
-            .where(AuditEvent.kind == "contact", col(AuditEvent.at) >= since)
-            .order_by(col(AuditEvent.id))
-        )
-    )
-    ids = sorted({e.item_id for e in events})
-    rows = (
-        {
-            c.id: c
-            for c in session.exec(
-                select(Contact).where(col(Contact.id).in_(ids), col(Contact.role).in_(ESCALATION_ROLES))
-            )
-        }
-        if ids
-        else {}
-    )
-    nets = {n.id: n.code for n in session.exec(select(Network))}
-    out = []
-    for e in events:
-        c = rows.get(e.item_id)
-        if c is None or e.trigger == "succeed_contact":  # shown with the row it replaces
-            continue
-        effective = e.data.get("from") or local_date(e.at).isoformat()
-        what = {"add_contact": "added", "replace_contact": "replaced", "retire_contact": "retired"}.get(
-            e.trigger, e.trigger
-        )
-        now = ""
-        if e.trigger == "replace_contact":
-            succ = session.get(Contact, e.data.get("successor"))
-            now = f"{succ.name} <{succ.email}>" if succ else ""
-        elif e.trigger == "add_contact":
-            now = f"{c.name} <{c.email}>"
-        out.append(
-            {
-                "network": nets.get(c.network_id or -1, "national" if c.network_id is None else ""),
-                "role": CONTACT_ROLES.get(c.role, c.role),
-                "change": what,
-                "was": "" if e.trigger == "add_contact" else f"{c.name} <{c.email}>",
-                "now": now,
-                "from": str(effective),
-                "in_force": "yes" if str(effective) <= today.isoformat() else "not yet",
-                "by": f"{e.actor} ({e.role})",
-                "recorded": local_date(e.at).isoformat(),
-            }
-        )
-    return out
+    """Changes to where escalations go (``ESCALATION_ROLES``) recorded in the last ``days`` days
+    or taking effect from today on, and those still awaiting a second person: what, from when,
+    by whom (``states.views.directory.escalation_changes``)."""
+    return escalation_changes(session, today, days, ESCALATION_ROLES)
 
 
 __all__ = [
+    "EDITORS",
     "ESCALATION_ROLES",
+    "REVIEWER_FIELDS",
+    "Change",
     "add_contact",
     "add_reviewer",
+    "confirm_change",
     "contact_history",
     "edit_contact",
     "edit_reviewer",
     "escalation_contacts",
+    "get_reviewer",
     "lineage",
+    "may_change",
     "retire_contact",
     "retire_reviewer",
     "reviewer_history",
     "status",
+    "withdraw_change",
 ]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from models import Contact, Milestone, Network, Organisation, RefusedAttempt, Reviewer, Service
+from models import AuditEvent, Contact, Milestone, Network, Organisation, RefusedAttempt, Reviewer, Service
+from models.accounts import PendingChange
+from states.clock import local_date
 from states.errors import NotFound
+from states.roles import CONTACT_ROLES
 
 
 def network_by_code(session: Session, code: str) -> Network:
@@ -63,6 +67,109 @@ def contacts(session: Session, today: date, every: bool = False) -> list[Contact
             or_(col(Contact.valid_until).is_(None), col(Contact.valid_until) > today),
         )
     return list(session.exec(q))
+
+
+def pending_contact_changes(session: Session, every: bool = False) -> list[PendingChange]:
+    """Changes to contacts waiting for a second person (``every``: also confirmed and withdrawn ones), by id."""
+    q = select(PendingChange).where(PendingChange.kind == "contact").order_by(col(PendingChange.id))
+    if not every:
+        q = q.where(PendingChange.status == "pending")
+    return list(session.exec(q))
+
+
+def _who(c: Contact | None, data: dict[str, Any]) -> str:
+    if c is None:
+        return f"{data.get('name')} <{data.get('email')}>"
+    return f"{c.name} <{c.email}>"
+
+
+def escalation_changes(session: Session, today: date, days: int, roles: Iterable[str]) -> list[dict[str, Any]]:
+    """Changes to contacts holding one of ``roles`` (where escalations go) recorded in the last
+    ``days`` days, then those proposed and still waiting for a second person: what changed,
+    from when, by whom (states/services/contacts.py ``escalation_contacts``)."""
+    roles = tuple(roles)
+    since = datetime.combine(today - timedelta(days=days), time(), tzinfo=UTC)
+    events = list(
+        session.exec(
+            select(AuditEvent)
+            .where(AuditEvent.kind == "contact", col(AuditEvent.at) >= since)
+            .order_by(col(AuditEvent.id))
+        )
+    )
+    ids = sorted({e.item_id for e in events})
+    waiting = pending_contact_changes(session)
+    targets = {p.target_id for p in waiting if p.target_id is not None}
+    wanted = [*ids, *targets]
+    rows = (
+        {
+            c.id: c
+            for c in session.exec(select(Contact).where(col(Contact.id).in_(wanted), col(Contact.role).in_(roles)))
+        }
+        if wanted
+        else {}
+    )
+    nets = {n.id: n.code for n in session.exec(select(Network))}
+
+    def network(c: Contact | None, data: dict[str, Any]) -> str:
+        net = c.network_id if c is not None else data.get("network_id")
+        return "national" if net is None else nets.get(net, "")
+
+    out = []
+    for e in events:
+        c = rows.get(e.item_id)
+        if c is None or e.trigger == "succeed_contact":  # shown with the row it replaces
+            continue
+        effective = e.data.get("from") or local_date(e.at).isoformat()
+        what = {"add_contact": "added", "replace_contact": "replaced", "retire_contact": "retired"}.get(
+            e.trigger, e.trigger
+        )
+        now = ""
+        if e.trigger == "replace_contact":
+            succ = session.get(Contact, e.data.get("successor"))
+            now = f"{succ.name} <{succ.email}>" if succ else ""
+        elif e.trigger == "add_contact":
+            now = _who(c, {})
+        by = f"{e.actor} ({e.role})"
+        if e.data.get("proposed_name"):
+            by += f", proposed by {e.data['proposed_name']} (change {e.data.get('change')})"
+        out.append(
+            {
+                "network": network(c, {}),
+                "role": CONTACT_ROLES.get(c.role, c.role),
+                "change": what,
+                "was": "" if e.trigger == "add_contact" else _who(c, {}),
+                "now": now,
+                "from": str(effective),
+                "in_force": "yes" if str(effective) <= today.isoformat() else "not yet",
+                "by": by,
+                "recorded": local_date(e.at).isoformat(),
+            }
+        )
+    for p in waiting:
+        c = rows.get(p.target_id) if p.target_id is not None else None
+        role = c.role if c is not None else p.payload.get("role")
+        if role not in roles or (p.target_id is not None and c is None):
+            continue
+        changes = p.payload.get("changes") or {}
+        now = {"add": _who(None, p.payload), "retire": ""}.get(
+            p.action,
+            f"{changes.get('name', {}).get('now', c.name if c else '')} "
+            f"<{changes.get('email', {}).get('now', c.email if c else '')}>",
+        )
+        out.append(
+            {
+                "network": network(c, p.payload),
+                "role": CONTACT_ROLES.get(str(role), str(role)),
+                "change": f"{p.action} proposed (change {p.id})",
+                "was": "" if p.action == "add" else _who(c, {}),
+                "now": now,
+                "from": str(p.payload.get("from") or "at once"),
+                "in_force": "no: awaits a second person",
+                "by": p.proposed_name,
+                "recorded": local_date(p.proposed_at).isoformat(),
+            }
+        )
+    return out
 
 
 def reviewers(session: Session) -> list[Reviewer]:
