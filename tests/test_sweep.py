@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import date
+from typing import Any
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
@@ -208,13 +210,15 @@ def test_due_scan_is_an_index_range_scan(db: Engine) -> None:
 def test_deadline_changed_between_scan_and_batch_is_skipped(
     db: Engine, session: Session, raise_risk: Callable[..., Risk], monkeypatch: object
 ) -> None:
-    """An operator acting while the sweep runs wins; the sweep does not act on a closed deadline."""
+    """An operator acting while the sweep runs wins; the sweep does not act on a closed deadline,
+    and says so: the deadline is on the summary's skipped list (an incident, never dropped
+    silently), naming the item, the step not taken and why."""
     import states.engine.sweep as sweep
 
     risk = _notified(session, raise_risk, "IR")
     real = sweep.due_ids
 
-    def scan_then_operator_acts(s: Session, today: date) -> tuple[list[int], list[int]]:
+    def scan_then_operator_acts(s: Session, today: date) -> tuple[list[int], list[int], list[int]]:
         found = real(s, today)
         with Session(db) as other:
             engine.fire(
@@ -226,6 +230,14 @@ def test_deadline_changed_between_scan_and_batch_is_skipped(
     monkeypatch.setattr(sweep, "due_ids", scan_then_operator_acts)  # type: ignore[attr-defined]
     summary = run_sweep(db, FixedClock(date(2027, 1, 7)))
     assert summary.actions == []
+    (incident,) = summary.skipped
+    assert (incident["kind"], incident["id"], incident["deadline"], incident["step"]) == (
+        "risk",
+        risk.id,
+        "response",
+        "no_response",
+    )
+    assert "changed since the sweep read it" in incident["reason"] and "closed" in incident["reason"]
     assert _state(db, risk.id) == "monitoring"
     with Session(db) as s:
         assert (
@@ -260,3 +272,117 @@ def test_one_sweep_keys_each_letter_by_its_own_notice(
     assert ("formal_notification_overdue", "overdue") in keys and all(
         notice == "overdue" for template, notice in keys if template == "formal_notification_overdue"
     ), keys
+
+
+def test_a_poisoned_item_is_an_incident_and_the_rest_of_its_batch_goes_on(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any failure of one item (not only a refusal) is that item's incident; the others in its
+    batch are still reminded, and the poisoned one is tried again by the next sweep."""
+    import states.engine.sweep as sweep
+
+    good, bad = raise_risk("IR"), raise_risk("IR")  # both due Fri 18 Dec: reminded Wed 16 Dec
+    real = sweep.letter_for
+
+    def poisoned(which: Any, s: Session, row: Any) -> Any:
+        if row.id == bad.id:
+            raise ValueError("a stored value no letter can hold")
+        return real(which, s, row)
+
+    monkeypatch.setattr(sweep, "letter_for", poisoned)
+    summary = run_sweep(db, FixedClock(date(2026, 12, 16)))
+    assert [(a["id"], a["action"]) for a in summary.actions] == [(good.id, "reminded")]
+    (incident,) = summary.skipped
+    assert (incident["id"], incident["step"]) == (bad.id, "reminder")
+    assert incident["reason"] == "failed: ValueError: a stored value no letter can hold"
+    monkeypatch.setattr(sweep, "letter_for", real)
+    again = run_sweep(db, FixedClock(date(2026, 12, 16)))
+    assert [(a["id"], a["action"]) for a in again.actions] == [(bad.id, "reminded")] and again.skipped == []
+
+
+def test_a_transition_that_fails_for_one_item_is_its_incident_and_the_others_fire(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch of passed deadlines fails as a whole; each item is then fired on its own, the
+    failing one recorded with its reason, the others escalated as due."""
+    good, bad = _notified(session, raise_risk), _notified(session, raise_risk)
+    real = engine.fire_many
+
+    def broken(s: Session, requests: list[engine.Request], **kw: Any) -> Any:
+        if any(r.item_id == bad.id for r in requests):
+            raise KeyError("the engine hit a bug on this one")
+        return real(s, requests, **kw)
+
+    monkeypatch.setattr(engine, "fire_many", broken)
+    summary = run_sweep(db, FixedClock(date(2027, 1, 21)))
+    assert [(a["id"], a["action"]) for a in summary.actions] == [(good.id, "no_response")]
+    (incident,) = summary.skipped
+    assert (incident["id"], incident["deadline"], incident["step"]) == (bad.id, "response", "no_response")
+    assert incident["reason"].startswith("failed: KeyError") and _state(db, bad.id) == "awaiting_response"
+    assert _state(db, good.id) == "chased"
+
+
+def test_the_sweep_acts_as_the_system_account_and_a_database_failure_stops_it(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from models.accounts import SYSTEM_USER_ID
+    from states.roles import SYSTEM, SYSTEM_ACTOR
+
+    risk = _notified(session, raise_risk)
+    run_sweep(db, FixedClock(date(2027, 1, 21)))
+    with Session(db) as s:
+        last = s.exec(select(AuditEvent).where(AuditEvent.item_id == risk.id).order_by(AuditEvent.id.desc())).first()  # type: ignore[union-attr]
+    assert last is not None and (last.trigger, last.user_id, last.actor, last.role) == (
+        "no_response",
+        SYSTEM_USER_ID,
+        SYSTEM_ACTOR,
+        SYSTEM,
+    )
+
+    def gone(*_a: Any, **_k: Any) -> Any:
+        raise OperationalError("SELECT", {}, Exception("the database went away"))
+
+    other = _notified(session, raise_risk)
+    monkeypatch.setattr(engine, "fire_many", gone)
+    with pytest.raises(OperationalError):
+        run_sweep(db, FixedClock(date(2027, 1, 21)))
+    assert _state(db, other.id) == "awaiting_response"
+
+
+def test_a_milestone_done_after_the_scan_is_an_incident_not_a_silent_skip(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The milestone pass reads its ids, then each batch; one marked done in between is named
+    on the summary (and its letter is not sent), the other is chased."""
+    import states.engine.milestone_chase as chase
+    from states.services import milestones
+
+    risk = raise_risk("SC")
+    clock = FixedClock(date(2026, 12, 14))
+    nm = person("Jo Smith", NM)
+    done, chased = (
+        milestones.add(session, risk.id, text=text, working_days=5, principal=nm, clock=clock).row
+        for text in ("Rota extended", "Supervision agreed")
+    )
+    session.commit()
+    real = chase.begin_write
+
+    def someone_marks_one_done(s: Session) -> None:
+        with Session(db) as other:
+            milestones.mark_done(other, done.id, principal=nm, clock=FixedClock(date(2026, 12, 22)))  # type: ignore[arg-type]
+            other.commit()
+        real(s)
+
+    monkeypatch.setattr(chase, "begin_write", someone_marks_one_done)
+    summary = run_sweep(db, FixedClock(date(2026, 12, 23)))
+    assert [a["milestone"] for a in summary.actions if a["action"] == "milestone_chased"] == [chased.id]
+    (incident,) = summary.skipped
+    assert (incident["kind"], incident["id"], incident["risk_id"], incident["step"]) == (
+        "milestone",
+        done.id,
+        risk.id,
+        "chase_milestone",
+    )
+    assert incident["reason"] == f"milestone {done.id} changed since the sweep read it: it is now done on 2026-12-22"

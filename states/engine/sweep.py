@@ -3,10 +3,16 @@
 Two indexed range scans over ``deadline`` (reminders due, deadlines passed) find the work
 for every kind at once; rows are loaded per kind with one ``IN`` query per batch; each
 item's step runs through the engine in a savepoint, so a row changed concurrently is
-skipped with a log line and the rest of the batch still commits. Each step happens once
-per deadline: firing closes the deadline, a reminder or overdue letter marks it done.
-Then the action plans' milestones whose date passed undone are chased, once each
+skipped and the rest of the batch still commits. Each step happens once per deadline:
+firing closes the deadline, a reminder or overdue letter marks it done. Then the action
+plans' milestones whose date passed undone are chased, once each
 (``states.engine.milestone_chase.chase_overdue``).
+
+Nothing is skipped silently: every item the sweep did not act on (changed or closed since the
+scan, refused, stale, or failed for any other reason) is an incident in ``SweepSummary.skipped``
+with its reason, and a warning in the log; the chase flow publishes them on the run's summary.
+Only a failure of the database itself (``OperationalError``, ``InterfaceError``) stops the run.
+The sweep acts as the built-in system principal (``states.engine.system``).
 """
 
 from __future__ import annotations
@@ -18,19 +24,18 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from models.db import begin_write
-from models.tables import Deadline, DeadlineStatus
+from models.tables import Deadline, DeadlineStatus, OutboxMessage, OutboxStatus
 from states import engine
 from states.clock import Clock, local_date
 from states.engine import letters as outbox
-from states.engine.milestone_chase import chase_overdue
-from states.errors import PeerwatchError
+from states.engine.milestone_chase import FATAL, chase_overdue, failure
+from states.engine.system import SYSTEM_PRINCIPAL
 from states.machines.spec import get_spec, letter_for
 from states.policy import Policy
-from states.engine.system import SYSTEM_PRINCIPAL
 
 log = logging.getLogger("peerwatch.sweep")
 BATCH = 500
@@ -38,9 +43,14 @@ BATCH = 500
 
 @dataclass
 class SweepSummary:
+    """What one sweep did (``actions``), what it did not and why (``skipped``: each an incident
+    with ``kind``, ``id``, ``deadline``, ``step`` and ``reason``), and the letters it queued that
+    no contact could receive (``undeliverable``: outbox incidents, ``peerwatch outbox list --incidents``)."""
+
     as_of: date
     actions: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    undeliverable: list[dict[str, Any]] = field(default_factory=list)
 
     def count(self, action: str) -> int:
         return sum(1 for a in self.actions if a["action"] == action)
@@ -89,6 +99,7 @@ def run_sweep(
     summary = SweepSummary(as_of=today)
     with Session(db, expire_on_commit=False) as session:
         reminder_ids, passed_ids, today_ids = due_ids(session, today)
+        last_letter = session.exec(select(func.max(OutboxMessage.id))).one() or 0
     for ids, handler in ((reminder_ids, _remind), (today_ids, _due_today), (passed_ids, _pass)):
         for start in range(0, len(ids), BATCH):
             chunk = ids[start : start + BATCH]
@@ -102,6 +113,7 @@ def run_sweep(
                         .order_by(col(Deadline.due_on), col(Deadline.id))
                     )
                 )
+                _gone(session, chunk, deadlines, handler, summary)
                 loaded = preload(session, deadlines)  # held so the identity map keeps them for the batch
                 handler(session, deadlines, clock, today, policy, summary)
                 session.commit()
@@ -112,7 +124,71 @@ def run_sweep(
     actions, skipped = chase_overdue(db, clock, chase_working_days=policy.chase_response_working_days)
     summary.actions += actions
     summary.skipped += skipped
+    with Session(db) as session:
+        summary.undeliverable = undeliverable(session, last_letter, clock)
     return summary
+
+
+def undeliverable(session: Session, after_id: int, clock: Clock) -> list[dict[str, Any]]:
+    """The letters this sweep queued that nobody can receive (no contact holds a role): outbox
+    incidents written as the sweep's clock, after the last row that existed when it began."""
+    rows = session.exec(
+        select(OutboxMessage)
+        .where(
+            col(OutboxMessage.id) > after_id,
+            OutboxMessage.status == OutboxStatus.UNDELIVERABLE,
+            OutboxMessage.created_at == clock.now(),
+        )
+        .order_by(col(OutboxMessage.id))
+    ).all()
+    return [
+        {"kind": r.kind, "id": r.item_id, "letter": r.template, "outbox_id": r.id, "reason": r.last_error or ""}
+        for r in rows
+    ]
+
+
+_STEP = {"_remind": "reminder", "_due_today": "due_today"}
+
+
+def _gone(
+    session: Session, chunk: list[int], deadlines: list[Deadline], handler: Callable[..., None], summary: SweepSummary
+) -> None:
+    """Deadlines found by the scan that are no longer open when their batch is read: someone
+    moved the item (or paused the deadline) in between. Each is recorded, never dropped; one
+    closed by this sweep's own transition of the same item is recorded as superseded."""
+    kept = {d.id for d in deadlines}
+    missing = [i for i in chunk if i not in kept]
+    if not missing:
+        return
+    moved = {(a["kind"], a["id"]) for a in summary.actions if a.get("to_state")}
+    for d in session.exec(select(Deadline).where(col(Deadline.id).in_(missing)).order_by(col(Deadline.id))):
+        step = _STEP.get(handler.__name__) or _on_due(d) or "overdue"
+        if (d.kind, d.item_id) in moved and d.status == DeadlineStatus.CLOSED:
+            _record(
+                summary,
+                d,
+                "superseded",
+                step=step,
+                reason=f"closed by this sweep's earlier step on {d.kind} {d.item_id}",
+            )
+            continue
+        _skip(
+            summary,
+            d,
+            step,
+            f"{d.kind} {d.item_id} changed since the sweep read it: its {d.name} deadline is now {d.status}",
+        )
+
+
+def _on_due(d: Deadline) -> str | None:
+    rule = get_spec(d.kind).deadline_rules.get(d.name)
+    return rule.on_due if rule else None
+
+
+def _skip(summary: SweepSummary, d: Deadline, step: str, reason: str) -> None:
+    """An item the sweep did not act on: an incident on the run's summary, and a warning."""
+    log.warning("skipped %s %s %s: %s", d.kind, d.item_id, step, reason)
+    summary.skipped.append({"kind": d.kind, "id": d.item_id, "deadline": d.name, "step": step, "reason": reason})
 
 
 def preload(session: Session, deadlines: list[Deadline]) -> list[Any]:
@@ -202,7 +278,9 @@ def _notice_batch(
                 session.add(d)
             session.flush()
             sent = _notices(session, [(d, which) for d in deadlines], clock, today)
-    except PeerwatchError:
+    except FATAL:
+        raise
+    except Exception:  # one bad item must not hold back the rest: each on its own, its failure recorded
         for d in deadlines:
             _notice_one(session, d, which, clock, today, summary)
         return
@@ -218,9 +296,10 @@ def _notice_one(session: Session, d: Deadline, which: str, clock: Clock, today: 
             session.add(d)
             session.flush()
             sent = _notices(session, [(d, which)], clock, today)
-    except PeerwatchError as exc:
-        log.warning("skipped %s %s %s: %s", d.kind, d.item_id, which, exc)
-        summary.skipped.append({"kind": d.kind, "id": d.item_id, "deadline": d.name, "reason": str(exc)})
+    except FATAL:
+        raise
+    except Exception as exc:
+        _skip(summary, d, which, failure(exc))
         return
     if which != "due_today" or d.id in sent:
         _record(summary, d, _ACTION[which])
@@ -265,7 +344,9 @@ def _pass(
         try:
             with session.begin_nested():
                 outs = engine.fire_many(session, requests, principal=SYSTEM_PRINCIPAL, clock=clock, policy=policy)
-        except PeerwatchError:
+        except FATAL:
+            raise
+        except Exception:  # refused or failed as a batch: each item on its own, each outcome recorded
             for d, _ in firing:
                 _fire_one(session, d, clock, policy, summary, retry=True)
         else:
@@ -287,8 +368,10 @@ def _fire_one(
     if d.status != DeadlineStatus.OPEN:
         if retry:  # someone else moved the item after the sweep read it
             reason = f"{d.kind} {d.item_id} changed since the sweep read it: its {d.name} deadline is now {d.status}"
-            log.warning("skipped %s %s %s: %s", d.kind, d.item_id, rule.on_due, reason)
-            summary.skipped.append({"kind": d.kind, "id": d.item_id, "deadline": d.name, "reason": reason})
+            _skip(summary, d, rule.on_due, reason)
+        else:  # its item's earlier passed deadline fired in this batch, and that transition closed it
+            reason = f"closed by this sweep's earlier step on {d.kind} {d.item_id}"
+            _record(summary, d, "superseded", step=rule.on_due, reason=reason)
         return
     try:
         with session.begin_nested():
@@ -302,8 +385,9 @@ def _fire_one(
                 note=f"{d.name} due {d.due_on.isoformat()} passed",
                 policy=policy,
             )
-    except PeerwatchError as exc:
-        log.warning("skipped %s %s %s: %s", d.kind, d.item_id, rule.on_due, exc)
-        summary.skipped.append({"kind": d.kind, "id": d.item_id, "deadline": d.name, "reason": str(exc)})
+    except FATAL:
+        raise
+    except Exception as exc:
+        _skip(summary, d, rule.on_due, failure(exc))
         return
     _record(summary, d, rule.on_due, to_state=out.row.state)
