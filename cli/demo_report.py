@@ -157,6 +157,9 @@ def print_summary(
     console.print("Explore it, e.g.:")
     console.print(f"  export PEERWATCH_DATABASE_URL=sqlite:///{db_path.resolve()}")
     console.print("  .venv/bin/peerwatch risk list")
+    console.print(
+        "  .venv/bin/peerwatch user list   # the cast: a training database, so --as EMAIL acts as one of them"
+    )
     console.print(f"  .venv/bin/peerwatch risk history {ids['SC-mersey']}")
     console.print(
         f"  .venv/bin/peerwatch visit show {ids['visit']}; .venv/bin/peerwatch visit agenda {ids['visit']} --ics var/demo/visit.ics"

@@ -19,6 +19,11 @@ The story (West Midlands and Cheshire & Mersey, autumn 2026 to February 2027):
   withdraws the serious concern it names and re-issues the report as issue 2.
 - Two complaints: one about arrangements (to the network office) is acknowledged,
   investigated and resolved; one about a person is closed as not acceptable.
+
+It runs on a training database (``peerwatch init --training``: simulated dates, ``--as``): the
+OS user running it is its administrator, who adds the cast as accounts (``cli.seed.seed_cast``);
+each step is taken by a named account in one of its roles, scoped to its network; the sweeps
+and the dispatcher are the flows' own (the system principal).
 """
 
 from __future__ import annotations
@@ -29,26 +34,33 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from cli.context import os_login
 from cli.demo_report import escalations_since, last_letter_id, print_summary
 from cli.output import table
-from cli.seed import seed_reference
+from cli.seed import seed_cast, seed_reference
 from flows.chase import chase
 from flows.dispatch import dispatch
 from flows.views import views
 from models import Complaint, Contact, OutboxMessage, Report, Reviewer, Risk, Service, Visit, init_db, session_scope
 from states import engine
 from states.clock import FixedClock
+from states.engine import keys
 from states.errors import PeerwatchError
+from states.principal import Principal
+from states.services import accounts
 from states.services.appeal import submit
 from states.views.weighting import candidates
 
 START, END = date(2026, 11, 16), date(2027, 3, 19)
 MRH, STU, MHM = "Midland Royal Major Trauma Centre", "Severnside Trauma Unit", "Mersey Harbour Major Trauma Centre"
+# Who acts (accounts made by seed_cast from each network's contacts, each role granted for its
+# network only): West Midlands Trauma Network's staff, and Cheshire & Mersey's for its own risk.
 NM, RL, OFFICE = (
     ("Dr Asha Patel", "network-manager"),
     ("Mr Tom Hughes", "regional-lead"),
-    ("Network office", "network-office"),
+    ("Ms Grace Okafor", "network-office"),
 )
+CM_NM, CM_RL = ("Ms Zara Ahmed", "network-manager"), ("Mr Gareth Jones", "regional-lead")
 
 
 def _weekdays(start: date, end: date) -> list[date]:
@@ -62,12 +74,20 @@ def _weekdays(start: date, end: date) -> list[date]:
 
 def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
     db = init_db()
-    with session_scope() as s:
-        svc = seed_reference(s)
-        reviewers = {r.name: r.id for r in s.exec(select(Reviewer))}
     clock = FixedClock(START)
+    keys.create_key_file()  # as peerwatch init: the audit key, unless one is set or made already
+    with session_scope() as s:  # peerwatch init --training --demo, then the administrator adds the cast
+        accounts.mark_training(s)
+        accounts.bootstrap(s, clock, os_login=os_login(), name="Demo Administrator")
+        svc = seed_reference(s)
+        cast = seed_cast(s, accounts.peer_principal(s, os_login()), clock)
+        reviewers = {r.name: r.id for r in s.exec(select(Reviewer))}
     ids: dict[str, int] = {}
     timeline: list[tuple[date, str, str]] = []
+
+    def as_(s: Session, who: tuple[str, str]) -> Principal:
+        """The named account acting in one of its roles (--as, in this training database)."""
+        return accounts.training_principal(s, cast[who[0]], who[1])
 
     def ref(kind: str, row: Any) -> str:
         return f"{row.level}-{row.id}" if kind == "risk" else f"{kind.title()}-{row.id}"
@@ -78,7 +98,7 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
             with session_scope() as s:
                 before = last_letter_id(s)
                 out = engine.fire(
-                    s, kind, ids[label], trigger, actor=who[0], role=who[1], clock=clock, note=note, params=params
+                    s, kind, ids[label], trigger, principal=as_(s, who), clock=clock, note=note, params=params
                 )
                 what = (
                     f"{trigger} proposed by {who[0]}: awaiting a second person"
@@ -104,6 +124,7 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
         impact: int | None = None,
         likelihood: int | None = None,
         dit: bool = False,
+        who: tuple[str, str] = NM,
     ) -> None:
         with session_scope() as s:
             before = last_letter_id(s)
@@ -123,8 +144,7 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
                     state="new",
                 ),
                 "raise",
-                actor=NM[0],
-                role=NM[1],
+                principal=as_(s, who),
                 clock=clock,
                 note="found at the visit; verbal notification at high level feedback",
             )
@@ -174,8 +194,7 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
                 "visit",
                 Visit(service_id=top["service_id"], state="new"),
                 "propose",
-                actor=NM[0],
-                role=NM[1],
+                principal=as_(s, NM),
                 clock=clock,
                 params={"reason": f"top of the WMTN weighting list, score {top['score']}"},
             )
@@ -214,13 +233,13 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
         with session_scope() as s:
             org = s.get(Service, svc[MRH]).organisation_id  # type: ignore[union-attr]
             person = s.exec(select(Contact).where(Contact.role == contact_role, Contact.organisation_id == org)).one()
+            office = as_(s, OFFICE)
         try:
             row = submit(
                 db,
                 report_id=ids["report"],
                 appellant_contact_id=person.id,
-                actor=OFFICE[0],
-                role=OFFICE[1],  # type: ignore[arg-type]
+                principal=office,
                 clock=clock,
                 statement="The serious concern rests on a single audit period; the protocol is audited quarterly.",
                 grounds=[{"risk_id": ids["SC-midland"]}],
@@ -250,9 +269,7 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
                 about_person=about_person,
                 state="new",
             )
-            out = engine.create(
-                s, "complaint", row, "receive", actor=OFFICE[0], role=OFFICE[1], clock=clock, note=summary
-            )
+            out = engine.create(s, "complaint", row, "receive", principal=as_(s, OFFICE), clock=clock, note=summary)
             ids[label] = out.row.id  # type: ignore[assignment]
             timeline.append(
                 (
@@ -306,7 +323,7 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
             lambda: act("visit", "visit", "hold", OFFICE),
             visit_feedback,
             lambda: raise_risk(
-                "SC-mersey", MHM, "SC", "Junior doctors unsupervised in resus overnight", "MTC-8", 4, 4, True
+                "SC-mersey", MHM, "SC", "Junior doctors unsupervised in resus overnight", "MTC-8", 4, 4, True, CM_NM
             ),
             lambda: act("visit", "visit", "close", NM),
         ],
@@ -314,7 +331,7 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
         date(2026, 12, 18): [
             lambda: act("risk", "IR-midland", "send_formal_notification", NM, "letter emailed"),
             lambda: act("risk", "SC-midland", "send_formal_notification", NM, "letter emailed"),
-            lambda: act("risk", "SC-mersey", "send_formal_notification", RL, "letter emailed"),
+            lambda: act("risk", "SC-mersey", "send_formal_notification", CM_RL, "letter emailed"),
         ],
         date(2027, 1, 5): [
             lambda: act(
@@ -362,7 +379,7 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
         ],
         date(2027, 1, 14): [
             lambda: act(
-                "risk", "SC-mersey", "response_inadequate", NM, "no interim supervision arrangements; no milestones"
+                "risk", "SC-mersey", "response_inadequate", CM_NM, "no interim supervision arrangements; no milestones"
             )
         ],
         date(2027, 1, 18): [lambda: act("report", "report", "send_for_accuracy_check", OFFICE)],
@@ -371,7 +388,7 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
                 "risk",
                 "SC-mersey",
                 "response_inadequate",
-                RL,
+                CM_RL,
                 "further response repeats the first; continued inadequate response",
             )
         ],

@@ -1,12 +1,18 @@
 """Demo reference data: the West Midlands (annual) and Cheshire & Mersey (biennial) networks,
-a handful of Trusts (fictional names), their services and the contacts database."""
+a handful of Trusts (fictional names), their services and the contacts database; and the
+demo's cast of accounts (``seed_cast``), made by the administrator as ``peerwatch user add``
+and ``user grant`` would make them."""
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from models import Contact, Network, Organisation, Reviewer, Service
 from states import text as _entry_rule  # noqa: F401  (names and addresses checked on flush: states/text.py)
+from states.clock import Clock
+from states.principal import INSTALLATION, NETWORK, Principal
+from states.roles import AUDITOR, NETWORK_MANAGER, NETWORK_OFFICE, OPERATOR, REGIONAL_LEAD
+from states.services import accounts
 
 NETWORKS = [
     ("WMTN", "West Midlands Trauma Network", "annual"),
@@ -232,3 +238,35 @@ def seed_reference(session: Session) -> dict[str, int]:
     )
     session.flush()
     return {k: v for k, v in services.items() if v is not None}
+
+
+# The staff who act in the demo: each network's holders of these roles (from its contacts),
+# each granted the role for that network only; and two installation-wide accounts.
+CAST_ROLES = (NETWORK_MANAGER, REGIONAL_LEAD, NETWORK_OFFICE)
+STAFF = [
+    ("Mx Robin Ashdown", "robin.ashdown@peerwatch.nhs.example", OPERATOR),
+    ("Ms Ada Marsh", "ada.marsh@peerwatch.nhs.example", AUDITOR),
+]
+
+
+def seed_cast(session: Session, admin: Principal, clock: Clock) -> dict[str, str]:
+    """The demo's accounts, made by ``admin`` (audited, as ``peerwatch user add`` and ``user
+    grant`` make them): every network's Network Manager, Regional Lead and network office,
+    scoped to their network, plus an operator and an auditor for the whole installation.
+    Returns display name -> email (``--as`` takes either)."""
+    cast: dict[str, str] = {}
+    rows = session.exec(
+        select(Contact, Network)
+        .join(Network, col(Network.id) == Contact.network_id)
+        .where(col(Contact.role).in_(CAST_ROLES), col(Contact.organisation_id).is_(None))
+        .order_by(col(Network.id), col(Contact.id))
+    ).all()
+    for contact, net in rows:
+        user = accounts.add_user(session, admin, clock, name=contact.name, email=contact.email)
+        accounts.grant(session, admin, clock, user.email or "", contact.role, NETWORK, net.id)
+        cast[user.name] = user.email or ""
+    for name, email, role in STAFF:
+        user = accounts.add_user(session, admin, clock, name=name, email=email)
+        accounts.grant(session, admin, clock, email, role, INSTALLATION, None)
+        cast[name] = email
+    return cast
