@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from models.accounts import User
 from models.tables import (
     AccuracyItem,
     Appeal,
@@ -87,6 +88,17 @@ def test_subgroup_refuses_anyone_involved_in_the_review(db: Engine, session: Ses
     _refused_member(session, row.id, WRITER, "rita@private.example", "acted on the report")  # type: ignore[arg-type]
     # a decider of a factual accuracy item
     _refused_member(session, row.id, LEAD, "tom@private.example", "decide_inaccuracy")  # type: ignore[arg-type]
+
+
+def test_subgroup_involvement_ignores_spacing_and_knows_accounts(db: Engine, session: Session, world: World) -> None:
+    """Issue 14: a name typed with other spacing is the same name; a member whose email is the
+    account of someone who acted on the review is refused whatever name they are given as."""
+    row = considering(db, session, world)
+    _refused_member(session, row.id, "mr  VINCE   organiser", "vo@private.example", "acted on the visit")  # type: ignore[arg-type]
+    organiser = person(ORGANISER, "network-office")  # the account the visit's transitions were fired by
+    session.add(User(id=organiser.user_id, name="V. Organiser-Smith", email="v.os@private.example"))
+    session.commit()
+    _refused_member(session, row.id, "Vincent Smith", "V.OS@private.example", "acted on the visit")  # type: ignore[arg-type]
 
 
 def test_subgroup_refuses_a_recorded_factual_accuracy_decider(db: Engine, session: Session, world: World) -> None:
