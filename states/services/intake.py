@@ -47,7 +47,7 @@ def raise_risk(
     today = local_date(clock.now())
     if found > today:
         raise InvalidInput(
-            f"date {found.isoformat()} is after today ({today.isoformat()}): use --as-of to record as of a date"
+            f"date {found.isoformat()} is after today ({today.isoformat()}): a risk is recorded once it is found"
         )
     service_by_id(session, service)
     row = Risk(
