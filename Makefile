@@ -43,5 +43,8 @@ ui: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Everything under var/ but the audit key (var/audit.key): without it a database's audit chain
+# can never be verified again (peerwatch audit verify), so it is removed only by hand.
 clean:
-	rm -rf var .pytest_cache .hypothesis
+	if [ -d var ]; then find var -mindepth 1 -maxdepth 1 ! -name audit.key -exec rm -rf {} +; fi
+	rm -rf .pytest_cache .hypothesis
