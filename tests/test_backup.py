@@ -26,6 +26,7 @@ from states.calendar import calendar_for
 from states.clock import FixedClock
 from states.engine import verify_chain
 from states.services.backup import BackupRefused, backup, restore
+from tests import support_accounts
 from tests.databases import ON_POSTGRES, drop, fresh_url, schema_of, skip_on_postgres
 from tests.factories import person
 
@@ -112,8 +113,9 @@ def _verify(url: str) -> tuple[int, str | None]:
 
 @skip_on_postgres("the SQLite online backup API under a concurrent sweep; the pg_dump path is tested below")
 def test_backup_during_a_running_sweep_restores_into_a_new_database_and_verifies(
-    db_url: str, db: Engine, session: Session, services: dict[str, int], tmp_path: Path
+    db_url: str, db: Engine, training: None, session: Session, services: dict[str, int], tmp_path: Path
 ) -> None:
+    """(A training database, so the sweep may run on the story's dates, ahead of the server's clock.)"""
     _work(session, services)
     before = _events(db_url)
     sweeper = subprocess.Popen(
@@ -164,7 +166,11 @@ def test_backup_during_a_running_sweep_restores_into_a_new_database_and_verifies
             assert rows == last and len(rows) == ITEMS
     finally:
         e.dispose()
-    # And the sweep, run again on the restored copy, finishes the work the backup had not seen.
+    # And the sweep, run again on the restored copy, finishes the work the backup had not seen
+    # (run from the command line by a mapped account: no mapping, no write).
+    mapped = create_engine(new, poolclass=NullPool)
+    support_accounts.me(mapped)
+    mapped.dispose()
     proc = _cli(new, "--as-of", SWEEP_DAY.isoformat(), "chase")
     assert proc.returncode == 0, proc.stderr
     assert _verify(new)[1] is None and _events(new) == after
@@ -198,7 +204,7 @@ def test_a_tampered_backup_is_refused_and_nothing_changes(
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "error: the backup's audit chain does not verify after 1 good event(s): "
-        "audit event 2 (risk 2 raise) was changed after it was written"
+        "audit event 2 (risk 2 raise) was changed after it was written, or key 'test-1' is not the one it was signed with"
     ]
     assert not Path(new.removeprefix("sqlite:///")).exists()
 
@@ -227,6 +233,65 @@ def test_a_tampered_backup_is_refused_and_nothing_changes(
     # A backup never overwrites a file.
     proc = _cli(db_url, "backup", str(good))
     assert proc.returncode == 2 and "exists" in proc.stderr
+
+
+@skip_on_postgres("restores SQLite backup files")
+def test_without_the_audit_key_a_restore_is_refused_and_a_backup_says_it_is_unverified(
+    db_url: str, db: Engine, session: Session, services: dict[str, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _work(session, services)
+    good = tmp_path / "good.backup"
+    assert backup(db_url, good)["audit_events"] == 2 * ITEMS
+    monkeypatch.delenv("PEERWATCH_AUDIT_KEY")
+    monkeypatch.setenv("PEERWATCH_AUDIT_KEY_FILE", str(tmp_path / "no.key"))
+    new = fresh_url(tmp_path)
+    with pytest.raises(BackupRefused, match="audit chain cannot be verified: cannot verify the audit chain: no audit"):
+        restore(new, good)
+    assert not Path(new.removeprefix("sqlite:///")).exists()
+    written = backup(db_url, tmp_path / "unverified.backup")
+    assert "audit_events" not in written and "no audit key" in written["audit_unverified"]
+    proc = _cli(db_url, "backup", str(tmp_path / "again.backup"))
+    assert proc.returncode == 0 and "verified" not in proc.stdout  # nothing claims a check it did not make
+
+
+@skip_on_postgres("an old release's SQLite backup file")
+def test_a_backup_from_before_the_keyed_chain_restores_and_its_events_verify_as_unkeyed(tmp_path: Path) -> None:
+    """A backup made by a release before revision 0011 (plain SHA-256 hashes, no key ids) is
+    migrated where nobody reads it, verified as an unkeyed chain, and restored."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from models.db import dispose_engine, migrate
+    from states.engine.audit import Event, check_chain, event_hash, record_change
+
+    old_url = f"sqlite:///{tmp_path}/old.db"
+    migrate(old_url, "0010")
+    prev, rows = "", []
+    for n in (1, 2):
+        e = Event("contact", 1, datetime(2026, 11, n, 9, tzinfo=UTC), "Dr Asha Patel", "network-manager", "edit",
+                  None, "active", None, n, {})  # fmt: skip
+        e.prev_hash, e.hash = prev, event_hash(prev, e)
+        prev = e.hash
+        rows.append({k: v for k, v in e.row().items() if k not in ("user_id", "recorded_at", "key_id")})
+    columns = [sa.column(k) for k in rows[0] if k not in ("at", "data")]
+    old = sa.table("auditevent", *columns, sa.column("at", sa.DateTime()), sa.column("data", sa.JSON()))
+    with create_engine(old_url, poolclass=NullPool).begin() as conn:
+        conn.execute(old.insert(), [{**r, "at": r["at"].replace(tzinfo=None)} for r in rows])
+        conn.execute(text("INSERT INTO audit_head (id, hash, events) VALUES (1, :h, 2)"), {"h": prev})
+    dispose_engine(old_url)
+    new = fresh_url(tmp_path)
+    out = restore(new, Path(f"{tmp_path}/old.db"))
+    assert (out["audit_events"], out["audit_unkeyed"], out["verified_events_before_restore"]) == (2, 2, 2)
+    e = create_engine(new, poolclass=NullPool)
+    with Session(e) as s:
+        assert check_chain(s).unsealed  # until a keyed event seals them
+        record_change(s, "contact", 1, "edit", principal=person("Dr Asha Patel", "network-manager"),
+                      clock=FixedClock(date(2026, 12, 1)), state="active")  # fmt: skip
+        s.commit()
+        report = check_chain(s)
+    e.dispose()
+    assert (report.checked, report.unkeyed, report.problem) == (3, 2, None)
 
 
 def test_a_plain_copy_of_a_live_database_can_miss_what_the_backup_keeps(

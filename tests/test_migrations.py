@@ -11,6 +11,7 @@ from datetime import UTC
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -19,8 +20,18 @@ from sqlmodel import Session, SQLModel, select
 
 from models import Network, get_engine, init_db
 from models.db import alembic_config, import_all_tables, migrate, migration_scripts
+from models.types import UTCDateTime
 from tests.databases import ON_POSTGRES, drop, fresh_url
 from tests.factories import person
+
+# The audit table's columns before revision 0011 (no user_id, recorded_at, key_id).
+_OLD_AUDIT = sa.table(
+    "auditevent",
+    *(sa.column(name) for name in ("kind", "item_id", "actor", "role", "trigger", "from_state", "to_state")),
+    *(sa.column(name) for name in ("note", "version", "prev_hash", "hash")),
+    sa.column("at", UTCDateTime()),
+    sa.column("data", sa.JSON()),
+)
 
 
 @pytest.fixture
@@ -120,7 +131,7 @@ def test_0003_closes_the_fired_deadlines_already_answered(db_url: str) -> None:
     item moved on (outside the rule's run-through states) or that a newer one replaced."""
     from datetime import date, datetime
 
-    from models import AuditEvent, Deadline
+    from models import Deadline
 
     migrate(db_url, "0002")
     t0, later = datetime(2027, 1, 4, 9, tzinfo=UTC), datetime(2027, 1, 20, 9, tzinfo=UTC)
@@ -128,18 +139,10 @@ def test_0003_closes_the_fired_deadlines_already_answered(db_url: str) -> None:
     def deadline(kind: str, item: int, name: str) -> Deadline:
         return Deadline(kind=kind, item_id=item, name=name, due_on=date(2027, 1, 11), status="fired", created_at=t0)
 
-    def moved(kind: str, item: int, to: str) -> AuditEvent:
-        return AuditEvent(
-            kind=kind,
-            item_id=item,
-            at=later,
-            principal=person("a", "network-manager"),
-            trigger="t",
-            from_state="before",
-            to_state=to,
-            version=2,
-            data={},
-        )
+    def moved(item: int, kind: str, to: str, trigger: str = "t", source: str = "before") -> dict[str, object]:
+        return {"kind": kind, "item_id": item, "at": later, "actor": "a", "role": "network-manager",
+                "trigger": trigger, "from_state": source, "to_state": to, "version": 2, "data": {},
+                "prev_hash": "", "hash": ""}  # fmt: skip
 
     with Session(get_engine(db_url)) as s:
         rows = {
@@ -150,27 +153,19 @@ def test_0003_closes_the_fired_deadlines_already_answered(db_url: str) -> None:
             "internal only": deadline("risk", 5, "formal_notification"),
         }
         s.add_all(rows.values())
-        s.add_all(
-            [
-                moved("risk", 1, "awaiting_response"),
-                moved("appeal", 4, "subgroup_convened"),
-                AuditEvent(
-                    kind="risk",
-                    item_id=5,
-                    at=later,
-                    principal=person("a", "network-manager"),
-                    trigger="rescore",
-                    from_state="identified",
-                    to_state="identified",
-                    version=2,
-                    data={},
-                ),
-            ]
-        )
         s.flush()
         s.add(Deadline(kind="risk", item_id=3, name="monitoring_review", due_on=date(2027, 4, 5), created_at=later))
         s.commit()
         ids = {k: d.id for k, d in rows.items()}
+    with get_engine(db_url).begin() as conn:  # the audit table as revision 0002 had it (no user_id, key_id)
+        conn.execute(
+            _OLD_AUDIT.insert(),
+            [
+                moved(1, "risk", "awaiting_response"),
+                moved(4, "appeal", "subgroup_convened"),
+                moved(5, "risk", "identified", "rescore", "identified"),
+            ],
+        )
     migrate(db_url)
     with Session(get_engine(db_url)) as s:
         status = {k: s.get(Deadline, i).status for k, i in ids.items()}  # type: ignore[union-attr]
@@ -181,6 +176,46 @@ def test_0003_closes_the_fired_deadlines_already_answered(db_url: str) -> None:
         "runs through": "fired",
         "internal only": "fired",
     }
+
+
+def test_events_from_before_keying_are_an_unkeyed_prefix_the_first_keyed_event_seals(db_url: str) -> None:
+    """Before revision 0011 each event's hash was a plain SHA-256. Upgraded, those events verify
+    as an unkeyed prefix, but only once a keyed event seals them (its HMAC covers the prefix's
+    last hash): until then nobody can tell them from a chain re-hashed without the key."""
+    from datetime import datetime
+
+    from models.tables import AuditHead
+    from states.clock import FixedClock
+    from states.engine.audit import Event, check_chain, event_hash, record_change
+    from tests.support_cli import cli_env, ok, run
+
+    migrate(db_url, "0010")
+    prev, rows = "", []
+    for n, trigger in enumerate(("add", "edit"), 1):  # a contact's audited changes (no item table to replay)
+        old = Event("contact", 1, datetime(2026, 11, n, 9, tzinfo=UTC), "Dr Asha Patel", "network-manager", trigger,
+                    None, "active", None, n, {"email": f"v{n}@example.nhs.uk"})  # fmt: skip
+        old.prev_hash, old.hash = prev, event_hash(prev, old)  # unkeyed: as revision 0010 hashed
+        prev = old.hash
+        rows.append({k: getattr(old, k) for k in ("kind", "item_id", "at", "actor", "role", "trigger", "from_state",
+                                                   "to_state", "note", "version", "data", "prev_hash", "hash")})  # fmt: skip
+    engine = get_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(_OLD_AUDIT.insert(), rows)
+        conn.execute(sa.table("audit_head", sa.column("id"), sa.column("hash"), sa.column("events")).insert(),
+                     [{"id": 1, "hash": prev, "events": 2}])  # fmt: skip
+    migrate(db_url)
+    with Session(engine) as s:
+        report = check_chain(s)
+        assert (report.checked, report.unkeyed, report.broken) == (2, 2, None)
+        assert "are unkeyed and no keyed event seals them" in (report.problem or "")
+        record_change(s, "network", 1, "edit", principal=person("Dr Asha Patel", "network-manager"),
+                      clock=FixedClock(datetime(2026, 12, 1, 9, tzinfo=UTC)), state="active")  # fmt: skip
+        s.commit()
+        report = check_chain(s)
+        assert (report.checked, report.unkeyed, report.problem) == (3, 2, None)
+        assert s.get(AuditHead, 1).events == 3  # type: ignore[union-attr]
+    out = " ".join(ok(run(cli_env(), "audit", "verify")).split())
+    assert out.startswith("intact: 3 events (2 unkeyed before keying), 0 anchors checked, replay of 0 items clean")
 
 
 def test_migrations_run_on_sqlite_even_when_the_suite_is_on_postgresql(tmp_path: Path) -> None:

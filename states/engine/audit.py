@@ -206,33 +206,76 @@ def changes(session: Session, kind: str, item_ids: list[int]) -> list[AuditEvent
     )
 
 
+@dataclass
+class ChainReport:
+    """What ``check_chain`` found: the events verified (``unkeyed`` of them the plain-SHA-256
+    prefix written before revision 0011), the last one's id and hash, and the first problem."""
+
+    checked: int = 0
+    unkeyed: int = 0
+    last_id: int = 0
+    last_hash: str = ""
+    broken: AuditEvent | None = None
+    problem: str | None = None
+    unsealed: bool = False  # the only problem: an unkeyed chain no keyed event seals (an old backup's)
+
+
 def verify_chain(session: Session, batch: int = 5000) -> tuple[int, AuditEvent | None, str | None]:
     """Recompute the chain: (events checked, first broken event or None, what is wrong).
+    Raises ``NoAuditKey`` when it cannot verify (``check_chain``)."""
+    report = check_chain(session, batch)
+    return report.checked, report.broken, report.problem
 
-    Raises ``NoAuditKey`` when keyed events are found and no key is configured: without the
-    key the chain cannot be verified, and saying "intact" would be a lie. Unkeyed events (from
-    before revision 0011) are accepted only before the first keyed one."""
+
+def check_chain(session: Session, batch: int = 5000, after: int = 0) -> ChainReport:
+    """Recompute the chain from its first event (or from the event after ``after``, taking
+    that event's stored hash as proven, e.g. by an anchor), ``batch`` events a query.
+
+    Raises ``NoAuditKey`` when keyed events are found and no key is configured (or the key
+    file can be read by others): without the key the chain cannot be verified, and saying
+    "intact" would be a lie. Unkeyed events (plain SHA-256, written before revision 0011)
+    are accepted only as a prefix that a keyed event seals (its HMAC covers the prefix's last
+    hash); an unkeyed event after a keyed one, an unkeyed event carrying what only keyed
+    events record (``user_id``, ``recorded_at``), and a chain of unkeyed events that no keyed
+    event seals (what re-hashing the whole chain with plain SHA-256 leaves) are problems."""
     keys = audit_keys.load(required=False)
-    prev, checked, last_id, keyed_seen = "", 0, 0, False
+    out = ChainReport()
+    prev, keyed_seen = "", False
+    if after:
+        start = session.get(AuditEvent, after)
+        if start is None:
+            out.problem = f"audit event {after} is not in the chain: it was cut"
+            return out
+        prev, keyed_seen, out.last_id, out.last_hash = start.hash, start.key_id is not None, after, start.hash
+
+    def broken(e: AuditEvent, problem: str) -> ChainReport:
+        out.broken, out.problem = e, problem
+        return out
+
     while True:
         events = list(
             session.exec(
-                select(AuditEvent).where(col(AuditEvent.id) > last_id).order_by(col(AuditEvent.id)).limit(batch)
+                select(AuditEvent).where(col(AuditEvent.id) > out.last_id).order_by(col(AuditEvent.id)).limit(batch)
             )
         )
         if not events:
             break
         for e in events:
             if e.prev_hash != prev:
-                return (
-                    checked,
+                return broken(
                     e,
-                    f"audit event {e.id} does not follow event {last_id or 'the start'}: the chain was cut or reordered",
+                    f"audit event {e.id} does not follow event {out.last_id or 'the start'}: the chain was cut or reordered",
                 )
             key: bytes | None = None
             if e.key_id is None:
                 if keyed_seen:
-                    return checked, e, f"audit event {e.id} is unsigned after signed events: it was forged"
+                    return broken(e, f"audit event {e.id} is unkeyed after keyed events: it was forged")
+                if e.user_id is not None or e.recorded_at is not None:
+                    return broken(
+                        e,
+                        f"audit event {e.id} is unkeyed but records who and when as only keyed events do: "
+                        "it was re-hashed without the key",
+                    )
             else:
                 keyed_seen = True
                 if keys is None:
@@ -241,19 +284,26 @@ def verify_chain(session: Session, batch: int = 5000) -> tuple[int, AuditEvent |
                         "(PEERWATCH_AUDIT_KEY or PEERWATCH_AUDIT_KEY_FILE); nothing was checked"
                     )
                 if e.key_id not in keys.keys:
-                    return checked, e, f"audit event {e.id} is signed by key {e.key_id!r}, which is not among the keys"
+                    return broken(e, f"audit event {e.id} is signed by key {e.key_id!r}, which is not among the keys")
                 key = keys.keys[e.key_id]
             if e.hash != event_hash(prev, e, key):
-                return (
-                    checked,
-                    e,
-                    f"audit event {e.id} ({e.kind} {e.item_id} {e.trigger}) was changed after it was written",
+                why = "" if key is None else f", or key {e.key_id!r} is not the one it was signed with"
+                return broken(
+                    e, f"audit event {e.id} ({e.kind} {e.item_id} {e.trigger}) was changed after it was written{why}"
                 )
-            prev, last_id, checked = e.hash, e.id or last_id, checked + 1
+            prev, out.last_id, out.last_hash = e.hash, e.id or out.last_id, e.hash
+            out.checked += 1
+            out.unkeyed += e.key_id is None
     head = session.execute(select_core(_HEAD.c.hash).where(_HEAD.c.id == 1)).first()
     if head is not None and head.hash != prev:
-        return checked, None, "the last audit events were deleted: the chain head does not match the last event"
-    return checked, None, None
+        out.problem = "the last audit events were deleted: the chain head does not match the last event"
+    elif out.unkeyed and not keyed_seen:
+        out.unsealed = True
+        out.problem = (
+            f"the {out.unkeyed} audit event(s) up to event {out.last_id} are unkeyed and no keyed event seals them: "
+            "anyone with the database could have re-hashed them (an upgraded database: run peerwatch audit seal)"
+        )
+    return out
 
 
 def record_refusal(

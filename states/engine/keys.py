@@ -57,19 +57,19 @@ def _parse(pairs: list[tuple[str, str]], where: str) -> Keys:
     return Keys(keys, list(keys)[-1], where)
 
 
-_cache: dict[tuple[str, str, float], Keys] = {}
+_cache: dict[tuple[str, str, int, int, int], Keys] = {}
 
 
 def load(required: bool = True) -> Keys | None:
     """The keys in force, or None (``required=False``) when none is configured."""
     env = os.environ.get("PEERWATCH_AUDIT_KEY", "")
     if env:
-        hit = _cache.get(("env", env, 0.0))
+        hit = _cache.get(("env", env, 0, 0, 0))
         if hit is None:
             pairs = [tuple(p.strip().split(":", 1)) for p in env.split(",") if p.strip()]
             if any(len(p) != 2 for p in pairs):
                 raise NoAuditKey("PEERWATCH_AUDIT_KEY: expected ID:HEX[,ID:HEX...]")
-            hit = _cache[("env", env, 0.0)] = _parse(pairs, "PEERWATCH_AUDIT_KEY")  # type: ignore[arg-type]
+            hit = _cache[("env", env, 0, 0, 0)] = _parse(pairs, "PEERWATCH_AUDIT_KEY")  # type: ignore[arg-type]
         return hit
     path = key_file()
     try:
@@ -83,7 +83,8 @@ def load(required: bool = True) -> Keys | None:
         ) from None
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise NoAuditKey(f"{path} can be read by others (mode {stat.S_IMODE(st.st_mode):o}): chmod 600 it")
-    hit = _cache.get(("file", str(path), st.st_mtime))
+    stamp = ("file", str(path), st.st_mtime_ns, st.st_size, st.st_ino)  # a rotation appends: the size changes
+    hit = _cache.get(stamp)
     if hit is None:
         try:
             lines = path.read_text().split("\n")
@@ -92,7 +93,7 @@ def load(required: bool = True) -> Keys | None:
         pairs = [tuple(line.split()) for line in lines if line.strip() and not line.startswith("#")]
         if any(len(p) != 2 for p in pairs):
             raise NoAuditKey(f"{path}: expected one 'ID HEX' line per key")
-        hit = _cache[("file", str(path), st.st_mtime)] = _parse(pairs, str(path))  # type: ignore[arg-type]
+        hit = _cache[stamp] = _parse(pairs, str(path))  # type: ignore[arg-type]
     return hit
 
 

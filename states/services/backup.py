@@ -9,12 +9,17 @@
   transaction. Point-in-time recovery (WAL archiving and a base backup) is in docs/scale.md.
 
 ``restore`` first brings the backup back somewhere nobody reads (a scratch SQLite file; on
-PostgreSQL a schema of the dump's own name that must not hold tables), recomputes the audit
-hash chain there (``states.engine.verify_chain``), and refuses a backup that does not verify
-or is not a peerwatch database, leaving the target untouched. Only then is it copied into
-the target (SQLite: the backup API again) or renamed to the target schema (PostgreSQL); a
-target that already holds tables is refused unless ``replace`` is given (SQLite). A backup
-made by an older peerwatch is migrated to the current schema afterwards.
+PostgreSQL a schema of the dump's own name that must not hold tables), migrates it there to
+the current schema (a backup made by an older peerwatch), recomputes the keyed audit chain
+there (``states.engine.audit.check_chain``: it needs the audit key, as ``audit verify``
+does), and refuses a backup that does not verify, cannot be verified (no key) or is not a
+peerwatch database, leaving the target untouched. Only then is it copied into the target
+(SQLite: the backup API again) or renamed to the target schema (PostgreSQL); a target that
+already holds tables is refused unless ``replace`` is given (SQLite). A backup whose events
+all date from before the chain was keyed verifies as such; the first keyed event after the
+restore seals them. ``backup`` without the key still writes the copy, said to be unverified.
+Anchors (``states/services/anchors.py``) made after the backup was taken name the events a
+restore lost: anchor into a new directory after such a restore.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
 from models.db import dispose_engine, init_db
-from states.engine import verify_chain
+from states.engine.audit import check_chain
+from states.engine.keys import NoAuditKey
 from states.errors import InvalidInput, NotFound, PeerwatchError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -55,9 +61,14 @@ def _sqlite_path(url: URL) -> Path:
     return Path(url.database)
 
 
-def _check(engine: Engine) -> dict[str, Any]:
+def _check(engine: Engine, *, restoring: bool = False) -> dict[str, Any]:
     """Verify a database: a peerwatch schema (an Alembic revision, the audit tables) and an
-    unbroken audit chain. Returns what was found; raises BackupRefused otherwise."""
+    unbroken keyed audit chain. Returns what was found; raises BackupRefused otherwise.
+
+    Without the audit key a restore is refused (its chain cannot be verified); a backup is
+    still written, said to be unverified (``audit_unverified``). A restored chain made only of
+    events from before keying (an old release's backup) verifies as such (``audit_unkeyed``):
+    the first keyed event after the restore seals it."""
     try:
         with engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())
@@ -67,16 +78,37 @@ def _check(engine: Engine) -> dict[str, Any]:
                 )
             revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         with Session(engine) as s:
-            checked, _broken, problem = verify_chain(s)
+            report = check_chain(s)
     except BackupRefused:
         raise
+    except NoAuditKey as exc:
+        if restoring:
+            raise BackupRefused(f"the backup's audit chain cannot be verified: {exc}") from None
+        return {"revision": revision, "audit_unverified": str(exc)}
     except Exception as exc:
         raise BackupRefused(
             f"the backup cannot be read as a peerwatch database: {' '.join(str(exc).split())[:300]}"
         ) from None
-    if problem:
-        raise BackupRefused(f"the backup's audit chain does not verify after {checked} good event(s): {problem}")
-    return {"revision": revision, "audit_events": checked}
+    if report.unsealed and restoring:
+        return {"revision": revision, "audit_events": report.checked, "audit_unkeyed": report.unkeyed}
+    if report.problem:
+        raise BackupRefused(
+            f"the backup's audit chain does not verify after {report.checked} good event(s): {report.problem}"
+        )
+    return {"revision": revision, "audit_events": report.checked, "audit_unkeyed": report.unkeyed}
+
+
+def _migrate_copy(url: str) -> None:
+    """Migrate a restored copy (nowhere anyone reads yet) to the current schema before its chain
+    is verified: a backup made by an older release lacks the keyed chain's columns."""
+    try:
+        init_db(url)
+    except Exception as exc:
+        raise BackupRefused(
+            f"the backup cannot be brought to this release's schema: {' '.join(str(exc).split())[:300]}"
+        ) from None
+    finally:
+        dispose_engine(url)
 
 
 def _scratch_engine(path: Path) -> Engine:
@@ -218,7 +250,7 @@ def restore(url: str, source: Path, replace: bool = False) -> dict[str, Any]:
         raise InvalidInput(f"restore supports SQLite and PostgreSQL, not {u.get_backend_name()}")
     dispose_engine(url)
     engine = init_db(url)  # a backup from an older release: migrated to the current schema
-    out.update(_check(engine))  # and checked once more where it now lives
+    out.update(_check(engine, restoring=True))  # and checked once more where it now lives
     return out
 
 
@@ -243,9 +275,10 @@ def _restore_sqlite(u: URL, source: Path, replace: bool) -> dict[str, Any]:
                 src.close()
         except sqlite3.DatabaseError as exc:
             raise BackupRefused(f"{source.name} cannot be read as a SQLite database: {exc}") from None
+        _migrate_copy(f"sqlite:///{scratch}")
         engine = _scratch_engine(scratch)
         try:
-            found = _check(engine)
+            found = _check(engine, restoring=True)
         finally:
             engine.dispose()
         if target.exists():
@@ -341,11 +374,11 @@ def _restore_postgres(u: URL, source: Path) -> dict[str, Any]:
             )
         finally:
             os.unlink(lst.name)
-        scratch = create_engine(
-            u.set(query={**_without_options(u), "options": f"-csearch_path={schema}"}), poolclass=NullPool
-        )
+        scratch_url = u.set(query={**_without_options(u), "options": f"-csearch_path={schema}"})
+        scratch = create_engine(scratch_url, poolclass=NullPool)
         try:
-            found = _check(scratch)
+            _migrate_copy(scratch_url.render_as_string(hide_password=False))
+            found = _check(scratch, restoring=True)
         except BackupRefused:
             with pg.begin() as conn:  # take back what was restored: the target is as it was
                 conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
