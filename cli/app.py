@@ -1,6 +1,6 @@
 """``peerwatch``: the operator's command line (Typer + Rich).
 
-The root command takes the global options (``--as-of``, ``--json``) into a ``cli.context.Context``
+The root command takes the global options (``--as-of``, ``--json``, ``--as``) into a ``cli.context.Context``
 and mounts the command groups: one module per group, ``cli/cmd_<name>.py`` exporting ``NAME`` and
 ``app``, plus a group of the generic commands for any kind without one. Only the group the line
 names is imported (start-up time: each pulls in its kind's machine); help or a typo mounts them all.
@@ -8,7 +8,9 @@ Interactive commands never import Prefect: only ``serve`` and ``demo`` do, lazil
 imports inside functions in cli/ are those start-up time needs (the group modules, Prefect,
 Jinja2, fpdf2, icalendar), each marked ``# lazy: <why>``: ``grep -rn "# lazy:" cli`` lists them.
 
-Every error a user can cause prints one line on stderr and exits 2, with nothing changed.
+Every error a user can cause prints one line on stderr and exits 2, with nothing changed (on a
+training database the banner that says so comes first). Who is acting is never an option: the
+OS account running the command, mapped to a peerwatch account (cli/context.py).
 """
 
 from __future__ import annotations
