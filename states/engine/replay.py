@@ -36,7 +36,6 @@ from states.machines.spec import get_spec, kinds
 _AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
 _DEADLINE = Deadline.__table__  # type: ignore[attr-defined]
 _OUTSTANDING = [s.value for s in OUTSTANDING]
-_TOP = 2**63 - 1  # beyond any row id: the last batch reaches every event after the last row
 
 
 @dataclass(frozen=True)
@@ -96,35 +95,39 @@ def replay(session: Session, batch: int = 5000) -> ReplayReport:
     """Replay every kind's items against their audit events; see the module's docstring."""
     report = ReplayReport()
     for kind in kinds():
-        for lo, hi, rows in _batches(session, kind, batch):
-            _check_batch(session, kind, lo, hi, rows, report)
+        for span, rows in _batches(session, kind, batch):
+            _check_batch(session, kind, span, rows, report)
     return report
 
 
-def _batches(session: Session, kind: str, batch: int) -> Iterator[tuple[int, int, dict[int, tuple[str, int]]]]:
+Range = tuple[int | None, int | None]  # item ids from, to (inclusive; None: open-ended)
+
+
+def _batches(session: Session, kind: str, batch: int) -> Iterator[tuple[Range, dict[int, tuple[str, int]]]]:
     """A kind's rows, ``batch`` at a time, each with the id range it covers: contiguous ranges,
-    the last one open-ended, so every event's item id falls in exactly one."""
+    the first and last open-ended, so every event's item id falls in exactly one."""
     table = get_spec(kind).model.__table__  # type: ignore[attr-defined]
-    lo = -_TOP
+    lo: int | None = None
     while True:
-        got = session.execute(
-            select_core(table.c.id, table.c.state, table.c.version)
-            .where(table.c.id >= lo)
-            .order_by(table.c.id)
-            .limit(batch)
-        ).all()
+        query = select_core(table.c.id, table.c.state, table.c.version).order_by(table.c.id).limit(batch)
+        got = session.execute(query if lo is None else query.where(table.c.id >= lo)).all()
         last = len(got) < batch
-        hi = _TOP if last else got[-1].id
-        yield lo, hi, {r.id: (r.state, r.version) for r in got}
-        if last:
+        hi = None if last else got[-1].id
+        yield (lo, hi), {r.id: (r.state, r.version) for r in got}
+        if hi is None:
             return
         lo = hi + 1
 
 
+def _within(column: Any, span: Range) -> list[Any]:
+    lo, hi = span
+    return ([column >= lo] if lo is not None else []) + ([column <= hi] if hi is not None else [])
+
+
 def _check_batch(
-    session: Session, kind: str, lo: int, hi: int, rows: dict[int, tuple[str, int]], report: ReplayReport
+    session: Session, kind: str, span: Range, rows: dict[int, tuple[str, int]], report: ReplayReport
 ) -> None:
-    in_range = (_AUDIT.c.kind == kind, _AUDIT.c.item_id >= lo, _AUDIT.c.item_id <= hi)
+    in_range = (_AUDIT.c.kind == kind, *_within(_AUDIT.c.item_id, span))
     last = (
         select_core(_AUDIT.c.item_id, func.max(_AUDIT.c.id).label("last")).where(*in_range).group_by(_AUDIT.c.item_id)
     )
@@ -151,22 +154,21 @@ def _check_batch(
             out.append(Finding(kind, item_id, "version", version, seen[1]))
     for item_id in sorted(set(replayed) - set(rows)):
         out.append(Finding(kind, item_id, "row", None, replayed[item_id][1]))
-    _check_deadlines(session, kind, lo, hi, set(rows), report)
+    _check_deadlines(session, kind, span, set(rows) & set(replayed), report)  # a row without events is named once
 
 
-def _check_deadlines(session: Session, kind: str, lo: int, hi: int, items: set[int], report: ReplayReport) -> None:
-    """Each outstanding deadline of these items is due on a date their events recorded."""
+def _check_deadlines(session: Session, kind: str, span: Range, items: set[int], report: ReplayReport) -> None:
+    """Each outstanding deadline of these items (rows with events) is due on a date their events recorded."""
     pending = session.execute(
         select_core(_DEADLINE.c.id, _DEADLINE.c.item_id, _DEADLINE.c.name, _DEADLINE.c.due_on)
         .where(
             _DEADLINE.c.kind == kind,
-            _DEADLINE.c.item_id >= lo,
-            _DEADLINE.c.item_id <= hi,
+            *_within(_DEADLINE.c.item_id, span),
             _DEADLINE.c.status.in_(_OUTSTANDING),
         )
         .order_by(_DEADLINE.c.item_id, _DEADLINE.c.id)
     ).all()
-    pending = [d for d in pending if d.item_id in items]  # an item with no row is named once, above
+    pending = [d for d in pending if d.item_id in items]
     if not pending:
         return
     report.deadlines += len(pending)
