@@ -11,20 +11,23 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import create_engine, func, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, select
 
 from models import AuditEvent, Risk
+from models.db import dispose_engine, migrate
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
 from states.engine import verify_chain
+from states.engine.audit import Event, check_chain, event_hash, record_change
 from states.services.backup import BackupRefused, backup, restore
 from tests import support_accounts
 from tests.databases import ON_POSTGRES, drop, fresh_url, schema_of, skip_on_postgres
@@ -258,13 +261,6 @@ def test_without_the_audit_key_a_restore_is_refused_and_a_backup_says_it_is_unve
 def test_a_backup_from_before_the_keyed_chain_restores_and_its_events_verify_as_unkeyed(tmp_path: Path) -> None:
     """A backup made by a release before revision 0011 (plain SHA-256 hashes, no key ids) is
     migrated where nobody reads it, verified as an unkeyed chain, and restored."""
-    from datetime import UTC, datetime
-
-    import sqlalchemy as sa
-
-    from models.db import dispose_engine, migrate
-    from states.engine.audit import Event, check_chain, event_hash, record_change
-
     old_url = f"sqlite:///{tmp_path}/old.db"
     migrate(old_url, "0010")
     prev, rows = "", []

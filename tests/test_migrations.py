@@ -7,7 +7,7 @@ the difference. Add a revision with ``models.db.autogenerate`` (docs/scale.md, "
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,9 +20,13 @@ from sqlmodel import Session, SQLModel, select
 
 from models import Network, get_engine, init_db
 from models.db import alembic_config, import_all_tables, migrate, migration_scripts
+from models.tables import AuditHead
 from models.types import UTCDateTime
+from states.clock import FixedClock
+from states.engine.audit import Event, check_chain, event_hash, record_change
 from tests.databases import ON_POSTGRES, drop, fresh_url
 from tests.factories import person
+from tests.support_cli import cli_env, ok, run
 
 # The audit table's columns before revision 0011 (no user_id, recorded_at, key_id).
 _OLD_AUDIT = sa.table(
@@ -182,13 +186,6 @@ def test_events_from_before_keying_are_an_unkeyed_prefix_the_first_keyed_event_s
     """Before revision 0011 each event's hash was a plain SHA-256. Upgraded, those events verify
     as an unkeyed prefix, but only once a keyed event seals them (its HMAC covers the prefix's
     last hash): until then nobody can tell them from a chain re-hashed without the key."""
-    from datetime import datetime
-
-    from models.tables import AuditHead
-    from states.clock import FixedClock
-    from states.engine.audit import Event, check_chain, event_hash, record_change
-    from tests.support_cli import cli_env, ok, run
-
     migrate(db_url, "0010")
     prev, rows = "", []
     for n, trigger in enumerate(("add", "edit"), 1):  # a contact's audited changes (no item table to replay)
