@@ -211,6 +211,16 @@ def test_rotate_key_from_the_command_line_is_an_administrators_audited_act(
     assert "intact: " in ok(run(cli_env(), "audit", "verify"))
 
 
+def test_rotating_a_key_file_edited_by_hand_keeps_every_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "audit.key"
+    path.write_text(f"# ours\nold-1 {TEST_KEY.hex()}")  # no newline at the end
+    path.chmod(0o600)
+    monkeypatch.delenv("PEERWATCH_AUDIT_KEY")
+    monkeypatch.setenv("PEERWATCH_AUDIT_KEY_FILE", str(path))
+    new = keys.rotate()
+    assert list(keys.load().keys) == ["old-1", new]  # type: ignore[union-attr]
+
+
 def test_keys_from_the_environment_are_rotated_in_the_secrets_store(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(keys.NoAuditKey, match="rotate them in your secrets store"):
         keys.rotate()

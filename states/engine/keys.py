@@ -125,6 +125,7 @@ def rotate(path: Path | None = None) -> str:
     path = path or key_file()
     load()  # refuses a missing or readable-by-others file
     line = new_key_line()
-    with open(path, "a") as f:
-        f.write(line)
+    text = path.read_text()
+    with open(path, "a") as f:  # appended in place: the file keeps its mode, the old keys their lines
+        f.write(line if not text or text.endswith("\n") else "\n" + line)
     return line.split()[0]
