@@ -34,6 +34,10 @@ and keeps the text on the row, committed with the claim, so the row says word fo
 was handed to the mail service. A letter that cannot be rendered (a template error) is not
 sent: it becomes a ``failed`` incident naming the error, retried on the back-off like a
 failed send, and the rest of its digest still goes.
+
+Training: in a training database (``peerwatch init --training``) nothing goes over SMTP,
+whatever ``PEERWATCH_MAIL`` says (``transports.for_database``): letters are written to the
+outbox folder and their rows marked ``sent`` with a note saying so (``DispatchSummary.note``).
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from notifications.attachments import render_attachment
 from notifications.build import Clock, build_guarded, message_id_for
 from notifications.errors import InvalidSetting
 from notifications.render import rendered
-from notifications.transports import ConnectionFailed, Transport, TransportError
+from notifications.transports import ConnectionFailed, Transport, TransportError, for_database
 
 __all__ = [
     "IN_DOUBT",
@@ -128,6 +132,7 @@ class DispatchSummary:
     unsendable: int = 0  # rows whose message could not be built or was refused: failed incidents
     not_tried: int = 0  # batches left queued because the mail service could not be reached
     errors: list[str] = field(default_factory=list)
+    note: str | None = None  # e.g. a training database: where its letters went instead of SMTP
 
 
 # ------------------------------------------------------------------------------ incidents
@@ -222,7 +227,7 @@ def recover(
         answer = ask(mid) if ask is not None and mid else None
         if answer is True:
             r.status, r.sent_at, r.message_id, r.resend_at = OutboxStatus.SENT, now, mid, None
-            r.last_error = None
+            r.last_error = getattr(transport, "note", None)
             summary.recovered_sent += 1
         elif answer is False:
             r.status, r.next_attempt_at, r.message_id, r.resend_at = OutboxStatus.QUEUED, now, None, None
@@ -324,6 +329,7 @@ class _Run:
     ) -> None:
         self.session, self.transport, self.clock, self.policy, self.dpolicy = session, transport, clock, policy, dpolicy
         self.summary, self.now = summary, clock.now()
+        self.sent_note: str | None = getattr(transport, "note", None)  # kept on each row sent (training)
         self.lease_until = self.now + timedelta(seconds=dpolicy.sending_lease_seconds)
         self.unreachable = 0  # consecutive connection failures
 
@@ -429,7 +435,7 @@ def _resend_in_doubt(run: _Run, files: dict[str, list[Attachment]]) -> None:
                     r.status, r.sent_at, r.last_error, r.message_id = (
                         OutboxStatus.SENT,
                         now,
-                        None,
+                        run.sent_note,
                         str(msg["Message-ID"]),
                     )
                 else:  # not taken: still in doubt (the first send may have arrived), resend tried again later
@@ -462,7 +468,9 @@ def dispatch(
     commits as it goes so nothing goes twice in the normal path."""
     dpolicy = dpolicy or DispatchPolicy.from_env()
     policy = policy or dpolicy
+    transport = for_database(session, transport)  # a training database never sends over SMTP
     summary = recover(session, transport, clock, dpolicy)
+    summary.note = getattr(transport, "note", None)
     run = _Run(session, transport, clock, policy, dpolicy, summary)
     now = run.now
     due = list(
@@ -541,7 +549,7 @@ def dispatch(
                 run.unsendable(r, before, f"letter could not be sent: {type(exc).__name__}: {exc}")
         else:
             for r, before in claimed:
-                r.status, r.sent_at, r.last_error = OutboxStatus.SENT, now, None
+                r.status, r.sent_at, r.last_error = OutboxStatus.SENT, now, run.sent_note
                 if before == OutboxStatus.FAILED:
                     summary.redelivered += 1
                 session.add(r)

@@ -11,6 +11,11 @@ after a wait, with the same Message-ID.
 - ``MemoryTransport``: keeps messages in a list; the test double, with a switchable outage.
 
 ``transport_from_env()`` picks one from ``PEERWATCH_MAIL`` (``folder`` or ``smtp``).
+
+A training database (``peerwatch init --training``) never sends over SMTP, whatever
+``PEERWATCH_MAIL`` says: ``for_database`` gives the dispatcher a ``TrainingTransport``, which
+writes each letter where the folder transport writes (``PEERWATCH_OUTBOX_DIR``), marked as a
+training letter; the rows are marked sent with a note saying so.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Protocol
 
+from sqlmodel import Session
+
+from models.installation import ROW_ID, Installation
 from notifications.errors import InvalidSetting
 
 
@@ -204,6 +212,39 @@ class MemoryTransport:
 
 def outbox_folder() -> Path:
     return Path(os.environ.get("PEERWATCH_OUTBOX_DIR", "var/outbox"))
+
+
+TRAINING_HEADER = "X-Peerwatch-Training"
+
+
+class TrainingTransport(FolderTransport):
+    """A training database's letters: written to the outbox folder, never sent over SMTP."""
+
+    name = "training folder"
+
+    def __init__(self, folder: str | Path, sender: str = DEFAULT_SENDER) -> None:
+        super().__init__(folder, sender)
+        self.note = f"training database: written to {self.folder}, never sent over SMTP"
+
+    def send(self, message: EmailMessage) -> None:
+        del message[TRAINING_HEADER]
+        message[TRAINING_HEADER] = "a letter of a training database: never sent over SMTP"
+        super().send(message)
+
+
+def is_training(session: Session) -> bool:
+    """Was this database made with ``peerwatch init --training`` (models.installation)?"""
+    row = session.get(Installation, ROW_ID)
+    return bool(row is not None and row.training)
+
+
+def for_database(session: Session, transport: Transport) -> Transport:
+    """The transport a dispatch run may use on this database: in a training database, any
+    transport that would reach a mail server (SMTP, or anything not known to stay on this
+    machine) is replaced by a ``TrainingTransport`` writing to ``PEERWATCH_OUTBOX_DIR``."""
+    if isinstance(transport, (FolderTransport, MemoryTransport)) or not is_training(session):
+        return transport
+    return TrainingTransport(outbox_folder(), transport.sender)
 
 
 def _number(name: str, default: str, kind: type) -> Any:
