@@ -215,14 +215,25 @@ def publish_views(session: Session, clock: Clock, today: date) -> list[str]:
     ]
 
 
+SUMMARY_ROWS = 100  # incidents listed on the run summary; every one is in the chase-skipped artifact
+
+
+def _cell(value: object) -> str:
+    """A value in a markdown table cell: no pipe or line break can break the table."""
+    return " ".join(str(value if value is not None else "").replace("|", "/").split())
+
+
 def publish_run_summary(
     actions: list[dict[str, Any]],
     skipped: list[dict[str, Any]],
     keys: list[str],
     today: date,
     notes: list[str] | None = None,
+    undeliverable: list[dict[str, Any]] | None = None,
 ) -> None:
-    """What this chase run did, counted by action and kind, linking every view it refreshed."""
+    """What this chase run did, counted by action and kind; every item it skipped, with why (an
+    incident each, never a silent skip); the letters it queued that nobody can receive; and a
+    link to every view it refreshed."""
     counts = Counter((a["action"], a["kind"]) for a in actions)
     lines = [f"# Chase sweep as of {today.isoformat()}", ""]
     if counts:
@@ -231,7 +242,21 @@ def publish_run_summary(
     else:
         lines.append("Nothing was due.")
     if skipped:
-        lines += ["", f"{len(skipped)} item(s) skipped because someone else changed them first (see the run's logs)."]
+        lines += ["", f"## {len(skipped)} incident(s): item(s) skipped", "", "| kind | id | deadline | step | why |"]
+        lines += ["|---|---:|---|---|---|"]
+        lines += [
+            f"| {k['kind']} | {k['id']} | {_cell(k.get('deadline'))} | {_cell(k.get('step'))} | {_cell(k['reason'])} |"
+            for k in skipped[:SUMMARY_ROWS]
+        ]
+        if len(skipped) > SUMMARY_ROWS:
+            lines.append(f"\n... and {len(skipped) - SUMMARY_ROWS} more: {_link('chase-skipped', 'chase-skipped')}.")
+    if undeliverable:
+        lines += ["", f"## {len(undeliverable)} letter(s) queued that no contact can receive", ""]
+        lines += ["| kind | id | letter | why |", "|---|---:|---|---|"]
+        lines += [
+            f"| {u['kind']} | {u['id']} | {_cell(u['letter'])} | {_cell(u['reason'])} |"
+            for u in undeliverable[:SUMMARY_ROWS]
+        ]
     for note in notes or []:  # e.g. a scheduled run the concurrency limit cancelled (flows/collisions.py)
         lines += ["", f"**{note}**"]
     lines += [

@@ -1,7 +1,10 @@
 """The daily chase sweep as a Prefect flow, publishing what it did as a table artifact.
 
 Its summary also carries the outbox's open incidents (letters failed, undeliverable or in
-doubt), so a mail outage is seen on the next chase run as well as in the dispatch run.
+doubt), so a mail outage is seen on the next chase run as well as in the dispatch run, and
+every item the sweep skipped, with why (``SweepSummary.skipped``): nothing is skipped silently.
+The sweep acts as the built-in system principal; ``as_of`` may be a past date (catching up),
+never a future one outside a training database (flows/run_clock.py).
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from sqlmodel import Session
 from flows import collisions
 from flows.artifacts import publish_run_summary, view_keys
 from flows.naming import as_of as run_name
+from flows.run_clock import sweep_clock
 from models import init_db
 from notifications.dispatch import incident_rows, incidents
-from states.clock import clock_from
 from states.engine.sweep import SweepSummary, run_sweep
 
 LOGGED_ACTIONS = 200
@@ -25,13 +28,13 @@ LOGGED_ACTIONS = 200
 
 @task(name="sweep-deadlines")
 def sweep(as_of: str | None) -> SweepSummary:
-    return run_sweep(init_db(), clock_from(as_of))
+    return run_sweep(init_db(), sweep_clock(as_of))
 
 
 @task(name="outbox-incidents")
 def open_incidents(as_of: str | None) -> list[dict[str, Any]]:
     with Session(init_db()) as session:
-        return incident_rows(incidents(session, clock_from(as_of).now()))
+        return incident_rows(incidents(session, sweep_clock(as_of).now()))
 
 
 @flow(
@@ -42,6 +45,7 @@ def open_incidents(as_of: str | None) -> list[dict[str, Any]]:
 def chase(as_of: str | None = None) -> dict[str, Any]:
     """Sweep every deadline due as of ``as_of`` in batched queries, inside this one run."""
     logger = get_run_logger()
+    sweep_clock(as_of)  # a future as_of is refused here, before anything runs
     summary = sweep(as_of)
     # One log line per action up to LOGGED_ACTIONS, then counts: the artifact has every row
     # (thousands of log lines would bury the ones a manager needs, and cost a second a run).
@@ -57,7 +61,9 @@ def chase(as_of: str | None = None) -> dict[str, Any]:
             ", ".join(f"{k} {v}" for k, v in sorted(rest.items())),
         )
     for s in summary.skipped:
-        logger.warning("skipped %s %s: %s", s["kind"], s["id"], s["reason"])
+        logger.warning("skipped %s %s (%s): %s", s["kind"], s["id"], s.get("step", ""), s["reason"])
+    for u in summary.undeliverable:
+        logger.warning("%s %s: letter %s undeliverable: %s", u["kind"], u["id"], u["letter"], u["reason"])
     outbox = open_incidents(as_of)
     if outbox:
         logger.warning(
@@ -77,6 +83,12 @@ def chase(as_of: str | None = None) -> dict[str, Any]:
             markdown=f"Chase sweep as of {day}: nothing was due{note}.",
             description=f"Chase sweep as of {day}: nothing was due{note}",
         )
+    if summary.skipped:
+        create_table_artifact(
+            key="chase-skipped",
+            table=summary.skipped,
+            description=f"Chase sweep as of {day}: {len(summary.skipped)} item(s) skipped, each with why",
+        )
     if outbox:
         create_table_artifact(
             key="chase-outbox-incidents",
@@ -87,7 +99,12 @@ def chase(as_of: str | None = None) -> dict[str, Any]:
         keys = view_keys(session)
     cancelled = collisions.report(logger)
     publish_run_summary(
-        summary.actions, summary.skipped, keys + ["chase-outbox-incidents"] * bool(outbox), summary.as_of, cancelled
+        summary.actions,
+        summary.skipped,
+        keys + ["chase-outbox-incidents"] * bool(outbox),
+        summary.as_of,
+        cancelled,
+        undeliverable=summary.undeliverable,
     )
     counts: dict[str, int] = {}
     for a in summary.actions:
@@ -96,6 +113,8 @@ def chase(as_of: str | None = None) -> dict[str, Any]:
         "as_of": day,
         "counts": counts,
         "skipped": len(summary.skipped),
+        "skipped_items": summary.skipped,
+        "undeliverable": len(summary.undeliverable),
         "cancelled_runs": cancelled,
         "outbox_incidents": len(outbox),
         "incidents": outbox,

@@ -1,7 +1,9 @@
 """Drain the outbox as a Prefect flow; failures stay queued and are retried with back-off.
 
 Every run refreshes the ``outbox`` artifact (messages by status) and ``outbox-incidents``
-(failed, undeliverable, interrupted or in-doubt sends), flows/artifacts.py.
+(failed, undeliverable, interrupted or in-doubt sends), flows/artifacts.py. In a training
+database nothing goes over SMTP, whatever ``PEERWATCH_MAIL`` says: letters are written to
+``PEERWATCH_OUTBOX_DIR`` and marked sent with a note (notifications/transports.py).
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from sqlmodel import Session
 from flows import collisions
 from flows.artifacts import publish_outbox
 from flows.naming import as_of as run_name
+from flows.run_clock import sweep_clock
 from models import init_db
 from notifications.dispatch import dispatch as drain
 from notifications.dispatch import incident_rows, incidents
 from notifications.transports import transport_from_env
-from states.clock import clock_from
 from states.policy import Policy
 
 
@@ -30,10 +32,12 @@ from states.policy import Policy
 def dispatch(as_of: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     engine = init_db()
-    clock = clock_from(as_of)
+    clock = sweep_clock(as_of)
     with Session(engine, expire_on_commit=False) as session:
         summary = drain(session, transport_from_env(), clock, Policy.from_env())
         open_incidents = incident_rows(incidents(session, clock.now()))
+    if summary.note:
+        logger.warning("%s", summary.note)
     for err in summary.errors:
         logger.warning("send failed: %s", err)
     if summary.in_doubt:
@@ -69,4 +73,5 @@ def dispatch(as_of: str | None = None) -> dict[str, Any]:
         "unsendable": summary.unsendable,
         "not_tried": summary.not_tried,
         "incidents": len(open_incidents),
+        "note": summary.note,
     }

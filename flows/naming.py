@@ -47,12 +47,12 @@ def as_of(flow: str) -> Callable[[], str]:
     return name
 
 
-def fire_run_name() -> str:
+def fire_run_name(actor: str | None = None, role: str | None = None) -> str:
+    """``"fire <trigger> on <kind> <id> as of <date>"``; once the run knows who acted (the owner
+    of its access token), ``"... by <name> (<role>) as of <date>"``. Never the token."""
     p = _parameters()
-    return (
-        f"fire {p.get('trigger')} on {p.get('kind')} {p.get('item_id')} by {p.get('actor')} ({p.get('role')})"
-        f" as of {_day(p.get('as_of'))}"
-    )
+    by = f" by {actor} ({role})" if actor else ""
+    return f"fire {p.get('trigger')} on {p.get('kind')} {p.get('item_id')}{by} as of {_day(p.get('as_of'))}"
 
 
 def themes_run_name() -> str:

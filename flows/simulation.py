@@ -1,7 +1,7 @@
 """The workload simulation: synthetic networks walked day by day through the real code.
 
-``simulate`` builds a fresh SQLite database of its own (never the user's) with N synthetic
-networks, half on the annual (West Midlands) and half on the biennial (Cheshire & Mersey)
+``simulate`` builds a fresh SQLite *training* database of its own (never the user's: its dates
+are simulated, its letters never sent over SMTP) with N synthetic networks, half on the annual (West Midlands) and half on the biennial (Cheshire & Mersey)
 programme, each with S services in synthetic Trusts and a contact for every role a letter
 can need. Then, for each day from ``start`` to ``end`` it runs what the deployments run:
 
@@ -9,8 +9,10 @@ can need. Then, for each day from ``start`` to ``end`` it runs what the deployme
   then ``states.engine.sweep.run_sweep``;
 - 07:00 Monday-Friday, the ``chase`` flow's work: ``run_sweep`` again;
 - noon on working days, the people: network staff record what the synthetic Trusts, services
-  and reviewers do, through ``states.engine`` with their proper roles (``Behaviour`` draws
-  when, with a seeded ``random.Random``);
+  and reviewers do, through ``states.engine``, each a named account granted its role for its
+  own network (``flows.simulation_world.cast``: a Network Manager, a Regional Lead and the
+  network office per network), acting as that account does with ``--as`` in a training
+  database (``Behaviour`` draws when, with a seeded ``random.Random``);
 - 18:00, the ``dispatch`` flow's work: ``notifications.dispatch.dispatch`` to a
   ``MemoryTransport`` emptied after each run (the simulation only counts what was sent).
 
@@ -25,20 +27,23 @@ people do (``Behaviour``) is drawn in ``flows.simulation_behaviour``.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from flows.simulation_behaviour import APPEAL, Behaviour, Step, chunks
-from flows.simulation_world import Rates, Settings, World, build_world, fresh_database
+from flows.simulation_world import Rates, Settings, World, build_world, cast, fresh_database
 from models.cycle import ProgrammePhase
 from models.db import begin_write
 from models.tables import Network, Visit
@@ -47,20 +52,21 @@ from notifications.transports import MemoryTransport
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock, local_date
+from states.engine import keys
 from states.engine.sweep import run_sweep
+from states.engine.system import SYSTEM_PRINCIPAL
 from states.errors import PeerwatchError
 from states.machines.spec import get_spec
 from states.policy import Policy
+from states.principal import Principal
 from states.programmes import programme_for, programme_year_of
-from states.roles import NETWORK_MANAGER, NETWORK_OFFICE, REGIONAL_LEAD
+from states.roles import NETWORK_MANAGER
 from states.services.appeal import submit
 from states.services.cycle import plan_year
 from states.views import workload
 from states.views.weighting import candidates
 
 __all__ = ["Rates", "Run", "Settings", "simulate", "visit_phase_keys"]
-
-ACTOR_TITLES = {NETWORK_MANAGER: "Network Manager", REGIONAL_LEAD: "Regional Lead", NETWORK_OFFICE: "Network office"}
 
 # States in which a person (not the sweep) takes the next step, by kind, in the order kinds are walked.
 HUMAN_STATES: dict[str, tuple[str, ...]] = {
@@ -87,12 +93,39 @@ DISPATCH_LIMIT = 1000  # rows per dispatch run, as the flow's default
 def simulate(settings: Settings, on_day: Callable[[date], None] | None = None) -> dict[str, Any]:
     """Run the simulation into ``settings.out`` and return the workload (states.views.workload)."""
     settings.check()
+    with _audit_key(settings.out):
+        return _simulate(settings, on_day)
+
+
+@contextmanager
+def _audit_key(out: Path) -> Iterator[None]:
+    """The installation's audit key if one is set up; else a key of the simulation's own in
+    ``out`` (its database is thrown away with it), for the length of the run."""
+    if keys.load(required=False) is not None:
+        yield
+        return
+    before = os.environ.get("PEERWATCH_AUDIT_KEY_FILE")
+    path = out / "audit.key"
+    out.mkdir(parents=True, exist_ok=True)
+    keys.create_key_file(path)
+    os.environ["PEERWATCH_AUDIT_KEY_FILE"] = str(path)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PEERWATCH_AUDIT_KEY_FILE", None)
+        else:
+            os.environ["PEERWATCH_AUDIT_KEY_FILE"] = before
+
+
+def _simulate(settings: Settings, on_day: Callable[[date], None] | None) -> dict[str, Any]:
     began = time.perf_counter()
     db = fresh_database(settings.out)
     with Session(db, expire_on_commit=False) as s:
         world = build_world(s, settings)
+        people = cast(s, world.networks, FixedClock(settings.start))
         s.commit()
-    run = Run(db, settings, world)
+    run = Run(db, settings, world, people)
     day = settings.start
     while day <= settings.end:
         run.day(day)
@@ -121,7 +154,7 @@ def simulate(settings: Settings, on_day: Callable[[date], None] | None = None) -
 class Run:
     """One simulation: the flows' work each day, and the people between them."""
 
-    def __init__(self, db: Engine, settings: Settings, world: World) -> None:
+    def __init__(self, db: Engine, settings: Settings, world: World, people: dict[int, dict[str, Principal]]) -> None:
         self.db, self.settings, self.world, self.r = db, settings, world, settings.rates
         self.rng = random.Random(settings.seed)
         self.policy = Policy.from_env()
@@ -133,16 +166,14 @@ class Run:
         self.behaviour = Behaviour(self)
         self.emails = 0
         self.skipped: list[dict[str, Any]] = []
-        self.actors = {
-            n.id: {role: f"{title}, {n.name}" for role, title in ACTOR_TITLES.items()} for n in world.networks
-        }
+        self.actors = people  # network id -> role -> the account acting in it there
         self.visit_keys = {n.id: visit_phase_keys(n, self.r.visit_phase_pattern) for n in world.networks}
 
     def day(self, day: date) -> None:
         self.clock.set(day, 6)  # the cycle flow, early every morning
         with Session(self.db, expire_on_commit=False) as s:
             for net in s.exec(select(Network).order_by(Network.id)):  # type: ignore[arg-type]
-                plan_year(s, net, programme_year_of(day), self.clock)
+                plan_year(s, net, programme_year_of(day), self.clock, principal=SYSTEM_PRINCIPAL)
             s.commit()
         run_sweep(self.db, self.clock, self.policy)
         if day.weekday() < 5:  # the chase flow, 07:00 Monday-Friday
@@ -209,7 +240,7 @@ class Run:
             (alone if st.kind == "appeal" or st.trigger == APPEAL else groups[(st.network_id, st.role)]).append(st)
         for (net_id, role), group in groups.items():
             for chunk in chunks(group, BATCH):
-                if self._fire_batch(chunk, self.actors[net_id][role], role):
+                if self._fire_batch(chunk, self.actors[net_id][role]):
                     for st in chunk:
                         self._done(st, touched)
                 else:
@@ -221,12 +252,12 @@ class Run:
                 self._done(st, touched)
         return dict(touched)
 
-    def _fire_batch(self, steps: list[Step], actor: str, role: str) -> bool:
+    def _fire_batch(self, steps: list[Step], principal: Principal) -> bool:
         requests = [engine.Request(st.kind, st.item_id, st.trigger, st.note, st.version, st.params) for st in steps]
         try:
             with Session(self.db, expire_on_commit=False) as s:
                 begin_write(s)
-                engine.fire_many(s, requests, actor=actor, role=role, clock=self.clock, policy=self.policy)
+                engine.fire_many(s, requests, principal=principal, clock=self.clock, policy=self.policy)
                 s.commit()
         except PeerwatchError:
             return False
@@ -247,8 +278,7 @@ class Run:
                     st.kind,
                     st.item_id,
                     st.trigger,
-                    actor=actor,
-                    role=st.role,
+                    principal=actor,
                     clock=self.clock,
                     note=st.note,
                     expected_version=st.version,
@@ -270,7 +300,7 @@ class Run:
             return False
         return True
 
-    def _appeal(self, st: Step, actor: str) -> bool:
+    def _appeal(self, st: Step, actor: Principal) -> bool:
         params = st.params or {}
         submit(
             self.db,
@@ -278,8 +308,7 @@ class Run:
             appellant_contact_id=params["appellant"],
             statement=str(st.note),
             grounds=params["grounds"],
-            actor=actor,
-            role=st.role,
+            principal=actor,
             clock=self.clock,
         )
         st.at = None  # the report itself has not changed: nothing more to do for it
@@ -318,8 +347,7 @@ class Run:
                     "visit",
                     rows,
                     "propose",
-                    actor=self.actors[net.id][NETWORK_MANAGER],
-                    role=NETWORK_MANAGER,
+                    principal=self.actors[net.id][NETWORK_MANAGER],
                     clock=self.clock,
                     policy=self.policy,
                     params=[{"reason": f"{phase.title}: weighting score {c['score']}"} for c in chosen],

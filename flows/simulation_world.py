@@ -1,5 +1,6 @@
 """The synthetic world of the workload simulation (``flows.simulation``): its settings and rates,
-a fresh database of its own, and the networks, Trusts, services, contacts and reviewers, built in bulk."""
+a fresh training database of its own, the networks, Trusts, services, contacts and reviewers,
+built in bulk, and the cast: named accounts that act in it (``cast``)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,13 @@ from sqlmodel import Session, select
 
 from models.db import dispose_engine, init_db
 from models.tables import Contact, Network, Organisation, Reviewer, Service
+from states.clock import Clock
 from states.errors import InvalidInput
 from states.machines.visit import DISCIPLINES
-from states.roles import CONTACT_ROLES
+from states.principal import NETWORK as NETWORK_SCOPE
+from states.principal import Principal
+from states.roles import CONTACT_ROLES, NETWORK_MANAGER, NETWORK_OFFICE, REGIONAL_LEAD
+from states.services import accounts
 
 SERVICE_KINDS = ("Major Trauma Centre", "Trauma Unit", "Burns", "Spine", "Adult Critical Care")
 SERVICES_PER_TRUST = 10
@@ -120,15 +125,51 @@ class World:
     evidence: Path  # the file a Trust "submits"
 
 
+CAST_TITLES = {NETWORK_MANAGER: "Network Manager", REGIONAL_LEAD: "Regional Lead", NETWORK_OFFICE: "Network office"}
+ADMINISTRATOR_LOGIN = "peerwatch-simulation"
+
+
 def fresh_database(out: Path) -> Engine:
-    """A new, empty SQLite database at ``out/simulation.db`` (any earlier one is removed)."""
+    """A new, empty SQLite database at ``out/simulation.db`` (any earlier one is removed),
+    marked as a training database: its dates are simulated and its letters never sent."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "simulation.db"
     url = f"sqlite:///{path}"
     dispose_engine(url)
     for p in (path, path.with_name("simulation.db-wal"), path.with_name("simulation.db-shm")):
         p.unlink(missing_ok=True)
-    return init_db(url)
+    db = init_db(url)
+    with Session(db) as s:
+        accounts.mark_training(s)
+        s.commit()
+    return db
+
+
+def cast(session: Session, networks: list[Network], clock: Clock) -> dict[int, dict[str, Principal]]:
+    """The people of the story as accounts, made as ``peerwatch init`` and an administrator make
+    them (each an audited event): an administrator, then for each network its Network Manager,
+    Regional Lead and network office, each granted their role for that network only. Returns,
+    per network id, the principal each role acts as (``--as`` in a training database)."""
+    admin, _ = accounts.bootstrap(
+        session,
+        clock,
+        os_login=ADMINISTRATOR_LOGIN,
+        name="Simulation administrator",
+        email="administrator@simulation.nhs.invalid",
+    )
+    assert admin is not None
+    by = accounts.principal_for(session, admin, "training")
+    people: dict[int, dict[str, Principal]] = {}
+    for net in networks:
+        assert net.id is not None
+        slug = net.code.lower()
+        people[net.id] = {}
+        for role, title in CAST_TITLES.items():
+            email = f"{role}@{slug}.network.nhs.invalid"
+            accounts.add_user(session, by, clock, name=f"{title}, {net.name}", email=email)
+            accounts.grant(session, by, clock, email, role, NETWORK_SCOPE, net.id)
+            people[net.id][role] = accounts.training_principal(session, email)
+    return people
 
 
 def build_world(session: Session, settings: Settings) -> World:

@@ -15,6 +15,7 @@ from models.installation import installation_id
 from notifications.ics import uid
 from states import engine
 from states.clock import FixedClock
+from states.engine.system import SYSTEM_PRINCIPAL
 from states.services.cycle import plan_year
 from tests.factories import person
 
@@ -62,7 +63,7 @@ def world(session: Session, services: dict[str, int]) -> dict[str, Any]:
     fire(session, "visit", visit.id, "notify_service")  # type: ignore[arg-type]
     for code in ("WMTN", "CMMTN"):
         net = session.exec(select(Network).where(Network.code == code)).one()
-        plan_year(session, net, 2026, CLOCK)
+        plan_year(session, net, 2026, CLOCK, principal=SYSTEM_PRINCIPAL)  # as the daily cycle flow does
     session.commit()
     return {"sc": sc, "gc": gc, "ir": ir, "visit": visit}
 

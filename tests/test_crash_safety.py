@@ -128,8 +128,7 @@ def _build(path: Path) -> str:
                     "risk",
                     out.row.id,
                     "send_formal_notification",
-                    actor="Dr Asha Patel",  # type: ignore[arg-type]
-                    role="network-manager",
+                    principal=person("Dr Asha Patel", "network-manager"),
                     clock=FixedClock(notified),
                 )
         s.commit()

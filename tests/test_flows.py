@@ -1,8 +1,12 @@
-"""The Prefect flows, run for real under one prefect_test_harness per session."""
+"""The Prefect flows, run for real under one prefect_test_harness per session.
+
+The database is a training database: these runs work to dates after today (a sweep as of a
+future date is refused elsewhere: tests/test_fire_flow_token.py, tests/test_training_mail.py)."""
 
 from __future__ import annotations
 
 import email
+import json
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -13,10 +17,28 @@ from sqlmodel import Session, select
 
 from models import OutboxMessage, Risk
 from states import engine
-from states.clock import FixedClock
+from states.clock import FixedClock, SystemClock
+from states.services import accounts
 from tests.factories import person
+from tests.support_accounts import account
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = pytest.mark.usefixtures("prefect_harness", "training")
+
+
+@pytest.fixture(autouse=True)
+def anchors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the views flow anchors the audit chain (PEERWATCH_ANCHOR_DIR): this test's own."""
+    monkeypatch.setenv("PEERWATCH_ANCHOR_DIR", str(tmp_path / "anchors"))
+    return tmp_path / "anchors"
+
+
+def token_of(db: Engine, name: str, *roles: str) -> str:
+    """A personal access token of a real account holding ``roles`` (as ``peerwatch token create``)."""
+    owner = account(db, name, roles)
+    with Session(db) as s:
+        _row, token = accounts.create_token(s, owner, SystemClock(), "prefect")
+        s.commit()
+    return token
 
 
 def _artifact(key: str) -> list[object]:
@@ -64,11 +86,12 @@ def test_fire_flow_runs_one_manual_transition(db: Engine, raise_risk: Callable[.
         kind="risk",
         item_id=risk.id,
         trigger="send_formal_notification",
-        principal=person("Jo Bloggs", "regional-lead"),
+        token=token_of(db, "Jo Bloggs", "regional-lead"),
         note="sent by email",
         as_of="2026-12-17",
     )
     assert out["from"] == "identified" and out["to"] == "awaiting_response" and out["letters_queued"] == 1
+    assert (out["actor"], out["role"]) == ("Jo Bloggs", "regional-lead")
     from states.errors import PermissionDenied
 
     with pytest.raises(PermissionDenied):
@@ -76,7 +99,7 @@ def test_fire_flow_runs_one_manual_transition(db: Engine, raise_risk: Callable[.
             kind="risk",
             item_id=risk.id,
             trigger="response_adequate",
-            principal=person("x", "auditor"),
+            token=token_of(db, "Ann Auditor", "auditor"),
             as_of="2026-12-18",
         )
 
@@ -151,6 +174,9 @@ def test_views_flow_keeps_the_managers_views_current_and_the_chase_links_them(
     others = [str(arts[f"risk-register-{c}"].data) for c in codes if c != network.code.lower()]  # type: ignore[attr-defined]
     assert all(f"SC-{risk.id}" not in o for o in others)
     assert "letter" in str(arts["outbox"].data) and "queued" in str(arts["outbox"].data)  # type: ignore[attr-defined]
+    (anchored,) = (tmp_path / "anchors").glob("anchor-*.json")  # the audit chain, anchored once a day
+    assert state.result()["anchor"] == str(anchored) and "anchored on 2027-01-21" in arts["audit-anchor"].description  # type: ignore[attr-defined]
+    assert views(as_of="2027-01-21")["anchor"] is None and len(list((tmp_path / "anchors").iterdir())) == 1
     assert (tmp_path / "site" / network.code / "index.html").is_file()
     assert (tmp_path / "site" / network.code / "calendar.ics").is_file()
     summary = str(_run_artifacts(chased.state_details.flow_run_id)["chase-run-summary"].data)  # type: ignore[attr-defined]
@@ -212,7 +238,7 @@ def test_every_flow_run_is_named_by_what_it_did_and_every_artifact_has_a_descrip
         kind="risk",
         item_id=risk.id,
         trigger="send_formal_notification",
-        principal=person("Jo Bloggs", "regional-lead"),
+        token=token_of(db, "Jo Bloggs", "regional-lead"),
         as_of="2026-12-17",
         return_state=True,
     )
@@ -300,3 +326,59 @@ def test_a_run_cancelled_by_the_sweepers_limit_is_reported_with_the_command_to_r
     assert running.name not in line
     summary = str(_run_artifacts(nxt.id)["chase-run-summary"].data)  # type: ignore[attr-defined]
     assert late.name in summary and "prefect deployment run 'chase/chase-limit-test'" in summary
+
+
+def test_a_chain_that_cannot_be_anchored_fails_the_views_run_and_says_why(
+    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.views
+    from states.services.anchors import AnchorRefused
+
+    def refused(*_a: object, **_k: object) -> None:
+        raise AnchorRefused("the audit chain is not anchored, it does not verify: event 7 was changed")
+
+    monkeypatch.setenv("PEERWATCH_SITE_DIR", str(tmp_path / "site"))
+    monkeypatch.setattr(flows.views, "anchor_once_a_day", refused)
+    state = flows.views.views(as_of="2027-01-21", return_state=True)
+    assert state.is_failed() and "event 7 was changed" in str(state.message)
+    note = _run_artifacts(state.state_details.flow_run_id)["audit-anchor"]
+    assert "NOT anchored" in note.description and "event 7 was changed" in note.description  # type: ignore[attr-defined]
+    assert not (tmp_path / "anchors").exists()
+
+
+def test_the_chase_run_summary_lists_every_item_it_skipped_with_why(
+    db: Engine, session: Session, raise_risk: Callable[..., Risk], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An item the sweep could not act on is an incident on the run's summary (and in its
+    result), never a silent skip."""
+    import states.engine.sweep as sweep
+    from flows.chase import chase
+
+    good, bad = raise_risk("IR"), raise_risk("IR")  # both reminded Wed 16 Dec
+    real = sweep.letter_for
+
+    def poisoned(which: object, s: Session, row: Risk) -> object:
+        if row.id == bad.id:
+            raise ValueError("a stored value no letter can hold")
+        return real(which, s, row)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sweep, "letter_for", poisoned)
+    state = chase(as_of="2026-12-16", return_state=True)
+    result = state.result()
+    assert result["counts"] == {"reminded": 1} and result["skipped"] == 1 and good.id != bad.id
+    (item,) = result["skipped_items"]
+    assert (item["id"], item["step"], item["reason"]) == (
+        bad.id,
+        "reminder",
+        "failed: ValueError: a stored value no letter can hold",
+    )
+    arts = _run_artifacts(state.state_details.flow_run_id)
+    summary = str(arts["chase-run-summary"].data)  # type: ignore[attr-defined]
+    assert "1 incident(s): item(s) skipped" in summary
+    assert (
+        f"| risk | {bad.id} | formal_notification | reminder | failed: ValueError: a stored value no letter can hold |"
+        in summary
+    )
+    table = arts["chase-skipped"].data  # type: ignore[attr-defined]
+    table = json.loads(table) if isinstance(table, str) else table
+    assert [row["id"] for row in table] == [bad.id]

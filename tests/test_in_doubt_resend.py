@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import insert
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from cli.main import main
@@ -32,7 +33,9 @@ from notifications.transports import SmtpTransport
 from states import engine
 from states.clock import FixedClock
 from states.policy import Policy
+from tests.factories import person
 from tests.mailservers import Collector, free_port
+from tests.support_accounts import me
 
 UTC = UTC
 NOTIFIED = date(2026, 12, 18)
@@ -40,6 +43,19 @@ NOON = datetime(2026, 12, 18, 12, tzinfo=UTC)  # FixedClock(NOTIFIED): noon Lond
 LEASE = DispatchPolicy().sending_lease_seconds
 POLICY = Policy(max_send_attempts=3, retry_backoff_seconds=60)
 ROOT = Path(__file__).resolve().parents[1]
+# The dispatcher as the flow runs it (PEERWATCH_MAIL=smtp), on the letter's day: a run as of a
+# date after today is refused outside a training database, and a training database never uses SMTP.
+DISPATCHER = """
+import sys
+from datetime import date
+from sqlmodel import Session
+from models import init_db
+from notifications.dispatch import dispatch
+from notifications.transports import transport_from_env
+from states.clock import FixedClock
+with Session(init_db(), expire_on_commit=False) as s:
+    dispatch(s, transport_from_env(), FixedClock(date.fromisoformat(sys.argv[1])))
+"""
 
 
 class Hanging(Collector):
@@ -69,8 +85,7 @@ def _letter(session: Session, raise_risk: Callable[..., Risk]) -> OutboxMessage:
         "risk",
         risk.id,
         "send_formal_notification",
-        actor="Dr Asha Patel",  # type: ignore[arg-type]
-        role="network-manager",
+        principal=person("Dr Asha Patel", "network-manager"),
         clock=FixedClock(NOTIFIED),
     )
     session.commit()
@@ -97,14 +112,7 @@ def test_a_letter_in_doubt_after_kill_9_is_resent_once_an_hour_later_with_the_sa
             "PEERWATCH_SMTP_PORT": str(port),
         }
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys; from cli.main import main; main(sys.argv[1:])",
-                "--as-of",
-                NOTIFIED.isoformat(),
-                "dispatch",
-            ],
+            [sys.executable, "-c", DISPATCHER, NOTIFIED.isoformat()],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -190,21 +198,23 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any]:
 
 
 def test_a_digest_in_doubt_is_resent_whole_under_its_message_id_and_the_operator_can_hold_or_settle_it(
+    db: Engine,
     session: Session,
     raise_risk: Callable[..., Risk],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """The operator's word is given now, on the server's clock, by the OS user mapped to
+    Mo Operator's account (peer authentication): the letters stay on SMTP (no training database)."""
     from tests.mailservers import smtp_server
 
+    me(db, ("operator",), name="Mo Operator")
     rows = _crashed_digest(session, raise_risk)
     ids = [str(r.id) for r in rows]
     with smtp_server() as (port, server):
         transport = SmtpTransport("127.0.0.1", port, timeout=10)
         assert dispatch(session, transport, at(LEASE + 1), POLICY).in_doubt == 2
         # The operator holds them: an hour later nothing is resent.
-        code, out = _cli(
-            capsys, "--as-of", "2026-12-18", "outbox", "in-doubt", *ids, "--hold", "--actor", "Mo Operator"
-        )
+        code, out = _cli(capsys, "outbox", "in-doubt", *ids, "--hold")
         assert (code, out) == (0, {"hold": [int(i) for i in ids]})
         audit = list(session.exec(select(AuditEvent).where(AuditEvent.kind == "outbox").order_by(AuditEvent.id)))  # type: ignore[arg-type]
         assert [(a.item_id, a.trigger, a.actor, a.role) for a in audit] == [
@@ -214,7 +224,7 @@ def test_a_digest_in_doubt_is_resent_whole_under_its_message_id_and_the_operator
         session.expire_all()
         assert all(is_in_doubt(r) and r.resend_at is None for r in rows)
         # Then asks for the resend now.
-        code, _ = _cli(capsys, "--as-of", "2026-12-18", "outbox", "in-doubt", *ids, "--resend")
+        code, _ = _cli(capsys, "outbox", "in-doubt", *ids, "--resend")
         assert code == 0
         summary = dispatch(session, transport, at(LEASE + 7300), POLICY)
         assert (summary.resent, summary.sent_rows) == (1, 2)
@@ -229,19 +239,19 @@ def test_a_digest_in_doubt_is_resent_whole_under_its_message_id_and_the_operator
 
 
 def test_an_operator_can_mark_a_letter_in_doubt_delivered_and_it_is_never_resent(
+    db: Engine,
     session: Session,
     raise_risk: Callable[..., Risk],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from tests.mailservers import smtp_server
 
+    me(db, ("operator",), name="Mo Operator")
     rows = _crashed_digest(session, raise_risk)
     with smtp_server() as (port, server):
         transport = SmtpTransport("127.0.0.1", port, timeout=10)
         dispatch(session, transport, at(LEASE + 1), POLICY)
-        code, _ = _cli(
-            capsys, "--as-of", "2026-12-18", "outbox", "in-doubt", str(rows[0].id), str(rows[1].id), "--delivered"
-        )
+        code, _ = _cli(capsys, "outbox", "in-doubt", str(rows[0].id), str(rows[1].id), "--delivered")
         assert code == 0
         assert dispatch(session, transport, at(LEASE + 90000), POLICY).sent_rows == 0
     assert [m["X-Peerwatch-Template"] for m in server.messages] == [

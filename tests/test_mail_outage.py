@@ -13,7 +13,7 @@ import json
 import random
 import socket
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -27,7 +27,8 @@ from notifications.dispatch import DispatchPolicy, backoff, dispatch, incidents
 from notifications.errors import InvalidSetting
 from notifications.transports import MemoryTransport, SmtpTransport
 from states import engine
-from states.clock import FixedClock
+from states.calendar import calendar_for
+from states.clock import FixedClock, SystemClock, local_date
 from states.engine.sweep import run_sweep
 from states.policy import Policy
 from tests.factories import person
@@ -251,19 +252,24 @@ def test_outage_incidents_reach_the_dispatch_artifact_and_the_chase_summary(
     monkeypatch.setenv("PEERWATCH_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("PEERWATCH_SMTP_PORT", str(server.port))
     monkeypatch.setenv("PEERWATCH_MAX_SEND_ATTEMPTS", "1")
-    rid = _new_letter(session, services, FixedClock(date(2026, 12, 14)))
-    out = dispatch_flow(as_of="2026-12-14")  # the server is down
+    # Days before today: outside a training database a run may catch up on a past date, never run
+    # ahead of the server's clock, and a training database never sends over SMTP.
+    cal = calendar_for("ENG")
+    first = cal.subtract_working_days(local_date(SystemClock().now()), 10)
+    day = [first.isoformat(), cal.add_working_days(first, 1).isoformat(), cal.add_working_days(first, 2).isoformat()]
+    rid = _new_letter(session, services, FixedClock(first))
+    out = dispatch_flow(as_of=day[0])  # the server is down
     assert (out["failed"], out["incidents"]) == (1, 1)
     with get_client(sync_client=True) as client:
         arts = list(
             client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["outbox-incidents"])))
         )
     assert any(a.type == "table" and f"risk {rid}" in str(a.data) for a in arts)
-    summary = chase(as_of="2026-12-15")
+    summary = chase(as_of=day[1])
     assert summary["outbox_incidents"] == 1
     assert [(i["item"], i["status"]) for i in summary["incidents"]] == [(f"risk {rid}", "failed")]
     server.up()
-    out = dispatch_flow(as_of="2026-12-16")  # a day later: past the failed message's back-off
+    out = dispatch_flow(as_of=day[2])  # a day later: past the failed message's back-off
     assert (out["redelivered"], out["incidents"]) == (1, 0)
-    assert chase(as_of="2026-12-16")["outbox_incidents"] == 0
+    assert chase(as_of=day[2])["outbox_incidents"] == 0
     assert len(server.handler.ids) == 1

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import insert, text, update
 from sqlmodel import Session, col, select
 
 from cli.main import main
@@ -27,6 +27,7 @@ from notifications.transports import SmtpTransport
 from states import engine
 from states.clock import FixedClock
 from states.policy import Policy
+from tests.factories import person
 from tests.mailservers import smtp_server
 
 NOTIFIED = date(2026, 12, 18)
@@ -42,8 +43,7 @@ def _letter(session: Session, raise_risk: Callable[..., Risk], **kw: Any) -> Out
         "risk",
         risk.id,
         "send_formal_notification",
-        actor="Dr Asha Patel",  # type: ignore[arg-type]
-        role="network-manager",
+        principal=person("Dr Asha Patel", "network-manager"),
         clock=FixedClock(NOTIFIED),
     )
     session.commit()
@@ -188,11 +188,15 @@ def test_the_dispatch_flow_goes_on_and_its_incidents_artifact_names_the_poisoned
 
     good = _letter(session, raise_risk)
     _copies(session, good, 3, {1: _crlf_address})
+    # due now: the flow runs on the server's clock (a run as of a later date is refused outside a
+    # training database, and a training database never sends over SMTP)
+    session.execute(update(TABLE).values(next_attempt_at=datetime.now(UTC) - timedelta(minutes=1)))
+    session.commit()
     with smtp_server() as (port, server):
         monkeypatch.setenv("PEERWATCH_MAIL", "smtp")
         monkeypatch.setenv("PEERWATCH_SMTP_HOST", "127.0.0.1")
         monkeypatch.setenv("PEERWATCH_SMTP_PORT", str(port))
-        out = dispatch_flow(as_of=NOTIFIED.isoformat())
+        out = dispatch_flow()
     assert (out["emails_sent"], out["unsendable"], out["failed"], out["incidents"]) == (3, 1, 1, 1)
     assert len(server.messages) == 3
     poisoned = session.exec(

@@ -68,12 +68,15 @@ def _tracebacks(log: Path) -> list[str]:
 
 def _seed(url: str) -> int:
     """The demo reference data and one serious concern notified on 18 December 2026, so a chase
-    as of 21 January 2027 finds it unanswered and chases it."""
+    as of 21 January 2027 finds it unanswered and chases it. A training database: outside one, a
+    run as of a date after today is refused (flows/run_clock.py)."""
     from models import Risk, init_db
     from states import engine
     from states.clock import FixedClock
     from tests.factories import reference_data as seed_reference
+    from tests.support_accounts import make_training
 
+    make_training(init_db(url))
     with Session(init_db(url), expire_on_commit=False) as s:
         services = seed_reference(s)
         s.commit()
@@ -136,6 +139,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "PEERWATCH_DATABASE_URL": url,
             "PEERWATCH_OUTBOX_DIR": str(tmp / "outbox"),
             "PEERWATCH_SITE_DIR": str(tmp / "site"),
+            "PEERWATCH_ANCHOR_DIR": str(tmp / "anchors"),
             "PEERWATCH_MAIL": "folder",
         }
         env.pop("PEERWATCH_AS_OF", None)

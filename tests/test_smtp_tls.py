@@ -26,6 +26,7 @@ from notifications.transports import ConnectionFailed, SmtpTransport, TransportE
 from states import engine
 from states.clock import FixedClock
 from states.policy import Policy
+from tests.factories import person
 from tests.mailservers import self_signed, server_context, silent_relay, smtp_server
 
 NOTIFIED = date(2026, 12, 18)
@@ -126,8 +127,7 @@ def test_a_relay_that_never_answers_is_abandoned_quickly_and_the_run_stops_after
         "risk",
         risk.id,
         "send_formal_notification",
-        actor="Dr Asha Patel",  # type: ignore[arg-type]
-        role="network-manager",
+        principal=person("Dr Asha Patel", "network-manager"),
         clock=FixedClock(NOTIFIED),
     )
     session.commit()
