@@ -42,6 +42,7 @@ def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     url = database_for_test(tmp_path)
     monkeypatch.setenv("PEERWATCH_DATABASE_URL", url)
     monkeypatch.setenv("PEERWATCH_OUTBOX_DIR", f"{tmp_path}/outbox")
+    monkeypatch.setenv("PEERWATCH_ANCHOR_DIR", f"{tmp_path}/anchors")
     yield url
     release(url)
 

@@ -341,6 +341,8 @@ def _plan(
         else:
             effects = spec.act(ctx)  # may set fields on the row (counters, dates, scores)
             data = {"deadlines": {d.name: d.due_on.isoformat() for d in effects.deadlines}} if effects.deadlines else {}
+            if effects.move:  # recorded, so the audit replay knows the new due date (states/engine/replay.py)
+                data["moved_deadlines"] = {m.name: m.due_on.isoformat() for m in effects.move}
         row.state = dest
         row.updated_at = now
         flag_modified(row, "state")  # an internal transition still bumps the version (the row is
