@@ -7,11 +7,20 @@
 #   docs/run-at-scale.sh          start (idempotent: what is already running is left alone)
 #   docs/run-at-scale.sh stop     stop the workers, the Prefect server and PostgreSQL
 #   docs/run-at-scale.sh status   what is running, and the URLs to export
+#   docs/run-at-scale.sh check    only check the settings below (what start would bind, and how)
 #
 # Environment: PG_PORT (55432), PREFECT_PORT (4200), WORKERS (2), WORKER_LIMIT (4: flow runs one
 # worker runs at once, so one worker does not take every due run while the others idle),
 # PG_DIR (./var/pg: where the cluster lives; as root it must be reachable by the postgres user),
 # DEMO=1 to load the demo data.
+# The Prefect server's API always asks for a password (PREFECT_SERVER_API_AUTH_STRING, user:password;
+# its clients send PREFECT_API_AUTH_STRING): given in the environment, or made once and kept in
+# ./var/prefect-scale/api-auth-string (mode 0600). PREFECT_HOST (127.0.0.1) is where the server
+# listens: any address other than loopback is refused unless an auth string is in force, and even
+# then the password crosses the network in clear: put a TLS proxy in front (docs/scale.md).
+# PREFECT_API_AUTH=off turns the password off, on loopback only.
+# The audit key the workers sign with: PEERWATCH_AUDIT_KEY_FILE (./var/audit.key, mode 0600, made
+# by `peerwatch init`); anchors of the audit chain go to PEERWATCH_ANCHOR_DIR (./var/anchors).
 # Data stays in ./var/pg and ./var/prefect-scale; `make clean` removes it. Logs in ./var/log are
 # appended to, each start marked, never overwritten (the Prefect server's log is evidence).
 set -euo pipefail
@@ -28,13 +37,52 @@ WORKERS=${WORKERS:-2}
 WORKER_LIMIT=${WORKER_LIMIT:-4}
 BIN=${PEERWATCH_VENV_BIN:-$ROOT/.venv/bin}   # the virtual environment `make` builds
 
+PREFECT_HOST=${PREFECT_HOST:-127.0.0.1}
+
 export PEERWATCH_DATABASE_URL="postgresql+psycopg://peerwatch@127.0.0.1:$PG_PORT/peerwatch"
 export PREFECT_API_DATABASE_CONNECTION_URL="postgresql+asyncpg://prefect@127.0.0.1:$PG_PORT/prefect"
-export PREFECT_HOME=$VAR/prefect-scale
+export PREFECT_HOME=${PREFECT_HOME_DIR:-$VAR/prefect-scale}
 export PREFECT_API_URL="http://127.0.0.1:$PREFECT_PORT/api"
 export DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
+export PEERWATCH_AUDIT_KEY_FILE=${PEERWATCH_AUDIT_KEY_FILE:-$VAR/audit.key}
+export PEERWATCH_ANCHOR_DIR=${PEERWATCH_ANCHOR_DIR:-$VAR/anchors}
+AUTH_FILE=$PREFECT_HOME/api-auth-string
 
 log() { printf 'run-at-scale: %s\n' "$*"; }
+is_loopback() { case "$1" in 127.*|::1|localhost|\[::1\]) return 0 ;; *) return 1 ;; esac; }
+
+api_auth() {  # the API's password: given, kept from an earlier start, or made now (mode 0600)
+    if [ -z "${PREFECT_SERVER_API_AUTH_STRING:-}" ] && [ "${PREFECT_API_AUTH:-on}" != off ]; then
+        if [ ! -s "$AUTH_FILE" ]; then
+            [ "${1:-}" = make ] || return 0
+            mkdir -p "$PREFECT_HOME"
+            (umask 077; printf 'peerwatch:%s\n' "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" >"$AUTH_FILE")
+            log "made the Prefect API's password in $AUTH_FILE (mode 0600)"
+        fi
+        PREFECT_SERVER_API_AUTH_STRING=$(cat "$AUTH_FILE")
+    fi
+    if [ -n "${PREFECT_SERVER_API_AUTH_STRING:-}" ]; then
+        export PREFECT_SERVER_API_AUTH_STRING PREFECT_API_AUTH_STRING=$PREFECT_SERVER_API_AUTH_STRING
+    fi
+}
+
+check() {  # refuse an unprotected server on anything but loopback, before anything starts
+    api_auth "${1:-}"
+    local protected=${PREFECT_SERVER_API_AUTH_STRING:-}
+    if [ -z "$protected" ] && [ "${PREFECT_API_AUTH:-on}" != off ]; then protected="made at start"; fi
+    if [ -z "$protected" ] && ! is_loopback "$PREFECT_HOST"; then
+        log "refusing to start the Prefect server on $PREFECT_HOST without an API password: anyone who can"
+        log "reach it could read and start flow runs. Set PREFECT_SERVER_API_AUTH_STRING (user:password), or"
+        log "leave PREFECT_API_AUTH unset so one is made, and put a TLS proxy in front (docs/scale.md)."
+        exit 2
+    fi
+    if [ -n "$protected" ]; then
+        log "the Prefect server will listen on $PREFECT_HOST:$PREFECT_PORT, its API behind a password"
+    else
+        log "the Prefect server will listen on $PREFECT_HOST:$PREFECT_PORT WITHOUT an API password (loopback only)"
+    fi
+    is_loopback "$PREFECT_HOST" || log "not loopback: the password crosses the network in clear unless a TLS proxy is in front"
+}
 pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 if [ "$(id -u)" = 0 ]; then as_pg() { runuser -u postgres -- "$@"; }; else as_pg() { "$@"; }; fi
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -66,7 +114,10 @@ status() {
     echo
     echo "export PEERWATCH_DATABASE_URL=$PEERWATCH_DATABASE_URL"
     echo "export PREFECT_API_URL=$PREFECT_API_URL"
+    if [ -s "$AUTH_FILE" ]; then echo "export PREFECT_API_AUTH_STRING=\"\$(cat $AUTH_FILE)\""; fi
+    echo "export PEERWATCH_AUDIT_KEY_FILE=$PEERWATCH_AUDIT_KEY_FILE"
     echo "# server log (kept across restarts): $LOGS/prefect-server.log; deployments pull from $ROOT"
+    echo "# the fire-manual deployment acts as the owner of a personal access token: peerwatch token create NAME"
 }
 
 start_postgres() {
@@ -128,14 +179,15 @@ start_bg() {  # start_bg NAME COMMAND...: in its own process group, logging to v
 }
 
 start() {
+    check make  # first: an unprotected server beyond loopback is refused before anything starts
     [ -x "$BIN/peerwatch" ] || make -s .venv/.installed-stamp
     mkdir -p "$RUN" "$LOGS" "$PREFECT_HOME"
     start_postgres
 
-    "$BIN/peerwatch" init ${DEMO:+--demo}   # Alembic migrations to head
-    log "peerwatch database at head"
+    "$BIN/peerwatch" init ${DEMO:+--demo}   # Alembic migrations to head; the audit key; you as administrator
+    log "peerwatch database at head; audit key $PEERWATCH_AUDIT_KEY_FILE"
 
-    start_bg prefect-server "$BIN/prefect" server start --host 127.0.0.1 --port "$PREFECT_PORT"
+    start_bg prefect-server "$BIN/prefect" server start --host "$PREFECT_HOST" --port "$PREFECT_PORT"
     for _ in $(seq 1 120); do
         "$BIN/python" -c "import urllib.request,sys; urllib.request.urlopen('$PREFECT_API_URL/health', timeout=2)" 2>/dev/null && break
         alive "$RUN/prefect-server.pid" || { tail -n 30 "$LOGS/prefect-server.log"; exit 1; }
@@ -162,6 +214,7 @@ start() {
 case "${1:-start}" in
     start) start ;;
     stop) stop ;;
-    status) status ;;
-    *) echo "usage: $0 [start|stop|status]" >&2; exit 2 ;;
+    status) api_auth; status ;;
+    check) check ;;
+    *) echo "usage: $0 [start|stop|status|check]" >&2; exit 2 ;;
 esac
