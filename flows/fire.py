@@ -15,9 +15,10 @@ shows them in its UI, so:
 - a run this code creates (``fire(...)`` called directly or as a subflow) sends the token to
   the server as ``**********`` (``MaskedFlow.serialize_parameters``): it is never stored;
 - a run created on the server first (the ``fire-manual`` deployment, from the UI or the API)
-  holds the parameters as they were sent until the run starts: the run's first act replaces
-  the stored token with ``**********`` (``scrub_stored_token``). The server must therefore be
-  behind its API auth setting or an authenticating proxy (docs/scale.md), as for any secret.
+  holds the parameters as they were sent until the run starts: the run's hooks replace the
+  stored token with ``**********`` as it starts running, or as it fails before that (a
+  parameter that does not validate), crashes or is cancelled (``scrub``). The server must
+  therefore be behind its API auth setting or an authenticating proxy (docs/scale.md).
 
 The run's name never holds the token: it names the trigger, the item and, once known, the
 account that acted and the role it acted in.
@@ -70,23 +71,39 @@ def masked_flow(**options: Any) -> Callable[[Callable[P, R]], MaskedFlow[P, R]]:
     return wrap
 
 
-def scrub_stored_token() -> None:
-    """Replace a secret parameter stored in clear on this run (one created on the server, from
-    a deployment) with the mask, before anything else happens."""
-    ctx = FlowRunContext.get()
-    if ctx is None or ctx.flow_run is None:
+def scrub(flow_run: Any) -> None:
+    """Replace a secret parameter stored in clear on ``flow_run`` (one made on the server, from
+    a deployment) with the mask, on the server and in the run's own copy."""
+    if flow_run is None:
         return
-    stored = dict(ctx.flow_run.parameters or {})
+    stored = dict(flow_run.parameters or {})
     if all(stored.get(name) in (None, MASK) for name in SECRET_PARAMETERS):
         return
     for name in SECRET_PARAMETERS:
         if stored.get(name) is not None:
             stored[name] = MASK
-    from prefect.client.orchestration import get_client  # lazy: only a run created with the token in clear needs it
+    from prefect.client.orchestration import get_client  # lazy: only a run made with the token in clear needs it
 
     with get_client(sync_client=True) as client:
-        client.update_flow_run(ctx.flow_run.id, parameters=stored)
-    ctx.flow_run.parameters = stored
+        client.update_flow_run(flow_run.id, parameters=stored)
+    flow_run.parameters = stored
+
+
+def scrub_stored_token() -> None:
+    """``scrub`` this run, before anything else happens (the ``on_running`` hook has, as a rule)."""
+    ctx = FlowRunContext.get()
+    scrub(ctx.flow_run if ctx is not None else None)
+
+
+def _scrub_hook(_flow: Any, flow_run: Any, _state: Any) -> None:
+    """The run's hooks: as it starts running, and when it fails before that (a parameter that
+    does not validate), crashes or is cancelled, the stored token is masked."""
+    scrub(flow_run)
+
+
+SCRUB_HOOKS: dict[str, Any] = {
+    f"on_{when}": [_scrub_hook] for when in ("running", "failure", "crashed", "cancellation")
+}
 
 
 def _rename(name: str) -> None:
@@ -123,6 +140,7 @@ def _who(token: SecretStr | str, role: str | None, as_of: str | None) -> tuple[P
     name="fire",
     flow_run_name=fire_run_name,
     description="Fire one trigger on one item as the owner of a personal access token (peerwatch token create).",
+    **SCRUB_HOOKS,
 )
 def fire(
     kind: str,

@@ -147,6 +147,27 @@ def test_a_run_made_on_the_server_has_its_stored_token_replaced_by_the_mask_when
     }
 
 
+def test_a_run_that_fails_before_it_starts_still_has_its_stored_token_masked(db: Engine) -> None:
+    """A run from the deployment whose parameters do not validate never runs its body: its hook
+    masks the stored token all the same."""
+    from prefect.client.orchestration import get_client
+    from prefect.flow_engine import run_flow
+
+    from flows.fire import fire
+
+    token = "pw_" + "y" * 43
+    parameters = {"kind": "risk", "item_id": "not a number", "trigger": "withdraw", "token": token}
+    with get_client(sync_client=True) as client:
+        deployment_id = client.create_deployment(
+            flow_id=client.create_flow(fire), name="fire-token-invalid", entrypoint="flows/fire.py:fire"
+        )
+        made = client.create_flow_run_from_deployment(deployment_id, parameters=parameters)
+    state = run_flow(fire, flow_run=made, parameters=parameters, return_type="state")
+    assert state.is_failed() and "item_id" in str(state.message) + str(state.result(raise_on_failure=False))  # type: ignore[union-attr]
+    after = _run(made.id)
+    assert after.parameters["token"] == MASK and token not in after.model_dump_json()
+
+
 def test_an_unknown_expired_or_revoked_token_or_a_disabled_owner_is_refused_with_nothing_changed(
     db: Engine, session: Session, services: dict[str, int], me: Principal
 ) -> None:
