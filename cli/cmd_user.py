@@ -204,9 +204,14 @@ def print_whoami(run: Context, data: dict[str, Any]) -> None:
     if run.json:
         run.say(data, "")
         return
+    if data["via"] == "sudo":  # through sudo as the service account, from the person's own login
+        how = f"via sudo as the service account {data.get('service_account')}"
+    else:
+        how = f"acting as {data['via']}"
     console.print(
         f"{data['name']} <{data['email']}>, account {data['id']} ({data['status']}), "
-        f"acting as {data['via']}" + (f" from the OS login {data['os_login']}" if data["os_login"] else ""),
+        + how
+        + (f" from the OS login {data['os_login']}" if data["os_login"] else ""),
         markup=False,
     )
     for g in data["grants"]:

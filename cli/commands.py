@@ -13,7 +13,7 @@ import typer
 from sqlmodel import Session
 
 from cli.cmd_user import describe, print_whoami
-from cli.context import of, os_login
+from cli.context import of, os_login, sudo_uid
 from cli.diagram import mermaid
 from cli.output import console, print_json, table
 from cli.seed import seed_reference
@@ -21,7 +21,7 @@ from states.engine import keys
 from states.engine.sweep import run_sweep
 from states.policy import Policy
 from states.roles import ADMINISTRATOR, OPERATOR
-from states.services import accounts, clocks
+from states.services import accounts, clocks, installation
 
 app = typer.Typer()
 
@@ -43,28 +43,44 @@ def init(
     demo: Annotated[
         bool, typer.Option("--demo", help="Also load the demo networks, Trusts, services and contacts.")
     ] = False,
+    service_account: Annotated[
+        str | None,
+        typer.Option(
+            "--service-account",
+            help="The OS login that owns the database and the audit key; staff run peerwatch through "
+            "sudo as it. Run init that way: sudo -u NAME peerwatch init --service-account NAME.",
+        ),
+    ] = None,
 ) -> None:
-    """Set up: the tables, the audit key file (if none), and you (the OS user running this) as
-    the first administrator when the database has none."""
+    """Set up: the tables, the audit key file (if none), and you (the OS user running this, or
+    the one who ran it through sudo as the service account) as the first administrator when
+    the database has none."""
     run = of(ctx)
     eng = run.db()
+    with Session(eng) as s:  # refused before the key file or an account is made
+        login = installation.init_login(s, os_login(), sudo_uid(), service_account)
     key_made = keys.create_key_file()
     found = keys.load(required=True)
-    login = os_login()
     with Session(eng, expire_on_commit=False) as s:
         if training:
             accounts.mark_training(s)
         clock = clocks.action_clock(s, run.as_of)
         user, made = accounts.bootstrap(s, clock, os_login=login, name=name, email=email, permissions_file=permissions)
+        if service_account is not None and service_account.strip() != installation.service_account(s):
+            assert user is not None  # init_login refused a change where administrators exist
+            via = installation.SUDO if login != os_login() else "cli"
+            installation.set_service_account(s, accounts.principal_for(s, user, via), clock, service_account)
         if demo:
             seed_reference(s)
         is_training = accounts.is_training(s)
+        named = installation.service_account(s)
         s.commit()
     out = {
         "database": str(eng.url),
         "demo": demo,
         "training": is_training,
         "os_login": login,
+        "service_account": named,
         "account": None if user is None else {"id": user.id, "name": user.name, "email": user.email},
         "administrator_made": made,
         "audit_key": str(key_made) if key_made else (found.where if found else None),
@@ -96,6 +112,8 @@ def init(
         console.print(f"administrators exist already; the OS login {login} is account {user.id} ({user.name})")
     else:
         console.print(f"administrators exist already; the OS login {login} has no account (ask one of them)")
+    if named:
+        console.print(f"service account: {named} (staff run peerwatch through sudo -u {named})", markup=False)
     if permissions is not None:
         console.print(f"permission table seeded from {permissions} (peerwatch permissions shows it)", markup=False)
 
@@ -116,6 +134,7 @@ def whoami(ctx: typer.Context) -> None:
             "via": me.via,
             "grants": describe(s, me),
             "training": accounts.is_training(s),
+            "service_account": installation.service_account(s),
         }
     print_whoami(run, data)
 

@@ -3,7 +3,9 @@ they set, the database, who is acting, and printing that follows ``--json``.
 
 Who is acting is found as PostgreSQL's ``peer`` method does: the OS account running the command
 (its effective uid's login name, never an environment variable) maps to a peerwatch account;
-no mapping, no write. ``--as ACCOUNT`` acts as another account in a training database only.
+no mapping, no write. Through sudo to the service account the database names (and only then)
+the person is the one sudo says ran it, ``SUDO_UID`` (states/services/installation.py).
+``--as ACCOUNT`` acts as another account in a training database only.
 
 The root callback (cli/app.py) makes one ``Context`` per invocation and keeps it in Click's
 ``ctx.obj``; a command takes ``ctx: typer.Context`` and reads it with ``of(ctx)``. Nothing is
@@ -26,7 +28,7 @@ from cli.output import console, errors, print_json, table
 from models import init_db
 from states.clock import Clock, clock_from, local_date
 from states.principal import Principal
-from states.services import accounts, clocks
+from states.services import accounts, clocks, installation
 
 ROLE = Annotated[
     str | None,
@@ -51,6 +53,12 @@ def os_login() -> str:
         return f"uid-{os.geteuid()}"
 
 
+def sudo_uid() -> str | None:
+    """``SUDO_UID`` as sudo set it: believed only when this process runs as the service account
+    the database names (``installation.peer_login``); anyone may set it in their own shell."""
+    return os.environ.get("SUDO_UID")
+
+
 @dataclass(frozen=True)
 class Context:
     """The options of one invocation."""
@@ -65,11 +73,12 @@ class Context:
         return clock_from(self.as_of)
 
     def principal(self, session: Session, role: str | None = None) -> Principal:
-        """Who is running this command (peer authentication, or ``--as`` in a training database),
-        whatever the clock: for commands that act on no date (``whoami``, a token of one's own)."""
+        """Who is running this command (peer authentication, through sudo to the service account,
+        or ``--as`` in a training database), whatever the clock: for commands that act on no
+        date (``whoami``, a token of one's own)."""
         if self.as_account:
             return accounts.training_principal(session, self.as_account, role or None)
-        return accounts.peer_principal(session, os_login(), role or None)
+        return installation.peer_principal(session, os_login(), sudo_uid(), role or None)
 
     def acting(self, session: Session, role: str | None = None) -> Acting:
         """Who acts (peer authentication, or ``--as`` in a training database) and on which clock

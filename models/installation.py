@@ -25,6 +25,9 @@ class Installation(Table, table=True):
     installation_id: str = Field(max_length=36)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     training: bool = False  # made by ``peerwatch init --training``: simulated dates, no SMTP
+    # The OS login that owns the database and the audit key, which people reach through sudo
+    # (states/services/installation.py): set by an administrator, never by the environment.
+    service_account: str | None = Field(default=None, max_length=64)
 
 
 def installation_id(session: Session) -> str:

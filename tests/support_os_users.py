@@ -19,7 +19,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -101,6 +103,57 @@ class Box:
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         return snapshot(self.url, WATCHED)
+
+    def run_plain(
+        self, user: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``peerwatch ARGS`` as ``user`` holding no capability at all, so that what the user may
+        not read stays unread (``run``'s setpriv keeps CAP_DAC_READ_SEARCH, which reads every
+        file): ``runuser``, or, where the interpreter is out of the user's reach, ``runuser`` in
+        a private mount namespace that lays open only the interpreter's own prefix (see
+        ``_opened_interpreter``). ``env`` replaces the box's environment; ``cwd`` the box root."""
+        environ = [f"{k}={v}" for k, v in (self.env if env is None else env).items()]
+        command = ["runuser", "-u", user, "--", "/usr/bin/env", "-i", *environ, PEERWATCH, *args]
+        if not self.runuser.setdefault(user, _runuser_works(user)):
+            command = _opened_interpreter(self.root, command)
+        proc = subprocess.run(
+            command, capture_output=True, text=True, timeout=TIMEOUT, cwd=cwd or self.root, check=False
+        )
+        if proc.returncode != 0 and proc.stderr.startswith(("unshare:", "mount:")):
+            raise RuntimeError(
+                f"cannot run as {user} without capabilities: runuser cannot reach the interpreter "
+                f"({sys.base_prefix}) and a private mount namespace is refused: {proc.stderr.strip()}"
+            )
+        return proc
+
+
+def _closed_ancestor(path: Path) -> Path | None:
+    """The first directory on the way to ``path`` that others may not search (as /root, 0700)."""
+    for p in [*reversed(path.parents), path]:
+        if p != Path("/") and not p.stat().st_mode & stat.S_IXOTH:
+            return p
+    return None
+
+
+def _opened_interpreter(root: Path, command: list[str]) -> list[str]:
+    """``command`` in a private mount namespace where the interpreter's prefix (under a
+    directory others may not search) is reachable: a tmpfs (0755) over that directory, with
+    only the prefix bound back into it. Nothing else of that directory is visible, and the
+    namespace ends with the command; the host's mounts are untouched."""
+    base = Path(sys.base_prefix).resolve()
+    closed = _closed_ancestor(base)
+    if closed is None:
+        return command
+    stage = root / ".interpreter"
+    stage.mkdir(exist_ok=True)
+    script = (
+        'umask 022 && mount --bind "$1" "$2" && mount -t tmpfs -o mode=0755 tmpfs "$3" '
+        '&& mkdir -p "$1" && mount --bind "$2" "$1" && shift 3 && exec "$@"'
+    )
+    return [
+        "unshare", "--mount", "--propagation", "private", "--",
+        "sh", "-c", script, "sh", str(base), str(stage), str(closed), *command,
+    ]  # fmt: skip
 
 
 def box() -> Iterator[Box]:

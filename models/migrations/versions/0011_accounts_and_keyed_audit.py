@@ -3,7 +3,8 @@ awaiting a second person, the training mark, and the keyed audit chain's columns
 
 Adds the ``account`` table (with the built-in ``system`` account, id 1, that the sweeps act
 as), ``role_grant``, ``access_token``, ``permission_rule`` and ``pending_change``; the
-``installation.training`` flag; and on ``auditevent`` the acting ``user_id``, the wall-clock
+``installation.training`` flag and ``installation.service_account`` (the OS login people reach
+through sudo); and on ``auditevent`` the acting ``user_id``, the wall-clock
 ``recorded_at`` and the signing ``key_id`` (columns added in place: SQLite keeps the
 append-only triggers of revision 0002). Events written before this revision keep their
 unkeyed hashes; ``audit verify`` reports them as such.
@@ -113,6 +114,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.add_column("installation", sa.Column("training", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("installation", sa.Column("service_account", _STR(length=64), nullable=True))
     # Added in place (no batch copy): SQLite keeps the append-only triggers of revision 0002.
     op.add_column("auditevent", sa.Column("user_id", sa.Integer(), nullable=True))
     op.add_column("auditevent", sa.Column("recorded_at", _TS, nullable=True))
@@ -136,6 +138,7 @@ def downgrade() -> None:
     op.drop_column("auditevent", "key_id")
     op.drop_column("auditevent", "recorded_at")
     op.drop_column("auditevent", "user_id")
+    op.drop_column("installation", "service_account")
     op.drop_column("installation", "training")
     op.drop_table("pending_change")
     op.drop_table("permission_rule")
