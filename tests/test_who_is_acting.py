@@ -7,6 +7,7 @@ tests/test_flows*.py (named in docs/security.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -171,3 +172,19 @@ def test_an_action_records_the_account_and_both_times(db: Engine, services: dict
     assert (e.user_id, e.actor, e.role) == (me.user_id, "Dr Asha Patel", "regional-lead")
     assert e.recorded_at is not None and abs((e.recorded_at - e.at).total_seconds()) < 120
     assert e.key_id == "test-1"
+
+
+@pytest.mark.parametrize(("via", "noted"), [("cli", False), ("sudo", True), ("token", True), ("training", True)])
+def test_the_event_says_how_the_account_was_authenticated_when_not_the_plain_command_line(
+    db: Engine, services: dict[str, int], via: str, noted: bool
+) -> None:
+    """Through sudo as the service account, a personal access token or ``--as`` in a training
+    database: the audit event's data carries ``via`` (the command line's own peer
+    authentication and the system are the default and are not noted)."""
+    acting = dataclasses.replace(person("Dr Asha Patel", "network-manager"), via=via)
+    rid = _risk_now(db, services)
+    with Session(db) as s:
+        engine.fire(s, "risk", rid, "send_formal_notification", principal=acting, clock=SystemClock())
+        s.commit()
+        e = s.exec(select(AuditEvent).where(AuditEvent.trigger == "send_formal_notification")).one()
+    assert e.data.get("via") == (via if noted else None)

@@ -40,6 +40,7 @@ from states.engine.audit import (
     record_change,
     record_refusal,
     verify_chain,
+    with_via,
 )
 from states.engine.write import Outcome, Plan, link, write_letters, write_rows
 from states.errors import (
@@ -174,7 +175,7 @@ def _write(session: Session, plans: list[Plan], principal: Principal, now: datet
         return
     write_rows(session, plans, now, today)
     _follow_on(session, plans, principal, linked=True)
-    _write_events(session, plans, now, today)
+    _write_events(session, plans, principal, now, today)
     _follow_on(session, plans, principal, linked=False)
     thens = [f for p in plans for f in p.effects.then]
     for follow_up in thens:
@@ -183,7 +184,7 @@ def _write(session: Session, plans: list[Plan], principal: Principal, now: datet
         session.flush()
 
 
-def _write_events(session: Session, plans: list[Plan], now: datetime, today: date) -> None:
+def _write_events(session: Session, plans: list[Plan], principal: Principal, now: datetime, today: date) -> None:
     """Append the batch's audit events to the chain and write its letters."""
     for p in plans:
         c = p.ctx
@@ -198,7 +199,7 @@ def _write_events(session: Session, plans: list[Plan], now: datetime, today: dat
             to_state=c.dest,
             note=c.note,
             version=p.row.version,
-            data=p.data,
+            data=with_via(p.data, principal.via),
             user_id=c.user_id,
         )
     append_audit(session, [p.event for p in plans if p.event is not None])
@@ -297,6 +298,7 @@ def _plan(
         note=note,
         kind=kind,
         user_id=principal.user_id,
+        via=principal.via,
     )
 
     # The kind's one machine decides the destination and the guards (no model is bound to it).
@@ -407,7 +409,10 @@ def _propose(session: Session, spec: KindSpec, row: StatefulItem, ctx: Context) 
         to_state=ctx.source,
         note=ctx.note,
         version=row.version,
-        data={"awaiting_second_person": True, **({"params": jsonable(dict(ctx.params))} if ctx.params else {})},
+        data=with_via(
+            {"awaiting_second_person": True, **({"params": jsonable(dict(ctx.params))} if ctx.params else {})},
+            ctx.via,
+        ),
         user_id=ctx.user_id,
     )
     append_audit(session, [event])

@@ -93,6 +93,17 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+# How an account was authenticated, recorded in the event's data when it is not the plain
+# command line (peer authentication) or the system: through sudo as the service account, a
+# personal access token, ``--as`` in a training database, or a web session.
+NOTED_VIA = frozenset({"sudo", "token", "training", "web"})
+
+
+def with_via(data: dict[str, Any], via: str | None) -> dict[str, Any]:
+    """``data`` with ``{"via": ...}`` added when the authentication is worth recording."""
+    return {**data, "via": via} if via in NOTED_VIA else data
+
+
 def _canonical(event: Any) -> bytes:
     body = _body(event)
     if event.key_id is not None:  # keyed events (revision 0011 on) also cover who and when recorded
@@ -189,7 +200,7 @@ def record_change(
         to_state=state,
         note=note,
         version=before + 1,
-        data=jsonable(dict(data or {})),
+        data=with_via(jsonable(dict(data or {})), principal.via),
         user_id=principal.user_id,
     )
     append_audit(session, [event])

@@ -74,6 +74,11 @@ def load(required: bool = True) -> Keys | None:
     path = key_file()
     try:
         st = path.stat()
+    except PermissionError:
+        raise NoAuditKey(
+            f"cannot reach the audit key {path} (permission denied): run peerwatch as the service account "
+            "that holds it (through sudo, docs/security.md)"
+        ) from None
     except OSError:
         if not required:
             return None

@@ -179,6 +179,7 @@ class Context:
     note: str | None
     kind: str = ""  # the kind whose machine fires
     user_id: int | None = None  # the acting account: compare people by this, never by name
+    via: str | None = None  # how the account was authenticated (cli, sudo, token, training, web)
 
     def deadlines(self, name: str | None = None) -> list[Deadline]:
         """This item's outstanding deadlines (of ``name``, if given), by date: to read, not to change."""

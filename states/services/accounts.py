@@ -181,6 +181,12 @@ def _add_user(
             raise InvalidInput(f"OS login {os_login!r}: one word, no spaces")
         if session.exec(select(User).where(User.os_login == os_login)).first() is not None:
             raise InvalidInput(f"the OS login {os_login} is already mapped to an account")
+        installation = session.get(Installation, ROW_ID)
+        if installation is not None and installation.service_account == os_login:
+            raise InvalidInput(
+                f"the OS login {os_login} is the service account: it maps to nobody (people act through "
+                "sudo as it); nothing was changed"
+            )
     user = User(name=name, email=email, os_login=os_login, status=ACTIVE, created_at=clock.now())
     session.add(user)
     session.flush()
