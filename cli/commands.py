@@ -153,15 +153,29 @@ def chase(ctx: typer.Context) -> None:
         clock = run.flow_clock(s)
     summary = run_sweep(db, clock)
     if run.json:
-        print_json({"as_of": summary.as_of, "actions": summary.actions, "skipped": summary.skipped})
+        print_json(
+            {
+                "as_of": summary.as_of,
+                "actions": summary.actions,
+                "skipped": summary.skipped,
+                "undeliverable": summary.undeliverable,
+            }
+        )
         return
     table(
         f"chase as of {summary.as_of}: {len(summary.actions)} action(s)",
         ["kind", "id", "deadline", "due", "action", "now"],
         [(a["kind"], a["id"], a["deadline"], a["due_on"], a["action"], a.get("to_state", "")) for a in summary.actions],
     )
-    for sk in summary.skipped:
-        console.print(f"skipped {sk['kind']} {sk['id']}: {sk['reason']}")
+    for sk in summary.skipped:  # each an incident: never a silent skip
+        step = f" ({sk['step']})" if sk.get("step") else ""
+        console.print(f"skipped {sk['kind']} {sk['id']}{step}: {sk['reason']}", markup=False)
+    for u in summary.undeliverable:
+        console.print(
+            f"undeliverable: {u.get('letter')} for {u.get('kind')} {u.get('id')} (outbox {u.get('outbox_id')}): "
+            f"{u.get('reason')}",
+            markup=False,
+        )
 
 
 @app.command()
@@ -189,7 +203,11 @@ def dispatch(ctx: typer.Context) -> None:
         "requeued": summary.requeued,
         "in_doubt": summary.in_doubt,
     }
-    print_json(data) if run.json else console.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in data.items()))
+    if summary.note:  # a training database: written to the folder, never sent over SMTP
+        data["note"] = summary.note
+    print_json(data) if run.json else console.print(
+        ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in data.items()), markup=False
+    )
 
 
 @app.command()

@@ -31,6 +31,7 @@ def run_demo(keep_server: bool = False) -> None:
             "PEERWATCH_MAIL": "folder",
             "PEERWATCH_OUTBOX_DIR": str(outbox),
             "PEERWATCH_SITE_DIR": str(VAR / "site"),
+            "PEERWATCH_ANCHOR_DIR": str(VAR / "anchors"),  # the demo's own: never mixed with a real installation's
         }
     )
     home = Path("var") / "prefect"
