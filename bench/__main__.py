@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import statistics
 import sys
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The bench's own audit key (its databases are its own): never the installation's key file.
+    os.environ["PEERWATCH_AUDIT_KEY"] = "bench-1:" + secrets.token_hex(32)
 
     due, sizes, samples, cli_runs, write_n = DUE, SIZES, NAIVE_SAMPLES, CLI_RUNS, WRITE_N
     if args.quick:

@@ -99,8 +99,8 @@ def naive(db_path: str, as_of: str, n: int) -> dict[str, Any]:
     from models import Deadline, get_engine, init_db
     from states import engine
     from states.clock import clock_from, local_date
+    from states.engine.system import SYSTEM_PRINCIPAL
     from states.machines.spec import get_spec
-    from states.roles import SYSTEM, SYSTEM_ACTOR
 
     init_db()
     today = local_date(clock_from(as_of).now())
@@ -117,8 +117,7 @@ def naive(db_path: str, as_of: str, n: int) -> dict[str, Any]:
                 d.kind,
                 d.item_id,
                 rule.on_due,
-                actor=SYSTEM_ACTOR,
-                role=SYSTEM,
+                principal=SYSTEM_PRINCIPAL,
                 clock=clock_from(as_of),
                 note=f"{d.name} due {d.due_on.isoformat()} passed",
             )

@@ -16,9 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import fixtures
+from states.principal import Grant, Principal
 
 ROOT = Path(__file__).resolve().parent.parent
 Log = Callable[[str], None]
+
+# The person the bench's manual transitions are fired as (a test double of a signed-in account).
+BENCH_NM = Principal(1000, "Bench Network Manager", (Grant("network-manager"),), via="bench", prefer="network-manager")
 
 
 @dataclass
@@ -142,8 +146,7 @@ def engine_writes(db_path: str, as_of: str, batched: bool, batch: int, warm: int
                             engine.Request("risk", i, "send_formal_notification", note="formal letter sent")
                             for i in chunk
                         ],
-                        actor="Bench Network Manager",
-                        role="network-manager",
+                        principal=BENCH_NM,
                         clock=clock,
                     )
                 else:
@@ -153,8 +156,7 @@ def engine_writes(db_path: str, as_of: str, batched: bool, batch: int, warm: int
                             "risk",
                             item_id,
                             "send_formal_notification",
-                            actor="Bench Network Manager",
-                            role="network-manager",
+                            principal=BENCH_NM,
                             clock=clock,
                             note="formal letter sent",
                         )
@@ -314,14 +316,25 @@ def cli_processes(work: Path, runs: int, say: Log) -> dict[str, Any]:
     """``peerwatch risk show`` and ``risk fire`` as whole processes on a small SQLite database."""
     from sqlmodel import Session
 
+    from cli.context import os_login
     from cli.seed import seed_reference
     from models import Risk, init_db
+    from models.accounts import RoleGrant, User
     from states import engine
     from states.clock import FixedClock
+    from states.services import accounts
 
     path = work / "cli.db"
     db = init_db(f"sqlite:///{path}")
     clock = FixedClock(fixtures.AS_OF)
+    with Session(db) as s:  # a training database (its fire runs --as-of), this OS user its Network Manager
+        accounts.mark_training(s)
+        user = User(name="Bench Network Manager", email="bench.nm@example.nhs.uk", os_login=os_login())
+        s.add(user)
+        s.flush()
+        assert user.id is not None
+        s.add(RoleGrant(user_id=user.id, role="network-manager", scope="installation", source="bench"))
+        s.commit()
     visit = fixtures.AS_OF.replace(day=fixtures.AS_OF.day - 2)
     with Session(db) as s:
         services = list(seed_reference(s).values())
@@ -339,8 +352,7 @@ def cli_processes(work: Path, runs: int, say: Log) -> dict[str, Any]:
                     state="new",
                 ),
                 "raise",
-                actor="Bench Operator",
-                role="network-manager",
+                principal=BENCH_NM,
                 clock=clock,
             )
             ids.append(out.row.id)
@@ -358,8 +370,6 @@ def cli_processes(work: Path, runs: int, say: Log) -> dict[str, Any]:
         "fire",
         "{id}",
         "send_formal_notification",
-        "--actor",
-        "Bench Network Manager",
         "--role",
         "network-manager",
     ]

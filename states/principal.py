@@ -10,7 +10,7 @@ built-in ``system`` principal (the sweeps, the dispatcher) is made only in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from states.errors import InvalidInput, PermissionDenied
@@ -77,21 +77,35 @@ class Principal:
             raise PermissionDenied(f"{self.name} does not hold the role {role!r} (holds: {held})")
         return Principal(self.user_id, self.name, self.grants, self.via, role, self.is_system)
 
-    def choose(self, allowed: Iterable[str], where: Mapping[str, int | None] | None, what: str) -> str:
+    def choose(
+        self,
+        allowed: Iterable[str],
+        where: Mapping[str, int | None] | Callable[[], Mapping[str, int | None]] | None,
+        what: str,
+    ) -> str:
         """The role to act in for ``what``: the one preferred if it fits, else the first that
-        fits in a fixed order; refused naming the roles that would do."""
+        fits in a fixed order; refused naming the roles that would do.
+
+        ``where`` may be a function giving the item's scope: it is called only when no grant
+        for the whole installation already fits (a batch's items then cost no lookup)."""
         allowed = set(allowed)
-        fits = [r for r in self.roles_at(where) if r in allowed]
+        wide = [g.role for g in self.grants if g.scope == INSTALLATION and g.role in allowed]
+        if self.prefer is not None and self.prefer in wide:
+            return self.prefer
+        if self.prefer is None and wide:
+            return min(wide, key=_role_order)
+        place = where() if callable(where) else where
+        fits = [r for r in self.roles_at(place) if r in allowed]
         if self.prefer is not None:
             if self.prefer in fits:
                 return self.prefer
-            if self.prefer in allowed:
+            if self.prefer in allowed and self.prefer in self.roles():
                 raise PermissionDenied(f"{self.name} holds {self.prefer!r} but not in the scope of {what}")
             raise PermissionDenied(
                 f"role {self.prefer!r} may not {what}: needs one of {', '.join(sorted(allowed)) or 'no role'}"
             )
         if fits:
-            return sorted(fits, key=_role_order)[0]
+            return min(fits, key=_role_order)
         held = [r for r in self.roles() if r in allowed]
         if held:
             raise PermissionDenied(

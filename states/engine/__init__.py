@@ -274,7 +274,9 @@ def _plan(
             raise PermissionDenied(f"the sweep may not fire {trigger!r} on {kind} {item_id}: it is a person's act")
         role = SYSTEM
     else:
-        role = principal.choose(roles, spec.recipient_scope(session, row), f"fire {trigger!r} on {kind} {item_id}")
+        role = principal.choose(
+            roles, lambda: spec.recipient_scope(session, row), f"fire {trigger!r} on {kind} {item_id}"
+        )
     if any(r.get("note_required") for r in rows) and not (note and note.strip()):
         raise InvalidInput(f"{trigger!r} on {kind} {item_id} needs a reason: give --note")
     if local_date(row.updated_at) > today:

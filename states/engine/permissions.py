@@ -45,7 +45,27 @@ class Rules:
 
 
 def rules(session: Session) -> Rules:
-    """The permission table's overrides, in one query."""
+    """The permission table's overrides, in one query per transaction (kept in the session for
+    the transaction that read them: a change made in it (``forget``) or after it is read anew)."""
+    transaction = session.get_transaction()
+    cached = session.info.get(_CACHE)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cached[1]  # type: ignore[no-any-return]
+    out = _read(session)
+    if transaction is not None:
+        session.info[_CACHE] = (transaction, out)
+    return out
+
+
+def forget(session: Session) -> None:
+    """Drop the rules this session read: the table was just changed in it."""
+    session.info.pop(_CACHE, None)
+
+
+_CACHE = "permission_rules"
+
+
+def _read(session: Session) -> Rules:
     out = Rules()
     for r in session.exec(select(PermissionRule)):
         if r.roles is not None:

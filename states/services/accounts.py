@@ -26,7 +26,7 @@ from models.installation import ROW_ID, Installation, installation_id
 from models.tables import AuditEvent, Network, Organisation, Service
 from states.clock import Clock
 from states.engine.audit import record_change
-from states.engine.permissions import check_rule, read_file
+from states.engine.permissions import check_rule, forget, read_file
 from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied
 from states.principal import INSTALLATION, NETWORK, ORGANISATION, SERVICE, Grant, Principal, check_scope
 from states.roles import ADMINISTRATOR, check_grantable
@@ -448,6 +448,7 @@ def _set_permission(
     row.set_by, row.set_at = principal.user_id, clock.now()
     session.add(row)
     session.flush()
+    forget(session)
     assert row.id is not None
     _audit(session, principal, clock, "permission", row.id, "set", "overridden",
            {"kind": kind, "trigger": trigger, "before": before,
@@ -468,6 +469,8 @@ def reset_permission(session: Session, principal: Principal, clock: Clock, kind:
     _audit(session, principal, clock, "permission", row.id, "reset", "default",
            {"kind": kind, "trigger": trigger, "before": {"roles": row.roles, "four_eyes": row.four_eyes}})  # fmt: skip
     session.delete(row)
+    session.flush()
+    forget(session)
 
 
 # ---------------------------------------------------------------- peerwatch init
