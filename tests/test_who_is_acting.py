@@ -188,3 +188,17 @@ def test_the_event_says_how_the_account_was_authenticated_when_not_the_plain_com
         s.commit()
         e = s.exec(select(AuditEvent).where(AuditEvent.trigger == "send_formal_notification")).one()
     assert e.data.get("via") == (via if noted else None)
+
+
+@pytest.mark.parametrize("name", ["Jo\u2028Smith", "Jo\u2029Smith", "Jo\u0085Smith", "Jo\r\nSmith", "Jo\x1bSmith"])
+def test_an_account_name_with_a_line_separator_is_refused_not_folded(db: Engine, name: str) -> None:
+    """Hostile input is normal input: one clear error, nothing stored (not silently folded into a space)."""
+    admin = support_accounts.me(db, roles=(ADMIN,))
+    with Session(db) as s:
+        before = len(s.exec(select(User)).all())
+        with pytest.raises(InvalidInput, match="one line of printable text"):
+            accounts.add_user(s, admin, SystemClock(), name=name, email="jo.smith@example.nhs.uk")
+        s.rollback()
+        assert len(s.exec(select(User)).all()) == before
+        with pytest.raises(InvalidInput, match="one line of printable text"):
+            accounts.create_token(s, admin, SystemClock(), name)

@@ -30,7 +30,7 @@ from states.engine.permissions import check_rule, forget, read_file
 from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied
 from states.principal import INSTALLATION, NETWORK, ORGANISATION, SERVICE, Grant, Principal, check_scope
 from states.roles import ADMINISTRATOR, check_grantable
-from states.text import check_email
+from states.text import check_email, check_text
 
 ACTIVE, DISABLED, SYSTEM_STATUS = "active", "disabled", "system"
 TOKEN_PREFIX = "pw_"
@@ -168,6 +168,7 @@ def add_user(
 def _add_user(
     session: Session, principal: Principal | None, clock: Clock, *, name: str, email: str, os_login: str | None
 ) -> User:
+    check_text(name, "name")  # a line separator or control character is refused, not folded away
     name = " ".join(name.split())
     if not name:
         raise InvalidInput("an account needs a name")
@@ -362,6 +363,7 @@ def create_token(
     once and only its hash is kept. It acts with its owner's grants as they are when used."""
     if principal.is_system:
         raise PermissionDenied("the system account has no tokens")
+    check_text(name, "token name")
     name = " ".join(name.split())
     if not name:
         raise InvalidInput("name the token (what it is for)")
