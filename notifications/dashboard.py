@@ -52,7 +52,10 @@ def write_site(today: date, out: Path, pages: list[dict[str, Any]], feeds: Seque
         target.write_text(page.render(d=data, charts=charts), encoding="utf-8")
         written.append({"network": code, "name": name, "page": str(target), **data["figures"]})
     out.mkdir(parents=True, exist_ok=True)
-    (out / "index.html").write_text(index.render(as_of=today.isoformat(), pages=written), encoding="utf-8")
+    training = any(p.get("training") for p in pages)
+    (out / "index.html").write_text(
+        index.render(as_of=today.isoformat(), pages=written, training=training), encoding="utf-8"
+    )
     write_feeds(out, feeds)
     return written
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from models.installation import ROW_ID, Installation
 from states.machines.lateness import received_late
 from states.views.register import AGE_BUCKETS, UPCOMING_WORKING_DAYS, summary
 
@@ -23,6 +24,12 @@ def network_page(session: Session, today: date, code: str, name: str) -> dict[st
             "network": {"code": code, "name": name},
             "age_buckets": [b for b, _ in AGE_BUCKETS],
             "working_days": UPCOMING_WORKING_DAYS,
+            "training": _training(session),  # a training database says so on every page
         }
     )
     return data
+
+
+def _training(session: Session) -> bool:
+    row = session.get(Installation, ROW_ID)
+    return bool(row is not None and row.training)
