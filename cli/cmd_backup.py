@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlmodel import Session
 
 from cli.context import of
 from models.db import database_url
+from states.roles import ADMINISTRATOR, OPERATOR
 from states.services.backup import backup as do_backup
 
 NAME = "backup"
@@ -24,7 +26,11 @@ app = typer.Typer(help="Back up the database (SQLite online backup API; pg_dump 
 def backup(
     ctx: typer.Context, file: Annotated[Path, typer.Argument(help="The backup file to write (never overwritten).")]
 ) -> None:
-    """Write a backup of the database to FILE; the copy's audit chain is verified."""
+    """Write a backup of the database to FILE; the copy's audit chain is verified. An operator's
+    or an administrator's act (the copy holds every record)."""
+    run = of(ctx)
+    with Session(run.db()) as s:
+        run.principal(s).require_any((OPERATOR, ADMINISTRATOR), "back up the database")
     out = do_backup(database_url(), file)
     events = f", audit chain verified ({out['audit_events']} events)" if "audit_events" in out else ""
     of(ctx).say(out, f"backup written: {out['backup']} ({out['bytes']} bytes, {out['database']}{events})")

@@ -17,7 +17,7 @@ from cli.context import of, os_login, sudo_uid
 from cli.diagram import mermaid
 from cli.output import console, print_json, table
 from cli.seed import seed_reference
-from states.engine import keys
+from states.engine import keys, record_change
 from states.engine.sweep import run_sweep
 from states.policy import Policy
 from states.roles import ADMINISTRATOR, OPERATOR
@@ -70,8 +70,13 @@ def init(
             assert user is not None  # init_login refused a change where administrators exist
             via = installation.SUDO if login != os_login() else "cli"
             installation.set_service_account(s, accounts.principal_for(s, user, via), clock, service_account)
-        if demo:
+        if demo:  # the demo's reference data: an administrator's act, audited (never an unmapped login's)
+            holder = user or accounts.find_user(s, login)
+            admin = accounts.principal_for(s, holder, "cli")
+            admin.require(ADMINISTRATOR, "load the demo reference data")
             seed_reference(s)
+            record_change(s, "demo_data", 1, "seed_demo_reference_data", principal=admin, role=ADMINISTRATOR,
+                          clock=clock, state="seeded")  # fmt: skip
         is_training = accounts.is_training(s)
         named = installation.service_account(s)
         s.commit()

@@ -28,6 +28,7 @@ from states.calendar import calendar_for
 from states.clock import FixedClock
 from states.engine import verify_chain
 from states.engine.audit import Event, check_chain, event_hash, record_change
+from states.principal import Principal
 from states.services.backup import BackupRefused, backup, restore
 from tests import support_accounts
 from tests.databases import ON_POSTGRES, drop, fresh_url, schema_of, skip_on_postgres
@@ -116,7 +117,7 @@ def _verify(url: str) -> tuple[int, str | None]:
 
 @skip_on_postgres("the SQLite online backup API under a concurrent sweep; the pg_dump path is tested below")
 def test_backup_during_a_running_sweep_restores_into_a_new_database_and_verifies(
-    db_url: str, db: Engine, training: None, session: Session, services: dict[str, int], tmp_path: Path
+    db_url: str, db: Engine, training: None, me: Principal, session: Session, services: dict[str, int], tmp_path: Path
 ) -> None:
     """(A training database, so the sweep may run on the story's dates, ahead of the server's clock.)"""
     _work(session, services)
@@ -192,7 +193,7 @@ def _tamper(path: Path) -> None:
 
 @skip_on_postgres("tampers with a SQLite backup file")
 def test_a_tampered_backup_is_refused_and_nothing_changes(
-    db_url: str, db: Engine, session: Session, services: dict[str, int], tmp_path: Path
+    db_url: str, db: Engine, me: Principal, session: Session, services: dict[str, int], tmp_path: Path
 ) -> None:
     _work(session, services)
     good = tmp_path / "good.backup"
@@ -240,7 +241,13 @@ def test_a_tampered_backup_is_refused_and_nothing_changes(
 
 @skip_on_postgres("restores SQLite backup files")
 def test_without_the_audit_key_a_restore_is_refused_and_a_backup_says_it_is_unverified(
-    db_url: str, db: Engine, session: Session, services: dict[str, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db_url: str,
+    db: Engine,
+    me: Principal,
+    session: Session,
+    services: dict[str, int],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _work(session, services)
     good = tmp_path / "good.backup"
@@ -318,7 +325,7 @@ def test_a_plain_copy_of_a_live_database_can_miss_what_the_backup_keeps(
 
 @pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL only: pg_dump and pg_restore (PEERWATCH_TEST_DATABASE)")
 def test_postgresql_backup_is_a_pg_dump_of_the_schema_and_restores_verified(
-    db_url: str, db: Engine, session: Session, services: dict[str, int], tmp_path: Path
+    db_url: str, db: Engine, me: Principal, session: Session, services: dict[str, int], tmp_path: Path
 ) -> None:
     _work(session, services)
     events = _events(db_url)
