@@ -27,13 +27,15 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from typer.exceptions import TyperException
 
 import cli
-from cli.context import Context
+from cli.context import Context, os_login
 from cli.items import kind_app
 from cli.output import errors
+from models import init_db
 from notifications.errors import NotificationError
 from states.clock import parse_date
-from states.errors import PeerwatchError
+from states.errors import MissingActor, PeerwatchError, PermissionDenied
 from states.machines.spec import kinds
+from states.services.accounts import record_refused_command
 
 HELP = "peerwatch: peer review and quality surveillance for NHS clinical networks."
 # The commands of cli/commands.py, mounted at the top only when one of them is typed (or for help).
@@ -119,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = build(command_word(args))(args=args, prog_name="peerwatch", standalone_mode=False)
     except (PeerwatchError, NotificationError) as exc:
+        if isinstance(exc, PermissionDenied | MissingActor) and not getattr(exc, "recorded", False):
+            record_refused(args, str(exc))
         fail(str(exc))
     except TyperException as exc:  # Typer's usage errors (its Click's ClickException and subclasses)
         context = getattr(exc, "ctx", None)  # a usage error knows the command it is about
@@ -167,3 +171,21 @@ def fail(message: str) -> None:
     """One line on stderr, exit 2."""
     errors.print(f"error: {' '.join(message.split())}", markup=False, soft_wrap=True)
     raise SystemExit(2)
+
+
+def record_refused(args: list[str], reason: str) -> None:
+    """Record a refusal the engine did not see (who is acting, or whether they may): with the
+    OS login and the command's first two words (never its values: a note may be private)."""
+    words, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in ("--as-of", "--as"):
+            skip = True
+        elif not a.startswith("-"):
+            words.append(a)
+    words = words[:2]
+    try:
+        record_refused_command(init_db(), os_login(), " ".join(words) or "peerwatch", reason)
+    except Exception as exc:
+        errors.print(f"(the refusal could not be recorded: {exc.__class__.__name__})", markup=False)

@@ -146,9 +146,11 @@ def refused(ctx: typer.Context, limit: Annotated[int, typer.Option(help="How man
             "kind": r.kind,
             "item": r.item_id,
             "trigger": r.trigger,
+            "user_id": r.user_id,
             "actor": r.actor,
             "role": r.role,
             "reason": r.reason,
+            "os_login": (r.data or {}).get("os_login"),
         }
         for r in rows
     ]
@@ -157,6 +159,6 @@ def refused(ctx: typer.Context, limit: Annotated[int, typer.Option(help="How man
     else:
         table(
             "refused attempts",
-            ["when", "kind", "item", "trigger", "actor", "role", "reason"],
-            [(show(r.at), r.kind, r.item_id, r.trigger, r.actor, r.role, r.reason) for r in rows],
+            ["when", "kind", "item", "trigger", "account", "actor", "role", "reason"],
+            [(show(r.at), r.kind, r.item_id, r.trigger, r.user_id, r.actor, r.role, r.reason) for r in rows],
         )

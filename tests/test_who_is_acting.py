@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from models import AuditEvent, Risk
+from models import AuditEvent, Deadline, Risk
 from models.accounts import User
 from states import engine
 from states.clock import SystemClock, local_date
-from states.errors import InvalidInput
+from states.errors import BadDate, InvalidInput, PermissionDenied
 from states.roles import ADMINISTRATOR as ADMIN
-from states.services import accounts
+from states.services import accounts, intake, milestones
 from tests import support_accounts
 from tests.factories import MRH, person
 from tests.support_cli import cli_env, ok, run, snapshot
@@ -202,3 +203,103 @@ def test_an_account_name_with_a_line_separator_is_refused_not_folded(db: Engine,
         assert len(s.exec(select(User)).all()) == before
         with pytest.raises(InvalidInput, match="one line of printable text"):
             accounts.create_token(s, admin, SystemClock(), name)
+
+
+def test_a_refusal_before_the_engine_is_recorded_with_the_account_and_the_os_login(
+    db_url: str, db: Engine, services: dict[str, int]
+) -> None:
+    """A role the account does not hold, or --as-of on an action, is refused before the engine
+    sees the trigger: the refusal is recorded too (kind ``command``), with the account the OS
+    login maps to and the login, never the values typed."""
+    me = support_accounts.me(db, roles=("operator",), name="Ola Operator")
+    rid = _risk_now(db, services)
+    _error_line(run(cli_env(), "risk", "fire", str(rid), "withdraw", "--role", "regional-lead", "--note", "secret"))
+    _error_line(run(cli_env(), "--as-of", "2099-12-31", "risk", "fire", str(rid), "rescore"))
+    with Session(db) as s:
+        rows = s.exec(  # type: ignore[call-overload]
+            text(
+                "SELECT kind, \"trigger\", user_id, actor, data FROM refusedattempt WHERE kind = 'command' ORDER BY id"
+            )
+        ).all()
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("command", "risk fire", me.user_id, "Ola Operator"),
+        ("command", "risk fire", me.user_id, "Ola Operator"),
+    ]
+    assert all("secret" not in str(r[4]) and "os_login" in str(r[4]) for r in rows)
+
+
+def test_dates_a_person_types_cannot_hold_off_a_chase_or_hide_lateness(
+    db: Engine, session: Session, services: dict[str, int]
+) -> None:
+    """A complaint "received" in 2099 would hold off its acknowledgement for ever; a milestone
+    "done" before today hides that it was recorded late unless someone says how it is known."""
+    today = local_date(SystemClock().now())
+    office = person("Office", "network-office")
+    with pytest.raises(InvalidInput, match="after today"):
+        intake.receive_complaint(
+            session,
+            network="WMTN",
+            category="arrangements",
+            from_name="K Irwin",
+            from_email="k.irwin@example.nhs.uk",
+            summary="the visit's arrangements",
+            service=None,
+            about_person=False,
+            received=date(2099, 12, 31),
+            principal=office,
+            clock=SystemClock(),
+        )
+    session.rollback()
+    rid = _risk_now(db, services)
+    nm = person("Dr Asha Patel", "network-manager")
+    due = today + timedelta(days=14)
+    m = milestones.add(session, rid, text="Rota extended", due_on=due, principal=nm, clock=SystemClock()).row
+    session.commit()
+    with pytest.raises(InvalidInput, match="needs --note"):
+        milestones.mark_done(session, m.id, principal=nm, clock=SystemClock(), on=today - timedelta(days=3))  # type: ignore[arg-type]
+    session.rollback()
+    milestones.mark_done(session, m.id, principal=nm, clock=SystemClock(), on=today - timedelta(days=3), note="minutes")  # type: ignore[arg-type]
+    session.commit()
+    e = session.exec(select(AuditEvent).where(AuditEvent.trigger == "milestone_done")).one()
+    assert e.data["recorded_on"] == today.isoformat() and e.data["done_on"] == (today - timedelta(days=3)).isoformat()
+
+
+def test_demo_data_and_a_restore_over_real_accounts_are_an_administrators(
+    db_url: str, db: Engine, tmp_path: Path
+) -> None:
+    """`init --demo` (reference data and escalation addresses) and `restore` over a database
+    with people's accounts are refused to an account that is not an administrator."""
+    support_accounts.account(db, "Pat Admin", (ADMIN,))
+    support_accounts.me(db, roles=("operator",), name="Ola Operator")
+    before = snapshot(db_url)
+    line = _error_line(run(cli_env(), "init", "--demo"))
+    assert "may not load the demo reference data" in line
+    assert snapshot(db_url) == before
+    ok(run(cli_env(), "backup", str(tmp_path / "copy.db")))
+    line = _error_line(run(cli_env(), "restore", "--replace", str(tmp_path / "copy.db")))
+    assert "may not restore a backup over this database" in line
+    assert snapshot(db_url) == before
+
+
+def test_one_extension_cannot_freeze_a_chase_and_an_administrator_cannot_grant_themselves_a_clinical_role(
+    db: Engine, session: Session, services: dict[str, int]
+) -> None:
+    """`extend_deadline days=100000` froze chasing for ever without --as-of; an administrator
+    granting themselves network-manager could then fire clinical triggers."""
+    rid = _risk_now(db, services)
+    nm = person("Dr Asha Patel", "network-manager")
+    before = session.exec(select(Deadline).where(Deadline.item_id == rid)).one().due_on
+    for params in ({"days": 100000}, {"until": "9999-12-31"}):
+        with pytest.raises(BadDate, match="at most 60 working days"):
+            engine.fire(
+                session, "risk", rid, "extend_deadline", principal=nm, clock=SystemClock(), note="x", params=params
+            )
+        session.rollback()
+    engine.fire(
+        session, "risk", rid, "extend_deadline", principal=nm, clock=SystemClock(), note="x", params={"days": 60}
+    )
+    session.commit()
+    assert session.exec(select(Deadline).where(Deadline.item_id == rid)).one().due_on > before
+    admin = support_accounts.me(db, roles=(ADMIN,), name="Pat Admin")
+    with pytest.raises(PermissionDenied, match="own account"):
+        accounts.grant(session, admin, SystemClock(), "Pat Admin", "network-manager")

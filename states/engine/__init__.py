@@ -459,6 +459,7 @@ def fire_or_record(
             return out, pending
     except PeerwatchError as exc:
         record_refusal(db, kind, item_id, trigger, principal, principal.prefer, clock, str(exc), params)
+        exc.recorded = True  # type: ignore[attr-defined]  # the entry point need not record it again
         raise
 
 

@@ -71,6 +71,13 @@ def apply(session: Session, spec: KindSpec, row: Any, ctx: Context) -> dict[str,
                 raise BadDate(
                     f"{d.name} is due {d.due_on.isoformat()}; an extension must move it later, not to {new_due.isoformat()}"
                 )
+            limit = cal.add_working_days(d.due_on, ctx.policy.max_extension_working_days)
+            if new_due > limit:  # one person's extension may not freeze the chase for ever
+                raise BadDate(
+                    f"{d.name} is due {d.due_on.isoformat()}; one extension moves it at most "
+                    f"{ctx.policy.max_extension_working_days} working days (to {limit.isoformat()}), not to "
+                    f"{new_due.isoformat()} (PEERWATCH_MAX_EXTENSION_WORKING_DAYS); nothing was changed"
+                )
             changed[d.name] = {"from": d.due_on.isoformat(), "to": new_due.isoformat()}
             _move(d, new_due, ctx)
     for d in found:

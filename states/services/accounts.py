@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from models.accounts import SYSTEM_USER_ID, AccessToken, PermissionRule, RoleGrant, User
 from models.installation import ROW_ID, Installation, installation_id
 from models.tables import AuditEvent, Network, Organisation, Service
-from states.clock import Clock
-from states.engine.audit import record_change
+from states.clock import Clock, SystemClock
+from states.engine.audit import record_change, record_refusal
 from states.engine.permissions import check_rule, forget, read_file
 from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied
 from states.principal import INSTALLATION, NETWORK, ORGANISATION, SERVICE, Grant, Principal, check_scope
@@ -241,6 +242,11 @@ def grant(
     if role == ADMINISTRATOR and scope != INSTALLATION:
         raise InvalidInput("administrator is held for the whole installation (scope installation)")
     user = find_user(session, ref)
+    if user.id == principal.user_id:
+        raise PermissionDenied(
+            f"{principal.name} may not grant a role to their own account: another administrator grants it "
+            "(an administrator fires nothing clinical); nothing was changed"
+        )
     same = session.exec(
         select(RoleGrant).where(
             RoleGrant.user_id == user.id,
@@ -532,3 +538,12 @@ def system_account(session: Session) -> User:
     user = session.get(User, SYSTEM_USER_ID)
     assert user is not None and user.status == SYSTEM_STATUS
     return user
+
+
+def record_refused_command(db: Engine, login: str, command: str, reason: str) -> None:
+    """A command refused before it reached the engine (who is acting could not be established,
+    or may not do it): recorded with the account the OS login maps to, if any, and the login."""
+    with Session(db) as s:
+        user = s.exec(select(User).where(User.os_login == login)).first()
+    who = None if user is None or user.id is None else Principal(user.id, user.name, (), "cli")
+    record_refusal(db, "command", None, command, who, None, SystemClock(), reason, {"os_login": login})

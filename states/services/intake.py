@@ -93,7 +93,14 @@ def receive_complaint(
     principal: Principal,
     clock: Clock,
 ) -> Outcome:
-    """A complaint received (routed to its owner by category)."""
+    """A complaint received (routed to its owner by category), not after today: its deadlines
+    count from the day it was received, so a future date would hold off the chase."""
+    today = local_date(clock.now())
+    if received > today:
+        raise InvalidInput(
+            f"received {received.isoformat()} is after today ({today.isoformat()}): a complaint is recorded once "
+            "it is received; nothing was changed"
+        )
     net = network_by_code(session, network)
     if service is not None:
         service_by_id(session, service, "")

@@ -112,7 +112,8 @@ def mark_done(
     on: date | None = None,
     note: str | None = None,
 ) -> Milestone:
-    """Mark a milestone done (on ``on``, default today; never in the future); audited.
+    """Mark a milestone done (on ``on``, default today; never in the future; an earlier date
+    needs a note, and the event records the day it was recorded too); audited.
     ``principal`` needs a staff role in the risk's scope."""
     m = get(session, milestone_id)
     risk = engine.load(session, "risk", m.risk_id)[1]
@@ -121,6 +122,11 @@ def mark_done(
     day = on or today
     if day > today:
         raise InvalidInput(f"a milestone cannot be done on {day.isoformat()}, after today ({today.isoformat()})")
+    if day < today and not (note and note.strip()):
+        raise InvalidInput(
+            f"milestone {milestone_id} is recorded done today ({today.isoformat()}); a done date before it "
+            f"({day.isoformat()}) needs --note saying how it is known; nothing was changed"
+        )
     if m.done_on is not None:
         raise InvalidInput(
             f"milestone {milestone_id} was already marked done on {m.done_on.isoformat()} by {m.done_by}"
@@ -147,6 +153,13 @@ def mark_done(
         from_state="chased" if m.chased_on else "open",
         state="done",
         note=note,
-        data={"risk_id": m.risk_id, "done_on": day.isoformat(), "due_on": m.due_on.isoformat(), "late": day > m.due_on},
+        data={
+            "risk_id": m.risk_id,
+            "done_on": day.isoformat(),
+            "due_on": m.due_on.isoformat(),
+            "late": day > m.due_on,
+            "recorded_on": today.isoformat(),  # a person's act happens now: a back-dated completion shows
+            "recorded_late": today > m.due_on,
+        },
     )
     return m
