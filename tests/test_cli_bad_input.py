@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from cli.context import TRAINING_BANNER, os_login
+from models.db import get_engine
+from tests import support_accounts
 from tests.databases import drop, fresh_url
 from tests.probes import cli_without_prefect
 from tests.support_cli import TIMEOUT, cli_env, ok, ok_json, run, snapshot
@@ -22,7 +24,8 @@ from tests.support_cli import TIMEOUT, cli_env, ok, ok_json, run, snapshot
 # case compares its own before/after snapshot. Risk 1: SC raised as of Fri 11 Dec 2026
 # (identified, version 2). A training database (so actions take --as-of), made by
 # `peerwatch init --training`, which makes the OS user running the tests its administrator;
-# that account is then granted three of the network's roles (not auditor, not operator).
+# that account is then granted three of the network's roles (not auditor, not operator) by
+# the fixture, as another administrator would.
 
 
 @dataclass
@@ -44,8 +47,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     url = fresh_url(tmp)
     env = cli_env(PEERWATCH_DATABASE_URL=url, PEERWATCH_OUTBOX_DIR=str(tmp / "outbox"))
     ok(run(env, "init", "--training", "--demo", cwd=tmp))
-    for role in ("network-manager", "regional-lead", "network-office"):
-        ok(run(env, "user", "grant", os_login(), role, cwd=tmp))
+    # nobody grants a role to their own account: the fixture writes the grants, as a second
+    # administrator would (tests/test_who_is_acting.py shows the refusal)
+    eng = get_engine(url)
+    support_accounts.account(eng, os_login(), ("network-manager", "regional-lead", "network-office"))
+    eng.dispose()
     raised = ok_json(
         run(
             env,
