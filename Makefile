@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test test-pg lint ui bench clean
+.PHONY: demo test test-pg lint ui web assets bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("peerwatch needs Python 3.11+") if sys.version_info < (3, 11) else None'
@@ -15,10 +15,24 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(ASSETS)
 	$(BIN)/peerwatch demo
 
-test: lint
+# The NHS.UK design system's stylesheet and scripts, and axe-core for the accessibility tests:
+# fetched once from the npm registry at pinned versions, checked against their published
+# sha512 integrity (web/assets.py), unpacked under var/assets/.
+ASSETS := var/assets/.stamp
+$(ASSETS): web/assets.py $(STAMP)
+	$(BIN)/python -m web.assets
+
+assets: $(ASSETS)
+
+# The web application for network staff: http://127.0.0.1:8000 (sign in with an account
+# `make demo` printed). `peerwatch web --help` for the host, port and production settings.
+web: $(STAMP) $(ASSETS)
+	$(BIN)/peerwatch web
+
+test: lint $(ASSETS)
 	$(BIN)/python -m pytest -q
 
 # The packages mypy holds to strict (pyproject.toml [tool.mypy]); the rest get the baseline there.
@@ -33,7 +47,7 @@ lint: $(STAMP)
 
 # The same suite on a throw-away PostgreSQL server on 127.0.0.1 (installed from the OS
 # packages if missing, as root); a fresh schema per test. See docs/scale.md.
-test-pg: lint
+test-pg: lint $(ASSETS)
 	.ci/with-postgres $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Browse the demo's flow runs and artifacts at http://127.0.0.1:4200
