@@ -6,21 +6,20 @@ second person (four eyes), the guards that must hold, the ``--param key=value`` 
 and an example command. The page's hand-written introduction (everything above ``MARKER``)
 is kept; the rest is rewritten by ``python -m cli.diagram --write``.
 
-Parameters are found by reading each trigger's action in its machine module (or its branch of the kind's ``effects``)
-(and the module's helpers it calls) for ``ctx.params`` look-ups; commands that fire a
+Parameters are found by reading each trigger's action in its machine module (``states/machines/params.py``,
+which the web's forms read too); commands that fire a
 trigger for you by reading ``cli/*.py`` for the commands that name it.
 """
 
 from __future__ import annotations
 
 import ast
-import inspect
-import sys
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from states.machines.params import params_read
 from states.machines.spec import CLOCK_TRIGGERS, KindSpec, get_spec, kinds
 from states.roles import ACTOR_ROLES, AUDITOR, SYSTEM
 
@@ -59,101 +58,6 @@ def manual_rows(spec: KindSpec) -> list[dict[str, Any]]:
                 "guards": [*t.get("conditions", []), *(f"not {u}" for u in t.get("unless", []))],
             }
         )
-    return out
-
-
-def _module_tree(spec: KindSpec) -> tuple[Any, dict[str, ast.FunctionDef]]:
-    first = spec.effects or next(iter(spec.actions.values()))
-    module = sys.modules[first.__module__]
-    tree = ast.parse(inspect.getsource(module))
-    return module, {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-
-
-def _triggers_of(test: ast.expr, module: Any) -> set[str]:
-    """The triggers an ``if t == "x"`` / ``if t in ("x", "y")`` / ``if t in NAMES`` branch is for."""
-    if isinstance(test, ast.Compare) and len(test.ops) == 1:
-        right = test.comparators[0]
-        if isinstance(test.ops[0], ast.Eq) and isinstance(right, ast.Constant):
-            return {str(right.value)}
-        if isinstance(test.ops[0], ast.In):
-            if isinstance(right, ast.Tuple | ast.List | ast.Set):
-                return {str(e.value) for e in right.elts if isinstance(e, ast.Constant)}
-            if isinstance(right, ast.Name):
-                return {str(v) for v in getattr(module, right.id, ())}
-    return set()
-
-
-def _branches(func: ast.FunctionDef, module: Any) -> Iterator[tuple[set[str], list[ast.stmt]]]:
-    """The effects function's if/elif chain on the trigger: (triggers, body) per branch."""
-    for node in func.body:
-        while isinstance(node, ast.If):
-            yield _triggers_of(node.test, module), node.body
-            node = node.orelse[0] if len(node.orelse) == 1 and isinstance(node.orelse[0], ast.If) else None  # type: ignore[assignment]
-
-
-def _is_params(node: ast.expr) -> bool:
-    return isinstance(node, ast.Attribute) and node.attr == "params"
-
-
-def _keys(nodes: list[ast.stmt], helpers: dict[str, ast.FunctionDef], seen: set[str]) -> list[str]:
-    """``ctx.params`` keys read in these statements and in the module's helpers they call."""
-    keys: list[str] = []
-    loops: dict[str, list[str]] = {}
-    for node in (n for stmt in nodes for n in ast.walk(stmt)):
-        if isinstance(node, ast.For) and isinstance(node.target, ast.Name) and isinstance(node.iter, ast.Tuple):
-            loops[node.target.id] = [str(e.value) for e in node.iter.elts if isinstance(e, ast.Constant)]
-        key: ast.expr | None = None
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "get"
-            and _is_params(node.func.value)
-            and node.args
-        ):
-            key = node.args[0]
-        elif isinstance(node, ast.Subscript) and _is_params(node.value):
-            key = node.slice
-        elif (
-            isinstance(node, ast.Compare)
-            and len(node.ops) == 1
-            and isinstance(node.ops[0], ast.In)
-            and _is_params(node.comparators[0])
-        ):
-            key = node.left
-        if isinstance(key, ast.Constant) and isinstance(key.value, str):
-            keys.append(key.value)
-        elif isinstance(key, ast.Name):
-            keys += loops.get(key.id, [])
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in helpers
-            and node.func.id not in seen
-        ):
-            seen.add(node.func.id)
-            keys += _keys(helpers[node.func.id].body, helpers, seen)
-    return list(dict.fromkeys(keys))
-
-
-@cache
-def params_read(kind: str) -> dict[str, tuple[str, ...]]:
-    """trigger -> the ``--param`` keys its action (or its branch of the kind's ``effects``) reads."""
-    spec = get_spec(kind)
-    if spec.effects is None and not spec.actions:
-        return {}
-    module, helpers = _module_tree(spec)
-    out: dict[str, tuple[str, ...]] = {}
-    found: list[tuple[set[str], list[ast.stmt]]] = []
-    if spec.effects is not None:
-        found += _branches(helpers[spec.effects.__name__], module)
-    for trigger, action in spec.actions.items():
-        func = helpers.get(getattr(action, "__name__", ""))
-        if func is not None:
-            found.append(({trigger}, func.body))
-    for triggers, body in found:
-        keys = tuple(_keys(body, helpers, set()))
-        for t in triggers:
-            out[t] = tuple(dict.fromkeys(out.get(t, ()) + keys))
     return out
 
 
