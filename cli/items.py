@@ -8,11 +8,10 @@ from sqlmodel import Session
 
 from cli.context import ROLE, Context, of
 from cli.output import console, print_json, table
-from states import engine
 from states.clock import parse_date, show
 from states.errors import InvalidInput
 from states.machines.spec import get_spec
-from states.services import accounts, items
+from states.services import acting, items
 
 SHOW_SKIP = frozenset(
     {
@@ -222,35 +221,13 @@ def fire_and_print(
     db = run.db()
     with Session(db) as s:
         who = run.acting(s, role)
-    out, pending = engine.fire_or_record(
-        db,
-        kind,
-        item_id,
-        trigger,
-        principal=who.principal,
-        clock=who.clock,
-        note=note,
-        expected_version=version,
-        params=params,
+    result = acting.fire(
+        db, who.principal, who.clock, kind, item_id, trigger, note=note, params=params, version=version
     )
-    with Session(db) as s:
-        accounts.seen(s, who.principal)
-        s.commit()
-    deadlines = [{**d, "due_on": d["due_on"].isoformat()} for d in pending]
-    result = {
-        "id": item_id,
-        "kind": kind,
-        "trigger": trigger,
-        "from": out.event.from_state,
-        "state": out.row.state,
-        "version": out.event.version,
-        "letters_queued": out.queued,
-        "proposed": out.proposed,
-        "deadlines": deadlines,
-    }
+    deadlines = result["deadlines"]
     if run.json:
         print_json(result)
-    elif out.proposed:
+    elif result["proposed"]:
         console.print(
             f"{kind} {item_id}: {trigger} proposed by {who.principal.name} (version {result['version']}): "
             "it needs a second person to confirm it with the same parameters",
@@ -259,7 +236,7 @@ def fire_and_print(
     else:
         console.print(
             f"{kind} {item_id}: {trigger}: {result['from']} -> {result['state']} (version {result['version']}), "
-            f"{out.queued} letter(s) queued",
+            f"{result['letters_queued']} letter(s) queued",
             markup=False,
         )
         for d in deadlines:
