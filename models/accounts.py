@@ -5,7 +5,8 @@ A ``User`` is a person (or the one built-in ``system`` account the sweeps act as
 can sign in as). A ``RoleGrant`` gives a user a role in a scope: the whole installation, a
 network, an organisation (Trust) or a service; revoking one keeps the row (``revoked_at``) so
 the history of who could do what stays. ``AccessToken`` rows hold only a hash of the token.
-``PermissionRule`` rows override the roles a machine's table allows for a trigger.
+``PermissionRule`` rows override the roles a machine's table allows for a trigger. The web
+application's sessions and sign-in attempts are in ``models/web.py``.
 Nothing here decides anything: ``states/accounts.py`` and the engine do.
 """
 
@@ -40,6 +41,8 @@ class User(Table, table=True):
     """A person who may act in peerwatch (status ``active`` or ``disabled``), or ``system``."""
 
     __tablename__ = "account"
+    # One account per single sign-on identity; NULLs (no identity linked) never collide.
+    __table_args__ = (Index("ix_account_oidc", "oidc_issuer", "oidc_subject", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     name: str
@@ -48,6 +51,12 @@ class User(Table, table=True):
     os_login: str | None = Field(default=None, unique=True)  # the OS account the CLI maps to this user
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_seen_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Web sign-in (states/services/signin.py): an Argon2id hash (never the password), and the
+    # OpenID Connect identity (issuer URL + subject) linked to this account, when there is one.
+    password_hash: str | None = None
+    password_set_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    oidc_issuer: str | None = None
+    oidc_subject: str | None = None
 
 
 class RoleGrant(Table, table=True):

@@ -5,6 +5,7 @@ PeerwatchError
  ├── InvalidTrigger    the trigger does not exist, or not from the item's state
  ├── GuardRefused      the trigger exists but a rule refused it (e.g. first vs second response)
  ├── PermissionDenied  the role may not fire this trigger
+ │    └── SignInRefused  a web sign-in refused (unrecognised, throttled, unknown identity)
  ├── MissingActor      no actor was named
  ├── StaleVersion      the row changed since the caller read it
  ├── BadDate           a malformed date, or one that would move an item back in time
@@ -30,6 +31,10 @@ class GuardRefused(PeerwatchError):
 
 class PermissionDenied(PeerwatchError):
     pass
+
+
+class SignInRefused(PermissionDenied):
+    """A web sign-in refused: the message is what the person may be told, nothing more."""
 
 
 class MissingActor(PeerwatchError):

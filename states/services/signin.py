@@ -1,0 +1,545 @@
+"""Signing in to the web application: passwords (Argon2id, NCSC guidance), single sign-on by
+OpenID Connect, server-side sessions, throttling; each sign-in, failure and sign-out audited.
+
+- ``check_password_policy``: length over complexity (NCSC): at least 12 characters by default
+  (``PEERWATCH_PASSWORD_MIN_LENGTH``), at most 256, no composition rules; refused if it is on
+  the deny-list (``states/passwords-denylist.txt``, plus an optional file named by
+  ``PEERWATCH_PASSWORD_DENYLIST``), a run of one or two characters or an alphabet sequence, or
+  mostly the person's name, email or the service's name.
+- ``set_password``: one's own, or an administrator for another account (audited
+  ``password_set``; the account's web sessions end).
+- ``sign_in``: email and password -> a new session (``SignedIn``: the cookie's token, shown
+  once; only its SHA-256 is stored). Unknown email, wrong password, a disabled account and one
+  with no password get the same refusal (``REFUSED``); a dummy hash is verified for an unknown
+  account so the time taken does not tell. Throttles, by default: 5 failures for one account
+  within 15 minutes lock its password sign-in for 15 minutes; 20 failures from one address
+  within 15 minutes lock that address (``PEERWATCH_SIGNIN_ACCOUNT_FAILURES``,
+  ``PEERWATCH_SIGNIN_ADDRESS_FAILURES``, ``PEERWATCH_SIGNIN_WINDOW_MINUTES``,
+  ``PEERWATCH_SIGNIN_LOCK_MINUTES``).
+- ``sign_in_oidc``: an identity the OpenID provider vouched for -> the account linked to it
+  (issuer + subject), else the active account whose email is the identity's *verified* email
+  (then linked, audited ``sso_linked``); anything else gets no access.
+- ``session_principal``: the cookie's token -> the principal acting (``via`` ``web``) and the
+  session; None when unknown, signed out, past its absolute lifetime (default 12 hours,
+  ``PEERWATCH_WEB_SESSION_HOURS``), idle longer than the idle timeout (default 30 minutes,
+  ``PEERWATCH_WEB_IDLE_MINUTES``) or its account is not active.
+- ``sign_out``, ``end_sessions``, ``link_oidc``.
+
+Times come from the clock handed in (a ``FixedClock`` in tests). Neither a password nor a
+token is ever written to the audit data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import func, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from models.accounts import User
+from models.db import begin_write
+from models.web import SignInAttempt, WebSession
+from states.clock import LONDON, Clock
+from states.engine.audit import record_change, record_refusal
+from states.errors import InvalidInput, NotFound, PermissionDenied, SignInRefused
+from states.principal import Principal
+from states.roles import ADMINISTRATOR
+from states.services.accounts import ACTIVE, find_user, principal_for
+from states.services.signin_policy import check_password_policy, normal
+from states.text import check_text
+
+__all__ = [
+    "REFUSED",
+    "UNKNOWN_IDENTITY",
+    "SignedIn",
+    "WebSessionInfo",
+    "check_password_policy",
+    "end_sessions",
+    "link_oidc",
+    "session_principal",
+    "set_password",
+    "sign_in",
+    "sign_in_oidc",
+    "sign_out",
+    "unlink_oidc",
+]
+
+REFUSED = "email or password not recognised"
+UNKNOWN_IDENTITY = "no peerwatch account for this identity: ask an administrator"
+MAX_PASSWORD_TRIED = 1024  # longer is refused without hashing (the policy allows 256)
+MAX_EMAIL_KEPT = 120  # the email given, as kept with a failed attempt
+MAX_ADDRESS = 64
+MAX_OIDC = 255  # issuer URL, subject
+TOUCH_EVERY = timedelta(minutes=1)  # a session's last_seen_at is written at most this often
+NO_ROLE = "(none)"  # signing in or out is done in no role
+
+
+def _env_int(name: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name}={raw!r}: give a whole number") from None
+    if not low <= value <= high:
+        raise InvalidInput(f"{name}={value}: give {low} to {high}")
+    return value
+
+
+def idle_timeout() -> timedelta:
+    """How long a session may go unused (default 30 minutes, ``PEERWATCH_WEB_IDLE_MINUTES``)."""
+    return timedelta(minutes=_env_int("PEERWATCH_WEB_IDLE_MINUTES", 30, 1, 24 * 60))
+
+
+def session_lifetime() -> timedelta:
+    """A session's absolute lifetime (default 12 hours, ``PEERWATCH_WEB_SESSION_HOURS``)."""
+    return timedelta(hours=_env_int("PEERWATCH_WEB_SESSION_HOURS", 12, 1, 24 * 7))
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """The sign-in throttles in force (defaults; each set by its environment variable)."""
+
+    account_failures: int
+    address_failures: int
+    window: timedelta
+    lock: timedelta
+
+    @classmethod
+    def from_env(cls) -> Throttle:
+        return cls(
+            account_failures=_env_int("PEERWATCH_SIGNIN_ACCOUNT_FAILURES", 5, 1, 1000),
+            address_failures=_env_int("PEERWATCH_SIGNIN_ADDRESS_FAILURES", 20, 1, 100000),
+            window=timedelta(minutes=_env_int("PEERWATCH_SIGNIN_WINDOW_MINUTES", 15, 1, 24 * 60)),
+            lock=timedelta(minutes=_env_int("PEERWATCH_SIGNIN_LOCK_MINUTES", 15, 1, 24 * 60)),
+        )
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A new session: ``token`` is the cookie's value (shown once; only its hash is kept)."""
+
+    token: str
+    session_id: int
+    user_id: int
+    csrf: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class WebSessionInfo:
+    """A live session as the web application needs it (never its token)."""
+
+    id: int
+    user_id: int
+    csrf: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    via: str
+
+
+# ---------------------------------------------------------------- hashing
+
+_HASHER = PasswordHasher()  # Argon2id, argon2-cffi's default parameters (RFC 9106 low-memory)
+_DUMMY: list[str] = []
+
+
+def hash_password(password: str) -> str:
+    return _HASHER.hash(normal(password))
+
+
+def _dummy_hash() -> str:
+    """A hash of nothing anyone knows, verified when the account is unknown (same cost)."""
+    if not _DUMMY:
+        _DUMMY.append(_HASHER.hash(secrets.token_urlsafe(24)))
+    return _DUMMY[0]
+
+
+def _verify(stored: str | None, password: str) -> tuple[bool, str | None]:
+    """Whether ``password`` matches ``stored`` (a dummy when None), and a new hash when the
+    stored one was made with parameters other than today's."""
+    try:
+        _HASHER.verify(stored or _dummy_hash(), normal(password))
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False, None
+    if stored is None:
+        return False, None
+    return True, hash_password(password) if _HASHER.check_needs_rehash(stored) else None
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- passwords
+
+
+def _is_admin(principal: Principal) -> bool:
+    return not principal.is_system and principal.holds(ADMINISTRATOR)
+
+
+def set_password(
+    session: Session,
+    principal: Principal,
+    clock: Clock,
+    ref: str | int | None,
+    password: str,
+    *,
+    keep_session_id: int | None = None,
+) -> User:
+    """Set an account's password: one's own (``ref`` None or oneself), or an administrator for
+    another account. Every web session of the account ends (except ``keep_session_id``: the
+    one the person is using to change their own password)."""
+    if principal.is_system:
+        raise PermissionDenied("the system account has no password: nobody signs in as it")
+    user = find_user(session, principal.user_id if ref is None or ref == "" else ref)
+    own = user.id == principal.user_id
+    if not own and not _is_admin(principal):
+        raise PermissionDenied(f"{principal.name} may not set another account's password: only an administrator may")
+    check_password_policy(password, name=user.name, email=user.email)
+    user.password_hash = hash_password(password)
+    user.password_set_at = clock.now()
+    session.add(user)
+    assert user.id is not None
+    ended = end_sessions(session, user.id, clock, "password_set", keep=keep_session_id)
+    record_change(session, "account", user.id, "password_set", principal=principal,
+                  role=NO_ROLE if own else ADMINISTRATOR, clock=clock, state=user.status,
+                  data={"own": own, "sessions_ended": ended})  # fmt: skip
+    return user
+
+
+# ---------------------------------------------------------------- throttles
+
+
+def _locked_until(ats: list[datetime], limit: int, throttle: Throttle, now: datetime) -> datetime | None:
+    """The end of the lock ``ats`` (failure times, oldest first) put in force, if still on:
+    ``limit`` failures within the window lock for ``throttle.lock`` from the last of them."""
+    until: datetime | None = None
+    for i in range(limit - 1, len(ats)):
+        if ats[i] - ats[i - limit + 1] < throttle.window and ats[i] + throttle.lock > now:
+            until = max(until or ats[i], ats[i] + throttle.lock)
+    return until
+
+
+def _failures(session: Session, since: datetime, *, account_id: int | None = None, address: str | None = None) -> list[datetime]:  # fmt: skip
+    q = select(SignInAttempt.at).where(col(SignInAttempt.ok).is_(False), SignInAttempt.at > since)
+    if account_id is not None:
+        last_ok = session.exec(
+            select(func.max(SignInAttempt.at)).where(SignInAttempt.account_id == account_id, col(SignInAttempt.ok))
+        ).one()
+        q = q.where(SignInAttempt.account_id == account_id)
+        if last_ok is not None:  # a successful sign-in starts the count again
+            q = q.where(SignInAttempt.at > last_ok)
+    else:
+        q = q.where(SignInAttempt.address == address)
+    return sorted(session.exec(q.order_by(col(SignInAttempt.at).desc()).limit(1000)).all())
+
+
+def _throttled(session: Session, user_id: int | None, address: str | None, clock: Clock) -> datetime | None:
+    """When password sign-in for this account, or from this address, may be tried again; None if now."""
+    throttle, now = Throttle.from_env(), clock.now()
+    since = now - throttle.window - throttle.lock
+    locks = []
+    if user_id is not None:
+        locks.append(
+            _locked_until(_failures(session, since, account_id=user_id), throttle.account_failures, throttle, now)
+        )
+    if address:
+        locks.append(
+            _locked_until(_failures(session, since, address=address), throttle.address_failures, throttle, now)
+        )
+    found = [t for t in locks if t is not None]
+    return max(found) if found else None
+
+
+# ---------------------------------------------------------------- signing in
+
+
+def _minute(moment: datetime) -> str:
+    """``moment`` rounded up to the minute, as a London HH:MM."""
+    up = moment + timedelta(seconds=59, microseconds=999999)
+    return up.astimezone(ZoneInfo(LONDON)).strftime("%H:%M")
+
+
+def _address(address: str | None) -> str | None:
+    if address is None:
+        return None
+    address = "".join(c for c in str(address) if c.isprintable()).strip()[:MAX_ADDRESS]
+    return address or None
+
+
+def _email_given(email: str) -> str:
+    return "".join(c for c in str(email) if c.isprintable()).strip().lower()[:MAX_EMAIL_KEPT]
+
+
+def _user_by_email(session: Session, email: str) -> User | None:
+    if not email or len(email) > 320:
+        return None
+    return session.exec(select(User).where(func.lower(User.email) == email)).first()
+
+
+def _bare(user: User) -> Principal:
+    assert user.id is not None
+    return Principal(user.id, user.name, (), "web")
+
+
+def _refuse(db: Engine, user: User | None, clock: Clock, why: str, params: dict[str, Any], shown: str) -> SignInRefused:
+    """Record the refused sign-in (its own transaction) and return the error to raise."""
+    who = _bare(user) if user is not None and user.id is not None else None
+    record_refusal(db, "account", who.user_id if who else None, "sign_in", who, NO_ROLE, clock, why, params)
+    return SignInRefused(shown)
+
+
+def _start(session: Session, user: User, clock: Clock, address: str | None, via: str, email: str) -> SignedIn:
+    """In the caller's write transaction: a new session row, the attempt, the audit event."""
+    now = clock.now()
+    assert user.id is not None
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    row = WebSession(token_hash=_sha256(token), user_id=user.id, csrf=csrf, created_at=now, last_seen_at=now,
+                     expires_at=now + session_lifetime(), address=address, via=via)  # fmt: skip
+    session.add(row)
+    session.add(SignInAttempt(at=now, account_id=user.id, email_given=email, address=address, via=via, ok=True))
+    user.last_seen_at = now
+    session.add(user)
+    session.flush()
+    assert row.id is not None
+    record_change(session, "account", user.id, "signed_in", principal=principal_for(session, user, "web"),
+                  role=NO_ROLE, clock=clock, state=user.status,
+                  data={"session_id": row.id, "method": via, "address": address})  # fmt: skip
+    return SignedIn(token=token, session_id=row.id, user_id=user.id, csrf=csrf, expires_at=row.expires_at)
+
+
+def sign_in(db: Engine, email: str, password: str, address: str | None, clock: Clock) -> SignedIn:
+    """Email and password -> a new session, or ``SignInRefused`` (``REFUSED`` whatever was
+    wrong; a distinct message when throttled). The slow hash check runs outside any transaction."""
+    given = _email_given(email)
+    address = _address(address)
+    params: dict[str, Any] = {"email": given, "address": address, "method": "password"}
+    with Session(db, expire_on_commit=False) as s:
+        user = _user_by_email(s, given)
+        until = _throttled(s, user.id if user is not None else None, address, clock)
+    if until is not None:
+        shown = f"too many failed sign-ins: try again after {_minute(until)}"
+        raise _refuse(db, user, clock, f"throttled until {until.isoformat()}", params, shown)
+    password = password if isinstance(password, str) else ""
+    if len(password) > MAX_PASSWORD_TRIED:
+        ok, rehash = False, None
+    else:
+        ok, rehash = _verify(user.password_hash if user is not None else None, password)
+    why = (
+        "no account with that email" if user is None
+        else f"account is {user.status}" if user.status != ACTIVE
+        else "no password set" if user.password_hash is None
+        else "wrong password" if not ok
+        else None
+    )  # fmt: skip
+    with Session(db, expire_on_commit=False) as s:
+        begin_write(s)
+        if why is None:
+            assert user is not None
+            fresh = s.get(User, user.id)
+            if fresh is None or fresh.status != ACTIVE or fresh.password_hash != user.password_hash:
+                why = "account changed while signing in"  # disabled, or its password set, meanwhile
+            else:
+                if rehash is not None:
+                    fresh.password_hash = rehash
+                done = _start(s, fresh, clock, address, "password", given)
+                s.commit()
+                return done
+        s.add(SignInAttempt(at=clock.now(), account_id=user.id if user is not None else None, email_given=given,
+                            address=address, via="password", ok=False))  # fmt: skip
+        s.commit()
+    raise _refuse(db, user, clock, why, params, REFUSED)
+
+
+def _check_identity(issuer: str, subject: str) -> tuple[str, str]:
+    issuer, subject = str(issuer or "").strip(), str(subject or "").strip()
+    for value, what in ((issuer, "issuer"), (subject, "subject")):
+        check_text(value, f"the OpenID Connect {what}")
+        if not value or len(value) > MAX_OIDC:
+            raise InvalidInput(f"the OpenID Connect {what} must be 1 to {MAX_OIDC} characters")
+    if not issuer.startswith(("https://", "http://")) or any(c.isspace() for c in issuer):
+        raise InvalidInput(f"issuer {issuer!r}: give the provider's issuer URL (https://...)")
+    return issuer, subject
+
+
+def sign_in_oidc(
+    db: Engine,
+    *,
+    issuer: str,
+    subject: str,
+    email: str | None,
+    email_verified: bool,
+    address: str | None,
+    clock: Clock,
+) -> SignedIn:
+    """An identity the OpenID provider vouched for -> a new session for its account, or
+    ``SignInRefused`` (``UNKNOWN_IDENTITY``). Mapped by issuer and subject; else, once, by a
+    verified email to an active account not linked to another identity (then linked)."""
+    issuer, subject = _check_identity(issuer, subject)
+    given = _email_given(email or "")
+    address = _address(address)
+    params: dict[str, Any] = {"issuer": issuer, "subject": subject[:MAX_EMAIL_KEPT], "email": given,
+                              "email_verified": bool(email_verified), "address": address, "method": "oidc"}  # fmt: skip
+    user: User | None = None
+    with Session(db, expire_on_commit=False) as s:
+        begin_write(s)
+        user = s.exec(select(User).where(User.oidc_issuer == issuer, User.oidc_subject == subject)).first()
+        why: str | None = None
+        linked = False
+        if user is None:
+            by_email = _user_by_email(s, given) if given and email_verified is True else None
+            if not given or email_verified is not True:
+                why = "identity not linked, and no verified email to map it by"
+            elif by_email is None:
+                why = "identity not linked, and no account with its email"
+            elif by_email.oidc_subject is not None:
+                user, why = by_email, "the account with that email is linked to another identity"
+            else:
+                user, linked = by_email, by_email.status == ACTIVE
+        if why is None and user is not None and user.status != ACTIVE:
+            why = f"account is {user.status}"
+        if why is None and user is not None:
+            assert user.id is not None
+            if linked:
+                user.oidc_issuer, user.oidc_subject = issuer, subject
+                s.add(user)
+                s.flush()
+                record_change(s, "account", user.id, "sso_linked", principal=principal_for(s, user, "web"),
+                              role=NO_ROLE, clock=clock, state=user.status,
+                              data={"issuer": issuer, "subject": subject, "by": "verified email"})  # fmt: skip
+            done = _start(s, user, clock, address, "oidc", given)
+            s.commit()
+            return done
+        s.add(SignInAttempt(at=clock.now(), account_id=user.id if user is not None else None, email_given=given,
+                            address=address, via="oidc", ok=False))  # fmt: skip
+        s.commit()
+    raise _refuse(db, user, clock, why or "refused", params, UNKNOWN_IDENTITY)
+
+
+# ---------------------------------------------------------------- sessions
+
+
+def _live(session: Session, token: str, clock: Clock) -> tuple[WebSession, User] | None:
+    if not token or not isinstance(token, str) or len(token) > 200:
+        return None
+    row = session.exec(select(WebSession).where(WebSession.token_hash == _sha256(token))).first()
+    if row is None or row.ended_at is not None:
+        return None
+    now = clock.now()
+    if now >= row.expires_at or now - row.last_seen_at > idle_timeout():
+        return None
+    user = session.get(User, row.user_id)
+    if user is None or user.status != ACTIVE:
+        return None  # a disabled account's sessions are dead
+    return row, user
+
+
+def session_principal(session: Session, token: str, clock: Clock) -> tuple[Principal, WebSessionInfo] | None:
+    """The principal a session cookie's token stands for, with its session; None when the token
+    is unknown, signed out, expired (absolute or idle) or its account is not active.
+
+    Records use (the session's and the account's ``last_seen_at``) at most once a minute, and
+    commits that in ``session`` when it does: call it before any other work in the session."""
+    found = _live(session, token, clock)
+    if found is None:
+        return None
+    row, user = found
+    principal = principal_for(session, user, "web")
+    now = clock.now()
+    seen = row.last_seen_at
+    if now - row.last_seen_at >= TOUCH_EVERY:
+        session.execute(update(WebSession).where(col(WebSession.id) == row.id).values(last_seen_at=now))
+        session.execute(update(User).where(col(User.id) == user.id).values(last_seen_at=now))
+        session.commit()
+        seen = now
+    assert row.id is not None
+    info = WebSessionInfo(id=row.id, user_id=row.user_id, csrf=row.csrf, created_at=row.created_at,
+                          last_seen_at=seen, expires_at=row.expires_at, via=row.via)  # fmt: skip
+    return principal, info
+
+
+def sign_out(db: Engine, token: str, clock: Clock) -> bool:
+    """End the session the token stands for (audited ``signed_out``); False if it was not live."""
+    if not token or not isinstance(token, str) or len(token) > 200:
+        return False
+    with Session(db, expire_on_commit=False) as s:
+        begin_write(s)
+        row = s.exec(select(WebSession).where(WebSession.token_hash == _sha256(token))).first()
+        if row is None or row.ended_at is not None:
+            return False
+        user = s.get(User, row.user_id)
+        assert user is not None and row.id is not None
+        row.ended_at, row.ended_reason = clock.now(), "signed_out"
+        s.add(row)
+        who = principal_for(s, user, "web") if user.status == ACTIVE else _bare(user)
+        record_change(s, "account", row.user_id, "signed_out", principal=who, role=NO_ROLE, clock=clock,
+                      state=user.status, data={"session_id": row.id})  # fmt: skip
+        s.commit()
+        return True
+
+
+def end_sessions(
+    session: Session, user_id: int, clock: Clock, reason: str = "ended", *, keep: int | None = None
+) -> int:
+    """End every live session of an account (in the caller's transaction); how many ended."""
+    q = (
+        update(WebSession)
+        .where(col(WebSession.user_id) == user_id, col(WebSession.ended_at).is_(None))
+        .values(ended_at=clock.now(), ended_reason=reason)
+    )
+    if keep is not None:
+        q = q.where(col(WebSession.id) != keep)
+    result = session.execute(q)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# ---------------------------------------------------------------- single sign-on
+
+
+def link_oidc(session: Session, principal: Principal, clock: Clock, ref: str | int, issuer: str, subject: str) -> User:
+    """An administrator links an account to an OpenID Connect identity (issuer URL and subject)."""
+    if not _is_admin(principal):
+        raise PermissionDenied(f"{principal.name} may not link sign-on identities: only an administrator may")
+    issuer, subject = _check_identity(issuer, subject)
+    user = find_user(session, ref)
+    other = session.exec(select(User).where(User.oidc_issuer == issuer, User.oidc_subject == subject)).first()
+    if other is not None and other.id != user.id:
+        raise InvalidInput(f"that identity is already linked to account {other.id} ({other.name}); nothing was changed")
+    if other is not None:
+        raise InvalidInput(f"account {user.id} ({user.name}) is already linked to that identity")
+    before = {"issuer": user.oidc_issuer, "subject": user.oidc_subject} if user.oidc_subject else None
+    user.oidc_issuer, user.oidc_subject = issuer, subject
+    session.add(user)
+    session.flush()
+    assert user.id is not None
+    record_change(session, "account", user.id, "sso_linked", principal=principal, role=ADMINISTRATOR, clock=clock,
+                  state=user.status, data={"issuer": issuer, "subject": subject, "before": before})  # fmt: skip
+    return user
+
+
+def unlink_oidc(session: Session, principal: Principal, clock: Clock, ref: str | int) -> User:
+    """An administrator removes an account's single sign-on identity (audited ``sso_unlinked``)."""
+    if not _is_admin(principal):
+        raise PermissionDenied(f"{principal.name} may not unlink sign-on identities: only an administrator may")
+    user = find_user(session, ref)
+    if user.oidc_subject is None:
+        raise NotFound(f"account {user.id} ({user.name}) has no single sign-on identity")
+    before = {"issuer": user.oidc_issuer, "subject": user.oidc_subject}
+    user.oidc_issuer = user.oidc_subject = None
+    session.add(user)
+    assert user.id is not None
+    record_change(session, "account", user.id, "sso_unlinked", principal=principal, role=ADMINISTRATOR,
+                  clock=clock, state=user.status, data={"before": before})  # fmt: skip
+    return user
