@@ -1,0 +1,65 @@
+"""The web application: ``create_app`` builds it (the database, the routers, the security
+headers, the error pages); ``peerwatch web`` serves it with uvicorn (cli/cmd_web.py).
+
+Each router is a module with a module-level ``router`` (an APIRouter), named in ``ROUTERS``:
+one line per module, added by whoever writes it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+
+from models import init_db
+from states.clock import SystemClock
+from web import errors, security
+from web.assets import ASSET_DIR, assets_ready
+from web.deps import Settings
+
+log = logging.getLogger("peerwatch.web")
+
+STATIC = Path(__file__).parent / "static"
+
+# The page and API routers, included in this order (each module's ``router``).
+ROUTERS: tuple[str, ...] = (
+    "web.auth",
+    "web.api",
+)
+
+
+def create_app(url: str | None = None, settings: Settings | None = None) -> FastAPI:
+    """The application over the database at ``url`` (PEERWATCH_DATABASE_URL when None), brought to
+    the newest migration, with ``settings`` (from the environment when None)."""
+    settings = settings or Settings.from_env()
+    app = FastAPI(
+        title="peerwatch",
+        summary="Peer review of neonatal and maternity services: the network staff's application and its API",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.clock = SystemClock()  # sessions' clock (a test may stop it)
+    app.state.engine = init_db(url)
+
+    @app.get("/healthz", include_in_schema=False, response_class=PlainTextResponse)
+    def healthz() -> str:
+        """Alive: no database access (the bench's trivial endpoint)."""
+        return "ok"
+
+    for name in ROUTERS:
+        app.include_router(importlib.import_module(name).router)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if assets_ready():
+        app.mount("/assets", StaticFiles(directory=ASSET_DIR), name="assets")
+    else:
+        log.warning("the NHS.UK stylesheet is missing (%s): run `make assets`; pages are unstyled", ASSET_DIR)
+    errors.install(app)
+    security.install(app, settings)
+    return app
