@@ -16,10 +16,10 @@ from __future__ import annotations
 import hmac
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -170,6 +170,13 @@ def clock_of(request: Request) -> Clock:
     return clock
 
 
+def action_clock(session: Session, training: bool) -> Clock:
+    """The clock a person's action runs on: now; in a training database, the simulated date
+    ``PEERWATCH_AS_OF`` when it is set (as the command line's ``--as-of``)."""
+    as_of = os.environ.get("PEERWATCH_AS_OF") or None
+    return clocks.action_clock(session, as_of) if training and as_of else SystemClock()
+
+
 def who(request: Request) -> Who:
     """The signed-in person (a FastAPI dependency for pages): no session, or an ended one, is a
     303 to /sign-in?next=<this page> (after a POST, to /sign-in?next=/: the form is not kept)."""
@@ -183,8 +190,7 @@ def who(request: Request) -> Who:
             raise SignInRequired(next_path, "your session has ended: sign in again")
         principal, info = found
         training = accounts.is_training(s)
-        # A training database may run on a simulated date (PEERWATCH_AS_OF); a real one on now.
-        clock = clocks.action_clock(s, os.environ.get("PEERWATCH_AS_OF") or None) if training else SystemClock()
+        clock = action_clock(s, training)
     return Who(principal=principal, clock=clock, csrf=info.csrf, session_id=info.id, training=training)
 
 
@@ -196,12 +202,12 @@ def api_who(request: Request) -> Who:
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiUnauthorised("no access token given: send Authorization: Bearer pw_... (peerwatch token create)")
     with Session(engine_of(request), expire_on_commit=False) as s:
-        clock: Clock = SystemClock()
         try:
-            principal = accounts.token_principal(s, token.strip(), clock)
+            principal = accounts.token_principal(s, token.strip(), SystemClock())
         except MissingActor as e:
             raise ApiUnauthorised(str(e)) from None
         training = accounts.is_training(s)
+        clock = action_clock(s, training)
         s.commit()  # the token's last use
     return Who(principal=principal, clock=clock, csrf="", session_id=0, training=training)
 
@@ -224,3 +230,9 @@ async def form(request: Request, who: Who) -> dict[str, str]:
         raise CsrfRefused(CSRF_REFUSED)
     fields.pop(CSRF_FIELD, None)
     return fields
+
+
+# The dependencies as annotations (``def page(request: Request, me: Me)``): ruff's B008 forbids
+# ``Depends(...)`` as a default.
+Me = Annotated[Who, Depends(who)]
+ApiMe = Annotated[Who, Depends(api_who)]
