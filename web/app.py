@@ -29,6 +29,9 @@ STATIC = Path(__file__).parent / "static"
 ROUTERS: tuple[str, ...] = (
     "web.auth",
     "web.api",
+    "web.routes.create",
+    "web.routes.outbox",
+    "web.routes.contacts",
 )
 
 
