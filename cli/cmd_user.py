@@ -5,10 +5,15 @@ this server (the command line's peer authentication). A grant gives a role in a 
 whole installation (no option), a network (``--network``), a Trust (``--organisation``) or a
 service (``--service``). Revoking keeps the grant as history; disabling an account keeps it
 and its audit trail, and revokes its tokens. Administrators and auditors may list and show.
+
+Signing in to the web application (``peerwatch web``): ``user password`` sets a password (one's
+own, or an administrator for anyone; NCSC policy: at least 12 characters, no common ones), and
+``user sso`` links an account to a single sign-on identity (an administrator).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -17,10 +22,12 @@ from sqlmodel import Session, select
 from cli.context import Context, of
 from cli.output import console, table
 from models import Network, Organisation, Service
+from models.accounts import User
+from states.clock import SystemClock
 from states.errors import InvalidInput, NotFound
 from states.principal import INSTALLATION, NETWORK, ORGANISATION, SERVICE, Principal
 from states.roles import ADMINISTRATOR, AUDITOR, GRANTABLE_ROLES
-from states.services import accounts
+from states.services import accounts, signin
 
 NAME = "user"
 app = typer.Typer(
@@ -123,13 +130,20 @@ def show(ctx: typer.Context, ref: Annotated[str, typer.Argument(help="Account id
             me.require_any(READERS, "show other accounts")
         for g in detail["grants"]:
             g["where"] = scope_label(s, g["scope"], g["scope_id"])
+        user = s.get(User, detail["id"])
+        assert user is not None
+        detail["password_set_at"] = user.password_set_at
+        detail["sso"] = f"{user.oidc_issuer} {user.oidc_subject}" if user.oidc_subject else None
     if run.json:
         run.say(detail, "")
         return
     table(
         f"account {detail['id']}",
         ["field", "value"],
-        [(k, detail[k]) for k in ("name", "email", "os_login", "status", "created_at", "last_seen_at")],
+        [
+            (k, detail[k])
+            for k in ("name", "email", "os_login", "status", "created_at", "last_seen_at", "password_set_at", "sso")
+        ],
     )
     table(
         "grants",
@@ -197,6 +211,79 @@ def revoke(
     run.say(
         {"grant_id": row.id, "user_id": row.user_id, "role": row.role, "revoked_at": row.revoked_at},
         f"grant {row.id} revoked: account {row.user_id} no longer holds {row.role} there",
+    )
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        return line[:-1] if line.endswith("\n") else line
+    if not sys.stdin.isatty():
+        raise InvalidInput("no terminal to type a password in: give it on standard input with --password-stdin")
+    first = typer.prompt("New password (at least 12 characters: a passphrase)", hide_input=True)
+    second = typer.prompt("The same again", hide_input=True)
+    if first != second:
+        raise InvalidInput("the two passwords differ: nothing was changed")
+    return str(first)
+
+
+@app.command("password")
+def password(
+    ctx: typer.Context,
+    ref: Annotated[
+        str | None, typer.Argument(help="Account id, email or OS login (an administrator); none: your own.")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from the first line of standard input.")
+    ] = False,
+) -> None:
+    """Set the password for signing in to the web application (asked twice, not shown).
+
+    NCSC guidance: at least 12 characters (PEERWATCH_PASSWORD_MIN_LENGTH), at most 256, no
+    composition rules; common passwords, and ones made of your name or email, are refused.
+    The account's web sessions end."""
+    run = of(ctx)
+    with Session(run.db(), expire_on_commit=False) as s:
+        me = run.principal(s)
+        user = accounts.find_user(s, ref if ref else me.user_id)
+        if user.id != me.user_id:
+            signin.check_admin(me, "set another account's password")
+        secret = _read_password(password_stdin)
+        user = signin.set_password(s, me, SystemClock(), user.id, secret)
+        s.commit()
+    run.say(
+        {"id": user.id, "password_set_at": user.password_set_at},
+        f"password set for account {user.id} ({user.name}) <{user.email}>: sign in with peerwatch web",
+    )
+
+
+@app.command("sso")
+def sso(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Account id, email or OS login.")],
+    issuer: Annotated[str | None, typer.Option(help="The OpenID provider's issuer URL.")] = None,
+    subject: Annotated[str | None, typer.Option(help="The identity's subject (sub) at that provider.")] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Unlink the account's identity.")] = False,
+) -> None:
+    """Link an account to a single sign-on identity (OpenID Connect issuer and subject), or
+    --remove it (administrators). Unlinked, an identity is mapped once by its verified email."""
+    run = of(ctx)
+    if remove == (issuer is not None or subject is not None) or (not remove and (issuer is None or subject is None)):
+        raise InvalidInput("give --issuer URL and --subject SUB, or --remove")
+    with Session(run.db(), expire_on_commit=False) as s:
+        who = run.acting(s)
+        if remove:
+            user = signin.unlink_oidc(s, who.principal, who.clock, ref)
+        else:
+            assert issuer is not None and subject is not None
+            user = signin.link_oidc(s, who.principal, who.clock, ref, issuer, subject)
+        s.commit()
+    run.say(
+        {"id": user.id, "oidc_issuer": user.oidc_issuer, "oidc_subject": user.oidc_subject},
+        f"account {user.id} ({user.name}) "
+        + (
+            f"signs on as {user.oidc_subject} at {user.oidc_issuer}" if user.oidc_subject else "has no sign-on identity"
+        ),
     )
 
 

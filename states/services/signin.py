@@ -62,6 +62,7 @@ __all__ = [
     "UNKNOWN_IDENTITY",
     "SignedIn",
     "WebSessionInfo",
+    "check_admin",
     "check_password_policy",
     "end_sessions",
     "link_oidc",
@@ -189,6 +190,12 @@ def _is_admin(principal: Principal) -> bool:
     return not principal.is_system and principal.holds(ADMINISTRATOR)
 
 
+def check_admin(principal: Principal, what: str) -> None:
+    """Refuse ``what`` unless the principal is an administrator."""
+    if not _is_admin(principal):
+        raise PermissionDenied(f"{principal.name} may not {what}: only an administrator may")
+
+
 def set_password(
     session: Session,
     principal: Principal,
@@ -205,8 +212,8 @@ def set_password(
         raise PermissionDenied("the system account has no password: nobody signs in as it")
     user = find_user(session, principal.user_id if ref is None or ref == "" else ref)
     own = user.id == principal.user_id
-    if not own and not _is_admin(principal):
-        raise PermissionDenied(f"{principal.name} may not set another account's password: only an administrator may")
+    if not own:
+        check_admin(principal, "set another account's password")
     check_password_policy(password, name=user.name, email=user.email)
     user.password_hash = hash_password(password)
     user.password_set_at = clock.now()
@@ -510,8 +517,7 @@ def end_sessions(
 
 def link_oidc(session: Session, principal: Principal, clock: Clock, ref: str | int, issuer: str, subject: str) -> User:
     """An administrator links an account to an OpenID Connect identity (issuer URL and subject)."""
-    if not _is_admin(principal):
-        raise PermissionDenied(f"{principal.name} may not link sign-on identities: only an administrator may")
+    check_admin(principal, "link sign-on identities")
     issuer, subject = _check_identity(issuer, subject)
     user = find_user(session, ref)
     other = session.exec(select(User).where(User.oidc_issuer == issuer, User.oidc_subject == subject)).first()
@@ -531,8 +537,7 @@ def link_oidc(session: Session, principal: Principal, clock: Clock, ref: str | i
 
 def unlink_oidc(session: Session, principal: Principal, clock: Clock, ref: str | int) -> User:
     """An administrator removes an account's single sign-on identity (audited ``sso_unlinked``)."""
-    if not _is_admin(principal):
-        raise PermissionDenied(f"{principal.name} may not unlink sign-on identities: only an administrator may")
+    check_admin(principal, "unlink sign-on identities")
     user = find_user(session, ref)
     if user.oidc_subject is None:
         raise NotFound(f"account {user.id} ({user.name}) has no single sign-on identity")
