@@ -1,32 +1,365 @@
-"""What a member of network staff sees: My work, the lists of items, one item's page."""
+"""What a member of network staff sees: My work, the lists of items, one item's page.
+
+Read-only. Every query places an item in its service, Trust and network in SQL (``_place``) and
+filters by the principal's grants there, so a page costs a few queries whatever the number of
+items: an item is visible when one of the principal's grants covers its scope (a grant for the
+whole installation covers every item); another network's item is ``NotFound`` with the words a
+missing one gets, so nothing says it exists.
+
+My work lists the outstanding deadlines (``models.tables.OUTSTANDING``) whose rule's owner is a
+role the principal holds where the item sits, overdue first, then by due date; the four-eyes
+proposals waiting for a second person the principal could be; and, for operators, the outbox's
+incidents (failed, undeliverable, in doubt). The sweep's skipped items are not stored in the
+database (they are on its run's summary and log), so they are not listed here.
+"""
 
 from __future__ import annotations
 
+import math
+import re
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import String, and_, case, cast, false, func, null, or_, select, true, union_all
+from sqlalchemy.orm import class_mapper
+from sqlalchemy.sql import ColumnElement, FromClause
+from sqlmodel import Session, SQLModel, col
+from sqlmodel import select as sm_select
 
-from models.tables import StatefulItem
-from states.clock import Clock
-from states.principal import Principal
+from models.tables import (
+    IN_DOUBT,
+    OUTSTANDING,
+    Deadline,
+    DeadlineStatus,
+    Network,
+    Organisation,
+    OutboxMessage,
+    OutboxStatus,
+    Proposal,
+    Service,
+    StatefulItem,
+)
+from states.calendar import calendar_for
+from states.clock import Clock, SystemClock, local_date
+from states.errors import InvalidInput, NotFound
+from states.machines.spec import get_spec, kinds
+from states.principal import INSTALLATION, Grant, Principal
+from states.roles import OPERATOR
+from states.views import forms
+
+PREFIX = {
+    "risk": "",
+    "visit": "Visit",
+    "report": "Report",
+    "appeal": "Appeal",
+    "complaint": "Complaint",
+    "phase": "Phase",
+    "submission": "Submission",
+    "surveillance": "Surveillance",
+    "selfassessment": "Self-assessment",
+    "perinatal": "PQS",
+    "mssp": "MSSP",
+}
+# Columns that point at another item: the related items an item page links to (both ways).
+LINKS = {"visit_id": "visit", "report_id": "report", "phase_id": "phase"}
+MAX_PER_PAGE = 200
+
+
+def _table(model: type[SQLModel]) -> Any:
+    return class_mapper(model, configure=False).local_table
+
+
+_D, _P, _M = _table(Deadline), _table(Proposal), _table(OutboxMessage)
+_SVC_T, _ORG_T, _NET_T = _table(Service), _table(Organisation), _table(Network)
+
+
+@dataclass(frozen=True)
+class Place:
+    """One kind's table joined to its service, Trust and network, with the ids as SQL."""
+
+    item: Any
+    src: FromClause
+    service_id: Any
+    organisation_id: Any
+    network_id: Any
+    service: Any  # the service's name
+    network: Any  # the network's code
+    title: Any
+
+
+def place(kind: str) -> Place:
+    """Where items of ``kind`` sit, as SQL: an item's own ids win over its service's."""
+    t = _table(get_spec(kind).model)
+    svc, org, net = _SVC_T.alias("svc"), _ORG_T.alias("org"), _NET_T.alias("net")
+    cols = t.c
+    if "service_id" in cols:
+        src = t.outerjoin(svc, svc.c.id == cols.service_id)
+        service_id = cols.service_id
+        org_id = cols.organisation_id if "organisation_id" in cols else svc.c.organisation_id
+        if "network_id" in cols:
+            net_id = cols.network_id
+        elif "organisation_id" in cols:  # an MSSP case: its service's network, else its Trust's first service's
+            first = _SVC_T.alias("first_svc")
+            trust_net = (
+                select(first.c.network_id)
+                .where(first.c.organisation_id == cols.organisation_id)
+                .order_by(first.c.id)
+                .limit(1)
+                .scalar_subquery()
+            )
+            net_id = func.coalesce(svc.c.network_id, trust_net)
+        else:
+            net_id = svc.c.network_id
+    else:
+        src, service_id = t, null()
+        org_id = cols.organisation_id if "organisation_id" in cols else null()
+        net_id = cols.network_id
+    src = src.outerjoin(net, net.c.id == net_id).outerjoin(org, org.c.id == org_id)
+    title = cols.title if "title" in cols else cols.category if "category" in cols else null()
+    svc_name = svc.c.name if "service_id" in cols else null()
+    return Place(t, src, service_id, org_id, net_id, svc_name, net.c.code, title)
+
+
+def _covers(g: Grant, p: Place) -> ColumnElement[bool]:
+    if g.scope == INSTALLATION:
+        return true()
+    column = {"service": p.service_id, "organisation": p.organisation_id, "network": p.network_id}[g.scope]
+    return column == g.scope_id  # type: ignore[no-any-return]
+
+
+def _visible(principal: Principal, p: Place) -> ColumnElement[bool]:
+    if any(g.scope == INSTALLATION for g in principal.grants):
+        return true()
+    conds = [_covers(g, p) for g in principal.grants]
+    return or_(*conds) if conds else false()
+
+
+def ref(kind: str, item_id: int, level: str | None = None) -> str:
+    """How people name an item: IR-12, Visit-3, Appeal-1."""
+    return f"{level}-{item_id}" if kind == "risk" and level else f"{PREFIX.get(kind) or kind.title()}-{item_id}"
+
+
+def _title(kind: str, title: str | None, service: str | None) -> str:
+    if title:
+        return title.replace("_", " ") if kind == "complaint" else title
+    return f"{get_spec(kind).describe.split(' (')[0] or kind}" + (f": {service}" if service else "")
+
+
+# ------------------------------------------------------------------ one item, if visible
 
 
 def can_see(session: Session, principal: Principal, kind: str, row: StatefulItem) -> bool:
     """Some grant of the principal covers the item's scope."""
-    raise NotImplementedError
+    if any(g.scope == INSTALLATION for g in principal.grants):
+        return True
+    where = get_spec(kind).recipient_scope(session, row)
+    return any(g.covers(where) for g in principal.grants)
 
 
 def get_visible(session: Session, principal: Principal, kind: str, item_id: int) -> StatefulItem:
     """The row, or NotFound (the same message whether absent or hidden)."""
-    raise NotImplementedError
+    spec = get_spec(kind)
+    missing = NotFound(f"{kind} {item_id} not found")
+    if not -(2**63) <= item_id < 2**63:
+        raise missing
+    row = session.get(spec.model, item_id)
+    if row is None or not can_see(session, principal, kind, row):
+        raise missing
+    return row
+
+
+# ------------------------------------------------------------------ My work
+
+
+def _owned(kind: str) -> dict[str, list[str]]:
+    """owner role -> the deadline names of ``kind`` it owns."""
+    out: dict[str, list[str]] = {}
+    for name, rule in get_spec(kind).deadline_rules.items():
+        out.setdefault(rule.owner, []).append(name)
+    return out
+
+
+def _days_left(today: date, d: Any) -> int | None:
+    if d.status == DeadlineStatus.PAUSED:
+        return None if d.paused_remaining is None else int(d.paused_remaining)
+    return calendar_for(d.nation or "ENG").working_days_between(today, d.due_on)
 
 
 def my_work(
     session: Session, principal: Principal, clock: Clock, *, limit: int = 50, offset: int = 0
 ) -> dict[str, Any]:
-    """deadlines, proposals (not mine), incidents, total."""
-    raise NotImplementedError
+    """deadlines (a page of them, overdue first), total, proposals (not mine), incidents."""
+    limit, offset = max(1, min(limit, MAX_PER_PAGE)), max(0, offset)
+    today = local_date(clock.now())
+    parts = []
+    for kind in kinds():
+        owned = _owned(kind)
+        p = place(kind)
+        conds = [and_(_D.c.name.in_(owned[g.role]), _covers(g, p)) for g in principal.grants if owned.get(g.role)]
+        if not conds:
+            continue
+        level = p.item.c.level if kind == "risk" else null()
+        parts.append(
+            select(
+                _D.c.id,
+                _D.c.kind,
+                _D.c.item_id,
+                _D.c.name,
+                _D.c.due_on,
+                _D.c.status,
+                _D.c.nation,
+                _D.c.paused_remaining,
+                p.item.c.state,
+                cast(p.title, String).label("title"),
+                cast(p.service, String).label("service"),
+                cast(level, String).label("level"),
+                p.network.label("network"),
+            )
+            .select_from(p.src.join(_D, and_(_D.c.kind == kind, _D.c.item_id == p.item.c.id)))
+            .where(_D.c.status.in_([s.value for s in OUTSTANDING]), or_(*conds))
+        )
+    rows: list[Any] = []
+    total = 0
+    if parts:
+        u = union_all(*parts).subquery("work")
+        total = session.execute(select(func.count()).select_from(u)).scalar_one()
+        late = case((and_(u.c.due_on < today, u.c.status != DeadlineStatus.PAUSED.value), 0), else_=1)
+        rows = list(
+            session.execute(
+                select(u).order_by(late, u.c.due_on, u.c.kind, u.c.item_id, u.c.id).limit(limit).offset(offset)
+            )
+        )
+    deadlines = []
+    for d in rows:
+        spec = get_spec(d.kind)
+        rule = spec.deadline_rules.get(d.name)
+        left = _days_left(today, d)
+        deadlines.append(
+            {
+                "kind": d.kind,
+                "id": d.item_id,
+                "ref": ref(d.kind, d.item_id, d.level),
+                "title": _title(d.kind, d.title, d.service),
+                "service": d.service,
+                "network": d.network,
+                "state": d.state,
+                "deadline": d.name,
+                "due": rule.step if rule else d.name,
+                "owner": rule.owner if rule else None,
+                "next_step": spec.next_step.get(d.state),
+                "due_on": d.due_on,
+                "status": d.status,
+                "working_days_left": left,
+                "overdue": d.status != DeadlineStatus.PAUSED and d.due_on < today,
+            }
+        )
+    return {
+        "deadlines": deadlines,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "today": today,
+        "proposals": proposals_for(session, principal),
+        "incidents": incidents(session, principal),
+        "incidents_note": "the sweep's skipped items are on its run's summary and log, not listed here",
+    }
+
+
+def proposals_for(session: Session, principal: Principal) -> list[dict[str, Any]]:
+    """Four-eyes proposals at their item's current version, made by someone else, that this
+    principal may confirm (a role the trigger allows, held where the item sits)."""
+    out = []
+    allowed = forms.permission_table(session)
+    for kind in kinds():
+        p = place(kind)
+        spec = get_spec(kind)
+        q = (
+            select(
+                _P.c.id,
+                _P.c.item_id,
+                _P.c.trigger,
+                _P.c.actor,
+                _P.c.role,
+                _P.c.at,
+                _P.c.params,
+                _P.c.note,
+                p.item.c.state,
+                p.item.c.version,
+                p.service_id.label("service_id"),
+                p.organisation_id.label("organisation_id"),
+                p.network_id.label("network_id"),
+                cast(p.title, String).label("title"),
+                cast(p.service, String).label("service"),
+            )
+            .select_from(
+                p.src.join(
+                    _P, and_(_P.c.kind == kind, _P.c.item_id == p.item.c.id, _P.c.item_version == p.item.c.version)
+                )
+            )
+            .where(or_(_P.c.user_id.is_(None), _P.c.user_id != principal.user_id), _visible(principal, p))
+            .order_by(_P.c.at, _P.c.id)
+        )
+        for r in session.execute(q):
+            rows = spec.rows_for(r.trigger, r.state)
+            roles = allowed.roles(spec, r.trigger, rows)
+            where = {"service_id": r.service_id, "organisation_id": r.organisation_id, "network_id": r.network_id}
+            if not rows or not set(principal.roles_at(where)) & roles:
+                continue
+            out.append(
+                {
+                    "kind": kind,
+                    "id": r.item_id,
+                    "ref": ref(kind, r.item_id),
+                    "title": _title(kind, r.title, r.service),
+                    "trigger": r.trigger,
+                    "proposed_by": r.actor,
+                    "role": r.role,
+                    "at": r.at,
+                    "params": r.params,
+                    "note": r.note,
+                    "version": r.version,
+                }
+            )
+    return out
+
+
+def incidents(session: Session, principal: Principal, limit: int = 50) -> list[dict[str, Any]]:
+    """The outbox's incidents for an operator: failed, undeliverable, or in doubt after a crash."""
+    if not principal.holds(OPERATOR):
+        return []
+    q = (
+        sm_select(OutboxMessage)
+        .where(
+            or_(
+                col(OutboxMessage.status).in_([OutboxStatus.FAILED.value, OutboxStatus.UNDELIVERABLE.value]),
+                and_(
+                    col(OutboxMessage.status) == OutboxStatus.SENDING.value,
+                    col(OutboxMessage.last_error).startswith(IN_DOUBT),
+                ),
+            )
+        )
+        .order_by(col(OutboxMessage.id))
+        .limit(limit)
+    )
+    return [
+        {
+            "message_id": m.id,
+            "kind": m.kind,
+            "id": m.item_id,
+            "template": m.template,
+            "status": "in doubt" if m.status == OutboxStatus.SENDING else m.status,
+            "error": m.last_error,
+            "created_at": m.created_at,
+        }
+        for m in session.exec(q)
+    ]
+
+
+# ------------------------------------------------------------------ lists
+
+
+_REF = re.compile(r"^\s*(?:[A-Za-z][A-Za-z-]*-)?(\d{1,18})\s*$")
 
 
 def list_items(
@@ -42,11 +375,100 @@ def list_items(
     q: str | None = None,
     page: int = 1,
     per_page: int = 50,
+    clock: Clock | None = None,
 ) -> dict[str, Any]:
-    """rows, total, page, pages."""
-    raise NotImplementedError
+    """One kind's items the principal may see, filtered and searched in SQL (reference or title),
+    a page at a time: rows (each with its next deadline), total, page, pages."""
+    spec = get_spec(kind)
+    states = [s.value for s in spec.states]
+    if state and state not in states:
+        raise InvalidInput(f"unknown state {state!r} for {kind}: {', '.join(states)}")
+    per_page = max(1, min(per_page, MAX_PER_PAGE))
+    page = max(1, page)
+    today = local_date((clock or SystemClock()).now())
+    p = place(kind)
+    t = p.item
+    outstanding = and_(_D.c.kind == kind, _D.c.item_id == t.c.id, _D.c.status.in_([s.value for s in OUTSTANDING]))
+    where: list[ColumnElement[bool]] = [_visible(principal, p)]
+    if state:
+        where.append(t.c.state == state)
+    if network:
+        where.append(p.network == network)
+    if service is not None:
+        where.append(p.service_id == service)
+    if due_before is not None:
+        where.append(select(_D.c.id).where(outstanding, _D.c.due_on < due_before).exists())
+    if overdue:
+        late = and_(_D.c.due_on < today, _D.c.status != DeadlineStatus.PAUSED.value)
+        where.append(select(_D.c.id).where(outstanding, late).exists())
+    if q and q.strip():
+        m = _REF.match(q)
+        found = [t.c.id == int(m.group(1))] if m else []
+        if "title" in t.c or "category" in t.c:
+            found.append(func.lower(p.title).contains(q.strip().lower(), autoescape=True))
+        where.append(or_(*found) if found else false())
+    total = session.execute(select(func.count()).select_from(p.src).where(*where)).scalar_one()
+    nxt = select(_D.c.due_on).where(outstanding).order_by(_D.c.due_on, _D.c.id).limit(1).scalar_subquery()
+    nxt_name = select(_D.c.name).where(outstanding).order_by(_D.c.due_on, _D.c.id).limit(1).scalar_subquery()
+    level = t.c.level if kind == "risk" else cast(null(), String)
+    rows = session.execute(
+        select(
+            t.c.id,
+            t.c.state,
+            t.c.version,
+            t.c.updated_at,
+            cast(p.title, String).label("title"),
+            cast(p.service, String).label("service"),
+            p.network.label("network"),
+            level.label("level"),
+            nxt.label("due_on"),
+            nxt_name.label("deadline"),
+        )
+        .select_from(p.src)
+        .where(*where)
+        .order_by(t.c.id)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
+    out = [
+        {
+            "id": r.id,
+            "ref": ref(kind, r.id, r.level),
+            "title": _title(kind, r.title, r.service),
+            "state": r.state,
+            "version": r.version,
+            "service": r.service,
+            "network": r.network,
+            "deadline": r.deadline,
+            "due_on": r.due_on,
+            "overdue": bool(r.due_on and r.due_on < today),
+            "updated_at": r.updated_at,
+        }
+        for r in rows
+    ]
+    return {
+        "kind": kind,
+        "rows": out,
+        "total": total,
+        "page": page,
+        "per_page": per_page,
+        "pages": max(1, math.ceil(total / per_page)),
+        "states": states,
+    }
+
+
+# ------------------------------------------------------------------ one item's page (states/views/item.py)
 
 
 def item_page(session: Session, principal: Principal, kind: str, item_id: int, clock: Clock) -> dict[str, Any]:
     """summary, state, states (diagram), deadlines, history, letters, related, attachments, triggers."""
-    raise NotImplementedError
+    from states.views import item  # lazy: item.py builds on this module (split to keep both short)
+
+    return item.page(session, principal, kind, item_id, clock)
+
+
+def letter(session: Session, principal: Principal, kind: str, item_id: int, message_id: int) -> dict[str, Any]:
+    """One letter about a visible item, as it was sent (headers and the text body), or NotFound."""
+    from states.views import item  # lazy: item.py builds on this module (split to keep both short)
+
+    return item.letter(session, principal, kind, item_id, message_id)

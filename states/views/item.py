@@ -1,0 +1,209 @@
+"""One item's page as data (``states.views.work.item_page``): its summary and place, its state among
+the machine's states, pending deadlines with their owner and step, every audit event (effective
+and recorded times), its letters (each viewable as sent), related items, attachments and the
+forms of the triggers the viewer may fire now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, col
+from sqlmodel import select as sm_select
+
+from models.tables import (
+    Attachment,
+    AuditEvent,
+    DeadlineStatus,
+    Network,
+    Organisation,
+    OutboxMessage,
+    Service,
+    StatefulItem,
+)
+from states.clock import Clock, local_date
+from states.errors import NotFound
+from states.machines.spec import CLOCK_TRIGGERS, get_spec, kinds, outstanding_deadlines
+from states.principal import Principal
+from states.views import forms
+from states.views.work import LINKS, _days_left, _title, can_see, get_visible, ref
+
+# ------------------------------------------------------------------ one item's page
+
+
+def states_of(kind: str, current: str) -> list[dict[str, Any]]:
+    """The machine's states in order, the current one marked, each with where it may go and by what."""
+    spec = get_spec(kind)
+    labels = dict(spec.state_labels()) if spec.state_labels else {}
+    out = []
+    for s in spec.states:
+        moves = []
+        for t in spec.transitions:
+            sources = t["source"] if isinstance(t["source"], list) else [t["source"]]
+            if (s.value in sources or "*" in sources) and t["trigger"] not in CLOCK_TRIGGERS:
+                moves.append({"trigger": t["trigger"], "to": t["dest"] or s.value})
+        out.append(
+            {
+                "name": s.value,
+                "label": labels.get(s.value, s.value.replace("_", " ")),
+                "current": s.value == current,
+                "initial": s == spec.initial,
+                "terminal": s.value in spec.terminal,
+                "moves": moves,
+            }
+        )
+    return out
+
+
+def page(session: Session, principal: Principal, kind: str, item_id: int, clock: Clock) -> dict[str, Any]:
+    """summary, state, states (diagram), deadlines, history, letters, related, attachments, triggers."""
+    row = get_visible(session, principal, kind, item_id)
+    spec = get_spec(kind)
+    today = local_date(clock.now())
+    where = spec.recipient_scope(session, row)
+    summary = {
+        k: v
+        for k, v in row.model_dump().items()
+        if v not in (None, [], {}) and k not in ("state", "version", "id") and not isinstance(v, list | dict)
+    }
+    names = _names(session, where)
+    deadlines = []
+    for d in outstanding_deadlines(session, kind, item_id):
+        rule = spec.deadline_rules.get(d.name)
+        deadlines.append(
+            {
+                "name": d.name,
+                "due_on": d.due_on,
+                "status": d.status,
+                "owner": rule.owner if rule else None,
+                "step": rule.step if rule else None,
+                "then": rule.on_due if rule else None,
+                "working_days_left": _days_left(today, d),
+                "overdue": d.status != DeadlineStatus.PAUSED and d.due_on < today,
+            }
+        )
+    events = session.exec(
+        sm_select(AuditEvent).where(AuditEvent.kind == kind, AuditEvent.item_id == item_id).order_by(col(AuditEvent.id))
+    )
+    history = [
+        {
+            "actor": e.actor,
+            "role": e.role,
+            "trigger": e.trigger,
+            "from": e.from_state,
+            "to": e.to_state,
+            "at": e.at,
+            "recorded_at": e.recorded_at,
+            "note": e.note,
+            "via": e.data.get("via"),
+            "params": e.data.get("params") or {},
+            "version": e.version,
+        }
+        for e in events
+    ]
+    letters = list(
+        session.exec(
+            sm_select(OutboxMessage)
+            .where(OutboxMessage.kind == kind, OutboxMessage.item_id == item_id)
+            .order_by(col(OutboxMessage.id))
+        )
+    )
+    keys = [m.idempotency_key for m in letters]
+    files = list(session.exec(sm_select(Attachment).where(col(Attachment.idempotency_key).in_(keys)))) if keys else []
+    return {
+        "kind": kind,
+        "id": item_id,
+        "ref": ref(kind, item_id, getattr(row, "level", None)),
+        "title": _title(kind, getattr(row, "title", None) or getattr(row, "category", None), names.get("service")),
+        "describe": spec.describe,
+        "state": row.state,
+        "version": row.version,
+        "next_step": spec.next_step.get(row.state),
+        "closed": row.state in spec.terminal,
+        "place": names,
+        "summary": summary,
+        "states": states_of(kind, row.state),
+        "deadlines": deadlines,
+        "history": history,
+        "letters": [_letter_row(m) for m in letters],
+        "attachments": [
+            {"filename": a.filename, "content_type": a.content_type, "rendered": a.data is not None} for a in files
+        ],
+        "related": related(session, principal, kind, row),
+        "triggers": forms.trigger_forms(session, principal, kind, row, clock),
+        "today": today,
+    }
+
+
+def _names(session: Session, where: dict[str, int | None]) -> dict[str, Any]:
+    svc = session.get(Service, where["service_id"]) if where.get("service_id") else None
+    org = session.get(Organisation, where["organisation_id"]) if where.get("organisation_id") else None
+    net = session.get(Network, where["network_id"]) if where.get("network_id") else None
+    return {
+        "service": svc.name if svc else None,
+        "organisation": org.name if org else None,
+        "network": net.code if net else None,
+        "network_name": net.name if net else None,
+    }
+
+
+def _letter_row(m: OutboxMessage) -> dict[str, Any]:
+    return {
+        "message_id": m.id,
+        "template": m.template,
+        "subject": m.subject,
+        "to": ", ".join(f"{p.get('name')} ({p.get('role_name') or p.get('role')})" for p in m.to) or "-",
+        "status": m.status,
+        "created_at": m.created_at,
+        "sent_at": m.sent_at,
+    }
+
+
+def related(session: Session, principal: Principal, kind: str, row: StatefulItem) -> list[dict[str, Any]]:
+    """The items this one points at (visit_id, report_id, phase_id) and those pointing at it, visible ones only."""
+    found: list[tuple[str, StatefulItem, str]] = []
+    for column, other in LINKS.items():
+        target = getattr(row, column, None)
+        if target is not None:
+            hit = session.get(get_spec(other).model, target)
+            if hit is not None:
+                found.append((other, hit, "from"))
+    mine = next((c for c, k in LINKS.items() if k == kind), None)
+    if mine is not None:
+        for other in kinds():
+            model = get_spec(other).model
+            if mine in model.model_fields:
+                q = sm_select(model).where(getattr(model, mine) == row.id).order_by(col(model.id)).limit(50)
+                found += [(other, hit, "to") for hit in session.exec(q)]
+    return [
+        {
+            "kind": k,
+            "id": r.id,
+            "ref": ref(k, r.id or 0, getattr(r, "level", None)),
+            "title": _title(k, getattr(r, "title", None), None),
+            "state": r.state,
+        }
+        for k, r, _ in found
+        if can_see(session, principal, k, r)
+    ]
+
+
+def letter(session: Session, principal: Principal, kind: str, item_id: int, message_id: int) -> dict[str, Any]:
+    """One letter about a visible item, as it was sent (headers and the text body), or NotFound."""
+    get_visible(session, principal, kind, item_id)
+    m = session.get(OutboxMessage, message_id) if -(2**63) <= message_id < 2**63 else None
+    if m is None or m.kind != kind or m.item_id != item_id:
+        raise NotFound(f"letter {message_id} of {kind} {item_id} not found")
+    files = session.exec(sm_select(Attachment).where(Attachment.idempotency_key == m.idempotency_key))
+    return {
+        **_letter_row(m),
+        "kind": kind,
+        "id": item_id,
+        "ref": ref(kind, item_id),
+        "cc": ", ".join(f"{p.get('name')} ({p.get('role_name') or p.get('role')})" for p in m.cc),
+        "to_addresses": [p.get("email") for p in m.to],
+        "message_header": m.message_id,
+        "body_text": m.body_text,
+        "sent": m.body_text is not None,
+        "last_error": m.last_error,
+        "attachments": [a.filename for a in files],
+    }

@@ -1,0 +1,232 @@
+"""The network staff's read views through a real database: My work (owner, scope, order, four-eyes
+proposals), the lists (filters, search, pages), an item's page (history with both times) and the
+trigger forms (only what this person may fire now, with typed fields)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from models import Network, Risk
+from models.accounts import PermissionRule
+from states import engine
+from states.clock import FixedClock
+from states.engine import permissions
+from states.errors import NotFound
+from states.machines import params as typed
+from states.machines.spec import get_spec, kinds
+from states.views import forms, work
+from tests import support_accounts
+from tests.factories import MRH
+
+MERSEY = "Mersey Harbour Major Trauma Centre"
+TODAY = date(2026, 12, 11)
+
+
+def _risk(db: Engine, services: dict[str, int], service: str, on: date, level: str = "IR", title: str = "") -> int:
+    """A risk raised by a Network Manager for the whole installation on ``on``."""
+    nm = support_accounts.account(db, "Raising Manager", ("network-manager", "regional-lead"))
+    with Session(db, expire_on_commit=False) as s:
+        row = Risk(
+            service_id=services[service],
+            level=level,
+            title=title or f"{level} at {service}",
+            identified_on=on,
+            visit_date=on,
+        )
+        out = engine.create(s, "risk", row, "raise", principal=nm, clock=FixedClock(on))
+        s.commit()
+        assert out.row.id is not None
+        return out.row.id
+
+
+def _network_id(db: Engine, code: str) -> int:
+    with Session(db) as s:
+        net = s.exec(select(Network).where(Network.code == code)).one()
+        assert net.id is not None
+        return net.id
+
+
+@pytest.fixture
+def risks(db: Engine, services: dict[str, int]) -> dict[str, int]:
+    """A recent WMTN risk (not yet due), an old WMTN one (overdue), and a CMMTN one."""
+    return {
+        "recent": _risk(db, services, MRH, date(2026, 12, 10), title="Recent staffing gap"),
+        "old": _risk(db, services, MRH, date(2026, 11, 2), "SC", title="Old consultant rota"),
+        "mersey": _risk(db, services, MERSEY, date(2026, 11, 20), title="Mersey theatre access"),
+    }
+
+
+def test_my_work_lists_owned_deadlines_overdue_first_within_the_network(db: Engine, risks: dict[str, int]) -> None:
+    wm = support_accounts.account(
+        db, "West Manager", ("network-manager",), scope="network", scope_id=_network_id(db, "WMTN")
+    )
+    with Session(db) as s:
+        out = work.my_work(s, wm, FixedClock(TODAY))
+    ids = [d["id"] for d in out["deadlines"]]
+    assert ids == [risks["old"], risks["recent"]], out["deadlines"]  # no CMMTN deadline; overdue first
+    assert out["total"] == 2
+    old, recent = out["deadlines"]
+    assert old["overdue"] and old["working_days_left"] < 0
+    assert not recent["overdue"] and recent["working_days_left"] >= 0
+    assert old["ref"] == f"SC-{risks['old']}" and old["title"] == "Old consultant rota"
+    assert old["service"] == MRH and old["network"] == "WMTN"
+    assert old["due"].startswith("Network Manager and Regional Lead send the formal notification")
+    assert old["next_step"] == get_spec("risk").next_step["identified"]
+    # a page of one: the total stays, the rows move on
+    with Session(db) as s:
+        second = work.my_work(s, wm, FixedClock(TODAY), limit=1, offset=1)
+    assert [d["id"] for d in second["deadlines"]] == [risks["recent"]] and second["total"] == 2
+    # a network office account owns none of these deadlines
+    office = support_accounts.account(
+        db, "West Office", ("network-office",), scope="network", scope_id=_network_id(db, "WMTN")
+    )
+    with Session(db) as s:
+        assert work.my_work(s, office, FixedClock(TODAY))["deadlines"] == []
+
+
+def test_another_networks_item_is_not_found_like_a_missing_one(db: Engine, risks: dict[str, int]) -> None:
+    wm = support_accounts.account(
+        db, "West Manager", ("network-manager",), scope="network", scope_id=_network_id(db, "WMTN")
+    )
+    with Session(db) as s:
+        with pytest.raises(NotFound) as hidden:
+            work.get_visible(s, wm, "risk", risks["mersey"])
+        with pytest.raises(NotFound) as missing:
+            work.get_visible(s, wm, "risk", 987654)
+        assert str(hidden.value).replace(str(risks["mersey"]), "N") == str(missing.value).replace("987654", "N")
+        assert work.get_visible(s, wm, "risk", risks["old"]).id == risks["old"]
+        listed = work.list_items(s, wm, "risk", clock=FixedClock(TODAY))
+    assert {r["id"] for r in listed["rows"]} == {risks["old"], risks["recent"]}
+
+
+def test_lists_filter_and_search_in_sql(db: Engine, risks: dict[str, int]) -> None:
+    me = support_accounts.account(db, "Everywhere Manager", ("network-manager", "regional-lead"))
+    clock = FixedClock(TODAY)
+    with Session(db) as s:
+        assert work.list_items(s, me, "risk", clock=clock)["total"] == 3
+        assert {r["id"] for r in work.list_items(s, me, "risk", network="CMMTN", clock=clock)["rows"]} == {
+            risks["mersey"]
+        }
+        assert [r["id"] for r in work.list_items(s, me, "risk", q="consultant", clock=clock)["rows"]] == [risks["old"]]
+        assert [r["id"] for r in work.list_items(s, me, "risk", q=f"IR-{risks['recent']}", clock=clock)["rows"]] == [
+            risks["recent"]
+        ]
+        overdue = work.list_items(s, me, "risk", overdue=True, clock=clock)["rows"]
+        assert risks["old"] in {r["id"] for r in overdue} and risks["recent"] not in {r["id"] for r in overdue}
+        before = work.list_items(s, me, "risk", due_before=date(2026, 11, 15), clock=clock)["rows"]
+        assert [r["id"] for r in before] == [risks["old"]]
+        paged = work.list_items(s, me, "risk", per_page=2, page=2, clock=clock)
+        assert paged["pages"] == 2 and len(paged["rows"]) == 1 and paged["total"] == 3
+        assert work.list_items(s, me, "risk", state="closed", clock=clock)["total"] == 0
+        assert work.list_items(s, me, "risk", q="100%_' or 1=1", clock=clock)["total"] == 0
+
+
+def test_a_proposal_waits_for_someone_else(db: Engine, risks: dict[str, int]) -> None:
+    with Session(db) as s:
+        s.add(PermissionRule(kind="risk", trigger="rescore", four_eyes=True))
+        s.commit()
+    first = support_accounts.account(db, "First Lead", ("network-manager",))
+    second = support_accounts.account(db, "Second Lead", ("regional-lead",))
+    office = support_accounts.account(db, "Office Only", ("network-office",))
+    with Session(db) as s:
+        out = engine.fire(
+            s,
+            "risk",
+            risks["old"],
+            "rescore",
+            principal=first,
+            clock=FixedClock(TODAY),
+            params={"impact": "4", "likelihood": "3"},
+        )
+        assert out.proposed
+        s.commit()
+    with Session(db) as s:
+        clock = FixedClock(TODAY)
+        assert work.my_work(s, first, clock)["proposals"] == []
+        assert work.my_work(s, office, clock)["proposals"] == []  # network office may not rescore
+        waiting = work.my_work(s, second, clock)["proposals"]
+        assert [(p["id"], p["trigger"], p["proposed_by"]) for p in waiting] == [(risks["old"], "rescore", "First Lead")]
+        mine = forms.find(work.item_page(s, first, "risk", risks["old"], clock)["triggers"], "rescore")
+        theirs = forms.find(work.item_page(s, second, "risk", risks["old"], clock)["triggers"], "rescore")
+    assert mine is not None and not mine["enabled"] and mine["confirm"]
+    assert (
+        theirs is not None and theirs["enabled"] and theirs["proposal"]["params"] == {"impact": "4", "likelihood": "3"}
+    )
+    assert forms.proposal_values(theirs) == {"impact": "4", "likelihood": "3"}
+
+
+def test_item_page_has_history_with_both_times_and_the_forms_this_person_may_use(
+    db: Engine, risks: dict[str, int]
+) -> None:
+    nm = support_accounts.account(
+        db, "West Manager", ("network-manager",), scope="network", scope_id=_network_id(db, "WMTN")
+    )
+    office = support_accounts.account(
+        db, "West Office", ("network-office",), scope="network", scope_id=_network_id(db, "WMTN")
+    )
+    clock = FixedClock(TODAY)
+    with Session(db) as s:
+        page = work.item_page(s, nm, "risk", risks["old"], clock)
+        office_page = work.item_page(s, office, "risk", risks["old"], clock)
+    raised = page["history"][0]
+    assert raised["trigger"] == "raise" and raised["to"] == "identified" and raised["actor"] == "Raising Manager"
+    assert raised["at"] is not None and raised["recorded_at"] is not None and raised["at"] != raised["recorded_at"]
+    assert [s["name"] for s in page["states"] if s["current"]] == ["identified"]
+    assert page["deadlines"][0]["name"] == "formal_notification" and page["deadlines"][0]["overdue"]
+    assert page["place"]["network"] == "WMTN" and page["version"] == page["history"][-1]["version"]
+    triggers = {f["trigger"]: f for f in page["triggers"]}
+    assert {"send_formal_notification", "rescore", "regrade", "withdraw", "extend_deadline"} <= set(triggers)
+    assert triggers["withdraw"]["confirm"] and triggers["withdraw"]["note_required"]
+    assert not triggers["send_formal_notification"]["confirm"]
+    rescore = {f["name"]: f for f in triggers["rescore"]["fields"]}
+    assert rescore["impact"]["type"] == "int" and (rescore["impact"]["min"], rescore["impact"]["max"]) == (1, 6)
+    regrade = {f["name"]: f for f in triggers["regrade"]["fields"]}
+    assert regrade["level"]["type"] == "choice" and {c["value"] for c in regrade["level"]["choices"]} == {"IR", "SC"}
+    deadline = {f["name"]: f for f in triggers["extend_deadline"]["fields"]}["deadline"]
+    assert [c["value"] for c in deadline["choices"]] == ["formal_notification"]
+    assert office_page["triggers"] == []  # the network office fires none of these on an identified risk
+
+
+def test_a_submitted_form_is_read_into_typed_params_with_field_errors() -> None:
+    form = {
+        "fields": [p.as_dict() for p in typed.fields("risk", "rescore")],
+        "note_required": False,
+    }
+    params, note, errors = forms.read(form, {"impact": "7", "likelihood": "x"})
+    assert set(errors) == {"impact", "likelihood"} and params == {}
+    params, note, errors = forms.read(form, {"impact": "4", "likelihood": "2", "note": " why "})
+    assert errors == {} and params == {"impact": "4", "likelihood": "2"} and note == "why"
+    extend = {"fields": [p.as_dict() for p in typed.fields("risk", "extend_deadline")], "note_required": True}
+    params, note, errors = forms.read(extend, {"until": "2027-02-30"})
+    assert set(errors) == {"until", "note"}
+
+
+def test_every_parameter_a_trigger_reads_has_a_declared_type() -> None:
+    undeclared = [
+        (kind, trigger, name)
+        for kind in kinds()
+        for trigger in get_spec(kind).triggers()
+        for name in typed.names(kind, trigger)
+        if name not in typed.STRUCTURED and typed.declared(kind, trigger, name) is None
+    ]
+    assert undeclared == []
+
+
+def test_the_forms_read_the_permission_table_as_the_engine_does(db: Engine, session: Session) -> None:
+    session.add(PermissionRule(kind="risk", trigger="close", roles=["network-manager", "auditor"], four_eyes=True))
+    session.add(PermissionRule(kind="appeal", trigger="decide", four_eyes=False))
+    session.commit()
+    mine, theirs = forms.permission_table(session), permissions.rules(session)
+    for kind in kinds():
+        spec = get_spec(kind)
+        for trigger in spec.triggers():
+            rows = [t for t in spec.all_transitions if t["trigger"] == trigger]
+            assert mine.roles(spec, trigger, rows) == permissions.roles_for(spec, trigger, rows, theirs), (
+                kind,
+                trigger,
+            )
+            assert mine.four_eyes(spec, trigger) == permissions.is_four_eyes(spec, trigger, theirs), (kind, trigger)
