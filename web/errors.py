@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from states.errors import (
@@ -129,11 +129,15 @@ async def _api_unauthorised(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _unhandled(request: Request, exc: Exception) -> Response:
+def unhandled(request: Request, exc: Exception) -> Response:
+    """A fault: logged with its traceback, shown as a 500 page (or JSON) without it."""
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return refusal(
-        request, 500, "the request could not be completed: nothing more is shown here; the server's log has the details"
-    )
+    reason = "the request could not be completed: nothing more is shown here; the server's log has the details"
+    try:
+        return refusal(request, 500, reason)
+    except Exception:  # the error page itself failed: plain text
+        log.exception("the error page could not be shown")
+        return PlainTextResponse(reason, status_code=500)
 
 
 def install(app: FastAPI) -> None:
@@ -143,4 +147,3 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(SignInRequired, _sign_in)
     app.add_exception_handler(CsrfRefused, _csrf)
     app.add_exception_handler(ApiUnauthorised, _api_unauthorised)
-    app.add_exception_handler(Exception, _unhandled)

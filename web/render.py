@@ -88,7 +88,8 @@ def context(request: Request, who: Who | None, **ctx: Any) -> dict[str, Any]:
         "who": who,
         "principal": who.principal if who else None,
         "csrf_token": who.csrf if who else "",
-        "training": bool(who.training) if who else False,
+        # Signed out (the sign-in and error pages): the mark read when the app started.
+        "training": bool(who.training) if who else bool(getattr(request.app.state, "training", False)),
         "training_banner": TRAINING_BANNER,
         "nav": nav_for(who, path),
         "path": path,

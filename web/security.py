@@ -9,6 +9,10 @@ behind TLS (PEERWATCH_WEB_SECURE_COOKIES).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from web.deps import Settings
@@ -29,11 +33,14 @@ CACHEABLE = ("/static/", "/assets/")
 
 
 class SecurityHeaders:
-    """Pure ASGI middleware (works for StaticFiles and exception responses alike)."""
+    """Pure ASGI middleware (works for StaticFiles and exception responses alike). It also
+    answers an unhandled exception with ``fault``'s page (a 500 without a traceback): Starlette's
+    own last-resort handler sits outside every middleware, so its page would lack these headers."""
 
-    def __init__(self, app: ASGIApp, secure: bool) -> None:
+    def __init__(self, app: ASGIApp, secure: bool, fault: Callable[[Request, Exception], Response]) -> None:
         self.app = app
         self.secure = secure
+        self.fault = fault
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,9 +49,12 @@ class SecurityHeaders:
         path: str = scope.get("path", "")
         csp = DOCS_CSP if path == "/api/docs" else CSP
         cacheable = path.startswith(CACHEABLE)
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control" or cacheable]
                 headers += [
                     (b"content-security-policy", csp.encode()),
@@ -61,8 +71,14 @@ class SecurityHeaders:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception as exc:
+            if started:  # the page was half sent: nothing better to do than let the server close it
+                raise
+            response = self.fault(Request(scope, receive), exc)
+            await response(scope, receive, send_with_headers)
 
 
-def install(app: ASGIApp, settings: Settings) -> None:
-    app.add_middleware(SecurityHeaders, secure=settings.secure_cookies)  # type: ignore[attr-defined]
+def install(app: ASGIApp, settings: Settings, fault: Callable[[Request, Exception], Response]) -> None:
+    app.add_middleware(SecurityHeaders, secure=settings.secure_cookies, fault=fault)  # type: ignore[attr-defined]
