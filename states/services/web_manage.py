@@ -20,7 +20,7 @@ from states.engine.permissions import roles_for, rules
 from states.errors import MissingActor, NotFound, PermissionDenied
 from states.machines.spec import get_spec
 from states.principal import INSTALLATION, Principal
-from states.roles import STAFF
+from states.roles import ADMINISTRATOR, STAFF
 from states.services import accounts
 from states.services.editing import EDITORS, places
 
@@ -170,6 +170,16 @@ def may_settle_outbox(principal: Principal) -> bool:
     return any(g.role in STAFF for g in principal.grants)
 
 
+# ---------------------------------------------------------------- administrators
+
+
+def require_administrator(principal: Principal, what: str) -> None:
+    """Refuse (PermissionDenied) unless ``principal`` is an administrator: the account pages
+    read what only administrators manage (accounts.py refuses the changes the same way)."""
+    if principal.is_system or not principal.holds(ADMINISTRATOR):
+        raise PermissionDenied(f"{principal.name} may not {what}: only an administrator may")
+
+
 # ---------------------------------------------------------------- dashboard and calendar feeds
 
 
@@ -276,6 +286,7 @@ __all__ = [
     "may_edit",
     "may_settle_outbox",
     "opening_roles",
+    "require_administrator",
     "visible_contacts",
     "visible_outbox",
     "visible_pending",
