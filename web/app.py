@@ -34,6 +34,8 @@ ROUTERS: tuple[str, ...] = (
     "web.routes.create",
     "web.routes.outbox",
     "web.routes.contacts",
+    "web.routes.admin",
+    "web.routes.dashboard",
 )
 
 
