@@ -28,9 +28,11 @@ $(ASSETS): web/assets.py $(STAMP)
 assets: $(ASSETS)
 
 # The web application for network staff: http://127.0.0.1:8000 (sign in with an account
-# `make demo` printed). `peerwatch web --help` for the host, port and production settings.
+# `make demo` printed). It serves PEERWATCH_DATABASE_URL if set, else the demo's database.
+# `peerwatch web --help` for the host, port and production settings.
+WEB_DATABASE ?= $(or $(PEERWATCH_DATABASE_URL),sqlite:///$(CURDIR)/var/demo/peerwatch.db)
 web: $(STAMP) $(ASSETS)
-	$(BIN)/peerwatch web
+	PEERWATCH_DATABASE_URL='$(WEB_DATABASE)' $(BIN)/peerwatch web
 
 test: lint $(ASSETS)
 	$(BIN)/python -m pytest -q
