@@ -1,5 +1,8 @@
 """``python -m bench`` (``make bench``): every ratio of issue 6 item 9 with its bound, in one run.
 
+``python -m bench web`` runs only the web application's bench (issue 15, ``bench/web.py``; its
+own ``--help``); ``python -m bench`` runs it after the others (``--skip-web`` leaves it out).
+
 Options: ``--write-results`` regenerates bench/RESULTS.md from this run; ``--quick`` runs
 small sizes to try the harness (never written as results); ``--naive-full`` always runs the
 5,000 Prefect tasks instead of extrapolating from samples; ``--keep`` keeps the work folder.
@@ -35,11 +38,17 @@ def say(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["web"]:
+        from bench import web  # lazy: the web bench on its own
+
+        return web.main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--write-results", action="store_true", help="write bench/RESULTS.md from this run")
     ap.add_argument("--quick", action="store_true", help="small sizes, to try the harness (not written)")
     ap.add_argument("--naive-full", action="store_true", help="always run all naive tasks (no extrapolation)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (databases, logs)")
+    ap.add_argument("--skip-web", action="store_true", help="leave out the web bench (python -m bench web)")
     args = ap.parse_args(argv)
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -71,14 +80,24 @@ def main(argv: list[str] | None = None) -> int:
     res.details["total_s"] = time.perf_counter() - started
     say("")
     say(report.text(info, res))
+    path = Path(__file__).with_name("RESULTS.md")
     if args.write_results:
         if args.quick:
             say("not writing bench/RESULTS.md from a --quick run")
         else:
-            path = Path(__file__).with_name("RESULTS.md")
-            path.write_text(report.markdown(info, res))
+            from bench import web  # lazy: its section of RESULTS.md is kept when the others are rewritten
+
+            kept = web.kept_section(path)
+            path.write_text(report.markdown(info, res) + ("\n" + kept if kept else ""))
             say(f"wrote {path}")
-    return 0 if all(c.ok for c in res.checks) else 1
+    web_ok = True
+    if not args.skip_web:
+        from bench import web  # lazy: the web bench, after the others
+
+        say("")
+        web_argv = [*(["--quick"] if args.quick else []), *(["--write-results"] if args.write_results else [])]
+        web_ok = web.main([*web_argv, *(["--keep"] if args.keep else [])]) == 0
+    return 0 if all(c.ok for c in res.checks) and web_ok else 1
 
 
 def _run(
