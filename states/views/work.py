@@ -187,11 +187,19 @@ def _days_left(today: date, d: Any) -> int | None:
 
 
 def my_work(
-    session: Session, principal: Principal, clock: Clock, *, limit: int = 50, offset: int = 0
+    session: Session,
+    principal: Principal,
+    clock: Clock,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    overdue_only: bool = False,
 ) -> dict[str, Any]:
-    """deadlines (a page of them, overdue first), total, proposals (not mine), incidents."""
+    """deadlines (a page of them, overdue first; only the overdue if asked), total, proposals
+    (not mine), incidents."""
     limit, offset = max(1, min(limit, MAX_PER_PAGE)), max(0, offset)
     today = local_date(clock.now())
+    late = [_D.c.due_on < today, _D.c.status != DeadlineStatus.PAUSED.value] if overdue_only else []
     parts = []
     for kind in kinds():
         owned = _owned(kind)
@@ -217,17 +225,17 @@ def my_work(
                 p.network.label("network"),
             )
             .select_from(p.src.join(_D, and_(_D.c.kind == kind, _D.c.item_id == p.item.c.id)))
-            .where(_D.c.status.in_([s.value for s in OUTSTANDING]), or_(*conds))
+            .where(_D.c.status.in_([s.value for s in OUTSTANDING]), or_(*conds), *late)
         )
     rows: list[Any] = []
     total = 0
     if parts:
         u = union_all(*parts).subquery("work")
         total = session.execute(select(func.count()).select_from(u)).scalar_one()
-        late = case((and_(u.c.due_on < today, u.c.status != DeadlineStatus.PAUSED.value), 0), else_=1)
+        first = case((and_(u.c.due_on < today, u.c.status != DeadlineStatus.PAUSED.value), 0), else_=1)
         rows = list(
             session.execute(
-                select(u).order_by(late, u.c.due_on, u.c.kind, u.c.item_id, u.c.id).limit(limit).offset(offset)
+                select(u).order_by(first, u.c.due_on, u.c.kind, u.c.item_id, u.c.id).limit(limit).offset(offset)
             )
         )
     deadlines = []
@@ -259,6 +267,7 @@ def my_work(
         "total": total,
         "limit": limit,
         "offset": offset,
+        "overdue_only": overdue_only,
         "today": today,
         "proposals": proposals_for(session, principal),
         "incidents": incidents(session, principal),
@@ -342,6 +351,8 @@ def incidents(session: Session, principal: Principal, limit: int = 50) -> list[d
         .order_by(col(OutboxMessage.id))
         .limit(limit)
     )
+    wide = any(g.scope == INSTALLATION and g.role == OPERATOR for g in principal.grants)
+    rows = [m for m in session.exec(q) if wide or _item_visible(session, principal, m.kind, m.item_id)]
     return [
         {
             "message_id": m.id,
@@ -352,8 +363,16 @@ def incidents(session: Session, principal: Principal, limit: int = 50) -> list[d
             "error": m.last_error,
             "created_at": m.created_at,
         }
-        for m in session.exec(q)
+        for m in rows
     ]
+
+
+def _item_visible(session: Session, principal: Principal, kind: str, item_id: int) -> bool:
+    try:
+        get_visible(session, principal, kind, item_id)
+    except NotFound:
+        return False
+    return True
 
 
 # ------------------------------------------------------------------ lists
