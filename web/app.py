@@ -14,9 +14,11 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from fastapi.staticfiles import StaticFiles
+from sqlmodel import Session
 
 from models import init_db
 from states.clock import SystemClock
+from states.services import accounts
 from web import errors, security
 from web.assets import ASSET_DIR, assets_ready
 from web.deps import Settings
@@ -34,6 +36,8 @@ ROUTERS: tuple[str, ...] = (
     "web.routes.create",
     "web.routes.outbox",
     "web.routes.contacts",
+    "web.routes.admin",
+    "web.routes.dashboard",
 )
 
 
@@ -51,6 +55,8 @@ def create_app(url: str | None = None, settings: Settings | None = None) -> Fast
     app.state.settings = settings
     app.state.clock = SystemClock()  # sessions' clock (a test may stop it)
     app.state.engine = init_db(url)
+    with Session(app.state.engine) as s:
+        app.state.training = accounts.is_training(s)  # for the pages shown to nobody signed in
 
     @app.get("/healthz", include_in_schema=False, response_class=PlainTextResponse)
     def healthz() -> str:
@@ -66,5 +72,5 @@ def create_app(url: str | None = None, settings: Settings | None = None) -> Fast
     else:
         log.warning("the NHS.UK stylesheet is missing (%s): run `make assets`; pages are unstyled", ASSET_DIR)
     errors.install(app)
-    security.install(app, settings)
+    security.install(app, settings, errors.unhandled)
     return app
