@@ -232,6 +232,19 @@ async def form(request: Request, who: Who) -> dict[str, str]:
     return fields
 
 
+async def form_lists(request: Request, who: Who) -> dict[str, list[str]]:
+    """As ``form``, keeping every value of a repeated name (checkboxes), in order."""
+    data = await request.form()
+    fields: dict[str, list[str]] = {}
+    for key, value in data.multi_items():
+        if isinstance(value, str):
+            fields.setdefault(key, []).append(value)
+    given = fields.pop(CSRF_FIELD, [])
+    if len(given) != 1 or not csrf_matches(who.csrf, given[0]):
+        raise CsrfRefused(CSRF_REFUSED)
+    return fields
+
+
 # The dependencies as annotations (``def page(request: Request, me: Me)``): ruff's B008 forbids
 # ``Depends(...)`` as a default.
 Me = Annotated[Who, Depends(who)]
