@@ -12,7 +12,9 @@ The story (West Midlands and Cheshire & Mersey, autumn 2026 to February 2027):
 - An SC at Severnside Trauma Unit (visit Thu 10 Dec) is never answered: reminded, chased,
   then escalated to the Commissioning Lead and the CQC.
 - An SC at Mersey Harbour MTC (visit Fri 11 Dec), doctors in training affected, scored 16:
-  the ASCT is told; the response is inadequate twice: Commissioning Lead, CQC, TPD and RA.
+  the ASCT is told; the response is inadequate twice: Commissioning Lead, CQC, TPD and RA;
+  a third response, adequate, on Mon 1 Mar puts it in monitoring: its first quarterly review
+  is the Network Manager's (Ms Zara Ahmed) to record, in her "My work" in the web application.
 - After publication: an appeal from the Medical Director is refused; the Chief Executive's
   appeal on the last day of the 4-week window is accepted, a second one a day late refused;
   two involved people are refused a seat on the subgroup; the appeal is upheld, which
@@ -23,7 +25,8 @@ The story (West Midlands and Cheshire & Mersey, autumn 2026 to February 2027):
 It runs on a training database (``peerwatch init --training``: simulated dates, ``--as``): the
 OS user running it is its administrator, who adds the cast as accounts (``cli.seed.seed_cast``);
 each step is taken by a named account in one of its roles, scoped to its network; the sweeps
-and the dispatcher are the flows' own (the system principal).
+and the dispatcher are the flows' own (the system principal). Every account gets the demo's
+passphrase for the web application (``cli.demo_accounts``), printed at the end.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from cli.context import os_login
+from cli.demo_accounts import print_sign_in, set_demo_passwords
 from cli.demo_report import escalations_since, last_letter_id, print_summary
 from cli.output import table
 from cli.seed import seed_cast, seed_reference
@@ -81,6 +85,7 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
         accounts.bootstrap(s, clock, os_login=os_login(), name="Demo Administrator")
         svc = seed_reference(s)
         cast = seed_cast(s, accounts.peer_principal(s, os_login()), clock)
+        set_demo_passwords(s, accounts.peer_principal(s, os_login()), clock)
         reviewers = {r.name: r.id for r in s.exec(select(Reviewer))}
     ids: dict[str, int] = {}
     timeline: list[tuple[date, str, str]] = []
@@ -435,6 +440,15 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
                 "Apology given; visit notifications now go at least six weeks ahead",
             )
         ],
+        date(2027, 3, 1): [
+            lambda: act(
+                "risk",
+                "SC-mersey",
+                "response_adequate",
+                CM_NM,
+                "third response: a consultant in resus overnight from 1 March; action plan with milestones",
+            )
+        ],
         date(2027, 3, 2): [lambda: appeal("Chief Executive, the last day of the window", "chief-executive")],
         date(2027, 3, 3): [lambda: appeal("Chief Executive, one day late", "chief-executive")],
         date(2027, 3, 4): [lambda: act("appeal", "appeal", "begin_consideration", NM)],
@@ -537,6 +551,7 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
         + [("calendar feed", str(Path(p).with_name("calendar.ics"))) for p in site["pages"]],
     )
     print_summary(db, db_path, outbox, api, keep_server, ids, END)
+    print_sign_in(db, db_path, ids, END, CM_NM[0])
 
 
 def _due(data: dict[str, Any]) -> str:

@@ -8,6 +8,8 @@ import subprocess
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from cli.demo_accounts import DEMO_PASSWORD, set_demo_passwords
+from cli.seed import seed_cast, seed_reference
 from models.accounts import User
 from states.clock import SystemClock
 from states.principal import Principal
@@ -74,3 +76,17 @@ def test_linking_a_single_sign_on_identity(db_url: str, db: Engine, me: Principa
     with Session(db) as s:
         user = s.get(User, other.user_id)
         assert user is not None and user.oidc_subject is None
+
+
+def test_the_demo_cast_signs_in_with_the_printed_passphrase(db: Engine, me: Principal) -> None:
+    """As ``peerwatch demo`` does: the administrator adds the cast, each gets the demo's passphrase."""
+    clock = SystemClock()
+    with Session(db, expire_on_commit=False) as s:
+        seed_reference(s)
+        cast = seed_cast(s, me, clock)
+        assert set_demo_passwords(s, me, clock) == len(cast) + 1  # and the administrator's own
+        s.commit()
+    done = signin.sign_in(db, cast["Ms Zara Ahmed"], DEMO_PASSWORD, None, clock)
+    with Session(db) as s:
+        found = signin.session_principal(s, done.token, clock)
+    assert found is not None and found[0].name == "Ms Zara Ahmed" and found[0].holds(NETWORK_MANAGER)
