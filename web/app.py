@@ -38,6 +38,7 @@ ROUTERS: tuple[str, ...] = (
     "web.routes.contacts",
     "web.routes.admin",
     "web.routes.dashboard",
+    "web.routes.reports",
 )
 
 
