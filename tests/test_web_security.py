@@ -10,15 +10,19 @@ import base64
 import hashlib
 import io
 import re
+import sys
 import tarfile
 import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import Request
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 
+from models.web import SignInAttempt
 from states.errors import (
     BadDate,
     GuardRefused,
@@ -30,6 +34,7 @@ from states.errors import (
     PermissionDenied,
     StaleVersion,
 )
+from tests.support_browser import ROOT, free_port, start
 from web import assets
 from web.app import create_app
 from web.deps import Settings
@@ -257,3 +262,42 @@ def test_the_stylesheet_loses_its_external_fonts_and_keeps_the_rest(tmp_path: Pa
     written = assets.extract(package, tarball({"package/a.css": css, "package/img/i.svg": b"<svg/>"}), tmp_path)
     assert {p.relative_to(tmp_path).as_posix() for p in written} == {"a.css", "img/i.svg"}
     assert (tmp_path / "a.css").read_text() == ".nhsuk-x{color:red}"
+
+
+# ---------------------------------------------------------------- peerwatch web, behind a proxy
+
+
+def failed_sign_in_from(base: str, forwarded_for: str) -> None:
+    with httpx.Client(base_url=base, timeout=30) as browser:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', browser.get("/sign-in").text)
+        assert token
+        data = {"email": "nobody@example.nhs.uk", "password": "wrong wrong wrong 1", "csrf_token": token.group(1)}
+        r = browser.post("/sign-in", data=data, headers={"X-Forwarded-For": forwarded_for})
+        assert r.status_code == 401
+
+
+def attempt_addresses(db: Engine) -> list[str | None]:
+    with Session(db) as s:
+        return [a.address for a in s.exec(select(SignInAttempt).order_by(SignInAttempt.id)).all()]
+
+
+@pytest.mark.parametrize("behind_proxy", [True, False])
+def test_peerwatch_web_believes_forwarded_addresses_only_from_its_proxy(
+    db_url: str, db: Engine, tmp_path: Path, behind_proxy: bool
+) -> None:
+    """``peerwatch web`` under real uvicorn: production settings (no server header), and the
+    sign-in throttles count the address the proxy forwards only with --proxy-headers."""
+    port = free_port()
+    argv = [str(Path(sys.executable).with_name("peerwatch")), "web", "--port", str(port)]
+    argv += ["--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"] if behind_proxy else []
+    env = {"PYTHONPATH": str(ROOT)}  # this checkout's web/, whatever the installed package maps
+    server = start(argv, port, tmp_path / "web.log", "/healthz", env)
+    try:
+        r = httpx.get(server.url("/healthz"), timeout=30)
+        assert r.text == "ok" and "server" not in r.headers
+        assert r.headers["content-security-policy"] == CSP
+        failed_sign_in_from(server.base, "203.0.113.9")
+    finally:
+        server.stop()
+    assert attempt_addresses(db) == ["203.0.113.9" if behind_proxy else "127.0.0.1"]
+    assert f"http://127.0.0.1:{port}/" in (tmp_path / "web.log").read_text()
