@@ -6,6 +6,8 @@ The fuzzing of the same API against a running server is tests/test_api_fuzz.py."
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -41,8 +43,22 @@ def network_id(db: Engine, code: str) -> int:
 
 
 def token_for(db: Engine, principal: Principal, days: int = 30) -> str:
+    """A token made as its owner makes one (peerwatch token create); for an account that holds
+    only the auditor role (read-only: it may not record the creation), the row is made directly."""
+    if principal.roles() == [AUDITOR]:
+        return token_row(db, principal.user_id, days)
     with Session(db) as s:
         _, token = accounts.create_token(s, principal, SystemClock(), "api test", days)
+        s.commit()
+    return token
+
+
+def token_row(db: Engine, user_id: int, days: int = 1) -> str:
+    token = "pw_" + secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    with Session(db) as s:
+        s.add(AccessToken(user_id=user_id, name="api test", token_hash=hashlib.sha256(token.encode()).hexdigest(),
+                          prefix=token[:10], created_at=now, expires_at=now + timedelta(days=days)))  # fmt: skip
         s.commit()
     return token
 
@@ -211,7 +227,7 @@ def test_my_work_lists_my_networks_deadlines_and_not_anothers(
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["limit"] == 50 and body["offset"] == 0 and body["total"] >= 1
-    seen = {(d["kind"], d["item_id"]) for d in body["deadlines"]}
+    seen = {(d["kind"], d["id"]) for d in body["deadlines"]}
     assert ("risk", risks["a"]) in seen and ("risk", risks["b"]) not in seen
     assert "Network B" not in r.text
     r = client.get("/api/v1/work?limit=1&offset=0", headers=auth(token))
@@ -246,7 +262,7 @@ def test_an_item_has_its_state_version_deadlines_history_and_triggers(
     r = client.get(f"/api/v1/items/risk/{risks['a']}", headers=auth(token))
     assert r.status_code == 200, r.text
     body = r.json()
-    assert (body["kind"], body["id"], body["state"], body["version"]) == ("risk", risks["a"], "identified", 1)
+    assert (body["kind"], body["id"], body["state"], body["version"]) == ("risk", risks["a"], "identified", 2)
     assert [h["trigger"] for h in body["history"]] == ["raise"]
     assert "send_formal_notification" in [t["trigger"] for t in body["triggers"]]
     assert "<" not in str(body.get("states", "")), "no HTML (the diagram) in the API"
@@ -285,7 +301,7 @@ def test_fire_with_a_param_then_a_stale_version_is_409_with_nothing_changed(
 ) -> None:
     token = staff("Nia Manager", NETWORK_MANAGER)
     url = f"/api/v1/items/risk/{risks['a']}/fire"
-    body = {"trigger": "rescore", "params": {"impact": "4", "likelihood": "5"}, "version": 1}
+    body = {"trigger": "rescore", "params": {"impact": "4", "likelihood": "5"}, "version": 2}
     r = client.post(url, headers=auth(token), json=body)
     assert r.status_code == 200, r.text
     out = r.json()
@@ -296,13 +312,13 @@ def test_fire_with_a_param_then_a_stale_version_is_409_with_nothing_changed(
         "identified",
         "identified",
     )
-    assert out["version"] == 2
-    assert row_of(db, risks["a"]) == ("identified", 2, 4, 5)
+    assert out["version"] == 3 and isinstance(out["letters_queued"], int) and out["proposed"] is False
+    assert row_of(db, risks["a"]) == ("identified", 3, 4, 5)
     n = events(db)
-    stale = client.post(url, headers=auth(token), json={"trigger": "send_formal_notification", "version": 1})
-    refused(stale, 409)
-    assert row_of(db, risks["a"]) == ("identified", 2, 4, 5) and events(db) == n
-    r = client.post(url, headers=auth(token), json={"trigger": "send_formal_notification", "version": 2})
+    stale = client.post(url, headers=auth(token), json={"trigger": "send_formal_notification", "version": 2})
+    assert "version 3, not 2" in refused(stale, 409)
+    assert row_of(db, risks["a"]) == ("identified", 3, 4, 5) and events(db) == n
+    r = client.post(url, headers=auth(token), json={"trigger": "send_formal_notification", "version": 3})
     assert r.status_code == 200 and r.json()["state"] == "awaiting_response"
 
 
@@ -310,13 +326,15 @@ def test_a_role_that_may_not_fire_is_403_and_the_row_is_unchanged(
     client: TestClient, db: Engine, staff: Any, risks: dict[str, int]
 ) -> None:
     url = f"/api/v1/items/risk/{risks['a']}/fire"
-    before, n = row_of(db, risks["a"]), events(db)
-    for name, role in (("Aud Itor", AUDITOR), ("Ola Operator", OPERATOR), ("Nat Office", NETWORK_OFFICE)):
-        line = refused(
-            client.post(url, headers=auth(staff(name, role)), json={"trigger": "send_formal_notification"}), 403
-        )
-        assert name in line or "may not" in line
+    tokens = {
+        name: staff(name, role)
+        for name, role in (("Aud Itor", AUDITOR), ("Ola Operator", OPERATOR), ("Nat Office", NETWORK_OFFICE))
+    }
     token = staff("Nia Manager", NETWORK_MANAGER)
+    before, n = row_of(db, risks["a"]), events(db)
+    for name, t in tokens.items():
+        line = refused(client.post(url, headers=auth(t), json={"trigger": "send_formal_notification"}), 403)
+        assert name in line or "may not" in line
     assert "does not hold" in refused(
         client.post(url, headers=auth(token), json={"trigger": "send_formal_notification", "role": REGIONAL_LEAD}),
         403,
@@ -355,7 +373,7 @@ def test_raise_a_risk_with_the_fields_of_the_cli(client: TestClient, db: Engine,
     r = client.post("/api/v1/risks", headers=auth(token), json={**body, "impact": 4, "likelihood": 3})
     assert r.status_code == 201, r.text
     out = r.json()
-    assert out["kind"] == "risk" and out["state"] == "identified" and out["version"] == 1
+    assert out["kind"] == "risk" and out["state"] == "identified" and out["version"] == 2
     assert any(d["name"] for d in out["deadlines"])
     with Session(db) as s:
         row = s.get(Risk, out["id"])

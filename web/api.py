@@ -2,41 +2,46 @@
 
 Authenticated by a personal access token (``Authorization: Bearer pw_...``, ``peerwatch token
 create``) acting as its owner with the owner's grants now (``web.deps.api_who``); no cookies, so
-no CSRF. Every rule is the use case's or the view's: this module parses, calls and shapes.
-Every refusal is a 4xx JSON body ``{"error": "<one line>"}`` (web/errors.py): 401 no or bad
-token, 403 not allowed, 404 not found (or another network's item: the same answer), 409 a
-stale version, 422 invalid input.
+no CSRF. Every rule is the use case's or the view's: this module parses, calls and shapes (the
+shapes are web/api_models.py). Every refusal is a 4xx JSON body ``{"error": "<one line>"}``
+(web/errors.py): 401 no or bad token, 403 not allowed, 404 not found (or another network's item:
+the same answer), 409 a stale version, 422 invalid input, 400 a step its rules refuse now.
 """
 
 from __future__ import annotations
 
-import enum
-from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from datetime import date
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Path, Query, Request, Security
+from fastapi.security import HTTPBearer
 from sqlmodel import Session
 
-from states.machines.spec import kinds
-from states.services import acting, intake
+from models.tables import is_in_doubt
+from notifications.dispatch import incidents
+from states.errors import InvalidInput
+from states.services import acting, intake, web_manage
 from states.services.items import deadline_json
 from states.views import work
+from web.api_models import (
+    MAX_ID,
+    ApiError,
+    CreatedOut,
+    FireIn,
+    FireOut,
+    GrantOut,
+    ItemList,
+    ItemOut,
+    Kind,
+    MeOut,
+    OutboxOut,
+    RiskIn,
+    WorkOut,
+)
 from web.deps import Who, api_who, engine_of
 
-MAX_ID = 2**63 - 1
-Kind = enum.Enum("Kind", {k: k for k in kinds()}, type=str)  # type: ignore[misc]
-"""The kinds of item (a wrong kind is a 422 by the schema)."""
-
-
-class ApiError(BaseModel):
-    """Every refusal: one line saying why."""
-
-    error: str = Field(description="One line: why the request was refused (nothing was changed).")
-
-
 REFUSALS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ApiError, "description": "The request could not be read."},
+    400: {"model": ApiError, "description": "The request could not be read, or the step's rules refuse it now."},
     401: {"model": ApiError, "description": "No token, or an unknown, revoked or expired one."},
     403: {"model": ApiError, "description": "The token's owner may not do this."},
     404: {"model": ApiError, "description": "No such item, or not one this account may see."},
@@ -47,32 +52,36 @@ WRITE_REFUSALS: dict[int | str, dict[str, Any]] = {
     409: {"model": ApiError, "description": "The item changed since the version given."},
 }
 
-router = APIRouter(prefix="/api/v1", tags=["api"], responses=REFUSALS)
+# Declares the scheme in the OpenAPI (the check is api_who's: a 401 with one line, never FastAPI's own).
+BEARER = HTTPBearer(
+    auto_error=False, scheme_name="token", description="A personal access token (pw_...): peerwatch token create"
+)
+
+
+def known_query(request: Request) -> None:
+    """A query parameter the operation does not take is refused (a misspelt filter would
+    otherwise be ignored and answer with everything)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    known = {q.alias for q in dependant.query_params} if dependant is not None else set()
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise InvalidInput(f"unknown query parameter {unknown[0][:50]!r}: this operation takes {takes}")
+
+
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["api"],
+    responses=REFUSALS,
+    dependencies=[Security(BEARER), Depends(api_who), Depends(known_query)],  # the token first
+)
 
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID, description="The item's id.")]
 ApiWho = Annotated[Who, Depends(api_who)]
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 # ---------------------------------------------------------------- me
-
-
-class GrantOut(_Out):
-    role: str
-    scope: str = Field(description="installation, network, organisation or service")
-    scope_id: int | None
-
-
-class MeOut(_Out):
-    id: int
-    name: str
-    via: str
-    roles: list[str]
-    grants: list[GrantOut]
-    training: bool = Field(description="This is a training database (simulated dates; letters never sent).")
 
 
 @router.get("/me", response_model=MeOut, summary="The token's owner and their grants now")
@@ -91,17 +100,6 @@ def me(who: ApiWho) -> MeOut:
 # ---------------------------------------------------------------- my work
 
 
-class WorkOut(_Out):
-    model_config = ConfigDict(extra="allow")
-
-    deadlines: list[dict[str, Any]]
-    proposals: list[dict[str, Any]]
-    incidents: list[dict[str, Any]]
-    total: int
-    limit: int
-    offset: int
-
-
 @router.get("/work", response_model=WorkOut, summary="My work: open deadlines, proposals, incidents")
 def my_work(
     request: Request,
@@ -110,18 +108,10 @@ def my_work(
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> dict[str, Any]:
     with Session(engine_of(request)) as s:
-        out = work.my_work(s, who.principal, who.clock, limit=limit, offset=offset)
-    return {**out, "limit": limit, "offset": offset}
+        return work.my_work(s, who.principal, who.clock, limit=limit, offset=offset)
 
 
 # ---------------------------------------------------------------- lists and items
-
-
-class ItemList(_Out):
-    rows: list[dict[str, Any]]
-    total: int
-    page: int
-    pages: int
 
 
 @router.get("/items/{kind}", response_model=ItemList, summary="Items of a kind, filtered, a page at a time")
@@ -151,50 +141,14 @@ def list_items(
             q=q,
             page=page,
             per_page=per_page,
+            clock=who.clock,
         )
-
-
-class ItemOut(_Out):
-    model_config = ConfigDict(extra="allow")
-
-    kind: str
-    id: int
-    state: str
-    version: int
-    deadlines: list[dict[str, Any]]
-    history: list[dict[str, Any]]
-    triggers: list[dict[str, Any]]
 
 
 @router.get("/items/{kind}/{item_id}", response_model=ItemOut, summary="One item: state, deadlines, history, triggers")
 def item(request: Request, kind: Kind, item_id: ItemId, who: ApiWho) -> dict[str, Any]:
     with Session(engine_of(request)) as s:
-        page = work.item_page(s, who.principal, kind.value, item_id, who.clock)
-    return {"kind": kind.value, "id": item_id, **page}
-
-
-class FireIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    trigger: str = Field(min_length=1, max_length=100, description="The trigger (see the item's triggers).")
-    note: str | None = Field(None, max_length=10_000, description="A reason or note (some triggers need one).")
-    params: dict[str, str] | None = Field(None, description='The trigger\'s parameters, e.g. {"days": "5"}.')
-    version: int | None = Field(None, ge=1, le=MAX_ID, description="Refuse (409) unless the item is at this version.")
-    role: str | None = Field(None, max_length=100, description="Which of my roles to act in, when more than one fits.")
-
-
-class FireOut(_Out):
-    model_config = ConfigDict(extra="allow")
-
-    id: int
-    kind: str
-    trigger: str
-    from_: str = Field(alias="from")
-    state: str
-    version: int
-    letters_queued: int
-    proposed: bool
-    deadlines: list[dict[str, Any]]
+        return work.item_page(s, who.principal, kind.value, item_id, who.clock)
 
 
 @router.post(
@@ -225,32 +179,6 @@ def fire(request: Request, body: FireIn, kind: Kind, item_id: ItemId, who: ApiWh
 # ---------------------------------------------------------------- raising a risk
 
 
-class RiskIn(BaseModel):
-    """The fields of ``peerwatch risk raise``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    service: int = Field(ge=1, le=MAX_ID, description="The service's id.")
-    level: Literal["IR", "SC", "GC"]
-    title: str = Field(min_length=1, max_length=500, description="What was found.")
-    standard: str | None = Field(None, max_length=100, description="A standard's reference, e.g. T-12.")
-    visit_date: date | None = Field(None, description="The visit where it was found.")
-    identified: date | None = Field(None, description="The day it was found, if not at a visit.")
-    impact: int | None = Field(None, ge=1, le=6)
-    likelihood: int | None = Field(None, ge=1, le=6)
-    doctors_in_training: bool = False
-    note: str | None = Field(None, max_length=10_000)
-    role: str | None = Field(None, max_length=100)
-
-
-class CreatedOut(_Out):
-    id: int
-    kind: str
-    state: str
-    version: int
-    deadlines: list[dict[str, Any]]
-
-
 @router.post(
     "/risks", response_model=CreatedOut, status_code=201, responses=WRITE_REFUSALS, summary="Raise a risk or concern"
 )
@@ -275,19 +203,30 @@ def raise_risk(request: Request, body: RiskIn, who: ApiWho) -> CreatedOut:
         row: Any = out.row
         deadlines = deadline_json(s, "risk", row.id)
         s.commit()
-        return CreatedOut(id=row.id, kind="risk", state=row.state, version=row.version, deadlines=deadlines)
+        return CreatedOut.model_validate(
+            {"id": row.id, "kind": "risk", "state": row.state, "version": row.version, "deadlines": deadlines}
+        )
 
 
 # ---------------------------------------------------------------- the outbox
 
 
-class OutboxOut(_Out):
-    incidents: list[dict[str, Any]]
-    at: datetime
-
-
-@router.get("/outbox", response_model=OutboxOut, summary="The outbox's open incidents I can act on")
+@router.get("/outbox", response_model=OutboxOut, summary="The outbox's open incidents about items in my scope")
 def outbox(request: Request, who: ApiWho) -> dict[str, Any]:
     with Session(engine_of(request)) as s:
-        out = work.my_work(s, who.principal, who.clock, limit=1, offset=0)
-    return {"incidents": out["incidents"], "at": who.clock.now()}
+        rows = web_manage.visible_outbox(s, who.principal, incidents(s, who.clock.now()))
+        listed = [
+            {
+                "id": m.id,
+                "status": "in doubt" if is_in_doubt(m) else str(m.status),
+                "template": m.template,
+                "kind": m.kind,
+                "item_id": m.item_id,
+                "to": [p["email"] for p in m.to],
+                "attempts": m.attempts,
+                "error": m.last_error,
+                "created_at": m.created_at,
+            }
+            for m in rows
+        ]
+        return {"incidents": listed, "may_act": web_manage.may_settle_outbox(who.principal)}
