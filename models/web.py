@@ -37,11 +37,12 @@ class WebSession(Table, table=True):
 
 
 class SignInAttempt(Table, table=True):
-    """One sign-in attempt, successful or not: the throttles count the failures."""
+    """One sign-in attempt, successful or not: the throttles count the failures, per email given
+    (known or not, so that a lock tells nothing about which accounts exist) and per address."""
 
     __tablename__ = "sign_in_attempt"
     __table_args__ = (
-        Index("ix_sign_in_attempt_account", "account_id", "ok", "at"),
+        Index("ix_sign_in_attempt_email", "email_given", "ok", "at"),
         Index("ix_sign_in_attempt_address", "address", "ok", "at"),
     )
 

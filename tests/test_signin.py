@@ -326,6 +326,16 @@ def test_five_failures_lock_the_account_for_fifteen_minutes(db: Engine, asha: Pr
     assert signin.sign_in(db, EMAIL, PASSPHRASE, "10.0.1.1", tick).user_id == asha.user_id
 
 
+def test_an_unknown_email_locks_as_an_account_would(db: Engine, asha: Principal, tick: Clock) -> None:
+    """The lock tells nothing about which emails have accounts."""
+    for i in range(5):
+        with pytest.raises(SignInRefused, match=signin.REFUSED):
+            signin.sign_in(db, "Nobody@Example.nhs.uk", f"wrong guess number {i}", f"10.0.0.{i}", tick)
+    with pytest.raises(SignInRefused, match="too many failed sign-ins"):
+        signin.sign_in(db, "nobody@example.nhs.uk", PASSPHRASE, "10.0.1.1", tick)
+    assert signin.sign_in(db, EMAIL, PASSPHRASE, "10.0.1.1", tick).user_id == asha.user_id  # others unaffected
+
+
 def test_failures_spread_beyond_the_window_do_not_lock(db: Engine, asha: Principal, tick: Clock) -> None:
     for i in range(8):
         with pytest.raises(SignInRefused, match=signin.REFUSED):

@@ -239,13 +239,16 @@ def _locked_until(ats: list[datetime], limit: int, throttle: Throttle, now: date
     return until
 
 
-def _failures(session: Session, since: datetime, *, account_id: int | None = None, address: str | None = None) -> list[datetime]:  # fmt: skip
-    q = select(SignInAttempt.at).where(col(SignInAttempt.ok).is_(False), SignInAttempt.at > since)
-    if account_id is not None:
+def _failures(session: Session, since: datetime, *, email: str | None = None, address: str | None = None) -> list[datetime]:  # fmt: skip
+    """The password sign-in failures since ``since`` for one email given, or from one address."""
+    q = select(SignInAttempt.at).where(
+        col(SignInAttempt.ok).is_(False), SignInAttempt.via == "password", SignInAttempt.at > since
+    )
+    if email is not None:
         last_ok = session.exec(
-            select(func.max(SignInAttempt.at)).where(SignInAttempt.account_id == account_id, col(SignInAttempt.ok))
+            select(func.max(SignInAttempt.at)).where(SignInAttempt.email_given == email, col(SignInAttempt.ok))
         ).one()
-        q = q.where(SignInAttempt.account_id == account_id)
+        q = q.where(SignInAttempt.email_given == email)
         if last_ok is not None:  # a successful sign-in starts the count again
             q = q.where(SignInAttempt.at > last_ok)
     else:
@@ -253,15 +256,14 @@ def _failures(session: Session, since: datetime, *, account_id: int | None = Non
     return sorted(session.exec(q.order_by(col(SignInAttempt.at).desc()).limit(1000)).all())
 
 
-def _throttled(session: Session, user_id: int | None, address: str | None, clock: Clock) -> datetime | None:
-    """When password sign-in for this account, or from this address, may be tried again; None if now."""
+def _throttled(session: Session, email: str, address: str | None, clock: Clock) -> datetime | None:
+    """When password sign-in for this account (by the email given, whether an account has it or
+    not: a lock tells nothing), or from this address, may be tried again; None if now."""
     throttle, now = Throttle.from_env(), clock.now()
     since = now - throttle.window - throttle.lock
     locks = []
-    if user_id is not None:
-        locks.append(
-            _locked_until(_failures(session, since, account_id=user_id), throttle.account_failures, throttle, now)
-        )
+    if email:
+        locks.append(_locked_until(_failures(session, since, email=email), throttle.account_failures, throttle, now))
     if address:
         locks.append(
             _locked_until(_failures(session, since, address=address), throttle.address_failures, throttle, now)
@@ -334,8 +336,8 @@ def sign_in(db: Engine, email: str, password: str, address: str | None, clock: C
     address = _address(address)
     params: dict[str, Any] = {"email": given, "address": address, "method": "password"}
     with Session(db, expire_on_commit=False) as s:
-        user = _user_by_email(s, given)
-        until = _throttled(s, user.id if user is not None else None, address, clock)
+        user = _user_by_email(s, str(email or "").strip().lower())
+        until = _throttled(s, given, address, clock)
     if until is not None:
         shown = f"too many failed sign-ins: try again after {_minute(until)}"
         raise _refuse(db, user, clock, f"throttled until {until.isoformat()}", params, shown)
@@ -406,7 +408,7 @@ def sign_in_oidc(
         why: str | None = None
         linked = False
         if user is None:
-            by_email = _user_by_email(s, given) if given and email_verified is True else None
+            by_email = _user_by_email(s, str(email).strip().lower()) if given and email_verified is True else None
             if not given or email_verified is not True:
                 why = "identity not linked, and no verified email to map it by"
             elif by_email is None:

@@ -65,13 +65,13 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["account_id"], ["account.id"]),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index("ix_sign_in_attempt_account", "sign_in_attempt", ["account_id", "ok", "at"])
+    op.create_index("ix_sign_in_attempt_email", "sign_in_attempt", ["email_given", "ok", "at"])
     op.create_index("ix_sign_in_attempt_address", "sign_in_attempt", ["address", "ok", "at"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_sign_in_attempt_address", table_name="sign_in_attempt")
-    op.drop_index("ix_sign_in_attempt_account", table_name="sign_in_attempt")
+    op.drop_index("ix_sign_in_attempt_email", table_name="sign_in_attempt")
     op.drop_table("sign_in_attempt")
     op.drop_index("ix_web_session_user", table_name="web_session")
     op.drop_table("web_session")
