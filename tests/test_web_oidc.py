@@ -144,7 +144,9 @@ def test_an_unknown_or_unverified_identity_gets_no_access_and_is_audited(
 ) -> None:
     client = app_client(db_url, provider)
     r = through_provider(client, subject)
-    assert r.status_code == 403 and signin.UNKNOWN_IDENTITY in r.text and "nhsuk-error-summary" in r.text
+    assert (
+        r.status_code == 403 and "No peerwatch account for this identity" in r.text and "nhsuk-error-summary" in r.text
+    )
     assert not [h for h in r.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE + "=")]
     assert web_sessions(db) == []
     (refused,) = refusals(db)

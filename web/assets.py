@@ -153,6 +153,7 @@ def install(dest: Path = ASSET_DIR, fetcher=fetch) -> None:
                 raise AssetError(f"{package.name}@{package.version}: {e}") from None
             extract(package, data, staging)
         (staging / STAMP).write_text(stamp_text())
+        staging.chmod(0o755)  # mkdtemp makes it private; a reverse proxy may serve these files
         if dest.exists():
             shutil.rmtree(dest)
         staging.rename(dest)

@@ -81,12 +81,13 @@ def _sign_in_page(
 ) -> HTMLResponse:  # fmt: skip
     """The sign-in form with a fresh double-submit CSRF token (cookie and hidden field)."""
     settings = settings_of(request)
+    errors = [{**e, "text": e["text"][:1].upper() + e["text"][1:]} for e in errors or []]  # as a sentence
     token = request.cookies.get(SIGNIN_CSRF_COOKIE) or ""
     if len(token) < 32 or len(token) > 100:
         token = secrets.token_urlsafe(32)
     response = page(
         request, "sign_in.html", None, status_code=status_code, csrf_token=token, next=next_path,
-        errors=errors or [], email=email, oidc=settings.oidc_enabled, notice=notice,
+        errors=errors, email=email, oidc=settings.oidc_enabled, notice=notice,
     )  # fmt: skip
     _cookie(response, settings, SIGNIN_CSRF_COOKIE, token, max_age=3600)
     return response
