@@ -59,7 +59,7 @@ def create_app(url: str | None = None, settings: Settings | None = None) -> Fast
     with Session(app.state.engine) as s:
         app.state.training = accounts.is_training(s)  # for the pages shown to nobody signed in
 
-    @app.get("/healthz", include_in_schema=False, response_class=PlainTextResponse)
+    @app.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False, response_class=PlainTextResponse)
     def healthz() -> str:
         """Alive: no database access (the bench's trivial endpoint)."""
         return "ok"

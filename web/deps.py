@@ -61,6 +61,8 @@ class Settings:
       ``Secure`` and every response carries Strict-Transport-Security.
     - ``PEERWATCH_WEB_IDLE_MINUTES`` (30): a session unused this long ends.
     - ``PEERWATCH_WEB_SESSION_HOURS`` (12): a session ends this long after sign-in, used or not.
+      (These two are applied by ``states.services.signin``, which reads the same variables;
+      the fields here show what is in force, they do not override it.)
     - ``PEERWATCH_OIDC_ISSUER``, ``_CLIENT_ID``, ``_CLIENT_SECRET``, ``_REDIRECT_URL``: single
       sign-on by OpenID Connect; without the first three the sign-in page offers passwords only.
     """
