@@ -103,7 +103,14 @@ def page(session: Session, principal: Principal, kind: str, item_id: int, clock:
     letters = list(
         session.exec(
             sm_select(OutboxMessage)
-            .where(OutboxMessage.kind == kind, OutboxMessage.item_id == item_id)
+            .where(
+                # every letter about an item is keyed "<kind>:<id>:..." (states/engine/letters.py): a range
+                # of the unique key's index, where the outbox has no index by item
+                col(OutboxMessage.idempotency_key) >= f"{kind}:{item_id}:",
+                col(OutboxMessage.idempotency_key) < f"{kind}:{item_id};",
+                OutboxMessage.kind == kind,
+                OutboxMessage.item_id == item_id,
+            )
             .order_by(col(OutboxMessage.id))
         )
     )
