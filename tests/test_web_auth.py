@@ -234,9 +234,13 @@ def signed_in_as(db_url: str, db: Engine, email: str, password: str) -> TestClie
 def test_the_header_names_the_person_and_shows_admin_only_to_administrators(
     db_url: str, db: Engine, nina: Principal
 ) -> None:
-    html = signed_in_as(db_url, db, EMAIL, PASSWORD).get("/probe").text
+    client = signed_in_as(db_url, db, EMAIL, PASSWORD)
+    html = client.get("/probe").text
     assert "Nina Manager" in html and 'href="/outbox"' in html and 'href="/admin/users"' not in html
     assert "Training database" not in html
+    missing = client.get("/no-such-page")  # an error page keeps the header of the person signed in
+    assert missing.status_code == 404 and "Nina Manager" in missing.text and 'href="/outbox"' in missing.text
+    assert "Nina Manager" not in client_for(db_url).get("/no-such-page").text
     admin = support_accounts.account(db, "Ada Admin", ())
     with Session(db) as s:
         signin.set_password(s, admin, SystemClock(), None, "copper violin meadow 2290")

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from states.errors import (
@@ -28,7 +29,7 @@ from states.errors import (
     PermissionDenied,
     StaleVersion,
 )
-from web.deps import ApiUnauthorised, CsrfRefused, SignInRequired, sign_in_url
+from web.deps import SESSION_COOKIE, ApiUnauthorised, CsrfRefused, SignInRequired, Who, sign_in_url, who
 from web.render import page, redirect
 
 log = logging.getLogger("peerwatch.web")
@@ -69,22 +70,40 @@ def is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def refusal(request: Request, status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
-    """The refusal as JSON for the API, else as the error page (for the signed-out too: the
-    page carries no account details, only the header without navigation)."""
+def signed_in(request: Request) -> Who | None:
+    """Who is signed in, for an error page's header (their name, the navigation), or None:
+    never a reason to fail (the database may be why the page is an error)."""
+    if not request.cookies.get(SESSION_COOKIE):
+        return None
+    try:
+        return who(request)
+    except Exception:  # signed out, or the database is the fault: the page is shown without them
+        return None
+
+
+def refusal(
+    request: Request, status: int, reason: str, headers: dict[str, str] | None = None, me: Who | None = None
+) -> Response:
+    """The refusal as JSON for the API, else as the error page (with the header of ``me``, the
+    person signed in, when known)."""
     reason = one_line(reason)
     if is_api(request):
         return JSONResponse({"error": reason}, status_code=status, headers=headers)
     heading = HEADINGS.get(status, HEADINGS[400])
-    response = page(request, "error.html", None, status_code=status, heading=heading, reason=reason)
+    response = page(request, "error.html", me, status_code=status, heading=heading, reason=reason)
     if headers:
         response.headers.update(headers)
     return response
 
 
+async def _refusal(request: Request, status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
+    me = None if is_api(request) else await run_in_threadpool(signed_in, request)
+    return refusal(request, status, reason, headers, me)
+
+
 async def _peerwatch(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PeerwatchError)
-    return refusal(request, status_of(exc), str(exc))
+    return await _refusal(request, status_of(exc), str(exc))
 
 
 async def _validation(request: Request, exc: Exception) -> Response:
@@ -93,7 +112,7 @@ async def _validation(request: Request, exc: Exception) -> Response:
     for e in exc.errors()[:3]:
         where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path"))
         problems.append(f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg", "invalid")))
-    return refusal(request, 422, "; ".join(problems) or "the request is not valid")
+    return await _refusal(request, 422, "; ".join(problems) or "the request is not valid")
 
 
 async def _http(request: Request, exc: Exception) -> Response:
@@ -106,7 +125,7 @@ async def _http(request: Request, exc: Exception) -> Response:
         detail = "there is no page at this address"
     if exc.status_code == 405 and detail == "Method Not Allowed":
         detail = f"{request.method} is not accepted at this address"
-    return refusal(request, exc.status_code, detail, headers)
+    return await _refusal(request, exc.status_code, detail, headers)
 
 
 async def _sign_in(request: Request, exc: Exception) -> Response:
@@ -117,7 +136,7 @@ async def _sign_in(request: Request, exc: Exception) -> Response:
 
 
 async def _csrf(request: Request, exc: Exception) -> Response:
-    return refusal(request, 403, str(exc))
+    return await _refusal(request, 403, str(exc))
 
 
 async def _api_unauthorised(request: Request, exc: Exception) -> Response:
