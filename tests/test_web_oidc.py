@@ -10,13 +10,17 @@ gets no session; a reply that does not match this browser's request is refused."
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -30,6 +34,7 @@ from states.roles import ADMINISTRATOR, NETWORK_MANAGER
 from states.services import signin
 from tests import support_accounts
 from tests.support_browser import Server, start_oidc_provider
+from web import oidc
 from web.app import create_app
 from web.deps import SESSION_COOKIE, Settings
 
@@ -170,3 +175,69 @@ def test_a_reply_that_does_not_match_this_browsers_request_is_refused(
     fresh = app_client(db_url, provider)  # no sign-on started at all
     assert fresh.get(f"{back.path}?{back.query}", follow_redirects=False).status_code == 400
     assert web_sessions(db) == []
+
+
+# ---------------------------------------------------------------- the ID token's checks
+
+
+ISSUER = "https://login.example.nhs.uk"
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> RSAKey:
+    return RSAKey.generate_key(2048, parameters={"kid": "k1"}, private=True)
+
+
+def checked(
+    signing_key: RSAKey, claims: dict[str, Any], monkeypatch: pytest.MonkeyPatch, key: RSAKey | None = None
+) -> dict[str, Any]:
+    """``web.oidc.check_id_token`` on a token signed by ``key`` (the provider's by default),
+    against a provider whose discovery is known; its keys "fetched" from the published set."""
+    published = {"keys": [signing_key.as_dict(private=False)]}
+    monkeypatch.setattr(oidc, "_get_json", lambda url: published if url == ISSUER + "/jwks" else {})
+    provider = oidc.Provider(ISSUER, ISSUER + "/authorize", ISSUER + "/token", ISSUER + "/jwks", time.monotonic())
+    app = SimpleNamespace(state=SimpleNamespace(oidc_provider=provider))
+    settings = Settings(oidc_issuer=ISSUER, oidc_client_id=CLIENT_ID)
+    signer = key or signing_key
+    token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, signer)
+    return oidc.check_id_token(app, settings, token, "n-1")
+
+
+def good_claims(**changes: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims: dict[str, Any] = {"iss": ISSUER, "aud": CLIENT_ID, "sub": "s-1", "iat": now, "exp": now + 300}
+    claims["nonce"] = "n-1"
+    claims.update(changes)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def test_a_good_id_token_is_accepted(signing_key: RSAKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert checked(signing_key, good_claims(), monkeypatch)["sub"] == "s-1"
+    both = good_claims(aud=[CLIENT_ID, "other"], azp=CLIENT_ID)
+    assert checked(signing_key, both, monkeypatch)["sub"] == "s-1"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"iss": "https://evil.example"},
+        {"aud": "another-client"},
+        {"aud": [CLIENT_ID, "other"], "azp": "other"},
+        {"exp": 1_000_000},
+        {"exp": None},
+        {"nonce": "replayed"},
+        {"nonce": None},
+        {"sub": None},
+    ],
+)
+def test_an_id_token_with_a_wrong_claim_is_refused(
+    signing_key: RSAKey, monkeypatch: pytest.MonkeyPatch, changes: dict[str, Any]
+) -> None:
+    with pytest.raises(oidc.ProviderError, match=r"not accepted|another client"):
+        checked(signing_key, good_claims(**changes), monkeypatch)
+
+
+def test_an_id_token_signed_by_another_key_is_refused(signing_key: RSAKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    forger = RSAKey.generate_key(2048, parameters={"kid": "k1"}, private=True)
+    with pytest.raises(oidc.ProviderError, match="signature"):
+        checked(signing_key, good_claims(), monkeypatch, key=forger)
