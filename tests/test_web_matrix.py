@@ -1,0 +1,362 @@
+"""The authorisation matrix over every route of the web application: each route of
+``create_app()`` (enumerated, so a new route without an entry in ``MATRIX`` fails: add it) is
+requested by each role of network A, a Network Manager of network B, and nobody signed in, with
+its path filled for network A's items (GET, and POST with the session's CSRF token and an empty
+form). The status must be in the set the table allows for that route and role:
+
+- allowed: 200 or 303 (a POST with an empty form may also be refused for what it lacks: 400,
+  409 or 422, but never for who is asking);
+- forbidden: 403;
+- network B's user on network A's item: 404, exactly as a missing one (never A's data);
+- signed out: 303 to /sign-in (pages) or 401 (the API, whose credentials are tokens: a session
+  cookie is not one);
+- never a 500. No response to network B's user contains a title of network A's items.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.routing import iter_route_contexts
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from models import Contact, Network, OutboxMessage, OutboxStatus, Reviewer
+from models.accounts import User
+from states.clock import SystemClock, local_date
+from states.roles import ADMINISTRATOR, AUDITOR, NETWORK_MANAGER, NETWORK_OFFICE, OPERATOR, REGIONAL_LEAD
+from states.services import accounts, acting, intake, signin
+from tests import support_accounts
+from tests.factories import MRH
+from tests.test_api import MERSEY_MTC
+from web.app import create_app
+
+with warnings.catch_warnings():  # starlette 1.10 asks for httpx2 on import; httpx 0.28 works the same here
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+    from fastapi.testclient import TestClient
+
+PASSWORD = "correct horse battery staple matrix"
+# The people asking: each role in network A (an administrator holds the whole installation: it is
+# granted no other way), a Network Manager of network B, and nobody.
+ROLES: dict[str, tuple[str, str]] = {
+    "office": (NETWORK_OFFICE, "WMTN"),
+    "manager": (NETWORK_MANAGER, "WMTN"),
+    "lead": (REGIONAL_LEAD, "WMTN"),
+    "operator": (OPERATOR, "WMTN"),
+    "auditor": (AUDITOR, "WMTN"),
+    "admin": (ADMINISTRATOR, ""),
+    "other": (NETWORK_MANAGER, "CMMTN"),
+}
+ANON = "anon"
+EVERYONE = frozenset(ROLES)
+# "other" holds its role in network B: it may use a route that is not about network A's things
+# (a scoped route answers it 404 whatever its role).
+STAFF = frozenset({"office", "manager", "lead", "operator", "other"})
+LEADS = frozenset({"manager", "lead", "other"})
+ADMIN = frozenset({"admin"})
+# Those who may not act ask first, so what they are refused is not a step already taken.
+ORDER = (ANON, "other", "auditor", "admin", "operator", "office", "lead", "manager")
+
+OK_GET = frozenset({200})
+OK_POST = frozenset({200, 303, 400, 409, 422})  # reached the handler: an empty form may lack what it needs
+REDIRECT = frozenset({303})
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may use a route: ``who`` get the allowed statuses; the rest 403. ``scoped``: the route
+    is about something of network A (an item, a contact, a network's page): network B's user
+    gets 404 there (``hidden``), whatever its role. ``kind`` of route: page, api, public, feed."""
+
+    who: frozenset[str] = EVERYONE
+    scoped: bool = False
+    hidden: frozenset[int] = frozenset({404})
+    kind: str = "page"
+    denied: frozenset[int] = frozenset({403})  # what the roles not in ``who`` get
+    missing: bool = False  # the world has no such thing (yet): 404 for everyone signed in
+
+
+PUBLIC = Rule(kind="public")
+API = Rule(kind="api")
+FEED = Rule(kind="feed")
+
+MATRIX: dict[tuple[str, str], Rule] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/api/v1/openapi.json"): PUBLIC,
+    ("GET", "/api/docs"): PUBLIC,
+    ("GET", "/docs/oauth2-redirect"): PUBLIC,
+    ("GET", "/sign-in"): PUBLIC,
+    ("POST", "/sign-in"): PUBLIC,
+    ("GET", "/sign-in/oidc"): PUBLIC,
+    ("GET", "/sign-in/oidc/callback"): PUBLIC,
+    ("POST", "/sign-out"): Rule(),
+    # the API: a token, never a session cookie (tests/test_api.py has its roles)
+    ("GET", "/api/v1/me"): API,
+    ("GET", "/api/v1/work"): API,
+    ("GET", "/api/v1/items/{kind}"): API,
+    ("GET", "/api/v1/items/{kind}/{item_id}"): API,
+    ("POST", "/api/v1/items/{kind}/{item_id}/fire"): API,
+    ("POST", "/api/v1/risks"): API,
+    ("GET", "/api/v1/outbox"): API,
+    # My work, the lists, an item, acting on it
+    ("GET", "/"): Rule(),
+    ("GET", "/items/{kind}"): Rule(),
+    ("GET", "/items/{kind}/{item_id}"): Rule(who=EVERYONE, scoped=True),
+    ("GET", "/items/{kind}/{item_id}/letters/{message_id}"): Rule(who=EVERYONE, scoped=True),
+    ("GET", "/items/{kind}/{item_id}/act/{trigger}"): Rule(who=LEADS, scoped=True),
+    ("POST", "/items/{kind}/{item_id}/act/{trigger}"): Rule(who=LEADS, scoped=True),
+    # creating
+    ("GET", "/create"): Rule(),
+    ("GET", "/create/{kind}"): Rule(who=STAFF),
+    ("POST", "/create/{kind}"): Rule(who=STAFF),
+    # the outbox
+    ("GET", "/outbox"): Rule(),
+    # FINDING (states/services/outbox.py): network B's user is told a letter about network A's
+    # item exists (403 "not in the scope", or 422 "not in doubt") where a missing one is a 404.
+    ("POST", "/outbox/{message_id}/retry"): Rule(who=STAFF, scoped=True, hidden=frozenset({403, 404})),
+    # every failed letter, network A's among them: network B's manager is refused them all
+    ("POST", "/outbox/retry-failed"): Rule(who=STAFF - {"other"}),
+    # a letter not in doubt is refused as such (422) before the role is asked: nothing changes
+    ("POST", "/outbox/{message_id}/settle"): Rule(
+        who=STAFF, scoped=True, denied=frozenset({403, 422}), hidden=frozenset({403, 404, 422})
+    ),
+    # contacts and reviewers
+    ("GET", "/contacts"): Rule(),
+    # Contacts and reviewers are reference data: staff and administrators edit them (an
+    # auditor is shown the form; its post is refused by the service, the role being read-only).
+    # An empty form is refused for what it lacks (422) before the role is asked.
+    ("GET", "/contacts/new"): Rule(),
+    ("POST", "/contacts/new"): Rule(who=STAFF | ADMIN, denied=frozenset({403, 422})),
+    ("GET", "/contacts/{contact_id}"): Rule(scoped=True),
+    ("POST", "/contacts/{contact_id}/edit"): Rule(who=STAFF | ADMIN, scoped=True, denied=frozenset({403, 422})),
+    ("POST", "/contacts/{contact_id}/retire"): Rule(who=STAFF | ADMIN, scoped=True, denied=frozenset({403, 422})),
+    ("POST", "/contacts/changes/{change_id}/{decision}"): Rule(missing=True),
+    ("GET", "/reviewers"): Rule(),
+    ("POST", "/reviewers/new"): Rule(who=STAFF | ADMIN, denied=frozenset({403, 422})),
+    ("POST", "/reviewers/{reviewer_id}/{action}"): Rule(who=STAFF | ADMIN, scoped=True, denied=frozenset({403, 422})),
+    # administrators; and each person's own tokens
+    ("GET", "/admin/users"): Rule(who=ADMIN),
+    ("GET", "/admin/users/new"): Rule(who=ADMIN),
+    ("POST", "/admin/users/new"): Rule(who=ADMIN),
+    ("GET", "/admin/users/{user_id}"): Rule(who=ADMIN),
+    ("POST", "/admin/users/{user_id}/{action}"): Rule(who=ADMIN),
+    ("GET", "/account/tokens"): Rule(),
+    ("POST", "/account/tokens"): Rule(),
+    # someone else's token is "no token N" to all but an administrator (no existence leak)
+    ("POST", "/account/tokens/{token_id}/revoke"): Rule(who=ADMIN, denied=frozenset({404})),
+    # the dashboard and its feeds (a feed's credential is the token in its address)
+    ("GET", "/dashboard"): Rule(),
+    ("GET", "/dashboard/{code}"): Rule(scoped=True, hidden=frozenset({403, 404})),
+    ("GET", "/feeds/{token}/{code}.ics"): FEED,
+    ("GET", "/feeds/{token}/{code}/services/{service_id}.ics"): FEED,
+    # panels, report drafting, factual accuracy
+    # the panel's form is read (422 when empty) before the engine asks the role
+    ("GET", "/visits/{visit_id}/panel"): Rule(scoped=True),
+    ("POST", "/visits/{visit_id}/panel/{trigger}"): Rule(who=STAFF, scoped=True, denied=frozenset({403, 422})),
+    ("GET", "/reports/{report_id}/draft"): Rule(missing=True),
+    ("POST", "/reports/{report_id}/draft/{trigger}"): Rule(missing=True),
+    ("GET", "/reports/{report_id}/accuracy"): Rule(missing=True),
+    ("POST", "/reports/{report_id}/accuracy/{trigger}"): Rule(missing=True),
+}
+
+
+def routes() -> list[tuple[str, str]]:
+    """Every (method, path) the application answers (HEAD aside), from its routers."""
+    app = create_app("sqlite://")
+    out = set()
+    for r in iter_route_contexts(app.routes):
+        for method in r.methods or ():
+            if method != "HEAD" and r.path:
+                out.add((method, r.path))
+    return sorted(out)
+
+
+def test_every_route_is_in_the_matrix() -> None:
+    missing = [f"{m} {p}" for m, p in routes() if (m, p) not in MATRIX]
+    assert not missing, "add these routes to MATRIX in tests/test_web_matrix.py: " + "; ".join(missing)
+    gone = [f"{m} {p}" for m, p in MATRIX if (m, p) not in set(routes())]
+    assert not gone, "MATRIX names routes the application no longer has: " + "; ".join(gone)
+
+
+# ---------------------------------------------------------------- the world the matrix asks about
+
+
+@dataclass
+class World:
+    ids: dict[str, Any]
+    titles_a: list[str]
+    sessions: dict[str, tuple[str, str]]  # role -> (cookie, csrf)
+
+
+def _network(s: Session, code: str) -> int:
+    net = s.exec(select(Network).where(Network.code == code)).one()
+    assert net.id is not None
+    return net.id
+
+
+def _world(db: Engine, services: dict[str, int]) -> World:
+    boss = support_accounts.account(db, "Matrix Boss", (NETWORK_MANAGER,))
+    today = local_date(SystemClock().now())
+    ids: dict[str, Any] = {}
+    titles: list[str] = []
+    with Session(db, expire_on_commit=False) as s:
+        wmtn, cmmtn = _network(s, "WMTN"), _network(s, "CMMTN")
+        for net, service in (("a", MRH), ("b", MERSEY_MTC)):
+            title = f"Matrix {net.upper()} {'oxygen cylinders unsecured' if net == 'a' else 'doors propped open'}"
+            risk = intake.raise_risk(
+                s, service=services[service], level="SC", title=title, standard=None, visit_date=today,
+                identified=None, impact=None, likelihood=None, doctors_in_training=False, principal=boss,
+                clock=SystemClock(), note=None,
+            )  # fmt: skip
+            visit = intake.propose_visit(s, services[service], principal=boss, clock=SystemClock(), reason="matrix")
+            ids[f"risk_{net}"], ids[f"visit_{net}"] = risk.row.id, visit.row.id
+            if net == "a":
+                titles.append(title)
+        s.commit()
+    # network A's risk is formally notified: its letter failed (an incident in the outbox)
+    out = acting.fire(db, boss, SystemClock(), "risk", ids["risk_a"], "send_formal_notification")
+    ids["version"] = out["version"]
+    with Session(db, expire_on_commit=False) as s:
+        letter = s.exec(
+            select(OutboxMessage).where(OutboxMessage.kind == "risk", OutboxMessage.item_id == ids["risk_a"])
+        ).first()
+        assert letter is not None, "the formal notification queues a letter"
+        letter.status, letter.last_error = OutboxStatus.FAILED, "550 mailbox unavailable (the matrix's failure)"
+        s.add(letter)
+        s.commit()
+        ids["message_a"] = letter.id
+        ids["contact_a"] = s.exec(select(Contact.id).where(Contact.network_id == wmtn)).first()
+        ids["reviewer_a"] = s.exec(select(Reviewer.id).where(Reviewer.network_id == wmtn)).first()
+        ids["service_a"] = services[MRH]
+        ids["wmtn"], ids["cmmtn"] = wmtn, cmmtn
+    victim = support_accounts.account(db, "Matrix Victim", (NETWORK_OFFICE,), scope="network", scope_id=wmtn)
+    with Session(db) as s:
+        row, _ = accounts.create_token(s, victim, SystemClock(), "matrix victim")
+        s.commit()
+        ids["victim"], ids["victim_token"] = victim.user_id, row.id
+    sessions = {}
+    for name, (role, code) in ROLES.items():
+        scope = {"scope": "network", "scope_id": ids["wmtn"] if code == "WMTN" else ids["cmmtn"]} if code else {}
+        p = support_accounts.account(db, f"Matrix {name.title()}", (role,), **scope)  # type: ignore[arg-type]
+        with Session(db) as s:
+            user = s.get(User, p.user_id)
+            assert user is not None
+            user.password_hash = signin.hash_password(PASSWORD)
+            email = user.email
+            s.add(user)
+            s.commit()
+        done = signin.sign_in(db, email, PASSWORD, None, SystemClock())
+        sessions[name] = (done.token, done.csrf)
+    return World(ids, titles, sessions)
+
+
+TRIGGERS = {
+    "/items/": "rescore",  # network leads, on an open risk, with parameters (an empty form lacks them)
+    "/visits/": "add_panel_member",
+    "/reports/{report_id}/draft": "add_standard",
+    "/reports/{report_id}/accuracy": "record_inaccuracy",
+}
+
+
+def fill(path: str, ids: dict[str, Any]) -> str:
+    """The route's path for network A's things (an id that exists, where one does)."""
+    kind = "visit" if "/visits/" in path else "risk"
+    trigger = next((t for prefix, t in TRIGGERS.items() if path.startswith(prefix)), "rescore")
+    values = {
+        "kind": kind,
+        "item_id": ids[f"{kind}_a"],
+        "visit_id": ids["visit_a"],
+        "report_id": 999_999,  # no report in this world: every role gets 404, none a 500
+        "message_id": ids["message_a"],
+        "trigger": trigger,
+        "contact_id": ids["contact_a"],
+        "change_id": 999_999,
+        "decision": "confirm",
+        "reviewer_id": ids["reviewer_a"],
+        "action": "retire" if "/reviewers/" in path else "disable",
+        "user_id": ids["victim"],
+        "token_id": ids["victim_token"],
+        "code": "WMTN",
+        "token": "pw_not_a_feed_token",
+        "service_id": ids["service_a"],
+    }
+    out = path
+    for name, value in values.items():
+        out = out.replace("{" + name + "}", str(value))
+    assert "{" not in out, f"no value for a parameter of {path}: add it to fill()"
+    return out
+
+
+def expected(rule: Rule, method: str, role: str) -> frozenset[int]:
+    allowed = OK_GET if method == "GET" else OK_POST
+    if rule.kind == "public":
+        return frozenset(range(200, 500))  # anyone; only the 500 check and the leak check apply
+    if rule.kind == "feed":
+        return frozenset({401, 403, 404})  # a made-up feed token opens nothing, signed in or not
+    if rule.kind == "api":
+        return frozenset({401})
+    if role == ANON:
+        return REDIRECT
+    if rule.missing:
+        return frozenset({404})
+    if role == "other" and rule.scoped:
+        return rule.hidden
+    return allowed if role in rule.who else rule.denied
+
+
+@pytest.fixture
+def world(db_url: str, db: Engine, services: dict[str, int]) -> Iterator[tuple[World, Any]]:
+    app = create_app(db_url)
+    yield _world(db, services), app
+
+
+def test_each_role_gets_what_the_matrix_allows_on_every_route(world: tuple[World, Any]) -> None:
+    w, app = world
+    found: list[str] = []
+    leaks: list[str] = []
+    table: dict[str, dict[str, int]] = {}
+    order = sorted(MATRIX, key=lambda mp: mp == ("POST", "/sign-out"))  # signing out last
+    for role in ORDER:
+        with TestClient(app, follow_redirects=False) as client:
+            if role != ANON:
+                client.cookies.set("peerwatch_session", w.sessions[role][0])
+            csrf = w.sessions[role][1] if role != ANON else ""
+            for method, path in order:
+                if (method, path) not in set(routes_cache()):
+                    continue
+                url = fill(path, w.ids)
+                if method == "GET":
+                    r = client.get(url)
+                else:
+                    r = client.post(url, data={"csrf_token": csrf, "version": str(w.ids["version"])})
+                table.setdefault(f"{method} {path}", {})[role] = r.status_code
+                want = expected(MATRIX[(method, path)], method, role)
+                if r.status_code >= 500 or r.status_code not in want:
+                    found.append(f"{role:8} {method:4} {path}: {r.status_code}, expected {sorted(want)}")
+                if (
+                    role == ANON
+                    and want == REDIRECT
+                    and r.status_code == 303
+                    and not r.headers["location"].startswith("/sign-in")
+                ):
+                    found.append(f"{role:8} {method:4} {path}: 303 to {r.headers['location']}")
+                if role == "other" and any(t in r.text for t in w.titles_a):
+                    leaks.append(f"{method} {path} ({r.status_code})")
+                if role == "manager" and (method, path) == ("GET", "/items/{kind}/{item_id}"):
+                    assert w.titles_a[0] in r.text, "the leak check looks for what network A's own user sees"
+    print("\n".join(f"{k:55} {v}" for k, v in table.items()))
+    assert not leaks, "network B's user saw network A's item titles: " + "; ".join(leaks)
+    assert not found, "statuses outside the matrix:\n" + "\n".join(found)
+
+
+_ROUTES: list[tuple[str, str]] = []
+
+
+def routes_cache() -> list[tuple[str, str]]:
+    if not _ROUTES:
+        _ROUTES.extend(routes())
+    return _ROUTES
