@@ -12,9 +12,9 @@ from fastapi.responses import HTMLResponse, Response
 from models.tables import OutboxMessage, is_in_doubt
 from notifications.dispatch import incidents
 from states.clock import show
-from states.errors import PeerwatchError
+from states.errors import NotFound, PeerwatchError
 from states.services import outbox, web_manage
-from states.views.outbox import check_status, messages
+from states.views.outbox import check_status, message, messages
 from web.deps import Who, form
 from web.render import page, redirect
 from web.routes.manage import Me, db, errors_of, path_id, status_of
@@ -86,13 +86,21 @@ def outbox_page(request: Request, me: Me, status: str | None = None) -> HTMLResp
     return _page(request, me, status or None, [])
 
 
+def _visible(s: Any, me: Who, message_id: str) -> int:
+    """The message's id if it is about an item in the person's scope; NotFound otherwise (the
+    same whether it does not exist or is another network's: no existence leaks)."""
+    mid = path_id(message_id)
+    if not web_manage.visible_outbox(s, me.principal, [message(s, mid)]):
+        raise NotFound(f"outbox message {mid} not found (peerwatch outbox list)")
+    return mid
+
+
 @router.post("/outbox/{message_id}/retry")
 async def outbox_retry(request: Request, message_id: str, me: Me) -> Response:
-    fields = await form(request, me)
-    del fields
+    await form(request, me)
     try:
         with db(request) as s:
-            outbox.retry(s, [path_id(message_id)], principal=me.principal, clock=me.clock)
+            outbox.retry(s, [_visible(s, me, message_id)], principal=me.principal, clock=me.clock)
             s.commit()
     except PeerwatchError as exc:
         return _page(request, me, None, errors_of(exc), status_of(exc))
@@ -117,7 +125,7 @@ async def outbox_settle(request: Request, message_id: str, me: Me) -> Response:
     action = (fields.get("action") or "").strip()
     try:
         with db(request) as s:
-            outbox.settle_in_doubt(s, [path_id(message_id)], action, principal=me.principal, clock=me.clock)
+            outbox.settle_in_doubt(s, [_visible(s, me, message_id)], action, principal=me.principal, clock=me.clock)
             s.commit()
     except PeerwatchError as exc:
         return _page(request, me, None, errors_of(exc, "action"), status_of(exc))
