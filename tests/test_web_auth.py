@@ -110,6 +110,8 @@ def test_signing_in_sets_an_httponly_lax_cookie_and_returns_to_the_page_asked_fo
     assert "Nina Manager" not in cookie  # an opaque token, nothing else
     r = client.get("/probe", follow_redirects=False)
     assert r.status_code == 200 and "signed in as Nina Manager" in r.text
+    r = client.get("/sign-in", params={"next": "/probe"}, follow_redirects=False)  # already signed in: go on
+    assert r.status_code == 303 and r.headers["location"] == "/probe"
     assert "signed_in" in audit_actions(client.app.state.engine, nina.user_id)  # type: ignore[attr-defined]
 
 

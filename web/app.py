@@ -50,6 +50,7 @@ def create_app(url: str | None = None, settings: Settings | None = None) -> Fast
         title="peerwatch",
         summary="Peer review of neonatal and maternity services: the network staff's application and its API",
         docs_url="/api/docs",
+        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from states.errors import InvalidInput, SignInRefused
@@ -93,8 +94,13 @@ def _sign_in_page(
     return response
 
 
-@router.get("/sign-in", response_class=HTMLResponse)
-def sign_in_form(request: Request, next: str = "/", out: str = "") -> HTMLResponse:
+@router.get("/sign-in")
+def sign_in_form(request: Request, next: str = "/", out: str = "") -> Response:
+    """The sign-in form; someone already signed in goes straight on to ``next``."""
+    if request.cookies.get(SESSION_COOKIE):
+        with Session(engine_of(request)) as s:
+            if signin.session_principal(s, request.cookies[SESSION_COOKIE], clock_of(request)) is not None:
+                return redirect(safe_next(next))
     notice = "You have signed out." if out else ""
     return _sign_in_page(request, next_path=safe_next(next), notice=notice)
 
