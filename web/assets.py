@@ -164,6 +164,7 @@ def install(dest: Path = ASSET_DIR, fetcher=fetch) -> None:
 
 def main() -> int:
     if assets_ready():
+        (ASSET_DIR / STAMP).touch()  # newer than web/assets.py again: make has nothing left to do
         print(f"assets up to date in {ASSET_DIR}")
         return 0
     try:
