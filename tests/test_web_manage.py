@@ -293,6 +293,11 @@ def test_an_escalation_address_waits_for_a_second_person_who_is_not_the_proposer
     assert f"Withdraw change {change.id}" in html and f"Confirm change {change.id}" not in html
     r = first.post(f"/contacts/changes/{change.id}/confirm", data={"csrf_token": csrf_of(html)})
     assert r.status_code == 403 and "proposed by your own account" in r.text
+    mersey, _ = signed_in(db_url, db, "Mo Mersey", ("network-manager",), scope="network",
+                          scope_id=network_id(db, "CMMTN"))  # fmt: skip
+    html = get_ok(mersey, "/contacts")
+    assert f"change-{change.id}" not in html  # another network's change is not listed, nor found
+    assert mersey.post(f"/contacts/changes/{change.id}/confirm", data={"csrf_token": csrf_of(html)}).status_code == 404
     html = get_ok(second, "/contacts")
     assert f"Confirm change {change.id}" in html
     r = second.post(

@@ -18,7 +18,7 @@ from states.clock import local_date
 from states.errors import InvalidInput, NotFound, PeerwatchError
 from states.machines.visit import DISCIPLINES
 from states.roles import CONTACT_ROLES
-from states.services import contacts, operator, web_manage
+from states.services import contacts, operator, pending_changes, web_manage
 from states.services.contacts import ESCALATION_ROLES
 from states.views import directory
 from web.deps import Who, form
@@ -305,6 +305,8 @@ async def contact_change(request: Request, change_id: str, decision: str, me: Me
     try:
         with db(request) as s:
             cid = path_id(change_id)
+            if not web_manage.visible_pending(s, me.principal, [pending_changes.get_change(s, cid, "contact")]):
+                raise NotFound(f"change {cid} not found (peerwatch contact pending)")
             if decision == "confirm":
                 contacts.confirm_change(s, cid, principal=me.principal, clock=me.clock, note=opt(fields, "note"))
             else:
