@@ -4,7 +4,7 @@ trigger forms (only what this person may fire now, with typed fields)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -230,3 +230,27 @@ def test_the_forms_read_the_permission_table_as_the_engine_does(db: Engine, sess
                 trigger,
             )
             assert mine.four_eyes(spec, trigger) == permissions.is_four_eyes(spec, trigger, theirs), (kind, trigger)
+
+
+def test_an_appeals_page_links_its_report_and_the_report_its_visit_and_appeal(
+    db: Engine, session: Session, services: dict[str, int]
+) -> None:
+    from tests.support_appeals import P, build_world, submit_appeal  # lazy: its fixtures build a whole review
+
+    w = build_world(session, services)
+    appeal = submit_appeal(db, w, P + timedelta(days=3))
+    me = support_accounts.account(db, "Everywhere Lead", ("network-manager", "regional-lead", "network-office"))
+    clock = FixedClock(P + timedelta(days=4))
+    with Session(db) as s:
+        pages = {
+            kind: work.item_page(s, me, kind, item_id, clock)
+            for kind, item_id in (("visit", w.visit_id), ("report", w.report_id), ("appeal", appeal.id), ("risk", w.ir))
+        }
+    linked = {kind: {(r["kind"], r["id"]) for r in page["related"]} for kind, page in pages.items()}
+    assert ("report", w.report_id) in linked["appeal"]
+    assert {("visit", w.visit_id), ("appeal", appeal.id)} <= linked["report"]
+    assert {("risk", w.ir), ("risk", w.sc), ("report", w.report_id)} <= linked["visit"]
+    assert ("visit", w.visit_id) in linked["risk"]
+    assert pages["report"]["letters"] and all(p["history"] for p in pages.values())
+    decide = forms.find(pages["appeal"]["triggers"], "decide")
+    assert decide is None or decide["confirm"]  # an appeal decision is checked first (four eyes)

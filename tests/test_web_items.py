@@ -261,3 +261,25 @@ def test_a_role_without_the_step_is_refused_and_recorded_with_nothing_changed(
     with Session(db) as s:
         last = s.exec(select(RefusedAttempt).order_by(RefusedAttempt.id.desc())).first()  # type: ignore[union-attr]
     assert last is not None and last.user_id == office.user_id and last.trigger == "send_formal_notification"
+
+
+def test_every_page_of_a_whole_review_renders_with_its_forms(
+    db_url: str, db: Engine, session: Session, services: dict[str, int]
+) -> None:
+    from datetime import timedelta  # lazy: only this test
+
+    from tests.support_appeals import P, build_world, submit_appeal  # lazy: its fixtures build a whole review
+
+    w = build_world(session, services)
+    appeal = submit_appeal(db, w, P + timedelta(days=3))
+    client, _ = signed_in(db_url, db, "Whole Staff", ("network-manager", "regional-lead", "network-office", "operator"))
+    forms_seen = []
+    for kind, item_id in (("visit", w.visit_id), ("report", w.report_id), ("appeal", appeal.id), ("risk", w.sc)):
+        page = get_ok(client, f"/items/{kind}/{item_id}")
+        for trigger in sorted(set(re.findall(rf'href="/items/{kind}/{item_id}/act/(\w+)"', page))):
+            form = get_ok(client, f"/items/{kind}/{item_id}/act/{trigger}")
+            assert 'name="version"' in form and "<h1>" in form
+            forms_seen.append((kind, trigger))
+        for message_id in re.findall(rf'href="/items/{kind}/{item_id}/letters/(\d+)"', page):
+            get_ok(client, f"/items/{kind}/{item_id}/letters/{message_id}")
+    assert len(forms_seen) > 5, forms_seen

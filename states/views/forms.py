@@ -106,13 +106,19 @@ def trigger_forms(
         if trigger not in CLOCK_TRIGGERS and typed.structured(kind, trigger):
             continue
         fields = [p.as_dict() for p in typed.fields(kind, trigger)]
-        if trigger == "extend_deadline":
-            names = sorted({d.name for d in outstanding_deadlines(session, kind, row.id or 0) if d.status == "open"})
+        unmet: list[str] = []
+        if trigger in CLOCK_TRIGGERS:  # the clock stop needs a deadline to stop, restart or move
+            pending = outstanding_deadlines(session, kind, row.id or 0)
+            wanted = "paused" if trigger == "resume_clock" else "open"
+            names = sorted({d.name for d in pending if d.status == wanted})
+            if not names:
+                unmet = [f"a {wanted} deadline"]
             for f in fields:
                 if f["name"] == "deadline":
                     f.update(type=typed.CHOICE, choices=[{"value": n, "label": n.replace("_", " ")} for n in names])
+        elif not fields:
+            unmet = _unmet(session, spec, row, trigger, principal, role, clock)
         four_eyes = table.four_eyes(spec, trigger)
-        unmet = [] if fields else _unmet(session, spec, row, trigger, principal, role, clock)
         proposal = proposals.get(trigger)
         mine = proposal is not None and proposal.user_id == principal.user_id
         out.append(
