@@ -61,11 +61,15 @@ __all__ = [
     "REFUSED",
     "UNKNOWN_IDENTITY",
     "SignedIn",
+    "Throttle",
     "WebSessionInfo",
     "check_admin",
     "check_password_policy",
     "end_sessions",
+    "hash_password",
+    "idle_timeout",
     "link_oidc",
+    "session_lifetime",
     "session_principal",
     "set_password",
     "sign_in",
@@ -99,12 +103,12 @@ def _env_int(name: str, default: int, low: int, high: int) -> int:
 
 def idle_timeout() -> timedelta:
     """How long a session may go unused (default 30 minutes, ``PEERWATCH_WEB_IDLE_MINUTES``)."""
-    return timedelta(minutes=_env_int("PEERWATCH_WEB_IDLE_MINUTES", 30, 1, 24 * 60))
+    return timedelta(minutes=_env_int("PEERWATCH_WEB_IDLE_MINUTES", 30, 1, 7 * 24 * 60))
 
 
 def session_lifetime() -> timedelta:
     """A session's absolute lifetime (default 12 hours, ``PEERWATCH_WEB_SESSION_HOURS``)."""
-    return timedelta(hours=_env_int("PEERWATCH_WEB_SESSION_HOURS", 12, 1, 24 * 7))
+    return timedelta(hours=_env_int("PEERWATCH_WEB_SESSION_HOURS", 12, 1, 31 * 24))
 
 
 @dataclass(frozen=True)
@@ -467,15 +471,14 @@ def session_principal(session: Session, token: str, clock: Clock) -> tuple[Princ
     row, user = found
     principal = principal_for(session, user, "web")
     now = clock.now()
-    seen = row.last_seen_at
-    if now - row.last_seen_at >= TOUCH_EVERY:
-        session.execute(update(WebSession).where(col(WebSession.id) == row.id).values(last_seen_at=now))
-        session.execute(update(User).where(col(User.id) == user.id).values(last_seen_at=now))
-        session.commit()
-        seen = now
+    touch = now - row.last_seen_at >= TOUCH_EVERY
     assert row.id is not None
     info = WebSessionInfo(id=row.id, user_id=row.user_id, csrf=row.csrf, created_at=row.created_at,
-                          last_seen_at=seen, expires_at=row.expires_at, via=row.via)  # fmt: skip
+                          last_seen_at=now if touch else row.last_seen_at, expires_at=row.expires_at, via=row.via)  # fmt: skip
+    if touch:  # read before the commit: nothing is loaded again after it
+        session.execute(update(WebSession).where(col(WebSession.id) == info.id).values(last_seen_at=now))
+        session.execute(update(User).where(col(User.id) == info.user_id).values(last_seen_at=now))
+        session.commit()
     return principal, info
 
 
