@@ -254,3 +254,29 @@ def test_an_appeals_page_links_its_report_and_the_report_its_visit_and_appeal(
     assert pages["report"]["letters"] and all(p["history"] for p in pages.values())
     decide = forms.find(pages["appeal"]["triggers"], "decide")
     assert decide is None or decide["confirm"]  # an appeal decision is checked first (four eyes)
+
+
+def test_every_kind_is_placed_in_sql_for_every_scope(
+    db: Engine, services: dict[str, int], risks: dict[str, int]
+) -> None:
+    """My work and the lists run for each kind and each kind of grant (service, Trust, network):
+    the Mersey risk is seen through its service's grant only."""
+    from models import Service  # lazy: only this test
+
+    with Session(db) as s:
+        mersey = s.get(Service, services[MERSEY])
+        assert mersey is not None
+        org = mersey.organisation_id
+    staff = ("network-manager", "regional-lead", "network-office", "operator")
+    by_service = support_accounts.account(db, "Service Staff", staff, scope="service", scope_id=services[MERSEY])
+    by_trust = support_accounts.account(db, "Trust Staff", staff, scope="organisation", scope_id=org)
+    by_network = support_accounts.account(db, "Network Staff", staff, scope="network", scope_id=_network_id(db, "WMTN"))
+    clock = FixedClock(TODAY)
+    with Session(db) as s:
+        for who in (by_service, by_trust, by_network):
+            work.my_work(s, who, clock, overdue_only=True)
+            for kind in kinds():
+                work.list_items(s, who, kind, overdue=True, due_before=TODAY, q="x", clock=clock)
+        assert [d["id"] for d in work.my_work(s, by_service, clock)["deadlines"]] == [risks["mersey"]]
+        assert [d["id"] for d in work.my_work(s, by_trust, clock)["deadlines"]] == [risks["mersey"]]
+        assert work.my_work(s, by_network, clock, overdue_only=True)["total"] == 1  # the old one only
