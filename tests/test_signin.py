@@ -5,10 +5,12 @@ sign-on mapping, and the audit of each, on a real database with a clock the test
 from __future__ import annotations
 
 import json
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -161,6 +163,33 @@ def test_one_sets_ones_own_password_and_only_an_administrator_anothers(
         signin.set_password(s, asha, tick, None, "a perfectly fine passphrase")
         s.commit()
     assert signin.sign_in(db, EMAIL, "a perfectly fine passphrase", "10.0.0.1", tick).user_id == asha.user_id
+
+
+def test_the_password_is_compared_as_unicode_text_not_bytes(db: Engine, admin: Principal, asha: Principal, tick: Clock) -> None:  # fmt: skip
+    """Typed on a device that composes accents differently (NFD), the same passphrase signs in."""
+    composed = "café crème brûlée après-midi"
+    with Session(db) as s:
+        signin.set_password(s, admin, tick, asha.user_id, composed)
+        s.commit()
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed
+    assert signin.sign_in(db, EMAIL, decomposed, None, tick).user_id == asha.user_id
+
+
+def test_a_hash_made_with_older_parameters_is_replaced_on_sign_in(db: Engine, asha: Principal, tick: Clock) -> None:
+    old = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSPHRASE)
+    with Session(db) as s:
+        user = s.get(User, asha.user_id)
+        assert user is not None
+        user.password_hash = old
+        s.add(user)
+        s.commit()
+    signin.sign_in(db, EMAIL, PASSPHRASE, None, tick)
+    with Session(db) as s:
+        user = s.get(User, asha.user_id)
+        assert user is not None and user.password_hash is not None
+    assert user.password_hash != old and not PasswordHasher().check_needs_rehash(user.password_hash)
+    assert signin.sign_in(db, EMAIL, PASSPHRASE, None, tick).user_id == asha.user_id
 
 
 # ---------------------------------------------------------------- signing in and sessions
