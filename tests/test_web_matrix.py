@@ -32,6 +32,7 @@ from states.roles import ADMINISTRATOR, AUDITOR, NETWORK_MANAGER, NETWORK_OFFICE
 from states.services import accounts, acting, intake, signin
 from tests import support_accounts
 from tests.factories import MRH
+from tests.support_reports import report_of_visit
 from tests.test_api import MERSEY_MTC
 from web.app import create_app
 
@@ -88,7 +89,7 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/api/v1/openapi.json"): PUBLIC,
     ("GET", "/api/docs"): PUBLIC,
-    ("GET", "/docs/oauth2-redirect"): PUBLIC,
+    ("GET", "/api/docs/oauth2-redirect"): PUBLIC,
     ("GET", "/sign-in"): PUBLIC,
     ("POST", "/sign-in"): PUBLIC,
     ("GET", "/sign-in/oidc"): PUBLIC,
@@ -117,12 +118,14 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/outbox"): Rule(),
     # FINDING (states/services/outbox.py): network B's user is told a letter about network A's
     # item exists (403 "not in the scope", or 422 "not in doubt") where a missing one is a 404.
-    ("POST", "/outbox/{message_id}/retry"): Rule(who=STAFF, scoped=True, hidden=frozenset({403, 404})),
+    ("POST", "/outbox/{message_id}/retry"): Rule(
+        who=STAFF, scoped=True, denied=frozenset({403, 404}), hidden=frozenset({403, 404})
+    ),
     # every failed letter, network A's among them: network B's manager is refused them all
     ("POST", "/outbox/retry-failed"): Rule(who=STAFF - {"other"}),
     # a letter not in doubt is refused as such (422) before the role is asked: nothing changes
     ("POST", "/outbox/{message_id}/settle"): Rule(
-        who=STAFF, scoped=True, denied=frozenset({403, 422}), hidden=frozenset({403, 404, 422})
+        who=STAFF, scoped=True, denied=frozenset({403, 404, 422}), hidden=frozenset({403, 404, 422})
     ),
     # contacts and reviewers
     ("GET", "/contacts"): Rule(),
@@ -157,10 +160,10 @@ MATRIX: dict[tuple[str, str], Rule] = {
     # the panel's form is read (422 when empty) before the engine asks the role
     ("GET", "/visits/{visit_id}/panel"): Rule(scoped=True),
     ("POST", "/visits/{visit_id}/panel/{trigger}"): Rule(who=STAFF, scoped=True, denied=frozenset({403, 422})),
-    ("GET", "/reports/{report_id}/draft"): Rule(missing=True),
-    ("POST", "/reports/{report_id}/draft/{trigger}"): Rule(missing=True),
-    ("GET", "/reports/{report_id}/accuracy"): Rule(missing=True),
-    ("POST", "/reports/{report_id}/accuracy/{trigger}"): Rule(missing=True),
+    ("GET", "/reports/{report_id}/draft"): Rule(scoped=True),
+    ("POST", "/reports/{report_id}/draft/{trigger}"): Rule(who=STAFF, scoped=True, denied=frozenset({403, 422})),
+    ("GET", "/reports/{report_id}/accuracy"): Rule(scoped=True),
+    ("POST", "/reports/{report_id}/accuracy/{trigger}"): Rule(who=STAFF, scoped=True, denied=frozenset({403, 422})),
 }
 
 
@@ -233,6 +236,9 @@ def _world(db: Engine, services: dict[str, int]) -> World:
         ids["reviewer_a"] = s.exec(select(Reviewer.id).where(Reviewer.network_id == wmtn)).first()
         ids["service_a"] = services[MRH]
         ids["wmtn"], ids["cmmtn"] = wmtn, cmmtn
+    with Session(db, expire_on_commit=False) as s:
+        _, report = report_of_visit(s, services)  # a visit at network A driven to its report
+        ids["report_a"] = report.id
     victim = support_accounts.account(db, "Matrix Victim", (NETWORK_OFFICE,), scope="network", scope_id=wmtn)
     with Session(db) as s:
         row, _ = accounts.create_token(s, victim, SystemClock(), "matrix victim")
@@ -262,15 +268,28 @@ TRIGGERS = {
 }
 
 
-def fill(path: str, ids: dict[str, Any]) -> str:
+EVERY_KIND = ("/items/{kind}", "/items/{kind}/{item_id}")  # asked for each kind network A has an item of
+
+
+def urls(method: str, path: str, ids: dict[str, Any]) -> list[str]:
+    """The route's addresses for network A's things: an item of each kind for the item pages."""
+    if method == "GET" and path in EVERY_KIND:
+        return [fill(path, ids, kind) for kind in KINDS]
+    return [fill(path, ids)]
+
+
+KINDS = ("risk", "visit", "report")
+
+
+def fill(path: str, ids: dict[str, Any], kind: str = "risk") -> str:
     """The route's path for network A's things (an id that exists, where one does)."""
-    kind = "visit" if "/visits/" in path else "risk"
+    kind = "visit" if "/visits/" in path else kind
     trigger = next((t for prefix, t in TRIGGERS.items() if path.startswith(prefix)), "rescore")
     values = {
         "kind": kind,
         "item_id": ids[f"{kind}_a"],
         "visit_id": ids["visit_a"],
-        "report_id": 999_999,  # no report in this world: every role gets 404, none a 500
+        "report_id": ids["report_a"],
         "message_id": ids["message_a"],
         "trigger": trigger,
         "contact_id": ids["contact_a"],
@@ -328,26 +347,22 @@ def test_each_role_gets_what_the_matrix_allows_on_every_route(world: tuple[World
             for method, path in order:
                 if (method, path) not in set(routes_cache()):
                     continue
-                url = fill(path, w.ids)
-                if method == "GET":
-                    r = client.get(url)
-                else:
-                    r = client.post(url, data={"csrf_token": csrf, "version": str(w.ids["version"])})
-                table.setdefault(f"{method} {path}", {})[role] = r.status_code
-                want = expected(MATRIX[(method, path)], method, role)
-                if r.status_code >= 500 or r.status_code not in want:
-                    found.append(f"{role:8} {method:4} {path}: {r.status_code}, expected {sorted(want)}")
-                if (
-                    role == ANON
-                    and want == REDIRECT
-                    and r.status_code == 303
-                    and not r.headers["location"].startswith("/sign-in")
-                ):
-                    found.append(f"{role:8} {method:4} {path}: 303 to {r.headers['location']}")
-                if role == "other" and any(t in r.text for t in w.titles_a):
-                    leaks.append(f"{method} {path} ({r.status_code})")
-                if role == "manager" and (method, path) == ("GET", "/items/{kind}/{item_id}"):
-                    assert w.titles_a[0] in r.text, "the leak check looks for what network A's own user sees"
+                for url in urls(method, path, w.ids):
+                    r = (
+                        client.get(url)
+                        if method == "GET"
+                        else client.post(url, data={"csrf_token": csrf, "version": str(w.ids["version"])})
+                    )
+                    table.setdefault(f"{method} {url}", {})[role] = r.status_code
+                    want = expected(MATRIX[(method, path)], method, role)
+                    if r.status_code >= 500 or r.status_code not in want:
+                        found.append(f"{role:8} {method:4} {url}: {r.status_code}, expected {sorted(want)}")
+                    if role == ANON and want == REDIRECT and not r.headers["location"].startswith("/sign-in"):
+                        found.append(f"{role:8} {method:4} {url}: 303 to {r.headers['location']}")
+                    if role == "other" and any(t in r.text for t in w.titles_a):
+                        leaks.append(f"{method} {url} ({r.status_code})")
+                    if role == "manager" and url == f"/items/risk/{w.ids['risk_a']}":
+                        assert w.titles_a[0] in r.text, "the leak check looks for what network A's own user sees"
     print("\n".join(f"{k:55} {v}" for k, v in table.items()))
     assert not leaks, "network B's user saw network A's item titles: " + "; ".join(leaks)
     assert not found, "statuses outside the matrix:\n" + "\n".join(found)
