@@ -461,3 +461,45 @@ def _analyze(db: Any) -> None:
                     f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), COALESCE((SELECT MAX(id) FROM {t}), 1))"
                 )
         conn.commit()
+
+
+def describe(url: str) -> WebData:
+    """What a database ``build`` wrote holds (its accounts, its open risks by network), to run
+    the load again on it without building it again."""
+    from sqlalchemy import text
+
+    db = init_db(url)
+    with db.connect() as conn:
+        people = [
+            Account(uid, name, email, PASSWORD, net)
+            for uid, name, email, net in conn.execute(
+                text(
+                    "SELECT a.id, a.name, a.email, g.scope_id FROM account a JOIN role_grant g ON g.user_id = a.id "
+                    "WHERE a.email LIKE 'bench.manager%' AND g.role = :role ORDER BY a.id"
+                ),
+                {"role": NETWORK_MANAGER},
+            )
+        ]
+        risks: dict[int, list[int]] = {}
+        for rid, net in conn.execute(
+            text(
+                "SELECT r.id, s.network_id FROM risk r JOIN service s ON s.id = r.service_id "
+                "WHERE r.state NOT IN ('closed', 'withdrawn') ORDER BY r.id"
+            )
+        ):
+            risks.setdefault(net, []).append(rid)
+        by_kind = {
+            kind: int(conn.execute(text(f"SELECT COUNT(*) FROM {model.__tablename__}")).scalar() or 0)
+            for kind, model in MODELS.items()
+        }
+        services = int(conn.execute(text("SELECT COUNT(*) FROM service")).scalar() or 0)
+    return WebData(
+        url=url,
+        open_items=sum(by_kind.values()),
+        as_of=today_working(),
+        by_kind=by_kind,
+        services=services,
+        networks=sorted(risks),
+        accounts=people,
+        risks_by_network=risks,
+    )

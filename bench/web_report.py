@@ -47,17 +47,31 @@ def section(info: dict[str, str], runs: dict[str, dict[str, Any]], checks: dict[
         if "error" in r:
             continue
         out += [
-            f"### {db}: {r['items']:,} open items, {r['clients']} clients, {r['requests']} timed requests each per endpoint",
+            f"### {db}: {r['items']:,} open items, {r['clients']} signed-in clients",
             "",
-            "| endpoint | requests | req/s | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) | non-200 | mean body (bytes) | load generator CPU (s) / wall (s) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| endpoint | how | requests | req/s | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) | non-200 | mean body (bytes) | load generator CPU (s) / wall (s) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for key, label in ENDPOINTS:
-            e = r["endpoints"][key]
-            out.append(
-                f"| {label} | {e['n']:,} | {e['rps']:.1f} | {e['p50_ms']:.1f} | {e['p95_ms']:.1f} | {e['p99_ms']:.1f} | "
-                f"{e['max_ms']:.1f} | {e['errors']} | {e['bytes_mean']:,.0f} | {e['client_cpu_s']:.2f} / {e['wall_s']:.2f} |"
-            )
+        for part, how in (("endpoints", "back to back"), ("paced", f"think {r['think_s']:g} s")):
+            for key, label in ENDPOINTS:
+                e = r[part][key]
+                out.append(
+                    f"| {label} | {how} | {e['n']:,} | {e['rps']:.1f} | {e['p50_ms']:.1f} | {e['p95_ms']:.1f} | "
+                    f"{e['p99_ms']:.1f} | {e['max_ms']:.1f} | {e['errors']} | {e['bytes_mean']:,.0f} | "
+                    f"{e['client_cpu_s']:.2f} / {e['wall_s']:.2f} |"
+                )
+        probe = r.get("keepalive")
+        if probe:
+            out += [
+                "",
+                f"One client alone on its keep-alive connection, `GET /healthz`: p50 {probe['p50_ms']:.1f} ms, "
+                f"p95 {probe['p95_ms']:.1f} ms"
+                + (
+                    " (over 30 ms: the server's sockets lack TCP_NODELAY, Kludex/uvicorn#3149)."
+                    if probe["p50_ms"] > 30
+                    else "."
+                ),
+            ]
         kinds = ", ".join(f"{n:,} {k}s" for k, n in r["by_kind"].items())
         rows = ", ".join(f"{n:,} {t}" for t, n in r["rows"].items())
         out += [
@@ -73,8 +87,11 @@ def section(info: dict[str, str], runs: dict[str, dict[str, Any]], checks: dict[
         "`states.services.signin.sign_in` (its own server-side session). `peerwatch web` then runs as a real "
         "process (uvicorn, its production defaults) and an asyncio httpx load generator in the bench process "
         "keeps one keep-alive connection per client, each sending its next request when the last is answered "
-        "(closed loop). Per endpoint: a warm-up of 5 requests per client, then the timed requests; the item page "
-        "asks for a random open risk of the client's own network each time. The trivial endpoint is measured "
+        "(closed loop). Per endpoint: a warm-up of 5 requests per client, then the timed requests back to back (20 "
+        "requests always in flight: the server saturated, which gives the throughputs and their ratio), then, for "
+        "the latency bound, the same clients each waiting a think time (exponential, the mean shown) before each "
+        "request: 20 people at work, each far busier than a person reading a page. The item page asks for a random "
+        "open risk of the client's own network each time. The trivial endpoint is measured "
         "the same way in the same run, so the ratio divides out the load generator and the machine. On "
         "PostgreSQL the cluster is `.ci/with-postgres`'s throwaway one (fsync and synchronous_commit off, which "
         "does not matter to these read-only pages).",
