@@ -48,7 +48,7 @@ from sqlmodel import Session, col, select
 from models.accounts import User
 from models.db import begin_write
 from models.web import SignInAttempt, WebSession
-from states.clock import LONDON, Clock
+from states.clock import LONDON, Clock, SystemClock
 from states.engine.audit import record_change, record_refusal
 from states.errors import InvalidInput, NotFound, PermissionDenied, SignInRefused
 from states.principal import Principal
@@ -503,13 +503,14 @@ def sign_out(db: Engine, token: str, clock: Clock) -> bool:
 
 
 def end_sessions(
-    session: Session, user_id: int, clock: Clock, reason: str = "ended", *, keep: int | None = None
+    session: Session, user_id: int, clock: Clock | None = None, reason: str = "ended", *, keep: int | None = None
 ) -> int:
-    """End every live session of an account (in the caller's transaction); how many ended."""
+    """End every live session of an account (in the caller's transaction); how many ended.
+    (A disabled account's sessions are refused anyway: ``session_principal`` checks its status.)"""
     q = (
         update(WebSession)
         .where(col(WebSession.user_id) == user_id, col(WebSession.ended_at).is_(None))
-        .values(ended_at=clock.now(), ended_reason=reason)
+        .values(ended_at=(clock or SystemClock()).now(), ended_reason=reason)
     )
     if keep is not None:
         q = q.where(col(WebSession.id) != keep)
