@@ -20,7 +20,7 @@ from web.deps import Who, form
 from web.render import page, redirect
 from web.routes.manage import Me, db, errors_of, need, opt, opt_int, path_id, status_of
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # pages, not the API: the OpenAPI document is /api/v1's
 
 DONE = {
     "added": "Account added: grant it a role and set its password (or link its single sign-on identity).",

@@ -25,7 +25,7 @@ from web.deps import Who, form
 from web.render import page, redirect
 from web.routes.manage import Me, db, errors_of, flag, need, need_date, opt, opt_date, path_id, status_of
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # pages, not the API: the OpenAPI document is /api/v1's
 
 DONE = {
     "added": "Contact added.",

@@ -20,7 +20,7 @@ from web.deps import Who, form
 from web.render import page, redirect
 from web.routes.manage import Me, db, errors_of, flag, need, need_int, opt, opt_date, opt_int, status_of
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # pages, not the API: the OpenAPI document is /api/v1's
 
 FORMS = {
     "risk": ("risk", "raise", "Raise a risk or concern"),

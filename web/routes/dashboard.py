@@ -24,7 +24,7 @@ from web.deps import Who, engine_of
 from web.render import page
 from web.routes.manage import Me, db
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # pages, not the API: the OpenAPI document is /api/v1's
 
 ROWS_SHOWN = 500  # per table, as on the written pages; the figures count every row
 TABLES = ("register", "overdue", "upcoming", "received_late")
@@ -85,12 +85,12 @@ def _feed(request: Request, token: str, code: str, service_id: int | None) -> Re
     return Response(body, media_type="text/calendar; charset=utf-8", headers=headers)
 
 
-@router.get("/feeds/{token}/{code}.ics", include_in_schema=False)
+@router.get("/feeds/{token}/{code}.ics")
 def network_feed(request: Request, token: str, code: str) -> Response:
     return _feed(request, token, code, None)
 
 
-@router.get("/feeds/{token}/{code}/services/{service_id}.ics", include_in_schema=False)
+@router.get("/feeds/{token}/{code}/services/{service_id}.ics")
 def service_feed(request: Request, token: str, code: str, service_id: str) -> Response:
     if not service_id.isdigit() or len(service_id) > 18:
         return Response("not found\n", status_code=404, media_type="text/plain")

@@ -19,7 +19,7 @@ from web.deps import Who, form
 from web.render import page, redirect
 from web.routes.manage import Me, db, errors_of, path_id, status_of
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # pages, not the API: the OpenAPI document is /api/v1's
 
 ROWS_SHOWN = 200
 DONE = {

@@ -23,7 +23,7 @@ from web.deps import Who, engine_of, form
 from web.render import page, redirect
 from web.routes.manage import Me, db, errors_of, flag, need, need_int, opt, opt_int, path_id, status_of
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # pages, not the API: the OpenAPI document is /api/v1's
 
 PANEL = ("add_panel_member", "remove_panel_member", "record_declaration", "give_feedback")
 DRAFT = ("add_standard", "add_positive")
