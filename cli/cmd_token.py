@@ -27,14 +27,19 @@ def create(
     days: Annotated[
         int, typer.Option(help=f"Days until it expires (1 to {accounts.MAX_TOKEN_DAYS}).")
     ] = accounts.DEFAULT_TOKEN_DAYS,
+    purpose: Annotated[
+        str,
+        typer.Option(help="api: the API and the fire flow; feed: calendar subscriptions in the web application only."),
+    ] = "api",
 ) -> None:
     """Create a token for your own account: printed once, never shown again."""
     run = of(ctx)
     with Session(run.db(), expire_on_commit=False) as s:
         who = run.acting(s)
-        row, token = accounts.create_token(s, who.principal, who.clock, name, days)
+        row, token = accounts.create_token(s, who.principal, who.clock, name, days, purpose)
         s.commit()
-    data = {"id": row.id, "name": row.name, "token": token, "expires_at": row.expires_at, "owner": who.principal.name}
+    data = {"id": row.id, "name": row.name, "token": token, "purpose": row.purpose, "expires_at": row.expires_at,
+            "owner": who.principal.name}  # fmt: skip
     if run.json:
         run.say(data, "")
         return

@@ -362,11 +362,22 @@ def _token_row(t: AccessToken) -> dict[str, Any]:
     }
 
 
+TOKEN_PURPOSES = ("api", "feed")  # api: the API and the fire flow; feed: calendar subscriptions only
+
+
 def create_token(
-    session: Session, principal: Principal, clock: Clock, name: str, days: int = DEFAULT_TOKEN_DAYS
+    session: Session,
+    principal: Principal,
+    clock: Clock,
+    name: str,
+    days: int = DEFAULT_TOKEN_DAYS,
+    purpose: str = "api",
 ) -> tuple[AccessToken, str]:
     """A new personal access token for the principal's own account; the token is returned
-    once and only its hash is kept. It acts with its owner's grants as they are when used."""
+    once and only its hash is kept. It acts with its owner's grants as they are when used;
+    ``purpose`` says where (an ``api`` token is refused by the feeds, a ``feed`` one by the API)."""
+    if purpose not in TOKEN_PURPOSES:
+        raise InvalidInput(f"token purpose {purpose!r}: use one of {', '.join(TOKEN_PURPOSES)}")
     if principal.is_system:
         raise PermissionDenied("the system account has no tokens")
     check_text(name, "token name")
@@ -384,12 +395,14 @@ def create_token(
         prefix=token[:10],
         created_at=now,
         expires_at=now + timedelta(days=days),
+        purpose=purpose,
     )
     session.add(row)
     session.flush()
     assert row.id is not None
     record_change(session, "token", row.id, "create", principal=principal, clock=clock, state="active",
-                  data={"name": name, "prefix": row.prefix, "expires_at": row.expires_at.isoformat()})  # fmt: skip
+                  data={"name": name, "prefix": row.prefix, "purpose": purpose,
+                        "expires_at": row.expires_at.isoformat()})  # fmt: skip
     return row, token
 
 

@@ -240,11 +240,7 @@ def create_feed_token(
 ) -> tuple[AccessToken, str]:
     """A personal token for calendar subscriptions only (``purpose`` feed): it reads the feeds
     its owner's grants reach, and is refused by the API and the ``fire`` flow. Shown once."""
-    row, token = accounts.create_token(session, principal, clock, name, days)
-    row.purpose = FEED
-    session.add(row)
-    session.flush()
-    return row, token
+    return accounts.create_token(session, principal, clock, name, days, purpose=FEED)
 
 
 def feed_principal(session: Session, token: str) -> Principal:
