@@ -283,3 +283,36 @@ def test_every_page_of_a_whole_review_renders_with_its_forms(
         for message_id in re.findall(rf'href="/items/{kind}/{item_id}/letters/(\d+)"', page):
             get_ok(client, f"/items/{kind}/{item_id}/letters/{message_id}")
     assert len(forms_seen) > 5, forms_seen
+
+
+def test_a_four_eyes_step_is_proposed_by_one_and_confirmed_by_another(
+    db_url: str, db: Engine, services: dict[str, int]
+) -> None:
+    from models.accounts import PermissionRule  # lazy: only this test
+
+    with Session(db) as s:
+        s.add(PermissionRule(kind="risk", trigger="rescore", four_eyes=True))  # as an administrator would set it
+        s.commit()
+    first, _ = signed_in(db_url, db, "First Manager", ("network-manager",))
+    second, _ = signed_in(db_url, db, "Second Lead", ("regional-lead",))
+    item_id = raise_now(db, services)
+    url = f"/items/risk/{item_id}/act/rescore"
+
+    def through_check(client: TestClient, answers: dict[str, str]) -> str:
+        form = get_ok(client, url)
+        data = {"csrf_token": csrf_of(form), "version": version_of(form), **answers}
+        check = client.post(url, data=data)
+        assert check.status_code == 200 and "Check your answers" in check.text, check.text[:500]
+        done = client.post(url, data={**data, "confirmed": "1"}, follow_redirects=False)
+        assert done.status_code == 303, done.text[:500]
+        return str(done.headers["location"])
+
+    assert through_check(first, {"impact": "5", "likelihood": "2"}).endswith("?proposed=rescore")
+    assert risk(db, item_id).impact is None  # proposed only
+    assert f"/items/risk/{item_id}" in get_ok(second, "/")  # waiting for a second person
+    offered = get_ok(second, url)
+    assert "First Manager" in offered and 'value="5"' in offered and 'value="2"' in offered  # filled as proposed
+    mine = get_ok(first, f"/items/risk/{item_id}")
+    assert f'href="{url}"' not in mine and "a second person must confirm it" in mine
+    assert through_check(second, {"impact": "5", "likelihood": "2"}).endswith("?done=rescore")
+    assert (risk(db, item_id).impact, risk(db, item_id).likelihood) == (5, 2)
