@@ -229,13 +229,14 @@ def test_every_failure_gets_the_same_message_and_is_recorded(db: Engine, admin: 
         ("nobody@example.nhs.uk", PASSPHRASE),
         ("nopass@example.nhs.uk", ""),
         (EMAIL, "x" * 5000),
+        (EMAIL + "\x00", PASSPHRASE),  # PostgreSQL refuses a NUL in a query: never sent to it
     ]:
         with pytest.raises(SignInRefused) as e:
             signin.sign_in(db, email, password, "10.0.0.9", tick)
         messages.append(str(e.value))
     assert set(messages) == {signin.REFUSED}
     refused = _refusals(db)
-    assert [r.user_id for r in refused] == [asha.user_id, None, nopass.user_id, asha.user_id]
+    assert [r.user_id for r in refused] == [asha.user_id, None, nopass.user_id, asha.user_id, None]
     assert refused[1].data["params"]["email"] == "nobody@example.nhs.uk"
     everything = json.dumps([r.data for r in refused]) + " ".join(r.reason for r in refused)
     assert PASSPHRASE not in everything and "wrong passphrase" not in everything

@@ -297,7 +297,7 @@ def _email_given(email: str) -> str:
 
 
 def _user_by_email(session: Session, email: str) -> User | None:
-    if not email or len(email) > 320:
+    if not email or len(email) > 320 or not email.isprintable():  # PostgreSQL refuses a NUL in a query
         return None
     return session.exec(select(User).where(func.lower(User.email) == email)).first()
 
