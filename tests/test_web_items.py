@@ -146,17 +146,21 @@ def test_every_page_renders(db: Engine, services: dict[str, int], west: tuple[Te
             select(OutboxMessage).where(OutboxMessage.item_id == notified, OutboxMessage.kind == "risk")
         ).all()
         assert letters, "the formal notification queues its letter"
-        sent = letters[0]
-        sent.subject, sent.body_text, sent.status = "Formal notification", "Dear <Chief Executive>,\nwe write", "sent"
-        s.add(sent)
         s.commit()
         ids = [m.id for m in letters]
     page = get_ok(client, f"/items/risk/{notified}")
     for message_id in ids:
         assert f"/items/risk/{notified}/letters/{message_id}" in page
-        get_ok(client, f"/items/risk/{notified}/letters/{message_id}")
+        unsent = get_ok(client, f"/items/risk/{notified}/letters/{message_id}")
+        assert 'id="not-sent"' in unsent and 'id="preview"' in unsent  # as it will be sent
+    with Session(db) as s:  # as the dispatcher keeps what it sent
+        sent = s.get(OutboxMessage, ids[0])
+        assert sent is not None
+        sent.subject, sent.body_text, sent.status = "Formal notification", "Dear <Chief Executive>,\nwe write", "sent"
+        s.add(sent)
+        s.commit()
     shown = get_ok(client, f"/items/risk/{notified}/letters/{ids[0]}")
-    assert "Dear &lt;Chief Executive&gt;," in shown and "Formal notification" in shown
+    assert "Dear &lt;Chief Executive&gt;," in shown and "Formal notification" in shown and 'id="preview"' not in shown
     assert client.get("/items/nonsense").status_code == 404
     assert client.get(f"/items/risk/{item_id}/letters/999999").status_code == 404
 

@@ -10,6 +10,7 @@ since, the page says what they did and offers the form again at the new version.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -18,6 +19,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
+from models.tables import OutboxMessage
+from notifications.render import rendered
 from states.clock import parse_date
 from states.errors import InvalidInput, MissingActor, NotFound, PeerwatchError, PermissionDenied, StaleVersion
 from states.machines.spec import get_spec
@@ -28,6 +31,7 @@ from web.errors import one_line, status_of
 from web.render import page, redirect
 
 router = APIRouter()
+log = logging.getLogger("peerwatch.web")
 
 Me = Annotated[Who, Depends(who)]
 PER_PAGE = 25
@@ -130,9 +134,16 @@ def item(
 @router.get("/items/{kind}/{item_id}/letters/{message_id}", response_class=HTMLResponse)
 def letter(request: Request, kind: str, item_id: int, message_id: int, me: Me) -> HTMLResponse:
     """A letter about the item as it was sent: its headers and its text, escaped."""
+    preview = None
     with _session(request) as s:
         data = work.letter(s, me.principal, kind, item_id, message_id)
-    return page(request, "items/letter.html", me, letter=data)
+        row = s.get(OutboxMessage, message_id)
+        if not data["sent"] and row is not None:
+            try:  # not sent yet: as it will be sent, written now from its stored content
+                preview = rendered(row)
+            except Exception:  # a letter that cannot be written now is the dispatcher's incident, not this page's
+                log.warning("letter %s cannot be previewed", message_id, exc_info=True)
+    return page(request, "items/letter.html", me, letter=data, preview=preview)
 
 
 def _form_of(s: Session, me: Who, kind: str, item_id: int, trigger: str) -> tuple[Any, dict[str, Any] | None]:
