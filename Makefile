@@ -9,6 +9,11 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 .PHONY: demo test test-pg lint ui web assets bench clean
 
+# The NHS.UK design system's stylesheet and scripts, and axe-core for the accessibility tests:
+# fetched once from the npm registry at pinned versions, checked against their published
+# sha512 integrity (web/assets.py), unpacked under var/assets/.
+ASSETS := var/assets/.stamp
+
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("peerwatch needs Python 3.11+") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP) $(ASSETS)
 	$(BIN)/peerwatch demo
 
-# The NHS.UK design system's stylesheet and scripts, and axe-core for the accessibility tests:
-# fetched once from the npm registry at pinned versions, checked against their published
-# sha512 integrity (web/assets.py), unpacked under var/assets/.
-ASSETS := var/assets/.stamp
+# Fetched by web/assets.py (ASSETS above).
 $(ASSETS): web/assets.py $(STAMP)
 	$(BIN)/python -m web.assets
 

@@ -82,7 +82,7 @@ def client_for(db_url: str, settings: Settings | None = None) -> TestClient:
 
 def assert_secure_headers(response, *, page: bool = True) -> None:  # type: ignore[no-untyped-def]
     h = response.headers
-    assert h["content-security-policy"] == CSP or h["content-security-policy"].startswith("default-src 'self'")
+    assert h["content-security-policy"] == CSP  # one policy for every path: no page is exempt
     csp = h["content-security-policy"]
     for directive in ("frame-ancestors 'none'", "script-src 'self'", "object-src 'none'", "base-uri 'none'"):
         assert directive in csp, directive

@@ -48,9 +48,12 @@ def create_app(url: str | None = None, settings: Settings | None = None) -> Fast
     settings = settings or Settings.from_env()
     app = FastAPI(
         title="peerwatch",
-        summary="Peer review of neonatal and maternity services: the network staff's application and its API",
-        docs_url="/api/docs",
-        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
+        summary="Peer review and quality surveillance of hospital services by clinical networks: "
+        "the staff's application and its API",
+        # No interactive documentation page: FastAPI's loads Swagger UI from a CDN with an inline
+        # script, which the one Content-Security-Policy (web/security.py) forbids. The OpenAPI
+        # document below is what clients and schemathesis read.
+        docs_url=None,
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
     )

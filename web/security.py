@@ -21,13 +21,6 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
 )
-# The API's interactive documentation (/api/docs) loads Swagger UI from a CDN with an inline
-# script: that one page gets a policy naming them (nothing else changes for it).
-DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
-    "font-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
-)
 HSTS = "max-age=31536000; includeSubDomains"
 CACHEABLE = ("/static/", "/assets/")
 
@@ -47,7 +40,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        csp = DOCS_CSP if path == "/api/docs" else CSP
+        csp = CSP
         cacheable = path.startswith(CACHEABLE)
         started = False
 
