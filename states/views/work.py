@@ -157,7 +157,7 @@ def ref(kind: str, item_id: int, level: str | None = None) -> str:
 
 def _title(kind: str, title: str | None, service: str | None) -> str:
     if title:
-        return title.replace("_", " ") if kind == "complaint" else title
+        return f"Complaint: {title.replace('_', ' ')}" if kind == "complaint" else title
     return f"{get_spec(kind).describe.split(' (')[0] or kind}" + (f": {service}" if service else "")
 
 
