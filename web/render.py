@@ -32,6 +32,7 @@ NAV: tuple[tuple[str, str, bool], ...] = (
     ("Reports", "/items/report", False),
     ("Appeals", "/items/appeal", False),
     ("Complaints", "/items/complaint", False),
+    ("Create", "/create", False),
     ("Outbox", "/outbox", False),
     ("Contacts", "/contacts", False),
     ("Dashboard", "/dashboard", False),
