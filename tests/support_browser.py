@@ -8,6 +8,7 @@ Chromium missing: the tests skip, unless ``PEERWATCH_REQUIRE_CHROMIUM=1`` (CI), 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -223,23 +224,29 @@ def shot(driver: Any, name: str) -> Path:
     """Save the page as var/screenshots/<name>.png (the whole page, for review)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     out = SCREENSHOTS / f"{name}.png"
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, max(1000, min(int(height or 0) + 40, 6000)))
-    driver.save_screenshot(str(out))
-    driver.set_window_size(1280, 1000)
+    png = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    out.write_bytes(base64.b64decode(png["data"]))
     return out
 
 
-def check_page(driver: Any, name: str) -> list[dict[str, Any]]:
-    """Screenshot the page and fail on any serious or critical axe-core violation (naming the
-    rule and the elements); the minor and moderate ones are returned."""
+def blocking(driver: Any, name: str) -> list[str]:
+    """Screenshot the page as ``name`` and list its serious and critical axe-core violations
+    (rule, impact, the elements), one line each; the moderate and minor ones are printed."""
     shot(driver, name)
-    found = axe(driver)
-    bad = [v for v in found if v["impact"] in BLOCKING]
-    assert not bad, f"axe-core on {name} ({driver.current_url}):\n" + "\n".join(
-        f"  {v['impact']} {v['id']}: {v['help']} at {v['targets']}" for v in bad
-    )
-    return [v for v in found if v["impact"] not in BLOCKING]
+    found = [
+        (v["impact"], f"{name} ({driver.current_url}): {v['impact']} {v['id']}: {v['help']} at {v['targets']}")
+        for v in axe(driver)
+    ]
+    for impact, line in found:
+        if impact not in BLOCKING:
+            print("axe-core (not failing):", line)  # shown with -s, or beside a failure
+    return [line for impact, line in found if impact in BLOCKING]
+
+
+def check_page(driver: Any, name: str) -> None:
+    """Screenshot the page and fail on any serious or critical axe-core violation."""
+    bad = blocking(driver, name)
+    assert not bad, "axe-core:\n" + "\n".join(bad)
 
 
 # ---------------------------------------------------------------- the pages, as a person uses them
@@ -249,6 +256,17 @@ def wait(driver: Any, until: Callable[[Any], Any], timeout: float = 10) -> Any:
     from selenium.webdriver.support.ui import WebDriverWait  # lazy: Selenium only for the browser tests
 
     return WebDriverWait(driver, timeout).until(until)
+
+
+def eventually(driver: Any, until: Callable[[Any], Any], timeout: float = 5) -> bool:
+    """Whether ``until(driver)`` holds within ``timeout`` seconds."""
+    from selenium.common.exceptions import TimeoutException  # lazy: Selenium only for the browser tests
+
+    try:
+        wait(driver, until, timeout)
+    except TimeoutException:
+        return False
+    return True
 
 
 def body_text(driver: Any) -> str:
