@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from models import AuditEvent, Network, Risk
 from models.accounts import AccessToken, User
 from states.clock import SystemClock, local_date
+from states.machines.spec import kinds
 from states.principal import Principal
 from states.roles import ADMINISTRATOR, AUDITOR, NETWORK_MANAGER, NETWORK_OFFICE, OPERATOR, REGIONAL_LEAD
 from states.services import accounts
@@ -282,15 +283,17 @@ def test_another_networks_item_is_404_exactly_as_a_missing_one(
     assert refused(hidden, 404).replace(str(risks["b"]), "N") == refused(absent, 404).replace(str(missing), "N")
 
 
-@pytest.mark.parametrize("bad", ["0", "-1", str(2**63), str(2**64 + 5), "1e3", "x"])
+@pytest.mark.parametrize("bad", ["0", "-1", str(2**31), str(2**63 - 1), str(2**63), str(2**64 + 5), "1e3", "x"])
 def test_ids_outside_64_bits_or_not_numbers_are_refused_not_500(
     client: TestClient, staff: Any, risks: dict[str, int], bad: str
 ) -> None:
     token = staff("Nia Manager", NETWORK_MANAGER)
-    assert client.get(f"/api/v1/items/risk/{bad}", headers=auth(token)).status_code in (404, 422)
-    r = client.post(f"/api/v1/items/risk/{bad}/fire", headers=auth(token), json={"trigger": "close"})
-    assert r.status_code in (404, 422)
-    refused(r, r.status_code)
+    for kind in kinds():
+        r = client.get(f"/api/v1/items/{kind}/{bad}", headers=auth(token))
+        assert r.status_code in (404, 422), (kind, r.text)
+        r = client.post(f"/api/v1/items/{kind}/{bad}/fire", headers=auth(token), json={"trigger": "close"})
+        assert r.status_code in (404, 422), (kind, r.text)
+        refused(r, r.status_code)
 
 
 # ---------------------------------------------------------------- acting

@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
+from schemathesis.core.result import Ok
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -133,11 +134,19 @@ def _one_line_errors(ctx: Any, response: Any, case: Any) -> bool | None:
     return True
 
 
+def api_operations(schema: Any) -> list[Any]:
+    """The schema's operations, each one schemathesis could read."""
+    out = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), f"schemathesis could not read an operation: {result.err()}"
+        out.append(result.ok())
+    return out
+
+
 def _strategies(schema: Any, risks: list[int], headers: dict[str, str]) -> list[tuple[str, Any]]:
     """Each /api/v1 operation's cases, the token in each (so negative cases vary the rest)."""
     out = []
-    for result in schema.get_all_operations():
-        op = result.ok()
+    for op in api_operations(schema):
         if not op.path.startswith("/api/v1/"):
             continue  # the pages share the OpenAPI document; tests/test_web_matrix.py covers them
         modes = [op.as_strategy(mode, headers=headers) for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
@@ -247,8 +256,7 @@ def test_schemathesis_finds_no_server_error_and_every_refusal_changes_nothing(
     before_acts = state_of(db)
     changed: set[tuple[str, int]] = set()
     acts: dict[str, set[int]] = {}
-    for result in schema.get_all_operations():
-        op = result.ok()
+    for op in api_operations(schema):
         if op.method.upper() != "POST" or not op.path.startswith("/api/v1/"):
             continue
         modes = [op.as_strategy(mode, headers=headers) for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
@@ -268,8 +276,7 @@ def test_schemathesis_finds_no_server_error_and_every_refusal_changes_nothing(
     assert not unexplained(before_acts, state_of(db), changed), unexplained(before_acts, state_of(db), changed)
 
     # No token, a malformed one, an unknown one: 401 with one line, on every operation.
-    for result in schema.get_all_operations():
-        op = result.ok()
+    for op in api_operations(schema):
         if not op.path.startswith("/api/v1/"):
             continue
         path = op.path.replace("{kind}", "risk").replace("{item_id}", "1")

@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from states.machines.spec import kinds
 
-MAX_ID = 2**63 - 1
+# Row ids and versions are INTEGER columns: 32 bits on PostgreSQL, where a larger number in a
+# query is an error, not "no such row". The schema refuses them (422) on every database.
+MAX_ID = 2**31 - 1
 Kind = enum.Enum("Kind", {k: k for k in kinds()}, type=str)  # type: ignore[misc]
 """The kinds of item (a wrong kind is a 422 by the schema)."""
 
