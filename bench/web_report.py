@@ -72,6 +72,12 @@ def section(info: dict[str, str], runs: dict[str, dict[str, Any]], checks: dict[
                     else "."
                 ),
             ]
+        if r.get("retried"):
+            out.append("")
+            out.append(
+                f"{r['retried']} request(s) were sent again on a new connection because the server had closed the idle "
+                "keep-alive connection as they went out (timed from the first try)."
+            )
         kinds = ", ".join(f"{n:,} {k}s" for k, n in r["by_kind"].items())
         rows = ", ".join(f"{n:,} {t}" for t, n in r["rows"].items())
         out += [
