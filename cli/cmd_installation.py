@@ -15,8 +15,9 @@ from sqlmodel import Session
 
 from cli.context import of
 from models.installation import ROW_ID, Installation, installation_id
+from states.clock import parse_date
 from states.errors import InvalidInput
-from states.services import accounts, installation
+from states.services import accounts, clocks, installation
 
 NAME = "installation"
 app = typer.Typer(
@@ -38,11 +39,13 @@ def show(ctx: typer.Context) -> None:
             "created_at": row.created_at,
             "training": accounts.is_training(s),
             "service_account": row.service_account,
+            "training_today": clocks.training_today(s),
         }
     run.say(
         data,
         f"installation {data['installation_id']}, created {data['created_at']:%Y-%m-%d}"
         + (", a training database" if data["training"] else "")
+        + (f" standing at {data['training_today']:%a %d %b %Y}" if data["training_today"] else "")
         + (
             f"; service account {data['service_account']} (staff run peerwatch through sudo -u {data['service_account']})"
             if data["service_account"]
@@ -85,3 +88,29 @@ def service_account(
     else:
         line = "no service account" + ("" if changed else " (unchanged)") + ": each person runs peerwatch as themselves"
     run.say({"service_account": now, "changed": changed}, line)
+
+
+@app.command("training-day")
+def training_day(
+    ctx: typer.Context,
+    day: Annotated[str | None, typer.Argument(help="YYYY-MM-DD: the day the training database stands at.")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Back to the real clock.")] = False,
+) -> None:
+    """Show or move the day a training database stands at: with no --as-of, its actions (the web
+    application's too) and runs happen on that day. Refused on any other database."""
+    run = of(ctx)
+    if day is not None and clear:
+        raise InvalidInput("give a day or --clear, not both; nothing was changed")
+    with Session(run.db(), expire_on_commit=False) as s:
+        if day is None and not clear:
+            current = clocks.training_today(s)
+            run.say(
+                {"training_today": current},
+                f"this training database stands at {current:%a %d %b %Y}" if current else "it runs on the real clock",
+            )
+            return
+        new = None if clear else parse_date(day or "", "training day")
+        who = run.acting(s)
+        clocks.set_training_today(s, who.principal, who.clock, new)
+        s.commit()
+    run.say({"training_today": new}, f"it stands at {new:%a %d %b %Y}" if new else "it runs on the real clock")

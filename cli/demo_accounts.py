@@ -65,15 +65,16 @@ def print_sign_in(db: Any, db_path: Path, ids: dict[str, int], end: date, manage
         console.print("  " + "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip(),
                       markup=False, soft_wrap=True, highlight=False)  # fmt: skip
     console.print(
-        f"Web: make web (or PEERWATCH_DATABASE_URL=sqlite:///{db_path.resolve()} PEERWATCH_AS_OF={end.isoformat()} "
-        f".venv/bin/peerwatch web), then {WEB_URL}",
+        f"Web: make web (or PEERWATCH_DATABASE_URL=sqlite:///{db_path.resolve()} .venv/bin/peerwatch web), "
+        f"then {WEB_URL}",
         markup=False,
         soft_wrap=True,
     )
     console.print(
         f"Sign in as {nm.name} <{nm.email}> (Network Manager, Cheshire & Mersey): the twice-inadequate serious "
-        f"concern SC-{ids['SC-mersey']} is in My work, its quarterly monitoring review to record. The demo's "
-        f"clock stands at {end:%a %d %b %Y} (PEERWATCH_AS_OF): actions happen on that day.",
+        f"concern SC-{ids['SC-mersey']} is in My work, its quarterly monitoring review to record. This training "
+        f"database stands at {end:%a %d %b %Y}: actions happen on that day (peerwatch installation training-day "
+        "moves it).",
         markup=False,
         soft_wrap=True,
     )

@@ -51,7 +51,7 @@ from states.clock import FixedClock
 from states.engine import keys
 from states.errors import PeerwatchError
 from states.principal import Principal
-from states.services import accounts
+from states.services import accounts, clocks
 from states.services.appeal import submit
 from states.views.weighting import candidates
 
@@ -551,6 +551,9 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
         + [("calendar feed", str(Path(p).with_name("calendar.ics"))) for p in site["pages"]],
     )
     print_summary(db, db_path, outbox, api, keep_server, ids, END)
+    with Session(db) as s:  # the web application acts on the story's last day, not before it
+        clocks.set_training_today(s, accounts.peer_principal(s, os_login()), FixedClock(END), END)
+        s.commit()
     print_sign_in(db, db_path, ids, END, CM_NM[0])
 
 

@@ -10,7 +10,7 @@ for this database (a backup restored keeps it) and differ from every other datab
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session
@@ -28,6 +28,9 @@ class Installation(Table, table=True):
     # The OS login that owns the database and the audit key, which people reach through sudo
     # (states/services/installation.py): set by an administrator, never by the environment.
     service_account: str | None = Field(default=None, max_length=64)
+    # A training database's day: what "now" is for its people and flows when no --as-of is given
+    # (states/services/clocks.py). The demo leaves it at its story's last day.
+    training_today: date | None = None
 
 
 def installation_id(session: Session) -> str:

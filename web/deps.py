@@ -173,10 +173,9 @@ def clock_of(request: Request) -> Clock:
 
 
 def action_clock(session: Session, training: bool) -> Clock:
-    """The clock a person's action runs on: now; in a training database, the simulated date
-    ``PEERWATCH_AS_OF`` when it is set (as the command line's ``--as-of``)."""
-    as_of = os.environ.get("PEERWATCH_AS_OF") or None
-    return clocks.action_clock(session, as_of) if training and as_of else SystemClock()
+    """The clock a person's action runs on: the server's (states/services/clocks.py; a training
+    database stands at its own day, which ``peerwatch installation training-day`` moves)."""
+    return clocks.action_clock(session, None)
 
 
 def who(request: Request) -> Who:

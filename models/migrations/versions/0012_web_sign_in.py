@@ -4,7 +4,9 @@ sessions and sign-in attempts
 Adds to ``account`` the Argon2id ``password_hash`` and when it was set, and the OpenID Connect
 identity (``oidc_issuer``, ``oidc_subject``: unique together when set); the tables
 ``web_session`` (a signed-in browser: only the SHA-256 of its cookie's token is stored) and
-``sign_in_attempt`` (what the throttles count). Columns are added in place (no batch copy).
+``sign_in_attempt`` (what the throttles count); and on ``installation`` the day a training
+database stands at (``training_today``), so its web application acts on the story's date.
+Columns are added in place (no batch copy).
 
 Revision ID: 0012
 Revises: 0011
@@ -67,9 +69,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_sign_in_attempt_email", "sign_in_attempt", ["email_given", "ok", "at"])
     op.create_index("ix_sign_in_attempt_address", "sign_in_attempt", ["address", "ok", "at"])
+    op.add_column("installation", sa.Column("training_today", sa.Date(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("installation", "training_today")
     op.drop_index("ix_sign_in_attempt_address", table_name="sign_in_attempt")
     op.drop_index("ix_sign_in_attempt_email", table_name="sign_in_attempt")
     op.drop_table("sign_in_attempt")
