@@ -320,3 +320,24 @@ def test_a_four_eyes_step_is_proposed_by_one_and_confirmed_by_another(
     assert f'href="{url}"' not in mine and "a second person must confirm it" in mine
     assert through_check(second, {"impact": "5", "likelihood": "2"}).endswith("?done=rescore")
     assert (risk(db, item_id).impact, risk(db, item_id).likelihood) == (5, 2)
+
+
+def test_signed_out_is_sent_to_sign_in_and_a_post_without_its_token_changes_nothing(
+    db_url: str, db: Engine, services: dict[str, int], west: tuple[TestClient, Principal]
+) -> None:
+    client, _ = west
+    item_id = raise_now(db, services)
+    stranger = TestClient(create_app(db_url), base_url="http://testserver")
+    for path in ("/", "/items/risk", f"/items/risk/{item_id}", f"/items/risk/{item_id}/act/withdraw"):
+        r = stranger.get(path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/sign-in"), (path, r.status_code)
+    form = get_ok(client, f"/items/risk/{item_id}/act/withdraw")
+    before, tried = risk(db, item_id), refusals(db)
+    r = client.post(
+        f"/items/risk/{item_id}/act/withdraw",
+        data={"version": version_of(form), "note": "no token", "confirmed": "1", "csrf_token": "forged"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 403
+    after = risk(db, item_id)
+    assert (after.state, after.version) == (before.state, before.version) and refusals(db) == tried
