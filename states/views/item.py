@@ -63,7 +63,9 @@ def page(session: Session, principal: Principal, kind: str, item_id: int, clock:
     summary = {
         k: v
         for k, v in row.model_dump().items()
-        if v not in (None, [], {}) and k not in ("state", "version", "id") and not isinstance(v, list | dict)
+        if v not in (None, [], {})
+        and k not in ("state", "version", "id", "service_id", "organisation_id", "network_id")
+        and not isinstance(v, list | dict)
     }
     names = _names(session, where)
     deadlines = []
