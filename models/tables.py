@@ -279,6 +279,9 @@ class Deadline(Table, table=True):
         Index("ix_deadline_status_due", "status", "due_on"),
         Index("ix_deadline_status_remind", "status", "remind_on"),
         Index("ix_deadline_item", "kind", "item_id"),
+        # "My work" (states/views/work.py): the outstanding deadlines of the names a person's
+        # roles own, by due date, without reading the rows of anyone else's.
+        Index("ix_deadline_owner", "kind", "name", "status", "due_on", "item_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

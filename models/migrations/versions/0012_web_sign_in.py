@@ -5,7 +5,8 @@ Adds to ``account`` the Argon2id ``password_hash`` and when it was set, and the 
 identity (``oidc_issuer``, ``oidc_subject``: unique together when set); the tables
 ``web_session`` (a signed-in browser: only the SHA-256 of its cookie's token is stored) and
 ``sign_in_attempt`` (what the throttles count); and on ``installation`` the day a training
-database stands at (``training_today``), so its web application acts on the story's date.
+database stands at (``training_today``), so its web application acts on the story's date;
+and the index "My work" reads deadlines by (``ix_deadline_owner``).
 Columns are added in place (no batch copy).
 
 Revision ID: 0012
@@ -70,9 +71,11 @@ def upgrade() -> None:
     op.create_index("ix_sign_in_attempt_email", "sign_in_attempt", ["email_given", "ok", "at"])
     op.create_index("ix_sign_in_attempt_address", "sign_in_attempt", ["address", "ok", "at"])
     op.add_column("installation", sa.Column("training_today", sa.Date(), nullable=True))
+    op.create_index("ix_deadline_owner", "deadline", ["kind", "name", "status", "due_on", "item_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deadline_owner", table_name="deadline")
     op.drop_column("installation", "training_today")
     op.drop_index("ix_sign_in_attempt_address", table_name="sign_in_attempt")
     op.drop_index("ix_sign_in_attempt_email", table_name="sign_in_attempt")
