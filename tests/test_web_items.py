@@ -277,7 +277,7 @@ def test_every_page_of_a_whole_review_renders_with_its_forms(
     w = build_world(session, services)
     appeal = submit_appeal(db, w, P + timedelta(days=3))
     client, _ = signed_in(db_url, db, "Whole Staff", ("network-manager", "regional-lead", "network-office", "operator"))
-    forms_seen = []
+    forms_seen, workspaces = [], []
     for kind, item_id in (("visit", w.visit_id), ("report", w.report_id), ("appeal", appeal.id), ("risk", w.sc)):
         page = get_ok(client, f"/items/{kind}/{item_id}")
         for trigger in sorted(set(re.findall(rf'href="/items/{kind}/{item_id}/act/(\w+)"', page))):
@@ -286,7 +286,13 @@ def test_every_page_of_a_whole_review_renders_with_its_forms(
             forms_seen.append((kind, trigger))
         for message_id in re.findall(rf'href="/items/{kind}/{item_id}/letters/(\d+)"', page):
             get_ok(client, f"/items/{kind}/{item_id}/letters/{message_id}")
+        for workspace in re.findall(rf'href="(/{kind}s/{item_id}/\w+)"', page):  # panel, draft, accuracy
+            assert "<h1>" in get_ok(client, workspace)
+            workspaces.append(workspace)
     assert len(forms_seen) > 5, forms_seen
+    assert sorted(workspaces) == sorted(
+        [f"/visits/{w.visit_id}/panel", f"/reports/{w.report_id}/draft", f"/reports/{w.report_id}/accuracy"]
+    )
 
 
 def test_a_four_eyes_step_is_proposed_by_one_and_confirmed_by_another(
