@@ -15,8 +15,8 @@ from sqlmodel import Session
 
 from cli.context import of
 from cli.output import print_json, table
-from states.engine.permissions import matrix
 from states.errors import InvalidInput
+from states.permissions import matrix
 from states.services import accounts
 
 NAME = "permissions"

@@ -16,9 +16,9 @@ from sqlmodel import Session
 from cli import diagram
 from cli.diagram import COMMAND, DOCS, INDEX, POLICY_ENV, documented, plan
 from cli.reference import MARKER, OPERATOR, cli_commands, manual_rows, params_read
-from states.engine.permissions import matrix
 from states.machines import spec as kind_registry
 from states.machines.spec import CLOCK_TRIGGERS, get_spec, kinds
+from states.permissions import matrix
 from states.roles import SYSTEM
 
 README = DOCS.parent / "README.md"

@@ -14,9 +14,8 @@ from sqlmodel import Session, func, select
 
 from models import AuditEvent, Proposal, RefusedAttempt, Risk
 from models.accounts import PermissionRule
-from states import engine
+from states import engine, permissions
 from states.clock import FixedClock
-from states.engine import permissions
 from states.errors import GuardRefused, InvalidInput, PermissionDenied
 from states.machines.spec import get_spec, kinds
 from states.principal import Principal

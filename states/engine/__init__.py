@@ -26,11 +26,11 @@ from sqlmodel import Session, col, select
 
 from models.db import begin_write
 from models.tables import AuditEvent, Deadline, Proposal, StatefulItem
+from states import permissions
 from states import text as _entry_rule  # noqa: F401  (installs the one entry rule on every flush: states/text.py)
 from states.calendar import calendar_for
 from states.clock import Clock, FixedClock, local_date
 from states.engine import deadlines as clock_stop
-from states.engine import permissions
 from states.engine.audit import (
     Event,
     append_audit,

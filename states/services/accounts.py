@@ -27,8 +27,8 @@ from models.installation import ROW_ID, Installation, installation_id
 from models.tables import AuditEvent, Network, Organisation, Service
 from states.clock import Clock, SystemClock
 from states.engine.audit import record_change, record_refusal
-from states.engine.permissions import check_rule, forget, read_file
 from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied
+from states.permissions import check_rule, forget, read_file
 from states.principal import INSTALLATION, NETWORK, ORGANISATION, SERVICE, Grant, Principal, check_scope
 from states.roles import ADMINISTRATOR, check_grantable
 from states.text import check_email, check_text

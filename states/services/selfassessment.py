@@ -14,9 +14,8 @@ from sqlmodel import Session
 
 from models.selfassessment import SelfAssessment
 from models.tables import RefusedAttempt, Service
-from states import engine
+from states import engine, permissions
 from states.clock import Clock, local_date
-from states.engine import permissions
 from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied
 from states.machines.selfassessment import ref_of
 from states.machines.standards import SelfAssessmentPolicy, SpreadsheetRejected, check_rows, current_set, standards_of

@@ -16,9 +16,9 @@ from sqlmodel import Session, col, select
 from models.accounts import AccessToken, PendingChange, User
 from models.tables import Contact, Network, Organisation, OutboxMessage, Reviewer, Service
 from states.clock import Clock
-from states.engine.permissions import roles_for, rules
 from states.errors import MissingActor, NotFound, PermissionDenied
 from states.machines.spec import get_spec
+from states.permissions import roles_for, rules
 from states.principal import INSTALLATION, Principal
 from states.roles import ADMINISTRATOR, STAFF
 from states.services import accounts

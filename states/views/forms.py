@@ -10,21 +10,20 @@ others' guards depend on the answers). A trigger that reads a list only its own 
 ``states/machines/params.py``. ``confirm`` marks the steps the web asks to check first
 (escalations, withdrawals, appeal decisions, anything four-eyes).
 
-The engine decides; this module only shows. It reads the permission table the way
-``states.engine.permissions`` does (views may not import the engine): tests/test_views_work.py pins
-the two equal for every kind and trigger.
+The engine decides; this module only shows. It reads the permission table through
+``states/permissions.py``, the module the engine checks with.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel import Session, select
 
-from models.accounts import PermissionRule
 from models.tables import Proposal, StatefulItem
+from states import permissions
 from states.calendar import calendar_for
 from states.clock import Clock, local_date, parse_date
 from states.errors import PeerwatchError, PermissionDenied
@@ -32,7 +31,6 @@ from states.machines import params as typed
 from states.machines.spec import CLOCK_TRIGGERS, Context, KindSpec, get_spec, outstanding_deadlines
 from states.policy import Policy
 from states.principal import Principal
-from states.roles import ADMINISTRATOR, AUDITOR
 
 CONFIRM_TRIGGERS = frozenset({"withdraw", "cancel", "close_not_acceptable", "decide", "decide_entry", "decide_exit"})
 NOTE = "note"
@@ -40,33 +38,21 @@ NOTE = "note"
 
 @dataclass(frozen=True)
 class Permissions:
-    """The administrators' overrides in force: (kind, trigger) -> roles, and -> four eyes."""
+    """The permission table in force (states/permissions.py, the engine's own reading): who may
+    fire a trigger from given rows of a machine's table, and whether it needs four eyes."""
 
-    overrides: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
-    four_eyes_overrides: dict[tuple[str, str], bool] = field(default_factory=dict)
+    table: permissions.Rules
 
     def roles(self, spec: KindSpec, trigger: str, rows: list[dict[str, Any]]) -> set[str]:
-        """The roles that may fire ``trigger`` from these table rows (as the engine reads them)."""
-        configured = self.overrides.get((spec.name, trigger))
-        roles = set(configured) if configured is not None else set().union(*(set(r.get("roles", ())) for r in rows))
-        return roles - {AUDITOR, ADMINISTRATOR}
+        return permissions.roles_for(spec, trigger, rows, self.table)
 
     def four_eyes(self, spec: KindSpec, trigger: str) -> bool:
-        configured = self.four_eyes_overrides.get((spec.name, trigger))
-        if configured is not None:
-            return configured
-        return any(t.get("four_eyes") for t in spec.all_transitions if t["trigger"] == trigger)
+        return permissions.is_four_eyes(spec, trigger, self.table)
 
 
 def permission_table(session: Session) -> Permissions:
-    """The permission table's overrides, in one query."""
-    out = Permissions()
-    for r in session.exec(select(PermissionRule)):
-        if r.roles is not None:
-            out.overrides[(r.kind, r.trigger)] = frozenset(r.roles)
-        if r.four_eyes is not None:
-            out.four_eyes_overrides[(r.kind, r.trigger)] = r.four_eyes
-    return out
+    """The permission table's overrides, read once per transaction as the engine reads them."""
+    return Permissions(permissions.rules(session))
 
 
 def label(trigger: str) -> str:
