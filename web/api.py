@@ -25,6 +25,8 @@ from states.services.items import deadline_json
 from states.views import work
 from web.api_models import (
     MAX_ID,
+    NAME,
+    TEXT,
     ApiError,
     CreatedOut,
     FireIn,
@@ -119,12 +121,12 @@ def list_items(
     request: Request,
     kind: Kind,
     who: ApiWho,
-    state: Annotated[str | None, Query(max_length=100)] = None,
-    network: Annotated[str | None, Query(max_length=100, description="A network's code.")] = None,
+    state: Annotated[str | None, Query(max_length=100, pattern=NAME)] = None,
+    network: Annotated[str | None, Query(max_length=100, pattern=TEXT, description="A network's code.")] = None,
     service: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     due_before: Annotated[date | None, Query()] = None,
     overdue: Annotated[bool, Query()] = False,
-    q: Annotated[str | None, Query(max_length=200, description="Search the reference and title.")] = None,
+    q: Annotated[str | None, Query(max_length=200, pattern=TEXT, description="Search the reference and title.")] = None,
     page: Annotated[int, Query(ge=1, le=10**6)] = 1,
     per_page: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:

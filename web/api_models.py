@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,13 @@ from states.machines.spec import kinds
 # Row ids and versions are INTEGER columns: 32 bits on PostgreSQL, where a larger number in a
 # query is an error, not "no such row". The schema refuses them (422) on every database.
 MAX_ID = 2**31 - 1
+# Names (triggers, roles, parameters) are lower-case words; free text has no control character
+# but tab and line breaks (PostgreSQL refuses a NUL in text: it must never reach a query).
+NAME = r"^[a-z][a-z0-9_-]{0,99}$"
+TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+Value = Annotated[str, Field(max_length=1000, pattern=TEXT)]
+ParamName = Annotated[str, Field(pattern=NAME)]
+
 Kind = enum.Enum("Kind", {k: k for k in kinds()}, type=str)  # type: ignore[misc]
 """The kinds of item (a wrong kind is a 422 by the schema)."""
 
@@ -223,11 +230,17 @@ class ItemOut(_Out):
 
 
 class FireIn(_In):
-    trigger: str = Field(min_length=1, max_length=100, description="The trigger (see the item's triggers).")
-    note: str | None = Field(None, max_length=10_000, description="A reason or note (some triggers need one).")
-    params: dict[str, str] | None = Field(None, description='The trigger\'s parameters, e.g. {"days": "5"}.')
+    trigger: str = Field(max_length=100, pattern=NAME, description="The trigger (see the item's triggers).")
+    note: str | None = Field(
+        None, max_length=10_000, pattern=TEXT, description="A reason or note (some triggers need one)."
+    )
+    params: dict[ParamName, Value] | None = Field(
+        None, max_length=50, description='The trigger\'s parameters, e.g. {"days": "5"}.'
+    )
     version: int | None = Field(None, ge=1, le=MAX_ID, description="Refuse (409) unless the item is at this version.")
-    role: str | None = Field(None, max_length=100, description="Which of my roles to act in, when more than one fits.")
+    role: str | None = Field(
+        None, max_length=100, pattern=NAME, description="Which of my roles to act in, when more than one fits."
+    )
 
 
 class PendingOut(_Out):
@@ -253,15 +266,17 @@ class RiskIn(_In):
 
     service: int = Field(ge=1, le=MAX_ID, description="The service's id.")
     level: Literal["IR", "SC", "GC"]
-    title: str = Field(min_length=1, max_length=500, description="What was found.")
-    standard: str | None = Field(None, max_length=100, description="A standard's reference, e.g. T-12.")
+    title: str = Field(min_length=1, max_length=500, pattern=TEXT, description="What was found.")
+    standard: str | None = Field(None, max_length=100, pattern=TEXT, description="A standard's reference, e.g. T-12.")
     visit_date: date | None = Field(None, description="The visit where it was found.")
     identified: date | None = Field(None, description="The day it was found, if not at a visit.")
     impact: int | None = Field(None, ge=1, le=6)
     likelihood: int | None = Field(None, ge=1, le=6)
     doctors_in_training: bool = False
-    note: str | None = Field(None, max_length=10_000)
-    role: str | None = Field(None, max_length=100, description="Which of my roles to act in, when more than one fits.")
+    note: str | None = Field(None, max_length=10_000, pattern=TEXT)
+    role: str | None = Field(
+        None, max_length=100, pattern=NAME, description="Which of my roles to act in, when more than one fits."
+    )
 
 
 class DeadlineOut(_Out):
