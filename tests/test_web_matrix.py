@@ -401,3 +401,28 @@ def test_an_id_out_of_range_on_any_route_is_refused_never_a_500(world: tuple[Wor
                     if r.status_code not in (400, 403, 404, 422):
                         found.append(f"{role} {method} {url}: {r.status_code}")
     assert not found, "ids no row can have:\n" + "\n".join(found)
+
+
+NUL_FIELDS = ("q", "state", "network", "service", "due_before", "note", "title", "name", "email", "text", "reason",
+              "scope", "role", "level", "summary", "next", "password")  # fmt: skip
+
+
+def test_a_nul_or_control_character_anywhere_is_refused_never_a_500(world: tuple[World, Any]) -> None:
+    """Every page route asked with a NUL in the usual query and form fields (PostgreSQL refuses a
+    NUL in text, so one must never reach a query): a page or a refusal, never a 500."""
+    w, app = world
+    found = []
+    odd = {name: f"x\x00{name}\x1b" for name in NUL_FIELDS}
+    with TestClient(app, follow_redirects=False, raise_server_exceptions=False) as client:
+        client.cookies.set("peerwatch_session", w.sessions["manager"][0])
+        for method, path in routes_cache():
+            if MATRIX[(method, path)].kind == "api" or path == "/sign-out":
+                continue
+            for url in urls(method, path, w.ids):
+                if method == "GET":
+                    r = client.get(url, params=odd)
+                else:
+                    r = client.post(url, data={**odd, "csrf_token": w.sessions["manager"][1], "version": "1"})
+                if r.status_code >= 500:
+                    found.append(f"{method} {url}: {r.status_code}")
+    assert not found, "a NUL in a field:\n" + "\n".join(found)
