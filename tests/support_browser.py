@@ -269,6 +269,13 @@ def eventually(driver: Any, until: Callable[[Any], Any], timeout: float = 5) -> 
     return True
 
 
+def status(driver: Any) -> int:
+    """The HTTP status of the page shown (Navigation Timing's responseStatus: the last response,
+    after any redirects)."""
+    code: int = driver.execute_script("return performance.getEntriesByType('navigation')[0].responseStatus")
+    return code
+
+
 def body_text(driver: Any) -> str:
     text: str = driver.find_element("tag name", "body").text
     return text

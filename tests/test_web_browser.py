@@ -18,12 +18,12 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from models import Risk
+from models import OutboxMessage, Risk
 from models.accounts import User
 from states.clock import SystemClock, local_date
 from states.principal import Principal
 from states.roles import ADMINISTRATOR, NETWORK_MANAGER, REGIONAL_LEAD
-from states.services import accounts, intake, signin
+from states.services import accounts, acting, intake, signin
 from tests import support_accounts
 from tests.factories import MRH
 from tests.support_accounts import EVERY_STAFF_ROLE
@@ -38,6 +38,7 @@ from tests.support_browser import (
     sign_in,
     start_app,
     start_oidc_provider,
+    status,
     submit_via,
 )
 
@@ -235,7 +236,7 @@ def test_my_work_shows_my_deadline_and_a_rescore_fires_from_the_item_page(
     driver.find_element("id", "field-impact").send_keys("9")
     driver.find_element("id", "field-likelihood").send_keys("4")
     submit_via(driver, button(driver, "Rescore"))
-    assert "There is a problem" in body_text(driver)
+    assert "There is a problem" in body_text(driver) and status(driver) == 400
     assert driver.find_element("css selector", ".nhsuk-error-summary a").get_attribute("href").endswith("#field-impact")
     check_page(driver, "act-rescore-error")
     assert risk_row(db, risk).version == before  # nothing changed
@@ -288,6 +289,7 @@ def test_four_eyes_by_two_people_in_two_browsers(
     submit_via(asha, button(asha, "Continue"))
     submit_via(asha, asha.find_element("id", "confirm"))
     refused = body_text(asha)
+    assert status(asha) == 400
     assert "needs four eyes: Dr Asha Patel proposed it, so a different person must confirm it" in refused, refused
     check_page(asha, "four-eyes-refused")
     assert risk_row(db, risk).state == "identified"
@@ -329,6 +331,7 @@ def test_a_stale_form_is_refused_with_what_changed(
     assert asha.current_url == app.url(f"/items/risk/{risk}?done=rescore")
     submit_via(ben, button(ben, "Rescore"))
     assert ben.current_url == app.url(act)  # the form again, not the item page
+    assert status(ben) == 409
     assert "Someone changed this risk since you opened the form" in body_text(ben)
     changed = ben.find_element("id", "changes").text
     assert "Dr Asha Patel (network-manager) rescore" in changed, changed
@@ -352,6 +355,11 @@ def test_a_stale_form_is_refused_with_what_changed(
 TOUR = (
     ("risk-list", "/items/risk"),
     ("risk-list-overdue", "/items/risk?overdue=1"),
+    ("notified-risk-page", "/items/risk/{notified}"),
+    ("letter", "/items/risk/{notified}/letters/{letter}"),
+    ("visit-list", "/items/visit"),
+    ("complaint-list", "/items/complaint"),
+    ("not-found", "/items/risk/99999"),
     ("act-extend-deadline", "/items/risk/{risk}/act/extend_deadline"),
     ("act-withdraw", "/items/risk/{risk}/act/withdraw"),
     ("create", "/create"),
@@ -360,6 +368,7 @@ TOUR = (
     ("dashboard-network", "/dashboard/WMTN"),
     ("outbox", "/outbox"),
     ("contacts", "/contacts"),
+    ("contact", "/contacts/1"),
     ("reviewers", "/reviewers"),
     ("admin-users", "/admin/users"),
     ("admin-user", "/admin/users/{asha}"),
@@ -372,15 +381,24 @@ def test_axe_finds_no_serious_violation_on_the_main_pages(
     app: Server, db: Engine, people: People, browsers: Browsers, services: dict[str, int]
 ) -> None:
     risk = raise_sc(db, services, people.asha, "Consultant cover below the standard at night")
+    notified = raise_sc(db, services, people.asha, "Midwife staffing below the standard")
+    acting.fire(db, people.ben, SystemClock(), "risk", notified, "send_formal_notification")  # letters queued
+    with Session(db) as s:
+        letter = s.exec(
+            select(OutboxMessage.id).where(OutboxMessage.kind == "risk", OutboxMessage.item_id == notified)
+        ).first()
+    assert letter is not None
+    ids = {"risk": risk, "notified": notified, "letter": letter, "asha": people.asha.user_id}
     driver = browsers.new()
     sign_in(driver, app, EMAILS["ada"], PASSWORD)
     found: list[str] = []
     missing: list[str] = []
     for name, path in TOUR:
-        driver.get(app.url(path.format(risk=risk, asha=people.asha.user_id)))
+        driver.get(app.url(path.format(**ids)))
         text = body_text(driver)
-        if "Page not found" in text or "/sign-in" in driver.current_url:
-            missing.append(f"{name}: {path} -> {driver.current_url}: {text[:200]!r}")
+        expected = 404 if name == "not-found" else 200
+        if status(driver) != expected or "/sign-in" in driver.current_url:
+            missing.append(f"{name}: {path} -> {status(driver)} {driver.current_url}: {text[:200]!r}")
         found += blocking(driver, name)
 
     # Check your answers (a withdrawal is irreversible), reached by answering the form.
