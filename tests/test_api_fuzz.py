@@ -44,7 +44,7 @@ from tests.factories import MRH
 from tests.test_api import MERSEY_MTC, token_row
 
 TABLES = ("risk", "visit", "auditevent", "deadline", "outboxmessage", "service", "account", "role_grant")
-EXAMPLES = 25  # per operation and generation mode: the whole run stays well under a minute
+EXAMPLES = 20  # per operation: about 20 s for the three passes on an idle machine (SQLite or PostgreSQL)
 
 
 def free_port() -> int:
@@ -270,7 +270,7 @@ def test_schemathesis_finds_no_server_error_and_every_refusal_changes_nothing(
             ]
         fuzz(st.one_of(modes), server, acts.setdefault(op.path, set()), changed)
     took = time.monotonic() - started
-    assert took < 60, f"the fuzz took {took:.0f} s"
+    assert took < 120, f"the fuzz took {took:.0f} s: keep EXAMPLES small (it is 20 s or so on an idle machine)"
     assert ("risk", seeded["risks"][0]) in changed, (acts, changed)  # some fires succeeded
     assert ("risk", seeded["risks"][2]) not in changed  # network B's risk: never
     assert not unexplained(before_acts, state_of(db), changed), unexplained(before_acts, state_of(db), changed)
