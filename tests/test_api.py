@@ -24,7 +24,7 @@ from states.clock import SystemClock, local_date
 from states.machines.spec import kinds
 from states.principal import Principal
 from states.roles import ADMINISTRATOR, AUDITOR, NETWORK_MANAGER, NETWORK_OFFICE, OPERATOR, REGIONAL_LEAD
-from states.services import accounts
+from states.services import accounts, intake
 from tests import support_accounts
 from tests.factories import MRH
 from web.app import create_app
@@ -105,8 +105,6 @@ def risks(db: Engine, services: dict[str, int]) -> dict[str, int]:
     out = {}
     today = local_date(SystemClock().now())
     for name, service in (("a", MRH), ("b", MERSEY_MTC)):
-        from states.services import intake  # lazy: only this fixture raises directly
-
         with Session(db, expire_on_commit=False) as s:
             made = intake.raise_risk(
                 s,
