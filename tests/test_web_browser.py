@@ -35,6 +35,7 @@ from tests.support_browser import (
     browsers,  # noqa: F401 (a pytest fixture)
     check_page,
     eventually,
+    require_chromium,
     sign_in,
     start_app,
     start_oidc_provider,
@@ -94,6 +95,12 @@ def raise_sc(db: Engine, services: dict[str, int], by: Principal, title: str) ->
         s.commit()
         assert isinstance(out.row, Risk) and out.row.id is not None
         return out.row.id
+
+
+@pytest.fixture(autouse=True)
+def _chromium_first() -> None:
+    """Skip (or, in CI, fail) before anything is built when Chromium is missing."""
+    require_chromium()
 
 
 @pytest.fixture
