@@ -117,8 +117,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             say("not writing bench/RESULTS.md from a --quick run")
         else:
-            write_section(Path(__file__).with_name("RESULTS.md"), markdown(info, runs, checks))
-            say("wrote the web section of bench/RESULTS.md")
+            path = Path(__file__).with_name("RESULTS.md")
+            # a database not measured this time keeps the figures of the run that measured it
+            kept = {db: r for db, r in earlier_runs(path).items() if db not in runs or "error" in runs[db]}
+            kept = {db: r for db, r in kept.items() if "error" not in r}
+            every = {**runs, **kept}
+            checks = {db: checks_of(r) for db, r in every.items() if "error" not in r}
+            write_section(path, markdown(info, every, checks), every)
+            say(
+                "wrote the web section of bench/RESULTS.md"
+                + (f" (kept the earlier {', '.join(kept)} run)" if kept else "")
+            )
     ok = all(c.ok for cs in checks.values() for c in cs) and all("error" not in r for r in runs.values())
     return 0 if ok else 1
 
@@ -161,6 +170,9 @@ def run(
         say(f"  server: {' '.join(command)} (pid {server.pid})")
         risks = [data.risks_by_network[a.network_id] for a in data.accounts]
         result = asyncio.run(load(base, tokens, risks, requests, paced, think))
+        result["server_exit"] = server.poll()  # None: still serving at the end, as it should be
+        if result["server_exit"] is not None:
+            say(f"  the server exited during the run ({result['server_exit']}); its log: {log}")
     finally:
         stop_server(server)
     probe = result["keepalive"]
@@ -179,6 +191,8 @@ def run(
         say(f"  work folder kept: {work}")
     return {
         "database": kind,
+        "measured": machine.details()["date"] + f", load {' '.join(f'{x:.1f}' for x in (machine.load() or ()))}",
+        "commit": commit(),
         "items": items,
         "by_kind": data.by_kind,
         "rows": data.rows,
@@ -313,10 +327,10 @@ RETRIED = [0]  # requests sent again after the server closed an idle connection 
 
 async def _phase(
     clients: list[Any], path: Any, n: int, think: float = 0.0, rng: random.Random | None = None
-) -> list[tuple[float, int, int]]:
+) -> list[tuple[float, Any, int]]:
     import httpx
 
-    async def one(c: int) -> list[tuple[float, int, int]]:
+    async def one(c: int) -> list[tuple[float, Any, int]]:
         got = []
         for i in range(n):
             if think and rng is not None:
@@ -324,13 +338,18 @@ async def _phase(
             t = time.perf_counter()
             url = path(c, i)
             try:
-                r = await clients[c].get(url)
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
-                # the server closed the idle keep-alive connection as this request went out (its
-                # keep-alive timeout): sent again on a new connection, as a browser does; timed from the first try
-                r = await clients[c].get(url)
-                RETRIED[0] += 1
-            body = await r.aread()
+                try:
+                    r = await clients[c].get(url)
+                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                    # the server closed the idle keep-alive connection as this request went out (its
+                    # keep-alive timeout): sent again on a new connection, as a browser does; timed from the first try
+                    RETRIED[0] += 1
+                    r = await clients[c].get(url)
+                body = await r.aread()
+            except httpx.TransportError as exc:  # no answer at all: counted as a failed request, not hidden
+                got.append((time.perf_counter() - t, type(exc).__name__, 0))
+                await asyncio.sleep(0.2)
+                continue
             got.append((time.perf_counter() - t, r.status_code, len(body)))
         return got
 
@@ -344,7 +363,7 @@ def pct(sorted_values: list[float], p: float) -> float:
     return sorted_values[k]
 
 
-def stats(samples: list[tuple[float, int, int]], wall: float, cpu: float) -> dict[str, Any]:
+def stats(samples: list[tuple[float, Any, int]], wall: float, cpu: float) -> dict[str, Any]:
     ms = sorted(s[0] * 1000 for s in samples)
     codes: dict[str, int] = {}
     for _, code, _n in samples:
@@ -453,10 +472,22 @@ def commit() -> str:
         return "unknown"
 
 
-def write_section(path: Path, section: str) -> None:
+DATA = "<!-- web bench data: "
+
+
+def earlier_runs(path: Path) -> dict[str, Any]:
+    """The runs the section of RESULTS.md was written from (kept in it as a JSON comment)."""
+    old = path.read_text() if path.exists() else ""
+    if DATA not in old:
+        return {}
+    return dict(json.loads(old.split(DATA, 1)[1].split(" -->", 1)[0]))
+
+
+def write_section(path: Path, section: str, runs: dict[str, Any] | None = None) -> None:
     """Put ``section`` between the web bench's markers in RESULTS.md (appended the first time)."""
     old = path.read_text() if path.exists() else ""
-    block = f"{MARK_START}\n{section.rstrip()}\n{MARK_END}\n"
+    data = f"{DATA}{json.dumps(runs, default=str)} -->\n" if runs else ""
+    block = f"{MARK_START}\n{section.rstrip()}\n{data}{MARK_END}\n"
     if MARK_START in old and MARK_END in old:
         head, rest = old.split(MARK_START, 1)
         new = head + block + rest.split(MARK_END, 1)[1].lstrip("\n")

@@ -49,6 +49,8 @@ def section(info: dict[str, str], runs: dict[str, dict[str, Any]], checks: dict[
         out += [
             f"### {db}: {r['items']:,} open items, {r['clients']} signed-in clients",
             "",
+            f"Measured {r.get('measured', '?')} (load average at the end of the load), commit {r.get('commit', '?')}.",
+            "",
             "| endpoint | how | requests | req/s | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) | non-200 | mean body (bytes) | load generator CPU (s) / wall (s) |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
