@@ -125,6 +125,31 @@ def test_sign_in_with_a_password_lands_on_my_work(
     check_page(driver, "my-work-empty")
 
 
+def test_a_training_database_says_so_on_every_page(
+    db_url: str, db: Engine, services: dict[str, int], tmp_path: Path, browsers: Browsers
+) -> None:
+    support_accounts.make_training(db)
+    trainee = support_accounts.account(db, "Tess Trainee", LEADS, email="tess.trainee@example.nhs.uk")
+    with Session(db) as s:
+        signin.set_password(s, trainee, SystemClock(), None, PASSWORD)
+        s.commit()
+    risk = raise_sc(db, services, trainee, "A practice serious concern")
+    server = start_app(tmp_path)
+    try:
+        driver = browsers.new()
+        for path in ("/sign-in", "/", "/items/risk", f"/items/risk/{risk}", f"/items/risk/{risk}/act/rescore"):
+            if path == "/":
+                sign_in(driver, server, "tess.trainee@example.nhs.uk", PASSWORD)
+                assert driver.current_url == server.url("/")
+            else:
+                driver.get(server.url(path))
+            banner = driver.find_element("css selector", ".pw-training").text
+            assert "Training" in banner and "letters are never sent" in banner, (path, banner)
+        check_page(driver, "training-act-rescore")
+    finally:
+        server.stop()
+
+
 def test_single_sign_on_through_a_real_openid_provider(
     db_url: str, db: Engine, people: People, browsers: Browsers, tmp_path: Path
 ) -> None:
