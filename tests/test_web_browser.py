@@ -117,7 +117,9 @@ def test_sign_in_with_a_password_lands_on_my_work(
     driver.get(app.url("/sign-in"))
     check_page(driver, "sign-in")
     sign_in(driver, app, EMAILS["asha"], "not the password at all, no")
-    assert "/sign-in" in driver.current_url
+    assert "/sign-in" in driver.current_url and status(driver) == 401
+    assert "not recognised" in driver.find_element("css selector", ".nhsuk-error-summary").text
+    assert driver.get_cookie("peerwatch_session") is None
     check_page(driver, "sign-in-refused")
     sign_in(driver, app, EMAILS["asha"], PASSWORD)
     assert driver.current_url == app.url("/")
