@@ -43,3 +43,14 @@ class Table(SQLModel):
     # A plain dict, merged by pydantic into SQLModel's own config; mypy checks its keys against
     # the type SQLModel declares for ``model_config`` (no import from sqlmodel's private modules).
     model_config = {"defer_build": True}
+
+
+# The largest id a row can have on every database peerwatch runs on: PostgreSQL's ``integer``
+# (the type of the tables' primary and foreign keys), 2**31 - 1. A larger id typed at any entry
+# point names no row: it is looked up as "not found", never sent to the database to overflow.
+MAX_ROW_ID = 2**31 - 1
+
+
+def is_row_id(value: int) -> bool:
+    """Could a row have this id? (Positive and within every database's integer.)"""
+    return 0 < value <= MAX_ROW_ID

@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 
 from models.db import begin_write
 from models.tables import AuditEvent, Deadline, Proposal, StatefulItem
+from models.types import is_row_id
 from states import permissions
 from states import text as _entry_rule  # noqa: F401  (installs the one entry rule on every flush: states/text.py)
 from states.calendar import calendar_for
@@ -94,7 +95,7 @@ class Request:
 
 def load(session: Session, kind: str, item_id: int) -> tuple[KindSpec, StatefulItem]:
     spec = get_spec(kind)
-    if not -(2**63) <= item_id < 2**63:  # beyond any database's integer: no such row (and no driver overflow)
+    if not is_row_id(item_id):  # beyond every database's integer: no such row (and no overflow)
         raise NotFound(f"{kind} {item_id} not found")
     row = session.get(spec.model, item_id)
     if row is None:

@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 
 from models.bulk import execute_many
 from models.tables import AuditEvent, AuditHead, RefusedAttempt
+from models.types import is_row_id
 from states.clock import Clock
 from states.engine import keys as audit_keys
 from states.errors import PermissionDenied
@@ -329,7 +330,7 @@ def record_refusal(
 ) -> None:
     """Audit a refused attempt in its own transaction (the attempt itself changed nothing)."""
     data: dict[str, Any] = {"params": jsonable(dict(params or {}))}
-    if item_id is not None and not -(2**63) <= item_id < 2**63:  # no such row can exist: keep the id as typed
+    if item_id is not None and not is_row_id(item_id):  # no such row can exist: keep the id as typed
         data["item_id"], item_id = str(item_id), None
     with Session(db) as s:
         s.add(

@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from models.accounts import User
 from models.tables import AccuracyItem, Appeal, AuditEvent, Contact, PanelMember, Report, Reviewer, Risk
+from models.types import is_row_id
 from states.clock import local_date
 from states.errors import GuardRefused, InvalidInput, NotFound
 from states.machines.spec import Context, DeadlineRule, Effects, FollowOn, KindSpec, Letter, NewDeadline
@@ -158,7 +159,8 @@ def _grounds_problem(session: Session, row: Appeal) -> str | None:
         return "no grounds given: an appeal must name an IR or SC, or the compliance judgement"
     for g in row.grounds:
         if "risk_id" in g:
-            risk = session.get(Risk, int(g["risk_id"]))
+            rid = int(g["risk_id"])
+            risk = session.get(Risk, rid) if is_row_id(rid) else None
             if risk is None or report.visit_id is None or risk.visit_id != report.visit_id:
                 return f"risk {g['risk_id']} is not a conclusion of report {report.id}"
             if risk.level not in ("IR", "SC"):
@@ -265,7 +267,7 @@ def decide(ctx: Context) -> Effects:
         raise InvalidInput("an appeal not upheld changes nothing: drop withdraw/regrade")
     report = _report(ctx.session, row)
     for rid in [*withdraw, *regrade]:
-        risk = ctx.session.get(Risk, rid)
+        risk = ctx.session.get(Risk, rid) if is_row_id(rid) else None
         if risk is None or risk.visit_id != report.visit_id:
             raise InvalidInput(f"risk {rid} is not a conclusion of report {report.id}")
     row.outcome, row.decision, row.decided_on = outcome, ctx.note, ctx.today

@@ -39,6 +39,7 @@ from sqlmodel import Session, col, select
 
 from models.perinatal import CqcRating, MsspCase
 from models.tables import Network, Organisation, Service
+from models.types import is_row_id
 from states.clock import parse_date
 from states.errors import InvalidInput, NotFound
 from states.machines.perinatal_policy import PerinatalPolicy
@@ -241,7 +242,10 @@ NEXT_STEP = {
 
 def _rating(ctx: Context) -> CqcRating | None:
     rid = ctx.params.get("rating_id")
-    return ctx.session.get(CqcRating, int(rid)) if rid is not None else None
+    if rid is None:
+        return None
+    number = int(rid)
+    return ctx.session.get(CqcRating, number) if is_row_id(number) else None
 
 
 # Guards: pure predicates on the context.

@@ -20,6 +20,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from models.tables import AccuracyItem, Report, Risk, Visit
+from models.types import is_row_id
 from states.errors import GuardRefused, InvalidInput, NotFound
 from states.machines import lateness
 from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
@@ -273,7 +274,7 @@ def decide_inaccuracy(ctx: Context) -> Effects:
     decision = str(ctx.params.get("decision", ""))
     if decision not in ("accepted", "rejected"):
         raise InvalidInput(f"decision {decision!r}: use accepted or rejected")
-    item = ctx.session.get(AccuracyItem, item_id)
+    item = ctx.session.get(AccuracyItem, item_id) if is_row_id(item_id) else None
     if item is None or item.report_id != ctx.row.id:
         raise NotFound(f"inaccuracy {item_id} not found on report {ctx.row.id}")
     mine, other = ("manager", "lead") if ctx.role == NETWORK_MANAGER else ("lead", "manager")

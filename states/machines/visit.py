@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 
 from models.tables import Network, Organisation, PanelMember, Reviewer, Risk, Visit
 from models.tables import Report as ReportRow
+from models.types import is_row_id
 from states.clock import parse_date
 from states.errors import GuardRefused, InvalidInput, NotFound
 from states.machines.spec import Context, DeadlineRule, Effects, FollowOn, KindSpec, Letter, NewDeadline
@@ -182,7 +183,7 @@ def _reviewer(ctx: Context) -> Reviewer:
         rid = int(ctx.params["reviewer_id"])
     except (KeyError, TypeError, ValueError):
         raise InvalidInput(f"{ctx.trigger} needs reviewer_id=N") from None
-    reviewer = ctx.session.get(Reviewer, rid)
+    reviewer = ctx.session.get(Reviewer, rid) if is_row_id(rid) else None
     if reviewer is None:
         raise NotFound(f"reviewer {rid} not found")
     return reviewer

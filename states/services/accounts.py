@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 from models.accounts import SYSTEM_USER_ID, AccessToken, PermissionRule, RoleGrant, User
 from models.installation import ROW_ID, Installation, installation_id
 from models.tables import AuditEvent, Network, Organisation, Service
+from models.types import is_row_id
 from states.clock import Clock, SystemClock
 from states.engine.audit import record_change, record_refusal
 from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied
@@ -130,7 +131,7 @@ def find_user(session: Session, ref: str | int) -> User:
     """An account by id, email, OS login or exact display name."""
     text = str(ref).strip()
     user: User | None = None
-    if text.isdigit() and len(text) < 19:
+    if text.isdigit() and len(text) < 19 and is_row_id(int(text)):
         user = session.get(User, int(text))
     if user is None:
         user = session.exec(
@@ -223,7 +224,7 @@ def disable_user(session: Session, principal: Principal, clock: Clock, ref: str,
 def _check_scope_exists(session: Session, scope: str, scope_id: int | None) -> None:
     check_scope(scope, scope_id)
     table: Any = {NETWORK: Network, ORGANISATION: Organisation, SERVICE: Service}.get(scope)
-    if table is not None and (scope_id is None or not 0 < scope_id < 2**63 or session.get(table, scope_id) is None):
+    if table is not None and (scope_id is None or not is_row_id(scope_id) or session.get(table, scope_id) is None):
         raise NotFound(f"no {scope} {scope_id}")
 
 
@@ -271,7 +272,7 @@ def grant(
 
 def revoke(session: Session, principal: Principal, clock: Clock, grant_id: int, note: str | None = None) -> RoleGrant:
     _admin(principal, "revoke roles")
-    row = session.get(RoleGrant, grant_id) if 0 < grant_id < 2**63 else None
+    row = session.get(RoleGrant, grant_id) if is_row_id(grant_id) else None
     if row is None:
         raise NotFound(f"no grant {grant_id}")
     if row.revoked_at is not None:
@@ -415,7 +416,7 @@ def tokens(session: Session, principal: Principal) -> list[dict[str, Any]]:
 
 def revoke_token(session: Session, principal: Principal, clock: Clock, token_id: int) -> AccessToken:
     """Revoke one of my tokens (an administrator may revoke anyone's)."""
-    row = session.get(AccessToken, token_id) if 0 < token_id < 2**63 else None
+    row = session.get(AccessToken, token_id) if is_row_id(token_id) else None
     if row is None or (row.user_id != principal.user_id and not principal.holds(ADMINISTRATOR)):
         raise NotFound(f"no token {token_id}")
     if row.revoked_at is not None:

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from models.tables import Appeal, Contact, RefusedAttempt, Report
+from models.types import is_row_id
 from states import engine
 from states.clock import Clock, local_date
 from states.engine.letters import enqueue_letters
@@ -34,7 +35,7 @@ def submit(
     """Submit an appeal; a refusal stores only the refused attempt and the refusal letter, then re-raises."""
     try:
         with Session(db, expire_on_commit=False) as session:
-            report = session.get(Report, report_id)
+            report = session.get(Report, report_id) if is_row_id(report_id) else None
             if report is None:
                 raise NotFound(f"report {report_id} not found")
             row = Appeal(
@@ -81,8 +82,8 @@ def _refused(
         )
         session.add(attempt)
         session.flush()
-        person = session.get(Contact, contact_id)
-        report = session.get(Report, report_id)
+        person = session.get(Contact, contact_id) if is_row_id(contact_id) else None
+        report = session.get(Report, report_id) if is_row_id(report_id) else None
         if person is not None and report is not None:
             enqueue_letters(
                 session,

@@ -35,6 +35,7 @@ from sqlmodel import Session, col, select
 
 from models.accounts import PendingChange
 from models.tables import AuditEvent, Contact, Network, Organisation, Service
+from models.types import is_row_id
 from states import engine
 from states.clock import Clock, local_date, parse_date
 from states.engine.audit import jsonable
@@ -126,11 +127,11 @@ def add_contact(
             raise NotFound(f"service {service_id} not found")
         c.service_id, c.organisation_id = svc.id, svc.organisation_id
     if organisation_id is not None:
-        if session.get(Organisation, organisation_id) is None:
+        if not is_row_id(organisation_id) or session.get(Organisation, organisation_id) is None:
             raise NotFound(f"organisation {organisation_id} not found")
         c.organisation_id = organisation_id
     if network_id is not None:
-        if session.get(Network, network_id) is None:
+        if not is_row_id(network_id) or session.get(Network, network_id) is None:
             raise NotFound(f"network {network_id} not found")
         c.network_id = network_id
     check_row(c)  # the entry rule (states/text.py), before anything is proposed or written

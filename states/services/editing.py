@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from models.accounts import PendingChange
 from models.tables import Contact, Reviewer, Service
+from models.types import is_row_id
 from states.errors import NotFound, PermissionDenied
 from states.principal import Principal
 from states.roles import NETWORK_MANAGER, NETWORK_OFFICE, OPERATOR, REGIONAL_LEAD
@@ -35,7 +36,7 @@ class Change:
 
 def in_range(item_id: int, what: str) -> None:
     """NotFound for an id no database column can hold (not a crash)."""
-    if not -(2**63) <= item_id < 2**63:
+    if not is_row_id(item_id):
         raise NotFound(f"{what} {item_id} not found")
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import CursorResult, update
 from sqlmodel import Session
 
 from models.tables import Milestone, Risk
+from models.types import is_row_id
 from states import engine
 from states.calendar import calendar_for
 from states.clock import Clock, local_date
@@ -47,7 +48,7 @@ def _scope(session: Session, risk: Any) -> dict[str, int | None]:
 
 
 def get(session: Session, milestone_id: int) -> Milestone:
-    m = session.get(Milestone, milestone_id) if -(2**63) <= milestone_id < 2**63 else None
+    m = session.get(Milestone, milestone_id) if is_row_id(milestone_id) else None
     if m is None:
         raise NotFound(f"milestone {milestone_id} not found (peerwatch risk show RISK_ID)")
     return m

@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from models.perinatal import CqcRating, MsspCase
 from models.tables import Organisation
+from models.types import is_row_id
 from states import engine
 from states.clock import Clock, local_date
 from states.errors import InvalidInput, MissingActor, NotFound
@@ -245,7 +246,7 @@ def refer_trust(
         keys.append(key)
     if not keys:
         raise InvalidInput("name the route of the referral: warning-notice, review-request or hsib")
-    if session.get(Organisation, organisation_id) is None:
+    if not is_row_id(organisation_id) or session.get(Organisation, organisation_id) is None:
         raise NotFound(f"organisation {organisation_id} not found")
     already = open_cases(
         session, organisation_id, service_id, (M.REFERRED.value, M.IN_PROGRAMME.value, M.EXIT_PROPOSED.value)

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, col, select
 
 from models.tables import IN_DOUBT, OutboxMessage, OutboxStatus, is_in_doubt
+from models.types import is_row_id
 from states import engine
 from states.clock import LONDON, Clock
 from states.errors import InvalidInput, NotFound
@@ -30,7 +31,7 @@ def _when(at: datetime) -> str:
 
 
 def _get(session: Session, i: int, where: str) -> OutboxMessage:
-    m = session.get(OutboxMessage, i) if -(2**63) <= i < 2**63 else None
+    m = session.get(OutboxMessage, i) if is_row_id(i) else None
     if m is None:
         raise NotFound(f"outbox message {i} not found ({where})")
     return m

@@ -18,6 +18,7 @@ from sqlalchemy import CursorResult, update
 from sqlmodel import Session, col, select
 
 from models.accounts import PendingChange
+from models.types import is_row_id
 from states import engine
 from states.clock import Clock
 from states.engine.audit import jsonable
@@ -30,7 +31,7 @@ _TABLE = PendingChange.__table__  # type: ignore[attr-defined]
 
 
 def get_change(session: Session, change_id: int, kind: str) -> PendingChange:
-    if not -(2**63) <= change_id < 2**63:
+    if not is_row_id(change_id):
         raise NotFound(f"change {change_id} not found")
     row = session.get(PendingChange, change_id)
     if row is None or row.kind != kind:

@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from models.selfassessment import SelfAssessment
 from models.tables import RefusedAttempt, Service
+from models.types import is_row_id
 from states import engine, permissions
 from states.clock import Clock, local_date
 from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied
@@ -42,7 +43,7 @@ def start(
     """Create a declaration against the set in force for the service's kind today, and circulate it."""
     if not 2000 <= programme_year <= 2100:
         raise InvalidInput(f"programme year {programme_year}: give the year it starts, e.g. 2026 for 2026-27")
-    svc = session.get(Service, service_id)
+    svc = session.get(Service, service_id) if is_row_id(service_id) else None
     if svc is None:
         raise NotFound(f"service {service_id} not found (peerwatch service list)")
     today = local_date(clock.now())

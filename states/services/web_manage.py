@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from models.accounts import AccessToken, PendingChange, User
 from models.tables import Contact, Network, Organisation, OutboxMessage, Reviewer, Service
+from models.types import is_row_id
 from states.clock import Clock
 from states.errors import MissingActor, NotFound, PermissionDenied
 from states.machines.spec import get_spec
@@ -212,7 +213,7 @@ def feed_scope(session: Session, principal: Principal, network_code: str, servic
         raise NotFound("no such feed")
     where = _whole_network(net.id)
     if service_id is not None:
-        svc = session.get(Service, service_id) if 0 < service_id < 2**63 else None
+        svc = session.get(Service, service_id) if is_row_id(service_id) else None
         if svc is None or svc.network_id != net.id:
             raise NotFound("no such feed")
         where = {"service_id": svc.id, "organisation_id": svc.organisation_id, "network_id": net.id}

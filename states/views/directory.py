@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from models import AuditEvent, Contact, Milestone, Network, Organisation, RefusedAttempt, Reviewer, Service
 from models.accounts import PendingChange
+from models.types import is_row_id
 from states.clock import local_date
 from states.errors import NotFound
 from states.roles import CONTACT_ROLES
@@ -34,7 +35,7 @@ def organisation_by_name(session: Session, name: str) -> Organisation:
 
 def service_by_id(session: Session, service_id: int, hint: str = " (peerwatch service list)") -> Service:
     """The service with this id, or NotFound."""
-    svc = session.get(Service, service_id)
+    svc = session.get(Service, service_id) if is_row_id(service_id) else None
     if svc is None:
         raise NotFound(f"service {service_id} not found{hint}")
     return svc

@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 from models.cycle import ProgrammePhase
 from models.installation import installation_id
 from models.tables import OUTSTANDING, Deadline, DeadlineStatus, Network, Service, Visit
+from models.types import is_row_id
 from states.clock import LONDON, local_date
 from states.errors import InvalidInput, NotFound
 from states.machines.spec import get_spec
@@ -354,7 +355,7 @@ def network_feed(session: Session, network_code: str, today: date, service_id: i
     if net is None:
         raise NotFound(f"network {network_code!r} not found (peerwatch network list)")
     if service_id is not None:
-        svc = session.get(Service, service_id)
+        svc = session.get(Service, service_id) if is_row_id(service_id) else None
         if svc is None or svc.network_id != net.id:
             raise NotFound(f"service {service_id} not found in network {network_code} (peerwatch service list)")
     return _feed(_load(session, [net.id], _stamp(today)[0]), net.id, today, service_id)  # type: ignore[list-item,arg-type]

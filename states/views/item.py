@@ -20,6 +20,7 @@ from models.tables import (
     Service,
     StatefulItem,
 )
+from models.types import is_row_id
 from states.clock import Clock, local_date
 from states.errors import NotFound
 from states.machines.spec import CLOCK_TRIGGERS, get_spec, kinds, outstanding_deadlines
@@ -198,8 +199,8 @@ def related(session: Session, principal: Principal, kind: str, row: StatefulItem
 
 def letter(session: Session, principal: Principal, kind: str, item_id: int, message_id: int) -> dict[str, Any]:
     """One letter about a visible item, as it was sent (headers and the text body), or NotFound."""
-    get_visible(session, principal, kind, item_id)
-    m = session.get(OutboxMessage, message_id) if -(2**63) <= message_id < 2**63 else None
+    row = get_visible(session, principal, kind, item_id)
+    m = session.get(OutboxMessage, message_id) if is_row_id(message_id) else None
     if m is None or m.kind != kind or m.item_id != item_id:
         raise NotFound(f"letter {message_id} of {kind} {item_id} not found")
     files = session.exec(sm_select(Attachment).where(Attachment.idempotency_key == m.idempotency_key))
@@ -207,7 +208,7 @@ def letter(session: Session, principal: Principal, kind: str, item_id: int, mess
         **_letter_row(m),
         "kind": kind,
         "id": item_id,
-        "ref": ref(kind, item_id),
+        "ref": ref(kind, item_id, getattr(row, "level", None)),
         "cc": ", ".join(f"{p.get('name')} ({p.get('role_name') or p.get('role')})" for p in m.cc),
         "to_addresses": [p.get("email") for p in m.to],
         "message_header": m.message_id,

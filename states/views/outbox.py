@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel import Session, col, select
 
 from models import OutboxMessage, OutboxStatus
+from models.types import is_row_id
 from states.errors import InvalidInput, NotFound
 
 STATUSES = tuple(s.value for s in OutboxStatus)
@@ -26,7 +27,7 @@ def messages(session: Session, status: str | None = None) -> list[OutboxMessage]
 
 def message(session: Session, message_id: int) -> OutboxMessage:
     """One message, or NotFound naming the command that lists them."""
-    m = session.get(OutboxMessage, message_id) if -(2**63) <= message_id < 2**63 else None
+    m = session.get(OutboxMessage, message_id) if is_row_id(message_id) else None
     if m is None:
         raise NotFound(f"outbox message {message_id} not found (peerwatch outbox list)")
     return m

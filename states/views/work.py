@@ -38,9 +38,11 @@ from models.tables import (
     OutboxMessage,
     OutboxStatus,
     Proposal,
+    Risk,
     Service,
     StatefulItem,
 )
+from models.types import is_row_id
 from states.calendar import calendar_for
 from states.clock import Clock, SystemClock, local_date
 from states.errors import InvalidInput, NotFound
@@ -176,7 +178,7 @@ def get_visible(session: Session, principal: Principal, kind: str, item_id: int)
     """The row, or NotFound (the same message whether absent or hidden)."""
     spec = get_spec(kind)
     missing = NotFound(f"{kind} {item_id} not found")
-    if not -(2**63) <= item_id < 2**63:
+    if not is_row_id(item_id):
         raise missing
     row = session.get(spec.model, item_id)
     if row is None or not can_see(session, principal, kind, row):
@@ -314,6 +316,13 @@ def my_work(
     }
 
 
+def _risk_levels(session: Session, ids: list[int]) -> dict[int, str]:
+    """IR, SC or GC of these risks, in one query (how people name them: SC-5)."""
+    if not ids:
+        return {}
+    return {i: lvl for i, lvl in session.execute(sm_select(Risk.id, Risk.level).where(col(Risk.id).in_(ids)))}
+
+
 def proposals_for(session: Session, principal: Principal) -> list[dict[str, Any]]:
     """Four-eyes proposals at their item's current version, made by someone else, that this
     principal may confirm (a role the trigger allows, held where the item sits)."""
@@ -373,6 +382,10 @@ def proposals_for(session: Session, principal: Principal) -> list[dict[str, Any]
                     "version": r.version,
                 }
             )
+    levels = _risk_levels(session, [found["id"] for found in out if found["kind"] == "risk"])
+    for found in out:
+        if found["kind"] == "risk" and found["id"] in levels:
+            found["ref"] = ref("risk", found["id"], levels[found["id"]])
     return out
 
 

@@ -13,12 +13,13 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlmodel import Session
 
+from models.types import MAX_ROW_ID
 from states.clock import parse_date
 from states.errors import InvalidInput, NotFound, PeerwatchError
 from web.deps import Who, engine_of, who
 from web.errors import one_line, status_of
 
-MAX_INT = 2**63 - 1
+MAX_INT = MAX_ROW_ID  # every number a form takes (ids, scores, days) fits a database integer
 # The signed-in person, as a route's parameter: ``me: Me``.
 Me = Annotated[Who, Depends(who)]
 
