@@ -47,3 +47,21 @@ def test_an_unknown_purpose_is_refused_and_nothing_is_made(db: Engine, me: Princ
         accounts.create_token(s, me, SystemClock(), "odd", purpose="admin")
     with Session(db) as s:
         assert s.exec(select(AccessToken)).all() == []
+
+
+def test_an_auditor_makes_and_revokes_tokens_of_their_own(db: Engine) -> None:
+    """Read-only in every role, an auditor still has tokens (the API's reads, a calendar feed):
+    making and revoking one's own is done in no role, and audited as the auditor's."""
+    from tests.support_accounts import account  # lazy: only this test
+
+    auditor = account(db, "Ada Marsh", ("auditor",))
+    with Session(db) as s:
+        row, _ = accounts.create_token(s, auditor, SystemClock(), "reads")
+        assert row.id is not None
+        accounts.revoke_token(s, auditor, SystemClock(), row.id)
+        s.commit()
+        events = s.exec(select(AuditEvent).where(AuditEvent.kind == "token").order_by(col(AuditEvent.id))).all()
+    assert [(e.trigger, e.role, e.user_id) for e in events] == [
+        ("create", "(none)", auditor.user_id),
+        ("revoke", "(none)", auditor.user_id),
+    ]

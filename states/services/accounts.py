@@ -36,6 +36,7 @@ from states.text import check_email, check_text
 
 ACTIVE, DISABLED, SYSTEM_STATUS = "active", "disabled", "system"
 TOKEN_PREFIX = "pw_"
+NO_ROLE = "(none)"  # what one does to one's own account (a token of one's own) is done in no role
 DEFAULT_TOKEN_DAYS = 90  # a default: tokens expire after 90 days unless --days says otherwise
 MAX_TOKEN_DAYS = 366
 
@@ -401,7 +402,8 @@ def create_token(
     session.add(row)
     session.flush()
     assert row.id is not None
-    record_change(session, "token", row.id, "create", principal=principal, clock=clock, state="active",
+    # Done in no role (as signing in is): an auditor, read-only in every role, has tokens too.
+    record_change(session, "token", row.id, "create", principal=principal, role=NO_ROLE, clock=clock, state="active",
                   data={"name": name, "prefix": row.prefix, "purpose": purpose,
                         "expires_at": row.expires_at.isoformat()})  # fmt: skip
     return row, token
@@ -423,7 +425,9 @@ def revoke_token(session: Session, principal: Principal, clock: Clock, token_id:
         raise InvalidInput(f"token {token_id} was already revoked")
     row.revoked_at = datetime.now(UTC)
     session.add(row)
-    record_change(session, "token", token_id, "revoke", principal=principal, clock=clock, state="revoked",
+    own = row.user_id == principal.user_id
+    record_change(session, "token", token_id, "revoke", principal=principal,
+                  role=NO_ROLE if own else ADMINISTRATOR, clock=clock, state="revoked",
                   data={"owner": row.user_id, "prefix": row.prefix})  # fmt: skip
     return row
 
