@@ -410,3 +410,4 @@ def test_the_openapi_names_every_kind_and_the_refusals(client: TestClient) -> No
     assert "risk" in enum and "visit" in enum and "dragon" not in enum
     fire = doc["paths"]["/api/v1/items/{kind}/{item_id}/fire"]["post"]["responses"]
     assert {"200", "401", "403", "404", "409", "422"} <= set(fire)
+    assert doc["paths"] and all(path.startswith("/api/v1/") for path in doc["paths"])  # the pages are not the API

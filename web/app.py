@@ -27,6 +27,7 @@ log = logging.getLogger("peerwatch.web")
 
 STATIC = Path(__file__).parent / "static"
 
+API_ROUTER = "web.api"
 # The page and API routers, included in this order (each module's ``router``).
 ROUTERS: tuple[str, ...] = (
     "web.auth",
@@ -69,7 +70,8 @@ def create_app(url: str | None = None, settings: Settings | None = None) -> Fast
         return "ok"
 
     for name in ROUTERS:
-        app.include_router(importlib.import_module(name).router)
+        # The OpenAPI document describes the API only: the pages are for browsers, not clients.
+        app.include_router(importlib.import_module(name).router, include_in_schema=name == API_ROUTER)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if assets_ready():
