@@ -114,17 +114,13 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/create/{kind}"): Rule(who=STAFF),
     # the outbox
     ("GET", "/outbox"): Rule(),
-    # FINDING (states/services/outbox.py): network B's user is told a letter about network A's
-    # item exists (403 "not in the scope", or 422 "not in doubt") where a missing one is a 404.
-    ("POST", "/outbox/{message_id}/retry"): Rule(
-        who=STAFF, scoped=True, denied=frozenset({403, 404}), hidden=frozenset({403, 404})
-    ),
-    # every failed letter, network A's among them: network B's manager is refused them all
-    ("POST", "/outbox/retry-failed"): Rule(who=STAFF - {"other"}),
-    # a letter not in doubt is refused as such (422) before the role is asked: nothing changes
-    ("POST", "/outbox/{message_id}/settle"): Rule(
-        who=STAFF, scoped=True, denied=frozenset({403, 404, 422}), hidden=frozenset({403, 404, 422})
-    ),
+    # a letter about another network's item is the same 404 as a missing one (its existence and
+    # state are not told); in scope, a role that may not send it is refused (403)
+    ("POST", "/outbox/{message_id}/retry"): Rule(who=STAFF, scoped=True, denied=frozenset({403, 404})),
+    # every failed letter in the person's scopes: network B's manager has none to retry
+    ("POST", "/outbox/retry-failed"): Rule(who=STAFF),
+    # in scope, a letter not in doubt is refused as such (422): nothing changes
+    ("POST", "/outbox/{message_id}/settle"): Rule(who=STAFF, scoped=True, denied=frozenset({403, 404, 422})),
     # contacts and reviewers
     ("GET", "/contacts"): Rule(),
     # Contacts and reviewers are reference data: staff and administrators edit them (an

@@ -52,24 +52,41 @@ def _roles(session: Session, rows: list[OutboxMessage], principal: Principal, wh
     return [principal.require_any(SENDERS, f"{what} outbox message {m.id}", _where(session, m)) for m in rows]
 
 
+def _in_scope(session: Session, m: OutboxMessage, principal: Principal) -> bool:
+    """Is the letter's item in some scope of the principal's (whatever the role)?"""
+    return principal.is_system or bool(principal.roles_at(_where(session, m)))
+
+
+def _get_visible(session: Session, i: int, where: str, principal: Principal) -> OutboxMessage:
+    """The message, or "not found" when it is missing or about an item in no scope of the
+    principal's: whether such a letter exists, or what state it is in, is not told."""
+    m = _get(session, i, where)
+    if not _in_scope(session, m, principal):
+        raise NotFound(f"outbox message {i} not found ({where})")
+    return m
+
+
 def retry(
     session: Session, ids: list[int], *, all_failed: bool = False, principal: Principal, clock: Clock
 ) -> list[OutboxMessage]:
-    """Queue failed or in-doubt messages to go on the next dispatch (``all_failed``: every failed one).
+    """Queue failed or in-doubt messages to go on the next dispatch (``all_failed``: every failed
+    one about an item in the principal's scopes).
     Refuses, changing nothing, a message being sent right now or one that is not failed or in doubt."""
     if not ids and not all_failed:
         raise InvalidInput("name the message id(s) to retry, or give --all-failed")
     now = clock.now()
-    if all_failed:
-        rows = list(
-            session.exec(
+    if all_failed:  # every failed letter about an item in the principal's scopes
+        rows = [
+            m
+            for m in session.exec(
                 select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.FAILED).order_by(col(OutboxMessage.id))
             )
-        )
+            if _in_scope(session, m, principal)
+        ]
     else:
         rows = []
         for i in dict.fromkeys(ids):
-            m = _get(session, i, "peerwatch outbox list")
+            m = _get_visible(session, i, "peerwatch outbox list", principal)
             if m.status == OutboxStatus.SENDING and not is_in_doubt(m) and m.next_attempt_at > now:
                 raise InvalidInput(f"outbox message {i} is being sent right now: wait for the dispatch to finish")
             if m.status not in (OutboxStatus.FAILED, OutboxStatus.SENDING):
@@ -113,7 +130,7 @@ def settle_in_doubt(
         raise InvalidInput(f"{action!r}: use hold, resend or delivered")
     rows = []
     for i in dict.fromkeys(ids):
-        m = _get(session, i, "peerwatch outbox list --incidents")
+        m = _get_visible(session, i, "peerwatch outbox list --incidents", principal)
         if not is_in_doubt(m):
             raise InvalidInput(f"outbox message {i} is not in doubt (it is {m.status}): nothing to settle")
         rows.append(m)
