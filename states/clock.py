@@ -54,10 +54,12 @@ def local_date(moment: datetime) -> date:
 
 
 def show(moment: datetime) -> str:
-    """A timestamp as people read it: Europe/London."""
-    import pendulum  # only to print
-
-    return pendulum.instance(moment).in_timezone(LONDON).format("YYYY-MM-DD HH:mm zz")
+    """A timestamp as people read it: Europe/London, e.g. 2027-03-19 12:00 GMT (BST in summer).
+    (zoneinfo, not pendulum: a page shows dozens of these, and pendulum's conversion cost about
+    1 ms each, a fifth of an item page's time.)"""
+    if moment.tzinfo is None:  # stored values are UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(_LONDON_TZ).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def parse_date(text: str, what: str = "date") -> date:
