@@ -46,6 +46,7 @@ def web(
     import uvicorn  # lazy: start-up time (only this command serves)
 
     from web.assets import ASSET_DIR, assets_ready  # lazy: start-up time (the web package only here)
+    from web.server import PROTOCOL  # lazy: start-up time (uvicorn's protocol classes)
 
     init_db()  # once, before any worker starts: the newest migration, errors on one line
     if not assets_ready():
@@ -64,4 +65,5 @@ def web(
         log_level=log_level,
         server_header=False,
         reload=False,
+        http=PROTOCOL,  # TCP_NODELAY on every connection, with any number of workers (web/server.py)
     )
