@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlalchemy.orm import declared_attr
 from sqlmodel import Field
 
@@ -279,9 +279,17 @@ class Deadline(Table, table=True):
         Index("ix_deadline_status_due", "status", "due_on"),
         Index("ix_deadline_status_remind", "status", "remind_on"),
         Index("ix_deadline_item", "kind", "item_id"),
-        # "My work" (states/views/work.py): the outstanding deadlines of the names a person's
-        # roles own, by due date, without reading the rows of anyone else's.
-        Index("ix_deadline_owner", "kind", "name", "status", "due_on", "item_id"),
+        # "My work" (states/views/work.py): a kind's outstanding deadlines in due-date order, read
+        # only as far as a page needs. Partial (closed ones are most of the table and never
+        # shown); the condition is written the way the query writes it, so SQLite uses it.
+        Index(
+            "ix_deadline_open_due",
+            "kind",
+            "due_on",
+            "item_id",
+            sqlite_where=text("status != 'closed'"),
+            postgresql_where=text("status != 'closed'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

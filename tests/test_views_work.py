@@ -87,6 +87,35 @@ def test_my_work_lists_owned_deadlines_overdue_first_within_the_network(db: Engi
         assert work.my_work(s, office, FixedClock(TODAY))["deadlines"] == []
 
 
+def test_a_paused_deadline_is_not_overdue_and_the_count_stops_at_its_cap(
+    db: Engine, risks: dict[str, int], services: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overdue first means running and past due: a paused deadline (its clock stopped) comes
+    with the ones not yet due, by date, however early it was due. The total is counted up to
+    COUNT_CAP and then says "at least"; the pages still reach every row."""
+    paused = _risk(db, services, MRH, date(2026, 10, 1), "SC", title="Paused before it was due")
+    nm = support_accounts.account(db, "Pausing Manager", ("network-manager",))
+    with Session(db) as s:
+        engine.fire(s, "risk", paused, "pause_clock", principal=nm, clock=FixedClock(date(2026, 10, 2)), note="inquest")
+        s.commit()
+    wm = support_accounts.account(
+        db, "West Manager", ("network-manager",), scope="network", scope_id=_network_id(db, "WMTN")
+    )
+    with Session(db) as s:
+        out = work.my_work(s, wm, FixedClock(TODAY))
+        assert [d["id"] for d in out["deadlines"]] == [risks["old"], paused, risks["recent"]]
+        assert [d["overdue"] for d in out["deadlines"]] == [True, False, False]
+        assert out["total"] == 3 and not out["total_is_at_least"]
+        assert [d["id"] for d in work.my_work(s, wm, FixedClock(TODAY), overdue_only=True)["deadlines"]] == [
+            risks["old"]
+        ]
+        monkeypatch.setattr(work, "COUNT_CAP", 2)
+        capped = work.my_work(s, wm, FixedClock(TODAY), limit=2)
+        assert capped["total"] == 2 and capped["total_is_at_least"]
+        rest = work.my_work(s, wm, FixedClock(TODAY), limit=2, offset=2)
+    assert [d["id"] for d in capped["deadlines"] + rest["deadlines"]] == [risks["old"], paused, risks["recent"]]
+
+
 def test_another_networks_item_is_not_found_like_a_missing_one(db: Engine, risks: dict[str, int]) -> None:
     wm = support_accounts.account(
         db, "West Manager", ("network-manager",), scope="network", scope_id=_network_id(db, "WMTN")

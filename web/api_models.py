@@ -107,7 +107,8 @@ class WorkIncident(_Out):
 
 class WorkOut(_Out):
     deadlines: list[WorkDeadline]
-    total: int = Field(description="Open deadlines in all (the page is limit/offset of them).")
+    total: int = Field(description="Open deadlines in all (the page is limit/offset of them), counted up to 1000.")
+    total_is_at_least: bool = Field(description="True when there are more than ``total``: the count stopped there.")
     limit: int
     offset: int
     today: date

@@ -34,6 +34,8 @@ def my_work(
             s, me.principal, me.clock, limit=PER_PAGE, offset=(page_no - 1) * PER_PAGE, overdue_only=overdue_only
         )
     pages = max(1, -(-data["total"] // PER_PAGE))
+    if data["total_is_at_least"] and len(data["deadlines"]) == PER_PAGE:
+        pages = max(pages, page_no + 1)  # counted only so far: there is at least one more page
     query = "&overdue=1" if overdue_only else ""
     return page(
         request,

@@ -6,7 +6,8 @@ identity (``oidc_issuer``, ``oidc_subject``: unique together when set); the tabl
 ``web_session`` (a signed-in browser: only the SHA-256 of its cookie's token is stored) and
 ``sign_in_attempt`` (what the throttles count); and on ``installation`` the day a training
 database stands at (``training_today``), so its web application acts on the story's date;
-and the index "My work" reads deadlines by (``ix_deadline_owner``).
+and the index "My work" reads a kind's open deadlines by, in due-date order
+(``ix_deadline_open_due``, partial: closed deadlines are left out).
 Columns are added in place (no batch copy).
 
 Revision ID: 0012
@@ -71,11 +72,18 @@ def upgrade() -> None:
     op.create_index("ix_sign_in_attempt_email", "sign_in_attempt", ["email_given", "ok", "at"])
     op.create_index("ix_sign_in_attempt_address", "sign_in_attempt", ["address", "ok", "at"])
     op.add_column("installation", sa.Column("training_today", sa.Date(), nullable=True))
-    op.create_index("ix_deadline_owner", "deadline", ["kind", "name", "status", "due_on", "item_id"])
+    open_only = sa.text("status != 'closed'")
+    op.create_index(
+        "ix_deadline_open_due",
+        "deadline",
+        ["kind", "due_on", "item_id"],
+        sqlite_where=open_only,
+        postgresql_where=open_only,
+    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_deadline_owner", table_name="deadline")
+    op.drop_index("ix_deadline_open_due", table_name="deadline")
     op.drop_column("installation", "training_today")
     op.drop_index("ix_sign_in_attempt_address", table_name="sign_in_attempt")
     op.drop_index("ix_sign_in_attempt_email", table_name="sign_in_attempt")
