@@ -20,10 +20,10 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from datetime import date
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import event, inspect, or_, select
+from sqlalchemy import Date, DateTime, event, inspect, or_, select
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import SQLModel
 
@@ -144,18 +144,47 @@ def check_row(obj: Any, only: set[str] | None = None) -> None:
             check_email(getattr(obj, name, None), f"{table} {name.replace('_', ' ')}")
 
 
+# The dates peerwatch records: a date outside them is a typing error (0001-01-01, 9999-12-31),
+# refused with one line, and would otherwise cost every page that counts working days to it.
+DATE_FLOOR, DATE_CEILING = date(2000, 1, 1), date(2100, 12, 31)
+
+
+@cache
+def _date_columns(table: Any) -> tuple[str, ...]:
+    """The columns of a table that hold a calendar date (not a timestamp)."""
+    return tuple(c.key for c in table.columns if isinstance(c.type, Date) and not isinstance(c.type, DateTime))
+
+
+def check_dates(obj: Any, only: set[str] | None = None) -> None:
+    """Refuse a date outside DATE_FLOOR..DATE_CEILING in one ORM row (``only``: just these columns)."""
+    table = getattr(obj, "__table__", None)
+    if table is None:
+        return
+    for name in _date_columns(table):
+        if only is not None and name not in only:
+            continue
+        value = getattr(obj, name, None)
+        if isinstance(value, date) and not DATE_FLOOR <= value <= DATE_CEILING:
+            raise InvalidInput(
+                f"{table.name} {name.replace('_', ' ')} {value.isoformat()}: give a date from "
+                f"{DATE_FLOOR.isoformat()} to {DATE_CEILING.isoformat()}"
+            )
+
+
 def _before_flush(session: OrmSession, _context: Any, _instances: Any) -> None:
     """Every new row, and every changed column of a loaded row, before anything is written."""
     for obj in session.new:
         check_row(obj)
+        check_dates(obj)
     for obj in session.dirty:
-        table = getattr(getattr(obj, "__table__", None), "name", None)
-        if table not in FIELDS:
+        table = getattr(obj, "__table__", None)
+        if table is None or (table.name not in FIELDS and not _date_columns(table)):
             continue
         state = inspect(obj)
         changed = {a.key for a in state.attrs if a.history.has_changes()}
         if changed:
             check_row(obj, changed)
+            check_dates(obj, changed)
 
 
 if not event.contains(OrmSession, "before_flush", _before_flush):
