@@ -374,7 +374,18 @@ def routes_cache() -> list[tuple[str, str]]:
 ID_PARAMS = ("item_id", "message_id", "contact_id", "reviewer_id", "user_id", "token_id", "visit_id", "report_id",
              "change_id", "service_id")  # fmt: skip
 # 0, negative, just past PostgreSQL's INTEGER, the largest 64-bit, past 64 bits, not a number
-ODD_IDS = ("0", "-1", str(2**31), str(2**63 - 1), str(2**63), "9" * 30, "1e3", "%20")
+ODD_IDS = (
+    "0",
+    "-1",
+    str(2**31),
+    str(2**63 - 1),
+    str(2**63),
+    "9" * 30,
+    "1e3",
+    "%20",
+    "%C2%B2",
+    "%D9%A1%D9%A1",
+)  # ² and ١١: digits to str.isdigit, not to int()
 
 
 def test_an_id_out_of_range_on_any_route_is_refused_never_a_500(world: tuple[World, Any]) -> None:

@@ -10,6 +10,8 @@ gets no session; a reply that does not match this browser's request is refused."
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import warnings
 from collections.abc import Iterator
@@ -174,6 +176,10 @@ def test_a_reply_that_does_not_match_this_browsers_request_is_refused(
     assert answer.status_code == 400 and "did not match" in answer.text
     fresh = app_client(db_url, provider)  # no sign-on started at all
     assert fresh.get(f"{back.path}?{back.query}", follow_redirects=False).status_code == 400
+    for altered in ({"at": "x", "state": "s"}, {"at": None}, {"at": [1]}, ["not", "a", "dict"]):  # never a 500
+        forged = base64.urlsafe_b64encode(json.dumps(altered).encode()).decode()
+        fresh.cookies.set("peerwatch_oidc", forged)
+        assert fresh.get(f"{back.path}?{back.query}", follow_redirects=False).status_code == 400
     assert web_sessions(db) == []
 
 

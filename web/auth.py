@@ -190,7 +190,8 @@ async def oidc_callback(request: Request) -> Response:
         return _refused(request, "single sign-on is not set up on this server", 404)
     params = request.query_params
     kept = _unpack(request.cookies.get(OIDC_COOKIE, ""))
-    if kept is None or int(kept.get("at", 0)) + OIDC_TTL < time.time():
+    at = kept.get("at") if kept is not None else None
+    if not isinstance(at, int | float) or at + OIDC_TTL < time.time():  # absent, altered or too old
         return _refused(request, "the single sign-on took too long or did not start here: try again", 400)
     if not csrf_matches(str(kept.get("state", "")), params.get("state")):
         return _refused(request, "the single sign-on reply did not match this browser's request: try again", 400)

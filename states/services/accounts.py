@@ -132,7 +132,7 @@ def find_user(session: Session, ref: str | int) -> User:
     """An account by id, email, OS login or exact display name."""
     text = str(ref).strip()
     user: User | None = None
-    if text.isdigit() and len(text) < 19 and is_row_id(int(text)):
+    if text.isascii() and text.isdigit() and len(text) < 19 and is_row_id(int(text)):
         user = session.get(User, int(text))
     if user is None:
         user = session.exec(

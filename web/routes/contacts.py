@@ -171,7 +171,7 @@ async def contact_add(request: Request, me: Me) -> Response:
         scope, _, ident = need(fields, "scope", "where the role is held").partition(":")
         ids: dict[str, int | None] = {"service_id": None, "organisation_id": None, "network_id": None}
         if scope != "national":
-            if scope not in ("service", "organisation", "network") or not ident.isdigit():
+            if scope not in ("service", "organisation", "network") or not (ident.isascii() and ident.isdigit()):
                 raise InvalidInput("choose where the role is held")
             ids[f"{scope}_id"] = int(ident)
         with db(request) as s:

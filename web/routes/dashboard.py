@@ -92,6 +92,6 @@ def network_feed(request: Request, token: str, code: str) -> Response:
 
 @router.get("/feeds/{token}/{code}/services/{service_id}.ics")
 def service_feed(request: Request, token: str, code: str, service_id: str) -> Response:
-    if not service_id.isdigit() or len(service_id) > 18:
+    if not (service_id.isascii() and service_id.isdigit()) or len(service_id) > 18:
         return Response("not found\n", status_code=404, media_type="text/plain")
     return _feed(request, token, code, int(service_id))

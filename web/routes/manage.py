@@ -96,7 +96,7 @@ def errors_of(exc: PeerwatchError, field: str | None = None) -> list[dict[str, A
 
 def path_id(value: str) -> int:
     """An id from the path (kept a string in the route so any text is a 404, never a 422)."""
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise NotFound("not found")
     return int(value)
 
