@@ -356,6 +356,29 @@ def test_five_failures_lock_the_account_for_fifteen_minutes(db: Engine, asha: Pr
     assert signin.sign_in(db, EMAIL, PASSPHRASE, "10.0.1.1", tick).user_id == asha.user_id
 
 
+def test_guesses_sent_at_once_reach_the_password_check_no_more_than_the_limit(
+    db: Engine, asha: Principal, tick: Clock
+) -> None:
+    """The reviewer's probe: 16 wrong passwords sent in parallel were all checked (the throttle
+    read the failures before any of them was written). Each attempt is now reserved first and
+    counts only those reserved before it: five are checked, the rest refused as throttled."""
+    from concurrent.futures import ThreadPoolExecutor  # lazy: only this test
+
+    def guess(i: int) -> str:
+        try:
+            signin.sign_in(db, EMAIL, f"parallel wrong guess {i}", f"10.0.2.{i}", tick)
+        except SignInRefused as refused:
+            return str(refused)
+        return "signed in"
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(guess, range(16)))
+    assert answers.count(signin.REFUSED) == 5, answers
+    assert sum("too many failed sign-ins" in a for a in answers) == 11
+    reasons = [r.reason for r in _refusals(db)]
+    assert reasons.count("wrong password") == 5 and sum(r.startswith("throttled") for r in reasons) == 11
+
+
 def test_an_unknown_email_locks_as_an_account_would(db: Engine, asha: Principal, tick: Clock) -> None:
     """The lock tells nothing about which emails have accounts."""
     for i in range(5):

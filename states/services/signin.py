@@ -243,11 +243,15 @@ def _locked_until(ats: list[datetime], limit: int, throttle: Throttle, now: date
     return until
 
 
-def _failures(session: Session, since: datetime, *, email: str | None = None, address: str | None = None) -> list[datetime]:  # fmt: skip
-    """The password sign-in failures since ``since`` for one email given, or from one address."""
+def _failures(session: Session, since: datetime, *, email: str | None = None, address: str | None = None,
+              before_id: int | None = None) -> list[datetime]:  # fmt: skip
+    """The password sign-in failures since ``since`` for one email given, or from one address
+    (``before_id``: only attempts reserved before that one)."""
     q = select(SignInAttempt.at).where(
         col(SignInAttempt.ok).is_(False), SignInAttempt.via == "password", SignInAttempt.at > since
     )
+    if before_id is not None:
+        q = q.where(col(SignInAttempt.id) < before_id)
     if email is not None:
         last_ok = session.exec(
             select(func.max(SignInAttempt.at)).where(SignInAttempt.email_given == email, col(SignInAttempt.ok))
@@ -260,17 +264,28 @@ def _failures(session: Session, since: datetime, *, email: str | None = None, ad
     return sorted(session.exec(q.order_by(col(SignInAttempt.at).desc()).limit(1000)).all())
 
 
-def _throttled(session: Session, email: str, address: str | None, clock: Clock) -> datetime | None:
+def _throttled(
+    session: Session, email: str, address: str | None, clock: Clock, before_id: int | None = None
+) -> datetime | None:
     """When password sign-in for this account (by the email given, whether an account has it or
     not: a lock tells nothing), or from this address, may be tried again; None if now."""
     throttle, now = Throttle.from_env(), clock.now()
     since = now - throttle.window - throttle.lock
     locks = []
     if email:
-        locks.append(_locked_until(_failures(session, since, email=email), throttle.account_failures, throttle, now))
+        locks.append(
+            _locked_until(
+                _failures(session, since, email=email, before_id=before_id), throttle.account_failures, throttle, now
+            )
+        )
     if address:
         locks.append(
-            _locked_until(_failures(session, since, address=address), throttle.address_failures, throttle, now)
+            _locked_until(
+                _failures(session, since, address=address, before_id=before_id),
+                throttle.address_failures,
+                throttle,
+                now,
+            )
         )
     found = [t for t in locks if t is not None]
     return max(found) if found else None
@@ -339,9 +354,22 @@ def sign_in(db: Engine, email: str, password: str, address: str | None, clock: C
     given = _email_given(email)
     address = _address(address)
     params: dict[str, Any] = {"email": given, "address": address, "method": "password"}
+    # The attempt is reserved (stored as a failure) before the throttles are asked, and they count
+    # only the attempts reserved before it: guesses sent at once each see the ones before them,
+    # so no more than the limit reach the password check.
     with Session(db, expire_on_commit=False) as s:
+        begin_write(s)
         user = _user_by_email(s, str(email or "").strip().lower())
-        until = _throttled(s, given, address, clock)
+        attempt = SignInAttempt(at=clock.now(), account_id=user.id if user is not None else None, email_given=given,
+                                address=address, via="password", ok=False)  # fmt: skip
+        s.add(attempt)
+        s.commit()
+    with Session(db, expire_on_commit=False) as s:
+        until = _throttled(s, given, address, clock, before_id=attempt.id)
+        if until is not None:  # a refused try is not a failure of its own: the lock is not lengthened
+            begin_write(s)
+            s.delete(s.get(SignInAttempt, attempt.id))
+            s.commit()
     if until is not None:
         shown = f"too many failed sign-ins: try again after {_minute(until)}"
         raise _refuse(db, user, clock, f"throttled until {until.isoformat()}", params, shown)
@@ -367,12 +395,12 @@ def sign_in(db: Engine, email: str, password: str, address: str | None, clock: C
             else:
                 if rehash is not None:
                     fresh.password_hash = rehash
+                reserved = s.get(SignInAttempt, attempt.id)
+                if reserved is not None:
+                    s.delete(reserved)  # _start records the successful attempt itself
                 done = _start(s, fresh, clock, address, "password", given)
                 s.commit()
                 return done
-        s.add(SignInAttempt(at=clock.now(), account_id=user.id if user is not None else None, email_given=given,
-                            address=address, via="password", ok=False))  # fmt: skip
-        s.commit()
     raise _refuse(db, user, clock, why, params, REFUSED)
 
 
