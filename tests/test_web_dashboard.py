@@ -83,6 +83,10 @@ def test_a_calendar_feed_is_served_to_its_token_and_gone_once_revoked(
     anon = type(client)(client.app)  # no session cookie: the token alone authenticates
     r = anon.get(f"/feeds/{token}/WMTN.ics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/calendar")
+    # the feed's own headers stand (one of each): no referrer from its URL, a short private cache
+    assert r.headers.get_list("referrer-policy") == ["no-referrer"]
+    assert r.headers.get_list("cache-control") == ["private, max-age=300"]
+    assert r.headers["content-security-policy"].startswith("default-src 'self'")
     cal = icalendar.Calendar.from_ical(r.content)
     events = [c for c in cal.walk("VEVENT")]
     assert events, "the network's pending deadlines are in its feed"

@@ -22,6 +22,23 @@ CSP = (
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
 )
 HSTS = "max-age=31536000; includeSubDomains"
+FIXED = frozenset(
+    {b"content-security-policy", b"x-content-type-options", b"x-frame-options", b"cross-origin-opener-policy",
+     b"permissions-policy"}
+)  # fmt: skip
+DEFAULTS = ((b"referrer-policy", b"same-origin"),)
+
+
+def _fixed(csp: str) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-security-policy", csp.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+    ]
+
+
 CACHEABLE = ("/static/", "/assets/")
 
 
@@ -48,16 +65,14 @@ class SecurityHeaders:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control" or cacheable]
-                headers += [
-                    (b"content-security-policy", csp.encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"same-origin"),
-                    (b"x-frame-options", b"DENY"),
-                    (b"cross-origin-opener-policy", b"same-origin"),
-                    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
-                ]
-                if not cacheable:
+                given = message.get("headers", [])
+                named = {k.lower() for k, _ in given}
+                # The policy headers are always these (a route cannot weaken them); the referrer
+                # and caching ones are defaults a route may set itself (a calendar feed does).
+                headers = [(k, v) for k, v in given if k.lower() not in FIXED]
+                headers += _fixed(csp)
+                headers += [(k, v) for k, v in DEFAULTS if k not in named]
+                if not cacheable and b"cache-control" not in named:
                     headers.append((b"cache-control", b"no-store"))
                 if self.secure:
                     headers.append((b"strict-transport-security", HSTS.encode()))
