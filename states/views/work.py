@@ -269,10 +269,11 @@ def my_work(
         base = (
             select(_D.c.id, _D.c.kind, _D.c.item_id, _D.c.due_on, _D.c.status)
             .select_from(p.scoped(_D.join(p.item, p.item.c.id == _D.c.item_id)))
-            # written as the partial index's own condition, so that SQLite uses it
-            .where(_D.c.kind == kind, _D.c.status != literal_column("'closed'"), or_(*conds))
+            .where(_D.c.kind == kind, or_(*conds))
         )
-        running = base.where(_D.c.status != DeadlineStatus.PAUSED.value)
+        # running: the partial index's own condition written as it is, so that SQLite uses it;
+        # paused: few, found by (status, due_on) (ix_deadline_status_due)
+        running = base.where(_D.c.status != literal_column("'closed'"), _D.c.status != DeadlineStatus.PAUSED.value)
         paused = base.where(_D.c.status == DeadlineStatus.PAUSED.value)
         streams = [running.where(_D.c.due_on < today)] if overdue_only else [running, paused]
         for q in streams:
