@@ -188,6 +188,8 @@ def test_a_step_with_parameters_fired_through_its_form(
         last is not None and last.trigger == "rescore" and last.user_id == nm.user_id and last.data.get("via") == "web"
     )
     assert "Rescore: done" in get_ok(client, r.headers["location"])
+    # a link cannot make the page say something was done: only the last thing I did
+    assert "Withdraw: done" not in get_ok(client, f"/items/risk/{item_id}?done=withdraw")
 
 
 def test_a_withdrawal_is_checked_before_it_is_fired(

@@ -100,6 +100,7 @@ def page(session: Session, principal: Principal, kind: str, item_id: int, clock:
             "via": e.data.get("via"),
             "params": e.data.get("params") or {},
             "version": e.version,
+            "user_id": e.user_id,
         }
         for e in events
     ]

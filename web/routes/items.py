@@ -124,7 +124,10 @@ def item(
         data = work.item_page(s, me.principal, kind, item_id, me.clock)
     spec = get_spec(kind)
     banner = None
-    if done in spec.triggers():
+    last = data["history"][-1] if data["history"] else {}
+    if last.get("user_id") != me.principal.user_id:  # the banner tells what I just did, not a link's say-so
+        done = proposed = ""
+    if done in spec.triggers() and last.get("trigger") == done:
         banner = f"{forms.label(done)}: done. The {kind} is now {data['state'].replace('_', ' ')}."
     elif proposed in spec.triggers():
         banner = f"{forms.label(proposed)}: proposed. A second person must confirm it with the same answers."
