@@ -3,14 +3,17 @@
 The layers, imports going one way, down (pyproject.toml [tool.importlinter] enforces it;
 docs/architecture.md says what lives where)::
 
-    cli/, flows/                 entry points: parse, identify, call a use case, present
+    cli/, flows/, web/           entry points: parse, identify, call a use case, present
       |
     states.services              use cases: one function per thing a person or a flow does,
       |                          each owning its transaction -- the API entry points call
-      +--> states.engine         fire_many / fire, the sweep, deadlines, permissions, letters,
+      +--> states.engine         fire_many / fire, the sweep, deadlines, letters,
       |                          the audit chain: the only writer of states and deadlines
-      +--> states.views          read models: register, overdue, themes, workload, weighting;
-      |                          nothing there changes a row
+      +--> states.views          read models: register, overdue, themes, workload, weighting,
+      |                          My work, the forms of what a person may do; nothing changes a row
+      v
+    states.permissions           who may fire which trigger: the machines' roles and the
+      |                          administrators' table (read by the engine and the views alike)
       v
     states.machines              one module per kind: states, transition table, guards,
       |                          one action per trigger (``spec``: what a kind is, the registry)
@@ -41,6 +44,7 @@ __all__ = [
     "engine",
     "errors",
     "machines",
+    "permissions",
     "policy",
     "principal",
     "programmes",

@@ -21,7 +21,7 @@ from models.tables import AccuracyItem, Appeal, Milestone, Proposal, RefusedAtte
 from states import engine
 from states.clock import FixedClock
 from states.engine.system import SYSTEM_PRINCIPAL
-from states.errors import GuardRefused, MissingActor, PermissionDenied
+from states.errors import GuardRefused, MissingActor, NotFound, PermissionDenied
 from states.principal import Grant, Principal
 from states.services import accounts, milestones, operator
 from states.services import outbox as outbox_use
@@ -199,8 +199,12 @@ def test_an_outbox_letter_is_queued_again_only_within_the_scope(
     letter.status = "failed"
     session.add(letter)
     session.commit()
-    with pytest.raises(PermissionDenied, match=f"not in the scope of queue again outbox message {letter.id}"):
+    # another network's letter is the same "not found" as a missing one (its existence is not told)
+    with pytest.raises(NotFound, match=f"outbox message {letter.id} not found"):
         outbox_use.retry(session, [letter.id], principal=west, clock=DAY)  # type: ignore[list-item]
+    session.rollback()
+    assert session.get(OutboxMessage, letter.id).status == "failed"  # type: ignore[union-attr]
+    assert outbox_use.retry(session, [], all_failed=True, principal=west, clock=DAY) == []  # none in their scope
     session.rollback()
     assert session.get(OutboxMessage, letter.id).status == "failed"  # type: ignore[union-attr]
     (done,) = outbox_use.retry(session, [letter.id], principal=north, clock=DAY)  # type: ignore[list-item]
