@@ -256,7 +256,8 @@ def test_the_forms_show_the_administrators_overrides(db: Engine, session: Sessio
     assert table.roles(risk, "close", close_rows) == {"network-manager"}
     assert table.four_eyes(risk, "close") is True
     assert table.four_eyes(appeal, "decide") is False
-    assert forms.permission_table(Session(db)).four_eyes(appeal, "decide") is False  # read anew, not remembered
+    with Session(db) as fresh:  # read anew, not remembered
+        assert forms.permission_table(fresh).four_eyes(appeal, "decide") is False
     default = [t for t in risk.all_transitions if t["trigger"] == "withdraw"]
     assert table.roles(risk, "withdraw", default) == set().union(*(set(t["roles"]) for t in default)) - {"auditor"}
 
