@@ -285,9 +285,24 @@ def submit_via(driver: Any, button: Any) -> None:
     """Click ``button`` and wait for the next page to load (the old one goes stale)."""
     html = driver.find_element("tag name", "html")
     button.click()
-    from selenium.webdriver.support import expected_conditions as ec  # lazy: as above
+    wait(driver, lambda _driver: is_stale(html))
 
-    wait(driver, ec.staleness_of(html))
+
+def is_stale(element: Any) -> bool:
+    """Whether ``element`` has left the document. Selenium's ``staleness_of`` knows only
+    StaleElementReferenceException; mid-navigation Chromium may instead answer "Node with given
+    id does not belong to the document", which means the same (it failed a CI run)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException  # lazy: as above
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error) or "No node with given id" in str(error):
+            return True
+        raise
+    return False
 
 
 def sign_in(driver: Any, server: Server, email: str, password: str, next_path: str = "") -> None:
