@@ -12,7 +12,7 @@ Nothing here decides anything: ``states/accounts.py`` and the engine do.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, CheckConstraint, Column, Index, UniqueConstraint, text
@@ -78,6 +78,10 @@ class RoleGrant(Table, table=True):
     revoked_by: int | None = Field(default=None, foreign_key="account.id")
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     source: str = "admin"  # admin | contact (made from a contact role, issue 16) | init
+    # A grant made from a contact (source "contact"): the contact row, and the day access ends
+    # (the contact's retirement or replacement: no access from that day, Europe/London).
+    contact_id: int | None = Field(default=None, foreign_key="contact.id", index=True)
+    valid_until: date | None = None
 
 
 class AccessToken(Table, table=True):

@@ -43,6 +43,10 @@ class Policy:
     declarations_working_days_before_visit: int = 10  # panel conflict declarations chased (local policy)
     complaint_acknowledge_working_days: int = 5  # acknowledge a complaint (local policy)
     complaint_resolution_working_days: int = 20  # investigate and resolve it (local policy)
+    response_judgement_working_days: int = (
+        5  # Network Manager judges a Trust's formal response (local policy, issue 16)
+    )
+    plan_update_weeks: int = 13  # the service's quarterly update on its agreed action plan (001, local policy)
     max_extension_working_days: int = 60  # one extend_deadline moves a deadline at most this far (local policy)
     # Visit selection by weighting (000 s5.2 names the process, not the weights: local policy).
     weight_months_since_visit: float = 1.0

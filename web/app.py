@@ -40,6 +40,12 @@ ROUTERS: tuple[str, ...] = (
     "web.routes.admin",
     "web.routes.dashboard",
     "web.routes.reports",
+    "web.routes.invitation",
+    "web.routes.portal",
+    "web.routes.responses",
+    "web.routes.plans",
+    "web.routes.portal_forms",
+    "web.routes.portal_uploads",
 )
 
 
