@@ -48,12 +48,18 @@ class RiskResponse(Table, table=True):
 
 class Upload(Table, table=True):
     """A file sent through the portal, attached to ``owner_kind`` row ``owner_id``
-    (risk_response | plan_action | accuracy_item | appeal | ...). ``content_type`` is what the
-    bytes are (sniffed), never what the name or the browser said."""
+    (risk_response | plan_action | accuracy_item | appeal | submission | ...), about the stateful
+    item ``item_kind`` ``item_id`` (risk 5): who may see the item may download the file.
+    ``content_type`` is what the bytes are (sniffed), never what the name or the browser said."""
 
-    __table_args__ = (Index("ix_upload_owner", "owner_kind", "owner_id"),)
+    __table_args__ = (
+        Index("ix_upload_owner", "owner_kind", "owner_id"),
+        Index("ix_upload_item", "item_kind", "item_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
+    item_kind: str
+    item_id: int
     owner_kind: str
     owner_id: int
     version: int = 1  # per (owner_kind, owner_id, filename): a file sent again is the next version

@@ -74,6 +74,8 @@ def upgrade() -> None:
     op.create_table(
         "upload",
         sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("item_kind", _STR(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
         sa.Column("owner_kind", _STR(), nullable=False),
         sa.Column("owner_id", sa.Integer(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
@@ -88,6 +90,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_upload_owner", "upload", ["owner_kind", "owner_id"])
+    op.create_index("ix_upload_item", "upload", ["item_kind", "item_id"])
     op.create_table(
         "recommendation",
         sa.Column("id", sa.Integer(), nullable=False),
