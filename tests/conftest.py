@@ -117,3 +117,24 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# ---------------------------------------------------------------- password hashing cost
+
+# Argon2id at the production parameters costs about 0.17 s a hash on these machines, and the web
+# tests sign in hundreds of times. In-process, tests hash at the lowest cost argon2-cffi allows;
+# the tests of hashing itself (test_signin.py, and every server a test starts as a subprocess)
+# keep the real parameters.
+_REAL_ARGON2 = frozenset({"test_signin"})
+
+
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.module.__name__.rsplit(".", 1)[-1] in _REAL_ARGON2:
+        return
+    from argon2 import PasswordHasher
+
+    from states.services import signin
+
+    monkeypatch.setattr(signin, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(signin, "_DUMMY", [])
