@@ -37,7 +37,7 @@ web: $(STAMP) $(ASSETS)
 	PEERWATCH_DATABASE_URL='$(WEB_DATABASE)' $(BIN)/peerwatch web
 
 test: lint $(ASSETS)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # The packages mypy holds to strict (pyproject.toml [tool.mypy]); the rest get the baseline there.
 TYPED := states models
@@ -52,7 +52,7 @@ lint: $(STAMP)
 # The same suite on a throw-away PostgreSQL server on 127.0.0.1 (installed from the OS
 # packages if missing, as root); a fresh schema per test. See docs/scale.md.
 test-pg: lint $(ASSETS)
-	.ci/with-postgres $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	.ci/with-postgres $(BIN)/python -m pytest -q --durations=25 $(PYTEST_ARGS)
 
 # Browse the demo's flow runs and artifacts at http://127.0.0.1:4200
 ui: $(STAMP)
