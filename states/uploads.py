@@ -204,6 +204,17 @@ def _extension(filename: str) -> str:
     return f".{ext.lower()}" if dot else ""
 
 
+def check_size(filename: str, size: int, max_bytes: int | None = None) -> None:
+    """Refuse an empty file or one over the limit, from its size alone (before reading it)."""
+    limit = max_upload_bytes() if max_bytes is None else max_bytes
+    if size <= 0:
+        raise InvalidInput(f"{filename} is empty")
+    if size > limit:
+        raise InvalidInput(
+            f"{filename} is too large ({describe_size(size)}): the largest file accepted is {describe_size(limit)}"
+        )
+
+
 def check_file(
     filename: str,
     data: bytes,
@@ -212,12 +223,7 @@ def check_file(
 ) -> str:
     """The file's sniffed content type, if it may be accepted; InvalidInput naming the problem."""
     check_name(filename)
-    limit = max_upload_bytes() if max_bytes is None else max_bytes
-    size = len(data)
-    if size == 0:
-        raise InvalidInput(f"{filename} is empty")
-    if size > limit:
-        raise InvalidInput(f"{filename} is {describe_size(size)}: the largest file accepted is {describe_size(limit)}")
+    check_size(filename, len(data), max_bytes)
     kind = sniff(data)
     welcome = ", ".join(sorted(LABELS.get(t, t) for t in allowed))
     if kind is None:

@@ -44,13 +44,33 @@ TABLE: list[tuple[str, str, str, dict[str, Any], str, set[str]]] = [
     (S.CHASED, "response_inadequate", NM, {}, S.FURTHER_RESPONSE_REQUESTED, {"inadequate_response"}),
     (S.FURTHER_RESPONSE_REQUESTED, "response_inadequate", NM, {"inadequate": 1}, S.ESCALATED, {"escalation"}),
     (S.CHASED, "response_inadequate", NM, {"inadequate": 1}, S.ESCALATED, {"escalation"}),
+    # the Trust's formal response in the portal (issue 16); judged from response_received
+    *[
+        (s, "submit_response", role, {}, S.RESPONSE_RECEIVED, {"response_received"})
+        for s, role in (
+            (S.AWAITING_RESPONSE, "service-lead"),
+            (S.CHASED, "chief-executive"),
+            (S.FURTHER_RESPONSE_REQUESTED, "medical-director"),
+            (S.ESCALATED, "service-lead"),
+        )
+    ],
+    (S.RESPONSE_RECEIVED, "response_adequate", NM, {}, S.MONITORING, {"response_accepted"}),
+    (S.RESPONSE_RECEIVED, "response_inadequate", NM, {}, S.FURTHER_RESPONSE_REQUESTED, {"inadequate_response"}),
+    (S.RESPONSE_RECEIVED, "response_inadequate", NM, {"inadequate": 1}, S.ESCALATED, {"escalation"}),
     (S.MONITORING, "record_progress", "network-office", {"note": "milestone 1 met"}, S.MONITORING, set()),
     (S.WORK_PROGRAMME, "record_progress", NM, {"note": "on track"}, S.WORK_PROGRAMME, set()),
     (S.AWAITING_RESPONSE, "rescore", NM, {"params": {"impact": 2, "likelihood": 3}}, S.AWAITING_RESPONSE, set()),
     (S.ESCALATED, "report_to_national", NM, {}, S.ESCALATED, {"national_report"}),
     *[
         (s, "regrade", NM, {"note": "appeal upheld", "params": {"level": "IR"}}, s, set())
-        for s in (S.IDENTIFIED, S.AWAITING_RESPONSE, S.CHASED, S.FURTHER_RESPONSE_REQUESTED, S.ESCALATED)
+        for s in (
+            S.IDENTIFIED,
+            S.AWAITING_RESPONSE,
+            S.CHASED,
+            S.FURTHER_RESPONSE_REQUESTED,
+            S.RESPONSE_RECEIVED,
+            S.ESCALATED,
+        )
     ],
     (S.MONITORING, "close", NM, {"note": "action plan complete"}, S.CLOSED, set()),
     (S.WORK_PROGRAMME, "close", "regional-lead", {"note": "resolved"}, S.CLOSED, set()),
@@ -61,6 +81,7 @@ TABLE: list[tuple[str, str, str, dict[str, Any], str, set[str]]] = [
             S.AWAITING_RESPONSE,
             S.CHASED,
             S.FURTHER_RESPONSE_REQUESTED,
+            S.RESPONSE_RECEIVED,
             S.ESCALATED,
             S.MONITORING,
             S.WORK_PROGRAMME,

@@ -13,6 +13,16 @@ inadequate again -> ``escalated``: Commissioning Lead and CQC, plus the TPD and 
 doctors in training are affected. A score (impact x likelihood, 6x6) above 12 notifies the
 Acute Specialised Commissioning Team.
 
+The Trust answers in the portal (issue 16): its Chief Executive, Medical Director or Service
+Lead fires ``submit_response`` (awaiting, chased, further response requested, or late after
+escalation) -> ``response_received``: the response and its files are stored by
+``states/services/responses.py``; leaving the waiting state closes the response and chase
+deadlines, so the "no response" chase stops; the Trust gets an acknowledgement and the Network
+Manager a deadline to judge it (``judge_response``, policy ``response_judgement_working_days``,
+5 working days). ``response_adequate`` / ``response_inadequate`` then fire from
+``response_received`` (and still from the waiting states, for a response received on paper),
+stamping the judgement on the latest portal response.
+
 GC: raised -> ``work_programme``, monitored quarterly -> ``closed``.
 Any open item may be ``withdrawn`` with a reason.
 """
@@ -22,8 +32,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
+from models.portal import RiskResponse
 from models.tables import Risk
 from states.errors import InvalidInput
 from states.machines.spec import (
@@ -50,6 +61,7 @@ class RiskState(StrEnum):
     AWAITING_RESPONSE = "awaiting_response"
     CHASED = "chased"
     FURTHER_RESPONSE_REQUESTED = "further_response_requested"
+    RESPONSE_RECEIVED = "response_received"
     ESCALATED = "escalated"
     MONITORING = "monitoring"
     WORK_PROGRAMME = "work_programme"
@@ -61,6 +73,8 @@ S = RiskState
 LEADS = sorted(NETWORK_LEADS)
 OPEN = [s.value for s in S if s not in (S.NEW, S.CLOSED, S.WITHDRAWN)]
 AWAITING = [S.AWAITING_RESPONSE.value, S.CHASED.value, S.FURTHER_RESPONSE_REQUESTED.value]
+JUDGED_FROM = [*AWAITING, S.RESPONSE_RECEIVED.value]  # a response in the portal, or one received on paper
+TRUST = ("chief-executive", "medical-director", "service-lead")  # who answers for the organisation (000 s6)
 
 TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "raise", "source": S.NEW, "dest": S.IDENTIFIED, "conditions": ["is_ir_or_sc"], "roles": sorted(STAFF)},
@@ -73,17 +87,23 @@ TRANSITIONS: list[dict[str, Any]] = [
         "roles": [SYSTEM, *LEADS],
     },
     {"trigger": "still_no_response", "source": S.CHASED, "dest": S.ESCALATED, "roles": [SYSTEM, *LEADS]},
-    {"trigger": "response_adequate", "source": [*AWAITING, S.ESCALATED], "dest": S.MONITORING, "roles": LEADS},
+    {
+        "trigger": "submit_response",
+        "source": [*AWAITING, S.ESCALATED],
+        "dest": S.RESPONSE_RECEIVED,
+        "roles": list(TRUST),
+    },
+    {"trigger": "response_adequate", "source": [*JUDGED_FROM, S.ESCALATED], "dest": S.MONITORING, "roles": LEADS},
     {
         "trigger": "response_inadequate",
-        "source": AWAITING,
+        "source": JUDGED_FROM,
         "dest": S.FURTHER_RESPONSE_REQUESTED,
         "unless": ["has_inadequate_response"],
         "roles": LEADS,
     },
     {
         "trigger": "response_inadequate",
-        "source": AWAITING,
+        "source": JUDGED_FROM,
         "dest": S.ESCALATED,
         "conditions": ["has_inadequate_response"],
         "roles": LEADS,
@@ -99,7 +119,7 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "report_to_national", "source": S.ESCALATED, "dest": None, "roles": LEADS},
     {
         "trigger": "regrade",
-        "source": [S.IDENTIFIED, *AWAITING, S.ESCALATED],
+        "source": [S.IDENTIFIED, *JUDGED_FROM, S.ESCALATED],
         "dest": None,
         "roles": LEADS,
         "note_required": True,
@@ -114,7 +134,6 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "withdraw", "source": OPEN, "dest": S.WITHDRAWN, "roles": LEADS, "note_required": True},
 ]
 
-TRUST = ("chief-executive", "medical-director", "service-lead")
 NETWORK = ("network-manager", "regional-lead")
 ESCALATION = Letter(
     "escalation", to=("commissioning-lead", "cqc"), cc=(*NETWORK, "chief-executive", "accountable-officer")
@@ -146,6 +165,12 @@ DEADLINE_RULES = {
         step="the Trust responds to the chase, or the item is escalated",
         on_due="still_no_response",
     ),
+    "judge_response": DeadlineRule(
+        owner="network-manager",
+        step="Network Manager judges the Trust's formal response adequate or inadequate",
+        reminder=Letter("response_judgement_due", to=("network-manager",), category="reminder"),
+        overdue=Letter("response_judgement_overdue", to=NETWORK, category="chase"),
+    ),
     "monitoring_review": DeadlineRule(
         owner="network-manager",
         step="review progress against the action plan or work programme (quarterly)",
@@ -156,10 +181,17 @@ DEADLINE_RULES = {
 
 NEXT_STEP = {
     S.IDENTIFIED: "Network Manager and Regional Lead: send the formal notification letter",
-    S.AWAITING_RESPONSE: "Trust: send the formal response; network: record it as adequate or inadequate",
-    S.CHASED: "Trust: respond to the chase before escalation",
-    S.FURTHER_RESPONSE_REQUESTED: "Trust: send a further response addressing the inadequacies",
-    S.ESCALATED: "Commissioning Lead and CQC informed; network: record a later adequate response or report to national leads",
+    S.AWAITING_RESPONSE: (
+        "Trust (Chief Executive, Medical Director or Service Lead): submit the formal response in the portal; "
+        "network: judge a response received on paper adequate or inadequate"
+    ),
+    S.CHASED: "Trust: submit the formal response before escalation",
+    S.FURTHER_RESPONSE_REQUESTED: "Trust: submit a further response addressing the inadequacies",
+    S.RESPONSE_RECEIVED: "Network Manager: judge the Trust's response adequate or inadequate",
+    S.ESCALATED: (
+        "Commissioning Lead and CQC informed; Trust: a late response may still be submitted; "
+        "network: record a later adequate response or report to national leads"
+    ),
     S.MONITORING: "Network: monitor the action plan quarterly until closed",
     S.WORK_PROGRAMME: "Service: address through the work programme; network: monitor quarterly",
 }
@@ -259,9 +291,68 @@ def still_no_response(ctx: Context) -> Effects:
     return Effects(letters=_escalation(ctx.row))
 
 
+def responses(session: Session, risk_id: int) -> list[RiskResponse]:
+    """The risk's formal responses sent in the portal, first to last."""
+    return list(
+        session.exec(select(RiskResponse).where(RiskResponse.risk_id == risk_id).order_by(col(RiskResponse.number)))
+    )
+
+
+def next_response_number(session: Session, risk_id: int) -> int:
+    found = session.exec(
+        select(RiskResponse.number).where(RiskResponse.risk_id == risk_id).order_by(col(RiskResponse.number).desc())
+    ).first()
+    return (found or 0) + 1
+
+
+def _file_names(files: Any) -> tuple[str, ...]:
+    """The names of the files the response came with (``file``: rows of filename, sha256, size)."""
+    if files is None:
+        return ()
+    if not isinstance(files, list | tuple) or not all(
+        isinstance(f, dict) and isinstance(f.get("filename"), str) for f in files
+    ):
+        raise InvalidInput("submit_response's files are given by the portal's response form, not by hand")
+    return tuple(str(f["filename"]) for f in files)
+
+
+def submit_response(ctx: Context) -> Effects:
+    """The Trust's formal response arrived (its text and files are stored by the use case):
+    acknowledged to the Trust, and the Network Manager has a deadline to judge it."""
+    names = _file_names(ctx.params.get("file"))
+    number = next_response_number(ctx.session, ctx.row.id)
+    due = ctx.calendar.add_working_days(ctx.today, ctx.policy.response_judgement_working_days)
+    remind = ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)
+    return Effects(
+        letters=[
+            Letter(
+                "response_received",
+                to=TRUST,
+                cc=("network-manager",),
+                context=(("response_number", number), ("response_files", names), ("judge_by", due)),
+            )
+        ],
+        deadlines=[NewDeadline("judge_response", due, remind if remind > ctx.today else None)],
+    )
+
+
+def _judge(ctx: Context, judgement: str) -> None:
+    """Stamp the judgement on the response in the portal being judged (none for a paper one)."""
+    if ctx.source != S.RESPONSE_RECEIVED:
+        return
+    found = responses(ctx.session, ctx.row.id)
+    latest = found[-1] if found else None
+    if latest is None or latest.judgement is not None:
+        return
+    latest.judgement, latest.judged_by, latest.judged_at = judgement, ctx.user_id, ctx.now
+    ctx.session.add(latest)
+    ctx.params = {**ctx.params, "response_number": latest.number}
+
+
 def response_inadequate(ctx: Context) -> Effects:
     row: Risk = ctx.row
     row.inadequate_responses += 1
+    _judge(ctx, "inadequate")
     if ctx.dest == S.ESCALATED:
         return Effects(letters=_escalation(row))
     return Effects(
@@ -271,6 +362,7 @@ def response_inadequate(ctx: Context) -> Effects:
 
 
 def response_adequate(ctx: Context) -> Effects:
+    _judge(ctx, "adequate")
     return Effects(
         letters=[Letter("response_accepted", to=("service-lead",), cc=("chief-executive",))],
         deadlines=[_review(ctx)],
@@ -322,6 +414,7 @@ ACTIONS = {
     "send_formal_notification": send_formal_notification,
     "no_response": no_response,
     "still_no_response": still_no_response,
+    "submit_response": submit_response,
     "response_inadequate": response_inadequate,
     "response_adequate": response_adequate,
     "record_progress": record_progress,
@@ -370,5 +463,5 @@ SPEC = KindSpec(
     letter_context=letter_context,
     recipient_scope=recipient_scope,
     next_step={k.value: v for k, v in NEXT_STEP.items()},
-    describe="Immediate risks, serious concerns and general concerns (000 s6)",
+    describe="Immediate risks, serious concerns and general concerns (000 s6); the Trust's formal responses (issue 16)",
 )
