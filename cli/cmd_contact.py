@@ -23,6 +23,7 @@ from states.services.contacts import (
     status,
     withdraw_change,
 )
+from states.services.trust_accounts import invite_contact
 from states.views.directory import contacts, network_by_code, organisation_by_name, pending_contact_changes
 
 NAME = "contact"
@@ -138,6 +139,64 @@ def contact_retire(
         errors.print(f"warning: {w}", markup=False)
     data = {"id": contact_id, "retired_from": day.isoformat(), "warnings": out.warnings}
     print_json(data) if run.json else console.print(f"contact {contact_id} retired from {day.isoformat()}")
+
+
+@app.command("invite")
+def contact_invite(
+    ctx: typer.Context,
+    contact_id: Annotated[int, typer.Argument(help="contact id (peerwatch contact list)")],
+    days: Annotated[
+        int | None, typer.Option(help="The link works this many days (default PEERWATCH_INVITATION_DAYS, else 7).")
+    ] = None,
+    role: ROLE = None,
+) -> None:
+    """Invite a Trust or commissioner contact to the portal: their account (found by email or
+    made), their contact role granted where they hold it (ending when the contact is retired),
+    and an email with a single-use link to choose a password, sent by the outbox (the link is
+    made when it is sent: it is never shown here nor stored)."""
+    run = of(ctx)
+    run.db()
+    with session_scope() as s:
+        who = run.acting(s, role)
+        out = invite_contact(s, who.principal, contact_id, who.clock, days=days)
+    data = {
+        "contact": out.contact_id,
+        "account": out.user_id,
+        "name": out.name,
+        "email": out.email,
+        "account_created": out.account_created,
+        "grant": out.grant_id,
+        "grant_created": out.grant_created,
+        "role": out.role,
+        "scope": out.scope,
+        "scope_id": out.scope_id,
+        "access_until": out.valid_until.isoformat() if out.valid_until else None,
+        "invitation": out.invitation_id,
+        "expires_at": out.expires_at.isoformat(),
+        "outbox_message": out.outbox_id,
+        "kept_waiting_letter": out.reused,
+    }
+    if run.json:
+        print_json(data)
+        return
+    console.print(
+        f"invited {out.name} <{out.email}> (account {out.user_id}, {'new' if out.account_created else 'existing'})",
+        markup=False,
+        highlight=False,
+    )
+    until = f", until {out.valid_until.isoformat()}" if out.valid_until else ""
+    console.print(
+        f"  grant {out.grant_id} ({'new' if out.grant_created else 'already held'}): {out.role} in {out.scope} "
+        f"{out.scope_id}{until}",
+        markup=False,
+        highlight=False,
+    )
+    how = "already waiting to be sent: kept, no second email" if out.reused else "emailed on the next outbox dispatch"
+    console.print(
+        f"  invitation {out.invitation_id} expires {show(out.expires_at)} ({how}, outbox message {out.outbox_id})",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command("pending")

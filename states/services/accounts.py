@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -26,7 +26,7 @@ from models.accounts import SYSTEM_USER_ID, AccessToken, PermissionRule, RoleGra
 from models.installation import ROW_ID, Installation, installation_id
 from models.tables import AuditEvent, Network, Organisation, Service
 from models.types import is_row_id
-from states.clock import Clock, SystemClock
+from states.clock import Clock, SystemClock, today
 from states.engine.audit import record_change, record_refusal
 from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied
 from states.permissions import check_rule, forget, read_file
@@ -44,13 +44,22 @@ MAX_TOKEN_DAYS = 366
 # ---------------------------------------------------------------- who is acting
 
 
-def principal_for(session: Session, user: User, via: str, prefer: str | None = None) -> Principal:
-    """The account with its grants in force now (revoked grants left out)."""
+def principal_for(
+    session: Session, user: User, via: str, prefer: str | None = None, *, clock: Clock | None = None
+) -> Principal:
+    """The account with its grants in force on the clock's day (the system clock's when None):
+    revoked grants left out, and those made from a contact that has since been retired or
+    replaced (``valid_until`` on or before that day, Europe/London)."""
     if user.status != ACTIVE:
         raise PermissionDenied(f"account {user.id} ({user.name}) is {user.status}: it may not act")
+    day = today(clock or SystemClock())
     grants = session.exec(
         select(RoleGrant)
-        .where(RoleGrant.user_id == user.id, col(RoleGrant.revoked_at).is_(None))
+        .where(
+            RoleGrant.user_id == user.id,
+            col(RoleGrant.revoked_at).is_(None),
+            or_(col(RoleGrant.valid_until).is_(None), col(RoleGrant.valid_until) > day),
+        )
         .order_by(col(RoleGrant.id))
     ).all()
     assert user.id is not None
@@ -97,7 +106,7 @@ def token_principal(session: Session, token: str, clock: Clock, prefer: str | No
     assert user is not None
     row.last_used_at = now
     session.add(row)
-    return principal_for(session, user, "token", prefer)
+    return principal_for(session, user, "token", prefer, clock=clock)
 
 
 # ---------------------------------------------------------------- the training mark
@@ -331,6 +340,9 @@ def user_detail(session: Session, ref: str) -> dict[str, Any]:
                 "granted_at": g.granted_at,
                 "revoked_at": g.revoked_at,
                 "revoked_by": g.revoked_by,
+                "source": g.source,
+                "contact_id": g.contact_id,
+                "valid_until": g.valid_until,
             }
             for g in gs
         ],

@@ -6,7 +6,9 @@ still in force). Letters go to the holders in force on the clock's date
 (``states.engine.letters.resolve``). An edit never overwrites: it closes the row at the
 effective date and writes its successor from that date (``replaces_id``), so who held the role
 when is kept, and letters written before the date still name the person they went to. A
-retirement closes the row at its date. Every change is an audit event on the one hash chain
+retirement closes the row at its date; portal access granted from the row (an invited Trust or
+commissioner account, ``states.services.trust_accounts``) ends on the same date, or moves to the
+successor of an edit that keeps the email. Every change is an audit event on the one hash chain
 (``states.engine.record_change``), with the account's user id, name and role.
 
 Who may change them: network staff (network office, Network Manager, Regional Network Lead,
@@ -53,6 +55,7 @@ from states.services.reviewers import (
     retire_reviewer,
     reviewer_history,
 )
+from states.services.trust_accounts import end_contact_grants
 from states.text import check_row
 from states.views.directory import escalation_changes
 
@@ -272,6 +275,9 @@ def _replace(
     )
     session.add(new)
     session.flush()
+    ended = end_contact_grants(session, old, effective, principal, role, clock, successor=new)
+    if ended:  # portal access made from the old row ends with it (the same email carries it on)
+        extra = {**extra, "grants_ended": ended}
     data = {"from": effective, "changes": {k: {"was": getattr(old, k), "now": v} for k, v in changes.items()}, **extra}
     assert old.id is not None and new.id is not None
     engine.record_change(
@@ -339,6 +345,9 @@ def _retire(
 ) -> Change:
     close_contact(session, c, effective, _today(clock))
     assert c.id is not None
+    ended = end_contact_grants(session, c, effective, principal, role, clock)
+    if ended:  # portal access made from the contact ends on the same day
+        extra = {**extra, "grants_ended": ended}
     engine.record_change(
         session,
         "contact",

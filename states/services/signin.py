@@ -75,6 +75,7 @@ __all__ = [
     "sign_in",
     "sign_in_oidc",
     "sign_out",
+    "start_session",
     "unlink_oidc",
 ]
 
@@ -342,10 +343,19 @@ def _start(session: Session, user: User, clock: Clock, address: str | None, via:
     session.add(user)
     session.flush()
     assert row.id is not None
-    record_change(session, "account", user.id, "signed_in", principal=principal_for(session, user, "web"),
+    record_change(session, "account", user.id, "signed_in", principal=principal_for(session, user, "web", clock=clock),
                   role=NO_ROLE, clock=clock, state=user.status,
                   data={"session_id": row.id, "method": via, "address": address})  # fmt: skip
     return SignedIn(token=token, session_id=row.id, user_id=user.id, csrf=csrf, expires_at=row.expires_at)
+
+
+def start_session(session: Session, user: User, clock: Clock, address: str | None, via: str) -> SignedIn:
+    """In the caller's write transaction: a new session for an active account whose person has
+    just proved who they are another way (an accepted invitation, ``via`` "invitation"); audited
+    ``signed_in`` as every sign-in is."""
+    if user.status != ACTIVE:
+        raise PermissionDenied(f"account {user.id} ({user.name}) is {user.status}: it may not sign in")
+    return _start(session, user, clock, _address(address), via, _email_given(user.email or ""))
 
 
 def sign_in(db: Engine, email: str, password: str, address: str | None, clock: Clock) -> SignedIn:
@@ -457,7 +467,7 @@ def sign_in_oidc(
                 user.oidc_issuer, user.oidc_subject = issuer, subject
                 s.add(user)
                 s.flush()
-                record_change(s, "account", user.id, "sso_linked", principal=principal_for(s, user, "web"),
+                record_change(s, "account", user.id, "sso_linked", principal=principal_for(s, user, "web", clock=clock),
                               role=NO_ROLE, clock=clock, state=user.status,
                               data={"issuer": issuer, "subject": subject, "by": "verified email"})  # fmt: skip
             done = _start(s, user, clock, address, "oidc", given)
@@ -497,7 +507,7 @@ def session_principal(session: Session, token: str, clock: Clock) -> tuple[Princ
     if found is None:
         return None
     row, user = found
-    principal = principal_for(session, user, "web")
+    principal = principal_for(session, user, "web", clock=clock)  # grants ended by a contact's retirement left out
     now = clock.now()
     touch = now - row.last_seen_at >= TOUCH_EVERY
     assert row.id is not None
@@ -523,7 +533,7 @@ def sign_out(db: Engine, token: str, clock: Clock) -> bool:
         assert user is not None and row.id is not None
         row.ended_at, row.ended_reason = clock.now(), "signed_out"
         s.add(row)
-        who = principal_for(s, user, "web") if user.status == ACTIVE else _bare(user)
+        who = principal_for(s, user, "web", clock=clock) if user.status == ACTIVE else _bare(user)
         record_change(s, "account", row.user_id, "signed_out", principal=who, role=NO_ROLE, clock=clock,
                       state=user.status, data={"session_id": row.id})  # fmt: skip
         s.commit()

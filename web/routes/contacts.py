@@ -18,7 +18,7 @@ from states.clock import local_date
 from states.errors import InvalidInput, NotFound, PeerwatchError
 from states.machines.visit import DISCIPLINES
 from states.roles import CONTACT_ROLES
-from states.services import contacts, operator, pending_changes, web_manage
+from states.services import contacts, operator, pending_changes, trust_accounts, web_manage
 from states.services.contacts import ESCALATION_ROLES
 from states.views import directory
 from web.deps import Who, form
@@ -37,6 +37,14 @@ DONE = {
     "reviewer-added": "Reviewer added.",
     "reviewer-edited": "Reviewer changed.",
     "reviewer-retired": "Reviewer retired from the date given.",
+}
+
+
+INVITED = {
+    "invited": "Invitation sent to {email}: the email with a single-use link to choose a password goes on the "
+    "next outbox dispatch. Their portal access is this contact's role, here, and ends when the contact is retired.",
+    "invite-kept": "An invitation to {email} was already waiting to be sent: it is kept (no second email) and "
+    "now lasts from today.",
 }
 
 
@@ -219,6 +227,7 @@ def _contact_page(
             "open": c.valid_until is None,
         }
         may_edit = web_manage.may_edit(s, me.principal, c)
+        may_invite = trust_accounts.may_invite(s, me.principal, c, today)
         holders = [
             {"id": h.id, "name": h.name, "email": h.email, "from": h.valid_from, "until": h.valid_until,
              "status": contacts.status(h, today)}
@@ -238,6 +247,8 @@ def _contact_page(
         holders=holders,
         changes=changes,
         may_edit=may_edit,
+        may_invite=may_invite,
+        invited=INVITED.get(request.query_params.get("done", ""), "").format(email=c.email),
         today=today.isoformat(),
         values=values or {},
         errors=errors,
@@ -295,6 +306,21 @@ async def contact_retire(request: Request, contact_id: str, me: Me) -> Response:
     except PeerwatchError as exc:
         return _contact_page(request, me, contact_id, errors_of(exc, "retire_from"), status_of(exc), fields)
     return redirect("/contacts?done=" + ("proposed" if out.pending is not None else "retired"))
+
+
+@router.post("/contacts/{contact_id}/invite")
+async def contact_invite(request: Request, contact_id: str, me: Me) -> Response:
+    await form(request, me)
+    try:
+        with db(request) as s:
+            cid = path_id(contact_id)
+            if not web_manage.visible_contacts(s, me.principal, [contacts.get_contact(s, cid)]):
+                raise NotFound(f"contact {cid} not found (peerwatch contact list)")
+            out = trust_accounts.invite_contact(s, me.principal, cid, me.clock)
+            s.commit()
+    except PeerwatchError as exc:
+        return _contact_page(request, me, contact_id, errors_of(exc), status_of(exc))
+    return redirect(f"/contacts/{out.contact_id}?done=" + ("invite-kept" if out.reused else "invited"))
 
 
 @router.post("/contacts/changes/{change_id}/{decision}")
