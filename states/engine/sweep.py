@@ -32,6 +32,7 @@ from models.tables import Deadline, DeadlineStatus, OutboxMessage, OutboxStatus
 from states import engine
 from states.clock import Clock, local_date
 from states.engine import letters as outbox
+from states.engine import plan_chase
 from states.engine.milestone_chase import FATAL, chase_overdue, failure
 from states.engine.system import SYSTEM_PRINCIPAL
 from states.machines.spec import get_spec, letter_for
@@ -124,6 +125,9 @@ def run_sweep(
     actions, skipped = chase_overdue(db, clock, chase_working_days=policy.chase_response_working_days)
     summary.actions += actions
     summary.skipped += skipped
+    plans = plan_chase.chase_overdue(db, clock, chase_working_days=policy.chase_response_working_days)  # issue 16
+    summary.actions += plans[0]
+    summary.skipped += plans[1]
     with Session(db) as session:
         summary.undeliverable = undeliverable(session, last_letter, clock)
     return summary

@@ -333,6 +333,7 @@ _MODULES = {
     "selfassessment": "states.machines.selfassessment",
     "perinatal": "states.machines.perinatal",
     "mssp": "states.machines.mssp",
+    "action_plan": "states.machines.action_plan",
 }
 SPECS: dict[str, KindSpec] = {}  # loaded specs by kind; public as a test seam (tests swap one in)
 

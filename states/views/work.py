@@ -63,6 +63,7 @@ PREFIX = {
     "selfassessment": "Self-assessment",
     "perinatal": "PQS",
     "mssp": "MSSP",
+    "action_plan": "Plan",
 }
 # Columns that point at another item: the related items an item page links to (both ways).
 LINKS = {"visit_id": "visit", "report_id": "report", "phase_id": "phase"}
