@@ -241,7 +241,7 @@ def test_a_contact_in_another_role_is_refused_with_a_reason(
     c = session.exec(select(Contact).where(Contact.role == role).order_by(col(Contact.id))).first()
     assert c is not None
     staff = support_accounts.account(db, "Everywhere Office", ("network-office",))
-    with pytest.raises(InvalidInput, match="only Trust roles .* and commissioner roles"):
+    with pytest.raises(InvalidInput, match=r"only Trust roles .* and commissioner roles"):
         invite_contact(session, staff, c.id or 0, clock)
     session.rollback()
     assert session.exec(select(AccessToken)).first() is None

@@ -34,6 +34,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
@@ -100,12 +101,24 @@ def invitation_days() -> int:
 
 def public_url() -> str:
     """The address people reach the web application at (``PEERWATCH_PUBLIC_URL``, default
-    http://127.0.0.1:8000), without a trailing slash: links in letters start with it."""
-    url = (os.environ.get(PUBLIC_URL_ENV) or DEFAULT_PUBLIC_URL).strip().rstrip("/")
-    check_text(url, PUBLIC_URL_ENV)
-    if not url.startswith(("https://", "http://")) or any(c.isspace() for c in url) or len(url) > 200:
-        raise InvalidInput(f"{PUBLIC_URL_ENV}={url!r}: give the site's address, e.g. https://peerwatch.example.nhs.uk")
-    return url
+    http://127.0.0.1:8000, the setting ``notifications.links`` reads for the letters' portal
+    links, checked by the same rules), without a trailing slash: the invitation's link starts with it."""
+    raw = (os.environ.get(PUBLIC_URL_ENV) or "").strip() or DEFAULT_PUBLIC_URL
+    parts = urlsplit(raw)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.password is not None
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() or ord(c) < 32 or c in "<>\"'\\" for c in raw)
+    ):
+        raise InvalidInput(
+            f"{PUBLIC_URL_ENV}={raw!r}: give the web application's address as people reach it, "
+            "e.g. https://peerwatch.example.nhs.uk (http or https, no user, query or fragment); nothing was changed"
+        )
+    return raw.rstrip("/")
 
 
 # ---------------------------------------------------------------- inviting
@@ -365,7 +378,7 @@ def _queue_letter(
         "scope": grant.scope,
         "inviter": principal.name,
         "link": f"{base}/invitation/{TOKEN_MARK}",
-        "portal": base + "/",
+        "site": base + "/",  # where to sign in afterwards (not "portal": notifications.links fills that)
         "expires_at": tok.expires_at,
         "expires_on": local_date(tok.expires_at),
         "invitation_id": tok.id,
