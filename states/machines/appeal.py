@@ -14,7 +14,7 @@ linked to the appeal. The result is due 8 weeks after submission, chased before 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -51,7 +51,8 @@ TRANSITIONS: list[dict[str, Any]] = [
         "trigger": "submit",
         "source": A.NEW,
         "dest": A.SUBMITTED,
-        "roles": ["network-office", *LEADS, "operator"],
+        # the network office on the Trust's behalf, or the Chief Executive in the portal (issue 16)
+        "roles": ["network-office", *LEADS, "operator", "chief-executive"],
         "conditions": ["is_from_chief_executive", "is_within_window", "has_valid_grounds"],
     },
     {"trigger": "begin_consideration", "source": A.SUBMITTED, "dest": A.INITIAL_CONSIDERATION, "roles": LEADS},
@@ -171,6 +172,30 @@ def _grounds_problem(session: Session, row: Appeal) -> str | None:
         else:
             return f"ground {g!r}: use risk_id=N or compliance"
     return None
+
+
+def window_closes(report: Report) -> date | None:
+    """The last day an appeal against ``report`` may be submitted (None: not published)."""
+    return report.published_on + APPEAL_WINDOW if report.published_on is not None else None
+
+
+def appealable(session: Session, report: Report) -> list[dict[str, Any]]:
+    """The conclusions of ``report`` an appeal may name (the grounds ``has_valid_grounds``
+    accepts): each IR and SC found at its visit, and the compliance judgement when a standard
+    was found unmet or partially met. Each: ``key`` (as a form sends it), ``ground``, ``label``."""
+    out: list[dict[str, Any]] = []
+    if report.visit_id is not None:
+        for r in session.exec(
+            select(Risk)
+            .where(Risk.visit_id == report.visit_id, col(Risk.level).in_(("IR", "SC")))
+            .order_by(col(Risk.id))
+        ):
+            out.append({"key": f"risk-{r.id}", "ground": {"risk_id": r.id}, "label": f"{r.level}-{r.id}: {r.title}"})
+    unsatisfied = [c for c in report.compliance if c["status"] in ("Unmet", "Partially Met")]
+    if unsatisfied:
+        refs = ", ".join(f"{c['ref']} ({c['status']})" for c in unsatisfied)
+        out.append({"key": "compliance", "ground": {"compliance": True}, "label": f"The compliance judgement: {refs}"})
+    return out
 
 
 def _key(text: str) -> str:

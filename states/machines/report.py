@@ -4,7 +4,9 @@
 receipt of a self-assessment), reminded before and on the due date. Sent to the service for
 a factual accuracy check (``accuracy_check``): its reply is due after a configurable number
 of working days (local policy, default 10) and is chased when late. Only what was observed
-on the day counts: an "inaccuracy" stated as a change made after the visit is refused.
+on the day counts: an "inaccuracy" stated as a change made after the visit is refused. The
+service enters its own inaccuracies in the portal (its leads and its Trust's executives, issue
+16) until its reply's due date; the network office may record one for it at any time of the check.
 Each inaccuracy received (``inaccuracies_received``) is accepted or rejected by the Network
 Manager **and** by the Regional Network Lead, two different people; it is amended only if
 both accept. Then ``approved``, ``distributed`` to the Service Lead and the SOP's list (with
@@ -14,12 +16,13 @@ reopens it (``amending``) and re-issues it as the next issue (``published`` agai
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from typing import Any
 
 from sqlmodel import Session, col, select
 
-from models.tables import AccuracyItem, Report, Risk, Visit
+from models.tables import AccuracyItem, Deadline, Report, Risk, Visit
 from models.types import is_row_id
 from states.errors import GuardRefused, InvalidInput, NotFound
 from states.machines import lateness
@@ -56,6 +59,16 @@ class ReportState(StrEnum):
 R = ReportState
 STAFF_ROLES = sorted(STAFF)
 LEADS = sorted(NETWORK_LEADS)
+# The service states its own inaccuracies in the portal (issue 16): its leads and its Trust's executives.
+SERVICE_ACCURACY_ROLES = (
+    "service-lead",
+    "lead-doctor",
+    "lead-nurse",
+    "service-manager",
+    "medical-director",
+    "chief-executive",
+)
+CHECK_OPEN = (ReportState.ACCURACY_CHECK.value, ReportState.INACCURACIES_RECEIVED.value)
 
 TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "start_drafting", "source": R.NEW, "dest": R.DRAFTING, "roles": [*STAFF_ROLES, SYSTEM]},
@@ -66,7 +79,7 @@ TRANSITIONS: list[dict[str, Any]] = [
         "trigger": "record_inaccuracy",
         "source": [R.ACCURACY_CHECK, R.INACCURACIES_RECEIVED],
         "dest": R.INACCURACIES_RECEIVED,
-        "roles": STAFF_ROLES,
+        "roles": [*STAFF_ROLES, *SERVICE_ACCURACY_ROLES],
     },
     {"trigger": "decide_inaccuracy", "source": R.INACCURACIES_RECEIVED, "dest": None, "roles": LEADS},
     {"trigger": "approve", "source": R.ACCURACY_CHECK, "dest": R.APPROVED, "roles": LEADS},
@@ -145,6 +158,37 @@ def is_after_visit_change(text: str) -> bool:
     return any(p in lowered for p in AFTER_VISIT)
 
 
+def accuracy_reply_due(session: Session, row: Report) -> date | None:
+    """The day the service's factual accuracy reply is due: the newest ``accuracy_reply`` deadline
+    (kept after it closes, so the day is known once the first inaccuracy is in); None before."""
+    return session.exec(
+        select(Deadline.due_on)
+        .where(Deadline.kind == "report", Deadline.item_id == row.id, Deadline.name == "accuracy_reply")
+        .order_by(col(Deadline.id).desc())
+    ).first()
+
+
+def accuracy_window_problem(session: Session, row: Report, today: date) -> str | None:
+    """Why the service may not state an inaccuracy now (None: it may): the draft is not with it,
+    the check is over, or its reply's due date has passed (the network office may still record
+    one the service sends late)."""
+    if row.state in (R.NEW, R.DRAFTING):
+        return "the draft report has not been sent to the service for its factual accuracy check yet"
+    if row.state not in CHECK_OPEN:
+        return (
+            f"the factual accuracy check is over: the report was approved on {row.approved_on:%a %d %b %Y}"
+            if row.approved_on
+            else f"the factual accuracy check is over (the report is {row.state.replace('_', ' ')})"
+        )
+    due = accuracy_reply_due(session, row)
+    if due is not None and today > due:
+        return (
+            f"the factual accuracy check closed on {due:%a %d %b %Y}: "
+            "send any late comment to the network office, who may record it"
+        )
+    return None
+
+
 def _truthy(value: Any) -> bool:
     return str(value).lower() in ("1", "true", "yes", "y")
 
@@ -213,6 +257,10 @@ def record_inaccuracy(ctx: Context) -> Effects:
             "not a factual accuracy item: it describes a change made after the visit, and only "
             f"observations on the day count (SOP 5.4): {text!r}"
         )
+    if ctx.role in SERVICE_ACCURACY_ROLES:  # the service's own entry (the portal): only within its window
+        problem = accuracy_window_problem(ctx.session, row, ctx.today)
+        if problem:
+            raise GuardRefused(f"inaccuracy not recorded: {problem}")
     ctx.session.add(AccuracyItem(report_id=row.id, text=text))  # type: ignore[arg-type]
     if ctx.source == R.ACCURACY_CHECK:  # the reply is in: the accuracy_reply deadline closes with the state change
         lateness.record(ctx, ("accuracy_reply",), "factual accuracy reply")

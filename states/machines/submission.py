@@ -2,8 +2,10 @@
 
 ``requested`` when the documents phase opens (letter to the Chief Executive), reminded before
 and chased after the due date; ``received`` with each evidence file stored with its SHA-256
-checksum as a new version; the network may ``request_more_information`` where assurance is
-insufficient (year 2's review), which is itself tracked and chased; ``accepted`` when assured.
+checksum as a new version (sent by the network office, or by the Trust itself in the portal:
+its Chief Executive, Medical Director, Service Lead or Service Manager, issue 16); the network
+may ``request_more_information`` where assurance is insufficient (year 2's review), which is
+itself tracked and chased, and answered by ``receive`` again; ``accepted`` when assured.
 """
 
 from __future__ import annotations
@@ -36,9 +38,17 @@ class SubmissionState(StrEnum):
 
 S = SubmissionState
 STAFF_ROLES = sorted(STAFF)
+# The Trust uploads its own documents, and its further information, in the portal (issue 16).
+TRUST_DOCUMENT_ROLES = ("chief-executive", "medical-director", "service-lead", "service-manager")
+OPEN_FOR_UPLOAD = (S.REQUESTED.value, S.MORE_INFO_REQUESTED.value)
 TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "request", "source": S.NEW, "dest": S.REQUESTED, "roles": [SYSTEM, *STAFF_ROLES]},
-    {"trigger": "receive", "source": [S.REQUESTED, S.MORE_INFO_REQUESTED], "dest": S.RECEIVED, "roles": STAFF_ROLES},
+    {
+        "trigger": "receive",
+        "source": [S.REQUESTED, S.MORE_INFO_REQUESTED],
+        "dest": S.RECEIVED,
+        "roles": [*STAFF_ROLES, *TRUST_DOCUMENT_ROLES],
+    },
     {
         "trigger": "request_more_information",
         "source": S.RECEIVED,
@@ -111,16 +121,31 @@ def request_more_information(ctx: Context) -> Effects:
 ACTIONS = {"request": request, "receive": receive, "request_more_information": request_more_information}
 
 
-def _store(ctx: Context) -> None:
+def _file(ctx: Context) -> tuple[str, bytes]:
+    """The file received: its bytes as sent (``data`` with ``filename``: the portal, whose use case
+    checked the content first; the bytes never reach the audit), or read from ``file=PATH`` (the CLI)."""
+    data = ctx.params.get("data")
+    if isinstance(data, bytes):
+        name = Path(str(ctx.params.get("filename") or "")).name
+        if not name:
+            raise InvalidInput("receive needs the file's name with its data")
+        ctx.params = {k: v for k, v in ctx.params.items() if k != "data"}
+        return name, data
     raw = ctx.params.get("file")
     if not raw:
         raise InvalidInput("receive needs file=PATH (the evidence file)")
+    if ctx.via in ("web", "token"):  # a path names a file on the server: only its own command line reads one
+        raise InvalidInput("receive reads file=PATH only on the command line: upload the file itself")
     path = Path(str(raw))
     if not path.is_file():
         raise InvalidInput(f"file {str(path)!r} not found")
-    data = path.read_bytes()
+    return path.name, path.read_bytes()
+
+
+def _store(ctx: Context) -> None:
+    filename, data = _file(ctx)
     if len(data) > MAX_FILE_BYTES:
-        raise InvalidInput(f"file {path.name} is {len(data)} bytes: the limit is {MAX_FILE_BYTES}")
+        raise InvalidInput(f"file {filename} is {len(data)} bytes: the limit is {MAX_FILE_BYTES}")
     version = (
         ctx.session.exec(
             select(func.max(SubmissionFile.version)).where(SubmissionFile.submission_id == ctx.row.id)
@@ -132,7 +157,7 @@ def _store(ctx: Context) -> None:
         SubmissionFile(
             submission_id=ctx.row.id,
             version=version,
-            filename=path.name,
+            filename=filename,
             sha256=digest,
             size=len(data),
             data=data,

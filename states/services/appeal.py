@@ -1,11 +1,14 @@
 """Appeals (seed 000 s8.1): submitting one. Only the Trust's Chief Executive may appeal, within
 4 weeks of the report's publication, on valid grounds (``states/machines/appeal.py``); a refused
 submission stores nothing but a record of the refused attempt and the refusal letter to the
-appellant, in a transaction of its own, and the refusal is raised again.
+appellant, in a transaction of its own, and the refusal is raised again. The appeal's evidence
+files (the portal, issue 16) are checked by their content before anything is stored and kept
+with the appeal (``Upload`` rows owned by it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -20,6 +23,7 @@ from states.errors import GuardRefused, NotFound, PeerwatchError
 from states.machines.appeal import NETWORK, submission_problem
 from states.machines.spec import Letter, get_spec
 from states.principal import Principal
+from states.uploads import check_file, store_upload
 
 
 def submit(
@@ -31,9 +35,14 @@ def submit(
     grounds: list[dict[str, Any]],
     principal: Principal,
     clock: Clock,
+    files: Sequence[tuple[str, bytes]] = (),
 ) -> Appeal:
-    """Submit an appeal; a refusal stores only the refused attempt and the refusal letter, then re-raises."""
+    """Submit an appeal, with its evidence ``files`` (name, bytes: each checked by its content and
+    stored with the appeal, in its transaction); a refusal stores only the refused attempt and the
+    refusal letter, then re-raises."""
     try:
+        for name, data in files:  # a file not accepted refuses the appeal before anything is stored
+            check_file(name, data)
         with Session(db, expire_on_commit=False) as session:
             report = session.get(Report, report_id) if is_row_id(report_id) else None
             if report is None:
@@ -51,22 +60,36 @@ def submit(
             if problem:
                 raise GuardRefused(f"appeal refused: {problem}")
             out = engine.create(session, "appeal", row, "submit", principal=principal, clock=clock, note=statement)
+            for name, data in files:
+                store_upload(
+                    session,
+                    item_kind="appeal",
+                    item_id=row.id,  # type: ignore[arg-type]
+                    owner_kind="appeal",
+                    owner_id=row.id,  # type: ignore[arg-type]
+                    filename=name,
+                    data=data,
+                    user_id=principal.user_id,
+                    at=clock.now(),
+                )
             session.commit()
             return out.row  # type: ignore[return-value]
     except PeerwatchError as exc:
-        _refused(db, report_id, appellant_contact_id, grounds, principal, clock, str(exc))
+        refused(db, report_id, appellant_contact_id, grounds, principal, clock, str(exc))
         raise
 
 
-def _refused(
+def refused(
     db: Engine,
     report_id: int,
-    contact_id: int,
+    contact_id: int | None,
     grounds: list[dict[str, Any]],
     principal: Principal,
     clock: Clock,
     reason: str,
 ) -> None:
+    """Record a refused appeal (in its own transaction): the attempt, and the refusal letter to the
+    appellant's contact when there is one (``contact_id`` None: the account has no contact)."""
     who = principal if isinstance(principal, Principal) else None  # the refusal may be that nobody was identified
     with Session(db) as session:
         attempt = RefusedAttempt(
@@ -82,7 +105,7 @@ def _refused(
         )
         session.add(attempt)
         session.flush()
-        person = session.get(Contact, contact_id) if is_row_id(contact_id) else None
+        person = session.get(Contact, contact_id) if contact_id is not None and is_row_id(contact_id) else None
         report = session.get(Report, report_id) if is_row_id(report_id) else None
         if person is not None and report is not None:
             enqueue_letters(
