@@ -60,6 +60,8 @@ class SelfAssessmentState(StrEnum):
 A = SelfAssessmentState
 STAFF_ROLES = sorted(STAFF)
 LEADS = sorted(NETWORK_LEADS)
+# The service's Leads and Managers (000 s5.1) return it themselves, in the Trust portal (issue 16).
+RETURNERS = ["service-lead", "service-manager", "lead-doctor", "lead-nurse", "ahp-lead"]
 TRANSITIONS: list[dict[str, Any]] = [
     {
         "trigger": "circulate",
@@ -68,7 +70,7 @@ TRANSITIONS: list[dict[str, Any]] = [
         "roles": STAFF_ROLES,
         "conditions": ["is_standard_set_current", "is_only_declaration_for_year"],
     },
-    {"trigger": "receive", "source": A.CIRCULATED, "dest": A.RECEIVED, "roles": STAFF_ROLES},
+    {"trigger": "receive", "source": A.CIRCULATED, "dest": A.RECEIVED, "roles": [*STAFF_ROLES, *RETURNERS]},
     {"trigger": "refuse_return", "source": A.CIRCULATED, "dest": None, "roles": STAFF_ROLES},
     {"trigger": "validate_item", "source": A.RECEIVED, "dest": None, "roles": STAFF_ROLES},
     {"trigger": "accept_all", "source": A.RECEIVED, "dest": A.VALIDATED, "roles": STAFF_ROLES},
