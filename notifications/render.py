@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, StrictUndefined, select_autoescape
 
 from models.tables import OutboxMessage
+from notifications.links import portal_context
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -98,9 +99,12 @@ class Rendered(NamedTuple):
 
 
 def rendered(message: OutboxMessage) -> Rendered:
-    """The letter as sent (kept on the row), or as it will be sent (rendered now from its frozen context)."""
+    """The letter as sent (kept on the row), or as it will be sent (rendered now from its frozen
+    context, with the item's portal page for a letter to a Trust: ``notifications.links``)."""
     if message.body_text is not None:
         return Rendered(message.subject or "", message.body_text, message.body_html or "")
     if message.context is None:
         raise ValueError(f"outbox message {message.id} has neither text nor context: nothing to render")
-    return Rendered(*render(message.template, thaw(message.context)))
+    context = thaw(message.context)
+    context.update(portal_context(message.kind, message.item_id, message.to or [], message.cc or []))
+    return Rendered(*render(message.template, context))

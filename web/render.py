@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import ChainableUndefined, ChoiceLoader, Environment, FileSystemLoader, PackageLoader, select_autoescape
 
 from states.clock import show as show_instant
+from states.views.portal import has_staff_role
 from web.deps import Who
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -37,6 +38,15 @@ NAV: tuple[tuple[str, str, bool], ...] = (
     ("Contacts", "/contacts", False),
     ("Dashboard", "/dashboard", False),
     ("Admin", "/admin/users", True),
+)
+# The header's links for Trust and commissioner users (no staff role): the portal's pages, and the
+# lists of the items their grants reach.
+PORTAL_NAV: tuple[tuple[str, str, bool], ...] = (
+    ("What is asked of us", "/portal", False),
+    ("Shared learning", "/learning", False),
+    ("Risks", "/items/risk", False),
+    ("Visits", "/items/visit", False),
+    ("Reports", "/items/report", False),
 )
 
 
@@ -74,7 +84,7 @@ def nav_for(who: Who | None, path: str) -> list[dict[str, Any]]:
         return []
     admin = who.principal.holds("administrator")
     items = []
-    for label, href, admin_only in NAV:
+    for label, href, admin_only in NAV if has_staff_role(who.principal) else PORTAL_NAV:
         if admin_only and not admin:
             continue
         current = path == href if href == "/" else (path == href or path.startswith(href + "/"))

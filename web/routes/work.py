@@ -7,12 +7,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from states.views import work
+from states.views.portal import has_staff_role
 from web.deps import Who, engine_of, who
-from web.render import page
+from web.render import page, redirect
 
 router = APIRouter()
 
@@ -20,14 +21,17 @@ PER_PAGE = 25
 MAX_PAGE = 100_000
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, response_model=None)
 def my_work(
     request: Request,
     me: Annotated[Who, Depends(who)],
     page_no: Annotated[int, Query(alias="page", ge=1, le=MAX_PAGE)] = 1,
     overdue: Annotated[str, Query(max_length=8)] = "",
-) -> HTMLResponse:
-    """My work: what I owe, overdue first."""
+) -> Response:
+    """My work: what I owe, overdue first. Someone with no staff role (a Trust or commissioner
+    user) is sent to the portal's "What is asked of us"."""
+    if not has_staff_role(me.principal):
+        return redirect("/portal")
     overdue_only = overdue in ("1", "true", "yes", "on")
     with Session(engine_of(request), expire_on_commit=False) as s:
         data = work.my_work(
