@@ -162,7 +162,7 @@ def accuracy_reply_due(session: Session, row: Report) -> date | None:
     """The day the service's factual accuracy reply is due: the newest ``accuracy_reply`` deadline
     (kept after it closes, so the day is known once the first inaccuracy is in); None before."""
     return session.exec(
-        select(Deadline.due_on)
+        select(col(Deadline.due_on))
         .where(Deadline.kind == "report", Deadline.item_id == row.id, Deadline.name == "accuracy_reply")
         .order_by(col(Deadline.id).desc())
     ).first()

@@ -22,6 +22,7 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from models.accounts import RoleGrant
@@ -83,7 +84,9 @@ def _role_for(session: Session, principal: Principal, kind: str, row: Any, trigg
         return None
 
 
-def _files_view(session: Session, owner_kind: str, owner_id: int) -> list[dict[str, Any]]:
+def _files_view(session: Session, owner_kind: str, owner_id: int | None) -> list[dict[str, Any]]:
+    if owner_id is None:
+        return []
     return [
         {"id": u.id, "filename": u.filename, "version": u.version, "size": u.size, "sha256": u.sha256}
         for u in uploads_of(session, owner_kind, owner_id)
@@ -147,7 +150,7 @@ def accuracy_page(session: Session, principal: Principal, report_id: int, today:
                 "text": i.text,
                 "outcome": i.outcome or "not decided yet",
                 "files": _files_view(session, "accuracy_item", i.id),
-            }  # type: ignore[arg-type]
+            }
             for i in items
         ],
         "may": why_not is None,
@@ -282,7 +285,7 @@ def appeal_page(session: Session, principal: Principal, report_id: int, today: d
                 "state": a.state,
                 "outcome": a.outcome,
                 "files": _files_view(session, "appeal", a.id),
-            }  # type: ignore[arg-type]
+            }
             for a in made
         ],
         "may": why_not is None,
@@ -386,13 +389,8 @@ def submission_page(session: Session, principal: Principal, submission_id: int, 
     }
     versions = []
     for f in session.exec(
-        select(
-            SubmissionFile.version,
-            SubmissionFile.filename,
-            SubmissionFile.sha256,
-            SubmissionFile.size,
-            SubmissionFile.received_at,
-        )
+        select(SubmissionFile)
+        .options(defer(SubmissionFile.data))  # type: ignore[arg-type]  # the bytes stay in the database
         .where(SubmissionFile.submission_id == row.id)
         .order_by(col(SubmissionFile.version))
     ):
