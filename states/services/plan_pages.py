@@ -12,7 +12,7 @@ from typing import Any
 from sqlmodel import Session, col, func, select
 
 from models.portal import ActionMilestone, ActionPlan, PlanAction, Recommendation
-from models.tables import Service
+from models.tables import AuditEvent, Service
 from states import engine, permissions
 from states.calendar import calendar_for
 from states.clock import Clock, local_date
@@ -147,7 +147,18 @@ def plan_page(session: Session, principal: Principal, plan_id: int, clock: Clock
         "owner_roles": [(r, CONTACT_ROLES.get(r, r)) for r in OWNER_ROLES],
         "today": today,
         "history": f"/items/{KIND}/{plan.id}",
+        "last": _last(session, plan.id),
     }
+
+
+def _last(session: Session, plan_id: int) -> dict[str, Any]:
+    """The plan's last audited step (trigger, user_id): a page tells what the person just did only if it was theirs."""
+    e = session.exec(
+        select(AuditEvent)
+        .where(AuditEvent.kind == KIND, AuditEvent.item_id == plan_id)
+        .order_by(col(AuditEvent.id).desc())
+    ).first()
+    return {"trigger": e.trigger, "user_id": e.user_id} if e is not None else {}
 
 
 def _can(session: Session, principal: Principal, plan: ActionPlan, trigger: str) -> bool:
