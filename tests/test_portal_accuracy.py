@@ -7,6 +7,7 @@ outcome."""
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import date, timedelta
 
 import pytest
@@ -190,7 +191,10 @@ def test_the_page_shows_the_draft_the_deadline_and_adds_one_with_evidence(
     assert done.status_code == 303 and done.headers["location"] == f"{url}?done=1"
     shown = client.get(done.headers["location"]).text
     assert "Your inaccuracy is recorded" in shown and "rota.pdf" in shown and "not decided yet" in shown
-    assert count(session, Upload) == 1
+    (upload,) = session.exec(select(Upload)).all()
+    link = re.search(r'<a href="(/uploads/\d+)">rota\.pdf</a>', shown)
+    assert link is not None and link.group(1) == f"/uploads/{upload.id}"
+    assert client.get(link.group(1)).content == PDF  # the evidence, to whoever may see the report
 
 
 def test_a_later_improvement_is_refused_on_the_page_with_the_rule(

@@ -29,7 +29,7 @@ from web.routes.manage import Me, db, errors_of, path_id, status_of
 
 router = APIRouter(include_in_schema=False)  # pages, not the API: the OpenAPI document is /api/v1's
 
-UPLOAD_URL = "/portal/uploads/{id}"  # a file sent with an inaccuracy or an appeal (web/routes/portal_uploads.py)
+UPLOAD_URL = "/uploads/{id}"  # a file sent with an inaccuracy or an appeal (web/routes/responses.py)
 
 
 async def _files(request: Request, field: str) -> list[tuple[str, bytes]]:
