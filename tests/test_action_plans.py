@@ -14,6 +14,7 @@ from sqlmodel import Session, col, func, select
 from models import AuditEvent, Deadline, OutboxMessage
 from models.portal import ActionMilestone, ActionPlan, PlanAction, Recommendation, Upload
 from models.tables import Service
+from notifications.render import rendered
 from states import engine
 from states.clock import FixedClock
 from states.engine.sweep import run_sweep
@@ -218,6 +219,17 @@ def test_the_whole_journey(w: World) -> None:
     assert events[-1].version == old.version
     opened = w.s.exec(select(AuditEvent).where(AuditEvent.kind == "action_plan", AuditEvent.item_id == nxt.id)).one()
     assert opened.trigger == "open" and opened.actor == "Sam Lead"
+    # every letter of the plan renders, naming the plan and quoting what it is about
+    sent = w.s.exec(select(OutboxMessage).where(OutboxMessage.kind == "action_plan")).all()
+    assert {m.template for m in sent} == {
+        "action_plan_submitted", "action_plan_returned", "action_plan_agreed", "plan_milestone_overdue",
+        "plan_update_overdue",
+    }  # fmt: skip
+    for m in sent:
+        text = rendered(m)
+        assert f"Plan-{plan.id}" in text.subject and "{{" not in text.body_text and "Plan-" in text.body_html
+    chase = next(rendered(m) for m in sent if m.template == "plan_milestone_overdue")
+    assert "Post advertised" in chase.body_text and "Dr Ann Owner" in chase.body_text
 
 
 def test_carry_forward_reuses_next_years_draft_and_complete_needs_every_action_done(w: World) -> None:
@@ -445,3 +457,22 @@ def test_remove_action_and_its_milestones(w: World) -> None:
         select(AuditEvent).where(AuditEvent.kind == "action_plan").order_by(col(AuditEvent.id).desc())
     ).first()
     assert last is not None and last.trigger == "remove_action" and last.data["params"]["rows"][0]["action"] == a.id
+
+
+def test_the_sweep_reminds_of_the_update_and_lets_a_late_review_show(w: World) -> None:
+    plan = _draft(w)
+    w.add(plan.id)
+    w.act(w.lead, plan.id, "submit")
+    review = w.deadline(plan.id, "plan_review")
+    assert review is not None
+    late = run_sweep(w.db, FixedClock(review.due_on + timedelta(days=1)), Policy())
+    assert not [x for x in late.skipped if x["kind"] == "action_plan"]
+    page = plan_pages.plan_page(w.s, w.nm, plan.id, FixedClock(review.due_on + timedelta(days=1)))
+    assert [d["name"] for d in page["deadlines"] if d["overdue"]] == ["plan review"]
+    w.act(w.nm, plan.id, "agree", review.due_on + timedelta(days=1))
+    update = w.deadline(plan.id, "plan_update")
+    assert update is not None and update.remind_on is not None
+    run_sweep(w.db, FixedClock(update.remind_on), Policy())
+    reminders = w.letters(plan.id, "plan_update_reminder")
+    assert [p["role"] for m in reminders for p in m.to] == ["service-lead"]
+    assert update.due_on.strftime("%-d %b %Y") in rendered(reminders[0]).body_text

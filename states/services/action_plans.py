@@ -385,7 +385,7 @@ def complete_action(
     action.status, action.done_on, action.evidence = DONE, local_date(clock.now()), evidence
     session.add(action)
     session.flush()
-    rows = [{"action": action.id, "done_on": action.done_on.isoformat(), "evidence": evidence, "files": stored}]  # type: ignore[union-attr]
+    rows = [{"action": action.id, "done_on": action.done_on.isoformat(), "evidence": evidence, "files": stored}]
     _fire(session, principal, plan, "complete_action", version=version, clock=clock, rows=rows)
     return action
 

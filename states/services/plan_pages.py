@@ -184,7 +184,7 @@ def plans_for_service(session: Session, principal: Principal, service_id: int, c
     opened: dict[int, int] = {}
     if plans:
         opened = dict(
-            session.exec(  # type: ignore[arg-type]
+            session.exec(
                 select(PlanAction.plan_id, func.count())
                 .where(col(PlanAction.plan_id).in_([p.id for p in plans]), PlanAction.status == OPEN)
                 .group_by(col(PlanAction.plan_id))
