@@ -127,7 +127,14 @@ async def respond(request: Request, risk_id: int, me: Me) -> Response:
         raise InvalidInput(
             f"what was sent is too large: at most {responses.MAX_FILES} files of up to {limit // (1024 * 1024)} MB each"
         )
-    await request.form(max_files=responses.MAX_FILES + 1, max_fields=20)  # kept by the request for form()
+    posted = await request.form(max_files=responses.MAX_FILES + 1, max_fields=20)  # kept by the request for form()
+    try:
+        return await _respond(request, risk_id, me, limit)
+    finally:
+        await posted.close()  # the spooled files, whatever happened
+
+
+async def _respond(request: Request, risk_id: int, me: Who, limit: int) -> Response:
     fields = await form(request, me)  # the CSRF token checked
     with _session(request) as s:
         data = responses.respond_form(s, me.principal, risk_id)
