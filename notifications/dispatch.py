@@ -35,6 +35,10 @@ was handed to the mail service. A letter that cannot be rendered (a template err
 sent: it becomes a ``failed`` incident naming the error, retried on the back-off like a
 failed send, and the rest of its digest still goes.
 
+Secrets made at sending: an account invitation's link is made when its letter is sent
+(``notifications.sealed``): the row keeps the letter with a mark where the token goes, and
+only the message handed to the mail service carries it.
+
 Training: in a training database (``peerwatch init --training``) nothing goes over SMTP,
 whatever ``PEERWATCH_MAIL`` says (``transports.for_database``): letters are written to the
 outbox folder and their rows marked ``sent`` with a note saying so (``DispatchSummary.note``).
@@ -58,6 +62,7 @@ from notifications.attachments import render_attachment
 from notifications.build import Clock, build_guarded, message_id_for
 from notifications.errors import InvalidSetting
 from notifications.render import rendered
+from notifications.sealed import seal
 from notifications.transports import ConnectionFailed, Transport, TransportError, for_database
 
 __all__ = [
@@ -429,6 +434,8 @@ def _resend_in_doubt(run: _Run, files: dict[str, list[Attachment]]) -> None:
                 run.unsendable(r, OutboxStatus.SENDING, broken[id(r)])
         if msg is not None:
             msg["X-Peerwatch-Resend"] = "resent after an interrupted send; same Message-ID"
+            seal(session, going, msg, now)  # an invitation's link: a new one (the first may not have arrived)
+            session.commit()  # its hash, before the message is handed over
             exc = run.send(msg)
             for r in going:
                 if exc is None:
@@ -529,6 +536,7 @@ def dispatch(
             session.commit()
             continue
         claimed = [(r, before) for r, before in claimed if id(r) not in unbuilt]
+        seal(session, [r for r, _ in claimed], msg, now)  # an invitation's link: made now, in the message only
         for r, _ in claimed:  # the same values the claim wrote, plus the Message-ID, for recovery
             r.status, r.attempts, r.next_attempt_at, r.message_id = (
                 OutboxStatus.SENDING,
