@@ -142,9 +142,13 @@ def test_a_plan_through_the_pages(world: dict[str, object], db: Engine) -> None:
     )
     assert done.status_code == 303, done.text
     page = lead.get(done.headers["location"]).text  # type: ignore[attr-defined]
-    assert "Action completed." in page and "Signed contract attached" in page and "contract.pdf (version 1" in page
+    assert "Action completed." in page and "Signed contract attached" in page and "contract.pdf</a> (version 1" in page
     with Session(db) as s:
-        assert s.exec(select(Upload)).one().item_kind == "action_plan"
+        up = s.exec(select(Upload)).one()
+        assert up.item_kind == "action_plan" and f'href="/uploads/{up.id}"' in page
+    got = lead.get(f"/uploads/{up.id}")  # type: ignore[attr-defined]
+    assert got.status_code == 200 and got.content == PDF
+    assert world["other"].get(f"/uploads/{up.id}").status_code == 404  # type: ignore[attr-defined]
     assert _post(lead, url + "/steps/complete", {}, url).status_code == 303
     with Session(db) as s:
         assert s.exec(select(ActionPlan)).one().state == "completed"
