@@ -31,6 +31,8 @@ TRUST_ROLES = (
     "divisional-director",
     "responsible-executive",
 )
+# The service's own Leads and Managers: who returns its self-assessment (000 s5.1).
+SERVICE_TEAM = ("service-lead", "service-manager", "lead-doctor", "lead-nurse", "ahp-lead")
 COMMISSIONER_ROLES = (
     "responsible-commissioner",
     "accountable-officer",

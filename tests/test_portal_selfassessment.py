@@ -5,7 +5,6 @@ from a refused file) or fills it in online; both make the same record, as the si
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date
 from io import BytesIO
 from typing import Any
@@ -42,19 +41,6 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 def today_clock() -> FixedClock:
     """The web acts on the server's clock: the declaration is circulated on its day."""
     return FixedClock(local_date(SystemClock().now()))
-
-
-@pytest.fixture(autouse=True)
-def _report_follows_a_trust_return(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Receipt starts the written report as the same principal (the engine's follow-on): a
-    Service Lead's return needs ``start_drafting`` to take the returning roles. Until the
-    lead's change to states/machines/report.py lands (see the H6 report), it is made here."""
-    from states.machines.selfassessment import RETURNERS  # lazy: only this fixture needs it
-
-    for t in get_spec("report").all_transitions:
-        if t["trigger"] == "start_drafting" and not set(RETURNERS) <= set(t["roles"]):
-            monkeypatch.setitem(t, "roles", [*t["roles"], *RETURNERS])
-    yield
 
 
 def _declaration(session: Session, services: dict[str, int], clock: FixedClock, year: int = 2026) -> SelfAssessment:

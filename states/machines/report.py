@@ -27,7 +27,7 @@ from models.types import is_row_id
 from states.errors import GuardRefused, InvalidInput, NotFound
 from states.machines import lateness
 from states.machines.spec import Context, DeadlineRule, Effects, KindSpec, Letter, NewDeadline
-from states.roles import NETWORK_LEADS, NETWORK_MANAGER, STAFF, SYSTEM
+from states.roles import NETWORK_LEADS, NETWORK_MANAGER, SERVICE_TEAM, STAFF, SYSTEM
 from states.scope import nation_of, recipient_scope, service_context
 
 COMPLIANCE = ("Met", "Partially Met", "Unmet", "Not applicable")
@@ -71,7 +71,8 @@ SERVICE_ACCURACY_ROLES = (
 CHECK_OPEN = (ReportState.ACCURACY_CHECK.value, ReportState.INACCURACIES_RECEIVED.value)
 
 TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "start_drafting", "source": R.NEW, "dest": R.DRAFTING, "roles": [*STAFF_ROLES, SYSTEM]},
+    # A self-assessment the service returned itself (the portal) starts its report as that person.
+    {"trigger": "start_drafting", "source": R.NEW, "dest": R.DRAFTING, "roles": [*STAFF_ROLES, SYSTEM, *SERVICE_TEAM]},
     {"trigger": "add_standard", "source": R.DRAFTING, "dest": None, "roles": STAFF_ROLES},
     {"trigger": "add_positive", "source": R.DRAFTING, "dest": None, "roles": STAFF_ROLES},
     {"trigger": "send_for_accuracy_check", "source": R.DRAFTING, "dest": R.ACCURACY_CHECK, "roles": STAFF_ROLES},

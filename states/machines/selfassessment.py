@@ -44,7 +44,7 @@ from states.machines.standards import (
     status_of,
     total_achievement,
 )
-from states.roles import NETWORK_LEADS, STAFF
+from states.roles import NETWORK_LEADS, SERVICE_TEAM, STAFF
 from states.scope import nation_of, recipient_scope, service_context, service_of
 
 
@@ -61,7 +61,7 @@ A = SelfAssessmentState
 STAFF_ROLES = sorted(STAFF)
 LEADS = sorted(NETWORK_LEADS)
 # The service's Leads and Managers (000 s5.1) return it themselves, in the Trust portal (issue 16).
-RETURNERS = ["service-lead", "service-manager", "lead-doctor", "lead-nurse", "ahp-lead"]
+RETURNERS = list(SERVICE_TEAM)
 TRANSITIONS: list[dict[str, Any]] = [
     {
         "trigger": "circulate",
