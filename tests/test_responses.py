@@ -448,3 +448,15 @@ def test_another_trust_gets_404_for_the_form_the_responses_and_the_files(
     )
     assert refused.status_code == 404
     assert session.exec(select(func.count()).select_from(RiskResponse)).one() == 1
+
+
+def test_fired_on_its_own_without_the_use_case_it_is_refused(
+    db: Engine, session: Session, services: dict[str, int], raise_risk: Callable[..., Risk]
+) -> None:
+    """Through the command line or the API there would be no response row to judge."""
+    risk = _notified(session, raise_risk)
+    before = _counts(session)
+    with pytest.raises(InvalidInput, match="response form"):
+        engine.fire(session, "risk", risk.id, "submit_response", principal=_trust(db, services), clock=FixedClock(DAY))
+    session.rollback()
+    assert _counts(session) == before

@@ -46,7 +46,7 @@ TABLE: list[tuple[str, str, str, dict[str, Any], str, set[str]]] = [
     (S.CHASED, "response_inadequate", NM, {"inadequate": 1}, S.ESCALATED, {"escalation"}),
     # the Trust's formal response in the portal (issue 16); judged from response_received
     *[
-        (s, "submit_response", role, {}, S.RESPONSE_RECEIVED, {"response_received"})
+        (s, "submit_response", role, {"params": {"file": []}}, S.RESPONSE_RECEIVED, {"response_received"})
         for s, role in (
             (S.AWAITING_RESPONSE, "service-lead"),
             (S.CHASED, "chief-executive"),

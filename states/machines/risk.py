@@ -306,9 +306,13 @@ def next_response_number(session: Session, risk_id: int) -> int:
 
 
 def _file_names(files: Any) -> tuple[str, ...]:
-    """The names of the files the response came with (``file``: rows of filename, sha256, size)."""
+    """The names of the files the response came with (``file``: rows of filename, sha256, size),
+    as the response use case gives them: fired without them, there would be no response to judge."""
     if files is None:
-        return ()
+        raise InvalidInput(
+            "a formal response is sent with its text and files by the response form "
+            "(/risks/ID/respond, states.services.responses), not fired on its own"
+        )
     if not isinstance(files, list | tuple) or not all(
         isinstance(f, dict) and isinstance(f.get("filename"), str) for f in files
     ):
