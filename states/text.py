@@ -46,6 +46,10 @@ FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "submissionfile": (("filename",), ()),
     "perinatalconcern": (("title",), ()),
     "standardset": (("name",), ()),
+    "action_plan": (("title",), ()),
+    "plan_action": (("owner_name", "owner_role"), ()),
+    "upload": (("filename", "content_type"), ()),
+    "recommendation": (("standard_ref",), ()),
 }
 
 SEPARATORS = {"\u2028": "LINE SEPARATOR", "\u2029": "PARAGRAPH SEPARATOR", "\u0085": "NEXT LINE"}

@@ -64,6 +64,22 @@ def confirm_first(trigger: str, four_eyes: bool) -> bool:
     return four_eyes or trigger.startswith("escalate") or trigger in CONFIRM_TRIGGERS
 
 
+def may_fire(session: Session, principal: Principal, kind: str, row: StatefulItem, trigger: str) -> bool:
+    """Could ``principal`` fire ``trigger`` on ``row`` now: the state allows it, and a role it
+    holds where the item sits is one the permission table names (its guards aside)."""
+    spec = get_spec(kind)
+    rows = spec.rows_for(trigger, row.state)
+    if not rows:
+        return False
+    try:
+        principal.choose(
+            permission_table(session).roles(spec, trigger, rows), spec.recipient_scope(session, row), trigger
+        )
+    except PermissionDenied:
+        return False
+    return True
+
+
 def trigger_forms(
     session: Session, principal: Principal, kind: str, row: StatefulItem, clock: Clock
 ) -> list[dict[str, Any]]:

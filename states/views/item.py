@@ -5,6 +5,7 @@ forms of the triggers the viewer may fire now."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlmodel import Session, col
@@ -25,6 +26,7 @@ from states.clock import Clock, local_date
 from states.errors import NotFound
 from states.machines.spec import CLOCK_TRIGGERS, get_spec, kinds, outstanding_deadlines
 from states.principal import Principal
+from states.roles import ADMINISTRATOR, COMMISSIONER_ROLES, NETWORK_ROLES, TRUST_ROLES
 from states.views import forms
 from states.views.work import LINKS, _days_left, _title, can_see, get_visible, ref
 
@@ -141,8 +143,49 @@ def page(session: Session, principal: Principal, kind: str, item_id: int, clock:
         ],
         "related": related(session, principal, kind, row),
         "triggers": forms.trigger_forms(session, principal, kind, row, clock),
+        "workspaces": workspaces(session, principal, kind, row, where),
         "today": today,
     }
+
+
+# The pages beside an item's own where its work is done: (path after the item's id, label, who).
+# Who: "all" who may see the item; "staff" holders of a network role there; "trust" holders of a
+# Trust or commissioner role there; a trigger's name: those who may fire it now.
+WORKSPACES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "visit": (("/visits/{id}/panel", "The panel: invitations, declarations and the day's feedback", "staff"),),
+    "report": (
+        ("/reports/{id}/draft", "Drafting: standards and positive developments", "staff"),
+        ("/reports/{id}/accuracy", "The factual accuracy check: inaccuracies and decisions", "staff"),
+        ("/portal/reports/{id}/accuracy", "The factual accuracy check: the service's inaccuracies", "trust"),
+        ("/portal/reports/{id}/appeal", "Appeal against the report (the Chief Executive)", "trust"),
+    ),
+    "risk": (
+        ("/risks/{id}/respond", "Send the Trust's formal response", "submit_response"),
+        ("/risks/{id}/responses", "The Trust's formal responses and their files", "all"),
+    ),
+    "action_plan": (("/plans/{id}", "The action plan: actions, owners and milestones", "all"),),
+    "submission": (("/portal/submissions/{id}", "The documents sent and the versions received", "all"),),
+    "selfassessment": (
+        ("/portal/selfassessments/{id}", "The self-assessment: download, upload or answer online", "all"),
+    ),
+}
+
+
+def workspaces(
+    session: Session, principal: Principal, kind: str, row: StatefulItem, where: Mapping[str, int | None] | None
+) -> list[dict[str, str]]:
+    """The links to an item's workspaces this principal may use (``WORKSPACES``)."""
+    held = set(principal.roles_at(where))
+    staff = bool(held & {*NETWORK_ROLES, ADMINISTRATOR})
+    trust = bool(held & {*TRUST_ROLES, *COMMISSIONER_ROLES})
+    out = []
+    for path, label, who in WORKSPACES.get(kind, ()):
+        if (who == "staff" and not staff) or (who == "trust" and not trust):
+            continue
+        if who not in ("all", "staff", "trust") and not forms.may_fire(session, principal, kind, row, who):
+            continue
+        out.append({"href": path.format(id=row.id), "label": label})
+    return out
 
 
 def _names(session: Session, where: dict[str, int | None]) -> dict[str, Any]:
