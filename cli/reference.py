@@ -21,7 +21,7 @@ from typing import Any
 
 from states.machines.params import params_read
 from states.machines.spec import CLOCK_TRIGGERS, KindSpec, get_spec, kinds
-from states.roles import ACTOR_ROLES, AUDITOR, SYSTEM
+from states.roles import ACTOR_ROLES, AUDITOR, COMMISSIONER_ROLES, SYSTEM, TRUST_ROLES
 
 OPERATOR = "operator.md"
 MARKER = "<!-- generated below by `python -m cli.diagram --write`: edit the introduction above only -->"
@@ -43,7 +43,11 @@ def manual_rows(spec: KindSpec) -> list[dict[str, Any]]:
     """The declared transitions a person may fire, one per table row, with default roles."""
     out = []
     for t in spec.transitions:
-        roles = [r for r in ACTOR_ROLES if r in set(t.get("roles", ())) and r not in (SYSTEM, AUDITOR)]
+        roles = [
+            r
+            for r in (*ACTOR_ROLES, *TRUST_ROLES, *COMMISSIONER_ROLES)
+            if r in set(t.get("roles", ())) and r not in (SYSTEM, AUDITOR)
+        ]
         if not roles:
             continue
         sources = t["source"] if isinstance(t["source"], list) else [t["source"]]

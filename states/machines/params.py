@@ -25,7 +25,7 @@ from states.machines.spec import CLOCK_TRIGGERS, KindSpec, get_spec
 
 # Parameters that are lists of rows (a spreadsheet's, a feedback's risks): only their own command
 # passes them; a trigger that reads one is not offered as a form.
-STRUCTURED = frozenset({"risks", "rows", "problems", "file"})
+STRUCTURED = frozenset({"risks", "rows", "problems", "file", "data"})
 DATE, INT, CHOICE, BOOL, TEXT, TEXTAREA = "date", "int", "choice", "bool", "text", "textarea"
 
 
