@@ -2,6 +2,7 @@
 
 ``python -m bench web`` runs only the web application's bench (issue 15, ``bench/web.py``; its
 own ``--help``); ``python -m bench`` runs it after the others (``--skip-web`` leaves it out).
+``python -m bench portal`` runs only the Trust portal's bench (issue 16, ``bench/portal.py``).
 
 Options: ``--write-results`` regenerates bench/RESULTS.md from this run; ``--quick`` runs
 small sizes to try the harness (never written as results); ``--naive-full`` always runs the
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import web  # lazy: the web bench on its own
 
         return web.main(argv[1:])
+    if argv[:1] == ["portal"]:
+        from bench import portal  # lazy: the portal's bench on its own (issue 16)
+
+        return portal.main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--write-results", action="store_true", help="write bench/RESULTS.md from this run")
     ap.add_argument("--quick", action="store_true", help="small sizes, to try the harness (not written)")

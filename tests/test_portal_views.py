@@ -14,13 +14,14 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from models import Contact, Risk
+from models import Contact, Network, Risk
 from models.accounts import User
 from models.tables import Attachment, Deadline, OutboxMessage, Report, Service, Visit
 from states import engine
 from states.calendar import calendar_for
 from states.clock import FixedClock
 from states.errors import InvalidInput, NotFound
+from states.machines.spec import get_spec, kinds
 from states.principal import Grant, Principal
 from states.views import learning, portal
 from tests.factories import MRH, person, service, trust
@@ -109,8 +110,6 @@ def test_an_open_risk_says_what_is_asked_of_whom_by_when_and_if_missed(
 
 
 def test_if_missed_comes_from_the_rule() -> None:
-    from states.machines.spec import get_spec
-
     rules = get_spec("report").deadline_rules
     assert portal.if_missed("report", rules["accuracy_reply"]) == (
         "a chase letter to the Service Lead, copied to the Network office"
@@ -139,8 +138,6 @@ def test_overdue_is_shown_as_such_with_the_working_days_late(
 
 
 def test_working_days_left_follow_the_nation_of_the_service(session: Session, services: dict[str, int]) -> None:
-    from models import Network
-
     net = session.exec(select(Network).where(Network.code == "WMTN")).one()
     org = trust(session, "Highland Coast NHS Board", "SCT")
     svc = service(session, "Highland Trauma Unit", "Trauma Unit", org, net)
@@ -280,7 +277,26 @@ def test_the_page_costs_the_same_queries_whatever_the_number_of_items(
     with _counting(db) as many:
         big = portal.what_is_asked(session, ce, clock)
     assert (small["open_items"], big["open_items"]) == (1, 6)
-    assert few[0] == many[0] <= 25
+    assert few[0] == many[0] <= 2 * len(kinds()) + 8  # per kind: its figures and its items; then a few
+
+
+def test_every_service_is_in_the_summary_and_a_page_details_some(
+    session: Session, services: dict[str, int], raise_risk: Callable[..., Risk], clock: FixedClock
+) -> None:
+    tu = _notified(session, raise_risk("SC", service=SEVERN_TU), clock)
+    acc = _notified(session, raise_risk("IR", service=SEVERN_ACC), clock)
+    ce = _who("chief-executive", "organisation", _org(session, services, SEVERN_TU))
+    first = portal.what_is_asked(session, ce, clock, per_page=1)
+    second = portal.what_is_asked(session, ce, clock, per_page=1, page=2)
+    assert (first["pages"], first["page"], second["page"]) == (2, 1, 2)
+    assert [g["name"] for g in first["groups"]] == [SEVERN_ACC] and [g["name"] for g in second["groups"]] == [SEVERN_TU]
+    assert set(_items(first)) == {("risk", acc.id)} and set(_items(second)) == {("risk", tu.id)}
+    for data in (first, second):  # both pages: every service's figures, where its details are
+        rows = {r["name"]: r for r in data["summary"]}
+        assert (rows[SEVERN_ACC]["open"], rows[SEVERN_ACC]["page"]) == (1, 1)
+        assert (rows[SEVERN_TU]["open"], rows[SEVERN_TU]["page"]) == (1, 2)
+        assert data["open_items"] == 2
+    assert portal.what_is_asked(session, ce, clock, per_page=1, page=99)["page"] == 2  # past the end: the last
 
 
 # ------------------------------------------------------------------ letters to download

@@ -10,11 +10,16 @@ than to one of its services (document submissions) are listed once, under the Tr
 commissioner's network-wide grant sees the network's own items under the network.
 
 Only the Trust and commissioner grants count here (staff have My work): another Trust's service
-or item never appears, because every query filters by those grants in SQL (``work.place``). The
-page costs a fixed number of queries whatever the number of services and items: one for the
-services, one per kind of item (the items with their outstanding deadlines), one for the letters,
-one for the visits, one for the phases, two for the published reports and their letters.
-Read-only.
+or item never appears, because every query filters by those grants in SQL (``work.place``).
+
+One screen: every service reached is in the page's summary (its open and overdue items, its next
+date, its next review), and the services are detailed a page at a time (``PER_PAGE``, in the
+summary's order; a Trust's and a network's own items on the first page), so a Trust of 200
+services and 2,000 open items is one page of figures and ten of details, not 2,000 rows at once.
+The page costs a fixed number of queries whatever the number of services and items: the services,
+per kind one grouped query for the figures and, for the kinds open on the page, one for the items
+with their outstanding deadlines; the letters (one union ranked by a window); the visits; the
+phases; the published reports and their letters (``states/views/portal_parts.py``). Read-only.
 """
 
 from __future__ import annotations
@@ -24,65 +29,32 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, cast, false, func, null, or_, select, union_all
+from sqlalchemy import false, or_, select
 from sqlmodel import Session
 
-from models.cycle import ProgrammePhase
-from models.tables import (
-    OUTSTANDING,
-    Attachment,
-    Deadline,
-    DeadlineStatus,
-    Network,
-    Organisation,
-    OutboxMessage,
-    OutboxStatus,
-    Report,
-    Service,
-    Visit,
-)
+from models.tables import Attachment, Network, Organisation, OutboxMessage, Service
 from models.types import is_row_id
-from states.calendar import calendar_for
 from states.clock import Clock, local_date
 from states.errors import NotFound
-from states.machines.spec import DeadlineRule, Letter, get_spec, kinds
+from states.machines.spec import kinds
 from states.principal import INSTALLATION, Grant, Principal
-from states.programmes import programme_for, programme_year_of, where
-from states.roles import ADMINISTRATOR, COMMISSIONER_ROLES, CONTACT_ROLES, NETWORK_ROLES, TRUST_ROLES
+from states.roles import ADMINISTRATOR, COMMISSIONER_ROLES, NETWORK_ROLES, TRUST_ROLES
+from states.views import portal_parts as parts
 from states.views import work
-from states.views.work import _table, _title, _visible, place, ref
+from states.views.portal_parts import SHOWN_LETTERS, if_missed, role_name
+from states.views.work import _table
+
+__all__ = ["if_missed", "role_name"]  # the words of a deadline, for whoever shows one
+
+_A = _table(Attachment)
+_SVC, _ORG, _NET = _table(Service), _table(Organisation), _table(Network)
 
 PORTAL_ROLES = frozenset((*TRUST_ROLES, *COMMISSIONER_ROLES))
 STAFF_ROLES = frozenset((*NETWORK_ROLES, ADMINISTRATOR))
-LETTERS_PER_GROUP = 10
-# An item in one of these states is settled (not open) for the portal although its machine has no
-# terminal state: a published report is done until an appeal reopens it; it is listed among the
-# service's published reports instead.
-SETTLED = {"report": frozenset({"published"})}
-SHOWN_LETTERS = (OutboxStatus.QUEUED.value, OutboxStatus.SENDING.value, OutboxStatus.SENT.value)
-
-# What happens when a deadline passes and the sweep fires its rule's ``on_due`` trigger, in words.
-ON_DUE_WORDS = {
-    ("risk", "no_response"): (
-        "the network chases the Trust in writing with a short deadline; if there is still no response, "
-        "it escalates to the Commissioning Lead and the Care Quality Commission"
-    ),
-    ("risk", "still_no_response"): (
-        "the network escalates to the Commissioning Lead and the Care Quality Commission, "
-        "copied to the Chief Executive and the Accountable Officer"
-    ),
-    ("perinatal", "board_review_missed"): (
-        "the month is recorded as missed and the Chief Executive and Service Lead are chased in writing, "
-        "copied to the Local Maternity System lead"
-    ),
-    ("phase", "mark_overdue"): "the phase is marked overdue and the network is reminded",
-    ("phase", "open"): "the phase opens on its date",
-}
-
-_D, _M, _A = _table(Deadline), _table(OutboxMessage), _table(Attachment)
-_SVC, _ORG, _NET = _table(Service), _table(Organisation), _table(Network)
-_VISIT, _REPORT, _PHASE = _table(Visit), _table(Report), _table(ProgrammePhase)
-
+LETTERS_PER_GROUP = 5  # on the page of every service; one service's page shows more
+LETTERS_ON_ONE = 30
+PER_PAGE = 25  # services whose items a page details (every service is in its summary)
+MAX_PER_PAGE = 200
 
 # ------------------------------------------------------------------ who the portal is for
 
@@ -97,34 +69,6 @@ def portal_principal(principal: Principal) -> Principal:
     service's scope: the portal never reads a grant for the whole installation)."""
     grants = tuple(g for g in principal.grants if g.role in PORTAL_ROLES and g.scope != INSTALLATION)
     return replace(principal, grants=grants)
-
-
-def role_name(role: str | None) -> str:
-    return CONTACT_ROLES.get(role or "", (role or "").replace("-", " "))
-
-
-def _names(roles: Iterable[str]) -> str:
-    names = [role_name(r) for r in roles]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1] if names else ""
-
-
-def if_missed(kind: str, rule: DeadlineRule) -> str:
-    """What happens when the deadline passes, in a few words, from the rule itself: its ``on_due``
-    trigger (the sweep fires it), else its overdue letter, else nothing automatic."""
-    if rule.on_due:
-        words = ON_DUE_WORDS.get((kind, rule.on_due))
-        if words:
-            return words
-        dest = next((t["dest"] for t in get_spec(kind).transitions if t["trigger"] == rule.on_due), None)
-        label = rule.on_due.replace("_", " ")
-        return f"the item moves on by itself ({label}" + (f", to {dest.replace('_', ' ')})" if dest else ")")
-    letter = rule.overdue
-    if isinstance(letter, Letter):
-        cc = f", copied to the {_names(letter.cc)}" if letter.cc else ""
-        return f"a chase letter to the {_names(letter.to)}{cc}"
-    if letter is not None:
-        return "a chase letter from the network"
-    return "nothing happens by itself: the network follows it up"
 
 
 # ------------------------------------------------------------------ the services a grant reaches
@@ -177,329 +121,57 @@ def reachable_service(session: Session, principal: Principal, service_id: int) -
 # ------------------------------------------------------------------ the page
 
 
-def _group_key(service_id: Any, organisation_id: Any, network_id: Any) -> tuple[str, int]:
-    if service_id is not None:
-        return ("service", int(service_id))
-    if organisation_id is not None:
-        return ("organisation", int(organisation_id))
-    return ("network", int(network_id or 0))
-
-
-class _Days:
-    """Working days from today to a date by a nation's calendar, each (nation, date) counted once."""
-
-    def __init__(self, today: date) -> None:
-        self.today = today
-        self.seen: dict[tuple[str, date], int] = {}
-
-    def left(self, nation: str, due: date) -> int:
-        key = (nation, due)
-        if key not in self.seen:
-            self.seen[key] = calendar_for(nation or "ENG").working_days_between(self.today, due)
-        return self.seen[key]
-
-
-def _open_items(
-    session: Session, who: Principal, kind: str, today: date, days: _Days, only: int | None
-) -> list[tuple[tuple[str, int], dict[str, Any]]]:
-    """The open items of ``kind`` the grants reach, each with its outstanding deadlines: one query."""
-    spec = get_spec(kind)
-    p = place(kind)
-    t = p.item
-    closed = {*spec.terminal, *SETTLED.get(kind, ())}
-    level = t.c.level if "level" in t.c else null()
-    q = (
-        select(
-            t.c.id,
-            t.c.state,
-            cast(p.title, String).label("title"),
-            level.label("level"),
-            cast(p.service_id, Integer).label("service_id"),
-            cast(p.organisation_id, Integer).label("organisation_id"),
-            cast(p.network_id, Integer).label("network_id"),
-            _D.c.name.label("deadline"),
-            _D.c.due_on,
-            _D.c.status,
-            _D.c.paused_remaining,
-            _D.c.nation,
-        )
-        .select_from(
-            p.scoped(t).outerjoin(
-                _D, and_(_D.c.kind == kind, _D.c.item_id == t.c.id, _D.c.status.in_([s.value for s in OUTSTANDING]))
-            )
-        )
-        .where(_visible(who, p))
-        .order_by(t.c.id, _D.c.due_on, _D.c.id)
-    )
-    if closed:
-        q = q.where(t.c.state.not_in(sorted(closed)))
-    if only is not None:
-        q = q.where(p.service_id == only)
-    items: dict[int, tuple[tuple[str, int], dict[str, Any]]] = {}
-    for r in session.execute(q):
-        got = items.get(r.id)
-        if got is None:
-            got = items[r.id] = (
-                _group_key(r.service_id, r.organisation_id, r.network_id),
-                {
-                    "kind": kind,
-                    "id": r.id,
-                    "ref": ref(kind, r.id, r.level),
-                    "title": _title(kind, r.title, None),
-                    "state": r.state,
-                    "state_label": r.state.replace("_", " "),
-                    "next_step": spec.next_step.get(r.state),
-                    "link": f"/items/{kind}/{r.id}",
-                    "asks": [],
-                    "overdue": False,
-                },
-            )
-        if r.deadline is None:
-            continue
-        rule = spec.deadline_rules.get(r.deadline)
-        paused = r.status == DeadlineStatus.PAUSED.value
-        late = not paused and r.due_on < today
-        got[1]["asks"].append(
-            {
-                "deadline": r.deadline,
-                "step": rule.step if rule else r.deadline.replace("_", " "),
-                "owner_role": rule.owner if rule else None,
-                "owner": role_name(rule.owner) if rule else "",
-                "due_on": r.due_on,
-                "paused": paused,
-                "working_days_left": (r.paused_remaining if paused else days.left(r.nation, r.due_on)),
-                "overdue": late,
-                "if_missed": if_missed(kind, rule) if rule else "",
-            }
-        )
-        got[1]["overdue"] = got[1]["overdue"] or late
-    return list(items.values())
-
-
-def _letters(session: Session, who: Principal, only: int | None, per_group: int) -> list[Any]:
-    """The letters about the items the grants reach, the newest ``per_group`` of each service
-    (Trust, network): one query (a union over the kinds, ranked by a window)."""
-    parts = []
-    for kind in kinds():
-        p = place(kind)
-        q = (
-            select(
-                _M.c.id.label("message_id"),
-                cast(p.service_id, Integer).label("service_id"),
-                cast(p.organisation_id, Integer).label("organisation_id"),
-                cast(p.network_id, Integer).label("network_id"),
-            )
-            .select_from(p.scoped(_M.join(p.item, and_(_M.c.item_id == p.item.c.id))))
-            .where(
-                # the outbox has no index by item: its letters are a range of the unique key's
-                # index ("<kind>:<id>:..."), as the item page reads them
-                _M.c.idempotency_key >= f"{kind}:",
-                _M.c.idempotency_key < f"{kind};",
-                _M.c.kind == kind,
-                _M.c.category != "incident",
-                _M.c.status.in_(SHOWN_LETTERS),
-                _visible(who, p),
-            )
-        )
-        if only is not None:
-            q = q.where(p.service_id == only)
-        parts.append(q)
-    u = union_all(*parts).subquery("u")
-    rn = (
-        func.row_number()
-        .over(partition_by=(u.c.service_id, u.c.organisation_id, u.c.network_id), order_by=_M.c.id.desc())
-        .label("rn")
-    )
-    ranked = (
-        select(
-            _M.c.id,
-            _M.c.kind,
-            _M.c.item_id,
-            _M.c.template,
-            _M.c.subject,
-            _M.c.status,
-            _M.c.created_at,
-            _M.c.sent_at,
-            _M.c.to,
-            u.c.service_id,
-            u.c.organisation_id,
-            u.c.network_id,
-            rn,
-        )
-        .select_from(u.join(_M, _M.c.id == u.c.message_id))
-        .subquery("ranked")
-    )
-    return list(session.execute(select(ranked).where(ranked.c.rn <= per_group).order_by(ranked.c.id.desc())))
-
-
-def _letter_row(r: Any) -> dict[str, Any]:
-    roles = list(dict.fromkeys(p.get("role") for p in (r.to or []) if p.get("role")))
-    return {
-        "message_id": r.id,
-        "kind": r.kind,
-        "item_id": r.item_id,
-        "ref": ref(r.kind, r.item_id),
-        "subject": r.subject or r.template.replace("_", " "),
-        "template": r.template,
-        "status": r.status,
-        "sent": r.status == OutboxStatus.SENT.value,
-        "created_at": r.created_at,
-        "sent_at": r.sent_at,
-        "to": _names(roles) if roles else "",
-        "view": f"/items/{r.kind}/{r.item_id}/letters/{r.id}",
-        "download": f"/portal/letters/{r.id}.eml",
-    }
-
-
-def _next_visits(session: Session, service_ids: list[int], today: date) -> dict[int, dict[str, Any]]:
-    """Each service's next visit: the earliest dated open one on or after today, else an open one
-    whose date is not set yet. One query."""
-    if not service_ids:
-        return {}
-    terminal = sorted(get_spec("visit").terminal)
-    rows = session.execute(
-        select(_VISIT.c.id, _VISIT.c.service_id, _VISIT.c.visit_date, _VISIT.c.state, _VISIT.c.mode)
-        .where(_VISIT.c.service_id.in_(service_ids), _VISIT.c.state.not_in(terminal))
-        .order_by(_VISIT.c.visit_date, _VISIT.c.id)
-    )
-    found: dict[int, list[Any]] = {}
-    for r in rows:
-        found.setdefault(r.service_id, []).append(r)
-    out: dict[int, dict[str, Any]] = {}
-    for sid, visits in found.items():
-        ahead = [v for v in visits if v.visit_date is not None and v.visit_date >= today]
-        # else one not dated yet, or one whose day has passed but is not recorded yet
-        r = min(ahead, key=lambda v: (v.visit_date, v.id)) if ahead else min(visits, key=lambda v: v.id)
-        out[sid] = {
-            "id": r.id,
-            "date": r.visit_date,
-            "state": r.state.replace("_", " "),
-            "mode": (r.mode or "").replace("_", " "),
-            "link": f"/items/visit/{r.id}",
-        }
-    return out
-
-
-def _phases(session: Session, networks: dict[int, Any], today: date) -> dict[int, dict[str, Any]]:
-    """Each network's place in its programme today: the year, cycle year, quarter and the phases
-    open now (the network's planned phases, else the programme's own dates). One query."""
-    if not networks:
-        return {}
-    year = programme_year_of(today)
-    planned: dict[int, list[Any]] = {}
-    for r in session.execute(
-        select(_PHASE.c.network_id, _PHASE.c.title, _PHASE.c.state, _PHASE.c.opens_on, _PHASE.c.due_on)
-        .where(_PHASE.c.network_id.in_(sorted(networks)), _PHASE.c.programme_year == year)
-        .order_by(_PHASE.c.opens_on, _PHASE.c.id)
-    ):
-        planned.setdefault(r.network_id, []).append(r)
-    out = {}
-    for net_id, net in networks.items():
-        prog = programme_for(net.cycle, net.programme)
-        pos = where(prog, today)
-        rows = planned.get(net_id, [])
-        current = [
-            {
-                "title": r.title,
-                "state": r.state,
-                "due_on": r.due_on,
-                "overdue": r.state == "overdue" or r.due_on < today,
-            }
-            for r in rows
-            if r.state in ("open", "overdue") or (r.opens_on <= today <= r.due_on and r.state != "complete")
-        ]
-        if not rows:
-            current = [{"title": title, "state": "", "due_on": None, "overdue": False} for title in pos["phases"]]
-        out[net_id] = {
-            "programme": pos["programme"],
-            "programme_year": pos["programme_year"],
-            "cycle_year": pos["cycle_year"],
-            "cycle_years": pos["cycle_years"],
-            "quarter": pos["quarter"],
-            "phases": current,
-        }
-    return out
-
-
-def _published(session: Session, service_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
-    """Each service's published reports, newest first, each with the newest letter that carried a
-    file about it (the report as sent). Two queries."""
-    if not service_ids:
-        return {}
-    reports = list(
-        session.execute(
-            select(_REPORT.c.id, _REPORT.c.service_id, _REPORT.c.basis_date, _REPORT.c.published_on, _REPORT.c.issue)
-            .where(_REPORT.c.service_id.in_(service_ids), _REPORT.c.state == "published")
-            .order_by(_REPORT.c.published_on.desc(), _REPORT.c.id.desc())
-        )
-    )
-    ids = [r.id for r in reports]
-    carried: dict[int, tuple[int, str]] = {}
-    if ids:
-        for mid, item_id, filename in session.execute(
-            select(_M.c.id, _M.c.item_id, _A.c.filename)
-            .select_from(_M.join(_A, _A.c.idempotency_key == _M.c.idempotency_key))
-            .where(
-                _M.c.idempotency_key >= "report:",
-                _M.c.idempotency_key < "report;",
-                _M.c.kind == "report",
-                _M.c.item_id.in_(ids),
-                _M.c.status.in_(SHOWN_LETTERS),
-            )
-            .order_by(_M.c.id.desc())
-        ):
-            carried.setdefault(item_id, (mid, filename))
-    out: dict[int, list[dict[str, Any]]] = {}
-    for r in reports:
-        letter = carried.get(r.id)
-        out.setdefault(r.service_id, []).append(
-            {
-                "id": r.id,
-                "ref": ref("report", r.id),
-                "basis_date": r.basis_date,
-                "published_on": r.published_on,
-                "issue": r.issue,
-                "link": f"/items/report/{r.id}",
-                "file": letter[1] if letter else None,
-                "letter": f"/items/report/{r.id}/letters/{letter[0]}" if letter else None,
-                "download": f"/portal/letters/{letter[0]}.eml" if letter else None,
-            }
-        )
-    return out
-
-
 def what_is_asked(
-    session: Session, principal: Principal, clock: Clock, *, service_id: int | None = None
+    session: Session,
+    principal: Principal,
+    clock: Clock,
+    *,
+    service_id: int | None = None,
+    page: int = 1,
+    per_page: int = PER_PAGE,
 ) -> dict[str, Any]:
-    """groups (one per service reached, and per Trust or network for the items that are theirs),
-    each with its open items (what is asked, of whom, by when, if missed), letters, next visit,
-    programme phase and published reports; figures; today. ``service_id``: that one service only
-    (NotFound unless the grants reach it)."""
+    """summary (every service reached, and the Trust's or network's own items: open, overdue, next
+    date, next review), groups (the services of this page, a Trust's and network's own items on the
+    first: each with its open items, what is asked, of whom, by when, if missed; letters, next
+    visit, published reports), programmes, rules (what happens if each kind of date is missed),
+    totals, page, pages, today. ``service_id``: that one service only (NotFound unless the grants
+    reach it)."""
     who = portal_principal(principal)
     today = local_date(clock.now())
     if service_id is not None:
         reachable_service(session, principal, service_id)
     services = _services(session, who.grants)
-    if service_id is not None:
-        services = [s for s in services if s.id == service_id]
+    counts = parts.overview(session, who, today)
+    per_page = max(1, min(per_page, MAX_PER_PAGE))
+    pages = 1 if service_id is not None else max(1, -(-len(services) // per_page))
+    page = min(max(1, page), pages)
+    shown = (
+        [s for s in services if s.id == service_id]
+        if service_id is not None
+        else services[(page - 1) * per_page : page * per_page]
+    )
+    own = service_id is None and page == 1
     groups: dict[tuple[str, int], dict[str, Any]] = {}
     networks: dict[int, Any] = {}
     orgs: dict[int, str] = {}
     for s in services:
         networks.setdefault(s.network_id, s)
         orgs.setdefault(s.organisation_id, s.organisation)
+    for s in shown:
         groups[("service", s.id)] = _group("service", s.id, s.name, s)
-    days = _Days(today)
-    for kind in kinds():
-        for key, item in _open_items(session, who, kind, today, days, service_id):
+    ids = [s.id for s in shown]
+    days = parts._Days(today)
+    wanted = {k for key, c in counts.items() if key in groups or (own and key[0] != "service") for k in c["kinds"]}
+    for kind in [k for k in kinds() if k in wanted]:  # a kind with nothing open here costs no query
+        for key, item in parts._open_items(session, who, kind, today, days, ids, own):
             _ensure(groups, key, orgs, networks)["items"].append(item)
-    for r in _letters(session, who, service_id, LETTERS_PER_GROUP):
-        key = _group_key(r.service_id, r.organisation_id, r.network_id)
-        _ensure(groups, key, orgs, networks)["letters"].append(_letter_row(r))
-    ids = [s.id for s in services]
-    visits = _next_visits(session, ids, today)
-    phases = _phases(session, networks, today)
-    published = _published(session, ids)
+    per_group = LETTERS_PER_GROUP if service_id is None else LETTERS_ON_ONE
+    for r in parts._letters(session, who, ids, own, per_group):
+        key = parts._group_key(r.service_id, r.organisation_id, r.network_id)
+        _ensure(groups, key, orgs, networks)["letters"].append(parts._letter_row(r))
+    visits = parts._next_visits(session, [s.id for s in services], today)
+    phases = parts._phases(session, networks, today)
+    published = parts._published(session, ids)
     for (scope, gid), g in groups.items():
         g["items"].sort(key=lambda i: (not i["overdue"], min((a["due_on"] for a in i["asks"]), default=date.max)))
         g["overdue"] = sum(1 for i in g["items"] if i["overdue"])
@@ -509,13 +181,59 @@ def what_is_asked(
         g["phase"] = phases.get(g["network_id"]) if g.get("network_id") else None
     ordered = sorted(groups.values(), key=_order)
     return {
+        "summary": _summary(services, counts, visits, orgs, networks, per_page, {id(s) for s in shown}),
+        "programmes": [
+            {"network": n.network, "network_name": n.network_name, **phases[i]} for i, n in networks.items()
+        ],
+        "rules": _rules(ordered),
         "today": today,
         "groups": ordered,
         "services": len(services),
-        "open_items": sum(len(g["items"]) for g in ordered),
-        "overdue": sum(g["overdue"] for g in ordered),
+        "open_items": sum(c["open"] for c in counts.values()),
+        "overdue": sum(c["overdue"] for c in counts.values()),
+        "page": page,
+        "pages": pages,
         "has_portal_role": bool(who.grants),
     }
+
+
+def _summary(
+    services: list[Any],
+    counts: dict[tuple[str, int], dict[str, Any]],
+    visits: dict[int, dict[str, Any]],
+    orgs: dict[int, str],
+    networks: dict[int, Any],
+    per_page: int,
+    here: set[int],
+) -> list[dict[str, Any]]:
+    """One line per group: its figures and where its details are (this page, another, or none)."""
+    out = []
+    for key in [k for k in counts if k[0] != "service"]:  # a Trust's or network's own, on page 1
+        name = orgs.get(key[1]) if key[0] == "organisation" else getattr(networks.get(key[1]), "network_name", None)
+        c = counts[key]
+        out.append({"scope": key[0], "id": key[1], "name": name or f"{key[0]} {key[1]}", "page": 1, "open": c["open"],
+                    "overdue": c["overdue"], "next_due": c["next_due"], "next_visit": None})  # fmt: skip
+    for n, s in enumerate(services):
+        c = counts.get(("service", s.id), {"open": 0, "overdue": 0, "next_due": None})
+        out.append({"scope": "service", "id": s.id, "name": s.name, "page": n // per_page + 1,
+                    "open": c["open"], "overdue": c["overdue"], "next_due": c["next_due"],
+                    "next_visit": visits.get(s.id), "here": id(s) in here})  # fmt: skip
+    return out
+
+
+def _rules(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each kind of date the page shows, numbered, with what happens if it is missed; each ask
+    gets the number of its rule (``rule``)."""
+    rules: dict[tuple[str, str], dict[str, Any]] = {}
+    for g in groups:
+        for i in g["items"]:
+            for a in i["asks"]:
+                key = (i["kind"], a["deadline"])
+                if key not in rules:
+                    rules[key] = {"n": len(rules) + 1, "kind": i["kind"], "step": a["step"], "owner": a["owner"],
+                                  "if_missed": a["if_missed"]}  # fmt: skip
+                a["rule"] = rules[key]["n"]
+    return list(rules.values())
 
 
 def _group(scope: str, gid: int, name: str, s: Any) -> dict[str, Any]:

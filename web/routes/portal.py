@@ -13,7 +13,7 @@ import os
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
@@ -36,10 +36,13 @@ def _session(request: Request) -> Session:
 
 
 @router.get("/portal", response_class=HTMLResponse)
-def portal(request: Request, me: Me) -> HTMLResponse:
-    """What is asked of us: every service my Trust or commissioner roles reach, in one screen."""
+def portal(
+    request: Request, me: Me, page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1
+) -> HTMLResponse:
+    """What is asked of us: every service my Trust or commissioner roles reach, in one screen
+    (each service's items in detail, a page of services at a time)."""
     with _session(request) as s:
-        data = portal_view.what_is_asked(s, me.principal, me.clock)
+        data = portal_view.what_is_asked(s, me.principal, me.clock, page=page_no)
     return page(request, "portal/index.html", me, data=data, one=False)
 
 
