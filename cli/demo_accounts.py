@@ -14,10 +14,10 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from cli.output import console
-from models import Network
+from models import Network, Organisation, Service
 from models.accounts import RoleGrant, User
 from states.clock import Clock
-from states.principal import NETWORK, Principal
+from states.principal import NETWORK, ORGANISATION, SERVICE, Principal
 from states.services import signin
 
 # Passes the password policy (NCSC: length, not composition; not on the deny-list).
@@ -43,11 +43,20 @@ def _roles(session: Session, user_id: int) -> str:
     shown = []
     for g in grants:
         net = session.get(Network, g.scope_id) if g.scope == NETWORK and g.scope_id is not None else None
-        shown.append(f"{g.role} ({net.code})" if net is not None else g.role)
+        place = (
+            session.get(Service, g.scope_id)
+            if g.scope == SERVICE
+            else session.get(Organisation, g.scope_id)
+            if g.scope == ORGANISATION
+            else None
+        )
+        shown.append(f"{g.role} ({net.code})" if net is not None else f"{g.role} ({place.name})" if place else g.role)
     return ", ".join(shown)
 
 
-def print_sign_in(db: Any, db_path: Path, ids: dict[str, int], end: date, manager: str) -> None:
+def print_sign_in(
+    db: Any, db_path: Path, ids: dict[str, int], end: date, manager: str, portal: tuple[str, str, str] | None = None
+) -> None:
     """Who can sign in to the web application, with what, and where to find the story's
     twice-inadequate serious concern (``manager``: the Network Manager whose work it is)."""
     with Session(db) as s:
@@ -78,3 +87,13 @@ def print_sign_in(db: Any, db_path: Path, ids: dict[str, int], end: date, manage
         markup=False,
         soft_wrap=True,
     )
+    if portal is not None:
+        lead, asha, risk = portal
+        console.print(
+            f"The Trust portal: sign in as {lead} (Service Lead, Severnside Trauma Unit): 'What is asked of us' "
+            f"lists the serious concern {risk} awaiting the Trust's formal response, by when and what happens if it "
+            f"is missed; send the response (and the draft action plan) there, then sign in as {asha} (Network "
+            "Manager, West Midlands): the response waits in My work to be judged.",
+            markup=False,
+            soft_wrap=True,
+        )

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from cli.output import console, table
 from models import Appeal, Complaint, Contact, Deadline, Network, Organisation, OutboxMessage, Report, Risk, Visit
+from models.portal import ActionPlan
 from notifications.documents import render_report_pdf
 from states.calendar import calendar_for
 from states.engine import pending_deadlines
@@ -97,6 +98,7 @@ def print_summary(
             ("complaint", c, f"Complaint-{c.id}", f"complaint ({c.category}), owner {c.owner_role}")
             for c in s.exec(select(Complaint))
         ]
+        rows += [("action_plan", p, f"Plan-{p.id}", p.title) for p in s.exec(select(ActionPlan))]
         table(
             "Items by state",
             ["item", "what", "state", "pending deadlines"],
@@ -119,7 +121,15 @@ def print_summary(
         table(
             "Deadlines (working days, England bank holidays incl. 25, 28 Dec and 1 Jan; weeks as 7 days)",
             ["item", "deadline", "due", "status"],
-            [(labels[(d.kind, d.item_id)], d.name, d.due_on.strftime("%a %d %b %Y"), d.status) for d in done],
+            [
+                (
+                    labels.get((d.kind, d.item_id), f"{d.kind}-{d.item_id}"),
+                    d.name,
+                    d.due_on.strftime("%a %d %b %Y"),
+                    d.status,
+                )
+                for d in done
+            ],
         )
         report = s.get(Report, ids["report"])
         pdf = var / f"report-{ids['report']}.pdf"

@@ -1,7 +1,7 @@
 """``peerwatch demo``: a fresh demo database, a visit, risks and a report, and the real
 Prefect ``chase`` and ``dispatch`` flows run day by day over simulated weekdays.
 
-The story (West Midlands and Cheshire & Mersey, autumn 2026 to February 2027):
+The story (West Midlands and Cheshire & Mersey, autumn 2026 to March 2027):
 - Visit to Midland Royal MTC, proposed from the weighting list, scheduled for Fri 11 Dec:
   the service is notified, a conflicted reviewer (works for the Trust) and one from the same
   shared pathway are refused, the panel is built across two networks, one late conflict
@@ -21,6 +21,13 @@ The story (West Midlands and Cheshire & Mersey, autumn 2026 to February 2027):
   withdraws the serious concern it names and re-issues the report as issue 2.
 - Two complaints: one about arrangements (to the network office) is acknowledged,
   investigated and resolved; one about a person is closed as not acceptable.
+- The Trusts act for themselves in the portal (``cli/demo_portal.py``), from accounts their
+  network's staff invited from the contacts: the Service Leads send the formal responses (the
+  Network Manager judges each), Midland Royal's Service Lead states the inaccuracies and builds
+  the action plan answering the report's recommendations (returned with comments, revised,
+  agreed; an overdue milestone chased), its Medical Director's appeal is refused and its Chief
+  Executive's accepted. A new SC at Severnside (Wed 10 Mar) stands at the end awaiting the
+  Trust's response, with the Service Lead's draft plan: for a person to answer in the portal.
 
 It runs on a training database (``peerwatch init --training``: simulated dates, ``--as``): the
 OS user running it is its administrator, who adds the cast as accounts (``cli.seed.seed_cast``);
@@ -39,24 +46,24 @@ from sqlmodel import Session, select
 
 from cli.context import os_login
 from cli.demo_accounts import print_sign_in, set_demo_passwords
+from cli.demo_portal import MHM, MRH, STU, TrustSide
+from cli.demo_portal import script as trust_script
 from cli.demo_report import escalations_since, last_letter_id, print_summary
 from cli.output import table
 from cli.seed import seed_cast, seed_reference
 from flows.chase import chase
 from flows.dispatch import dispatch
 from flows.views import views
-from models import Complaint, Contact, OutboxMessage, Report, Reviewer, Risk, Service, Visit, init_db, session_scope
+from models import Complaint, OutboxMessage, Report, Reviewer, Risk, Visit, init_db, session_scope
 from states import engine
 from states.clock import FixedClock
 from states.engine import keys
 from states.errors import PeerwatchError
 from states.principal import Principal
 from states.services import accounts, clocks
-from states.services.appeal import submit
 from states.views.weighting import candidates
 
 START, END = date(2026, 11, 16), date(2027, 3, 19)
-MRH, STU, MHM = "Midland Royal Major Trauma Centre", "Severnside Trauma Unit", "Mersey Harbour Major Trauma Centre"
 # Who acts (accounts made by seed_cast from each network's contacts, each role granted for its
 # network only): West Midlands Trauma Network's staff, and Cheshire & Mersey's for its own risk.
 NM, RL, OFFICE = (
@@ -85,7 +92,6 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
         accounts.bootstrap(s, clock, os_login=os_login(), name="Demo Administrator")
         svc = seed_reference(s)
         cast = seed_cast(s, accounts.peer_principal(s, os_login()), clock)
-        set_demo_passwords(s, accounts.peer_principal(s, os_login()), clock)
         reviewers = {r.name: r.id for r in s.exec(select(Reviewer))}
     ids: dict[str, int] = {}
     timeline: list[tuple[date, str, str]] = []
@@ -93,6 +99,12 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
     def as_(s: Session, who: tuple[str, str]) -> Principal:
         """The named account acting in one of its roles (--as, in this training database)."""
         return accounts.training_principal(s, cast[who[0]], who[1])
+
+    # The Trusts' people, invited to the portal by their network's staff; they act for themselves.
+    trust = TrustSide(db, clock, svc, ids, timeline, lead=lambda s: as_(s, NM))
+    trust.invite(lambda s, network: as_(s, OFFICE if network == "WMTN" else CM_NM))
+    with session_scope() as s:  # a training database: every account gets the demo passphrase
+        set_demo_passwords(s, accounts.peer_principal(s, os_login()), clock)
 
     def ref(kind: str, row: Any) -> str:
         return f"{row.level}-{row.id}" if kind == "risk" else f"{kind.title()}-{row.id}"
@@ -208,22 +220,15 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
                 (clock_day(), f"Visit-{out.row.id}", f"proposed for {top['service']} (weighting score {top['score']})")
             )
 
-    def inaccuracies() -> None:
-        act(
-            "report",
-            "report",
-            "record_inaccuracy",
-            OFFICE,
-            text="The report says two trauma consultants were on call; the rota shows three on the day",
+    def inaccuracies() -> None:  # the service states them in the portal; the last is a later change: refused
+        trust.inaccuracies(
+            MRH,
+            [
+                "The report says two trauma consultants were on call; the rota shows three on the day",
+                "Time to CT was 58 minutes, not 68 minutes as reported",
+                "We have since appointed a major trauma coordinator",
+            ],
         )
-        act(
-            "report",
-            "report",
-            "record_inaccuracy",
-            OFFICE,
-            text="Time to CT was 58 minutes, not 68 minutes as reported",
-        )
-        act("report", "report", "record_inaccuracy", OFFICE, text="We have since appointed a major trauma coordinator")
 
     def decide() -> None:
         act("report", "report", "decide_inaccuracy", NM, item_id=1, decision="accepted")
@@ -234,31 +239,8 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
         act("report", "report", "decide_inaccuracy", NM, item_id=2, decision="rejected")
         act("report", "report", "decide_inaccuracy", RL, item_id=2, decision="rejected")
 
-    def appeal(who: str, contact_role: str) -> None:
-        with session_scope() as s:
-            org = s.get(Service, svc[MRH]).organisation_id  # type: ignore[union-attr]
-            person = s.exec(select(Contact).where(Contact.role == contact_role, Contact.organisation_id == org)).one()
-            office = as_(s, OFFICE)
-        try:
-            row = submit(
-                db,
-                report_id=ids["report"],
-                appellant_contact_id=person.id,
-                principal=office,
-                clock=clock,
-                statement="The serious concern rests on a single audit period; the protocol is audited quarterly.",
-                grounds=[{"risk_id": ids["SC-midland"]}],
-            )
-            ids["appeal"] = row.id  # type: ignore[assignment]
-            timeline.append(
-                (
-                    clock_day(),
-                    f"Appeal-{row.id}",
-                    f"submitted by {person.name} ({who}) -> {row.state} (result due 8 weeks later)",
-                )
-            )
-        except PeerwatchError as exc:
-            timeline.append((clock_day(), "Appeal", f"REFUSED submission by {person.name} ({who}): {exc}"))
+    def appeal(who: str, contact_role: str) -> None:  # the Trust's own account, in the portal
+        trust.appeal(MRH, contact_role, [f"risk-{ids['SC-midland']}"], who)
 
     def complaint(label: str, category: str, name: str, email: str, summary: str, about_person: bool = False) -> None:
         with session_scope() as s:
@@ -512,7 +494,15 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
             ),
         ],  # confirmed by a second person
         date(2027, 3, 16): [lambda: act("appeal", "appeal", "communicate", NM)],
+        date(2027, 3, 10): [
+            lambda: raise_risk(
+                "SC-severnside-2", STU, "SC", "No audit of trauma team activation against the criteria", "TU-4"
+            )
+        ],
+        date(2027, 3, 12): [lambda: act("risk", "SC-severnside-2", "send_formal_notification", NM, "letter emailed")],
     }
+    for day, steps in trust_script(trust, lambda s: as_(s, OFFICE)).items():
+        script.setdefault(day, []).extend(steps)
     for day in _weekdays(START, END):
         clock.set(day)
         for step in script.get(day, []):
@@ -554,7 +544,14 @@ def story(db_path: Path, outbox: Path, api: str, keep_server: bool) -> None:
     with Session(db) as s:  # the web application acts on the story's last day, not before it
         clocks.set_training_today(s, accounts.peer_principal(s, os_login()), FixedClock(END), END)
         s.commit()
-    print_sign_in(db, db_path, ids, END, CM_NM[0])
+    print_sign_in(
+        db,
+        db_path,
+        ids,
+        END,
+        CM_NM[0],
+        (trust.name(STU, "service-lead"), NM[0], f"SC-{ids['SC-severnside-2']}"),
+    )
 
 
 def _due(data: dict[str, Any]) -> str:
