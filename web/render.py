@@ -37,6 +37,7 @@ NAV: tuple[tuple[str, str, bool], ...] = (
     ("Outbox", "/outbox", False),
     ("Contacts", "/contacts", False),
     ("Dashboard", "/dashboard", False),
+    ("Perinatal alerts", "/perinatal/alerts", False),
     ("Admin", "/admin/users", True),
 )
 # The header's links for Trust and commissioner users (no staff role): the portal's pages, and the

@@ -33,6 +33,21 @@ from states.views.work import LINKS, _days_left, _title, can_see, get_visible, r
 # ------------------------------------------------------------------ one item's page
 
 
+def param_text(value: Any) -> str:
+    """A step's parameter as people read it in the history: a file as its name, type and size
+    (its SHA-256 is on the file's own page), a list item by item, a mapping as its pairs."""
+    if isinstance(value, dict):
+        if "filename" in value:
+            size = value.get("size")
+            kind = value.get("content_type")
+            more = ", ".join(str(x) for x in (kind, f"{size:,} bytes" if isinstance(size, int) else None) if x)
+            return f"{value['filename']} ({more})" if more else str(value["filename"])
+        return ", ".join(f"{k}: {param_text(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return "; ".join(param_text(v) for v in value)
+    return "" if value is None else str(value)
+
+
 def states_of(kind: str, current: str) -> list[dict[str, Any]]:
     """The machine's states in order, the current one marked, each with where it may go and by what."""
     spec = get_spec(kind)
@@ -101,6 +116,7 @@ def page(session: Session, principal: Principal, kind: str, item_id: int, clock:
             "note": e.note,
             "via": e.data.get("via"),
             "params": e.data.get("params") or {},
+            "shown_params": {k: param_text(v) for k, v in (e.data.get("params") or {}).items()},
             "version": e.version,
             "user_id": e.user_id,
         }

@@ -36,6 +36,7 @@ from models.tables import Attachment, Network, Organisation, OutboxMessage, Serv
 from models.types import is_row_id
 from states.clock import Clock, local_date
 from states.errors import NotFound
+from states.machines.perinatal_policy import PerinatalPolicy
 from states.machines.spec import kinds
 from states.principal import INSTALLATION, Grant, Principal
 from states.roles import ADMINISTRATOR, COMMISSIONER_ROLES, NETWORK_ROLES, TRUST_ROLES
@@ -236,6 +237,18 @@ def _rules(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(rules.values())
 
 
+def _pages(scope: str, gid: int, service_kind: str | None) -> list[dict[str, str]]:
+    """A service's own pages in the portal: its action plans, and a maternity or neonatal
+    service's monthly board reviews (the perinatal policy's service kinds)."""
+    if scope != "service":
+        return []
+    out = [{"href": f"/services/{gid}/plans", "label": "Action plans"}]
+    kinds = PerinatalPolicy.from_env().service_kinds
+    if service_kind and any(k in service_kind.lower() for k in kinds):
+        out.append({"href": f"/portal/perinatal/{gid}", "label": "Monthly board reviews (perinatal measures)"})
+    return out
+
+
 def _group(scope: str, gid: int, name: str, s: Any) -> dict[str, Any]:
     return {
         "scope": scope,
@@ -248,6 +261,7 @@ def _group(scope: str, gid: int, name: str, s: Any) -> dict[str, Any]:
         "network_name": getattr(s, "network_name", None),
         "network_id": getattr(s, "network_id", None),
         "link": f"/portal/services/{gid}" if scope == "service" else None,
+        "pages": _pages(scope, gid, getattr(s, "kind", None)),
         "items": [],
         "letters": [],
         "next_visit": None,

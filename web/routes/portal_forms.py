@@ -126,7 +126,8 @@ async def appeal_submit(request: Request, report_id: str, me: Me) -> Response:
     except PeerwatchError as exc:
         if status_of(exc) == 404:
             raise
-        return _appeal(request, me, report_id, errors_of(exc, "statement"), status_of(exc), statement, grounds)
+        field = "grounds" if not grounds else "statement"  # the summary links the input left empty
+        return _appeal(request, me, report_id, errors_of(exc, field), status_of(exc), statement, grounds)
     return redirect(f"/portal/reports/{rid}/appeal?done=1")
 
 
