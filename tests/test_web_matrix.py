@@ -30,7 +30,7 @@ from models.accounts import User
 from states.clock import SystemClock, local_date
 from states.roles import ADMINISTRATOR, AUDITOR, NETWORK_MANAGER, NETWORK_OFFICE, OPERATOR, REGIONAL_LEAD
 from states.services import accounts, acting, intake, signin
-from tests import support_accounts
+from tests import support_accounts, support_portal_world
 from tests.factories import MRH
 from tests.support_reports import report_of_visit
 from tests.test_api import MERSEY_MTC
@@ -52,15 +52,22 @@ ROLES: dict[str, tuple[str, str]] = {
     "admin": (ADMINISTRATOR, ""),
     "other": (NETWORK_MANAGER, "CMMTN"),
 }
+# Trust A's people (the world makes them): the Service Lead of network A's service (MRH), its
+# Trust's Chief Executive (granted from the Trust's chief-executive contact, so an appeal resolves)
+# and the service's Responsible Commissioner.
+TRUST_SIDE = ("trust", "ceo", "commissioner")
 ANON = "anon"
-EVERYONE = frozenset(ROLES)
+EVERYONE = frozenset(ROLES) | frozenset(TRUST_SIDE)
+TRUST = frozenset(TRUST_SIDE)
+ANSWER = frozenset({"trust", "ceo"})  # the service's own people, who answer for it
+NETWORK = frozenset({"office", "manager", "lead"})  # network A's staff who decide (not the operator)
 # "other" holds its role in network B: it may use a route that is not about network A's things
 # (a scoped route answers it 404 whatever its role).
 STAFF = frozenset({"office", "manager", "lead", "operator", "other"})
 LEADS = frozenset({"manager", "lead", "other"})
 ADMIN = frozenset({"admin"})
 # Those who may not act ask first, so what they are refused is not a step already taken.
-ORDER = (ANON, "other", "auditor", "admin", "operator", "office", "lead", "manager")
+ORDER = (ANON, "other", "commissioner", "trust", "ceo", "auditor", "admin", "operator", "office", "lead", "manager")
 
 OK_GET = frozenset({200})
 OK_POST = frozenset({200, 303, 400, 409, 422})  # reached the handler: an empty form may lack what it needs
@@ -79,6 +86,18 @@ class Rule:
     kind: str = "page"
     denied: frozenset[int] = frozenset({403})  # what the roles not in ``who`` get
     missing: bool = False  # the world has no such thing (yet): 404 for everyone signed in
+    per: tuple[tuple[str, frozenset[int]], ...] = ()  # what a role gets, whatever else the rule says
+
+
+def per(statuses: set[int], *roles: str) -> tuple[tuple[str, frozenset[int]], ...]:
+    return tuple((r, frozenset(statuses)) for r in roles)
+
+
+# The network's staff pages on an item (the panel, the drafting, the accuracy decisions): the
+# Trust's people have the portal's pages instead (states/views/item.py offers these to staff).
+STAFF_PAGE = per({403}, *TRUST_SIDE)
+NOT_THEIRS = per({404}, *TRUST_SIDE)  # a network's contact or reviewer: outside a Trust's scope
+PLAN_REFUSED = frozenset({403, 409, 422})
 
 
 PUBLIC = Rule(kind="public")
@@ -102,7 +121,7 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/risks"): API,
     ("GET", "/api/v1/outbox"): API,
     # My work, the lists, an item, acting on it
-    ("GET", "/"): Rule(),
+    ("GET", "/"): Rule(per=per({303}, *TRUST_SIDE)),  # the Trust's people are sent to the portal
     ("GET", "/items/{kind}"): Rule(),
     ("GET", "/items/{kind}/{item_id}"): Rule(who=EVERYONE, scoped=True),
     ("GET", "/items/{kind}/{item_id}/letters/{message_id}"): Rule(who=EVERYONE, scoped=True),
@@ -128,13 +147,21 @@ MATRIX: dict[tuple[str, str], Rule] = {
     # An empty form is refused for what it lacks (422) before the role is asked.
     ("GET", "/contacts/new"): Rule(),
     ("POST", "/contacts/new"): Rule(who=STAFF | ADMIN, denied=frozenset({403, 422})),
-    ("GET", "/contacts/{contact_id}"): Rule(scoped=True),
-    ("POST", "/contacts/{contact_id}/edit"): Rule(who=STAFF | ADMIN, scoped=True, denied=frozenset({403, 422})),
-    ("POST", "/contacts/{contact_id}/retire"): Rule(who=STAFF | ADMIN, scoped=True, denied=frozenset({403, 422})),
+    ("GET", "/contacts/{contact_id}"): Rule(scoped=True, per=NOT_THEIRS),
+    ("POST", "/contacts/{contact_id}/edit"): Rule(
+        who=STAFF | ADMIN, scoped=True, denied=frozenset({403, 422}), per=NOT_THEIRS
+    ),
+    ("POST", "/contacts/{contact_id}/retire"): Rule(
+        who=STAFF | ADMIN, scoped=True, denied=frozenset({403, 422}), per=NOT_THEIRS
+    ),
+    # inviting a Trust's contact to the portal (the Service Lead's contact): the network office and leads
+    ("POST", "/contacts/{contact_id}/invite"): Rule(who=NETWORK, scoped=True),
     ("POST", "/contacts/changes/{change_id}/{decision}"): Rule(missing=True),
     ("GET", "/reviewers"): Rule(),
     ("POST", "/reviewers/new"): Rule(who=STAFF | ADMIN, denied=frozenset({403, 422})),
-    ("POST", "/reviewers/{reviewer_id}/{action}"): Rule(who=STAFF | ADMIN, scoped=True, denied=frozenset({403, 422})),
+    ("POST", "/reviewers/{reviewer_id}/{action}"): Rule(
+        who=STAFF | ADMIN, scoped=True, denied=frozenset({403, 422}), per=NOT_THEIRS
+    ),
     # administrators; and each person's own tokens
     ("GET", "/admin/users"): Rule(who=ADMIN),
     ("GET", "/admin/users/new"): Rule(who=ADMIN),
@@ -147,17 +174,90 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/account/tokens/{token_id}/revoke"): Rule(who=ADMIN, denied=frozenset({404})),
     # the dashboard and its feeds (a feed's credential is the token in its address)
     ("GET", "/dashboard"): Rule(),
-    ("GET", "/dashboard/{code}"): Rule(scoped=True, hidden=frozenset({403, 404})),
+    ("GET", "/dashboard/{code}"): Rule(scoped=True, hidden=frozenset({403, 404}), per=per({403, 404}, *TRUST_SIDE)),
     ("GET", "/feeds/{token}/{code}.ics"): FEED,
     ("GET", "/feeds/{token}/{code}/services/{service_id}.ics"): FEED,
     # panels, report drafting, factual accuracy
     # the panel's form is read (422 when empty) before the engine asks the role
-    ("GET", "/visits/{visit_id}/panel"): Rule(scoped=True),
+    ("GET", "/visits/{visit_id}/panel"): Rule(scoped=True, per=STAFF_PAGE),
     ("POST", "/visits/{visit_id}/panel/{trigger}"): Rule(who=STAFF, scoped=True, denied=frozenset({403, 422})),
-    ("GET", "/reports/{report_id}/draft"): Rule(scoped=True),
+    ("GET", "/reports/{report_id}/draft"): Rule(scoped=True, per=STAFF_PAGE),
     ("POST", "/reports/{report_id}/draft/{trigger}"): Rule(who=STAFF, scoped=True, denied=frozenset({403, 422})),
-    ("GET", "/reports/{report_id}/accuracy"): Rule(scoped=True),
+    ("GET", "/reports/{report_id}/accuracy"): Rule(scoped=True, per=STAFF_PAGE),
     ("POST", "/reports/{report_id}/accuracy/{trigger}"): Rule(who=STAFF, scoped=True, denied=frozenset({403, 422})),
+    # ---- the Trust portal (issue 16)
+    # an invitation's link is its own credential (the world's is live): anyone holding it
+    ("GET", "/invitation/{token}"): PUBLIC,
+    ("POST", "/invitation/{token}"): PUBLIC,
+    # what is asked of us; a letter as sent (a queued one of network A's risk); shared learning
+    ("GET", "/portal"): Rule(),
+    # the portal reads only Trust and commissioner grants: to anyone else a service is not theirs (404)
+    ("GET", "/portal/services/{service_id}"): Rule(who=TRUST, scoped=True, denied=frozenset({404})),
+    ("GET", "/portal/letters/{message_id}.eml"): Rule(scoped=True),
+    ("GET", "/learning"): Rule(),
+    ("GET", "/learning/{code}"): Rule(scoped=True, per=per({404}, "admin")),  # a network's members
+    # the formal response: the service's own people answer a risk awaiting it; all who see it read them
+    ("GET", "/risks/{risk_id}/respond"): Rule(who=ANSWER, scoped=True),
+    ("POST", "/risks/{risk_id}/respond"): Rule(who=ANSWER, scoped=True),
+    ("GET", "/risks/{risk_id}/responses"): Rule(scoped=True),
+    ("GET", "/uploads/{upload_id}"): Rule(scoped=True),
+    # action plans: read by all who see the service; a form posted empty lacks its version (422), or
+    # carries a stale one (409), before anyone's role is asked
+    ("GET", "/services/{service_id}/plans"): Rule(scoped=True),
+    ("POST", "/services/{service_id}/plans"): Rule(who=STAFF | ANSWER, scoped=True, denied=PLAN_REFUSED),
+    ("GET", "/plans/{plan_id}"): Rule(scoped=True),
+    ("POST", "/plans/{plan_id}/actions"): Rule(who=STAFF | ANSWER, scoped=True, denied=PLAN_REFUSED),
+    ("POST", "/plans/{plan_id}/actions/{action_id}/remove"): Rule(who=STAFF | ANSWER, scoped=True, denied=PLAN_REFUSED),
+    ("POST", "/plans/{plan_id}/actions/{action_id}/milestones"): Rule(
+        who=STAFF | ANSWER, scoped=True, denied=PLAN_REFUSED
+    ),
+    ("POST", "/plans/{plan_id}/actions/{action_id}/complete"): Rule(
+        who=STAFF | ANSWER, scoped=True, denied=PLAN_REFUSED
+    ),
+    ("POST", "/plans/{plan_id}/milestones/{milestone_id}/done"): Rule(
+        who=STAFF | ANSWER, scoped=True, denied=PLAN_REFUSED
+    ),
+    ("POST", "/plans/{plan_id}/steps/{trigger}"): Rule(who=STAFF | ANSWER, scoped=True, denied=PLAN_REFUSED),
+    # the service's accuracy points, the Chief Executive's appeal: the pages say who may (and why not)
+    ("GET", "/portal/reports/{report_id}/accuracy"): Rule(scoped=True),
+    ("POST", "/portal/reports/{report_id}/accuracy"): Rule(who=ANSWER, scoped=True, denied=frozenset({403, 422})),
+    ("GET", "/portal/reports/{report_id}/appeal"): Rule(scoped=True),
+    ("POST", "/portal/reports/{report_id}/appeal"): Rule(who=ANSWER, scoped=True, denied=frozenset({403, 422})),
+    # the Trust's documents: its Trust's scope (a service's grant does not reach them)
+    ("GET", "/portal/submissions/{submission_id}"): Rule(scoped=True, per=per({404}, "trust", "commissioner")),
+    ("POST", "/portal/submissions/{submission_id}"): Rule(
+        who=STAFF | ANSWER, scoped=True, denied=frozenset({403, 422}), per=per({404}, "trust", "commissioner")
+    ),
+    ("GET", "/portal/submissions/{submission_id}/files/{version}"): Rule(
+        scoped=True, per=per({404}, "trust", "commissioner")
+    ),
+    # the self-assessment: read by all who see it; returned by the service's Leads and Managers
+    ("GET", "/portal/selfassessments/{assessment_id}"): Rule(scoped=True),
+    ("GET", "/portal/selfassessments/{assessment_id}/spreadsheet"): Rule(scoped=True),
+    # (or the network's staff for it, as the office imports a returned spreadsheet)
+    ("GET", "/portal/selfassessments/{assessment_id}/online"): Rule(who=STAFF | {"trust"}, scoped=True),
+    ("POST", "/portal/selfassessments/{assessment_id}/online"): Rule(who=STAFF | {"trust"}, scoped=True),
+    ("POST", "/portal/selfassessments/{assessment_id}/upload"): Rule(
+        who=STAFF | {"trust"}, scoped=True, denied=frozenset({403, 422})
+    ),
+    # the board reviews of network A's maternity service (not the Service Lead's: MRH's is its own)
+    ("GET", "/portal/perinatal/{service_id}"): Rule(scoped=True, per=per({404}, "trust", "commissioner")),
+    ("GET", "/portal/perinatal/{service_id}/review"): Rule(
+        who=frozenset({"ceo"}), scoped=True, per=per({404}, "trust", "commissioner")
+    ),
+    # its form is read before the service is looked up: posted empty, 422 for any id, a missing one too
+    # (tests/test_portal_isolation.py posts it filled in with another Trust's service: 404)
+    ("POST", "/portal/perinatal/{service_id}/review"): Rule(
+        who=frozenset({"ceo"}), scoped=True, denied=frozenset({403, 422}), hidden=frozenset({404, 422})
+    ),
+    ("GET", "/perinatal/alerts"): Rule(who=STAFF),
+    # the alert is about the maternity service: the MRH Service Lead's and commissioner's grants do not reach it
+    ("POST", "/perinatal/alerts/{alert_id}/raise"): Rule(
+        who=STAFF, scoped=True, per=per({404}, "trust", "commissioner")
+    ),
+    ("POST", "/perinatal/alerts/{alert_id}/dismiss"): Rule(
+        who=STAFF, scoped=True, per=per({404}, "trust", "commissioner")
+    ),
 }
 
 
@@ -187,6 +287,12 @@ class World:
     ids: dict[str, Any]
     titles_a: list[str]
     sessions: dict[str, tuple[str, str]]  # role -> (cookie, csrf)
+    people: dict[str, Any]  # role -> its Principal
+    db: Engine
+
+    def fresh(self) -> dict[str, tuple[str, str]]:
+        """New sessions for everyone (the matrix's own test signs each out at its end)."""
+        return {name: support_portal_world.sign_in(self.db, p) for name, p in self.people.items()}
 
 
 def _network(s: Session, code: str) -> int:
@@ -238,10 +344,10 @@ def _world(db: Engine, services: dict[str, int]) -> World:
         row, _ = accounts.create_token(s, victim, SystemClock(), "matrix victim")
         s.commit()
         ids["victim"], ids["victim_token"] = victim.user_id, row.id
-    sessions = {}
+    sessions, principals = {}, {}
     for name, (role, code) in ROLES.items():
         scope = {"scope": "network", "scope_id": ids["wmtn"] if code == "WMTN" else ids["cmmtn"]} if code else {}
-        p = support_accounts.account(db, f"Matrix {name.title()}", (role,), **scope)
+        p = principals[name] = support_accounts.account(db, f"Matrix {name.title()}", (role,), **scope)
         with Session(db) as s:
             user = s.get(User, p.user_id)
             assert user is not None
@@ -251,7 +357,11 @@ def _world(db: Engine, services: dict[str, int]) -> World:
             s.commit()
         done = signin.sign_in(db, email, PASSWORD, None, SystemClock())
         sessions[name] = (done.token, done.csrf)
-    return World(ids, titles, sessions)
+    portal, people, ids["invitation"] = support_portal_world.network_a_portal(db, services)
+    ids.update(portal)
+    sessions.update({name: support_portal_world.sign_in(db, p) for name, p in people.items()})
+    titles += [support_portal_world.MATRIX_MARK, support_portal_world.MATERNITY_MARK]
+    return World(ids, titles, sessions, {**principals, **people}, db)
 
 
 TRIGGERS = {
@@ -259,6 +369,7 @@ TRIGGERS = {
     "/visits/": "add_panel_member",
     "/reports/{report_id}/draft": "add_standard",
     "/reports/{report_id}/accuracy": "record_inaccuracy",
+    "/plans/": "record_update",
 }
 
 
@@ -294,9 +405,22 @@ def fill(path: str, ids: dict[str, Any], kind: str = "risk") -> str:
         "user_id": ids["victim"],
         "token_id": ids["victim_token"],
         "code": "WMTN",
-        "token": "pw_not_a_feed_token",
-        "service_id": ids["service_a"],
+        "token": ids["invitation"] if path.startswith("/invitation/") else "pw_not_a_feed_token",
+        "service_id": ids["maternity"] if path.startswith("/portal/perinatal/") else ids["service_a"],
+        "risk_id": ids["kit_risk_waiting"] if path.endswith("/respond") else ids["kit_risk"],
+        "upload_id": ids["kit_upload_response"],
+        "plan_id": ids["kit_plan"],
+        "action_id": ids["kit_action"],
+        "milestone_id": ids["kit_milestone"],
+        "assessment_id": ids["kit_selfassessment"],
+        "submission_id": ids["kit_submission"],
+        "version": ids["kit_submission_version"],
+        "alert_id": ids["alert"],
     }
+    if path.startswith("/portal/"):  # the portal's: a letter as sent (queued), the report in its accuracy check
+        values.update(message_id=ids["kit_letter"], report_id=ids["kit_report"])
+    if path.endswith("/invite"):  # a Trust's contact (the portal is for Trusts and commissioners)
+        values["contact_id"] = ids["kit_contact"]
     out = path
     for name, value in values.items():
         out = out.replace("{" + name + "}", str(value))
@@ -318,13 +442,17 @@ def expected(rule: Rule, method: str, role: str) -> frozenset[int]:
         return frozenset({404})
     if role == "other" and rule.scoped:
         return rule.hidden
+    if role in dict(rule.per):
+        return dict(rule.per)[role]
     return allowed if role in rule.who else rule.denied
 
 
-@pytest.fixture
-def world(db_url: str, db: Engine, services: dict[str, int]) -> Iterator[tuple[World, Any]]:
-    app = create_app(db_url)
-    yield _world(db, services), app
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, Any]]:
+    """One world for the module's tests (its own database): they only ask, and look for 500s and leaks."""
+    with support_portal_world.module_database(tmp_path_factory.mktemp("matrix")) as (url, db):
+        services = support_portal_world.reference(db)
+        yield _world(db, services), create_app(url)
 
 
 def test_each_role_gets_what_the_matrix_allows_on_every_route(world: tuple[World, Any]) -> None:
@@ -372,7 +500,8 @@ def routes_cache() -> list[tuple[str, str]]:
 
 
 ID_PARAMS = ("item_id", "message_id", "contact_id", "reviewer_id", "user_id", "token_id", "visit_id", "report_id",
-             "change_id", "service_id")  # fmt: skip
+             "change_id", "service_id", "risk_id", "upload_id", "plan_id", "action_id", "milestone_id", "assessment_id",
+             "submission_id", "version", "alert_id")  # fmt: skip
 # 0, negative, just past PostgreSQL's INTEGER, the largest 64-bit, past 64 bits, not a number
 ODD_IDS = (
     "0",
@@ -393,17 +522,18 @@ def test_an_id_out_of_range_on_any_route_is_refused_never_a_500(world: tuple[Wor
     ids no row can have: a refusal (400, 403, 404 or 422), never a 500 (on PostgreSQL ids are
     32-bit: a larger number must not reach a query)."""
     w, app = world
+    sessions = w.fresh()
     found = []
     for role in ("manager", "admin"):
         with TestClient(app, follow_redirects=False, raise_server_exceptions=False) as client:
-            client.cookies.set("peerwatch_session", w.sessions[role][0])
+            client.cookies.set("peerwatch_session", sessions[role][0])
             for method, path in routes_cache():
                 names = [n for n in ID_PARAMS if "{" + n + "}" in path]
                 if not names or MATRIX[(method, path)].kind == "api":
                     continue  # the API's own probes are in tests/test_api.py (they need a token)
                 for odd in ODD_IDS:
                     url = fill(path.replace("{" + names[0] + "}", odd), w.ids)
-                    data = {"csrf_token": w.sessions[role][1], "version": "1"}
+                    data = {"csrf_token": sessions[role][1], "version": "1"}
                     r = client.get(url) if method == "GET" else client.post(url, data=data)
                     if r.status_code not in (400, 403, 404, 422):
                         found.append(f"{role} {method} {url}: {r.status_code}")
@@ -418,10 +548,11 @@ def test_a_nul_or_control_character_anywhere_is_refused_never_a_500(world: tuple
     """Every page route asked with a NUL in the usual query and form fields (PostgreSQL refuses a
     NUL in text, so one must never reach a query): a page or a refusal, never a 500."""
     w, app = world
+    sessions = w.fresh()
     found = []
     odd = {name: f"x\x00{name}\x1b" for name in NUL_FIELDS}
     with TestClient(app, follow_redirects=False, raise_server_exceptions=False) as client:
-        client.cookies.set("peerwatch_session", w.sessions["manager"][0])
+        client.cookies.set("peerwatch_session", sessions["manager"][0])
         for method, path in routes_cache():
             if MATRIX[(method, path)].kind == "api" or path == "/sign-out":
                 continue
@@ -429,7 +560,7 @@ def test_a_nul_or_control_character_anywhere_is_refused_never_a_500(world: tuple
                 if method == "GET":
                     r = client.get(url, params=odd)
                 else:
-                    r = client.post(url, data={**odd, "csrf_token": w.sessions["manager"][1], "version": "1"})
+                    r = client.post(url, data={**odd, "csrf_token": sessions["manager"][1], "version": "1"})
                 if r.status_code >= 500:
                     found.append(f"{method} {url}: {r.status_code}")
     assert not found, "a NUL in a field:\n" + "\n".join(found)
