@@ -13,13 +13,13 @@ roles are named here again; tests/test_letter_portal_link.py checks they are
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
-PUBLIC_URL_ENV = "PEERWATCH_PUBLIC_URL"
-DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+from models.public import DEFAULT_PUBLIC_URL, PUBLIC_URL_ENV, public_url
+
+__all__ = ["DEFAULT_PUBLIC_URL", "PORTAL_ROLES", "PUBLIC_URL_ENV", "portal_context", "portal_link", "public_url"]
+
 PORTAL_ROLES = frozenset(
     {
         # states.roles.TRUST_ROLES
@@ -42,28 +42,6 @@ PORTAL_ROLES = frozenset(
         "lms-lead",
     }
 )
-
-
-def public_url() -> str:
-    """The web application's address (``PEERWATCH_PUBLIC_URL``), without a trailing slash;
-    ``ValueError`` naming the setting when it is not an http(s) address of a host alone (no
-    user or password, query or fragment: nothing secret, nothing a letter should carry)."""
-    raw = (os.environ.get(PUBLIC_URL_ENV) or "").strip() or DEFAULT_PUBLIC_URL
-    parts = urlsplit(raw)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.username is not None
-        or parts.password is not None
-        or parts.query
-        or parts.fragment
-        or any(c.isspace() or ord(c) < 32 or c in "<>\"'\\" for c in raw)
-    ):
-        raise ValueError(
-            f"{PUBLIC_URL_ENV}={raw!r}: give the web application's address as people reach it, "
-            "e.g. https://peerwatch.example.nhs.uk (http or https, no user, query or fragment)"
-        )
-    return raw.rstrip("/")
 
 
 def portal_link(kind: str, item_id: int) -> str:

@@ -34,14 +34,15 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from models import public
 from models.accounts import AccessToken, RoleGrant, User
 from models.db import begin_write
+from models.public import PUBLIC_URL_ENV
 from models.tables import Contact, Network, Organisation, OutboxMessage, OutboxStatus, Service
 from models.types import is_row_id
 from states.clock import Clock, local_date, today
@@ -73,7 +74,6 @@ TOKEN_MARK = "TOKEN-WITHHELD-MADE-AT-SENDING"
 TOKEN_PREFIX = "pwi_"
 MAX_TOKEN = 200
 DAYS_ENV, DEFAULT_DAYS, MAX_DAYS = "PEERWATCH_INVITATION_DAYS", 7, 60
-PUBLIC_URL_ENV, DEFAULT_PUBLIC_URL = "PEERWATCH_PUBLIC_URL", "http://127.0.0.1:8000"
 INVALID = (
     "This invitation link is not valid: it has been used, has expired or was replaced by a newer "
     "invitation. Ask the network office to invite you again."
@@ -100,25 +100,12 @@ def invitation_days() -> int:
 
 
 def public_url() -> str:
-    """The address people reach the web application at (``PEERWATCH_PUBLIC_URL``, default
-    http://127.0.0.1:8000, the setting ``notifications.links`` reads for the letters' portal
-    links, checked by the same rules), without a trailing slash: the invitation's link starts with it."""
-    raw = (os.environ.get(PUBLIC_URL_ENV) or "").strip() or DEFAULT_PUBLIC_URL
-    parts = urlsplit(raw)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.username is not None
-        or parts.password is not None
-        or parts.query
-        or parts.fragment
-        or any(c.isspace() or ord(c) < 32 or c in "<>\"'\\" for c in raw)
-    ):
-        raise InvalidInput(
-            f"{PUBLIC_URL_ENV}={raw!r}: give the web application's address as people reach it, "
-            "e.g. https://peerwatch.example.nhs.uk (http or https, no user, query or fragment); nothing was changed"
-        )
-    return raw.rstrip("/")
+    """The address people reach the web application at (``models.public``, as the letters'
+    portal links read it): the invitation's link starts with it; a bad setting is refused."""
+    try:
+        return public.public_url()
+    except ValueError as exc:
+        raise InvalidInput(f"{exc}; nothing was changed") from None
 
 
 # ---------------------------------------------------------------- inviting
