@@ -86,6 +86,11 @@ def page(session: Session, principal: Principal, kind: str, item_id: int, clock:
         and not isinstance(v, list | dict)
     }
     names = _names(session, where)
+    # A draft is the network's until it goes to the service: who holds no network role there sees
+    # that it is being written, not what it says (the steps' parameters and notes are withheld).
+    private = row.state in DRAFTS.get(kind, ()) and not staff_at(principal, where)
+    if private:
+        summary = {k: v for k, v in summary.items() if k not in DRAFT_FIELDS.get(kind, ())}
     deadlines = []
     for d in outstanding_deadlines(session, kind, item_id):
         rule = spec.deadline_rules.get(d.name)
@@ -106,6 +111,7 @@ def page(session: Session, principal: Principal, kind: str, item_id: int, clock:
     )
     history = [
         {
+            "withheld": private,
             "actor": e.actor,
             "role": e.role,
             "trigger": e.trigger,
@@ -113,10 +119,10 @@ def page(session: Session, principal: Principal, kind: str, item_id: int, clock:
             "to": e.to_state,
             "at": e.at,
             "recorded_at": e.recorded_at,
-            "note": e.note,
+            "note": None if private else e.note,
             "via": e.data.get("via"),
-            "params": e.data.get("params") or {},
-            "shown_params": {k: param_text(v) for k, v in (e.data.get("params") or {}).items()},
+            "params": {} if private else e.data.get("params") or {},
+            "shown_params": {} if private else {k: param_text(v) for k, v in (e.data.get("params") or {}).items()},
             "version": e.version,
             "user_id": e.user_id,
         }
@@ -164,6 +170,17 @@ def page(session: Session, principal: Principal, kind: str, item_id: int, clock:
     }
 
 
+# States in which an item's content is the network's own (the draft of a report), and the fields
+# that hold it: withheld from whoever holds no network role where the item sits.
+DRAFTS: dict[str, frozenset[str]] = {"report": frozenset({"new", "drafting"})}
+DRAFT_FIELDS: dict[str, tuple[str, ...]] = {"report": ("summary",)}
+
+
+def staff_at(principal: Principal, where: Mapping[str, int | None] | None) -> bool:
+    """Does ``principal`` hold a network role, or administer the installation, where an item sits?"""
+    return bool(set(principal.roles_at(where)) & {*NETWORK_ROLES, ADMINISTRATOR})
+
+
 # The pages beside an item's own where its work is done: (path after the item's id, label, who).
 # Who: "all" who may see the item; "staff" holders of a network role there; "trust" holders of a
 # Trust or commissioner role there; a trigger's name: those who may fire it now.
@@ -192,7 +209,7 @@ def workspaces(
 ) -> list[dict[str, str]]:
     """The links to an item's workspaces this principal may use (``WORKSPACES``)."""
     held = set(principal.roles_at(where))
-    staff = bool(held & {*NETWORK_ROLES, ADMINISTRATOR})
+    staff = staff_at(principal, where)
     trust = bool(held & {*TRUST_ROLES, *COMMISSIONER_ROLES})
     out = []
     for path, label, who in WORKSPACES.get(kind, ()):

@@ -17,6 +17,8 @@ from states.machines.visit import DISCIPLINE_NAMES
 from states.principal import Principal
 from states.scope import service_context
 from states.views.forms import permission_table
+from states.views.item import staff_at
+from states.views.work import get_visible
 
 
 def firable(
@@ -38,6 +40,19 @@ def firable(
             continue
         out.add(trigger)
     return out
+
+
+def working_page(session: Session, principal: Principal, kind: str, item_id: int) -> StatefulItem:
+    """The item behind one of the network's working pages (a visit's panel, a report's draft and
+    its accuracy decisions): NotFound as for any item out of scope; PermissionDenied unless the
+    principal holds a network role (or administers the installation) where the item sits. The
+    Trust has its own pages (the portal's accuracy check and appeal), which show what it may see."""
+    row = get_visible(session, principal, kind, item_id)
+    if not staff_at(principal, get_spec(kind).recipient_scope(session, row)):
+        raise PermissionDenied(
+            f"this page is the network's working page for {kind} {item_id}: your pages are in the portal"
+        )
+    return row
 
 
 def place(session: Session, row: Any) -> dict[str, Any]:

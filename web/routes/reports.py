@@ -67,7 +67,7 @@ def _page(
     iid = path_id(item_id)
     today = local_date(me.clock.now())
     with db(request) as s:
-        row = get_visible(s, me.principal, kind, iid)
+        row = views.working_page(s, me.principal, kind, iid)
         data: dict[str, Any] = {
             "row": row,
             "place": views.place(s, row),
