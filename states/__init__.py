@@ -20,7 +20,7 @@ docs/architecture.md says what lives where)::
       v
     states.principal             who is acting: an account and its role grants in their scopes
       v
-    states.calendar  .clock  .roles  .policy  .programmes  .scope  .text     leaf modules
+    states.calendar  .clock  .roles  .policy  .programmes  .scope  .text  .uploads  .measures   leaf modules
       v
     states.errors                what an operator sees when something is refused
       v
@@ -44,6 +44,7 @@ __all__ = [
     "engine",
     "errors",
     "machines",
+    "measures",
     "permissions",
     "policy",
     "principal",
@@ -52,5 +53,6 @@ __all__ = [
     "scope",
     "services",
     "text",
+    "uploads",
     "views",
 ]
