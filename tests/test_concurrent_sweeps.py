@@ -37,7 +37,7 @@ from tests.factories import person
 from tests.support_accounts import account
 
 # Each round starts three processes (two sweepers, one person): ten rounds of eight items race
-# the same rows 10 times (20 cost CI about two minutes a pass and found nothing 10 did not).
+# the same rows each time; 20 rounds made it the slowest test of the suite (306 s on a loaded machine).
 ROUNDS = 10
 PER_ROUND = 8
 ROOT = Path(__file__).resolve().parent.parent
