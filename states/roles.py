@@ -53,6 +53,39 @@ def check_grantable(role: str) -> str:
     return role
 
 
+PORTAL_ROLES = frozenset({*TRUST_ROLES, *COMMISSIONER_ROLES})
+NETWORK_SIDE = frozenset({*NETWORK_ROLES, ADMINISTRATOR})
+# Where a portal role may be held: a Trust's people at their service or Trust, never across a
+# network; a commissioner at the services, Trust or network it commissions.
+PORTAL_SCOPES = {
+    **{r: ("service", "organisation") for r in TRUST_ROLES},
+    **{r: ("service", "organisation", "network") for r in COMMISSIONER_ROLES},
+}
+
+
+def check_side(role: str, scope: str, held: set[str] | frozenset[str]) -> None:
+    """Refuse (InvalidInput) a grant of ``role`` in ``scope`` to an account holding ``held``:
+    a person is on the network's side or on a Trust's (or a commissioner's), never both (who
+    sends a Trust's response must not be who judges it); a Trust role is held at a service or a
+    Trust, a commissioner's at what it commissions, never for the whole installation."""
+    if role in PORTAL_ROLES:
+        if scope not in PORTAL_SCOPES[role]:
+            raise InvalidInput(
+                f"{role} is held at {' or '.join(PORTAL_SCOPES[role])} level, not {scope}: nothing was changed"
+            )
+        if held & NETWORK_SIDE:
+            raise InvalidInput(
+                f"the account holds {', '.join(sorted(held & NETWORK_SIDE))}: a network account may not also hold "
+                f"the Trust or commissioner role {role} (who answers for a Trust must not judge the answer); "
+                "the person needs an account of their own for it; nothing was changed"
+            )
+    elif role in NETWORK_SIDE and held & PORTAL_ROLES:
+        raise InvalidInput(
+            f"the account holds {', '.join(sorted(held & PORTAL_ROLES))}: a Trust or commissioner account may not "
+            f"also hold {role}; nothing was changed"
+        )
+
+
 def check_actor_role(role: str) -> str:
     if role not in ACTOR_ROLES:
         raise InvalidInput(f"unknown role {role!r}: use one of {', '.join(ACTOR_ROLES)}")

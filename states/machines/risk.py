@@ -36,7 +36,7 @@ from sqlmodel import Session, col, select
 
 from models.portal import RiskResponse
 from models.tables import Risk
-from states.errors import InvalidInput
+from states.errors import GuardRefused, InvalidInput
 from states.machines.spec import (
     CloseDeadline,
     Context,
@@ -348,6 +348,10 @@ def _judge(ctx: Context, judgement: str) -> None:
     latest = found[-1] if found else None
     if latest is None or latest.judgement is not None:
         return
+    if ctx.user_id is not None and ctx.user_id == latest.submitted_by:
+        raise GuardRefused(
+            f"response {latest.number} to risk {ctx.row.id} was sent by this account: someone else judges it"
+        )
     latest.judgement, latest.judged_by, latest.judged_at = judgement, ctx.user_id, ctx.now
     ctx.session.add(latest)
     ctx.params = {**ctx.params, "response_number": latest.number}

@@ -31,7 +31,7 @@ from states.engine.audit import record_change, record_refusal
 from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied
 from states.permissions import check_rule, forget, read_file
 from states.principal import INSTALLATION, NETWORK, ORGANISATION, SERVICE, Grant, Principal, check_scope
-from states.roles import ADMINISTRATOR, check_grantable
+from states.roles import ADMINISTRATOR, check_grantable, check_side
 from states.text import check_email, check_text
 
 ACTIVE, DISABLED, SYSTEM_STATUS = "active", "disabled", "system"
@@ -270,6 +270,7 @@ def grant(
     if same is not None:
         raise InvalidInput(f"{user.name} already holds {role} in {scope} {scope_id or ''}".strip())
     assert user.id is not None
+    check_side(role, scope, live_roles(session, user.id))
     row = RoleGrant(
         user_id=user.id, role=role, scope=scope, scope_id=scope_id, granted_by=principal.user_id, granted_at=clock.now()
     )
@@ -278,6 +279,14 @@ def grant(
     _audit(session, principal, clock, "account", user.id, "grant", user.status,
            {"grant_id": row.id, "role": role, "scope": scope, "scope_id": scope_id})  # fmt: skip
     return row
+
+
+def live_roles(session: Session, user_id: int) -> set[str]:
+    """The roles an account holds now (its grants not revoked; those ending on a date count until
+    they are revoked, as a grant made from a contact ends with it)."""
+    return set(
+        session.exec(select(RoleGrant.role).where(RoleGrant.user_id == user_id, col(RoleGrant.revoked_at).is_(None)))
+    )
 
 
 def revoke(session: Session, principal: Principal, clock: Clock, grant_id: int, note: str | None = None) -> RoleGrant:

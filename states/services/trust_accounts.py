@@ -32,8 +32,9 @@ import hashlib
 import os
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
@@ -57,8 +58,9 @@ from states.roles import (
     NETWORK_OFFICE,
     REGIONAL_LEAD,
     TRUST_ROLES,
+    check_side,
 )
-from states.services import signin
+from states.services import accounts, signin
 from states.services.accounts import ACTIVE, principal_for
 from states.services.editing import places
 from states.text import check_email, check_text
@@ -78,6 +80,7 @@ INVALID = (
     "This invitation link is not valid: it has been used, has expired or was replaced by a newer "
     "invitation. Ask the network office to invite you again."
 )
+LONDON = ZoneInfo("Europe/London")
 NO_ROLE = "(none)"  # accepting an invitation is done in no role, as signing in is
 
 
@@ -238,6 +241,8 @@ def _grant(
     session: Session, principal: Principal, role: str, clock: Clock, user: User, c: Contact, day: date
 ) -> tuple[RoleGrant, bool]:
     scope, scope_id = contact_scope(c)
+    assert user.id is not None
+    check_side(c.role, scope, accounts.live_roles(session, user.id))  # never a network account, never network-wide
     live = session.exec(
         select(RoleGrant)
         .where(
@@ -486,8 +491,23 @@ def end_contact_grants(
         record_change(session, "account", g.user_id, "grant_ends", principal=principal, role=role, clock=clock,
                       state=state, data={"grant_id": g.id, "role": g.role, "scope": g.scope, "scope_id": g.scope_id,
                                          "contact_id": old.id, "valid_until": effective})  # fmt: skip
+        _end_invitations(session, g.user_id, effective)
     session.flush()
     return ended
+
+
+def _end_invitations(session: Session, user_id: int, effective: date) -> None:
+    """An invitation not yet taken up works no later than the access it was for: it expires at
+    the start of ``effective`` (Europe/London) at the latest."""
+    ends = datetime.combine(effective, time(0), tzinfo=LONDON)
+    for t in session.exec(
+        select(AccessToken).where(
+            AccessToken.user_id == user_id, AccessToken.purpose == PURPOSE, col(AccessToken.revoked_at).is_(None)
+        )
+    ):
+        if t.expires_at > ends:
+            t.expires_at = ends
+            session.add(t)
 
 
 __all__ = [
