@@ -277,14 +277,14 @@ OWN: dict[tuple[str, str], dict[str, frozenset[int]]] = {
     # administrators' pages; a contact change none is waiting for
     ("GET", "/admin/users/{user_id}"): {ALL: frozenset({403})},
     ("POST", "/admin/users/{user_id}/{action}"): {ALL: frozenset({403})},
-    ("POST", "/contacts/changes/{change_id}/{decision}"): {ALL: frozenset({404})},
-    # contacts and reviewers are the network's reference data: a Trust's people may read their own
-    # service's contacts, never change them (an empty form is refused for what it lacks first)
+    # contacts and reviewers are the network's pages (states.services.web_manage.require_network_side):
+    # a Trust's people are refused whatever the id
+    ("POST", "/contacts/changes/{change_id}/{decision}"): {ALL: frozenset({403})},
+    ("GET", "/contacts/{contact_id}"): {ALL: frozenset({403})},
     ("POST", "/contacts/{contact_id}/invite"): {ALL: frozenset({403})},
-    ("POST", "/contacts/{contact_id}/edit"): {ALL: frozenset({403, 422})},
-    ("POST", "/contacts/{contact_id}/retire"): {ALL: frozenset({403, 422})},
-    # a reviewer employed by Trust A: in the Trust's scope (the Chief Executive's), not the service's
-    ("POST", "/reviewers/{reviewer_id}/{action}"): {"ceo": frozenset({403, 422}), ALL: frozenset({404})},
+    ("POST", "/contacts/{contact_id}/edit"): {ALL: frozenset({403})},
+    ("POST", "/contacts/{contact_id}/retire"): {ALL: frozenset({403})},
+    ("POST", "/reviewers/{reviewer_id}/{action}"): {ALL: frozenset({403})},
     # the network's dashboard and feeds, the outbox and the measure alerts are the network staff's
     ("GET", "/dashboard/{code}"): {ALL: frozenset({403, 404})},
     ("GET", "/feeds/{token}/{code}.ics"): {ALL: frozenset({401, 403, 404})},

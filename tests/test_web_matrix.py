@@ -96,7 +96,9 @@ def per(statuses: set[int], *roles: str) -> tuple[tuple[str, frozenset[int]], ..
 # The network's staff pages on an item (the panel, the drafting, the accuracy decisions): the
 # Trust's people have the portal's pages instead (states/views/item.py offers these to staff).
 STAFF_PAGE = per({403}, *TRUST_SIDE)
-NOT_THEIRS = per({404}, *TRUST_SIDE)  # a network's contact or reviewer: outside a Trust's scope
+# The network's own pages (the outbox, contacts and reviewers, creating, the dashboards): the
+# Trust's people are refused whatever the id (states.services.web_manage.require_network_side).
+NETWORK_PAGE = per({403}, *TRUST_SIDE)
 PLAN_REFUSED = frozenset({403, 409, 422})
 
 
@@ -128,11 +130,11 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/items/{kind}/{item_id}/act/{trigger}"): Rule(who=LEADS, scoped=True),
     ("POST", "/items/{kind}/{item_id}/act/{trigger}"): Rule(who=LEADS, scoped=True),
     # creating
-    ("GET", "/create"): Rule(),
+    ("GET", "/create"): Rule(per=NETWORK_PAGE),
     ("GET", "/create/{kind}"): Rule(who=STAFF),
     ("POST", "/create/{kind}"): Rule(who=STAFF),
     # the outbox
-    ("GET", "/outbox"): Rule(),
+    ("GET", "/outbox"): Rule(per=NETWORK_PAGE),
     # a letter about another network's item is the same 404 as a missing one (its existence and
     # state are not told); in scope, a role that may not send it is refused (403)
     ("POST", "/outbox/{message_id}/retry"): Rule(who=STAFF, scoped=True, denied=frozenset({403, 404})),
@@ -141,26 +143,26 @@ MATRIX: dict[tuple[str, str], Rule] = {
     # in scope, a letter not in doubt is refused as such (422): nothing changes
     ("POST", "/outbox/{message_id}/settle"): Rule(who=STAFF, scoped=True, denied=frozenset({403, 404, 422})),
     # contacts and reviewers
-    ("GET", "/contacts"): Rule(),
+    ("GET", "/contacts"): Rule(per=NETWORK_PAGE),
     # Contacts and reviewers are reference data: staff and administrators edit them (an
     # auditor is shown the form; its post is refused by the service, the role being read-only).
     # An empty form is refused for what it lacks (422) before the role is asked.
-    ("GET", "/contacts/new"): Rule(),
-    ("POST", "/contacts/new"): Rule(who=STAFF | ADMIN, denied=frozenset({403, 422})),
-    ("GET", "/contacts/{contact_id}"): Rule(scoped=True, per=NOT_THEIRS),
+    ("GET", "/contacts/new"): Rule(per=NETWORK_PAGE),
+    ("POST", "/contacts/new"): Rule(who=STAFF | ADMIN, denied=frozenset({403, 422}), per=NETWORK_PAGE),
+    ("GET", "/contacts/{contact_id}"): Rule(scoped=True, per=NETWORK_PAGE),
     ("POST", "/contacts/{contact_id}/edit"): Rule(
-        who=STAFF | ADMIN, scoped=True, denied=frozenset({403, 422}), per=NOT_THEIRS
+        who=STAFF | ADMIN, scoped=True, denied=frozenset({403, 422}), per=NETWORK_PAGE
     ),
     ("POST", "/contacts/{contact_id}/retire"): Rule(
-        who=STAFF | ADMIN, scoped=True, denied=frozenset({403, 422}), per=NOT_THEIRS
+        who=STAFF | ADMIN, scoped=True, denied=frozenset({403, 422}), per=NETWORK_PAGE
     ),
     # inviting a Trust's contact to the portal (the Service Lead's contact): the network office and leads
     ("POST", "/contacts/{contact_id}/invite"): Rule(who=NETWORK, scoped=True),
-    ("POST", "/contacts/changes/{change_id}/{decision}"): Rule(missing=True),
-    ("GET", "/reviewers"): Rule(),
-    ("POST", "/reviewers/new"): Rule(who=STAFF | ADMIN, denied=frozenset({403, 422})),
+    ("POST", "/contacts/changes/{change_id}/{decision}"): Rule(missing=True, per=NETWORK_PAGE),
+    ("GET", "/reviewers"): Rule(per=NETWORK_PAGE),
+    ("POST", "/reviewers/new"): Rule(who=STAFF | ADMIN, denied=frozenset({403, 422}), per=NETWORK_PAGE),
     ("POST", "/reviewers/{reviewer_id}/{action}"): Rule(
-        who=STAFF | ADMIN, scoped=True, denied=frozenset({403, 422}), per=NOT_THEIRS
+        who=STAFF | ADMIN, scoped=True, denied=frozenset({403, 422}), per=NETWORK_PAGE
     ),
     # administrators; and each person's own tokens
     ("GET", "/admin/users"): Rule(who=ADMIN),
@@ -173,8 +175,8 @@ MATRIX: dict[tuple[str, str], Rule] = {
     # someone else's token is "no token N" to all but an administrator (no existence leak)
     ("POST", "/account/tokens/{token_id}/revoke"): Rule(who=ADMIN, denied=frozenset({404})),
     # the dashboard and its feeds (a feed's credential is the token in its address)
-    ("GET", "/dashboard"): Rule(),
-    ("GET", "/dashboard/{code}"): Rule(scoped=True, hidden=frozenset({403, 404}), per=per({403, 404}, *TRUST_SIDE)),
+    ("GET", "/dashboard"): Rule(per=NETWORK_PAGE),
+    ("GET", "/dashboard/{code}"): Rule(scoped=True, hidden=frozenset({403, 404}), per=NETWORK_PAGE),
     ("GET", "/feeds/{token}/{code}.ics"): FEED,
     ("GET", "/feeds/{token}/{code}/services/{service_id}.ics"): FEED,
     # panels, report drafting, factual accuracy
@@ -438,12 +440,12 @@ def expected(rule: Rule, method: str, role: str) -> frozenset[int]:
         return frozenset({401})
     if role == ANON:
         return REDIRECT
+    if role in dict(rule.per):
+        return dict(rule.per)[role]
     if rule.missing:
         return frozenset({404})
     if role == "other" and rule.scoped:
         return rule.hidden
-    if role in dict(rule.per):
-        return dict(rule.per)[role]
     return allowed if role in rule.who else rule.denied
 
 

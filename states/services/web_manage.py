@@ -21,7 +21,7 @@ from states.errors import MissingActor, NotFound, PermissionDenied
 from states.machines.spec import get_spec
 from states.permissions import roles_for, rules
 from states.principal import INSTALLATION, Principal
-from states.roles import ADMINISTRATOR, STAFF
+from states.roles import ADMINISTRATOR, NETWORK_SIDE, STAFF
 from states.services import accounts
 from states.services.editing import EDITORS, places
 
@@ -164,6 +164,14 @@ def visible_outbox(session: Session, principal: Principal, rows: list[OutboxMess
         if where is not None and any(g.covers(where) for g in staff):
             out.append(m)
     return out
+
+
+def require_network_side(principal: Principal, what: str) -> None:
+    """Refuse (PermissionDenied) unless ``principal`` holds a network role or administers the
+    installation: the outbox, contacts and reviewers, creating items and the dashboards are the
+    network's pages; a Trust's or a commissioner's people have the portal."""
+    if principal.is_system or not any(g.role in NETWORK_SIDE for g in principal.grants):
+        raise PermissionDenied(f"{what} are the network's pages: yours are in the portal (What is asked of us)")
 
 
 def may_settle_outbox(principal: Principal) -> bool:

@@ -26,9 +26,9 @@ from states.clock import Clock, local_date
 from states.errors import NotFound
 from states.machines.spec import CLOCK_TRIGGERS, get_spec, kinds, outstanding_deadlines
 from states.principal import Principal
-from states.roles import ADMINISTRATOR, COMMISSIONER_ROLES, NETWORK_ROLES, TRUST_ROLES
+from states.roles import ADMINISTRATOR, COMMISSIONER_ROLES, NETWORK_ROLES, PORTAL_ROLES, TRUST_ROLES
 from states.views import forms
-from states.views.work import LINKS, _days_left, _title, can_see, get_visible, ref
+from states.views.work import LINKS, _days_left, _title, can_see, get_visible, ref, to_portal
 
 # ------------------------------------------------------------------ one item's page
 
@@ -86,9 +86,10 @@ def page(session: Session, principal: Principal, kind: str, item_id: int, clock:
         and not isinstance(v, list | dict)
     }
     names = _names(session, where)
+    staff = staff_at(principal, where)
     # A draft is the network's until it goes to the service: who holds no network role there sees
-    # that it is being written, not what it says (the steps' parameters and notes are withheld).
-    private = row.state in DRAFTS.get(kind, ()) and not staff_at(principal, where)
+    # that it is being written, not what it says.
+    private = row.state in DRAFTS.get(kind, ()) and not staff
     if private:
         summary = {k: v for k, v in summary.items() if k not in DRAFT_FIELDS.get(kind, ())}
     deadlines = []
@@ -109,25 +110,31 @@ def page(session: Session, principal: Principal, kind: str, item_id: int, clock:
     events = session.exec(
         sm_select(AuditEvent).where(AuditEvent.kind == kind, AuditEvent.item_id == item_id).order_by(col(AuditEvent.id))
     )
-    history = [
-        {
-            "withheld": private,
-            "actor": e.actor,
-            "role": e.role,
-            "trigger": e.trigger,
-            "from": e.from_state,
-            "to": e.to_state,
-            "at": e.at,
-            "recorded_at": e.recorded_at,
-            "note": None if private else e.note,
-            "via": e.data.get("via"),
-            "params": {} if private else e.data.get("params") or {},
-            "shown_params": {} if private else {k: param_text(v) for k, v in (e.data.get("params") or {}).items()},
-            "version": e.version,
-            "user_id": e.user_id,
-        }
-        for e in events
-    ]
+    history = []
+    for e in events:
+        # A Trust's or a commissioner's people see every step (who, when, from and to), and the
+        # notes and details of their own side's; the network's notes are its own: what it tells
+        # the Trust is in the letters to it.
+        hidden = not staff and (private or e.role not in PORTAL_ROLES)
+        params = e.data.get("params") or {}
+        history.append(
+            {
+                "withheld": hidden,
+                "actor": e.actor,
+                "role": e.role,
+                "trigger": e.trigger,
+                "from": e.from_state,
+                "to": e.to_state,
+                "at": e.at,
+                "recorded_at": e.recorded_at,
+                "note": None if hidden else e.note,
+                "via": e.data.get("via"),
+                "params": {} if hidden else params,
+                "shown_params": {} if hidden else {k: param_text(v) for k, v in params.items()},
+                "version": e.version,
+                "user_id": e.user_id,
+            }
+        )
     letters = list(
         session.exec(
             sm_select(OutboxMessage)
@@ -142,6 +149,8 @@ def page(session: Session, principal: Principal, kind: str, item_id: int, clock:
             .order_by(col(OutboxMessage.id))
         )
     )
+    if not staff:  # a Trust's or commissioner's people see the letters to them
+        letters = [m for m in letters if to_portal([*m.to, *m.cc])]
     keys = [m.idempotency_key for m in letters]
     files = list(session.exec(sm_select(Attachment).where(col(Attachment.idempotency_key).in_(keys)))) if keys else []
     return {
@@ -280,6 +289,8 @@ def letter(session: Session, principal: Principal, kind: str, item_id: int, mess
     m = session.get(OutboxMessage, message_id) if is_row_id(message_id) else None
     if m is None or m.kind != kind or m.item_id != item_id:
         raise NotFound(f"letter {message_id} of {kind} {item_id} not found")
+    if not to_portal([*m.to, *m.cc]) and not staff_at(principal, get_spec(kind).recipient_scope(session, row)):
+        raise NotFound(f"letter {message_id} of {kind} {item_id} not found")  # the network's own mail
     files = session.exec(sm_select(Attachment).where(Attachment.idempotency_key == m.idempotency_key))
     return {
         **_letter_row(m),

@@ -310,7 +310,9 @@ def letter_to_download(
     same words, for a missing one, another Trust's, or an incident row that is no letter)."""
     missing = NotFound(f"letter {message_id} not found")
     m = session.get(OutboxMessage, message_id) if is_row_id(message_id) else None
-    if m is None or m.category == "incident" or m.kind not in kinds() or m.status not in SHOWN_LETTERS:
+    if m is None or m.category == "incident" or m.kind not in parts.portal_kinds() or m.status not in SHOWN_LETTERS:
+        raise missing
+    if not work.to_portal([*m.to, *m.cc]):  # the network's own mail: the same "not found"
         raise missing
     try:
         work.get_visible(session, principal, m.kind, m.item_id)

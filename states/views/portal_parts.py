@@ -35,7 +35,7 @@ from states.machines.spec import DeadlineRule, Letter, get_spec, kinds
 from states.principal import Principal
 from states.programmes import programme_for, programme_year_of, where
 from states.roles import CONTACT_ROLES
-from states.views.work import _table, _title, place, ref
+from states.views.work import NETWORK_ONLY, _table, _title, place, ref, to_portal_sql
 
 _D, _M, _A = _table(Deadline), _table(OutboxMessage), _table(Attachment)
 _VISIT, _REPORT, _PHASE = _table(Visit), _table(Report), _table(ProgrammePhase)
@@ -185,6 +185,11 @@ def _shown(p: Any, q: Any, shown: bool, own: bool) -> Any:
     return q.where(or_(cond, p.service_id.is_(None)) if own else cond)
 
 
+def portal_kinds() -> list[str]:
+    """The kinds a Trust's or a commissioner's grant may reach (not ``work.NETWORK_ONLY``)."""
+    return [k for k in kinds() if k not in NETWORK_ONLY]
+
+
 def _closed(kind: str) -> list[str]:
     spec = get_spec(kind)
     return sorted({*spec.terminal, *SETTLED.get(kind, ())})
@@ -195,7 +200,7 @@ def overview(session: Session, who: Principal, today: date) -> dict[tuple[str, i
     service the grants reach: one grouped query per kind (no row per item leaves the database)."""
     out: dict[tuple[str, int], dict[str, Any]] = {}
     shape, values = shape_of(who)
-    for kind in kinds():
+    for kind in portal_kinds():
         for s_id, o_id, n_id, n_open, n_late, first in session.execute(
             _overview_q(kind, shape), {**values, "today": today}
         ):
@@ -319,7 +324,7 @@ def _letters(session: Session, who: Principal, shown: list[int] | None, own: boo
     values["per_group"] = per_group
     if shown is not None:
         values["shown"] = shown
-    return list(session.execute(_letters_q(tuple(kinds()), shape, shown is not None, own), values))
+    return list(session.execute(_letters_q(tuple(portal_kinds()), shape, shown is not None, own), values))
 
 
 @cache
@@ -343,6 +348,7 @@ def _letters_q(every: tuple[str, ...], shape: Shape, shown: bool, own: bool) -> 
                 _M.c.kind == kind,
                 _M.c.category != "incident",
                 _M.c.status.in_(SHOWN_LETTERS),
+                to_portal_sql(_M.c.to, _M.c.cc),  # the Trust's letters, not the network's own mail
                 _visible_bound(p, shape),
             )
         )

@@ -48,7 +48,7 @@ from states.clock import Clock, SystemClock, local_date
 from states.errors import InvalidInput, NotFound
 from states.machines.spec import get_spec, kinds
 from states.principal import INSTALLATION, Grant, Principal
-from states.roles import OPERATOR
+from states.roles import NETWORK_SIDE, OPERATOR, PORTAL_ROLES
 from states.views import forms
 
 PREFIX = {
@@ -148,10 +148,37 @@ def _covers(g: Grant, p: Place, *, by_deadline: bool = False) -> ColumnElement[b
     return column == g.scope_id  # type: ignore[no-any-return]
 
 
-def _visible(principal: Principal, p: Place) -> ColumnElement[bool]:
-    if any(g.scope == INSTALLATION for g in principal.grants):
+# Kinds only the network's side sees: a complaint is about the process or conduct of a review,
+# made to the network office or the Network Manager (000 s8.2), and names the complainant; a
+# Trust's or a commissioner's grant does not reach it.
+NETWORK_ONLY = frozenset({"complaint"})
+
+
+def reach(principal: Principal, kind: str) -> tuple[Grant, ...]:
+    """The principal's grants that count for items of ``kind`` (``NETWORK_ONLY``: network roles only)."""
+    if kind not in NETWORK_ONLY:
+        return principal.grants
+    return tuple(g for g in principal.grants if g.role in NETWORK_SIDE)
+
+
+def to_portal(people: list[dict[str, Any]]) -> bool:
+    """Is a letter addressed (to or cc) to a Trust's or a commissioner's role? Those are the
+    letters a Trust or commissioner user sees; the network's own mail (to reviewers, reminders to
+    the Network Manager, letters to the CQC) stays the network's."""
+    return any(p.get("role") in PORTAL_ROLES for p in people)
+
+
+def to_portal_sql(to: Any, cc: Any) -> ColumnElement[bool]:
+    """``to_portal`` as SQL over the outbox's JSON recipients (serialised by json.dumps, on either
+    database): one LIKE per role, on the rows an index range already chose."""
+    return or_(*(cast(c, String).like(f'%"role": "{r}"%') for c in (to, cc) for r in sorted(PORTAL_ROLES)))
+
+
+def _visible(principal: Principal, p: Place, kind: str) -> ColumnElement[bool]:
+    grants = reach(principal, kind)
+    if any(g.scope == INSTALLATION for g in grants):
         return true()
-    conds = [_covers(g, p) for g in principal.grants]
+    conds = [_covers(g, p) for g in grants]
     return or_(*conds) if conds else false()
 
 
@@ -170,11 +197,12 @@ def _title(kind: str, title: str | None, service: str | None) -> str:
 
 
 def can_see(session: Session, principal: Principal, kind: str, row: StatefulItem) -> bool:
-    """Some grant of the principal covers the item's scope."""
-    if any(g.scope == INSTALLATION for g in principal.grants):
+    """Some grant of the principal covers the item's scope (for ``NETWORK_ONLY`` kinds, a network role's)."""
+    grants = reach(principal, kind)
+    if any(g.scope == INSTALLATION for g in grants):
         return True
     where = get_spec(kind).recipient_scope(session, row)
-    return any(g.covers(where) for g in principal.grants)
+    return any(g.covers(where) for g in grants)
 
 
 def get_visible(session: Session, principal: Principal, kind: str, item_id: int) -> StatefulItem:
@@ -262,7 +290,7 @@ def my_work(
         p = place(kind)
         conds = [
             and_(_D.c.name.in_(owned[g.role]), _covers(g, p, by_deadline=True))
-            for g in principal.grants
+            for g in reach(principal, kind)
             if owned.get(g.role)
         ]
         if not conds:
@@ -374,7 +402,7 @@ def proposals_for(session: Session, principal: Principal) -> list[dict[str, Any]
                     _P, and_(_P.c.kind == kind, _P.c.item_id == p.item.c.id, _P.c.item_version == p.item.c.version)
                 )
             )
-            .where(others, _visible(principal, p))
+            .where(others, _visible(principal, p, kind))
             .order_by(_P.c.at, _P.c.id)
         )
         for r in session.execute(q):
@@ -480,7 +508,7 @@ def list_items(
     p = place(kind)
     t = p.item
     outstanding = and_(_D.c.kind == kind, _D.c.item_id == t.c.id, _D.c.status.in_([s.value for s in OUTSTANDING]))
-    where: list[ColumnElement[bool]] = [_visible(principal, p)]
+    where: list[ColumnElement[bool]] = [_visible(principal, p, kind)]
     if state:
         where.append(t.c.state == state)
     if network:

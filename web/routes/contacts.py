@@ -23,7 +23,7 @@ from states.services.contacts import ESCALATION_ROLES
 from states.views import directory
 from web.deps import Who, form
 from web.render import page, redirect
-from web.routes.manage import Me, db, errors_of, flag, need, need_date, opt, opt_date, path_id, status_of
+from web.routes.manage import StaffMe, db, errors_of, flag, need, need_date, opt, opt_date, path_id, status_of
 
 router = APIRouter(include_in_schema=False)  # pages, not the API: the OpenAPI document is /api/v1's
 
@@ -135,7 +135,7 @@ def _list_page(request: Request, me: Who, errors: list[dict[str, Any]], code: in
 
 
 @router.get("/contacts", response_class=HTMLResponse)
-def contacts_page(request: Request, me: Me) -> HTMLResponse:
+def contacts_page(request: Request, me: StaffMe) -> HTMLResponse:
     return _list_page(request, me, [])
 
 
@@ -168,12 +168,12 @@ def _new_page(
 
 
 @router.get("/contacts/new", response_class=HTMLResponse)
-def contact_new(request: Request, me: Me) -> HTMLResponse:
+def contact_new(request: Request, me: StaffMe) -> HTMLResponse:
     return _new_page(request, me, {}, [])
 
 
 @router.post("/contacts/new")
-async def contact_add(request: Request, me: Me) -> Response:
+async def contact_add(request: Request, me: StaffMe) -> Response:
     fields = await form(request, me)
     try:
         scope, _, ident = need(fields, "scope", "where the role is held").partition(":")
@@ -256,12 +256,12 @@ def _contact_page(
 
 
 @router.get("/contacts/{contact_id}", response_class=HTMLResponse)
-def contact_page(request: Request, contact_id: str, me: Me) -> HTMLResponse:
+def contact_page(request: Request, contact_id: str, me: StaffMe) -> HTMLResponse:
     return _contact_page(request, me, contact_id, [])
 
 
 @router.post("/contacts/{contact_id}/edit")
-async def contact_edit(request: Request, contact_id: str, me: Me) -> Response:
+async def contact_edit(request: Request, contact_id: str, me: StaffMe) -> Response:
     fields = await form(request, me)
     try:
         with db(request) as s:
@@ -287,7 +287,7 @@ async def contact_edit(request: Request, contact_id: str, me: Me) -> Response:
 
 
 @router.post("/contacts/{contact_id}/retire")
-async def contact_retire(request: Request, contact_id: str, me: Me) -> Response:
+async def contact_retire(request: Request, contact_id: str, me: StaffMe) -> Response:
     fields = await form(request, me)
     try:
         with db(request) as s:
@@ -309,7 +309,7 @@ async def contact_retire(request: Request, contact_id: str, me: Me) -> Response:
 
 
 @router.post("/contacts/{contact_id}/invite")
-async def contact_invite(request: Request, contact_id: str, me: Me) -> Response:
+async def contact_invite(request: Request, contact_id: str, me: StaffMe) -> Response:
     await form(request, me)
     try:
         with db(request) as s:
@@ -324,7 +324,7 @@ async def contact_invite(request: Request, contact_id: str, me: Me) -> Response:
 
 
 @router.post("/contacts/changes/{change_id}/{decision}")
-async def contact_change(request: Request, change_id: str, decision: str, me: Me) -> Response:
+async def contact_change(request: Request, change_id: str, decision: str, me: StaffMe) -> Response:
     fields = await form(request, me)
     if decision not in ("confirm", "withdraw"):
         raise NotFound("not found")
@@ -389,12 +389,12 @@ def _reviewers_page(
 
 
 @router.get("/reviewers", response_class=HTMLResponse)
-def reviewers_page(request: Request, me: Me) -> HTMLResponse:
+def reviewers_page(request: Request, me: StaffMe) -> HTMLResponse:
     return _reviewers_page(request, me, [])
 
 
 @router.post("/reviewers/new")
-async def reviewer_add(request: Request, me: Me) -> Response:
+async def reviewer_add(request: Request, me: StaffMe) -> Response:
     fields = await form(request, me)
     try:
         with db(request) as s:
@@ -417,7 +417,7 @@ async def reviewer_add(request: Request, me: Me) -> Response:
 
 
 @router.post("/reviewers/{reviewer_id}/{action}")
-async def reviewer_change(request: Request, reviewer_id: str, action: str, me: Me) -> Response:
+async def reviewer_change(request: Request, reviewer_id: str, action: str, me: StaffMe) -> Response:
     fields = await form(request, me)
     if action not in ("edit", "retire"):
         raise NotFound("not found")

@@ -18,7 +18,7 @@ from states.machines.complaint import ROUTES as COMPLAINT_CATEGORIES
 from states.services import intake, web_manage
 from web.deps import Who, form
 from web.render import page, redirect
-from web.routes.manage import Me, db, errors_of, flag, need, need_int, opt, opt_date, opt_int, status_of
+from web.routes.manage import StaffMe, db, errors_of, flag, need, need_int, opt, opt_date, opt_int, status_of
 
 router = APIRouter(include_in_schema=False)  # pages, not the API: the OpenAPI document is /api/v1's
 
@@ -66,19 +66,19 @@ def _show(
 
 
 @router.get("/create", response_class=HTMLResponse)
-def create_index(request: Request, me: Me) -> HTMLResponse:
+def create_index(request: Request, me: StaffMe) -> HTMLResponse:
     return page(request, "create/index.html", me, forms=[(k, v[2]) for k, v in FORMS.items()])
 
 
 @router.get("/create/{kind}", response_class=HTMLResponse)
-def create_form(request: Request, kind: str, me: Me) -> HTMLResponse:
+def create_form(request: Request, kind: str, me: StaffMe) -> HTMLResponse:
     if kind not in FORMS:
         raise NotFound(f"nothing called {kind!r} is created here")
     return _show(request, me, kind, {}, [])
 
 
 @router.post("/create/{kind}")
-async def create_post(request: Request, kind: str, me: Me) -> Response:
+async def create_post(request: Request, kind: str, me: StaffMe) -> Response:
     if kind not in FORMS:
         raise NotFound(f"nothing called {kind!r} is created here")
     fields = await form(request, me)

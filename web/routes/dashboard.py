@@ -22,7 +22,7 @@ from states.views import feeds
 from states.views.dashboard import network_page
 from web.deps import Who, engine_of
 from web.render import page
-from web.routes.manage import Me, db
+from web.routes.manage import StaffMe, db
 
 router = APIRouter(include_in_schema=False)  # pages, not the API: the OpenAPI document is /api/v1's
 
@@ -46,7 +46,7 @@ def _network(request: Request, me: Who, code: str, name: str) -> dict[str, Any]:
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
-def dashboard_index(request: Request, me: Me) -> HTMLResponse:
+def dashboard_index(request: Request, me: StaffMe) -> HTMLResponse:
     with db(request) as s:
         nets = web_manage.dashboard_networks(s, me.principal)
     if len(nets) == 1:
@@ -60,7 +60,7 @@ def dashboard_index(request: Request, me: Me) -> HTMLResponse:
 
 
 @router.get("/dashboard/{code}", response_class=HTMLResponse)
-def dashboard_network(request: Request, code: str, me: Me) -> HTMLResponse:
+def dashboard_network(request: Request, code: str, me: StaffMe) -> HTMLResponse:
     with db(request) as s:
         code, name = web_manage.dashboard_network(s, me.principal, code)
     return page(request, "dashboard/network.html", me, d=_network(request, me, code, name), rows_shown=ROWS_SHOWN)

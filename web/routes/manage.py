@@ -16,12 +16,23 @@ from sqlmodel import Session
 from models.types import MAX_ROW_ID
 from states.clock import parse_date
 from states.errors import InvalidInput, NotFound, PeerwatchError
+from states.services import web_manage
 from web.deps import Who, engine_of, who
 from web.errors import one_line, status_of
 
 MAX_INT = MAX_ROW_ID  # every number a form takes (ids, scores, days) fits a database integer
 # The signed-in person, as a route's parameter: ``me: Me``.
 Me = Annotated[Who, Depends(who)]
+
+
+def network_who(request: Request) -> Who:
+    """The signed-in person, refused (403) unless on the network's side (states.services.web_manage)."""
+    me = who(request)
+    web_manage.require_network_side(me.principal, "these pages")
+    return me
+
+
+StaffMe = Annotated[Who, Depends(network_who)]
 
 
 def message(exc: PeerwatchError) -> str:

@@ -17,7 +17,7 @@ from states.services import outbox, web_manage
 from states.views.outbox import check_status, message, messages
 from web.deps import Who, form
 from web.render import page, redirect
-from web.routes.manage import Me, db, errors_of, path_id, status_of
+from web.routes.manage import StaffMe, db, errors_of, path_id, status_of
 
 router = APIRouter(include_in_schema=False)  # pages, not the API: the OpenAPI document is /api/v1's
 
@@ -82,7 +82,7 @@ def _page(request: Request, me: Who, status: str | None, errors: list[dict[str, 
 
 
 @router.get("/outbox", response_class=HTMLResponse)
-def outbox_page(request: Request, me: Me, status: str | None = None) -> HTMLResponse:
+def outbox_page(request: Request, me: StaffMe, status: str | None = None) -> HTMLResponse:
     return _page(request, me, status or None, [])
 
 
@@ -96,7 +96,7 @@ def _visible(s: Any, me: Who, message_id: str) -> int:
 
 
 @router.post("/outbox/{message_id}/retry")
-async def outbox_retry(request: Request, message_id: str, me: Me) -> Response:
+async def outbox_retry(request: Request, message_id: str, me: StaffMe) -> Response:
     await form(request, me)
     try:
         with db(request) as s:
@@ -108,7 +108,7 @@ async def outbox_retry(request: Request, message_id: str, me: Me) -> Response:
 
 
 @router.post("/outbox/retry-failed")
-async def outbox_retry_failed(request: Request, me: Me) -> Response:
+async def outbox_retry_failed(request: Request, me: StaffMe) -> Response:
     await form(request, me)
     try:
         with db(request) as s:
@@ -120,7 +120,7 @@ async def outbox_retry_failed(request: Request, me: Me) -> Response:
 
 
 @router.post("/outbox/{message_id}/settle")
-async def outbox_settle(request: Request, message_id: str, me: Me) -> Response:
+async def outbox_settle(request: Request, message_id: str, me: StaffMe) -> Response:
     fields = await form(request, me)
     action = (fields.get("action") or "").strip()
     try:
