@@ -77,6 +77,28 @@ def _control_name(ch: str) -> str:
     return {"\n": "line feed", "\r": "carriage return", "\t": "tab", "\x00": "NUL", "\x7f": "DEL"}.get(ch, "control")
 
 
+MAX_PARAGRAPHS = 20_000  # characters of a free-text statement (a response, an inaccuracy, an appeal)
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")  # text that reorders what follows
+
+
+def clean_paragraphs(value: Any, what: str, limit: int = MAX_PARAGRAPHS) -> str:
+    """A statement as people type it: line endings made ``\\n``, trimmed; 1 to ``limit``
+    characters; no control character but a line break or a tab (no NUL), no bidirectional
+    override; else ``InvalidInput`` naming ``what``."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be text")
+    text = value.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n\n")
+    text = text.strip()
+    if not text:
+        raise InvalidInput(f"{what} is empty")
+    if len(text) > limit:
+        raise InvalidInput(f"{what} has {len(text):,} characters: at most {limit:,} are accepted (attach a file)")
+    for ch in text:
+        if ch not in "\n\t" and (unicodedata.category(ch) in ("Cc", "Cs") or ch in _BIDI):
+            raise InvalidInput(f"{what} contains a control character (U+{ord(ch):04X}): remove it and send again")
+    return text
+
+
 def check_text(value: Any, what: str) -> Any:
     """``value`` unchanged if it is one line of printable text (or None); else ``InvalidInput``."""
     if value is None or not isinstance(value, str):

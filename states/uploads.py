@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import unicodedata
 import zipfile
 from datetime import datetime
@@ -87,7 +88,7 @@ _MIMETYPE_MAX = 128
 _TEXT_CONTROLS_ALLOWED = frozenset("\t\n\r\f")
 # Characters never welcome in a file name: control, format (bidi overrides, zero width),
 # surrogates, private use, line and paragraph separators.
-_BAD_NAME_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+NAME_BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _NAME_SEPARATORS = frozenset('/\\:*?"<>|')
 
 
@@ -132,22 +133,45 @@ def _bounded(archive: zipfile.ZipFile, name: str, limit: int) -> bytes | None:
     return None if len(data) > limit else data
 
 
+def _zip_entries(data: bytes) -> int | None:
+    """The number of entries the archive's end record declares, read before anything parses the
+    central directory (ZipFile reads all of it first: 230,000 empty entries cost seconds); None
+    when there is no end record or it is a ZIP64 one (no Office file needs one)."""
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
+    if end < 0 or len(data) < end + 22:
+        return None
+    entries = int.from_bytes(data[end + 10 : end + 12], "little")
+    return None if entries == 0xFFFF else entries
+
+
+_COMMENT = re.compile(rb"<!--.*?-->", re.S)
+_CONTENT_TYPE = re.compile(rb"""ContentType\s*=\s*["']([^"']+)["']""")
+# Parts that carry macros: a VBA project (Office), Basic or script libraries (OpenDocument).
+_MACRO_PARTS = (re.compile(r"(^|/)vbaProject\.bin$", re.I), re.compile(r"^(Basic|Scripts)/", re.I))
+
+
 def _sniff_zip(data: bytes) -> str | None:
+    entries = _zip_entries(data)
+    if entries is None or entries > _ZIP_MAX_ENTRIES:
+        return None
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
         return None
     with archive:
-        if len(archive.infolist()) > _ZIP_MAX_ENTRIES:
-            return None
+        names = archive.namelist()
+        if len(names) > _ZIP_MAX_ENTRIES or any(p.search(n) for p in _MACRO_PARTS for n in names):
+            return None  # a document with macros is no plain document, whatever it says it is
         mimetype = _bounded(archive, "mimetype", _MIMETYPE_MAX)
         if mimetype is not None:
             return _ODF.get(mimetype.strip())
         declared = _bounded(archive, "[Content_Types].xml", _CONTENT_TYPES_MAX)
         if declared is None:
             return None
-        text = declared.decode("utf-8", errors="replace")
-        found = {kind for main, kind in _OOXML_MAIN.items() if f'"{main}"' in text or f"'{main}'" in text}
+        types = {t.decode("ascii", "replace") for t in _CONTENT_TYPE.findall(_COMMENT.sub(b"", declared))}
+        if any("macroenabled" in t.lower() for t in types):
+            return None
+        found = {kind for main, kind in _OOXML_MAIN.items() if main in types}
         return found.pop() if len(found) == 1 else None
 
 
@@ -183,7 +207,7 @@ def check_name(filename: str) -> str:
     if len(filename) > MAX_NAME_CHARS:
         raise InvalidInput(f"the file name is longer than {MAX_NAME_CHARS} characters")
     for ch in filename:
-        if unicodedata.category(ch) in _BAD_NAME_CATEGORIES:
+        if unicodedata.category(ch) in NAME_BAD_CATEGORIES:
             raise InvalidInput(
                 f"the file name {filename!r} contains a control or invisible character (U+{ord(ch):04X})"
             )

@@ -41,6 +41,7 @@ from web.deps import (
     csrf_matches,
     engine_of,
     form,
+    posted,
     safe_next,
     settings_of,
 )
@@ -108,7 +109,7 @@ def sign_in_form(request: Request, next: str = "/", out: str = "") -> Response:
 @router.post("/sign-in")
 async def sign_in(request: Request) -> Response:
     settings = settings_of(request)
-    data = await request.form()
+    data = await posted(request)
     fields = {k: v for k, v in data.items() if isinstance(v, str)}
     next_path = safe_next(fields.get("next"))
     if not csrf_matches(request.cookies.get(SIGNIN_CSRF_COOKIE, ""), fields.get(CSRF_FIELD)):

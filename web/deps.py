@@ -24,9 +24,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from states.clock import Clock, SystemClock
-from states.errors import MissingActor
+from states.errors import InvalidInput, MissingActor
 from states.principal import Principal
 from states.services import accounts, clocks, signin
+from states.uploads import check_size, max_upload_bytes
 
 SESSION_COOKIE = "peerwatch_session"
 CSRF_FIELD = "csrf_token"
@@ -219,10 +220,52 @@ def csrf_matches(expected: str, given: Any) -> bool:
     return hmac.compare_digest(expected.encode(), given.encode())
 
 
+# What a posted form may hold, checked as it is parsed (starlette refuses more before any of it is
+# read by a handler): one file more than the most any form takes (10, the use cases say so), a
+# field count no page comes near, and a body no larger than that many files of the upload limit.
+MAX_FILES = 11
+MAX_FIELDS = 300
+FORM_SLACK = 1024 * 1024  # the fields besides the files
+
+
+async def posted(request: Request) -> Any:
+    """The request's form, parsed once (the request keeps it) within ``MAX_FILES`` and
+    ``MAX_FIELDS``; a body declared larger than the files it may hold is refused unread."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_FILES * max_upload_bytes() + FORM_SLACK:
+        raise InvalidInput(
+            f"what was sent is too large: at most {MAX_FILES - 1} files of up to "
+            f"{max_upload_bytes() // (1024 * 1024)} MB each; nothing was stored"
+        )
+    return await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
+
+
+async def uploaded(request: Request, field: str) -> list[tuple[str, bytes]]:
+    """The files posted under ``field`` (name, bytes), an empty file input left out: at most
+    ``MAX_FILES - 1`` (refused before any is read), each read no further than one byte past the
+    upload limit (one declared larger is refused unread, naming it)."""
+    from starlette.datastructures import UploadFile  # lazy: only the forms with files need it (what the parser makes)
+
+    limit = max_upload_bytes()
+    sent = await posted(request)
+    try:
+        values = [v for v in sent.getlist(field) if isinstance(v, UploadFile) and (v.filename or v.size)]
+        if len(values) > MAX_FILES - 1:
+            raise InvalidInput(f"{len(values)} files sent: at most {MAX_FILES - 1}; nothing was stored")
+        out = []
+        for v in values:
+            if v.size is not None:
+                check_size(v.filename or "", v.size, limit)  # too large: refused unread
+            out.append((v.filename or "", await v.read(limit + 1)))
+        return out
+    finally:
+        await sent.close()  # the spooled temporary files, now (the form's text fields stay)
+
+
 async def form(request: Request, who: Who) -> dict[str, str]:
     """The posted form's fields (one value each; the last of repeated names; files left out),
     after its ``csrf_token`` is checked against the session's: 403 if missing or wrong."""
-    data = await request.form()
+    data = await posted(request)
     fields: dict[str, str] = {}
     for key, value in data.multi_items():
         if isinstance(value, str):
@@ -235,7 +278,7 @@ async def form(request: Request, who: Who) -> dict[str, str]:
 
 async def form_lists(request: Request, who: Who) -> dict[str, list[str]]:
     """As ``form``, keeping every value of a repeated name (checkboxes), in order."""
-    data = await request.form()
+    data = await posted(request)
     fields: dict[str, list[str]] = {}
     for key, value in data.multi_items():
         if isinstance(value, str):

@@ -32,7 +32,7 @@ from states.machines.action_plan import CARRIED, DONE, OPEN, year_label
 from states.machines.spec import get_spec
 from states.principal import INSTALLATION, Principal
 from states.roles import TRUST_ROLES
-from states.text import check_text
+from states.text import check_text, clean_paragraphs
 from states.uploads import store_upload
 from states.views.work import get_visible
 
@@ -432,7 +432,6 @@ def act(
     if trigger not in PLAN_TRIGGERS:
         raise InvalidInput(f"{trigger!r} is not a step of a plan: use one of {', '.join(PLAN_TRIGGERS)}")
     may(session, principal, plan, trigger, version)
-    if note is not None and len(note) > MAX_TEXT:
-        raise InvalidInput(f"the note is at most {MAX_TEXT} characters")
-    _fire(session, principal, plan, trigger, version=version, clock=clock, note=(note or "").strip() or None)
+    note = clean_paragraphs(note, "the note", MAX_TEXT) if note is not None and note.strip() else None
+    _fire(session, principal, plan, trigger, version=version, clock=clock, note=note)
     return plan

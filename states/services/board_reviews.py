@@ -5,8 +5,9 @@ Trust records it in the portal, and the measure alerts it proposes to the networ
   Lead of the maternity or neonatal service) records a month's measures; recording the month
   again is its next version (the trend shows the latest). Each value outside its configured
   threshold (``states/measures.py``, ``PEERWATCH_PERINATAL_THRESHOLDS``) proposes a concern to
-  the network: a ``MeasureAlert`` (proposed). A later version back within the threshold
-  withdraws a proposal nobody has acted on; a decided alert (raised or dismissed) stands.
+  the network: a ``MeasureAlert`` (proposed). It stands until the network raises or dismisses
+  it, whatever a later version of the month says (the Trust does not take back what its board
+  first reported).
 - ``raise_alert``: network staff raise a perinatal concern from the alert (the concern's own use
   case, ``states/services/intake.py``, through the engine) and link it.
 - ``dismiss_alert``: network staff dismiss it with a reason.
@@ -29,7 +30,7 @@ from models.types import is_row_id
 from states import engine
 from states.clock import Clock, local_date, parse_date
 from states.errors import InvalidInput, NotFound, PermissionDenied, StaleVersion
-from states.measures import BY_KEY, as_number, check_measures, thresholds
+from states.measures import as_number, check_measures, thresholds
 from states.principal import Principal
 from states.roles import STAFF
 from states.services.intake import raise_perinatal_concern
@@ -164,14 +165,10 @@ def _propose_or_withdraw(
         if same:
             return  # the same proposal, now from the latest version: nothing new to audit
         action = "propose_concern"
-    elif alert is not None and alert.status == "proposed":
-        before = "proposed"
-        alert.status = "withdrawn"
-        alert.reason = f"version {review.version} of the review: {BY_KEY[key].label} is within {threshold} or not given"
-        session.add(alert)
-        session.flush()
-        action = "withdraw"
     else:
+        # Back within the threshold in a later version: the proposal stands until the network
+        # decides it (a Trust may not take back what its board first reported); the network
+        # sees the latest figures on the trend beside it.
         return
     assert alert.id is not None
     engine.record_change(

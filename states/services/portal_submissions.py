@@ -47,6 +47,7 @@ from states.principal import Grant, Principal
 from states.roles import CONTACT_ROLES
 from states.services import accounts
 from states.services import appeal as appeals
+from states.text import clean_paragraphs
 from states.uploads import check_file, store_upload, uploads_of
 from states.views.forms import permission_table
 from states.views.work import get_visible
@@ -164,10 +165,11 @@ def record_inaccuracy(
     """One inaccuracy as the service states it, with its evidence files, through the engine's
     ``record_inaccuracy`` as the signed-in account: refused (recorded, nothing stored) for a change
     made after the visit, outside the service's window, or a file not accepted."""
-    params: dict[str, Any] = {"text": text, **({"files": [name for name, _ in files]} if files else {})}
     _visible(db, principal, "report", report_id)  # another Trust's report: not found, nothing recorded
     if not text.strip():
         raise InvalidInput("enter the inaccuracy: what the draft says, and what was so on the day")
+    text = clean_paragraphs(text, "the inaccuracy")
+    params: dict[str, Any] = {"text": text, **({"files": [name for name, _ in files]} if files else {})}
     try:
         _checked(files)
         with Session(db, expire_on_commit=False) as s:
@@ -332,6 +334,7 @@ def submit_appeal(
         _checked(files)
         if not statement.strip():
             raise InvalidInput("enter the appeal statement: why the conclusions should change, and the evidence")
+        statement = clean_paragraphs(statement, "the appeal statement")
         if problem:
             raise GuardRefused(f"appeal refused: {problem}")
     except PeerwatchError as exc:

@@ -15,7 +15,6 @@ in what role, when, its files, and the Network Manager's judgement once made.
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +33,7 @@ from states.machines.risk import LEVELS
 from states.machines.spec import get_spec
 from states.principal import Principal
 from states.services import accounts
+from states.text import clean_paragraphs
 from states.uploads import check_file, check_name, store_upload, uploads_of
 from states.views.work import get_visible
 
@@ -42,24 +42,14 @@ OWNER = "risk_response"
 TRIGGER = "submit_response"
 MAX_TEXT = 20_000
 MAX_FILES = 10
-_ALLOWED_CONTROLS = frozenset("\n\t")
 
 
 def clean_text(value: Any, what: str = "the response") -> str:
-    """A paragraph of text as people type it: line endings made ``\\n``, trimmed; 1 to 20,000
-    characters; no control character other than a line break or a tab (nor a NUL)."""
-    if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be text")
-    text = value.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n\n")
-    text = text.strip()
-    if not text:
+    """The response's text (``states.text.clean_paragraphs``: 1 to 20,000 characters, no control
+    character but a line break or a tab)."""
+    if isinstance(value, str) and not value.strip():
         raise InvalidInput(f"{what} is empty: write the Trust's response")
-    if len(text) > MAX_TEXT:
-        raise InvalidInput(f"{what} has {len(text):,} characters: at most {MAX_TEXT:,} are accepted (attach a file)")
-    for ch in text:
-        if ch not in _ALLOWED_CONTROLS and unicodedata.category(ch) in ("Cc", "Cs"):
-            raise InvalidInput(f"{what} contains a control character (U+{ord(ch):04X}): remove it and send again")
-    return text
+    return clean_paragraphs(value, what, MAX_TEXT)
 
 
 def check_files(files: Sequence[tuple[str, bytes]]) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ return's due date. Each opens its own transaction or runs in the caller's, throu
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
@@ -34,6 +35,7 @@ from states.machines.standards import (
 from states.principal import Principal
 from states.scope import service_of
 from states.services.selfassessment_import import read_workbook, too_big
+from states.uploads import NAME_BAD_CATEGORIES
 from states.views import work
 
 
@@ -298,6 +300,7 @@ def upload_limit() -> int:
 def safe_filename(name: str | None) -> str:
     """A browser's file name as recorded: its last part, one line, at most 120 characters."""
     base = re.split(r"[/\\]", name or "")[-1]
+    base = "".join(" " if unicodedata.category(ch) in NAME_BAD_CATEGORIES else ch for ch in base)  # bidi, zero width
     clean = " ".join(_UNSAFE_NAME.sub(" ", base).split())[:120]
     return clean or "return.xlsx"
 

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from states.errors import InvalidInput, NotFound, PermissionDenied
 from states.services import trust_accounts
 from web.auth import client_address, start_session
-from web.deps import CSRF_FIELD, CSRF_REFUSED, clock_of, csrf_matches, engine_of, settings_of
+from web.deps import CSRF_FIELD, CSRF_REFUSED, clock_of, csrf_matches, engine_of, posted, settings_of
 from web.render import page, redirect
 
 router = APIRouter(include_in_schema=False)  # pages, not the API: the OpenAPI document is /api/v1's
@@ -80,7 +80,7 @@ async def invitation_accept(request: Request, token: str) -> Response:
         view = await run_in_threadpool(_view, request, token)
     except NotFound:
         return _invalid(request)
-    data = await request.form()
+    data = await posted(request)
     fields = {k: v for k, v in data.items() if isinstance(v, str)}
     if not csrf_matches(request.cookies.get(CSRF_COOKIE, ""), fields.get(CSRF_FIELD)):
         return _form(request, view, errors=[{"text": CSRF_REFUSED, "href": "#password"}], status_code=403)

@@ -22,8 +22,7 @@ from models.db import begin_write
 from states.errors import InvalidInput, MissingActor, NotFound, PeerwatchError
 from states.services import action_plans as plans
 from states.services import plan_pages
-from states.uploads import max_upload_bytes
-from web.deps import Who, form
+from web.deps import Who, form, posted, uploaded
 from web.render import page, redirect
 from web.routes.manage import Me, db, errors_of, flag, need, need_date, opt, opt_date, opt_int, path_id, status_of
 
@@ -208,7 +207,7 @@ async def complete_action(request: Request, plan_id: str, action_id: str, me: Me
         await form(request, me)  # the CSRF token first: no file is read for a forged form
         files = await _files(request)
     finally:
-        for value in (await request.form()).getlist("files"):
+        for value in (await posted(request)).getlist("files"):
             if isinstance(value, UploadFile):
                 await value.close()
 
@@ -228,13 +227,8 @@ async def complete_action(request: Request, plan_id: str, action_id: str, me: Me
 
 
 async def _files(request: Request) -> list[tuple[str, bytes]]:
-    """The files sent, each read only up to one byte past the limit (the use case refuses it then)."""
-    limit = max_upload_bytes()
-    out = []
-    for value in (await request.form()).getlist("files"):
-        if isinstance(value, UploadFile) and (value.filename or value.size):
-            out.append((value.filename or "", await value.read(limit + 1)))
-    return out
+    """The files sent (web.deps.uploaded: counted and sized before read; the use case judges them)."""
+    return await uploaded(request, "files")
 
 
 @router.post("/plans/{plan_id}/milestones/{milestone_id}/done")

@@ -17,13 +17,11 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from starlette.datastructures import UploadFile
 
 from states.clock import local_date
 from states.errors import InvalidInput, PeerwatchError
 from states.services import portal_submissions as portal
-from states.uploads import max_upload_bytes
-from web.deps import Who, engine_of, form, form_lists
+from web.deps import Who, engine_of, form, form_lists, uploaded
 from web.render import page, redirect
 from web.routes.manage import Me, db, errors_of, path_id, status_of
 
@@ -33,22 +31,8 @@ UPLOAD_URL = "/uploads/{id}"  # a file sent with an inaccuracy or an appeal (web
 
 
 async def _files(request: Request, field: str) -> list[tuple[str, bytes]]:
-    """The files posted under ``field`` (name, bytes), an empty file input left out. Each is read
-    to one byte past the size limit, so a larger one is refused without holding all of it."""
-    data = await request.form()
-    limit = max_upload_bytes() + 1
-    out = []
-    try:
-        for key, value in data.multi_items():
-            if key != field or not isinstance(value, UploadFile):
-                continue
-            content = await value.read(limit)
-            if not value.filename and not content:
-                continue
-            out.append((value.filename or "", content))
-    finally:
-        await data.close()  # the spooled temporary files, now
-    return out
+    """The files posted under ``field`` (web.deps.uploaded: counted and sized before read)."""
+    return await uploaded(request, field)
 
 
 def _today(me: Who) -> Any:

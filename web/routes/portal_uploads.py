@@ -31,7 +31,7 @@ from states.machines.standards import SpreadsheetRejected
 from states.measures import MeasuresRejected
 from states.services import board_reviews, selfassessment
 from states.views import board_reviews as reviews_view
-from web.deps import engine_of, form
+from web.deps import engine_of, form, posted
 from web.errors import one_line
 from web.render import page, redirect
 from web.routes.manage import Me, db, path_id
@@ -111,7 +111,7 @@ async def sa_upload(request: Request, assessment_id: str, me: Me) -> Response:
     """The completed spreadsheet: received, or refused with every problem listed by row and column."""
     item_id = path_id(assessment_id)
     await form(request, me)  # the CSRF check
-    fields = await request.form()
+    fields = await posted(request)
     try:
         upload = fields.get(UPLOAD_FIELD)
         if not isinstance(upload, UploadFile) or not (upload.filename or "").strip():

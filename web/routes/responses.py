@@ -28,7 +28,7 @@ from states.errors import InvalidInput, MissingActor, NotFound, PeerwatchError, 
 from states.services import responses
 from states.uploads import TEXT, check_size, max_upload_bytes
 from states.views.uploads import get_upload
-from web.deps import Who, engine_of, form, who
+from web.deps import Who, engine_of, form, posted, who
 from web.errors import one_line, status_of
 from web.render import page, redirect
 
@@ -88,10 +88,10 @@ def respond_form(request: Request, risk_id: int, me: Me) -> HTMLResponse:
 async def _files(request: Request, field: str, limit: int) -> tuple[list[tuple[str, bytes]], list[str]]:
     """The posted files (those with a name), each read no further than the limit allows; and
     the problems found from their sizes alone (nothing read of a file that is too large)."""
-    posted = await request.form()
+    sent = await posted(request)
     files: list[tuple[str, bytes]] = []
     problems: list[str] = []
-    for value in posted.getlist(field):
+    for value in sent.getlist(field):
         if not isinstance(value, UploadFile) or not value.filename:
             continue  # the empty file input of a form sent without files
         try:
@@ -122,16 +122,11 @@ async def respond(request: Request, risk_id: int, me: Me) -> Response:
     """Send the response; a refusal shows the form again with why, and nothing is stored."""
     risk_id = _id(risk_id)
     limit = max_upload_bytes()
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit * responses.MAX_FILES + FORM_SLACK:
-        raise InvalidInput(
-            f"what was sent is too large: at most {responses.MAX_FILES} files of up to {limit // (1024 * 1024)} MB each"
-        )
-    posted = await request.form(max_files=responses.MAX_FILES + 1, max_fields=20)  # kept by the request for form()
+    form_data = await posted(request)  # within the files and size a form may hold; kept by the request
     try:
         return await _respond(request, risk_id, me, limit)
     finally:
-        await posted.close()  # the spooled files, whatever happened
+        await form_data.close()  # the spooled files, whatever happened
 
 
 async def _respond(request: Request, risk_id: int, me: Who, limit: int) -> Response:
@@ -139,8 +134,8 @@ async def _respond(request: Request, risk_id: int, me: Who, limit: int) -> Respo
     with _session(request) as s:
         data = responses.respond_form(s, me.principal, risk_id)
     files, problems = await _files(request, FILES_FIELD, limit)
-    posted = await request.form()
-    names = [v.filename or "" for v in posted.getlist(FILES_FIELD) if isinstance(v, UploadFile)]
+    sent = await posted(request)
+    names = [v.filename or "" for v in sent.getlist(FILES_FIELD) if isinstance(v, UploadFile)]
     values = {TEXT_FIELD: fields.get(TEXT_FIELD, "")}
     if problems:
         return _form_page(request, me, data, values=values, errors={FILES_FIELD: "; ".join(problems)}, status_code=422)
