@@ -58,7 +58,7 @@ from tests.support_portal_world import (
     trust_submission,
 )
 from tests.support_reports import fire, report_of_visit
-from tests.test_web_matrix import routes
+from tests.test_web_matrix import routes_cache as routes
 from web.app import create_app
 
 with warnings.catch_warnings():  # starlette asks for httpx2 on import; httpx 0.28 works the same here
