@@ -189,3 +189,20 @@ def snapshot(url: str, tables: tuple[str, ...]) -> dict[str, list[tuple[Any, ...
             }
     finally:
         engine.dispose()
+
+
+def dump_all(db: Engine) -> str:
+    """Every table's every row as text, on either database (SQLite's iterdump; elsewhere each
+    row's values, bytes shown as Python shows them): to look for what must never be stored."""
+    if db.dialect.name == "sqlite":
+        raw = db.raw_connection()
+        try:
+            return "\n".join(raw.driver_connection.iterdump())  # type: ignore[union-attr]
+        finally:
+            raw.close()
+    out = []
+    with db.connect() as conn:
+        for table in inspect(conn).get_table_names():
+            for row in conn.execute(text(f'SELECT * FROM "{table}"')):
+                out.append(f"{table}: {tuple(row)!r}")
+    return "\n".join(out)

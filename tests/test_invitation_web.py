@@ -22,6 +22,7 @@ from states.principal import Principal
 from states.services import signin, trust_accounts
 from states.services.trust_accounts import INVALID, TOKEN_MARK, TOKEN_PREFIX, invite_contact
 from tests import support_accounts
+from tests.databases import dump_all
 from tests.factories import MRH
 from tests.mailservers import smtp_server
 from tests.support_web import client_for, csrf_of, signed_in
@@ -48,12 +49,8 @@ def _wmtn(session: Session) -> int:
 
 
 def _dump(db: Engine) -> str:
-    """Every table's every row, as SQL text (SQLite's iterdump)."""
-    raw = db.raw_connection()
-    try:
-        return "\n".join(raw.driver_connection.iterdump())  # type: ignore[union-attr]
-    finally:
-        raw.close()
+    """Every table's every row, as text (either database)."""
+    return dump_all(db)
 
 
 @NEEDS_SEALING

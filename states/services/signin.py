@@ -41,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, update
+from sqlalchemy import func, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -358,6 +358,15 @@ def start_session(session: Session, user: User, clock: Clock, address: str | Non
     return _start(session, user, clock, _address(address), via, _email_given(user.email or ""))
 
 
+def _one_at_a_time(session: Session, email: str) -> None:
+    """Hold, until the transaction ends, a lock on this email's sign-in attempts (PostgreSQL's
+    transaction-scoped advisory lock; SQLite's writer is one at a time already)."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"sign-in:{email}".encode()).digest()[:8], "big", signed=True)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 def sign_in(db: Engine, email: str, password: str, address: str | None, clock: Clock) -> SignedIn:
     """Email and password -> a new session, or ``SignInRefused`` (``REFUSED`` whatever was
     wrong; a distinct message when throttled). The slow hash check runs outside any transaction."""
@@ -367,19 +376,20 @@ def sign_in(db: Engine, email: str, password: str, address: str | None, clock: C
     # The attempt is reserved (stored as a failure) before the throttles are asked, and they count
     # only the attempts reserved before it: guesses sent at once each see the ones before them,
     # so no more than the limit reach the password check.
+    # Reserving and counting is one transaction, one email at a time: on PostgreSQL ids are handed
+    # out before commit, so without the lock an attempt could count before an earlier id is visible.
     with Session(db, expire_on_commit=False) as s:
         begin_write(s)
+        _one_at_a_time(s, given)
         user = _user_by_email(s, str(email or "").strip().lower())
         attempt = SignInAttempt(at=clock.now(), account_id=user.id if user is not None else None, email_given=given,
                                 address=address, via="password", ok=False)  # fmt: skip
         s.add(attempt)
-        s.commit()
-    with Session(db, expire_on_commit=False) as s:
+        s.flush()
         until = _throttled(s, given, address, clock, before_id=attempt.id)
         if until is not None:  # a refused try is not a failure of its own: the lock is not lengthened
-            begin_write(s)
-            s.delete(s.get(SignInAttempt, attempt.id))
-            s.commit()
+            s.delete(attempt)
+        s.commit()
     if until is not None:
         shown = f"too many failed sign-ins: try again after {_minute(until)}"
         raise _refuse(db, user, clock, f"throttled until {until.isoformat()}", params, shown)
