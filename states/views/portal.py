@@ -54,7 +54,7 @@ PORTAL_ROLES = frozenset((*TRUST_ROLES, *COMMISSIONER_ROLES))
 STAFF_ROLES = frozenset((*NETWORK_ROLES, ADMINISTRATOR))
 LETTERS_PER_GROUP = 5  # on the page of every service; one service's page shows more
 LETTERS_ON_ONE = 30
-PER_PAGE = 25  # services whose items a page details (every service is in its summary)
+PER_PAGE = 10  # services whose items a page details (every service is in its summary)
 MAX_PER_PAGE = 200
 
 # ------------------------------------------------------------------ who the portal is for
