@@ -359,10 +359,8 @@ def start_session(session: Session, user: User, clock: Clock, address: str | Non
 
 
 def _one_at_a_time(session: Session, email: str) -> None:
-    """Hold, until the transaction ends, a lock on this email's sign-in attempts (PostgreSQL's
-    transaction-scoped advisory lock; SQLite's writer is one at a time already)."""
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
+    """Lock this email's attempts to the transaction's end (PostgreSQL; SQLite writes one at a time)."""
+    if (conn := session.connection()).dialect.name == "postgresql":
         key = int.from_bytes(hashlib.sha256(f"sign-in:{email}".encode()).digest()[:8], "big", signed=True)
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
@@ -373,11 +371,9 @@ def sign_in(db: Engine, email: str, password: str, address: str | None, clock: C
     given = _email_given(email)
     address = _address(address)
     params: dict[str, Any] = {"email": given, "address": address, "method": "password"}
-    # The attempt is reserved (stored as a failure) before the throttles are asked, and they count
-    # only the attempts reserved before it: guesses sent at once each see the ones before them,
-    # so no more than the limit reach the password check.
-    # Reserving and counting is one transaction, one email at a time: on PostgreSQL ids are handed
-    # out before commit, so without the lock an attempt could count before an earlier id is visible.
+    # The attempt is reserved (stored as a failure) and the throttles count only those reserved
+    # before it, in one transaction, one email at a time (PostgreSQL hands out ids before commit):
+    # guesses sent at once each see the ones before them; no more than the limit reach the check.
     with Session(db, expire_on_commit=False) as s:
         begin_write(s)
         _one_at_a_time(s, given)
