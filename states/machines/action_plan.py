@@ -22,7 +22,6 @@ Manager, due ``REVIEW_WORKING_DAYS`` (local policy, default 10) working days aft
 
 from __future__ import annotations
 
-from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -45,7 +44,6 @@ SERVICE_ROLES = (
 )
 REVIEW_WORKING_DAYS = 10  # local policy default: the seeds set no time for agreeing a plan
 OPEN, DONE, CARRIED = "open", "done", "carried"
-_WEEK = timedelta(days=7)
 
 
 class PlanState(StrEnum):
@@ -250,7 +248,7 @@ def record_update(ctx: Context) -> Effects:
 
 
 def _update_due(ctx: Context) -> NewDeadline:
-    due = ctx.today + ctx.policy.plan_update_weeks * _WEEK
+    due = ctx.calendar.add_weeks(ctx.today, ctx.policy.plan_update_weeks)  # the one calendar, as risk reviews
     remind = ctx.calendar.subtract_working_days(due, ctx.policy.reminder_working_days)
     return NewDeadline("plan_update", due, remind if remind > ctx.today else None)
 
