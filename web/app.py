@@ -46,6 +46,7 @@ ROUTERS: tuple[str, ...] = (
     "web.routes.plans",
     "web.routes.portal_forms",
     "web.routes.portal_uploads",
+    "web.routes.account",
 )
 
 
