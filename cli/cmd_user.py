@@ -9,6 +9,7 @@ and its audit trail, and revokes its tokens. Administrators and auditors may lis
 Signing in to the web application (``peerwatch web``): ``user password`` sets a password (one's
 own, or an administrator for anyone; NCSC policy: at least 12 characters, no common ones), and
 ``user sso`` links an account to a single sign-on identity (an administrator).
+``user purge-sign-ins`` deletes old sign-in records (the daily chase does it too).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from states.clock import SystemClock
 from states.errors import InvalidInput, NotFound
 from states.principal import INSTALLATION, NETWORK, ORGANISATION, SERVICE, Principal
 from states.roles import ADMINISTRATOR, AUDITOR, GRANTABLE_ROLES
-from states.services import accounts, signin
+from states.services import accounts, signin, signin_housekeeping
 
 NAME = "user"
 app = typer.Typer(
@@ -284,6 +285,33 @@ def sso(
         + (
             f"signs on as {user.oidc_subject} at {user.oidc_issuer}" if user.oidc_subject else "has no sign-on identity"
         ),
+    )
+
+
+@app.command("purge-sign-ins")
+def purge_sign_ins(
+    ctx: typer.Context,
+    days: Annotated[
+        int | None,
+        typer.Option(help="Keep this many days (default: PEERWATCH_SIGNIN_RECORDS_DAYS, else 90).", min=1),
+    ] = None,
+) -> None:
+    """Delete sign-in attempts, and web sessions ended or expired, older than the retention
+    (administrators; the daily chase does it too). One audit event gives the counts."""
+    run = of(ctx)
+    db = run.db()
+    with Session(db, expire_on_commit=False) as s:
+        me = run.principal(s)
+    done = signin_housekeeping.purge_sign_ins(db, me, SystemClock(), days=days)
+    run.say(
+        {
+            "sign_in_attempts": done.attempts,
+            "web_sessions": done.sessions,
+            "older_than": done.before,
+            "days": done.days,
+        },
+        f"deleted {done.attempts} sign-in attempt(s) and {done.sessions} ended or expired session(s) "
+        f"older than {done.days} days",
     )
 
 

@@ -3,6 +3,9 @@
 Its summary also carries the outbox's open incidents (letters failed, undeliverable or in
 doubt), so a mail outage is seen on the next chase run as well as in the dispatch run, and
 every item the sweep skipped, with why (``SweepSummary.skipped``): nothing is skipped silently.
+After the sweep, a task of its own deletes old sign-in records (states/services/signin_housekeeping.py,
+as the system principal, on the real clock: sign-in records are stamped with it); its counts are in
+the run's result and the chase-actions artifact's description.
 The sweep acts as the built-in system principal; ``as_of`` may be a past date (catching up),
 never a future one outside a training database (flows/run_clock.py).
 """
@@ -21,7 +24,10 @@ from flows.naming import as_of as run_name
 from flows.run_clock import sweep_clock
 from models import init_db
 from notifications.dispatch import incident_rows, incidents
+from states.clock import SystemClock
 from states.engine.sweep import SweepSummary, run_sweep
+from states.engine.system import SYSTEM_PRINCIPAL
+from states.services.signin_housekeeping import Purged, purge_sign_ins
 
 LOGGED_ACTIONS = 200
 
@@ -29,6 +35,11 @@ LOGGED_ACTIONS = 200
 @task(name="sweep-deadlines")
 def sweep(as_of: str | None) -> SweepSummary:
     return run_sweep(init_db(), sweep_clock(as_of))
+
+
+@task(name="purge-sign-ins")
+def purge_old_sign_ins() -> Purged:
+    return purge_sign_ins(init_db(), SYSTEM_PRINCIPAL, SystemClock())
 
 
 @task(name="outbox-incidents")
@@ -64,6 +75,14 @@ def chase(as_of: str | None = None) -> dict[str, Any]:
         logger.warning("skipped %s %s (%s): %s", s["kind"], s["id"], s.get("step", ""), s["reason"])
     for u in summary.undeliverable:
         logger.warning("%s %s: letter %s undeliverable: %s", u["kind"], u["id"], u["letter"], u["reason"])
+    purged = purge_old_sign_ins()
+    if purged.total:
+        logger.info(
+            "deleted %d sign-in attempt(s) and %d ended or expired session(s) older than %d days",
+            purged.attempts,
+            purged.sessions,
+            purged.days,
+        )
     outbox = open_incidents(as_of)
     if outbox:
         logger.warning(
@@ -71,6 +90,8 @@ def chase(as_of: str | None = None) -> dict[str, Any]:
         )
     day = summary.as_of.isoformat()
     note = f"; {len(outbox)} outbox incident(s) open" if outbox else ""
+    if purged.total:
+        note += f"; {purged.total} old sign-in record(s) deleted"
     if summary.actions:
         create_table_artifact(
             key="chase-actions",
@@ -118,4 +139,5 @@ def chase(as_of: str | None = None) -> dict[str, Any]:
         "cancelled_runs": cancelled,
         "outbox_incidents": len(outbox),
         "incidents": outbox,
+        "sign_ins_purged": {"attempts": purged.attempts, "sessions": purged.sessions},
     }
