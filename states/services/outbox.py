@@ -8,9 +8,11 @@ queued again, and what an operator's word on a letter in doubt does, are rules, 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from models.tables import IN_DOUBT, OutboxMessage, OutboxStatus, is_in_doubt
@@ -21,6 +23,7 @@ from states.errors import InvalidInput, NotFound
 from states.machines.spec import get_spec
 from states.principal import Principal
 from states.roles import STAFF
+from states.views.outbox import COUNT_CAP, check_status, counts, incident_clause, listed, scope_clause
 
 SETTLE_ACTIONS = ("hold", "resend", "delivered")
 SENDERS = sorted(STAFF)
@@ -66,6 +69,25 @@ def _get_visible(session: Session, i: int, where: str, principal: Principal) -> 
     return m
 
 
+def retry_refusal(m: OutboxMessage, now: datetime) -> str | None:
+    """Why ``m`` may not be queued again now (None: it may): only a failed letter, or one left
+    ``sending`` (in doubt, or interrupted past its lease), is retried."""
+    if m.status == OutboxStatus.SENDING and not is_in_doubt(m) and _aware(m.next_attempt_at) > now:
+        return f"outbox message {m.id} is being sent right now: wait for the dispatch to finish"
+    if m.status not in (OutboxStatus.FAILED, OutboxStatus.SENDING):
+        reason = (
+            "nobody holds the role it needs: add the contact, the next step will write to them"
+            if m.status == OutboxStatus.UNDELIVERABLE
+            else f"it is {m.status}"
+        )
+        return f"outbox message {m.id} cannot be retried: {reason}"
+    return None
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 def retry(
     session: Session, ids: list[int], *, all_failed: bool = False, principal: Principal, clock: Clock
 ) -> list[OutboxMessage]:
@@ -87,15 +109,9 @@ def retry(
         rows = []
         for i in dict.fromkeys(ids):
             m = _get_visible(session, i, "peerwatch outbox list", principal)
-            if m.status == OutboxStatus.SENDING and not is_in_doubt(m) and m.next_attempt_at > now:
-                raise InvalidInput(f"outbox message {i} is being sent right now: wait for the dispatch to finish")
-            if m.status not in (OutboxStatus.FAILED, OutboxStatus.SENDING):
-                reason = (
-                    "nobody holds the role it needs: add the contact, the next step will write to them"
-                    if m.status == OutboxStatus.UNDELIVERABLE
-                    else f"it is {m.status}"
-                )
-                raise InvalidInput(f"outbox message {i} cannot be retried: {reason}")
+            refused = retry_refusal(m, now)
+            if refused is not None:
+                raise InvalidInput(refused)
             rows.append(m)
     roles = _roles(session, rows, principal, "queue again")
     for m, role in zip(rows, roles, strict=True):
@@ -161,3 +177,55 @@ def settle_in_doubt(
             data={"item": f"{m.kind} {m.item_id}", "template": m.template, "message_id": m.message_id},
         )
     return rows
+
+
+# ---------------------------------------------------------------- the outbox page
+
+ROWS_SHOWN = 200  # each of the page's lists: the CLI (peerwatch outbox list) has them all
+
+
+def staff_grants(principal: Principal) -> list[Any]:
+    """The grants whose scope decides which letters a person sees and acts on (staff roles)."""
+    return [g for g in principal.grants if g.role in STAFF]
+
+
+def row(m: OutboxMessage, now: datetime) -> dict[str, Any]:
+    """A letter as the page lists it, with whether it may be retried now (``retry_refusal``)."""
+    status = str(m.status)
+    return {
+        "id": m.id,
+        "status": "in doubt" if is_in_doubt(m) else status,
+        "in_doubt": is_in_doubt(m),
+        "retryable": retry_refusal(m, now) is None,
+        "template": m.template,
+        "kind": m.kind,
+        "item_id": m.item_id,
+        "to": ", ".join(p["email"] for p in m.to),
+        "attempts": m.attempts,
+        "next_try": m.next_attempt_at if status in ("queued", "failed") else None,
+        "error": m.last_error or "",
+    }
+
+
+def page(
+    session: Session, principal: Principal, clock: Clock, status: str | None = None, limit: int = ROWS_SHOWN
+) -> dict[str, Any]:
+    """What the outbox page shows ``principal``: the counts of open incidents and queued letters
+    in the scope of its staff grants (each capped at COUNT_CAP), the oldest ``limit`` incidents,
+    and (``status``) the newest ``limit`` letters with that status. A few queries whatever the
+    size of the outbox: the scope is one SQL condition (states.views.outbox.scope_clause)."""
+    check_status(status)
+    now = clock.now()
+    among = or_(incident_clause(now), col(OutboxMessage.status) == OutboxStatus.QUEUED)
+    if status:
+        among = or_(among, col(OutboxMessage.status) == status)
+    scope = scope_clause(session, staff_grants(principal), among)
+    open_incidents = listed(session, scope, now=now, limit=limit + 1)
+    return {
+        "counts": counts(session, scope, now),
+        "cap": COUNT_CAP,
+        "incidents": [row(m, now) for m in open_incidents[:limit]],
+        "more": len(open_incidents) > limit,
+        "listed": [row(m, now) for m in listed(session, scope, status=status, limit=limit)] if status else [],
+        "may_act": bool(staff_grants(principal)),
+    }
