@@ -231,6 +231,23 @@ def disable_user(session: Session, principal: Principal, clock: Clock, ref: str,
     return user
 
 
+def enable_user(session: Session, principal: Principal, clock: Clock, ref: str, note: str | None = None) -> User:
+    """Re-enable a disabled account (administrators; audited ``enable``). Its grants stand; the
+    tokens revoked when it was disabled stay revoked, and any session from before is ended."""
+    from states.services.signin import end_sessions  # lazy: signin imports this module
+
+    _admin(principal, "re-enable accounts")
+    user = find_user(session, ref)
+    if user.status != DISABLED:
+        raise InvalidInput(f"account {user.id} ({user.name}) is {user.status}, not disabled: nothing was changed")
+    user.status = ACTIVE
+    session.add(user)
+    assert user.id is not None
+    ended = end_sessions(session, user.id, clock, "enable")
+    _audit(session, principal, clock, "account", user.id, "enable", ACTIVE, {"note": note, "sessions_ended": ended})
+    return user
+
+
 def _check_scope_exists(session: Session, scope: str, scope_id: int | None) -> None:
     check_scope(scope, scope_id)
     table: Any = {NETWORK: Network, ORGANISATION: Organisation, SERVICE: Service}.get(scope)
@@ -289,11 +306,15 @@ def live_roles(session: Session, user_id: int) -> set[str]:
     )
 
 
-def revoke(session: Session, principal: Principal, clock: Clock, grant_id: int, note: str | None = None) -> RoleGrant:
+def revoke(session: Session, principal: Principal, clock: Clock, grant_id: int, note: str | None = None,
+           of: str | None = None) -> RoleGrant:  # fmt: skip
+    """Revoke a grant (``of``: refused unless it is that account's, as its page offers it)."""
     _admin(principal, "revoke roles")
     row = session.get(RoleGrant, grant_id) if is_row_id(grant_id) else None
     if row is None:
         raise NotFound(f"no grant {grant_id}")
+    if of is not None and row.user_id != find_user(session, of).id:
+        raise InvalidInput(f"grant {grant_id} is not one of this account's")
     if row.revoked_at is not None:
         raise InvalidInput(f"grant {grant_id} was already revoked")
     if row.role == ADMINISTRATOR and row.user_id == principal.user_id:
@@ -327,6 +348,10 @@ def users(session: Session) -> list[dict[str, Any]]:
     ]
 
 
+_GRANT_FIELDS = ("id", "role", "scope", "scope_id", "granted_by", "granted_at", "revoked_at", "revoked_by", "source",
+                 "contact_id", "valid_until")  # fmt: skip
+
+
 def user_detail(session: Session, ref: str) -> dict[str, Any]:
     user = find_user(session, ref)
     gs = session.exec(select(RoleGrant).where(RoleGrant.user_id == user.id).order_by(col(RoleGrant.id))).all()
@@ -339,22 +364,8 @@ def user_detail(session: Session, ref: str) -> dict[str, Any]:
         "status": user.status,
         "created_at": user.created_at,
         "last_seen_at": user.last_seen_at,
-        "grants": [
-            {
-                "id": g.id,
-                "role": g.role,
-                "scope": g.scope,
-                "scope_id": g.scope_id,
-                "granted_by": g.granted_by,
-                "granted_at": g.granted_at,
-                "revoked_at": g.revoked_at,
-                "revoked_by": g.revoked_by,
-                "source": g.source,
-                "contact_id": g.contact_id,
-                "valid_until": g.valid_until,
-            }
-            for g in gs
-        ],
+        "sso": {"issuer": user.oidc_issuer, "subject": user.oidc_subject} if user.oidc_subject else None,
+        "grants": [{k: getattr(g, k) for k in _GRANT_FIELDS} for g in gs],
         "tokens": [_token_row(t) for t in toks],
     }
 
@@ -373,16 +384,8 @@ def seen(session: Session, principal: Principal) -> None:
 
 
 def _token_row(t: AccessToken) -> dict[str, Any]:
-    return {
-        "id": t.id,
-        "name": t.name,
-        "prefix": t.prefix,
-        "purpose": t.purpose,
-        "created_at": t.created_at,
-        "expires_at": t.expires_at,
-        "revoked_at": t.revoked_at,
-        "last_used_at": t.last_used_at,
-    }
+    return {k: getattr(t, k) for k in ("id", "name", "prefix", "purpose", "created_at", "expires_at", "revoked_at",
+                                       "last_used_at")}  # fmt: skip
 
 
 TOKEN_PURPOSES = ("api", "feed")  # api: the API and the fire flow; feed: calendar subscriptions only

@@ -35,6 +35,11 @@ def get_reviewer(session: Session, reviewer_id: int) -> Reviewer:
 REVIEWER_FIELDS = ("name", "email", "discipline", "trained")
 
 
+def retired(r: Reviewer, today: date) -> bool:
+    """Is the reviewer out of the pool ``today`` (retired on or before it: not invited onto panels)?"""
+    return r.retired_on is not None and r.retired_on <= today
+
+
 def add_reviewer(session: Session, reviewer: Reviewer, *, principal: Principal, clock: Clock) -> Reviewer:
     """A reviewer joins the pool (audited), added by network staff in the reviewer's scope."""
     if reviewer.discipline not in DISCIPLINES:
@@ -68,22 +73,24 @@ def edit_reviewer(
     reviewer_id: int,
     *,
     changes: dict[str, Any],
-    effective: date,
+    effective: date | None = None,
     principal: Principal,
     clock: Clock,
     note: str | None = None,
 ) -> Change:
     """Change a reviewer's name, address, discipline or training. Panel memberships point at the
-    row, so the change applies when recorded: a future date is refused (record it then)."""
+    row, so the change applies when recorded (``effective`` None: today); a future date is
+    refused (record it then)."""
     r = get_reviewer(session, reviewer_id)
     acting = may_change(session, principal, r, f"change reviewer {reviewer_id}")
     today = local_date(clock.now())
+    effective = today if effective is None else effective
     if effective > today:
         raise InvalidInput(
             f"a reviewer's details change when recorded: {effective.isoformat()} is after today "
             f"({today.isoformat()}); record it on that date"
         )
-    if r.retired_on is not None and r.retired_on <= today:
+    if r.retired_on is not None and retired(r, today):
         raise InvalidInput(f"reviewer {reviewer_id} retired from {r.retired_on.isoformat()}")
     if "discipline" in changes and changes["discipline"] not in DISCIPLINES:
         raise InvalidInput(f"discipline {changes['discipline']!r}: use one of {', '.join(DISCIPLINES)}")
@@ -158,4 +165,12 @@ def reviewer_history(session: Session, reviewer_id: int) -> tuple[Reviewer, list
     return r, engine.changes(session, "reviewer", [reviewer_id])
 
 
-__all__ = ["REVIEWER_FIELDS", "add_reviewer", "edit_reviewer", "get_reviewer", "retire_reviewer", "reviewer_history"]
+__all__ = [
+    "REVIEWER_FIELDS",
+    "add_reviewer",
+    "edit_reviewer",
+    "get_reviewer",
+    "retire_reviewer",
+    "retired",
+    "reviewer_history",
+]

@@ -8,22 +8,26 @@ here changes an item; the feed token's creation is an audited change like any to
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from models.accounts import AccessToken, PendingChange, User
-from models.tables import Contact, Network, Organisation, OutboxMessage, Reviewer, Service
+from models.tables import AuditEvent, Contact, Network, Organisation, OutboxMessage, Reviewer, Service
 from models.types import is_row_id
 from states.clock import Clock
-from states.errors import MissingActor, NotFound, PermissionDenied
+from states.errors import InvalidInput, MissingActor, NotFound, PermissionDenied
 from states.machines.spec import get_spec
 from states.permissions import roles_for, rules
 from states.principal import INSTALLATION, Principal
-from states.roles import ADMINISTRATOR, NETWORK_SIDE, STAFF
-from states.services import accounts
+from states.roles import ADMINISTRATOR, CONTACT_ROLES, NETWORK_SIDE, STAFF
+from states.services import accounts, contacts, outbox, pending_changes, reviewers, trust_accounts
 from states.services.editing import EDITORS, places
+from states.views import directory
+from states.views.outbox import message, scope_clause
 
 FEED = "feed"
 
@@ -119,6 +123,116 @@ def visible_pending(session: Session, principal: Principal, rows: list[PendingCh
     return out
 
 
+def visible_contact(session: Session, principal: Principal, contact_id: int) -> Contact:
+    """The contact if it is in ``principal``'s scope; NotFound otherwise (as a missing one)."""
+    c = contacts.get_contact(session, contact_id)
+    if not visible_contacts(session, principal, [c]):
+        raise NotFound(f"contact {contact_id} not found (peerwatch contact list)")
+    return c
+
+
+def visible_reviewer(session: Session, principal: Principal, reviewer_id: int) -> Reviewer:
+    """The reviewer if in ``principal``'s scope; NotFound otherwise (as a missing one)."""
+    r = reviewers.get_reviewer(session, reviewer_id)
+    if not visible_reviewers(session, principal, [r]):
+        raise NotFound(f"reviewer {reviewer_id} not found (peerwatch reviewer list)")
+    return r
+
+
+def visible_change(session: Session, principal: Principal, change_id: int) -> PendingChange:
+    """A proposed change to a contact in ``principal``'s scope; NotFound otherwise."""
+    p = pending_changes.get_change(session, change_id, "contact")
+    if not visible_pending(session, principal, [p]):
+        raise NotFound(f"change {change_id} not found (peerwatch contact pending)")
+    return p
+
+
+PER_PAGE = 50  # contacts or reviewers a page
+
+
+def contact_list(
+    session: Session,
+    principal: Principal,
+    today: date,
+    *,
+    every: bool = False,
+    q: str = "",
+    role: str = "",
+    page: int = 1,
+    per_page: int = PER_PAGE,
+) -> dict[str, Any]:
+    """The contacts page: the contacts in ``principal``'s scope in force ``today`` (``every``:
+    with retired, replaced and future ones), of ``role`` if given, whose name, email or place
+    contains ``q`` (any case); one page of them, by id, with the total and number of pages."""
+    names = directory.place_names(session)
+    q = q.strip().lower()
+    rows = []
+    for c in visible_contacts(session, principal, directory.contacts(session, today, every)):
+        where = directory.where_label(c, names)
+        if (role and c.role != role) or not directory.matches(q, c.name, c.email, where):
+            continue
+        rows.append(
+            {"id": c.id, "role": CONTACT_ROLES.get(c.role, c.role), "escalation": c.role in contacts.ESCALATION_ROLES,
+             "name": c.name, "email": c.email, "where": where, "from": c.valid_from, "until": c.valid_until,
+             "status": contacts.status(c, today)}
+        )  # fmt: skip
+    return directory.page_of(rows, page, per_page)
+
+
+def pending_list(session: Session, principal: Principal) -> list[dict[str, Any]]:
+    """The proposed changes to contacts in ``principal``'s scope, each saying whether it is
+    ``principal``'s own (only a different person confirms it; its proposer may withdraw it)."""
+    out = []
+    for p in visible_pending(session, principal, directory.pending_contact_changes(session)):
+        role = str(p.payload.get("role") or "")
+        out.append(
+            {"id": p.id, "action": p.action, "contact": p.target_id, "role": CONTACT_ROLES.get(role, role),
+             "what": contacts.describe({k: v for k, v in p.payload.items() if k != "seen"}),
+             "by": p.proposed_name, "mine": p.proposed_by == principal.user_id, "at": p.proposed_at}
+        )  # fmt: skip
+    return out
+
+
+def contact_detail(session: Session, principal: Principal, contact_id: int, today: date) -> dict[str, Any]:
+    """A contact's page: the row, whether ``principal`` may change it or invite its holder to the
+    portal, every holder of the role there and every audited change; NotFound out of scope."""
+    c = visible_contact(session, principal, contact_id)
+    held, events = contacts.contact_history(session, contact_id)
+    names = directory.place_names(session)
+    return {
+        "c": {"id": c.id, "role": CONTACT_ROLES.get(c.role, c.role), "escalation": c.role in contacts.ESCALATION_ROLES,
+              "name": c.name, "email": c.email, "where": directory.where_label(c, names),
+              "status": contacts.status(c, today), "open": c.valid_until is None},
+        "may_edit": may_edit(session, principal, c),
+        "may_invite": trust_accounts.may_invite(session, principal, c, today),
+        "holders": [{"id": h.id, "name": h.name, "email": h.email, "from": h.valid_from, "until": h.valid_until,
+                     "status": contacts.status(h, today)} for h in held],
+        "changes": [{"at": e.at, "change": e.trigger, "actor": e.actor, "role": e.role,
+                     "what": contacts.describe(e.data), "note": e.note or ""} for e in events],
+    }  # fmt: skip
+
+
+def reviewer_list(
+    session: Session, principal: Principal, today: date, *, q: str = "", page: int = 1, per_page: int = PER_PAGE
+) -> dict[str, Any]:
+    """The reviewers page: the pool in ``principal``'s scope whose name, email or discipline
+    contains ``q`` (any case), one page of them by id, each saying whether it is retired
+    ``today`` and whether ``principal`` may change it."""
+    names = directory.place_names(session)
+    q = q.strip().lower()
+    rows = [
+        {"id": r.id, "name": r.name, "email": r.email, "discipline": r.discipline,
+         "where": directory.where_label(r, names), "pathways": ", ".join(r.pathways), "trained": r.trained,
+         "retired": reviewers.retired(r, today), "retired_on": r.retired_on}
+        for r in visible_reviewers(session, principal, directory.reviewers(session))
+        if directory.matches(q, r.name, r.email, r.discipline)
+    ]  # fmt: skip
+    out = directory.page_of(rows, page, per_page)
+    for row in out["rows"]:  # asked only for the page shown
+        row["may_edit"] = may_edit(session, principal, reviewers.get_reviewer(session, row["id"]))
+    return out
+
+
 def contact_scope_choices(session: Session, principal: Principal) -> dict[str, list[dict[str, Any]]]:
     """The services, Trusts and networks where ``principal`` may add a contact (by name)."""
     editors = frozenset(EDITORS)
@@ -147,23 +261,27 @@ def contact_scope_choices(session: Session, principal: Principal) -> dict[str, l
 
 def visible_outbox(session: Session, principal: Principal, rows: list[OutboxMessage]) -> list[OutboxMessage]:
     """The letters about items in the scope of ``principal``'s staff grants (a letter about no
-    item of a kind: installation-wide grants only), as ``states.services.outbox`` acts on them."""
-    staff = [g for g in principal.grants if g.role in STAFF]
+    item of a kind: installation-wide grants only), as ``states.services.outbox`` acts on them.
+    One query per 500 letters (states.views.outbox.scope_clause), not one per letter."""
+    staff = outbox.staff_grants(principal)
     if not staff:
         return []
     if any(g.scope == INSTALLATION for g in staff):
         return list(rows)
-    out = []
-    for m in rows:
-        try:
-            spec = get_spec(m.kind)
-        except NotFound:
-            continue
-        row = session.get(spec.model, m.item_id)
-        where = spec.recipient_scope(session, row) if row is not None else None
-        if where is not None and any(g.covers(where) for g in staff):
-            out.append(m)
-    return out
+    keep: set[int | None] = set()
+    ids = [m.id for m in rows if m.id is not None]
+    for at in range(0, len(ids), 500):
+        chunk = col(OutboxMessage.id).in_(ids[at : at + 500])
+        keep.update(session.exec(select(col(OutboxMessage.id)).where(chunk, scope_clause(session, staff, chunk))))
+    return [m for m in rows if m.id in keep]
+
+
+def visible_message(session: Session, principal: Principal, message_id: int) -> int:
+    """The letter's id if it is about an item in ``principal``'s staff scope; NotFound otherwise
+    (the same whether it does not exist or is another network's: no existence leaks)."""
+    if not visible_outbox(session, principal, [message(session, message_id)]):
+        raise NotFound(f"outbox message {message_id} not found (peerwatch outbox list)")
+    return message_id
 
 
 def require_network_side(principal: Principal, what: str) -> None:
@@ -179,6 +297,52 @@ def may_settle_outbox(principal: Principal) -> bool:
     return any(g.role in STAFF for g in principal.grants)
 
 
+# ---------------------------------------------------------------- what a page may say was done
+
+
+@dataclass(frozen=True)
+class Step:
+    """An audited step a page's banner reports: the event's kind and triggers, and what its
+    data must hold (``data``: these values; ``has``: this key present)."""
+
+    kind: str
+    triggers: frozenset[str]
+    data: Mapping[str, Any] = field(default_factory=dict)
+    has: str = ""
+
+
+RECENT_EVENTS = 10_000  # how far back a banner's step is looked for (the redirect follows it at once)
+
+
+def step(kind: str, *triggers: str, has: str = "", **data: Any) -> Step:
+    return Step(kind, frozenset(triggers), data, has)
+
+
+def just_done(
+    session: Session, principal: Principal, done: str, steps: Mapping[str, Step], item_id: int | None = None
+) -> str:
+    """``done`` if the signed-in person's own latest audit event is that step (about ``item_id``
+    when given), else "": a banner says what the person just did, never what a link claims
+    (``?done=retired`` on a crafted link shows nothing)."""
+    wanted = steps.get(done)
+    if wanted is None or principal.is_system:
+        return ""
+    head = session.exec(select(func.max(AuditEvent.id))).one() or 0
+    last = session.exec(  # among the latest events only: a redirect follows the step at once
+        select(AuditEvent)
+        .where(AuditEvent.user_id == principal.user_id, col(AuditEvent.id) > head - RECENT_EVENTS)
+        .order_by(col(AuditEvent.id).desc())
+        .limit(1)
+    ).first()
+    if last is None or last.kind != wanted.kind or last.trigger not in wanted.triggers:
+        return ""
+    if item_id is not None and last.item_id != item_id:
+        return ""
+    if (wanted.has and wanted.has not in last.data) or any(last.data.get(k) != v for k, v in wanted.data.items()):
+        return ""
+    return done
+
+
 # ---------------------------------------------------------------- administrators
 
 
@@ -187,6 +351,21 @@ def require_administrator(principal: Principal, what: str) -> None:
     read what only administrators manage (accounts.py refuses the changes the same way)."""
     if principal.is_system or not principal.holds(ADMINISTRATOR):
         raise PermissionDenied(f"{principal.name} may not {what}: only an administrator may")
+
+
+def account_actions(principal: Principal, user: Mapping[str, Any]) -> dict[str, bool]:
+    """What an administrator's page offers on the account ``user`` (``accounts.user_detail``), as
+    the use cases would allow it: grants, a password, disabling (never one's own account) and a
+    single sign-on link while it is active; re-enabling while disabled; unlinking while linked."""
+    active, admin = user["status"] == accounts.ACTIVE, principal.holds(ADMINISTRATOR) and not principal.is_system
+    return {
+        "grant": admin and active,
+        "password": admin and active,
+        "disable": admin and active and user["id"] != principal.user_id,
+        "enable": admin and user["status"] == accounts.DISABLED,
+        "link": admin and active,
+        "unlink": admin and user.get("sso") is not None,
+    }
 
 
 # ---------------------------------------------------------------- dashboard and calendar feeds
@@ -242,6 +421,24 @@ def feeds_for(session: Session, principal: Principal) -> list[dict[str, Any]]:
         if net.code in whole or any(g.covers(where) for g in principal.grants):
             out.append({"network": net.code, "service": svc.id, "label": f"{svc.name} ({net.code})"})
     return out
+
+
+def token_days(purpose: str, days: int | None) -> int:
+    """How long a new token of ``purpose`` lives: ``days`` if given, else a feed token the longest
+    a token may (a calendar subscription is set up once), an API token the default."""
+    if days is not None:
+        return days
+    return accounts.MAX_TOKEN_DAYS if purpose == FEED else accounts.DEFAULT_TOKEN_DAYS
+
+
+def create_own_token(
+    session: Session, principal: Principal, clock: Clock, name: str, purpose: str = "api", days: int | None = None
+) -> tuple[AccessToken, str]:
+    """A token of one's own for the API or calendar feeds (``accounts.TOKEN_PURPOSES``), living
+    ``token_days``; audited, shown once (only its hash is kept)."""
+    if purpose not in accounts.TOKEN_PURPOSES:
+        raise InvalidInput("choose what the token is for: the API or calendar feeds")
+    return accounts.create_token(session, principal, clock, name, token_days(purpose, days), purpose=purpose)
 
 
 def create_feed_token(

@@ -206,3 +206,38 @@ def milestones(
         }
         for m in session.exec(q)
     ]
+
+
+def place_names(session: Session) -> dict[str, dict[int, str]]:
+    """Every service's and Trust's name and network's code, by id (to label where rows sit)."""
+    return {
+        "service": {x.id: x.name for x in session.exec(select(Service)) if x.id is not None},
+        "organisation": {x.id: x.name for x in session.exec(select(Organisation)) if x.id is not None},
+        "network": {x.id: x.code for x in session.exec(select(Network)) if x.id is not None},
+    }
+
+
+def where_label(row: Contact | Reviewer, names: dict[str, dict[int, str]]) -> str:
+    """Where a contact or reviewer sits, for people: its service, else its Trust and network,
+    else "national"."""
+    service_id = getattr(row, "service_id", None)
+    if service_id:
+        return f"service: {names['service'].get(service_id, service_id)}"
+    parts = []
+    if row.organisation_id:
+        parts.append(f"Trust: {names['organisation'].get(row.organisation_id, row.organisation_id)}")
+    if row.network_id:
+        parts.append(f"network: {names['network'].get(row.network_id, row.network_id)}")
+    return ", ".join(parts) or "national"
+
+
+def matches(q: str, *texts: object) -> bool:
+    """Does the search ``q`` (already lower-cased; empty: everything) occur in ``texts`` joined?"""
+    return not q or q in " ".join(str(t) for t in texts).lower()
+
+
+def page_of(rows: list[Any], page: int, per_page: int) -> dict[str, Any]:
+    """One page of ``rows`` (a page past the last: the last), with the count and number of pages."""
+    pages = max(1, -(-len(rows) // per_page))
+    page = min(max(1, page), pages)
+    return {"rows": rows[(page - 1) * per_page : page * per_page], "total": len(rows), "page": page, "pages": pages}

@@ -1,7 +1,8 @@
-"""Administrators' pages (``/admin/users...``): accounts, their grants with scope, disabling an
-account, setting its password; and everyone's own tokens (``/account/tokens``): an API token
-or a calendar feed token, shown once, revocable. The use cases (states/services/accounts.py,
-signin.py, web_manage.py) decide and refuse; each change is audited there."""
+"""Administrators' pages (``/admin/users...``): accounts, their grants with scope, disabling and
+re-enabling an account, setting its password, linking or unlinking its single sign-on identity;
+and everyone's own tokens (``/account/tokens``): an API token or a calendar feed token, shown
+once, revocable. The use cases (states/services/accounts.py, signin.py, web_manage.py) decide
+and refuse; each change is audited there. A handler parses, calls, renders."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from models.tables import Network, Organisation, Service
 from states.errors import InvalidInput, PeerwatchError
 from states.principal import SCOPES
 from states.roles import GRANTABLE_ROLES
 from states.services import accounts, signin, web_manage
-from web.deps import Who, form
+from states.services.web_manage import step
+from web.deps import Who, form, settings_of
 from web.render import page, redirect
 from web.routes.manage import Me, db, errors_of, need, opt, opt_int, path_id, status_of
 
@@ -27,16 +29,45 @@ DONE = {
     "granted": "Role granted.",
     "revoked": "Grant revoked.",
     "disabled": "Account disabled: its sessions and tokens no longer work.",
+    "enabled": "Account re-enabled: it may sign in again. Its old tokens stay revoked.",
     "password": "Password set: the account's other sessions have ended.",
+    "sso-linked": "Single sign-on identity linked: the person signs in with it.",
+    "sso-unlinked": "Single sign-on identity unlinked: it no longer signs in to this account.",
     "token-revoked": "Token revoked: it stops working at once.",
 }
+# A banner shows only when the person's own last audited step is the one named (not a link's say-so).
+STEPS = {
+    "added": step("account", "add"),
+    "granted": step("account", "grant"),
+    "revoked": step("account", "revoke"),
+    "disabled": step("account", "disable"),
+    "enabled": step("account", "enable"),
+    "password": step("account", "password_set"),
+    "sso-linked": step("account", "sso_linked"),
+    "sso-unlinked": step("account", "sso_unlinked"),
+    "token-revoked": step("token", "revoke"),
+}
+ACTIONS = {  # the form's action -> what the banner says was done
+    "grant": "granted",
+    "revoke": "revoked",
+    "disable": "disabled",
+    "enable": "enabled",
+    "password": "password",
+    "sso-link": "sso-linked",
+    "sso-unlink": "sso-unlinked",
+}
+
+
+def _done(s: Session, request: Request, me: Who, item_id: int | None = None) -> str:
+    return DONE.get(web_manage.just_done(s, me.principal, request.query_params.get("done", ""), STEPS, item_id), "")
 
 
 def _users_page(request: Request, me: Who) -> HTMLResponse:
     with db(request) as s:
         web_manage.require_administrator(me.principal, "list accounts")
         rows = accounts.users(s)
-    return page(request, "admin/users.html", me, rows=rows, done=DONE.get(request.query_params.get("done", ""), ""))
+        done = _done(s, request, me)
+    return page(request, "admin/users.html", me, rows=rows, done=done)
 
 
 @router.get("/admin/users", response_class=HTMLResponse)
@@ -97,6 +128,7 @@ def _user_page(
         web_manage.require_administrator(me.principal, "read accounts")
         user = accounts.user_detail(s, str(uid))
         names = _scope_names(s)
+        done = _done(s, request, me, uid)
     for g in user["grants"]:
         g["where"] = (
             "whole installation" if g["scope"] == "installation"
@@ -117,8 +149,9 @@ def _user_page(
         scopes=scope_options,
         values=values or {},
         errors=errors,
-        done=DONE.get(request.query_params.get("done", ""), ""),
-        myself=user["id"] == me.principal.user_id,
+        done=done,
+        may=web_manage.account_actions(me.principal, user),
+        issuer=settings_of(request).oidc_issuer or "",
     )
 
 
@@ -130,7 +163,7 @@ def user_page(request: Request, user_id: str, me: Me) -> HTMLResponse:
 @router.post("/admin/users/{user_id}/{action}")
 async def user_action(request: Request, user_id: str, action: str, me: Me) -> Response:
     fields = await form(request, me)
-    if action not in ("grant", "revoke", "disable", "password"):
+    if action not in ACTIONS:
         raise InvalidInput(f"no such action {action!r}")
     field = None
     try:
@@ -148,12 +181,17 @@ async def user_action(request: Request, user_id: str, action: str, me: Me) -> Re
                 grant_id = opt_int(fields, "grant", "the grant")
                 if grant_id is None:
                     raise InvalidInput("choose the grant to revoke")
-                detail = accounts.user_detail(s, str(uid))
-                if grant_id not in {g["id"] for g in detail["grants"]}:
-                    raise InvalidInput(f"grant {grant_id} is not one of this account's")
-                accounts.revoke(s, me.principal, me.clock, grant_id, opt(fields, "note"))
+                accounts.revoke(s, me.principal, me.clock, grant_id, opt(fields, "note"), of=str(uid))
             elif action == "disable":
                 accounts.disable_user(s, me.principal, me.clock, str(uid), opt(fields, "note"))
+            elif action == "enable":
+                accounts.enable_user(s, me.principal, me.clock, str(uid), opt(fields, "enable_note"))
+            elif action == "sso-link":
+                field = "issuer"
+                issuer, subject = need(fields, "issuer", "the issuer"), need(fields, "subject", "the subject")
+                signin.link_oidc(s, me.principal, me.clock, uid, issuer, subject)
+            elif action == "sso-unlink":
+                signin.unlink_oidc(s, me.principal, me.clock, uid)
             else:
                 field = "password"
                 password = fields.get("password") or ""
@@ -164,8 +202,7 @@ async def user_action(request: Request, user_id: str, action: str, me: Me) -> Re
     except PeerwatchError as exc:
         safe = {k: v for k, v in fields.items() if not k.startswith("password")}
         return _user_page(request, me, user_id, errors_of(exc, field), status_of(exc), safe)
-    done = {"grant": "granted", "revoke": "revoked", "disable": "disabled", "password": "password"}[action]
-    return redirect(f"/admin/users/{uid}?done={done}")
+    return redirect(f"/admin/users/{uid}?done={ACTIONS[action]}")
 
 
 # ---------------------------------------------------------------- one's own tokens
@@ -177,6 +214,7 @@ def _tokens_page(
     with db(request) as s:
         rows = accounts.tokens(s, me.principal)
         feeds = web_manage.feeds_for(s, me.principal)
+        done = _done(s, request, me)
     return page(
         request,
         "admin/tokens.html",
@@ -186,9 +224,9 @@ def _tokens_page(
         feeds=feeds,
         created=created,
         errors=errors,
-        done=DONE.get(request.query_params.get("done", ""), ""),
+        done=done,
         max_days=accounts.MAX_TOKEN_DAYS,
-        default_days=accounts.DEFAULT_TOKEN_DAYS,
+        default_days=web_manage.token_days("api", None),
     )
 
 
@@ -202,17 +240,11 @@ async def token_create(request: Request, me: Me) -> Response:
     fields = await form(request, me)
     purpose = (fields.get("purpose") or "api").strip()
     try:
-        if purpose not in ("api", web_manage.FEED):
-            raise InvalidInput("choose what the token is for: the API or calendar feeds")
-        days = opt_int(fields, "days", "days") or (
-            accounts.MAX_TOKEN_DAYS if purpose == web_manage.FEED else accounts.DEFAULT_TOKEN_DAYS
-        )
+        days = opt_int(fields, "days", "days")
         with db(request) as s:
-            name = need(fields, "name", "what the token is for")
-            if purpose == web_manage.FEED:
-                row, token = web_manage.create_feed_token(s, me.principal, me.clock, name, days)
-            else:
-                row, token = accounts.create_token(s, me.principal, me.clock, name, days)
+            row, token = web_manage.create_own_token(
+                s, me.principal, me.clock, need(fields, "name", "what the token is for"), purpose, days
+            )
             s.commit()
             created = {
                 "id": row.id,

@@ -1,31 +1,37 @@
 """The contacts database and the reviewer pool (``/contacts``, ``/reviewers``): who holds which
 role where, added, edited and retired from a date; changes to escalation addresses wait for a
 second person (confirm or withdraw here). The use cases (states/services/contacts.py,
-reviewers.py, operator.py) decide who may and refuse; what a person sees is their scope
-(states/services/web_manage.py)."""
+reviewers.py, operator.py) decide who may and refuse; what a person sees, a page at a time and
+searched, is their scope (states/services/web_manage.py). A handler parses, calls, renders."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlmodel import select
+from sqlmodel import Session
 
 from models.accounts import PendingChange
-from models.tables import Network, Organisation, Service
 from states.clock import local_date
 from states.errors import InvalidInput, NotFound, PeerwatchError
 from states.machines.visit import DISCIPLINES
 from states.roles import CONTACT_ROLES
-from states.services import contacts, operator, pending_changes, trust_accounts, web_manage
+from states.services import contacts, operator, trust_accounts, web_manage
 from states.services.contacts import ESCALATION_ROLES
+from states.services.web_manage import step
 from states.views import directory
 from web.deps import Who, form
 from web.render import page, redirect
 from web.routes.manage import StaffMe, db, errors_of, flag, need, need_date, opt, opt_date, path_id, status_of
 
 router = APIRouter(include_in_schema=False)  # pages, not the API: the OpenAPI document is /api/v1's
+
+MAX_PAGE = 100_000
+PageNo = Annotated[int, Query(alias="page", ge=1, le=MAX_PAGE)]
+Search = Annotated[str, Query(max_length=200)]
 
 DONE = {
     "added": "Contact added.",
@@ -38,8 +44,18 @@ DONE = {
     "reviewer-edited": "Reviewer changed.",
     "reviewer-retired": "Reviewer retired from the date given.",
 }
-
-
+# A banner shows only when the person's own last audited step is the one named (not a link's say-so).
+STEPS = {
+    "added": step("contact", "add_contact"),
+    "proposed": step("pending_change", "propose"),
+    "edited": step("contact", "succeed_contact"),
+    "retired": step("contact", "retire_contact"),
+    "confirmed": step("contact", "add_contact", "succeed_contact", "retire_contact", has="change"),
+    "withdrawn": step("pending_change", "withdraw"),
+    "reviewer-added": step("reviewer", "add_reviewer"),
+    "reviewer-edited": step("reviewer", "edit_reviewer"),
+    "reviewer-retired": step("reviewer", "retire_reviewer"),
+}
 INVITED = {
     "invited": "Invitation sent to {email}: the email with a single-use link to choose a password goes on the "
     "next outbox dispatch. Their portal access is this contact's role, here, and ends when the contact is retired.",
@@ -48,95 +64,63 @@ INVITED = {
 }
 
 
-def _names(s: Any) -> dict[str, dict[int, str]]:
+def _done(s: Session, request: Request, me: Who, item_id: int | None = None) -> str:
+    return DONE.get(web_manage.just_done(s, me.principal, request.query_params.get("done", ""), STEPS, item_id), "")
+
+
+def _pages(path: str, data: dict[str, Any], kept: dict[str, str]) -> dict[str, str | None]:
+    """The previous and next pages' links, keeping the search and filters."""
+    kept = {k: v for k, v in kept.items() if v}
+
+    def at(n: int) -> str:
+        return f"{path}?" + urlencode({**kept, "page": n})
+
     return {
-        "service": {x.id: x.name for x in s.exec(_all(Service))},
-        "organisation": {x.id: x.name for x in s.exec(_all(Organisation))},
-        "network": {x.id: x.code for x in s.exec(_all(Network))},
+        "previous": at(data["page"] - 1) if data["page"] > 1 else None,
+        "next": at(data["page"] + 1) if data["page"] < data["pages"] else None,
     }
 
 
-def _all(model: Any) -> Any:
-    return select(model)
-
-
-def _where(c: Any, names: dict[str, dict[int, str]]) -> str:
-    if getattr(c, "service_id", None):
-        return f"service: {names['service'].get(c.service_id, c.service_id)}"
-    parts = []
-    if c.organisation_id:
-        parts.append(f"Trust: {names['organisation'].get(c.organisation_id, c.organisation_id)}")
-    if c.network_id:
-        parts.append(f"network: {names['network'].get(c.network_id, c.network_id)}")
-    return ", ".join(parts) or "national"
-
-
-def _pending_rows(s: Any, me: Who) -> list[dict[str, Any]]:
-    rows = []
-    for p in web_manage.visible_pending(s, me.principal, directory.pending_contact_changes(s)):
-        role = str(p.payload.get("role") or "")
-        rows.append(
-            {
-                "id": p.id,
-                "action": p.action,
-                "contact": p.target_id,
-                "role": CONTACT_ROLES.get(role, role),
-                "what": contacts.describe({k: v for k, v in p.payload.items() if k != "seen"}),
-                "by": p.proposed_name,
-                "mine": p.proposed_by == me.principal.user_id,
-                "at": p.proposed_at,
-            }
-        )
-    return rows
-
-
-def _list_page(request: Request, me: Who, errors: list[dict[str, Any]], code: int = 200) -> HTMLResponse:
+def _list_page(
+    request: Request,
+    me: Who,
+    errors: list[dict[str, Any]],
+    code: int = 200,
+    q: str = "",
+    role: str = "",
+    page_no: int = 1,
+) -> HTMLResponse:
     every = flag(dict(request.query_params), "all")
-    q = (request.query_params.get("q") or "").strip().lower()
-    role = request.query_params.get("role") or ""
-    today = local_date(me.clock.now())
+    q = q.strip().lower()
     with db(request) as s:
-        names = _names(s)
-        rows = []
-        for c in web_manage.visible_contacts(s, me.principal, directory.contacts(s, today, every)):
-            where = _where(c, names)
-            if q and q not in f"{c.name} {c.email} {where}".lower():
-                continue
-            if role and c.role != role:
-                continue
-            rows.append(
-                {
-                    "id": c.id,
-                    "role": CONTACT_ROLES.get(c.role, c.role),
-                    "escalation": c.role in ESCALATION_ROLES,
-                    "name": c.name,
-                    "email": c.email,
-                    "where": where,
-                    "from": c.valid_from,
-                    "until": c.valid_until,
-                    "status": contacts.status(c, today),
-                }
-            )
-        pending = _pending_rows(s, me)
+        data = web_manage.contact_list(
+            s, me.principal, local_date(me.clock.now()), every=every, q=q, role=role, page=page_no
+        )
+        pending = web_manage.pending_list(s, me.principal)
+        done = _done(s, request, me)
     return page(
         request,
         "contacts/index.html",
         me,
         status_code=code,
-        rows=rows,
+        data=data,
+        rows=data["rows"],
         pending=pending,
         every=every,
         q=q,
         role=role,
         roles=sorted(CONTACT_ROLES.items(), key=lambda kv: kv[1]),
-        done=DONE.get(request.query_params.get("done", ""), ""),
+        done=done,
         errors=errors,
+        **_pages("/contacts", data, {"q": q, "role": role, "all": "yes" if every else ""}),
     )
 
 
 @router.get("/contacts", response_class=HTMLResponse)
-def contacts_page(request: Request, me: StaffMe) -> HTMLResponse:
-    return _list_page(request, me, [])
+def contacts_page(
+    request: Request, me: StaffMe, q: Search = "", role: Search = "", page_no: PageNo = 1
+) -> HTMLResponse:
+    return _list_page(request, me, [], q=q, role=role, page_no=page_no)
 
 
 def _scope_options(s: Any, me: Who) -> list[tuple[str, str]]:
@@ -211,44 +195,19 @@ def _contact_page(
     cid = path_id(contact_id)
     today = local_date(me.clock.now())
     with db(request) as s:
-        c = contacts.get_contact(s, cid)
-        if not web_manage.visible_contacts(s, me.principal, [c]):
-            raise NotFound(f"contact {cid} not found (peerwatch contact list)")
-        held, events = contacts.contact_history(s, cid)
-        names = _names(s)
-        data = {
-            "id": c.id,
-            "role": CONTACT_ROLES.get(c.role, c.role),
-            "escalation": c.role in ESCALATION_ROLES,
-            "name": c.name,
-            "email": c.email,
-            "where": _where(c, names),
-            "status": contacts.status(c, today),
-            "open": c.valid_until is None,
-        }
-        may_edit = web_manage.may_edit(s, me.principal, c)
-        may_invite = trust_accounts.may_invite(s, me.principal, c, today)
-        holders = [
-            {"id": h.id, "name": h.name, "email": h.email, "from": h.valid_from, "until": h.valid_until,
-             "status": contacts.status(h, today)}
-            for h in held
-        ]  # fmt: skip
-        changes = [
-            {"at": e.at, "change": e.trigger, "actor": e.actor, "role": e.role, "what": contacts.describe(e.data),
-             "note": e.note or ""}
-            for e in events
-        ]  # fmt: skip
+        data = web_manage.contact_detail(s, me.principal, cid, today)
+        edited = _done(s, request, me, cid) if request.query_params.get("done") == "edited" else ""
+        invites = {"invited": step("account", "invite", contact_id=cid, kept_waiting_letter=False),
+                   "invite-kept": step("account", "invite", contact_id=cid, kept_waiting_letter=True)}  # fmt: skip
+        invited = web_manage.just_done(s, me.principal, request.query_params.get("done", ""), invites)
     return page(
         request,
         "contacts/contact.html",
         me,
         status_code=code,
-        c=data,
-        holders=holders,
-        changes=changes,
-        may_edit=may_edit,
-        may_invite=may_invite,
-        invited=INVITED.get(request.query_params.get("done", ""), "").format(email=c.email),
+        **data,
+        edited=edited,
+        invited=INVITED.get(invited, "").format(email=data["c"]["email"]),
         today=today.isoformat(),
         values=values or {},
         errors=errors,
@@ -260,67 +219,64 @@ def contact_page(request: Request, contact_id: str, me: StaffMe) -> HTMLResponse
     return _contact_page(request, me, contact_id, [])
 
 
-@router.post("/contacts/{contact_id}/edit")
-async def contact_edit(request: Request, contact_id: str, me: StaffMe) -> Response:
+async def _on_contact(
+    request: Request, me: Who, contact_id: str, field: str | None, act: Callable[[Session, int, dict[str, str]], str]
+) -> Response:
+    """A change to one contact in the person's scope (NotFound otherwise): ``act`` calls the use
+    case and says where to go; a refusal shows the contact's page with the reason."""
     fields = await form(request, me)
     try:
         with db(request) as s:
-            cid = path_id(contact_id)
-            if not web_manage.visible_contacts(s, me.principal, [contacts.get_contact(s, cid)]):
-                raise NotFound(f"contact {cid} not found (peerwatch contact list)")
-            out = contacts.edit_contact(
-                s,
-                cid,
-                name=opt(fields, "name"),
-                email=opt(fields, "email"),
-                effective=need_date(fields, "effective", "the date the change takes effect"),
-                principal=me.principal,
-                clock=me.clock,
-                note=opt(fields, "note"),
-            )
+            cid = web_manage.visible_contact(s, me.principal, path_id(contact_id)).id
+            assert cid is not None
+            where = act(s, cid, fields)
             s.commit()
     except PeerwatchError as exc:
-        return _contact_page(request, me, contact_id, errors_of(exc, "name"), status_of(exc), fields)
-    if out.pending is not None:
-        return redirect("/contacts?done=proposed")
-    return redirect(f"/contacts/{out.row.id}?done=edited")
+        return _contact_page(request, me, contact_id, errors_of(exc, field), status_of(exc), fields)
+    return redirect(where)
+
+
+@router.post("/contacts/{contact_id}/edit")
+async def contact_edit(request: Request, contact_id: str, me: StaffMe) -> Response:
+    def act(s: Session, cid: int, fields: dict[str, str]) -> str:
+        out = contacts.edit_contact(
+            s,
+            cid,
+            name=opt(fields, "name"),
+            email=opt(fields, "email"),
+            effective=need_date(fields, "effective", "the date the change takes effect"),
+            principal=me.principal,
+            clock=me.clock,
+            note=opt(fields, "note"),
+        )
+        return "/contacts?done=proposed" if out.pending is not None else f"/contacts/{out.row.id}?done=edited"
+
+    return await _on_contact(request, me, contact_id, "name", act)
 
 
 @router.post("/contacts/{contact_id}/retire")
 async def contact_retire(request: Request, contact_id: str, me: StaffMe) -> Response:
-    fields = await form(request, me)
-    try:
-        with db(request) as s:
-            cid = path_id(contact_id)
-            if not web_manage.visible_contacts(s, me.principal, [contacts.get_contact(s, cid)]):
-                raise NotFound(f"contact {cid} not found (peerwatch contact list)")
-            out = contacts.retire_contact(
-                s,
-                cid,
-                effective=need_date(fields, "retire_from", "the date from which they receive no letters"),
-                principal=me.principal,
-                clock=me.clock,
-                note=opt(fields, "retire_note"),
-            )
-            s.commit()
-    except PeerwatchError as exc:
-        return _contact_page(request, me, contact_id, errors_of(exc, "retire_from"), status_of(exc), fields)
-    return redirect("/contacts?done=" + ("proposed" if out.pending is not None else "retired"))
+    def act(s: Session, cid: int, fields: dict[str, str]) -> str:
+        out = contacts.retire_contact(
+            s,
+            cid,
+            effective=need_date(fields, "retire_from", "the date from which they receive no letters"),
+            principal=me.principal,
+            clock=me.clock,
+            note=opt(fields, "retire_note"),
+        )
+        return "/contacts?done=" + ("proposed" if out.pending is not None else "retired")
+
+    return await _on_contact(request, me, contact_id, "retire_from", act)
 
 
 @router.post("/contacts/{contact_id}/invite")
 async def contact_invite(request: Request, contact_id: str, me: StaffMe) -> Response:
-    await form(request, me)
-    try:
-        with db(request) as s:
-            cid = path_id(contact_id)
-            if not web_manage.visible_contacts(s, me.principal, [contacts.get_contact(s, cid)]):
-                raise NotFound(f"contact {cid} not found (peerwatch contact list)")
-            out = trust_accounts.invite_contact(s, me.principal, cid, me.clock)
-            s.commit()
-    except PeerwatchError as exc:
-        return _contact_page(request, me, contact_id, errors_of(exc), status_of(exc))
-    return redirect(f"/contacts/{out.contact_id}?done=" + ("invite-kept" if out.reused else "invited"))
+    def act(s: Session, cid: int, fields: dict[str, str]) -> str:
+        out = trust_accounts.invite_contact(s, me.principal, cid, me.clock)
+        return f"/contacts/{out.contact_id}?done=" + ("invite-kept" if out.reused else "invited")
+
+    return await _on_contact(request, me, contact_id, None, act)
 
 
 @router.post("/contacts/changes/{change_id}/{decision}")
@@ -328,15 +284,12 @@ async def contact_change(request: Request, change_id: str, decision: str, me: St
     fields = await form(request, me)
     if decision not in ("confirm", "withdraw"):
         raise NotFound("not found")
+    decide = contacts.confirm_change if decision == "confirm" else contacts.withdraw_change
     try:
         with db(request) as s:
             cid = path_id(change_id)
-            if not web_manage.visible_pending(s, me.principal, [pending_changes.get_change(s, cid, "contact")]):
-                raise NotFound(f"change {cid} not found (peerwatch contact pending)")
-            if decision == "confirm":
-                contacts.confirm_change(s, cid, principal=me.principal, clock=me.clock, note=opt(fields, "note"))
-            else:
-                contacts.withdraw_change(s, cid, principal=me.principal, clock=me.clock, note=opt(fields, "note"))
+            web_manage.visible_change(s, me.principal, cid)
+            decide(s, cid, principal=me.principal, clock=me.clock, note=opt(fields, "note"))
             s.commit()
     except PeerwatchError as exc:
         return _list_page(request, me, errors_of(exc), status_of(exc))
@@ -347,50 +300,42 @@ async def contact_change(request: Request, change_id: str, decision: str, me: St
 
 
 def _reviewers_page(
-    request: Request, me: Who, errors: list[dict[str, Any]], code: int = 200, values: dict[str, str] | None = None
+    request: Request,
+    me: Who,
+    errors: list[dict[str, Any]],
+    code: int = 200,
+    values: dict[str, str] | None = None,
+    q: str = "",
+    page_no: int = 1,
 ) -> HTMLResponse:
     today = local_date(me.clock.now())
-    q = (request.query_params.get("q") or "").strip().lower()
+    q = q.strip().lower()
     with db(request) as s:
-        names = _names(s)
-        rows = [
-            {
-                "id": r.id,
-                "name": r.name,
-                "email": r.email,
-                "discipline": r.discipline,
-                "where": _where(r, names),
-                "pathways": ", ".join(r.pathways),
-                "trained": r.trained,
-                "retired": r.retired_on is not None and r.retired_on <= today,
-                "retired_on": r.retired_on,
-                "may_edit": web_manage.may_edit(s, me.principal, r),
-            }
-            for r in web_manage.visible_reviewers(s, me.principal, directory.reviewers(s))
-            if not q or q in f"{r.name} {r.email} {r.discipline}".lower()
-        ]
-        orgs = [o.name for o in s.exec(_all(Organisation))]
-        nets = [n.code for n in s.exec(_all(Network))]
+        data = web_manage.reviewer_list(s, me.principal, today, q=q, page=page_no)
+        names = directory.place_names(s)
+        done = _done(s, request, me)
     return page(
         request,
         "contacts/reviewers.html",
         me,
         status_code=code,
-        rows=rows,
+        data=data,
+        rows=data["rows"],
         q=q,
         disciplines=[(d, d.replace("_", " ")) for d in DISCIPLINES],
-        organisations=sorted(orgs),
-        networks=sorted(nets),
+        organisations=sorted(names["organisation"].values()),
+        networks=sorted(names["network"].values()),
         today=today.isoformat(),
-        done=DONE.get(request.query_params.get("done", ""), ""),
+        done=done,
         values=values or {},
         errors=errors,
+        **_pages("/reviewers", data, {"q": q}),
     )
 
 
 @router.get("/reviewers", response_class=HTMLResponse)
-def reviewers_page(request: Request, me: StaffMe) -> HTMLResponse:
-    return _reviewers_page(request, me, [])
+def reviewers_page(request: Request, me: StaffMe, q: Search = "", page_no: PageNo = 1) -> HTMLResponse:
+    return _reviewers_page(request, me, [], q=q, page_no=page_no)
 
 
 @router.post("/reviewers/new")
@@ -424,11 +369,8 @@ async def reviewer_change(request: Request, reviewer_id: str, action: str, me: S
     try:
         with db(request) as s:
             rid = path_id(reviewer_id)
-            r = contacts.get_reviewer(s, rid)
-            if not web_manage.visible_reviewers(s, me.principal, [r]):
-                raise NotFound(f"reviewer {rid} not found (peerwatch reviewer list)")
+            web_manage.visible_reviewer(s, me.principal, rid)
             if action == "edit":
-                trained = {"yes": True, "no": False}.get(fields.get("trained", ""))
                 contacts.edit_reviewer(
                     s,
                     rid,
@@ -436,9 +378,8 @@ async def reviewer_change(request: Request, reviewer_id: str, action: str, me: S
                         "name": opt(fields, "name"),
                         "email": opt(fields, "email"),
                         "discipline": opt(fields, "discipline"),
-                        "trained": trained,
+                        "trained": {"yes": True, "no": False}.get(fields.get("trained", "")),
                     },
-                    effective=local_date(me.clock.now()),
                     principal=me.principal,
                     clock=me.clock,
                     note=opt(fields, "note"),
