@@ -151,8 +151,7 @@ def page(session: Session, principal: Principal, kind: str, item_id: int, clock:
     )
     if not staff:  # a Trust's or commissioner's people see the letters to them
         letters = [m for m in letters if to_portal([*m.to, *m.cc])]
-    keys = [m.idempotency_key for m in letters]
-    files = list(session.exec(sm_select(Attachment).where(col(Attachment.idempotency_key).in_(keys)))) if keys else []
+    files = _files(session, [m.idempotency_key for m in letters])
     return {
         "kind": kind,
         "id": item_id,
@@ -170,7 +169,9 @@ def page(session: Session, principal: Principal, kind: str, item_id: int, clock:
         "history": history,
         "letters": [_letter_row(m) for m in letters],
         "attachments": [
-            {"filename": a.filename, "content_type": a.content_type, "rendered": a.data is not None} for a in files
+            {**_file_row(a, i), "message_id": m.id}
+            for m in letters
+            for i, a in enumerate(files.get(m.idempotency_key, []))
         ],
         "related": related(session, principal, kind, row),
         "triggers": forms.trigger_forms(session, principal, kind, row, clock),
@@ -285,13 +286,8 @@ def related(session: Session, principal: Principal, kind: str, row: StatefulItem
 
 def letter(session: Session, principal: Principal, kind: str, item_id: int, message_id: int) -> dict[str, Any]:
     """One letter about a visible item, as it was sent (headers and the text body), or NotFound."""
-    row = get_visible(session, principal, kind, item_id)
-    m = session.get(OutboxMessage, message_id) if is_row_id(message_id) else None
-    if m is None or m.kind != kind or m.item_id != item_id:
-        raise NotFound(f"letter {message_id} of {kind} {item_id} not found")
-    if not to_portal([*m.to, *m.cc]) and not staff_at(principal, get_spec(kind).recipient_scope(session, row)):
-        raise NotFound(f"letter {message_id} of {kind} {item_id} not found")  # the network's own mail
-    files = session.exec(sm_select(Attachment).where(Attachment.idempotency_key == m.idempotency_key))
+    row, m = _visible_letter(session, principal, kind, item_id, message_id)
+    files = _files(session, [m.idempotency_key]).get(m.idempotency_key, [])
     return {
         **_letter_row(m),
         "kind": kind,
@@ -303,5 +299,52 @@ def letter(session: Session, principal: Principal, kind: str, item_id: int, mess
         "body_text": m.body_text,
         "sent": m.body_text is not None,
         "last_error": m.last_error,
-        "attachments": [a.filename for a in files],
+        "attachments": [_file_row(a, i) for i, a in enumerate(files)],
     }
+
+
+def _visible_letter(
+    session: Session, principal: Principal, kind: str, item_id: int, message_id: int
+) -> tuple[StatefulItem, OutboxMessage]:
+    """A letter about an item the principal may see, which they may read: one to the Trust's or a
+    commissioner's people, or any to who holds a network role where the item sits; else NotFound
+    (the same words for a missing letter, another item's, or the network's own mail)."""
+    row = get_visible(session, principal, kind, item_id)
+    m = session.get(OutboxMessage, message_id) if is_row_id(message_id) else None
+    if m is None or m.kind != kind or m.item_id != item_id:
+        raise NotFound(f"letter {message_id} of {kind} {item_id} not found")
+    if not to_portal([*m.to, *m.cc]) and not staff_at(principal, get_spec(kind).recipient_scope(session, row)):
+        raise NotFound(f"letter {message_id} of {kind} {item_id} not found")  # the network's own mail
+    return row, m
+
+
+def _file_row(a: Attachment, index: int) -> dict[str, Any]:
+    """A letter's file as listed: its name, type, place among the letter's files, and whether it
+    has been written (it is made when the letter is sent; only then may it be opened)."""
+    return {"filename": a.filename, "content_type": a.content_type, "rendered": a.data is not None, "index": index}
+
+
+def _files(session: Session, keys: list[str]) -> dict[str, list[Attachment]]:
+    """The files each letter (by idempotency key) carries, in the order they were stored."""
+    out: dict[str, list[Attachment]] = {}
+    for start in range(0, len(keys), 500):
+        q = sm_select(Attachment).where(col(Attachment.idempotency_key).in_(keys[start : start + 500]))
+        for a in session.exec(q.order_by(col(Attachment.id))):
+            out.setdefault(a.idempotency_key, []).append(a)
+    return out
+
+
+def letter_attachment(
+    session: Session, principal: Principal, kind: str, item_id: int, message_id: int, index: int
+) -> dict[str, Any]:
+    """The ``index``-th file (from 0) of a letter about an item, as it was sent: its name, type
+    and bytes, to whoever may read the letter (``letter``'s checks); NotFound otherwise, and for a
+    file not yet written (it is made when the letter is sent)."""
+    _, m = _visible_letter(session, principal, kind, item_id, message_id)
+    files = _files(session, [m.idempotency_key]).get(m.idempotency_key, [])
+    if not 0 <= index < len(files):
+        raise NotFound(f"attachment {index} of letter {message_id} not found")
+    a = files[index]
+    if a.data is None:
+        raise NotFound(f"{a.filename} is not written yet: it is made when the letter is sent")
+    return {"filename": a.filename, "content_type": a.content_type, "data": a.data, "message_id": m.id}

@@ -26,9 +26,11 @@ from states.errors import InvalidInput, MissingActor, NotFound, PeerwatchError, 
 from states.machines.spec import get_spec
 from states.services import acting
 from states.views import forms, work
+from states.views import item as item_view
 from web.deps import Who, engine_of, form, who
 from web.errors import one_line, status_of
 from web.render import page, redirect
+from web.routes.manage import disposition, download_type, path_id, summary_of
 
 router = APIRouter()
 log = logging.getLogger("peerwatch.web")
@@ -134,6 +136,26 @@ def item(
     return page(request, "items/item.html", me, item=data, banner=banner)
 
 
+@router.get("/items/{kind}/{item_id}/letters/{message_id}/attachments/{index}")
+def attachment(request: Request, kind: str, item_id: str, message_id: str, index: str, me: Me) -> Response:
+    """One file a letter carried, as it was sent, to whoever may read the letter: downloaded,
+    never shown inline (so a file is never run as a page of this site)."""
+    get_spec(kind)  # an unknown kind is a 404
+    with _session(request) as s:
+        found = item_view.letter_attachment(
+            s, me.principal, kind, path_id(item_id), path_id(message_id), path_id(index)
+        )
+    return Response(
+        content=found["data"],
+        media_type=download_type(found["content_type"]),
+        headers={
+            "Content-Disposition": disposition(found["filename"]),
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 @router.get("/items/{kind}/{item_id}/letters/{message_id}", response_class=HTMLResponse)
 def letter(request: Request, kind: str, item_id: int, message_id: int, me: Me) -> HTMLResponse:
     """A letter about the item as it was sent: its headers and its text, escaped."""
@@ -170,9 +192,6 @@ def _act_page(
     changes: list[dict[str, Any]] | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    summary = [{"field": k, "text": v} for k, v in (errors or {}).items()]
-    if problem:
-        summary.insert(0, {"field": "", "text": problem})
     return page(
         request,
         "items/act.html",
@@ -186,7 +205,7 @@ def _act_page(
         form=f,
         values=dict(values if values is not None else forms.proposal_values(f)),
         errors=errors or {},
-        summary=summary,
+        summary=summary_of(errors, problem),
         changes=changes or [],
     )
 

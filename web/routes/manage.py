@@ -5,10 +5,12 @@ one-line message a refusal is shown with. No rule here: the use cases refuse, th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, Request
 from sqlmodel import Session
@@ -105,6 +107,31 @@ def errors_of(exc: PeerwatchError, field: str | None = None) -> list[dict[str, A
     return [{"text": message(exc), "field": field}]
 
 
+def summary_of(errors: Mapping[str, str] | None, problem: str | None = None) -> list[dict[str, str]]:
+    """The error summary's rows: one problem about no one field first (if any), then each field's error."""
+    summary = [{"field": k, "text": v} for k, v in (errors or {}).items()]
+    if problem:
+        summary.insert(0, {"field": "", "text": problem})
+    return summary
+
+
+_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,63}/[a-z0-9][a-z0-9.+-]{0,126}")
+
+
+def download_type(content_type: str | None) -> str:
+    """A stored file's media type as sent with it: a plain ``type/subtype``, else a byte stream."""
+    value = (content_type or "").strip().lower()
+    return value if _TYPE.fullmatch(value) else "application/octet-stream"
+
+
+def disposition(filename: str | None, fallback: str = "attachment") -> str:
+    """``Content-Disposition`` for a download: the name quoted safely (no CR, LF, quote or
+    backslash reaches the header; RFC 6266's ``filename*`` carries the name in full, in UTF-8)."""
+    name = "".join(c for c in str(filename or "") if c.isprintable() and c not in '\\/"\r\n').strip(" .")
+    plain = "".join(c if c.isascii() and (c.isalnum() or c in " ._-()") else "_" for c in name).strip() or fallback
+    return f"attachment; filename=\"{plain[:150]}\"; filename*=UTF-8''{quote(name[:150] or fallback, safe='')}"
+
+
 def path_id(value: str) -> int:
     """An id from the path (kept a string in the route so any text is a 404, never a 422)."""
     if not (value.isascii() and value.isdigit()) or len(value) > 18:
@@ -112,5 +139,5 @@ def path_id(value: str) -> int:
     return int(value)
 
 
-__all__ = ["Me", "db", "errors_of", "flag", "message", "need", "need_date", "need_int", "opt", "opt_date", "opt_int",
-           "path_id", "status_of"]  # fmt: skip
+__all__ = ["Me", "db", "disposition", "download_type", "errors_of", "flag", "message", "need", "need_date", "need_int", "opt", "opt_date", "opt_int",
+           "path_id", "status_of", "summary_of"]  # fmt: skip

@@ -31,6 +31,7 @@ from states.views.uploads import get_upload
 from web.deps import Who, engine_of, form, posted, who
 from web.errors import one_line, status_of
 from web.render import page, redirect
+from web.routes.manage import summary_of
 
 router = APIRouter(include_in_schema=False)  # pages, not the API: the OpenAPI document is /api/v1's
 
@@ -61,9 +62,6 @@ def _form_page(
     problem: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    summary = [{"field": k, "text": v} for k, v in (errors or {}).items()]
-    if problem:
-        summary.insert(0, {"field": "", "text": problem})
     return page(
         request,
         "responses/respond.html",
@@ -72,7 +70,7 @@ def _form_page(
         risk=data,
         values=values or {},
         errors=errors or {},
-        summary=summary,
+        summary=summary_of(errors, problem),
         max_size=max_upload_bytes(),
     )
 
