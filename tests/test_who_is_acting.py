@@ -255,7 +255,7 @@ def test_dates_a_person_types_cannot_hold_off_a_chase_or_hide_lateness(
     due = today + timedelta(days=14)
     m = milestones.add(session, rid, text="Rota extended", due_on=due, principal=nm, clock=SystemClock()).row
     session.commit()
-    with pytest.raises(InvalidInput, match="needs --note"):
+    with pytest.raises(InvalidInput, match="needs a note"):
         milestones.mark_done(session, m.id, principal=nm, clock=SystemClock(), on=today - timedelta(days=3))  # type: ignore[arg-type]
     session.rollback()
     milestones.mark_done(session, m.id, principal=nm, clock=SystemClock(), on=today - timedelta(days=3), note="minutes")  # type: ignore[arg-type]

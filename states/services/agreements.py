@@ -32,7 +32,7 @@ def record_agreement(
     (the engine picks ``principal``'s role in the decision's scope; the two signatories are
     compared by account)."""
     if party not in PARTIES:
-        raise InvalidInput(f"--party {party!r}: use provider or commissioner")
+        raise InvalidInput(f"party {party!r}: use provider or commissioner")
     first = engine.fire(
         session, "surveillance", item_id, f"record_{party}_agreement", principal=principal, clock=clock, note=note
     )

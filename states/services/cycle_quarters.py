@@ -86,7 +86,7 @@ def set_phase_quarter(
     if end < today:
         raise InvalidInput(
             f"{q} of {year}-{str(year + 1)[2:]} ended on {end.isoformat()}: choose a quarter not yet over, "
-            f"or move the step from next year (--from-year {year + 1})"
+            f"or move the step from next year (from year {year + 1})"
         )
     existing = session.exec(
         select(ProgrammePhase).where(
@@ -96,7 +96,7 @@ def set_phase_quarter(
     if existing is not None and existing.state not in ("new", "pending"):
         raise InvalidInput(
             f"{definition.title} of {year}-{str(year + 1)[2:]} is already {existing.state}: move it from next "
-            f"year (--from-year {year + 1})"
+            f"year (from year {year + 1})"
         )
     row = session.exec(
         select(PhaseQuarter).where(

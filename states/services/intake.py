@@ -43,7 +43,7 @@ def raise_risk(
         raise InvalidInput(f"level {level!r}: use IR, SC or GC")
     found = identified or visit_date
     if found is None:
-        raise InvalidInput("give --visit-date (found at a visit) or --identified (found elsewhere)")
+        raise InvalidInput("give the visit date (found at a visit) or the date it was identified (found elsewhere)")
     today = local_date(clock.now())
     if found > today:
         raise InvalidInput(

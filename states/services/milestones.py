@@ -73,10 +73,10 @@ def add(
     cal = calendar_for(get_spec("risk").nation_of(session, risk))
     notes: list[str] = []
     if (due_on is None) == (working_days is None):
-        raise InvalidInput("give the milestone's date (--due YYYY-MM-DD) or --working-days N from today, not both")
+        raise InvalidInput("give the milestone's due date (YYYY-MM-DD) or a number of working days from today, not both")
     if working_days is not None:
         if not 1 <= working_days <= 2000:
-            raise InvalidInput(f"--working-days {working_days}: give 1 to 2000")
+            raise InvalidInput(f"working days {working_days}: give 1 to 2000")
         due_on = cal.add_working_days(today, working_days)
     assert due_on is not None
     if not cal.is_working_day(due_on):
@@ -126,7 +126,7 @@ def mark_done(
     if day < today and not (note and note.strip()):
         raise InvalidInput(
             f"milestone {milestone_id} is recorded done today ({today.isoformat()}); a done date before it "
-            f"({day.isoformat()}) needs --note saying how it is known; nothing was changed"
+            f"({day.isoformat()}) needs a note saying how it is known; nothing was changed"
         )
     if m.done_on is not None:
         raise InvalidInput(
