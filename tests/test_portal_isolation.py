@@ -319,6 +319,22 @@ OWN: dict[tuple[str, str], dict[str, frozenset[int]]] = {
     ("POST", "/invitation/{token}"): {ALL: frozenset({403})},
     # the API's fire with an empty body: refused for what it lacks
     ("POST", "/api/v1/items/{kind}/{item_id}/fire"): {ALL: frozenset({400, 403, 409, 422})},
+    # the API's working pages on an item are the network staff's (the portal has the Trust's); its
+    # outbox, contacts, reviewers and accounts are the network's and the administrators'
+    ("GET", "/api/v1/visits/{visit_id}/panel"): {ALL: frozenset({403})},
+    ("GET", "/api/v1/reports/{report_id}/draft"): {ALL: frozenset({403})},
+    ("GET", "/api/v1/reports/{report_id}/accuracy"): {ALL: frozenset({403})},
+    ("POST", "/api/v1/outbox/{message_id}/retry"): {ALL: frozenset({403})},
+    ("POST", "/api/v1/outbox/{message_id}/settle"): {ALL: frozenset({403})},
+    ("POST", "/api/v1/contacts/{contact_id}/edit"): {ALL: frozenset({403})},
+    ("POST", "/api/v1/contacts/{contact_id}/retire"): {ALL: frozenset({403})},
+    ("POST", "/api/v1/contacts/{contact_id}/invite"): {ALL: frozenset({403})},
+    ("POST", "/api/v1/contacts/changes/{change_id}/confirm"): {ALL: frozenset({403})},
+    ("POST", "/api/v1/contacts/changes/{change_id}/withdraw"): {ALL: frozenset({403})},
+    ("POST", "/api/v1/reviewers/{reviewer_id}/edit"): {ALL: frozenset({403})},
+    ("POST", "/api/v1/reviewers/{reviewer_id}/retire"): {ALL: frozenset({403})},
+    ("GET", "/api/v1/users/{user_id}"): {ALL: frozenset({403})},
+    ("POST", "/api/v1/users/{user_id}/disable"): {ALL: frozenset({403})},
 }  # fmt: skip
 # An item page of the Trust's document: the Chief Executive's only (a service's grant does not reach it).
 TRUST_WIDE_KINDS = frozenset({"submission"})

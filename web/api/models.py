@@ -1,4 +1,4 @@
-"""The shapes of /api/v1 (web/api.py): what each request takes and each answer holds, so the
+"""The shapes of /api/v1 (web/api/): what each request takes and each answer holds, so the
 OpenAPI document is precise (schemathesis checks every answer against it).
 
 Answers ignore keys a view adds later (they appear here when they are documented); requests
@@ -34,24 +34,24 @@ class ApiError(BaseModel):
     error: str = Field(description="One line: why the request was refused (nothing was changed).")
 
 
-class _Out(BaseModel):
+class Out(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class _In(BaseModel):
+class In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 # ---------------------------------------------------------------- me
 
 
-class GrantOut(_Out):
+class GrantOut(Out):
     role: str
     scope: str = Field(description="installation, network, organisation or service")
     scope_id: int | None
 
 
-class MeOut(_Out):
+class MeOut(Out):
     id: int
     name: str
     via: str
@@ -63,7 +63,7 @@ class MeOut(_Out):
 # ---------------------------------------------------------------- my work
 
 
-class WorkDeadline(_Out):
+class WorkDeadline(Out):
     kind: str
     id: int
     ref: str
@@ -81,7 +81,7 @@ class WorkDeadline(_Out):
     overdue: bool
 
 
-class ProposalOut(_Out):
+class ProposalOut(Out):
     kind: str
     id: int
     ref: str
@@ -95,7 +95,7 @@ class ProposalOut(_Out):
     version: int
 
 
-class WorkIncident(_Out):
+class WorkIncident(Out):
     message_id: int
     kind: str
     id: int
@@ -105,7 +105,7 @@ class WorkIncident(_Out):
     created_at: datetime
 
 
-class WorkOut(_Out):
+class WorkOut(Out):
     deadlines: list[WorkDeadline]
     total: int = Field(description="Open deadlines in all (the page is limit/offset of them), counted up to 1000.")
     total_is_at_least: bool = Field(description="True when there are more than ``total``: the count stopped there.")
@@ -119,7 +119,7 @@ class WorkOut(_Out):
 # ---------------------------------------------------------------- lists and items
 
 
-class ListRow(_Out):
+class ListRow(Out):
     id: int
     ref: str
     title: str
@@ -133,7 +133,7 @@ class ListRow(_Out):
     updated_at: datetime
 
 
-class ItemList(_Out):
+class ItemList(Out):
     kind: str
     rows: list[ListRow]
     total: int
@@ -143,7 +143,7 @@ class ItemList(_Out):
     states: list[str] = Field(description="The kind's states (the values the state filter takes).")
 
 
-class StateOut(_Out):
+class StateOut(Out):
     name: str
     label: str
     current: bool
@@ -152,7 +152,7 @@ class StateOut(_Out):
     moves: list[dict[str, str | None]]
 
 
-class ItemDeadline(_Out):
+class ItemDeadline(Out):
     name: str
     due_on: date
     status: str
@@ -163,7 +163,7 @@ class ItemDeadline(_Out):
     overdue: bool
 
 
-class EventOut(_Out):
+class EventOut(Out):
     actor: str
     role: str | None
     trigger: str
@@ -177,7 +177,7 @@ class EventOut(_Out):
     version: int | None
 
 
-class LetterOut(_Out):
+class LetterOut(Out):
     message_id: int
     template: str
     subject: str | None
@@ -187,7 +187,7 @@ class LetterOut(_Out):
     sent_at: datetime | None
 
 
-class RelatedOut(_Out):
+class RelatedOut(Out):
     kind: str
     id: int
     ref: str
@@ -195,7 +195,7 @@ class RelatedOut(_Out):
     state: str
 
 
-class TriggerOut(_Out):
+class TriggerOut(Out):
     trigger: str
     label: str
     fields: list[dict[str, Any]] = Field(description="The parameters it takes: name, type, label, choices, required.")
@@ -208,7 +208,7 @@ class TriggerOut(_Out):
     reason: str | None = Field(description="Why it cannot be fired now, when not enabled.")
 
 
-class ItemOut(_Out):
+class ItemOut(Out):
     kind: str
     id: int
     ref: str
@@ -230,7 +230,7 @@ class ItemOut(_Out):
 # ---------------------------------------------------------------- acting
 
 
-class FireIn(_In):
+class FireIn(In):
     trigger: str = Field(max_length=100, pattern=NAME, description="The trigger (see the item's triggers).")
     note: str | None = Field(
         None, max_length=10_000, pattern=TEXT, description="A reason or note (some triggers need one)."
@@ -244,13 +244,13 @@ class FireIn(_In):
     )
 
 
-class PendingOut(_Out):
+class PendingOut(Out):
     name: str
     due_on: date
     status: str
 
 
-class FireOut(_Out):
+class FireOut(Out):
     id: int
     kind: str
     trigger: str
@@ -262,7 +262,7 @@ class FireOut(_Out):
     deadlines: list[PendingOut]
 
 
-class RiskIn(_In):
+class RiskIn(In):
     """The fields of ``peerwatch risk raise``."""
 
     service: int = Field(ge=1, le=MAX_ID, description="The service's id.")
@@ -280,7 +280,7 @@ class RiskIn(_In):
     )
 
 
-class DeadlineOut(_Out):
+class DeadlineOut(Out):
     name: str
     due_on: date
     status: str
@@ -290,7 +290,7 @@ class DeadlineOut(_Out):
     then: str | None = Field(description="What happens when it falls due.")
 
 
-class CreatedOut(_Out):
+class CreatedOut(Out):
     id: int
     kind: str
     state: str
@@ -301,7 +301,7 @@ class CreatedOut(_Out):
 # ---------------------------------------------------------------- the outbox
 
 
-class IncidentOut(_Out):
+class IncidentOut(Out):
     id: int
     status: str = Field(description="failed, undeliverable, sending (interrupted) or in doubt")
     template: str
@@ -313,6 +313,6 @@ class IncidentOut(_Out):
     created_at: datetime
 
 
-class OutboxOut(_Out):
+class OutboxOut(Out):
     incidents: list[IncidentOut] = Field(description="Open incidents about items in this account's scope.")
     may_act: bool = Field(description="This account may retry and settle them (a staff role).")
