@@ -136,7 +136,7 @@ def test_milestones_refuse_bad_input_with_nothing_changed(session: Session, rais
     before = session.exec(select(func.count()).select_from(AuditEvent)).one()
     cases = [
         (dict(text="x", due_on=date(2026, 12, 14)), InvalidInput, "not after today"),
-        (dict(text="x"), InvalidInput, "--due"),
+        (dict(text="x"), InvalidInput, "due date \\(YYYY-MM-DD\\) or a number of working days"),
         (dict(text="x", due_on=date(2027, 1, 5), working_days=3), InvalidInput, "not both"),
         (dict(text="x\u2028Bcc: y", due_on=date(2027, 1, 5)), InvalidInput, "milestone text"),
         (dict(text="x", due_on=date(2027, 1, 5), owner_role="pope"), InvalidInput, "unknown contact role"),
