@@ -335,6 +335,7 @@ OWN: dict[tuple[str, str], dict[str, frozenset[int]]] = {
     ("POST", "/api/v1/reviewers/{reviewer_id}/retire"): {ALL: frozenset({403})},
     ("GET", "/api/v1/users/{user_id}"): {ALL: frozenset({403})},
     ("POST", "/api/v1/users/{user_id}/disable"): {ALL: frozenset({403})},
+    ("POST", "/api/v1/users/{user_id}/enable"): {ALL: frozenset({403})},
 }  # fmt: skip
 # An item page of the Trust's document: the Chief Executive's only (a service's grant does not reach it).
 TRUST_WIDE_KINDS = frozenset({"submission"})

@@ -155,6 +155,7 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/users/{user_id}/grants"): API,
     ("POST", "/api/v1/users/{user_id}/grants/revoke"): API,
     ("POST", "/api/v1/users/{user_id}/disable"): API,
+    ("POST", "/api/v1/users/{user_id}/enable"): API,
     ("GET", "/api/v1/portal"): API,
     ("POST", "/api/v1/risks/{risk_id}/responses"): API,
     # My work, the lists, an item, acting on it

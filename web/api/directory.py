@@ -10,17 +10,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from sqlmodel import Session
 
 from models.accounts import PendingChange
 from models.tables import Contact, Reviewer
 from states.clock import local_date
-from states.errors import NotFound
-from states.services import contacts, operator, pending_changes, trust_accounts, web_manage
+from states.services import contacts, operator, trust_accounts, web_manage
 from states.services.contacts import ESCALATION_ROLES
-from states.views import directory
 from web.api.common import WRITE_REFUSALS, NetworkWho, db
-from web.api.models import MAX_ID
+from web.api.models import MAX_ID, TEXT
 from web.api.models_people import (
     ContactChanged,
     ContactEditIn,
@@ -37,6 +34,8 @@ from web.api.models_people import (
 from web.deps import Who
 
 router = APIRouter()
+
+MAX_PAGE = 100_000
 
 ContactId = Annotated[int, Path(ge=1, le=MAX_ID, description="The contact's id.")]
 ChangeId = Annotated[int, Path(ge=1, le=MAX_ID, description="The waiting change's id.")]
@@ -59,27 +58,6 @@ def _contact(c: Contact, who: Who) -> dict[str, Any]:
     }
 
 
-def _waiting(p: PendingChange) -> dict[str, Any]:
-    return {
-        "id": p.id,
-        "action": p.action,
-        "contact": p.target_id,
-        "role": str(p.payload.get("role") or ""),
-        "what": contacts.describe({k: v for k, v in p.payload.items() if k != "seen"}),
-        "proposed_by": p.proposed_by,
-        "proposed_name": p.proposed_name,
-        "proposed_at": p.proposed_at,
-    }
-
-
-def _visible_contact(s: Session, who: Who, contact_id: int) -> Contact:
-    """The contact if it is in the person's scope; the same NotFound as a missing one otherwise."""
-    c = contacts.get_contact(s, contact_id)
-    if not web_manage.visible_contacts(s, who.principal, [c]):
-        raise NotFound(f"contact {contact_id} not found (peerwatch contact list)")
-    return c
-
-
 def _changed(out: Any, who: Who) -> ContactChanged:
     pending = getattr(out, "pending", None)
     return ContactChanged.model_validate(
@@ -91,17 +69,25 @@ def _changed(out: Any, who: Who) -> ContactChanged:
     )
 
 
+Page = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Search = Annotated[str, Query(max_length=200, pattern=TEXT, description="Name, email or place contains (any case).")]
+
+
 @router.get("/contacts", response_model=ContactsOut, summary="The contacts in my scope, and changes waiting")
 def contact_list(
     request: Request,
     who: NetworkWho,
-    all: Annotated[bool, Query(description="With retired, replaced and future contacts.")] = False,
+    q: Search = "",
+    role: Annotated[str, Query(max_length=100, pattern=r"^[a-z-]*$", description="One contact role.")] = "",
+    every: Annotated[bool, Query(alias="all", description="With retired, replaced and future contacts.")] = False,
+    page: Page = 1,
 ) -> dict[str, Any]:
     today = local_date(who.clock.now())
     with db(request) as s:
-        rows = web_manage.visible_contacts(s, who.principal, directory.contacts(s, today, all))
-        waiting = web_manage.visible_pending(s, who.principal, directory.pending_contact_changes(s))
-        return {"contacts": [_contact(c, who) for c in rows], "waiting": [_waiting(p) for p in waiting]}
+        data = web_manage.contact_list(s, who.principal, today, every=every, q=q, role=role, page=page)
+        waiting = web_manage.pending_list(s, who.principal)
+    rows = [{**r, "valid_from": r["from"], "valid_until": r["until"]} for r in data["rows"]]
+    return {**data, "rows": rows, "waiting": waiting}
 
 
 @router.post(
@@ -136,7 +122,7 @@ def contact_add(request: Request, body: ContactIn, who: NetworkWho) -> ContactCh
              summary="Change a contact's name or email from a date")  # fmt: skip
 def contact_edit(request: Request, contact_id: ContactId, body: ContactEditIn, who: NetworkWho) -> ContactChanged:
     with db(request) as s:
-        _visible_contact(s, who, contact_id)
+        web_manage.visible_contact(s, who.principal, contact_id)
         out = contacts.edit_contact(
             s, contact_id, name=body.name, email=body.email, effective=body.effective, principal=who.principal,
             clock=who.clock, note=body.note,
@@ -149,7 +135,7 @@ def contact_edit(request: Request, contact_id: ContactId, body: ContactEditIn, w
              summary="Retire a contact from a date")  # fmt: skip
 def contact_retire(request: Request, contact_id: ContactId, body: RetireIn, who: NetworkWho) -> ContactChanged:
     with db(request) as s:
-        _visible_contact(s, who, contact_id)
+        web_manage.visible_contact(s, who.principal, contact_id)
         out = contacts.retire_contact(
             s, contact_id, effective=body.effective, principal=who.principal, clock=who.clock, note=body.note
         )
@@ -161,7 +147,7 @@ def contact_retire(request: Request, contact_id: ContactId, body: RetireIn, who:
              summary="Invite a Trust's or commissioner's contact to the portal")  # fmt: skip
 def contact_invite(request: Request, contact_id: ContactId, who: NetworkWho) -> dict[str, Any]:
     with db(request) as s:
-        _visible_contact(s, who, contact_id)
+        web_manage.visible_contact(s, who.principal, contact_id)
         out = trust_accounts.invite_contact(s, who.principal, contact_id, who.clock)
         s.commit()
         return {
@@ -173,9 +159,7 @@ def contact_invite(request: Request, contact_id: ContactId, who: NetworkWho) -> 
 
 def _decide(request: Request, who: NetworkWho, change_id: int, body: NoteIn, confirm: bool) -> ContactChanged:
     with db(request) as s:
-        change = pending_changes.get_change(s, change_id, "contact")
-        if not web_manage.visible_pending(s, who.principal, [change]):
-            raise NotFound(f"change {change_id} not found (peerwatch contact pending)")
+        change = web_manage.visible_change(s, who.principal, change_id)
         if confirm:
             out: Any = contacts.confirm_change(s, change_id, principal=who.principal, clock=who.clock, note=body.note)
             s.commit()
@@ -213,18 +197,10 @@ def _reviewer(r: Reviewer) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _visible_reviewer(s: Session, who: Who, reviewer_id: int) -> Reviewer:
-    r = contacts.get_reviewer(s, reviewer_id)
-    if not web_manage.visible_reviewers(s, who.principal, [r]):
-        raise NotFound(f"reviewer {reviewer_id} not found (peerwatch reviewer list)")
-    return r
-
-
 @router.get("/reviewers", response_model=ReviewersOut, summary="The reviewers in my scope")
-def reviewer_list(request: Request, who: NetworkWho) -> dict[str, Any]:
+def reviewer_list(request: Request, who: NetworkWho, q: Search = "", page: Page = 1) -> dict[str, Any]:
     with db(request) as s:
-        return {"reviewers": [_reviewer(r) for r in web_manage.visible_reviewers(s, who.principal,
-                                                                                  directory.reviewers(s))]}  # fmt: skip
+        return web_manage.reviewer_list(s, who.principal, local_date(who.clock.now()), q=q, page=page)
 
 
 @router.post("/reviewers", response_model=ReviewerOut, status_code=201, responses=WRITE_REFUSALS,
@@ -244,7 +220,7 @@ def reviewer_add(request: Request, body: ReviewerNewIn, who: NetworkWho) -> dict
              summary="Change a reviewer (from today)")  # fmt: skip
 def reviewer_edit(request: Request, reviewer_id: ReviewerId, body: ReviewerEditIn, who: NetworkWho) -> dict[str, Any]:
     with db(request) as s:
-        _visible_reviewer(s, who, reviewer_id)
+        web_manage.visible_reviewer(s, who.principal, reviewer_id)
         changes = body.model_dump(include={"name", "email", "discipline", "trained"})
         out = contacts.edit_reviewer(
             s, reviewer_id, changes=changes, effective=local_date(who.clock.now()), principal=who.principal,
@@ -258,7 +234,7 @@ def reviewer_edit(request: Request, reviewer_id: ReviewerId, body: ReviewerEditI
              summary="Retire a reviewer from a date")  # fmt: skip
 def reviewer_retire(request: Request, reviewer_id: ReviewerId, body: RetireIn, who: NetworkWho) -> dict[str, Any]:
     with db(request) as s:
-        _visible_reviewer(s, who, reviewer_id)
+        web_manage.visible_reviewer(s, who.principal, reviewer_id)
         out = contacts.retire_reviewer(
             s, reviewer_id, effective=body.effective, principal=who.principal, clock=who.clock, note=body.note
         )

@@ -32,19 +32,34 @@ class ContactOut(Out):
     status: str = Field(description="current, future, retired or replaced, today.")
 
 
+class ContactRow(Out):
+    id: int
+    role: str = Field(description="The role's name.")
+    escalation: bool = Field(description="An escalation address: changes wait for a second person.")
+    name: str
+    email: str
+    where: str = Field(description="The service, Trust or network it is held at (or national).")
+    valid_from: date | None
+    valid_until: date | None
+    status: str = Field(description="current, future, retired or replaced, today.")
+
+
 class ChangeWaiting(Out):
     id: int
     action: str
     contact: int | None = Field(description="The contact it changes (none: an addition).")
     role: str
     what: str = Field(description="The change in one line.")
-    proposed_by: int
-    proposed_name: str
-    proposed_at: datetime
+    by: str = Field(description="Who proposed it.")
+    mine: bool = Field(description="I proposed it: only a different person confirms it; I may withdraw it.")
+    at: datetime
 
 
 class ContactsOut(Out):
-    contacts: list[ContactOut] = Field(description="The contacts in my scope (in force today, unless all=true).")
+    rows: list[ContactRow] = Field(description="A page of the contacts in my scope (in force today, unless all).")
+    total: int
+    page: int
+    pages: int
     waiting: list[ChangeWaiting] = Field(description="Changes to escalation addresses waiting for a second person.")
 
 
@@ -109,8 +124,24 @@ class ReviewerOut(Out):
     retired_on: date | None = Field(description="Not invited onto panels from this day.")
 
 
+class ReviewerRow(Out):
+    id: int
+    name: str
+    email: str
+    discipline: str
+    where: str = Field(description="The employing Trust or the network (or national).")
+    pathways: str
+    trained: bool
+    retired: bool = Field(description="Out of the pool today.")
+    retired_on: date | None
+    may_edit: bool = Field(description="I may change or retire this reviewer.")
+
+
 class ReviewersOut(Out):
-    reviewers: list[ReviewerOut] = Field(description="The reviewers in my scope.")
+    rows: list[ReviewerRow] = Field(description="A page of the reviewers in my scope.")
+    total: int
+    page: int
+    pages: int
 
 
 class ReviewerNewIn(In):

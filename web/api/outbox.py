@@ -78,7 +78,8 @@ def retry_failed(request: Request, who: NetworkWho) -> OutboxActed:
 )
 def retry(request: Request, message_id: MessageId, who: NetworkWho) -> OutboxActed:
     with db(request) as s:
-        rows = outbox.retry(s, [message_id], principal=who.principal, clock=who.clock)
+        mid = web_manage.visible_message(s, who.principal, message_id)  # another network's: 404, as a missing one
+        rows = outbox.retry(s, [mid], principal=who.principal, clock=who.clock)
         s.commit()
         return _acted(rows)
 
@@ -91,6 +92,7 @@ def retry(request: Request, message_id: MessageId, who: NetworkWho) -> OutboxAct
 )
 def settle(request: Request, message_id: MessageId, body: SettleIn, who: NetworkWho) -> OutboxActed:
     with db(request) as s:
-        rows = outbox.settle_in_doubt(s, [message_id], body.action, principal=who.principal, clock=who.clock)
+        mid = web_manage.visible_message(s, who.principal, message_id)  # another network's: 404, as a missing one
+        rows = outbox.settle_in_doubt(s, [mid], body.action, principal=who.principal, clock=who.clock)
         s.commit()
         return _acted(rows)
