@@ -63,7 +63,7 @@ def _changed(out: Any, who: Who) -> ContactChanged:
     return ContactChanged.model_validate(
         {
             "contact": _contact(out.row, who),
-            "waiting": pending.id if pending is not None else None,
+            "waiting": pending.id if pending is not None and pending.status == "pending" else None,
             "warnings": list(getattr(out, "warnings", [])),
         }
     )
