@@ -290,6 +290,17 @@ class Deadline(Table, table=True):
             sqlite_where=text("status != 'closed'"),
             postgresql_where=text("status != 'closed'"),
         ),
+        # the same by deadline name: a role owns a kind's deadlines by name, and a name with few
+        # open deadlines is then a short range, not a scan of the kind's (revision 0014)
+        Index(
+            "ix_deadline_open_name_due",
+            "kind",
+            "name",
+            "due_on",
+            "item_id",
+            sqlite_where=text("status != 'closed'"),
+            postgresql_where=text("status != 'closed'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

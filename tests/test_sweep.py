@@ -200,8 +200,9 @@ def test_due_scan_is_an_index_range_scan(db: Engine) -> None:
             # on an empty table the (status, remind_on) index costs the same; set it aside inside
             # this transaction (rolled back) to see whether ix_deadline_status_due serves the range
             conn.execute(text("DROP INDEX ix_deadline_status_remind"))
-            # likewise My work's partial index (kind, due_on, item_id) where status != 'closed'
+            # likewise My work's partial indexes (kind, [name,] due_on, item_id) where status != 'closed'
             conn.execute(text("DROP INDEX ix_deadline_open_due"))
+            conn.execute(text("DROP INDEX ix_deadline_open_name_due"))
             plan = " ".join(str(r[0]) for r in conn.execute(text(f"EXPLAIN {query}")))
             assert re.search(r"Index Cond: .*status[):a-z ]*= 'open'.* AND \(due_on < ", plan), plan
         else:

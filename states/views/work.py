@@ -1,6 +1,6 @@
 """What a member of network staff sees: My work, the lists of items, one item's page.
 
-Read-only. Every query places an item in its service, Trust and network in SQL (``_place``) and
+Read-only. Every query places an item in its service, Trust and network in SQL (``place``) and
 filters by the principal's grants there, so a page costs a few queries whatever the number of
 items: an item is visible when one of the principal's grants covers its scope (a grant for the
 whole installation covers every item); another network's item is ``NotFound`` with the words a
@@ -9,12 +9,12 @@ missing one gets, so nothing says it exists.
 My work lists the outstanding deadlines (``models.tables.OUTSTANDING``) whose rule's owner is a
 role the principal holds where the item sits, overdue first, then by due date; the four-eyes
 proposals waiting for a second person the principal could be; and, for operators, the outbox's
-incidents (failed, undeliverable, in doubt). The sweep's skipped items are not stored in the
-database (they are on its run's summary and log), so they are not listed here.
+incidents (failed, undeliverable, in doubt); not the sweep's skipped items (on its run's log).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -105,8 +105,9 @@ class Place:
         return base.outerjoin(self.svc, self.svc.c.id == self.item.c.service_id)
 
 
+@functools.cache
 def place(kind: str) -> Place:
-    """Where items of ``kind`` sit, as SQL: an item's own ids win over its service's."""
+    """Where items of ``kind`` sit, as SQL: an item's own ids win over its service's (built once)."""
     t = _table(get_spec(kind).model)
     net, cols = _NET_T.alias("net"), t.c
     svc = _SVC_T.alias("svc") if "service_id" in cols else None
@@ -139,7 +140,8 @@ def place(kind: str) -> Place:
 
 def _covers(g: Grant, p: Place, *, by_deadline: bool = False) -> ColumnElement[bool]:
     """SQL for "grant ``g`` reaches the item". ``by_deadline``: the id is read as ``+ 0``, so the
-    planner does not start from the service's index but from the deadlines (SQLite's hint)."""
+    planner does not start from the service's index but from the deadlines (SQLite's hint: on
+    PostgreSQL it hid the column's statistics, and every risk of a network was read and sorted)."""
     if g.scope == INSTALLATION:
         return true()
     column = {"service": p.service_id, "organisation": p.organisation_id, "network": p.network_id}[g.scope]
@@ -278,18 +280,22 @@ def my_work(
     (not mine), incidents."""
     limit, offset = max(1, min(limit, MAX_PER_PAGE)), max(0, offset)
     today = local_date(clock.now())
-    # Each kind's deadlines the person owns come in two streams, each in due-date order, read
-    # only as far as this page needs (an index range scan: ix_deadline_open_due): the running
-    # ones, overdue first by nature of the order, and the paused ones (never overdue). The page
-    # is the merge of the streams' heads; the total is counted up to COUNT_CAP.
+    # Each kind's owned deadlines come in streams in due-date order (running, overdue first;
+    # paused), read only as far as the page needs (ix_deadline_open_[name_]due); the page merges
+    # the streams' heads; the total is counted up to COUNT_CAP.
     want = offset + limit
     heads: list[Any] = []
-    total, more = 0, False
+    total = 0
+    # The kinds with a paused deadline (few), read from ix_deadline_status_due (the order asks for
+    # it, or SQLite scans the table): a kind without one does not ask for its paused stream.
+    held = select(_D.c.kind).where(_D.c.status == DeadlineStatus.PAUSED.value).order_by(_D.c.status, _D.c.due_on)
+    paused_kinds = set(session.execute(select(held.subquery().c.kind).distinct()).scalars())
+    hint = session.get_bind().dialect.name == "sqlite"
     for kind in kinds():
         owned = _owned(kind)
         p = place(kind)
         conds = [
-            and_(_D.c.name.in_(owned[g.role]), _covers(g, p, by_deadline=True))
+            and_(_D.c.name.in_(owned[g.role]), _covers(g, p, by_deadline=hint))
             for g in reach(principal, kind)
             if owned.get(g.role)
         ]
@@ -300,23 +306,24 @@ def my_work(
             .select_from(p.scoped(_D.join(p.item, p.item.c.id == _D.c.item_id)))
             .where(_D.c.kind == kind, or_(*conds))
         )
-        # running: the partial index's own condition written as it is, so that SQLite uses it;
-        # paused: few, found by (status, due_on) (ix_deadline_status_due)
+        # running: the partial index's own condition written as it is, so that SQLite uses it
         running = base.where(_D.c.status != literal_column("'closed'"), _D.c.status != DeadlineStatus.PAUSED.value)
         paused = base.where(_D.c.status == DeadlineStatus.PAUSED.value)
-        streams = [running.where(_D.c.due_on < today)] if overdue_only else [running, paused]
+        if overdue_only:
+            streams = [running.where(_D.c.due_on < today)]
+        else:
+            streams = [running, paused] if kind in paused_kinds else [running]
         for q in streams:
             head = session.execute(q.order_by(_D.c.due_on, _D.c.item_id, _D.c.id).limit(want)).all()
             heads += head
-            n = (  # a stream shorter than the page needed is all there is: no count to run
-                len(head)
-                if len(head) < want
-                else session.execute(select(func.count()).select_from(q.limit(COUNT_CAP + 1).subquery())).scalar_one()
-            )
+            # a stream shorter than the page needed is all there is; a count stops at the cap's rest
+            left = COUNT_CAP + 1 - total
+            if len(head) < want or left <= len(head):
+                n = len(head)
+            else:
+                n = session.execute(select(func.count()).select_from(q.limit(left).subquery())).scalar_one()
             total += n
-            more = more or n > COUNT_CAP
-    if total > COUNT_CAP:
-        total, more = COUNT_CAP, True
+    more, total = total > COUNT_CAP, min(total, COUNT_CAP)
     heads.sort(key=lambda r: (not _late_row(r, today), r.due_on, r.kind, r.item_id, r.id))
     ids = [r.id for r in heads[offset:want]]
     page = list(session.exec(sm_select(Deadline).where(col(Deadline.id).in_(ids)))) if ids else []
