@@ -411,7 +411,7 @@ def create_token(
     if not name:
         raise InvalidInput("name the token (what it is for)")
     if not 1 <= days <= MAX_TOKEN_DAYS:
-        raise InvalidInput(f"--days {days}: a token lives 1 to {MAX_TOKEN_DAYS} days")
+        raise InvalidInput(f"{days} days: a token lives 1 to {MAX_TOKEN_DAYS} days")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = datetime.now(UTC)
     row = AccessToken(

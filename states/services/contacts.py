@@ -237,7 +237,7 @@ def edit_contact(
     old = get_contact(session, contact_id)
     changes = {k: v for k, v in (("name", name), ("email", email)) if v is not None and v != getattr(old, k)}
     if not changes:
-        raise InvalidInput(f"nothing to change on contact {contact_id}: give a new --name and/or --email")
+        raise InvalidInput(f"nothing to change on contact {contact_id}: give a new name or email, or both")
     acting = may_change(session, principal, old, f"change contact {contact_id}")
     if old.role in ESCALATION_ROLES:
         _check_open(session, old, effective)
@@ -367,7 +367,7 @@ def _retire(
     if not resolve(session, c.role, scope, effective):
         out.warnings.append(
             f"from {effective.isoformat()} nobody holds the role {CONTACT_ROLES.get(c.role, c.role)} here: "
-            "its letters will be undeliverable incidents until a successor is added (peerwatch contact add --from)"
+            "its letters will be undeliverable incidents until a successor is added (a new contact that replaces this one)"
         )
     return out
 

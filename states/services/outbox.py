@@ -95,7 +95,7 @@ def retry(
     one about an item in the principal's scopes).
     Refuses, changing nothing, a message being sent right now or one that is not failed or in doubt."""
     if not ids and not all_failed:
-        raise InvalidInput("name the message id(s) to retry, or give --all-failed")
+        raise InvalidInput("name the letter(s) to retry, or ask to retry every failed letter")
     now = clock.now()
     if all_failed:  # every failed letter about an item in the principal's scopes
         rows = [
@@ -146,7 +146,7 @@ def settle_in_doubt(
         raise InvalidInput(f"{action!r}: use hold, resend or delivered")
     rows = []
     for i in dict.fromkeys(ids):
-        m = _get_visible(session, i, "peerwatch outbox list --incidents", principal)
+        m = _get_visible(session, i, "the outbox's incidents list them", principal)
         if not is_in_doubt(m):
             raise InvalidInput(f"outbox message {i} is not in doubt (it is {m.status}): nothing to settle")
         rows.append(m)
@@ -156,7 +156,7 @@ def settle_in_doubt(
             m.resend_at = None
             m.last_error = (
                 IN_DOUBT
-                + f"held by the operator on {_when(now)}: not resent until `peerwatch outbox retry` or `outbox in-doubt --resend`"
+                + f"held by the operator on {_when(now)}: not resent until someone retries it or settles it as resend"
             )
         elif action == "resend":
             m.resend_at, m.resent_at = now, None
