@@ -46,7 +46,7 @@ def restore(
     of(ctx).say(
         out,
         f"restored {out['restored']} into {out['into']}: audit chain verified ({out['audit_events']} events), "
-        f"schema at revision {out['revision']}",
+        f"schema at revision {out['revision']}; {out['sessions_ended']} web session(s) ended (everyone signs in again)",
     )
 
 

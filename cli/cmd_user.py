@@ -174,6 +174,21 @@ def disable(
     run.say({"id": user.id, "status": user.status}, f"account {user.id} ({user.name}) disabled")
 
 
+@app.command("enable")
+def enable(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Account id, email or OS login.")],
+    note: Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")] = None,
+) -> None:
+    """Re-enable a disabled account: its grants stand; its old tokens and sessions stay ended."""
+    run = of(ctx)
+    with Session(run.db(), expire_on_commit=False) as s:
+        who = run.acting(s)
+        user = accounts.enable_user(s, who.principal, who.clock, ref, note)
+        s.commit()
+    run.say({"id": user.id, "status": user.status}, f"account {user.id} ({user.name}) re-enabled")
+
+
 @app.command("grant")
 def grant(
     ctx: typer.Context,

@@ -208,6 +208,13 @@ def test_who_may_do_what_as_os_users(shared: Box, users: dict[str, str]) -> None
     assert f"account {asha} (Dr Asha Patel) is disabled: it may not act" in line
     assert shared.snapshot() == before
 
+    # a disabled account cannot re-enable itself; the administrator does (audited): she acts again
+    assert "is disabled: it may not act" in refused(shared.run(manager, "user", "enable", manager))
+    assert "re-enabled" in ok(shared.run(admin, "user", "enable", manager, "--note", "back from leave"))
+    assert rows(shared, "SELECT trigger, user_id FROM auditevent ORDER BY id DESC LIMIT 1") == [("enable", admin_id)]
+    paused = ok_json(shared.run(manager, "--json", "risk", "fire", rid, "pause_clock", "--note", "inquest"))
+    assert paused["state"] == "awaiting_response"
+
 
 def test_a_training_database_takes_as_and_as_of_and_names_the_account(shared: Box, users: dict[str, str]) -> None:
     admin = users["admin"]

@@ -22,10 +22,11 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import Session, select
 
 from models import AuditEvent, Risk
+from models.accounts import User
 from models.db import dispose_engine, migrate
 from states import engine
 from states.calendar import calendar_for
-from states.clock import FixedClock
+from states.clock import FixedClock, SystemClock
 from states.engine import verify_chain
 from states.engine.audit import Event, check_chain, event_hash, record_change
 from states.principal import Principal
@@ -356,5 +357,44 @@ def test_postgresql_backup_is_a_pg_dump_of_the_schema_and_restores_verified(
         assert _verify(new) == (events, None)
         with create_engine(new, poolclass=NullPool).connect() as conn:
             assert conn.execute(select(func.count()).select_from(Risk.__table__)).scalar() == ITEMS  # type: ignore[attr-defined]
+    finally:
+        drop(new)
+
+
+def test_a_restore_ends_every_session_the_backup_brought_back(db_url: str, db: Engine, tmp_path: Path) -> None:
+    """A session used just before the backup (within the idle timeout of the restore) would be
+    accepted again, and one signed out after the backup would come back to life: the restore
+    ends them all, and everyone signs in anew."""
+    from states.services import signin  # lazy: only this test signs in
+    from tests.support_web import PASSWORD
+
+    p = support_accounts.account(db, "Dr Asha Patel", ("network-manager",))
+    with Session(db, expire_on_commit=False) as s:
+        signin.set_password(s, p, SystemClock(), None, PASSWORD)
+        email = s.get(User, p.user_id).email  # type: ignore[union-attr]
+        s.commit()
+    assert email is not None
+    done = signin.sign_in(db, email, PASSWORD, "127.0.0.1", SystemClock())
+    with Session(db) as s:
+        assert signin.session_principal(s, done.token, SystemClock()) is not None
+    saved = tmp_path / "with-a-session.backup"
+    backup(db_url, saved)
+    if ON_POSTGRES:  # a dump comes back under its own schema's name: the source is gone first
+        db.dispose()
+        drop(db_url)
+
+    new = fresh_url(tmp_path)
+    try:
+        out = restore(new, saved)
+        assert out["sessions_ended"] == 1
+        dispose_engine(new)
+        back = create_engine(new, poolclass=NullPool)
+        try:
+            with Session(back) as s:
+                assert signin.session_principal(s, done.token, SystemClock()) is None
+                reasons = s.execute(text("SELECT ended_reason FROM web_session")).scalars().all()
+            assert reasons == ["restored"]
+        finally:
+            back.dispose()
     finally:
         drop(new)

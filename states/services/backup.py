@@ -34,12 +34,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, text, update
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
 from models.db import dispose_engine, init_db
+from models.web import WebSession
+from states.clock import SystemClock
 from states.engine.audit import check_chain
 from states.engine.keys import NoAuditKey
 from states.errors import InvalidInput, NotFound, PeerwatchError
@@ -251,7 +253,22 @@ def restore(url: str, source: Path, replace: bool = False) -> dict[str, Any]:
     dispose_engine(url)
     engine = init_db(url)  # a backup from an older release: migrated to the current schema
     out.update(_check(engine, restoring=True))  # and checked once more where it now lives
+    out["sessions_ended"] = _end_sessions(engine)
     return out
+
+
+def _end_sessions(engine: Engine) -> int:
+    """End every web session the backup brought back: one used shortly before the backup would
+    otherwise be accepted again, including one signed out after it (everyone signs in anew)."""
+    table = WebSession.__table__  # type: ignore[attr-defined]
+    with Session(engine) as s:
+        done = s.execute(
+            update(table)
+            .where(table.c.ended_at.is_(None))
+            .values(ended_at=SystemClock().now(), ended_reason="restored")
+        )
+        s.commit()
+    return int(done.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _has_tables(engine: Engine) -> bool:
