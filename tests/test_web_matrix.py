@@ -114,50 +114,7 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/sign-in/oidc"): PUBLIC,
     ("GET", "/sign-in/oidc/callback"): PUBLIC,
     ("POST", "/sign-out"): Rule(),
-    # the API: a token, never a session cookie (tests/test_api.py has its roles)
-    ("GET", "/api/v1/me"): API,
-    ("GET", "/api/v1/work"): API,
-    ("GET", "/api/v1/items/{kind}"): API,
-    ("GET", "/api/v1/items/{kind}/{item_id}"): API,
-    ("POST", "/api/v1/items/{kind}/{item_id}/fire"): API,
-    ("POST", "/api/v1/risks"): API,
-    ("GET", "/api/v1/outbox"): API,
-    ("POST", "/api/v1/outbox/retry-failed"): API,
-    ("POST", "/api/v1/outbox/{message_id}/retry"): API,
-    ("POST", "/api/v1/outbox/{message_id}/settle"): API,
-    ("POST", "/api/v1/visits"): API,
-    ("POST", "/api/v1/complaints"): API,
-    ("GET", "/api/v1/visits/{visit_id}/panel"): API,
-    ("POST", "/api/v1/visits/{visit_id}/panel/add_panel_member"): API,
-    ("POST", "/api/v1/visits/{visit_id}/panel/remove_panel_member"): API,
-    ("POST", "/api/v1/visits/{visit_id}/panel/record_declaration"): API,
-    ("POST", "/api/v1/visits/{visit_id}/panel/give_feedback"): API,
-    ("GET", "/api/v1/reports/{report_id}/draft"): API,
-    ("POST", "/api/v1/reports/{report_id}/draft/add_standard"): API,
-    ("POST", "/api/v1/reports/{report_id}/draft/add_positive"): API,
-    ("GET", "/api/v1/reports/{report_id}/accuracy"): API,
-    ("POST", "/api/v1/reports/{report_id}/accuracy/record_inaccuracy"): API,
-    ("POST", "/api/v1/reports/{report_id}/accuracy/decide_inaccuracy"): API,
-    ("GET", "/api/v1/contacts"): API,
-    ("POST", "/api/v1/contacts"): API,
-    ("POST", "/api/v1/contacts/{contact_id}/edit"): API,
-    ("POST", "/api/v1/contacts/{contact_id}/retire"): API,
-    ("POST", "/api/v1/contacts/{contact_id}/invite"): API,
-    ("POST", "/api/v1/contacts/changes/{change_id}/confirm"): API,
-    ("POST", "/api/v1/contacts/changes/{change_id}/withdraw"): API,
-    ("GET", "/api/v1/reviewers"): API,
-    ("POST", "/api/v1/reviewers"): API,
-    ("POST", "/api/v1/reviewers/{reviewer_id}/edit"): API,
-    ("POST", "/api/v1/reviewers/{reviewer_id}/retire"): API,
-    ("GET", "/api/v1/users"): API,
-    ("POST", "/api/v1/users"): API,
-    ("GET", "/api/v1/users/{user_id}"): API,
-    ("POST", "/api/v1/users/{user_id}/grants"): API,
-    ("POST", "/api/v1/users/{user_id}/grants/revoke"): API,
-    ("POST", "/api/v1/users/{user_id}/disable"): API,
-    ("POST", "/api/v1/users/{user_id}/enable"): API,
-    ("GET", "/api/v1/portal"): API,
-    ("POST", "/api/v1/risks/{risk_id}/responses"): API,
+    # the API: a token, never a session cookie (tests/test_api*.py have its roles): API_ROUTES below
     # My work, the lists, an item, acting on it
     ("GET", "/"): Rule(per=per({303}, *TRUST_SIDE)),  # the Trust's people are sent to the portal
     ("GET", "/items/{kind}"): Rule(),
@@ -297,6 +254,26 @@ MATRIX: dict[tuple[str, str], Rule] = {
         who=STAFF, scoped=True, per=per({404}, "trust", "commissioner")
     ),
 }
+
+
+# Every /api/v1 route (its path after /api/v1): a token, never a session cookie, so every one is API.
+API_ROUTES = (
+    "GET /me", "GET /work", "GET /items/{kind}", "GET /items/{kind}/{item_id}", "POST /items/{kind}/{item_id}/fire",
+    "POST /risks", "GET /outbox", "POST /outbox/retry-failed", "POST /outbox/{message_id}/retry",
+    "POST /outbox/{message_id}/settle", "POST /visits", "POST /complaints", "GET /visits/{visit_id}/panel",
+    "POST /visits/{visit_id}/panel/add_panel_member", "POST /visits/{visit_id}/panel/remove_panel_member",
+    "POST /visits/{visit_id}/panel/record_declaration", "POST /visits/{visit_id}/panel/give_feedback",
+    "GET /reports/{report_id}/draft", "POST /reports/{report_id}/draft/add_standard",
+    "POST /reports/{report_id}/draft/add_positive", "GET /reports/{report_id}/accuracy",
+    "POST /reports/{report_id}/accuracy/record_inaccuracy", "POST /reports/{report_id}/accuracy/decide_inaccuracy",
+    "GET /contacts", "POST /contacts", "POST /contacts/{contact_id}/edit", "POST /contacts/{contact_id}/retire",
+    "POST /contacts/{contact_id}/invite", "POST /contacts/changes/{change_id}/confirm",
+    "POST /contacts/changes/{change_id}/withdraw", "GET /reviewers", "POST /reviewers",
+    "POST /reviewers/{reviewer_id}/edit", "POST /reviewers/{reviewer_id}/retire", "GET /users", "POST /users",
+    "GET /users/{user_id}", "POST /users/{user_id}/grants", "POST /users/{user_id}/grants/revoke",
+    "POST /users/{user_id}/disable", "POST /users/{user_id}/enable", "GET /portal", "POST /risks/{risk_id}/responses",
+)  # fmt: skip
+MATRIX.update({(r.split(" ")[0], "/api/v1" + r.split(" ")[1]): API for r in API_ROUTES})
 
 
 def routes() -> list[tuple[str, str]]:
