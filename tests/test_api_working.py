@@ -124,7 +124,7 @@ def test_a_panel_refused_changes_nothing(client: TestClient, db: Engine, service
     refused(client.post(f"{url}/add_panel_member", headers=auth(token), json={"reviewer_id": 2**31}), 422)
     refused(client.post(f"{url}/give_feedback", headers=auth(token), json={}), 422)  # what was found is required
     refused(client.post(f"{url}/close", headers=auth(token), json=add), 404)  # not a step of this page
-    assert "give --note" in refused(client.post(f"{url}/remove_panel_member", headers=auth(token), json=add), 422)
+    assert "needs a reason" in refused(client.post(f"{url}/remove_panel_member", headers=auth(token), json=add), 422)
     r = client.post(f"{url}/remove_panel_member", headers=auth(token), json={**add, "note": "unwell"})
     assert "not on" in refused(r, 400)  # the step's own rule: nobody to remove
     assert events(db) == n and panel_rows(db, vid) == before
