@@ -134,7 +134,7 @@ def _cheap_password_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.
         return
     from argon2 import PasswordHasher
 
-    from states.services import signin
+    from states.services import signin_checks
 
-    monkeypatch.setattr(signin, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    monkeypatch.setattr(signin, "_DUMMY", [])
+    monkeypatch.setattr(signin_checks, "HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(signin_checks, "_DUMMY", [])

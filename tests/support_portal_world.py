@@ -30,7 +30,17 @@ from models.portal import ActionMilestone, MeasureAlert, Upload
 from states import engine
 from states.clock import SystemClock, local_date
 from states.principal import Principal
-from states.services import accounts, acting, board_reviews, intake, responses, selfassessment, signin, trust_accounts
+from states.services import (
+    accounts,
+    acting,
+    board_reviews,
+    intake,
+    responses,
+    selfassessment,
+    signin,
+    signin_checks,
+    trust_accounts,
+)
 from states.services import action_plans as plans
 from states.services import portal_submissions as portal
 from states.services.standards import load_standard_sets, read_library
@@ -55,8 +65,8 @@ def module_database(tmp: Path) -> Iterator[tuple[str, Engine]]:
         mp.setenv("PEERWATCH_DATABASE_URL", url)
         mp.setenv("PEERWATCH_OUTBOX_DIR", f"{tmp}/outbox")
         mp.setenv("PEERWATCH_ANCHOR_DIR", f"{tmp}/anchors")
-        mp.setattr(signin, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-        mp.setattr(signin, "_DUMMY", [])
+        mp.setattr(signin_checks, "HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+        mp.setattr(signin_checks, "_DUMMY", [])
         try:
             yield url, init_db(url)
         finally:

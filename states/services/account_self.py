@@ -33,18 +33,15 @@ from states.engine.audit import record_change, record_refusal
 from states.errors import InvalidInput, NotFound, PermissionDenied
 from states.principal import INSTALLATION, NETWORK, ORGANISATION, Principal
 from states.services import signin
-from states.services.signin_policy import check_password_policy, normal
-
-# The sign-in throttle's own parts (signin.py is at its 600-line limit, so they are not re-exported
-# there): the same reservation under the same per-email lock, the same count, the same hash check.
-from states.services.signin import (  # isort: skip
-    _address as clean_address,
-    _email_given as email_given,
-    _minute as minute,
-    _one_at_a_time as one_at_a_time,
-    _throttled as throttled,
-    _verify as verify,
+from states.services.signin_checks import (
+    clean_address,
+    email_given,
+    minute,
+    one_at_a_time,
+    throttled,
+    verify,
 )
+from states.services.signin_policy import check_password_policy, normal
 
 __all__ = ["NO_PASSWORD", "WRONG_CURRENT", "change_own_password", "end_other_sessions", "my_account"]
 

@@ -32,29 +32,37 @@ token is ever written to the audit data.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, text, update
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from models.accounts import User
 from models.db import begin_write
 from models.web import SignInAttempt, WebSession
-from states.clock import LONDON, Clock, SystemClock
+from states.clock import Clock, SystemClock
 from states.engine.audit import record_change, record_refusal
 from states.errors import InvalidInput, NotFound, PermissionDenied, SignInRefused
 from states.principal import Principal
 from states.roles import ADMINISTRATOR
 from states.services.accounts import ACTIVE, find_user, principal_for
-from states.services.signin_policy import check_password_policy, normal
+from states.services.signin_checks import (
+    MAX_EMAIL_KEPT,
+    Throttle,
+    clean_address,
+    email_given,
+    env_int,
+    hash_password,
+    minute,
+    one_at_a_time,
+    throttled,
+    verify,
+)
+from states.services.signin_policy import check_password_policy
 from states.text import check_text
 
 __all__ = [
@@ -82,53 +90,19 @@ __all__ = [
 REFUSED = "email or password not recognised"
 UNKNOWN_IDENTITY = "no peerwatch account for this identity: ask an administrator"
 MAX_PASSWORD_TRIED = 1024  # longer is refused without hashing (the policy allows 256)
-MAX_EMAIL_KEPT = 120  # the email given, as kept with a failed attempt
-MAX_ADDRESS = 64
 MAX_OIDC = 255  # issuer URL, subject
 TOUCH_EVERY = timedelta(minutes=1)  # a session's last_seen_at is written at most this often
 NO_ROLE = "(none)"  # signing in or out is done in no role
 
 
-def _env_int(name: str, default: int, low: int, high: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(f"{name}={raw!r}: give a whole number") from None
-    if not low <= value <= high:
-        raise InvalidInput(f"{name}={value}: give {low} to {high}")
-    return value
-
-
 def idle_timeout() -> timedelta:
     """How long a session may go unused (default 30 minutes, ``PEERWATCH_WEB_IDLE_MINUTES``)."""
-    return timedelta(minutes=_env_int("PEERWATCH_WEB_IDLE_MINUTES", 30, 1, 7 * 24 * 60))
+    return timedelta(minutes=env_int("PEERWATCH_WEB_IDLE_MINUTES", 30, 1, 7 * 24 * 60))
 
 
 def session_lifetime() -> timedelta:
     """A session's absolute lifetime (default 12 hours, ``PEERWATCH_WEB_SESSION_HOURS``)."""
-    return timedelta(hours=_env_int("PEERWATCH_WEB_SESSION_HOURS", 12, 1, 31 * 24))
-
-
-@dataclass(frozen=True)
-class Throttle:
-    """The sign-in throttles in force (defaults; each set by its environment variable)."""
-
-    account_failures: int
-    address_failures: int
-    window: timedelta
-    lock: timedelta
-
-    @classmethod
-    def from_env(cls) -> Throttle:
-        return cls(
-            account_failures=_env_int("PEERWATCH_SIGNIN_ACCOUNT_FAILURES", 5, 1, 1000),
-            address_failures=_env_int("PEERWATCH_SIGNIN_ADDRESS_FAILURES", 20, 1, 100000),
-            window=timedelta(minutes=_env_int("PEERWATCH_SIGNIN_WINDOW_MINUTES", 15, 1, 24 * 60)),
-            lock=timedelta(minutes=_env_int("PEERWATCH_SIGNIN_LOCK_MINUTES", 15, 1, 24 * 60)),
-        )
+    return timedelta(hours=env_int("PEERWATCH_WEB_SESSION_HOURS", 12, 1, 31 * 24))
 
 
 @dataclass(frozen=True)
@@ -156,32 +130,6 @@ class WebSessionInfo:
 
 
 # ---------------------------------------------------------------- hashing
-
-_HASHER = PasswordHasher()  # Argon2id, argon2-cffi's default parameters (RFC 9106 low-memory)
-_DUMMY: list[str] = []
-
-
-def hash_password(password: str) -> str:
-    return _HASHER.hash(normal(password))
-
-
-def _dummy_hash() -> str:
-    """A hash of nothing anyone knows, verified when the account is unknown (same cost)."""
-    if not _DUMMY:
-        _DUMMY.append(_HASHER.hash(secrets.token_urlsafe(24)))
-    return _DUMMY[0]
-
-
-def _verify(stored: str | None, password: str) -> tuple[bool, str | None]:
-    """Whether ``password`` matches ``stored`` (a dummy when None), and a new hash when the
-    stored one was made with parameters other than today's."""
-    try:
-        _HASHER.verify(stored or _dummy_hash(), normal(password))
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False, None
-    if stored is None:
-        return False, None
-    return True, hash_password(password) if _HASHER.check_needs_rehash(stored) else None
 
 
 def _sha256(token: str) -> str:
@@ -234,82 +182,7 @@ def set_password(
 # ---------------------------------------------------------------- throttles
 
 
-def _locked_until(ats: list[datetime], limit: int, throttle: Throttle, now: datetime) -> datetime | None:
-    """The end of the lock ``ats`` (failure times, oldest first) put in force, if still on:
-    ``limit`` failures within the window lock for ``throttle.lock`` from the last of them."""
-    until: datetime | None = None
-    for i in range(limit - 1, len(ats)):
-        if ats[i] - ats[i - limit + 1] < throttle.window and ats[i] + throttle.lock > now:
-            until = max(until or ats[i], ats[i] + throttle.lock)
-    return until
-
-
-def _failures(session: Session, since: datetime, *, email: str | None = None, address: str | None = None,
-              before_id: int | None = None) -> list[datetime]:  # fmt: skip
-    """The password sign-in failures since ``since`` for one email given, or from one address
-    (``before_id``: only attempts reserved before that one)."""
-    q = select(SignInAttempt.at).where(
-        col(SignInAttempt.ok).is_(False), SignInAttempt.via == "password", SignInAttempt.at > since
-    )
-    if before_id is not None:
-        q = q.where(col(SignInAttempt.id) < before_id)
-    if email is not None:
-        last_ok = session.exec(
-            select(func.max(SignInAttempt.at)).where(SignInAttempt.email_given == email, col(SignInAttempt.ok))
-        ).one()
-        q = q.where(SignInAttempt.email_given == email)
-        if last_ok is not None:  # a successful sign-in starts the count again
-            q = q.where(SignInAttempt.at > last_ok)
-    else:
-        q = q.where(SignInAttempt.address == address)
-    return sorted(session.exec(q.order_by(col(SignInAttempt.at).desc()).limit(1000)).all())
-
-
-def _throttled(
-    session: Session, email: str, address: str | None, clock: Clock, before_id: int | None = None
-) -> datetime | None:
-    """When password sign-in for this account (by the email given, whether an account has it or
-    not: a lock tells nothing), or from this address, may be tried again; None if now."""
-    throttle, now = Throttle.from_env(), clock.now()
-    since = now - throttle.window - throttle.lock
-    locks = []
-    if email:
-        locks.append(
-            _locked_until(
-                _failures(session, since, email=email, before_id=before_id), throttle.account_failures, throttle, now
-            )
-        )
-    if address:
-        locks.append(
-            _locked_until(
-                _failures(session, since, address=address, before_id=before_id),
-                throttle.address_failures,
-                throttle,
-                now,
-            )
-        )
-    found = [t for t in locks if t is not None]
-    return max(found) if found else None
-
-
 # ---------------------------------------------------------------- signing in
-
-
-def _minute(moment: datetime) -> str:
-    """``moment`` rounded up to the minute, as a London HH:MM."""
-    up = moment + timedelta(seconds=59, microseconds=999999)
-    return up.astimezone(ZoneInfo(LONDON)).strftime("%H:%M")
-
-
-def _address(address: str | None) -> str | None:
-    if address is None:
-        return None
-    address = "".join(c for c in str(address) if c.isprintable()).strip()[:MAX_ADDRESS]
-    return address or None
-
-
-def _email_given(email: str) -> str:
-    return "".join(c for c in str(email) if c.isprintable()).strip().lower()[:MAX_EMAIL_KEPT]
 
 
 def _user_by_email(session: Session, email: str) -> User | None:
@@ -355,45 +228,38 @@ def start_session(session: Session, user: User, clock: Clock, address: str | Non
     ``signed_in`` as every sign-in is."""
     if user.status != ACTIVE:
         raise PermissionDenied(f"account {user.id} ({user.name}) is {user.status}: it may not sign in")
-    return _start(session, user, clock, _address(address), via, _email_given(user.email or ""))
-
-
-def _one_at_a_time(session: Session, email: str) -> None:
-    """Lock this email's attempts to the transaction's end (PostgreSQL; SQLite writes one at a time)."""
-    if (conn := session.connection()).dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.sha256(f"sign-in:{email}".encode()).digest()[:8], "big", signed=True)
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    return _start(session, user, clock, clean_address(address), via, email_given(user.email or ""))
 
 
 def sign_in(db: Engine, email: str, password: str, address: str | None, clock: Clock) -> SignedIn:
     """Email and password -> a new session, or ``SignInRefused`` (``REFUSED`` whatever was
     wrong; a distinct message when throttled). The slow hash check runs outside any transaction."""
-    given = _email_given(email)
-    address = _address(address)
+    given = email_given(email)
+    address = clean_address(address)
     params: dict[str, Any] = {"email": given, "address": address, "method": "password"}
     # The attempt is reserved (stored as a failure) and the throttles count only those reserved
     # before it, in one transaction, one email at a time (PostgreSQL hands out ids before commit):
     # guesses sent at once each see the ones before them; no more than the limit reach the check.
     with Session(db, expire_on_commit=False) as s:
         begin_write(s)
-        _one_at_a_time(s, given)
+        one_at_a_time(s, given)
         user = _user_by_email(s, str(email or "").strip().lower())
         attempt = SignInAttempt(at=clock.now(), account_id=user.id if user is not None else None, email_given=given,
                                 address=address, via="password", ok=False)  # fmt: skip
         s.add(attempt)
         s.flush()
-        until = _throttled(s, given, address, clock, before_id=attempt.id)
+        until = throttled(s, given, address, clock, before_id=attempt.id)
         if until is not None:  # a refused try is not a failure of its own: the lock is not lengthened
             s.delete(attempt)
         s.commit()
     if until is not None:
-        shown = f"too many failed sign-ins: try again after {_minute(until)}"
+        shown = f"too many failed sign-ins: try again after {minute(until)}"
         raise _refuse(db, user, clock, f"throttled until {until.isoformat()}", params, shown)
     password = password if isinstance(password, str) else ""
     if len(password) > MAX_PASSWORD_TRIED:
         ok, rehash = False, None
     else:
-        ok, rehash = _verify(user.password_hash if user is not None else None, password)
+        ok, rehash = verify(user.password_hash if user is not None else None, password)
     why = (
         "no account with that email" if user is None
         else f"account is {user.status}" if user.status != ACTIVE
@@ -445,8 +311,8 @@ def sign_in_oidc(
     ``SignInRefused`` (``UNKNOWN_IDENTITY``). Mapped by issuer and subject; else, once, by a
     verified email to an active account not linked to another identity (then linked)."""
     issuer, subject = _check_identity(issuer, subject)
-    given = _email_given(email or "")
-    address = _address(address)
+    given = email_given(email or "")
+    address = clean_address(address)
     params: dict[str, Any] = {"issuer": issuer, "subject": subject[:MAX_EMAIL_KEPT], "email": given,
                               "email_verified": bool(email_verified), "address": address, "method": "oidc"}  # fmt: skip
     user: User | None = None

@@ -34,7 +34,7 @@ from states.engine.audit import record_change
 from states.errors import InvalidInput, PermissionDenied
 from states.principal import Principal
 from states.roles import ADMINISTRATOR, SYSTEM
-from states.services.signin import Throttle
+from states.services.signin_checks import Throttle
 
 __all__ = ["BATCH", "DEFAULT_DAYS", "Purged", "purge_sign_ins", "retention_days"]
 
