@@ -73,7 +73,9 @@ def add(
     cal = calendar_for(get_spec("risk").nation_of(session, risk))
     notes: list[str] = []
     if (due_on is None) == (working_days is None):
-        raise InvalidInput("give the milestone's due date (YYYY-MM-DD) or a number of working days from today, not both")
+        raise InvalidInput(
+            "give the milestone's due date (YYYY-MM-DD) or a number of working days from today, not both"
+        )
     if working_days is not None:
         if not 1 <= working_days <= 2000:
             raise InvalidInput(f"working days {working_days}: give 1 to 2000")
