@@ -1,4 +1,4 @@
-"""The JSON API under /api/v1 (web/api.py) through FastAPI's TestClient over the real
+"""The JSON API under /api/v1 (web/api/) through FastAPI's TestClient over the real
 application (create_app on this test's database): a personal access token acts as its owner
 with the owner's grants now; every refusal is a 4xx with one line and nothing changed.
 

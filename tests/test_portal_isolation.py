@@ -186,6 +186,7 @@ def fills(world: World, user: str, place: str) -> dict[str, Callable[[str], str]
     return {
         "item_id": lambda path: "",  # filled with the kind (``urls``)
         "message_id": lambda path: str(k["letter"]),
+        "index": lambda path: "0",
         "contact_id": lambda path: str(k["contact"]),
         "change_id": lambda path: MISSING,  # no contact change waits in this world: the same for every place
         "reviewer_id": lambda path: str(world.reviewer[trust]),
@@ -263,7 +264,8 @@ def test_every_id_route_has_a_fill_value() -> None:
 
 FILL_NAMES = frozenset({"item_id", "message_id", "contact_id", "change_id", "reviewer_id", "user_id", "token_id",
                         "code", "token", "service_id", "visit_id", "report_id", "risk_id", "upload_id", "plan_id",
-                        "action_id", "milestone_id", "assessment_id", "submission_id", "version", "alert_id"})  # fmt: skip
+                        "action_id", "milestone_id", "assessment_id", "submission_id", "version", "alert_id",
+                        "index"})  # fmt: skip
 
 
 # ------------------------------------------------------------------------ asking
@@ -276,6 +278,8 @@ ALL = "*"
 OWN: dict[tuple[str, str], dict[str, frozenset[int]]] = {
     # administrators' pages; a contact change none is waiting for
     ("GET", "/admin/users/{user_id}"): {ALL: frozenset({403})},
+    # the world's letters have no attachment: not found, for one's own as for another's
+    ("GET", "/items/{kind}/{item_id}/letters/{message_id}/attachments/{index}"): {ALL: frozenset({404})},
     ("POST", "/admin/users/{user_id}/{action}"): {ALL: frozenset({403})},
     # contacts and reviewers are the network's pages (states.services.web_manage.require_network_side):
     # a Trust's people are refused whatever the id

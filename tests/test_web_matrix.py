@@ -120,6 +120,8 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/items/{kind}"): Rule(),
     ("GET", "/items/{kind}/{item_id}"): Rule(who=EVERYONE, scoped=True),
     ("GET", "/items/{kind}/{item_id}/letters/{message_id}"): Rule(who=EVERYONE, scoped=True),
+    # the world's letter has no attachment: "not found" to everyone (tests/test_attachments_web.py)
+    ("GET", "/items/{kind}/{item_id}/letters/{message_id}/attachments/{index}"): Rule(missing=True),
     ("GET", "/items/{kind}/{item_id}/act/{trigger}"): Rule(who=LEADS, scoped=True),
     ("POST", "/items/{kind}/{item_id}/act/{trigger}"): Rule(who=LEADS, scoped=True),
     # creating
@@ -163,6 +165,9 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/admin/users/new"): Rule(who=ADMIN),
     ("GET", "/admin/users/{user_id}"): Rule(who=ADMIN),
     ("POST", "/admin/users/{user_id}/{action}"): Rule(who=ADMIN),
+    ("GET", "/account"): Rule(),
+    ("POST", "/account/password"): Rule(),  # an empty form: refused, nothing changed
+    ("POST", "/account/sessions/end-others"): Rule(),
     ("GET", "/account/tokens"): Rule(),
     ("POST", "/account/tokens"): Rule(),
     # someone else's token is "no token N" to all but an administrator (no existence leak)
@@ -412,6 +417,7 @@ def fill(path: str, ids: dict[str, Any], kind: str = "risk") -> str:
         "visit_id": ids["visit_a"],
         "report_id": ids["report_a"],
         "message_id": ids["message_a"],
+        "index": 0,
         "trigger": trigger,
         "contact_id": ids["contact_a"],
         "change_id": 999_999,
@@ -518,7 +524,7 @@ def routes_cache() -> list[tuple[str, str]]:
 
 ID_PARAMS = ("item_id", "message_id", "contact_id", "reviewer_id", "user_id", "token_id", "visit_id", "report_id",
              "change_id", "service_id", "risk_id", "upload_id", "plan_id", "action_id", "milestone_id", "assessment_id",
-             "submission_id", "version", "alert_id")  # fmt: skip
+             "submission_id", "version", "alert_id", "index")  # fmt: skip
 # 0, negative, just past PostgreSQL's INTEGER, the largest 64-bit, past 64 bits, not a number
 ODD_IDS = (
     "0",
