@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import importlib
 import socket
+import warnings
+
+import pytest
 
 from web import server
 
@@ -38,3 +41,35 @@ def test_a_unix_socket_or_none_is_left_alone() -> None:
 def test_the_protocol_named_for_the_workers_is_the_no_delay_one() -> None:
     module, _, name = server.PROTOCOL.partition(":")
     assert getattr(importlib.import_module(module), name) is server.NoDelayH11
+
+
+@pytest.mark.parametrize(("setting", "threads"), [(None, 4), ("2", 2)])
+def test_a_worker_runs_pages_in_the_threads_the_setting_gives(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, setting: str | None, threads: int
+) -> None:
+    """Pages are CPU work under one interpreter lock: anyio's 40 threads fought over it (the
+    web bench: fewer pages a second), so a worker runs PEERWATCH_WEB_THREADS at once (default 4)."""
+    import anyio.to_thread
+
+    from web.app import create_app  # lazy: the application only for these tests
+
+    with warnings.catch_warnings():  # starlette asks for httpx2 on import; httpx 0.28 works the same here
+        warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+        from fastapi.testclient import TestClient
+
+    if setting is None:
+        monkeypatch.delenv("PEERWATCH_WEB_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("PEERWATCH_WEB_THREADS", setting)
+    with TestClient(create_app(db_url)) as client:
+        assert client.get("/healthz").text == "ok"
+        assert client.portal is not None
+        assert client.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens) == threads
+
+
+def test_a_thread_count_that_is_no_number_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from web.deps import Settings  # lazy: the application only for these tests
+
+    monkeypatch.setenv("PEERWATCH_WEB_THREADS", "0")
+    with pytest.raises(ValueError, match="PEERWATCH_WEB_THREADS"):
+        Settings.from_env()

@@ -7,10 +7,13 @@ one line per module, added by whoever writes it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from fastapi.staticfiles import StaticFiles
@@ -54,7 +57,15 @@ def create_app(url: str | None = None, settings: Settings | None = None) -> Fast
     """The application over the database at ``url`` (PEERWATCH_DATABASE_URL when None), brought to
     the newest migration, with ``settings`` (from the environment when None)."""
     settings = settings or Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # the pages' thread pool (anyio's, shared by the worker's event loop): PEERWATCH_WEB_THREADS
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="peerwatch",
         summary="Peer review and quality surveillance of hospital services by clinical networks: "
         "the staff's application and its API",
