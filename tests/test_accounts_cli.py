@@ -24,6 +24,7 @@ from sqlalchemy.pool import NullPool
 
 from cli.context import TRAINING_BANNER
 from states.clock import SystemClock, local_date
+from tests.databases import skip_on_postgres
 from tests.support_os_users import Box, box, make_os_user, remove_os_user
 
 pytestmark = pytest.mark.skipif(
@@ -145,6 +146,9 @@ def test_the_readme_newcomer_path_init_add_grant_fire(shared: Box, users: dict[s
     assert rows(shared, "SELECT count(*) FROM role_grant WHERE role = 'administrator'") == [(1,)]
 
 
+@skip_on_postgres(
+    "who a person is on the machine (OS users, sudo) does not depend on the database: the SQLite pass runs it"
+)
 def test_who_may_do_what_as_os_users(shared: Box, users: dict[str, str]) -> None:
     admin, manager, stranger = users["admin"], users["manager"], users["stranger"]
     ok(shared.run(admin, "init", "--demo"))

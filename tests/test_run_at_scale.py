@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.databases import skip_on_postgres
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "docs" / "run-at-scale.sh"
 
@@ -54,6 +56,7 @@ def test_the_script_protects_the_server_by_default_and_warns_beyond_loopback(tmp
     assert local.returncode == 0 and "127.0.0.1:4200 WITHOUT an API password (loopback only)" in local.stdout
 
 
+@skip_on_postgres("Prefect's own server and its password: no peerwatch database is used")
 def test_a_prefect_server_with_an_auth_string_refuses_calls_without_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -34,7 +34,7 @@ from states.errors import PeerwatchError
 from states.machines.spec import get_spec
 from states.policy import Policy
 from states.roles import ACTOR_ROLES, NETWORK_LEADS, STAFF
-from tests.databases import database_for_test, release
+from tests.databases import ON_POSTGRES, database_for_test, release
 from tests.factories import person
 from tests.factories import reference_data as seed_reference
 
@@ -372,7 +372,9 @@ class RiskMachine(RuleBasedStateMachine):
 
 
 SETTINGS = settings(
-    max_examples=25,
+    # the machine's rules do not depend on the database: the PostgreSQL pass runs fewer sequences
+    # (each on a schema of its own), enough to show they are stored and read back the same
+    max_examples=12 if ON_POSTGRES else 25,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -37,6 +37,7 @@ from models.tables import AuditEvent
 from states.clock import SystemClock, local_date
 from states.errors import InvalidInput, MissingActor, PermissionDenied
 from states.services import installation
+from tests.databases import skip_on_postgres
 from tests.factories import person
 from tests.support_accounts import account
 from tests.support_cli import PEERWATCH
@@ -157,6 +158,9 @@ def one_line(out: str) -> str:
 
 
 @as_root
+@skip_on_postgres(
+    "who a person is on the machine (OS users, sudo) does not depend on the database: the SQLite pass runs it"
+)
 def test_through_sudo_as_the_service_account_each_person_acts_as_themselves(
     served: tuple[Box, Path], users: dict[str, str]
 ) -> None:
@@ -237,6 +241,9 @@ def test_through_sudo_as_the_service_account_each_person_acts_as_themselves(
 
 
 @as_root
+@skip_on_postgres(
+    "who a person is on the machine (OS users, sudo) does not depend on the database: the SQLite pass runs it"
+)
 def test_sudo_uid_counts_only_as_the_service_account_the_database_names(shared: Box, users: dict[str, str]) -> None:
     svc, admin, alice, bob = users["svc"], users["admin"], users["alice"], users["bob"]
 
