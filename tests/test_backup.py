@@ -22,7 +22,6 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import Session, select
 
 from models import AuditEvent, Risk
-from models.accounts import User
 from models.db import dispose_engine, migrate
 from states import engine
 from states.calendar import calendar_for
@@ -366,17 +365,12 @@ def test_a_restore_ends_every_session_the_backup_brought_back(db_url: str, db: E
     accepted again, and one signed out after the backup would come back to life: the restore
     ends them all, and everyone signs in anew."""
     from states.services import signin  # lazy: only this test signs in
-    from tests.support_web import PASSWORD
+    from tests.support_web import sign_in_as
 
-    p = support_accounts.account(db, "Dr Asha Patel", ("network-manager",))
-    with Session(db, expire_on_commit=False) as s:
-        signin.set_password(s, p, SystemClock(), None, PASSWORD)
-        email = s.get(User, p.user_id).email  # type: ignore[union-attr]
-        s.commit()
-    assert email is not None
-    done = signin.sign_in(db, email, PASSWORD, "127.0.0.1", SystemClock())
+    client = sign_in_as(db_url, db, support_accounts.account(db, "Dr Asha Patel", ("network-manager",)))
+    token = client.cookies["peerwatch_session"]
     with Session(db) as s:
-        assert signin.session_principal(s, done.token, SystemClock()) is not None
+        assert signin.session_principal(s, token, SystemClock()) is not None
     saved = tmp_path / "with-a-session.backup"
     backup(db_url, saved)
     if ON_POSTGRES:  # a dump comes back under its own schema's name: the source is gone first
@@ -391,7 +385,7 @@ def test_a_restore_ends_every_session_the_backup_brought_back(db_url: str, db: E
         back = create_engine(new, poolclass=NullPool)
         try:
             with Session(back) as s:
-                assert signin.session_principal(s, done.token, SystemClock()) is None
+                assert signin.session_principal(s, token, SystemClock()) is None
                 reasons = s.execute(text("SELECT ended_reason FROM web_session")).scalars().all()
             assert reasons == ["restored"]
         finally:
