@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import HypothesisDeprecationWarning
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.core.result import Ok
@@ -264,7 +266,14 @@ def fuzz(
             response, additional_checks=[_one_line_errors], excluded_checks=[positive_data_acceptance]
         )
 
-    run()
+    with warnings.catch_warnings():
+        # Hypothesis warns when the global random state moves while a case is drawn. A Prefect test
+        # server that an earlier test started (tests/conftest.py, session-wide) keeps running in a
+        # thread of this process and uses the random module: its moves are not this strategy's.
+        warnings.filterwarnings(
+            "ignore", "Do not use the `random` module inside strategies", HypothesisDeprecationWarning
+        )
+        run()
 
 
 def state_of(db: Engine) -> dict[str, dict[Any, tuple[Any, ...]]]:
