@@ -166,12 +166,7 @@ def disable(
     note: Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")] = None,
 ) -> None:
     """Disable an account: it may no longer act; its tokens are revoked; its history is kept."""
-    run = of(ctx)
-    with Session(run.db(), expire_on_commit=False) as s:
-        who = run.acting(s)
-        user = accounts.disable_user(s, who.principal, who.clock, ref, note)
-        s.commit()
-    run.say({"id": user.id, "status": user.status}, f"account {user.id} ({user.name}) disabled")
+    _change_status(ctx, accounts.disable_user, ref, note, "disabled")
 
 
 @app.command("enable")
@@ -181,12 +176,17 @@ def enable(
     note: Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")] = None,
 ) -> None:
     """Re-enable a disabled account: its grants stand; its old tokens and sessions stay ended."""
+    _change_status(ctx, accounts.enable_user, ref, note, "re-enabled")
+
+
+def _change_status(ctx: typer.Context, change: Any, ref: str, note: str | None, done: str) -> None:
+    """Disable or re-enable ``ref`` through the use case ``change``, as the person running this."""
     run = of(ctx)
     with Session(run.db(), expire_on_commit=False) as s:
         who = run.acting(s)
-        user = accounts.enable_user(s, who.principal, who.clock, ref, note)
+        user = change(s, who.principal, who.clock, ref, note)
         s.commit()
-    run.say({"id": user.id, "status": user.status}, f"account {user.id} ({user.name}) re-enabled")
+    run.say({"id": user.id, "status": user.status}, f"account {user.id} ({user.name}) {done}")
 
 
 @app.command("grant")
